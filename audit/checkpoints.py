@@ -1,0 +1,58 @@
+"""Signing checkpoints (signed tree heads)."""
+from __future__ import annotations
+
+import base64
+from django.db import transaction
+from django.utils import timezone
+
+from audit.ledger import Actor, Subject, integrate, record
+from audit.models import Checkpoint, LedgerHead, SigningKey
+from audit.note import CheckpointBody, key_id, public_bytes, sign_note, verifier_key
+from audit.selectors import tree_root
+from audit.signing import key_name, signing_key
+
+
+def signing_key_register() -> SigningKey:
+    """Publish the current key's verifier key (once), recording its first use in the ledger."""
+    name = key_name()
+    public = public_bytes(signing_key().public_key())
+    vkey = verifier_key(name, public)
+    existing = SigningKey.objects.filter(verifier_key=vkey).first()
+    if existing is not None:
+        return existing
+    key = SigningKey.objects.create(
+        name=name,
+        key_id=key_id(name, public).hex(),
+        public_key=base64.b64encode(public).decode(),
+        verifier_key=vkey,
+    )
+    record(
+        event_type="ledger.signing_key_registered",
+        actor=Actor.system("ledger"),
+        subject=Subject("signing_key", f"{name}+{key.key_id}"),
+        payload={"verifier_key": vkey, "key_id": key.key_id},
+        idempotency_key=f"signing-key:{vkey}",
+    )
+    return key
+
+
+@transaction.atomic
+def checkpoint_create(*, only_if_grown: bool = False) -> Checkpoint | None:
+    """Integrate what is pending, then sign a checkpoint of the whole tree.
+
+    With ``only_if_grown`` (the schedule) nothing is signed when the tree has not
+    grown since the last checkpoint. The head's row lock, taken by integrate(),
+    is held until commit, so checkpoints are made one at a time.
+    """
+    signing_key_register()
+    integrate()
+    head = LedgerHead.objects.select_for_update().get(pk=1)
+    last = Checkpoint.objects.order_by("-id").first()
+    if only_if_grown and (head.tree_size == 0 or (last is not None and last.tree_size == head.tree_size)):
+        return None
+    root = tree_root(head.tree_size)
+    body = CheckpointBody(origin=key_name(), tree_size=head.tree_size, root_hash=root)
+    note = sign_note(body.text(), [(key_name(), signing_key())])
+    return Checkpoint.objects.create(
+        tree_size=head.tree_size, root_hash=root.hex(), note=note, created_at=timezone.now()
+    )

@@ -1,0 +1,327 @@
+"""Writing to the ledger: ``record()`` and the sequencer.
+
+``record()`` is called by services inside their own ``transaction.atomic``
+block. It validates the event, canonicalises the payload and appends one row to
+the intake queue (``PendingEntry``) in the caller's transaction, so the event
+and the change it describes commit or roll back together. Writers never touch
+the chain head, so concurrent writers do not contend.
+
+``integrate()`` is the sequencer: under a row lock on ``LedgerHead`` (one
+sequencer at a time, on any number of machines) it takes committed pending rows
+in id order, gives each the next ``seq``, links ``prev_hash`` and
+``subject_prev``, hashes it, stores the new Merkle nodes and removes the rows
+from the queue, all in one transaction. A crash anywhere leaves either the
+whole batch integrated or none of it. See docs/ledger-format.md.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from audit.canonical import CanonicalizationError, body_bytes, canonical_json, format_timestamp, leaf_hash
+from audit.event_types import registry
+from audit.merkle import CompactRange, Node, node_key, root_nodes
+from audit.models import Entry, LedgerHead, MerkleNode, PendingEntry, SubjectHead
+
+logger = logging.getLogger(__name__)
+
+ACTOR_TYPES = ("user", "service", "system")
+
+
+class LedgerError(ValueError):
+    """An event cannot be recorded as given (the message says why)."""
+
+
+class IdempotencyConflict(LedgerError):
+    """An idempotency key was reused for a different event."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused an event: a user, a service account or a system component."""
+
+    type: str
+    id: str
+
+    @classmethod
+    def user(cls, user: Any) -> Actor:
+        return cls("user", str(user.pk))
+
+    @classmethod
+    def service(cls, name: str) -> Actor:
+        return cls("service", name)
+
+    @classmethod
+    def system(cls, component: str) -> Actor:
+        return cls("system", component)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an event is about, e.g. ``Subject("model_version", "fraud-detector/7")``."""
+
+    type: str
+    id: str
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The outcome of ``record()``. ``seq`` is None until the sequencer integrates it."""
+
+    pending_id: int
+    seq: int | None
+    created: bool
+
+
+@dataclass(frozen=True)
+class Event:
+    event_type: str
+    actor: Actor
+    subject: Subject
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    timestamp: datetime | None = None
+
+
+def _check_text(label: str, value: object, max_length: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise LedgerError(f"{label} must be a non-empty string")
+    if len(value) > max_length:
+        raise LedgerError(f"{label} is longer than {max_length} characters")
+    if any(ord(c) < 0x20 for c in value):
+        raise LedgerError(f"{label} must not contain control characters")
+    return value
+
+
+def _prepare(event: Event) -> PendingEntry:
+    event_type = registry.get(event.event_type)  # UnknownEventType is a LedgerError's sibling
+    if event.actor.type not in ACTOR_TYPES:
+        raise LedgerError(f"actor type must be one of {', '.join(ACTOR_TYPES)}, not {event.actor.type!r}")
+    _check_text("actor id", event.actor.id, 200)
+    _check_text("subject type", event.subject.type, 100)
+    _check_text("subject id", event.subject.id, 300)
+    if event.idempotency_key is not None:
+        _check_text("idempotency key", event.idempotency_key, 200)
+    if not isinstance(event.payload, Mapping):
+        raise LedgerError("payload must be a JSON object")
+    payload = dict(event.payload)
+    event_type.validate(payload)
+    try:
+        payload_json = canonical_json(payload)
+    except CanonicalizationError as exc:
+        raise LedgerError(f"payload is not representable as canonical JSON: {exc}") from None
+    return PendingEntry(
+        timestamp=format_timestamp(event.timestamp or timezone.now()),
+        event_type=event.event_type,
+        actor_type=event.actor.type,
+        actor_id=event.actor.id,
+        subject_type=event.subject.type,
+        subject_id=event.subject.id,
+        payload_json=payload_json,
+        idempotency_key=event.idempotency_key,
+    )
+
+
+def _existing(key: str, pending: PendingEntry) -> Recorded | None:
+    """The event already recorded under ``key``, or None. Refuses a key reused for another event."""
+    found: PendingEntry | Entry | None = PendingEntry.objects.filter(idempotency_key=key).first()
+    if found is None:
+        found = Entry.objects.filter(idempotency_key=key).first()
+    if found is None:
+        return None
+    same = (found.event_type, found.subject_type, found.subject_id, found.payload_json) == (
+        pending.event_type,
+        pending.subject_type,
+        pending.subject_id,
+        pending.payload_json,
+    )
+    if not same:
+        raise IdempotencyConflict(f"idempotency key {key!r} was already used for a different event")
+    if isinstance(found, Entry):
+        return Recorded(pending_id=found.pending_id, seq=found.seq, created=False)
+    return Recorded(pending_id=found.pk, seq=None, created=False)
+
+
+def record(
+    *,
+    event_type: str,
+    actor: Actor,
+    subject: Subject,
+    payload: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    timestamp: datetime | None = None,
+) -> Recorded:
+    """Append one event to the ledger in the current transaction.
+
+    Raises ``UnknownEventType``, ``InvalidPayload`` or ``LedgerError`` (all
+    ``ValueError``) on bad input, before anything is written. A repeated
+    ``idempotency_key`` returns the event already recorded and writes nothing.
+    """
+    event = Event(event_type, actor, subject, payload or {}, idempotency_key, timestamp)
+    return record_many([event])[0]
+
+
+def record_many(events: Sequence[Event]) -> list[Recorded]:
+    """Append several events in one statement (same guarantees as ``record``)."""
+    prepared = [_prepare(e) for e in events]
+    results: list[Recorded | None] = [None] * len(prepared)
+    fresh: list[tuple[int, PendingEntry]] = []
+    seen_keys: dict[str, int] = {}
+    for i, p in enumerate(prepared):
+        key = p.idempotency_key
+        if key is not None:
+            if key in seen_keys:
+                raise LedgerError(f"idempotency key {key!r} appears twice in one batch")
+            seen_keys[key] = i
+            existing = _existing(key, p)
+            if existing is not None:
+                results[i] = existing
+                continue
+        fresh.append((i, p))
+    if fresh:
+        rows = [p for _, p in fresh]
+        try:
+            with transaction.atomic():
+                PendingEntry.objects.bulk_create(rows, batch_size=500)
+        except IntegrityError:
+            # A concurrent writer committed one of our idempotency keys first.
+            for i, p in fresh:
+                results[i] = _record_one_after_race(p)
+        else:
+            for (i, _), row in zip(fresh, rows, strict=True):
+                results[i] = Recorded(pending_id=row.pk, seq=None, created=True)
+        _schedule_integration()
+    return [r for r in results if r is not None]
+
+
+def _record_one_after_race(p: PendingEntry) -> Recorded:
+    if p.idempotency_key is not None:
+        existing = _existing(p.idempotency_key, p)
+        if existing is not None:
+            return existing
+    with transaction.atomic():
+        p.pk = None
+        p.save(force_insert=True)
+    return Recorded(pending_id=p.pk, seq=None, created=True)
+
+
+def _integrate_after_commit() -> None:
+    try:
+        integrate()
+    except Exception:  # the beat schedule retries; the writer's commit already happened
+        logger.exception("ledger integration after commit failed; it will be retried")
+
+
+def _schedule_integration() -> None:
+    if not settings.LEDGER_INTEGRATE_ON_COMMIT:
+        return
+    # One integration per transaction is enough, however many events it recorded.
+    if any(func is _integrate_after_commit for _, func, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(_integrate_after_commit)
+
+
+# --- the sequencer --------------------------------------------------------------------
+
+
+def fetch_nodes(nodes: set[Node] | list[Node]) -> dict[Node, bytes]:
+    keys = [node_key(level, index) for level, index in nodes]
+    rows = MerkleNode.objects.filter(key__in=keys).values_list("key", "hash")
+    return {(k & 63, k >> 6): bytes(h) for k, h in rows}
+
+
+def integrate(*, limit: int | None = None) -> int:
+    """Sequence committed pending entries into the chain and tree. Returns how many."""
+    limit = limit or settings.LEDGER_INTEGRATE_BATCH
+    total = 0
+    while True:
+        done = _integrate_batch(limit)
+        total += done
+        if done < limit:
+            return total
+
+
+@transaction.atomic
+def _integrate_batch(limit: int) -> int:
+    head = LedgerHead.objects.select_for_update().get(pk=1)
+    pending = list(PendingEntry.objects.order_by("id")[:limit])
+    if not pending:
+        return 0
+    keys = [p.idempotency_key for p in pending if p.idempotency_key]
+    # A key may already be integrated if its first writer raced the sequencer; drop the copy.
+    dup_keys = set(Entry.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
+    size = head.tree_size
+    tree = CompactRange.from_nodes(size, fetch_nodes(root_nodes(size)))
+    subject_ids = {p.subject_id for p in pending}
+    heads = {
+        (h.subject_type, h.subject_id): h.last_seq
+        for h in SubjectHead.objects.filter(subject_id__in=subject_ids)
+    }
+    entries: list[Entry] = []
+    nodes: list[MerkleNode] = []
+    touched: dict[tuple[str, str], int] = {}
+    prev = head.last_hash
+    for p in pending:
+        if p.idempotency_key and p.idempotency_key in dup_keys:
+            continue
+        seq = tree.size
+        subject = (p.subject_type, p.subject_id)
+        subject_prev = heads.get(subject)
+        leaf = leaf_hash(
+            body_bytes(
+                seq=seq,
+                timestamp=p.timestamp,
+                event_type=p.event_type,
+                actor_type=p.actor_type,
+                actor_id=p.actor_id,
+                subject_type=p.subject_type,
+                subject_id=p.subject_id,
+                payload_json=p.payload_json,
+                prev_hash=prev,
+                subject_prev=subject_prev,
+            )
+        )
+        nodes.extend(MerkleNode(key=node_key(lv, ix), hash=h) for lv, ix, h in tree.append(leaf))
+        entry_hash = leaf.hex()
+        entries.append(
+            Entry(
+                seq=seq,
+                timestamp=p.timestamp,
+                event_type=p.event_type,
+                actor_type=p.actor_type,
+                actor_id=p.actor_id,
+                subject_type=p.subject_type,
+                subject_id=p.subject_id,
+                payload_json=p.payload_json,
+                prev_hash=prev,
+                subject_prev=subject_prev,
+                entry_hash=entry_hash,
+                pending_id=p.pk,
+                idempotency_key=p.idempotency_key,
+            )
+        )
+        prev = entry_hash
+        heads[subject] = seq
+        touched[subject] = seq
+    Entry.objects.bulk_create(entries, batch_size=500)
+    MerkleNode.objects.bulk_create(nodes, batch_size=1000)
+    if touched:
+        SubjectHead.objects.bulk_create(
+            [SubjectHead(subject_type=t, subject_id=i, last_seq=s) for (t, i), s in touched.items()],
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=["subject_type", "subject_id"],
+            update_fields=["last_seq"],
+        )
+    PendingEntry.objects.filter(pk__in=[p.pk for p in pending])._raw_delete(PendingEntry.objects.db)
+    head.tree_size = tree.size
+    head.last_hash = prev
+    head.save(update_fields=["tree_size", "last_hash", "updated_at"])
+    return len(pending)

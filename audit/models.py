@@ -1,0 +1,178 @@
+"""Ledger storage.
+
+``PendingEntry`` is the intake queue written inside the caller's transaction;
+the sequencer moves committed pending rows into ``Entry`` (assigning ``seq``,
+``prev_hash`` and ``subject_prev``) and stores the new Merkle nodes. ``Entry``,
+``MerkleNode``, ``Checkpoint`` and ``SigningKey`` are append-only: database
+triggers (see ``audit.triggers``) refuse UPDATE, DELETE and TRUNCATE.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import models
+
+from audit.canonical import body_bytes
+
+
+class PendingEntry(models.Model):
+    """An event recorded by a committed (or committing) transaction, not yet sequenced."""
+
+    id = models.BigAutoField(primary_key=True)
+    timestamp = models.CharField(max_length=27)
+    event_type = models.CharField(max_length=100)
+    actor_type = models.CharField(max_length=20)
+    actor_id = models.CharField(max_length=200)
+    subject_type = models.CharField(max_length=100)
+    subject_id = models.CharField(max_length=300)
+    payload_json = models.TextField()
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+
+    class Meta:
+        verbose_name = "pending ledger entry"
+        verbose_name_plural = "pending ledger entries"
+
+    def __str__(self) -> str:
+        return f"pending #{self.pk} {self.event_type}"
+
+
+class Entry(models.Model):
+    """One sequenced, hash-chained ledger entry. Its body is exactly what is hashed."""
+
+    seq = models.BigIntegerField(primary_key=True)
+    timestamp = models.CharField(max_length=27, db_index=True)
+    event_type = models.CharField(max_length=100, db_index=True)
+    actor_type = models.CharField(max_length=20)
+    actor_id = models.CharField(max_length=200)
+    subject_type = models.CharField(max_length=100)
+    subject_id = models.CharField(max_length=300)
+    payload_json = models.TextField()
+    prev_hash = models.CharField(max_length=64)
+    subject_prev = models.BigIntegerField(null=True, blank=True)
+    entry_hash = models.CharField(max_length=64, unique=True)
+    # Not part of the hashed body: where the entry came from, for idempotency.
+    pending_id = models.BigIntegerField(unique=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+
+    class Meta:
+        verbose_name = "ledger entry"
+        verbose_name_plural = "ledger entries"
+        ordering = ["seq"]
+        indexes = [
+            models.Index(fields=["subject_type", "subject_id", "seq"], name="audit_entry_subject"),
+            models.Index(fields=["actor_type", "actor_id", "seq"], name="audit_entry_actor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.event_type} {self.subject_type}:{self.subject_id}"
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.payload_json)
+        return value
+
+    @property
+    def actor(self) -> dict[str, str]:
+        return {"type": self.actor_type, "id": self.actor_id}
+
+    @property
+    def subject(self) -> dict[str, str]:
+        return {"type": self.subject_type, "id": self.subject_id}
+
+    def canonical_body(self) -> bytes:
+        return body_bytes(
+            seq=self.seq,
+            timestamp=self.timestamp,
+            event_type=self.event_type,
+            actor_type=self.actor_type,
+            actor_id=self.actor_id,
+            subject_type=self.subject_type,
+            subject_id=self.subject_id,
+            payload_json=self.payload_json,
+            prev_hash=self.prev_hash,
+            subject_prev=self.subject_prev,
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The entry body as a JSON object (exactly the hashed fields)."""
+        value: dict[str, Any] = json.loads(self.canonical_body())
+        return value
+
+
+class MerkleNode(models.Model):
+    """A perfect subtree hash; ``key`` packs (index, level) as ``index << 6 | level``."""
+
+    key = models.BigIntegerField(primary_key=True)
+    hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        verbose_name = "Merkle tree node"
+
+    def __str__(self) -> str:
+        return f"node level={self.key & 63} index={self.key >> 6}"
+
+
+class LedgerHead(models.Model):
+    """The sequencer's cursor (a single row). Derived state; verification never trusts it.
+
+    Its row lock is what serialises sequencers: exactly one integrates at a time.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    tree_size = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"ledger head size={self.tree_size}"
+
+
+class SubjectHead(models.Model):
+    """Latest ``seq`` per subject, so the sequencer links ``subject_prev`` in O(1). Derived state."""
+
+    subject_type = models.CharField(max_length=100)
+    subject_id = models.CharField(max_length=300)
+    last_seq = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subject_type", "subject_id"], name="audit_subjecthead_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_type}:{self.subject_id} -> {self.last_seq}"
+
+
+class SigningKey(models.Model):
+    """A checkpoint signing key's public half, published as a signed-note verifier key."""
+
+    name = models.CharField(max_length=200)
+    key_id = models.CharField(max_length=8)  # hex of the 4-byte signed-note key ID
+    public_key = models.CharField(max_length=64)  # base64 of the 32-byte Ed25519 key
+    verifier_key = models.CharField(max_length=400, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "key_id"], name="audit_signingkey_name_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.verifier_key
+
+
+class Checkpoint(models.Model):
+    """A signed tree head in the C2SP tlog-checkpoint format, wrapped in a signed note."""
+
+    id = models.BigAutoField(primary_key=True)
+    tree_size = models.BigIntegerField(db_index=True)
+    root_hash = models.CharField(max_length=64)
+    note = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint size={self.tree_size}"

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""One entry point for a fresh machine with Python 3.11 and nothing else.
+
+    python3.11 dev.py demo   # set up, load demo data, serve the console on http://127.0.0.1:8000
+    python3.11 dev.py test   # set up, run the whole test suite (extra args go to pytest)
+
+It creates .venv beside this file and installs the project with its dev extras
+whenever pyproject.toml changed since the last install.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".installed-pyproject-sha256"
+
+
+def run(*cmd: str | Path, env: dict[str, str] | None = None) -> int:
+    return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+
+
+def ensure_venv() -> None:
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"dev.py needs Python 3.11 (this is {sys.version.split()[0]}): run it as python3.11 dev.py ...")
+    if not PY.exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    print("installing dependencies into .venv (first run takes a few minutes) ...", flush=True)
+    if run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip") != 0:
+        sys.exit("pip upgrade failed")
+    if run(PY, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]") != 0:
+        sys.exit("installing the project failed")
+    STAMP.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test", "setup"}:
+        print(__doc__)
+        return 2
+    ensure_venv()
+    command, rest = argv[0], argv[1:]
+    env = dict(os.environ)
+    if command == "setup":
+        return 0
+    if command == "test":
+        code = run(PY, "-m", "pytest", *rest, env=env)
+        # pytest exits 5 when a selection collected no tests; that is not a failure of the suite.
+        return 0 if code == 5 else code
+    if run(PY, "manage.py", "migrate", "--noinput", env=env) != 0:
+        return 1
+    if run(PY, "manage.py", "seed_demo", env=env) != 0:
+        return 1
+    return run(PY, "manage.py", "runserver", "127.0.0.1:8000", *rest, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,11 @@
+"""Role names (Django groups). Created by migration governance/0001_roles."""
+from __future__ import annotations
+
+INFOSEC = "infosec"
+AUDITOR = "auditor"
+MODEL_OWNER = "model-owner"
+APPROVER = "approver"
+DATA_STEWARD = "data-steward"
+BREAK_GLASS = "break-glass"
+
+ROLES = (INFOSEC, AUDITOR, MODEL_OWNER, APPROVER, DATA_STEWARD, BREAK_GLASS)

@@ -1,0 +1,193 @@
+"""Project settings, all read from the environment through governance.env.
+
+With no configuration at all the project runs on SQLite under var/, runs Celery
+tasks eagerly in-process and signs checkpoints with a generated dev key. With
+DEBUG off it refuses to start on a dev secret or a dev signing key.
+"""
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from governance.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", True)
+TESTING = "pytest" in sys.modules or env_bool("TESTING", False)
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY = env_str("SECRET_KEY") or DEV_SECRET_KEY
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "guardian",
+    "audit",
+    "access",
+    "governance",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "governance.urls"
+WSGI_APPLICATION = "governance.wsgi.application"
+ASGI_APPLICATION = "governance.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'governance.sqlite3'}"
+try:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0))
+except (ValueError, KeyError) as exc:  # dj-database-url raises these on unknown schemes
+    raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take the write lock up front, so two writers queue
+    # on the busy timeout instead of failing with "database is locked" on upgrade.
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    _db.setdefault("TEST", {})["NAME"] = env_str("TEST_DATABASE_NAME") or "test_governance"
+else:
+    raise ImproperlyConfigured(f"DATABASE_URL engine {_db['ENGINE']} is not supported (SQLite or PostgreSQL)")
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # guardian: no anonymous user object
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LOGIN_URL = "/admin/login/"
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# --- Celery -------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or None
+# No broker configured: run tasks eagerly in-process (the embedded default).
+CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 90, minimum=1)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Ledger -------------------------------------------------------------------
+LEDGER_ORIGIN = env_str("LEDGER_ORIGIN") or "ledger.example.internal/governance"
+DEV_SIGNING_KEY_PATH = VAR_DIR / "dev-ledger-signing-key.pem"
+_signing_key = env_str("LEDGER_SIGNING_KEY")
+LEDGER_SIGNING_KEY = Path(_signing_key) if _signing_key else DEV_SIGNING_KEY_PATH
+LEDGER_SIGNING_KEY_IS_DEV = _signing_key is None or LEDGER_SIGNING_KEY.resolve() == DEV_SIGNING_KEY_PATH.resolve()
+# Verifier keys (signed-note format) of earlier signing keys whose checkpoints
+# verify_ledger must still accept. Trust comes from here, never from the database.
+LEDGER_TRUSTED_KEYS = env_list("LEDGER_TRUSTED_KEYS", [])
+_trusted_file = env_str("LEDGER_TRUSTED_KEYS_FILE")
+if _trusted_file:
+    LEDGER_TRUSTED_KEYS += [ln.strip() for ln in Path(_trusted_file).read_text().splitlines() if ln.strip()]
+# Seconds between signed checkpoints (only made when the tree has grown).
+LEDGER_CHECKPOINT_INTERVAL = env_float("LEDGER_CHECKPOINT_INTERVAL", 10.0, minimum=0.5)
+# Seconds between sequencer runs that integrate pending entries into the tree.
+LEDGER_INTEGRATE_INTERVAL = env_float("LEDGER_INTEGRATE_INTERVAL", 1.0, minimum=0.1)
+LEDGER_INTEGRATE_BATCH = env_int("LEDGER_INTEGRATE_BATCH", 5000, minimum=1)
+# Integrate right after each committing transaction. The default with eager Celery,
+# so the embedded setup needs no beat; with a broker the beat schedule does it.
+LEDGER_INTEGRATE_ON_COMMIT = env_bool("LEDGER_INTEGRATE_ON_COMMIT", CELERY_TASK_ALWAYS_EAGER)
+
+CELERY_BEAT_SCHEDULE = {
+    "ledger-integrate": {
+        "task": "audit.tasks.integrate_pending",
+        "schedule": timedelta(seconds=LEDGER_INTEGRATE_INTERVAL),
+        "options": {"expires": LEDGER_INTEGRATE_INTERVAL * 5},
+    },
+    "ledger-checkpoint": {
+        "task": "audit.tasks.make_checkpoint",
+        "schedule": timedelta(seconds=LEDGER_CHECKPOINT_INTERVAL),
+        "options": {"expires": LEDGER_CHECKPOINT_INTERVAL * 3},
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Production guard rails -----------------------------------------------------
+if not DEBUG:
+    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a random value of at least 32 characters")
+    if LEDGER_SIGNING_KEY_IS_DEV:
+        raise ImproperlyConfigured(
+            "DEBUG is off: set LEDGER_SIGNING_KEY to the path of a real Ed25519 private key (not the dev key)"
+        )

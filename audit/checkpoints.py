@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+
 from django.db import transaction
 from django.utils import timezone
 

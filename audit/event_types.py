@@ -63,7 +63,7 @@ class EventType:
                 continue
             allowed = _JSON_TYPES[spec.kind]
             # bool is an int in Python; JSON keeps them apart.
-            if isinstance(value, bool) and spec.kind in ("int", "number") or not isinstance(value, allowed):
+            if (isinstance(value, bool) and spec.kind in ("int", "number")) or not isinstance(value, allowed):
                 problems.append(f"'{key}' must be of type {spec.kind}")
         if not self.open_payload:
             extra = sorted(set(payload) - set(self.fields))

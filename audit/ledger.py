@@ -223,7 +223,7 @@ def _schedule_integration() -> None:
     if not settings.LEDGER_INTEGRATE_ON_COMMIT:
         return
     # One integration per transaction is enough, however many events it recorded.
-    if any(func is _integrate_after_commit for _, func, _ in connection.run_on_commit):
+    if any(item[1] is _integrate_after_commit for item in connection.run_on_commit):
         return
     transaction.on_commit(_integrate_after_commit)
 

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audit.merkle import EMPTY_ROOT, ProofError, consistency_ranges, fold, inclusion_ranges, resolve, root_nodes
+from audit.merkle import (
+    EMPTY_ROOT,
+    ProofError,
+    consistency_ranges,
+    fold,
+    inclusion_ranges,
+    resolve,
+    root_nodes,
+)
 from audit.models import Checkpoint, Entry, LedgerHead
 
 

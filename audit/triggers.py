@@ -80,7 +80,7 @@ def _sqlite_sql() -> list[str]:
 
 def _sqlite_trigger_names() -> list[str]:
     names = [f"{t}_no_{op}" for t in APPEND_ONLY_TABLES for op in ("update", "delete")]
-    return names + [f"{PENDING_TABLE}_no_update", f"{PENDING_TABLE}_no_delete"]
+    return [*names, f"{PENDING_TABLE}_no_update", f"{PENDING_TABLE}_no_delete"]
 
 
 def install(connection: BaseDatabaseWrapper = default_connection) -> None:

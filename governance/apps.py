@@ -1,8 +1,17 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class GovernanceConfig(AppConfig):
+    default = True
     name = "governance"
     verbose_name = "Promotion governance"
+
+
+class GovernanceAdminConfig(admin_apps.AdminConfig):
+    """The admin with a site that admits users by role (see governance.admin_site)."""
+
+    default = False
+    default_site = "governance.admin_site.GovernanceAdminSite"

@@ -1,4 +1,4 @@
-"""Role names (Django groups). Created by migration governance/0001_roles."""
+"""Role names (Django groups). Created by migration access/0001_roles."""
 from __future__ import annotations
 
 INFOSEC = "infosec"

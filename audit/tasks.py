@@ -1,0 +1,34 @@
+"""Celery tasks of the ledger. Both are idempotent: running one twice does no harm."""
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+from audit import checkpoints, ledger
+
+
+@shared_task(
+    name="audit.tasks.integrate_pending",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=30,
+    time_limit=45,
+)
+def integrate_pending() -> int:
+    """Sequence whatever committed events are waiting in the intake queue."""
+    return ledger.integrate()
+
+
+@shared_task(
+    name="audit.tasks.make_checkpoint",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=30,
+    time_limit=45,
+)
+def make_checkpoint() -> int | None:
+    """Sign a checkpoint if the tree grew since the last one. Returns its tree size."""
+    checkpoint = checkpoints.checkpoint_create(only_if_grown=True)
+    return None if checkpoint is None else checkpoint.tree_size

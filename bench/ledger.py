@@ -1,0 +1,971 @@
+#!/usr/bin/env python
+"""Benchmarks of the audit ledger against same-run baselines.
+
+    DATABASE_URL=postgres://root@127.0.0.1:5432/bench_ledger .venv/bin/python bench/ledger.py [--quick]
+
+The database named in DATABASE_URL is DROPPED and re-created at start (its name
+must contain "bench", or pass --force). Every figure is printed as a ratio
+against a baseline measured in the same run, with its target and PASS/FAIL.
+See bench/README.md for what each figure measures.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.bench_settings"
+# Writers only append to the intake queue, as in production where the sequencer runs separately.
+os.environ["LEDGER_INTEGRATE_ON_COMMIT"] = "0"
+
+perf = time.perf_counter
+
+
+# --------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Figure:
+    key: str
+    title: str
+    measured: str
+    baseline: str
+    ratio: float | None
+    ratio_label: str
+    target: str
+    passed: bool | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RESULTS: list[Figure] = []
+INFO: dict[str, Any] = {}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def add(fig: Figure) -> None:
+    RESULTS.append(fig)
+    verdict = "n/a" if fig.passed is None else ("PASS" if fig.passed else "FAIL")
+    ratio = "" if fig.ratio is None else f"ratio {fig.ratio:.3f}x ({fig.ratio_label}); "
+    log(f"==> {fig.key} {fig.title}: {fig.measured} vs {fig.baseline}; {ratio}target {fig.target}: {verdict}")
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    rank = max(1, math.ceil(p / 100 * len(s)))
+    return s[rank - 1]
+
+
+# --------------------------------------------------------------------------------------
+# database set-up (before Django)
+
+
+def conninfo_from_url(url: str) -> tuple[str, dict[str, Any]]:
+    import dj_database_url
+
+    cfg = dj_database_url.parse(url)
+    if cfg["ENGINE"] != "django.db.backends.postgresql":
+        sys.exit("bench/ledger.py needs DATABASE_URL pointing at PostgreSQL")
+    info = {
+        "host": cfg.get("HOST") or None,
+        "port": cfg.get("PORT") or None,
+        "user": cfg.get("USER") or None,
+        "password": cfg.get("PASSWORD") or None,
+    }
+    return cfg["NAME"], info
+
+
+def recreate_database(name: str, info: dict[str, Any]) -> None:
+    import psycopg
+    from psycopg import sql
+
+    last_error: Exception | None = None
+    for maintenance in ("postgres", "test", "template1"):
+        try:
+            admin = psycopg.connect(dbname=maintenance, autocommit=True, **info)
+        except psycopg.OperationalError as exc:
+            last_error = exc
+            continue
+        with admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return
+    sys.exit(f"cannot connect to a maintenance database to (re)create {name}: {last_error}")
+
+
+def raw_connection() -> Any:
+    """A plain psycopg connection (no Django) to the bench database, for the baselines."""
+    import psycopg
+
+    return psycopg.connect(dbname=DB_NAME, **DB_INFO)
+
+
+DB_NAME = ""
+DB_INFO: dict[str, Any] = {}
+
+
+# --------------------------------------------------------------------------------------
+# workload
+
+
+TEXT = "Promotion reviewed: offline metrics within the agreed tolerance, bias report attached."
+
+
+def make_event(i: int, writer: int = 0) -> Any:
+    from audit.ledger import Actor, Event, Subject
+
+    return Event(
+        event_type="ledger.note_added",
+        actor=Actor("user", str(1000 + writer)),
+        subject=Subject("model_version", f"fraud-detector/{i % 5000}"),
+        payload={"text": TEXT, "reference": f"GOV-{i}"},
+    )
+
+
+def plain_row(i: int, writer: int = 0) -> tuple[Any, ...]:
+    """The same column values ``record()`` writes to the intake queue for ``make_event(i)``."""
+    from django.utils import timezone
+
+    from audit.canonical import canonical_json, format_timestamp
+
+    e = make_event(i, writer)
+    return (
+        format_timestamp(timezone.now()),
+        e.event_type,
+        e.actor.type,
+        e.actor.id,
+        e.subject.type,
+        e.subject.id,
+        canonical_json(dict(e.payload)),
+        None,
+    )
+
+
+COLUMNS = "timestamp, event_type, actor_type, actor_id, subject_type, subject_id, payload_json, idempotency_key"
+PLAIN_INSERT = f"INSERT INTO bench_plain ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+def create_plain_table() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        # Same columns, identity and indexes as the intake queue; LIKE never copies triggers.
+        cur.execute("DROP TABLE IF EXISTS bench_plain")
+        cur.execute("CREATE TABLE bench_plain (LIKE audit_pendingentry INCLUDING ALL)")
+        cur.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'bench_plain'::regclass AND NOT tgisinternal"
+        )
+        assert cur.fetchone()[0] == 0
+
+
+def record_one(i: int, writer: int = 0) -> int:
+    from django.db import transaction
+
+    from audit import ledger
+
+    e = make_event(i, writer)
+    with transaction.atomic():
+        r = ledger.record(event_type=e.event_type, actor=e.actor, subject=e.subject, payload=e.payload)
+    return r.pending_id
+
+
+def auditlog_one(i: int, writer: int, instance: Any) -> int:
+    from auditlog.models import LogEntry
+    from django.db import transaction
+
+    with transaction.atomic():
+        entry = LogEntry.objects.log_create(
+            instance,
+            force_log=True,
+            action=LogEntry.Action.CREATE,
+            changes={"text": [None, TEXT], "reference": [None, f"GOV-{i}"]},
+            actor=None,
+        )
+    return entry.pk
+
+
+# --------------------------------------------------------------------------------------
+# 1. single writer
+
+
+def fig1_single_writer(args: argparse.Namespace) -> None:
+    from django.db import connection, transaction
+
+    log("1. single writer, one entry per transaction")
+    rounds, per_round = (3, 150) if args.quick else (6, 400)
+    raw = raw_connection()
+    counter = [10_000_000]
+
+    def ledger_round(n: int) -> float:
+        start = perf()
+        for _ in range(n):
+            counter[0] += 1
+            record_one(counter[0])
+        return n / (perf() - start)
+
+    def plain_round(n: int) -> float:
+        rows = [plain_row(counter[0] + k) for k in range(n)]  # prepared outside the timed loop
+        counter[0] += n
+        start = perf()
+        with raw.cursor() as cur:
+            for row in rows:
+                cur.execute(PLAIN_INSERT, row)
+                raw.commit()
+        return n / (perf() - start)
+
+    def django_sql_round(n: int) -> float:
+        rows = [plain_row(counter[0] + k) for k in range(n)]
+        counter[0] += n
+        start = perf()
+        for row in rows:
+            with transaction.atomic(), connection.cursor() as cur:
+                cur.execute(PLAIN_INSERT, row)
+        return n / (perf() - start)
+
+    # warm-up
+    ledger_round(50)
+    plain_round(50)
+    django_sql_round(50)
+    led, base, dj = [], [], []
+    for _ in range(rounds):  # interleaved, so drift in fsync latency hits both sides alike
+        led.append(ledger_round(per_round))
+        base.append(plain_round(per_round))
+        dj.append(django_sql_round(per_round))
+    raw.close()
+    led_m, base_m, dj_m = statistics.median(led), statistics.median(base), statistics.median(dj)
+    ratio = led_m / base_m
+    add(Figure(
+        "1", "single writer, 1 entry/tx",
+        f"{led_m:,.0f} tx/s", f"{base_m:,.0f} tx/s (psycopg INSERT+COMMIT)",
+        ratio, "ledger / plain", ">= 0.8x", ratio >= 0.8,
+        {"ledger_tx_s": led, "plain_tx_s": base, "django_raw_sql_tx_s": dj,
+         "ledger_ms": 1000 / led_m, "plain_ms": 1000 / base_m, "django_raw_sql_ms": 1000 / dj_m},
+    ))
+    log(f"    per tx: ledger {1000 / led_m:.3f} ms, plain psycopg {1000 / base_m:.3f} ms, "
+        f"same INSERT through Django atomic()+cursor {1000 / dj_m:.3f} ms")
+
+
+# --------------------------------------------------------------------------------------
+# 2. concurrent writers
+
+
+def _auditlog_instance() -> Any:
+    from django.contrib.auth.models import Group
+
+    group, _ = Group.objects.get_or_create(name="bench-audited-object")
+    return group
+
+
+def _writer_loop(kind: str, writer: int, barrier: Any, start_at: Any, duration: float) -> tuple[int, list[int], float]:
+    """One writer: warm up, wait for the others, then commit one entry per transaction until the deadline."""
+    from django.db import connection
+
+    try:
+        instance = _auditlog_instance() if kind == "auditlog" else None
+        base = (writer + 1) * 100_000_000
+        do = (lambda i: auditlog_one(i, writer, instance)) if kind == "auditlog" else (lambda i: record_one(i, writer))
+        for k in range(20):
+            do(base - 1 - k)
+        barrier.wait()
+        t0 = start_at.value if hasattr(start_at, "value") else start_at[0]
+        deadline = t0 + duration
+        ids: list[int] = []
+        i = base
+        while perf() < deadline:
+            ids.append(do(i))
+            i += 1
+        return len(ids), ids if kind == "ledger" else [], perf()
+    finally:
+        connection.close()
+
+
+def _run_threads(kind: str, writers: int, duration: float) -> tuple[float, list[int]]:
+    start_at = [0.0]
+    results: list[tuple[int, list[int], float] | BaseException] = []
+    lock = threading.Lock()
+
+    def action() -> None:
+        start_at[0] = perf()
+
+    barrier = threading.Barrier(writers, action=action)
+
+    def target(w: int) -> None:
+        try:
+            out: Any = _writer_loop(kind, w, barrier, start_at, duration)
+        except BaseException as exc:  # noqa: BLE001
+            out = exc
+            barrier.abort()
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=target, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    total = sum(r[0] for r in results)  # type: ignore[index]
+    end = max(r[2] for r in results)  # type: ignore[index]
+    ids = [i for r in results for i in r[1]]  # type: ignore[index]
+    return total / (end - start_at[0]), ids
+
+
+def _proc_target(kind: str, w: int, barrier: Any, start_at: Any, duration: float, queue: Any) -> None:
+    try:
+        queue.put(_writer_loop(kind, w, barrier, start_at, duration))
+    except BaseException as exc:  # noqa: BLE001
+        barrier.abort()
+        queue.put(repr(exc))
+
+
+def _run_processes(kind: str, writers: int, duration: float) -> tuple[float, list[int]]:
+    from django.db import connections
+
+    ctx = multiprocessing.get_context("fork")
+    start_at = ctx.Value("d", 0.0)
+
+    def action() -> None:
+        start_at.value = perf()  # perf_counter is CLOCK_MONOTONIC: shared by processes on Linux
+
+    barrier = ctx.Barrier(writers, action=action)
+    queue = ctx.Queue()
+    connections.close_all()  # never share a connection with a forked child
+    procs = [ctx.Process(target=_proc_target, args=(kind, w, barrier, start_at, duration, queue))
+             for w in range(writers)]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    errors = [r for r in results if isinstance(r, str)]
+    if errors:
+        raise RuntimeError(f"a writer process failed: {errors[0]}")
+    total = sum(r[0] for r in results)
+    end = max(r[2] for r in results)
+    ids = [i for r in results for i in r[1]]
+    return total / (end - start_at.value), ids
+
+
+def check_chain(label: str) -> dict[str, Any]:
+    """Zero forks or gaps: seq is exactly 0..n-1, every prev_hash links, the head agrees, verify_ledger ok."""
+    from django.db import connection
+
+    from audit.models import LedgerHead
+    from audit.verification import verify_ledger
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*), min(seq), max(seq), count(DISTINCT seq) FROM audit_entry")
+        n, lo, hi, distinct = cur.fetchone()
+        cur.execute(
+            "SELECT count(*) FROM (SELECT seq, prev_hash, lag(entry_hash) OVER (ORDER BY seq) AS want "
+            "FROM audit_entry) t WHERE (seq = 0 AND prev_hash <> %s) OR (seq > 0 AND prev_hash IS DISTINCT FROM want)",
+            ["0" * 64],
+        )
+        broken = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM audit_pendingentry")
+        pending = cur.fetchone()[0]
+        cur.execute("SELECT entry_hash FROM audit_entry ORDER BY seq DESC LIMIT 1")
+        row = cur.fetchone()
+        last_hash = row[0] if row else "0" * 64
+    head = LedgerHead.objects.get(pk=1)
+    gaps_ok = n == 0 or (lo == 0 and hi == n - 1 and distinct == n)
+    head_ok = head.tree_size == n and head.last_hash == last_hash
+    t0 = perf()
+    result = verify_ledger()
+    seconds = perf() - t0
+    ok = gaps_ok and broken == 0 and head_ok and result.ok and pending == 0
+    out = {"entries": n, "seq_contiguous": gaps_ok, "broken_links": broken, "pending_left": pending,
+           "head_ok": head_ok, "verify_ok": result.ok, "verify_detail": result.detail,
+           "verify_seconds": seconds, "checkpoints": result.checkpoints, "ok": ok}
+    log(f"    chain check ({label}): {n:,} entries, seq 0..n-1 {'yes' if gaps_ok else 'NO'}, "
+        f"broken links {broken}, pending left {pending}, head {'ok' if head_ok else 'WRONG'}, "
+        f"verify_ledger {'ok' if result.ok else 'FAILED: ' + str(result.detail)} ({seconds:.1f}s, "
+        f"{result.checkpoints} checkpoints) -> {'OK' if ok else 'FAILED'}")
+    return out
+
+
+def fig2_concurrent(args: argparse.Namespace) -> None:
+    from audit import ledger
+    from audit.models import Entry
+
+    writers = 8
+    duration = 3.0 if args.quick else 8.0
+    reps = 1 if args.quick else 2
+    log(f"2. {writers} concurrent writers, 1 entry/tx, {duration:.0f}s per run, {reps} rep(s), threads and processes")
+    before = Entry.objects.count()
+    rates: dict[str, list[float]] = {}
+    ids: list[int] = []
+    for _ in range(reps):
+        for mode, runner in (("threads", _run_threads), ("processes", _run_processes)):
+            for kind in ("ledger", "auditlog"):
+                rate, got = runner(kind, writers, duration)
+                ids += got
+                rates.setdefault(f"{kind}/{mode}", []).append(rate)
+                log(f"    {kind:8s} {mode:9s}: {rate:,.0f} entries/s")
+    t0 = perf()
+    integrated = ledger.integrate()
+    seconds = perf() - t0
+    log(f"    integrated {integrated:,} pending entries in {seconds:.2f}s")
+    # Every entry the writers were told was recorded is in the chain exactly once.
+    found = Entry.objects.filter(pending_id__in=ids).count() if len(ids) < 200_000 else None
+    chain = check_chain("after concurrent writers")
+    lost_ok = found is None or found == len(ids)
+    log(f"    writers recorded {len(ids):,} ledger entries; {found:,} of them are in the chain "
+        f"(entries before: {before:,})")
+    for mode in ("threads", "processes"):
+        led = statistics.mean(rates[f"ledger/{mode}"])
+        aud = statistics.mean(rates[f"auditlog/{mode}"])
+        ratio = led / aud
+        add(Figure(
+            f"2{mode[0]}", f"8 writers ({mode}), 1 entry/tx",
+            f"{led:,.0f} entries/s", f"{aud:,.0f} entries/s (django-auditlog LogEntry)",
+            ratio, "ledger / auditlog", ">= 1.0x, no forks/gaps",
+            ratio >= 1.0 and chain["ok"] and lost_ok,
+            {"rates": rates[f"ledger/{mode}"], "auditlog_rates": rates[f"auditlog/{mode}"],
+             "chain": chain, "recorded": len(ids), "found_in_chain": found},
+        ))
+
+
+# --------------------------------------------------------------------------------------
+# 3. batch append
+
+
+def fig3_batch(args: argparse.Namespace) -> None:
+    from django.db import transaction
+
+    from audit import ledger
+
+    log("3. batch append of 1,000 entries in one call")
+    reps = 5 if args.quick else 15
+    raw = raw_connection()
+    base_i = [20_000_000]
+
+    def ledger_batch() -> float:
+        events = [make_event(base_i[0] + k) for k in range(1000)]
+        base_i[0] += 1000
+        t0 = perf()
+        with transaction.atomic():
+            ledger.record_many(events)
+        return perf() - t0
+
+    def plain_batch() -> float:
+        rows = [plain_row(base_i[0] + k) for k in range(1000)]
+        base_i[0] += 1000
+        t0 = perf()
+        with raw.transaction(), raw.cursor() as cur:
+            cur.executemany(PLAIN_INSERT, rows)
+        return perf() - t0
+
+    for _ in range(2):
+        ledger_batch()
+        plain_batch()
+    led, base = [], []
+    for _ in range(reps):
+        led.append(ledger_batch())
+        base.append(plain_batch())
+    raw.close()
+    led_m, base_m = statistics.median(led), statistics.median(base)
+    ratio = base_m / led_m
+    add(Figure(
+        "3", "record_many(1,000) in one tx",
+        f"{led_m * 1000:.1f} ms ({1000 / led_m:,.0f} entries/s)",
+        f"{base_m * 1000:.1f} ms (psycopg executemany)",
+        ratio, "plain time / ledger time", ">= 0.5x", ratio >= 0.5,
+        {"ledger_s": led, "plain_s": base},
+    ))
+
+
+# --------------------------------------------------------------------------------------
+# ledger growth
+
+
+def grow_with_record_many(target: int) -> dict[str, float]:
+    """Grow the ledger to ``target`` entries through the real path: record_many + integrate."""
+    from django.db import transaction
+
+    from audit import ledger
+    from audit.models import Entry, PendingEntry
+
+    have = Entry.objects.count() + PendingEntry.objects.count()
+    need = max(0, target - have)
+    t0 = perf()
+    i = 30_000_000
+    while need > 0:
+        n = min(1000, need)
+        events = [make_event(i + k) for k in range(n)]
+        i += n
+        with transaction.atomic():
+            ledger.record_many(events)
+        need -= n
+    t_record = perf() - t0
+    recorded = max(0, target - have)
+    pending = PendingEntry.objects.count()
+    t0 = perf()
+    integrated = ledger.integrate()
+    t_integrate = perf() - t0
+    out = {"recorded": recorded, "record_seconds": t_record, "integrated": integrated,
+           "integrate_seconds": t_integrate,
+           "record_rate": recorded / t_record if t_record else float("nan"),
+           "integrate_rate": integrated / t_integrate if t_integrate else float("nan")}
+    log(f"    record_many path: {recorded:,} entries in {t_record:.1f}s ({out['record_rate']:,.0f}/s); "
+        f"integrate(): {integrated:,} of {pending:,} pending in {t_integrate:.1f}s ({out['integrate_rate']:,.0f}/s)")
+    return out
+
+
+def grow_with_copy(target: int) -> dict[str, float]:
+    """Grow the ledger fast: COPY pending rows into the intake queue, then run the real sequencer."""
+    from audit import ledger
+    from audit.canonical import canonical_json, format_timestamp
+    from audit.models import Entry, PendingEntry
+
+    have = Entry.objects.count() + PendingEntry.objects.count()
+    need = max(0, target - have)
+    if need == 0:
+        return {"copied": 0, "integrated": 0, "integrate_seconds": 0.0, "integrate_rate": float("nan")}
+    ts0 = datetime.now(UTC) - timedelta(days=30)
+    # The canonical form of these ASCII payloads is plain JSON with sorted keys; checked here.
+    sample = f'{{"reference":"GOV-{7}","text":"{TEXT}"}}'
+    assert sample == canonical_json({"text": TEXT, "reference": "GOV-7"})
+    t0 = perf()
+    raw = raw_connection()
+    with raw, raw.cursor() as cur, cur.copy(f"COPY audit_pendingentry ({COLUMNS}) FROM STDIN") as copy:
+        for k in range(need):
+            i = 40_000_000 + k
+            copy.write_row((
+                format_timestamp(ts0 + timedelta(microseconds=37 * k)),
+                "ledger.note_added", "user", str(1000 + k % 50), "model_version", f"fraud-detector/{i % 5000}",
+                f'{{"reference":"GOV-{i}","text":"{TEXT}"}}', None,
+            ))
+    t_copy = perf() - t0
+    log(f"    COPY of {need:,} pending rows: {t_copy:.1f}s")
+    t0 = perf()
+    integrated = ledger.integrate()  # the real sequencer, batches of LEDGER_INTEGRATE_BATCH
+    t_integrate = perf() - t0
+    rate = integrated / t_integrate
+    log(f"    integrate(): {integrated:,} entries in {t_integrate:.1f}s ({rate:,.0f} entries/s)")
+    return {"copied": need, "copy_seconds": t_copy, "integrated": integrated,
+            "integrate_seconds": t_integrate, "integrate_rate": rate}
+
+
+# --------------------------------------------------------------------------------------
+# 4. full verification
+
+
+def fig4_verify(args: argparse.Namespace) -> None:
+    from django.db import connection
+
+    from audit.canonical import body_bytes
+    from audit.verification import verify_ledger
+
+    n = args.verify_entries
+    log(f"4. full verification on {n:,} entries")
+    INFO["build_record_many"] = grow_with_record_many(n)
+    size = _ledger_size()
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
+    runs = []
+    for _ in range(2):
+        gc.collect()
+        t0 = perf()
+        result = verify_ledger()
+        runs.append(perf() - t0)
+        assert result.ok, result.detail
+        assert result.entries == size
+    seconds = min(runs)
+    rate = size / seconds
+    # Baseline: SHA-256 over the same canonical bytes, precomputed in memory.
+    bodies: list[bytes] = []
+    with connection.cursor() as cur:
+        cur.execute("SELECT seq, timestamp, event_type, actor_type, actor_id, subject_type, subject_id, "
+                    "payload_json, prev_hash, subject_prev FROM audit_entry ORDER BY seq")
+        for seq, ts, et, at, aid, st, sid, pj, ph, sp in cur:
+            bodies.append(body_bytes(seq=seq, timestamp=ts, event_type=et, actor_type=at, actor_id=aid,
+                                     subject_type=st, subject_id=sid, payload_json=pj, prev_hash=ph,
+                                     subject_prev=sp))
+    sha = hashlib.sha256
+    t0 = perf()
+    for b in bodies:
+        sha(b"\x00" + b).digest()
+    sha_seconds = perf() - t0
+    sha_rate = len(bodies) / sha_seconds
+    avg_len = sum(map(len, bodies)) / len(bodies)
+    del bodies
+    add(Figure(
+        "4", f"verify_ledger() on {size:,} entries",
+        f"{rate:,.0f} entries/s ({seconds:.2f}s)", f"{sha_rate:,.0f} entries/s (sha256 of bodies in memory)",
+        rate / sha_rate, "verify / sha256", ">= 100,000 entries/s", rate >= 100_000,
+        {"entries": size, "runs_s": runs, "sha_seconds": sha_seconds, "avg_body_bytes": avg_len},
+    ))
+
+
+def _ledger_size() -> int:
+    from audit.selectors import ledger_size
+
+    return ledger_size()
+
+
+# --------------------------------------------------------------------------------------
+# 5. proofs
+
+
+def fig5_proofs(args: argparse.Namespace) -> None:
+    from django.db import connection
+
+    from audit.models import Entry
+    from audit.selectors import consistency_proof, inclusion_proof
+
+    target = args.proof_entries
+    log(f"5. inclusion and consistency proofs at {target:,} entries")
+    rec = INFO.get("build_record_many", {})
+    if rec.get("record_rate") and rec.get("integrate_rate"):
+        est = target / rec["record_rate"] + target / rec["integrate_rate"]
+        log(f"    building {target:,} entries through record_many(1,000)+integrate would take ~{est:,.0f}s "
+            "at the rates measured above; generating the rest with COPY + the real sequencer instead")
+        INFO["estimated_real_path_build_seconds"] = est
+    INFO["build_copy"] = grow_with_copy(target)
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
+    size = _ledger_size()
+    assert size >= target, (size, target)
+    rng = random.Random(5)
+    queries = 1000
+
+    def timed(fn: Callable[[], Any], n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            t0 = perf()
+            fn()
+            out.append((perf() - t0) * 1000)
+        return out
+
+    def one_inclusion() -> None:
+        seq = rng.randrange(size)
+        tree = rng.randrange(seq + 1, size + 1)
+        proof = inclusion_proof(seq=seq, tree_size=tree)
+        assert len(proof.path) > 0 or tree == 1
+
+    def one_consistency() -> None:
+        old = rng.randrange(1, size + 1)
+        new = rng.randrange(old, size + 1)
+        consistency_proof(old_size=old, new_size=new)
+
+    def one_lookup() -> None:
+        Entry.objects.get(seq=rng.randrange(size))
+
+    # spot-check correctness of a few proofs with the client algorithms
+    from audit.merkle import verify_consistency, verify_inclusion
+
+    for _ in range(20):
+        seq = rng.randrange(size)
+        tree = rng.randrange(seq + 1, size + 1)
+        p = inclusion_proof(seq=seq, tree_size=tree)
+        assert verify_inclusion(seq, tree, p.leaf_hash, p.path, p.root)
+        old = rng.randrange(1, size + 1)
+        new = rng.randrange(old, size + 1)
+        c = consistency_proof(old_size=old, new_size=new)
+        assert verify_consistency(old, new, c.old_root, c.new_root, c.path)
+    for fn in (one_lookup, one_inclusion, one_consistency):
+        timed(fn, 100)  # warm-up
+    lookup = timed(one_lookup, queries)
+    inc = timed(one_inclusion, queries)
+    con = timed(one_consistency, queries)
+    lk_med = statistics.median(lookup)
+    INFO["pk_lookup_ms"] = {"median": lk_med, "p99": pct(lookup, 99)}
+    log(f"    baseline Entry.objects.get(seq=...) : median {lk_med:.3f} ms, p99 {pct(lookup, 99):.3f} ms")
+    for key, name, values in (("5i", "inclusion_proof", inc), ("5c", "consistency_proof", con)):
+        med, p99 = statistics.median(values), pct(values, 99)
+        add(Figure(
+            key, f"{name} at {size:,} entries",
+            f"median {med:.3f} ms, p99 {p99:.3f} ms", f"median {lk_med:.3f} ms (PK lookup of one Entry)",
+            med / lk_med, "proof / PK lookup, median", "median <= 2 ms, p99 <= 5 ms",
+            med <= 2.0 and p99 <= 5.0,
+            {"median_ms": med, "p99_ms": p99, "max_ms": max(values), "size": size},
+        ))
+    integ = INFO["build_copy"]
+    rate = integ.get("integrate_rate")
+    if rate and rate == rate:
+        add(Figure(
+            "5s", "sequencer integrate() throughput",
+            f"{rate:,.0f} entries/s ({integ['integrated']:,} in {integ['integrate_seconds']:.0f}s)",
+            f"{INFO['build_record_many'].get('record_rate', float('nan')):,.0f} entries/s (record_many intake)",
+            rate / INFO["build_record_many"]["record_rate"], "integrate / record_many intake",
+            "(no target; report)", None, integ,
+        ))
+
+
+# --------------------------------------------------------------------------------------
+# 6. commit-to-checkpoint latency
+
+
+def fig6_latency(args: argparse.Namespace) -> None:
+    from django.conf import settings
+    from django.db import connection
+
+    from audit import ledger
+    from audit.checkpoints import checkpoint_create
+    from audit.selectors import ledger_size
+
+    interval = args.checkpoint_interval
+    integrate_every = float(settings.LEDGER_INTEGRATE_INTERVAL)
+    duration = args.latency_seconds
+    rate = args.latency_rate
+    writers = 2
+    log(f"6. commit-to-checkpoint latency: checkpoint every {interval:g}s, integrate every {integrate_every:g}s, "
+        f"{writers} writers at {rate:g} entries/s total for {duration:g}s")
+    stop = threading.Event()
+    checkpoints: list[tuple[float, int]] = []  # (commit time, tree size)
+    integrations: list[tuple[float, int]] = []
+    errors: list[BaseException] = []
+    # start from a checkpoint covering everything already there
+    checkpoint_create(only_if_grown=True)
+    connection.close()
+
+    def beat(every: float, task: Callable[[], None]) -> None:
+        # Fixed-rate schedule like celery beat: the k-th run is due at start + k * every.
+        try:
+            start = perf()
+            k = 0
+            while not stop.is_set():
+                k += 1
+                due = start + k * every
+                delay = due - perf()
+                if delay > 0 and stop.wait(delay):
+                    break
+                task()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def do_integrate() -> None:
+        ledger.integrate()
+        integrations.append((perf(), ledger_size()))
+
+    def do_checkpoint() -> None:
+        cp = checkpoint_create(only_if_grown=True)
+        if cp is not None:
+            checkpoints.append((perf(), cp.tree_size))
+
+    commits: list[tuple[float, int]] = []  # (commit time, pending id)
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        try:
+            every = writers / rate
+            start = perf() + w * every / writers
+            k = 0
+            end = start + duration
+            while not stop.is_set():
+                due = start + k * every
+                if due >= end:
+                    break
+                delay = due - perf()
+                if delay > 0:
+                    time.sleep(delay)
+                pid = record_one(50_000_000 + w * 1_000_000 + k, w)
+                t = perf()
+                with lock:
+                    commits.append((t, pid))
+                k += 1
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    beats = [threading.Thread(target=beat, args=(integrate_every, do_integrate)),
+             threading.Thread(target=beat, args=(interval, do_checkpoint))]
+    for t in beats:
+        t.start()
+    ws = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for t in ws:
+        t.start()
+    for t in ws:
+        t.join()
+    # let the schedule cover the last entries
+    last_commit = max(t for t, _ in commits)
+    while not errors and perf() < last_commit + 3 * interval + 5:
+        if checkpoints and checkpoints[-1][0] > last_commit:
+            break
+        time.sleep(0.05)
+    stop.set()
+    for t in beats:
+        t.join()
+    if errors:
+        raise errors[0]
+    from audit.models import Entry
+
+    seq_of = dict(Entry.objects.filter(pending_id__in=[p for _, p in commits]).values_list("pending_id", "seq"))
+
+    def latencies(events: list[tuple[float, int]]) -> list[float]:
+        out = []
+        for t, pid in commits:
+            seq = seq_of[pid]
+            first = next((ct for ct, size in events if size > seq and ct >= t), None)
+            out.append(float("inf") if first is None else first - t)
+        return out
+
+    cp_lat = latencies(checkpoints)
+    in_lat = latencies(integrations)
+    p50, p99, worst = statistics.median(cp_lat), pct(cp_lat, 99), max(cp_lat)
+    budget = interval + 1.0
+    INFO["integration_latency_s"] = {"p50": statistics.median(in_lat), "p99": pct(in_lat, 99), "max": max(in_lat)}
+    log(f"    {len(commits):,} entries, {len(checkpoints)} checkpoints; commit->integrated p50 "
+        f"{statistics.median(in_lat):.2f}s p99 {pct(in_lat, 99):.2f}s")
+    add(Figure(
+        "6", f"commit -> checkpoint latency (interval {interval:g}s)",
+        f"p50 {p50:.2f}s, p99 {p99:.2f}s, max {worst:.2f}s",
+        f"checkpoint interval {interval:g}s",
+        p99 / interval, "p99 / interval", f"p99 <= {budget:g}s", p99 <= budget,
+        {"entries": len(commits), "checkpoints": len(checkpoints), "p50_s": p50, "p99_s": p99, "max_s": worst,
+         "integration_latency_s": INFO["integration_latency_s"],
+         "checkpoint_sizes": [s for _, s in checkpoints]},
+    ))
+
+
+# --------------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    import django
+    import psycopg
+    from django.db import connection
+
+    from importlib.metadata import version
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW server_version")
+        pg = cur.fetchone()[0]
+        cur.execute("SHOW synchronous_commit")
+        sync = cur.fetchone()[0]
+    return {
+        "python": platform.python_version(), "django": django.get_version(), "psycopg": psycopg.__version__,
+        "libpq": str(psycopg.pq.version()), "postgresql": pg, "synchronous_commit": sync,
+        "django-auditlog": version("django-auditlog"), "rfc8785": version("rfc8785"),
+        "cpus": str(os.cpu_count()), "platform": platform.platform(),
+    }
+
+
+def print_table() -> None:
+    print()
+    print("=" * 118)
+    print(f"{'#':3s} {'figure':38s} {'measured':34s} {'ratio':>9s}  {'target':26s} result")
+    print("-" * 118)
+    for f in RESULTS:
+        verdict = "n/a" if f.passed is None else ("PASS" if f.passed else "FAIL")
+        ratio = "" if f.ratio is None else f"{f.ratio:.3f}x"
+        print(f"{f.key:3s} {f.title[:38]:38s} {f.measured[:34]:34s} {ratio:>9s}  {f.target[:26]:26s} {verdict}")
+        print(f"{'':3s} {'':38s} vs {f.baseline} [{f.ratio_label}]")
+    print("=" * 118, flush=True)
+
+
+def main() -> int:
+    global DB_NAME, DB_INFO
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter runs (~2 minutes)")
+    parser.add_argument("--force", action="store_true", help="allow dropping a database whose name lacks 'bench'")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated figures to run (default all)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument("--verify-entries", type=int, help="ledger size for figure 4 (200,000; quick 20,000)")
+    parser.add_argument("--proof-entries", type=int, help="ledger size for figure 5 (1,000,000; quick 100,000)")
+    parser.add_argument("--checkpoint-interval", type=float, help="figure 6 checkpoint interval (10 s; quick 2 s)")
+    parser.add_argument("--latency-seconds", type=float, help="figure 6 writing time (60 s; quick 20 s)")
+    parser.add_argument("--latency-rate", type=float, default=20.0, help="figure 6 entries/s (default 20)")
+    parser.add_argument("--no-final-verify", action="store_true", help="skip verifying the whole ledger at the end")
+    args = parser.parse_args()
+    args.verify_entries = args.verify_entries or (20_000 if args.quick else 200_000)
+    args.proof_entries = args.proof_entries or (100_000 if args.quick else 1_000_000)
+    args.checkpoint_interval = args.checkpoint_interval or (2.0 if args.quick else 10.0)
+    args.latency_seconds = args.latency_seconds or (20.0 if args.quick else 60.0)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        sys.exit("set DATABASE_URL, e.g. postgres://root@127.0.0.1:5432/bench_ledger")
+    DB_NAME, DB_INFO = conninfo_from_url(url)
+    if "bench" not in DB_NAME and not args.force:
+        sys.exit(f"refusing to drop database {DB_NAME!r}: its name does not contain 'bench' (use --force)")
+    started = perf()
+    log(f"(re)creating database {DB_NAME}")
+    recreate_database(DB_NAME, DB_INFO)
+
+    import django
+
+    django.setup()
+    import logging
+
+    logging.getLogger("audit.signing").setLevel(logging.ERROR)  # the dev-key warning, once per process
+    from django.conf import settings
+    from django.core.management import call_command
+
+    assert not settings.LEDGER_INTEGRATE_ON_COMMIT
+    t0 = perf()
+    call_command("migrate", interactive=False, verbosity=0)
+    log(f"migrated in {perf() - t0:.1f}s")
+    create_plain_table()
+    INFO["versions"] = versions()
+    INFO["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    log("versions: " + ", ".join(f"{k} {v}" for k, v in INFO["versions"].items()))
+
+    steps = [("1", fig1_single_writer), ("2", fig2_concurrent), ("3", fig3_batch), ("4", fig4_verify),
+             ("5", fig5_proofs), ("6", fig6_latency)]
+    for key, fn in steps:
+        if key in only:
+            t0 = perf()
+            fn(args)
+            INFO.setdefault("figure_seconds", {})[key] = perf() - t0
+    if not args.no_final_verify:
+        from audit import ledger
+
+        ledger.integrate()
+        log("final check of the whole ledger")
+        chain = check_chain("end of run")
+        INFO["final_chain"] = chain
+        size = chain["entries"]
+        if size:
+            rate = size / chain["verify_seconds"]
+            add(Figure(
+                "4L", f"verify_ledger() on whole ledger ({size:,})",
+                f"{rate:,.0f} entries/s ({chain['verify_seconds']:.1f}s)", "-",
+                None, "", ">= 100,000 entries/s, ok", rate >= 100_000 and chain["ok"],
+                chain,
+            ))
+    INFO["total_seconds"] = perf() - started
+    print_table()
+    log(f"total {INFO['total_seconds']:.0f}s")
+    if args.json:
+        args.json.write_text(json.dumps({"info": INFO, "results": [asdict(f) for f in RESULTS]}, indent=2,
+                                        default=str))
+        log(f"wrote {args.json}")
+    return 0 if all(f.passed is not False for f in RESULTS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

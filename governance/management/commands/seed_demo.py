@@ -1,0 +1,68 @@
+"""Load demo users and data (idempotent; refused when DEBUG is off)."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from access import roles
+from access.services import user_role_add
+from audit.checkpoints import checkpoint_create
+from audit.ledger import Actor, Subject, record
+
+DEMO_PASSWORD = "governance-demo"  # noqa: S105 - printed for the demo on purpose
+DEMO_USERS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("alice", "Alice Ng (InfoSec analyst)", (roles.INFOSEC,)),
+    ("arthur", "Arthur Bell (internal auditor)", (roles.AUDITOR,)),
+    ("omar", "Omar Haddad (model owner, fraud models)", (roles.MODEL_OWNER,)),
+    ("priya", "Priya Raman (model-risk approver)", (roles.APPROVER,)),
+    ("sam", "Sam Okafor (InfoSec approver)", (roles.APPROVER, roles.INFOSEC)),
+    ("dana", "Dana Kowalski (data steward)", (roles.DATA_STEWARD,)),
+    ("bruno", "Bruno Vidal (on-call, break-glass)", (roles.MODEL_OWNER, roles.BREAK_GLASS)),
+    ("olivia", "Olivia Park (no role: outsider)", ()),
+]
+
+
+class Command(BaseCommand):
+    help = "Create demo users and demo ledger history. Safe to run again."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG:
+            raise CommandError("seed_demo only runs with DEBUG on: it creates users with a known password")
+        created = self._seed()
+        checkpoint = checkpoint_create(only_if_grown=True)
+        self.stdout.write(self.style.SUCCESS("demo data " + ("loaded" if created else "already present")))
+        if checkpoint is not None:
+            self.stdout.write(f"signed checkpoint at tree size {checkpoint.tree_size}")
+        self.stdout.write(f"\nDemo logins (password for all: {DEMO_PASSWORD}):")
+        for username, title, user_roles in DEMO_USERS:
+            self.stdout.write(f"  {username:<8} {title:<42} roles: {', '.join(user_roles) or '-'}")
+        self.stdout.write("\nConsole: http://127.0.0.1:8000/  (admin as alice or arthur)")
+
+    @transaction.atomic
+    def _seed(self) -> bool:
+        if User.objects.filter(username="alice").exists():
+            return False
+        system = Actor.system("demo-seed")
+        for username, title, user_roles in DEMO_USERS:
+            first, _, rest = title.partition(" ")
+            user = User.objects.create_user(
+                username=username,
+                password=DEMO_PASSWORD,
+                first_name=first,
+                last_name=rest.split(" (")[0],
+                email=f"{username}@example.com",
+            )
+            for role in user_roles:
+                user_role_add(actor=system, user=user, role=role, reason="demo setup")
+        alice = User.objects.get(username="alice")
+        record(
+            event_type="ledger.note_added",
+            actor=Actor.user(alice),
+            subject=Subject("registered_model", "fraud-detector"),
+            payload={"text": "Quarterly model-risk review opened for fraud-detector.", "reference": "MRM-2026-Q4"},
+        )
+        return True

@@ -1,0 +1,69 @@
+"""Shared fixtures.
+
+``committing_db`` gives a test real commits (no wrapping transaction), for
+on_commit hooks, several connections and threads; afterwards it empties the
+database with the ledger triggers switched off, as only a database owner can.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+from audit import triggers
+from audit.models import LedgerHead
+
+
+def _reset_database() -> None:
+    with triggers.disabled(connection):
+        call_command("flush", interactive=False, verbosity=0)
+    # flush removed the data migrations' rows; put back what the app relies on.
+    LedgerHead.objects.get_or_create(pk=1)
+    from django.contrib.auth.models import Group
+
+    from access.roles import ROLES
+
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> Iterator[None]:
+    """Always create the test database: ``committing_db`` tests need it without a django_db mark."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture
+def committing_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    with django_db_blocker.unblock():
+        try:
+            yield
+        finally:
+            connection.close_if_unusable_or_obsolete()
+            _reset_database()
+
+
+@pytest.fixture
+def on_postgres() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL)")
+
+
+@pytest.fixture(autouse=True)
+def _integrate_synchronously(settings: pytest.FixtureRequest) -> None:
+    # Tests decide explicitly when the sequencer runs, unless they opt back in.
+    settings.LEDGER_INTEGRATE_ON_COMMIT = False  # type: ignore[attr-defined]
+
+
+def pytest_report_header() -> str:
+    return f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"

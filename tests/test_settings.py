@@ -1,0 +1,85 @@
+"""Settings come from the environment and fail loudly; production refuses dev secrets and keys."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from django.core.exceptions import ImproperlyConfigured
+
+from governance import env
+
+ROOT = Path(__file__).resolve().parents[1]
+STRONG_SECRET = "x" * 50
+
+
+def _check(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY", "LEDGER_", "DATABASE"))}
+    environ.update(VAR_DIR=str(tmp_path / "var"), **overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def _key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "prod-key.pem"
+    path.write_bytes(Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return path
+
+
+def test_production_refuses_the_dev_secret(tmp_path: Path) -> None:
+    result = _check(tmp_path, DEBUG="0", LEDGER_SIGNING_KEY=str(_key_file(tmp_path)))
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_the_dev_signing_key(tmp_path: Path) -> None:
+    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET)
+    assert result.returncode != 0
+    assert "LEDGER_SIGNING_KEY" in result.stderr
+
+
+def test_production_refuses_the_dev_key_file_named_explicitly(tmp_path: Path) -> None:
+    dev_key = tmp_path / "var" / "dev-ledger-signing-key.pem"
+    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(dev_key))
+    assert result.returncode != 0
+    assert "LEDGER_SIGNING_KEY" in result.stderr
+
+
+def test_production_starts_with_a_real_secret_and_key(tmp_path: Path) -> None:
+    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DEBUG", "maybe", "is not a boolean"),
+        ("LEDGER_CHECKPOINT_INTERVAL", "soon", "is not a number"),
+        ("LEDGER_CHECKPOINT_INTERVAL", "0.01", "below the minimum"),
+        ("DATABASE_URL", "mysqlx://nowhere/db", "DATABASE_URL"),
+    ],
+)
+def test_malformed_settings_stop_the_process(tmp_path: Path, variable: str, value: str, message: str) -> None:
+    result = _check(tmp_path, **{variable: value})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_env_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_BOOL", "Yes")
+    monkeypatch.setenv("X_INT", "12")
+    monkeypatch.setenv("X_LIST", "a, b,,c")
+    assert env.env_bool("X_BOOL", False) is True
+    assert env.env_bool("X_MISSING", True) is True
+    assert env.env_int("X_INT", 0, minimum=1) == 12
+    assert env.env_list("X_LIST", []) == ["a", "b", "c"]
+    monkeypatch.setenv("X_INT", "1.5")
+    with pytest.raises(ImproperlyConfigured, match="not an integer"):
+        env.env_int("X_INT", 0)
+    with pytest.raises(ImproperlyConfigured, match="is required"):
+        env.env_required("X_MISSING")

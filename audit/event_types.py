@@ -120,3 +120,75 @@ _r(EventType("ledger.note_added", "An analyst attached a note to a subject's his
 # --- users and roles -----------------------------------------------------------------
 _r(EventType("auth.role_added", "A user was given a role (group).", {"role": S(), "reason": OPT}))
 _r(EventType("auth.role_removed", "A role (group) was taken from a user.", {"role": S(), "reason": OPT}))
+
+# --- the model registry mirror (MLflow) ----------------------------------------------------------
+_MV = {"model": S(), "version": Field("int")}
+_r(EventType("model.registered", "A registered model first seen in MLflow.",
+             {"model": S(), "description": OPT, "tags": Field("object", required=False)}))
+_r(EventType("model.version_registered", "A model version first seen in MLflow.",
+             {**_MV, "run_id": S(), "source": S(), "artifact_digest": S(), "creator": S(),
+              "metrics": Field("object"), "datasets": Field("list")}))
+_r(EventType("model.version_changed", "A mirrored model version changed in MLflow (evidence may be stale).",
+             {**_MV, "changes": Field("object")}))
+_r(EventType("model.version_classified", "The classification of a version's training data was set.",
+             {**_MV, "level": S(), "previous_level": Field(nullable=True), "reason": S()}))
+
+# --- environments and policies --------------------------------------------------------------------
+_r(EventType("policy.updated", "A promotion policy was created or replaced.",
+             {"environment": S(), "model": Field(nullable=True), "rules": Field("object"), "created": Field("bool")}))
+_r(EventType("environment.updated", "An environment's settings changed.",
+             {"environment": S(), "changes": Field("object")}))
+_r(EventType("environment.freeze_declared", "A freeze window was declared for an environment.",
+             {"environment": S(), "starts_at": S(), "ends_at": S(), "reason": S()}))
+
+# --- promotions -------------------------------------------------------------------------------------
+_PR = {"model": S(), "version": Field("int"), "environment": S()}
+_GATES = Field("list")
+_r(EventType("promotion.requested", "A promotion was requested; gates evaluated as evidence.",
+             {**_PR, "strategy": S(), "canary_steps": Field("list"), "reason": S(), "evidence_digest": S(),
+              "gates": _GATES}))
+_r(EventType("promotion.evidence_changed", "A request's gate evidence changed; earlier approvals are stale.",
+             {**_PR, "previous_digest": S(), "evidence_digest": S(), "gates": _GATES}))
+_r(EventType("promotion.approval_given", "An approver approved a promotion request.",
+             {**_PR, "group": S(), "comment": S(), "evidence_digest": S()}))
+_r(EventType("promotion.approved", "Every approval rule and gate is satisfied: the request is approved.",
+             {**_PR, "evidence_digest": S(), "approvers": Field("list"), "gates": _GATES}))
+_r(EventType("promotion.rejected", "An approver rejected a promotion request.",
+             {**_PR, "group": S(), "comment": S()}))
+_r(EventType("promotion.withdrawn", "The requester withdrew a promotion request.", {**_PR, "reason": S()}))
+_r(EventType("promotion.expired", "A pending request expired without a decision.",
+             {**_PR, "after_days": Field("int")}))
+_r(EventType("promotion.deploy_started", "Deployment of an approved promotion started.",
+             {**_PR, "strategy": S(), "alias": S(), "previous_version": Field("int", nullable=True)}))
+_r(EventType("promotion.alias_applied", "The MLflow alias now points at the promoted version.",
+             {**_PR, "alias": S()}))
+_r(EventType("promotion.deployed", "The promoted version is live in the environment.", {**_PR, "strategy": S()}))
+_r(EventType("promotion.deploy_failed", "Deployment of a promotion failed.", {**_PR, "error": S()}))
+_r(EventType("promotion.progress_reported", "A runtime reported rollout progress (canary step, shadow result).",
+             {**_PR, "status": S(), "traffic_percent": Field("int"), "detail": Field(required=False)}))
+_r(EventType("promotion.rolled_back", "The environment was rolled back to the previously deployed version.",
+             {**_PR, "reason": S(), "restored_version": Field("int", nullable=True)}))
+_r(EventType("promotion.break_glass", "Emergency promotion without approvals; a post-hoc review is due.",
+             {**_PR, "justification": S(), "review_due_at": S(), "gates": _GATES, "break_glass": Field("bool")}))
+_r(EventType("promotion.break_glass_reviewed", "A break-glass promotion's post-hoc review was approved.",
+             {**_PR, "comment": S(), "late": Field("bool")}))
+
+# --- MLflow -----------------------------------------------------------------------------------------
+_r(EventType("mlflow.webhook_received", "An MLflow webhook was accepted (a hint to re-sync).",
+             {"delivery_id": S(), "entity": S(), "action": S(), "model": Field(nullable=True),
+              "version": Field(required=False, nullable=True), "alias": Field(required=False, nullable=True)}))
+_r(EventType("mlflow.webhook_refused", "An MLflow webhook delivery was refused.",
+             {"delivery_id": Field(nullable=True), "reason": S(), "detail": S(), "remote_addr": Field(nullable=True)}))
+_r(EventType("mlflow.alias_changed", "An alias was set or removed in MLflow by this service.",
+             {"model": S(), "alias": S(), "version": Field("int", nullable=True), "previous_version":
+              Field("int", nullable=True), "reason": S()}))
+_r(EventType("mlflow.alias_reverted", "An out-of-band alias change in MLflow was reverted.",
+             {"model": S(), "alias": S(), "found_version": Field("int", nullable=True),
+              "restored_version": Field("int", nullable=True)}))
+
+# --- compliance --------------------------------------------------------------------------------------
+_r(EventType("compliance.violation", "A compliance violation was detected.",
+             {"violation_id": Field("int"), "kind": S(), "summary": S(), "details": Field("object"),
+              "reverted": Field("bool")}))
+_r(EventType("compliance.violation_acknowledged", "InfoSec acknowledged a violation.",
+             {"violation_id": Field("int"), "kind": S(), "comment": S()}))

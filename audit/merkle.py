@@ -176,7 +176,7 @@ EMPTY_ROOT = bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495
 
 def verify_inclusion(index: int, size: int, leaf: bytes, path: list[bytes], root: bytes) -> bool:
     """RFC 9162 section 2.1.3.2."""
-    if index >= size:
+    if not 0 <= index < size:
         return False
     fn, sn, r = index, size - 1, leaf
     for p in path:
@@ -197,7 +197,7 @@ def verify_inclusion(index: int, size: int, leaf: bytes, path: list[bytes], root
 
 def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]) -> bool:
     """RFC 9162 section 2.1.4.2."""
-    if old_size > new_size or old_size == 0:
+    if not 0 < old_size <= new_size:
         return False
     if old_size == new_size:
         return not proof and old_root == new_root

@@ -21,6 +21,11 @@ class NoteError(ValueError):
     """A note or checkpoint is malformed, or its signature does not verify."""
 
 
+def _has_control_chars(text: str) -> bool:
+    # signed-note: no ASCII control characters other than newline.
+    return any(c < " " and c != "\n" for c in text)
+
+
 def public_bytes(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
@@ -63,6 +68,8 @@ def sign_note(text: str, signers: list[tuple[str, Ed25519PrivateKey]]) -> str:
     """Sign ``text`` (which must end in a newline) with every (name, key) given."""
     if not text.endswith("\n"):
         raise NoteError("note text must end with a newline")
+    if _has_control_chars(text):
+        raise NoteError("note text must not contain control characters other than newline")
     lines = []
     for name, private in signers:
         kid = key_id(name, public_bytes(private.public_key()))
@@ -86,10 +93,13 @@ def open_note(note: str, verifiers: list[Verifier]) -> OpenedNote:
     """
     if "\n\n" not in note or not note.endswith("\n"):
         raise NoteError("not a signed note: no blank line before the signatures")
+    if _has_control_chars(note):
+        raise NoteError("a signed note must not contain control characters other than newline")
     split = note.rindex("\n\n")
     text, sig_block = note[: split + 1], note[split + 2 :]
     known = {(v.name, v.key_id): v for v in verifiers}
     verified: list[Verifier] = []
+    seen: set[tuple[str, bytes]] = set()
     unknown = 0
     for line in sig_block.splitlines():
         if not line.startswith(SIG_PREFIX):
@@ -101,6 +111,9 @@ def open_note(note: str, verifiers: list[Verifier]) -> OpenedNote:
             raise NoteError(f"malformed signature line {line!r}") from None
         if len(blob) < 5:
             raise NoteError(f"malformed signature line {line!r}")
+        if (name, blob[:4]) in seen:
+            continue  # a repeated signature counts once
+        seen.add((name, blob[:4]))
         verifier = known.get((name, blob[:4]))
         if verifier is None:
             unknown += 1
@@ -132,8 +145,10 @@ class CheckpointBody:
         if len(lines) < 4 or lines[-1] != "":
             raise NoteError("checkpoint must have an origin, a size and a root hash, each ending in a newline")
         origin, size, root = lines[0], lines[1], lines[2]
-        if not origin or not size.isdigit() or (size != "0" and size.startswith("0")):
+        if not origin or not (size.isascii() and size.isdigit()) or (size != "0" and size.startswith("0")):
             raise NoteError("checkpoint origin or tree size is malformed")
+        if any(not line for line in lines[3:-1]):
+            raise NoteError("checkpoint extension lines must be non-empty")
         try:
             root_hash = base64.b64decode(root, validate=True)
         except ValueError:

@@ -174,6 +174,28 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- MLflow -------------------------------------------------------------------
+MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow.db'}"
+MLFLOW_REGISTRY_URI = env_str("MLFLOW_REGISTRY_URI") or MLFLOW_TRACKING_URI
+DEV_MLFLOW_WEBHOOK_SECRET = "dev-mlflow-webhook-secret"  # noqa: S105
+MLFLOW_WEBHOOK_SECRET = env_str("MLFLOW_WEBHOOK_SECRET") or DEV_MLFLOW_WEBHOOK_SECRET
+MLFLOW_WEBHOOK_TOLERANCE_SECONDS = env_int("MLFLOW_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
+MLFLOW_RECONCILE_INTERVAL = env_float("MLFLOW_RECONCILE_INTERVAL", 300.0, minimum=5)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "mlflow-reconcile": {
+            "task": "governance.tasks.reconcile_registry",
+            "schedule": timedelta(seconds=MLFLOW_RECONCILE_INTERVAL),
+        },
+        "promotions-expire": {"task": "governance.tasks.expire_promotions", "schedule": timedelta(minutes=10)},
+        "break-glass-overdue": {
+            "task": "governance.tasks.flag_overdue_reviews",
+            "schedule": timedelta(minutes=5),
+        },
+    }
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -187,6 +209,8 @@ LOGGING = {
 if not DEBUG:
     if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
         raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a random value of at least 32 characters")
+    if MLFLOW_WEBHOOK_SECRET == DEV_MLFLOW_WEBHOOK_SECRET:
+        raise ImproperlyConfigured("DEBUG is off: set MLFLOW_WEBHOOK_SECRET to the secret of the MLflow webhook")
     if LEDGER_SIGNING_KEY_IS_DEV:
         raise ImproperlyConfigured(
             "DEBUG is off: set LEDGER_SIGNING_KEY to the path of a real Ed25519 private key (not the dev key)"

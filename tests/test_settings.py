@@ -18,7 +18,7 @@ STRONG_SECRET = "x" * 50
 
 
 def _check(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY", "LEDGER_", "DATABASE"))}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY", "LEDGER_", "DATABASE", "MLFLOW_"))}
     environ.update(VAR_DIR=str(tmp_path / "var"), **overrides)
     return subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
@@ -32,26 +32,37 @@ def _key_file(tmp_path: Path) -> Path:
 
 
 def test_production_refuses_the_dev_secret(tmp_path: Path) -> None:
-    result = _check(tmp_path, DEBUG="0", LEDGER_SIGNING_KEY=str(_key_file(tmp_path)))
+    result = _check(tmp_path, DEBUG="0", LEDGER_SIGNING_KEY=str(_key_file(tmp_path)), MLFLOW_WEBHOOK_SECRET="w" * 40)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
 
 
 def test_production_refuses_the_dev_signing_key(tmp_path: Path) -> None:
-    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET)
+    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, MLFLOW_WEBHOOK_SECRET="w" * 40)
     assert result.returncode != 0
     assert "LEDGER_SIGNING_KEY" in result.stderr
 
 
 def test_production_refuses_the_dev_key_file_named_explicitly(tmp_path: Path) -> None:
     dev_key = tmp_path / "var" / "dev-ledger-signing-key.pem"
-    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(dev_key))
+    result = _check(
+        tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(dev_key), MLFLOW_WEBHOOK_SECRET="w" * 40
+    )
     assert result.returncode != 0
     assert "LEDGER_SIGNING_KEY" in result.stderr
 
 
-def test_production_starts_with_a_real_secret_and_key(tmp_path: Path) -> None:
+def test_production_refuses_the_dev_webhook_secret(tmp_path: Path) -> None:
     result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)))
+    assert result.returncode != 0
+    assert "MLFLOW_WEBHOOK_SECRET" in result.stderr
+
+
+def test_production_starts_with_real_secrets_and_key(tmp_path: Path) -> None:
+    result = _check(
+        tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)),
+        MLFLOW_WEBHOOK_SECRET="w" * 40,
+    )
     assert result.returncode == 0, result.stderr
 
 

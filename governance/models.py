@@ -1,0 +1,288 @@
+"""The promotion-governance domain: the registry mirror, environments, policies,
+promotion requests and their approvals, live deployments, break-glass reviews
+and compliance violations.
+
+State only changes through ``governance.services``; these models hold no logic
+beyond derived read-only properties.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from access.classification import LEVEL_CHOICES, RESTRICTED
+
+
+class RegisteredModel(models.Model):
+    """A registered model mirrored from the MLflow registry."""
+
+    name = models.CharField(max_length=256, unique=True)
+    description = models.TextField(blank=True, default="")
+    tags = models.JSONField(default=dict, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_models"
+    )
+    mlflow_created_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    """One version of a registered model, with what its MLflow run says about it."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    run_id = models.CharField(max_length=64, blank=True, default="")
+    source = models.CharField(max_length=1000, blank=True, default="")
+    artifact_digest = models.CharField(max_length=100, blank=True, default="")
+    creator = models.CharField(max_length=256, blank=True, default="")  # MLflow user_id
+    description = models.TextField(blank=True, default="")
+    tags = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    datasets = models.JSONField(default=list, blank=True)  # the run's dataset inputs
+    # Highest classification of the data it was trained/evaluated on (declared,
+    # or from lineage once the access domain computes it).
+    data_classification = models.CharField(max_length=20, choices=LEVEL_CHOICES, blank=True, default="")
+    mlflow_status = models.CharField(max_length=32, blank=True, default="")
+    mlflow_created_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["model__name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["model", "version"], name="modelversion_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}/{self.version}"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model.name}/{self.version}"
+
+
+class Environment(models.Model):
+    """A deployment stage, mapped to an MLflow alias. Promotions go up ``order`` one step at a time."""
+
+    name = models.SlugField(max_length=50, unique=True)
+    order = models.PositiveSmallIntegerField(unique=True)
+    mlflow_alias = models.CharField(max_length=100, unique=True)
+    # The most sensitive training data a model may have been trained on to run here.
+    max_data_classification = models.CharField(max_length=20, choices=LEVEL_CHOICES, default=RESTRICTED)
+    description = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["order"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FreezeWindow(models.Model):
+    """A period during which promotions to an environment are refused (e.g. peak trading)."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="freezes")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=300)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["starts_at"]
+        constraints = [models.CheckConstraint(condition=Q(ends_at__gt=models.F("starts_at")), name="freeze_ordered")]
+
+    def __str__(self) -> str:
+        return f"{self.environment.name} frozen {self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%Y-%m-%d %H:%M}"
+
+
+class PromotionPolicy(models.Model):
+    """The rules for promoting into an environment, for all models or one model.
+
+    ``rules`` is a policy document (see ``governance.policy`` and docs/promotions.md);
+    it is validated by the service that writes it.
+    """
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="policies")
+    model = models.ForeignKey(
+        RegisteredModel, null=True, blank=True, on_delete=models.PROTECT, related_name="policies"
+    )
+    rules = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "promotion policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment"], condition=Q(model__isnull=True), name="policy_one_default_per_env"
+            ),
+            models.UniqueConstraint(fields=["environment", "model"], name="policy_one_per_model_env"),
+        ]
+
+    def __str__(self) -> str:
+        return f"policy {self.environment.name}" + (f" for {self.model.name}" if self.model else "")
+
+
+class PromotionRequest(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        WITHDRAWN = "withdrawn"
+        EXPIRED = "expired"
+        DEPLOYING = "deploying"
+        DEPLOYED = "deployed"
+        FAILED = "failed"
+        ROLLED_BACK = "rolled_back"
+
+    class Strategy(models.TextChoices):
+        FULL = "full"
+        CANARY = "canary"
+        SHADOW = "shadow"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="promotions")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="promotions")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
+    strategy = models.CharField(max_length=10, choices=Strategy.choices, default=Strategy.FULL)
+    canary_steps = models.JSONField(default=list, blank=True)  # traffic percents, e.g. [5, 25, 50, 100]
+    traffic_percent = models.PositiveSmallIntegerField(default=0)
+    reason = models.TextField()
+    is_break_glass = models.BooleanField(default=False)
+    # Gate results at the last evaluation, and a digest of the evidence approvals are bound to.
+    evidence = models.JSONField(default=dict, blank=True)
+    evidence_digest = models.CharField(max_length=64, blank=True, default="")
+    # The version live in the environment when this one was deployed (for rollback).
+    previous_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    deploy_attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    deployed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["environment", "state"], name="promotion_env_state")]
+        constraints = [
+            # At most one open request per version and environment.
+            models.UniqueConstraint(
+                fields=["version", "environment"],
+                condition=Q(state__in=["pending", "approved", "deploying"]),
+                name="promotion_one_open_per_version_env",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.version} → {self.environment.name} ({self.state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in {self.State.PENDING, self.State.APPROVED, self.State.DEPLOYING}
+
+
+class Approval(models.Model):
+    class Decision(models.TextChoices):
+        APPROVE = "approve"
+        REJECT = "reject"
+
+    request = models.ForeignKey(PromotionRequest, on_delete=models.PROTECT, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    # The approval rule (group) this approval counts toward.
+    group = models.CharField(max_length=150, blank=True, default="")
+    comment = models.TextField()
+    evidence_digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "approver"], name="approval_one_per_person"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} by {self.approver_id} on #{self.request_id}"
+
+
+class LiveDeployment(models.Model):
+    """Which version serves a model in an environment, and under which promotion.
+
+    Derived from promotions by the services; the admission check reads it.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="live")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="live")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="live")
+    promotion = models.ForeignKey(PromotionRequest, on_delete=models.PROTECT, related_name="+")
+    since = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "environment"], name="live_one_per_model_env")]
+
+    def __str__(self) -> str:
+        return f"{self.version} live in {self.environment.name}"
+
+
+class BreakGlassReview(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open"
+        APPROVED = "approved"
+        OVERDUE = "overdue"
+
+    request = models.OneToOneField(PromotionRequest, on_delete=models.PROTECT, related_name="break_glass_review")
+    due_at = models.DateTimeField(db_index=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    comment = models.TextField(blank=True, default="")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"break-glass review of #{self.request_id} ({self.state})"
+
+
+class ComplianceViolation(models.Model):
+    class Kind(models.TextChoices):
+        OUT_OF_BAND_ALIAS = "out_of_band_alias"
+        OVERDUE_BREAK_GLASS_REVIEW = "overdue_break_glass_review"
+        CLASSIFICATION = "classification"
+        INTEGRITY = "integrity"
+
+    kind = models.CharField(max_length=40, choices=Kind.choices, db_index=True)
+    subject_type = models.CharField(max_length=100)
+    subject_id = models.CharField(max_length=300)
+    summary = models.CharField(max_length=500)
+    details = models.JSONField(default=dict, blank=True)
+    detected_at = models.DateTimeField(auto_now_add=True)
+    reverted = models.BooleanField(default=False)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledgement = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.summary}"
+
+
+class WebhookDelivery(models.Model):
+    """Delivery ids of accepted MLflow webhooks, to refuse replays."""
+
+    delivery_id = models.CharField(max_length=100, unique=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    entity = models.CharField(max_length=50)
+    action = models.CharField(max_length=50)
+
+    def __str__(self) -> str:
+        return self.delivery_id

@@ -1,0 +1,242 @@
+"""The promotion policy language: parsing, and evaluation of automated gates.
+
+A policy is a JSON document, stored per environment (and optionally per model)::
+
+    {
+      "approvals": [{"group": "model-risk", "count": 1}, {"group": "infosec", "count": 1}],
+      "gates": [
+        {"type": "metric", "metric": "auc", "op": ">=", "value": 0.90},
+        {"type": "soak", "hours": 24},
+        {"type": "data_classification"},
+        {"type": "model_card", "min_length": 20}
+      ],
+      "approval_expiry_days": 7,
+      "request_expiry_days": 14,
+      "revert_out_of_band": true,
+      "break_glass_review_hours": 24
+    }
+
+Unknown keys, unknown gate types and malformed values are refused with a
+message naming the problem, so a policy never silently means less than it says.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from access.classification import LEVELS, allows
+from audit.canonical import canonical_json
+
+
+class PolicyError(ValueError):
+    pass
+
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+GATE_TYPES = ("metric", "soak", "data_classification", "model_card")
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    group: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Gate:
+    type: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        if self.type == "metric":
+            return f"metric {self.params['metric']} {self.params['op']} {self.params['value']}"
+        if self.type == "soak":
+            return f"soak {self.params['hours']}h in previous environment"
+        if self.type == "model_card":
+            return "model card present"
+        return "training data classification allowed"
+
+
+@dataclass(frozen=True)
+class Policy:
+    approvals: tuple[ApprovalRule, ...]
+    gates: tuple[Gate, ...]
+    approval_expiry_days: int = 7
+    request_expiry_days: int = 14
+    revert_out_of_band: bool = False
+    break_glass_review_hours: int = 24
+
+    @property
+    def approval_groups(self) -> tuple[str, ...]:
+        return tuple(rule.group for rule in self.approvals)
+
+
+DEFAULT_RULES: dict[str, Any] = {"approvals": [{"group": "approver", "count": 1}], "gates": []}
+_TOP_KEYS = {
+    "approvals", "gates", "approval_expiry_days", "request_expiry_days", "revert_out_of_band",
+    "break_glass_review_hours",
+}
+
+
+def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PolicyError(f"{where}'{key}' must be a positive integer")
+    return value
+
+
+def parse_policy(doc: Any) -> Policy:
+    if not isinstance(doc, Mapping):
+        raise PolicyError("a policy must be a JSON object")
+    unknown = set(doc) - _TOP_KEYS
+    if unknown:
+        raise PolicyError(f"unknown policy key(s): {', '.join(sorted(unknown))}")
+    approvals_doc = doc.get("approvals", [])
+    if not isinstance(approvals_doc, list):
+        raise PolicyError("'approvals' must be a list of {group, count}")
+    approvals = []
+    seen_groups: set[str] = set()
+    for i, rule in enumerate(approvals_doc):
+        where = f"approvals[{i}]: "
+        if not isinstance(rule, Mapping) or set(rule) - {"group", "count"}:
+            raise PolicyError(f"{where}must be an object with 'group' and 'count'")
+        group = rule.get("group")
+        if not isinstance(group, str) or not group:
+            raise PolicyError(f"{where}'group' must be a group name")
+        if group in seen_groups:
+            raise PolicyError(f"{where}group {group!r} appears twice; give one rule a higher count")
+        seen_groups.add(group)
+        approvals.append(ApprovalRule(group=group, count=_positive_int(rule, "count", 1, where)))
+    gates_doc = doc.get("gates", [])
+    if not isinstance(gates_doc, list):
+        raise PolicyError("'gates' must be a list")
+    gates = [_parse_gate(g, i) for i, g in enumerate(gates_doc)]
+    revert = doc.get("revert_out_of_band", False)
+    if not isinstance(revert, bool):
+        raise PolicyError("'revert_out_of_band' must be true or false")
+    return Policy(
+        approvals=tuple(approvals),
+        gates=tuple(gates),
+        approval_expiry_days=_positive_int(doc, "approval_expiry_days", 7, ""),
+        request_expiry_days=_positive_int(doc, "request_expiry_days", 14, ""),
+        revert_out_of_band=revert,
+        break_glass_review_hours=_positive_int(doc, "break_glass_review_hours", 24, ""),
+    )
+
+
+def _parse_gate(doc: Any, i: int) -> Gate:
+    where = f"gates[{i}]: "
+    if not isinstance(doc, Mapping) or "type" not in doc:
+        raise PolicyError(f"{where}must be an object with a 'type'")
+    kind = doc["type"]
+    params = {k: v for k, v in doc.items() if k != "type"}
+    allowed: set[str]
+    if kind == "metric":
+        allowed = {"metric", "op", "value"}
+        if not isinstance(params.get("metric"), str) or not params["metric"]:
+            raise PolicyError(f"{where}'metric' must name an MLflow metric")
+        if params.get("op") not in OPERATORS:
+            raise PolicyError(f"{where}'op' must be one of {', '.join(OPERATORS)}")
+        value = params.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise PolicyError(f"{where}'value' must be a finite number")
+    elif kind == "soak":
+        allowed = {"hours"}
+        hours = params.get("hours")
+        if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
+            raise PolicyError(f"{where}'hours' must be a positive number")
+    elif kind == "model_card":
+        allowed = {"min_length"}
+        if "min_length" in params:
+            _positive_int(params, "min_length", 1, where)
+    elif kind == "data_classification":
+        allowed = set()
+    else:
+        raise PolicyError(f"{where}unknown gate type {kind!r}; types are {', '.join(GATE_TYPES)}")
+    extra = set(params) - allowed
+    if extra:
+        raise PolicyError(f"{where}unknown key(s) for a {kind} gate: {', '.join(sorted(extra))}")
+    return Gate(type=kind, params=params)
+
+
+@dataclass(frozen=True)
+class GateInput:
+    """What gates look at, gathered by the caller (keeps this module free of queries)."""
+
+    metrics: Mapping[str, float]
+    description: str
+    data_classification: str
+    environment_max_classification: str
+    previous_environment: str | None
+    in_previous_environment_since: datetime | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    type: str
+    passed: bool
+    observed: Any
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, "type": self.type, "passed": self.passed, "observed": self.observed,
+                "detail": self.detail}
+
+
+def evaluate_gate(gate: Gate, data: GateInput) -> GateResult:
+    p = gate.params
+    if gate.type == "metric":
+        value = data.metrics.get(p["metric"])
+        if value is None:
+            return GateResult(gate.name, gate.type, False, None, f"the run has no metric {p['metric']!r}")
+        passed = OPERATORS[p["op"]](float(value), float(p["value"]))
+        detail = f"{p['metric']} = {value} (needs {p['op']} {p['value']})"
+        return GateResult(gate.name, gate.type, passed, value, detail)
+    if gate.type == "soak":
+        if data.previous_environment is None:
+            return GateResult(gate.name, gate.type, True, None, "first environment: nothing to soak in")
+        since = data.in_previous_environment_since
+        if since is None:
+            return GateResult(gate.name, gate.type, False, None, f"not deployed in {data.previous_environment}")
+        hours = (data.now - since) / timedelta(hours=1)
+        passed = hours >= float(p["hours"])
+        return GateResult(
+            gate.name, gate.type, passed, round(hours, 2),
+            f"{hours:.1f}h in {data.previous_environment} (needs {p['hours']}h)",
+        )
+    if gate.type == "model_card":
+        length = len(data.description.strip())
+        needed = int(p.get("min_length", 1))
+        return GateResult(gate.name, gate.type, length >= needed, length, f"description has {length} characters")
+    level = data.data_classification
+    if level not in LEVELS:
+        return GateResult(gate.name, gate.type, False, None, "the training data's classification is unknown")
+    passed = allows(data.environment_max_classification, level)
+    return GateResult(
+        gate.name, gate.type, passed, level,
+        f"trained on {level} data; the environment allows up to {data.environment_max_classification}",
+    )
+
+
+def evidence_digest(artifact_digest: str, results: list[GateResult]) -> str:
+    """What approvals are bound to: the artifact and every gate's outcome and observation."""
+    # A soak gate's observation grows by the minute; only its outcome counts.
+    doc = {
+        "artifact_digest": artifact_digest,
+        "gates": [[r.gate, r.passed, None if r.type == "soak" else r.observed] for r in results],
+    }
+    return hashlib.sha256(canonical_json(doc).encode()).hexdigest()

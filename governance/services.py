@@ -1,0 +1,881 @@
+"""Services of the promotion-governance domain.
+
+Every state change is one of these functions: keyword-only, ``@transaction.atomic``,
+and each writes its ledger entry in the same transaction. Transitions lock the
+promotion request row (``select_for_update``) first, so two approvers approving
+at once, or an approval racing a withdrawal, serialise and leave one consistent
+outcome. MLflow is changed only after commit, by Celery tasks (``governance.tasks``).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from access import roles
+from access.classification import LEVELS
+from audit.ledger import Actor, Subject, record
+from governance import selectors
+from governance.errors import Frozen, GovernanceError, InvalidState, NotPermitted
+from governance.models import (
+    Approval,
+    BreakGlassReview,
+    ComplianceViolation,
+    Environment,
+    FreezeWindow,
+    LiveDeployment,
+    ModelVersion,
+    PromotionPolicy,
+    PromotionRequest,
+    RegisteredModel,
+)
+from governance.policy import GateInput, GateResult, Policy, PolicyError, evaluate_gate, evidence_digest, parse_policy
+
+State = PromotionRequest.State
+Strategy = PromotionRequest.Strategy
+
+
+def _subject(request: PromotionRequest) -> Subject:
+    return Subject("promotion_request", str(request.pk))
+
+
+def version_subject(version: ModelVersion) -> Subject:
+    return Subject("model_version", version.ref)
+
+
+def _base_payload(request: PromotionRequest) -> dict[str, Any]:
+    return {
+        "model": request.version.model.name,
+        "version": request.version.version,
+        "environment": request.environment.name,
+    }
+
+
+def _lock(request: PromotionRequest) -> PromotionRequest:
+    return PromotionRequest.objects.select_for_update().select_related("version__model", "environment").get(
+        pk=request.pk
+    )
+
+
+def _require_text(value: str, what: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise GovernanceError(f"a {what} is required", code="required")
+    if len(value) > 5000:
+        raise GovernanceError(f"the {what} is longer than 5000 characters", code="too_long")
+    return value
+
+
+# --- evidence ----------------------------------------------------------------------------
+
+
+def _gate_input(version: ModelVersion, environment: Environment, now: datetime) -> GateInput:
+    previous = selectors.previous_environment(environment)
+    since = selectors.deployed_since(version=version, environment=previous) if previous else None
+    metrics = {k: float(v) for k, v in (version.metrics or {}).items() if isinstance(v, int | float)}
+    return GateInput(
+        metrics=metrics,
+        description=version.description or version.model.description,
+        data_classification=version.data_classification,
+        environment_max_classification=environment.max_data_classification,
+        previous_environment=previous.name if previous else None,
+        in_previous_environment_since=since,
+        now=now,
+    )
+
+
+def evaluate(version: ModelVersion, environment: Environment, policy: Policy) -> tuple[list[GateResult], str]:
+    data = _gate_input(version, environment, timezone.now())
+    results = [evaluate_gate(g, data) for g in policy.gates]
+    return results, evidence_digest(version.artifact_digest, results)
+
+
+def _evidence_doc(version: ModelVersion, results: list[GateResult]) -> dict[str, Any]:
+    return {
+        "artifact_digest": version.artifact_digest,
+        "gates": [r.as_dict() for r in results],
+        "evaluated_at": timezone.now().isoformat(),
+    }
+
+
+def _refresh_evidence(request: PromotionRequest, policy: Policy, actor: Actor) -> bool:
+    """Re-run the gates; record when the evidence changed (which makes earlier approvals stale)."""
+    results, digest = evaluate(request.version, request.environment, policy)
+    changed = digest != request.evidence_digest
+    request.evidence = _evidence_doc(request.version, results)
+    if changed:
+        old = request.evidence_digest
+        request.evidence_digest = digest
+        record(
+            event_type="promotion.evidence_changed",
+            actor=actor,
+            subject=_subject(request),
+            payload={**_base_payload(request), "previous_digest": old, "evidence_digest": digest,
+                     "gates": request.evidence["gates"]},
+        )
+    request.save(update_fields=["evidence", "evidence_digest"])
+    return changed
+
+
+# --- requesting --------------------------------------------------------------------------
+
+
+def _check_not_frozen(environment: Environment, now: datetime) -> None:
+    freeze = selectors.active_freeze(environment=environment, at=now)
+    if freeze is not None:
+        raise Frozen(
+            f"{environment.name} is frozen until {freeze.ends_at:%Y-%m-%d %H:%M} UTC ({freeze.reason}); "
+            "promotions to it are refused"
+        )
+
+
+def _check_not_skipping(version: ModelVersion, environment: Environment) -> None:
+    previous = selectors.previous_environment(environment)
+    if previous is None:
+        return
+    if selectors.deployed_since(version=version, environment=previous) is None:
+        raise GovernanceError(
+            f"{version.ref} has not been deployed to {previous.name}; promotions may not skip an environment",
+            code="skips_environment",
+        )
+
+
+def _may_request(user: User, model: RegisteredModel) -> bool:
+    return model.owner_id == user.pk or roles.MODEL_OWNER in selectors.user_groups(user)
+
+
+@transaction.atomic
+def promotion_request(
+    *,
+    user: User,
+    version: ModelVersion,
+    environment: Environment,
+    reason: str,
+    strategy: str = Strategy.FULL,
+    canary_steps: list[int] | None = None,
+) -> PromotionRequest:
+    """Ask to promote ``version`` into ``environment``. Gates are evaluated and kept as evidence."""
+    reason = _require_text(reason, "reason")
+    if not _may_request(user, version.model):
+        raise NotPermitted("only the model's owner or a model-owner may request a promotion")
+    if strategy not in Strategy.values:
+        raise GovernanceError(f"strategy must be one of {', '.join(Strategy.values)}", code="invalid_strategy")
+    steps = _canary_steps(strategy, canary_steps)
+    now = timezone.now()
+    _check_not_frozen(environment, now)
+    _check_not_skipping(version, environment)
+    live = selectors.live_version(model_id=version.model_id, environment=environment)
+    if live is not None and live.version_id == version.pk:
+        raise GovernanceError(f"{version.ref} is already live in {environment.name}", code="already_live")
+    policy, _ = selectors.policy_for(environment=environment, model_id=version.model_id)
+    results, digest = evaluate(version, environment, policy)
+    try:
+        with transaction.atomic():
+            request = PromotionRequest.objects.create(
+                version=version,
+                environment=environment,
+                requested_by=user,
+                strategy=strategy,
+                canary_steps=steps,
+                reason=reason,
+                evidence=_evidence_doc(version, results),
+                evidence_digest=digest,
+            )
+    except IntegrityError:
+        raise GovernanceError(
+            f"{version.ref} already has an open promotion request to {environment.name}", code="duplicate"
+        ) from None
+    record(
+        event_type="promotion.requested",
+        actor=Actor.user(user),
+        subject=_subject(request),
+        payload={**_base_payload(request), "strategy": strategy, "canary_steps": steps, "reason": reason,
+                 "evidence_digest": digest, "gates": request.evidence["gates"]},
+    )
+    # A policy without approval rules (e.g. dev) approves as soon as the gates pass.
+    _approve_if_complete(request, policy, Actor.system("policy"), now)
+    return request
+
+
+def _canary_steps(strategy: str, steps: list[int] | None) -> list[int]:
+    if strategy != Strategy.CANARY:
+        if steps:
+            raise GovernanceError("canary steps are only for the canary strategy", code="invalid_strategy")
+        return []
+    steps = steps or [5, 25, 50, 100]
+    if (
+        not isinstance(steps, list)
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 100 for s in steps)
+        or steps != sorted(set(steps))
+        or steps[-1] != 100
+    ):
+        raise GovernanceError(
+            "canary steps must be increasing traffic percents between 1 and 100, ending at 100",
+            code="invalid_canary_steps",
+        )
+    return steps
+
+
+# --- approving ---------------------------------------------------------------------------
+
+
+def _approval_state(request: PromotionRequest, policy: Policy, now: datetime) -> tuple[dict[str, int], list[str]]:
+    """Valid approvals per rule group, and the rules still unmet (expired and stale approvals don't count)."""
+    cutoff = now - timedelta(days=policy.approval_expiry_days)
+    counts: dict[str, int] = {rule.group: 0 for rule in policy.approvals}
+    for approval in request.approvals.all():
+        if (
+            approval.decision == Approval.Decision.APPROVE
+            and approval.evidence_digest == request.evidence_digest
+            and approval.created_at >= cutoff
+            and approval.group in counts
+        ):
+            counts[approval.group] += 1
+    unmet = [f"{rule.count - counts[rule.group]} more from {rule.group}"
+             for rule in policy.approvals if counts[rule.group] < rule.count]
+    return counts, unmet
+
+
+def approval_status(request: PromotionRequest) -> dict[str, Any]:
+    """What the console and API show: gates, valid approvals and the rules still unmet."""
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    counts, unmet = _approval_state(request, policy, timezone.now())
+    gates = request.evidence.get("gates", [])
+    return {
+        "approvals": counts,
+        "unmet_rules": unmet,
+        "failed_gates": [g["gate"] for g in gates if not g["passed"]],
+        "ready": not unmet and all(g["passed"] for g in gates),
+    }
+
+
+def _check_separation_of_duties(user: User, request: PromotionRequest) -> None:
+    if request.requested_by_id == user.pk:
+        raise NotPermitted("you requested this promotion, so you cannot approve or reject it", code="self_approval")
+    if request.version.creator and request.version.creator == user.get_username():
+        raise NotPermitted("you created this model version, so you cannot approve its promotion", code="self_approval")
+
+
+def _approver_group(user: User, request: PromotionRequest, policy: Policy) -> str:
+    mine = selectors.user_groups(user)
+    eligible = [rule.group for rule in policy.approvals if rule.group in mine]
+    if not eligible:
+        raise NotPermitted(
+            "approvals for this promotion must come from: " + ", ".join(policy.approval_groups or ("nobody",)),
+            code="not_in_required_group",
+        )
+    counts, _ = _approval_state(request, policy, timezone.now())
+    for rule in policy.approvals:
+        if rule.group in eligible and counts[rule.group] < rule.count:
+            return rule.group
+    return eligible[0]
+
+
+@transaction.atomic
+def promotion_approve(*, user: User, request: PromotionRequest, comment: str) -> PromotionRequest:
+    """Record an approval; the request becomes approved once every rule and gate is satisfied."""
+    comment = _require_text(comment, "comment")
+    request = _lock(request)
+    if request.state != State.PENDING:
+        raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending requests can be approved")
+    _check_separation_of_duties(user, request)
+    now = timezone.now()
+    _check_not_frozen(request.environment, now)
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    group = _approver_group(user, request, policy)
+    _refresh_evidence(request, policy, Actor.user(user))
+    previous = request.approvals.filter(approver=user).first()
+    if previous is not None:
+        if previous.evidence_digest == request.evidence_digest:
+            raise GovernanceError("you have already decided on this promotion", code="duplicate_approval")
+        # The evidence changed since this person approved: their new approval replaces the stale one.
+        previous.delete()
+    Approval.objects.create(
+        request=request, approver=user, decision=Approval.Decision.APPROVE, group=group, comment=comment,
+        evidence_digest=request.evidence_digest,
+    )
+    record(
+        event_type="promotion.approval_given",
+        actor=Actor.user(user),
+        subject=_subject(request),
+        payload={**_base_payload(request), "group": group, "comment": comment,
+                 "evidence_digest": request.evidence_digest},
+    )
+    _approve_if_complete(request, policy, Actor.user(user), now)
+    return request
+
+
+def _approve_if_complete(request: PromotionRequest, policy: Policy, actor: Actor, now: datetime) -> bool:
+    _, unmet = _approval_state(request, policy, now)
+    failed = [g["gate"] for g in request.evidence.get("gates", []) if not g["passed"]]
+    if unmet or failed:
+        return False
+    request.state = State.APPROVED
+    request.decided_at = now
+    request.save(update_fields=["state", "decided_at"])
+    record(
+        event_type="promotion.approved",
+        actor=actor,
+        subject=_subject(request),
+        payload={**_base_payload(request), "evidence_digest": request.evidence_digest,
+                 "approvers": sorted(str(a.approver_id) for a in request.approvals.all()),
+                 "gates": request.evidence.get("gates", [])},
+    )
+    _deploy_after_commit(request)
+    return True
+
+
+def _deploy_after_commit(request: PromotionRequest) -> None:
+    from governance import tasks
+
+    request_id = request.pk
+    transaction.on_commit(lambda: tasks.apply_promotion.delay(request_id))
+
+
+@transaction.atomic
+def promotion_reject(*, user: User, request: PromotionRequest, comment: str) -> PromotionRequest:
+    comment = _require_text(comment, "comment")
+    request = _lock(request)
+    if request.state != State.PENDING:
+        raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending requests can be rejected")
+    _check_separation_of_duties(user, request)
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    group = _approver_group(user, request, policy)
+    if request.approvals.filter(approver=user).exists():
+        raise GovernanceError("you have already decided on this promotion", code="duplicate_approval")
+    Approval.objects.create(
+        request=request, approver=user, decision=Approval.Decision.REJECT, group=group, comment=comment,
+        evidence_digest=request.evidence_digest,
+    )
+    request.state = State.REJECTED
+    request.decided_at = timezone.now()
+    request.save(update_fields=["state", "decided_at"])
+    record(
+        event_type="promotion.rejected",
+        actor=Actor.user(user),
+        subject=_subject(request),
+        payload={**_base_payload(request), "group": group, "comment": comment},
+    )
+    return request
+
+
+@transaction.atomic
+def promotion_withdraw(*, user: User, request: PromotionRequest, reason: str) -> PromotionRequest:
+    reason = _require_text(reason, "reason")
+    request = _lock(request)
+    if request.state not in (State.PENDING, State.APPROVED):
+        raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending or approved can be withdrawn")
+    if request.requested_by_id != user.pk and roles.INFOSEC not in selectors.user_groups(user):
+        raise NotPermitted("only the requester or InfoSec may withdraw a promotion request")
+    request.state = State.WITHDRAWN
+    request.finished_at = timezone.now()
+    request.save(update_fields=["state", "finished_at"])
+    record(
+        event_type="promotion.withdrawn",
+        actor=Actor.user(user),
+        subject=_subject(request),
+        payload={**_base_payload(request), "reason": reason},
+    )
+    return request
+
+
+@transaction.atomic
+def promotion_expire(*, request: PromotionRequest, now: datetime | None = None) -> bool:
+    """Expire a pending request older than its policy allows. Returns whether it expired."""
+    now = now or timezone.now()
+    request = _lock(request)
+    if request.state != State.PENDING:
+        return False
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    if request.created_at > now - timedelta(days=policy.request_expiry_days):
+        return False
+    request.state = State.EXPIRED
+    request.finished_at = now
+    request.save(update_fields=["state", "finished_at"])
+    record(
+        event_type="promotion.expired",
+        actor=Actor.system("scheduler"),
+        subject=_subject(request),
+        payload={**_base_payload(request), "after_days": policy.request_expiry_days},
+    )
+    return True
+
+
+@transaction.atomic
+def promotion_reevaluate(*, request: PromotionRequest, actor: Actor) -> bool:
+    """Re-run the gates of a pending request (the version or its data changed). Returns whether evidence changed."""
+    request = _lock(request)
+    if request.state != State.PENDING:
+        return False
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    changed = _refresh_evidence(request, policy, actor)
+    _approve_if_complete(request, policy, actor, timezone.now())
+    return changed
+
+
+# --- deploying ---------------------------------------------------------------------------
+
+
+def rollout_alias(request: PromotionRequest) -> str:
+    """The MLflow alias a promotion moves: the environment's alias, or a candidate alias while rolling out."""
+    base = request.environment.mlflow_alias
+    if request.strategy == Strategy.FULL:
+        return base
+    return f"{base}-{request.strategy}"
+
+
+@transaction.atomic
+def promotion_deploy_start(*, request: PromotionRequest) -> PromotionRequest:
+    """approved → deploying (idempotent for a request already deploying)."""
+    request = _lock(request)
+    if request.state == State.DEPLOYING:
+        request.deploy_attempts += 1
+        request.save(update_fields=["deploy_attempts"])
+        return request
+    if request.state != State.APPROVED:
+        raise InvalidState(f"promotion #{request.pk} is {request.state}; only approved requests can be deployed")
+    live = selectors.live_version(model_id=request.version.model_id, environment=request.environment)
+    request.previous_version = live.version if live else None
+    request.state = State.DEPLOYING
+    request.deploy_attempts += 1
+    request.save(update_fields=["previous_version", "state", "deploy_attempts"])
+    record(
+        event_type="promotion.deploy_started",
+        actor=Actor.system("deployer"),
+        subject=_subject(request),
+        payload={**_base_payload(request), "strategy": request.strategy, "alias": rollout_alias(request),
+                 "previous_version": live.version.version if live else None},
+    )
+    return request
+
+
+def _make_live(request: PromotionRequest, now: datetime) -> None:
+    LiveDeployment.objects.update_or_create(
+        model=request.version.model,
+        environment=request.environment,
+        defaults={"version": request.version, "promotion": request, "since": now},
+    )
+
+
+@transaction.atomic
+def promotion_alias_applied(*, request: PromotionRequest, alias: str) -> PromotionRequest:
+    """MLflow now points ``alias`` at the version. A full rollout is then deployed."""
+    request = _lock(request)
+    if request.state != State.DEPLOYING:
+        raise InvalidState(f"promotion #{request.pk} is {request.state}, not deploying")
+    now = timezone.now()
+    record(
+        event_type="promotion.alias_applied",
+        actor=Actor.system("deployer"),
+        subject=_subject(request),
+        payload={**_base_payload(request), "alias": alias},
+    )
+    if alias == request.environment.mlflow_alias:
+        request.state = State.DEPLOYED
+        request.deployed_at = now
+        request.traffic_percent = 100 if request.strategy != Strategy.SHADOW else 0
+        request.save(update_fields=["state", "deployed_at", "traffic_percent"])
+        _make_live(request, now)
+        record(
+            event_type="promotion.deployed",
+            actor=Actor.system("deployer"),
+            subject=_subject(request),
+            payload={**_base_payload(request), "strategy": request.strategy},
+        )
+    return request
+
+
+@transaction.atomic
+def promotion_deploy_failed(*, request: PromotionRequest, error: str) -> PromotionRequest:
+    request = _lock(request)
+    if request.state != State.DEPLOYING:
+        raise InvalidState(f"promotion #{request.pk} is {request.state}, not deploying")
+    request.state = State.FAILED
+    request.last_error = error[:2000]
+    request.finished_at = timezone.now()
+    request.save(update_fields=["state", "last_error", "finished_at"])
+    record(
+        event_type="promotion.deploy_failed",
+        actor=Actor.system("deployer"),
+        subject=_subject(request),
+        payload={**_base_payload(request), "error": error[:500]},
+    )
+    return request
+
+
+PROGRESS_STATUSES = ("step", "completed", "failed")
+
+
+@transaction.atomic
+def promotion_report_progress(
+    *, actor: Actor, request: PromotionRequest, status: str, traffic_percent: int | None = None, detail: str = ""
+) -> PromotionRequest:
+    """A runtime reports a canary/shadow rollout's progress or outcome.
+
+    ``completed`` moves the environment's main alias to the version (after commit);
+    ``failed`` ends the rollout and removes the candidate alias.
+    """
+    if status not in PROGRESS_STATUSES:
+        raise GovernanceError(f"status must be one of {', '.join(PROGRESS_STATUSES)}", code="invalid_status")
+    request = _lock(request)
+    if request.state != State.DEPLOYING or request.strategy == Strategy.FULL:
+        raise InvalidState(f"promotion #{request.pk} is not a canary or shadow rollout in progress")
+    if status == "step":
+        if request.strategy != Strategy.CANARY:
+            raise GovernanceError("traffic steps only apply to canary rollouts", code="invalid_status")
+        if traffic_percent is None or traffic_percent not in request.canary_steps:
+            raise GovernanceError(
+                f"traffic_percent must be one of the request's canary steps {request.canary_steps}",
+                code="invalid_step",
+            )
+        if traffic_percent is None or traffic_percent <= request.traffic_percent:
+            raise GovernanceError("canary traffic only moves forward; roll back instead", code="invalid_step")
+        request.traffic_percent = traffic_percent
+        request.save(update_fields=["traffic_percent"])
+    record(
+        event_type="promotion.progress_reported",
+        actor=actor,
+        subject=_subject(request),
+        payload={**_base_payload(request), "status": status, "traffic_percent": request.traffic_percent,
+                 "detail": detail[:500]},
+    )
+    from governance import tasks
+
+    request_id = request.pk
+    if status == "completed":
+        transaction.on_commit(lambda: tasks.complete_rollout.delay(request_id))
+    elif status == "failed":
+        request.state = State.FAILED
+        request.last_error = detail[:2000]
+        request.finished_at = timezone.now()
+        request.save(update_fields=["state", "last_error", "finished_at"])
+        record(
+            event_type="promotion.deploy_failed",
+            actor=actor,
+            subject=_subject(request),
+            payload={**_base_payload(request), "error": detail[:500] or "rollout reported failed"},
+        )
+        transaction.on_commit(lambda: tasks.remove_candidate_alias.delay(request_id))
+    return request
+
+
+@transaction.atomic
+def promotion_rollback(
+    *, user: User, model: RegisteredModel, environment: Environment, reason: str
+) -> PromotionRequest:
+    """Put the previously deployed version back in ``environment`` in one action (alias moved after commit)."""
+    reason = _require_text(reason, "reason")
+    mine = selectors.user_groups(user)
+    if model.owner_id != user.pk and not mine & {roles.MODEL_OWNER, roles.INFOSEC, roles.BREAK_GLASS}:
+        raise NotPermitted("only the model's owner, a model-owner, InfoSec or break-glass may roll back")
+    live = LiveDeployment.objects.select_for_update().filter(model=model, environment=environment).first()
+    if live is None:
+        raise InvalidState(f"no version of {model.name} is live in {environment.name}")
+    request = _lock(live.promotion)
+    if request.state != State.DEPLOYED:
+        raise InvalidState(f"promotion #{request.pk} is {request.state}; only a deployed promotion rolls back")
+    now = timezone.now()
+    request.state = State.ROLLED_BACK
+    request.finished_at = now
+    request.save(update_fields=["state", "finished_at"])
+    restored = request.previous_version
+    if restored is not None:
+        earlier = (
+            PromotionRequest.objects.filter(version=restored, environment=environment, state=State.DEPLOYED)
+            .order_by("-deployed_at")
+            .first()
+        )
+        if earlier is None:
+            raise InvalidState(f"the previous version {restored.ref} has no deployed promotion to return to")
+        live.version = restored
+        live.promotion = earlier
+        live.since = now
+        live.save(update_fields=["version", "promotion", "since"])
+    else:
+        live.delete()
+    record(
+        event_type="promotion.rolled_back",
+        actor=Actor.user(user),
+        subject=_subject(request),
+        payload={**_base_payload(request), "reason": reason,
+                 "restored_version": restored.version if restored else None},
+    )
+    from governance import tasks
+
+    request_id = request.pk
+    transaction.on_commit(lambda: tasks.apply_rollback.delay(request_id))
+    return request
+
+
+# --- break-glass -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def promotion_break_glass(
+    *, user: User, version: ModelVersion, environment: Environment, justification: str
+) -> PromotionRequest:
+    """Emergency promotion without approvals; opens a post-hoc review with a deadline."""
+    justification = _require_text(justification, "justification")
+    if roles.BREAK_GLASS not in selectors.user_groups(user):
+        raise NotPermitted("only members of the break-glass group may promote without approval")
+    live = selectors.live_version(model_id=version.model_id, environment=environment)
+    if live is not None and live.version_id == version.pk:
+        raise GovernanceError(f"{version.ref} is already live in {environment.name}", code="already_live")
+    open_request = PromotionRequest.objects.select_for_update().filter(
+        version=version, environment=environment, state__in=[State.PENDING, State.APPROVED, State.DEPLOYING]
+    ).first()
+    if open_request is not None:
+        raise GovernanceError(
+            f"promotion #{open_request.pk} for {version.ref} to {environment.name} is already open", code="duplicate"
+        )
+    policy, _ = selectors.policy_for(environment=environment, model_id=version.model_id)
+    results, digest = evaluate(version, environment, policy)
+    now = timezone.now()
+    request = PromotionRequest.objects.create(
+        version=version, environment=environment, requested_by=user, reason=justification, is_break_glass=True,
+        state=State.APPROVED, decided_at=now, evidence=_evidence_doc(version, results), evidence_digest=digest,
+    )
+    review = BreakGlassReview.objects.create(
+        request=request, due_at=now + timedelta(hours=policy.break_glass_review_hours)
+    )
+    record(
+        event_type="promotion.break_glass",
+        actor=Actor.user(user),
+        subject=_subject(request),
+        payload={**_base_payload(request), "justification": justification, "review_due_at": review.due_at.isoformat(),
+                 "gates": request.evidence["gates"], "break_glass": True},
+    )
+    _deploy_after_commit(request)
+    return request
+
+
+@transaction.atomic
+def break_glass_review_approve(*, user: User, review: BreakGlassReview, comment: str) -> BreakGlassReview:
+    comment = _require_text(comment, "comment")
+    review = BreakGlassReview.objects.select_for_update().select_related(
+        "request__version__model", "request__environment"
+    ).get(pk=review.pk)
+    if review.state == BreakGlassReview.State.APPROVED:
+        raise InvalidState("this break-glass review is already approved")
+    request = review.request
+    if request.requested_by_id == user.pk:
+        raise NotPermitted("you used break-glass, so you cannot review it", code="self_approval")
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    if not selectors.user_groups(user) & set(policy.approval_groups):
+        raise NotPermitted(
+            "break-glass reviews must come from the policy's approvers: " + ", ".join(policy.approval_groups),
+            code="not_in_required_group",
+        )
+    late = review.state == BreakGlassReview.State.OVERDUE
+    review.state = BreakGlassReview.State.APPROVED
+    review.reviewed_by = user
+    review.comment = comment
+    review.reviewed_at = timezone.now()
+    review.save(update_fields=["state", "reviewed_by", "comment", "reviewed_at"])
+    record(
+        event_type="promotion.break_glass_reviewed",
+        actor=Actor.user(user),
+        subject=_subject(request),
+        payload={**_base_payload(request), "comment": comment, "late": late},
+    )
+    return review
+
+
+@transaction.atomic
+def break_glass_reviews_flag_overdue(*, now: datetime | None = None) -> int:
+    """Mark open reviews past their deadline overdue, each a compliance violation. Idempotent."""
+    now = now or timezone.now()
+    overdue = list(
+        BreakGlassReview.objects.select_for_update()
+        .select_related("request__version__model", "request__environment")
+        .filter(state=BreakGlassReview.State.OPEN, due_at__lt=now)
+    )
+    for review in overdue:
+        review.state = BreakGlassReview.State.OVERDUE
+        review.save(update_fields=["state"])
+        request = review.request
+        violation_record(
+            kind=ComplianceViolation.Kind.OVERDUE_BREAK_GLASS_REVIEW,
+            subject=_subject(request),
+            summary=f"break-glass promotion #{request.pk} of {request.version.ref} to "
+            f"{request.environment.name} was not reviewed by {review.due_at:%Y-%m-%d %H:%M} UTC",
+            details={**_base_payload(request), "due_at": review.due_at.isoformat()},
+        )
+    return len(overdue)
+
+
+# --- compliance ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def violation_record(
+    *, kind: str, subject: Subject, summary: str, details: dict[str, Any], reverted: bool = False,
+    actor: Actor | None = None,
+) -> ComplianceViolation:
+    violation = ComplianceViolation.objects.create(
+        kind=kind, subject_type=subject.type, subject_id=subject.id, summary=summary[:500], details=details,
+        reverted=reverted,
+    )
+    record(
+        event_type="compliance.violation",
+        actor=actor or Actor.system("compliance"),
+        subject=subject,
+        payload={"violation_id": violation.pk, "kind": kind, "summary": summary[:500], "details": details,
+                 "reverted": reverted},
+    )
+    return violation
+
+
+@transaction.atomic
+def violation_acknowledge(
+    *, user: User, violation: ComplianceViolation, comment: str
+) -> ComplianceViolation:
+    comment = _require_text(comment, "comment")
+    if roles.INFOSEC not in selectors.user_groups(user):
+        raise NotPermitted("only InfoSec may acknowledge a compliance violation")
+    violation = ComplianceViolation.objects.select_for_update().get(pk=violation.pk)
+    if violation.acknowledged_at is not None:
+        raise InvalidState("this violation is already acknowledged")
+    violation.acknowledged_by = user
+    violation.acknowledged_at = timezone.now()
+    violation.acknowledgement = comment
+    violation.save(update_fields=["acknowledged_by", "acknowledged_at", "acknowledgement"])
+    record(
+        event_type="compliance.violation_acknowledged",
+        actor=Actor.user(user),
+        subject=Subject(violation.subject_type, violation.subject_id),
+        payload={"violation_id": violation.pk, "kind": violation.kind, "comment": comment},
+    )
+    return violation
+
+
+# --- environments and policies -----------------------------------------------------------------
+
+
+def _require_infosec(user: User, what: str) -> None:
+    if roles.INFOSEC not in selectors.user_groups(user):
+        raise NotPermitted(f"only InfoSec may {what}")
+
+
+@transaction.atomic
+def policy_set(
+    *, user: User, environment: Environment, rules: Any, model: RegisteredModel | None = None
+) -> PromotionPolicy:
+    """Create or replace the policy of an environment (or of one model in it). InfoSec only."""
+    _require_infosec(user, "change promotion policies")
+    try:
+        parse_policy(rules)
+    except PolicyError as exc:
+        raise GovernanceError(f"invalid policy: {exc}", code="invalid_policy") from None
+    policy, created = PromotionPolicy.objects.update_or_create(
+        environment=environment, model=model, defaults={"rules": rules}
+    )
+    record(
+        event_type="policy.updated",
+        actor=Actor.user(user),
+        subject=Subject("environment", environment.name),
+        payload={"environment": environment.name, "model": model.name if model else None, "rules": rules,
+                 "created": created},
+    )
+    return policy
+
+
+@transaction.atomic
+def environment_update(
+    *, user: User, environment: Environment, max_data_classification: str | None = None,
+    mlflow_alias: str | None = None, description: str | None = None,
+) -> Environment:
+    _require_infosec(user, "change environments")
+    changes: dict[str, Any] = {}
+    if max_data_classification is not None:
+        if max_data_classification not in LEVELS:
+            raise GovernanceError(f"classification must be one of {', '.join(LEVELS)}", code="invalid_level")
+        changes["max_data_classification"] = max_data_classification
+    if mlflow_alias is not None:
+        alias = mlflow_alias.strip()
+        if not alias or not alias.replace("-", "").replace("_", "").isalnum():
+            raise GovernanceError("an MLflow alias is letters, digits, '-' and '_'", code="invalid_alias")
+        if Environment.objects.exclude(pk=environment.pk).filter(mlflow_alias=alias).exists():
+            raise GovernanceError(f"alias {alias!r} is used by another environment", code="duplicate")
+        changes["mlflow_alias"] = alias
+    if description is not None:
+        changes["description"] = description[:300]
+    if not changes:
+        return environment
+    for key, value in changes.items():
+        setattr(environment, key, value)
+    environment.save(update_fields=list(changes))
+    record(
+        event_type="environment.updated",
+        actor=Actor.user(user),
+        subject=Subject("environment", environment.name),
+        payload={"environment": environment.name, "changes": changes},
+    )
+    return environment
+
+
+@transaction.atomic
+def freeze_window_create(
+    *, user: User, environment: Environment, starts_at: datetime, ends_at: datetime, reason: str
+) -> FreezeWindow:
+    _require_infosec(user, "declare freeze windows")
+    reason = _require_text(reason, "reason")
+    if ends_at <= starts_at:
+        raise GovernanceError("a freeze window must end after it starts", code="invalid_window")
+    freeze = FreezeWindow.objects.create(
+        environment=environment, starts_at=starts_at, ends_at=ends_at, reason=reason, created_by=user
+    )
+    record(
+        event_type="environment.freeze_declared",
+        actor=Actor.user(user),
+        subject=Subject("environment", environment.name),
+        payload={"environment": environment.name, "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(),
+                 "reason": reason},
+    )
+    return freeze
+
+
+@transaction.atomic
+def model_version_declare_classification(
+    *, user: User, version: ModelVersion, level: str, reason: str
+) -> ModelVersion:
+    """Declare the training data's classification (until lineage from the access domain provides it)."""
+    reason = _require_text(reason, "reason")
+    if level not in LEVELS:
+        raise GovernanceError(f"classification must be one of {', '.join(LEVELS)}", code="invalid_level")
+    groups = selectors.user_groups(user)
+    if not groups & {roles.DATA_STEWARD, roles.INFOSEC}:
+        raise NotPermitted("only a data steward or InfoSec may declare a version's data classification")
+    previous = version.data_classification
+    version.data_classification = level
+    version.save(update_fields=["data_classification"])
+    record(
+        event_type="model.version_classified",
+        actor=Actor.user(user),
+        subject=version_subject(version),
+        payload={"model": version.model.name, "version": version.version, "level": level,
+                 "previous_level": previous or None, "reason": reason},
+    )
+    for request in PromotionRequest.objects.filter(version=version, state=State.PENDING):
+        promotion_reevaluate(request=request, actor=Actor.user(user))
+    return version
+
+
+# --- MLflow ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def mlflow_alias_change_record(
+    *, model: str, alias: str, version: int | None, previous_version: int | None, reason: str
+) -> None:
+    """Record an alias change this service made in MLflow (the change itself happened in a task)."""
+    record(
+        event_type="mlflow.alias_changed",
+        actor=Actor.system("deployer"),
+        subject=Subject("registered_model", model),
+        payload={"model": model, "alias": alias, "version": version, "previous_version": previous_version,
+                 "reason": reason},
+    )

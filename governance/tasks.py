@@ -1,0 +1,138 @@
+"""Celery tasks of the governance domain: they take ids, call services and MLflow, and are idempotent.
+
+Every MLflow change is retried with exponential backoff; when retries run out,
+the outcome is recorded (a failed deployment), never silently dropped.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.db import OperationalError
+
+from governance import registry, selectors, services
+from governance.errors import InvalidState
+from governance.models import PromotionRequest
+
+logger = logging.getLogger(__name__)
+State = PromotionRequest.State
+
+_TASK: dict[str, Any] = {"bind": True, "max_retries": 5, "soft_time_limit": 60, "time_limit": 90, "acks_late": True}
+
+
+def _load(request_id: int) -> PromotionRequest | None:
+    return (
+        PromotionRequest.objects.select_related("version__model", "environment").filter(pk=request_id).first()
+    )
+
+
+def _retry_or_fail(task: Any, request: PromotionRequest, exc: BaseException) -> None:
+    if task.request.retries < task.max_retries:
+        raise task.retry(exc=exc, countdown=min(60, 2 ** task.request.retries))
+    logger.warning("promotion %s: MLflow change failed after %s retries", request.pk, task.max_retries)
+    try:
+        services.promotion_deploy_failed(request=request, error=f"MLflow registry error: {exc}")
+    except InvalidState:
+        pass
+
+
+@shared_task(name="governance.tasks.apply_promotion", **_TASK)
+def apply_promotion(self: Any, request_id: int) -> str:
+    """Move the environment's alias (or the rollout's candidate alias) to an approved version."""
+    request = _load(request_id)
+    if request is None:
+        return "missing"
+    if request.state == State.APPROVED:
+        try:
+            request = services.promotion_deploy_start(request=request)
+        except InvalidState:
+            return "not approved any more"
+    if request.state != State.DEPLOYING:
+        return f"nothing to do ({request.state})"
+    alias = services.rollout_alias(request)
+    try:
+        registry.set_alias(request.version.model.name, alias, request.version.version)
+    except registry.REGISTRY_ERRORS as exc:
+        _retry_or_fail(self, request, exc)
+        return "failed"
+    services.promotion_alias_applied(request=request, alias=alias)
+    return f"{alias} -> {request.version.ref}"
+
+
+@shared_task(name="governance.tasks.complete_rollout", **_TASK)
+def complete_rollout(self: Any, request_id: int) -> str:
+    """A canary/shadow finished: the environment's alias moves to the version; the candidate alias goes."""
+    request = _load(request_id)
+    if request is None or request.state != State.DEPLOYING:
+        return "nothing to do"
+    model, main = request.version.model.name, request.environment.mlflow_alias
+    try:
+        registry.set_alias(model, main, request.version.version)
+        registry.delete_alias(model, services.rollout_alias(request))
+    except registry.REGISTRY_ERRORS as exc:
+        _retry_or_fail(self, request, exc)
+        return "failed"
+    services.promotion_alias_applied(request=request, alias=main)
+    return f"{main} -> {request.version.ref}"
+
+
+@shared_task(name="governance.tasks.remove_candidate_alias", **_TASK)
+def remove_candidate_alias(self: Any, request_id: int) -> str:
+    request = _load(request_id)
+    if request is None or request.strategy == PromotionRequest.Strategy.FULL:
+        return "nothing to do"
+    model, alias = request.version.model.name, services.rollout_alias(request)
+    try:
+        current = registry.alias_version(model, alias)
+        if current != request.version.version:
+            return "not ours"
+        registry.delete_alias(model, alias)
+    except registry.REGISTRY_ERRORS as exc:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+        raise
+    services.mlflow_alias_change_record(
+        model=model, alias=alias, version=None, previous_version=current, reason=f"rollout #{request.pk} failed"
+    )
+    return f"removed {alias}"
+
+
+@shared_task(name="governance.tasks.apply_rollback", **_TASK)
+def apply_rollback(self: Any, request_id: int) -> str:
+    """Point the environment's alias at whatever is live now (the restored version), or remove it."""
+    request = _load(request_id)
+    if request is None:
+        return "missing"
+    live = selectors.live_version(model_id=request.version.model_id, environment=request.environment)
+    model, alias = request.version.model.name, request.environment.mlflow_alias
+    try:
+        previous = registry.alias_version(model, alias)
+        target = live.version.version if live else None
+        if previous == target:
+            return "already in place"
+        if target is None:
+            registry.delete_alias(model, alias)
+        else:
+            registry.set_alias(model, alias, target)
+    except registry.REGISTRY_ERRORS as exc:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+        raise
+    services.mlflow_alias_change_record(
+        model=model, alias=alias, version=target, previous_version=previous, reason=f"rollback of #{request.pk}"
+    )
+    return f"{alias} -> {target}"
+
+
+@shared_task(name="governance.tasks.expire_promotions", autoretry_for=(OperationalError,), max_retries=3,
+             soft_time_limit=120, time_limit=180)
+def expire_promotions() -> int:
+    pending = PromotionRequest.objects.filter(state=State.PENDING).values_list("pk", flat=True)
+    return sum(services.promotion_expire(request=PromotionRequest(pk=pk)) for pk in list(pending))
+
+
+@shared_task(name="governance.tasks.flag_overdue_reviews", autoretry_for=(OperationalError,), max_retries=3,
+             soft_time_limit=120, time_limit=180)
+def flag_overdue_reviews() -> int:
+    return services.break_glass_reviews_flag_overdue()

@@ -7,5 +7,7 @@ MODEL_OWNER = "model-owner"
 APPROVER = "approver"
 DATA_STEWARD = "data-steward"
 BREAK_GLASS = "break-glass"
+# The approval group of the default production policy (model-risk validators).
+MODEL_RISK = "model-risk"
 
-ROLES = (INFOSEC, AUDITOR, MODEL_OWNER, APPROVER, DATA_STEWARD, BREAK_GLASS)
+ROLES = (INFOSEC, AUDITOR, MODEL_OWNER, APPROVER, DATA_STEWARD, BREAK_GLASS, MODEL_RISK)

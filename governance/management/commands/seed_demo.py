@@ -12,6 +12,8 @@ from access import roles
 from access.services import user_role_add
 from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, record
+from governance.demo import seed_promotions
+from governance.models import RegisteredModel
 
 DEMO_PASSWORD = "governance-demo"  # noqa: S105 - printed for the demo on purpose
 DEMO_USERS: list[tuple[str, str, tuple[str, ...]]] = [
@@ -20,6 +22,7 @@ DEMO_USERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("omar", "Omar Haddad (model owner, fraud models)", (roles.MODEL_OWNER,)),
     ("priya", "Priya Raman (model-risk approver)", (roles.APPROVER,)),
     ("sam", "Sam Okafor (InfoSec approver)", (roles.APPROVER, roles.INFOSEC)),
+    ("mira", "Mira Solberg (model-risk validator)", (roles.APPROVER, roles.MODEL_RISK)),
     ("dana", "Dana Kowalski (data steward)", (roles.DATA_STEWARD,)),
     ("bruno", "Bruno Vidal (on-call, break-glass)", (roles.MODEL_OWNER, roles.BREAK_GLASS)),
     ("olivia", "Olivia Park (no role: outsider)", ()),
@@ -33,6 +36,10 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             raise CommandError("seed_demo only runs with DEBUG on: it creates users with a known password")
         created = self._seed()
+        if not RegisteredModel.objects.filter(name="fraud-detector").exists():
+            # Not inside one transaction: each service commits, and its after-commit
+            # task moves the real MLflow alias before the story's next step.
+            seed_promotions()
         checkpoint = checkpoint_create(only_if_grown=True)
         self.stdout.write(self.style.SUCCESS("demo data " + ("loaded" if created else "already present")))
         if checkpoint is not None:

@@ -1,0 +1,278 @@
+"""The governance domain in the admin: read-only lists and details, with actions that call the services.
+
+Nothing here changes a row directly. Each action asks for the comment, reason
+or justification its service requires on an intermediate page, then calls the
+service once per selected object and reports each refusal as a message.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+
+from governance import services
+from governance.admin_site import has_admin_role, has_console_role
+from governance.errors import GovernanceError
+from governance.models import (
+    BreakGlassReview,
+    ComplianceViolation,
+    Environment,
+    FreezeWindow,
+    LiveDeployment,
+    ModelVersion,
+    PromotionPolicy,
+    PromotionRequest,
+    RegisteredModel,
+)
+from governance.policy import PolicyError, parse_policy
+
+
+class TextForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=5000)
+
+
+class PromoteForm(forms.Form):
+    environment = forms.ModelChoiceField(queryset=Environment.objects.all())
+    strategy = forms.ChoiceField(choices=PromotionRequest.Strategy.choices)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=5000)
+
+
+def form_action(
+    *, description: str, label: str, help_text: str, form_class: type[forms.Form] = TextForm,
+) -> Callable[[Callable[..., Any]], Any]:
+    """Turn ``apply(request, obj, cleaned_data)`` into an admin action with an intermediate form page."""
+
+    def decorate(apply: Callable[..., Any]) -> Any:
+        def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:  # type: ignore[type-arg]
+            form = form_class(request.POST if request.POST.get("confirm") else None)
+            if form.is_bound and form.is_valid():
+                done = 0
+                for obj in queryset:
+                    try:
+                        apply(request, obj, form.cleaned_data)
+                        done += 1
+                    except GovernanceError as exc:
+                        modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
+                if done:
+                    modeladmin.message_user(request, f"{label}: {done} done", messages.SUCCESS)
+                return None
+            return TemplateResponse(
+                request,
+                "admin/governance/action_form.html",
+                {
+                    **modeladmin.admin_site.each_context(request),
+                    "title": description,
+                    "help": help_text,
+                    "objects": list(queryset),
+                    "form": form,
+                    "action": apply.__name__,
+                    "submit": label,
+                    "opts": modeladmin.model._meta,
+                },
+            )
+
+        action.__name__ = apply.__name__
+        return admin.action(description=description)(action)
+
+    return decorate
+
+
+class GovernanceModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Visible to every governance role; rows change only through actions (services)."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return has_console_role(request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return has_console_role(request.user)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _pretty(value: Any) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(GovernanceModelAdmin):
+    list_display = ("name", "owner", "synced_at")
+    search_fields = ("name",)
+    list_select_related = ("owner",)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(GovernanceModelAdmin):
+    list_display = ("__str__", "run_id", "creator", "data_classification", "mlflow_status", "synced_at")
+    list_filter = ("data_classification", "model")
+    list_select_related = ("model",)
+    search_fields = ("model__name", "run_id")
+    readonly_fields = ("metrics_pretty", "params_pretty", "datasets_pretty")
+    actions = ["request_promotion"]
+
+    @admin.display(description="metrics")
+    def metrics_pretty(self, obj: ModelVersion) -> str:
+        return _pretty(obj.metrics)
+
+    @admin.display(description="params")
+    def params_pretty(self, obj: ModelVersion) -> str:
+        return _pretty(obj.params)
+
+    @admin.display(description="datasets")
+    def datasets_pretty(self, obj: ModelVersion) -> str:
+        return _pretty(obj.datasets)
+
+    @form_action(
+        description="Request promotion…",
+        label="Request promotion",
+        help_text="Ask to promote the selected versions. Gates are evaluated now and kept as evidence.",
+        form_class=PromoteForm,
+    )
+    def request_promotion(request: HttpRequest, obj: ModelVersion, data: dict[str, Any]) -> None:
+        services.promotion_request(
+            user=request.user,  # type: ignore[arg-type]
+            version=obj,
+            environment=data["environment"],
+            strategy=data["strategy"],
+            reason=data["reason"],
+        )
+
+
+@admin.register(PromotionRequest)
+class PromotionRequestAdmin(GovernanceModelAdmin):
+    list_display = ("id", "version", "environment", "state", "strategy", "requested_by", "is_break_glass", "created_at")
+    list_filter = ("state", "environment", "strategy", "is_break_glass")
+    list_select_related = ("version__model", "environment", "requested_by")
+    readonly_fields = ("evidence_pretty", "status_pretty")
+    actions = ["approve", "reject", "withdraw", "rollback"]
+
+    @admin.display(description="gate evidence")
+    def evidence_pretty(self, obj: PromotionRequest) -> str:
+        return _pretty(obj.evidence)
+
+    @admin.display(description="approval status")
+    def status_pretty(self, obj: PromotionRequest) -> str:
+        return _pretty(services.approval_status(obj))
+
+    @form_action(description="Approve…", label="Approve", help_text="Approve with a comment (required).")
+    def approve(request: HttpRequest, obj: PromotionRequest, data: dict[str, Any]) -> None:
+        services.promotion_approve(user=request.user, request=obj, comment=data["text"])  # type: ignore[arg-type]
+
+    @form_action(description="Reject…", label="Reject", help_text="Reject with a comment (required).")
+    def reject(request: HttpRequest, obj: PromotionRequest, data: dict[str, Any]) -> None:
+        services.promotion_reject(user=request.user, request=obj, comment=data["text"])  # type: ignore[arg-type]
+
+    @form_action(description="Withdraw…", label="Withdraw", help_text="Withdraw with a reason (required).")
+    def withdraw(request: HttpRequest, obj: PromotionRequest, data: dict[str, Any]) -> None:
+        services.promotion_withdraw(user=request.user, request=obj, reason=data["text"])  # type: ignore[arg-type]
+
+    @form_action(
+        description="Roll back to the previous version…",
+        label="Roll back",
+        help_text="Put the previously deployed version back in this environment (reason required).",
+    )
+    def rollback(request: HttpRequest, obj: PromotionRequest, data: dict[str, Any]) -> None:
+        services.promotion_rollback(
+            user=request.user,  # type: ignore[arg-type]
+            model=obj.version.model,
+            environment=obj.environment,
+            reason=data["text"],
+        )
+
+
+@admin.register(BreakGlassReview)
+class BreakGlassReviewAdmin(GovernanceModelAdmin):
+    list_display = ("request", "state", "due_at", "reviewed_by", "reviewed_at")
+    list_filter = ("state",)
+    list_select_related = ("request__version__model", "request__environment", "reviewed_by")
+    actions = ["approve_review"]
+
+    @form_action(description="Approve break-glass review…", label="Approve review", help_text="Comment required.")
+    def approve_review(request: HttpRequest, obj: BreakGlassReview, data: dict[str, Any]) -> None:
+        services.break_glass_review_approve(user=request.user, review=obj, comment=data["text"])  # type: ignore[arg-type]
+
+
+@admin.register(ComplianceViolation)
+class ComplianceViolationAdmin(GovernanceModelAdmin):
+    list_display = ("detected_at", "kind", "summary", "reverted", "acknowledged_by")
+    list_filter = ("kind", "reverted")
+    list_select_related = ("acknowledged_by",)
+    actions = ["acknowledge"]
+
+    @form_action(description="Acknowledge…", label="Acknowledge", help_text="InfoSec only; comment required.")
+    def acknowledge(request: HttpRequest, obj: ComplianceViolation, data: dict[str, Any]) -> None:
+        services.violation_acknowledge(user=request.user, violation=obj, comment=data["text"])  # type: ignore[arg-type]
+
+
+@admin.register(LiveDeployment)
+class LiveDeploymentAdmin(GovernanceModelAdmin):
+    list_display = ("model", "environment", "version", "promotion", "since")
+    list_select_related = ("model", "environment", "version__model", "promotion__version__model",
+                           "promotion__environment")
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(GovernanceModelAdmin):
+    list_display = ("name", "order", "mlflow_alias", "max_data_classification", "description")
+
+
+@admin.register(FreezeWindow)
+class FreezeWindowAdmin(GovernanceModelAdmin):
+    list_display = ("environment", "starts_at", "ends_at", "reason", "created_by")
+    list_select_related = ("environment", "created_by")
+
+
+class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = PromotionPolicy
+        fields = ("environment", "model", "rules")
+
+    def clean_rules(self) -> Any:
+        rules = self.cleaned_data["rules"]
+        try:
+            parse_policy(rules)
+        except PolicyError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return rules
+
+
+@admin.register(PromotionPolicy)
+class PromotionPolicyAdmin(GovernanceModelAdmin):
+    """InfoSec edits policies here; saving goes through services.policy_set (validated, recorded)."""
+
+    form = PolicyForm
+    list_display = ("environment", "model", "updated_at")
+    list_select_related = ("environment", "model")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return has_admin_role(request.user) and "infosec" in {g.name for g in request.user.groups.all()}
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_change_permission(request)
+
+    def save_model(self, request: HttpRequest, obj: PromotionPolicy, form: Any, change: bool) -> None:
+        try:
+            saved = services.policy_set(
+                user=request.user,  # type: ignore[arg-type]
+                environment=obj.environment,
+                model=obj.model,
+                rules=obj.rules,
+            )
+        except GovernanceError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        obj.pk = saved.pk
+

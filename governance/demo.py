@@ -1,0 +1,179 @@
+"""Demo data: a realistic fraud-model history in a real (local) MLflow registry, driven through the services.
+
+Used by ``manage.py seed_demo`` only. Everything below goes through the same
+services a user would call, so the ledger holds the whole story. The only
+shortcut is moving a few staging deployment times back a few days (the demo
+cannot wait out a 24-hour soak gate); that is flagged in the ledger as a note.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.utils import timezone
+from mlflow.entities import Dataset, DatasetInput, InputTag
+
+from audit.ledger import Actor, Subject, record
+from governance import registry, services
+from governance.models import Environment, ModelVersion, PromotionRequest
+
+FRAUD = "fraud-detector"
+CHARGEBACK = "chargeback-risk"
+SERVING = Actor.service("serving-platform")
+
+# (auc, recall_at_1pct_fpr, dataset names, description)
+FRAUD_VERSIONS = [
+    (0.912, 0.61, ["card-transactions-2026q1"], "Gradient-boosted trees on card transactions; baseline."),
+    (0.905, 0.58, ["card-transactions-2026q2"], "Retrained on Q2; adds merchant-category features."),
+    (0.931, 0.66, ["card-transactions-2026q2", "device-fingerprints"], "Adds device fingerprint features."),
+    (0.944, 0.69, ["card-transactions-2026q3", "device-fingerprints"], "Q3 retrain; catches new BIN attack."),
+    (0.951, 0.71, ["card-transactions-2026q3", "chargebacks-2026q3"], "Adds chargeback labels; candidate."),
+]
+DATASETS = {
+    "card-transactions-2026q1": "s3://payments-lake/curated/card_transactions/2026q1",
+    "card-transactions-2026q2": "s3://payments-lake/curated/card_transactions/2026q2",
+    "card-transactions-2026q3": "s3://payments-lake/curated/card_transactions/2026q3",
+    "device-fingerprints": "s3://payments-lake/curated/device_fingerprints/v4",
+    "chargebacks-2026q3": "s3://payments-lake/curated/chargebacks/2026q3",
+}
+
+
+def _mlflow_versions(name: str, versions: list[tuple[float, float, list[str], str]], creator: str) -> None:
+    client = registry.client()
+    artifacts = Path(settings.VAR_DIR) / "mlflow-artifacts"
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(name, artifact_location=artifacts.resolve().as_uri())
+    )
+    try:
+        client.get_registered_model(name)
+    except registry.REGISTRY_ERRORS:
+        client.create_registered_model(
+            name, tags={"owner": creator, "team": "payments-risk"},
+            description=f"{name}: scores card transactions for fraud risk.",
+        )
+    for auc, recall, datasets, description in versions:
+        run = client.create_run(experiment_id, tags={"mlflow.user": creator}, run_name=f"{name}-train")
+        run_id = run.info.run_id
+        client.log_metric(run_id, "auc", auc)
+        client.log_metric(run_id, "recall_at_1pct_fpr", recall)
+        client.log_param(run_id, "algorithm", "lightgbm")
+        client.log_param(run_id, "num_leaves", "63")
+        client.log_inputs(
+            run_id,
+            datasets=[
+                DatasetInput(
+                    Dataset(name=d, digest=f"{abs(hash(d)) % 10**8:08d}", source_type="s3",
+                            source=f'{{"uri": "{DATASETS[d]}"}}'),
+                    tags=[InputTag("mlflow.data.context", "training")],
+                )
+                for d in datasets
+            ],
+        )
+        client.log_text(run_id, f"flavors:\n  python_function: {{}}\nauc: {auc}\n", "model/MLmodel")
+        client.set_terminated(run_id)
+        client.create_model_version(
+            name, source=f"{run.info.artifact_uri}/model", run_id=run_id, description=description,
+            tags={"data_classification": "confidential"},
+        )
+
+
+def _user(name: str) -> User:
+    return User.objects.get(username=name)
+
+
+def _env(name: str) -> Environment:
+    return Environment.objects.get(name=name)
+
+
+def _version(model: str, number: int) -> ModelVersion:
+    return ModelVersion.objects.select_related("model").get(model__name=model, version=number)
+
+
+def _backdate_staging(version: ModelVersion, days: int) -> None:
+    PromotionRequest.objects.filter(version=version, environment__name="staging", state="deployed").update(
+        deployed_at=timezone.now() - timedelta(days=days)
+    )
+    record(
+        event_type="ledger.note_added",
+        actor=Actor.system("demo-seed"),
+        subject=Subject("model_version", version.ref),
+        payload={"text": f"demo data: staging deployment time set {days} days back to satisfy the soak gate"},
+    )
+
+
+def seed_promotions() -> None:
+    """Create the MLflow history, mirror it, and play the promotion story through the services."""
+    from governance.sync import registry_reconcile
+
+    _mlflow_versions(FRAUD, FRAUD_VERSIONS, "omar")
+    _mlflow_versions(CHARGEBACK, [(0.87, 0.52, ["chargebacks-2026q3"], "Predicts chargeback probability.")], "omar")
+    registry_reconcile()
+
+    omar, priya, sam, mira, bruno = (_user(u) for u in ("omar", "priya", "sam", "mira", "bruno"))
+    dev, staging, prod = _env("dev"), _env("staging"), _env("production")
+
+    def to_staging(number: int, strategy: str = "full") -> PromotionRequest:
+        version = _version(FRAUD, number)
+        services.promotion_request(user=omar, version=version, environment=dev, reason="nightly build passed")
+        request = services.promotion_request(
+            user=omar, version=version, environment=staging, strategy=strategy,
+            reason=f"v{number} for validation on shadow traffic",
+        )
+        services.promotion_approve(user=priya, request=request, comment="Backtest and fairness report reviewed.")
+        return request
+
+    # v1: the whole way to production.
+    to_staging(1)
+    _backdate_staging(_version(FRAUD, 1), 10)
+    v1_prod = services.promotion_request(
+        user=omar, version=_version(FRAUD, 1), environment=prod, reason="First production release of the model."
+    )
+    services.promotion_approve(user=mira, request=v1_prod, comment="Model-risk validation MRV-114 complete.")
+    services.promotion_approve(user=sam, request=v1_prod, comment="Data access and PCI scope reviewed.")
+
+    # v2: production rejected by model risk.
+    to_staging(2)
+    _backdate_staging(_version(FRAUD, 2), 6)
+    v2_prod = services.promotion_request(
+        user=omar, version=_version(FRAUD, 2), environment=prod, reason="Q2 retrain with merchant features."
+    )
+    services.promotion_reject(
+        user=mira, request=v2_prod, comment="AUC regressed on the LATAM segment (0.87 vs 0.91); not approved."
+    )
+
+    # v3: a canary through staging, then production, then rolled back.
+    v3_staging = to_staging(3, strategy="canary")
+    for step in (5, 25, 50):
+        services.promotion_report_progress(actor=SERVING, request=v3_staging, status="step", traffic_percent=step)
+    services.promotion_report_progress(
+        actor=SERVING, request=v3_staging, status="completed", detail="error rate and latency within SLO"
+    )
+    _backdate_staging(_version(FRAUD, 3), 3)
+    v3_prod = services.promotion_request(
+        user=omar, version=_version(FRAUD, 3), environment=prod, reason="Device fingerprints improve recall."
+    )
+    services.promotion_approve(user=mira, request=v3_prod, comment="MRV-131 complete.")
+    services.promotion_approve(user=sam, request=v3_prod, comment="Fingerprint dataset access approved (AR-88).")
+    services.promotion_rollback(
+        user=omar, model=v3_prod.version.model, environment=prod,
+        reason="p99 latency breached the 50 ms SLO after rollout; back to v1.",
+    )
+
+    # v4: break-glass during a fraud spike, with its post-hoc review still open.
+    to_staging(4)
+    services.promotion_break_glass(
+        user=bruno, version=_version(FRAUD, 4), environment=prod,
+        justification="INC-2291: new BIN attack, v1 misses it; losses rising. Emergency release of v4.",
+    )
+
+    # v5: waiting for an approver in staging.
+    version5 = _version(FRAUD, 5)
+    services.promotion_request(user=omar, version=version5, environment=dev, reason="nightly build passed")
+    services.promotion_request(
+        user=omar, version=version5, environment=staging, reason="Chargeback labels; candidate for Q4."
+    )

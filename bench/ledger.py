@@ -539,34 +539,39 @@ def grow_with_record_many(target: int) -> dict[str, float]:
     return out
 
 
+def copy_pending(need: int, start: int = 40_000_000) -> float:
+    """COPY ``need`` pending rows straight into the intake queue (what record() would have written)."""
+    from audit.canonical import canonical_json, format_timestamp
+
+    ts0 = datetime.now(UTC) - timedelta(days=30)
+    # The canonical form of these ASCII payloads is plain JSON with sorted keys; checked here.
+    assert f'{{"reference":"GOV-7","text":"{TEXT}"}}' == canonical_json({"text": TEXT, "reference": "GOV-7"})
+    t0 = perf()
+    raw = raw_connection()
+    with raw, raw.cursor() as cur, cur.copy(f"COPY audit_pendingentry ({COLUMNS}) FROM STDIN") as copy:
+        for k in range(need):
+            i = start + k
+            copy.write_row((
+                format_timestamp(ts0 + timedelta(microseconds=37 * k)),
+                "ledger.note_added", "user", str(1000 + k % 50), "model_version", f"fraud-detector/{i % 5000}",
+                f'{{"reference":"GOV-{i}","text":"{TEXT}"}}', None,
+            ))
+    return perf() - t0
+
+
 def grow_with_copy(target: int) -> dict[str, float]:
     """Grow the ledger fast: COPY pending rows into the intake queue, then run the real sequencer."""
     from audit import ledger
-    from audit.canonical import canonical_json, format_timestamp
     from audit.models import Entry, PendingEntry
 
     have = Entry.objects.count() + PendingEntry.objects.count()
     need = max(0, target - have)
     if need == 0:
         return {"copied": 0, "integrated": 0, "integrate_seconds": 0.0, "integrate_rate": float("nan")}
-    ts0 = datetime.now(UTC) - timedelta(days=30)
-    # The canonical form of these ASCII payloads is plain JSON with sorted keys; checked here.
-    sample = f'{{"reference":"GOV-{7}","text":"{TEXT}"}}'
-    assert sample == canonical_json({"text": TEXT, "reference": "GOV-7"})
-    t0 = perf()
-    raw = raw_connection()
-    with raw, raw.cursor() as cur, cur.copy(f"COPY audit_pendingentry ({COLUMNS}) FROM STDIN") as copy:
-        for k in range(need):
-            i = 40_000_000 + k
-            copy.write_row((
-                format_timestamp(ts0 + timedelta(microseconds=37 * k)),
-                "ledger.note_added", "user", str(1000 + k % 50), "model_version", f"fraud-detector/{i % 5000}",
-                f'{{"reference":"GOV-{i}","text":"{TEXT}"}}', None,
-            ))
-    t_copy = perf() - t0
+    t_copy = copy_pending(need)
     log(f"    COPY of {need:,} pending rows: {t_copy:.1f}s")
     t0 = perf()
-    integrated = ledger.integrate()  # the real sequencer, batches of LEDGER_INTEGRATE_BATCH
+    integrated = ledger.integrate()  # the real sequencer, in batches of LEDGER_INTEGRATE_BATCH
     t_integrate = perf() - t0
     rate = integrated / t_integrate
     log(f"    integrate(): {integrated:,} entries in {t_integrate:.1f}s ({rate:,.0f} entries/s)")

@@ -75,7 +75,8 @@ def test_the_approve_action_asks_for_a_comment_then_calls_the_service(staging_re
     staging_request.refresh_from_db()
     assert staging_request.state in {"approved", "deploying", "deployed"}
     integrate()
-    assert Entry.objects.filter(event_type="promotion.approval_given", actor_id=str(User.objects.get(username="priya").pk)).exists()
+    priya = User.objects.get(username="priya")
+    assert Entry.objects.filter(event_type="promotion.approval_given", actor_id=str(priya.pk)).exists()
 
 
 def test_a_refused_action_is_reported_and_changes_nothing(staging_request: PromotionRequest) -> None:
@@ -98,8 +99,7 @@ def test_only_infosec_may_edit_policies(staging_request: PromotionRequest) -> No
     assert _client(_user("priya", "approver")).get(policy_url + "add/").status_code == 403
     infosec = _client(_user("alice", "infosec"))
     assert infosec.get(policy_url + "add/").status_code == 200
-    bad = infosec.post(
-        policy_url + "add/", {"environment": Environment.objects.get(name="dev").pk, "rules": '{"gates": [{"type": "x"}]}'}
-    )
+    dev = Environment.objects.get(name="dev")
+    bad = infosec.post(policy_url + "add/", {"environment": dev.pk, "rules": '{"gates": [{"type": "x"}]}'})
     assert bad.status_code == 200
     assert b"unknown gate type" in bad.content

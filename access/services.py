@@ -18,10 +18,16 @@ def _role(role: str) -> Group:
     return Group.objects.get(name=role)
 
 
+def _lock_user(user: AbstractBaseUser) -> None:
+    # Serialise role changes of one user, so two concurrent adds record one entry.
+    type(user)._default_manager.select_for_update().filter(pk=user.pk).exists()
+
+
 @transaction.atomic
 def user_role_add(*, actor: Actor, user: AbstractBaseUser, role: str, reason: str = "") -> bool:
     """Give ``user`` the role. Returns False (and records nothing) if they already have it."""
     group = _role(role)
+    _lock_user(user)
     if user.groups.filter(pk=group.pk).exists():  # type: ignore[attr-defined]
         return False
     user.groups.add(group)  # type: ignore[attr-defined]
@@ -34,6 +40,7 @@ def user_role_add(*, actor: Actor, user: AbstractBaseUser, role: str, reason: st
 def user_role_remove(*, actor: Actor, user: AbstractBaseUser, role: str, reason: str = "") -> bool:
     """Take the role from ``user``. Returns False (and records nothing) if they did not have it."""
     group = _role(role)
+    _lock_user(user)
     if not user.groups.filter(pk=group.pk).exists():  # type: ignore[attr-defined]
         return False
     user.groups.remove(group)  # type: ignore[attr-defined]

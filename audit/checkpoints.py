@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 from django.db import transaction
 from django.utils import timezone
@@ -32,7 +33,7 @@ def signing_key_register() -> SigningKey:
         actor=Actor.system("ledger"),
         subject=Subject("signing_key", f"{name}+{key.key_id}"),
         payload={"verifier_key": vkey, "key_id": key.key_id},
-        idempotency_key=f"signing-key:{vkey}",
+        idempotency_key=f"signing-key:{hashlib.sha256(vkey.encode()).hexdigest()}",
     )
     return key
 
@@ -45,9 +46,12 @@ def checkpoint_create(*, only_if_grown: bool = False) -> Checkpoint | None:
     grown since the last checkpoint. The head's row lock, taken by integrate(),
     is held until commit, so checkpoints are made one at a time.
     """
+    # The head lock first: concurrent checkpointers queue here, including for the
+    # first registration of a key (which would otherwise race on its unique row).
+    LedgerHead.objects.select_for_update().get(pk=1)
     signing_key_register()
     integrate()
-    head = LedgerHead.objects.select_for_update().get(pk=1)
+    head = LedgerHead.objects.get(pk=1)
     last = Checkpoint.objects.order_by("-id").first()
     if only_if_grown and (head.tree_size == 0 or (last is not None and last.tree_size == head.tree_size)):
         return None

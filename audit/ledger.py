@@ -43,6 +43,10 @@ class IdempotencyConflict(LedgerError):
     """An idempotency key was reused for a different event."""
 
 
+class _KeyRace(Exception):
+    pass
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who caused an event: a user, a service account or a system component."""
@@ -187,13 +191,19 @@ def record_many(events: Sequence[Event]) -> list[Recorded]:
         fresh.append((i, p))
     if fresh:
         rows = [p for _, p in fresh]
+        keys = [p.idempotency_key for p in rows if p.idempotency_key is not None]
         try:
             with transaction.atomic():
                 PendingEntry.objects.bulk_create(rows, batch_size=500)
-        except IntegrityError:
-            # A concurrent writer committed one of our idempotency keys first.
-            for i, p in fresh:
-                results[i] = _record_one_after_race(p)
+                # A key integrated (and so gone from the queue) since we looked: the
+                # sequencer would drop our row as a copy, losing this event silently.
+                if keys and Entry.objects.filter(idempotency_key__in=keys).exists():
+                    raise _KeyRace
+        except (IntegrityError, _KeyRace):
+            # Another writer got one of our idempotency keys first. Row by row, all or nothing.
+            with transaction.atomic():
+                for i, p in fresh:
+                    results[i] = _record_one_after_race(p)
         else:
             for (i, _), row in zip(fresh, rows, strict=True):
                 results[i] = Recorded(pending_id=row.pk, seq=None, created=True)

@@ -59,6 +59,7 @@ class Entry(models.Model):
         verbose_name = "ledger entry"
         verbose_name_plural = "ledger entries"
         ordering = ["seq"]
+        constraints = [models.CheckConstraint(condition=models.Q(seq__gte=0), name="audit_entry_seq_nonnegative")]
         indexes = [
             models.Index(fields=["subject_type", "subject_id", "seq"], name="audit_entry_subject"),
             models.Index(fields=["actor_type", "actor_id", "seq"], name="audit_entry_actor"),

@@ -100,6 +100,7 @@ def open_note(note: str, verifiers: list[Verifier]) -> OpenedNote:
     known = {(v.name, v.key_id): v for v in verifiers}
     verified: list[Verifier] = []
     seen: set[tuple[str, bytes]] = set()
+    unknown_lines: set[str] = set()
     unknown = 0
     for line in sig_block.splitlines():
         if not line.startswith(SIG_PREFIX):
@@ -111,13 +112,15 @@ def open_note(note: str, verifiers: list[Verifier]) -> OpenedNote:
             raise NoteError(f"malformed signature line {line!r}") from None
         if len(blob) < 5:
             raise NoteError(f"malformed signature line {line!r}")
-        if (name, blob[:4]) in seen:
-            continue  # a repeated signature counts once
-        seen.add((name, blob[:4]))
         verifier = known.get((name, blob[:4]))
         if verifier is None:
-            unknown += 1
+            if line not in unknown_lines:
+                unknown_lines.add(line)
+                unknown += 1
             continue
+        if (name, blob[:4]) in seen:
+            continue  # a known key counts once, however often it signed
+        seen.add((name, blob[:4]))
         try:
             verifier.public.verify(blob[4:], text.encode())
         except InvalidSignature:

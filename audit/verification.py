@@ -74,9 +74,12 @@ _FIELDS = (
 
 
 def _entries(chunk: int) -> Iterator[tuple[Any, ...]]:
-    after = -1
+    # No lower bound on the first page: a row inserted with a negative seq must be seen, not skipped.
+    entries = Entry.objects.order_by("seq").values_list(*_FIELDS)
+    after: int | None = None
     while True:
-        rows = list(Entry.objects.filter(seq__gt=after).order_by("seq").values_list(*_FIELDS)[:chunk])
+        page = entries if after is None else entries.filter(seq__gt=after)
+        rows = list(page[:chunk])
         if not rows:
             return
         yield from rows
@@ -149,6 +152,8 @@ def verify_ledger(
             next_cp = next(checkpoints, None)
         for row in _entries(chunk):
             seq, ts, et, at, aid, st, sid, pj, ph, sp, eh = row
+            if seq < expected:
+                raise _Failure(seq, CHANGED, f"entry {seq} is stored outside the sequence 0, 1, 2, ...")
             if seq != expected:
                 raise _Failure(expected, MISSING, f"entry {expected} is missing (next stored entry is {seq})")
             body = body_bytes(

@@ -1,0 +1,469 @@
+"""The registry mirror and alias reconcile, against a real MLflow registry (SQLAlchemy store on SQLite)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from mlflow.exceptions import MlflowException
+
+from access import roles
+from audit.event_types import EventType, Field
+from audit.event_types import registry as event_registry
+from governance import registry, services, sync, tasks
+from governance.models import (
+    ComplianceViolation,
+    Environment,
+    LiveDeployment,
+    ModelVersion,
+    PromotionRequest,
+    RegisteredModel,
+)
+from tests.governance import mlflow_helpers
+from tests.governance.mlflow_helpers import MODEL_CARD, MlflowStore, entries, ledger_size, reference_digest, user
+
+pytestmark = pytest.mark.django_db
+
+mlflow_template = mlflow_helpers.mlflow_template
+mlflow_store = mlflow_helpers.mlflow_store
+
+State = PromotionRequest.State
+Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
+NAME = "fraud-detector"
+
+
+@pytest.fixture
+def owner(envs: dict[str, Environment]) -> User:
+    return user("omar", roles.MODEL_OWNER)
+
+
+@pytest.fixture
+def infosec(envs: dict[str, Environment]) -> User:
+    return user("ines", roles.INFOSEC)
+
+
+def version(number: int, name: str = NAME) -> ModelVersion:
+    return ModelVersion.objects.select_related("model").get(model__name=name, version=number)
+
+
+def promote(
+    capture: Capture, who: User, number: int, env: Environment, *, name: str = NAME, **kwargs: Any
+) -> PromotionRequest:
+    """Request a promotion and run what commits would run (dev approves at once; the eager task moves the alias)."""
+    with capture(execute=True):
+        request = services.promotion_request(user=who, version=version(number, name), environment=env,
+                                             reason="ship it", **kwargs)
+    request.refresh_from_db()
+    return request
+
+
+def registered(store: MlflowStore, *numbers: int, **register: Any) -> list[int]:
+    """``len(numbers)`` versions of NAME from fresh runs, owned by omar, with a declared classification."""
+    out = []
+    for auc in numbers:
+        run_id = store.run(metrics={"auc": auc / 100})
+        out.append(store.register(NAME, run_id, tags={"data_classification": "internal"},
+                                  model_tags={"owner": "omar"}, **register))
+    return out
+
+
+# --- the mirror ------------------------------------------------------------------------------------------
+
+
+def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, owner: User) -> None:
+    store = mlflow_store
+    run1 = store.run(metrics={"auc": [0.88, 0.91], "precision": 0.8}, params={"max_depth": 6, "lr": 0.1},
+                     files={"model/MLmodel": "flavors: {}", "model/weights.txt": "w=0.42", "notes.txt": "not model"})
+    store.register(NAME, run1, tags={"data_classification": "internal", "team": "risk"}, description="v1 card",
+                   model_tags={"owner": "omar"}, model_description="Card fraud scoring")
+    run2 = store.run(metrics={"auc": 0.9}, dataset=False, user="dave")
+    store.register(NAME, run2, tags={"artifact_digest": "sha256:declared-by-ci", "data_classification": "top"})
+
+    class Echo(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return model_input
+
+    with mlflow.start_run(experiment_id=store.experiment_id, tags={"mlflow.user": "erin"}) as run3:
+        mlflow.log_metric("auc", 0.95)
+        logged = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=[])
+    store.register(NAME, run3.info.run_id, source=logged.model_uri)
+
+    report = sync.registry_reconcile()
+
+    assert (report.models_created, report.versions_created, report.errors) == (1, 3, [])
+    model = RegisteredModel.objects.get(name=NAME)
+    assert (model.owner, model.description, model.tags) == (owner, "Card fraud scoring", {"owner": "omar"})
+    assert model.mlflow_created_at is not None and model.synced_at is not None
+    v1, v2, v3 = version(1), version(2), version(3)
+    assert v1.run_id == run1 and v1.source == f"runs:/{run1}/model" and v1.creator == "carol"
+    assert v1.metrics == {"auc": 0.91, "precision": 0.8}  # the latest value of each metric
+    assert v1.params == {"max_depth": "6", "lr": "0.1"}
+    assert v1.datasets == [{
+        "name": "card-transactions", "digest": v1.datasets[0]["digest"], "source_type": "s3",
+        "source": '{"uri": "s3://datasets/card-transactions-2025.parquet"}', "context": "training",
+    }] and v1.datasets[0]["digest"]
+    assert v1.artifact_digest == reference_digest(store.artifact_dir(run1)) != reference_digest(
+        store.artifact_dir(run1).parent)  # the model directory only, not the whole run
+    assert (v1.description, v1.tags["team"], v1.mlflow_status) == ("v1 card", "risk", "READY")
+    assert v1.data_classification == "internal" and v1.mlflow_created_at is not None
+    # A digest declared by a version tag wins; an unknown classification level is not taken.
+    assert (v2.artifact_digest, v2.creator, v2.datasets, v2.data_classification) == (
+        "sha256:declared-by-ci", "dave", [], "")
+    # An MLflow 3 logged model (models:/ source) is digested from its own artifact location.
+    assert v3.source == logged.model_uri and v3.creator == "erin" and v3.metrics == {"auc": 0.95}
+    assert v3.artifact_digest == reference_digest(Path(logged.artifact_path.removeprefix("file://")))
+
+    assert [e.payload for e in entries("model.registered")] == [
+        {"model": NAME, "description": "Card fraud scoring", "tags": {"owner": "omar"}}]
+    registered_v1 = entries("model.version_registered", version=1)[0]
+    assert registered_v1.payload == {
+        "model": NAME, "version": 1, "run_id": run1, "source": f"runs:/{run1}/model", "creator": "carol",
+        "artifact_digest": v1.artifact_digest, "metrics": v1.metrics, "datasets": v1.datasets,
+    }
+    assert (registered_v1.subject_type, registered_v1.subject_id, registered_v1.actor_id) == (
+        "model_version", f"{NAME}/1", "mlflow-sync")
+    assert len(entries("model.version_registered")) == 3
+    assert [(e.payload["version"], e.payload["level"]) for e in entries("model.version_classified")] == [
+        (1, "internal")]
+
+
+def test_resync_is_idempotent_and_pages_through_the_registry(
+    mlflow_store: MlflowStore, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync, "PAGE_SIZE", 1)  # every search takes several pages
+    registered(mlflow_store, 90, 91, 92)
+    other_run = mlflow_store.run(metrics={"rmse": 3.5})
+    mlflow_store.register("churn's model", other_run)  # a quote in the name, too
+
+    first = sync.registry_reconcile()
+    assert (first.models_seen, first.models_created, first.versions_created) == (2, 2, 4)
+    assert ModelVersion.objects.count() == 4
+    size = ledger_size()
+
+    second = sync.registry_reconcile()
+    tasks.sync_model.delay(NAME)
+    tasks.reconcile_registry.delay()
+
+    assert (second.models_seen, second.versions_seen) == (2, 4)
+    assert (second.models_created, second.models_changed, second.versions_created, second.versions_changed) == (
+        0, 0, 0, 0)
+    assert ledger_size() == size  # nothing new to record
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda c: c.update_model_version(NAME, 1, description=MODEL_CARD + " Retrained on Q3 data."), "description"),
+        (lambda c: c.set_model_version_tag(NAME, 1, "artifact_digest", "sha256:rebuilt"), "artifact_digest"),
+    ],
+    ids=["description", "artifact-digest-tag"],
+)
+def test_changed_evidence_makes_pending_approvals_stale(
+    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    django_capture_on_commit_callbacks: Capture, change: Callable[[Any], None], field: str,
+) -> None:
+    request = _staging_request_with_one_approval(mlflow_store, owner, infosec, envs, django_capture_on_commit_callbacks)
+    before = services.approval_status(request)
+    assert before["approvals"] == {"approver": 1} and before["unmet_rules"] == ["1 more from approver"]
+
+    change(mlflow_store.client)
+    tasks.sync_model.delay(NAME)
+
+    changed = entries("model.version_changed", version=1)
+    assert len(changed) == 1 and set(changed[0].payload["changes"]) >= {field}
+    assert changed[0].payload["changes"][field]["to"] == getattr(version(1), field)
+    request.refresh_from_db()
+    after = services.approval_status(request)
+    assert after["approvals"] == {"approver": 0} and after["unmet_rules"] == ["2 more from approver"]
+    assert len(entries("promotion.evidence_changed")) == 1
+    assert request.state == State.PENDING
+
+
+def test_a_tag_outside_the_evidence_is_recorded_but_approvals_stand(
+    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    request = _staging_request_with_one_approval(mlflow_store, owner, infosec, envs, django_capture_on_commit_callbacks)
+
+    mlflow_store.client.set_model_version_tag(NAME, 1, "team", "payments-risk")
+    sync.registered_model_sync(NAME)
+
+    [changed] = entries("model.version_changed", version=1)
+    assert changed.payload["changes"] == {"tags": {
+        "from": {"data_classification": "internal"},
+        "to": {"data_classification": "internal", "team": "payments-risk"},
+    }}
+    assert services.approval_status(request)["approvals"] == {"approver": 1}
+    assert entries("promotion.evidence_changed") == []
+
+
+def _staging_request_with_one_approval(
+    store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment], capture: Capture
+) -> PromotionRequest:
+    registered(store, 91)
+    sync.registry_reconcile()
+    promote(capture, owner, 1, envs["dev"])
+    services.policy_set(user=infosec, environment=envs["staging"], model=RegisteredModel.objects.get(name=NAME),
+                        rules={"approvals": [{"group": roles.APPROVER, "count": 2}],
+                               "gates": [{"type": "model_card", "min_length": 20}, {"type": "data_classification"}]})
+    request = services.promotion_request(user=owner, version=version(1), environment=envs["staging"],
+                                         reason="to staging")
+    services.promotion_approve(user=user("adam", roles.APPROVER), request=request, comment="metrics look right")
+    return request
+
+
+def test_missing_versions_and_models_are_marked_deleted(mlflow_store: MlflowStore, owner: User) -> None:
+    registered(mlflow_store, 90, 91)
+    sync.registry_reconcile()
+
+    mlflow_store.client.delete_model_version(NAME, 1)
+    report = sync.registry_reconcile()
+    assert report.versions_missing == 1 and version(1).mlflow_status == "DELETED" == sync.DELETED_STATUS
+    [changed] = entries("model.version_changed")
+    assert changed.payload["changes"] == {"status": {"from": "READY", "to": "DELETED"}}
+
+    mlflow_store.client.delete_registered_model(NAME)
+    assert sync.registry_reconcile().versions_missing == 1
+    assert version(2).mlflow_status == "DELETED" and RegisteredModel.objects.filter(name=NAME).exists()
+    assert tasks.sync_model.delay(NAME).get()["versions_missing"] == 0  # already marked: idempotent
+
+
+def test_model_changes_are_recorded_once_the_event_type_exists(
+    mlflow_store: MlflowStore, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered(mlflow_store, 90)
+    sync.registry_reconcile()
+    mlflow_store.client.update_registered_model(NAME, description="Card fraud scoring, v2 features")
+    mlflow_store.client.set_registered_model_tag(NAME, "owner", "nobody-known")
+
+    # Without the event type the change is not mirrored (never applied without a ledger entry).
+    assert sync.registry_reconcile().models_changed == 0
+    assert RegisteredModel.objects.get(name=NAME).owner == owner
+
+    # The proposed event type (see the report): the change is applied and recorded.
+    proposed = EventType(sync.MODEL_CHANGED_EVENT, "A mirrored registered model changed in MLflow.",
+                         {"model": Field(), "changes": Field("object")})
+    monkeypatch.setitem(event_registry._types, proposed.name, proposed)
+    assert sync.registry_reconcile().models_changed == 1
+    model = RegisteredModel.objects.get(name=NAME)
+    assert (model.description, model.owner) == ("Card fraud scoring, v2 features", None)
+    [changed] = entries(sync.MODEL_CHANGED_EVENT)
+    assert changed.payload["changes"]["owner"] == {"from": "omar", "to": None}
+    assert set(changed.payload["changes"]) == {"description", "tags", "owner"}
+
+
+# --- aliases -----------------------------------------------------------------------------------------------
+
+
+def test_approved_promotion_moves_the_real_alias_and_rollback_moves_it_back(
+    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment],
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    registered(mlflow_store, 90, 92)
+    sync.registry_reconcile()
+    dev = envs["dev"]
+
+    first = promote(django_capture_on_commit_callbacks, owner, 1, dev)
+    assert first.state == State.DEPLOYED and mlflow_store.aliases(NAME) == {"dev": 1}
+    second = promote(django_capture_on_commit_callbacks, owner, 2, dev)
+    assert second.state == State.DEPLOYED and second.previous_version == version(1)
+    assert mlflow_store.aliases(NAME) == {"dev": 2}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.promotion_rollback(user=owner, model=version(2).model, environment=dev, reason="latency regression")
+    assert mlflow_store.aliases(NAME) == {"dev": 1}
+    assert LiveDeployment.objects.get(environment=dev).version == version(1)
+    [moved_back] = entries("mlflow.alias_changed", reason=f"rollback of #{second.pk}")
+    assert (moved_back.payload["version"], moved_back.payload["previous_version"]) == (1, 2)
+
+    size = ledger_size()
+    report = sync.registry_reconcile()  # MLflow and governance agree: nothing to do
+    assert (report.violations, report.deployments_completed, ledger_size()) == (0, 0, size)
+
+
+def test_out_of_band_alias_in_production_is_detected_and_reverted(
+    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment]
+) -> None:
+    registered(mlflow_store, 90)
+    sync.registry_reconcile()
+    mlflow_store.client.set_registered_model_alias(NAME, "production", "1")  # nothing is approved for production
+
+    report = sync.registry_reconcile()
+
+    assert (report.violations, report.aliases_reverted) == (1, 1)
+    assert mlflow_store.aliases(NAME) == {}  # nothing is live: the alias is removed
+    violation = ComplianceViolation.objects.get()
+    assert (violation.kind, violation.subject_type, violation.subject_id, violation.reverted) == (
+        "out_of_band_alias", "registered_model", NAME, True)
+    assert violation.details == {"model": NAME, "alias": "production", "environment": "production",
+                                 "found_version": 1, "expected_version": None}
+    [recorded] = entries("compliance.violation")
+    assert recorded.payload["details"] == violation.details and recorded.subject_id == NAME
+    [reverted] = entries("mlflow.alias_reverted")
+    assert reverted.payload == {"model": NAME, "alias": "production", "found_version": 1, "restored_version": None}
+
+    size = ledger_size()
+    assert sync.registry_reconcile().violations == 0 and ledger_size() == size
+
+
+def test_out_of_band_alias_is_reverted_to_the_live_version(
+    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    registered(mlflow_store, 90, 91)
+    sync.registry_reconcile()
+    dev = envs["dev"]
+    services.policy_set(user=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
+                        rules={"approvals": [], "gates": [], "revert_out_of_band": True})
+    promote(django_capture_on_commit_callbacks, owner, 1, dev)
+    mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
+
+    report = sync.registry_reconcile()
+
+    assert (report.violations, report.aliases_reverted) == (1, 1)
+    assert mlflow_store.aliases(NAME) == {"dev": 1}
+    [reverted] = entries("mlflow.alias_reverted")
+    assert (reverted.payload["found_version"], reverted.payload["restored_version"]) == (2, 1)
+    assert ComplianceViolation.objects.get().reverted
+
+
+def test_out_of_band_alias_in_dev_is_detected_once_and_not_reverted(
+    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment],
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    registered(mlflow_store, 90, 91, 92)
+    sync.registry_reconcile()
+    promote(django_capture_on_commit_callbacks, owner, 1, envs["dev"])
+    mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
+
+    assert sync.registry_reconcile().violations == 1
+    assert sync.registry_reconcile().violations == 0  # the same open violation is not recorded again
+    tasks.sync_model.delay(NAME)
+
+    assert mlflow_store.aliases(NAME) == {"dev": 2}  # dev's policy does not revert
+    violation = ComplianceViolation.objects.get()
+    assert not violation.reverted and violation.details["found_version"] == 2
+    assert violation.details["expected_version"] == 1
+    assert len(entries("compliance.violation")) == 1 and entries("mlflow.alias_reverted") == []
+
+    mlflow_store.client.set_registered_model_alias(NAME, "dev", "3")  # another change: another violation
+    mlflow_store.client.set_registered_model_alias(NAME, "staging", "3")
+    assert sync.registry_reconcile().violations == 2
+    mlflow_store.client.delete_registered_model_alias(NAME, "dev")  # the live alias removed out of band
+    assert sync.registry_reconcile().violations == 1
+    found = sorted((v.details["alias"], v.details["found_version"]) for v in ComplianceViolation.objects.all())
+    assert found == [("dev", 2), ("dev", 3), ("dev", None), ("staging", 3)]
+    assert len(entries("compliance.violation")) == 4
+
+
+def test_a_deployment_interrupted_after_moving_the_alias_is_completed_by_reconcile(
+    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment]
+) -> None:
+    registered(mlflow_store, 90)
+    sync.registry_reconcile()
+    # Approved at once (dev); the deploy task is not run: it "crashes" right after moving the alias.
+    request = services.promotion_request(user=owner, version=version(1), environment=envs["dev"], reason="ship")
+    request = services.promotion_deploy_start(request=request)
+    registry.set_alias(NAME, "dev", 1)
+
+    report = sync.registry_reconcile()
+
+    assert (report.deployments_completed, report.violations) == (1, 0)
+    request.refresh_from_db()
+    assert request.state == State.DEPLOYED
+    assert LiveDeployment.objects.get(environment=envs["dev"]).promotion == request
+    assert [e.event_type for e in entries() if e.subject_type == "promotion_request"][-2:] == [
+        "promotion.alias_applied", "promotion.deployed"]
+    assert ComplianceViolation.objects.count() == 0
+
+
+# --- MLflow unavailable ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mlflow_down(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """MLflow's tracking server is unreachable (nothing listens on port 9); MLflow's own HTTP retries are off."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = "http://127.0.0.1:9"
+    registry._client.cache_clear()
+    yield
+    registry._client.cache_clear()
+
+
+def test_mlflow_down_apply_promotion_retries_then_marks_the_request_failed(
+    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment], request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registered(mlflow_store, 90)
+    sync.registry_reconcile()
+    promotion = services.promotion_request(user=owner, version=version(1), environment=envs["dev"], reason="ship")
+    assert promotion.state == State.APPROVED
+    request.getfixturevalue("mlflow_down")
+    attempts: list[int] = []
+    real_set_alias = registry.set_alias
+
+    def counting_set_alias(*args: Any) -> None:
+        attempts.append(1)
+        real_set_alias(*args)
+
+    monkeypatch.setattr(registry, "set_alias", counting_set_alias)
+
+    assert tasks.apply_promotion.delay(promotion.pk).get() == "failed"
+
+    assert len(attempts) == tasks.apply_promotion.max_retries + 1
+    promotion.refresh_from_db()
+    assert promotion.state == State.FAILED and promotion.last_error.startswith("MLflow registry error")
+    assert promotion.deploy_attempts == len(attempts)
+    [failed] = entries("promotion.deploy_failed")
+    assert failed.subject_id == str(promotion.pk) and failed.payload["error"].startswith("MLflow registry error")
+    assert entries("promotion.alias_applied") == [] and not LiveDeployment.objects.exists()
+
+
+def test_mlflow_down_reconcile_retries_and_changes_nothing(
+    mlflow_store: MlflowStore, owner: User, mlflow_down: None
+) -> None:
+    size = ledger_size()
+    with pytest.raises(MlflowException):
+        tasks.reconcile_registry.delay()
+    with pytest.raises(MlflowException):
+        tasks.sync_model.delay(NAME)
+    assert ledger_size() == size and not RegisteredModel.objects.exists()
+
+
+# --- the command and the digest ----------------------------------------------------------------------------
+
+
+def test_reconcile_mlflow_command_prints_the_report(mlflow_store: MlflowStore, owner: User) -> None:
+    registered(mlflow_store, 90, 91)
+    out = StringIO()
+    call_command("reconcile_mlflow", stdout=out)
+    assert "models: 1 seen, 1 new, 0 changed" in out.getvalue()
+    assert "versions: 2 seen, 2 new, 0 changed" in out.getvalue()
+    out = StringIO()
+    call_command("reconcile_mlflow", "--model", NAME, stdout=out)
+    assert "versions: 2 seen, 0 new, 0 changed" in out.getvalue() and "reconciled" in out.getvalue()
+
+
+def test_directory_digest_is_stable_follows_no_links_and_has_limits(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "weights.bin").write_bytes(b"\x00" * 100)
+    (model / "sub" / "MLmodel").write_text("flavors: {}")
+    digest = sync.directory_digest(model)
+    assert digest == reference_digest(model) and digest.startswith("sha256:")
+    (tmp_path / "outside.txt").write_text("secret")
+    (model / "link").symlink_to(tmp_path / "outside.txt")
+    with_link = sync.directory_digest(model)
+    (tmp_path / "outside.txt").write_text("changed")
+    assert sync.directory_digest(model) == with_link != digest  # the link counts by target, not content
+    assert sync.directory_digest(model, max_bytes=50) == ""
+    assert sync.directory_digest(model, max_files=2) == ""
+    assert sync.directory_digest(tmp_path / "missing") == ""
+    assert sync.directory_digest(model / "weights.bin") != ""

@@ -136,3 +136,38 @@ def expire_promotions() -> int:
              soft_time_limit=120, time_limit=180)
 def flag_overdue_reviews() -> int:
     return services.break_glass_reviews_flag_overdue()
+
+
+# --- the MLflow registry mirror ----------------------------------------------------------------------
+
+_SYNC_TASK: dict[str, Any] = {"bind": True, "max_retries": 5, "acks_late": True}
+
+
+@shared_task(name="governance.tasks.reconcile_registry", soft_time_limit=240, time_limit=300, **_SYNC_TASK)
+def reconcile_registry(self: Any) -> dict[str, Any]:
+    """Mirror every registered model and version from MLflow and reconcile every alias (the beat schedule)."""
+    from governance import sync
+
+    try:
+        report = sync.registry_reconcile()
+    except registry.REGISTRY_ERRORS as exc:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+        logger.warning("registry reconcile failed after %s retries: %s", self.max_retries, type(exc).__name__)
+        raise
+    return report.as_dict()
+
+
+@shared_task(name="governance.tasks.sync_model", soft_time_limit=60, time_limit=90, **_SYNC_TASK)
+def sync_model(self: Any, name: str) -> dict[str, Any]:
+    """Mirror one registered model and its versions, and reconcile its aliases (queued by webhooks)."""
+    from governance import sync
+
+    try:
+        report = sync.registered_model_sync(name)
+    except registry.REGISTRY_ERRORS as exc:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+        logger.warning("sync of model %s failed after %s retries: %s", name, self.max_retries, type(exc).__name__)
+        raise
+    return report.as_dict()

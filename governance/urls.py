@@ -4,7 +4,10 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
+from governance.webhooks import mlflow_webhook
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("webhooks/mlflow", mlflow_webhook, name="mlflow-webhook"),
 ]

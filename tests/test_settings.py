@@ -18,7 +18,8 @@ STRONG_SECRET = "x" * 50
 
 
 def _check(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY", "LEDGER_", "DATABASE", "MLFLOW_"))}
+    prefixes = ("DEBUG", "SECRET_KEY", "LEDGER_", "DATABASE", "MLFLOW_")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     environ.update(VAR_DIR=str(tmp_path / "var"), **overrides)
     return subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120

@@ -125,6 +125,8 @@ _r(EventType("auth.role_removed", "A role (group) was taken from a user.", {"rol
 _MV = {"model": S(), "version": Field("int")}
 _r(EventType("model.registered", "A registered model first seen in MLflow.",
              {"model": S(), "description": OPT, "tags": Field("object", required=False)}))
+_r(EventType("model.changed", "A mirrored registered model changed in MLflow (description, tags or owner).",
+             {"model": S(), "changes": Field("object")}))
 _r(EventType("model.version_registered", "A model version first seen in MLflow.",
              {**_MV, "run_id": S(), "source": S(), "artifact_digest": S(), "creator": S(),
               "metrics": Field("object"), "datasets": Field("list")}))

@@ -181,12 +181,14 @@ DEV_MLFLOW_WEBHOOK_SECRET = "dev-mlflow-webhook-secret"  # noqa: S105
 MLFLOW_WEBHOOK_SECRET = env_str("MLFLOW_WEBHOOK_SECRET") or DEV_MLFLOW_WEBHOOK_SECRET
 MLFLOW_WEBHOOK_TOLERANCE_SECONDS = env_int("MLFLOW_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 MLFLOW_RECONCILE_INTERVAL = env_float("MLFLOW_RECONCILE_INTERVAL", 300.0, minimum=5)
+MLFLOW_WEBHOOK_MAX_BYTES = env_int("MLFLOW_WEBHOOK_MAX_BYTES", 1048576, minimum=1024)
 
 CELERY_BEAT_SCHEDULE.update(
     {
         "mlflow-reconcile": {
             "task": "governance.tasks.reconcile_registry",
             "schedule": timedelta(seconds=MLFLOW_RECONCILE_INTERVAL),
+            "options": {"expires": MLFLOW_RECONCILE_INTERVAL},
         },
         "promotions-expire": {"task": "governance.tasks.expire_promotions", "schedule": timedelta(minutes=10)},
         "break-glass-overdue": {

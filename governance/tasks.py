@@ -56,7 +56,10 @@ def apply_promotion(self: Any, request_id: int) -> str:
     except registry.REGISTRY_ERRORS as exc:
         _retry_or_fail(self, request, exc)
         return "failed"
-    services.promotion_alias_applied(request=request, alias=alias)
+    try:
+        services.promotion_alias_applied(request=request, alias=alias)
+    except InvalidState:
+        return "already completed by the reconcile"
     return f"{alias} -> {request.version.ref}"
 
 

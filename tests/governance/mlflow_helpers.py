@@ -4,15 +4,17 @@ Creating MLflow's schema takes seconds (its Alembic migrations), so one empty
 database is made per session and copied for each test: every test gets its own
 registry, artifact directory and experiment, and nothing is shared.
 
-Use the fixtures by importing them into a test module::
+Use the fixtures by binding them in a test module::
 
-    from tests.governance.mlflow_helpers import mlflow_store, mlflow_template  # noqa: F401
+    from tests.governance import mlflow_helpers
+
+    mlflow_template = mlflow_helpers.mlflow_template
+    mlflow_store = mlflow_helpers.mlflow_store
 """
 from __future__ import annotations
 
 import hashlib
 import shutil
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +61,11 @@ class MlflowStore:
             if params:
                 mlflow.log_params(dict(params))
             if dataset:
-                frame = pd.DataFrame({"amount": [12.5, 80.0, 3.2, 410.0], "is_fraud": [0, 0, 0, 1]})
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    data = mlflow.data.from_pandas(
-                        frame, source="s3://datasets/card-transactions-2025.parquet", name="card-transactions",
-                        targets="is_fraud",
-                    )
+                frame = pd.DataFrame({"amount": [12.5, 80.0, 3.2, 410.0], "is_fraud": [0.0, 0.0, 0.0, 1.0]})
+                data = mlflow.data.from_pandas(
+                    frame, source="s3://datasets/card-transactions-2025.parquet", name="card-transactions",
+                    targets="is_fraud",
+                )
                 mlflow.log_input(data, context="training")
             for path, text in (files if files is not None else {"model/weights.txt": "w=0.42"}).items():
                 mlflow.log_text(text, path)

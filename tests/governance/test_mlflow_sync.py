@@ -14,9 +14,8 @@ from django.core.management import call_command
 from mlflow.exceptions import MlflowException
 
 from access import roles
-from audit.event_types import EventType, Field
-from audit.event_types import registry as event_registry
 from governance import registry, services, sync, tasks
+from governance.celery import app as celery_app
 from governance.models import (
     ComplianceViolation,
     Environment,
@@ -86,7 +85,7 @@ def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, owner: 
     store.register(NAME, run2, tags={"artifact_digest": "sha256:declared-by-ci", "data_classification": "top"})
 
     class Echo(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
-        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        def predict(self, context: Any, model_input: list[str], params: dict[str, Any] | None = None) -> list[str]:
             return model_input
 
     with mlflow.start_run(experiment_id=store.experiment_id, tags={"mlflow.user": "erin"}) as run3:
@@ -232,30 +231,30 @@ def test_missing_versions_and_models_are_marked_deleted(mlflow_store: MlflowStor
     assert sync.registry_reconcile().versions_missing == 1
     assert version(2).mlflow_status == "DELETED" and RegisteredModel.objects.filter(name=NAME).exists()
     assert tasks.sync_model.delay(NAME).get()["versions_missing"] == 0  # already marked: idempotent
+    assert sync.registered_model_sync("never-registered") == sync.ReconcileReport()
 
 
-def test_model_changes_are_recorded_once_the_event_type_exists(
-    mlflow_store: MlflowStore, owner: User, monkeypatch: pytest.MonkeyPatch
+def test_model_changes_are_mirrored_and_recorded(
+    mlflow_store: MlflowStore, owner: User
 ) -> None:
     registered(mlflow_store, 90)
     sync.registry_reconcile()
     mlflow_store.client.update_registered_model(NAME, description="Card fraud scoring, v2 features")
-    mlflow_store.client.set_registered_model_tag(NAME, "owner", "nobody-known")
+    mlflow_store.client.set_registered_model_tag(NAME, "owner", "olga")
+    olga = user("olga", roles.MODEL_OWNER)
 
-    # Without the event type the change is not mirrored (never applied without a ledger entry).
-    assert sync.registry_reconcile().models_changed == 0
-    assert RegisteredModel.objects.get(name=NAME).owner == owner
-
-    # The proposed event type (see the report): the change is applied and recorded.
-    proposed = EventType(sync.MODEL_CHANGED_EVENT, "A mirrored registered model changed in MLflow.",
-                         {"model": Field(), "changes": Field("object")})
-    monkeypatch.setitem(event_registry._types, proposed.name, proposed)
     assert sync.registry_reconcile().models_changed == 1
     model = RegisteredModel.objects.get(name=NAME)
-    assert (model.description, model.owner) == ("Card fraud scoring, v2 features", None)
+    assert (model.description, model.owner) == ("Card fraud scoring, v2 features", olga)
     [changed] = entries(sync.MODEL_CHANGED_EVENT)
-    assert changed.payload["changes"]["owner"] == {"from": "omar", "to": None}
+    assert changed.payload["changes"]["owner"] == {"from": "omar", "to": "olga"}
     assert set(changed.payload["changes"]) == {"description", "tags", "owner"}
+
+    # A tag naming nobody this service knows leaves the owner as it is.
+    mlflow_store.client.set_registered_model_tag(NAME, "owner", "nobody-known")
+    sync.registry_reconcile()
+    assert RegisteredModel.objects.get(name=NAME).owner == olga
+    assert set(entries(sync.MODEL_CHANGED_EVENT)[-1].payload["changes"]) == {"tags"}
 
 
 # --- aliases -----------------------------------------------------------------------------------------------
@@ -285,6 +284,29 @@ def test_approved_promotion_moves_the_real_alias_and_rollback_moves_it_back(
     size = ledger_size()
     report = sync.registry_reconcile()  # MLflow and governance agree: nothing to do
     assert (report.violations, report.deployments_completed, ledger_size()) == (0, 0, size)
+
+
+def test_a_rollback_whose_alias_move_is_still_queued_is_not_out_of_band(
+    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    registered(mlflow_store, 90, 91)
+    sync.registry_reconcile()
+    dev = envs["dev"]
+    services.policy_set(user=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
+                        rules={"approvals": [], "gates": [], "revert_out_of_band": True})
+    promote(django_capture_on_commit_callbacks, owner, 1, dev)
+    promote(django_capture_on_commit_callbacks, owner, 2, dev)
+    with django_capture_on_commit_callbacks(execute=False) as queued:  # apply_rollback not run yet
+        services.promotion_rollback(user=owner, model=version(2).model, environment=dev, reason="regression")
+
+    report = sync.registry_reconcile()
+
+    assert (report.violations, report.aliases_reverted) == (0, 0)
+    assert mlflow_store.aliases(NAME) == {"dev": 2}  # left to the queued task
+    for callback in queued:
+        callback()
+    assert mlflow_store.aliases(NAME) == {"dev": 1} and not ComplianceViolation.objects.exists()
 
 
 def test_out_of_band_alias_in_production_is_detected_and_reverted(
@@ -357,8 +379,8 @@ def test_out_of_band_alias_in_dev_is_detected_once_and_not_reverted(
     assert sync.registry_reconcile().violations == 2
     mlflow_store.client.delete_registered_model_alias(NAME, "dev")  # the live alias removed out of band
     assert sync.registry_reconcile().violations == 1
-    found = sorted((v.details["alias"], v.details["found_version"]) for v in ComplianceViolation.objects.all())
-    assert found == [("dev", 2), ("dev", 3), ("dev", None), ("staging", 3)]
+    found = [(v.details["alias"], v.details["found_version"]) for v in ComplianceViolation.objects.order_by("pk")]
+    assert found == [("dev", 2), ("dev", 3), ("staging", 3), ("dev", None)]
     assert len(entries("compliance.violation")) == 4
 
 
@@ -388,12 +410,19 @@ def test_a_deployment_interrupted_after_moving_the_alias_is_completed_by_reconci
 
 @pytest.fixture
 def mlflow_down(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """MLflow's tracking server is unreachable (nothing listens on port 9); MLflow's own HTTP retries are off."""
+    """MLflow's tracking server is unreachable (nothing listens on port 9); MLflow's own HTTP retries are off.
+
+    Eager tasks retry as a worker would only when their errors don't propagate (Celery re-raises
+    ``Retry`` itself otherwise), so propagation is off here.
+    """
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = "http://127.0.0.1:9"
     registry._client.cache_clear()
+    saved = celery_app.conf.task_eager_propagates
+    celery_app.conf.task_eager_propagates = False
     yield
+    celery_app.conf.task_eager_propagates = saved
     registry._client.cache_clear()
 
 
@@ -420,7 +449,6 @@ def test_mlflow_down_apply_promotion_retries_then_marks_the_request_failed(
     assert len(attempts) == tasks.apply_promotion.max_retries + 1
     promotion.refresh_from_db()
     assert promotion.state == State.FAILED and promotion.last_error.startswith("MLflow registry error")
-    assert promotion.deploy_attempts == len(attempts)
     [failed] = entries("promotion.deploy_failed")
     assert failed.subject_id == str(promotion.pk) and failed.payload["error"].startswith("MLflow registry error")
     assert entries("promotion.alias_applied") == [] and not LiveDeployment.objects.exists()
@@ -431,9 +459,9 @@ def test_mlflow_down_reconcile_retries_and_changes_nothing(
 ) -> None:
     size = ledger_size()
     with pytest.raises(MlflowException):
-        tasks.reconcile_registry.delay()
+        tasks.reconcile_registry.delay().get()
     with pytest.raises(MlflowException):
-        tasks.sync_model.delay(NAME)
+        tasks.sync_model.delay(NAME).get()
     assert ledger_size() == size and not RegisteredModel.objects.exists()
 
 

@@ -1,0 +1,32 @@
+"""Reconcile the MLflow registry mirror now (what the beat schedule does every MLFLOW_RECONCILE_INTERVAL)."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from governance import registry, sync
+
+
+class Command(BaseCommand):
+    help = (
+        "Mirror registered models and versions from MLflow, complete interrupted deployments and "
+        "detect (and, where policy says so, revert) out-of-band alias changes. Prints the report."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--model", help="reconcile only this registered model")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            if options["model"]:
+                report = sync.registered_model_sync(options["model"])
+            else:
+                report = sync.registry_reconcile()
+        except registry.REGISTRY_ERRORS as exc:
+            raise CommandError(f"MLflow registry error: {type(exc).__name__}: {exc}") from None
+        self.stdout.write(str(report))
+        if report.errors:
+            self.stdout.write(self.style.WARNING(f"{len(report.errors)} model(s) could not be reconciled"))
+        else:
+            self.stdout.write(self.style.SUCCESS("reconciled"))

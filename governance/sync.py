@@ -1,0 +1,803 @@
+"""The registry mirror: MLflow's registered models, versions and aliases, reconciled into governance.
+
+MLflow is the source of truth for what exists (models, versions, their runs and
+artifacts); governance is the source of truth for what *should* be live where.
+This module keeps the first mirrored and checks the second:
+
+* ``registered_model_upsert`` / ``model_version_upsert`` are the services that write
+  the mirror. A first sighting records ``model.registered`` / ``model.version_registered``;
+  a change to a version's evidence (artifact digest, description, tags, metrics,
+  params, datasets, status) records ``model.version_changed`` with the changed fields
+  and re-evaluates the version's pending promotion requests, so approvals given on
+  the old evidence go stale.
+* ``aliases_reconcile`` compares each environment's MLflow alias with the
+  ``LiveDeployment`` governance holds. A deployment whose task crashed after moving
+  the alias is completed; anything else is an out-of-band change: a compliance
+  violation (recorded once per distinct change) and, when the environment's policy
+  says ``revert_out_of_band``, the alias is put back.
+* ``registry_reconcile`` (the beat task) and ``registered_model_sync`` (one model, after
+  a webhook) drive both. Webhooks are hints; this reconcile is the truth.
+
+MLflow is only ever called outside database transactions: every function here
+reads MLflow first, then calls a service (one short transaction) with the result.
+Services never talk to MLflow.
+
+The artifact digest is taken *where available*: the version tag ``artifact_digest``
+if set; else a SHA-256 over the sorted relative paths and contents of the version's
+artifact directory when its download URI resolves to a local path (``file:`` URIs,
+plain paths, and ``runs:/`` URIs of runs whose artifact root is local); else ``""``.
+Remote artifact stores are not downloaded (a reconcile must stay cheap).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import stat
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from mlflow.exceptions import MlflowException
+
+from access.classification import LEVELS
+from audit.ledger import Actor, Subject, record
+from governance import registry, selectors, services
+from governance.errors import InvalidState
+from governance.models import (
+    ComplianceViolation,
+    Environment,
+    LiveDeployment,
+    ModelVersion,
+    PromotionRequest,
+    RegisteredModel,
+)
+
+logger = logging.getLogger(__name__)
+
+SYNC_ACTOR = Actor.system("mlflow-sync")
+RECONCILE_ACTOR = Actor.system("mlflow-reconcile")
+
+#: Page size of MLflow searches (models and versions).
+PAGE_SIZE = 200
+#: The version tag that declares the artifact digest, and the one that declares the training data's classification.
+DIGEST_TAG = "artifact_digest"
+CLASSIFICATION_TAG = "data_classification"
+#: The registered-model tag naming the Django user who owns the model.
+OWNER_TAG = "owner"
+#: The ledger event for a changed registered model (description, tags, owner). See ``registered_model_upsert``.
+MODEL_CHANGED_EVENT = "model.changed"
+#: Status of a mirrored version that no longer exists in MLflow.
+DELETED_STATUS = "DELETED"
+#: While a rollback's alias move is in flight, the alias still names the rolled-back version: not out of band.
+ROLLBACK_GRACE = timedelta(minutes=10)
+
+State = PromotionRequest.State
+
+UNCHANGED, CREATED, CHANGED = "unchanged", "created", "changed"
+
+
+class SyncError(ValueError):
+    """MLflow data that cannot be mirrored as given (the message says why)."""
+
+
+# --- what MLflow says ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """A registered model as MLflow describes it."""
+
+    name: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VersionData:
+    """A model version as MLflow describes it, with what its run and artifacts say."""
+
+    name: str
+    version: int
+    run_id: str = ""
+    source: str = ""
+    creator: str = ""
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    status: str = ""
+    created_at: datetime | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    datasets: list[dict[str, str]] = field(default_factory=list)
+    artifact_digest: str = ""
+
+    def mirrored(self) -> dict[str, Any]:
+        """The ModelVersion fields this data sets (the ones a change is recorded for)."""
+        return {
+            "run_id": self.run_id[:64],
+            "source": self.source[:1000],
+            "creator": self.creator[:256],
+            "artifact_digest": self.artifact_digest[:100],
+            "description": self.description,
+            "tags": dict(self.tags),
+            "metrics": dict(self.metrics),
+            "params": dict(self.params),
+            "datasets": list(self.datasets),
+            "mlflow_status": self.status[:32],
+        }
+
+    @property
+    def declared_classification(self) -> str | None:
+        level = self.tags.get(CLASSIFICATION_TAG)
+        return level if level in LEVELS else None
+
+
+@dataclass
+class ReconcileReport:
+    """What a reconcile (of the whole registry or one model) found and did."""
+
+    models_seen: int = 0
+    models_created: int = 0
+    models_changed: int = 0
+    versions_seen: int = 0
+    versions_created: int = 0
+    versions_changed: int = 0
+    versions_missing: int = 0
+    deployments_completed: int = 0
+    violations: int = 0
+    aliases_reverted: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        lines = [
+            f"models: {self.models_seen} seen, {self.models_created} new, {self.models_changed} changed",
+            f"versions: {self.versions_seen} seen, {self.versions_created} new, {self.versions_changed} changed, "
+            f"{self.versions_missing} gone from MLflow",
+            f"aliases: {self.deployments_completed} interrupted deployments completed, "
+            f"{self.violations} out-of-band changes recorded, {self.aliases_reverted} reverted",
+        ]
+        lines += [f"error: {e}" for e in self.errors]
+        return "\n".join(lines)
+
+
+def _millis(value: Any) -> datetime | None:
+    if value in (None, 0):
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def _metric(value: Any) -> Any:
+    # NaN and infinities have no JSON form: keep them visible as text (gates read only numbers).
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _is_not_found(exc: MlflowException) -> bool:
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def _is_prompt(tags: Mapping[str, str]) -> bool:
+    return str(tags.get("mlflow.prompt.is_prompt", "")).lower() == "true"
+
+
+def model_data(rm: Any) -> ModelData:
+    return ModelData(
+        name=rm.name,
+        description=rm.description or "",
+        tags={str(k): str(v) for k, v in (rm.tags or {}).items()},
+        created_at=_millis(rm.creation_timestamp),
+    )
+
+
+def fetch_model(name: str) -> ModelData | None:
+    """The registered model ``name`` in MLflow, or None when it does not exist (or is a prompt)."""
+    try:
+        rm = registry.client().get_registered_model(name)
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return None
+        raise
+    data = model_data(rm)
+    return None if _is_prompt(data.tags) else data
+
+
+def iter_models() -> Iterator[ModelData]:
+    """Every registered model in MLflow (prompts excluded), page by page."""
+    client = registry.client()
+    token: Any = None
+    while True:
+        page = client.search_registered_models(max_results=PAGE_SIZE, page_token=token)
+        for rm in page:
+            data = model_data(rm)
+            if not _is_prompt(data.tags):
+                yield data
+        token = page.token
+        if not token:
+            return
+
+
+def _name_filter(name: str) -> str | None:
+    if "'" not in name:
+        return f"name='{name}'"
+    if '"' not in name:
+        return f'name="{name}"'
+    return None  # both quote characters: list every version and filter here
+
+
+def iter_versions(name: str) -> Iterator[Any]:
+    """Every (not deleted) version of model ``name`` in MLflow, page by page."""
+    client = registry.client()
+    filter_string = _name_filter(name)
+    token: Any = None
+    while True:
+        page = client.search_model_versions(filter_string, max_results=PAGE_SIZE, page_token=token)
+        for mv in page:
+            if mv.name == name:
+                yield mv
+        token = page.token
+        if not token:
+            return
+
+
+def _run(run_id: str, cache: dict[str, Any]) -> Any:
+    """The MLflow run (None when there is none or it was purged), fetched once per sync."""
+    if not run_id:
+        return None
+    if run_id not in cache:
+        try:
+            cache[run_id] = registry.client().get_run(run_id)
+        except MlflowException as exc:
+            if not _is_not_found(exc):
+                raise
+            cache[run_id] = None
+    return cache[run_id]
+
+
+def _datasets(run: Any) -> list[dict[str, str]]:
+    inputs = getattr(run, "inputs", None)
+    found = []
+    for item in getattr(inputs, "dataset_inputs", None) or []:
+        ds = item.dataset
+        context = next((t.value for t in item.tags or [] if t.key == "mlflow.data.context"), "")
+        found.append({
+            "name": str(ds.name or ""),
+            "digest": str(ds.digest or ""),
+            "source_type": str(ds.source_type or ""),
+            "source": str(ds.source or "")[:1000],
+            "context": str(context or ""),
+        })
+    return sorted(found, key=lambda d: (d["context"], d["name"], d["digest"], d["source"]))
+
+
+def version_data(mv: Any, *, run_cache: dict[str, Any] | None = None) -> VersionData:
+    """Everything governance mirrors of one MLflow model version (MLflow calls only)."""
+    cache = run_cache if run_cache is not None else {}
+    run_id = mv.run_id or ""
+    run = _run(run_id, cache)
+    tags = {str(k): str(v) for k, v in (mv.tags or {}).items()}
+    metrics: dict[str, Any] = {}
+    params: dict[str, str] = {}
+    creator = mv.user_id or ""
+    if run is not None:
+        metrics = {k: _metric(v) for k, v in (run.data.metrics or {}).items()}
+        params = {k: str(v) for k, v in (run.data.params or {}).items()}
+        # The SQL registry stores no user for a version; the run's user trained it.
+        creator = creator or run.info.user_id or ""
+    digest = tags.get(DIGEST_TAG, "")
+    if not digest or len(digest) > 100:
+        digest = artifact_digest_of(mv, run)
+    return VersionData(
+        name=mv.name,
+        version=int(mv.version),
+        run_id=run_id,
+        source=mv.source or "",
+        creator=creator,
+        description=mv.description or "",
+        tags=tags,
+        status=str(mv.status or ""),
+        created_at=_millis(mv.creation_timestamp),
+        metrics=metrics,
+        params=params,
+        datasets=_datasets(run) if run is not None else [],
+        artifact_digest=digest,
+    )
+
+
+# --- the artifact digest -------------------------------------------------------------------------------
+
+
+def _local_path(uri: str, run: Any) -> Path | None:
+    """The local filesystem path ``uri`` names, if it names one."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "runs":
+        if run is None:
+            return None
+        run_path = parsed.path.lstrip("/")
+        run_id, _, artifact_path = run_path.partition("/")
+        if run_id != run.info.run_id:
+            return None
+        base = _local_path(run.info.artifact_uri or "", None)
+        return base / artifact_path if base is not None else None
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(urllib.parse.unquote(parsed.path))
+    if parsed.scheme == "" and uri.startswith("/"):
+        return Path(uri)
+    return None
+
+
+def artifact_digest_of(mv: Any, run: Any) -> str:
+    """SHA-256 of the version's artifacts when they are on a local path, else ""."""
+    try:
+        uri = registry.client().get_model_version_download_uri(mv.name, mv.version)
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return ""
+        raise
+    path = _local_path(uri or mv.source or "", run)
+    if path is None:
+        return ""
+    return directory_digest(path)
+
+
+def directory_digest(path: Path, *, max_bytes: int | None = None, max_files: int | None = None) -> str:
+    """``sha256:<hex>`` over the sorted relative paths and contents under ``path`` ("" if unavailable).
+
+    Regular files count by content, symbolic links by their target (never followed);
+    anything else is skipped. Over ``max_bytes`` or ``max_files`` the digest is not
+    available (a reconcile must not hash terabytes).
+    """
+    configured: Any = getattr(settings, "MLFLOW_DIGEST_MAX_BYTES", None) or 1024**3
+    byte_limit = max_bytes or int(configured)
+    configured = getattr(settings, "MLFLOW_DIGEST_MAX_FILES", None) or 20_000
+    file_limit = max_files or int(configured)
+    try:
+        top = os.lstat(path)
+    except OSError:
+        return ""
+    if stat.S_ISREG(top.st_mode):
+        entries = [(path.name, path)]
+    elif stat.S_ISDIR(top.st_mode):
+        entries = []
+        for root, dirs, files in os.walk(path, followlinks=False):
+            for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(root, d)))]:
+                full = Path(root, name)
+                entries.append((full.relative_to(path).as_posix(), full))
+                if len(entries) > file_limit:
+                    return ""
+    else:
+        return ""
+    outer = hashlib.sha256()
+    total = 0
+    try:
+        for rel, full in sorted(entries):
+            info = os.lstat(full)
+            if stat.S_ISLNK(info.st_mode):
+                outer.update(f"L {rel}\0{os.readlink(full)}\n".encode())
+            elif stat.S_ISREG(info.st_mode):
+                total += info.st_size
+                if total > byte_limit:
+                    return ""
+                inner = hashlib.sha256()
+                with open(full, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        inner.update(chunk)
+                outer.update(f"F {rel}\0{inner.hexdigest()}\n".encode())
+    except OSError:
+        return ""
+    return "sha256:" + outer.hexdigest()
+
+
+# --- services: the mirror ------------------------------------------------------------------------------
+
+
+def _owner(tags: Mapping[str, str]) -> User | None:
+    username = tags.get(OWNER_TAG)
+    return User.objects.filter(username=username).first() if username else None
+
+
+def _reevaluate_pending(versions: Any, actor: Actor) -> None:
+    for request in PromotionRequest.objects.filter(version__in=versions, state=State.PENDING).order_by("pk"):
+        services.promotion_reevaluate(request=request, actor=actor)
+
+
+@transaction.atomic
+def registered_model_upsert(*, data: ModelData, actor: Actor = SYNC_ACTOR) -> tuple[RegisteredModel, str]:
+    """Create or update the mirror of a registered model. Returns it and "created", "changed" or "unchanged".
+
+    The owner is the Django user named by the MLflow tag ``owner``, when the tag names one
+    (a missing tag or an unknown username leaves the owner as it is).
+    A change of description, tags or owner is recorded as ``model.changed``.
+    """
+    if not data.name or len(data.name) > 256:
+        raise SyncError("a registered model name must have 1 to 256 characters")
+    now = timezone.now()
+    owner = _owner(data.tags)
+    model = RegisteredModel.objects.select_for_update().filter(name=data.name).first()
+    if model is None:
+        try:
+            with transaction.atomic():
+                model = RegisteredModel.objects.create(
+                    name=data.name, description=data.description, tags=dict(data.tags), owner=owner,
+                    mlflow_created_at=data.created_at, synced_at=now,
+                )
+        except IntegrityError:  # a concurrent sync created it first
+            model = RegisteredModel.objects.select_for_update().get(name=data.name)
+        else:
+            record(
+                event_type="model.registered",
+                actor=actor,
+                subject=Subject("registered_model", model.name),
+                payload={"model": model.name, "description": data.description, "tags": dict(data.tags)},
+            )
+            return model, CREATED
+    changes: dict[str, Any] = {}
+    if model.description != data.description:
+        changes["description"] = {"from": model.description, "to": data.description}
+    if model.tags != dict(data.tags):
+        changes["tags"] = {"from": model.tags, "to": dict(data.tags)}
+    if owner is not None and model.owner_id != owner.pk:  # no tag, or an unknown user: the owner stays
+        changes["owner"] = {"from": model.owner.get_username() if model.owner else None, "to": owner.get_username()}
+    else:
+        owner = model.owner
+    if not changes:
+        RegisteredModel.objects.filter(pk=model.pk).update(synced_at=now)
+        return model, UNCHANGED
+    model.description = data.description
+    model.tags = dict(data.tags)
+    model.owner = owner
+    model.synced_at = now
+    if model.mlflow_created_at is None:
+        model.mlflow_created_at = data.created_at
+    model.save(update_fields=["description", "tags", "owner", "synced_at", "mlflow_created_at"])
+    record(
+        event_type=MODEL_CHANGED_EVENT,
+        actor=actor,
+        subject=Subject("registered_model", model.name),
+        payload={"model": model.name, "changes": changes},
+    )
+    # The model's description is the model card of versions without their own.
+    _reevaluate_pending(model.versions.all(), actor)
+    return model, CHANGED
+
+
+_CHANGE_LABELS = {"mlflow_status": "status"}
+
+
+def _classify(version: ModelVersion, level: str, actor: Actor) -> None:
+    version.data_classification = level
+    record(
+        event_type="model.version_classified",
+        actor=actor,
+        subject=services.version_subject(version),
+        payload={"model": version.model.name, "version": version.version, "level": level, "previous_level": None,
+                 "reason": f"declared by the MLflow version tag {CLASSIFICATION_TAG!r}"},
+    )
+
+
+@transaction.atomic
+def model_version_upsert(
+    *, model: RegisteredModel, data: VersionData, actor: Actor = SYNC_ACTOR
+) -> tuple[ModelVersion, str]:
+    """Create or update the mirror of a model version. Returns it and "created", "changed" or "unchanged".
+
+    A new version records ``model.version_registered``; a changed one records
+    ``model.version_changed`` with ``{field: {"from", "to"}}`` for each changed field and
+    re-evaluates its pending promotion requests. A valid ``data_classification`` tag
+    sets the version's classification while it has none (``model.version_classified``).
+    """
+    if data.name != model.name:
+        raise SyncError(f"version data of {data.name!r} given for model {model.name!r}")
+    if data.version < 1:
+        raise SyncError("a model version number must be positive")
+    now = timezone.now()
+    fields = data.mirrored()
+    declared = data.declared_classification
+    version = ModelVersion.objects.select_for_update().filter(model=model, version=data.version).first()
+    if version is None:
+        try:
+            with transaction.atomic():
+                version = ModelVersion.objects.create(
+                    model=model, version=data.version, mlflow_created_at=data.created_at, synced_at=now, **fields
+                )
+        except IntegrityError:  # a concurrent sync created it first
+            version = ModelVersion.objects.select_for_update().get(model=model, version=data.version)
+        else:
+            record(
+                event_type="model.version_registered",
+                actor=actor,
+                subject=services.version_subject(version),
+                payload={"model": model.name, "version": version.version, "run_id": version.run_id,
+                         "source": version.source, "artifact_digest": version.artifact_digest,
+                         "creator": version.creator, "metrics": version.metrics, "datasets": version.datasets},
+            )
+            if declared:
+                _classify(version, declared, actor)
+                version.save(update_fields=["data_classification"])
+            return version, CREATED
+    changes = {
+        _CHANGE_LABELS.get(name, name): {"from": getattr(version, name), "to": value}
+        for name, value in fields.items()
+        if getattr(version, name) != value
+    }
+    classify = declared is not None and not version.data_classification
+    if not changes and not classify:
+        ModelVersion.objects.filter(pk=version.pk).update(synced_at=now)
+        return version, UNCHANGED
+    for name, value in fields.items():
+        setattr(version, name, value)
+    version.synced_at = now
+    if version.mlflow_created_at is None:
+        version.mlflow_created_at = data.created_at
+    if changes:
+        record(
+            event_type="model.version_changed",
+            actor=actor,
+            subject=services.version_subject(version),
+            payload={"model": model.name, "version": version.version, "changes": changes},
+        )
+    if classify and declared:
+        _classify(version, declared, actor)
+    version.save()
+    _reevaluate_pending([version], actor)
+    return version, CHANGED
+
+
+@transaction.atomic
+def model_version_mark_missing(*, version: ModelVersion, actor: Actor = SYNC_ACTOR) -> bool:
+    """A mirrored version is gone from MLflow: its status becomes DELETED (the row stays: history refers to it)."""
+    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    if version.mlflow_status == DELETED_STATUS:
+        return False
+    record(
+        event_type="model.version_changed",
+        actor=actor,
+        subject=services.version_subject(version),
+        payload={"model": version.model.name, "version": version.version,
+                 "changes": {"status": {"from": version.mlflow_status, "to": DELETED_STATUS}}},
+    )
+    version.mlflow_status = DELETED_STATUS
+    version.synced_at = timezone.now()
+    version.save(update_fields=["mlflow_status", "synced_at"])
+    _reevaluate_pending([version], actor)
+    return True
+
+
+# --- services: out-of-band alias changes ---------------------------------------------------------------------
+
+
+def _open_alias_violation(
+    model: RegisteredModel, alias: str, found: int | None, expected: int | None
+) -> ComplianceViolation | None:
+    """The latest out-of-band violation of ``alias`` if it is this same change and not reverted."""
+    latest = next(
+        (
+            v
+            for v in ComplianceViolation.objects.filter(
+                kind=ComplianceViolation.Kind.OUT_OF_BAND_ALIAS, subject_type="registered_model",
+                subject_id=model.name,
+            ).order_by("-pk")
+            if v.details.get("alias") == alias
+        ),
+        None,
+    )
+    if latest is None or latest.reverted:
+        return None
+    same = latest.details.get("found_version") == found and latest.details.get("expected_version") == expected
+    return latest if same else None
+
+
+@transaction.atomic
+def alias_out_of_band_record(
+    *, model: RegisteredModel, environment: Environment, found_version: int | None, expected_version: int | None,
+    actor: Actor = RECONCILE_ACTOR,
+) -> tuple[ComplianceViolation, bool]:
+    """Record an out-of-band change of an environment's alias, once per distinct change.
+
+    Returns the violation and whether it was recorded now (False: this very change is
+    already recorded and not reverted, so nothing is written again).
+    """
+    RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()  # one reconciler per model at a time
+    alias = environment.mlflow_alias
+    existing = _open_alias_violation(model, alias, found_version, expected_version)
+    if existing is not None:
+        return existing, False
+    found = f"version {found_version}" if found_version is not None else "no version"
+    expected = f"version {expected_version}" if expected_version is not None else "no version (nothing is live)"
+    violation = services.violation_record(
+        kind=ComplianceViolation.Kind.OUT_OF_BAND_ALIAS,
+        subject=Subject("registered_model", model.name),
+        summary=f"MLflow alias {alias!r} of {model.name} points at {found}; governance has {expected} live in "
+        f"{environment.name}. The alias was changed outside governance.",
+        details={"model": model.name, "alias": alias, "environment": environment.name,
+                 "found_version": found_version, "expected_version": expected_version},
+        actor=actor,
+    )
+    return violation, True
+
+
+@transaction.atomic
+def alias_revert_record(
+    *, violation: ComplianceViolation, restored_version: int | None, actor: Actor = RECONCILE_ACTOR
+) -> ComplianceViolation:
+    """The alias of an out-of-band violation was put back in MLflow: mark it reverted and record it."""
+    violation = ComplianceViolation.objects.select_for_update().get(pk=violation.pk)
+    if violation.reverted:
+        return violation
+    violation.reverted = True
+    violation.save(update_fields=["reverted"])
+    details = violation.details
+    record(
+        event_type="mlflow.alias_reverted",
+        actor=actor,
+        subject=Subject(violation.subject_type, violation.subject_id),
+        payload={"model": details["model"], "alias": details["alias"], "found_version": details["found_version"],
+                 "restored_version": restored_version},
+    )
+    return violation
+
+
+# --- reconciling -------------------------------------------------------------------------------------------
+
+
+def _rollback_in_flight(model: RegisteredModel, environment: Environment, found: int) -> bool:
+    """``found`` is the version of a promotion rolled back moments ago (its alias move may still be queued)."""
+    return PromotionRequest.objects.filter(
+        version__model=model, version__version=found, environment=environment, state=State.ROLLED_BACK,
+        finished_at__gte=timezone.now() - ROLLBACK_GRACE,
+    ).exists()
+
+
+def _current_aliases(model: RegisteredModel) -> dict[str, int]:
+    try:
+        return registry.aliases(model.name)
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return {}
+        raise
+
+
+def aliases_reconcile(model: RegisteredModel, *, report: ReconcileReport | None = None) -> ReconcileReport:
+    """Compare every environment's MLflow alias of ``model`` with what governance has live there.
+
+    * the alias names the live version (or neither exists): nothing to do;
+    * it names the version of a full promotion still ``deploying``: the deploy task
+      moved the alias and stopped before recording it; the deployment is completed;
+    * otherwise the alias was changed out of band: a compliance violation (once per
+      distinct change) and, if the environment's policy says ``revert_out_of_band``,
+      the alias is set back to the live version (or removed when nothing is live).
+    """
+    report = report if report is not None else ReconcileReport()
+    found_aliases = _current_aliases(model)
+    live = {
+        d.environment_id: d.version.version
+        for d in LiveDeployment.objects.filter(model=model).select_related("version")
+    }
+    for environment in Environment.objects.order_by("order"):
+        alias = environment.mlflow_alias
+        found = found_aliases.get(alias)
+        expected = live.get(environment.pk)
+        if found == expected:
+            continue
+        if found is not None:
+            deploying = PromotionRequest.objects.filter(
+                version__model=model, version__version=found, environment=environment, state=State.DEPLOYING,
+                strategy=PromotionRequest.Strategy.FULL,
+            ).first()
+            if deploying is not None:
+                try:
+                    services.promotion_alias_applied(request=deploying, alias=alias)
+                except InvalidState:
+                    continue  # the deploy task recorded it in the meantime
+                report.deployments_completed += 1
+                logger.info("completed interrupted deployment #%s of %s", deploying.pk, model.name)
+                continue
+            if _rollback_in_flight(model, environment, found):
+                continue
+        violation, recorded = alias_out_of_band_record(
+            model=model, environment=environment, found_version=found, expected_version=expected
+        )
+        if recorded:
+            report.violations += 1
+            logger.warning("out-of-band change of alias %s of %s in %s", alias, model.name, environment.name)
+        policy, _ = selectors.policy_for(environment=environment, model_id=model.pk)
+        if not policy.revert_out_of_band:
+            continue
+        try:
+            if expected is None:
+                registry.delete_alias(model.name, alias)
+            else:
+                registry.set_alias(model.name, alias, expected)
+        except registry.REGISTRY_ERRORS as exc:
+            report.errors.append(f"{model.name}: could not revert alias {alias}: {type(exc).__name__}")
+            logger.warning("could not revert alias %s of %s: %s", alias, model.name, type(exc).__name__)
+            continue
+        alias_revert_record(violation=violation, restored_version=expected)
+        report.aliases_reverted += 1
+    return report
+
+
+def _sync_versions(model: RegisteredModel, report: ReconcileReport) -> None:
+    cache: dict[str, Any] = {}
+    seen: set[int] = set()
+    for mv in iter_versions(model.name):
+        data = version_data(mv, run_cache=cache)
+        seen.add(data.version)
+        report.versions_seen += 1
+        _, outcome = model_version_upsert(model=model, data=data)
+        report.versions_created += outcome == CREATED
+        report.versions_changed += outcome == CHANGED
+    _mark_missing(model.versions.exclude(version__in=seen), report)
+
+
+def _mark_missing(versions: Any, report: ReconcileReport) -> None:
+    for version in versions.exclude(mlflow_status=DELETED_STATUS):
+        report.versions_missing += model_version_mark_missing(version=version)
+
+
+def _sync_model_data(data: ModelData, report: ReconcileReport) -> RegisteredModel:
+    model, outcome = registered_model_upsert(data=data)
+    report.models_seen += 1
+    report.models_created += outcome == CREATED
+    report.models_changed += outcome == CHANGED
+    _sync_versions(model, report)
+    aliases_reconcile(model, report=report)
+    return model
+
+
+def registered_model_sync(name: str, *, report: ReconcileReport | None = None) -> ReconcileReport:
+    """Mirror one registered model and its versions from MLflow, then reconcile its aliases.
+
+    A model gone from MLflow keeps its mirror (history refers to it); its versions are
+    marked DELETED and its aliases are still checked against what is live.
+    """
+    report = report if report is not None else ReconcileReport()
+    data = fetch_model(name)
+    if data is not None:
+        _sync_model_data(data, report)
+        return report
+    model = RegisteredModel.objects.filter(name=name).first()
+    if model is not None:
+        _mark_missing(model.versions.all(), report)
+        aliases_reconcile(model, report=report)
+    return report
+
+
+def registry_reconcile() -> ReconcileReport:
+    """Reconcile the whole registry: every model and version, then every model's aliases.
+
+    An MLflow failure propagates (the task retries); a model whose data cannot be
+    mirrored is reported in ``errors`` and the others go on.
+    """
+    report = ReconcileReport()
+    seen: set[str] = set()
+    for data in iter_models():
+        seen.add(data.name)
+        _guarded(report, data.name, partial(_sync_model_data, data, report))
+    for name in RegisteredModel.objects.order_by("name").values_list("name", flat=True):
+        if name not in seen:  # gone from MLflow (or never listed): mark its versions, check its aliases
+            _guarded(report, name, partial(registered_model_sync, name, report=report))
+    return report
+
+
+def _guarded(report: ReconcileReport, name: str, sync: Callable[[], object]) -> None:
+    try:
+        sync()
+    except registry.REGISTRY_ERRORS:
+        raise  # MLflow is failing: the task retries the whole reconcile
+    except ValueError as exc:  # SyncError, LedgerError, GovernanceError: this model's data, not the registry
+        report.errors.append(f"{name[:256]}: {exc}")
+        logger.warning("registered model %s could not be mirrored: %s", name[:256], type(exc).__name__)

@@ -17,7 +17,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 
 from audit.ledger import Actor, Subject, record
 from governance import registry, services
-from governance.models import Environment, ModelVersion, PromotionRequest
+from governance.models import Environment, LiveDeployment, ModelVersion, PromotionRequest, RegisteredModel
 
 FRAUD = "fraud-detector"
 CHARGEBACK = "chargeback-risk"
@@ -95,9 +95,11 @@ def _version(model: str, number: int) -> ModelVersion:
 
 
 def _backdate_staging(version: ModelVersion, days: int) -> None:
+    back = timezone.now() - timedelta(days=days)
     PromotionRequest.objects.filter(version=version, environment__name="staging", state="deployed").update(
-        deployed_at=timezone.now() - timedelta(days=days)
+        deployed_at=back
     )
+    LiveDeployment.objects.filter(version=version, environment__name="staging").update(since=back)
     record(
         event_type="ledger.note_added",
         actor=Actor.system("demo-seed"),
@@ -177,3 +179,10 @@ def seed_promotions() -> None:
     services.promotion_request(
         user=omar, version=version5, environment=staging, reason="Chargeback labels; candidate for Q4."
     )
+
+    # Someone points chargeback-risk's production alias at v1 directly in MLflow, bypassing
+    # governance: the reconcile records the violation and (production policy) reverts it.
+    from governance.sync import aliases_reconcile
+
+    registry.set_alias(CHARGEBACK, "production", 1)
+    aliases_reconcile(RegisteredModel.objects.get(name=CHARGEBACK))

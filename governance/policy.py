@@ -90,10 +90,17 @@ _TOP_KEYS = {
 }
 
 
+# Upper bounds keep date arithmetic in range (and catch a misplaced digit).
+_MAXIMUM = {"approval_expiry_days": 3650, "request_expiry_days": 3650, "break_glass_review_hours": 87600}
+
+
 def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str) -> int:
     value = doc.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise PolicyError(f"{where}'{key}' must be a positive integer")
+    maximum = _MAXIMUM.get(key, 1_000_000)
+    if value > maximum:
+        raise PolicyError(f"{where}'{key}' must be at most {maximum}")
     return value
 
 
@@ -155,7 +162,7 @@ def _parse_gate(doc: Any, i: int) -> Gate:
     elif kind == "soak":
         allowed = {"hours"}
         hours = params.get("hours")
-        if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
+        if isinstance(hours, bool) or not isinstance(hours, int | float) or not math.isfinite(hours) or hours <= 0:
             raise PolicyError(f"{where}'hours' must be a positive number")
     elif kind == "model_card":
         allowed = {"min_length"}
@@ -203,6 +210,8 @@ def evaluate_gate(gate: Gate, data: GateInput) -> GateResult:
         value = data.metrics.get(p["metric"])
         if value is None:
             return GateResult(gate.name, gate.type, False, None, f"the run has no metric {p['metric']!r}")
+        if not math.isfinite(value):
+            return GateResult(gate.name, gate.type, False, None, f"{p['metric']} is not a finite number")
         passed = OPERATORS[p["op"]](float(value), float(p["value"]))
         detail = f"{p['metric']} = {value} (needs {p['op']} {p['value']})"
         return GateResult(gate.name, gate.type, passed, value, detail)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 
 from governance.models import (
     Environment,
@@ -56,13 +56,25 @@ def deployed_since(*, version: ModelVersion, environment: Environment) -> dateti
     )
 
 
-def requests_awaiting(user: User) -> QuerySet[PromotionRequest]:
-    """Pending requests this user could approve (in an approval group; not their own)."""
-    return (
+def requests_awaiting(user: User) -> list[PromotionRequest]:
+    """Pending requests this user may approve: in one of the policy's approval groups, and not
+    their own request or their own model version (separation of duties)."""
+    candidates = (
         PromotionRequest.objects.filter(state=PromotionRequest.State.PENDING)
         .exclude(requested_by=user)
+        .exclude(version__creator=user.get_username())
         .select_related("version__model", "environment", "requested_by")
     )
+    mine = user_groups(user)
+    policies: dict[tuple[int, int], Policy] = {}
+    awaiting = []
+    for request in candidates:
+        key = (request.environment_id, request.version.model_id)
+        if key not in policies:
+            policies[key], _ = policy_for(environment=request.environment, model_id=request.version.model_id)
+        if mine & set(policies[key].approval_groups):
+            awaiting.append(request)
+    return awaiting
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,11 @@ def _base_payload(request: PromotionRequest) -> dict[str, Any]:
 
 
 def _lock(request: PromotionRequest) -> PromotionRequest:
-    return PromotionRequest.objects.select_for_update().select_related("version__model", "environment").get(
-        pk=request.pk
+    # of=("self",): lock the request only, not the version, model and environment rows it joins.
+    return (
+        PromotionRequest.objects.select_for_update(of=("self",))
+        .select_related("version__model", "environment")
+        .get(pk=request.pk)
     )
 
 
@@ -74,7 +77,10 @@ def _require_text(value: str, what: str) -> str:
 
 def _gate_input(version: ModelVersion, environment: Environment, now: datetime) -> GateInput:
     previous = selectors.previous_environment(environment)
-    since = selectors.deployed_since(version=version, environment=previous) if previous else None
+    # Soak time counts only while the version is the one live there: a version replaced
+    # after an hour has soaked an hour, however long ago that was.
+    live = selectors.live_version(model_id=version.model_id, environment=previous) if previous else None
+    since = live.since if live is not None and live.version_id == version.pk else None
     metrics = {k: float(v) for k, v in (version.metrics or {}).items() if isinstance(v, int | float)}
     return GateInput(
         metrics=metrics,
@@ -222,18 +228,25 @@ def _canary_steps(strategy: str, steps: list[int] | None) -> list[int]:
 # --- approving ---------------------------------------------------------------------------
 
 
+def _valid_approvals(request: PromotionRequest, policy: Policy, now: datetime) -> list[Approval]:
+    """Approvals that count: for the current evidence, not expired, toward one of the policy's rules."""
+    cutoff = now - timedelta(days=policy.approval_expiry_days)
+    groups = set(policy.approval_groups)
+    return [
+        approval
+        for approval in request.approvals.all()
+        if approval.decision == Approval.Decision.APPROVE
+        and approval.evidence_digest == request.evidence_digest
+        and approval.created_at >= cutoff
+        and approval.group in groups
+    ]
+
+
 def _approval_state(request: PromotionRequest, policy: Policy, now: datetime) -> tuple[dict[str, int], list[str]]:
     """Valid approvals per rule group, and the rules still unmet (expired and stale approvals don't count)."""
-    cutoff = now - timedelta(days=policy.approval_expiry_days)
     counts: dict[str, int] = {rule.group: 0 for rule in policy.approvals}
-    for approval in request.approvals.all():
-        if (
-            approval.decision == Approval.Decision.APPROVE
-            and approval.evidence_digest == request.evidence_digest
-            and approval.created_at >= cutoff
-            and approval.group in counts
-        ):
-            counts[approval.group] += 1
+    for approval in _valid_approvals(request, policy, now):
+        counts[approval.group] += 1
     unmet = [f"{rule.count - counts[rule.group]} more from {rule.group}"
              for rule in policy.approvals if counts[rule.group] < rule.count]
     return counts, unmet
@@ -289,9 +302,10 @@ def promotion_approve(*, user: User, request: PromotionRequest, comment: str) ->
     _refresh_evidence(request, policy, Actor.user(user))
     previous = request.approvals.filter(approver=user).first()
     if previous is not None:
-        if previous.evidence_digest == request.evidence_digest:
+        cutoff = now - timedelta(days=policy.approval_expiry_days)
+        if previous.evidence_digest == request.evidence_digest and previous.created_at >= cutoff:
             raise GovernanceError("you have already decided on this promotion", code="duplicate_approval")
-        # The evidence changed since this person approved: their new approval replaces the stale one.
+        # The evidence changed, or the approval expired: the new approval replaces the old one.
         previous.delete()
     Approval.objects.create(
         request=request, approver=user, decision=Approval.Decision.APPROVE, group=group, comment=comment,
@@ -321,7 +335,7 @@ def _approve_if_complete(request: PromotionRequest, policy: Policy, actor: Actor
         actor=actor,
         subject=_subject(request),
         payload={**_base_payload(request), "evidence_digest": request.evidence_digest,
-                 "approvers": sorted(str(a.approver_id) for a in request.approvals.all()),
+                 "approvers": sorted(str(a.approver_id) for a in _valid_approvals(request, policy, now)),
                  "gates": request.evidence.get("gates", [])},
     )
     _deploy_after_commit(request)
@@ -476,7 +490,7 @@ def promotion_alias_applied(*, request: PromotionRequest, alias: str) -> Promoti
     if alias == request.environment.mlflow_alias:
         request.state = State.DEPLOYED
         request.deployed_at = now
-        request.traffic_percent = 100 if request.strategy != Strategy.SHADOW else 0
+        request.traffic_percent = 100  # the environment's alias now serves this version
         request.save(update_fields=["state", "deployed_at", "traffic_percent"])
         _make_live(request, now)
         record(
@@ -624,12 +638,24 @@ def promotion_break_glass(
     live = selectors.live_version(model_id=version.model_id, environment=environment)
     if live is not None and live.version_id == version.pk:
         raise GovernanceError(f"{version.ref} is already live in {environment.name}", code="already_live")
-    open_request = PromotionRequest.objects.select_for_update().filter(
+    open_request = PromotionRequest.objects.select_for_update(of=("self",)).filter(
         version=version, environment=environment, state__in=[State.PENDING, State.APPROVED, State.DEPLOYING]
     ).first()
-    if open_request is not None:
+    if open_request is not None and open_request.state != State.PENDING:
         raise GovernanceError(
-            f"promotion #{open_request.pk} for {version.ref} to {environment.name} is already open", code="duplicate"
+            f"promotion #{open_request.pk} for {version.ref} to {environment.name} is already {open_request.state}",
+            code="duplicate",
+        )
+    if open_request is not None:
+        # An emergency must not wait for someone to withdraw the ordinary request: it is superseded.
+        open_request.state = State.WITHDRAWN
+        open_request.finished_at = timezone.now()
+        open_request.save(update_fields=["state", "finished_at"])
+        record(
+            event_type="promotion.withdrawn",
+            actor=Actor.user(user),
+            subject=_subject(open_request),
+            payload={**_base_payload(open_request), "reason": "superseded by a break-glass promotion"},
         )
     policy, _ = selectors.policy_for(environment=environment, model_id=version.model_id)
     results, digest = evaluate(version, environment, policy)
@@ -663,11 +689,14 @@ def break_glass_review_approve(*, user: User, review: BreakGlassReview, comment:
     request = review.request
     if request.requested_by_id == user.pk:
         raise NotPermitted("you used break-glass, so you cannot review it", code="self_approval")
+    if request.version.creator and request.version.creator == user.get_username():
+        raise NotPermitted("you created this model version, so you cannot review its release", code="self_approval")
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
-    if not selectors.user_groups(user) & set(policy.approval_groups):
+    # An environment whose policy names no approvers (dev) is reviewed by InfoSec.
+    reviewers = set(policy.approval_groups) or {roles.INFOSEC}
+    if not selectors.user_groups(user) & reviewers:
         raise NotPermitted(
-            "break-glass reviews must come from the policy's approvers: " + ", ".join(policy.approval_groups),
-            code="not_in_required_group",
+            "break-glass reviews must come from: " + ", ".join(sorted(reviewers)), code="not_in_required_group"
         )
     late = review.state == BreakGlassReview.State.OVERDUE
     review.state = BreakGlassReview.State.APPROVED

@@ -128,9 +128,11 @@ REST_FRAMEWORK = {
 }
 
 # --- Celery -------------------------------------------------------------------
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or None
-# No broker configured: run tasks eagerly in-process (the embedded default).
-CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+_broker = env_str("CELERY_BROKER_URL") or None
+# No broker configured: run tasks eagerly in-process (the embedded default); the
+# in-memory transport only keeps Celery from reaching for a default AMQP host.
+CELERY_BROKER_URL = _broker or "memory://"
+CELERY_TASK_ALWAYS_EAGER = _broker is None
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -27,8 +27,14 @@ def _load(request_id: int) -> PromotionRequest | None:
     )
 
 
+def _can_retry(task: Any) -> bool:
+    # Eager (no broker): a retry would raise out of the after-commit hook into the
+    # caller, whose change already committed; the failure is recorded instead.
+    return not task.request.is_eager and bool(task.request.retries < task.max_retries)
+
+
 def _retry_or_fail(task: Any, request: PromotionRequest, exc: BaseException) -> None:
-    if task.request.retries < task.max_retries:
+    if _can_retry(task):
         raise task.retry(exc=exc, countdown=min(60, 2 ** task.request.retries))
     logger.warning("promotion %s: MLflow change failed after %s retries", request.pk, task.max_retries)
     try:
@@ -43,9 +49,9 @@ def apply_promotion(self: Any, request_id: int) -> str:
     request = _load(request_id)
     if request is None:
         return "missing"
-    if request.state == State.APPROVED:
+    if request.state in (State.APPROVED, State.DEPLOYING):
         try:
-            request = services.promotion_deploy_start(request=request)
+            request = services.promotion_deploy_start(request=request)  # counts the attempt
         except InvalidState:
             return "not approved any more"
     if request.state != State.DEPLOYING:
@@ -92,9 +98,11 @@ def remove_candidate_alias(self: Any, request_id: int) -> str:
             return "not ours"
         registry.delete_alias(model, alias)
     except registry.REGISTRY_ERRORS as exc:
-        if self.request.retries < self.max_retries:
+        if _can_retry(self):
             raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        raise
+        # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
+        logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
+        return "failed"
     services.mlflow_alias_change_record(
         model=model, alias=alias, version=None, previous_version=current, reason=f"rollout #{request.pk} failed"
     )
@@ -119,9 +127,11 @@ def apply_rollback(self: Any, request_id: int) -> str:
         else:
             registry.set_alias(model, alias, target)
     except registry.REGISTRY_ERRORS as exc:
-        if self.request.retries < self.max_retries:
+        if _can_retry(self):
             raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        raise
+        # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
+        logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
+        return "failed"
     services.mlflow_alias_change_record(
         model=model, alias=alias, version=target, previous_version=previous, reason=f"rollback of #{request.pk}"
     )

@@ -6,10 +6,12 @@ database with the ledger triggers switched off, as only a database owner can.
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
@@ -21,14 +23,11 @@ from audit.models import LedgerHead
 def _reset_database() -> None:
     with triggers.disabled(connection):
         call_command("flush", interactive=False, verbosity=0)
-    # flush removed the data migrations' rows; put back what the app relies on.
+    # flush removed the data migrations' rows; put back what the app relies on, with
+    # the migrations' own code so the two never drift apart.
     LedgerHead.objects.get_or_create(pk=1)
-    from django.contrib.auth.models import Group
-
-    from access.roles import ROLES
-
-    for name in ROLES:
-        Group.objects.get_or_create(name=name)
+    importlib.import_module("access.migrations.0001_roles").create_roles(apps, None)
+    importlib.import_module("governance.migrations.0002_default_environments").forwards(apps, None)
 
 
 @pytest.fixture(scope="session")

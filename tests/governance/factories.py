@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import importlib
 import secrets
+import threading
+from dataclasses import dataclass
 from datetime import timedelta
 
 import factory
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
+from access import roles
 from access.roles import MODEL_RISK, ROLES
+from audit.models import Entry
 from governance.models import (
     Environment,
     LiveDeployment,
@@ -24,6 +28,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from tests.factories import UserFactory
 
 _defaults = importlib.import_module("governance.migrations.0002_default_environments")
 #: The default policies the data migration installs, by environment name.
@@ -116,7 +121,7 @@ def make_deployed(
 
 def snapshot() -> dict[str, object]:
     """Every governance row and the ledger's size: equal before and after a refused action."""
-    from audit.models import Entry, PendingEntry
+    from audit.models import PendingEntry
     from governance.models import (
         Approval,
         BreakGlassReview,
@@ -142,10 +147,9 @@ def snapshot() -> dict[str, object]:
     }
 
 
-def subject_entries(request: PromotionRequest) -> list:
+def subject_entries(request: PromotionRequest) -> list[Entry]:
     """The integrated ledger entries about ``request``, in seq order."""
     from audit.ledger import integrate
-    from audit.models import Entry
 
     integrate()
     return list(Entry.objects.filter(subject_type="promotion_request", subject_id=str(request.pk)).order_by("seq"))
@@ -155,7 +159,7 @@ def event_types(request: PromotionRequest) -> list[str]:
     return [e.event_type for e in subject_entries(request)]
 
 
-def entry_of(request: PromotionRequest, event_type: str):  # noqa: ANN201 - audit.models.Entry
+def entry_of(request: PromotionRequest, event_type: str) -> Entry:
     """The one entry of ``event_type`` about ``request`` (fails if there is not exactly one)."""
     found = [e for e in subject_entries(request) if e.event_type == event_type]
     assert len(found) == 1, f"expected one {event_type} entry for #{request.pk}, got {len(found)}"
@@ -164,3 +168,79 @@ def entry_of(request: PromotionRequest, event_type: str):  # noqa: ANN201 - audi
 
 def actor_of(user: User) -> dict[str, str]:
     return {"type": "user", "id": str(user.pk)}
+
+
+# --- personas and the fake registry --------------------------------------------------------------
+
+
+@dataclass
+class People:
+    requester: User  # model-owner
+    approver: User  # approver (the staging policy's group)
+    approver2: User
+    model_risk: User
+    model_risk2: User
+    infosec: User
+    outsider: User  # no role at all
+    creator: User  # ModelVersion.creator; in every approval group
+    breakglass: User
+    steward: User  # data-steward
+
+
+def make_people() -> People:
+    return People(
+        requester=UserFactory(username="olivia-owner", roles=[roles.MODEL_OWNER]),
+        approver=UserFactory(username="adam-approver", roles=[roles.APPROVER]),
+        approver2=UserFactory(username="anna-approver", roles=[roles.APPROVER]),
+        model_risk=UserFactory(username="mira-risk", roles=[roles.MODEL_RISK]),
+        model_risk2=UserFactory(username="max-risk", roles=[roles.MODEL_RISK]),
+        infosec=UserFactory(username="ines-infosec", roles=[roles.INFOSEC]),
+        outsider=UserFactory(username="oscar-outsider"),
+        creator=UserFactory(
+            username="ds-creator", roles=[roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC, roles.MODEL_OWNER]
+        ),
+        breakglass=UserFactory(username="bruno-breakglass", roles=[roles.BREAK_GLASS]),
+        steward=UserFactory(username="dana-steward", roles=[roles.DATA_STEWARD]),
+    )
+
+
+class FakeRegistry:
+    """Stands in for governance.registry (MLflow aliases as a dict); thread-safe for the concurrency tests."""
+
+    def __init__(self) -> None:
+        self.aliases: dict[tuple[str, str], int] = {}
+        self.calls: list[tuple[str, ...]] = []
+        # Registry calls raise ``fail_with`` while ``fail_times`` > 0 (None: every call).
+        self.fail_with: BaseException | None = None
+        self.fail_times: int | None = None
+        self._lock = threading.Lock()
+
+    def _maybe_fail(self) -> None:
+        if self.fail_with is None:
+            return
+        if self.fail_times is None:
+            raise self.fail_with
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise self.fail_with
+
+    def set_alias(self, model: str, alias: str, version: int) -> None:
+        with self._lock:
+            self._maybe_fail()
+            self.calls.append(("set", model, alias, str(version)))
+            self.aliases[(model, alias)] = int(version)
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        with self._lock:
+            self._maybe_fail()
+            self.calls.append(("delete", model, alias))
+            self.aliases.pop((model, alias), None)
+
+    def alias_version(self, model: str, alias: str) -> int | None:
+        with self._lock:
+            self._maybe_fail()
+            return self.aliases.get((model, alias))
+
+    def of(self, model: str) -> dict[str, int]:
+        """Every alias of ``model`` and its version."""
+        return {alias: v for (m, alias), v in self.aliases.items() if m == model}

@@ -443,15 +443,36 @@ def test_mlflow_down_apply_promotion_retries_then_marks_the_request_failed(
         real_set_alias(*args)
 
     monkeypatch.setattr(registry, "set_alias", counting_set_alias)
+    # As on a worker: eager tasks don't retry (see tasks._can_retry), so let these.
+    monkeypatch.setattr(tasks, "_can_retry", lambda task: task.request.retries < task.max_retries)
 
     assert tasks.apply_promotion.delay(promotion.pk).get() == "failed"
 
     assert len(attempts) == tasks.apply_promotion.max_retries + 1
     promotion.refresh_from_db()
+    assert promotion.deploy_attempts == tasks.apply_promotion.max_retries + 1
+    promotion.refresh_from_db()
     assert promotion.state == State.FAILED and promotion.last_error.startswith("MLflow registry error")
     [failed] = entries("promotion.deploy_failed")
     assert failed.subject_id == str(promotion.pk) and failed.payload["error"].startswith("MLflow registry error")
     assert entries("promotion.alias_applied") == [] and not LiveDeployment.objects.exists()
+
+
+def test_mlflow_down_without_a_broker_fails_once_and_records_it(
+    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment], request: pytest.FixtureRequest,
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    # given: the embedded setup, where the deploy task runs eagerly right after the approving commit
+    registered(mlflow_store, 90)
+    sync.registry_reconcile()
+    request.getfixturevalue("mlflow_down")
+    # when: the dev policy approves at once and the after-commit deploy meets a dead registry
+    with django_capture_on_commit_callbacks(execute=True):
+        promotion = services.promotion_request(user=owner, version=version(1), environment=envs["dev"], reason="x")
+    # then: no exception reached the requester; one attempt, recorded as failed
+    promotion.refresh_from_db()
+    assert promotion.state == State.FAILED and promotion.deploy_attempts == 1
+    assert [e.subject_id for e in entries("promotion.deploy_failed")] == [str(promotion.pk)]
 
 
 def test_mlflow_down_reconcile_retries_and_changes_nothing(

@@ -138,6 +138,8 @@ _r(EventType("model.version_classified", "The classification of a version's trai
 # --- environments and policies --------------------------------------------------------------------
 _r(EventType("policy.updated", "A promotion policy was created or replaced.",
              {"environment": S(), "model": Field(nullable=True), "rules": Field("object"), "created": Field("bool")}))
+_r(EventType("environment.created", "An environment was added to the promotion path.",
+             {"environment": S(), "order": Field("int"), "mlflow_alias": S(), "max_data_classification": S()}))
 _r(EventType("environment.updated", "An environment's settings changed.",
              {"environment": S(), "changes": Field("object")}))
 _r(EventType("environment.freeze_declared", "A freeze window was declared for an environment.",

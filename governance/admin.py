@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from governance import services
-from governance.admin_site import has_admin_role, has_console_role
+from governance.admin_site import has_admin_role, has_console_role, has_role
 from governance.errors import GovernanceError
 from governance.models import (
     BreakGlassReview,
@@ -36,6 +36,11 @@ from governance.policy import PolicyError, parse_policy
 
 class TextForm(forms.Form):
     text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=5000)
+
+
+class BreakGlassForm(forms.Form):
+    environment = forms.ModelChoiceField(queryset=Environment.objects.all())
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=5000)
 
 
 class PromoteForm(forms.Form):
@@ -121,7 +126,7 @@ class ModelVersionAdmin(GovernanceModelAdmin):
     list_select_related = ("model",)
     search_fields = ("model__name", "run_id")
     readonly_fields = ("metrics_pretty", "params_pretty", "datasets_pretty")
-    actions = ["request_promotion"]
+    actions = ["request_promotion", "break_glass"]
 
     @admin.display(description="metrics")
     def metrics_pretty(self, obj: ModelVersion) -> str:
@@ -148,6 +153,22 @@ class ModelVersionAdmin(GovernanceModelAdmin):
             environment=data["environment"],
             strategy=data["strategy"],
             reason=data["reason"],
+        )
+
+
+    @form_action(
+        description="Break-glass promotion…",
+        label="Promote now (break-glass)",
+        help_text="Emergency promotion without approvals (break-glass members only). It is flagged in the "
+        "ledger and opens a review that the environment's approvers must complete before its deadline.",
+        form_class=BreakGlassForm,
+    )
+    def break_glass(request: HttpRequest, obj: ModelVersion, data: dict[str, Any]) -> None:
+        services.promotion_break_glass(
+            user=request.user,  # type: ignore[arg-type]
+            version=obj,
+            environment=data["environment"],
+            justification=data["justification"],
         )
 
 
@@ -224,15 +245,81 @@ class LiveDeploymentAdmin(GovernanceModelAdmin):
                            "promotion__environment")
 
 
+class InfosecEditsAdmin(GovernanceModelAdmin):
+    """InfoSec adds (and where allowed edits) rows here; saving goes through a service."""
+
+    def _is_infosec(self, request: HttpRequest) -> bool:
+        return has_role(request.user, ("infosec",))
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._is_infosec(request)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        try:
+            saved = self.save_with_service(request, obj, form, change)
+        except GovernanceError as exc:
+            # The form validated, so this is a rule (permission, clash); show it, change nothing.
+            self.message_user(request, str(exc), messages.ERROR)
+            raise _Refused from exc
+        obj.pk = saved.pk
+
+    def save_with_service(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Any:
+        raise NotImplementedError
+
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except _Refused:
+            from django.shortcuts import redirect
+
+            return redirect(request.path)
+
+
+class _Refused(Exception):
+    pass
+
+
 @admin.register(Environment)
-class EnvironmentAdmin(GovernanceModelAdmin):
+class EnvironmentAdmin(InfosecEditsAdmin):
     list_display = ("name", "order", "mlflow_alias", "max_data_classification", "description")
+    fields = ("name", "order", "mlflow_alias", "max_data_classification", "description")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._is_infosec(request)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("name", "order") if obj is not None else ()
+
+    def save_with_service(self, request: HttpRequest, obj: Environment, form: Any, change: bool) -> Environment:
+        data = form.cleaned_data
+        if change:
+            return services.environment_update(
+                user=request.user,  # type: ignore[arg-type]
+                environment=Environment.objects.get(pk=obj.pk),
+                max_data_classification=data["max_data_classification"],
+                mlflow_alias=data["mlflow_alias"],
+                description=data["description"],
+            )
+        return services.environment_create(
+            user=request.user,  # type: ignore[arg-type]
+            name=data["name"], order=data["order"], mlflow_alias=data["mlflow_alias"],
+            max_data_classification=data["max_data_classification"], description=data["description"],
+        )
 
 
 @admin.register(FreezeWindow)
-class FreezeWindowAdmin(GovernanceModelAdmin):
+class FreezeWindowAdmin(InfosecEditsAdmin):
     list_display = ("environment", "starts_at", "ends_at", "reason", "created_by")
     list_select_related = ("environment", "created_by")
+    fields = ("environment", "starts_at", "ends_at", "reason")
+
+    def save_with_service(self, request: HttpRequest, obj: FreezeWindow, form: Any, change: bool) -> FreezeWindow:
+        data = form.cleaned_data
+        return services.freeze_window_create(
+            user=request.user,  # type: ignore[arg-type]
+            environment=data["environment"], starts_at=data["starts_at"], ends_at=data["ends_at"],
+            reason=data["reason"],
+        )
 
 
 class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]

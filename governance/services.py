@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from access import roles
@@ -842,6 +842,39 @@ def environment_update(
         actor=Actor.user(user),
         subject=Subject("environment", environment.name),
         payload={"environment": environment.name, "changes": changes},
+    )
+    return environment
+
+
+@transaction.atomic
+def environment_create(
+    *, user: User, name: str, order: int, mlflow_alias: str, max_data_classification: str, description: str = ""
+) -> Environment:
+    """Add an environment to the promotion path (e.g. ``pre-prod`` between staging and production). InfoSec only."""
+    _require_infosec(user, "add environments")
+    slug = (name or "").strip()
+    if not slug or not slug.replace("-", "").replace("_", "").isalnum() or len(slug) > 50:
+        raise GovernanceError("an environment name is 1-50 letters, digits, '-' and '_'", code="invalid_name")
+    if max_data_classification not in LEVELS:
+        raise GovernanceError(f"classification must be one of {', '.join(LEVELS)}", code="invalid_level")
+    alias = (mlflow_alias or "").strip()
+    if not alias or not alias.replace("-", "").replace("_", "").isalnum():
+        raise GovernanceError("an MLflow alias is letters, digits, '-' and '_'", code="invalid_alias")
+    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
+        raise GovernanceError("order must be a non-negative integer", code="invalid_order")
+    clash = Environment.objects.filter(models.Q(name=slug) | models.Q(order=order) | models.Q(mlflow_alias=alias))
+    if clash.exists():
+        raise GovernanceError("another environment has this name, order or alias", code="duplicate")
+    environment = Environment.objects.create(
+        name=slug, order=order, mlflow_alias=alias, max_data_classification=max_data_classification,
+        description=description[:300],
+    )
+    record(
+        event_type="environment.created",
+        actor=Actor.user(user),
+        subject=Subject("environment", environment.name),
+        payload={"environment": slug, "order": order, "mlflow_alias": alias,
+                 "max_data_classification": max_data_classification},
     )
     return environment
 

@@ -103,3 +103,50 @@ def test_only_infosec_may_edit_policies(staging_request: PromotionRequest) -> No
     bad = infosec.post(policy_url + "add/", {"environment": dev.pk, "rules": '{"gates": [{"type": "x"}]}'})
     assert bad.status_code == 200
     assert b"unknown gate type" in bad.content
+
+
+def test_break_glass_from_the_admin_goes_through_the_service(staging_request: PromotionRequest) -> None:
+    version = staging_request.version
+    production = Environment.objects.get(name="production")
+    form = {"action": "break_glass", "_selected_action": [version.pk], "confirm": "yes",
+            "environment": production.pk, "justification": "INC-1: losses rising"}
+    # a model owner without break-glass is refused, with the reason shown
+    refused = _client(User.objects.get(username="omar")).post("/admin/governance/modelversion/", form, follow=True)
+    assert b"break-glass" in refused.content
+    assert not PromotionRequest.objects.filter(is_break_glass=True).exists()
+    # a break-glass member promotes
+    _client(_user("bruno", "model-owner", "break-glass")).post("/admin/governance/modelversion/", form)
+    emergency = PromotionRequest.objects.get(is_break_glass=True)
+    assert emergency.environment == production and emergency.break_glass_review.state == "open"
+
+
+def test_infosec_adds_environments_and_freezes_through_services(staging_request: PromotionRequest) -> None:
+    new_env = {"name": "pre-prod", "order": 5, "mlflow_alias": "pre-prod", "max_data_classification": "confidential",
+               "description": "final checks"}
+    assert _client(_user("priya", "approver")).post("/admin/governance/environment/add/", new_env).status_code == 403
+    infosec = _client(_user("alice", "infosec"))
+    assert infosec.post("/admin/governance/environment/add/", new_env).status_code == 302
+    assert Environment.objects.filter(name="pre-prod", order=5).exists()
+    # a clash is refused with a message and nothing is created
+    clash = infosec.post("/admin/governance/environment/add/", {**new_env, "name": "other"}, follow=True)
+    assert b"already exists" in clash.content
+    assert not Environment.objects.filter(name="other").exists()
+    # a value the service refuses is shown as a message, nothing saved
+    bad = infosec.post("/admin/governance/environment/add/", {**new_env, "name": "qa", "order": 6,
+                                                               "mlflow_alias": "qa alias!"}, follow=True)
+    assert b"MLflow alias is letters" in bad.content
+    assert not Environment.objects.filter(name="qa").exists()
+
+    freeze = {"environment": Environment.objects.get(name="staging").pk, "starts_at_0": "2020-01-01",
+              "starts_at_1": "00:00:00", "ends_at_0": "2099-01-01", "ends_at_1": "00:00:00", "reason": "peak season"}
+    assert infosec.post("/admin/governance/freezewindow/add/", freeze).status_code == 302
+    integrate()
+    assert Entry.objects.filter(event_type="environment.created").count() == 1
+    assert Entry.objects.filter(event_type="environment.freeze_declared").count() == 1
+    # the freeze now blocks approvals to staging
+    response = _client(_user("priya2", "approver")).post(
+        "/admin/governance/promotionrequest/",
+        {"action": "approve", "_selected_action": [staging_request.pk], "confirm": "yes", "text": "ok"},
+        follow=True,
+    )
+    assert b"frozen" in response.content

@@ -196,3 +196,54 @@ _r(EventType("compliance.violation", "A compliance violation was detected.",
               "reverted": Field("bool")}))
 _r(EventType("compliance.violation_acknowledged", "InfoSec acknowledged a violation.",
              {"violation_id": Field("int"), "kind": S(), "comment": S()}))
+
+# --- access: datasets, classification, lineage ----------------------------------------------------------
+# Principals are "user:<id>" or "group:<name>"; resources "dataset:<name>", "registered_model:<name>",
+# "environment:<name>".
+_LIST = Field("list")
+_r(EventType("dataset.created", "A dataset was registered.",
+             {"dataset": S(), "owner": S(), "source_uri": S(), "description": OPT}))
+_r(EventType("dataset.classified", "A dataset's own classification or PII categories changed.",
+             {"dataset": S(), "level": S(), "previous_level": Field(nullable=True), "pii_categories": _LIST,
+              "previous_pii_categories": _LIST, "reason": S(), "effective_level": S()}))
+_r(EventType("dataset.field_classified", "A dataset field's classification or PII categories changed.",
+             {"dataset": S(), "field": S(), "level": S(), "previous_level": Field(nullable=True),
+              "pii_categories": _LIST, "previous_pii_categories": _LIST, "reason": S(), "effective_level": S()}))
+_r(EventType("lineage.linked", "A model version was linked to a dataset it was trained or evaluated on.",
+             {**_MV, "dataset": S(), "role": S(), "source": S()}))
+
+# --- access: principals, grants, requests, reviews -------------------------------------------------------
+_GRANT = {"grant_id": Field("int"), "principal": S(), "resource": S(), "permission": S()}
+_r(EventType("access.service_account_created", "A service account (machine principal) was created.",
+             {"name": S(), "owner": S(), "description": OPT}))
+_r(EventType("access.grant_created", "Access was granted until a deadline.",
+             {**_GRANT, "expires_at": S(), "justification": S(), "request_id": Field("int", nullable=True)}))
+_r(EventType("access.grant_revoked", "A grant was revoked before it expired.", {**_GRANT, "reason": S()}))
+_r(EventType("access.grant_expired", "A grant reached its expiry and was removed.", {**_GRANT, "expired_at": S()}))
+_r(EventType("access.request_created", "Someone asked for access to a resource.",
+             {"request_id": Field("int"), "principal": S(), "resource": S(), "permission": S(),
+              "duration_days": Field("int"), "justification": S(), "needs_infosec": Field("bool")}))
+_r(EventType("access.request_approved", "An access request was approved by its owner or by InfoSec.",
+             {"request_id": Field("int"), "as_role": S(), "comment": S(), "final": Field("bool")}))
+_r(EventType("access.request_rejected", "An access request was rejected.",
+             {"request_id": Field("int"), "comment": S()}))
+_r(EventType("access.request_withdrawn", "The requester withdrew an access request.",
+             {"request_id": Field("int"), "reason": OPT}))
+_r(EventType("access.check_denied", "An access check on a sensitive resource was denied.",
+             {"principal": S(), "resource": S(), "permission": S(), "level": Field(nullable=True)}))
+_r(EventType("access.review_started", "An access review campaign started.",
+             {"campaign_id": Field("int"), "name": S(), "deadline": S(), "items": Field("int")}))
+_r(EventType("access.review_decided", "A reviewer certified or revoked a grant in a campaign.",
+             {"campaign_id": Field("int"), "grant_id": Field("int"), "decision": S(), "comment": OPT}))
+_r(EventType("access.review_closed", "An access review campaign closed; uncertified grants were revoked.",
+             {"campaign_id": Field("int"), "certified": Field("int"), "revoked": Field("int"),
+              "auto_revoked": Field("int")}))
+
+# --- privacy --------------------------------------------------------------------------------------------
+_r(EventType("auth.user_registered", "A person's account was created.",
+             {"username": Field(pii=True), "email": Field(required=False, pii=True),
+              "full_name": Field(required=False, pii=True)}))
+_r(EventType("privacy.pii_revealed", "An authorised reader revealed personal data kept out of the ledger body.",
+             {"seq": Field("int"), "fields": _LIST, "data_subject": S(), "reason": S()}))
+_r(EventType("privacy.subject_erased", "A data subject's key was destroyed (GDPR Art. 17): their values are gone.",
+             {"data_subject": S(), "reason": S(), "values": Field("int")}))

@@ -28,6 +28,11 @@ class RegisteredModel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("view_metadata", "View the model's metadata"),
+            ("deploy_to", "Deploy the model"),
+            ("approve_promotion", "Approve the model's promotions"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -78,6 +83,10 @@ class Environment(models.Model):
 
     class Meta:
         ordering = ["order"]
+        permissions = [
+            ("deploy_to", "Deploy to the environment"),
+            ("approve_promotion", "Approve promotions into the environment"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -1,0 +1,277 @@
+"""Access governance: datasets and their classification, lineage to model versions,
+service accounts, time-bound grants (mirrored into django-guardian), access
+requests and access reviews.
+
+State only changes through ``access.services``. Our ``Grant`` table is the
+source of truth; guardian's direct foreign-key permission tables are kept in
+step with it so Django's and DRF's object-permission checks work.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from access.classification import LEVEL_CHOICES, PUBLIC
+
+# Permissions a grant can give, and the resource types each applies to.
+VIEW_METADATA = "view_metadata"
+READ_DATA = "read_data"
+TRAIN_ON = "train_on"
+DEPLOY_TO = "deploy_to"
+APPROVE_PROMOTION = "approve_promotion"
+PERMISSIONS = (VIEW_METADATA, READ_DATA, TRAIN_ON, DEPLOY_TO, APPROVE_PROMOTION)
+RESOURCE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "dataset": (VIEW_METADATA, READ_DATA, TRAIN_ON),
+    "registered_model": (VIEW_METADATA, DEPLOY_TO, APPROVE_PROMOTION),
+    "environment": (DEPLOY_TO, APPROVE_PROMOTION),
+}
+PERMISSION_CHOICES = [(p, p) for p in PERMISSIONS]
+
+# PII categories a dataset or field can carry.
+PII_CATEGORIES = (
+    "name", "email", "phone", "national_id", "card_pan", "bank_account", "ip_address", "device_id",
+    "geo_location", "date_of_birth",
+)
+# Categories that make data PCI cardholder data (needs InfoSec approval to access).
+PCI_CATEGORIES = ("card_pan",)
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_datasets")
+    source_uri = models.CharField(max_length=1000, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    # The dataset's own classification (its fields may raise the effective level).
+    level = models.CharField(max_length=20, choices=LEVEL_CHOICES, default=PUBLIC)
+    pii_categories = models.JSONField(default=list, blank=True)
+    classified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    classified_at = models.DateTimeField(null=True, blank=True)
+    classification_reason = models.TextField(blank=True, default="")
+    # Highest of its own level and its fields' levels; kept by the services.
+    effective_level = models.CharField(max_length=20, choices=LEVEL_CHOICES, default=PUBLIC, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            (VIEW_METADATA, "View the dataset's metadata"),
+            (READ_DATA, "Read the dataset's data"),
+            (TRAIN_ON, "Train models on the dataset"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetField(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="fields")
+    name = models.CharField(max_length=200)
+    level = models.CharField(max_length=20, choices=LEVEL_CHOICES, default=PUBLIC)
+    pii_categories = models.JSONField(default=list, blank=True)
+    classified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    classified_at = models.DateTimeField(null=True, blank=True)
+    classification_reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["dataset", "name"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="datasetfield_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name}.{self.name}"
+
+
+class Lineage(models.Model):
+    """A model version was trained or evaluated on a dataset."""
+
+    class Role(models.TextChoices):
+        TRAINING = "training"
+        EVALUATION = "evaluation"
+
+    class Source(models.TextChoices):
+        MLFLOW = "mlflow"  # from the run's dataset inputs
+        DECLARED = "declared"
+
+    version = models.ForeignKey("governance.ModelVersion", on_delete=models.CASCADE, related_name="lineage")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="lineage")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.TRAINING)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.DECLARED)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "dataset", "role"], name="lineage_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} <- {self.dataset} ({self.role})"
+
+
+class ServiceAccount(models.Model):
+    """A machine principal (pipeline, serving platform). Backed by a Django user so object
+    permissions apply to it like to anyone; that user cannot log in interactively."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="service_account")
+    description = models.CharField(max_length=300, blank=True, default="")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AccessRequest(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        WITHDRAWN = "withdrawn"
+
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # The principal the access is for (the requester, or a service account they own).
+    principal_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    resource_type = models.CharField(max_length=30)
+    resource_id = models.PositiveBigIntegerField()
+    permission = models.CharField(max_length=30, choices=PERMISSION_CHOICES)
+    duration_days = models.PositiveIntegerField()
+    justification = models.TextField()
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
+    needs_infosec = models.BooleanField(default=False)
+    owner_approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    infosec_approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"request #{self.pk}: {self.permission} on {self.resource_type}:{self.resource_id}"
+
+
+class Grant(models.Model):
+    """A principal may do ``permission`` on a resource until ``expires_at`` (unless revoked first)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="grants"
+    )
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.PROTECT, related_name="grants")
+    resource_type = models.CharField(max_length=30)
+    resource_id = models.PositiveBigIntegerField()
+    permission = models.CharField(max_length=30, choices=PERMISSION_CHOICES)
+    expires_at = models.DateTimeField()
+    justification = models.TextField()
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    request = models.ForeignKey(AccessRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="grants")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    revoke_reason = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(group__isnull=True))
+                | (Q(user__isnull=True) & Q(group__isnull=False)),
+                name="grant_one_principal",
+            ),
+        ]
+        indexes = [
+            # The access check: one principal, one resource, one permission, still active.
+            models.Index(fields=["user", "resource_type", "resource_id", "permission", "expires_at"],
+                         name="grant_check_user", condition=Q(revoked_at__isnull=True)),
+            models.Index(fields=["group", "resource_type", "resource_id", "permission", "expires_at"],
+                         name="grant_check_group", condition=Q(revoked_at__isnull=True)),
+            models.Index(fields=["expires_at"], name="grant_expiry", condition=Q(revoked_at__isnull=True)),
+            models.Index(fields=["resource_type", "resource_id"], name="grant_resource"),
+        ]
+
+    def __str__(self) -> str:
+        who = f"user:{self.user_id}" if self.user_id else f"group:{self.group_id}"
+        return f"{who} {self.permission} {self.resource_type}:{self.resource_id}"
+
+
+class ReviewCampaign(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    deadline = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN, db_index=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReviewItem(models.Model):
+    class Decision(models.TextChoices):
+        PENDING = "pending"
+        CERTIFIED = "certified"
+        REVOKED = "revoked"
+
+    campaign = models.ForeignKey(ReviewCampaign, on_delete=models.CASCADE, related_name="items")
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="review_items")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices, default=Decision.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "grant"], name="reviewitem_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign}: {self.grant} ({self.decision})"
+
+
+# --- django-guardian direct foreign-key permission tables (kept in step with Grant) -------------------
+
+
+class DatasetUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Dataset, on_delete=models.CASCADE)
+
+
+class DatasetGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Dataset, on_delete=models.CASCADE)
+
+
+class RegisteredModelUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey("governance.RegisteredModel", on_delete=models.CASCADE)
+
+
+class RegisteredModelGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey("governance.RegisteredModel", on_delete=models.CASCADE)
+
+
+class EnvironmentUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey("governance.Environment", on_delete=models.CASCADE)
+
+
+class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey("governance.Environment", on_delete=models.CASCADE)

@@ -13,17 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import Group, User
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
 from access.classification import CONFIDENTIAL, rank
+from access.errors import AccessError
 from access.models import RESOURCE_PERMISSIONS, Dataset, Grant
 from audit.ledger import Actor, Subject, record
-
-
-class AccessError(ValueError):
-    """A malformed check (unknown permission or resource type)."""
 
 
 def resource_type_of(resource: Model) -> str:
@@ -56,11 +53,31 @@ class Decision:
         return self.allowed
 
 
-def _active(resource_type: str, resource_id: int, permission: str, now: datetime) -> Any:
-    return Grant.objects.filter(
-        resource_type=resource_type, resource_id=resource_id, permission=permission,
-        revoked_at__isnull=True, expires_at__gt=now,
-    )
+_ACTIVE = "{t}resource_type = %s AND {t}resource_id = %s AND {t}permission = %s AND {t}revoked_at IS NULL " \
+    "AND {t}expires_at > %s"
+
+
+def _grant_id(principal: User | Group, resource_type: str, resource_id: int, permission: str,
+              now: datetime) -> int | None:
+    """An active grant letting ``principal`` do it, in one raw statement on the partial indexes: the
+    principal's own grants (``grant_check_user``), then, for a user, their groups' (``grant_check_group``).
+    Raw SQL because building the ORM queries cost ten times the lookups themselves."""
+    grant, member = Grant._meta.db_table, User.groups.through._meta.db_table
+    active: list[Any] = [resource_type, resource_id, permission, connection.ops.adapt_datetimefield_value(now)]
+    if isinstance(principal, Group):
+        sql = f"SELECT id FROM {grant} WHERE group_id = %s AND {_ACTIVE.format(t='')} LIMIT 1"
+        params = [principal.pk, *active]
+    else:
+        sql = (
+            f"SELECT id FROM (SELECT id FROM {grant} WHERE user_id = %s AND {_ACTIVE.format(t='')} "
+            f"UNION ALL SELECT g.id FROM {grant} g JOIN {member} m ON m.group_id = g.group_id "
+            f"WHERE m.user_id = %s AND {_ACTIVE.format(t='g.')}) AS found LIMIT 1"
+        )
+        params = [principal.pk, *active, principal.pk, *active]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def sensitivity(resource: Model) -> str | None:
@@ -92,18 +109,8 @@ def check(
             + ", ".join(RESOURCE_PERMISSIONS[resource_type])
         )
     now = at or timezone.now()
-    grants = _active(resource_type, resource.pk, permission, now)
-    if isinstance(principal, Group):
-        grant_id = grants.filter(group=principal).values_list("pk", flat=True).first()
-    else:
-        if not principal.is_active:
-            grant_id = None
-        else:
-            grant_id = grants.filter(user=principal).values_list("pk", flat=True).first()
-            if grant_id is None:
-                grant_id = (
-                    grants.filter(group__in=principal.groups.all()).values_list("pk", flat=True).first()
-                )
+    active = isinstance(principal, Group) or principal.is_active
+    grant_id = _grant_id(principal, resource_type, resource.pk, permission, now) if active else None
     if grant_id is not None:
         return Decision(True, grant_id, f"allowed by grant #{grant_id}")
     decision = Decision(False, None, f"no active grant of {permission} on {resource_label(resource)}")

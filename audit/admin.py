@@ -1,15 +1,26 @@
-"""Read-only admin views of the ledger: nothing here can add, change or delete."""
+"""Read-only admin views of the ledger: nothing here can add, change or delete.
+
+Personal data is shown "[redacted]" to everyone. InfoSec may reveal it for
+selected entries with an action that asks for a reason and records the reveal
+in the ledger (``audit.pii.reveal``); the page it shows is never cached.
+"""
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from audit.models import Checkpoint, Entry, PendingEntry, SigningKey
+from audit import pii
+from audit.models import Checkpoint, DataSubjectKey, Entry, PendingEntry, SigningKey
 from governance.admin_site import has_admin_role
+
+REVEAL_LIMIT = 20
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -60,7 +71,73 @@ class EntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: Entry) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False))
+        payload = pii.redacted_payload(obj)
+        return format_html("<pre>{}</pre>", json.dumps(payload, indent=2, ensure_ascii=False))
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        if not pii.can_reveal(request.user):
+            return {}
+        return {
+            "reveal_personal_data": (
+                EntryAdmin.reveal_personal_data,
+                "reveal_personal_data",
+                "Reveal personal data (audited)…",
+            )
+        }
+
+    @staticmethod
+    def reveal_personal_data(
+        modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Entry]  # type: ignore[type-arg]
+    ) -> HttpResponse | None:
+        entries = list(queryset.order_by("seq")[: REVEAL_LIMIT + 1])
+        if len(entries) > REVEAL_LIMIT:
+            modeladmin.message_user(request, f"Reveal at most {REVEAL_LIMIT} entries at a time.", messages.ERROR)
+            return None
+        form = RevealForm(request.POST if request.POST.get("confirm") else None)
+        if not (form.is_bound and form.is_valid()):
+            return TemplateResponse(
+                request,
+                "admin/governance/action_form.html",
+                {
+                    **modeladmin.admin_site.each_context(request),
+                    "title": "Reveal personal data (audited)",
+                    "help": "Each reveal is recorded in the ledger with your account and this reason.",
+                    "objects": entries,
+                    "form": form,
+                    "action": "reveal_personal_data",
+                    "submit": "Reveal",
+                    "opts": modeladmin.model._meta,
+                },
+            )
+        revealed = []
+        for entry in entries:
+            if not pii.has_personal_data(entry):
+                modeladmin.message_user(request, f"{entry}: holds no personal data", messages.WARNING)
+                continue
+            try:
+                payload = pii.reveal(user=request.user, seq=entry.seq, reason=form.cleaned_data["reason"])  # type: ignore[arg-type]
+            except pii.PiiError as exc:
+                modeladmin.message_user(request, f"{entry}: {exc}", messages.ERROR)
+                continue
+            revealed.append({"entry": entry, "payload": json.dumps(payload, indent=2, ensure_ascii=False)})
+        if not revealed:
+            return None
+        response = TemplateResponse(
+            request,
+            "admin/audit/entry/revealed.html",
+            {
+                **modeladmin.admin_site.each_context(request),
+                "title": "Personal data (this reveal is recorded in the ledger)",
+                "revealed": revealed,
+                "opts": modeladmin.model._meta,
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class RevealForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=2000)
 
 
 @admin.register(Checkpoint)
@@ -76,6 +153,16 @@ class CheckpointAdmin(ReadOnlyAdmin):
 @admin.register(SigningKey)
 class SigningKeyAdmin(ReadOnlyAdmin):
     list_display = ("verifier_key", "created_at")
+
+
+@admin.register(DataSubjectKey)
+class DataSubjectKeyAdmin(ReadOnlyAdmin):
+    """Whose personal data the ledger holds and who was erased. Never shows a key."""
+
+    list_display = ("data_subject", "created_at", "erased_at", "kek_id")
+    list_filter = (("erased_at", admin.EmptyFieldListFilter),)
+    search_fields = ("=data_subject",)
+    fields = ("data_subject", "created_at", "erased_at", "kek_id")
 
 
 @admin.register(PendingEntry)

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -28,7 +28,10 @@ from django.utils import timezone
 from audit.canonical import CanonicalizationError, body_bytes, canonical_json, format_timestamp, leaf_hash
 from audit.event_types import registry
 from audit.merkle import CompactRange, Node, node_key, root_nodes
-from audit.models import Entry, LedgerHead, MerkleNode, PendingEntry, SubjectHead
+from audit.models import Entry, LedgerHead, MerkleNode, PendingEntry, PiiValue, SubjectHead
+
+if TYPE_CHECKING:
+    from audit.pii import PiiPlan
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,8 @@ class Event:
     payload: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     timestamp: datetime | None = None
+    # Whose personal data the payload carries (``"user:42"``); see docs/pii.md.
+    data_subject: str | None = None
 
 
 def _check_text(label: str, value: object, max_length: int) -> str:
@@ -104,7 +109,7 @@ def _check_text(label: str, value: object, max_length: int) -> str:
     return value
 
 
-def _prepare(event: Event) -> PendingEntry:
+def _prepare(event: Event) -> tuple[PendingEntry, PiiPlan | None]:
     event_type = registry.get(event.event_type)  # UnknownEventType is a LedgerError's sibling
     if event.actor.type not in ACTOR_TYPES:
         raise LedgerError(f"actor type must be one of {', '.join(ACTOR_TYPES)}, not {event.actor.type!r}")
@@ -121,7 +126,17 @@ def _prepare(event: Event) -> PendingEntry:
         payload_json = canonical_json(payload)
     except CanonicalizationError as exc:
         raise LedgerError(f"payload is not representable as canonical JSON: {exc}") from None
-    return PendingEntry(
+    pii_plan = None
+    if event_type.pii_fields:
+        from audit import pii
+
+        # Validation only: the personal values are sealed (and leave the payload) in record_many.
+        pii_plan = pii.plan(event_type, payload, data_subject=event.data_subject, subject=event.subject)
+    elif event.data_subject is not None:
+        from audit import pii
+
+        pii.check_data_subject(event.data_subject)
+    pending = PendingEntry(
         timestamp=format_timestamp(event.timestamp or timezone.now()),
         event_type=event.event_type,
         actor_type=event.actor.type,
@@ -131,6 +146,7 @@ def _prepare(event: Event) -> PendingEntry:
         payload_json=payload_json,
         idempotency_key=event.idempotency_key,
     )
+    return pending, pii_plan
 
 
 def _existing(key: str, pending: PendingEntry) -> Recorded | None:
@@ -161,20 +177,37 @@ def record(
     payload: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
     timestamp: datetime | None = None,
+    data_subject: str | None = None,
 ) -> Recorded:
     """Append one event to the ledger in the current transaction.
 
     Raises ``UnknownEventType``, ``InvalidPayload`` or ``LedgerError`` (all
     ``ValueError``) on bad input, before anything is written. A repeated
     ``idempotency_key`` returns the event already recorded and writes nothing.
+
+    Personal fields (``Field(pii=True)``) are kept out of the hashed body: they are
+    encrypted under the key of ``data_subject`` (default ``"user:<id>"`` when the
+    subject is a user; required otherwise) and replaced by a reference object.
     """
-    event = Event(event_type, actor, subject, payload or {}, idempotency_key, timestamp)
+    event = Event(event_type, actor, subject, payload or {}, idempotency_key, timestamp, data_subject)
     return record_many([event])[0]
 
 
 def record_many(events: Sequence[Event]) -> list[Recorded]:
     """Append several events in one statement (same guarantees as ``record``)."""
-    prepared = [_prepare(e) for e in events]
+    checked = [_prepare(e) for e in events]
+    if not any(pii_plan for _, pii_plan in checked):
+        return _append([p for p, _ in checked], None)
+    from audit import pii
+
+    # Sealing may create data subjects' keys: a refusal further on takes them back too.
+    with transaction.atomic():
+        sealed = pii.seal(checked)
+        return _append([p for p, _ in checked], sealed)
+
+
+def _append(prepared: list[PendingEntry], personal: list[list[PiiValue]] | None) -> list[Recorded]:
+    """Insert validated (and sealed) rows, with the encrypted personal values of the fresh ones."""
     results: list[Recorded | None] = [None] * len(prepared)
     fresh: list[tuple[int, PendingEntry]] = []
     seen_keys: dict[str, int] = {}
@@ -195,6 +228,8 @@ def record_many(events: Sequence[Event]) -> list[Recorded]:
         try:
             with transaction.atomic():
                 PendingEntry.objects.bulk_create(rows, batch_size=500)
+                if personal is not None:
+                    PiiValue.objects.bulk_create([v for i, _ in fresh for v in personal[i]], batch_size=500)
                 # A key integrated (and so gone from the queue) since we looked: the
                 # sequencer would drop our row as a copy, losing this event silently.
                 if keys and Entry.objects.filter(idempotency_key__in=keys).exists():
@@ -203,7 +238,11 @@ def record_many(events: Sequence[Event]) -> list[Recorded]:
             # Another writer got one of our idempotency keys first. Row by row, all or nothing.
             with transaction.atomic():
                 for i, p in fresh:
-                    results[i] = _record_one_after_race(p)
+                    recorded = results[i] = _record_one_after_race(p)
+                    if personal is not None and recorded.created and personal[i]:
+                        for value in personal[i]:
+                            value.pk = None
+                        PiiValue.objects.bulk_create(personal[i])
         else:
             for (i, _), row in zip(fresh, rows, strict=True):
                 results[i] = Recorded(pending_id=row.pk, seq=None, created=True)

@@ -177,3 +177,94 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint size={self.tree_size}"
+
+
+# --- personal data, kept out of the hashed bodies (crypto-shredding; see docs/pii.md) ---------
+# Not append-only: erasing a data subject destroys their key. Rows are never deleted.
+
+
+class DataSubjectKey(models.Model):
+    """A data subject's 32-byte key, wrapped with the KEK. Erasure sets ``key`` to NULL for good."""
+
+    data_subject = models.CharField(max_length=300, unique=True)  # e.g. "user:42"
+    # 12-byte nonce || AES-256-GCM(KEK, key) with the data subject as associated data; NULL once erased.
+    key = models.BinaryField(max_length=64, null=True, blank=True)
+    kek_id = models.CharField(max_length=16)  # which KEK wrapped it (see audit.pii.kek_id)
+    created_at = models.DateTimeField(auto_now_add=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "data subject key"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(erased_at__isnull=True, key__isnull=False)
+                | models.Q(erased_at__isnull=False, key__isnull=True),
+                name="audit_datasubjectkey_key_xor_erased",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.data_subject}{' (erased)' if self.erased_at else ''}"
+
+
+class PiiValue(models.Model):
+    """One personal-data value of an entry payload, encrypted under its data subject's key.
+
+    The payload holds ``{"pii": ref, "commitment": ...}`` instead of the value. Erasure
+    clears ``nonce`` and ``ciphertext``; the row stays so the entry shows "[erased]".
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    ref = models.CharField(max_length=32, unique=True)
+    subject_key = models.ForeignKey(DataSubjectKey, on_delete=models.PROTECT, related_name="values")
+    nonce = models.BinaryField(max_length=12, null=True, blank=True)
+    ciphertext = models.BinaryField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "personal data value"
+
+    def __str__(self) -> str:
+        return f"personal data {self.ref}"
+
+
+# --- regulator exports (see audit/export.py and docs/export-format.md) -----------------------------
+# Not append-only: a job's progress and outcome are updated while it runs. What was exported,
+# by whom and with which scope is in the ledger (``ledger.exported``).
+from django.conf import settings as _settings  # noqa: E402
+
+
+class ExportJob(models.Model):
+    """One export of the ledger (a verifiable bundle, a CSV or a model's audit report) and its file."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.BigAutoField(primary_key=True)
+    created_by = models.ForeignKey(
+        _settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    format = models.CharField(max_length=10)
+    scope = models.JSONField(default=dict)  # exactly as recorded in the ledger.exported entry
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    entries_total = models.BigIntegerField(null=True, blank=True)
+    entries_done = models.BigIntegerField(default=0)
+    file_path = models.CharField(max_length=1000, blank=True, default="")
+    file_size = models.BigIntegerField(null=True, blank=True)
+    file_sha256 = models.CharField(max_length=64, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    ledger_pending_id = models.BigIntegerField(null=True, blank=True)  # the ledger.exported event
+    ledger_seq = models.BigIntegerField(null=True, blank=True)
+    checkpoint_size = models.BigIntegerField(null=True, blank=True)  # the tree the export is anchored to
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"export #{self.pk} ({self.format}, {self.state})"

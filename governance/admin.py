@@ -17,6 +17,11 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from access import catalog
+from access.classification import LEVEL_CHOICES
+from access.errors import AccessError
+from access.models import PII_CATEGORIES, Dataset, DatasetField, Lineage
+from access.roles import DATA_STEWARD, INFOSEC
 from governance import services
 from governance.admin_site import has_admin_role, has_console_role, has_role
 from governance.errors import GovernanceError
@@ -63,7 +68,7 @@ def form_action(
                     try:
                         apply(request, obj, form.cleaned_data)
                         done += 1
-                    except GovernanceError as exc:
+                    except (GovernanceError, AccessError) as exc:
                         modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
                 if done:
                     modeladmin.message_user(request, f"{label}: {done} done", messages.SUCCESS)
@@ -257,7 +262,7 @@ class InfosecEditsAdmin(GovernanceModelAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         try:
             saved = self.save_with_service(request, obj, form, change)
-        except GovernanceError as exc:
+        except (GovernanceError, AccessError) as exc:
             # The form validated, so this is a rule (permission, clash); show it, change nothing.
             self.message_user(request, str(exc), messages.ERROR)
             raise _Refused from exc
@@ -358,8 +363,128 @@ class PromotionPolicyAdmin(GovernanceModelAdmin):
                 model=obj.model,
                 rules=obj.rules,
             )
-        except GovernanceError as exc:
+        except (GovernanceError, AccessError) as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
         obj.pk = saved.pk
 
+
+
+# --- access catalog: datasets, their fields and lineage (services in access.catalog) ----------------------
+
+
+class ClassifyForm(forms.Form):
+    level = forms.ChoiceField(choices=LEVEL_CHOICES)
+    pii_categories = forms.MultipleChoiceField(
+        choices=[(c, c) for c in PII_CATEGORIES], required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Personal data (card_pan included) needs confidential or higher.",
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=5000)
+
+
+class ClassifyFieldForm(ClassifyForm):
+    field_name = forms.CharField(max_length=200, help_text="Created when the dataset has no such field yet.")
+    field_order = ["field_name", "level", "pii_categories", "reason"]
+
+
+class DatasetFieldInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = DatasetField
+    fields = ("name", "level", "pii_categories", "classified_by", "classified_at", "classification_reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Dataset)
+class DatasetAdmin(InfosecEditsAdmin):
+    """Data stewards and InfoSec register datasets (``dataset_create``) and classify them through actions."""
+
+    list_display = ("name", "owner", "level", "effective_level", "pii", "classified_by", "classified_at")
+    list_filter = ("effective_level", "level")
+    search_fields = ("name", "source_uri")
+    list_select_related = ("owner", "classified_by")
+    inlines = [DatasetFieldInline]
+    actions = ["classify", "classify_field"]
+
+    def _is_infosec(self, request: HttpRequest) -> bool:
+        return has_role(request.user, (DATA_STEWARD, INFOSEC))
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        base = ("name", "owner", "source_uri", "description")
+        if obj is None:
+            return base
+        return (*base, "level", "pii_categories", "effective_level", "classified_by", "classified_at",
+                "classification_reason", "created_at")
+
+    @admin.display(description="PII (with fields)")
+    def pii(self, obj: Dataset) -> str:
+        return ", ".join(catalog.effective_pii_categories(obj)) or "-"
+
+    def save_with_service(self, request: HttpRequest, obj: Dataset, form: Any, change: bool) -> Dataset:
+        data = form.cleaned_data
+        return catalog.dataset_create(
+            user=request.user,  # type: ignore[arg-type]
+            name=data["name"], owner=data["owner"], source_uri=data["source_uri"], description=data["description"],
+        )
+
+    @form_action(
+        description="Classify…",
+        label="Classify",
+        help_text="Set the dataset's own classification and PII categories (data stewards and InfoSec). Model "
+        "versions trained on it are re-classified; their pending promotions are re-evaluated and a version live "
+        "where its new level is not allowed is flagged.",
+        form_class=ClassifyForm,
+    )
+    def classify(request: HttpRequest, obj: Dataset, data: dict[str, Any]) -> None:
+        catalog.dataset_classify(
+            user=request.user,  # type: ignore[arg-type]
+            dataset=obj, level=data["level"], pii_categories=data["pii_categories"], reason=data["reason"],
+        )
+
+    @form_action(
+        description="Classify a field…",
+        label="Classify field",
+        help_text="Classify one field (column) of the selected datasets; the dataset's effective level is the "
+        "highest of its own and its fields' levels.",
+        form_class=ClassifyFieldForm,
+    )
+    def classify_field(request: HttpRequest, obj: Dataset, data: dict[str, Any]) -> None:
+        catalog.dataset_field_classify(
+            user=request.user,  # type: ignore[arg-type]
+            dataset=obj, field_name=data["field_name"], level=data["level"], pii_categories=data["pii_categories"],
+            reason=data["reason"],
+        )
+
+
+@admin.register(DatasetField)
+class DatasetFieldAdmin(GovernanceModelAdmin):
+    list_display = ("dataset", "name", "level", "pii_categories", "classified_by", "classified_at")
+    list_filter = ("level",)
+    search_fields = ("dataset__name", "name")
+    list_select_related = ("dataset", "classified_by")
+    actions = ["reclassify"]
+
+    @form_action(description="Reclassify…", label="Reclassify", help_text="Data stewards and InfoSec.",
+                 form_class=ClassifyForm)
+    def reclassify(request: HttpRequest, obj: DatasetField, data: dict[str, Any]) -> None:
+        catalog.dataset_field_classify(
+            user=request.user,  # type: ignore[arg-type]
+            dataset=obj.dataset, field_name=obj.name, level=data["level"], pii_categories=data["pii_categories"],
+            reason=data["reason"],
+        )
+
+
+@admin.register(Lineage)
+class LineageAdmin(GovernanceModelAdmin):
+    """Read-only: links come from MLflow dataset inputs (``lineage_link_from_mlflow``) or are declared in code."""
+
+    list_display = ("version", "dataset", "role", "source", "created_at")
+    list_filter = ("role", "source")
+    search_fields = ("version__model__name", "dataset__name")
+    list_select_related = ("version__model", "dataset")

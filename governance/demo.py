@@ -40,6 +40,56 @@ DATASETS = {
 }
 
 
+# --- the data catalog (access.catalog): datasets classified by Dana, the data steward ----------------------
+# (dataset, source URI, description, own level, own PII categories, fields: (name, level, PII categories)).
+# Production allows up to confidential data: the card-transaction datasets carry tokenised PANs only, so the
+# fraud models trained on them stay promotable; the raw PANs live in card-pan-vault (restricted), which no
+# model is trained on.
+CATALOG: list[tuple[str, str, str, str, list[str], list[tuple[str, str, list[str]]]]] = [
+    *[
+        (name, DATASETS[name], f"Curated card transactions, {name.rsplit('-', 1)[1].upper()}; PANs tokenised.",
+         "confidential", [], [
+             ("pan_token", "internal", []),
+             ("customer_email", "confidential", ["email"]),
+             ("ip_address", "confidential", ["ip_address"]),
+             ("device_id", "confidential", ["device_id"]),
+             ("amount", "internal", []),
+         ])
+        for name in ("card-transactions-2026q1", "card-transactions-2026q2", "card-transactions-2026q3")
+    ],
+    ("device-fingerprints", DATASETS["device-fingerprints"], "Device fingerprints of card-not-present checkouts.",
+     "confidential", ["device_id", "ip_address"], [
+         ("device_id", "confidential", ["device_id"]),
+         ("ip_address", "confidential", ["ip_address"]),
+     ]),
+    ("chargebacks-2026q3", DATASETS["chargebacks-2026q3"], "Chargeback outcomes by transaction token, Q3.",
+     "internal", [], []),
+    ("card-pan-vault", "s3://payments-vault/pan/v1", "Raw card PANs (PCI DSS scope); detokenisation only.",
+     "restricted", ["card_pan"], [("pan", "restricted", ["card_pan"])]),
+]
+
+
+def seed_catalog() -> None:
+    """Register and classify the demo's datasets (as Dana), before the MLflow history names them as inputs."""
+    from access import catalog
+    from access.models import Dataset
+
+    dana = _user("dana")
+    for name, uri, description, level, categories, fields in CATALOG:
+        if Dataset.objects.filter(name=name).exists():
+            continue
+        dataset = catalog.dataset_create(user=dana, name=name, owner=dana, source_uri=uri, description=description)
+        for field_name, field_level, field_categories in fields:
+            catalog.dataset_field_classify(
+                user=dana, dataset=dataset, field_name=field_name, level=field_level,
+                pii_categories=field_categories, reason="Initial catalog review DG-2026-07.",
+            )
+        catalog.dataset_classify(
+            user=dana, dataset=dataset, level=level, pii_categories=categories,
+            reason="Initial catalog review DG-2026-07.",
+        )
+
+
 def _mlflow_versions(name: str, versions: list[tuple[float, float, list[str], str]], creator: str) -> None:
     client = registry.client()
     artifacts = Path(settings.VAR_DIR) / "mlflow-artifacts"
@@ -109,9 +159,11 @@ def _backdate_staging(version: ModelVersion, days: int) -> None:
 
 
 def seed_promotions() -> None:
-    """Create the MLflow history, mirror it, and play the promotion story through the services."""
+    """Classify the datasets, create the MLflow history, mirror it (with lineage), and play the promotion story
+    through the services."""
     from governance.sync import registry_reconcile
 
+    seed_catalog()  # the reconcile links each version to these datasets (lineage from its MLflow inputs)
     _mlflow_versions(FRAUD, FRAUD_VERSIONS, "omar")
     _mlflow_versions(CHARGEBACK, [(0.87, 0.52, ["chargebacks-2026q3"], "Predicts chargeback probability.")], "omar")
     registry_reconcile()
@@ -186,3 +238,39 @@ def seed_promotions() -> None:
 
     registry.set_alias(CHARGEBACK, "production", 1)
     aliases_reconcile(RegisteredModel.objects.get(name=CHARGEBACK))
+
+
+def seed_access() -> None:
+    """Grants (one expiring soon), a service account, a pending request for PCI data, and a review campaign."""
+    from access.grants import (
+        access_request_create,
+        grant_create,
+        review_campaign_start,
+        review_item_decide,
+        service_account_create,
+    )
+    from access.models import Dataset, ReviewItem
+
+    dana, omar, priya, alice = (_user(u) for u in ("dana", "omar", "priya", "alice"))
+    now = timezone.now()
+    q3 = Dataset.objects.get(name="card-transactions-2026q3")
+    fingerprints = Dataset.objects.get(name="device-fingerprints")
+    grant_create(granted_by=dana, principal=omar, resource=q3, permission="train_on",
+                 expires_at=now + timedelta(days=60), justification="Q4 retrain of fraud-detector (JIRA FRAUD-412)")
+    grant_create(granted_by=dana, principal=omar, resource=fingerprints, permission="read_data",
+                 expires_at=now + timedelta(days=3), justification="Feature analysis for device fingerprints")
+    pipeline = service_account_create(user=omar, name="fraud-training-pipeline",
+                                       description="Nightly training of the fraud models (Airflow)")
+    grant_create(granted_by=dana, principal=pipeline.user, resource=q3, permission="train_on",
+                 expires_at=now + timedelta(days=90), justification="Nightly retraining job")
+    grant_create(granted_by=alice, principal=priya, resource=_env("production"), permission="approve_promotion",
+                 expires_at=now + timedelta(days=90), justification="Model-risk approver rota Q4")
+    # Raw card numbers: needs the owner and InfoSec.
+    access_request_create(
+        user=priya, resource=Dataset.objects.get(name="card-pan-vault"), permission="read_data", duration_days=7,
+        justification="Investigate false negatives on BIN ranges 4571xx for INC-2291",
+    )
+    campaign = review_campaign_start(user=alice, name="Q4 2026 access review", deadline=now + timedelta(days=14))
+    first = ReviewItem.objects.filter(campaign=campaign, reviewer=dana).order_by("pk").first()
+    if first is not None:
+        review_item_decide(user=dana, item=first, decision="certified", comment="Still needed for the Q4 retrain.")

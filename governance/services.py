@@ -8,15 +8,19 @@ outcome. MLflow is changed only after commit, by Celery tasks (``governance.task
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from access import roles
-from access.classification import LEVELS
+from access.checks import check
+from access.classification import LEVELS, RESTRICTED
+from access.models import DEPLOY_TO
 from audit.ledger import Actor, Subject, record
 from governance import selectors
 from governance.errors import Frozen, GovernanceError, InvalidState, NotPermitted
@@ -126,6 +130,43 @@ def _refresh_evidence(request: PromotionRequest, policy: Policy, actor: Actor) -
     return changed
 
 
+# --- access catalog: restricted data needs a deploy_to grant (docs/access.md) ----------
+
+NEEDS_DEPLOY_TO = "needs_deploy_to"
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _check_deploy_grant(user: User, version: ModelVersion, environment: Environment) -> None:
+    """A version trained on restricted data may only be promoted by someone with ``deploy_to`` on the environment."""
+    level = ModelVersion.objects.filter(pk=version.pk).values_list("data_classification", flat=True).first()
+    if level != RESTRICTED:
+        return
+    if not check(user, DEPLOY_TO, environment, record_denial=False):
+        raise NotPermitted(
+            f"{version.ref} was trained on restricted data: promoting it to {environment.name} needs an active "
+            f"deploy_to grant on environment:{environment.name}, and user:{user.pk} ({user.get_username()}) "
+            "has none (ask InfoSec for one)",
+            code=NEEDS_DEPLOY_TO,
+        )
+
+
+def _records_deploy_to_denial(service: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Outside the service's transaction: a refusal for a missing deploy_to grant is recorded as
+    ``access.check_denied`` (the refused request itself rolled back and left nothing)."""
+
+    @functools.wraps(service)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return service(*args, **kwargs)
+        except NotPermitted as exc:
+            if exc.code == NEEDS_DEPLOY_TO:
+                check(cast(User, kwargs["user"]), DEPLOY_TO, cast(Environment, kwargs["environment"]))
+            raise
+
+    return wrapper
+
+
 # --- requesting --------------------------------------------------------------------------
 
 
@@ -153,6 +194,7 @@ def _may_request(user: User, model: RegisteredModel) -> bool:
     return model.owner_id == user.pk or roles.MODEL_OWNER in selectors.user_groups(user)
 
 
+@_records_deploy_to_denial
 @transaction.atomic
 def promotion_request(
     *,
@@ -170,6 +212,7 @@ def promotion_request(
     if strategy not in Strategy.values:
         raise GovernanceError(f"strategy must be one of {', '.join(Strategy.values)}", code="invalid_strategy")
     steps = _canary_steps(strategy, canary_steps)
+    _check_deploy_grant(user, version, environment)  # access catalog: restricted data
     now = timezone.now()
     _check_not_frozen(environment, now)
     _check_not_skipping(version, environment)
@@ -627,6 +670,7 @@ def promotion_rollback(
 # --- break-glass -------------------------------------------------------------------------
 
 
+@_records_deploy_to_denial
 @transaction.atomic
 def promotion_break_glass(
     *, user: User, version: ModelVersion, environment: Environment, justification: str
@@ -635,6 +679,7 @@ def promotion_break_glass(
     justification = _require_text(justification, "justification")
     if roles.BREAK_GLASS not in selectors.user_groups(user):
         raise NotPermitted("only members of the break-glass group may promote without approval")
+    _check_deploy_grant(user, version, environment)  # access catalog: restricted data
     live = selectors.live_version(model_id=version.model_id, environment=environment)
     if live is not None and live.version_id == version.pk:
         raise GovernanceError(f"{version.ref} is already live in {environment.name}", code="already_live")
@@ -900,17 +945,44 @@ def freeze_window_create(
     return freeze
 
 
+def _check_not_classified_by_lineage(version: ModelVersion, level: str) -> None:
+    """Access catalog: a version with lineage takes its classification from its datasets."""
+    from access.catalog import lineage_state
+
+    lineage = lineage_state(version)
+    if lineage.level is None:
+        return
+    if lineage.complete:
+        raise GovernanceError(
+            f"{version.ref} takes its classification ({lineage.level}) from the datasets it was trained on "
+            f"({', '.join(lineage.datasets)}); reclassify those datasets instead",
+            code="classified_by_lineage",
+        )
+    if LEVELS.index(level) < LEVELS.index(lineage.level):
+        raise GovernanceError(
+            f"{version.ref} was trained on {lineage.level} data ({', '.join(lineage.datasets)}); "
+            f"it cannot be declared {level}",
+            code="below_lineage",
+        )
+
+
 @transaction.atomic
 def model_version_declare_classification(
     *, user: User, version: ModelVersion, level: str, reason: str
 ) -> ModelVersion:
-    """Declare the training data's classification (until lineage from the access domain provides it)."""
+    """Declare the training data's classification (data steward or InfoSec).
+
+    A version with complete lineage takes its classification from its datasets and is
+    refused (``classified_by_lineage``); with incomplete lineage, a level below what the
+    linked datasets already say is refused (``below_lineage``). See access.catalog.
+    """
     reason = _require_text(reason, "reason")
     if level not in LEVELS:
         raise GovernanceError(f"classification must be one of {', '.join(LEVELS)}", code="invalid_level")
     groups = selectors.user_groups(user)
     if not groups & {roles.DATA_STEWARD, roles.INFOSEC}:
         raise NotPermitted("only a data steward or InfoSec may declare a version's data classification")
+    _check_not_classified_by_lineage(version, level)
     previous = version.data_classification
     version.data_classification = level
     version.save(update_fields=["data_classification"])

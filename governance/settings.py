@@ -154,6 +154,9 @@ LEDGER_TRUSTED_KEYS = env_list("LEDGER_TRUSTED_KEYS", [])
 _trusted_file = env_str("LEDGER_TRUSTED_KEYS_FILE")
 if _trusted_file:
     LEDGER_TRUSTED_KEYS += [ln.strip() for ln in Path(_trusted_file).read_text().splitlines() if ln.strip()]
+# Key-encryption key (base64 of 32 random bytes) wrapping each data subject's key
+# for personal data kept out of the ledger body (docs/pii.md).
+LEDGER_PII_KEK = env_str("LEDGER_PII_KEK") or None
 # Seconds between signed checkpoints (only made when the tree has grown).
 LEDGER_CHECKPOINT_INTERVAL = env_float("LEDGER_CHECKPOINT_INTERVAL", 10.0, minimum=0.5)
 # Seconds between sequencer runs that integrate pending entries into the tree.
@@ -200,6 +203,22 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- Access governance (access.tasks) ---------------------------------------------
+# Lapsed grants leave guardian within a minute (check() denies them from expires_at on).
+ACCESS_EXPIRE_INTERVAL = env_float("ACCESS_EXPIRE_INTERVAL", 30.0, minimum=1)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "access-grants-expire": {
+            "task": "access.tasks.expire_grants",
+            "schedule": timedelta(seconds=ACCESS_EXPIRE_INTERVAL),
+            "options": {"expires": ACCESS_EXPIRE_INTERVAL},
+        },
+        "access-reviews-close": {"task": "access.tasks.close_due_reviews", "schedule": timedelta(minutes=5)},
+        # Safety net: re-link lineage and re-check classifications of every version.
+        "access-lineage-reconcile": {"task": "access.tasks.lineage_reconcile", "schedule": timedelta(hours=1)},
+    }
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -213,6 +232,8 @@ LOGGING = {
 if not DEBUG:
     if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
         raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a random value of at least 32 characters")
+    if LEDGER_PII_KEK is None:
+        raise ImproperlyConfigured("DEBUG is off: set LEDGER_PII_KEK to the base64 of 32 random bytes")
     if MLFLOW_WEBHOOK_SECRET == DEV_MLFLOW_WEBHOOK_SECRET:
         raise ImproperlyConfigured("DEBUG is off: set MLFLOW_WEBHOOK_SECRET to the secret of the MLflow webhook")
     if LEDGER_SIGNING_KEY_IS_DEV:

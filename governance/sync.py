@@ -49,6 +49,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from mlflow.exceptions import MlflowException
 
+from access.catalog import lineage_link_from_mlflow
 from access.classification import LEVELS
 from audit.ledger import Actor, Subject, record
 from governance import registry, selectors, services
@@ -409,6 +410,13 @@ def _owner(tags: Mapping[str, str]) -> User | None:
     return User.objects.filter(username=username).first() if username else None
 
 
+def _link_lineage(version: ModelVersion, actor: Actor) -> None:
+    """Access catalog: link the version to the catalogued datasets its run's inputs name, and re-derive
+    its classification from them (``lineage.linked``, ``model.version_classified``)."""
+    lineage_link_from_mlflow(version=version, actor=actor)
+    version.refresh_from_db(fields=["data_classification"])
+
+
 def _reevaluate_pending(versions: Any, actor: Actor) -> None:
     for request in PromotionRequest.objects.filter(version__in=versions, state=State.PENDING).order_by("pk"):
         services.promotion_reevaluate(request=request, actor=actor)
@@ -498,6 +506,9 @@ def model_version_upsert(
     ``model.version_changed`` with ``{field: {"from", "to"}}`` for each changed field and
     re-evaluates its pending promotion requests. A valid ``data_classification`` tag
     sets the version's classification while it has none (``model.version_classified``).
+    A new version, or one whose dataset inputs changed, is then linked to the catalogued
+    datasets its run names, and takes its classification from them
+    (``access.catalog.lineage_link_from_mlflow``).
     """
     if data.name != model.name:
         raise SyncError(f"version data of {data.name!r} given for model {model.name!r}")
@@ -527,6 +538,7 @@ def model_version_upsert(
             if declared:
                 _classify(version, declared, actor)
                 version.save(update_fields=["data_classification"])
+            _link_lineage(version, actor)  # access catalog
             return version, CREATED
     changes = {
         _CHANGE_LABELS.get(name, name): {"from": getattr(version, name), "to": value}
@@ -552,6 +564,8 @@ def model_version_upsert(
     if classify and declared:
         _classify(version, declared, actor)
     version.save()
+    if "datasets" in changes or classify:
+        _link_lineage(version, actor)  # access catalog
     _reevaluate_pending([version], actor)
     return version, CHANGED
 

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
+from access.models import AccessRequest, Dataset, Grant, Lineage, ReviewCampaign
 from audit.verification import verify_ledger
 from governance import registry
 from governance.models import BreakGlassReview, ComplianceViolation, LiveDeployment, PromotionRequest
@@ -38,6 +39,11 @@ def test_seed_demo_plays_the_whole_story_into_mlflow_and_the_ledger(committing_d
         "environment", "version") if ld.model.name == "fraud-detector"}
     assert registry.aliases("fraud-detector") == live
     assert registry.aliases("chargeback-risk") == {}
+    assert Dataset.objects.filter(effective_level="restricted").exists()  # the card-PAN vault
+    assert Lineage.objects.filter(version__model__name="fraud-detector").exists()
+    assert Grant.objects.filter(revoked_at__isnull=True).count() >= 4
+    assert AccessRequest.objects.filter(state="pending", needs_infosec=True).exists()
+    assert ReviewCampaign.objects.filter(state="open").exists()
     assert verify_ledger().ok
 
     # and: running it again changes nothing

@@ -15,6 +15,8 @@ from governance import env
 
 ROOT = Path(__file__).resolve().parents[1]
 STRONG_SECRET = "x" * 50
+KEK = "A" * 43 + "="  # base64 of 32 bytes
+SECRETS = {"MLFLOW_WEBHOOK_SECRET": "w" * 40, "LEDGER_PII_KEK": KEK}
 
 
 def _check(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
@@ -33,13 +35,13 @@ def _key_file(tmp_path: Path) -> Path:
 
 
 def test_production_refuses_the_dev_secret(tmp_path: Path) -> None:
-    result = _check(tmp_path, DEBUG="0", LEDGER_SIGNING_KEY=str(_key_file(tmp_path)), MLFLOW_WEBHOOK_SECRET="w" * 40)
+    result = _check(tmp_path, DEBUG="0", LEDGER_SIGNING_KEY=str(_key_file(tmp_path)), **SECRETS)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
 
 
 def test_production_refuses_the_dev_signing_key(tmp_path: Path) -> None:
-    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, MLFLOW_WEBHOOK_SECRET="w" * 40)
+    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, **SECRETS)
     assert result.returncode != 0
     assert "LEDGER_SIGNING_KEY" in result.stderr
 
@@ -47,14 +49,22 @@ def test_production_refuses_the_dev_signing_key(tmp_path: Path) -> None:
 def test_production_refuses_the_dev_key_file_named_explicitly(tmp_path: Path) -> None:
     dev_key = tmp_path / "var" / "dev-ledger-signing-key.pem"
     result = _check(
-        tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(dev_key), MLFLOW_WEBHOOK_SECRET="w" * 40
+        tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(dev_key), **SECRETS
     )
     assert result.returncode != 0
     assert "LEDGER_SIGNING_KEY" in result.stderr
 
 
+def test_production_refuses_a_missing_pii_key(tmp_path: Path) -> None:
+    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)),
+                    MLFLOW_WEBHOOK_SECRET="w" * 40)
+    assert result.returncode != 0
+    assert "LEDGER_PII_KEK" in result.stderr
+
+
 def test_production_refuses_the_dev_webhook_secret(tmp_path: Path) -> None:
-    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)))
+    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)),
+                    LEDGER_PII_KEK=KEK)
     assert result.returncode != 0
     assert "MLFLOW_WEBHOOK_SECRET" in result.stderr
 
@@ -62,7 +72,7 @@ def test_production_refuses_the_dev_webhook_secret(tmp_path: Path) -> None:
 def test_production_starts_with_real_secrets_and_key(tmp_path: Path) -> None:
     result = _check(
         tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)),
-        MLFLOW_WEBHOOK_SECRET="w" * 40,
+        MLFLOW_WEBHOOK_SECRET="w" * 40, LEDGER_PII_KEK=KEK,
     )
     assert result.returncode == 0, result.stderr
 

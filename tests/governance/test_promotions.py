@@ -25,6 +25,7 @@ from django.utils import timezone
 from mlflow.exceptions import MlflowException
 
 from access import roles
+from access.models import Grant
 from audit.ledger import Actor, integrate
 from audit.models import Entry
 from governance import selectors, services, tasks
@@ -252,6 +253,10 @@ def test_production_refuses_restricted_training_data_by_its_gate(
 ) -> None:
     ModelVersion.objects.filter(pk=in_staging.pk).update(data_classification="restricted")
     in_staging.refresh_from_db()
+    # Promoting a restricted-data model needs a deploy_to grant (see tests/access/test_lineage_promotions.py).
+    Grant.objects.create(user=people.requester, resource_type="environment", resource_id=envs["production"].pk,
+                         permission="deploy_to", expires_at=timezone.now() + timedelta(days=1),
+                         justification="test setup", granted_by=people.infosec)
     request = ask(people, in_staging, envs["production"])
 
     approve(people.model_risk, request)

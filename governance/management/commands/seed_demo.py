@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from access import roles
-from access.services import user_role_add
+from access.services import user_register, user_role_add
 from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, record
-from governance.demo import seed_promotions
+from governance.demo import seed_access, seed_promotions
 from governance.models import RegisteredModel
 
 DEMO_PASSWORD = "governance-demo"  # noqa: S105 - printed for the demo on purpose
@@ -40,6 +40,7 @@ class Command(BaseCommand):
             # Not inside one transaction: each service commits, and its after-commit
             # task moves the real MLflow alias before the story's next step.
             seed_promotions()
+            seed_access()
         checkpoint = checkpoint_create(only_if_grown=True)
         self.stdout.write(self.style.SUCCESS("demo data " + ("loaded" if created else "already present")))
         if checkpoint is not None:
@@ -56,11 +57,11 @@ class Command(BaseCommand):
         system = Actor.system("demo-seed")
         for username, title, user_roles in DEMO_USERS:
             first, _, rest = title.partition(" ")
-            user = User.objects.create_user(
+            user = user_register(
+                actor=system,
                 username=username,
                 password=DEMO_PASSWORD,
-                first_name=first,
-                last_name=rest.split(" (")[0],
+                full_name=f"{first} {rest.split(' (')[0]}",
                 email=f"{username}@example.com",
             )
             for role in user_roles:

@@ -1,0 +1,645 @@
+"""The data catalog (access.catalog): datasets, their classification, and lineage to model versions.
+
+Personas (tests.governance.factories.make_people): ``steward`` (data-steward),
+``infosec``, ``requester`` (a model owner), ``outsider`` (no role). Setup that a
+test is not about (model versions as the MLflow mirror stores them) is written
+through the ORM; everything under test goes through the services. Every refusal
+is checked with ``refused()``: the right error and code, no row changed and no
+ledger entry written. Ledger entries are asserted after ``integrate()``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from access import catalog
+from access.models import Dataset, DatasetField, Lineage
+from access.tasks import lineage_reconcile
+from audit.ledger import Actor, integrate
+from audit.models import Entry, PendingEntry
+from governance import registry, services
+from governance.errors import GovernanceError, NotPermitted
+from governance.models import Environment, ModelVersion, PromotionRequest, RegisteredModel
+from governance.sync import VersionData, model_version_upsert, registered_model_sync
+from tests.factories import UserFactory
+from tests.governance import mlflow_helpers
+from tests.governance.factories import ModelVersionFactory, People, RegisteredModelFactory, ensure_defaults, make_people
+
+pytestmark = pytest.mark.django_db
+
+mlflow_template = mlflow_helpers.mlflow_template
+mlflow_store = mlflow_helpers.mlflow_store
+
+REASON = "Catalog review DG-2026-07: columns profiled"
+SYNC = {"type": "system", "id": "mlflow-sync"}
+
+
+# --- fixtures and helpers ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse() -> None:
+        raise AssertionError("this test must not contact MLflow")
+
+    monkeypatch.setattr(registry, "client", refuse)
+
+
+@pytest.fixture
+def envs(db: None) -> dict[str, Environment]:
+    return ensure_defaults()
+
+
+@pytest.fixture
+def people(envs: dict[str, Environment]) -> People:
+    return make_people()
+
+
+@pytest.fixture
+def fraud(envs: dict[str, Environment]) -> RegisteredModel:
+    return RegisteredModelFactory(name="fraud-detector", description="Card fraud scoring")
+
+
+def mlflow_input(name: str, context: str = "training") -> dict[str, str]:
+    """A run's dataset input as governance.sync stores it in ModelVersion.datasets."""
+    return {"name": name, "digest": f"{abs(hash(name)) % 10**8:08d}", "source_type": "s3",
+            "source": f'{{"uri": "s3://lake/{name}"}}', "context": context}
+
+
+def mirrored(model: RegisteredModel, number: int, *inputs: dict[str, str], level: str = "") -> ModelVersion:
+    """A version as the MLflow mirror has it: its run's dataset inputs, a classification (maybe none)."""
+    return ModelVersionFactory(model=model, version=number, datasets=list(inputs), data_classification=level)
+
+
+def register(people: People, name: str = "card-transactions", **kwargs: Any) -> Dataset:
+    return catalog.dataset_create(user=people.steward, name=name, owner=people.steward, **kwargs)
+
+
+def classify(people: People, dataset: Dataset, level: str, pii: list[str] | None = None, **kwargs: Any) -> Dataset:
+    return catalog.dataset_classify(user=kwargs.pop("user", people.steward), dataset=dataset, level=level,
+                                    pii_categories=pii or [], reason=kwargs.pop("reason", REASON), **kwargs)
+
+
+def classify_field(people: People, dataset: Dataset, name: str, level: str, pii: list[str] | None = None,
+                   **kwargs: Any) -> DatasetField:
+    return catalog.dataset_field_classify(
+        user=kwargs.pop("user", people.steward), dataset=dataset, field_name=name, level=level,
+        pii_categories=pii or [], reason=kwargs.pop("reason", REASON),
+    )
+
+
+def state() -> dict[str, Any]:
+    """Every catalog and mirror row and the ledger's size: equal before and after a refused action."""
+    return {
+        "datasets": list(Dataset.objects.order_by("pk").values()),
+        "fields": list(DatasetField.objects.order_by("pk").values()),
+        "lineage": list(Lineage.objects.order_by("pk").values()),
+        "versions": list(ModelVersion.objects.order_by("pk").values()),
+        "requests": list(PromotionRequest.objects.order_by("pk").values()),
+        "pending_entries": PendingEntry.objects.count(),
+        "entries": Entry.objects.count(),
+    }
+
+
+@contextmanager
+def refused(exc_type: type[GovernanceError], code: str) -> Iterator[pytest.ExceptionInfo[GovernanceError]]:
+    before = state()
+    with pytest.raises(GovernanceError) as info:
+        yield info
+    assert type(info.value) is exc_type, f"{type(info.value).__name__}: {info.value}"
+    assert info.value.code == code, f"code {info.value.code!r}: {info.value}"
+    assert state() == before
+
+
+def ledger(event_type: str) -> list[Entry]:
+    integrate()
+    return list(Entry.objects.filter(event_type=event_type).order_by("seq"))
+
+
+def user_actor(user: User) -> dict[str, str]:
+    return {"type": "user", "id": str(user.pk)}
+
+
+def level_of(version: ModelVersion) -> str:
+    return ModelVersion.objects.get(pk=version.pk).data_classification
+
+
+def links(version: ModelVersion) -> set[tuple[str, str, str]]:
+    return set(Lineage.objects.filter(version=version).values_list("dataset__name", "role", "source"))
+
+
+# --- registering datasets --------------------------------------------------------------------------
+
+
+def test_a_data_steward_registers_a_dataset(people: People) -> None:
+    # when
+    dataset = catalog.dataset_create(
+        user=people.steward, name="card-transactions-2026q3", owner=people.requester,
+        source_uri="s3://payments-lake/curated/card_transactions/2026q3", description="Curated card transactions",
+    )
+
+    # then: unclassified (public until classified), recorded with the owner as a principal label
+    assert (dataset.owner, dataset.level, dataset.effective_level, dataset.classified_at) == (
+        people.requester, "public", "public", None)
+    [entry] = ledger("dataset.created")
+    assert entry.actor == user_actor(people.steward)
+    assert entry.subject == {"type": "dataset", "id": "card-transactions-2026q3"}
+    assert entry.payload == {"dataset": "card-transactions-2026q3", "owner": f"user:{people.requester.pk}",
+                             "source_uri": "s3://payments-lake/curated/card_transactions/2026q3",
+                             "description": "Curated card transactions"}
+
+
+def test_infosec_may_register_a_dataset_too(people: People) -> None:
+    catalog.dataset_create(user=people.infosec, name="kyc-documents", owner=people.steward)
+
+    [entry] = ledger("dataset.created")
+    assert entry.actor == user_actor(people.infosec)
+    assert "description" not in entry.payload  # optional, left out when empty
+
+
+@pytest.mark.parametrize("who", ["requester", "outsider", "approver", "breakglass"])
+def test_only_data_stewards_and_infosec_register_datasets(people: People, who: str) -> None:
+    with refused(NotPermitted, "not_permitted") as info:
+        catalog.dataset_create(user=getattr(people, who), name="card-transactions", owner=people.steward)
+    assert "data steward or InfoSec" in str(info.value)
+
+
+def test_a_deactivated_steward_cannot_register_datasets(people: People) -> None:
+    people.steward.is_active = False
+    people.steward.save()
+    with refused(NotPermitted, "not_permitted"):
+        register(people)
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("", "required"), ("   ", "required"), ("x" * 201, "too_long"), ("card\ntransactions", "invalid_name")],
+)
+def test_a_dataset_name_is_1_to_200_printable_characters(people: People, name: str, code: str) -> None:
+    with refused(GovernanceError, code):
+        register(people, name)
+
+
+def test_dataset_names_are_unique_and_owners_active(people: People) -> None:
+    register(people, "card-transactions")
+    with refused(GovernanceError, "duplicate"):
+        register(people, "card-transactions")
+    gone = UserFactory(username="left-the-company", is_active=False)
+    with refused(GovernanceError, "invalid_owner"):
+        catalog.dataset_create(user=people.steward, name="chargebacks", owner=gone)
+
+
+# --- classifying datasets ---------------------------------------------------------------------------
+
+
+def test_classifying_a_dataset_records_its_level_categories_and_reason(people: People) -> None:
+    dataset = register(people)
+
+    # when: first classification, then a reclassification by InfoSec
+    classify(people, dataset, "confidential", ["ip_address", "email", "email"])
+    classify(people, dataset, "restricted", ["email"], user=people.infosec, reason="Raw IPs are in scope of DPIA-7")
+
+    # then
+    dataset.refresh_from_db()
+    assert (dataset.level, dataset.pii_categories, dataset.effective_level) == ("restricted", ["email"], "restricted")
+    assert (dataset.classified_by, dataset.classification_reason) == (people.infosec, "Raw IPs are in scope of DPIA-7")
+    assert dataset.classified_at is not None
+    first, second = ledger("dataset.classified")
+    assert first.actor == user_actor(people.steward)
+    assert first.subject == {"type": "dataset", "id": "card-transactions"}
+    assert first.payload == {"dataset": "card-transactions", "level": "confidential", "previous_level": None,
+                             "pii_categories": ["email", "ip_address"], "previous_pii_categories": [],
+                             "reason": REASON, "effective_level": "confidential"}
+    assert second.actor == user_actor(people.infosec)
+    assert second.payload == {"dataset": "card-transactions", "level": "restricted", "previous_level": "confidential",
+                              "pii_categories": ["email"], "previous_pii_categories": ["email", "ip_address"],
+                              "reason": "Raw IPs are in scope of DPIA-7", "effective_level": "restricted"}
+
+
+def test_classifying_a_dataset_exactly_as_it_is_changes_nothing_and_records_nothing(people: People) -> None:
+    dataset = register(people)
+    # the first classification is a decision even at the default level: it is recorded
+    classify(people, dataset, "public")
+    assert len(ledger("dataset.classified")) == 1
+
+    before = state()
+    returned = classify(people, dataset, "public", reason="checked again")
+    assert state() == before
+    assert returned.classification_reason == REASON
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc_type", "code"),
+    [
+        ({"user": "requester"}, NotPermitted, "not_permitted"),
+        ({"user": "outsider"}, NotPermitted, "not_permitted"),
+        ({"level": "secret"}, GovernanceError, "invalid_level"),
+        ({"level": None}, GovernanceError, "invalid_level"),
+        ({"pii_categories": ["email", "shoe_size"]}, GovernanceError, "invalid_pii_category"),
+        ({"pii_categories": "email"}, GovernanceError, "invalid_pii_category"),
+        ({"pii_categories": [["email"]]}, GovernanceError, "invalid_pii_category"),
+        ({"reason": "  "}, GovernanceError, "required"),
+        ({"reason": "x" * 5001}, GovernanceError, "too_long"),
+        ({"level": "internal", "pii_categories": ["email"]}, GovernanceError, "level_too_low"),
+        ({"level": "public", "pii_categories": ["card_pan"]}, GovernanceError, "level_too_low"),
+    ],
+)
+def test_dataset_classification_refusals(
+    people: People, kwargs: dict[str, Any], exc_type: type[GovernanceError], code: str
+) -> None:
+    dataset = register(people)
+    call = {"user": people.steward, "dataset": dataset, "level": "confidential", "pii_categories": [],
+            "reason": REASON, **kwargs}
+    if isinstance(call["user"], str):
+        call["user"] = getattr(people, call["user"])
+    with refused(exc_type, code):
+        catalog.dataset_classify(**call)
+
+
+# --- fields and the effective level ----------------------------------------------------------------------
+
+
+def test_classifying_a_field_creates_it_and_raises_the_datasets_effective_level(people: People) -> None:
+    dataset = classify(people, register(people), "internal")
+
+    # when
+    column = classify_field(people, dataset, "customer_email", "confidential", ["email"])
+
+    # then
+    assert (column.dataset, column.name, column.level, column.pii_categories, column.classified_by) == (
+        dataset, "customer_email", "confidential", ["email"], people.steward)
+    dataset.refresh_from_db()
+    assert (dataset.level, dataset.effective_level) == ("internal", "confidential")
+    [entry] = ledger("dataset.field_classified")
+    assert entry.actor == user_actor(people.steward)
+    assert entry.subject == {"type": "dataset", "id": "card-transactions"}
+    assert entry.payload == {"dataset": "card-transactions", "field": "customer_email", "level": "confidential",
+                             "previous_level": None, "pii_categories": ["email"], "previous_pii_categories": [],
+                             "reason": REASON, "effective_level": "confidential"}
+
+
+def test_the_effective_level_is_the_highest_of_the_dataset_and_its_fields(people: People) -> None:
+    dataset = classify(people, register(people), "internal")
+
+    def effective() -> str:
+        return Dataset.objects.get(pk=dataset.pk).effective_level
+
+    classify_field(people, dataset, "amount", "public")
+    assert effective() == "internal"  # its own level is higher than the field's
+    classify_field(people, dataset, "customer_email", "confidential", ["email"])
+    classify_field(people, dataset, "pan", "restricted", ["card_pan"])
+    assert effective() == "restricted"
+    # lowering the highest field lowers the effective level to the next highest
+    classify_field(people, dataset, "pan", "confidential", ["card_pan"], reason="PANs now tokenised at ingestion")
+    assert effective() == "confidential"
+    classify(people, dataset, "restricted")
+    assert effective() == "restricted"  # its own level counts too
+    classify(people, dataset, "internal", reason="back to internal")
+    assert effective() == "confidential"
+
+    last = ledger("dataset.classified")[-1]
+    assert (last.payload["level"], last.payload["effective_level"]) == ("internal", "confidential")
+    pan = [e for e in ledger("dataset.field_classified") if e.payload["field"] == "pan"][-1]
+    assert (pan.payload["previous_level"], pan.payload["level"], pan.payload["effective_level"]) == (
+        "restricted", "confidential", "confidential")
+
+
+def test_classifying_a_field_exactly_as_it_is_records_nothing(people: People) -> None:
+    dataset = register(people)
+    classify_field(people, dataset, "ip_address", "confidential", ["ip_address"])
+
+    before = state()
+    classify_field(people, dataset, "ip_address", "confidential", ["ip_address"], reason="again")
+    assert state() == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc_type", "code"),
+    [
+        ({"user": "requester"}, NotPermitted, "not_permitted"),
+        ({"user": "outsider"}, NotPermitted, "not_permitted"),
+        ({"field_name": ""}, GovernanceError, "required"),
+        ({"field_name": "a\tb"}, GovernanceError, "invalid_name"),
+        ({"level": "top-secret"}, GovernanceError, "invalid_level"),
+        ({"pii_categories": ["ssn"]}, GovernanceError, "invalid_pii_category"),
+        ({"level": "internal", "pii_categories": ["ip_address"]}, GovernanceError, "level_too_low"),
+        ({"reason": ""}, GovernanceError, "required"),
+    ],
+)
+def test_field_classification_refusals(
+    people: People, kwargs: dict[str, Any], exc_type: type[GovernanceError], code: str
+) -> None:
+    dataset = register(people)
+    call = {"user": people.steward, "dataset": dataset, "field_name": "ip_address", "level": "confidential",
+            "pii_categories": ["ip_address"], "reason": REASON, **kwargs}
+    if isinstance(call["user"], str):
+        call["user"] = getattr(people, call["user"])
+    with refused(exc_type, code):
+        catalog.dataset_field_classify(**call)
+
+
+def test_pii_categories_of_a_dataset_include_its_fields(people: People) -> None:
+    vault = classify(people, register(people, "card-pan-vault"), "restricted", ["name"])
+    classify_field(people, vault, "pan", "restricted", ["card_pan"])
+    tokens = classify(people, register(people, "card-transactions"), "confidential", ["email"])
+    classify_field(people, tokens, "pan_token", "internal")
+
+    assert catalog.effective_pii_categories(vault) == ["card_pan", "name"]
+    assert (catalog.is_pci(vault), catalog.is_pci(tokens)) == (True, False)
+
+
+# --- lineage -----------------------------------------------------------------------------------------
+
+
+def test_linking_a_version_to_a_dataset_is_recorded_once(people: People, fraud: RegisteredModel) -> None:
+    dataset = classify(people, register(people), "confidential")
+    version = mirrored(fraud, 7, level="internal")
+    actor = Actor.user(people.steward)
+
+    # when
+    link, created = catalog.lineage_link(actor=actor, version=version, dataset=dataset, role="training",
+                                         source="declared")
+    again, created_again = catalog.lineage_link(actor=actor, version=version, dataset=dataset, role="training",
+                                                source="declared")
+
+    # then: one link, one entry; the version's classification follows its data upwards
+    assert (created, created_again, again) == (True, False, link)
+    assert links(version) == {("card-transactions", "training", "declared")}
+    [entry] = ledger("lineage.linked")
+    assert entry.actor == user_actor(people.steward)
+    assert entry.subject == {"type": "model_version", "id": "fraud-detector/7"}
+    assert entry.payload == {"model": "fraud-detector", "version": 7, "dataset": "card-transactions",
+                             "role": "training", "source": "declared"}
+    assert level_of(version) == "confidential"
+    [classified] = ledger("model.version_classified")
+    assert classified.payload == {"model": "fraud-detector", "version": 7, "level": "confidential",
+                                  "previous_level": "internal",
+                                  "reason": "lineage: linked to dataset card-transactions (training)"}
+
+
+def test_lineage_roles_and_sources_are_checked(people: People, fraud: RegisteredModel) -> None:
+    dataset = register(people)
+    version = mirrored(fraud, 7)
+    with refused(GovernanceError, "invalid_role"):
+        catalog.lineage_link(actor=Actor.user(people.steward), version=version, dataset=dataset, role="tuning",
+                             source="declared")
+    with refused(GovernanceError, "invalid_source"):
+        catalog.lineage_link(actor=Actor.user(people.steward), version=version, dataset=dataset, role="training",
+                             source="hearsay")
+
+
+def test_lineage_from_mlflow_dataset_inputs(people: People, fraud: RegisteredModel) -> None:
+    # given: the catalog knows three of the run's four inputs
+    for name, level in [("card-transactions-2026q3", "confidential"), ("chargebacks-2026q3", "internal"),
+                        ("holdout-2026q3", "internal")]:
+        classify(people, register(people, name), level)
+    version = mirrored(
+        fraud, 7,
+        mlflow_input("card-transactions-2026q3"),
+        mlflow_input("chargebacks-2026q3", context=""),  # no context tag: training
+        mlflow_input("holdout-2026q3", context="validation"),
+        mlflow_input("holdout-2026q3", context="evaluation"),  # same dataset, same role: one link
+        mlflow_input("merchant-risk-scores"),  # not in the catalog
+        level="internal",
+    )
+
+    # when
+    report = catalog.lineage_link_from_mlflow(version=version)
+
+    # then
+    assert links(version) == {("card-transactions-2026q3", "training", "mlflow"),
+                              ("chargebacks-2026q3", "training", "mlflow"),
+                              ("holdout-2026q3", "evaluation", "mlflow")}
+    assert report.linked == ["card-transactions-2026q3 (training)", "chargebacks-2026q3 (training)",
+                             "holdout-2026q3 (evaluation)"]
+    assert (report.existing, report.unknown, report.reclassified) == ([], ["merchant-risk-scores"], True)
+    entries = ledger("lineage.linked")
+    assert [(e.payload["dataset"], e.payload["role"], e.payload["source"]) for e in entries] == [
+        ("card-transactions-2026q3", "training", "mlflow"), ("chargebacks-2026q3", "training", "mlflow"),
+        ("holdout-2026q3", "evaluation", "mlflow")]
+    assert {e.actor["id"] for e in entries} == {"lineage"}
+    assert level_of(version) == "confidential"
+
+    # and: again, nothing new
+    before = state()
+    again = catalog.lineage_link_from_mlflow(version=version)
+    assert (again.linked, again.reclassified, len(again.existing)) == ([], False, 3)
+    assert state() == before
+
+
+def test_complete_lineage_sets_the_level_even_below_a_declared_one(people: People, fraud: RegisteredModel) -> None:
+    # given: the MLflow tag declared confidential; the only input is catalogued as internal
+    classify(people, register(people, "chargebacks-2026q3"), "internal")
+    version = mirrored(fraud, 1, mlflow_input("chargebacks-2026q3"), level="confidential")
+
+    catalog.lineage_link_from_mlflow(version=version)
+
+    assert level_of(version) == "internal"
+    [entry] = ledger("model.version_classified")
+    assert entry.payload["previous_level"] == "confidential"
+    assert entry.payload["reason"] == "lineage: MLflow dataset inputs chargebacks-2026q3"
+
+
+def test_incomplete_lineage_only_raises_the_level(people: People, fraud: RegisteredModel) -> None:
+    # given: one input is not in the catalog, another is registered but never classified
+    classify(people, register(people, "chargebacks-2026q3"), "internal")
+    register(people, "device-fingerprints")
+    declared = mirrored(fraud, 1, mlflow_input("chargebacks-2026q3"), mlflow_input("merchant-risk-scores"),
+                        level="confidential")
+    unclassified = mirrored(fraud, 2, mlflow_input("chargebacks-2026q3"), mlflow_input("device-fingerprints"),
+                            level="confidential")
+    unknown = mirrored(fraud, 3, mlflow_input("chargebacks-2026q3"), mlflow_input("merchant-risk-scores"))
+
+    for version in (declared, unclassified, unknown):
+        catalog.lineage_link_from_mlflow(version=version)
+
+    # then: never lowered, and an unknown level is not replaced by a lower bound
+    assert (level_of(declared), level_of(unclassified), level_of(unknown)) == ("confidential", "confidential", "")
+    assert ledger("model.version_classified") == []
+    assert catalog.lineage_state(unclassified).unclassified == ("device-fingerprints",)
+    assert catalog.lineage_state(declared).unknown == ("merchant-risk-scores",)
+
+    # when: a linked dataset turns out to be restricted, the level rises whatever else is unknown
+    restricted = classify(people, Dataset.objects.get(name="chargebacks-2026q3"), "restricted")
+    assert {level_of(v) for v in (declared, unclassified, unknown)} == {"restricted"}
+    assert len(ledger("model.version_classified")) == 3
+    # and: once the missing dataset is classified, lineage is complete and sets the level exactly
+    classify(people, restricted, "internal", reason="restricted by mistake")
+    classify(people, Dataset.objects.get(name="device-fingerprints"), "confidential", ["device_id"])
+    assert (level_of(declared), level_of(unclassified), level_of(unknown)) == (
+        "restricted", "confidential", "restricted")
+
+
+def test_registering_a_dataset_links_versions_already_mirrored(people: People, fraud: RegisteredModel) -> None:
+    # given: v1 was mirrored before anyone catalogued its training data
+    v1 = mirrored(fraud, 1, mlflow_input("device-fingerprints"), level="internal")
+    mirrored(fraud, 2, mlflow_input("chargebacks-2026q3"), level="internal")
+    assert catalog.lineage_link_from_mlflow(version=v1).unknown == ["device-fingerprints"]
+
+    # when
+    dataset = register(people, "device-fingerprints")
+
+    # then: linked, but an unclassified dataset says nothing about the level yet
+    assert links(v1) == {("device-fingerprints", "training", "mlflow")}
+    assert Lineage.objects.count() == 1
+    assert level_of(v1) == "internal"
+    [entry] = ledger("lineage.linked")
+    assert entry.actor == user_actor(people.steward)
+
+    # when: classified, v1 follows
+    classify(people, dataset, "confidential", ["device_id", "ip_address"])
+    assert level_of(v1) == "confidential"
+    assert ledger("model.version_classified")[-1].payload["reason"] == (
+        "lineage: dataset device-fingerprints reclassified to confidential")
+
+
+def test_a_version_with_lineage_cannot_be_declared_another_level(people: People, fraud: RegisteredModel) -> None:
+    classify(people, register(people, "card-transactions"), "confidential")
+    complete = mirrored(fraud, 1, mlflow_input("card-transactions"), level="internal")
+    incomplete = mirrored(fraud, 2, mlflow_input("card-transactions"), mlflow_input("merchant-risk-scores"),
+                          level="internal")
+    for version in (complete, incomplete):
+        catalog.lineage_link_from_mlflow(version=version)
+
+    with refused(GovernanceError, "classified_by_lineage") as info:
+        services.model_version_declare_classification(user=people.steward, version=complete, level="restricted",
+                                                      reason="extra caution")
+    assert "reclassify those datasets instead" in str(info.value)
+    with refused(GovernanceError, "below_lineage"):
+        services.model_version_declare_classification(user=people.steward, version=incomplete, level="internal",
+                                                      reason="merchant scores are internal")
+    # at or above what the known datasets say, a declaration still covers the unknown part
+    services.model_version_declare_classification(user=people.infosec, version=incomplete, level="restricted",
+                                                  reason="merchant risk scores contain national ids")
+    assert level_of(incomplete) == "restricted"
+
+
+# --- the registry mirror links lineage ---------------------------------------------------------------
+
+
+def test_the_registry_mirror_links_new_versions_and_changed_inputs(
+    people: People, fraud: RegisteredModel, no_mlflow: None
+) -> None:
+    classify(people, register(people, "card-transactions-2026q3"), "confidential", ["email"])
+    classify(people, register(people, "device-fingerprints"), "confidential", ["device_id"])
+    data = VersionData(name="fraud-detector", version=4, run_id="r4", source="runs:/r4/model", creator="omar",
+                       tags={"data_classification": "internal"},
+                       datasets=[mlflow_input("card-transactions-2026q3")])
+
+    # when: first seen
+    version, outcome = model_version_upsert(model=fraud, data=data)
+
+    # then: linked and classified from lineage after the tag's declaration
+    assert (outcome, version.data_classification) == ("created", "confidential")
+    assert links(version) == {("card-transactions-2026q3", "training", "mlflow")}
+    classified = ledger("model.version_classified")
+    assert [e.payload["level"] for e in classified] == ["internal", "confidential"]
+    assert {e.actor["id"] for e in classified} == {"mlflow-sync"}
+
+    # when: the run gains an input
+    changed = VersionData(**{**data.__dict__, "datasets": [mlflow_input("card-transactions-2026q3"),
+                                                           mlflow_input("device-fingerprints")]})
+    version, outcome = model_version_upsert(model=fraud, data=changed)
+    assert outcome == "changed"
+    assert {name for name, _, _ in links(version)} == {"card-transactions-2026q3", "device-fingerprints"}
+    assert [e.actor for e in ledger("lineage.linked")] == [SYNC, SYNC]
+
+
+def test_lineage_from_a_real_mlflow_run(
+    people: People, envs: dict[str, Environment], mlflow_store: mlflow_helpers.MlflowStore
+) -> None:
+    # given: the run logs its training data (mlflow.log_input, context "training") as "card-transactions"
+    classify(people, register(people, "card-transactions"), "confidential", ["email"])
+    run_id = mlflow_store.run(metrics={"auc": 0.93})
+    mlflow_store.register("fraud-detector", run_id, tags={"data_classification": "internal"})
+
+    # when
+    registered_model_sync("fraud-detector")
+
+    # then
+    version = ModelVersion.objects.get(model__name="fraud-detector", version=1)
+    assert links(version) == {("card-transactions", "training", "mlflow")}
+    assert version.data_classification == "confidential"
+    [entry] = ledger("lineage.linked")
+    assert entry.payload == {"model": "fraud-detector", "version": 1, "dataset": "card-transactions",
+                             "role": "training", "source": "mlflow"}
+
+
+def test_the_lineage_reconcile_task_catches_up(people: People, fraud: RegisteredModel) -> None:
+    # given: datasets changed behind the services' back (e.g. a restored backup)
+    dataset = classify(people, register(people, "card-transactions"), "confidential")
+    version = mirrored(fraud, 1, mlflow_input("card-transactions"), mlflow_input("unknown-set"), level="internal")
+    mirrored(fraud, 2, level="internal")  # no inputs, no lineage: not looked at
+
+    # when
+    counts = lineage_reconcile.apply().get()
+
+    # then
+    assert counts == {"versions": 1, "linked": 1, "reclassified": 1, "unknown_inputs": 1, "errors": 0}
+    assert level_of(version) == "confidential"
+    Dataset.objects.filter(pk=dataset.pk).update(effective_level="restricted", level="restricted")
+    assert lineage_reconcile.apply().get()["reclassified"] == 1
+    assert level_of(version) == "restricted"
+    assert lineage_reconcile.apply().get()["reclassified"] == 0
+
+
+# --- the admin ---------------------------------------------------------------------------------------------
+
+
+def _client(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_steward_registers_and_classifies_datasets_in_the_admin(people: People) -> None:
+    client = _client(people.steward)
+    # register through the add form (dataset_create)
+    added = client.post("/admin/access/dataset/add/", {"name": "chargebacks-2026q3", "owner": people.steward.pk,
+                                                       "source_uri": "s3://lake/chargebacks", "description": ""})
+    assert added.status_code == 302
+    dataset = Dataset.objects.get(name="chargebacks-2026q3")
+    assert client.get(f"/admin/access/dataset/{dataset.pk}/change/").status_code == 200
+    # classify it through the action (intermediate form, then the service)
+    url = "/admin/access/dataset/"
+    page = client.post(url, {"action": "classify", "_selected_action": [dataset.pk]})
+    assert page.status_code == 200 and b"pii_categories" in page.content
+    done = client.post(url, {"action": "classify", "_selected_action": [dataset.pk], "confirm": "yes",
+                             "level": "confidential", "pii_categories": ["email", "name"], "reason": REASON})
+    assert done.status_code == 302
+    done = client.post(url, {"action": "classify_field", "_selected_action": [dataset.pk], "confirm": "yes",
+                             "field_name": "pan", "level": "restricted", "pii_categories": ["card_pan"],
+                             "reason": REASON})
+    dataset.refresh_from_db()
+    assert (dataset.level, dataset.pii_categories, dataset.effective_level) == (
+        "confidential", ["email", "name"], "restricted")
+    assert [e.actor for e in ledger("dataset.classified")] == [user_actor(people.steward)]
+    assert client.get("/admin/access/lineage/").status_code == 200
+    assert client.get("/admin/access/datasetfield/").status_code == 200
+
+
+def test_a_model_owner_sees_the_catalog_but_cannot_change_it_in_the_admin(people: People) -> None:
+    dataset = register(people)
+    client = _client(people.requester)
+    assert client.get("/admin/access/dataset/").status_code == 200
+    assert client.get("/admin/access/dataset/add/").status_code == 403
+    before = state()
+    response = client.post("/admin/access/dataset/", {
+        "action": "classify", "_selected_action": [dataset.pk], "confirm": "yes", "level": "public",
+        "pii_categories": [], "reason": "mine now"}, follow=True)
+    assert b"only a data steward or InfoSec may classify datasets" in response.content
+    assert state() == before
+    assert _client(people.outsider).get("/admin/access/dataset/").status_code == 302
+
+
+def test_classification_timestamps_are_set_by_the_service(people: People) -> None:
+    dataset = classify(people, register(people), "internal")
+    assert dataset.classified_at is not None
+    assert timezone.now() - dataset.classified_at < timedelta(minutes=1)

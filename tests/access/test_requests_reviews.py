@@ -1,0 +1,543 @@
+"""Access requests (who approves what), access reviews (certify, revoke, deadline) and their admin pages."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from access import grants as svc
+from access.checks import check
+from access.errors import AccessError, InvalidState, NotPermitted
+from access.models import AccessRequest, Grant, ReviewCampaign, ReviewItem, ServiceAccount
+from access.selectors import guardian_drift, requests_awaiting
+from access.tasks import close_due_reviews, close_review
+from audit.models import Entry
+from governance.celery import app
+from tests.access import personas
+from tests.access.personas import People, Resources, fresh, grant, ledger, ledger_entries, writes_nothing
+
+pytestmark = pytest.mark.django_db
+
+# fixtures
+people, res, service_account = personas.people, personas.res, personas.service_account
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager() -> object:
+    saved = {k: app.conf[k] for k in ("task_always_eager", "task_eager_propagates")}
+    app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    yield
+    app.conf.update(saved)
+
+
+def ask(user: User, resource: object, permission: str = "read_data", days: int = 30, **kwargs: object) -> AccessRequest:
+    return svc.access_request_create(
+        user=user, resource=resource, permission=permission, duration_days=days,  # type: ignore[arg-type]
+        justification=kwargs.pop("justification", "features for the Q3 fraud model"), **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# --- requests ----------------------------------------------------------------------------------------------
+
+
+def test_the_owner_approves_a_request_and_the_grant_follows(people: People, res: Resources) -> None:
+    request = ask(people.requester, res.confidential, days=60)
+    assert not request.needs_infosec
+    assert requests_awaiting(people.owner) == [request]
+    assert requests_awaiting(people.requester) == []
+    # when
+    before = timezone.now()
+    svc.access_request_approve(user=people.owner, request=request, comment="fine for the Q3 model")
+    # then
+    request.refresh_from_db()
+    assert request.state == "approved" and request.owner_approved_by == people.owner
+    g = Grant.objects.get(request=request)
+    assert g.granted_by == people.owner and g.user == people.requester
+    assert before + timedelta(days=60) <= g.expires_at <= timezone.now() + timedelta(days=60)
+    assert check(people.requester, "read_data", res.confidential)
+    assert fresh(people.requester).has_perm("access.read_data", res.confidential)
+    assert requests_awaiting(people.owner) == []
+    assert ledger("access.request_created") == [{
+        "request_id": request.pk, "principal": f"user:{people.requester.pk}", "resource": "dataset:customers",
+        "permission": "read_data", "duration_days": 60, "justification": "features for the Q3 fraud model",
+        "needs_infosec": False,
+    }]
+    assert ledger("access.request_approved") == [
+        {"request_id": request.pk, "as_role": "owner", "comment": "fine for the Q3 model", "final": True}
+    ]
+    [created] = ledger("access.grant_created")
+    assert created["request_id"] == request.pk and created["grant_id"] == g.pk
+    # the whole story is on the dataset's history, in order
+    history = Entry.objects.filter(subject_type="dataset", subject_id="customers").order_by("seq")
+    assert list(history.values_list("event_type", flat=True)) == [
+        "access.request_created", "access.request_approved", "access.grant_created"
+    ]
+
+
+def test_self_approval_is_refused(people: People, res: Resources, service_account: ServiceAccount) -> None:
+    # the owner asks for their own dataset: they cannot approve it themselves
+    own = ask(people.owner, res.internal)
+    with writes_nothing(), pytest.raises(NotPermitted, match="cannot approve") as exc:
+        svc.access_request_approve(user=people.owner, request=own, comment="me")
+    assert exc.value.code == "self_approval"
+    # nor can the requester approve a request for their service account, nor the account itself
+    for_pipeline = ask(people.requester, res.internal, "train_on", for_service_account=service_account)
+    assert for_pipeline.principal_user == service_account.user
+    for approver in (people.requester, service_account.user):
+        with writes_nothing(), pytest.raises(NotPermitted, match="cannot approve"):
+            svc.access_request_approve(user=approver, request=for_pipeline, comment="me")
+    # the owner approves the pipeline's request; InfoSec stands in for the owner on the owner's own request
+    svc.access_request_approve(user=people.owner, request=for_pipeline, comment="ok")
+    assert check(service_account.user, "train_on", res.internal)
+    assert requests_awaiting(people.infosec) == [own]
+    svc.access_request_approve(user=people.infosec, request=own, comment="owner's own access, checked")
+    own.refresh_from_db()
+    assert own.state == "approved" and own.owner_approved_by == people.infosec
+    assert ledger("access.request_approved")[-1]["as_role"] == "infosec_for_owner"
+
+
+def test_a_request_over_the_maximum_duration_is_refused(people: People, res: Resources) -> None:
+    for resource, days, limit in ((res.confidential, 91, 90), (res.restricted, 31, 30), (res.internal, 181, 180),
+                                  (res.production, 91, 90)):
+        permission = "deploy_to" if resource is res.production else "read_data"
+        with writes_nothing(), pytest.raises(AccessError, match=f"at most {limit} days") as exc:
+            ask(people.requester, resource, permission, days=days)
+        assert exc.value.code == "duration_too_long"
+        ask(people.requester, resource, permission, days=limit)
+
+
+@pytest.mark.parametrize("resource", ["restricted", "pci"])
+def test_restricted_or_pci_data_needs_infosec_too(people: People, res: Resources, resource: str) -> None:
+    dataset = getattr(res, resource)
+    request = ask(people.requester, dataset, days=10)
+    assert request.needs_infosec
+    assert requests_awaiting(people.infosec) == [request]
+    # the owner's approval alone does not grant
+    svc.access_request_approve(user=people.owner, request=request, comment="owner ok")
+    request.refresh_from_db()
+    assert request.state == "pending" and not Grant.objects.exists()
+    assert not check(people.requester, "read_data", dataset, record_denial=False)
+    assert requests_awaiting(people.owner) == []
+    # the owner cannot fill InfoSec's slot too
+    with writes_nothing(), pytest.raises(NotPermitted):
+        svc.access_request_approve(user=people.owner, request=request, comment="again")
+    # InfoSec completes it: the grant is made by InfoSec, the last approver
+    svc.access_request_approve(user=people.infosec, request=request, comment="DPIA on file")
+    g = Grant.objects.get(request=request)
+    assert g.granted_by == people.infosec
+    assert check(people.requester, "read_data", dataset)
+    assert [p["as_role"] for p in ledger("access.request_approved")] == ["owner", "infosec"]
+    assert [p["final"] for p in ledger("access.request_approved")] == [False, True]
+
+
+def test_infosec_first_then_the_owner_grants_restricted_data(people: People, res: Resources) -> None:
+    request = ask(people.requester, res.restricted, days=30)
+    svc.access_request_approve(user=people.infosec, request=request, comment="ok")
+    assert requests_awaiting(people.infosec2) == []  # InfoSec's slot is filled
+    assert requests_awaiting(people.owner) == [request]
+    svc.access_request_approve(user=people.owner, request=request, comment="ok")
+    # the owner may not grant restricted data directly, but may as the last approver of this request
+    assert Grant.objects.get(request=request).granted_by == people.owner
+
+
+def test_one_person_fills_one_slot(people: People, res: Resources) -> None:
+    people.owner.groups.add(people.infosec.groups.get(name="infosec"))  # the owner is also InfoSec
+    request = ask(people.requester, res.restricted, days=5)
+    svc.access_request_approve(user=people.owner, request=request, comment="as owner")
+    with writes_nothing(), pytest.raises(NotPermitted, match="already approved") as exc:
+        svc.access_request_approve(user=people.owner, request=request, comment="as infosec")
+    assert exc.value.code == "already_approved"
+    svc.access_request_approve(user=people.infosec, request=request, comment="second pair of eyes")
+    assert AccessRequest.objects.get(pk=request.pk).state == "approved"
+
+
+def test_an_environment_request_is_approved_by_infosec(people: People, res: Resources) -> None:
+    request = ask(people.requester, res.production, "deploy_to", days=14)
+    assert request.needs_infosec
+    assert requests_awaiting(people.owner) == []
+    svc.access_request_approve(user=people.infosec, request=request, comment="on-call rota")
+    assert check(people.requester, "deploy_to", res.production)
+    assert fresh(people.requester).has_perm("governance.deploy_to", res.production)
+
+
+def test_a_classification_raised_after_the_request_needs_infosec(people: People, res: Resources) -> None:
+    request = ask(people.requester, res.confidential, days=20)
+    res.confidential.effective_level = "restricted"
+    res.confidential.save()
+    svc.access_request_approve(user=people.owner, request=request, comment="ok")
+    request.refresh_from_db()
+    assert request.state == "pending" and request.needs_infosec
+    svc.access_request_approve(user=people.infosec, request=request, comment="ok")
+    assert Grant.objects.filter(request=request).exists()
+
+
+def test_request_refusals_write_nothing(people: People, res: Resources, service_account: ServiceAccount) -> None:
+    request = ask(people.requester, res.internal)
+    with writes_nothing():
+        with pytest.raises(NotPermitted, match="governance role") as exc:
+            ask(people.outsider, res.internal)
+        assert exc.value.code == "no_role"
+        with pytest.raises(AccessError, match="justification is required"):
+            ask(people.steward, res.internal, justification="")
+        with pytest.raises(AccessError, match="does not apply"):
+            ask(people.steward, res.internal, "deploy_to")
+        with pytest.raises(AccessError, match="at least 1"):
+            ask(people.steward, res.internal, days=0)
+        with pytest.raises(AccessError, match="already requested") as exc:
+            ask(people.requester, res.internal)
+        assert exc.value.code == "duplicate"
+        with pytest.raises(NotPermitted, match="owner of service account"):
+            ask(people.steward, res.internal, for_service_account=service_account)
+        for who in (people.steward, people.outsider, people.auditor, people.infosec2):
+            # not the owner; InfoSec is not needed for internal data
+            with pytest.raises(NotPermitted, match="only the owner"):
+                svc.access_request_approve(user=who, request=request, comment="ok")
+        with pytest.raises(AccessError, match="comment is required"):
+            svc.access_request_approve(user=people.owner, request=request, comment=" ")
+        with pytest.raises(NotPermitted):
+            svc.access_request_reject(user=people.steward, request=request, comment="no")
+        with pytest.raises(NotPermitted, match="withdraw it instead"):
+            svc.access_request_reject(user=people.requester, request=request, comment="no")
+        with pytest.raises(NotPermitted, match="only the requester"):
+            svc.access_request_withdraw(user=people.owner, request=request)
+
+
+def test_reject_and_withdraw(people: People, res: Resources) -> None:
+    rejected = ask(people.requester, res.internal)
+    svc.access_request_reject(user=people.owner, request=rejected, comment="use the aggregated table")
+    withdrawn = ask(people.steward, res.internal)
+    svc.access_request_withdraw(user=people.steward, request=withdrawn, reason="not needed")
+    for request in (rejected, withdrawn):
+        with writes_nothing(), pytest.raises(InvalidState):
+            svc.access_request_approve(user=people.owner, request=request, comment="late")
+    assert not Grant.objects.exists()
+    assert ledger("access.request_rejected") == [{"request_id": rejected.pk, "comment": "use the aggregated table"}]
+    assert ledger("access.request_withdrawn") == [{"request_id": withdrawn.pk, "reason": "not needed"}]
+    # after a rejection the same access may be asked again
+    ask(people.requester, res.internal)
+
+
+def test_requests_awaiting_does_not_grow_queries_with_requests(
+    people: People, res: Resources, django_assert_max_num_queries: object
+) -> None:
+    for dataset in (res.internal, res.confidential, res.pci, res.restricted, res.public):
+        ask(people.requester, dataset, days=10)
+        ask(people.steward, dataset, days=10)
+    with django_assert_max_num_queries(8):  # type: ignore[operator]
+        awaiting = requests_awaiting(people.infosec)
+    assert {(r.resource_id, r.requester_id) for r in awaiting} == {
+        (d.pk, p.pk) for d in (res.pci, res.restricted) for p in (people.requester, people.steward)
+    }
+    assert len(requests_awaiting(people.owner)) == 10
+
+
+# --- reviews -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def granted(people: People, res: Resources) -> dict[str, Grant]:
+    """Grants on every kind of resource, made before the campaign."""
+    return {
+        "internal": grant(people.owner, people.requester, res.internal),
+        "confidential": grant(people.owner, people.requester, res.confidential),
+        "restricted": grant(people.infosec, people.steward, res.restricted, days=20),
+        "owner_self": grant(people.infosec, people.owner, res.restricted, days=20),
+        "model": grant(people.owner, people.requester, res.model, "deploy_to"),
+        "production": grant(people.infosec, people.team, res.production, "deploy_to"),
+        "dev": grant(people.infosec, people.requester, res.dev, "deploy_to"),
+    }
+
+
+def _deadline() -> object:
+    return timezone.now() + timedelta(days=14)
+
+
+def test_a_campaign_covers_sensitive_resources_with_the_right_reviewers(
+    people: People, res: Resources, granted: dict[str, Grant]
+) -> None:
+    campaign = svc.review_campaign_start(user=people.infosec, name="Q3 access review", deadline=_deadline())
+    items = {i.grant_id: i for i in campaign.items.all()}
+    assert set(items) == {granted[k].pk for k in ("confidential", "restricted", "owner_self", "model", "production",
+                                                  "dev")}
+    assert items[granted["confidential"].pk].reviewer == people.owner
+    assert items[granted["model"].pk].reviewer == people.owner
+    assert items[granted["production"].pk].reviewer == people.infosec  # environments: the campaign's creator
+    assert items[granted["owner_self"].pk].reviewer == people.infosec  # nobody certifies their own access
+    [payload] = ledger("access.review_started")
+    assert payload["campaign_id"] == campaign.pk and payload["items"] == 6 and payload["name"] == "Q3 access review"
+    restricted_only = svc.review_campaign_start(user=people.infosec, name="restricted", deadline=_deadline(),
+                                                levels=["restricted"])
+    assert {i.grant_id for i in restricted_only.items.all()} == {
+        granted["restricted"].pk, granted["owner_self"].pk, granted["dev"].pk
+    }
+
+
+def test_only_infosec_starts_a_review_and_bad_input_writes_nothing(people: People, granted: dict[str, Grant]) -> None:
+    with writes_nothing():
+        for who in (people.owner, people.auditor, people.outsider):
+            with pytest.raises(NotPermitted):
+                svc.review_campaign_start(user=who, name="x", deadline=_deadline())
+        with pytest.raises(AccessError, match="future"):
+            svc.review_campaign_start(user=people.infosec, name="x", deadline=timezone.now())
+        with pytest.raises(AccessError, match="levels"):
+            svc.review_campaign_start(user=people.infosec, name="x", deadline=_deadline(), levels=["secret"])
+        with pytest.raises(AccessError, match="name is required"):
+            svc.review_campaign_start(user=people.infosec, name="", deadline=_deadline())
+
+
+def test_reviewers_certify_or_revoke_and_revocation_is_immediate(
+    people: People, res: Resources, granted: dict[str, Grant]
+) -> None:
+    campaign = svc.review_campaign_start(user=people.infosec, name="Q3", deadline=_deadline())
+    items = {i.grant_id: i for i in campaign.items.all()}
+    svc.review_item_decide(user=people.owner, item=items[granted["confidential"].pk], decision="certified",
+                           comment="still on the fraud team")
+    svc.review_item_decide(user=people.owner, item=items[granted["model"].pk], decision="revoked",
+                           comment="moved to credit risk")
+    assert check(people.requester, "read_data", res.confidential)
+    assert not check(people.requester, "deploy_to", res.model, record_denial=False)
+    assert not fresh(people.requester).has_perm("governance.deploy_to", res.model)
+    assert ledger("access.review_decided") == [
+        {"campaign_id": campaign.pk, "grant_id": granted["confidential"].pk, "decision": "certified",
+         "comment": "still on the fraud team"},
+        {"campaign_id": campaign.pk, "grant_id": granted["model"].pk, "decision": "revoked",
+         "comment": "moved to credit risk"},
+    ]
+    [revoked] = ledger("access.grant_revoked")
+    assert revoked["reason"] == "revoked in access review Q3: moved to credit risk"
+    with writes_nothing():
+        with pytest.raises(InvalidState, match="already certified"):
+            svc.review_item_decide(user=people.owner, item=items[granted["confidential"].pk], decision="revoked")
+        with pytest.raises(NotPermitted, match="reviewer or InfoSec"):
+            svc.review_item_decide(user=people.steward, item=items[granted["restricted"].pk], decision="certified")
+        with pytest.raises(NotPermitted, match="your own access"):  # the owner's own grant, even as InfoSec
+            people.owner.groups.add(people.infosec.groups.get(name="infosec"))
+            svc.review_item_decide(user=people.owner, item=items[granted["owner_self"].pk], decision="certified")
+        with pytest.raises(AccessError, match="'certified' or 'revoked'"):
+            svc.review_item_decide(user=people.infosec, item=items[granted["dev"].pk], decision="maybe")
+
+
+def test_the_deadline_revokes_uncertified_grants(people: People, res: Resources, granted: dict[str, Grant]) -> None:
+    campaign = svc.review_campaign_start(user=people.infosec, name="Q3", deadline=_deadline())
+    items = {i.grant_id: i for i in campaign.items.all()}
+    svc.review_item_decide(user=people.owner, item=items[granted["confidential"].pk], decision="certified")
+    svc.review_item_decide(user=people.infosec, item=items[granted["dev"].pk], decision="revoked")
+    svc.grant_revoke(actor_user=people.infosec, grant=granted["restricted"], reason="left")  # ended meanwhile
+    # before the deadline: not due, nothing written
+    with writes_nothing(), pytest.raises(InvalidState, match="not due"):
+        svc.review_campaign_close(campaign=campaign)
+    # when: at the deadline
+    closed = svc.review_campaign_close(campaign=campaign, now=campaign.deadline)
+    # then: what nobody certified is revoked; the certified grant stays
+    assert closed.state == "closed" and closed.closed_at == campaign.deadline
+    assert check(people.requester, "read_data", res.confidential)
+    for key, principal, resource, permission in (
+        ("model", people.requester, res.model, "governance.deploy_to"),
+        ("production", people.requester, res.production, "governance.deploy_to"),
+        ("owner_self", people.owner, res.restricted, "access.read_data"),
+    ):
+        g = Grant.objects.get(pk=granted[key].pk)
+        assert g.revoke_reason == "not certified by the review deadline" and g.revoked_by is None
+        assert not fresh(principal).has_perm(permission, resource)
+    assert not check(people.team, "deploy_to", res.production, record_denial=False)
+    report = closed.report
+    assert (report["items"], report["certified"], report["revoked"], report["auto_revoked"],
+            report["already_ended"]) == (6, 1, 1, 3, 1)
+    outcomes = {o["grant_id"]: o["outcome"] for o in report["outcomes"]}
+    assert outcomes[granted["production"].pk] == "auto_revoked"
+    assert outcomes[granted["restricted"].pk] == "already_ended"
+    assert {o["resource"] for o in report["outcomes"]} >= {"environment:production", "registered_model:fraud-detector"}
+    assert ledger("access.review_closed") == [
+        {"campaign_id": campaign.pk, "certified": 1, "revoked": 1, "auto_revoked": 3}
+    ]
+    [closing] = ledger_entries("access.review_closed")
+    assert (closing.actor_type, closing.actor_id) == ("system", "access-review")
+    assert sorted(p["reason"] for p in ledger("access.grant_revoked")).count(
+        "not certified by the review deadline") == 3
+    assert guardian_drift() == []
+    # closing twice is refused and writes nothing
+    with writes_nothing(), pytest.raises(InvalidState, match="already closed"):
+        svc.review_campaign_close(campaign=campaign, now=campaign.deadline)
+
+
+def test_decisions_after_the_deadline_are_refused(people: People, granted: dict[str, Grant]) -> None:
+    campaign = svc.review_campaign_start(user=people.infosec, name="Q3", deadline=_deadline())
+    ReviewCampaign.objects.filter(pk=campaign.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    item = campaign.items.get(grant=granted["confidential"])
+    with writes_nothing(), pytest.raises(InvalidState, match="deadline") as exc:
+        svc.review_item_decide(user=people.owner, item=item, decision="certified")
+    assert exc.value.code == "deadline_passed"
+
+
+def test_the_close_task_closes_due_campaigns_once(people: People, res: Resources, granted: dict[str, Grant]) -> None:
+    due = svc.review_campaign_start(user=people.infosec, name="due", deadline=_deadline())
+    later = svc.review_campaign_start(user=people.infosec, name="later", deadline=_deadline())
+    ReviewCampaign.objects.filter(pk=due.pk).update(deadline=timezone.now() - timedelta(minutes=1))
+    assert close_due_reviews.delay().get() == 1
+    assert close_due_reviews.delay().get() == 0
+    assert close_review.delay(due.pk).get() == "nothing to do (invalid_state)"
+    assert close_review.delay(later.pk).get() == "nothing to do (not_due)"
+    assert close_review.delay(999999).get() == "missing"
+    assert ReviewCampaign.objects.get(pk=due.pk).state == "closed"
+    assert ReviewCampaign.objects.get(pk=later.pk).state == "open"
+    assert not check(people.requester, "read_data", res.confidential, record_denial=False)
+    # the later campaign's items for revoked grants close as "already ended"
+    ReviewCampaign.objects.filter(pk=later.pk).update(deadline=timezone.now() - timedelta(minutes=1))
+    assert close_due_reviews.delay().get() == 1
+    report = ReviewCampaign.objects.get(pk=later.pk).report
+    assert report["auto_revoked"] == 0 and report["already_ended"] == 6
+    assert ReviewItem.objects.filter(decision="pending").count() == 0
+
+
+# --- admin pages -------------------------------------------------------------------------------------------
+
+
+def _client(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_an_outsider_cannot_open_the_access_admin(people: People) -> None:
+    for page in ("grant", "accessrequest", "reviewcampaign", "reviewitem", "serviceaccount"):
+        response = _client(people.outsider).get(f"/admin/access/{page}/")
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_people_see_their_own_rows_and_infosec_and_auditors_see_all(people: People, res: Resources) -> None:
+    grant(people.owner, people.requester, res.internal)
+    grant(people.infosec, people.steward, res.restricted)
+    grant(people.infosec, people.team, res.production, "deploy_to")
+    page = "/admin/access/grant/"
+    assert _client(people.requester).get(page).context["cl"].result_count == 2  # own grant and the team's
+    assert _client(people.steward).get(page).context["cl"].result_count == 1
+    assert _client(people.owner).get(page).context["cl"].result_count == 2  # granted by or on their datasets
+    auditor = _client(people.auditor)
+    with CaptureQueriesContext(connection) as few:
+        response = auditor.get(page)
+    assert response.context["cl"].result_count == 3
+    # the resource column costs one query per resource type, not one per row
+    for i in range(20):
+        grant(people.owner, people.requester, res.confidential if i % 2 else res.model,
+              "read_data" if i % 2 else "view_metadata")
+    with CaptureQueriesContext(connection) as many:
+        assert auditor.get(page).context["cl"].result_count == 23
+    assert len(many.captured_queries) <= len(few.captured_queries) + 1  # + registered models
+    assert b"dataset:kyc-documents" in response.content and b"environment:production" in response.content
+    # read-only: no add for the auditor, no save button on a grant
+    assert auditor.get(page + "add/").status_code == 403
+    change = auditor.get(f"{page}{Grant.objects.first().pk}/change/")  # type: ignore[union-attr]
+    assert change.status_code == 200 and b'name="_save"' not in change.content
+
+
+def test_the_owner_approves_from_the_admin_and_the_requester_cannot(people: People, res: Resources) -> None:
+    request = ask(people.requester, res.internal)
+    url = "/admin/access/accessrequest/"
+    form = {"action": "approve", "_selected_action": [request.pk], "confirm": "yes", "text": "ok"}
+    refused = _client(people.requester).post(url, form, follow=True)
+    assert b"cannot approve" in refused.content
+    assert AccessRequest.objects.get(pk=request.pk).state == "pending"
+    # the intermediate page first, then the confirmed action
+    owner = _client(people.owner)
+    assert b"comment" in owner.post(url, {"action": "approve", "_selected_action": [request.pk]}).content.lower()
+    assert owner.post(url, form).status_code == 302
+    assert AccessRequest.objects.get(pk=request.pk).state == "approved"
+    assert check(people.requester, "read_data", res.internal)
+
+
+def test_requesting_and_granting_through_the_add_forms(people: People, res: Resources) -> None:
+    requester = _client(people.requester)
+    response = requester.post("/admin/access/accessrequest/add/", {
+        "dataset": res.confidential.pk, "permission": "read_data", "duration_days": 30,
+        "justification": "Q3 features",
+    })
+    assert response.status_code == 302
+    request = AccessRequest.objects.get()
+    assert (request.requester, request.resource_id, request.duration_days) == (
+        people.requester, res.confidential.pk, 30
+    )
+    # a refusal from the service is shown and nothing is created
+    refused = requester.post("/admin/access/accessrequest/add/", {
+        "dataset": res.confidential.pk, "permission": "read_data", "duration_days": 365, "justification": "x",
+    }, follow=True)
+    assert b"at most 90 days" in refused.content and AccessRequest.objects.count() == 1
+    # the steward owns nothing and is not InfoSec: no grant form
+    assert _client(people.steward).get("/admin/access/grant/add/").status_code == 403
+    infosec = _client(people.infosec)
+    expires = (timezone.now() + timedelta(days=10)).strftime("%Y-%m-%d %H:%M:%S")
+    response = infosec.post("/admin/access/grant/add/", {
+        "user": people.steward.pk, "dataset": res.restricted.pk, "permission": "read_data",
+        "expires_at_0": expires[:10], "expires_at_1": expires[11:], "justification": "incident INC-7",
+    })
+    assert response.status_code == 302, response.content
+    g = Grant.objects.get()
+    assert (g.user, g.granted_by, g.resource_id) == (people.steward, people.infosec, res.restricted.pk)
+    assert fresh(people.steward).has_perm("access.read_data", res.restricted)
+    # revoke from the list, reason required
+    infosec.post("/admin/access/grant/", {"action": "revoke", "_selected_action": [g.pk], "confirm": "yes",
+                                          "text": "incident closed"})
+    assert not fresh(people.steward).has_perm("access.read_data", res.restricted)
+    # the auditor's revoke attempt would have been refused by the service
+    other = grant(people.owner, people.requester, res.internal)
+    refused = _client(people.auditor).post("/admin/access/grant/", {
+        "action": "revoke", "_selected_action": [other.pk], "confirm": "yes", "text": "no"}, follow=True)
+    assert b"only InfoSec" in refused.content
+    assert Grant.objects.get(pk=other.pk).revoked_at is None
+
+
+def test_reviewers_decide_from_the_admin(people: People, res: Resources, granted: dict[str, Grant]) -> None:
+    campaign = svc.review_campaign_start(user=people.infosec, name="Q3", deadline=_deadline())
+    owner = _client(people.owner)
+    listing = owner.get("/admin/access/reviewitem/")
+    mine = ReviewItem.objects.filter(reviewer=people.owner)
+    assert listing.context["cl"].result_count == mine.count() == 3
+    item = campaign.items.get(grant=granted["confidential"])
+    owner.post("/admin/access/reviewitem/", {"action": "certify", "_selected_action": [item.pk], "confirm": "yes",
+                                             "text": ""})
+    assert ReviewItem.objects.get(pk=item.pk).decision == "certified"
+    # the steward reviews nothing and sees nothing
+    assert _client(people.steward).get("/admin/access/reviewitem/").context["cl"].result_count == 0
+    # only InfoSec closes a campaign from the console, and only when due
+    url = "/admin/access/reviewcampaign/"
+    close = {"action": "close", "_selected_action": [campaign.pk], "confirm": "yes", "sure": "on"}
+    assert b"only InfoSec" in owner.post(url, close, follow=True).content
+    assert b"not due" in _client(people.infosec).post(url, close, follow=True).content
+    assert ReviewCampaign.objects.get(pk=campaign.pk).state == "open"
+
+
+def test_service_accounts_from_the_admin(people: People) -> None:
+    assert _client(people.steward).get("/admin/access/serviceaccount/add/").status_code == 403
+    response = _client(people.requester).post("/admin/access/serviceaccount/add/",
+                                              {"name": "batch-scorer", "description": "nightly"})
+    assert response.status_code == 302
+    account = ServiceAccount.objects.get()
+    assert account.owner == people.requester and account.user.username == "svc-batch-scorer"
+    refused = _client(people.infosec).post("/admin/access/serviceaccount/add/", {"name": "batch-scorer"},
+                                           follow=True)
+    assert ServiceAccount.objects.count() == 1
+    assert refused.status_code == 200
+
+
+def test_every_access_admin_page_renders_for_infosec(people: People, res: Resources,
+                                                     granted: dict[str, Grant]) -> None:
+    request = ask(people.requester, res.confidential)
+    campaign = svc.review_campaign_start(user=people.infosec, name="Q3", deadline=_deadline())
+    account = svc.service_account_create(user=people.infosec, name="scorer")
+    client = _client(people.infosec)
+    pages = ["", "grant/", "grant/add/", f"grant/{granted['model'].pk}/change/", "accessrequest/",
+             "accessrequest/add/", f"accessrequest/{request.pk}/change/", "reviewcampaign/", "reviewcampaign/add/",
+             f"reviewcampaign/{campaign.pk}/change/", "reviewitem/", f"reviewitem/{campaign.items.first().pk}/change/",  # type: ignore[union-attr]
+             "serviceaccount/", "serviceaccount/add/", f"serviceaccount/{account.pk}/change/"]
+    for page in pages:
+        assert client.get("/admin/access/" + page).status_code == 200, page
+    # a campaign started from the add form goes through the service
+    response = client.post("/admin/access/reviewcampaign/add/", {
+        "name": "Q4", "deadline_0": "2099-01-01", "deadline_1": "10:00:00", "levels": ["restricted"]})
+    assert response.status_code == 302
+    q4 = ReviewCampaign.objects.get(name="Q4")
+    assert q4.created_by == people.infosec and q4.items.count() == 3

@@ -247,3 +247,5 @@ _r(EventType("privacy.pii_revealed", "An authorised reader revealed personal dat
              {"seq": Field("int"), "fields": _LIST, "data_subject": S(), "reason": S()}))
 _r(EventType("privacy.subject_erased", "A data subject's key was destroyed (GDPR Art. 17): their values are gone.",
              {"data_subject": S(), "reason": S(), "values": Field("int")}))
+_r(EventType("ledger.exported", "The ledger was exported (who, format, scope).", {"export_id": Field("int"), "format": S(), "scope": Field("object")}))  # noqa: E501
+_r(EventType("ledger.signing_key_rotated", "The checkpoint signing key was replaced.", {"old_verifier_key": S(), "new_verifier_key": S(), "reason": S()}))  # noqa: E501

@@ -32,3 +32,26 @@ def make_checkpoint() -> int | None:
     """Sign a checkpoint if the tree grew since the last one. Returns its tree size."""
     checkpoint = checkpoints.checkpoint_create(only_if_grown=True)
     return None if checkpoint is None else checkpoint.tree_size
+
+
+@shared_task(
+    name="audit.tasks.run_export",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=3 * 3600,
+    time_limit=3 * 3600 + 300,
+)
+def run_export(export_id: int) -> str | None:
+    """Write an export's file (``audit.export.export_run``); a finished export is left as it is.
+
+    An export that cannot be made (a refused scope, a ledger that is not intact) is
+    marked failed with the reason and not retried; database hiccups are retried.
+    """
+    from audit.export import ExportError, export_run
+
+    try:
+        job = export_run(export_id=export_id)
+    except ExportError:
+        return None
+    return job.file_path

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -101,8 +102,24 @@ def _checkpoints(chunk: int = 1000) -> Iterator[tuple[int, int, str, str]]:
         last = (rows[-1][0], rows[-1][1])
 
 
+TRUSTED_KEYS_FILENAME = "ledger-trusted-keys.txt"
+
+
+def trusted_keys_file() -> Path:
+    """Verifier keys of rotated-out signing keys, one per line (``rotate_signing_key`` appends to it)."""
+    return Path(settings.VAR_DIR) / TRUSTED_KEYS_FILENAME
+
+
+def _file_keys() -> list[str]:
+    try:
+        text = trusted_keys_file().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
 def trusted_verifiers(extra: list[str] | None = None) -> list[Verifier]:
-    keys = [current_verifier_key(), *settings.LEDGER_TRUSTED_KEYS, *(extra or [])]
+    keys = [current_verifier_key(), *settings.LEDGER_TRUSTED_KEYS, *_file_keys(), *(extra or [])]
     return [Verifier.parse(k) for k in dict.fromkeys(keys)]
 
 

@@ -1,0 +1,1325 @@
+#!/usr/bin/env python3
+"""verify.py: check an audit-ledger export bundle offline.
+
+    python verify.py BUNDLE.zip [--json] [--trusted-key VKEY ...] [--strict]
+
+Needs Python 3.9 or later and the ``cryptography`` package, nothing else: no
+network, no database, no code of the ledger. This one file is the whole
+verifier; it is copied into every bundle as ``verify.py`` and is the same as
+``audit/offline_verify.py`` in the ledger's repository. The bundle format and
+what each check proves are in docs/export-format.md (summarised in the
+bundle's README.txt).
+
+It checks
+
+* every file against the SHA-256 listed in ``manifest.json``;
+* every entry: its hash is recomputed from its body (RFC 8785 canonical JSON,
+  ``SHA-256(0x00 || JCS(body))``), its inclusion proof leads to the root of
+  ``checkpoint.txt`` (RFC 9162 section 2.1.3.2), consecutive ``seq`` are linked
+  by ``prev_hash`` and entries of one subject by ``subject_prev``;
+* every checkpoint's signed note (Ed25519, C2SP signed-note) against the keys in
+  ``keys.txt`` or, better, keys you supply with ``--trusted-key``;
+* the consistency proof between each checkpoint and the next (RFC 9162 section 2.1.4.2);
+* the export's own ledger entry (``ledger.exported``), which fixes the scope:
+  the manifest's scope must be the one the ledger signed;
+* completeness, for exports that claim it (a subject or a whole range of the
+  ledger): no entry was left out, by the links and the boundary entries.
+
+It prints a summary and exits 0 only when everything verifies; otherwise 1 with
+a message naming each failure (2 when the bundle cannot be read at all).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import json
+import math
+import sys
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+FORMAT = "audit-ledger-export/1"
+EXPORT_EVENT = "ledger.exported"
+ZERO_HASH = "0" * 64
+MAX_LISTED_FAILURES = 50
+_CHUNK = 1 << 20
+
+
+class VerifyError(Exception):
+    """The bundle cannot be read at all (not a zip, no manifest...)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# RFC 8785: JSON Canonicalization Scheme
+
+
+class CanonicalizationError(ValueError):
+    """A value that has no canonical JSON form (NaN, an integer beyond 2**53, a lone surrogate...)."""
+
+
+_INT_LIMIT = 2**53 - 1
+_STRING_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_STRING_ESCAPES.update(
+    {ord("\\"): "\\\\", ord('"'): '\\"', 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+)
+
+
+def canonicalize(value: Any) -> bytes:
+    """The RFC 8785 canonical form of a JSON value (as ``json.loads`` returns it), UTF-8."""
+    parts: list[str] = []
+    _jcs(value, parts)
+    try:
+        return "".join(parts).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalizationError("a string contains a lone surrogate (not valid Unicode)") from None
+
+
+def _jcs(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        if -_INT_LIMIT <= value <= _INT_LIMIT:
+            out.append(str(int(value)))
+        else:
+            # JSON numbers are IEEE 754 doubles. json.loads makes an int of a literal such as
+            # 123456789012345680000 (the canonical form of the double 1.2345678901234568e+20);
+            # like JSON.parse, take the nearest double.
+            try:
+                out.append(es_number(float(value)))
+            except OverflowError:
+                raise CanonicalizationError(f"integer {value} is beyond the range of JSON numbers") from None
+    elif isinstance(value, float):
+        out.append(es_number(value))
+    elif isinstance(value, str):
+        out.append('"' + value.translate(_STRING_ESCAPES) + '"')
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _jcs(item, out)
+        out.append("]")
+    elif isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise CanonicalizationError("object member names must be strings")
+        # Sorted by UTF-16 code units: big-endian UTF-16 bytes compare in exactly that order.
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
+        out.append("{")
+        for i, key in enumerate(keys):
+            if i:
+                out.append(",")
+            out.append('"' + key.translate(_STRING_ESCAPES) + '":')
+            _jcs(value[key], out)
+        out.append("}")
+    else:
+        raise CanonicalizationError(f"{type(value).__name__} is not a JSON value")
+
+
+def es_number(x: float) -> str:
+    """ECMAScript Number::toString for a finite double (ECMA-262 7.1.12.1, RFC 8785 3.2.2.3).
+
+    ``repr`` gives the shortest digit string that round-trips, as ECMAScript
+    requires; only its layout (where the point goes, when to use an exponent)
+    differs, and is redone here.
+    """
+    if math.isnan(x) or math.isinf(x):
+        raise CanonicalizationError(f"{x} is not representable in JSON")
+    if x == 0:
+        return "0"  # also -0
+    if x < 0:
+        return "-" + es_number(-x)
+    mantissa, _, exp = repr(x).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    # x = int(digits) * 10 ** (exponent - len(fraction)); strip the trailing zeros of the digits.
+    n = (int(exp) if exp else 0) - len(fraction) + len(digits)  # x = 0.DIGITS * 10**n
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    e = n - 1
+    sign = "+" if e >= 0 else "-"
+    head = digits[0] + ("." + digits[1:] if k > 1 else "")
+    return f"{head}e{sign}{abs(e)}"
+
+
+# --------------------------------------------------------------------------------------------------
+# RFC 9162 Merkle tree hashes and proofs
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, path: list[bytes], root: bytes) -> bool:
+    """RFC 9162 section 2.1.3.2: does ``path`` lead from leaf ``index`` to ``root`` of a tree of ``size``?"""
+    if not 0 <= index < size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]) -> bool:
+    """RFC 9162 section 2.1.4.2: is the tree of ``new_size`` an append-only extension of ``old_size``?"""
+    if not 0 < old_size <= new_size:
+        return False
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if old_size & (old_size - 1) == 0:
+        proof = [old_root, *proof]
+    if not proof:
+        return False
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = proof[0]
+    for c in proof[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == old_root and sr == new_root
+
+
+class InclusionChecker:
+    """RFC 9162 inclusion verification against one root, remembering the previous proof.
+
+    Proofs of neighbouring leaves share their upper part. After each step of the
+    algorithm the state is ``(fn, sn, r)``; when that state and every remaining
+    path element equal those of the previous proof (which reached the root), the
+    rest of the computation is the same, so this proof reaches the root too. The
+    result is always exactly that of ``verify_inclusion``; only the work differs
+    (about two hashes per proof for consecutive leaves instead of ~log2(size)).
+    """
+
+    def __init__(self, size: int, root: bytes) -> None:
+        self.size = size
+        self.root = root
+        self._path: list[bytes] = []
+        # The previous proof's state after each step, indexed by the number of path elements left.
+        self._states: list[tuple[int, int, bytes]] = []
+        self._line = b""
+        self._line_states: list[tuple[int, int, bytes]] = []
+
+    def check(self, index: int, leaf: bytes, path: list[bytes]) -> bool:
+        """``path`` is the proof's hashes in hex (as bytes), leaf to root."""
+        if not 0 <= index < self.size:
+            return False
+        prev_path, prev_states = self._path, self._states
+        total = len(path)
+        states: list[tuple[int, int, bytes]] = [(0, 0, b"")] * total
+        fn, sn, r = index, self.size - 1, leaf
+        unhex = binascii.unhexlify
+        for step, token in enumerate(path):
+            if sn == 0 or len(token) != 64:
+                return False
+            try:
+                p = unhex(token)
+            except (ValueError, binascii.Error):
+                return False
+            if fn & 1 or fn == sn:
+                r = node_hash(p, r)
+                if not fn & 1:
+                    while fn & 1 == 0 and fn != 0:
+                        fn >>= 1
+                        sn >>= 1
+            else:
+                r = node_hash(r, p)
+            fn >>= 1
+            sn >>= 1
+            left = total - step - 1
+            state = (fn, sn, r)
+            states[left] = state
+            if (
+                left < len(prev_states)
+                and prev_states[left] == state
+                and path[step + 1 :] == prev_path[len(prev_path) - left :]
+            ):
+                # Same state, same remaining path as a proof that reached the root.
+                states[:left] = prev_states[:left]
+                self._path, self._states = path, states
+                return True
+        if sn == 0 and r == self.root:
+            self._path, self._states = path, states
+            return True
+        return False
+
+    def check_line(self, index: int, leaf: bytes, line: bytes) -> bool | None:
+        """``check`` straight from a proofs.jsonl line in the exporter's exact layout; None for any other.
+
+        That layout is ``{"seq":N,"tree_size":S,"inclusion":["H","H",...,"H"]}`` with every
+        hash 64 hex digits: each hash sits 67 bytes after the previous one, and the part
+        of the line after a hash is the rest of the path. So only the hashes the
+        algorithm consumes are read, and "the remaining path equals the previous
+        proof's" is one comparison of the lines' tails. The previous line was itself
+        fully checked (every hash read) or shared its tail with one that was.
+        """
+        prefix = b'{"seq":%d,"tree_size":%d,"inclusion":["' % (index, self.size)
+        start = len(prefix)
+        k, extra = divmod(len(line) - start, 67)
+        if extra or k == 0 or line[:start] != prefix or line[-3:] != b'"]}':
+            return None
+        if not 0 <= index < self.size:
+            return False
+        prev_line, states = self._line, self._line_states
+        # The states are updated in place; a failure forgets them (so they never describe a bad proof).
+        if len(states) != k:
+            states = [(0, 0, b"")] * k
+            prev_line = b""
+        self._line = b""
+        self._line_states = []
+        fn, sn, r = index, self.size - 1, leaf
+        unhex, sha256 = binascii.unhexlify, hashlib.sha256
+        pos = start
+        left = k
+        while left:
+            left -= 1
+            if sn == 0:
+                return False
+            try:
+                p = unhex(line[pos : pos + 64])
+            except (ValueError, binascii.Error):
+                return False
+            if line[pos + 64 : pos + 67] != (b'","' if left else b'"]}'):
+                return False
+            if fn & 1 or fn == sn:
+                r = sha256(b"\x01" + p + r).digest()
+                if not fn & 1:
+                    while fn & 1 == 0 and fn != 0:
+                        fn >>= 1
+                        sn >>= 1
+            else:
+                r = sha256(b"\x01" + r + p).digest()
+            fn >>= 1
+            sn >>= 1
+            state = (fn, sn, r)
+            if prev_line and states[left] == state and line[-67 * left - 3 :] == prev_line[-67 * left - 3 :]:
+                # Same state and same remaining path as the previous proof, which reached the root.
+                self._line, self._line_states = line, states
+                return True
+            states[left] = state
+            pos += 67
+        if sn == 0 and r == self.root:
+            self._line, self._line_states = line, states
+            return True
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# C2SP signed notes, checkpoints and verifier keys
+
+
+class NoteError(ValueError):
+    pass
+
+
+SIG_PREFIX = "\u2014 "  # em dash, space
+
+
+def key_id(name: str, public: bytes) -> bytes:
+    """signed-note key ID: SHA-256(name || 0x0A || 0x01 || public key)[:4]."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n\x01" + public).digest()[:4]
+
+
+class Verifier:
+    """A signed-note verifier key ``name+hexid+base64(0x01 || 32-byte Ed25519 key)``."""
+
+    def __init__(self, vkey: str) -> None:
+        text = vkey.strip()
+        try:
+            name, hex_id, b64 = text.split("+", 2)
+            raw = base64.b64decode(b64, validate=True)
+            kid = bytes.fromhex(hex_id)
+        except (ValueError, binascii.Error):
+            raise NoteError(f"malformed verifier key {text!r}") from None
+        if not name or len(kid) != 4 or len(raw) != 33 or raw[:1] != b"\x01":
+            raise NoteError(f"malformed or non-Ed25519 verifier key {text!r}")
+        if key_id(name, raw[1:]) != kid:
+            raise NoteError(f"verifier key {text!r} has a key ID that does not match its key")
+        self.name = name
+        self.key_id = kid
+        self.public = Ed25519PublicKey.from_public_bytes(raw[1:])
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def open_note(note: str, verifiers: list[Verifier]) -> tuple[str, list[Verifier], int]:
+    """Verify a signed note: (text, the known keys that signed it, number of unknown signatures).
+
+    As the signed-note spec requires, signatures by unknown keys are ignored and
+    a bad signature by a known key rejects the note; at least one known key
+    must have signed.
+    """
+    if "\n\n" not in note or not note.endswith("\n"):
+        raise NoteError("not a signed note (no blank line before the signatures)")
+    if any(c < " " and c != "\n" for c in note):
+        raise NoteError("control characters other than newline in a signed note")
+    split = note.rindex("\n\n")
+    text, block = note[: split + 1], note[split + 2 :]
+    known = {(v.name, v.key_id): v for v in verifiers}
+    signed_by: list[Verifier] = []
+    seen: set[tuple[str, bytes]] = set()
+    unknown: set[str] = set()
+    for line in block.splitlines():
+        if not line.startswith(SIG_PREFIX):
+            raise NoteError(f"malformed signature line {line!r}")
+        try:
+            name, b64 = line[len(SIG_PREFIX) :].split(" ")
+            blob = base64.b64decode(b64, validate=True)
+        except (ValueError, binascii.Error):
+            raise NoteError(f"malformed signature line {line!r}") from None
+        if len(blob) < 5:
+            raise NoteError(f"malformed signature line {line!r}")
+        verifier = known.get((name, blob[:4]))
+        if verifier is None:
+            unknown.add(line)
+            continue
+        if (name, blob[:4]) in seen:
+            continue
+        seen.add((name, blob[:4]))
+        try:
+            verifier.public.verify(blob[4:], text.encode("utf-8"))
+        except InvalidSignature:
+            raise NoteError(f"the signature by {name}+{blob[:4].hex()} does not verify") from None
+        signed_by.append(verifier)
+    if not signed_by:
+        raise NoteError(f"no signature by a trusted key ({len(unknown)} by unknown keys)")
+    return text, signed_by, len(unknown)
+
+
+def parse_checkpoint(text: str) -> tuple[str, int, bytes]:
+    """C2SP tlog-checkpoint body: (origin, tree size, root hash); extension lines are ignored."""
+    lines = text.split("\n")
+    if len(lines) < 4 or lines[-1] != "":
+        raise NoteError("a checkpoint needs an origin, a tree size and a root hash, each on its own line")
+    origin, size, root = lines[0], lines[1], lines[2]
+    if not origin or not (size.isascii() and size.isdigit()) or (size != "0" and size.startswith("0")):
+        raise NoteError("malformed checkpoint origin or tree size")
+    try:
+        root_hash = base64.b64decode(root, validate=True)
+    except (ValueError, binascii.Error):
+        raise NoteError("the checkpoint root hash is not base64") from None
+    if len(root_hash) != 32:
+        raise NoteError("the checkpoint root hash is not 32 bytes")
+    return origin, int(size), root_hash
+
+
+def signers_of(note: str) -> list[str]:
+    """``name+hexid`` of every signature line of a note, without verifying anything."""
+    out = []
+    if "\n\n" in note:
+        for line in note[note.rindex("\n\n") + 2 :].splitlines():
+            try:
+                name, b64 = line[len(SIG_PREFIX) :].split(" ")
+                out.append(f"{name}+{base64.b64decode(b64)[:4].hex()}")
+            except (ValueError, binascii.Error):
+                continue
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the bundle
+
+
+class Entry:
+    """What the checks need of one entry body."""
+
+    __slots__ = ("entry_hash", "event_type", "prev_hash", "seq", "subject", "subject_prev", "timestamp")
+
+    def __init__(
+        self,
+        seq: int,
+        event_type: str,
+        prev_hash: str,
+        subject: tuple[str, str],
+        subject_prev: int | None,
+        timestamp: str,
+        entry_hash: str,
+    ) -> None:
+        self.seq = seq
+        self.event_type = event_type
+        self.prev_hash = prev_hash
+        self.subject = subject
+        self.subject_prev = subject_prev
+        self.timestamp = timestamp
+        self.entry_hash = entry_hash
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], entry_hash: str) -> Entry:
+        subject = body["subject"]
+        return cls(body["seq"], body["event_type"], body["prev_hash"], (subject["type"], subject["id"]),
+                   body["subject_prev"], body["timestamp"], entry_hash)
+
+
+_EVENT_TYPE = b'},"event_type":'
+_PAYLOAD = b',"payload":'
+_PREV_HASH = b',"prev_hash":'
+_SEQ = b',"seq":'
+_SUBJECT = b',"subject":{"id":'
+_TYPE = b',"type":'
+_SUBJECT_PREV = b',"subject_prev":'
+_TIMESTAMP = b',"timestamp":'
+
+
+def fields_of_canonical(raw: bytes, entry_hash: str) -> Entry | None:
+    """The fields of an entry body from its canonical bytes, by their fixed layout (None if it does not fit).
+
+    Only for bytes that hashed to the entry's hash, i.e. the ledger's own RFC 8785
+    output: its members come in a known order (actor, event_type, payload,
+    prev_hash, seq, subject, subject_prev, timestamp), and no string can contain an
+    unescaped quote, so each marker below (each has a bare ``"``) can only be found
+    where its member is: the first ``},"event_type":`` ends the actor, the last
+    ``,"timestamp":`` begins the timestamp, and so on backwards past the payload.
+    It gives what ``json.loads`` gives for that layout, faster; strings with escapes,
+    or anything unexpected, return None and the caller uses ``json.loads``.
+    """
+    ev = raw.find(_EVENT_TYPE)
+    pl = raw.find(_PAYLOAD, ev)
+    t = raw.rfind(_TIMESTAMP)
+    sp = raw.rfind(_SUBJECT_PREV, 0, t)
+    st = raw.rfind(_TYPE, 0, sp)
+    si = raw.rfind(_SUBJECT, 0, st)
+    ph = raw.rfind(_PREV_HASH, 0, si)
+    sq = raw.rfind(_SEQ, ph, si)
+    if not (0 < ev < pl < ph < sq < si < st < sp - 1 < t) or raw[sp - 1 : sp] != b"}" or raw[-1:] != b"}":
+        return None
+    if b"\\" in raw:  # some string has an escape: leave it to json.loads
+        return None
+    et, ph_, sid = raw[ev + 15 : pl], raw[ph + 13 : sq], raw[si + 17 : st]
+    stp, ts = raw[st + 8 : sp - 1], raw[t + 13 : -1]
+    q = 34  # '"'
+    if not (len(et) > 1 and et[0] == et[-1] == q and len(ph_) > 1 and ph_[0] == ph_[-1] == q and len(sid) > 1
+            and sid[0] == sid[-1] == q and len(stp) > 1 and stp[0] == stp[-1] == q and len(ts) > 1
+            and ts[0] == ts[-1] == q):
+        return None
+    seq_text, prev_text = raw[sq + 7 : si], raw[sp + 16 : t]
+    if not seq_text.isdigit() or not (prev_text == b"null" or prev_text.isdigit()):
+        return None
+    return Entry(int(seq_text), et[1:-1].decode(), ph_[1:-1].decode(), (stp[1:-1].decode(), sid[1:-1].decode()),
+                 None if prev_text == b"null" else int(prev_text), ts[1:-1].decode(), entry_hash)
+
+
+def _subject_label(subject: tuple[str, str] | None) -> str:
+    return "the ledger" if subject is None else f"{subject[0]}:{subject[1]}"
+
+
+def _check_body_shape(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise ValueError("the body is not a JSON object")
+    fields = {"seq", "timestamp", "event_type", "actor", "subject", "payload", "prev_hash", "subject_prev"}
+    if set(body) != fields:
+        raise ValueError("the body does not have exactly the members of an entry")
+    seq, sp = body["seq"], body["subject_prev"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ValueError("seq is not a non-negative integer")
+    if sp is not None and (not isinstance(sp, int) or isinstance(sp, bool) or not 0 <= sp < seq):
+        raise ValueError("subject_prev is neither null nor an earlier seq")
+    subject = body["subject"]
+    if not (isinstance(subject, dict) and set(subject) == {"type", "id"}
+            and all(isinstance(v, str) for v in subject.values())):
+        raise ValueError("subject is not {type, id}")
+    if not isinstance(body["prev_hash"], str) or not isinstance(body["timestamp"], str):
+        raise ValueError("prev_hash or timestamp is not a string")
+
+
+class Report:
+    """The outcome: facts about the bundle and the failures found (empty when it verifies)."""
+
+    def __init__(self, path: str) -> None:
+        self.bundle = path
+        self.failures: list[str] = []
+        self.failure_count = 0
+        self.notes: list[str] = []
+        self.entries = 0
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
+        self.subjects = 0
+        self.checkpoints = 0
+        self.tree_size: int | None = None
+        self.root_hash: str | None = None
+        self.origin: str | None = None
+        self.signatures: dict[str, list[str]] = {}
+        self.keys_source = "bundle"
+        self.keys: list[str] = []
+        self.key_comments: list[str] = []
+        self.export_id: Any = None
+        self.export_seq: int | None = None
+        self.exporter: Any = None
+        self.scope: Any = None
+        self.completeness = "none"
+        self.complete_subjects = 0
+        self.files_checked = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure_count == 0
+
+    def fail(self, message: str) -> None:
+        self.failure_count += 1
+        if len(self.failures) < MAX_LISTED_FAILURES:
+            self.failures.append(message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "verdict": "VERIFIED" if self.ok else "FAILED",
+            "bundle": self.bundle,
+            "failures": self.failures,
+            "failure_count": self.failure_count,
+            "notes": self.notes,
+            "entries": self.entries,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "subjects": self.subjects,
+            "checkpoints": self.checkpoints,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "origin": self.origin,
+            "signatures": self.signatures,
+            "keys_source": self.keys_source,
+            "keys": self.keys,
+            "export_id": self.export_id,
+            "export_seq": self.export_seq,
+            "exporter": self.exporter,
+            "scope": self.scope,
+            "completeness": self.completeness,
+            "complete_subjects": self.complete_subjects,
+            "files_checked": self.files_checked,
+        }
+
+    def summary(self) -> str:
+        lines = [f"bundle: {self.bundle}"]
+        if self.export_id is not None:
+            who = self.exporter if not isinstance(self.exporter, dict) else (
+                f"{self.exporter.get('type')}:{self.exporter.get('id')}")
+            lines.append(f"export #{self.export_id} by {who}, recorded in the ledger at seq {self.export_seq}")
+        if self.scope is not None:
+            lines.append(f"scope: {scope_text(self.scope)}")
+        rng = "" if self.first_seq is None else f", seq {self.first_seq}..{self.last_seq}"
+        lines.append(f"entries: {self.entries:,}{rng}; subjects: {self.subjects:,}")
+        if self.tree_size is not None:
+            lines.append(
+                f"anchored to: checkpoint of {self.origin}, tree size {self.tree_size:,}, root {self.root_hash}")
+        lines.append(f"checkpoints: {self.checkpoints} verified signatures and consistency")
+        for name, signers in self.signatures.items():
+            lines.append(f"  {name}: signed by {', '.join(signers) if signers else 'no trusted key'}")
+        source = (
+            "supplied with --trusted-key"
+            if self.keys_source == "supplied"
+            else "taken from the bundle's keys.txt (this shows the bundle is consistent with itself; compare them "
+            "with the ledger's published keys, or pass --trusted-key)"
+        )
+        lines.append(f"keys: {len(self.keys)} {source}")
+        lines.extend(f"  {c}" for c in self.key_comments)
+        lines.append(f"completeness: {_completeness_text(self)}")
+        lines.append(f"files: {self.files_checked} checked against manifest.json")
+        lines.extend(f"note: {n}" for n in self.notes)
+        if self.ok:
+            lines.append("verdict: VERIFIED")
+        else:
+            lines.append(f"verdict: FAILED ({self.failure_count} problem{'s' if self.failure_count != 1 else ''})")
+            lines.extend(f"  FAILED: {f}" for f in self.failures)
+            if self.failure_count > len(self.failures):
+                lines.append(f"  ... and {self.failure_count - len(self.failures)} more")
+        return "\n".join(lines)
+
+
+def scope_text(scope: dict[str, Any]) -> str:
+    parts = []
+    if scope.get("since"):
+        parts.append(f"since {scope['since']}")
+    if scope.get("until"):
+        parts.append(f"until {scope['until']}")
+    if scope.get("model"):
+        parts.append(f"model {scope['model']}")
+    if scope.get("dataset"):
+        parts.append(f"dataset {scope['dataset']}")
+    if scope.get("event_types"):
+        parts.append("event types " + ", ".join(scope["event_types"]))
+    subjects = scope.get("subjects") or []
+    if subjects:
+        parts.append(f"{len(subjects)} subject(s)")
+    return "; ".join(parts) or "the whole ledger"
+
+
+def _completeness_text(report: Report) -> str:
+    if report.completeness == "subjects":
+        return (f"complete for {report.complete_subjects} subject(s): every entry of each in the scope is present "
+                "(shown by subject_prev links, the boundary entries and the subject heads the ledger signed)")
+    if report.completeness == "ledger":
+        return ("complete for the range: every entry of the ledger between the boundaries is present "
+                "(shown by seq, prev_hash links and the boundary entries)")
+    return "not claimed (a filtered export: only that each entry is authentic and in the ledger)"
+
+
+class _File:
+    """Reads a member of the bundle in chunks, hashing every byte, for the manifest check."""
+
+    def __init__(self, bundle: BundleVerifier, name: str) -> None:
+        self.bundle = bundle
+        self.name = name
+
+    def lines(self) -> Iterator[bytes]:
+        """The member's lines without their newline; the hash is checked once all were read."""
+        digest = hashlib.sha256()
+        size = 0
+        rest = b""
+        with self.bundle.zip.open(self.name) as fh:
+            while True:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                size += len(chunk)
+                parts = (rest + chunk).split(b"\n")
+                rest = parts.pop()
+                yield from parts
+        if rest:
+            yield rest
+        self.bundle.file_read(self.name, digest.hexdigest(), size)
+
+    def read(self) -> bytes:
+        with self.bundle.zip.open(self.name) as fh:
+            data = fh.read()
+        self.bundle.file_read(self.name, hashlib.sha256(data).hexdigest(), len(data))
+        return data
+
+
+def _hex32(value: Any) -> bytes:
+    if isinstance(value, str) and len(value) == 64:
+        try:
+            return binascii.unhexlify(value)
+        except (ValueError, binascii.Error):
+            pass
+    raise ValueError(f"{str(value)[:80]!r} is not a hex SHA-256 hash")
+
+
+def _hash_list(value: Any) -> list[bytes]:
+    if not isinstance(value, list):
+        raise ValueError("a proof is not a list of hashes")
+    return [_hex32(h) for h in value]
+
+
+def parse_proof_line(line: bytes) -> tuple[int, int, list[bytes]]:
+    """``{"seq":n,"tree_size":N,"inclusion":[hex,...]}`` as (seq, tree size, the hashes as hex bytes).
+
+    The exporter's exact layout is taken apart with one split; anything else (other
+    spacing, member order...) goes through ``json.loads``. The hashes stay hex until
+    ``InclusionChecker`` uses them, which is where a malformed one is refused.
+    """
+    t = line.split(b'"')
+    n = len(t)
+    if n >= 7 and t[0] == b"{" and t[1] == b"seq" and t[3] == b"tree_size" and t[5] == b"inclusion":
+        a, b = t[2], t[4]
+        if a[:1] == b":" and a[-1:] == b"," and b[:1] == b":" and b[-1:] == b"," and a[1:-1].isdigit() \
+                and b[1:-1].isdigit():
+            if n == 7 and t[6] == b":[]}":
+                return int(a[1:-1]), int(b[1:-1]), []
+            if n & 1 and t[6] == b":[" and t[-1] == b"]}" and t[8:-1:2].count(b",") == (n - 9) // 2:
+                return int(a[1:-1]), int(b[1:-1]), t[7:-1:2]
+    obj = json.loads(line)
+    if not isinstance(obj, dict) or not isinstance(obj.get("seq"), int) or not isinstance(obj.get("tree_size"), int):
+        raise ValueError("not a proof line {seq, tree_size, inclusion}")
+    return obj["seq"], obj["tree_size"], [h.hex().encode() for h in _hash_list(obj.get("inclusion"))]
+
+
+class _Chain:
+    """One completeness chain: a subject's entries (or the ledger's) plus its boundary entries."""
+
+    __slots__ = ("after", "before", "broken", "count", "first", "last")
+
+    def __init__(self) -> None:
+        self.before: Entry | None = None
+        self.after: Entry | None = None
+        self.first: Entry | None = None
+        self.last: Entry | None = None
+        self.count = 0
+        self.broken = False
+
+
+class BundleVerifier:
+    def __init__(self, path: str, trusted_keys: list[str] | None = None, strict: bool = False) -> None:
+        self.path = path
+        self.report = Report(path)
+        self.trusted_keys = trusted_keys or []
+        self.strict = strict
+        self.zip: zipfile.ZipFile
+        self.manifest: dict[str, Any] = {}
+        self.read_files: set[str] = set()
+
+    # --- files and the manifest ---------------------------------------------------------------
+
+    def file_read(self, name: str, sha256: str, size: int) -> None:
+        self.read_files.add(name)
+        self.report.files_checked += 1
+        listed = self.manifest.get("files", {}).get(name)
+        if not isinstance(listed, dict):
+            self.report.fail(f"manifest: {name} is in the bundle but not listed in manifest.json")
+        elif listed.get("sha256") != sha256:
+            self.report.fail(f"manifest: {name} does not match its SHA-256 in manifest.json (the file was changed)")
+        elif listed.get("bytes") not in (None, size):
+            self.report.fail(f"manifest: {name} has {size} bytes, manifest.json says {listed.get('bytes')}")
+
+    def _check_file_list(self) -> None:
+        names = set(self.zip.namelist()) - {"manifest.json"}
+        listed = set(self.manifest.get("files", {}))
+        for name in sorted(listed - names):
+            self.report.fail(f"manifest: {name} is listed in manifest.json but missing from the bundle")
+        for name in sorted(names - self.read_files):
+            _File(self, name).read()
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self) -> Report:
+        try:
+            self.zip = zipfile.ZipFile(self.path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise VerifyError(f"{self.path} is not a readable zip file: {exc}") from None
+        with self.zip:
+            try:
+                manifest = json.loads(self.zip.read("manifest.json"))
+            except KeyError:
+                raise VerifyError("the bundle has no manifest.json") from None
+            except ValueError as exc:
+                raise VerifyError(f"manifest.json is not JSON: {exc}") from None
+            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+                raise VerifyError(f"manifest.json is not an {FORMAT} manifest")
+            self.manifest = manifest
+            self.report.export_id = manifest.get("export_id")
+            self.report.exporter = manifest.get("exporter")
+            self.report.origin = manifest.get("origin")
+            names = set(self.zip.namelist())
+            for required in ("checkpoint.txt", "keys.txt", "entries.jsonl", "proofs.jsonl", "export-entry.json"):
+                if required not in names:
+                    self.report.fail(f"bundle: {required} is missing")
+            if not self.report.ok:
+                self._check_file_list()
+                return self.report
+            verifiers = self._keys()
+            head = self._checkpoints(verifiers)
+            if head is not None:
+                self._export_entry(head)
+                self._entries(head)
+            self._check_file_list()
+        return self.report
+
+    # --- keys and checkpoints -----------------------------------------------------------------
+
+    def _keys(self) -> list[Verifier]:
+        bundle_keys: list[Verifier] = []
+        for raw in _File(self, "keys.txt").read().decode("utf-8", "replace").splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith("#"):
+                self.report.key_comments.append(line.lstrip("# "))
+                continue
+            try:
+                bundle_keys.append(Verifier(line))
+            except NoteError as exc:
+                self.report.fail(f"keys.txt: {exc}")
+        if self.trusted_keys:
+            self.report.keys_source = "supplied"
+            keys = []
+            for text in self.trusted_keys:
+                try:
+                    keys.append(Verifier(text))
+                except NoteError as exc:
+                    self.report.fail(f"--trusted-key: {exc}")
+            supplied = {k.text for k in keys}
+            extra = [k.text for k in bundle_keys if k.text not in supplied]
+            if extra:
+                self.report.notes.append(
+                    f"keys.txt lists {len(extra)} key(s) you did not supply (not trusted): {', '.join(extra)}")
+        else:
+            keys = bundle_keys
+        self.report.keys = [k.text for k in keys]
+        return keys
+
+    def _open_checkpoint(self, name: str, note: str, verifiers: list[Verifier]) -> tuple[int, bytes] | None:
+        self.report.signatures[name] = []
+        try:
+            text, signed_by, unknown = open_note(note, verifiers)
+            origin, size, root = parse_checkpoint(text)
+        except NoteError as exc:
+            self.report.fail(f"checkpoint {name}: {exc}")
+            return None
+        self.report.signatures[name] = [v.text.split("+")[0] + "+" + v.key_id.hex() for v in signed_by]
+        expected = self.manifest.get("origin")
+        if origin != expected:
+            self.report.fail(f"checkpoint {name}: origin {origin!r} is not the bundle's origin {expected!r}")
+            return None
+        if any(v.name != origin for v in signed_by):
+            self.report.fail(f"checkpoint {name}: signed by a key for another origin")
+            return None
+        if unknown:
+            self.report.notes.append(f"{name} also carries {unknown} signature(s) by keys not trusted here (ignored)")
+        self.report.checkpoints += 1
+        return size, root
+
+    def _checkpoints(self, verifiers: list[Verifier]) -> tuple[int, bytes] | None:
+        head_note = _File(self, "checkpoint.txt").read().decode("utf-8", "replace")
+        head = self._open_checkpoint("checkpoint.txt", head_note, verifiers)
+        if head is not None:
+            self.report.tree_size, self.report.root_hash = head[0], head[1].hex()
+        earlier = sorted(n for n in self.zip.namelist() if n.startswith("checkpoints/") and n.endswith(".txt"))
+        opened: dict[str, tuple[int, bytes] | None] = {}
+        for name in earlier:
+            opened[name] = self._open_checkpoint(name, _File(self, name).read().decode("utf-8", "replace"), verifiers)
+        opened["checkpoint.txt"] = head
+        order = [*earlier, "checkpoint.txt"]
+        proofs: dict[tuple[str, str], dict[str, Any]] = {}
+        if "checkpoints/consistency.jsonl" in self.zip.namelist():
+            for n, line in enumerate(_File(self, "checkpoints/consistency.jsonl").lines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    proofs[(obj["from"], obj["to"])] = obj
+                except (ValueError, KeyError, TypeError):
+                    self.report.fail(f"checkpoints/consistency.jsonl line {n}: not a consistency proof line")
+        elif earlier:
+            self.report.fail("checkpoints/consistency.jsonl is missing")
+        for i in range(1, len(order)):  # (itertools.pairwise needs Python 3.10)
+            old, new = order[i - 1], order[i]
+            a, b = opened.get(old), opened.get(new)
+            if a is None or b is None:
+                continue
+            obj = proofs.get((old, new))
+            if obj is None:
+                self.report.fail(f"consistency: no proof from {old} to {new}")
+                continue
+            try:
+                path = _hash_list(obj.get("consistency"))
+            except ValueError as exc:
+                self.report.fail(f"consistency {old} -> {new}: {exc}")
+                continue
+            if (obj.get("old_size"), obj.get("new_size")) != (a[0], b[0]):
+                self.report.fail(f"consistency {old} -> {new}: the proof is for other tree sizes")
+            elif a[0] > b[0] or not verify_consistency(a[0], b[0], a[1], b[1], path):
+                self.report.fail(
+                    f"consistency {old} (size {a[0]}) -> {new} (size {b[0]}): the proof does not verify; "
+                    "the later tree does not extend the earlier one")
+        return head
+
+    # --- the export's own entry: the signed scope ---------------------------------------------------
+
+    def _entry_hash(self, body: Any, raw: bytes | None, claimed: bytes) -> bytes | None:
+        """The verified leaf hash of ``body``, or None when it does not match ``claimed``.
+
+        The body as written is hashed first; when those bytes are not exactly its
+        canonical form (re-serialised, edited) the body is canonicalised here
+        (RFC 8785) and hashed again. ``--strict`` requires the canonical bytes.
+        """
+        if raw is not None and not self.strict:
+            leaf = leaf_hash(raw)
+            if leaf == claimed:
+                return leaf
+        canonical = canonicalize(body)
+        if self.strict and raw is not None and canonical != raw:
+            return None
+        leaf = leaf_hash(canonical)
+        return leaf if leaf == claimed else None
+
+    def _export_entry(self, head: tuple[int, bytes]) -> None:
+        data = _File(self, "export-entry.json").read()
+        try:
+            obj = json.loads(data)
+            body = obj["body"]
+            _check_body_shape(body)
+            claimed = _hex32(obj["entry_hash"])
+            path = _hash_list(obj["inclusion"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self.report.fail(f"export entry: export-entry.json is malformed ({exc})")
+            return
+        try:
+            leaf = self._entry_hash(body, None, claimed)
+        except CanonicalizationError as exc:
+            self.report.fail(f"export entry: {exc}")
+            return
+        if leaf is None:
+            self.report.fail("export entry: its entry_hash does not match its body (the scope was edited)")
+            return
+        if obj.get("tree_size") != head[0] or not verify_inclusion(body["seq"], head[0], leaf, path, head[1]):
+            self.report.fail("export entry: its inclusion proof does not lead to the root of checkpoint.txt")
+            return
+        payload = body.get("payload")
+        if body.get("event_type") != EXPORT_EVENT or not isinstance(payload, dict):
+            self.report.fail(f"export entry: it is not a {EXPORT_EVENT} entry")
+            return
+        self.report.export_seq = body["seq"]
+        self.report.scope = payload.get("scope")
+        self.report.exporter = body.get("actor")
+        if payload.get("export_id") != self.manifest.get("export_id"):
+            self.report.fail("export entry: it records another export than the manifest's export_id")
+        if payload.get("format") != "bundle":
+            self.report.fail("export entry: the ledger recorded this export as another format than a bundle")
+        if payload.get("scope") != self.manifest.get("scope"):
+            self.report.fail("manifest: its scope differs from the scope the ledger recorded for this export")
+        if body.get("actor") != self.manifest.get("exporter"):
+            self.report.fail("manifest: its exporter differs from the actor the ledger recorded for this export")
+
+    # --- entries, proofs, links and completeness ---------------------------------------------------
+
+    def _entry_line(self, line: bytes) -> tuple[Entry, bytes] | str:
+        """Parse and hash-check one line of entries.jsonl: (entry, leaf hash) or the reason it fails.
+
+        The exporter writes ``{"body":BODY,"entry_hash":"HEX"}`` with BODY the canonical
+        bytes; those are hashed as they are. Any other line (re-serialised, edited) is
+        parsed, its body canonicalised here (RFC 8785) and hashed. Either way the hash
+        is SHA-256(0x00 || JCS(body)), compared with the entry's ``entry_hash``.
+        """
+        if not self.strict and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' \
+                and line[-2:] == b'"}':
+            raw = line[8:-81]
+            leaf = hashlib.sha256(b"\x00" + raw).digest()
+            if binascii.hexlify(leaf) == line[-66:-2]:
+                fast = fields_of_canonical(raw, leaf.hex())
+                if fast is not None:
+                    return fast, leaf
+        try:
+            obj = json.loads(line)
+            body = obj["body"]
+            claimed = _hex32(obj["entry_hash"])
+        except (ValueError, KeyError, TypeError):
+            return "not an entry line {body, entry_hash}"
+        raw_body = line[8:-81] if line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' else None
+        try:
+            verified = self._entry_hash(body, raw_body, claimed)
+        except CanonicalizationError as exc:
+            return f"the body has no canonical form: {exc}"
+        if verified is None:
+            seq = body.get("seq") if isinstance(body, dict) else None
+            return f"seq {seq}: its entry_hash does not match its body (the entry was edited)"
+        # Only the ledger's own bodies hash to a leaf, so this holds unless the ledger wrote a malformed one.
+        try:
+            _check_body_shape(body)
+        except ValueError as exc:
+            return str(exc)
+        return Entry.from_body(body, claimed.hex()), verified
+
+    def _entries(self, head: tuple[int, bytes]) -> None:
+        report = self.report
+        fail = report.fail
+        size, root = head
+        scope = report.scope if isinstance(report.scope, dict) else {}
+        export_seq = report.export_seq
+        ledger_size = scope.get("ledger_size")
+        if not isinstance(ledger_size, int) or export_seq is None or not 0 <= ledger_size <= export_seq:
+            ledger_size = 0 if export_seq is None else export_seq
+            if export_seq is not None:
+                fail("export entry: its scope does not say how many entries the ledger had")
+        kind = completeness_kind(scope)
+        report.completeness = kind if export_seq is not None else "none"
+        complete: dict[tuple[str, str], _Chain] = {}
+        heads: dict[tuple[str, str], int | None] = {}
+        if kind == "subjects":
+            for item in scope.get("subjects", []):
+                key = (str(item[0]), str(item[1]))
+                heads[key] = item[2]
+                complete[key] = _Chain()
+        ledger_chain = _Chain()
+        in_scope = {(str(item[0]), str(item[1])) for item in scope.get("subjects", [])}
+        types = set(scope.get("event_types") or [])
+        since, until = scope.get("since"), scope.get("until")
+        inclusion = InclusionChecker(size, root)
+        checker, check_line = inclusion.check, inclusion.check_line
+        entry_line = self._entry_line
+        extend = self._extend
+        last_of: dict[tuple[str, str], int] = {}
+        prev: Entry | None = None
+        contiguous_from = 0
+        count = 0
+        proofs = _File(self, "proofs.jsonl").lines()
+        for n, line in enumerate(_File(self, "entries.jsonl").lines(), 1):
+            if not line:
+                continue
+            proof_line = next(proofs, None)
+            parsed = entry_line(line)
+            if isinstance(parsed, str):
+                fail(f"entry on line {n} of entries.jsonl: {parsed}")
+                continue
+            entry, leaf = parsed
+            seq = entry.seq
+            count += 1
+            # its inclusion proof
+            if proof_line is None:
+                fail(f"proof seq {seq}: proofs.jsonl has no line for this entry")
+            elif (verdict := check_line(seq, leaf, proof_line)) is not None:
+                if not verdict:
+                    fail(f"proof seq {seq}: the inclusion proof does not lead to the root of checkpoint.txt")
+            else:
+                try:
+                    p_seq, p_size, path = parse_proof_line(proof_line)
+                except ValueError as exc:
+                    fail(f"proof seq {seq}: line {n} of proofs.jsonl is malformed ({exc})")
+                else:
+                    if p_seq != seq:
+                        fail(f"proof seq {seq}: line {n} of proofs.jsonl is for seq {p_seq}")
+                    elif p_size != size:
+                        fail(f"proof seq {seq}: it is for tree size {p_size}, checkpoint.txt has {size}")
+                    elif not checker(seq, leaf, path):
+                        fail(f"proof seq {seq}: the inclusion proof does not lead to the root of checkpoint.txt")
+            if seq >= ledger_size:
+                fail(f"entry seq {seq}: the ledger had only {ledger_size} entries when the export was made")
+            # seq order and the hash chain between consecutive seq
+            if prev is None:
+                contiguous_from = seq
+                report.first_seq = seq
+            elif seq == prev.seq + 1:
+                if entry.prev_hash != prev.entry_hash:
+                    fail(f"chain: entry seq {seq}'s prev_hash is not the hash of entry seq {prev.seq}")
+            elif seq <= prev.seq:
+                fail(f"entry seq {seq}: entries are not in increasing seq order (after seq {prev.seq})")
+                continue
+            else:
+                contiguous_from = seq
+            if seq == 0 and entry.prev_hash != ZERO_HASH:
+                fail("chain: entry seq 0 has a prev_hash other than zeros")
+            # the subject chain: subject_prev must point at the subject's previous entry
+            subject = entry.subject
+            last = last_of.get(subject)
+            sp = entry.subject_prev
+            if sp != last:
+                if last is not None and (sp is None or sp < last or last >= contiguous_from):
+                    fail(f"subject {_subject_label(subject)}: entry seq {seq}'s subject_prev is {sp}, "
+                         f"but the subject's previous entry in the bundle is seq {last}")
+                elif sp is not None and sp >= contiguous_from:
+                    fail(f"subject {_subject_label(subject)}: entry seq {seq}'s subject_prev points at seq {sp}, "
+                         "which is in the bundle but about another subject")
+            last_of[subject] = seq
+            # the signed scope
+            if in_scope and subject not in in_scope:
+                fail(f"entry seq {seq}: its subject {_subject_label(subject)} is not in the export's scope")
+            if types and entry.event_type not in types:
+                fail(f"entry seq {seq}: its event type {entry.event_type} is not in the export's scope")
+            if kind == "none" and ((since and entry.timestamp < since) or (until and entry.timestamp > until)):
+                fail(f"entry seq {seq}: its timestamp is outside the export's time range")
+            if kind == "ledger":
+                if ledger_chain.last is None or seq == ledger_chain.last.seq + 1:  # (the chain was checked above)
+                    if ledger_chain.first is None:
+                        ledger_chain.first = entry
+                    ledger_chain.last = entry
+                    ledger_chain.count += 1
+                else:
+                    extend(ledger_chain, entry, None)
+            elif kind == "subjects":
+                chain = complete.get(subject)
+                if chain is not None:
+                    extend(chain, entry, subject)
+            prev = entry
+        extra = sum(1 for line in proofs if line)
+        if extra:
+            fail(f"proofs.jsonl has {extra} more line(s) than entries.jsonl")
+        report.entries = count
+        report.last_seq = prev.seq if prev is not None else None
+        report.subjects = len(last_of)
+        if report.completeness == "none" or export_seq is None:
+            return
+        self._boundaries(head, complete, ledger_chain, kind, ledger_size)
+        if kind == "subjects":
+            report.complete_subjects = len(complete)
+            for subject, chain in complete.items():
+                self._close(chain, subject, heads.get(subject), scope)
+        else:
+            self._close(ledger_chain, None, ledger_size - 1 if ledger_size > 0 else None, scope)
+
+    def _extend(self, chain: _Chain, entry: Entry, subject: tuple[str, str] | None) -> None:
+        if chain.last is not None and not _linked(chain.last, entry, subject):
+            chain.broken = True
+            self.report.fail(
+                f"completeness of {_subject_label(subject)}: entries are missing between seq {chain.last.seq} "
+                f"and seq {entry.seq} (seq {entry.seq} links to "
+                f"{entry.subject_prev if subject is not None else entry.seq - 1})")
+        if chain.first is None:
+            chain.first = entry
+        chain.last = entry
+        chain.count += 1
+
+    def _boundaries(
+        self,
+        head: tuple[int, bytes],
+        complete: dict[tuple[str, str], _Chain],
+        ledger_chain: _Chain,
+        kind: str,
+        ledger_size: int,
+    ) -> None:
+        if "boundaries.jsonl" not in self.zip.namelist():
+            self.report.fail("completeness: boundaries.jsonl is missing")
+            return
+        size, root = head
+        for n, line in enumerate(_File(self, "boundaries.jsonl").lines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                body, role = obj["body"], obj["role"]
+                _check_body_shape(body)
+                claimed = _hex32(obj["entry_hash"])
+                path = _hash_list(obj["inclusion"])
+            except (ValueError, KeyError, TypeError) as exc:
+                self.report.fail(f"boundaries.jsonl line {n}: malformed ({exc})")
+                continue
+            try:
+                leaf = self._entry_hash(body, None, claimed)
+            except CanonicalizationError as exc:
+                self.report.fail(f"boundary entry on line {n}: {exc}")
+                continue
+            if leaf is None:
+                self.report.fail(f"boundary entry seq {body['seq']}: its entry_hash does not match its body")
+                continue
+            if obj.get("tree_size") != size or not verify_inclusion(body["seq"], size, leaf, path, root):
+                self.report.fail(f"boundary entry seq {body['seq']}: its inclusion proof does not verify")
+                continue
+            entry = Entry.from_body(body, claimed.hex())
+            chain = complete.get(entry.subject) if kind == "subjects" else ledger_chain
+            if chain is None or role not in ("before", "after") or entry.seq >= ledger_size:
+                self.report.fail(f"boundary entry seq {entry.seq}: not a boundary of anything in the scope")
+                continue
+            if getattr(chain, role) is not None:
+                self.report.fail(f"boundary entry seq {entry.seq}: a second '{role}' boundary")
+                continue
+            setattr(chain, role, entry)
+
+    def _close(self, chain: _Chain, subject: tuple[str, str] | None, head: int | None, scope: dict[str, Any]) -> None:
+        """The ends of a complete chain: nothing before the first entry or after the last was left out."""
+        label = _subject_label(subject)
+        since, until = scope.get("since"), scope.get("until")
+        fail = self.report.fail
+        if chain.first is not None and since and chain.first.timestamp < since:
+            fail(f"completeness of {label}: its first entry (seq {chain.first.seq}) is before the scope's start")
+        if chain.last is not None and until and chain.last.timestamp > until:
+            fail(f"completeness of {label}: its last entry (seq {chain.last.seq}) is after the scope's end")
+        before, after = chain.before, chain.after
+        # the start
+        first = chain.first or after
+        if before is not None:
+            if not since or before.timestamp >= since:
+                fail(f"completeness of {label}: the entry before the range (seq {before.seq}) is itself in the range")
+            if first is not None and not _linked(before, first, subject):
+                fail(f"completeness of {label}: entries are missing between seq {before.seq} and seq {first.seq}")
+            elif first is None and before.seq != head:
+                fail(f"completeness of {label}: entries after seq {before.seq} are missing")
+        elif first is not None and not _starts(first, subject):
+            fail(f"completeness of {label}: entries before seq {first.seq} (it links to "
+                 f"{first.subject_prev if subject is not None else first.seq - 1}) are missing")
+        # the end
+        last = chain.last or before
+        if after is not None:
+            if not until or after.timestamp <= until:
+                fail(f"completeness of {label}: the entry after the range (seq {after.seq}) is itself in the range")
+            if last is not None and chain.last is not None and not _linked(last, after, subject):
+                fail(f"completeness of {label}: entries are missing between seq {last.seq} and seq {after.seq}")
+        elif last is not None:
+            if last.seq != head:
+                fail(f"completeness of {label}: entries after seq {last.seq} are missing (the ledger recorded "
+                     f"seq {head} as the last one in the scope)")
+        elif head is not None:
+            fail(f"completeness of {label}: the bundle has none of its entries, but the ledger recorded seq {head}")
+
+
+def _linked(a: Entry, b: Entry, subject: tuple[str, str] | None) -> bool:
+    if subject is None:
+        return b.seq == a.seq + 1 and b.prev_hash == a.entry_hash
+    return b.subject == a.subject == subject and b.subject_prev == a.seq
+
+
+def _starts(entry: Entry, subject: tuple[str, str] | None) -> bool:
+    if subject is None:
+        return entry.seq == 0
+    return entry.subject_prev is None
+
+
+def completeness_kind(scope: dict[str, Any]) -> str:
+    """What the export's scope lets a bundle prove: derived from the signed scope, never from the manifest."""
+    if scope.get("event_types"):
+        return "none"
+    if scope.get("subjects"):
+        return "subjects"
+    if scope.get("model") or scope.get("dataset"):
+        return "subjects"  # a model or dataset whose subjects list is empty: nothing to show
+    return "ledger"
+
+
+def verify_bundle(path: str, trusted_keys: list[str] | None = None, strict: bool = False) -> Report:
+    """Verify the bundle at ``path``; raises VerifyError when it cannot be read at all."""
+    return BundleVerifier(path, trusted_keys, strict).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="verify.py", description="Verify an audit-ledger export bundle offline (see README.txt in the bundle)."
+    )
+    parser.add_argument("bundle", help="the export bundle (.zip)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument(
+        "--trusted-key", action="append", default=[], metavar="VKEY",
+        help="a verifier key (name+id+key) you trust, from a channel other than the bundle; repeatable. "
+        "When given, only these keys are trusted and keys.txt is not.",
+    )
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="re-canonicalise every entry body (RFC 8785) and require the file to hold exactly those bytes",
+    )
+    args = parser.parse_args(argv)
+    try:
+        report = verify_bundle(args.bundle, args.trusted_key, args.strict)
+    except VerifyError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "verdict": "UNREADABLE", "failures": [str(exc)]}))
+        else:
+            print(f"verify.py: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

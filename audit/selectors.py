@@ -7,12 +7,10 @@ from audit.merkle import (
     EMPTY_ROOT,
     ProofError,
     consistency_ranges,
-    fold,
     inclusion_ranges,
     resolve,
-    root_nodes,
 )
-from audit.models import Checkpoint, Entry, LedgerHead
+from audit.models import Checkpoint, LedgerHead
 
 
 def ledger_size() -> int:
@@ -25,18 +23,19 @@ def _check_size(size: int) -> None:
         raise ProofError(f"tree size {size} is outside the ledger (0..{current})")
 
 
-def tree_root(size: int) -> bytes:
-    """RFC 9162 root hash of the first ``size`` entries."""
+def _hashes(ranges: list[tuple[int, int]]) -> list[bytes]:
+    """The subtree hash of every range, from one query for all the stored nodes they need."""
     from audit.ledger import fetch_nodes
 
+    return resolve(ranges, fetch_nodes)
+
+
+def tree_root(size: int) -> bytes:
+    """RFC 9162 root hash of the first ``size`` entries."""
     _check_size(size)
     if size == 0:
         return EMPTY_ROOT
-    nodes = root_nodes(size)
-    stored = fetch_nodes(nodes)
-    if len(stored) != len(nodes):
-        raise ProofError(f"tree nodes for size {size} are missing")
-    return fold([stored[n] for n in nodes])
+    return _hashes([(0, size)])[0]
 
 
 @dataclass(frozen=True)
@@ -49,13 +48,11 @@ class InclusionProof:
 
 
 def inclusion_proof(*, seq: int, tree_size: int) -> InclusionProof:
-    from audit.ledger import fetch_nodes
-
+    """Two queries whatever the size: the head, then every node of the path, the leaf and the root."""
     _check_size(tree_size)
     ranges = inclusion_ranges(seq, tree_size)
-    entry_hash = Entry.objects.values_list("entry_hash", flat=True).get(seq=seq)
-    path = resolve(ranges, fetch_nodes)
-    return InclusionProof(seq, tree_size, bytes.fromhex(entry_hash), path, tree_root(tree_size))
+    *path, leaf, root = _hashes([*ranges, (seq, seq + 1), (0, tree_size)])
+    return InclusionProof(seq, tree_size, leaf, path, root)
 
 
 @dataclass(frozen=True)
@@ -68,12 +65,11 @@ class ConsistencyProof:
 
 
 def consistency_proof(*, old_size: int, new_size: int) -> ConsistencyProof:
-    from audit.ledger import fetch_nodes
-
+    """Two queries whatever the sizes: the head, then every node of the proof and both roots."""
     _check_size(new_size)
     ranges = consistency_ranges(old_size, new_size)
-    path = resolve(ranges, fetch_nodes)
-    return ConsistencyProof(old_size, new_size, path, tree_root(old_size), tree_root(new_size))
+    *path, old_root, new_root = _hashes([*ranges, (0, old_size), (0, new_size)])
+    return ConsistencyProof(old_size, new_size, path, old_root, new_root)
 
 
 def latest_checkpoint() -> Checkpoint | None:

@@ -222,7 +222,16 @@ def _append(prepared: list[PendingEntry], personal: list[list[PiiValue]] | None)
                 results[i] = existing
                 continue
         fresh.append((i, p))
-    if fresh:
+    if fresh and not seen_keys:
+        # No idempotency keys: nothing can conflict, so no savepoint (two round trips saved per write).
+        rows = [p for _, p in fresh]
+        PendingEntry.objects.bulk_create(rows, batch_size=500)
+        if personal is not None:
+            PiiValue.objects.bulk_create([v for i, _ in fresh for v in personal[i]], batch_size=500)
+        for (i, _), row in zip(fresh, rows, strict=True):
+            results[i] = Recorded(pending_id=row.pk, seq=None, created=True)
+        _schedule_integration()
+    elif fresh:
         rows = [p for _, p in fresh]
         keys = [p.idempotency_key for p in rows if p.idempotency_key is not None]
         try:

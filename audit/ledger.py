@@ -16,6 +16,7 @@ whole batch integrated or none of it. See docs/ledger-format.md.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,12 +100,15 @@ class Event:
     data_subject: str | None = None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
 def _check_text(label: str, value: object, max_length: int) -> str:
     if not isinstance(value, str) or not value:
         raise LedgerError(f"{label} must be a non-empty string")
     if len(value) > max_length:
         raise LedgerError(f"{label} is longer than {max_length} characters")
-    if any(ord(c) < 0x20 for c in value):
+    if _CONTROL.search(value):
         raise LedgerError(f"{label} must not contain control characters")
     return value
 
@@ -225,7 +229,7 @@ def _append(prepared: list[PendingEntry], personal: list[list[PiiValue]] | None)
     if fresh and not seen_keys:
         # No idempotency keys: nothing can conflict, so no savepoint (two round trips saved per write).
         rows = [p for _, p in fresh]
-        PendingEntry.objects.bulk_create(rows, batch_size=500)
+        _insert_pending(rows)
         if personal is not None:
             PiiValue.objects.bulk_create([v for i, _ in fresh for v in personal[i]], batch_size=500)
         for (i, _), row in zip(fresh, rows, strict=True):
@@ -236,7 +240,7 @@ def _append(prepared: list[PendingEntry], personal: list[list[PiiValue]] | None)
         keys = [p.idempotency_key for p in rows if p.idempotency_key is not None]
         try:
             with transaction.atomic():
-                PendingEntry.objects.bulk_create(rows, batch_size=500)
+                _insert_pending(rows)
                 if personal is not None:
                     PiiValue.objects.bulk_create([v for i, _ in fresh for v in personal[i]], batch_size=500)
                 # A key integrated (and so gone from the queue) since we looked: the
@@ -257,6 +261,42 @@ def _append(prepared: list[PendingEntry], personal: list[list[PiiValue]] | None)
                 results[i] = Recorded(pending_id=row.pk, seq=None, created=True)
         _schedule_integration()
     return [r for r in results if r is not None]
+
+
+_PENDING_COLUMNS = (
+    "timestamp", "event_type", "actor_type", "actor_id", "subject_type", "subject_id", "payload_json",
+    "idempotency_key",
+)
+
+
+def _insert_pending(rows: list[PendingEntry]) -> None:
+    """INSERT the rows and set their ids. On PostgreSQL: one INSERT for one row, else ids + COPY."""
+    if connection.vendor != "postgresql":
+        PendingEntry.objects.bulk_create(rows, batch_size=500)
+        return
+    columns = ", ".join(f'"{c}"' for c in _PENDING_COLUMNS)
+    with connection.cursor() as cursor:
+        if len(rows) == 1:
+            p = rows[0]
+            cursor.execute(
+                f"INSERT INTO audit_pendingentry ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                [p.timestamp, p.event_type, p.actor_type, p.actor_id, p.subject_type, p.subject_id,
+                 p.payload_json, p.idempotency_key],
+            )
+            p.pk = cursor.fetchone()[0]
+            return
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('audit_pendingentry', 'id')) FROM generate_series(1, %s)",
+            [len(rows)],
+        )
+        ids = [pk for (pk,) in cursor.fetchall()]
+        with connection.wrap_database_errors, cursor.cursor.copy(
+            f"COPY audit_pendingentry (id, {columns}) FROM STDIN"
+        ) as copy:
+            for pk, p in zip(ids, rows, strict=True):
+                p.pk = pk
+                copy.write_row((pk, p.timestamp, p.event_type, p.actor_type, p.actor_id, p.subject_type,
+                                p.subject_id, p.payload_json, p.idempotency_key))
 
 
 def _record_one_after_race(p: PendingEntry) -> Recorded:
@@ -306,79 +346,96 @@ def integrate(*, limit: int | None = None) -> int:
             return total
 
 
+_ENTRY_COLUMNS = (
+    "seq", "timestamp", "event_type", "actor_type", "actor_id", "subject_type", "subject_id", "payload_json",
+    "prev_hash", "subject_prev", "entry_hash", "pending_id", "idempotency_key",
+)
+
+
+def _store(entries: list[tuple[Any, ...]], nodes: list[tuple[int, bytes]], touched: dict[tuple[str, str], int]) -> None:
+    if connection.vendor != "postgresql":
+        Entry.objects.bulk_create([Entry(**dict(zip(_ENTRY_COLUMNS, e, strict=True))) for e in entries],
+                                  batch_size=500)
+        MerkleNode.objects.bulk_create([MerkleNode(key=k, hash=h) for k, h in nodes], batch_size=1000)
+        if touched:
+            SubjectHead.objects.bulk_create(
+                [SubjectHead(subject_type=t, subject_id=i, last_seq=s) for (t, i), s in touched.items()],
+                batch_size=500,
+                update_conflicts=True,
+                unique_fields=["subject_type", "subject_id"],
+                update_fields=["last_seq"],
+            )
+        return
+    columns = ", ".join(f'"{c}"' for c in _ENTRY_COLUMNS)
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY audit_entry ({columns}) FROM STDIN") as copy:
+            for row in entries:
+                copy.write_row(row)
+        with cursor.cursor.copy("COPY audit_merklenode (key, hash) FROM STDIN") as copy:
+            for row in nodes:
+                copy.write_row(row)
+        if touched:
+            types, ids, seqs = [], [], []
+            for (t, i), seq in touched.items():
+                types.append(t)
+                ids.append(i)
+                seqs.append(seq)
+            cursor.execute(
+                "INSERT INTO audit_subjecthead (subject_type, subject_id, last_seq) "
+                "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::bigint[]) "
+                "ON CONFLICT (subject_type, subject_id) DO UPDATE SET last_seq = EXCLUDED.last_seq",
+                [types, ids, seqs],
+            )
+
+
+_PENDING_FIELDS = ("id", *_PENDING_COLUMNS)
+
+
 @transaction.atomic
 def _integrate_batch(limit: int) -> int:
     head = LedgerHead.objects.select_for_update().get(pk=1)
-    pending = list(PendingEntry.objects.order_by("id")[:limit])
+    pending = list(PendingEntry.objects.order_by("id").values_list(*_PENDING_FIELDS)[:limit])
     if not pending:
         return 0
-    keys = [p.idempotency_key for p in pending if p.idempotency_key]
+    keys = [p[8] for p in pending if p[8]]
     # A key may already be integrated if its first writer raced the sequencer; drop the copy.
-    dup_keys = set(Entry.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
+    dup_keys = (
+        set(Entry.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
+        if keys else set()
+    )
     size = head.tree_size
     tree = CompactRange.from_nodes(size, fetch_nodes(root_nodes(size)))
-    subject_ids = {p.subject_id for p in pending}
+    subject_ids = {p[6] for p in pending}
     heads = {
-        (h.subject_type, h.subject_id): h.last_seq
-        for h in SubjectHead.objects.filter(subject_id__in=subject_ids)
+        (t, i): s
+        for t, i, s in SubjectHead.objects.filter(subject_id__in=subject_ids).values_list(
+            "subject_type", "subject_id", "last_seq"
+        )
     }
-    entries: list[Entry] = []
-    nodes: list[MerkleNode] = []
+    entries: list[tuple[Any, ...]] = []
+    nodes: list[tuple[int, bytes]] = []
     touched: dict[tuple[str, str], int] = {}
     prev = head.last_hash
-    for p in pending:
-        if p.idempotency_key and p.idempotency_key in dup_keys:
+    for pk, ts, et, at, aid, st, sid, pj, key in pending:
+        if key and key in dup_keys:
             continue
         seq = tree.size
-        subject = (p.subject_type, p.subject_id)
+        subject = (st, sid)
         subject_prev = heads.get(subject)
         leaf = leaf_hash(
             body_bytes(
-                seq=seq,
-                timestamp=p.timestamp,
-                event_type=p.event_type,
-                actor_type=p.actor_type,
-                actor_id=p.actor_id,
-                subject_type=p.subject_type,
-                subject_id=p.subject_id,
-                payload_json=p.payload_json,
-                prev_hash=prev,
-                subject_prev=subject_prev,
+                seq=seq, timestamp=ts, event_type=et, actor_type=at, actor_id=aid, subject_type=st,
+                subject_id=sid, payload_json=pj, prev_hash=prev, subject_prev=subject_prev,
             )
         )
-        nodes.extend(MerkleNode(key=node_key(lv, ix), hash=h) for lv, ix, h in tree.append(leaf))
+        nodes.extend((node_key(lv, ix), h) for lv, ix, h in tree.append(leaf))
         entry_hash = leaf.hex()
-        entries.append(
-            Entry(
-                seq=seq,
-                timestamp=p.timestamp,
-                event_type=p.event_type,
-                actor_type=p.actor_type,
-                actor_id=p.actor_id,
-                subject_type=p.subject_type,
-                subject_id=p.subject_id,
-                payload_json=p.payload_json,
-                prev_hash=prev,
-                subject_prev=subject_prev,
-                entry_hash=entry_hash,
-                pending_id=p.pk,
-                idempotency_key=p.idempotency_key,
-            )
-        )
+        entries.append((seq, ts, et, at, aid, st, sid, pj, prev, subject_prev, entry_hash, pk, key))
         prev = entry_hash
         heads[subject] = seq
         touched[subject] = seq
-    Entry.objects.bulk_create(entries, batch_size=500)
-    MerkleNode.objects.bulk_create(nodes, batch_size=1000)
-    if touched:
-        SubjectHead.objects.bulk_create(
-            [SubjectHead(subject_type=t, subject_id=i, last_seq=s) for (t, i), s in touched.items()],
-            batch_size=500,
-            update_conflicts=True,
-            unique_fields=["subject_type", "subject_id"],
-            update_fields=["last_seq"],
-        )
-    PendingEntry.objects.filter(pk__in=[p.pk for p in pending])._raw_delete(PendingEntry.objects.db)
+    _store(entries, nodes, touched)
+    PendingEntry.objects.filter(pk__in=[p[0] for p in pending])._raw_delete(PendingEntry.objects.db)
     head.tree_size = tree.size
     head.last_hash = prev
     head.save(update_fields=["tree_size", "last_hash", "updated_at"])

@@ -24,7 +24,6 @@ import hashlib
 import heapq
 import itertools
 import json
-import logging
 import os
 import queue
 import threading
@@ -42,6 +41,7 @@ from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from access.roles import AUDITOR, INFOSEC
 from audit import offline_verify
 from audit.canonical import ZERO_HASH, body_bytes, format_timestamp, leaf_hash, parse_timestamp
 from audit.event_types import registry
@@ -53,13 +53,10 @@ from audit.note import NoteError, Verifier, open_note
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 
-logger = logging.getLogger(__name__)
-
 FORMATS = ("bundle", "csv", "report")
 EXTENSIONS = {"bundle": "zip", "csv": "csv", "report": "html"}
 BUNDLE_FORMAT = offline_verify.FORMAT
-EXPORT_ROLES = ("infosec", "auditor")
-INFOSEC = "infosec"
+EXPORT_ROLES = (INFOSEC, AUDITOR)
 MAX_SUBJECTS = 10_000
 MAX_CHECKPOINTS = 1000  # earlier checkpoints in a bundle before thinning to one per day
 CHUNK = 4096
@@ -399,33 +396,38 @@ def plan(scope: dict[str, Any]) -> Plan:
     return p
 
 
-def _keyset(qs: Any, chunk: int) -> Iterator[Row]:
-    after: int | None = None
-    while True:
-        page = qs if after is None else qs.filter(seq__gt=after)
-        rows = list(page.order_by("seq").values_list(*_FIELDS)[:chunk])
+def _keyset(qs: Any, start: int, stop: int, chunk: int) -> Iterator[Row]:
+    """The rows of ``qs`` with ``start <= seq < stop`` in seq order, a page at a time.
+
+    Each page has exactly one lower and one upper bound on ``seq``: given several,
+    SQLite's planner may range-scan the index from the wrong one and every page
+    would cost more than the last.
+    """
+    while start < stop:
+        rows = list(qs.filter(seq__gte=start, seq__lt=stop).order_by("seq").values_list(*_FIELDS)[:chunk])
         yield from rows
         if len(rows) < chunk:
             return
-        after = rows[-1][0]
+        start = rows[-1][0] + 1
 
 
 def rows(p: Plan, *, chunk: int = CHUNK) -> Iterator[Row]:
     """The selected entries' stored fields (``_FIELDS``), in ``seq`` order, a chunk at a time."""
-    base = Entry.objects.filter(seq__lt=p.size)
+    entries = Entry.objects.all()
     if p.kind == "ledger":
         if p.first is None or p.last is None:
             return iter(())
-        return _keyset(base.filter(seq__gte=p.first, seq__lte=p.last), chunk)
+        return _keyset(entries, p.first, min(p.last + 1, p.size), chunk)
     if p.kind == "subjects":
-        runs = [r for r in p.runs if r.first is not None]
+        runs = [r for r in p.runs if r.first is not None and r.last is not None]
         per = max(64, min(chunk, 50_000 // max(1, len(runs))))
         return heapq.merge(*(
-            _keyset(base.filter(subject_type=r.subject[0], subject_id=r.subject[1], seq__gte=r.first,
-                                seq__lte=r.last), per)
+            _keyset(entries.filter(subject_type=r.subject[0], subject_id=r.subject[1]), r.first,
+                    min(r.last + 1, p.size), per)
             for r in runs
+            if r.first is not None and r.last is not None
         ))
-    qs = base
+    qs = entries
     if p.since:
         qs = qs.filter(timestamp__gte=p.since)
     if p.until:
@@ -435,9 +437,9 @@ def rows(p: Plan, *, chunk: int = CHUNK) -> Iterator[Row]:
     if p.runs:
         per = max(64, min(chunk, 50_000 // len(p.runs)))
         return heapq.merge(*(
-            _keyset(qs.filter(subject_type=r.subject[0], subject_id=r.subject[1]), per) for r in p.runs
+            _keyset(qs.filter(subject_type=r.subject[0], subject_id=r.subject[1]), 0, p.size, per) for r in p.runs
         ))
-    return _keyset(qs, chunk)
+    return _keyset(qs, 0, p.size, chunk)
 
 
 def _row_body(row: Row) -> bytes:
@@ -1116,8 +1118,19 @@ def report_context(job: ExportJob, p: Plan, entry: Entry, checkpoint: Checkpoint
             })
     except ImportError:  # pragma: no cover - the access app is part of the project
         pass
+    # MLflow's creator is a user name: shown as the account it belongs to, or redacted.
+    from django.contrib.auth import get_user_model
+
+    creators = dict(get_user_model().objects.filter(
+        username__in={v.creator for v in model.versions.all() if v.creator}).values_list("username", "pk"))
+
+    def creator(name: str) -> str:
+        if not name:
+            return ""
+        return f"user:{creators[name]}" if name in creators else "[redacted MLflow user]"
+
     versions = [
-        {"version": v.version, "creator": v.creator, "run_id": v.run_id, "artifact_digest": v.artifact_digest,
+        {"version": v.version, "creator": creator(v.creator), "run_id": v.run_id, "artifact_digest": v.artifact_digest,
          "data_classification": v.data_classification or "(not declared)",
          "datasets": v.datasets, "lineage": lineage_by_version.get(v.pk, []),
          "created": _fmt(v.mlflow_created_at), "entries": by_subject.get(("model_version", v.ref), [])}

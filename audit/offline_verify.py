@@ -36,8 +36,10 @@ import binascii
 import hashlib
 import json
 import math
+import struct
 import sys
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 FORMAT = "audit-ledger-export/1"
 EXPORT_EVENT = "ledger.exported"
-ZERO_HASH = "0" * 64
+ZERO_HASH = b"0" * 64
 MAX_LISTED_FAILURES = 50
 _CHUNK = 1 << 20
 
@@ -242,6 +244,7 @@ class InclusionChecker:
         self._states: list[tuple[int, int, bytes]] = []
         self._line = b""
         self._line_states: list[tuple[int, int, bytes]] = []
+        self._middle = b',"tree_size":%d,"inclusion":["' % size
 
     def check(self, index: int, leaf: bytes, path: list[bytes]) -> bool:
         """``path`` is the proof's hashes in hex (as bytes), leaf to root."""
@@ -296,10 +299,10 @@ class InclusionChecker:
         proof's" is one comparison of the lines' tails. The previous line was itself
         fully checked (every hash read) or shared its tail with one that was.
         """
-        prefix = b'{"seq":%d,"tree_size":%d,"inclusion":["' % (index, self.size)
+        prefix = b'{"seq":%d' % index + self._middle
         start = len(prefix)
         k, extra = divmod(len(line) - start, 67)
-        if extra or k == 0 or line[:start] != prefix or line[-3:] != b'"]}':
+        if extra or k == 0 or not line.startswith(prefix) or line[-3:] != b'"]}':
             return None
         if not 0 <= index < self.size:
             return False
@@ -465,86 +468,93 @@ def signers_of(note: str) -> list[str]:
 # the bundle
 
 
-class Entry:
-    """What the checks need of one entry body."""
+def subject_key(subject_type: str, subject_id: str) -> bytes:
+    """How verify.py keys a subject: its part of the canonical body, ``"<id>","type":"<type>"}``."""
+    return canonicalize(subject_id) + b',"type":' + canonicalize(subject_type) + b"}"
 
-    __slots__ = ("entry_hash", "event_type", "prev_hash", "seq", "subject", "subject_prev", "timestamp")
+
+def subject_label(key: bytes | None) -> str:
+    if key is None:
+        return "the ledger"
+    try:
+        subject = json.loads(b'{"id":' + key)
+        return f"{subject['type']}:{subject['id']}"
+    except (ValueError, KeyError, TypeError):
+        return repr(key)
+
+
+class Entry:
+    """What the checks need of one entry, as bytes: the hashes and the timestamp in their ASCII form, the
+    subject as its key (``subject_key``)."""
+
+    __slots__ = ("_event_type", "entry_hash", "prev_hash", "raw", "seq", "subject", "subject_prev", "timestamp")
 
     def __init__(
         self,
         seq: int,
-        event_type: str,
-        prev_hash: str,
-        subject: tuple[str, str],
+        prev_hash: bytes,
+        subject: bytes,
         subject_prev: int | None,
-        timestamp: str,
-        entry_hash: str,
+        timestamp: bytes,
+        entry_hash: bytes,
+        raw: bytes | None = None,
+        event_type: str | None = None,
     ) -> None:
         self.seq = seq
-        self.event_type = event_type
         self.prev_hash = prev_hash
         self.subject = subject
         self.subject_prev = subject_prev
         self.timestamp = timestamp
         self.entry_hash = entry_hash
+        self.raw = raw
+        self._event_type = event_type
 
     @classmethod
-    def from_body(cls, body: dict[str, Any], entry_hash: str) -> Entry:
+    def from_body(cls, body: dict[str, Any], entry_hash: bytes) -> Entry:
         subject = body["subject"]
-        return cls(body["seq"], body["event_type"], body["prev_hash"], (subject["type"], subject["id"]),
-                   body["subject_prev"], body["timestamp"], entry_hash)
+        return cls(body["seq"], body["prev_hash"].encode(), subject_key(subject["type"], subject["id"]),
+                   body["subject_prev"], body["timestamp"].encode(), entry_hash, event_type=body["event_type"])
+
+    @property
+    def event_type(self) -> str:
+        if self._event_type is None:
+            value = json.loads(self.raw or b"{}").get("event_type")
+            self._event_type = value if isinstance(value, str) else ""
+        return self._event_type
 
 
-_EVENT_TYPE = b'},"event_type":'
-_PAYLOAD = b',"payload":'
-_PREV_HASH = b',"prev_hash":'
-_SEQ = b',"seq":'
-_SUBJECT = b',"subject":{"id":'
-_TYPE = b',"type":'
+_TIMESTAMP = b',"timestamp":"'
 _SUBJECT_PREV = b',"subject_prev":'
-_TIMESTAMP = b',"timestamp":'
+_SUBJECT = b',"subject":{"id":'
+_SEQ = b',"seq":'
+_PREV_HASH = b',"prev_hash":"'
 
 
-def fields_of_canonical(raw: bytes, entry_hash: str) -> Entry | None:
+def fields_of_canonical(raw: bytes, entry_hash: bytes) -> Entry | None:
     """The fields of an entry body from its canonical bytes, by their fixed layout (None if it does not fit).
 
     Only for bytes that hashed to the entry's hash, i.e. the ledger's own RFC 8785
-    output: its members come in a known order (actor, event_type, payload,
-    prev_hash, seq, subject, subject_prev, timestamp), and no string can contain an
-    unescaped quote, so each marker below (each has a bare ``"``) can only be found
-    where its member is: the first ``},"event_type":`` ends the actor, the last
-    ``,"timestamp":`` begins the timestamp, and so on backwards past the payload.
-    It gives what ``json.loads`` gives for that layout, faster; strings with escapes,
-    or anything unexpected, return None and the caller uses ``json.loads``.
+    output. Its members come in a known order (actor, event_type, payload,
+    prev_hash, seq, subject, subject_prev, timestamp), the timestamp is 27
+    characters and prev_hash 64, and no string can contain an unescaped quote, so
+    each marker below (each has a bare ``"``) is found, searching back from the
+    end, exactly where its member is. This gives what ``json.loads`` gives, in the
+    form ``Entry`` keeps, several times faster; anything unexpected returns None
+    and the caller parses the body with ``json.loads``.
     """
-    ev = raw.find(_EVENT_TYPE)
-    pl = raw.find(_PAYLOAD, ev)
-    t = raw.rfind(_TIMESTAMP)
-    sp = raw.rfind(_SUBJECT_PREV, 0, t)
-    st = raw.rfind(_TYPE, 0, sp)
-    si = raw.rfind(_SUBJECT, 0, st)
-    ph = raw.rfind(_PREV_HASH, 0, si)
-    sq = raw.rfind(_SEQ, ph, si)
-    if not (0 < ev < pl < ph < sq < si < st < sp - 1 < t) or raw[sp - 1 : sp] != b"}" or raw[-1:] != b"}":
+    n = len(raw)
+    if raw[n - 43 : n - 29] != _TIMESTAMP or raw[n - 2 :] != b'"}':
         return None
-    if b"\\" in raw:  # some string has an escape: leave it to json.loads
+    sp = raw.rfind(_SUBJECT_PREV, 0, n - 43)
+    si = raw.rfind(_SUBJECT, 0, sp)
+    sq = raw.rfind(_SEQ, 0, si)
+    if sq < 79 or raw[sq - 79 : sq - 65] != _PREV_HASH or raw[sq - 1 : sq] != b'"':
         return None
-    et, ph_, sid = raw[ev + 15 : pl], raw[ph + 13 : sq], raw[si + 17 : st]
-    stp, ts = raw[st + 8 : sp - 1], raw[t + 13 : -1]
-    q = 34  # '"'
-    if not (len(et) > 1 and et[0] == et[-1] == q and len(ph_) > 1 and ph_[0] == ph_[-1] == q and len(sid) > 1
-            and sid[0] == sid[-1] == q and len(stp) > 1 and stp[0] == stp[-1] == q and len(ts) > 1
-            and ts[0] == ts[-1] == q):
-        return None
-    seq_text, prev_text = raw[sq + 7 : si], raw[sp + 16 : t]
+    seq_text, prev_text = raw[sq + 7 : si], raw[sp + 16 : n - 43]
     if not seq_text.isdigit() or not (prev_text == b"null" or prev_text.isdigit()):
         return None
-    return Entry(int(seq_text), et[1:-1].decode(), ph_[1:-1].decode(), (stp[1:-1].decode(), sid[1:-1].decode()),
-                 None if prev_text == b"null" else int(prev_text), ts[1:-1].decode(), entry_hash)
-
-
-def _subject_label(subject: tuple[str, str] | None) -> str:
-    return "the ledger" if subject is None else f"{subject[0]}:{subject[1]}"
+    return Entry(int(seq_text), raw[sq - 65 : sq - 1], raw[si + 17 : sp],
+                 None if prev_text == b"null" else int(prev_text), raw[n - 29 : n - 2], entry_hash, raw)
 
 
 def _check_body_shape(body: Any) -> None:
@@ -644,7 +654,8 @@ class Report:
         if self.tree_size is not None:
             lines.append(
                 f"anchored to: checkpoint of {self.origin}, tree size {self.tree_size:,}, root {self.root_hash}")
-        lines.append(f"checkpoints: {self.checkpoints} verified signatures and consistency")
+        lines.append(f"checkpoints: {self.checkpoints} with a valid signature by a trusted key; consistency "
+                     "checked between consecutive ones")
         for name, signers in self.signatures.items():
             lines.append(f"  {name}: signed by {', '.join(signers) if signers else 'no trusted key'}")
         source = (
@@ -703,21 +714,45 @@ class _File:
         self.bundle = bundle
         self.name = name
 
+    def chunks(self) -> Iterator[bytes]:
+        """The member's bytes. Stored and deflated members are read straight from the zip (their SHA-256
+        against the manifest is the integrity check, stronger than the zip's CRC); others through zipfile."""
+        info = self.bundle.zip.getinfo(self.name)
+        if info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) and not info.flag_bits & 1:
+            with open(self.bundle.path, "rb") as fh:
+                fh.seek(info.header_offset)
+                header = fh.read(30)
+                if len(header) == 30 and header[:4] == b"PK\x03\x04":
+                    name_length, extra_length = struct.unpack("<HH", header[26:30])
+                    fh.seek(info.header_offset + 30 + name_length + extra_length)
+                    inflate = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
+                    left = info.compress_size
+                    while left > 0:
+                        data = fh.read(min(_CHUNK, left))
+                        if not data:
+                            raise VerifyError(f"{self.name} is cut short in the zip")
+                        left -= len(data)
+                        yield inflate.decompress(data) if inflate is not None else data
+                    if inflate is not None:
+                        yield inflate.flush()
+                    return
+        with self.bundle.zip.open(self.name) as member:
+            while chunk := member.read(_CHUNK):
+                yield chunk
+
     def lines(self) -> Iterator[bytes]:
         """The member's lines without their newline; the hash is checked once all were read."""
         digest = hashlib.sha256()
         size = 0
         rest = b""
-        with self.bundle.zip.open(self.name) as fh:
-            while True:
-                chunk = fh.read(_CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                size += len(chunk)
-                parts = (rest + chunk).split(b"\n")
-                rest = parts.pop()
-                yield from parts
+        for chunk in self.chunks():
+            if not chunk:
+                continue
+            digest.update(chunk)
+            size += len(chunk)
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            yield from parts
         if rest:
             yield rest
         self.bundle.file_read(self.name, digest.hexdigest(), size)
@@ -856,7 +891,9 @@ class BundleVerifier:
             if not line:
                 continue
             if line.startswith("#"):
-                self.report.key_comments.append(line.lstrip("# "))
+                comment = line.lstrip("# ")
+                if "+" in comment.split(" ", 1)[0]:  # "name+keyid: valid from ... to ..."
+                    self.report.key_comments.append(comment)
                 continue
             try:
                 bundle_keys.append(Verifier(line))
@@ -1017,8 +1054,9 @@ class BundleVerifier:
                 and line[-2:] == b'"}':
             raw = line[8:-81]
             leaf = hashlib.sha256(b"\x00" + raw).digest()
-            if binascii.hexlify(leaf) == line[-66:-2]:
-                fast = fields_of_canonical(raw, leaf.hex())
+            entry_hash = binascii.hexlify(leaf)
+            if entry_hash == line[-66:-2]:
+                fast = fields_of_canonical(raw, entry_hash)
                 if fast is not None:
                     return fast, leaf
         try:
@@ -1040,7 +1078,7 @@ class BundleVerifier:
             _check_body_shape(body)
         except ValueError as exc:
             return str(exc)
-        return Entry.from_body(body, claimed.hex()), verified
+        return Entry.from_body(body, claimed.hex().encode()), verified
 
     def _entries(self, head: tuple[int, bytes]) -> None:
         report = self.report
@@ -1049,41 +1087,61 @@ class BundleVerifier:
         scope = report.scope if isinstance(report.scope, dict) else {}
         export_seq = report.export_seq
         ledger_size = scope.get("ledger_size")
-        if not isinstance(ledger_size, int) or export_seq is None or not 0 <= ledger_size <= export_seq:
-            ledger_size = 0 if export_seq is None else export_seq
-            if export_seq is not None:
-                fail("export entry: its scope does not say how many entries the ledger had")
+        if export_seq is None:
+            ledger_size = 2**63  # the export entry did not verify (reported): no scope to hold entries to
+        elif not isinstance(ledger_size, int) or not 0 <= ledger_size <= export_seq:
+            ledger_size = export_seq
+            fail("export entry: its scope does not say how many entries the ledger had")
         kind = completeness_kind(scope)
         report.completeness = kind if export_seq is not None else "none"
-        complete: dict[tuple[str, str], _Chain] = {}
-        heads: dict[tuple[str, str], int | None] = {}
-        if kind == "subjects":
-            for item in scope.get("subjects", []):
-                key = (str(item[0]), str(item[1]))
-                heads[key] = item[2]
+        complete: dict[bytes, _Chain] = {}
+        heads: dict[bytes, int | None] = {}
+        in_scope: set[bytes] = set()
+        for item in scope.get("subjects", []):
+            try:
+                key = subject_key(str(item[0]), str(item[1]))
+            except (IndexError, TypeError, CanonicalizationError):
+                fail("export entry: its scope lists a malformed subject")
+                continue
+            in_scope.add(key)
+            if kind == "subjects":
+                heads[key] = item[2] if len(item) > 2 else None
                 complete[key] = _Chain()
         ledger_chain = _Chain()
-        in_scope = {(str(item[0]), str(item[1])) for item in scope.get("subjects", [])}
         types = set(scope.get("event_types") or [])
-        since, until = scope.get("since"), scope.get("until")
+        since = str(scope["since"]).encode() if scope.get("since") else None
+        until = str(scope["until"]).encode() if scope.get("until") else None
         inclusion = InclusionChecker(size, root)
         checker, check_line = inclusion.check, inclusion.check_line
         entry_line = self._entry_line
         extend = self._extend
-        last_of: dict[tuple[str, str], int] = {}
+        last_of: dict[bytes, int] = {}
         prev: Entry | None = None
         contiguous_from = 0
         count = 0
+        is_ledger, is_subjects = kind == "ledger", kind == "subjects"
+        check_time = kind == "none" and bool(since or until)
+        sha256, hexlify, fast_fields = hashlib.sha256, binascii.hexlify, fields_of_canonical
+        fast_path = not self.strict
         proofs = _File(self, "proofs.jsonl").lines()
         for n, line in enumerate(_File(self, "entries.jsonl").lines(), 1):
             if not line:
                 continue
             proof_line = next(proofs, None)
-            parsed = entry_line(line)
-            if isinstance(parsed, str):
-                fail(f"entry on line {n} of entries.jsonl: {parsed}")
-                continue
-            entry, leaf = parsed
+            entry = None
+            # (_entry_line's first case, inlined: the exporter's layout, hashed as written)
+            if fast_path and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' and line[-2:] == b'"}':
+                raw = line[8:-81]
+                leaf = sha256(b"\x00" + raw).digest()
+                entry_hash = hexlify(leaf)
+                if entry_hash == line[-66:-2]:
+                    entry = fast_fields(raw, entry_hash)
+            if entry is None:
+                parsed = entry_line(line)
+                if isinstance(parsed, str):
+                    fail(f"entry on line {n} of entries.jsonl: {parsed}")
+                    continue
+                entry, leaf = parsed
             seq = entry.seq
             count += 1
             # its inclusion proof
@@ -1126,20 +1184,20 @@ class BundleVerifier:
             sp = entry.subject_prev
             if sp != last:
                 if last is not None and (sp is None or sp < last or last >= contiguous_from):
-                    fail(f"subject {_subject_label(subject)}: entry seq {seq}'s subject_prev is {sp}, "
+                    fail(f"subject {subject_label(subject)}: entry seq {seq}'s subject_prev is {sp}, "
                          f"but the subject's previous entry in the bundle is seq {last}")
                 elif sp is not None and sp >= contiguous_from:
-                    fail(f"subject {_subject_label(subject)}: entry seq {seq}'s subject_prev points at seq {sp}, "
+                    fail(f"subject {subject_label(subject)}: entry seq {seq}'s subject_prev points at seq {sp}, "
                          "which is in the bundle but about another subject")
             last_of[subject] = seq
             # the signed scope
             if in_scope and subject not in in_scope:
-                fail(f"entry seq {seq}: its subject {_subject_label(subject)} is not in the export's scope")
+                fail(f"entry seq {seq}: its subject {subject_label(subject)} is not in the export's scope")
             if types and entry.event_type not in types:
                 fail(f"entry seq {seq}: its event type {entry.event_type} is not in the export's scope")
-            if kind == "none" and ((since and entry.timestamp < since) or (until and entry.timestamp > until)):
+            if check_time and ((since and entry.timestamp < since) or (until and entry.timestamp > until)):
                 fail(f"entry seq {seq}: its timestamp is outside the export's time range")
-            if kind == "ledger":
+            if is_ledger:
                 if ledger_chain.last is None or seq == ledger_chain.last.seq + 1:  # (the chain was checked above)
                     if ledger_chain.first is None:
                         ledger_chain.first = entry
@@ -1147,7 +1205,7 @@ class BundleVerifier:
                     ledger_chain.count += 1
                 else:
                     extend(ledger_chain, entry, None)
-            elif kind == "subjects":
+            elif is_subjects:
                 chain = complete.get(subject)
                 if chain is not None:
                     extend(chain, entry, subject)
@@ -1164,15 +1222,15 @@ class BundleVerifier:
         if kind == "subjects":
             report.complete_subjects = len(complete)
             for subject, chain in complete.items():
-                self._close(chain, subject, heads.get(subject), scope)
+                self._close(chain, subject, heads.get(subject), since, until)
         else:
-            self._close(ledger_chain, None, ledger_size - 1 if ledger_size > 0 else None, scope)
+            self._close(ledger_chain, None, ledger_size - 1 if ledger_size > 0 else None, since, until)
 
-    def _extend(self, chain: _Chain, entry: Entry, subject: tuple[str, str] | None) -> None:
+    def _extend(self, chain: _Chain, entry: Entry, subject: bytes | None) -> None:
         if chain.last is not None and not _linked(chain.last, entry, subject):
             chain.broken = True
             self.report.fail(
-                f"completeness of {_subject_label(subject)}: entries are missing between seq {chain.last.seq} "
+                f"completeness of {subject_label(subject)}: entries are missing between seq {chain.last.seq} "
                 f"and seq {entry.seq} (seq {entry.seq} links to "
                 f"{entry.subject_prev if subject is not None else entry.seq - 1})")
         if chain.first is None:
@@ -1183,7 +1241,7 @@ class BundleVerifier:
     def _boundaries(
         self,
         head: tuple[int, bytes],
-        complete: dict[tuple[str, str], _Chain],
+        complete: dict[bytes, _Chain],
         ledger_chain: _Chain,
         kind: str,
         ledger_size: int,
@@ -1215,7 +1273,7 @@ class BundleVerifier:
             if obj.get("tree_size") != size or not verify_inclusion(body["seq"], size, leaf, path, root):
                 self.report.fail(f"boundary entry seq {body['seq']}: its inclusion proof does not verify")
                 continue
-            entry = Entry.from_body(body, claimed.hex())
+            entry = Entry.from_body(body, claimed.hex().encode())
             chain = complete.get(entry.subject) if kind == "subjects" else ledger_chain
             if chain is None or role not in ("before", "after") or entry.seq >= ledger_size:
                 self.report.fail(f"boundary entry seq {entry.seq}: not a boundary of anything in the scope")
@@ -1225,10 +1283,11 @@ class BundleVerifier:
                 continue
             setattr(chain, role, entry)
 
-    def _close(self, chain: _Chain, subject: tuple[str, str] | None, head: int | None, scope: dict[str, Any]) -> None:
+    def _close(
+        self, chain: _Chain, subject: bytes | None, head: int | None, since: bytes | None, until: bytes | None
+    ) -> None:
         """The ends of a complete chain: nothing before the first entry or after the last was left out."""
-        label = _subject_label(subject)
-        since, until = scope.get("since"), scope.get("until")
+        label = subject_label(subject)
         fail = self.report.fail
         if chain.first is not None and since and chain.first.timestamp < since:
             fail(f"completeness of {label}: its first entry (seq {chain.first.seq}) is before the scope's start")
@@ -1262,13 +1321,13 @@ class BundleVerifier:
             fail(f"completeness of {label}: the bundle has none of its entries, but the ledger recorded seq {head}")
 
 
-def _linked(a: Entry, b: Entry, subject: tuple[str, str] | None) -> bool:
+def _linked(a: Entry, b: Entry, subject: bytes | None) -> bool:
     if subject is None:
         return b.seq == a.seq + 1 and b.prev_hash == a.entry_hash
     return b.subject == a.subject == subject and b.subject_prev == a.seq
 
 
-def _starts(entry: Entry, subject: tuple[str, str] | None) -> bool:
+def _starts(entry: Entry, subject: bytes | None) -> bool:
     if subject is None:
         return entry.seq == 0
     return entry.subject_prev is None

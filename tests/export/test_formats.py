@@ -90,8 +90,9 @@ def test_the_report_shows_the_models_audit_pack(report_data: dict, export: Expor
     assert checkpoint is not None and checkpoint.note.strip() in page
     # personal data redacted: the reference object is not shown, usernames never appear
     assert "[personal data redacted]" in page and "ref-olivia" not in page
-    for user in (people.approver, people.requester, people.infosec):
+    for user in (people.approver, people.requester, people.infosec, people.creator):
         assert user.username not in page
+    assert f"by user:{people.creator.pk}" in page  # MLflow's creator, as the account it belongs to
     # the other model's history is not in it
     assert "chargeback-risk" not in page
     assert job.entries_done == job.entries_total > 0

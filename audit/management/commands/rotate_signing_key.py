@@ -11,7 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.export import INFOSEC, has_role
+from access.roles import INFOSEC
+from audit.export import has_role
 from audit.ledger import Actor
 from audit.note import public_bytes, verifier_key
 from audit.rotation import RotationError, signing_key_install, signing_key_rotate

@@ -17,6 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 
 from audit.canonical import node_hash
 
+# The client algorithms (RFC 9162 2.1.3.2 and 2.1.4.2) live once, in the standalone
+# verifier that regulators run; the server uses the very same code.
+from audit.offline_verify import verify_consistency, verify_inclusion
+
+__all__ = ["verify_consistency", "verify_inclusion"]
+
 Node = tuple[int, int]  # (level, index)
 Range = tuple[int, int]  # [start, end)
 
@@ -172,56 +178,3 @@ class CompactRange:
 
 # RFC 9162: the hash of an empty tree is the hash of an empty string.
 EMPTY_ROOT = bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-
-
-def verify_inclusion(index: int, size: int, leaf: bytes, path: list[bytes], root: bytes) -> bool:
-    """RFC 9162 section 2.1.3.2."""
-    if not 0 <= index < size:
-        return False
-    fn, sn, r = index, size - 1, leaf
-    for p in path:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
-
-
-def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]) -> bool:
-    """RFC 9162 section 2.1.4.2."""
-    if not 0 < old_size <= new_size:
-        return False
-    if old_size == new_size:
-        return not proof and old_root == new_root
-    if old_size & (old_size - 1) == 0:
-        proof = [old_root, *proof]
-    if not proof:
-        return False
-    fn, sn = old_size - 1, new_size - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = proof[0]
-    for c in proof[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and fr == old_root and sr == new_root

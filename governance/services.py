@@ -550,17 +550,22 @@ def promotion_deploy_failed(*, request: PromotionRequest, error: str) -> Promoti
     request = _lock(request)
     if request.state != State.DEPLOYING:
         raise InvalidState(f"promotion #{request.pk} is {request.state}, not deploying")
+    _mark_failed(request, error, Actor.system("deployer"))
+    return request
+
+
+def _mark_failed(request: PromotionRequest, error: str, actor: Actor) -> None:
+    """deploying → failed, recorded; the caller holds the request's lock."""
     request.state = State.FAILED
     request.last_error = error[:2000]
     request.finished_at = timezone.now()
     request.save(update_fields=["state", "last_error", "finished_at"])
     record(
         event_type="promotion.deploy_failed",
-        actor=Actor.system("deployer"),
+        actor=actor,
         subject=_subject(request),
         payload={**_base_payload(request), "error": error[:500]},
     )
-    return request
 
 
 PROGRESS_STATUSES = ("step", "completed", "failed")
@@ -605,16 +610,7 @@ def promotion_report_progress(
     if status == "completed":
         transaction.on_commit(lambda: tasks.complete_rollout.delay(request_id))
     elif status == "failed":
-        request.state = State.FAILED
-        request.last_error = detail[:2000]
-        request.finished_at = timezone.now()
-        request.save(update_fields=["state", "last_error", "finished_at"])
-        record(
-            event_type="promotion.deploy_failed",
-            actor=actor,
-            subject=_subject(request),
-            payload={**_base_payload(request), "error": detail[:500] or "rollout reported failed"},
-        )
+        _mark_failed(request, detail or "rollout reported failed", actor)
         transaction.on_commit(lambda: tasks.remove_candidate_alias.delay(request_id))
     return request
 

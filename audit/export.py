@@ -396,8 +396,22 @@ def plan(scope: dict[str, Any]) -> Plan:
     return p
 
 
+def _windows(qs: Any, start: int, stop: int, width: int) -> Iterator[Row]:
+    """The rows of ``qs`` with ``start <= seq < stop`` in seq order, one window of ``width`` seqs at a time.
+
+    Every query reads at most ``width`` entries whatever plan the database picks (with
+    ``ORDER BY ... LIMIT`` over a long range, a planner with stale statistics sorts
+    the whole rest of the range for every page). For the contiguous ranges of the
+    ledger a window is exactly a page.
+    """
+    while start < stop:
+        end = min(start + width, stop)
+        yield from list(qs.filter(seq__gte=start, seq__lt=end).order_by("seq").values_list(*_FIELDS))
+        start = end
+
+
 def _keyset(qs: Any, start: int, stop: int, chunk: int) -> Iterator[Row]:
-    """The rows of ``qs`` with ``start <= seq < stop`` in seq order, a page at a time.
+    """The rows of ``qs`` with ``start <= seq < stop`` in seq order, ``chunk`` at a time (sparse selections).
 
     Each page has exactly one lower and one upper bound on ``seq``: given several,
     SQLite's planner may range-scan the index from the wrong one and every page
@@ -417,7 +431,7 @@ def rows(p: Plan, *, chunk: int = CHUNK) -> Iterator[Row]:
     if p.kind == "ledger":
         if p.first is None or p.last is None:
             return iter(())
-        return _keyset(entries, p.first, min(p.last + 1, p.size), chunk)
+        return _windows(entries, p.first, min(p.last + 1, p.size), chunk)
     if p.kind == "subjects":
         runs = [r for r in p.runs if r.first is not None and r.last is not None]
         per = max(64, min(chunk, 50_000 // max(1, len(runs))))
@@ -439,7 +453,7 @@ def rows(p: Plan, *, chunk: int = CHUNK) -> Iterator[Row]:
         return heapq.merge(*(
             _keyset(qs.filter(subject_type=r.subject[0], subject_id=r.subject[1]), 0, p.size, per) for r in p.runs
         ))
-    return _keyset(qs, 0, p.size, chunk)
+    return _windows(qs, 0, p.size, chunk * 16)
 
 
 def _row_body(row: Row) -> bytes:

@@ -118,6 +118,8 @@ def generate(n: int) -> dict[str, float]:
     done = ledger.integrate()
     t_integrate = perf() - t0
     log(f"    integrate(): {done:,} entries in {t_integrate:.1f}s ({done / t_integrate:,.0f} entries/s)")
+    with connection.cursor() as cur:  # fresh statistics, as autovacuum / a DBA would have by now
+        cur.execute("ANALYZE")
     from audit.checkpoints import checkpoint_create
 
     checkpoint = checkpoint_create()
@@ -212,6 +214,7 @@ def wait_for_idle(max_wait: float) -> float:
     """Other processes skew a figure on a small machine: wait (bounded) until it has been idle for 3 s.
 
     Returns how busy the machine was just before measuring (share of all CPUs)."""
+    os.sync()  # the previous step's files are written out first: their writeback would run during the figure
     deadline = perf() + max_wait
     quiet = 0
     busy = busy_fraction()

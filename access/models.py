@@ -128,6 +128,36 @@ class ServiceAccount(models.Model):
         return self.name
 
 
+class ApiToken(models.Model):
+    """An API token of a service account. Only its SHA-256 is kept: the token is shown once.
+
+    Tokens are 256-bit random strings, so a fast hash is as good as a slow one here
+    (nothing to brute-force); the ``prefix`` finds the row without a scan and is safe
+    to show in lists and logs. Created and revoked only through ``access.tokens``.
+    """
+
+    service_account = models.ForeignKey(ServiceAccount, on_delete=models.PROTECT, related_name="tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    revoke_reason = models.CharField(max_length=500, blank=True, default="")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.service_account.name}/{self.name} ({self.prefix}…)"
+
+
 class AccessRequest(models.Model):
     class State(models.TextChoices):
         PENDING = "pending"

@@ -48,6 +48,9 @@ class EventType:
     fields: Mapping[str, Field] = field(default_factory=dict)
     # Runtime events accept extra keys (systems send their own context).
     open_payload: bool = False
+    # Runtime events may be sent by serving/monitoring systems through POST /api/v1/events;
+    # every other type is written only by this product's own services.
+    runtime: bool = False
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         problems: list[str] = []
@@ -101,6 +104,9 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._types)
+
+    def runtime_names(self) -> list[str]:
+        return sorted(n for n, t in self._types.items() if t.runtime)
 
     def all(self) -> list[EventType]:
         return [self._types[n] for n in self.names()]
@@ -249,3 +255,54 @@ _r(EventType("privacy.subject_erased", "A data subject's key was destroyed (GDPR
              {"data_subject": S(), "reason": S(), "values": Field("int")}))
 _r(EventType("ledger.exported", "The ledger was exported (who, format, scope).", {"export_id": Field("int"), "format": S(), "scope": Field("object")}))  # noqa: E501
 _r(EventType("ledger.signing_key_rotated", "The checkpoint signing key was replaced.", {"old_verifier_key": S(), "new_verifier_key": S(), "reason": S()}))  # noqa: E501
+
+# --- API tokens -------------------------------------------------------------------------------------------
+_r(EventType("access.api_token_created", "An API token was issued to a service account (never kept itself).",
+             {"service_account": S(), "token_id": Field("int"), "name": S(), "prefix": S(), "scopes": _LIST,
+              "expires_at": S()}))
+_r(EventType("access.api_token_revoked", "An API token was revoked.",
+             {"service_account": S(), "token_id": Field("int"), "prefix": S(), "reason": S()}))
+
+# --- runtime events from serving and monitoring systems (POST /api/v1/events) -----------------------------
+# Each names the model version and environment when it has one; ``detail`` carries the
+# sender's own context (an object, kept as sent). ``source`` is the reporting system.
+_RT = {"source": S(), "occurred_at": S(), "model": Field(required=False, nullable=True),
+       "version": Field("int", required=False, nullable=True), "environment": Field(required=False, nullable=True),
+       "detail": Field("object", required=False)}
+_NUM = Field("number")
+
+
+def _rt(name: str, description: str, fields: dict[str, Field] | None = None) -> None:
+    _r(EventType(name, description, {**_RT, **(fields or {})}, runtime=True))
+
+
+_rt("deployment.canary_step_completed", "A canary rollout reached a traffic step.",
+    {"step": Field("int"), "traffic_percent": Field("int")})
+_rt("deployment.traffic_shifted", "Traffic between versions was shifted.",
+    {"traffic_percent": Field("int"), "from_version": Field("int", required=False, nullable=True)})
+_rt("deployment.shadow_started", "A version started receiving shadow traffic.")
+_rt("deployment.shadow_stopped", "A version stopped receiving shadow traffic.", {"reason": OPT})
+_rt("deployment.rolled_back", "A serving platform rolled a deployment back.",
+    {"reason": S(), "to_version": Field("int", required=False, nullable=True)})
+_rt("monitoring.data_drift_detected", "Input data drift crossed its threshold.",
+    {"metric": S(), "value": _NUM, "threshold": _NUM})
+_rt("monitoring.prediction_drift_detected", "Prediction drift crossed its threshold.",
+    {"metric": S(), "value": _NUM, "threshold": _NUM})
+_rt("monitoring.data_quality_failed", "A data quality check failed.",
+    {"check": S(), "failed_rows": Field("int", required=False, nullable=True)})
+_rt("monitoring.slo_breached", "A latency or error-rate SLO was breached.",
+    {"slo": S(), "value": _NUM, "threshold": _NUM})
+_rt("incident.opened", "An incident was opened.", {"incident_id": S(), "severity": S(), "summary": S()})
+_rt("incident.mitigated", "An incident was mitigated.", {"incident_id": S(), "summary": OPT})
+_rt("incident.closed", "An incident was closed.", {"incident_id": S(), "summary": OPT})
+
+# --- integrity, retention and legal holds (operations) ------------------------------------------------------
+_r(EventType("ledger.verified", "A scheduled verification of the ledger completed.",
+             {"mode": S(), "from_size": Field("int"), "tree_size": Field("int"), "ok": Field("bool"),
+              "reason": Field(nullable=True), "duration_ms": Field("int")}))
+_r(EventType("privacy.legal_hold_created", "A legal hold now protects a data subject's personal data from erasure.",
+             {"hold_id": Field("int"), "data_subject": S(), "reason": S(), "reference": OPT}))
+_r(EventType("privacy.legal_hold_released", "A legal hold was released.",
+             {"hold_id": Field("int"), "data_subject": S(), "reason": S()}))
+_r(EventType("privacy.retention_erased", "Personal data past its retention period was crypto-shredded.",
+             {"data_subject": S(), "retention_class": S(), "values": Field("int"), "oldest": S()}))

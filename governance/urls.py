@@ -7,8 +7,14 @@ from django.views.generic import RedirectView
 from governance.webhooks import mlflow_webhook
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", RedirectView.as_view(url="/console/", permanent=False)),
     path("admin/", admin.site.urls),
     path("webhooks/mlflow", mlflow_webhook, name="mlflow-webhook"),
+    path("api/v1/", include("governance.api.urls")),
+    path("console/", include("governance.console.urls")),
     path("", include("audit.urls_export")),
 ]
+
+handler400 = "governance.api.errors.bad_request"
+handler404 = "governance.api.errors.page_not_found"
+handler500 = "governance.api.errors.server_error"

@@ -1,0 +1,158 @@
+"""One error format for the whole API: RFC 9457 problem details.
+
+``{"type", "title", "status", "detail", "code", "errors": [{"field", "message"}], "request_id"}``
+served as ``application/problem+json``. Domain refusals (the services' ``ValueError``
+subclasses) map by kind: not permitted → 403, wrong state or conflict → 409, anything
+else → 400. Every message says what is wrong; nothing internal leaks.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from access import errors as access_errors
+from audit import pii
+from audit.export import ExportNotPermitted
+from audit.ledger import IdempotencyConflict
+from governance import errors as governance_errors
+from governance.request_context import current_request_id
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/problem+json"
+TYPE_BASE = "urn:mlgov:problem:"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    429: "Too many requests",
+    500: "Internal error",
+}
+
+
+def problem(status_code: int, detail: str, *, code: str | None = None,
+            errors: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + (code or str(status_code)),
+        "title": _TITLES.get(status_code, "Error"),
+        "status": status_code,
+        "detail": detail,
+        "code": code or str(status_code),
+    }
+    if errors:
+        body["errors"] = errors
+    request_id = current_request_id()
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
+def _flatten(data: Any, prefix: str = "") -> list[dict[str, str]]:
+    """DRF's nested ``{field: [messages]}`` as a flat list of ``{"field", "message"}``."""
+    out: list[dict[str, str]] = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "non_field_errors":
+                name = prefix
+            out.extend(_flatten(value, name))
+    elif isinstance(data, list):
+        if all(isinstance(v, str) for v in data):
+            out.extend({"field": prefix, "message": str(v)} for v in data)
+        else:
+            for i, value in enumerate(data):
+                out.extend(_flatten(value, f"{prefix}[{i}]"))
+    else:
+        out.append({"field": prefix, "message": str(data)})
+    return out
+
+
+def _domain_status(exc: ValueError) -> tuple[int, str]:
+    code = str(getattr(exc, "code", "invalid"))
+    if isinstance(exc, governance_errors.NotPermitted | access_errors.NotPermitted | ExportNotPermitted
+                  | pii.PiiAccessDenied):
+        return status.HTTP_403_FORBIDDEN, "not_permitted"
+    if isinstance(exc, governance_errors.InvalidState | access_errors.InvalidState | governance_errors.Frozen
+                  | IdempotencyConflict | pii.AlreadyErased):
+        return status.HTTP_409_CONFLICT, code if code != "invalid" else "conflict"
+    return status.HTTP_400_BAD_REQUEST, code
+
+
+def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER. Unknown exceptions propagate (→ 500 through ``server_error``)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, Http404):
+        body = problem(404, str(exc) if str(exc) and "No " not in str(exc) else "not found", code="not_found")
+    elif isinstance(exc, PermissionDenied):
+        body = problem(403, str(exc) or "you may not do this", code="not_permitted")
+    elif isinstance(exc, RequestDataTooBig):
+        body = problem(413, "the request body is too large", code="too_large")
+    elif isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        summary = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors[:5])
+        body = problem(400, summary or "invalid input", code="invalid", errors=errors)
+    elif isinstance(exc, exceptions.APIException):
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(int(exc.wait))
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        detail = exc.detail if isinstance(exc.detail, str) else "; ".join(e["message"] for e in _flatten(exc.detail))
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        body = problem(exc.status_code, str(detail), code=str(code))
+    elif isinstance(exc, ValueError) and exc.__class__.__module__.split(".")[0] in ("governance", "access", "audit"):
+        status_code, code = _domain_status(exc)
+        body = problem(status_code, str(exc), code=code)
+    else:
+        return None
+    return Response(body, status=body["status"], headers=headers, content_type=CONTENT_TYPE)
+
+
+# --- Django-level handlers: errors raised before a DRF view runs (URL not found, body too big) -----------
+
+
+def _wants_problem(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _json(status_code: int, detail: str, code: str) -> JsonResponse:
+    return JsonResponse(problem(status_code, detail, code=code), status=status_code, content_type=CONTENT_TYPE)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> Any:
+    if _wants_problem(request):
+        if isinstance(exception, RequestDataTooBig):
+            return _json(413, "the request body is too large", "too_large")
+        detail = "bad request" if not isinstance(exception, SuspiciousOperation) else "the request was refused"
+        return _json(400, detail, "bad_request")
+    from django.views.defaults import bad_request as default
+
+    return default(request, exception or Exception())
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> Any:
+    if _wants_problem(request):
+        return _json(404, f"no API endpoint at {request.path}", "not_found")
+    from django.views.defaults import page_not_found as default
+
+    return default(request, exception or Http404())
+
+
+def server_error(request: HttpRequest) -> Any:
+    if _wants_problem(request):
+        return _json(500, "internal error; quote the request id to the operators", "internal")
+    from django.views.defaults import server_error as default
+
+    return default(request)

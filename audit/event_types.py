@@ -165,6 +165,8 @@ _r(EventType("promotion.approved", "Every approval rule and gate is satisfied: t
              {**_PR, "evidence_digest": S(), "approvers": Field("list"), "gates": _GATES}))
 _r(EventType("promotion.rejected", "An approver rejected a promotion request.",
              {**_PR, "group": S(), "comment": S()}))
+_r(EventType("promotion.changes_requested", "An approver asked the requester for changes; the request is closed.",
+             {**_PR, "group": S(), "comment": S()}))
 _r(EventType("promotion.withdrawn", "The requester withdrew a promotion request.", {**_PR, "reason": S()}))
 _r(EventType("promotion.expired", "A pending request expired without a decision.",
              {**_PR, "after_days": Field("int")}))

@@ -67,7 +67,7 @@ class HasScope(BasePermission):
         if needed is None:
             self.message = "this operation is not available to API tokens"
             return False
-        if needed not in token.scopes:
+        if needed != "*" and needed not in token.scopes:
             self.message = f"this API token lacks the scope {needed!r}"
             return False
         return True

@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from governance.api.views import WhoAmIApi
 
 urlpatterns = [
     path("", include("audit.urls_api")),
     path("", include("governance.api.urls_promotions")),
     path("", include("access.urls_api")),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("whoami", WhoAmIApi.as_view(), name="api-whoami"),
+    # The schema and its docs page are public: they describe the API, not its data.
+    path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+         name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", authentication_classes=[],
+                                                 permission_classes=[AllowAny]), name="api-docs"),
 ]

@@ -268,3 +268,7 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"export #{self.pk} ({self.format}, {self.state})"
+
+
+# Operational models live in their own module (scheduled verification, retention, legal holds).
+from audit.models_ops import *  # noqa: E402, F403

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False)),
     path("admin/", admin.site.urls),
     path("webhooks/mlflow", mlflow_webhook, name="mlflow-webhook"),
+    path("", include("governance.urls_ops")),
     path("api/v1/", include("governance.api.urls")),
     path("console/", include("governance.console.urls")),
     path("", include("audit.urls_export")),

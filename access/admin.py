@@ -15,13 +15,15 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from access import grants as access_services
 from access import selectors as access_selectors
 from access.classification import LEVEL_CHOICES
 from access.errors import AccessError
-from access.models import AccessRequest, Dataset, Grant, ReviewCampaign, ReviewItem, ServiceAccount
+from access import tokens as token_services
+from access.models import AccessRequest, ApiToken, Dataset, Grant, ReviewCampaign, ReviewItem, ServiceAccount
 from access.roles import INFOSEC, MODEL_OWNER, ROLES
 from access.services import user_role_add, user_role_remove
 from audit.ledger import Actor
@@ -412,3 +414,76 @@ class ServiceAccountAdmin(_AddThroughService):
         return _service_save(lambda: access_services.service_account_create(
             user=request.user, name=data["name"], description=data["description"]  # type: ignore[arg-type]
         ))
+
+    actions = ["issue_token"]
+
+    @admin.action(description="Issue an API token…")
+    def issue_token(self, request: HttpRequest, queryset: QuerySet[ServiceAccount]) -> HttpResponse | None:
+        """Ask for name, scopes and expiry; show the token once on the page itself (never stored, never a message)."""
+        accounts = list(queryset[:2])
+        if len(accounts) != 1:
+            self.message_user(request, "Select exactly one service account to issue a token to.", messages.ERROR)
+            return None
+        account = accounts[0]
+        form = IssueTokenForm(request.POST if request.POST.get("confirm") else None)
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request), "title": f"Issue an API token to {account.name}",
+            "help": "The token is shown once, on the next page. Store it in your secret manager.",
+            "objects": [account], "form": form, "action": "issue_token", "submit": "Issue token",
+            "opts": self.model._meta,
+        }
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            try:
+                issued = token_services.api_token_create(
+                    user=request.user, service_account=account, name=data["name"],  # type: ignore[arg-type]
+                    scopes=list(data["scopes"]), expires_in_days=data["expires_in_days"],
+                )
+            except AccessError as exc:
+                self.message_user(request, f"{account}: {exc}", messages.ERROR)
+                return None
+            response = TemplateResponse(request, "admin/access/token_issued.html", {**context, "issued": issued})
+            response["Cache-Control"] = "no-store"
+            return response
+        return TemplateResponse(request, "admin/governance/action_form.html", context)
+
+
+class IssueTokenForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    scopes = forms.MultipleChoiceField(choices=sorted(token_services.SCOPES.items()),
+                                       widget=forms.CheckboxSelectMultiple)
+    expires_in_days = forms.IntegerField(min_value=1, max_value=token_services.MAX_DAYS,
+                                         initial=token_services.DEFAULT_DAYS)
+
+
+class RevokeTokenForm(forms.Form):
+    text = forms.CharField(label="Reason", max_length=500, widget=forms.Textarea)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(GovernanceModelAdmin):
+    """Read-only: tokens are issued from the service account page and revoked by the action below."""
+
+    list_display = ("service_account", "name", "prefix", "scope_list", "created_by", "created_at", "expires_at",
+                    "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    list_select_related = ("service_account", "created_by")
+    search_fields = ("prefix", "name", "service_account__name")
+    exclude = ("digest",)
+    actions = ["revoke"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        tokens = super().get_queryset(request).select_related(*self.list_select_related)
+        if has_role(request.user, (INFOSEC,)) or has_admin_role(request.user):
+            return tokens
+        return tokens.filter(service_account__owner=request.user)
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj: ApiToken) -> str:
+        return ", ".join(obj.scopes)
+
+    @form_action(description="Revoke…", label="Revoke", help_text="Revoke the selected tokens now (reason required).",
+                 form_class=RevokeTokenForm)
+    @_as_governance_error
+    def revoke(request: HttpRequest, obj: ApiToken, data: dict[str, Any]) -> None:
+        token_services.api_token_revoke(user=request.user, token=obj, reason=data["text"])  # type: ignore[arg-type]

@@ -20,9 +20,9 @@ from django.template.response import TemplateResponse
 
 from access import grants as access_services
 from access import selectors as access_selectors
+from access import tokens as token_services
 from access.classification import LEVEL_CHOICES
 from access.errors import AccessError
-from access import tokens as token_services
 from access.models import AccessRequest, ApiToken, Dataset, Grant, ReviewCampaign, ReviewItem, ServiceAccount
 from access.roles import INFOSEC, MODEL_OWNER, ROLES
 from access.services import user_role_add, user_role_remove

@@ -23,8 +23,46 @@ class CanonicalizationError(ValueError):
     """The value cannot be represented in canonical JSON (NaN, huge int, non-JSON type...)."""
 
 
+_INT_LIMIT = 2**53 - 1
+_sorted_compact = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False, check_circular=False
+).encode
+
+
+def _plain(value: Any) -> bool:
+    """Whether the standard library's sorted, compact JSON of ``value`` is already its RFC 8785 form.
+
+    True for strings, booleans, null, integers within +-(2**53 - 1), and lists and objects of
+    those with ASCII member names (code-point order is then UTF-16 order). Python's
+    encoder escapes strings exactly as JCS does (``\\" \\\\ \\b \\f \\n \\r \\t``, other
+    controls as lowercase ``\\u00xx``, the rest literal). Floats are left to ``rfc8785``:
+    their ECMAScript form differs from ``repr``.
+    """
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return True
+    if t is int:
+        return bool(-_INT_LIMIT <= value <= _INT_LIMIT)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii() or not _plain(v):
+                return False
+        return True
+    if t is list:
+        return all(_plain(v) for v in value)
+    return False
+
+
 def canonical_json(value: Any) -> str:
     """RFC 8785 canonical JSON text of ``value``."""
+    if _plain(value):
+        text: str = _sorted_compact(value)
+        try:
+            text.encode("utf-8")  # a lone surrogate has no UTF-8 form: rfc8785 below names the error
+        except UnicodeEncodeError:
+            pass
+        else:
+            return text
     try:
         return rfc8785.dumps(value).decode("utf-8")
     except (rfc8785.CanonicalizationError, TypeError, ValueError, UnicodeError) as exc:
@@ -58,15 +96,21 @@ def body_bytes(
     payload_json: str,
     prev_hash: str,
     subject_prev: int | None,
+    request_id: str | None = None,
 ) -> bytes:
-    """The JCS bytes of the entry body, keys in their canonical (sorted) order."""
+    """The JCS bytes of the entry body, keys in their canonical (sorted) order.
+
+    ``request_id`` is a member of the body only when there is one, so the bodies of
+    entries written before it existed (or outside any request) are unchanged.
+    """
     sp = "null" if subject_prev is None else str(int(subject_prev))
+    rid = "" if request_id is None else f'"request_id":{_dumps(request_id)},'
     text = (
         f'{{"actor":{{"id":{_dumps(actor_id)},"type":{_dumps(actor_type)}}},'
         f'"event_type":{_dumps(event_type)},'
         f'"payload":{payload_json},'
         f'"prev_hash":{_dumps(prev_hash)},'
-        f'"seq":{int(seq)},'
+        f'{rid}"seq":{int(seq)},'
         f'"subject":{{"id":{_dumps(subject_id)},"type":{_dumps(subject_type)}}},'
         f'"subject_prev":{sp},'
         f'"timestamp":{_dumps(timestamp)}}}'

@@ -68,7 +68,7 @@ FETCH_BATCH = 500
 
 _FIELDS = (
     "seq", "timestamp", "event_type", "actor_type", "actor_id", "subject_type", "subject_id",
-    "payload_json", "prev_hash", "subject_prev", "entry_hash",
+    "payload_json", "prev_hash", "subject_prev", "entry_hash", "request_id",
 )
 Row = tuple[Any, ...]
 Progress = Callable[[int, "int | None"], None]
@@ -458,19 +458,20 @@ def rows(p: Plan, *, chunk: int = CHUNK) -> Iterator[Row]:
 
 def _row_body(row: Row) -> bytes:
     """The canonical body of a stored entry, exactly as hashed (what ``Entry.canonical_body()`` returns)."""
-    seq, ts, et, at, aid, st, sid, pj, ph, sp, _ = row
+    seq, ts, et, at, aid, st, sid, pj, ph, sp, _, rid = row
     return body_bytes(
         seq=seq, timestamp=ts, event_type=et, actor_type=at, actor_id=aid, subject_type=st, subject_id=sid,
-        payload_json=pj, prev_hash=ph, subject_prev=sp,
+        payload_json=pj, prev_hash=ph, subject_prev=sp, request_id=rid,
     )
 
 
 def _fast_body(row: Row, q: Callable[[str], str] = encode_basestring) -> bytes:
     """``_row_body`` without the overhead of ``JSONEncoder.encode`` (the same bytes; callers check the hash)."""
-    seq, ts, et, at, aid, st, sid, pj, ph, sp, _ = row
+    seq, ts, et, at, aid, st, sid, pj, ph, sp, _, rid = row
+    request = "" if rid is None else f'"request_id":{q(rid)},'
     return (
         f'{{"actor":{{"id":{q(aid)},"type":{q(at)}}},"event_type":{q(et)},"payload":{pj},"prev_hash":{q(ph)},'
-        f'"seq":{int(seq)},"subject":{{"id":{q(sid)},"type":{q(st)}}},'
+        f'{request}"seq":{int(seq)},"subject":{{"id":{q(sid)},"type":{q(st)}}},'
         f'"subject_prev":{"null" if sp is None else int(sp)},"timestamp":{q(ts)}}}'
     ).encode()
 
@@ -1055,7 +1056,7 @@ The format is documented in docs/export-format.md of the ledger's code.
 
 CSV_COLUMNS = (
     "seq", "timestamp", "event_type", "actor_type", "actor_id", "subject_type", "subject_id", "payload",
-    "prev_hash", "entry_hash",
+    "prev_hash", "entry_hash", "request_id",
 )
 
 
@@ -1070,8 +1071,8 @@ def write_csv(
         writer.writerow(CSV_COLUMNS)
         for row in rows(plan):
             check(row)
-            seq, ts, et, at, aid, st, sid, pj, ph, _sp, eh = row
-            writer.writerow((seq, ts, et, at, aid, st, sid, pj, ph, eh))
+            seq, ts, et, at, aid, st, sid, pj, ph, _sp, eh, rid = row
+            writer.writerow((seq, ts, et, at, aid, st, sid, pj, ph, eh, rid or ""))
             count += 1
             if count % PROGRESS_EVERY == 0:
                 progress(count)
@@ -1113,10 +1114,10 @@ def report_context(job: ExportJob, p: Plan, entry: Entry, checkpoint: Checkpoint
     check = _Checked()
     for row in rows(p):
         check(row)
-        seq, ts, et, at, aid, st, sid, pj, _ph, _sp, eh = row
+        seq, ts, et, at, aid, st, sid, pj, _ph, _sp, eh, rid = row
         item = {"seq": seq, "timestamp": ts, "event_type": et, "actor": f"{at}:{aid}", "subject": f"{st}:{sid}",
                 "payload": json.dumps(redact(json.loads(pj)), ensure_ascii=False, sort_keys=True, indent=1),
-                "entry_hash": eh}
+                "entry_hash": eh, "request_id": rid}
         entries.append(item)
         by_subject.setdefault((st, sid), []).append(item)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from audit.canonical import CanonicalizationError, body_bytes, canonical_json, f
 from audit.event_types import registry
 from audit.merkle import CompactRange, Node, node_key, root_nodes
 from audit.models import Entry, LedgerHead, MerkleNode, PendingEntry, PiiValue, SubjectHead
+from governance.request_context import current_request_id
 
 if TYPE_CHECKING:
     from audit.pii import PiiPlan
@@ -98,9 +99,15 @@ class Event:
     timestamp: datetime | None = None
     # Whose personal data the payload carries (``"user:42"``); see docs/pii.md.
     data_subject: str | None = None
+    # The request that caused the event; None takes the bound one (``current_request_id()``).
+    request_id: str | None = None
 
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
+# The same alphabet as governance.request_context accepts from clients; a request id is never free text.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# IN lists of idempotency keys are sent in slices of this many (bounded statement size on any backend).
+KEY_CHUNK = 1000
 
 
 def _check_text(label: str, value: object, max_length: int) -> str:
@@ -113,15 +120,63 @@ def _check_text(label: str, value: object, max_length: int) -> str:
     return value
 
 
-def _prepare(event: Event) -> tuple[PendingEntry, PiiPlan | None]:
+def check_request_id(value: object) -> str:
+    """A request id as it may enter a ledger body: 1 to 64 of ``A-Z a-z 0-9 . _ : -``."""
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        raise LedgerError("request id must be 1 to 64 characters of letters, digits and . _ : -")
+    return value
+
+
+class _Row:
+    """A validated intake-queue row. Plain slots: building a model instance per event costs more than the INSERT."""
+
+    __slots__ = (
+        "actor_id", "actor_type", "event_type", "idempotency_key", "payload_json", "pk", "request_id",
+        "subject_id", "subject_type", "timestamp",
+    )
+
+    def __init__(
+        self, timestamp: str, event_type: str, actor_type: str, actor_id: str, subject_type: str,
+        subject_id: str, payload_json: str, idempotency_key: str | None, request_id: str | None,
+    ) -> None:
+        self.pk: int | None = None
+        self.timestamp = timestamp
+        self.event_type = event_type
+        self.actor_type = actor_type
+        self.actor_id = actor_id
+        self.subject_type = subject_type
+        self.subject_id = subject_id
+        self.payload_json = payload_json
+        self.idempotency_key = idempotency_key
+        self.request_id = request_id
+
+    def values(self) -> tuple[Any, ...]:
+        """The column values in ``_PENDING_COLUMNS`` order."""
+        return (self.timestamp, self.event_type, self.actor_type, self.actor_id, self.subject_type,
+                self.subject_id, self.payload_json, self.idempotency_key, self.request_id)
+
+    def model(self) -> PendingEntry:
+        # Positional: the cheap path of Model.__init__ (the field order is checked by a test).
+        return PendingEntry(self.pk, *self.values())  # type: ignore[misc]
+
+    def same_event(self, found: tuple[str, str, str, str]) -> bool:
+        # The request id is left out: a client retrying from another request sends the same event.
+        return found == (self.event_type, self.subject_type, self.subject_id, self.payload_json)
+
+
+def _prepare(event: Event, now: str, bound_request_id: str | None) -> tuple[_Row, PiiPlan | None]:
     event_type = registry.get(event.event_type)  # UnknownEventType is a LedgerError's sibling
-    if event.actor.type not in ACTOR_TYPES:
-        raise LedgerError(f"actor type must be one of {', '.join(ACTOR_TYPES)}, not {event.actor.type!r}")
-    _check_text("actor id", event.actor.id, 200)
-    _check_text("subject type", event.subject.type, 100)
-    _check_text("subject id", event.subject.id, 300)
+    actor, subject = event.actor, event.subject
+    if actor.type not in ACTOR_TYPES:
+        raise LedgerError(f"actor type must be one of {', '.join(ACTOR_TYPES)}, not {actor.type!r}")
+    _check_text("actor id", actor.id, 200)
+    _check_text("subject type", subject.type, 100)
+    _check_text("subject id", subject.id, 300)
     if event.idempotency_key is not None:
         _check_text("idempotency key", event.idempotency_key, 200)
+    request_id = event.request_id if event.request_id is not None else bound_request_id
+    if request_id is not None:
+        check_request_id(request_id)
     if not isinstance(event.payload, Mapping):
         raise LedgerError("payload must be a JSON object")
     payload = dict(event.payload)
@@ -140,37 +195,52 @@ def _prepare(event: Event) -> tuple[PendingEntry, PiiPlan | None]:
         from audit import pii
 
         pii.check_data_subject(event.data_subject)
-    pending = PendingEntry(
-        timestamp=format_timestamp(event.timestamp or timezone.now()),
-        event_type=event.event_type,
-        actor_type=event.actor.type,
-        actor_id=event.actor.id,
-        subject_type=event.subject.type,
-        subject_id=event.subject.id,
-        payload_json=payload_json,
-        idempotency_key=event.idempotency_key,
+    row = _Row(
+        now if event.timestamp is None else format_timestamp(event.timestamp),
+        event.event_type, actor.type, actor.id, subject.type, subject.id, payload_json, event.idempotency_key,
+        request_id,
     )
-    return pending, pii_plan
+    return row, pii_plan
 
 
-def _existing(key: str, pending: PendingEntry) -> Recorded | None:
-    """The event already recorded under ``key``, or None. Refuses a key reused for another event."""
-    found: PendingEntry | Entry | None = PendingEntry.objects.filter(idempotency_key=key).first()
-    if found is None:
-        found = Entry.objects.filter(idempotency_key=key).first()
-    if found is None:
-        return None
-    same = (found.event_type, found.subject_type, found.subject_id, found.payload_json) == (
-        pending.event_type,
-        pending.subject_type,
-        pending.subject_id,
-        pending.payload_json,
-    )
-    if not same:
-        raise IdempotencyConflict(f"idempotency key {key!r} was already used for a different event")
-    if isinstance(found, Entry):
-        return Recorded(pending_id=found.pending_id, seq=found.seq, created=False)
-    return Recorded(pending_id=found.pk, seq=None, created=False)
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), KEY_CHUNK):
+        yield items[i : i + KEY_CHUNK]
+
+
+def _existing_many(rows: Mapping[str, _Row]) -> dict[str, Recorded]:
+    """The events already recorded under the rows' idempotency keys: one query per table (per 1,000 keys).
+
+    Refuses a key reused for another event (``IdempotencyConflict``). The queue is read
+    first: a row the sequencer integrates between the two reads is then found in the entries.
+    """
+    if not rows:
+        return {}
+    found: dict[str, Recorded] = {}
+    for chunk in _chunks(list(rows)):
+        queued = PendingEntry.objects.filter(idempotency_key__in=chunk).values_list(
+            "idempotency_key", "id", "event_type", "subject_type", "subject_id", "payload_json"
+        )
+        for key, pk, et, st, sid, pj in queued:
+            assert key is not None  # (matched an IN list of keys)
+            if not rows[key].same_event((et, st, sid, pj)):
+                raise IdempotencyConflict(f"idempotency key {key!r} was already used for a different event")
+            found[key] = Recorded(pending_id=pk, seq=None, created=False)
+    rest = [k for k in rows if k not in found]
+    for chunk in _chunks(rest):
+        integrated = Entry.objects.filter(idempotency_key__in=chunk).values_list(
+            "idempotency_key", "pending_id", "seq", "event_type", "subject_type", "subject_id", "payload_json"
+        )
+        for key, pending_id, seq, et, st, sid, pj in integrated:
+            assert key is not None
+            if not rows[key].same_event((et, st, sid, pj)):
+                raise IdempotencyConflict(f"idempotency key {key!r} was already used for a different event")
+            found[key] = Recorded(pending_id=pending_id, seq=seq, created=False)
+    return found
+
+
+def _any_integrated(keys: list[str]) -> bool:
+    return any(Entry.objects.filter(idempotency_key__in=chunk).exists() for chunk in _chunks(keys))
 
 
 def record(
@@ -182,6 +252,7 @@ def record(
     idempotency_key: str | None = None,
     timestamp: datetime | None = None,
     data_subject: str | None = None,
+    request_id: str | None = None,
 ) -> Recorded:
     """Append one event to the ledger in the current transaction.
 
@@ -192,97 +263,110 @@ def record(
     Personal fields (``Field(pii=True)``) are kept out of the hashed body: they are
     encrypted under the key of ``data_subject`` (default ``"user:<id>"`` when the
     subject is a user; required otherwise) and replaced by a reference object.
+
+    The entry carries the request id bound by ``governance.request_context`` (the
+    HTTP request, or a task's ``request_id_bound``) unless ``request_id`` is given.
     """
-    event = Event(event_type, actor, subject, payload or {}, idempotency_key, timestamp, data_subject)
+    event = Event(event_type, actor, subject, payload or {}, idempotency_key, timestamp, data_subject, request_id)
     return record_many([event])[0]
 
 
 def record_many(events: Sequence[Event]) -> list[Recorded]:
-    """Append several events in one statement (same guarantees as ``record``)."""
-    checked = [_prepare(e) for e in events]
+    """Append several events in one statement (same guarantees as ``record``).
+
+    Events without a timestamp share the batch's one recording time.
+    """
+    now = format_timestamp(timezone.now())
+    bound = current_request_id()
+    checked = [_prepare(e, now, bound) for e in events]
     if not any(pii_plan for _, pii_plan in checked):
         return _append([p for p, _ in checked], None)
     from audit import pii
 
     # Sealing may create data subjects' keys: a refusal further on takes them back too.
     with transaction.atomic():
-        sealed = pii.seal(checked)
+        models = [(row.model(), pii_plan) for row, pii_plan in checked]
+        sealed = pii.seal(models)
+        for (row, _), (model, _) in zip(checked, models, strict=True):
+            row.payload_json = model.payload_json
         return _append([p for p, _ in checked], sealed)
 
 
-def _append(prepared: list[PendingEntry], personal: list[list[PiiValue]] | None) -> list[Recorded]:
+def _append(prepared: list[_Row], personal: list[list[PiiValue]] | None) -> list[Recorded]:
     """Insert validated (and sealed) rows, with the encrypted personal values of the fresh ones."""
-    results: list[Recorded | None] = [None] * len(prepared)
-    fresh: list[tuple[int, PendingEntry]] = []
-    seen_keys: dict[str, int] = {}
-    for i, p in enumerate(prepared):
+    if not prepared:
+        return []
+    keyed: dict[str, _Row] = {}
+    for p in prepared:
         key = p.idempotency_key
         if key is not None:
-            if key in seen_keys:
+            if key in keyed:
                 raise LedgerError(f"idempotency key {key!r} appears twice in one batch")
-            seen_keys[key] = i
-            existing = _existing(key, p)
-            if existing is not None:
-                results[i] = existing
-                continue
-        fresh.append((i, p))
-    if fresh and not seen_keys:
+            keyed[key] = p
+    if not keyed:
         # No idempotency keys: nothing can conflict, so no savepoint (two round trips saved per write).
-        rows = [p for _, p in fresh]
-        _insert_pending(rows)
+        _insert_pending(prepared)
         if personal is not None:
-            PiiValue.objects.bulk_create([v for i, _ in fresh for v in personal[i]], batch_size=500)
+            PiiValue.objects.bulk_create([v for values in personal for v in values], batch_size=500)
+        _schedule_integration()
+        return [Recorded(pending_id=p.pk, seq=None, created=True) for p in prepared]  # type: ignore[arg-type]
+    existing = _existing_many(keyed)
+    results: list[Recorded | None] = [
+        existing.get(p.idempotency_key) if p.idempotency_key is not None else None for p in prepared
+    ]
+    fresh = [(i, p) for i, p in enumerate(prepared) if results[i] is None]
+    if not fresh:
+        return results  # type: ignore[return-value]
+    rows = [p for _, p in fresh]
+    keys = [p.idempotency_key for p in rows if p.idempotency_key is not None]
+    try:
+        with transaction.atomic():
+            _insert_pending(rows)
+            if personal is not None:
+                PiiValue.objects.bulk_create([v for i, _ in fresh for v in personal[i]], batch_size=500)
+            # A key integrated (and so gone from the queue) since we looked: the
+            # sequencer would drop our row as a copy, losing this event silently.
+            if keys and _any_integrated(keys):
+                raise _KeyRace
+    except (IntegrityError, _KeyRace):
+        # Another writer got one of our idempotency keys first. Row by row, all or nothing.
+        with transaction.atomic():
+            for i, p in fresh:
+                recorded = results[i] = _record_one_after_race(p)
+                if personal is not None and recorded.created and personal[i]:
+                    for value in personal[i]:
+                        value.pk = None
+                    PiiValue.objects.bulk_create(personal[i])
+    else:
         for (i, _), row in zip(fresh, rows, strict=True):
-            results[i] = Recorded(pending_id=row.pk, seq=None, created=True)
-        _schedule_integration()
-    elif fresh:
-        rows = [p for _, p in fresh]
-        keys = [p.idempotency_key for p in rows if p.idempotency_key is not None]
-        try:
-            with transaction.atomic():
-                _insert_pending(rows)
-                if personal is not None:
-                    PiiValue.objects.bulk_create([v for i, _ in fresh for v in personal[i]], batch_size=500)
-                # A key integrated (and so gone from the queue) since we looked: the
-                # sequencer would drop our row as a copy, losing this event silently.
-                if keys and Entry.objects.filter(idempotency_key__in=keys).exists():
-                    raise _KeyRace
-        except (IntegrityError, _KeyRace):
-            # Another writer got one of our idempotency keys first. Row by row, all or nothing.
-            with transaction.atomic():
-                for i, p in fresh:
-                    recorded = results[i] = _record_one_after_race(p)
-                    if personal is not None and recorded.created and personal[i]:
-                        for value in personal[i]:
-                            value.pk = None
-                        PiiValue.objects.bulk_create(personal[i])
-        else:
-            for (i, _), row in zip(fresh, rows, strict=True):
-                results[i] = Recorded(pending_id=row.pk, seq=None, created=True)
-        _schedule_integration()
-    return [r for r in results if r is not None]
+            results[i] = Recorded(pending_id=row.pk, seq=None, created=True)  # type: ignore[arg-type]
+    _schedule_integration()
+    return results  # type: ignore[return-value]
 
 
 _PENDING_COLUMNS = (
     "timestamp", "event_type", "actor_type", "actor_id", "subject_type", "subject_id", "payload_json",
-    "idempotency_key",
+    "idempotency_key", "request_id",
 )
+_PENDING_INSERT = (
+    f"INSERT INTO audit_pendingentry ({', '.join(_PENDING_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_PENDING_COLUMNS))}) RETURNING id"
+)
+_PENDING_COPY = f"COPY audit_pendingentry (id, {', '.join(_PENDING_COLUMNS)}) FROM STDIN"
 
 
-def _insert_pending(rows: list[PendingEntry]) -> None:
+def _insert_pending(rows: list[_Row]) -> None:
     """INSERT the rows and set their ids. On PostgreSQL: one INSERT for one row, else ids + COPY."""
     if connection.vendor != "postgresql":
-        PendingEntry.objects.bulk_create(rows, batch_size=500)
+        models = [r.model() for r in rows]
+        PendingEntry.objects.bulk_create(models, batch_size=500)
+        for r, m in zip(rows, models, strict=True):
+            r.pk = m.pk
         return
-    columns = ", ".join(f'"{c}"' for c in _PENDING_COLUMNS)
     with connection.cursor() as cursor:
         if len(rows) == 1:
             p = rows[0]
-            cursor.execute(
-                f"INSERT INTO audit_pendingentry ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                [p.timestamp, p.event_type, p.actor_type, p.actor_id, p.subject_type, p.subject_id,
-                 p.payload_json, p.idempotency_key],
-            )
+            cursor.execute(_PENDING_INSERT, p.values())
             p.pk = cursor.fetchone()[0]
             return
         cursor.execute(
@@ -290,24 +374,24 @@ def _insert_pending(rows: list[PendingEntry]) -> None:
             [len(rows)],
         )
         ids = [pk for (pk,) in cursor.fetchall()]
-        with connection.wrap_database_errors, cursor.cursor.copy(
-            f"COPY audit_pendingentry (id, {columns}) FROM STDIN"
-        ) as copy:
+        with connection.wrap_database_errors, cursor.cursor.copy(_PENDING_COPY) as copy:
+            write_row = copy.write_row
             for pk, p in zip(ids, rows, strict=True):
                 p.pk = pk
-                copy.write_row((pk, p.timestamp, p.event_type, p.actor_type, p.actor_id, p.subject_type,
-                                p.subject_id, p.payload_json, p.idempotency_key))
+                write_row((pk, *p.values()))
 
 
-def _record_one_after_race(p: PendingEntry) -> Recorded:
+def _record_one_after_race(p: _Row) -> Recorded:
     if p.idempotency_key is not None:
-        existing = _existing(p.idempotency_key, p)
+        existing = _existing_many({p.idempotency_key: p}).get(p.idempotency_key)
         if existing is not None:
             return existing
     with transaction.atomic():
-        p.pk = None
-        p.save(force_insert=True)
-    return Recorded(pending_id=p.pk, seq=None, created=True)
+        model = p.model()
+        model.pk = None
+        model.save(force_insert=True)
+        p.pk = model.pk
+    return Recorded(pending_id=model.pk, seq=None, created=True)
 
 
 def _integrate_after_commit() -> None:
@@ -348,7 +432,7 @@ def integrate(*, limit: int | None = None) -> int:
 
 _ENTRY_COLUMNS = (
     "seq", "timestamp", "event_type", "actor_type", "actor_id", "subject_type", "subject_id", "payload_json",
-    "prev_hash", "subject_prev", "entry_hash", "pending_id", "idempotency_key",
+    "prev_hash", "subject_prev", "entry_hash", "pending_id", "idempotency_key", "request_id",
 )
 
 
@@ -416,7 +500,7 @@ def _integrate_batch(limit: int) -> int:
     nodes: list[tuple[int, bytes]] = []
     touched: dict[tuple[str, str], int] = {}
     prev = head.last_hash
-    for pk, ts, et, at, aid, st, sid, pj, key in pending:
+    for pk, ts, et, at, aid, st, sid, pj, key, rid in pending:
         if key and key in dup_keys:
             continue
         seq = tree.size
@@ -425,12 +509,12 @@ def _integrate_batch(limit: int) -> int:
         leaf = leaf_hash(
             body_bytes(
                 seq=seq, timestamp=ts, event_type=et, actor_type=at, actor_id=aid, subject_type=st,
-                subject_id=sid, payload_json=pj, prev_hash=prev, subject_prev=subject_prev,
+                subject_id=sid, payload_json=pj, prev_hash=prev, subject_prev=subject_prev, request_id=rid,
             )
         )
         nodes.extend((node_key(lv, ix), h) for lv, ix, h in tree.append(leaf))
         entry_hash = leaf.hex()
-        entries.append((seq, ts, et, at, aid, st, sid, pj, prev, subject_prev, entry_hash, pk, key))
+        entries.append((seq, ts, et, at, aid, st, sid, pj, prev, subject_prev, entry_hash, pk, key, rid))
         prev = entry_hash
         heads[subject] = seq
         touched[subject] = seq

@@ -28,6 +28,8 @@ class PendingEntry(models.Model):
     subject_id = models.CharField(max_length=300)
     payload_json = models.TextField()
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # The HTTP request (or task) that wrote the event; part of the hashed body when set.
+    request_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (NULL = not in the body)
 
     class Meta:
         verbose_name = "pending ledger entry"
@@ -54,6 +56,8 @@ class Entry(models.Model):
     # Not part of the hashed body: where the entry came from, for idempotency.
     pending_id = models.BigIntegerField(unique=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # Hashed (a body member) only when set, so entries without one keep their original bytes.
+    request_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (NULL = not in the body)
 
     class Meta:
         verbose_name = "ledger entry"
@@ -93,6 +97,7 @@ class Entry(models.Model):
             payload_json=self.payload_json,
             prev_hash=self.prev_hash,
             subject_prev=self.subject_prev,
+            request_id=self.request_id,
         )
 
     def body(self) -> dict[str, Any]:

@@ -528,6 +528,7 @@ _SUBJECT_PREV = b',"subject_prev":'
 _SUBJECT = b',"subject":{"id":'
 _SEQ = b',"seq":'
 _PREV_HASH = b',"prev_hash":"'
+_REQUEST_ID = b',"request_id":"'
 
 
 def fields_of_canonical(raw: bytes, entry_hash: bytes) -> Entry | None:
@@ -535,7 +536,7 @@ def fields_of_canonical(raw: bytes, entry_hash: bytes) -> Entry | None:
 
     Only for bytes that hashed to the entry's hash, i.e. the ledger's own RFC 8785
     output. Its members come in a known order (actor, event_type, payload,
-    prev_hash, seq, subject, subject_prev, timestamp), the timestamp is 27
+    prev_hash, [request_id,] seq, subject, subject_prev, timestamp), the timestamp is 27
     characters and prev_hash 64, and no string can contain an unescaped quote, so
     each marker below (each has a bare ``"``) is found, searching back from the
     end, exactly where its member is. This gives what ``json.loads`` gives, in the
@@ -548,21 +549,40 @@ def fields_of_canonical(raw: bytes, entry_hash: bytes) -> Entry | None:
     sp = raw.rfind(_SUBJECT_PREV, 0, n - 43)
     si = raw.rfind(_SUBJECT, 0, sp)
     sq = raw.rfind(_SEQ, 0, si)
-    if sq < 79 or raw[sq - 79 : sq - 65] != _PREV_HASH or raw[sq - 1 : sq] != b'"':
+    ph = sq  # where prev_hash's member ends: at seq, or at request_id when the entry has one
+    if sq < 79 or raw[sq - 1 : sq] != b'"':
         return None
+    if raw[sq - 79 : sq - 65] != _PREV_HASH:
+        ph = raw.rfind(_REQUEST_ID, 0, sq)
+        if ph < 79 or raw[ph - 79 : ph - 65] != _PREV_HASH or raw[ph - 1 : ph] != b'"' \
+                or not _valid_request_id(raw[ph + 15 : sq - 1].decode("ascii", "replace")):
+            return None
     seq_text, prev_text = raw[sq + 7 : si], raw[sp + 16 : n - 43]
     if not seq_text.isdigit() or not (prev_text == b"null" or prev_text.isdigit()):
         return None
-    return Entry(int(seq_text), raw[sq - 65 : sq - 1], raw[si + 17 : sp],
+    return Entry(int(seq_text), raw[ph - 65 : ph - 1], raw[si + 17 : sp],
                  None if prev_text == b"null" else int(prev_text), raw[n - 29 : n - 2], entry_hash, raw)
+
+
+_BODY_MEMBERS = frozenset(
+    {"seq", "timestamp", "event_type", "actor", "subject", "payload", "prev_hash", "subject_prev"})
+# Entries written while serving a request also carry its id (optional, so older entries keep their bytes).
+_BODY_MEMBERS_WITH_REQUEST = _BODY_MEMBERS | {"request_id"}
+_REQUEST_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+
+
+def _valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= 64 and set(value) <= _REQUEST_ID_CHARS
 
 
 def _check_body_shape(body: Any) -> None:
     if not isinstance(body, dict):
         raise ValueError("the body is not a JSON object")
-    fields = {"seq", "timestamp", "event_type", "actor", "subject", "payload", "prev_hash", "subject_prev"}
-    if set(body) != fields:
+    members = set(body)
+    if members != _BODY_MEMBERS and members != _BODY_MEMBERS_WITH_REQUEST:
         raise ValueError("the body does not have exactly the members of an entry")
+    if "request_id" in body and not (isinstance(body["request_id"], str) and _valid_request_id(body["request_id"])):
+        raise ValueError("request_id is not 1 to 64 characters of letters, digits and . _ : -")
     seq, sp = body["seq"], body["subject_prev"]
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise ValueError("seq is not a non-negative integer")

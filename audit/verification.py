@@ -8,6 +8,10 @@ what an attacker would have edited). Stops at the first problem and names it.
 """
 from __future__ import annotations
 
+import contextlib
+import queue
+import re
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
@@ -16,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import connection, transaction
 
 from audit.canonical import ZERO_HASH, body_bytes, leaf_hash
 from audit.merkle import CompactRange
-from audit.models import Checkpoint, Entry
+from audit.models import Checkpoint, Entry, LedgerHead
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
 from audit.signing import current_verifier_key
 
@@ -71,6 +76,7 @@ _FIELDS = (
     "prev_hash",
     "subject_prev",
     "entry_hash",
+    "request_id",
 )
 
 
@@ -85,6 +91,99 @@ def _entries(chunk: int) -> Iterator[tuple[Any, ...]]:
             return
         yield from rows
         after = rows[-1][0]
+
+
+_COLUMNS = ", ".join(_FIELDS)
+_FIRST_PAGE = f"SELECT {_COLUMNS} FROM audit_entry ORDER BY seq LIMIT %s"
+_NEXT_PAGE = f"SELECT {_COLUMNS} FROM audit_entry WHERE seq > %s ORDER BY seq LIMIT %s"
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f-]{1,64}")
+_DONE = object()
+
+
+class _Prefetched:
+    """Entry pages read by a second connection, one page ahead of the hashing (PostgreSQL only).
+
+    Both connections read the same snapshot: the caller's transaction is REPEATABLE READ
+    and exports it (``pg_export_snapshot``), the reader imports it. So the entries, the
+    checkpoints and every lookup the verifier makes see one state of the ledger, however
+    long verification takes and whatever is written meanwhile. Hashing releases the GIL
+    only partly; the gain is the database round trip and row decoding overlapping it.
+    """
+
+    def __init__(self, snapshot: str, chunk: int) -> None:
+        if not _SNAPSHOT_ID.fullmatch(snapshot):
+            raise ValueError(f"unexpected snapshot id {snapshot!r}")
+        self.snapshot = snapshot
+        self.chunk = chunk
+        self.pages: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="verify-prefetch", daemon=True)
+
+    def __enter__(self) -> Iterator[tuple[Any, ...]]:
+        self.thread.start()
+        return self._rows()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        while self.thread.is_alive():  # unblock a reader waiting to hand over a page
+            with contextlib.suppress(queue.Empty):
+                self.pages.get(timeout=0.05)
+        self.thread.join()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.pages.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        from django.db import connection as own  # this thread's own connection
+
+        try:
+            with transaction.atomic(), own.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cursor.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
+                cursor.execute(_FIRST_PAGE, [self.chunk])
+                while not self.stop.is_set():
+                    rows = cursor.fetchall()
+                    if not rows or not self._put(rows):
+                        break
+                    cursor.execute(_NEXT_PAGE, [rows[-1][0], self.chunk])
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the verifying thread, which raises it
+            self._put(exc)
+        finally:
+            own.close()
+
+    def _rows(self) -> Iterator[tuple[Any, ...]]:
+        while True:
+            item = self.pages.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+
+
+@contextlib.contextmanager
+def _snapshot_rows(chunk: int, prefetch: bool | None) -> Iterator[Iterator[tuple[Any, ...]]]:
+    """The entries in seq order, all reads of the verification in one snapshot where the database allows."""
+    if prefetch is None:
+        prefetch = connection.vendor == "postgresql" and not connection.in_atomic_block
+    if not prefetch:
+        # Inside the caller's transaction (tests, or a caller that wants its own isolation) or on SQLite:
+        # pages on this connection.
+        yield _entries(chunk)
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute("SELECT pg_export_snapshot()")
+        snapshot = cursor.fetchone()[0]
+        with _Prefetched(snapshot, chunk) as rows:
+            yield rows
 
 
 def _checkpoints(chunk: int = 1000) -> Iterator[tuple[int, int, str, str]]:
@@ -143,13 +242,34 @@ def _check_checkpoint(
         )
 
 
+Progress = Callable[[int, "int | None"], None]
+PROGRESS_EVERY = 20_000
+
+
 def verify_ledger(
     *,
     extra_keys: list[str] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
     chunk: int = CHUNK,
+    prefetch: bool | None = None,
+) -> VerificationResult:
+    """Verify the whole ledger (see the module docstring); stops at the first problem.
+
+    ``progress(done, total)`` is called every ``PROGRESS_EVERY`` entries and at the end;
+    ``total`` is the sequencer's tree size at the start (a hint for a progress bar, not
+    trusted), None if unknown. ``prefetch`` (default: on PostgreSQL outside an atomic
+    block) reads the next page on a second connection in the same snapshot.
+    """
+    with _snapshot_rows(chunk, prefetch) as rows:
+        return _verify(rows, extra_keys, progress)
+
+
+def _verify(
+    rows: Iterator[tuple[Any, ...]], extra_keys: list[str] | None, progress: Progress | None
 ) -> VerificationResult:
     started = time.perf_counter()
+    total = LedgerHead.objects.filter(pk=1).values_list("tree_size", flat=True).first() if progress else None
+    next_progress = PROGRESS_EVERY
     verifiers = trusted_verifiers(extra_keys)
     tree = CompactRange()
     expected = 0
@@ -167,15 +287,15 @@ def verify_ledger(
             _check_checkpoint(next_cp[1], 0, next_cp[2], next_cp[3], verifiers, tree.root())
             checked_cps += 1
             next_cp = next(checkpoints, None)
-        for row in _entries(chunk):
-            seq, ts, et, at, aid, st, sid, pj, ph, sp, eh = row
+        for row in rows:
+            seq, ts, et, at, aid, st, sid, pj, ph, sp, eh, rid = row
             if seq < expected:
                 raise _Failure(seq, CHANGED, f"entry {seq} is stored outside the sequence 0, 1, 2, ...")
             if seq != expected:
                 raise _Failure(expected, MISSING, f"entry {expected} is missing (next stored entry is {seq})")
             body = body_bytes(
                 seq=seq, timestamp=ts, event_type=et, actor_type=at, actor_id=aid, subject_type=st,
-                subject_id=sid, payload_json=pj, prev_hash=ph, subject_prev=sp,
+                subject_id=sid, payload_json=pj, prev_hash=ph, subject_prev=sp, request_id=rid,
             )
             leaf = leaf_hash(body)
             computed = leaf.hex()
@@ -217,8 +337,9 @@ def verify_ledger(
                     checked_cps += 1
                     next_cp = next(checkpoints, None)
                 last_good_cp_size = expected
-            if progress is not None and expected % chunk == 0:
-                progress(expected)
+            if progress is not None and expected >= next_progress:
+                progress(expected, total)
+                next_progress += PROGRESS_EVERY
         if next_cp is not None:
             raise _Failure(
                 expected, TRUNCATED,
@@ -233,7 +354,7 @@ def verify_ledger(
             detail=failure.detail,
         )
     if progress is not None:
-        progress(expected)
+        progress(expected, total)
     return VerificationResult(
         ok=True, entries=expected, checkpoints=checked_cps, tree_size=expected, root_hash=root.hex(),
         seconds=time.perf_counter() - started,
@@ -242,13 +363,13 @@ def verify_ledger(
 
 def _hashes_at_other_seq(row: tuple[Any, ...]) -> bool:
     """Whether the row's stored hash matches its fields at a nearby seq: it was moved, not edited."""
-    seq, ts, et, at, aid, st, sid, pj, ph, sp, eh = row
+    seq, ts, et, at, aid, st, sid, pj, ph, sp, eh, rid = row
     for other in (seq - 2, seq - 1, seq + 1, seq + 2):
         if other < 0:
             continue
         body = body_bytes(
             seq=other, timestamp=ts, event_type=et, actor_type=at, actor_id=aid, subject_type=st,
-            subject_id=sid, payload_json=pj, prev_hash=ph, subject_prev=sp,
+            subject_id=sid, payload_json=pj, prev_hash=ph, subject_prev=sp, request_id=rid,
         )
         if leaf_hash(body).hex() == eh:
             return True

@@ -33,7 +33,8 @@ def new_request_id(candidate: str | None = None) -> str:
 @contextmanager
 def request_id_bound(request_id: str | None) -> Iterator[None]:
     """Bind a request id for the block (Celery tasks carry their caller's id this way)."""
-    token = _current.set(request_id)
+    # Validated like a header: a malformed id would make every ledger write in the block fail.
+    token = _current.set(new_request_id(request_id) if request_id is not None else None)
     try:
         yield
     finally:

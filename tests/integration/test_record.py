@@ -5,6 +5,7 @@ import dataclasses
 import itertools
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import rfc8785
@@ -349,16 +350,17 @@ def test_copy_of_an_integrated_key_is_dropped_by_the_sequencer() -> None:
 def test_event_whose_key_was_integrated_meanwhile_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     # given: between writer B's key check and its insert, writer A records the same key for
     # another event, commits, and the sequencer integrates it (simulated on one connection)
-    real_existing = ledger._existing
+    real_existing = ledger._existing_many
 
-    def key_check_then_race(key: str, pending: PendingEntry) -> Recorded | None:
-        found = real_existing(key, pending)
-        monkeypatch.setattr(ledger, "_existing", real_existing)
-        note("A's event", key=key)
+    def key_check_then_race(rows: dict[str, Any]) -> dict[str, Recorded]:
+        found = real_existing(rows)
+        monkeypatch.setattr(ledger, "_existing_many", real_existing)
+        for key in rows:
+            note("A's event", key=key)
         ledger.integrate()
         return found
 
-    monkeypatch.setattr(ledger, "_existing", key_check_then_race)
+    monkeypatch.setattr(ledger, "_existing_many", key_check_then_race)
 
     # when: B records its (different) event under the key
     try:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import rfc8785
 
+from audit import canonical
 from audit.canonical import (
     ZERO_HASH,
     CanonicalizationError,
@@ -124,6 +125,7 @@ def _body_dict(fields: dict[str, Any], payload: Any) -> dict[str, Any]:
         "payload": payload,
         "prev_hash": fields["prev_hash"],
         "subject_prev": fields["subject_prev"],
+        **({} if fields.get("request_id") is None else {"request_id": fields["request_id"]}),
     }
 
 
@@ -138,6 +140,8 @@ def _random_fields(rng: random.Random) -> dict[str, Any]:
         "subject_id": _random_string(rng, 30),
         "prev_hash": rng.choice([ZERO_HASH, rng.randbytes(32).hex()]),
         "subject_prev": rng.choice([None, 0, 1, rng.randint(0, 2**53 - 1)]),
+        # optional: absent from the body when None
+        "request_id": rng.choice([None, "0f8fad5b-d9cb-469f-a165-70867728950e", _random_string(rng, 64)]),
     }
 
 
@@ -568,3 +572,48 @@ def test_leaf_and_node_hashes_are_domain_separated() -> None:
     assert leaf_hash(b"x") == hashlib.sha256(b"\x00x").digest()
     assert node_hash(left, right) == hashlib.sha256(b"\x01" + left + right).digest()
     assert node_hash(left, right) != node_hash(right, left)
+
+
+# --------------------------------------------------------------------------------------
+# canonical_json's fast path (the standard library's encoder on float-free values)
+# --------------------------------------------------------------------------------------
+
+
+def _without_floats(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and abs(value) < 2**53 else "f"
+    if isinstance(value, list):
+        return [_without_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_floats(v) for k, v in value.items()}
+    return value
+
+
+def test_canonical_json_fast_path_is_exactly_rfc8785() -> None:
+    rng = random.Random(1785)
+    fast = 0
+    for case in range(3000):
+        # given: ASCII and non-ASCII member names, control characters, astral characters, big integers
+        value = _without_floats(_random_object(rng))
+        if rng.random() < 0.3:
+            value[_random_string(rng, 4)] = rng.choice([2**53, -(2**53), 2**53 - 1, 10**30])
+        # when
+        try:
+            expected = rfc8785.dumps(value).decode("utf-8")
+        except Exception:
+            with pytest.raises(CanonicalizationError):
+                canonical_json(value)
+            continue
+        # then
+        assert canonical_json(value) == expected, f"case {case}: {value!r}"
+        fast += canonical._plain(value)
+    assert fast > 300  # the fast path was really taken (random member names are often non-ASCII)
+
+
+def test_canonical_json_fast_path_refuses_lone_surrogates_like_rfc8785() -> None:
+    with pytest.raises(CanonicalizationError):
+        canonical_json({"text": "\ud800"})
+    value = {"b": [1, True, None], "a": "\u2028\x7f\x1f"}
+    assert canonical._plain(value)
+    assert canonical_json(value) == '{"a":"\u2028\x7f\\u001f","b":[1,true,null]}'
+

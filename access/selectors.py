@@ -16,6 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
+from access import roles
 from access.checks import resource_label
 from access.classification import RESTRICTED
 from access.grants import (
@@ -36,7 +37,12 @@ from access.models import (
     Grant,
     RegisteredModelGroupObjectPermission,
     RegisteredModelUserObjectPermission,
+    ReviewCampaign,
+    ReviewItem,
+    ServiceAccount,
 )
+from governance.models import ModelVersion, RegisteredModel
+from governance.selectors import model_versions_visible_to
 
 _GRANT_RELATED = ("user", "group", "granted_by", "revoked_by", "request")
 
@@ -217,3 +223,115 @@ def guardian_drift(*, now: datetime | None = None, expiry_grace: timedelta = tim
     for pk, expires_at in overdue.values_list("pk", "expires_at")[:1000]:
         problems.append(f"grant #{pk} expired at {expires_at.isoformat()} but is still open (expiry task behind)")
     return problems
+
+
+# --- visibility (API and console list views) ----------------------------------------------------------------
+#
+# Each returns a lazy queryset answered in one SQL statement (the caller's roles are read once and cached on
+# the user object), so a list view can filter, order and paginate it without per-row checks.
+
+_SEE_ALL = frozenset({roles.INFOSEC, roles.AUDITOR})
+
+
+def _role_names(user: User) -> frozenset[str]:
+    cached: frozenset[str] | None = getattr(user, "_access_role_names", None)
+    if cached is None:
+        cached = frozenset(user.groups.values_list("name", flat=True)) if user.is_active else frozenset()
+        user._access_role_names = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _beneficiary_q(user: User, prefix: str = "") -> Q:
+    """Grants whose principal is ``user``, one of their groups, or a service account they own."""
+    return (
+        Q(**{f"{prefix}user": user})
+        | Q(**{f"{prefix}group__in": user.groups.all()})
+        | Q(**{f"{prefix}user__in": ServiceAccount.objects.filter(owner=user).values("user_id")})
+    )
+
+
+def _owned_resources_q(user: User) -> Q:
+    """Rows (grants, requests) on a dataset or registered model ``user`` owns. Environments have no owner."""
+    return (
+        Q(resource_type="dataset", resource_id__in=Dataset.objects.filter(owner=user).values("pk"))
+        | Q(resource_type="registered_model",
+            resource_id__in=RegisteredModel.objects.filter(owner=user).values("pk"))
+    )
+
+
+def datasets_visible_to(user: User) -> QuerySet[Dataset]:
+    """Datasets ``user`` may see: all for infosec, auditors and data stewards (they classify); otherwise the ones
+    they own and the ones on which they, a group of theirs or a service account they own hold a live grant."""
+    if not user.is_active:
+        return Dataset.objects.none()
+    if _role_names(user) & (_SEE_ALL | {roles.DATA_STEWARD}):
+        return Dataset.objects.all()
+    granted = active_grants().filter(_beneficiary_q(user), resource_type="dataset").values("resource_id")
+    return Dataset.objects.filter(Q(owner=user) | Q(pk__in=granted))
+
+
+def grants_visible_to(user: User) -> QuerySet[Grant]:
+    """Grants (any status) ``user`` may see: all for infosec, auditors and data stewards; otherwise grants on
+    resources they own and grants they benefit from (themselves, their groups, their service accounts)."""
+    if not user.is_active:
+        return Grant.objects.none()
+    if _role_names(user) & (_SEE_ALL | {roles.DATA_STEWARD}):
+        return Grant.objects.all()
+    return Grant.objects.filter(_owned_resources_q(user) | _beneficiary_q(user))
+
+
+def access_requests_visible_to(user: User) -> QuerySet[AccessRequest]:
+    """Access requests ``user`` may see: all for infosec and auditors; otherwise the ones they made, the ones for
+    them (as principal) and the ones on resources they own."""
+    if not user.is_active:
+        return AccessRequest.objects.none()
+    if _role_names(user) & _SEE_ALL:
+        return AccessRequest.objects.all()
+    return AccessRequest.objects.filter(Q(requester=user) | Q(principal_user=user) | _owned_resources_q(user))
+
+
+def service_accounts_visible_to(user: User) -> QuerySet[ServiceAccount]:
+    """Service accounts ``user`` may see: all for infosec and auditors, otherwise the ones they own."""
+    if not user.is_active:
+        return ServiceAccount.objects.none()
+    if _role_names(user) & _SEE_ALL:
+        return ServiceAccount.objects.all()
+    return ServiceAccount.objects.filter(owner=user)
+
+
+def may_declare_lineage(user: User, version_model_owner_id: int | None) -> bool:
+    """Who may declare that a version was trained on a dataset: a data steward or InfoSec (they keep the
+    catalog) or the owner of the version's model (they know what it was trained on)."""
+    if not user.is_active:
+        return False
+    return bool(_role_names(user) & {roles.DATA_STEWARD, roles.INFOSEC}) or (
+        version_model_owner_id is not None and version_model_owner_id == user.pk
+    )
+
+
+def review_campaigns_visible_to(user: User) -> QuerySet[ReviewCampaign]:
+    """Access reviews ``user`` may see: all for infosec and auditors, otherwise those with an item for them."""
+    if not user.is_active:
+        return ReviewCampaign.objects.none()
+    if _role_names(user) & _SEE_ALL:
+        return ReviewCampaign.objects.all()
+    return ReviewCampaign.objects.filter(pk__in=ReviewItem.objects.filter(reviewer=user).values("campaign_id"))
+
+
+def review_items_visible_to(user: User) -> QuerySet[ReviewItem]:
+    """Review items ``user`` may see: all for infosec and auditors, otherwise the ones they are to review."""
+    if not user.is_active:
+        return ReviewItem.objects.none()
+    if _role_names(user) & _SEE_ALL:
+        return ReviewItem.objects.all()
+    return ReviewItem.objects.filter(reviewer=user)
+
+
+def lineage_versions_visible_to(user: User) -> QuerySet[ModelVersion]:
+    """Model versions whose lineage ``user`` may see and name: the versions of the models they may see, and all
+    of them for data stewards (they keep the catalog and its lineage)."""
+    if not user.is_active:
+        return ModelVersion.objects.none()
+    if _role_names(user) & {roles.DATA_STEWARD}:
+        return ModelVersion.objects.all()
+    return model_versions_visible_to(user)

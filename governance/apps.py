@@ -9,6 +9,10 @@ class GovernanceConfig(AppConfig):
     name = "governance"
     verbose_name = "Promotion governance"
 
+    def ready(self) -> None:
+        # Registers the OpenAPI descriptions of our authentication classes.
+        from governance.api import schema  # noqa: F401
+
 
 class GovernanceAdminConfig(admin_apps.AdminConfig):
     """The admin with a site that admits users by role (see governance.admin_site)."""

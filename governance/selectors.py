@@ -4,16 +4,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.models import User
-from django.db.models import Q
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
+from access.checks import check
+from access.models import Grant
 from governance.models import (
+    BreakGlassReview,
+    ComplianceViolation,
     Environment,
     FreezeWindow,
     LiveDeployment,
     ModelVersion,
     PromotionPolicy,
     PromotionRequest,
+    RegisteredModel,
 )
 from governance.policy import DEFAULT_RULES, Policy, parse_policy
 
@@ -110,3 +116,106 @@ def admission_check(*, model_name: str, version: int, environment_name: str) -> 
     if live is None:
         return Admission(False, f"no version of {model_name} is approved for {environment_name}")
     return Admission(False, f"version {live[0]} is the approved version of {model_name} in {environment_name}")
+
+
+# --- visibility ----------------------------------------------------------------------------------
+
+# Roles whose work is oversight of every model: they see all of them.
+SEE_ALL_ROLES = ("infosec", "auditor", "approver", "model-risk")
+
+
+def _sees_all(user: User) -> Exists:
+    membership = User.groups.through.objects.filter(user_id=user.pk, group__name__in=SEE_ALL_ROLES)
+    return Exists(membership)
+
+
+def _live_model_grant(user: User, model_ref: str) -> Exists:
+    """A live grant (any permission) on the model held by the user or one of their groups.
+
+    ``model_ref`` names the outer query's model id (``"pk"`` or ``"version__model_id"``). The
+    ``Grant`` table is the source of truth (guardian only mirrors it) and knows about expiry.
+    """
+    groups = User.groups.through.objects.filter(user_id=user.pk).values("group_id")
+    return Exists(
+        Grant.objects.filter(
+            resource_type="registered_model",
+            resource_id=OuterRef(model_ref),
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        ).filter(Q(user_id=user.pk) | Q(group_id__in=groups))
+    )
+
+
+def _visible_model_filter(user: User, prefix: str) -> Q:
+    model_ref = f"{prefix}pk"
+    return Q(_sees_all(user)) | Q(**{f"{prefix}owner_id": user.pk}) | Q(_live_model_grant(user, model_ref))
+
+
+def models_visible_to(user: User | AnonymousUser) -> QuerySet[RegisteredModel]:
+    """Registered models ``user`` may see: all for oversight roles (infosec, auditor, approver,
+    model-risk); otherwise those they own or hold a live grant on, directly, through a group, or
+    as a service account's user. One query, with no per-row checks."""
+    if not user.is_authenticated or not user.is_active:
+        return RegisteredModel.objects.none()
+    return RegisteredModel.objects.filter(_visible_model_filter(user, ""))
+
+
+def model_versions_visible_to(user: User | AnonymousUser) -> QuerySet[ModelVersion]:
+    """Versions of the models ``user`` may see (see ``models_visible_to``)."""
+    if not user.is_authenticated or not user.is_active:
+        return ModelVersion.objects.none()
+    return ModelVersion.objects.filter(_visible_model_filter(user, "model__"))
+
+
+def promotion_requests_visible_to(user: User | AnonymousUser) -> QuerySet[PromotionRequest]:
+    """Promotion requests ``user`` may see: those of models they may see, and their own requests."""
+    if not user.is_authenticated or not user.is_active:
+        return PromotionRequest.objects.none()
+    return PromotionRequest.objects.filter(
+        _visible_model_filter(user, "version__model__") | Q(requested_by_id=user.pk)
+    )
+
+
+def break_glass_reviews_visible_to(user: User | AnonymousUser) -> QuerySet[BreakGlassReview]:
+    """Break-glass reviews of the promotion requests ``user`` may see."""
+    if not user.is_authenticated or not user.is_active:
+        return BreakGlassReview.objects.none()
+    return BreakGlassReview.objects.filter(
+        _visible_model_filter(user, "request__version__model__") | Q(request__requested_by_id=user.pk)
+    )
+
+
+# Roles that may read the compliance violations.
+VIOLATION_READERS = ("infosec", "auditor")
+
+
+def may_see_violations(user: User | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and user.is_active
+                and user.groups.filter(name__in=VIOLATION_READERS).exists())
+
+
+def violations_visible_to(user: User | AnonymousUser) -> QuerySet[ComplianceViolation]:
+    """Every violation for InfoSec and auditors, none for anybody else (one query when evaluated)."""
+    if not user.is_authenticated or not user.is_active:
+        return ComplianceViolation.objects.none()
+    readers = User.groups.through.objects.filter(user_id=user.pk, group__name__in=VIOLATION_READERS)
+    return ComplianceViolation.objects.filter(Exists(readers))
+
+
+def policies_visible_to(user: User | AnonymousUser) -> QuerySet[PromotionPolicy]:
+    """Environment default policies, and the model-specific ones of models ``user`` may see."""
+    if not user.is_authenticated or not user.is_active:
+        return PromotionPolicy.objects.none()
+    return PromotionPolicy.objects.filter(Q(model__isnull=True) | _visible_model_filter(user, "model__"))
+
+
+def may_report_progress(user: User, request: PromotionRequest) -> bool:
+    """Who may report a rollout's progress: the requester, the model's owner, InfoSec, or a holder
+    (say, the deploying runtime's service account) of a live ``deploy_to`` grant on the model or
+    the environment."""
+    if user.pk in (request.requested_by_id, request.version.model.owner_id):
+        return True
+    if "infosec" in user_groups(user):
+        return True
+    return bool(check(user, "deploy_to", request.version.model, record_denial=False)
+                or check(user, "deploy_to", request.environment, record_denial=False))

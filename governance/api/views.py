@@ -1,7 +1,7 @@
 """API views that belong to no domain."""
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,7 +25,20 @@ class WhoAmIApi(APIView):
         scopes = serializers.ListField(child=serializers.CharField())
         token_expires_at = serializers.DateTimeField(allow_null=True)
 
-    @extend_schema(responses=Output, summary="Who am I", tags=["meta"])
+    @extend_schema(
+        responses=Output,
+        summary="Who am I",
+        tags=["meta"],
+        examples=[
+            OpenApiExample(
+                "A pipeline's token",
+                value={"kind": "service_account", "username": "svc-fraud-pipeline", "roles": [],
+                       "service_account": "fraud-pipeline", "scopes": ["events:write", "promotions:read"],
+                       "token_expires_at": "2027-02-27T10:00:00Z"},
+                response_only=True,
+            )
+        ],
+    )
     def get(self, request: Request) -> Response:
         token = token_of(request)
         data = {

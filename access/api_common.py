@@ -1,0 +1,168 @@
+"""Shared pieces of the access-governance API: principal/resource references, labels, paging, problems.
+
+A principal is written ``user:<username>``, ``service:<name>`` or ``group:<name>``; a
+resource ``dataset:<name>``, ``registered_model:<name>`` or ``environment:<name>``.
+A reference that names nothing the caller may see is a 400 on the field that holds it,
+worded exactly like one that names nothing at all, so names cannot be probed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+from django.db.models import QuerySet
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from access.grants import Resource
+from access.models import Dataset, ServiceAccount
+from access.selectors import datasets_visible_to
+from governance.api.pagination import StandardPagination
+from governance.models import Environment, RegisteredModel
+from governance.selectors import models_visible_to
+
+PRINCIPAL_KINDS = ("user", "service", "group")
+RESOURCE_KINDS = ("dataset", "registered_model", "environment")
+REF_MAX = 250
+
+PRINCIPAL_HELP = "user:<username>, service:<service account name> or group:<group name>"
+RESOURCE_HELP = "dataset:<name>, registered_model:<name> or environment:<name>"
+
+
+def split_ref(value: str, kinds: tuple[str, ...], what: str) -> tuple[str, str]:
+    kind, sep, name = value.partition(":")
+    if not sep or kind not in kinds or not name.strip():
+        raise serializers.ValidationError(f"a {what} is written " + " | ".join(f"{k}:<name>" for k in kinds))
+    return kind, name.strip()
+
+
+class PrincipalField(serializers.CharField):
+    """``kind:name``, checked for syntax only (resolving needs the caller, done by ``resolve_principal``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", REF_MAX)
+        kwargs.setdefault("help_text", PRINCIPAL_HELP)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> tuple[str, str]:
+        return split_ref(super().to_internal_value(data), PRINCIPAL_KINDS, "principal")
+
+
+class ResourceField(serializers.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", REF_MAX)
+        kwargs.setdefault("help_text", RESOURCE_HELP)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> tuple[str, str]:
+        return split_ref(super().to_internal_value(data), RESOURCE_KINDS, "resource")
+
+
+def field_error(field: str, message: str) -> serializers.ValidationError:
+    return serializers.ValidationError({field: [message]})
+
+
+def resolve_principal(ref: tuple[str, str], *, field: str = "principal") -> User | Group:
+    """The user, service account's user or group a reference names (one query); 400 when none."""
+    kind, name = ref
+    found: User | Group | None
+    if kind == "user":
+        found = User.objects.filter(username=name).first()
+    elif kind == "service":
+        account = ServiceAccount.objects.select_related("user").filter(name=name).first()
+        found = account.user if account is not None else None
+    else:
+        found = Group.objects.filter(name=name).first()
+    if found is None:
+        raise field_error(field, f"no {kind} named {name!r}")
+    return found
+
+
+def resource_queryset(kind: str, viewer: User | None) -> QuerySet[Any]:
+    """Where a resource reference is looked up: what ``viewer`` may see, or everything when None."""
+    if kind == "dataset":
+        return datasets_visible_to(viewer) if viewer is not None else Dataset.objects.all()
+    if kind == "registered_model":
+        return models_visible_to(viewer) if viewer is not None else RegisteredModel.objects.all()
+    # Environments are configuration every signed-in caller may read.
+    return Environment.objects.all()
+
+
+def resolve_resource(ref: tuple[str, str], *, viewer: User | None, field: str = "resource") -> Resource:
+    kind, name = ref
+    found = resource_queryset(kind, viewer).filter(name=name).first()
+    if found is None:
+        raise field_error(field, f"no {kind.replace('_', ' ')} named {name!r} that you may see")
+    return found  # type: ignore[no-any-return]
+
+
+def principal_ref(user: User | None, group: Group | None) -> str:
+    """``user:<username>``, ``service:<name>`` or ``group:<name>``. Load ``user__service_account`` with the
+    rows (select_related) or this costs a query per user."""
+    if group is not None:
+        return f"group:{group.name}"
+    assert user is not None
+    try:
+        account = user.service_account
+    except ServiceAccount.DoesNotExist:
+        return f"user:{user.username}"
+    return f"service:{account.name}"
+
+
+def paginate(request: Request, view: Any, rows: QuerySet[Any], shape: Any) -> Response:
+    """Page ``rows`` and shape the page with ``shape(page) -> list``."""
+    paginator = StandardPagination()
+    page = paginator.paginate_queryset(rows, request, view=view)
+    return paginator.get_paginated_response(shape(list(page or [])))
+
+
+# --- error responses in the schema ---------------------------------------------------------------------------
+
+
+class _FieldError(serializers.Serializer):
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+    class Meta:
+        ref_name = "ProblemFieldError"
+
+
+class ProblemOut(serializers.Serializer):
+    """RFC 9457 problem details (``application/problem+json``), the body of every error."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    errors = _FieldError(many=True, required=False)
+    request_id = serializers.CharField(required=False)
+
+    class Meta:
+        ref_name = "Problem"
+
+
+PROBLEM_MEDIA = "application/problem+json"
+READ_PROBLEMS = (400, 401, 403, 404, 429)
+WRITE_PROBLEMS = (400, 401, 403, 404, 409, 429)
+
+
+def responses(ok: dict[int, Any], problems: tuple[int, ...] = WRITE_PROBLEMS) -> dict[Any, Any]:
+    """``extend_schema(responses=...)``: the success bodies plus a problem document for each error status."""
+    out: dict[Any, Any] = {(code, "application/json"): body for code, body in ok.items()}
+    out.update({(code, PROBLEM_MEDIA): ProblemOut for code in problems})
+    return out
+
+
+def page(item: type[serializers.Serializer]) -> serializers.Serializer:
+    """The schema of a page of ``item`` (``StandardPagination``'s envelope)."""
+    from drf_spectacular.utils import inline_serializer
+
+    name = item.__name__.removesuffix("Out")
+    return inline_serializer(name=f"Access{name}Page", fields={
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": item(many=True),
+    })

@@ -147,6 +147,8 @@ class PromotionRequest(models.Model):
         DEPLOYED = "deployed"
         FAILED = "failed"
         ROLLED_BACK = "rolled_back"
+        # Terminal: an approver asked for changes; the requester files a new request after making them.
+        CHANGES_REQUESTED = "changes_requested"
 
     class Strategy(models.TextChoices):
         FULL = "full"

@@ -1009,3 +1009,34 @@ def mlflow_alias_change_record(
         payload={"model": model, "alias": alias, "version": version, "previous_version": previous_version,
                  "reason": reason},
     )
+
+
+# --- request changes -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def promotion_request_changes(*, user: User, request: PromotionRequest, comment: str) -> PromotionRequest:
+    """An approver sends a pending request back: it is closed (``changes_requested``) and the requester
+    files a new one once the changes are made. Same rules as approving: an approver of one of the policy's
+    groups, neither the requester nor the version's creator, pending requests only."""
+    comment = _require_text(comment, "comment")
+    request = _lock(request)
+    if request.state != State.PENDING:
+        raise InvalidState(
+            f"promotion #{request.pk} is {request.state}; changes can only be requested on pending requests"
+        )
+    _check_separation_of_duties(user, request)
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    group = _approver_group(user, request, policy)
+    now = timezone.now()
+    request.state = State.CHANGES_REQUESTED
+    request.decided_at = now
+    request.finished_at = now
+    request.save(update_fields=["state", "decided_at", "finished_at"])
+    record(
+        event_type="promotion.changes_requested",
+        actor=Actor.user(user),
+        subject=_subject(request),
+        payload={**_base_payload(request), "group": group, "comment": comment},
+    )
+    return request

@@ -1,11 +1,16 @@
+"""``/console/models/`` and ``/console/approvals/``: models, the approvals inbox, requests and break-glass reviews."""
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from governance.console.placeholder import placeholder
+from governance.console import views_promotions as views
 
-# Placeholders until the pages land; the page owner replaces them.
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("models/", placeholder, name="console-models"),
-    path("approvals/", placeholder, name="console-approvals"),
+    path("models/", views.models_list, name="console-models"),
+    path("models/<int:pk>/", views.model_detail, name="console-model"),
+    path("approvals/", views.approvals_inbox, name="console-approvals"),
+    path("approvals/requests/<int:pk>/", views.request_detail, name="console-request"),
+    path("approvals/requests/<int:pk>/<slug:action>/", views.request_action, name="console-request-action"),
+    path("approvals/break-glass/", views.breakglass_list, name="console-breakglass"),
+    path("approvals/break-glass/<int:pk>/approve/", views.breakglass_approve, name="console-breakglass-approve"),
 ]

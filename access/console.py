@@ -1,0 +1,406 @@
+"""Console pages of access governance: datasets and their classification, grants, access requests
+and access reviews.
+
+Views only authenticate, look objects up in the viewer's visibility selectors (anything
+outside them is a 404), validate the form, call an ``access.grants`` service and shape the
+result; a refusal from the service is shown as a message and nothing is written.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import Group, User
+from django.db.models import Count, F, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from access import roles, selectors
+from access.grants import (
+    RESOURCE_MODELS,
+    access_request_approve,
+    access_request_reject,
+    grant_create,
+    grant_revoke,
+    review_item_decide,
+)
+from access.models import (
+    PII_CATEGORIES,
+    RESOURCE_PERMISSIONS,
+    AccessRequest,
+    Dataset,
+    Grant,
+    Lineage,
+    ReviewCampaign,
+    ReviewItem,
+)
+from governance.console.base import viewer_roles
+from governance.console.views_promotions import paginate, run_action
+from governance.models import Environment
+from governance.selectors import models_visible_to
+
+GRANT_STATUSES = ("active", "lapsed", "expired", "revoked", "all")
+SEE_ALL_REVIEWS = frozenset({roles.INFOSEC, roles.AUDITOR})
+# Who may open the grant form (the service decides exactly: InfoSec, or the resource's owner).
+MAX_DURATION_DAYS = 365
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # login_required ran first
+    return user
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
+    nxt = request.POST.get("next", "")
+    # Only a path of this console: never another site (open redirect).
+    if nxt.startswith("/console/") and url_has_allowed_host_and_scheme(nxt, allowed_hosts=None):
+        return HttpResponseRedirect(nxt)
+    return HttpResponseRedirect(fallback)
+
+
+def _principal_label(grant: Grant) -> str:
+    if grant.user is not None:
+        return grant.user.get_username()
+    return f"group {grant.group.name}" if grant.group is not None else "?"
+
+
+def _grant_rows(user: User, grants: list[Grant]) -> list[dict[str, Any]]:
+    """Grants with their resource label, status, and whether to offer the viewer a revoke form (a hint:
+    the service decides)."""
+    resources = selectors.resources_for(grants)
+    labels = selectors.resource_labels(grants)
+    infosec = roles.INFOSEC in viewer_roles(user)
+    now = timezone.now()
+    rows = []
+    for g in grants:
+        resource = resources.get((g.resource_type, g.resource_id))
+        status = selectors.grant_status(g, now)
+        owner_id = getattr(resource, "owner_id", None)
+        rows.append({
+            "grant": g,
+            "resource": labels[(g.resource_type, g.resource_id)],
+            "principal": _principal_label(g),
+            "status": status,
+            "may_revoke": status in ("active", "lapsed") and (infosec or user.pk in (owner_id, g.granted_by_id)),
+        })
+    return rows
+
+
+# --- overview: datasets ---------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def access_overview(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    query = request.GET.get("q", "").strip()[:200]
+    rows = (
+        selectors.datasets_visible_to(user)
+        .select_related("owner")
+        .annotate(field_count=Count("fields"))
+        .order_by("name")
+    )
+    if query:
+        rows = rows.filter(name__icontains=query)
+    page, qs = paginate(request, rows)
+    return render(request, "console/access.html", {
+        "nav": "access", "page": page, "qs": qs, "q": query,
+        "awaiting": len(selectors.requests_awaiting(user)),
+        "reviews_due": ReviewItem.objects.filter(
+            reviewer=user, decision=ReviewItem.Decision.PENDING, campaign__state=ReviewCampaign.State.OPEN
+        ).count(),
+    })
+
+
+@require_GET
+@login_required
+def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _user(request)
+    dataset = get_object_or_404(
+        selectors.datasets_visible_to(user).select_related("owner", "classified_by"), pk=pk
+    )
+    fields = list(dataset.fields.select_related("classified_by").order_by("name"))
+    present = set(dataset.pii_categories or [])
+    for f in fields:
+        present.update(f.pii_categories or [])
+    categories = [c for c in PII_CATEGORIES if c in present] + sorted(present - set(PII_CATEGORIES))
+    matrix = [
+        {"name": f.name, "level": f.level, "marks": [c in (f.pii_categories or []) for c in categories],
+         "classified_by": f.classified_by, "classified_at": f.classified_at, "reason": f.classification_reason}
+        for f in fields
+    ]
+    grants = list(
+        selectors.grants_visible_to(user)
+        .filter(resource_type="dataset", resource_id=dataset.pk)
+        .select_related("user", "group", "granted_by")
+        .order_by("-created_at", "-id")[:100]
+    )
+    lineage = list(
+        Lineage.objects.filter(dataset=dataset).select_related("version__model").order_by("-created_at")[:100]
+    )
+    return render(request, "console/dataset_detail.html", {
+        "nav": "access", "dataset": dataset, "categories": categories, "matrix": matrix,
+        "own_marks": [c in (dataset.pii_categories or []) for c in categories],
+        "grants": _grant_rows(user, grants), "lineage": lineage,
+        "permissions": RESOURCE_PERMISSIONS["dataset"],
+        "may_grant": roles.INFOSEC in viewer_roles(user) or dataset.owner_id == user.pk,
+    })
+
+
+# --- grants ---------------------------------------------------------------------------------------------
+
+
+def _filtered_grants(user: User, params: Any) -> tuple[QuerySet[Grant], dict[str, str]]:
+    now = timezone.now()
+    filters = {
+        "principal": (params.get("principal") or "").strip()[:150],
+        "resource_type": params.get("resource_type") or "",
+        "resource": (params.get("resource") or "").strip()[:200],
+        "expires_within": (params.get("expires_within") or "").strip(),
+        "status": params.get("status") or "active",
+    }
+    rows = selectors.grants_visible_to(user)
+    if filters["principal"]:
+        rows = rows.filter(Q(user__username__icontains=filters["principal"])
+                           | Q(group__name__icontains=filters["principal"]))
+    if filters["resource_type"] in RESOURCE_MODELS:
+        rows = rows.filter(resource_type=filters["resource_type"])
+        if filters["resource"]:
+            model = RESOURCE_MODELS[filters["resource_type"]]
+            ids = model._default_manager.filter(name__icontains=filters["resource"]).values("pk")
+            rows = rows.filter(resource_id__in=ids)  # type: ignore[misc]  # a subquery of one integer column
+    else:
+        filters["resource_type"] = ""
+    if filters["expires_within"].isdigit() and 0 < int(filters["expires_within"]) <= 3650:
+        rows = rows.filter(expires_at__gt=now, expires_at__lte=now + timedelta(days=int(filters["expires_within"])))
+    else:
+        filters["expires_within"] = ""
+    status = filters["status"]
+    if status == "active":
+        rows = rows.filter(revoked_at__isnull=True, expires_at__gt=now)
+    elif status == "lapsed":
+        rows = rows.filter(revoked_at__isnull=True, expires_at__lte=now)
+    elif status == "expired":
+        rows = rows.filter(revoked_at__isnull=False, revoked_at__gte=F("expires_at"))
+    elif status == "revoked":
+        rows = rows.filter(revoked_at__isnull=False, revoked_at__lt=F("expires_at"))
+    else:
+        filters["status"] = "all"
+    return rows, filters
+
+
+@require_GET
+@login_required
+def grants_list(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    rows, filters = _filtered_grants(user, request.GET)
+    page, qs = paginate(
+        request, rows.select_related("user", "group", "granted_by", "revoked_by").order_by("-created_at", "-id")
+    )
+    mine = viewer_roles(user)
+    return render(request, "console/grants.html", {
+        "nav": "access", "page": page, "qs": qs, "filters": filters, "statuses": GRANT_STATUSES,
+        "resource_types": list(RESOURCE_MODELS), "rows": _grant_rows(user, list(page.object_list)),
+        "permissions": sorted({p for ps in RESOURCE_PERMISSIONS.values() for p in ps}),
+        # InfoSec grants anything; owners grant on what they own (the service decides).
+        "may_grant": bool(mine & {roles.INFOSEC, roles.DATA_STEWARD, roles.MODEL_OWNER})
+        or Dataset.objects.filter(owner=user).exists(),
+    })
+
+
+def _principal(text: str) -> User | Group | None:
+    text = text.strip()
+    if text.startswith("group:"):
+        return Group.objects.filter(name=text[len("group:"):].strip()).first()
+    return User.objects.filter(username=text).first()
+
+
+def _resource(user: User, resource_type: str, name: str) -> Any:
+    """The named resource, among those the viewer may see."""
+    if resource_type == "dataset":
+        return selectors.datasets_visible_to(user).filter(name=name).first()
+    if resource_type == "registered_model":
+        return models_visible_to(user).filter(name=name).first()
+    if resource_type == "environment":
+        return Environment.objects.filter(name=name).first()
+    return None
+
+
+@require_POST
+@login_required
+def grant_new(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    post = request.POST
+    fallback = reverse("console-grants")
+    principal = _principal(post.get("principal", "")[:200])
+    resource_type = post.get("resource_type", "")
+    resource = _resource(user, resource_type, post.get("resource", "").strip()[:200])
+    days = post.get("duration_days", "").strip()
+    problems = []
+    if principal is None:
+        problems.append("no user (or group:<name>) by that name")
+    if resource is None:
+        problems.append(f"no {resource_type.replace('_', ' ') or 'resource'} by that name that you can see")
+    if not days.isdigit() or not 0 < int(days) <= MAX_DURATION_DAYS:
+        problems.append(f"the duration is a number of days between 1 and {MAX_DURATION_DAYS}")
+    if problems:
+        messages.error(request, "Nothing was granted: " + "; ".join(problems) + ".")
+        return _back(request, fallback)
+    assert principal is not None
+    run_action(
+        request,
+        lambda: grant_create(
+            granted_by=user, principal=principal, resource=resource, permission=post.get("permission", ""),
+            expires_at=timezone.now() + timedelta(days=int(days)), justification=post.get("justification", ""),
+        ),
+        f"Granted {post.get('permission')} on {resource} to {post.get('principal', '').strip()} for {days} days.",
+    )
+    return _back(request, fallback)
+
+
+@require_POST
+@login_required
+def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _user(request)
+    grant = get_object_or_404(selectors.grants_visible_to(user), pk=pk)
+    run_action(
+        request,
+        lambda: grant_revoke(actor_user=user, grant=grant, reason=request.POST.get("comment", "")),
+        f"Grant #{grant.pk} is revoked.",
+    )
+    return _back(request, reverse("console-grants"))
+
+
+# --- access requests ------------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def requests_list(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    visible = selectors.access_requests_visible_to(user)
+    awaiting = selectors.requests_awaiting(user)
+    if awaiting:
+        seen = set(visible.filter(pk__in=[r.pk for r in awaiting]).values_list("pk", flat=True))
+        awaiting = [r for r in awaiting if r.pk in seen]
+    show = request.GET.get("show", "pending")
+    others = visible.exclude(pk__in=[r.pk for r in awaiting]).select_related(
+        "requester", "principal_user", "owner_approved_by", "infosec_approved_by"
+    ).order_by("-created_at", "-id")
+    if show in AccessRequest.State.values:
+        others = others.filter(state=show)
+    else:
+        show = "all"
+    page, qs = paginate(request, others)
+    labels = selectors.resource_labels([*awaiting, *page.object_list])
+    return render(request, "console/access_requests.html", {
+        "nav": "access", "awaiting": [(r, labels[(r.resource_type, r.resource_id)]) for r in awaiting],
+        "others": [(r, labels[(r.resource_type, r.resource_id)]) for r in page.object_list],
+        "page": page, "qs": qs, "show": show, "states": [*AccessRequest.State.values, "all"],
+    })
+
+
+_REQUEST_ACTIONS = {
+    "approve": (access_request_approve, "Access request #{pk}: your approval is recorded."),
+    "reject": (access_request_reject, "Access request #{pk} is rejected."),
+}
+
+
+@require_POST
+@login_required
+def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    user = _user(request)
+    if action not in _REQUEST_ACTIONS:
+        raise Http404("no such action")
+    access_request = get_object_or_404(selectors.access_requests_visible_to(user), pk=pk)
+    service, success = _REQUEST_ACTIONS[action]
+    run_action(
+        request,
+        lambda: service(user=user, request=access_request, comment=request.POST.get("comment", "")),
+        success.format(pk=pk),
+    )
+    return _back(request, reverse("console-access-requests"))
+
+
+# --- access reviews -------------------------------------------------------------------------------------
+
+
+def _review_items_visible(user: User) -> QuerySet[ReviewItem]:
+    """Every item for InfoSec and auditors; otherwise the items the viewer reviews."""
+    if viewer_roles(user) & SEE_ALL_REVIEWS:
+        return ReviewItem.objects.all()
+    return ReviewItem.objects.filter(reviewer=user)
+
+
+def _campaigns_visible(user: User) -> QuerySet[ReviewCampaign]:
+    if viewer_roles(user) & SEE_ALL_REVIEWS:
+        return ReviewCampaign.objects.all()
+    return ReviewCampaign.objects.filter(pk__in=ReviewItem.objects.filter(reviewer=user).values("campaign_id"))
+
+
+@require_GET
+@login_required
+def reviews_list(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    rows = _campaigns_visible(user).select_related("created_by").annotate(
+        item_count=Count("items"),
+        pending_count=Count("items", filter=Q(items__decision=ReviewItem.Decision.PENDING)),
+        mine_pending=Count("items", filter=Q(items__decision=ReviewItem.Decision.PENDING, items__reviewer=user)),
+    ).order_by("-created_at", "-id")
+    page, qs = paginate(request, rows)
+    return render(request, "console/reviews.html", {"nav": "access", "page": page, "qs": qs})
+
+
+@require_GET
+@login_required
+def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _user(request)
+    campaign = get_object_or_404(_campaigns_visible(user).select_related("created_by"), pk=pk)
+    items = (
+        _review_items_visible(user).filter(campaign=campaign)
+        .select_related("grant__user", "grant__group", "grant__granted_by", "reviewer", "decided_by")
+        .order_by("decision", "pk")
+    )
+    page, qs = paginate(request, items, size=50)
+    page_items = list(page.object_list)
+    labels = selectors.resource_labels([i.grant for i in page_items])
+    infosec = roles.INFOSEC in viewer_roles(user)
+    open_campaign = campaign.state == ReviewCampaign.State.OPEN and campaign.deadline > timezone.now()
+    rows = [
+        {"item": i, "resource": labels[(i.grant.resource_type, i.grant.resource_id)],
+         "principal": _principal_label(i.grant),
+         "may_decide": open_campaign and i.decision == ReviewItem.Decision.PENDING
+         and (infosec or i.reviewer_id == user.pk)}
+        for i in page_items
+    ]
+    return render(request, "console/reviews_detail.html", {
+        "nav": "access", "campaign": campaign, "rows": rows, "page": page, "qs": qs,
+    })
+
+
+@require_POST
+@login_required
+def review_item_decide_view(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    user = _user(request)
+    if decision not in (ReviewItem.Decision.CERTIFIED, ReviewItem.Decision.REVOKED):
+        raise Http404("no such decision")
+    item = get_object_or_404(_review_items_visible(user), pk=pk)
+    fallback = reverse("console-review", args=[item.campaign_id])
+    comment = request.POST.get("comment", "").strip()
+    if not comment:
+        # The console asks every decision for a reason, even where the service makes it optional.
+        messages.error(request, "A comment is required: nothing was decided.")
+        return _back(request, fallback)
+    run_action(
+        request,
+        lambda: review_item_decide(user=user, item=item, decision=decision, comment=comment),
+        f"Grant #{item.grant_id} is {decision} in this review.",
+    )
+    return _back(request, fallback)

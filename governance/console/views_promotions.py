@@ -1,0 +1,337 @@
+"""Console pages of promotion governance: models, the approvals inbox, promotion requests and
+break-glass reviews.
+
+Views only authenticate, look objects up in the viewer's visibility selectors (anything
+outside them is a 404), call a service and shape the result. Every action is a POST with a
+CSRF token whose refusal (a domain error) is shown as a message with nothing written.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.core.paginator import Page, Paginator
+from django.db.models import Max, Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from access import roles
+from access.grants import model_levels
+from access.models import Lineage
+from audit.models import Entry, PendingEntry
+from governance import selectors, services
+from governance.console.base import viewer_roles
+from governance.models import (
+    Approval,
+    BreakGlassReview,
+    Environment,
+    LiveDeployment,
+    ModelVersion,
+    PromotionRequest,
+    RegisteredModel,
+)
+
+PAGE_SIZE = 25
+State = PromotionRequest.State
+OPEN_STATES = (State.PENDING, State.APPROVED, State.DEPLOYING)
+# Roles that may take part in deciding promotions or reviewing break-glass releases; the service decides exactly.
+DECIDING_ROLES = frozenset({roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC})
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # login_required ran first
+    return user
+
+
+def paginate(request: HttpRequest, rows: Any, size: int = PAGE_SIZE) -> tuple[Page[Any], str]:
+    """The requested page (an invalid number gives the first or last page), and the query string of the
+    other parameters for the pager's links."""
+    page = Paginator(rows, size).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    return page, params.urlencode()
+
+
+def run_action(request: HttpRequest, action: Callable[[], Any], success: str) -> bool:
+    """Call a service; a refusal becomes an error message (the service wrote nothing)."""
+    try:
+        action()
+    except ValueError as exc:  # GovernanceError, AccessError and the ledger's input errors
+        messages.error(request, str(exc))
+        return False
+    messages.success(request, success)
+    return True
+
+
+def _redirect_back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
+    """Back to the page the form was on, when it is a console page of this site."""
+    nxt = request.POST.get("next", "")
+    # Only a path of this console: never another site (open redirect).
+    if nxt.startswith("/console/") and url_has_allowed_host_and_scheme(nxt, allowed_hosts=None):
+        return HttpResponseRedirect(nxt)
+    return HttpResponseRedirect(fallback)
+
+
+# --- models ---------------------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def models_list(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    query = request.GET.get("q", "").strip()[:200]
+    rows = (
+        selectors.models_visible_to(user)
+        .select_related("owner")
+        .annotate(latest_version=Max("versions__version"))
+        .order_by("name")
+    )
+    if query:
+        rows = rows.filter(name__icontains=query)
+    page, qs = paginate(request, rows)
+    models = list(page.object_list)
+    ids = [m.pk for m in models]
+    environments = list(Environment.objects.order_by("order"))
+    live: dict[int, dict[int, int]] = defaultdict(dict)
+    for model_id, env_id, version in LiveDeployment.objects.filter(model_id__in=ids).values_list(
+        "model_id", "environment_id", "version__version"
+    ):
+        live[model_id][env_id] = version
+    levels = model_levels(ids) if ids else {}
+    table = [
+        {
+            "model": m,
+            "level": levels.get(m.pk, ""),
+            "current": [live[m.pk].get(env.pk) for env in environments],
+        }
+        for m in models
+    ]
+    return render(request, "console/models.html", {
+        "nav": "models", "page": page, "qs": qs, "rows": table, "environments": environments, "q": query,
+    })
+
+
+def _timeline(model: RegisteredModel, environments: list[Environment]) -> list[dict[str, Any]]:
+    """Each environment with its promotions (newest first) and what is live there now."""
+    promotions = list(
+        PromotionRequest.objects.filter(version__model=model)
+        .select_related("version", "environment", "requested_by", "previous_version", "break_glass_review",
+                        "break_glass_review__reviewed_by")
+        .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("approver")))
+        .order_by("-created_at", "-id")
+    )
+    by_env: dict[int, list[PromotionRequest]] = defaultdict(list)
+    for p in promotions:
+        by_env[p.environment_id].append(p)
+    live = {
+        d.environment_id: d
+        for d in LiveDeployment.objects.filter(model=model).select_related("version", "promotion")
+    }
+    return [{"environment": env, "live": live.get(env.pk), "promotions": by_env.get(env.pk, [])}
+            for env in environments]
+
+
+@require_GET
+@login_required
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _user(request)
+    model = get_object_or_404(selectors.models_visible_to(user).select_related("owner"), pk=pk)
+    versions = list(
+        ModelVersion.objects.filter(model=model)
+        .prefetch_related(Prefetch("lineage", queryset=Lineage.objects.select_related("dataset").order_by("role")))
+        .order_by("-version")[:100]
+    )
+    environments = list(Environment.objects.order_by("order"))
+    return render(request, "console/model_detail.html", {
+        "nav": "models",
+        "model": model,
+        "level": model_levels([model.pk])[model.pk],
+        "versions": versions,
+        "timeline": _timeline(model, environments),
+    })
+
+
+# --- approvals inbox ------------------------------------------------------------------------------------
+
+_REQUEST_RELATED = ("version__model", "environment", "requested_by")
+INBOX_FILTERS = {
+    "open": OPEN_STATES,
+    "pending": (State.PENDING,),
+    "closed": tuple(s for s in State.values if s not in OPEN_STATES),
+    "all": tuple(State.values),
+}
+
+
+@require_GET
+@login_required
+def approvals_inbox(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    visible = selectors.promotion_requests_visible_to(user)
+    visible_ids = visible.values("pk")
+    awaiting = selectors.requests_awaiting(user)
+    if awaiting:
+        seen = set(visible.filter(pk__in=[r.pk for r in awaiting]).values_list("pk", flat=True))
+        awaiting = [r for r in awaiting if r.pk in seen]
+    show = request.GET.get("show", "open")
+    if show not in INBOX_FILTERS:
+        show = "open"
+    others = (
+        PromotionRequest.objects.filter(pk__in=visible_ids, state__in=INBOX_FILTERS[show])
+        .exclude(pk__in=[r.pk for r in awaiting])
+        .select_related(*_REQUEST_RELATED)
+        .order_by("-created_at", "-id")
+    )
+    page, qs = paginate(request, others)
+    reviews_open = BreakGlassReview.objects.filter(
+        request__in=visible_ids, state__in=(BreakGlassReview.State.OPEN, BreakGlassReview.State.OVERDUE)
+    ).count()
+    return render(request, "console/approvals.html", {
+        "nav": "approvals", "awaiting": awaiting, "page": page, "qs": qs, "show": show,
+        "filters": list(INBOX_FILTERS), "reviews_open": reviews_open,
+    })
+
+
+def _visible_request(user: User, pk: int) -> PromotionRequest:
+    return get_object_or_404(
+        selectors.promotion_requests_visible_to(user).select_related(
+            *_REQUEST_RELATED, "version__model__owner", "previous_version"
+        ),
+        pk=pk,
+    )
+
+
+def _trail(subject_id: str) -> list[dict[str, Any]]:
+    """The ledger entries about a request, integrated ones then those still in the intake queue."""
+    rows: list[dict[str, Any]] = []
+    integrated = Entry.objects.filter(subject_type="promotion_request", subject_id=subject_id).order_by("seq")
+    seen: set[int] = set()
+    for e in integrated.values("seq", "pending_id", "timestamp", "event_type", "actor_type", "actor_id",
+                               "payload_json")[:200]:
+        seen.add(e["pending_id"])
+        rows.append({**e, "note": _note(_payload(e["payload_json"]))})
+    pending = PendingEntry.objects.filter(subject_type="promotion_request", subject_id=subject_id).order_by("id")
+    for p in pending.values("id", "timestamp", "event_type", "actor_type", "actor_id", "payload_json")[:200]:
+        if p["id"] not in seen:
+            rows.append({**p, "seq": None, "note": _note(_payload(p["payload_json"]))})
+    return rows
+
+
+def _payload(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _note(payload: dict[str, Any]) -> str:
+    """The human words of an entry: its comment, reason or justification."""
+    for key in ("comment", "reason", "justification"):
+        if isinstance(payload.get(key), str):
+            return str(payload[key])
+    return ""
+
+
+@require_GET
+@login_required
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _user(request)
+    promotion = _visible_request(user, pk)
+    policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
+    status = services.approval_status(promotion)
+    approvals = list(promotion.approvals.select_related("approver").order_by("created_at", "id"))
+    mine = viewer_roles(user)
+    pending = promotion.state == State.PENDING
+    review = BreakGlassReview.objects.filter(request=promotion).select_related("reviewed_by").first()
+    return render(request, "console/request_detail.html", {
+        "nav": "approvals",
+        "promotion": promotion,
+        "policy": policy,
+        "rules": [{"group": r.group, "count": r.count, "have": status["approvals"].get(r.group, 0)}
+                  for r in policy.approvals],
+        "status": status,
+        "gates": promotion.evidence.get("gates", []),
+        "evaluated_at": promotion.evidence.get("evaluated_at", ""),
+        "approvals": approvals,
+        "review": review,
+        "trail": _trail(str(promotion.pk)),
+        # Forms are offered to members of the policy's groups; the service applies every other rule
+        # (self-approval, the creator, duplicates) and its refusal is shown as a message.
+        "can_decide": pending and bool(mine & set(policy.approval_groups)),
+        "can_withdraw": promotion.state in (State.PENDING, State.APPROVED)
+        and (promotion.requested_by_id == user.pk or roles.INFOSEC in mine),
+        "can_review": review is not None and review.state != BreakGlassReview.State.APPROVED
+        and bool(mine & (set(policy.approval_groups) or {roles.INFOSEC})),
+    })
+
+
+_ACTIONS: dict[str, tuple[Callable[..., PromotionRequest], str, str]] = {
+    # action: (service, name of its text argument, success message)
+    "approve": (services.promotion_approve, "comment", "Your approval of promotion #{pk} is recorded."),
+    "reject": (services.promotion_reject, "comment", "Promotion #{pk} is rejected."),
+    "request-changes": (services.promotion_request_changes, "comment",
+                        "Changes requested: promotion #{pk} is sent back to its requester."),
+    "withdraw": (services.promotion_withdraw, "reason", "Promotion #{pk} is withdrawn."),
+}
+
+
+@require_POST
+@login_required
+def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    user = _user(request)
+    if action not in _ACTIONS:
+        raise Http404("no such action")
+    promotion = _visible_request(user, pk)
+    service, argument, success = _ACTIONS[action]
+    text = request.POST.get("comment", "")
+    run_action(request, lambda: service(user=user, request=promotion, **{argument: text}), success.format(pk=pk))
+    return HttpResponseRedirect(reverse("console-request", args=[pk]))
+
+
+# --- break-glass reviews ----------------------------------------------------------------------------------
+
+
+def _visible_reviews(user: User) -> QuerySet[BreakGlassReview]:
+    return BreakGlassReview.objects.filter(
+        request__in=selectors.promotion_requests_visible_to(user).values("pk")
+    )
+
+
+@require_GET
+@login_required
+def breakglass_list(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    show = request.GET.get("show", "open")
+    rows = _visible_reviews(user).select_related(
+        "request__version__model", "request__environment", "request__requested_by", "reviewed_by"
+    ).order_by("due_at", "pk")
+    if show != "all":
+        show = "open"
+        rows = rows.exclude(state=BreakGlassReview.State.APPROVED)
+    page, qs = paginate(request, rows)
+    return render(request, "console/breakglass.html", {
+        "nav": "approvals", "page": page, "qs": qs, "show": show,
+        "may_review": bool(viewer_roles(user) & DECIDING_ROLES),
+    })
+
+
+@require_POST
+@login_required
+def breakglass_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _user(request)
+    review = get_object_or_404(_visible_reviews(user), pk=pk)
+    run_action(
+        request,
+        lambda: services.break_glass_review_approve(user=user, review=review, comment=request.POST.get("comment", "")),
+        f"Break-glass promotion #{review.request_id} is reviewed.",
+    )
+    return _redirect_back(request, reverse("console-breakglass"))

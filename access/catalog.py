@@ -419,13 +419,20 @@ def _link(*, actor: Actor, version: ModelVersion, dataset: Dataset, role: str, s
 @transaction.atomic
 def lineage_link(
     *, actor: Actor, version: ModelVersion, dataset: Dataset, role: str = Role.TRAINING,
-    source: str = Source.DECLARED,
+    source: str = Source.DECLARED, user: User | None = None,
 ) -> tuple[Lineage, bool]:
     """Link ``version`` to a dataset it was trained (or evaluated) on. Returns the link and whether it is new.
 
     A new link records ``lineage.linked`` and re-derives the version's classification;
-    an existing one records nothing.
+    an existing one records nothing. A person declaring lineage (``user``) must be a
+    data steward, InfoSec, or the owner of the version's model; the MLflow sync passes
+    no user (it reports what MLflow recorded).
     """
+    if user is not None:
+        from access.selectors import may_declare_lineage
+
+        if not may_declare_lineage(user, version.model.owner_id):
+            raise NotPermitted("only a data steward, InfoSec or the model's owner may declare lineage")
     role = _role(role)
     source = _source(source)
     version = _lock_version(version)

@@ -573,13 +573,18 @@ PROGRESS_STATUSES = ("step", "completed", "failed")
 
 @transaction.atomic
 def promotion_report_progress(
-    *, actor: Actor, request: PromotionRequest, status: str, traffic_percent: int | None = None, detail: str = ""
+    *, actor: Actor, request: PromotionRequest, status: str, traffic_percent: int | None = None, detail: str = "",
+    user: User | None = None,
 ) -> PromotionRequest:
     """A runtime reports a canary/shadow rollout's progress or outcome.
 
     ``completed`` moves the environment's main alias to the version (after commit);
-    ``failed`` ends the rollout and removes the candidate alias.
+    ``failed`` ends the rollout and removes the candidate alias. A caller from the API
+    passes ``user`` (a person or a service account's user): only the requester, the
+    model's owner, InfoSec or a holder of ``deploy_to`` may report.
     """
+    if user is not None and not selectors.may_report_progress(user, request):
+        raise NotPermitted("you may not report this rollout's progress")
     if status not in PROGRESS_STATUSES:
         raise GovernanceError(f"status must be one of {', '.join(PROGRESS_STATUSES)}", code="invalid_status")
     request = _lock(request)

@@ -218,9 +218,8 @@ def _existing_many(rows: Mapping[str, _Row]) -> dict[str, Recorded]:
         return {}
     found: dict[str, Recorded] = {}
     for chunk in _chunks(list(rows)):
-        queued = PendingEntry.objects.filter(idempotency_key__in=chunk).values_list(
-            "idempotency_key", "id", "event_type", "subject_type", "subject_id", "payload_json"
-        )
+        queued = _by_keys(PendingEntry, ("idempotency_key", "id", "event_type", "subject_type", "subject_id",
+                                         "payload_json"), chunk)
         for key, pk, et, st, sid, pj in queued:
             assert key is not None  # (matched an IN list of keys)
             if not rows[key].same_event((et, st, sid, pj)):
@@ -228,15 +227,28 @@ def _existing_many(rows: Mapping[str, _Row]) -> dict[str, Recorded]:
             found[key] = Recorded(pending_id=pk, seq=None, created=False)
     rest = [k for k in rows if k not in found]
     for chunk in _chunks(rest):
-        integrated = Entry.objects.filter(idempotency_key__in=chunk).values_list(
-            "idempotency_key", "pending_id", "seq", "event_type", "subject_type", "subject_id", "payload_json"
-        )
+        integrated = _by_keys(Entry, ("idempotency_key", "pending_id", "seq", "event_type", "subject_type",
+                                      "subject_id", "payload_json"), chunk)
         for key, pending_id, seq, et, st, sid, pj in integrated:
             assert key is not None
             if not rows[key].same_event((et, st, sid, pj)):
                 raise IdempotencyConflict(f"idempotency key {key!r} was already used for a different event")
             found[key] = Recorded(pending_id=pending_id, seq=seq, created=False)
     return found
+
+
+def _by_keys(model: type[PendingEntry] | type[Entry], columns: tuple[str, ...], keys: list[str]) -> list[Any]:
+    """Rows whose idempotency key is in ``keys``. On PostgreSQL one array parameter
+    (``= ANY(%s)``) instead of an IN list of 1,000 placeholders, which costs ~20 ms a
+    batch to build and plan."""
+    if connection.vendor != "postgresql":
+        return list(model.objects.filter(idempotency_key__in=keys).values_list(*columns))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(columns)} FROM {model._meta.db_table} WHERE idempotency_key = ANY(%s)",
+            [keys],
+        )
+        return list(cursor.fetchall())
 
 
 def _any_integrated(keys: list[str]) -> bool:

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from governance.console.placeholder import placeholder
+from audit import console
 
-# Placeholders until the pages land; the page owner replaces them.
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("ledger/", placeholder, name="console-ledger"),
-    path("exports/", placeholder, name="console-exports"),
+    path("ledger/", console.ledger, name="console-ledger"),
+    path("ledger/<int:seq>/", console.entry_detail, name="console-entry"),
+    path("ledger/<int:seq>/reveal/", console.entry_reveal, name="console-entry-reveal"),
+    path("exports/", console.exports, name="console-exports"),
+    path("exports/<int:export_id>/", console.export_detail, name="console-export"),
 ]

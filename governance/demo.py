@@ -7,8 +7,10 @@ cannot wait out a 24-hour soak gate); that is flagged in the ledger as a note.
 """
 from __future__ import annotations
 
-from datetime import timedelta
+import random
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -274,3 +276,137 @@ def seed_access() -> None:
     first = ReviewItem.objects.filter(campaign=campaign, reviewer=dana).order_by("pk").first()
     if first is not None:
         review_item_decide(user=dana, item=first, decision="certified", comment="Still needed for the Q4 retrain.")
+
+
+# --- two weeks of runtime history, so the console's charts and explorer have something to show -------------
+# Recorded first, on an empty ledger only, oldest first: entry timestamps then rise with seq, which time-range
+# exports rely on. These are the serving and monitoring systems' own events (POST /api/v1/events in real life),
+# about the model version that was live in production before this demo's story begins.
+
+HISTORY_DAYS = 14
+MONITOR = Actor.service("model-monitor")
+PAGER = Actor.service("incident-bot")
+
+
+def _runtime(event_type: str, actor: Actor, subject: Subject, at: datetime, **fields: Any) -> None:
+    record(
+        event_type=event_type, actor=actor, subject=subject, timestamp=at,
+        payload={"source": actor.id, "occurred_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), **fields},
+    )
+
+
+def seed_history(now: datetime | None = None) -> int:
+    """Runtime events spread over the last two weeks (deterministic). Returns how many were recorded."""
+    from audit.models import Entry, PendingEntry
+
+    if Entry.objects.exists() or PendingEntry.objects.exists():
+        return 0  # only ever before everything else: timestamps must not go backwards in the ledger
+    rng = random.Random(2026)  # noqa: S311 - demo figures, deterministic on purpose
+    now = now or timezone.now()
+    start = (now - timedelta(days=HISTORY_DAYS)).replace(hour=6, minute=0, second=0, microsecond=0)
+    live = Subject("model_version", f"{FRAUD}/0")
+    where = {"model": FRAUD, "version": 0, "environment": "production"}
+    events: list[tuple[datetime, str, Actor, Subject, dict[str, Any]]] = []
+    for day in range(HISTORY_DAYS):
+        moment = start + timedelta(days=day)
+        for _ in range(rng.randint(8, 16)):
+            moment += timedelta(minutes=rng.randint(10, 60))
+            kind = rng.random()
+            if kind < 0.2:
+                events.append((moment, "deployment.traffic_shifted", SERVING, live, {
+                    "traffic_percent": 100, "from_version": None, "detail": {"reason": "autoscaler rebalance"}}))
+            elif kind < 0.3:
+                events.append((moment, "deployment.shadow_started", SERVING, live, {
+                    "detail": {"mirror_percent": 10, "shadow_of": "champion"}}))
+            elif kind < 0.45:
+                events.append((moment, "monitoring.data_drift_detected", MONITOR, live, {
+                    "metric": "psi_merchant_category", "value": round(rng.uniform(0.21, 0.34), 3), "threshold": 0.2}))
+            elif kind < 0.7:
+                events.append((moment, "monitoring.prediction_drift_detected", MONITOR, live, {
+                    "metric": "score_ks", "value": round(rng.uniform(0.11, 0.19), 3), "threshold": 0.1}))
+            elif kind < 0.85:
+                events.append((moment, "monitoring.slo_breached", MONITOR, live, {
+                    "slo": "p99_latency_ms", "value": rng.randint(52, 75), "threshold": 50}))
+            else:
+                events.append((moment, "monitoring.data_quality_failed", MONITOR, live, {
+                    "check": "amount_not_null", "failed_rows": rng.randint(3, 400)}))
+        if day in (4, 9):
+            incident = f"INC-22{40 + day}"
+            subject = Subject("incident", incident)
+            opened = moment + timedelta(minutes=30)
+            events += [
+                (opened, "incident.opened", PAGER, subject, {
+                    "incident_id": incident, "severity": "sev3",
+                    "summary": "Fraud score drift on card-not-present traffic"}),
+                (opened + timedelta(hours=2), "incident.mitigated", PAGER, subject, {
+                    "incident_id": incident, "summary": "Thresholds tuned; drift within bounds"}),
+                (opened + timedelta(hours=20), "incident.closed", PAGER, subject, {
+                    "incident_id": incident, "summary": "Post-incident review PIR-" + incident[4:]}),
+            ]
+    events = sorted((e for e in events if e[0] < now), key=lambda e: e[0])
+    for at, event_type, actor, subject, fields in events:
+        _runtime(event_type, actor, subject, at, **where, **fields)
+    return len(events)
+
+
+# --- after the story: what the console's dashboard lists --------------------------------------------------
+
+
+def seed_operations() -> None:
+    """Runtime events about the story, an overdue break-glass review, more queues, a finished export and a
+    verification run. Runs once, after ``seed_promotions`` and ``seed_access``."""
+    from access.grants import access_request_create, grant_create
+    from access.models import Dataset
+    from audit.checkpoints import checkpoint_create
+    from audit.export import export_create, export_run, parse_scope
+    from governance.models import BreakGlassReview
+
+    omar, priya, bruno, dana, arthur = (_user(u) for u in ("omar", "priya", "bruno", "dana", "arthur"))
+    now = timezone.now()
+
+    # The serving platform's and the pager's side of the story (v4's emergency release).
+    v4 = Subject("model_version", f"{FRAUD}/4")
+    prod = {"model": FRAUD, "version": 4, "environment": "production"}
+    incident = Subject("incident", "INC-2291")
+    _runtime("incident.opened", PAGER, incident, now, **prod, incident_id="INC-2291", severity="sev1",
+             summary="New BIN attack: fraud losses rising on card-not-present")
+    _runtime("deployment.traffic_shifted", SERVING, v4, now, **prod, traffic_percent=100, from_version=1)
+    _runtime("incident.mitigated", PAGER, incident, now, **prod, incident_id="INC-2291",
+             summary="v4 released under break-glass; losses back to baseline")
+    _runtime("monitoring.prediction_drift_detected", MONITOR, v4, now, **prod, metric="score_ks", value=0.12,
+             threshold=0.1)
+
+    # A second break-glass (chargeback-risk into staging) whose review deadline has passed.
+    emergency = services.promotion_break_glass(
+        user=bruno, version=_version(CHARGEBACK, 1), environment=_env("staging"),
+        justification="INC-2288: chargeback spike; staging replay needed before the weekend.",
+    )
+    BreakGlassReview.objects.filter(request=emergency).update(due_at=now - timedelta(hours=6))
+    record(
+        event_type="ledger.note_added", actor=Actor.system("demo-seed"),
+        subject=Subject("promotion_request", str(emergency.pk)),
+        payload={"text": "demo data: review deadline moved 6 hours into the past to show an overdue review"},
+    )
+    services.break_glass_reviews_flag_overdue()
+
+    # More queues: a request waiting for Dana (owner of the chargeback data), a second grant expiring soon.
+    chargebacks = Dataset.objects.get(name="chargebacks-2026q3")
+    access_request_create(
+        user=omar, resource=chargebacks, permission="read_data", duration_days=30,
+        justification="Label audit for the chargeback-risk model (FRAUD-430)",
+    )
+    grant_create(granted_by=dana, principal=priya, resource=chargebacks, permission="read_data",
+                 expires_at=now + timedelta(days=5), justification="Validation of chargeback labels (MRV-140)")
+
+    # Arthur's regulator export of fraud-detector's history, written now (no worker in the demo).
+    checkpoint_create()
+    job = export_create(user=arthur, scope=parse_scope(model=FRAUD), fmt="bundle", enqueue=False)
+    export_run(export_id=job.pk)
+
+    # A scheduled verification has run (the worker's beat does this every few minutes).
+    try:
+        from audit.integrity import verification_run
+    except ImportError:  # pragma: no cover - scheduled verification is part of the project
+        return
+    checkpoint_create(only_if_grown=True)
+    verification_run(mode="full")

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from governance.console.placeholder import placeholder
+from governance.console import views_overview as views
 
-# Placeholders until the pages land; the page owner replaces them.
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("", placeholder, name="console-dashboard"),
-    path("violations/", placeholder, name="console-violations"),
+    path("", views.dashboard, name="console-dashboard"),
+    path("violations/", views.violations, name="console-violations"),
+    path("violations/<int:violation_id>/acknowledge/", views.violation_acknowledge,
+         name="console-violation-acknowledge"),
 ]

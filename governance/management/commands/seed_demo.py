@@ -12,7 +12,7 @@ from access import roles
 from access.services import user_register, user_role_add
 from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, record
-from governance.demo import seed_access, seed_promotions
+from governance.demo import seed_access, seed_history, seed_operations, seed_promotions
 from governance.models import RegisteredModel
 
 DEMO_PASSWORD = "governance-demo"  # noqa: S105 - printed for the demo on purpose
@@ -35,12 +35,17 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("seed_demo only runs with DEBUG on: it creates users with a known password")
+        # Two weeks of runtime history first, on an empty ledger only (timestamps must rise with seq).
+        history = seed_history()
+        if history:
+            checkpoint_create()
         created = self._seed()
         if not RegisteredModel.objects.filter(name="fraud-detector").exists():
             # Not inside one transaction: each service commits, and its after-commit
             # task moves the real MLflow alias before the story's next step.
             seed_promotions()
             seed_access()
+            seed_operations()
         checkpoint = checkpoint_create(only_if_grown=True)
         self.stdout.write(self.style.SUCCESS("demo data " + ("loaded" if created else "already present")))
         if checkpoint is not None:

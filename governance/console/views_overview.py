@@ -1,0 +1,289 @@
+"""The console's dashboard and compliance-violations pages.
+
+Oversight (InfoSec, auditors) sees the ledger's integrity, activity charts and
+violations; everyone signed in sees the queues that wait on them. Charts are
+inline SVG computed here from SQL aggregates: no JavaScript library, nothing
+loaded from the network.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.db.models.functions import Substr
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from access import roles
+from audit.models import Checkpoint, Entry, LedgerHead, PendingEntry
+from governance.console.base import viewer_roles
+from governance.errors import GovernanceError, NotPermitted
+from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest
+
+OVERSIGHT = frozenset({roles.INFOSEC, roles.AUDITOR})
+PAGE_SIZE = 25
+CHART_DAYS = 14
+# Colour-blind-safe (Okabe-Ito) palette, darkened where needed for contrast on white.
+PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#8f7f00", "#555555")
+
+
+def denied(request: HttpRequest, message: str) -> HttpResponse:
+    """The console's refusal: a readable page with status 403 and no data."""
+    return render(request, "console/_denied.html", {"message": message}, status=403)
+
+
+def is_oversight(user: Any) -> bool:
+    return bool(OVERSIGHT & viewer_roles(user))
+
+
+def is_infosec(user: Any) -> bool:
+    return roles.INFOSEC in viewer_roles(user)
+
+
+# --- charts ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    bars: list[Bar]
+    labels: Sequence[tuple[float, float, str, str]]  # x, y, text, text-anchor
+    legend: list[tuple[str, str]]  # colour, name
+    table_head: list[str]
+    table_rows: list[list[Any]]
+    summary: str
+    max_value: int
+
+
+def _domains_by_day(since: datetime) -> dict[str, dict[str, int]]:
+    """Events per day per domain (the event type's prefix), from one GROUP BY query."""
+    rows = (
+        Entry.objects.filter(timestamp__gte=since.strftime("%Y-%m-%dT%H:%M:%S"))
+        .annotate(day=Substr("timestamp", 1, 10))
+        .values("day", "event_type")
+        .annotate(n=Count("seq"))
+        .order_by()
+    )
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        domain = row["event_type"].split(".", 1)[0]
+        day = out.setdefault(row["day"], {})
+        day[domain] = day.get(domain, 0) + row["n"]
+    return out
+
+
+def activity_chart(now: datetime) -> Chart:
+    start = (now - timedelta(days=CHART_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = [(start + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(CHART_DAYS)]
+    counts = _domains_by_day(start)
+    totals: dict[str, int] = {}
+    for per_day in counts.values():
+        for domain, n in per_day.items():
+            totals[domain] = totals.get(domain, 0) + n
+    # The biggest domains get their own colour, the rest are "other".
+    top = [d for d, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[: len(PALETTE) - 1]]
+    series = [*top, "other"] if len(totals) > len(top) else top
+    colour = {name: PALETTE[i] for i, name in enumerate(series)}
+    width, height, left, bottom, top_pad = 640, 200, 34, 22, 8
+    slot = (width - left) / CHART_DAYS
+    day_totals = [sum(counts.get(day, {}).values()) for day in days]
+    peak = max(day_totals, default=0) or 1
+    scale = (height - bottom - top_pad) / peak
+    bars: list[Bar] = []
+    rows: list[list[Any]] = []
+    for i, day in enumerate(days):
+        per_day = counts.get(day, {})
+        stacked: dict[str, int] = {}
+        for domain, n in per_day.items():
+            key = domain if domain in colour else "other"
+            stacked[key] = stacked.get(key, 0) + n
+        y = float(height - bottom)
+        for name in series:
+            n = stacked.get(name, 0)
+            if not n:
+                continue
+            h = n * scale
+            y -= h
+            bars.append(Bar(left + i * slot + 2, round(y, 1), round(slot - 4, 1), round(h, 1), colour[name],
+                            f"{day}: {n} {name}"))
+        rows.append([day, *[stacked.get(name, 0) for name in series], sum(stacked.values())])
+    labels = [(left + i * slot + slot / 2, height - 6, day[5:], "middle") for i, day in enumerate(days)
+              if i % 2 == (CHART_DAYS - 1) % 2]
+    labels += [(left - 4, top_pad + 10, str(peak), "end"), (left - 4, height - bottom, "0", "end")]
+    return Chart(width, height, bars, labels, [(colour[n], n) for n in series], ["day", *series, "total"], rows,
+                 f"Ledger events per day over the last {CHART_DAYS} days, by domain; {sum(day_totals)} in all.", peak)
+
+
+def promotions_chart() -> Chart:
+    """Promotion requests per environment, stacked by state (one GROUP BY query)."""
+    rows = (
+        PromotionRequest.objects.values("environment__name", "environment__order", "state")
+        .annotate(n=Count("id"))
+        .order_by("environment__order", "environment__name")
+    )
+    envs: dict[str, dict[str, int]] = {}
+    for row in rows:
+        envs.setdefault(row["environment__name"], {})[row["state"]] = row["n"]
+    states = [s for s in PromotionRequest.State.values if any(s in per for per in envs.values())]
+    colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(states)}
+    width, left, row_h = 640, 90, 26
+    height = max(1, len(envs)) * row_h + 8
+    peak = max((sum(per.values()) for per in envs.values()), default=0) or 1
+    scale = (width - left - 40) / peak
+    bars: list[Bar] = []
+    labels: list[tuple[float, float, str, str]] = []
+    table: list[list[Any]] = []
+    for i, (env, per) in enumerate(envs.items()):
+        x = float(left)
+        for state in states:
+            n = per.get(state, 0)
+            if n:
+                w = n * scale
+                bars.append(Bar(round(x, 1), i * row_h + 4, round(w, 1), row_h - 8, colour[state],
+                                f"{env}: {n} {state}"))
+                x += w
+        labels.append((left - 6, i * row_h + row_h / 2 + 4, env, "end"))
+        labels.append((x + 4, i * row_h + row_h / 2 + 4, str(sum(per.values())), "start"))
+        table.append([env, *[per.get(s, 0) for s in states], sum(per.values())])
+    total = sum(r[-1] for r in table)
+    return Chart(width, height, bars, labels, [(colour[s], s.replace("_", " ")) for s in states],
+                 ["environment", *states, "total"], table,
+                 f"Promotion requests per environment by state; {total} in all.", peak)
+
+
+# --- the dashboard ---------------------------------------------------------------------------------------
+
+
+def _last_verification() -> Any:
+    try:
+        from audit.integrity import last_verification
+    except ImportError:  # scheduled verification is optional in this build
+        return None
+    return last_verification()
+
+
+def _visible_expiring(user: User, oversight: bool) -> list[Any]:
+    from access.selectors import grants_expiring, grants_visible_to
+
+    expiring = grants_expiring(within=timedelta(days=7))
+    if oversight or not expiring:
+        return expiring
+    visible = set(grants_visible_to(user).filter(pk__in=[g.pk for g in expiring]).values_list("pk", flat=True))
+    return [g for g in expiring if g.pk in visible]
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    from access.selectors import requests_awaiting as access_awaiting
+    from access.selectors import resource_labels
+    from governance.selectors import requests_awaiting as promotions_awaiting
+
+    user: User = request.user  # type: ignore[assignment]
+    now = timezone.now()
+    oversight = is_oversight(user)
+    context: dict[str, Any] = {"nav": "dashboard", "oversight": oversight, "now": now}
+    awaiting_access = access_awaiting(user)
+    expiring = _visible_expiring(user, oversight)
+    labels = resource_labels([*awaiting_access, *expiring])
+    context.update(
+        promotions_awaiting=promotions_awaiting(user),
+        access_awaiting=[(r, labels.get((r.resource_type, r.resource_id), "")) for r in awaiting_access],
+        grants_expiring=[(g, labels.get((g.resource_type, g.resource_id), "")) for g in expiring],
+    )
+    if oversight:
+        head = LedgerHead.objects.filter(pk=1).first()
+        checkpoint = Checkpoint.objects.order_by("-id").first()
+        open_violations = [
+            {"kind": v["kind"], "n": v["n"], "label": v["kind"].replace("_", " ")}
+            for v in ComplianceViolation.objects.filter(acknowledged_at__isnull=True)
+            .values("kind").annotate(n=Count("id")).order_by("kind")
+        ]
+        context.update(
+            verification=_last_verification(),
+            checkpoint=checkpoint,
+            checkpoint_age=(now - checkpoint.created_at) if checkpoint else None,
+            entries=head.tree_size if head else 0,
+            pending=PendingEntry.objects.count(),
+            open_violations=open_violations,
+            open_violations_total=sum(v["n"] for v in open_violations),
+            overdue_reviews=list(
+                BreakGlassReview.objects.filter(
+                    Q(state=BreakGlassReview.State.OVERDUE) | Q(state=BreakGlassReview.State.OPEN, due_at__lt=now)
+                ).select_related("request__version__model", "request__environment").order_by("due_at")[:20]
+            ),
+            activity=activity_chart(now),
+            promotions=promotions_chart(),
+        )
+    return render(request, "console/dashboard.html", context)
+
+
+# --- violations -------------------------------------------------------------------------------------------
+
+STATUS_FILTERS = {"open": Q(acknowledged_at__isnull=True), "acknowledged": Q(acknowledged_at__isnull=False), "all": Q()}
+
+
+@login_required
+def violations(request: HttpRequest) -> HttpResponse:
+    if not is_oversight(request.user):
+        return denied(request, "Compliance violations are for InfoSec and auditors: you are not permitted to see them.")
+    status = request.GET.get("status", "open")
+    if status not in STATUS_FILTERS:
+        status = "open"
+    kind = request.GET.get("kind", "")
+    qs = ComplianceViolation.objects.filter(STATUS_FILTERS[status]).select_related("acknowledged_by")
+    if kind in ComplianceViolation.Kind.values:
+        qs = qs.filter(kind=kind)
+    else:
+        kind = ""
+    page = Paginator(qs.order_by("-detected_at", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = "&".join(f"{k}={v}" for k, v in (("status", status), ("kind", kind)) if v)
+    return render(request, "console/violations.html", {
+        "nav": "violations", "page": page, "status": status, "kind": kind, "qs": query,
+        "kinds": ComplianceViolation.Kind.choices, "may_acknowledge": is_infosec(request.user),
+        "statuses": list(STATUS_FILTERS),
+    })
+
+
+@login_required
+@require_POST
+def violation_acknowledge(request: HttpRequest, violation_id: int) -> HttpResponse:
+    from governance.services import violation_acknowledge as acknowledge
+
+    if not is_infosec(request.user):
+        return denied(request, "Only InfoSec may acknowledge a compliance violation.")
+    back = request.POST.get("next") or ""
+    target = back if back.startswith("/console/violations/") and "//" not in back else "/console/violations/"
+    violation = ComplianceViolation.objects.filter(pk=violation_id).first()
+    if violation is None:
+        messages.error(request, f"There is no violation #{violation_id}.")
+        return redirect(target)
+    try:
+        acknowledge(user=request.user, violation=violation,  # type: ignore[arg-type]
+                    comment=request.POST.get("comment", ""))
+    except NotPermitted as exc:
+        return denied(request, str(exc))
+    except GovernanceError as exc:
+        messages.error(request, f"Violation #{violation_id} was not acknowledged: {exc}.")
+        return redirect(target)
+    messages.success(request, f"Violation #{violation_id} acknowledged; recorded in the ledger.")
+    return redirect(target)

@@ -1,0 +1,48 @@
+"""A data steward who owns a dataset revokes a grant on it in a real browser.
+
+Who may revoke (``access.grants._may_revoke``): InfoSec, the resource's owner, or the granter;
+here the steward is the dataset's owner and the granter.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from access import grants as svc
+from access.models import Dataset, DatasetField, Grant
+from tests.access.personas import ledger, make_user, soon
+from tests.browser.conftest import login, shot
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_steward_revokes_a_grant(live_url: str, page: Any) -> None:
+    # given
+    steward = make_user("sam", "data-steward")
+    rita = make_user("rita", "model-owner")
+    dataset = Dataset.objects.create(name="card-transactions-2026q3", owner=steward, level="confidential",
+                                     effective_level="confidential", pii_categories=["email"])
+    DatasetField.objects.create(dataset=dataset, name="customer_email", level="confidential",
+                                pii_categories=["email"])
+    DatasetField.objects.create(dataset=dataset, name="pan_token", level="internal")
+    g = svc.grant_create(granted_by=steward, principal=rita, resource=dataset, permission="read_data",
+                         expires_at=soon(30), justification="features for the Q3 fraud model")
+    # when
+    login(page, live_url, "sam")
+    page.goto(f"{live_url}/console/access/")
+    assert page.get_by_role("link", name="card-transactions-2026q3").is_visible()
+    shot(page, "access")
+    page.get_by_role("link", name="card-transactions-2026q3").click()
+    page.wait_for_url(f"**/console/access/datasets/{dataset.pk}/")
+    shot(page, "dataset-detail")
+    page.locator("details.action > summary", has_text="Revoke").click()
+    page.locator(f"#f-{g.pk}").fill("rita moved to the payments team")
+    with page.expect_navigation():
+        page.locator(f"#f-{g.pk}").locator("xpath=ancestor::form").get_by_role("button", name="Revoke").click()
+    # then
+    assert page.get_by_text(f"Grant #{g.pk} is revoked.").is_visible()
+    g = Grant.objects.get(pk=g.pk)
+    assert g.revoked_by == steward and g.revoke_reason == "rita moved to the payments team"
+    assert [p["reason"] for p in ledger("access.grant_revoked")] == ["rita moved to the payments team"]
+    shot(page, "grant-revoked")

@@ -1,0 +1,126 @@
+"""Exports pages: start an export (recorded), follow it, download it; who may."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from audit.ledger import integrate
+from audit.models import Entry, ExportJob, PendingEntry
+from tests.console.conftest import Crew, client_for, seed_ledger
+
+pytestmark = pytest.mark.django_db
+EXPORTS = reverse("console-exports")
+
+
+@pytest.fixture(autouse=True)
+def _exports_in_tmp(settings: Any, tmp_path: Path) -> None:
+    settings.VAR_DIR = tmp_path
+
+
+def _start(client: Any, capture: Any, **data: Any) -> Any:
+    with capture(execute=True):
+        return client.post(EXPORTS, {"format": "bundle", **data})
+
+
+def test_anonymous_is_sent_to_login() -> None:
+    response = client_for(None).get(EXPORTS)
+    assert response.status_code == 302 and response["Location"].startswith("/console/login/")
+
+
+@pytest.mark.parametrize("who", ["approver", "owner", "steward", "outsider"])
+def test_exports_are_refused_to_others(crew: Crew, who: str) -> None:
+    client = client_for(getattr(crew, who))
+    assert client.get(EXPORTS).status_code == 403
+    response = client.post(EXPORTS, {"format": "csv"})
+    assert response.status_code == 403 and "not permitted" in response.content.decode()
+    assert not ExportJob.objects.exists()
+
+
+def test_auditor_starts_follows_and_downloads_an_export(crew: Crew, django_capture_on_commit_callbacks: Any) -> None:
+    seed_ledger(3)
+    client = client_for(crew.auditor)
+    # when
+    response = _start(client, django_capture_on_commit_callbacks, format="bundle",
+                      event_types=["ledger.note_added"], since="2000-01-01")
+    # then: redirected to the export's page, which the eager task has finished
+    job = ExportJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("console-export", args=[job.pk])
+    detail = client.get(response["Location"]).content.decode()
+    assert job.created_by == crew.auditor
+    job.refresh_from_db()
+    assert job.state == "done", job.error
+    assert job.file_sha256 in detail and "Download export" in detail and 'http-equiv="refresh"' not in detail
+    download = client.get(reverse("export-download", args=[job.pk]))
+    assert download.status_code == 200 and download["Content-Type"] == "application/zip"
+    integrate()
+    recorded = Entry.objects.get(event_type="ledger.exported")
+    assert recorded.actor_id == str(crew.auditor.pk)
+    assert recorded.payload["scope"]["event_types"] == ["ledger.note_added"]
+    listing = client.get(EXPORTS).content.decode()
+    assert f"#{job.pk}<" in listing and "ledger.note_added" in listing and "audrey" in listing
+
+
+def test_a_running_export_refreshes_itself(crew: Crew) -> None:
+    seed_ledger(1)
+    client = client_for(crew.infosec)
+    client.post(EXPORTS, {"format": "csv"})  # no commit in this test: the task never runs
+    job = ExportJob.objects.get()
+    html = client.get(reverse("console-export", args=[job.pk])).content.decode()
+    assert job.state == "pending" and 'http-equiv="refresh"' in html and "Download export" not in html
+
+
+def test_an_auditor_cannot_download_anothers_export_but_infosec_can(
+    crew: Crew, django_capture_on_commit_callbacks: Any
+) -> None:
+    seed_ledger(1)
+    _start(client_for(crew.infosec), django_capture_on_commit_callbacks, format="csv")
+    job = ExportJob.objects.get()
+    auditor = client_for(crew.auditor)
+    assert "Download export" not in auditor.get(reverse("console-export", args=[job.pk])).content.decode()
+    assert auditor.get(reverse("export-download", args=[job.pk])).status_code == 404
+    assert client_for(crew.infosec).get(reverse("export-download", args=[job.pk])).status_code == 200
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"format": "zip"}, "format must be one of"),
+    ({"format": "report"}, "the report format is about one model"),
+    ({"since": "not-a-date"}, "not an ISO 8601 date"),
+    ({"since": "2026-02-01", "until": "2026-01-01"}, "is after"),
+    ({"event_types": ["no.such"]}, "unknown event type"),
+    ({"subjects": "no-colon-here"}, "must look like TYPE:ID"),
+    ({"model": "no-such-model"}, "no registered model named"),
+])
+def test_bad_scopes_are_messages_and_write_nothing(crew: Crew, data: dict[str, Any], message: str) -> None:
+    seed_ledger(1)
+    before = PendingEntry.objects.count()
+    response = client_for(crew.auditor).post(EXPORTS, {"format": "bundle", **data})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "The export was not started" in html and message in html
+    assert not ExportJob.objects.exists() and PendingEntry.objects.count() == before
+
+
+def test_starting_an_export_needs_a_csrf_token(crew: Crew) -> None:
+    response = client_for(crew.auditor, csrf=True).post(EXPORTS, {"format": "csv"})
+    assert response.status_code == 403 and not ExportJob.objects.exists()
+
+
+def test_missing_export_is_a_404_page(crew: Crew) -> None:
+    response = client_for(crew.auditor).get(reverse("console-export", args=[999]))
+    assert response.status_code == 404 and "No export #999" in response.content.decode()
+
+
+def test_export_list_queries_are_bounded(crew: Crew, django_assert_max_num_queries: Any) -> None:
+    seed_ledger(1)
+    client = client_for(crew.infosec)
+    client.post(EXPORTS, {"format": "csv"})
+    with django_assert_max_num_queries(8):
+        client.get(EXPORTS)
+    for _ in range(30):
+        client.post(EXPORTS, {"format": "csv"})
+    with django_assert_max_num_queries(8):
+        response = client.get(EXPORTS)
+    assert "Older" in response.content.decode()

@@ -168,3 +168,6 @@ class DataSubjectKeyAdmin(ReadOnlyAdmin):
 @admin.register(PendingEntry)
 class PendingEntryAdmin(ReadOnlyAdmin):
     list_display = ("id", "timestamp", "event_type", "subject_type", "subject_id")
+
+# Read-only admin of legal holds and verification runs.
+from audit import admin_ops  # noqa: E402, F401

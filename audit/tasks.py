@@ -6,6 +6,9 @@ from django.db import OperationalError
 
 from audit import checkpoints, ledger
 
+# Imported for its Celery signal handlers: task outcomes are counted in every worker.
+from governance import metrics as _metrics  # noqa: F401
+
 
 @shared_task(
     name="audit.tasks.integrate_pending",
@@ -55,3 +58,54 @@ def run_export(export_id: int) -> str | None:
     except ExportError:
         return None
     return job.file_path
+
+
+# --- operations: scheduled verification and retention (docs/deploy.md, docs/retention.md) ---------------------
+
+
+@shared_task(
+    name="audit.tasks.verify_incremental",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=600,
+    time_limit=660,
+)
+def verify_incremental() -> int:
+    """Verify what was added since the last good run (a full run when there is none). Returns the run id."""
+    from audit.integrity import verification_run
+
+    return verification_run(mode="incremental").pk
+
+
+@shared_task(
+    name="audit.tasks.verify_full",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=6 * 3600,
+    time_limit=6 * 3600 + 300,
+)
+def verify_full() -> int:
+    """Verify the whole ledger from its first entry. Returns the run id."""
+    from audit.integrity import verification_run
+
+    return verification_run(mode="full").pk
+
+
+@shared_task(
+    name="audit.tasks.run_retention",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=3600,
+    time_limit=3600 + 300,
+)
+def run_retention(limit: int = 10_000) -> int:
+    """Crypto-shred personal data past retention (not on legal hold). Idempotent; returns subjects erased.
+
+    Stops on its own before the soft time limit; the next day's run (or a re-run) continues.
+    """
+    from audit.retention import retention_run
+
+    return len(retention_run(limit=limit, time_budget=3000).erased)

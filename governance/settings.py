@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from governance.env import env_bool, env_float, env_int, env_list, env_str
@@ -53,6 +54,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "governance.logging_setup.RequestLogMiddleware",
+    "governance.metrics.MetricsMiddleware",
 ]
 
 ROOT_URLCONF = "governance.urls"
@@ -158,6 +161,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "PromotionStateEnum": "governance.models.PromotionRequest.State",
+        "BreakGlassReviewStateEnum": "governance.models.BreakGlassReview.State",
+        "ClassificationLevelEnum": "access.classification.LEVEL_CHOICES",
+        "ReviewCampaignStateEnum": "access.models.ReviewCampaign.State",
+        "OpenClosedFilterEnum": ["open", "closed"],
+        "AccessRequestStateEnum": "access.models.AccessRequest.State",
+    },
 }
 _cache_url = env_str("CACHE_URL")
 CACHES = {
@@ -260,11 +271,62 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- Operations (docs/deploy.md) -------------------------------------------------------------
+# Readiness fails when the oldest pending ledger entry has waited longer than this (sequencer stalled).
+READY_MAX_PENDING_AGE_SECONDS = env_float("READY_MAX_PENDING_AGE_SECONDS", 60.0, minimum=1)
+# Seconds the readiness probe waits for a TCP connection to the broker.
+READY_BROKER_TIMEOUT = env_float("READY_BROKER_TIMEOUT", 1.0, minimum=0.05)
+# Bearer token a Prometheus scraper presents at /metrics (InfoSec sessions are also let in).
+METRICS_TOKEN = env_str("METRICS_TOKEN") or None
+if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters")
+# A Celery worker serves its own counters on this port when set (the web app cannot see them).
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0, minimum=0) or None
+CELERY_METRICS_ADDR = env_str("CELERY_METRICS_ADDR") or "0.0.0.0"  # noqa: S104 (inside the worker's container)
+# Scheduled integrity checks and retention (UTC).
+VERIFY_INCREMENTAL_INTERVAL = env_float("VERIFY_INCREMENTAL_INTERVAL", 300.0, minimum=10)
+VERIFY_FULL_HOUR = env_int("VERIFY_FULL_HOUR", 2, minimum=0)
+RETENTION_HOUR = env_int("RETENTION_HOUR", 3, minimum=0)
+if VERIFY_FULL_HOUR > 23 or RETENTION_HOUR > 23:
+    raise ImproperlyConfigured("VERIFY_FULL_HOUR and RETENTION_HOUR are hours of the day (0-23, UTC)")
+LOG_FORMAT = (env_str("LOG_FORMAT") or ("plain" if DEBUG else "json")).strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be 'plain' or 'json'")
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "ledger-verify-incremental": {
+            "task": "audit.tasks.verify_incremental",
+            "schedule": timedelta(seconds=VERIFY_INCREMENTAL_INTERVAL),
+            "options": {"expires": VERIFY_INCREMENTAL_INTERVAL},
+        },
+        "ledger-verify-full": {
+            "task": "audit.tasks.verify_full",
+            "schedule": crontab(minute=0, hour=VERIFY_FULL_HOUR),
+            "options": {"expires": 3600},
+        },
+        "retention-run": {
+            "task": "audit.tasks.run_retention",
+            "schedule": crontab(minute=30, hour=RETENTION_HOUR),
+            "options": {"expires": 3600},
+        },
+    }
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "governance.logging_setup.ContextFilter"},
+        "redact": {"()": "governance.logging_setup.RedactingFilter"},
+    },
+    "formatters": {
+        "plain": {"()": "governance.logging_setup.PlainFormatter"},
+        "json": {"()": "governance.logging_setup.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "redact"]},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -1,7 +1,6 @@
 """Export the ledger for a regulator or an auditor: a verifiable bundle, a CSV, or a model's audit report."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.export import FORMATS, ExportError, export_create, export_run, parse_scope, summary
+from governance.logging_setup import progress_bar, progress_wanted
 
 
 class Command(BaseCommand):
@@ -32,6 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--actor", metavar="USERNAME",
                             help="who is exporting (an InfoSec member or auditor); recorded in the ledger. "
                             "Without it the export is recorded as by system:export_audit")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a TTY)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         out = Path(options["out"]).expanduser()
@@ -54,20 +55,14 @@ class Command(BaseCommand):
             job = export_create(user=user, scope=scope, fmt=options["format"], enqueue=False)
         except ExportError as exc:
             raise CommandError(str(exc)) from None
-        show = sys.stderr.isatty() and options["verbosity"] > 0
+        show = progress_wanted(self.stdout, options)
+        with progress_bar(enabled=show, total=None, desc="exporting") as bar:
 
-        def progress(done: int, total: int | None) -> None:
-            if show:
-                sys.stderr.write(f"\rexported {done:,}" + (f" of {total:,}" if total is not None else "") + " entries")
-                sys.stderr.flush()
-
-        try:
-            job = export_run(export_id=job.pk, out=out, progress=progress)
-        except ExportError as exc:
-            raise CommandError(f"export #{job.pk} failed: {exc}") from None
-        finally:
-            if show:
-                sys.stderr.write("\n")
+            try:
+                job = export_run(export_id=job.pk, out=out, progress=bar)
+            except ExportError as exc:
+                raise CommandError(f"export #{job.pk} failed: {exc}") from None
         self.stdout.write(summary(job))
         if job.format == "bundle":
             self.stdout.write(f"verify it with: unzip -p {out} verify.py > verify.py && python verify.py {out}")
+

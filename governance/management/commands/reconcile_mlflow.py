@@ -1,11 +1,13 @@
 """Reconcile the MLflow registry mirror now (what the beat schedule does every MLFLOW_RECONCILE_INTERVAL)."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from governance import registry, sync
+from governance.logging_setup import progress_bar, progress_wanted
 
 
 class Command(BaseCommand):
@@ -16,13 +18,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", help="reconcile only this registered model")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a TTY)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        show = progress_wanted(self.stdout, options)
         try:
             if options["model"]:
                 report = sync.registered_model_sync(options["model"])
             else:
-                report = sync.registry_reconcile()
+                with progress_bar(enabled=show, total=None, desc="reconciling", unit="model") as bar:
+                    # registry_reconcile reports per model when it takes a progress callback;
+                    # without one the bar only shows that work is going on.
+                    if "progress" in inspect.signature(sync.registry_reconcile).parameters:
+                        report = sync.registry_reconcile(progress=bar)  # type: ignore[call-arg]
+                    else:
+                        report = sync.registry_reconcile()
         except registry.REGISTRY_ERRORS as exc:
             raise CommandError(f"MLflow registry error: {type(exc).__name__}: {exc}") from None
         self.stdout.write(str(report))

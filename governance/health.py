@@ -1,0 +1,119 @@
+"""Liveness and readiness probes: cheap, unauthenticated and free of anything sensitive.
+
+``/healthz`` says the process answers (no database, nothing else). ``/readyz`` says
+whether this instance can do its work: the database answers, the Celery broker
+accepts a TCP connection, the checkpoint signing key loads, and the sequencer is
+not lagging (the oldest pending ledger entry is younger than
+``READY_MAX_PENDING_AGE_SECONDS``). Each check reports a fixed word, never an
+error message, host name or path.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+OK = "ok"
+_DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "amqp": 5672, "amqps": 5671, "pyamqp": 5672}
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"alive": True})
+
+
+def check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError:
+        logger.warning("readiness: the database is unreachable", exc_info=True)
+        return "unreachable"
+    return OK
+
+
+def check_broker() -> str:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return "in_process"  # no broker configured: tasks run eagerly in the web process
+    url = urlsplit(str(settings.CELERY_BROKER_URL))
+    if url.scheme in ("memory", ""):
+        return "in_process"
+    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    if not url.hostname or port is None:
+        return "unsupported"
+    try:
+        with socket.create_connection((url.hostname, port), timeout=settings.READY_BROKER_TIMEOUT):
+            pass
+    except OSError:
+        logger.warning("readiness: the Celery broker is unreachable")
+        return "unreachable"
+    return OK
+
+
+def check_signing_key() -> str:
+    from audit.signing import load_key_file
+
+    path = Path(settings.LEDGER_SIGNING_KEY)
+    if settings.LEDGER_SIGNING_KEY_IS_DEV and not path.exists():
+        return OK  # the dev key is generated on first use
+    if not path.exists():
+        return "missing"
+    try:
+        load_key_file(path)
+    except (ImproperlyConfigured, OSError):
+        return "invalid"
+    return OK
+
+
+def sequencer_lag_seconds() -> float:
+    """Seconds the oldest pending entry has waited (0 with an empty queue).
+
+    Bounded by the time since the sequencer last advanced the head, so an event
+    recorded with an old (caller-given) timestamp does not look like a stall.
+    """
+    from audit.models import LedgerHead, PendingEntry
+
+    oldest = PendingEntry.objects.order_by("id").values_list("timestamp", flat=True).first()
+    if oldest is None:
+        return 0.0
+    now = timezone.now()
+    recorded = datetime.fromisoformat(oldest.rstrip("Z")).replace(tzinfo=UTC)
+    lag = (now - recorded).total_seconds()
+    head = LedgerHead.objects.values_list("updated_at", flat=True).filter(pk=1).first()
+    if head is not None:
+        lag = min(lag, (now - head).total_seconds())
+    return max(lag, 0.0)
+
+
+def check_sequencer() -> str:
+    try:
+        lag = sequencer_lag_seconds()
+    except DatabaseError:
+        return "unknown"
+    return OK if lag <= settings.READY_MAX_PENDING_AGE_SECONDS else "lagging"
+
+
+_PASSING = {OK, "in_process"}
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    checks = {"database": check_database(), "broker": check_broker(), "signing_key": check_signing_key()}
+    checks["sequencer"] = check_sequencer() if checks["database"] == OK else "unknown"
+    ready = all(v in _PASSING for v in checks.values())
+    return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)

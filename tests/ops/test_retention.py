@@ -1,0 +1,225 @@
+"""Retention classes, legal holds and the retention job (crypto-shredding past retention, sparing holds)."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils import timezone
+
+from audit import ledger
+from audit.event_types import registry
+from audit.models import DataSubjectKey, Entry, PiiValue
+from audit.models_ops import LegalHold
+from audit.retention import (
+    CLASSES,
+    DEFAULT_CLASS,
+    RetentionError,
+    is_mapped,
+    legal_hold_create,
+    legal_hold_release,
+    retention_class_for,
+    retention_run,
+)
+from audit.tasks import run_retention
+from governance.errors import InvalidState, NotPermitted
+from tests.ops.conftest import register
+
+pytestmark = pytest.mark.django_db
+
+LATER = timezone.now() + timedelta(days=8 * 365)  # past every class
+
+
+def test_every_registered_event_type_resolves_to_a_class() -> None:
+    for name in registry.names():
+        assert is_mapped(name), f"{name} has no explicit retention class (add it to audit/retention.py)"
+        assert retention_class_for(name).name in CLASSES
+    assert DEFAULT_CLASS in CLASSES
+    assert retention_class_for("unknown.type").name == DEFAULT_CLASS
+
+
+def test_classes_meet_their_minimums() -> None:
+    assert CLASSES["pci_dss"].days >= 365
+    assert CLASSES["sox"].days >= 7 * 365
+    assert CLASSES["eu_ai_act"].days >= 183
+    assert retention_class_for("monitoring.data_drift_detected").name == "eu_ai_act"
+    assert retention_class_for("access.check_denied").name == "pci_dss"
+    assert retention_class_for("promotion.approved").name == "sox"
+
+
+def keys() -> dict[str, DataSubjectKey]:
+    return {k.data_subject: k for k in DataSubjectKey.objects.all()}
+
+
+def test_nothing_is_due_before_retention_ends() -> None:
+    register(1)
+    report = retention_run(now=timezone.now() + timedelta(days=300))
+    assert report.erased == []
+    assert keys()["user:1"].erased_at is None
+
+
+def test_erases_what_is_past_retention_and_spares_what_is_on_hold(infosec: User) -> None:
+    # given two data subjects with personal data, one of them under a legal hold
+    register(1)
+    register(2)
+    ledger.integrate()
+    hold = legal_hold_create(user=infosec, data_subject="user:2", reason="litigation 2026-17", reference="LIT-17")
+    size_before = Entry.objects.count()
+
+    # when retention runs after every class expired
+    report = retention_run(now=LATER)
+
+    # then the unheld subject's key and values are gone, the held one's are intact
+    assert report.erased == ["user:1"] and report.held == ["user:2"]
+    found = keys()
+    assert found["user:1"].erased_at is not None and found["user:1"].key is None
+    assert not PiiValue.objects.filter(subject_key=found["user:1"], ciphertext__isnull=False).exists()
+    assert found["user:2"].erased_at is None
+    assert PiiValue.objects.filter(subject_key=found["user:2"], ciphertext__isnull=False).count() == 2
+    # and the ledger grew (nothing deleted): the erasure and its retention reason are recorded
+    ledger.integrate()
+    assert Entry.objects.count() > size_before
+    erased = Entry.objects.get(event_type="privacy.retention_erased")
+    assert erased.payload["data_subject"] == "user:1"
+    assert erased.payload["retention_class"] == "sox"
+    assert erased.payload["values"] == 2
+    assert Entry.objects.filter(event_type="privacy.subject_erased", subject_id="1").count() == 1
+
+    # when the hold is released, the next run erases the other one too; a third run does nothing
+    legal_hold_release(user=infosec, hold=hold, reason="case closed")
+    assert retention_run(now=LATER).erased == ["user:2"]
+    again = retention_run(now=LATER)
+    assert again.erased == [] and again.examined == 0
+
+
+def test_dry_run_changes_nothing() -> None:
+    register(3)
+    report = retention_run(now=LATER, dry_run=True)
+    assert report.erased == ["user:3"] and report.values == 2
+    assert keys()["user:3"].erased_at is None
+    assert not Entry.objects.filter(event_type="privacy.retention_erased").exists()
+
+
+def test_a_subject_with_a_recent_value_is_kept() -> None:
+    # one old registration and one recent: the key covers both, so nothing is shredded yet
+    register(4)
+    PiiValue.objects.update(created_at=timezone.now() - timedelta(days=9 * 365))
+    register(4, email="second@example.org")
+    assert retention_run().erased == []
+
+
+def test_the_task_is_idempotent() -> None:
+    register(5)
+    PiiValue.objects.update(created_at=timezone.now() - timedelta(days=9 * 365))
+    assert run_retention.apply().get() == 1
+    assert run_retention.apply().get() == 0
+
+
+def test_time_budget_stops_early() -> None:
+    register(6)
+    report = retention_run(now=LATER, time_budget=-1)
+    assert report.stopped_early and report.erased == []
+
+
+# --- legal hold services ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["auditor", "outsider"])
+def test_only_infosec_creates_and_releases_holds(who: str, request: pytest.FixtureRequest, infosec: User) -> None:
+    user = request.getfixturevalue(who)
+    with pytest.raises(NotPermitted):
+        legal_hold_create(user=user, data_subject="user:9", reason="because")
+    hold = legal_hold_create(user=infosec, data_subject="user:9", reason="because")
+    with pytest.raises(NotPermitted):
+        legal_hold_release(user=user, hold=hold, reason="done")
+    assert LegalHold.objects.get().released_at is None
+
+
+def test_hold_records_ledger_entries(infosec: User) -> None:
+    hold = legal_hold_create(user=infosec, data_subject=" user:7 ", reason="  audit request ", reference="REF-1")
+    assert hold.data_subject == "user:7" and hold.reason == "audit request"
+    legal_hold_release(user=infosec, hold=hold, reason="over")
+    ledger.integrate()
+    created = Entry.objects.get(event_type="privacy.legal_hold_created")
+    assert created.payload == {"hold_id": hold.pk, "data_subject": "user:7", "reason": "audit request",
+                               "reference": "REF-1"}
+    assert created.actor_id == str(infosec.pk) and created.subject_type == "user" and created.subject_id == "7"
+    released = Entry.objects.get(event_type="privacy.legal_hold_released")
+    assert released.payload == {"hold_id": hold.pk, "data_subject": "user:7", "reason": "over"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"data_subject": "", "reason": "r"}, "data_subject"),
+        ({"data_subject": "nocolon", "reason": "r"}, "data_subject"),
+        ({"data_subject": "user:1\n", "reason": "r"}, None),
+        ({"data_subject": 42, "reason": "r"}, "data_subject"),
+        ({"data_subject": "user:1", "reason": "   "}, "reason"),
+        ({"data_subject": "user:1", "reason": "x" * 2001}, "longer"),
+        ({"data_subject": "user:1", "reason": "r", "reference": "x" * 201}, "longer"),
+        ({"data_subject": "user:1", "reason": "r\x00"}, "control"),
+    ],
+)
+def test_bad_hold_input(infosec: User, kwargs: dict[str, object], message: str | None) -> None:
+    if message is None:  # surrounding whitespace is trimmed, not refused
+        legal_hold_create(user=infosec, **kwargs)  # type: ignore[arg-type]
+        return
+    with pytest.raises(RetentionError, match=message):
+        legal_hold_create(user=infosec, **kwargs)  # type: ignore[arg-type]
+    assert not LegalHold.objects.exists()
+    assert not ledger.PendingEntry.objects.filter(event_type="privacy.legal_hold_created").exists()
+
+
+def test_one_active_hold_per_subject_and_no_double_release(infosec: User) -> None:
+    hold = legal_hold_create(user=infosec, data_subject="user:8", reason="first")
+    with pytest.raises(InvalidState, match="already under an active legal hold"):
+        legal_hold_create(user=infosec, data_subject="user:8", reason="second")
+    legal_hold_release(user=infosec, hold=hold, reason="done")
+    with pytest.raises(InvalidState, match="already released"):
+        legal_hold_release(user=infosec, hold=hold, reason="again")
+    with pytest.raises(RetentionError, match="reason"):
+        legal_hold_release(user=infosec, hold=legal_hold_create(user=infosec, data_subject="user:8", reason="x"),
+                           reason="")
+
+
+def test_no_hold_on_an_erased_subject(infosec: User) -> None:
+    register(11)
+    retention_run(now=LATER)
+    with pytest.raises(InvalidState, match="already erased"):
+        legal_hold_create(user=infosec, data_subject="user:11", reason="too late")
+
+
+def test_command_dry_run_and_json() -> None:
+    register(12)
+    out = StringIO()
+    call_command("retention_run", "--dry-run", "--as-of", LATER.isoformat(), "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["dry_run"] is True and data["erased"] == ["user:12"]
+    assert keys()["user:12"].erased_at is None
+    out = StringIO()
+    call_command("retention_run", stdout=out)
+    assert "erased 0" in out.getvalue()
+    with pytest.raises(CommandError, match="only allowed with --dry-run"):
+        call_command("retention_run", "--as-of", LATER.isoformat())
+    with pytest.raises(CommandError, match="ISO 8601"):
+        call_command("retention_run", "--dry-run", "--as-of", "yesterday")
+    with pytest.raises(CommandError, match="limit"):
+        call_command("retention_run", "--limit", "0")
+
+
+@pytest.mark.urls("tests.ops.admin_urls")
+def test_admin_shows_holds_read_only_to_infosec(client: Client, infosec: User, outsider: User) -> None:
+    hold = legal_hold_create(user=infosec, data_subject="user:21", reason="matter 9")
+    client.force_login(infosec)
+    assert client.get("/admin/audit/legalhold/").status_code == 200
+    assert client.get(f"/admin/audit/legalhold/{hold.pk}/change/").status_code == 200
+    assert client.post(f"/admin/audit/legalhold/{hold.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert LegalHold.objects.filter(pk=hold.pk).exists()
+    assert client.get("/admin/audit/verificationrun/").status_code == 200
+    client.force_login(outsider)
+    assert client.get("/admin/audit/legalhold/").status_code in (302, 403, 404)

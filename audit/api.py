@@ -155,6 +155,7 @@ def entry_data(entry: Entry, *, detail: bool = False) -> dict[str, Any]:
         "prev_hash": entry.prev_hash,
         "subject_prev": entry.subject_prev,
         "entry_hash": entry.entry_hash,
+        "request_id": entry.request_id,
     }
     if detail:
         body = entry.canonical_body()
@@ -211,6 +212,7 @@ class EntrySerializer(serializers.Serializer):
     prev_hash = serializers.CharField()
     subject_prev = serializers.IntegerField(allow_null=True)
     entry_hash = serializers.CharField()
+    request_id = serializers.CharField(allow_null=True, help_text="the API request that wrote it (hashed), if any")
 
 
 ENTRY_EXAMPLE = {
@@ -224,6 +226,7 @@ ENTRY_EXAMPLE = {
     "prev_hash": HEX64,
     "subject_prev": 17,
     "entry_hash": HEX64,
+    "request_id": "deploy-7781-step2",
 }
 
 
@@ -253,6 +256,8 @@ class LedgerEntriesApi(APIView):
         subject_type = serializers.CharField(required=False, max_length=100)
         seq_from = serializers.IntegerField(required=False, min_value=0)
         seq_to = serializers.IntegerField(required=False, min_value=0)
+        request_id = serializers.RegexField(r"^[A-Za-z0-9._:-]{1,64}$", required=False,
+                                            help_text="entries written by one API request (X-Request-ID)")
 
         def _time(self, value: str, *, end: bool, label: str) -> str:
             try:
@@ -322,7 +327,7 @@ class LedgerEntriesApi(APIView):
         qs = entries_list(EntryFilters(
             since=v.get("since"), until=v.get("until"), event_types=tuple(v.get("event_type", ())),
             actor=v.get("actor"), subject=v.get("subject"), subject_type=v.get("subject_type"),
-            seq_from=v.get("seq_from"), seq_to=v.get("seq_to"),
+            seq_from=v.get("seq_from"), seq_to=v.get("seq_to"), request_id=v.get("request_id"),
         ))
         paginator = LedgerCursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self) or []

@@ -28,6 +28,7 @@ class EntryFilters:
     subject_type: str | None = None
     seq_from: int | None = None
     seq_to: int | None = None
+    request_id: str | None = None
 
 
 def entries_list(filters: EntryFilters) -> QuerySet[Entry]:
@@ -48,6 +49,9 @@ def entries_list(filters: EntryFilters) -> QuerySet[Entry]:
         qs = qs.filter(seq__gte=filters.seq_from)
     if filters.seq_to is not None:
         qs = qs.filter(seq__lte=filters.seq_to)
+    if filters.request_id:
+        # Not indexed (an index would cost every write): combine with since/until on a large ledger.
+        qs = qs.filter(request_id=filters.request_id)
     return qs
 
 

@@ -11,6 +11,9 @@ class GovernanceConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the OpenAPI descriptions of our authentication classes.
+        # Loads MLflow with the app, not inside the first request that approves a promotion
+        # (an import under the import lock stalls every thread of that worker for seconds).
+        from governance import tasks  # noqa: F401
         from governance.api import schema  # noqa: F401
 
 

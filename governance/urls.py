@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
+from governance.api import errors as api_errors
 from governance.webhooks import mlflow_webhook
 
 urlpatterns = [
@@ -12,6 +13,7 @@ urlpatterns = [
     path("webhooks/mlflow", mlflow_webhook, name="mlflow-webhook"),
     path("", include("governance.urls_ops")),
     path("api/v1/", include("governance.api.urls")),
+    re_path(r"^api/", api_errors.api_not_found),
     path("console/", include("governance.console.urls")),
     path("", include("audit.urls_export")),
 ]

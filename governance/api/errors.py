@@ -131,6 +131,11 @@ def _json(status_code: int, detail: str, code: str) -> JsonResponse:
     return JsonResponse(problem(status_code, detail, code=code), status=status_code, content_type=CONTENT_TYPE)
 
 
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any other /api/ URL: a problem document even with DEBUG on (Django's debug 404 page is HTML)."""
+    return _json(404, f"no API endpoint at {request.path}", "not_found")
+
+
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> Any:
     if _wants_problem(request):
         if isinstance(exception, RequestDataTooBig):

@@ -106,7 +106,7 @@ def test_the_cursor_walks_the_whole_ledger_in_seq_order(history, people, as_user
     assert seqs == list(range(selectors.ledger_size()))
     first = client.get(f"{ENTRIES}?page_size=1").json()["results"][0]
     assert set(first) == {"seq", "timestamp", "event_type", "actor", "subject", "payload", "prev_hash",
-                          "subject_prev", "entry_hash"}
+                          "subject_prev", "entry_hash", "request_id"}
 
 
 def test_filters_narrow_the_list(history, people, as_user):

@@ -77,9 +77,16 @@ def test_a_malformed_request_id_is_refused_before_anything_is_written(bad: str) 
     with pytest.raises(LedgerError, match="request id"):
         ledger.record(event_type="ledger.note_added", actor=ALICE, subject=Subject("model_version", "m/1"),
                       payload={"text": "x"}, request_id=bad)
-    with request_id_bound(bad), pytest.raises(LedgerError, match="request id"):
-        note("bound")
     assert not PendingEntry.objects.exists()
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 65, "has space", "semi;colon", "new\nline", "ünï", 'quote"'])
+def test_a_malformed_bound_request_id_is_replaced_by_a_fresh_one(bad: str) -> None:
+    # A task binding a bad id must not make every ledger write in it fail.
+    with request_id_bound(bad):
+        note("bound")
+    stored = PendingEntry.objects.get().request_id
+    assert stored != bad and stored is not None and len(stored) == 32
 
 
 @pytest.mark.parametrize("good", ["a", "x" * 64, "0f8fad5b-d9cb-469f-a165-70867728950e", "A.b_c:d-e"])

@@ -282,3 +282,14 @@ def test_every_response_carries_a_request_id(writer, as_user):
     ]
     for response in responses:
         assert len(response["X-Request-ID"]) >= 8, response
+
+
+def test_a_post_to_an_unknown_api_url_is_a_404_problem_not_a_csrf_page(as_user, people):
+    # A session client enforcing CSRF: the unknown URL must still answer as the API does.
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(people.infosec)
+    response = client.post("/api/v1/service-accounts/%C3%B4%C2%AF/tokens", {}, format="json")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/problem+json")

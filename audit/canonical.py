@@ -35,14 +35,19 @@ def _plain(value: Any) -> bool:
     True for strings, booleans, null, integers within +-(2**53 - 1), and lists and objects of
     those with ASCII member names (code-point order is then UTF-16 order). Python's
     encoder escapes strings exactly as JCS does (``\\" \\\\ \\b \\f \\n \\r \\t``, other
-    controls as lowercase ``\\u00xx``, the rest literal). Floats are left to ``rfc8785``:
-    their ECMAScript form differs from ``repr``.
+    controls as lowercase ``\\u00xx``, the rest literal). Floats qualify only where ``repr`` is
+    already their ECMAScript form; the others are left to ``rfc8785``.
     """
     t = type(value)
     if t is str or t is bool or value is None:
         return True
     if t is int:
         return bool(-_INT_LIMIT <= value <= _INT_LIMIT)
+    if t is float:
+        # repr is the shortest round-trip text, as ECMAScript's Number::toString; they differ only in
+        # exponent forms (repr: < 1e-4 or >= 1e16), "x.0" for integral values, and non-finite values.
+        r = repr(value)
+        return "e" not in r and "n" not in r and not r.endswith(".0")
     if t is dict:
         for k, v in value.items():
             if type(k) is not str or not k.isascii() or not _plain(v):

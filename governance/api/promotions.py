@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -139,19 +141,82 @@ EXAMPLE_DETAIL = {
 }
 
 
-def detail_data(promotion: PromotionRequest) -> dict[str, Any]:
-    promotion = (
-        PromotionRequest.objects.select_related("version__model", "environment", "requested_by", "previous_version")
-        .prefetch_related(Prefetch("approvals", Approval.objects.select_related("approver")))
-        .get(pk=promotion.pk)
+# Everything the detail shows, in one query: the break-glass review is a reverse one-to-one.
+_DETAIL_RELATED = (
+    "version__model", "environment", "requested_by", "previous_version", "break_glass_review__reviewed_by",
+)
+
+
+def _detail_rows(rows: QuerySet[PromotionRequest]) -> QuerySet[PromotionRequest]:
+    return rows.select_related(*_DETAIL_RELATED).prefetch_related(
+        Prefetch("approvals", Approval.objects.select_related("approver"))
     )
-    review = BreakGlassReview.objects.filter(request=promotion).select_related("reviewed_by").first()
-    promotion.approval_status = services.approval_status(promotion)  # type: ignore[attr-defined]
-    promotion.review = None if review is None else {  # type: ignore[attr-defined]
-        "id": review.pk, "state": review.state, "due_at": review.due_at.isoformat(),
-        "reviewed_by": review.reviewed_by.username if review.reviewed_by else None,
+
+
+def _when(value: Any) -> str | None:
+    """DRF's DateTimeField form (UTC, ``Z``), without instantiating a serializer per response."""
+    if value is None:
+        return None
+    text: str = timezone.localtime(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def summary_data(promotion: PromotionRequest) -> dict[str, Any]:
+    """``PromotionSummary`` of ``promotion``, built directly: a DRF serializer costs more than the query."""
+    return {
+        "id": promotion.pk,
+        "model": promotion.version.model.name,
+        "version": promotion.version.version,
+        "environment": promotion.environment.name,
+        "state": promotion.state,
+        "strategy": promotion.strategy,
+        "canary_steps": [int(step) for step in promotion.canary_steps],
+        "traffic_percent": promotion.traffic_percent,
+        "requested_by": promotion.requested_by.username,
+        "reason": promotion.reason,
+        "is_break_glass": bool(promotion.is_break_glass),
+        "created_at": _when(promotion.created_at),
+        "decided_at": _when(promotion.decided_at),
+        "deployed_at": _when(promotion.deployed_at),
+        "finished_at": _when(promotion.finished_at),
     }
-    return dict(PromotionDetail(promotion).data)
+
+
+def _detail_of(promotion: PromotionRequest) -> dict[str, Any]:
+    """``PromotionDetail`` of a promotion loaded by ``_detail_rows`` (one more query: the policy)."""
+    try:
+        review: BreakGlassReview | None = promotion.break_glass_review
+    except ObjectDoesNotExist:
+        review = None
+    approval_status = services.approval_status(promotion)
+    previous = promotion.previous_version
+    return {
+        **summary_data(promotion),
+        "evidence": dict(promotion.evidence),
+        "evidence_digest": promotion.evidence_digest,
+        "previous_version": previous.version if previous is not None else None,
+        "last_error": promotion.last_error,
+        "approvals": [
+            {"approver": a.approver.username, "decision": a.decision, "group": a.group, "comment": a.comment,
+             "evidence_digest": a.evidence_digest, "created_at": _when(a.created_at)}
+            for a in promotion.approvals.all()
+        ],
+        "status": {
+            "approvals": {str(k): int(v) for k, v in approval_status["approvals"].items()},
+            "unmet_rules": list(approval_status["unmet_rules"]),
+            "failed_gates": list(approval_status["failed_gates"]),
+            "ready": bool(approval_status["ready"]),
+        },
+        "break_glass_review": None if review is None else {
+            "id": review.pk, "state": review.state, "due_at": review.due_at.isoformat(),
+            "reviewed_by": review.reviewed_by.username if review.reviewed_by else None,
+        },
+    }
+
+
+def detail_data(promotion: PromotionRequest) -> dict[str, Any]:
+    """The detail of ``promotion`` as it is now in the database (after a service changed it)."""
+    return _detail_of(_detail_rows(PromotionRequest.objects.all()).get(pk=promotion.pk))
 
 
 # --- list and create -----------------------------------------------------------------------------
@@ -207,7 +272,7 @@ class PromotionListCreateApi(APIView):
             rows = rows.filter(pk__in=[r.pk for r in selectors.requests_awaiting(request.user)])
         paginator = StandardPagination()
         page = paginator.paginate_queryset(rows.order_by("-created_at", "-id"), request, view=self)
-        return paginator.get_paginated_response(PromotionSummary(page, many=True).data)
+        return paginator.get_paginated_response([summary_data(p) for p in page])
 
     @extend_schema(
         summary="Request a promotion",
@@ -242,7 +307,8 @@ class PromotionDetailApi(APIView):
         examples=[OpenApiExample("approved", response_only=True, value=EXAMPLE_DETAIL)],
     )
     def get(self, request: Request, promotion_id: int) -> Response:
-        return Response(detail_data(_visible_request(request, promotion_id)))
+        # The visibility filter and the whole detail in one query (the 404-not-403 rule holds: same queryset).
+        return Response(_detail_of(get_object_or_404(_detail_rows(_requests_for(request)), pk=promotion_id)))
 
 
 class CommentInput(StrictInput):
@@ -264,7 +330,8 @@ class PromotionApproveApi(APIView):
     )
     def post(self, request: Request, promotion_id: int) -> Response:
         data = parse(CommentInput, request.data)
-        promotion = _visible_request(request, promotion_id)
+        # Only the visibility check: the service locks and re-reads the request with what it needs.
+        promotion = get_object_or_404(selectors.promotion_requests_visible_to(request.user), pk=promotion_id)
         services.promotion_approve(user=request.user, request=promotion, comment=data["comment"])
         return Response(detail_data(promotion))
 

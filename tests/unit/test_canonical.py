@@ -617,3 +617,23 @@ def test_canonical_json_fast_path_refuses_lone_surrogates_like_rfc8785() -> None
     assert canonical._plain(value)
     assert canonical_json(value) == '{"a":"\u2028\x7f\\u001f","b":[1,true,null]}'
 
+
+
+def test_canonical_json_fast_path_for_floats_is_exactly_rfc8785() -> None:
+    import math
+    import random
+    import struct
+
+    import rfc8785
+
+    rng = random.Random(8785)
+    values: list[float] = [0.1, 0.5, -2.75, 1e-4, 1e-5, 1e-7, 1e15 + 0.5, 1e16, 1e21, 123456789012345.6, -0.0, 5e-324]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(20000)]
+    values += [round(rng.uniform(0, 1), rng.randint(1, 8)) for _ in range(20000)]
+    for _ in range(20000):
+        (f,) = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))
+        if math.isfinite(f):
+            values.append(f)
+    for f in values:
+        doc = {"value": f, "threshold": [f, 1, "x"]}
+        assert canonical_json(doc) == rfc8785.dumps(doc).decode("utf-8"), f

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """verify.py: check an audit-ledger export bundle offline.
 
-    python verify.py BUNDLE.zip [--json] [--trusted-key VKEY ...] [--strict]
+    python verify.py BUNDLE.zip [--json] [--trusted-key VKEY ...] [--strict] [--jobs 1|2]
 
 Needs Python 3.9 or later and the ``cryptography`` package, nothing else: no
 network, no database, no code of the ledger. This one file is the whole
@@ -25,6 +25,9 @@ It checks
 * completeness, for exports that claim it (a subject or a whole range of the
   ledger): no entry was left out, by the links and the boundary entries.
 
+A big bundle is checked in two processes when there are two CPUs (the inclusion
+proofs in the second; ``--jobs 1`` for one); the result is the same either way.
+
 It prints a summary and exits 0 only when everything verifies; otherwise 1 with
 a message naming each failure (2 when the bundle cannot be read at all).
 """
@@ -36,8 +39,11 @@ import binascii
 import hashlib
 import json
 import math
+import multiprocessing
+import os
 import struct
 import sys
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -51,6 +57,15 @@ EXPORT_EVENT = "ledger.exported"
 ZERO_HASH = b"0" * 64
 MAX_LISTED_FAILURES = 50
 _CHUNK = 1 << 20
+# Below this much entries.jsonl (about 15,000 entries) a second process costs more than it saves.
+_PARALLEL_MIN_BYTES = 4 << 20
+# What the entries process sends the proof worker per entry line: seq + 1 and the leaf hash;
+# seq + 1 = 0 for a line that is not an entry, all ones for a seq beyond 64 bits (the worker gives up).
+_LEAF_RECORD = struct.Struct("<Q32s")
+_SEQ_LIMIT = 2**64 - 2
+_NO_LEAF = _LEAF_RECORD.pack(0, bytes(32))
+_BAD_LEAF = _LEAF_RECORD.pack(2**64 - 1, bytes(32))
+_BATCH_BYTES = 40 * 4096
 
 
 class VerifyError(Exception):
@@ -837,8 +852,11 @@ class _Chain:
 
 
 class BundleVerifier:
-    def __init__(self, path: str, trusted_keys: list[str] | None = None, strict: bool = False) -> None:
+    def __init__(
+        self, path: str, trusted_keys: list[str] | None = None, strict: bool = False, jobs: int | None = None
+    ) -> None:
         self.path = path
+        self.jobs = jobs  # processes for the entries: 1, 2 (more are not used), None: 2 for big bundles
         self.report = Report(path)
         self.trusted_keys = trusted_keys or []
         self.strict = strict
@@ -1101,6 +1119,46 @@ class BundleVerifier:
         return Entry.from_body(body, claimed.hex().encode()), verified
 
     def _entries(self, head: tuple[int, bytes]) -> None:
+        """Check every entry, its proof, the links and completeness: in one process, or in two when
+        ``jobs`` allows it and the bundle is big enough to repay starting a second process.
+
+        The second process (``_ProofWorker``) verifies the inclusion proofs while this one parses
+        the entries and checks the links. It only ever answers "every proof verified and the files
+        pair up" or "something did not": in the second case (or if it cannot run at all) the report
+        is put back as it was and the whole pass is redone in one process, so failures are found
+        and reported by exactly the same code, in the same order, whatever ``jobs`` is.
+        """
+        if self._wants_worker():
+            saved = (dict(vars(self.report)), list(self.report.failures), set(self.read_files))
+            worker = None
+            try:
+                worker = _ProofWorker(self.path, self.strict, head)
+                self._entries_pass(head, worker)
+                return
+            except (_Fallback, VerifyError):
+                pass  # (a VerifyError is raised again, by the single-process pass, as it would have been)
+            finally:
+                if worker is not None:
+                    worker.close()
+            state, failures, read_files = saved
+            self.report.__dict__.clear()
+            self.report.__dict__.update(state)
+            self.report.failures = failures
+            self.read_files = read_files
+        self._entries_pass(head, None)
+
+    def _wants_worker(self) -> bool:
+        if self.jobs is not None:
+            return self.jobs > 1
+        # fork() from a process with other threads (a server) copies locks they may hold: not on our own.
+        if _usable_cpus() < 2 or threading.active_count() > 1:
+            return False
+        try:
+            return self.zip.getinfo("entries.jsonl").file_size >= _PARALLEL_MIN_BYTES
+        except KeyError:
+            return False
+
+    def _entries_pass(self, head: tuple[int, bytes], worker: _ProofWorker | None) -> None:
         report = self.report
         fail = report.fail
         size, root = head
@@ -1143,11 +1201,19 @@ class BundleVerifier:
         check_time = kind == "none" and bool(since or until)
         sha256, hexlify, fast_fields = hashlib.sha256, binascii.hexlify, fields_of_canonical
         fast_path = not self.strict
-        proofs = _File(self, "proofs.jsonl").lines()
+        # With a proof worker (``_ProofWorker``) this process reads no proof: it sends the worker each
+        # entry line's (seq, leaf hash), or that the line had none, and the worker pairs them with the
+        # lines of proofs.jsonl exactly as below.
+        check_proofs = worker is None
+        proofs = _File(self, "proofs.jsonl").lines() if check_proofs else iter(())
+        proof_line: bytes | None = None
+        batch = bytearray()
+        pack = _LEAF_RECORD.pack
         for n, line in enumerate(_File(self, "entries.jsonl").lines(), 1):
             if not line:
                 continue
-            proof_line = next(proofs, None)
+            if check_proofs:
+                proof_line = next(proofs, None)
             entry = None
             # (_entry_line's first case, inlined: the exporter's layout, hashed as written)
             if fast_path and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' and line[-2:] == b'"}':
@@ -1160,12 +1226,19 @@ class BundleVerifier:
                 parsed = entry_line(line)
                 if isinstance(parsed, str):
                     fail(f"entry on line {n} of entries.jsonl: {parsed}")
+                    if worker is not None:
+                        batch += _NO_LEAF
                     continue
                 entry, leaf = parsed
             seq = entry.seq
             count += 1
             # its inclusion proof
-            if proof_line is None:
+            if worker is not None:
+                batch += pack(seq + 1, leaf) if seq < _SEQ_LIMIT else _BAD_LEAF
+                if len(batch) >= _BATCH_BYTES:
+                    worker.send(batch)
+                    del batch[:]
+            elif proof_line is None:
                 fail(f"proof seq {seq}: proofs.jsonl has no line for this entry")
             elif (verdict := check_line(seq, leaf, proof_line)) is not None:
                 if not verdict:
@@ -1230,9 +1303,14 @@ class BundleVerifier:
                 if chain is not None:
                     extend(chain, entry, subject)
             prev = entry
-        extra = sum(1 for line in proofs if line)
-        if extra:
-            fail(f"proofs.jsonl has {extra} more line(s) than entries.jsonl")
+        if worker is not None:
+            # Every proof verified and the line counts match (else _Fallback: the single-process pass reruns).
+            worker.send(batch)
+            self.file_read("proofs.jsonl", *worker.result())
+        else:
+            extra = sum(1 for line in proofs if line)
+            if extra:
+                fail(f"proofs.jsonl has {extra} more line(s) than entries.jsonl")
         report.entries = count
         report.last_seq = prev.seq if prev is not None else None
         report.subjects = len(last_of)
@@ -1353,6 +1431,126 @@ def _starts(entry: Entry, subject: bytes | None) -> bool:
     return entry.subject_prev is None
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this process may run on (Linux)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Fallback(Exception):
+    """The proof worker found something (or could not run): redo the entries in one process."""
+
+
+class _ProofWorker:
+    """A second process that verifies every inclusion proof against the head checkpoint.
+
+    It reads proofs.jsonl itself and gets from the entries process, in batches through a pipe,
+    each entry line's seq and leaf hash (40 bytes; no line crosses). It answers once, at the
+    end: the SHA-256 and size of proofs.jsonl when every proof verified and every entry line
+    had its proof line and no line was left over, nothing otherwise (then the entries process
+    redoes everything alone, which finds and words the failures). Standard library only;
+    ``fork`` where the platform has it (no re-import), else the platform's default.
+    """
+
+    def __init__(self, path: str, strict: bool, head: tuple[int, bytes]) -> None:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        leaves_out, self._leaves = context.Pipe(duplex=False)
+        self._answer, answer_in = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_proof_worker_main, args=(leaves_out, answer_in, self._leaves, path, head), daemon=True)
+        try:
+            self._process.start()
+        except Exception:  # no processes on this platform / in this sandbox: one process it is
+            self._leaves.close()
+            self._answer.close()
+            raise _Fallback from None
+        finally:
+            # Only the worker holds these ends now: if it stops, sending fails instead of blocking.
+            leaves_out.close()
+            answer_in.close()
+
+    def send(self, batch: bytearray) -> None:
+        try:
+            self._leaves.send_bytes(batch)
+        except OSError:  # the worker stopped: it found something, or died
+            raise _Fallback from None
+
+    def result(self) -> tuple[str, int]:
+        try:
+            self._leaves.send_bytes(b"")  # the end
+            answer = self._answer.recv()
+        except (EOFError, OSError):
+            raise _Fallback from None
+        if not (isinstance(answer, tuple) and len(answer) == 2):
+            raise _Fallback
+        return answer[0], answer[1]
+
+    def close(self) -> None:
+        self._leaves.close()
+        self._answer.close()
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+
+
+def _proof_worker_main(leaves: Any, answer: Any, parents_end: Any, path: str, head: tuple[int, bytes]) -> None:
+    # The copy of the parent's sending end that fork() gave us: closed, so that if the parent dies
+    # we read the end of the pipe instead of waiting for ever.
+    parents_end.close()
+    try:
+        result: tuple[str, int] | None = _ProofChecker(path).check_proofs(head, leaves)
+    except BaseException:  # any problem at all: the parent redoes everything in one process
+        result = None
+    try:
+        leaves.close()  # first, so that a parent still sending stops (and falls back) at once
+        answer.send(result)
+    finally:
+        answer.close()
+
+
+class _ProofChecker(BundleVerifier):
+    """The proof worker's half of ``_entries_pass``: the same pairing of lines and the same checks of
+    the proofs. None as soon as anything fails."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, jobs=1)
+        self.digests: dict[str, tuple[str, int]] = {}
+
+    def file_read(self, name: str, sha256: str, size: int) -> None:
+        self.digests[name] = (sha256, size)
+
+    def check_proofs(self, head: tuple[int, bytes], leaves: Any) -> tuple[str, int] | None:
+        size, root = head
+        with zipfile.ZipFile(self.path) as self.zip:
+            inclusion = InclusionChecker(size, root)
+            checker, check_line = inclusion.check, inclusion.check_line
+            proofs = _File(self, "proofs.jsonl").lines()
+            unpack = _LEAF_RECORD.iter_unpack
+            while batch := leaves.recv_bytes():
+                for seq1, leaf in unpack(batch):
+                    proof_line = next(proofs, None)
+                    if not seq1:
+                        continue  # not an entry line: the parent reports it; its proof is never looked at
+                    seq = seq1 - 1
+                    if proof_line is None or seq >= _SEQ_LIMIT:
+                        return None
+                    verdict = check_line(seq, leaf, proof_line)
+                    if verdict is None:
+                        try:
+                            p_seq, p_size, path = parse_proof_line(proof_line)
+                        except ValueError:
+                            return None
+                        verdict = p_seq == seq and p_size == size and checker(seq, leaf, path)
+                    if not verdict:
+                        return None
+            if any(line for line in proofs):
+                return None
+        return self.digests.get("proofs.jsonl")
+
+
 def completeness_kind(scope: dict[str, Any]) -> str:
     """What the export's scope lets a bundle prove: derived from the signed scope, never from the manifest."""
     if scope.get("event_types"):
@@ -1364,9 +1562,16 @@ def completeness_kind(scope: dict[str, Any]) -> str:
     return "ledger"
 
 
-def verify_bundle(path: str, trusted_keys: list[str] | None = None, strict: bool = False) -> Report:
-    """Verify the bundle at ``path``; raises VerifyError when it cannot be read at all."""
-    return BundleVerifier(path, trusted_keys, strict).run()
+def verify_bundle(
+    path: str, trusted_keys: list[str] | None = None, strict: bool = False, jobs: int | None = None
+) -> Report:
+    """Verify the bundle at ``path``; raises VerifyError when it cannot be read at all.
+
+    ``jobs``: 1 checks everything in this process; 2 verifies the inclusion proofs in a second
+    process; None (the default) uses two for a big bundle on a machine with two or more CPUs.
+    The report is the same either way.
+    """
+    return BundleVerifier(path, trusted_keys, strict, jobs).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1384,9 +1589,14 @@ def main(argv: list[str] | None = None) -> int:
         "--strict", action="store_true",
         help="re-canonicalise every entry body (RFC 8785) and require the file to hold exactly those bytes",
     )
+    parser.add_argument(
+        "--jobs", type=int, choices=(1, 2), default=None,
+        help="processes to use: 1, or 2 (the inclusion proofs in a second one); default 2 for a big bundle "
+        "when there are two or more CPUs. The result is the same.",
+    )
     args = parser.parse_args(argv)
     try:
-        report = verify_bundle(args.bundle, args.trusted_key, args.strict)
+        report = verify_bundle(args.bundle, args.trusted_key, args.strict, args.jobs)
     except VerifyError as exc:
         if args.json:
             print(json.dumps({"ok": False, "verdict": "UNREADABLE", "failures": [str(exc)]}))

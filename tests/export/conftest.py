@@ -99,7 +99,11 @@ def rezip(bundle: Path, out: Path, changes: dict[str, bytes | None], *, fix_mani
 
 
 def verify(bundle: Path, *keys: str) -> offline_verify.Report:
-    return offline_verify.verify_bundle(str(bundle), list(keys) or None)
+    """verify.py's report on ``bundle``, which must be the same in one process and with the proof worker."""
+    single = offline_verify.verify_bundle(str(bundle), list(keys) or None, jobs=1)
+    double = offline_verify.verify_bundle(str(bundle), list(keys) or None, jobs=2)
+    assert double.as_dict() == single.as_dict()
+    return single
 
 
 def verify_subprocess(bundle: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -233,7 +233,9 @@ def guardian_drift(*, now: datetime | None = None, expiry_grace: timedelta = tim
 _SEE_ALL = frozenset({roles.INFOSEC, roles.AUDITOR})
 
 
-def _role_names(user: User) -> frozenset[str]:
+def role_names(user: User) -> frozenset[str]:
+    """The user's roles (group names), read once per user object: selectors, the console's
+    navigation and the API all ask, so one request costs one query."""
     cached: frozenset[str] | None = getattr(user, "_access_role_names", None)
     if cached is None:
         cached = frozenset(user.groups.values_list("name", flat=True)) if user.is_active else frozenset()
@@ -264,7 +266,7 @@ def datasets_visible_to(user: User) -> QuerySet[Dataset]:
     they own and the ones on which they, a group of theirs or a service account they own hold a live grant."""
     if not user.is_active:
         return Dataset.objects.none()
-    if _role_names(user) & (_SEE_ALL | {roles.DATA_STEWARD}):
+    if role_names(user) & (_SEE_ALL | {roles.DATA_STEWARD}):
         return Dataset.objects.all()
     granted = active_grants().filter(_beneficiary_q(user), resource_type="dataset").values("resource_id")
     return Dataset.objects.filter(Q(owner=user) | Q(pk__in=granted))
@@ -275,7 +277,7 @@ def grants_visible_to(user: User) -> QuerySet[Grant]:
     resources they own and grants they benefit from (themselves, their groups, their service accounts)."""
     if not user.is_active:
         return Grant.objects.none()
-    if _role_names(user) & (_SEE_ALL | {roles.DATA_STEWARD}):
+    if role_names(user) & (_SEE_ALL | {roles.DATA_STEWARD}):
         return Grant.objects.all()
     return Grant.objects.filter(_owned_resources_q(user) | _beneficiary_q(user))
 
@@ -285,7 +287,7 @@ def access_requests_visible_to(user: User) -> QuerySet[AccessRequest]:
     them (as principal) and the ones on resources they own."""
     if not user.is_active:
         return AccessRequest.objects.none()
-    if _role_names(user) & _SEE_ALL:
+    if role_names(user) & _SEE_ALL:
         return AccessRequest.objects.all()
     return AccessRequest.objects.filter(Q(requester=user) | Q(principal_user=user) | _owned_resources_q(user))
 
@@ -294,7 +296,7 @@ def service_accounts_visible_to(user: User) -> QuerySet[ServiceAccount]:
     """Service accounts ``user`` may see: all for infosec and auditors, otherwise the ones they own."""
     if not user.is_active:
         return ServiceAccount.objects.none()
-    if _role_names(user) & _SEE_ALL:
+    if role_names(user) & _SEE_ALL:
         return ServiceAccount.objects.all()
     return ServiceAccount.objects.filter(owner=user)
 
@@ -304,7 +306,7 @@ def may_declare_lineage(user: User, version_model_owner_id: int | None) -> bool:
     catalog) or the owner of the version's model (they know what it was trained on)."""
     if not user.is_active:
         return False
-    return bool(_role_names(user) & {roles.DATA_STEWARD, roles.INFOSEC}) or (
+    return bool(role_names(user) & {roles.DATA_STEWARD, roles.INFOSEC}) or (
         version_model_owner_id is not None and version_model_owner_id == user.pk
     )
 
@@ -313,7 +315,7 @@ def review_campaigns_visible_to(user: User) -> QuerySet[ReviewCampaign]:
     """Access reviews ``user`` may see: all for infosec and auditors, otherwise those with an item for them."""
     if not user.is_active:
         return ReviewCampaign.objects.none()
-    if _role_names(user) & _SEE_ALL:
+    if role_names(user) & _SEE_ALL:
         return ReviewCampaign.objects.all()
     return ReviewCampaign.objects.filter(pk__in=ReviewItem.objects.filter(reviewer=user).values("campaign_id"))
 
@@ -322,7 +324,7 @@ def review_items_visible_to(user: User) -> QuerySet[ReviewItem]:
     """Review items ``user`` may see: all for infosec and auditors, otherwise the ones they are to review."""
     if not user.is_active:
         return ReviewItem.objects.none()
-    if _role_names(user) & _SEE_ALL:
+    if role_names(user) & _SEE_ALL:
         return ReviewItem.objects.all()
     return ReviewItem.objects.filter(reviewer=user)
 
@@ -332,6 +334,6 @@ def lineage_versions_visible_to(user: User) -> QuerySet[ModelVersion]:
     of them for data stewards (they keep the catalog and its lineage)."""
     if not user.is_active:
         return ModelVersion.objects.none()
-    if _role_names(user) & {roles.DATA_STEWARD}:
+    if role_names(user) & {roles.DATA_STEWARD}:
         return ModelVersion.objects.all()
     return model_versions_visible_to(user)

@@ -6,16 +6,13 @@ from typing import Any
 from django.http import HttpRequest
 
 from access import roles
+from access.selectors import role_names
 
 
-def viewer_roles(user: Any) -> set[str]:
+def viewer_roles(user: Any) -> frozenset[str]:
     if not getattr(user, "is_authenticated", False):
-        return set()
-    cached: set[str] | None = getattr(user, "_console_roles", None)
-    if cached is None:
-        cached = set(user.groups.values_list("name", flat=True))
-        user._console_roles = cached
-    return cached
+        return frozenset()
+    return role_names(user)
 
 
 def console(request: HttpRequest) -> dict[str, Any]:

@@ -41,8 +41,9 @@ from access import roles
 from access.checks import principal_label
 from access.classification import CONFIDENTIAL, LEVELS, allows, highest, rank
 from access.models import PCI_CATEGORIES, PII_CATEGORIES, Dataset, DatasetField, Lineage
+from access.roles import role_names
 from audit.ledger import Actor, Subject, record
-from governance import selectors, services
+from governance import services
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import ComplianceViolation, LiveDeployment, ModelVersion, PromotionRequest
 
@@ -110,7 +111,7 @@ def _categories(categories: Any, level: str) -> list[str]:
 
 
 def _require_classifier(user: User, what: str) -> None:
-    if not user.is_active or not selectors.user_groups(user) & CLASSIFIER_ROLES:
+    if not user.is_active or not role_names(user) & CLASSIFIER_ROLES:
         raise NotPermitted(f"only a data steward or InfoSec may {what}")
 
 

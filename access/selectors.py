@@ -41,6 +41,7 @@ from access.models import (
     ReviewItem,
     ServiceAccount,
 )
+from access.roles import role_names
 from governance.models import ModelVersion, RegisteredModel
 from governance.selectors import model_versions_visible_to
 
@@ -231,16 +232,6 @@ def guardian_drift(*, now: datetime | None = None, expiry_grace: timedelta = tim
 # the user object), so a list view can filter, order and paginate it without per-row checks.
 
 _SEE_ALL = frozenset({roles.INFOSEC, roles.AUDITOR})
-
-
-def role_names(user: User) -> frozenset[str]:
-    """The user's roles (group names), read once per user object: selectors, the console's
-    navigation and the API all ask, so one request costs one query."""
-    cached: frozenset[str] | None = getattr(user, "_access_role_names", None)
-    if cached is None:
-        cached = frozenset(user.groups.values_list("name", flat=True)) if user.is_active else frozenset()
-        user._access_role_names = cached  # type: ignore[attr-defined]
-    return cached
 
 
 def _beneficiary_q(user: User, prefix: str = "") -> Q:

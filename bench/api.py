@@ -30,7 +30,9 @@ b. closed loop (capacity): 50 clients, each an approver's session, sending back 
    ``GET /api/v1/promotions/{id}`` → p50/p99 and requests/s; ratio = p99 over the
    baseline's p99. With no think time every client re-sends at once, so latency is about
    50 / throughput (Little's law): on 2 cores even ``/healthz`` misses 100 ms here. This
-   figure measures capacity; it is not where the latency target can be judged.
+   figure measures capacity and has no verdict; it is not where the latency target can be
+   judged. Before it, the bench waits for the sequencer to integrate figure a's backlog (and
+   reports how fast it did), so b measures the API, not the catch-up.
 b'. think time (the latency target, p99 <= 100 ms): the same 50 approver sessions and mix,
    each client waiting a random 0.5-1.5 s after each answer (an offered load of about
    50 requests/s, as 50 people at their desks would send), for twice the measurement time;
@@ -408,6 +410,25 @@ def pending_count() -> int:
     return PendingEntry.objects.count()
 
 
+def drain(sequencer: Sequencer, limit: float = 240.0) -> dict[str, float] | None:
+    """Wait until the sequencer has integrated figure a's backlog, so that b measures the API and
+    not the catch-up; returns the backlog, seconds and entries/s (None if it did not drain in time)."""
+    t0 = perf()
+    start_count = sequencer.integrated
+    backlog = pending_count()
+    while perf() - t0 < limit:
+        left = pending_count()
+        if left == 0:
+            seconds = perf() - t0
+            done = sequencer.integrated - start_count
+            log(f"    sequencer drained {backlog:,} pending entries in {seconds:.1f}s")
+            return {"backlog": backlog, "seconds": round(seconds, 1),
+                    "per_s": round(done / seconds) if seconds else 0.0}
+        time.sleep(0.5)
+    log(f"    sequencer still has {pending_count():,} pending after {limit:.0f}s; measuring anyway")
+    return None
+
+
 # --------------------------------------------------------------------------------------
 # main
 
@@ -488,6 +509,9 @@ def main() -> int:
         results: list[dict[str, Any]] = []
         if "a" in args.only:
             figure_a(args, port, procs, seconds, baseline_path, auth, seeded, results)
+            drained = drain(sequencer)
+            if drained is not None:
+                results[-1]["drain"] = drained
         if "b" in args.only:
             figure_b(args, port, procs, seconds, baseline_path, seeded, results)
         time.sleep(2.5)  # let the sequencer catch up once more
@@ -496,6 +520,7 @@ def main() -> int:
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "python": platform.python_version(),
             "cpus": os.cpu_count(), "workers": args.workers, "threads": args.threads, "load_procs": procs,
             "seconds": seconds, "redis": use_redis, "baseline": baseline_path,
+            "prepared": env.get("DB_PREPARED_STATEMENTS", "1") not in ("0", "false", "no", "off"),
             "sequencer": {"integrated": sequencer.integrated, "busy_s": round(sequencer.busy, 1),
                           "pending_at_end": backlog},
             "load": os.getloadavg(),
@@ -505,7 +530,7 @@ def main() -> int:
         out = args.out or ROOT / "bench" / "results" / f"api-{datetime.now(UTC):%Y%m%d-%H%M}.txt"
         out.write_text(text)
         log(f"written to {out}")
-        return 0 if all(r["pass"] for r in results) else 1
+        return 0 if all(r["pass"] for r in results if r["pass"] is not None) else 1
     finally:
         if sequencer is not None:
             sequencer.stop.set()
@@ -587,7 +612,8 @@ def figure_b(args: argparse.Namespace, port: int, procs: int, seconds: float, ba
         "baseline": f"p50 {pct([s.seconds for s in base50], 50) * 1000:.1f} ms, p99 {base_p99 * 1000:.1f} ms "
                     f"({len(base50) / wall50:,.0f} req/s)",
         "ratio": p99 / base_p99 if base_p99 else float("nan"), "ratio_label": "p99 vs baseline p99",
-        "target": "p99 <= 100 ms (not reachable closed-loop: see b')", "pass": p99 <= 0.100,
+        # Capacity, no target: closed-loop latency is clients / throughput (see report()).
+        "target": "none (capacity; the p99 target is judged on b')", "pass": None,
         "cold_first_approval_s": round(cold, 1),
         "statuses": _statuses(mixed), "client_cpu_s": round(cpu_m, 1),
     })
@@ -647,10 +673,14 @@ def _statuses(samples: list[Sample]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+VERDICT = {True: "PASS", False: "FAIL", None: "n/a"}
+
+
 def report(results: list[dict[str, Any]], info: dict[str, Any], total: float) -> str:
     lines = [
         f"API benchmark (bench/api.py), {info['date']}, {total:.0f}s in all",
         f"gunicorn gthread {info['workers']} workers x {info['threads']} threads, DEBUG off, PostgreSQL, "
+        f"prepared statements: {info['prepared']}; "
         f"redis broker+cache: {info['redis']}; {info['load_procs']} load processes on the same "
         f"{info['cpus']} CPUs; {info['seconds']:.0f}s per measurement; baseline GET {info['baseline']}",
         "",
@@ -659,12 +689,15 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], total: float) ->
     ]
     for r in results:
         lines.append(f"| {r['figure']} | {r['what']} | {r['measured']} | {r['baseline']} | "
-                     f"{r['ratio']:.3g}x ({r['ratio_label']}) | {r['target']} | {'PASS' if r['pass'] else 'FAIL'} |")
+                     f"{r['ratio']:.3g}x ({r['ratio_label']}) | {r['target']} | {VERDICT[r['pass']]} |")
     lines += ["", "b is the closed-loop capacity figure (no think time: latency ~ clients / throughput, so its p99 "
               "cannot meet 100 ms on 2 cores, nor can /healthz's); b' (50 clients with 0.5-1.5 s think time) is "
               "the figure the p99 <= 100 ms target is judged on.",
               "", "status codes: " + "; ".join(f"{r['figure']}: {r['statuses']}" for r in results),
               f"sequencer (integrate() every 1 s in the bench process): {info['sequencer']}",
+              "after a, before b, the sequencer drained a's backlog: "
+              + "; ".join(f"{r['drain']['backlog']:,} entries in {r['drain']['seconds']} s "
+                          f"({r['drain']['per_s']:,.0f} entries/s)" for r in results if "drain" in r),
               "warm-up (not measured), slowest first approval in a fresh worker: "
               + "; ".join(f"{r['cold_first_approval_s']} s" for r in results if "cold_first_approval_s" in r),
               "client CPU seconds (load processes): " + "; ".join(f"{r['figure']}: {r['client_cpu_s']}"

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from access.checks import check
 from access.models import Grant
+from access.roles import role_names
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,
@@ -22,10 +23,6 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.policy import DEFAULT_RULES, Policy, parse_policy
-
-
-def user_groups(user: User) -> set[str]:
-    return set(user.groups.values_list("name", flat=True))
 
 
 def policy_for(*, environment: Environment, model_id: int | None) -> tuple[Policy, PromotionPolicy | None]:
@@ -71,7 +68,7 @@ def requests_awaiting(user: User) -> list[PromotionRequest]:
         .exclude(version__creator=user.get_username())
         .select_related("version__model", "environment", "requested_by")
     )
-    mine = user_groups(user)
+    mine = role_names(user)
     policies: dict[tuple[int, int], Policy] = {}
     awaiting = []
     for request in candidates:
@@ -124,9 +121,8 @@ def admission_check(*, model_name: str, version: int, environment_name: str) -> 
 SEE_ALL_ROLES = ("infosec", "auditor", "approver", "model-risk")
 
 
-def _sees_all(user: User) -> Exists:
-    membership = User.groups.through.objects.filter(user_id=user.pk, group__name__in=SEE_ALL_ROLES)
-    return Exists(membership)
+def _sees_all(user: User) -> bool:
+    return bool(role_names(user) & frozenset(SEE_ALL_ROLES))
 
 
 def _live_model_grant(user: User, model_ref: str) -> Exists:
@@ -147,16 +143,22 @@ def _live_model_grant(user: User, model_ref: str) -> Exists:
 
 
 def _visible_model_filter(user: User, prefix: str) -> Q:
+    """Rows of models ``user`` owns or holds a live grant on. Callers first ask ``_sees_all``:
+    an oversight role gets the unfiltered queryset, free of subqueries (an empty ``Q()`` here
+    would not do: ``Q() | other`` is ``other``)."""
     model_ref = f"{prefix}pk"
-    return Q(_sees_all(user)) | Q(**{f"{prefix}owner_id": user.pk}) | Q(_live_model_grant(user, model_ref))
+    return Q(**{f"{prefix}owner_id": user.pk}) | Q(_live_model_grant(user, model_ref))
 
 
 def models_visible_to(user: User | AnonymousUser) -> QuerySet[RegisteredModel]:
     """Registered models ``user`` may see: all for oversight roles (infosec, auditor, approver,
     model-risk); otherwise those they own or hold a live grant on, directly, through a group, or
-    as a service account's user. One query, with no per-row checks."""
+    as a service account's user. One query, with no per-row checks (the roles are read once per
+    user object, see ``access.roles.role_names``)."""
     if not user.is_authenticated or not user.is_active:
         return RegisteredModel.objects.none()
+    if _sees_all(user):
+        return RegisteredModel.objects.all()
     return RegisteredModel.objects.filter(_visible_model_filter(user, ""))
 
 
@@ -164,6 +166,8 @@ def model_versions_visible_to(user: User | AnonymousUser) -> QuerySet[ModelVersi
     """Versions of the models ``user`` may see (see ``models_visible_to``)."""
     if not user.is_authenticated or not user.is_active:
         return ModelVersion.objects.none()
+    if _sees_all(user):
+        return ModelVersion.objects.all()
     return ModelVersion.objects.filter(_visible_model_filter(user, "model__"))
 
 
@@ -171,6 +175,8 @@ def promotion_requests_visible_to(user: User | AnonymousUser) -> QuerySet[Promot
     """Promotion requests ``user`` may see: those of models they may see, and their own requests."""
     if not user.is_authenticated or not user.is_active:
         return PromotionRequest.objects.none()
+    if _sees_all(user):
+        return PromotionRequest.objects.all()
     return PromotionRequest.objects.filter(
         _visible_model_filter(user, "version__model__") | Q(requested_by_id=user.pk)
     )
@@ -180,6 +186,8 @@ def break_glass_reviews_visible_to(user: User | AnonymousUser) -> QuerySet[Break
     """Break-glass reviews of the promotion requests ``user`` may see."""
     if not user.is_authenticated or not user.is_active:
         return BreakGlassReview.objects.none()
+    if _sees_all(user):
+        return BreakGlassReview.objects.all()
     return BreakGlassReview.objects.filter(
         _visible_model_filter(user, "request__version__model__") | Q(request__requested_by_id=user.pk)
     )
@@ -190,22 +198,22 @@ VIOLATION_READERS = ("infosec", "auditor")
 
 
 def may_see_violations(user: User | AnonymousUser) -> bool:
-    return bool(user.is_authenticated and user.is_active
-                and user.groups.filter(name__in=VIOLATION_READERS).exists())
+    return bool(role_names(user) & frozenset(VIOLATION_READERS))
 
 
 def violations_visible_to(user: User | AnonymousUser) -> QuerySet[ComplianceViolation]:
-    """Every violation for InfoSec and auditors, none for anybody else (one query when evaluated)."""
-    if not user.is_authenticated or not user.is_active:
+    """Every violation for InfoSec and auditors, none for anybody else."""
+    if not may_see_violations(user):
         return ComplianceViolation.objects.none()
-    readers = User.groups.through.objects.filter(user_id=user.pk, group__name__in=VIOLATION_READERS)
-    return ComplianceViolation.objects.filter(Exists(readers))
+    return ComplianceViolation.objects.all()
 
 
 def policies_visible_to(user: User | AnonymousUser) -> QuerySet[PromotionPolicy]:
     """Environment default policies, and the model-specific ones of models ``user`` may see."""
     if not user.is_authenticated or not user.is_active:
         return PromotionPolicy.objects.none()
+    if _sees_all(user):
+        return PromotionPolicy.objects.all()
     return PromotionPolicy.objects.filter(Q(model__isnull=True) | _visible_model_filter(user, "model__"))
 
 
@@ -215,7 +223,7 @@ def may_report_progress(user: User, request: PromotionRequest) -> bool:
     the environment."""
     if user.pk in (request.requested_by_id, request.version.model.owner_id):
         return True
-    if "infosec" in user_groups(user):
+    if "infosec" in role_names(user):
         return True
     return bool(check(user, "deploy_to", request.version.model, record_denial=False)
                 or check(user, "deploy_to", request.environment, record_denial=False))

@@ -9,7 +9,7 @@ outcome. MLflow is changed only after commit, by Celery tasks (``governance.task
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -21,6 +21,7 @@ from access import roles
 from access.checks import check
 from access.classification import LEVELS, RESTRICTED
 from access.models import DEPLOY_TO
+from access.roles import role_names
 from audit.ledger import Actor, Subject, record
 from governance import selectors
 from governance.errors import Frozen, GovernanceError, InvalidState, NotPermitted
@@ -111,8 +112,11 @@ def _evidence_doc(version: ModelVersion, results: list[GateResult]) -> dict[str,
     }
 
 
-def _refresh_evidence(request: PromotionRequest, policy: Policy, actor: Actor) -> bool:
-    """Re-run the gates; record when the evidence changed (which makes earlier approvals stale)."""
+def _refresh_evidence(request: PromotionRequest, policy: Policy, actor: Actor, *, save: bool = True) -> bool:
+    """Re-run the gates; record when the evidence changed (which makes earlier approvals stale).
+
+    ``save=False``: the caller writes ``evidence`` and ``evidence_digest`` itself, later in the
+    same transaction (one UPDATE instead of two)."""
     results, digest = evaluate(request.version, request.environment, policy)
     changed = digest != request.evidence_digest
     request.evidence = _evidence_doc(request.version, results)
@@ -126,7 +130,8 @@ def _refresh_evidence(request: PromotionRequest, policy: Policy, actor: Actor) -
             payload={**_base_payload(request), "previous_digest": old, "evidence_digest": digest,
                      "gates": request.evidence["gates"]},
         )
-    request.save(update_fields=["evidence", "evidence_digest"])
+    if save:
+        request.save(update_fields=["evidence", "evidence_digest"])
     return changed
 
 
@@ -191,7 +196,7 @@ def _check_not_skipping(version: ModelVersion, environment: Environment) -> None
 
 
 def _may_request(user: User, model: RegisteredModel) -> bool:
-    return model.owner_id == user.pk or roles.MODEL_OWNER in selectors.user_groups(user)
+    return model.owner_id == user.pk or roles.MODEL_OWNER in role_names(user)
 
 
 @_records_deploy_to_denial
@@ -271,13 +276,19 @@ def _canary_steps(strategy: str, steps: list[int] | None) -> list[int]:
 # --- approving ---------------------------------------------------------------------------
 
 
-def _valid_approvals(request: PromotionRequest, policy: Policy, now: datetime) -> list[Approval]:
-    """Approvals that count: for the current evidence, not expired, toward one of the policy's rules."""
+def _valid_approvals(
+    request: PromotionRequest, policy: Policy, now: datetime, approvals: Iterable[Approval] | None = None
+) -> list[Approval]:
+    """Approvals that count: for the current evidence, not expired, toward one of the policy's rules.
+
+    ``approvals``: the request's approvals when the caller already holds them (a service that
+    reads them once under the request's lock); else they are read here.
+    """
     cutoff = now - timedelta(days=policy.approval_expiry_days)
     groups = set(policy.approval_groups)
     return [
         approval
-        for approval in request.approvals.all()
+        for approval in (request.approvals.all() if approvals is None else approvals)
         if approval.decision == Approval.Decision.APPROVE
         and approval.evidence_digest == request.evidence_digest
         and approval.created_at >= cutoff
@@ -285,10 +296,12 @@ def _valid_approvals(request: PromotionRequest, policy: Policy, now: datetime) -
     ]
 
 
-def _approval_state(request: PromotionRequest, policy: Policy, now: datetime) -> tuple[dict[str, int], list[str]]:
+def _approval_state(
+    request: PromotionRequest, policy: Policy, now: datetime, approvals: Iterable[Approval] | None = None
+) -> tuple[dict[str, int], list[str]]:
     """Valid approvals per rule group, and the rules still unmet (expired and stale approvals don't count)."""
     counts: dict[str, int] = {rule.group: 0 for rule in policy.approvals}
-    for approval in _valid_approvals(request, policy, now):
+    for approval in _valid_approvals(request, policy, now, approvals):
         counts[approval.group] += 1
     unmet = [f"{rule.count - counts[rule.group]} more from {rule.group}"
              for rule in policy.approvals if counts[rule.group] < rule.count]
@@ -315,15 +328,17 @@ def _check_separation_of_duties(user: User, request: PromotionRequest) -> None:
         raise NotPermitted("you created this model version, so you cannot approve its promotion", code="self_approval")
 
 
-def _approver_group(user: User, request: PromotionRequest, policy: Policy) -> str:
-    mine = selectors.user_groups(user)
+def _approver_group(
+    user: User, request: PromotionRequest, policy: Policy, approvals: Iterable[Approval] | None = None
+) -> str:
+    mine = role_names(user)
     eligible = [rule.group for rule in policy.approvals if rule.group in mine]
     if not eligible:
         raise NotPermitted(
             "approvals for this promotion must come from: " + ", ".join(policy.approval_groups or ("nobody",)),
             code="not_in_required_group",
         )
-    counts, _ = _approval_state(request, policy, timezone.now())
+    counts, _ = _approval_state(request, policy, timezone.now(), approvals)
     for rule in policy.approvals:
         if rule.group in eligible and counts[rule.group] < rule.count:
             return rule.group
@@ -341,19 +356,22 @@ def promotion_approve(*, user: User, request: PromotionRequest, comment: str) ->
     now = timezone.now()
     _check_not_frozen(request.environment, now)
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
-    group = _approver_group(user, request, policy)
-    _refresh_evidence(request, policy, Actor.user(user))
-    previous = request.approvals.filter(approver=user).first()
+    # Read once under the request's lock: no other approval of this request can appear meanwhile.
+    approvals = list(request.approvals.all())
+    group = _approver_group(user, request, policy, approvals)
+    _refresh_evidence(request, policy, Actor.user(user), save=False)
+    previous = next((a for a in approvals if a.approver_id == user.pk), None)
     if previous is not None:
         cutoff = now - timedelta(days=policy.approval_expiry_days)
         if previous.evidence_digest == request.evidence_digest and previous.created_at >= cutoff:
             raise GovernanceError("you have already decided on this promotion", code="duplicate_approval")
         # The evidence changed, or the approval expired: the new approval replaces the old one.
         previous.delete()
-    Approval.objects.create(
+        approvals.remove(previous)
+    approvals.append(Approval.objects.create(
         request=request, approver=user, decision=Approval.Decision.APPROVE, group=group, comment=comment,
         evidence_digest=request.evidence_digest,
-    )
+    ))
     record(
         event_type="promotion.approval_given",
         actor=Actor.user(user),
@@ -361,24 +379,33 @@ def promotion_approve(*, user: User, request: PromotionRequest, comment: str) ->
         payload={**_base_payload(request), "group": group, "comment": comment,
                  "evidence_digest": request.evidence_digest},
     )
-    _approve_if_complete(request, policy, Actor.user(user), now)
+    # One UPDATE carries the refreshed evidence and, when this approval completes the rules, the decision.
+    _approve_if_complete(request, policy, Actor.user(user), now, approvals, also_save=["evidence", "evidence_digest"])
     return request
 
 
-def _approve_if_complete(request: PromotionRequest, policy: Policy, actor: Actor, now: datetime) -> bool:
-    _, unmet = _approval_state(request, policy, now)
+def _approve_if_complete(
+    request: PromotionRequest, policy: Policy, actor: Actor, now: datetime,
+    approvals: Iterable[Approval] | None = None, also_save: list[str] | None = None,
+) -> bool:
+    """Approve ``request`` if every rule and gate is satisfied. ``also_save``: fields the caller
+    changed and left unsaved, written in the same UPDATE whatever the outcome."""
+    valid = _valid_approvals(request, policy, now, approvals)
+    _, unmet = _approval_state(request, policy, now, valid)
     failed = [g["gate"] for g in request.evidence.get("gates", []) if not g["passed"]]
     if unmet or failed:
+        if also_save:
+            request.save(update_fields=also_save)
         return False
     request.state = State.APPROVED
     request.decided_at = now
-    request.save(update_fields=["state", "decided_at"])
+    request.save(update_fields=["state", "decided_at", *(also_save or [])])
     record(
         event_type="promotion.approved",
         actor=actor,
         subject=_subject(request),
         payload={**_base_payload(request), "evidence_digest": request.evidence_digest,
-                 "approvers": sorted(str(a.approver_id) for a in _valid_approvals(request, policy, now)),
+                 "approvers": sorted(str(a.approver_id) for a in valid),
                  "gates": request.evidence.get("gates", [])},
     )
     _deploy_after_commit(request)
@@ -425,7 +452,7 @@ def promotion_withdraw(*, user: User, request: PromotionRequest, reason: str) ->
     request = _lock(request)
     if request.state not in (State.PENDING, State.APPROVED):
         raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending or approved can be withdrawn")
-    if request.requested_by_id != user.pk and roles.INFOSEC not in selectors.user_groups(user):
+    if request.requested_by_id != user.pk and roles.INFOSEC not in role_names(user):
         raise NotPermitted("only the requester or InfoSec may withdraw a promotion request")
     request.state = State.WITHDRAWN
     request.finished_at = timezone.now()
@@ -626,7 +653,7 @@ def promotion_rollback(
 ) -> PromotionRequest:
     """Put the previously deployed version back in ``environment`` in one action (alias moved after commit)."""
     reason = _require_text(reason, "reason")
-    mine = selectors.user_groups(user)
+    mine = role_names(user)
     if model.owner_id != user.pk and not mine & {roles.MODEL_OWNER, roles.INFOSEC, roles.BREAK_GLASS}:
         raise NotPermitted("only the model's owner, a model-owner, InfoSec or break-glass may roll back")
     live = LiveDeployment.objects.select_for_update().filter(model=model, environment=environment).first()
@@ -678,7 +705,7 @@ def promotion_break_glass(
 ) -> PromotionRequest:
     """Emergency promotion without approvals; opens a post-hoc review with a deadline."""
     justification = _require_text(justification, "justification")
-    if roles.BREAK_GLASS not in selectors.user_groups(user):
+    if roles.BREAK_GLASS not in role_names(user):
         raise NotPermitted("only members of the break-glass group may promote without approval")
     _check_deploy_grant(user, version, environment)  # access catalog: restricted data
     live = selectors.live_version(model_id=version.model_id, environment=environment)
@@ -740,7 +767,7 @@ def break_glass_review_approve(*, user: User, review: BreakGlassReview, comment:
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
     # An environment whose policy names no approvers (dev) is reviewed by InfoSec.
     reviewers = set(policy.approval_groups) or {roles.INFOSEC}
-    if not selectors.user_groups(user) & reviewers:
+    if not role_names(user) & reviewers:
         raise NotPermitted(
             "break-glass reviews must come from: " + ", ".join(sorted(reviewers)), code="not_in_required_group"
         )
@@ -809,7 +836,7 @@ def violation_acknowledge(
     *, user: User, violation: ComplianceViolation, comment: str
 ) -> ComplianceViolation:
     comment = _require_text(comment, "comment")
-    if roles.INFOSEC not in selectors.user_groups(user):
+    if roles.INFOSEC not in role_names(user):
         raise NotPermitted("only InfoSec may acknowledge a compliance violation")
     violation = ComplianceViolation.objects.select_for_update().get(pk=violation.pk)
     if violation.acknowledged_at is not None:
@@ -831,7 +858,7 @@ def violation_acknowledge(
 
 
 def _require_infosec(user: User, what: str) -> None:
-    if roles.INFOSEC not in selectors.user_groups(user):
+    if roles.INFOSEC not in role_names(user):
         raise NotPermitted(f"only InfoSec may {what}")
 
 
@@ -980,7 +1007,7 @@ def model_version_declare_classification(
     reason = _require_text(reason, "reason")
     if level not in LEVELS:
         raise GovernanceError(f"classification must be one of {', '.join(LEVELS)}", code="invalid_level")
-    groups = selectors.user_groups(user)
+    groups = role_names(user)
     if not groups & {roles.DATA_STEWARD, roles.INFOSEC}:
         raise NotPermitted("only a data steward or InfoSec may declare a version's data classification")
     _check_not_classified_by_lineage(version, level)

@@ -94,6 +94,15 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db.setdefault("TEST", {})["NAME"] = env_str("TEST_DATABASE_NAME") or "test_governance"
+    # Server-side binding keeps a query's text the same whatever its values, so psycopg can prepare
+    # it once per connection: PostgreSQL then skips planning (4 ms of the visibility-filtered
+    # detail query's 5). Turn it off behind a transaction-mode pooler (PgBouncer < 1.21), which
+    # cannot keep prepared statements.
+    if env_bool("DB_PREPARED_STATEMENTS", True):
+        _db["OPTIONS"] = {
+            "server_side_binding": True,
+            "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5, minimum=0),
+        }
 else:
     raise ImproperlyConfigured(f"DATABASE_URL engine {_db['ENGINE']} is not supported (SQLite or PostgreSQL)")
 DATABASES = {"default": _db}

@@ -6,7 +6,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from access import roles
-from access.selectors import role_names
+from access.roles import role_names
 
 
 def viewer_roles(user: Any) -> frozenset[str]:

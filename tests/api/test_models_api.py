@@ -82,9 +82,12 @@ class TestModelsVisibleTo:
             model = RegisteredModelFactory(name=f"m-{i}", owner=people.owner if i % 2 else None)
             if i % 3 == 0:
                 grant(people.infosec, people.team, model, "view_metadata")
-        with django_assert_num_queries(1):
+        # the user's roles (read once per user object), then the models
+        with django_assert_num_queries(2):
             visible = list(selectors.models_visible_to(people.requester))
         assert {m.name for m in visible} == {"m-0", "m-3", "m-6", "m-9", "m-12"}
+        with django_assert_num_queries(1):
+            assert len(list(selectors.models_visible_to(people.requester))) == 5
 
     def test_versions_follow_their_model(self, people: People, res: Resources, other_model) -> None:
         refs = {(v.model.name, v.version) for v in selectors.model_versions_visible_to(people.owner)}
@@ -109,10 +112,13 @@ class TestPromotionRequestsVisibleTo:
         for i in range(5):
             v = ModelVersionFactory(model=gov.model, version=10 + i)
             PromotionRequest.objects.create(version=v, environment=gov.dev, requested_by=people.owner, reason="r")
-        with django_assert_num_queries(1):
+        # the owner's roles (read once per user object), then the requests
+        with django_assert_num_queries(2):
             rows = list(selectors.promotion_requests_visible_to(people.owner).select_related(
                 "version__model", "environment", "requested_by"))
         assert len(rows) == 6
+        with django_assert_num_queries(1):
+            assert len(list(selectors.promotion_requests_visible_to(people.owner))) == 6
 
 
 # --- the endpoints ---------------------------------------------------------------------------

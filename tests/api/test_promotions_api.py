@@ -454,11 +454,11 @@ class TestAdmission:
         grant(people.owner, client.service_account.user, gov.model, "deploy_to")
         query = {"model": "fraud-detector", "version": 2, "environment": "dev"}
         client.get("/api/v1/admission", query)  # last_used_at is written at most once a minute
-        # token lookup + visibility + live deployment
-        with django_assert_num_queries(3):
+        # token lookup + the service account's roles + visibility + live deployment
+        with django_assert_num_queries(4):
             assert client.get("/api/v1/admission", query).json()["allowed"] is True
         # ... + the rollout lookup when the version is not the live one
-        with django_assert_num_queries(4):
+        with django_assert_num_queries(5):
             assert client.get("/api/v1/admission", {**query, "version": 1}).json()["allowed"] is False
 
 

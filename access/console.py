@@ -40,8 +40,7 @@ from access.models import (
     ReviewCampaign,
     ReviewItem,
 )
-from governance.console.base import viewer_roles
-from governance.console.views_promotions import paginate, run_action
+from governance.console.base import paginate, run_action, viewer_roles
 from governance.models import Environment
 from governance.selectors import models_visible_to
 

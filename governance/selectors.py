@@ -37,6 +37,27 @@ def policy_for(*, environment: Environment, model_id: int | None) -> tuple[Polic
     return parse_policy(row.rules if row else DEFAULT_RULES), row
 
 
+def policies_for(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], Policy]:
+    """``policy_for`` of many (environment id, model id) pairs in one query, resolved the same way."""
+    if not pairs:
+        return {}
+    rows = {
+        (p.environment_id, p.model_id): p
+        for p in PromotionPolicy.objects.filter(environment_id__in={env for env, _ in pairs}).filter(
+            Q(model__isnull=True) | Q(model_id__in={model for _, model in pairs})
+        )
+    }
+    parsed: dict[int | None, Policy] = {}
+    out: dict[tuple[int, int], Policy] = {}
+    for env, model in pairs:
+        row = rows.get((env, model)) or rows.get((env, None))
+        key = row.pk if row else None
+        if key not in parsed:
+            parsed[key] = parse_policy(row.rules if row else DEFAULT_RULES)
+        out[(env, model)] = parsed[key]
+    return out
+
+
 def active_freeze(*, environment: Environment, at: datetime) -> FreezeWindow | None:
     return FreezeWindow.objects.filter(environment=environment, starts_at__lte=at, ends_at__gt=at).first()
 
@@ -62,22 +83,19 @@ def deployed_since(*, version: ModelVersion, environment: Environment) -> dateti
 def requests_awaiting(user: User) -> list[PromotionRequest]:
     """Pending requests this user may approve: in one of the policy's approval groups, and not
     their own request or their own model version (separation of duties)."""
-    candidates = (
+    mine = role_names(user)
+    if not mine:
+        return []  # approval groups are roles: nobody without one approves anything
+    candidates = list(
         PromotionRequest.objects.filter(state=PromotionRequest.State.PENDING)
         .exclude(requested_by=user)
         .exclude(version__creator=user.get_username())
         .select_related("version__model", "environment", "requested_by")
     )
-    mine = role_names(user)
-    policies: dict[tuple[int, int], Policy] = {}
-    awaiting = []
-    for request in candidates:
-        key = (request.environment_id, request.version.model_id)
-        if key not in policies:
-            policies[key], _ = policy_for(environment=request.environment, model_id=request.version.model_id)
-        if mine & set(policies[key].approval_groups):
-            awaiting.append(request)
-    return awaiting
+    # Two queries in all (the requests, then every policy they need), however many there are.
+    policies = policies_for({(r.environment_id, r.version.model_id) for r in candidates})
+    return [r for r in candidates
+            if mine & set(policies[(r.environment_id, r.version.model_id)].approval_groups)]
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "governance.request_context.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (console, admin, API docs) served by the app itself: the compose stack has no
+    # reverse proxy, and gunicorn alone serves none with DEBUG=0.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -129,6 +132,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# WhiteNoise finds the files in the installed apps at start-up, so the image needs no collectstatic
+# step (which would have to run with production settings, secrets and all, at build time).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/console/login/"

@@ -105,3 +105,25 @@ def test_env_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
         env.env_int("X_INT", 0)
     with pytest.raises(ImproperlyConfigured, match="is required"):
         env.env_required("X_MISSING")
+
+
+def _database_options(tmp_path: Path, **overrides: str) -> str:
+    prefixes = ("DEBUG", "SECRET_KEY", "LEDGER_", "DATABASE", "MLFLOW_", "DB_")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    environ.update(VAR_DIR=str(tmp_path / "var"), DATABASE_URL="postgres://governance@db.invalid:5432/governance",
+                   **overrides)
+    code = "from governance import settings; print(sorted(settings.DATABASES['default'].get('OPTIONS', {}).items()))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_postgresql_prepares_repeated_statements_by_default(tmp_path: Path) -> None:
+    assert _database_options(tmp_path) == "[('prepare_threshold', 5), ('server_side_binding', True)]"
+    assert _database_options(tmp_path, DB_PREPARE_THRESHOLD="2") == (
+        "[('prepare_threshold', 2), ('server_side_binding', True)]")
+
+
+def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(tmp_path: Path) -> None:
+    assert _database_options(tmp_path, DB_PREPARED_STATEMENTS="0") == "[]"

@@ -1,12 +1,19 @@
 """What every console page shares: the viewer's roles for the navigation, and page helpers."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest
+from django.contrib import messages
+from django.core.paginator import Page, Paginator
+from django.http import HttpRequest, HttpResponseRedirect
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from access import roles
 from access.roles import role_names
+
+# Rows per console page unless a view says otherwise.
+PAGE_SIZE = 25
 
 
 def viewer_roles(user: Any) -> frozenset[str]:
@@ -30,3 +37,32 @@ def console(request: HttpRequest) -> dict[str, Any]:
             "is_break_glass": roles.BREAK_GLASS in names,
         }
     }
+
+
+def paginate(request: HttpRequest, rows: Any, size: int = PAGE_SIZE) -> tuple[Page[Any], str]:
+    """The requested page (an invalid number gives the first or last page), and the query string of the
+    other parameters for the pager's links."""
+    page = Paginator(rows, size).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    return page, params.urlencode()
+
+
+def run_action(request: HttpRequest, action: Callable[[], Any], success: str) -> bool:
+    """Call a service; a refusal becomes an error message (the service wrote nothing)."""
+    try:
+        action()
+    except ValueError as exc:  # GovernanceError, AccessError and the ledger's input errors
+        messages.error(request, str(exc))
+        return False
+    messages.success(request, success)
+    return True
+
+
+def redirect_back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
+    """Back to the page the form was on, when it is a console page of this site."""
+    nxt = request.POST.get("next", "")
+    # Only a path of this console: never another site (open redirect).
+    if nxt.startswith("/console/") and url_has_allowed_host_and_scheme(nxt, allowed_hosts=None):
+        return HttpResponseRedirect(nxt)
+    return HttpResponseRedirect(fallback)

@@ -12,15 +12,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.paginator import Page, Paginator
 from django.db.models import Max, Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles
@@ -28,7 +25,7 @@ from access.grants import model_levels
 from access.models import Lineage
 from audit.models import Entry, PendingEntry
 from governance import selectors, services
-from governance.console.base import viewer_roles
+from governance.console.base import paginate, redirect_back, run_action, viewer_roles
 from governance.models import (
     Approval,
     BreakGlassReview,
@@ -39,7 +36,6 @@ from governance.models import (
     RegisteredModel,
 )
 
-PAGE_SIZE = 25
 State = PromotionRequest.State
 OPEN_STATES = (State.PENDING, State.APPROVED, State.DEPLOYING)
 # Roles that may take part in deciding promotions or reviewing break-glass releases; the service decides exactly.
@@ -50,35 +46,6 @@ def _user(request: HttpRequest) -> User:
     user = request.user
     assert isinstance(user, User)  # login_required ran first
     return user
-
-
-def paginate(request: HttpRequest, rows: Any, size: int = PAGE_SIZE) -> tuple[Page[Any], str]:
-    """The requested page (an invalid number gives the first or last page), and the query string of the
-    other parameters for the pager's links."""
-    page = Paginator(rows, size).get_page(request.GET.get("page"))
-    params = request.GET.copy()
-    params.pop("page", None)
-    return page, params.urlencode()
-
-
-def run_action(request: HttpRequest, action: Callable[[], Any], success: str) -> bool:
-    """Call a service; a refusal becomes an error message (the service wrote nothing)."""
-    try:
-        action()
-    except ValueError as exc:  # GovernanceError, AccessError and the ledger's input errors
-        messages.error(request, str(exc))
-        return False
-    messages.success(request, success)
-    return True
-
-
-def _redirect_back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
-    """Back to the page the form was on, when it is a console page of this site."""
-    nxt = request.POST.get("next", "")
-    # Only a path of this console: never another site (open redirect).
-    if nxt.startswith("/console/") and url_has_allowed_host_and_scheme(nxt, allowed_hosts=None):
-        return HttpResponseRedirect(nxt)
-    return HttpResponseRedirect(fallback)
 
 
 # --- models ---------------------------------------------------------------------------------------------
@@ -334,4 +301,4 @@ def breakglass_approve(request: HttpRequest, pk: int) -> HttpResponse:
         lambda: services.break_glass_review_approve(user=user, review=review, comment=request.POST.get("comment", "")),
         f"Break-glass promotion #{review.request_id} is reviewed.",
     )
-    return _redirect_back(request, reverse("console-breakglass"))
+    return redirect_back(request, reverse("console-breakglass"))

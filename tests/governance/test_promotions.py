@@ -48,6 +48,7 @@ from tests.governance.factories import (
     FakeRegistry,
     ModelVersionFactory,
     People,
+    RegisteredModelFactory,
     actor_of,
     entry_of,
     event_types,
@@ -776,6 +777,60 @@ def test_requests_awaiting_lists_only_what_the_user_may_approve(
     assert list(selectors.requests_awaiting(people.outsider)) == []
     assert list(selectors.requests_awaiting(people.approver)) == []  # staging's group, not production's
     assert list(selectors.requests_awaiting(people.creator)) == []  # created the version
+
+
+def test_requests_awaiting_costs_the_same_queries_however_many_models_wait(
+    in_dev: ModelVersion, envs: Envs, people: People, django_assert_num_queries: Capture
+) -> None:
+    # given pending staging requests of three models, each under its own policy or the default
+    for i in range(3):
+        model = RegisteredModelFactory(name=f"scorer-{i}", owner=people.requester)
+        version = ModelVersionFactory(model=model, version=1)
+        make_deployed(version, envs["dev"], requested_by=people.requester, hours_ago=72)
+        if i == 0:
+            PromotionPolicy.objects.create(environment=envs["staging"], model=model,
+                                           rules={"approvals": [{"group": "infosec", "count": 1}], "gates": []})
+        ask(people, version, envs["staging"])
+    ask(people, in_dev, envs["staging"])
+    approver = User.objects.get(pk=people.approver.pk)
+
+    # when / then: the approver's roles, the pending requests, the policies they need
+    with django_assert_num_queries(3):
+        awaiting = selectors.requests_awaiting(approver)
+    # scorer-0's own policy wants InfoSec, not the approver group
+    assert sorted(r.version.model.name for r in awaiting) == ["fraud-detector", "scorer-1", "scorer-2"]
+    outsider = User.objects.get(pk=people.outsider.pk)
+    with django_assert_num_queries(1):  # their roles: nobody without one approves anything
+        assert selectors.requests_awaiting(outsider) == []
+
+
+def test_approving_reads_the_approvals_once_under_the_lock(
+    in_staging: ModelVersion, envs: Envs, people: People, django_assert_num_queries: Capture
+) -> None:
+    # given a production request that already has one of its two approvals
+    request = ask(people, in_staging, envs["production"])
+    approve(people.model_risk, request)
+    approver = User.objects.get(pk=people.infosec.pk)
+
+    # when the second approval completes it
+    # then: SAVEPOINT/RELEASE aside, the roles, lock, freeze, policy, approvals, the gates' two
+    # reads, the approval, its entry, one UPDATE (evidence + decision) and the approved entry
+    with django_assert_num_queries(13):
+        approve(approver, request)
+    assert fresh(request).state == State.APPROVED
+    assert entry_of(request, "promotion.approved").payload["approvers"] == sorted(
+        [str(people.model_risk.pk), str(people.infosec.pk)])
+
+
+def test_an_inactive_approver_is_refused(in_dev: ModelVersion, envs: Envs, people: People) -> None:
+    # given an approver whose account was deactivated (their group membership is left as it was)
+    request = ask(people, in_dev, envs["staging"])
+    User.objects.filter(pk=people.approver.pk).update(is_active=False)
+    approver = User.objects.get(pk=people.approver.pk)
+
+    # when / then
+    with refused(NotPermitted, "not_in_required_group"):
+        approve(approver, request)
 
 
 # --- request expiry ------------------------------------------------------------------------------------

@@ -1060,19 +1060,33 @@ CSV_COLUMNS = (
 )
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value``, with a leading ``'`` when a spreadsheet would run it as a formula.
+
+    Only for the free-text columns (actor and subject ids, request id) that a user can choose,
+    say by naming a model ``=HYPERLINK(...)``; the bundle keeps every value exactly."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def write_csv(
     *, job: ExportJob, plan: Plan, entry: Entry, checkpoint: Checkpoint, path: Path, progress: Callable[[int], None]
 ) -> int:
     """One row per entry; ``payload`` is its canonical JSON as hashed (personal values as commitments)."""
     count = 0
     check = _Checked()
+    safe = spreadsheet_safe
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for row in rows(plan):
             check(row)
             seq, ts, et, at, aid, st, sid, pj, ph, _sp, eh, rid = row
-            writer.writerow((seq, ts, et, at, aid, st, sid, pj, ph, eh, rid or ""))
+            # payload is canonical JSON (starts with "{"); seq, timestamp, types and hashes are ours.
+            writer.writerow((seq, ts, et, at, safe(aid), st, safe(sid), pj, ph, eh, safe(rid or "")))
             count += 1
             if count % PROGRESS_EVERY == 0:
                 progress(count)

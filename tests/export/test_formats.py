@@ -45,6 +45,28 @@ def test_csv_of_a_time_range_and_event_types(history: None, export: Export) -> N
     assert [int(r["seq"]) for r in rows] == sorted(int(r["seq"]) for r in rows)
 
 
+def test_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(db: None, export: Export) -> None:
+    # given entries whose user-chosen ids start like formulas, and a harmless one
+    actor = Actor.service("-svc")
+    for subject_id in ("=HYPERLINK(\"https://evil.example\",\"x\")", "+1", "@SUM(A1)", "fraud-detector"):
+        record(event_type="ledger.note_added", actor=actor, subject=Subject("model", subject_id),
+               payload={"text": "=1+1 in a payload stays as JSON"})
+    ledger.integrate()
+
+    # when
+    out = export("--format", "csv", name="f.csv")
+
+    # then the ids are shown as text; the payload column is the exact hashed JSON
+    with out.open(newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["event_type"] == "ledger.note_added"]
+    assert [r["subject_id"] for r in rows] == [
+        "'=HYPERLINK(\"https://evil.example\",\"x\")", "'+1", "'@SUM(A1)", "fraud-detector"]
+    assert {r["actor_id"] for r in rows} == {"'-svc"}
+    stored = Entry.objects.filter(event_type="ledger.note_added").order_by("seq")
+    assert [r["payload"] for r in rows] == [e.payload_json for e in stored]
+    assert stored[0].subject_id.startswith("=")  # the ledger itself is untouched
+
+
 @pytest.fixture
 def report_data(story: dict) -> dict:
     """Datasets and lineage behind v7, an access grant on the model, and an entry carrying personal data."""

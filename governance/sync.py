@@ -790,20 +790,31 @@ def registered_model_sync(name: str, *, report: ReconcileReport | None = None) -
     return report
 
 
-def registry_reconcile() -> ReconcileReport:
+def registry_reconcile(*, progress: Callable[[int, int | None], None] | None = None) -> ReconcileReport:
     """Reconcile the whole registry: every model and version, then every model's aliases.
 
     An MLflow failure propagates (the task retries); a model whose data cannot be
-    mirrored is reported in ``errors`` and the others go on.
+    mirrored is reported in ``errors`` and the others go on. ``progress(done, total)``
+    is called after each model; MLflow's search gives no count, so ``total`` is the
+    mirror's model count, raised as models it does not know yet appear.
     """
     report = ReconcileReport()
     seen: set[str] = set()
+    mirrored = list(RegisteredModel.objects.order_by("name").values_list("name", flat=True))
+    total = len(mirrored)
     for data in iter_models():
         seen.add(data.name)
         _guarded(report, data.name, partial(_sync_model_data, data, report))
-    for name in RegisteredModel.objects.order_by("name").values_list("name", flat=True):
-        if name not in seen:  # gone from MLflow (or never listed): mark its versions, check its aliases
-            _guarded(report, name, partial(registered_model_sync, name, report=report))
+        if progress is not None:
+            progress(len(seen), max(total, len(seen)))
+    done = len(seen)
+    gone = [name for name in mirrored if name not in seen]
+    total = done + len(gone)
+    for name in gone:  # gone from MLflow (or never listed): mark its versions, check its aliases
+        _guarded(report, name, partial(registered_model_sync, name, report=report))
+        done += 1
+        if progress is not None:
+            progress(done, total)
     return report
 
 

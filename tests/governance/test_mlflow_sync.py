@@ -234,6 +234,26 @@ def test_missing_versions_and_models_are_marked_deleted(mlflow_store: MlflowStor
     assert sync.registered_model_sync("never-registered") == sync.ReconcileReport()
 
 
+def test_reconcile_reports_progress_per_model_including_those_gone_from_mlflow(
+    mlflow_store: MlflowStore, owner: User
+) -> None:
+    # given two mirrored models, one of which has since been deleted from MLflow, and a new one
+    registered(mlflow_store, 90)
+    mlflow_store.register("churn", mlflow_store.run(metrics={"rmse": 3.5}))
+    sync.registry_reconcile()
+    mlflow_store.client.delete_registered_model("churn")
+    mlflow_store.register("ltv", mlflow_store.run(metrics={"rmse": 2.5}))
+    calls: list[tuple[int, int | None]] = []
+
+    # when
+    sync.registry_reconcile(progress=lambda done, total: calls.append((done, total)))
+
+    # then: one call per model; the total starts from the mirror and ends exact
+    assert [done for done, _ in calls] == [1, 2, 3]
+    assert all(total is not None and total >= done for done, total in calls)
+    assert calls[-1] == (3, 3)
+
+
 def test_model_changes_are_mirrored_and_recorded(
     mlflow_store: MlflowStore, owner: User
 ) -> None:

@@ -1,7 +1,6 @@
 """Reconcile the MLflow registry mirror now (what the beat schedule does every MLFLOW_RECONCILE_INTERVAL)."""
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -27,12 +26,7 @@ class Command(BaseCommand):
                 report = sync.registered_model_sync(options["model"])
             else:
                 with progress_bar(enabled=show, total=None, desc="reconciling", unit="model") as bar:
-                    # registry_reconcile reports per model when it takes a progress callback;
-                    # without one the bar only shows that work is going on.
-                    if "progress" in inspect.signature(sync.registry_reconcile).parameters:
-                        report = sync.registry_reconcile(progress=bar)  # type: ignore[call-arg]
-                    else:
-                        report = sync.registry_reconcile()
+                    report = sync.registry_reconcile(progress=bar)
         except registry.REGISTRY_ERRORS as exc:
             raise CommandError(f"MLflow registry error: {type(exc).__name__}: {exc}") from None
         self.stdout.write(str(report))

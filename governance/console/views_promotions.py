@@ -40,6 +40,8 @@ State = PromotionRequest.State
 OPEN_STATES = (State.PENDING, State.APPROVED, State.DEPLOYING)
 # Roles that may take part in deciding promotions or reviewing break-glass releases; the service decides exactly.
 DECIDING_ROLES = frozenset({roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC})
+# Besides the model's owner, who may roll back (mirrors services.promotion_rollback, which stays the authority).
+ROLLBACK_ROLES = frozenset({roles.MODEL_OWNER, roles.INFOSEC, roles.BREAK_GLASS})
 
 
 def _user(request: HttpRequest) -> User:
@@ -87,8 +89,30 @@ def models_list(request: HttpRequest) -> HttpResponse:
     })
 
 
+def may_roll_back(user: User, model: RegisteredModel) -> bool:
+    """Whether to offer ``user`` the rollback form; only decides what the page shows."""
+    return model.owner_id == user.pk or bool(viewer_roles(user) & ROLLBACK_ROLES)
+
+
+def _rollback_target(live: LiveDeployment | None, promotions: list[PromotionRequest]) -> ModelVersion | None:
+    """The version a rollback would put back, when the service would find one: the live promotion is
+    deployed and its previous version still has a deployed promotion in the environment.
+
+    Read from the promotions already loaded, so the page's queries do not grow with the environments.
+    """
+    if live is None or live.promotion.state != State.DEPLOYED:
+        return None
+    restored = live.promotion.previous_version
+    if restored is None:
+        return None
+    if any(p.version_id == restored.pk and p.state == State.DEPLOYED for p in promotions):
+        return restored
+    return None
+
+
 def _timeline(model: RegisteredModel, environments: list[Environment]) -> list[dict[str, Any]]:
-    """Each environment with its promotions (newest first) and what is live there now."""
+    """Each environment with its promotions (newest first), what is live there now and what a
+    rollback would restore."""
     promotions = list(
         PromotionRequest.objects.filter(version__model=model)
         .select_related("version", "environment", "requested_by", "previous_version", "break_glass_review",
@@ -101,10 +125,19 @@ def _timeline(model: RegisteredModel, environments: list[Environment]) -> list[d
         by_env[p.environment_id].append(p)
     live = {
         d.environment_id: d
-        for d in LiveDeployment.objects.filter(model=model).select_related("version", "promotion")
+        for d in LiveDeployment.objects.filter(model=model).select_related(
+            "version", "promotion", "promotion__previous_version"
+        )
     }
-    return [{"environment": env, "live": live.get(env.pk), "promotions": by_env.get(env.pk, [])}
-            for env in environments]
+    return [
+        {
+            "environment": env,
+            "live": live.get(env.pk),
+            "promotions": by_env.get(env.pk, []),
+            "rollback_to": _rollback_target(live.get(env.pk), by_env.get(env.pk, [])),
+        }
+        for env in environments
+    ]
 
 
 @require_GET
@@ -124,7 +157,24 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "level": model_levels([model.pk])[model.pk],
         "versions": versions,
         "timeline": _timeline(model, environments),
+        "can_roll_back": may_roll_back(user, model),
     })
+
+
+@require_POST
+@login_required
+def model_rollback(request: HttpRequest, pk: int, environment: str) -> HttpResponse:
+    user = _user(request)
+    model = get_object_or_404(selectors.models_visible_to(user), pk=pk)
+    env = get_object_or_404(Environment, name=environment)
+    run_action(
+        request,
+        lambda: services.promotion_rollback(user=user, model=model, environment=env,
+                                            reason=request.POST.get("reason", "")),
+        f"{model.name} is rolled back in {env.name}: the version live before is restored "
+        f"and its MLflow alias follows.",
+    )
+    return HttpResponseRedirect(reverse("console-model", args=[model.pk]))
 
 
 # --- approvals inbox ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ result; a refusal from the service is shown as a message and nothing is written.
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -22,15 +22,20 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles, selectors
+from access.catalog import CLASSIFIER_ROLES, PII_MIN_LEVEL, dataset_classify, dataset_field_classify
+from access.classification import LEVELS
 from access.grants import (
+    DEFAULT_REVIEW_LEVELS,
     RESOURCE_MODELS,
     access_request_approve,
     access_request_reject,
     grant_create,
     grant_revoke,
+    review_campaign_start,
     review_item_decide,
 )
 from access.models import (
+    PCI_CATEGORIES,
     PII_CATEGORIES,
     RESOURCE_PERMISSIONS,
     AccessRequest,
@@ -41,13 +46,16 @@ from access.models import (
     ReviewItem,
 )
 from governance.console.base import paginate, run_action, viewer_roles
-from governance.models import Environment
+from governance.console.views_overview import denied
+from governance.models import Environment, ModelVersion
 from governance.selectors import models_visible_to
 
 GRANT_STATUSES = ("active", "lapsed", "expired", "revoked", "all")
 SEE_ALL_REVIEWS = frozenset({roles.INFOSEC, roles.AUDITOR})
 # Who may open the grant form (the service decides exactly: InfoSec, or the resource's owner).
 MAX_DURATION_DAYS = 365
+# The deadline the campaign form suggests.
+DEFAULT_REVIEW_DAYS = 14
 
 
 def _user(request: HttpRequest) -> User:
@@ -150,7 +158,91 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "grants": _grant_rows(user, grants), "lineage": lineage,
         "permissions": RESOURCE_PERMISSIONS["dataset"],
         "may_grant": roles.INFOSEC in viewer_roles(user) or dataset.owner_id == user.pk,
+        # A hint for showing the forms: the service decides (and refuses an inactive account).
+        "may_classify": bool(viewer_roles(user) & CLASSIFIER_ROLES),
+        "levels": LEVELS, "pii_min_level": PII_MIN_LEVEL,
+        "pii_choices": [(c, c in PCI_CATEGORIES, c in (dataset.pii_categories or [])) for c in PII_CATEGORIES],
+        "field_choices": [(c, c in PCI_CATEGORIES) for c in PII_CATEGORIES],
+        "field_names": [f.name for f in fields],
     })
+
+
+def _linked_levels(dataset: Dataset) -> dict[int, str]:
+    """The data classification of each model version linked to ``dataset`` (one query)."""
+    return dict(
+        ModelVersion.objects.filter(lineage__dataset=dataset).distinct().values_list("pk", "data_classification")
+    )
+
+
+def _propagation_note(request: HttpRequest, dataset: Dataset, before: dict[int, str]) -> None:
+    """Tell what the reclassification did to the linked model versions (the service re-derives every one)."""
+    after = _linked_levels(dataset)
+    effective = Dataset.objects.values_list("effective_level", flat=True).get(pk=dataset.pk)
+    if not after:
+        messages.info(request, f"Effective level {effective}. No model version is linked to {dataset.name}.")
+        return
+    changed = sum(1 for pk, level in after.items() if before.get(pk) != level)
+    messages.info(request, (
+        f"Effective level {effective}. {len(after)} linked model version{'' if len(after) == 1 else 's'} "
+        f"re-derived from lineage: {changed} changed classification."
+    ))
+
+
+def _classification_form(request: HttpRequest) -> tuple[str, list[str], str]:
+    post = request.POST
+    # Passed to the service as typed: it refuses an unknown level or category with a message naming them.
+    return post.get("level", ""), post.getlist("pii_categories"), post.get("reason", "")
+
+
+def _label(level: str, categories: list[str]) -> str:
+    return f"{level} (PII: {', '.join(sorted(set(categories)))})" if categories else f"{level}, no PII"
+
+
+def _unchanged(current: Any, level: str, categories: list[str]) -> bool:
+    """Whether the service will find nothing to change (it records nothing then)."""
+    return current is not None and current.classified_at is not None and (
+        (current.level, sorted(set(current.pii_categories or []))) == (level, sorted(set(categories)))
+    )
+
+
+@require_POST
+@login_required
+def dataset_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _user(request)
+    dataset = get_object_or_404(selectors.datasets_visible_to(user), pk=pk)
+    level, categories, reason = _classification_form(request)
+    unchanged = _unchanged(dataset, level, categories)
+    before = _linked_levels(dataset)
+    done = run_action(
+        request,
+        lambda: dataset_classify(user=user, dataset=dataset, level=level, pii_categories=categories, reason=reason),
+        f"Dataset {dataset.name} is already classified {_label(level, categories)}: nothing changed."
+        if unchanged else f"Dataset {dataset.name} is classified {_label(level, categories)}.",
+    )
+    if done and not unchanged:
+        _propagation_note(request, dataset, before)
+    return HttpResponseRedirect(reverse("console-dataset", args=[dataset.pk]))
+
+
+@require_POST
+@login_required
+def dataset_field_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _user(request)
+    dataset = get_object_or_404(selectors.datasets_visible_to(user), pk=pk)
+    field_name = request.POST.get("field_name", "").strip()[:300]
+    level, categories, reason = _classification_form(request)
+    unchanged = _unchanged(dataset.fields.filter(name=field_name).first(), level, categories)
+    before = _linked_levels(dataset)
+    done = run_action(
+        request,
+        lambda: dataset_field_classify(user=user, dataset=dataset, field_name=field_name, level=level,
+                                       pii_categories=categories, reason=reason),
+        f"Field {field_name} of {dataset.name} is already classified {_label(level, categories)}: nothing changed."
+        if unchanged else f"Field {field_name} of {dataset.name} is classified {_label(level, categories)}.",
+    )
+    if done and not unchanged:
+        _propagation_note(request, dataset, before)
+    return HttpResponseRedirect(reverse("console-dataset", args=[dataset.pk]))
 
 
 # --- grants ---------------------------------------------------------------------------------------------
@@ -354,7 +446,56 @@ def reviews_list(request: HttpRequest) -> HttpResponse:
         mine_pending=Count("items", filter=Q(items__decision=ReviewItem.Decision.PENDING, items__reviewer=user)),
     ).order_by("-created_at", "-id")
     page, qs = paginate(request, rows)
-    return render(request, "console/reviews.html", {"nav": "access", "page": page, "qs": qs})
+    return render(request, "console/reviews.html", {
+        "nav": "access", "page": page, "qs": qs,
+        "may_start_review": roles.INFOSEC in viewer_roles(user),
+        "levels": LEVELS, "default_levels": DEFAULT_REVIEW_LEVELS,
+        "min_deadline": (timezone.localdate() + timedelta(days=1)).isoformat(),
+        "default_deadline": (timezone.localdate() + timedelta(days=DEFAULT_REVIEW_DAYS)).isoformat(),
+        "time_zone": timezone.get_current_timezone_name(),
+    })
+
+
+def _deadline(text: str) -> tuple[datetime | None, str]:
+    """The end of the chosen day (in the console's time zone), or why the date is refused."""
+    text = text.strip()
+    if not text:
+        return None, "a deadline is required"
+    try:
+        day = date.fromisoformat(text[:10]) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        return None, f"the deadline {text[:20]!r} is not a date (YYYY-MM-DD)"
+    if day <= timezone.localdate():
+        # A review due today would close before anyone could act on it: the deadline is a later day.
+        return None, "the review deadline must be in the future (a day after today)"
+    return timezone.make_aware(datetime.combine(day, time(23, 59, 59))), ""
+
+
+@require_POST
+@login_required
+def review_campaign_start_view(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    if roles.INFOSEC not in viewer_roles(user):
+        return denied(request, "Only InfoSec may start an access review.")
+    post = request.POST
+    name = post.get("name", "")
+    deadline, problem = _deadline(post.get("deadline", ""))
+    if deadline is None:
+        messages.error(request, f"No access review was started: {problem}.")
+        return HttpResponseRedirect(reverse("console-reviews"))
+    levels = post.getlist("levels")
+    started: list[ReviewCampaign] = []
+    if run_action(
+        request,
+        lambda: started.append(review_campaign_start(user=user, name=name, deadline=deadline, levels=levels)),
+        f"Access review {name.strip()} started, due {deadline:%Y-%m-%d}.",
+    ):
+        items = started[0].items.count()
+        messages.info(request, f"{items} grant{'' if items == 1 else 's'} to review.")
+        return HttpResponseRedirect(reverse("console-review", args=[started[0].pk]))
+    return HttpResponseRedirect(reverse("console-reviews"))
 
 
 @require_GET

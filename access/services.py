@@ -76,6 +76,9 @@ def user_register(
         raise ServiceError(
             f"the username must be at most {field.max_length} letters, digits and @/./+/-/_ characters"
         ) from None
+    if username.lower().startswith("erased-"):
+        # Erasure renames accounts erased-<pk> (audit.pii.data_subject_erase): nobody may look like one.
+        raise ServiceError("usernames starting with 'erased-' are reserved for erased accounts")
     email = (email or "").strip()
     if email:
         try:

@@ -254,7 +254,9 @@ _r(EventType("auth.user_registered", "A person's account was created.",
 _r(EventType("privacy.pii_revealed", "An authorised reader revealed personal data kept out of the ledger body.",
              {"seq": Field("int"), "fields": _LIST, "data_subject": S(), "reason": S()}))
 _r(EventType("privacy.subject_erased", "A data subject's key was destroyed (GDPR Art. 17): their values are gone.",
-             {"data_subject": S(), "reason": S(), "values": Field("int")}))
+             {"data_subject": S(), "reason": S(), "values": Field("int"), "account_anonymised": Field("bool")}))
+_r(EventType("privacy.kek_rotated", "Data subject keys were re-wrapped under a new key-encryption key (KEK).",
+             {"from_kek_id": S(), "to_kek_id": S(), "rewrapped": Field("int"), "live_keys": Field("int")}))
 _r(EventType("ledger.exported", "The ledger was exported (who, format, scope).", {"export_id": Field("int"), "format": S(), "scope": Field("object")}))  # noqa: E501
 _r(EventType("ledger.signing_key_rotated", "The checkpoint signing key was replaced.", {"old_verifier_key": S(), "new_verifier_key": S(), "reason": S()}))  # noqa: E501
 

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -102,15 +103,9 @@ def _kek() -> bytes:
     SECRET_KEY would make rotating SECRET_KEY destroy every data subject's key.
     """
     global _dev_kek_warned
-    configured = getattr(settings, "LEDGER_PII_KEK", None) or env_str("LEDGER_PII_KEK")
-    if configured:
-        try:
-            raw = base64.b64decode(configured, validate=True)
-        except (binascii.Error, ValueError):
-            raise ImproperlyConfigured("LEDGER_PII_KEK must be the base64 of 32 random bytes") from None
-        if len(raw) != 32:
-            raise ImproperlyConfigured("LEDGER_PII_KEK must be the base64 of 32 random bytes")
-        return raw
+    configured = _configured_kek("LEDGER_PII_KEK")
+    if configured is not None:
+        return configured
     if not (settings.DEBUG or getattr(settings, "TESTING", False)):
         raise ImproperlyConfigured(
             "DEBUG is off: set LEDGER_PII_KEK (base64 of 32 random bytes) to protect personal data in the ledger"
@@ -121,9 +116,34 @@ def _kek() -> bytes:
     return _hkdf(str(settings.SECRET_KEY).encode(), _KEK_DEV_INFO)
 
 
+def _configured_kek(name: str) -> bytes | None:
+    """The 32 bytes of KEK setting ``name`` (Django settings, else the environment), None if unset."""
+    configured = getattr(settings, name, None) or env_str(name)
+    if not configured:
+        return None
+    try:
+        raw = base64.b64decode(configured, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImproperlyConfigured(f"{name} must be the base64 of 32 random bytes") from None
+    if len(raw) != 32:
+        raise ImproperlyConfigured(f"{name} must be the base64 of 32 random bytes")
+    return raw
+
+
+def _previous_kek() -> bytes | None:
+    """``LEDGER_PII_KEK_PREVIOUS``: the KEK a rotation moves away from, accepted for unwrapping only."""
+    return _configured_kek("LEDGER_PII_KEK_PREVIOUS")
+
+
 def kek_id(kek: bytes) -> str:
     """A public identifier of a KEK (16 hex digits), stored with every key it wraps."""
     return hmac.new(kek, _KEK_ID_INFO, hashlib.sha256).hexdigest()[:16]
+
+
+def kek_ids() -> tuple[str, str | None]:
+    """The public ids of the current KEK and of ``LEDGER_PII_KEK_PREVIOUS`` (None if unset), for reports."""
+    previous = _previous_kek()
+    return kek_id(_kek()), kek_id(previous) if previous is not None else None
 
 
 def _wrap(kek: bytes, data_subject: str, key: bytes) -> bytes:
@@ -132,15 +152,21 @@ def _wrap(kek: bytes, data_subject: str, key: bytes) -> bytes:
 
 
 def _unwrap(kek: bytes, row: DataSubjectKey) -> bytes:
+    """The raw key of ``row``, unwrapped with ``kek`` (the current KEK) or, during a rotation,
+    with ``LEDGER_PII_KEK_PREVIOUS`` when the row's ``kek_id`` names that one."""
     if row.key is None:
         raise DataSubjectErased(
             f"data subject {row.data_subject} was erased; their personal data cannot be recorded or read again"
         )
     if row.kek_id != kek_id(kek):
-        raise ImproperlyConfigured(
-            f"the key of data subject {row.data_subject} is wrapped with KEK {row.kek_id}, "
-            f"but the configured LEDGER_PII_KEK is {kek_id(kek)}"
-        )
+        previous = _previous_kek()
+        if previous is None or row.kek_id != kek_id(previous):
+            also = f" (LEDGER_PII_KEK_PREVIOUS is {kek_id(previous)})" if previous is not None else ""
+            raise ImproperlyConfigured(
+                f"the key of data subject {row.data_subject} is wrapped with KEK {row.kek_id}, "
+                f"but the configured LEDGER_PII_KEK is {kek_id(kek)}{also}"
+            )
+        kek = previous
     wrapped = bytes(row.key)
     try:
         return AESGCM(kek).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], _KEK_WRAP + row.data_subject.encode())
@@ -419,12 +445,127 @@ def _reveal(*, user: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
     return payload
 
 
+# --- KEK rotation ----------------------------------------------------------------------------------------
+
+# One chain for every rotation, so "when was the personal-data KEK rotated" is one subject's history.
+KEK_SUBJECT = Subject("ledger", "pii_kek")
+
+
+def pii_kek_rotate(
+    *, actor: Actor, batch_size: int = 500, progress: Callable[[int, int | None], None] | None = None
+) -> int:
+    """Re-wrap every live key still wrapped with ``LEDGER_PII_KEK_PREVIOUS`` under ``LEDGER_PII_KEK``.
+
+    Returns how many keys this run re-wrapped. The subject keys themselves do not change
+    (same 32 bytes, so every ciphertext and commitment stays valid); only their wrapping
+    does. Erased rows have no key and are left alone. Each batch is its own transaction
+    with its rows locked, so a crash leaves whole batches done and a rerun picks up the
+    rest; a run with nothing left re-wraps 0. Records ``privacy.kek_rotated`` (KEK ids and
+    counts, never key material). ``progress(done, total)`` is called after each batch.
+
+    Refused (``PiiError``, nothing changed) when the previous KEK is not configured, is the
+    current one, or when a live key is wrapped with a KEK that is neither.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise PiiError("batch_size must be a positive integer")
+    current = _kek()
+    previous = _previous_kek()
+    if previous is None:
+        raise PiiError(
+            "LEDGER_PII_KEK_PREVIOUS is not set: set it to the KEK being retired and LEDGER_PII_KEK to the new one"
+        )
+    from_id, to_id = kek_id(previous), kek_id(current)
+    if hmac.compare_digest(previous, current):
+        raise PiiError(f"LEDGER_PII_KEK_PREVIOUS is the same KEK as LEDGER_PII_KEK ({to_id}): nothing to rotate")
+    live = DataSubjectKey.objects.filter(erased_at__isnull=True)
+    # Checked up front so that a third, unknown KEK stops the run before any row is touched:
+    # re-wrapping the others would hide that some keys cannot be unwrapped at all.
+    foreign = sorted(set(live.exclude(kek_id__in=(from_id, to_id)).values_list("kek_id", flat=True)))
+    if foreign:
+        raise PiiError(
+            f"some data subject keys are wrapped with KEK {', '.join(foreign[:5])}, which is neither "
+            f"LEDGER_PII_KEK ({to_id}) nor LEDGER_PII_KEK_PREVIOUS ({from_id}); nothing was re-wrapped"
+        )
+    total = live.filter(kek_id=from_id).count()
+    if progress is not None:
+        progress(0, total)
+    done = 0
+    while True:
+        with transaction.atomic():
+            # Rows leave the filter once re-wrapped, so each batch takes the next ones without a cursor.
+            rows = list(
+                DataSubjectKey.objects.select_for_update()
+                .filter(erased_at__isnull=True, kek_id=from_id)
+                .order_by("pk")[:batch_size]
+            )
+            for row in rows:
+                raw = _unwrap(current, row)  # by its kek_id: the previous KEK
+                row.key = _wrap(current, row.data_subject, raw)
+                row.kek_id = to_id
+            if rows:
+                DataSubjectKey.objects.bulk_update(rows, ["key", "kek_id"])
+            done += len(rows)
+            last = len(rows) < batch_size
+            if last:
+                # Recorded with the last batch rather than in a transaction of its own: the entry then
+                # exists exactly when the rotation is complete (a crash after the last re-wrap but before
+                # a separate record would leave a finished rotation with no record). A run that crashed
+                # midway records nothing for its committed batches; its rerun's entry carries them in
+                # ``live_keys`` (every live key is under the new KEK), while ``rewrapped`` counts that run.
+                record(
+                    event_type="privacy.kek_rotated",
+                    actor=actor,
+                    subject=KEK_SUBJECT,
+                    payload={
+                        "from_kek_id": from_id,
+                        "to_kek_id": to_id,
+                        "rewrapped": done,
+                        "live_keys": live.count(),
+                    },
+                )
+        if progress is not None:
+            progress(done, max(total, done))
+        if last:
+            if done:
+                logger.info("re-wrapped %d data subject key(s) from KEK %s to KEK %s", done, from_id, to_id)
+            return done
+
+
 # --- erasure ---------------------------------------------------------------------------------------------
+
+
+def _anonymise_account(data_subject: str) -> bool:
+    """Strip the account of data subject ``user:<pk>`` of its name and email and disable it.
+
+    The ledger keeps ``user:<pk>`` in clear as a pseudonymous id; the mapping from it to a person
+    lives in ``auth_user``, so erasure must cut it there too. Returns whether an account was changed.
+    """
+    kind, _, ident = data_subject.partition(":")
+    if kind != "user" or not (ident.isascii() and ident.isdigit()):
+        return False
+    user = User.objects.select_for_update().filter(pk=int(ident)).first()
+    if user is None:
+        return False
+    username = f"erased-{user.pk}"
+    if User.objects.filter(username=username).exclude(pk=user.pk).exists():
+        # Someone registered that name: an erasure must not fail on it, so make it unique.
+        username = f"erased-{user.pk}-{uuid.uuid4().hex[:12]}"
+    user.username = username
+    user.first_name = user.last_name = user.email = ""
+    user.set_unusable_password()
+    user.is_active = False
+    user.save(update_fields=["username", "first_name", "last_name", "email", "password", "is_active"])
+    return True
+
+
 
 
 @transaction.atomic
 def data_subject_erase(*, actor: Actor, data_subject: str, reason: str) -> int:
     """Destroy a data subject's key and ciphertexts (right to erasure). Returns how many values.
+
+    For ``user:<pk>`` the account is anonymised in the same transaction (username
+    ``erased-<pk>``, no names or email, unusable password, inactive).
 
     The hashed bodies never held the values, so every entry hash, the chains, the
     Merkle tree and the signed checkpoints are unchanged and still verify. Refused
@@ -444,11 +585,12 @@ def data_subject_erase(*, actor: Actor, data_subject: str, reason: str) -> int:
     row.key = None
     row.erased_at = timezone.now()
     row.save(update_fields=["key", "erased_at"])
+    anonymised = _anonymise_account(data_subject)
     record(
         event_type="privacy.subject_erased",
         actor=actor,
         subject=_subject_of(data_subject),
-        payload={"data_subject": data_subject, "reason": reason, "values": count},
+        payload={"data_subject": data_subject, "reason": reason, "values": count, "account_anonymised": anonymised},
     )
     return count
 
@@ -465,6 +607,7 @@ __all__ = [
     "data_subject_erase",
     "has_personal_data",
     "is_reference",
+    "pii_kek_rotate",
     "redacted_payload",
     "reveal",
     "subject_key",

@@ -6,6 +6,8 @@ DEBUG off it refuses to start on a dev secret or a dev signing key.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -222,9 +224,26 @@ LEDGER_TRUSTED_KEYS = env_list("LEDGER_TRUSTED_KEYS", [])
 _trusted_file = env_str("LEDGER_TRUSTED_KEYS_FILE")
 if _trusted_file:
     LEDGER_TRUSTED_KEYS += [ln.strip() for ln in Path(_trusted_file).read_text().splitlines() if ln.strip()]
-# Key-encryption key (base64 of 32 random bytes) wrapping each data subject's key
-# for personal data kept out of the ledger body (docs/pii.md).
-LEDGER_PII_KEK = env_str("LEDGER_PII_KEK") or None
+def _kek_setting(name: str) -> str | None:
+    """A key-encryption key: the base64 of 32 random bytes, checked here so that a typo stops the
+    process at start-up rather than at the first personal value (the message never shows the value)."""
+    value = env_str(name) or None
+    if value is not None:
+        try:
+            size = len(base64.b64decode(value, validate=True))
+        except (binascii.Error, ValueError):
+            size = -1
+        if size != 32:
+            raise ImproperlyConfigured(f"{name} must be the base64 of 32 random bytes")
+    return value
+
+
+# Key-encryption key wrapping each data subject's key for personal data kept out of the
+# ledger body (docs/pii.md).
+LEDGER_PII_KEK = _kek_setting("LEDGER_PII_KEK")
+# The KEK being rotated away from (docs/pii.md "KEK rotation"): while set, keys still
+# wrapped with it unwrap too, and `manage.py rotate_pii_kek` re-wraps them under LEDGER_PII_KEK.
+LEDGER_PII_KEK_PREVIOUS = _kek_setting("LEDGER_PII_KEK_PREVIOUS")
 # Seconds between signed checkpoints (only made when the tree has grown).
 LEDGER_CHECKPOINT_INTERVAL = env_float("LEDGER_CHECKPOINT_INTERVAL", 10.0, minimum=0.5)
 # Seconds between sequencer runs that integrate pending entries into the tree.

@@ -127,3 +127,10 @@ def test_postgresql_prepares_repeated_statements_by_default(tmp_path: Path) -> N
 
 def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(tmp_path: Path) -> None:
     assert _database_options(tmp_path, DB_PREPARED_STATEMENTS="0") == "[]"
+
+
+def test_a_malformed_pii_kek_stops_the_process_without_showing_it(tmp_path: Path) -> None:
+    result = _check(tmp_path, LEDGER_PII_KEK="not-base64-of-32-bytes!")
+    assert result.returncode != 0
+    assert "LEDGER_PII_KEK must be the base64 of 32 random bytes" in result.stderr
+    assert "not-base64-of-32-bytes!" not in result.stderr

@@ -56,71 +56,71 @@ def keys() -> dict[str, DataSubjectKey]:
 
 
 def test_nothing_is_due_before_retention_ends() -> None:
-    register(1)
+    register(900001)
     report = retention_run(now=timezone.now() + timedelta(days=300))
     assert report.erased == []
-    assert keys()["user:1"].erased_at is None
+    assert keys()["user:900001"].erased_at is None
 
 
 def test_erases_what_is_past_retention_and_spares_what_is_on_hold(infosec: User) -> None:
     # given two data subjects with personal data, one of them under a legal hold
-    register(1)
-    register(2)
+    register(900001)
+    register(900002)
     ledger.integrate()
-    hold = legal_hold_create(user=infosec, data_subject="user:2", reason="litigation 2026-17", reference="LIT-17")
+    hold = legal_hold_create(user=infosec, data_subject="user:900002", reason="litigation 2026-17", reference="LIT-17")
     size_before = Entry.objects.count()
 
     # when retention runs after every class expired
     report = retention_run(now=LATER)
 
     # then the unheld subject's key and values are gone, the held one's are intact
-    assert report.erased == ["user:1"] and report.held == ["user:2"]
+    assert report.erased == ["user:900001"] and report.held == ["user:900002"]
     found = keys()
-    assert found["user:1"].erased_at is not None and found["user:1"].key is None
-    assert not PiiValue.objects.filter(subject_key=found["user:1"], ciphertext__isnull=False).exists()
-    assert found["user:2"].erased_at is None
-    assert PiiValue.objects.filter(subject_key=found["user:2"], ciphertext__isnull=False).count() == 2
+    assert found["user:900001"].erased_at is not None and found["user:900001"].key is None
+    assert not PiiValue.objects.filter(subject_key=found["user:900001"], ciphertext__isnull=False).exists()
+    assert found["user:900002"].erased_at is None
+    assert PiiValue.objects.filter(subject_key=found["user:900002"], ciphertext__isnull=False).count() == 2
     # and the ledger grew (nothing deleted): the erasure and its retention reason are recorded
     ledger.integrate()
     assert Entry.objects.count() > size_before
     erased = Entry.objects.get(event_type="privacy.retention_erased")
-    assert erased.payload["data_subject"] == "user:1"
+    assert erased.payload["data_subject"] == "user:900001"
     assert erased.payload["retention_class"] == "sox"
     assert erased.payload["values"] == 2
-    assert Entry.objects.filter(event_type="privacy.subject_erased", subject_id="1").count() == 1
+    assert Entry.objects.filter(event_type="privacy.subject_erased", subject_id="900001").count() == 1
 
     # when the hold is released, the next run erases the other one too; a third run does nothing
     legal_hold_release(user=infosec, hold=hold, reason="case closed")
-    assert retention_run(now=LATER).erased == ["user:2"]
+    assert retention_run(now=LATER).erased == ["user:900002"]
     again = retention_run(now=LATER)
     assert again.erased == [] and again.examined == 0
 
 
 def test_dry_run_changes_nothing() -> None:
-    register(3)
+    register(900003)
     report = retention_run(now=LATER, dry_run=True)
-    assert report.erased == ["user:3"] and report.values == 2
-    assert keys()["user:3"].erased_at is None
+    assert report.erased == ["user:900003"] and report.values == 2
+    assert keys()["user:900003"].erased_at is None
     assert not Entry.objects.filter(event_type="privacy.retention_erased").exists()
 
 
 def test_a_subject_with_a_recent_value_is_kept() -> None:
     # one old registration and one recent: the key covers both, so nothing is shredded yet
-    register(4)
+    register(900004)
     PiiValue.objects.update(created_at=timezone.now() - timedelta(days=9 * 365))
-    register(4, email="second@example.org")
+    register(900004, email="second@example.org")
     assert retention_run().erased == []
 
 
 def test_the_task_is_idempotent() -> None:
-    register(5)
+    register(900005)
     PiiValue.objects.update(created_at=timezone.now() - timedelta(days=9 * 365))
     assert run_retention.apply().get() == 1
     assert run_retention.apply().get() == 0
 
 
 def test_time_budget_stops_early() -> None:
-    register(6)
+    register(900006)
     report = retention_run(now=LATER, time_budget=-1)
     assert report.stopped_early and report.erased == []
 
@@ -132,8 +132,8 @@ def test_time_budget_stops_early() -> None:
 def test_only_infosec_creates_and_releases_holds(who: str, request: pytest.FixtureRequest, infosec: User) -> None:
     user = request.getfixturevalue(who)
     with pytest.raises(NotPermitted):
-        legal_hold_create(user=user, data_subject="user:9", reason="because")
-    hold = legal_hold_create(user=infosec, data_subject="user:9", reason="because")
+        legal_hold_create(user=user, data_subject="user:900009", reason="because")
+    hold = legal_hold_create(user=infosec, data_subject="user:900009", reason="because")
     with pytest.raises(NotPermitted):
         legal_hold_release(user=user, hold=hold, reason="done")
     assert LegalHold.objects.get().released_at is None
@@ -159,10 +159,10 @@ def test_hold_records_ledger_entries(infosec: User) -> None:
         ({"data_subject": "nocolon", "reason": "r"}, "data_subject"),
         ({"data_subject": "user:1\n", "reason": "r"}, None),
         ({"data_subject": 42, "reason": "r"}, "data_subject"),
-        ({"data_subject": "user:1", "reason": "   "}, "reason"),
-        ({"data_subject": "user:1", "reason": "x" * 2001}, "longer"),
-        ({"data_subject": "user:1", "reason": "r", "reference": "x" * 201}, "longer"),
-        ({"data_subject": "user:1", "reason": "r\x00"}, "control"),
+        ({"data_subject": "user:900001", "reason": "   "}, "reason"),
+        ({"data_subject": "user:900001", "reason": "x" * 2001}, "longer"),
+        ({"data_subject": "user:900001", "reason": "r", "reference": "x" * 201}, "longer"),
+        ({"data_subject": "user:900001", "reason": "r\x00"}, "control"),
     ],
 )
 def test_bad_hold_input(infosec: User, kwargs: dict[str, object], message: str | None) -> None:
@@ -176,31 +176,31 @@ def test_bad_hold_input(infosec: User, kwargs: dict[str, object], message: str |
 
 
 def test_one_active_hold_per_subject_and_no_double_release(infosec: User) -> None:
-    hold = legal_hold_create(user=infosec, data_subject="user:8", reason="first")
+    hold = legal_hold_create(user=infosec, data_subject="user:900008", reason="first")
     with pytest.raises(InvalidState, match="already under an active legal hold"):
-        legal_hold_create(user=infosec, data_subject="user:8", reason="second")
+        legal_hold_create(user=infosec, data_subject="user:900008", reason="second")
     legal_hold_release(user=infosec, hold=hold, reason="done")
     with pytest.raises(InvalidState, match="already released"):
         legal_hold_release(user=infosec, hold=hold, reason="again")
     with pytest.raises(RetentionError, match="reason"):
-        legal_hold_release(user=infosec, hold=legal_hold_create(user=infosec, data_subject="user:8", reason="x"),
+        legal_hold_release(user=infosec, hold=legal_hold_create(user=infosec, data_subject="user:900008", reason="x"),
                            reason="")
 
 
 def test_no_hold_on_an_erased_subject(infosec: User) -> None:
-    register(11)
+    register(900011)
     retention_run(now=LATER)
     with pytest.raises(InvalidState, match="already erased"):
-        legal_hold_create(user=infosec, data_subject="user:11", reason="too late")
+        legal_hold_create(user=infosec, data_subject="user:900011", reason="too late")
 
 
 def test_command_dry_run_and_json() -> None:
-    register(12)
+    register(900012)
     out = StringIO()
     call_command("retention_run", "--dry-run", "--as-of", LATER.isoformat(), "--json", stdout=out)
     data = json.loads(out.getvalue())
-    assert data["dry_run"] is True and data["erased"] == ["user:12"]
-    assert keys()["user:12"].erased_at is None
+    assert data["dry_run"] is True and data["erased"] == ["user:900012"]
+    assert keys()["user:900012"].erased_at is None
     out = StringIO()
     call_command("retention_run", stdout=out)
     assert "erased 0" in out.getvalue()
@@ -214,7 +214,7 @@ def test_command_dry_run_and_json() -> None:
 
 @pytest.mark.urls("tests.ops.admin_urls")
 def test_admin_shows_holds_read_only_to_infosec(client: Client, infosec: User, outsider: User) -> None:
-    hold = legal_hold_create(user=infosec, data_subject="user:21", reason="matter 9")
+    hold = legal_hold_create(user=infosec, data_subject="user:900021", reason="matter 9")
     client.force_login(infosec)
     assert client.get("/admin/audit/legalhold/").status_code == 200
     assert client.get(f"/admin/audit/legalhold/{hold.pk}/change/").status_code == 200

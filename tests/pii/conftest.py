@@ -62,7 +62,7 @@ def contacted_type(monkeypatch: pytest.MonkeyPatch) -> Iterator[EventType]:
 
 
 def register_event(
-    subject_id: str = "42", *, username: str = USERNAME, email: str | None = EMAIL, full_name: str | None = NAME,
+    subject_id: str = "900042", *, username: str = USERNAME, email: str | None = EMAIL, full_name: str | None = NAME,
     key: str | None = None, data_subject: str | None = None,
 ) -> Recorded:
     """Record ``auth.user_registered`` directly (no auth_user row), about user ``subject_id``."""

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def entries() -> list[Entry]:
-    register_event("42")
+    register_event("900042")
     note("plain")
     ledger.integrate()
     return list(Entry.objects.order_by("seq"))
@@ -78,5 +78,5 @@ def test_infosec_reveals_with_a_reason_and_it_is_recorded(client: Client, entrie
 def test_data_subject_keys_are_listed_without_keys(client: Client, entries: list[Entry]) -> None:
     client.force_login(UserFactory(roles=[INFOSEC]))
     response = client.get("/admin/audit/datasubjectkey/")
-    assert response.status_code == 200 and "user:42" in response.content.decode()
+    assert response.status_code == 200 and "user:900042" in response.content.decode()
     assert client.get("/admin/audit/datasubjectkey/add/").status_code == 403

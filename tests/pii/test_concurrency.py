@@ -21,7 +21,7 @@ def test_committed_personal_data_is_integrated_on_commit(
 ) -> None:
     settings.LEDGER_INTEGRATE_ON_COMMIT = True  # type: ignore[attr-defined]
     with transaction.atomic():
-        register_event("42")
+        register_event("900042")
     assert Entry.objects.count() == 1  # integrated right after the commit
     assert pii.reveal(user=infosec, seq=0, reason="r")["username"]  # type: ignore[arg-type]
     assert verify_ledger().ok
@@ -34,7 +34,7 @@ def test_first_writers_of_one_data_subject_share_one_key() -> None:
 
     def writer_a() -> None:
         with transaction.atomic():
-            register_event("42", username="a7f3a")
+            register_event("900042", username="a7f3a")
             created.set()
             assert release.wait(10)
 
@@ -46,7 +46,7 @@ def test_first_writers_of_one_data_subject_share_one_key() -> None:
     def writer_b() -> None:
         b_pid.append(backend_pid())
         with transaction.atomic():
-            register_event("42", username="b7f3a")
+            register_event("900042", username="b7f3a")
 
     b = Worker(writer_b)
     b.start()
@@ -59,7 +59,7 @@ def test_first_writers_of_one_data_subject_share_one_key() -> None:
 
     # then: one key, both events sealed under it, both revealable
     assert DataSubjectKey.objects.count() == 1
-    assert PiiValue.objects.filter(subject_key__data_subject="user:42").count() == 6
+    assert PiiValue.objects.filter(subject_key__data_subject="user:900042").count() == 6
     ledger.integrate()
     officer = UserFactory(roles=[INFOSEC])
     seqs = list(Entry.objects.order_by("seq").values_list("seq", flat=True))
@@ -69,12 +69,12 @@ def test_first_writers_of_one_data_subject_share_one_key() -> None:
 
 @pytest.mark.usefixtures("on_postgres", "committing_db")
 def test_an_erasure_waits_for_a_writer_of_the_same_subject() -> None:
-    register_event("42")
+    register_event("900042")
     recorded, release = threading.Event(), threading.Event()
 
     def writer() -> None:
         with transaction.atomic():
-            register_event("42", username="late7f3a")
+            register_event("900042", username="late7f3a")
             recorded.set()
             assert release.wait(10)
 
@@ -85,7 +85,7 @@ def test_an_erasure_waits_for_a_writer_of_the_same_subject() -> None:
 
     def erase() -> int:
         pid.append(backend_pid())
-        return pii.data_subject_erase(actor=SYSTEM, data_subject="user:42", reason="r")
+        return pii.data_subject_erase(actor=SYSTEM, data_subject="user:900042", reason="r")
 
     e = Worker(erase)
     e.start()

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 
 def test_personal_values_are_replaced_by_references_in_the_body() -> None:
     # when
-    register_event("42")
+    register_event("900042")
     ledger.integrate()
 
     # then: the body holds reference objects, never the values
@@ -47,17 +47,17 @@ def test_personal_values_are_replaced_by_references_in_the_body() -> None:
     for value in PLANTED:
         assert value.encode() not in body
     # and: one encrypted value per field under data subject user:42
-    assert DataSubjectKey.objects.get().data_subject == "user:42"
+    assert DataSubjectKey.objects.get().data_subject == "user:900042"
     assert PiiValue.objects.count() == 3
     assert verify_ledger().ok
 
 
 def test_commitment_verifies_for_the_value_and_not_for_another() -> None:
     # given
-    register_event("42")
+    register_event("900042")
     ledger.integrate()
     payload = Entry.objects.get().payload
-    key = pii.subject_key("user:42")
+    key = pii.subject_key("user:900042")
     assert key is not None and len(key) == 32
 
     # then: recomputed from docs/pii.md with the subject's key
@@ -72,42 +72,42 @@ def test_commitment_verifies_for_the_value_and_not_for_another() -> None:
 
 
 def test_ciphertexts_decrypt_with_the_subject_key_and_the_bound_ref_only() -> None:
-    register_event("42")
+    register_event("900042")
     ledger.integrate()
     payload = Entry.objects.get().payload
-    key = pii.subject_key("user:42")
+    key = pii.subject_key("user:900042")
     assert key is not None
     value = PiiValue.objects.get(ref=payload["email"]["pii"])
 
-    assert independent_decrypt(key, value.ref, "user:42", bytes(value.nonce), bytes(value.ciphertext)) == EMAIL
+    assert independent_decrypt(key, value.ref, "user:900042", bytes(value.nonce), bytes(value.ciphertext)) == EMAIL
     with pytest.raises(InvalidTag):  # another ref or another data subject: the associated data differs
-        independent_decrypt(key, payload["username"]["pii"], "user:42", bytes(value.nonce), bytes(value.ciphertext))
+        independent_decrypt(key, payload["username"]["pii"], "user:900042", bytes(value.nonce), bytes(value.ciphertext))
     with pytest.raises(InvalidTag):
         independent_decrypt(key, value.ref, "user:43", bytes(value.nonce), bytes(value.ciphertext))
 
 
 def test_the_key_is_stored_wrapped_never_in_clear() -> None:
-    register_event("42")
+    register_event("900042")
     row = DataSubjectKey.objects.get()
-    key = pii.subject_key("user:42")
+    key = pii.subject_key("user:900042")
     assert key is not None
     assert key not in bytes(row.key) and len(bytes(row.key)) == 12 + 32 + 16
     assert row.kek_id == pii.kek_id(pii._kek())
 
 
 def test_one_key_per_data_subject() -> None:
-    register_event("42", username="a1")
-    register_event("42", username="a2")
+    register_event("900042", username="a1")
+    register_event("900042", username="a2")
     register_event("43", username="b1")
-    assert sorted(DataSubjectKey.objects.values_list("data_subject", flat=True)) == ["user:42", "user:43"]
-    assert PiiValue.objects.filter(subject_key__data_subject="user:42").count() == 6
+    assert sorted(DataSubjectKey.objects.values_list("data_subject", flat=True)) == ["user:43", "user:900042"]
+    assert PiiValue.objects.filter(subject_key__data_subject="user:900042").count() == 6
 
 
 def test_plaintext_is_nowhere_in_the_database() -> None:
     # given: the events recorded and integrated (pending rows, entries, values)
-    register_event("42")
+    register_event("900042")
     ledger.integrate()
-    register_event("42", username="second7f3a")
+    register_event("900042", username="second7f3a")
 
     # then: a raw scan of every table of the database
     text = all_rows_text()
@@ -127,10 +127,10 @@ def test_nothing_personal_is_logged_even_with_sql_logging(caplog: pytest.LogCapt
     connection.force_debug_cursor = True
     try:
         # when: record, integrate, reveal, erase
-        register_event("42")
+        register_event("900042")
         ledger.integrate()
         revealed = pii.reveal(user=infosec, seq=0, reason="ticket SEC-1")  # type: ignore[arg-type]
-        pii.data_subject_erase(actor=SYSTEM, data_subject="user:42", reason="GDPR request 17")
+        pii.data_subject_erase(actor=SYSTEM, data_subject="user:900042", reason="GDPR request 17")
         ledger.integrate()
     finally:
         connection.force_debug_cursor = False
@@ -198,7 +198,7 @@ def test_a_named_data_subject_is_used(contacted_type: EventType) -> None:
 @pytest.mark.parametrize("bad", ["", "user", ":42", "user:", "user:\n42", "x" * 301])
 def test_a_malformed_data_subject_is_refused(bad: str) -> None:
     with pytest.raises(LedgerError, match="data_subject"):
-        register_event("42", data_subject=bad)
+        register_event("900042", data_subject=bad)
     assert PendingEntry.objects.count() == DataSubjectKey.objects.count() == 0
 
 
@@ -220,7 +220,7 @@ def test_a_service_that_fails_after_recording_leaves_no_personal_rows() -> None:
         pass
 
     with pytest.raises(Boom), transaction.atomic():
-        register_event("42")
+        register_event("900042")
         assert PiiValue.objects.count() == 3
         raise Boom
 
@@ -239,21 +239,21 @@ def test_a_refused_batch_takes_back_a_key_it_created() -> None:
 
 
 def test_idempotent_repeat_returns_the_first_event_and_writes_nothing() -> None:
-    first = register_event("42", key="register:42")
-    again = register_event("42", key="register:42")
+    first = register_event("900042", key="register:42")
+    again = register_event("900042", key="register:42")
     assert again.created is False and again.pending_id == first.pending_id
     ledger.integrate()
-    after = register_event("42", key="register:42")
+    after = register_event("900042", key="register:42")
     assert after.created is False and after.seq == 0
     assert PiiValue.objects.count() == 3 and Entry.objects.count() == 1
     with pytest.raises(IdempotencyConflict):
-        register_event("42", key="register:42", email="other7f3a@example.org")
+        register_event("900042", key="register:42", email="other7f3a@example.org")
     assert PiiValue.objects.count() == 3
 
 
 def test_the_sequencer_never_sees_plaintext() -> None:
     # given: the queue row as the sequencer will read it
-    register_event("42")
+    register_event("900042")
     pending = PendingEntry.objects.get()
     for value in PLANTED:
         assert value not in pending.payload_json
@@ -268,14 +268,14 @@ def test_the_sequencer_never_sees_plaintext() -> None:
 
 
 def test_personal_data_of_an_erased_subject_cannot_be_recorded_again() -> None:
-    register_event("42")
-    pii.data_subject_erase(actor=SYSTEM, data_subject="user:42", reason="GDPR request")
+    register_event("900042")
+    pii.data_subject_erase(actor=SYSTEM, data_subject="user:900042", reason="GDPR request")
     pending_before = PendingEntry.objects.count()
 
     with pytest.raises(pii.DataSubjectErased, match="erased"):
-        register_event("42", username="again7f3a")
+        register_event("900042", username="again7f3a")
     assert PendingEntry.objects.count() == pending_before
-    assert PiiValue.objects.filter(subject_key__data_subject="user:42").exclude(ciphertext=None).count() == 0
+    assert PiiValue.objects.filter(subject_key__data_subject="user:900042").exclude(ciphertext=None).count() == 0
 
 
 def test_events_without_personal_fields_are_untouched() -> None:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_everyone_else_sees_redacted_values() -> None:
-    register_event("42")
+    register_event("900042")
     ledger.integrate()
     entry = Entry.objects.get()
     assert pii.redacted_payload(entry) == {"username": "[redacted]", "email": "[redacted]", "full_name": "[redacted]"}
@@ -34,7 +34,7 @@ def test_redaction_leaves_ordinary_payloads_alone() -> None:
 def test_a_reader_without_the_infosec_role_is_refused(roles: list[str]) -> None:
     # given
     reader = UserFactory(roles=roles)
-    register_event("42")
+    register_event("900042")
     ledger.integrate()
 
     # when
@@ -52,7 +52,7 @@ def test_a_reader_without_the_infosec_role_is_refused(roles: list[str]) -> None:
 
 
 def test_a_superuser_without_the_role_and_an_inactive_infosec_member_are_refused() -> None:
-    register_event("42")
+    register_event("900042")
     ledger.integrate()
     for user in (SuperuserFactory(), UserFactory(roles=[INFOSEC], is_active=False)):
         with pytest.raises(pii.PiiAccessDenied):
@@ -61,7 +61,7 @@ def test_a_superuser_without_the_role_and_an_inactive_infosec_member_are_refused
 
 def test_infosec_reveals_and_the_reveal_is_itself_a_ledger_entry(infosec: object) -> None:
     # given
-    register_event("42")
+    register_event("900042")
     ledger.integrate()
 
     # when
@@ -70,7 +70,7 @@ def test_infosec_reveals_and_the_reveal_is_itself_a_ledger_entry(infosec: object
     # then: the values
     assert payload == {"username": USERNAME, "email": EMAIL, "full_name": NAME}
     # and: the commitments in the body verify for exactly these values
-    key = pii.subject_key("user:42")
+    key = pii.subject_key("user:900042")
     assert key is not None
     body = Entry.objects.get(seq=0).payload
     for field, value in payload.items():
@@ -80,14 +80,14 @@ def test_infosec_reveals_and_the_reveal_is_itself_a_ledger_entry(infosec: object
     revealed = Entry.objects.get(seq=1)
     assert revealed.event_type == "privacy.pii_revealed"
     assert (revealed.actor_type, revealed.actor_id) == ("user", str(infosec.pk))  # type: ignore[attr-defined]
-    assert (revealed.subject_type, revealed.subject_id, revealed.subject_prev) == ("user", "42", 0)
-    assert revealed.payload == {"seq": 0, "fields": ["email", "full_name", "username"], "data_subject": "user:42",
+    assert (revealed.subject_type, revealed.subject_id, revealed.subject_prev) == ("user", "900042", 0)
+    assert revealed.payload == {"seq": 0, "fields": ["email", "full_name", "username"], "data_subject": "user:900042",
                                 "reason": "ticket SEC-7"}
     assert verify_ledger().ok
 
 
 def test_a_reveal_needs_a_reason_and_an_entry_with_personal_data(infosec: object) -> None:
-    register_event("42")
+    register_event("900042")
     note("no personal data")
     ledger.integrate()
     with pytest.raises(pii.PiiError, match="reason"):
@@ -102,7 +102,7 @@ def test_a_reveal_needs_a_reason_and_an_entry_with_personal_data(infosec: object
 def test_a_tampered_ciphertext_is_detected_not_returned(infosec: object) -> None:
     from audit.models import PiiValue
 
-    register_event("42")
+    register_event("900042")
     ledger.integrate()
     payload = Entry.objects.get().payload
     # swap two values' ciphertexts: each is bound to its own ref

@@ -52,6 +52,7 @@ def test_without_password_email_or_name() -> None:
         ({"username": "ok7f3a", "full_name": "x" * 301}, "full name is longer"),
         ({"username": "ok7f3a", "password": "123"}, "password is not acceptable"),
         ({"username": "taken7f3a"}, "already taken"),
+        ({"username": "Erased-17"}, "reserved for erased accounts"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_written(kwargs: dict[str, str], message: str) -> None:

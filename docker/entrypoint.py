@@ -12,8 +12,8 @@ import sys
 
 SUFFIX = "_FILE"
 # Only these may come from files (a typo must not silently read an arbitrary file into the environment).
-ALLOWED = {"SECRET_KEY", "DATABASE_URL", "LEDGER_PII_KEK", "MLFLOW_WEBHOOK_SECRET", "METRICS_TOKEN", "CACHE_URL",
-           "CELERY_BROKER_URL"}
+ALLOWED = {"SECRET_KEY", "DATABASE_URL", "LEDGER_PII_KEK", "LEDGER_PII_KEK_PREVIOUS", "MLFLOW_WEBHOOK_SECRET",
+           "METRICS_TOKEN", "CACHE_URL", "CELERY_BROKER_URL"}
 
 
 def main(argv: list[str]) -> None:

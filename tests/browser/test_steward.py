@@ -46,3 +46,26 @@ def test_a_steward_revokes_a_grant(live_url: str, page: Any) -> None:
     assert g.revoked_by == steward and g.revoke_reason == "rita moved to the payments team"
     assert [p["reason"] for p in ledger("access.grant_revoked")] == ["rita moved to the payments team"]
     shot(page, "grant-revoked")
+
+
+def test_a_steward_raises_a_datasets_classification(live_url: str, page: Any) -> None:
+    # given a dataset classified internal, and a steward
+    steward = make_user("sam", "data-steward")
+    dataset = Dataset.objects.create(name="merchant-profiles", owner=steward, level="internal",
+                                     effective_level="internal", pii_categories=[])
+    # when the steward classifies it confidential with the email category
+    login(page, live_url, "sam")
+    page.goto(f"{live_url}/console/access/datasets/{dataset.pk}/")
+    page.locator("details.action > summary", has_text="Classify dataset").click()
+    page.locator("#c-level").select_option("confidential")
+    page.locator("input[name=pii_categories][value=email]").first.check()
+    page.locator("#c-reason").fill("contact emails found in the merchant export")
+    shot(page, "dataset-classify")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Classify", exact=True).click()
+    # then
+    assert page.get_by_text("Dataset merchant-profiles is classified confidential").is_visible()
+    dataset.refresh_from_db()
+    assert (dataset.level, dataset.pii_categories) == ("confidential", ["email"])
+    assert [p["reason"] for p in ledger("dataset.classified")] == ["contact emails found in the merchant export"]
+    shot(page, "dataset-classified")

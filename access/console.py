@@ -18,7 +18,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles, selectors
@@ -45,7 +44,7 @@ from access.models import (
     ReviewCampaign,
     ReviewItem,
 )
-from governance.console.base import paginate, run_action, viewer_roles
+from governance.console.base import paginate, redirect_back, run_action, viewer_roles
 from governance.console.views_overview import denied
 from governance.models import Environment, ModelVersion
 from governance.selectors import models_visible_to
@@ -62,14 +61,6 @@ def _user(request: HttpRequest) -> User:
     user = request.user
     assert isinstance(user, User)  # login_required ran first
     return user
-
-
-def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
-    nxt = request.POST.get("next", "")
-    # Only a path of this console: never another site (open redirect).
-    if nxt.startswith("/console/") and url_has_allowed_host_and_scheme(nxt, allowed_hosts=None):
-        return HttpResponseRedirect(nxt)
-    return HttpResponseRedirect(fallback)
 
 
 def _principal_label(grant: Grant) -> str:
@@ -343,7 +334,7 @@ def grant_new(request: HttpRequest) -> HttpResponse:
         problems.append(f"the duration is a number of days between 1 and {MAX_DURATION_DAYS}")
     if problems:
         messages.error(request, "Nothing was granted: " + "; ".join(problems) + ".")
-        return _back(request, fallback)
+        return redirect_back(request, fallback)
     assert principal is not None
     run_action(
         request,
@@ -353,7 +344,7 @@ def grant_new(request: HttpRequest) -> HttpResponse:
         ),
         f"Granted {post.get('permission')} on {resource} to {post.get('principal', '').strip()} for {days} days.",
     )
-    return _back(request, fallback)
+    return redirect_back(request, fallback)
 
 
 @require_POST
@@ -366,7 +357,7 @@ def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
         lambda: grant_revoke(actor_user=user, grant=grant, reason=request.POST.get("comment", "")),
         f"Grant #{grant.pk} is revoked.",
     )
-    return _back(request, reverse("console-grants"))
+    return redirect_back(request, reverse("console-grants"))
 
 
 # --- access requests ------------------------------------------------------------------------------------
@@ -417,7 +408,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         lambda: service(user=user, request=access_request, comment=request.POST.get("comment", "")),
         success.format(pk=pk),
     )
-    return _back(request, reverse("console-access-requests"))
+    return redirect_back(request, reverse("console-access-requests"))
 
 
 # --- access reviews -------------------------------------------------------------------------------------
@@ -537,10 +528,10 @@ def review_item_decide_view(request: HttpRequest, pk: int, decision: str) -> Htt
     if not comment:
         # The console asks every decision for a reason, even where the service makes it optional.
         messages.error(request, "A comment is required: nothing was decided.")
-        return _back(request, fallback)
+        return redirect_back(request, fallback)
     run_action(
         request,
         lambda: review_item_decide(user=user, item=item, decision=decision, comment=comment),
         f"Grant #{item.grant_id} is {decision} in this review.",
     )
-    return _back(request, fallback)
+    return redirect_back(request, fallback)

@@ -1,6 +1,8 @@
 """Real commits: on-commit integration, and (PostgreSQL) racing writers and erasures of one data subject."""
 from __future__ import annotations
 
+import base64
+import os
 import threading
 
 import pytest
@@ -98,3 +100,52 @@ def test_an_erasure_waits_for_a_writer_of_the_same_subject() -> None:
     # then: the erasure saw the writer's values too
     assert e.finish() == 6
     assert not PiiValue.objects.exclude(ciphertext=None).exists()
+
+
+@pytest.mark.usefixtures("on_postgres", "committing_db")
+def test_a_kek_rotation_waits_for_a_writer_of_a_subject_and_both_land(
+    settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a subject's key wrapped with the old KEK, then the new KEK current with the old as previous
+    old, new = base64.b64encode(os.urandom(32)).decode(), base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.delenv("LEDGER_PII_KEK", raising=False)
+    monkeypatch.delenv("LEDGER_PII_KEK_PREVIOUS", raising=False)
+    settings.LEDGER_PII_KEK = old  # type: ignore[attr-defined]
+    register_event("900042")
+    settings.LEDGER_PII_KEK, settings.LEDGER_PII_KEK_PREVIOUS = new, old  # type: ignore[attr-defined]
+    # and: a writer recording for that subject holds its key row, uncommitted
+    recorded, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with transaction.atomic():
+            register_event("900042", username="late7f3a")
+            recorded.set()
+            assert release.wait(10)
+
+    w = Worker(writer)
+    w.start()
+    assert recorded.wait(10)
+    pid: list[int] = []
+
+    def rotate() -> int:
+        pid.append(backend_pid())
+        return pii.pii_kek_rotate(actor=SYSTEM)
+
+    # when: the rotation reaches the same key row
+    r = Worker(rotate)
+    r.start()
+    while not pid:
+        pass
+    wait_for_lock_wait(pid[0])  # it waits for the writer instead of re-wrapping under it
+    release.set()
+    w.finish()
+
+    # then: the key is re-wrapped once, and both events reveal with the old KEK gone
+    assert r.finish() == 1
+    settings.LEDGER_PII_KEK_PREVIOUS = None  # type: ignore[attr-defined]
+    ledger.integrate()
+    officer = UserFactory(roles=[INFOSEC])
+    names = sorted(pii.reveal(user=officer, seq=seq, reason="r")["username"]
+                   for seq in Entry.objects.filter(event_type="auth.user_registered").values_list("seq", flat=True))
+    assert len(names) == 2 and "late7f3a" in names
+    assert verify_ledger().ok

@@ -1,8 +1,9 @@
-"""The console's ledger explorer, entry page (with "Verify this entry" and PII reveal) and exports pages.
+"""The console's ledger explorer, entry page (with "Verify this entry" and PII reveal), exports and legal holds.
 
-InfoSec and auditors only. Verification uses the offline verifier's own functions
-(``audit.offline_verify``) on what the server stores, so the page shows exactly
-what an outsider holding the checkpoint would check.
+InfoSec and auditors only (legal holds are placed and released by InfoSec alone).
+Verification uses the offline verifier's own functions (``audit.offline_verify``)
+on what the server stores, so the page shows exactly what an outsider holding the
+checkpoint would check.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -26,13 +28,17 @@ from audit.event_types import registry
 from audit.export import FORMATS, ExportError, export_create, may_download, parse_scope
 from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry, ExportJob
+from audit.models_ops import LegalHold
+from audit.retention import legal_hold_create, legal_hold_release
 from audit.selectors import checkpoint_covering, inclusion_proof
+from governance.console.base import paginate, redirect_back, run_action
 from governance.console.views_overview import denied, is_infosec, is_oversight
 
 PAGE_SIZE = 50
 MAX_FILTER = 300
 NOT_PERMITTED = "The ledger explorer is for InfoSec and auditors: you are not permitted to see it."
 EXPORTS_NOT_PERMITTED = "Ledger exports are for InfoSec and auditors: you are not permitted to see them."
+HOLDS_NOT_PERMITTED = "Legal holds are for InfoSec and auditors: you are not permitted to see them."
 
 
 # --- the explorer ------------------------------------------------------------------------------------------
@@ -306,3 +312,62 @@ def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
         "may_download": may_download(request.user, job) and job.state == ExportJob.State.DONE,
         "download_url": reverse("export-download", args=[job.pk]),
     })
+
+
+# --- legal holds ----------------------------------------------------------------------------------------------
+
+HOLD_FILTERS = ("all", "active", "released")
+
+
+@login_required
+def legal_holds(request: HttpRequest) -> HttpResponse:
+    if not is_oversight(request.user):
+        return denied(request, HOLDS_NOT_PERMITTED)
+    show = request.GET.get("show", "all")
+    if show not in HOLD_FILTERS:
+        show = "all"
+    holds = LegalHold.objects.select_related("created_by", "released_by")
+    if show == "active":
+        holds = holds.filter(released_at__isnull=True)
+    elif show == "released":
+        holds = holds.filter(released_at__isnull=False)
+    # Active holds (no release time) first, then the most recently released.
+    holds = holds.order_by(F("released_at").desc(nulls_first=True), "-created_at", "-id")
+    page, qs = paginate(request, holds)
+    return render(request, "console/legal_holds.html", {
+        "nav": "legal-holds", "page": page, "qs": qs, "show": show, "filters": HOLD_FILTERS,
+    })
+
+
+# Auditors reach the service, which refuses them with a message (InfoSec only); anyone else gets the 403 page.
+
+
+@login_required
+@require_POST
+def legal_hold_new(request: HttpRequest) -> HttpResponse:
+    if not is_oversight(request.user):
+        return denied(request, HOLDS_NOT_PERMITTED)
+    post = request.POST
+    data_subject = post.get("data_subject", "")
+    run_action(
+        request,
+        lambda: legal_hold_create(user=request.user, data_subject=data_subject,  # type: ignore[arg-type]
+                                  reason=post.get("reason", ""), reference=post.get("reference", "")),
+        f"Legal hold placed on {data_subject.strip()}: retention will not erase its personal data until released.",
+    )
+    return redirect_back(request, reverse("console-legal-holds"))
+
+
+@login_required
+@require_POST
+def legal_hold_release_view(request: HttpRequest, hold_id: int) -> HttpResponse:
+    if not is_oversight(request.user):
+        return denied(request, HOLDS_NOT_PERMITTED)
+    hold = get_object_or_404(LegalHold, pk=hold_id)
+    run_action(
+        request,
+        lambda: legal_hold_release(user=request.user, hold=hold,  # type: ignore[arg-type]
+                                   reason=request.POST.get("reason", "")),
+        f"Legal hold #{hold.pk} on {hold.data_subject} is released.",
+    )
+    return redirect_back(request, reverse("console-legal-holds"))

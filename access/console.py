@@ -25,8 +25,11 @@ from access.catalog import CLASSIFIER_ROLES, PII_MIN_LEVEL, dataset_classify, da
 from access.classification import LEVELS
 from access.grants import (
     DEFAULT_REVIEW_LEVELS,
+    ENVIRONMENT_MAX_DAYS,
+    MAX_DAYS,
     RESOURCE_MODELS,
     access_request_approve,
+    access_request_create,
     access_request_reject,
     grant_create,
     grant_revoke,
@@ -43,6 +46,7 @@ from access.models import (
     Lineage,
     ReviewCampaign,
     ReviewItem,
+    ServiceAccount,
 )
 from governance.console.base import paginate, redirect_back, run_action, viewer_roles
 from governance.console.views_overview import denied
@@ -143,6 +147,14 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     lineage = list(
         Lineage.objects.filter(dataset=dataset).select_related("version__model").order_by("-created_at")[:100]
     )
+    # A hint for the "Request access" link (the service decides): someone with a role who can see the dataset
+    # without holding a live grant on it (stewards, auditors, InfoSec; a grantee whose grant lapsed).
+    may_request = (
+        may_request_access(user) and dataset.owner_id != user.pk
+        and not selectors.active_grants().filter(
+            Q(user=user) | Q(group__in=user.groups.all()), resource_type="dataset", resource_id=dataset.pk,
+        ).exists()
+    )
     return render(request, "console/dataset_detail.html", {
         "nav": "access", "dataset": dataset, "categories": categories, "matrix": matrix,
         "own_marks": [c in (dataset.pii_categories or []) for c in categories],
@@ -155,6 +167,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "pii_choices": [(c, c in PCI_CATEGORIES, c in (dataset.pii_categories or [])) for c in PII_CATEGORIES],
         "field_choices": [(c, c in PCI_CATEGORIES) for c in PII_CATEGORIES],
         "field_names": [f.name for f in fields],
+        "may_request": may_request,
     })
 
 
@@ -386,7 +399,103 @@ def requests_list(request: HttpRequest) -> HttpResponse:
         "nav": "access", "awaiting": [(r, labels[(r.resource_type, r.resource_id)]) for r in awaiting],
         "others": [(r, labels[(r.resource_type, r.resource_id)]) for r in page.object_list],
         "page": page, "qs": qs, "show": show, "states": [*AccessRequest.State.values, "all"],
+        **_request_form(user, request.GET),
     })
+
+
+def may_request_access(user: User) -> bool:
+    """Whether to offer the "Request access" form (a hint: ``access_request_create`` decides)."""
+    return bool(user.is_active and viewer_roles(user) & set(roles.ROLES))
+
+
+def _request_form(user: User, params: Any) -> dict[str, Any]:
+    """The "Request access" form: offered to people with a governance role, pre-filled from
+    ``?resource=<kind>:<name>`` (the dataset page links here that way)."""
+    if not may_request_access(user):
+        return {"may_request": False}
+    kind, _, name = (params.get("resource") or "").partition(":")
+    if kind not in RESOURCE_PERMISSIONS:
+        kind, name = "", ""
+    accounts = list(
+        selectors.service_accounts_visible_to(user).filter(disabled_at__isnull=True).order_by("name")
+        .values_list("name", flat=True)[:200]
+    )
+    return {
+        "may_request": True,
+        "request_kinds": [(k, k.replace("_", " "), ps) for k, ps in RESOURCE_PERMISSIONS.items()],
+        "request_prefill": {"kind": kind, "name": name.strip()[:200], "permission": params.get("permission", "")},
+        "request_accounts": accounts,
+        "max_days": MAX_DURATION_DAYS,
+        "level_max_days": list(MAX_DAYS.items()), "environment_max_days": ENVIRONMENT_MAX_DAYS,
+    }
+
+
+def _reviewers(access_request: AccessRequest, owner: User | None) -> str:
+    """Who approves, worded from the request as created (``approval_slot`` decides at approval time)."""
+    who = []
+    if owner is not None:
+        if owner.pk in (access_request.requester_id, access_request.principal_user_id):
+            who.append("InfoSec in place of the owner")
+        else:
+            who.append(f"{owner.get_username()} (the owner)")
+    if access_request.needs_infosec:
+        who.append("InfoSec")
+    return " and ".join(who) or "InfoSec"
+
+
+@require_POST
+@login_required
+def request_create(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    post = request.POST
+    fallback = reverse("console-access-requests")
+    kind = post.get("resource_type", "")
+    name = post.get("resource", "").strip()[:200]
+    permission = post.get("permission", "")
+    days = post.get("duration_days", "").strip()
+    account_name = post.get("service_account", "").strip()[:100]
+    problems = []
+    resource: Any = None
+    if kind not in RESOURCE_MODELS:
+        problems.append("choose a resource kind: " + ", ".join(k.replace("_", " ") for k in RESOURCE_MODELS))
+    elif not name:
+        problems.append(f"name the {kind.replace('_', ' ')}")
+    else:
+        # Requesting is how one comes to see a dataset: any name may be asked for, as in the API.
+        resource = RESOURCE_MODELS[kind]._default_manager.filter(name=name).first()
+        if resource is None:
+            problems.append(f"no {kind.replace('_', ' ')} named {name!r}")
+        if permission not in RESOURCE_PERMISSIONS[kind]:
+            article = "an" if kind == "environment" else "a"
+            problems.append(f"the permission {permission!r} does not apply to {article} {kind.replace('_', ' ')} "
+                            f"(use one of {', '.join(RESOURCE_PERMISSIONS[kind])})")
+    if not days.isdigit() or not 0 < int(days) <= MAX_DURATION_DAYS:
+        problems.append(f"the duration is a whole number of days between 1 and {MAX_DURATION_DAYS}")
+    if not post.get("justification", "").strip():
+        problems.append("a justification is required")
+    account: ServiceAccount | None = None
+    if account_name:
+        account = selectors.service_accounts_visible_to(user).filter(name=account_name).first()
+        if account is None:
+            problems.append(f"no service account named {account_name!r} that you may see")
+    if problems:
+        messages.error(request, "No access was requested: " + "; ".join(problems) + ".")
+        return redirect_back(request, fallback)
+    try:
+        created = access_request_create(
+            user=user, resource=resource, permission=permission, duration_days=int(days),
+            justification=post.get("justification", ""), for_service_account=account,
+        )
+    except ValueError as exc:  # AccessError and the ledger's input errors: the service wrote nothing
+        messages.error(request, str(exc))
+        return redirect_back(request, fallback)
+    owner = None if isinstance(resource, Environment) else resource.owner
+    target = f"service account {account.name}" if account is not None else "you"
+    messages.success(request, (
+        f"Access request #{created.pk} is recorded: {permission} on {kind}:{resource.name} for {target}, "
+        f"{created.duration_days} days. It awaits review by {_reviewers(created, owner)}."
+    ))
+    return HttpResponseRedirect(fallback)
 
 
 _REQUEST_ACTIONS = {

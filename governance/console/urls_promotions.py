@@ -8,6 +8,7 @@ from governance.console import views_promotions as views
 urlpatterns: list[URLPattern | URLResolver] = [
     path("models/", views.models_list, name="console-models"),
     path("models/<int:pk>/", views.model_detail, name="console-model"),
+    path("models/<int:pk>/request/", views.model_request_promotion, name="console-model-request"),
     path("models/<int:pk>/rollback/<slug:environment>/", views.model_rollback, name="console-model-rollback"),
     path("approvals/", views.approvals_inbox, name="console-approvals"),
     path("approvals/requests/<int:pk>/", views.request_detail, name="console-request"),

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.db.models import Max, Prefetch, QuerySet
@@ -37,6 +38,7 @@ from governance.models import (
 )
 
 State = PromotionRequest.State
+Strategy = PromotionRequest.Strategy
 OPEN_STATES = (State.PENDING, State.APPROVED, State.DEPLOYING)
 # Roles that may take part in deciding promotions or reviewing break-glass releases; the service decides exactly.
 DECIDING_ROLES = frozenset({roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC})
@@ -158,6 +160,8 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "versions": versions,
         "timeline": _timeline(model, environments),
         "can_roll_back": may_roll_back(user, model),
+        "can_request": may_request_promotion(user, model),
+        "strategies": Strategy.values,
     })
 
 
@@ -175,6 +179,75 @@ def model_rollback(request: HttpRequest, pk: int, environment: str) -> HttpRespo
         f"and its MLflow alias follows.",
     )
     return HttpResponseRedirect(reverse("console-model", args=[model.pk]))
+
+
+def may_request_promotion(user: User, model: RegisteredModel) -> bool:
+    """Whether to offer ``user`` the promotion request form (mirrors services._may_request, which
+    stays the authority); only decides what the page shows."""
+    return model.owner_id == user.pk or roles.MODEL_OWNER in viewer_roles(user)
+
+
+def parse_canary_steps(text: str) -> list[int] | None:
+    """``"5, 25,50,100"`` → ``[5, 25, 50, 100]``; blank → None (the service's default). Only the syntax is
+    checked here: whether the steps make a valid rollout is the service's decision."""
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []
+    if not parts:
+        return None
+    if len(parts) > 20 or not all(part.isascii() and part.isdigit() and len(part) <= 3 for part in parts):
+        raise ValueError(
+            "canary steps must be whole traffic percents separated by commas, e.g. 5,25,50,100"
+        )
+    return [int(part) for part in parts]
+
+
+def _requested_message(created: PromotionRequest) -> str:
+    """What happened to a new request: approved at once (a policy without approval rules), or pending
+    and what it still needs: approvals, or gates that failed."""
+    head = (f"Promotion #{created.pk} of {created.version.model.name} v{created.version.version} "
+            f"to {created.environment.name} is requested")
+    if created.state == State.APPROVED:
+        return f"{head} and approved at once (the policy needs no approvals); it deploys next."
+    status = services.approval_status(created)
+    needs = []
+    if status["failed_gates"]:
+        needs.append("gates failed: " + ", ".join(status["failed_gates"]))
+    if status["unmet_rules"]:
+        needs.append("it needs " + ", ".join(status["unmet_rules"]))
+    return f"{head} and is {created.state}" + (f" ({'; '.join(needs)})." if needs else ".")
+
+
+@require_POST
+@login_required
+def model_request_promotion(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _user(request)
+    model = get_object_or_404(selectors.models_visible_to(user), pk=pk)
+    back = HttpResponseRedirect(reverse("console-model", args=[model.pk]))
+    chosen = request.POST.get("version", "").strip()
+    # The version is looked up among this model's only: another model's version is refused here.
+    version = (
+        ModelVersion.objects.filter(model=model, pk=int(chosen)).select_related("model").first()
+        if chosen.isascii() and chosen.isdigit() and len(chosen) <= 18 else None
+    )
+    if version is None:
+        messages.error(request, f"choose a version of {model.name}")
+        return back
+    name = request.POST.get("environment", "").strip()
+    environment = Environment.objects.filter(name=name).first() if name else None
+    if environment is None:
+        messages.error(request, "choose an environment" if not name else f"no environment {name[:50]!r}")
+        return back
+    try:
+        steps = parse_canary_steps(request.POST.get("canary_steps", ""))
+        # The same arguments as the API's POST /api/v1/promotions: the service decides everything else.
+        created = services.promotion_request(
+            user=user, version=version, environment=environment, reason=request.POST.get("reason", ""),
+            strategy=request.POST.get("strategy", Strategy.FULL), canary_steps=steps,
+        )
+    except ValueError as exc:  # GovernanceError (refusals) and bad canary steps: nothing was written
+        messages.error(request, str(exc))
+        return back
+    messages.success(request, _requested_message(created))
+    return HttpResponseRedirect(reverse("console-request", args=[created.pk]))
 
 
 # --- approvals inbox ------------------------------------------------------------------------------------

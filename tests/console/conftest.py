@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -48,11 +49,19 @@ def crew(db: None) -> Crew:
     return make_crew()
 
 
-def client_for(user: User | None, *, csrf: bool = False) -> Client:
-    client = Client(enforce_csrf_checks=csrf)
+def client_for(user: User | None, *, csrf: bool = False, **kwargs: Any) -> Client:
+    """A console client signed in as ``user`` (anonymous for None); ``csrf=True`` enforces the CSRF check
+    (as does ``enforce_csrf_checks=True``)."""
+    kwargs.setdefault("enforce_csrf_checks", csrf)
+    client = Client(**kwargs)
     if user is not None:
         client.force_login(user)
     return client
+
+
+def messages_of(response: Any) -> list[str]:
+    """The flash messages a (followed) response rendered."""
+    return [str(m) for m in response.context["messages"]]
 
 
 def seed_ledger(n: int = 5, *, days: int = 3) -> list[Entry]:

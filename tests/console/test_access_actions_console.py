@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -32,19 +31,9 @@ from tests.access.personas import (  # noqa: F401
     res,
     snapshot,
 )
+from tests.console.conftest import client_for, messages_of
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user: User | None, **kwargs: Any) -> Client:
-    client = Client(**kwargs)
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
 
 
 def post(user: User, url: str, data: dict[str, Any]) -> Any:

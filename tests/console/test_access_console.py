@@ -30,19 +30,9 @@ from tests.access.personas import (  # noqa: F401
     res,
     writes_nothing,
 )
+from tests.console.conftest import client_for, messages_of
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user: User | None, **kwargs: Any) -> Client:
-    client = Client(**kwargs)
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
 
 
 def post(user: User, url: str, **data: Any) -> Any:

@@ -27,6 +27,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from tests.console.conftest import client_for, messages_of
 from tests.factories import UserFactory
 from tests.governance.conftest import _celery_eager, envs, fraud, no_mlflow, people, v7  # noqa: F401
 from tests.governance.factories import (
@@ -48,17 +49,6 @@ COMMENT = "Validation report MRV-2026-114 reviewed; metrics within tolerance"
 
 
 # --- helpers and setup ---------------------------------------------------------------------------------
-
-
-def client_for(user: User | None, **kwargs: Any) -> Client:
-    client = Client(**kwargs)
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
 
 
 def post(user: User, url: str, **data: str) -> Any:

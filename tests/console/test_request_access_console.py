@@ -31,22 +31,12 @@ from tests.access.personas import (  # noqa: F401
     service_account,
     writes_nothing,
 )
+from tests.console.conftest import client_for, messages_of
 
 pytestmark = pytest.mark.django_db
 
 URL = reverse("console-access-request-create")
 PAGE = reverse("console-access-requests")
-
-
-def client_for(user: User | None, **kwargs: Any) -> Client:
-    client = Client(**kwargs)
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
 
 
 def ask(user: User, **form: Any) -> Any:

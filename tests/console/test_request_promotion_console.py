@@ -33,6 +33,7 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.services import promotion_request
+from tests.console.conftest import client_for, messages_of
 from tests.factories import UserFactory
 from tests.governance.conftest import (  # noqa: F401
     _celery_eager,
@@ -60,17 +61,6 @@ State = PromotionRequest.State
 Envs = dict[str, Environment]
 REASON = "Better recall on card-not-present fraud"
 REFUSED = "only the model's owner or a model-owner may request a promotion"
-
-
-def client_for(user: User | None, **kwargs: Any) -> Client:
-    client = Client(**kwargs)
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
 
 
 def request_url(model: RegisteredModel) -> str:

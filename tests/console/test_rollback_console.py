@@ -29,6 +29,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from tests.console.conftest import client_for, messages_of
 from tests.factories import UserFactory
 from tests.governance.conftest import (  # noqa: F401
     _celery_eager,
@@ -56,17 +57,6 @@ State = PromotionRequest.State
 Envs = dict[str, Environment]
 REASON = "False positives doubled after the release"
 REFUSED = "only the model's owner, a model-owner, InfoSec or break-glass may roll back"
-
-
-def client_for(user: User | None, **kwargs: Any) -> Client:
-    client = Client(**kwargs)
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
 
 
 def rollback_url(model: RegisteredModel, environment: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
@@ -331,6 +332,19 @@ def _note(payload: dict[str, Any]) -> str:
     return ""
 
 
+def _evaluated_at(value: object) -> str:
+    """The evidence's ISO timestamp as the console shows times ("2026-11-29 13:56 UTC"); as stored if odd."""
+    if not isinstance(value, str) or not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        return value
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
 @require_GET
 @login_required
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -350,7 +364,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
                   for r in policy.approvals],
         "status": status,
         "gates": promotion.evidence.get("gates", []),
-        "evaluated_at": promotion.evidence.get("evaluated_at", ""),
+        "evaluated_at": _evaluated_at(promotion.evidence.get("evaluated_at")),
         "approvals": approvals,
         "review": review,
         "trail": _trail(str(promotion.pk)),

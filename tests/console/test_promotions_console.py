@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
 # ruff: noqa: F811
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -221,6 +222,9 @@ def test_the_request_page_shows_gates_rules_and_offers_decisions_to_an_approver(
     html = response.content.decode()
     assert action_url(pending, "approve") in html and action_url(pending, "request-changes") in html
     assert "promotion.requested" in html  # the ledger trail
+    # the gates' evaluation time as the console shows times, not as stored
+    evaluated = datetime.fromisoformat(pending.evidence["evaluated_at"]).astimezone(UTC)
+    assert f"Evaluated {evaluated:%Y-%m-%d %H:%M} UTC." in html
 
 
 def test_an_auditor_reads_the_request_but_is_offered_no_action(pending: PromotionRequest, auditor: User) -> None:

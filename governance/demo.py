@@ -398,6 +398,14 @@ def seed_operations() -> None:
     grant_create(granted_by=dana, principal=priya, resource=chargebacks, permission="read_data",
                  expires_at=now + timedelta(days=5), justification="Validation of chargeback labels (MRV-140)")
 
+    # A legal hold: the chargeback dispute behind INC-2288 keeps the personal data of the person who
+    # released it out of retention's reach (console: Legal holds).
+    from audit.retention import legal_hold_create
+
+    legal_hold_create(user=_user("alice"), data_subject=f"user:{bruno.pk}",
+                      reason="Chargeback dispute with the acquirer over INC-2288; counsel asked to keep records",
+                      reference="LEGAL-2026-031")
+
     # Arthur's regulator export of fraud-detector's history, written now (no worker in the demo).
     checkpoint_create()
     job = export_create(user=arthur, scope=parse_scope(model=FRAUD), fmt="bundle", enqueue=False)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="console-logout"),
     path("", include("governance.console.urls_overview")),
     path("", include("governance.console.urls_promotions")),
+    path("", include("governance.console.urls_environments")),
     path("", include("audit.urls_console")),
     path("", include("access.urls_console")),
 ]

@@ -1,0 +1,232 @@
+"""Console page of environments: their promotion policies (summarised in words) and freeze windows.
+
+Anyone signed in with a governance role may read it; InfoSec edits a policy (an environment's
+default, or one model's) as JSON and declares freeze windows. Writes go through the same
+services as the API (``services.policy_set``, ``services.freeze_window_create``), which stay the
+authority: the page only checks the input's syntax and offers the forms to InfoSec.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from access import roles
+from governance import selectors, services
+from governance.console.base import run_action, viewer_roles
+from governance.console.views_overview import denied
+from governance.errors import GovernanceError
+from governance.models import Environment, FreezeWindow, PromotionPolicy, RegisteredModel
+from governance.policy import DEFAULT_RULES, Policy, PolicyError, parse_policy
+
+# A policy document is a few hundred characters; this bounds what is parsed from a form.
+MAX_POLICY_CHARS = 20_000
+# Where a refused policy edit is kept (per environment and model) so the form shows it again.
+DRAFTS_KEY = "console_policy_drafts"
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # login_required ran first
+    return user
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def summarise(policy: Policy) -> list[str]:
+    """The policy in words, one line per aspect, e.g. "Approvals: 1 from model-risk and 1 from infosec"."""
+    approvals = (
+        " and ".join(f"{rule.count} from {rule.group}" for rule in policy.approvals)
+        if policy.approvals else "none (approved as soon as the gates pass)"
+    )
+    gates = ", ".join(gate.name for gate in policy.gates) if policy.gates else "none"
+    lines = [
+        f"Approvals: {approvals}",
+        f"Gates: {gates}",
+        f"Approvals expire after {_plural(policy.approval_expiry_days, 'day')}; "
+        f"pending requests after {_plural(policy.request_expiry_days, 'day')}",
+        f"Break-glass review within {_plural(policy.break_glass_review_hours, 'hour')}",
+    ]
+    if policy.revert_out_of_band:
+        lines.append("MLflow alias changes made outside governance are reverted")
+    return lines
+
+
+def _pretty(rules: Any) -> str:
+    return json.dumps(rules, indent=2, ensure_ascii=False)
+
+
+def _described(rules: Any, *, key: str, drafts: dict[str, str]) -> dict[str, Any]:
+    """A policy for the page: its words, and the text its edit form starts with."""
+    try:
+        words = summarise(parse_policy(rules))
+        problem = ""
+    except PolicyError as exc:
+        # Stored outside the service (say, an old admin edit): show it rather than fail the page.
+        words, problem = [], str(exc)
+    return {"summary": words, "problem": problem, "text": drafts.get(key, _pretty(rules)), "key": key,
+            "draft": key in drafts}
+
+
+def _draft_key(environment: str, model: str | None) -> str:
+    return f"{environment}/{model or ''}"
+
+
+@require_GET
+@login_required
+def environments(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    mine = viewer_roles(user)
+    if not mine:
+        return denied(request, "The environments page is for people with a governance role: you have none.")
+    # Pop only when present, so a plain visit does not rewrite the session.
+    drafts: dict[str, str] = request.session.pop(DRAFTS_KEY, None) or {}
+    now = timezone.now()
+    envs = list(Environment.objects.order_by("order"))
+    # Three queries whatever the number of environments, policies and freezes.
+    defaults: dict[int, PromotionPolicy] = {}
+    overrides: dict[int, list[PromotionPolicy]] = defaultdict(list)
+    for policy in selectors.policies_visible_to(user).select_related("model").order_by("model__name"):
+        if policy.model_id is None:
+            defaults[policy.environment_id] = policy
+        else:
+            overrides[policy.environment_id].append(policy)
+    freezes: dict[int, list[FreezeWindow]] = defaultdict(list)
+    for freeze in FreezeWindow.objects.filter(ends_at__gt=now).select_related("created_by").order_by(
+        "starts_at", "pk"
+    ):
+        freezes[freeze.environment_id].append(freeze)
+    rows = []
+    for env in envs:
+        default = defaults.get(env.pk)
+        rows.append({
+            "environment": env,
+            "default": _described(default.rules if default else DEFAULT_RULES,
+                                  key=_draft_key(env.name, None), drafts=drafts),
+            "built_in": default is None,
+            "overrides": [
+                {"policy": p, "model": p.model.name if p.model else "",
+                 **_described(p.rules, key=_draft_key(env.name, p.model.name if p.model else None), drafts=drafts)}
+                for p in overrides.get(env.pk, [])
+            ],
+            "new_override": drafts.get(_draft_key(env.name, "+"), ""),
+            "freezes": [{"freeze": f, "active": f.starts_at <= now} for f in freezes.get(env.pk, [])],
+        })
+    return render(request, "console/environments.html", {
+        "nav": "environments",
+        "rows": rows,
+        "may_edit": roles.INFOSEC in mine,
+        "now": now,
+    })
+
+
+# --- InfoSec's actions -------------------------------------------------------------------------------------
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_rules(text: str) -> Any:
+    """The JSON document of a policy form. Only the syntax is checked here: ``services.policy_set``
+    decides whether it is a valid policy."""
+    text = text.strip()
+    if not text:
+        raise GovernanceError("the policy is empty: give a JSON object, e.g. {\"approvals\": [], \"gates\": []}")
+    if len(text) > MAX_POLICY_CHARS:
+        raise GovernanceError(f"the policy is longer than {MAX_POLICY_CHARS} characters")
+    try:
+        # NaN and Infinity are not JSON, though Python's parser takes them.
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise GovernanceError(f"the policy is not valid JSON: {exc}") from None
+
+
+def _back(environment: str) -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("console-environments") + f"#env-{environment}")
+
+
+def _forbidden_unless_infosec(request: HttpRequest, what: str) -> HttpResponse | None:
+    # The service refuses anyone else too (and stays the authority); refusing here first keeps
+    # everyone else's POST to a 403 page, as for the other InfoSec-only console actions.
+    if roles.INFOSEC not in viewer_roles(request.user):
+        return denied(request, f"Only InfoSec may {what}.")
+    return None
+
+
+@require_POST
+@login_required
+def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
+    user = _user(request)
+    refused = _forbidden_unless_infosec(request, "change promotion policies")
+    if refused is not None:
+        return refused
+    environment = get_object_or_404(Environment, name=name)
+    model_name = request.POST.get("model", "").strip()[:256]
+    text = request.POST.get("rules", "")
+    target = f"the policy of {model_name} in {environment.name}" if model_name else \
+        f"the default policy of {environment.name}"
+
+    def save() -> None:
+        model: RegisteredModel | None = None
+        if model_name:
+            # As the API: a model the viewer may see, by name.
+            model = selectors.models_visible_to(user).filter(name=model_name).first()
+            if model is None:
+                raise GovernanceError(f"no model {model_name!r}, or you may not see it")
+        services.policy_set(user=user, environment=environment, rules=parse_rules(text), model=model)
+
+    if not run_action(request, save, f"{target[0].upper()}{target[1:]} is saved and recorded in the ledger."):
+        # Keep what was typed so a typo does not cost the whole edit.
+        key = _draft_key(environment.name, model_name or None)
+        if request.POST.get("new") == "1":
+            key = _draft_key(environment.name, "+")
+        request.session[DRAFTS_KEY] = {key: text[:MAX_POLICY_CHARS]}
+    return _back(environment.name)
+
+
+def parse_utc(text: str, what: str) -> datetime:
+    """A ``datetime-local`` value ("2026-12-20T00:00"), read as UTC."""
+    text = text.strip()
+    if not text:
+        raise GovernanceError(f"give the freeze window's {what} (UTC)")
+    try:
+        moment = datetime.fromisoformat(text[:40])
+    except ValueError:
+        raise GovernanceError(f"the {what} must be a date and time such as 2026-12-20T00:00 (UTC)") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@require_POST
+@login_required
+def freeze_create(request: HttpRequest, name: str) -> HttpResponse:
+    user = _user(request)
+    refused = _forbidden_unless_infosec(request, "declare freeze windows")
+    if refused is not None:
+        return refused
+    environment = get_object_or_404(Environment, name=name)
+
+    def declare() -> None:
+        # Only the form's parsing here: the service decides the window (order, not over, reason).
+        starts_at = parse_utc(request.POST.get("starts_at", ""), "start")
+        ends_at = parse_utc(request.POST.get("ends_at", ""), "end")
+        services.freeze_window_create(user=user, environment=environment, starts_at=starts_at, ends_at=ends_at,
+                                      reason=request.POST.get("reason", ""))
+
+    run_action(request, declare, f"Freeze window declared for {environment.name}: promotions to it are refused "
+                                 f"during the window.")
+    return _back(environment.name)

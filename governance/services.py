@@ -952,14 +952,23 @@ def environment_create(
     return environment
 
 
+FREEZE_REASON_MAX = 300
+
+
 @transaction.atomic
 def freeze_window_create(
     *, user: User, environment: Environment, starts_at: datetime, ends_at: datetime, reason: str
 ) -> FreezeWindow:
     _require_infosec(user, "declare freeze windows")
     reason = _require_text(reason, "reason")
+    if len(reason) > FREEZE_REASON_MAX:  # the column's size: refused here, not as a database error
+        raise GovernanceError(f"the reason is longer than {FREEZE_REASON_MAX} characters", code="too_long")
     if ends_at <= starts_at:
         raise GovernanceError("a freeze window must end after it starts", code="invalid_window")
+    if ends_at <= timezone.now():
+        # It would block nothing: surely a typo.
+        raise GovernanceError("this freeze window has already ended: its end must be in the future",
+                              code="invalid_window")
     freeze = FreezeWindow.objects.create(
         environment=environment, starts_at=starts_at, ends_at=ends_at, reason=reason, created_by=user
     )

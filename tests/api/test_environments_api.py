@@ -113,7 +113,9 @@ class TestEnvironmentsWrite:
 
 class TestFreezeWindows:
     def body(self, **over: Any) -> dict[str, Any]:
-        return {"starts_at": "2026-12-20T00:00:00Z", "ends_at": "2027-01-02T00:00:00Z", "reason": "peak", **over}
+        start = (timezone.now() + timedelta(days=20)).strftime("%Y-%m-%dT00:00:00Z")
+        end = (timezone.now() + timedelta(days=33)).strftime("%Y-%m-%dT00:00:00Z")
+        return {"starts_at": start, "ends_at": end, "reason": "peak", **over}
 
     def test_infosec_declares(self, as_user, people: People) -> None:
         response = as_user(people.infosec).post("/api/v1/environments/production/freeze-windows", self.body(),
@@ -122,7 +124,9 @@ class TestFreezeWindows:
         assert FreezeWindow.objects.get().reason == "peak"
 
     @pytest.mark.parametrize(("over", "status"), [
-        ({"ends_at": "2026-12-01T00:00:00Z"}, 400),
+        ({"ends_at": "2026-12-01T00:00:00Z"}, 400),  # before the start
+        ({"starts_at": "2020-01-01T00:00:00Z", "ends_at": "2020-01-02T00:00:00Z"}, 400),  # over already
+        ({"reason": "x" * 301}, 400),
         ({"starts_at": "tomorrow"}, 400),
         ({"reason": ""}, 400),
         ({"why": "x"}, 400),

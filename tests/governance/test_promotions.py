@@ -468,8 +468,9 @@ def test_freeze_window_refuses_requests_and_approvals(in_dev: ModelVersion, envs
 
 def test_freeze_windows_outside_now_do_not_block(in_dev: ModelVersion, envs: Envs, people: People) -> None:
     now = timezone.now()
-    services.freeze_window_create(user=people.infosec, environment=envs["staging"], starts_at=now - timedelta(days=2),
-                                  ends_at=now - timedelta(days=1), reason="last week's freeze")
+    # a window that is over (declared while it was ahead: the service refuses declaring one already over)
+    FreezeWindow.objects.create(environment=envs["staging"], starts_at=now - timedelta(days=2),
+                                ends_at=now - timedelta(days=1), reason="last week's freeze", created_by=people.infosec)
     services.freeze_window_create(user=people.infosec, environment=envs["staging"], starts_at=now + timedelta(days=1),
                                   ends_at=now + timedelta(days=2), reason="next week's freeze")
     services.freeze_window_create(user=people.infosec, environment=envs["production"],
@@ -496,6 +497,13 @@ def test_freeze_window_must_end_after_it_starts_and_have_a_reason(envs: Envs, pe
     with refused(GovernanceError, "required"):
         services.freeze_window_create(user=people.infosec, environment=envs["production"], starts_at=now,
                                       ends_at=now + timedelta(hours=1), reason="  ")
+    with refused(GovernanceError, "invalid_window") as info:  # it would block nothing
+        services.freeze_window_create(user=people.infosec, environment=envs["production"],
+                                      starts_at=now - timedelta(days=2), ends_at=now - timedelta(days=1), reason="r")
+    assert "already ended" in str(info.value)
+    with refused(GovernanceError, "too_long"):  # the column holds 300: refused here, not by the database
+        services.freeze_window_create(user=people.infosec, environment=envs["production"], starts_at=now,
+                                      ends_at=now + timedelta(hours=1), reason="x" * 301)
 
 
 def test_promotions_may_not_skip_an_environment(v7: ModelVersion, envs: Envs, people: People) -> None:

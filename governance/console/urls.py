@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("governance.console.urls_environments")),
     path("", include("audit.urls_console")),
     path("", include("access.urls_console")),
+    path("", include("access.urls_console_tokens")),
 ]

@@ -1,0 +1,179 @@
+"""Console pages of service accounts and their API tokens (``/console/access/service-accounts/``).
+
+The console face of ``access/api_tokens.py``, with the same rules: an account is visible to its
+owner, InfoSec and auditors (anyone else gets a 404); ``access.grants.service_account_create``
+decides who may create one and ``access.tokens`` who may issue and revoke tokens (the account's
+owner or InfoSec). A refusal is an error message and nothing is written.
+
+A token's plaintext exists in one place only: the page rendered in answer to the POST that issued
+it. It is not redirected to, and not put in the session, the messages, a URL or a log; the
+response says ``Cache-Control: no-store`` so neither the browser nor a proxy keeps a copy. Pages
+show a token's public prefix, never its secret nor its digest.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.db.models import Count, Max, Q
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from access import roles, selectors, tokens
+from access.grants import service_account_create
+from access.models import ApiToken, ServiceAccount
+from governance.console.base import paginate, redirect_back, run_action, viewer_roles
+
+# Who is offered the "New service account" form (a hint: the service decides).
+CREATOR_ROLES = frozenset({roles.INFOSEC, roles.MODEL_OWNER})
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # login_required ran first
+    return user
+
+
+def _visible_account(user: User, name: str) -> ServiceAccount:
+    return get_object_or_404(selectors.service_accounts_visible_to(user).select_related("owner", "user"), name=name)
+
+
+def _may_manage(user: User, account: ServiceAccount) -> bool:
+    """Whether to offer the issue and revoke forms (a hint: ``access.tokens`` decides)."""
+    return user.is_active and (account.owner_id == user.pk or roles.INFOSEC in viewer_roles(user))
+
+
+def token_status(token: ApiToken, now: Any) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    return "active" if token.expires_at > now else "expired"
+
+
+def _detail_url(account: ServiceAccount | str) -> str:
+    return reverse("console-service-account", args=[account if isinstance(account, str) else account.name])
+
+
+# --- pages ----------------------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def service_accounts_list(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    now = timezone.now()
+    rows = (
+        selectors.service_accounts_visible_to(user)
+        .select_related("owner")
+        # One query for the page whatever the number of accounts and tokens.
+        .annotate(
+            active_tokens=Count("tokens", filter=Q(tokens__revoked_at__isnull=True, tokens__expires_at__gt=now)),
+            last_used_at=Max("tokens__last_used_at"),
+        )
+        .order_by("name")
+    )
+    page, qs = paginate(request, rows)
+    return render(request, "console/service_accounts.html", {
+        "nav": "access", "page": page, "qs": qs,
+        "may_create": user.is_active and bool(viewer_roles(user) & CREATOR_ROLES),
+    })
+
+
+@require_GET
+@login_required
+def service_account_detail(request: HttpRequest, name: str) -> HttpResponse:
+    user = _user(request)
+    account = _visible_account(user, name)
+    return _render_detail(request, user, account)
+
+
+def _render_detail(request: HttpRequest, user: User, account: ServiceAccount,
+                   issued: tokens.IssuedToken | None = None) -> HttpResponse:
+    now = timezone.now()
+    rows = account.tokens.select_related("created_by", "revoked_by").order_by("-created_at", "-id")
+    page, qs = paginate(request, rows)
+    may_manage = _may_manage(user, account)
+    context = {
+        "nav": "access", "account": account, "page": page, "qs": qs,
+        "rows": [{"token": t, "status": token_status(t, now)} for t in page.object_list],
+        "may_manage": may_manage,
+        "may_issue": may_manage and account.disabled_at is None,
+        "scopes": sorted(tokens.SCOPES.items()),
+        "max_days": tokens.MAX_DAYS, "default_days": tokens.DEFAULT_DAYS,
+    }
+    if issued is None:
+        return render(request, "console/service_account_detail.html", context)
+    response = render(request, "console/token_issued.html", {
+        **context, "issued": issued.token, "plaintext": issued.plaintext,
+        "issued_scopes": [(s, tokens.SCOPES[s]) for s in issued.token.scopes],
+    })
+    # The page holds a secret: no cache (browser history, proxy) may keep it.
+    add_never_cache_headers(response)
+    response["Pragma"] = "no-cache"
+    return response
+
+
+# --- actions --------------------------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+def service_account_create_view(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    name = request.POST.get("name", "").strip()[:200]
+    try:
+        account = service_account_create(user=user, name=name, description=request.POST.get("description", ""))
+    except ValueError as exc:  # AccessError and the ledger's input errors: the service wrote nothing
+        messages.error(request, f"No service account was created: {exc}.")
+        return HttpResponseRedirect(reverse("console-service-accounts"))
+    messages.success(request, (
+        f"Service account {account.name} is created; you own it. Issue it a token below "
+        f"(its grants name it service:{account.name})."
+    ))
+    return HttpResponseRedirect(_detail_url(account))
+
+
+def _expiry_days(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() and len(text) <= 4 else None
+
+
+@require_POST
+@login_required
+def token_issue_view(request: HttpRequest, name: str) -> HttpResponse:
+    user = _user(request)
+    account = _visible_account(user, name)
+    post = request.POST
+    days = _expiry_days(post.get("expires_in_days", str(tokens.DEFAULT_DAYS)))
+    if days is None:
+        messages.error(request, f"No token was issued: the expiry is a whole number of days from 1 to "
+                                f"{tokens.MAX_DAYS}.")
+        return HttpResponseRedirect(_detail_url(account))
+    try:
+        # The service checks the owner/InfoSec rule, the scopes against SCOPES, the name and the expiry bounds.
+        issued = tokens.api_token_create(user=user, service_account=account, name=post.get("name", "")[:200],
+                                         scopes=post.getlist("scopes"), expires_in_days=days)
+    except ValueError as exc:  # AccessError: nothing was written
+        messages.error(request, f"No token was issued: {exc}.")
+        return HttpResponseRedirect(_detail_url(account))
+    # Rendered here, not redirected: the plaintext must not travel through the session or a URL.
+    return _render_detail(request, user, account, issued)
+
+
+@require_POST
+@login_required
+def token_revoke_view(request: HttpRequest, name: str, token_id: int) -> HttpResponse:
+    user = _user(request)
+    account = _visible_account(user, name)
+    token = get_object_or_404(account.tokens.all(), pk=token_id)
+    run_action(
+        request,
+        lambda: tokens.api_token_revoke(user=user, token=token, reason=request.POST.get("reason", "")),
+        f"Token {token.name} (mlg_{token.prefix}_…) of {account.name} is revoked; it is refused from now on.",
+    )
+    return redirect_back(request, _detail_url(account))

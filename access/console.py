@@ -48,7 +48,7 @@ from access.models import (
     ReviewItem,
     ServiceAccount,
 )
-from governance.console.base import paginate, redirect_back, run_action, viewer_roles
+from governance.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 from governance.console.views_overview import denied
 from governance.models import Environment, ModelVersion
 from governance.selectors import models_visible_to
@@ -59,12 +59,6 @@ SEE_ALL_REVIEWS = frozenset({roles.INFOSEC, roles.AUDITOR})
 MAX_DURATION_DAYS = 365
 # The deadline the campaign form suggests.
 DEFAULT_REVIEW_DAYS = 14
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # login_required ran first
-    return user
 
 
 def _principal_label(grant: Grant) -> str:
@@ -101,7 +95,7 @@ def _grant_rows(user: User, grants: list[Grant]) -> list[dict[str, Any]]:
 @require_GET
 @login_required
 def access_overview(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     query = request.GET.get("q", "").strip()[:200]
     rows = (
         selectors.datasets_visible_to(user)
@@ -124,7 +118,7 @@ def access_overview(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     dataset = get_object_or_404(
         selectors.datasets_visible_to(user).select_related("owner", "classified_by"), pk=pk
     )
@@ -212,7 +206,7 @@ def _unchanged(current: Any, level: str, categories: list[str]) -> bool:
 @require_POST
 @login_required
 def dataset_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     dataset = get_object_or_404(selectors.datasets_visible_to(user), pk=pk)
     level, categories, reason = _classification_form(request)
     unchanged = _unchanged(dataset, level, categories)
@@ -231,7 +225,7 @@ def dataset_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def dataset_field_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     dataset = get_object_or_404(selectors.datasets_visible_to(user), pk=pk)
     field_name = request.POST.get("field_name", "").strip()[:300]
     level, categories, reason = _classification_form(request)
@@ -294,7 +288,7 @@ def _filtered_grants(user: User, params: Any) -> tuple[QuerySet[Grant], dict[str
 @require_GET
 @login_required
 def grants_list(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     rows, filters = _filtered_grants(user, request.GET)
     page, qs = paginate(
         request, rows.select_related("user", "group", "granted_by", "revoked_by").order_by("-created_at", "-id")
@@ -331,7 +325,7 @@ def _resource(user: User, resource_type: str, name: str) -> Any:
 @require_POST
 @login_required
 def grant_new(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     post = request.POST
     fallback = reverse("console-grants")
     principal = _principal(post.get("principal", "")[:200])
@@ -363,7 +357,7 @@ def grant_new(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     grant = get_object_or_404(selectors.grants_visible_to(user), pk=pk)
     run_action(
         request,
@@ -379,7 +373,7 @@ def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def requests_list(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     visible = selectors.access_requests_visible_to(user)
     awaiting = selectors.requests_awaiting(user)
     if awaiting:
@@ -446,7 +440,7 @@ def _reviewers(access_request: AccessRequest, owner: User | None) -> str:
 @require_POST
 @login_required
 def request_create(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     post = request.POST
     fallback = reverse("console-access-requests")
     kind = post.get("resource_type", "")
@@ -507,7 +501,7 @@ _REQUEST_ACTIONS = {
 @require_POST
 @login_required
 def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     if action not in _REQUEST_ACTIONS:
         raise Http404("no such action")
     access_request = get_object_or_404(selectors.access_requests_visible_to(user), pk=pk)
@@ -539,7 +533,7 @@ def _campaigns_visible(user: User) -> QuerySet[ReviewCampaign]:
 @require_GET
 @login_required
 def reviews_list(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     rows = _campaigns_visible(user).select_related("created_by").annotate(
         item_count=Count("items"),
         pending_count=Count("items", filter=Q(items__decision=ReviewItem.Decision.PENDING)),
@@ -576,7 +570,7 @@ def _deadline(text: str) -> tuple[datetime | None, str]:
 @require_POST
 @login_required
 def review_campaign_start_view(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     if roles.INFOSEC not in viewer_roles(user):
         return denied(request, "Only InfoSec may start an access review.")
     post = request.POST
@@ -601,7 +595,7 @@ def review_campaign_start_view(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     campaign = get_object_or_404(_campaigns_visible(user).select_related("created_by"), pk=pk)
     items = (
         _review_items_visible(user).filter(campaign=campaign)
@@ -628,7 +622,7 @@ def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def review_item_decide_view(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     if decision not in (ReviewItem.Decision.CERTIFIED, ReviewItem.Decision.REVOKED):
         raise Http404("no such decision")
     item = get_object_or_404(_review_items_visible(user), pk=pk)

@@ -28,16 +28,10 @@ from django.views.decorators.http import require_GET, require_POST
 from access import roles, selectors, tokens
 from access.grants import service_account_create
 from access.models import ApiToken, ServiceAccount
-from governance.console.base import paginate, redirect_back, run_action, viewer_roles
+from governance.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 
 # Who is offered the "New service account" form (a hint: the service decides).
 CREATOR_ROLES = frozenset({roles.INFOSEC, roles.MODEL_OWNER})
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # login_required ran first
-    return user
 
 
 def _visible_account(user: User, name: str) -> ServiceAccount:
@@ -65,7 +59,7 @@ def _detail_url(account: ServiceAccount | str) -> str:
 @require_GET
 @login_required
 def service_accounts_list(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     now = timezone.now()
     rows = (
         selectors.service_accounts_visible_to(user)
@@ -87,7 +81,7 @@ def service_accounts_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def service_account_detail(request: HttpRequest, name: str) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     account = _visible_account(user, name)
     return _render_detail(request, user, account)
 
@@ -124,7 +118,7 @@ def _render_detail(request: HttpRequest, user: User, account: ServiceAccount,
 @require_POST
 @login_required
 def service_account_create_view(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     name = request.POST.get("name", "").strip()[:200]
     try:
         account = service_account_create(user=user, name=name, description=request.POST.get("description", ""))
@@ -146,7 +140,7 @@ def _expiry_days(text: str) -> int | None:
 @require_POST
 @login_required
 def token_issue_view(request: HttpRequest, name: str) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     account = _visible_account(user, name)
     post = request.POST
     days = _expiry_days(post.get("expires_in_days", str(tokens.DEFAULT_DAYS)))
@@ -168,7 +162,7 @@ def token_issue_view(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 @login_required
 def token_revoke_view(request: HttpRequest, name: str, token_id: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     account = _visible_account(user, name)
     token = get_object_or_404(account.tokens.all(), pk=token_id)
     run_action(

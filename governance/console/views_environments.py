@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -22,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from access import roles
 from governance import selectors, services
-from governance.console.base import run_action, viewer_roles
+from governance.console.base import run_action, signed_in_user, viewer_roles
 from governance.console.views_overview import denied
 from governance.errors import GovernanceError
 from governance.models import Environment, FreezeWindow, PromotionPolicy, RegisteredModel
@@ -32,12 +31,6 @@ from governance.policy import DEFAULT_RULES, Policy, PolicyError, parse_policy
 MAX_POLICY_CHARS = 20_000
 # Where a refused policy edit is kept (per environment and model) so the form shows it again.
 DRAFTS_KEY = "console_policy_drafts"
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # login_required ran first
-    return user
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -89,7 +82,7 @@ def _draft_key(environment: str, model: str | None) -> str:
 @require_GET
 @login_required
 def environments(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     mine = viewer_roles(user)
     if not mine:
         return denied(request, "The environments page is for people with a governance role: you have none.")
@@ -171,7 +164,7 @@ def _forbidden_unless_infosec(request: HttpRequest, what: str) -> HttpResponse |
 @require_POST
 @login_required
 def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     refused = _forbidden_unless_infosec(request, "change promotion policies")
     if refused is not None:
         return refused
@@ -214,7 +207,7 @@ def parse_utc(text: str, what: str) -> datetime:
 @require_POST
 @login_required
 def freeze_create(request: HttpRequest, name: str) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     refused = _forbidden_unless_infosec(request, "declare freeze windows")
     if refused is not None:
         return refused

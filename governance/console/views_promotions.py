@@ -27,7 +27,7 @@ from access.grants import model_levels
 from access.models import Lineage
 from audit.models import Entry, PendingEntry
 from governance import selectors, services
-from governance.console.base import paginate, redirect_back, run_action, viewer_roles
+from governance.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 from governance.models import (
     Approval,
     BreakGlassReview,
@@ -47,19 +47,13 @@ DECIDING_ROLES = frozenset({roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC})
 ROLLBACK_ROLES = frozenset({roles.MODEL_OWNER, roles.INFOSEC, roles.BREAK_GLASS})
 
 
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # login_required ran first
-    return user
-
-
 # --- models ---------------------------------------------------------------------------------------------
 
 
 @require_GET
 @login_required
 def models_list(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     query = request.GET.get("q", "").strip()[:200]
     rows = (
         selectors.models_visible_to(user)
@@ -146,7 +140,7 @@ def _timeline(model: RegisteredModel, environments: list[Environment]) -> list[d
 @require_GET
 @login_required
 def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     model = get_object_or_404(selectors.models_visible_to(user).select_related("owner"), pk=pk)
     versions = list(
         ModelVersion.objects.filter(model=model)
@@ -169,7 +163,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def model_rollback(request: HttpRequest, pk: int, environment: str) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     model = get_object_or_404(selectors.models_visible_to(user), pk=pk)
     env = get_object_or_404(Environment, name=environment)
     run_action(
@@ -220,7 +214,7 @@ def _requested_message(created: PromotionRequest) -> str:
 @require_POST
 @login_required
 def model_request_promotion(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     model = get_object_or_404(selectors.models_visible_to(user), pk=pk)
     back = HttpResponseRedirect(reverse("console-model", args=[model.pk]))
     chosen = request.POST.get("version", "").strip()
@@ -265,7 +259,7 @@ INBOX_FILTERS = {
 @require_GET
 @login_required
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     visible = selectors.promotion_requests_visible_to(user)
     visible_ids = visible.values("pk")
     awaiting = selectors.requests_awaiting(user)
@@ -348,7 +342,7 @@ def _evaluated_at(value: object) -> str:
 @require_GET
 @login_required
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     promotion = _visible_request(user, pk)
     policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
     status = services.approval_status(promotion)
@@ -391,7 +385,7 @@ _ACTIONS: dict[str, tuple[Callable[..., PromotionRequest], str, str]] = {
 @require_POST
 @login_required
 def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     if action not in _ACTIONS:
         raise Http404("no such action")
     promotion = _visible_request(user, pk)
@@ -413,7 +407,7 @@ def _visible_reviews(user: User) -> QuerySet[BreakGlassReview]:
 @require_GET
 @login_required
 def breakglass_list(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     show = request.GET.get("show", "open")
     rows = _visible_reviews(user).select_related(
         "request__version__model", "request__environment", "request__requested_by", "reviewed_by"
@@ -431,7 +425,7 @@ def breakglass_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def breakglass_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     review = get_object_or_404(_visible_reviews(user), pk=pk)
     run_action(
         request,

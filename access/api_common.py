@@ -16,11 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from access.grants import Resource
-from access.models import Dataset, ServiceAccount
-from access.selectors import datasets_visible_to
+from access.models import ServiceAccount
+from access.selectors import resource_queryset
 from governance.api.pagination import StandardPagination
-from governance.models import Environment, RegisteredModel
-from governance.selectors import models_visible_to
 
 PRINCIPAL_KINDS = ("user", "service", "group")
 RESOURCE_KINDS = ("dataset", "registered_model", "environment")
@@ -77,16 +75,6 @@ def resolve_principal(ref: tuple[str, str], *, field: str = "principal") -> User
     if found is None:
         raise field_error(field, f"no {kind} named {name!r}")
     return found
-
-
-def resource_queryset(kind: str, viewer: User | None) -> QuerySet[Any]:
-    """Where a resource reference is looked up: what ``viewer`` may see, or everything when None."""
-    if kind == "dataset":
-        return datasets_visible_to(viewer) if viewer is not None else Dataset.objects.all()
-    if kind == "registered_model":
-        return models_visible_to(viewer) if viewer is not None else RegisteredModel.objects.all()
-    # Environments are configuration every signed-in caller may read.
-    return Environment.objects.all()
 
 
 def resolve_resource(ref: tuple[str, str], *, viewer: User | None, field: str = "resource") -> Resource:

@@ -51,7 +51,6 @@ from access.models import (
 from governance.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 from governance.console.views_overview import denied
 from governance.models import Environment, ModelVersion
-from governance.selectors import models_visible_to
 
 GRANT_STATUSES = ("active", "lapsed", "expired", "revoked", "all")
 SEE_ALL_REVIEWS = frozenset({roles.INFOSEC, roles.AUDITOR})
@@ -312,14 +311,10 @@ def _principal(text: str) -> User | Group | None:
 
 
 def _resource(user: User, resource_type: str, name: str) -> Any:
-    """The named resource, among those the viewer may see."""
-    if resource_type == "dataset":
-        return selectors.datasets_visible_to(user).filter(name=name).first()
-    if resource_type == "registered_model":
-        return models_visible_to(user).filter(name=name).first()
-    if resource_type == "environment":
-        return Environment.objects.filter(name=name).first()
-    return None
+    """The named resource, among those the viewer may see (None for an unknown kind)."""
+    if resource_type not in RESOURCE_MODELS:
+        return None
+    return selectors.resource_queryset(resource_type, user).filter(name=name).first()
 
 
 @require_POST
@@ -456,7 +451,7 @@ def request_create(request: HttpRequest) -> HttpResponse:
         problems.append(f"name the {kind.replace('_', ' ')}")
     else:
         # Requesting is how one comes to see a dataset: any name may be asked for, as in the API.
-        resource = RESOURCE_MODELS[kind]._default_manager.filter(name=name).first()
+        resource = selectors.resource_queryset(kind, None).filter(name=name).first()
         if resource is None:
             problems.append(f"no {kind.replace('_', ' ')} named {name!r}")
         if permission not in RESOURCE_PERMISSIONS[kind]:

@@ -42,8 +42,8 @@ from access.models import (
     ServiceAccount,
 )
 from access.roles import role_names
-from governance.models import ModelVersion, RegisteredModel
-from governance.selectors import model_versions_visible_to
+from governance.models import Environment, ModelVersion, RegisteredModel
+from governance.selectors import model_versions_visible_to, models_visible_to
 
 _GRANT_RELATED = ("user", "group", "granted_by", "revoked_by", "request")
 
@@ -328,3 +328,15 @@ def lineage_versions_visible_to(user: User) -> QuerySet[ModelVersion]:
     if role_names(user) & {roles.DATA_STEWARD}:
         return ModelVersion.objects.all()
     return model_versions_visible_to(user)
+
+
+def resource_queryset(kind: str, viewer: User | None) -> QuerySet[Any]:
+    """Where a resource named by kind is looked up: what ``viewer`` may see, or everything when None
+    (asking for access is how one comes to see a dataset, so requests look among all of them).
+    Callers check ``kind`` first (``access.grants.RESOURCE_MODELS``)."""
+    if kind == "dataset":
+        return datasets_visible_to(viewer) if viewer is not None else Dataset.objects.all()
+    if kind == "registered_model":
+        return models_visible_to(viewer) if viewer is not None else RegisteredModel.objects.all()
+    # Environments are configuration every signed-in caller may read.
+    return Environment.objects.all()

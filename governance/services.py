@@ -195,8 +195,20 @@ def _check_not_skipping(version: ModelVersion, environment: Environment) -> None
         )
 
 
-def _may_request(user: User, model: RegisteredModel) -> bool:
+def may_request_promotion(user: User, model: RegisteredModel) -> bool:
+    """Who may request a promotion of ``model``: its owner or a model-owner. The console asks it to
+    decide which forms to show; ``promotion_request`` asks it to decide."""
     return model.owner_id == user.pk or roles.MODEL_OWNER in role_names(user)
+
+
+# Besides the model's owner, who may roll a model back.
+ROLLBACK_ROLES = frozenset({roles.MODEL_OWNER, roles.INFOSEC, roles.BREAK_GLASS})
+
+
+def may_roll_back(user: User, model: RegisteredModel) -> bool:
+    """Who may roll ``model`` back: its owner, a model-owner, InfoSec or break-glass (as above, the
+    console shows its form by it and ``promotion_rollback`` refuses by it)."""
+    return model.owner_id == user.pk or bool(role_names(user) & ROLLBACK_ROLES)
 
 
 @_records_deploy_to_denial
@@ -212,7 +224,7 @@ def promotion_request(
 ) -> PromotionRequest:
     """Ask to promote ``version`` into ``environment``. Gates are evaluated and kept as evidence."""
     reason = _require_text(reason, "reason")
-    if not _may_request(user, version.model):
+    if not may_request_promotion(user, version.model):
         raise NotPermitted("only the model's owner or a model-owner may request a promotion")
     if strategy not in Strategy.values:
         raise GovernanceError(f"strategy must be one of {', '.join(Strategy.values)}", code="invalid_strategy")
@@ -653,8 +665,7 @@ def promotion_rollback(
 ) -> PromotionRequest:
     """Put the previously deployed version back in ``environment`` in one action (alias moved after commit)."""
     reason = _require_text(reason, "reason")
-    mine = role_names(user)
-    if model.owner_id != user.pk and not mine & {roles.MODEL_OWNER, roles.INFOSEC, roles.BREAK_GLASS}:
+    if not may_roll_back(user, model):
         raise NotPermitted("only the model's owner, a model-owner, InfoSec or break-glass may roll back")
     live = LiveDeployment.objects.select_for_update().filter(model=model, environment=environment).first()
     if live is None:

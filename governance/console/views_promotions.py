@@ -43,8 +43,6 @@ Strategy = PromotionRequest.Strategy
 OPEN_STATES = (State.PENDING, State.APPROVED, State.DEPLOYING)
 # Roles that may take part in deciding promotions or reviewing break-glass releases; the service decides exactly.
 DECIDING_ROLES = frozenset({roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC})
-# Besides the model's owner, who may roll back (mirrors services.promotion_rollback, which stays the authority).
-ROLLBACK_ROLES = frozenset({roles.MODEL_OWNER, roles.INFOSEC, roles.BREAK_GLASS})
 
 
 # --- models ---------------------------------------------------------------------------------------------
@@ -84,11 +82,6 @@ def models_list(request: HttpRequest) -> HttpResponse:
     return render(request, "console/models.html", {
         "nav": "models", "page": page, "qs": qs, "rows": table, "environments": environments, "q": query,
     })
-
-
-def may_roll_back(user: User, model: RegisteredModel) -> bool:
-    """Whether to offer ``user`` the rollback form; only decides what the page shows."""
-    return model.owner_id == user.pk or bool(viewer_roles(user) & ROLLBACK_ROLES)
 
 
 def _rollback_target(live: LiveDeployment | None, promotions: list[PromotionRequest]) -> ModelVersion | None:
@@ -154,8 +147,8 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "level": model_levels([model.pk])[model.pk],
         "versions": versions,
         "timeline": _timeline(model, environments),
-        "can_roll_back": may_roll_back(user, model),
-        "can_request": may_request_promotion(user, model),
+        "can_roll_back": services.may_roll_back(user, model),
+        "can_request": services.may_request_promotion(user, model),
         "strategies": Strategy.values,
     })
 
@@ -174,12 +167,6 @@ def model_rollback(request: HttpRequest, pk: int, environment: str) -> HttpRespo
         f"and its MLflow alias follows.",
     )
     return HttpResponseRedirect(reverse("console-model", args=[model.pk]))
-
-
-def may_request_promotion(user: User, model: RegisteredModel) -> bool:
-    """Whether to offer ``user`` the promotion request form (mirrors services._may_request, which
-    stays the authority); only decides what the page shows."""
-    return model.owner_id == user.pk or roles.MODEL_OWNER in viewer_roles(user)
 
 
 def parse_canary_steps(text: str) -> list[int] | None:

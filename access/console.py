@@ -33,6 +33,7 @@ from access.grants import (
     access_request_reject,
     grant_create,
     grant_revoke,
+    may_request_access,
     review_campaign_start,
     review_item_decide,
 )
@@ -390,11 +391,6 @@ def requests_list(request: HttpRequest) -> HttpResponse:
         "page": page, "qs": qs, "show": show, "states": [*AccessRequest.State.values, "all"],
         **_request_form(user, request.GET),
     })
-
-
-def may_request_access(user: User) -> bool:
-    """Whether to offer the "Request access" form (a hint: ``access_request_create`` decides)."""
-    return bool(user.is_active and viewer_roles(user) & set(roles.ROLES))
 
 
 def _request_form(user: User, params: Any) -> dict[str, Any]:

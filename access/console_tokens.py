@@ -26,12 +26,9 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles, selectors, tokens
-from access.grants import service_account_create
+from access.grants import may_create_service_account, service_account_create
 from access.models import ApiToken, ServiceAccount
 from governance.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
-
-# Who is offered the "New service account" form (a hint: the service decides).
-CREATOR_ROLES = frozenset({roles.INFOSEC, roles.MODEL_OWNER})
 
 
 def _visible_account(user: User, name: str) -> ServiceAccount:
@@ -74,7 +71,7 @@ def service_accounts_list(request: HttpRequest) -> HttpResponse:
     page, qs = paginate(request, rows)
     return render(request, "console/service_accounts.html", {
         "nav": "access", "page": page, "qs": qs,
-        "may_create": user.is_active and bool(viewer_roles(user) & CREATOR_ROLES),
+        "may_create": may_create_service_account(user),
     })
 
 

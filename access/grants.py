@@ -55,6 +55,7 @@ from access.models import (
     ReviewItem,
     ServiceAccount,
 )
+from access.roles import role_names
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Event, Subject, record, record_many
 from governance.models import Environment, ModelVersion, RegisteredModel
@@ -103,12 +104,21 @@ def _require_aware(value: Any, what: str) -> datetime:
     return value
 
 
-def _groups(user: User) -> set[str]:
-    return set(user.groups.values_list("name", flat=True))
-
-
 def is_infosec(user: User) -> bool:
-    return bool(user.is_active) and roles.INFOSEC in _groups(user)
+    return roles.INFOSEC in role_names(user)
+
+
+# Who may create service accounts.
+SERVICE_ACCOUNT_CREATORS = frozenset({roles.INFOSEC, roles.MODEL_OWNER})
+
+
+def may_create_service_account(user: User) -> bool:
+    return bool(role_names(user) & SERVICE_ACCOUNT_CREATORS)
+
+
+def may_request_access(user: User) -> bool:
+    """Anyone with a governance role may ask for access (``access_request_create`` refuses others)."""
+    return bool(role_names(user) & frozenset(roles.ROLES))
 
 
 def _require_active(user: User) -> None:
@@ -303,7 +313,7 @@ def _subject(resource: Resource) -> Subject:
 def service_account_create(*, user: User, name: str, description: str = "") -> ServiceAccount:
     """A machine principal backed by a Django user ``svc-<name>`` that cannot sign in. InfoSec or model-owners."""
     _require_active(user)
-    if not ({roles.INFOSEC, roles.MODEL_OWNER} & _groups(user)):
+    if not may_create_service_account(user):
         raise NotPermitted("only InfoSec or a model-owner may create service accounts")
     name = (name or "").strip() if isinstance(name, str) else ""
     try:
@@ -616,7 +626,7 @@ def access_request_create(
     for the resource's classification.
     """
     _require_active(user)
-    if not set(roles.ROLES) & _groups(user):
+    if not may_request_access(user):
         raise NotPermitted("only people with a governance role may ask for access", code="no_role")
     resource_type = resource_kind(resource)
     _check_permission_applies(resource_type, permission)

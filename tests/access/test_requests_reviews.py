@@ -317,7 +317,9 @@ def test_reviewers_certify_or_revoke_and_revocation_is_immediate(
             svc.review_item_decide(user=people.steward, item=items[granted["restricted"].pk], decision="certified")
         with pytest.raises(NotPermitted, match="your own access"):  # the owner's own grant, even as InfoSec
             people.owner.groups.add(people.infosec.groups.get(name="infosec"))
-            svc.review_item_decide(user=people.owner, item=items[granted["owner_self"].pk], decision="certified")
+            # roles are read once per user object (access.roles.role_names): a fresh one sees the new group
+            svc.review_item_decide(user=fresh(people.owner), item=items[granted["owner_self"].pk],
+                                   decision="certified")
         with pytest.raises(AccessError, match="'certified' or 'revoked'"):
             svc.review_item_decide(user=people.infosec, item=items[granted["dev"].pk], decision="maybe")
 

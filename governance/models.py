@@ -46,7 +46,13 @@ class ModelVersion(models.Model):
     run_id = models.CharField(max_length=64, blank=True, default="")
     source = models.CharField(max_length=1000, blank=True, default="")
     artifact_digest = models.CharField(max_length=100, blank=True, default="")
-    creator = models.CharField(max_length=256, blank=True, default="")  # MLflow user_id
+    # MLflow's user_id: client-set free text, shown but never trusted for a rule.
+    creator = models.CharField(max_length=256, blank=True, default="")
+    # The account the product knows registered the version (an identity link of the MLflow
+    # identity, or the API token that reported it); None when no trusted identity exists.
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     description = models.TextField(blank=True, default="")
     tags = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)

@@ -1,49 +1,53 @@
-"""The Django admin, open by role (not the is_staff flag).
+"""The Django admin: a raw, read-only view of the data for InfoSec and auditors.
 
-Anyone with a governance role may sign in; what each page shows and allows is
-decided per model admin (the ledger: InfoSec and auditors) and, for every
-action, by the services themselves.
+Who gets in is decided here, once, by role: an active account with the InfoSec
+or the auditor role. ``is_staff`` and ``is_superuser`` count for nothing, so an
+operator who runs ``createsuperuser`` gets an account that cannot open the
+admin (or, having a role, gets exactly what that role gives).
+
+Every model admin derives from ``RawViewMixin``: no add, change or delete for
+anybody, rows read through the same visibility selectors as the API, and no
+actions except the few declared as ``infosec_actions`` (offered to InfoSec
+only; each calls a service). Work the console does (promotions, approvals,
+grants, classification, tokens, reveals...) is done in the console, not here.
 """
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from access.roles import AUDITOR, INFOSEC, ROLES
+from access.roles import AUDITOR, INFOSEC, role_names
 
-LEDGER_READER_ROLES = (INFOSEC, AUDITOR)
-CONSOLE_ROLES = ROLES
+ADMIN_ROLES = frozenset({INFOSEC, AUDITOR})
 
 
-def has_role(user: object, roles: tuple[str, ...]) -> bool:
-    if not getattr(user, "is_active", False):
+def may_open_admin(user: object) -> bool:
+    """An active account with the InfoSec or the auditor role; superuser and staff flags are ignored."""
+    if not getattr(user, "is_authenticated", False):
         return False
-    if getattr(user, "is_superuser", False):
-        return True
-    groups = getattr(user, "groups", None)
-    return groups is not None and groups.filter(name__in=roles).exists()
+    return bool(role_names(user) & ADMIN_ROLES)  # type: ignore[arg-type]
 
 
-def has_admin_role(user: object) -> bool:
-    """May read the ledger and the raw data (InfoSec, auditors)."""
-    return has_role(user, LEDGER_READER_ROLES)
-
-
-def has_console_role(user: object) -> bool:
-    """May sign in at all."""
-    return has_role(user, CONSOLE_ROLES)
+def is_infosec(user: object) -> bool:
+    """An active InfoSec account (the only role offered the admin's few actions)."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return INFOSEC in role_names(user)  # type: ignore[arg-type]
 
 
 class RoleAdminLoginForm(AdminAuthenticationForm):
     """Admin login by role rather than the is_staff flag."""
 
     def confirm_login_allowed(self, user: AbstractBaseUser) -> None:
-        if not has_console_role(user):
+        if not may_open_admin(user):
             raise ValidationError(
-                "This account has no governance role, so it cannot sign in here.",
+                "Only InfoSec and auditors may sign in to the admin; use the console.",
                 code="invalid_login",
             )
 
@@ -51,9 +55,56 @@ class RoleAdminLoginForm(AdminAuthenticationForm):
 class GovernanceAdminSite(admin.AdminSite):
     site_header = "ML governance ledger"
     site_title = "ML governance ledger"
-    index_title = "Governance"
+    index_title = "Raw view (read-only)"
 
     login_form = RoleAdminLoginForm
 
     def has_permission(self, request: HttpRequest) -> bool:
-        return has_console_role(request.user)
+        return may_open_admin(request.user)
+
+
+class RawViewMixin:
+    """Read-only for everybody, visible to InfoSec and auditors, rows scoped by ``visible_to``.
+
+    Subclasses name a selector in ``visible_to`` (``(user) -> QuerySet``) so that the admin
+    shows what the API would show that user, and list the names of actions that InfoSec may
+    run in ``infosec_actions``; everybody else gets no action at all (not even Django's
+    ``delete_selected``), whatever their superuser flag.
+    """
+
+    infosec_actions: tuple[str, ...] = ()
+
+    def visible_to(self, user: Any) -> QuerySet[Any]:
+        return self.model._default_manager.all()  # type: ignore[attr-defined, no-any-return]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        if not may_open_admin(request.user):
+            return self.model._default_manager.none()  # type: ignore[attr-defined, no-any-return]
+        rows = self.visible_to(request.user)
+        ordering = self.get_ordering(request)  # type: ignore[attr-defined]
+        return rows.order_by(*ordering) if ordering else rows
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return may_open_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may_open_admin(request.user)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        if not self.infosec_actions or not is_infosec(request.user):
+            return {}
+        actions = super().get_actions(request)  # type: ignore[misc]
+        return {name: actions[name] for name in self.infosec_actions if name in actions}
+
+
+class RawViewAdmin(RawViewMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """The base of every model admin of the product (see the module docstring)."""

@@ -18,7 +18,7 @@ from django.utils import timezone
 from access import grants as svc
 from access import tokens
 from access.models import Lineage
-from access.roles import APPROVER, AUDITOR, BREAK_GLASS, INFOSEC, MODEL_OWNER, MODEL_RISK
+from access.roles import APPROVER, AUDITOR, BREAK_GLASS, MODEL_OWNER, MODEL_RISK
 from audit.checkpoints import checkpoint_create
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
@@ -85,11 +85,11 @@ class World:
 
 @pytest.fixture
 def world(cast: Cast, res: Resources) -> World:  # noqa: F811
-    people = cast.people
+    who = cast.people
     v1, v2 = ModelVersion.objects.filter(model=res.model).order_by("version")
-    make_deployed(v2, res.dev, requested_by=people.owner)
+    make_deployed(v2, res.dev, requested_by=who.owner)
     staging = Environment.objects.get(name="staging")
-    pending = PromotionRequest.objects.create(version=v2, environment=staging, requested_by=people.owner,
+    pending = PromotionRequest.objects.create(version=v2, environment=staging, requested_by=who.owner,
                                               reason="validate")
     emergency = make_deployed(v1, res.production, requested_by=cast.breakglass, live=False)
     PromotionRequest.objects.filter(pk=emergency.pk).update(is_break_glass=True)
@@ -98,19 +98,19 @@ def world(cast: Cast, res: Resources) -> World:  # noqa: F811
                                        subject_id=res.model.name, summary="alias moved outside the product")
     FreezeWindow.objects.create(environment=staging, starts_at=timezone.now() + timedelta(days=300),
                                 ends_at=timezone.now() + timedelta(days=301), reason="year end",
-                                created_by=people.infosec)
+                                created_by=who.infosec)
     Lineage.objects.create(version=v1, dataset=res.pci, role="training", source="declared")
-    grant(people.owner, people.requester, res.internal)
-    grant(people.infosec, people.steward, res.pci)
-    svc.access_request_create(user=people.requester, resource=res.confidential, permission="read_data",
+    grant(who.owner, who.requester, res.internal)
+    grant(who.infosec, who.steward, res.pci)
+    svc.access_request_create(user=who.requester, resource=res.confidential, permission="read_data",
                               duration_days=30, justification="features")
-    svc.review_campaign_start(user=people.infosec, name="Q3", deadline=timezone.now() + timedelta(days=14),
+    svc.review_campaign_start(user=who.infosec, name="Q3", deadline=timezone.now() + timedelta(days=14),
                               levels=("internal", "confidential", "restricted"))
-    account = svc.service_account_create(user=people.requester, name="fraud-pipeline", description="nightly")
-    tokens.api_token_create(user=people.requester, service_account=account, name="ci", scopes=["events:write"],
+    account = svc.service_account_create(user=who.requester, name="fraud-pipeline", description="nightly")
+    tokens.api_token_create(user=who.requester, service_account=account, name="ci", scopes=["events:write"],
                             expires_in_days=30)
-    LegalHold.objects.create(data_subject=f"user:{people.requester.pk}", reason="litigation", reference="CASE-1",
-                             created_by=people.infosec, created_at=timezone.now())
+    LegalHold.objects.create(data_subject=f"user:{who.requester.pk}", reason="litigation", reference="CASE-1",
+                             created_by=who.infosec, created_at=timezone.now())
     VerificationRun.objects.create(mode="full", started_at=timezone.now())
     integrate()
     checkpoint_create()

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
 from django.utils import timezone
 
 from access import catalog
@@ -590,53 +589,7 @@ def test_the_lineage_reconcile_task_catches_up(people: People, fraud: Registered
     assert lineage_reconcile.apply().get()["reclassified"] == 0
 
 
-# --- the admin ---------------------------------------------------------------------------------------------
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def test_a_steward_registers_and_classifies_datasets_in_the_admin(people: People) -> None:
-    client = _client(people.steward)
-    # register through the add form (dataset_create)
-    added = client.post("/admin/access/dataset/add/", {"name": "chargebacks-2026q3", "owner": people.steward.pk,
-                                                       "source_uri": "s3://lake/chargebacks", "description": ""})
-    assert added.status_code == 302
-    dataset = Dataset.objects.get(name="chargebacks-2026q3")
-    assert client.get(f"/admin/access/dataset/{dataset.pk}/change/").status_code == 200
-    # classify it through the action (intermediate form, then the service)
-    url = "/admin/access/dataset/"
-    page = client.post(url, {"action": "classify", "_selected_action": [dataset.pk]})
-    assert page.status_code == 200 and b"pii_categories" in page.content
-    done = client.post(url, {"action": "classify", "_selected_action": [dataset.pk], "confirm": "yes",
-                             "level": "confidential", "pii_categories": ["email", "name"], "reason": REASON})
-    assert done.status_code == 302
-    done = client.post(url, {"action": "classify_field", "_selected_action": [dataset.pk], "confirm": "yes",
-                             "field_name": "pan", "level": "restricted", "pii_categories": ["card_pan"],
-                             "reason": REASON})
-    dataset.refresh_from_db()
-    assert (dataset.level, dataset.pii_categories, dataset.effective_level) == (
-        "confidential", ["email", "name"], "restricted")
-    assert [e.actor for e in ledger("dataset.classified")] == [user_actor(people.steward)]
-    assert client.get("/admin/access/lineage/").status_code == 200
-    assert client.get("/admin/access/datasetfield/").status_code == 200
-
-
-def test_a_model_owner_sees_the_catalog_but_cannot_change_it_in_the_admin(people: People) -> None:
-    dataset = register(people)
-    client = _client(people.requester)
-    assert client.get("/admin/access/dataset/").status_code == 200
-    assert client.get("/admin/access/dataset/add/").status_code == 403
-    before = state()
-    response = client.post("/admin/access/dataset/", {
-        "action": "classify", "_selected_action": [dataset.pk], "confirm": "yes", "level": "public",
-        "pii_categories": [], "reason": "mine now"}, follow=True)
-    assert b"only a data steward or InfoSec may classify datasets" in response.content
-    assert state() == before
-    assert _client(people.outsider).get("/admin/access/dataset/").status_code == 302
+# The catalog's admin pages are InfoSec's and auditors' read-only view: tests/admin/.
 
 
 def test_classification_timestamps_are_set_by_the_service(people: People) -> None:

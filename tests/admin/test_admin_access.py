@@ -119,3 +119,22 @@ def test_only_the_user_list_offers_actions_to_infosec(cast: Cast, world: World) 
     client = client_for(cast.people.infosec)
     offering = [page for page in admin_pages() if 'name="action"' in client.get(f"/admin/{page}/").content.decode()]
     assert offering == ["auth/user"]
+
+
+def test_the_grant_list_labels_resources_with_one_query_per_resource_type(cast: Cast, world: World) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.access.personas import grant
+
+    client = client_for(cast.people.auditor)
+    with CaptureQueriesContext(connection) as few:
+        response = client.get("/admin/access/grant/")
+    shown = response.context["cl"].result_count
+    assert b"dataset:card-transactions" in response.content  # the PCI dataset's grant, labelled
+    for i in range(20):
+        grant(cast.people.owner, cast.people.requester, world.res.confidential if i % 2 else world.res.model,
+              "read_data" if i % 2 else "view_metadata")
+    with CaptureQueriesContext(connection) as many:
+        assert client.get("/admin/access/grant/").context["cl"].result_count == shown + 20
+    assert len(many.captured_queries) <= len(few.captured_queries) + 1  # + registered models

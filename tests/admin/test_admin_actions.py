@@ -41,7 +41,7 @@ def _removed_actions(world: World) -> list[tuple[str, str, int, dict[str, Any]]]
         *[("governance/promotionrequest", name, world.staging_request.pk, text)
           for name in ("approve", "reject", "withdraw", "rollback")],
         ("governance/breakglassreview", "approve_review", _first(BreakGlassReview), text),
-        ("governance/compliance_violation".replace("_", ""), "acknowledge", _first(ComplianceViolation), text),
+        ("governance/complianceviolation", "acknowledge", _first(ComplianceViolation), text),
         ("access/dataset", "classify", world.res.pci.pk,
          {"level": "public", "pii_categories": [], "reason": "declassify"}),
         ("access/dataset", "classify_field", world.res.pci.pk,

@@ -10,8 +10,9 @@ This module keeps the first mirrored and checks the second:
   params, datasets, status) records ``model.version_changed`` with the changed fields
   and re-evaluates the version's pending promotion requests, so approvals given on
   the old evidence go stale.
-* ``aliases_reconcile`` compares each environment's MLflow alias with the
-  ``LiveDeployment`` governance holds. A deployment whose task crashed after moving
+* ``aliases_reconcile`` compares every alias governance manages (each environment's,
+  its canary/shadow candidate aliases, look-alikes in its namespace) with the
+  ``LiveDeployment`` and rollouts governance holds. A deployment whose task crashed after moving
   the alias is completed; anything else is an out-of-band change: a compliance
   violation (recorded once per distinct change) and, when the environment's policy
   says ``revert_out_of_band``, the alias is put back.

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from access.checks import check
+from access.classification import LEVELS, RESTRICTED, allows
 from access.models import Grant
 from access.roles import role_names
 from governance.models import (
@@ -98,23 +100,94 @@ def requests_awaiting(user: User) -> list[PromotionRequest]:
             if mine & set(policies[(r.environment_id, r.version.model_id)].approval_groups)]
 
 
+class AdmissionStatus:
+    """Why an admission answer is what it is (``Admission.status``); stable strings clients may branch on."""
+
+    APPROVED = "approved"  # live, or rolling out, under an approved promotion (or a reviewed break-glass)
+    BREAK_GLASS_REVIEW_OPEN = "break_glass_review_open"  # admitted; the post-hoc review is due at review_due_at
+    BREAK_GLASS_REVIEW_OVERDUE = "break_glass_review_overdue"  # refused: the review's deadline passed
+    ABOVE_CEILING = "classification_above_ceiling"  # refused: training data now above the environment's ceiling
+    NOT_APPROVED = "not_approved"  # refused: no approved promotion puts this version here
+
+
 @dataclass(frozen=True)
 class Admission:
     allowed: bool
     reason: str
     promotion_id: int | None = None
-    mode: str | None = None  # "live", "canary" or "shadow"
+    mode: str | None = None  # "live", "canary" or "shadow"; None when refused
+    status: str = AdmissionStatus.NOT_APPROVED
+    review_due_at: datetime | None = None  # the break-glass review's deadline, when there is one not yet approved
+
+
+def _above_ceiling(level: str, ceiling: str, environment_name: str) -> str | None:
+    """Why training data at ``level`` may not run under the environment's ``ceiling``, or None when it may.
+
+    An empty or unknown level (uncatalogued training data) is admissible only where the
+    ceiling is ``restricted``, the most sensitive level; an unknown ceiling admits nothing.
+    """
+    if ceiling not in LEVELS:
+        return f"{environment_name}'s ceiling {ceiling or '(none)'} is not a classification level"
+    if level not in LEVELS:
+        if ceiling == RESTRICTED:
+            return None
+        return f"trained on data of unknown classification, above {environment_name}'s ceiling {ceiling}"
+    if allows(ceiling, level):
+        return None
+    return f"trained on {level} data, above {environment_name}'s ceiling {ceiling}"
+
+
+def _utc(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _admit(
+    environment_name: str, promotion_id: int, mode: str, what: str, approved: str, facts: tuple[Any, ...],
+    now: datetime,
+) -> Admission:
+    """Re-check, at check time, what may have changed since the promotion was approved.
+
+    ``facts`` are the version's classification, the environment's ceiling, whether the
+    promotion is break-glass, and its review's state and deadline (None without a review).
+    """
+    level, ceiling, is_break_glass, review_state, due_at = facts
+    above = _above_ceiling(level or "", ceiling or "", environment_name)
+    if above is not None:
+        return Admission(False, above, promotion_id, None, AdmissionStatus.ABOVE_CEILING)
+    if not is_break_glass or review_state == BreakGlassReview.State.APPROVED:
+        return Admission(True, approved, promotion_id, mode, AdmissionStatus.APPROVED)
+    if due_at is None:  # a break-glass promotion without its review: nothing vouches for it
+        return Admission(False, f"{what} by break-glass, which has no review on record", promotion_id, None,
+                         AdmissionStatus.BREAK_GLASS_REVIEW_OVERDUE)
+    if review_state == BreakGlassReview.State.OVERDUE or due_at <= now:
+        return Admission(False, f"{what} by break-glass, whose review was due {_utc(due_at)} and is overdue",
+                         promotion_id, None, AdmissionStatus.BREAK_GLASS_REVIEW_OVERDUE, due_at)
+    return Admission(True, f"{what} by break-glass; its review is due {_utc(due_at)}", promotion_id, mode,
+                     AdmissionStatus.BREAK_GLASS_REVIEW_OPEN, due_at)
 
 
 def admission_check(*, model_name: str, version: int, environment_name: str) -> Admission:
-    """May ``model_name`` version ``version`` run in ``environment_name``? Two indexed queries."""
+    """May ``model_name`` version ``version`` run in ``environment_name``? At most two indexed queries.
+
+    Admitted: the live version, or the candidate of a canary/shadow rollout in progress,
+    as long as, at check time, its training data's classification is within the
+    environment's ceiling and it is not a break-glass promotion whose review is overdue
+    (open and past its deadline counts, whether or not the beat task flagged it yet). A
+    break-glass promotion under an open review is admitted with status
+    ``break_glass_review_open`` and the deadline, never as ``approved``.
+    """
+    now = timezone.now()
     live = (
         LiveDeployment.objects.filter(model__name=model_name, environment__name=environment_name)
-        .values_list("version__version", "promotion_id")
+        .values_list(
+            "version__version", "promotion_id", "version__data_classification",
+            "environment__max_data_classification", "promotion__is_break_glass",
+            "promotion__break_glass_review__state", "promotion__break_glass_review__due_at",
+        )
         .first()
     )
     if live is not None and live[0] == version:
-        return Admission(True, "live under an approved promotion", live[1], "live")
+        return _admit(environment_name, live[1], "live", "live", "live under an approved promotion", live[2:], now)
     rollout = (
         PromotionRequest.objects.filter(
             version__model__name=model_name,
@@ -123,11 +196,15 @@ def admission_check(*, model_name: str, version: int, environment_name: str) -> 
             state=PromotionRequest.State.DEPLOYING,
         )
         .exclude(strategy=PromotionRequest.Strategy.FULL)
-        .values_list("id", "strategy")
+        .values_list(
+            "id", "strategy", "version__data_classification", "environment__max_data_classification",
+            "is_break_glass", "break_glass_review__state", "break_glass_review__due_at",
+        )
         .first()
     )
     if rollout is not None:
-        return Admission(True, f"{rollout[1]} rollout of an approved promotion", rollout[0], rollout[1])
+        return _admit(environment_name, rollout[0], rollout[1], f"in {rollout[1]} rollout",
+                      f"{rollout[1]} rollout of an approved promotion", rollout[2:], now)
     if live is None:
         return Admission(False, f"no version of {model_name} is approved for {environment_name}")
     return Admission(False, f"version {live[0]} is the approved version of {model_name} in {environment_name}")

@@ -10,8 +10,9 @@ This module keeps the first mirrored and checks the second:
   params, datasets, status) records ``model.version_changed`` with the changed fields
   and re-evaluates the version's pending promotion requests, so approvals given on
   the old evidence go stale.
-* ``aliases_reconcile`` compares each environment's MLflow alias with the
-  ``LiveDeployment`` governance holds. A deployment whose task crashed after moving
+* ``aliases_reconcile`` compares every alias governance manages (each environment's,
+  its canary/shadow candidate aliases, look-alikes in its namespace) with the
+  ``LiveDeployment`` and rollouts governance holds. A deployment whose task crashed after moving
   the alias is completed; anything else is an out-of-band change: a compliance
   violation (recorded once per distinct change) and, when the environment's policy
   says ``revert_out_of_band``, the alias is put back.
@@ -614,28 +615,50 @@ def _open_alias_violation(
     return latest if same else None
 
 
+#: What governance expects of an alias, by its role: the live version, a rollout's candidate, or nothing.
+LIVE_ROLE, UNMANAGED_ROLE = "live", "unmanaged"
+
+
+def _alias_summary(
+    model: RegisteredModel, environment: Environment, alias: str, role: str, found: int | None,
+    expected: int | None,
+) -> str:
+    found_text = f"version {found}" if found is not None else "no version"
+    if role == LIVE_ROLE:
+        expected_text = f"version {expected}" if expected is not None else "no version (nothing is live)"
+        return (f"MLflow alias {alias!r} of {model.name} points at {found_text}; governance has {expected_text} live "
+                f"in {environment.name}. The alias was changed outside governance.")
+    if role == UNMANAGED_ROLE:
+        return (f"MLflow alias {alias!r} of {model.name} points at {found_text}; it is in the namespace of "
+                f"{environment.name}'s alias {environment.mlflow_alias!r} but governance manages no such alias. "
+                f"It was set outside governance.")
+    expected_text = (f"version {expected} rolling out" if expected is not None
+                     else f"no {role} rollout in progress")
+    return (f"MLflow alias {alias!r} of {model.name} points at {found_text}; governance has {expected_text} "
+            f"in {environment.name}. The alias was changed outside governance.")
+
+
 @transaction.atomic
 def alias_out_of_band_record(
     *, model: RegisteredModel, environment: Environment, found_version: int | None, expected_version: int | None,
-    actor: Actor = RECONCILE_ACTOR,
+    alias: str | None = None, role: str = LIVE_ROLE, actor: Actor = RECONCILE_ACTOR,
 ) -> tuple[ComplianceViolation, bool]:
-    """Record an out-of-band change of an environment's alias, once per distinct change.
+    """Record an out-of-band change of an alias governance manages, once per distinct change.
 
-    Returns the violation and whether it was recorded now (False: this very change is
-    already recorded and not reverted, so nothing is written again).
+    ``alias`` defaults to the environment's own alias (``role`` ``"live"``); a rollout's
+    candidate alias passes its strategy as ``role``, a look-alike in the environment's
+    namespace ``"unmanaged"``. Returns the violation and whether it was recorded now
+    (False: this very change is already recorded and not reverted, so nothing is written again).
     """
     RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()  # one reconciler per model at a time
-    alias = environment.mlflow_alias
+    alias = alias if alias is not None else environment.mlflow_alias
     existing = _open_alias_violation(model, alias, found_version, expected_version)
     if existing is not None:
         return existing, False
-    found = f"version {found_version}" if found_version is not None else "no version"
-    expected = f"version {expected_version}" if expected_version is not None else "no version (nothing is live)"
     violation = services.violation_record(
         kind=ComplianceViolation.Kind.OUT_OF_BAND_ALIAS,
         subject=Subject("registered_model", model.name),
-        summary=f"MLflow alias {alias!r} of {model.name} points at {found}; governance has {expected} live in "
-        f"{environment.name}. The alias was changed outside governance.",
+        summary=_alias_summary(model, environment, alias, role, found_version, expected_version),
         details={"model": model.name, "alias": alias, "environment": environment.name,
                  "found_version": found_version, "expected_version": expected_version},
         actor=actor,
@@ -666,6 +689,9 @@ def alias_revert_record(
 
 # --- reconciling -------------------------------------------------------------------------------------------
 
+#: The strategies that roll out under a candidate alias ``<environment alias>-<strategy>`` (services.rollout_alias).
+CANDIDATE_STRATEGIES: tuple[str, ...] = (PromotionRequest.Strategy.CANARY, PromotionRequest.Strategy.SHADOW)
+
 
 def _rollback_in_flight(model: RegisteredModel, environment: Environment, found: int) -> bool:
     """``found`` is the version of a promotion rolled back moments ago (its alias move may still be queued)."""
@@ -673,6 +699,33 @@ def _rollback_in_flight(model: RegisteredModel, environment: Environment, found:
         version__model=model, version__version=found, environment=environment, state=State.ROLLED_BACK,
         finished_at__gte=timezone.now() - ROLLBACK_GRACE,
     ).exists()
+
+
+def _candidate_removal_in_flight(model: RegisteredModel, environment: Environment, strategy: str, found: int) -> bool:
+    """``found`` is the candidate of a rollout that failed moments ago: ``remove_candidate_alias`` may be queued."""
+    return PromotionRequest.objects.filter(
+        version__model=model, version__version=found, environment=environment, strategy=strategy,
+        state=State.FAILED, finished_at__gte=timezone.now() - ROLLBACK_GRACE,
+    ).exists()
+
+
+def _rollouts_deploying(model: RegisteredModel) -> dict[tuple[int, str], list[int]]:
+    """The versions of ``model``'s canary/shadow rollouts in progress, by (environment id, strategy), newest first."""
+    out: dict[tuple[int, str], list[int]] = {}
+    rows = (
+        PromotionRequest.objects.filter(version__model=model, state=State.DEPLOYING, strategy__in=CANDIDATE_STRATEGIES)
+        .order_by("-pk")
+        .values_list("environment_id", "strategy", "version__version")
+    )
+    for environment_id, strategy, number in rows:
+        out.setdefault((environment_id, strategy), []).append(number)
+    return out
+
+
+def _namespace_owner(alias: str, environments: list[Environment]) -> Environment | None:
+    """The environment whose alias namespace (``<alias>-…``) ``alias`` is in; the longest prefix wins."""
+    owners = [e for e in environments if alias.startswith(f"{e.mlflow_alias}-")]
+    return max(owners, key=lambda e: len(e.mlflow_alias), default=None)
 
 
 def _current_aliases(model: RegisteredModel) -> dict[str, int]:
@@ -684,15 +737,84 @@ def _current_aliases(model: RegisteredModel) -> dict[str, int]:
         raise
 
 
-def aliases_reconcile(model: RegisteredModel, *, report: ReconcileReport | None = None) -> ReconcileReport:
-    """Compare every environment's MLflow alias of ``model`` with what governance has live there.
+def _deployment_in_flight(
+    model: RegisteredModel, environment: Environment, found: int | None, report: ReconcileReport
+) -> bool:
+    """The environment's alias names a version on its way in or out, not an out-of-band change.
 
-    * the alias names the live version (or neither exists): nothing to do;
+    A full promotion still ``deploying`` whose task moved the alias and stopped before
+    recording it is completed here; a rollback whose alias move is queued is left to its task.
+    """
+    if found is None:
+        return False
+    deploying = PromotionRequest.objects.filter(
+        version__model=model, version__version=found, environment=environment, state=State.DEPLOYING,
+        strategy=PromotionRequest.Strategy.FULL,
+    ).first()
+    if deploying is not None:
+        try:
+            services.promotion_alias_applied(request=deploying, alias=environment.mlflow_alias)
+        except InvalidState:
+            return True  # the deploy task recorded it in the meantime
+        report.deployments_completed += 1
+        logger.info("completed interrupted deployment #%s of %s", deploying.pk, model.name)
+        return True
+    return _rollback_in_flight(model, environment, found)
+
+
+def _flag_and_revert(
+    model: RegisteredModel, environment: Environment, alias: str, role: str, found: int | None,
+    expected: int | None, report: ReconcileReport,
+) -> None:
+    """Record the out-of-band change (once) and, if the environment's policy says so, put the alias back."""
+    violation, recorded = alias_out_of_band_record(
+        model=model, environment=environment, alias=alias, role=role, found_version=found, expected_version=expected
+    )
+    if recorded:
+        report.violations += 1
+        logger.warning("out-of-band change of alias %s of %s in %s", alias, model.name, environment.name)
+    policy, _ = selectors.policy_for(environment=environment, model_id=model.pk)
+    if not policy.revert_out_of_band:
+        return
+    try:
+        # Put back only what was judged: a deploy task may have set the alias since it was read.
+        if registry.alias_version(model.name, alias) != found:
+            return
+        if expected is None:
+            registry.delete_alias(model.name, alias)
+        else:
+            registry.set_alias(model.name, alias, expected)
+    except registry.REGISTRY_ERRORS as exc:
+        report.errors.append(f"{model.name}: could not revert alias {alias}: {type(exc).__name__}")
+        logger.warning("could not revert alias %s of %s: %s", alias, model.name, type(exc).__name__)
+        return
+    alias_revert_record(violation=violation, restored_version=expected)
+    report.aliases_reverted += 1
+
+
+def aliases_reconcile(model: RegisteredModel, *, report: ReconcileReport | None = None) -> ReconcileReport:
+    """Compare every MLflow alias of ``model`` that governance manages with what governance holds.
+
+    Each environment's alias ``<alias>`` must name the live version (or not exist):
+
     * it names the version of a full promotion still ``deploying``: the deploy task
       moved the alias and stopped before recording it; the deployment is completed;
-    * otherwise the alias was changed out of band: a compliance violation (once per
-      distinct change) and, if the environment's policy says ``revert_out_of_band``,
-      the alias is set back to the live version (or removed when nothing is live).
+    * it names a version rolled back within ``ROLLBACK_GRACE``: the alias move is queued.
+
+    Each candidate alias ``<alias>-canary`` / ``<alias>-shadow`` must name the version of a
+    canary/shadow rollout of that environment in progress (``deploying``), else not exist:
+
+    * missing while such a rollout is deploying: the deploy task has yet to set it;
+    * naming a rollout that failed within ``ROLLBACK_GRACE``: its removal is queued.
+
+    Any other alias in an environment's namespace (``<alias>-<anything>``) is reserved to
+    governance and must not exist.
+
+    Anything else is an out-of-band change: a compliance violation of kind
+    ``out_of_band_alias`` (once per distinct change) and, if the environment's policy says
+    ``revert_out_of_band``, the alias is put back (to the live or deploying version) or
+    removed. MLflow is read before the database so a deploy task's change is never
+    mistaken for an out-of-band one.
     """
     report = report if report is not None else ReconcileReport()
     found_aliases = _current_aliases(model)
@@ -700,47 +822,30 @@ def aliases_reconcile(model: RegisteredModel, *, report: ReconcileReport | None 
         d.environment_id: d.version.version
         for d in LiveDeployment.objects.filter(model=model).select_related("version")
     }
-    for environment in Environment.objects.order_by("order"):
+    rollouts = _rollouts_deploying(model)
+    environments = list(Environment.objects.order_by("order"))
+    managed: set[str] = set()
+    for environment in environments:
         alias = environment.mlflow_alias
-        found = found_aliases.get(alias)
-        expected = live.get(environment.pk)
-        if found == expected:
-            continue
-        if found is not None:
-            deploying = PromotionRequest.objects.filter(
-                version__model=model, version__version=found, environment=environment, state=State.DEPLOYING,
-                strategy=PromotionRequest.Strategy.FULL,
-            ).first()
-            if deploying is not None:
-                try:
-                    services.promotion_alias_applied(request=deploying, alias=alias)
-                except InvalidState:
-                    continue  # the deploy task recorded it in the meantime
-                report.deployments_completed += 1
-                logger.info("completed interrupted deployment #%s of %s", deploying.pk, model.name)
+        managed.add(alias)
+        found, expected = found_aliases.get(alias), live.get(environment.pk)
+        if found != expected and not _deployment_in_flight(model, environment, found, report):
+            _flag_and_revert(model, environment, alias, LIVE_ROLE, found, expected, report)
+        for strategy in CANDIDATE_STRATEGIES:
+            candidate = f"{alias}-{strategy}"
+            managed.add(candidate)
+            deploying = rollouts.get((environment.pk, strategy), [])
+            found = found_aliases.get(candidate)
+            if found is None or found in deploying:
                 continue
-            if _rollback_in_flight(model, environment, found):
+            if _candidate_removal_in_flight(model, environment, strategy, found):
                 continue
-        violation, recorded = alias_out_of_band_record(
-            model=model, environment=environment, found_version=found, expected_version=expected
-        )
-        if recorded:
-            report.violations += 1
-            logger.warning("out-of-band change of alias %s of %s in %s", alias, model.name, environment.name)
-        policy, _ = selectors.policy_for(environment=environment, model_id=model.pk)
-        if not policy.revert_out_of_band:
-            continue
-        try:
-            if expected is None:
-                registry.delete_alias(model.name, alias)
-            else:
-                registry.set_alias(model.name, alias, expected)
-        except registry.REGISTRY_ERRORS as exc:
-            report.errors.append(f"{model.name}: could not revert alias {alias}: {type(exc).__name__}")
-            logger.warning("could not revert alias %s of %s: %s", alias, model.name, type(exc).__name__)
-            continue
-        alias_revert_record(violation=violation, restored_version=expected)
-        report.aliases_reverted += 1
+            _flag_and_revert(model, environment, candidate, strategy, found, deploying[0] if deploying else None,
+                             report)
+    for alias, found in sorted(found_aliases.items()):
+        owner = None if alias in managed else _namespace_owner(alias, environments)
+        if owner is not None:
+            _flag_and_revert(model, owner, alias, UNMANAGED_ROLE, found, None, report)
     return report
 
 

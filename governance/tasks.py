@@ -76,18 +76,25 @@ def complete_rollout(self: Any, request_id: int) -> str:
     if request is None or request.state != State.DEPLOYING:
         return "nothing to do"
     model, main = request.version.model.name, request.environment.mlflow_alias
+    candidate = services.rollout_alias(request)
     try:
         registry.set_alias(model, main, request.version.version)
-        registry.delete_alias(model, services.rollout_alias(request))
+        # Another rollout of this environment may hold the candidate alias by now: that one is not ours to remove.
+        if registry.alias_version(model, candidate) == request.version.version:
+            registry.delete_alias(model, candidate)
     except registry.REGISTRY_ERRORS as exc:
         _retry_or_fail(self, request, exc)
         return "failed"
-    services.promotion_alias_applied(request=request, alias=main)
+    try:
+        services.promotion_alias_applied(request=request, alias=main)
+    except InvalidState:
+        return "nothing to do any more"  # a concurrent run of this task recorded it
     return f"{main} -> {request.version.ref}"
 
 
 @shared_task(name="governance.tasks.remove_candidate_alias", **_TASK)
 def remove_candidate_alias(self: Any, request_id: int) -> str:
+    """A canary/shadow failed: remove its candidate alias if it still names the version (else it is not ours)."""
     request = _load(request_id)
     if request is None or request.strategy == PromotionRequest.Strategy.FULL:
         return "nothing to do"

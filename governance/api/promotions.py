@@ -528,15 +528,31 @@ class AdmissionApi(APIView):
         class Meta:
             ref_name = "AdmissionOutput"
 
-        allowed = serializers.BooleanField()
-        reason = serializers.CharField()
-        promotion_id = serializers.IntegerField(allow_null=True)
-        mode = serializers.ChoiceField(choices=["live", "canary", "shadow"], allow_null=True)
+        allowed = serializers.BooleanField(help_text="The only field to decide on: load the version or not.")
+        reason = serializers.CharField(help_text="Why, in words (for logs and people, not for parsing).")
+        promotion_id = serializers.IntegerField(
+            allow_null=True, help_text="The promotion the answer is about: the one that admits the version, or the "
+                                       "one whose re-check refused it.")
+        mode = serializers.ChoiceField(choices=["live", "canary", "shadow"], allow_null=True,
+                                       help_text="How the version is admitted; null when refused.")
+        status = serializers.ChoiceField(
+            choices=[selectors.AdmissionStatus.APPROVED, selectors.AdmissionStatus.BREAK_GLASS_REVIEW_OPEN,
+                     selectors.AdmissionStatus.BREAK_GLASS_REVIEW_OVERDUE, selectors.AdmissionStatus.ABOVE_CEILING,
+                     selectors.AdmissionStatus.NOT_APPROVED],
+            help_text="approved; break_glass_review_open (admitted, the post-hoc review is due at review_due_at); "
+                      "break_glass_review_overdue, classification_above_ceiling or not_approved (refused).")
+        review_due_at = serializers.DateTimeField(
+            allow_null=True, help_text="The deadline of the break-glass review not yet approved, if any.")
 
     @extend_schema(
         summary="May this version run in this environment?",
         description="Allowed when it is the live version under an approved promotion, or the candidate of a "
-                    "canary/shadow rollout in progress. A model you may not see answers 404.",
+                    "canary/shadow rollout in progress, and, re-checked at every call, its training data's "
+                    "classification is within the environment's ceiling (data of unknown classification only "
+                    "where the ceiling is restricted) and it is not a break-glass promotion whose review is "
+                    "overdue. A break-glass promotion under an open review is allowed with status "
+                    "`break_glass_review_open` and the deadline, never `approved`. A model you may not see "
+                    "answers 404.",
         tags=TAGS,
         parameters=[
             OpenApiParameter("model", str, required=True), OpenApiParameter("version", OpenApiTypes.INT,
@@ -546,10 +562,23 @@ class AdmissionApi(APIView):
         responses=answers({200: Output}, READ_PROBLEMS),
         examples=[
             OpenApiExample("live", response_only=True, value={
-                "allowed": True, "reason": "live under an approved promotion", "promotion_id": 42, "mode": "live"}),
+                "allowed": True, "reason": "live under an approved promotion", "promotion_id": 42, "mode": "live",
+                "status": "approved", "review_due_at": None}),
             OpenApiExample("refused", response_only=True, value={
                 "allowed": False, "reason": "version 6 is the approved version of fraud-detector in production",
-                "promotion_id": None, "mode": None}),
+                "promotion_id": None, "mode": None, "status": "not_approved", "review_due_at": None}),
+            OpenApiExample("reclassified", response_only=True, value={
+                "allowed": False, "reason": "trained on restricted data, above production's ceiling confidential",
+                "promotion_id": 42, "mode": None, "status": "classification_above_ceiling", "review_due_at": None}),
+            OpenApiExample("break-glass under review", response_only=True, value={
+                "allowed": True, "reason": "live by break-glass; its review is due 2026-03-02 09:30 UTC",
+                "promotion_id": 43, "mode": "live", "status": "break_glass_review_open",
+                "review_due_at": "2026-03-02T09:30:00Z"}),
+            OpenApiExample("break-glass review overdue", response_only=True, value={
+                "allowed": False,
+                "reason": "live by break-glass, whose review was due 2026-03-02 09:30 UTC and is overdue",
+                "promotion_id": 43, "mode": None, "status": "break_glass_review_overdue",
+                "review_due_at": "2026-03-02T09:30:00Z"}),
         ],
     )
     def get(self, request: Request) -> Response:
@@ -559,4 +588,5 @@ class AdmissionApi(APIView):
         found = selectors.admission_check(model_name=q["model"], version=q["version"],
                                           environment_name=q["environment"])
         return Response(self.Output({"allowed": found.allowed, "reason": found.reason,
-                                     "promotion_id": found.promotion_id, "mode": found.mode}).data)
+                                     "promotion_id": found.promotion_id, "mode": found.mode,
+                                     "status": found.status, "review_due_at": found.review_due_at}).data)

@@ -428,7 +428,8 @@ class TestAdmission:
         assert ok.status_code == 200
         assert ok.json()["allowed"] is True and ok.json()["mode"] == "live"
         no = client.get("/api/v1/admission", {"model": "fraud-detector", "version": 1, "environment": "dev"})
-        assert no.json() == {"allowed": False, "promotion_id": None, "mode": None,
+        assert no.json() == {"allowed": False, "promotion_id": None, "mode": None, "status": "not_approved",
+                             "review_due_at": None,
                              "reason": "version 2 is the approved version of fraud-detector in dev"}
 
     def test_invisible_model_is_404(self, token_for, gov: Gov) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -139,6 +140,8 @@ def _redact_value(value: Any, depth: int = 0) -> Any:
         return value
     if isinstance(value, HttpRequest):
         return _request_summary(value)
+    if isinstance(value, socket.socket):  # runserver's 'django.server' passes one: its str() holds both IPs
+        return "<socket>"
     if depth >= _MAX_DEPTH:
         return "[TRUNCATED]"
     if isinstance(value, dict):

@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -302,11 +303,13 @@ class _Broken:
 
 
 def test_unknown_objects_in_extras_become_redacted_text(json_log: io.StringIO) -> None:
+    peer = socket.socket()  # never connected: its str() would still show its address family and fd
+    peer.close()
     loop: dict[str, Any] = {}
     loop["self"] = loop
     logging.getLogger("tests.ops").info("extras", extra={
         "leaky": _Leaky(), "broken": _Broken(), "loop": loop, "items": {_Leaky()}, "count": 3, "ratio": 0.5,
-        "many": list(range(10_000)),
+        "many": list(range(10_000)), "peer": peer,
     })
     output = json_log.getvalue()
     assert TOKEN not in output and EMAIL not in output
@@ -314,5 +317,6 @@ def test_unknown_objects_in_extras_become_redacted_text(json_log: io.StringIO) -
     assert record["leaky"] == '<Leaky token="[REDACTED]" owner=[EMAIL]>'
     assert record["broken"] == "<unprintable _Broken>"
     assert record["count"] == 3 and record["ratio"] == 0.5
+    assert record["peer"] == "<socket>"
     assert len(record["many"]) == 201 and record["many"][-1].startswith("[TRUNCATED")
     assert "[TRUNCATED]" in json.dumps(record["loop"])

@@ -189,7 +189,10 @@ _r(EventType("promotion.break_glass_reviewed", "A break-glass promotion's post-h
 _r(EventType("mlflow.webhook_received", "An MLflow webhook was accepted (a hint to re-sync).",
              {"delivery_id": S(), "entity": S(), "action": S(), "model": Field(nullable=True),
               "version": Field(required=False, nullable=True), "alias": Field(required=False, nullable=True)}))
-_r(EventType("mlflow.webhook_refused", "An MLflow webhook delivery was refused.",
+# No longer written (issue #3: anyone could flood the ledger with refusals); kept registered because
+# history holds entries of it. Refusals are now counted and summarised (mlflow.webhook_refusals_summarised).
+_r(EventType("mlflow.webhook_refused",
+             "An MLflow webhook delivery was refused (no longer written: see mlflow.webhook_refusals_summarised).",
              {"delivery_id": Field(nullable=True), "reason": S(), "detail": S(), "remote_addr": Field(nullable=True)}))
 _r(EventType("mlflow.alias_changed", "An alias was set or removed in MLflow by this service.",
              {"model": S(), "alias": S(), "version": Field("int", nullable=True), "previous_version":
@@ -197,6 +200,15 @@ _r(EventType("mlflow.alias_changed", "An alias was set or removed in MLflow by t
 _r(EventType("mlflow.alias_reverted", "An out-of-band alias change in MLflow was reverted.",
              {"model": S(), "alias": S(), "found_version": Field("int", nullable=True),
               "restored_version": Field("int", nullable=True)}))
+
+# --- MLflow webhook refusals (issue #3) ---------------------------------------------------------------
+# Refused deliveries come from unauthenticated callers: they are counted, not recorded one by one,
+# and each closed interval becomes one entry per reason. Times are RFC 3339 UTC; no address, delivery
+# id or other value sent by a caller is kept.
+_r(EventType("mlflow.webhook_refusals_summarised",
+             "MLflow webhook deliveries refused for one reason during one interval, counted.",
+             {"reason": S(), "count": Field("int"), "first_at": S(), "last_at": S(), "window_start": S(),
+              "interval_seconds": Field("int")}))
 
 # --- compliance --------------------------------------------------------------------------------------
 _r(EventType("compliance.violation", "A compliance violation was detected.",

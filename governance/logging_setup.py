@@ -6,11 +6,19 @@ then scrubbed of secrets: API tokens (``mlg_…``), bearer credentials, password
 other ``key=value`` secrets, URL credentials, private keys, e-mail addresses and
 card numbers. Scrubbing works on the rendered message, the extra fields and the
 traceback, so a careless ``logger.info("%s", request.POST)`` cannot leak either.
+
+Extra fields that are not plain JSON values are rendered to text and scrubbed too; an
+``HttpRequest`` (Django passes one with every 4xx/5xx) becomes ``"METHOD route"`` (or
+the path), never its query string. Scrubbing costs time linear in the text and the text
+is bounded: anything longer than ``MAX_REDACT_CHARS`` (16 KiB) keeps its head and tail
+around a ``[TRUNCATED n characters]`` marker, so a hostile path cannot burn the CPU.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,22 +33,46 @@ from governance.request_context import current_request_id
 
 REDACTED = "[REDACTED]"
 
+#: Longest text the patterns ever see. Longer text keeps its head and tail around a marker, so a
+#: hostile 1 MiB path or header costs what a 16 KiB one does (the patterns are linear; the cap
+#: bounds the constant).
+MAX_REDACT_CHARS = 16 * 1024
+_TAIL_CHARS = MAX_REDACT_CHARS // 4
+# A cut moves this far at most to the nearest separator, so that it does not leave half an e-mail
+# address or token (which no pattern would recognise any more) next to the marker.
+_SNAP_CHARS = 256
+_SEPARATOR = re.compile(r"[\s/?&;,]")
+
+_KEY_WORDS = (r"password|passwd|pwd|secret|token|api[_-]?key|authorization|cookie|sessionid|csrf|kek|"
+                 r"private[_-]?key|signing[_-]?key")
+_SECRET_KEY = re.compile(f"(?i)({_KEY_WORDS})")
+
+# Every pattern is linear in the length of its input. A run of key, scheme or address characters
+# may only START where the run starts (the look-behinds), and possessive quantifiers never give
+# back what they took, so the engine does not re-scan a run from each of its positions (the
+# quadratic 'a-a-a-…' of issue 9a). An unclosed quote or bracket runs to the end of the text
+# instead of being retried from every later key.
+_KEY_VALUE = re.compile(
+    rf"""(?ix)
+    (?<![\w-])(["']?+)                   # a key starts where a run of key characters starts,
+    (?=[\w-]*?(?:{_KEY_WORDS}))        # holds a secret-looking word
+    ([\w-]++)\1                           # and is taken whole
+    (\s*+[:=]\s*+)
+    (?:"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|\[[^\]]*+(?:\]|\Z)|[^\s,;&}}]++)
+    """
+)
+
+
 _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S),
      "[REDACTED PRIVATE KEY]"),
     (re.compile(r"\bmlg_[A-Za-z0-9_\-]{4,}"), "mlg_" + REDACTED),
     (re.compile(r"\b((?i:bearer|basic)|Token)\s+(?!\[REDACTED|mlg_\[REDACTED)[A-Za-z0-9._~+/=\-]+"), r"\1 " + REDACTED),
     # key=value / "key": "value" / key: value for secret-looking keys.
-    (re.compile(
-        r"""(?ix)
-        (["']?\b[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|cookie|sessionid|csrf\w*|kek|
-            private[_-]?key|signing[_-]?key)[\w-]*["']?)
-        (\s*[:=]\s*)
-        (?:"[^"]*"|'[^']*'|\[[^\]]*\]|[^\s,;&}]+)
-        """),
-     r"\1\2" + '"' + REDACTED + '"'),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@]*:[^/\s@]+@"), r"\1" + REDACTED + "@"),
-    (re.compile(r"(?i)\b[a-z0-9._%+\-]+@[a-z0-9.\-]+\.[a-z]{2,}\b"), "[EMAIL]"),
+    (_KEY_VALUE, r'\1\2\1\3"' + REDACTED + '"'),
+    (re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*://)[^/\s:@]*:[^/\s@]+@"), r"\1" + REDACTED + "@"),
+    # '%40' is a URL-encoded '@' (query strings in request lines).
+    (re.compile(r"(?i)(?<![a-z0-9._%+\-])[a-z0-9._%+\-]+(?:@|%40)[a-z0-9.\-]+\.[a-z]{2,}\b"), "[EMAIL]"),
 ]
 _PAN = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 
@@ -60,28 +92,78 @@ def _pan(match: re.Match[str]) -> str:
     return "[CARD]" if 13 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
 
 
+def _bounded(text: str) -> str:
+    """``text``, or its head and tail around a ``[TRUNCATED …]`` marker when longer than ``MAX_REDACT_CHARS``."""
+    if len(text) <= MAX_REDACT_CHARS:
+        return text
+    head_end = MAX_REDACT_CHARS - _TAIL_CHARS
+    tail_start = len(text) - _TAIL_CHARS
+    # Cut at a separator when there is one close by; else drop the snap distance so that the piece of
+    # a long token next to the marker is what is lost.
+    cut = max((m.start() for m in _SEPARATOR.finditer(text, head_end - _SNAP_CHARS, head_end)), default=None)
+    head_end = cut if cut is not None else head_end - _SNAP_CHARS
+    after = _SEPARATOR.search(text, tail_start, tail_start + _SNAP_CHARS)
+    tail_start = after.start() if after is not None else tail_start + _SNAP_CHARS
+    return f"{text[:head_end]} [TRUNCATED {tail_start - head_end} characters] {text[tail_start:]}"
+
+
 def redact(text: str) -> str:
-    """``text`` with secrets and known personal-data patterns replaced."""
+    """``text`` with secrets and known personal-data patterns replaced.
+
+    Text longer than ``MAX_REDACT_CHARS`` is first cut to about that size (head and tail kept, a
+    ``[TRUNCATED n characters]`` marker between them): the cost is bounded whatever the input.
+    """
+    text = _bounded(text)
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)
     return _PAN.sub(_pan, text)
 
 
-_SECRET_KEY = re.compile(
-    r"(?i)(password|passwd|pwd|secret|token|api[_-]?key|authorization|cookie|sessionid|csrf|kek|private[_-]?key|"
-    r"signing[_-]?key)"
-)
+# Values the JSON formatter renders faithfully without calling their __str__.
+_PLAIN = (int, float, bool, type(None), datetime.date, datetime.time, datetime.timedelta)
+_MAX_DEPTH = 6
+_MAX_ITEMS = 200
 
 
-def _redact_value(value: Any) -> Any:
+def _request_summary(request: HttpRequest) -> str:
+    """``METHOD route`` (or the path; never the query string, which carries e-mails and tokens)."""
+    where = route_of(request) if getattr(request, "resolver_match", None) is not None else redact(request.path)
+    return f"{request.method} {where}"
+
+
+def _redact_value(value: Any, depth: int = 0) -> Any:
+    """``value`` fit for the log: strings redacted, containers walked (to a bounded depth and size),
+    anything else rendered to a redacted string (an object's ``str()`` may hold a query or a secret)."""
     if isinstance(value, str):
         return redact(value)
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, HttpRequest):
+        return _request_summary(value)
+    if isinstance(value, socket.socket):  # runserver's 'django.server' passes one: its str() holds both IPs
+        return "<socket>"
+    if depth >= _MAX_DEPTH:
+        return "[TRUNCATED]"
     if isinstance(value, dict):
-        return {k: REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else _redact_value(v)
-                for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_value(v) for v in value]
-    return value
+        items = list(value.items())
+        out: dict[str, Any] = {}
+        for key, item in items[:_MAX_ITEMS]:
+            name = key if isinstance(key, str) else str(key)
+            out[redact(name)] = REDACTED if _SECRET_KEY.search(name) else _redact_value(item, depth + 1)
+        if len(items) > _MAX_ITEMS:
+            out["[TRUNCATED]"] = f"{len(items) - _MAX_ITEMS} more items"
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        rendered = [_redact_value(v, depth + 1) for v in items[:_MAX_ITEMS]]
+        if len(items) > _MAX_ITEMS:
+            rendered.append(f"[TRUNCATED {len(items) - _MAX_ITEMS} more items]")
+        return rendered
+    try:
+        text = str(value)
+    except Exception:  # a broken __str__ must not lose the record
+        text = f"<unprintable {type(value).__name__}>"
+    return redact(text)
 
 
 # The attributes every LogRecord has; anything else came in through ``extra=``.

@@ -2,7 +2,8 @@
 
 Two kinds:
 
-* process counters (requests, Celery task outcomes) kept by ``prometheus_client``,
+* process counters (requests, Celery task outcomes, MLflow webhook deliveries refused
+  by reason and accepted) kept by ``prometheus_client``,
   updated by ``MetricsMiddleware`` and Celery signals. Under gunicorn with several
   workers set ``PROMETHEUS_MULTIPROC_DIR`` (an empty, writable directory) so the
   workers' counters are summed at scrape time (``MultiProcessCollector``);
@@ -58,6 +59,13 @@ REQUEST_SECONDS = Histogram(
 )
 CELERY_TASKS = Counter(
     "governance_celery_tasks_total", "Celery task outcomes by task name.", ["task", "outcome"],
+)
+# Reasons are the endpoint's own refusal codes (a fixed set), never anything a caller sent.
+WEBHOOK_REFUSALS = Counter(
+    "governance_mlflow_webhook_refusals_total", "MLflow webhook deliveries refused, by reason.", ["reason"],
+)
+WEBHOOK_ACCEPTED = Counter(
+    "governance_mlflow_webhook_deliveries_accepted_total", "MLflow webhook deliveries accepted.",
 )
 
 

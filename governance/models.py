@@ -303,3 +303,32 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return self.delivery_id
+
+
+class WebhookRefusalCounter(models.Model):
+    """How many webhook deliveries were refused for one reason in one interval (issue #3).
+
+    Refusals come from unauthenticated callers, so they never write ledger entries of their
+    own: each is counted here (an atomic UPDATE, nothing else), and once the interval has
+    closed the row is summarised into one ``mlflow.webhook_refusals_summarised`` entry and
+    marked ``summarised_at``. No address, delivery id or detail of a caller is kept.
+    """
+
+    reason = models.CharField(max_length=50)
+    window_start = models.DateTimeField()
+    window_seconds = models.PositiveIntegerField()
+    window_end = models.DateTimeField()  # window_start + window_seconds: the summariser's filter
+    count = models.PositiveBigIntegerField(default=0)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    summarised_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reason", "window_start", "window_seconds"],
+                                    name="webhook_refusal_counter_unique_window"),
+        ]
+        indexes = [models.Index(fields=["summarised_at", "window_end"], name="webhook_refusal_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.reason} x{self.count} from {self.window_start:%Y-%m-%d %H:%M}"

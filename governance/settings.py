@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -274,6 +275,15 @@ MLFLOW_WEBHOOK_SECRET = env_str("MLFLOW_WEBHOOK_SECRET") or DEV_MLFLOW_WEBHOOK_S
 MLFLOW_WEBHOOK_TOLERANCE_SECONDS = env_int("MLFLOW_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 MLFLOW_RECONCILE_INTERVAL = env_float("MLFLOW_RECONCILE_INTERVAL", 300.0, minimum=5)
 MLFLOW_WEBHOOK_MAX_BYTES = env_int("MLFLOW_WEBHOOK_MAX_BYTES", 1048576, minimum=1024)
+# Webhook deliveries per source address (REMOTE_ADDR) per fixed window, "<n>/<sec|min|hour|day>";
+# over it the endpoint answers 429 with Retry-After (MLflow's delivery retries honour it).
+MLFLOW_WEBHOOK_RATE = (env_str("MLFLOW_WEBHOOK_RATE") or "120/min").strip()
+if not re.fullmatch(r"[1-9][0-9]{0,8}/(s|sec|second|m|min|minute|h|hour|d|day)", MLFLOW_WEBHOOK_RATE):
+    raise ImproperlyConfigured(
+        f"MLFLOW_WEBHOOK_RATE={MLFLOW_WEBHOOK_RATE!r} must be '<n>/<sec|min|hour|day>', e.g. '120/min'"
+    )
+# Refused deliveries are counted per reason and summarised into the ledger once per interval (seconds).
+MLFLOW_WEBHOOK_REFUSAL_INTERVAL = env_int("MLFLOW_WEBHOOK_REFUSAL_INTERVAL", 3600, minimum=60)
 
 CELERY_BEAT_SCHEDULE.update(
     {
@@ -286,6 +296,12 @@ CELERY_BEAT_SCHEDULE.update(
         "break-glass-overdue": {
             "task": "governance.tasks.flag_overdue_reviews",
             "schedule": timedelta(minutes=5),
+        },
+        # Closed intervals of refused webhook deliveries become one ledger entry per reason.
+        "mlflow-webhook-refusals-summarise": {
+            "task": "governance.tasks.summarise_webhook_refusals",
+            "schedule": timedelta(seconds=min(300, MLFLOW_WEBHOOK_REFUSAL_INTERVAL)),
+            "options": {"expires": min(300, MLFLOW_WEBHOOK_REFUSAL_INTERVAL)},
         },
     }
 )

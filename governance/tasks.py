@@ -191,3 +191,18 @@ def sync_model(self: Any, name: str) -> dict[str, Any]:
         logger.warning("sync of model %s failed after %s retries: %s", name, self.max_retries, type(exc).__name__)
         raise
     return report.as_dict()
+
+
+# --- MLflow webhook refusals ----------------------------------------------------------------------------
+
+
+@shared_task(name="governance.tasks.summarise_webhook_refusals", autoretry_for=(OperationalError,),
+             max_retries=3, retry_backoff=True, soft_time_limit=60, time_limit=90)
+def summarise_webhook_refusals() -> int:
+    """Summarise closed intervals of refused webhook deliveries into the ledger (beat, and the first
+    refusal of each interval). Idempotent: what was summarised is never summarised again."""
+    from django.utils import timezone
+
+    from governance import webhooks
+
+    return webhooks.webhook_refusals_summarise(now=timezone.now())

@@ -12,36 +12,65 @@ A delivery is accepted only if it is a POST of at most ``MLFLOW_WEBHOOK_MAX_BYTE
 ``MLFLOW_WEBHOOK_TOLERANCE_SECONDS`` of now, its signature over the raw body matches
 ``MLFLOW_WEBHOOK_SECRET``, its body is a JSON object with ``entity``, ``action`` and
 ``data``, and its delivery id was never accepted before. Anything else is refused
-with a 4xx and ``{"error": code, "detail": message}``, and the refusal is recorded
-in the ledger (``mlflow.webhook_refused``: reason code, short detail, delivery id,
-remote address; never the body or the secret).
+with a 4xx and ``{"error": code, "detail": message}``.
 
 An accepted delivery is stored (``WebhookDelivery``, which makes replays detectable),
 recorded (``mlflow.webhook_received``) and answered 202; after commit it queues
 ``sync_model`` for the model it names. Webhooks are only hints: the sync reads MLflow
 itself, and the periodic reconcile is the truth.
+
+Refusals never write ledger entries of their own: anyone can send a delivery, and the
+ledger is permanent. Each refusal is counted by reason, in the Prometheus counter
+``governance_mlflow_webhook_refusals_total{reason}`` and in ``WebhookRefusalCounter``
+(one row per reason and interval of ``MLFLOW_WEBHOOK_REFUSAL_INTERVAL`` seconds, an
+atomic UPDATE). Once an interval has closed, ``webhook_refusals_summarise`` writes one
+``mlflow.webhook_refusals_summarised`` entry per reason (count, first and last time; no
+address, delivery id or anything else the caller sent): the beat task
+``summarise_webhook_refusals`` does it every few minutes, and the first refusal of a new
+interval queues it too, so the embedded setup (no broker, no beat) summarises as well.
+A replayed delivery (409) carries a valid signature but is counted like the others:
+whoever captured one delivery could otherwise replay it into the ledger until its
+timestamp goes stale. (Before this, refusals were recorded one by one as
+``mlflow.webhook_refused``; that type stays registered for the history.)
+
+Each source address (``REMOTE_ADDR``: behind a proxy, the proxy's) may send at most
+``MLFLOW_WEBHOOK_RATE`` deliveries per fixed window (default ``120/min``, counted in the
+Django cache, so shared by every process when ``CACHE_URL`` is Redis); beyond that it is
+answered 429 with ``Retry-After`` and counted as ``rate_limited``, before its body is read.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
+import logging
+import math
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.core.cache import cache
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Greatest, Least
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
 from governance.errors import GovernanceError
-from governance.models import WebhookDelivery
+from governance.metrics import WEBHOOK_ACCEPTED, WEBHOOK_REFUSALS
+from governance.models import WebhookDelivery, WebhookRefusalCounter
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
@@ -214,20 +243,125 @@ def webhook_delivery_accept(*, delivery: Delivery) -> WebhookDelivery:
     return stored
 
 
+def _window_start(at: datetime, seconds: int) -> datetime:
+    epoch = int(at.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
+
+
 @transaction.atomic
-def webhook_refusal_record(
-    *, reason: str, detail: str, delivery_id: str | None = None, remote_addr: str | None = None
-) -> None:
-    """Record a refused delivery: the reason code and a short detail (never the body or the secret)."""
-    if delivery_id is not None and not _DELIVERY_ID.match(delivery_id):
-        delivery_id = None  # unauthenticated and unusable: not worth keeping
-    record(
-        event_type="mlflow.webhook_refused",
-        actor=ENDPOINT_ACTOR,
-        subject=ENDPOINT_SUBJECT,
-        payload={"delivery_id": delivery_id, "reason": reason, "detail": detail[:300],
-                 "remote_addr": remote_addr[:100] if remote_addr else None},
+def webhook_refusal_count(*, reason: str, at: datetime | None = None) -> None:
+    """Count one refused delivery under ``reason`` (a refusal code of this module, never caller text).
+
+    One atomic ``UPDATE … count = count + 1`` of the reason's ``WebhookRefusalCounter`` for the
+    interval of ``at`` (default: now), creating it when it is the interval's first; nothing is
+    written to the ledger. A refusal that comes in while its interval is being (or has been)
+    summarised is counted in the next interval, so no count is ever lost or summarised twice.
+    The first refusal of an interval queues ``summarise_webhook_refusals`` after commit, so that
+    closed intervals are summarised even without the beat.
+    """
+    WEBHOOK_REFUSALS.labels(reason).inc()
+    at = at or timezone.now()
+    seconds = int(settings.MLFLOW_WEBHOOK_REFUSAL_INTERVAL)
+    start = _window_start(at, seconds)
+    stamp = Value(at, output_field=DateTimeField())
+    for _ in range(4):
+        window = WebhookRefusalCounter.objects.filter(reason=reason, window_start=start, window_seconds=seconds)
+        if window.filter(summarised_at__isnull=True).update(
+            count=F("count") + 1, first_at=Least("first_at", stamp), last_at=Greatest("last_at", stamp)
+        ):
+            return
+        try:
+            with transaction.atomic():
+                WebhookRefusalCounter.objects.create(
+                    reason=reason, window_start=start, window_seconds=seconds,
+                    window_end=start + timedelta(seconds=seconds), count=1, first_at=at, last_at=at,
+                )
+        except IntegrityError:
+            # Created meanwhile by another process (count again), or already summarised (next interval).
+            if window.filter(summarised_at__isnull=False).exists():
+                start += timedelta(seconds=seconds)
+            continue
+        from governance import tasks
+
+        transaction.on_commit(tasks.summarise_webhook_refusals.delay, robust=True)
+        return
+    logger.warning("webhook refusal (%s) not counted: its counter kept changing", reason)
+
+
+#: Summarised counters are kept this long (for the console and debugging), then forgotten.
+COUNTER_RETENTION = timedelta(days=30)
+
+
+@transaction.atomic
+def webhook_refusals_summarise(*, now: datetime) -> int:
+    """Record each closed, not yet summarised interval of refusals; return how many entries were written.
+
+    One ``mlflow.webhook_refusals_summarised`` entry per reason and interval (reason, count, first
+    and last refusal, interval start and length), in this transaction, and the counter is marked
+    summarised in the same one: running it again, or twice at once, writes nothing more (the rows
+    are locked, and the entry's idempotency key names the interval). Counters summarised more
+    than ``COUNTER_RETENTION`` ago are deleted.
+    """
+    closed = list(
+        WebhookRefusalCounter.objects.select_for_update()
+        .filter(summarised_at__isnull=True, window_end__lte=now)
+        .order_by("window_start", "reason")
     )
+    for counter in closed:
+        window_start = format_timestamp(counter.window_start)
+        record(
+            event_type="mlflow.webhook_refusals_summarised",
+            actor=ENDPOINT_ACTOR,
+            subject=ENDPOINT_SUBJECT,
+            payload={"reason": counter.reason, "count": counter.count,
+                     "first_at": format_timestamp(counter.first_at), "last_at": format_timestamp(counter.last_at),
+                     "window_start": window_start, "interval_seconds": counter.window_seconds},
+            idempotency_key=f"mlflow.webhook_refusals:{counter.reason}:{window_start}:{counter.window_seconds}",
+        )
+    if closed:
+        WebhookRefusalCounter.objects.filter(pk__in=[c.pk for c in closed]).update(summarised_at=now)
+    WebhookRefusalCounter.objects.filter(summarised_at__lt=now - COUNTER_RETENTION).delete()
+    return len(closed)
+
+
+# --- the rate limit ----------------------------------------------------------------------------------------
+
+_RATE = re.compile(r"([1-9][0-9]{0,8})/(s|sec|second|m|min|minute|h|hour|d|day)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@functools.lru_cache(maxsize=16)
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"120/min"`` -> ``(120, 60)``: requests allowed per window of seconds. ValueError when malformed."""
+    match = _RATE.fullmatch(rate.strip())
+    if match is None:
+        raise ValueError(f"{rate!r} is not '<n>/<sec|min|hour|day>'")
+    return int(match[1]), _UNIT_SECONDS[match[2][0]]
+
+
+def rate_limit_wait(*, source: str, now: float) -> int | None:
+    """Count one request from ``source``; the seconds to wait when it is over the limit, else None.
+
+    Fixed windows in the Django cache (``MLFLOW_WEBHOOK_RATE``). When the cache cannot be
+    reached the request is let through: refusals no longer reach the ledger, so an open limit
+    costs CPU, not history, and a cache outage must not stop MLflow's deliveries.
+    """
+    limit, period = parse_rate(settings.MLFLOW_WEBHOOK_RATE)
+    window = int(now // period)
+    key = f"mlflow-webhook-rate:{period}:{window}:{source[:64]}"
+    try:
+        cache.add(key, 0, timeout=period + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=period + 1)
+            count = 1
+    except Exception:  # the cache backend's own errors (redis, connection) have no common base
+        logger.warning("webhook rate limit: the cache could not be reached", exc_info=True)
+        return None
+    if count <= limit:
+        return None
+    return max(1, math.ceil((window + 1) * period - now))
 
 
 # --- the view --------------------------------------------------------------------------------------------
@@ -240,8 +374,31 @@ def _content_length(request: HttpRequest) -> int | None:
         return None
 
 
+def _count_refusal(reason: str, now: float) -> None:
+    try:
+        webhook_refusal_count(reason=reason, at=datetime.fromtimestamp(now, tz=UTC))
+    except DatabaseError:
+        # The answer is still the refusal (a 4xx, never a 500); the Prometheus counter has it.
+        logger.warning("webhook refusal (%s) not counted: database error", reason, exc_info=True)
+
+
+def _refusal(status: int, code: str, detail: str, now: float) -> JsonResponse:
+    _count_refusal(code, now)
+    return JsonResponse({"error": code, "detail": detail}, status=status)
+
+
+#: The endpoint's clock: one reading per request serves the limit, the timestamp check and the count.
+_clock = time.time
+
+
 @csrf_exempt  # authenticated by the HMAC signature, not by a session
 def mlflow_webhook(request: HttpRequest) -> JsonResponse:
+    now = _clock()
+    wait = rate_limit_wait(source=request.META.get("REMOTE_ADDR") or "unknown", now=now)
+    if wait is not None:
+        response = _refusal(429, "rate_limited", f"too many deliveries from this address: retry after {wait} s", now)
+        response["Retry-After"] = str(wait)
+        return response
     max_bytes = int(getattr(settings, "MLFLOW_WEBHOOK_MAX_BYTES", DEFAULT_MAX_BYTES))
     headers = request.headers
     try:
@@ -253,16 +410,14 @@ def mlflow_webhook(request: HttpRequest) -> JsonResponse:
         delivery = verify_delivery(
             method=request.method or "", headers={h: headers.get(h, "") for h in
                                                   (DELIVERY_ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)},
-            body=body, content_length=length, now=time.time(), secret=settings.MLFLOW_WEBHOOK_SECRET,
+            body=body, content_length=length, now=now, secret=settings.MLFLOW_WEBHOOK_SECRET,
             tolerance=settings.MLFLOW_WEBHOOK_TOLERANCE_SECONDS, max_bytes=max_bytes,
         )
         webhook_delivery_accept(delivery=delivery)
     except Refused as refused:
-        given_id = refused.delivery_id or headers.get(DELIVERY_ID_HEADER)
-        webhook_refusal_record(reason=refused.code, detail=refused.detail, delivery_id=given_id,
-                               remote_addr=request.META.get("REMOTE_ADDR"))
-        response = JsonResponse({"error": refused.code, "detail": refused.detail}, status=refused.status)
+        response = _refusal(refused.status, refused.code, refused.detail, now)
         if refused.status == 405:
             response["Allow"] = "POST"
         return response
+    WEBHOOK_ACCEPTED.inc()
     return JsonResponse({"status": "accepted", "delivery_id": delivery.delivery_id}, status=202)

@@ -1,4 +1,8 @@
-"""POST /webhooks/mlflow: deliveries signed exactly as MLflow signs them, and every way to refuse one."""
+"""POST /webhooks/mlflow: deliveries signed exactly as MLflow signs them, and every way to refuse one.
+
+A refusal is answered, counted by reason and never written to the ledger on its own
+(tests/governance/test_webhook_refusals.py floods, summarises and rate-limits).
+"""
 from __future__ import annotations
 
 import base64
@@ -15,15 +19,17 @@ from urllib.parse import urlparse
 
 import pytest
 import requests
+from django.core.cache import cache
 from django.test import Client
 from mlflow.entities.webhook import Webhook, WebhookAction, WebhookEntity, WebhookEvent
 from mlflow.webhooks.delivery import _generate_hmac_signature, _send_webhook_request
+from prometheus_client import REGISTRY
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 from audit.models import Entry, PendingEntry
 from governance import tasks
-from governance.models import ModelVersion, RegisteredModel, WebhookDelivery
+from governance.models import ModelVersion, RegisteredModel, WebhookDelivery, WebhookRefusalCounter
 from tests.governance import mlflow_helpers
 from tests.governance.mlflow_helpers import MlflowStore, entries
 
@@ -43,6 +49,23 @@ VERSION_CREATED = {"name": "fraud-detector", "version": "3", "source": "models:/
 def _secret(settings: Any) -> None:
     settings.MLFLOW_WEBHOOK_SECRET = SECRET
     settings.MLFLOW_WEBHOOK_TOLERANCE_SECONDS = 300
+    settings.MLFLOW_WEBHOOK_RATE = "120/min"
+    settings.MLFLOW_WEBHOOK_REFUSAL_INTERVAL = 3600
+    cache.clear()  # the rate limit's windows live in the (process-wide) cache
+
+
+def ledger_rows() -> int:
+    """Every recorded entry, integrated or still pending."""
+    return PendingEntry.objects.count() + Entry.objects.count()
+
+
+def refusals_metric(reason: str) -> float:
+    return REGISTRY.get_sample_value("governance_mlflow_webhook_refusals_total", {"reason": reason}) or 0.0
+
+
+def counted(reason: str) -> int:
+    """Refusals of ``reason`` counted in the database, over every interval."""
+    return sum(WebhookRefusalCounter.objects.filter(reason=reason).values_list("count", flat=True))
 
 
 @pytest.fixture
@@ -137,7 +160,7 @@ def test_a_delivery_sent_by_mlflow_is_accepted_recorded_and_queues_a_sync(
     assert (received.subject_type, received.subject_id, received.actor_type, received.actor_id) == (
         "registered_model", "fraud-detector", "service", "mlflow")
     assert len(callbacks) == 1 and syncs == ["fraud-detector"]
-    assert entries("mlflow.webhook_refused") == []
+    assert entries("mlflow.webhook_refused") == [] and not WebhookRefusalCounter.objects.exists()
 
 
 def test_an_alias_delivery_syncs_the_model_from_the_real_registry(
@@ -255,22 +278,20 @@ REFUSALS: dict[str, tuple[Callable[[], tuple[bytes, dict[str, str]]], int, str]]
 
 
 @pytest.mark.parametrize("case", list(REFUSALS))
-def test_refused_deliveries_get_a_4xx_and_a_ledger_entry_and_change_nothing(
+def test_refused_deliveries_get_a_4xx_are_counted_and_write_nothing(
     client: Client, case: str, django_capture_on_commit_callbacks: Capture, syncs: list[str],
 ) -> None:
     build, status, code = REFUSALS[case]
     body, headers = build()
+    before, metric = ledger_rows(), refusals_metric(code)
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         response = post(client, body, headers)
 
     assert response.status_code == status
     assert response["Content-Type"] == "application/json"
     assert set(response.json()) == {"error", "detail"} and response.json()["error"] == code
-    _assert_refused_and_nothing_applied(code, callbacks, syncs)
-    refusal = all_events("mlflow.webhook_refused")[0]
-    assert refusal["remote_addr"] == "127.0.0.1"
-    assert SECRET not in json.dumps(refusal) and "Retrained" not in json.dumps(refusal)
+    _assert_counted_and_nothing_written(code, before, metric, syncs)
 
 
 @pytest.mark.parametrize("method", ["get", "put", "delete"])
@@ -278,29 +299,31 @@ def test_other_methods_are_refused(
     client: Client, method: str, django_capture_on_commit_callbacks: Capture, syncs: list[str]
 ) -> None:
     body, headers = delivery()
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    before, metric = ledger_rows(), refusals_metric("method_not_allowed")
+    with django_capture_on_commit_callbacks(execute=True):
         response = post(client, body, headers, method=method)
     assert response.status_code == 405 and response["Allow"] == "POST"
     assert response.json()["error"] == "method_not_allowed"
-    _assert_refused_and_nothing_applied("method_not_allowed", callbacks, syncs)
+    _assert_counted_and_nothing_written("method_not_allowed", before, metric, syncs)
 
 
-def test_a_replayed_delivery_is_refused(
+def test_a_replayed_delivery_is_refused_and_counted_not_recorded(
     client: Client, django_capture_on_commit_callbacks: Capture, syncs: list[str]
 ) -> None:
+    # A replay carries a valid signature, but whoever captured one delivery could replay it until its
+    # timestamp goes stale: it is counted like every other refusal, and writes no entry of its own.
     body, headers = delivery()
     assert post(client, body, headers).status_code == 202
     syncs.clear()
+    before, metric = ledger_rows(), refusals_metric("replayed_delivery")
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         response = post(client, body, headers)
 
     assert response.status_code == 409 and response.json()["error"] == "replayed_delivery"
-    assert callbacks == [] and syncs == []
+    assert syncs == [] and ledger_rows() == before
     assert WebhookDelivery.objects.count() == 1 and len(all_events("mlflow.webhook_received")) == 1
-    [refusal] = all_events("mlflow.webhook_refused")
-    assert refusal["reason"] == "replayed_delivery"
-    assert refusal["delivery_id"] == headers["X-MLflow-Delivery-Id"]
+    assert counted("replayed_delivery") == 1 and refusals_metric("replayed_delivery") == metric + 1
 
 
 def test_a_body_over_a_configured_limit_is_refused(
@@ -308,16 +331,17 @@ def test_a_body_over_a_configured_limit_is_refused(
 ) -> None:
     settings.MLFLOW_WEBHOOK_MAX_BYTES = 100
     body, headers = delivery()
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    before, metric = ledger_rows(), refusals_metric("payload_too_large")
+    with django_capture_on_commit_callbacks(execute=True):
         assert post(client, body, headers).status_code == 413
-    _assert_refused_and_nothing_applied("payload_too_large", callbacks, syncs)
+    _assert_counted_and_nothing_written("payload_too_large", before, metric, syncs)
 
 
-def _assert_refused_and_nothing_applied(code: str, callbacks: list[Callable[[], Any]], syncs: list[str]) -> None:
-    [refusal] = all_events("mlflow.webhook_refused")
-    assert refusal["reason"] == code and refusal["detail"]
-    assert all_events("mlflow.webhook_received") == []
+def _assert_counted_and_nothing_written(code: str, ledger_before: int, metric_before: float, syncs: list[str]) -> None:
+    assert ledger_rows() == ledger_before  # not even a refusal entry
+    assert all_events("mlflow.webhook_refused") == [] and all_events("mlflow.webhook_received") == []
     assert not WebhookDelivery.objects.exists()
-    assert syncs == [] and callbacks == []
-    [entry] = entries("mlflow.webhook_refused")
-    assert (entry.subject_type, entry.subject_id, entry.actor_type) == ("webhook_endpoint", "mlflow", "system")
+    assert syncs == []
+    assert counted(code) == 1 and refusals_metric(code) == metric_before + 1
+    [counter] = WebhookRefusalCounter.objects.all()
+    assert counter.summarised_at is None  # its interval is still open

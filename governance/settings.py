@@ -115,7 +115,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
-    "guardian.backends.ObjectPermissionBackend",
+    # guardian's backend, but a dataset/model/environment permission holds only while an active grant backs it
+    # (a lapsed grant stops at its expires_at even when the expiry task has not run).
+    "access.backends.GrantBackedObjectPermissionBackend",
 ]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user object
 

@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from access import grants as svc
-from tests.access.personas import People, Resources, grant, make_user, writes_nothing
+from tests.access.personas import People, Resources, grant, writes_nothing
 from tests.api.conftest import problem_of
 
 pytestmark = pytest.mark.django_db

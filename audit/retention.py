@@ -56,6 +56,7 @@ DEFAULT_CLASS = "sox"
 # falls back to DEFAULT_CLASS, the longest one; tests require every registered domain to be listed.
 BY_EVENT_TYPE: dict[str, str] = {
     "access.check_denied": "pci_dss",
+    "access.check_denials_summarised": "pci_dss",
     "privacy.pii_revealed": "pci_dss",
 }
 BY_DOMAIN: dict[str, str] = {

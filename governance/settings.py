@@ -308,6 +308,20 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- Denied access checks (access.checks, issue 8g) ------------------------------------------
+# One access.check_denied per principal, resource and permission per interval; the repeats are counted and
+# summarised (access.check_denials_summarised) when it closes: by this beat task, or lazily by the next denial.
+ACCESS_DENIAL_INTERVAL = env_float("ACCESS_DENIAL_INTERVAL", 3600.0, minimum=1)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "access-denials-summarise": {
+            "task": "access.tasks.summarise_denials",
+            "schedule": timedelta(seconds=min(ACCESS_DENIAL_INTERVAL, 300.0)),
+            "options": {"expires": min(ACCESS_DENIAL_INTERVAL, 300.0)},
+        },
+    }
+)
+
 # --- Operations (docs/deploy.md) -------------------------------------------------------------
 # Readiness fails when the oldest pending ledger entry has waited longer than this (sequencer stalled).
 READY_MAX_PENDING_AGE_SECONDS = env_float("READY_MAX_PENDING_AGE_SECONDS", 60.0, minimum=1)

@@ -318,3 +318,9 @@ _r(EventType("access.check_denials_summarised",
              "Denied access checks of one principal on one resource and permission during an interval, counted.",
              {"principal": S(), "resource": S(), "permission": S(), "count": Field("int"), "first_at": S(),
               "last_at": S()}))
+
+# --- closing accounts (access.accounts, issue 8f) ----------------------------------------------------------------
+# The retention clock of a person's personal data starts at this entry (docs/retention.md); the account is named
+# as user:<id> only, and the reason must not hold personal data.
+_r(EventType("auth.account_closed", "A person's account was closed: it cannot sign in, and retention of its "
+             "personal data starts now.", {"account": S(), "reason": S()}))

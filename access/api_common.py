@@ -3,14 +3,17 @@
 A principal is written ``user:<username>``, ``service:<name>`` or ``group:<name>``; a
 resource ``dataset:<name>``, ``registered_model:<name>`` or ``environment:<name>``.
 A reference that names nothing the caller may see is a 400 on the field that holds it,
-worded exactly like one that names nothing at all, so names cannot be probed.
+worded exactly like one that names nothing at all, so names cannot be probed. In a
+list filter it is not an error at all: ``principal_filter`` and ``resource_filter``
+match by name inside the caller's visible rows, so an unknown, an invisible and a
+visible-but-unused name all answer the same empty page (only the syntax is a 400).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth.models import Group, User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -75,6 +78,24 @@ def resolve_principal(ref: tuple[str, str], *, field: str = "principal") -> User
     if found is None:
         raise field_error(field, f"no {kind} named {name!r}")
     return found
+
+
+def principal_filter(ref: tuple[str, str], prefix: str = "") -> Q:
+    """Rows whose principal (``<prefix>user``/``<prefix>group``) is the one ``ref`` names, by name, in the
+    same query as the rows: never an error, so the answer cannot tell a missing name from an unused one."""
+    kind, name = ref
+    if kind == "user":
+        return Q(**{f"{prefix}user__username": name})
+    if kind == "service":
+        return Q(**{f"{prefix}user__service_account__name": name})
+    return Q(**{f"{prefix}group__name": name})
+
+
+def resource_filter(ref: tuple[str, str]) -> Q:
+    """Rows on the resource ``ref`` names (``resource_type``/``resource_id``), resolved in a subquery of the
+    same statement: an unknown or invisible name matches nothing instead of being an error (see above)."""
+    kind, name = ref
+    return Q(resource_type=kind, resource_id__in=resource_queryset(kind, None).filter(name=name).values("pk"))
 
 
 def resolve_resource(ref: tuple[str, str], *, viewer: User | None, field: str = "resource") -> Resource:

@@ -9,17 +9,19 @@ partial indexes over active grants). An expired grant stops counting at its
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.db import connection, transaction
-from django.db.models import Model
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Model
 from django.utils import timezone
 
 from access.classification import CONFIDENTIAL, rank
 from access.errors import AccessError
-from access.models import RESOURCE_PERMISSIONS, Dataset, Grant
+from access.models import RESOURCE_PERMISSIONS, Dataset, DenialWindow, Grant
+from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
 
 
@@ -100,7 +102,9 @@ def check(
     """Allow or deny ``permission`` on ``resource`` for ``principal`` (a user, service account user or group).
 
     Denials on sensitive resources (confidential or restricted data, environments)
-    are recorded in the ledger, in their own transaction.
+    are recorded in the ledger once per principal, resource and permission per
+    ``ACCESS_DENIAL_INTERVAL``; the repeats are counted and summarised when the
+    interval closes (``_record_denial``).
     """
     resource_type = resource_type_of(resource)
     if permission not in RESOURCE_PERMISSIONS[resource_type]:
@@ -121,8 +125,43 @@ def check(
     return decision
 
 
+def _interval() -> timedelta:
+    return timedelta(seconds=float(getattr(settings, "ACCESS_DENIAL_INTERVAL", 3600.0)))
+
+
 def _record_denial(principal: User | Group, permission: str, resource: Model, level: str) -> None:
+    """Write ``access.check_denied`` for the first denial of an interval; count the repeats.
+
+    A repeat within the interval is a single UPDATE of its ``DenialWindow`` and touches no
+    ledger table, so a client polling a denied resource costs one cheap statement per poll.
+    The first denial (or the first after the window closed) runs in its own transaction:
+    the row's unique key lets only one of two concurrent first denials write the entry,
+    and a closed window is summarised (``access.check_denials_summarised``) before reuse.
+    """
+    now = timezone.now()
+    key = {"principal": principal_label(principal), "resource_type": resource_type_of(resource),
+           "resource_id": resource.pk, "permission": permission}
+    if DenialWindow.objects.filter(**key, first_at__gt=now - _interval()).update(
+            count=F("count") + 1, last_at=now):
+        return
     with transaction.atomic():
+        window = DenialWindow.objects.select_for_update().filter(**key).first()
+        if window is not None and window.first_at > now - _interval():  # opened meanwhile by another process
+            DenialWindow.objects.filter(pk=window.pk).update(count=F("count") + 1, last_at=now)
+            return
+        if window is not None:
+            _summarise(window)
+            window.first_at = window.last_at = now
+            window.count = 1
+            window.resource = resource_label(resource)
+            window.save(update_fields=["first_at", "last_at", "count", "resource"])
+        else:
+            try:
+                with transaction.atomic():
+                    DenialWindow.objects.create(**key, resource=resource_label(resource), first_at=now, last_at=now)
+            except IntegrityError:  # a concurrent first denial opened the window and wrote the entry
+                DenialWindow.objects.filter(**key).update(count=F("count") + 1, last_at=now)
+                return
         record(
             event_type="access.check_denied",
             actor=Actor.user(principal) if isinstance(principal, User) else Actor.system("access-check"),
@@ -130,3 +169,38 @@ def _record_denial(principal: User | Group, permission: str, resource: Model, le
             payload={"principal": principal_label(principal), "resource": resource_label(resource),
                      "permission": permission, "level": level},
         )
+
+
+def _summarise(window: DenialWindow) -> None:
+    """Record the count of a closed window (locked by the caller). A window of one denial needs no summary:
+    its ``access.check_denied`` entry already says everything."""
+    if window.count <= 1:
+        return
+    record(
+        event_type="access.check_denials_summarised",
+        actor=Actor.system("access-check"),
+        subject=Subject(window.resource_type, window.resource.partition(":")[2]),
+        payload={"principal": window.principal, "resource": window.resource, "permission": window.permission,
+                 "count": window.count, "first_at": format_timestamp(window.first_at),
+                 "last_at": format_timestamp(window.last_at)},
+    )
+
+
+def check_denials_summarise(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Close every denial window whose interval is over: record its summary and delete it, each window in its
+    own transaction (a denial racing for the same row waits for it, then opens a new window). Idempotent;
+    returns how many windows were closed. Run from the beat (``access.tasks.summarise_denials``); a denial
+    after the interval also closes its own window lazily, so nothing depends on the beat running."""
+    closed_before = (now or timezone.now()) - _interval()
+    ids = list(DenialWindow.objects.filter(first_at__lte=closed_before).order_by("pk")
+               .values_list("pk", flat=True)[:limit])
+    closed = 0
+    for pk in ids:
+        with transaction.atomic():
+            window = DenialWindow.objects.select_for_update().filter(pk=pk, first_at__lte=closed_before).first()
+            if window is None:  # reopened or closed meanwhile
+                continue
+            _summarise(window)
+            window.delete()
+            closed += 1
+    return closed

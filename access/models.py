@@ -305,3 +305,36 @@ class EnvironmentUserObjectPermission(UserObjectPermissionBase):
 
 class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey("governance.Environment", on_delete=models.CASCADE)
+
+
+# --- denied access checks, counted between ledger entries (access.checks) --------------------------------------
+
+
+class DenialWindow(models.Model):
+    """The open interval of denied checks of one principal, resource and permission.
+
+    The first denial of an interval writes ``access.check_denied`` and opens the row;
+    the repeats only bump ``count``/``last_at`` (one UPDATE, no ledger write). When the
+    interval is over, ``access.checks.check_denials_summarise`` (beat, or lazily the
+    next denial) writes ``access.check_denials_summarised`` and the row is closed. The
+    unique key is what keeps two concurrent first denials from both writing the entry.
+    """
+
+    principal = models.CharField(max_length=200)  # access.checks.principal_label: user:<id> or group:<name>
+    resource_type = models.CharField(max_length=30)
+    resource_id = models.PositiveBigIntegerField()
+    permission = models.CharField(max_length=30)
+    resource = models.CharField(max_length=250)  # the label at the first denial (for the summary)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["principal", "resource_type", "resource_id", "permission"],
+                                    name="denialwindow_one_per_key"),
+        ]
+        indexes = [models.Index(fields=["first_at"], name="denialwindow_first_at")]
+
+    def __str__(self) -> str:
+        return f"{self.principal} {self.permission} {self.resource}: {self.count} since {self.first_at}"

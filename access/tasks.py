@@ -104,3 +104,21 @@ def close_due_reviews() -> int:
 
     due = ReviewCampaign.objects.filter(state=ReviewCampaign.State.OPEN, deadline__lte=timezone.now())
     return sum(close_review.run(pk) == "closed" for pk in list(due.order_by("pk").values_list("pk", flat=True)))
+
+
+# --- denied access checks (access.checks) -------------------------------------------------------------------
+
+
+@shared_task(name="access.tasks.summarise_denials", autoretry_for=_retryable(), soft_time_limit=240, time_limit=300,
+             **_SWEEP)
+def summarise_denials() -> int:
+    """Close every denial window whose interval is over (``access.check_denials_summarised`` when it counted
+    repeats), in batches of ``EXPIRE_BATCH``. Returns how many were closed; running it twice does no harm."""
+    from access.checks import check_denials_summarise
+
+    total = 0
+    while True:
+        closed = check_denials_summarise(limit=EXPIRE_BATCH)
+        total += closed
+        if closed < EXPIRE_BATCH:
+            return total

@@ -46,7 +46,8 @@ def _doc_field(name: str, spec: Field) -> serializers.Field:
     kwargs: dict[str, Any] = {"required": spec.required, "allow_null": spec.nullable}
     if name == "source":
         # The API fills it in from the calling service account.
-        kwargs.update(required=False, help_text="the reporting system; default: the calling service account's name")
+        kwargs.update(required=False, help_text="the calling service account's name (filled in when left out; any "
+                                                "other value is a 400: name the reporting tool in `detail`)")
     if name == "occurred_at":
         return serializers.DateTimeField(help_text="ISO 8601 with a time zone", **kwargs)
     return _KINDS[spec.kind](**kwargs)
@@ -80,10 +81,11 @@ EXAMPLE_EVENT = {
     "model": "fraud-detector",
     "version": 3,
     "environment": "production",
-    "source": "evidently",
+    "source": "fraud-serving",
     "metric": "psi",
     "value": 0.31,
     "threshold": 0.2,
+    "detail": {"tool": "evidently"},
 }
 
 
@@ -120,7 +122,9 @@ class EventsIngestApi(APIView):
         description=(
             "Up to 1,000 events per request, recorded all or nothing. Each `type` is one of the runtime event "
             "types of `audit/event_types.py`, with that type's own fields. `model`/`version`/`environment`, when "
-            "given, must exist in the registry mirror. Retrying a batch writes nothing twice (idempotency by "
+            "given, must exist in the registry mirror, and a token may only name models its service account may "
+            "see (others are refused exactly like missing ones). `source` is the calling service account's name: "
+            "leave it out, or send exactly that. Retrying a batch writes nothing twice (idempotency by "
             "`event_id`); the same `event_id` with different content is a 409."
         ),
         request=InputSerializer,
@@ -140,12 +144,11 @@ class EventsIngestApi(APIView):
         if not isinstance(events, list):
             raise serializers.ValidationError({"events": ["must be a list of events"]})
         token = token_of(request)
-        if token is not None:
-            actor, default_source = Actor.service(token.service_account.name), token.service_account.name
-        else:
-            actor, default_source = Actor.user(request.user), None
+        # A token speaks for its service account: source is bound to it and only its visible models may be named.
+        account = token.service_account if token is not None else None
+        actor = Actor.service(account.name) if account is not None else Actor.user(request.user)
         try:
-            recorded = runtime_events_record(actor=actor, events=events, default_source=default_source)
+            recorded = runtime_events_record(actor=actor, events=events, service_account=account)
         except InvalidRuntimeEvents as exc:
             raise serializers.ValidationError({e["field"]: [e["message"]] for e in exc.errors}) from None
         out = [

@@ -16,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -24,15 +24,16 @@ from django.views.decorators.http import require_POST
 
 from audit import offline_verify as ov
 from audit import pii
+from audit.api_selectors import exports_visible_to
 from audit.event_types import registry
-from audit.export import FORMATS, ExportError, export_create, may_download, parse_scope
+from audit.export import FORMATS, ExportError, export_create, parse_scope
 from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry, ExportJob
 from audit.models_ops import LegalHold
 from audit.retention import legal_hold_create, legal_hold_release
 from audit.selectors import checkpoint_covering, inclusion_proof
 from governance.console.base import paginate, redirect_back, run_action
-from governance.console.views_overview import denied, is_infosec, is_oversight
+from governance.console.views_overview import denied, is_oversight
 
 PAGE_SIZE = 50
 MAX_FILTER = 300
@@ -250,10 +251,16 @@ def _scope_text(scope: dict[str, Any]) -> str:
     return "; ".join(parts) or "whole ledger"
 
 
-def _rows(request: HttpRequest, page: Any) -> list[tuple[ExportJob, str, bool]]:
-    # may_download's rule (InfoSec any, an auditor their own) without a query per row.
-    everything = is_infosec(request.user) or bool(getattr(request.user, "is_superuser", False))
-    return [(j, _scope_text(j.scope), everything or j.created_by_id == request.user.pk) for j in page]
+def _rows(page: Any) -> list[tuple[ExportJob, str, bool]]:
+    # Only visible exports are listed, and whoever may see an export may download it (may_download's rule).
+    return [(j, _scope_text(j.scope), True) for j in page]
+
+
+def _visible_exports(request: HttpRequest) -> QuerySet[ExportJob]:
+    """The one rule shared with the API and the download view (``exports_visible_to``): InfoSec sees every
+    export, an auditor only their own."""
+    jobs = exports_visible_to(request.user)
+    return jobs if jobs is not None else ExportJob.objects.none()
 
 
 @login_required
@@ -262,11 +269,10 @@ def exports(request: HttpRequest) -> HttpResponse:
         return denied(request, EXPORTS_NOT_PERMITTED)
     if request.method == "POST":
         return _export_start(request)
-    jobs = ExportJob.objects.select_related("created_by").order_by("-id")
-    page = Paginator(jobs, 25).get_page(request.GET.get("page"))
+    page = Paginator(_visible_exports(request), 25).get_page(request.GET.get("page"))
     return render(request, "console/exports.html", {
         "nav": "exports", "page": page, "formats": FORMATS, "types": registry.names(),
-        "rows": _rows(request, page),
+        "rows": _rows(page),
         "form": {}, "selected_types": [],
     })
 
@@ -283,11 +289,10 @@ def _export_start(request: HttpRequest) -> HttpResponse:
         job = export_create(user=request.user, scope=scope, fmt=data.get("format", "bundle"))  # type: ignore[arg-type]
     except ExportError as exc:
         messages.error(request, f"The export was not started: {exc}.")
-        jobs = ExportJob.objects.select_related("created_by").order_by("-id")
-        page = Paginator(jobs, 25).get_page(1)
+        page = Paginator(_visible_exports(request), 25).get_page(1)
         return render(request, "console/exports.html", {
             "nav": "exports", "page": page, "formats": FORMATS, "types": registry.names(),
-            "rows": _rows(request, page),
+            "rows": _rows(page),
             "form": data, "selected_types": data.getlist("event_types"),
         }, status=400)
     messages.success(request, f"Export #{job.pk} started; recorded in the ledger.")
@@ -298,8 +303,8 @@ def _export_start(request: HttpRequest) -> HttpResponse:
 def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
     if not is_oversight(request.user):
         return denied(request, EXPORTS_NOT_PERMITTED)
-    job = ExportJob.objects.select_related("created_by").filter(pk=export_id).first()
-    if job is None:
+    job = _visible_exports(request).filter(pk=export_id).first()
+    if job is None:  # missing and someone else's look the same
         return render(request, "console/exports_missing.html", {"nav": "exports", "export_id": export_id},
                       status=404)
     running = job.state in (ExportJob.State.PENDING, ExportJob.State.RUNNING)
@@ -309,7 +314,7 @@ def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
     return render(request, "console/exports_detail.html", {
         "nav": "exports", "job": job, "running": running, "percent": percent, "scope_text": _scope_text(job.scope),
         "scope_json": json.dumps(job.scope, indent=2, sort_keys=True),
-        "may_download": may_download(request.user, job) and job.state == ExportJob.State.DONE,
+        "may_download": job.state == ExportJob.State.DONE,
         "download_url": reverse("export-download", args=[job.pk]),
     })
 

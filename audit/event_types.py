@@ -322,3 +322,17 @@ _r(EventType("privacy.legal_hold_released", "A legal hold was released.",
              {"hold_id": Field("int"), "data_subject": S(), "reason": S()}))
 _r(EventType("privacy.retention_erased", "Personal data past its retention period was crypto-shredded.",
              {"data_subject": S(), "retention_class": S(), "values": Field("int"), "oldest": S()}))
+
+# --- denied access checks, summarised per interval (access.checks, issue 8g) ----------------------------------
+# access.check_denied is written once per principal, resource and permission per ACCESS_DENIAL_INTERVAL; the
+# repeats are counted, and this entry closes the interval with the count (principals are user:<id>/group:<name>).
+_r(EventType("access.check_denials_summarised",
+             "Denied access checks of one principal on one resource and permission during an interval, counted.",
+             {"principal": S(), "resource": S(), "permission": S(), "count": Field("int"), "first_at": S(),
+              "last_at": S()}))
+
+# --- closing accounts (access.accounts, issue 8f) ----------------------------------------------------------------
+# The retention clock of a person's personal data starts at this entry (docs/retention.md); the account is named
+# as user:<id> only, and the reason must not hold personal data.
+_r(EventType("auth.account_closed", "A person's account was closed: it cannot sign in, and retention of its "
+             "personal data starts now.", {"account": S(), "reason": S()}))

@@ -7,6 +7,10 @@ the retention job destroys a data subject's key (crypto-shredding through
 is past the retention period of the event type that carried it, unless an active
 legal hold covers the subject. The granularity is the data subject, because the
 key is: one value cannot be shredded without the others.
+
+For a subject ``user:<id>`` whose account exists, the clock starts when the account
+was closed (``access.accounts.account_closed_at``), never while it is open: an active
+account is not touched whatever the clock says.
 """
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ DEFAULT_CLASS = "sox"
 # falls back to DEFAULT_CLASS, the longest one; tests require every registered domain to be listed.
 BY_EVENT_TYPE: dict[str, str] = {
     "access.check_denied": "pci_dss",
+    "access.check_denials_summarised": "pci_dss",
     "privacy.pii_revealed": "pci_dss",
 }
 BY_DOMAIN: dict[str, str] = {
@@ -201,13 +206,15 @@ class RetentionReport:
     erased: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     not_due: int = 0
+    open_accounts: int = 0
     values: int = 0
     stopped_early: bool = False
 
     def __str__(self) -> str:
         verb = "would erase" if self.dry_run else "erased"
         text = (f"retention: examined {self.examined} data subject(s); {verb} {len(self.erased)} "
-                f"({self.values} value(s)); {len(self.held)} on legal hold; {self.not_due} not yet due")
+                f"({self.values} value(s)); {len(self.held)} on legal hold; {self.not_due} not yet due; "
+                f"{self.open_accounts} account(s) not closed")
         return text + ("; stopped at the time limit (run again)" if self.stopped_early else "")
 
 
@@ -241,8 +248,30 @@ def _value_classes(refs: list[str]) -> dict[str, str]:
     return found
 
 
-def _due(key: DataSubjectKey) -> _Due | None:
-    """When every personal value of the subject has expired, with the class that expires last."""
+_OPEN = object()
+
+
+def _account_clock(data_subject: str) -> datetime | object | None:
+    """When the retention clock of an account's subject started: the account's closure; ``_OPEN`` while the
+    account is open (or closed without a recorded time); None when the subject is not an existing account
+    (its values' own times count)."""
+    from django.contrib.auth.models import User
+
+    from access.accounts import account_closed_at
+
+    kind, _, ident = data_subject.partition(":")
+    if kind != "user" or not ident.isdigit():
+        return None
+    user = User.objects.select_related("service_account").filter(pk=int(ident)).first()
+    if user is None:
+        return None
+    closed = account_closed_at(user)
+    return _OPEN if closed is None else closed
+
+
+def _due(key: DataSubjectKey, clock_start: datetime | None = None) -> _Due | None:
+    """When every personal value of the subject has expired, with the class that expires last. A value's
+    period runs from its creation, or from ``clock_start`` (the account's closure) when that is later."""
     values = list(PiiValue.objects.filter(subject_key=key).values_list("ref", "created_at"))
     if not values:
         return None
@@ -251,7 +280,8 @@ def _due(key: DataSubjectKey) -> _Due | None:
     for ref, created in values:
         # A value whose entry is not found (yet) keeps the default, longest class.
         cls = retention_class_for(types[ref]) if ref in types else CLASSES[DEFAULT_CLASS]
-        expires = created + timedelta(days=cls.days)
+        start = max(created, clock_start) if clock_start is not None else created
+        expires = start + timedelta(days=cls.days)
         if latest is None or expires > latest[0]:
             latest = (expires, cls.name)
     assert latest is not None
@@ -283,7 +313,11 @@ def _erase_one(key_id: int, now: datetime, report: RetentionReport) -> None:
     if LegalHold.objects.filter(data_subject=key.data_subject, released_at__isnull=True).exists():
         report.held.append(key.data_subject)
         return
-    due = _due(key)
+    clock = _account_clock(key.data_subject)
+    if clock is _OPEN:  # a person still using the product: their data is never due, whatever the clock
+        report.open_accounts += 1
+        return
+    due = _due(key, clock if isinstance(clock, datetime) else None)
     if due is None or due.expires_at > now:
         report.not_due += 1
         return

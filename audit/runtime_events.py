@@ -16,13 +16,16 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
 from audit.canonical import format_timestamp
 from audit.event_types import InvalidPayload, registry
 from audit.ledger import Actor, Event, LedgerError, Recorded, Subject, record_many
+
+if TYPE_CHECKING:
+    from access.models import ServiceAccount
 
 MAX_BATCH = 1000
 MAX_NAME = 300
@@ -67,9 +70,12 @@ def _occurred_at(value: object) -> str | None:
 
 
 def _validate(
-    events: Sequence[object], *, default_source: str | None
+    events: Sequence[object], *, default_source: str | None, bound_source: str | None = None,
 ) -> tuple[list[tuple[str, str, dict[str, Any]]], list[dict[str, str]]]:
     """(event_id, type, payload) per event, and the problems found (field paths name the index).
+
+    With ``bound_source`` an event may omit ``source`` (it is filled in) or send exactly that value;
+    any other is a problem of that event.
 
     One pass of plain Python: a batch is up to 1,000 events on the ingest hot path, so
     names and times seen once in the batch are not checked again.
@@ -111,6 +117,11 @@ def _validate(
         payload = {k: v for k, v in raw.items() if k != "event_id" and k != "type"}
         if "source" not in payload and default_source is not None:
             payload["source"] = default_source
+        if bound_source is not None and payload.get("source") != bound_source:
+            # A token speaks for its service account only: it cannot attribute events to another system.
+            bad(i, "source", f"must be {bound_source!r}, the calling service account (or be left out); "
+                             "name the reporting tool in detail")
+            ok = False
         if "occurred_at" in payload:
             raw_when = payload["occurred_at"]
             when = times.get(raw_when, "") if isinstance(raw_when, str) else None
@@ -144,19 +155,30 @@ def _validate(
     return checked, errors
 
 
-def _check_mirror(checked: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, str]]:
-    """Every named model, version and environment must exist in the mirror (at most three queries)."""
+def _check_mirror(
+    checked: list[tuple[str, str, dict[str, Any]]], *, service_account: ServiceAccount | None = None,
+) -> list[dict[str, str]]:
+    """Every named model, version and environment must exist in the mirror (at most three queries, plus the
+    caller's roles once). With ``service_account`` the models must also be visible to its user
+    (``governance.selectors.models_visible_to``), and an invisible one is reported exactly like a missing one.
+    """
+    from django.db.models import QuerySet
+
     from governance.models import Environment, ModelVersion, RegisteredModel
+    from governance.selectors import models_visible_to
+
+    visible: QuerySet[RegisteredModel] = (
+        models_visible_to(service_account.user) if service_account is not None else RegisteredModel.objects.all()
+    )
 
     models = {p["model"] for _, _, p in checked if p.get("model") is not None}
     versions = {p["version"] for _, _, p in checked if p.get("version") is not None}
     envs = {p["environment"] for _, _, p in checked if p.get("environment") is not None}
     alone = {p["model"] for _, _, p in checked if p.get("model") is not None and p.get("version") is None}
-    known_models = set(RegisteredModel.objects.filter(name__in=alone).values_list("name", flat=True)) \
-        if alone else set()
+    known_models = set(visible.filter(name__in=alone).values_list("name", flat=True)) if alone else set()
     # Names x versions over-fetches a little, but stays one query whatever the batch holds.
     known_versions: set[tuple[str, int]] = set(
-        ModelVersion.objects.filter(model__name__in=models, version__in=versions)
+        ModelVersion.objects.filter(model__in=visible.filter(name__in=models), version__in=versions)
         .values_list("model__name", "version")
     ) if versions else set()
     known_envs = set(Environment.objects.filter(name__in=envs).values_list("name", flat=True)) if envs else set()
@@ -182,12 +204,16 @@ def _subject(payload: Mapping[str, Any]) -> Subject:
 
 @transaction.atomic
 def runtime_events_record(
-    *, actor: Actor, events: Sequence[object], default_source: str | None = None
+    *, actor: Actor, events: Sequence[object], default_source: str | None = None,
+    service_account: ServiceAccount | None = None,
 ) -> list[Recorded]:
     """Record a batch of runtime events, all or nothing; results in request order.
 
-    ``default_source`` fills ``source`` for events that do not name one (the
-    API passes the calling service account's name). Raises
+    ``default_source`` fills ``source`` for events that do not name one.
+    ``service_account`` (the API passes the token's) binds the batch to that
+    account: ``source`` is its name (filled in when left out, any other value
+    refused) and every model or version named must be one its user may see; an
+    invisible model is refused exactly like a missing one. Raises
     ``InvalidRuntimeEvents`` (every problem, by index) before anything is
     written, and ``IdempotencyConflict`` when an ``event_id`` was already
     recorded with other content.
@@ -199,9 +225,10 @@ def runtime_events_record(
             "field": "events",
             "message": f"holds {len(events)} events; at most {MAX_BATCH} per request (split the batch)",
         }])
-    checked, errors = _validate(events, default_source=default_source)
+    bound = service_account.name if service_account is not None else None
+    checked, errors = _validate(events, default_source=bound or default_source, bound_source=bound)
     if not errors:
-        errors = _check_mirror(checked)
+        errors = _check_mirror(checked, service_account=service_account)
     if errors:
         raise InvalidRuntimeEvents(errors)
     batch = [

@@ -116,8 +116,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
-    "guardian.backends.ObjectPermissionBackend",
+    # guardian's backend, but a dataset/model/environment permission holds only while an active grant backs it
+    # (a lapsed grant stops at its expires_at even when the expiry task has not run).
+    "access.backends.GrantBackedObjectPermissionBackend",
 ]
+# guardian looks for its own backend's dotted path; ours is a subclass of it (access/backends.py).
+SILENCED_SYSTEM_CHECKS = ["guardian.W001"]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user object
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -319,6 +323,20 @@ CELERY_BEAT_SCHEDULE.update(
         "access-reviews-close": {"task": "access.tasks.close_due_reviews", "schedule": timedelta(minutes=5)},
         # Safety net: re-link lineage and re-check classifications of every version.
         "access-lineage-reconcile": {"task": "access.tasks.lineage_reconcile", "schedule": timedelta(hours=1)},
+    }
+)
+
+# --- Denied access checks (access.checks, issue 8g) ------------------------------------------
+# One access.check_denied per principal, resource and permission per interval; the repeats are counted and
+# summarised (access.check_denials_summarised) when it closes: by this beat task, or lazily by the next denial.
+ACCESS_DENIAL_INTERVAL = env_float("ACCESS_DENIAL_INTERVAL", 3600.0, minimum=1)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "access-denials-summarise": {
+            "task": "access.tasks.summarise_denials",
+            "schedule": timedelta(seconds=min(ACCESS_DENIAL_INTERVAL, 300.0)),
+            "options": {"expires": min(ACCESS_DENIAL_INTERVAL, 300.0)},
+        },
     }
 )
 

@@ -14,6 +14,7 @@ from audit.event_types import registry
 from audit.ledger import Actor
 from audit.models import Entry, PendingEntry
 from audit.runtime_events import InvalidRuntimeEvents, runtime_events_record
+from tests.access.personas import grant
 from tests.api.conftest import problem_of
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +30,7 @@ def drift(**overrides: Any) -> dict[str, Any]:
         "model": "fraud-detector",
         "version": 1,
         "environment": "production",
-        "source": "evidently",
+        "source": "pipeline",  # the writer token's service account (a token's source is bound to it)
         "metric": "psi",
         "value": 0.31,
         "threshold": 0.2,
@@ -43,8 +44,11 @@ def rows() -> tuple[int, int]:
 
 
 @pytest.fixture
-def writer(token_for, res):
-    return token_for(["events:write"])
+def writer(token_for, people, res):
+    client = token_for(["events:write"])
+    # A serving platform reports on the models it may see.
+    grant(people.owner, client.service_account.user, res.model, "view_metadata")
+    return client
 
 
 def post(client, body: Any, **kwargs: Any):
@@ -72,7 +76,7 @@ def test_a_token_with_events_write_records_a_batch(writer):
     assert (first.subject_type, first.subject_id) == ("model_version", "fraud-detector/1")
     assert first.payload["occurred_at"] == "2026-11-29T08:29:58.000000Z"  # normalised to UTC
     assert "event_id" not in first.payload and "type" not in first.payload
-    assert (second.subject_type, second.subject_id) == ("runtime_source", "evidently")
+    assert (second.subject_type, second.subject_id) == ("runtime_source", "pipeline")
 
 
 def test_subject_is_the_environment_when_no_version_is_named(writer):
@@ -264,7 +268,7 @@ def test_every_runtime_type_is_accepted_with_its_registered_fields(writer):
     events = []
     for name in registry.runtime_names():
         fields = {k: samples[f.kind] for k, f in registry.get(name).fields.items() if f.required}
-        fields.update(event_id=str(uuid.uuid4()), type=name, occurred_at="2026-11-29T10:00:00Z")
+        fields.update(event_id=str(uuid.uuid4()), type=name, occurred_at="2026-11-29T10:00:00Z", source="pipeline")
         events.append(fields)
     response = post(writer, {"events": events})
     assert response.status_code == 201, response.content
@@ -308,3 +312,79 @@ def test_an_event_id_is_canonicalised_so_a_retry_in_capitals_is_the_same_event(w
     assert shouting.status_code == 200
     assert shouting.json()["events"][0] == {**first, "created": False}
     assert shouting.json()["events"][0]["event_id"] == event["event_id"]
+
+
+# --- a token speaks for its own service account only (issue 9f) ------------------------------------------------
+
+
+def test_a_token_cannot_claim_another_source_and_nothing_of_the_batch_is_written(writer):
+    # given: a batch of good events and one that claims to come from another system
+    before = rows()
+    events = [drift(), drift(source=...), drift(source="evidently")]
+    # when
+    response = post(writer, {"events": events})
+    # then: a 400 naming the event, and none of the batch is written
+    assert response.status_code == 400
+    errors = problem_of(response)["errors"]
+    assert [e["field"] for e in errors] == ["events[2].source"]
+    assert "'pipeline'" in errors[0]["message"]
+    assert rows() == before
+
+
+def test_infosec_with_a_session_may_still_name_the_source(people, res, as_user):
+    response = post(as_user(people.infosec), {"events": [drift(source="evidently")]})
+    assert response.status_code == 201, response.content
+
+
+def _without_request_id(response) -> dict[str, Any]:
+    body = problem_of(response)
+    body.pop("request_id", None)
+    return body
+
+
+@pytest.mark.parametrize("naming", [{"version": ...}, {}])
+def test_a_model_the_token_cannot_see_is_refused_exactly_like_a_missing_one(people, token_for, res, naming):
+    # given: a token whose service account holds no grant on fraud-detector (it exists, it is invisible)
+    from governance.models import ModelVersion, RegisteredModel
+
+    hidden = RegisteredModel.objects.create(name="hidden-model", owner=people.owner)
+    ModelVersion.objects.create(model=hidden, version=1, data_classification="internal")
+    client = token_for(["events:write"])
+    before = rows()
+    # when: it names the invisible model, and then one that does not exist (same shape otherwise)
+    seen = post(client, {"events": [drift(source=..., environment=..., model="hidden-model", **naming)]})
+    unseen = post(client, {"events": [drift(source=..., environment=..., model="no-such-model", **naming)]})
+    # then: the same answer but for the name, and nothing written
+    assert seen.status_code == unseen.status_code == 400
+    assert json.dumps(_without_request_id(seen)).replace("hidden-model", "X") == \
+        json.dumps(_without_request_id(unseen)).replace("no-such-model", "X")
+    assert rows() == before
+
+
+def test_an_invisible_model_among_good_events_writes_nothing(people, writer, res):
+    from governance.models import RegisteredModel
+
+    RegisteredModel.objects.create(name="hidden-model", owner=people.owner)
+    before = rows()
+    response = post(writer, {"events": [drift(), drift(model="hidden-model", version=...)]})
+    assert response.status_code == 400
+    assert [e["field"] for e in problem_of(response)["errors"]] == ["events[1].model"]
+    assert rows() == before
+
+
+def test_the_service_binds_a_service_account_and_checks_visibility_in_one_query(people, res):
+    from access.grants import service_account_create
+
+    account = service_account_create(user=people.owner, name="serving")
+    grant(people.owner, account.user, res.model, "view_metadata")
+    events = [drift(source=..., version=1 + i % 2) for i in range(50)]
+    with CaptureQueriesContext(connection) as ctx:
+        runtime_events_record(actor=Actor.service("serving"), events=events, service_account=account)
+    lookups = [q["sql"] for q in ctx.captured_queries if "governance_modelversion" in q["sql"]]
+    assert len(lookups) == 1
+    ledger.integrate()
+    assert {e.payload["source"] for e in Entry.objects.filter(event_type="monitoring.data_drift_detected")} == {
+        "serving"}
+    with pytest.raises(InvalidRuntimeEvents):
+        runtime_events_record(actor=Actor.service("serving"), events=[drift(source="pipeline")],
+                              service_account=account)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 def _event() -> dict[str, object]:
     return {"event_id": str(uuid.uuid4()), "type": "incident.opened", "occurred_at": "2026-11-29T09:00:00Z",
-            "source": "pagerduty", "incident_id": "INC-1", "severity": "sev2", "summary": "latency"}
+            "incident_id": "INC-1", "severity": "sev2", "summary": "latency"}
 
 
 def test_entries_written_by_a_call_carry_its_request_id_and_can_be_listed_by_it(token_for):

@@ -124,3 +124,40 @@ def test_export_list_queries_are_bounded(crew: Crew, django_assert_max_num_queri
     with django_assert_max_num_queries(8):
         response = client.get(EXPORTS)
     assert "Older" in response.content.decode()
+
+
+def _without_csrf(response: Any) -> str:
+    import re
+
+    return re.sub(r'value="[A-Za-z0-9]{64}"', "", response.content.decode())
+
+
+def test_an_auditor_sees_no_metadata_of_anothers_export(crew: Crew, django_capture_on_commit_callbacks: Any) -> None:
+    """Issue 9e: the console shows exactly the exports the API shows (``exports_visible_to``)."""
+    from access import roles
+    from tests.access.personas import make_user
+
+    # given: InfoSec and another auditor each exported something with a recognisable scope
+    seed_ledger(1)
+    _start(client_for(crew.infosec), django_capture_on_commit_callbacks, format="csv", since="2001-02-03")
+    other = make_user("arno", roles.AUDITOR)
+    _start(client_for(other), django_capture_on_commit_callbacks, format="csv", since="2004-05-06")
+    theirs = list(ExportJob.objects.order_by("pk"))
+    auditor = client_for(crew.auditor)
+    # when: the auditor lists, opens and downloads them
+    listing = auditor.get(EXPORTS).content.decode()
+    pages = [auditor.get(reverse("console-export", args=[job.pk])) for job in theirs]
+    missing = auditor.get(reverse("console-export", args=[999]))
+    # then: nothing of theirs appears, and each page is the "no such export" page of a missing one
+    for job in theirs:
+        assert f"#{job.pk}<" not in listing and job.file_sha256 not in listing
+    assert "2001-02-03" not in listing and "2004-05-06" not in listing and "arno" not in listing
+    for job, page in zip(theirs, pages, strict=True):
+        assert page.status_code == missing.status_code == 404
+        assert _without_csrf(page) == _without_csrf(missing).replace("999", str(job.pk))
+        assert auditor.get(reverse("export-download", args=[job.pk])).status_code == 404
+    # and their own still shows, with InfoSec seeing everything
+    _start(auditor, django_capture_on_commit_callbacks, format="csv", since="2007-08-09")
+    assert "2007-08-09" in auditor.get(EXPORTS).content.decode()
+    infosec_listing = client_for(crew.infosec).get(EXPORTS).content.decode()
+    assert all(f"#{job.pk}<" in infosec_listing for job in ExportJob.objects.all())

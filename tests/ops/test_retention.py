@@ -27,7 +27,7 @@ from audit.retention import (
 )
 from audit.tasks import run_retention
 from governance.errors import InvalidState, NotPermitted
-from tests.ops.conftest import register
+from tests.ops.conftest import SYSTEM, register
 
 pytestmark = pytest.mark.django_db
 
@@ -223,3 +223,120 @@ def test_admin_shows_holds_read_only_to_infosec(client: Client, infosec: User, o
     assert client.get("/admin/audit/verificationrun/").status_code == 200
     client.force_login(outsider)
     assert client.get("/admin/audit/legalhold/").status_code in (302, 403, 404)
+
+
+# --- active accounts are never touched; the clock starts at closure (issue 8f) ------------------------------------
+
+FAR = timezone.now() + timedelta(days=100 * 365)  # a clock years ahead of every class
+
+
+def _person(username: str) -> User:
+    from access.services import user_register
+
+    return user_register(actor=SYSTEM, username=username, email=f"{username}@example.org", full_name="Al Ice")
+
+
+def _ledger_rows() -> int:
+    from audit.models import PendingEntry
+
+    return Entry.objects.count() + PendingEntry.objects.count()
+
+
+def _age_values(data_subject: str, days: int) -> None:
+    PiiValue.objects.filter(subject_key__data_subject=data_subject).update(
+        created_at=timezone.now() - timedelta(days=days))
+
+
+def test_active_accounts_are_never_touched_whatever_the_clock() -> None:
+    # given: active staff accounts whose registration is long past every class
+    people = [_person(name) for name in ("alice", "arthur", "omar")]
+    for person in people:
+        _age_values(f"user:{person.pk}", 50 * 365)
+    before = _ledger_rows()
+    # when: retention runs a century ahead, for real and dry
+    dry = retention_run(now=FAR, dry_run=True)
+    report = retention_run(now=FAR)
+    # then: nobody erased, nothing written, the accounts intact and still able to sign in
+    assert dry.erased == report.erased == [] and report.open_accounts == 3
+    assert _ledger_rows() == before
+    for person in people:
+        fresh = User.objects.get(pk=person.pk)
+        assert fresh.is_active and fresh.username == person.username and fresh.email == person.email
+        assert keys()[f"user:{person.pk}"].erased_at is None
+    assert "3 account(s) not closed" in str(report)
+
+
+def test_an_inactive_account_without_a_recorded_closure_keeps_its_data() -> None:
+    person = _person("dora")
+    _age_values(f"user:{person.pk}", 50 * 365)
+    User.objects.filter(pk=person.pk).update(is_active=False)  # deactivated around the services
+    before = _ledger_rows()
+    assert retention_run(now=FAR).erased == []
+    assert _ledger_rows() == before and keys()[f"user:{person.pk}"].erased_at is None
+
+
+def test_a_closed_account_is_erased_a_full_period_after_its_closure() -> None:
+    from access.accounts import account_closed_at, user_account_close
+
+    # given: registered 9 years ago (past sox on its own), closed now
+    person = _person("erin")
+    _age_values(f"user:{person.pk}", 9 * 365)
+    user_account_close(actor=SYSTEM, user=person, reason="left the company")
+    closed = account_closed_at(User.objects.get(pk=person.pk))
+    assert closed is not None and abs((closed - timezone.now()).total_seconds()) < 60
+    # then: the clock runs from the closure, not the registration
+    assert retention_run(now=timezone.now() + timedelta(days=365)).erased == []
+    assert retention_run(now=closed + timedelta(days=CLASSES["sox"].days - 1)).erased == []
+    assert retention_run(now=closed + timedelta(days=CLASSES["sox"].days + 1)).erased == [f"user:{person.pk}"]
+
+
+def test_a_reopened_account_is_active_again_and_untouched() -> None:
+    from access.accounts import user_account_close
+
+    person = _person("rene")
+    user_account_close(actor=SYSTEM, user=person, reason="left")
+    User.objects.filter(pk=person.pk).update(is_active=True)  # rehired
+    assert retention_run(now=FAR).erased == []
+
+
+def test_a_service_accounts_user_follows_its_disabled_at(infosec: User) -> None:
+    from access.grants import service_account_create
+    from access.models import ServiceAccount
+
+    account = service_account_create(user=infosec, name="old-bot")
+    register(account.user_id)
+    subject = f"user:{account.user_id}"
+    _age_values(subject, 50 * 365)
+    assert retention_run(now=FAR).erased == []  # enabled: open
+    ServiceAccount.objects.filter(pk=account.pk).update(disabled_at=timezone.now())
+    assert retention_run(now=timezone.now() + timedelta(days=365)).erased == []  # disabled just now
+    assert retention_run(now=FAR).erased == [subject]
+
+
+def test_closing_an_account_records_only_its_reference() -> None:
+    from access.accounts import user_account_close
+
+    person = _person("carol")
+    user_account_close(actor=SYSTEM, user=person, reason="contract ended")
+    ledger.integrate()
+    entry = Entry.objects.get(event_type="auth.account_closed")
+    assert entry.payload == {"account": f"user:{person.pk}", "reason": "contract ended"}
+    assert (entry.subject_type, entry.subject_id) == ("user", str(person.pk))
+    assert "carol" not in entry.payload_json and not User.objects.get(pk=person.pk).is_active
+
+
+@pytest.mark.parametrize("case", ["no-reason", "long-reason", "control", "already-closed", "service-account"])
+def test_refused_closures_write_nothing(case: str, infosec: User) -> None:
+    from access.accounts import user_account_close
+    from access.grants import service_account_create
+
+    person = _person("pat")
+    reason = {"no-reason": "  ", "long-reason": "x" * 501, "control": "bad\x00reason"}.get(case, "left")
+    if case == "already-closed":
+        user_account_close(actor=SYSTEM, user=person, reason="left")
+    if case == "service-account":
+        person = service_account_create(user=infosec, name="pat-bot").user
+    before, active = _ledger_rows(), User.objects.get(pk=person.pk).is_active
+    with pytest.raises((RetentionError, InvalidState, ValueError)):
+        user_account_close(actor=SYSTEM, user=person, reason=reason)
+    assert _ledger_rows() == before and User.objects.get(pk=person.pk).is_active == active

@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "governance.idle_session.IdleSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "governance.logging_setup.RequestLogMiddleware",
@@ -178,12 +179,11 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-# Sessions are the console's (and the admin's): signed out after this long without a request. Every
-# request pushes the expiry forward, so this is an idle timeout, not a limit on a working day; the
-# cookie itself also ends with the browser.
+# Sessions are the console's (and the admin's): signed out after this long without a request. Requests
+# push the expiry forward (governance.idle_session, at most once a minute rather than a write per page),
+# so this is an idle timeout, not a limit on a working day; the cookie itself also ends with the browser.
 CONSOLE_IDLE_TIMEOUT_SECONDS = env_int("CONSOLE_IDLE_TIMEOUT_SECONDS", 30 * 60, minimum=60)
 SESSION_COOKIE_AGE = CONSOLE_IDLE_TIMEOUT_SECONDS
-SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 # Same-origin everything, no inline script or style anywhere (the console's scripts and styles are static

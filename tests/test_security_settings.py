@@ -4,7 +4,8 @@
   app (through the container entrypoint, with fake but well-formed secrets): no deployment warning.
 * Plain HTTP is redirected to HTTPS, except the probes a cluster calls inside it; a request the proxy marks
   as HTTPS gets HSTS; the proxy header is honoured only as configured.
-* The console session ends after ``CONSOLE_IDLE_TIMEOUT_SECONDS`` without a request.
+* The console session ends after ``CONSOLE_IDLE_TIMEOUT_SECONDS`` without a request; a session in use is
+  extended, with at most one write per refresh interval.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import runpy
 import secrets
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from governance.idle_session import REFRESHED_AT, refresh_interval
 from tests.factories import UserFactory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,8 +114,8 @@ def test_production_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert (s["SECURE_HSTS_SECONDS"], s["SECURE_HSTS_INCLUDE_SUBDOMAINS"], s["SECURE_HSTS_PRELOAD"]) == (
         31_536_000, True, False)
     assert s["SESSION_COOKIE_SECURE"] is s["CSRF_COOKIE_SECURE"] is True
-    assert (s["SESSION_COOKIE_AGE"], s["SESSION_SAVE_EVERY_REQUEST"], s["SESSION_EXPIRE_AT_BROWSER_CLOSE"]) == (
-        1800, True, True)
+    assert (s["SESSION_COOKIE_AGE"], s["SESSION_EXPIRE_AT_BROWSER_CLOSE"]) == (1800, True)
+    assert "governance.idle_session.IdleSessionMiddleware" in s["MIDDLEWARE"]
     policy = s["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]
     assert policy["script-src"] == ["'self'"] and policy["style-src"] == ["'self'"]
 
@@ -188,20 +193,54 @@ def test_the_session_cookie_is_secure_httponly_lax_and_ends_with_the_browser() -
         assert csrf["secure"] and csrf["samesite"] == "Lax"
 
 
+def _age_session(client: Client, *, refreshed_ago: int, expires_in: int) -> Session:
+    """Pretend the client's session was last refreshed ``refreshed_ago`` seconds ago and ends in ``expires_in``."""
+    store = client.session
+    store[REFRESHED_AT] = int(time.time()) - refreshed_ago
+    store.save()
+    Session.objects.filter(pk=store.session_key).update(expire_date=timezone.now() + timedelta(seconds=expires_in))
+    return Session.objects.get(pk=store.session_key)
+
+
 @pytest.mark.django_db
-def test_an_idle_console_session_expires_and_each_request_extends_it() -> None:
-    user = UserFactory(username="idle-ines")
+def test_a_session_in_use_is_extended_a_full_timeout() -> None:
     client = Client()
-    client.force_login(user)
+    client.force_login(UserFactory(username="busy-ines"))
     timeout = settings.CONSOLE_IDLE_TIMEOUT_SECONDS
     assert settings.SESSION_COOKIE_AGE == timeout == 1800
-    session = Session.objects.get()
-    # Nearly idle for the whole timeout: a request now pushes the expiry a full timeout ahead.
-    Session.objects.filter(pk=session.pk).update(expire_date=timezone.now() + timedelta(seconds=5))
+    # Nearly at the end of the timeout, last refreshed a minute ago: a request pushes the expiry a full timeout.
+    session = _age_session(client, refreshed_ago=refresh_interval(), expires_in=5)
     assert client.get("/console/").status_code == 200
     remaining = Session.objects.get(pk=session.pk).expire_date - timezone.now()
     assert timedelta(seconds=timeout - 60) < remaining <= timedelta(seconds=timeout)
-    # Idle past the timeout: signed out, sent to the login page.
-    Session.objects.filter(pk=session.pk).update(expire_date=timezone.now() - timedelta(seconds=1))
+
+
+@pytest.mark.django_db
+def test_requests_within_the_refresh_interval_write_no_session() -> None:
+    client = Client()
+    client.force_login(UserFactory(username="quick-ines"))
+    session = _age_session(client, refreshed_ago=0, expires_in=600)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/console/").status_code == 200
+    assert not [q for q in queries if "django_session" in q["sql"] and not q["sql"].startswith("SELECT")]
+    assert Session.objects.get(pk=session.pk).expire_date == session.expire_date
+
+
+@pytest.mark.django_db
+def test_an_idle_session_is_signed_out() -> None:
+    client = Client()
+    client.force_login(UserFactory(username="idle-ines"))
+    _age_session(client, refreshed_ago=settings.CONSOLE_IDLE_TIMEOUT_SECONDS, expires_in=-1)
     response = client.get("/console/")
     assert response.status_code == 302 and response["Location"].startswith("/console/login/")
+    assert client.get("/api/v1/whoami").status_code in (401, 403)
+
+
+@pytest.mark.django_db
+def test_signing_in_counts_as_a_refresh_so_the_next_pages_write_no_session() -> None:
+    client = Client()
+    client.force_login(UserFactory(username="new-ines"))
+    assert abs(client.session[REFRESHED_AT] - time.time()) < 5
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/console/").status_code == 200
+    assert not [q for q in queries if "django_session" in q["sql"] and not q["sql"].startswith("SELECT")]

@@ -20,7 +20,45 @@ _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class CanonicalizationError(ValueError):
-    """The value cannot be represented in canonical JSON (NaN, huge int, non-JSON type...)."""
+    """The value cannot be represented in canonical JSON (NaN, huge int, non-JSON type, nested too deeply...)."""
+
+
+# The deepest nesting of arrays and objects the ledger takes in a JSON value (a payload, a policy, an
+# API body). Canonicalisation, validation and rendering all recurse; without a bound a few kilobytes
+# of brackets reach Python's recursion limit and the request ends in a RecursionError (a 500)
+# instead of a refusal. Real payloads nest a handful of levels.
+MAX_DEPTH = 64
+_CONTAINERS = (dict, list, tuple)
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise ``CanonicalizationError`` when ``value`` nests more than ``limit`` arrays and objects.
+
+    A scalar has depth 0, ``{}`` and ``[]`` depth 1, ``{"a": [1]}`` depth 2. Iterative, so any
+    depth is measured without recursion; stops at the first container deeper than ``limit``.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, _CONTAINERS) else []
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            raise CanonicalizationError(f"the JSON value nests arrays and objects deeper than {limit} levels")
+        children = current.values() if isinstance(current, dict) else current
+        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
+
+
+def loads(text: str | bytes, *, limit: int = MAX_DEPTH, **kwargs: Any) -> Any:
+    """``json.loads`` of untrusted text, refusing a value nested more than ``limit`` levels.
+
+    Raises ``json.JSONDecodeError`` for text that is not JSON and ``CanonicalizationError`` for
+    nesting beyond ``limit`` (both are ``ValueError``s), never ``RecursionError``: the decoder
+    itself gives up at Python's recursion limit, which is reported as the same depth refusal.
+    """
+    try:
+        value = json.loads(text, **kwargs)
+    except RecursionError:
+        raise CanonicalizationError(f"the JSON value nests arrays and objects deeper than {limit} levels") from None
+    check_depth(value, limit)
+    return value
 
 
 _INT_LIMIT = 2**53 - 1
@@ -29,8 +67,11 @@ _sorted_compact = json.JSONEncoder(
 ).encode
 
 
-def _plain(value: Any) -> bool:
+def _plain(value: Any, depth: int = 0) -> bool:
     """Whether the standard library's sorted, compact JSON of ``value`` is already its RFC 8785 form.
+
+    False as well for values nested deeper than ``MAX_DEPTH``, which ``canonical_json`` then refuses
+    (the recursion here stops at that depth).
 
     True for strings, booleans, null, integers within +-(2**53 - 1), and lists and objects of
     those with ASCII member names (code-point order is then UTF-16 order). Python's
@@ -49,17 +90,23 @@ def _plain(value: Any) -> bool:
         r = repr(value)
         return "e" not in r and "n" not in r and not r.endswith(".0")
     if t is dict:
+        if depth >= MAX_DEPTH:
+            return False
         for k, v in value.items():
-            if type(k) is not str or not k.isascii() or not _plain(v):
+            if type(k) is not str or not k.isascii() or not _plain(v, depth + 1):
                 return False
         return True
     if t is list:
-        return all(_plain(v) for v in value)
+        return depth < MAX_DEPTH and all(_plain(v, depth + 1) for v in value)
     return False
 
 
 def canonical_json(value: Any) -> str:
-    """RFC 8785 canonical JSON text of ``value``."""
+    """RFC 8785 canonical JSON text of ``value``.
+
+    Raises ``CanonicalizationError`` for anything JSON cannot represent, and for values nested
+    deeper than ``MAX_DEPTH`` (checked before any recursion, so never a ``RecursionError``).
+    """
     if _plain(value):
         text: str = _sorted_compact(value)
         try:
@@ -68,6 +115,7 @@ def canonical_json(value: Any) -> str:
             pass
         else:
             return text
+    check_depth(value)
     try:
         return rfc8785.dumps(value).decode("utf-8")
     except (rfc8785.CanonicalizationError, TypeError, ValueError, UnicodeError) as exc:

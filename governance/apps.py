@@ -13,7 +13,7 @@ class GovernanceConfig(AppConfig):
         # Registers the OpenAPI descriptions of our authentication classes.
         # Loads MLflow with the app, not inside the first request that approves a promotion
         # (an import under the import lock stalls every thread of that worker for seconds).
-        from governance import tasks  # noqa: F401
+        from governance import idle_session, tasks  # noqa: F401  (idle_session: stamps each sign-in)
         from governance.api import schema  # noqa: F401
 
 

@@ -68,3 +68,14 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_pair(name: str) -> tuple[str, str] | None:
+    """``"A,B"`` as ``("A", "B")``; unset or empty is ``None``; anything but two non-empty items stops the process."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return None
+    parts = [item.strip() for item in value.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise ImproperlyConfigured(f"{name}={value!r} must be two comma-separated values, e.g. HEADER,value")
+    return parts[0], parts[1]

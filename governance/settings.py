@@ -15,9 +15,10 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from governance.env import env_bool, env_float, env_int, env_list, env_str
+from governance.env import env_bool, env_float, env_int, env_list, env_pair, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "guardian",
     "audit",
     "access",
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "governance.request_context.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Static files (console, admin, API docs) served by the app itself: the compose stack has no
     # reverse proxy, and gunicorn alone serves none with DEBUG=0.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -58,6 +61,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "governance.idle_session.IdleSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "governance.logging_setup.RequestLogMiddleware",
@@ -147,12 +151,60 @@ LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/console/login/"
 
-SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_HTTPONLY = False
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
-X_FRAME_OPTIONS = "DENY"
+# --- Transport security, cookies, sessions, Content-Security-Policy (docs/deploy.md) --------------
+# TLS ends at the proxy in front of gunicorn, which sets this header (e.g. "HTTP_X_FORWARDED_PROTO,https")
+# on every request it forwards. Set it only when that proxy always overwrites the header and the app's port
+# is reachable through it alone: a client talking to gunicorn directly could otherwise claim HTTPS.
+SECURE_PROXY_SSL_HEADER = env_pair("SECURE_PROXY_SSL_HEADER")
+if SECURE_PROXY_SSL_HEADER is not None and not re.fullmatch(r"HTTP_[A-Z0-9_]+", SECURE_PROXY_SSL_HEADER[0]):
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must name a request header as Django sees it, e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Probes and scrapers inside the cluster talk plain HTTP to the pod, not through the TLS proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# One year once in production. A browser that saw the header refuses plain HTTP to the host for that
+# long, so a first deployment may start lower (e.g. 300) and raise it once HTTPS is known to work.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading is a commitment for the whole registrable domain (anyone may submit a host that sends the
+# flag to the browsers' list), so it is the operator's explicit choice; off, Django's reminder is silenced.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+SESSION_COOKIE_HTTPONLY = True
+# The console's pages send the CSRF token from the form field, never from script reading the cookie.
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Sessions are the console's (and the admin's): signed out after this long without a request. Requests
+# push the expiry forward (governance.idle_session, at most once a minute rather than a write per page),
+# so this is an idle timeout, not a limit on a working day; the cookie itself also ends with the browser.
+CONSOLE_IDLE_TIMEOUT_SECONDS = env_int("CONSOLE_IDLE_TIMEOUT_SECONDS", 30 * 60, minimum=60)
+SESSION_COOKIE_AGE = CONSOLE_IDLE_TIMEOUT_SECONDS
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# Same-origin everything, no inline script or style anywhere (the console's scripts and styles are static
+# files); data: images for the Swagger UI's icons. The API docs page gets its init script as a separate
+# file (SpectacularSwaggerSplitView) and needs no exception.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    },
+}
 
 # --- API ----------------------------------------------------------------------
 # One budget per API token (per user for console sessions); "<n>/<sec|min|hour|day>".

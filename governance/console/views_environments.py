@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles
+from audit import canonical
 from governance import selectors, services
 from governance.console.base import run_action, signed_in_user, viewer_roles
 from governance.console.views_overview import denied
@@ -143,8 +144,9 @@ def parse_rules(text: str) -> Any:
     if len(text) > MAX_POLICY_CHARS:
         raise GovernanceError(f"the policy is longer than {MAX_POLICY_CHARS} characters")
     try:
-        # NaN and Infinity are not JSON, though Python's parser takes them.
-        return json.loads(text, parse_constant=_refuse_constant)
+        # NaN and Infinity are not JSON, though Python's parser takes them; the depth bound keeps
+        # 20,000 brackets from ending in a RecursionError.
+        return canonical.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise GovernanceError(f"the policy is not valid JSON: {exc}") from None
 

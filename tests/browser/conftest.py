@@ -12,7 +12,9 @@ Interface (shared by every ``tests/browser/test_*.py``; keep it stable):
   writes; the database is emptied after the test). Static files are served.
 * ``page`` (fixture): a Playwright sync ``Page`` in a fresh browser context
   (1280x800 viewport, no network beyond the live server is needed). Chromium is
-  ``/usr/bin/chromium``, headless, one per test module.
+  ``/usr/bin/chromium``, headless, one per test module. A test fails when Chromium
+  reports a Content-Security-Policy violation on the page's console (an inline
+  script or style the policy blocked).
 * ``login(page, live_url, username, password="pw")``: sign in via
   ``/console/login/``; returns once the console answered.
 * ``shot(page, name)``: full-page screenshot to
@@ -46,6 +48,7 @@ CHROMIUM_ARGS = [
 HERE = Path(__file__).resolve().parent
 SCREENSHOTS = HERE.parent.parent / "var" / "test-artifacts" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
+CSP_VIOLATION = "Content Security Policy"
 SKIP_REASON = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
 
 
@@ -84,10 +87,18 @@ def page(_browser: Any, live_url: str) -> Iterator[Any]:
     # Depends on live_url so the context (and its keep-alive connections) closes before the server stops.
     context = _browser.new_context(viewport=VIEWPORT, accept_downloads=True, locale="en-GB")
     context.set_default_timeout(15_000)
+    violations: list[str] = []
     try:
-        yield context.new_page()
+        new_page = context.new_page()
+        # Chromium reports every script or style the Content-Security-Policy blocked on the console
+        # ("Refused to ... because it violates the following Content Security Policy directive ...").
+        new_page.on("console", lambda message: violations.append(f"{new_page.url}: {message.text}")
+                    if CSP_VIOLATION in message.text else None)
+        yield new_page
     finally:
         context.close()
+    if violations:
+        pytest.fail("the Content-Security-Policy blocked something:\n" + "\n".join(violations), pytrace=False)
 
 
 @pytest.fixture

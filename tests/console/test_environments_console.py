@@ -366,3 +366,28 @@ def test_the_forms_carry_a_working_csrf_token(envs: Envs, people: People) -> Non
     assert edited["Location"] == PAGE + "#env-staging"
     assert PromotionPolicy.objects.get(environment=envs["staging"], model=None).rules == STAGING_RULES
     assert FreezeWindow.objects.filter(environment=envs["staging"]).count() == 1
+
+
+# --- JSON nested too deeply (the form's 20,000 characters hold 10,000 levels of brackets) ------------------
+
+
+@pytest.mark.parametrize("depth", [480, 9_990])
+def test_a_deeply_nested_policy_is_refused_with_a_message_not_a_500(envs: Envs, people: People, depth: int) -> None:
+    before = snapshot()
+    client = client_for(people.infosec)
+    client.raise_request_exception = False
+    text = '{"gates": ' + "[" * depth + "]" * depth + "}"
+    response = client.post(policy_url("staging"), {"rules": text}, follow=True)
+    assert response.status_code == 200
+    [message] = messages_of(response)
+    assert message == "the policy is not valid JSON: the JSON value nests arrays and objects deeper than 64 levels"
+    assert snapshot() == before
+
+
+def test_a_policy_nested_within_the_bound_is_judged_by_the_policy_rules(envs: Envs, people: People) -> None:
+    before = snapshot()
+    text = '{"gates": [' + "[" * 60 + "]" * 60 + "]}"
+    response = client_for(people.infosec).post(policy_url("staging"), {"rules": text}, follow=True)
+    [message] = messages_of(response)
+    assert message.startswith("invalid policy: gates[0]"), message
+    assert snapshot() == before

@@ -637,3 +637,54 @@ def test_canonical_json_fast_path_for_floats_is_exactly_rfc8785() -> None:
     for f in values:
         doc = {"value": f, "threshold": [f, 1, "x"]}
         assert canonical_json(doc) == rfc8785.dumps(doc).decode("utf-8"), f
+
+
+# --------------------------------------------------------------------------------------
+# Depth bound: deep nesting is a CanonicalizationError, never a RecursionError
+# --------------------------------------------------------------------------------------
+
+
+def _nested(depth: int, make: Any = lambda inner: {"d": inner}) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = make(value)
+    return value
+
+
+@pytest.mark.parametrize("make", [lambda inner: {"d": inner}, lambda inner: [inner]], ids=["objects", "arrays"])
+def test_values_up_to_the_depth_bound_canonicalise(make: Any) -> None:
+    value = _nested(canonical.MAX_DEPTH, make)
+    assert canonical_json(value) == rfc8785.dumps(value).decode()
+
+
+@pytest.mark.parametrize("depth", [canonical.MAX_DEPTH + 1, 480, 10_000])
+@pytest.mark.parametrize("make", [lambda inner: {"d": inner}, lambda inner: [inner]], ids=["objects", "arrays"])
+def test_deeper_values_are_refused_not_a_recursion_error(depth: int, make: Any) -> None:
+    with pytest.raises(CanonicalizationError, match=f"deeper than {canonical.MAX_DEPTH} levels"):
+        canonical_json(_nested(depth, make))
+
+
+def test_a_deep_value_that_is_not_plain_is_refused_too() -> None:
+    # A float in exponent form sends the value to the rfc8785 path, which must not recurse first.
+    with pytest.raises(CanonicalizationError, match="deeper than"):
+        canonical_json({"x": 1e-9, "d": _nested(5_000)})
+
+
+def test_check_depth_counts_containers_not_scalars() -> None:
+    canonical.check_depth("scalar", 0)
+    canonical.check_depth({"a": [1, 2], "b": {}}, 2)
+    with pytest.raises(CanonicalizationError):
+        canonical.check_depth({"a": [1, [2]]}, 2)
+    with pytest.raises(CanonicalizationError):
+        canonical.check_depth(_nested(100_000), 64)
+
+
+def test_loads_refuses_deep_text_even_beyond_the_decoders_recursion_limit() -> None:
+    assert canonical.loads('{"a": [[1]]}') == {"a": [[1]]}
+    for depth in (65, 480, 50_000):
+        with pytest.raises(CanonicalizationError, match="deeper than 64 levels"):
+            canonical.loads("[" * depth + "]" * depth)
+    with pytest.raises(json.JSONDecodeError):
+        canonical.loads("[1,")
+    with pytest.raises(CanonicalizationError, match="deeper than 3 levels"):
+        canonical.loads("[[[[]]]]", limit=3)

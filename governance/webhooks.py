@@ -45,7 +45,6 @@ import binascii
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import math
 import re
@@ -64,6 +63,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from audit import canonical
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
 from governance.errors import GovernanceError
@@ -176,7 +176,9 @@ def verify_delivery(
     if not secret or not _signature_matches(headers[SIGNATURE_HEADER], expected):
         raise Refused(401, "bad_signature", "bad signature", delivery_id=delivery_id)
     try:
-        doc = json.loads(body)
+        doc = canonical.loads(body)
+    except canonical.CanonicalizationError as exc:  # nested deeper than the ledger's bound: a 400, never a crash
+        raise Refused(400, "too_deep", f"malformed JSON: {exc}", delivery_id=delivery_id) from None
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
         raise Refused(400, "malformed_json", "malformed JSON: the body is not a JSON document",
                       delivery_id=delivery_id) from None

@@ -258,12 +258,16 @@ REFUSALS: dict[str, tuple[Callable[[], tuple[bytes, dict[str, str]]], int, str]]
     "tampered-body": (_tampered_body, 401, "bad_signature"),
     "signature-not-v1": (_with_header("X-MLflow-Signature", "v2,AAAA"), 401, "bad_signature"),
     "signature-not-base64": (_with_header("X-MLflow-Signature", "v1,***"), 401, "bad_signature"),
-    "stale-timestamp": (lambda: delivery(timestamp=int(time.time()) - 301), 400, "stale_timestamp"),
-    "future-timestamp": (lambda: delivery(timestamp=int(time.time()) + 301), 400, "stale_timestamp"),
+    # 30 s past the 300 s tolerance: a second ticking between building and checking must not let one through.
+    "stale-timestamp": (lambda: delivery(timestamp=int(time.time()) - 330), 400, "stale_timestamp"),
+    "future-timestamp": (lambda: delivery(timestamp=int(time.time()) + 330), 400, "stale_timestamp"),
     "timestamp-not-an-integer": (_with_header("X-MLflow-Timestamp", "1.7e9"), 400, "invalid_timestamp"),
     "malformed-json": (lambda: _signed('{"entity": "model_version", "action": '), 400, "malformed_json"),
     "not-utf8": (lambda: _signed_bytes(b'{"entity": "\xff", "action": "created", "data": {}}'), 400, "malformed_json"),
     "json-array": (lambda: _signed("[1, 2]"), 400, "malformed_json"),
+    # Signed, so only a holder of the secret can send it; still a 400, never a RecursionError.
+    "too-deep": (lambda: _signed('{"entity": "model_version", "action": "created", "data": {"name": "m"}, "x": '
+                                 + "[" * 5000 + "]" * 5000 + "}"), 400, "too_deep"),
     "missing-data": (lambda: _signed('{"entity": "model_version", "action": "created"}'), 400, "missing_field"),
     "missing-entity": (lambda: _signed('{"action": "created", "data": {}}'), 400, "missing_field"),
     "missing-model-name": (lambda: delivery({"version": "3"}), 400, "missing_field"),

@@ -310,3 +310,17 @@ _r(EventType("privacy.legal_hold_released", "A legal hold was released.",
              {"hold_id": Field("int"), "data_subject": S(), "reason": S()}))
 _r(EventType("privacy.retention_erased", "Personal data past its retention period was crypto-shredded.",
              {"data_subject": S(), "retention_class": S(), "values": Field("int"), "oldest": S()}))
+
+# --- two-person control over the rules of protected environments (governance.change_requests) -------------
+# Accounts appear as "user:<id>" references only; "change" is the proposal exactly as applied.
+_GC = {"change_request_id": Field("int"), "kind": S(), "environment": S(), "model": Field(nullable=True)}
+_r(EventType("governance_change.requested", "A change to a protected environment's rules was proposed.",
+             {**_GC, "change": Field("object"), "proposed_by": S(), "reason": S()}))
+_r(EventType("governance_change.approved", "A second InfoSec member approved a proposed change; it was applied.",
+             {**_GC, "proposed_by": S(), "approved_by": S(), "comment": S()}))
+_r(EventType("governance_change.rejected", "A second InfoSec member rejected a proposed change.",
+             {**_GC, "proposed_by": S(), "rejected_by": S(), "comment": S()}))
+_r(EventType("governance_change.withdrawn", "The proposer withdrew a proposed change.",
+             {**_GC, "proposed_by": S(), "reason": S()}))
+_r(EventType("environment.protection_changed", "An environment's two-person protection was turned on or off.",
+             {"environment": S(), "protected": Field("bool")}))

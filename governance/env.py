@@ -68,3 +68,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_json(name: str, default: object) -> object:
+    """A JSON document from the environment (``default`` when unset or empty); malformed JSON stops start-up."""
+    import json
+
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None

@@ -67,6 +67,7 @@ class ChangeRequestListApi(APIView):
 
     @extend_schema(
         summary="Change requests of protected environments (InfoSec and auditors)", tags=TAGS,
+        operation_id="change_requests_list",
         parameters=[OpenApiParameter("state", str, enum=GovernanceChangeRequest.State.values),
                     OpenApiParameter("environment", str)],
         responses=answers({200: page(ChangeRequestOut(many=True), "ChangeRequestPage")}, LIST_PROBLEMS),
@@ -95,7 +96,8 @@ def _visible(request: Request, pk: int) -> GovernanceChangeRequest:
 class ChangeRequestDetailApi(APIView):
     required_scope = READ
 
-    @extend_schema(summary="A change request", tags=TAGS, responses=answers({200: ChangeRequestOut}, READ_PROBLEMS),
+    @extend_schema(summary="A change request", tags=TAGS, operation_id="change_requests_detail",
+                   responses=answers({200: ChangeRequestOut}, READ_PROBLEMS),
                    examples=[OpenApiExample("pending", response_only=True, value=EXAMPLE_CHANGE)])
     def get(self, request: Request, pk: int) -> Response:
         return Response(change_request_data(_visible(request, pk)))

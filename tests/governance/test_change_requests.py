@@ -5,6 +5,9 @@ change request, no change to the environment, its policies or its freeze windows
 """
 from __future__ import annotations
 
+# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
+# ruff: noqa: F811
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta

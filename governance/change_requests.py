@@ -65,11 +65,15 @@ def change_requests_visible_to(user: User | AnonymousUser) -> QuerySet[Governanc
     return GovernanceChangeRequest.objects.select_related("environment", "model", "proposed_by", "decided_by")
 
 
-def state_digests(environments: Iterable[Environment]) -> dict[int, str]:
+def state_digests(
+    environments: Iterable[Environment], *, every_environment: list[Environment] | None = None
+) -> dict[int, str]:
     """The digest of each environment's rules: its fields and protection, its policies (model
-    policies included) and the whole promotion path. Two queries whatever the number."""
+    policies included) and the whole promotion path. Two queries whatever the number, one when
+    the caller already holds ``every_environment``."""
     envs = list(environments)
-    path = [[e.name, e.order, e.mlflow_alias] for e in Environment.objects.order_by("order")]
+    everyone = every_environment if every_environment is not None else list(Environment.objects.all())
+    path = sorted([e.name, e.order, e.mlflow_alias] for e in everyone)
     policies: dict[int, list[list[Any]]] = {e.pk: [] for e in envs}
     for env_id, model_id, rules in PromotionPolicy.objects.filter(environment__in=[e.pk for e in envs]).order_by(
         "environment_id", "model_id"

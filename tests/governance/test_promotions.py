@@ -933,8 +933,9 @@ def test_break_glass_promotes_at_once_and_opens_a_review(
 
 def test_break_glass_review_hours_follow_the_policy(in_dev: ModelVersion, envs: Envs, people: People) -> None:
     # Set up directly: production is protected (two-person changes) and this policy is below its floor.
-    PromotionPolicy.objects.create(environment=envs["production"], model=in_dev.model,
-                                   rules={"approvals": [{"group": "infosec", "count": 1}], "break_glass_review_hours": 4})
+    PromotionPolicy.objects.create(
+        environment=envs["production"], model=in_dev.model,
+        rules={"approvals": [{"group": "infosec", "count": 1}], "break_glass_review_hours": 4})
     started = timezone.now()
     request = break_glass(people, in_dev, envs["production"])
     due = BreakGlassReview.objects.get(request=request).due_at

@@ -163,6 +163,8 @@ def _checked(
         _only(change, {"starts_at", "ends_at", "reason"}, kind)
         starts_at = _when(change.get("starts_at"), "start")
         ends_at = _when(change.get("ends_at"), "end")
+        if not isinstance(change.get("reason", ""), str):
+            raise GovernanceError("a freeze window's reason is text", code="invalid")
         reason = services.freeze_window_check(starts_at=starts_at, ends_at=ends_at, reason=change.get("reason", ""))
         return {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(), "reason": reason}
     _only(change, {"protected"}, kind)

@@ -394,6 +394,8 @@ def test_unprotected_environments_keep_the_one_step_path(people: People, staging
                                  "reason": "r"}, "already ended"),
     (Kind.FREEZE_WINDOW_CREATE, {"starts_at": "2099-01-01T00:00:00Z", "ends_at": "2099-01-02T00:00:00Z"},
      "reason is required"),
+    (Kind.FREEZE_WINDOW_CREATE, {"starts_at": "2099-01-01T00:00:00Z", "ends_at": "2099-01-02T00:00:00Z",
+                                 "reason": 5}, "reason is text"),
     (Kind.ENVIRONMENT_CREATE, {"name": "x y", "order": 1, "mlflow_alias": "x", "max_data_classification": "public"},
      "environment name"),
 ])

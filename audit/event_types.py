@@ -336,3 +336,17 @@ _r(EventType("access.check_denials_summarised",
 # as user:<id> only, and the reason must not hold personal data.
 _r(EventType("auth.account_closed", "A person's account was closed: it cannot sign in, and retention of its "
              "personal data starts now.", {"account": S(), "reason": S()}))
+
+# --- two-person control over the rules of protected environments (governance.change_requests) -------------
+# Accounts appear as "user:<id>" references only; "change" is the proposal exactly as applied.
+_GC = {"change_request_id": Field("int"), "kind": S(), "environment": S(), "model": Field(nullable=True)}
+_r(EventType("governance_change.requested", "A change to a protected environment's rules was proposed.",
+             {**_GC, "change": Field("object"), "proposed_by": S(), "reason": S()}))
+_r(EventType("governance_change.approved", "A second InfoSec member approved a proposed change; it was applied.",
+             {**_GC, "proposed_by": S(), "approved_by": S(), "comment": S()}))
+_r(EventType("governance_change.rejected", "A second InfoSec member rejected a proposed change.",
+             {**_GC, "proposed_by": S(), "rejected_by": S(), "comment": S()}))
+_r(EventType("governance_change.withdrawn", "The proposer withdrew a proposed change.",
+             {**_GC, "proposed_by": S(), "reason": S()}))
+_r(EventType("environment.protection_changed", "An environment's two-person protection was turned on or off.",
+             {"environment": S(), "protected": Field("bool")}))

@@ -75,6 +75,7 @@ BY_DOMAIN: dict[str, str] = {
     "compliance": "sox",
     "dataset": "sox",
     "environment": "sox",
+    "governance_change": "sox",  # two-person changes to protected environments' rules
     "ledger": "sox",
     "lineage": "sox",
     "mlflow": "sox",

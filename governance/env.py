@@ -79,3 +79,15 @@ def env_pair(name: str) -> tuple[str, str] | None:
     if len(parts) != 2 or not all(parts):
         raise ImproperlyConfigured(f"{name}={value!r} must be two comma-separated values, e.g. HEADER,value")
     return parts[0], parts[1]
+
+def env_json(name: str, default: object) -> object:
+    """A JSON document from the environment (``default`` when unset or empty); malformed JSON stops start-up."""
+    import json
+
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None

@@ -86,6 +86,9 @@ class Environment(models.Model):
     # The most sensitive training data a model may have been trained on to run here.
     max_data_classification = models.CharField(max_length=20, choices=LEVEL_CHOICES, default=RESTRICTED)
     description = models.CharField(max_length=300, blank=True, default="")
+    # Its policies, path (alias, ceiling, place in the order), freeze windows and this flag itself
+    # change only with a second InfoSec member's approval (governance.change_requests).
+    protected = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["order"]
@@ -332,3 +335,46 @@ class WebhookRefusalCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} x{self.count} from {self.window_start:%Y-%m-%d %H:%M}"
+
+class GovernanceChangeRequest(models.Model):
+    """A proposed change to the rules of a protected environment, applied when a second InfoSec member approves.
+
+    ``change`` holds the validated proposal exactly as it will be applied; ``base_digest`` is the
+    digest of the environment's rules when it was proposed, so an approval of a proposal made
+    against rules that have since changed is refused as stale (``governance.change_requests``).
+    """
+
+    class Kind(models.TextChoices):
+        POLICY_SET = "policy_set", "set a policy"
+        ENVIRONMENT_UPDATE = "environment_update", "change the environment"
+        ENVIRONMENT_CREATE = "environment_create", "add an environment before it"
+        FREEZE_WINDOW_CREATE = "freeze_window_create", "declare a freeze window"
+        ENVIRONMENT_PROTECTION = "environment_protection", "remove its protection"
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        APPLIED = "applied"
+        REJECTED = "rejected"
+        WITHDRAWN = "withdrawn"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="change_requests")
+    model = models.ForeignKey(RegisteredModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    change = models.JSONField(default=dict)
+    base_digest = models.CharField(max_length=64)
+    reason = models.TextField(blank=True, default="")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decision_comment = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "environment"], name="govchange_state_env")]
+
+    def __str__(self) -> str:
+        return f"change request #{self.pk}: {self.kind} of {self.environment_id} ({self.state})"

@@ -18,7 +18,7 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from governance.env import env_bool, env_float, env_int, env_list, env_pair, env_str
+from governance.env import env_bool, env_float, env_int, env_json, env_list, env_pair, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
@@ -464,3 +464,19 @@ if not DEBUG:
         raise ImproperlyConfigured(
             "DEBUG is off: set LEDGER_SIGNING_KEY to the path of a real Ed25519 private key (not the dev key)"
         )
+
+# --- two-person control over the rules: the policy floor ---------------------------------------
+# The weakest promotion policy accepted per environment (docs/promotions.md). JSON, e.g.
+# {"production": {"min_approvals": 2, "min_soak_hours": 24, "required_gates": ["data_classification"]}};
+# unset means the default below (production as installed). "{}" disables every floor, which only an
+# operator can do: the product itself never lowers it. A malformed floor stops start-up.
+def _policy_floor() -> dict[str, object]:
+    from governance.policy_floor import DEFAULT_FLOOR, parse_floor
+
+    try:
+        return dict(parse_floor(env_json("POLICY_FLOOR", DEFAULT_FLOOR)))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"POLICY_FLOOR: {exc}") from None
+
+
+POLICY_FLOOR = _policy_floor()

@@ -2,6 +2,11 @@
 
 Reads need ``promotions:read`` with a token; every write is a person's (InfoSec's) act, so
 writes declare no token scope and the services refuse anyone but InfoSec (403).
+
+A change to a *protected* environment (its policies, alias, ceiling, freeze windows, an
+environment joining the path below it, or removing its protection) is not applied: the endpoint
+answers ``202 Accepted`` with the change request it created (``Location``: the request), and a
+second InfoSec member approves it at ``/api/v1/change-requests/{id}/approve``.
 """
 from __future__ import annotations
 
@@ -17,11 +22,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.classification import LEVEL_CHOICES
-from governance import selectors, services
+from governance import change_requests, selectors, services
+from governance.api.change_requests import ChangeRequestOut, change_request_data
 from governance.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
 from governance.api.inputs import Int, StrictInput, StrictQuery, Text, parse, parse_query
 from governance.api.pagination import StandardPagination
-from governance.models import ComplianceViolation, Environment, FreezeWindow, PromotionPolicy
+from governance.models import (
+    ComplianceViolation,
+    Environment,
+    FreezeWindow,
+    GovernanceChangeRequest,
+    PromotionPolicy,
+    RegisteredModel,
+)
 
 TAGS = ["environments"]
 READ = "promotions:read"
@@ -41,6 +54,7 @@ class EnvironmentOut(serializers.Serializer):
     mlflow_alias = serializers.CharField()
     max_data_classification = serializers.ChoiceField(choices=LEVEL_CHOICES)
     description = serializers.CharField()
+    protected = serializers.BooleanField(help_text="its rules change only with a second InfoSec member's approval")
 
 
 class EnvironmentDetailOut(EnvironmentOut):
@@ -49,7 +63,18 @@ class EnvironmentDetailOut(EnvironmentOut):
 
 
 EXAMPLE_ENV = {"name": "production", "order": 2, "mlflow_alias": "production",
-               "max_data_classification": "confidential", "description": "Live payment traffic"}
+               "max_data_classification": "confidential", "description": "Live payment traffic", "protected": True}
+REASON_HELP = "why: recorded with the change request when the environment is protected"
+ACCEPTED = "a change request, when the environment is protected: a second InfoSec member approves it"
+
+
+def _proposed(request: Request, environment: Environment, kind: str, change: dict[str, Any],
+              model: RegisteredModel | None = None, reason: str = "") -> Response:
+    """202 with the change request proposing ``change`` to the protected ``environment``."""
+    created = change_requests.change_request_create(user=request.user, environment=environment, kind=kind,
+                                                    change=change, model=model, reason=reason)
+    return Response(change_request_data(created), status=status.HTTP_202_ACCEPTED,
+                    headers={"Location": f"/api/v1/change-requests/{created.pk}"})
 EXAMPLE_ENV_DETAIL = {
     **EXAMPLE_ENV,
     "policy": {"approvals": [{"group": "model-risk", "count": 1}, {"group": "infosec", "count": 1}],
@@ -97,13 +122,18 @@ class EnvironmentListCreateApi(APIView):
 
     @extend_schema(
         summary="Add an environment (InfoSec, people only)", tags=TAGS, request=Input,
-        responses=answers({201: EnvironmentDetailOut}),
+        description="An environment joining the path just below a protected one changes that environment's "
+                    "path: it answers 202 with a change request of the protected environment.",
+        responses=answers({201: EnvironmentDetailOut, 202: ChangeRequestOut}),
         examples=[OpenApiExample("pre-prod", request_only=True, value={
             "name": "pre-prod", "order": 5, "mlflow_alias": "pre-prod", "max_data_classification": "confidential",
             "description": "Final checks on mirrored traffic"})],
     )
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
+        above = services.protected_above(data["order"])
+        if above is not None:
+            return _proposed(request, above, GovernanceChangeRequest.Kind.ENVIRONMENT_CREATE, data)
         created = services.environment_create(user=request.user, **data)
         return Response(_detail(created), status=status.HTTP_201_CREATED)
 
@@ -118,10 +148,17 @@ class EnvironmentDetailApi(APIView):
         mlflow_alias = serializers.RegexField(r"^[A-Za-z0-9_-]+$", max_length=100, required=False)
         max_data_classification = serializers.ChoiceField(choices=LEVEL_CHOICES, required=False)
         description = Text(max_length=300, required=False, allow_blank=True)
+        protected = serializers.BooleanField(
+            required=False, help_text="true protects it at once; false on a protected one proposes removing it")
+        reason = Text(max_length=5000, required=False, allow_blank=True, help_text=REASON_HELP)
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            if not attrs:
-                raise ValidationError("nothing to change: give mlflow_alias, max_data_classification or description")
+            changes = set(attrs) - {"reason"}
+            if not changes:
+                raise ValidationError("nothing to change: give mlflow_alias, max_data_classification, description "
+                                      "or protected")
+            if "protected" in changes and len(changes) > 1:
+                raise ValidationError({"protected": ["change the protection on its own, not with other fields"]})
             return attrs
 
     @extend_schema(summary="An environment with its default policy and freeze windows", tags=TAGS,
@@ -132,13 +169,26 @@ class EnvironmentDetailApi(APIView):
 
     @extend_schema(
         summary="Change an environment (InfoSec, people only)", tags=TAGS, request=Input,
-        responses=answers({200: EnvironmentDetailOut}),
+        description="On a protected environment, answers 202 with a change request (" + ACCEPTED + ").",
+        responses=answers({200: EnvironmentDetailOut, 202: ChangeRequestOut}),
         examples=[OpenApiExample("tighten", request_only=True, value={"max_data_classification": "internal"})],
     )
     def patch(self, request: Request, name: str) -> Response:
         data = parse(self.Input, request.data)
         environment = _environment(name)
-        services.environment_update(user=request.user, environment=environment, **data)
+        reason = data.pop("reason", "")
+        protected = data.pop("protected", None)
+        if protected is True:
+            services.environment_protect(user=request.user, environment=environment)
+        elif protected is False:
+            if environment.protected:
+                return _proposed(request, environment, GovernanceChangeRequest.Kind.ENVIRONMENT_PROTECTION,
+                                 {"protected": False}, reason=reason)
+        elif environment.protected:
+            return _proposed(request, environment, GovernanceChangeRequest.Kind.ENVIRONMENT_UPDATE, data,
+                             reason=reason)
+        else:
+            services.environment_update(user=request.user, environment=environment, **data)
         return Response(_detail(environment))
 
 
@@ -154,13 +204,19 @@ class FreezeWindowCreateApi(APIView):
 
     @extend_schema(
         summary="Declare a freeze window (InfoSec, people only)", tags=TAGS, request=Input,
-        responses=answers({201: FreezeOut}),
+        description="On a protected environment, answers 202 with a change request (" + ACCEPTED + ").",
+        responses=answers({201: FreezeOut, 202: ChangeRequestOut}),
         examples=[OpenApiExample("peak", request_only=True, value={
             "starts_at": "2026-12-20T00:00:00Z", "ends_at": "2027-01-02T00:00:00Z", "reason": "peak trading"})],
     )
     def post(self, request: Request, name: str) -> Response:
         data = parse(self.Input, request.data)
-        freeze = services.freeze_window_create(user=request.user, environment=_environment(name), **data)
+        environment = _environment(name)
+        if environment.protected:
+            change = {"starts_at": data["starts_at"].isoformat(), "ends_at": data["ends_at"].isoformat(),
+                      "reason": data["reason"]}
+            return _proposed(request, environment, GovernanceChangeRequest.Kind.FREEZE_WINDOW_CREATE, change)
+        freeze = services.freeze_window_create(user=request.user, environment=environment, **data)
         return Response(FreezeOut(freeze).data, status=status.HTTP_201_CREATED)
 
 
@@ -213,10 +269,13 @@ class PolicySetApi(APIView):
         model = Text(max_length=256, required=False, allow_null=True,
                                       help_text="set the policy of this model only (default: the environment's)")
         rules = serializers.DictField(help_text="the policy document (docs/promotions.md)")
+        reason = Text(max_length=5000, required=False, allow_blank=True, help_text=REASON_HELP)
 
     @extend_schema(
         summary="Create or replace a policy (InfoSec, people only)", tags=TAGS, request=Input,
-        responses=answers({200: PolicyOut}),
+        description="On a protected environment, answers 202 with a change request (" + ACCEPTED + "). A policy "
+                    "below the floor configured for the environment (POLICY_FLOOR) is refused (400 below_floor).",
+        responses=answers({200: PolicyOut, 202: ChangeRequestOut}),
         examples=[OpenApiExample("metric gate for one model", request_only=True, value={
             "model": "fraud-detector", "rules": {
                 "approvals": [{"group": "approver", "count": 2}],
@@ -230,6 +289,9 @@ class PolicySetApi(APIView):
             model = selectors.models_visible_to(request.user).filter(name=data["model"]).first()
             if model is None:
                 raise ValidationError({"model": [f"no model {data['model']!r}, or you may not see it"]})
+        if env.protected:
+            return _proposed(request, env, GovernanceChangeRequest.Kind.POLICY_SET, {"rules": data["rules"]},
+                             model=model, reason=data.get("reason", ""))
         policy = services.policy_set(user=request.user, environment=env, rules=data["rules"], model=model)
         return Response(PolicyOut(policy).data)
 

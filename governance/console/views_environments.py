@@ -4,6 +4,11 @@ Anyone signed in with a governance role may read it; InfoSec edits a policy (an 
 default, or one model's) as JSON and declares freeze windows. Writes go through the same
 services as the API (``services.policy_set``, ``services.freeze_window_create``), which stay the
 authority: the page only checks the input's syntax and offers the forms to InfoSec.
+
+On a *protected* environment the same forms propose the change instead
+(``change_requests.change_request_create``); the page lists pending proposals to InfoSec and
+auditors, and offers a second InfoSec member approve and reject, and the proposer withdraw
+(``governance.change_requests``, the authority on who may).
 """
 from __future__ import annotations
 
@@ -20,12 +25,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles
+from access.principals import person_id
 from audit import canonical
-from governance import selectors, services
+from governance import change_requests, selectors, services
 from governance.console.base import run_action, signed_in_user, viewer_roles
 from governance.console.views_overview import denied
 from governance.errors import GovernanceError
-from governance.models import Environment, FreezeWindow, PromotionPolicy, RegisteredModel
+from governance.models import Environment, FreezeWindow, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
 from governance.policy import DEFAULT_RULES, Policy, PolicyError, parse_policy
 
 # A policy document is a few hundred characters; this bounds what is parsed from a form.
@@ -104,6 +110,7 @@ def environments(request: HttpRequest) -> HttpResponse:
         "starts_at", "pk"
     ):
         freezes[freeze.environment_id].append(freeze)
+    pending = _pending_changes(user, envs)
     rows = []
     for env in envs:
         default = defaults.get(env.pk)
@@ -119,6 +126,7 @@ def environments(request: HttpRequest) -> HttpResponse:
             ],
             "new_override": drafts.get(_draft_key(env.name, "+"), ""),
             "freezes": [{"freeze": f, "active": f.starts_at <= now} for f in freezes.get(env.pk, [])],
+            "changes": pending.get(env.pk, []),
         })
     return render(request, "console/environments.html", {
         "nav": "environments",
@@ -126,6 +134,33 @@ def environments(request: HttpRequest) -> HttpResponse:
         "may_edit": roles.INFOSEC in mine,
         "now": now,
     })
+
+
+def _pending_changes(user: Any, envs: list[Environment]) -> dict[int, list[dict[str, Any]]]:
+    """Pending change requests by environment, for those who may read them, with what the viewer
+    may do on each. Two queries whatever their number (the requests, and the policies for the
+    rules' digests), none for those who may not read them."""
+    if not change_requests.may_see_change_requests(user):
+        return {}
+    rows = list(change_requests.change_requests_visible_to(user).filter(
+        state=GovernanceChangeRequest.State.PENDING).select_related("proposed_by__service_account").order_by(
+        "created_at", "pk"))
+    if not rows:
+        return {}
+    digests = change_requests.state_digests(envs, every_environment=envs)
+    me = person_id(user)
+    infosec = roles.INFOSEC in viewer_roles(user)
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for change in rows:
+        mine = person_id(change.proposed_by) == me
+        out[change.environment_id].append({
+            "request": change,
+            "text": _pretty(change.change),
+            "stale": digests.get(change.environment_id) != change.base_digest,
+            "may_decide": infosec and not mine,
+            "may_withdraw": mine,
+        })
+    return out
 
 
 # --- InfoSec's actions -------------------------------------------------------------------------------------
@@ -176,6 +211,11 @@ def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
     target = f"the policy of {model_name} in {environment.name}" if model_name else \
         f"the default policy of {environment.name}"
 
+    done = f"{target[0].upper()}{target[1:]} is saved and recorded in the ledger."
+    if environment.protected:
+        done = f"{environment.name} is protected: the change to {target} is proposed, and applies once a second " \
+               f"InfoSec member approves it."
+
     def save() -> None:
         model: RegisteredModel | None = None
         if model_name:
@@ -183,9 +223,15 @@ def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
             model = selectors.models_visible_to(user).filter(name=model_name).first()
             if model is None:
                 raise GovernanceError(f"no model {model_name!r}, or you may not see it")
-        services.policy_set(user=user, environment=environment, rules=parse_rules(text), model=model)
+        rules = parse_rules(text)
+        if environment.protected:
+            change_requests.change_request_create(
+                user=user, environment=environment, kind=GovernanceChangeRequest.Kind.POLICY_SET,
+                change={"rules": rules}, model=model, reason=request.POST.get("reason", "")[:5000])
+        else:
+            services.policy_set(user=user, environment=environment, rules=rules, model=model)
 
-    if not run_action(request, save, f"{target[0].upper()}{target[1:]} is saved and recorded in the ledger."):
+    if not run_action(request, save, done):
         # Keep what was typed so a typo does not cost the whole edit.
         key = _draft_key(environment.name, model_name or None)
         if request.POST.get("new") == "1":
@@ -219,9 +265,65 @@ def freeze_create(request: HttpRequest, name: str) -> HttpResponse:
         # Only the form's parsing here: the service decides the window (order, not over, reason).
         starts_at = parse_utc(request.POST.get("starts_at", ""), "start")
         ends_at = parse_utc(request.POST.get("ends_at", ""), "end")
-        services.freeze_window_create(user=user, environment=environment, starts_at=starts_at, ends_at=ends_at,
-                                      reason=request.POST.get("reason", ""))
+        reason = request.POST.get("reason", "")
+        if environment.protected:
+            change_requests.change_request_create(
+                user=user, environment=environment, kind=GovernanceChangeRequest.Kind.FREEZE_WINDOW_CREATE,
+                change={"starts_at": starts_at, "ends_at": ends_at, "reason": reason})
+        else:
+            services.freeze_window_create(user=user, environment=environment, starts_at=starts_at, ends_at=ends_at,
+                                          reason=reason)
 
-    run_action(request, declare, f"Freeze window declared for {environment.name}: promotions to it are refused "
-                                 f"during the window.")
+    done = f"Freeze window declared for {environment.name}: promotions to it are refused during the window."
+    if environment.protected:
+        done = f"{environment.name} is protected: the freeze window is proposed, and applies once a second " \
+               f"InfoSec member approves it."
+    run_action(request, declare, done)
     return _back(environment.name)
+
+
+@require_POST
+@login_required
+def protection(request: HttpRequest, name: str) -> HttpResponse:
+    """Protect an environment at once, or propose removing its protection (a second InfoSec member decides)."""
+    user = signed_in_user(request)
+    refused = _forbidden_unless_infosec(request, "change an environment's protection")
+    if refused is not None:
+        return refused
+    environment = get_object_or_404(Environment, name=name)
+    if request.POST.get("protected") == "1":
+        run_action(request, lambda: services.environment_protect(user=user, environment=environment),
+                   f"{environment.name} is protected: its rules now change only with a second InfoSec member.")
+    else:
+        run_action(request, lambda: change_requests.change_request_create(
+            user=user, environment=environment, kind=GovernanceChangeRequest.Kind.ENVIRONMENT_PROTECTION,
+            change={"protected": False}, reason=request.POST.get("reason", "")[:5000],
+        ), f"Removing the protection of {environment.name} is proposed: a second InfoSec member decides.")
+    return _back(environment.name)
+
+
+_DECISIONS = {
+    "approve": ("comment", "Change request #{pk} is approved and applied."),
+    "reject": ("comment", "Change request #{pk} is rejected."),
+    "withdraw": ("reason", "Change request #{pk} is withdrawn."),
+}
+
+
+@require_POST
+@login_required
+def change_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    """Approve, reject or withdraw a change request; the service decides who may."""
+    user = signed_in_user(request)
+    if not change_requests.may_see_change_requests(user):
+        return denied(request, "Only InfoSec decides change requests of protected environments.")
+    # Unknown and invisible look the same.
+    change = get_object_or_404(change_requests.change_requests_visible_to(user), pk=pk)
+    field, done = _DECISIONS[decision]
+    text = request.POST.get(field, "")
+    service = {"approve": change_requests.change_request_approve, "reject": change_requests.change_request_reject}
+    if decision == "withdraw":
+        run_action(request, lambda: change_requests.change_request_withdraw(user=user, request=change, reason=text),
+                   done.format(pk=pk))
+    else:
+        run_action(request, lambda: service[decision](user=user, request=change, comment=text), done.format(pk=pk))
+    return _back(change.environment.name)

@@ -118,7 +118,7 @@ class TestFreezeWindows:
         return {"starts_at": start, "ends_at": end, "reason": "peak", **over}
 
     def test_infosec_declares(self, as_user, people: People) -> None:
-        response = as_user(people.infosec).post("/api/v1/environments/production/freeze-windows", self.body(),
+        response = as_user(people.infosec).post("/api/v1/environments/staging/freeze-windows", self.body(),
                                                 format="json")
         assert response.status_code == 201, response.content
         assert FreezeWindow.objects.get().reason == "peak"

@@ -180,14 +180,15 @@ def test_page_queries_do_not_grow_with_environments_policies_and_freezes(
             PromotionPolicy.objects.create(environment=env, model=model, rules=DEFAULT_POLICIES["production"])
             FreezeWindow.objects.create(environment=env, starts_at=now, ends_at=now + timedelta(days=1), reason="r")
 
-    # Session, user, roles, environments, policies, freezes.
+    # Session, user, roles, environments, policies, freezes; and for InfoSec the pending change requests.
     for user in (people.infosec, people.requester):
         client = client_for(user)
+        limit = 7 if user == people.infosec else 6
         make(100 if user == people.infosec else 200, 1)
-        with django_assert_max_num_queries(6):
+        with django_assert_max_num_queries(limit):
             client.get(PAGE)
         make(300 if user == people.infosec else 400, 12)
-        with django_assert_max_num_queries(6):
+        with django_assert_max_num_queries(limit):
             response = client.get(PAGE)
         assert sum(len(r["overrides"]) for r in response.context["rows"]) >= 12
 
@@ -211,16 +212,16 @@ def test_infosec_replaces_a_default_policy(envs: Envs, people: People) -> None:
 
 def test_infosec_sets_a_model_policy(envs: Envs, people: People, fraud: RegisteredModel) -> None:
     response = client_for(people.infosec).post(
-        policy_url("production"), {"model": "fraud-detector", "new": "1", "rules": json.dumps(STAGING_RULES)},
+        policy_url("staging"), {"model": "fraud-detector", "new": "1", "rules": json.dumps(STAGING_RULES)},
         follow=True)
     assert messages_of(response) == [
-        "The policy of fraud-detector in production is saved and recorded in the ledger."]
-    assert PromotionPolicy.objects.get(environment=envs["production"], model=fraud).rules == STAGING_RULES
+        "The policy of fraud-detector in staging is saved and recorded in the ledger."]
+    assert PromotionPolicy.objects.get(environment=envs["staging"], model=fraud).rules == STAGING_RULES
     [entry] = entries("policy.updated")
     assert entry.payload["model"] == "fraud-detector"
     # The default is untouched.
-    assert PromotionPolicy.objects.get(environment=envs["production"], model=None).rules == \
-        DEFAULT_POLICIES["production"]
+    assert PromotionPolicy.objects.get(environment=envs["staging"], model=None).rules == \
+        DEFAULT_POLICIES["staging"]
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -286,19 +287,19 @@ def test_only_infosec_may_post(envs: Envs, people: People, auditor: User, fraud:
 
 def test_infosec_declares_a_freeze_window(envs: Envs, people: People) -> None:
     # given: datetime-local values, read as UTC
-    response = client_for(people.infosec).post(freeze_url("production"), {
+    response = client_for(people.infosec).post(freeze_url("staging"), {
         "starts_at": "2099-12-20T00:00", "ends_at": "2100-01-02T06:30", "reason": "  peak trading "}, follow=True)
     # then
     assert messages_of(response) == [
-        "Freeze window declared for production: promotions to it are refused during the window."]
+        "Freeze window declared for staging: promotions to it are refused during the window."]
     freeze = FreezeWindow.objects.get()
-    assert freeze.environment == envs["production"] and freeze.created_by == people.infosec
+    assert freeze.environment == envs["staging"] and freeze.created_by == people.infosec
     assert freeze.starts_at == datetime(2099, 12, 20, tzinfo=UTC)
     assert freeze.ends_at == datetime(2100, 1, 2, 6, 30, tzinfo=UTC)
     [entry] = entries("environment.freeze_declared")
     assert entry.actor == actor_of(people.infosec)
     assert entry.payload["reason"] == "peak trading" and entry.payload["starts_at"].startswith("2099-12-20T00:00")
-    assert [f["freeze"].reason for f in response.context["rows"][2]["freezes"]] == ["peak trading"]
+    assert [f["freeze"].reason for f in response.context["rows"][1]["freezes"]] == ["peak trading"]
 
 
 def test_a_freeze_starting_in_the_past_but_still_running_is_accepted(envs: Envs, people: People) -> None:

@@ -50,7 +50,7 @@ def ensure_defaults() -> dict[str, Environment]:
         env, _ = Environment.objects.get_or_create(
             name=name,
             defaults={"order": order, "mlflow_alias": alias, "max_data_classification": ceiling,
-                      "description": description},
+                      "description": description, "protected": name == "production"},  # as migration 0006
         )
         PromotionPolicy.objects.get_or_create(environment=env, model=None, defaults={"rules": DEFAULT_POLICIES[name]})
         envs[name] = env

@@ -473,9 +473,9 @@ def test_freeze_windows_outside_now_do_not_block(in_dev: ModelVersion, envs: Env
                                 ends_at=now - timedelta(days=1), reason="last week's freeze", created_by=people.infosec)
     services.freeze_window_create(user=people.infosec, environment=envs["staging"], starts_at=now + timedelta(days=1),
                                   ends_at=now + timedelta(days=2), reason="next week's freeze")
-    services.freeze_window_create(user=people.infosec, environment=envs["production"],
-                                  starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1),
-                                  reason="production only")
+    # production is protected (two-person changes): its freeze is set up directly
+    FreezeWindow.objects.create(environment=envs["production"], starts_at=now - timedelta(hours=1),
+                                ends_at=now + timedelta(hours=1), reason="production only", created_by=people.infosec)
 
     assert ask(people, in_dev, envs["staging"]).state == State.PENDING
 
@@ -932,8 +932,10 @@ def test_break_glass_promotes_at_once_and_opens_a_review(
 
 
 def test_break_glass_review_hours_follow_the_policy(in_dev: ModelVersion, envs: Envs, people: People) -> None:
-    services.policy_set(user=people.infosec, environment=envs["production"], model=in_dev.model,
-                        rules={"approvals": [{"group": "infosec", "count": 1}], "break_glass_review_hours": 4})
+    # Set up directly: production is protected (two-person changes) and this policy is below its floor.
+    PromotionPolicy.objects.create(
+        environment=envs["production"], model=in_dev.model,
+        rules={"approvals": [{"group": "infosec", "count": 1}], "break_glass_review_hours": 4})
     started = timezone.now()
     request = break_glass(people, in_dev, envs["production"])
     due = BreakGlassReview.objects.get(request=request).due_at
@@ -1393,7 +1395,8 @@ def test_policy_set_replaces_a_default_and_adds_a_model_policy(
     in_dev: ModelVersion, envs: Envs, people: People
 ) -> None:
     replaced = services.policy_set(user=people.infosec, environment=envs["staging"], rules=STRICT_STAGING)
-    per_model = services.policy_set(user=people.infosec, environment=envs["production"], model=in_dev.model,
+    # dev, not production: production is protected (tests/governance/test_change_requests.py)
+    per_model = services.policy_set(user=people.infosec, environment=envs["dev"], model=in_dev.model,
                                     rules={"approvals": [{"group": "infosec", "count": 1}]})
 
     assert PromotionPolicy.objects.get(environment=envs["staging"], model=None) == replaced
@@ -1401,14 +1404,14 @@ def test_policy_set_replaces_a_default_and_adds_a_model_policy(
     entries = ledger("policy.updated")
     assert [(e.subject, e.actor) for e in entries] == [
         ({"type": "environment", "id": "staging"}, actor_of(people.infosec)),
-        ({"type": "environment", "id": "production"}, actor_of(people.infosec)),
+        ({"type": "environment", "id": "dev"}, actor_of(people.infosec)),
     ]
     assert entries[0].payload == {"environment": "staging", "model": None, "rules": STRICT_STAGING, "created": False}
     assert entries[1].payload["model"] == "fraud-detector" and entries[1].payload["created"] is True
-    policy, row = selectors.policy_for(environment=envs["production"], model_id=in_dev.model_id)
+    policy, row = selectors.policy_for(environment=envs["dev"], model_id=in_dev.model_id)
     assert row == per_model and policy.approval_groups == ("infosec",)
-    other_policy, other_row = selectors.policy_for(environment=envs["production"], model_id=None)
-    assert other_policy.approval_groups == ("model-risk", "infosec") and other_row is not None
+    other_policy, other_row = selectors.policy_for(environment=envs["dev"], model_id=None)
+    assert other_policy.approval_groups == () and other_row is not None
 
     # the new staging policy applies to new requests: two approvers and the auc gate
     request = ask(people, in_dev, envs["staging"])

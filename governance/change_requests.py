@@ -1,0 +1,322 @@
+"""Two-person control over the rules of protected environments.
+
+A change to a protected environment (``Environment.protected``; production from the start) is
+proposed by one InfoSec member and applied only when a *different person* in InfoSec approves
+it; a service account counts as the person who owns it (``access.principals.same_person``), so
+nobody approves their own proposal through their bot. The kinds of change:
+
+- ``policy_set``: its default policy, or one model's policy there (``{"rules": {...}}``);
+- ``environment_update``: its alias, data-classification ceiling or description;
+- ``environment_create``: a new environment joining the path just below it;
+- ``freeze_window_create``: a freeze window (``{"starts_at", "ends_at", "reason"}``, ISO 8601);
+- ``environment_protection``: removing its protection (``{"protected": false}``): otherwise the
+  side door would be to unprotect it and then change it in one step.
+
+A proposal is validated when made (bad input is refused and nothing is written) and stored as it
+will be applied. Approval applies exactly that, through the same checks and the same ``*_apply``
+service functions as the one-step path, in the approval's transaction; the floor
+(``POLICY_FLOOR``) is checked again then. ``base_digest`` pins the environment's rules (its
+fields, protection, policies, and the promotion path) at proposal time: if they changed since, the
+approval is refused as ``stale`` (409) and the proposer withdraws and proposes again. Every
+transition writes its ledger entry (``governance_change.*``) with ``user:<id>`` references only.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from access import roles
+from access.checks import principal_label
+from access.principals import same_person
+from access.roles import role_names
+from audit.canonical import canonical_json
+from audit.ledger import Actor, Subject, record
+from governance import services
+from governance.errors import GovernanceError, InvalidState, NotPermitted
+from governance.models import Environment, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
+
+Kind = GovernanceChangeRequest.Kind
+State = GovernanceChangeRequest.State
+
+REASON_MAX = 5000
+#: Who may read change requests: those who propose and decide them, and auditors.
+READERS = frozenset({roles.INFOSEC, roles.AUDITOR})
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def may_see_change_requests(user: User | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and user.is_active and role_names(user) & READERS)
+
+
+def change_requests_visible_to(user: User | AnonymousUser) -> QuerySet[GovernanceChangeRequest]:
+    """Every change request for InfoSec and auditors, none for anybody else."""
+    if not may_see_change_requests(user):
+        return GovernanceChangeRequest.objects.none()
+    return GovernanceChangeRequest.objects.select_related("environment", "model", "proposed_by", "decided_by")
+
+
+def state_digests(
+    environments: Iterable[Environment], *, every_environment: list[Environment] | None = None
+) -> dict[int, str]:
+    """The digest of each environment's rules: its fields and protection, its policies (model
+    policies included) and the whole promotion path. Two queries whatever the number, one when
+    the caller already holds ``every_environment``."""
+    envs = list(environments)
+    everyone = every_environment if every_environment is not None else list(Environment.objects.all())
+    path = sorted([e.name, e.order, e.mlflow_alias] for e in everyone)
+    policies: dict[int, list[list[Any]]] = {e.pk: [] for e in envs}
+    for env_id, model_id, rules in PromotionPolicy.objects.filter(environment__in=[e.pk for e in envs]).order_by(
+        "environment_id", "model_id"
+    ).values_list("environment_id", "model_id", "rules"):
+        policies[env_id].append([model_id, rules])
+    digests = {}
+    for env in envs:
+        doc = {
+            "environment": [env.name, env.order, env.mlflow_alias, env.max_data_classification, env.description,
+                            env.protected],
+            "policies": policies[env.pk],
+            "path": path,
+        }
+        digests[env.pk] = hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+    return digests
+
+
+def state_digest(environment: Environment) -> str:
+    return state_digests([environment])[environment.pk]
+
+
+# --- validating a proposal -------------------------------------------------------------------------
+
+
+def _when(value: Any, what: str) -> datetime:
+    moment: datetime | None = value if isinstance(value, datetime) else None
+    if moment is None and isinstance(value, str) and len(value) <= 40:
+        try:
+            moment = parse_datetime(value)
+        except ValueError:  # well formed but impossible, e.g. month 13
+            moment = None
+    if moment is None:
+        raise GovernanceError(f"the {what} must be an ISO 8601 date and time", code="invalid_window")
+    if timezone.is_naive(moment):
+        raise GovernanceError(f"the {what} must carry its time zone (e.g. 2026-12-20T00:00:00Z)",
+                              code="invalid_window")
+    return moment
+
+
+def _only(change: dict[str, Any], allowed: set[str], kind: str) -> None:
+    unknown = set(change) - allowed
+    if unknown:
+        raise GovernanceError(f"unknown field(s) for a {kind} change: {', '.join(sorted(unknown))}", code="invalid")
+
+
+def _checked(
+    kind: str, environment: Environment, model: RegisteredModel | None, change: Any
+) -> dict[str, Any]:
+    """The proposal as it will be applied, after the same checks as the one-step services."""
+    if kind not in Kind.values:
+        raise GovernanceError(f"unknown kind of change {kind!r}; kinds are {', '.join(Kind.values)}", code="invalid")
+    if not isinstance(change, dict):
+        raise GovernanceError("the change must be a JSON object", code="invalid")
+    if model is not None and kind != Kind.POLICY_SET:
+        raise GovernanceError("only a policy change names a model", code="invalid")
+    if kind == Kind.POLICY_SET:
+        _only(change, {"rules"}, kind)
+        if "rules" not in change:
+            raise GovernanceError("a policy change needs its 'rules'", code="invalid_policy")
+        services.policy_check(environment=environment, rules=change["rules"])
+        return {"rules": change["rules"]}
+    if kind == Kind.ENVIRONMENT_UPDATE:
+        _only(change, {"max_data_classification", "mlflow_alias", "description"}, kind)
+        if any(not isinstance(v, str) for v in change.values()):
+            raise GovernanceError("an environment's alias, ceiling and description are text", code="invalid")
+        changes = services.environment_changes(environment=environment, **change)
+        if not changes:
+            raise GovernanceError("nothing to change: give mlflow_alias, max_data_classification or description",
+                                  code="invalid")
+        return changes
+    if kind == Kind.ENVIRONMENT_CREATE:
+        _only(change, {"name", "order", "mlflow_alias", "max_data_classification", "description"}, kind)
+        fields = services.environment_create_check(
+            name=change.get("name", ""), order=change.get("order"),  # type: ignore[arg-type]
+            mlflow_alias=change.get("mlflow_alias", ""),
+            max_data_classification=change.get("max_data_classification", ""),
+            description=change.get("description", ""),
+        )
+        above = services.protected_above(fields["order"])
+        if above is None or above.pk != environment.pk:
+            raise GovernanceError(
+                f"an environment at order {fields['order']} does not join the path just below {environment.name}",
+                code="invalid_order",
+            )
+        return fields
+    if kind == Kind.FREEZE_WINDOW_CREATE:
+        _only(change, {"starts_at", "ends_at", "reason"}, kind)
+        starts_at = _when(change.get("starts_at"), "start")
+        ends_at = _when(change.get("ends_at"), "end")
+        if not isinstance(change.get("reason", ""), str):
+            raise GovernanceError("a freeze window's reason is text", code="invalid")
+        reason = services.freeze_window_check(starts_at=starts_at, ends_at=ends_at, reason=change.get("reason", ""))
+        return {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(), "reason": reason}
+    _only(change, {"protected"}, kind)
+    if change.get("protected") is not False:
+        raise GovernanceError("a protection change is {\"protected\": false}: protecting needs no second person",
+                              code="invalid")
+    return {"protected": False}
+
+
+def _apply(request: GovernanceChangeRequest, environment: Environment, user: User) -> None:
+    change = request.change
+    if request.kind == Kind.POLICY_SET:
+        services.policy_apply(user=user, environment=environment, rules=change["rules"], model=request.model)
+    elif request.kind == Kind.ENVIRONMENT_UPDATE:
+        services.environment_apply(user=user, environment=environment, changes=change)
+    elif request.kind == Kind.ENVIRONMENT_CREATE:
+        services.environment_create_apply(user=user, fields=change)
+    elif request.kind == Kind.FREEZE_WINDOW_CREATE:
+        services.freeze_window_apply(
+            user=user, environment=environment, starts_at=_when(change["starts_at"], "start"),
+            ends_at=_when(change["ends_at"], "end"), reason=change["reason"], created_by=request.proposed_by,
+        )
+    else:
+        services.environment_unprotect_apply(user=user, environment=environment)
+
+
+def _payload(request: GovernanceChangeRequest) -> dict[str, Any]:
+    return {"change_request_id": request.pk, "kind": request.kind, "environment": request.environment.name,
+            "model": request.model.name if request.model else None,
+            "proposed_by": f"user:{request.proposed_by_id}"}
+
+
+def _lock(request: GovernanceChangeRequest) -> GovernanceChangeRequest:
+    return GovernanceChangeRequest.objects.select_for_update().select_related(
+        "environment", "model", "proposed_by").get(pk=request.pk)
+
+
+def _pending(request: GovernanceChangeRequest, what: str) -> None:
+    if request.state != State.PENDING:
+        raise InvalidState(f"change request #{request.pk} is {request.state}; only a pending one can be {what}")
+
+
+# --- the services ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def change_request_create(
+    *, user: User, environment: Environment, kind: str, change: Any, model: RegisteredModel | None = None,
+    reason: str = "",
+) -> GovernanceChangeRequest:
+    """Propose a change to a protected environment. InfoSec only; the proposal is validated now
+    (bad input, a policy below the floor: refused, nothing written) and applied on approval."""
+    services._require_infosec(user, "propose changes to protected environments")
+    if not isinstance(reason, str) or len(reason.strip()) > REASON_MAX:
+        raise GovernanceError(f"the reason is text of at most {REASON_MAX} characters", code="too_long")
+    reason = reason.strip()
+    checked = _checked(kind, environment, model, change)
+    locked = services.lock_environment(environment)
+    if not locked.protected:
+        raise InvalidState(f"{locked.name} is not protected: change it directly, no second person is needed",
+                           code="not_protected")
+    request = GovernanceChangeRequest.objects.create(
+        kind=kind, environment=locked, model=model, change=checked, base_digest=state_digest(locked),
+        reason=reason, proposed_by=user,
+    )
+    record(
+        event_type="governance_change.requested",
+        actor=Actor.user(user),
+        subject=Subject("environment", locked.name),
+        payload={**_payload(request), "change": checked, "reason": reason},
+    )
+    return request
+
+
+@transaction.atomic
+def change_request_approve(*, user: User, request: GovernanceChangeRequest, comment: str) -> GovernanceChangeRequest:
+    """A second InfoSec person approves: the proposal is applied, exactly as proposed, now.
+
+    Refused (nothing written) for the proposer and their service accounts, anyone outside InfoSec,
+    a request that is not pending, a stale one (the environment's rules changed since it was
+    proposed) and a proposal that no longer passes its checks (say, a floor raised since)."""
+    comment = services._require_text(comment, "comment")
+    services._require_infosec(user, "approve changes to protected environments")
+    request = _lock(request)
+    _pending(request, "approved")
+    if same_person(user, request.proposed_by):
+        raise NotPermitted("you proposed this change, so a second InfoSec member must approve it",
+                           code="self_approval")
+    environment = services.lock_environment(request.environment)
+    if state_digest(environment) != request.base_digest:
+        raise InvalidState(
+            f"change request #{request.pk} is stale: the rules of {environment.name} changed since it was proposed; "
+            f"withdraw it and propose the change again",
+            code="stale",
+        )
+    if _checked(request.kind, environment, request.model, request.change) != request.change:
+        raise InvalidState(f"change request #{request.pk} would no longer apply as proposed", code="stale")
+    _apply(request, environment, user)
+    request.state = State.APPLIED
+    request.decided_by = user
+    request.decision_comment = comment
+    request.decided_at = timezone.now()
+    request.save(update_fields=["state", "decided_by", "decision_comment", "decided_at"])
+    record(
+        event_type="governance_change.approved",
+        actor=Actor.user(user),
+        subject=Subject("environment", environment.name),
+        payload={**_payload(request), "approved_by": principal_label(user), "comment": comment},
+    )
+    return request
+
+
+@transaction.atomic
+def change_request_reject(*, user: User, request: GovernanceChangeRequest, comment: str) -> GovernanceChangeRequest:
+    """Another InfoSec person rejects the proposal (the proposer withdraws instead)."""
+    comment = services._require_text(comment, "comment")
+    services._require_infosec(user, "reject changes to protected environments")
+    request = _lock(request)
+    _pending(request, "rejected")
+    if same_person(user, request.proposed_by):
+        raise NotPermitted("you proposed this change: withdraw it rather than reject it", code="self_approval")
+    request.state = State.REJECTED
+    request.decided_by = user
+    request.decision_comment = comment
+    request.decided_at = timezone.now()
+    request.save(update_fields=["state", "decided_by", "decision_comment", "decided_at"])
+    record(
+        event_type="governance_change.rejected",
+        actor=Actor.user(user),
+        subject=Subject("environment", request.environment.name),
+        payload={**_payload(request), "rejected_by": principal_label(user), "comment": comment},
+    )
+    return request
+
+
+@transaction.atomic
+def change_request_withdraw(*, user: User, request: GovernanceChangeRequest, reason: str) -> GovernanceChangeRequest:
+    """The proposer (or a service account they own) withdraws their pending proposal."""
+    reason = services._require_text(reason, "reason")
+    request = _lock(request)
+    if not same_person(user, request.proposed_by):
+        raise NotPermitted("only the person who proposed a change may withdraw it")
+    _pending(request, "withdrawn")
+    request.state = State.WITHDRAWN
+    request.decided_by = user
+    request.decision_comment = reason
+    request.decided_at = timezone.now()
+    request.save(update_fields=["state", "decided_by", "decision_comment", "decided_at"])
+    record(
+        event_type="governance_change.withdrawn",
+        actor=Actor.user(user),
+        subject=Subject("environment", request.environment.name),
+        payload={**_payload(request), "reason": reason},
+    )
+    return request

@@ -622,6 +622,11 @@ def _is_party(user: User, request: AccessRequest) -> bool:
     return request.requester_id in mine or request.principal_user_id in mine
 
 
+def _through(user: User, request: AccessRequest) -> str:
+    """The refusal's precision when the party is another account of the same person."""
+    return "" if user.pk in (request.requester_id, request.principal_user_id) else " (through a service account)"
+
+
 def _lock_request(request: AccessRequest) -> AccessRequest:
     return AccessRequest.objects.select_for_update().get(pk=request.pk)
 
@@ -710,10 +715,8 @@ def access_request_approve(*, user: User, request: AccessRequest, comment: str) 
     if request.state != AccessRequest.State.PENDING:
         raise InvalidState(f"access request #{request.pk} is {request.state}")
     if _is_party(user, request):
-        raise NotPermitted(
-            "you cannot approve access you asked for or that is for you or a service account you own",
-            code="self_approval",
-        )
+        raise NotPermitted("you cannot approve access you asked for or that is for you" + _through(user, request),
+                           code="self_approval")
     resource = _request_resource(request, lock=True)
     owner_id = resource_owner_id(resource)
     needs = request.needs_infosec or needs_infosec(resource)  # classification may have risen since the request
@@ -766,8 +769,8 @@ def access_request_reject(*, user: User, request: AccessRequest, comment: str) -
     if request.state != AccessRequest.State.PENDING:
         raise InvalidState(f"access request #{request.pk} is {request.state}")
     if _is_party(user, request):
-        raise NotPermitted("you cannot decide on access you asked for or that is for you or a service account you "
-                           "own; withdraw it instead", code="self_approval")
+        raise NotPermitted("you cannot decide on access you asked for or that is for you" + _through(user, request)
+                           + "; withdraw it instead", code="self_approval")
     resource = _request_resource(request, lock=False)
     if not (is_infosec(user) or resource_owner_id(resource) == user.pk):
         raise NotPermitted(f"only the owner of {resource_label(resource)} or InfoSec may reject this request")

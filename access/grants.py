@@ -29,7 +29,7 @@ concurrent grant on the same resource. Several resources are locked in
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,6 +55,7 @@ from access.models import (
     ReviewItem,
     ServiceAccount,
 )
+from access.principals import account_ids, person_ids, same_person
 from access.roles import role_names
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Event, Subject, record, record_many
@@ -352,9 +353,12 @@ def _check_principal(principal: Any, granted_by: User) -> None:
     if isinstance(principal, Group):
         if principal.pk is None:
             raise AccessError("the group does not exist", code="invalid_principal")
-        if granted_by.groups.filter(pk=principal.pk).exists():
+        # Membership through one of the granter's service accounts counts too: alice-bot in the
+        # group would hold the access for alice.
+        if principal.user_set.filter(pk__in=account_ids(granted_by)).exists():
             raise NotPermitted(
-                f"you are a member of group {principal.name}, so granting it access would grant yourself",
+                f"you or a service account you own are a member of group {principal.name}, so granting it "
+                "access would grant yourself",
                 code="self_grant",
             )
         return
@@ -362,6 +366,11 @@ def _check_principal(principal: Any, granted_by: User) -> None:
         raise AccessError("a grant is to a user, a service account's user or a group", code="invalid_principal")
     if principal.pk == granted_by.pk:
         raise NotPermitted("you cannot grant access to yourself; ask for it instead", code="self_grant")
+    if same_person(principal, granted_by):
+        raise NotPermitted(
+            "you own this service account, so granting it access would grant yourself; ask for it instead",
+            code="self_grant",
+        )
     if not principal.is_active:
         raise AccessError(f"user {principal.pk} is inactive", code="inactive_principal")
     if ServiceAccount.objects.filter(user=principal, disabled_at__isnull=False).exists():
@@ -561,19 +570,24 @@ INFOSEC_FOR_OWNER = "infosec_for_owner"
 
 def approval_slot(
     *, user: User, request: AccessRequest, owner_id: int | None, needs_infosec: bool, infosec: bool,
+    accounts: set[int] | None = None, persons: Mapping[int, int] | None = None,
 ) -> str | None:
     """The approval ``user`` may give ``request`` now: ``owner``, ``infosec``, ``infosec_for_owner``, or None.
 
     The owner's approval is needed when the resource has an owner; InfoSec's when
     ``needs_infosec``. InfoSec stands in for an owner who cannot approve (they asked,
     or the access is for them). One person fills one slot; the requester and the
-    principal fill none.
+    principal fill none, nor do their service accounts or owners (one person, see ``access.principals``).
+    ``accounts``: ``account_ids(user)``, and ``persons``: ``person_ids`` of the requester, principal and
+    owner, when the caller already has them (a list of many requests).
     """
     if request.state != AccessRequest.State.PENDING or not user.is_active:
         return None
-    if user.pk in (request.requester_id, request.principal_user_id):
+    mine = account_ids(user) if accounts is None else accounts
+    if request.requester_id in mine or request.principal_user_id in mine:
         return None
-    if user.pk in (request.owner_approved_by_id, request.infosec_approved_by_id):
+    # One person fills one slot: alice as owner and alice-bot as InfoSec would be one approval.
+    if mine & {request.owner_approved_by_id, request.infosec_approved_by_id}:
         return None
     owner_open = owner_id is not None and request.owner_approved_by_id is None
     infosec_open = needs_infosec and request.infosec_approved_by_id is None
@@ -581,8 +595,7 @@ def approval_slot(
         return OWNER
     if infosec and infosec_open:
         return INFOSEC
-    owner_cannot = owner_id in (request.requester_id, request.principal_user_id)
-    if infosec and owner_open and owner_cannot:
+    if infosec and owner_open and owner_id is not None and _owner_is_party(owner_id, request, persons):
         return INFOSEC_FOR_OWNER
     return None
 
@@ -591,6 +604,27 @@ def approvals_complete(request: AccessRequest, *, owner_id: int | None, needs_in
     owner_done = owner_id is None or request.owner_approved_by_id is not None
     infosec_done = not needs_infosec or request.infosec_approved_by_id is not None
     return owner_done and infosec_done
+
+
+def _owner_is_party(owner_id: int, request: AccessRequest, persons: Mapping[int, int] | None = None) -> bool:
+    """Whether the resource's owner is, as a person, the requester or the principal (then InfoSec stands in)."""
+    if owner_id in (request.requester_id, request.principal_user_id):
+        return True
+    ids = (owner_id, request.requester_id, request.principal_user_id)
+    if persons is None or not all(i in persons for i in ids):
+        persons = person_ids(ids)
+    return persons[owner_id] in (persons[request.requester_id], persons[request.principal_user_id])
+
+
+def _is_party(user: User, request: AccessRequest) -> bool:
+    """Whether ``user`` is, as a person, the requester or the principal of ``request``."""
+    mine = account_ids(user)
+    return request.requester_id in mine or request.principal_user_id in mine
+
+
+def _through(user: User, request: AccessRequest) -> str:
+    """The refusal's precision when the party is another account of the same person."""
+    return "" if user.pk in (request.requester_id, request.principal_user_id) else " (through a service account)"
 
 
 def _lock_request(request: AccessRequest) -> AccessRequest:
@@ -680,19 +714,22 @@ def access_request_approve(*, user: User, request: AccessRequest, comment: str) 
     request = _lock_request(request)
     if request.state != AccessRequest.State.PENDING:
         raise InvalidState(f"access request #{request.pk} is {request.state}")
-    if user.pk in (request.requester_id, request.principal_user_id):
-        raise NotPermitted("you cannot approve access you asked for or that is for you", code="self_approval")
+    if _is_party(user, request):
+        raise NotPermitted("you cannot approve access you asked for or that is for you" + _through(user, request),
+                           code="self_approval")
     resource = _request_resource(request, lock=True)
     owner_id = resource_owner_id(resource)
     needs = request.needs_infosec or needs_infosec(resource)  # classification may have risen since the request
     slot = approval_slot(user=user, request=request, owner_id=owner_id, needs_infosec=needs, infosec=is_infosec(user))
     if slot is None:
-        if user.pk in (request.owner_approved_by_id, request.infosec_approved_by_id):
-            raise NotPermitted("you have already approved this request; another approver is needed",
-                               code="already_approved")
+        if any(same_person(user, i) for i in (request.owner_approved_by_id, request.infosec_approved_by_id)
+               if i is not None):
+            raise NotPermitted("you have already approved this request (perhaps through an account you own); "
+                               "another approver is needed", code="already_approved")
+        owner_cannot = owner_id is not None and _owner_is_party(owner_id, request)
         raise NotPermitted(
             f"only the owner of {resource_label(resource)}"
-            + (" or InfoSec" if needs or owner_id in (request.requester_id, request.principal_user_id) else "")
+            + (" or InfoSec" if needs or owner_cannot else "")
             + " may approve this request"
         )
     if slot == INFOSEC:
@@ -731,9 +768,9 @@ def access_request_reject(*, user: User, request: AccessRequest, comment: str) -
     request = _lock_request(request)
     if request.state != AccessRequest.State.PENDING:
         raise InvalidState(f"access request #{request.pk} is {request.state}")
-    if user.pk in (request.requester_id, request.principal_user_id):
-        raise NotPermitted("you cannot decide on access you asked for or that is for you; withdraw it instead",
-                           code="self_approval")
+    if _is_party(user, request):
+        raise NotPermitted("you cannot decide on access you asked for or that is for you" + _through(user, request)
+                           + "; withdraw it instead", code="self_approval")
     resource = _request_resource(request, lock=False)
     if not (is_infosec(user) or resource_owner_id(resource) == user.pk):
         raise NotPermitted(f"only the owner of {resource_label(resource)} or InfoSec may reject this request")
@@ -829,12 +866,15 @@ def review_campaign_start(
     active = list(Grant.objects.filter(revoked_at__isnull=True, expires_at__gt=now).order_by("pk"))
     info = grant_levels(active)
     campaign = ReviewCampaign.objects.create(name=name, created_by=user, deadline=deadline)
+    # An owner does not review a grant to themselves nor to a service account they own.
+    persons = person_ids({g.user_id for g in active} | {owner for _, owner in info.values()})
     items = []
     for grant in active:
         level, owner_id = info.get((grant.resource_type, grant.resource_id), (None, None))
         if level not in wanted:
             continue
-        reviewer_id = owner_id if owner_id is not None and owner_id != grant.user_id else user.pk
+        holder = persons.get(grant.user_id) if grant.user_id is not None else None
+        reviewer_id = owner_id if owner_id is not None and persons.get(owner_id) != holder else user.pk
         items.append(ReviewItem(campaign=campaign, grant=grant, reviewer_id=reviewer_id))
     ReviewItem.objects.bulk_create(items, batch_size=1000)
     record(
@@ -844,6 +884,16 @@ def review_campaign_start(
         payload={"campaign_id": campaign.pk, "name": name, "deadline": _ts(deadline), "items": len(items)},
     )
     return campaign
+
+
+def _holds_through(user: User, grant: Grant) -> bool:
+    """Whether the person behind ``user`` holds ``grant``: to one of their accounts, or to a group
+    one of their accounts belongs to."""
+    mine = account_ids(user)
+    if grant.user_id is not None:
+        return grant.user_id in mine
+    assert grant.group_id is not None  # a grant is to a user or a group
+    return User.groups.through.objects.filter(group_id=grant.group_id, user_id__in=mine).exists()
 
 
 @transaction.atomic
@@ -868,8 +918,9 @@ def review_item_decide(*, user: User, item: ReviewItem, decision: str, comment: 
     if item.reviewer_id != user.pk and not is_infosec(user):
         raise NotPermitted("only the item's reviewer or InfoSec may decide it")
     grant = Grant.objects.get(pk=item.grant_id)
-    if grant.user_id == user.pk:
-        raise NotPermitted("you cannot review your own access", code="self_review")
+    if _holds_through(user, grant):
+        raise NotPermitted("you cannot review your own access (nor that of a service account you own or a group "
+                           "you or it belong to)", code="self_review")
     if decision == ReviewItem.Decision.REVOKED and grant.revoked_at is None and grant.expires_at > now:
         reason = f"revoked in access review {campaign.name}" + (f": {comment}" if comment else "")
         grant_revoke(actor_user=user, grant=grant, reason=reason[:300])

@@ -41,6 +41,7 @@ from access.models import (
     ReviewItem,
     ServiceAccount,
 )
+from access.principals import account_ids, person_ids
 from access.roles import role_names
 from governance.models import Environment, ModelVersion, RegisteredModel
 from governance.selectors import model_versions_visible_to, models_visible_to
@@ -132,10 +133,11 @@ def requests_awaiting(user: User) -> list[AccessRequest]:
     """Pending requests ``user`` may approve now (as owner, as InfoSec, or as InfoSec for an owner who cannot)."""
     if not user.is_active:
         return []
+    mine = account_ids(user)  # a person's service accounts count as them (access.principals)
     pending = list(
         AccessRequest.objects.filter(state=AccessRequest.State.PENDING)
-        .exclude(requester=user)
-        .exclude(principal_user=user)
+        .exclude(requester_id__in=mine)
+        .exclude(principal_user_id__in=mine)
         .select_related("requester", "principal_user", "owner_approved_by", "infosec_approved_by")
         .order_by("created_at", "id")
     )
@@ -145,6 +147,8 @@ def requests_awaiting(user: User) -> list[AccessRequest]:
     resources = resources_for(pending)
     datasets = [r for r in resources.values() if isinstance(r, Dataset)]
     pci = pci_datasets(d.pk for d in datasets)
+    persons = person_ids({i for r in pending for i in (r.requester_id, r.principal_user_id)}
+                         | {getattr(r, "owner_id", None) for r in resources.values()} - {None})
     awaiting = []
     for request in pending:
         resource = resources.get((request.resource_type, request.resource_id))
@@ -155,7 +159,8 @@ def requests_awaiting(user: User) -> list[AccessRequest]:
             needs = request.needs_infosec or resource.effective_level == RESTRICTED or resource.pk in pci
         else:
             needs = request.needs_infosec or owner_id is None
-        if approval_slot(user=user, request=request, owner_id=owner_id, needs_infosec=needs, infosec=infosec):
+        if approval_slot(user=user, request=request, owner_id=owner_id, needs_infosec=needs, infosec=infosec,
+                         accounts=mine, persons=persons):
             awaiting.append(request)
     return awaiting
 

@@ -185,6 +185,13 @@ _r(EventType("promotion.break_glass", "Emergency promotion without approvals; a 
 _r(EventType("promotion.break_glass_reviewed", "A break-glass promotion's post-hoc review was approved.",
              {**_PR, "comment": S(), "late": Field("bool")}))
 
+# --- break-glass consequences (issue #13, item 8e) ----------------------------------------------------
+# A post-hoc review concluded the break-glass was not justified; "reverted": the release was rolled back
+# or withdrawn by policy (the rollback itself is its own promotion.rolled_back / promotion.withdrawn entry).
+_r(EventType("promotion.break_glass_found_unjustified",
+             "A break-glass promotion's post-hoc review concluded it was not justified.",
+             {**_PR, "comment": S(), "late": Field("bool"), "reverted": Field("bool")}))
+
 # --- MLflow -----------------------------------------------------------------------------------------
 _r(EventType("mlflow.webhook_received", "An MLflow webhook was accepted (a hint to re-sync).",
              {"delivery_id": S(), "entity": S(), "action": S(), "model": Field(nullable=True),

@@ -253,12 +253,14 @@ class LiveDeployment(models.Model):
 class BreakGlassReview(models.Model):
     class State(models.TextChoices):
         OPEN = "open"
-        APPROVED = "approved"
+        APPROVED = "approved"  # concluded: justified
         OVERDUE = "overdue"
+        # Concluded: not justified (a compliance violation; the policy may roll the release back).
+        UNJUSTIFIED = "unjustified"
 
     request = models.OneToOneField(PromotionRequest, on_delete=models.PROTECT, related_name="break_glass_review")
     due_at = models.DateTimeField(db_index=True)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN)
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -275,6 +277,9 @@ class ComplianceViolation(models.Model):
         OVERDUE_BREAK_GLASS_REVIEW = "overdue_break_glass_review"
         CLASSIFICATION = "classification"
         INTEGRITY = "integrity"
+        # Break-glass consequences and limits (issue #13, items 8e and 9g).
+        UNJUSTIFIED_BREAK_GLASS = "unjustified_break_glass"
+        BREAK_GLASS_BUDGET_EXCEEDED = "break_glass_budget_exceeded"
 
     kind = models.CharField(max_length=40, choices=Kind.choices, db_index=True)
     subject_type = models.CharField(max_length=100)

@@ -13,7 +13,8 @@ A policy is a JSON document, stored per environment (and optionally per model)::
       "approval_expiry_days": 7,
       "request_expiry_days": 14,
       "revert_out_of_band": true,
-      "break_glass_review_hours": 24
+      "break_glass_review_hours": 24,
+      "rollback_unjustified_break_glass": true
     }
 
 Unknown keys, unknown gate types and malformed values are refused with a
@@ -77,6 +78,9 @@ class Policy:
     request_expiry_days: int = 14
     revert_out_of_band: bool = False
     break_glass_review_hours: int = 24
+    # A break-glass review concluding "unjustified" rolls the release back (default: on when the
+    # policy requires approvals, i.e. the environment is guarded at all).
+    rollback_unjustified_break_glass: bool = False
 
     @property
     def approval_groups(self) -> tuple[str, ...]:
@@ -86,7 +90,7 @@ class Policy:
 DEFAULT_RULES: dict[str, Any] = {"approvals": [{"group": "approver", "count": 1}], "gates": []}
 _TOP_KEYS = {
     "approvals", "gates", "approval_expiry_days", "request_expiry_days", "revert_out_of_band",
-    "break_glass_review_hours",
+    "break_glass_review_hours", "rollback_unjustified_break_glass",
 }
 
 
@@ -133,6 +137,9 @@ def parse_policy(doc: Any) -> Policy:
     revert = doc.get("revert_out_of_band", False)
     if not isinstance(revert, bool):
         raise PolicyError("'revert_out_of_band' must be true or false")
+    rollback_unjustified = doc.get("rollback_unjustified_break_glass", bool(approvals))
+    if not isinstance(rollback_unjustified, bool):
+        raise PolicyError("'rollback_unjustified_break_glass' must be true or false")
     return Policy(
         approvals=tuple(approvals),
         gates=tuple(gates),
@@ -140,6 +147,7 @@ def parse_policy(doc: Any) -> Policy:
         request_expiry_days=_positive_int(doc, "request_expiry_days", 14, ""),
         revert_out_of_band=revert,
         break_glass_review_hours=_positive_int(doc, "break_glass_review_hours", 24, ""),
+        rollback_unjustified_break_glass=rollback_unjustified,
     )
 
 

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from access.checks import check
 from access.classification import LEVELS, RESTRICTED, allows
-from access.models import Grant
+from access.models import APPROVE_PROMOTION, Grant
+from access.principals import account_ids
 from access.roles import role_names
 from governance.models import (
     BreakGlassReview,
@@ -83,21 +84,78 @@ def deployed_since(*, version: ModelVersion, environment: Environment) -> dateti
 
 
 def requests_awaiting(user: User) -> list[PromotionRequest]:
-    """Pending requests this user may approve: in one of the policy's approval groups, and not
-    their own request or their own model version (separation of duties)."""
+    """Pending requests this user may approve: in one of the policy's approval groups, not requested
+    nor registered (``ModelVersion.registered_by``) by them as a person (their service accounts count
+    as them), and holding ``approve_promotion`` where the model or environment restricts approvals
+    to its holders. The same rules as ``services.promotion_approve``."""
     mine = role_names(user)
     if not mine:
         return []  # approval groups are roles: nobody without one approves anything
+    accounts = account_ids(user)
     candidates = list(
         PromotionRequest.objects.filter(state=PromotionRequest.State.PENDING)
-        .exclude(requested_by=user)
-        .exclude(version__creator=user.get_username())
+        .exclude(requested_by_id__in=accounts)
+        .exclude(version__registered_by_id__in=accounts)
         .select_related("version__model", "environment", "requested_by")
     )
-    # Two queries in all (the requests, then every policy they need), however many there are.
+    # A few queries in all (the requests, every policy they need, the restricting grants), however many.
     policies = policies_for({(r.environment_id, r.version.model_id) for r in candidates})
+    candidates = [r for r in candidates
+                  if mine & set(policies[(r.environment_id, r.version.model_id)].approval_groups)]
+    restricting = _approve_promotion_grants({r.version.model_id for r in candidates},
+                                            {r.environment_id for r in candidates})
+    if not restricting:
+        return candidates
+    groups = _group_ids(user)
     return [r for r in candidates
-            if mine & set(policies[(r.environment_id, r.version.model_id)].approval_groups)]
+            if not _missing(user, groups, restricting, r.version.model_id, r.environment_id)]
+
+
+# --- approve_promotion: an optional, per-model and per-environment restriction of approvals -------------
+# Without any active approve_promotion grant on a model (or an environment) the policy's groups alone
+# decide who approves; once one exists, only its holders (directly or through a group) may approve,
+# reject or request changes there, and they must still be in one of the policy's groups.
+
+_Holders = dict[tuple[str, int], list[tuple[int | None, int | None]]]
+
+
+def _approve_promotion_grants(model_ids: set[int], environment_ids: set[int]) -> _Holders:
+    """The active approve_promotion grants on these models and environments: ``{(type, id): [(user, group)]}``."""
+    if not model_ids and not environment_ids:
+        return {}
+    found: _Holders = {}
+    rows = Grant.objects.filter(
+        permission=APPROVE_PROMOTION, revoked_at__isnull=True, expires_at__gt=timezone.now(),
+    ).filter(
+        Q(resource_type="registered_model", resource_id__in=model_ids)
+        | Q(resource_type="environment", resource_id__in=environment_ids)
+    ).values_list("resource_type", "resource_id", "user_id", "group_id")
+    for resource_type, resource_id, user_id, group_id in rows:
+        found.setdefault((resource_type, resource_id), []).append((user_id, group_id))
+    return found
+
+
+def _group_ids(user: User) -> set[int]:
+    return set(User.groups.through.objects.filter(user_id=user.pk).values_list("group_id", flat=True))
+
+
+def _missing(user: User, groups: set[int], holders: _Holders, model_id: int, environment_id: int) -> list[str]:
+    missing = []
+    for key, label in ((("registered_model", model_id), "the model"), (("environment", environment_id),
+                                                                          "the environment")):
+        grants = holders.get(key)
+        if grants and not any(u == user.pk or (g is not None and g in groups) for u, g in grants):
+            missing.append(label)
+    return missing
+
+
+def missing_approve_promotion(user: User, model_id: int, environment_id: int) -> list[str]:
+    """Which of the model and the environment restrict approvals to approve_promotion holders that
+    ``user`` is not one of (empty: the restriction does not stand in the way)."""
+    holders = _approve_promotion_grants({model_id}, {environment_id})
+    if not holders:
+        return []
+    return _missing(user, _group_ids(user), holders, model_id, environment_id)
 
 
 class AdmissionStatus:

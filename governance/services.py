@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from access import roles
-from access.checks import check
+from access.checks import check, principal_label
 from access.classification import LEVELS, RESTRICTED
 from access.models import DEPLOY_TO
+from access.principals import account_ids, same_person
 from access.roles import role_names
 from audit.ledger import Actor, Subject, record
 from governance import selectors
@@ -334,11 +337,36 @@ def approval_status(request: PromotionRequest) -> dict[str, Any]:
     }
 
 
-def _check_separation_of_duties(user: User, request: PromotionRequest) -> None:
-    if request.requested_by_id == user.pk:
-        raise NotPermitted("you requested this promotion, so you cannot approve or reject it", code="self_approval")
-    if request.version.creator and request.version.creator == user.get_username():
-        raise NotPermitted("you created this model version, so you cannot approve its promotion", code="self_approval")
+def _who(user: User, account_id: int) -> str:
+    """How a refusal names the account that is ``user`` as a person."""
+    return "you" if account_id == user.pk else f"your service account (user:{account_id})"
+
+
+def _check_separation_of_duties(user: User, request: PromotionRequest) -> set[int]:
+    """Neither the requester nor whoever registered the version may decide, as a person: their service
+    accounts count as them. The version's ``creator`` (MLflow's client-set ``mlflow.user``) is free
+    text anyone can set, so it decides nothing; ``registered_by`` is the account the product knows.
+    Returns the person's accounts (``access.principals.account_ids``)."""
+    mine = account_ids(user)
+    if request.requested_by_id in mine:
+        raise NotPermitted(f"{_who(user, request.requested_by_id)} requested this promotion, so you cannot approve "
+                           "or reject it", code="self_approval")
+    registered_by = request.version.registered_by_id
+    if registered_by is not None and registered_by in mine:
+        raise NotPermitted(f"{_who(user, registered_by)} registered this model version, so you cannot approve its "
+                           "promotion", code="self_approval")
+    missing = selectors.missing_approve_promotion(user, request.version.model_id, request.environment_id)
+    if missing:
+        raise NotPermitted(
+            "approvals of this promotion are restricted to holders of approve_promotion on "
+            + " and ".join(missing) + "; you hold none (ask InfoSec for one)",
+            code=NEEDS_APPROVE_PROMOTION,
+        )
+    return mine
+
+
+# Code of the refusal of an approver without approve_promotion where a model or environment restricts it.
+NEEDS_APPROVE_PROMOTION = "needs_approve_promotion"
 
 
 def _approver_group(
@@ -365,7 +393,7 @@ def promotion_approve(*, user: User, request: PromotionRequest, comment: str) ->
     request = _lock(request)
     if request.state != State.PENDING:
         raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending requests can be approved")
-    _check_separation_of_duties(user, request)
+    mine = _check_separation_of_duties(user, request)
     now = timezone.now()
     _check_not_frozen(request.environment, now)
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
@@ -373,6 +401,11 @@ def promotion_approve(*, user: User, request: PromotionRequest, comment: str) ->
     approvals = list(request.approvals.all())
     group = _approver_group(user, request, policy, approvals)
     _refresh_evidence(request, policy, Actor.user(user), save=False)
+    others = [a for a in approvals if a.approver_id != user.pk and a.approver_id in mine]
+    if others:
+        # alice and alice-bot are one person: two approvals from them would count twice.
+        raise GovernanceError("you have already decided on this promotion through another account you own",
+                              code="duplicate_approval")
     previous = next((a for a in approvals if a.approver_id == user.pk), None)
     if previous is not None:
         cutoff = now - timedelta(days=policy.approval_expiry_days)
@@ -438,10 +471,10 @@ def promotion_reject(*, user: User, request: PromotionRequest, comment: str) -> 
     request = _lock(request)
     if request.state != State.PENDING:
         raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending requests can be rejected")
-    _check_separation_of_duties(user, request)
+    mine = _check_separation_of_duties(user, request)
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
     group = _approver_group(user, request, policy)
-    if request.approvals.filter(approver=user).exists():
+    if request.approvals.filter(approver_id__in=mine).exists():
         raise GovernanceError("you have already decided on this promotion", code="duplicate_approval")
     Approval.objects.create(
         request=request, approver=user, decision=Approval.Decision.REJECT, group=group, comment=comment,
@@ -671,6 +704,14 @@ def promotion_rollback(
     live = LiveDeployment.objects.select_for_update().filter(model=model, environment=environment).first()
     if live is None:
         raise InvalidState(f"no version of {model.name} is live in {environment.name}")
+    return _roll_back(live, user=user, reason=reason)
+
+
+def _roll_back(live: LiveDeployment, *, user: User, reason: str) -> PromotionRequest:
+    """The one rollback path: the live promotion becomes ``rolled_back``, the previously deployed version
+    is live again (or none), recorded, and MLflow follows after commit. The caller holds ``live``'s lock
+    and has decided that ``user`` may (``promotion_rollback``, or a break-glass review by policy)."""
+    environment = live.environment
     request = _lock(live.promotion)
     if request.state != State.DEPLOYED:
         raise InvalidState(f"promotion #{request.pk} is {request.state}; only a deployed promotion rolls back")
@@ -710,12 +751,90 @@ def promotion_rollback(
 # --- break-glass -------------------------------------------------------------------------
 
 
+BREAK_GLASS_BUDGET_EXCEEDED = "break_glass_budget_exceeded"
+
+
+@dataclass(frozen=True)
+class _BudgetExceeded:
+    """What a refusal for an exhausted break-glass budget reports to InfoSec (no personal data)."""
+
+    scope: str  # "person" or "environment"
+    used: int
+    limit: int
+    window_days: int
+
+
+class BreakGlassBudgetExceeded(NotPermitted):
+    def __init__(self, message: str, *, budget: _BudgetExceeded) -> None:
+        super().__init__(message, code=BREAK_GLASS_BUDGET_EXCEEDED)
+        self.budget = budget
+
+
+def _alerts_break_glass_budget(service: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Outside the service's transaction: a break-glass refused for an exhausted budget raises a
+    ``break_glass_budget_exceeded`` compliance violation (InfoSec's alert) in its own transaction,
+    after the refused promotion rolled back and left nothing."""
+
+    @functools.wraps(service)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return service(*args, **kwargs)
+        except BreakGlassBudgetExceeded as exc:
+            user = cast(User, kwargs["user"])
+            version = cast(ModelVersion, kwargs["version"])
+            environment = cast(Environment, kwargs["environment"])
+            budget = exc.budget
+            violation_record(
+                kind=ComplianceViolation.Kind.BREAK_GLASS_BUDGET_EXCEEDED,
+                subject=Subject("environment", environment.name),
+                summary=f"break-glass of {version.ref} to {environment.name} refused: the {budget.scope}'s budget "
+                f"of {budget.limit} per {budget.window_days} days is used up",
+                details={"model": version.model.name, "version": version.version, "environment": environment.name,
+                         "person": principal_label(user), "scope": budget.scope, "used": budget.used,
+                         "limit": budget.limit, "window_days": budget.window_days},
+                actor=Actor.user(user),
+            )
+            raise
+
+    return wrapper
+
+
+def _check_break_glass_budget(user: User, environment: Environment, now: datetime) -> None:
+    """At most ``BREAK_GLASS_MAX_PER_PERSON`` break-glass promotions per person (their service accounts
+    count as them) and ``BREAK_GLASS_MAX_PER_ENVIRONMENT`` per environment in the last
+    ``BREAK_GLASS_WINDOW_DAYS`` days, whatever became of them. Locks the environment and the person's
+    account rows first, so two concurrent break-glasses cannot both take the last one."""
+    accounts = account_ids(user)
+    Environment.objects.select_for_update().filter(pk=environment.pk).exists()
+    list(User.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk", flat=True))
+    window = int(settings.BREAK_GLASS_WINDOW_DAYS)
+    used_in_window = PromotionRequest.objects.filter(is_break_glass=True, created_at__gte=now - timedelta(days=window))
+    checks = (
+        ("person", int(settings.BREAK_GLASS_MAX_PER_PERSON), used_in_window.filter(requested_by_id__in=accounts)),
+        ("environment", int(settings.BREAK_GLASS_MAX_PER_ENVIRONMENT), used_in_window.filter(environment=environment)),
+    )
+    for scope, limit, rows in checks:
+        used = rows.count()
+        if used >= limit:
+            where = "you have" if scope == "person" else f"{environment.name} has had"
+            raise BreakGlassBudgetExceeded(
+                f"break-glass refused: {where} used {used} of {limit} break-glass promotions allowed per "
+                f"{window} days; InfoSec is alerted. Use the ordinary approval path",
+                budget=_BudgetExceeded(scope=scope, used=used, limit=limit, window_days=window),
+            )
+
+
+@_alerts_break_glass_budget
 @_records_deploy_to_denial
 @transaction.atomic
 def promotion_break_glass(
     *, user: User, version: ModelVersion, environment: Environment, justification: str
 ) -> PromotionRequest:
-    """Emergency promotion without approvals; opens a post-hoc review with a deadline."""
+    """Emergency promotion without approvals; opens a post-hoc review with a deadline.
+
+    Limited by a per-person and a per-environment budget (``_check_break_glass_budget``): beyond it the
+    promotion is refused with ``break_glass_budget_exceeded``, nothing of it is written, and a compliance
+    violation of that kind alerts InfoSec."""
     justification = _require_text(justification, "justification")
     if roles.BREAK_GLASS not in role_names(user):
         raise NotPermitted("only members of the break-glass group may promote without approval")
@@ -731,6 +850,7 @@ def promotion_break_glass(
             f"promotion #{open_request.pk} for {version.ref} to {environment.name} is already {open_request.state}",
             code="duplicate",
         )
+    _check_break_glass_budget(user, environment, timezone.now())
     if open_request is not None:
         # An emergency must not wait for someone to withdraw the ordinary request: it is superseded.
         open_request.state = State.WITHDRAWN
@@ -763,19 +883,50 @@ def promotion_break_glass(
     return request
 
 
+class Outcome:
+    """What a break-glass review concludes."""
+
+    JUSTIFIED = "justified"
+    UNJUSTIFIED = "unjustified"
+    ALL = (JUSTIFIED, UNJUSTIFIED)
+
+
 @transaction.atomic
 def break_glass_review_approve(*, user: User, review: BreakGlassReview, comment: str) -> BreakGlassReview:
+    """Conclude a break-glass review as justified (``break_glass_review_conclude``)."""
+    return break_glass_review_conclude(user=user, review=review, outcome=Outcome.JUSTIFIED, comment=comment)
+
+
+@transaction.atomic
+def break_glass_review_conclude(
+    *, user: User, review: BreakGlassReview, outcome: str, comment: str
+) -> BreakGlassReview:
+    """Conclude an open or overdue break-glass review: ``justified`` (state ``approved``) or ``unjustified``.
+
+    Reviewers: the environment's approval groups (InfoSec where the policy names none); never, as a
+    person, whoever used break-glass or registered the version. ``unjustified`` raises an
+    ``unjustified_break_glass`` compliance violation and, when the policy's
+    ``rollback_unjustified_break_glass`` is on, takes the release back through the rollback path of
+    ``promotion_rollback`` (the policy authorises it: the reviewer needs no rollback role) if it is
+    the live one, or withdraws it if it has not started deploying. Otherwise (already replaced, or
+    deploying) nothing is rolled back and the violation says so.
+    """
+    if outcome not in Outcome.ALL:
+        raise GovernanceError(f"the outcome must be one of {', '.join(Outcome.ALL)}", code="invalid_outcome")
     comment = _require_text(comment, "comment")
     review = BreakGlassReview.objects.select_for_update().select_related(
         "request__version__model", "request__environment"
     ).get(pk=review.pk)
-    if review.state == BreakGlassReview.State.APPROVED:
-        raise InvalidState("this break-glass review is already approved")
+    if review.state in (BreakGlassReview.State.APPROVED, BreakGlassReview.State.UNJUSTIFIED):
+        raise InvalidState(f"this break-glass review is already concluded ({review.state})")
     request = review.request
-    if request.requested_by_id == user.pk:
-        raise NotPermitted("you used break-glass, so you cannot review it", code="self_approval")
-    if request.version.creator and request.version.creator == user.get_username():
-        raise NotPermitted("you created this model version, so you cannot review its release", code="self_approval")
+    if same_person(user, request.requested_by_id):
+        raise NotPermitted(f"{_who(user, request.requested_by_id)} used break-glass, so you cannot review it",
+                           code="self_approval")
+    registered_by = request.version.registered_by_id
+    if registered_by is not None and same_person(user, registered_by):
+        raise NotPermitted(f"{_who(user, registered_by)} registered this model version, so you cannot review its "
+                           "release", code="self_approval")
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
     # An environment whose policy names no approvers (dev) is reviewed by InfoSec.
     reviewers = set(policy.approval_groups) or {roles.INFOSEC}
@@ -784,18 +935,66 @@ def break_glass_review_approve(*, user: User, review: BreakGlassReview, comment:
             "break-glass reviews must come from: " + ", ".join(sorted(reviewers)), code="not_in_required_group"
         )
     late = review.state == BreakGlassReview.State.OVERDUE
-    review.state = BreakGlassReview.State.APPROVED
+    review.state = (BreakGlassReview.State.APPROVED if outcome == Outcome.JUSTIFIED
+                    else BreakGlassReview.State.UNJUSTIFIED)
     review.reviewed_by = user
     review.comment = comment
     review.reviewed_at = timezone.now()
     review.save(update_fields=["state", "reviewed_by", "comment", "reviewed_at"])
+    if outcome == Outcome.JUSTIFIED:
+        record(
+            event_type="promotion.break_glass_reviewed",
+            actor=Actor.user(user),
+            subject=_subject(request),
+            payload={**_base_payload(request), "comment": comment, "late": late},
+        )
+        return review
+    undone = _undo_break_glass(request, user=user, comment=comment) if policy.rollback_unjustified_break_glass \
+        else "the policy does not roll back unjustified break-glass"
+    reverted = undone in ("rolled_back", "withdrawn")
     record(
-        event_type="promotion.break_glass_reviewed",
+        event_type="promotion.break_glass_found_unjustified",
         actor=Actor.user(user),
         subject=_subject(request),
-        payload={**_base_payload(request), "comment": comment, "late": late},
+        payload={**_base_payload(request), "comment": comment, "late": late, "reverted": reverted},
+    )
+    violation_record(
+        kind=ComplianceViolation.Kind.UNJUSTIFIED_BREAK_GLASS,
+        subject=_subject(request),
+        summary=f"break-glass promotion #{request.pk} of {request.version.ref} to {request.environment.name} "
+        "was found unjustified" + (f" and {undone.replace('_', ' ')}" if reverted else f" ({undone})"),
+        details={**_base_payload(request), "reviewer": principal_label(user), "outcome": undone},
+        reverted=reverted,
+        actor=Actor.user(user),
     )
     return review
+
+
+def _undo_break_glass(request: PromotionRequest, *, user: User, comment: str) -> str:
+    """Take back an unjustified break-glass release where that can still be done cleanly; the outcome."""
+    reason = f"break-glass promotion #{request.pk} found unjustified in its review: {comment}"[:5000]
+    request = _lock(request)
+    if request.state == State.APPROVED:
+        # Not deploying yet: the deploy task refuses a request that is no longer approved.
+        request.state = State.WITHDRAWN
+        request.finished_at = timezone.now()
+        request.save(update_fields=["state", "finished_at"])
+        record(
+            event_type="promotion.withdrawn",
+            actor=Actor.user(user),
+            subject=_subject(request),
+            payload={**_base_payload(request), "reason": reason},
+        )
+        return "withdrawn"
+    if request.state != State.DEPLOYED:
+        return f"not rolled back: the promotion is {request.state}"
+    live = LiveDeployment.objects.select_for_update().select_related("environment").filter(
+        model_id=request.version.model_id, environment=request.environment
+    ).first()
+    if live is None or live.promotion_id != request.pk:
+        return "not rolled back: another promotion has replaced it"
+    _roll_back(live, user=user, reason=reason)
+    return "rolled_back"
 
 
 @transaction.atomic

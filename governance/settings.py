@@ -480,3 +480,9 @@ def _policy_floor() -> dict[str, object]:
 
 
 POLICY_FLOOR = _policy_floor()
+
+# Break-glass budget (issue #13, item 9g): beyond it break-glass is refused and InfoSec alerted.
+# Counted over a rolling window, per person (their service accounts count as them) and per environment.
+BREAK_GLASS_MAX_PER_PERSON = env_int("BREAK_GLASS_MAX_PER_PERSON", 3, minimum=1)
+BREAK_GLASS_MAX_PER_ENVIRONMENT = env_int("BREAK_GLASS_MAX_PER_ENVIRONMENT", 5, minimum=1)
+BREAK_GLASS_WINDOW_DAYS = env_int("BREAK_GLASS_WINDOW_DAYS", 30, minimum=1)

@@ -511,6 +511,32 @@ class BreakGlassReviewApproveApi(APIView):
         return Response(ReviewOut(_reviews_for(request).get(pk=pk)).data)
 
 
+class ConcludeInput(StrictInput):
+    outcome = serializers.ChoiceField(choices=[(o, o) for o in services.Outcome.ALL])
+    comment = Text(max_length=TEXT_MAX)
+
+
+class BreakGlassReviewConcludeApi(APIView):
+    # People only, like approvals.
+    @extend_schema(
+        summary="Conclude a break-glass review: justified or unjustified (people only)",
+        description="By the environment's approval groups (InfoSec where the policy names none); not by whoever "
+                    "used break-glass or registered the version, nor their service accounts. 'unjustified' raises "
+                    "an unjustified_break_glass compliance violation and, when the policy's "
+                    "rollback_unjustified_break_glass is on (the default where approvals are required), rolls "
+                    "the release back (or withdraws it if it has not started deploying).",
+        tags=TAGS, request=ConcludeInput, responses=answers({200: ReviewOut}),
+        examples=[OpenApiExample("unjustified", request_only=True,
+                                 value={"outcome": "unjustified", "comment": "no incident justified skipping review"})],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        data = parse(ConcludeInput, request.data)
+        review = get_object_or_404(_reviews_for(request), pk=pk)
+        services.break_glass_review_conclude(user=request.user, review=review, outcome=data["outcome"],
+                                             comment=data["comment"])
+        return Response(ReviewOut(_reviews_for(request).get(pk=pk)).data)
+
+
 # --- admission -----------------------------------------------------------------------------------
 
 

@@ -26,6 +26,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("break-glass-reviews", promotions.BreakGlassReviewListApi.as_view(), name="api-break-glass-reviews"),
     path("break-glass-reviews/<int:pk>/approve", promotions.BreakGlassReviewApproveApi.as_view(),
          name="api-break-glass-review-approve"),
+    path("break-glass-reviews/<int:pk>/conclude", promotions.BreakGlassReviewConcludeApi.as_view(),
+         name="api-break-glass-review-conclude"),
     path("admission", promotions.AdmissionApi.as_view(), name="api-admission"),
     # environments, policies, violations
     path("environments", environments.EnvironmentListCreateApi.as_view(), name="api-environments"),

@@ -354,7 +354,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_decide": pending and bool(mine & set(policy.approval_groups)),
         "can_withdraw": promotion.state in (State.PENDING, State.APPROVED)
         and (promotion.requested_by_id == user.pk or roles.INFOSEC in mine),
-        "can_review": review is not None and review.state != BreakGlassReview.State.APPROVED
+        "can_review": review is not None and review.state not in CONCLUDED_REVIEW_STATES
         and bool(mine & (set(policy.approval_groups) or {roles.INFOSEC})),
     })
 
@@ -385,6 +385,9 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 # --- break-glass reviews ----------------------------------------------------------------------------------
 
 
+CONCLUDED_REVIEW_STATES = (BreakGlassReview.State.APPROVED, BreakGlassReview.State.UNJUSTIFIED)
+
+
 def _visible_reviews(user: User) -> QuerySet[BreakGlassReview]:
     return BreakGlassReview.objects.filter(
         request__in=selectors.promotion_requests_visible_to(user).values("pk")
@@ -401,7 +404,7 @@ def breakglass_list(request: HttpRequest) -> HttpResponse:
     ).order_by("due_at", "pk")
     if show != "all":
         show = "open"
-        rows = rows.exclude(state=BreakGlassReview.State.APPROVED)
+        rows = rows.exclude(state__in=CONCLUDED_REVIEW_STATES)
     page, qs = paginate(request, rows)
     return render(request, "console/breakglass.html", {
         "nav": "approvals", "page": page, "qs": qs, "show": show,
@@ -412,11 +415,16 @@ def breakglass_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def breakglass_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    """Conclude a review: ``outcome`` "justified" (the default, the original approve form) or "unjustified"."""
     user = signed_in_user(request)
     review = get_object_or_404(_visible_reviews(user), pk=pk)
+    outcome = request.POST.get("outcome", services.Outcome.JUSTIFIED)
+    done = ("found unjustified: a compliance violation is recorded" if outcome == services.Outcome.UNJUSTIFIED
+            else "reviewed")
     run_action(
         request,
-        lambda: services.break_glass_review_approve(user=user, review=review, comment=request.POST.get("comment", "")),
-        f"Break-glass promotion #{review.request_id} is reviewed.",
+        lambda: services.break_glass_review_conclude(user=user, review=review, outcome=outcome,
+                                                     comment=request.POST.get("comment", "")),
+        f"Break-glass promotion #{review.request_id} is {done}.",
     )
     return redirect_back(request, reverse("console-breakglass"))

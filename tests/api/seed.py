@@ -178,7 +178,8 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
         user=owner, name="pipeline", description="CI/CD and the serving platform")
     now = timezone.now()
     grants = [
-        access_services.grant_create(granted_by=owner, principal=account.user, resource=model,
+        # InfoSec grants the pipeline: its owner may not (a person's service accounts count as them)
+        access_services.grant_create(granted_by=people["infosec"], principal=account.user, resource=model,
                                      permission="view_metadata", expires_at=now + timedelta(days=30),
                                      justification="the pipeline reads the model it deploys"),
         access_services.grant_create(granted_by=owner, principal=people["steward"], resource=datasets[1],
@@ -186,7 +187,7 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
                                      justification="quarterly data quality review"),
     ]
     grants.append(access_services.grant_create(
-        granted_by=owner, principal=account.user, resource=datasets[2], permission="view_metadata",
+        granted_by=people["infosec"], principal=account.user, resource=datasets[2], permission="view_metadata",
         expires_at=now + timedelta(days=30), justification="the pipeline checks the schema of its inputs"))
     grants.append(access_services.grant_create(
         granted_by=people["infosec"], principal=people["steward"], resource=datasets[2], permission="read_data",

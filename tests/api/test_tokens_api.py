@@ -168,7 +168,7 @@ def test_no_token_may_list_mint_or_revoke_tokens(
 ) -> None:
     from access import tokens
 
-    client = token_for(sorted(tokens.SCOPES))  # account "pipeline" owned by olga, every scope
+    client = token_for(sorted(tokens.SCOPES))  # account "pipeline" owned by rita, every scope
     before = ApiToken.objects.count()
     assert client.get(f"{BASE}/pipeline/tokens").status_code == 403
     assert _issue(client, "pipeline").status_code == 403
@@ -178,7 +178,7 @@ def test_no_token_may_list_mint_or_revoke_tokens(
     assert ApiToken.objects.get(pk=client.token.pk).revoked_at is None
     # reads of the account itself are fine with access:read
     assert client.get(f"{BASE}/pipeline").status_code == 404  # the account's own user owns nothing
-    assert as_user(people.owner).get(f"{BASE}/pipeline/tokens").status_code == 200
+    assert as_user(people.requester).get(f"{BASE}/pipeline/tokens").status_code == 200
 
 
 def test_a_revoked_token_stops_working_at_once(people: People, account: ServiceAccount, as_user: UserClient) -> None:

@@ -353,7 +353,7 @@ def test_requester_cannot_approve_their_own_request(in_dev: ModelVersion, envs: 
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])
-def test_the_version_creator_cannot_approve_even_in_every_group(
+def test_the_account_that_registered_the_version_cannot_approve_even_in_every_group(
     in_staging: ModelVersion, envs: Envs, people: People, environment: str
 ) -> None:
     if environment == "staging":
@@ -362,11 +362,12 @@ def test_the_version_creator_cannot_approve_even_in_every_group(
         make_deployed(version, envs["dev"], requested_by=people.requester, hours_ago=5)
     else:
         version = in_staging
+    ModelVersion.objects.filter(pk=version.pk).update(registered_by=people.creator)
     request = ask(people, version, envs[environment])
 
     with refused(NotPermitted, "self_approval") as info:
         approve(people.creator, request)
-    assert "you created this model version" in str(info.value)
+    assert "you registered this model version" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -784,7 +785,9 @@ def test_requests_awaiting_lists_only_what_the_user_may_approve(
     assert list(selectors.requests_awaiting(people.model_risk)) == [production]
     assert list(selectors.requests_awaiting(people.outsider)) == []
     assert list(selectors.requests_awaiting(people.approver)) == []  # staging's group, not production's
-    assert list(selectors.requests_awaiting(people.creator)) == []  # created the version
+    assert list(selectors.requests_awaiting(people.creator)) == [production]  # creator is free text: no rule
+    ModelVersion.objects.filter(pk=in_staging.pk).update(registered_by=people.creator)
+    assert list(selectors.requests_awaiting(people.creator)) == []  # registered the version
 
 
 def test_requests_awaiting_costs_the_same_queries_however_many_models_wait(
@@ -802,8 +805,9 @@ def test_requests_awaiting_costs_the_same_queries_however_many_models_wait(
     ask(people, in_dev, envs["staging"])
     approver = User.objects.get(pk=people.approver.pk)
 
-    # when / then: the approver's roles, the pending requests, the policies they need
-    with django_assert_num_queries(3):
+    # when / then: the approver's roles, their accounts (service accounts count as them), the pending
+    # requests, the policies they need, the approve_promotion grants that may restrict them
+    with django_assert_num_queries(5):
         awaiting = selectors.requests_awaiting(approver)
     # scorer-0's own policy wants InfoSec, not the approver group
     assert sorted(r.version.model.name for r in awaiting) == ["fraud-detector", "scorer-1", "scorer-2"]
@@ -821,9 +825,10 @@ def test_approving_reads_the_approvals_once_under_the_lock(
     approver = User.objects.get(pk=people.infosec.pk)
 
     # when the second approval completes it
-    # then: SAVEPOINT/RELEASE aside, the roles, lock, freeze, policy, approvals, the gates' two
-    # reads, the approval, its entry, one UPDATE (evidence + decision) and the approved entry
-    with django_assert_num_queries(13):
+    # then: SAVEPOINT/RELEASE aside, the roles, lock, the approver's accounts, approve_promotion
+    # grants, freeze, policy, approvals, the gates' two reads, the approval, its entry, one UPDATE
+    # (evidence + decision) and the approved entry
+    with django_assert_num_queries(15):
         approve(approver, request)
     assert fresh(request).state == State.APPROVED
     assert entry_of(request, "promotion.approved").payload["approvers"] == sorted(

@@ -77,7 +77,10 @@ def test_the_requester_cannot_request_changes_on_their_own_request(pending: Prom
         changes(people.requester, pending)
 
 
-def test_the_version_creator_cannot_request_changes(pending: PromotionRequest, people: People) -> None:
+def test_the_account_that_registered_the_version_cannot_request_changes(
+    pending: PromotionRequest, people: People
+) -> None:
+    ModelVersion.objects.filter(pk=pending.version_id).update(registered_by=people.creator)
     with refused(NotPermitted, "self_approval"):
         changes(people.creator, pending)
 

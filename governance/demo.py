@@ -170,7 +170,7 @@ def seed_promotions() -> None:
     # Alice (InfoSec) vouches that MLflow's user "omar" is Omar's account: the mirror then knows who
     # registered each version. MLflow's tags (owner, data_classification) grant and set nothing.
     services.identity_link_create(user=alice, mlflow_identity="omar", account=omar,
-                                  reason="MLflow SSO identity of Omar Haddad, checked against the IdP (SEC-2026-77)")
+                                  reason="MLflow SSO identity checked against the IdP (SEC-2026-77)")
     _mlflow_versions(FRAUD, FRAUD_VERSIONS, "omar")
     _mlflow_versions(CHARGEBACK, [(0.87, 0.52, ["chargebacks-2026q3"], "Predicts chargeback probability.")], "omar")
     registry_reconcile()

@@ -100,8 +100,10 @@ def _gate_input(version: ModelVersion, environment: Environment, now: datetime) 
     live = selectors.live_version(model_id=version.model_id, environment=previous) if previous else None
     since = live.since if live is not None and live.version_id == version.pk else None
     metrics = {k: float(v) for k, v in (version.metrics or {}).items() if isinstance(v, int | float)}
-    from access.catalog import lineage_state
+    from access.catalog import lineage_state, mlflow_inputs
 
+    # No MLflow inputs, nothing uncatalogued: spare the lineage query.
+    uncatalogued = lineage_state(version).unknown if mlflow_inputs(version) else ()
     return GateInput(
         metrics=metrics,
         description=version.description or version.model.description,
@@ -110,7 +112,7 @@ def _gate_input(version: ModelVersion, environment: Environment, now: datetime) 
         previous_environment=previous.name if previous else None,
         in_previous_environment_since=since,
         now=now,
-        uncatalogued=lineage_state(version).unknown,
+        uncatalogued=uncatalogued,
         artifact_digest=version.artifact_digest,
         registered_by=f"user:{version.registered_by_id}" if version.registered_by_id is not None else None,
         registered_via=version.registered_via,

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from mlflow.exceptions import MlflowException
 
 from access import roles
+from audit import pii
 from governance import registry, services, sync, tasks
 from governance.celery import app as celery_app
 from governance.models import (
@@ -25,7 +26,6 @@ from governance.models import (
     RegisteredModel,
 )
 from tests.governance import mlflow_helpers
-from audit import pii
 from tests.governance.mlflow_helpers import (
     MODEL_CARD,
     MlflowStore,

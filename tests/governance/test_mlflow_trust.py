@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from access import catalog, roles
+from access import roles
 from access.grants import service_account_create
 from audit.models import Entry, PendingEntry
 from governance import selectors, services, sync

@@ -153,9 +153,9 @@ _r(EventType("model.owner_set", "The owner of a registered model was assigned in
 _r(EventType("model.version_registrant_linked", "The account that registered a version became known.",
              {**_MV, "registered_by": S(), "via": S(), "link_id": Field("int", required=False),
               "token_id": Field("int", required=False)}))
-_r(EventType("identity.link_created", "InfoSec linked an MLflow identity to an account.",
+_r(EventType("mlflow.identity_linked", "InfoSec linked an MLflow identity to an account.",
              {"link_id": Field("int"), "mlflow_identity": Field(pii=True), "account": S(), "reason": S()}))
-_r(EventType("identity.link_removed", "InfoSec removed the link of an MLflow identity to an account.",
+_r(EventType("mlflow.identity_unlinked", "InfoSec removed the link of an MLflow identity to an account.",
              {"link_id": Field("int"), "account": S(), "reason": S()}))
 
 # --- environments and policies --------------------------------------------------------------------

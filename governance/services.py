@@ -1308,7 +1308,7 @@ def _identity(value: Any) -> str:
 def identity_link_create(*, user: User, mlflow_identity: str, account: User, reason: str) -> IdentityLink:
     """InfoSec vouches that MLflow identity ``mlflow_identity`` is ``account``.
 
-    Records ``identity.link_created`` (the identity as personal data of ``account``), then links
+    Records ``mlflow.identity_linked`` (the identity as personal data of ``account``), then links
     the mirrored versions created by that identity that have no registrant yet. The link is only
     as strong as the MLflow server's authentication of ``user_id``.
     """
@@ -1324,7 +1324,7 @@ def identity_link_create(*, user: User, mlflow_identity: str, account: User, rea
     except IntegrityError:
         raise InvalidState("this MLflow identity is already linked; remove that link first", code="duplicate") from None
     record(
-        event_type="identity.link_created",
+        event_type="mlflow.identity_linked",
         actor=Actor.user(user),
         subject=Subject("identity_link", str(link.pk)),
         payload={"link_id": link.pk, "mlflow_identity": identity, "account": _account_ref(account),
@@ -1346,7 +1346,7 @@ def identity_link_remove(*, user: User, link: IdentityLink, reason: str) -> None
         raise InvalidState("this identity link no longer exists", code="gone")
     link = locked
     record(
-        event_type="identity.link_removed",
+        event_type="mlflow.identity_unlinked",
         actor=Actor.user(user),
         subject=Subject("identity_link", str(link.pk)),
         payload={"link_id": link.pk, "account": _account_ref(link.account_id), "reason": reason},

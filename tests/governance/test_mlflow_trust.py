@@ -271,7 +271,7 @@ def test_an_identity_link_made_by_infosec_links_past_and_future_versions_without
     assert [e.payload for e in linked] == [
         {"model": NAME, "version": n, "registered_by": f"user:{carol.pk}", "via": VIA_IDENTITY_LINK,
          "link_id": link.pk} for n in (1, 2)]
-    [created] = entries("identity.link_created")
+    [created] = entries("mlflow.identity_linked")
     assert "carol" not in created.payload_json and created.payload["account"] == f"user:{carol.pk}"
     # the creator's value of v2 is committed under Carol's own key: erasing Carol erases it
     [v2] = entries("model.version_registered", version=2)
@@ -306,8 +306,8 @@ def test_a_second_link_of_the_same_identity_is_refused_and_removal_keeps_history
 
     services.identity_link_remove(user=people.infosec, link=link, reason="left the company")
     assert not IdentityLink.objects.exists()
-    assert entries("identity.link_removed")[0].payload == {"link_id": link.pk, "account": f"user:{people.creator.pk}",
-                                                           "reason": "left the company"}
+    assert entries("mlflow.identity_unlinked")[0].payload == {
+        "link_id": link.pk, "account": f"user:{people.creator.pk}", "reason": "left the company"}
 
 
 def test_without_a_trusted_identity_the_evidence_says_so_and_the_policy_can_require_one(

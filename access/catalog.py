@@ -188,7 +188,14 @@ class LineageState:
         return bool(self.inputs) and not self.unknown and not self.unclassified
 
     def classification(self, current: str) -> str:
-        """The classification the version should have, given the one it has (``""``: unknown)."""
+        """The classification the version should have, given the one it has (``""``: unknown).
+
+        A run input the catalog does not know makes it unknown (whatever was declared or tagged),
+        unless linked data already makes it the top level: nobody can say what the unknown data
+        holds, and a lower bound is not a classification.
+        """
+        if self.unknown and self.level != LEVELS[-1]:
+            return ""
         if self.level is None:
             return current  # no lineage: a declared classification stands
         if self.complete or self.level == LEVELS[-1]:
@@ -479,6 +486,7 @@ def lineage_link_from_mlflow(*, version: ModelVersion, actor: Actor = LINEAGE_AC
         (report.linked if created else report.existing).append(f"{name} ({role})")
     if report.unknown:
         logger.info("%s: MLflow dataset inputs not in the catalog: %s", version.ref, ", ".join(report.unknown))
+        _flag_uncatalogued(version, sorted(report.unknown), actor)
     names = sorted({name for name, _ in inputs if name in known})
     reason = (
         f"lineage: MLflow dataset inputs {', '.join(names)}" if names else "lineage: declared datasets"
@@ -488,6 +496,24 @@ def lineage_link_from_mlflow(*, version: ModelVersion, actor: Actor = LINEAGE_AC
 
 
 # --- the version's classification and what follows from it -----------------------------------------
+
+
+def _flag_uncatalogued(version: ModelVersion, names: list[str], actor: Actor) -> None:
+    """InfoSec sees a version trained on data the catalog does not know (once per version and set of names)."""
+    seen = ComplianceViolation.objects.filter(
+        kind=ComplianceViolation.Kind.UNCATALOGUED_LINEAGE, subject_type="model_version", subject_id=version.ref
+    ).values_list("details", flat=True)
+    if any(isinstance(d, dict) and d.get("datasets") == names for d in seen):
+        return
+    services.violation_record(
+        kind=ComplianceViolation.Kind.UNCATALOGUED_LINEAGE,
+        subject=services.version_subject(version),
+        summary=f"{version.ref} was trained on datasets the catalog does not know ({', '.join(names)}); its "
+        "classification is unknown and no environment below the top level admits it until a data steward "
+        "registers and classifies them.",
+        details={"model": version.model.name, "version": version.version, "datasets": names},
+        actor=actor,
+    )
 
 
 def _already_flagged(version: ModelVersion, environment: str, level: str) -> bool:

@@ -129,17 +129,34 @@ _r(EventType("auth.role_removed", "A role (group) was taken from a user.", {"rol
 
 # --- the model registry mirror (MLflow) ----------------------------------------------------------
 _MV = {"model": S(), "version": Field("int")}
+# Tags whose values can name a person (``owner``, ``mlflow.user``…, see governance.sync.PERSONAL_TAG_KEYS)
+# and a version's MLflow ``creator`` are personal data: they travel in the ``personal_*`` / ``creator``
+# fields below, which the commitment scheme keeps out of the hashed body.
+_PERSONAL = Field("object", required=False, pii=True)
 _r(EventType("model.registered", "A registered model first seen in MLflow.",
-             {"model": S(), "description": OPT, "tags": Field("object", required=False)}))
-_r(EventType("model.changed", "A mirrored registered model changed in MLflow (description, tags or owner).",
-             {"model": S(), "changes": Field("object")}))
+             {"model": S(), "description": OPT, "tags": Field("object", required=False),
+              "personal_tags": _PERSONAL}))
+_r(EventType("model.changed", "A mirrored registered model changed in MLflow (description or tags).",
+             {"model": S(), "changes": Field("object"), "personal_changes": _PERSONAL}))
 _r(EventType("model.version_registered", "A model version first seen in MLflow.",
-             {**_MV, "run_id": S(), "source": S(), "artifact_digest": S(), "creator": S(),
+             {**_MV, "run_id": S(), "source": S(), "artifact_digest": S(), "creator": Field(nullable=True, pii=True),
               "metrics": Field("object"), "datasets": Field("list")}))
 _r(EventType("model.version_changed", "A mirrored model version changed in MLflow (evidence may be stale).",
-             {**_MV, "changes": Field("object")}))
+             {**_MV, "changes": Field("object"), "personal_changes": _PERSONAL}))
 _r(EventType("model.version_classified", "The classification of a version's training data was set.",
              {**_MV, "level": S(), "previous_level": Field(nullable=True), "reason": S()}))
+
+# --- MLflow grants no rights (#13): ownership and trusted creator identities ------------------------------
+# Accounts appear only as "user:<id>"; the MLflow identity string of a link is personal (committed).
+_r(EventType("model.owner_set", "The owner of a registered model was assigned in this product (never from MLflow).",
+             {"model": S(), "owner": S(), "previous_owner": Field(nullable=True), "reason": S()}))
+_r(EventType("model.version_registrant_linked", "The account that registered a version became known.",
+             {**_MV, "registered_by": S(), "via": S(), "link_id": Field("int", required=False),
+              "token_id": Field("int", required=False)}))
+_r(EventType("mlflow.identity_linked", "InfoSec linked an MLflow identity to an account.",
+             {"link_id": Field("int"), "mlflow_identity": Field(pii=True), "account": S(), "reason": S()}))
+_r(EventType("mlflow.identity_unlinked", "InfoSec removed the link of an MLflow identity to an account.",
+             {"link_id": Field("int"), "account": S(), "reason": S()}))
 
 # --- environments and policies --------------------------------------------------------------------
 _r(EventType("policy.updated", "A promotion policy was created or replaced.",

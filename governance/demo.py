@@ -166,11 +166,17 @@ def seed_promotions() -> None:
     from governance.sync import registry_reconcile
 
     seed_catalog()  # the reconcile links each version to these datasets (lineage from its MLflow inputs)
+    omar, priya, sam, mira, bruno, alice = (_user(u) for u in ("omar", "priya", "sam", "mira", "bruno", "alice"))
+    # Alice (InfoSec) vouches that MLflow's user "omar" is Omar's account: the mirror then knows who
+    # registered each version. MLflow's tags (owner, data_classification) grant and set nothing.
+    services.identity_link_create(user=alice, mlflow_identity="omar", account=omar,
+                                  reason="MLflow SSO identity checked against the IdP (SEC-2026-77)")
     _mlflow_versions(FRAUD, FRAUD_VERSIONS, "omar")
     _mlflow_versions(CHARGEBACK, [(0.87, 0.52, ["chargebacks-2026q3"], "Predicts chargeback probability.")], "omar")
     registry_reconcile()
-
-    omar, priya, sam, mira, bruno = (_user(u) for u in ("omar", "priya", "sam", "mira", "bruno"))
+    for name in (FRAUD, CHARGEBACK):  # ownership is assigned here, never taken from MLflow's owner tag
+        services.model_owner_set(user=alice, model=RegisteredModel.objects.get(name=name), owner=omar,
+                                 reason="Owner of the fraud models per the model inventory (MRM-2026-Q4)")
     dev, staging, prod = _env("dev"), _env("staging"), _env("production")
 
     def to_staging(number: int, strategy: str = "full") -> PromotionRequest:

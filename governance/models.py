@@ -53,6 +53,8 @@ class ModelVersion(models.Model):
     registered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # How ``registered_by`` was established (one of REGISTERED_VIA); "" while it is None.
+    registered_via = models.CharField(max_length=20, blank=True, default="")
     description = models.TextField(blank=True, default="")
     tags = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
@@ -75,6 +77,32 @@ class ModelVersion(models.Model):
     @property
     def ref(self) -> str:
         return f"{self.model.name}/{self.version}"
+
+
+#: How a version's ``registered_by`` was established.
+VIA_IDENTITY_LINK = "identity_link"
+VIA_API_TOKEN = "api_token"  # noqa: S105 - a label, not a secret
+REGISTERED_VIA = (VIA_IDENTITY_LINK, VIA_API_TOKEN)
+
+
+class IdentityLink(models.Model):
+    """An MLflow identity (the registry's ``user_id`` of a version) that InfoSec vouched is an account.
+
+    Created and removed only by ``governance.services.identity_link_create`` / ``identity_link_remove``.
+    The identity string is personal data: the ledger only ever holds it through the commitment scheme.
+    """
+
+    mlflow_identity = models.CharField(max_length=256, unique=True)
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["mlflow_identity"]
+
+    def __str__(self) -> str:
+        return f"MLflow identity -> user:{self.account_id}"
 
 
 class Environment(models.Model):
@@ -280,6 +308,11 @@ class ComplianceViolation(models.Model):
         # Break-glass consequences and limits (issue #13, items 8e and 9g).
         UNJUSTIFIED_BREAK_GLASS = "unjustified_break_glass"
         BREAK_GLASS_BUDGET_EXCEEDED = "break_glass_budget_exceeded"
+
+        # An MLflow ``owner`` tag disagrees with the owner assigned in this product (it grants nothing).
+        OWNERSHIP_DRIFT = "ownership_drift"
+        # A version's MLflow run names datasets the catalog does not know: its classification is unknown.
+        UNCATALOGUED_LINEAGE = "uncatalogued_lineage"
 
     kind = models.CharField(max_length=40, choices=Kind.choices, db_index=True)
     subject_type = models.CharField(max_length=100)

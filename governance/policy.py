@@ -8,14 +8,21 @@ A policy is a JSON document, stored per environment (and optionally per model)::
         {"type": "metric", "metric": "auc", "op": ">=", "value": 0.90},
         {"type": "soak", "hours": 24},
         {"type": "data_classification"},
-        {"type": "model_card", "min_length": 20}
+        {"type": "model_card", "min_length": 20},
+        {"type": "artifact_digest"},
+        {"type": "trusted_creator"}
       ],
       "approval_expiry_days": 7,
       "request_expiry_days": 14,
       "revert_out_of_band": true,
       "break_glass_review_hours": 24,
-      "rollback_unjustified_break_glass": true
+      "rollback_unjustified_break_glass": true,
+      "require_trusted_creator": true
     }
+
+``require_trusted_creator: true`` is shorthand for a ``trusted_creator`` gate: the version
+must have a registrant this product knows (an identity link or the API token that
+reported it), not just MLflow's client-set creator name.
 
 Unknown keys, unknown gate types and malformed values are refused with a
 message naming the problem, so a policy never silently means less than it says.
@@ -45,7 +52,9 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "==": operator.eq,
 }
-GATE_TYPES = ("metric", "soak", "data_classification", "model_card")
+GATE_TYPES = ("metric", "soak", "data_classification", "model_card", "artifact_digest", "trusted_creator")
+#: What the evidence says when a version has no trusted registrant (MLflow's creator name is not one).
+NO_TRUSTED_CREATOR = "no trusted identity for the creator"
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,10 @@ class Gate:
             return f"soak {self.params['hours']}h in previous environment"
         if self.type == "model_card":
             return "model card present"
+        if self.type == "artifact_digest":
+            return "artifact digest computed from the artifacts"
+        if self.type == "trusted_creator":
+            return "creator is a known account"
         return "training data classification allowed"
 
 
@@ -90,7 +103,7 @@ class Policy:
 DEFAULT_RULES: dict[str, Any] = {"approvals": [{"group": "approver", "count": 1}], "gates": []}
 _TOP_KEYS = {
     "approvals", "gates", "approval_expiry_days", "request_expiry_days", "revert_out_of_band",
-    "break_glass_review_hours", "rollback_unjustified_break_glass",
+    "break_glass_review_hours", "rollback_unjustified_break_glass", "require_trusted_creator",
 }
 
 
@@ -140,6 +153,11 @@ def parse_policy(doc: Any) -> Policy:
     rollback_unjustified = doc.get("rollback_unjustified_break_glass", bool(approvals))
     if not isinstance(rollback_unjustified, bool):
         raise PolicyError("'rollback_unjustified_break_glass' must be true or false")
+    trusted = doc.get("require_trusted_creator", False)
+    if not isinstance(trusted, bool):
+        raise PolicyError("'require_trusted_creator' must be true or false")
+    if trusted and not any(g.type == "trusted_creator" for g in gates):
+        gates.append(Gate(type="trusted_creator"))
     return Policy(
         approvals=tuple(approvals),
         gates=tuple(gates),
@@ -176,7 +194,7 @@ def _parse_gate(doc: Any, i: int) -> Gate:
         allowed = {"min_length"}
         if "min_length" in params:
             _positive_int(params, "min_length", 1, where)
-    elif kind == "data_classification":
+    elif kind in ("data_classification", "artifact_digest", "trusted_creator"):
         allowed = set()
     else:
         raise PolicyError(f"{where}unknown gate type {kind!r}; types are {', '.join(GATE_TYPES)}")
@@ -197,6 +215,13 @@ class GateInput:
     previous_environment: str | None
     in_previous_environment_since: datetime | None
     now: datetime
+    #: MLflow dataset inputs of the version's run that the catalog does not know (classification unknown).
+    uncatalogued: tuple[str, ...] = ()
+    #: The digest computed here from the artifact bytes ("" when they could not be read).
+    artifact_digest: str = ""
+    #: ``user:<id>`` of the account the product knows registered the version, and how; None: nobody known.
+    registered_by: str | None = None
+    registered_via: str = ""
 
 
 @dataclass(frozen=True)
@@ -239,7 +264,26 @@ def evaluate_gate(gate: Gate, data: GateInput) -> GateResult:
         length = len(data.description.strip())
         needed = int(p.get("min_length", 1))
         return GateResult(gate.name, gate.type, length >= needed, length, f"description has {length} characters")
+    if gate.type == "artifact_digest":
+        if data.artifact_digest:
+            return GateResult(gate.name, gate.type, True, data.artifact_digest, "computed from the artifact bytes")
+        return GateResult(gate.name, gate.type, False, None,
+                          "the version's artifacts could not be read from the MLflow artifact store (remote store, "
+                          "missing, or over the size limit), so no digest was computed; MLflow's "
+                          "'artifact_digest' tag is never used instead")
+    if gate.type == "trusted_creator":
+        if data.registered_by:
+            return GateResult(gate.name, gate.type, True, data.registered_by,
+                              f"registered by {data.registered_by} ({data.registered_via.replace('_', ' ')})")
+        return GateResult(gate.name, gate.type, False, None,
+                          f"{NO_TRUSTED_CREATOR}: MLflow's creator name is set by the client; link the MLflow "
+                          "identity to an account (InfoSec) or have the pipeline's API token report the version")
     level = data.data_classification
+    if data.uncatalogued:
+        names = ", ".join(data.uncatalogued)
+        return GateResult(gate.name, gate.type, False, "unknown",
+                          f"trained on datasets the catalog does not know ({names}): the classification is unknown "
+                          "until a data steward registers and classifies them")
     if level not in LEVELS:
         return GateResult(gate.name, gate.type, False, None, "the training data's classification is unknown")
     passed = allows(data.environment_max_classification, level)

@@ -29,18 +29,31 @@ from audit.ledger import Actor, Subject, record
 from governance import selectors
 from governance.errors import Frozen, GovernanceError, InvalidState, NotPermitted
 from governance.models import (
+    VIA_API_TOKEN,
+    VIA_IDENTITY_LINK,
     Approval,
     BreakGlassReview,
     ComplianceViolation,
     Environment,
     FreezeWindow,
+    IdentityLink,
     LiveDeployment,
     ModelVersion,
     PromotionPolicy,
     PromotionRequest,
     RegisteredModel,
 )
-from governance.policy import GateInput, GateResult, Policy, PolicyError, evaluate_gate, evidence_digest, parse_policy
+from governance.policy import (
+    NO_TRUSTED_CREATOR,
+    Gate,
+    GateInput,
+    GateResult,
+    Policy,
+    PolicyError,
+    evaluate_gate,
+    evidence_digest,
+    parse_policy,
+)
 from governance.policy_floor import floor_for, floor_problems
 
 State = PromotionRequest.State
@@ -91,6 +104,10 @@ def _gate_input(version: ModelVersion, environment: Environment, now: datetime) 
     live = selectors.live_version(model_id=version.model_id, environment=previous) if previous else None
     since = live.since if live is not None and live.version_id == version.pk else None
     metrics = {k: float(v) for k, v in (version.metrics or {}).items() if isinstance(v, int | float)}
+    from access.catalog import lineage_state, mlflow_inputs
+
+    # No MLflow inputs, nothing uncatalogued: spare the lineage query.
+    uncatalogued = lineage_state(version).unknown if mlflow_inputs(version) else ()
     return GateInput(
         metrics=metrics,
         description=version.description or version.model.description,
@@ -99,19 +116,35 @@ def _gate_input(version: ModelVersion, environment: Environment, now: datetime) 
         previous_environment=previous.name if previous else None,
         in_previous_environment_since=since,
         now=now,
+        uncatalogued=uncatalogued,
+        artifact_digest=version.artifact_digest,
+        registered_by=f"user:{version.registered_by_id}" if version.registered_by_id is not None else None,
+        registered_via=version.registered_via,
     )
 
 
 def evaluate(version: ModelVersion, environment: Environment, policy: Policy) -> tuple[list[GateResult], str]:
+    """Run the policy's gates. A version trained on datasets the catalog does not know has an unknown
+    classification: below the top level no environment admits it, so there the data_classification
+    gate runs even when the policy does not list it."""
     data = _gate_input(version, environment, timezone.now())
-    results = [evaluate_gate(g, data) for g in policy.gates]
+    gates = list(policy.gates)
+    implicit = data.uncatalogued and environment.max_data_classification != LEVELS[-1]
+    if implicit and not any(g.type == "data_classification" for g in gates):
+        gates.append(Gate(type="data_classification"))
+    results = [evaluate_gate(g, data) for g in gates]
     return results, evidence_digest(version.artifact_digest, results)
 
 
 def _evidence_doc(version: ModelVersion, results: list[GateResult]) -> dict[str, Any]:
+    """The request's evidence. ``registered_by`` is the account the product knows registered the
+    version (``user:<id>``), or ``NO_TRUSTED_CREATOR``: MLflow's creator name is never evidence."""
     return {
         "artifact_digest": version.artifact_digest,
         "gates": [r.as_dict() for r in results],
+        "registered_by": f"user:{version.registered_by_id}" if version.registered_by_id is not None
+        else NO_TRUSTED_CREATOR,
+        "registered_via": version.registered_via or None,
         "evaluated_at": timezone.now().isoformat(),
     }
 
@@ -1349,6 +1382,12 @@ def _check_not_classified_by_lineage(version: ModelVersion, level: str) -> None:
     from access.catalog import lineage_state
 
     lineage = lineage_state(version)
+    if lineage.unknown:  # #13: data nobody catalogued cannot be declared anything
+        raise GovernanceError(
+            f"{version.ref} was trained on datasets the catalog does not know ({', '.join(lineage.unknown)}); "
+            "register and classify them instead",
+            code="uncatalogued_lineage",
+        )
     if lineage.level is None:
         return
     if lineage.complete:
@@ -1443,3 +1482,224 @@ def promotion_request_changes(*, user: User, request: PromotionRequest, comment:
         payload={**_base_payload(request), "group": group, "comment": comment},
     )
     return request
+
+
+# --- ownership and trusted creators (#13: MLflow grants no rights) ------------------------------------------
+# Ownership of a model is assigned only here; MLflow's ``owner`` tag is compared with it (drift), never
+# obeyed. A version's registrant is an account only through an IdentityLink made by InfoSec, or the report
+# of a pipeline's API token. Ledger payloads name accounts as ``user:<id>``; MLflow identities are personal.
+
+MAX_IDENTITY = 256
+
+
+def _account_ref(account: User | int) -> str:
+    return f"user:{account if isinstance(account, int) else account.pk}"
+
+
+def _is_service_account(account: User) -> bool:
+    from access.models import ServiceAccount
+
+    return ServiceAccount.objects.filter(user_id=account.pk).exists()
+
+
+def may_set_owner(user: User, model: RegisteredModel) -> bool:
+    """InfoSec, or the model's current owner handing it over."""
+    if not user.is_active:
+        return False
+    return roles.INFOSEC in role_names(user) or (model.owner_id is not None and model.owner_id == user.pk)
+
+
+@transaction.atomic
+def model_owner_set(*, user: User, model: RegisteredModel, owner: User, reason: str) -> RegisteredModel:
+    """Make ``owner`` (an active person's account) the owner of ``model``; InfoSec or the current owner.
+
+    Records ``model.owner_set`` with ``user:<id>`` references. Setting the owner it already
+    has changes and records nothing. A later MLflow ``owner`` tag that disagrees is drift
+    (``model_ownership_drift_check``), never a change of owner.
+    """
+    reason = _require_text(reason, "reason")
+    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    if not may_set_owner(user, model):
+        raise NotPermitted("only InfoSec or the model's current owner may assign its owner")
+    if not isinstance(owner, User) or owner.pk is None or not owner.is_active:
+        raise GovernanceError("the new owner must be an active account", code="invalid_owner")
+    if _is_service_account(owner):
+        raise GovernanceError("a service account cannot own a model: name the person accountable for it",
+                              code="invalid_owner")
+    if model.owner_id == owner.pk:
+        return model
+    previous = model.owner_id
+    model.owner = owner
+    model.save(update_fields=["owner"])
+    record(
+        event_type="model.owner_set",
+        actor=Actor.user(user),
+        subject=Subject("registered_model", model.name),
+        payload={"model": model.name, "owner": _account_ref(owner),
+                 "previous_owner": _account_ref(previous) if previous is not None else None, "reason": reason},
+    )
+    model_ownership_drift_check(model=model, previous_tags=model.tags, actor=Actor.user(user))
+    return model
+
+
+@transaction.atomic
+def model_ownership_drift_check(
+    *, model: RegisteredModel, previous_tags: dict[str, Any] | None = None, actor: Actor | None = None
+) -> ComplianceViolation | None:
+    """Record ``ownership_drift`` when MLflow's ``owner`` tag names someone other than the owner assigned here.
+
+    Nothing is recorded while the model has no owner here (there is nothing to disagree with) or
+    the tag agrees. Recorded once per owner, and again only when the tag's value changes. The
+    tag's value is free text that can name a person: it stays out of the violation.
+    """
+    from governance.sync import OWNER_TAG
+
+    claimed = str((model.tags or {}).get(OWNER_TAG) or "")
+    if not claimed or model.owner_id is None:
+        return None
+    owner = User.objects.filter(pk=model.owner_id).first()
+    if owner is None or claimed == owner.get_username():
+        return None
+    tag_changed = previous_tags is not None and str(previous_tags.get(OWNER_TAG) or "") != claimed
+    latest = (
+        ComplianceViolation.objects.filter(
+            kind=ComplianceViolation.Kind.OWNERSHIP_DRIFT, subject_type="registered_model", subject_id=model.name
+        ).order_by("-pk").first()
+    )
+    if latest is not None and latest.details.get("owner") == _account_ref(owner) and not tag_changed:
+        return None
+    return violation_record(
+        kind=ComplianceViolation.Kind.OWNERSHIP_DRIFT,
+        subject=Subject("registered_model", model.name),
+        summary=f"MLflow's '{OWNER_TAG}' tag of {model.name} does not name its owner here ({_account_ref(owner)}). "
+        "The tag grants nothing; correct it in MLflow, or hand the model over here if the owner changed.",
+        details={"model": model.name, "owner": _account_ref(owner), "tag": OWNER_TAG},
+        actor=actor,
+    )
+
+
+def _reevaluate_version(version: ModelVersion, actor: Actor) -> None:
+    for request in PromotionRequest.objects.filter(version=version, state=State.PENDING).order_by("pk"):
+        promotion_reevaluate(request=request, actor=actor)
+
+
+@transaction.atomic
+def model_version_registrant_link(
+    *, version: ModelVersion, account: User, actor: Actor, via_link: IdentityLink | None = None,
+    token_id: int | None = None,
+) -> ModelVersion:
+    """Set the account the product knows registered ``version`` (through ``via_link`` or an API token).
+
+    First trusted link wins: a version with another registrant is refused (``InvalidState``,
+    code ``conflict``); the same one again changes and records nothing. Records
+    ``model.version_registrant_linked`` and re-evaluates the version's pending requests.
+    """
+    if (via_link is None) == (token_id is None):
+        raise GovernanceError("a registrant is linked through exactly one of an identity link or an API token")
+    version = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").get(pk=version.pk)
+    if version.registered_by_id == account.pk:
+        return version
+    if version.registered_by_id is not None:
+        raise InvalidState(
+            f"{version.ref} was already reported as registered by another account "
+            f"({_account_ref(version.registered_by_id)}, {version.registered_via.replace('_', ' ')}); "
+            "the first trusted report stands",
+            code="conflict",
+        )
+    via = VIA_IDENTITY_LINK if via_link is not None else VIA_API_TOKEN
+    version.registered_by = account
+    version.registered_via = via
+    version.save(update_fields=["registered_by", "registered_via"])
+    record(
+        event_type="model.version_registrant_linked",
+        actor=actor,
+        subject=version_subject(version),
+        payload={"model": version.model.name, "version": version.version, "registered_by": _account_ref(account),
+                 "via": via, **({"link_id": via_link.pk} if via_link is not None else {}),
+                 **({"token_id": token_id} if token_id is not None else {})},
+    )
+    _reevaluate_version(version, actor)
+    return version
+
+
+@transaction.atomic
+def model_version_report_registered(
+    *, user: User, version: ModelVersion, token_id: int, run_id: str
+) -> ModelVersion:
+    """A pipeline's API token reports "I registered this version": its service account becomes the registrant.
+
+    Only a service account's token may report (a person's session is not a pipeline), naming
+    the version's MLflow run id (it must be the one the registry mirror holds). The caller
+    must be able to see the model (the API answers 404 otherwise). First report wins; a
+    different account reporting later is refused 409 (``conflict``).
+    """
+    if not isinstance(token_id, int) or isinstance(token_id, bool):
+        raise NotPermitted("only a pipeline's API token may report that it registered a version")
+    if not _is_service_account(user) or not user.is_active:
+        raise NotPermitted("only a service account's API token may report that it registered a version")
+    run_id = (run_id or "").strip() if isinstance(run_id, str) else ""
+    if not run_id:
+        raise GovernanceError("run_id is required: the MLflow run the version was registered from", code="required")
+    if run_id != version.run_id:
+        raise GovernanceError(f"run_id does not match the MLflow run of {version.ref}", code="run_mismatch")
+    return model_version_registrant_link(version=version, account=user, token_id=token_id, actor=Actor.user(user))
+
+
+def _identity(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise GovernanceError("an MLflow identity (the registry's user id) is required", code="required")
+    identity = str(value).strip()
+    if len(identity) > MAX_IDENTITY or any(ord(c) < 0x20 or ord(c) == 0x7F for c in identity):
+        raise GovernanceError(f"an MLflow identity has at most {MAX_IDENTITY} printable characters",
+                              code="invalid_identity")
+    return identity
+
+
+@transaction.atomic
+def identity_link_create(*, user: User, mlflow_identity: str, account: User, reason: str) -> IdentityLink:
+    """InfoSec vouches that MLflow identity ``mlflow_identity`` is ``account``.
+
+    Records ``mlflow.identity_linked`` (the identity as personal data of ``account``), then links
+    the mirrored versions created by that identity that have no registrant yet. The link is only
+    as strong as the MLflow server's authentication of ``user_id``.
+    """
+    _require_infosec(user, "link MLflow identities to accounts")
+    identity = _identity(mlflow_identity)
+    reason = _require_text(reason, "reason")
+    if not isinstance(account, User) or account.pk is None or not account.is_active:
+        raise GovernanceError("the linked account must be an active account", code="invalid_account")
+    try:
+        with transaction.atomic():
+            link = IdentityLink.objects.create(mlflow_identity=identity, account=account, reason=reason,
+                                               created_by=user)
+    except IntegrityError:
+        raise InvalidState("this MLflow identity is already linked; remove that link first", code="duplicate") from None
+    record(
+        event_type="mlflow.identity_linked",
+        actor=Actor.user(user),
+        subject=Subject("identity_link", str(link.pk)),
+        payload={"link_id": link.pk, "mlflow_identity": identity, "account": _account_ref(account),
+                 "reason": reason},
+        data_subject=_account_ref(account),
+    )
+    for version in ModelVersion.objects.filter(creator=identity, registered_by__isnull=True).order_by("pk"):
+        model_version_registrant_link(version=version, account=account, via_link=link, actor=Actor.user(user))
+    return link
+
+
+@transaction.atomic
+def identity_link_remove(*, user: User, link: IdentityLink, reason: str) -> None:
+    """InfoSec removes a link. Versions already linked keep their registrant (it was true when linked)."""
+    _require_infosec(user, "remove MLflow identity links")
+    reason = _require_text(reason, "reason")
+    locked = IdentityLink.objects.select_for_update().filter(pk=link.pk).first()
+    if locked is None:
+        raise InvalidState("this identity link no longer exists", code="gone")
+    link = locked
+    record(
+        event_type="mlflow.identity_unlinked",
+        actor=Actor.user(user),
+        subject=Subject("identity_link", str(link.pk)),
+        payload={"link_id": link.pk, "account": _account_ref(link.account_id), "reason": reason},
+    )
+    link.delete()

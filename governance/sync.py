@@ -23,11 +23,24 @@ MLflow is only ever called outside database transactions: every function here
 reads MLflow first, then calls a service (one short transaction) with the result.
 Services never talk to MLflow.
 
-The artifact digest is taken *where available*: the version tag ``artifact_digest``
-if set; else a SHA-256 over the sorted relative paths and contents of the version's
-artifact directory when its download URI resolves to a local path (``file:`` URIs,
-plain paths, and ``runs:/`` URIs of runs whose artifact root is local); else ``""``.
-Remote artifact stores are not downloaded (a reconcile must stay cheap).
+MLflow grants no rights and sets no evidence (#13). What MLflow says is mirrored and
+shown, but nothing a client can write there decides anything here:
+
+* the registered-model tag ``owner`` never makes anyone an owner: ownership is assigned
+  by ``services.model_owner_set``; a tag that disagrees with it is ``ownership_drift``;
+* the version tag ``artifact_digest`` is ignored: the digest is always computed here, a
+  SHA-256 over the sorted relative paths and contents of the version's artifact
+  directory when its download URI resolves to a local path (``file:`` URIs, plain
+  paths, and ``runs:/`` URIs of runs whose artifact root is local); else ``""`` (remote
+  stores are not downloaded: a reconcile must stay cheap), and the ``artifact_digest``
+  gate then fails saying so;
+* the version tag ``data_classification`` never sets a classification: that comes from
+  the catalog through lineage (``access.catalog``) or a data steward's declaration;
+* a version's ``creator`` (MLflow's client-set ``user_id``) is linked to an account only
+  through an ``IdentityLink`` InfoSec made (``registered_by``, ``registered_via``).
+
+Personal data: tag values that can name a person (``PERSONAL_TAG_KEYS``) and the
+creator go to the ledger only through the personal-data fields of their event types.
 """
 from __future__ import annotations
 
@@ -45,19 +58,18 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from mlflow.exceptions import MlflowException
 
 from access.catalog import lineage_link_from_mlflow
-from access.classification import LEVELS
 from audit.ledger import Actor, Subject, record
 from governance import registry, selectors, services
 from governance.errors import InvalidState
 from governance.models import (
     ComplianceViolation,
     Environment,
+    IdentityLink,
     LiveDeployment,
     ModelVersion,
     PromotionRequest,
@@ -71,12 +83,16 @@ RECONCILE_ACTOR = Actor.system("mlflow-reconcile")
 
 #: Page size of MLflow searches (models and versions).
 PAGE_SIZE = 200
-#: The version tag that declares the artifact digest, and the one that declares the training data's classification.
+#: Version tags a client may set that are NOT trusted: mirrored as tags, never used as evidence.
 DIGEST_TAG = "artifact_digest"
 CLASSIFICATION_TAG = "data_classification"
-#: The registered-model tag naming the Django user who owns the model.
+#: The registered-model tag naming who MLflow users think owns the model: compared, never trusted.
 OWNER_TAG = "owner"
-#: The ledger event for a changed registered model (description, tags, owner). See ``registered_model_upsert``.
+#: Tag keys whose values can name a person; their values reach the ledger only as personal data.
+PERSONAL_TAG_KEYS = frozenset({
+    OWNER_TAG, "mlflow.user", "user", "author", "creator", "created_by", "maintainer", "contact", "email",
+})
+#: The ledger event for a changed registered model (description, tags). See ``registered_model_upsert``.
 MODEL_CHANGED_EVENT = "model.changed"
 #: Status of a mirrored version that no longer exists in MLflow.
 DELETED_STATUS = "DELETED"
@@ -137,11 +153,6 @@ class VersionData:
             "datasets": list(self.datasets),
             "mlflow_status": self.status[:32],
         }
-
-    @property
-    def declared_classification(self) -> str | None:
-        level = self.tags.get(CLASSIFICATION_TAG)
-        return level if level in LEVELS else None
 
 
 @dataclass
@@ -299,9 +310,8 @@ def version_data(mv: Any, *, run_cache: dict[str, Any] | None = None) -> Version
         params = {k: str(v) for k, v in (run.data.params or {}).items()}
         # The SQL registry stores no user for a version; the run's user trained it.
         creator = creator or run.info.user_id or ""
-    digest = tags.get(DIGEST_TAG, "")
-    if not digest or len(digest) > 100:
-        digest = artifact_digest_of(mv, run)
+    # Never the artifact_digest tag: whoever can tag a version could vouch for other bytes.
+    digest = artifact_digest_of(mv, run)
     return VersionData(
         name=mv.name,
         version=int(mv.version),
@@ -406,9 +416,42 @@ def directory_digest(path: Path, *, max_bytes: int | None = None, max_files: int
 # --- services: the mirror ------------------------------------------------------------------------------
 
 
-def _owner(tags: Mapping[str, str]) -> User | None:
-    username = tags.get(OWNER_TAG)
-    return User.objects.filter(username=username).first() if username else None
+def is_personal_tag(key: str) -> bool:
+    """Whether a tag's value can name a person (its value is then personal data in the ledger)."""
+    low = key.lower()
+    return low in PERSONAL_TAG_KEYS or low.endswith((".user", "_user", "email", ".owner", "_owner"))
+
+
+def split_personal(tags: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``tags`` split into (plain tags, tags whose values can name a person)."""
+    plain = {k: v for k, v in tags.items() if not is_personal_tag(k)}
+    return plain, {k: v for k, v in tags.items() if is_personal_tag(k)}
+
+
+def identity_subject(identity: str) -> str:
+    """The data subject of an MLflow identity's values: its linked account, else a pseudonymous id.
+
+    A linked identity's values are erased with the account (``user:<id>``); an unlinked one is
+    ``mlflow_identity:<sha256 prefix>`` so that InfoSec can still erase it on request.
+    """
+    link = IdentityLink.objects.filter(mlflow_identity=identity).values_list("account_id", flat=True).first()
+    if link is not None:
+        return f"user:{link}"
+    return "mlflow_identity:" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def _tags_subject(personal: Mapping[str, Any]) -> str:
+    named = str(personal.get(OWNER_TAG) or next((v for v in personal.values() if v), "") or "unknown")
+    return identity_subject(named)
+
+
+def _personal_change(name: str, old: Any, new: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A ``{"from", "to"}`` change of a tag dict split into its plain and its personal part."""
+    old_plain, old_personal = split_personal(old or {})
+    new_plain, new_personal = split_personal(new or {})
+    plain = {name: {"from": old_plain, "to": new_plain}} if old_plain != new_plain else {}
+    personal = {name: {"from": old_personal, "to": new_personal}} if old_personal != new_personal else {}
+    return plain, personal
 
 
 def _link_lineage(version: ModelVersion, actor: Actor) -> None:
@@ -427,57 +470,64 @@ def _reevaluate_pending(versions: Any, actor: Actor) -> None:
 def registered_model_upsert(*, data: ModelData, actor: Actor = SYNC_ACTOR) -> tuple[RegisteredModel, str]:
     """Create or update the mirror of a registered model. Returns it and "created", "changed" or "unchanged".
 
-    The owner is the Django user named by the MLflow tag ``owner``, when the tag names one
-    (a missing tag or an unknown username leaves the owner as it is).
-    A change of description, tags or owner is recorded as ``model.changed``.
+    The mirror never sets the owner: MLflow's ``owner`` tag is kept as a tag, and when it
+    disagrees with the owner assigned here it is recorded as ``ownership_drift``
+    (``services.model_ownership_drift_check``). A change of description or tags is
+    recorded as ``model.changed``; tags that can name a person go to ``personal_changes``.
     """
     if not data.name or len(data.name) > 256:
         raise SyncError("a registered model name must have 1 to 256 characters")
     now = timezone.now()
-    owner = _owner(data.tags)
     model = RegisteredModel.objects.select_for_update().filter(name=data.name).first()
     if model is None:
         try:
             with transaction.atomic():
                 model = RegisteredModel.objects.create(
-                    name=data.name, description=data.description, tags=dict(data.tags), owner=owner,
+                    name=data.name, description=data.description, tags=dict(data.tags),
                     mlflow_created_at=data.created_at, synced_at=now,
                 )
         except IntegrityError:  # a concurrent sync created it first
             model = RegisteredModel.objects.select_for_update().get(name=data.name)
         else:
+            plain, personal = split_personal(data.tags)
             record(
                 event_type="model.registered",
                 actor=actor,
                 subject=Subject("registered_model", model.name),
-                payload={"model": model.name, "description": data.description, "tags": dict(data.tags)},
+                payload={"model": model.name, "description": data.description, "tags": plain,
+                         **({"personal_tags": personal} if personal else {})},
+                data_subject=_tags_subject(personal) if personal else None,
             )
             return model, CREATED
+    previous_tags = dict(model.tags or {})
     changes: dict[str, Any] = {}
+    personal_changes: dict[str, Any] = {}
     if model.description != data.description:
         changes["description"] = {"from": model.description, "to": data.description}
-    if model.tags != dict(data.tags):
-        changes["tags"] = {"from": model.tags, "to": dict(data.tags)}
-    if owner is not None and model.owner_id != owner.pk:  # no tag, or an unknown user: the owner stays
-        changes["owner"] = {"from": model.owner.get_username() if model.owner else None, "to": owner.get_username()}
-    else:
-        owner = model.owner
-    if not changes:
+    if previous_tags != dict(data.tags):
+        plain, personal = _personal_change("tags", previous_tags, dict(data.tags))
+        changes.update(plain)
+        personal_changes.update(personal)
+    if not changes and not personal_changes:
         RegisteredModel.objects.filter(pk=model.pk).update(synced_at=now)
+        services.model_ownership_drift_check(model=model, previous_tags=previous_tags, actor=actor)
         return model, UNCHANGED
     model.description = data.description
     model.tags = dict(data.tags)
-    model.owner = owner
     model.synced_at = now
     if model.mlflow_created_at is None:
         model.mlflow_created_at = data.created_at
-    model.save(update_fields=["description", "tags", "owner", "synced_at", "mlflow_created_at"])
+    model.save(update_fields=["description", "tags", "synced_at", "mlflow_created_at"])
     record(
         event_type=MODEL_CHANGED_EVENT,
         actor=actor,
         subject=Subject("registered_model", model.name),
-        payload={"model": model.name, "changes": changes},
+        payload={"model": model.name, "changes": changes,
+                 **({"personal_changes": personal_changes} if personal_changes else {})},
+        data_subject=_tags_subject(split_personal(data.tags)[1] or split_personal(previous_tags)[1])
+        if personal_changes else None,
     )
+    services.model_ownership_drift_check(model=model, previous_tags=previous_tags, actor=actor)
     # The model's description is the model card of versions without their own.
     _reevaluate_pending(model.versions.all(), actor)
     return model, CHANGED
@@ -486,15 +536,16 @@ def registered_model_upsert(*, data: ModelData, actor: Actor = SYNC_ACTOR) -> tu
 _CHANGE_LABELS = {"mlflow_status": "status"}
 
 
-def _classify(version: ModelVersion, level: str, actor: Actor) -> None:
-    version.data_classification = level
-    record(
-        event_type="model.version_classified",
-        actor=actor,
-        subject=services.version_subject(version),
-        payload={"model": version.model.name, "version": version.version, "level": level, "previous_level": None,
-                 "reason": f"declared by the MLflow version tag {CLASSIFICATION_TAG!r}"},
-    )
+def _apply_identity_link(version: ModelVersion, actor: Actor) -> bool:
+    """Link a version with no trusted registrant to the account its creator's identity link names."""
+    if version.registered_by_id is not None or not version.creator:
+        return False
+    link = IdentityLink.objects.filter(mlflow_identity=version.creator).first()
+    if link is None:
+        return False
+    services.model_version_registrant_link(version=version, account=link.account, via_link=link, actor=actor)
+    version.refresh_from_db(fields=["registered_by", "registered_via"])
+    return True
 
 
 @transaction.atomic
@@ -505,11 +556,12 @@ def model_version_upsert(
 
     A new version records ``model.version_registered``; a changed one records
     ``model.version_changed`` with ``{field: {"from", "to"}}`` for each changed field and
-    re-evaluates its pending promotion requests. A valid ``data_classification`` tag
-    sets the version's classification while it has none (``model.version_classified``).
-    A new version, or one whose dataset inputs changed, is then linked to the catalogued
-    datasets its run names, and takes its classification from them
-    (``access.catalog.lineage_link_from_mlflow``).
+    re-evaluates its pending promotion requests. The creator and tags that can name a
+    person are personal data (``creator``, ``personal_changes``). A ``data_classification``
+    tag sets nothing: a new version, or one whose dataset inputs changed, is linked to
+    the catalogued datasets its run names and takes its classification from them
+    (``access.catalog.lineage_link_from_mlflow``). A version whose creator has an
+    ``IdentityLink`` and no trusted registrant yet gets one (``model.version_registrant_linked``).
     """
     if data.name != model.name:
         raise SyncError(f"version data of {data.name!r} given for model {model.name!r}")
@@ -517,7 +569,6 @@ def model_version_upsert(
         raise SyncError("a model version number must be positive")
     now = timezone.now()
     fields = data.mirrored()
-    declared = data.declared_classification
     version = ModelVersion.objects.select_for_update().filter(model=model, version=data.version).first()
     if version is None:
         try:
@@ -534,38 +585,49 @@ def model_version_upsert(
                 subject=services.version_subject(version),
                 payload={"model": model.name, "version": version.version, "run_id": version.run_id,
                          "source": version.source, "artifact_digest": version.artifact_digest,
-                         "creator": version.creator, "metrics": version.metrics, "datasets": version.datasets},
+                         "creator": version.creator or None, "metrics": version.metrics,
+                         "datasets": version.datasets},
+                data_subject=identity_subject(version.creator) if version.creator else None,
             )
-            if declared:
-                _classify(version, declared, actor)
-                version.save(update_fields=["data_classification"])
+            _apply_identity_link(version, actor)
             _link_lineage(version, actor)  # access catalog
             return version, CREATED
-    changes = {
-        _CHANGE_LABELS.get(name, name): {"from": getattr(version, name), "to": value}
-        for name, value in fields.items()
-        if getattr(version, name) != value
-    }
-    classify = declared is not None and not version.data_classification
-    if not changes and not classify:
+    changes: dict[str, Any] = {}
+    personal_changes: dict[str, Any] = {}
+    for name, value in fields.items():
+        old = getattr(version, name)
+        if old == value:
+            continue
+        if name == "tags":
+            plain, personal = _personal_change("tags", old, value)
+            changes.update(plain)
+            personal_changes.update(personal)
+        elif name == "creator":
+            personal_changes["creator"] = {"from": old, "to": value}
+        else:
+            changes[_CHANGE_LABELS.get(name, name)] = {"from": old, "to": value}
+    if not changes and not personal_changes:
         ModelVersion.objects.filter(pk=version.pk).update(synced_at=now)
+        if _apply_identity_link(version, actor):
+            _reevaluate_pending([version], actor)
+            return version, CHANGED
         return version, UNCHANGED
     for name, value in fields.items():
         setattr(version, name, value)
     version.synced_at = now
     if version.mlflow_created_at is None:
         version.mlflow_created_at = data.created_at
-    if changes:
-        record(
-            event_type="model.version_changed",
-            actor=actor,
-            subject=services.version_subject(version),
-            payload={"model": model.name, "version": version.version, "changes": changes},
-        )
-    if classify and declared:
-        _classify(version, declared, actor)
+    record(
+        event_type="model.version_changed",
+        actor=actor,
+        subject=services.version_subject(version),
+        payload={"model": model.name, "version": version.version, "changes": changes,
+                 **({"personal_changes": personal_changes} if personal_changes else {})},
+        data_subject=identity_subject(version.creator or "unknown") if personal_changes else None,
+    )
     version.save()
-    if "datasets" in changes or classify:
+    _apply_identity_link(version, actor)
+    if "datasets" in changes:
         _link_lineage(version, actor)  # access catalog
     _reevaluate_pending([version], actor)
     return version, CHANGED

@@ -1,6 +1,8 @@
-"""``/api/v1/models…``: the registered models and versions the caller may see (read-only).
+"""``/api/v1/models…``: the registered models and versions the caller may see.
 
-A model the caller may not see answers 404, exactly like one that does not exist.
+Read-only, but for one report: a pipeline's API token saying it registered a version
+(``POST …/versions/<n>/registered-by``). A model the caller may not see answers 404,
+exactly like one that does not exist.
 """
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from rest_framework.views import APIView
 
 from access.catalog import lineage_state
 from access.models import Lineage
-from governance import selectors
+from governance import selectors, services
+from governance.api.auth import token_of
 from governance.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
-from governance.api.inputs import StrictQuery, parse_query
+from governance.api.inputs import StrictInput, StrictQuery, Text, parse, parse_query
 from governance.api.pagination import StandardPagination
+from governance.errors import NotPermitted
 from governance.models import Environment, LiveDeployment, ModelVersion, RegisteredModel
 
 TAGS = ["models"]
@@ -155,11 +159,19 @@ class _VersionSummary(serializers.Serializer):
     version = serializers.IntegerField()
     run_id = serializers.CharField()
     artifact_digest = serializers.CharField()
-    creator = serializers.CharField()
+    creator = serializers.CharField(help_text="MLflow's creator name: set by the client, never trusted")
+    registered_by = serializers.SerializerMethodField(
+        help_text="user:<id> of the account the product knows registered the version, or null: no trusted "
+                  "identity for the creator")
+    registered_via = serializers.CharField(help_text="identity_link or api_token (\"\" when unknown)")
     data_classification = serializers.CharField(help_text="effective classification of the training data "
                                                           "(\"\" when unknown)")
     mlflow_status = serializers.CharField()
     mlflow_created_at = serializers.DateTimeField(allow_null=True)
+
+    def get_registered_by(self, obj: Any) -> str | None:
+        pk = obj.get("registered_by_id") if isinstance(obj, dict) else obj.registered_by_id
+        return f"user:{pk}" if pk is not None else None
 
 
 class ModelVersionListApi(APIView):
@@ -238,7 +250,8 @@ class ModelVersionDetailApi(APIView):
         links = Lineage.objects.filter(version=found).select_related("dataset").order_by("dataset__name", "role")
         data: dict[str, Any] = {
             **{f: getattr(found, f) for f in (
-                "version", "run_id", "artifact_digest", "creator", "data_classification", "mlflow_status",
+                "version", "run_id", "artifact_digest", "creator", "registered_by_id", "registered_via",
+                "data_classification", "mlflow_status",
                 "mlflow_created_at", "source", "description", "tags", "metrics", "params")},
             "model": found.model,
             "lineage": {
@@ -250,3 +263,52 @@ class ModelVersionDetailApi(APIView):
             "live_in": list(found.live.order_by("environment__order").values_list("environment__name", flat=True)),
         }
         return Response(self.Output(data).data)
+
+
+class ModelVersionRegisteredByApi(APIView):
+    """A pipeline reports that it registered a version: its service account becomes the trusted registrant."""
+
+    required_scope = "promotions:write"
+
+    class Input(StrictInput):
+        class Meta:
+            ref_name = "ModelVersionRegisteredByInput"
+
+        run_id = Text(max_length=64, help_text="the MLflow run the version was registered from")
+
+    class Output(serializers.Serializer):
+        class Meta:
+            ref_name = "ModelVersionRegisteredByOutput"
+
+        model = serializers.CharField()
+        version = serializers.IntegerField()
+        registered_by = serializers.CharField()
+        registered_via = serializers.CharField()
+
+    @extend_schema(
+        summary="Report that your pipeline registered this version",
+        description="Only a service account's API token (scope promotions:write) that can see the model. The "
+                    "first report wins; the same account reporting again is a no-op; another account's later "
+                    "report is refused 409. The run id must be the version's MLflow run.",
+        tags=TAGS,
+        parameters=[OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.PATH)],
+        request=Input,
+        responses=answers({200: Output}),
+        examples=[OpenApiExample("report", request_only=True, value={"run_id": "8c1e0f…"})],
+    )
+    def post(self, request: Request, name: str, version: int) -> Response:
+        data = parse(self.Input, request.data)
+        found = get_object_or_404(
+            selectors.model_versions_visible_to(request.user).select_related("model"), model__name=name,
+            version=version,
+        )
+        token = token_of(request)
+        if token is None:
+            raise NotPermitted("only a pipeline's API token may report that it registered a version")
+        updated = services.model_version_report_registered(
+            user=request.user, version=found, token_id=token.pk, run_id=data["run_id"]
+        )
+        return Response(self.Output({
+            "model": found.model.name, "version": updated.version, "registered_by": f"user:{updated.registered_by_id}",
+            "registered_via": updated.registered_via,
+        }).data)

@@ -14,6 +14,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("models/<str:name>/versions", models_api.ModelVersionListApi.as_view(), name="api-model-versions"),
     path("models/<str:name>/versions/<int:version>", models_api.ModelVersionDetailApi.as_view(),
          name="api-model-version"),
+    path("models/<str:name>/versions/<int:version>/registered-by", models_api.ModelVersionRegisteredByApi.as_view(),
+         name="api-model-version-registered-by"),
     # promotions
     path("promotions", promotions.PromotionListCreateApi.as_view(), name="api-promotions"),
     path("promotions/break-glass", promotions.BreakGlassApi.as_view(), name="api-promotion-break-glass"),

@@ -10,6 +10,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("models/<int:pk>/", views.model_detail, name="console-model"),
     path("models/<int:pk>/request/", views.model_request_promotion, name="console-model-request"),
     path("models/<int:pk>/rollback/<slug:environment>/", views.model_rollback, name="console-model-rollback"),
+    path("models/<int:pk>/owner/", views.model_owner_set, name="console-model-owner"),
     path("approvals/", views.approvals_inbox, name="console-approvals"),
     path("approvals/requests/<int:pk>/", views.request_detail, name="console-request"),
     path("approvals/requests/<int:pk>/<slug:action>/", views.request_action, name="console-request-action"),

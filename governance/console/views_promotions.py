@@ -28,6 +28,7 @@ from access.models import Lineage
 from audit.models import Entry, PendingEntry
 from governance import selectors, services
 from governance.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
+from governance.errors import GovernanceError
 from governance.models import (
     Approval,
     BreakGlassReview,
@@ -149,8 +150,28 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "timeline": _timeline(model, environments),
         "can_roll_back": services.may_roll_back(user, model),
         "can_request": services.may_request_promotion(user, model),
+        "can_set_owner": services.may_set_owner(user, model),
         "strategies": Strategy.values,
     })
+
+
+@require_POST
+@login_required
+def model_owner_set(request: HttpRequest, pk: int) -> HttpResponse:
+    """Hand a model over (InfoSec, or its current owner): the only way a model gets an owner."""
+    user = signed_in_user(request)
+    model = get_object_or_404(selectors.models_visible_to(user), pk=pk)
+    username = request.POST.get("owner", "").strip()
+
+    def hand_over() -> None:
+        # The account is named here, inside the product, by someone allowed to hand the model over.
+        owner = User.objects.filter(username=username, is_active=True).first()
+        if owner is None:
+            raise GovernanceError(f"no active account named {username!r}", code="invalid_owner")
+        services.model_owner_set(user=user, model=model, owner=owner, reason=request.POST.get("reason", ""))
+
+    run_action(request, hand_over, f"{model.name} is now owned by {username}.")
+    return HttpResponseRedirect(reverse("console-model", args=[model.pk]))
 
 
 @require_POST

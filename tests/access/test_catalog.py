@@ -25,7 +25,7 @@ from audit.ledger import Actor, integrate
 from audit.models import Entry, PendingEntry
 from governance import registry, services
 from governance.errors import GovernanceError, NotPermitted
-from governance.models import Environment, ModelVersion, PromotionRequest, RegisteredModel
+from governance.models import ComplianceViolation, Environment, ModelVersion, PromotionRequest, RegisteredModel
 from governance.sync import VersionData, model_version_upsert, registered_model_sync
 from tests.factories import UserFactory
 from tests.governance import mlflow_helpers
@@ -424,7 +424,10 @@ def test_lineage_from_mlflow_dataset_inputs(people: People, fraud: RegisteredMod
         ("card-transactions-2026q3", "training", "mlflow"), ("chargebacks-2026q3", "training", "mlflow"),
         ("holdout-2026q3", "evaluation", "mlflow")]
     assert {e.actor["id"] for e in entries} == {"lineage"}
-    assert level_of(version) == "confidential"
+    # an input nobody catalogued makes the classification unknown (#13), and InfoSec sees it
+    assert level_of(version) == ""
+    [violation] = ComplianceViolation.objects.filter(kind=ComplianceViolation.Kind.UNCATALOGUED_LINEAGE)
+    assert violation.details["datasets"] == ["merchant-risk-scores"]
 
     # and: again, nothing new
     before = state()
@@ -446,7 +449,9 @@ def test_complete_lineage_sets_the_level_even_below_a_declared_one(people: Peopl
     assert entry.payload["reason"] == "lineage: MLflow dataset inputs chargebacks-2026q3"
 
 
-def test_incomplete_lineage_only_raises_the_level(people: People, fraud: RegisteredModel) -> None:
+def test_incomplete_lineage_raises_the_level_and_uncatalogued_inputs_make_it_unknown(
+    people: People, fraud: RegisteredModel
+) -> None:
     # given: one input is not in the catalog, another is registered but never classified
     classify(people, register(people, "chargebacks-2026q3"), "internal")
     register(people, "device-fingerprints")
@@ -459,21 +464,22 @@ def test_incomplete_lineage_only_raises_the_level(people: People, fraud: Registe
     for version in (declared, unclassified, unknown):
         catalog.lineage_link_from_mlflow(version=version)
 
-    # then: never lowered, and an unknown level is not replaced by a lower bound
-    assert (level_of(declared), level_of(unclassified), level_of(unknown)) == ("confidential", "confidential", "")
-    assert ledger("model.version_classified") == []
+    # then: an unclassified dataset never lowers the level; an uncatalogued one makes it unknown whatever
+    # was declared (#13), and an unknown level is not replaced by a lower bound
+    assert (level_of(declared), level_of(unclassified), level_of(unknown)) == ("", "confidential", "")
+    assert [e.payload["level"] for e in ledger("model.version_classified")] == [""]
     assert catalog.lineage_state(unclassified).unclassified == ("device-fingerprints",)
     assert catalog.lineage_state(declared).unknown == ("merchant-risk-scores",)
 
     # when: a linked dataset turns out to be restricted, the level rises whatever else is unknown
     restricted = classify(people, Dataset.objects.get(name="chargebacks-2026q3"), "restricted")
     assert {level_of(v) for v in (declared, unclassified, unknown)} == {"restricted"}
-    assert len(ledger("model.version_classified")) == 3
-    # and: once the missing dataset is classified, lineage is complete and sets the level exactly
+    assert len(ledger("model.version_classified")) == 4
+    # and: once the missing dataset is classified, lineage is complete and sets the level exactly; what the
+    # catalog does not know is unknown again below the top level
     classify(people, restricted, "internal", reason="restricted by mistake")
     classify(people, Dataset.objects.get(name="device-fingerprints"), "confidential", ["device_id"])
-    assert (level_of(declared), level_of(unclassified), level_of(unknown)) == (
-        "restricted", "confidential", "restricted")
+    assert (level_of(declared), level_of(unclassified), level_of(unknown)) == ("", "confidential", "")
 
 
 def test_registering_a_dataset_links_versions_already_mirrored(people: People, fraud: RegisteredModel) -> None:
@@ -488,7 +494,7 @@ def test_registering_a_dataset_links_versions_already_mirrored(people: People, f
     # then: linked, but an unclassified dataset says nothing about the level yet
     assert links(v1) == {("device-fingerprints", "training", "mlflow")}
     assert Lineage.objects.count() == 1
-    assert level_of(v1) == "internal"
+    assert level_of(v1) == ""  # unknown while uncatalogued, and an unclassified dataset says nothing yet
     [entry] = ledger("lineage.linked")
     assert entry.actor == user_actor(people.steward)
 
@@ -502,15 +508,23 @@ def test_registering_a_dataset_links_versions_already_mirrored(people: People, f
 def test_a_version_with_lineage_cannot_be_declared_another_level(people: People, fraud: RegisteredModel) -> None:
     classify(people, register(people, "card-transactions"), "confidential")
     complete = mirrored(fraud, 1, mlflow_input("card-transactions"), level="internal")
-    incomplete = mirrored(fraud, 2, mlflow_input("card-transactions"), mlflow_input("merchant-risk-scores"),
+    uncatalogued = mirrored(fraud, 2, mlflow_input("card-transactions"), mlflow_input("merchant-risk-scores"),
+                            level="internal")
+    register(people, "device-fingerprints")  # catalogued, never classified
+    incomplete = mirrored(fraud, 3, mlflow_input("card-transactions"), mlflow_input("device-fingerprints"),
                           level="internal")
-    for version in (complete, incomplete):
+    for version in (complete, uncatalogued, incomplete):
         catalog.lineage_link_from_mlflow(version=version)
 
     with refused(GovernanceError, "classified_by_lineage") as info:
         services.model_version_declare_classification(user=people.steward, version=complete, level="restricted",
                                                       reason="extra caution")
     assert "reclassify those datasets instead" in str(info.value)
+    for level in ("internal", "restricted"):  # data nobody catalogued cannot be declared anything (#13)
+        with refused(GovernanceError, "uncatalogued_lineage"):
+            services.model_version_declare_classification(user=people.infosec, version=uncatalogued, level=level,
+                                                          reason="the tag says so")
+    assert level_of(uncatalogued) == ""
     with refused(GovernanceError, "below_lineage"):
         services.model_version_declare_classification(user=people.steward, version=incomplete, level="internal",
                                                       reason="merchant scores are internal")
@@ -535,11 +549,11 @@ def test_the_registry_mirror_links_new_versions_and_changed_inputs(
     # when: first seen
     version, outcome = model_version_upsert(model=fraud, data=data)
 
-    # then: linked and classified from lineage after the tag's declaration
+    # then: linked and classified from lineage; the tag declares nothing (#13)
     assert (outcome, version.data_classification) == ("created", "confidential")
     assert links(version) == {("card-transactions-2026q3", "training", "mlflow")}
     classified = ledger("model.version_classified")
-    assert [e.payload["level"] for e in classified] == ["internal", "confidential"]
+    assert [e.payload["level"] for e in classified] == ["confidential"]
     assert {e.actor["id"] for e in classified} == {"mlflow-sync"}
 
     # when: the run gains an input
@@ -582,7 +596,7 @@ def test_the_lineage_reconcile_task_catches_up(people: People, fraud: Registered
 
     # then
     assert counts == {"versions": 1, "linked": 1, "reclassified": 1, "unknown_inputs": 1, "errors": 0}
-    assert level_of(version) == "confidential"
+    assert level_of(version) == ""  # an uncatalogued input: unknown (#13)
     Dataset.objects.filter(pk=dataset.pk).update(effective_level="restricted", level="restricted")
     assert lineage_reconcile.apply().get()["reclassified"] == 1
     assert level_of(version) == "restricted"

@@ -161,3 +161,20 @@ def ledger_size() -> int:
 
 def user(username: str, *roles: str) -> User:
     return UserFactory(username=username, roles=list(roles))
+
+
+def catalogued(name: str = "card-transactions", level: str = "internal") -> Any:
+    """Register and classify the dataset ``MlflowStore.run`` names as its input (as a data steward).
+
+    Versions take their classification from the catalog only: an uncatalogued input makes it unknown.
+    """
+    from access import catalog
+    from access.models import Dataset
+
+    found = Dataset.objects.filter(name=name).first()
+    if found is not None:
+        return found
+    steward = User.objects.filter(username="dora").first() or user("dora", "data-steward")
+    dataset = catalog.dataset_create(user=steward, name=name, owner=steward, source_uri="s3://datasets/")
+    return catalog.dataset_classify(user=steward, dataset=dataset, level=level, pii_categories=[],
+                                    reason="catalogued for the tests")

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from mlflow.exceptions import MlflowException
 
 from access import roles
+from audit import pii
 from governance import registry, services, sync, tasks
 from governance.celery import app as celery_app
 from governance.models import (
@@ -25,7 +26,15 @@ from governance.models import (
     RegisteredModel,
 )
 from tests.governance import mlflow_helpers
-from tests.governance.mlflow_helpers import MODEL_CARD, MlflowStore, entries, ledger_size, reference_digest, user
+from tests.governance.mlflow_helpers import (
+    MODEL_CARD,
+    MlflowStore,
+    catalogued,
+    entries,
+    ledger_size,
+    reference_digest,
+    user,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +72,8 @@ def promote(
 
 
 def registered(store: MlflowStore, *numbers: int, **register: Any) -> list[int]:
-    """``len(numbers)`` versions of NAME from fresh runs, owned by omar, with a declared classification."""
+    """``len(numbers)`` versions of NAME from fresh runs, tagged as omar's, trained on catalogued internal data."""
+    catalogued()
     out = []
     for auc in numbers:
         run_id = store.run(metrics={"auc": auc / 100})
@@ -77,6 +87,7 @@ def registered(store: MlflowStore, *numbers: int, **register: Any) -> list[int]:
 
 def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, owner: User) -> None:
     store = mlflow_store
+    catalogued()  # card-transactions: internal
     run1 = store.run(metrics={"auc": [0.88, 0.91], "precision": 0.8}, params={"max_depth": 6, "lr": 0.1},
                      files={"model/MLmodel": "flavors: {}", "model/weights.txt": "w=0.42", "notes.txt": "not model"})
     store.register(NAME, run1, tags={"data_classification": "internal", "team": "risk"}, description="v1 card",
@@ -97,7 +108,8 @@ def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, owner: 
 
     assert (report.models_created, report.versions_created, report.errors) == (1, 3, [])
     model = RegisteredModel.objects.get(name=NAME)
-    assert (model.owner, model.description, model.tags) == (owner, "Card fraud scoring", {"owner": "omar"})
+    # MLflow's owner tag is mirrored as a tag and makes nobody an owner.
+    assert (model.owner, model.description, model.tags) == (None, "Card fraud scoring", {"owner": "omar"})
     assert model.mlflow_created_at is not None and model.synced_at is not None
     v1, v2, v3 = version(1), version(2), version(3)
     assert v1.run_id == run1 and v1.source == f"runs:/{run1}/model" and v1.creator == "carol"
@@ -110,26 +122,34 @@ def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, owner: 
     assert v1.artifact_digest == reference_digest(store.artifact_dir(run1)) != reference_digest(
         store.artifact_dir(run1).parent)  # the model directory only, not the whole run
     assert (v1.description, v1.tags["team"], v1.mlflow_status) == ("v1 card", "risk", "READY")
-    assert v1.data_classification == "internal" and v1.mlflow_created_at is not None
-    # A digest declared by a version tag wins; an unknown classification level is not taken.
+    assert v1.data_classification == "internal" and v1.mlflow_created_at is not None  # from the catalog
+    # A digest declared by a version tag is never taken: it is computed from the artifact bytes.
     assert (v2.artifact_digest, v2.creator, v2.datasets, v2.data_classification) == (
-        "sha256:declared-by-ci", "dave", [], "")
+        reference_digest(store.artifact_dir(run2)), "dave", [], "")
+    assert v2.tags["artifact_digest"] == "sha256:declared-by-ci"  # kept as a tag, shown, never evidence
     # An MLflow 3 logged model (models:/ source) is digested from its own artifact location.
     assert v3.source == logged.model_uri and v3.creator == "erin" and v3.metrics == {"auc": 0.95}
     assert v3.artifact_digest == reference_digest(Path(logged.artifact_path.removeprefix("file://")))
 
-    assert [e.payload for e in entries("model.registered")] == [
-        {"model": NAME, "description": "Card fraud scoring", "tags": {"owner": "omar"}}]
+    # Tag values and creators that can name a person are committed, never in the hashed body.
+    [registered_model] = entries("model.registered")
+    payload = registered_model.payload
+    personal_tags = payload.pop("personal_tags")
+    assert payload == {"model": NAME, "description": "Card fraud scoring", "tags": {}}
+    assert pii.is_reference(personal_tags) and "omar" not in registered_model.payload_json
     registered_v1 = entries("model.version_registered", version=1)[0]
-    assert registered_v1.payload == {
-        "model": NAME, "version": 1, "run_id": run1, "source": f"runs:/{run1}/model", "creator": "carol",
+    payload = registered_v1.payload
+    creator = payload.pop("creator")
+    assert payload == {
+        "model": NAME, "version": 1, "run_id": run1, "source": f"runs:/{run1}/model",
         "artifact_digest": v1.artifact_digest, "metrics": v1.metrics, "datasets": v1.datasets,
     }
+    assert pii.is_reference(creator) and "carol" not in registered_v1.payload_json
     assert (registered_v1.subject_type, registered_v1.subject_id, registered_v1.actor_id) == (
         "model_version", f"{NAME}/1", "mlflow-sync")
     assert len(entries("model.version_registered")) == 3
     assert [(e.payload["version"], e.payload["level"]) for e in entries("model.version_classified")] == [
-        (1, "internal")]
+        (1, "internal")]  # the catalog's level through lineage; v2's "top" and v1's tags set nothing
 
 
 def test_resync_is_idempotent_and_pages_through_the_registry(
@@ -159,9 +179,9 @@ def test_resync_is_idempotent_and_pages_through_the_registry(
     ("change", "field"),
     [
         (lambda c: c.update_model_version(NAME, 1, description=MODEL_CARD + " Retrained on Q3 data."), "description"),
-        (lambda c: c.set_model_version_tag(NAME, 1, "artifact_digest", "sha256:rebuilt"), "artifact_digest"),
+        (lambda c: _rewrite_artifact(c, "w=0.99"), "artifact_digest"),
     ],
-    ids=["description", "artifact-digest-tag"],
+    ids=["description", "artifact-bytes"],
 )
 def test_changed_evidence_makes_pending_approvals_stale(
     mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
@@ -182,6 +202,33 @@ def test_changed_evidence_makes_pending_approvals_stale(
     assert after["approvals"] == {"approver": 0} and after["unmet_rules"] == ["2 more from approver"]
     assert len(entries("promotion.evidence_changed")) == 1
     assert request.state == State.PENDING
+
+
+def _rewrite_artifact(client: Any, text: str) -> None:
+    run_id = client.get_model_version(NAME, 1).run_id
+    uri = client.get_run(run_id).info.artifact_uri
+    (Path(uri.removeprefix("file://")) / "model" / "weights.txt").write_text(text)
+
+
+def test_an_artifact_digest_tag_changes_no_evidence_and_no_approval(
+    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    # given a pending request with one approval, bound to the digest computed from the artifact bytes
+    request = _staging_request_with_one_approval(mlflow_store, owner, infosec, envs, django_capture_on_commit_callbacks)
+    digest = version(1).artifact_digest
+    assert digest.startswith("sha256:")
+
+    # when someone who can tag the version in MLflow vouches for other bytes
+    mlflow_store.client.set_model_version_tag(NAME, 1, "artifact_digest", "sha256:attacker-chosen")
+    sync.registered_model_sync(NAME)
+
+    # then: the tag is mirrored as a tag, the digest and the evidence are untouched
+    assert version(1).artifact_digest == digest
+    [changed] = entries("model.version_changed", version=1)
+    assert set(changed.payload["changes"]) == {"tags"}
+    assert services.approval_status(request)["approvals"] == {"approver": 1}
+    assert entries("promotion.evidence_changed") == []
 
 
 def test_a_tag_outside_the_evidence_is_recorded_but_approvals_stand(
@@ -261,20 +308,19 @@ def test_model_changes_are_mirrored_and_recorded(
     sync.registry_reconcile()
     mlflow_store.client.update_registered_model(NAME, description="Card fraud scoring, v2 features")
     mlflow_store.client.set_registered_model_tag(NAME, "owner", "olga")
-    olga = user("olga", roles.MODEL_OWNER)
+    mlflow_store.client.set_registered_model_tag(NAME, "team", "risk")
+    user("olga", roles.MODEL_OWNER)
 
     assert sync.registry_reconcile().models_changed == 1
     model = RegisteredModel.objects.get(name=NAME)
-    assert (model.description, model.owner) == ("Card fraud scoring, v2 features", olga)
+    assert (model.description, model.owner) == ("Card fraud scoring, v2 features", None)
     [changed] = entries(sync.MODEL_CHANGED_EVENT)
-    assert changed.payload["changes"]["owner"] == {"from": "omar", "to": "olga"}
-    assert set(changed.payload["changes"]) == {"description", "tags", "owner"}
-
-    # A tag naming nobody this service knows leaves the owner as it is.
-    mlflow_store.client.set_registered_model_tag(NAME, "owner", "nobody-known")
-    sync.registry_reconcile()
-    assert RegisteredModel.objects.get(name=NAME).owner == olga
-    assert set(entries(sync.MODEL_CHANGED_EVENT)[-1].payload["changes"]) == {"tags"}
+    assert changed.payload["changes"] == {
+        "description": {"from": "", "to": "Card fraud scoring, v2 features"},
+        "tags": {"from": {}, "to": {"team": "risk"}},
+    }
+    assert pii.is_reference(changed.payload["personal_changes"])
+    assert "olga" not in changed.payload_json and "omar" not in changed.payload_json
 
 
 # --- aliases -----------------------------------------------------------------------------------------------

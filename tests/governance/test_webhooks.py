@@ -180,7 +180,8 @@ def test_an_alias_delivery_syncs_the_model_from_the_real_registry(
     [received] = entries("mlflow.webhook_received")
     assert (received.payload["alias"], received.payload["version"]) == ("staging", "1")
     # The hint was followed: the alias nobody approved is found out of band (staging does not revert).
-    assert [e.payload["details"]["alias"] for e in entries("compliance.violation")] == ["staging"]
+    assert [e.payload["details"]["alias"] for e in entries("compliance.violation", kind="out_of_band_alias")] == [
+        "staging"]
 
 
 def test_a_prompt_delivery_is_recorded_but_syncs_nothing(client: Client, syncs: list[str]) -> None:

@@ -1,0 +1,59 @@
+"""The model page's ownership hand-over form: InfoSec or the current owner, with a reason; nobody else."""
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from audit.models import Entry, PendingEntry
+from governance.models import RegisteredModel
+from tests.console.conftest import Crew, client_for, messages_of
+from tests.governance.factories import RegisteredModelFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _written() -> int:
+    return PendingEntry.objects.count() + Entry.objects.count()
+
+
+def test_infosec_hands_a_model_over_from_its_page(crew: Crew) -> None:
+    model = RegisteredModelFactory(name="fraud-detector", owner=None)
+    client = client_for(crew.infosec)
+    assert "Hand over ownership" in client.get(reverse("console-model", args=[model.pk])).content.decode()
+
+    response = client.post(reverse("console-model-owner", args=[model.pk]),
+                           {"owner": "olga", "reason": "model inventory"}, follow=True)
+
+    assert RegisteredModel.objects.get(pk=model.pk).owner == crew.owner
+    assert any("now owned by olga" in m for m in messages_of(response))
+
+
+@pytest.mark.parametrize(("who", "body"), [
+    ("approver", {"owner": "adam", "reason": "mine"}),  # sees every model, may not take one
+    ("infosec", {"owner": "nobody", "reason": "typo"}),
+    ("infosec", {"owner": "adam", "reason": ""}),
+])
+def test_taking_a_model_or_a_bad_hand_over_is_refused_and_writes_nothing(crew: Crew, who: str, body: dict) -> None:
+    model = RegisteredModelFactory(name="fraud-detector", owner=crew.owner)
+    before = _written()
+
+    response = client_for(getattr(crew, who)).post(reverse("console-model-owner", args=[model.pk]), body,
+                                                   follow=True)
+
+    assert response.status_code == 200 and messages_of(response)
+    assert RegisteredModel.objects.get(pk=model.pk).owner == crew.owner
+    assert _written() == before
+    if who == "approver":
+        assert "Hand over ownership" not in client_for(crew.approver).get(
+            reverse("console-model", args=[model.pk])).content.decode()
+
+
+def test_an_outsider_gets_a_404_and_nothing_changes(crew: Crew) -> None:
+    model = RegisteredModelFactory(name="fraud-detector", owner=crew.owner)
+    before = _written()
+
+    response = client_for(crew.outsider).post(reverse("console-model-owner", args=[model.pk]),
+                                              {"owner": "otto", "reason": "mine"})
+
+    assert response.status_code == 404
+    assert RegisteredModel.objects.get(pk=model.pk).owner == crew.owner and _written() == before

@@ -376,7 +376,7 @@ def test_the_service_binds_a_service_account_and_checks_visibility_in_one_query(
     from access.grants import service_account_create
 
     account = service_account_create(user=people.owner, name="serving")
-    grant(people.owner, account.user, res.model, "view_metadata")
+    grant(people.infosec, account.user, res.model, "view_metadata")
     events = [drift(source=..., version=1 + i % 2) for i in range(50)]
     with CaptureQueriesContext(connection) as ctx:
         runtime_events_record(actor=Actor.service("serving"), events=events, service_account=account)

@@ -66,7 +66,7 @@ def test_a_later_report_by_another_account_is_a_409_and_writes_nothing(
     assert token_for(["promotions:write"], account=pipeline).post(URL, {"run_id": v1.run_id},
                                                                    format="json").status_code == 200
     squatter = service_account_create(user=people.infosec, name="squatter")
-    grant(people.infosec, squatter.user, res.model, "view_metadata")
+    grant(people.infosec2, squatter.user, res.model, "view_metadata")
     client = token_for(["promotions:write"], account=squatter)
     before = _written()
 

@@ -16,7 +16,7 @@ from audit.ledger import Actor
 from governance import registry, services, sync
 from governance.models import ComplianceViolation, Environment, ModelVersion, PromotionRequest, RegisteredModel
 from tests.governance import mlflow_helpers
-from tests.governance.mlflow_helpers import MlflowStore, entries, ledger_size, user
+from tests.governance.mlflow_helpers import MlflowStore, catalogued, entries, ledger_size, user
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +42,8 @@ def infosec(envs: dict[str, Environment]) -> User:
 
 @pytest.fixture
 def model(mlflow_store: MlflowStore, owner: User) -> RegisteredModel:
-    """fraud-detector v1..v3 in MLflow, mirrored."""
+    """fraud-detector v1..v3 in MLflow, mirrored, trained on a catalogued internal dataset."""
+    catalogued()
     for auc in (90, 91, 92):
         run_id = mlflow_store.run(metrics={"auc": auc / 100})
         mlflow_store.register(NAME, run_id, tags={"data_classification": "internal"}, model_tags={"owner": "omar"})
@@ -73,12 +74,12 @@ def promote(capture: Capture, who: User, number: int, env: Environment, **kwargs
 
 def violations() -> list[tuple[str, int | None, int | None, bool]]:
     return [(v.details["alias"], v.details["found_version"], v.details["expected_version"], v.reverted)
-            for v in ComplianceViolation.objects.order_by("pk")]
+            for v in ComplianceViolation.objects.filter(kind="out_of_band_alias").order_by("pk")]
 
 
 def assert_quiet_reconcile() -> None:
     """A reconcile that finds nothing out of band writes nothing."""
-    size, count = ledger_size(), ComplianceViolation.objects.count()
+    size, count = ledger_size(), ComplianceViolation.objects.count()  # any kind: a quiet reconcile writes none
     report = sync.registry_reconcile()
     assert (report.violations, report.aliases_reverted, report.errors) == (0, 0, [])
     assert (ledger_size(), ComplianceViolation.objects.count()) == (size, count)
@@ -98,7 +99,7 @@ def test_out_of_band_production_candidate_alias_is_flagged_deleted_and_not_repea
 
     assert (report.violations, report.aliases_reverted) == (1, 1)
     assert mlflow_store.aliases(NAME) == {}  # production's default policy reverts: the alias is removed
-    violation = ComplianceViolation.objects.get()
+    violation = ComplianceViolation.objects.get(kind="out_of_band_alias")
     assert (violation.kind, violation.subject_type, violation.subject_id) == (
         "out_of_band_alias", "registered_model", NAME)
     assert violation.details == {"model": NAME, "alias": alias, "environment": "production",
@@ -305,7 +306,8 @@ def test_an_unmanaged_alias_in_an_environment_namespace_is_flagged_and_other_ali
 
     assert (report.violations, report.aliases_reverted) == (2, 1)
     assert violations() == [("dev-experiment", 3, None, False), ("production-blue", 2, None, True)]
-    assert [v.details["environment"] for v in ComplianceViolation.objects.order_by("pk")] == ["dev", "production"]
+    out_of_band = ComplianceViolation.objects.filter(kind="out_of_band_alias").order_by("pk")
+    assert [v.details["environment"] for v in out_of_band] == ["dev", "production"]
     assert "governance manages no such alias" in ComplianceViolation.objects.get(
         details__alias="production-blue").summary
     # production's policy removed its look-alike; dev's does not revert
@@ -321,4 +323,4 @@ def test_the_longest_environment_alias_owns_a_look_alike(
     mlflow_store.client.set_registered_model_alias(NAME, "production-eu-blue", "1")
 
     assert sync.registry_reconcile().violations == 1
-    assert ComplianceViolation.objects.get().details["environment"] == "production-eu"
+    assert ComplianceViolation.objects.get(kind="out_of_band_alias").details["environment"] == "production-eu"

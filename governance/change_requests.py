@@ -198,7 +198,9 @@ def _payload(request: GovernanceChangeRequest) -> dict[str, Any]:
 
 
 def _lock(request: GovernanceChangeRequest) -> GovernanceChangeRequest:
-    return GovernanceChangeRequest.objects.select_for_update().select_related(
+    # of=("self",): PostgreSQL cannot lock the nullable side of the outer join to ``model``; the
+    # environment's row is locked on its own by the services that change it.
+    return GovernanceChangeRequest.objects.select_for_update(of=("self",)).select_related(
         "environment", "model", "proposed_by").get(pk=request.pk)
 
 

@@ -4,8 +4,9 @@ Read-only, like the rest of the admin (see ``governance.admin_site``), and
 scoped by the same visibility selectors as the API. Grants, access requests,
 access reviews, service accounts and API tokens are created and decided in the
 console. The one thing done here is a role change, which the console has no
-page for: InfoSec only, never on oneself (nor one's own service accounts), with
-a reason, through the audited ``access.services.user_role_add/remove``.
+page for, through the audited ``access.services.user_role_add/remove``, which
+enforce the rules (InfoSec only, never on oneself nor one's own service accounts,
+with a reason).
 Account details (names, emails, passwords, flags) are not editable here.
 """
 from __future__ import annotations
@@ -22,12 +23,10 @@ from django.http import HttpRequest
 from access import selectors as access_selectors
 from access.errors import NotPermitted
 from access.models import AccessRequest, ApiToken, Grant, ReviewCampaign, ReviewItem, ServiceAccount
-from access.principals import same_person
 from access.roles import ROLES
 from access.services import ServiceError, user_role_add, user_role_remove
-from audit.ledger import Actor
 from governance.admin import _pretty, form_action
-from governance.admin_site import RawViewAdmin, RawViewMixin, is_infosec
+from governance.admin_site import RawViewAdmin, RawViewMixin
 
 
 class RoleReasonForm(forms.Form):
@@ -36,19 +35,15 @@ class RoleReasonForm(forms.Form):
 
 
 def role_change(*, actor_user: Any, target: User, role: str, add: bool, reason: str) -> bool:
-    """Give or take ``role`` from ``target`` for an admin action; the rules the admin adds to the service.
+    """Give or take ``role`` from ``target`` for an admin action, through the service that decides who may.
 
-    Only InfoSec changes roles here, and nobody changes their own (or their service accounts')
-    roles: a second InfoSec does. Raises ``NotPermitted`` (nothing written) otherwise; returns
-    what the service returns (False when there was nothing to change).
+    ``access.services.user_role_add/remove`` refuse anyone but InfoSec, a change on one's own
+    person, and a missing reason; a refusal comes back as ``NotPermitted`` (nothing written)
+    so the action shows it as a message. Returns False when there was nothing to change.
     """
-    if not is_infosec(actor_user):
-        raise NotPermitted("only InfoSec may change roles")
-    if same_person(actor_user, target):
-        raise NotPermitted("nobody changes their own roles; ask another InfoSec")
     service = user_role_add if add else user_role_remove
     try:
-        return service(actor=Actor.user(actor_user), user=target, role=role, reason=reason)
+        return service(user=actor_user, target=target, role=role, reason=reason)
     except ServiceError as exc:
         raise NotPermitted(str(exc)) from exc
 

@@ -3,10 +3,10 @@
 Read-only, like the rest of the admin (see ``governance.admin_site``), and
 scoped by the same visibility selectors as the API. Grants, access requests,
 access reviews, service accounts and API tokens are created and decided in the
-console. The one thing done here is a role change, which the console has no
-page for, through the audited ``access.services.user_role_add/remove``, which
-enforce the rules (InfoSec only, never on oneself nor one's own service accounts,
-with a reason).
+console. Two things the console has no page for are done here, each through the
+audited service that enforces its rules: role changes (``access.services.
+user_role_add/remove``) and closing an account (``access.accounts.user_account_close``);
+InfoSec only, never on oneself nor one's own service accounts, with a reason.
 Account details (names, emails, passwords, flags) are not editable here.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from access import selectors as access_selectors
+from access.accounts import user_account_close
 from access.errors import NotPermitted
 from access.models import AccessRequest, ApiToken, Grant, ReviewCampaign, ReviewItem, ServiceAccount
 from access.roles import ROLES
@@ -65,6 +66,26 @@ def _role_action(role: str, add: bool) -> Any:
 ROLE_ACTIONS = [_role_action(role, add) for role in ROLES for add in (True, False)]
 
 
+class CloseReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=500,
+                             help_text="Recorded in the ledger with the closure (a ticket, say).")
+
+
+@form_action(
+    description="Close account…",
+    label="Close account",
+    help_text="InfoSec only, never your own account. The account can no longer sign in and the retention "
+              "of its personal data starts now; the reason is recorded in the ledger.",
+    form_class=CloseReasonForm,
+)
+def close_account(request: HttpRequest, obj: User, data: dict[str, Any]) -> None:
+    # The service decides who may (InfoSec, not their own person) and raises GovernanceError otherwise.
+    user_account_close(user=request.user, account=obj, reason=data["reason"])  # type: ignore[arg-type]
+
+
+USER_ACTIONS = [*ROLE_ACTIONS, close_account]
+
+
 admin.site.unregister(User)
 admin.site.unregister(Group)
 
@@ -73,8 +94,8 @@ admin.site.unregister(Group)
 class AuditedUserAdmin(RawViewMixin, UserAdmin):  # type: ignore[type-arg]
     """Accounts and their roles, read-only; InfoSec changes roles with the role actions."""
 
-    actions = ROLE_ACTIONS
-    infosec_actions = tuple(action.__name__ for action in ROLE_ACTIONS)
+    actions = USER_ACTIONS
+    infosec_actions = tuple(action.__name__ for action in USER_ACTIONS)
     list_display = ("username", "is_active", "roles", "is_superuser", "last_login")
     list_filter = ("is_active", "is_superuser", "is_staff", "groups")
     # Usernames only: the admin is not a way to look people up by name or email.

@@ -45,6 +45,11 @@ def principal_label(principal: User | Group) -> str:
     return f"user:{principal.pk}"
 
 
+# The reason of every denial. The access API answers an unknown principal with it too, so it
+# must never name the principal (that would tell a known name from an unknown one).
+NO_GRANT = "no active grant of {permission} on {resource}"
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -117,7 +122,7 @@ def check(
     grant_id = _grant_id(principal, resource_type, resource.pk, permission, now) if active else None
     if grant_id is not None:
         return Decision(True, grant_id, f"allowed by grant #{grant_id}")
-    decision = Decision(False, None, f"no active grant of {permission} on {resource_label(resource)}")
+    decision = Decision(False, None, NO_GRANT.format(permission=permission, resource=resource_label(resource)))
     if record_denial:
         level = sensitivity(resource)
         if level is not None:

@@ -15,8 +15,10 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 
 from access.checks import principal_label
+from access.principals import same_person
+from access.roles import INFOSEC
 from audit.ledger import Actor, Subject, record
-from governance.errors import GovernanceError, InvalidState
+from governance.errors import GovernanceError, InvalidState, NotPermitted
 
 CLOSED_EVENT = "auth.account_closed"
 _REASON_MAX = 500
@@ -59,23 +61,22 @@ def account_closed_at(user: User) -> datetime | None:
     return _recorded_closure(user.pk)
 
 
-@transaction.atomic
-def user_account_close(*, actor: Actor, user: User, reason: str) -> User:
-    """Close a person's account: it can no longer sign in, and the retention of its personal data starts now.
-
-    Records ``auth.account_closed`` (the account as ``user:<id>`` and the reason; nothing
-    personal) in the same transaction. Who may close accounts is the caller's decision
-    (like ``access.services.user_role_add``: the admin and commands, for InfoSec).
-    Raises ``InvalidState`` for a service account's user (disable the service account
-    instead) and for an account already closed; ``GovernanceError`` for a bad reason.
-    An account deactivated without a recorded closure may be closed, which starts its clock.
-    """
+def _check_reason(reason: object) -> str:
     if not isinstance(reason, str) or not reason.strip():
         raise GovernanceError("a reason is required to close an account")
     reason = reason.strip()
     if len(reason) > _REASON_MAX or any(ord(c) < 0x20 and c not in "\n\t" for c in reason):
         raise GovernanceError(f"the reason must be at most {_REASON_MAX} characters without control characters")
-    locked = User.objects.select_for_update().get(pk=user.pk)
+    return reason
+
+
+def _close(*, actor: Actor, account: User, reason: str, locked_pks: list[int]) -> User:
+    # Rows locked in pk order (the account, and the acting person when one acts), so a
+    # closure and a concurrent role change or closure of the actor serialise.
+    rows = {u.pk: u for u in User.objects.select_for_update().filter(pk__in=sorted(locked_pks)).order_by("pk")}
+    locked = rows.get(account.pk)
+    if locked is None:
+        raise InvalidState("no such account")
     if _service_account_disabled_at(locked)[0]:
         raise InvalidState(f"{principal_label(locked)} is a service account's user: disable the service account")
     if not locked.is_active and _recorded_closure(locked.pk) is not None:
@@ -84,5 +85,41 @@ def user_account_close(*, actor: Actor, user: User, reason: str) -> User:
     locked.save(update_fields=["is_active"])
     record(event_type=CLOSED_EVENT, actor=actor, subject=Subject("user", str(locked.pk)),
            payload={"account": principal_label(locked), "reason": reason})
-    user.is_active = False
+    account.is_active = False
     return locked
+
+
+@transaction.atomic
+def user_account_close(*, user: User, account: User, reason: str) -> User:
+    """``user`` (active InfoSec) closes ``account``: it can no longer sign in, and the retention of its
+    personal data starts now.
+
+    Records ``auth.account_closed`` (the account as ``user:<id>`` and the reason; nothing
+    personal) in the same transaction. Raises ``NotPermitted`` unless ``user`` is active
+    InfoSec (read from the database, not a cached role) and ``account`` is not their own
+    person (``access.principals.same_person``): a second InfoSec closes an InfoSec's account.
+    Raises ``InvalidState`` for a service account's user (disable the service account
+    instead) and for an account already closed; ``GovernanceError`` for a bad reason.
+    An account deactivated without a recorded closure may be closed, which starts its clock.
+    Nothing is written when it raises.
+    """
+    reason = _check_reason(reason)
+    User.objects.select_for_update().filter(pk__in=sorted({user.pk, account.pk})).order_by("pk").exists()
+    fresh = User.objects.filter(pk=user.pk, is_active=True).first()
+    if fresh is None or not fresh.groups.filter(name=INFOSEC).exists():
+        raise NotPermitted("only InfoSec may close accounts")
+    if same_person(user, account):
+        raise NotPermitted("nobody closes their own account; ask another InfoSec")
+    return _close(actor=Actor.user(user), account=account, reason=reason, locked_pks=[user.pk, account.pk])
+
+
+@transaction.atomic
+def user_account_close_by_system(*, component: str, account: User, reason: str) -> User:
+    """Close ``account`` for code acting for nobody (an offboarding feed, ``close_account`` without
+    ``--actor``), recorded as ``system:<component>``; the same refusals as ``user_account_close``
+    except the InfoSec check. Never call it on behalf of a person.
+    """
+    if not isinstance(component, str) or not component.strip():
+        raise GovernanceError("a system component name is required")
+    reason = _check_reason(reason)
+    return _close(actor=Actor.system(component.strip()), account=account, reason=reason, locked_pks=[account.pk])

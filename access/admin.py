@@ -3,9 +3,10 @@
 Read-only, like the rest of the admin (see ``governance.admin_site``), and
 scoped by the same visibility selectors as the API. Grants, access requests,
 access reviews, service accounts and API tokens are created and decided in the
-console. The one thing done here is a role change, which the console has no
-page for: InfoSec only, never on oneself (nor one's own service accounts), with
-a reason, through the audited ``access.services.user_role_add/remove``.
+console. Two things the console has no page for are done here, each through the
+audited service that enforces its rules: role changes (``access.services.
+user_role_add/remove``) and closing an account (``access.accounts.user_account_close``);
+InfoSec only, never on oneself nor one's own service accounts, with a reason.
 Account details (names, emails, passwords, flags) are not editable here.
 """
 from __future__ import annotations
@@ -20,14 +21,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from access import selectors as access_selectors
+from access.accounts import user_account_close
 from access.errors import NotPermitted
 from access.models import AccessRequest, ApiToken, Grant, ReviewCampaign, ReviewItem, ServiceAccount
-from access.principals import same_person
 from access.roles import ROLES
 from access.services import ServiceError, user_role_add, user_role_remove
-from audit.ledger import Actor
 from governance.admin import _pretty, form_action
-from governance.admin_site import RawViewAdmin, RawViewMixin, is_infosec
+from governance.admin_site import RawViewAdmin, RawViewMixin
 
 
 class RoleReasonForm(forms.Form):
@@ -36,19 +36,15 @@ class RoleReasonForm(forms.Form):
 
 
 def role_change(*, actor_user: Any, target: User, role: str, add: bool, reason: str) -> bool:
-    """Give or take ``role`` from ``target`` for an admin action; the rules the admin adds to the service.
+    """Give or take ``role`` from ``target`` for an admin action, through the service that decides who may.
 
-    Only InfoSec changes roles here, and nobody changes their own (or their service accounts')
-    roles: a second InfoSec does. Raises ``NotPermitted`` (nothing written) otherwise; returns
-    what the service returns (False when there was nothing to change).
+    ``access.services.user_role_add/remove`` refuse anyone but InfoSec, a change on one's own
+    person, and a missing reason; a refusal comes back as ``NotPermitted`` (nothing written)
+    so the action shows it as a message. Returns False when there was nothing to change.
     """
-    if not is_infosec(actor_user):
-        raise NotPermitted("only InfoSec may change roles")
-    if same_person(actor_user, target):
-        raise NotPermitted("nobody changes their own roles; ask another InfoSec")
     service = user_role_add if add else user_role_remove
     try:
-        return service(actor=Actor.user(actor_user), user=target, role=role, reason=reason)
+        return service(user=actor_user, target=target, role=role, reason=reason)
     except ServiceError as exc:
         raise NotPermitted(str(exc)) from exc
 
@@ -70,6 +66,26 @@ def _role_action(role: str, add: bool) -> Any:
 ROLE_ACTIONS = [_role_action(role, add) for role in ROLES for add in (True, False)]
 
 
+class CloseReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=500,
+                             help_text="Recorded in the ledger with the closure (a ticket, say).")
+
+
+@form_action(
+    description="Close account…",
+    label="Close account",
+    help_text="InfoSec only, never your own account. The account can no longer sign in and the retention "
+              "of its personal data starts now; the reason is recorded in the ledger.",
+    form_class=CloseReasonForm,
+)
+def close_account(request: HttpRequest, obj: User, data: dict[str, Any]) -> None:
+    # The service decides who may (InfoSec, not their own person) and raises GovernanceError otherwise.
+    user_account_close(user=request.user, account=obj, reason=data["reason"])  # type: ignore[arg-type]
+
+
+USER_ACTIONS = [*ROLE_ACTIONS, close_account]
+
+
 admin.site.unregister(User)
 admin.site.unregister(Group)
 
@@ -78,8 +94,8 @@ admin.site.unregister(Group)
 class AuditedUserAdmin(RawViewMixin, UserAdmin):  # type: ignore[type-arg]
     """Accounts and their roles, read-only; InfoSec changes roles with the role actions."""
 
-    actions = ROLE_ACTIONS
-    infosec_actions = tuple(action.__name__ for action in ROLE_ACTIONS)
+    actions = USER_ACTIONS
+    infosec_actions = tuple(action.__name__ for action in USER_ACTIONS)
     list_display = ("username", "is_active", "roles", "is_superuser", "last_login")
     list_filter = ("is_active", "is_superuser", "is_staff", "groups")
     # Usernames only: the admin is not a way to look people up by name or email.

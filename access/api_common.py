@@ -3,13 +3,17 @@
 A principal is written ``user:<username>``, ``service:<name>`` or ``group:<name>``; a
 resource ``dataset:<name>``, ``registered_model:<name>`` or ``environment:<name>``.
 A reference that names nothing the caller may see is a 400 on the field that holds it,
-worded exactly like one that names nothing at all, so names cannot be probed. In a
+worded exactly like one that names nothing at all, so names cannot be probed. A
+principal is resolved only after the caller was found allowed to act on the resource
+(``resolve_principal`` with ``visible``), and the access check answers an unknown or
+invisible principal as "not allowed" (``find_visible_principal``). In a
 list filter it is not an error at all: ``principal_filter`` and ``resource_filter``
 match by name inside the caller's visible rows, so an unknown, an invisible and a
 visible-but-unused name all answer the same empty page (only the syntax is a 400).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import Group, User
@@ -20,7 +24,9 @@ from rest_framework.response import Response
 
 from access.grants import Resource
 from access.models import ServiceAccount
-from access.selectors import resource_queryset
+from access.principals import account_ids
+from access.roles import AUDITOR, DATA_STEWARD, INFOSEC, role_names
+from access.selectors import grants_visible_to, resource_queryset
 from governance.api.pagination import StandardPagination
 
 PRINCIPAL_KINDS = ("user", "service", "group")
@@ -64,20 +70,72 @@ def field_error(field: str, message: str) -> serializers.ValidationError:
     return serializers.ValidationError({field: [message]})
 
 
-def resolve_principal(ref: tuple[str, str], *, field: str = "principal") -> User | Group:
-    """The user, service account's user or group a reference names (one query); 400 when none."""
+def _find_principal(ref: tuple[str, str]) -> User | Group | None:
     kind, name = ref
-    found: User | Group | None
     if kind == "user":
-        found = User.objects.filter(username=name).first()
-    elif kind == "service":
+        return User.objects.filter(username=name).first()
+    if kind == "service":
         account = ServiceAccount.objects.select_related("user").filter(name=name).first()
-        found = account.user if account is not None else None
-    else:
-        found = Group.objects.filter(name=name).first()
-    if found is None:
-        raise field_error(field, f"no {kind} named {name!r}")
+        return account.user if account is not None else None
+    return Group.objects.filter(name=name).first()
+
+
+def principal_visible_to(principal: User | Group, viewer: User | None) -> bool:
+    """Whether ``viewer`` may learn that ``principal`` exists and ask about it.
+
+    A token (``viewer`` None, scope ``access:check``) and InfoSec, auditors and data
+    stewards see every principal; anyone else sees themselves and their service accounts
+    (``access.principals.account_ids``), the groups they belong to, and the principals of
+    the grants they may see (``grants_visible_to``): a user who holds one (or whose group
+    does), a group that holds one.
+    """
+    if viewer is None:
+        return True
+    if not viewer.is_active:
+        return False
+    if role_names(viewer) & {INFOSEC, AUDITOR, DATA_STEWARD}:
+        return True
+    visible = grants_visible_to(viewer)
+    if isinstance(principal, Group):
+        return viewer.groups.filter(pk=principal.pk).exists() or visible.filter(group=principal).exists()
+    if principal.pk in account_ids(viewer):
+        return True
+    return visible.filter(Q(user=principal) | Q(group__in=principal.groups.all())).exists()
+
+
+def principal_grantable_by(principal: User | Group, granter: User) -> bool:
+    """Whether ``granter`` (who may grant on the resource already: InfoSec or its owner) may name ``principal``.
+
+    InfoSec names any principal (the service then says what is wrong with it); an owner
+    names active accounts, enabled service accounts and groups. A closed account or a
+    disabled service account is, for an owner, a name that does not exist.
+    """
+    if INFOSEC in role_names(granter):
+        return True
+    if isinstance(principal, Group):
+        return True
+    if not principal.is_active:
+        return False
+    return not ServiceAccount.objects.filter(user=principal, disabled_at__isnull=False).exists()
+
+
+def resolve_principal(
+    ref: tuple[str, str], *, field: str = "principal", visible: Callable[[User | Group], bool] | None = None,
+) -> User | Group:
+    """The user, service account's user or group a reference names; a 400 on ``field`` when none does
+    or when ``visible`` says the caller may not see it, worded the same for both (nothing to probe)."""
+    kind, name = ref
+    found = _find_principal(ref)
+    if found is None or (visible is not None and not visible(found)):
+        raise field_error(field, f"no {kind} named {name!r} that you may name here")
     return found
+
+
+def find_visible_principal(ref: tuple[str, str], *, viewer: User | None) -> User | Group | None:
+    """The principal ``ref`` names if ``viewer`` may see it (``principal_visible_to``), else None: the
+    caller answers an unknown and an invisible principal alike."""
+    found = _find_principal(ref)
+    return found if found is not None and principal_visible_to(found, viewer) else None
 
 
 def principal_filter(ref: tuple[str, str], prefix: str = "") -> Q:

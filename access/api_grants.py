@@ -26,17 +26,20 @@ from access.api_common import (
     PrincipalField,
     ResourceField,
     field_error,
+    find_visible_principal,
     page,
     paginate,
     principal_filter,
+    principal_grantable_by,
     principal_ref,
     resolve_principal,
     resolve_resource,
     resource_filter,
     responses,
 )
-from access.checks import check, resource_type_of
+from access.checks import NO_GRANT, check, resource_label, resource_type_of
 from access.classification import LEVELS
+from access.errors import NotPermitted
 from access.models import PERMISSIONS, RESOURCE_PERMISSIONS, AccessRequest, Grant, ReviewCampaign, ReviewItem
 from access.selectors import (
     access_requests_visible_to,
@@ -100,6 +103,18 @@ def grant_rows(grants: list[Grant]) -> list[dict[str, Any]]:
 
 def _visible_grant(request: Request, grant_id: int) -> Grant:
     return get_object_or_404(grants_visible_to(request.user).select_related(*_GRANT_RELATED), pk=grant_id)
+
+
+def _require_may_grant(user: User, resource: Any) -> None:
+    """The direct-grant rule of ``access.grants.grant_create`` (InfoSec, or the owner of a resource that
+    needs no InfoSec approval), with its message; raised before any principal is resolved."""
+    if svc.is_infosec(user):
+        return
+    owner_id = svc.resource_owner_id(resource)
+    if owner_id is not None and owner_id == user.pk and not svc.needs_infosec(resource):
+        return
+    raise NotPermitted(f"only InfoSec may grant access to {resource_label(resource)}" if svc.needs_infosec(resource)
+                       else f"only InfoSec or the owner of {resource_label(resource)} may grant access to it")
 
 
 def _status_filter(rows: QuerySet[Grant], wanted: str) -> QuerySet[Grant]:
@@ -180,8 +195,12 @@ class GrantListApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
-        principal = resolve_principal(data["principal"])
         resource = resolve_resource(data["resource"], viewer=request.user)
+        # Who may grant on the resource is settled before the principal is looked up: a caller who
+        # may not grant there learns nothing about which names exist (the service checks it again).
+        _require_may_grant(request.user, resource)
+        principal = resolve_principal(data["principal"],
+                                      visible=lambda found: principal_grantable_by(found, request.user))
         created = svc.grant_create(granted_by=request.user, principal=principal, resource=resource,
                                    permission=data["permission"], expires_at=data["expires_at"],
                                    justification=data["justification"])
@@ -562,9 +581,11 @@ class ReviewItemDecideApi(APIView):
 class AccessCheckApi(APIView):
     """Allowed or not, and why. For serving platforms and pipelines (scope ``access:check``).
 
-    An unknown principal or resource is a 400 (a caller's mistake, not a denial); a
-    permission that does not apply to the resource type too. Signed-in people may ask
-    about resources they can see (all of them for InfoSec, auditors and stewards).
+    An unknown resource (or one the caller may not see) is a 400, and so is a permission
+    that does not apply to the resource type. An unknown principal, or one a person may not
+    see (``principal_visible_to``), is answered "not allowed" exactly like a principal
+    without a grant. Signed-in people may ask about resources and principals they can see
+    (all of them for InfoSec, auditors and stewards).
     """
 
     required_scope = "access:check"
@@ -604,8 +625,7 @@ class AccessCheckApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
-        principal = resolve_principal(data["principal"])
-        # A token with access:check answers for any resource; a person for the ones they may see.
+        # A token with access:check answers for any resource and principal; a person for the ones they may see.
         viewer = None if token_of(request) is not None else request.user
         resource = resolve_resource(data["resource"], viewer=viewer)
         resource_type = resource_type_of(resource)
@@ -613,6 +633,13 @@ class AccessCheckApi(APIView):
             raise field_error("permission", f"{data['permission']!r} does not apply to a "
                               f"{resource_type.replace('_', ' ')}; use one of "
                               + ", ".join(RESOURCE_PERMISSIONS[resource_type]))
+        principal = find_visible_principal(data["principal"], viewer=viewer)
+        if principal is None:
+            # Unknown or invisible: the answer of a principal without a grant, word for word, and no
+            # ledger entry (there is nobody to record), so the answer cannot tell which names exist.
+            return Response({"allowed": False, "reason": NO_GRANT.format(permission=data["permission"],
+                                                                          resource=resource_label(resource)),
+                             "grant_id": None, "level": svc.resource_level(resource), "expires_at": None})
         decision = check(principal, data["permission"], resource)
         expires_at = (Grant.objects.filter(pk=decision.grant_id).values_list("expires_at", flat=True).first()
                       if decision.grant_id is not None else None)

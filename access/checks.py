@@ -45,6 +45,11 @@ def principal_label(principal: User | Group) -> str:
     return f"user:{principal.pk}"
 
 
+# The reason of every denial. The access API answers an unknown principal with it too, so it
+# must never name the principal (that would tell a known name from an unknown one).
+NO_GRANT = "no active grant of {permission} on {resource}"
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -117,7 +122,7 @@ def check(
     grant_id = _grant_id(principal, resource_type, resource.pk, permission, now) if active else None
     if grant_id is not None:
         return Decision(True, grant_id, f"allowed by grant #{grant_id}")
-    decision = Decision(False, None, f"no active grant of {permission} on {resource_label(resource)}")
+    decision = Decision(False, None, NO_GRANT.format(permission=permission, resource=resource_label(resource)))
     if record_denial:
         level = sensitivity(resource)
         if level is not None:
@@ -130,7 +135,27 @@ def _interval() -> timedelta:
 
 
 def _record_denial(principal: User | Group, permission: str, resource: Model, level: str) -> None:
+    label = resource_label(resource)
+    denial_record(
+        principal=principal_label(principal),
+        actor=Actor.user(principal) if isinstance(principal, User) else Actor.system("access-check"),
+        resource_type=resource_type_of(resource), resource_id=resource.pk, window_resource=label,
+        entry_subject=Subject(resource_type_of(resource), resource.name),  # type: ignore[attr-defined]
+        entry_resource=label, permission=permission, level=level,
+    )
+
+
+def denial_record(
+    *, principal: str, actor: Actor, resource_type: str, resource_id: int, window_resource: str,
+    entry_subject: Subject, entry_resource: str, permission: str, level: str | None,
+) -> None:
     """Write ``access.check_denied`` for the first denial of an interval; count the repeats.
+
+    The interval's window is keyed by ``principal`` (``user:<id>``, ``group:<name>``, never a
+    name), ``resource_type``/``resource_id`` and ``permission``; ``window_resource`` (``type:name``)
+    is the resource its summary names, ``entry_subject``/``entry_resource`` what the first
+    entry names (a caller may key a window more coarsely than one object, as refused reveals
+    of personal data do: one window per person over the whole ledger).
 
     A repeat within the interval is a single UPDATE of its ``DenialWindow`` and touches no
     ledger table, so a client polling a denied resource costs one cheap statement per poll.
@@ -139,8 +164,8 @@ def _record_denial(principal: User | Group, permission: str, resource: Model, le
     and a closed window is summarised (``access.check_denials_summarised``) before reuse.
     """
     now = timezone.now()
-    key = {"principal": principal_label(principal), "resource_type": resource_type_of(resource),
-           "resource_id": resource.pk, "permission": permission}
+    key = {"principal": principal, "resource_type": resource_type, "resource_id": resource_id,
+           "permission": permission}
     if DenialWindow.objects.filter(**key, first_at__gt=now - _interval()).update(
             count=F("count") + 1, last_at=now):
         return
@@ -153,21 +178,20 @@ def _record_denial(principal: User | Group, permission: str, resource: Model, le
             _summarise(window)
             window.first_at = window.last_at = now
             window.count = 1
-            window.resource = resource_label(resource)
+            window.resource = window_resource
             window.save(update_fields=["first_at", "last_at", "count", "resource"])
         else:
             try:
                 with transaction.atomic():
-                    DenialWindow.objects.create(**key, resource=resource_label(resource), first_at=now, last_at=now)
+                    DenialWindow.objects.create(**key, resource=window_resource, first_at=now, last_at=now)
             except IntegrityError:  # a concurrent first denial opened the window and wrote the entry
                 DenialWindow.objects.filter(**key).update(count=F("count") + 1, last_at=now)
                 return
         record(
             event_type="access.check_denied",
-            actor=Actor.user(principal) if isinstance(principal, User) else Actor.system("access-check"),
-            subject=Subject(resource_type_of(resource), resource.name),  # type: ignore[attr-defined]
-            payload={"principal": principal_label(principal), "resource": resource_label(resource),
-                     "permission": permission, "level": level},
+            actor=actor,
+            subject=entry_subject,
+            payload={"principal": principal, "resource": entry_resource, "permission": permission, "level": level},
         )
 
 

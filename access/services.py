@@ -1,18 +1,34 @@
-"""Services for roles (Django groups). Each writes its ledger entry in its own transaction."""
+"""Services for roles (Django groups). Each writes its ledger entry in its own transaction.
+
+Who may change roles is decided here, so the admin, commands and any later caller
+inherit it: a person changes roles only as active InfoSec, never on themselves (nor
+on a service account they own: ``access.principals.same_person``), and with a reason.
+The ``infosec`` and ``break-glass`` roles are a person's: they are never given to a
+service account's user. Code that acts for nobody (the demo seed, provisioning) uses
+``user_role_add_by_system`` / ``user_role_remove_by_system``, recorded as a system actor.
+"""
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, Group, User
 from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
-from access.roles import ROLES
+from access.errors import NotPermitted
+from access.principals import same_person
+from access.roles import BREAK_GLASS, INFOSEC, ROLES
 from audit.ledger import Actor, Subject, record
 
 
 class ServiceError(ValueError):
     """A request that cannot be carried out as asked; the message says why."""
+
+
+# Roles that carry authority over everyone else's access: only people hold them, so a bot
+# cannot be made into an InfoSec officer or a break-glass holder by whoever owns it.
+SENSITIVE_ROLES = frozenset({INFOSEC, BREAK_GLASS})
+_REASON_MAX = 2000
 
 
 def _role(role: str) -> Group:
@@ -21,35 +37,121 @@ def _role(role: str) -> Group:
     return Group.objects.get(name=role)
 
 
-def _lock_user(user: AbstractBaseUser) -> None:
-    # Serialise role changes of one user, so two concurrent adds record one entry.
-    type(user)._default_manager.select_for_update().filter(pk=user.pk).exists()
+def _lock_users(*users: AbstractBaseUser) -> None:
+    # Serialise role changes of one user (two concurrent adds record one entry) and, when a
+    # person acts, their own row too: a concurrent removal of the actor's InfoSec role is
+    # then either seen by the check below or waits for this change. Locked in pk order.
+    pks = sorted({int(u.pk) for u in users})
+    list(User.objects.select_for_update().filter(pk__in=pks).order_by("pk").values_list("pk", flat=True))
 
 
-@transaction.atomic
-def user_role_add(*, actor: Actor, user: AbstractBaseUser, role: str, reason: str = "") -> bool:
-    """Give ``user`` the role. Returns False (and records nothing) if they already have it."""
-    group = _role(role)
-    _lock_user(user)
-    if user.groups.filter(pk=group.pk).exists():  # type: ignore[attr-defined]
+def _clean_reason(reason: object, *, required: bool) -> str:
+    if reason is None:
+        reason = ""
+    if not isinstance(reason, str):
+        raise ServiceError("the reason must be text")
+    reason = reason.strip()
+    if required and not reason:
+        raise ServiceError("a reason is required to change a role")
+    if len(reason) > _REASON_MAX or any(ord(c) < 0x20 and c not in "\n\t" for c in reason):
+        raise ServiceError(f"the reason must be at most {_REASON_MAX} characters without control characters")
+    return reason
+
+
+def _is_service_account_user(target: AbstractBaseUser) -> bool:
+    try:
+        target.service_account  # type: ignore[attr-defined]  # noqa: B018
+    except ObjectDoesNotExist:
         return False
-    user.groups.add(group)  # type: ignore[attr-defined]
+    return True
+
+
+def _authorise(*, user: User, target: AbstractBaseUser) -> None:
+    """Refuse (``NotPermitted``) unless ``user`` is active InfoSec acting on someone else.
+
+    Reads the actor's roles from the database (under the lock taken by the caller), not a
+    cached ``role_names``: a role removed a moment ago counts at once.
+    """
+    fresh = User.objects.filter(pk=user.pk, is_active=True).first()
+    if fresh is None or not fresh.groups.filter(name=INFOSEC).exists():
+        raise NotPermitted("only InfoSec may change roles")
+    if same_person(user, target):
+        raise NotPermitted("nobody changes their own roles (nor their service accounts'); ask another InfoSec")
+
+
+def _change(*, actor: Actor, target: AbstractBaseUser, role: str, add: bool, reason: str) -> bool:
+    group = _role(role)
+    if add and role in SENSITIVE_ROLES and _is_service_account_user(target):
+        raise NotPermitted(f"the {role} role is a person's: it is never given to a service account")
+    if add and not User.objects.filter(pk=target.pk, is_active=True).exists():
+        raise ServiceError("the account is closed or inactive: it is given no role")
+    members = target.groups  # type: ignore[attr-defined]
+    if members.filter(pk=group.pk).exists() == add:
+        return False
+    if add:
+        members.add(group)
+    else:
+        members.remove(group)
     payload = {"role": role, **({"reason": reason} if reason else {})}
-    record(event_type="auth.role_added", actor=actor, subject=Subject("user", str(user.pk)), payload=payload)
+    record(event_type="auth.role_added" if add else "auth.role_removed", actor=actor,
+           subject=Subject("user", str(target.pk)), payload=payload)
     return True
 
 
 @transaction.atomic
-def user_role_remove(*, actor: Actor, user: AbstractBaseUser, role: str, reason: str = "") -> bool:
-    """Take the role from ``user``. Returns False (and records nothing) if they did not have it."""
-    group = _role(role)
-    _lock_user(user)
-    if not user.groups.filter(pk=group.pk).exists():  # type: ignore[attr-defined]
-        return False
-    user.groups.remove(group)  # type: ignore[attr-defined]
-    payload = {"role": role, **({"reason": reason} if reason else {})}
-    record(event_type="auth.role_removed", actor=actor, subject=Subject("user", str(user.pk)), payload=payload)
-    return True
+def user_role_add(*, user: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
+    """``user`` (active InfoSec) gives ``target`` the role, with a reason recorded in ``auth.role_added``.
+
+    Refuses with ``NotPermitted`` (nothing written) anyone but active InfoSec, a change on the
+    actor's own person (their account or a service account they own), and ``infosec`` /
+    ``break-glass`` for a service account's user; ``ServiceError`` for an unknown role, a missing
+    or bad reason, or an inactive target. Returns False (and records nothing) if ``target``
+    already has the role.
+    """
+    reason = _clean_reason(reason, required=True)
+    _lock_users(user, target)
+    _authorise(user=user, target=target)
+    return _change(actor=Actor.user(user), target=target, role=role, add=True, reason=reason)
+
+
+@transaction.atomic
+def user_role_remove(*, user: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
+    """``user`` (active InfoSec) takes the role from ``target``; the same rules as ``user_role_add``.
+
+    Returns False (and records nothing) if ``target`` did not have it.
+    """
+    reason = _clean_reason(reason, required=True)
+    _lock_users(user, target)
+    _authorise(user=user, target=target)
+    return _change(actor=Actor.user(user), target=target, role=role, add=False, reason=reason)
+
+
+def _system_actor(component: str) -> Actor:
+    if not isinstance(component, str) or not component.strip():
+        raise ServiceError("a system component name is required")
+    return Actor.system(component.strip())
+
+
+@transaction.atomic
+def user_role_add_by_system(*, component: str, target: AbstractBaseUser, role: str, reason: str = "") -> bool:
+    """Give ``target`` the role for code acting for nobody (the demo seed, provisioning scripts).
+
+    Recorded with actor ``system:<component>``; never call it on behalf of a person (use
+    ``user_role_add``). The sensitive roles still go to people only.
+    """
+    actor = _system_actor(component)
+    reason = _clean_reason(reason, required=False)
+    _lock_users(target)
+    return _change(actor=actor, target=target, role=role, add=True, reason=reason)
+
+
+@transaction.atomic
+def user_role_remove_by_system(*, component: str, target: AbstractBaseUser, role: str, reason: str = "") -> bool:
+    """Take the role from ``target`` for code acting for nobody; see ``user_role_add_by_system``."""
+    actor = _system_actor(component)
+    reason = _clean_reason(reason, required=False)
+    _lock_users(target)
+    return _change(actor=actor, target=target, role=role, add=False, reason=reason)
 
 
 _FULL_NAME_MAX = 300

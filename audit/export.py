@@ -41,7 +41,7 @@ from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from access.roles import AUDITOR, INFOSEC
+from access.roles import AUDITOR, INFOSEC, role_names
 from audit import offline_verify
 from audit.canonical import ZERO_HASH, body_bytes, format_timestamp, leaf_hash, parse_timestamp
 from audit.event_types import registry
@@ -91,12 +91,14 @@ class ExportNotPermitted(ExportError):
 
 
 def has_role(user: object, roles: tuple[str, ...]) -> bool:
+    """Whether ``user`` is an active account holding one of ``roles``.
+
+    By role only: ``is_superuser`` and ``is_staff`` grant nothing here (the operator who ran
+    createsuperuser is no side door into the ledger, its exports or the key commands).
+    """
     if not getattr(user, "is_active", False) or not getattr(user, "is_authenticated", False):
         return False
-    if getattr(user, "is_superuser", False):
-        return True
-    groups = getattr(user, "groups", None)
-    return groups is not None and bool(groups.filter(name__in=roles).exists())
+    return bool(role_names(user) & set(roles))  # type: ignore[arg-type]
 
 
 def may_export(user: object) -> bool:

@@ -375,9 +375,11 @@ def reveal(*, user: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
     """The payload of entry ``seq`` with its personal values decrypted. InfoSec only; audited.
 
     The reveal is recorded (``privacy.pii_revealed``) in the same transaction that reads
-    the values. A refusal raises ``PiiAccessDenied`` after recording ``access.check_denied``
-    in its own transaction (best effort: an enclosing transaction that rolls back takes it
-    back too). Values of an erased data subject come back as "[erased]".
+    the values. A refusal raises ``PiiAccessDenied`` after counting the denial
+    (``access.checks.denial_record``): the first refusal of a person in an interval writes
+    ``access.check_denied``, the repeats (any entry) only a counter, summarised as
+    ``access.check_denials_summarised`` when the interval closes. Best effort: an enclosing
+    transaction that rolls back takes it back too. Values of an erased data subject come back as "[erased]".
     """
     reason = _text(reason, "reason")
     if isinstance(seq, bool) or not isinstance(seq, int):
@@ -388,20 +390,22 @@ def reveal(*, user: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
     return _reveal(user=user, seq=seq, reason=reason)
 
 
+# Refused reveals are counted per person over the whole ledger (not per entry): polling, or walking
+# the ledger entry by entry, costs one access.check_denied per interval and one summary with the count.
+REVEAL_WINDOW_RESOURCE = "ledger:personal_data"
+
+
 def _record_denied(user: AbstractBaseUser, seq: int) -> None:
+    from access.checks import denial_record  # access.checks records through audit.ledger, which loads this module
+
     pk = getattr(user, "pk", None)
-    with transaction.atomic():
-        record(
-            event_type="access.check_denied",
-            actor=Actor.user(user) if pk is not None else Actor.system("anonymous"),
-            subject=Subject("ledger_entry", str(seq)),
-            payload={
-                "principal": f"user:{pk}" if pk is not None else "anonymous",
-                "resource": f"ledger_entry:{seq}",
-                "permission": REVEAL_PERMISSION,
-                "level": None,
-            },
-        )
+    denial_record(
+        principal=f"user:{pk}" if pk is not None else "anonymous",
+        actor=Actor.user(user) if pk is not None else Actor.system("anonymous"),
+        resource_type="ledger", resource_id=0, window_resource=REVEAL_WINDOW_RESOURCE,
+        entry_subject=Subject("ledger_entry", str(seq)), entry_resource=f"ledger_entry:{seq}",
+        permission=REVEAL_PERMISSION, level=None,
+    )
 
 
 @transaction.atomic

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from access.roles import AUDITOR
+from access.roles import AUDITOR, INFOSEC
 from access.services import user_role_add
 from audit import ledger
 from audit.canonical import ZERO_HASH
@@ -292,13 +292,13 @@ def test_concurrent_first_checkpoints_both_succeed() -> None:
 
 def test_concurrent_adds_of_one_role_record_one_entry() -> None:
     # given: admin A has given the role and not committed yet; admin B gives the same role
-    admin_a, admin_b, user = UserFactory(), UserFactory(), UserFactory()
+    admin_a, admin_b, user = UserFactory(roles=[INFOSEC]), UserFactory(roles=[INFOSEC]), UserFactory()
     added, release = threading.Event(), threading.Event()
     b_pid: list[int] = []
 
     def add_a() -> bool:
         with transaction.atomic():
-            changed = user_role_add(actor=ledger.Actor.user(admin_a), user=user, role=AUDITOR)
+            changed = user_role_add(user=admin_a, target=user, role=AUDITOR, reason="SEC-1")
             added.set()
             assert release.wait(10)
         return changed
@@ -306,7 +306,7 @@ def test_concurrent_adds_of_one_role_record_one_entry() -> None:
     def add_b() -> bool:
         b_pid.append(backend_pid())
         assert added.wait(10)
-        return user_role_add(actor=ledger.Actor.user(admin_b), user=user, role=AUDITOR)
+        return user_role_add(user=admin_b, target=user, role=AUDITOR, reason="SEC-1")
 
     a, b = Worker(add_a), Worker(add_b)
     a.start()

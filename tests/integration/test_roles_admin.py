@@ -7,10 +7,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from access.roles import AUDITOR, INFOSEC, MODEL_OWNER
-from access.services import ServiceError, user_role_add, user_role_remove
+from access.services import ServiceError, user_role_add, user_role_add_by_system, user_role_remove
 from audit import ledger
 from audit.checkpoints import checkpoint_create
-from audit.ledger import Actor
 from audit.models import Entry, PendingEntry
 from tests.factories import SuperuserFactory, UserFactory
 from tests.integration.helpers import fill
@@ -22,9 +21,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_role_add_records_who_gave_which_role_to_whom() -> None:
-    admin, user = UserFactory(), UserFactory()
+    admin, user = UserFactory(roles=[INFOSEC]), UserFactory()
 
-    changed = user_role_add(actor=Actor.user(admin), user=user, role=AUDITOR, reason="quarterly audit")
+    changed = user_role_add(user=admin, target=user, role=AUDITOR, reason="quarterly audit")
 
     assert changed is True
     assert list(user.groups.values_list("name", flat=True)) == [AUDITOR]
@@ -38,17 +37,17 @@ def test_role_add_records_who_gave_which_role_to_whom() -> None:
 
 def test_role_add_without_reason_leaves_it_out() -> None:
     user = UserFactory()
-    user_role_add(actor=Actor.system("provisioning"), user=user, role=MODEL_OWNER)
+    user_role_add_by_system(component="provisioning", target=user, role=MODEL_OWNER)
     ledger.integrate()
     assert Entry.objects.get().payload == {"role": MODEL_OWNER}
 
 
 def test_adding_a_role_again_records_nothing() -> None:
-    admin, user = UserFactory(), UserFactory()
-    user_role_add(actor=Actor.user(admin), user=user, role=AUDITOR)
+    admin, user = UserFactory(roles=[INFOSEC]), UserFactory()
+    user_role_add(user=admin, target=user, role=AUDITOR, reason="SEC-1")
     ledger.integrate()
 
-    assert user_role_add(actor=Actor.user(admin), user=user, role=AUDITOR) is False
+    assert user_role_add(user=admin, target=user, role=AUDITOR, reason="SEC-1") is False
 
     assert PendingEntry.objects.count() == 0
     assert ledger.integrate() == 0
@@ -56,38 +55,37 @@ def test_adding_a_role_again_records_nothing() -> None:
 
 
 def test_unknown_role_is_refused_and_nothing_written() -> None:
-    admin, user = UserFactory(), UserFactory()
+    admin, user = UserFactory(roles=[INFOSEC]), UserFactory()
 
     with pytest.raises(ServiceError, match="unknown role 'root'"):
-        user_role_add(actor=Actor.user(admin), user=user, role="root")
+        user_role_add(user=admin, target=user, role="root", reason="SEC-1")
     with pytest.raises(ServiceError):
-        user_role_remove(actor=Actor.user(admin), user=user, role="root")
+        user_role_remove(user=admin, target=user, role="root", reason="SEC-1")
 
     assert not user.groups.exists()
     assert PendingEntry.objects.count() == 0 and Entry.objects.count() == 0
 
 
 def test_role_remove_records_and_is_idempotent() -> None:
-    admin = UserFactory()
+    admin = UserFactory(roles=[INFOSEC])
     user = UserFactory(roles=[AUDITOR])
 
-    assert user_role_remove(actor=Actor.user(admin), user=user, role=AUDITOR) is True
-    assert user_role_remove(actor=Actor.user(admin), user=user, role=AUDITOR) is False
-    assert user_role_remove(actor=Actor.user(admin), user=user, role=INFOSEC) is False
+    assert user_role_remove(user=admin, target=user, role=AUDITOR, reason="SEC-1") is True
+    assert user_role_remove(user=admin, target=user, role=AUDITOR, reason="SEC-1") is False
+    assert user_role_remove(user=admin, target=user, role=INFOSEC, reason="SEC-1") is False
 
     assert not user.groups.exists()
     ledger.integrate()
     entry = Entry.objects.get()
-    assert (entry.event_type, entry.payload) == ("auth.role_removed", {"role": AUDITOR})
+    assert (entry.event_type, entry.payload) == ("auth.role_removed", {"role": AUDITOR, "reason": "SEC-1"})
     assert entry.subject_id == str(user.pk)
 
 
 def test_a_users_role_history_is_chained_by_subject() -> None:
-    admin, user = UserFactory(), UserFactory()
-    actor = Actor.user(admin)
-    user_role_add(actor=actor, user=user, role=AUDITOR)
-    user_role_add(actor=actor, user=UserFactory(), role=AUDITOR)
-    user_role_remove(actor=actor, user=user, role=AUDITOR)
+    admin, user = UserFactory(roles=[INFOSEC]), UserFactory()
+    user_role_add(user=admin, target=user, role=AUDITOR, reason="SEC-1")
+    user_role_add(user=admin, target=UserFactory(), role=AUDITOR, reason="SEC-1")
+    user_role_remove(user=admin, target=user, role=AUDITOR, reason="SEC-1")
     ledger.integrate()
 
     history = list(Entry.objects.filter(subject_type="user", subject_id=str(user.pk)).order_by("seq"))

@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection, transaction
 
-from access.roles import AUDITOR
+from access.roles import AUDITOR, INFOSEC
 from access.services import user_role_add
 from audit import ledger
 from audit.ledger import Actor
@@ -43,10 +43,10 @@ def test_a_service_that_raises_after_record_leaves_nothing() -> None:
 @pytest.mark.django_db
 def test_role_change_and_its_entry_roll_back_together() -> None:
     user = UserFactory()
-    admin = UserFactory()
+    admin = UserFactory(roles=[INFOSEC])
 
     with pytest.raises(Boom), transaction.atomic():
-        assert user_role_add(actor=Actor.user(admin), user=user, role=AUDITOR) is True
+        assert user_role_add(user=admin, target=user, role=AUDITOR, reason="SEC-1") is True
         assert user.groups.filter(name=AUDITOR).exists()  # visible inside the transaction
         raise Boom
 

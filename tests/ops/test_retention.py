@@ -276,12 +276,12 @@ def test_an_inactive_account_without_a_recorded_closure_keeps_its_data() -> None
 
 
 def test_a_closed_account_is_erased_a_full_period_after_its_closure() -> None:
-    from access.accounts import account_closed_at, user_account_close
+    from access.accounts import account_closed_at, user_account_close_by_system
 
     # given: registered 9 years ago (past sox on its own), closed now
     person = _person("erin")
     _age_values(f"user:{person.pk}", 9 * 365)
-    user_account_close(actor=SYSTEM, user=person, reason="left the company")
+    user_account_close_by_system(component="offboarding", account=person, reason="left the company")
     closed = account_closed_at(User.objects.get(pk=person.pk))
     assert closed is not None and abs((closed - timezone.now()).total_seconds()) < 60
     # then: the clock runs from the closure, not the registration
@@ -291,10 +291,10 @@ def test_a_closed_account_is_erased_a_full_period_after_its_closure() -> None:
 
 
 def test_a_reopened_account_is_active_again_and_untouched() -> None:
-    from access.accounts import user_account_close
+    from access.accounts import user_account_close_by_system
 
     person = _person("rene")
-    user_account_close(actor=SYSTEM, user=person, reason="left")
+    user_account_close_by_system(component="offboarding", account=person, reason="left")
     User.objects.filter(pk=person.pk).update(is_active=True)  # rehired
     assert retention_run(now=FAR).erased == []
 
@@ -314,10 +314,10 @@ def test_a_service_accounts_user_follows_its_disabled_at(infosec: User) -> None:
 
 
 def test_closing_an_account_records_only_its_reference() -> None:
-    from access.accounts import user_account_close
+    from access.accounts import user_account_close_by_system
 
     person = _person("carol")
-    user_account_close(actor=SYSTEM, user=person, reason="contract ended")
+    user_account_close_by_system(component="offboarding", account=person, reason="contract ended")
     ledger.integrate()
     entry = Entry.objects.get(event_type="auth.account_closed")
     assert entry.payload == {"account": f"user:{person.pk}", "reason": "contract ended"}
@@ -327,16 +327,16 @@ def test_closing_an_account_records_only_its_reference() -> None:
 
 @pytest.mark.parametrize("case", ["no-reason", "long-reason", "control", "already-closed", "service-account"])
 def test_refused_closures_write_nothing(case: str, infosec: User) -> None:
-    from access.accounts import user_account_close
+    from access.accounts import user_account_close_by_system
     from access.grants import service_account_create
 
     person = _person("pat")
     reason = {"no-reason": "  ", "long-reason": "x" * 501, "control": "bad\x00reason"}.get(case, "left")
     if case == "already-closed":
-        user_account_close(actor=SYSTEM, user=person, reason="left")
+        user_account_close_by_system(component="offboarding", account=person, reason="left")
     if case == "service-account":
         person = service_account_create(user=infosec, name="pat-bot").user
     before, active = _ledger_rows(), User.objects.get(pk=person.pk).is_active
     with pytest.raises((RetentionError, InvalidState, ValueError)):
-        user_account_close(actor=SYSTEM, user=person, reason=reason)
+        user_account_close_by_system(component="offboarding", account=person, reason=reason)
     assert _ledger_rows() == before and User.objects.get(pk=person.pk).is_active == active

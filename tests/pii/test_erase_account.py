@@ -138,9 +138,9 @@ def test_erasing_twice_does_not_touch_the_account_again(person: User) -> None:
 
 def test_the_retention_job_anonymises_the_account_too(person: User) -> None:
     # given: the person's account was closed, and the retention of their data has run out since
-    from access.accounts import user_account_close
+    from access.accounts import user_account_close_by_system
 
-    user_account_close(actor=SYSTEM, user=person, reason="left the company")
+    user_account_close_by_system(component="offboarding", account=person, reason="left the company")
     report = retention_run(now=timezone.now() + timedelta(days=8 * 365))
 
     # then: erased through data_subject_erase, account included

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from access import roles
-from access.services import user_register, user_role_add
+from access.services import user_register, user_role_add_by_system
 from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, record
 from governance.demo import seed_access, seed_history, seed_operations, seed_promotions
@@ -70,7 +70,7 @@ class Command(BaseCommand):
                 email=f"{username}@example.com",
             )
             for role in user_roles:
-                user_role_add(actor=system, user=user, role=role, reason="demo setup")
+                user_role_add_by_system(component="demo-seed", target=user, role=role, reason="demo setup")
         alice = User.objects.get(username="alice")
         record(
             event_type="ledger.note_added",

@@ -39,7 +39,6 @@ from access.api_common import (
 )
 from access.checks import NO_GRANT, check, resource_label, resource_type_of
 from access.classification import LEVELS
-from access.errors import NotPermitted
 from access.models import PERMISSIONS, RESOURCE_PERMISSIONS, AccessRequest, Grant, ReviewCampaign, ReviewItem
 from access.selectors import (
     access_requests_visible_to,
@@ -103,18 +102,6 @@ def grant_rows(grants: list[Grant]) -> list[dict[str, Any]]:
 
 def _visible_grant(request: Request, grant_id: int) -> Grant:
     return get_object_or_404(grants_visible_to(request.user).select_related(*_GRANT_RELATED), pk=grant_id)
-
-
-def _require_may_grant(user: User, resource: Any) -> None:
-    """The direct-grant rule of ``access.grants.grant_create`` (InfoSec, or the owner of a resource that
-    needs no InfoSec approval), with its message; raised before any principal is resolved."""
-    if svc.is_infosec(user):
-        return
-    owner_id = svc.resource_owner_id(resource)
-    if owner_id is not None and owner_id == user.pk and not svc.needs_infosec(resource):
-        return
-    raise NotPermitted(f"only InfoSec may grant access to {resource_label(resource)}" if svc.needs_infosec(resource)
-                       else f"only InfoSec or the owner of {resource_label(resource)} may grant access to it")
 
 
 def _status_filter(rows: QuerySet[Grant], wanted: str) -> QuerySet[Grant]:
@@ -198,7 +185,7 @@ class GrantListApi(APIView):
         resource = resolve_resource(data["resource"], viewer=request.user)
         # Who may grant on the resource is settled before the principal is looked up: a caller who
         # may not grant there learns nothing about which names exist (the service checks it again).
-        _require_may_grant(request.user, resource)
+        svc.require_may_grant_directly(request.user, resource)
         principal = resolve_principal(data["principal"],
                                       visible=lambda found: principal_grantable_by(found, request.user))
         created = svc.grant_create(granted_by=request.user, principal=principal, resource=resource,

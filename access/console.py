@@ -21,8 +21,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles, selectors
+from access.api_common import principal_grantable_by
 from access.catalog import CLASSIFIER_ROLES, PII_MIN_LEVEL, dataset_classify, dataset_field_classify
 from access.classification import LEVELS
+from access.errors import NotPermitted
 from access.grants import (
     DEFAULT_REVIEW_LEVELS,
     ENVIRONMENT_MAX_DAYS,
@@ -34,6 +36,7 @@ from access.grants import (
     grant_create,
     grant_revoke,
     may_request_access,
+    require_may_grant_directly,
     review_campaign_start,
     review_item_decide,
 )
@@ -324,15 +327,26 @@ def grant_new(request: HttpRequest) -> HttpResponse:
     user = signed_in_user(request)
     post = request.POST
     fallback = reverse("console-grants")
-    principal = _principal(post.get("principal", "")[:200])
     resource_type = post.get("resource_type", "")
     resource = _resource(user, resource_type, post.get("resource", "").strip()[:200])
+    if resource is not None:
+        # Who may grant here is settled before the principal is looked up (as the API does): someone
+        # who may not grant learns nothing about which names exist.
+        try:
+            require_may_grant_directly(user, resource)
+        except NotPermitted as exc:
+            messages.error(request, str(exc))  # as run_action shows a refusal
+            return redirect_back(request, fallback)
+    # The principal is looked up only on a resource the viewer may grant on (see above).
+    principal = _principal(post.get("principal", "")[:200]) if resource is not None else None
+    if principal is not None and not principal_grantable_by(principal, user):
+        principal = None  # a closed account or a disabled service account: for an owner, no such name
     days = post.get("duration_days", "").strip()
     problems = []
-    if principal is None:
-        problems.append("no user (or group:<name>) by that name")
     if resource is None:
         problems.append(f"no {resource_type.replace('_', ' ') or 'resource'} by that name that you can see")
+    elif principal is None:
+        problems.append("no user (or group:<name>) by that name that you may name here")
     if not days.isdigit() or not 0 < int(days) <= MAX_DURATION_DAYS:
         problems.append(f"the duration is a number of days between 1 and {MAX_DURATION_DAYS}")
     if problems:

@@ -250,6 +250,19 @@ def _may_grant_directly(user: User, resource: Resource) -> bool:
     return owner_id is not None and owner_id == user.pk and not needs_infosec(resource)
 
 
+def require_may_grant_directly(user: User, resource: Resource) -> None:
+    """Raise ``NotPermitted`` unless ``user`` may grant on ``resource`` without an access request (InfoSec,
+    or the owner of a resource that needs no InfoSec approval). ``grant_create`` refuses by it; the API and
+    the console ask it *before* resolving the principal, so a caller who may not grant learns nothing about
+    which names exist."""
+    if not _may_grant_directly(user, resource):
+        raise NotPermitted(
+            f"only InfoSec may grant access to {resource_label(resource)}"
+            if needs_infosec(resource) else
+            f"only InfoSec or the owner of {resource_label(resource)} may grant access to it"
+        )
+
+
 # --- guardian mirroring ------------------------------------------------------------------------------------
 
 
@@ -434,12 +447,7 @@ def grant_create(
     _check_principal(principal, granted_by)
     resource = _lock_resource(resource_type, resource.pk)
     if request is None:
-        if not _may_grant_directly(granted_by, resource):
-            raise NotPermitted(
-                f"only InfoSec may grant access to {resource_label(resource)}"
-                if needs_infosec(resource) else
-                f"only InfoSec or the owner of {resource_label(resource)} may grant access to it"
-            )
+        require_may_grant_directly(granted_by, resource)
     else:
         _check_request_backs(request, granted_by, principal, resource_type, resource.pk, permission)
     now = timezone.now()

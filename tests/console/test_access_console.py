@@ -149,7 +149,7 @@ def test_a_grant_the_service_refuses_shows_its_message_and_writes_nothing(people
 
 
 @pytest.mark.parametrize("data, problem", [
-    ({"principal": "nobody"}, "no user (or group:<name>) by that name"),
+    ({"principal": "nobody"}, "no user (or group:<name>) by that name that you may name here"),
     ({"resource": "missing"}, "no dataset by that name that you can see"),
     ({"duration_days": "0"}, "the duration is a number of days between 1 and 365"),
     ({"duration_days": "abc"}, "the duration is a number of days between 1 and 365"),
@@ -164,6 +164,26 @@ def test_bad_grant_input_shows_a_message_and_writes_nothing(
     with writes_nothing():
         response = post(people.owner, reverse("console-grant-create"), **form)
     assert problem in messages_of(response)[0]
+
+
+def test_the_grant_form_tells_a_caller_nothing_about_which_names_exist(people: People, res: Resources) -> None:
+    """Naming an existing or a missing principal gives the same answer to someone who may not grant on the
+    resource (or names a resource they cannot see): the form cannot be used to probe usernames."""
+    def answer(user: User, principal: str, resource: str) -> list[str]:
+        with writes_nothing():
+            return messages_of(post(user, reverse("console-grant-create"), principal=principal,
+                                    resource_type="dataset", resource=resource, permission="read_data",
+                                    duration_days="30", justification="probe"))
+
+    # a steward sees the datasets but grants on none of them; an outsider sees none
+    for user, resource in ((people.steward, "payments-internal"), (people.outsider, "payments-internal"),
+                           (people.owner, "no-such-dataset")):
+        assert answer(user, "rita", resource) == answer(user, "nobody-by-that-name", resource)
+    # an owner may grant on their dataset, and so may name colleagues: a closed account is no name
+    people.requester.is_active = False
+    people.requester.save(update_fields=["is_active"])
+    assert answer(people.owner, "rita", "payments-internal") == answer(
+        people.owner, "nobody-by-that-name", "payments-internal")
 
 
 def test_an_owner_revokes_with_a_reason(people: People, res: Resources) -> None:

@@ -44,6 +44,7 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.policy import (
+    DEFAULT_RULES,
     NO_TRUSTED_CREATOR,
     Gate,
     GateInput,
@@ -54,7 +55,7 @@ from governance.policy import (
     evidence_digest,
     parse_policy,
 )
-from governance.policy_floor import floor_for, floor_problems
+from governance.policy_floor import below_floor, floor_for, floor_problems
 
 State = PromotionRequest.State
 Strategy = PromotionRequest.Strategy
@@ -358,9 +359,11 @@ def _approval_state(
 
 
 def approval_status(request: PromotionRequest) -> dict[str, Any]:
-    """What the console and API show: gates, valid approvals and the rules still unmet."""
+    """What the console and API show: gates, valid approvals and the rules still unmet, all under the
+    effective policy (the stored one raised to the floor, see ``selectors.policy_for``)."""
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
     counts, unmet = _approval_state(request, policy, timezone.now())
+    unmet += _floor_unmet(request.environment, policy)
     gates = request.evidence.get("gates", [])
     return {
         "approvals": counts,
@@ -368,6 +371,24 @@ def approval_status(request: PromotionRequest) -> dict[str, Any]:
         "failed_gates": [g["gate"] for g in gates if not g["passed"]],
         "ready": not unmet and all(g["passed"] for g in gates),
     }
+
+
+def floor_applied(row: PromotionPolicy | None, environment: Environment) -> list[str]:
+    """What the stored policy (``row``; None: the built-in one) lacks to meet its environment's floor, in
+    words: what ``selectors.policy_for`` raised for decisions there (empty: it meets its floor)."""
+    rules = row.rules if row is not None else DEFAULT_RULES
+    try:
+        return below_floor(environment.name, parse_policy(rules))
+    except PolicyError:
+        return []
+
+
+def _floor_unmet(environment: Environment, policy: Policy) -> list[str]:
+    """What the floor requires that it could not add to the effective policy by itself (a required metric
+    gate, say): until the policy is fixed (a change request) such a promotion is never approved."""
+    return [f"the policy of {environment.name} is below its floor (POLICY_FLOOR): {problem}; "
+            "InfoSec must fix the policy before any promotion there is approved"
+            for problem in floor_problems(floor_for(environment.name), policy)]
 
 
 def _who(user: User, account_id: int) -> str:
@@ -471,6 +492,7 @@ def _approve_if_complete(
     changed and left unsaved, written in the same UPDATE whatever the outcome."""
     valid = _valid_approvals(request, policy, now, approvals)
     _, unmet = _approval_state(request, policy, now, valid)
+    unmet += _floor_unmet(request.environment, policy)
     failed = [g["gate"] for g in request.evidence.get("gates", []) if not g["passed"]]
     if unmet or failed:
         if also_save:

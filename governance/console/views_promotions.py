@@ -352,7 +352,7 @@ def _evaluated_at(value: object) -> str:
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     user = signed_in_user(request)
     promotion = _visible_request(user, pk)
-    policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
+    policy, row = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
     status = services.approval_status(promotion)
     approvals = list(promotion.approvals.select_related("approver").order_by("created_at", "id"))
     mine = viewer_roles(user)
@@ -362,6 +362,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "nav": "approvals",
         "promotion": promotion,
         "policy": policy,
+        "floor_applied": services.floor_applied(row, promotion.environment),
         "rules": [{"group": r.group, "count": r.count, "have": status["approvals"].get(r.group, 0)}
                   for r in policy.approvals],
         "status": status,

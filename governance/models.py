@@ -394,6 +394,8 @@ class GovernanceChangeRequest(models.Model):
         APPLIED = "applied"
         REJECTED = "rejected"
         WITHDRAWN = "withdrawn"
+        # Left pending longer than CHANGE_REQUEST_EXPIRY_DAYS: nobody may approve it any more.
+        EXPIRED = "expired"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="change_requests")

@@ -670,7 +670,49 @@ def promotion_alias_applied(*, request: PromotionRequest, alias: str) -> Promoti
             subject=_subject(request),
             payload={**_base_payload(request), "strategy": request.strategy},
         )
+        # Read under the request's lock: a conclusion committed before it is seen here, one after it
+        # finds the promotion deployed and rolls it back itself.
+        review = _unjustified_review(request)
+        if review is not None and review.reviewed_by is not None:
+            live = LiveDeployment.objects.select_for_update().select_related("environment").get(
+                model_id=request.version.model_id, environment=request.environment)
+            _roll_back(live, user=review.reviewed_by, reason=_unjustified_reason(request, review.comment,
+                                                                                 "its deployment completed"))
     return request
+
+
+def _unjustified_review(request: PromotionRequest) -> BreakGlassReview | None:
+    """The break-glass review of ``request`` when it concluded "unjustified" and the effective policy rolls
+    such a release back (``rollback_unjustified_break_glass``); None otherwise."""
+    if not request.is_break_glass:
+        return None
+    review = BreakGlassReview.objects.select_related("reviewed_by").filter(
+        request=request, state=BreakGlassReview.State.UNJUSTIFIED).first()
+    if review is None or review.reviewed_by is None:
+        return None
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    return review if policy.rollback_unjustified_break_glass else None
+
+
+def _unjustified_reason(request: PromotionRequest, comment: str, when: str = "") -> str:
+    after = f" (undone when {when})" if when else ""
+    return f"break-glass promotion #{request.pk} found unjustified in its review{after}: {comment}"[:5000]
+
+
+@transaction.atomic
+def promotion_deploy_refuse_unjustified(*, request: PromotionRequest) -> bool:
+    """The deploy tasks ask this before moving an alias: a break-glass promotion whose review concluded
+    "unjustified" (with rollback by policy) while it was deploying is stopped instead (``failed``,
+    recorded; nothing was live of it). Returns whether it was stopped; otherwise nothing changes."""
+    request = _lock(request)
+    if request.state != State.DEPLOYING:
+        return False
+    review = _unjustified_review(request)
+    if review is None:
+        return False
+    _mark_failed(request, "deployment stopped: " + _unjustified_reason(request, review.comment),
+                 Actor.system("deployer"))
+    return True
 
 
 @transaction.atomic
@@ -741,6 +783,9 @@ def promotion_report_progress(
 
     request_id = request.pk
     if status == "completed":
+        # The marker: the main alias moves by our hand between now and promotion_alias_applied.
+        request.rollout_completing_at = timezone.now()
+        request.save(update_fields=["rollout_completing_at"])
         transaction.on_commit(lambda: tasks.complete_rollout.delay(request_id))
     elif status == "failed":
         _mark_failed(request, detail or "rollout reported failed", actor)
@@ -1027,7 +1072,7 @@ def break_glass_review_conclude(
 
 def _undo_break_glass(request: PromotionRequest, *, user: User, comment: str) -> str:
     """Take back an unjustified break-glass release where that can still be done cleanly; the outcome."""
-    reason = f"break-glass promotion #{request.pk} found unjustified in its review: {comment}"[:5000]
+    reason = _unjustified_reason(request, comment)
     request = _lock(request)
     if request.state == State.APPROVED:
         # Not deploying yet: the deploy task refuses a request that is no longer approved.
@@ -1041,6 +1086,11 @@ def _undo_break_glass(request: PromotionRequest, *, user: User, comment: str) ->
             payload={**_base_payload(request), "reason": reason},
         )
         return "withdrawn"
+    if request.state == State.DEPLOYING:
+        # The alias may be moving right now (break-glass deploys in full): the deploy task refuses to move
+        # it from now on, and promotion_alias_applied rolls back a move that completes anyway.
+        return "to be rolled back: the promotion is deploying; it is stopped, or rolled back as soon as its " \
+            "deployment completes"
     if request.state != State.DEPLOYED:
         return f"not rolled back: the promotion is {request.state}"
     live = LiveDeployment.objects.select_for_update().select_related("environment").filter(

@@ -56,6 +56,8 @@ def apply_promotion(self: Any, request_id: int) -> str:
             return "not approved any more"
     if request.state != State.DEPLOYING:
         return f"nothing to do ({request.state})"
+    if services.promotion_deploy_refuse_unjustified(request=request):
+        return "refused: break-glass found unjustified"
     alias = services.rollout_alias(request)
     try:
         registry.set_alias(request.version.model.name, alias, request.version.version)

@@ -423,16 +423,33 @@ def _check_separation_of_duties(user: User, request: PromotionRequest) -> set[in
 NEEDS_APPROVE_PROMOTION = "needs_approve_promotion"
 
 
-def _approver_group(
-    user: User, request: PromotionRequest, policy: Policy, approvals: Iterable[Approval] | None = None
-) -> str:
-    mine = role_names(user)
-    eligible = [rule.group for rule in policy.approvals if rule.group in mine]
+def decision_refusal(user: User, request: PromotionRequest, policy: Policy) -> NotPermitted | None:
+    """Why ``user`` may not approve, reject or request changes on ``request`` as a person (separation of
+    duties, the approve_promotion restriction, the policy's groups), or None. The very checks of
+    ``promotion_approve``/``promotion_reject``/``promotion_request_changes``, without raising, so the
+    console offers its forms only to those the services would hear. A few queries whatever the request."""
+    try:
+        _check_separation_of_duties(user, request)
+        _approver_group_of(user, policy)
+    except NotPermitted as refusal:
+        return refusal
+    return None
+
+
+def _approver_group_of(user: User, policy: Policy) -> list[str]:
+    eligible = [rule.group for rule in policy.approvals if rule.group in role_names(user)]
     if not eligible:
         raise NotPermitted(
             "approvals for this promotion must come from: " + ", ".join(policy.approval_groups or ("nobody",)),
             code="not_in_required_group",
         )
+    return eligible
+
+
+def _approver_group(
+    user: User, request: PromotionRequest, policy: Policy, approvals: Iterable[Approval] | None = None
+) -> str:
+    eligible = _approver_group_of(user, policy)
     counts, _ = _approval_state(request, policy, timezone.now(), approvals)
     for rule in policy.approvals:
         if rule.group in eligible and counts[rule.group] < rule.count:

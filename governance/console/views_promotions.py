@@ -357,6 +357,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     approvals = list(promotion.approvals.select_related("approver").order_by("created_at", "id"))
     mine = viewer_roles(user)
     pending = promotion.state == State.PENDING
+    refusal = services.decision_refusal(user, promotion, policy) if pending else None
     review = BreakGlassReview.objects.filter(request=promotion).select_related("reviewed_by").first()
     return render(request, "console/request_detail.html", {
         "nav": "approvals",
@@ -371,15 +372,20 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "approvals": approvals,
         "review": review,
         "trail": _trail(str(promotion.pk)),
-        # Forms are offered to members of the policy's groups; the service applies every other rule
-        # (self-approval, the creator, duplicates) and its refusal is shown as a message.
-        "can_decide": pending and bool(mine & set(policy.approval_groups)),
+        # Forms are offered only to those the services would hear (the same predicate); a refusal for who
+        # they are (separation of duties, approve_promotion) is explained. Duplicates and gates are left
+        # to the service, whose refusal is shown as a message.
+        "can_decide": pending and refusal is None,
+        "decide_note": str(refusal) if refusal is not None and refusal.code in _EXPLAINED_REFUSALS else "",
         "can_withdraw": promotion.state in (State.PENDING, State.APPROVED)
         and (promotion.requested_by_id == user.pk or roles.INFOSEC in mine),
         "can_review": review is not None and review.state not in CONCLUDED_REVIEW_STATES
         and bool(mine & (set(policy.approval_groups) or {roles.INFOSEC})),
     })
 
+
+#: Refusals the request page explains where its decision forms would be (others just hide them).
+_EXPLAINED_REFUSALS = frozenset({"self_approval", services.NEEDS_APPROVE_PROMOTION})
 
 _ACTIONS: dict[str, tuple[Callable[..., PromotionRequest], str, str]] = {
     # action: (service, name of its text argument, success message)

@@ -374,3 +374,9 @@ _r(EventType("governance_change.withdrawn", "The proposer withdrew a proposed ch
              {**_GC, "proposed_by": S(), "reason": S()}))
 _r(EventType("environment.protection_changed", "An environment's two-person protection was turned on or off.",
              {"environment": S(), "protected": Field("bool")}))
+
+# --- change requests expire (governance.change_requests.change_request_expire, CHANGE_REQUEST_EXPIRY_DAYS) ---------
+# Written by the scheduler; the proposer appears as a "user:<id>" reference only.
+_r(EventType("governance_change.expired", "A proposed change to a protected environment's rules was left pending "
+             "past CHANGE_REQUEST_EXPIRY_DAYS and expired; it can no longer be approved.",
+             {**_GC, "proposed_by": S(), "after_days": Field("int")}))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -209,6 +209,20 @@ def _pending(request: GovernanceChangeRequest, what: str) -> None:
         raise InvalidState(f"change request #{request.pk} is {request.state}; only a pending one can be {what}")
 
 
+def expiry_days() -> int:
+    from django.conf import settings
+
+    return int(settings.CHANGE_REQUEST_EXPIRY_DAYS)
+
+
+def is_expired(request: GovernanceChangeRequest, now: datetime | None = None) -> bool:
+    """Whether a pending proposal is older than ``CHANGE_REQUEST_EXPIRY_DAYS``, marked so or not yet."""
+    if request.state == State.EXPIRED:
+        return True
+    return request.state == State.PENDING and request.created_at <= (now or timezone.now()) - timedelta(
+        days=expiry_days())
+
+
 # --- the services ----------------------------------------------------------------------------------
 
 
@@ -252,6 +266,11 @@ def change_request_approve(*, user: User, request: GovernanceChangeRequest, comm
     services._require_infosec(user, "approve changes to protected environments")
     request = _lock(request)
     _pending(request, "approved")
+    if is_expired(request):
+        # The beat task may not have marked it yet: an approval must not revive a stale proposal.
+        raise InvalidState(
+            f"change request #{request.pk} expired: it was left pending more than {expiry_days()} days; "
+            "propose the change again", code="expired")
     if same_person(user, request.proposed_by):
         raise NotPermitted("you proposed this change, so a second InfoSec member must approve it",
                            code="self_approval")
@@ -322,3 +341,32 @@ def change_request_withdraw(*, user: User, request: GovernanceChangeRequest, rea
         payload={**_payload(request), "reason": reason},
     )
     return request
+
+
+@transaction.atomic
+def change_request_expire(*, request: GovernanceChangeRequest, now: datetime | None = None) -> bool:
+    """Expire a pending proposal older than ``CHANGE_REQUEST_EXPIRY_DAYS`` (the scheduler; no person acts).
+
+    Returns whether it expired: anything else (not pending, not old enough) changes and records
+    nothing, so running it again, or concurrently, is harmless. Records ``governance_change.expired``."""
+    now = now or timezone.now()
+    request = _lock(request)
+    if request.state != State.PENDING or not is_expired(request, now):
+        return False
+    request.state = State.EXPIRED
+    request.decided_at = now
+    request.save(update_fields=["state", "decided_at"])
+    record(
+        event_type="governance_change.expired",
+        actor=Actor.system("scheduler"),
+        subject=Subject("environment", request.environment.name),
+        payload={**_payload(request), "after_days": expiry_days()},
+    )
+    return True
+
+
+def change_requests_due(now: datetime | None = None) -> list[int]:
+    """Ids of the pending proposals old enough to expire (what the beat task hands the service)."""
+    cutoff = (now or timezone.now()) - timedelta(days=expiry_days())
+    return list(GovernanceChangeRequest.objects.filter(state=State.PENDING, created_at__lte=cutoff)
+                .order_by("pk").values_list("pk", flat=True))

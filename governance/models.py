@@ -214,6 +214,9 @@ class PromotionRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when a canary/shadow is reported completed: the main alias is about to move (complete_rollout).
+    # Until promotion_alias_applied records it, the alias reconcile treats the move as ours, not out of band.
+    rollout_completing_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -394,6 +397,8 @@ class GovernanceChangeRequest(models.Model):
         APPLIED = "applied"
         REJECTED = "rejected"
         WITHDRAWN = "withdrawn"
+        # Left pending longer than CHANGE_REQUEST_EXPIRY_DAYS: nobody may approve it any more.
+        EXPIRED = "expired"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="change_requests")

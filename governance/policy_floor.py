@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from governance.policy import GATE_TYPES, Policy
+from governance.policy import GATE_TYPES, ApprovalRule, Gate, Policy
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,58 @@ def floor_for(environment_name: str) -> Floor | None:
         return floor
     # A raw document (say, a test's override): parsed, so a malformed one still fails loudly.
     return parse_floor({environment_name: floor})[environment_name]
+
+
+# --- the floor at decision time ---------------------------------------------------------------------------
+# A stored policy can be below its floor: stored before the floor was set or raised, or written to
+# the database behind the product's back. Every decision reads the *effective* policy instead: the
+# stricter of the two (``raise_to_floor``); what cannot be raised mechanically is left for
+# ``floor_problems`` to name, and a promotion is never approved while it names anything.
+
+#: Who gives the approvals a floor adds to a policy that names no approval group: InfoSec, as
+#: for break-glass reviews of such an environment.
+FLOOR_APPROVAL_GROUP = "infosec"
+#: Required gate types the floor can add by itself (they take no parameters); a required metric
+#: gate needs a metric and a threshold only the policy's authors can give.
+_ADDABLE_GATES = frozenset({"data_classification", "model_card", "artifact_digest", "trusted_creator"})
+
+
+def raise_to_floor(floor: Floor | None, policy: Policy, rules: Mapping[str, Any] | None = None) -> Policy:
+    """The stricter of ``policy`` and ``floor``: approvals raised to the floor's minimum (the shortfall
+    shared round-robin among the policy's groups, or asked of ``FLOOR_APPROVAL_GROUP`` when it names
+    none), a soak gate of the floor's hours instead of shorter ones, and the floor's required gates
+    added. ``rules``: the stored document, so that a ``rollback_unjustified_break_glass`` left to its
+    default follows the raised approvals as it would have in a policy written that way. Returns
+    ``policy`` itself when it already meets the floor. Pure: no database, no settings."""
+    if floor is None or not floor_problems(floor, policy):
+        return policy
+    approvals = list(policy.approvals)
+    shortfall = floor.min_approvals - sum(rule.count for rule in approvals)
+    if shortfall > 0:
+        if not approvals:
+            approvals = [ApprovalRule(group=FLOOR_APPROVAL_GROUP, count=shortfall)]
+        else:
+            for i in range(shortfall):
+                rule = approvals[i % len(approvals)]
+                approvals[i % len(approvals)] = ApprovalRule(group=rule.group, count=rule.count + 1)
+    gates = list(policy.gates)
+    soaks = [float(g.params["hours"]) for g in gates if g.type == "soak"]
+    if floor.min_soak_hours > 0 and max(soaks, default=0.0) < floor.min_soak_hours:
+        gates = [g for g in gates if g.type != "soak"]
+        gates.append(Gate(type="soak", params={"hours": floor.min_soak_hours}))
+    present = {g.type for g in gates}
+    gates.extend(Gate(type=kind) for kind in floor.required_gates if kind not in present and kind in _ADDABLE_GATES)
+    rollback = policy.rollback_unjustified_break_glass
+    if rules is None or "rollback_unjustified_break_glass" not in rules:
+        rollback = rollback or bool(approvals)
+    return replace(policy, approvals=tuple(approvals), gates=tuple(gates), rollback_unjustified_break_glass=rollback)
+
+
+def effective_policy(environment_name: str, policy: Policy, rules: Mapping[str, Any] | None = None) -> Policy:
+    """``raise_to_floor`` with the environment's configured floor."""
+    return raise_to_floor(floor_for(environment_name), policy, rules)
+
+
+def below_floor(environment_name: str, stored: Policy) -> list[str]:
+    """What the *stored* policy lacks to meet the floor (what the effective policy raised), in words."""
+    return floor_problems(floor_for(environment_name), stored)

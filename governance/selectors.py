@@ -1,6 +1,7 @@
 """Reads of the governance domain."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,10 +27,16 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.policy import DEFAULT_RULES, Policy, parse_policy
+from governance.policy_floor import effective_policy
 
 
 def policy_for(*, environment: Environment, model_id: int | None) -> tuple[Policy, PromotionPolicy | None]:
-    """The model's own policy for the environment, else the environment's default, else the built-in one."""
+    """The policy a decision about ``model_id`` in ``environment`` follows, and the stored row it comes from.
+
+    The row: the model's own policy for the environment, else the environment's default (None: the
+    built-in one). The policy is that row's raised to the environment's floor (``POLICY_FLOOR``,
+    see ``policy_floor.raise_to_floor``): a row below it (stored before the floor was raised, or
+    written behind the product's back) never decides with less than the floor."""
     rows = {
         p.model_id: p
         for p in PromotionPolicy.objects.filter(environment=environment).filter(
@@ -37,26 +44,34 @@ def policy_for(*, environment: Environment, model_id: int | None) -> tuple[Polic
         )
     }
     row = rows.get(model_id) or rows.get(None)
-    return parse_policy(row.rules if row else DEFAULT_RULES), row
+    rules = row.rules if row else DEFAULT_RULES
+    return effective_policy(environment.name, parse_policy(rules), rules), row
 
 
-def policies_for(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], Policy]:
-    """``policy_for`` of many (environment id, model id) pairs in one query, resolved the same way."""
+def policies_for(
+    pairs: set[tuple[int, int]], *, environment_names: Mapping[int, str] | None = None
+) -> dict[tuple[int, int], Policy]:
+    """``policy_for`` of many (environment id, model id) pairs, resolved and floored the same way, in one
+    query (two when the caller does not pass the environments' names)."""
     if not pairs:
         return {}
+    env_ids = {env for env, _ in pairs}
+    if environment_names is None:
+        environment_names = dict(Environment.objects.filter(pk__in=env_ids).values_list("pk", "name"))
     rows = {
         (p.environment_id, p.model_id): p
-        for p in PromotionPolicy.objects.filter(environment_id__in={env for env, _ in pairs}).filter(
+        for p in PromotionPolicy.objects.filter(environment_id__in=env_ids).filter(
             Q(model__isnull=True) | Q(model_id__in={model for _, model in pairs})
         )
     }
-    parsed: dict[int | None, Policy] = {}
+    parsed: dict[tuple[int, int | None], Policy] = {}
     out: dict[tuple[int, int], Policy] = {}
     for env, model in pairs:
         row = rows.get((env, model)) or rows.get((env, None))
-        key = row.pk if row else None
+        key = (env, row.pk if row else None)
         if key not in parsed:
-            parsed[key] = parse_policy(row.rules if row else DEFAULT_RULES)
+            rules = row.rules if row else DEFAULT_RULES
+            parsed[key] = effective_policy(environment_names[env], parse_policy(rules), rules)
         out[(env, model)] = parsed[key]
     return out
 
@@ -99,7 +114,8 @@ def requests_awaiting(user: User) -> list[PromotionRequest]:
         .select_related("version__model", "environment", "requested_by")
     )
     # A few queries in all (the requests, every policy they need, the restricting grants), however many.
-    policies = policies_for({(r.environment_id, r.version.model_id) for r in candidates})
+    policies = policies_for({(r.environment_id, r.version.model_id) for r in candidates},
+                            environment_names={r.environment_id: r.environment.name for r in candidates})
     candidates = [r for r in candidates
                   if mine & set(policies[(r.environment_id, r.version.model_id)].approval_groups)]
     restricting = _approve_promotion_grants({r.version.model_id for r in candidates},

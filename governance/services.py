@@ -44,6 +44,7 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.policy import (
+    DEFAULT_RULES,
     NO_TRUSTED_CREATOR,
     Gate,
     GateInput,
@@ -54,7 +55,7 @@ from governance.policy import (
     evidence_digest,
     parse_policy,
 )
-from governance.policy_floor import floor_for, floor_problems
+from governance.policy_floor import below_floor, floor_for, floor_problems
 
 State = PromotionRequest.State
 Strategy = PromotionRequest.Strategy
@@ -358,9 +359,11 @@ def _approval_state(
 
 
 def approval_status(request: PromotionRequest) -> dict[str, Any]:
-    """What the console and API show: gates, valid approvals and the rules still unmet."""
+    """What the console and API show: gates, valid approvals and the rules still unmet, all under the
+    effective policy (the stored one raised to the floor, see ``selectors.policy_for``)."""
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
     counts, unmet = _approval_state(request, policy, timezone.now())
+    unmet += _floor_unmet(request.environment, policy)
     gates = request.evidence.get("gates", [])
     return {
         "approvals": counts,
@@ -368,6 +371,24 @@ def approval_status(request: PromotionRequest) -> dict[str, Any]:
         "failed_gates": [g["gate"] for g in gates if not g["passed"]],
         "ready": not unmet and all(g["passed"] for g in gates),
     }
+
+
+def floor_applied(row: PromotionPolicy | None, environment: Environment) -> list[str]:
+    """What the stored policy (``row``; None: the built-in one) lacks to meet its environment's floor, in
+    words: what ``selectors.policy_for`` raised for decisions there (empty: it meets its floor)."""
+    rules = row.rules if row is not None else DEFAULT_RULES
+    try:
+        return below_floor(environment.name, parse_policy(rules))
+    except PolicyError:
+        return []
+
+
+def _floor_unmet(environment: Environment, policy: Policy) -> list[str]:
+    """What the floor requires that it could not add to the effective policy by itself (a required metric
+    gate, say): until the policy is fixed (a change request) such a promotion is never approved."""
+    return [f"the policy of {environment.name} is below its floor (POLICY_FLOOR): {problem}; "
+            "InfoSec must fix the policy before any promotion there is approved"
+            for problem in floor_problems(floor_for(environment.name), policy)]
 
 
 def _who(user: User, account_id: int) -> str:
@@ -402,16 +423,33 @@ def _check_separation_of_duties(user: User, request: PromotionRequest) -> set[in
 NEEDS_APPROVE_PROMOTION = "needs_approve_promotion"
 
 
-def _approver_group(
-    user: User, request: PromotionRequest, policy: Policy, approvals: Iterable[Approval] | None = None
-) -> str:
-    mine = role_names(user)
-    eligible = [rule.group for rule in policy.approvals if rule.group in mine]
+def decision_refusal(user: User, request: PromotionRequest, policy: Policy) -> NotPermitted | None:
+    """Why ``user`` may not approve, reject or request changes on ``request`` as a person (separation of
+    duties, the approve_promotion restriction, the policy's groups), or None. The very checks of
+    ``promotion_approve``/``promotion_reject``/``promotion_request_changes``, without raising, so the
+    console offers its forms only to those the services would hear. A few queries whatever the request."""
+    try:
+        _check_separation_of_duties(user, request)
+        _approver_group_of(user, policy)
+    except NotPermitted as refusal:
+        return refusal
+    return None
+
+
+def _approver_group_of(user: User, policy: Policy) -> list[str]:
+    eligible = [rule.group for rule in policy.approvals if rule.group in role_names(user)]
     if not eligible:
         raise NotPermitted(
             "approvals for this promotion must come from: " + ", ".join(policy.approval_groups or ("nobody",)),
             code="not_in_required_group",
         )
+    return eligible
+
+
+def _approver_group(
+    user: User, request: PromotionRequest, policy: Policy, approvals: Iterable[Approval] | None = None
+) -> str:
+    eligible = _approver_group_of(user, policy)
     counts, _ = _approval_state(request, policy, timezone.now(), approvals)
     for rule in policy.approvals:
         if rule.group in eligible and counts[rule.group] < rule.count:
@@ -471,6 +509,7 @@ def _approve_if_complete(
     changed and left unsaved, written in the same UPDATE whatever the outcome."""
     valid = _valid_approvals(request, policy, now, approvals)
     _, unmet = _approval_state(request, policy, now, valid)
+    unmet += _floor_unmet(request.environment, policy)
     failed = [g["gate"] for g in request.evidence.get("gates", []) if not g["passed"]]
     if unmet or failed:
         if also_save:
@@ -648,7 +687,49 @@ def promotion_alias_applied(*, request: PromotionRequest, alias: str) -> Promoti
             subject=_subject(request),
             payload={**_base_payload(request), "strategy": request.strategy},
         )
+        # Read under the request's lock: a conclusion committed before it is seen here, one after it
+        # finds the promotion deployed and rolls it back itself.
+        review = _unjustified_review(request)
+        if review is not None and review.reviewed_by is not None:
+            live = LiveDeployment.objects.select_for_update().select_related("environment").get(
+                model_id=request.version.model_id, environment=request.environment)
+            _roll_back(live, user=review.reviewed_by, reason=_unjustified_reason(request, review.comment,
+                                                                                 "its deployment completed"))
     return request
+
+
+def _unjustified_review(request: PromotionRequest) -> BreakGlassReview | None:
+    """The break-glass review of ``request`` when it concluded "unjustified" and the effective policy rolls
+    such a release back (``rollback_unjustified_break_glass``); None otherwise."""
+    if not request.is_break_glass:
+        return None
+    review = BreakGlassReview.objects.select_related("reviewed_by").filter(
+        request=request, state=BreakGlassReview.State.UNJUSTIFIED).first()
+    if review is None or review.reviewed_by is None:
+        return None
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    return review if policy.rollback_unjustified_break_glass else None
+
+
+def _unjustified_reason(request: PromotionRequest, comment: str, when: str = "") -> str:
+    after = f" (undone when {when})" if when else ""
+    return f"break-glass promotion #{request.pk} found unjustified in its review{after}: {comment}"[:5000]
+
+
+@transaction.atomic
+def promotion_deploy_refuse_unjustified(*, request: PromotionRequest) -> bool:
+    """The deploy tasks ask this before moving an alias: a break-glass promotion whose review concluded
+    "unjustified" (with rollback by policy) while it was deploying is stopped instead (``failed``,
+    recorded; nothing was live of it). Returns whether it was stopped; otherwise nothing changes."""
+    request = _lock(request)
+    if request.state != State.DEPLOYING:
+        return False
+    review = _unjustified_review(request)
+    if review is None:
+        return False
+    _mark_failed(request, "deployment stopped: " + _unjustified_reason(request, review.comment),
+                 Actor.system("deployer"))
+    return True
 
 
 @transaction.atomic
@@ -719,6 +800,9 @@ def promotion_report_progress(
 
     request_id = request.pk
     if status == "completed":
+        # The marker: the main alias moves by our hand between now and promotion_alias_applied.
+        request.rollout_completing_at = timezone.now()
+        request.save(update_fields=["rollout_completing_at"])
         transaction.on_commit(lambda: tasks.complete_rollout.delay(request_id))
     elif status == "failed":
         _mark_failed(request, detail or "rollout reported failed", actor)
@@ -1005,7 +1089,7 @@ def break_glass_review_conclude(
 
 def _undo_break_glass(request: PromotionRequest, *, user: User, comment: str) -> str:
     """Take back an unjustified break-glass release where that can still be done cleanly; the outcome."""
-    reason = f"break-glass promotion #{request.pk} found unjustified in its review: {comment}"[:5000]
+    reason = _unjustified_reason(request, comment)
     request = _lock(request)
     if request.state == State.APPROVED:
         # Not deploying yet: the deploy task refuses a request that is no longer approved.
@@ -1019,6 +1103,11 @@ def _undo_break_glass(request: PromotionRequest, *, user: User, comment: str) ->
             payload={**_base_payload(request), "reason": reason},
         )
         return "withdrawn"
+    if request.state == State.DEPLOYING:
+        # The alias may be moving right now (break-glass deploys in full): the deploy task refuses to move
+        # it from now on, and promotion_alias_applied rolls back a move that completes anyway.
+        return "to be rolled back: the promotion is deploying; it is stopped, or rolled back as soon as its " \
+            "deployment completes"
     if request.state != State.DEPLOYED:
         return f"not rolled back: the promotion is {request.state}"
     live = LiveDeployment.objects.select_for_update().select_related("environment").filter(

@@ -486,3 +486,16 @@ POLICY_FLOOR = _policy_floor()
 BREAK_GLASS_MAX_PER_PERSON = env_int("BREAK_GLASS_MAX_PER_PERSON", 3, minimum=1)
 BREAK_GLASS_MAX_PER_ENVIRONMENT = env_int("BREAK_GLASS_MAX_PER_ENVIRONMENT", 5, minimum=1)
 BREAK_GLASS_WINDOW_DAYS = env_int("BREAK_GLASS_WINDOW_DAYS", 30, minimum=1)
+
+# Two-person control (governance.change_requests): a proposal left pending this many days expires (beat
+# task below; an approval of an expired one is refused even before the task has marked it).
+CHANGE_REQUEST_EXPIRY_DAYS = env_int("CHANGE_REQUEST_EXPIRY_DAYS", 7, minimum=1)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "governance-change-requests-expire": {
+            "task": "governance.tasks.expire_change_requests",
+            "schedule": timedelta(minutes=10),
+            "options": {"expires": 600},
+        },
+    }
+)

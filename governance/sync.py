@@ -98,6 +98,10 @@ MODEL_CHANGED_EVENT = "model.changed"
 DELETED_STATUS = "DELETED"
 #: While a rollback's alias move is in flight, the alias still names the rolled-back version: not out of band.
 ROLLBACK_GRACE = timedelta(minutes=10)
+#: After a canary/shadow is reported completed (``PromotionRequest.rollout_completing_at``), the main alias
+#: naming its version is complete_rollout's move, not out of band, until promotion_alias_applied records it.
+#: Past this, a rollout still not recorded as deployed is judged like any other change of the alias.
+ROLLOUT_COMPLETING_GRACE = timedelta(minutes=10)
 
 State = PromotionRequest.State
 
@@ -821,7 +825,17 @@ def _deployment_in_flight(
         report.deployments_completed += 1
         logger.info("completed interrupted deployment #%s of %s", deploying.pk, model.name)
         return True
-    return _rollback_in_flight(model, environment, found)
+    return _rollout_completing(model, environment, found) or _rollback_in_flight(model, environment, found)
+
+
+def _rollout_completing(model: RegisteredModel, environment: Environment, found: int) -> bool:
+    """``found`` is the version of a canary/shadow reported completed within ``ROLLOUT_COMPLETING_GRACE``:
+    complete_rollout moved the main alias and has yet to record it (left to the task, which also removes
+    the candidate alias)."""
+    return PromotionRequest.objects.filter(
+        version__model=model, version__version=found, environment=environment, state=State.DEPLOYING,
+        strategy__in=CANDIDATE_STRATEGIES, rollout_completing_at__gte=timezone.now() - ROLLOUT_COMPLETING_GRACE,
+    ).exists()
 
 
 def _flag_and_revert(
@@ -861,6 +875,8 @@ def aliases_reconcile(model: RegisteredModel, *, report: ReconcileReport | None 
 
     * it names the version of a full promotion still ``deploying``: the deploy task
       moved the alias and stopped before recording it; the deployment is completed;
+    * it names the version of a canary/shadow reported completed within ``ROLLOUT_COMPLETING_GRACE``
+      (``rollout_completing_at``): complete_rollout moved it and has yet to record it;
     * it names a version rolled back within ``ROLLBACK_GRACE``: the alias move is queued.
 
     Each candidate alias ``<alias>-canary`` / ``<alias>-shadow`` must name the version of a

@@ -56,6 +56,8 @@ def apply_promotion(self: Any, request_id: int) -> str:
             return "not approved any more"
     if request.state != State.DEPLOYING:
         return f"nothing to do ({request.state})"
+    if services.promotion_deploy_refuse_unjustified(request=request):
+        return "refused: break-glass found unjustified"
     alias = services.rollout_alias(request)
     try:
         registry.set_alias(request.version.model.name, alias, request.version.version)
@@ -156,6 +158,18 @@ def expire_promotions() -> int:
              soft_time_limit=120, time_limit=180)
 def flag_overdue_reviews() -> int:
     return services.break_glass_reviews_flag_overdue()
+
+
+@shared_task(name="governance.tasks.expire_change_requests", autoretry_for=(OperationalError,), max_retries=3,
+             retry_backoff=True, soft_time_limit=120, time_limit=180)
+def expire_change_requests() -> int:
+    """Expire the change requests left pending past ``CHANGE_REQUEST_EXPIRY_DAYS`` (beat). Idempotent: one
+    already expired, or decided meanwhile, is left alone by the service."""
+    from governance import change_requests
+    from governance.models import GovernanceChangeRequest
+
+    return sum(change_requests.change_request_expire(request=GovernanceChangeRequest(pk=pk))
+               for pk in change_requests.change_requests_due())
 
 
 # --- the MLflow registry mirror ----------------------------------------------------------------------

@@ -352,16 +352,18 @@ def _evaluated_at(value: object) -> str:
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     user = signed_in_user(request)
     promotion = _visible_request(user, pk)
-    policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
+    policy, row = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
     status = services.approval_status(promotion)
     approvals = list(promotion.approvals.select_related("approver").order_by("created_at", "id"))
     mine = viewer_roles(user)
     pending = promotion.state == State.PENDING
+    refusal = services.decision_refusal(user, promotion, policy) if pending else None
     review = BreakGlassReview.objects.filter(request=promotion).select_related("reviewed_by").first()
     return render(request, "console/request_detail.html", {
         "nav": "approvals",
         "promotion": promotion,
         "policy": policy,
+        "floor_applied": services.floor_applied(row, promotion.environment),
         "rules": [{"group": r.group, "count": r.count, "have": status["approvals"].get(r.group, 0)}
                   for r in policy.approvals],
         "status": status,
@@ -370,15 +372,20 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "approvals": approvals,
         "review": review,
         "trail": _trail(str(promotion.pk)),
-        # Forms are offered to members of the policy's groups; the service applies every other rule
-        # (self-approval, the creator, duplicates) and its refusal is shown as a message.
-        "can_decide": pending and bool(mine & set(policy.approval_groups)),
+        # Forms are offered only to those the services would hear (the same predicate); a refusal for who
+        # they are (separation of duties, approve_promotion) is explained. Duplicates and gates are left
+        # to the service, whose refusal is shown as a message.
+        "can_decide": pending and refusal is None,
+        "decide_note": str(refusal) if refusal is not None and refusal.code in _EXPLAINED_REFUSALS else "",
         "can_withdraw": promotion.state in (State.PENDING, State.APPROVED)
         and (promotion.requested_by_id == user.pk or roles.INFOSEC in mine),
         "can_review": review is not None and review.state not in CONCLUDED_REVIEW_STATES
         and bool(mine & (set(policy.approval_groups) or {roles.INFOSEC})),
     })
 
+
+#: Refusals the request page explains where its decision forms would be (others just hide them).
+_EXPLAINED_REFUSALS = frozenset({"self_approval", services.NEEDS_APPROVE_PROMOTION})
 
 _ACTIONS: dict[str, tuple[Callable[..., PromotionRequest], str, str]] = {
     # action: (service, name of its text argument, success message)

@@ -259,8 +259,8 @@ def test_the_requester_cannot_approve_their_own_request(pending: PromotionReques
     people.requester.groups.add(*people.approver.groups.all())
     before = snapshot()
     page = client_for(people.requester).get(reverse("console-request", args=[pending.pk]))
-    assert page.context["can_decide"]  # offered: the service is the one that refuses
-    # when
+    assert not page.context["can_decide"]  # not offered (see test_decision_forms_console.py) ...
+    # when the form is forged anyway, the service refuses
     response = post(people.requester, action_url(pending, "approve"), comment=COMMENT)
     # then
     assert messages_of(response) == ["you requested this promotion, so you cannot approve or reject it"]

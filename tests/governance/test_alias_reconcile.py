@@ -324,3 +324,48 @@ def test_the_longest_environment_alias_owns_a_look_alike(
 
     assert sync.registry_reconcile().violations == 1
     assert ComplianceViolation.objects.get(kind="out_of_band_alias").details["environment"] == "production-eu"
+
+
+# --- complete_rollout between "set main alias" and promotion_alias_applied ------------------------------------
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_rollout_reported_completed_whose_main_alias_moved_is_not_flagged_within_the_grace(
+    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    django_capture_on_commit_callbacks: Capture, strategy: str,
+) -> None:
+    promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts)
+    rollout = promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy=strategy)
+    with django_capture_on_commit_callbacks(execute=False) as queued:  # complete_rollout not run yet
+        services.promotion_report_progress(actor=RUNTIME, request=rollout, status="completed")
+    rollout.refresh_from_db()
+    assert rollout.rollout_completing_at is not None
+    # complete_rollout's first step ran; the reconcile runs before it records the deployment
+    mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
+
+    assert_quiet_reconcile()
+    assert mlflow_store.aliases(NAME) == {"dev": 2, f"dev-{strategy}": 2}  # nothing put back
+
+    for callback in queued:
+        callback()  # the task finishes: recorded deployed, candidate alias removed
+    rollout.refresh_from_db()
+    assert rollout.state == State.DEPLOYED and mlflow_store.aliases(NAME) == {"dev": 2}
+    assert_quiet_reconcile()
+
+
+def test_a_completing_rollout_still_unrecorded_after_the_grace_is_flagged(
+    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts)
+    rollout = promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy="canary")
+    with django_capture_on_commit_callbacks(execute=False):  # complete_rollout never runs
+        services.promotion_report_progress(actor=RUNTIME, request=rollout, status="completed")
+    mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
+    PromotionRequest.objects.filter(pk=rollout.pk).update(
+        rollout_completing_at=timezone.now() - sync.ROLLOUT_COMPLETING_GRACE - timedelta(seconds=1))
+
+    report = sync.registry_reconcile()
+
+    assert (report.violations, report.aliases_reverted) == (1, 1)
+    assert violations() == [("dev", 2, 1, True)] and mlflow_store.aliases(NAME) == {"dev": 1, "dev-canary": 2}

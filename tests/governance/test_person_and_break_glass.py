@@ -441,3 +441,85 @@ def test_a_refused_break_glass_by_a_non_member_raises_no_budget_alert(
     with pytest.raises(NotPermitted):
         _break_glass(people.outsider, in_dev, envs["production"])
     assert snapshot() == before
+
+
+# --- unjustified while deploying: the deploy path honours the conclusion ---------------------------------------
+
+
+@pytest.fixture
+def v6_live_in_production(in_dev: ModelVersion, envs: Envs, people: People,
+                          fake_registry: FakeRegistry) -> PromotionRequest:
+    v6 = ModelVersionFactory(model=in_dev.model, version=6)
+    previous = make_deployed(v6, envs["production"], requested_by=people.requester, hours_ago=24 * 10)
+    fake_registry.aliases[("fraud-detector", "production")] = 6
+    return previous
+
+
+def _deploying_break_glass(people: People, version: ModelVersion, envs: Envs) -> PromotionRequest:
+    """A break-glass promotion the deploy task has started (deploying), its alias not moved yet."""
+    request = _break_glass(people.breakglass, version, envs["production"])  # its task is not run
+    return services.promotion_deploy_start(request=request)
+
+
+def _conclude_unjustified(people: People, request: PromotionRequest) -> str:
+    services.break_glass_review_conclude(user=people.model_risk, review=BreakGlassReview.objects.get(request=request),
+                                         outcome="unjustified", comment="No incident: INC-4711 is a typo")
+    return ComplianceViolation.objects.get(kind="unjustified_break_glass").details["outcome"]
+
+
+def test_the_deploy_task_refuses_to_move_the_alias_once_the_break_glass_is_found_unjustified(
+    in_dev: ModelVersion, envs: Envs, people: People, fake_registry: FakeRegistry,
+    v6_live_in_production: PromotionRequest, django_capture_on_commit_callbacks: Capture,
+) -> None:
+    from governance import tasks
+
+    request = _deploying_break_glass(people, in_dev, envs)
+    assert _conclude_unjustified(people, request).startswith("to be rolled back")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = tasks.apply_promotion.apply(args=[request.pk]).get()
+
+    assert outcome == "refused: break-glass found unjustified"
+    assert fresh(request).state == State.FAILED
+    assert "found unjustified" in fresh(request).last_error
+    assert fake_registry.calls == []  # MLflow's alias never moved
+    live = LiveDeployment.objects.get(model=in_dev.model, environment=envs["production"])
+    assert live.promotion == v6_live_in_production
+    assert event_types(request)[-1] == "promotion.deploy_failed"
+
+
+def test_a_deployment_completing_after_the_unjustified_conclusion_is_rolled_back_right_after(
+    in_dev: ModelVersion, envs: Envs, people: People, fake_registry: FakeRegistry,
+    v6_live_in_production: PromotionRequest, django_capture_on_commit_callbacks: Capture,
+) -> None:
+    request = _deploying_break_glass(people, in_dev, envs)
+    fake_registry.set_alias("fraud-detector", "production", 7)  # the task's alias move, already under way
+    _conclude_unjustified(people, request)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.promotion_alias_applied(request=request, alias="production")
+
+    assert fresh(request).state == State.ROLLED_BACK
+    live = LiveDeployment.objects.get(model=in_dev.model, environment=envs["production"])
+    assert (live.version.version, live.promotion) == (6, v6_live_in_production)
+    assert fake_registry.of("fraud-detector") == {"production": 6}  # through the same rollback path
+    assert event_types(request)[-2:] == ["promotion.deployed", "promotion.rolled_back"]
+    rolled = entry_of(request, "promotion.rolled_back")
+    assert rolled.actor == actor_of(people.model_risk) and "deployment completed" in rolled.payload["reason"]
+
+
+def test_a_deployment_completing_is_kept_when_the_policy_keeps_unjustified_break_glass(
+    in_dev: ModelVersion, envs: Envs, people: People, fake_registry: FakeRegistry,
+    v6_live_in_production: PromotionRequest, django_capture_on_commit_callbacks: Capture,
+) -> None:
+    rules = {"approvals": [{"group": "model-risk", "count": 2}], "gates": [{"type": "soak", "hours": 24},
+             {"type": "data_classification"}], "rollback_unjustified_break_glass": False}
+    PromotionPolicy.objects.update_or_create(environment=envs["production"], model=None, defaults={"rules": rules})
+    request = _deploying_break_glass(people, in_dev, envs)
+    _conclude_unjustified(people, request)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.promotion_alias_applied(request=request, alias="production")
+
+    assert fresh(request).state == State.DEPLOYED
+    assert "promotion.rolled_back" not in event_types(request)

@@ -30,10 +30,16 @@ shown, but nothing a client can write there decides anything here:
   by ``services.model_owner_set``; a tag that disagrees with it is ``ownership_drift``;
 * the version tag ``artifact_digest`` is ignored: the digest is always computed here, a
   SHA-256 over the sorted relative paths and contents of the version's artifact
-  directory when its download URI resolves to a local path (``file:`` URIs, plain
-  paths, and ``runs:/`` URIs of runs whose artifact root is local); else ``""`` (remote
-  stores are not downloaded: a reconcile must stay cheap), and the ``artifact_digest``
-  gate then fails saying so;
+  directory (``directory_digest``). A local path is hashed in place; any other store
+  (``mlflow-artifacts:``, ``models:/``, ``s3://``...) is listed through MLflow's artifact
+  repository, size-checked against ``MLFLOW_DIGEST_MAX_BYTES``/``MLFLOW_DIGEST_MAX_FILES``,
+  downloaded into a temporary directory (always removed) and hashed there, so the same
+  bytes give the same digest wherever they live (``artifact_digest_of``). When the bytes
+  cannot be read the digest is ``""`` and the reason (``artifact_digest_error``) is what
+  the ``artifact_digest`` gate shows. A reconcile stays cheap: a remote version whose
+  source, run and listing (names, sizes) are unchanged keeps its digest until it is older
+  than ``MLFLOW_DIGEST_RECHECK_HOURS``; bytes rewritten in place with the same sizes are
+  caught by the first sync after that;
 * the version tag ``data_classification`` never sets a classification: that comes from
   the catalog through lineage (``access.catalog``) or a data steward's declaration;
 * a version's ``creator`` (MLflow's client-set ``user_id``) is linked to an account only
@@ -458,6 +464,9 @@ def _listing(repo: Any, byte_limit: int, file_limit: int) -> dict[str, int]:
             listed += 1
             if listed > file_limit * 2:  # directories count too: a deep empty tree must not list forever
                 raise _Refused(f"more than {file_limit} files and directories (MLFLOW_DIGEST_MAX_FILES)")
+            if not _safe_relative(info.path):
+                # The download joins it to the temporary directory: never outside it.
+                raise _Refused("the artifact store lists a path outside the artifact directory")
             if info.is_dir:
                 pending.append(info.path)
                 continue
@@ -473,6 +482,12 @@ def _listing(repo: Any, byte_limit: int, file_limit: int) -> dict[str, int]:
     if not files:
         raise _Refused("the artifact store lists no files for this version")
     return files
+
+
+def _safe_relative(path: str) -> bool:
+    parts = path.split("/")
+    return bool(path) and not path.startswith("/") and "\\" not in path and "\0" not in path and all(
+        part not in ("", ".", "..") for part in parts)
 
 
 def _listing_digest(uri: str, files: Mapping[str, int]) -> str:

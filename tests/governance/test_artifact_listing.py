@@ -6,6 +6,7 @@ download without a size check, write outside the temporary directory, or list fo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,3 +75,55 @@ def test_an_empty_listing_is_a_reason() -> None:
 def test_a_sound_listing_gives_every_file_and_size() -> None:
     tree = {"": [Info("MLmodel", file_size=12), Info("data", is_dir=True)], "data": [Info("data/w.bin", file_size=5)]}
     assert sync._listing(FakeStore(tree), 1000, 10) == {"MLmodel": 12, "data/w.bin": 5}
+
+
+class Downloading(FakeStore):
+    """A store whose download writes ``files`` (what it really serves) and then maybe fails."""
+
+    def __init__(self, tree: dict[str, list[Info]], files: dict[str, bytes], *, fail: bool = False) -> None:
+        super().__init__(tree)
+        self.files, self.fail, self.dst = files, fail, ""
+
+    def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
+        assert artifact_path == "" and dst_path
+        self.dst = dst_path
+        for name, content in self.files.items():
+            target = Path(dst_path, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        if self.fail:
+            raise ConnectionError("connection reset by peer")
+        return dst_path
+
+
+def remote(monkeypatch: pytest.MonkeyPatch, store: FakeStore) -> sync.DigestResult:
+    import mlflow.store.artifact.artifact_repository_registry as repos
+
+    monkeypatch.setattr(repos, "get_artifact_repository", lambda uri, **kwargs: store)
+    mv = type("MV", (), {"name": "m", "version": "1", "source": "s3://bucket/m/1", "run_id": ""})()
+    return sync._remote_digest("s3://bucket/m/1", mv, None)
+
+
+def test_a_store_serving_more_than_it_listed_gets_no_digest_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Downloading({"": [Info("w.bin", file_size=1)]}, {"w.bin": b"x" * 5000})
+    result = remote(monkeypatch, store)
+    assert (result.digest, result.error) == ("", "the artifacts changed while they were being read")
+    assert store.dst and not Path(store.dst).exists()
+
+
+def test_a_download_that_fails_midway_is_a_reason_and_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Downloading({"": [Info("w.bin", file_size=3)]}, {"w.bin": b"abc"}, fail=True)
+    result = remote(monkeypatch, store)
+    assert (result.digest, result.error) == ("", "artifact store unreachable: ConnectionError")
+    assert "peer" not in result.error and not Path(store.dst).exists()
+
+
+def test_a_sound_download_is_hashed_like_the_same_local_bytes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    store = Downloading({"": [Info("d", is_dir=True)], "d": [Info("d/w.bin", file_size=3)]}, {"d/w.bin": b"abc"})
+    result = remote(monkeypatch, store)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "w.bin").write_bytes(b"abc")
+    assert result.digest == sync.directory_digest(tmp_path) != "" and result.error == ""
+    assert result.listing.startswith("sha256:") and not Path(store.dst).exists()

@@ -36,6 +36,7 @@ from governance.models import (
     ComplianceViolation,
     Environment,
     FreezeWindow,
+    IdentityLink,
     LiveDeployment,
     ModelVersion,
     PromotionPolicy,
@@ -168,6 +169,17 @@ class ComplianceViolationAdmin(RawViewAdmin):
 
     def visible_to(self, user: Any) -> QuerySet[ComplianceViolation]:
         return selectors.violations_visible_to(user)
+
+
+@admin.register(IdentityLink)
+class IdentityLinkAdmin(RawViewAdmin):
+    """Read-only: links are made and removed by InfoSec in the console or the API (with a reason, recorded)."""
+
+    list_display = ("mlflow_identity", "account", "created_by", "created_at")
+    list_select_related = ("account", "created_by")
+
+    def visible_to(self, user: Any) -> QuerySet[IdentityLink]:
+        return selectors.identity_links_visible_to(user)
 
 
 @admin.register(LiveDeployment)

@@ -46,6 +46,12 @@ class ModelVersion(models.Model):
     run_id = models.CharField(max_length=64, blank=True, default="")
     source = models.CharField(max_length=1000, blank=True, default="")
     artifact_digest = models.CharField(max_length=100, blank=True, default="")
+    # Why ``artifact_digest`` is empty (the artifact_digest gate shows it); "" when it was computed.
+    artifact_digest_error = models.CharField(max_length=300, blank=True, default="")
+    # SHA-256 of the artifact URI and the (name, size) listing the digest was computed from, and when the
+    # bytes were last hashed: an unchanged listing keeps the digest until MLFLOW_DIGEST_RECHECK_HOURS.
+    artifact_listing = models.CharField(max_length=80, blank=True, default="")
+    artifact_digest_at = models.DateTimeField(null=True, blank=True)
     # MLflow's user_id: client-set free text, shown but never trusted for a rule.
     creator = models.CharField(max_length=256, blank=True, default="")
     # The account the product knows registered the version (an identity link of the MLflow

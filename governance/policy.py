@@ -219,6 +219,8 @@ class GateInput:
     uncatalogued: tuple[str, ...] = ()
     #: The digest computed here from the artifact bytes ("" when they could not be read).
     artifact_digest: str = ""
+    #: Why no digest could be computed (shown by the artifact_digest gate); "" when unknown or computed.
+    artifact_digest_error: str = ""
     #: ``user:<id>`` of the account the product knows registered the version, and how; None: nobody known.
     registered_by: str | None = None
     registered_via: str = ""
@@ -267,10 +269,10 @@ def evaluate_gate(gate: Gate, data: GateInput) -> GateResult:
     if gate.type == "artifact_digest":
         if data.artifact_digest:
             return GateResult(gate.name, gate.type, True, data.artifact_digest, "computed from the artifact bytes")
+        why = data.artifact_digest_error or "remote store, missing, or over the size limit"
         return GateResult(gate.name, gate.type, False, None,
-                          "the version's artifacts could not be read from the MLflow artifact store (remote store, "
-                          "missing, or over the size limit), so no digest was computed; MLflow's "
-                          "'artifact_digest' tag is never used instead")
+                          f"the version's artifacts could not be read from the MLflow artifact store ({why}), "
+                          "so no digest was computed; MLflow's 'artifact_digest' tag is never used instead")
     if gate.type == "trusted_creator":
         if data.registered_by:
             return GateResult(gate.name, gate.type, True, data.registered_by,

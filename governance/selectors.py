@@ -14,12 +14,13 @@ from access.checks import check
 from access.classification import LEVELS, RESTRICTED, allows
 from access.models import APPROVE_PROMOTION, Grant
 from access.principals import account_ids
-from access.roles import role_names
+from access.roles import AUDITOR, INFOSEC, role_names
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,
     Environment,
     FreezeWindow,
+    IdentityLink,
     LiveDeployment,
     ModelVersion,
     PromotionPolicy,
@@ -396,3 +397,21 @@ def may_report_progress(user: User, request: PromotionRequest) -> bool:
         return True
     return bool(check(user, "deploy_to", request.version.model, record_denial=False)
                 or check(user, "deploy_to", request.environment, record_denial=False))
+
+
+# --- MLflow identity links (InfoSec manages them; auditors read) ------------------------------------------
+
+
+_LINK_READERS = frozenset({INFOSEC, AUDITOR})
+
+
+def may_see_identity_links(user: User | AnonymousUser) -> bool:
+    """InfoSec and auditors: a link names an MLflow identity, which is personal data."""
+    return bool(user.is_authenticated and user.is_active and role_names(user) & _LINK_READERS)
+
+
+def identity_links_visible_to(user: User | AnonymousUser) -> QuerySet[IdentityLink]:
+    """Every identity link for InfoSec and auditors, none for anybody else (with the accounts they name)."""
+    if not may_see_identity_links(user):
+        return IdentityLink.objects.none()
+    return IdentityLink.objects.select_related("account", "created_by")

@@ -119,6 +119,7 @@ def _gate_input(version: ModelVersion, environment: Environment, now: datetime) 
         now=now,
         uncatalogued=uncatalogued,
         artifact_digest=version.artifact_digest,
+        artifact_digest_error=version.artifact_digest_error,
         registered_by=f"user:{version.registered_by_id}" if version.registered_by_id is not None else None,
         registered_via=version.registered_via,
     )

@@ -331,6 +331,11 @@ MLFLOW_WEBHOOK_SECRET = env_str("MLFLOW_WEBHOOK_SECRET") or DEV_MLFLOW_WEBHOOK_S
 MLFLOW_WEBHOOK_TOLERANCE_SECONDS = env_int("MLFLOW_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 MLFLOW_RECONCILE_INTERVAL = env_float("MLFLOW_RECONCILE_INTERVAL", 300.0, minimum=5)
 MLFLOW_WEBHOOK_MAX_BYTES = env_int("MLFLOW_WEBHOOK_MAX_BYTES", 1048576, minimum=1024)
+# The artifact digest (governance.sync): artifacts over these limits get no digest (the gate says why);
+# a remote version whose artifact listing (names, sizes) is unchanged is re-downloaded after RECHECK_HOURS.
+MLFLOW_DIGEST_MAX_BYTES = env_int("MLFLOW_DIGEST_MAX_BYTES", 1024**3, minimum=1)
+MLFLOW_DIGEST_MAX_FILES = env_int("MLFLOW_DIGEST_MAX_FILES", 20_000, minimum=1)
+MLFLOW_DIGEST_RECHECK_HOURS = env_float("MLFLOW_DIGEST_RECHECK_HOURS", 24.0, minimum=0)
 # Webhook deliveries per source address (REMOTE_ADDR) per fixed window, "<n>/<sec|min|hour|day>";
 # over it the endpoint answers 429 with Retry-After (MLflow's delivery retries honour it).
 MLFLOW_WEBHOOK_RATE = (env_str("MLFLOW_WEBHOOK_RATE") or "120/min").strip()

@@ -1,0 +1,83 @@
+"""Console page of MLflow identity links: InfoSec vouches that an MLflow identity is an account (#13).
+
+InfoSec lists, links (with a reason) and removes (with a reason); auditors read; anybody else
+gets the console's 403 page with no data. Writes go through the same services as the API
+(``services.identity_link_create`` / ``identity_link_remove``), which stay the authority.
+The MLflow identity is personal data: shown on this page, never in a message or a log line.
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from access import roles
+from governance import selectors, services
+from governance.console.base import paginate, run_action, signed_in_user, viewer_roles
+from governance.console.views_overview import denied
+from governance.services import MAX_IDENTITY
+
+PAGE = "console-identity-links"
+
+
+@require_GET
+@login_required
+def identity_links(request: HttpRequest) -> HttpResponse:
+    user = signed_in_user(request)
+    if not selectors.may_see_identity_links(user):
+        return denied(request, "MLflow identity links are for InfoSec and auditors.")
+    rows = selectors.identity_links_visible_to(user).order_by("mlflow_identity", "pk")
+    page, query = paginate(request, rows)
+    return render(request, "console/identity_links.html", {
+        "nav": "identity-links", "page": page, "rows": page.object_list, "qs": query,
+        "may_edit": roles.INFOSEC in viewer_roles(user), "max_identity": MAX_IDENTITY,
+    })
+
+
+def _infosec_only(request: HttpRequest) -> HttpResponse | None:
+    if roles.INFOSEC not in viewer_roles(signed_in_user(request)):
+        return denied(request, "Only InfoSec may link or unlink MLflow identities.")
+    return None
+
+
+@require_POST
+@login_required
+def identity_link_create(request: HttpRequest) -> HttpResponse:
+    refused = _infosec_only(request)
+    if refused is not None:
+        return refused
+    user = signed_in_user(request)
+    username = request.POST.get("account", "").strip()
+    account = User.objects.filter(username=username, is_active=True).first() if username else None
+    if account is None:
+        messages.error(request, "No active account has this username; nothing was linked.")
+        return HttpResponseRedirect(reverse(PAGE))
+    run_action(
+        request,
+        lambda: services.identity_link_create(user=user, mlflow_identity=request.POST.get("mlflow_identity", ""),
+                                              account=account, reason=request.POST.get("reason", "")),
+        # Not the identity itself: messages are stored in the session and may reach logs.
+        f"The MLflow identity is linked to {account.get_username()}; versions it created now name them as "
+        "their registrant.",
+    )
+    return HttpResponseRedirect(reverse(PAGE))
+
+
+@require_POST
+@login_required
+def identity_link_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    refused = _infosec_only(request)
+    if refused is not None:
+        return refused
+    user = signed_in_user(request)
+    link = get_object_or_404(selectors.identity_links_visible_to(user), pk=pk)
+    run_action(
+        request,
+        lambda: services.identity_link_remove(user=user, link=link, reason=request.POST.get("reason", "")),
+        f"Link #{pk} is removed; versions already linked keep their registrant.",
+    )
+    return HttpResponseRedirect(reverse(PAGE))

@@ -573,16 +573,21 @@ def promotion_withdraw(*, user: User, request: PromotionRequest, reason: str) ->
         raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending or approved can be withdrawn")
     if request.requested_by_id != user.pk and roles.INFOSEC not in role_names(user):
         raise NotPermitted("only the requester or InfoSec may withdraw a promotion request")
+    _mark_withdrawn(request, Actor.user(user), reason)
+    return request
+
+
+def _mark_withdrawn(request: PromotionRequest, actor: Actor, reason: str) -> None:
+    """pending/approved → withdrawn, recorded; the caller holds the request's lock and checked who may."""
     request.state = State.WITHDRAWN
     request.finished_at = timezone.now()
     request.save(update_fields=["state", "finished_at"])
     record(
         event_type="promotion.withdrawn",
-        actor=Actor.user(user),
+        actor=actor,
         subject=_subject(request),
         payload={**_base_payload(request), "reason": reason},
     )
-    return request
 
 
 @transaction.atomic
@@ -971,15 +976,7 @@ def promotion_break_glass(
     _check_break_glass_budget(user, environment, timezone.now())
     if open_request is not None:
         # An emergency must not wait for someone to withdraw the ordinary request: it is superseded.
-        open_request.state = State.WITHDRAWN
-        open_request.finished_at = timezone.now()
-        open_request.save(update_fields=["state", "finished_at"])
-        record(
-            event_type="promotion.withdrawn",
-            actor=Actor.user(user),
-            subject=_subject(open_request),
-            payload={**_base_payload(open_request), "reason": "superseded by a break-glass promotion"},
-        )
+        _mark_withdrawn(open_request, Actor.user(user), "superseded by a break-glass promotion")
     policy, _ = selectors.policy_for(environment=environment, model_id=version.model_id)
     results, digest = evaluate(version, environment, policy)
     now = timezone.now()
@@ -1094,15 +1091,7 @@ def _undo_break_glass(request: PromotionRequest, *, user: User, comment: str) ->
     request = _lock(request)
     if request.state == State.APPROVED:
         # Not deploying yet: the deploy task refuses a request that is no longer approved.
-        request.state = State.WITHDRAWN
-        request.finished_at = timezone.now()
-        request.save(update_fields=["state", "finished_at"])
-        record(
-            event_type="promotion.withdrawn",
-            actor=Actor.user(user),
-            subject=_subject(request),
-            payload={**_base_payload(request), "reason": reason},
-        )
+        _mark_withdrawn(request, Actor.user(user), reason)
         return "withdrawn"
     if request.state == State.DEPLOYING:
         # The alias may be moving right now (break-glass deploys in full): the deploy task refuses to move

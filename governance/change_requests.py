@@ -204,6 +204,15 @@ def _lock(request: GovernanceChangeRequest) -> GovernanceChangeRequest:
         "environment", "model", "proposed_by").get(pk=request.pk)
 
 
+def _close(request: GovernanceChangeRequest, state: str, user: User, note: str) -> None:
+    """A pending request decided by ``user`` (applied, rejected or withdrawn); the caller holds its lock."""
+    request.state = state
+    request.decided_by = user
+    request.decision_comment = note
+    request.decided_at = timezone.now()
+    request.save(update_fields=["state", "decided_by", "decision_comment", "decided_at"])
+
+
 def _pending(request: GovernanceChangeRequest, what: str) -> None:
     if request.state != State.PENDING:
         raise InvalidState(f"change request #{request.pk} is {request.state}; only a pending one can be {what}")
@@ -284,11 +293,7 @@ def change_request_approve(*, user: User, request: GovernanceChangeRequest, comm
     if _checked(request.kind, environment, request.model, request.change) != request.change:
         raise InvalidState(f"change request #{request.pk} would no longer apply as proposed", code="stale")
     _apply(request, environment, user)
-    request.state = State.APPLIED
-    request.decided_by = user
-    request.decision_comment = comment
-    request.decided_at = timezone.now()
-    request.save(update_fields=["state", "decided_by", "decision_comment", "decided_at"])
+    _close(request, State.APPLIED, user, comment)
     record(
         event_type="governance_change.approved",
         actor=Actor.user(user),
@@ -307,11 +312,7 @@ def change_request_reject(*, user: User, request: GovernanceChangeRequest, comme
     _pending(request, "rejected")
     if same_person(user, request.proposed_by):
         raise NotPermitted("you proposed this change: withdraw it rather than reject it", code="self_approval")
-    request.state = State.REJECTED
-    request.decided_by = user
-    request.decision_comment = comment
-    request.decided_at = timezone.now()
-    request.save(update_fields=["state", "decided_by", "decision_comment", "decided_at"])
+    _close(request, State.REJECTED, user, comment)
     record(
         event_type="governance_change.rejected",
         actor=Actor.user(user),
@@ -329,11 +330,7 @@ def change_request_withdraw(*, user: User, request: GovernanceChangeRequest, rea
     if not same_person(user, request.proposed_by):
         raise NotPermitted("only the person who proposed a change may withdraw it")
     _pending(request, "withdrawn")
-    request.state = State.WITHDRAWN
-    request.decided_by = user
-    request.decision_comment = reason
-    request.decided_at = timezone.now()
-    request.save(update_fields=["state", "decided_by", "decision_comment", "decided_at"])
+    _close(request, State.WITHDRAWN, user, reason)
     record(
         event_type="governance_change.withdrawn",
         actor=Actor.user(user),

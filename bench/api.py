@@ -135,6 +135,11 @@ def make_env(args: argparse.Namespace, workdir: Path, use_redis: bool) -> dict[s
         "VAR_DIR": str(workdir / "var"),
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
+        # Plain HTTP on loopback stands for what a TLS-terminating proxy forwards: no redirect to
+        # https, and cookies the load clients send back over http (the cost of neither is measured).
+        "SECURE_SSL_REDIRECT": "0",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
     })
     if use_redis:
         env["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/14"

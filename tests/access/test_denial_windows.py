@@ -7,8 +7,6 @@ from the beat task, or lazily at the next denial when no beat runs.
 """
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +21,7 @@ from access.tasks import summarise_denials
 from audit.models import Entry, PendingEntry
 from tests.access import personas
 from tests.access.personas import People, Resources, fresh, ledger, make_user
+from tests.integration.helpers import race
 
 # fixtures (they need the ``db`` fixture; the concurrency test uses ``committing_db`` instead)
 people, res = personas.people, personas.res
@@ -140,27 +139,6 @@ def test_the_summary_carries_no_personal_data(people: People, res: Resources) ->
     assert all(f'"user:{people.outsider.pk}"' in body and "otto" not in body for body in bodies)
 
 
-def _race(*calls: Callable[[], object]) -> list[BaseException]:
-    barrier = threading.Barrier(len(calls))
-    errors: list[BaseException] = []
-
-    def run(call: Callable[[], object]) -> None:
-        try:
-            barrier.wait()
-            call()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return errors
-
-
 def test_concurrent_first_denials_write_one_entry(on_postgres: None, committing_db: None) -> None:
     """Two processes denied at once: the window's unique key lets one write the entry; the other counts."""
     from django.contrib.auth.models import Group
@@ -173,7 +151,7 @@ def test_concurrent_first_denials_write_one_entry(on_postgres: None, committing_
                                      effective_level="confidential")
     for i in range(5):
         prober = make_user(f"prober{i}")
-        errors = _race(*[lambda p=prober: check(fresh(p), "read_data", dataset) for _ in range(4)])
+        errors = race(*[lambda p=prober: check(fresh(p), "read_data", dataset) for _ in range(4)])
         assert errors == []
         assert DenialWindow.objects.get(principal=f"user:{prober.pk}").count == 4
         assert PendingEntry.objects.filter(event_type="access.check_denied",

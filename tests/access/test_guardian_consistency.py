@@ -1,11 +1,8 @@
 """Our grants and guardian's object permissions stay in step: ``guardian_drift()`` is empty after every change."""
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 
-from django.db import connection
 from django.utils import timezone
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
@@ -16,6 +13,7 @@ from access.models import DatasetUserObjectPermission, Grant
 from access.selectors import guardian_drift
 from tests.access import personas
 from tests.access.personas import People, Resources, fresh, grant, make_user
+from tests.integration.helpers import race
 
 # fixtures (they need the ``db`` fixture; the concurrency test uses ``committing_db`` instead)
 people, res = personas.people, personas.res
@@ -130,28 +128,6 @@ def test_drift_reports_generic_rows_and_a_stalled_expiry(people: People, res: Re
     assert not any("expired at" in line for line in guardian_drift(now=g.expires_at + timedelta(seconds=30)))
 
 
-def _race(*calls: Callable[[], object]) -> list[BaseException]:
-    """Run the calls at once, each on its own connection; return what they raised."""
-    barrier = threading.Barrier(len(calls))
-    errors: list[BaseException] = []
-
-    def run(call: Callable[[], object]) -> None:
-        try:
-            barrier.wait()
-            call()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return errors
-
-
 def test_concurrent_revoke_and_grant_on_one_resource_stay_in_step(on_postgres: None, committing_db: None) -> None:
     """Revoking one grant while another of the same access is created: the resource lock serialises them,
     so the guardian row survives for the new grant (PostgreSQL: real row locks)."""
@@ -167,7 +143,7 @@ def test_concurrent_revoke_and_grant_on_one_resource_stay_in_step(on_postgres: N
     dataset = Dataset.objects.create(name="customers", owner=owner, level="internal", effective_level="internal")
     for _ in range(10):
         old = grant(owner, rita, dataset)
-        errors = _race(
+        errors = race(
             lambda old=old: svc.grant_revoke(actor_user=owner, grant=old, reason="rotate"),  # type: ignore[misc]
             lambda: grant(infosec, rita, dataset),
         )

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db import connection
@@ -86,3 +87,25 @@ def wait_for_lock_wait(pid: int, timeout: float = 10.0) -> None:
                 return
             time.sleep(0.01)
     raise AssertionError(f"backend {pid} never waited on a lock")
+
+
+def race(*calls: Callable[[], object]) -> list[BaseException]:
+    """Run the calls at once, each on its own connection; return what they raised."""
+    barrier = threading.Barrier(len(calls))
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            barrier.wait()
+            call()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

@@ -7,31 +7,17 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from audit.models import Entry, PendingEntry
-from governance.models import Environment, FreezeWindow, GovernanceChangeRequest, PromotionPolicy
+from governance.models import Environment, FreezeWindow
 from tests.access.personas import People, Resources
 from tests.api.conftest import problem_of
 from tests.api.conftest_promotions import *  # noqa: F403
+from tests.governance.factories import TIGHTER, ZERO, production_rules, rules_state
 
 pytestmark = pytest.mark.django_db
 
-ZERO = {"approvals": [], "gates": []}
-TIGHTER = {"approvals": [{"group": "model-risk", "count": 1}, {"group": "infosec", "count": 1}],
-           "gates": [{"type": "soak", "hours": 48}, {"type": "data_classification"}]}
 
 
-def state() -> dict[str, Any]:
-    return {
-        "ledger": PendingEntry.objects.count() + Entry.objects.count(),
-        "changes": list(GovernanceChangeRequest.objects.order_by("pk").values("pk", "state")),
-        "policies": list(PromotionPolicy.objects.order_by("pk").values("pk", "rules")),
-        "environments": list(Environment.objects.order_by("pk").values()),
-        "freezes": FreezeWindow.objects.count(),
-    }
 
-
-def production_rules() -> Any:
-    return PromotionPolicy.objects.get(environment__name="production", model=None).rules
 
 
 @pytest.fixture
@@ -57,20 +43,20 @@ class TestTheAttack:
 
     def test_the_proposer_cannot_approve(self, no_floor, as_user, people: People) -> None:
         body = propose(as_user, people.infosec, ZERO)
-        before = state()
+        before = rules_state()
         response = as_user(people.infosec).post(f"/api/v1/change-requests/{body['id']}/approve",
                                                 {"comment": "lgtm"}, format="json")
         assert response.status_code == 403
         assert problem_of(response)["detail"] == "you proposed this change, so a second InfoSec member must approve it"
-        assert state() == before
+        assert rules_state() == before
 
     def test_a_token_cannot_approve(self, no_floor, as_user, token_for, people: People) -> None:
         body = propose(as_user, people.infosec, ZERO)
         client = token_for(["promotions:read", "promotions:write"])
-        before = state()
+        before = rules_state()
         assert client.post(f"/api/v1/change-requests/{body['id']}/approve", {"comment": "x"},
                            format="json").status_code == 403
-        assert state() == before
+        assert rules_state() == before
 
     def test_a_second_infosec_member_approves_and_it_applies(self, no_floor, as_user, people: People) -> None:
         body = propose(as_user, people.infosec, ZERO)
@@ -81,32 +67,32 @@ class TestTheAttack:
         assert production_rules() == ZERO
 
     def test_the_floor_refuses_the_zero_policy_outright(self, as_user, people: People) -> None:
-        before = state()
+        before = rules_state()
         response = as_user(people.infosec).put("/api/v1/policies/production", {"rules": ZERO}, format="json")
         assert response.status_code == 400
         problem = problem_of(response)
         assert problem["code"] == "below_floor" and "POLICY_FLOOR" in problem["detail"]
-        assert state() == before
+        assert rules_state() == before
 
     def test_the_floor_holds_for_model_policies_in_any_environment(self, settings, as_user, people: People,
                                                                    res: Resources) -> None:
         settings.POLICY_FLOOR = {"staging": {"min_approvals": 1}}
-        before = state()
+        before = rules_state()
         response = as_user(people.infosec).put("/api/v1/policies/staging",
                                                {"rules": ZERO, "model": "fraud-detector"}, format="json")
         assert response.status_code == 400 and problem_of(response)["code"] == "below_floor"
-        assert state() == before
+        assert rules_state() == before
 
     def test_a_stale_approval_is_409(self, no_floor, as_user, people: People) -> None:
         first = propose(as_user, people.infosec, ZERO)
         second = propose(as_user, people.infosec, TIGHTER)
         assert as_user(people.infosec2).post(f"/api/v1/change-requests/{first['id']}/approve", {"comment": "ok"},
                                              format="json").status_code == 200
-        before = state()
+        before = rules_state()
         response = as_user(people.infosec2).post(f"/api/v1/change-requests/{second['id']}/approve",
                                                  {"comment": "ok"}, format="json")
         assert response.status_code == 409 and problem_of(response)["code"] == "stale"
-        assert state() == before
+        assert rules_state() == before
 
 
 class TestOtherProtectedChanges:
@@ -125,21 +111,21 @@ class TestOtherProtectedChanges:
         assert response.status_code == 200 and response.json()["protected"] is True
 
     def test_protection_changes_alone(self, as_user, people: People) -> None:
-        before = state()
+        before = rules_state()
         response = as_user(people.infosec).patch("/api/v1/environments/production",
                                                  {"protected": False, "description": "x"}, format="json")
         assert response.status_code == 400 and "protected" in [e["field"] for e in problem_of(response)["errors"]]
-        assert state() == before
+        assert rules_state() == before
 
     @pytest.mark.parametrize("who", ["owner", "auditor", "outsider"])
     def test_others_cannot_protect_or_propose(self, as_user, people: People, who: str) -> None:
-        before = state()
+        before = rules_state()
         client = as_user(getattr(people, who))
         assert client.patch("/api/v1/environments/staging", {"protected": True}, format="json").status_code == 403
         assert client.patch("/api/v1/environments/production", {"protected": False},
                             format="json").status_code == 403
         assert client.put("/api/v1/policies/production", {"rules": TIGHTER}, format="json").status_code == 403
-        assert state() == before
+        assert rules_state() == before
 
     def test_freeze_window_of_production_proposes(self, as_user, people: People) -> None:
         start = (timezone.now() + timedelta(days=2)).strftime("%Y-%m-%dT00:00:00Z")
@@ -193,12 +179,12 @@ class TestReadingAndDeciding:
 
     def test_reject_and_withdraw(self, as_user, people: People) -> None:
         first, second = propose(as_user, people.infosec), propose(as_user, people.infosec)
-        before = state()
+        before = rules_state()
         assert as_user(people.infosec).post(f"/api/v1/change-requests/{first['id']}/reject", {"comment": "x"},
                                             format="json").status_code == 403
         assert as_user(people.infosec2).post(f"/api/v1/change-requests/{second['id']}/withdraw", {"reason": "x"},
                                              format="json").status_code == 403
-        assert state() == before
+        assert rules_state() == before
         rejected = as_user(people.infosec2).post(f"/api/v1/change-requests/{first['id']}/reject",
                                                  {"comment": "no ticket"}, format="json")
         withdrawn = as_user(people.infosec).post(f"/api/v1/change-requests/{second['id']}/withdraw",
@@ -211,9 +197,9 @@ class TestReadingAndDeciding:
     @pytest.mark.parametrize("body", [{}, {"comment": ""}, {"comment": "ok", "force": True}, {"comment": 5}])
     def test_bad_decisions_are_400_and_write_nothing(self, as_user, people: People, body: dict[str, Any]) -> None:
         change = propose(as_user, people.infosec)
-        before = state()
+        before = rules_state()
         response = as_user(people.infosec2).post(f"/api/v1/change-requests/{change['id']}/approve", body,
                                                  format="json")
         assert response.status_code == 400
         problem_of(response)
-        assert state() == before
+        assert rules_state() == before

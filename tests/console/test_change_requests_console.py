@@ -14,20 +14,17 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from access import roles
-from audit.models import Entry, PendingEntry
 from governance import change_requests as cr
-from governance.models import Environment, FreezeWindow, GovernanceChangeRequest, PromotionPolicy
+from governance.models import Environment, FreezeWindow, GovernanceChangeRequest
 from tests.console.conftest import client_for, messages_of
 from tests.factories import UserFactory
 from tests.governance.conftest import envs, fraud, people  # noqa: F401
-from tests.governance.factories import People
+from tests.governance.factories import TIGHTER, People, production_rules, rules_state
 
 pytestmark = pytest.mark.django_db
 
 Envs = dict[str, Environment]
 PAGE = "/console/environments/"
-TIGHTER = {"approvals": [{"group": "model-risk", "count": 1}, {"group": "infosec", "count": 1}],
-           "gates": [{"type": "soak", "hours": 48}, {"type": "data_classification"}]}
 
 
 @pytest.fixture
@@ -40,18 +37,7 @@ def auditor(envs: Envs) -> User:
     return UserFactory(username="audrey-auditor", roles=[roles.AUDITOR])
 
 
-def state() -> dict[str, Any]:
-    return {
-        "ledger": PendingEntry.objects.count() + Entry.objects.count(),
-        "changes": list(GovernanceChangeRequest.objects.order_by("pk").values("pk", "state")),
-        "policies": list(PromotionPolicy.objects.order_by("pk").values("pk", "rules")),
-        "environments": list(Environment.objects.order_by("pk").values()),
-        "freezes": FreezeWindow.objects.count(),
-    }
 
-
-def production_rules() -> Any:
-    return PromotionPolicy.objects.get(environment__name="production", model=None).rules
 
 
 def propose(user: User, rules: Any = TIGHTER) -> GovernanceChangeRequest:
@@ -75,12 +61,12 @@ def test_the_policy_form_of_production_only_proposes(envs: Envs, people: People)
 
 
 def test_a_policy_below_the_floor_is_refused_on_the_page(envs: Envs, people: People) -> None:
-    before = state()
+    before = rules_state()
     response = client_for(people.infosec).post(reverse("console-environment-policy", args=["production"]),
                                                {"rules": json.dumps({"approvals": [], "gates": []})}, follow=True)
     [message] = messages_of(response)
     assert "below the floor configured for production" in message
-    assert state() == before
+    assert rules_state() == before
 
 
 def test_the_proposer_sees_withdraw_and_a_second_member_sees_approve(
@@ -104,10 +90,10 @@ def test_the_proposer_sees_withdraw_and_a_second_member_sees_approve(
 
 def test_self_approval_on_the_page_is_refused(envs: Envs, people: People) -> None:
     request = propose(people.infosec)
-    before = state()
+    before = rules_state()
     response = decide(people.infosec, request, "approve", comment="lgtm")
     assert messages_of(response) == ["you proposed this change, so a second InfoSec member must approve it"]
-    assert state() == before
+    assert rules_state() == before
 
 
 def test_a_second_member_approves_on_the_page(envs: Envs, people: People, infosec2: User) -> None:
@@ -130,20 +116,20 @@ def test_reject_and_withdraw_on_the_page(envs: Envs, people: People, infosec2: U
 @pytest.mark.parametrize("who", ["requester", "approver", "outsider", "model_risk"])
 def test_others_may_not_decide(envs: Envs, people: People, who: str) -> None:
     request = propose(people.infosec)
-    before = state()
+    before = rules_state()
     for decision in ("approve", "reject", "withdraw"):
         response = client_for(getattr(people, who)).post(reverse(f"console-change-{decision}", args=[request.pk]),
                                                          {"comment": "x", "reason": "x"})
         assert response.status_code == 403
-    assert state() == before
+    assert rules_state() == before
 
 
 def test_an_auditor_may_not_decide(envs: Envs, people: People, auditor: User) -> None:
     request = propose(people.infosec)
-    before = state()
+    before = rules_state()
     response = decide(auditor, request, "approve", comment="x")
     assert messages_of(response) == ["only InfoSec may approve changes to protected environments"]
-    assert state() == before
+    assert rules_state() == before
 
 
 def test_unknown_change_request_is_404(envs: Envs, people: People) -> None:
@@ -156,10 +142,10 @@ def test_a_stale_request_is_shown_stale_and_refused(envs: Envs, people: People, 
     decide(infosec2, first, "approve", comment="ok")
     [change] = client_for(infosec2).get(PAGE).context["rows"][2]["changes"]
     assert change["request"] == second and change["stale"] is True
-    before = state()
+    before = rules_state()
     [message] = messages_of(decide(infosec2, second, "approve", comment="ok"))
     assert "stale" in message
-    assert state() == before
+    assert rules_state() == before
 
 
 def test_the_freeze_form_of_production_proposes(envs: Envs, people: People, infosec2: User) -> None:

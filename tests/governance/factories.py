@@ -244,3 +244,31 @@ class FakeRegistry:
     def of(self, model: str) -> dict[str, int]:
         """Every alias of ``model`` and its version."""
         return {alias: v for (m, alias), v in self.aliases.items() if m == model}
+
+
+# --- two-person control over the rules (change requests) ------------------------------------
+
+ZERO = {"approvals": [], "gates": []}
+# Above the default production floor (2 approvals, 24h soak, data_classification): a legitimate change.
+TIGHTER = {"approvals": [{"group": "model-risk", "count": 1}, {"group": "infosec", "count": 1}],
+           "gates": [{"type": "soak", "hours": 48}, {"type": "data_classification"}]}
+
+
+def production_rules() -> object:
+    from governance.models import PromotionPolicy
+
+    return PromotionPolicy.objects.get(environment__name="production", model=None).rules
+
+
+def rules_state() -> dict[str, object]:
+    """The ledger's size and every row the rules are made of: equal before and after a refused change."""
+    from audit.models import PendingEntry
+    from governance.models import Environment, FreezeWindow, GovernanceChangeRequest, PromotionPolicy
+
+    def of(model: type) -> list[dict[str, object]]:
+        return [{k: v for k, v in r.items() if k != "updated_at"}
+                for r in model.objects.order_by("pk").values()]  # type: ignore[attr-defined]
+
+    return {"pending": PendingEntry.objects.count(), "entries": Entry.objects.count(),
+            "changes": of(GovernanceChangeRequest), "policies": of(PromotionPolicy),
+            "environments": of(Environment), "freezes": of(FreezeWindow)}

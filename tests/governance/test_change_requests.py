@@ -18,20 +18,16 @@ from django.utils import timezone
 
 from access import roles
 from access.models import ServiceAccount
-from audit.models import Entry, PendingEntry
 from governance import change_requests as cr
 from governance import services
 from governance.errors import GovernanceError, InvalidState, NotPermitted
-from governance.models import Environment, FreezeWindow, GovernanceChangeRequest, PromotionPolicy
+from governance.models import Environment, FreezeWindow, GovernanceChangeRequest
 from tests.access.personas import People, Resources, ledger, people, res  # noqa: F401
+from tests.governance.factories import TIGHTER, ZERO, production_rules, rules_state
 
 pytestmark = pytest.mark.django_db
 
 Kind = GovernanceChangeRequest.Kind
-ZERO = {"approvals": [], "gates": []}
-# Above the default production floor (2 approvals, 24h soak, data_classification): a legitimate change.
-TIGHTER = {"approvals": [{"group": "model-risk", "count": 1}, {"group": "infosec", "count": 1}],
-           "gates": [{"type": "soak", "hours": 48}, {"type": "data_classification"}]}
 
 
 @pytest.fixture
@@ -50,24 +46,11 @@ def staging() -> Environment:
     return Environment.objects.get(name="staging")
 
 
-def rows() -> dict[str, Any]:
-    def of(model: Any) -> list[dict[str, Any]]:
-        return [{k: v for k, v in r.items() if k != "updated_at"} for r in model.objects.order_by("pk").values()]
-
-    return {"pending": PendingEntry.objects.count(), "entries": Entry.objects.count(),
-            "changes": of(GovernanceChangeRequest), "policies": of(PromotionPolicy),
-            "environments": of(Environment), "freezes": of(FreezeWindow)}
-
-
 @contextmanager
 def writes_nothing() -> Iterator[None]:
-    before = rows()
+    before = rules_state()
     yield
-    assert rows() == before
-
-
-def production_rules() -> Any:
-    return PromotionPolicy.objects.get(environment__name="production", model=None).rules
+    assert rules_state() == before
 
 
 def propose_policy(user: User, environment: Environment, rules: Any, **kw: Any) -> GovernanceChangeRequest:

@@ -23,6 +23,7 @@ from access.models import ServiceAccount
 from governance import services
 from governance.models import Environment, ModelVersion, PromotionRequest, RegisteredModel
 from tests.console.conftest import client_for
+from tests.console.test_promotions_console import owned, pending  # noqa: F401
 from tests.governance.conftest import _celery_eager, envs, fraud, no_mlflow, people, v7  # noqa: F401
 from tests.governance.factories import ModelVersionFactory, People, make_deployed, snapshot
 
@@ -30,21 +31,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow")]
 
 Envs = dict[str, Environment]
 FORMS = ("approve", "reject", "request-changes")
-
-
-@pytest.fixture
-def owned(fraud: RegisteredModel, people: People) -> RegisteredModel:
-    fraud.owner = people.requester
-    fraud.save(update_fields=["owner"])
-    return fraud
-
-
-@pytest.fixture
-def pending(owned: RegisteredModel, v7: ModelVersion, envs: Envs, people: People) -> PromotionRequest:
-    """v7 asked for staging: one ``approver`` decides."""
-    make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
-    return services.promotion_request(user=people.requester, version=v7, environment=envs["staging"],
-                                      reason="quarterly retrain")
 
 
 def _page(user: User, request: PromotionRequest) -> Any:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -61,6 +62,16 @@ def _retryable() -> tuple[type[BaseException], ...]:
     return (OperationalError,)
 
 
+def _in_batches(service: Callable[..., int]) -> int:
+    """Call ``service(limit=EXPIRE_BATCH)`` (one transaction each) until a batch comes back short; the total."""
+    total = 0
+    while True:
+        done = service(limit=EXPIRE_BATCH)
+        total += done
+        if done < EXPIRE_BATCH:
+            return total
+
+
 @shared_task(name="access.tasks.expire_grants", autoretry_for=_retryable(), soft_time_limit=25, time_limit=30,
              **_SWEEP)
 def expire_grants() -> int:
@@ -68,12 +79,7 @@ def expire_grants() -> int:
     ``EXPIRE_BATCH`` (one transaction each). Returns how many were closed; running it twice does no harm."""
     from access.grants import grants_expire
 
-    total = 0
-    while True:
-        closed = grants_expire(limit=EXPIRE_BATCH)
-        total += closed
-        if closed < EXPIRE_BATCH:
-            return total
+    return _in_batches(grants_expire)
 
 
 @shared_task(name="access.tasks.close_review", autoretry_for=_retryable(), soft_time_limit=120, time_limit=180,
@@ -116,9 +122,4 @@ def summarise_denials() -> int:
     repeats), in batches of ``EXPIRE_BATCH``. Returns how many were closed; running it twice does no harm."""
     from access.checks import check_denials_summarise
 
-    total = 0
-    while True:
-        closed = check_denials_summarise(limit=EXPIRE_BATCH)
-        total += closed
-        if closed < EXPIRE_BATCH:
-            return total
+    return _in_batches(check_denials_summarise)

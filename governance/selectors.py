@@ -140,10 +140,10 @@ def _approve_promotion_grants(model_ids: set[int], environment_ids: set[int]) ->
     """The active approve_promotion grants on these models and environments: ``{(type, id): [(user, group)]}``."""
     if not model_ids and not environment_ids:
         return {}
+    from access.selectors import active_grants  # access.selectors imports this module
+
     found: _Holders = {}
-    rows = Grant.objects.filter(
-        permission=APPROVE_PROMOTION, revoked_at__isnull=True, expires_at__gt=timezone.now(),
-    ).filter(
+    rows = active_grants().filter(permission=APPROVE_PROMOTION).filter(
         Q(resource_type="registered_model", resource_id__in=model_ids)
         | Q(resource_type="environment", resource_id__in=environment_ids)
     ).values_list("resource_type", "resource_id", "user_id", "group_id")

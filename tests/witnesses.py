@@ -40,10 +40,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.cosignature import Cosigner
 from audit.witness.server import write_key
+from tests.bad_witness import SLOW_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 BEHAVIOURS = ("honest", "wrong_key", "lying_size", "slow")
-SLOW_SECONDS = 3.0
 _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
 _counter = itertools.count(1)
 

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.cosignature import Cosigner
 from audit.witness.server import write_key
-from tests.bad_witness import SLOW_SECONDS
+from tests.bad_witness import SLOW_SECONDS as SLOW_SECONDS  # re-exported for tests
 
 ROOT = Path(__file__).resolve().parent.parent
 BEHAVIOURS = ("honest", "wrong_key", "lying_size", "slow")

@@ -42,6 +42,9 @@ from audit.witness.state import LogState, WitnessState
 # signatures can be ~5 KB each and signed-note asks verifiers to accept 16 of them. Anything
 # larger is refused before it is read.
 MAX_BODY = 128 * 1024
+# Each connection holds a thread; beyond this many, new connections are closed at once
+# rather than letting idle or slow clients exhaust the process.
+MAX_CONNECTIONS = 256
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 
 
@@ -184,8 +187,8 @@ class Witness:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ledger-witness"
-    # Keep-alive connections that stay idle this long are closed (each holds a thread).
-    timeout = 60
+    # Keep-alive connections that stay idle (or send this slowly) are closed: each holds a thread.
+    timeout = 30
     # Headers and body go out as two writes; without this, Nagle + delayed ACK add ~40 ms.
     disable_nagle_algorithm = True
     server: WitnessHTTPServer
@@ -254,10 +257,30 @@ class WitnessHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], witness: Witness, *, max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self, address: tuple[str, int], witness: Witness, *, max_body: int = MAX_BODY,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.witness = witness
         self.max_body = max_body
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: close at once, the client may retry
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def before_answer(self, endpoint: str) -> None:
         """Hook for test-only wrappers (a deliberately slow witness); the shipped witness does nothing."""

@@ -170,6 +170,24 @@ def test_request_body_size_is_bounded(witness_factory, log):
     assert w.add_checkpoint(log.request(0, 5))[0] == 200  # the limit is not in the way of real requests
 
 
+def test_connections_are_bounded(witness_factory, log):
+    import socket
+
+    w = witness_factory(log_vkeys=[log.vkey], extra_args=["--max-connections", "2"])
+    idle = [socket.create_connection(("127.0.0.1", w.port)) for _ in range(2)]
+    time.sleep(0.2)  # both accepted and holding their threads
+    extra = socket.create_connection(("127.0.0.1", w.port))
+    extra.settimeout(5)
+    assert extra.recv(1) == b""  # closed at once, not queued behind the idle ones
+    extra.close()
+    for sock in idle:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while get(w.url, "/healthz")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert w.add_checkpoint(log.request(0, 5))[0] == 200
+
+
 def test_a_body_without_content_length_is_refused(witness, log):
     import http.client
 

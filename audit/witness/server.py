@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.cosignature import AddCheckpoint, Cosigner, ProtocolError, cosignature_line
+from audit.cosignature import AddCheckpoint, Cosigner, ProtocolError, cosignature_line, split_note
 from audit.merkle import EMPTY_ROOT, verify_consistency
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
 from audit.witness.state import LogState, WitnessState
@@ -139,8 +139,9 @@ class Witness:
                 ):
                     self._refused(422, checkpoint, request, "consistency proof does not verify", evidence=True)
                     return _text(422, f"the consistency proof from size {current.size} does not verify")
-            text = checkpoint.text()
-            line = self.cosign(text)
+            # The exact text the log signed (not re-encoded from the parsed fields): the cosignature
+            # must verify on the note the log publishes.
+            line = self.cosign(split_note(request.note)[0])
             entry = LogState(size=checkpoint.tree_size, root=checkpoint.root_hash, note=request.note + line)
             try:
                 self.state.commit(origin, entry)

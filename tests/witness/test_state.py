@@ -92,3 +92,28 @@ def test_malformed_state_files_are_refused(tmp_path, content):
     (tmp_path / "state.json").write_bytes(content)
     with pytest.raises(StateError):
         WitnessState(tmp_path / "state.json", [])
+
+
+def test_the_cosignature_covers_the_exact_text_the_log_signed(tmp_path):
+    """A root in non-canonical base64 decodes to the same hash; the cosignature must still be over the log's bytes."""
+    import base64
+
+    from audit.cosignature import Cosigner, add_checkpoint_body, verify_cosignatures
+    from audit.note import sign_note
+
+    log = TestLog().grow(5)
+    root = log.root(5)
+    canonical = base64.b64encode(root).decode()
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".index(canonical[-2])
+    odd = canonical[:-2] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[last | 1] + "="
+    assert odd != canonical and base64.b64decode(odd) == root
+    note = sign_note(f"{log.origin}\n5\n{odd}\n", [(log.origin, log.key)])
+    key = Ed25519PrivateKey.generate()
+    witness = _witness(tmp_path, log, key=key)
+    try:
+        answer = witness.add_checkpoint(add_checkpoint_body(old_size=0, proof=[], note=note))
+        assert answer.status == 200
+        cosigner = Cosigner.from_key("w.example/1", key.public_key())
+        assert len(verify_cosignatures(note + answer.body.decode(), [cosigner])) == 1
+    finally:
+        witness.close()

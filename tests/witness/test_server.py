@@ -437,3 +437,32 @@ def test_keygen_and_vkey_commands(tmp_path):
     assert overwrite.returncode == 2 and Path(key).read_bytes() and "never overwritten" in overwrite.stderr
     with pytest.raises(NoteError):
         Cosigner.parse(vkey.replace("w.example/1", "w.example/2"))
+
+
+@pytest.mark.parametrize("problem", ["bad log vkey", "a cosigner vkey as log key", "missing key", "not an Ed25519 key"])
+def test_serve_refuses_bad_configuration_with_exit_2(tmp_path, log, problem):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+
+    from audit.witness.server import write_key
+
+    key = tmp_path / "k.pem"
+    write_key(key, Ed25519PrivateKey.generate())
+    vkey = log.vkey
+    if problem == "bad log vkey":
+        vkey = vkey[:-4]
+    elif problem == "a cosigner vkey as log key":
+        vkey = str(Cosigner.from_key(log.origin, log.key.public_key()))
+    elif problem == "missing key":
+        key = tmp_path / "nowhere.pem"
+    else:
+        key.unlink()
+        key.write_bytes(generate_private_key(SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    result = subprocess.run(
+        [sys.executable, "-m", "audit.witness", "serve", "--listen", "127.0.0.1:0", "--name", "w.test",
+         "--key", str(key), "--state", str(tmp_path / "state.json"), "--log", vkey],
+        cwd=ROOT, env=witness_env(), capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and not result.stdout
+    assert not (tmp_path / "state.json").exists()

@@ -18,6 +18,7 @@ because nothing is answered before it is on disk.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -141,7 +142,7 @@ class Witness:
                     return _text(422, f"the consistency proof from size {current.size} does not verify")
             # The exact text the log signed (not re-encoded from the parsed fields): the cosignature
             # must verify on the note the log publishes.
-            line = self.cosign(split_note(request.note)[0])
+            line = self.cosign(split_note(request.note)[0], not_before=self._last_timestamp(current))
             entry = LogState(size=checkpoint.tree_size, root=checkpoint.root_hash, note=request.note + line)
             try:
                 self.state.commit(origin, entry)
@@ -150,9 +151,30 @@ class Witness:
                 return _text(500, "the witness could not save its state; nothing was cosigned")
         return Answer(200, line.encode())
 
-    def cosign(self, checkpoint_text: str) -> str:
-        """The cosignature line for a checkpoint this witness has just accepted (tests override it)."""
-        return cosignature_line(checkpoint_text, name=self.name, key=self.key, timestamp=int(self._clock()))
+    def cosign(self, checkpoint_text: str, *, not_before: int = 0) -> str:
+        """The cosignature line for a checkpoint this witness has just accepted (tests override it).
+
+        Its timestamp never goes below ``not_before`` (the previous cosignature of the log): after
+        a clock step backwards, "as of T the largest tree is N" must not contradict an earlier line.
+        """
+        timestamp = max(int(self._clock()), not_before)
+        return cosignature_line(checkpoint_text, name=self.name, key=self.key, timestamp=timestamp)
+
+    def _last_timestamp(self, current: LogState | None) -> int:
+        """The timestamp of this witness's own cosignature on the stored note (the line it appended last)."""
+        if current is None:
+            return 0
+        last = current.note.rstrip("\n").rsplit("\n", 1)[-1]
+        prefix = f"\u2014 {self.name} "
+        if not last.startswith(prefix):
+            return 0
+        try:
+            blob = base64.b64decode(last[len(prefix) :], validate=True)
+        except ValueError:
+            return 0
+        if len(blob) != 76 or blob[:4] != self.cosigner.key_id:
+            return 0  # a state written under another key: nothing to continue from
+        return int.from_bytes(blob[4:12], "big")
 
     def _conflict(self, size: int) -> Answer:
         return Answer(409, f"{size}\n".encode(), SIZE_CONTENT_TYPE)

@@ -117,3 +117,30 @@ def test_the_cosignature_covers_the_exact_text_the_log_signed(tmp_path):
         assert len(verify_cosignatures(note + answer.body.decode(), [cosigner])) == 1
     finally:
         witness.close()
+
+
+def test_cosignature_timestamps_never_go_backwards_even_across_a_restart(tmp_path):
+    from audit.cosignature import Cosigner, verify_cosignatures
+
+    log = TestLog().grow(30)
+    key = Ed25519PrivateKey.generate()
+    cosigner = Cosigner.from_key("w.example/1", key.public_key())
+    now = [2_000_000_000.0]
+    witness = Witness(name="w.example/1", key=key, log_vkeys=[log.vkey], state_path=tmp_path / "state.json",
+                      clock=lambda: now[0])
+
+    def timestamp(old: int, new: int, w: Witness) -> int:
+        answer = w.add_checkpoint(log.request(old, new))
+        assert answer.status == 200
+        return verify_cosignatures(log.note(new) + answer.body.decode(), [cosigner])[0].timestamp
+
+    assert timestamp(0, 10, witness) == 2_000_000_000
+    now[0] = 1_000_000_000.0  # the clock steps back
+    assert timestamp(10, 20, witness) == 2_000_000_000
+    witness.close()
+    restarted = Witness(name="w.example/1", key=key, log_vkeys=[log.vkey], state_path=tmp_path / "state.json",
+                        clock=lambda: now[0])
+    assert timestamp(20, 25, restarted) == 2_000_000_000
+    now[0] = 2_000_000_100.0
+    assert timestamp(25, 30, restarted) == 2_000_000_100
+    restarted.close()

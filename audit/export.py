@@ -933,14 +933,19 @@ def witness_anchors() -> tuple[list[str], int | None]:
     return vkeys, int(quorum) if quorum else len(vkeys)
 
 
+def _quoted(value: str) -> str:
+    """``value`` in single quotes for a POSIX shell (always: keys are easier to spot and copy that way)."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
 def verify_command(bundle: str = "BUNDLE.zip") -> str:
     """The full verify.py command for a bundle with this ledger's trust anchors filled in."""
     parts = ["python", "verify.py", shlex.quote(bundle)]
     for line in trusted_key_lines():
-        parts += ["--trusted-key", shlex.quote(line)]
+        parts += ["--trusted-key", _quoted(line)]
     vkeys, quorum = witness_anchors()
     for vkey in vkeys:
-        parts += ["--witness-key", shlex.quote(vkey)]
+        parts += ["--witness-key", _quoted(vkey)]
     if quorum:
         parts += ["--quorum", str(quorum)]
     return " ".join(parts)

@@ -139,6 +139,8 @@ class ExportScope:
     event_types: tuple[str, ...] = ()
     model: str | None = None
     dataset: str | None = None
+    # A checkpoint the recipient already holds (its tree size): the bundle then proves consistency with it.
+    since_checkpoint: int | None = None
 
     @property
     def completeness(self) -> str:
@@ -196,8 +198,16 @@ def parse_scope(
     event_types: Iterable[str] = (),
     model: str | None = None,
     dataset: str | None = None,
+    since_checkpoint: int | str | None = None,
 ) -> ExportScope:
     """Validate and normalise an export scope; raises ExportError naming what is wrong."""
+    known: int | None = None
+    if since_checkpoint not in (None, ""):
+        text = str(since_checkpoint).strip()
+        if not (text.isascii() and text.isdigit()) or int(text) < 1 or len(text) > 18:
+            raise ExportError(f"--since-checkpoint {text[:40]!r} must be a tree size (a positive integer)",
+                              code="invalid_checkpoint")
+        known = int(text)
     since_ts = parse_time(since, label="--since") if since not in (None, "") else None
     until_ts = parse_time(until, end_of_day=True, label="--until") if until not in (None, "") else None
     if since_ts and until_ts and since_ts > until_ts:
@@ -213,6 +223,7 @@ def parse_scope(
     return ExportScope(
         since=since_ts, until=until_ts, subjects=tuple(parsed), event_types=tuple(types),
         model=model.strip() if model else None, dataset=dataset.strip() if dataset else None,
+        since_checkpoint=known,
     )
 
 
@@ -345,6 +356,12 @@ def export_create(
     integrate()
     size = LedgerHead.objects.values_list("tree_size", flat=True).get(pk=1)
     subjects = _resolve_subjects(scope, size)
+    if scope.since_checkpoint is not None:
+        if fmt != "bundle":
+            raise ExportError("--since-checkpoint is for bundles (it adds a consistency proof)", code="invalid_scope")
+        if scope.since_checkpoint > size or not Checkpoint.objects.filter(tree_size=scope.since_checkpoint).exists():
+            raise ExportError(f"the ledger signed no checkpoint of tree size {scope.since_checkpoint}",
+                              code="unknown_checkpoint")
     now = timezone.now()
     job = ExportJob.objects.create(created_by=user, format=fmt, created_at=now)
     payload_scope: dict[str, Any] = {
@@ -356,6 +373,8 @@ def export_create(
         "subjects": [[t, i, _head(t, i, size)] for t, i in subjects],
         "ledger_size": size,
     }
+    if scope.since_checkpoint is not None:  # only then: other scopes are recorded exactly as before
+        payload_scope["since_checkpoint"] = scope.since_checkpoint
     actor = Actor.user(user) if user is not None else Actor.system("export_audit")
     recorded = record(
         event_type="ledger.exported",
@@ -861,14 +880,15 @@ class _Zip:
         self.zip.close()
 
 
-def _earlier_checkpoints(head: Checkpoint, low: int) -> list[Checkpoint]:
+def _earlier_checkpoints(head: Checkpoint, low: int, known: int | None = None) -> list[Checkpoint]:
     """The earlier checkpoints a bundle includes (docs/export-format.md, "Which checkpoints"), in file order.
 
     Every checkpoint signed before ``head`` (smaller id) whose tree holds entry ``low`` (the lowest seq in the
     bundle), i.e. ``low < tree_size <= head.tree_size``; a note identical to one already kept (the same tree
     re-signed by the same keys) is left out. Beyond MAX_CHECKPOINTS: the first, the last of each UTC day and
-    every one signed by more than one key (a rotation's handover). Raises ExportError when id order and
-    tree-size order disagree (the files are verified in name, i.e. id, order).
+    every one signed by more than one key (a rotation's handover). ``known`` (the scope's ``since_checkpoint``):
+    the first checkpoint of that tree size is included too, whatever ``low``, unless the anchor is of that size.
+    Raises ExportError when id order and tree-size order disagree (the files are verified in name, i.e. id, order).
     """
     qs = Checkpoint.objects.filter(id__lt=head.pk, tree_size__gt=low, tree_size__lte=head.tree_size).order_by("id")
     seen = {head.note}
@@ -877,12 +897,18 @@ def _earlier_checkpoints(head: Checkpoint, low: int) -> list[Checkpoint]:
         if cp.note not in seen:
             seen.add(cp.note)
             unique.append(cp)
+    wanted = None
+    if known is not None and known != head.tree_size:
+        wanted = Checkpoint.objects.filter(id__lt=head.pk, tree_size=known).order_by("id").first()
+        if wanted is not None and wanted.note not in seen:
+            unique = sorted([*unique, wanted], key=lambda c: c.pk)
     if len(unique) > MAX_CHECKPOINTS:
         kept: dict[Any, Checkpoint] = {}
         for cp in unique:
             kept[cp.created_at.astimezone(UTC).date()] = cp
         chosen = {cp.pk for cp in [unique[0], *kept.values()]}
         chosen |= {cp.pk for cp in unique if len(offline_verify.signers_of(cp.note)) > 1}
+        chosen |= {cp.pk for cp in unique if wanted is not None and cp.note == wanted.note}
         unique = [cp for cp in unique if cp.pk in chosen]
     for a, b in itertools.pairwise([*unique, head]):
         if a.tree_size > b.tree_size:
@@ -1103,7 +1129,7 @@ def write_bundle(
         # checkpoints: the anchor, earlier ones whose trees hold the bundle's lowest entry, consistency between them
         out.put("checkpoint.txt", _published(checkpoint).encode())
         low = min([entry.seq, *(s for _, s in plan.boundaries), *([first_seq] if first_seq is not None else [])])
-        earlier = _earlier_checkpoints(checkpoint, low)
+        earlier = _earlier_checkpoints(checkpoint, low, job.scope.get("since_checkpoint"))
         names = [f"checkpoints/{cp.pk:012d}.txt" for cp in earlier]
         chain = [*zip(names, earlier, strict=True), ("checkpoint.txt", checkpoint)]
         consistency = []

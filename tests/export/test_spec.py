@@ -299,3 +299,50 @@ def test_a_bundle_has_no_directory_entries_and_lists_every_member(history: None,
     assert any(n.startswith("checkpoints/") for n in names)
     manifest = json.loads(members(bundle)["manifest.json"])
     assert set(names) - {"manifest.json"} == set(manifest["files"])
+
+
+# --- a checkpoint the recipient already holds --------------------------------------------------------------------
+
+
+def test_since_checkpoint_adds_the_known_checkpoint_and_the_proof_from_it(db: None, export: Export) -> None:
+    fill(10)
+    known = checkpoints.checkpoint_create()  # size 11 (with the key's registration): below the exported range
+    fill(10)
+    checkpoints.checkpoint_create()
+    fill(3)
+    assert known is not None
+    since = Entry.objects.get(seq=15).timestamp
+
+    bundle = export("--since", since, "--since-checkpoint", str(known.tree_size))
+
+    files = members(bundle)
+    manifest = json.loads(files["manifest.json"])
+    name = f"checkpoints/{known.pk:012d}.txt"
+    assert manifest["checkpoints"][0] == name and files[name].decode() == known.note
+    proofs = [json.loads(line) for line in files["checkpoints/consistency.jsonl"].splitlines()]
+    assert proofs[0]["from"] == name and proofs[0]["old_size"] == known.tree_size
+    assert manifest["scope"]["since_checkpoint"] == known.tree_size  # recorded in the signed scope
+    assert manifest["entries"]["first_seq"] > known.tree_size
+    assert verify(bundle).ok
+
+
+@pytest.mark.parametrize(("value", "message"), [("7", "no checkpoint of tree size 7"),
+                                                ("-1", "must be a tree size"), ("ten", "must be a tree size")])
+def test_since_checkpoint_of_no_signed_checkpoint_is_refused_and_nothing_recorded(
+    db: None, export: Export, value: str, message: str
+) -> None:
+    from django.core.management import CommandError
+
+    fill(10)
+    checkpoints.checkpoint_create()
+    before = Entry.objects.count()
+    with pytest.raises(CommandError, match=message):
+        export("--since-checkpoint", value)
+    ledger.integrate()
+    assert Entry.objects.count() == before and not Entry.objects.filter(event_type="ledger.exported").exists()
+
+
+def test_scopes_without_since_checkpoint_are_recorded_as_before(history: None, export: Export) -> None:
+    export()
+    scope = Entry.objects.get(event_type="ledger.exported").payload["scope"]
+    assert set(scope) == {"since", "until", "event_types", "model", "dataset", "subjects", "ledger_size"}

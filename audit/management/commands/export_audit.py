@@ -39,6 +39,9 @@ class Command(BaseCommand):
                             help="a registered model: it, its versions (and their runtime events), their promotion "
                             "requests and its incidents")
         parser.add_argument("--dataset", metavar="NAME", help="a dataset's own history")
+        parser.add_argument("--since-checkpoint", metavar="SIZE",
+                            help="the tree size of a checkpoint the recipient already holds: the bundle includes "
+                            "that checkpoint and the consistency proof from it (bundles only)")
         parser.add_argument("--format", choices=FORMATS, default="bundle", help="bundle (zip), csv or report (html)")
         parser.add_argument("--actor", metavar="USERNAME",
                             help="who is exporting (an InfoSec member or auditor); recorded in the ledger. "
@@ -62,6 +65,7 @@ class Command(BaseCommand):
             scope = parse_scope(
                 since=options["since"], until=options["until"], subjects=options["subject"],
                 event_types=options["event_type"], model=options["model"], dataset=options["dataset"],
+                since_checkpoint=options["since_checkpoint"],
             )
             job = export_create(user=user, scope=scope, fmt=options["format"], enqueue=False)
         except ExportError as exc:

@@ -11,6 +11,7 @@ import types
 import zipfile
 from collections.abc import Iterator
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -346,3 +347,28 @@ def test_scopes_without_since_checkpoint_are_recorded_as_before(history: None, e
     export()
     scope = Entry.objects.get(event_type="ledger.exported").payload["scope"]
     assert set(scope) == {"since", "until", "event_types", "model", "dataset", "subjects", "ledger_size"}
+
+
+def test_checkpoints_whose_signing_order_contradicts_their_sizes_are_refused_and_no_file_written(
+    db: None, tmp_path: Path
+) -> None:
+    from django.core.management import CommandError
+
+    from tests.integration.helpers import tamper
+
+    made = []
+    for n in (10, 10, 3, 2):
+        fill(n)
+        made.append(checkpoints.checkpoint_create())
+    _, second, third, _ = made
+    assert second is not None and third is not None and second.tree_size < third.tree_size
+    # a database owner swaps two checkpoints: signing order and tree sizes now disagree
+    swap = "UPDATE audit_checkpoint SET tree_size = %s, root_hash = %s, note = %s WHERE id = %s"
+    tamper(swap, [third.tree_size, third.root_hash, third.note, second.pk])
+    tamper(swap, [second.tree_size, second.root_hash, second.note, third.pk])
+    out = tmp_path / "refused.zip"
+
+    with pytest.raises(CommandError, match=r"is larger than the later .*run verify_ledger"):
+        call_command("export_audit", "--out", str(out), stdout=StringIO())
+
+    assert not out.exists() and not list(tmp_path.glob(".refused.zip*"))

@@ -372,3 +372,29 @@ def test_checkpoints_whose_signing_order_contradicts_their_sizes_are_refused_and
         call_command("export_audit", "--out", str(out), stdout=StringIO())
 
     assert not out.exists() and not list(tmp_path.glob(".refused.zip*"))
+
+
+# --- after h-keys and h-verify: key lifetimes in the command and in keys.txt --------------------------------------
+
+
+class _Lifetime:
+    def __init__(self, vkey: str, start: int, end: int | None) -> None:
+        self.verifier_key, self.valid_from, self.valid_until = vkey, start, end
+
+    def line(self) -> str:
+        return " ".join([self.verifier_key, f"from={self.valid_from}",
+                         *([f"until={self.valid_until}"] if self.valid_until is not None else [])])
+
+
+def test_key_lifetimes_fill_the_command_and_keys_txt_once_they_exist(
+    history: None, export: Export, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audit import signing
+
+    key = current_verifier_key()
+    monkeypatch.setattr(signing, "key_lifetimes", lambda: [_Lifetime(key, 0, None)], raising=False)
+    assert f"--trusted-key '{key} from=0'" in verify_command()
+    # keys.txt gets the trusted-key line format only once verify.py reads it (I4's parser exists)
+    assert members(export())["keys.txt"].decode().splitlines()[-1] == key
+    monkeypatch.setattr(offline_verify, "parse_trusted_key_line", lambda line: None, raising=False)
+    assert members(export())["keys.txt"].decode().splitlines()[-1] == f"{key} from=0"

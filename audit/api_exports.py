@@ -133,6 +133,10 @@ class ExportsApi(APIView):
         model = serializers.CharField(required=False, allow_null=True, max_length=300,
                                       help_text="every subject of this registered model (required by 'report')")
         dataset = serializers.CharField(required=False, allow_null=True, max_length=300)
+        since_checkpoint = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=2**53 - 1,
+            help_text="bundles: the tree size of a checkpoint the recipient holds; the bundle includes it and the "
+            "consistency proof from it (docs/export-format.md, rule C3)")
 
     @extend_schema_serializer(component_name="ExportPage")
     class PageSerializer(serializers.Serializer):
@@ -176,7 +180,8 @@ class ExportsApi(APIView):
         v = data.validated_data
         # ExportError (bad scope) → 400 and ExportNotPermitted → 403, through the API's error handler.
         scope = parse_scope(since=v.get("since"), until=v.get("until"), subjects=v.get("subjects", ()),
-                            event_types=v.get("event_types", ()), model=v.get("model"), dataset=v.get("dataset"))
+                            event_types=v.get("event_types", ()), model=v.get("model"), dataset=v.get("dataset"),
+                            since_checkpoint=v.get("since_checkpoint"))
         job = export_create(user=request.user, scope=scope, fmt=v["format"])
         return Response(job_data(job, request), status=status.HTTP_202_ACCEPTED)
 

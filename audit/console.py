@@ -26,7 +26,7 @@ from audit import offline_verify as ov
 from audit import pii
 from audit.api_selectors import exports_visible_to
 from audit.event_types import registry
-from audit.export import FORMATS, ExportError, export_create, parse_scope
+from audit.export import FORMATS, ExportError, export_create, parse_scope, path_name, verify_command
 from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry, ExportJob
 from audit.models_ops import LegalHold
@@ -316,6 +316,7 @@ def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
         "scope_json": json.dumps(job.scope, indent=2, sort_keys=True),
         "may_download": job.state == ExportJob.State.DONE,
         "download_url": reverse("export-download", args=[job.pk]),
+        "verify_command": verify_command(path_name(job)) if job.format == "bundle" else None,
     })
 
 

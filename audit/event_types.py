@@ -9,7 +9,7 @@ not match.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -51,6 +51,9 @@ class EventType:
     # Runtime events may be sent by serving/monitoring systems through POST /api/v1/events;
     # every other type is written only by this product's own services.
     runtime: bool = False
+    # The entry's subject type(s), " | "-separated (catalogue metadata: docs/event-types.md, event-types.json).
+    # Set for every type by ``Registry.describe_subjects`` at the end of this module.
+    subject: str = ""
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         problems: list[str] = []
@@ -78,6 +81,10 @@ class EventType:
     @property
     def pii_fields(self) -> tuple[str, ...]:
         return tuple(k for k, f in self.fields.items() if f.pii)
+
+    @property
+    def subject_types(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.subject.split("|") if t.strip())
 
 
 class Registry:
@@ -110,6 +117,15 @@ class Registry:
 
     def all(self) -> list[EventType]:
         return [self._types[n] for n in self.names()]
+
+    def describe_subjects(self, subjects: Mapping[str, str]) -> None:
+        """Set each type's subject type(s) (catalogue metadata); every registered type needs one."""
+        unknown = sorted(set(subjects) - set(self._types))
+        missing = sorted(set(self._types) - set(subjects))
+        if unknown or missing:
+            raise ValueError(f"subject types: unknown event types {unknown}, types without one {missing}")
+        for name, subject in subjects.items():
+            self._types[name] = replace(self._types[name], subject=subject)
 
 
 registry = Registry()
@@ -380,3 +396,77 @@ _r(EventType("environment.protection_changed", "An environment's two-person prot
 _r(EventType("governance_change.expired", "A proposed change to a protected environment's rules was left pending "
              "past CHANGE_REQUEST_EXPIRY_DAYS and expired; it can no longer be approved.",
              {**_GC, "proposed_by": S(), "after_days": Field("int")}))
+
+
+# --- the subject of each type's entries (catalogue metadata) --------------------------------------------------
+# What ``record()`` is called with, by the services that write each type; "A | B" when it depends on the case
+# (access events are about the resource: a dataset, a registered model or an environment; runtime events are
+# about ``model_version:<model>/<version>`` when they name both, else ``environment:<name>``, else
+# ``runtime_source:<source>``; a violation's entries are about what it is about).
+_ACCESS_RESOURCE = "dataset | registered_model | environment"
+_RUNTIME_SUBJECT = "model_version | environment | runtime_source"
+_VIOLATION_SUBJECT = "promotion_request | registered_model | model_version | environment | ledger"
+registry.describe_subjects({
+    "ledger.signing_key_registered": "signing_key",
+    "ledger.note_added": "any (the subject the note is attached to)",
+    "auth.role_added": "user",
+    "auth.role_removed": "user",
+    "model.registered": "registered_model",
+    "model.changed": "registered_model",
+    "model.version_registered": "model_version",
+    "model.version_changed": "model_version",
+    "model.version_classified": "model_version",
+    "model.owner_set": "registered_model",
+    "model.version_registrant_linked": "model_version",
+    "mlflow.identity_linked": "identity_link",
+    "mlflow.identity_unlinked": "identity_link",
+    "policy.updated": "environment",
+    "environment.created": "environment",
+    "environment.updated": "environment",
+    "environment.freeze_declared": "environment",
+    **{name: "promotion_request" for name in registry.names() if name.startswith("promotion.")},
+    "mlflow.webhook_received": "registered_model | webhook_endpoint",
+    "mlflow.webhook_refused": "registered_model | webhook_endpoint",
+    "mlflow.alias_changed": "registered_model",
+    "mlflow.alias_reverted": "registered_model",
+    "mlflow.webhook_refusals_summarised": "webhook_endpoint",
+    "compliance.violation": _VIOLATION_SUBJECT,
+    "compliance.violation_acknowledged": _VIOLATION_SUBJECT,
+    "dataset.created": "dataset",
+    "dataset.classified": "dataset",
+    "dataset.field_classified": "dataset",
+    "lineage.linked": "model_version",
+    "access.service_account_created": "service_account",
+    "access.grant_created": _ACCESS_RESOURCE,
+    "access.grant_revoked": _ACCESS_RESOURCE,
+    "access.grant_expired": _ACCESS_RESOURCE,
+    "access.request_created": _ACCESS_RESOURCE,
+    "access.request_approved": _ACCESS_RESOURCE,
+    "access.request_rejected": _ACCESS_RESOURCE,
+    "access.request_withdrawn": _ACCESS_RESOURCE,
+    "access.check_denied": f"{_ACCESS_RESOURCE} | ledger_entry",
+    "access.check_denials_summarised": f"{_ACCESS_RESOURCE} | ledger_entry",
+    "access.review_started": "access_review",
+    "access.review_decided": "access_review",
+    "access.review_closed": "access_review",
+    "auth.user_registered": "user",
+    "privacy.pii_revealed": "user",
+    "privacy.subject_erased": "user",
+    "privacy.kek_rotated": "ledger",
+    "ledger.exported": "export",
+    "ledger.signing_key_rotated": "ledger",
+    "access.api_token_created": "service_account",
+    "access.api_token_revoked": "service_account",
+    **{name: _RUNTIME_SUBJECT for name in registry.runtime_names()},
+    "ledger.verified": "ledger",
+    "privacy.legal_hold_created": "user",
+    "privacy.legal_hold_released": "user",
+    "privacy.retention_erased": "user",
+    "auth.account_closed": "user",
+    "governance_change.requested": "environment",
+    "governance_change.approved": "environment",
+    "governance_change.rejected": "environment",
+    "governance_change.withdrawn": "environment",
+    "governance_change.expired": "environment",
+    "environment.protection_changed": "environment",
+})

@@ -26,6 +26,8 @@ import itertools
 import json
 import os
 import queue
+import re
+import shlex
 import threading
 import uuid
 import zipfile
@@ -44,6 +46,7 @@ from django.utils import timezone
 from access.roles import AUDITOR, INFOSEC, role_names
 from audit import offline_verify
 from audit.canonical import ZERO_HASH, body_bytes, format_timestamp, leaf_hash, parse_timestamp
+from audit.event_catalogue import catalogue_json
 from audit.event_types import registry
 from audit.ledger import Actor, Subject, fetch_nodes, integrate, record
 from audit.merkle import fold, inclusion_ranges, range_nodes, verify_inclusion
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("bundle", "csv", "report")
 EXTENSIONS = {"bundle": "zip", "csv": "csv", "report": "html"}
+EVENT_TYPES_FILE = "event-types.json"
 BUNDLE_FORMAT = offline_verify.FORMAT
 EXPORT_ROLES = (INFOSEC, AUDITOR)
 MAX_SUBJECTS = 10_000
@@ -117,6 +121,11 @@ def exports_dir() -> Path:
     return Path(settings.VAR_DIR) / "exports"
 
 
+def path_name(job: ExportJob) -> str:
+    """The file name of an export as the download (and the task) names it."""
+    return f"export-{job.pk}.{EXTENSIONS[job.format]}"
+
+
 # --- the scope ----------------------------------------------------------------------------------------
 
 
@@ -130,6 +139,8 @@ class ExportScope:
     event_types: tuple[str, ...] = ()
     model: str | None = None
     dataset: str | None = None
+    # A checkpoint the recipient already holds (its tree size): the bundle then proves consistency with it.
+    since_checkpoint: int | None = None
 
     @property
     def completeness(self) -> str:
@@ -187,8 +198,16 @@ def parse_scope(
     event_types: Iterable[str] = (),
     model: str | None = None,
     dataset: str | None = None,
+    since_checkpoint: int | str | None = None,
 ) -> ExportScope:
     """Validate and normalise an export scope; raises ExportError naming what is wrong."""
+    known: int | None = None
+    if since_checkpoint not in (None, ""):
+        text = str(since_checkpoint).strip()
+        if not (text.isascii() and text.isdigit()) or int(text) < 1 or len(text) > 18:
+            raise ExportError(f"--since-checkpoint {text[:40]!r} must be a tree size (a positive integer)",
+                              code="invalid_checkpoint")
+        known = int(text)
     since_ts = parse_time(since, label="--since") if since not in (None, "") else None
     until_ts = parse_time(until, end_of_day=True, label="--until") if until not in (None, "") else None
     if since_ts and until_ts and since_ts > until_ts:
@@ -204,21 +223,82 @@ def parse_scope(
     return ExportScope(
         since=since_ts, until=until_ts, subjects=tuple(parsed), event_types=tuple(types),
         model=model.strip() if model else None, dataset=dataset.strip() if dataset else None,
+        since_checkpoint=known,
     )
 
 
-def model_subjects(name: str) -> list[tuple[str, str]]:
-    """Every ledger subject about a registered model: the model, its versions and their promotion requests."""
+# Runtime events (audit/runtime_events.py) that name a model without a version are recorded about these shared
+# subjects, which also hold other models' events: a model's export cannot include them and says so.
+SHARED_RUNTIME_SUBJECTS = ("environment", "runtime_source")
+
+
+def _names_model(payload_json: str, name: str) -> bool:
+    try:
+        payload = json.loads(payload_json)
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and payload.get("model") == name
+
+
+def _payload_mentions(name: str) -> str:
+    """A substring every canonical payload with top-level ``"model": name`` contains (a prefilter only)."""
+    return '"model":' + json.dumps(name, ensure_ascii=False)
+
+
+def model_subjects(name: str, *, size: int | None = None) -> list[tuple[str, str]]:
+    """Every ledger subject about a registered model, among entries with ``seq < size`` (all when None).
+
+    The model, each version that the registry mirror knows *or* that the ledger has entries about
+    (``model_version:NAME/<n>``: runtime telemetry may name a version the mirror never saw), their
+    promotion requests, and the ``incident:<id>`` subjects whose entries name the model in their payload.
+    """
     from governance.models import PromotionRequest, RegisteredModel
 
     model = RegisteredModel.objects.filter(name=name).first()
     if model is None:
         raise ExportError(f"no registered model named {name!r}", code="unknown_model")
-    subjects = [("registered_model", model.name)]
-    subjects += [("model_version", f"{model.name}/{v}") for v in model.versions.values_list("version", flat=True)]
+    entries = Entry.objects.all() if size is None else Entry.objects.filter(seq__lt=size)
+    subjects = {("registered_model", model.name)}
+    subjects |= {("model_version", f"{model.name}/{v}") for v in model.versions.values_list("version", flat=True)}
+    version_id = re.compile(re.escape(model.name) + r"/(0|[1-9][0-9]*)")
+    subjects |= {
+        ("model_version", ident)
+        for ident in entries.filter(subject_type="model_version", subject_id__startswith=f"{model.name}/")
+        .values_list("subject_id", flat=True).distinct()
+        if version_id.fullmatch(ident)
+    }
     requests = PromotionRequest.objects.filter(version__model=model).values_list("pk", flat=True)
-    subjects += [("promotion_request", str(pk)) for pk in requests]
-    return subjects
+    subjects |= {("promotion_request", str(pk)) for pk in requests}
+    incidents = entries.filter(subject_type="incident", payload_json__contains=_payload_mentions(model.name))
+    subjects |= {("incident", ident) for ident, pj in incidents.values_list("subject_id", "payload_json")
+                 if _names_model(pj, model.name)}
+    return sorted(subjects)
+
+
+def model_exclusions(name: str, size: int) -> list[dict[str, Any]]:
+    """What a ``--model`` export leaves out although it is about the model, with how many entries (seq < size).
+
+    Runtime events naming the model without a version are about ``environment:`` or ``runtime_source:``
+    subjects shared with other models; exporting those subjects would export the other models' events too.
+    """
+    candidates = Entry.objects.filter(
+        seq__lt=size, subject_type__in=SHARED_RUNTIME_SUBJECTS, event_type__in=registry.runtime_names(),
+        payload_json__contains=_payload_mentions(name),
+    ).values_list("subject_type", "subject_id", "payload_json")
+    counts: dict[tuple[str, str], int] = {}
+    for st, sid, pj in candidates.iterator(chunk_size=2000):
+        if _names_model(pj, name):
+            counts[(st, sid)] = counts.get((st, sid), 0) + 1
+    if not counts:
+        return []
+    return [{
+        "what": f"runtime events naming model {name} without a version",
+        "why": "they are recorded about environment or reporting-system subjects that also hold other models' "
+               "events; completeness is not claimed for them",
+        "subjects": [{"type": t, "id": i, "entries": n} for (t, i), n in sorted(counts.items())],
+        "entries": sum(counts.values()),
+        "how_to_export": "export_audit --subject TYPE:ID for each subject listed",
+    }]
 
 
 def dataset_subjects(name: str) -> list[tuple[str, str]]:
@@ -231,10 +311,10 @@ def dataset_subjects(name: str) -> list[tuple[str, str]]:
     return [("dataset", name)]
 
 
-def _resolve_subjects(scope: ExportScope) -> list[tuple[str, str]]:
+def _resolve_subjects(scope: ExportScope, size: int | None = None) -> list[tuple[str, str]]:
     subjects = set(scope.subjects)
     if scope.model:
-        subjects.update(model_subjects(scope.model))
+        subjects.update(model_subjects(scope.model, size=size))
     if scope.dataset:
         subjects.update(dataset_subjects(scope.dataset))
     if len(subjects) > MAX_SUBJECTS:
@@ -270,11 +350,18 @@ def export_create(
         raise ExportError("the report format is about one model: give --model", code="report_needs_model")
     if user is not None and not may_export(user):
         raise ExportNotPermitted("only InfoSec and auditors may export the ledger")
-    subjects = _resolve_subjects(scope)
-    # Under the sequencer's lock, so the size and the subjects' heads describe one state of the ledger.
+    # Under the sequencer's lock, so the size, the subjects and their heads describe one state of the ledger.
+    # (A refusal below rolls back: nothing is recorded.)
     LedgerHead.objects.select_for_update().get(pk=1)
     integrate()
     size = LedgerHead.objects.values_list("tree_size", flat=True).get(pk=1)
+    subjects = _resolve_subjects(scope, size)
+    if scope.since_checkpoint is not None:
+        if fmt != "bundle":
+            raise ExportError("--since-checkpoint is for bundles (it adds a consistency proof)", code="invalid_scope")
+        if scope.since_checkpoint > size or not Checkpoint.objects.filter(tree_size=scope.since_checkpoint).exists():
+            raise ExportError(f"the ledger signed no checkpoint of tree size {scope.since_checkpoint}",
+                              code="unknown_checkpoint")
     now = timezone.now()
     job = ExportJob.objects.create(created_by=user, format=fmt, created_at=now)
     payload_scope: dict[str, Any] = {
@@ -286,6 +373,8 @@ def export_create(
         "subjects": [[t, i, _head(t, i, size)] for t, i in subjects],
         "ledger_size": size,
     }
+    if scope.since_checkpoint is not None:  # only then: other scopes are recorded exactly as before
+        payload_scope["since_checkpoint"] = scope.since_checkpoint
     actor = Actor.user(user) if user is not None else Actor.system("export_audit")
     recorded = record(
         event_type="ledger.exported",
@@ -662,7 +751,7 @@ def export_run(*, export_id: int, out: Path | None = None, progress: Progress | 
         raise ExportError(f"no export #{export_id}", code="not_found")
     if out is None and job.state == ExportJob.State.DONE and job.file_path and Path(job.file_path).exists():
         return job
-    path = Path(out) if out is not None else exports_dir() / f"export-{job.pk}.{EXTENSIONS[job.format]}"
+    path = Path(out) if out is not None else exports_dir() / path_name(job)
     ExportJob.objects.filter(pk=job.pk).update(
         state=ExportJob.State.RUNNING, started_at=timezone.now(), error="", entries_done=0
     )
@@ -791,23 +880,101 @@ class _Zip:
         self.zip.close()
 
 
-def _earlier_checkpoints(head: Checkpoint, low: int) -> list[Checkpoint]:
-    """Earlier checkpoints whose trees reach into the exported range (thinned to one a day when there are many)."""
-    qs = Checkpoint.objects.filter(id__lt=head.pk, tree_size__gt=low, tree_size__lte=head.tree_size).order_by(
-        "tree_size", "id"
-    )
-    if qs.count() <= MAX_CHECKPOINTS:
-        return list(qs)
-    kept: dict[Any, Checkpoint] = {}
-    first: Checkpoint | None = None
-    handovers: list[Checkpoint] = []
+def _earlier_checkpoints(head: Checkpoint, low: int, known: int | None = None) -> list[Checkpoint]:
+    """The earlier checkpoints a bundle includes (docs/export-format.md, "Which checkpoints"), in file order.
+
+    Every checkpoint signed before ``head`` (smaller id) whose tree holds entry ``low`` (the lowest seq in the
+    bundle), i.e. ``low < tree_size <= head.tree_size``; a note identical to one already kept (the same tree
+    re-signed by the same keys) is left out. Beyond MAX_CHECKPOINTS: the first, the last of each UTC day and
+    every one signed by more than one key (a rotation's handover). ``known`` (the scope's ``since_checkpoint``):
+    the first checkpoint of that tree size is included too, whatever ``low``, unless the anchor is of that size.
+    Raises ExportError when id order and tree-size order disagree (the files are verified in name, i.e. id, order).
+    """
+    qs = Checkpoint.objects.filter(id__lt=head.pk, tree_size__gt=low, tree_size__lte=head.tree_size).order_by("id")
+    seen = {head.note}
+    unique: list[Checkpoint] = []
     for cp in qs.iterator(chunk_size=2000):
-        first = first or cp
-        kept[cp.created_at.astimezone(UTC).date()] = cp
-        if len(offline_verify.signers_of(cp.note)) > 1:
-            handovers.append(cp)
-    chosen = {cp.pk: cp for cp in [*([first] if first else []), *kept.values(), *handovers]}
-    return sorted(chosen.values(), key=lambda c: (c.tree_size, c.pk))
+        if cp.note not in seen:
+            seen.add(cp.note)
+            unique.append(cp)
+    wanted = None
+    if known is not None and known != head.tree_size:
+        wanted = Checkpoint.objects.filter(id__lt=head.pk, tree_size=known).order_by("id").first()
+        if wanted is not None and wanted.note not in seen:
+            unique = sorted([*unique, wanted], key=lambda c: c.pk)
+    if len(unique) > MAX_CHECKPOINTS:
+        kept: dict[Any, Checkpoint] = {}
+        for cp in unique:
+            kept[cp.created_at.astimezone(UTC).date()] = cp
+        chosen = {cp.pk for cp in [unique[0], *kept.values()]}
+        chosen |= {cp.pk for cp in unique if len(offline_verify.signers_of(cp.note)) > 1}
+        chosen |= {cp.pk for cp in unique if wanted is not None and cp.note == wanted.note}
+        unique = [cp for cp in unique if cp.pk in chosen]
+    for a, b in itertools.pairwise([*unique, head]):
+        if a.tree_size > b.tree_size:
+            raise ExportError(f"checkpoint #{a.pk} (size {a.tree_size}) is larger than the later #{b.pk} "
+                              f"(size {b.tree_size}): run verify_ledger", code="ledger_not_intact")
+    return unique
+
+
+def _published(checkpoint: Checkpoint) -> str:
+    """The checkpoint as published: its signed note with the witnesses' cosignature lines (I3).
+
+    TODO(lead, at merge of h-log): call audit.witnessing.published_note directly and drop the fallback.
+    """
+    try:
+        from audit.witnessing import published_note  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return checkpoint.note
+    note: str = published_note(checkpoint)
+    return note
+
+
+# --- trust anchors: what a recipient passes to verify.py ------------------------------------------------------
+
+
+def trusted_key_lines() -> list[str]:
+    """The ledger's verifier keys as trusted-key lines (I4 format, with their validity), from configuration.
+
+    TODO(lead, at merge of h-keys): audit.signing.key_lifetimes() is the source; until it exists the
+    configured keys (current key, LEDGER_TRUSTED_KEYS, the trusted-keys file) without validity bounds.
+    """
+    from audit import signing
+
+    lifetimes = getattr(signing, "key_lifetimes", None)
+    if lifetimes is not None:
+        return [lt.line() for lt in lifetimes()]
+    from audit.verification import trusted_verifiers
+
+    return [str(v) for v in trusted_verifiers()]
+
+
+def witness_anchors() -> tuple[list[str], int | None]:
+    """The configured witnesses' cosigner verifier keys and the quorum (settings of I3; none before h-log)."""
+    witnesses = list(getattr(settings, "LEDGER_WITNESSES", None) or [])
+    vkeys = [str(w["verifier_key"]) for w in witnesses if isinstance(w, dict) and w.get("verifier_key")]
+    if not vkeys:
+        return [], None
+    quorum = getattr(settings, "LEDGER_WITNESS_QUORUM", None)
+    return vkeys, int(quorum) if quorum else len(vkeys)
+
+
+def _quoted(value: str) -> str:
+    """``value`` in single quotes for a POSIX shell (always: keys are easier to spot and copy that way)."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def verify_command(bundle: str = "BUNDLE.zip") -> str:
+    """The full verify.py command for a bundle with this ledger's trust anchors filled in."""
+    parts = ["python", "verify.py", shlex.quote(bundle)]
+    for line in trusted_key_lines():
+        parts += ["--trusted-key", _quoted(line)]
+    vkeys, quorum = witness_anchors()
+    for vkey in vkeys:
+        parts += ["--witness-key", _quoted(vkey)]
+    if quorum:
+        parts += ["--quorum", str(quorum)]
+    return " ".join(parts)
 
 
 def _keys_text(signers: dict[str, list[Checkpoint]], origin: str) -> bytes:
@@ -822,11 +989,13 @@ def _keys_text(signers: dict[str, list[Checkpoint]], origin: str) -> bytes:
         if isinstance(old, str):
             retired.setdefault(old, ts)
     current = current_verifier_key()
+    lifetimes = _lifetime_lines()
     lines = [
         "# Verifier keys (C2SP signed-note format) of the keys that signed the checkpoints in this bundle.",
-        f"# Key name = the ledger's origin, {origin}. Keys found here prove only that the bundle is consistent",
-        "# with itself: compare them with the keys the ledger's operator publishes (python manage.py",
-        "# ledger_keys) and pass the ones you trust to verify.py with --trusted-key.",
+        f"# Key name = the ledger's origin, {origin}. INFORMATION ONLY: verify.py does not trust these keys.",
+        "# Obtain the ledger's keys from a channel other than this bundle (the operator's publication,",
+        "# python manage.py ledger_keys, an earlier export you kept, a regulator's copy) and pass them to",
+        "# verify.py with --trusted-key (see README.txt).",
         "#",
     ]
     for vkey, cps in signers.items():
@@ -842,8 +1011,18 @@ def _keys_text(signers: dict[str, list[Checkpoint]], origin: str) -> bytes:
         times = sorted(format_timestamp(cp.created_at) for cp in cps)
         lines.append(f"# {name}+{kid}: valid from {start} to {end}; signed {len(cps)} checkpoint(s) here, "
                      f"from {times[0]} to {times[-1]}")
-        lines.append(vkey)
+        lines.append(lifetimes.get(vkey, vkey))
     return ("\n".join(lines) + "\n").encode()
+
+
+def _lifetime_lines() -> dict[str, str]:
+    """vkey -> its trusted-key line with from=/until= (I4), once verify.py reads that format (h-verify).
+
+    Before that, verify.py reads keys.txt lines as bare verifier keys, so the bare key is written.
+    """
+    if not hasattr(offline_verify, "parse_trusted_key_line"):
+        return {}
+    return {line.split()[0]: line for line in trusted_key_lines() if line.split()}
 
 
 def _boundary_rows(p: Plan) -> list[tuple[str, Row]]:
@@ -869,6 +1048,7 @@ def write_bundle(
     from audit.verification import trusted_verifiers
 
     size, root = checkpoint.tree_size, bytes.fromhex(checkpoint.root_hash)
+    size_in_scope = int(job.scope["ledger_size"])
     verifiers = trusted_verifiers()
     signers: dict[str, list[Checkpoint]] = {}
     for v in _verified(checkpoint, verifiers):
@@ -946,10 +1126,10 @@ def write_bundle(
         extra = f',"tree_size":{size},"inclusion":{json.dumps(proofs.one(entry.seq, export_leaf))}'.encode()
         out.put("export-entry.json", _entry_json(export_body, entry.entry_hash, extra) + b"\n")
 
-        # checkpoints: the anchor, earlier ones reaching into the range, and consistency between them
-        out.put("checkpoint.txt", checkpoint.note.encode())
-        low = first_seq if first_seq is not None else min((s for _, s in plan.boundaries), default=entry.seq)
-        earlier = _earlier_checkpoints(checkpoint, low)
+        # checkpoints: the anchor, earlier ones whose trees hold the bundle's lowest entry, consistency between them
+        out.put("checkpoint.txt", _published(checkpoint).encode())
+        low = min([entry.seq, *(s for _, s in plan.boundaries), *([first_seq] if first_seq is not None else [])])
+        earlier = _earlier_checkpoints(checkpoint, low, job.scope.get("since_checkpoint"))
         names = [f"checkpoints/{cp.pk:012d}.txt" for cp in earlier]
         chain = [*zip(names, earlier, strict=True), ("checkpoint.txt", checkpoint)]
         consistency = []
@@ -964,11 +1144,12 @@ def write_bundle(
         for name, cp in zip(names, earlier, strict=True):
             for v in _verified(cp, verifiers):
                 signers.setdefault(str(v), []).append(cp)
-            out.put(name, cp.note.encode())
+            out.put(name, _published(cp).encode())
         if earlier:
             out.put("checkpoints/consistency.jsonl", "".join(consistency).encode())
         out.put("keys.txt", _keys_text(signers, key_name()))
         out.put("verify.py", Path(offline_verify.__file__).read_bytes())
+        out.put(EVENT_TYPES_FILE, catalogue_json())
         manifest = {
             "format": BUNDLE_FORMAT,
             "origin": key_name(),
@@ -986,8 +1167,10 @@ def write_bundle(
                  "last_seq": r.last, "count": r.count}
                 for r in plan.runs
             ] if plan.kind == "subjects" else [],
+            "event_types": EVENT_TYPES_FILE,
+            "excluded": model_exclusions(job.scope["model"], size_in_scope) if job.scope.get("model") else [],
         }
-        out.put("README.txt", _readme(manifest, plan).encode())
+        out.put("README.txt", _readme(manifest, plan, verify_command("THIS_BUNDLE.zip")).encode())
         manifest["files"] = dict(sorted(out.files.items()))
         out.put("manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     finally:
@@ -997,7 +1180,7 @@ def write_bundle(
     return count
 
 
-def _readme(manifest: dict[str, Any], p: Plan) -> str:
+def _readme(manifest: dict[str, Any], p: Plan, command: str) -> str:
     scope = offline_verify.scope_text(manifest["scope"])
     entries = manifest["entries"]
     span = "" if entries["first_seq"] is None else f" (seq {entries['first_seq']} to {entries['last_seq']})"
@@ -1007,6 +1190,12 @@ def _readme(manifest: dict[str, Any], p: Plan) -> str:
         "shows it.",
         "none": "NOT claimed: the export was filtered by event type; verify.py shows each entry is authentic.",
     }[p.kind]
+    excluded = ""
+    for item in manifest.get("excluded") or []:
+        listed = ", ".join(f"{s['type']}:{s['id']} ({s['entries']:,})" for s in item["subjects"])
+        excluded += (f"\nNOT INCLUDED: {item['entries']:,} {item['what']}: {item['why']}.\n"
+                     f"  Subjects (entries about the model): {listed}.\n"
+                     f"  To have them: {item['how_to_export']}.\n")
     return f"""Audit ledger export #{manifest['export_id']}
 =============================
 
@@ -1016,7 +1205,7 @@ Scope:      {scope}
 Entries:    {entries['count']:,}{span}
 Anchored:   checkpoint of tree size {manifest['checkpoint']['tree_size']:,}, root {manifest['checkpoint']['root_hash']}
 Complete:   {completeness}
-
+{excluded}
 This bundle lets you check, without access to our systems, that the entries in
 it are exactly those recorded in the ledger, that none was altered, and that
 they are covered by checkpoints signed with the ledger's keys.
@@ -1027,13 +1216,23 @@ You need Python 3.9 or later and the `cryptography` package
 (`python -m pip install cryptography`). Then, in the directory of this zip:
 
     unzip THIS_BUNDLE.zip verify.py        # or extract verify.py any other way
-    python verify.py THIS_BUNDLE.zip --trusted-key 'KEY'
+    {command}
 
-where KEY is the ledger's verifier key as published by its operator (the keys
-that signed this bundle are listed in keys.txt; without --trusted-key those are
-used, which shows only that the bundle is consistent with itself). verify.py
-prints a summary and exits with status 0 only if everything verifies; otherwise
-it names what failed. `--json` prints the result as JSON.
+The --trusted-key, --witness-key and --quorum values above are the trust
+anchors as the ledger's operator configured them when this bundle was made.
+DO NOT take them from this file or from keys.txt: anyone who forged a bundle
+would write their own keys here. Obtain the ledger's verifier keys (with their
+validity, "from=" and "until=" tree sizes) and the witnesses' keys from a
+channel other than this bundle (the operator's publication, an earlier export
+you kept, a regulator's copy, the witnesses themselves), compare them with the
+command above and run it with the keys you obtained.
+
+verify.py trusts nothing in the bundle. Without any trust anchor it checks
+that the bundle is consistent with itself, says what it checked and that
+nothing anchors it, exits with status 3 and does NOT say VERIFIED. It exits
+with status 0 only if everything verifies against the anchors you gave;
+otherwise it names what failed (status 1; 2 when the file is not a readable
+bundle). `--json` prints the result as JSON.
 
 What is in it
 -------------
@@ -1042,13 +1241,15 @@ export-entry.json    the ledger's own record of this export (who, scope), with i
 entries.jsonl        one entry per line: {{"body": <entry exactly as hashed>, "entry_hash": <hex>}}
 proofs.jsonl         one line per entry: its RFC 9162 inclusion proof against checkpoint.txt
 boundaries.jsonl     the entries just outside the range, which show nothing is missing at its ends
-checkpoint.txt       the signed checkpoint (C2SP signed note) all proofs lead to
+checkpoint.txt       the signed checkpoint (C2SP signed note, with witness cosignatures) all proofs lead to
 checkpoints/         earlier signed checkpoints and the consistency proofs between them
-keys.txt             the verifier keys that signed the checkpoints, with their validity periods
+keys.txt             the verifier keys that signed the checkpoints, with their validity (information only)
+event-types.json     the catalogue of event types: payload fields, which are personal, subjects, meaning
 verify.py            the verifier (one file; same as audit/offline_verify.py in the ledger's code)
 
 Personal data is not in this bundle: where an entry had personal values, its
-body holds a commitment (an HMAC) to the value instead, exactly as hashed.
+body holds a commitment (an HMAC) to the value instead, exactly as hashed;
+event-types.json says which payload fields are personal.
 
 The format is documented in docs/export-format.md of the ledger's code.
 """
@@ -1058,26 +1259,31 @@ The format is documented in docs/export-format.md of the ledger's code.
 
 CSV_COLUMNS = (
     "seq", "timestamp", "event_type", "actor_type", "actor_id", "subject_type", "subject_id", "payload",
-    "prev_hash", "entry_hash", "request_id",
+    "prev_hash", "entry_hash", "request_id", "subject_prev",
 )
 
 
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP). A value that
+# starts with "'" gets one more, so that removing one leading "'" always gives the stored value back.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 def spreadsheet_safe(value: str) -> str:
-    """``value``, with a leading ``'`` when a spreadsheet would run it as a formula.
+    """``value``, with a leading ``'`` when a spreadsheet would run it as a formula (or it starts with ``'``).
 
     Only for the free-text columns (actor and subject ids, request id) that a user can choose,
-    say by naming a model ``=HYPERLINK(...)``; the bundle keeps every value exactly."""
+    say by naming a model ``=HYPERLINK(...)``; the bundle keeps every value exactly. The stored
+    value is the cell without its first character when that is ``'`` (docs/export-format.md)."""
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def write_csv(
     *, job: ExportJob, plan: Plan, entry: Entry, checkpoint: Checkpoint, path: Path, progress: Callable[[int], None]
 ) -> int:
-    """One row per entry; ``payload`` is its canonical JSON as hashed (personal values as commitments)."""
+    """One row per entry; ``payload`` is its canonical JSON as hashed (personal values as commitments).
+
+    Every column of the entry body is there (``subject_prev`` empty for a subject's first entry), so each
+    row's ``entry_hash`` can be recomputed (docs/export-format.md, "The CSV")."""
     count = 0
     check = _Checked()
     safe = spreadsheet_safe
@@ -1086,9 +1292,10 @@ def write_csv(
         writer.writerow(CSV_COLUMNS)
         for row in rows(plan):
             check(row)
-            seq, ts, et, at, aid, st, sid, pj, ph, _sp, eh, rid = row
+            seq, ts, et, at, aid, st, sid, pj, ph, sp, eh, rid = row
             # payload is canonical JSON (starts with "{"); seq, timestamp, types and hashes are ours.
-            writer.writerow((seq, ts, et, at, safe(aid), st, safe(sid), pj, ph, eh, safe(rid or "")))
+            writer.writerow((seq, ts, et, at, safe(aid), st, safe(sid), pj, ph, eh, safe(rid or ""),
+                             "" if sp is None else sp))
             count += 1
             if count % PROGRESS_EVERY == 0:
                 progress(count)
@@ -1225,7 +1432,8 @@ def report_context(job: ExportJob, p: Plan, entry: Entry, checkpoint: Checkpoint
         "exporter": f"{entry.actor_type}:{entry.actor_id}", "versions": versions, "promotions": promotions,
         "violations": violations, "grants": grants, "entries": entries,
         "model_entries": by_subject.get(("registered_model", model.name), []),
-        "checkpoint": checkpoint, "export_entry": entry, "completeness": p.kind,
+        "checkpoint": checkpoint, "checkpoint_note": _published(checkpoint), "export_entry": entry,
+        "completeness": p.kind, "excluded": model_exclusions(model.name, int(scope["ledger_size"])),
         "inclusion": Proofs(checkpoint.tree_size, bytes.fromhex(checkpoint.root_hash)).one(
             entry.seq, bytes.fromhex(entry.entry_hash)),
     }

@@ -29,7 +29,7 @@ def test_csv_has_one_row_per_entry_with_its_stored_fields(history: None, export:
     for row, entry in zip(rows[1:], stored, strict=True):
         assert row == [str(entry.seq), entry.timestamp, entry.event_type, entry.actor_type, entry.actor_id,
                        entry.subject_type, entry.subject_id, entry.payload_json, entry.prev_hash, entry.entry_hash,
-                       entry.request_id or ""]
+                       entry.request_id or "", "" if entry.subject_prev is None else str(entry.subject_prev)]
         assert json.loads(row[7]) == entry.payload
     job = ExportJob.objects.get()
     assert job.format == "csv" and job.entries_done == len(stored)

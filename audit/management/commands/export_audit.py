@@ -1,13 +1,23 @@
 """Export the ledger for a regulator or an auditor: a verifiable bundle, a CSV, or a model's audit report."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.export import FORMATS, ExportError, export_create, export_run, parse_scope, summary
+from audit.export import (
+    FORMATS,
+    ExportError,
+    export_create,
+    export_run,
+    model_exclusions,
+    parse_scope,
+    summary,
+    verify_command,
+)
 from governance.logging_setup import progress_bar, progress_wanted
 
 
@@ -26,8 +36,12 @@ class Command(BaseCommand):
         parser.add_argument("--event-type", action="extend", nargs="+", default=[], metavar="T",
                             help="only these event types (a filtered export: completeness is not claimed)")
         parser.add_argument("--model", metavar="NAME",
-                            help="a registered model: it, its versions and their promotion requests")
+                            help="a registered model: it, its versions (and their runtime events), their promotion "
+                            "requests and its incidents")
         parser.add_argument("--dataset", metavar="NAME", help="a dataset's own history")
+        parser.add_argument("--since-checkpoint", metavar="SIZE",
+                            help="the tree size of a checkpoint the recipient already holds: the bundle includes "
+                            "that checkpoint and the consistency proof from it (bundles only)")
         parser.add_argument("--format", choices=FORMATS, default="bundle", help="bundle (zip), csv or report (html)")
         parser.add_argument("--actor", metavar="USERNAME",
                             help="who is exporting (an InfoSec member or auditor); recorded in the ledger. "
@@ -51,6 +65,7 @@ class Command(BaseCommand):
             scope = parse_scope(
                 since=options["since"], until=options["until"], subjects=options["subject"],
                 event_types=options["event_type"], model=options["model"], dataset=options["dataset"],
+                since_checkpoint=options["since_checkpoint"],
             )
             job = export_create(user=user, scope=scope, fmt=options["format"], enqueue=False)
         except ExportError as exc:
@@ -64,5 +79,12 @@ class Command(BaseCommand):
                 raise CommandError(f"export #{job.pk} failed: {exc}") from None
         self.stdout.write(summary(job))
         if job.format == "bundle":
-            self.stdout.write(f"verify it with: unzip -p {out} verify.py > verify.py && python verify.py {out}")
+            self.stdout.write(f"verify it with: unzip -p {shlex.quote(str(out))} verify.py > verify.py && "
+                              f"{verify_command(str(out))}")
+            self.stdout.write("(the recipient must obtain the --trusted-key and --witness-key values from a channel "
+                              "other than the bundle; without them verify.py exits 3 and does not say VERIFIED)")
+        excluded = (job.scope or {}).get("model") and job.format == "bundle"
+        if excluded:
+            for item in model_exclusions(job.scope["model"], int(job.scope["ledger_size"])):
+                self.stdout.write(f"not included: {item['entries']:,} {item['what']} ({item['why']})")
 

@@ -289,7 +289,7 @@ def checkpoint_witness(*, checkpoint_id: int, only_behind: bool = False) -> Witn
         try:
             request = add_checkpoint_body(old_size=job.old_size, proof=_proof(job.old_size, size),
                                           note=checkpoint.note)
-        except Exception as exc:  # noqa: BLE001 (a proof we cannot build is this witness's error, not the round's)
+        except Exception as exc:
             outcome.results[job.witness.name] = f"error: cannot build the request ({exc})"
             _fail(job.state, outcome.results[job.witness.name], refusal=False, size=size)
             return
@@ -394,7 +394,8 @@ def witness_quorum_status(*, now: datetime | None = None) -> QuorumStatus:
     latest = Checkpoint.objects.order_by("-tree_size", "-id").values_list("tree_size", flat=True).first() or 0
     if not witnesses:
         return QuorumStatus(False, 0, latest, latest, None, [])
-    states = {s.verifier_key: s for s in WitnessState.objects.filter(verifier_key__in=[w.verifier_key for w in witnesses])}
+    keys = [w.verifier_key for w in witnesses]
+    states = {s.verifier_key: s for s in WitnessState.objects.filter(verifier_key__in=keys)}
     rows = []
     for w in witnesses:
         s = states.get(w.verifier_key)

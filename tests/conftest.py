@@ -18,6 +18,7 @@ from django.db import connection
 
 from audit import triggers
 from audit.models import LedgerHead
+from tests.witnesses import witness_factory  # noqa: F401 (fixture: real witness processes, issue #14 I2)
 
 
 def _reset_database() -> None:

@@ -95,7 +95,7 @@ def serve(witness: Witness, address: tuple[str, int], max_body: int = MAX_BODY) 
     print(f"witness {witness.name} {witness.verifier_key} logs: {', '.join(sorted(witness.verifiers))}",
           file=sys.stderr, flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
         witness.close()

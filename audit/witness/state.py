@@ -153,7 +153,7 @@ class WitnessState:
 
     def _write(self, logs: dict[str, LogState]) -> None:
         data = {"format": FORMAT, "logs": {origin: logs[origin].to_json() for origin in sorted(logs)}}
-        payload = (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode()
+        payload = (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         directory = self.path.parent
         tmp = directory / f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -276,11 +276,26 @@ _signing_key = env_str("LEDGER_SIGNING_KEY")
 LEDGER_SIGNING_KEY = Path(_signing_key) if _signing_key else DEV_SIGNING_KEY_PATH
 LEDGER_SIGNING_KEY_IS_DEV = _signing_key is None or LEDGER_SIGNING_KEY.resolve() == DEV_SIGNING_KEY_PATH.resolve()
 # Verifier keys (signed-note format) of earlier signing keys whose checkpoints
-# verify_ledger must still accept. Trust comes from here, never from the database.
-LEDGER_TRUSTED_KEYS = env_list("LEDGER_TRUSTED_KEYS", [])
+# verify_ledger must still accept, as trusted-key lines "VKEY[ from=N][ until=M]" (the
+# tree sizes each may sign, docs/verifying.md). Trust comes from here, never from the database.
+def _trusted_key_lines(lines: list[str], where: str) -> list[str]:
+    from audit.offline_verify import parse_trusted_key_line
+
+    out = []
+    for n, line in enumerate(lines, 1):
+        try:
+            parsed = parse_trusted_key_line(line)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{where} line {n}: {exc}") from None
+        if parsed is not None:
+            out.append(" ".join(line.split()))
+    return out
+
+
+LEDGER_TRUSTED_KEYS = _trusted_key_lines(env_list("LEDGER_TRUSTED_KEYS", []), "LEDGER_TRUSTED_KEYS")
 _trusted_file = env_str("LEDGER_TRUSTED_KEYS_FILE")
 if _trusted_file:
-    LEDGER_TRUSTED_KEYS += [ln.strip() for ln in Path(_trusted_file).read_text().splitlines() if ln.strip()]
+    LEDGER_TRUSTED_KEYS += _trusted_key_lines(Path(_trusted_file).read_text().splitlines(), _trusted_file)
 def _kek_setting(name: str) -> str | None:
     """A key-encryption key: the base64 of 32 random bytes, checked here so that a typo stops the
     process at start-up rather than at the first personal value (the message never shows the value)."""

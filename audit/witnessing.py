@@ -459,23 +459,9 @@ def witness_quorum_check(*, now: datetime | None = None, resubmit: bool = True) 
 # --- anchors ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _PlainAnchor:
-    """Stands in for ``audit.verification.Anchor`` (interface I4) where the verifier does not define it yet."""
-
-    size: int
-    root: bytes
-    source: str
-
-
-def _anchor_class() -> Any:
-    from audit import verification
-
-    return getattr(verification, "Anchor", _PlainAnchor)
-
-
 def _anchor(witness: WitnessConfig, reply: _Reply, log_verifiers: list[Any]) -> tuple[Anchor | None, str]:
-    anchor_class = _anchor_class()
+    from audit.verification import Anchor
+
     origin = str(settings.LEDGER_ORIGIN)
     if reply.status == 404:
         return None, f"witness {witness.name} has cosigned no checkpoint of {origin}"
@@ -494,8 +480,7 @@ def _anchor(witness: WitnessConfig, reply: _Reply, log_verifiers: list[Any]) -> 
         return None, f"witness {witness.name} answered a checkpoint not signed by a trusted log key: {exc}"
     if body.origin != origin:
         return None, f"witness {witness.name} answered a checkpoint of another origin ({body.origin!r})"
-    anchor: Anchor = anchor_class(size=body.tree_size, root=body.root_hash, source=f"witness {witness.name}")
-    return anchor, ""
+    return Anchor(size=body.tree_size, root=body.root_hash, source=f"witness {witness.name}"), ""
 
 
 def witness_anchors() -> tuple[list[Anchor], list[str]]:

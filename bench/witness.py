@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Witness throughput: add-checkpoint requests per second with consistency proofs over a 10^6-entry log.
 
-    .venv/bin/python bench/witness.py [--entries 1000000] [--logs 8] [--requests 1000] [--json FILE]
+    .venv/bin/python bench/witness.py [--entries 1000000] [--logs 32] [--requests 250] [--json FILE]
 
 No database and no Django: it starts the shipped witness (``python -m audit.witness serve``) on
 127.0.0.1 with a fresh key and state file in a temporary directory, configured with ``--logs``
@@ -15,7 +15,6 @@ bodies (signed notes and proofs) are built before the clock starts.
 Baseline, same run, same server, same threads and connections: ``GET /healthz``. Target: at
 least 500 add-checkpoint requests/s (issue #14); the ratio to the baseline says what share of
 the plain HTTP capacity the protocol work (parse, Ed25519 verify, proof, fsynced state, sign)
-leaves.
 """
 from __future__ import annotations
 
@@ -155,36 +154,42 @@ def pct(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=1_000_000)
-    parser.add_argument("--logs", type=int, default=8, help="logs (one client thread each)")
-    parser.add_argument("--requests", type=int, default=1000, help="add-checkpoint requests per log")
+    parser.add_argument("--logs", type=int, default=32, help="logs (one client thread each)")
+    parser.add_argument("--requests", type=int, default=250, help="add-checkpoint requests per log")
+    parser.add_argument("--single", type=int, default=300, help="requests of the one-log diagnostic (0: skip)")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
 
+    load = os.getloadavg()
     t0 = perf()
     tree = Tree(args.entries, args.seed)
     print(f"tree of {args.entries:,} leaves with every perfect subtree stored: {perf() - t0:.1f} s", flush=True)
     logs = []
-    for i in range(args.logs):
+    for i in range(args.logs + 1):  # the last one is the one-log diagnostic
         origin = f"bench.log/{i}"
         key = Ed25519PrivateKey.generate()
         logs.append((origin, key, verifier_key(origin, public_bytes(key.public_key()))))
     t0 = perf()
-    bodies = {origin: build_requests(tree, origin, key, args.requests, rng) for origin, key, _ in logs}
+    bodies = {origin: build_requests(tree, origin, key, args.requests, rng) for origin, key, _ in logs[:-1]}
+    single_origin, single_key, _ = logs[-1]
+    single = build_requests(tree, single_origin, single_key, args.single, rng) if args.single else []
     proof_lengths = [body.split(b"\n\n", 1)[0].count(b"\n") for reqs in bodies.values() for body in reqs[1:]]
-    print(f"{args.logs * args.requests:,} signed add-checkpoint bodies built: {perf() - t0:.1f} s "
+    logs, single_log = logs[:-1], logs[-1]
+    print(f"{args.logs * args.requests + args.single:,} signed add-checkpoint bodies built: {perf() - t0:.1f} s "
           f"(consistency proofs of {min(proof_lengths)}-{max(proof_lengths)} hashes, "
           f"mean {statistics.mean(proof_lengths):.1f})", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-witness-", dir=os.environ.get("BENCH_TMP")) as tmp:
-        proc, port, cosigner_vkey = start_witness(Path(tmp), [vkey for _, _, vkey in logs])
+        proc, port, cosigner_vkey = start_witness(Path(tmp), [vkey for _, _, vkey in [*logs, single_log]])
         try:
             health = [[("GET", "/healthz", None)] * args.requests for _ in logs]
             run_clients(port, [[("GET", "/healthz", None)] * 50 for _ in logs])  # warm-up: threads, connections
             base_elapsed, base_lat, _ = run_clients(port, health)
             work = [[("POST", "/add-checkpoint", body) for body in bodies[origin]] for origin, _, _ in logs]
             elapsed, lat, answers = run_clients(port, work)
+            single_elapsed = run_clients(port, [[("POST", "/add-checkpoint", b) for b in single]])[0] if single else 0
             state_size = (Path(tmp) / "state.json").stat().st_size
         finally:
             proc.terminate()
@@ -204,11 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     ratio = rate / base_rate
     passed = rate >= TARGET_RATE and failed == 0
     print()
+    print(f"load average before: {load[0]:.2f} (other processes on the machine move these figures)")
     print(f"baseline GET /healthz:      {base_rate:8.0f} requests/s   p50 {pct(base_lat, .5) * 1000:.2f} ms"
           f"  p99 {pct(base_lat, .99) * 1000:.2f} ms")
     print(f"POST /add-checkpoint:       {rate:8.0f} requests/s   p50 {pct(lat, .5) * 1000:.2f} ms"
           f"  p99 {pct(lat, .99) * 1000:.2f} ms")
     print(f"ratio add-checkpoint / healthz: {ratio:.2f}")
+    if single:
+        print(f"diagnostic, one log alone:  {len(single) / single_elapsed:8.0f} requests/s   "
+              "(one request in flight: each waits for its own fsynced state)")
     print(f"target >= {TARGET_RATE:.0f} add-checkpoint/s over a {args.entries:,}-entry log: "
           f"{'PASS' if passed else 'FAIL'} ({args.logs} logs x {args.requests} requests, all 200; "
           f"cosignatures verified: {checked - failed}/{checked} sampled; state file {state_size} bytes)")
@@ -217,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             "entries": args.entries, "logs": args.logs, "requests": total, "rate": rate, "baseline_rate": base_rate,
             "ratio": ratio, "p50_ms": pct(lat, .5) * 1000, "p99_ms": pct(lat, .99) * 1000,
             "proof_hashes_mean": statistics.mean(proof_lengths), "passed": passed, "cpus": os.cpu_count(),
+            "single_log_rate": len(single) / single_elapsed if single else None, "load": os.getloadavg(),
         }
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0 if passed else 1

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             print(vkey)
             return 0
         key = load_key(args.key)
+        if args.command == "serve" and args.key.stat().st_mode & 0o077:
+            print(f"warning: {args.key} is readable by other users; a witness key must stay private "
+                  "(chmod 600)", file=sys.stderr)
         if args.command == "vkey":
             print(_vkey(key, args.name))
             return 0

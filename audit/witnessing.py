@@ -152,7 +152,12 @@ class WitnessingOutcome:
 
 
 def _state(witness: WitnessConfig) -> WitnessState:
-    state, _ = WitnessState.objects.get_or_create(verifier_key=witness.verifier_key, defaults={"name": witness.name})
+    try:
+        with transaction.atomic():
+            state, _ = WitnessState.objects.get_or_create(verifier_key=witness.verifier_key,
+                                                          defaults={"name": witness.name})
+    except IntegrityError:  # a concurrent round created it first
+        state = WitnessState.objects.get(verifier_key=witness.verifier_key)
     return state
 
 

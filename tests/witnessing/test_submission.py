@@ -207,3 +207,16 @@ def test_a_witness_ahead_of_our_latest_checkpoint_is_refused(witnesses: Any) -> 
     WitnessState.objects.create(name=w1.name, verifier_key=w1.verifier_key, size=10)
     outcome = checkpoint_witness(checkpoint_id=checkpoint.pk)
     assert "larger than our latest checkpoint" in outcome.results[w1.name]
+
+
+def test_the_checkpoint_api_serves_the_published_note(witnesses: Any, token_for: Any) -> None:
+    witnesses("honest", "honest")
+    checkpoint = checkpoint_of(3)
+    checkpoint_witness(checkpoint_id=checkpoint.pk)
+    client = token_for(["ledger:read"])
+    latest = client.get("/api/v1/ledger/checkpoint")
+    assert latest.status_code == 200
+    assert latest.content.decode() == published_note(checkpoint) != checkpoint.note
+    listed = client.get("/api/v1/ledger/checkpoints").json()["results"][0]["note"]
+    assert listed == published_note(checkpoint)
+    assert len(verify_cosignatures(listed, cosigners())) == 2

@@ -195,7 +195,10 @@ class WitnessCosignature(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="cosignatures")
+    # No database constraint: a deferred foreign-key check would be pending in every transaction that
+    # stored a cosignature, and both tables are append-only anyway (an orphan is itself evidence).
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="cosignatures",
+                                   db_constraint=False)
     witness = models.CharField(max_length=200)  # the cosigner's key name
     key_id = models.CharField(max_length=8)  # hex of the 4-byte cosigner key ID
     timestamp = models.BigIntegerField()  # the cosignature's own time (Unix seconds, signed)

@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
                 ('timestamp', models.BigIntegerField()),
                 ('line', models.TextField()),
                 ('received_at', models.DateTimeField()),
-                ('checkpoint', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='cosignatures', to='audit.checkpoint')),
+                ('checkpoint', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.PROTECT, related_name='cosignatures', to='audit.checkpoint')),
             ],
             options={
                 'ordering': ['id'],

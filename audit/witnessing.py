@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 # A witness's answer is a few signature lines (or a size); anything longer is not an answer.
 MAX_REPLY_BYTES = 64 * 1024
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
+# Clock skew tolerated in a cosignature's timestamp; a later one is refused.
+FUTURE_SKEW_SECONDS = 600
 # The spec's meaning of each refusal, recorded as the witness's error.
 _STATUS_MEANING = {
     400: "the witness found the request malformed (400 Bad Request)",
@@ -190,6 +192,10 @@ def _store(checkpoint: Checkpoint, job: _Job, reply: _Reply) -> str:
     if not cosignatures:
         return f"refused: its answer holds no cosignature by its configured key {job.witness.verifier_key}"
     now = timezone.now()
+    future = [c.timestamp for c in cosignatures if c.timestamp > now.timestamp() + FUTURE_SKEW_SECONDS]
+    if future:
+        # tlog-cosignature lets verifiers refuse these; kept, they would make a stale view look fresh.
+        return f"refused: its cosignature is dated in the future ({future[0]}, now {int(now.timestamp())})"
     for cosignature in cosignatures:
         try:
             with transaction.atomic():

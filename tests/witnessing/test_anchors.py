@@ -6,15 +6,18 @@ tamper as the DBA (triggers off, raw SQL) and run the scheduled verification.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import triggers
 from audit.canonical import ZERO_HASH, leaf_hash
 from audit.checkpoints import checkpoint_create
+from audit.cosignature import Cosigner, cosignature_line
 from audit.integrity import verification_run
 from audit.merkle import CompactRange, node_key
 from audit.models import Checkpoint, Entry, WitnessCosignature, WitnessState
@@ -179,3 +182,23 @@ def test_a_cosignature_for_another_checkpoint_is_refused(
     outcome = checkpoint_witness(checkpoint_id=new.pk)
     assert outcome.results[honest.name].startswith("refused:") and "does not verify" in outcome.results[honest.name]
     assert not WitnessCosignature.objects.filter(checkpoint=new).exists()
+
+
+def test_a_cosignature_dated_in_the_future_is_refused(settings: Any, replay_server: ThreadingHTTPServer) -> None:
+    """A cosignature from the future would make a stale view look fresh (tlog-cosignature lets us refuse it)."""
+    key = Ed25519PrivateKey.generate()
+    name = "future.test"
+    fill(3)
+    checkpoint = checkpoint_create()
+    assert checkpoint is not None
+    text = checkpoint.note[: checkpoint.note.rindex("\n\n") + 1]
+    _Replay.answer = cosignature_line(text, name=name, key=key, timestamp=int(time.time()) + 3600).encode()
+    settings.LEDGER_WITNESSES = [{"name": name, "url": f"http://127.0.0.1:{replay_server.server_address[1]}",
+                                  "verifier_key": str(Cosigner.from_key(name, key.public_key()))}]
+    settings.LEDGER_WITNESS_QUORUM = 1
+    outcome = checkpoint_witness(checkpoint_id=checkpoint.pk)
+    assert "dated in the future" in outcome.results[name]
+    assert not WitnessCosignature.objects.exists()
+    # The same witness dating its cosignature now is accepted: the refusal was about the time alone.
+    _Replay.answer = cosignature_line(text, name=name, key=key, timestamp=int(time.time())).encode()
+    assert checkpoint_witness(checkpoint_id=checkpoint.pk).cosigned == [name]

@@ -173,3 +173,13 @@ def test_cosignature_rows_are_append_only(witnesses: Any) -> None:
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
             attempt()
     assert WitnessCosignature.objects.get().line == row.line
+
+
+def test_the_celery_tasks_run_the_services(witnesses: Any, settings: Any) -> None:
+    from audit.tasks import witness_checkpoint
+    from audit.tasks import witness_quorum_check as check_task
+
+    w1, w2 = witnesses("honest", "honest")
+    checkpoint = checkpoint_of(2)
+    assert sorted(witness_checkpoint.apply(args=[checkpoint.pk]).get()) == sorted([w1.name, w2.name])
+    assert check_task.apply().get() is True

@@ -342,7 +342,9 @@ def witness_schedule(checkpoint: Checkpoint) -> None:
     from audit.tasks import witness_checkpoint
 
     checkpoint_id = checkpoint.pk
-    transaction.on_commit(lambda: witness_checkpoint.delay(checkpoint_id))
+    # robust: with eager Celery the submission runs right here, after the commit; a failure must not
+    # reach the caller whose checkpoint committed (the periodic check resubmits).
+    transaction.on_commit(lambda: witness_checkpoint.delay(checkpoint_id), robust=True)
 
 
 # --- quorum policy ------------------------------------------------------------------------------

@@ -202,3 +202,19 @@ def test_a_cosignature_dated_in_the_future_is_refused(settings: Any, replay_serv
     # The same witness dating its cosignature now is accepted: the refusal was about the time alone.
     _Replay.answer = cosignature_line(text, name=name, key=key, timestamp=int(time.time())).encode()
     assert checkpoint_witness(checkpoint_id=checkpoint.pk).cosigned == [name]
+
+
+def test_verify_ledger_witnesses_is_anchored_by_them_and_catches_the_truncation(cosigned: list[Any]) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("verify_ledger", "--witnesses", stdout=out)  # exit 0: verified and anchored
+    assert "anchored" in out.getvalue() and all(w.name in out.getvalue() for w in cosigned)
+    _delete_tail(keep=8)
+    out = StringIO()
+    with pytest.raises(SystemExit) as exit_:
+        call_command("verify_ledger", "--witnesses", "--json", stdout=out)
+    assert exit_.value.code == 1
+    assert '"truncated"' in out.getvalue()

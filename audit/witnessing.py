@@ -244,6 +244,11 @@ def _handle(checkpoint: Checkpoint, job: _Job, reply: _Reply) -> tuple[str, bool
         size, problem = _believable_size(reply, job, checkpoint)
         if size is None:
             return problem, False, False
+        if size < job.state.cosigned_size:
+            # Consistent, so it is asked again, but it forgot what it cosigned: a restored state file or a
+            # reset witness no longer protects the sizes in between (docs/witness.md, "Backups").
+            logger.error("witness %s now says size %s, below the %s it cosigned for us: it lost its state",
+                         job.witness.name, size, job.state.cosigned_size)
         WitnessState.objects.filter(pk=job.state.pk).update(size=size)
         job.old_size = size
         return "", True, False

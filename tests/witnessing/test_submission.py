@@ -112,7 +112,7 @@ def test_409_when_we_forgot_the_witness_size_is_recovered(witnesses: Any) -> Non
     assert state(w1.name).size == checkpoint.tree_size
 
 
-def test_409_from_a_witness_with_an_older_state_is_recovered(witnesses: Any, tmp_path: Any) -> None:
+def test_409_from_a_witness_with_an_older_state_is_recovered(witnesses: Any, tmp_path: Any, caplog: Any) -> None:
     (w1,) = witnesses("honest")
     checkpoint_witness(checkpoint_id=checkpoint_of(3).pk)
     saved = tmp_path / "older-state"
@@ -126,6 +126,7 @@ def test_409_from_a_witness_with_an_older_state_is_recovered(witnesses: Any, tmp
     outcome = checkpoint_witness(checkpoint_id=checkpoint.pk)
     assert outcome.cosigned == [w1.name]
     assert state(w1.name).size == checkpoint.tree_size
+    assert "it lost its state" in caplog.text  # cosigned again, but the operator is told
 
 
 def test_a_lying_witness_is_recorded_not_looped_on_and_stores_nothing(witnesses: Any) -> None:

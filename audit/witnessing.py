@@ -265,7 +265,8 @@ def _handle(checkpoint: Checkpoint, job: _Job, reply: _Reply) -> tuple[str, bool
 def checkpoint_witness(*, checkpoint_id: int, only_behind: bool = False) -> WitnessingOutcome:
     """Submit the latest checkpoint (at least as large as ``checkpoint_id``'s) to every configured witness.
 
-    Idempotent: a witness that already cosigned it, or a larger one, is skipped. With
+    Idempotent: a witness that already cosigned it is skipped (one that holds a larger size than
+    our latest checkpoint is an alarm: checkpoints were removed here). With
     ``only_behind`` (the periodic resubmission) a witness that refused this very size is
     skipped too. Witnesses are asked concurrently and each answer is stored as it
     arrives, so a slow witness delays nobody else's cosignature; one that has not
@@ -282,14 +283,15 @@ def checkpoint_witness(*, checkpoint_id: int, only_behind: bool = False) -> Witn
     jobs: list[_Job] = []
     for witness in configured_witnesses():
         state = _state(witness)
-        if witness.name in already or state.cosigned_size > size or (only_behind and state.refused_size == size):
-            outcome.results[witness.name] = "skipped"
-            continue
-        if state.size > size:
-            message = (f"refused: it holds size {state.size}, larger than our latest checkpoint ({size}): "
-                       "checkpoints or entries were removed here?")
+        if max(state.size, state.cosigned_size) > size:
+            # Only possible if checkpoints it saw are gone from here: never resubmitted as if nothing happened.
+            message = (f"refused: it holds size {max(state.size, state.cosigned_size)}, larger than our latest "
+                       f"checkpoint ({size}): checkpoints or entries were removed here?")
             _fail(state, message, refusal=True, size=size)
             outcome.results[witness.name] = message
+            continue
+        if witness.name in already or (only_behind and state.refused_size == size):
+            outcome.results[witness.name] = "skipped"
             continue
         jobs.append(_Job(witness, state, state.size))
     if not jobs:
@@ -305,7 +307,7 @@ def checkpoint_witness(*, checkpoint_id: int, only_behind: bool = False) -> Witn
         try:
             request = add_checkpoint_body(old_size=job.old_size, proof=_proof(job.old_size, size),
                                           note=checkpoint.note)
-        except Exception as exc:
+        except Exception as exc:  # a proof we cannot build is this witness's error, not the whole round's
             outcome.results[job.witness.name] = f"error: cannot build the request ({exc})"
             _fail(job.state, outcome.results[job.witness.name], refusal=False, size=size)
             return

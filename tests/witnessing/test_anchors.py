@@ -82,6 +82,24 @@ def test_deleting_checkpoints_and_the_tail_fails_the_scheduled_run_truncated(cos
     assert "witness" in run.detail and "13" in run.detail
 
 
+def test_deleting_the_tail_and_writing_a_new_one_past_the_old_size_fails_forked(cosigned: list[Any]) -> None:
+    """The stealthier variant: the ledger grows back beyond what the witnesses saw, with other entries."""
+    _delete_tail(keep=8)
+    tamper("DELETE FROM audit_merklenode")
+    tree = CompactRange()
+    with triggers.disabled():
+        for entry_hash in Entry.objects.order_by("seq").values_list("entry_hash", flat=True):
+            for level, index, node in tree.append(bytes.fromhex(entry_hash)):
+                raw("INSERT INTO audit_merklenode (key, hash) VALUES (%s, %s)", [node_key(level, index), node])
+        raw("DELETE FROM audit_subjecthead")
+        raw("INSERT INTO audit_subjecthead (subject_type, subject_id, last_seq) "
+            "SELECT subject_type, subject_id, MAX(seq) FROM audit_entry GROUP BY subject_type, subject_id")
+    fill(10, prefix="replacement")
+    assert Entry.objects.count() == 18 and checkpoint_create() is not None
+    run = verification_run(mode="full")
+    assert (run.ok, run.reason) == (False, "forked"), run.detail
+
+
 def test_without_witnesses_the_same_deletion_goes_unnoticed(cosigned: list[Any], settings: Any) -> None:
     """Why witnesses: nothing inside the database remembers the size (the issue's first case)."""
     _delete_tail(keep=8)

@@ -23,7 +23,7 @@ class WrongKeyWitness(Witness):
 
     _other = Ed25519PrivateKey.generate()
 
-    def cosign(self, checkpoint_text: str) -> str:
+    def cosign(self, checkpoint_text: str, *, not_before: int = 0) -> str:
         return cosignature_line(checkpoint_text, name=self.name, key=self._other, timestamp=int(time.time()))
 
 

@@ -139,7 +139,9 @@ class RunningWitness:
     def __enter__(self) -> RunningWitness:
         return self
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- what it said ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.cosignature import Cosigner
 from audit.note import NoteError
-from audit.witness.server import MAX_BODY, EventLog, Witness, WitnessHTTPServer, load_key, write_key
+from audit.witness.server import MAX_BODY, MAX_CONNECTIONS, EventLog, Witness, WitnessHTTPServer, load_key, write_key
 from audit.witness.state import StateError
 
 
@@ -47,7 +47,9 @@ def parser() -> argparse.ArgumentParser:
         "--log", action="append", required=True, metavar="VKEY",
         help="a log's signed-note verifier key; its name is the log origin (repeat for several logs or keys)",
     )
-    s.add_argument("--max-body", type=int, default=MAX_BODY, help=argparse.SUPPRESS)
+    s.add_argument("--max-body", type=int, default=MAX_BODY, help=f"largest request body (default {MAX_BODY})")
+    s.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                   help=f"open connections at most; more are closed at once (default {MAX_CONNECTIONS})")
     return p
 
 
@@ -78,14 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, NoteError, StateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return serve(witness, args.listen, args.max_body)
+    return serve(witness, args.listen, args.max_body, args.max_connections)
 
 
-def serve(witness: Witness, address: tuple[str, int], max_body: int = MAX_BODY) -> int:
+def serve(
+    witness: Witness, address: tuple[str, int], max_body: int = MAX_BODY, max_connections: int = MAX_CONNECTIONS
+) -> int:
     if not witness.state.path.exists():
         print(f"warning: {witness.state.path} does not exist: starting with no memory of any log "
               "(right for a new witness; if it was lost, see docs/witness.md)", file=sys.stderr)
-    server = WitnessHTTPServer(address, witness, max_body=max_body)
+    server = WitnessHTTPServer(address, witness, max_body=max_body, max_connections=max_connections)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever to return, so it runs on another thread.

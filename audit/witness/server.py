@@ -18,6 +18,7 @@ because nothing is answered before it is on disk.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -33,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.cosignature import AddCheckpoint, Cosigner, ProtocolError, cosignature_line
+from audit.cosignature import AddCheckpoint, Cosigner, ProtocolError, cosignature_line, split_note
 from audit.merkle import EMPTY_ROOT, verify_consistency
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
 from audit.witness.state import LogState, WitnessState
@@ -42,6 +43,9 @@ from audit.witness.state import LogState, WitnessState
 # signatures can be ~5 KB each and signed-note asks verifiers to accept 16 of them. Anything
 # larger is refused before it is read.
 MAX_BODY = 128 * 1024
+# Each connection holds a thread; beyond this many, new connections are closed at once
+# rather than letting idle or slow clients exhaust the process.
+MAX_CONNECTIONS = 256
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 
 
@@ -136,8 +140,9 @@ class Witness:
                 ):
                     self._refused(422, checkpoint, request, "consistency proof does not verify", evidence=True)
                     return _text(422, f"the consistency proof from size {current.size} does not verify")
-            text = checkpoint.text()
-            line = self.cosign(text)
+            # The exact text the log signed (not re-encoded from the parsed fields): the cosignature
+            # must verify on the note the log publishes.
+            line = self.cosign(split_note(request.note)[0], not_before=self._last_timestamp(current))
             entry = LogState(size=checkpoint.tree_size, root=checkpoint.root_hash, note=request.note + line)
             try:
                 self.state.commit(origin, entry)
@@ -146,9 +151,30 @@ class Witness:
                 return _text(500, "the witness could not save its state; nothing was cosigned")
         return Answer(200, line.encode())
 
-    def cosign(self, checkpoint_text: str) -> str:
-        """The cosignature line for a checkpoint this witness has just accepted (tests override it)."""
-        return cosignature_line(checkpoint_text, name=self.name, key=self.key, timestamp=int(self._clock()))
+    def cosign(self, checkpoint_text: str, *, not_before: int = 0) -> str:
+        """The cosignature line for a checkpoint this witness has just accepted (tests override it).
+
+        Its timestamp never goes below ``not_before`` (the previous cosignature of the log): after
+        a clock step backwards, "as of T the largest tree is N" must not contradict an earlier line.
+        """
+        timestamp = max(int(self._clock()), not_before)
+        return cosignature_line(checkpoint_text, name=self.name, key=self.key, timestamp=timestamp)
+
+    def _last_timestamp(self, current: LogState | None) -> int:
+        """The timestamp of this witness's own cosignature on the stored note (the line it appended last)."""
+        if current is None:
+            return 0
+        last = current.note.rstrip("\n").rsplit("\n", 1)[-1]
+        prefix = f"\u2014 {self.name} "
+        if not last.startswith(prefix):
+            return 0
+        try:
+            blob = base64.b64decode(last[len(prefix) :], validate=True)
+        except ValueError:
+            return 0
+        if len(blob) != 76 or blob[:4] != self.cosigner.key_id:
+            return 0  # a state written under another key: nothing to continue from
+        return int.from_bytes(blob[4:12], "big")
 
     def _conflict(self, size: int) -> Answer:
         return Answer(409, f"{size}\n".encode(), SIZE_CONTENT_TYPE)
@@ -184,8 +210,8 @@ class Witness:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ledger-witness"
-    # Keep-alive connections that stay idle this long are closed (each holds a thread).
-    timeout = 60
+    # Keep-alive connections that stay idle (or send this slowly) are closed: each holds a thread.
+    timeout = 30
     # Headers and body go out as two writes; without this, Nagle + delayed ACK add ~40 ms.
     disable_nagle_algorithm = True
     server: WitnessHTTPServer
@@ -254,10 +280,30 @@ class WitnessHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], witness: Witness, *, max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self, address: tuple[str, int], witness: Witness, *, max_body: int = MAX_BODY,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.witness = witness
         self.max_body = max_body
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: close at once, the client may retry
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def before_answer(self, endpoint: str) -> None:
         """Hook for test-only wrappers (a deliberately slow witness); the shipped witness does nothing."""

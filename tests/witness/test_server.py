@@ -170,6 +170,24 @@ def test_request_body_size_is_bounded(witness_factory, log):
     assert w.add_checkpoint(log.request(0, 5))[0] == 200  # the limit is not in the way of real requests
 
 
+def test_connections_are_bounded(witness_factory, log):
+    import socket
+
+    w = witness_factory(log_vkeys=[log.vkey], extra_args=["--max-connections", "2"])
+    idle = [socket.create_connection(("127.0.0.1", w.port)) for _ in range(2)]
+    time.sleep(0.2)  # both accepted and holding their threads
+    extra = socket.create_connection(("127.0.0.1", w.port))
+    extra.settimeout(5)
+    assert extra.recv(1) == b""  # closed at once, not queued behind the idle ones
+    extra.close()
+    for sock in idle:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while get(w.url, "/healthz")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert w.add_checkpoint(log.request(0, 5))[0] == 200
+
+
 def test_a_body_without_content_length_is_refused(witness, log):
     import http.client
 
@@ -382,10 +400,12 @@ def test_the_witness_process_imports_no_django(tmp_path, log):
     w.stop()
     env = witness_env()
     assert "DJANGO_SETTINGS_MODULE" not in env
-    proc = subprocess.Popen(
-        [sys.executable, "-X", "importtime", *w.command()[1:]],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    errors = tmp_path / "importtime.txt"
+    with open(errors, "w") as stderr:  # a file, not a pipe: -X importtime writes a lot before "listening"
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "importtime", *w.command()[1:]],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line.startswith("listening on "), line
@@ -394,8 +414,9 @@ def test_the_witness_process_imports_no_django(tmp_path, log):
         assert w.latest(log.origin)[0] == 200
     finally:
         proc.terminate()
-        _, stderr = proc.communicate(timeout=10)
-    imported = {part.split("|")[-1].strip() for part in stderr.splitlines() if part.startswith("import time:")}
+        proc.communicate(timeout=10)
+    lines = errors.read_text().splitlines()
+    imported = {part.split("|")[-1].strip() for part in lines if part.startswith("import time:")}
     assert "audit.witness.server" in imported and "audit.cosignature" in imported
     forbidden = sorted(m for m in imported if m.split(".")[0] in {"django", "governance", "access", "celery"})
     assert forbidden == []
@@ -416,3 +437,32 @@ def test_keygen_and_vkey_commands(tmp_path):
     assert overwrite.returncode == 2 and Path(key).read_bytes() and "never overwritten" in overwrite.stderr
     with pytest.raises(NoteError):
         Cosigner.parse(vkey.replace("w.example/1", "w.example/2"))
+
+
+@pytest.mark.parametrize("problem", ["bad log vkey", "a cosigner vkey as log key", "missing key", "not an Ed25519 key"])
+def test_serve_refuses_bad_configuration_with_exit_2(tmp_path, log, problem):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+
+    from audit.witness.server import write_key
+
+    key = tmp_path / "k.pem"
+    write_key(key, Ed25519PrivateKey.generate())
+    vkey = log.vkey
+    if problem == "bad log vkey":
+        vkey = vkey[:-4]
+    elif problem == "a cosigner vkey as log key":
+        vkey = str(Cosigner.from_key(log.origin, log.key.public_key()))
+    elif problem == "missing key":
+        key = tmp_path / "nowhere.pem"
+    else:
+        key.unlink()
+        key.write_bytes(generate_private_key(SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    result = subprocess.run(
+        [sys.executable, "-m", "audit.witness", "serve", "--listen", "127.0.0.1:0", "--name", "w.test",
+         "--key", str(key), "--state", str(tmp_path / "state.json"), "--log", vkey],
+        cwd=ROOT, env=witness_env(), capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and not result.stdout
+    assert not (tmp_path / "state.json").exists()

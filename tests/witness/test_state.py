@@ -92,3 +92,55 @@ def test_malformed_state_files_are_refused(tmp_path, content):
     (tmp_path / "state.json").write_bytes(content)
     with pytest.raises(StateError):
         WitnessState(tmp_path / "state.json", [])
+
+
+def test_the_cosignature_covers_the_exact_text_the_log_signed(tmp_path):
+    """A root in non-canonical base64 decodes to the same hash; the cosignature must still be over the log's bytes."""
+    import base64
+
+    from audit.cosignature import Cosigner, add_checkpoint_body, verify_cosignatures
+    from audit.note import sign_note
+
+    log = TestLog().grow(5)
+    root = log.root(5)
+    canonical = base64.b64encode(root).decode()
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".index(canonical[-2])
+    odd = canonical[:-2] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[last | 1] + "="
+    assert odd != canonical and base64.b64decode(odd) == root
+    note = sign_note(f"{log.origin}\n5\n{odd}\n", [(log.origin, log.key)])
+    key = Ed25519PrivateKey.generate()
+    witness = _witness(tmp_path, log, key=key)
+    try:
+        answer = witness.add_checkpoint(add_checkpoint_body(old_size=0, proof=[], note=note))
+        assert answer.status == 200
+        cosigner = Cosigner.from_key("w.example/1", key.public_key())
+        assert len(verify_cosignatures(note + answer.body.decode(), [cosigner])) == 1
+    finally:
+        witness.close()
+
+
+def test_cosignature_timestamps_never_go_backwards_even_across_a_restart(tmp_path):
+    from audit.cosignature import Cosigner, verify_cosignatures
+
+    log = TestLog().grow(30)
+    key = Ed25519PrivateKey.generate()
+    cosigner = Cosigner.from_key("w.example/1", key.public_key())
+    now = [2_000_000_000.0]
+    witness = Witness(name="w.example/1", key=key, log_vkeys=[log.vkey], state_path=tmp_path / "state.json",
+                      clock=lambda: now[0])
+
+    def timestamp(old: int, new: int, w: Witness) -> int:
+        answer = w.add_checkpoint(log.request(old, new))
+        assert answer.status == 200
+        return verify_cosignatures(log.note(new) + answer.body.decode(), [cosigner])[0].timestamp
+
+    assert timestamp(0, 10, witness) == 2_000_000_000
+    now[0] = 1_000_000_000.0  # the clock steps back
+    assert timestamp(10, 20, witness) == 2_000_000_000
+    witness.close()
+    restarted = Witness(name="w.example/1", key=key, log_vkeys=[log.vkey], state_path=tmp_path / "state.json",
+                        clock=lambda: now[0])
+    assert timestamp(20, 25, restarted) == 2_000_000_000
+    now[0] = 2_000_000_100.0
+    assert timestamp(25, 30, restarted) == 2_000_000_100
+    restarted.close()

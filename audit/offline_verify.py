@@ -1479,9 +1479,10 @@ class BundleVerifier:
                 self.report.fail(f"{label} has tree size {size:,}; the bundle's checkpoint.txt only {head[0]:,}: "
                                  "entries you have seen before are gone from this history", TRUNCATED)
                 continue
-            if self._consistent_with(size, root):
+            consistent = self._consistent_with(size, root)
+            if consistent:
                 self.report.anchors.append(f"known checkpoint {source} (tree size {size:,})")
-            else:
+            elif consistent is False:
                 self.report.fail(f"{label} (tree size {size:,}): the bundle has no consistency proof from it to "
                                  "its checkpoints (docs/verifying.md says what it must carry)", UNPROVEN)
 

@@ -1623,8 +1623,9 @@ class BundleVerifier:
         The exporter writes ``{"body":BODY,"entry_hash":"HEX"}`` with BODY the canonical
         bytes: the whole line is then its own RFC 8785 form, which strict reading requires
         (no duplicate member, no lone surrogate, no unsafe number, no other spacing or escaping).
-        Those bytes are hashed as they are. With --lenient a line that breaks those rules is
-        a warning and, as before, is parsed and its body canonicalised here (RFC 8785) and hashed.
+        Those bytes are hashed as they are. A line that breaks those rules is a ``malformed_json``
+        failure (a warning with --lenient) and, as before, is parsed, its body hashed as written or
+        canonicalised here (RFC 8785), and checked like any other.
         Either way the hash is SHA-256(0x00 || JCS(body)), compared with the entry's ``entry_hash``.
         """
         if not self.strict and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' \
@@ -1644,10 +1645,11 @@ class BundleVerifier:
             return FAILED, "not an entry line {body, entry_hash}"
         seq = body.get("seq") if isinstance(body, dict) else None
         problem = json_check(line)
-        if problem is not None:
-            if not self.lenient:
-                return MALFORMED_JSON, f"seq {seq}: {problem}"
-            self.report.warn(f"entry seq {seq}: {problem}")
+        if problem is not None:  # named; the entry is still checked as written, so nothing else is blamed on it
+            if self.lenient:
+                self.report.warn(f"entry seq {seq}: {problem}")
+            else:
+                self.report.fail(f"entries.jsonl: seq {seq}: {problem}", MALFORMED_JSON)
         raw_body = line[8:-81] if line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' else None
         try:
             verified = self._entry_hash(body, raw_body, claimed)

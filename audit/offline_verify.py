@@ -43,6 +43,7 @@ import json.scanner
 import math
 import multiprocessing
 import os
+import re
 import struct
 import sys
 import threading
@@ -326,6 +327,35 @@ def is_exact_json(raw: bytes) -> bool:
         return end == len(text) and "".join(_fast_encode(value, 0)) == text
     except Exception:  # not JSON, an _Unusual number, too deep...: the exact check decides
         return False
+
+
+_PLAIN = rb'"[^"\\\x00-\x1f]*"'  # a string with nothing to escape: its canonical form is itself
+_BODY_HEAD = re.compile(rb'\{"actor":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"event_type":' + _PLAIN)
+_BODY_TAIL = re.compile(
+    rb',"prev_hash":"[0-9a-f]{64}"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,"seq":(?:0|[1-9][0-9]{0,15}),'
+    rb'"subject":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"subject_prev":(?:null|0|[1-9][0-9]{0,15}),'
+    rb'"timestamp":"[^"\\\x00-\x1f]{27}"\}')
+
+
+def is_exact_body(raw: bytes) -> bool:
+    """The fast check of an entry body: exactly canonical strict JSON with the members of an entry.
+
+    The members around the payload are matched by their canonical layout (strings with nothing
+    to escape, integers without leading zeros), the payload by ``is_exact_json``. False means
+    "not shown this way": ``exact_json_problem`` decides.
+    """
+    start = raw.find(b',"payload":')
+    end = raw.rfind(b',"prev_hash":"')
+    if start < 0 or end < start + 13 or raw[start + 11 : start + 12] != b"{":
+        return False
+    if _BODY_HEAD.fullmatch(raw, 0, start) is None or _BODY_TAIL.fullmatch(raw, end) is None:
+        return False
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return is_exact_json(raw[start + 11 : end])
 
 
 def json_check(raw: bytes, where: str = "") -> str | None:
@@ -1633,7 +1663,7 @@ class BundleVerifier:
             raw = line[8:-81]
             leaf = hashlib.sha256(b"\x00" + raw).digest()
             entry_hash = binascii.hexlify(leaf)
-            if entry_hash == line[-66:-2] and is_exact_json(raw):
+            if entry_hash == line[-66:-2] and is_exact_body(raw):
                 fast = fields_of_canonical(raw, entry_hash)
                 if fast is not None:
                     return fast, leaf
@@ -1745,7 +1775,7 @@ class BundleVerifier:
         count = 0
         is_ledger, is_subjects = kind == "ledger", kind == "subjects"
         check_time = kind == "none" and bool(since or until)
-        sha256, hexlify, fast_fields, exact_json = hashlib.sha256, binascii.hexlify, fields_of_canonical, is_exact_json
+        sha256, hexlify, fast_fields, exact_json = hashlib.sha256, binascii.hexlify, fields_of_canonical, is_exact_body
         fast_path = not self.strict
         # With a proof worker (``_ProofWorker``) this process reads no proof: it sends the worker each
         # entry line's (seq, leaf hash), or that the line had none, and the worker pairs them with the
@@ -2088,7 +2118,7 @@ class _ProofChecker(BundleVerifier):
             inclusion = InclusionChecker(size, root)
             checker, check_line = inclusion.check, inclusion.check_line
             proofs = _File(self, "proofs.jsonl").lines()
-            unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_json
+            unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_body
             while batch := leaves.recv_bytes():
                 pos, end = 0, len(batch)
                 while pos < end:

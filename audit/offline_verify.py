@@ -1083,7 +1083,8 @@ class Report:
         if self.tree_size is not None:
             lines.append(
                 f"anchored to: checkpoint of {self.origin}, tree size {self.tree_size:,}, root {self.root_hash}")
-        lines.append(f"checkpoints: {self.checkpoints} with a valid signature by a trusted key; consistency "
+        signer = "a key you supplied" if self.keys_source == "supplied" else "a key listed in keys.txt"
+        lines.append(f"checkpoints: {self.checkpoints} with a valid signature by {signer}; consistency "
                      "checked between consecutive ones")
         for name, signers in self.signatures.items():
             lines.append(f"  {name}: signed by {', '.join(signers) if signers else 'no trusted key'}")

@@ -2127,7 +2127,8 @@ class _ProofChecker(BundleVerifier):
                     pos += record
                     if length:
                         pos += length
-                        if not exact_json(batch[pos - length : pos]):
+                        body = batch[pos - length : pos]
+                        if not exact_json(body) and exact_json_problem(body) is not None:
                             return None  # the entries process finds and words it
                     proof_line = next(proofs, None)
                     if not seq1:

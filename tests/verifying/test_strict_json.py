@@ -142,3 +142,24 @@ def test_verify_ledger_refuses_a_hashed_duplicate_and_lenient_reports_it() -> No
     with pytest.raises(SystemExit) as exc:
         call_command("verify_ledger", "--json", stdout=out)
     assert exc.value.code == 1 and json.loads(out.getvalue())["reason"] == "malformed_json"
+
+
+def test_float_payloads_take_the_exact_check_without_dropping_the_proof_worker(
+        small_ledger: str, export: Export, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: payloads the fast check leaves to the exact one (floats, a non-ASCII member name)
+    intake('{"accuracy":0.93,"big":1e+21,"loss":1e-7,"précision":0.5,"text":"café"}')
+    checkpoints.checkpoint_create()
+    passes: list[bool] = []
+    original = offline_verify.BundleVerifier._entries_pass
+
+    def spy(self: offline_verify.BundleVerifier, head: tuple[int, bytes], worker: object) -> None:
+        passes.append(worker is not None)
+        original(self, head, worker)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(offline_verify.BundleVerifier, "_entries_pass", spy)
+
+    report = offline_verify.verify_bundle(str(export()), [small_ledger], jobs=2)
+
+    assert report.verified, report.failures
+    assert passes == [True]  # the worker's answer was taken: no second pass in one process
+    assert verify_ledger().ok  # and verify_ledger takes the same payload

@@ -321,11 +321,19 @@ def is_exact_json(raw: bytes) -> bool:
         return exact_json_problem(raw) is None
     try:
         text = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return is_exact_json_text(text)
+
+
+def is_exact_json_text(text: str) -> bool:
+    """``is_exact_json`` for text already decoded (a stored payload)."""
+    try:
         if not text.isascii() and max(text) >= "\ue000":
             return False
         value, end = _fast_scan(text, 0)
-        return end == len(text) and "".join(_fast_encode(value, 0)) == text
-    except Exception:  # not JSON, an _Unusual number, too deep...: the exact check decides
+        return end == len(text) and "".join(_fast_encode(value, 0)) == text  # type: ignore[misc]
+    except Exception:  # not JSON, an _Unusual number, too deep, no C encoder...: the exact check decides
         return False
 
 

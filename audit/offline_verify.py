@@ -43,6 +43,7 @@ import json.scanner
 import math
 import multiprocessing
 import os
+import re
 import struct
 import sys
 import threading
@@ -320,12 +321,49 @@ def is_exact_json(raw: bytes) -> bool:
         return exact_json_problem(raw) is None
     try:
         text = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return is_exact_json_text(text)
+
+
+def is_exact_json_text(text: str) -> bool:
+    """``is_exact_json`` for text already decoded (a stored payload)."""
+    try:
         if not text.isascii() and max(text) >= "\ue000":
             return False
         value, end = _fast_scan(text, 0)
-        return end == len(text) and "".join(_fast_encode(value, 0)) == text
-    except Exception:  # not JSON, an _Unusual number, too deep...: the exact check decides
+        return end == len(text) and "".join(_fast_encode(value, 0)) == text  # type: ignore[misc]
+    except Exception:  # not JSON, an _Unusual number, too deep, no C encoder...: the exact check decides
         return False
+
+
+_PLAIN = rb'"[^"\\\x00-\x1f]*"'  # a string with nothing to escape: its canonical form is itself
+_BODY_HEAD = re.compile(rb'\{"actor":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"event_type":' + _PLAIN)
+_BODY_TAIL = re.compile(
+    rb',"prev_hash":"[0-9a-f]{64}"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,"seq":(?:0|[1-9][0-9]{0,15}),'
+    rb'"subject":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"subject_prev":(?:null|0|[1-9][0-9]{0,15}),'
+    rb'"timestamp":"[^"\\\x00-\x1f]{27}"\}')
+
+
+def is_exact_body(raw: bytes) -> bool:
+    """The fast check of an entry body: exactly canonical strict JSON with the members of an entry.
+
+    The members around the payload are matched by their canonical layout (strings with nothing
+    to escape, integers without leading zeros), the payload by ``is_exact_json``. False means
+    "not shown this way": ``exact_json_problem`` decides.
+    """
+    start = raw.find(b',"payload":')
+    end = raw.rfind(b',"prev_hash":"')
+    if start < 0 or end < start + 13 or raw[start + 11 : start + 12] != b"{":
+        return False
+    if _BODY_HEAD.fullmatch(raw, 0, start) is None or _BODY_TAIL.fullmatch(raw, end) is None:
+        return False
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return is_exact_json(raw[start + 11 : end])
 
 
 def json_check(raw: bytes, where: str = "") -> str | None:
@@ -1053,7 +1091,8 @@ class Report:
         if self.tree_size is not None:
             lines.append(
                 f"anchored to: checkpoint of {self.origin}, tree size {self.tree_size:,}, root {self.root_hash}")
-        lines.append(f"checkpoints: {self.checkpoints} with a valid signature by a trusted key; consistency "
+        signer = "a key you supplied" if self.keys_source == "supplied" else "a key listed in keys.txt"
+        lines.append(f"checkpoints: {self.checkpoints} with a valid signature by {signer}; consistency "
                      "checked between consecutive ones")
         for name, signers in self.signatures.items():
             lines.append(f"  {name}: signed by {', '.join(signers) if signers else 'no trusted key'}")
@@ -1479,9 +1518,10 @@ class BundleVerifier:
                 self.report.fail(f"{label} has tree size {size:,}; the bundle's checkpoint.txt only {head[0]:,}: "
                                  "entries you have seen before are gone from this history", TRUNCATED)
                 continue
-            if self._consistent_with(size, root):
+            consistent = self._consistent_with(size, root)
+            if consistent:
                 self.report.anchors.append(f"known checkpoint {source} (tree size {size:,})")
-            else:
+            elif consistent is False:
                 self.report.fail(f"{label} (tree size {size:,}): the bundle has no consistency proof from it to "
                                  "its checkpoints (docs/verifying.md says what it must carry)", UNPROVEN)
 
@@ -1622,8 +1662,9 @@ class BundleVerifier:
         The exporter writes ``{"body":BODY,"entry_hash":"HEX"}`` with BODY the canonical
         bytes: the whole line is then its own RFC 8785 form, which strict reading requires
         (no duplicate member, no lone surrogate, no unsafe number, no other spacing or escaping).
-        Those bytes are hashed as they are. With --lenient a line that breaks those rules is
-        a warning and, as before, is parsed and its body canonicalised here (RFC 8785) and hashed.
+        Those bytes are hashed as they are. A line that breaks those rules is a ``malformed_json``
+        failure (a warning with --lenient) and, as before, is parsed, its body hashed as written or
+        canonicalised here (RFC 8785), and checked like any other.
         Either way the hash is SHA-256(0x00 || JCS(body)), compared with the entry's ``entry_hash``.
         """
         if not self.strict and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' \
@@ -1631,7 +1672,7 @@ class BundleVerifier:
             raw = line[8:-81]
             leaf = hashlib.sha256(b"\x00" + raw).digest()
             entry_hash = binascii.hexlify(leaf)
-            if entry_hash == line[-66:-2] and is_exact_json(raw):
+            if entry_hash == line[-66:-2] and is_exact_body(raw):
                 fast = fields_of_canonical(raw, entry_hash)
                 if fast is not None:
                     return fast, leaf
@@ -1643,10 +1684,11 @@ class BundleVerifier:
             return FAILED, "not an entry line {body, entry_hash}"
         seq = body.get("seq") if isinstance(body, dict) else None
         problem = json_check(line)
-        if problem is not None:
-            if not self.lenient:
-                return MALFORMED_JSON, f"seq {seq}: {problem}"
-            self.report.warn(f"entry seq {seq}: {problem}")
+        if problem is not None:  # named; the entry is still checked as written, so nothing else is blamed on it
+            if self.lenient:
+                self.report.warn(f"entry seq {seq}: {problem}")
+            else:
+                self.report.fail(f"entries.jsonl: seq {seq}: {problem}", MALFORMED_JSON)
         raw_body = line[8:-81] if line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' else None
         try:
             verified = self._entry_hash(body, raw_body, claimed)
@@ -1742,7 +1784,7 @@ class BundleVerifier:
         count = 0
         is_ledger, is_subjects = kind == "ledger", kind == "subjects"
         check_time = kind == "none" and bool(since or until)
-        sha256, hexlify, fast_fields, exact_json = hashlib.sha256, binascii.hexlify, fields_of_canonical, is_exact_json
+        sha256, hexlify, fast_fields, exact_json = hashlib.sha256, binascii.hexlify, fields_of_canonical, is_exact_body
         fast_path = not self.strict
         # With a proof worker (``_ProofWorker``) this process reads no proof: it sends the worker each
         # entry line's (seq, leaf hash), or that the line had none, and the worker pairs them with the
@@ -1759,8 +1801,8 @@ class BundleVerifier:
                 proof_line = next(proofs, None)
             entry = None
             body_raw = b""
-            # (_entry_line's first case, inlined: the exporter's layout, hashed as written; whether the
-            # body is exactly canonical strict JSON is checked by the proof worker when there is one)
+            # (_entry_line's first case, inlined: the exporter's layout, hashed as written, and whether the
+            # body is exactly canonical strict JSON)
             if fast_path and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' and line[-2:] == b'"}':
                 raw = line[8:-81]
                 leaf = sha256(b"\x00" + raw).digest()
@@ -1768,7 +1810,8 @@ class BundleVerifier:
                 if entry_hash == line[-66:-2]:
                     entry = fast_fields(raw, entry_hash)
                     if entry is not None:
-                        if check_proofs:
+                        # With a proof worker, it checks every other body: the two processes share the work.
+                        if check_proofs or n & 1:
                             if not exact_json(raw):
                                 entry = None
                         else:
@@ -2085,7 +2128,7 @@ class _ProofChecker(BundleVerifier):
             inclusion = InclusionChecker(size, root)
             checker, check_line = inclusion.check, inclusion.check_line
             proofs = _File(self, "proofs.jsonl").lines()
-            unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_json
+            unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_body
             while batch := leaves.recv_bytes():
                 pos, end = 0, len(batch)
                 while pos < end:
@@ -2093,7 +2136,8 @@ class _ProofChecker(BundleVerifier):
                     pos += record
                     if length:
                         pos += length
-                        if not exact_json(batch[pos - length : pos]):
+                        body = batch[pos - length : pos]
+                        if not exact_json(body) and exact_json_problem(body) is not None:
                             return None  # the entries process finds and words it
                     proof_line = next(proofs, None)
                     if not seq1:

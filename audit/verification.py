@@ -34,7 +34,7 @@ from audit.canonical import ZERO_HASH, body_bytes, leaf_hash
 from audit.merkle import CompactRange
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
-from audit.offline_verify import exact_json_problem, is_exact_json, parse_trusted_key_line
+from audit.offline_verify import exact_json_problem, is_exact_json_text, parse_trusted_key_line
 from audit.signing import current_verifier_key
 
 CHUNK = 5000
@@ -406,7 +406,7 @@ def verify_ledger(
 
 
 def _payload_problem(seq: int, payload_json: str) -> str | None:
-    if is_exact_json(payload_json.encode("utf-8", "surrogatepass")) and payload_json[:1] == "{":
+    if payload_json[:1] == "{" and is_exact_json_text(payload_json):
         return None
     problem = exact_json_problem(payload_json.encode("utf-8", "surrogatepass"), "payload")
     if problem is None and payload_json[:1] != "{":

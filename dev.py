@@ -5,7 +5,10 @@
     python3.11 dev.py test   # set up, run the whole test suite (extra args go to pytest)
 
 It creates .venv beside this file and installs the project with its dev extras
-whenever pyproject.toml changed since the last install.
+whenever pyproject.toml changed since the last install. The demo also runs one local
+witness (``python -m audit.witness serve`` on 127.0.0.1, key and state under
+var/witness/) and points the server at it, so its checkpoints show cosignatures;
+set LEDGER_WITNESSES yourself to use other witnesses instead.
 """
 from __future__ import annotations
 
@@ -43,6 +46,41 @@ def ensure_venv() -> None:
     STAMP.write_text(digest)
 
 
+WITNESS_NAME = "demo-witness.localhost"
+
+
+def _output(*cmd: str | Path, env: dict[str, str]) -> str:
+    return subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def start_demo_witness(env: dict[str, str]) -> subprocess.Popen[str] | None:
+    """Start the demo's witness and add it to ``env["LEDGER_WITNESSES"]``; None when the user configured their own."""
+    if env.get("LEDGER_WITNESSES"):
+        return None
+    var = Path(env.get("VAR_DIR") or ROOT / "var") / "witness"
+    var.mkdir(parents=True, exist_ok=True)
+    key = var / "witness-key.pem"
+    command = "vkey" if key.exists() else "keygen"
+    vkey = _output(PY, "-m", "audit.witness", command, "--key", key, "--name", WITNESS_NAME, env=env)
+    log_vkey = _output(PY, "manage.py", "shell", "-v", "0", "-c",
+                       "from audit.signing import current_verifier_key; print(current_verifier_key())", env=env)
+    witness = subprocess.Popen(
+        [str(PY), "-m", "audit.witness", "serve", "--listen", "127.0.0.1:0", "--name", WITNESS_NAME,
+         "--key", str(key), "--state", str(var / "state.json"), "--log", log_vkey],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+    )
+    assert witness.stdout is not None
+    line = witness.stdout.readline().strip()  # "listening on http://127.0.0.1:PORT"
+    if not line.startswith("listening on "):
+        witness.terminate()
+        sys.exit(f"the demo witness did not start ({line or 'no output'})")
+    url = line.removeprefix("listening on ")
+    print(f"demo witness {WITNESS_NAME} at {url}", flush=True)
+    env["LEDGER_WITNESSES"] = f"{url} {vkey}"
+    return witness
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "setup"}:
         print(__doc__)
@@ -58,9 +96,15 @@ def main(argv: list[str]) -> int:
         return 0 if code == 5 else code
     if run(PY, "manage.py", "migrate", "--noinput", env=env) != 0:
         return 1
-    if run(PY, "manage.py", "seed_demo", env=env) != 0:
-        return 1
-    return run(PY, "manage.py", "runserver", "127.0.0.1:8000", *rest, env=env)
+    witness = start_demo_witness(env)
+    try:
+        if run(PY, "manage.py", "seed_demo", env=env) != 0:
+            return 1
+        return run(PY, "manage.py", "runserver", "127.0.0.1:8000", *rest, env=env)
+    finally:
+        if witness is not None:
+            witness.terminate()
+            witness.wait(10)
 
 
 if __name__ == "__main__":

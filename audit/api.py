@@ -36,6 +36,7 @@ from audit.event_types import registry
 from audit.export import ExportError, parse_time
 from audit.ledger import ACTOR_TYPES
 from audit.models import Checkpoint, Entry, SigningKey
+from audit.witnessing import published_note
 from governance.api.auth import HasScope, token_of
 from governance.api.pagination import SeqCursorPagination, StandardPagination
 
@@ -173,7 +174,8 @@ def checkpoint_data(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
         "tree_size": checkpoint.tree_size,
         "root_hash": checkpoint.root_hash,
         "created_at": checkpoint.created_at,
-        "note": checkpoint.note,
+        # Published with the witnesses' cosignature lines (a valid signed note; unknown keys are ignored).
+        "note": published_note(checkpoint),
     }
 
 
@@ -199,7 +201,9 @@ class CheckpointSerializer(serializers.Serializer):
     tree_size = serializers.IntegerField()
     root_hash = serializers.CharField(help_text="hex")
     created_at = serializers.DateTimeField()
-    note = serializers.CharField(help_text="the C2SP signed note (tlog-checkpoint body and signatures)")
+    note = serializers.CharField(
+        help_text="the C2SP signed note (tlog-checkpoint body, the log's signature, then any witness cosignatures)"
+    )
 
 
 class EntrySerializer(serializers.Serializer):
@@ -469,7 +473,7 @@ class ConsistencyProofApi(APIView):
 
 
 class LatestCheckpointApi(APIView):
-    """The latest signed checkpoint, as the C2SP signed note itself (``text/plain``)."""
+    """The latest signed checkpoint, as the C2SP signed note itself with its witness cosignatures (``text/plain``)."""
 
     required_scope = "ledger:read"
     permission_classes = [HasScope, SignedIn]
@@ -488,7 +492,7 @@ class LatestCheckpointApi(APIView):
         checkpoint = selectors.latest_checkpoint()
         if checkpoint is None:
             raise Http404("no checkpoint has been signed yet")
-        return Response(checkpoint.note, content_type="text/plain; charset=utf-8")
+        return Response(published_note(checkpoint), content_type="text/plain; charset=utf-8")
 
 
 class CheckpointsApi(APIView):
@@ -517,7 +521,7 @@ class CheckpointsApi(APIView):
     def get(self, request: Request) -> Response:
         _refuse_unknown_params(request, {"tree_size", "page", "page_size"})
         tree_size = _query_int(request, "tree_size")
-        qs = Checkpoint.objects.order_by("-id")
+        qs = Checkpoint.objects.order_by("-id").prefetch_related("cosignatures")
         if tree_size is not None:
             qs = qs.filter(tree_size=tree_size)
         paginator = StandardPagination()

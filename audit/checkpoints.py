@@ -12,6 +12,7 @@ from audit.models import Checkpoint, LedgerHead, SigningKey
 from audit.note import CheckpointBody, key_id, public_bytes, sign_note, verifier_key
 from audit.selectors import tree_root
 from audit.signing import key_name, signing_key
+from audit.witnessing import witness_schedule
 
 
 def signing_key_register() -> SigningKey:
@@ -40,11 +41,13 @@ def signing_key_register() -> SigningKey:
 
 @transaction.atomic
 def checkpoint_create(*, only_if_grown: bool = False) -> Checkpoint | None:
-    """Integrate what is pending, then sign a checkpoint of the whole tree.
+    """Integrate what is pending, then sign a checkpoint of the whole tree, and queue it for the witnesses.
 
-    With ``only_if_grown`` (the schedule) nothing is signed when the tree has not
-    grown since the last checkpoint. The head's row lock, taken by integrate(),
-    is held until commit, so checkpoints are made one at a time.
+    An unchanged tree is never signed twice: the latest checkpoint is returned instead
+    (with ``only_if_grown``, the schedule's call, None). The head's row lock, taken
+    first and held until commit, makes checkpoints one at a time. The witnesses are
+    asked after commit (``audit.witnessing.witness_schedule``); a crash before that
+    leaves the checkpoint unwitnessed until the periodic quorum check resubmits it.
     """
     # The head lock first: concurrent checkpointers queue here, including for the
     # first registration of a key (which would otherwise race on its unique row).
@@ -53,11 +56,16 @@ def checkpoint_create(*, only_if_grown: bool = False) -> Checkpoint | None:
     integrate()
     head = LedgerHead.objects.get(pk=1)
     last = Checkpoint.objects.order_by("-id").first()
-    if only_if_grown and (head.tree_size == 0 or (last is not None and last.tree_size == head.tree_size)):
+    if only_if_grown and head.tree_size == 0:
         return None
+    if last is not None and last.tree_size == head.tree_size:
+        # Re-signing an unchanged tree only made identical-size duplicates (issue 14, section 3).
+        return None if only_if_grown else last
     root = tree_root(head.tree_size)
     body = CheckpointBody(origin=key_name(), tree_size=head.tree_size, root_hash=root)
     note = sign_note(body.text(), [(key_name(), signing_key())])
-    return Checkpoint.objects.create(
+    checkpoint = Checkpoint.objects.create(
         tree_size=head.tree_size, root_hash=root.hex(), note=note, created_at=timezone.now()
     )
+    witness_schedule(checkpoint)
+    return checkpoint

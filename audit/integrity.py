@@ -12,6 +12,13 @@ not) the nightly full run catches, since it trusts nothing stored.
 
 Every run is a ``VerificationRun`` row and a ``ledger.verified`` entry; a failed
 run is also a ``compliance.violation`` (kind ``integrity``).
+
+With witnesses configured, every run first asks them for the latest checkpoint they
+cosigned for us (``audit.witnessing.witness_anchors``): a witness that cosigned more
+entries than the ledger holds fails the run ``truncated``, and one whose checkpoint the
+verified tree does not extend (checked with a consistency proof against the root the
+run recomputed) fails it ``forked``. So deleting checkpoints and the tail of the ledger,
+or rewriting and re-signing history, is caught within one verification interval.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from django.utils import timezone
 from audit import verification
 from audit.canonical import ZERO_HASH, leaf_hash
 from audit.ledger import Actor, Subject, fetch_nodes, record
-from audit.merkle import CompactRange, root_nodes
+from audit.merkle import CompactRange, ProofError, consistency_ranges, resolve, root_nodes, verify_consistency
 from audit.models import Checkpoint, Entry
 from audit.models_ops import VerificationRun
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
@@ -43,6 +50,9 @@ CHUNK = 5000
 NODE_MISMATCH = "stored_node_mismatch"
 # Reason of a run that could not complete (a database error, a malformed trusted key).
 ERROR = "error"
+# Reason of a run whose tree does not extend a checkpoint a witness cosigned (audit.verification.FORKED once
+# the verifier has it; the same stable string).
+FORKED = getattr(verification, "FORKED", "forked")
 
 # Called with the entries done so far (and, by the full verifier, the expected total).
 Progress = Callable[..., None]
@@ -92,11 +102,61 @@ def _stored_frontier(size: int, root_hex: str) -> list[list[Any]]:
     return _frontier_of(tree)
 
 
-def _full(progress: Progress | None) -> _Outcome:
+def _witness_anchors() -> tuple[list[Any], list[str]]:
+    """The witnesses' latest cosigned checkpoints for us (none without witnesses)."""
+    if not settings.LEDGER_WITNESSES:
+        return [], []
+    from audit.witnessing import witness_anchors
+
+    return witness_anchors()
+
+
+def _stored_size() -> int:
+    """Entries stored, from the entries themselves (the head row is as editable as they are)."""
+    last = Entry.objects.aggregate(m=Max("seq"))["m"]
+    return 0 if last is None else int(last) + 1
+
+
+def _anchors_truncated(anchors: list[Any]) -> _Outcome | None:
+    size = _stored_size()
+    over = [a for a in anchors if a.size > size]
+    if not over:
+        return None
+    worst = max(over, key=lambda a: a.size)
+    return _Outcome(False, size, "", verification.TRUNCATED,
+                    f"{worst.source} cosigned a checkpoint of {worst.size} entries but the ledger has only {size}: "
+                    "entries were removed from the tail", size)
+
+
+def _anchors_extended(anchors: list[Any], size: int, root_hex: str) -> _Outcome | None:
+    """Fail ``forked`` unless the verified tree (``size``, ``root_hex``) extends every anchor.
+
+    The proof comes from stored nodes, but a consistency proof cannot be forged: it either
+    links the anchor's root to the root recomputed from the entries, or the run fails.
+    """
+    root = bytes.fromhex(root_hex)
+    for anchor in anchors:
+        if anchor.size == 0 or anchor.size > size:
+            continue
+        try:
+            proof = resolve(consistency_ranges(anchor.size, size), fetch_nodes) if anchor.size < size else []
+        except ProofError:
+            proof = []
+        if not verify_consistency(anchor.size, size, anchor.root, root, proof):
+            return _Outcome(False, size, root_hex, FORKED,
+                            f"the ledger does not extend the checkpoint of size {anchor.size} that {anchor.source} "
+                            "cosigned: its history was rewritten", None)
+    return None
+
+
+def _full(progress: Progress | None, anchors: list[Any] | None = None) -> _Outcome:
     kwargs: dict[str, Any] = {}
+    params = inspect.signature(verification.verify_ledger).parameters
     # verify_ledger grew a progress callback; an older or rewritten one may not have it.
-    if progress is not None and "progress" in inspect.signature(verification.verify_ledger).parameters:
+    if progress is not None and "progress" in params:
         kwargs["progress"] = progress
+    if anchors and "anchors" in params:
+        kwargs["anchors"] = anchors
     result = verification.verify_ledger(**kwargs)
     if not result.ok:
         return _Outcome(False, result.tree_size, result.root_hash, result.reason or "", result.detail or "",
@@ -241,7 +301,14 @@ def verification_run(*, mode: str, progress: Progress | None = None) -> Verifica
     run = VerificationRun.objects.create(mode=mode, started_at=timezone.now(), from_size=from_size)
     started = time.perf_counter()
     try:
-        outcome = _incremental(base, progress) if base is not None else _full(progress)
+        anchors, unanchored = _witness_anchors()
+        for message in unanchored:
+            logger.warning("ledger verification: %s", message)
+        outcome = _anchors_truncated(anchors) or (
+            _incremental(base, progress) if base is not None else _full(progress, anchors)
+        )
+        if outcome.ok and anchors:
+            outcome = _anchors_extended(anchors, outcome.tree_size, outcome.root_hash) or outcome
     except NoteError as exc:  # a malformed trusted key in configuration
         outcome = _Outcome(False, from_size, "", ERROR, f"a trusted key is malformed: {exc}")
     duration_ms = int((time.perf_counter() - started) * 1000)

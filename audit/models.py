@@ -3,7 +3,7 @@
 ``PendingEntry`` is the intake queue written inside the caller's transaction;
 the sequencer moves committed pending rows into ``Entry`` (assigning ``seq``,
 ``prev_hash`` and ``subject_prev``) and stores the new Merkle nodes. ``Entry``,
-``MerkleNode``, ``Checkpoint`` and ``SigningKey`` are append-only: database
+``MerkleNode``, ``Checkpoint``, ``SigningKey`` and ``WitnessCosignature`` are append-only: database
 triggers (see ``audit.triggers``) refuse UPDATE, DELETE and TRUNCATE.
 """
 from __future__ import annotations
@@ -182,6 +182,74 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint size={self.tree_size}"
+
+
+# --- witnesses (c2sp.org/tlog-witness; audit/witnessing.py, docs/witness.md) ----------------------------
+
+
+class WitnessCosignature(models.Model):
+    """A witness's cosignature (c2sp.org/tlog-cosignature) of a checkpoint, verified when received.
+
+    Evidence, append-only like the checkpoints (database triggers refuse UPDATE and DELETE).
+    Not a ledger entry: recording one would grow the tree and call for yet another checkpoint.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # No database constraint: a deferred foreign-key check would be pending in every transaction that
+    # stored a cosignature, and both tables are append-only anyway (an orphan is itself evidence).
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="cosignatures",
+                                   db_constraint=False)
+    witness = models.CharField(max_length=200)  # the cosigner's key name
+    key_id = models.CharField(max_length=8)  # hex of the 4-byte cosigner key ID
+    timestamp = models.BigIntegerField()  # the cosignature's own time (Unix seconds, signed)
+    line = models.TextField()  # the signature line as received, ending in a newline
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["checkpoint", "witness", "key_id"], name="audit_cosignature_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"cosignature by {self.witness} of checkpoint #{self.checkpoint_id}"
+
+
+class WitnessState(models.Model):
+    """What the log knows of one witness (keyed by its verifier key): derived state, never trusted for verification."""
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=200)
+    verifier_key = models.CharField(max_length=400, unique=True)
+    # The witness's size for our log: the last it cosigned, or the one a believable 409 told us.
+    size = models.BigIntegerField(default=0)
+    cosigned_size = models.BigIntegerField(default=0)  # the largest size it cosigned for us
+    cosigned_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    failures = models.IntegerField(default=0)  # consecutive failed submissions
+    refusals = models.BigIntegerField(default=0)  # answers refused so far (a bad or missing cosignature, a lie)
+    # The checkpoint size of the last refused answer: the periodic resubmission does not repeat it.
+    refused_size = models.BigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"witness {self.name} (size {self.size})"
+
+
+class WitnessQuorumStall(models.Model):
+    """A period in which checkpoints did not reach the witness quorum within the deadline (one violation each)."""
+
+    id = models.BigAutoField(primary_key=True)
+    tree_size = models.BigIntegerField()  # the first checkpoint size that missed its deadline
+    started_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # True while open, NULL once resolved: the unique index admits one open stall, so two concurrent
+    # checks cannot both raise a violation for the same stall.
+    is_open = models.BooleanField(null=True, default=True, unique=True)
+
+    def __str__(self) -> str:
+        return f"witness quorum stall from size {self.tree_size}"
 
 
 # --- personal data, kept out of the hashed bodies (crypto-shredding; see docs/pii.md) ---------

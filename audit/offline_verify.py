@@ -38,12 +38,16 @@ import base64
 import binascii
 import hashlib
 import json
+import json.encoder
+import json.scanner
 import math
 import multiprocessing
 import os
+import re
 import struct
 import sys
 import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -59,13 +63,31 @@ MAX_LISTED_FAILURES = 50
 _CHUNK = 1 << 20
 # Below this much entries.jsonl (about 15,000 entries) a second process costs more than it saves.
 _PARALLEL_MIN_BYTES = 4 << 20
-# What the entries process sends the proof worker per entry line: seq + 1 and the leaf hash;
+# What the entries process sends the proof worker per entry line: seq + 1, the leaf hash and the length
+# of the body bytes that follow (0: none to check, the entries process checked them);
 # seq + 1 = 0 for a line that is not an entry, all ones for a seq beyond 64 bits (the worker gives up).
-_LEAF_RECORD = struct.Struct("<Q32s")
+_LEAF_RECORD = struct.Struct("<Q32sI")
 _SEQ_LIMIT = 2**64 - 2
-_NO_LEAF = _LEAF_RECORD.pack(0, bytes(32))
-_BAD_LEAF = _LEAF_RECORD.pack(2**64 - 1, bytes(32))
+_NO_LEAF = _LEAF_RECORD.pack(0, bytes(32), 0)
+_BAD_LEAF = _LEAF_RECORD.pack(2**64 - 1, bytes(32), 0)
 _BATCH_BYTES = 40 * 4096
+
+
+# Reasons (stable strings, in --json "reasons"), the same names as verify_ledger's.
+BAD_SIGNATURE = "bad_signature"
+RETIRED_KEY = "retired_key"
+MALFORMED_JSON = "malformed_json"
+WITNESS_QUORUM = "witness_quorum"
+TRUNCATED = "truncated"
+FORKED = "forked"
+UNPROVEN = "unproven_consistency"
+FAILED = "failed"  # every other failure (named by its message)
+
+# Exit statuses (docs/verifying.md).
+EXIT_VERIFIED = 0
+EXIT_FAILED = 1
+EXIT_UNREADABLE = 2
+EXIT_UNANCHORED = 3
 
 
 class VerifyError(Exception):
@@ -173,6 +195,182 @@ def es_number(x: float) -> str:
     sign = "+" if e >= 0 else "-"
     head = digits[0] + ("." + digits[1:] if k > 1 else "")
     return f"{head}e{sign}{abs(e)}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Strict JSON: what a reader parses must be exactly what was hashed
+
+
+class JSONProblem(ValueError):
+    """JSON that strict reading refuses: a duplicate member name, NaN or Infinity, a lone surrogate,
+    a number outside the safe range, bytes that are not the value's RFC 8785 form."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise JSONProblem(f"member {key!r} appears twice in one object (a reader may see either value)")
+            seen.add(key)
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise JSONProblem(f"{name} is not a JSON value")
+
+
+def strict_loads(data: bytes | str) -> Any:
+    """``json.loads`` refusing duplicate member names at any depth and NaN/Infinity (JSONProblem);
+    ValueError for text that is not JSON. The other strict checks are ``json_problem``'s."""
+    try:
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except RecursionError:
+        raise JSONProblem("nested too deeply") from None
+
+
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_problem(value: Any, where: str = "") -> str | None:
+    """The first thing in ``value`` strict JSON refuses, named by its member path; None if nothing.
+
+    Lone surrogates (in strings and member names), integers outside +-(2**53 - 1) (JSON numbers
+    are doubles: beyond that, parsers disagree on the value) and non-finite numbers.
+    """
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if not _unicode(item):
+                return f"{path or 'a string'}: a lone surrogate (not Unicode)"
+        elif kind is int:
+            if not -_INT_LIMIT <= item <= _INT_LIMIT:
+                return f"{path or 'a number'}: the integer {item} is outside +-(2^53 - 1)"
+        elif kind is float:
+            if math.isnan(item) or math.isinf(item):
+                return f"{path or 'a number'}: {item} is not a JSON number"
+        elif kind is dict:
+            for key, member in item.items():
+                if not _unicode(key):
+                    return f"{path or 'an object'}: a member name with a lone surrogate"
+                stack.append((member, f"{path}.{key}" if path else key))
+        elif kind is list:
+            stack.extend((member, f"{path}[{i}]") for i, member in enumerate(item))
+    return None
+
+
+def exact_json_problem(raw: bytes, where: str = "") -> str | None:
+    """Why ``raw`` is not exactly the RFC 8785 form of a strict JSON value; None when it is."""
+    try:
+        value = strict_loads(raw)
+    except JSONProblem as exc:
+        return f"{where}: {exc}" if where else str(exc)
+    except ValueError as exc:
+        return f"{where}: not JSON ({exc})" if where else f"not JSON ({exc})"
+    problem = json_problem(value, where)
+    if problem is not None:
+        return problem
+    try:
+        canonical = canonicalize(value)
+    except CanonicalizationError as exc:
+        return f"{where}: {exc}" if where else str(exc)
+    if canonical != raw:
+        return f"{where + ': ' if where else ''}the bytes are not the value's RFC 8785 canonical form"
+    return None
+
+
+class _Unusual:
+    """Stands for a number the fast check leaves to ``exact_json_problem`` (the encoder refuses it)."""
+
+    __slots__ = ()
+
+    def __init__(self, text: str) -> None:
+        pass
+
+
+def _safe_int(text: str) -> Any:
+    value = int(text)
+    return value if -_INT_LIMIT <= value <= _INT_LIMIT and text != "-0" else _Unusual(text)
+
+
+_fast_scan: Any = json.scanner.make_scanner(
+    json.JSONDecoder(parse_float=_Unusual, parse_int=_safe_int, parse_constant=_Unusual))  # type: ignore[arg-type]
+_fast_encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False
+) if json.encoder.c_make_encoder is not None else None  # type: ignore[attr-defined]
+
+
+def is_exact_json(raw: bytes) -> bool:
+    """Whether ``raw`` is exactly the RFC 8785 form of a strict JSON value: the fast check.
+
+    Parsed by the standard library's C scanner and written back by its C encoder with sorted
+    member names, no spaces, JCS's escapes: equal bytes mean no duplicate member (it would have
+    been dropped), no other spacing or escaping. Numbers other than safe integers, and member
+    names where code-point order can differ from UTF-16 order (characters from U+E000 on), are
+    left to ``exact_json_problem`` (False here means "not shown canonical this way", not "bad").
+    """
+    if _fast_encode is None:
+        return exact_json_problem(raw) is None
+    try:
+        text = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return is_exact_json_text(text)
+
+
+def is_exact_json_text(text: str) -> bool:
+    """``is_exact_json`` for text already decoded (a stored payload)."""
+    try:
+        if not text.isascii() and max(text) >= "\ue000":
+            return False
+        value, end = _fast_scan(text, 0)
+        return end == len(text) and "".join(_fast_encode(value, 0)) == text  # type: ignore[misc]
+    except Exception:  # not JSON, an _Unusual number, too deep, no C encoder...: the exact check decides
+        return False
+
+
+_PLAIN = rb'"[^"\\\x00-\x1f]*"'  # a string with nothing to escape: its canonical form is itself
+_BODY_HEAD = re.compile(rb'\{"actor":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"event_type":' + _PLAIN)
+_BODY_TAIL = re.compile(
+    rb',"prev_hash":"[0-9a-f]{64}"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,"seq":(?:0|[1-9][0-9]{0,15}),'
+    rb'"subject":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"subject_prev":(?:null|0|[1-9][0-9]{0,15}),'
+    rb'"timestamp":"[^"\\\x00-\x1f]{27}"\}')
+
+
+def is_exact_body(raw: bytes) -> bool:
+    """The fast check of an entry body: exactly canonical strict JSON with the members of an entry.
+
+    The members around the payload are matched by their canonical layout (strings with nothing
+    to escape, integers without leading zeros), the payload by ``is_exact_json``. False means
+    "not shown this way": ``exact_json_problem`` decides.
+    """
+    start = raw.find(b',"payload":')
+    end = raw.rfind(b',"prev_hash":"')
+    if start < 0 or end < start + 13 or raw[start + 11 : start + 12] != b"{":
+        return False
+    if _BODY_HEAD.fullmatch(raw, 0, start) is None or _BODY_TAIL.fullmatch(raw, end) is None:
+        return False
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return is_exact_json(raw[start + 11 : end])
+
+
+def json_check(raw: bytes, where: str = "") -> str | None:
+    """None when ``raw`` is exactly canonical strict JSON, else what is wrong with it."""
+    if is_exact_json(raw):
+        return None
+    return exact_json_problem(raw, where)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -381,25 +579,29 @@ def key_id(name: str, public: bytes) -> bytes:
     return hashlib.sha256(name.encode("utf-8") + b"\n\x01" + public).digest()[:4]
 
 
+def _parse_vkey(vkey: str, key_type: bytes) -> tuple[str, bytes, Ed25519PublicKey]:
+    """(name, key ID, public key) of a signed-note verifier key ``name+hexid+base64(type || key)``."""
+    text = vkey.strip()
+    try:
+        name, hex_id, b64 = text.split("+", 2)
+        raw = base64.b64decode(b64, validate=True)
+        kid = bytes.fromhex(hex_id)
+    except (ValueError, binascii.Error):
+        raise NoteError(f"malformed verifier key {text!r}") from None
+    if not name or len(kid) != 4 or len(raw) != 33 or raw[:1] != key_type:
+        kind = "an Ed25519 cosigner (type 0x04)" if key_type == b"\x04" else "an Ed25519 (type 0x01)"
+        raise NoteError(f"malformed verifier key, or not {kind} key: {text!r}")
+    if hashlib.sha256(name.encode("utf-8") + b"\n" + raw).digest()[:4] != kid:
+        raise NoteError(f"verifier key {text!r} has a key ID that does not match its key")
+    return name, kid, Ed25519PublicKey.from_public_bytes(raw[1:])
+
+
 class Verifier:
     """A signed-note verifier key ``name+hexid+base64(0x01 || 32-byte Ed25519 key)``."""
 
     def __init__(self, vkey: str) -> None:
-        text = vkey.strip()
-        try:
-            name, hex_id, b64 = text.split("+", 2)
-            raw = base64.b64decode(b64, validate=True)
-            kid = bytes.fromhex(hex_id)
-        except (ValueError, binascii.Error):
-            raise NoteError(f"malformed verifier key {text!r}") from None
-        if not name or len(kid) != 4 or len(raw) != 33 or raw[:1] != b"\x01":
-            raise NoteError(f"malformed or non-Ed25519 verifier key {text!r}")
-        if key_id(name, raw[1:]) != kid:
-            raise NoteError(f"verifier key {text!r} has a key ID that does not match its key")
-        self.name = name
-        self.key_id = kid
-        self.public = Ed25519PublicKey.from_public_bytes(raw[1:])
-        self.text = text
+        self.name, self.key_id, self.public = _parse_vkey(vkey, b"\x01")
+        self.text = vkey.strip()
 
     def __repr__(self) -> str:
         return self.text
@@ -477,6 +679,170 @@ def signers_of(note: str) -> list[str]:
             except (ValueError, binascii.Error):
                 continue
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# trust anchors: trusted keys with their lifetimes, witnesses (cosigners)
+
+
+def parse_trusted_key_line(line: str) -> tuple[str, int, int | None] | None:
+    """One trusted-key line: ``<vkey>[ from=<N>][ until=<M>]`` as (vkey, N, M); None for a blank or ``#`` line.
+
+    The key is valid for checkpoints whose tree size S satisfies N <= S <= M (no ``until``:
+    no upper bound; no ``from``: 0). Raises ValueError, with a message, for anything else.
+    The same format is used by --trusted-key, --trusted-keys-file, the bundle's keys.txt and
+    the ledger's configuration (docs/verifying.md).
+    """
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    vkey, *options = text.split()
+    start: int | None = None
+    until: int | None = None
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or name not in ("from", "until") or not (value.isascii() and value.isdigit()):
+            raise ValueError(f"{option!r} in trusted-key line {text!r}: expected from=N or until=M")
+        if (start if name == "from" else until) is not None:
+            raise ValueError(f"{name}= appears twice in trusted-key line {text!r}")
+        if name == "from":
+            start = int(value)
+        else:
+            until = int(value)
+    Verifier(vkey)  # a NoteError (a ValueError) names what is wrong with the key
+    if start is not None and until is not None and until < start:
+        raise ValueError(f"trusted-key line {text!r}: until={until} is before from={start}")
+    return vkey, start or 0, until
+
+
+class TrustedKey:
+    """A verifier key and the tree sizes it may sign: ``valid_from`` <= size <= ``valid_until``."""
+
+    def __init__(self, vkey: str, valid_from: int = 0, valid_until: int | None = None) -> None:
+        self.verifier = Verifier(vkey)
+        self.valid_from = valid_from
+        self.valid_until = valid_until
+
+    @classmethod
+    def parse(cls, line: str) -> TrustedKey | None:
+        parsed = parse_trusted_key_line(line)
+        return None if parsed is None else cls(*parsed)
+
+    def valid_for(self, size: int) -> bool:
+        return self.valid_from <= size and (self.valid_until is None or size <= self.valid_until)
+
+    def line(self) -> str:
+        out = self.verifier.text
+        if self.valid_from:
+            out += f" from={self.valid_from}"
+        if self.valid_until is not None:
+            out += f" until={self.valid_until}"
+        return out
+
+    def validity(self) -> str:
+        return f"valid for tree sizes {self.valid_from}..{'' if self.valid_until is None else self.valid_until}"
+
+
+def key_validity_problem(
+    name: str, size: int, signers: list[Verifier], keys: list[TrustedKey]
+) -> tuple[str, str] | None:
+    """(reason, message) when no key that signed the checkpoint (of tree ``size``) is valid for that size.
+
+    A key listed more than once is valid where any of its lines says so. ``retired_key`` when a
+    signer's lifetime ended before ``size`` (a retired key signing a larger tree: a rewritten history);
+    ``bad_signature`` when the signers' lifetimes all start after ``size``.
+    """
+    by_key: dict[str, list[TrustedKey]] = {}
+    for key in keys:
+        by_key.setdefault(key.verifier.text, []).append(key)
+    if any(k.valid_for(size) for v in signers for k in by_key.get(v.text, [])):
+        return None
+    lines = [k for v in signers for k in by_key.get(v.text, [])]
+    retired = [k for k in lines if k.valid_until is not None and k.valid_until < size]
+    if retired:
+        return RETIRED_KEY, (
+            f"checkpoint {name} (tree size {size:,}) is signed only by "
+            + ", ".join(f"{k.verifier.text} (retired: until={k.valid_until})" for k in retired)
+            + "; a key retired before this size cannot vouch for it (a history rewritten with an old key)")
+    return BAD_SIGNATURE, (
+        f"checkpoint {name} (tree size {size:,}) is signed only by key(s) not valid for that size: "
+        + ", ".join(f"{k.verifier.text} (from={k.valid_from})" for k in lines))
+
+
+class Cosigner:
+    """A witness's cosigner key ``name+hexid+base64(0x04 || 32-byte Ed25519 key)`` (c2sp.org/tlog-cosignature)."""
+
+    def __init__(self, vkey: str) -> None:
+        self.name, self.key_id, self.public = _parse_vkey(vkey, b"\x04")
+        self.text = vkey.strip()
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def parse_witness_line(line: str) -> str | None:
+    """A witnesses-file line: a cosigner vkey, or a c2sp.org/tlog-policy ``witness <name> <vkey> [<url>]`` line.
+
+    None for blank and ``#`` lines and for the other tlog-policy lines (``log``, ``group``, ``quorum``:
+    the quorum is --quorum here). Raises ValueError for anything else.
+    """
+    parts = line.split()
+    if not parts or parts[0].startswith("#") or parts[0] in ("log", "group", "quorum"):
+        return None
+    if parts[0] == "witness":
+        if len(parts) not in (3, 4):
+            raise ValueError(f"witness line {line.strip()!r}: expected 'witness <name> <vkey> [<url>]'")
+        return parts[2]
+    if len(parts) != 1:
+        raise ValueError(f"witnesses-file line {line.strip()!r}: expected one cosigner verifier key")
+    return parts[0]
+
+
+COSIGNATURE_SKEW = 300  # seconds a cosignature's timestamp may be ahead of this machine's clock
+
+
+def check_cosignatures(note: str, cosigners: list[Cosigner], now: float) -> tuple[dict[str, int], list[str]]:
+    """The cosignature/v1 lines of ``note`` by the given cosigners: ({cosigner vkey: timestamp}, problems).
+
+    Lines by other keys are ignored (the log's own signature among them). A line by a given cosigner
+    that does not verify, or whose timestamp is more than ``COSIGNATURE_SKEW`` seconds in the future,
+    is a problem and does not count. The signed message is ``cosignature/v1\\ntime <T>\\n`` followed by
+    the note's text (c2sp.org/tlog-cosignature).
+    """
+    valid: dict[str, int] = {}
+    problems: list[str] = []
+    if "\n\n" not in note:
+        return valid, ["not a signed note"]
+    split = note.rindex("\n\n")
+    text, block = note[: split + 1], note[split + 2 :]
+    known = {(c.name, c.key_id): c for c in cosigners}
+    for line in block.splitlines():
+        try:
+            name, b64 = line[len(SIG_PREFIX) :].split(" ")
+            blob = base64.b64decode(b64, validate=True)
+        except (ValueError, binascii.Error):
+            continue
+        cosigner = known.get((name, blob[:4]))
+        if cosigner is None:
+            continue
+        if len(blob) != 4 + 8 + 64:
+            problems.append(f"the cosignature line of {cosigner.text} is not a cosignature/v1 Ed25519 line")
+            continue
+        (timestamp,) = struct.unpack(">Q", blob[4:12])
+        message = f"cosignature/v1\ntime {timestamp}\n".encode() + text.encode("utf-8")
+        try:
+            if timestamp >= 2**63:
+                raise InvalidSignature
+            cosigner.public.verify(blob[12:], message)
+        except InvalidSignature:
+            problems.append(f"the cosignature by {cosigner.text} does not verify (forged or for another checkpoint)")
+            continue
+        if timestamp > now + COSIGNATURE_SKEW:
+            problems.append(f"the cosignature by {cosigner.text} is dated {timestamp}, in the future "
+                            f"(this machine's clock says {int(now)})")
+            continue
+        valid[cosigner.text] = max(timestamp, valid.get(cosigner.text, 0))
+    return valid, problems
 
 
 # --------------------------------------------------------------------------------------------------
@@ -638,20 +1004,56 @@ class Report:
         self.completeness = "none"
         self.complete_subjects = 0
         self.files_checked = 0
+        self.reasons: list[str] = []
+        self.warnings: list[str] = []
+        self.anchored = False
+        self.anchors: list[str] = []
+        self.witnesses: dict[str, int] = {}
+        self.quorum = 0
 
     @property
     def ok(self) -> bool:
+        """No check failed (``anchored`` says whether anything outside the bundle backs them)."""
         return self.failure_count == 0
 
-    def fail(self, message: str) -> None:
+    @property
+    def verified(self) -> bool:
+        return self.ok and self.anchored
+
+    @property
+    def exit_code(self) -> int:
+        if not self.ok:
+            return EXIT_FAILED
+        return EXIT_VERIFIED if self.anchored else EXIT_UNANCHORED
+
+    @property
+    def verdict(self) -> str:
+        if not self.ok:
+            return "FAILED"
+        return "VERIFIED" if self.anchored else "NOT ANCHORED"
+
+    def fail(self, message: str, reason: str = FAILED) -> None:
         self.failure_count += 1
+        if reason not in self.reasons:
+            self.reasons.append(reason)
         if len(self.failures) < MAX_LISTED_FAILURES:
-            self.failures.append(message)
+            self.failures.append(message if reason == FAILED else f"{reason}: {message}")
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < MAX_LISTED_FAILURES:
+            self.warnings.append(message)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
-            "verdict": "VERIFIED" if self.ok else "FAILED",
+            "verdict": self.verdict,
+            "anchored": self.anchored,
+            "anchors": self.anchors,
+            "exit_code": self.exit_code,
+            "reasons": self.reasons,
+            "warnings": self.warnings,
+            "witnesses": self.witnesses,
+            "quorum": self.quorum,
             "bundle": self.bundle,
             "failures": self.failures,
             "failure_count": self.failure_count,
@@ -689,23 +1091,44 @@ class Report:
         if self.tree_size is not None:
             lines.append(
                 f"anchored to: checkpoint of {self.origin}, tree size {self.tree_size:,}, root {self.root_hash}")
-        lines.append(f"checkpoints: {self.checkpoints} with a valid signature by a trusted key; consistency "
+        signer = "a key you supplied" if self.keys_source == "supplied" else "a key listed in keys.txt"
+        lines.append(f"checkpoints: {self.checkpoints} with a valid signature by {signer}; consistency "
                      "checked between consecutive ones")
         for name, signers in self.signatures.items():
             lines.append(f"  {name}: signed by {', '.join(signers) if signers else 'no trusted key'}")
         source = (
-            "supplied with --trusted-key"
+            "supplied with --trusted-key / --trusted-keys-file"
             if self.keys_source == "supplied"
-            else "taken from the bundle's keys.txt (this shows the bundle is consistent with itself; compare them "
-            "with the ledger's published keys, or pass --trusted-key)"
+            else "taken from the bundle's keys.txt: NOTHING ANCHORS THEM"
         )
         lines.append(f"keys: {len(self.keys)} {source}")
+        lines.extend(f"  {k}" for k in self.keys)
         lines.extend(f"  {c}" for c in self.key_comments)
+        if self.quorum:
+            lines.append(
+                f"witnesses: {len(self.witnesses)} valid cosignature(s) on checkpoint.txt, quorum {self.quorum}")
+            lines.extend(f"  {w}: cosigned at {t}" for w, t in self.witnesses.items())
         lines.append(f"completeness: {_completeness_text(self)}")
         lines.append(f"files: {self.files_checked} checked against manifest.json")
         lines.extend(f"note: {n}" for n in self.notes)
-        if self.ok:
+        lines.extend(f"warning: {w}" for w in self.warnings)
+        if self.ok and self.anchored:
+            lines.append("anchored by: " + "; ".join(self.anchors))
+            if not any(a.startswith(("witness", "known checkpoint")) for a in self.anchors):
+                lines.append(
+                    "  (a witness (--witness-key) or a checkpoint you kept (--known-checkpoint) would also show that "
+                    "this is the history everyone else sees, and that no retired key rewrote a smaller one)")
             lines.append("verdict: VERIFIED")
+        elif self.ok:
+            lines.append(
+                "NOTHING ANCHORS IT: every check above passed, but only against keys taken from the bundle itself. "
+                "A bundle forged by anyone, signed with a key of their own listed in its keys.txt, passes these "
+                "checks too.")
+            lines.append(
+                "  Run again with the ledger's keys obtained from a channel you trust: --trusted-key 'VKEY from=N "
+                "until=M' (repeatable) or --trusted-keys-file FILE; add --witness-key / --known-checkpoint if you "
+                "have them.")
+            lines.append("verdict: NOT ANCHORED (exit status 3)")
         else:
             lines.append(f"verdict: FAILED ({self.failure_count} problem{'s' if self.failure_count != 1 else ''})")
             lines.extend(f"  FAILED: {f}" for f in self.failures)
@@ -853,16 +1276,36 @@ class _Chain:
 
 class BundleVerifier:
     def __init__(
-        self, path: str, trusted_keys: list[str] | None = None, strict: bool = False, jobs: int | None = None
+        self,
+        path: str,
+        trusted_keys: list[str] | None = None,
+        strict: bool = False,
+        jobs: int | None = None,
+        *,
+        witness_keys: list[str] | None = None,
+        quorum: int | None = None,
+        known_checkpoints: list[tuple[str, str]] | None = None,
+        lenient: bool = False,
+        now: float | None = None,
     ) -> None:
         self.path = path
         self.jobs = jobs  # processes for the entries: 1, 2 (more are not used), None: 2 for big bundles
         self.report = Report(path)
+        # Each a trusted-key line: "VKEY", "VKEY from=N", "VKEY until=M", "VKEY from=N until=M".
         self.trusted_keys = trusted_keys or []
-        self.strict = strict
+        # strict: every body re-canonicalised in Python (no fast path); lenient: JSON problems are warnings.
+        self.strict = strict and not lenient
+        self.lenient = lenient
+        self.witness_keys = witness_keys or []
+        self.quorum = quorum
+        self.known_checkpoints = known_checkpoints or []  # (where it came from, the signed note)
+        self.now = time.time() if now is None else now
+        self.keys: list[TrustedKey] = []
         self.zip: zipfile.ZipFile
         self.manifest: dict[str, Any] = {}
         self.read_files: set[str] = set()
+        self.opened: dict[str, tuple[int, bytes] | None] = {}
+        self.consistency_lines: list[dict[str, Any]] = []
 
     # --- files and the manifest ---------------------------------------------------------------
 
@@ -878,7 +1321,9 @@ class BundleVerifier:
             self.report.fail(f"manifest: {name} has {size} bytes, manifest.json says {listed.get('bytes')}")
 
     def _check_file_list(self) -> None:
-        names = set(self.zip.namelist()) - {"manifest.json"}
+        # Directory entries ("name/") are what zip tools add when a bundle is unzipped and zipped again:
+        # they hold no bytes, so they are ignored; any other file must be listed.
+        names = {n for n in self.zip.namelist() if not n.endswith("/")} - {"manifest.json"}
         listed = set(self.manifest.get("files", {}))
         for name in sorted(listed - names):
             self.report.fail(f"manifest: {name} is listed in manifest.json but missing from the bundle")
@@ -915,6 +1360,8 @@ class BundleVerifier:
             verifiers = self._keys()
             head = self._checkpoints(verifiers)
             if head is not None:
+                self._known_checkpoints(verifiers, head)
+                self._witnesses()
                 self._export_entry(head)
                 self._entries(head)
             self._check_file_list()
@@ -923,37 +1370,46 @@ class BundleVerifier:
     # --- keys and checkpoints -----------------------------------------------------------------
 
     def _keys(self) -> list[Verifier]:
-        bundle_keys: list[Verifier] = []
+        """The keys checkpoints are verified with: those supplied (the only anchor), else keys.txt's."""
+        bundle_keys: list[TrustedKey] = []
         for raw in _File(self, "keys.txt").read().decode("utf-8", "replace").splitlines():
             line = raw.strip()
-            if not line:
-                continue
             if line.startswith("#"):
                 comment = line.lstrip("# ")
                 if "+" in comment.split(" ", 1)[0]:  # "name+keyid: valid from ... to ..."
                     self.report.key_comments.append(comment)
                 continue
             try:
-                bundle_keys.append(Verifier(line))
-            except NoteError as exc:
+                key = TrustedKey.parse(line)
+            except ValueError as exc:
                 self.report.fail(f"keys.txt: {exc}")
+                continue
+            if key is not None:
+                bundle_keys.append(key)
         if self.trusted_keys:
             self.report.keys_source = "supplied"
             keys = []
             for text in self.trusted_keys:
                 try:
-                    keys.append(Verifier(text))
-                except NoteError as exc:
+                    key = TrustedKey.parse(text)
+                except ValueError as exc:
                     self.report.fail(f"--trusted-key: {exc}")
-            supplied = {k.text for k in keys}
-            extra = [k.text for k in bundle_keys if k.text not in supplied]
+                    continue
+                if key is not None:
+                    keys.append(key)
+            supplied = {k.verifier.text for k in keys}
+            extra = [k.verifier.text for k in bundle_keys if k.verifier.text not in supplied]
             if extra:
                 self.report.notes.append(
                     f"keys.txt lists {len(extra)} key(s) you did not supply (not trusted): {', '.join(extra)}")
+            if keys:
+                self.report.anchored = True
+                self.report.anchors.append(f"{len(keys)} trusted key line(s) you supplied")
         else:
             keys = bundle_keys
-        self.report.keys = [k.text for k in keys]
-        return keys
+        self.keys = keys
+        self.report.keys = [k.line() for k in keys]
+        return list({k.verifier.text: k.verifier for k in keys}.values())
 
     def _open_checkpoint(self, name: str, note: str, verifiers: list[Verifier]) -> tuple[int, bytes] | None:
         self.report.signatures[name] = []
@@ -961,9 +1417,13 @@ class BundleVerifier:
             text, signed_by, unknown = open_note(note, verifiers)
             origin, size, root = parse_checkpoint(text)
         except NoteError as exc:
-            self.report.fail(f"checkpoint {name}: {exc}")
+            self.report.fail(f"checkpoint {name}: {exc}", BAD_SIGNATURE)
             return None
         self.report.signatures[name] = [v.text.split("+")[0] + "+" + v.key_id.hex() for v in signed_by]
+        problem = key_validity_problem(name, size, signed_by, self.keys)
+        if problem is not None:
+            self.report.fail(problem[1], problem[0])
+            return None
         expected = self.manifest.get("origin")
         if origin != expected:
             self.report.fail(f"checkpoint {name}: origin {origin!r} is not the bundle's origin {expected!r}")
@@ -986,6 +1446,7 @@ class BundleVerifier:
         for name in earlier:
             opened[name] = self._open_checkpoint(name, _File(self, name).read().decode("utf-8", "replace"), verifiers)
         opened["checkpoint.txt"] = head
+        self.opened = opened
         order = [*earlier, "checkpoint.txt"]
         proofs: dict[tuple[str, str], dict[str, Any]] = {}
         if "checkpoints/consistency.jsonl" in self.zip.namelist():
@@ -1018,8 +1479,94 @@ class BundleVerifier:
             elif a[0] > b[0] or not verify_consistency(a[0], b[0], a[1], b[1], path):
                 self.report.fail(
                     f"consistency {old} (size {a[0]}) -> {new} (size {b[0]}): the proof does not verify; "
-                    "the later tree does not extend the earlier one")
+                    "the later tree does not extend the earlier one", FORKED)
+        self.consistency_lines = list(proofs.values())
         return head
+
+    def _known_checkpoints(self, verifiers: list[Verifier], head: tuple[int, bytes]) -> None:
+        """Each checkpoint the reader kept must be one the bundle's history extends (docs/verifying.md).
+
+        Same size as a checkpoint of the bundle: the same root, else ``forked``. Larger than
+        checkpoint.txt: ``truncated``. Smaller: a consistency proof from it to a checkpoint of the
+        bundle (a line of checkpoints/consistency.jsonl with that old_size, checked against the kept
+        root; every checkpoint of the bundle is consistent with checkpoint.txt by the proofs above).
+        """
+        for source, note in self.known_checkpoints:
+            label = f"known checkpoint {source}"
+            try:
+                text, signed_by, _ = open_note(note, verifiers)
+                origin, size, root = parse_checkpoint(text)
+            except NoteError as exc:
+                self.report.fail(f"{label}: {exc}", BAD_SIGNATURE)
+                continue
+            problem = key_validity_problem(label, size, signed_by, self.keys)
+            if problem is not None:
+                self.report.fail(problem[1], problem[0])
+                continue
+            if origin != self.manifest.get("origin"):
+                self.report.fail(f"{label}: it is for origin {origin!r}, not the bundle's", FAILED)
+                continue
+            same = [(n, c) for n, c in self.opened.items() if c is not None and c[0] == size]
+            if any(c[1] != root for _, c in same):
+                self.report.fail(f"{label} (tree size {size:,}) has another root than the bundle's checkpoint of "
+                                 "that size: two different histories were signed", FORKED)
+                continue
+            if same:
+                self.report.anchors.append(f"known checkpoint {source} (tree size {size:,})")
+                continue
+            if size > head[0]:
+                self.report.fail(f"{label} has tree size {size:,}; the bundle's checkpoint.txt only {head[0]:,}: "
+                                 "entries you have seen before are gone from this history", TRUNCATED)
+                continue
+            consistent = self._consistent_with(size, root)
+            if consistent:
+                self.report.anchors.append(f"known checkpoint {source} (tree size {size:,})")
+            elif consistent is False:
+                self.report.fail(f"{label} (tree size {size:,}): the bundle has no consistency proof from it to "
+                                 "its checkpoints (docs/verifying.md says what it must carry)", UNPROVEN)
+
+    def _consistent_with(self, size: int, root: bytes) -> bool | None:
+        """A consistency.jsonl proof from (size, root) to a checkpoint of the bundle; FORKED is reported here."""
+        sizes = {c[0]: c[1] for c in self.opened.values() if c is not None}
+        for obj in self.consistency_lines:
+            new_size = obj.get("new_size")
+            if obj.get("old_size") != size or new_size not in sizes:
+                continue
+            try:
+                path = _hash_list(obj.get("consistency"))
+            except ValueError:
+                continue
+            if verify_consistency(size, new_size, root, sizes[new_size], path):
+                return True
+            self.report.fail(f"known checkpoint of tree size {size:,}: the bundle's tree of size {new_size:,} does "
+                             "not extend it (the consistency proof from it fails): two different histories", FORKED)
+            return None
+        return False
+
+    def _witnesses(self) -> None:
+        """checkpoint.txt must carry cosignatures by at least ``quorum`` of the given witnesses."""
+        if not self.witness_keys:
+            return
+        cosigners = []
+        for text in self.witness_keys:
+            try:
+                cosigners.append(Cosigner(text))
+            except NoteError as exc:
+                self.report.fail(f"--witness-key: {exc}", WITNESS_QUORUM)
+        quorum = self.quorum if self.quorum is not None else len(cosigners)
+        self.report.quorum = quorum
+        note = self.zip.read("checkpoint.txt").decode("utf-8", "replace")
+        valid, problems = check_cosignatures(note, cosigners, self.now)
+        self.report.witnesses = {k.split("+")[0]: t for k, t in valid.items()}
+        for problem in problems:
+            self.report.fail(f"checkpoint.txt: {problem}", WITNESS_QUORUM)
+        if len(valid) < quorum:
+            missing = [c.text for c in cosigners if c.text not in valid]
+            self.report.fail(f"checkpoint.txt carries {len(valid)} valid cosignature(s) by the witnesses you gave, "
+                             f"{quorum} needed; none from: {', '.join(missing)}", WITNESS_QUORUM)
+        elif not problems:
+            self.report.anchors.append(f"witness quorum {len(valid)} of {len(cosigners)} (needed {quorum}): "
+                                       + ", ".join(self.report.witnesses))
 
     # --- the export's own entry: the signed scope ---------------------------------------------------
 
@@ -1042,6 +1589,8 @@ class BundleVerifier:
 
     def _export_entry(self, head: tuple[int, bytes]) -> None:
         data = _File(self, "export-entry.json").read()
+        if self._json_problem("export-entry.json", data) is not None:
+            return
         try:
             obj = json.loads(data)
             body = obj["body"]
@@ -1080,20 +1629,50 @@ class BundleVerifier:
 
     # --- entries, proofs, links and completeness ---------------------------------------------------
 
-    def _entry_line(self, line: bytes) -> tuple[Entry, bytes] | str:
-        """Parse and hash-check one line of entries.jsonl: (entry, leaf hash) or the reason it fails.
+    def _json_problem(self, where: str, data: bytes) -> str | None:
+        """Strict JSON for a file holding an entry body (export-entry.json, a boundaries.jsonl line).
+
+        No duplicate member, lone surrogate or unsafe number anywhere, and the body written exactly
+        in its RFC 8785 form. A failure (``malformed_json``) is returned, a warning with --lenient
+        (then None: the file is read as before).
+        """
+        try:
+            obj = strict_loads(data)
+            problem = json_problem(obj)
+            if problem is None and isinstance(obj, dict) and "body" in obj:
+                canonical = canonicalize(obj["body"])
+                at = data.find(b'"body":')
+                if at < 0 or data[at + 7 : at + 7 + len(canonical)] != canonical:
+                    problem = "the body is not written in its RFC 8785 canonical form"
+        except (JSONProblem, CanonicalizationError) as exc:
+            problem = str(exc)
+        except ValueError:
+            return None  # not JSON at all: the caller says so
+        if problem is None:
+            return None
+        if self.lenient:
+            self.report.warn(f"{where}: {problem}")
+            return None
+        self.report.fail(f"{where}: {problem}", MALFORMED_JSON)
+        return problem
+
+    def _entry_line(self, line: bytes) -> tuple[Entry, bytes] | tuple[str, str]:
+        """Parse and hash-check one line of entries.jsonl: (entry, leaf hash) or (reason, why it fails).
 
         The exporter writes ``{"body":BODY,"entry_hash":"HEX"}`` with BODY the canonical
-        bytes; those are hashed as they are. Any other line (re-serialised, edited) is
-        parsed, its body canonicalised here (RFC 8785) and hashed. Either way the hash
-        is SHA-256(0x00 || JCS(body)), compared with the entry's ``entry_hash``.
+        bytes: the whole line is then its own RFC 8785 form, which strict reading requires
+        (no duplicate member, no lone surrogate, no unsafe number, no other spacing or escaping).
+        Those bytes are hashed as they are. A line that breaks those rules is a ``malformed_json``
+        failure (a warning with --lenient) and, as before, is parsed, its body hashed as written or
+        canonicalised here (RFC 8785), and checked like any other.
+        Either way the hash is SHA-256(0x00 || JCS(body)), compared with the entry's ``entry_hash``.
         """
         if not self.strict and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' \
                 and line[-2:] == b'"}':
             raw = line[8:-81]
             leaf = hashlib.sha256(b"\x00" + raw).digest()
             entry_hash = binascii.hexlify(leaf)
-            if entry_hash == line[-66:-2]:
+            if entry_hash == line[-66:-2] and is_exact_body(raw):
                 fast = fields_of_canonical(raw, entry_hash)
                 if fast is not None:
                     return fast, leaf
@@ -1102,20 +1681,26 @@ class BundleVerifier:
             body = obj["body"]
             claimed = _hex32(obj["entry_hash"])
         except (ValueError, KeyError, TypeError):
-            return "not an entry line {body, entry_hash}"
+            return FAILED, "not an entry line {body, entry_hash}"
+        seq = body.get("seq") if isinstance(body, dict) else None
+        problem = json_check(line)
+        if problem is not None:  # named; the entry is still checked as written, so nothing else is blamed on it
+            if self.lenient:
+                self.report.warn(f"entry seq {seq}: {problem}")
+            else:
+                self.report.fail(f"entries.jsonl: seq {seq}: {problem}", MALFORMED_JSON)
         raw_body = line[8:-81] if line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' else None
         try:
             verified = self._entry_hash(body, raw_body, claimed)
         except CanonicalizationError as exc:
-            return f"the body has no canonical form: {exc}"
+            return FAILED, f"the body has no canonical form: {exc}"
         if verified is None:
-            seq = body.get("seq") if isinstance(body, dict) else None
-            return f"seq {seq}: its entry_hash does not match its body (the entry was edited)"
+            return FAILED, f"seq {seq}: its entry_hash does not match its body (the entry was edited)"
         # Only the ledger's own bodies hash to a leaf, so this holds unless the ledger wrote a malformed one.
         try:
             _check_body_shape(body)
         except ValueError as exc:
-            return str(exc)
+            return FAILED, str(exc)
         return Entry.from_body(body, claimed.hex().encode()), verified
 
     def _entries(self, head: tuple[int, bytes]) -> None:
@@ -1199,7 +1784,7 @@ class BundleVerifier:
         count = 0
         is_ledger, is_subjects = kind == "ledger", kind == "subjects"
         check_time = kind == "none" and bool(since or until)
-        sha256, hexlify, fast_fields = hashlib.sha256, binascii.hexlify, fields_of_canonical
+        sha256, hexlify, fast_fields, exact_json = hashlib.sha256, binascii.hexlify, fields_of_canonical, is_exact_body
         fast_path = not self.strict
         # With a proof worker (``_ProofWorker``) this process reads no proof: it sends the worker each
         # entry line's (seq, leaf hash), or that the line had none, and the worker pairs them with the
@@ -1215,17 +1800,26 @@ class BundleVerifier:
             if check_proofs:
                 proof_line = next(proofs, None)
             entry = None
-            # (_entry_line's first case, inlined: the exporter's layout, hashed as written)
+            body_raw = b""
+            # (_entry_line's first case, inlined: the exporter's layout, hashed as written, and whether the
+            # body is exactly canonical strict JSON)
             if fast_path and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' and line[-2:] == b'"}':
                 raw = line[8:-81]
                 leaf = sha256(b"\x00" + raw).digest()
                 entry_hash = hexlify(leaf)
                 if entry_hash == line[-66:-2]:
                     entry = fast_fields(raw, entry_hash)
+                    if entry is not None:
+                        # With a proof worker, it checks every other body: the two processes share the work.
+                        if check_proofs or n & 1:
+                            if not exact_json(raw):
+                                entry = None
+                        else:
+                            body_raw = raw
             if entry is None:
                 parsed = entry_line(line)
-                if isinstance(parsed, str):
-                    fail(f"entry on line {n} of entries.jsonl: {parsed}")
+                if isinstance(parsed[0], str):
+                    fail(f"entry on line {n} of entries.jsonl: {parsed[1]}", parsed[0])
                     if worker is not None:
                         batch += _NO_LEAF
                     continue
@@ -1234,7 +1828,11 @@ class BundleVerifier:
             count += 1
             # its inclusion proof
             if worker is not None:
-                batch += pack(seq + 1, leaf) if seq < _SEQ_LIMIT else _BAD_LEAF
+                if seq < _SEQ_LIMIT:
+                    batch += pack(seq + 1, leaf, len(body_raw))
+                    batch += body_raw
+                else:
+                    batch += _BAD_LEAF
                 if len(batch) >= _BATCH_BYTES:
                     worker.send(batch)
                     del batch[:]
@@ -1350,6 +1948,8 @@ class BundleVerifier:
         size, root = head
         for n, line in enumerate(_File(self, "boundaries.jsonl").lines(), 1):
             if not line.strip():
+                continue
+            if self._json_problem(f"boundaries.jsonl line {n}", line) is not None:
                 continue
             try:
                 obj = json.loads(line)
@@ -1528,9 +2128,17 @@ class _ProofChecker(BundleVerifier):
             inclusion = InclusionChecker(size, root)
             checker, check_line = inclusion.check, inclusion.check_line
             proofs = _File(self, "proofs.jsonl").lines()
-            unpack = _LEAF_RECORD.iter_unpack
+            unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_body
             while batch := leaves.recv_bytes():
-                for seq1, leaf in unpack(batch):
+                pos, end = 0, len(batch)
+                while pos < end:
+                    seq1, leaf, length = unpack(batch, pos)
+                    pos += record
+                    if length:
+                        pos += length
+                        body = batch[pos - length : pos]
+                        if not exact_json(body) and exact_json_problem(body) is not None:
+                            return None  # the entries process finds and words it
                     proof_line = next(proofs, None)
                     if not seq1:
                         continue  # not an entry line: the parent reports it; its proof is never looked at
@@ -1563,31 +2171,107 @@ def completeness_kind(scope: dict[str, Any]) -> str:
 
 
 def verify_bundle(
-    path: str, trusted_keys: list[str] | None = None, strict: bool = False, jobs: int | None = None
+    path: str,
+    trusted_keys: list[str] | None = None,
+    strict: bool = False,
+    jobs: int | None = None,
+    *,
+    witness_keys: list[str] | None = None,
+    quorum: int | None = None,
+    known_checkpoints: list[tuple[str, str]] | None = None,
+    lenient: bool = False,
+    now: float | None = None,
 ) -> Report:
     """Verify the bundle at ``path``; raises VerifyError when it cannot be read at all.
 
-    ``jobs``: 1 checks everything in this process; 2 verifies the inclusion proofs in a second
-    process; None (the default) uses two for a big bundle on a machine with two or more CPUs.
-    The report is the same either way.
+    ``trusted_keys``: trusted-key lines (``VKEY[ from=N][ until=M]``); without any, the report is
+    at best NOT ANCHORED. ``witness_keys``: cosigner vkeys whose cosignatures checkpoint.txt must
+    carry, at least ``quorum`` of them (default: all). ``known_checkpoints``: (label, signed note)
+    of checkpoints the reader kept, which the bundle's history must extend. ``lenient``: JSON that
+    strict reading refuses is a warning instead of a failure. ``jobs``: 1 checks everything in
+    this process; 2 verifies the inclusion proofs in a second process; None (the default) uses
+    two for a big bundle on a machine with two or more CPUs. The report is the same either way.
     """
-    return BundleVerifier(path, trusted_keys, strict, jobs).run()
+    return BundleVerifier(
+        path, trusted_keys, strict, jobs, witness_keys=witness_keys, quorum=quorum,
+        known_checkpoints=known_checkpoints, lenient=lenient, now=now,
+    ).run()
+
+
+def _read_lines(path: str, what: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VerifyError(f"cannot read the {what} {path}: {exc}") from None
+
+
+def _anchors(args: argparse.Namespace) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(trusted-key lines, witness vkeys, known checkpoints) from the command line; VerifyError when unreadable."""
+    keys = list(args.trusted_key)
+    for path in args.trusted_keys_file:
+        for n, line in enumerate(_read_lines(path, "trusted-keys file"), 1):
+            try:
+                if parse_trusted_key_line(line) is not None:
+                    keys.append(line.strip())
+            except ValueError as exc:
+                raise VerifyError(f"{path} line {n}: {exc}") from None
+    witnesses = list(args.witness_key)
+    for path in args.witnesses_file:
+        for n, line in enumerate(_read_lines(path, "witnesses file"), 1):
+            try:
+                vkey = parse_witness_line(line)
+            except ValueError as exc:
+                raise VerifyError(f"{path} line {n}: {exc}") from None
+            if vkey is not None:
+                witnesses.append(vkey)
+    known = [(path, "\n".join(_read_lines(path, "known checkpoint")) + "\n") for path in args.known_checkpoint]
+    return keys, list(dict.fromkeys(witnesses)), known
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="verify.py", description="Verify an audit-ledger export bundle offline (see README.txt in the bundle)."
+        prog="verify.py",
+        description="Verify an audit-ledger export bundle offline (see README.txt in the bundle). Exit status: "
+        "0 verified and anchored by keys you supplied; 1 a check failed; 2 the bundle or an anchor file cannot "
+        "be read; 3 consistent, but nothing outside the bundle anchors it (no --trusted-key).",
     )
     parser.add_argument("bundle", help="the export bundle (.zip)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument(
-        "--trusted-key", action="append", default=[], metavar="VKEY",
-        help="a verifier key (name+id+key) you trust, from a channel other than the bundle; repeatable. "
-        "When given, only these keys are trusted and keys.txt is not.",
+        "--trusted-key", action="append", default=[], metavar="'VKEY[ from=N][ until=M]'",
+        help="a ledger verifier key you trust, from a channel other than the bundle, with the tree sizes it may "
+        "sign (quote it when it has from=/until=); repeatable. Only these keys are trusted, never keys.txt.",
+    )
+    parser.add_argument(
+        "--trusted-keys-file", action="append", default=[], metavar="FILE",
+        help="trusted-key lines, one per line ('#' comments); repeatable, adds to --trusted-key",
+    )
+    parser.add_argument(
+        "--witness-key", action="append", default=[], metavar="VKEY",
+        help="a witness's cosigner key (name+id+base64(0x04 || key), c2sp.org/tlog-cosignature); repeatable",
+    )
+    parser.add_argument(
+        "--witnesses-file", action="append", default=[], metavar="FILE",
+        help="cosigner keys, one per line, or c2sp.org/tlog-policy 'witness NAME VKEY [URL]' lines",
+    )
+    parser.add_argument(
+        "--quorum", type=int, metavar="K",
+        help="how many of the witnesses must have cosigned checkpoint.txt (default: all of them)",
+    )
+    parser.add_argument(
+        "--known-checkpoint", action="append", default=[], metavar="FILE",
+        help="a signed checkpoint you kept earlier: the bundle must show its history extends it; repeatable",
+    )
+    parser.add_argument(
+        "--lenient", action="store_true",
+        help="forensic reading: JSON that strict reading refuses (duplicate members, non-canonical bytes, lone "
+        "surrogates, unsafe numbers) is reported as a warning, and the entry is hashed as written",
     )
     parser.add_argument(
         "--strict", action="store_true",
-        help="re-canonicalise every entry body (RFC 8785) and require the file to hold exactly those bytes",
+        help="re-canonicalise every entry body in Python (RFC 8785) instead of the fast check (strict JSON is "
+        "the default either way)",
     )
     parser.add_argument(
         "--jobs", type=int, choices=(1, 2), default=None,
@@ -1596,18 +2280,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        report = verify_bundle(args.bundle, args.trusted_key, args.strict, args.jobs)
+        keys, witnesses, known = _anchors(args)
+        if args.quorum is not None and not 1 <= args.quorum <= len(witnesses):
+            raise VerifyError(f"--quorum {args.quorum}: needs 1 to {len(witnesses)} (the witness keys given)")
+        report = verify_bundle(
+            args.bundle, keys, args.strict, args.jobs, witness_keys=witnesses, quorum=args.quorum,
+            known_checkpoints=known, lenient=args.lenient,
+        )
     except VerifyError as exc:
         if args.json:
-            print(json.dumps({"ok": False, "verdict": "UNREADABLE", "failures": [str(exc)]}))
+            print(json.dumps({"ok": False, "verdict": "UNREADABLE", "exit_code": EXIT_UNREADABLE,
+                              "failures": [str(exc)]}))
         else:
             print(f"verify.py: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_UNREADABLE
     if args.json:
         print(json.dumps(report.as_dict(), sort_keys=True))
     else:
         print(report.summary())
-    return 0 if report.ok else 1
+    return report.exit_code
 
 
 if __name__ == "__main__":

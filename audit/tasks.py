@@ -1,5 +1,7 @@
-"""Celery tasks of the ledger. Both are idempotent: running one twice does no harm."""
+"""Celery tasks of the ledger. All are idempotent: running one twice does no harm."""
 from __future__ import annotations
+
+from typing import Any
 
 from celery import shared_task
 from django.db import OperationalError
@@ -58,6 +60,47 @@ def run_export(export_id: int) -> str | None:
     except ExportError:
         return None
     return job.file_path
+
+
+# --- witnesses (audit/witnessing.py, docs/witness.md) ---------------------------------------------------------
+
+
+@shared_task(
+    name="audit.tasks.witness_checkpoint",
+    bind=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def witness_checkpoint(self: Any, checkpoint_id: int) -> list[str]:
+    """Submit the latest checkpoint (at least ``checkpoint_id``'s) to the witnesses; returns who cosigned.
+
+    Witnesses that did not answer (or answered 5xx) are retried with backoff by a worker;
+    refusals are not retried (the next checkpoint, or the periodic check, asks again).
+    """
+    from audit.witnessing import checkpoint_witness
+
+    outcome = checkpoint_witness(checkpoint_id=checkpoint_id)
+    if outcome.transient and not self.request.is_eager and self.request.retries < 5:
+        raise self.retry(countdown=min(300, 5 * 2**self.request.retries))
+    return outcome.cosigned
+
+
+@shared_task(
+    name="audit.tasks.witness_quorum_check",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def witness_quorum_check() -> bool:
+    """Resubmit the latest checkpoint to witnesses behind it and apply the quorum deadline; True if met."""
+    from audit.witnessing import witness_quorum_check as check
+
+    return check().ok
 
 
 # --- operations: scheduled verification and retention (docs/deploy.md, docs/retention.md) ---------------------

@@ -15,6 +15,9 @@ from django.db import connection as default_connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 APPEND_ONLY_TABLES = ("audit_entry", "audit_merklenode", "audit_checkpoint", "audit_signingkey")
+# Append-only tables added after migration 0002 (which installs the triggers of the ones above):
+# their own migration installs theirs with ``install_tables``.
+LATER_APPEND_ONLY_TABLES = ("audit_witnesscosignature",)
 PENDING_TABLE = "audit_pendingentry"
 _MESSAGE = "the audit ledger is append-only"
 _INTEGRATED = (
@@ -23,8 +26,8 @@ _INTEGRATED = (
 )
 
 
-def _postgres_sql() -> list[str]:
-    sql = [
+def _postgres_functions() -> list[str]:
+    return [
         f"""
         CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger AS $$
         BEGIN
@@ -45,13 +48,34 @@ def _postgres_sql() -> list[str]:
         $$ LANGUAGE plpgsql;
         """,
     ]
-    for table in APPEND_ONLY_TABLES:
-        sql += [
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();",
-            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();",
-        ]
+
+
+def _postgres_table_sql(table: str) -> list[str]:
+    return [
+        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();",
+        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();",
+    ]
+
+
+def _sqlite_table_sql(table: str) -> list[str]:
+    return [
+        f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{_MESSAGE}: {op} on {table} is refused'); END;"
+        for op in ("UPDATE", "DELETE")
+    ]
+
+
+def _existing(connection: BaseDatabaseWrapper, tables: tuple[str, ...]) -> list[str]:
+    present = set(connection.introspection.table_names())
+    return [t for t in tables if t in present]
+
+
+def _postgres_sql(connection: BaseDatabaseWrapper) -> list[str]:
+    sql = _postgres_functions()
+    for table in (*APPEND_ONLY_TABLES, *_existing(connection, LATER_APPEND_ONLY_TABLES)):
+        sql += _postgres_table_sql(table)
     sql += [
         f"CREATE TRIGGER {PENDING_TABLE}_guard BEFORE UPDATE OR DELETE ON {PENDING_TABLE} "
         "FOR EACH ROW EXECUTE FUNCTION audit_pending_guard();",
@@ -61,14 +85,10 @@ def _postgres_sql() -> list[str]:
     return sql
 
 
-def _sqlite_sql() -> list[str]:
+def _sqlite_sql(connection: BaseDatabaseWrapper) -> list[str]:
     sql = []
-    for table in APPEND_ONLY_TABLES:
-        for op in ("UPDATE", "DELETE"):
-            sql.append(
-                f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{_MESSAGE}: {op} on {table} is refused'); END;"
-            )
+    for table in (*APPEND_ONLY_TABLES, *_existing(connection, LATER_APPEND_ONLY_TABLES)):
+        sql += _sqlite_table_sql(table)
     sql += [
         f"CREATE TRIGGER {PENDING_TABLE}_no_update BEFORE UPDATE ON {PENDING_TABLE} "
         f"BEGIN SELECT RAISE(ABORT, '{_MESSAGE}: UPDATE on {PENDING_TABLE} is refused'); END;",
@@ -79,12 +99,25 @@ def _sqlite_sql() -> list[str]:
 
 
 def _sqlite_trigger_names() -> list[str]:
-    names = [f"{t}_no_{op}" for t in APPEND_ONLY_TABLES for op in ("update", "delete")]
+    tables = (*APPEND_ONLY_TABLES, *LATER_APPEND_ONLY_TABLES)
+    names = [f"{t}_no_{op}" for t in tables for op in ("update", "delete")]
     return [*names, f"{PENDING_TABLE}_no_update", f"{PENDING_TABLE}_no_delete"]
 
 
 def install(connection: BaseDatabaseWrapper = default_connection) -> None:
-    statements = _postgres_sql() if connection.vendor == "postgresql" else _sqlite_sql()
+    """Install every trigger (of the later tables too, once their migration has created them)."""
+    statements = _postgres_sql(connection) if connection.vendor == "postgresql" else _sqlite_sql(connection)
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def install_tables(connection: BaseDatabaseWrapper, tables: tuple[str, ...]) -> None:
+    """Make ``tables`` append-only (a later migration's new evidence tables)."""
+    if connection.vendor == "postgresql":
+        statements = _postgres_functions() + [s for t in tables for s in _postgres_table_sql(t)]
+    else:
+        statements = [s for t in tables for s in _sqlite_table_sql(t)]
     with connection.cursor() as cursor:
         for statement in statements:
             cursor.execute(statement)
@@ -93,7 +126,7 @@ def install(connection: BaseDatabaseWrapper = default_connection) -> None:
 def uninstall(connection: BaseDatabaseWrapper = default_connection) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            for table in APPEND_ONLY_TABLES:
+            for table in (*APPEND_ONLY_TABLES, *_existing(connection, LATER_APPEND_ONLY_TABLES)):
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
             cursor.execute(f"DROP TRIGGER IF EXISTS {PENDING_TABLE}_guard ON {PENDING_TABLE}")
@@ -108,7 +141,7 @@ def uninstall(connection: BaseDatabaseWrapper = default_connection) -> None:
 @contextmanager
 def disabled(connection: BaseDatabaseWrapper = default_connection) -> Iterator[None]:
     """Switch the triggers off, as a database owner could. For tests and tamper drills only."""
-    tables = (*APPEND_ONLY_TABLES, PENDING_TABLE)
+    tables = (*APPEND_ONLY_TABLES, *_existing(connection, LATER_APPEND_ONLY_TABLES), PENDING_TABLE)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             for table in tables:

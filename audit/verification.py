@@ -4,7 +4,14 @@ Streams entries in ``seq`` order with keyset pagination (constant memory),
 recomputing every entry hash, the hash chain, the per-subject chain and the
 Merkle root at every checkpoint's size, and checks every checkpoint's signature
 against keys trusted from configuration (never from the database, which is
-what an attacker would have edited). Stops at the first problem and names it.
+what an attacker would have edited), each only for the tree sizes it was valid
+for. Stops at the first problem and names it.
+
+All of that only shows the database is consistent with itself: someone who can
+write to it and holds a signing key can rebuild a consistent ledger. Anchors
+(``Anchor``: a witness's latest cosigned checkpoint, a checkpoint a reader kept)
+come from outside it: the ledger must extend each one (at least its size, the same
+root at its size). ``VerificationResult.anchored`` says whether any did.
 """
 from __future__ import annotations
 
@@ -14,18 +21,20 @@ import re
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 
+from audit import signing
 from audit.canonical import ZERO_HASH, body_bytes, leaf_hash
 from audit.merkle import CompactRange
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
+from audit.offline_verify import exact_json_problem, is_exact_json_text, parse_trusted_key_line
 from audit.signing import current_verifier_key
 
 CHUNK = 5000
@@ -39,7 +48,49 @@ BROKEN_LINK = "broken_link"
 BROKEN_SUBJECT_LINK = "broken_subject_link"
 CHECKPOINT_MISMATCH = "checkpoint_mismatch"
 BAD_SIGNATURE = "bad_signature"
-TRUNCATED = "truncated"
+TRUNCATED = "truncated"  # also: an anchor is larger than the ledger
+FORKED = "forked"  # the ledger's root at an anchor's size is not the anchor's root
+RETIRED_KEY = "retired_key"  # a checkpoint larger than its signing key's lifetime
+MALFORMED_JSON = "malformed_json"  # a stored payload that is not exactly canonical, duplicate-free JSON
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A (size, root) the ledger must extend, from outside the database; ``source`` says where from."""
+
+    size: int
+    root: bytes
+    source: str
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A verifier key and the tree sizes it may sign: ``valid_from`` <= size <= ``valid_until``."""
+
+    verifier_key: str
+    valid_from: int = 0
+    valid_until: int | None = None
+
+    @classmethod
+    def parse(cls, line: str) -> TrustedKey | None:
+        """A trusted-key line (docs/verifying.md); None for blank and comment lines; ValueError if malformed."""
+        parsed = parse_trusted_key_line(line)
+        return None if parsed is None else cls(*parsed)
+
+    @property
+    def verifier(self) -> Verifier:
+        return Verifier.parse(self.verifier_key)
+
+    def valid_for(self, size: int) -> bool:
+        return self.valid_from <= size and (self.valid_until is None or size <= self.valid_until)
+
+    def line(self) -> str:
+        out = self.verifier_key
+        if self.valid_from:
+            out += f" from={self.valid_from}"
+        if self.valid_until is not None:
+            out += f" until={self.valid_until}"
+        return out
 
 
 @dataclass
@@ -53,6 +104,11 @@ class VerificationResult:
     first_bad_seq: int | None = None
     reason: str | None = None
     detail: str | None = None
+    # Whether an anchor from outside the database (a witness, a kept checkpoint) was checked: without
+    # one, ``ok`` shows only that the database is consistent with itself.
+    anchored: bool = False
+    anchors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,27 +265,101 @@ def trusted_keys_file() -> Path:
     return Path(settings.VAR_DIR) / TRUSTED_KEYS_FILENAME
 
 
-def _file_keys() -> list[str]:
+def _file_lines() -> list[str]:
     try:
-        text = trusted_keys_file().read_text(encoding="utf-8")
+        return trusted_keys_file().read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _parse_lines(lines: Sequence[str], where: str) -> list[TrustedKey]:
+    keys = []
+    for n, line in enumerate(lines, 1):
+        try:
+            key = TrustedKey.parse(line)
+        except ValueError as exc:
+            raise NoteError(f"{where} line {n}: {exc}") from None
+        if key is not None:
+            keys.append(key)
+    return keys
+
+
+def configured_keys() -> list[TrustedKey]:
+    """The keys checkpoints may be signed with, each with its lifetime, from configuration only.
+
+    ``audit.signing.key_lifetimes()`` when the deployment has it; else the current signing key (valid
+    from 0 unless a line gives its ``from``), LEDGER_TRUSTED_KEYS and the trusted-keys file.
+    """
+    lifetimes = getattr(signing, "key_lifetimes", None)
+    if lifetimes is not None:
+        return [TrustedKey(k.verifier_key, k.valid_from, k.valid_until) for k in lifetimes()]
+    keys = _parse_lines(settings.LEDGER_TRUSTED_KEYS, "LEDGER_TRUSTED_KEYS")
+    keys += _parse_lines(_file_lines(), str(trusted_keys_file()))
+    current = str(Verifier.parse(current_verifier_key()))
+    if not any(str(k.verifier) == current for k in keys):
+        keys.insert(0, TrustedKey(current))
+    return keys
+
+
+def trusted_keys(extra: Sequence[str] | None = None, trusted: Sequence[TrustedKey] | None = None) -> list[TrustedKey]:
+    """``trusted`` (default: ``configured_keys()``) plus the trusted-key lines ``extra``; NoteError if malformed."""
+    keys = list(configured_keys() if trusted is None else trusted)
+    return keys + _parse_lines(extra or [], "--trusted-key")
 
 
 def trusted_verifiers(extra: list[str] | None = None) -> list[Verifier]:
-    keys = [current_verifier_key(), *settings.LEDGER_TRUSTED_KEYS, *_file_keys(), *(extra or [])]
-    return [Verifier.parse(k) for k in dict.fromkeys(keys)]
+    """Every trusted key, whatever its lifetime (for callers that only open notes)."""
+    keys = trusted_keys(extra)
+    return list({str(v): v for v in (k.verifier for k in keys)}.values())
+
+
+def _validity_problem(cp_id: int, size: int, signed_by: list[Verifier], keys: Sequence[TrustedKey]) -> _Failure | None:
+    """A failure when no key that signed checkpoint ``cp_id`` (of tree ``size``) was valid for that size."""
+    lines = [k for k in keys if any(str(k.verifier) == str(v) for v in signed_by)]
+    if any(k.valid_for(size) for k in lines):
+        return None
+    retired = [k for k in lines if k.valid_until is not None and k.valid_until < size]
+    if retired:
+        return _Failure(
+            size - 1 if size else None, RETIRED_KEY,
+            f"checkpoint #{cp_id} (size {size}) is signed only by "
+            + ", ".join(f"{k.verifier_key} (retired: until={k.valid_until})" for k in retired)
+            + ": a key retired before this size cannot vouch for it (a history rewritten with an old key)")
+    return _Failure(
+        size - 1 if size else None, BAD_SIGNATURE,
+        f"checkpoint #{cp_id} (size {size}) is signed only by key(s) not valid for that size: "
+        + ", ".join(f"{k.verifier_key} (from={k.valid_from})" for k in lines))
+
+
+def open_checkpoint(note: str, keys: Sequence[TrustedKey], label: str = "checkpoint") -> Anchor:
+    """A signed checkpoint note verified with ``keys`` (each for its lifetime) and our origin, as an Anchor.
+
+    Raises NoteError naming what is wrong (for a known checkpoint a reader kept, ``--known-checkpoint``).
+    """
+    verifiers = list({str(k.verifier): k.verifier for k in keys}.values())
+    opened = open_note(note, verifiers)
+    body = CheckpointBody.parse(opened.text)
+    if body.origin != settings.LEDGER_ORIGIN:
+        raise NoteError(f"{label} is for origin {body.origin!r}, not {settings.LEDGER_ORIGIN!r}")
+    problem = _validity_problem(0, body.tree_size, opened.verified_by, keys)
+    if problem is not None:
+        raise NoteError(f"{label}: {problem.detail}")
+    return Anchor(size=body.tree_size, root=body.root_hash, source=label)
 
 
 def _check_checkpoint(
-    cp_id: int, size: int, root_hex: str, note: str, verifiers: list[Verifier], root: bytes
+    cp_id: int, size: int, root_hex: str, note: str, verifiers: list[Verifier], root: bytes,
+    keys: Sequence[TrustedKey] = (),
 ) -> None:
     try:
         opened = open_note(note, verifiers)
         body = CheckpointBody.parse(opened.text)
     except NoteError as exc:
         raise _Failure(size - 1 if size else None, BAD_SIGNATURE, f"checkpoint #{cp_id} (size {size}): {exc}") from None
+    if keys:
+        problem = _validity_problem(cp_id, body.tree_size, opened.verified_by, keys)
+        if problem is not None:
+            raise problem
     if body.origin != settings.LEDGER_ORIGIN:
         raise _Failure(None, BAD_SIGNATURE, f"checkpoint #{cp_id} is for origin {body.origin!r}")
     if body.tree_size != size or body.root_hash.hex() != root_hex:
@@ -252,6 +382,9 @@ def verify_ledger(
     progress: Progress | None = None,
     chunk: int = CHUNK,
     prefetch: bool | None = None,
+    anchors: Sequence[Anchor] = (),
+    lenient: bool = False,
+    trusted: list[TrustedKey] | None = None,
 ) -> VerificationResult:
     """Verify the whole ledger (see the module docstring); stops at the first problem.
 
@@ -259,18 +392,39 @@ def verify_ledger(
     ``total`` is the sequencer's tree size at the start (a hint for a progress bar, not
     trusted), None if unknown. ``prefetch`` (default: on PostgreSQL outside an atomic
     block) reads the next page on a second connection in the same snapshot.
+
+    Keys: ``trusted`` (default: ``configured_keys()``) plus ``extra_keys`` (trusted-key lines);
+    a checkpoint must be signed by one valid for its size (else ``retired_key``/``bad_signature``).
+    ``anchors``: the ledger must hold at least each one's size (else ``truncated``) with its root
+    at that size (else ``forked``); ``anchored`` is True when there was at least one and all held.
+    A stored payload that is not exactly canonical, duplicate-free JSON is ``malformed_json``,
+    or a warning with ``lenient``. Raises NoteError when a key line is malformed.
     """
+    keys = trusted_keys(extra_keys, trusted)
     with _snapshot_rows(chunk, prefetch) as rows:
-        return _verify(rows, extra_keys, progress)
+        return _verify(rows, keys, progress, anchors, lenient)
+
+
+def _payload_problem(seq: int, payload_json: str) -> str | None:
+    if payload_json[:1] == "{" and is_exact_json_text(payload_json):
+        return None
+    problem = exact_json_problem(payload_json.encode("utf-8", "surrogatepass"), "payload")
+    if problem is None and payload_json[:1] != "{":
+        problem = "payload: not a JSON object"
+    return None if problem is None else f"entry {seq}: {problem}"
 
 
 def _verify(
-    rows: Iterator[tuple[Any, ...]], extra_keys: list[str] | None, progress: Progress | None
+    rows: Iterator[tuple[Any, ...]], keys: list[TrustedKey], progress: Progress | None,
+    anchors: Sequence[Anchor] = (), lenient: bool = False,
 ) -> VerificationResult:
     started = time.perf_counter()
     total = LedgerHead.objects.filter(pk=1).values_list("tree_size", flat=True).first() if progress else None
     next_progress = PROGRESS_EVERY
-    verifiers = trusted_verifiers(extra_keys)
+    verifiers = list({str(k.verifier): k.verifier for k in keys}.values())
+    pending = sorted(anchors, key=lambda a: a.size)
+    next_anchor = 0
+    warnings: list[str] = []
     tree = CompactRange()
     expected = 0
     prev = ZERO_HASH
@@ -282,21 +436,31 @@ def _verify(
     last_good_cp_size = 0
     root = tree.root()
     try:
-        # Checkpoints of the empty tree.
+        # Checkpoints and anchors of the empty tree.
         while next_cp is not None and next_cp[0] == 0:
-            _check_checkpoint(next_cp[1], 0, next_cp[2], next_cp[3], verifiers, tree.root())
+            _check_checkpoint(next_cp[1], 0, next_cp[2], next_cp[3], verifiers, tree.root(), keys)
             checked_cps += 1
             next_cp = next(checkpoints, None)
+        next_anchor = _check_anchors(pending, next_anchor, 0, tree.root(), 0)
         for row in rows:
             seq, ts, et, at, aid, st, sid, pj, ph, sp, eh, rid = row
             if seq < expected:
                 raise _Failure(seq, CHANGED, f"entry {seq} is stored outside the sequence 0, 1, 2, ...")
             if seq != expected:
                 raise _Failure(expected, MISSING, f"entry {expected} is missing (next stored entry is {seq})")
-            body = body_bytes(
-                seq=seq, timestamp=ts, event_type=et, actor_type=at, actor_id=aid, subject_type=st,
-                subject_id=sid, payload_json=pj, prev_hash=ph, subject_prev=sp, request_id=rid,
-            )
+            problem = _payload_problem(seq, pj)
+            if problem is not None:
+                if not lenient:
+                    raise _Failure(seq, MALFORMED_JSON, problem)
+                warnings.append(problem)
+            try:
+                body = body_bytes(
+                    seq=seq, timestamp=ts, event_type=et, actor_type=at, actor_id=aid, subject_type=st,
+                    subject_id=sid, payload_json=pj, prev_hash=ph, subject_prev=sp, request_id=rid,
+                )
+            except UnicodeEncodeError:
+                raise _Failure(
+                    seq, MALFORMED_JSON, f"entry {seq}: a field holds a lone surrogate (not Unicode)") from None
             leaf = leaf_hash(body)
             computed = leaf.hex()
             if computed != eh:
@@ -324,11 +488,13 @@ def _verify(
             prev = computed
             tree.push(leaf)
             expected += 1
+            if next_anchor < len(pending) and pending[next_anchor].size == expected:
+                next_anchor = _check_anchors(pending, next_anchor, expected, tree.root(), last_good_cp_size)
             if next_cp is not None and next_cp[0] == expected:
                 root = tree.root()
                 while next_cp is not None and next_cp[0] == expected:
                     try:
-                        _check_checkpoint(next_cp[1], expected, next_cp[2], next_cp[3], verifiers, root)
+                        _check_checkpoint(next_cp[1], expected, next_cp[2], next_cp[3], verifiers, root, keys)
                     except _Failure as failure:
                         if failure.reason == CHECKPOINT_MISMATCH and failure.seq is None:
                             failure.seq = last_good_cp_size
@@ -346,19 +512,41 @@ def _verify(
                 f"checkpoint #{next_cp[1]} covers {next_cp[0]} entries but the ledger has only {expected}: "
                 "entries were removed from the tail",
             )
+        if next_anchor < len(pending):
+            anchor = pending[-1]
+            raise _Failure(
+                expected, TRUNCATED,
+                f"{anchor.source} saw a tree of {anchor.size} entries but the ledger has only {expected}: "
+                "entries (and their checkpoints) were removed from the tail",
+            )
         root = tree.root()
     except _Failure as failure:
         return VerificationResult(
             ok=False, entries=expected, checkpoints=checked_cps, tree_size=expected, root_hash=root.hex(),
             seconds=time.perf_counter() - started, first_bad_seq=failure.seq, reason=failure.reason,
-            detail=failure.detail,
+            detail=failure.detail, warnings=warnings,
         )
     if progress is not None:
         progress(expected, total)
     return VerificationResult(
         ok=True, entries=expected, checkpoints=checked_cps, tree_size=expected, root_hash=root.hex(),
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, anchored=bool(pending),
+        anchors=[f"{a.source}: tree size {a.size}, root {a.root.hex()}" for a in pending], warnings=warnings,
     )
+
+
+def _check_anchors(pending: list[Anchor], index: int, size: int, root: bytes, last_good: int) -> int:
+    """Check every anchor of tree ``size`` (pending[index:] sorted by size) against ``root``; the next index."""
+    while index < len(pending) and pending[index].size == size:
+        anchor = pending[index]
+        if anchor.root != root:
+            raise _Failure(
+                last_good if size else None, FORKED,
+                f"{anchor.source} saw root {anchor.root.hex()} at tree size {size}, the ledger's entries give "
+                f"{root.hex()}: the history was rewritten (the first changed entry is in [{last_good}, {size}))",
+            )
+        index += 1
+    return index
 
 
 def _hashes_at_other_seq(row: tuple[Any, ...]) -> bool:

@@ -6,6 +6,10 @@ accepts a TCP connection, the checkpoint signing key loads, and the sequencer is
 not lagging (the oldest pending ledger entry is younger than
 ``READY_MAX_PENDING_AGE_SECONDS``). Each check reports a fixed word, never an
 error message, host name or path.
+
+With witnesses configured, ``witness_quorum`` says whether every checkpoint older than
+``LEDGER_WITNESS_DEADLINE`` is covered by a quorum of cosignatures: "degraded" when not.
+It never makes the instance unready: writes go on while the witnesses catch up.
 """
 from __future__ import annotations
 
@@ -107,7 +111,21 @@ def check_sequencer() -> str:
     return OK if lag <= settings.READY_MAX_PENDING_AGE_SECONDS else "lagging"
 
 
+def check_witness_quorum() -> str | None:
+    """"ok", "degraded" (a checkpoint past its deadline without a quorum) or "unknown"; None without witnesses."""
+    if not settings.LEDGER_WITNESSES:
+        return None
+    from audit.witnessing import witness_quorum_status
+
+    try:
+        return OK if witness_quorum_status().ok else "degraded"
+    except DatabaseError:
+        return "unknown"
+
+
 _PASSING = {OK, "in_process"}
+# Reported, but not a reason to take the instance out of service.
+_ADVISORY = ("witness_quorum",)
 
 
 @never_cache
@@ -116,4 +134,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": check_database(), "broker": check_broker(), "signing_key": check_signing_key()}
     checks["sequencer"] = check_sequencer() if checks["database"] == OK else "unknown"
     ready = all(v in _PASSING for v in checks.values())
-    return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    witnesses = check_witness_quorum() if checks["database"] == OK else None
+    if settings.LEDGER_WITNESSES and witnesses is None:
+        witnesses = "unknown"
+    body: dict[str, object] = {"ready": ready, "checks": checks}
+    if witnesses is not None:
+        checks["witness_quorum"] = witnesses
+        body["degraded"] = [name for name in _ADVISORY if checks.get(name) not in _PASSING]
+    return JsonResponse(body, status=200 if ready else 503)

@@ -165,6 +165,7 @@ def _collect_db() -> Iterator[Any]:
                      (now - checkpoint[0]).total_seconds())
         yield _gauge("governance_ledger_checkpoint_tree_size", "Tree size of the latest signed checkpoint.",
                      checkpoint[1])
+    yield from _collect_witnesses()
     ok = GaugeMetricFamily("governance_ledger_verification_ok",
                            "Outcome of the latest finished verification run (1 intact, 0 not).", labels=["mode"])
     seconds = GaugeMetricFamily("governance_ledger_verification_duration_seconds",
@@ -199,6 +200,31 @@ def _collect_db() -> Iterator[Any]:
     if oldest is not None:
         yield _gauge("governance_access_next_grant_expiry_seconds", "Seconds until the next active grant expires.",
                      (oldest - now).total_seconds())
+
+
+def _collect_witnesses() -> Iterator[Any]:
+    """Witnessing (audit.witnessing): nothing at all when no witness is configured."""
+    if not settings.LEDGER_WITNESSES:
+        return
+    from audit.witnessing import witness_quorum_status
+
+    status = witness_quorum_status()
+    yield _gauge("governance_ledger_witness_quorum_lag_entries",
+                 "Entries between the latest checkpoint and the largest one cosigned by a witness quorum.", status.lag)
+    yield _gauge("governance_ledger_witness_quorum_ok",
+                 "1 unless a checkpoint is past LEDGER_WITNESS_DEADLINE without a witness quorum.", int(status.ok))
+    cosigned = GaugeMetricFamily("governance_ledger_witness_cosigned_size",
+                                 "Largest tree size each witness cosigned.", labels=["witness"])
+    lag = GaugeMetricFamily("governance_ledger_witness_lag_entries",
+                            "Entries between the latest checkpoint and what each witness cosigned.", labels=["witness"])
+    refusals = CounterMetricFamily("governance_ledger_witness_refusals",
+                                   "Witness answers refused (bad or missing cosignature, a lie, an error status).",
+                                   labels=["witness"])
+    for row in status.witnesses:
+        cosigned.add_metric([row.name], row.cosigned_size)
+        lag.add_metric([row.name], max(0, status.latest_size - row.cosigned_size))
+        refusals.add_metric([row.name], row.refusals)
+    yield from (cosigned, lag, refusals)
 
 
 DB_REGISTRY = CollectorRegistry(auto_describe=False)

@@ -276,11 +276,26 @@ _signing_key = env_str("LEDGER_SIGNING_KEY")
 LEDGER_SIGNING_KEY = Path(_signing_key) if _signing_key else DEV_SIGNING_KEY_PATH
 LEDGER_SIGNING_KEY_IS_DEV = _signing_key is None or LEDGER_SIGNING_KEY.resolve() == DEV_SIGNING_KEY_PATH.resolve()
 # Verifier keys (signed-note format) of earlier signing keys whose checkpoints
-# verify_ledger must still accept. Trust comes from here, never from the database.
-LEDGER_TRUSTED_KEYS = env_list("LEDGER_TRUSTED_KEYS", [])
+# verify_ledger must still accept, as trusted-key lines "VKEY[ from=N][ until=M]" (the
+# tree sizes each may sign, docs/verifying.md). Trust comes from here, never from the database.
+def _trusted_key_lines(lines: list[str], where: str) -> list[str]:
+    from audit.offline_verify import parse_trusted_key_line
+
+    out = []
+    for n, line in enumerate(lines, 1):
+        try:
+            parsed = parse_trusted_key_line(line)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{where} line {n}: {exc}") from None
+        if parsed is not None:
+            out.append(" ".join(line.split()))
+    return out
+
+
+LEDGER_TRUSTED_KEYS = _trusted_key_lines(env_list("LEDGER_TRUSTED_KEYS", []), "LEDGER_TRUSTED_KEYS")
 _trusted_file = env_str("LEDGER_TRUSTED_KEYS_FILE")
 if _trusted_file:
-    LEDGER_TRUSTED_KEYS += [ln.strip() for ln in Path(_trusted_file).read_text().splitlines() if ln.strip()]
+    LEDGER_TRUSTED_KEYS += _trusted_key_lines(Path(_trusted_file).read_text().splitlines(), _trusted_file)
 def _kek_setting(name: str) -> str | None:
     """A key-encryption key: the base64 of 32 random bytes, checked here so that a typo stops the
     process at start-up rather than at the first personal value (the message never shows the value)."""
@@ -310,6 +325,67 @@ LEDGER_INTEGRATE_BATCH = env_int("LEDGER_INTEGRATE_BATCH", 5000, minimum=1)
 # so the embedded setup needs no beat; with a broker the beat schedule does it.
 LEDGER_INTEGRATE_ON_COMMIT = env_bool("LEDGER_INTEGRATE_ON_COMMIT", CELERY_TASK_ALWAYS_EAGER)
 
+# --- Witnesses (c2sp.org/tlog-witness; docs/witness.md) ------------------------------------------
+# Each witness cosigns a checkpoint only if it is consistent with every checkpoint it cosigned before.
+# LEDGER_WITNESSES: entries separated by newlines or ";", each "URL VKEY" (the witness's cosigner verifier
+# key, c2sp.org/tlog-cosignature; its name is the witness's name). Unset: no witnesses, nothing changes.
+def _witnesses() -> list[dict[str, str]]:
+    from urllib.parse import urlsplit
+
+    value = env_str("LEDGER_WITNESSES") or ""
+    witnesses: list[dict[str, str]] = []
+    for raw in re.split(r"[;\n]", value):
+        item = raw.strip()
+        if not item:
+            continue
+        parts = item.split()
+        if len(parts) != 2:
+            raise ImproperlyConfigured(f"LEDGER_WITNESSES: {item!r} must be 'URL VKEY' (one space between)")
+        url, vkey = parts
+        split = urlsplit(url)
+        if split.scheme not in ("http", "https") or not split.hostname or split.query or split.fragment:
+            raise ImproperlyConfigured(f"LEDGER_WITNESSES: {url!r} is not an http(s) URL without query or fragment")
+        witnesses.append({"name": vkey.split("+", 1)[0], "url": url.rstrip("/"), "verifier_key": vkey})
+    return witnesses
+
+
+def witness_settings_check(witnesses: list[dict[str, str]], quorum: int) -> None:
+    """Refuse a malformed witness list or an impossible quorum (also called by tests that override them)."""
+    from audit.cosignature import Cosigner
+    from audit.note import NoteError
+
+    names: set[str] = set()
+    for witness in witnesses:
+        try:
+            cosigner = Cosigner.parse(witness["verifier_key"])
+        except (NoteError, ValueError) as exc:
+            raise ImproperlyConfigured(f"LEDGER_WITNESSES: bad witness verifier key: {exc}") from None
+        if cosigner.name != witness["name"]:
+            raise ImproperlyConfigured(f"LEDGER_WITNESSES: {witness['name']!r} is not its key's name")
+        if cosigner.name in names:
+            raise ImproperlyConfigured(f"LEDGER_WITNESSES: witness {cosigner.name!r} is listed twice")
+        names.add(cosigner.name)
+    if quorum > len(witnesses) or (witnesses and quorum < 1):
+        raise ImproperlyConfigured(
+            f"LEDGER_WITNESS_QUORUM={quorum} must be between 1 and the number of witnesses ({len(witnesses)})"
+        )
+
+
+LEDGER_WITNESSES = _witnesses()
+# Cosignatures a checkpoint needs: all of one or two witnesses, else a majority.
+_n_witnesses = len(LEDGER_WITNESSES)
+LEDGER_WITNESS_QUORUM = env_int(
+    "LEDGER_WITNESS_QUORUM", _n_witnesses if _n_witnesses <= 2 else _n_witnesses // 2 + 1, minimum=0
+)
+if LEDGER_WITNESSES or LEDGER_WITNESS_QUORUM:
+    witness_settings_check(LEDGER_WITNESSES, LEDGER_WITNESS_QUORUM)
+# Seconds a checkpoint may wait for its quorum before that is an integrity violation.
+LEDGER_WITNESS_DEADLINE = env_float("LEDGER_WITNESS_DEADLINE", 60.0, minimum=1)
+# Seconds one HTTP exchange with a witness may take (a slow witness never delays the others).
+LEDGER_WITNESS_TIMEOUT = env_float("LEDGER_WITNESS_TIMEOUT", 10.0, minimum=0.1)
+# Seconds between quorum checks (which also resubmit the latest checkpoint to witnesses behind it).
+LEDGER_WITNESS_CHECK_INTERVAL = env_float("LEDGER_WITNESS_CHECK_INTERVAL", 30.0, minimum=1)
+
 CELERY_BEAT_SCHEDULE = {
     "ledger-integrate": {
         "task": "audit.tasks.integrate_pending",
@@ -322,6 +398,13 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": LEDGER_CHECKPOINT_INTERVAL * 3},
     },
 }
+
+if LEDGER_WITNESSES:
+    CELERY_BEAT_SCHEDULE["ledger-witness-quorum"] = {
+        "task": "audit.tasks.witness_quorum_check",
+        "schedule": timedelta(seconds=LEDGER_WITNESS_CHECK_INTERVAL),
+        "options": {"expires": LEDGER_WITNESS_CHECK_INTERVAL},
+    }
 
 # --- MLflow -------------------------------------------------------------------
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow.db'}"

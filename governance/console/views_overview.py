@@ -182,6 +182,17 @@ def _last_verification() -> Any:
     return last_verification()
 
 
+def _witness_status() -> Any:
+    """Witnessing at a glance (None when no witness is configured)."""
+    from django.conf import settings
+
+    if not settings.LEDGER_WITNESSES:
+        return None
+    from audit.witnessing import witness_quorum_status
+
+    return witness_quorum_status()
+
+
 def _visible_expiring(user: User, oversight: bool) -> list[Any]:
     from access.selectors import grants_expiring, grants_visible_to
 
@@ -220,6 +231,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         ]
         context.update(
             verification=_last_verification(),
+            witnesses=_witness_status(),
             checkpoint=checkpoint,
             checkpoint_age=(now - checkpoint.created_at) if checkpoint else None,
             entries=head.tree_size if head else 0,

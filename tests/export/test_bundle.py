@@ -49,13 +49,15 @@ def test_a_full_export_verifies_imported_and_as_a_recipient_runs_it(history: Non
     assert report.keys_source == "bundle"
 
     result = verify_subprocess(bundle)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "verdict: VERIFIED" in result.stdout
+    assert result.returncode == 3, result.stdout + result.stderr  # nothing outside the bundle anchors it
+    assert "VERIFIED" not in result.stdout and "NOTHING ANCHORS IT" in result.stdout
     assert f"entries: {len(entries):,}, seq 0..{len(entries) - 1}" in result.stdout
     assert "keys: 1 taken from the bundle's keys.txt" in result.stdout
     assert "complete for the range" in result.stdout
+    anchored = verify_subprocess(bundle, "--trusted-key", current_verifier_key())
+    assert anchored.returncode == 0 and "verdict: VERIFIED" in anchored.stdout
 
-    as_json = verify_subprocess(bundle, "--json", "--strict")
+    as_json = verify_subprocess(bundle, "--json", "--strict", "--trusted-key", current_verifier_key())
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["verdict"] == "VERIFIED"
 
 
@@ -77,7 +79,7 @@ def test_a_per_model_export_verifies_and_holds_only_the_models_subjects(story: d
     report = verify(bundle)
     assert report.ok, report.failures
     assert report.completeness == "subjects" and report.complete_subjects == len(manifest["scope"]["subjects"])
-    result = verify_subprocess(bundle)
+    result = verify_subprocess(bundle, "--trusted-key", current_verifier_key())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "complete for" in result.stdout and "verdict: VERIFIED" in result.stdout
 

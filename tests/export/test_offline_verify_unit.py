@@ -302,7 +302,8 @@ def test_verify_py_is_one_file_with_no_project_imports() -> None:
     imported = {line.split()[1].split(".")[0] for line in source.splitlines()
                 if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
     assert imported <= {"argparse", "base64", "binascii", "hashlib", "json", "math", "multiprocessing", "os",
-                        "struct", "sys", "threading", "zipfile", "zlib", "collections", "typing", "cryptography"}
+                        "re", "struct", "sys", "threading", "time", "zipfile", "zlib", "collections", "typing",
+                        "cryptography"}
     # and it runs on its own: usage errors exit 2, a missing file is reported
     result = subprocess.run([sys.executable, "-I", offline_verify.__file__, "/nonexistent.zip"],
                             capture_output=True, text=True, check=False)

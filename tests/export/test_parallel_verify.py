@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from audit import offline_verify
+from audit.signing import current_verifier_key
 from tests.export.conftest import Export, members, rezip
 
 pytestmark = pytest.mark.django_db
@@ -132,7 +133,8 @@ def test_the_command_line_takes_jobs(history: None, export: Export) -> None:
     bundle = export()
     out = {}
     for jobs in ("1", "2"):
-        result = subprocess.run([sys.executable, "-I", offline_verify.__file__, str(bundle), "--json", "--jobs", jobs],
+        result = subprocess.run([sys.executable, "-I", offline_verify.__file__, str(bundle), "--json", "--jobs", jobs,
+                                 "--trusted-key", current_verifier_key()],
                                 capture_output=True, text=True, check=False, timeout=120)
         assert result.returncode == 0, result.stderr
         out[jobs] = json.loads(result.stdout)

@@ -12,6 +12,7 @@ from audit import checkpoints, offline_verify
 from audit.canonical import body_bytes
 from audit.export import export_create, export_run, parse_scope
 from audit.models import Entry
+from audit.signing import current_verifier_key
 from governance.request_context import request_id_bound
 from tests.export.conftest import members, rezip, verify, verify_subprocess
 from tests.integration.helpers import fill, note
@@ -43,7 +44,7 @@ def test_a_bundle_with_and_without_request_ids_verifies(bundle: Path) -> None:
     report = verify(bundle)
     assert report.ok, report.failures
     assert report.entries == Entry.objects.count() - 1  # all but the export's own entry
-    result = verify_subprocess(bundle)
+    result = verify_subprocess(bundle, "--trusted-key", current_verifier_key())
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -100,13 +100,14 @@ def test_only_if_grown_skips_when_nothing_is_new() -> None:
     assert latest_checkpoint() == second
 
 
-def test_without_only_if_grown_a_checkpoint_is_always_signed() -> None:
+def test_an_unchanged_tree_is_never_signed_twice() -> None:
+    # Issue 14, section 3: re-signing an unchanged tree made identical-size duplicates.
     fill(1)
     a = checkpoint_create()
     b = checkpoint_create()
     assert a is not None and b is not None
-    assert (a.tree_size, a.root_hash) == (b.tree_size, b.root_hash)
-    assert Checkpoint.objects.count() == 2
+    assert a.pk == b.pk
+    assert Checkpoint.objects.count() == 1
 
 
 def test_checkpoint_command_prints_the_signed_note() -> None:

@@ -1,20 +1,32 @@
-"""Verify the whole ledger: entry hashes, chain, subject links, checkpoint roots and signatures."""
+"""Verify the whole ledger: entry hashes, chain, subject links, checkpoint roots, signatures and key
+lifetimes, and that it extends the anchors given (witnesses, checkpoints kept by a reader).
+
+Exit status (docs/verifying.md): 0 consistent AND anchored; 1 a failure; 3 consistent but not anchored
+(no witness or known checkpoint: the database is only shown consistent with itself).
+"""
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.models import LedgerHead
 from audit.note import NoteError
-from audit.verification import verify_ledger
+from audit.verification import Anchor, open_checkpoint, trusted_keys, verify_ledger
 from governance.logging_setup import progress_bar, progress_wanted
+
+EXIT_FAILED = 1
+EXIT_UNANCHORED = 3
 
 
 class Command(BaseCommand):
-    help = "Recompute and check the whole ledger. Exit 0 when intact, 1 when not (naming the first bad seq)."
+    help = (
+        "Recompute and check the whole ledger. Exit 0 when intact and anchored (a witness or a known checkpoint), "
+        "1 when not intact (naming the first bad seq), 3 when intact but nothing outside the database anchors it."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -22,8 +34,28 @@ class Command(BaseCommand):
             "--trusted-key",
             action="append",
             default=[],
-            metavar="VKEY",
-            help="an extra verifier key (name+id+key) to accept checkpoint signatures from; repeatable",
+            metavar="'VKEY[ from=N][ until=M]'",
+            help="an extra verifier key to accept checkpoint signatures from, with the tree sizes it may sign; "
+            "repeatable (added to the configured keys)",
+        )
+        parser.add_argument(
+            "--trusted-keys-file", action="append", default=[], metavar="FILE",
+            help="trusted-key lines, one per line ('#' comments); repeatable, added to the configured keys",
+        )
+        parser.add_argument(
+            "--known-checkpoint", action="append", default=[], metavar="FILE",
+            help="a signed checkpoint kept outside the database (from a witness, a regulator, an earlier export): "
+            "the ledger must extend it; repeatable",
+        )
+        parser.add_argument(
+            "--witnesses", action="store_true",
+            help="ask the configured witnesses (LEDGER_WITNESSES) for their latest cosigned checkpoint and require "
+            "the ledger to extend each",
+        )
+        parser.add_argument(
+            "--lenient", action="store_true",
+            help="forensic reading: a stored payload that is not exactly canonical, duplicate-free JSON is a "
+            "warning instead of a failure",
         )
         parser.add_argument("--quiet", action="store_true", help="no progress output")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a TTY)")
@@ -40,28 +72,72 @@ class Command(BaseCommand):
         if options["record"]:
             self._record(options["record"], as_json=as_json, show=show, total=total)
             return
-        with progress_bar(enabled=show, total=total, desc="verifying") as progress:
+        extra = list(options["trusted_key"])
+        for path in options["trusted_keys_file"]:
             try:
-                result = verify_ledger(extra_keys=options["trusted_key"], progress=progress)
-            except NoteError as exc:
-                raise CommandError(f"a trusted key is malformed: {exc}") from None
+                extra += Path(path).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CommandError(f"cannot read the trusted-keys file {path}: {exc}") from None
+        try:
+            keys = trusted_keys(extra)
+        except NoteError as exc:
+            raise CommandError(f"a trusted key is malformed: {exc}") from None
+        anchors, messages = self._anchors(options, keys)
+        with progress_bar(enabled=show, total=total, desc="verifying") as progress:
+            result = verify_ledger(progress=progress, anchors=anchors, lenient=options["lenient"], trusted=keys)
+        result.warnings[:0] = messages
         if as_json:
             self.stdout.write(json.dumps(result.as_dict(), sort_keys=True))
-        elif result.ok:
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"ledger intact: {result.entries:,} entries, {result.checkpoints:,} checkpoints verified, "
-                    f"root {result.root_hash} ({result.seconds:.2f}s)"
-                )
-            )
-        else:
+        elif not result.ok:
             self.stdout.write(
                 self.style.ERROR(
                     f"LEDGER NOT INTACT at seq {result.first_bad_seq}: {result.reason}: {result.detail}"
                 )
             )
+        else:
+            checked = (f"{result.entries:,} entries, {result.checkpoints:,} checkpoints verified, "
+                       f"root {result.root_hash} ({result.seconds:.2f}s)")
+            if result.anchored:
+                self.stdout.write(self.style.SUCCESS(f"ledger intact and anchored: {checked}"))
+                for anchor in result.anchors:
+                    self.stdout.write(f"  extends {anchor}")
+            else:
+                self.stdout.write(self.style.WARNING(
+                    f"ledger consistent with itself, NOT ANCHORED: {checked}. Nothing outside the database "
+                    "anchors it: someone able to write the database and holding a signing key could have rebuilt "
+                    "it consistently (or deleted checkpoints and the tail). Run with --witnesses or "
+                    "--known-checkpoint FILE."))
+        if not as_json:
+            for warning in result.warnings:
+                self.stdout.write(f"warning: {warning}")
         if not result.ok:
-            sys.exit(1)
+            sys.exit(EXIT_FAILED)
+        if not result.anchored:
+            sys.exit(EXIT_UNANCHORED)
+
+    def _anchors(self, options: dict[str, Any], keys: list[Any]) -> tuple[list[Anchor], list[str]]:
+        anchors: list[Anchor] = []
+        messages: list[str] = []
+        for path in options["known_checkpoint"]:
+            try:
+                note = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CommandError(f"cannot read the known checkpoint {path}: {exc}") from None
+            try:
+                anchors.append(open_checkpoint(note, keys, f"known checkpoint {path}"))
+            except NoteError as exc:
+                raise CommandError(f"the known checkpoint {path} does not verify: {exc}") from None
+        if options["witnesses"]:
+            try:
+                from audit.witnessing import witness_anchors  # type: ignore[import-not-found,unused-ignore]
+            except ImportError:
+                raise CommandError("--witnesses: this build has no witnessing (audit.witnessing)") from None
+            found, problems = witness_anchors()
+            anchors.extend(found)
+            messages.extend(problems)
+            if not found:
+                messages.append("no witness answered with a cosigned checkpoint: the witnesses anchor nothing")
+        return anchors, messages
 
     def _record(self, mode: str, *, as_json: bool, show: bool, total: int | None) -> None:
         from audit.integrity import verification_run

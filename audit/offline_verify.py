@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """verify.py: check an audit-ledger export bundle offline.
 
-    python verify.py BUNDLE.zip [--json] [--trusted-key VKEY ...] [--strict] [--jobs 1|2]
+    python verify.py BUNDLE.zip --trusted-keys-file KEYS [--witnesses-file W --quorum K]
+                     [--known-checkpoint FILE ...] [--json] [--lenient] [--jobs 1|2]
 
 Needs Python 3.9 or later and the ``cryptography`` package, nothing else: no
 network, no database, no code of the ledger. This one file is the whole
@@ -17,8 +18,13 @@ It checks
   ``SHA-256(0x00 || JCS(body))``), its inclusion proof leads to the root of
   ``checkpoint.txt`` (RFC 9162 section 2.1.3.2), consecutive ``seq`` are linked
   by ``prev_hash`` and entries of one subject by ``subject_prev``;
-* every checkpoint's signed note (Ed25519, C2SP signed-note) against the keys in
-  ``keys.txt`` or, better, keys you supply with ``--trusted-key``;
+* every checkpoint's signed note (Ed25519, C2SP signed-note) against the keys you
+  supply (``--trusted-key``, ``--trusted-keys-file``), each only for the tree sizes
+  it was valid for; without them against ``keys.txt``, which anchors nothing;
+* the witnesses' cosignatures on ``checkpoint.txt`` (``--witness-key``, ``--quorum``)
+  and that the history extends the checkpoints you kept (``--known-checkpoint``);
+* strict JSON: no duplicate member, every body exactly its RFC 8785 form
+  (``--lenient``: warnings);
 * the consistency proof between each checkpoint and the next (RFC 9162 section 2.1.4.2);
 * the export's own ledger entry (``ledger.exported``), which fixes the scope:
   the manifest's scope must be the one the ledger signed;
@@ -28,8 +34,10 @@ It checks
 A big bundle is checked in two processes when there are two CPUs (the inclusion
 proofs in the second; ``--jobs 1`` for one); the result is the same either way.
 
-It prints a summary and exits 0 only when everything verifies; otherwise 1 with
-a message naming each failure (2 when the bundle cannot be read at all).
+It prints a summary and exits 0 only when everything verifies against keys you
+supplied; 1 with a message naming each failure; 2 when the bundle (or an anchor
+file) cannot be read at all; 3 when everything is consistent but nothing outside
+the bundle anchors it (docs/verifying.md).
 """
 from __future__ import annotations
 

@@ -347,24 +347,40 @@ def is_exact_json_text(text: str) -> bool:
 
 _PLAIN = rb'"[^"\\\x00-\x1f]*"'  # a string with nothing to escape: its canonical form is itself
 _BODY_HEAD = re.compile(rb'\{"actor":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"event_type":' + _PLAIN)
+# The members after the payload in their canonical layout; the groups are what ``Entry`` keeps.
 _BODY_TAIL = re.compile(
-    rb',"prev_hash":"[0-9a-f]{64}"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,"seq":(?:0|[1-9][0-9]{0,15}),'
-    rb'"subject":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"subject_prev":(?:null|0|[1-9][0-9]{0,15}),'
-    rb'"timestamp":"[^"\\\x00-\x1f]{27}"\}')
+    rb',"prev_hash":"([0-9a-f]{64})"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,"seq":(0|[1-9][0-9]{0,15}),'
+    rb'"subject":\{"id":(' + _PLAIN + rb',"type":' + _PLAIN + rb'\}),"subject_prev":(null|0|[1-9][0-9]{0,15}),'
+    rb'"timestamp":"([^"\\\x00-\x1f]{27})"\}')
 
 
-def is_exact_body(raw: bytes) -> bool:
-    """The fast check of an entry body: exactly canonical strict JSON with the members of an entry.
+def fast_entry(raw: bytes, entry_hash: bytes, check: bool = True) -> Entry | None:
+    """The fields of an entry body whose members after the payload are in their exact canonical layout
+    (None if they are not: the caller parses the body). ``check``: also ``is_exact_rest``, so that
+    the whole body is shown exactly canonical strict JSON; without it the caller must have that
+    checked (the proof worker does, for every other body).
 
-    The members around the payload are matched by their canonical layout (strings with nothing
-    to escape, integers without leading zeros), the payload by ``is_exact_json``. False means
-    "not shown this way": ``exact_json_problem`` decides.
+    Only for bytes that hashed to the entry's hash. The same fields as ``fields_of_canonical``, by one
+    regular expression that also checks what the layout leaves open (hex, no leading zeros, strings
+    with nothing to escape).
     """
-    start = raw.find(b',"payload":')
     end = raw.rfind(b',"prev_hash":"')
-    if start < 0 or end < start + 13 or raw[start + 11 : start + 12] != b"{":
-        return False
-    if _BODY_HEAD.fullmatch(raw, 0, start) is None or _BODY_TAIL.fullmatch(raw, end) is None:
+    match = _BODY_TAIL.fullmatch(raw, end) if end > 0 else None
+    if match is None or (check and not is_exact_rest(raw, end)):
+        return None
+    prev_hash, seq, subject, subject_prev, timestamp = match.groups()
+    return Entry(int(seq), prev_hash, subject, None if subject_prev == b"null" else int(subject_prev), timestamp,
+                 entry_hash, raw)
+
+
+def is_exact_rest(raw: bytes, end: int | None = None) -> bool:
+    """Whether the body up to its members after the payload (at ``end``) is exactly canonical strict JSON:
+    the actor and event type in their layout, the payload by ``is_exact_json``, valid UTF-8 throughout.
+    False means "not shown this way": ``exact_json_problem`` decides."""
+    if end is None:
+        end = raw.rfind(b',"prev_hash":"')
+    start = raw.find(b',"payload":')
+    if start < 0 or end < start + 13 or raw[start + 11] != 0x7B or _BODY_HEAD.fullmatch(raw, 0, start) is None:
         return False
     if not raw.isascii():
         try:
@@ -372,6 +388,12 @@ def is_exact_body(raw: bytes) -> bool:
         except UnicodeDecodeError:
             return False
     return is_exact_json(raw[start + 11 : end])
+
+
+def is_exact_body(raw: bytes) -> bool:
+    """The fast check of a whole entry body: exactly canonical strict JSON with the members of an entry."""
+    end = raw.rfind(b',"prev_hash":"')
+    return end > 0 and _BODY_TAIL.fullmatch(raw, end) is not None and is_exact_rest(raw, end)
 
 
 def json_check(raw: bytes, where: str = "") -> str | None:
@@ -1680,8 +1702,8 @@ class BundleVerifier:
             raw = line[8:-81]
             leaf = hashlib.sha256(b"\x00" + raw).digest()
             entry_hash = binascii.hexlify(leaf)
-            if entry_hash == line[-66:-2] and is_exact_body(raw):
-                fast = fields_of_canonical(raw, entry_hash)
+            if entry_hash == line[-66:-2]:
+                fast = fast_entry(raw, entry_hash)
                 if fast is not None:
                     return fast, leaf
         try:
@@ -1792,7 +1814,7 @@ class BundleVerifier:
         count = 0
         is_ledger, is_subjects = kind == "ledger", kind == "subjects"
         check_time = kind == "none" and bool(since or until)
-        sha256, hexlify, fast_fields, exact_json = hashlib.sha256, binascii.hexlify, fields_of_canonical, is_exact_body
+        sha256, hexlify, fast_fields = hashlib.sha256, binascii.hexlify, fast_entry
         fast_path = not self.strict
         # With a proof worker (``_ProofWorker``) this process reads no proof: it sends the worker each
         # entry line's (seq, leaf hash), or that the line had none, and the worker pairs them with the
@@ -1816,14 +1838,11 @@ class BundleVerifier:
                 leaf = sha256(b"\x00" + raw).digest()
                 entry_hash = hexlify(leaf)
                 if entry_hash == line[-66:-2]:
-                    entry = fast_fields(raw, entry_hash)
-                    if entry is not None:
-                        # With a proof worker, it checks every other body: the two processes share the work.
-                        if check_proofs or n & 1:
-                            if not exact_json(raw):
-                                entry = None
-                        else:
-                            body_raw = raw
+                    # With a proof worker, it checks every other body: the two processes share the work.
+                    here = check_proofs or n & 1 == 1
+                    entry = fast_fields(raw, entry_hash, here)
+                    if entry is not None and not here:
+                        body_raw = raw
             if entry is None:
                 parsed = entry_line(line)
                 if isinstance(parsed[0], str):
@@ -2136,7 +2155,7 @@ class _ProofChecker(BundleVerifier):
             inclusion = InclusionChecker(size, root)
             checker, check_line = inclusion.check, inclusion.check_line
             proofs = _File(self, "proofs.jsonl").lines()
-            unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_body
+            unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_rest
             while batch := leaves.recv_bytes():
                 pos, end = 0, len(batch)
                 while pos < end:

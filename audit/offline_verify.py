@@ -309,8 +309,17 @@ def _safe_int(text: str) -> Any:
     return value if -_INT_LIMIT <= value <= _INT_LIMIT and text != "-0" else _Unusual(text)
 
 
+def _plain_float(text: str) -> Any:
+    """A float literal the encoder writes back as the same text only when that text is its ECMAScript form:
+    ``repr`` and ECMAScript agree on the digits, and on the layout outside exponent forms and "x.0"."""
+    value = float(text)
+    if "e" in text or "E" in text or text.endswith(".0") or repr(value) != text:
+        return _Unusual(text)
+    return value
+
+
 _fast_scan: Any = json.scanner.make_scanner(
-    json.JSONDecoder(parse_float=_Unusual, parse_int=_safe_int, parse_constant=_Unusual))  # type: ignore[arg-type]
+    json.JSONDecoder(parse_float=_plain_float, parse_int=_safe_int, parse_constant=_Unusual))  # type: ignore[arg-type]
 _fast_encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
     None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False
 ) if json.encoder.c_make_encoder is not None else None  # type: ignore[attr-defined]

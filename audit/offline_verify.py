@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """verify.py: check an audit-ledger export bundle offline.
 
-    python verify.py BUNDLE.zip [--json] [--trusted-key VKEY ...] [--strict] [--jobs 1|2]
+    python verify.py BUNDLE.zip --trusted-keys-file KEYS [--witnesses-file W --quorum K]
+                     [--known-checkpoint FILE ...] [--json] [--lenient] [--jobs 1|2]
 
 Needs Python 3.9 or later and the ``cryptography`` package, nothing else: no
 network, no database, no code of the ledger. This one file is the whole
@@ -17,8 +18,13 @@ It checks
   ``SHA-256(0x00 || JCS(body))``), its inclusion proof leads to the root of
   ``checkpoint.txt`` (RFC 9162 section 2.1.3.2), consecutive ``seq`` are linked
   by ``prev_hash`` and entries of one subject by ``subject_prev``;
-* every checkpoint's signed note (Ed25519, C2SP signed-note) against the keys in
-  ``keys.txt`` or, better, keys you supply with ``--trusted-key``;
+* every checkpoint's signed note (Ed25519, C2SP signed-note) against the keys you
+  supply (``--trusted-key``, ``--trusted-keys-file``), each only for the tree sizes
+  it was valid for; without them against ``keys.txt``, which anchors nothing;
+* the witnesses' cosignatures on ``checkpoint.txt`` (``--witness-key``, ``--quorum``)
+  and that the history extends the checkpoints you kept (``--known-checkpoint``);
+* strict JSON: no duplicate member, every body exactly its RFC 8785 form
+  (``--lenient``: warnings);
 * the consistency proof between each checkpoint and the next (RFC 9162 section 2.1.4.2);
 * the export's own ledger entry (``ledger.exported``), which fixes the scope:
   the manifest's scope must be the one the ledger signed;
@@ -28,8 +34,10 @@ It checks
 A big bundle is checked in two processes when there are two CPUs (the inclusion
 proofs in the second; ``--jobs 1`` for one); the result is the same either way.
 
-It prints a summary and exits 0 only when everything verifies; otherwise 1 with
-a message naming each failure (2 when the bundle cannot be read at all).
+It prints a summary and exits 0 only when everything verifies against keys you
+supplied; 1 with a message naming each failure; 2 when the bundle (or an anchor
+file) cannot be read at all; 3 when everything is consistent but nothing outside
+the bundle anchors it (docs/verifying.md).
 """
 from __future__ import annotations
 
@@ -301,8 +309,17 @@ def _safe_int(text: str) -> Any:
     return value if -_INT_LIMIT <= value <= _INT_LIMIT and text != "-0" else _Unusual(text)
 
 
+def _plain_float(text: str) -> Any:
+    """A float literal the encoder writes back as the same text only when that text is its ECMAScript form:
+    ``repr`` and ECMAScript agree on the digits, and on the layout outside exponent forms and "x.0"."""
+    value = float(text)
+    if "e" in text or "E" in text or text.endswith(".0") or repr(value) != text:
+        return _Unusual(text)
+    return value
+
+
 _fast_scan: Any = json.scanner.make_scanner(
-    json.JSONDecoder(parse_float=_Unusual, parse_int=_safe_int, parse_constant=_Unusual))  # type: ignore[arg-type]
+    json.JSONDecoder(parse_float=_plain_float, parse_int=_safe_int, parse_constant=_Unusual))  # type: ignore[arg-type]
 _fast_encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
     None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False
 ) if json.encoder.c_make_encoder is not None else None  # type: ignore[attr-defined]
@@ -339,24 +356,40 @@ def is_exact_json_text(text: str) -> bool:
 
 _PLAIN = rb'"[^"\\\x00-\x1f]*"'  # a string with nothing to escape: its canonical form is itself
 _BODY_HEAD = re.compile(rb'\{"actor":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"event_type":' + _PLAIN)
+# The members after the payload in their canonical layout; the groups are what ``Entry`` keeps.
 _BODY_TAIL = re.compile(
-    rb',"prev_hash":"[0-9a-f]{64}"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,"seq":(?:0|[1-9][0-9]{0,15}),'
-    rb'"subject":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"subject_prev":(?:null|0|[1-9][0-9]{0,15}),'
-    rb'"timestamp":"[^"\\\x00-\x1f]{27}"\}')
+    rb',"prev_hash":"([0-9a-f]{64})"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,"seq":(0|[1-9][0-9]{0,15}),'
+    rb'"subject":\{"id":(' + _PLAIN + rb',"type":' + _PLAIN + rb'\}),"subject_prev":(null|0|[1-9][0-9]{0,15}),'
+    rb'"timestamp":"([^"\\\x00-\x1f]{27})"\}')
 
 
-def is_exact_body(raw: bytes) -> bool:
-    """The fast check of an entry body: exactly canonical strict JSON with the members of an entry.
+def fast_entry(raw: bytes, entry_hash: bytes, check: bool = True) -> Entry | None:
+    """The fields of an entry body whose members after the payload are in their exact canonical layout
+    (None if they are not: the caller parses the body). ``check``: also ``is_exact_rest``, so that
+    the whole body is shown exactly canonical strict JSON; without it the caller must have that
+    checked (the proof worker does, for every other body).
 
-    The members around the payload are matched by their canonical layout (strings with nothing
-    to escape, integers without leading zeros), the payload by ``is_exact_json``. False means
-    "not shown this way": ``exact_json_problem`` decides.
+    Only for bytes that hashed to the entry's hash. The same fields as ``fields_of_canonical``, by one
+    regular expression that also checks what the layout leaves open (hex, no leading zeros, strings
+    with nothing to escape).
     """
-    start = raw.find(b',"payload":')
     end = raw.rfind(b',"prev_hash":"')
-    if start < 0 or end < start + 13 or raw[start + 11 : start + 12] != b"{":
-        return False
-    if _BODY_HEAD.fullmatch(raw, 0, start) is None or _BODY_TAIL.fullmatch(raw, end) is None:
+    match = _BODY_TAIL.fullmatch(raw, end) if end > 0 else None
+    if match is None or (check and not is_exact_rest(raw, end)):
+        return None
+    prev_hash, seq, subject, subject_prev, timestamp = match.groups()
+    return Entry(int(seq), prev_hash, subject, None if subject_prev == b"null" else int(subject_prev), timestamp,
+                 entry_hash, raw)
+
+
+def is_exact_rest(raw: bytes, end: int | None = None) -> bool:
+    """Whether the body up to its members after the payload (at ``end``) is exactly canonical strict JSON:
+    the actor and event type in their layout, the payload by ``is_exact_json``, valid UTF-8 throughout.
+    False means "not shown this way": ``exact_json_problem`` decides."""
+    if end is None:
+        end = raw.rfind(b',"prev_hash":"')
+    start = raw.find(b',"payload":')
+    if start < 0 or end < start + 13 or raw[start + 11] != 0x7B or _BODY_HEAD.fullmatch(raw, 0, start) is None:
         return False
     if not raw.isascii():
         try:
@@ -364,6 +397,12 @@ def is_exact_body(raw: bytes) -> bool:
         except UnicodeDecodeError:
             return False
     return is_exact_json(raw[start + 11 : end])
+
+
+def is_exact_body(raw: bytes) -> bool:
+    """The fast check of a whole entry body: exactly canonical strict JSON with the members of an entry."""
+    end = raw.rfind(b',"prev_hash":"')
+    return end > 0 and _BODY_TAIL.fullmatch(raw, end) is not None and is_exact_rest(raw, end)
 
 
 def json_check(raw: bytes, where: str = "") -> str | None:
@@ -1672,8 +1711,8 @@ class BundleVerifier:
             raw = line[8:-81]
             leaf = hashlib.sha256(b"\x00" + raw).digest()
             entry_hash = binascii.hexlify(leaf)
-            if entry_hash == line[-66:-2] and is_exact_body(raw):
-                fast = fields_of_canonical(raw, entry_hash)
+            if entry_hash == line[-66:-2]:
+                fast = fast_entry(raw, entry_hash)
                 if fast is not None:
                     return fast, leaf
         try:
@@ -1784,7 +1823,7 @@ class BundleVerifier:
         count = 0
         is_ledger, is_subjects = kind == "ledger", kind == "subjects"
         check_time = kind == "none" and bool(since or until)
-        sha256, hexlify, fast_fields, exact_json = hashlib.sha256, binascii.hexlify, fields_of_canonical, is_exact_body
+        sha256, hexlify, fast_fields = hashlib.sha256, binascii.hexlify, fast_entry
         fast_path = not self.strict
         # With a proof worker (``_ProofWorker``) this process reads no proof: it sends the worker each
         # entry line's (seq, leaf hash), or that the line had none, and the worker pairs them with the
@@ -1808,14 +1847,11 @@ class BundleVerifier:
                 leaf = sha256(b"\x00" + raw).digest()
                 entry_hash = hexlify(leaf)
                 if entry_hash == line[-66:-2]:
-                    entry = fast_fields(raw, entry_hash)
-                    if entry is not None:
-                        # With a proof worker, it checks every other body: the two processes share the work.
-                        if check_proofs or n & 1:
-                            if not exact_json(raw):
-                                entry = None
-                        else:
-                            body_raw = raw
+                    # With a proof worker, it checks every other body: the two processes share the work.
+                    here = check_proofs or n & 1 == 1
+                    entry = fast_fields(raw, entry_hash, here)
+                    if entry is not None and not here:
+                        body_raw = raw
             if entry is None:
                 parsed = entry_line(line)
                 if isinstance(parsed[0], str):
@@ -2128,7 +2164,7 @@ class _ProofChecker(BundleVerifier):
             inclusion = InclusionChecker(size, root)
             checker, check_line = inclusion.check, inclusion.check_line
             proofs = _File(self, "proofs.jsonl").lines()
-            unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_body
+            unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_rest
             while batch := leaves.recv_bytes():
                 pos, end = 0, len(batch)
                 while pos < end:

@@ -88,12 +88,18 @@ def test_the_fast_check_agrees_with_the_exact_one() -> None:
         b'{"b":1,"a":2}', b'{"a":1,"a":1}', b'{"a" :1}', b'{"a":"\\u00e9"}', b'{"a":"\\u001f"}', b'{"a":-0}',
         b'{"a":"\\/"}', b'{"a":NaN}', b'{"a":9007199254740992}', b'{"a":9007199254740991}', b'[1,2]', b'{}',
         '{"\ue000":1,"\U0001f600":2}'.encode(), '{"\U0001f600":2,"\ue000":1}'.encode(),
+        b'{"a":0.93}', b'{"a":0.930}', b'{"a":-0.0412}', b'{"a":1e-7}', b'{"a":1e-07}', b'{"a":0.0001}',
+        b'{"a":0.00001}', b'{"a":123456789.125}', b'{"a":1.0}', b'{"a":-0.0}', b'{"a":1E+21}', b'{"a":1.5e300}',
+        b'{"a":100000000000000000000}', b'{"a":0.1,"b":[2.5,{"c":3.75}]}',
     ]
     for sample in samples:
         exact = offline_verify.exact_json_problem(sample) is None
         assert offline_verify.json_check(sample) is None if exact else offline_verify.json_check(sample), sample
         if offline_verify.is_exact_json(sample):
             assert exact, sample  # the fast check never accepts what the exact one refuses
+    # and it takes the usual canonical numbers itself (so that metrics do not all go the slow way)
+    for sample in (b'{"a":0.93}', b'{"a":-0.0412}', b'{"a":0.1,"b":[2.5,{"c":3.75}]}', b'{"a":123456789.125}'):
+        assert offline_verify.is_exact_json(sample), sample
 
 
 def test_a_boundary_or_export_entry_with_a_duplicate_member_is_malformed_json(

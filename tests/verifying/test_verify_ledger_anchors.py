@@ -191,3 +191,32 @@ def test_open_checkpoint_refuses_a_retired_key(rotated: tuple[Ed25519PrivateKey,
     with pytest.raises(ValueError, match="retired"):
         open_checkpoint(note, keys)
     assert open_checkpoint(attacker_note(10, old), keys).size == 10
+
+
+def test_witnesses_flag_uses_each_witness_latest_checkpoint_as_an_anchor(
+        kept: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: the interface of audit.witnessing (H2): the witnesses' latest cosigned checkpoints and problems
+    import sys
+    import types
+
+    size = Checkpoint.objects.get().tree_size
+    answers: list[Anchor] = [Anchor(size=size, root=tree_root(size), source="witness w1")]
+    fake = types.ModuleType("audit.witnessing")
+    fake.witness_anchors = lambda: (list(answers), ["witness w2: connection refused"])  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "audit.witnessing", fake)
+
+    # an honest ledger extends what the witness saw
+    code, out = run("--witnesses")
+    assert code == 0 and "extends witness w1" in out and "warning: witness w2: connection refused" in out
+
+    # after the checkpoints and the tail are deleted, the witness's checkpoint catches it
+    tamper("DELETE FROM audit_checkpoint")
+    tamper("DELETE FROM audit_entry WHERE seq >= 8")
+    code, out = run("--json", "--witnesses")
+    assert code == 1 and json.loads(out)["reason"] == "truncated"
+
+    # no witness answered: nothing anchors it (exit 3), and it says so
+    answers.clear()
+    tamper("DELETE FROM audit_entry")
+    code, out = run("--witnesses")
+    assert code == 3 and "the witnesses anchor nothing" in out

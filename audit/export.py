@@ -52,6 +52,7 @@ from audit.ledger import Actor, Subject, fetch_nodes, integrate, record
 from audit.merkle import fold, inclusion_ranges, range_nodes, verify_inclusion
 from audit.models import Checkpoint, Entry, ExportJob, LedgerHead, SigningKey
 from audit.note import NoteError, Verifier, open_note
+from audit.witnessing import configured_witnesses, published_note
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
@@ -918,16 +919,8 @@ def _earlier_checkpoints(head: Checkpoint, low: int, known: int | None = None) -
 
 
 def _published(checkpoint: Checkpoint) -> str:
-    """The checkpoint as published: its signed note with the witnesses' cosignature lines (I3).
-
-    TODO(lead, at merge of h-log): call audit.witnessing.published_note directly and drop the fallback.
-    """
-    try:
-        from audit.witnessing import published_note  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return checkpoint.note
-    note: str = published_note(checkpoint)
-    return note
+    """The checkpoint as published: its signed note with the witnesses' cosignature lines."""
+    return published_note(checkpoint)
 
 
 # --- trust anchors: what a recipient passes to verify.py ------------------------------------------------------
@@ -950,13 +943,11 @@ def trusted_key_lines() -> list[str]:
 
 
 def witness_anchors() -> tuple[list[str], int | None]:
-    """The configured witnesses' cosigner verifier keys and the quorum (settings of I3; none before h-log)."""
-    witnesses = list(getattr(settings, "LEDGER_WITNESSES", None) or [])
-    vkeys = [str(w["verifier_key"]) for w in witnesses if isinstance(w, dict) and w.get("verifier_key")]
+    """The configured witnesses' cosigner verifier keys and the quorum a recipient should require."""
+    vkeys = [w.verifier_key for w in configured_witnesses()]
     if not vkeys:
         return [], None
-    quorum = getattr(settings, "LEDGER_WITNESS_QUORUM", None)
-    return vkeys, int(quorum) if quorum else len(vkeys)
+    return vkeys, int(settings.LEDGER_WITNESS_QUORUM)
 
 
 def _quoted(value: str) -> str:

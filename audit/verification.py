@@ -26,7 +26,7 @@ from audit.canonical import ZERO_HASH, body_bytes, leaf_hash
 from audit.merkle import CompactRange
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
-from audit.signing import current_verifier_key
+from audit.signing import current_verifier_key, key_lifetimes
 
 CHUNK = 5000
 SUBJECT_CACHE = 200_000
@@ -218,7 +218,8 @@ def _file_keys() -> list[str]:
 
 
 def trusted_verifiers(extra: list[str] | None = None) -> list[Verifier]:
-    keys = [current_verifier_key(), *settings.LEDGER_TRUSTED_KEYS, *_file_keys(), *(extra or [])]
+    # Lines may carry lifetimes (``from=``/``until=``) since h-keys; H3 enforces them, this only lists the keys.
+    keys = [current_verifier_key(), *(k.verifier_key for k in key_lifetimes()), *(extra or [])]
     return [Verifier.parse(k) for k in dict.fromkeys(keys)]
 
 

@@ -159,7 +159,7 @@ def current_verifier_key() -> str:
 
 # --- key lifetimes -------------------------------------------------------------------------------------------------
 
-_BOUND = re.compile(r"(from|until)=(0|[1-9][0-9]*)")
+_BOUND = re.compile(r"(from|until)=([0-9]+)")
 
 
 # TODO: use offline_verify.parse_trusted_key_line after h-verify merges (same grammar, interfaces.md I4).

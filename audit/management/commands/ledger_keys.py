@@ -73,7 +73,7 @@ class Command(BaseCommand):
             current = current_verifier_key()
         except ValueError as exc:  # NoteError: a malformed or contradicting trusted-key line
             raise CommandError(f"the key configuration is malformed: {exc}") from None
-        keys = []
+        keys: list[dict[str, Any]] = []
         for lifetime in lifetimes:
             verifier = Verifier.parse(lifetime.verifier_key)
             first, last = _range(lifetime)

@@ -96,25 +96,27 @@ class _CurrentKey:
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
 
-    def _identity(self, path: Path) -> Identity:
+    def load(self) -> _Loaded:
+        # The hot path (nothing changed) is one stat and a tuple comparison: no Path objects, no second stat.
+        name, path = settings.LEDGER_ORIGIN, settings.LEDGER_SIGNING_KEY
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            raise ImproperlyConfigured(f"LEDGER_SIGNING_KEY: no key file at {path}") from None
-        return (key_name(), str(path), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-
-    def load(self) -> _Loaded:
-        path = Path(settings.LEDGER_SIGNING_KEY)
-        dev = settings.LEDGER_SIGNING_KEY_IS_DEV
-        if dev and not path.exists():
+            if not settings.LEDGER_SIGNING_KEY_IS_DEV:
+                raise ImproperlyConfigured(f"LEDGER_SIGNING_KEY: no key file at {path}") from None
             try:
-                generate_key_file(path)
+                generate_key_file(Path(path))
             except FileExistsError:  # another process generated it first
                 pass
-        identity = self._identity(path)
+            st = os.stat(path)
+        identity = (str(name), str(path), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
         loaded = self._loaded
         if loaded is not None and loaded.identity == identity:
             return loaded
+        return self._reload(Path(path), identity)
+
+    def _reload(self, path: Path, identity: Identity) -> _Loaded:
+        dev = settings.LEDGER_SIGNING_KEY_IS_DEV
         with self._lock:
             key = load_key_file(path)
             loaded = _Loaded(identity, key, verifier_key(key_name(), public_bytes(key.public_key())))
@@ -290,13 +292,13 @@ _lifetime_cache: dict[tuple[object, ...], KeyLifetime | None] = {}
 
 
 def _lifetime_of(vkey: str) -> KeyLifetime | None:
-    path = trusted_keys_file()
+    path = os.path.join(settings.VAR_DIR, TRUSTED_KEYS_FILENAME)
     try:
         st = os.stat(path)
         file_identity: tuple[int, ...] = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
     except FileNotFoundError:
         file_identity = ()
-    cache_key = (vkey, str(path), file_identity, tuple(settings.LEDGER_TRUSTED_KEYS))
+    cache_key = (vkey, path, file_identity, tuple(settings.LEDGER_TRUSTED_KEYS))
     if cache_key not in _lifetime_cache:
         found = [k for k in key_lifetimes() if k.verifier_key == vkey]
         _lifetime_cache.clear()

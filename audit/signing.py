@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,41 +160,36 @@ def current_verifier_key() -> str:
 
 # --- key lifetimes -------------------------------------------------------------------------------------------------
 
-_BOUND = re.compile(r"(from|until)=([0-9]+)")
-
-
-# TODO: use offline_verify.parse_trusted_key_line after h-verify merges (same grammar, interfaces.md I4).
+# TODO: use offline_verify.parse_trusted_key_line after h-verify merges (same grammar and messages, I4).
 def _parse_trusted_key_line(line: str) -> tuple[str, int, int | None] | None:
     """``<vkey> [from=<N>] [until=<M>]`` → (vkey, N or 0, M or None); None for a blank or ``#`` comment line.
 
-    Raises ValueError (with the line's problem) when malformed: a bad verifier key,
-    an unknown or repeated bound, bounds out of order, or from > until.
+    Raises ValueError (with the line's problem) when malformed: a bad verifier key, an
+    unknown or repeated option, a bound that is not a decimal number, or until < from.
     """
     text = line.strip()
     if not text or text.startswith("#"):
         return None
-    vkey, *bounds = text.split()
+    vkey, *options = text.split()
+    start: int | None = None
+    until: int | None = None
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or name not in ("from", "until") or not (value.isascii() and value.isdigit()):
+            raise ValueError(f"{option!r} in trusted-key line {text!r}: expected from=N or until=M")
+        if (start if name == "from" else until) is not None:
+            raise ValueError(f"{name}= appears twice in trusted-key line {text!r}")
+        if name == "from":
+            start = int(value)
+        else:
+            until = int(value)
     try:
         Verifier.parse(vkey)
     except NoteError as exc:
         raise ValueError(str(exc)) from None
-    valid_from, valid_until = 0, None
-    seen: list[str] = []
-    for token in bounds:
-        match = _BOUND.fullmatch(token)
-        if match is None:
-            raise ValueError(f"trusted key {vkey}: {token!r} is not from=<N> or until=<M>")
-        name, value = match.group(1), int(match.group(2))
-        if name in seen or (name == "from" and seen):
-            raise ValueError(f"trusted key {vkey}: expected at most one from= then at most one until=")
-        seen.append(name)
-        if name == "from":
-            valid_from = value
-        else:
-            valid_until = value
-    if valid_until is not None and valid_from > valid_until:
-        raise ValueError(f"trusted key {vkey}: from={valid_from} is after until={valid_until}")
-    return vkey, valid_from, valid_until
+    if start is not None and until is not None and until < start:
+        raise ValueError(f"trusted-key line {text!r}: until={until} is before from={start}")
+    return vkey, start or 0, until
 
 
 @dataclass(frozen=True)

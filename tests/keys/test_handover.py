@@ -121,7 +121,7 @@ def test_a_malformed_trusted_keys_file_stops_the_command_before_anything_is_writ
     fill(2)
     trusted_keys_file().write_text("not a key\n")
     before = written()
-    with pytest.raises(CommandError, match=r"line 1: malformed verifier key"):
+    with pytest.raises(CommandError, match=r"ledger-trusted-keys.txt, line 1: "):
         call_command("rotate_signing_key", "--reason", "r", stdout=StringIO())
     assert written() == before and trusted_keys_file().read_text() == "not a key\n"
 

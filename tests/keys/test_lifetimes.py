@@ -33,19 +33,22 @@ def test_trusted_key_lines_of_every_form_parse() -> None:
     assert _parse_trusted_key_line(f"  {v}  from=7 ") == (v, 7, None)
     assert _parse_trusted_key_line(f"{v} until=9") == (v, 0, 9)
     assert _parse_trusted_key_line(f"{v} from=3 until=3") == (v, 3, 3)
+    assert _parse_trusted_key_line(f"{v} until=9 from=2") == (v, 2, 9)  # either order
     assert _parse_trusted_key_line("") is None
     assert _parse_trusted_key_line("   # a comment with from=1") is None
 
 
 @pytest.mark.parametrize("suffix, message", [
-    ("from=-1", "is not from=<N> or until=<M>"),
-    ("from=x", "is not from=<N> or until=<M>"),
-    ("since=4", "is not from=<N> or until=<M>"),
-    ("from=1 from=2", "at most one from= then at most one until="),
-    ("until=9 from=1", "at most one from= then at most one until="),
-    ("until=1 until=2", "at most one from= then at most one until="),
-    ("from=5 until=4", "from=5 is after until=4"),
-    ("# trailing comment", "is not from=<N> or until=<M>"),
+    ("from=-1", "expected from=N or until=M"),
+    ("from=x", "expected from=N or until=M"),
+    ("from=\u0661", "expected from=N or until=M"),  # a non-ASCII digit
+    ("since=4", "expected from=N or until=M"),
+    ("from", "expected from=N or until=M"),
+    ("from=1 from=2", "from= appears twice"),
+    ("until=1 until=2", "until= appears twice"),
+    ("from=5 until=4", "until=4 is before from=5"),
+    ("until=4 from=5", "until=4 is before from=5"),
+    ("# trailing comment", "expected from=N or until=M"),
 ])
 def test_malformed_trusted_key_lines_are_refused_with_the_problem(suffix: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):

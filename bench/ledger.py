@@ -21,7 +21,6 @@ import platform
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -301,9 +300,6 @@ def fig1_single_writer(args: argparse.Namespace) -> None:
     from audit.ledger import _PENDING_INSERT
 
     log("1. single writer, one entry per transaction")
-    sync_ms = fdatasync_ms()
-    log(f"    fdatasync of a 512-byte write in {tempfile.gettempdir()}: median {sync_ms:.3f} ms (a commit waits for "
-        "one; when it dominates, every side converges and the ratios say little about the code)")
     blocks, per_block = (10, 50) if args.quick else (40, 50)
     raw = raw_connection()
     counter = NUMBERS[1]  # continues across re-runs: a repeated key would measure the replay path
@@ -391,7 +387,6 @@ def fig1_single_writer(args: argparse.Namespace) -> None:
     extra = {
         "n_per_side": len(led), "ledger_ms": ms(led), "django_same_insert_ms": ms(dj), "plain_ms": ms(base),
         "django_sql_ms": ms(dj_plain), "ratio_of_means": mean_ratio, "statement": same_insert,
-        "fdatasync_ms": sync_ms,
     }
     add(Figure(
         "1", "single writer, 1 entry/tx",
@@ -419,23 +414,6 @@ def fig1_single_writer(args: argparse.Namespace) -> None:
     log(f"    mean-based ratio {mean_ratio:.3f}x; the Django floor alone is {base_m / dj_m:.3f}x of plain psycopg "
         f"(without RETURNING {base_m / djp_m:.3f}x)")
     signing_key_cost()
-
-
-def fdatasync_ms(samples: int = 100) -> float:
-    """Median latency of fdatasync after a small write in the temp directory (the disk a local PostgreSQL commits to,
-    as a rule): a commit costs at least one, so it bounds how far apart any two single-writer figures can be."""
-    fd, name = tempfile.mkstemp(prefix="bench-fsync-")
-    times = []
-    try:
-        for _ in range(samples):
-            os.write(fd, b"x" * 512)
-            t0 = perf()
-            os.fdatasync(fd)
-            times.append(perf() - t0)
-    finally:
-        os.close(fd)
-        os.unlink(name)
-    return statistics.median(times) * 1000
 
 
 def signing_key_cost() -> None:

@@ -99,3 +99,26 @@ def test_malformed_key_configuration_is_a_clear_error() -> None:
     trusted_keys_file().write_text("garbage\n")
     with pytest.raises(CommandError, match=r"the key configuration is malformed: .*line 1"):
         ledger_keys()
+
+
+def test_a_handover_the_configuration_does_not_reflect_is_flagged_not_trusted() -> None:
+    """A redeployment lost the trusted-keys file: the ledger's handover entry is shown as a warning, and the keys
+    printed are still only the configured ones (the database is never a source of trust)."""
+    fill(2)
+    old = current_verifier_key()
+    handover, _ = rotate_and_install(new_key=Ed25519PrivateKey.generate(), actor=SYSTEM, reason="r")
+    from audit import ledger
+
+    ledger.integrate()
+    assert "WARNING" not in ledger_keys()
+    trusted_keys_file().unlink()
+
+    err = StringIO()
+    out = StringIO()
+    call_command("ledger_keys", stdout=out, stderr=err)
+
+    assert f"handover at tree size {handover.tree_size}" in err.getvalue()
+    assert f"# WARNING: the ledger records a key handover at tree size {handover.tree_size}" in out.getvalue()
+    assert [p[0] for p in map(_parse_trusted_key_line, out.getvalue().splitlines()) if p] == [current_verifier_key()]
+    assert old not in [ln for ln in out.getvalue().splitlines() if not ln.startswith("#")]
+    assert json.loads(ledger_keys("--json"))["warnings"]

@@ -15,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.canonical import format_timestamp
-from audit.models import Checkpoint
+from audit.models import Checkpoint, Entry
 from audit.note import NoteError, Verifier, open_note
 from audit.signing import KeyLifetime, current_verifier_key, key_lifetimes, key_name
 
@@ -37,6 +37,25 @@ def _range(lifetime: KeyLifetime) -> tuple[Checkpoint | None, Checkpoint | None]
     if lifetime.valid_until is not None:
         qs = qs.filter(tree_size__lte=lifetime.valid_until)
     return qs.order_by("tree_size", "id").first(), qs.order_by("-tree_size", "-id").first()
+
+
+def _handover_warnings(lifetimes: list[KeyLifetime]) -> list[str]:
+    """Handovers the ledger records that configuration does not reflect (e.g. a trusted-keys file lost in a
+    redeployment): information for the operator; configuration stays the only source of trust."""
+    bounds = {k.verifier_key: k for k in lifetimes}
+    out = []
+    for payload in Entry.objects.filter(event_type="ledger.signing_key_handover").order_by("seq").values_list(
+        "payload_json", flat=True
+    ):
+        handover = json.loads(payload)
+        size, old, new = handover.get("tree_size"), handover.get("old_verifier_key"), handover.get("new_verifier_key")
+        old_ok = old in bounds and bounds[old].valid_until == size
+        new_ok = new in bounds and bounds[new].valid_from == size
+        if not (old_ok and new_ok):
+            out.append(f"the ledger records a key handover at tree size {size} ({old} until={size}, {new} "
+                       f"from={size}) that the key configuration does not reflect: restore the trusted-keys file "
+                       "(or LEDGER_TRUSTED_KEYS) before trusting this list")
+    return out
 
 
 def _describe(entry: dict[str, Any]) -> str:
@@ -86,11 +105,16 @@ class Command(BaseCommand):
                 "first_checkpoint": _checkpoint(first, verifier),
                 "last_checkpoint": _checkpoint(last, verifier),
             })
+        warnings = _handover_warnings(lifetimes)
         if options["json"]:
-            self.stdout.write(json.dumps({"origin": key_name(), "current": current, "keys": keys}, indent=2))
+            self.stdout.write(json.dumps({"origin": key_name(), "current": current, "keys": keys,
+                                          "warnings": warnings}, indent=2))
             return
         self.stdout.write(f"# Checkpoint verifier keys of {key_name()} and the tree sizes each may sign.")
         self.stdout.write("# Save this output and pass it to verify.py / verify_ledger with --trusted-keys-file.")
+        for warning in warnings:
+            self.stderr.write(f"WARNING: {warning}")
+            self.stdout.write(f"# WARNING: {warning}")
         for entry in keys:
             self.stdout.write(_describe(entry))
             self.stdout.write(entry["line"])

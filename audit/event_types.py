@@ -311,6 +311,11 @@ _r(EventType("privacy.kek_rotated", "Data subject keys were re-wrapped under a n
              {"from_kek_id": S(), "to_kek_id": S(), "rewrapped": Field("int"), "live_keys": Field("int")}))
 _r(EventType("ledger.exported", "The ledger was exported (who, format, scope).", {"export_id": Field("int"), "format": S(), "scope": Field("object")}))  # noqa: E501
 _r(EventType("ledger.signing_key_rotated", "The checkpoint signing key was replaced.", {"old_verifier_key": S(), "new_verifier_key": S(), "reason": S()}))  # noqa: E501
+# The handover checkpoint (tree size H, signed by both keys) ends the old key's validity at H and starts the
+# new key's at H (docs/ledger.md, "Key lifetimes"); recorded in the rotation's transaction, right after it.
+_r(EventType("ledger.signing_key_handover", "A rotation's handover checkpoint: the old key is valid up to its tree "
+             "size, the new key from it.",
+             {"old_verifier_key": S(), "new_verifier_key": S(), "tree_size": Field("int"), "root_hash": S()}))
 
 # --- API tokens -------------------------------------------------------------------------------------------
 _r(EventType("access.api_token_created", "An API token was issued to a service account (never kept itself).",

@@ -292,30 +292,41 @@ def auditlog_one(i: int, writer: int, instance: Any) -> int:
 
 
 def fig1_single_writer(args: argparse.Namespace) -> None:
+    """Figure 1 is judged against the INSERT record() issues, sent through Django's atomic() + cursor: the floor of
+    any code called as ``with transaction.atomic(): record(...)`` (issue #14). The raw psycopg INSERT+COMMIT (the
+    baseline until #14) and the Django INSERT without RETURNING are kept as diagnostic lines."""
     from django.db import connection, transaction
+
+    from audit import ledger
+    from audit.ledger import _PENDING_INSERT
 
     log("1. single writer, one entry per transaction")
     blocks, per_block = (10, 50) if args.quick else (40, 50)
     raw = raw_connection()
     counter = NUMBERS[1]  # continues across re-runs: a repeated key would measure the replay path
+    # record()'s own statement (9 columns, RETURNING id: its caller gets the queue id) into the trigger-less copy.
+    same_insert = _PENDING_INSERT.replace("audit_pendingentry", "bench_plain")
     led: list[float] = []
     base: list[float] = []
     dj: list[float] = []
+    dj_plain: list[float] = []
     keyed: list[float] = []
 
-    def ledger_block(n: int, out: list[float]) -> None:
-        for _ in range(n):
-            counter[0] += 1
+    # The caller's arguments (actor, subject, payload) are built outside the timed loop, as the baseline's rows
+    # are: what is timed is `with transaction.atomic(): record(...)`, with all of record()'s own work.
+    def ledger_block(n: int, out: list[float], keyed: bool = False) -> None:
+        events = [(make_event(counter[0] + 1 + k), f"bench-key-{counter[0] + 1 + k}" if keyed else None)
+                  for k in range(n)]
+        counter[0] += n
+        for e, key in events:
             t0 = perf()
-            record_one(counter[0])
+            with transaction.atomic():
+                ledger.record(event_type=e.event_type, actor=e.actor, subject=e.subject, payload=e.payload,
+                              idempotency_key=key)
             out.append(perf() - t0)
 
     def keyed_block(n: int, out: list[float]) -> None:
-        for _ in range(n):
-            counter[0] += 1
-            t0 = perf()
-            record_one(counter[0], key=f"bench-key-{counter[0]}")
-            out.append(perf() - t0)
+        ledger_block(n, out, keyed=True)
 
     def plain_block(n: int, out: list[float]) -> None:
         rows = [plain_row(counter[0] + k) for k in range(n)]  # prepared outside the timed loop
@@ -327,7 +338,17 @@ def fig1_single_writer(args: argparse.Namespace) -> None:
                 raw.commit()
                 out.append(perf() - t0)
 
-    def django_sql_block(n: int, out: list[float]) -> None:
+    def django_same_block(n: int, out: list[float]) -> None:
+        rows = [(*plain_row(counter[0] + k), None) for k in range(n)]  # + request_id, as record() sends it
+        counter[0] += n
+        for row in rows:
+            t0 = perf()
+            with transaction.atomic(), connection.cursor() as cur:
+                cur.execute(same_insert, row)
+                cur.fetchone()
+            out.append(perf() - t0)
+
+    def django_plain_block(n: int, out: list[float]) -> None:
         rows = [plain_row(counter[0] + k) for k in range(n)]
         counter[0] += n
         for row in rows:
@@ -336,50 +357,92 @@ def fig1_single_writer(args: argparse.Namespace) -> None:
                 cur.execute(PLAIN_INSERT, row)
             out.append(perf() - t0)
 
+    if args.priority:  # the backends doing the commits are as much a part of each transaction as this process
+        connection.ensure_connection()
+        for pid in (raw.info.backend_pid, connection.connection.info.backend_pid):
+            os.setpriority(os.PRIO_PROCESS, pid, args.priority)
+        log(f"    this process and PostgreSQL backends {raw.info.backend_pid}, "
+            f"{connection.connection.info.backend_pid} run at nice {args.priority}")
     scratch: list[float] = []
     for _ in range(2):  # warm-up: connections, statement caches, the ORM's compiled paths
         ledger_block(50, scratch)
+        django_same_block(50, scratch)
         plain_block(50, scratch)
-        django_sql_block(50, scratch)
+        django_plain_block(50, scratch)
         keyed_block(20, scratch)
     # Interleaved small blocks, so drift in commit (fsync) latency hits every side alike.
     for b in range(blocks):
         ledger_block(per_block, led)
+        django_same_block(per_block, dj)
         plain_block(per_block, base)
-        django_sql_block(per_block, dj)
+        django_plain_block(per_block, dj_plain)
         if b % 4 == 0:
             keyed_block(per_block, keyed)
     raw.close()
-    led_m, base_m, dj_m = statistics.median(led), statistics.median(base), statistics.median(dj)
-    ratio = base_m / led_m  # = throughput ratio ledger / plain
-    mean_ratio = statistics.mean(base) / statistics.mean(led)
+    led_m, base_m, dj_m, djp_m = (statistics.median(x) for x in (led, base, dj, dj_plain))
+    ratio = dj_m / led_m  # = throughput ratio ledger / Django floor
+    mean_ratio = statistics.mean(dj) / statistics.mean(led)
+
+    def ms(values: list[float]) -> dict[str, float]:
+        return {"median": statistics.median(values) * 1000, "mean": statistics.mean(values) * 1000,
+                "p99": pct(values, 99) * 1000}
+
     extra = {
-        "n_per_side": len(led),
-        "ledger_ms": {"median": led_m * 1000, "mean": statistics.mean(led) * 1000, "p99": pct(led, 99) * 1000},
-        "plain_ms": {"median": base_m * 1000, "mean": statistics.mean(base) * 1000, "p99": pct(base, 99) * 1000},
-        "django_sql_ms": {"median": dj_m * 1000, "mean": statistics.mean(dj) * 1000, "p99": pct(dj, 99) * 1000},
-        "ratio_of_means": mean_ratio,
+        "n_per_side": len(led), "ledger_ms": ms(led), "django_same_insert_ms": ms(dj), "plain_ms": ms(base),
+        "django_sql_ms": ms(dj_plain), "ratio_of_means": mean_ratio, "statement": same_insert,
     }
     add(Figure(
         "1", "single writer, 1 entry/tx",
         f"{1 / led_m:,.0f} tx/s ({led_m * 1000:.3f} ms/tx)",
-        f"{1 / base_m:,.0f} tx/s ({base_m * 1000:.3f} ms/tx, psycopg INSERT+COMMIT)",
-        ratio, "ledger / plain, median tx", ">= 0.8x", ratio >= 0.8, extra,
+        f"{1 / dj_m:,.0f} tx/s ({dj_m * 1000:.3f} ms/tx, the same INSERT via atomic()+cursor)",
+        ratio, "ledger / Django floor, median tx", ">= 0.85x", ratio >= 0.85, extra,
     ))
     add(Figure(
-        "1d", "  same, vs the INSERT through Django",
-        f"{1 / led_m:,.0f} tx/s", f"{1 / dj_m:,.0f} tx/s ({dj_m * 1000:.3f} ms/tx, atomic()+cursor.execute)",
-        dj_m / led_m, "ledger / Django raw SQL", "(diagnostic)", None, {},
+        "1p", "  same, vs raw psycopg (until #14)",
+        f"{1 / led_m:,.0f} tx/s", f"{1 / base_m:,.0f} tx/s ({base_m * 1000:.3f} ms/tx, psycopg INSERT+COMMIT)",
+        base_m / led_m, "ledger / plain psycopg", "(diagnostic)", None, {},
+    ))
+    add(Figure(
+        "1n", "  same, vs Django INSERT w/o RETURNING",
+        f"{1 / led_m:,.0f} tx/s", f"{1 / djp_m:,.0f} tx/s ({djp_m * 1000:.3f} ms/tx, 8 columns, no RETURNING)",
+        djp_m / led_m, "ledger / Django raw SQL", "(diagnostic)", None, {},
     ))
     key_m = statistics.median(keyed)
     add(Figure(
         "1k", "  same, record() with an idempotency key",
-        f"{1 / key_m:,.0f} tx/s ({key_m * 1000:.3f} ms/tx)", f"{1 / base_m:,.0f} tx/s (psycopg INSERT+COMMIT)",
-        base_m / key_m, "keyed ledger / plain", "(diagnostic)", None,
+        f"{1 / key_m:,.0f} tx/s ({key_m * 1000:.3f} ms/tx)", f"{1 / dj_m:,.0f} tx/s (Django floor)",
+        dj_m / key_m, "keyed ledger / Django floor", "(diagnostic)", None,
         {"keyed_ms": {"median": key_m * 1000, "p99": pct(keyed, 99) * 1000}},
     ))
-    log(f"    mean-based ratio {mean_ratio:.3f}x; Django atomic()+raw INSERT alone is "
-        f"{base_m / dj_m:.3f}x of plain psycopg")
+    log(f"    mean-based ratio {mean_ratio:.3f}x; the Django floor alone is {base_m / dj_m:.3f}x of plain psycopg "
+        f"(without RETURNING {base_m / djp_m:.3f}x)")
+    signing_key_cost()
+
+
+def signing_key_cost() -> None:
+    """``signing_key()`` re-reads the key file when its identity changes: per call one stat of the key file and one
+    of the trusted-keys file. Measured against ``os.stat`` of the key file in the same run."""
+    import timeit
+
+    from django.conf import settings
+
+    from audit.signing import current_verifier_key, load_key_file, signing_key
+
+    path = settings.LEDGER_SIGNING_KEY
+    signing_key()
+    n = 20_000
+    call = min(timeit.repeat(signing_key, number=n, repeat=5)) / n
+    stat = min(timeit.repeat(lambda: os.stat(path), number=n, repeat=5)) / n
+    vkey = min(timeit.repeat(current_verifier_key, number=n, repeat=5)) / n
+    reload = min(timeit.repeat(lambda: load_key_file(path), number=200, repeat=5)) / 200
+    add(Figure(
+        "1s", "  signing_key() per call (file check)",
+        f"{call * 1e6:.1f} us/call", f"{stat * 1e6:.1f} us (one os.stat of the key file)",
+        stat / call, "one stat / signing_key()", "(diagnostic)", None,
+        {"signing_key_us": call * 1e6, "stat_us": stat * 1e6, "current_verifier_key_us": vkey * 1e6,
+         "reload_us": reload * 1e6},
+    ))
+    log(f"    current_verifier_key() {vkey * 1e6:.1f} us/call; re-reading a replaced key file {reload * 1e6:.0f} us")
 
 
 # --------------------------------------------------------------------------------------
@@ -1077,7 +1140,13 @@ def main() -> int:
     parser.add_argument("--wait-idle", type=float, default=300.0,
                         help="before each figure wait up to this many seconds for an idle machine (0: don't)")
     parser.add_argument("--no-final-verify", action="store_true", help="skip verifying the whole ledger at the end")
+    parser.add_argument("--priority", type=int, default=0,
+                        help="nice value (e.g. -15, needs root) for this script and, in figure 1, the PostgreSQL "
+                             "backends serving it: on a machine shared with other work, figure 1 then measures the "
+                             "code rather than the neighbours' CPU (0: leave priorities alone)")
     args = parser.parse_args()
+    if args.priority:
+        os.setpriority(os.PRIO_PROCESS, 0, args.priority)
     args.verify_entries = args.verify_entries or (20_000 if args.quick else 200_000)
     args.proof_entries = args.proof_entries or (100_000 if args.quick else 1_000_000)
     args.checkpoint_interval = args.checkpoint_interval or (2.0 if args.quick else 10.0)

@@ -1,4 +1,4 @@
-"""rotate_signing_key: a handover checkpoint signed by both keys, the old key trusted from then on, and
+"""rotate_signing_key: a handover checkpoint signed by both keys, the keys' lifetimes written from then on, and
 bundles that span the rotation still verify."""
 from __future__ import annotations
 
@@ -13,8 +13,14 @@ from django.test import override_settings
 
 from audit import checkpoints, ledger, note
 from audit.models import Checkpoint, Entry, SigningKey
-from audit.signing import current_verifier_key, generate_key_file, signing_key
-from audit.verification import trusted_keys_file, verify_ledger
+from audit.signing import (
+    _parse_trusted_key_line,
+    current_verifier_key,
+    generate_key_file,
+    signing_key,
+    trusted_keys_file,
+)
+from audit.verification import verify_ledger
 from tests.export.conftest import Export, members, verify, verify_subprocess
 from tests.integration.helpers import fill
 
@@ -46,8 +52,15 @@ def test_rotation_signs_a_handover_with_both_keys_and_makes_the_new_key_current(
     assert rotated.actor == {"type": "user", "id": str(infosec.pk)}  # type: ignore[attr-defined]
     assert handover.tree_size == rotated.seq + 1  # the handover covers the rotation itself
     assert set(SigningKey.objects.values_list("verifier_key", flat=True)) == {old, new}
-    # the old key is trusted from now on, and the dev key file holds the new key
-    assert trusted_keys_file().read_text().split() == [old]
+    # both keys' lifetimes are written (the handover ends the old one and starts the new one), and the dev key
+    # file holds the new key
+    lines = [ln for ln in trusted_keys_file().read_text().splitlines() if not ln.startswith("#")]
+    assert lines == [f"{old} until={handover.tree_size}", f"{new} from={handover.tree_size}"]
+    ledger.integrate()
+    handed = Entry.objects.get(event_type="ledger.signing_key_handover")
+    assert handed.payload == {"old_verifier_key": old, "new_verifier_key": new, "tree_size": handover.tree_size,
+                              "root_hash": handover.root_hash}
+    assert handed.seq >= handover.tree_size  # recorded after the handover it names
     assert isolated_key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     # new checkpoints are signed by the new key alone, and the whole ledger still verifies
     fill(20)
@@ -68,8 +81,12 @@ def test_a_bundle_spanning_a_rotation_verifies_with_both_keys(isolated_key: Path
 
     bundle = export()
 
-    keys = [line for line in members(bundle)["keys.txt"].decode().splitlines() if not line.startswith("#")]
-    assert keys == [new, old] or keys == [old, new]
+    # keys.txt lists both keys as trusted-key lines: bare, or (with h-export's writer) bounded by the handover
+    size = Entry.objects.get(event_type="ledger.signing_key_handover").payload["tree_size"]
+    lines = [_parse_trusted_key_line(line) for line in members(bundle)["keys.txt"].decode().splitlines()]
+    keys = {p[0]: p[1:] for p in lines if p is not None}
+    assert set(keys) == {old, new}
+    assert keys[old] in {(0, None), (0, size)} and keys[new] in {(0, None), (size, None)}
     comments = members(bundle)["keys.txt"].decode()
     assert "(rotated out)" in comments and "the export (the current key)" in comments
     report = verify(bundle)
@@ -93,9 +110,10 @@ def test_rotating_to_a_given_key_outside_the_dev_setup(isolated_key: Path, histo
         target = tmp_path / "next-key.pem"
         output = rotate("--generate", str(target))
     assert target.exists()
-    assert f"now set LEDGER_SIGNING_KEY={target}" in output
-    assert current_verifier_key() == old  # production switches keys through its configuration
-    assert trusted_keys_file().read_text().split() == [old]
+    assert f"now replace {isolated_key} with {target} atomically" in output
+    assert current_verifier_key() == old  # production switches keys by replacing the key file
+    size = Checkpoint.objects.order_by("-id").values_list("tree_size", flat=True).first()
+    assert f"{old} until={size}" in trusted_keys_file().read_text().splitlines()
     assert Entry.objects.filter(event_type="ledger.signing_key_rotated").count() == 1
 
 

@@ -1,4 +1,5 @@
-"""Rotate the checkpoint signing key: a handover checkpoint signed by the old and the new key."""
+"""Rotate the checkpoint signing key: a handover checkpoint signed by the old and the new key, and both keys'
+lifetimes written to the trusted-keys file."""
 from __future__ import annotations
 
 import os
@@ -15,16 +16,16 @@ from access.roles import INFOSEC
 from audit.export import has_role
 from audit.ledger import Actor
 from audit.note import public_bytes, verifier_key
-from audit.rotation import RotationError, signing_key_install, signing_key_rotate
-from audit.signing import generate_key_file, key_name, load_key_file, signing_key
-from audit.verification import trusted_keys_file
+from audit.rotation import RotationError, rotate_and_install
+from audit.signing import generate_key_file, key_name, load_key_file, signing_key, trusted_keys_file
 
 
 class Command(BaseCommand):
     help = (
-        "Replace the checkpoint signing key: record the rotation, sign a handover checkpoint with the old and the "
-        "new key, and trust the old key from now on. In the dev setup the new key replaces the dev key; otherwise "
-        "point LEDGER_SIGNING_KEY at it afterwards."
+        "Replace the checkpoint signing key: record the rotation, sign a handover checkpoint (tree size H) with "
+        "the old and the new key, and write '<old> until=H' and '<new> from=H' to the trusted-keys file. In the dev "
+        "setup (or with --replace-key-file) the new key replaces the key file at once; otherwise replace the file "
+        "LEDGER_SIGNING_KEY names with the new key afterwards (atomically; running processes pick it up)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,6 +34,10 @@ class Command(BaseCommand):
         source.add_argument("--generate", metavar="PATH", help="generate a new key into PATH (must not exist)")
         parser.add_argument("--reason", default="scheduled signing key rotation", help="recorded in the ledger")
         parser.add_argument("--actor", metavar="USERNAME", help="the InfoSec member doing it (recorded)")
+        parser.add_argument(
+            "--replace-key-file", action="store_true",
+            help="also write the new key over the file LEDGER_SIGNING_KEY names (atomically), as the dev setup does",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = Actor.system("rotate_signing_key")
@@ -47,7 +52,7 @@ class Command(BaseCommand):
             raise CommandError("--reason must not be empty")
         try:
             old_key = signing_key()
-        except ImproperlyConfigured as exc:
+        except (ImproperlyConfigured, ValueError) as exc:  # no key, a retired one, or malformed key configuration
             raise CommandError(str(exc)) from None
         generated: Path | None = None
         if options["new_key"]:
@@ -70,24 +75,31 @@ class Command(BaseCommand):
         name = key_name()
         old_vkey = verifier_key(name, public_bytes(old_key.public_key()))
         new_vkey = verifier_key(name, public_bytes(new_key.public_key()))
+        replace = True if options["replace_key_file"] else None
         try:
-            checkpoint = signing_key_rotate(new_key=new_key, actor=actor, reason=options["reason"])
+            checkpoint, installed = rotate_and_install(
+                new_key=new_key, actor=actor, reason=options["reason"], replace_key_file=replace
+            )
         except RotationError as exc:
             if generated is not None:
                 os.unlink(generated)
             raise CommandError(str(exc)) from None
-        installed = signing_key_install(new_key=new_key, old_verifier_key=old_vkey)
+        size = checkpoint.tree_size
         self.stdout.write(f"rotated the checkpoint signing key of {name}")
         self.stdout.write(f"  old: {old_vkey}")
         self.stdout.write(f"  new: {new_vkey}")
-        self.stdout.write(f"handover checkpoint #{checkpoint.pk} (tree size {checkpoint.tree_size}), signed by both:")
+        self.stdout.write(f"handover checkpoint #{checkpoint.pk} (tree size {size}), signed by both:")
         self.stdout.write(checkpoint.note, ending="")
-        self.stdout.write(f"the old key is trusted from now on: it was added to {trusted_keys_file()}")
+        self.stdout.write(f"key lifetimes written to {trusted_keys_file()} (publish them: manage.py ledger_keys):")
+        self.stdout.write(f"  {old_vkey} until={size}")
+        self.stdout.write(f"  {new_vkey} from={size}")
         if installed:
-            self.stdout.write(f"the new key is now the dev signing key ({settings.LEDGER_SIGNING_KEY}); restart "
-                              "other processes so they stop using the old one")
+            self.stdout.write(f"the new key is now the signing key ({settings.LEDGER_SIGNING_KEY}); running "
+                              "processes pick it up at their next checkpoint, no restart needed")
         else:
             where = options["new_key"] or options["generate"]
             self.stdout.write(self.style.WARNING(
-                f"now set LEDGER_SIGNING_KEY={where} and restart; until then checkpoints are signed with the old key "
-                "(still valid, and trusted)"))
+                f"now replace {settings.LEDGER_SIGNING_KEY} with {where} atomically (e.g. cp {where} "
+                f"{settings.LEDGER_SIGNING_KEY}.new && mv {settings.LEDGER_SIGNING_KEY}.new "
+                f"{settings.LEDGER_SIGNING_KEY}), or point LEDGER_SIGNING_KEY at it; no restart needed. Until "
+                "then no checkpoint is signed: the old key is retired"))

@@ -460,6 +460,7 @@ registry.describe_subjects({
     "privacy.kek_rotated": "ledger",
     "ledger.exported": "export",
     "ledger.signing_key_rotated": "ledger",
+    "ledger.signing_key_handover": "ledger",
     "access.api_token_created": "service_account",
     "access.api_token_revoked": "service_account",
     **{name: _RUNTIME_SUBJECT for name in registry.runtime_names()},

@@ -44,7 +44,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from access.roles import AUDITOR, INFOSEC, role_names
-from audit import offline_verify
+from audit import offline_verify, signing
 from audit.canonical import ZERO_HASH, body_bytes, format_timestamp, leaf_hash, parse_timestamp
 from audit.event_catalogue import catalogue_json
 from audit.event_types import registry
@@ -52,7 +52,7 @@ from audit.ledger import Actor, Subject, fetch_nodes, integrate, record
 from audit.merkle import fold, inclusion_ranges, range_nodes, verify_inclusion
 from audit.models import Checkpoint, Entry, ExportJob, LedgerHead, SigningKey
 from audit.note import NoteError, Verifier, open_note
-from audit.witnessing import configured_witnesses, published_note
+from audit.witnessing import checkpoint_witness, configured_witnesses, published_note
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
@@ -761,6 +761,11 @@ def export_run(*, export_id: int, out: Path | None = None, progress: Progress | 
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = _export_entry(job)
         checkpoint = anchor(entry.seq)
+        if configured_witnesses():
+            # A recipient checks checkpoint.txt's cosignatures offline (--witness-key/--quorum): ask the
+            # witnesses now, each bounded by LEDGER_WITNESS_TIMEOUT, rather than ship a head none has seen.
+            # A witness that does not answer is recorded by checkpoint_witness; the bundle then carries fewer.
+            checkpoint_witness(checkpoint_id=checkpoint.pk)
         p = plan(job.scope)
         ExportJob.objects.filter(pk=job.pk).update(
             entries_total=p.total, ledger_seq=entry.seq, checkpoint_size=checkpoint.tree_size
@@ -927,19 +932,8 @@ def _published(checkpoint: Checkpoint) -> str:
 
 
 def trusted_key_lines() -> list[str]:
-    """The ledger's verifier keys as trusted-key lines (I4 format, with their validity), from configuration.
-
-    TODO(lead, at merge of h-keys): audit.signing.key_lifetimes() is the source; until it exists the
-    configured keys (current key, LEDGER_TRUSTED_KEYS, the trusted-keys file) without validity bounds.
-    """
-    from audit import signing
-
-    lifetimes = getattr(signing, "key_lifetimes", None)
-    if lifetimes is not None:
-        return [lt.line() for lt in lifetimes()]
-    from audit.verification import trusted_verifiers
-
-    return [str(v) for v in trusted_verifiers()]
+    """The ledger's verifier keys as trusted-key lines (with their validity), from configuration."""
+    return [lt.line() for lt in signing.key_lifetimes()]
 
 
 def witness_anchors() -> tuple[list[str], int | None]:
@@ -1007,12 +1001,7 @@ def _keys_text(signers: dict[str, list[Checkpoint]], origin: str) -> bytes:
 
 
 def _lifetime_lines() -> dict[str, str]:
-    """vkey -> its trusted-key line with from=/until= (I4), once verify.py reads that format (h-verify).
-
-    Before that, verify.py reads keys.txt lines as bare verifier keys, so the bare key is written.
-    """
-    if not hasattr(offline_verify, "parse_trusted_key_line"):
-        return {}
+    """vkey -> its trusted-key line with from=/until=."""
     return {line.split()[0]: line for line in trusted_key_lines() if line.split()}
 
 

@@ -43,6 +43,7 @@ from audit.signing import (
     signing_key,
     trusted_keys_file,
 )
+from audit.witnessing import witness_schedule
 
 FILE_HEADER = [
     "# Checkpoint verifier keys (C2SP signed-note format) and the tree sizes each may sign:",
@@ -114,6 +115,9 @@ def signing_key_rotate(*, new_key: Ed25519PrivateKey, actor: Actor, reason: str)
     body = CheckpointBody(origin=name, tree_size=size, root_hash=root)
     note = sign_note(body.text(), [(name, old_key), (name, new_key)])
     handover = Checkpoint.objects.create(tree_size=size, root_hash=root.hex(), note=note, created_at=timezone.now())
+    # Witnesses cosign the handover while they can still check it with the old key (the operator adds the new
+    # key to each witness first: docs/witness.md); the next checkpoint, signed by the new key alone, follows it.
+    witness_schedule(handover)
     record(
         event_type="ledger.signing_key_handover",
         actor=actor,

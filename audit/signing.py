@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.serialization import (
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from audit.note import NoteError, Verifier, public_bytes, verifier_key
+from audit.note import NoteError, public_bytes, verifier_key
+from audit.offline_verify import parse_trusted_key_line
 
 logger = logging.getLogger(__name__)
 
@@ -160,36 +161,8 @@ def current_verifier_key() -> str:
 
 # --- key lifetimes -------------------------------------------------------------------------------------------------
 
-# TODO: use offline_verify.parse_trusted_key_line after h-verify merges (same grammar and messages, I4).
-def _parse_trusted_key_line(line: str) -> tuple[str, int, int | None] | None:
-    """``<vkey> [from=<N>] [until=<M>]`` → (vkey, N or 0, M or None); None for a blank or ``#`` comment line.
-
-    Raises ValueError (with the line's problem) when malformed: a bad verifier key, an
-    unknown or repeated option, a bound that is not a decimal number, or until < from.
-    """
-    text = line.strip()
-    if not text or text.startswith("#"):
-        return None
-    vkey, *options = text.split()
-    start: int | None = None
-    until: int | None = None
-    for option in options:
-        name, sep, value = option.partition("=")
-        if not sep or name not in ("from", "until") or not (value.isascii() and value.isdigit()):
-            raise ValueError(f"{option!r} in trusted-key line {text!r}: expected from=N or until=M")
-        if (start if name == "from" else until) is not None:
-            raise ValueError(f"{name}= appears twice in trusted-key line {text!r}")
-        if name == "from":
-            start = int(value)
-        else:
-            until = int(value)
-    try:
-        Verifier.parse(vkey)
-    except NoteError as exc:
-        raise ValueError(str(exc)) from None
-    if start is not None and until is not None and until < start:
-        raise ValueError(f"trusted-key line {text!r}: until={until} is before from={start}")
-    return vkey, start or 0, until
+# One grammar for trusted-key lines everywhere: the offline verifier's, which ships alone.
+_parse_trusted_key_line = parse_trusted_key_line
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -35,7 +34,6 @@ from audit.merkle import CompactRange
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
 from audit.offline_verify import exact_json_problem, is_exact_json_text, parse_trusted_key_line
-from audit.signing import current_verifier_key
 
 CHUNK = 5000
 SUBJECT_CACHE = 200_000
@@ -257,21 +255,6 @@ def _checkpoints(chunk: int = 1000) -> Iterator[tuple[int, int, str, str]]:
         last = (rows[-1][0], rows[-1][1])
 
 
-TRUSTED_KEYS_FILENAME = "ledger-trusted-keys.txt"
-
-
-def trusted_keys_file() -> Path:
-    """Verifier keys of rotated-out signing keys, one per line (``rotate_signing_key`` appends to it)."""
-    return Path(settings.VAR_DIR) / TRUSTED_KEYS_FILENAME
-
-
-def _file_lines() -> list[str]:
-    try:
-        return trusted_keys_file().read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-
-
 def _parse_lines(lines: Sequence[str], where: str) -> list[TrustedKey]:
     keys = []
     for n, line in enumerate(lines, 1):
@@ -285,20 +268,8 @@ def _parse_lines(lines: Sequence[str], where: str) -> list[TrustedKey]:
 
 
 def configured_keys() -> list[TrustedKey]:
-    """The keys checkpoints may be signed with, each with its lifetime, from configuration only.
-
-    ``audit.signing.key_lifetimes()`` when the deployment has it; else the current signing key (valid
-    from 0 unless a line gives its ``from``), LEDGER_TRUSTED_KEYS and the trusted-keys file.
-    """
-    lifetimes = getattr(signing, "key_lifetimes", None)
-    if lifetimes is not None:
-        return [TrustedKey(k.verifier_key, k.valid_from, k.valid_until) for k in lifetimes()]
-    keys = _parse_lines(settings.LEDGER_TRUSTED_KEYS, "LEDGER_TRUSTED_KEYS")
-    keys += _parse_lines(_file_lines(), str(trusted_keys_file()))
-    current = str(Verifier.parse(current_verifier_key()))
-    if not any(str(k.verifier) == current for k in keys):
-        keys.insert(0, TrustedKey(current))
-    return keys
+    """The keys checkpoints may be signed with, each with its lifetime, from configuration only."""
+    return [TrustedKey(k.verifier_key, k.valid_from, k.valid_until) for k in signing.key_lifetimes()]
 
 
 def trusted_keys(extra: Sequence[str] | None = None, trusted: Sequence[TrustedKey] | None = None) -> list[TrustedKey]:

@@ -6,31 +6,31 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import sys
-import types
 import zipfile
-from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from audit import checkpoints, ledger, offline_verify
+from audit.cosignature import Cosigner, cosigner_verifier_key, verify_cosignatures
 from audit.event_catalogue import catalogue_json
 from audit.export import export_create, export_run, parse_scope, verify_command
 from audit.ledger import Actor, Subject, record
 from audit.models import Checkpoint, Entry
-from audit.signing import current_verifier_key
-from tests.export.conftest import Export, members, verify
+from audit.note import public_bytes, verifier_key
+from audit.signing import current_verifier_key, key_name
+from tests.export.conftest import Export, members, verify, verify_subprocess
 from tests.integration.helpers import fill
 
 pytestmark = pytest.mark.django_db
 
-WITNESS_VKEY = "witness-1.test+0a1b2c3d+BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+WITNESS_VKEY = cosigner_verifier_key("witness-1.test", public_bytes(Ed25519PrivateKey.generate().public_key()))
 
 
 # --- the event catalogue travels with every bundle -------------------------------------------------------------
@@ -231,29 +231,25 @@ def test_without_witnesses_the_command_has_no_witness_options(db: None) -> None:
 # --- witness cosignatures in the bundle ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake_witnessing(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """audit.witnessing as h-log provides it (I3): published_note appends the stored cosignature lines."""
-    line = "— witness-1.test " + __import__("base64").b64encode(b"\x0a\x1b\x2c\x3d" + bytes(72)).decode() + "\n"
-    module = types.ModuleType("audit.witnessing")
-    module.published_note = lambda checkpoint: checkpoint.note + line  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "audit.witnessing", module)
-    yield line
-
-
-def test_the_bundle_carries_the_published_checkpoints_with_cosignatures(
-    history: None, export: Export, fake_witnessing: str
+def test_the_bundle_carries_the_witnesses_cosignatures_and_verifies_with_them(
+    history: None, export: Export, witness_factory: Any, settings: Any
 ) -> None:
+    """End to end with a real witness: the export asks it to cosign its head, verify.py checks the quorum."""
+    witness = witness_factory(log_vkeys=[current_verifier_key()], name="witness-1.test")
+    settings.LEDGER_WITNESSES = [{"name": witness.name, "url": witness.url, "verifier_key": witness.verifier_key}]
+    settings.LEDGER_WITNESS_QUORUM = 1
     bundle = export()
 
     files = members(bundle)
-    checkpoint_files = [n for n in files if n == "checkpoint.txt" or
-                        (n.startswith("checkpoints/") and n.endswith(".txt"))]
-    assert len(checkpoint_files) >= 2
-    for name in checkpoint_files:
-        assert files[name].decode().endswith(fake_witnessing), name
-    report = verify(bundle)
-    assert report.ok, report.failures  # a signature by a key the verifier does not know is ignored
+    head = files["checkpoint.txt"].decode()
+    assert verify_cosignatures(head, [Cosigner.parse(witness.verifier_key)])  # the head itself is cosigned
+    assert head.startswith(Checkpoint.objects.order_by("-id").first().note)  # type: ignore[union-attr]
+    trusted = ["--trusted-key", current_verifier_key()]
+    anchored = verify_subprocess(bundle, *trusted, "--witness-key", witness.verifier_key, "--quorum", "1")
+    assert anchored.returncode == 0, anchored.stdout + anchored.stderr
+    other = cosigner_verifier_key("witness-2.test", public_bytes(Ed25519PrivateKey.generate().public_key()))
+    short = verify_subprocess(bundle, *trusted, "--witness-key", witness.verifier_key, "--witness-key", other)
+    assert short.returncode == 1 and "witness_quorum" in short.stdout + short.stderr  # 2 of 2 asked, 1 signed
 
 
 # --- which checkpoints a bundle includes ------------------------------------------------------------------------
@@ -377,24 +373,10 @@ def test_checkpoints_whose_signing_order_contradicts_their_sizes_are_refused_and
 # --- after h-keys and h-verify: key lifetimes in the command and in keys.txt --------------------------------------
 
 
-class _Lifetime:
-    def __init__(self, vkey: str, start: int, end: int | None) -> None:
-        self.verifier_key, self.valid_from, self.valid_until = vkey, start, end
-
-    def line(self) -> str:
-        return " ".join([self.verifier_key, f"from={self.valid_from}",
-                         *([f"until={self.valid_until}"] if self.valid_until is not None else [])])
-
-
-def test_key_lifetimes_fill_the_command_and_keys_txt_once_they_exist(
-    history: None, export: Export, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from audit import signing
-
+def test_key_lifetimes_fill_the_command_and_keys_txt(history: None, export: Export, settings: Any) -> None:
     key = current_verifier_key()
-    monkeypatch.setattr(signing, "key_lifetimes", lambda: [_Lifetime(key, 0, None)], raising=False)
-    assert f"--trusted-key '{key} from=0'" in verify_command()
-    # keys.txt gets the trusted-key line format only once verify.py reads it (I4's parser exists)
-    assert members(export())["keys.txt"].decode().splitlines()[-1] == key
-    monkeypatch.setattr(offline_verify, "parse_trusted_key_line", lambda line: None, raising=False)
-    assert members(export())["keys.txt"].decode().splitlines()[-1] == f"{key} from=0"
+    retired = verifier_key(key_name(), public_bytes(Ed25519PrivateKey.generate().public_key()))
+    settings.LEDGER_TRUSTED_KEYS = [f"{retired} until=3"]
+    assert f"--trusted-key '{retired} until=3'" in verify_command()
+    assert f"--trusted-key '{key}'" in verify_command()
+    assert key in members(export())["keys.txt"].decode().splitlines()  # a key that signed nothing here is not listed

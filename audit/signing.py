@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import (
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from audit.note import NoteError, public_bytes, verifier_key
+from audit.note import NoteError, Verifier, public_bytes, verifier_key
 from audit.offline_verify import parse_trusted_key_line
 
 logger = logging.getLogger(__name__)
@@ -184,6 +184,18 @@ class KeyLifetime:
 
     def allows(self, tree_size: int) -> bool:
         return self.valid_from <= tree_size and (self.valid_until is None or tree_size <= self.valid_until)
+
+    valid_for = allows
+
+    @classmethod
+    def parse(cls, line: str) -> KeyLifetime | None:
+        """A trusted-key line (docs/verifying.md); None for blank and comment lines; ValueError if malformed."""
+        parsed = _parse_trusted_key_line(line)
+        return None if parsed is None else cls(*parsed)
+
+    @property
+    def verifier(self) -> Verifier:
+        return Verifier.parse(self.verifier_key)
 
     def narrowed(self, other: KeyLifetime) -> KeyLifetime:
         """Both constraints at once (a bare line bounds nothing; two bounded lines: the tighter bounds).

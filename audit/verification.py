@@ -33,7 +33,7 @@ from audit.canonical import ZERO_HASH, body_bytes, leaf_hash
 from audit.merkle import CompactRange
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
-from audit.offline_verify import exact_json_problem, is_exact_json_text, parse_trusted_key_line
+from audit.offline_verify import exact_json_problem, is_exact_json_text
 
 CHUNK = 5000
 SUBJECT_CACHE = 200_000
@@ -61,34 +61,8 @@ class Anchor:
     source: str
 
 
-@dataclass(frozen=True)
-class TrustedKey:
-    """A verifier key and the tree sizes it may sign: ``valid_from`` <= size <= ``valid_until``."""
-
-    verifier_key: str
-    valid_from: int = 0
-    valid_until: int | None = None
-
-    @classmethod
-    def parse(cls, line: str) -> TrustedKey | None:
-        """A trusted-key line (docs/verifying.md); None for blank and comment lines; ValueError if malformed."""
-        parsed = parse_trusted_key_line(line)
-        return None if parsed is None else cls(*parsed)
-
-    @property
-    def verifier(self) -> Verifier:
-        return Verifier.parse(self.verifier_key)
-
-    def valid_for(self, size: int) -> bool:
-        return self.valid_from <= size and (self.valid_until is None or size <= self.valid_until)
-
-    def line(self) -> str:
-        out = self.verifier_key
-        if self.valid_from:
-            out += f" from={self.valid_from}"
-        if self.valid_until is not None:
-            out += f" until={self.valid_until}"
-        return out
+# A trusted key is a key lifetime: one type and one grammar for both verifiers and the key configuration.
+TrustedKey = signing.KeyLifetime
 
 
 @dataclass
@@ -255,27 +229,15 @@ def _checkpoints(chunk: int = 1000) -> Iterator[tuple[int, int, str, str]]:
         last = (rows[-1][0], rows[-1][1])
 
 
-def _parse_lines(lines: Sequence[str], where: str) -> list[TrustedKey]:
-    keys = []
-    for n, line in enumerate(lines, 1):
-        try:
-            key = TrustedKey.parse(line)
-        except ValueError as exc:
-            raise NoteError(f"{where} line {n}: {exc}") from None
-        if key is not None:
-            keys.append(key)
-    return keys
-
-
 def configured_keys() -> list[TrustedKey]:
     """The keys checkpoints may be signed with, each with its lifetime, from configuration only."""
-    return [TrustedKey(k.verifier_key, k.valid_from, k.valid_until) for k in signing.key_lifetimes()]
+    return signing.key_lifetimes()
 
 
 def trusted_keys(extra: Sequence[str] | None = None, trusted: Sequence[TrustedKey] | None = None) -> list[TrustedKey]:
     """``trusted`` (default: ``configured_keys()``) plus the trusted-key lines ``extra``; NoteError if malformed."""
     keys = list(configured_keys() if trusted is None else trusted)
-    return keys + _parse_lines(extra or [], "--trusted-key")
+    return keys + signing.parse_lifetimes(list(extra or []), "--trusted-key")
 
 
 def trusted_verifiers(extra: list[str] | None = None) -> list[Verifier]:

@@ -40,7 +40,7 @@ from audit.ledger import Actor, Subject, fetch_nodes, record
 from audit.merkle import CompactRange, ProofError, consistency_ranges, resolve, root_nodes, verify_consistency
 from audit.models import Checkpoint, Entry
 from audit.models_ops import VerificationRun
-from audit.note import CheckpointBody, NoteError, Verifier, open_note
+from audit.note import NoteError, Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -199,21 +199,15 @@ def _subject_heads_before(start: int, rows: list[Entry], known: dict[tuple[str, 
 
 
 def _check_checkpoint(cp_id: int, size: int, root_hex: str, note: str, verifiers: list[Verifier],
-                      root: bytes, last_good: int) -> None:
+                      root: bytes, last_good: int, keys: list[verification.TrustedKey]) -> None:
+    """The full verifier's checkpoint check (signature, key lifetime, origin, stored and recomputed root)."""
     try:
-        body = CheckpointBody.parse(open_note(note, verifiers).text)
-    except NoteError as exc:
-        raise _Bad(size - 1 if size else None, verification.BAD_SIGNATURE,
-                   f"checkpoint #{cp_id} (size {size}): {exc}") from None
-    if body.origin != settings.LEDGER_ORIGIN:
-        raise _Bad(None, verification.BAD_SIGNATURE, f"checkpoint #{cp_id} is for origin {body.origin!r}")
-    if body.tree_size != size or body.root_hash.hex() != root_hex:
-        raise _Bad(None, verification.CHECKPOINT_MISMATCH,
-                   f"checkpoint #{cp_id}: stored size/root differ from its signed note")
-    if body.root_hash != root:
-        raise _Bad(last_good, verification.CHECKPOINT_MISMATCH,
-                   f"checkpoint #{cp_id} signed root for size {size} differs from the root recomputed from the "
-                   f"entries; the first changed entry is in [{last_good}, {size})")
+        verification.check_checkpoint(cp_id, size, root_hex, note, verifiers, root, keys)
+    except verification.Failure as failure:
+        if failure.reason == verification.CHECKPOINT_MISMATCH and failure.seq is None:  # as verify_ledger
+            raise _Bad(last_good, failure.reason,
+                       f"{failure.detail}; the first changed entry is in [{last_good}, {size})") from None
+        raise _Bad(failure.seq, failure.reason, failure.detail) from None
 
 
 def _incremental(base: VerificationRun, progress: Progress | None, chunk: int = CHUNK) -> _Outcome:
@@ -226,7 +220,8 @@ def _incremental(base: VerificationRun, progress: Progress | None, chunk: int = 
         if stored != prev:
             return _Outcome(False, start, root.hex(), verification.CHANGED,
                             f"entry {start - 1} no longer carries the hash verified by run #{base.pk}", start - 1)
-    verifiers = verification.trusted_verifiers()
+    keys = verification.trusted_keys()
+    verifiers = list({str(k.verifier): k.verifier for k in keys}.values())
     checkpoints = iter(
         Checkpoint.objects.filter(tree_size__gt=start).order_by("tree_size", "id")
         .values_list("tree_size", "id", "root_hash", "note")
@@ -244,6 +239,9 @@ def _incremental(base: VerificationRun, progress: Progress | None, chunk: int = 
                 if seq != expected:
                     raise _Bad(expected, verification.MISSING,
                                f"entry {expected} is missing (next stored entry is {seq})")
+                problem = verification.payload_problem(seq, entry.payload_json)
+                if problem is not None:  # as the full run: only exact, duplicate-free JSON is hashed
+                    raise _Bad(seq, verification.MALFORMED_JSON, problem)
                 leaf = leaf_hash(entry.canonical_body())
                 if leaf.hex() != eh:
                     raise _Bad(seq, verification.CHANGED, f"entry {seq} does not match its hash (a field was changed)")
@@ -261,7 +259,8 @@ def _incremental(base: VerificationRun, progress: Progress | None, chunk: int = 
                 if next_cp is not None and next_cp[0] == expected:
                     root = tree.root()
                     while next_cp is not None and next_cp[0] == expected:
-                        _check_checkpoint(next_cp[1], expected, next_cp[2], next_cp[3], verifiers, root, last_good)
+                        _check_checkpoint(next_cp[1], expected, next_cp[2], next_cp[3], verifiers, root, last_good,
+                                          keys)
                         next_cp = next(checkpoints, None)
                     last_good = expected
             if progress is not None:

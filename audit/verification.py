@@ -86,7 +86,7 @@ class VerificationResult:
         return asdict(self)
 
 
-class _Failure(Exception):
+class Failure(Exception):
     def __init__(self, seq: int | None, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.seq, self.reason, self.detail = seq, reason, detail
@@ -246,19 +246,19 @@ def trusted_verifiers(extra: list[str] | None = None) -> list[Verifier]:
     return list({str(v): v for v in (k.verifier for k in keys)}.values())
 
 
-def _validity_problem(cp_id: int, size: int, signed_by: list[Verifier], keys: Sequence[TrustedKey]) -> _Failure | None:
+def _validity_problem(cp_id: int, size: int, signed_by: list[Verifier], keys: Sequence[TrustedKey]) -> Failure | None:
     """A failure when no key that signed checkpoint ``cp_id`` (of tree ``size``) was valid for that size."""
     lines = [k for k in keys if any(str(k.verifier) == str(v) for v in signed_by)]
     if any(k.valid_for(size) for k in lines):
         return None
     retired = [k for k in lines if k.valid_until is not None and k.valid_until < size]
     if retired:
-        return _Failure(
+        return Failure(
             size - 1 if size else None, RETIRED_KEY,
             f"checkpoint #{cp_id} (size {size}) is signed only by "
             + ", ".join(f"{k.verifier_key} (retired: until={k.valid_until})" for k in retired)
             + ": a key retired before this size cannot vouch for it (a history rewritten with an old key)")
-    return _Failure(
+    return Failure(
         size - 1 if size else None, BAD_SIGNATURE,
         f"checkpoint #{cp_id} (size {size}) is signed only by key(s) not valid for that size: "
         + ", ".join(f"{k.verifier_key} (from={k.valid_from})" for k in lines))
@@ -280,7 +280,7 @@ def open_checkpoint(note: str, keys: Sequence[TrustedKey], label: str = "checkpo
     return Anchor(size=body.tree_size, root=body.root_hash, source=label)
 
 
-def _check_checkpoint(
+def check_checkpoint(
     cp_id: int, size: int, root_hex: str, note: str, verifiers: list[Verifier], root: bytes,
     keys: Sequence[TrustedKey] = (),
 ) -> None:
@@ -288,17 +288,17 @@ def _check_checkpoint(
         opened = open_note(note, verifiers)
         body = CheckpointBody.parse(opened.text)
     except NoteError as exc:
-        raise _Failure(size - 1 if size else None, BAD_SIGNATURE, f"checkpoint #{cp_id} (size {size}): {exc}") from None
+        raise Failure(size - 1 if size else None, BAD_SIGNATURE, f"checkpoint #{cp_id} (size {size}): {exc}") from None
     if keys:
         problem = _validity_problem(cp_id, body.tree_size, opened.verified_by, keys)
         if problem is not None:
             raise problem
     if body.origin != settings.LEDGER_ORIGIN:
-        raise _Failure(None, BAD_SIGNATURE, f"checkpoint #{cp_id} is for origin {body.origin!r}")
+        raise Failure(None, BAD_SIGNATURE, f"checkpoint #{cp_id} is for origin {body.origin!r}")
     if body.tree_size != size or body.root_hash.hex() != root_hex:
-        raise _Failure(None, CHECKPOINT_MISMATCH, f"checkpoint #{cp_id}: stored size/root differ from its signed note")
+        raise Failure(None, CHECKPOINT_MISMATCH, f"checkpoint #{cp_id}: stored size/root differ from its signed note")
     if body.root_hash != root:
-        raise _Failure(
+        raise Failure(
             None,
             CHECKPOINT_MISMATCH,
             f"checkpoint #{cp_id} signed root for size {size} differs from the root recomputed from the entries",
@@ -338,7 +338,7 @@ def verify_ledger(
         return _verify(rows, keys, progress, anchors, lenient)
 
 
-def _payload_problem(seq: int, payload_json: str) -> str | None:
+def payload_problem(seq: int, payload_json: str) -> str | None:
     if payload_json[:1] == "{" and is_exact_json_text(payload_json):
         return None
     problem = exact_json_problem(payload_json.encode("utf-8", "surrogatepass"), "payload")
@@ -371,20 +371,20 @@ def _verify(
     try:
         # Checkpoints and anchors of the empty tree.
         while next_cp is not None and next_cp[0] == 0:
-            _check_checkpoint(next_cp[1], 0, next_cp[2], next_cp[3], verifiers, tree.root(), keys)
+            check_checkpoint(next_cp[1], 0, next_cp[2], next_cp[3], verifiers, tree.root(), keys)
             checked_cps += 1
             next_cp = next(checkpoints, None)
         next_anchor = _check_anchors(pending, next_anchor, 0, tree.root(), 0)
         for row in rows:
             seq, ts, et, at, aid, st, sid, pj, ph, sp, eh, rid = row
             if seq < expected:
-                raise _Failure(seq, CHANGED, f"entry {seq} is stored outside the sequence 0, 1, 2, ...")
+                raise Failure(seq, CHANGED, f"entry {seq} is stored outside the sequence 0, 1, 2, ...")
             if seq != expected:
-                raise _Failure(expected, MISSING, f"entry {expected} is missing (next stored entry is {seq})")
-            problem = _payload_problem(seq, pj)
+                raise Failure(expected, MISSING, f"entry {expected} is missing (next stored entry is {seq})")
+            problem = payload_problem(seq, pj)
             if problem is not None:
                 if not lenient:
-                    raise _Failure(seq, MALFORMED_JSON, problem)
+                    raise Failure(seq, MALFORMED_JSON, problem)
                 warnings.append(problem)
             try:
                 body = body_bytes(
@@ -392,24 +392,24 @@ def _verify(
                     subject_id=sid, payload_json=pj, prev_hash=ph, subject_prev=sp, request_id=rid,
                 )
             except UnicodeEncodeError:
-                raise _Failure(
+                raise Failure(
                     seq, MALFORMED_JSON, f"entry {seq}: a field holds a lone surrogate (not Unicode)") from None
             leaf = leaf_hash(body)
             computed = leaf.hex()
             if computed != eh:
                 if _hashes_at_other_seq(row):
-                    raise _Failure(seq, REORDERED, f"entry {seq} was hashed at another position (reordered)")
-                raise _Failure(seq, CHANGED, f"entry {seq} does not match its hash (a field was changed)")
+                    raise Failure(seq, REORDERED, f"entry {seq} was hashed at another position (reordered)")
+                raise Failure(seq, CHANGED, f"entry {seq} does not match its hash (a field was changed)")
             if ph != prev:
                 if ph in recent:
-                    raise _Failure(seq, REORDERED, f"entry {seq} links to an earlier entry than {seq - 1}")
-                raise _Failure(seq, BROKEN_LINK, f"entry {seq}'s prev_hash is not the hash of entry {seq - 1}")
+                    raise Failure(seq, REORDERED, f"entry {seq} links to an earlier entry than {seq - 1}")
+                raise Failure(seq, BROKEN_LINK, f"entry {seq}'s prev_hash is not the hash of entry {seq - 1}")
             key = (st, sid)
             want = subjects.get(key)
             if want is None and len(subjects) >= SUBJECT_CACHE:
                 want = _last_subject_seq(st, sid, seq)
             if sp != want:
-                raise _Failure(
+                raise Failure(
                     seq, BROKEN_SUBJECT_LINK,
                     f"entry {seq}'s subject_prev is {sp}, but the previous entry of {st}:{sid} is {want}",
                 )
@@ -427,8 +427,8 @@ def _verify(
                 root = tree.root()
                 while next_cp is not None and next_cp[0] == expected:
                     try:
-                        _check_checkpoint(next_cp[1], expected, next_cp[2], next_cp[3], verifiers, root, keys)
-                    except _Failure as failure:
+                        check_checkpoint(next_cp[1], expected, next_cp[2], next_cp[3], verifiers, root, keys)
+                    except Failure as failure:
                         if failure.reason == CHECKPOINT_MISMATCH and failure.seq is None:
                             failure.seq = last_good_cp_size
                             failure.detail += f"; the first changed entry is in [{last_good_cp_size}, {expected})"
@@ -440,20 +440,20 @@ def _verify(
                 progress(expected, total)
                 next_progress += PROGRESS_EVERY
         if next_cp is not None:
-            raise _Failure(
+            raise Failure(
                 expected, TRUNCATED,
                 f"checkpoint #{next_cp[1]} covers {next_cp[0]} entries but the ledger has only {expected}: "
                 "entries were removed from the tail",
             )
         if next_anchor < len(pending):
             anchor = pending[-1]
-            raise _Failure(
+            raise Failure(
                 expected, TRUNCATED,
                 f"{anchor.source} saw a tree of {anchor.size} entries but the ledger has only {expected}: "
                 "entries (and their checkpoints) were removed from the tail",
             )
         root = tree.root()
-    except _Failure as failure:
+    except Failure as failure:
         return VerificationResult(
             ok=False, entries=expected, checkpoints=checked_cps, tree_size=expected, root_hash=root.hex(),
             seconds=time.perf_counter() - started, first_bad_seq=failure.seq, reason=failure.reason,
@@ -473,7 +473,7 @@ def _check_anchors(pending: list[Anchor], index: int, size: int, root: bytes, la
     while index < len(pending) and pending[index].size == size:
         anchor = pending[index]
         if anchor.root != root:
-            raise _Failure(
+            raise Failure(
                 last_good if size else None, FORKED,
                 f"{anchor.source} saw root {anchor.root.hex()} at tree size {size}, the ledger's entries give "
                 f"{root.hex()}: the history was rewritten (the first changed entry is in [{last_good}, {size}))",

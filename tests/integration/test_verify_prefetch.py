@@ -50,7 +50,7 @@ def test_entries_and_checkpoints_written_during_verification_are_not_seen(monkey
     at_start = verify_ledger().entries
     from audit import verification
 
-    real = verification._check_checkpoint
+    real = verification.check_checkpoint
     wrote: list[bool] = []
 
     def write_meanwhile(*args: Any) -> None:
@@ -74,7 +74,7 @@ def test_entries_and_checkpoints_written_during_verification_are_not_seen(monkey
             threading.Thread(target=other_process).start()
             done.wait(30)
 
-    monkeypatch.setattr(verification, "_check_checkpoint", write_meanwhile)
+    monkeypatch.setattr(verification, "check_checkpoint", write_meanwhile)
 
     # when
     result = verify_ledger(chunk=8)

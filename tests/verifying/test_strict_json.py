@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit import checkpoints, ledger, offline_verify
 from audit.canonical import format_timestamp
+from audit.integrity import verification_run
 from audit.models import Entry
 from audit.verification import verify_ledger
 from tests.export.conftest import Export
@@ -132,6 +133,20 @@ def test_verify_ledger_refuses_a_duplicate_member_written_with_the_triggers_off(
     # then: named before any hash is compared
     assert (result.ok, result.reason, result.first_bad_seq) == (False, "malformed_json", 3)
     assert "member 'value' appears twice" in (result.detail or "")
+
+
+def test_the_scheduled_incremental_run_refuses_a_duplicate_member_too() -> None:
+    # given: an incremental run resumes from a successful one, then a later entry is rewritten in place
+    fill(6)
+    checkpoints.checkpoint_create()
+    assert verification_run(mode="full").ok
+    fill(4)
+    checkpoints.checkpoint_create()
+    tamper("UPDATE audit_entry SET payload_json = %s WHERE seq = 9", ['{"text":"note 9","value":999,"value":1}'])
+
+    run = verification_run(mode="incremental")
+
+    assert (run.mode, run.ok, run.reason, run.first_bad_seq) == ("incremental", False, "malformed_json", 9)
 
 
 def test_verify_ledger_refuses_a_hashed_duplicate_and_lenient_reports_it() -> None:

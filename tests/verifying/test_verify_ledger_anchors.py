@@ -6,7 +6,6 @@ elsewhere (a witness's, a regulator's) catches a truncated or rewritten history 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from io import StringIO
 from pathlib import Path
@@ -19,7 +18,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from audit import checkpoints
-from audit.models import Checkpoint
+from audit.integrity import verification_run
+from audit.models import Checkpoint, Entry
 from audit.note import CheckpointBody, sign_note
 from audit.selectors import tree_root
 from audit.signing import current_verifier_key, signing_key
@@ -118,13 +118,6 @@ def test_a_kept_checkpoint_must_be_signed_by_a_trusted_key(kept: Path, tmp_path:
         call_command("verify_ledger", "--known-checkpoint", str(forged), stdout=StringIO())
 
 
-def test_witnesses_flag_without_witnessing_is_a_clear_error(kept: Path) -> None:
-    if importlib.util.find_spec("audit.witnessing") is not None:
-        pytest.skip("audit.witnessing is installed: --witnesses asks the witnesses (tests/witnessing)")
-    with pytest.raises(CommandError, match="no witnessing"):
-        call_command("verify_ledger", "--witnesses", stdout=StringIO())
-
-
 # --- key lifetimes ---------------------------------------------------------------------------------------------
 
 
@@ -150,6 +143,7 @@ def test_a_history_rewritten_with_the_retired_key_fails_retired_key(rotated: tup
     # before: the same ledger verifies with those lifetimes
     with override_settings(LEDGER_TRUSTED_KEYS=lines):
         assert verify_ledger().ok
+        assert verification_run(mode="full").ok  # what the next incremental run resumes from
     # given: the old key's holder signs a larger tree (a rewritten history would be signed the same way)
     size = 16
     Checkpoint.objects.create(tree_size=size, root_hash=tree_root(size).hex(), note=attacker_note(size, old),
@@ -162,6 +156,14 @@ def test_a_history_rewritten_with_the_retired_key_fails_retired_key(rotated: tup
     assert (result.ok, result.reason, result.first_bad_seq) == (False, "retired_key", size - 1)
     assert f"until={handover}" in (result.detail or "")
     assert code == 1 and json.loads(out)["reason"] == "retired_key"
+    # the scheduled incremental run refuses the same forgery beyond the size it resumes from
+    fill(3, prefix="later")
+    later = Entry.objects.count()
+    Checkpoint.objects.create(tree_size=later, root_hash=tree_root(later).hex(), note=attacker_note(later, old),
+                              created_at=timezone.now())
+    with override_settings(LEDGER_TRUSTED_KEYS=lines):
+        run_ = verification_run(mode="incremental")
+    assert (run_.mode, run_.ok, run_.reason) == ("incremental", False, "retired_key")
     # without lifetimes (every key valid for every size, as before) the same checkpoint passed
     with override_settings(LEDGER_TRUSTED_KEYS=[log_vkey(old, settings.LEDGER_ORIGIN)]):
         assert verify_ledger().ok
@@ -191,32 +193,3 @@ def test_open_checkpoint_refuses_a_retired_key(rotated: tuple[Ed25519PrivateKey,
     with pytest.raises(ValueError, match="retired"):
         open_checkpoint(note, keys)
     assert open_checkpoint(attacker_note(10, old), keys).size == 10
-
-
-def test_witnesses_flag_uses_each_witness_latest_checkpoint_as_an_anchor(
-        kept: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # given: the interface of audit.witnessing (H2): the witnesses' latest cosigned checkpoints and problems
-    import sys
-    import types
-
-    size = Checkpoint.objects.get().tree_size
-    answers: list[Anchor] = [Anchor(size=size, root=tree_root(size), source="witness w1")]
-    fake = types.ModuleType("audit.witnessing")
-    fake.witness_anchors = lambda: (list(answers), ["witness w2: connection refused"])  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "audit.witnessing", fake)
-
-    # an honest ledger extends what the witness saw
-    code, out = run("--witnesses")
-    assert code == 0 and "extends witness w1" in out and "warning: witness w2: connection refused" in out
-
-    # after the checkpoints and the tail are deleted, the witness's checkpoint catches it
-    tamper("DELETE FROM audit_checkpoint")
-    tamper("DELETE FROM audit_entry WHERE seq >= 8")
-    code, out = run("--json", "--witnesses")
-    assert code == 1 and json.loads(out)["reason"] == "truncated"
-
-    # no witness answered: nothing anchors it (exit 3), and it says so
-    answers.clear()
-    tamper("DELETE FROM audit_entry")
-    code, out = run("--witnesses")
-    assert code == 3 and "the witnesses anchor nothing" in out

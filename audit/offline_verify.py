@@ -1146,7 +1146,8 @@ class Report:
         if self.quorum:
             lines.append(
                 f"witnesses: {len(self.witnesses)} valid cosignature(s) on checkpoint.txt, quorum {self.quorum}")
-            lines.extend(f"  {w}: cosigned at {t}" for w, t in self.witnesses.items())
+            lines.extend(f"  {w}: cosigned at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))} (POSIX {t})"
+                         for w, t in self.witnesses.items())
         lines.append(f"completeness: {_completeness_text(self)}")
         lines.append(f"files: {self.files_checked} checked against manifest.json")
         lines.extend(f"note: {n}" for n in self.notes)
@@ -1471,7 +1472,9 @@ class BundleVerifier:
             self.report.fail(f"checkpoint {name}: signed by a key for another origin")
             return None
         if unknown:
-            self.report.notes.append(f"{name} also carries {unknown} signature(s) by keys not trusted here (ignored)")
+            self.report.notes.append(
+                f"{name} also carries {unknown} signature line(s) by other keys: witness cosignatures (those of "
+                "checkpoint.txt are checked against --witness-key) or keys not trusted here; ignored as signatures")
         self.report.checkpoints += 1
         return size, root
 

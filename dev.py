@@ -4,8 +4,9 @@
     python3.11 dev.py demo   # set up, load demo data, serve the console on http://127.0.0.1:8000
     python3.11 dev.py test   # set up, run the whole test suite (extra args go to pytest)
 
-It creates .venv beside this file and installs the project with its dev extras
-whenever pyproject.toml changed since the last install. The demo also runs one local
+It creates .venv beside this file and installs the locked dependencies
+(requirements-dev.lock: exact versions with their hashes) and the project itself
+whenever pyproject.toml or the lock changed since the last install. The demo also runs one local
 witness (``python -m audit.witness serve`` on 127.0.0.1, key and state under
 var/witness/) and points the server at it, so its checkpoints show cosignatures;
 set LEDGER_WITNESSES yourself to use other witnesses instead.
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".installed-pyproject-sha256"
+LOCK = ROOT / "requirements-dev.lock"
 
 
 def run(*cmd: str | Path, env: dict[str, str] | None = None) -> int:
@@ -35,13 +37,16 @@ def ensure_venv() -> None:
     if not PY.exists():
         print("creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + LOCK.read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest:
         return
     print("installing dependencies into .venv (first run takes a few minutes) ...", flush=True)
     if run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip") != 0:
         sys.exit("pip upgrade failed")
-    if run(PY, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]") != 0:
+    # The lock, hash-checked, then the project alone: what is tested is exactly what was locked.
+    if run(PY, "-m", "pip", "install", "--quiet", "--require-hashes", "-r", LOCK) != 0:
+        sys.exit(f"installing {LOCK.name} failed")
+    if run(PY, "-m", "pip", "install", "--quiet", "--no-deps", "-e", ROOT) != 0:
         sys.exit("installing the project failed")
     STAMP.write_text(digest)
 

@@ -5,25 +5,20 @@ and the database is PostgreSQL, shared by the worker and this test.
 """
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery
-from django.db import connection, transaction
+from django.db import transaction
 
 from audit.ledger import Actor, Subject, record
 from audit.models import Checkpoint, Entry, WitnessCosignature
 from audit.signing import current_verifier_key
 from governance.models import ComplianceViolation
-
-BROKER = os.environ.get("CELERY_WORKER_TEST_BROKER_URL")
-ROOT = Path(__file__).resolve().parents[2]
+from tests.worker.launch import BROKER, start_worker, stop_worker, wait_for
 
 pytestmark = [
     pytest.mark.celery_worker,
@@ -31,52 +26,25 @@ pytestmark = [
 ]
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 @pytest.fixture
 def worker_with(committing_db: None, on_postgres: None, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(witnesses: list[Any], *, deadline: float = 60.0) -> subprocess.Popen[bytes]:
-        db = connection.settings_dict
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-            CELERY_BROKER_URL=BROKER or "",
-            LEDGER_INTEGRATE_INTERVAL="0.5",
-            LEDGER_CHECKPOINT_INTERVAL="1",
-            LEDGER_INTEGRATE_ON_COMMIT="0",
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        proc = start_worker(
+            log_path, tmp_path / "beat-schedule",
             LEDGER_WITNESSES=";".join(f"{w.url} {w.verifier_key}" for w in witnesses),
             LEDGER_WITNESS_QUORUM=str(len(witnesses)),
             LEDGER_WITNESS_DEADLINE=str(deadline),
             LEDGER_WITNESS_CHECK_INTERVAL="1",
-        )
-        env.pop("CELERY_WORKER_TEST_BROKER_URL", None)
-        Celery(broker=BROKER).connection_for_write().default_channel.queue_purge("celery")
-        log_path = tmp_path / f"worker-{len(started)}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "governance", "worker", "-B", "--pool=solo",
-             "--loglevel=INFO", "-s", str(tmp_path / "beat-schedule")],
-            cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
         )
         started.append((proc, log_path))
         return proc
 
     yield start
     for proc, log_path in started:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        sys.stdout.write(log_path.read_text(errors="replace")[-3000:])
+        stop_worker(proc, log_path)
 
 
 def _record(n: int) -> None:
@@ -95,7 +63,7 @@ def test_the_worker_gets_every_checkpoint_cosigned(worker_with: Any, witness_fac
         size = Entry.objects.count()
         return size >= 10 and WitnessCosignature.objects.filter(checkpoint__tree_size__gte=size).count() == 2
 
-    _wait_for(cosigned_to_the_end, 90, "both witnesses to cosign a checkpoint covering every entry")
+    wait_for(cosigned_to_the_end, 90, "both witnesses to cosign a checkpoint covering every entry")
     assert not [v for v in ComplianceViolation.objects.filter(kind="integrity") if v.details.get("witness_quorum")]
     assert proc.poll() is None, "the worker died"
 
@@ -110,7 +78,7 @@ def test_the_worker_raises_the_quorum_violation_once(worker_with: Any, witness_f
     def violations() -> list[ComplianceViolation]:
         return [v for v in ComplianceViolation.objects.filter(kind="integrity") if v.details.get("witness_quorum")]
 
-    _wait_for(lambda: bool(violations()), 90, "the quorum violation")
+    wait_for(lambda: bool(violations()), 90, "the quorum violation")
     time.sleep(4)  # several more checks (every second) and checkpoints: still one
     assert len(violations()) == 1
     assert Checkpoint.objects.exists() and proc.poll() is None

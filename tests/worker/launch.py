@@ -1,0 +1,63 @@
+"""A real Celery worker with beat, on the broker CELERY_WORKER_TEST_BROKER_URL names, sharing this test's database.
+
+One launcher for every test that needs the scheduled work done by a separate process
+(tests/worker, tests/witnessing). Only for PostgreSQL: the worker opens its own connections.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from celery import Celery
+from django.db import connection
+
+BROKER = os.environ.get("CELERY_WORKER_TEST_BROKER_URL")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_worker(log_path: Path, beat_schedule: Path, **extra_env: str) -> subprocess.Popen[bytes]:
+    """Start ``celery worker -B`` with fast ledger schedules (plus ``extra_env``), its output in ``log_path``.
+
+    The queue is purged first: tasks left by an earlier run would only add noise.
+    """
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        CELERY_BROKER_URL=BROKER or "",
+        LEDGER_INTEGRATE_INTERVAL="0.5",
+        LEDGER_CHECKPOINT_INTERVAL="1",
+        LEDGER_INTEGRATE_ON_COMMIT="0",
+        **extra_env,
+    )
+    env.pop("CELERY_WORKER_TEST_BROKER_URL", None)
+    Celery(broker=BROKER).connection_for_write().default_channel.queue_purge("celery")
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "governance", "worker", "-B", "--pool=solo",
+             "--loglevel=INFO", "-s", str(beat_schedule)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Stop the worker (killed after 15 s) and print the end of its log for a failing test's report."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    sys.stdout.write(log_path.read_text(errors="replace")[-3000:])

@@ -34,10 +34,10 @@ from audit.checkpoints import signing_key_register
 from audit.ledger import Actor, Subject, integrate, record
 from audit.models import Checkpoint, LedgerHead, SigningKey
 from audit.note import CheckpointBody, key_id, public_bytes, sign_note, verifier_key
+from audit.offline_verify import parse_trusted_key_line
 from audit.selectors import tree_root
 from audit.signing import (
     KeyLifetime,
-    _parse_trusted_key_line,
     key_lifetimes,
     key_name,
     signing_key,
@@ -160,7 +160,7 @@ def with_lifetimes(lines: list[str], updates: list[KeyLifetime]) -> list[str]:
     out: list[str] = []
     slot: dict[str, int] = {}  # where each updated key's line goes, filled once all its lines are merged
     for line in lines:
-        parsed = _parse_trusted_key_line(line)
+        parsed = parse_trusted_key_line(line)
         if parsed is None or parsed[0] not in wanted:
             out.append(line)
             continue

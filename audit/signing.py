@@ -161,9 +161,6 @@ def current_verifier_key() -> str:
 
 # --- key lifetimes -------------------------------------------------------------------------------------------------
 
-# One grammar for trusted-key lines everywhere: the offline verifier's, which ships alone.
-_parse_trusted_key_line = parse_trusted_key_line
-
 
 @dataclass(frozen=True)
 class KeyLifetime:
@@ -185,12 +182,10 @@ class KeyLifetime:
     def allows(self, tree_size: int) -> bool:
         return self.valid_from <= tree_size and (self.valid_until is None or tree_size <= self.valid_until)
 
-    valid_for = allows
-
     @classmethod
     def parse(cls, line: str) -> KeyLifetime | None:
         """A trusted-key line (docs/verifying.md); None for blank and comment lines; ValueError if malformed."""
-        parsed = _parse_trusted_key_line(line)
+        parsed = parse_trusted_key_line(line)
         return None if parsed is None else cls(*parsed)
 
     @property
@@ -221,7 +216,7 @@ def parse_lifetimes(lines: list[str], source: str) -> list[KeyLifetime]:
     out = []
     for number, line in enumerate(lines, 1):
         try:
-            parsed = _parse_trusted_key_line(line)
+            parsed = parse_trusted_key_line(line)
         except ValueError as exc:
             raise NoteError(f"{source}, line {number}: {exc}") from None
         if parsed is not None:

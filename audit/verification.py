@@ -249,7 +249,7 @@ def trusted_verifiers(extra: list[str] | None = None) -> list[Verifier]:
 def _validity_problem(cp_id: int, size: int, signed_by: list[Verifier], keys: Sequence[TrustedKey]) -> Failure | None:
     """A failure when no key that signed checkpoint ``cp_id`` (of tree ``size``) was valid for that size."""
     lines = [k for k in keys if any(str(k.verifier) == str(v) for v in signed_by)]
-    if any(k.valid_for(size) for k in lines):
+    if any(k.allows(size) for k in lines):
         return None
     retired = [k for k in lines if k.valid_until is not None and k.valid_until < size]
     if retired:

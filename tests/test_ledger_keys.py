@@ -11,8 +11,9 @@ from django.test import override_settings
 
 from audit.checkpoints import checkpoint_create
 from audit.note import Verifier, open_note
+from audit.offline_verify import parse_trusted_key_line
 from audit.rotation import rotate_and_install
-from audit.signing import _parse_trusted_key_line, current_verifier_key, signing_key, trusted_keys_file
+from audit.signing import current_verifier_key, signing_key, trusted_keys_file
 from tests.integration.helpers import SYSTEM, fill
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +41,7 @@ def test_ledger_keys_prints_the_key_that_verifies_checkpoints() -> None:
     # when
     output = ledger_keys()
     # then every line is a trusted-key line or a comment, and the keys verify the checkpoint
-    parsed = [p for p in map(_parse_trusted_key_line, output.splitlines()) if p is not None]
+    parsed = [p for p in map(parse_trusted_key_line, output.splitlines()) if p is not None]
     assert parsed == [(current_verifier_key(), 0, None)]
     assert open_note(checkpoint.note, [Verifier.parse(vkey) for vkey, _, _ in parsed]).verified_by
     assert "current signing key" in output and f"#{checkpoint.pk} (size {checkpoint.tree_size}, " in output
@@ -62,7 +63,7 @@ def test_after_a_rotation_the_output_is_a_trusted_keys_file_with_each_keys_valid
     assert lines == [f"{old} until={size}", f"{new} from={size}"]
     saved = tmp_path / "keys.txt"
     saved.write_text(output)  # what a reader keeps, then passes with --trusted-keys-file
-    assert [p for p in map(_parse_trusted_key_line, saved.read_text().splitlines()) if p] == [
+    assert [p for p in map(parse_trusted_key_line, saved.read_text().splitlines()) if p] == [
         (old, 0, size), (new, size, None)]
     comments = [ln for ln in output.splitlines() if ln.startswith("# ledger")]
     assert "retired; valid for tree sizes 0 to " in comments[0]
@@ -119,6 +120,6 @@ def test_a_handover_the_configuration_does_not_reflect_is_flagged_not_trusted() 
 
     assert f"handover at tree size {handover.tree_size}" in err.getvalue()
     assert f"# WARNING: the ledger records a key handover at tree size {handover.tree_size}" in out.getvalue()
-    assert [p[0] for p in map(_parse_trusted_key_line, out.getvalue().splitlines()) if p] == [current_verifier_key()]
+    assert [p[0] for p in map(parse_trusted_key_line, out.getvalue().splitlines()) if p] == [current_verifier_key()]
     assert old not in [ln for ln in out.getvalue().splitlines() if not ln.startswith("#")]
     assert json.loads(ledger_keys("--json"))["warnings"]

@@ -13,8 +13,8 @@ from django.test import override_settings
 
 from audit import checkpoints, ledger, note
 from audit.models import Checkpoint, Entry, SigningKey
+from audit.offline_verify import parse_trusted_key_line
 from audit.signing import (
-    _parse_trusted_key_line,
     current_verifier_key,
     generate_key_file,
     signing_key,
@@ -83,7 +83,7 @@ def test_a_bundle_spanning_a_rotation_verifies_with_both_keys(isolated_key: Path
 
     # keys.txt lists both keys as trusted-key lines: bare, or (with h-export's writer) bounded by the handover
     size = Entry.objects.get(event_type="ledger.signing_key_handover").payload["tree_size"]
-    lines = [_parse_trusted_key_line(line) for line in members(bundle)["keys.txt"].decode().splitlines()]
+    lines = [parse_trusted_key_line(line) for line in members(bundle)["keys.txt"].decode().splitlines()]
     keys = {p[0]: p[1:] for p in lines if p is not None}
     assert set(keys) == {old, new}
     assert keys[old] in {(0, None), (0, size)} and keys[new] in {(0, None), (size, None)}

@@ -12,9 +12,9 @@ from audit import triggers
 from audit.checkpoints import checkpoint_create
 from audit.models import SigningKey
 from audit.note import NoteError, public_bytes, verifier_key
+from audit.offline_verify import parse_trusted_key_line
 from audit.signing import (
     KeyLifetime,
-    _parse_trusted_key_line,
     current_verifier_key,
     key_lifetimes,
     key_name,
@@ -29,13 +29,13 @@ def vkey_of(key: Ed25519PrivateKey | None = None) -> str:
 
 def test_trusted_key_lines_of_every_form_parse() -> None:
     v = vkey_of()
-    assert _parse_trusted_key_line(v) == (v, 0, None)
-    assert _parse_trusted_key_line(f"  {v}  from=7 ") == (v, 7, None)
-    assert _parse_trusted_key_line(f"{v} until=9") == (v, 0, 9)
-    assert _parse_trusted_key_line(f"{v} from=3 until=3") == (v, 3, 3)
-    assert _parse_trusted_key_line(f"{v} until=9 from=2") == (v, 2, 9)  # either order
-    assert _parse_trusted_key_line("") is None
-    assert _parse_trusted_key_line("   # a comment with from=1") is None
+    assert parse_trusted_key_line(v) == (v, 0, None)
+    assert parse_trusted_key_line(f"  {v}  from=7 ") == (v, 7, None)
+    assert parse_trusted_key_line(f"{v} until=9") == (v, 0, 9)
+    assert parse_trusted_key_line(f"{v} from=3 until=3") == (v, 3, 3)
+    assert parse_trusted_key_line(f"{v} until=9 from=2") == (v, 2, 9)  # either order
+    assert parse_trusted_key_line("") is None
+    assert parse_trusted_key_line("   # a comment with from=1") is None
 
 
 @pytest.mark.parametrize("suffix, message", [
@@ -52,7 +52,7 @@ def test_trusted_key_lines_of_every_form_parse() -> None:
 ])
 def test_malformed_trusted_key_lines_are_refused_with_the_problem(suffix: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        _parse_trusted_key_line(f"{vkey_of()} {suffix}")
+        parse_trusted_key_line(f"{vkey_of()} {suffix}")
 
 
 def test_a_malformed_verifier_key_is_refused() -> None:
@@ -60,13 +60,13 @@ def test_a_malformed_verifier_key_is_refused() -> None:
     forged = v[:-4] + ("AAAA" if not v.endswith("AAAA") else "BBBB")  # the key no longer matches its key ID
     for line in ("not-a-key", f"{forged} until=3", v.replace("+", "-", 1)):
         with pytest.raises(ValueError):
-            _parse_trusted_key_line(line)
+            parse_trusted_key_line(line)
 
 
 def test_a_lifetime_line_round_trips() -> None:
     v = vkey_of()
     for lifetime in (KeyLifetime(v), KeyLifetime(v, 5), KeyLifetime(v, 0, 8), KeyLifetime(v, 2, 9)):
-        assert KeyLifetime(*_parse_trusted_key_line(lifetime.line()) or ()) == lifetime
+        assert KeyLifetime(*parse_trusted_key_line(lifetime.line()) or ()) == lifetime
     assert KeyLifetime(v).line() == v
     assert KeyLifetime(v, 2, 9).line() == f"{v} from=2 until=9"
     assert KeyLifetime(v, 2, 9).allows(2) and KeyLifetime(v, 2, 9).allows(9)

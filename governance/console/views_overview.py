@@ -38,7 +38,7 @@ PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#8
 
 def denied(request: HttpRequest, message: str) -> HttpResponse:
     """The console's refusal: a readable page with status 403 and no data."""
-    return render(request, "console/_denied.html", {"message": message}, status=403)
+    return render(request, "console/denied.html", {"message": message}, status=403)
 
 
 def is_oversight(user: Any) -> bool:

@@ -14,7 +14,7 @@ from access.models import AccessRequest, Grant, ReviewCampaign, ReviewItem, Serv
 from access.selectors import guardian_drift, requests_awaiting
 from access.tasks import close_due_reviews, close_review
 from audit.models import Entry
-from governance.celery import app
+from config.celery import app
 from tests.access import personas
 from tests.access.personas import People, Resources, fresh, grant, ledger, ledger_entries, writes_nothing
 

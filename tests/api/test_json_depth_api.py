@@ -15,10 +15,10 @@ import pytest
 from audit import ledger
 from audit.canonical import MAX_DEPTH
 from audit.models import Entry, PendingEntry
-from governance.api.parsers import MAX_BODY_DEPTH
 from governance.models import PromotionPolicy
 from tests.access.personas import People
 from tests.api.conftest import problem_of
+from web.api.parsers import MAX_BODY_DEPTH
 
 pytestmark = pytest.mark.django_db
 

@@ -150,7 +150,7 @@ COMMENT = "Validation report MRV-2026-114 reviewed; metrics within tolerance"
 
 @pytest.fixture(autouse=True)
 def _celery_eager() -> Iterator[None]:
-    from governance.celery import app
+    from config.celery import app
 
     saved = {k: app.conf[k] for k in ("task_always_eager", "task_eager_propagates")}
     app.conf.update(task_always_eager=True, task_eager_propagates=True)

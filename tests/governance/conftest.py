@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from config.celery import app
 from governance import registry
-from governance.celery import app
 from governance.models import Environment, ModelVersion, RegisteredModel
 from tests.governance.factories import (
     FakeRegistry,

@@ -10,9 +10,10 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Promotion governance"
 
     def ready(self) -> None:
-        # Registers the OpenAPI descriptions of our authentication classes.
-        # Loads MLflow with the app, not inside the first request that approves a promotion
-        # (an import under the import lock stalls every thread of that worker for seconds).
+        # What must register when Django starts: idle_session's sign-in receiver, the Celery
+        # tasks (by name, for the worker and for apply_async), and the OpenAPI descriptions of
+        # our authentication classes. MLflow is not imported here: governance.registry and
+        # governance.sync import it where they call it (about 3 s; every django.setup() paid it).
         from governance import idle_session, tasks  # noqa: F401  (idle_session: stamps each sign-in)
         from governance.api import schema  # noqa: F401
 

@@ -13,8 +13,10 @@ from access.checks import check
 from access.models import AccessRequest, Dataset, Grant, ReviewCampaign, ServiceAccount
 from access.selectors import access_requests_visible_to, datasets_visible_to, grants_visible_to
 from audit.models import PendingEntry
-from tests.access.personas import People, Resources, fresh, grant, make_user, soon, writes_nothing
-from tests.api.conftest import problem_of
+from tests.access.helpers import grant, soon, writes_nothing
+from tests.api.helpers import problem_of
+from tests.catalog import Resources
+from tests.personas import People, fresh, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -124,7 +126,7 @@ GRANTS = "/api/v1/grants"
 
 
 def _soon_iso(days: float = 30) -> str:
-    from tests.access.personas import soon
+    from tests.access.helpers import soon
 
     return soon(days).isoformat()
 

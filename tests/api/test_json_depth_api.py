@@ -17,8 +17,8 @@ from audit.canonical import MAX_DEPTH
 from audit.models import Entry, PendingEntry
 from governance.api.parsers import MAX_BODY_DEPTH
 from governance.models import PromotionPolicy
-from tests.access.personas import People
-from tests.api.conftest import problem_of
+from tests.api.helpers import problem_of
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,9 @@ from rest_framework.test import APIClient
 
 from access.models import ApiToken, ServiceAccount
 from audit.models import Entry, PendingEntry
-from tests.access.personas import People, writes_nothing
-from tests.api.conftest import problem_of
+from tests.access.helpers import writes_nothing
+from tests.api.helpers import problem_of
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """Console pages of service accounts and API tokens (``access/console_tokens.py``).
 
-Personas come from tests/access/personas.py: rita (model-owner) owns the ``fraud-pipeline`` account,
+Personas come from tests/personas.py: rita (model-owner) owns the ``fraud-pipeline`` account,
 olga is another model owner, ines InfoSec, audrey an auditor, sam a data steward, otto an outsider.
 What is under test goes through the pages; ``access.grants`` and ``access.tokens`` decide, and a
 refusal is a message (or a 404 page) with nothing written. The token's plaintext must appear on the
@@ -8,8 +8,6 @@ page answering the POST that issued it, and nowhere else.
 """
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 import logging
 import re
 from collections.abc import Iterator
@@ -30,15 +28,9 @@ from rest_framework.test import APIClient
 from access import tokens
 from access.models import ApiToken, ServiceAccount
 from audit.models import Entry, PendingEntry
-from tests.access.personas import (  # noqa: F401
-    People,
-    ledger,
-    make_user,
-    people,
-    service_account,
-    snapshot,
-)
-from tests.console.conftest import client_for, messages_of
+from tests.access.helpers import ledger, snapshot
+from tests.console.helpers import client_for, messages_of
+from tests.personas import People, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from audit.signing import (
     trusted_keys_file,
 )
 from audit.verification import verify_ledger
-from tests.export.conftest import Export, members, verify, verify_subprocess
+from tests.export.helpers import Export, members, verify, verify_subprocess
 from tests.integration.helpers import fill
 
 pytestmark = pytest.mark.django_db

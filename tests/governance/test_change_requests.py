@@ -3,8 +3,6 @@
 Each attack is a test that shows it refused and that nothing was written: no ledger entry, no
 change request, no change to the environment, its policies or its freeze windows.
 """
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -22,8 +20,10 @@ from governance import change_requests as cr
 from governance import services
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest
-from tests.access.personas import People, Resources, ledger, people, res  # noqa: F401
-from tests.governance.factories import TIGHTER, ZERO, production_rules, rules_state
+from tests.access.helpers import ledger
+from tests.catalog import Resources
+from tests.governance.helpers import TIGHTER, ZERO, production_rules, rules_state
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

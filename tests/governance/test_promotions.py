@@ -43,12 +43,9 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
-from tests.factories import UserFactory
-from tests.governance.factories import (
+from tests.factories import ModelVersionFactory, RegisteredModelFactory, UserFactory
+from tests.governance.helpers import (
     FakeRegistry,
-    ModelVersionFactory,
-    People,
-    RegisteredModelFactory,
     actor_of,
     entry_of,
     event_types,
@@ -56,6 +53,7 @@ from tests.governance.factories import (
     snapshot,
     subject_entries,
 )
+from tests.personas import People
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow")]
 

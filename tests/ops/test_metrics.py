@@ -12,7 +12,7 @@ from audit.checkpoints import checkpoint_create
 from audit.integrity import verification_run
 from audit.models import Checkpoint, LedgerHead, PendingEntry
 from governance.metrics import CELERY_TASKS
-from tests.ops.conftest import notes
+from tests.ops.helpers import notes
 
 pytestmark = pytest.mark.django_db
 

@@ -135,12 +135,19 @@ def fresh(user: User) -> User:
 
 
 @pytest.fixture
-def owner(db: None) -> User:
+def persona_db(request: pytest.FixtureRequest) -> None:
+    """Database access for the people: the test's real commits when it asked for ``committing_db``
+    (a ``db`` transaction around them would keep on-commit hooks from running), else ``db``."""
+    request.getfixturevalue("committing_db" if "committing_db" in request.fixturenames else "db")
+
+
+@pytest.fixture
+def owner(persona_db: None) -> User:
     return make_person("owner")
 
 
 @pytest.fixture
-def team(db: None) -> Group:
+def team(persona_db: None) -> Group:
     return team_group()
 
 
@@ -150,57 +157,57 @@ def requester(team: Group) -> User:
 
 
 @pytest.fixture
-def steward(db: None) -> User:
+def steward(persona_db: None) -> User:
     return make_person("steward")
 
 
 @pytest.fixture
-def infosec(db: None) -> User:
+def infosec(persona_db: None) -> User:
     return make_person("infosec")
 
 
 @pytest.fixture
-def infosec2(db: None) -> User:
+def infosec2(persona_db: None) -> User:
     return make_person("infosec2")
 
 
 @pytest.fixture
-def auditor(db: None) -> User:
+def auditor(persona_db: None) -> User:
     return make_person("auditor")
 
 
 @pytest.fixture
-def outsider(db: None) -> User:
+def outsider(persona_db: None) -> User:
     return make_person("outsider")
 
 
 @pytest.fixture
-def approver(db: None) -> User:
+def approver(persona_db: None) -> User:
     return make_person("approver")
 
 
 @pytest.fixture
-def approver2(db: None) -> User:
+def approver2(persona_db: None) -> User:
     return make_person("approver2")
 
 
 @pytest.fixture
-def model_risk(db: None) -> User:
+def model_risk(persona_db: None) -> User:
     return make_person("model_risk")
 
 
 @pytest.fixture
-def model_risk2(db: None) -> User:
+def model_risk2(persona_db: None) -> User:
     return make_person("model_risk2")
 
 
 @pytest.fixture
-def creator(db: None) -> User:
+def creator(persona_db: None) -> User:
     return make_person("creator")
 
 
 @pytest.fixture
-def breakglass(db: None) -> User:
+def breakglass(persona_db: None) -> User:
     return make_person("breakglass")
 
 
@@ -218,15 +225,15 @@ def people(
 
 
 @pytest.fixture
-def superuser(db: None) -> User:
+def superuser(persona_db: None) -> User:
     return SuperuserFactory(username="root", password=PASSWORD)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def superuser_auditor(db: None) -> User:
+def superuser_auditor(persona_db: None) -> User:
     return SuperuserFactory(username="sally", password=PASSWORD, roles=[roles.AUDITOR])  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def staff(db: None) -> User:
+def staff(persona_db: None) -> User:
     return UserFactory(username="stan", password=PASSWORD, is_staff=True)  # type: ignore[no-any-return]

@@ -1,7 +1,7 @@
 """Requesting a promotion from the console: the form on the model page and ``console-model-request``.
 
 Setup: fraud-detector is owned by ``otis-owner`` (no role at all: the owner rule alone lets him request)
-and has v6 and v7, neither deployed anywhere. ``olivia-owner`` holds the ``model-owner`` role and a
+and has v6 and v7, neither deployed anywhere. ``rita`` (``people.requester``) holds the ``model-owner`` role and a
 grant on the model (so she can see it). ``services.promotion_request`` decides; the page offers the form
 to those it would allow, and a refusal is a message with nothing written (``snapshot()`` covers every
 governance row and the ledger). With the default policies, dev approves at once and staging needs one

@@ -1,6 +1,6 @@
 """The access domain in the admin: accounts, roles, grants, requests, reviews, service accounts, tokens.
 
-Read-only, like the rest of the admin (see ``governance.admin_site``), and
+Read-only, like the rest of the admin (see ``web.admin_site``), and
 scoped by the same visibility selectors as the API. Grants, access requests,
 access reviews, service accounts and API tokens are created and decided in the
 console. Two things the console has no page for are done here, each through the
@@ -27,7 +27,7 @@ from access.models import AccessRequest, ApiToken, Grant, ReviewCampaign, Review
 from access.roles import ROLES
 from access.services import ServiceError, user_role_add, user_role_remove
 from governance.admin import _pretty, form_action
-from governance.admin_site import RawViewAdmin, RawViewMixin
+from web.admin_site import RawViewAdmin, RawViewMixin
 
 
 class RoleReasonForm(forms.Form):

@@ -27,7 +27,7 @@ from access.models import ServiceAccount
 from access.principals import account_ids
 from access.roles import AUDITOR, DATA_STEWARD, INFOSEC, role_names
 from access.selectors import grants_visible_to, resource_queryset
-from governance.api.pagination import StandardPagination
+from web.api.pagination import StandardPagination
 
 PRINCIPAL_KINDS = ("user", "service", "group")
 RESOURCE_KINDS = ("dataset", "registered_model", "environment")

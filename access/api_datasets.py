@@ -23,7 +23,7 @@ from access.classification import LEVELS
 from access.models import PII_CATEGORIES, Dataset, DatasetField, Lineage
 from access.selectors import datasets_visible_to, lineage_versions_visible_to
 from audit.ledger import Actor
-from governance.api.inputs import StrictInput, StrictQuery, parse, parse_query
+from web.api.inputs import StrictInput, StrictQuery, parse, parse_query
 
 TAGS = ["datasets"]
 LINEAGE_TAGS = ["lineage"]

@@ -49,8 +49,8 @@ from access.selectors import (
     review_items_visible_to,
     service_accounts_visible_to,
 )
-from governance.api.auth import token_of
-from governance.api.inputs import StrictInput, StrictQuery, parse, parse_query
+from web.api.auth import token_of
+from web.api.inputs import StrictInput, StrictQuery, parse, parse_query
 
 GRANT_STATUSES = ("active", "lapsed", "expired", "revoked")
 _GRANT_RELATED = ("user__service_account", "group", "granted_by", "revoked_by")

@@ -22,7 +22,7 @@ from access import tokens
 from access.api_common import READ_PROBLEMS, page, paginate, responses
 from access.models import ApiToken, ServiceAccount
 from access.selectors import service_accounts_visible_to
-from governance.api.inputs import StrictInput, parse
+from web.api.inputs import StrictInput, parse
 
 TAGS = ["service-accounts"]
 

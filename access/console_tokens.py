@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from access import roles, selectors, tokens
 from access.grants import may_create_service_account, service_account_create
 from access.models import ApiToken, ServiceAccount
-from governance.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
+from web.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 
 
 def _visible_account(user: User, name: str) -> ServiceAccount:

@@ -1,4 +1,4 @@
-"""``/api/v1/`` routes of access governance (included by governance/api/urls.py)."""
+"""``/api/v1/`` routes of access governance (included by web/api/urls.py)."""
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path

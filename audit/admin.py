@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from audit import pii
 from audit.models import Checkpoint, DataSubjectKey, Entry, PendingEntry, SigningKey
-from governance.admin_site import RawViewAdmin
+from web.admin_site import RawViewAdmin
 
 
 @admin.register(Entry)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from audit.models_ops import LegalHold, VerificationRun
-from governance.admin_site import RawViewAdmin
+from web.admin_site import RawViewAdmin
 
 
 @admin.register(LegalHold)

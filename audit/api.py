@@ -37,8 +37,8 @@ from audit.export import ExportError, parse_time
 from audit.ledger import ACTOR_TYPES
 from audit.models import Checkpoint, Entry, SigningKey
 from audit.witnessing import published_note
-from governance.api.auth import HasScope, token_of
-from governance.api.pagination import SeqCursorPagination, StandardPagination
+from web.api.auth import HasScope, token_of
+from web.api.pagination import SeqCursorPagination, StandardPagination
 
 TAG = "ledger"
 _CURSOR = re.compile(r"[A-Za-z0-9+/_=-]{1,200}")

@@ -27,7 +27,7 @@ from audit.event_types import Field, registry
 from audit.export import has_role
 from audit.ledger import Actor
 from audit.runtime_events import MAX_BATCH, InvalidRuntimeEvents, canonical_event_id, runtime_events_record
-from governance.api.auth import HasScope, token_of
+from web.api.auth import HasScope, token_of
 
 TAG = "events"
 

@@ -30,7 +30,7 @@ from audit.api_selectors import exports_visible_to
 from audit.export import FORMATS, MAX_SUBJECTS, export_create, exports_dir, may_export, parse_scope
 from audit.models import ExportJob
 from audit.views_export import CONTENT_TYPES
-from governance.api.pagination import StandardPagination
+from web.api.pagination import StandardPagination
 
 TAG = "exports"
 SCOPES = {"GET": "exports:read", "POST": "exports:read"}

@@ -27,10 +27,10 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.canonical import CanonicalizationError, body_bytes, canonical_json, format_timestamp, leaf_hash
+from audit.context import current_request_id
 from audit.event_types import registry
 from audit.merkle import CompactRange, Node, node_key, root_nodes
 from audit.models import Entry, LedgerHead, MerkleNode, PendingEntry, PiiValue, SubjectHead
-from governance.request_context import current_request_id
 
 if TYPE_CHECKING:
     from audit.pii import PiiPlan
@@ -104,7 +104,7 @@ class Event:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
-# The same alphabet as governance.request_context accepts from clients; a request id is never free text.
+# The same alphabet as audit.context accepts from clients; a request id is never free text.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # IN lists of idempotency keys are sent in slices of this many (bounded statement size on any backend).
 KEY_CHUNK = 1000
@@ -294,7 +294,7 @@ def record(
     encrypted under the key of ``data_subject`` (default ``"user:<id>"`` when the
     subject is a user; required otherwise) and replaced by a reference object.
 
-    The entry carries the request id bound by ``governance.request_context`` (the
+    The entry carries the request id bound by ``audit.context`` (the
     HTTP request, or a task's ``request_id_bound``) unless ``request_id`` is given.
     """
     event = Event(event_type, actor, subject, payload or {}, idempotency_key, timestamp, data_subject, request_id)

@@ -45,7 +45,7 @@ from audit.canonical import canonical_json
 from audit.event_types import EventType, registry
 from audit.ledger import Actor, LedgerError, Subject, record
 from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue
-from governance.env import env_str
+from config.env import env_str
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser

@@ -8,9 +8,6 @@ from django.db import OperationalError
 
 from audit import checkpoints, ledger
 
-# Imported for its Celery signal handlers: task outcomes are counted in every worker.
-from governance import metrics as _metrics  # noqa: F401
-
 
 @shared_task(
     name="audit.tasks.integrate_pending",

@@ -7,7 +7,7 @@ Creates (and at the end drops) its own database ``bench_api`` on
 ``postgres://root@127.0.0.1:5432/`` (``--db-url`` to change; the name must contain
 "bench"), migrates it, seeds it (tests/api/seed.py: people, a model, pending staging
 promotions, a service account with an all-scopes token, approver sessions), and serves
-``governance.wsgi`` with gunicorn (gthread workers, keep-alive), DEBUG off, with a
+``config.wsgi`` with gunicorn (gthread workers, keep-alive), DEBUG off, with a
 generated SECRET_KEY, LEDGER_PII_KEK, Ed25519 LEDGER_SIGNING_KEY and MLFLOW_WEBHOOK_SECRET.
 
 As in production, writers only append to the ledger's intake queue
@@ -121,7 +121,7 @@ def make_env(args: argparse.Namespace, workdir: Path, use_redis: bool) -> dict[s
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "CELERY_BROKER_URL",
                                                              "CACHE_URL", "PYTEST_CURRENT_TEST")}
     env.update({
-        "DJANGO_SETTINGS_MODULE": "governance.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(48),
         "LEDGER_PII_KEK": base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -198,7 +198,7 @@ def child_seed(out: Path, pending: int, approvers: int) -> None:
 
 def start_server(env: dict[str, str], port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     gunicorn = shutil.which("gunicorn", path=str(Path(PY).parent)) or "gunicorn"
-    cmd = [gunicorn, "governance.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+    cmd = [gunicorn, "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
            "--worker-class", "gthread", "--threads", str(args.threads), "--keep-alive", "30",
            "--backlog", "512", "--log-level", "warning", "--error-logfile", "-"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)

@@ -2,12 +2,12 @@
 
 DEBUG is switched off as in production, so Django does not wrap every cursor in
 its query-logging debug wrapper (that would tax the many-query code paths).
-The production guard rails in governance.settings have already run with the
+The production guard rails in config.settings have already run with the
 environment's DEBUG by the time this module changes it; the bench uses the dev
 signing key on purpose.
 """
-from governance.settings import *  # noqa: F403
-from governance.settings import INSTALLED_APPS
+from config.settings import *  # noqa: F403
+from config.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "auditlog"]
 DEBUG = False

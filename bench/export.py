@@ -67,7 +67,7 @@ def peak_rss_mb() -> float:
 
 
 def setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["LEDGER_INTEGRATE_ON_COMMIT"] = "0"
     import django
     from django.conf import settings

@@ -85,7 +85,7 @@ def prepare(var: Path) -> tuple[list[subprocess.Popen[str]], str]:
     key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     processes, entries = start_witnesses(var, verifier_key(origin, public_bytes(key.public_key())))
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="governance.settings", VAR_DIR=str(var), LEDGER_ORIGIN=origin,
+        DJANGO_SETTINGS_MODULE="config.settings", VAR_DIR=str(var), LEDGER_ORIGIN=origin,
         LEDGER_SIGNING_KEY=str(key_path), LEDGER_WITNESSES=";".join(entries), LEDGER_WITNESS_QUORUM="2",
         LEDGER_INTEGRATE_ON_COMMIT="1", LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"),
     )

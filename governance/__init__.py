@@ -1,5 +1,1 @@
-from __future__ import annotations
-
-from governance.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""Promotion governance: the dev -> staging -> production workflow on the MLflow registry."""

@@ -1,6 +1,6 @@
 """The governance domain and the dataset catalog in the admin: read-only, scoped like the API.
 
-The admin is InfoSec's and the auditors' raw view (see ``governance.admin_site``):
+The admin is InfoSec's and the auditors' raw view (see ``web.admin_site``):
 every page here lists and shows rows, through the same visibility selectors as
 the API, and changes nothing. Promotions, approvals, break-glass, rollbacks,
 violation acknowledgements and classification are done in the console, whose
@@ -29,7 +29,6 @@ from access import selectors as access_selectors
 from access.errors import AccessError
 from access.models import Dataset, DatasetField, Lineage
 from governance import selectors, services
-from governance.admin_site import RawViewAdmin, RawViewMixin
 from governance.errors import GovernanceError
 from governance.models import (
     BreakGlassReview,
@@ -43,6 +42,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from web.admin_site import RawViewAdmin, RawViewMixin
 
 
 class TextForm(forms.Form):

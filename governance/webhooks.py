@@ -67,8 +67,8 @@ from audit import canonical
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
 from governance.errors import GovernanceError
-from governance.metrics import WEBHOOK_ACCEPTED, WEBHOOK_REFUSALS
 from governance.models import WebhookDelivery, WebhookRefusalCounter
+from web.metrics import WEBHOOK_ACCEPTED, WEBHOOK_REFUSALS
 
 logger = logging.getLogger(__name__)
 

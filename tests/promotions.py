@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 from django.utils import timezone
 
+from config.celery import app
 from governance import registry
-from governance.celery import app
 from governance.models import ComplianceViolation, Environment, ModelVersion, PromotionRequest, RegisteredModel
 from governance.services import promotion_request
 from tests.catalog import Resources

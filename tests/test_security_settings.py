@@ -32,8 +32,8 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from governance.idle_session import REFRESHED_AT, refresh_interval
 from tests.factories import UserFactory
+from web.idle_session import REFRESHED_AT, refresh_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker" / "compose.yml"
@@ -71,7 +71,7 @@ def production_environment(tmp_path: Path, service: str = "web", **overrides: st
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
     (tmp_path / "prometheus").mkdir(exist_ok=True)
     return {**keep, **env, "VAR_DIR": str(tmp_path / "var"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
-            "DJANGO_SETTINGS_MODULE": "governance.settings", **overrides}
+            "DJANGO_SETTINGS_MODULE": "config.settings", **overrides}
 
 
 def run(environ: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
@@ -100,7 +100,7 @@ def settings_module(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) ->
         monkeypatch.delenv(key)
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
-    return runpy.run_path(str(ROOT / "governance" / "settings.py"))
+    return runpy.run_path(str(ROOT / "config" / "settings.py"))
 
 
 def test_production_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +115,7 @@ def test_production_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         31_536_000, True, False)
     assert s["SESSION_COOKIE_SECURE"] is s["CSRF_COOKIE_SECURE"] is True
     assert (s["SESSION_COOKIE_AGE"], s["SESSION_EXPIRE_AT_BROWSER_CLOSE"]) == (1800, True)
-    assert "governance.idle_session.IdleSessionMiddleware" in s["MIDDLEWARE"]
+    assert "web.idle_session.IdleSessionMiddleware" in s["MIDDLEWARE"]
     policy = s["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]
     assert policy["script-src"] == ["'self'"] and policy["style-src"] == ["'self'"]
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from django.core.exceptions import ImproperlyConfigured
 
-from governance import env
+from config import env
 
 ROOT = Path(__file__).resolve().parents[1]
 STRONG_SECRET = "x" * 50
@@ -112,7 +112,7 @@ def _database_options(tmp_path: Path, **overrides: str) -> str:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     environ.update(VAR_DIR=str(tmp_path / "var"), DATABASE_URL="postgres://governance@db.invalid:5432/governance",
                    **overrides)
-    code = "from governance import settings; print(sorted(settings.DATABASES['default'].get('OPTIONS', {}).items()))"
+    code = "from config import settings; print(sorted(settings.DATABASES['default'].get('OPTIONS', {}).items()))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr

@@ -20,11 +20,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from governance import change_requests
-from governance.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
-from governance.api.inputs import StrictQuery, parse, parse_query
-from governance.api.pagination import StandardPagination
 from governance.api.promotions import CommentInput, ReasonInput
 from governance.models import GovernanceChangeRequest
+from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
+from web.api.inputs import StrictQuery, parse, parse_query
+from web.api.pagination import StandardPagination
 
 TAGS = ["environments"]
 READ = "promotions:read"

@@ -24,9 +24,6 @@ from rest_framework.views import APIView
 from access.classification import LEVEL_CHOICES
 from governance import change_requests, selectors, services
 from governance.api.change_requests import ChangeRequestOut, change_request_data
-from governance.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
-from governance.api.inputs import Int, StrictInput, StrictQuery, Text, parse, parse_query
-from governance.api.pagination import StandardPagination
 from governance.models import (
     ComplianceViolation,
     Environment,
@@ -35,6 +32,9 @@ from governance.models import (
     PromotionPolicy,
     RegisteredModel,
 )
+from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
+from web.api.inputs import Int, StrictInput, StrictQuery, Text, parse, parse_query
+from web.api.pagination import StandardPagination
 
 TAGS = ["environments"]
 READ = "promotions:read"

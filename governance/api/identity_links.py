@@ -24,11 +24,11 @@ from rest_framework.views import APIView
 
 from access.roles import INFOSEC, role_names
 from governance import selectors, services
-from governance.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
-from governance.api.inputs import StrictInput, Text, parse
-from governance.api.pagination import StandardPagination
 from governance.models import IdentityLink
 from governance.services import MAX_IDENTITY
+from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
+from web.api.inputs import StrictInput, Text, parse
+from web.api.pagination import StandardPagination
 
 TAGS = ["identity-links"]
 

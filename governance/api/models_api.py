@@ -20,12 +20,12 @@ from rest_framework.views import APIView
 from access.catalog import lineage_state
 from access.models import Lineage
 from governance import selectors, services
-from governance.api.auth import token_of
-from governance.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
-from governance.api.inputs import StrictInput, StrictQuery, Text, parse, parse_query
-from governance.api.pagination import StandardPagination
 from governance.errors import NotPermitted
 from governance.models import Environment, LiveDeployment, ModelVersion, RegisteredModel
+from web.api.auth import token_of
+from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
+from web.api.inputs import StrictInput, StrictQuery, Text, parse, parse_query
+from web.api.pagination import StandardPagination
 
 TAGS = ["models"]
 NOT_FOUND = "no such model, or you may not see it"

@@ -24,10 +24,6 @@ from rest_framework.views import APIView
 
 from audit.ledger import Actor
 from governance import selectors, services
-from governance.api.auth import token_of
-from governance.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
-from governance.api.inputs import Int, StrictInput, StrictQuery, Text, parse, parse_query
-from governance.api.pagination import StandardPagination
 from governance.errors import InvalidState
 from governance.models import (
     Approval,
@@ -36,6 +32,10 @@ from governance.models import (
     ModelVersion,
     PromotionRequest,
 )
+from web.api.auth import token_of
+from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
+from web.api.inputs import Int, StrictInput, StrictQuery, Text, parse, parse_query
+from web.api.pagination import StandardPagination
 
 TAGS = ["promotions"]
 TEXT_MAX = 5000

@@ -28,11 +28,11 @@ from access import roles
 from access.principals import person_id
 from audit import canonical
 from governance import change_requests, selectors, services
-from governance.console.base import run_action, signed_in_user, viewer_roles
 from governance.console.views_overview import denied
 from governance.errors import GovernanceError
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
 from governance.policy import DEFAULT_RULES, Policy, PolicyError, parse_policy
+from web.console.base import run_action, signed_in_user, viewer_roles
 
 # A policy document is a few hundred characters; this bounds what is parsed from a form.
 MAX_POLICY_CHARS = 20_000

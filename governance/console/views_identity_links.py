@@ -17,9 +17,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from access import roles
 from governance import selectors, services
-from governance.console.base import paginate, run_action, signed_in_user, viewer_roles
 from governance.console.views_overview import denied
 from governance.services import MAX_IDENTITY
+from web.console.base import paginate, run_action, signed_in_user, viewer_roles
 
 PAGE = "console-identity-links"
 

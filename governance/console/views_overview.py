@@ -25,9 +25,9 @@ from django.views.decorators.http import require_POST
 
 from access import roles
 from audit.models import Checkpoint, Entry, LedgerHead, PendingEntry
-from governance.console.base import viewer_roles
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest
+from web.console.base import viewer_roles
 
 OVERSIGHT = frozenset({roles.INFOSEC, roles.AUDITOR})
 PAGE_SIZE = 25

@@ -27,7 +27,6 @@ from access.grants import model_levels
 from access.models import Lineage
 from audit.models import Entry, PendingEntry
 from governance import selectors, services
-from governance.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 from governance.errors import GovernanceError
 from governance.models import (
     Approval,
@@ -38,6 +37,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from web.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 
 State = PromotionRequest.State
 Strategy = PromotionRequest.Strategy

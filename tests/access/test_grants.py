@@ -14,7 +14,7 @@ from access.models import Grant, ServiceAccount
 from access.selectors import grant_status, grants_expiring, grants_for, guardian_drift
 from access.tasks import expire_grants
 from audit.models import PendingEntry
-from governance.celery import app
+from config.celery import app
 from tests.access.helpers import grant, ledger, ledger_entries, soon, writes_nothing
 from tests.catalog import Resources
 from tests.personas import People, fresh

@@ -26,8 +26,8 @@ from access.models import Dataset, DenialWindow, Grant
 from access.tasks import lineage_reconcile
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
+from config.celery import app
 from governance import registry, services
-from governance.celery import app
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import (
     Approval,

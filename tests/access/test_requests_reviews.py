@@ -14,7 +14,7 @@ from access.models import AccessRequest, Grant, ReviewCampaign, ReviewItem, Serv
 from access.selectors import guardian_drift, requests_awaiting
 from access.tasks import close_due_reviews, close_review
 from audit.models import Entry
-from governance.celery import app
+from config.celery import app
 from tests.access.helpers import grant, ledger, ledger_entries, writes_nothing
 from tests.catalog import Resources
 from tests.personas import People, fresh

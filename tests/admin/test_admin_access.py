@@ -13,8 +13,8 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
 from django.test import Client
 
-from governance.admin_site import RawViewMixin
 from tests.admin.helpers import OUTSIDERS, READERS, Cast, World, admin_pages, client_for, everything
+from web.admin_site import RawViewMixin
 
 pytestmark = pytest.mark.django_db
 

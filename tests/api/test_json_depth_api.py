@@ -15,10 +15,10 @@ import pytest
 from audit import ledger
 from audit.canonical import MAX_DEPTH
 from audit.models import Entry, PendingEntry
-from governance.api.parsers import MAX_BODY_DEPTH
 from governance.models import PromotionPolicy
 from tests.api.helpers import problem_of
 from tests.personas import People
+from web.api.parsers import MAX_BODY_DEPTH
 
 pytestmark = pytest.mark.django_db
 

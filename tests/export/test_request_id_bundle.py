@@ -10,10 +10,10 @@ import pytest
 
 from audit import checkpoints, offline_verify
 from audit.canonical import body_bytes
+from audit.context import request_id_bound
 from audit.export import export_create, export_run, parse_scope
 from audit.models import Entry
 from audit.signing import current_verifier_key
-from governance.request_context import request_id_bound
 from tests.export.helpers import members, rezip, verify, verify_subprocess
 from tests.integration.helpers import fill, note
 

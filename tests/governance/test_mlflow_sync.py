@@ -15,8 +15,8 @@ from mlflow.exceptions import MlflowException
 
 from access import roles
 from audit import pii
+from config.celery import app as celery_app
 from governance import registry, services, sync, tasks
-from governance.celery import app as celery_app
 from governance.models import (
     ComplianceViolation,
     Environment,

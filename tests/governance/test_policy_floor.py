@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from governance import env
+from config import env
 from governance.policy import parse_policy
 from governance.policy_floor import DEFAULT_FLOOR, Floor, floor_for, floor_problems, parse_floor
 from tests.governance.helpers import DEFAULT_POLICIES

@@ -28,8 +28,8 @@ from access import roles
 from access.models import Grant
 from audit.ledger import Actor, integrate
 from audit.models import Entry
+from config.celery import app
 from governance import selectors, services, tasks
-from governance.celery import app
 from governance.errors import Frozen, GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     Approval,

@@ -19,8 +19,8 @@ from django.db import DatabaseError
 from django.test import Client
 
 from audit.event_types import registry
+from config.celery import app
 from governance import tasks, webhooks
-from governance.celery import app
 from governance.models import WebhookDelivery, WebhookRefusalCounter
 from tests.governance.test_webhooks import (
     SECRET,

@@ -8,10 +8,10 @@ import rfc8785
 
 from audit import ledger
 from audit.canonical import leaf_hash
+from audit.context import request_id_bound
 from audit.ledger import Event, LedgerError, Subject
 from audit.models import Entry, PendingEntry
 from audit.verification import verify_ledger
-from governance.request_context import request_id_bound
 from tests.integration.helpers import ALICE, note, tamper
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from audit.models import Checkpoint, Entry, PendingEntry, SigningKey
 from audit.selectors import tree_root
 from audit.tasks import integrate_pending, make_checkpoint
 from audit.verification import verify_ledger
-from governance.celery import app
+from config.celery import app
 from tests.integration.helpers import note
 
 pytestmark = pytest.mark.django_db

@@ -15,8 +15,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from governance import logging_setup
-from governance.logging_setup import (
+from web import logging as logging_setup
+from web.logging import (
     ContextFilter,
     JsonFormatter,
     PlainFormatter,

@@ -11,8 +11,8 @@ from django.test import Client
 from audit.checkpoints import checkpoint_create
 from audit.integrity import verification_run
 from audit.models import Checkpoint, LedgerHead, PendingEntry
-from governance.metrics import CELERY_TASKS
 from tests.ops.helpers import notes
+from web.metrics import CELERY_TASKS
 
 pytestmark = pytest.mark.django_db
 
@@ -120,7 +120,7 @@ def test_worker_serves_its_counters_when_asked(settings: Any, monkeypatch: pytes
     import socket
     import urllib.request
 
-    from governance import metrics
+    from web import metrics
 
     started: list[Any] = []
     real = metrics.start_http_server

@@ -80,7 +80,7 @@ def test_malformed_trusted_key_lines_say_why(line: str, message: str, small_ledg
 
 
 def test_settings_refuse_a_malformed_trusted_key_line(small_ledger: str) -> None:
-    from governance.settings import _trusted_key_lines
+    from config.settings import _trusted_key_lines
 
     assert _trusted_key_lines(["# old keys", f"{small_ledger}  until=7"], "X") == [f"{small_ledger} until=7"]
     with pytest.raises(ImproperlyConfigured, match="LEDGER_TRUSTED_KEYS line 1"):

@@ -47,7 +47,7 @@ def start_worker(log_path: Path, beat_schedule: Path, **extra_env: str) -> subpr
     Celery(broker=BROKER).connection_for_write().default_channel.queue_purge("celery")
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "governance", "worker", "-B", "--pool=solo",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "--pool=solo",
              "--loglevel=INFO", "-s", str(beat_schedule)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )

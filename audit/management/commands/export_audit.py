@@ -18,7 +18,7 @@ from audit.export import (
     summary,
     verify_command,
 )
-from governance.logging_setup import progress_bar, progress_wanted
+from web.logging import progress_bar, progress_wanted
 
 
 class Command(BaseCommand):

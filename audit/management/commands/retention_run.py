@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audit.models import DataSubjectKey
 from audit.retention import retention_run
-from governance.logging_setup import progress_bar, progress_wanted
+from web.logging import progress_bar, progress_wanted
 
 
 class Command(BaseCommand):

@@ -12,7 +12,7 @@ from audit.export import has_role
 from audit.ledger import Actor
 from audit.models import DataSubjectKey
 from audit.pii import PiiError, kek_ids, pii_kek_rotate
-from governance.logging_setup import progress_bar, progress_wanted
+from web.logging import progress_bar, progress_wanted
 
 
 class Command(BaseCommand):

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from audit.models import LedgerHead
 from audit.note import NoteError
 from audit.verification import Anchor, open_checkpoint, trusted_keys, verify_ledger
-from governance.logging_setup import progress_bar, progress_wanted
+from web.logging import progress_bar, progress_wanted
 
 EXIT_FAILED = 1
 EXIT_UNANCHORED = 3

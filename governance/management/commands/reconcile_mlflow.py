@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from governance import registry, sync
-from governance.logging_setup import progress_bar, progress_wanted
+from web.logging import progress_bar, progress_wanted
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
-from governance.api.views import WhoAmIApi
+from web.api.views import WhoAmIApi
 
 urlpatterns = [
     path("", include("audit.urls_api")),

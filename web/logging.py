@@ -29,7 +29,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
-from governance.request_context import current_request_id
+from audit.context import current_request_id
 
 REDACTED = "[REDACTED]"
 

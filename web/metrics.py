@@ -45,7 +45,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from governance.logging_setup import route_of
+from web.logging import route_of
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +147,8 @@ def _collect_db() -> Iterator[Any]:
     from access.models import Grant
     from audit.models import Checkpoint, LedgerHead, PendingEntry
     from audit.models_ops import VerificationRun
-    from governance.health import sequencer_lag_seconds
     from governance.models import PromotionRequest
+    from web.health import sequencer_lag_seconds
 
     now = timezone.now()
     head = LedgerHead.objects.filter(pk=1).values_list("tree_size", flat=True).first() or 0

@@ -19,10 +19,10 @@ from rest_framework.response import Response
 
 from access import errors as access_errors
 from audit import pii
+from audit.context import current_request_id
 from audit.export import ExportNotPermitted
 from audit.ledger import IdempotencyConflict
 from governance import errors as governance_errors
-from governance.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class TokenAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
-    target_class = "governance.api.auth.TokenAuthentication"
+    target_class = "web.api.auth.TokenAuthentication"
     name = "apiToken"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
@@ -24,7 +24,7 @@ class TokenAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore
 
 
 class ConsoleSessionScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
-    target_class = "governance.api.auth.ConsoleSessionAuthentication"
+    target_class = "web.api.auth.ConsoleSessionAuthentication"
     name = "session"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

@@ -1,19 +1,18 @@
-"""The request id: one per HTTP request, on every response and in every ledger entry it writes.
+"""The request id: one per HTTP request or task, in every ledger entry written under it.
 
 A client may send its own ``X-Request-ID`` (a short token of letters, digits and
 ``-._:``); anything else is replaced by a fresh UUID so a header can never smuggle
-text into logs or the ledger. The id lives in a context variable, so services and
+text into logs or the ledger. ``web.middleware.RequestIdMiddleware`` binds it for each HTTP
+request; the id lives in a context variable, so services and
 ``audit.ledger.record`` see it without it being threaded through every call.
 """
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-
-from django.http import HttpRequest, HttpResponse
 
 HEADER = "X-Request-ID"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
@@ -39,16 +38,3 @@ def request_id_bound(request_id: str | None) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
-
-
-class RequestIdMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = new_request_id(request.headers.get(HEADER))
-        request.request_id = request_id  # type: ignore[attr-defined]
-        with request_id_bound(request_id):
-            response = self.get_response(request)
-        response[HEADER] = request_id
-        return response

@@ -8,8 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.tokens import SCOPES
-from governance.api.auth import token_of
-from governance.console.base import viewer_roles
+from web.api.auth import token_of
+from web.console.base import viewer_roles
 
 
 class WhoAmIApi(APIView):

@@ -1,4 +1,4 @@
-"""Project settings, all read from the environment through governance.env.
+"""Project settings, all read from the environment through config.env.
 
 With no configuration at all the project runs on SQLite under var/, runs Celery
 tasks eagerly in-process and signs checkpoints with a generated dev key. With
@@ -18,7 +18,7 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from governance.env import env_bool, env_float, env_int, env_json, env_list, env_pair, env_str
+from config.env import env_bool, env_float, env_int, env_json, env_list, env_pair, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
@@ -34,7 +34,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "governance.apps.GovernanceAdminConfig",
+    "web.apps.GovernanceAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -48,10 +48,11 @@ INSTALLED_APPS = [
     "audit",
     "access",
     "governance",
+    "web",
 ]
 
 MIDDLEWARE = [
-    "governance.request_context.RequestIdMiddleware",
+    "web.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     # Static files (console, admin, API docs) served by the app itself: the compose stack has no
@@ -61,16 +62,16 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "governance.idle_session.IdleSessionMiddleware",
+    "web.idle_session.IdleSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "governance.logging_setup.RequestLogMiddleware",
-    "governance.metrics.MetricsMiddleware",
+    "web.logging.RequestLogMiddleware",
+    "web.metrics.MetricsMiddleware",
 ]
 
-ROOT_URLCONF = "governance.urls"
-WSGI_APPLICATION = "governance.wsgi.application"
-ASGI_APPLICATION = "governance.asgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -82,7 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "governance.console.base.console",
+                "web.console.base.console",
             ],
         },
     },
@@ -184,7 +185,7 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 # Sessions are the console's (and the admin's): signed out after this long without a request. Requests
-# push the expiry forward (governance.idle_session, at most once a minute rather than a write per page),
+# push the expiry forward (web.idle_session, at most once a minute rather than a write per page),
 # so this is an idle timeout, not a limit on a working day; the cookie itself also ends with the browser.
 CONSOLE_IDLE_TIMEOUT_SECONDS = env_int("CONSOLE_IDLE_TIMEOUT_SECONDS", 30 * 60, minimum=60)
 SESSION_COOKIE_AGE = CONSOLE_IDLE_TIMEOUT_SECONDS
@@ -213,17 +214,17 @@ API_THROTTLE_RATE = env_str("API_THROTTLE_RATE") or "6000/min"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=64 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "governance.api.auth.TokenAuthentication",
-        "governance.api.auth.ConsoleSessionAuthentication",
+        "web.api.auth.TokenAuthentication",
+        "web.api.auth.ConsoleSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["governance.api.auth.HasScope"],
-    "DEFAULT_THROTTLE_CLASSES": ["governance.api.auth.TokenRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["governance.api.parsers.JSONParser"],
+    "DEFAULT_PERMISSION_CLASSES": ["web.api.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["web.api.auth.TokenRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["web.api.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PAGINATION_CLASS": "governance.api.pagination.StandardPagination",
+    "DEFAULT_PAGINATION_CLASS": "web.api.pagination.StandardPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "governance.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "web.api.problems.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -526,12 +527,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "governance.logging_setup.ContextFilter"},
-        "redact": {"()": "governance.logging_setup.RedactingFilter"},
+        "context": {"()": "web.logging.ContextFilter"},
+        "redact": {"()": "web.logging.RedactingFilter"},
     },
     "formatters": {
-        "plain": {"()": "governance.logging_setup.PlainFormatter"},
-        "json": {"()": "governance.logging_setup.JsonFormatter"},
+        "plain": {"()": "web.logging.PlainFormatter"},
+        "json": {"()": "web.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "redact"]},

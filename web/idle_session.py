@@ -26,7 +26,7 @@ def refresh_interval() -> int:
     return max(1, min(60, int(settings.SESSION_COOKIE_AGE) // 10))
 
 
-@receiver(user_logged_in, dispatch_uid="governance.idle_session.stamp_login")
+@receiver(user_logged_in, dispatch_uid="web.idle_session.stamp_login")
 def stamp_login(sender: Any, request: HttpRequest | None, **kwargs: Any) -> None:
     """A new session counts as refreshed when it is created (it is being saved then anyway)."""
     session = getattr(request, "session", None)

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
+
+
+class WebConfig(AppConfig):
+    """Delivery plumbing; no models. ``ready`` connects what registers itself on import."""
+
+    name = "web"
+    verbose_name = "Web plumbing"
+
+    def ready(self) -> None:
+        # Imported for what they register: idle_session stamps each sign-in (a user_logged_in
+        # receiver); metrics counts task outcomes through Celery signals in every worker; schema
+        # registers the OpenAPI descriptions of the authentication classes.
+        from web import idle_session, metrics  # noqa: F401
+        from web.api import schema  # noqa: F401
+
+
+class GovernanceAdminConfig(admin_apps.AdminConfig):
+    """The admin with a site that admits users by role (see web.admin_site)."""
+
+    default = False
+    default_site = "web.admin_site.GovernanceAdminSite"

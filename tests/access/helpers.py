@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth.models import Group, User
@@ -43,11 +43,17 @@ def soon(days: float = 30) -> datetime:
 
 
 def grant(granted_by: User, principal: User | Group, resource: Any, permission: str = "read_data",
-          days: float = 30, **kwargs: Any) -> Grant:
+          days: float = 30, *, until: datetime | None = None, **kwargs: Any) -> Grant:
+    """A grant expiring in ``days`` days, or at ``until`` (an exact moment the test chose)."""
     return svc.grant_create(
         granted_by=granted_by, principal=principal, resource=resource, permission=permission,
-        expires_at=soon(days), justification=kwargs.pop("justification", "fraud model features"), **kwargs,
+        expires_at=until or soon(days), justification=kwargs.pop("justification", "fraud model features"), **kwargs,
     )
+
+
+def noon_in(days: int) -> datetime:
+    """12:00:00 UTC on the day ``days`` days from today: a moment a test can write out exactly."""
+    return datetime.combine(timezone.now().date() + timedelta(days=days), time(12, 0), tzinfo=UTC)
 
 
 def snapshot() -> dict[str, int]:

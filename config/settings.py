@@ -460,17 +460,23 @@ LOGGING = {
 }
 
 # --- Production guard rails -----------------------------------------------------
-if not DEBUG:
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
+def production_guard(*, secret_key: str, pii_kek: str | None, webhook_secret: str, signing_key_is_dev: bool) -> None:
+    """With DEBUG off, refuse to start on a dev or short secret, no PII key or the dev signing key."""
+    if secret_key == DEV_SECRET_KEY or len(secret_key) < 32:
         raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a random value of at least 32 characters")
-    if LEDGER_PII_KEK is None:
+    if pii_kek is None:
         raise ImproperlyConfigured("DEBUG is off: set LEDGER_PII_KEK to the base64 of 32 random bytes")
-    if MLFLOW_WEBHOOK_SECRET == DEV_MLFLOW_WEBHOOK_SECRET:
+    if webhook_secret == DEV_MLFLOW_WEBHOOK_SECRET:
         raise ImproperlyConfigured("DEBUG is off: set MLFLOW_WEBHOOK_SECRET to the secret of the MLflow webhook")
-    if LEDGER_SIGNING_KEY_IS_DEV:
+    if signing_key_is_dev:
         raise ImproperlyConfigured(
             "DEBUG is off: set LEDGER_SIGNING_KEY to the path of a real Ed25519 private key (not the dev key)"
         )
+
+
+if not DEBUG:
+    production_guard(secret_key=SECRET_KEY, pii_kek=LEDGER_PII_KEK, webhook_secret=MLFLOW_WEBHOOK_SECRET,
+                     signing_key_is_dev=LEDGER_SIGNING_KEY_IS_DEV)
 
 # --- two-person control over the rules: the policy floor ---------------------------------------
 # The weakest promotion policy accepted per environment (docs/promotions.md). JSON, e.g.

@@ -9,6 +9,7 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Promotion governance"
 
     def ready(self) -> None:
-        # Loads MLflow with the app, not inside the first request that approves a promotion
-        # (an import under the import lock stalls every thread of that worker for seconds).
+        # Registers the Celery tasks (by name, for the worker and for apply_async). MLflow is not
+        # imported here: governance.registry and governance.sync import it where they call it
+        # (about 3 s, which every django.setup() paid: manage.py, each test run, each subprocess).
         from governance import tasks  # noqa: F401

@@ -22,12 +22,11 @@ from access.accounts import account_closed_at, user_account_close, user_account_
 from audit import ledger
 from audit.models import Entry
 from governance.errors import GovernanceError, InvalidState, NotPermitted
-from tests.access import personas
-from tests.access.personas import People, fresh, writes_nothing
+from tests.access.helpers import writes_nothing
 from tests.factories import SuperuserFactory
+from tests.personas import People, fresh
 
 pytestmark = pytest.mark.django_db
-people = personas.people
 
 
 def _closed(user: User) -> bool:

@@ -17,14 +17,13 @@ from rest_framework.test import APIClient
 
 from access import grants as svc
 from access.models import DatasetUserObjectPermission, Grant
-from tests.access import personas
-from tests.access.personas import GUARDIAN_TABLES, People, Resources, fresh, grant
-from tests.api import conftest as api
+from tests.access.helpers import GUARDIAN_TABLES, grant
+from tests.catalog import Resources
+from tests.personas import People, fresh
 
 pytestmark = pytest.mark.django_db
 
 # fixtures
-people, res, as_user, token_for = personas.people, personas.res, api.as_user, api.token_for
 
 UserClient = Callable[[User | None], APIClient]
 

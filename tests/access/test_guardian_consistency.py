@@ -11,12 +11,12 @@ from access import grants as svc
 from access.checks import check
 from access.models import DatasetUserObjectPermission, Grant
 from access.selectors import guardian_drift
-from tests.access import personas
-from tests.access.personas import People, Resources, fresh, grant, make_user
+from tests.access.helpers import grant
+from tests.catalog import Resources
 from tests.integration.helpers import race
+from tests.personas import People, fresh, make_user
 
 # fixtures (they need the ``db`` fixture; the concurrency test uses ``committing_db`` instead)
-people, res = personas.people, personas.res
 
 
 def test_in_step_after_create_revoke_and_expiry(people: People, res: Resources) -> None:

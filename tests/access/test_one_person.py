@@ -18,12 +18,12 @@ from access import grants as svc
 from access.errors import NotPermitted
 from access.models import AccessRequest, Grant, ReviewItem, ServiceAccount
 from access.selectors import requests_awaiting
-from tests.access import personas
-from tests.access.personas import People, Resources, fresh, grant, writes_nothing
+from tests.access.helpers import grant, writes_nothing
+from tests.catalog import Resources
+from tests.personas import People, fresh
 
 pytestmark = pytest.mark.django_db
 
-people, res = personas.people, personas.res
 
 
 def bot(owner: User, name: str, *roles: str) -> User:

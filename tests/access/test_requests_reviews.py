@@ -15,13 +15,13 @@ from access.selectors import guardian_drift, requests_awaiting
 from access.tasks import close_due_reviews, close_review
 from audit.models import Entry
 from config.celery import app
-from tests.access import personas
-from tests.access.personas import People, Resources, fresh, grant, ledger, ledger_entries, writes_nothing
+from tests.access.helpers import grant, ledger, ledger_entries, writes_nothing
+from tests.catalog import Resources
+from tests.personas import People, fresh
 
 pytestmark = pytest.mark.django_db
 
 # fixtures
-people, res, service_account = personas.people, personas.res, personas.service_account
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,10 @@ from rest_framework.test import APIClient
 from access.models import Dataset, DatasetField, Lineage
 from audit.models import PendingEntry
 from governance.models import ModelVersion
-from tests.access.personas import People, Resources, grant, writes_nothing
-from tests.api.conftest import problem_of
+from tests.access.helpers import grant, writes_nothing
+from tests.api.helpers import problem_of
+from tests.catalog import Resources
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

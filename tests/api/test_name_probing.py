@@ -15,8 +15,10 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from access import grants as svc
-from tests.access.personas import People, Resources, grant, writes_nothing
-from tests.api.conftest import problem_of
+from tests.access.helpers import grant, writes_nothing
+from tests.api.helpers import problem_of
+from tests.catalog import Resources
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

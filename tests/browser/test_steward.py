@@ -11,8 +11,9 @@ import pytest
 
 from access import grants as svc
 from access.models import Dataset, DatasetField, Grant
-from tests.access.personas import ledger, make_user, soon
-from tests.browser.conftest import login, shot
+from tests.access.helpers import ledger, soon
+from tests.browser.helpers import login, shot
+from tests.personas import make_user
 
 pytestmark = pytest.mark.browser
 

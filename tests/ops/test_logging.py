@@ -130,7 +130,7 @@ def test_service_account_actor_is_its_name(json_log: io.StringIO, client: Client
     from access.grants import service_account_create
     from access.roles import INFOSEC
     from access.tokens import api_token_create
-    from tests.ops.conftest import make_user
+    from tests.personas import make_user
 
     boss = make_user("boss", INFOSEC)
     account = service_account_create(user=boss, name="ci-pipeline", description="CI")

@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class AuditConfig(AppConfig):
     name = "audit"
     verbose_name = "Audit ledger"
+
+    def ready(self) -> None:
+        # The tasks module connects the receivers that queue work the ledger core asks for
+        # (audit/signals.py), in the web process, the worker, the commands and the tests alike.
+        from audit import tasks  # noqa: F401

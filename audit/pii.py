@@ -40,12 +40,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from access.roles import INFOSEC
 from audit.canonical import canonical_json
 from audit.event_types import EventType, registry
 from audit.ledger import Actor, LedgerError, Subject, record
 from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue
-from config.env import env_str
+from audit.policy import Action, may
+from audit.signals import reveal_refused
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -118,7 +118,7 @@ def _kek() -> bytes:
 
 def _configured_kek(name: str) -> bytes | None:
     """The 32 bytes of KEK setting ``name`` (Django settings, else the environment), None if unset."""
-    configured = getattr(settings, name, None) or env_str(name)
+    configured = getattr(settings, name, None) or os.environ.get(name)
     if not configured:
         return None
     try:
@@ -352,9 +352,7 @@ def has_personal_data(entry: Entry | PendingEntry) -> bool:
 
 def can_reveal(user: AbstractBaseUser | AnonymousUser | None) -> bool:
     """Only active members of InfoSec may reveal personal data (being a superuser is not enough)."""
-    if user is None or not getattr(user, "is_active", False) or getattr(user, "pk", None) is None:
-        return False
-    return bool(user.groups.filter(name=INFOSEC).exists())  # type: ignore[union-attr]
+    return may(user, Action.REVEAL_PERSONAL_DATA)
 
 
 def _text(value: object, label: str) -> str:
@@ -376,7 +374,7 @@ def reveal(*, user: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
 
     The reveal is recorded (``privacy.pii_revealed``) in the same transaction that reads
     the values. A refusal raises ``PiiAccessDenied`` after counting the denial
-    (``access.checks.denial_record``): the first refusal of a person in an interval writes
+    (``audit.signals.reveal_refused``, counted by access): the first refusal of a person in an interval writes
     ``access.check_denied``, the repeats (any entry) only a counter, summarised as
     ``access.check_denials_summarised`` when the interval closes. Best effort: an enclosing
     transaction that rolls back takes it back too. Values of an erased data subject come back as "[erased]".
@@ -396,16 +394,8 @@ REVEAL_WINDOW_RESOURCE = "ledger:personal_data"
 
 
 def _record_denied(user: AbstractBaseUser, seq: int) -> None:
-    from access.checks import denial_record  # access.checks records through audit.ledger, which loads this module
-
-    pk = getattr(user, "pk", None)
-    denial_record(
-        principal=f"user:{pk}" if pk is not None else "anonymous",
-        actor=Actor.user(user) if pk is not None else Actor.system("anonymous"),
-        resource_type="ledger", resource_id=0, window_resource=REVEAL_WINDOW_RESOURCE,
-        entry_subject=Subject("ledger_entry", str(seq)), entry_resource=f"ledger_entry:{seq}",
-        permission=REVEAL_PERMISSION, level=None,
-    )
+    # Counted by the access domain (access/ledger_hooks.py): access.check_denied per person and interval.
+    reveal_refused.send(sender=reveal, user=user, seq=seq)
 
 
 @transaction.atomic

@@ -39,6 +39,7 @@ from django.utils import timezone
 from audit.cosignature import Cosigner, add_checkpoint_body, verify_cosignatures
 from audit.models import Checkpoint, WitnessCosignature, WitnessQuorumStall, WitnessState
 from audit.note import CheckpointBody, NoteError, open_note
+from audit.signals import integrity_failed, witnessing_requested
 
 if TYPE_CHECKING:
     from audit.verification import Anchor
@@ -346,12 +347,8 @@ def witness_schedule(checkpoint: Checkpoint) -> None:
     """Queue the submission of ``checkpoint`` once the current transaction commits (no-op without witnesses)."""
     if not settings.LEDGER_WITNESSES:
         return
-    from audit.tasks import witness_checkpoint
-
-    checkpoint_id = checkpoint.pk
-    # robust: with eager Celery the submission runs right here, after the commit; a failure must not
-    # reach the caller whose checkpoint committed (the periodic check resubmits).
-    transaction.on_commit(lambda: witness_checkpoint.delay(checkpoint_id), robust=True)
+    # audit/tasks.py queues the submission once the current transaction commits.
+    witnessing_requested.send(sender=Checkpoint, checkpoint_id=checkpoint.pk)
 
 
 # --- quorum policy ------------------------------------------------------------------------------
@@ -442,8 +439,6 @@ def witness_quorum_check(*, now: datetime | None = None, resubmit: bool = True) 
     the stall closes once a quorum covers the checkpoints again. One open stall at a
     time (a unique index), so concurrent checks raise it once.
     """
-    from governance.services import violation_record
-
     if resubmit and configured_witnesses():
         latest = Checkpoint.objects.order_by("-tree_size", "-id").first()
         if latest is not None:
@@ -459,8 +454,8 @@ def witness_quorum_check(*, now: datetime | None = None, resubmit: bool = True) 
             except IntegrityError:
                 return status  # another check opened it first
             errors = {r.name: r.last_error[:300] for r in status.witnesses if r.last_error}
-            violation_record(
-                kind="integrity",
+            integrity_failed.send(
+                sender=WitnessQuorumStall,
                 subject=_ledger_subject(),
                 summary=(f"checkpoint of size {status.overdue_size} has not reached the witness quorum "
                          f"({status.quorum} of {len(status.witnesses)}) within "

@@ -9,6 +9,9 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Promotion governance"
 
     def ready(self) -> None:
-        # Loads MLflow with the app, not inside the first request that approves a promotion
+        # tasks: loads MLflow with the app, not inside the first request that approves a promotion
         # (an import under the import lock stalls every thread of that worker for seconds).
-        from governance import tasks  # noqa: F401
+        # events: the ledger event types governance writes.
+        # ledger_hooks: a failed ledger verification or a stalled witness quorum becomes a compliance violation.
+        # ledger_exports: what a model scope of a ledger export means, and the model's sections of its report.
+        from governance import events, ledger_exports, ledger_hooks, tasks  # noqa: F401

@@ -364,7 +364,8 @@ def seed_operations() -> None:
     from access.grants import access_request_create, grant_create
     from access.models import Dataset
     from audit.checkpoints import checkpoint_create
-    from audit.export import export_create, export_run, parse_scope
+    from audit.export.scope import parse_scope
+    from audit.export.service import export_create, export_run
     from governance.models import BreakGlassReview
 
     omar, priya, bruno, dana, arthur = (_user(u) for u in ("omar", "priya", "bruno", "dana", "arthur"))

@@ -21,8 +21,7 @@ from access.models import Lineage
 from access.roles import APPROVER, AUDITOR, BREAK_GLASS, MODEL_OWNER, MODEL_RISK
 from audit.checkpoints import checkpoint_create
 from audit.ledger import integrate
-from audit.models import Entry, PendingEntry
-from audit.models_ops import LegalHold, VerificationRun
+from audit.models import Entry, LegalHold, PendingEntry, VerificationRun
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,

@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 
 from audit import checkpoints
-from audit.export import export_run
+from audit.export.service import export_run
 from audit.models import Entry, ExportJob, PendingEntry
 from tests.access.personas import people  # noqa: F401
 from tests.api.conftest import _fresh_throttle_cache, as_user  # noqa: F401  (the API tests' fixtures)

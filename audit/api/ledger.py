@@ -31,11 +31,12 @@ from rest_framework.views import APIView
 
 from access.api_common import PROBLEM_MEDIA, ProblemOut
 from audit import selectors
-from audit.api_selectors import EntryFilters, checkpoint_at, entries_list, may_read_ledger
 from audit.event_types import registry
-from audit.export import ExportError, parse_time
+from audit.export.errors import ExportError
+from audit.export.scope import parse_time
 from audit.ledger import ACTOR_TYPES
 from audit.models import Checkpoint, Entry, SigningKey
+from audit.selectors import EntryFilters, checkpoint_at, entries_list, may_read_ledger
 from audit.witnessing import published_note
 from web.api.auth import HasScope, token_of
 from web.api.pagination import SeqCursorPagination, StandardPagination

@@ -41,6 +41,7 @@ from audit.merkle import CompactRange, ProofError, consistency_ranges, resolve, 
 from audit.models import Checkpoint, Entry, VerificationRun
 from audit.note import NoteError, Verifier
 from audit.signals import integrity_failed
+from audit.witnessing import witness_anchors
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,6 @@ def _witness_anchors() -> tuple[list[Any], list[str]]:
     """The witnesses' latest cosigned checkpoints for us (none without witnesses)."""
     if not settings.LEDGER_WITNESSES:
         return [], []
-    from audit.witnessing import witness_anchors
-
     return witness_anchors()
 
 

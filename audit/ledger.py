@@ -29,8 +29,9 @@ from django.utils import timezone
 from audit.canonical import CanonicalizationError, body_bytes, canonical_json, format_timestamp, leaf_hash
 from audit.context import current_request_id
 from audit.event_types import registry
+from audit.lock_objects import ledger_head_lock
 from audit.merkle import CompactRange, Node, node_key, root_nodes
-from audit.models import Entry, LedgerHead, MerkleNode, PendingEntry, PiiValue, SubjectHead
+from audit.models import Entry, MerkleNode, PendingEntry, PiiValue, SubjectHead
 
 if TYPE_CHECKING:
     from audit.pii import PiiPlan
@@ -46,6 +47,14 @@ class LedgerError(ValueError):
 
 class IdempotencyConflict(LedgerError):
     """An idempotency key was reused for a different event."""
+
+
+class NotInTransaction(RuntimeError):
+    """``record()`` was called outside ``transaction.atomic()``.
+
+    A programming error, not bad input (so not a ``LedgerError``): an entry must commit or
+    roll back with the change it describes, which only an enclosing transaction guarantees.
+    """
 
 
 class _KeyRace(Exception):
@@ -284,7 +293,7 @@ def record(
     data_subject: str | None = None,
     request_id: str | None = None,
 ) -> Recorded:
-    """Append one event to the ledger in the current transaction.
+    """Append one event to the ledger in the current transaction (``NotInTransaction`` without one).
 
     Raises ``UnknownEventType``, ``InvalidPayload`` or ``LedgerError`` (all
     ``ValueError``) on bad input, before anything is written. A repeated
@@ -304,8 +313,13 @@ def record(
 def record_many(events: Sequence[Event]) -> list[Recorded]:
     """Append several events in one statement (same guarantees as ``record``).
 
-    Events without a timestamp share the batch's one recording time.
+    Events without a timestamp share the batch's one recording time. Refused
+    (``NotInTransaction``, nothing written) outside ``transaction.atomic()``.
     """
+    if not transaction.get_connection().in_atomic_block:
+        raise NotInTransaction(
+            "record() must run inside transaction.atomic(): the entry commits with the change it describes"
+        )
     now = format_timestamp(timezone.now())
     bound = current_request_id()
     checked = [_prepare(e, now, bound) for e in events]
@@ -538,7 +552,7 @@ _PENDING_FIELDS = ("id", *_PENDING_COLUMNS)
 
 @transaction.atomic
 def _integrate_batch(limit: int) -> int:
-    head = LedgerHead.objects.select_for_update().get(pk=1)
+    head = ledger_head_lock()
     pending = list(PendingEntry.objects.order_by("id").values_list(*_PENDING_FIELDS)[:limit])
     if not pending:
         return 0

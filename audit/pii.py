@@ -43,6 +43,12 @@ from django.utils import timezone
 from audit.canonical import canonical_json
 from audit.event_types import EventType, registry
 from audit.ledger import Actor, LedgerError, Subject, record
+from audit.lock_objects import (
+    account_lock,
+    data_subject_key_lock,
+    data_subject_keys_lock,
+    data_subject_keys_to_rewrap_lock,
+)
 from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue
 from audit.policy import Action, may
 from audit.signals import reveal_refused
@@ -271,9 +277,7 @@ def _keys_for(subjects: Sequence[str]) -> dict[str, tuple[DataSubjectKey, bytes]
     # Lock the rows: an erasure running now must not destroy a key we are about to use.
     rows = {
         r.data_subject: r
-        for r in DataSubjectKey.objects.select_for_update(no_key=True)
-        .filter(data_subject__in=wanted)
-        .order_by("data_subject")
+        for r in data_subject_keys_lock(wanted)
     }
     erased = [ds for ds in wanted if ds in rows and rows[ds].key is None]
     if erased:  # refused before anything is written
@@ -289,7 +293,8 @@ def _keys_for(subjects: Sequence[str]) -> dict[str, tuple[DataSubjectKey, bytes]
                 with transaction.atomic():
                     row = DataSubjectKey.objects.create(data_subject=ds, key=_wrap(kek, ds, key), kek_id=kek_id(kek))
             except IntegrityError:  # a concurrent writer created it first
-                row = DataSubjectKey.objects.select_for_update(no_key=True).get(data_subject=ds)
+                row = data_subject_key_lock(ds, no_key=True)
+                assert row is not None  # it exists: creating it collided
                 key = _unwrap(kek, row)
         else:
             key = _unwrap(kek, row)
@@ -487,11 +492,7 @@ def pii_kek_rotate(
     while True:
         with transaction.atomic():
             # Rows leave the filter once re-wrapped, so each batch takes the next ones without a cursor.
-            rows = list(
-                DataSubjectKey.objects.select_for_update()
-                .filter(erased_at__isnull=True, kek_id=from_id)
-                .order_by("pk")[:batch_size]
-            )
+            rows = data_subject_keys_to_rewrap_lock(from_id, batch_size)
             for row in rows:
                 raw = _unwrap(current, row)  # by its kek_id: the previous KEK
                 row.key = _wrap(current, row.data_subject, raw)
@@ -537,7 +538,7 @@ def _anonymise_account(data_subject: str) -> bool:
     kind, _, ident = data_subject.partition(":")
     if kind != "user" or not (ident.isascii() and ident.isdigit()):
         return False
-    user = User.objects.select_for_update().filter(pk=int(ident)).first()
+    user = account_lock(int(ident))
     if user is None:
         return False
     username = f"erased-{user.pk}"
@@ -570,7 +571,7 @@ def data_subject_erase(*, actor: Actor, data_subject: str, reason: str) -> int:
     except LedgerError as exc:
         raise PiiError(str(exc)) from None
     reason = _text(reason, "reason")
-    row = DataSubjectKey.objects.select_for_update().filter(data_subject=data_subject).first()
+    row = data_subject_key_lock(data_subject)
     if row is None:
         raise PiiError(f"no personal data is recorded for data subject {data_subject}")
     if row.erased_at is not None:

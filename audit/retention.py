@@ -28,6 +28,7 @@ from django.utils import timezone
 from audit.errors import AuditError, InvalidState, NotPermitted
 from audit.event_types import registry
 from audit.ledger import Actor, LedgerError, Subject, record
+from audit.lock_objects import data_subject_key_lock, legal_hold_lock, live_data_subject_key_lock
 from audit.models import DataSubjectKey, Entry, LegalHold, PendingEntry, PiiValue
 from audit.pii import check_data_subject, data_subject_erase
 from audit.policy import Action, account_closed_at, may
@@ -149,7 +150,7 @@ def legal_hold_create(
     reference = _text(reference, "reference", 200, required=False)
     # Lock the subject's key row (when there is one): the retention job locks it too before
     # erasing, so a hold and an erasure of the same subject never interleave.
-    key = DataSubjectKey.objects.select_for_update().filter(data_subject=data_subject).first()
+    key = data_subject_key_lock(data_subject)
     if key is not None and key.erased_at is not None:
         raise InvalidState(f"the personal data of {data_subject} was already erased; there is nothing to hold")
     if LegalHold.objects.filter(data_subject=data_subject, released_at__isnull=True).exists():
@@ -175,7 +176,7 @@ def legal_hold_release(*, user: User, hold: LegalHold, reason: str) -> LegalHold
     """Release an active legal hold; the subject's data is again subject to retention."""
     _require_infosec(user, "release a legal hold")
     reason = _text(reason, "reason", _MAX_REASON)
-    hold = LegalHold.objects.select_for_update().get(pk=hold.pk)
+    hold = legal_hold_lock(hold.pk)
     if hold.released_at is not None:
         raise InvalidState(f"legal hold #{hold.pk} was already released")
     hold.released_at = timezone.now()
@@ -296,7 +297,7 @@ def _candidates(now: datetime, after_id: int, limit: int) -> list[int]:
 
 @transaction.atomic
 def _erase_one(key_id: int, now: datetime, report: RetentionReport) -> None:
-    key = DataSubjectKey.objects.select_for_update().filter(pk=key_id, erased_at__isnull=True).first()
+    key = live_data_subject_key_lock(key_id)
     if key is None:  # erased meanwhile (idempotent)
         return
     report.examined += 1

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from audit.ledger import fetch_nodes
 from audit.merkle import (
     EMPTY_ROOT,
     ProofError,
@@ -30,8 +31,6 @@ def _check_size(size: int) -> None:
 
 def _hashes(ranges: list[tuple[int, int]]) -> list[bytes]:
     """The subtree hash of every range, from one query for all the stored nodes they need."""
-    from audit.ledger import fetch_nodes
-
     return resolve(ranges, fetch_nodes)
 
 

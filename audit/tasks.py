@@ -67,11 +67,18 @@ def run_export(export_id: int) -> str | None:
 # --- witnesses (audit/witnessing.py, docs/witness.md) ---------------------------------------------------------
 
 
+class WitnessesUnavailable(Exception):
+    """Some witnesses did not answer (or answered 5xx): worth asking them again."""
+
+
 @shared_task(
     name="audit.tasks.witness_checkpoint",
     bind=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
+    autoretry_for=(OperationalError, WitnessesUnavailable),
+    # Retried after 5, 10, 20, 40, 80 s (5 * 2**n, at most 300 s, no jitter).
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=False,
     max_retries=5,
     soft_time_limit=120,
     time_limit=150,
@@ -80,11 +87,12 @@ def witness_checkpoint(self: Any, checkpoint_id: int) -> list[str]:
     """Submit the latest checkpoint (at least ``checkpoint_id``'s) to the witnesses; returns who cosigned.
 
     Witnesses that did not answer (or answered 5xx) are retried with backoff by a worker;
-    refusals are not retried (the next checkpoint, or the periodic check, asks again).
+    refusals are not retried (the next checkpoint, or the periodic check, asks again). The last
+    attempt, and an eager run (nothing would retry it), return who cosigned however it went.
     """
     outcome = checkpoint_witness(checkpoint_id=checkpoint_id)
-    if outcome.transient and not self.request.is_eager and self.request.retries < 5:
-        raise self.retry(countdown=min(300, 5 * 2**self.request.retries))
+    if outcome.transient and not self.request.is_eager and self.request.retries < self.max_retries:
+        raise WitnessesUnavailable(", ".join(outcome.transient))
     return outcome.cosigned
 
 

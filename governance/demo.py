@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.utils import timezone
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
@@ -146,6 +147,7 @@ def _version(model: str, number: int) -> ModelVersion:
     return ModelVersion.objects.select_related("model").get(model__name=model, version=number)
 
 
+@transaction.atomic
 def _backdate_staging(version: ModelVersion, days: int) -> None:
     back = timezone.now() - timedelta(days=days)
     PromotionRequest.objects.filter(version=version, environment__name="staging", state="deployed").update(
@@ -350,8 +352,9 @@ def seed_history(now: datetime | None = None) -> int:
                     "incident_id": incident, "summary": "Post-incident review PIR-" + incident[4:]}),
             ]
     events = sorted((e for e in events if e[0] < now), key=lambda e: e[0])
-    for at, event_type, actor, subject, fields in events:
-        _runtime(event_type, actor, subject, at, **where, **fields)
+    with transaction.atomic():  # record() runs only inside a transaction
+        for at, event_type, actor, subject, fields in events:
+            _runtime(event_type, actor, subject, at, **where, **fields)
     return len(events)
 
 
@@ -388,12 +391,13 @@ def seed_operations() -> None:
         user=bruno, version=_version(CHARGEBACK, 1), environment=_env("staging"),
         justification="INC-2288: chargeback spike; staging replay needed before the weekend.",
     )
-    BreakGlassReview.objects.filter(request=emergency).update(due_at=now - timedelta(hours=6))
-    record(
-        event_type="ledger.note_added", actor=Actor.system("demo-seed"),
-        subject=Subject("promotion_request", str(emergency.pk)),
-        payload={"text": "demo data: review deadline moved 6 hours into the past to show an overdue review"},
-    )
+    with transaction.atomic():
+        BreakGlassReview.objects.filter(request=emergency).update(due_at=now - timedelta(hours=6))
+        record(
+            event_type="ledger.note_added", actor=Actor.system("demo-seed"),
+            subject=Subject("promotion_request", str(emergency.pk)),
+            payload={"text": "demo data: review deadline moved 6 hours into the past to show an overdue review"},
+        )
     services.break_glass_reviews_flag_overdue()
 
     # More queues: a request waiting for Dana (owner of the chargeback data), a second grant expiring soon.

@@ -22,11 +22,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.roles import INFOSEC, has_role
-from audit.api.ledger import answers
 from audit.event_types import Field, registry
 from audit.ledger import Actor
 from governance.runtime_events import MAX_BATCH, InvalidRuntimeEvents, canonical_event_id, runtime_events_record
 from web.api.auth import HasScope, token_of
+from web.api.docs import answers
 
 TAG = "events"
 

@@ -25,12 +25,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.api.ledger import READ_PROBLEMS, FirstRenderer, StrictSerializer, answers
+from audit.api.ledger import FirstRenderer
 from audit.console.exports import CONTENT_TYPES
 from audit.export.scope import FORMATS, MAX_SUBJECTS, parse_scope
 from audit.export.service import export_create, exports_dir, may_export
 from audit.models import ExportJob
 from audit.selectors import exports_visible_to
+from web.api.docs import READ_PROBLEMS, answers
+from web.api.inputs import StrictInput
 from web.api.pagination import StandardPagination
 
 TAG = "exports"
@@ -121,7 +123,7 @@ class ExportsApi(APIView):
     required_scopes = SCOPES
 
     @extend_schema_serializer(component_name="ExportRequest")
-    class InputSerializer(StrictSerializer):
+    class InputSerializer(StrictInput):
         format = serializers.ChoiceField(choices=list(FORMATS), default="bundle")
         since = serializers.CharField(required=False, allow_null=True, max_length=64,
                                       help_text="ISO 8601 date or date-time, inclusive")

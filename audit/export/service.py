@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, integrate, record
+from audit.lock_objects import ledger_head_lock
 from audit.models import Checkpoint, Entry, ExportJob, LedgerHead
 from audit.policy import Action, may
 from audit.signals import export_requested
@@ -76,7 +77,7 @@ def export_create(
         raise ExportNotPermitted("only InfoSec and auditors may export the ledger")
     # Under the sequencer's lock, so the size, the subjects and their heads describe one state of the ledger.
     # (A refusal below rolls back: nothing is recorded.)
-    LedgerHead.objects.select_for_update().get(pk=1)
+    ledger_head_lock()
     integrate()
     size = LedgerHead.objects.values_list("tree_size", flat=True).get(pk=1)
     subjects = resolve_subjects(scope, size)

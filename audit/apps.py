@@ -8,6 +8,7 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit ledger"
 
     def ready(self) -> None:
-        # The tasks module connects the receivers that queue work the ledger core asks for
-        # (audit/signals.py), in the web process, the worker, the commands and the tests alike.
-        from audit import tasks  # noqa: F401
+        # pii registers itself as the ledger's personal-data sealing (audit.ledger.personal_data_register);
+        # tasks connects the receivers that queue work the ledger core asks for (audit/signals.py),
+        # in the web process, the worker, the commands and the tests alike.
+        from audit import pii, tasks  # noqa: F401

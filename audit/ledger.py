@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from audit.canonical import CanonicalizationError, body_bytes, canonical_json, format_timestamp, leaf_hash
 from audit.context import current_request_id
-from audit.event_types import registry
+from audit.event_types import EventType, registry
 from audit.lock_objects import ledger_head_lock
 from audit.merkle import CompactRange, Node, node_key, root_nodes
 from audit.models import Entry, MerkleNode, PendingEntry, PiiValue, SubjectHead
@@ -59,6 +59,31 @@ class NotInTransaction(RuntimeError):
 
 class _KeyRace(Exception):
     pass
+
+
+class PersonalData(Protocol):
+    """What ``record()`` asks of the personal-data module (``audit.pii``, which imports the ledger to
+    record its own events, so it registers itself here instead of being imported: see ``AuditConfig``)."""
+
+    def check_data_subject(self, value: object) -> str: ...
+
+    def plan(self, event_type: EventType, payload: dict[str, Any], *, data_subject: str | None,
+             subject: Subject) -> PiiPlan | None: ...
+
+    def seal(self, prepared: Sequence[tuple[PendingEntry, PiiPlan | None]]) -> list[list[PiiValue]]: ...
+
+
+_personal: list[PersonalData] = []
+
+
+def personal_data_register(handler: PersonalData) -> None:
+    _personal[:] = [handler]
+
+
+def _personal_data() -> PersonalData:
+    if not _personal:
+        raise LedgerError("personal data cannot be recorded: audit.pii is not loaded (the audit app is not ready)")
+    return _personal[0]
 
 
 @dataclass(frozen=True)
@@ -196,14 +221,11 @@ def _prepare(event: Event, now: str, bound_request_id: str | None) -> tuple[_Row
         raise LedgerError(f"payload is not representable as canonical JSON: {exc}") from None
     pii_plan = None
     if event_type.pii_fields:
-        from audit import pii
-
+        pii = _personal_data()
         # Validation only: the personal values are sealed (and leave the payload) in record_many.
         pii_plan = pii.plan(event_type, payload, data_subject=event.data_subject, subject=event.subject)
     elif event.data_subject is not None:
-        from audit import pii
-
-        pii.check_data_subject(event.data_subject)
+        _personal_data().check_data_subject(event.data_subject)
     row = _Row(
         now if event.timestamp is None else format_timestamp(event.timestamp),
         event.event_type, actor.type, actor.id, subject.type, subject.id, payload_json, event.idempotency_key,
@@ -325,8 +347,7 @@ def record_many(events: Sequence[Event]) -> list[Recorded]:
     checked = [_prepare(e, now, bound) for e in events]
     if not any(pii_plan for _, pii_plan in checked):
         return _append([p for p, _ in checked], None)
-    from audit import pii
-
+    pii = _personal_data()
     # Sealing may create data subjects' keys: a refusal further on takes them back too.
     with transaction.atomic():
         models = [(row.model(), pii_plan) for row, pii_plan in checked]

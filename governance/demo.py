@@ -296,6 +296,7 @@ MONITOR = Actor.service("model-monitor")
 PAGER = Actor.service("incident-bot")
 
 
+@transaction.atomic
 def _runtime(event_type: str, actor: Actor, subject: Subject, at: datetime, **fields: Any) -> None:
     record(
         event_type=event_type, actor=actor, subject=subject, timestamp=at,
@@ -352,9 +353,8 @@ def seed_history(now: datetime | None = None) -> int:
                     "incident_id": incident, "summary": "Post-incident review PIR-" + incident[4:]}),
             ]
     events = sorted((e for e in events if e[0] < now), key=lambda e: e[0])
-    with transaction.atomic():  # record() runs only inside a transaction
-        for at, event_type, actor, subject, fields in events:
-            _runtime(event_type, actor, subject, at, **where, **fields)
+    for at, event_type, actor, subject, fields in events:
+        _runtime(event_type, actor, subject, at, **where, **fields)
     return len(events)
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import rfc8785
-from django.db import transaction
 
 from audit import ledger
 from audit.canonical import ZERO_HASH, leaf_hash
@@ -374,20 +373,3 @@ def test_event_whose_key_was_integrated_meanwhile_is_not_lost(monkeypatch: pytes
     texts = [e.payload["text"] for e in Entry.objects.all()]
     assert result is None or "B's event" in texts, (result, texts)
 
-
-# --- the write path enforces itself ---------------------------------------------------------------
-
-
-@pytest.mark.django_db(transaction=True)
-def test_record_refuses_to_run_outside_a_transaction() -> None:
-    # given: no enclosing transaction.atomic() (autocommit, as a command or a task would be)
-    # when: an event is recorded, alone or in a batch
-    with pytest.raises(ledger.NotInTransaction, match=r"inside transaction\.atomic\(\)"):
-        note("outside")
-    with pytest.raises(ledger.NotInTransaction):
-        ledger.record_many([Event("ledger.note_added", ALICE, Subject("m", "1"), {"text": "outside"})])
-    # then: nothing was written, and inside a transaction the same call records
-    _nothing_written()
-    with transaction.atomic():
-        note("inside")
-    assert PendingEntry.objects.count() == 1

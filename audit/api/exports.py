@@ -124,6 +124,8 @@ class ExportsApi(APIView):
 
     @extend_schema_serializer(component_name="ExportRequest")
     class InputSerializer(StrictInput):
+        """Refuses keys it does not declare (a typo is an error, not a silently ignored filter)."""
+
         format = serializers.ChoiceField(choices=list(FORMATS), default="bundle")
         since = serializers.CharField(required=False, allow_null=True, max_length=64,
                                       help_text="ISO 8601 date or date-time, inclusive")

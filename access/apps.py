@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class AccessConfig(AppConfig):
     name = "access"
     verbose_name = "Access governance"
+
+    def ready(self) -> None:
+        # events: the ledger event types access writes. ledger_hooks: the ledger asks access who may read,
+        # export and reveal (audit.policy), and tells it of refused reveals.
+        from access import events, ledger_hooks  # noqa: F401

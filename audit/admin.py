@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from audit import pii
-from audit.models import Checkpoint, DataSubjectKey, Entry, PendingEntry, SigningKey
+from audit.models import Checkpoint, DataSubjectKey, Entry, LegalHold, PendingEntry, SigningKey, VerificationRun
 from web.admin_site import RawViewAdmin
 
 
@@ -75,5 +75,19 @@ class DataSubjectKeyAdmin(RawViewAdmin):
 class PendingEntryAdmin(RawViewAdmin):
     list_display = ("id", "timestamp", "event_type", "subject_type", "subject_id")
 
-# Read-only admin of legal holds and verification runs.
-from audit import admin_ops  # noqa: E402, F401
+
+# Legal holds are created and released only through the retention service (which writes the
+# ledger), from the console; the admin shows them.
+@admin.register(LegalHold)
+class LegalHoldAdmin(RawViewAdmin):
+    list_display = ("id", "data_subject", "reference", "created_at", "created_by", "released_at")
+    list_filter = ("released_at",)
+    search_fields = ("data_subject", "reference")
+    list_select_related = ("created_by",)
+
+
+@admin.register(VerificationRun)
+class VerificationRunAdmin(RawViewAdmin):
+    list_display = ("id", "mode", "started_at", "from_size", "tree_size", "ok", "reason", "duration_ms")
+    list_filter = ("mode", "ok")
+    exclude = ("frontier",)

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.ledger import Actor, Subject, integrate, record
+from audit.lock_objects import ledger_head_lock
 from audit.models import Checkpoint, LedgerHead, SigningKey
 from audit.note import CheckpointBody, key_id, public_bytes, sign_note, verifier_key
 from audit.selectors import tree_root
@@ -15,10 +16,14 @@ from audit.signing import key_name, signing_key
 from audit.witnessing import witness_schedule
 
 
-def signing_key_register() -> SigningKey:
-    """Publish the current key's verifier key (once), recording its first use in the ledger."""
-    name = key_name()
-    public = public_bytes(signing_key().public_key())
+def signing_key_register(name: str | None = None, public: bytes | None = None) -> SigningKey:
+    """Publish a verifier key once (the current key's by default), recording its first use in the ledger.
+
+    The one writer of ``ledger.signing_key_registered``: checkpoints register the current key,
+    a rotation the new one (``audit.rotation``).
+    """
+    if name is None or public is None:
+        name, public = key_name(), public_bytes(signing_key().public_key())
     vkey = verifier_key(name, public)
     existing = SigningKey.objects.filter(verifier_key=vkey).first()
     if existing is not None:
@@ -51,7 +56,7 @@ def checkpoint_create(*, only_if_grown: bool = False) -> Checkpoint | None:
     """
     # The head lock first: concurrent checkpointers queue here, including for the
     # first registration of a key (which would otherwise race on its unique row).
-    LedgerHead.objects.select_for_update().get(pk=1)
+    ledger_head_lock()
     signing_key_register()
     integrate()
     head = LedgerHead.objects.get(pk=1)

@@ -38,9 +38,10 @@ from audit import verification
 from audit.canonical import ZERO_HASH, leaf_hash
 from audit.ledger import Actor, Subject, fetch_nodes, record
 from audit.merkle import CompactRange, ProofError, consistency_ranges, resolve, root_nodes, verify_consistency
-from audit.models import Checkpoint, Entry
-from audit.models_ops import VerificationRun
+from audit.models import Checkpoint, Entry, VerificationRun
 from audit.note import NoteError, Verifier
+from audit.signals import integrity_failed
+from audit.witnessing import witness_anchors
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,6 @@ def _witness_anchors() -> tuple[list[Any], list[str]]:
     """The witnesses' latest cosigned checkpoints for us (none without witnesses)."""
     if not settings.LEDGER_WITNESSES:
         return [], []
-    from audit.witnessing import witness_anchors
-
     return witness_anchors()
 
 
@@ -316,8 +315,6 @@ def verification_run(*, mode: str, progress: Progress | None = None) -> Verifica
 
 @transaction.atomic
 def _finish(run: VerificationRun, outcome: _Outcome, duration_ms: int) -> VerificationRun:
-    from governance.services import violation_record
-
     run.finished_at = timezone.now()
     run.tree_size = outcome.tree_size
     run.ok = outcome.ok
@@ -338,8 +335,8 @@ def _finish(run: VerificationRun, outcome: _Outcome, duration_ms: int) -> Verifi
     )
     if not outcome.ok:
         logger.error("ledger verification run %s failed: %s at seq %s", run.pk, outcome.reason, outcome.first_bad_seq)
-        violation_record(
-            kind="integrity",
+        integrity_failed.send(
+            sender=VerificationRun,
             subject=_subject(),
             summary=f"ledger verification failed ({run.mode}): {outcome.reason} at seq {outcome.first_bad_seq}",
             details={"verification_run": run.pk, "mode": run.mode, "reason": outcome.reason,

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -28,9 +28,10 @@ from django.utils import timezone
 
 from audit.canonical import CanonicalizationError, body_bytes, canonical_json, format_timestamp, leaf_hash
 from audit.context import current_request_id
-from audit.event_types import registry
+from audit.event_types import EventType, registry
+from audit.lock_objects import ledger_head_lock
 from audit.merkle import CompactRange, Node, node_key, root_nodes
-from audit.models import Entry, LedgerHead, MerkleNode, PendingEntry, PiiValue, SubjectHead
+from audit.models import Entry, MerkleNode, PendingEntry, PiiValue, SubjectHead
 
 if TYPE_CHECKING:
     from audit.pii import PiiPlan
@@ -48,8 +49,41 @@ class IdempotencyConflict(LedgerError):
     """An idempotency key was reused for a different event."""
 
 
+class NotInTransaction(RuntimeError):
+    """``record()`` was called outside ``transaction.atomic()``.
+
+    A programming error, not bad input (so not a ``LedgerError``): an entry must commit or
+    roll back with the change it describes, which only an enclosing transaction guarantees.
+    """
+
+
 class _KeyRace(Exception):
     pass
+
+
+class PersonalData(Protocol):
+    """What ``record()`` asks of the personal-data module (``audit.pii``, which imports the ledger to
+    record its own events, so it registers itself here instead of being imported: see ``AuditConfig``)."""
+
+    def check_data_subject(self, value: object) -> str: ...
+
+    def plan(self, event_type: EventType, payload: dict[str, Any], *, data_subject: str | None,
+             subject: Subject) -> PiiPlan | None: ...
+
+    def seal(self, prepared: Sequence[tuple[PendingEntry, PiiPlan | None]]) -> list[list[PiiValue]]: ...
+
+
+_personal: list[PersonalData] = []
+
+
+def personal_data_register(handler: PersonalData) -> None:
+    _personal[:] = [handler]
+
+
+def _personal_data() -> PersonalData:
+    if not _personal:
+        raise LedgerError("personal data cannot be recorded: audit.pii is not loaded (the audit app is not ready)")
+    return _personal[0]
 
 
 @dataclass(frozen=True)
@@ -187,14 +221,11 @@ def _prepare(event: Event, now: str, bound_request_id: str | None) -> tuple[_Row
         raise LedgerError(f"payload is not representable as canonical JSON: {exc}") from None
     pii_plan = None
     if event_type.pii_fields:
-        from audit import pii
-
+        pii = _personal_data()
         # Validation only: the personal values are sealed (and leave the payload) in record_many.
         pii_plan = pii.plan(event_type, payload, data_subject=event.data_subject, subject=event.subject)
     elif event.data_subject is not None:
-        from audit import pii
-
-        pii.check_data_subject(event.data_subject)
+        _personal_data().check_data_subject(event.data_subject)
     row = _Row(
         now if event.timestamp is None else format_timestamp(event.timestamp),
         event.event_type, actor.type, actor.id, subject.type, subject.id, payload_json, event.idempotency_key,
@@ -284,7 +315,7 @@ def record(
     data_subject: str | None = None,
     request_id: str | None = None,
 ) -> Recorded:
-    """Append one event to the ledger in the current transaction.
+    """Append one event to the ledger in the current transaction (``NotInTransaction`` without one).
 
     Raises ``UnknownEventType``, ``InvalidPayload`` or ``LedgerError`` (all
     ``ValueError``) on bad input, before anything is written. A repeated
@@ -304,15 +335,19 @@ def record(
 def record_many(events: Sequence[Event]) -> list[Recorded]:
     """Append several events in one statement (same guarantees as ``record``).
 
-    Events without a timestamp share the batch's one recording time.
+    Events without a timestamp share the batch's one recording time. Refused
+    (``NotInTransaction``, nothing written) outside ``transaction.atomic()``.
     """
+    if not transaction.get_connection().in_atomic_block:
+        raise NotInTransaction(
+            "record() must run inside transaction.atomic(): the entry commits with the change it describes"
+        )
     now = format_timestamp(timezone.now())
     bound = current_request_id()
     checked = [_prepare(e, now, bound) for e in events]
     if not any(pii_plan for _, pii_plan in checked):
         return _append([p for p, _ in checked], None)
-    from audit import pii
-
+    pii = _personal_data()
     # Sealing may create data subjects' keys: a refusal further on takes them back too.
     with transaction.atomic():
         models = [(row.model(), pii_plan) for row, pii_plan in checked]
@@ -538,7 +573,7 @@ _PENDING_FIELDS = ("id", *_PENDING_COLUMNS)
 
 @transaction.atomic
 def _integrate_batch(limit: int) -> int:
-    head = LedgerHead.objects.select_for_update().get(pk=1)
+    head = ledger_head_lock()
     pending = list(PendingEntry.objects.order_by("id").values_list(*_PENDING_FIELDS)[:limit])
     if not pending:
         return 0

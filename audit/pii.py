@@ -40,12 +40,18 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from access.roles import INFOSEC
 from audit.canonical import canonical_json
 from audit.event_types import EventType, registry
-from audit.ledger import Actor, LedgerError, Subject, record
+from audit.ledger import Actor, LedgerError, Subject, personal_data_register, record
+from audit.lock_objects import (
+    account_lock,
+    data_subject_key_lock,
+    data_subject_keys_lock,
+    data_subject_keys_to_rewrap_lock,
+)
 from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue
-from config.env import env_str
+from audit.policy import Action, may
+from audit.signals import reveal_refused
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -118,7 +124,7 @@ def _kek() -> bytes:
 
 def _configured_kek(name: str) -> bytes | None:
     """The 32 bytes of KEK setting ``name`` (Django settings, else the environment), None if unset."""
-    configured = getattr(settings, name, None) or env_str(name)
+    configured = getattr(settings, name, None) or os.environ.get(name)
     if not configured:
         return None
     try:
@@ -271,9 +277,7 @@ def _keys_for(subjects: Sequence[str]) -> dict[str, tuple[DataSubjectKey, bytes]
     # Lock the rows: an erasure running now must not destroy a key we are about to use.
     rows = {
         r.data_subject: r
-        for r in DataSubjectKey.objects.select_for_update(no_key=True)
-        .filter(data_subject__in=wanted)
-        .order_by("data_subject")
+        for r in data_subject_keys_lock(wanted)
     }
     erased = [ds for ds in wanted if ds in rows and rows[ds].key is None]
     if erased:  # refused before anything is written
@@ -289,7 +293,8 @@ def _keys_for(subjects: Sequence[str]) -> dict[str, tuple[DataSubjectKey, bytes]
                 with transaction.atomic():
                     row = DataSubjectKey.objects.create(data_subject=ds, key=_wrap(kek, ds, key), kek_id=kek_id(kek))
             except IntegrityError:  # a concurrent writer created it first
-                row = DataSubjectKey.objects.select_for_update(no_key=True).get(data_subject=ds)
+                row = data_subject_key_lock(ds, no_key=True)
+                assert row is not None  # it exists: creating it collided
                 key = _unwrap(kek, row)
         else:
             key = _unwrap(kek, row)
@@ -352,9 +357,7 @@ def has_personal_data(entry: Entry | PendingEntry) -> bool:
 
 def can_reveal(user: AbstractBaseUser | AnonymousUser | None) -> bool:
     """Only active members of InfoSec may reveal personal data (being a superuser is not enough)."""
-    if user is None or not getattr(user, "is_active", False) or getattr(user, "pk", None) is None:
-        return False
-    return bool(user.groups.filter(name=INFOSEC).exists())  # type: ignore[union-attr]
+    return may(user, Action.REVEAL_PERSONAL_DATA)
 
 
 def _text(value: object, label: str) -> str:
@@ -376,7 +379,7 @@ def reveal(*, user: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
 
     The reveal is recorded (``privacy.pii_revealed``) in the same transaction that reads
     the values. A refusal raises ``PiiAccessDenied`` after counting the denial
-    (``access.checks.denial_record``): the first refusal of a person in an interval writes
+    (``audit.signals.reveal_refused``, counted by access): the first refusal of a person in an interval writes
     ``access.check_denied``, the repeats (any entry) only a counter, summarised as
     ``access.check_denials_summarised`` when the interval closes. Best effort: an enclosing
     transaction that rolls back takes it back too. Values of an erased data subject come back as "[erased]".
@@ -396,16 +399,8 @@ REVEAL_WINDOW_RESOURCE = "ledger:personal_data"
 
 
 def _record_denied(user: AbstractBaseUser, seq: int) -> None:
-    from access.checks import denial_record  # access.checks records through audit.ledger, which loads this module
-
-    pk = getattr(user, "pk", None)
-    denial_record(
-        principal=f"user:{pk}" if pk is not None else "anonymous",
-        actor=Actor.user(user) if pk is not None else Actor.system("anonymous"),
-        resource_type="ledger", resource_id=0, window_resource=REVEAL_WINDOW_RESOURCE,
-        entry_subject=Subject("ledger_entry", str(seq)), entry_resource=f"ledger_entry:{seq}",
-        permission=REVEAL_PERMISSION, level=None,
-    )
+    # Counted by the access domain (access/ledger_hooks.py): access.check_denied per person and interval.
+    reveal_refused.send(sender=reveal, user=user, seq=seq)
 
 
 @transaction.atomic
@@ -497,11 +492,7 @@ def pii_kek_rotate(
     while True:
         with transaction.atomic():
             # Rows leave the filter once re-wrapped, so each batch takes the next ones without a cursor.
-            rows = list(
-                DataSubjectKey.objects.select_for_update()
-                .filter(erased_at__isnull=True, kek_id=from_id)
-                .order_by("pk")[:batch_size]
-            )
+            rows = data_subject_keys_to_rewrap_lock(from_id, batch_size)
             for row in rows:
                 raw = _unwrap(current, row)  # by its kek_id: the previous KEK
                 row.key = _wrap(current, row.data_subject, raw)
@@ -547,7 +538,7 @@ def _anonymise_account(data_subject: str) -> bool:
     kind, _, ident = data_subject.partition(":")
     if kind != "user" or not (ident.isascii() and ident.isdigit()):
         return False
-    user = User.objects.select_for_update().filter(pk=int(ident)).first()
+    user = account_lock(int(ident))
     if user is None:
         return False
     username = f"erased-{user.pk}"
@@ -580,7 +571,7 @@ def data_subject_erase(*, actor: Actor, data_subject: str, reason: str) -> int:
     except LedgerError as exc:
         raise PiiError(str(exc)) from None
     reason = _text(reason, "reason")
-    row = DataSubjectKey.objects.select_for_update().filter(data_subject=data_subject).first()
+    row = data_subject_key_lock(data_subject)
     if row is None:
         raise PiiError(f"no personal data is recorded for data subject {data_subject}")
     if row.erased_at is not None:
@@ -616,3 +607,14 @@ __all__ = [
     "reveal",
     "subject_key",
 ]
+
+
+class _Sealing:
+    """This module's answer to ``record()`` (``audit.ledger.PersonalData``)."""
+
+    check_data_subject = staticmethod(check_data_subject)
+    plan = staticmethod(plan)
+    seal = staticmethod(seal)
+
+
+personal_data_register(_Sealing())

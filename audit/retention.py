@@ -9,7 +9,7 @@ legal hold covers the subject. The granularity is the data subject, because the
 key is: one value cannot be shredded without the others.
 
 For a subject ``user:<id>`` whose account exists, the clock starts when the account
-was closed (``access.accounts.account_closed_at``), never while it is open: an active
+was closed (``audit.policy.account_closed_at``: the access domain's rule), never while it is open: an active
 account is not touched whatever the clock says.
 """
 from __future__ import annotations
@@ -19,21 +19,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from access.roles import INFOSEC
+from audit.errors import AuditError, InvalidState, NotPermitted
 from audit.event_types import registry
 from audit.ledger import Actor, LedgerError, Subject, record
-from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue
-from audit.models_ops import LegalHold
-from governance.errors import GovernanceError, InvalidState, NotPermitted
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+from audit.lock_objects import data_subject_key_lock, legal_hold_lock, live_data_subject_key_lock
+from audit.models import DataSubjectKey, Entry, LegalHold, PendingEntry, PiiValue
+from audit.pii import check_data_subject, data_subject_erase
+from audit.policy import Action, account_closed_at, may
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +102,7 @@ def pii_event_types() -> list[str]:
 # --- legal holds ------------------------------------------------------------------------------------------
 
 
-class RetentionError(GovernanceError):
+class RetentionError(AuditError):
     pass
 
 
@@ -125,8 +123,6 @@ def _text(value: object, label: str, max_length: int, *, required: bool = True) 
 
 
 def _data_subject(value: object) -> str:
-    from audit.pii import check_data_subject
-
     try:
         return check_data_subject(value.strip() if isinstance(value, str) else value)
     except LedgerError as exc:
@@ -134,7 +130,7 @@ def _data_subject(value: object) -> str:
 
 
 def _require_infosec(user: User, what: str) -> None:
-    if not user.is_active or not user.groups.filter(name=INFOSEC).exists():
+    if not may(user, Action.MANAGE_LEGAL_HOLDS):
         raise NotPermitted(f"only InfoSec may {what}")
 
 
@@ -154,7 +150,7 @@ def legal_hold_create(
     reference = _text(reference, "reference", 200, required=False)
     # Lock the subject's key row (when there is one): the retention job locks it too before
     # erasing, so a hold and an erasure of the same subject never interleave.
-    key = DataSubjectKey.objects.select_for_update().filter(data_subject=data_subject).first()
+    key = data_subject_key_lock(data_subject)
     if key is not None and key.erased_at is not None:
         raise InvalidState(f"the personal data of {data_subject} was already erased; there is nothing to hold")
     if LegalHold.objects.filter(data_subject=data_subject, released_at__isnull=True).exists():
@@ -180,7 +176,7 @@ def legal_hold_release(*, user: User, hold: LegalHold, reason: str) -> LegalHold
     """Release an active legal hold; the subject's data is again subject to retention."""
     _require_infosec(user, "release a legal hold")
     reason = _text(reason, "reason", _MAX_REASON)
-    hold = LegalHold.objects.select_for_update().get(pk=hold.pk)
+    hold = legal_hold_lock(hold.pk)
     if hold.released_at is not None:
         raise InvalidState(f"legal hold #{hold.pk} was already released")
     hold.released_at = timezone.now()
@@ -256,10 +252,6 @@ def _account_clock(data_subject: str) -> datetime | object | None:
     """When the retention clock of an account's subject started: the account's closure; ``_OPEN`` while the
     account is open (or closed without a recorded time); None when the subject is not an existing account
     (its values' own times count)."""
-    from django.contrib.auth.models import User
-
-    from access.accounts import account_closed_at
-
     kind, _, ident = data_subject.partition(":")
     if kind != "user" or not ident.isdigit():
         return None
@@ -305,9 +297,7 @@ def _candidates(now: datetime, after_id: int, limit: int) -> list[int]:
 
 @transaction.atomic
 def _erase_one(key_id: int, now: datetime, report: RetentionReport) -> None:
-    from audit.pii import data_subject_erase
-
-    key = DataSubjectKey.objects.select_for_update().filter(pk=key_id, erased_at__isnull=True).first()
+    key = live_data_subject_key_lock(key_id)
     if key is None:  # erased meanwhile (idempotent)
         return
     report.examined += 1

@@ -17,8 +17,6 @@ still holds the old key.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +30,9 @@ from django.utils import timezone
 
 from audit.checkpoints import signing_key_register
 from audit.ledger import Actor, Subject, integrate, record
-from audit.models import Checkpoint, LedgerHead, SigningKey
-from audit.note import CheckpointBody, key_id, public_bytes, sign_note, verifier_key
+from audit.lock_objects import ledger_head_lock
+from audit.models import Checkpoint, LedgerHead
+from audit.note import CheckpointBody, public_bytes, sign_note, verifier_key
 from audit.offline_verify import parse_trusted_key_line
 from audit.selectors import tree_root
 from audit.signing import (
@@ -55,24 +54,6 @@ FILE_HEADER = [
 class RotationError(ValueError):
     """The rotation cannot be made as asked (the message says why)."""
 
-
-def _register(name: str, public: bytes) -> SigningKey:
-    """Publish a key's verifier key, exactly as ``signing_key_register`` does for the current key."""
-    vkey = verifier_key(name, public)
-    existing = SigningKey.objects.filter(verifier_key=vkey).first()
-    if existing is not None:
-        return existing
-    row = SigningKey.objects.create(
-        name=name, key_id=key_id(name, public).hex(), public_key=base64.b64encode(public).decode(), verifier_key=vkey
-    )
-    record(
-        event_type="ledger.signing_key_registered",
-        actor=Actor.system("ledger"),
-        subject=Subject("signing_key", f"{name}+{row.key_id}"),
-        payload={"verifier_key": vkey, "key_id": row.key_id},
-        idempotency_key=f"signing-key:{hashlib.sha256(vkey.encode()).hexdigest()}",
-    )
-    return row
 
 
 @transaction.atomic
@@ -100,9 +81,9 @@ def signing_key_rotate(*, new_key: Ed25519PrivateKey, actor: Actor, reason: str)
             raise RotationError(f"the new key was rotated out at tree size {lifetime.valid_until}; "
                                 "a retired key is never made current again")
     # The head lock first, as checkpoint_create takes it: one checkpoint (or rotation) at a time.
-    LedgerHead.objects.select_for_update().get(pk=1)
+    ledger_head_lock()
     signing_key_register()
-    _register(name, new_public)
+    signing_key_register(name, new_public)
     record(
         event_type="ledger.signing_key_rotated",
         actor=actor,

@@ -1,8 +1,13 @@
-"""Reads of the ledger: tree roots and proofs from stored nodes (O(log n) each)."""
+"""Reads of the ledger: tree roots and proofs from stored nodes (O(log n) each), filtered entries,
+checkpoints, and the exports a person may see."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from django.db.models import QuerySet
+
+from audit.ledger import fetch_nodes
 from audit.merkle import (
     EMPTY_ROOT,
     ProofError,
@@ -10,7 +15,8 @@ from audit.merkle import (
     inclusion_ranges,
     resolve,
 )
-from audit.models import Checkpoint, LedgerHead
+from audit.models import Checkpoint, Entry, ExportJob, LedgerHead
+from audit.policy import Action, may
 
 
 def ledger_size() -> int:
@@ -25,8 +31,6 @@ def _check_size(size: int) -> None:
 
 def _hashes(ranges: list[tuple[int, int]]) -> list[bytes]:
     """The subtree hash of every range, from one query for all the stored nodes they need."""
-    from audit.ledger import fetch_nodes
-
     return resolve(ranges, fetch_nodes)
 
 
@@ -79,3 +83,65 @@ def latest_checkpoint() -> Checkpoint | None:
 def checkpoint_covering(seq: int) -> Checkpoint | None:
     """The earliest checkpoint whose tree contains entry ``seq``."""
     return Checkpoint.objects.filter(tree_size__gt=seq).order_by("tree_size", "id").first()
+
+
+# --- filtered reads behind the API and the console -------------------------------------------------
+
+
+def may_read_ledger(user: Any) -> bool:
+    """People read the whole ledger as InfoSec or auditors (tokens need ``ledger:read`` instead)."""
+    return may(user, Action.READ_LEDGER)
+
+
+@dataclass(frozen=True)
+class EntryFilters:
+    """Already validated; timestamps are in the ledger's own format, so they compare as strings."""
+
+    since: str | None = None
+    until: str | None = None
+    event_types: tuple[str, ...] = ()
+    actor: tuple[str, str] | None = None
+    subject: tuple[str, str] | None = None
+    subject_type: str | None = None
+    seq_from: int | None = None
+    seq_to: int | None = None
+    request_id: str | None = None
+
+
+def entries_list(filters: EntryFilters) -> QuerySet[Entry]:
+    qs = Entry.objects.all()
+    if filters.since:
+        qs = qs.filter(timestamp__gte=filters.since)
+    if filters.until:
+        qs = qs.filter(timestamp__lte=filters.until)
+    if filters.event_types:
+        qs = qs.filter(event_type__in=filters.event_types)
+    if filters.actor:
+        qs = qs.filter(actor_type=filters.actor[0], actor_id=filters.actor[1])
+    if filters.subject:
+        qs = qs.filter(subject_type=filters.subject[0], subject_id=filters.subject[1])
+    if filters.subject_type:
+        qs = qs.filter(subject_type=filters.subject_type)
+    if filters.seq_from is not None:
+        qs = qs.filter(seq__gte=filters.seq_from)
+    if filters.seq_to is not None:
+        qs = qs.filter(seq__lte=filters.seq_to)
+    if filters.request_id:
+        # Not indexed (an index would cost every write): combine with since/until on a large ledger.
+        qs = qs.filter(request_id=filters.request_id)
+    return qs
+
+
+def checkpoint_at(tree_size: int) -> Checkpoint | None:
+    """The latest checkpoint signed at exactly this size (rotation may sign one twice)."""
+    return Checkpoint.objects.filter(tree_size=tree_size).order_by("-id").first()
+
+
+def exports_visible_to(user: Any) -> QuerySet[ExportJob] | None:
+    """InfoSec sees every export, an auditor their own; None for everyone else (no export rights at all)."""
+    qs = ExportJob.objects.select_related("created_by").order_by("-id")
+    if may(user, Action.SEE_EVERY_EXPORT):
+        return qs
+    if may(user, Action.EXPORT):
+        return qs.filter(created_by_id=user.pk)
+    return None

@@ -4,9 +4,16 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
-from django.db import OperationalError
+from django.db import OperationalError, transaction
+from django.dispatch import receiver
 
-from audit import checkpoints, ledger
+from audit import checkpoints, ledger, signals
+from audit.export.errors import ExportError
+from audit.export.service import export_run
+from audit.integrity import verification_run
+from audit.retention import retention_run
+from audit.witnessing import checkpoint_witness
+from audit.witnessing import witness_quorum_check as quorum_check
 
 
 @shared_task(
@@ -50,8 +57,6 @@ def run_export(export_id: int) -> str | None:
     An export that cannot be made (a refused scope, a ledger that is not intact) is
     marked failed with the reason and not retried; database hiccups are retried.
     """
-    from audit.export import ExportError, export_run
-
     try:
         job = export_run(export_id=export_id)
     except ExportError:
@@ -62,11 +67,18 @@ def run_export(export_id: int) -> str | None:
 # --- witnesses (audit/witnessing.py, docs/witness.md) ---------------------------------------------------------
 
 
+class WitnessesUnavailable(Exception):
+    """Some witnesses did not answer (or answered 5xx): worth asking them again."""
+
+
 @shared_task(
     name="audit.tasks.witness_checkpoint",
     bind=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
+    autoretry_for=(OperationalError, WitnessesUnavailable),
+    # Retried after 5, 10, 20, 40, 80 s (5 * 2**n, at most 300 s, no jitter).
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=False,
     max_retries=5,
     soft_time_limit=120,
     time_limit=150,
@@ -75,13 +87,12 @@ def witness_checkpoint(self: Any, checkpoint_id: int) -> list[str]:
     """Submit the latest checkpoint (at least ``checkpoint_id``'s) to the witnesses; returns who cosigned.
 
     Witnesses that did not answer (or answered 5xx) are retried with backoff by a worker;
-    refusals are not retried (the next checkpoint, or the periodic check, asks again).
+    refusals are not retried (the next checkpoint, or the periodic check, asks again). The last
+    attempt, and an eager run (nothing would retry it), return who cosigned however it went.
     """
-    from audit.witnessing import checkpoint_witness
-
     outcome = checkpoint_witness(checkpoint_id=checkpoint_id)
-    if outcome.transient and not self.request.is_eager and self.request.retries < 5:
-        raise self.retry(countdown=min(300, 5 * 2**self.request.retries))
+    if outcome.transient and not self.request.is_eager and self.request.retries < self.max_retries:
+        raise WitnessesUnavailable(", ".join(outcome.transient))
     return outcome.cosigned
 
 
@@ -95,9 +106,7 @@ def witness_checkpoint(self: Any, checkpoint_id: int) -> list[str]:
 )
 def witness_quorum_check() -> bool:
     """Resubmit the latest checkpoint to witnesses behind it and apply the quorum deadline; True if met."""
-    from audit.witnessing import witness_quorum_check as check
-
-    return check().ok
+    return quorum_check().ok
 
 
 # --- operations: scheduled verification and retention (docs/deploy.md, docs/retention.md) ---------------------
@@ -113,8 +122,6 @@ def witness_quorum_check() -> bool:
 )
 def verify_incremental() -> int:
     """Verify what was added since the last good run (a full run when there is none). Returns the run id."""
-    from audit.integrity import verification_run
-
     return verification_run(mode="incremental").pk
 
 
@@ -128,8 +135,6 @@ def verify_incremental() -> int:
 )
 def verify_full() -> int:
     """Verify the whole ledger from its first entry. Returns the run id."""
-    from audit.integrity import verification_run
-
     return verification_run(mode="full").pk
 
 
@@ -146,6 +151,19 @@ def run_retention(limit: int = 10_000) -> int:
 
     Stops on its own before the soft time limit; the next day's run (or a re-run) continues.
     """
-    from audit.retention import retention_run
-
     return len(retention_run(limit=limit, time_budget=3000).erased)
+
+
+# --- what the ledger core asks for (audit/signals.py): queued once the sender's transaction commits ---------
+
+
+@receiver(signals.witnessing_requested, dispatch_uid="audit.tasks.witnessing_requested")
+def _witnessing_requested(sender: object, *, checkpoint_id: int, **kwargs: object) -> None:
+    # robust: with eager Celery the submission runs right here, after the commit; a failure must not
+    # reach the caller whose checkpoint committed (the periodic check resubmits).
+    transaction.on_commit(lambda: witness_checkpoint.delay(checkpoint_id), robust=True)
+
+
+@receiver(signals.export_requested, dispatch_uid="audit.tasks.export_requested")
+def _export_requested(sender: object, *, export_id: int, **kwargs: object) -> None:
+    transaction.on_commit(lambda: run_export.delay(export_id))

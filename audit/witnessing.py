@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
@@ -37,11 +37,13 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from audit.cosignature import Cosigner, add_checkpoint_body, verify_cosignatures
+from audit.ledger import Subject
+from audit.lock_objects import witness_quorum_stall_lock
 from audit.models import Checkpoint, WitnessCosignature, WitnessQuorumStall, WitnessState
 from audit.note import CheckpointBody, NoteError, open_note
-
-if TYPE_CHECKING:
-    from audit.verification import Anchor
+from audit.selectors import consistency_proof
+from audit.signals import integrity_failed, witnessing_requested
+from audit.verification import Anchor, trusted_verifiers
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +177,6 @@ def _fail(state: WitnessState, message: str, *, refusal: bool, size: int) -> Non
 
 
 def _proof(old_size: int, new_size: int) -> list[bytes]:
-    from audit.selectors import consistency_proof
-
     if old_size in (0, new_size):
         return []
     return consistency_proof(old_size=old_size, new_size=new_size).path
@@ -346,12 +346,8 @@ def witness_schedule(checkpoint: Checkpoint) -> None:
     """Queue the submission of ``checkpoint`` once the current transaction commits (no-op without witnesses)."""
     if not settings.LEDGER_WITNESSES:
         return
-    from audit.tasks import witness_checkpoint
-
-    checkpoint_id = checkpoint.pk
-    # robust: with eager Celery the submission runs right here, after the commit; a failure must not
-    # reach the caller whose checkpoint committed (the periodic check resubmits).
-    transaction.on_commit(lambda: witness_checkpoint.delay(checkpoint_id), robust=True)
+    # audit/tasks.py queues the submission once the current transaction commits.
+    witnessing_requested.send(sender=Checkpoint, checkpoint_id=checkpoint.pk)
 
 
 # --- quorum policy ------------------------------------------------------------------------------
@@ -429,8 +425,6 @@ def witness_quorum_status(*, now: datetime | None = None) -> QuorumStatus:
 
 
 def _ledger_subject() -> Any:
-    from audit.ledger import Subject
-
     return Subject("ledger", str(settings.LEDGER_ORIGIN)[:300])
 
 
@@ -442,8 +436,6 @@ def witness_quorum_check(*, now: datetime | None = None, resubmit: bool = True) 
     the stall closes once a quorum covers the checkpoints again. One open stall at a
     time (a unique index), so concurrent checks raise it once.
     """
-    from governance.services import violation_record
-
     if resubmit and configured_witnesses():
         latest = Checkpoint.objects.order_by("-tree_size", "-id").first()
         if latest is not None:
@@ -451,7 +443,7 @@ def witness_quorum_check(*, now: datetime | None = None, resubmit: bool = True) 
     now = now or timezone.now()
     status = witness_quorum_status(now=now)
     with transaction.atomic():
-        stall = WitnessQuorumStall.objects.select_for_update().filter(is_open=True).first()
+        stall = witness_quorum_stall_lock()
         if status.overdue_size is not None and stall is None:
             try:
                 with transaction.atomic():
@@ -459,8 +451,8 @@ def witness_quorum_check(*, now: datetime | None = None, resubmit: bool = True) 
             except IntegrityError:
                 return status  # another check opened it first
             errors = {r.name: r.last_error[:300] for r in status.witnesses if r.last_error}
-            violation_record(
-                kind="integrity",
+            integrity_failed.send(
+                sender=WitnessQuorumStall,
                 subject=_ledger_subject(),
                 summary=(f"checkpoint of size {status.overdue_size} has not reached the witness quorum "
                          f"({status.quorum} of {len(status.witnesses)}) within "
@@ -480,8 +472,6 @@ def witness_quorum_check(*, now: datetime | None = None, resubmit: bool = True) 
 
 
 def _anchor(witness: WitnessConfig, reply: _Reply, log_verifiers: list[Any]) -> tuple[Anchor | None, str]:
-    from audit.verification import Anchor
-
     origin = str(settings.LEDGER_ORIGIN)
     if reply.status == 404:
         return None, f"witness {witness.name} has cosigned no checkpoint of {origin}"
@@ -509,8 +499,6 @@ def witness_anchors() -> tuple[list[Anchor], list[str]]:
     Returns the anchors and one message per witness that could not be asked or answered
     badly. The witnesses are asked concurrently, each bounded by ``LEDGER_WITNESS_TIMEOUT``.
     """
-    from audit.verification import trusted_verifiers
-
     witnesses = configured_witnesses()
     if not witnesses:
         return [], []

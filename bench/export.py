@@ -169,7 +169,8 @@ def child_generate(n: int) -> None:
 
 def child_export(out: str, since: str | None, until: str | None) -> None:
     setup_django()
-    from audit.export import export_create, export_run, parse_scope
+    from audit.export.scope import parse_scope
+    from audit.export.service import export_create, export_run
 
     rss0 = peak_rss_mb()
     t0 = perf()

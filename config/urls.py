@@ -22,7 +22,7 @@ urlpatterns = [
     path("api/v1/", include("web.api.urls")),
     re_path(r"^api/", problems.api_not_found),
     path("console/", include("web.console.urls")),
-    path("", include("audit.urls_export")),
+    path("", include("audit.console.download_urls")),
 ]
 
 handler400 = "web.api.problems.bad_request"

@@ -9,7 +9,10 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Promotion governance"
 
     def ready(self) -> None:
-        # Registers the Celery tasks (by name, for the worker and for apply_async). MLflow is not
-        # imported here: governance.registry and governance.sync import it where they call it
-        # (about 3 s, which every django.setup() paid: manage.py, each test run, each subprocess).
-        from governance import tasks  # noqa: F401
+        # Imported for what they register. tasks: the Celery tasks (by name, for the worker and for
+        # apply_async) and their receivers; MLflow is not imported here (governance.registry and
+        # governance.sync import it where they call it: about 3 s that every django.setup() paid).
+        # events: the ledger event types governance writes. ledger_hooks: a failed ledger
+        # verification or a stalled witness quorum becomes a compliance violation. ledger_exports:
+        # what a model scope of a ledger export means, and the model's sections of its report.
+        from governance import events, ledger_exports, ledger_hooks, tasks  # noqa: F401

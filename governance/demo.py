@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.utils import timezone
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
@@ -146,6 +147,7 @@ def _version(model: str, number: int) -> ModelVersion:
     return ModelVersion.objects.select_related("model").get(model__name=model, version=number)
 
 
+@transaction.atomic
 def _backdate_staging(version: ModelVersion, days: int) -> None:
     back = timezone.now() - timedelta(days=days)
     PromotionRequest.objects.filter(version=version, environment__name="staging", state="deployed").update(
@@ -294,6 +296,7 @@ MONITOR = Actor.service("model-monitor")
 PAGER = Actor.service("incident-bot")
 
 
+@transaction.atomic
 def _runtime(event_type: str, actor: Actor, subject: Subject, at: datetime, **fields: Any) -> None:
     record(
         event_type=event_type, actor=actor, subject=subject, timestamp=at,
@@ -364,7 +367,8 @@ def seed_operations() -> None:
     from access.grants import access_request_create, grant_create
     from access.models import Dataset
     from audit.checkpoints import checkpoint_create
-    from audit.export import export_create, export_run, parse_scope
+    from audit.export.scope import parse_scope
+    from audit.export.service import export_create, export_run
     from governance.models import BreakGlassReview
 
     omar, priya, bruno, dana, arthur = (_user(u) for u in ("omar", "priya", "bruno", "dana", "arthur"))
@@ -387,12 +391,13 @@ def seed_operations() -> None:
         user=bruno, version=_version(CHARGEBACK, 1), environment=_env("staging"),
         justification="INC-2288: chargeback spike; staging replay needed before the weekend.",
     )
-    BreakGlassReview.objects.filter(request=emergency).update(due_at=now - timedelta(hours=6))
-    record(
-        event_type="ledger.note_added", actor=Actor.system("demo-seed"),
-        subject=Subject("promotion_request", str(emergency.pk)),
-        payload={"text": "demo data: review deadline moved 6 hours into the past to show an overdue review"},
-    )
+    with transaction.atomic():
+        BreakGlassReview.objects.filter(request=emergency).update(due_at=now - timedelta(hours=6))
+        record(
+            event_type="ledger.note_added", actor=Actor.system("demo-seed"),
+            subject=Subject("promotion_request", str(emergency.pk)),
+            payload={"text": "demo data: review deadline moved 6 hours into the past to show an overdue review"},
+        )
     services.break_glass_reviews_flag_overdue()
 
     # More queues: a request waiting for Dana (owner of the chargeback data), a second grant expiring soon.

@@ -77,7 +77,7 @@ def test_seed_demo_fills_the_console_dashboard(committing_db: None, demo_mlflow:
     assert {"deployment", "monitoring", "incident", "promotion", "access", "ledger"} <= kinds
     assert Checkpoint.objects.count() >= 3
     assert ExportJob.objects.filter(state="done", created_by__username="arthur").exists()
-    from audit.models_ops import LegalHold
+    from audit.models import LegalHold
 
     assert LegalHold.objects.filter(released_at__isnull=True, reference="LEGAL-2026-031").count() == 1
     assert BreakGlassReview.objects.filter(state="overdue").exists()

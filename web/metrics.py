@@ -145,8 +145,7 @@ def _gauge(name: str, doc: str, value: float | None, labels: dict[str, str] | No
 
 def _collect_db() -> Iterator[Any]:
     from access.models import Grant
-    from audit.models import Checkpoint, LedgerHead, PendingEntry
-    from audit.models_ops import VerificationRun
+    from audit.models import Checkpoint, LedgerHead, PendingEntry, VerificationRun
     from governance.models import PromotionRequest
     from web.health import sequencer_lag_seconds
 

@@ -16,8 +16,7 @@ from access import tokens
 from access.models import Lineage
 from audit.checkpoints import checkpoint_create
 from audit.ledger import integrate
-from audit.models import Entry, PendingEntry
-from audit.models_ops import LegalHold, VerificationRun
+from audit.models import Entry, LegalHold, PendingEntry, VerificationRun
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,

@@ -245,12 +245,12 @@ def test_throttled_is_429_with_retry_after(token_for, settings, debug):
 def test_an_unexpected_error_is_a_500_problem_with_the_request_id(writer, settings, monkeypatch):
     # The one 500 the API can give: a bug. It still speaks the format and leaks nothing.
     settings.DEBUG = False
-    import audit.api_events
+    import audit.api.events
 
     def boom(**kwargs: Any) -> None:
         raise RuntimeError("secret internals: dsn=postgres://user:pw@db")
 
-    monkeypatch.setattr(audit.api_events, "runtime_events_record", boom)
+    monkeypatch.setattr(audit.api.events, "runtime_events_record", boom)
     writer.raise_request_exception = False
     response = writer.post(EVENTS, {"events": [event()]}, format="json", HTTP_X_REQUEST_ID="trace-500-abcdef")
     body = problem(response, 500)

@@ -9,7 +9,8 @@ from django.contrib.auth.models import Group
 from django.test import override_settings
 
 from access import roles
-from audit.export import export_create, export_run, parse_scope
+from audit.export.scope import parse_scope
+from audit.export.service import export_create, export_run
 from audit.models import Entry, ExportJob, PendingEntry
 from tests.api.helpers import problem_of
 from tests.integration.helpers import fill

@@ -119,7 +119,7 @@ def test_verify_without_a_checkpoint_fails_clearly(people: People) -> None:
 def test_verify_detects_a_checkpoint_signed_by_another_key(people: People, settings: Any, tmp_path: Any) -> None:
     entries = seed_ledger(2)
     checkpoint = Checkpoint.objects.get()
-    from audit.console import verify_entry
+    from audit.console.ledger import verify_entry
 
     signature = checkpoint.note.rsplit(" ", 1)[1]
     checkpoint.note = checkpoint.note.replace(signature, "AAAAAAAA" + signature[8:])  # not saved: append-only

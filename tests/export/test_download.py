@@ -8,7 +8,8 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from access import roles
-from audit.export import export_create, export_run, parse_scope
+from audit.export.scope import parse_scope
+from audit.export.service import export_create, export_run
 from audit.models import ExportJob
 from tests.factories import UserFactory
 

@@ -49,11 +49,11 @@ def test_every_type_has_a_subject_a_meaning_and_its_personal_fields() -> None:
 
 def test_a_registry_type_without_a_subject_is_refused() -> None:
     reg = Registry()
-    reg.register(EventType("demo.done", "Something was done.", {"x": Field()}))
-    reg.register(EventType("demo.undone", "Something was undone."))
-    with pytest.raises(ValueError, match="types without one"):
-        reg.describe_subjects({"demo.done": "thing"})
-    with pytest.raises(ValueError, match="unknown event types"):
-        reg.describe_subjects({"demo.done": "thing", "demo.undone": "thing", "demo.other": "thing"})
-    reg.describe_subjects({"demo.done": "thing", "demo.undone": "a | b"})
+    with pytest.raises(ValueError, match="no subject type"):
+        reg.register(EventType("demo.done", "Something was done.", {"x": Field()}))
+    with pytest.raises(ValueError, match="no subject type"):
+        reg.register(EventType("demo.undone", "Something was undone.", subject=" | "))
+    assert "demo.done" not in reg
+    reg.register(EventType("demo.done", "Something was done.", {"x": Field()}, subject="thing"))
+    reg.register(EventType("demo.undone", "Something was undone.", subject="a | b"))
     assert reg.get("demo.undone").subject_types == ("a", "b")

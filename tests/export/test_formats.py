@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from audit import ledger
-from audit.export import CSV_COLUMNS
+from audit.export.spreadsheet import CSV_COLUMNS
 from audit.ledger import Actor, Subject, record
 from audit.models import Checkpoint, Entry, ExportJob
 from tests.export.helpers import Export

@@ -11,7 +11,8 @@ import pytest
 from audit import checkpoints, offline_verify
 from audit.canonical import body_bytes
 from audit.context import request_id_bound
-from audit.export import export_create, export_run, parse_scope
+from audit.export.scope import parse_scope
+from audit.export.service import export_create, export_run
 from audit.models import Entry
 from audit.signing import current_verifier_key
 from tests.export.helpers import members, rezip, verify, verify_subprocess

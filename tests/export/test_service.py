@@ -9,7 +9,9 @@ import pytest
 from django.conf import settings
 
 from audit import ledger, offline_verify, tasks
-from audit.export import ExportError, ExportNotPermitted, export_create, export_run, parse_scope
+from audit.export.errors import ExportError, ExportNotPermitted
+from audit.export.scope import parse_scope
+from audit.export.service import export_create, export_run
 from audit.models import Entry, ExportJob, PendingEntry
 from tests.factories import UserFactory
 from tests.integration.helpers import tamper

@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 
 from audit import checkpoints
-from audit.export import export_run
+from audit.export.service import export_run
 from audit.models import Entry, ExportJob, PendingEntry
 from tests.export.helpers import members
 from tests.integration.helpers import fill

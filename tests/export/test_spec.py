@@ -20,7 +20,9 @@ from django.urls import reverse
 from audit import checkpoints, ledger, offline_verify
 from audit.cosignature import Cosigner, cosigner_verifier_key, verify_cosignatures
 from audit.event_catalogue import catalogue_json
-from audit.export import export_create, export_run, parse_scope, verify_command
+from audit.export.bundle import verify_command
+from audit.export.scope import parse_scope
+from audit.export.service import export_create, export_run
 from audit.ledger import Actor, Subject, record
 from audit.models import Checkpoint, Entry
 from audit.note import public_bytes, verifier_key

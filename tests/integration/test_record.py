@@ -372,3 +372,4 @@ def test_event_whose_key_was_integrated_meanwhile_is_not_lost(monkeypatch: pytes
     # then: either B was refused, or B's event is in the ledger as it was told
     texts = [e.payload["text"] for e in Entry.objects.all()]
     assert result is None or "B's event" in texts, (result, texts)
+

@@ -11,7 +11,7 @@ from audit import ledger
 from audit.ledger import Actor
 from audit.models import Entry, PendingEntry
 from tests.factories import UserFactory
-from tests.integration.helpers import note
+from tests.integration.helpers import ALICE, note
 
 
 class Boom(Exception):
@@ -154,7 +154,27 @@ def test_record_in_autocommit_mode_integrates_at_once(committing_db: None, setti
     settings.LEDGER_INTEGRATE_ON_COMMIT = True  # type: ignore[attr-defined]
     assert connection.get_autocommit()
 
-    note("alone")
+    # record() refuses to run outside a transaction (tests/integration/test_record.py): an autocommit caller
+    # opens its own, and the entry is integrated as soon as that commits.
+    with transaction.atomic():
+        note("alone")
 
     assert Entry.objects.count() == 1
     assert PendingEntry.objects.count() == 0
+
+
+# --- the write path enforces itself ---------------------------------------------------------------
+
+
+def test_record_refuses_to_run_outside_a_transaction(committing_db: None) -> None:
+    # given: no enclosing transaction.atomic() (autocommit, as a command or a task would be)
+    # when: an event is recorded, alone or in a batch
+    with pytest.raises(ledger.NotInTransaction, match=r"inside transaction\.atomic\(\)"):
+        note("outside")
+    with pytest.raises(ledger.NotInTransaction):
+        ledger.record_many([ledger.Event("ledger.note_added", ALICE, ledger.Subject("m", "1"), {"text": "outside"})])
+    # then: nothing was written, and inside a transaction the same call records
+    assert PendingEntry.objects.count() == Entry.objects.count() == 0
+    with transaction.atomic():
+        note("inside")
+    assert PendingEntry.objects.count() == 1

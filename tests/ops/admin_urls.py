@@ -1,9 +1,9 @@
-"""The admin with the operational models registered (until audit/admin.py imports audit.admin_ops)."""
+"""The default admin site with the audit models (legal holds, verification runs) registered."""
 from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import path
 
-import audit.admin_ops  # noqa: F401
+import audit.admin  # noqa: F401
 
 urlpatterns = [path("admin/", admin.site.urls)]

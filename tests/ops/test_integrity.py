@@ -10,8 +10,7 @@ from django.core.management import call_command
 from audit import ledger
 from audit.checkpoints import checkpoint_create
 from audit.integrity import last_verification, verification_run
-from audit.models import Entry, PendingEntry
-from audit.models_ops import VerificationRun
+from audit.models import Entry, PendingEntry, VerificationRun
 from audit.selectors import ledger_size
 from audit.tasks import verify_full, verify_incremental
 from governance.models import ComplianceViolation

@@ -12,9 +12,9 @@ from django.test import Client
 from django.utils import timezone
 
 from audit import ledger
+from audit.errors import InvalidState, NotPermitted
 from audit.event_types import registry
-from audit.models import DataSubjectKey, Entry, PiiValue
-from audit.models_ops import LegalHold
+from audit.models import DataSubjectKey, Entry, LegalHold, PiiValue
 from audit.retention import (
     CLASSES,
     DEFAULT_CLASS,
@@ -26,7 +26,6 @@ from audit.retention import (
     retention_run,
 )
 from audit.tasks import run_retention
-from governance.errors import InvalidState, NotPermitted
 from tests.ops.helpers import SYSTEM, register
 
 pytestmark = pytest.mark.django_db

@@ -17,9 +17,12 @@ READ_PROBLEMS = (400, 401, 403, 404, 429)
 WRITE_PROBLEMS = (400, 401, 403, 404, 409, 415, 429)
 
 
-def answers(ok: dict[int, Any], problems: tuple[int, ...] = WRITE_PROBLEMS) -> dict[Any, Any]:
-    """``extend_schema(responses=...)``: JSON success bodies and a problem document per error status."""
-    out: dict[Any, Any] = {(code, "application/json"): body for code, body in ok.items()}
+def answers(ok: dict[Any, Any], problems: tuple[int, ...] = WRITE_PROBLEMS) -> dict[Any, Any]:
+    """``extend_schema(responses=...)``: the success bodies and a problem document per error status.
+
+    A success is keyed by its status (a JSON body) or by ``(status, media type)`` for another body.
+    """
+    out: dict[Any, Any] = {k if isinstance(k, tuple) else (k, "application/json"): body for k, body in ok.items()}
     out.update({(code, PROBLEM_MEDIA): ProblemOut for code in problems})
     return out
 

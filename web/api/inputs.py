@@ -52,12 +52,19 @@ class StrictQuery(serializers.Serializer):
     """Query-string filters: unknown parameters are refused (paging parameters aside)."""
 
     allowed_extra = frozenset({"page", "page_size", "format"})
+    unknown_message = "unknown query parameter"
 
     def to_internal_value(self, data: Any) -> Any:
         extra = sorted(set(data) - set(self.fields) - self.allowed_extra)
         if extra:
-            raise serializers.ValidationError({key: ["unknown query parameter"] for key in extra})
-        return super().to_internal_value({k: data.get(k) for k in data if k in self.fields})
+            raise serializers.ValidationError({key: [self.unknown_message] for key in extra})
+        return super().to_internal_value({k: self._value(data, k) for k in data if k in self.fields})
+
+    def _value(self, data: Any, key: str) -> Any:
+        """A repeatable parameter (a ``ListField``) keeps every value given; any other its last one."""
+        if isinstance(self.fields[key], serializers.ListField) and hasattr(data, "getlist"):
+            return data.getlist(key)
+        return data.get(key)
 
 
 def parse_query(serializer_class: type[StrictQuery], params: Any) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from access import errors as access_errors
+from audit import errors as audit_errors
 from audit import pii
 from audit.context import current_request_id
-from audit.export import ExportNotPermitted
+from audit.export.errors import ExportNotPermitted
 from audit.ledger import IdempotencyConflict
 from governance import errors as governance_errors
 
@@ -83,11 +84,11 @@ def _flatten(data: Any, prefix: str = "") -> list[dict[str, str]]:
 
 def _domain_status(exc: ValueError) -> tuple[int, str]:
     code = str(getattr(exc, "code", "invalid"))
-    if isinstance(exc, governance_errors.NotPermitted | access_errors.NotPermitted | ExportNotPermitted
-                  | pii.PiiAccessDenied):
+    if isinstance(exc, governance_errors.NotPermitted | access_errors.NotPermitted | audit_errors.NotPermitted
+                  | ExportNotPermitted | pii.PiiAccessDenied):
         return status.HTTP_403_FORBIDDEN, "not_permitted"
-    if isinstance(exc, governance_errors.InvalidState | access_errors.InvalidState | governance_errors.Frozen
-                  | IdempotencyConflict | pii.AlreadyErased):
+    if isinstance(exc, governance_errors.InvalidState | access_errors.InvalidState | audit_errors.InvalidState
+                  | governance_errors.Frozen | IdempotencyConflict | pii.AlreadyErased):
         return status.HTTP_409_CONFLICT, code if code != "invalid" else "conflict"
     return status.HTTP_400_BAD_REQUEST, code
 

@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 from web.api.views import WhoAmIApi
 
 urlpatterns = [
-    path("", include("audit.urls_api")),
+    path("", include("audit.api.urls")),
     path("", include("governance.api.urls_promotions")),
     path("", include("governance.api.urls_change_requests")),
     path("", include("governance.api.urls_identity_links")),

@@ -12,7 +12,7 @@ urlpatterns = [
     path("", include("governance.console.urls_promotions")),
     path("", include("governance.console.urls_environments")),
     path("", include("governance.console.urls_identity_links")),
-    path("", include("audit.urls_console")),
+    path("", include("audit.console.urls")),
     path("", include("access.urls_console")),
     path("", include("access.urls_console_tokens")),
 ]

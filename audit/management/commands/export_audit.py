@@ -8,16 +8,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.export import (
-    FORMATS,
-    ExportError,
-    export_create,
-    export_run,
-    model_exclusions,
-    parse_scope,
-    summary,
-    verify_command,
-)
+from audit.export.bundle import verify_command
+from audit.export.errors import ExportError
+from audit.export.scope import FORMATS, model_exclusions, parse_scope
+from audit.export.service import export_create, export_run, summary
 from web.logging import progress_bar, progress_wanted
 
 

@@ -7,8 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from access.roles import INFOSEC
-from audit.export import has_role
+from access.roles import INFOSEC, has_role
 from audit.ledger import Actor
 from audit.models import DataSubjectKey
 from audit.pii import PiiError, kek_ids, pii_kek_rotate
@@ -35,7 +34,7 @@ class Command(BaseCommand):
             user = get_user_model().objects.filter(username=options["actor"]).first()
             if user is None or not user.is_active:
                 raise CommandError(f"--actor: no active user named {options['actor']!r}")
-            if not has_role(user, (INFOSEC,)):
+            if not has_role(user, INFOSEC):
                 raise CommandError(f"--actor: {options['actor']} is not an InfoSec member")
             actor = Actor.user(user)
         show = progress_wanted(self.stdout, options)

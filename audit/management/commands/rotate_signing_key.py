@@ -12,8 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from access.roles import INFOSEC
-from audit.export import has_role
+from access.roles import INFOSEC, has_role
 from audit.ledger import Actor
 from audit.note import public_bytes, verifier_key
 from audit.rotation import RotationError, rotate_and_install
@@ -45,7 +44,7 @@ class Command(BaseCommand):
             user = get_user_model().objects.filter(username=options["actor"]).first()
             if user is None:
                 raise CommandError(f"--actor: no user named {options['actor']!r}")
-            if not has_role(user, (INFOSEC,)):
+            if not has_role(user, INFOSEC):
                 raise CommandError(f"--actor: {options['actor']} is not an InfoSec member")
             actor = Actor.user(user)
         if not (options["reason"] or "").strip():

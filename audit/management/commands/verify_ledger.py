@@ -13,9 +13,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.integrity import verification_run
 from audit.models import LedgerHead
 from audit.note import NoteError
 from audit.verification import Anchor, open_checkpoint, trusted_keys, verify_ledger
+from audit.witnessing import witness_anchors
 from web.logging import progress_bar, progress_wanted
 
 EXIT_FAILED = 1
@@ -128,10 +130,6 @@ class Command(BaseCommand):
             except NoteError as exc:
                 raise CommandError(f"the known checkpoint {path} does not verify: {exc}") from None
         if options["witnesses"]:
-            try:
-                from audit.witnessing import witness_anchors  # type: ignore[import-not-found,unused-ignore]
-            except ImportError:
-                raise CommandError("--witnesses: this build has no witnessing (audit.witnessing)") from None
             found, problems = witness_anchors()
             anchors.extend(found)
             messages.extend(problems)
@@ -140,8 +138,6 @@ class Command(BaseCommand):
         return anchors, messages
 
     def _record(self, mode: str, *, as_json: bool, show: bool, total: int | None) -> None:
-        from audit.integrity import verification_run
-
         with progress_bar(enabled=show, total=total, desc=f"verifying ({mode})") as progress:
             run = verification_run(mode=mode, progress=progress)
         data = {"run": run.pk, "mode": run.mode, "from_size": run.from_size, "tree_size": run.tree_size,

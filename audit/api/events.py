@@ -1,6 +1,6 @@
 """``POST /api/v1/events``: runtime events from serving and monitoring systems.
 
-The body is validated in one pass of plain Python by ``audit.runtime_events``
+The body is validated in one pass of plain Python by ``governance.runtime_events``
 against the event-type registry; the serializers below only document it (they
 are generated from the same registry, so the schema cannot drift from it) and
 are never run on a 1,000-event batch.
@@ -21,13 +21,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.roles import INFOSEC
-from audit.api import answers
+from access.roles import INFOSEC, has_role
 from audit.event_types import Field, registry
-from audit.export import has_role
 from audit.ledger import Actor
-from audit.runtime_events import MAX_BATCH, InvalidRuntimeEvents, canonical_event_id, runtime_events_record
+from governance.runtime_events import MAX_BATCH, InvalidRuntimeEvents, canonical_event_id, runtime_events_record
 from web.api.auth import HasScope, token_of
+from web.api.docs import answers
 
 TAG = "events"
 
@@ -71,7 +70,7 @@ class EventsPermission(BasePermission):
     message = "only InfoSec may send runtime events with a session; systems use a token with events:write"
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return token_of(request) is not None or has_role(request.user, (INFOSEC,))
+        return token_of(request) is not None or has_role(request.user, INFOSEC)
 
 
 EXAMPLE_EVENT = {

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from audit.api import (
+from audit.api.events import EventsIngestApi
+from audit.api.exports import ExportApi, ExportDownloadApi, ExportsApi
+from audit.api.ledger import (
     CheckpointsApi,
     ConsistencyProofApi,
     InclusionProofApi,
@@ -12,8 +14,6 @@ from audit.api import (
     LedgerEntriesApi,
     LedgerEntryApi,
 )
-from audit.api_events import EventsIngestApi
-from audit.api_exports import ExportApi, ExportDownloadApi, ExportsApi
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("ledger/entries", LedgerEntriesApi.as_view(), name="api-ledger-entries"),

@@ -1,5 +1,8 @@
 """Runtime events from serving and monitoring systems (``POST /api/v1/events``).
 
+Governance's: the events name models, versions and environments of the registry mirror, and a
+service account sends only about the models it may see (``governance.selectors``).
+
 ``runtime_events_record`` validates a whole batch in one pass of plain Python
 against the event-type registry (the single definition of each type's fields),
 checks the model versions and environments it names against the mirror with a
@@ -19,10 +22,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from audit.canonical import format_timestamp
 from audit.event_types import InvalidPayload, registry
 from audit.ledger import Actor, Event, LedgerError, Recorded, Subject, record_many
+from governance.models import Environment, ModelVersion, RegisteredModel
+from governance.selectors import models_visible_to
 
 if TYPE_CHECKING:
     from access.models import ServiceAccount
@@ -162,11 +168,6 @@ def _check_mirror(
     caller's roles once). With ``service_account`` the models must also be visible to its user
     (``governance.selectors.models_visible_to``), and an invisible one is reported exactly like a missing one.
     """
-    from django.db.models import QuerySet
-
-    from governance.models import Environment, ModelVersion, RegisteredModel
-    from governance.selectors import models_visible_to
-
     visible: QuerySet[RegisteredModel] = (
         models_visible_to(service_account.user) if service_account is not None else RegisteredModel.objects.all()
     )

@@ -1,6 +1,6 @@
 """``/api/v1/exports``: start a regulator export, follow it, download its file.
 
-The rules are the export service's own (``audit.export``): InfoSec and auditors
+The rules are the export service's own (``audit.export.service``): InfoSec and auditors
 export; InfoSec sees and downloads every export, an auditor only their own. A
 token acts as its service account's user, so that account needs one of those
 roles as well as the ``exports:read`` scope. An export the caller may not see is
@@ -25,11 +25,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.api import READ_PROBLEMS, FirstRenderer, StrictSerializer, answers
-from audit.api_selectors import exports_visible_to
-from audit.export import FORMATS, MAX_SUBJECTS, export_create, exports_dir, may_export, parse_scope
+from audit.api.ledger import FirstRenderer
+from audit.console.exports import CONTENT_TYPES
+from audit.export.scope import FORMATS, MAX_SUBJECTS, parse_scope
+from audit.export.service import export_create, exports_dir, may_export
 from audit.models import ExportJob
-from audit.views_export import CONTENT_TYPES
+from audit.selectors import exports_visible_to
+from web.api.docs import READ_PROBLEMS, answers
+from web.api.inputs import StrictInput
 from web.api.pagination import StandardPagination
 
 TAG = "exports"
@@ -120,7 +123,9 @@ class ExportsApi(APIView):
     required_scopes = SCOPES
 
     @extend_schema_serializer(component_name="ExportRequest")
-    class InputSerializer(StrictSerializer):
+    class InputSerializer(StrictInput):
+        """Refuses keys it does not declare (a typo is an error, not a silently ignored filter)."""
+
         format = serializers.ChoiceField(choices=list(FORMATS), default="bundle")
         since = serializers.CharField(required=False, allow_null=True, max_length=64,
                                       help_text="ISO 8601 date or date-time, inclusive")

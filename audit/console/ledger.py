@@ -1,9 +1,8 @@
-"""The console's ledger explorer, entry page (with "Verify this entry" and PII reveal), exports and legal holds.
+"""The console's ledger explorer and entry page (with "Verify this entry" and PII reveal).
 
-InfoSec and auditors only (legal holds are placed and released by InfoSec alone).
-Verification uses the offline verifier's own functions (``audit.offline_verify``)
-on what the server stores, so the page shows exactly what an outsider holding the
-checkpoint would check.
+InfoSec and auditors only. Verification uses the offline verifier's own functions
+(``audit.offline_verify``) on what the server stores, so the page shows exactly what an outsider
+holding the checkpoint would check.
 """
 from __future__ import annotations
 
@@ -15,31 +14,24 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.paginator import Paginator
-from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from audit import offline_verify as ov
 from audit import pii
-from audit.api_selectors import exports_visible_to
 from audit.event_types import registry
-from audit.export import FORMATS, ExportError, export_create, parse_scope, path_name, verify_command
+from audit.export.errors import ExportError
+from audit.export.scope import parse_time
 from audit.merkle import ProofError
-from audit.models import Checkpoint, Entry, ExportJob
-from audit.models_ops import LegalHold
-from audit.retention import legal_hold_create, legal_hold_release
+from audit.models import Checkpoint, Entry
 from audit.selectors import checkpoint_covering, inclusion_proof
+from audit.verification import trusted_verifiers
 from governance.console.views_overview import denied, is_oversight
-from web.console.base import paginate, redirect_back, run_action
 
 PAGE_SIZE = 50
 MAX_FILTER = 300
 NOT_PERMITTED = "The ledger explorer is for InfoSec and auditors: you are not permitted to see it."
-EXPORTS_NOT_PERMITTED = "Ledger exports are for InfoSec and auditors: you are not permitted to see them."
-HOLDS_NOT_PERMITTED = "Legal holds are for InfoSec and auditors: you are not permitted to see them."
 
 
 # --- the explorer ------------------------------------------------------------------------------------------
@@ -125,8 +117,6 @@ def ledger(request: HttpRequest) -> HttpResponse:
 
 
 def _ts(text: str, *, end: bool) -> str:
-    from audit.export import parse_time
-
     return parse_time(text, end_of_day=end, label="until" if end else "since")
 
 
@@ -141,8 +131,6 @@ class Step:
 
 
 def _verifiers() -> list[ov.Verifier]:
-    from audit.verification import trusted_verifiers
-
     return [ov.Verifier(str(v)) for v in trusted_verifiers()]
 
 
@@ -235,145 +223,3 @@ def entry_reveal(request: HttpRequest, seq: int) -> HttpResponse:
 # --- exports ------------------------------------------------------------------------------------------------
 
 
-def _scope_text(scope: dict[str, Any]) -> str:
-    parts = []
-    if scope.get("since") or scope.get("until"):
-        parts.append(f"{(scope.get('since') or '…')[:10]} → {(scope.get('until') or '…')[:10]}")
-    if scope.get("event_types"):
-        parts.append(", ".join(scope["event_types"]))
-    if scope.get("model"):
-        parts.append(f"model {scope['model']}")
-    if scope.get("dataset"):
-        parts.append(f"dataset {scope['dataset']}")
-    subjects = scope.get("subjects") or []
-    if subjects and not scope.get("model") and not scope.get("dataset"):
-        parts.append(f"{len(subjects)} subject{'s' if len(subjects) != 1 else ''}")
-    return "; ".join(parts) or "whole ledger"
-
-
-def _rows(page: Any) -> list[tuple[ExportJob, str, bool]]:
-    # Only visible exports are listed, and whoever may see an export may download it (may_download's rule).
-    return [(j, _scope_text(j.scope), True) for j in page]
-
-
-def _visible_exports(request: HttpRequest) -> QuerySet[ExportJob]:
-    """The one rule shared with the API and the download view (``exports_visible_to``): InfoSec sees every
-    export, an auditor only their own."""
-    jobs = exports_visible_to(request.user)
-    return jobs if jobs is not None else ExportJob.objects.none()
-
-
-@login_required
-def exports(request: HttpRequest) -> HttpResponse:
-    if not is_oversight(request.user):
-        return denied(request, EXPORTS_NOT_PERMITTED)
-    if request.method == "POST":
-        return _export_start(request)
-    page = Paginator(_visible_exports(request), 25).get_page(request.GET.get("page"))
-    return render(request, "console/exports.html", {
-        "nav": "exports", "page": page, "formats": FORMATS, "types": registry.names(),
-        "rows": _rows(page),
-        "form": {}, "selected_types": [],
-    })
-
-
-def _export_start(request: HttpRequest) -> HttpResponse:
-    data = request.POST
-    subjects = [s.strip() for s in data.get("subjects", "").splitlines() if s.strip()]
-    try:
-        scope = parse_scope(
-            since=data.get("since") or None, until=data.get("until") or None, subjects=subjects,
-            event_types=data.getlist("event_types"), model=data.get("model") or None,
-            dataset=data.get("dataset") or None,
-        )
-        job = export_create(user=request.user, scope=scope, fmt=data.get("format", "bundle"))  # type: ignore[arg-type]
-    except ExportError as exc:
-        messages.error(request, f"The export was not started: {exc}.")
-        page = Paginator(_visible_exports(request), 25).get_page(1)
-        return render(request, "console/exports.html", {
-            "nav": "exports", "page": page, "formats": FORMATS, "types": registry.names(),
-            "rows": _rows(page),
-            "form": data, "selected_types": data.getlist("event_types"),
-        }, status=400)
-    messages.success(request, f"Export #{job.pk} started; recorded in the ledger.")
-    return redirect("console-export", export_id=job.pk)
-
-
-@login_required
-def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
-    if not is_oversight(request.user):
-        return denied(request, EXPORTS_NOT_PERMITTED)
-    job = _visible_exports(request).filter(pk=export_id).first()
-    if job is None:  # missing and someone else's look the same
-        return render(request, "console/exports_missing.html", {"nav": "exports", "export_id": export_id},
-                      status=404)
-    running = job.state in (ExportJob.State.PENDING, ExportJob.State.RUNNING)
-    percent = None
-    if job.entries_total:
-        percent = min(100, round(100 * job.entries_done / job.entries_total))
-    return render(request, "console/exports_detail.html", {
-        "nav": "exports", "job": job, "running": running, "percent": percent, "scope_text": _scope_text(job.scope),
-        "scope_json": json.dumps(job.scope, indent=2, sort_keys=True),
-        "may_download": job.state == ExportJob.State.DONE,
-        "download_url": reverse("export-download", args=[job.pk]),
-        "verify_command": verify_command(path_name(job)) if job.format == "bundle" else None,
-    })
-
-
-# --- legal holds ----------------------------------------------------------------------------------------------
-
-HOLD_FILTERS = ("all", "active", "released")
-
-
-@login_required
-def legal_holds(request: HttpRequest) -> HttpResponse:
-    if not is_oversight(request.user):
-        return denied(request, HOLDS_NOT_PERMITTED)
-    show = request.GET.get("show", "all")
-    if show not in HOLD_FILTERS:
-        show = "all"
-    holds = LegalHold.objects.select_related("created_by", "released_by")
-    if show == "active":
-        holds = holds.filter(released_at__isnull=True)
-    elif show == "released":
-        holds = holds.filter(released_at__isnull=False)
-    # Active holds (no release time) first, then the most recently released.
-    holds = holds.order_by(F("released_at").desc(nulls_first=True), "-created_at", "-id")
-    page, qs = paginate(request, holds)
-    return render(request, "console/legal_holds.html", {
-        "nav": "legal-holds", "page": page, "qs": qs, "show": show, "filters": HOLD_FILTERS,
-    })
-
-
-# Auditors reach the service, which refuses them with a message (InfoSec only); anyone else gets the 403 page.
-
-
-@login_required
-@require_POST
-def legal_hold_new(request: HttpRequest) -> HttpResponse:
-    if not is_oversight(request.user):
-        return denied(request, HOLDS_NOT_PERMITTED)
-    post = request.POST
-    data_subject = post.get("data_subject", "")
-    run_action(
-        request,
-        lambda: legal_hold_create(user=request.user, data_subject=data_subject,  # type: ignore[arg-type]
-                                  reason=post.get("reason", ""), reference=post.get("reference", "")),
-        f"Legal hold placed on {data_subject.strip()}: retention will not erase its personal data until released.",
-    )
-    return redirect_back(request, reverse("console-legal-holds"))
-
-
-@login_required
-@require_POST
-def legal_hold_release_view(request: HttpRequest, hold_id: int) -> HttpResponse:
-    if not is_oversight(request.user):
-        return denied(request, HOLDS_NOT_PERMITTED)
-    hold = get_object_or_404(LegalHold, pk=hold_id)
-    run_action(
-        request,
-        lambda: legal_hold_release(user=request.user, hold=hold,  # type: ignore[arg-type]
-                                   reason=request.POST.get("reason", "")),
-        f"Legal hold #{hold.pk} on {hold.data_subject} is released.",
-    )
-    return redirect_back(request, reverse("console-legal-holds"))

@@ -29,15 +29,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.api_common import PROBLEM_MEDIA, ProblemOut
 from audit import selectors
-from audit.api_selectors import EntryFilters, checkpoint_at, entries_list, may_read_ledger
 from audit.event_types import registry
-from audit.export import ExportError, parse_time
+from audit.export.errors import ExportError
+from audit.export.scope import parse_time
 from audit.ledger import ACTOR_TYPES
 from audit.models import Checkpoint, Entry, SigningKey
+from audit.selectors import EntryFilters, checkpoint_at, entries_list, may_read_ledger
+from audit.signing import current_verifier_key
+from audit.verification import trusted_verifiers
 from audit.witnessing import published_note
 from web.api.auth import HasScope, token_of
+from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers
+from web.api.inputs import StrictQuery
 from web.api.pagination import SeqCursorPagination, StandardPagination
 
 TAG = "ledger"
@@ -45,31 +49,10 @@ _CURSOR = re.compile(r"[A-Za-z0-9+/_=-]{1,200}")
 HEX64 = "3f0c1d1e6a4b2c7d8e9fa0b1c2d3e4f5061728394a5b6c7d8e9f0a1b2c3d4e5f"
 
 
-def answers(ok: dict[Any, Any], problems: tuple[int, ...]) -> dict[Any, Any]:
-    """``extend_schema(responses=...)``: the success bodies and a problem document for each error status."""
-    out: dict[Any, Any] = {k if isinstance(k, tuple) else (k, "application/json"): v for k, v in ok.items()}
-    out.update({(code, PROBLEM_MEDIA): ProblemOut for code in problems})
-    return out
-
-
-LIST_PROBLEMS = (400, 401, 403, 429)
-READ_PROBLEMS = (400, 401, 403, 404, 429)
 
 
 # --- shared pieces ------------------------------------------------------------------------------------
 
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses keys it does not declare (a typo is an error, not a silently ignored filter)."""
-
-    allowed_extra: tuple[str, ...] = ()
-
-    def to_internal_value(self, data: Any) -> Any:
-        if hasattr(data, "keys"):
-            unknown = sorted(set(data.keys()) - set(self.fields) - set(self.allowed_extra))
-            if unknown:
-                raise serializers.ValidationError({k: ["unknown field"] for k in unknown})
-        return super().to_internal_value(data)
 
 
 class CanReadLedger(BasePermission):
@@ -244,8 +227,9 @@ class LedgerEntriesApi(APIView):
     permission_classes = LEDGER_PERMISSIONS
 
     @extend_schema_serializer(component_name="LedgerEntryFilter")
-    class FilterSerializer(StrictSerializer):
-        allowed_extra = ("cursor", "page_size")
+    class FilterSerializer(StrictQuery):
+        allowed_extra = frozenset({"cursor", "page_size"})
+        unknown_message = "unknown field"
 
         since = serializers.CharField(required=False, max_length=64,
                                       help_text="ISO 8601 date or date-time (naive = UTC), inclusive")
@@ -559,9 +543,6 @@ class KeysApi(APIView):
                             "created_at": "2026-11-01T00:00:00Z"}]})],
     )
     def get(self, request: Request) -> Response:
-        from audit.signing import current_verifier_key
-        from audit.verification import trusted_verifiers
-
         registered = [
             {"name": k.name, "key_id": k.key_id, "verifier_key": k.verifier_key, "created_at": k.created_at}
             for k in SigningKey.objects.order_by("id")

@@ -1,0 +1,71 @@
+"""The access domain's answers to the ledger (connected from ``AccessConfig.ready()``).
+
+The ledger imports nothing of ours: it asks who may do what through ``audit.policy`` and
+announces refused reveals through ``audit.signals``. This module registers the role rules
+(InfoSec and auditors read and export the ledger; InfoSec sees every export, reveals personal
+data and manages legal holds) and the account closure that starts retention's clock, and
+counts refused reveals as ``access.check_denied``. It also tells exports what a ``dataset``
+scope means (``audit.export.sections``).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.dispatch import receiver
+
+from access.accounts import account_closed_at
+from access.checks import denial_record
+from access.models import Dataset
+from access.roles import AUDITOR, INFOSEC, has_role
+from audit import policy, signals
+from audit.export import sections
+from audit.export.errors import ExportError
+from audit.ledger import Actor, Subject
+from audit.pii import REVEAL_PERMISSION, REVEAL_WINDOW_RESOURCE
+
+_ROLES = {
+    policy.Action.READ_LEDGER: (INFOSEC, AUDITOR),
+    policy.Action.EXPORT: (INFOSEC, AUDITOR),
+    policy.Action.SEE_EVERY_EXPORT: (INFOSEC,),
+    policy.Action.REVEAL_PERSONAL_DATA: (INFOSEC,),
+    policy.Action.MANAGE_LEGAL_HOLDS: (INFOSEC,),
+}
+
+
+class RolePolicy:
+    """By role only: ``is_superuser`` and ``is_staff`` grant nothing here (the operator who ran
+    createsuperuser is no side door into the ledger, its exports or its personal data)."""
+
+    def may(self, user: object, action: policy.Action) -> bool:
+        if getattr(user, "pk", None) is None:  # anonymous, or an account never saved
+            return False
+        return has_role(user, *_ROLES[action])
+
+    def account_closed_at(self, user: Any) -> datetime | None:
+        return account_closed_at(user)
+
+
+policy.policy_register(RolePolicy())
+
+
+@receiver(signals.reveal_refused, dispatch_uid="access.reveal_refused")
+def _reveal_refused(sender: object, *, user: Any, seq: int, **kwargs: object) -> None:
+    pk = getattr(user, "pk", None)
+    denial_record(
+        principal=f"user:{pk}" if pk is not None else "anonymous",
+        actor=Actor.user(user) if pk is not None else Actor.system("anonymous"),
+        resource_type="ledger", resource_id=0, window_resource=REVEAL_WINDOW_RESOURCE,
+        entry_subject=Subject("ledger_entry", str(seq)), entry_resource=f"ledger_entry:{seq}",
+        permission=REVEAL_PERMISSION, level=None,
+    )
+
+
+def dataset_subjects(name: str, size: int | None = None) -> list[tuple[str, str]]:
+    """A ``dataset`` export scope: the dataset's own subject, once the dataset is known."""
+    if not Dataset.objects.filter(name=name).exists():
+        raise ExportError(f"no dataset named {name!r}", code="unknown_dataset")
+    return [("dataset", name)]
+
+
+sections.scope_resolver_register("dataset", dataset_subjects)

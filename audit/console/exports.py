@@ -1,0 +1,136 @@
+"""The console's exports (list, start, detail) and the download view the console and the API link to.
+
+InfoSec sees and downloads every export, an auditor only their own; everyone else gets 404 on a download.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from audit.event_types import registry
+from audit.export.bundle import verify_command
+from audit.export.errors import ExportError
+from audit.export.scope import FORMATS, parse_scope
+from audit.export.service import export_create, exports_dir, path_name
+from audit.models import ExportJob
+from audit.selectors import exports_visible_to
+from governance.console.views_overview import denied, is_oversight
+
+EXPORTS_NOT_PERMITTED = "Ledger exports are for InfoSec and auditors: you are not permitted to see them."
+CONTENT_TYPES = {"bundle": "application/zip", "csv": "text/csv; charset=utf-8", "report": "text/html; charset=utf-8"}
+
+
+@require_GET
+@never_cache
+def export_download(request: HttpRequest, export_id: int) -> FileResponse:
+    visible = exports_visible_to(request.user)  # the rule the API and the console use
+    job = visible.filter(pk=export_id).first() if visible is not None else None
+    # One answer for "no such export", "not yours" and "not ready": nothing to learn from probing ids.
+    if job is None or job.state != ExportJob.State.DONE:
+        raise Http404("no such export")
+    path = Path(job.file_path).resolve()
+    if not job.file_path or not path.is_relative_to(exports_dir().resolve()) or not path.is_file():
+        raise Http404("no such export")
+    response = FileResponse(
+        path.open("rb"), as_attachment=True, filename=path.name, content_type=CONTENT_TYPES[job.format]
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _scope_text(scope: dict[str, Any]) -> str:
+    parts = []
+    if scope.get("since") or scope.get("until"):
+        parts.append(f"{(scope.get('since') or '…')[:10]} → {(scope.get('until') or '…')[:10]}")
+    if scope.get("event_types"):
+        parts.append(", ".join(scope["event_types"]))
+    if scope.get("model"):
+        parts.append(f"model {scope['model']}")
+    if scope.get("dataset"):
+        parts.append(f"dataset {scope['dataset']}")
+    subjects = scope.get("subjects") or []
+    if subjects and not scope.get("model") and not scope.get("dataset"):
+        parts.append(f"{len(subjects)} subject{'s' if len(subjects) != 1 else ''}")
+    return "; ".join(parts) or "whole ledger"
+
+
+def _rows(page: Any) -> list[tuple[ExportJob, str, bool]]:
+    # Only visible exports are listed, and whoever may see an export may download it (may_download's rule).
+    return [(j, _scope_text(j.scope), True) for j in page]
+
+
+def _visible_exports(request: HttpRequest) -> QuerySet[ExportJob]:
+    """The one rule shared with the API and the download view (``exports_visible_to``): InfoSec sees every
+    export, an auditor only their own."""
+    jobs = exports_visible_to(request.user)
+    return jobs if jobs is not None else ExportJob.objects.none()
+
+
+@login_required
+def exports(request: HttpRequest) -> HttpResponse:
+    if not is_oversight(request.user):
+        return denied(request, EXPORTS_NOT_PERMITTED)
+    if request.method == "POST":
+        return _export_start(request)
+    page = Paginator(_visible_exports(request), 25).get_page(request.GET.get("page"))
+    return render(request, "console/exports.html", {
+        "nav": "exports", "page": page, "formats": FORMATS, "types": registry.names(),
+        "rows": _rows(page),
+        "form": {}, "selected_types": [],
+    })
+
+
+def _export_start(request: HttpRequest) -> HttpResponse:
+    data = request.POST
+    subjects = [s.strip() for s in data.get("subjects", "").splitlines() if s.strip()]
+    try:
+        scope = parse_scope(
+            since=data.get("since") or None, until=data.get("until") or None, subjects=subjects,
+            event_types=data.getlist("event_types"), model=data.get("model") or None,
+            dataset=data.get("dataset") or None,
+        )
+        job = export_create(user=request.user, scope=scope, fmt=data.get("format", "bundle"))  # type: ignore[arg-type]
+    except ExportError as exc:
+        messages.error(request, f"The export was not started: {exc}.")
+        page = Paginator(_visible_exports(request), 25).get_page(1)
+        return render(request, "console/exports.html", {
+            "nav": "exports", "page": page, "formats": FORMATS, "types": registry.names(),
+            "rows": _rows(page),
+            "form": data, "selected_types": data.getlist("event_types"),
+        }, status=400)
+    messages.success(request, f"Export #{job.pk} started; recorded in the ledger.")
+    return redirect("console-export", export_id=job.pk)
+
+
+@login_required
+def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
+    if not is_oversight(request.user):
+        return denied(request, EXPORTS_NOT_PERMITTED)
+    job = _visible_exports(request).filter(pk=export_id).first()
+    if job is None:  # missing and someone else's look the same
+        return render(request, "console/exports_missing.html", {"nav": "exports", "export_id": export_id},
+                      status=404)
+    running = job.state in (ExportJob.State.PENDING, ExportJob.State.RUNNING)
+    percent = None
+    if job.entries_total:
+        percent = min(100, round(100 * job.entries_done / job.entries_total))
+    return render(request, "console/exports_detail.html", {
+        "nav": "exports", "job": job, "running": running, "percent": percent, "scope_text": _scope_text(job.scope),
+        "scope_json": json.dumps(job.scope, indent=2, sort_keys=True),
+        "may_download": job.state == ExportJob.State.DONE,
+        "download_url": reverse("export-download", args=[job.pk]),
+        "verify_command": verify_command(path_name(job)) if job.format == "bundle" else None,
+    })
+
+

@@ -1,0 +1,79 @@
+"""The HTML audit report of one model: the ledger's entries (redacted) with an inclusion proof of the
+export's own entry; the model's sections come from governance (``audit.export.sections``)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from audit.canonical import format_timestamp, parse_timestamp
+from audit.export import sections
+from audit.export.bundle import checkpoint_published
+from audit.export.proofs import Proofs
+from audit.export.scope import model_exclusions
+from audit.export.selection import Checked, Plan, rows
+from audit.models import Checkpoint, Entry, ExportJob
+
+
+def redact(value: Any) -> Any:
+    """A payload with every personal-data reference object shown as redacted."""
+    if isinstance(value, dict):
+        if set(value) == {"pii", "commitment"}:
+            return "[personal data redacted]"
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def fmt(moment: datetime | None) -> str:
+    return format_timestamp(moment) if moment else ""
+
+
+def in_period(start: datetime | None, end: datetime | None, since: str | None, until: str | None) -> bool:
+    if until and start and start > parse_timestamp(until):
+        return False
+    return not (since and end and end < parse_timestamp(since))
+
+
+def report_context(job: ExportJob, p: Plan, entry: Entry, checkpoint: Checkpoint) -> dict[str, Any]:
+    """The audit report of one model: the ledger's entries and proofs here, the model's own sections
+    (versions, promotions, violations, grants) from the builder governance registers (``sections``)."""
+    scope = job.scope
+    name = scope["model"]
+    entries: list[dict[str, Any]] = []
+    by_subject: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    check = Checked()
+    for row in rows(p):
+        check(row)
+        seq, ts, et, at, aid, st, sid, pj, _ph, _sp, eh, rid = row
+        item = {"seq": seq, "timestamp": ts, "event_type": et, "actor": f"{at}:{aid}", "subject": f"{st}:{sid}",
+                "payload": json.dumps(redact(json.loads(pj)), ensure_ascii=False, sort_keys=True, indent=1),
+                "entry_hash": eh, "request_id": rid}
+        entries.append(item)
+        by_subject.setdefault((st, sid), []).append(item)
+    since, until = scope.get("since"), scope.get("until")
+    return {
+        **sections.model_report(name, scope, by_subject),
+        "job": job, "scope": scope, "since": since or "the beginning",
+        "until": until or "the export", "generated": format_timestamp(job.created_at),
+        "exporter": f"{entry.actor_type}:{entry.actor_id}", "entries": entries,
+        "model_entries": by_subject.get(("registered_model", name), []),
+        "checkpoint": checkpoint, "checkpoint_note": checkpoint_published(checkpoint), "export_entry": entry,
+        "completeness": p.kind, "excluded": model_exclusions(name, int(scope["ledger_size"])),
+        "inclusion": Proofs(checkpoint.tree_size, bytes.fromhex(checkpoint.root_hash)).one(
+            entry.seq, bytes.fromhex(entry.entry_hash)),
+    }
+
+
+def write_report(
+    *, job: ExportJob, plan: Plan, entry: Entry, checkpoint: Checkpoint, path: Path, progress: Callable[[int], None]
+) -> int:
+    context = report_context(job, plan, entry, checkpoint)
+    path.write_text(render_to_string("audit/report.html", context), encoding="utf-8")
+    progress(len(context["entries"]))
+    return len(context["entries"])

@@ -1,0 +1,23 @@
+"""What the ledger announces to the domains above it (Django signals, sent synchronously).
+
+- ``integrity_failed(subject, summary, details)``: a verification run found the ledger broken, or a
+  checkpoint missed the witness quorum's deadline. Sent inside the transaction that records the
+  outcome, so what a receiver writes (governance records a ``compliance.violation``:
+  ``governance/ledger_hooks.py``) commits or rolls back with it; a receiver's error propagates.
+- ``reveal_refused(user, seq)``: someone who may not reveal personal data asked to. Sent outside any
+  transaction of the ledger's; access counts the denial (``access/ledger_hooks.py``).
+
+And to its own delivery code, since the ledger core never imports its tasks (``audit/tasks.py``
+connects the receivers, which queue the work once the sender's transaction commits):
+
+- ``witnessing_requested(checkpoint_id)``: a new checkpoint is to be submitted to the witnesses.
+- ``export_requested(export_id)``: an export job was created and is to be written.
+"""
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+integrity_failed = Signal()
+reveal_refused = Signal()
+witnessing_requested = Signal()
+export_requested = Signal()

@@ -316,7 +316,7 @@ def verification_run(*, mode: str, progress: Progress | None = None) -> Verifica
 
 @transaction.atomic
 def _finish(run: VerificationRun, outcome: _Outcome, duration_ms: int) -> VerificationRun:
-    from governance.services import violation_record
+    from governance.services.compliance import violation_record
 
     run.finished_at = timezone.now()
     run.tree_size = outcome.tree_size

@@ -442,7 +442,7 @@ def witness_quorum_check(*, now: datetime | None = None, resubmit: bool = True) 
     the stall closes once a quorum covers the checkpoints again. One open stall at a
     time (a unique index), so concurrent checks raise it once.
     """
-    from governance.services import violation_record
+    from governance.services.compliance import violation_record
 
     if resubmit and configured_witnesses():
         latest = Checkpoint.objects.order_by("-tree_size", "-id").first()

@@ -28,7 +28,7 @@ from access import catalog
 from access import selectors as access_selectors
 from access.errors import AccessError
 from access.models import Dataset, DatasetField, Lineage
-from governance import selectors, services
+from governance import selectors
 from governance.errors import GovernanceError
 from governance.models import (
     BreakGlassReview,
@@ -42,6 +42,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from governance.services import promotions
 from web.admin_site import RawViewAdmin, RawViewMixin
 
 
@@ -148,7 +149,7 @@ class PromotionRequestAdmin(RawViewAdmin):
 
     @admin.display(description="approval status")
     def status_pretty(self, obj: PromotionRequest) -> str:
-        return _pretty(services.approval_status(obj))
+        return _pretty(promotions.approval_status(obj))
 
 
 @admin.register(BreakGlassReview)

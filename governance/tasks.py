@@ -11,9 +11,10 @@ from typing import Any
 from celery import shared_task
 from django.db import OperationalError
 
-from governance import registry, selectors, services
+from governance import registry, selectors
 from governance.errors import InvalidState
 from governance.models import PromotionRequest
+from governance.services import break_glass, deployments, promotions, registry_mirror
 
 logger = logging.getLogger(__name__)
 State = PromotionRequest.State
@@ -38,7 +39,7 @@ def _retry_or_fail(task: Any, request: PromotionRequest, exc: BaseException) -> 
         raise task.retry(exc=exc, countdown=min(60, 2 ** task.request.retries))
     logger.warning("promotion %s: MLflow change failed after %s retries", request.pk, task.max_retries)
     try:
-        services.promotion_deploy_failed(request=request, error=f"MLflow registry error: {exc}")
+        deployments.promotion_deploy_failed(request=request, error=f"MLflow registry error: {exc}")
     except InvalidState:
         pass
 
@@ -51,21 +52,21 @@ def apply_promotion(self: Any, request_id: int) -> str:
         return "missing"
     if request.state in (State.APPROVED, State.DEPLOYING):
         try:
-            request = services.promotion_deploy_start(request=request)  # counts the attempt
+            request = deployments.promotion_deploy_start(request=request)  # counts the attempt
         except InvalidState:
             return "not approved any more"
     if request.state != State.DEPLOYING:
         return f"nothing to do ({request.state})"
-    if services.promotion_deploy_refuse_unjustified(request=request):
+    if deployments.promotion_deploy_refuse_unjustified(request=request):
         return "refused: break-glass found unjustified"
-    alias = services.rollout_alias(request)
+    alias = deployments.rollout_alias(request)
     try:
         registry.set_alias(request.version.model.name, alias, request.version.version)
     except registry.REGISTRY_ERRORS as exc:
         _retry_or_fail(self, request, exc)
         return "failed"
     try:
-        services.promotion_alias_applied(request=request, alias=alias)
+        deployments.promotion_alias_applied(request=request, alias=alias)
     except InvalidState:
         return "already completed by the reconcile"
     return f"{alias} -> {request.version.ref}"
@@ -78,7 +79,7 @@ def complete_rollout(self: Any, request_id: int) -> str:
     if request is None or request.state != State.DEPLOYING:
         return "nothing to do"
     model, main = request.version.model.name, request.environment.mlflow_alias
-    candidate = services.rollout_alias(request)
+    candidate = deployments.rollout_alias(request)
     try:
         registry.set_alias(model, main, request.version.version)
         # Another rollout of this environment may hold the candidate alias by now: that one is not ours to remove.
@@ -88,7 +89,7 @@ def complete_rollout(self: Any, request_id: int) -> str:
         _retry_or_fail(self, request, exc)
         return "failed"
     try:
-        services.promotion_alias_applied(request=request, alias=main)
+        deployments.promotion_alias_applied(request=request, alias=main)
     except InvalidState:
         return "nothing to do any more"  # a concurrent run of this task recorded it
     return f"{main} -> {request.version.ref}"
@@ -100,7 +101,7 @@ def remove_candidate_alias(self: Any, request_id: int) -> str:
     request = _load(request_id)
     if request is None or request.strategy == PromotionRequest.Strategy.FULL:
         return "nothing to do"
-    model, alias = request.version.model.name, services.rollout_alias(request)
+    model, alias = request.version.model.name, deployments.rollout_alias(request)
     try:
         current = registry.alias_version(model, alias)
         if current != request.version.version:
@@ -112,7 +113,7 @@ def remove_candidate_alias(self: Any, request_id: int) -> str:
         # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
         logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
         return "failed"
-    services.mlflow_alias_change_record(
+    deployments.mlflow_alias_change_record(
         model=model, alias=alias, version=None, previous_version=current, reason=f"rollout #{request.pk} failed"
     )
     return f"removed {alias}"
@@ -141,7 +142,7 @@ def apply_rollback(self: Any, request_id: int) -> str:
         # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
         logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
         return "failed"
-    services.mlflow_alias_change_record(
+    deployments.mlflow_alias_change_record(
         model=model, alias=alias, version=target, previous_version=previous, reason=f"rollback of #{request.pk}"
     )
     return f"{alias} -> {target}"
@@ -151,13 +152,13 @@ def apply_rollback(self: Any, request_id: int) -> str:
              soft_time_limit=120, time_limit=180)
 def expire_promotions() -> int:
     pending = PromotionRequest.objects.filter(state=State.PENDING).values_list("pk", flat=True)
-    return sum(services.promotion_expire(request=PromotionRequest(pk=pk)) for pk in list(pending))
+    return sum(promotions.promotion_expire(request=PromotionRequest(pk=pk)) for pk in list(pending))
 
 
 @shared_task(name="governance.tasks.flag_overdue_reviews", autoretry_for=(OperationalError,), max_retries=3,
              soft_time_limit=120, time_limit=180)
 def flag_overdue_reviews() -> int:
-    return services.break_glass_reviews_flag_overdue()
+    return break_glass.break_glass_reviews_flag_overdue()
 
 
 @shared_task(name="governance.tasks.expire_change_requests", autoretry_for=(OperationalError,), max_retries=3,
@@ -165,8 +166,8 @@ def flag_overdue_reviews() -> int:
 def expire_change_requests() -> int:
     """Expire the change requests left pending past ``CHANGE_REQUEST_EXPIRY_DAYS`` (beat). Idempotent: one
     already expired, or decided meanwhile, is left alone by the service."""
-    from governance import change_requests
     from governance.models import GovernanceChangeRequest
+    from governance.services import change_requests
 
     return sum(change_requests.change_request_expire(request=GovernanceChangeRequest(pk=pk))
                for pk in change_requests.change_requests_due())
@@ -180,10 +181,9 @@ _SYNC_TASK: dict[str, Any] = {"bind": True, "max_retries": 5, "acks_late": True}
 @shared_task(name="governance.tasks.reconcile_registry", soft_time_limit=240, time_limit=300, **_SYNC_TASK)
 def reconcile_registry(self: Any) -> dict[str, Any]:
     """Mirror every registered model and version from MLflow and reconcile every alias (the beat schedule)."""
-    from governance import sync
 
     try:
-        report = sync.registry_reconcile()
+        report = registry_mirror.registry_reconcile()
     except registry.REGISTRY_ERRORS as exc:
         if self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
@@ -195,10 +195,9 @@ def reconcile_registry(self: Any) -> dict[str, Any]:
 @shared_task(name="governance.tasks.sync_model", soft_time_limit=60, time_limit=90, **_SYNC_TASK)
 def sync_model(self: Any, name: str) -> dict[str, Any]:
     """Mirror one registered model and its versions, and reconcile its aliases (queued by webhooks)."""
-    from governance import sync
 
     try:
-        report = sync.registered_model_sync(name)
+        report = registry_mirror.registered_model_sync(name)
     except registry.REGISTRY_ERRORS as exc:
         if self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
@@ -217,6 +216,6 @@ def summarise_webhook_refusals() -> int:
     refusal of each interval). Idempotent: what was summarised is never summarised again."""
     from django.utils import timezone
 
-    from governance import webhooks
+    from governance.services import webhooks
 
     return webhooks.webhook_refusals_summarise(now=timezone.now())

@@ -19,9 +19,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance import change_requests
 from governance.api.promotions import CommentInput, ReasonInput
 from governance.models import GovernanceChangeRequest
+from governance.services import change_requests
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
 from web.api.inputs import StrictQuery, parse, parse_query
 from web.api.pagination import StandardPagination

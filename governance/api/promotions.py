@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.ledger import Actor
-from governance import selectors, services
+from governance import selectors
 from governance.errors import InvalidState
 from governance.models import (
     Approval,
@@ -32,6 +32,7 @@ from governance.models import (
     ModelVersion,
     PromotionRequest,
 )
+from governance.services import break_glass, deployments, promotions
 from web.api.auth import token_of
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
 from web.api.inputs import Int, StrictInput, StrictQuery, Text, parse, parse_query
@@ -188,7 +189,7 @@ def _detail_of(promotion: PromotionRequest) -> dict[str, Any]:
         review: BreakGlassReview | None = promotion.break_glass_review
     except ObjectDoesNotExist:
         review = None
-    approval_status = services.approval_status(promotion)
+    approval_status = promotions.approval_status(promotion)
     previous = promotion.previous_version
     return {
         **summary_data(promotion),
@@ -291,7 +292,7 @@ class PromotionListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
         version, environment = _version_and_environment(request, data)
-        created = services.promotion_request(
+        created = promotions.promotion_request(
             user=request.user, version=version, environment=environment, reason=data["reason"],
             strategy=data["strategy"], canary_steps=data.get("canary_steps") or None,
         )
@@ -332,7 +333,7 @@ class PromotionApproveApi(APIView):
         data = parse(CommentInput, request.data)
         # Only the visibility check: the service locks and re-reads the request with what it needs.
         promotion = get_object_or_404(selectors.promotion_requests_visible_to(request.user), pk=promotion_id)
-        services.promotion_approve(user=request.user, request=promotion, comment=data["comment"])
+        promotions.promotion_approve(user=request.user, request=promotion, comment=data["comment"])
         return Response(detail_data(promotion))
 
 
@@ -344,7 +345,7 @@ class PromotionRejectApi(APIView):
     def post(self, request: Request, promotion_id: int) -> Response:
         data = parse(CommentInput, request.data)
         promotion = _visible_request(request, promotion_id)
-        services.promotion_reject(user=request.user, request=promotion, comment=data["comment"])
+        promotions.promotion_reject(user=request.user, request=promotion, comment=data["comment"])
         return Response(detail_data(promotion))
 
 
@@ -359,7 +360,7 @@ class PromotionWithdrawApi(APIView):
     def post(self, request: Request, promotion_id: int) -> Response:
         data = parse(ReasonInput, request.data)
         promotion = _visible_request(request, promotion_id)
-        services.promotion_withdraw(user=request.user, request=promotion, reason=data["reason"])
+        promotions.promotion_withdraw(user=request.user, request=promotion, reason=data["reason"])
         return Response(detail_data(promotion))
 
 
@@ -370,7 +371,7 @@ class PromotionProgressApi(APIView):
         class Meta:
             ref_name = "PromotionProgressInput"
 
-        status = serializers.ChoiceField(choices=[(s, s) for s in services.PROGRESS_STATUSES])
+        status = serializers.ChoiceField(choices=[(s, s) for s in deployments.PROGRESS_STATUSES])
         traffic_percent = Int(min_value=0, max_value=100, required=False, allow_null=True)
         detail = Text(max_length=500, required=False, allow_blank=True, default="")
 
@@ -386,7 +387,7 @@ class PromotionProgressApi(APIView):
     def post(self, request: Request, promotion_id: int) -> Response:
         data = parse(self.Input, request.data)
         promotion = _visible_request(request, promotion_id)
-        services.promotion_report_progress(
+        deployments.promotion_report_progress(
             actor=_actor(request), user=request.user, request=promotion, status=data["status"],
             traffic_percent=data.get("traffic_percent"), detail=data.get("detail") or "",
         )
@@ -409,8 +410,8 @@ class PromotionRollbackApi(APIView):
         live = selectors.live_version(model_id=promotion.version.model_id, environment=promotion.environment)
         if live is None or live.promotion_id != promotion.pk:
             raise InvalidState(f"promotion #{promotion.pk} is not the one live in {promotion.environment.name}")
-        services.promotion_rollback(user=request.user, model=promotion.version.model,
-                                    environment=promotion.environment, reason=data["reason"])
+        deployments.promotion_rollback(user=request.user, model=promotion.version.model,
+                                       environment=promotion.environment, reason=data["reason"])
         return Response(detail_data(promotion))
 
 
@@ -436,8 +437,8 @@ class BreakGlassApi(APIView):
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
         version, environment = _version_and_environment(request, data)
-        created = services.promotion_break_glass(user=request.user, version=version, environment=environment,
-                                                 justification=data["justification"])
+        created = break_glass.promotion_break_glass(user=request.user, version=version, environment=environment,
+                                                    justification=data["justification"])
         return Response(detail_data(created), status=status.HTTP_201_CREATED)
 
 
@@ -507,12 +508,12 @@ class BreakGlassReviewApproveApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = parse(CommentInput, request.data)
         review = get_object_or_404(_reviews_for(request), pk=pk)
-        services.break_glass_review_approve(user=request.user, review=review, comment=data["comment"])
+        break_glass.break_glass_review_approve(user=request.user, review=review, comment=data["comment"])
         return Response(ReviewOut(_reviews_for(request).get(pk=pk)).data)
 
 
 class ConcludeInput(StrictInput):
-    outcome = serializers.ChoiceField(choices=[(o, o) for o in services.Outcome.ALL])
+    outcome = serializers.ChoiceField(choices=[(o, o) for o in break_glass.Outcome.ALL])
     comment = Text(max_length=TEXT_MAX)
 
 
@@ -532,8 +533,8 @@ class BreakGlassReviewConcludeApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = parse(ConcludeInput, request.data)
         review = get_object_or_404(_reviews_for(request), pk=pk)
-        services.break_glass_review_conclude(user=request.user, review=review, outcome=data["outcome"],
-                                             comment=data["comment"])
+        break_glass.break_glass_review_conclude(user=request.user, review=review, outcome=data["outcome"],
+                                                comment=data["comment"])
         return Response(ReviewOut(_reviews_for(request).get(pk=pk)).data)
 
 

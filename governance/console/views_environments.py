@@ -2,13 +2,13 @@
 
 Anyone signed in with a governance role may read it; InfoSec edits a policy (an environment's
 default, or one model's) as JSON and declares freeze windows. Writes go through the same
-services as the API (``services.policy_set``, ``services.freeze_window_create``), which stay the
+services as the API (``environment_services.policy_set``, ``environment_services.freeze_window_create``), which stay the
 authority: the page only checks the input's syntax and offers the forms to InfoSec.
 
 On a *protected* environment the same forms propose the change instead
 (``change_requests.change_request_create``); the page lists pending proposals to InfoSec and
 auditors, and offers a second InfoSec member approve and reject, and the proposer withdraw
-(``governance.change_requests``, the authority on who may).
+(``governance.services.change_requests``, the authority on who may).
 """
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ from django.views.decorators.http import require_GET, require_POST
 from access import roles
 from access.principals import person_id
 from audit import canonical
-from governance import change_requests, selectors, services
+from governance import selectors
 from governance.console.views_overview import denied
 from governance.errors import GovernanceError
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
 from governance.policy import DEFAULT_RULES, Policy, PolicyError, parse_policy
+from governance.services import change_requests
+from governance.services import environments as environment_services
 from web.console.base import run_action, signed_in_user, viewer_roles
 
 # A policy document is a few hundred characters; this bounds what is parsed from a form.
@@ -171,7 +173,7 @@ def _refuse_constant(name: str) -> Any:
 
 
 def parse_rules(text: str) -> Any:
-    """The JSON document of a policy form. Only the syntax is checked here: ``services.policy_set``
+    """The JSON document of a policy form. Only the syntax is checked here: ``environment_services.policy_set``
     decides whether it is a valid policy."""
     text = text.strip()
     if not text:
@@ -229,7 +231,7 @@ def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
                 user=user, environment=environment, kind=GovernanceChangeRequest.Kind.POLICY_SET,
                 change={"rules": rules}, model=model, reason=request.POST.get("reason", "")[:5000])
         else:
-            services.policy_set(user=user, environment=environment, rules=rules, model=model)
+            environment_services.policy_set(user=user, environment=environment, rules=rules, model=model)
 
     if not run_action(request, save, done):
         # Keep what was typed so a typo does not cost the whole edit.
@@ -271,8 +273,9 @@ def freeze_create(request: HttpRequest, name: str) -> HttpResponse:
                 user=user, environment=environment, kind=GovernanceChangeRequest.Kind.FREEZE_WINDOW_CREATE,
                 change={"starts_at": starts_at, "ends_at": ends_at, "reason": reason})
         else:
-            services.freeze_window_create(user=user, environment=environment, starts_at=starts_at, ends_at=ends_at,
-                                          reason=reason)
+            environment_services.freeze_window_create(user=user, environment=environment, starts_at=starts_at,
+                                                      ends_at=ends_at,
+                                                      reason=reason)
 
     done = f"Freeze window declared for {environment.name}: promotions to it are refused during the window."
     if environment.protected:
@@ -292,7 +295,7 @@ def protection(request: HttpRequest, name: str) -> HttpResponse:
         return refused
     environment = get_object_or_404(Environment, name=name)
     if request.POST.get("protected") == "1":
-        run_action(request, lambda: services.environment_protect(user=user, environment=environment),
+        run_action(request, lambda: environment_services.environment_protect(user=user, environment=environment),
                    f"{environment.name} is protected: its rules now change only with a second InfoSec member.")
     else:
         run_action(request, lambda: change_requests.change_request_create(

@@ -279,7 +279,7 @@ def violations(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def violation_acknowledge(request: HttpRequest, violation_id: int) -> HttpResponse:
-    from governance.services import violation_acknowledge as acknowledge
+    from governance.services.compliance import violation_acknowledge as acknowledge
 
     if not is_infosec(request.user):
         return denied(request, "Only InfoSec may acknowledge a compliance violation.")

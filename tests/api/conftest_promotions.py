@@ -87,7 +87,7 @@ def other_model(db: None) -> RegisteredModel:
 @pytest.fixture
 def pending(gov: Gov, people: People) -> PromotionRequest:
     """The owner's pending request to promote v2 to staging (created through the service)."""
-    from governance.services import promotion_request
+    from governance.services.promotions import promotion_request
 
     return promotion_request(user=people.owner, version=gov.v2, environment=gov.staging,
                              reason="better recall on CNP fraud")

@@ -14,8 +14,8 @@ import pytest
 from django.contrib.auth.models import User
 
 from access import roles
-from governance import services
 from governance.models import PromotionRequest, RegisteredModel
+from governance.services import promotions
 from tests.access.personas import make_user
 from tests.browser.conftest import login, shot
 from tests.governance.conftest import _celery_eager, fake_registry, no_mlflow  # noqa: F401
@@ -43,7 +43,7 @@ def staging_request(requester: User) -> PromotionRequest:
     make_deployed(v6, envs["staging"], requested_by=requester, hours_ago=150)
     v7 = ModelVersionFactory(model=model, version=7, metrics={"auc": 0.94, "precision": 0.83})
     make_deployed(v7, envs["dev"], requested_by=requester, hours_ago=72)
-    return services.promotion_request(
+    return promotions.promotion_request(
         user=requester, version=v7, environment=envs["staging"],
         reason="Quarterly retrain with the merchant-category features",
     )

@@ -14,8 +14,8 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from access import roles
-from governance import change_requests as cr
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest
+from governance.services import change_requests as cr
 from tests.console.conftest import client_for, messages_of
 from tests.factories import UserFactory
 from tests.governance.conftest import envs, fraud, people  # noqa: F401

@@ -16,8 +16,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import Entry, PendingEntry
-from governance import services
 from governance.models import IdentityLink
+from governance.services import identity_links
 from tests.access.personas import People, make_user, people  # noqa: F401
 from tests.console.conftest import client_for, messages_of
 from tests.governance.factories import ModelVersionFactory, RegisteredModelFactory
@@ -39,8 +39,8 @@ def written() -> dict[str, Any]:
 
 
 def link(people: People, identity: str = IDENTITY) -> IdentityLink:
-    return services.identity_link_create(user=people.infosec, mlflow_identity=identity, account=people.requester,
-                                         reason="SSO-authenticated MLflow")
+    return identity_links.identity_link_create(user=people.infosec, mlflow_identity=identity, account=people.requester,
+                                               reason="SSO-authenticated MLflow")
 
 
 def form(people: People, **overrides: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
-from governance.services import promotion_request
+from governance.services.promotions import promotion_request
 from tests.console.conftest import client_for, messages_of
 from tests.factories import UserFactory
 from tests.governance.conftest import (  # noqa: F401

@@ -163,7 +163,8 @@ def story(db: None, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_ca
     """fraud-detector: v7 promoted to staging (approved, deployed), v8's request rejected, an out-of-band alias
     violation; plus another model's history and notes that a per-model export must leave out."""
     from audit.ledger import Subject
-    from governance import registry, services
+    from governance import registry
+    from governance.services import compliance, promotions
     from tests.governance.factories import (
         FakeRegistry,
         ModelVersionFactory,
@@ -188,18 +189,18 @@ def story(db: None, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_ca
     for version in (v7, v8, other_v):
         make_deployed(version, envs["dev"], requested_by=people.requester, hours_ago=72, live=False)
     with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
-        approved = services.promotion_request(user=people.requester, version=v7, environment=envs["staging"],
-                                              reason=REASON)
-        services.promotion_approve(user=people.approver, request=approved, comment=COMMENT)
+        approved = promotions.promotion_request(user=people.requester, version=v7, environment=envs["staging"],
+                                                reason=REASON)
+        promotions.promotion_approve(user=people.approver, request=approved, comment=COMMENT)
     fill(10, subjects=2, prefix="between")
-    rejected = services.promotion_request(user=people.requester, version=v8, environment=envs["staging"],
-                                          reason=REASON)
-    services.promotion_reject(user=people.approver, request=rejected, comment="the recall drop is not explained")
-    unrelated = services.promotion_request(user=people.requester, version=other_v, environment=envs["staging"],
-                                           reason=REASON)
-    services.violation_record(kind="out_of_band_alias", subject=Subject("registered_model", "fraud-detector"),
-                              summary="staging alias moved to 9 outside governance", details={"alias": "staging"},
-                              reverted=True)
+    rejected = promotions.promotion_request(user=people.requester, version=v8, environment=envs["staging"],
+                                            reason=REASON)
+    promotions.promotion_reject(user=people.approver, request=rejected, comment="the recall drop is not explained")
+    unrelated = promotions.promotion_request(user=people.requester, version=other_v, environment=envs["staging"],
+                                             reason=REASON)
+    compliance.violation_record(kind="out_of_band_alias", subject=Subject("registered_model", "fraud-detector"),
+                                summary="staging alias moved to 9 outside governance", details={"alias": "staging"},
+                                reverted=True)
     ledger.integrate()
     checkpoints.checkpoint_create()
     fill(5, subjects=2, prefix="after")

@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
-from governance import change_requests as cr
 from governance import tasks
 from governance.errors import InvalidState
 from governance.models import Environment, GovernanceChangeRequest, PromotionPolicy
+from governance.services import change_requests as cr
 from tests.access.personas import People, people  # noqa: F401
 
 pytestmark = pytest.mark.django_db

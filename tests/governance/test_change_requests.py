@@ -1,4 +1,4 @@
-"""Two-person control over the rules of protected environments (``governance.change_requests``).
+"""Two-person control over the rules of protected environments (``governance.services.change_requests``).
 
 Each attack is a test that shows it refused and that nothing was written: no ledger entry, no
 change request, no change to the environment, its policies or its freeze windows.
@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from access import roles
 from access.models import ServiceAccount
-from governance import change_requests as cr
-from governance import services
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest
+from governance.services import change_requests as cr
+from governance.services import environments
 from tests.access.personas import People, Resources, ledger, people, res  # noqa: F401
 from tests.governance.factories import TIGHTER, ZERO, production_rules, rules_state
 
@@ -78,7 +78,7 @@ def test_one_infosec_member_cannot_lower_production_in_one_step(
     no_floor: None, people: People, production: Environment
 ) -> None:
     with writes_nothing(), pytest.raises(InvalidState) as info:
-        services.policy_set(user=people.infosec, environment=production, rules=ZERO)
+        environments.policy_set(user=people.infosec, environment=production, rules=ZERO)
     assert info.value.code == "two_person_required"
     assert "production is protected" in str(info.value)
 
@@ -87,7 +87,7 @@ def test_a_model_policy_in_production_is_protected_too(
     no_floor: None, people: People, res: Resources, production: Environment
 ) -> None:
     with writes_nothing(), pytest.raises(InvalidState, match="protected"):
-        services.policy_set(user=people.infosec, environment=production, rules=ZERO, model=res.model)
+        environments.policy_set(user=people.infosec, environment=production, rules=ZERO, model=res.model)
 
 
 def test_the_proposal_applies_only_when_a_second_person_approves(
@@ -240,10 +240,10 @@ def test_the_floor_holds_for_unprotected_environments_named_in_it(
 ) -> None:
     settings.POLICY_FLOOR = {"staging": {"min_approvals": 1, "required_gates": ["model_card"]}}
     with writes_nothing(), pytest.raises(GovernanceError) as info:
-        services.policy_set(user=people.infosec, environment=staging, rules={"approvals": [], "gates": []})
+        environments.policy_set(user=people.infosec, environment=staging, rules={"approvals": [], "gates": []})
     assert "1" in str(info.value) and "model_card" in str(info.value)
-    services.policy_set(user=people.infosec, environment=staging,
-                        rules={"approvals": [{"group": "approver", "count": 1}], "gates": [{"type": "model_card"}]})
+    environments.policy_set(user=people.infosec, environment=staging,
+                            rules={"approvals": [{"group": "approver", "count": 1}], "gates": [{"type": "model_card"}]})
 
 
 @pytest.mark.parametrize("rules", [
@@ -274,11 +274,11 @@ def test_unprotecting_production_is_itself_two_person(people: People, production
 
 def test_protecting_is_one_step_and_infosec_only(people: People, staging: Environment) -> None:
     with writes_nothing(), pytest.raises(NotPermitted):
-        services.environment_protect(user=people.owner, environment=staging)
-    services.environment_protect(user=people.infosec, environment=staging)
+        environments.environment_protect(user=people.owner, environment=staging)
+    environments.environment_protect(user=people.infosec, environment=staging)
     assert Environment.objects.get(pk=staging.pk).protected
     with writes_nothing(), pytest.raises(InvalidState, match="staging is protected"):
-        services.policy_set(user=people.infosec, environment=staging, rules=ZERO)
+        environments.policy_set(user=people.infosec, environment=staging, rules=ZERO)
 
 
 def test_a_protection_proposal_only_removes_it(people: People, production: Environment, staging: Environment) -> None:
@@ -299,7 +299,7 @@ def test_a_protection_proposal_only_removes_it(people: People, production: Envir
 def test_changing_production_itself_is_two_person(people: People, production: Environment,
                                                   change: dict[str, str]) -> None:
     with writes_nothing(), pytest.raises(InvalidState, match="protected"):
-        services.environment_update(user=people.infosec, environment=production, **change)
+        environments.environment_update(user=people.infosec, environment=production, **change)
     request = cr.change_request_create(user=people.infosec, environment=production, kind=Kind.ENVIRONMENT_UPDATE,
                                        change=change)
     cr.change_request_approve(user=people.infosec2, request=request, comment="ok")
@@ -312,10 +312,10 @@ def test_adding_an_environment_below_production_is_two_person(people: People, pr
     Environment.objects.filter(pk=production.pk).update(order=5)
     fields = {"name": "pre-prod", "order": 3, "mlflow_alias": "pre-prod", "max_data_classification": "confidential"}
     with writes_nothing(), pytest.raises(InvalidState, match="path below production"):
-        services.environment_create(user=people.infosec, **fields)
+        environments.environment_create(user=people.infosec, **fields)
     # Above production changes nobody's path to production: one step.
-    services.environment_create(user=people.infosec, name="canary-eu", order=9, mlflow_alias="canary-eu",
-                                max_data_classification="confidential")
+    environments.environment_create(user=people.infosec, name="canary-eu", order=9, mlflow_alias="canary-eu",
+                                    max_data_classification="confidential")
     production.refresh_from_db()
     request = cr.change_request_create(user=people.infosec, environment=production, kind=Kind.ENVIRONMENT_CREATE,
                                        change=fields)
@@ -335,8 +335,8 @@ def test_an_environment_proposal_must_target_the_protected_environment_it_joins(
 def test_freeze_windows_of_production_are_two_person(people: People, production: Environment) -> None:
     starts, ends = timezone.now() + timedelta(days=1), timezone.now() + timedelta(days=2)
     with writes_nothing(), pytest.raises(InvalidState, match="protected"):
-        services.freeze_window_create(user=people.infosec, environment=production, starts_at=starts, ends_at=ends,
-                                      reason="peak")
+        environments.freeze_window_create(user=people.infosec, environment=production, starts_at=starts, ends_at=ends,
+                                          reason="peak")
     request = cr.change_request_create(user=people.infosec, environment=production,
                                        kind=Kind.FREEZE_WINDOW_CREATE,
                                        change={"starts_at": starts, "ends_at": ends, "reason": " peak "})
@@ -347,8 +347,8 @@ def test_freeze_windows_of_production_are_two_person(people: People, production:
 
 
 def test_unprotected_environments_keep_the_one_step_path(people: People, staging: Environment) -> None:
-    services.policy_set(user=people.infosec, environment=staging, rules=ZERO)
-    services.environment_update(user=people.infosec, environment=staging, description="x")
+    environments.policy_set(user=people.infosec, environment=staging, rules=ZERO)
+    environments.environment_update(user=people.infosec, environment=staging, description="x")
     with writes_nothing(), pytest.raises(InvalidState, match="not protected"):
         propose_policy(people.infosec, staging, ZERO)
 

@@ -39,9 +39,10 @@ from access.principals import same_person
 from access.roles import role_names
 from audit.canonical import canonical_json
 from audit.ledger import Actor, Subject, record
-from governance import services
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import Environment, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
+from governance.services import common
+from governance.services import environments as environment_services
 
 Kind = GovernanceChangeRequest.Kind
 State = GovernanceChangeRequest.State
@@ -133,26 +134,26 @@ def _checked(
         _only(change, {"rules"}, kind)
         if "rules" not in change:
             raise GovernanceError("a policy change needs its 'rules'", code="invalid_policy")
-        services.policy_check(environment=environment, rules=change["rules"])
+        environment_services.policy_check(environment=environment, rules=change["rules"])
         return {"rules": change["rules"]}
     if kind == Kind.ENVIRONMENT_UPDATE:
         _only(change, {"max_data_classification", "mlflow_alias", "description"}, kind)
         if any(not isinstance(v, str) for v in change.values()):
             raise GovernanceError("an environment's alias, ceiling and description are text", code="invalid")
-        changes = services.environment_changes(environment=environment, **change)
+        changes = environment_services.environment_changes(environment=environment, **change)
         if not changes:
             raise GovernanceError("nothing to change: give mlflow_alias, max_data_classification or description",
                                   code="invalid")
         return changes
     if kind == Kind.ENVIRONMENT_CREATE:
         _only(change, {"name", "order", "mlflow_alias", "max_data_classification", "description"}, kind)
-        fields = services.environment_create_check(
+        fields = environment_services.environment_create_check(
             name=change.get("name", ""), order=change.get("order"),  # type: ignore[arg-type]
             mlflow_alias=change.get("mlflow_alias", ""),
             max_data_classification=change.get("max_data_classification", ""),
             description=change.get("description", ""),
         )
-        above = services.protected_above(fields["order"])
+        above = environment_services.protected_above(fields["order"])
         if above is None or above.pk != environment.pk:
             raise GovernanceError(
                 f"an environment at order {fields['order']} does not join the path just below {environment.name}",
@@ -165,7 +166,8 @@ def _checked(
         ends_at = _when(change.get("ends_at"), "end")
         if not isinstance(change.get("reason", ""), str):
             raise GovernanceError("a freeze window's reason is text", code="invalid")
-        reason = services.freeze_window_check(starts_at=starts_at, ends_at=ends_at, reason=change.get("reason", ""))
+        reason = environment_services.freeze_window_check(starts_at=starts_at, ends_at=ends_at,
+                                                          reason=change.get("reason", ""))
         return {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(), "reason": reason}
     _only(change, {"protected"}, kind)
     if change.get("protected") is not False:
@@ -177,18 +179,19 @@ def _checked(
 def _apply(request: GovernanceChangeRequest, environment: Environment, user: User) -> None:
     change = request.change
     if request.kind == Kind.POLICY_SET:
-        services.policy_apply(user=user, environment=environment, rules=change["rules"], model=request.model)
+        environment_services.policy_apply(user=user, environment=environment, rules=change["rules"],
+                                          model=request.model)
     elif request.kind == Kind.ENVIRONMENT_UPDATE:
-        services.environment_apply(user=user, environment=environment, changes=change)
+        environment_services.environment_apply(user=user, environment=environment, changes=change)
     elif request.kind == Kind.ENVIRONMENT_CREATE:
-        services.environment_create_apply(user=user, fields=change)
+        environment_services.environment_create_apply(user=user, fields=change)
     elif request.kind == Kind.FREEZE_WINDOW_CREATE:
-        services.freeze_window_apply(
+        environment_services.freeze_window_apply(
             user=user, environment=environment, starts_at=_when(change["starts_at"], "start"),
             ends_at=_when(change["ends_at"], "end"), reason=change["reason"], created_by=request.proposed_by,
         )
     else:
-        services.environment_unprotect_apply(user=user, environment=environment)
+        environment_services.environment_unprotect_apply(user=user, environment=environment)
 
 
 def _payload(request: GovernanceChangeRequest) -> dict[str, Any]:
@@ -242,12 +245,12 @@ def change_request_create(
 ) -> GovernanceChangeRequest:
     """Propose a change to a protected environment. InfoSec only; the proposal is validated now
     (bad input, a policy below the floor: refused, nothing written) and applied on approval."""
-    services._require_infosec(user, "propose changes to protected environments")
+    common.require_infosec(user, "propose changes to protected environments")
     if not isinstance(reason, str) or len(reason.strip()) > REASON_MAX:
         raise GovernanceError(f"the reason is text of at most {REASON_MAX} characters", code="too_long")
     reason = reason.strip()
     checked = _checked(kind, environment, model, change)
-    locked = services.lock_environment(environment)
+    locked = environment_services.lock_environment(environment)
     if not locked.protected:
         raise InvalidState(f"{locked.name} is not protected: change it directly, no second person is needed",
                            code="not_protected")
@@ -271,8 +274,8 @@ def change_request_approve(*, user: User, request: GovernanceChangeRequest, comm
     Refused (nothing written) for the proposer and their service accounts, anyone outside InfoSec,
     a request that is not pending, a stale one (the environment's rules changed since it was
     proposed) and a proposal that no longer passes its checks (say, a floor raised since)."""
-    comment = services._require_text(comment, "comment")
-    services._require_infosec(user, "approve changes to protected environments")
+    comment = common.require_text(comment, "comment")
+    common.require_infosec(user, "approve changes to protected environments")
     request = _lock(request)
     _pending(request, "approved")
     if is_expired(request):
@@ -283,7 +286,7 @@ def change_request_approve(*, user: User, request: GovernanceChangeRequest, comm
     if same_person(user, request.proposed_by):
         raise NotPermitted("you proposed this change, so a second InfoSec member must approve it",
                            code="self_approval")
-    environment = services.lock_environment(request.environment)
+    environment = environment_services.lock_environment(request.environment)
     if state_digest(environment) != request.base_digest:
         raise InvalidState(
             f"change request #{request.pk} is stale: the rules of {environment.name} changed since it was proposed; "
@@ -306,8 +309,8 @@ def change_request_approve(*, user: User, request: GovernanceChangeRequest, comm
 @transaction.atomic
 def change_request_reject(*, user: User, request: GovernanceChangeRequest, comment: str) -> GovernanceChangeRequest:
     """Another InfoSec person rejects the proposal (the proposer withdraws instead)."""
-    comment = services._require_text(comment, "comment")
-    services._require_infosec(user, "reject changes to protected environments")
+    comment = common.require_text(comment, "comment")
+    common.require_infosec(user, "reject changes to protected environments")
     request = _lock(request)
     _pending(request, "rejected")
     if same_person(user, request.proposed_by):
@@ -325,7 +328,7 @@ def change_request_reject(*, user: User, request: GovernanceChangeRequest, comme
 @transaction.atomic
 def change_request_withdraw(*, user: User, request: GovernanceChangeRequest, reason: str) -> GovernanceChangeRequest:
     """The proposer (or a service account they own) withdraws their pending proposal."""
-    reason = services._require_text(reason, "reason")
+    reason = common.require_text(reason, "reason")
     request = _lock(request)
     if not same_person(user, request.proposed_by):
         raise NotPermitted("only the person who proposed a change may withdraw it")

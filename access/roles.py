@@ -33,3 +33,13 @@ def role_names(user: User | AnonymousUser) -> frozenset[str]:
             cached = frozenset(user.groups.values_list("name", flat=True))
         user._access_role_names = cached  # type: ignore[union-attr]
     return cached
+
+
+def has_role(user: object, *roles: str) -> bool:
+    """True when ``user`` holds any of ``roles`` (on top of the cached :func:`role_names`).
+
+    False for ``None``, an anonymous or inactive user, or when no role is named.
+    """
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    return not role_names(user).isdisjoint(roles)  # type: ignore[arg-type]

@@ -32,8 +32,7 @@ from audit.models import Checkpoint, Entry, ExportJob
 from audit.models_ops import LegalHold
 from audit.retention import legal_hold_create, legal_hold_release
 from audit.selectors import checkpoint_covering, inclusion_proof
-from governance.console.views_overview import denied, is_oversight
-from web.console.base import paginate, redirect_back, run_action
+from web.console.base import denied, is_oversight, paginate, redirect_back, run_action
 
 PAGE_SIZE = 50
 MAX_FILTER = 300

@@ -1,4 +1,4 @@
-"""Console page of MLflow identity links (``governance/console/views_identity_links.py``).
+"""Console page of MLflow identity links (``governance/console/identity_links.py``).
 
 InfoSec links an MLflow identity to an account and removes links, each with a reason; auditors
 read; anybody else gets the 403 page with no data. ``governance.services`` decides; a refusal is

@@ -24,29 +24,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from access import roles
+from access.roles import has_role
 from audit.models import Checkpoint, Entry, LedgerHead, PendingEntry
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest
-from web.console.base import viewer_roles
+from web.console.base import denied, is_oversight
 
-OVERSIGHT = frozenset({roles.INFOSEC, roles.AUDITOR})
 PAGE_SIZE = 25
 CHART_DAYS = 14
 # Colour-blind-safe (Okabe-Ito) palette, darkened where needed for contrast on white.
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#8f7f00", "#555555")
-
-
-def denied(request: HttpRequest, message: str) -> HttpResponse:
-    """The console's refusal: a readable page with status 403 and no data."""
-    return render(request, "console/_denied.html", {"message": message}, status=403)
-
-
-def is_oversight(user: Any) -> bool:
-    return bool(OVERSIGHT & viewer_roles(user))
-
-
-def is_infosec(user: Any) -> bool:
-    return roles.INFOSEC in viewer_roles(user)
 
 
 # --- charts ------------------------------------------------------------------------------------------
@@ -271,7 +258,7 @@ def violations(request: HttpRequest) -> HttpResponse:
     query = "&".join(f"{k}={v}" for k, v in (("status", status), ("kind", kind)) if v)
     return render(request, "console/violations.html", {
         "nav": "violations", "page": page, "status": status, "kind": kind, "qs": query,
-        "kinds": ComplianceViolation.Kind.choices, "may_acknowledge": is_infosec(request.user),
+        "kinds": ComplianceViolation.Kind.choices, "may_acknowledge": has_role(request.user, roles.INFOSEC),
         "statuses": list(STATUS_FILTERS),
     })
 
@@ -281,7 +268,7 @@ def violations(request: HttpRequest) -> HttpResponse:
 def violation_acknowledge(request: HttpRequest, violation_id: int) -> HttpResponse:
     from governance.services.compliance import violation_acknowledge as acknowledge
 
-    if not is_infosec(request.user):
+    if not has_role(request.user, roles.INFOSEC):
         return denied(request, "Only InfoSec may acknowledge a compliance violation.")
     back = request.POST.get("next") or ""
     target = back if back.startswith("/console/violations/") and "//" not in back else "/console/violations/"

@@ -17,10 +17,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from access import roles
 from governance import selectors
-from governance.console.views_overview import denied
 from governance.services import identity_links as identity_link_services
 from governance.services.identity_links import MAX_IDENTITY
-from web.console.base import paginate, run_action, signed_in_user, viewer_roles
+from web.console.base import denied, paginate, run_action, signed_in_user, viewer_roles
 
 PAGE = "console-identity-links"
 

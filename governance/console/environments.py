@@ -28,13 +28,12 @@ from access import roles
 from access.principals import person_id
 from audit import canonical
 from governance import selectors
-from governance.console.views_overview import denied
 from governance.errors import GovernanceError
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
 from governance.policy import DEFAULT_RULES, Policy, PolicyError, parse_policy
 from governance.services import change_requests
 from governance.services import environments as environment_services
-from web.console.base import run_action, signed_in_user, viewer_roles
+from web.console.base import denied, run_action, signed_in_user, viewer_roles
 
 # A policy document is a few hundred characters; this bounds what is parsed from a form.
 MAX_POLICY_CHARS = 20_000

@@ -24,7 +24,6 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from mlflow.exceptions import MlflowException
 
 from governance import registry
 from governance.models import (
@@ -119,6 +118,8 @@ def artifact_digest_of(mv: Any, run: Any, *, previous: _Previous | None = None) 
     ``MLFLOW_DIGEST_RECHECK_HOURS``. Never raises for an unreadable store: the reason is
     returned. MLflow calls only: never call this inside a database transaction.
     """
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
     try:
         uri = registry.client().get_model_version_download_uri(mv.name, mv.version) or mv.source or ""
     except MlflowException as exc:
@@ -195,6 +196,7 @@ def _downloaded(root: Path) -> dict[str, int]:
 
 
 def _remote_digest(uri: str, mv: Any, previous: _Previous | None) -> DigestResult:
+    # heavy: imported on first use, for start-up time
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     byte_limit, file_limit = _limits()

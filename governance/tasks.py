@@ -9,12 +9,14 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import OperationalError
+from django.db import OperationalError, transaction
+from django.dispatch import receiver
+from django.utils import timezone
 
-from governance import registry, selectors
+from governance import registry, selectors, signals
 from governance.errors import InvalidState
-from governance.models import PromotionRequest
-from governance.services import break_glass, deployments, promotions, registry_mirror
+from governance.models import GovernanceChangeRequest, PromotionRequest
+from governance.services import break_glass, change_requests, deployments, promotions, registry_mirror, webhooks
 
 logger = logging.getLogger(__name__)
 State = PromotionRequest.State
@@ -166,9 +168,6 @@ def flag_overdue_reviews() -> int:
 def expire_change_requests() -> int:
     """Expire the change requests left pending past ``CHANGE_REQUEST_EXPIRY_DAYS`` (beat). Idempotent: one
     already expired, or decided meanwhile, is left alone by the service."""
-    from governance.models import GovernanceChangeRequest
-    from governance.services import change_requests
-
     return sum(change_requests.change_request_expire(request=GovernanceChangeRequest(pk=pk))
                for pk in change_requests.change_requests_due())
 
@@ -214,8 +213,38 @@ def sync_model(self: Any, name: str) -> dict[str, Any]:
 def summarise_webhook_refusals() -> int:
     """Summarise closed intervals of refused webhook deliveries into the ledger (beat, and the first
     refusal of each interval). Idempotent: what was summarised is never summarised again."""
-    from django.utils import timezone
-
-    from governance.services import webhooks
-
     return webhooks.webhook_refusals_summarise(now=timezone.now())
+
+
+# --- what the services announce (governance.signals): queued after their transaction commits -------------
+
+
+@receiver(signals.promotion_approved)
+def _deploy_when_approved(*, promotion_id: int, **_: Any) -> None:
+    transaction.on_commit(lambda: apply_promotion.delay(promotion_id))
+
+
+@receiver(signals.rollout_completed)
+def _complete_rollout_when_reported(*, promotion_id: int, **_: Any) -> None:
+    transaction.on_commit(lambda: complete_rollout.delay(promotion_id))
+
+
+@receiver(signals.rollout_failed)
+def _remove_candidate_alias_when_failed(*, promotion_id: int, **_: Any) -> None:
+    transaction.on_commit(lambda: remove_candidate_alias.delay(promotion_id))
+
+
+@receiver(signals.promotion_rolled_back)
+def _apply_rollback_when_rolled_back(*, promotion_id: int, **_: Any) -> None:
+    transaction.on_commit(lambda: apply_rollback.delay(promotion_id))
+
+
+@receiver(signals.webhook_delivery_accepted)
+def _sync_model_when_notified(*, model: str, **_: Any) -> None:
+    # robust: a failing eager sync (no broker) must not turn an accepted delivery into an error.
+    transaction.on_commit(lambda: sync_model.delay(model), robust=True)
+
+
+@receiver(signals.webhook_refusal_interval_opened)
+def _summarise_refusals_when_an_interval_opens(**_: Any) -> None:
+    transaction.on_commit(summarise_webhook_refusals.delay, robust=True)

@@ -15,12 +15,35 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
-from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput, InputTag
 
+from access import catalog
+from access.grants import (
+    access_request_create,
+    grant_create,
+    review_campaign_start,
+    review_item_decide,
+    service_account_create,
+)
+from access.models import Dataset, ReviewItem
+from audit.checkpoints import checkpoint_create
+from audit.export import export_create, export_run, parse_scope
+from audit.integrity import verification_run
 from audit.ledger import Actor, Subject, record
+from audit.models import Entry, PendingEntry
+from audit.retention import legal_hold_create
 from governance import registry
-from governance.models import Environment, LiveDeployment, ModelVersion, PromotionRequest, RegisteredModel
+from governance.models import (
+    BreakGlassReview,
+    Environment,
+    LiveDeployment,
+    ModelVersion,
+    PromotionRequest,
+    RegisteredModel,
+)
 from governance.services import break_glass, deployments, identity_links, promotions, registered_models
+from governance.services.registry_mirror import aliases_reconcile, registry_reconcile
 
 FRAUD = "fraud-detector"
 CHARGEBACK = "chargeback-risk"
@@ -74,9 +97,6 @@ CATALOG: list[tuple[str, str, str, str, list[str], list[tuple[str, str, list[str
 
 def seed_catalog() -> None:
     """Register and classify the demo's datasets (as Dana), before the MLflow history names them as inputs."""
-    from access import catalog
-    from access.models import Dataset
-
     dana = _user("dana")
     for name, uri, description, level, categories, fields in CATALOG:
         if Dataset.objects.filter(name=name).exists():
@@ -120,7 +140,7 @@ def _mlflow_versions(name: str, versions: list[tuple[float, float, list[str], st
             run_id,
             datasets=[
                 DatasetInput(
-                    Dataset(name=d, digest=f"{abs(hash(d)) % 10**8:08d}", source_type="s3",
+                    MlflowDataset(name=d, digest=f"{abs(hash(d)) % 10**8:08d}", source_type="s3",
                             source=f'{{"uri": "{DATASETS[d]}"}}'),
                     tags=[InputTag("mlflow.data.context", "training")],
                 )
@@ -164,8 +184,6 @@ def _backdate_staging(version: ModelVersion, days: int) -> None:
 def seed_promotions() -> None:
     """Classify the datasets, create the MLflow history, mirror it (with lineage), and play the promotion story
     through the services."""
-    from governance.services.registry_mirror import registry_reconcile
-
     seed_catalog()  # the reconcile links each version to these datasets (lineage from its MLflow inputs)
     omar, priya, sam, mira, bruno, alice = (_user(u) for u in ("omar", "priya", "sam", "mira", "bruno", "alice"))
     # Alice (InfoSec) vouches that MLflow's user "omar" is Omar's account: the mirror then knows who
@@ -243,23 +261,12 @@ def seed_promotions() -> None:
 
     # Someone points chargeback-risk's production alias at v1 directly in MLflow, bypassing
     # governance: the reconcile records the violation and (production policy) reverts it.
-    from governance.services.registry_mirror import aliases_reconcile
-
     registry.set_alias(CHARGEBACK, "production", 1)
     aliases_reconcile(RegisteredModel.objects.get(name=CHARGEBACK))
 
 
 def seed_access() -> None:
     """Grants (one expiring soon), a service account, a pending request for PCI data, and a review campaign."""
-    from access.grants import (
-        access_request_create,
-        grant_create,
-        review_campaign_start,
-        review_item_decide,
-        service_account_create,
-    )
-    from access.models import Dataset, ReviewItem
-
     dana, omar, priya, alice = (_user(u) for u in ("dana", "omar", "priya", "alice"))
     now = timezone.now()
     q3 = Dataset.objects.get(name="card-transactions-2026q3")
@@ -304,8 +311,6 @@ def _runtime(event_type: str, actor: Actor, subject: Subject, at: datetime, **fi
 
 def seed_history(now: datetime | None = None) -> int:
     """Runtime events spread over the last two weeks (deterministic). Returns how many were recorded."""
-    from audit.models import Entry, PendingEntry
-
     if Entry.objects.exists() or PendingEntry.objects.exists():
         return 0  # only ever before everything else: timestamps must not go backwards in the ledger
     rng = random.Random(2026)  # noqa: S311 - demo figures, deterministic on purpose
@@ -362,12 +367,6 @@ def seed_history(now: datetime | None = None) -> int:
 def seed_operations() -> None:
     """Runtime events about the story, an overdue break-glass review, more queues, a finished export and a
     verification run. Runs once, after ``seed_promotions`` and ``seed_access``."""
-    from access.grants import access_request_create, grant_create
-    from access.models import Dataset
-    from audit.checkpoints import checkpoint_create
-    from audit.export import export_create, export_run, parse_scope
-    from governance.models import BreakGlassReview
-
     omar, priya, bruno, dana, arthur = (_user(u) for u in ("omar", "priya", "bruno", "dana", "arthur"))
     now = timezone.now()
 
@@ -407,8 +406,6 @@ def seed_operations() -> None:
 
     # A legal hold: the chargeback dispute behind INC-2288 keeps the personal data of the person who
     # released it out of retention's reach (console: Legal holds).
-    from audit.retention import legal_hold_create
-
     legal_hold_create(user=_user("alice"), data_subject=f"user:{bruno.pk}",
                       reason="Chargeback dispute with the acquirer over INC-2288; counsel asked to keep records",
                       reference="LEGAL-2026-031")
@@ -419,9 +416,5 @@ def seed_operations() -> None:
     export_run(export_id=job.pk)
 
     # A scheduled verification has run (the worker's beat does this every few minutes).
-    try:
-        from audit.integrity import verification_run
-    except ImportError:  # pragma: no cover - scheduled verification is part of the project
-        return
     checkpoint_create(only_if_grown=True)
     verification_run(mode="full")

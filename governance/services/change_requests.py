@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import QuerySet
@@ -222,8 +223,6 @@ def _pending(request: GovernanceChangeRequest, what: str) -> None:
 
 
 def expiry_days() -> int:
-    from django.conf import settings
-
     return int(settings.CHANGE_REQUEST_EXPIRY_DAYS)
 
 

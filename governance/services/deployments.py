@@ -13,7 +13,7 @@ from django.utils import timezone
 from access import roles
 from access.roles import role_names
 from audit.ledger import Actor, Subject, record
-from governance import selectors
+from governance import selectors, signals
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     BreakGlassReview,
@@ -209,17 +209,14 @@ def promotion_report_progress(
         payload={**base_payload(request), "status": status, "traffic_percent": request.traffic_percent,
                  "detail": detail[:500]},
     )
-    from governance import tasks
-
-    request_id = request.pk
     if status == "completed":
         # The marker: the main alias moves by our hand between now and promotion_alias_applied.
         request.rollout_completing_at = timezone.now()
         request.save(update_fields=["rollout_completing_at"])
-        transaction.on_commit(lambda: tasks.complete_rollout.delay(request_id))
+        signals.rollout_completed.send(sender=PromotionRequest, promotion_id=request.pk)
     elif status == "failed":
         _mark_failed(request, detail or "rollout reported failed", actor)
-        transaction.on_commit(lambda: tasks.remove_candidate_alias.delay(request_id))
+        signals.rollout_failed.send(sender=PromotionRequest, promotion_id=request.pk)
     return request
 
 
@@ -271,10 +268,7 @@ def roll_back(live: LiveDeployment, *, user: User, reason: str) -> PromotionRequ
         payload={**base_payload(request), "reason": reason,
                  "restored_version": restored.version if restored else None},
     )
-    from governance import tasks
-
-    request_id = request.pk
-    transaction.on_commit(lambda: tasks.apply_rollback.delay(request_id))
+    signals.promotion_rolled_back.send(sender=PromotionRequest, promotion_id=request.pk)
     return request
 
 

@@ -7,6 +7,7 @@ from django.db import transaction
 
 from access import roles
 from access.classification import LEVELS
+from access.models import ServiceAccount
 from access.roles import role_names
 from audit.ledger import Actor, record
 from governance.errors import GovernanceError, InvalidState, NotPermitted
@@ -81,8 +82,6 @@ def model_version_declare_classification(
 
 
 def is_service_account(account: User) -> bool:
-    from access.models import ServiceAccount
-
     return ServiceAccount.objects.filter(user_id=account.pk).exists()
 
 

@@ -23,7 +23,7 @@ from access.models import DEPLOY_TO
 from access.principals import account_ids
 from access.roles import role_names
 from audit.ledger import Actor, record
-from governance import selectors
+from governance import selectors, signals
 from governance.errors import Frozen, GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     Approval,
@@ -388,10 +388,8 @@ def _approve_if_complete(
 
 
 def deploy_after_commit(request: PromotionRequest) -> None:
-    from governance import tasks
-
-    request_id = request.pk
-    transaction.on_commit(lambda: tasks.apply_promotion.delay(request_id))
+    """Announce the approval: ``governance.tasks`` deploys it after commit (``signals.promotion_approved``)."""
+    signals.promotion_approved.send(sender=PromotionRequest, promotion_id=request.pk)
 
 
 @transaction.atomic

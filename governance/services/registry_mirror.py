@@ -58,11 +58,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from mlflow.exceptions import MlflowException
 
 from access.catalog import lineage_link_from_mlflow
 from audit.ledger import Actor, Subject, record
@@ -81,6 +80,11 @@ from governance.models import (
 from governance.registry import ModelData, fetch_model, from_millis, is_not_found, iter_models, iter_versions
 from governance.services import common, compliance, deployments, model_versions, promotions, registered_models
 from governance.services.registered_models import OWNER_TAG
+
+# MLflow is imported inside the functions that call it (heavy: about 3 s), for start-up time:
+# this module is imported whenever Django starts (through governance.tasks).
+if TYPE_CHECKING:
+    pass
 
 logger = logging.getLogger(__name__)
 SYNC_ACTOR = Actor.system("mlflow-sync")
@@ -201,6 +205,8 @@ def _metric(value: Any) -> Any:
 
 def _run(run_id: str, cache: dict[str, Any]) -> Any:
     """The MLflow run (None when there is none or it was purged), fetched once per sync."""
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
     if not run_id:
         return None
     if run_id not in cache:
@@ -636,6 +642,8 @@ def _namespace_owner(alias: str, environments: list[Environment]) -> Environment
 
 
 def _current_aliases(model: RegisteredModel) -> dict[str, int]:
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
     try:
         return registry.aliases(model.name)
     except MlflowException as exc:

@@ -18,8 +18,8 @@ A delivery is accepted only if it is a POST of at most ``MLFLOW_WEBHOOK_MAX_BYTE
 with a 4xx and ``{"error": code, "detail": message}``.
 
 An accepted delivery is stored (``WebhookDelivery``, which makes replays detectable),
-recorded (``mlflow.webhook_received``) and answered 202; after commit it queues
-``sync_model`` for the model it names. Webhooks are only hints: the sync reads MLflow
+recorded (``mlflow.webhook_received``) and answered 202; after commit ``sync_model`` is queued for
+the model it names (``signals.webhook_delivery_accepted``). Webhooks are only hints: the sync reads MLflow
 itself, and the periodic reconcile is the truth.
 
 Refusals never write ledger entries of their own: anyone can send a delivery, and the
@@ -66,6 +66,7 @@ from django.utils import timezone
 from audit import canonical
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
+from governance import signals
 from governance.errors import GovernanceError
 from governance.models import WebhookDelivery, WebhookRefusalCounter
 
@@ -236,11 +237,7 @@ def webhook_delivery_accept(*, delivery: Delivery) -> WebhookDelivery:
         payload=payload,
     )
     if delivery.model:
-        from governance import tasks
-
-        name = delivery.model
-        # robust: a failing eager sync (no broker) must not turn an accepted delivery into an error.
-        transaction.on_commit(lambda: tasks.sync_model.delay(name), robust=True)
+        signals.webhook_delivery_accepted.send(sender=WebhookDelivery, model=delivery.model)
     return stored
 
 
@@ -281,9 +278,7 @@ def webhook_refusal_count(*, reason: str, at: datetime | None = None) -> None:
             if window.filter(summarised_at__isnull=False).exists():
                 start += timedelta(seconds=seconds)
             continue
-        from governance import tasks
-
-        transaction.on_commit(tasks.summarise_webhook_refusals.delay, robust=True)
+        signals.webhook_refusal_interval_opened.send(sender=WebhookRefusalCounter)
         return
     logger.warning("webhook refusal (%s) not counted: its counter kept changing", reason)
 

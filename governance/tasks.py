@@ -1,7 +1,9 @@
 """Celery tasks of the governance domain: they take ids, call services and MLflow, and are idempotent.
 
-Every MLflow change is retried with exponential backoff; when retries run out,
-the outcome is recorded (a failed deployment), never silently dropped.
+Every MLflow change is retried by Celery (``autoretry_for=(RegistryUnavailable,)``, exponential
+backoff of 1, 2, 4... seconds up to 60, ``max_retries`` 5); when retries run out, the outcome is
+recorded (a failed deployment), never silently dropped. The receivers at the end queue these tasks
+after commit when the services announce a change (``governance.signals``).
 """
 from __future__ import annotations
 
@@ -21,7 +23,19 @@ from governance.services import break_glass, change_requests, deployments, promo
 logger = logging.getLogger(__name__)
 State = PromotionRequest.State
 
-_TASK: dict[str, Any] = {"bind": True, "max_retries": 5, "soft_time_limit": 60, "time_limit": 90, "acks_late": True}
+
+class RegistryUnavailable(Exception):
+    """An MLflow registry call failed (one of ``registry.REGISTRY_ERRORS``, its cause): Celery retries the task.
+
+    A class of our own because ``autoretry_for`` is fixed when the task is defined, and naming
+    MLflow's exception there would import MLflow whenever Django starts."""
+
+
+#: Retries by Celery: 1, 2, 4, 8, 16 s apart (exponential, at most 60 s), then the task's last attempt records
+#: the failure itself.
+_RETRIED = {"autoretry_for": (RegistryUnavailable,), "retry_backoff": True, "retry_backoff_max": 60,
+            "retry_jitter": False, "max_retries": 5, "acks_late": True, "bind": True}
+_TASK: dict[str, Any] = {**_RETRIED, "soft_time_limit": 60, "time_limit": 90}
 
 
 def _load(request_id: int) -> PromotionRequest | None:
@@ -37,13 +51,23 @@ def _can_retry(task: Any) -> bool:
 
 
 def _retry_or_fail(task: Any, request: PromotionRequest, exc: BaseException) -> None:
+    """Hand a registry error to Celery's retry (``RegistryUnavailable``), or on the last attempt record the
+    deployment as failed."""
     if _can_retry(task):
-        raise task.retry(exc=exc, countdown=min(60, 2 ** task.request.retries))
+        raise RegistryUnavailable(str(exc)) from exc
     logger.warning("promotion %s: MLflow change failed after %s retries", request.pk, task.max_retries)
     try:
         deployments.promotion_deploy_failed(request=request, error=f"MLflow registry error: {exc}")
     except InvalidState:
         pass
+
+
+def _retry_or_give_up(task: Any, request: PromotionRequest, exc: BaseException) -> None:
+    """Hand a registry error to Celery's retry, or on the last attempt leave the alias to the reconcile."""
+    if _can_retry(task):
+        raise RegistryUnavailable(str(exc)) from exc
+    # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
+    logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
 
 
 @shared_task(name="governance.tasks.apply_promotion", **_TASK)
@@ -110,10 +134,7 @@ def remove_candidate_alias(self: Any, request_id: int) -> str:
             return "not ours"
         registry.delete_alias(model, alias)
     except registry.REGISTRY_ERRORS as exc:
-        if _can_retry(self):
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
-        logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
+        _retry_or_give_up(self, request, exc)
         return "failed"
     deployments.mlflow_alias_change_record(
         model=model, alias=alias, version=None, previous_version=current, reason=f"rollout #{request.pk} failed"
@@ -139,10 +160,7 @@ def apply_rollback(self: Any, request_id: int) -> str:
         else:
             registry.set_alias(model, alias, target)
     except registry.REGISTRY_ERRORS as exc:
-        if _can_retry(self):
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
-        logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
+        _retry_or_give_up(self, request, exc)
         return "failed"
     deployments.mlflow_alias_change_record(
         model=model, alias=alias, version=target, previous_version=previous, reason=f"rollback of #{request.pk}"
@@ -174,7 +192,15 @@ def expire_change_requests() -> int:
 
 # --- the MLflow registry mirror ----------------------------------------------------------------------
 
-_SYNC_TASK: dict[str, Any] = {"bind": True, "max_retries": 5, "acks_late": True}
+_SYNC_TASK: dict[str, Any] = _RETRIED
+
+
+def _retry_or_raise(task: Any, exc: BaseException, what: str) -> None:
+    """Hand a registry error to Celery's retry (eager runs retry too, at once), or on the last attempt log it;
+    the caller re-raises it."""
+    if task.request.retries < task.max_retries:
+        raise RegistryUnavailable(str(exc)) from exc
+    logger.warning("%s failed after %s retries: %s", what, task.max_retries, type(exc).__name__)
 
 
 @shared_task(name="governance.tasks.reconcile_registry", soft_time_limit=240, time_limit=300, **_SYNC_TASK)
@@ -184,9 +210,7 @@ def reconcile_registry(self: Any) -> dict[str, Any]:
     try:
         report = registry_mirror.registry_reconcile()
     except registry.REGISTRY_ERRORS as exc:
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        logger.warning("registry reconcile failed after %s retries: %s", self.max_retries, type(exc).__name__)
+        _retry_or_raise(self, exc, "registry reconcile")
         raise
     return report.as_dict()
 
@@ -198,9 +222,7 @@ def sync_model(self: Any, name: str) -> dict[str, Any]:
     try:
         report = registry_mirror.registered_model_sync(name)
     except registry.REGISTRY_ERRORS as exc:
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        logger.warning("sync of model %s failed after %s retries: %s", name, self.max_retries, type(exc).__name__)
+        _retry_or_raise(self, exc, f"sync of model {name}")
         raise
     return report.as_dict()
 

@@ -18,13 +18,12 @@ from access.checks import principal_label
 from access.principals import account_ids, same_person
 from access.roles import role_names
 from audit.ledger import Actor, Subject, record
-from governance import selectors
+from governance import lock_objects, selectors
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,
     Environment,
-    LiveDeployment,
     ModelVersion,
     PromotionRequest,
 )
@@ -97,8 +96,8 @@ def _check_break_glass_budget(user: User, environment: Environment, now: datetim
     ``BREAK_GLASS_WINDOW_DAYS`` days, whatever became of them. Locks the environment and the person's
     account rows first, so two concurrent break-glasses cannot both take the last one."""
     accounts = account_ids(user)
-    Environment.objects.select_for_update().filter(pk=environment.pk).exists()
-    list(User.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk", flat=True))
+    lock_objects.environments_lock().filter(pk=environment.pk).exists()
+    list(lock_objects.accounts_lock().filter(pk__in=accounts).order_by("pk").values_list("pk", flat=True))
     window = int(settings.BREAK_GLASS_WINDOW_DAYS)
     used_in_window = PromotionRequest.objects.filter(is_break_glass=True, created_at__gte=now - timedelta(days=window))
     checks = (
@@ -134,7 +133,7 @@ def promotion_break_glass(
     live = selectors.live_version(model_id=version.model_id, environment=environment)
     if live is not None and live.version_id == version.pk:
         raise GovernanceError(f"{version.ref} is already live in {environment.name}", code="already_live")
-    open_request = PromotionRequest.objects.select_for_update(of=("self",)).filter(
+    open_request = lock_objects.promotion_requests_lock().filter(
         version=version, environment=environment, state__in=[State.PENDING, State.APPROVED, State.DEPLOYING]
     ).first()
     if open_request is not None and open_request.state != State.PENDING:
@@ -198,7 +197,7 @@ def break_glass_review_conclude(
     if outcome not in Outcome.ALL:
         raise GovernanceError(f"the outcome must be one of {', '.join(Outcome.ALL)}", code="invalid_outcome")
     comment = require_text(comment, "comment")
-    review = BreakGlassReview.objects.select_for_update().select_related(
+    review = lock_objects.break_glass_reviews_lock().select_related(
         "request__version__model", "request__environment"
     ).get(pk=review.pk)
     if review.state in (BreakGlassReview.State.APPROVED, BreakGlassReview.State.UNJUSTIFIED):
@@ -269,7 +268,7 @@ def _undo_break_glass(request: PromotionRequest, *, user: User, comment: str) ->
             "deployment completes"
     if request.state != State.DEPLOYED:
         return f"not rolled back: the promotion is {request.state}"
-    live = LiveDeployment.objects.select_for_update().select_related("environment").filter(
+    live = lock_objects.live_deployments_lock().select_related("environment").filter(
         model_id=request.version.model_id, environment=request.environment
     ).first()
     if live is None or live.promotion_id != request.pk:
@@ -283,7 +282,7 @@ def break_glass_reviews_flag_overdue(*, now: datetime | None = None) -> int:
     """Mark open reviews past their deadline overdue, each a compliance violation. Idempotent."""
     now = now or timezone.now()
     overdue = list(
-        BreakGlassReview.objects.select_for_update()
+        lock_objects.break_glass_reviews_lock()
         .select_related("request__version__model", "request__environment")
         .filter(state=BreakGlassReview.State.OPEN, due_at__lt=now)
     )

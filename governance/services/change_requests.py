@@ -40,6 +40,7 @@ from access.principals import same_person
 from access.roles import role_names
 from audit.canonical import canonical_json
 from audit.ledger import Actor, Subject, record
+from governance import lock_objects
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import Environment, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
 from governance.services import common
@@ -204,7 +205,7 @@ def _payload(request: GovernanceChangeRequest) -> dict[str, Any]:
 def _lock(request: GovernanceChangeRequest) -> GovernanceChangeRequest:
     # of=("self",): PostgreSQL cannot lock the nullable side of the outer join to ``model``; the
     # environment's row is locked on its own by the services that change it.
-    return GovernanceChangeRequest.objects.select_for_update(of=("self",)).select_related(
+    return lock_objects.change_requests_lock().select_related(
         "environment", "model", "proposed_by").get(pk=request.pk)
 
 

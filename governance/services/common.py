@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from access import roles
 from access.roles import role_names
 from audit.ledger import Subject
+from governance import lock_objects
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import (
     ModelVersion,
@@ -42,7 +43,7 @@ def base_payload(request: PromotionRequest) -> dict[str, Any]:
 def lock_promotion(request: PromotionRequest) -> PromotionRequest:
     # of=("self",): lock the request only, not the version, model and environment rows it joins.
     return (
-        PromotionRequest.objects.select_for_update(of=("self",))
+        lock_objects.promotion_requests_lock()
         .select_related("version__model", "environment")
         .get(pk=request.pk)
     )

@@ -11,6 +11,7 @@ from django.utils import timezone
 from access import roles
 from access.roles import role_names
 from audit.ledger import Actor, Subject, record
+from governance import lock_objects
 from governance.errors import InvalidState, NotPermitted
 from governance.models import (
     ComplianceViolation,
@@ -44,7 +45,7 @@ def violation_acknowledge(
     comment = require_text(comment, "comment")
     if roles.INFOSEC not in role_names(user):
         raise NotPermitted("only InfoSec may acknowledge a compliance violation")
-    violation = ComplianceViolation.objects.select_for_update().get(pk=violation.pk)
+    violation = lock_objects.violations_lock().get(pk=violation.pk)
     if violation.acknowledged_at is not None:
         raise InvalidState("this violation is already acknowledged")
     violation.acknowledged_by = user

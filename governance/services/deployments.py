@@ -13,7 +13,7 @@ from django.utils import timezone
 from access import roles
 from access.roles import role_names
 from audit.ledger import Actor, Subject, record
-from governance import selectors, signals
+from governance import lock_objects, selectors, signals
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     BreakGlassReview,
@@ -104,7 +104,7 @@ def promotion_alias_applied(*, request: PromotionRequest, alias: str) -> Promoti
         # finds the promotion deployed and rolls it back itself.
         review = _unjustified_review(request)
         if review is not None and review.reviewed_by is not None:
-            live = LiveDeployment.objects.select_for_update().select_related("environment").get(
+            live = lock_objects.live_deployments_lock().select_related("environment").get(
                 model_id=request.version.model_id, environment=request.environment)
             roll_back(live, user=review.reviewed_by, reason=unjustified_reason(request, review.comment,
                                                                                  "its deployment completed"))
@@ -228,7 +228,7 @@ def promotion_rollback(
     reason = require_text(reason, "reason")
     if not may_roll_back(user, model):
         raise NotPermitted("only the model's owner, a model-owner, InfoSec or break-glass may roll back")
-    live = LiveDeployment.objects.select_for_update().filter(model=model, environment=environment).first()
+    live = lock_objects.live_deployments_lock().filter(model=model, environment=environment).first()
     if live is None:
         raise InvalidState(f"no version of {model.name} is live in {environment.name}")
     return roll_back(live, user=user, reason=reason)

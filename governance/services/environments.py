@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from access.classification import LEVELS
 from audit.ledger import Actor, Subject, record
+from governance import lock_objects
 from governance.errors import GovernanceError, InvalidState
 from governance.models import (
     Environment,
@@ -35,7 +36,7 @@ from governance.services.common import require_infosec, require_text
 def lock_environment(environment: Environment) -> Environment:
     """The environment's row, locked: changes to one environment's rules serialise, and the
     ``protected`` flag read is the committed one, not a stale copy the caller holds."""
-    return Environment.objects.select_for_update().get(pk=environment.pk)
+    return lock_objects.environments_lock().get(pk=environment.pk)
 
 
 def _refuse_if_protected(environment: Environment, what: str) -> None:

@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from audit.ledger import Actor, Subject, record
+from governance import lock_objects
 from governance.errors import GovernanceError, InvalidState
 from governance.models import (
     IdentityLink,
@@ -68,7 +69,7 @@ def identity_link_remove(*, user: User, link: IdentityLink, reason: str) -> None
     """InfoSec removes a link. Versions already linked keep their registrant (it was true when linked)."""
     require_infosec(user, "remove MLflow identity links")
     reason = require_text(reason, "reason")
-    locked = IdentityLink.objects.select_for_update().filter(pk=link.pk).first()
+    locked = lock_objects.identity_links_lock().filter(pk=link.pk).first()
     if locked is None:
         raise InvalidState("this identity link no longer exists", code="gone")
     link = locked

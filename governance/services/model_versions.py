@@ -10,6 +10,7 @@ from access.classification import LEVELS
 from access.models import ServiceAccount
 from access.roles import role_names
 from audit.ledger import Actor, record
+from governance import lock_objects
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     VIA_API_TOKEN,
@@ -103,7 +104,7 @@ def model_version_registrant_link(
     """
     if (via_link is None) == (token_id is None):
         raise GovernanceError("a registrant is linked through exactly one of an identity link or an API token")
-    version = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").get(pk=version.pk)
+    version = lock_objects.model_versions_lock(only_self=True).select_related("model").get(pk=version.pk)
     if version.registered_by_id == account.pk:
         return version
     if version.registered_by_id is not None:

@@ -11,6 +11,7 @@ from django.db import transaction
 from access import roles
 from access.roles import role_names
 from audit.ledger import Actor, Subject, record
+from governance import lock_objects
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import (
     ComplianceViolation,
@@ -40,7 +41,7 @@ def model_owner_set(*, user: User, model: RegisteredModel, owner: User, reason: 
     (``model_ownership_drift_check``), never a change of owner.
     """
     reason = require_text(reason, "reason")
-    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    model = lock_objects.registered_models_lock().get(pk=model.pk)
     if not may_set_owner(user, model):
         raise NotPermitted("only InfoSec or the model's current owner may assign its owner")
     if not isinstance(owner, User) or owner.pk is None or not owner.is_active:

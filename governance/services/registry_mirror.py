@@ -65,7 +65,7 @@ from django.utils import timezone
 
 from access.catalog import lineage_link_from_mlflow
 from audit.ledger import Actor, Subject, record
-from governance import registry, selectors
+from governance import lock_objects, registry, selectors
 from governance.artifact_digest import artifact_digest_of, previous_digest
 from governance.errors import InvalidState
 from governance.models import (
@@ -333,7 +333,7 @@ def registered_model_upsert(*, data: ModelData, actor: Actor = SYNC_ACTOR) -> tu
     if not data.name or len(data.name) > 256:
         raise SyncError("a registered model name must have 1 to 256 characters")
     now = timezone.now()
-    model = RegisteredModel.objects.select_for_update().filter(name=data.name).first()
+    model = lock_objects.registered_models_lock().filter(name=data.name).first()
     if model is None:
         try:
             with transaction.atomic():
@@ -342,7 +342,7 @@ def registered_model_upsert(*, data: ModelData, actor: Actor = SYNC_ACTOR) -> tu
                     mlflow_created_at=data.created_at, synced_at=now,
                 )
         except IntegrityError:  # a concurrent sync created it first
-            model = RegisteredModel.objects.select_for_update().get(name=data.name)
+            model = lock_objects.registered_models_lock().get(name=data.name)
         else:
             plain, personal = split_personal(data.tags)
             record(
@@ -424,7 +424,7 @@ def model_version_upsert(
         raise SyncError("a model version number must be positive")
     now = timezone.now()
     fields = data.mirrored()
-    version = ModelVersion.objects.select_for_update().filter(model=model, version=data.version).first()
+    version = lock_objects.model_versions_lock().filter(model=model, version=data.version).first()
     if version is None:
         try:
             with transaction.atomic():
@@ -433,7 +433,7 @@ def model_version_upsert(
                     **data.digest_bookkeeping(),
                 )
         except IntegrityError:  # a concurrent sync created it first
-            version = ModelVersion.objects.select_for_update().get(model=model, version=data.version)
+            version = lock_objects.model_versions_lock().get(model=model, version=data.version)
         else:
             record(
                 event_type="model.version_registered",
@@ -492,7 +492,7 @@ def model_version_upsert(
 @transaction.atomic
 def model_version_mark_missing(*, version: ModelVersion, actor: Actor = SYNC_ACTOR) -> bool:
     """A mirrored version is gone from MLflow: its status becomes DELETED (the row stays: history refers to it)."""
-    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    version = lock_objects.model_versions_lock().select_related("model").get(pk=version.pk)
     if version.mlflow_status == DELETED_STATUS:
         return False
     record(
@@ -565,7 +565,7 @@ def alias_out_of_band_record(
     namespace ``"unmanaged"``. Returns the violation and whether it was recorded now
     (False: this very change is already recorded and not reverted, so nothing is written again).
     """
-    RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()  # one reconciler per model at a time
+    lock_objects.registered_models_lock().filter(pk=model.pk).first()  # one reconciler per model at a time
     alias = alias if alias is not None else environment.mlflow_alias
     existing = _open_alias_violation(model, alias, found_version, expected_version)
     if existing is not None:
@@ -586,7 +586,7 @@ def alias_revert_record(
     *, violation: ComplianceViolation, restored_version: int | None, actor: Actor = RECONCILE_ACTOR
 ) -> ComplianceViolation:
     """The alias of an out-of-band violation was put back in MLflow: mark it reverted and record it."""
-    violation = ComplianceViolation.objects.select_for_update().get(pk=violation.pk)
+    violation = lock_objects.violations_lock().get(pk=violation.pk)
     if violation.reverted:
         return violation
     violation.reverted = True

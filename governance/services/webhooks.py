@@ -66,7 +66,7 @@ from django.utils import timezone
 from audit import canonical
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
-from governance import signals
+from governance import lock_objects, signals
 from governance.errors import GovernanceError
 from governance.models import WebhookDelivery, WebhookRefusalCounter
 
@@ -298,7 +298,7 @@ def webhook_refusals_summarise(*, now: datetime) -> int:
     than ``COUNTER_RETENTION`` ago are deleted.
     """
     closed = list(
-        WebhookRefusalCounter.objects.select_for_update()
+        lock_objects.webhook_refusal_counters_lock()
         .filter(summarised_at__isnull=True, window_end__lte=now)
         .order_by("window_start", "reason")
     )

@@ -576,6 +576,6 @@ def model_version_reclassify_from_lineage(*, version: ModelVersion, reason: str,
     for request in PromotionRequest.objects.filter(version=version, state=PromotionRequest.State.PENDING).order_by(
         "pk"
     ):
-        promotions.promotion_reevaluate(request=request, actor=actor)
+        promotions.promotion_reevaluate(promotion=request, actor=actor)
     _flag_live(version, reason)
     return True

@@ -57,7 +57,7 @@ def _retry_or_fail(task: Any, request: PromotionRequest, exc: BaseException) -> 
         raise RegistryUnavailable(str(exc)) from exc
     logger.warning("promotion %s: MLflow change failed after %s retries", request.pk, task.max_retries)
     try:
-        deployments.promotion_deploy_failed(request=request, error=f"MLflow registry error: {exc}")
+        deployments.promotion_deploy_failed(promotion=request, error=f"MLflow registry error: {exc}")
     except InvalidState:
         pass
 
@@ -78,12 +78,12 @@ def apply_promotion(self: Any, request_id: int) -> str:
         return "missing"
     if request.state in (State.APPROVED, State.DEPLOYING):
         try:
-            request = deployments.promotion_deploy_start(request=request)  # counts the attempt
+            request = deployments.promotion_deploy_start(promotion=request)  # counts the attempt
         except InvalidState:
             return "not approved any more"
     if request.state != State.DEPLOYING:
         return f"nothing to do ({request.state})"
-    if deployments.promotion_deploy_refuse_unjustified(request=request):
+    if deployments.promotion_deploy_refuse_unjustified(promotion=request):
         return "refused: break-glass found unjustified"
     alias = deployments.rollout_alias(request)
     try:
@@ -92,7 +92,7 @@ def apply_promotion(self: Any, request_id: int) -> str:
         _retry_or_fail(self, request, exc)
         return "failed"
     try:
-        deployments.promotion_alias_applied(request=request, alias=alias)
+        deployments.promotion_alias_applied(promotion=request, alias=alias)
     except InvalidState:
         return "already completed by the reconcile"
     return f"{alias} -> {request.version.ref}"
@@ -115,7 +115,7 @@ def complete_rollout(self: Any, request_id: int) -> str:
         _retry_or_fail(self, request, exc)
         return "failed"
     try:
-        deployments.promotion_alias_applied(request=request, alias=main)
+        deployments.promotion_alias_applied(promotion=request, alias=main)
     except InvalidState:
         return "nothing to do any more"  # a concurrent run of this task recorded it
     return f"{main} -> {request.version.ref}"
@@ -172,7 +172,7 @@ def apply_rollback(self: Any, request_id: int) -> str:
              soft_time_limit=120, time_limit=180)
 def expire_promotions() -> int:
     pending = PromotionRequest.objects.filter(state=State.PENDING).values_list("pk", flat=True)
-    return sum(promotions.promotion_expire(request=PromotionRequest(pk=pk)) for pk in list(pending))
+    return sum(promotions.promotion_expire(promotion=PromotionRequest(pk=pk)) for pk in list(pending))
 
 
 @shared_task(name="governance.tasks.flag_overdue_reviews", autoretry_for=(OperationalError,), max_retries=3,
@@ -186,7 +186,7 @@ def flag_overdue_reviews() -> int:
 def expire_change_requests() -> int:
     """Expire the change requests left pending past ``CHANGE_REQUEST_EXPIRY_DAYS`` (beat). Idempotent: one
     already expired, or decided meanwhile, is left alone by the service."""
-    return sum(change_requests.change_request_expire(request=GovernanceChangeRequest(pk=pk))
+    return sum(change_requests.change_request_expire(change_request=GovernanceChangeRequest(pk=pk))
                for pk in change_requests.change_requests_due())
 
 

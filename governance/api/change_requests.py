@@ -115,7 +115,7 @@ class ChangeRequestApproveApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = parse(CommentInput, request.data)
-        done = change_requests.change_request_approve(user=request.user, request=_visible(request, pk),
+        done = change_requests.change_request_approve(actor=request.user, change_request=_visible(request, pk),
                                                       comment=data["comment"])
         return Response(change_request_data(done))
 
@@ -128,7 +128,7 @@ class ChangeRequestRejectApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = parse(CommentInput, request.data)
-        done = change_requests.change_request_reject(user=request.user, request=_visible(request, pk),
+        done = change_requests.change_request_reject(actor=request.user, change_request=_visible(request, pk),
                                                      comment=data["comment"])
         return Response(change_request_data(done))
 
@@ -141,6 +141,6 @@ class ChangeRequestWithdrawApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = parse(ReasonInput, request.data)
-        done = change_requests.change_request_withdraw(user=request.user, request=_visible(request, pk),
+        done = change_requests.change_request_withdraw(actor=request.user, change_request=_visible(request, pk),
                                                        reason=data["reason"])
         return Response(change_request_data(done))

@@ -114,7 +114,7 @@ class IdentityLinkListApi(APIView):
         account = User.objects.filter(username=data["account"], is_active=True).first()
         if account is None:
             raise ValidationError({"account": ["no active account has this username"]})
-        link = identity_links.identity_link_create(user=request.user, mlflow_identity=data["mlflow_identity"],
+        link = identity_links.identity_link_create(actor=request.user, mlflow_identity=data["mlflow_identity"],
                                                    account=account, reason=data["reason"])
         fresh = selectors.identity_links_visible_to(request.user).get(pk=link.pk)
         return Response(link_data(fresh), status=status.HTTP_201_CREATED)
@@ -152,5 +152,5 @@ class IdentityLinkDetailApi(APIView):
         _require_infosec(request, "remove MLflow identity links")
         link = get_object_or_404(selectors.identity_links_visible_to(request.user), pk=pk)
         data = parse(RemoveInput, request.data)
-        identity_links.identity_link_remove(user=request.user, link=link, reason=data["reason"])
+        identity_links.identity_link_remove(actor=request.user, link=link, reason=data["reason"])
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -293,7 +293,7 @@ class PromotionListCreateApi(APIView):
         data = parse(self.Input, request.data)
         version, environment = _version_and_environment(request, data)
         created = promotions.promotion_request(
-            user=request.user, version=version, environment=environment, reason=data["reason"],
+            actor=request.user, version=version, environment=environment, reason=data["reason"],
             strategy=data["strategy"], canary_steps=data.get("canary_steps") or None,
         )
         return Response(detail_data(created), status=status.HTTP_201_CREATED)
@@ -333,7 +333,7 @@ class PromotionApproveApi(APIView):
         data = parse(CommentInput, request.data)
         # Only the visibility check: the service locks and re-reads the request with what it needs.
         promotion = get_object_or_404(selectors.promotion_requests_visible_to(request.user), pk=promotion_id)
-        promotions.promotion_approve(user=request.user, request=promotion, comment=data["comment"])
+        promotions.promotion_approve(actor=request.user, promotion=promotion, comment=data["comment"])
         return Response(detail_data(promotion))
 
 
@@ -345,7 +345,7 @@ class PromotionRejectApi(APIView):
     def post(self, request: Request, promotion_id: int) -> Response:
         data = parse(CommentInput, request.data)
         promotion = _visible_request(request, promotion_id)
-        promotions.promotion_reject(user=request.user, request=promotion, comment=data["comment"])
+        promotions.promotion_reject(actor=request.user, promotion=promotion, comment=data["comment"])
         return Response(detail_data(promotion))
 
 
@@ -360,7 +360,7 @@ class PromotionWithdrawApi(APIView):
     def post(self, request: Request, promotion_id: int) -> Response:
         data = parse(ReasonInput, request.data)
         promotion = _visible_request(request, promotion_id)
-        promotions.promotion_withdraw(user=request.user, request=promotion, reason=data["reason"])
+        promotions.promotion_withdraw(actor=request.user, promotion=promotion, reason=data["reason"])
         return Response(detail_data(promotion))
 
 
@@ -388,7 +388,7 @@ class PromotionProgressApi(APIView):
         data = parse(self.Input, request.data)
         promotion = _visible_request(request, promotion_id)
         deployments.promotion_report_progress(
-            actor=_actor(request), user=request.user, request=promotion, status=data["status"],
+            actor=_actor(request), account=request.user, promotion=promotion, status=data["status"],
             traffic_percent=data.get("traffic_percent"), detail=data.get("detail") or "",
         )
         return Response(detail_data(promotion))
@@ -410,7 +410,7 @@ class PromotionRollbackApi(APIView):
         live = selectors.live_version(model_id=promotion.version.model_id, environment=promotion.environment)
         if live is None or live.promotion_id != promotion.pk:
             raise InvalidState(f"promotion #{promotion.pk} is not the one live in {promotion.environment.name}")
-        deployments.promotion_rollback(user=request.user, model=promotion.version.model,
+        deployments.promotion_rollback(actor=request.user, model=promotion.version.model,
                                        environment=promotion.environment, reason=data["reason"])
         return Response(detail_data(promotion))
 
@@ -437,7 +437,7 @@ class BreakGlassApi(APIView):
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
         version, environment = _version_and_environment(request, data)
-        created = break_glass.promotion_break_glass(user=request.user, version=version, environment=environment,
+        created = break_glass.promotion_break_glass(actor=request.user, version=version, environment=environment,
                                                     justification=data["justification"])
         return Response(detail_data(created), status=status.HTTP_201_CREATED)
 
@@ -508,7 +508,7 @@ class BreakGlassReviewApproveApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = parse(CommentInput, request.data)
         review = get_object_or_404(_reviews_for(request), pk=pk)
-        break_glass.break_glass_review_approve(user=request.user, review=review, comment=data["comment"])
+        break_glass.break_glass_review_approve(actor=request.user, review=review, comment=data["comment"])
         return Response(ReviewOut(_reviews_for(request).get(pk=pk)).data)
 
 
@@ -533,7 +533,7 @@ class BreakGlassReviewConcludeApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = parse(ConcludeInput, request.data)
         review = get_object_or_404(_reviews_for(request), pk=pk)
-        break_glass.break_glass_review_conclude(user=request.user, review=review, outcome=data["outcome"],
+        break_glass.break_glass_review_conclude(actor=request.user, review=review, outcome=data["outcome"],
                                                 comment=data["comment"])
         return Response(ReviewOut(_reviews_for(request).get(pk=pk)).data)
 

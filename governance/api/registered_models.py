@@ -307,7 +307,7 @@ class ModelVersionRegisteredByApi(APIView):
         if token is None:
             raise NotPermitted("only a pipeline's API token may report that it registered a version")
         updated = model_versions.model_version_report_registered(
-            user=request.user, version=found, token_id=token.pk, run_id=data["run_id"]
+            actor=request.user, version=found, token_id=token.pk, run_id=data["run_id"]
         )
         return Response(self.Output({
             "model": found.model.name, "version": updated.version, "registered_by": f"user:{updated.registered_by_id}",

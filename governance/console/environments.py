@@ -227,10 +227,10 @@ def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
         rules = parse_rules(text)
         if environment.protected:
             change_requests.change_request_create(
-                user=user, environment=environment, kind=GovernanceChangeRequest.Kind.POLICY_SET,
+                actor=user, environment=environment, kind=GovernanceChangeRequest.Kind.POLICY_SET,
                 change={"rules": rules}, model=model, reason=request.POST.get("reason", "")[:5000])
         else:
-            environment_services.policy_set(user=user, environment=environment, rules=rules, model=model)
+            environment_services.policy_set(actor=user, environment=environment, rules=rules, model=model)
 
     if not run_action(request, save, done):
         # Keep what was typed so a typo does not cost the whole edit.
@@ -269,10 +269,10 @@ def freeze_create(request: HttpRequest, name: str) -> HttpResponse:
         reason = request.POST.get("reason", "")
         if environment.protected:
             change_requests.change_request_create(
-                user=user, environment=environment, kind=GovernanceChangeRequest.Kind.FREEZE_WINDOW_CREATE,
+                actor=user, environment=environment, kind=GovernanceChangeRequest.Kind.FREEZE_WINDOW_CREATE,
                 change={"starts_at": starts_at, "ends_at": ends_at, "reason": reason})
         else:
-            environment_services.freeze_window_create(user=user, environment=environment, starts_at=starts_at,
+            environment_services.freeze_window_create(actor=user, environment=environment, starts_at=starts_at,
                                                       ends_at=ends_at,
                                                       reason=reason)
 
@@ -294,11 +294,11 @@ def protection(request: HttpRequest, name: str) -> HttpResponse:
         return refused
     environment = get_object_or_404(Environment, name=name)
     if request.POST.get("protected") == "1":
-        run_action(request, lambda: environment_services.environment_protect(user=user, environment=environment),
+        run_action(request, lambda: environment_services.environment_protect(actor=user, environment=environment),
                    f"{environment.name} is protected: its rules now change only with a second InfoSec member.")
     else:
         run_action(request, lambda: change_requests.change_request_create(
-            user=user, environment=environment, kind=GovernanceChangeRequest.Kind.ENVIRONMENT_PROTECTION,
+            actor=user, environment=environment, kind=GovernanceChangeRequest.Kind.ENVIRONMENT_PROTECTION,
             change={"protected": False}, reason=request.POST.get("reason", "")[:5000],
         ), f"Removing the protection of {environment.name} is proposed: a second InfoSec member decides.")
     return _back(environment.name)
@@ -324,8 +324,10 @@ def change_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     text = request.POST.get(field, "")
     service = {"approve": change_requests.change_request_approve, "reject": change_requests.change_request_reject}
     if decision == "withdraw":
-        run_action(request, lambda: change_requests.change_request_withdraw(user=user, request=change, reason=text),
+        run_action(request, lambda: change_requests.change_request_withdraw(actor=user, change_request=change,
+                                                                            reason=text),
                    done.format(pk=pk))
     else:
-        run_action(request, lambda: service[decision](user=user, request=change, comment=text), done.format(pk=pk))
+        run_action(request, lambda: service[decision](actor=user, change_request=change, comment=text),
+                   done.format(pk=pk))
     return _back(change.environment.name)

@@ -58,7 +58,7 @@ def identity_link_create(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(reverse(PAGE))
     run_action(
         request,
-        lambda: identity_link_services.identity_link_create(user=user,
+        lambda: identity_link_services.identity_link_create(actor=user,
                                                             mlflow_identity=request.POST.get("mlflow_identity", ""),
                                                             account=account, reason=request.POST.get("reason", "")),
         # Not the identity itself: messages are stored in the session and may reach logs.
@@ -78,7 +78,7 @@ def identity_link_remove(request: HttpRequest, pk: int) -> HttpResponse:
     link = get_object_or_404(selectors.identity_links_visible_to(user), pk=pk)
     run_action(
         request,
-        lambda: identity_link_services.identity_link_remove(user=user, link=link, reason=request.POST.get("reason",
+        lambda: identity_link_services.identity_link_remove(actor=user, link=link, reason=request.POST.get("reason",
                                                             "")),
         f"Link #{pk} is removed; versions already linked keep their registrant.",
     )

@@ -264,7 +264,7 @@ def violation_acknowledge(request: HttpRequest, violation_id: int) -> HttpRespon
         messages.error(request, f"There is no violation #{violation_id}.")
         return redirect(target)
     try:
-        compliance.violation_acknowledge(user=request.user, violation=violation,  # type: ignore[arg-type]
+        compliance.violation_acknowledge(actor=request.user, violation=violation,  # type: ignore[arg-type]
                     comment=request.POST.get("comment", ""))
     except NotPermitted as exc:
         return denied(request, str(exc))

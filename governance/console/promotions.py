@@ -170,7 +170,7 @@ def model_owner_set(request: HttpRequest, pk: int) -> HttpResponse:
         owner = User.objects.filter(username=username, is_active=True).first()
         if owner is None:
             raise GovernanceError(f"no active account named {username!r}", code="invalid_owner")
-        registered_models.model_owner_set(user=user, model=model, owner=owner, reason=request.POST.get("reason", ""))
+        registered_models.model_owner_set(actor=user, model=model, owner=owner, reason=request.POST.get("reason", ""))
 
     run_action(request, hand_over, f"{model.name} is now owned by {username}.")
     return HttpResponseRedirect(reverse("console-model", args=[model.pk]))
@@ -184,7 +184,7 @@ def model_rollback(request: HttpRequest, pk: int, environment: str) -> HttpRespo
     env = get_object_or_404(Environment, name=environment)
     run_action(
         request,
-        lambda: deployments.promotion_rollback(user=user, model=model, environment=env,
+        lambda: deployments.promotion_rollback(actor=user, model=model, environment=env,
                                                reason=request.POST.get("reason", "")),
         f"{model.name} is rolled back in {env.name}: the version live before is restored "
         f"and its MLflow alias follows.",
@@ -245,7 +245,7 @@ def model_request_promotion(request: HttpRequest, pk: int) -> HttpResponse:
         steps = parse_canary_steps(request.POST.get("canary_steps", ""))
         # The same arguments as the API's POST /api/v1/promotions: the service decides everything else.
         created = promotion_services.promotion_request(
-            user=user, version=version, environment=environment, reason=request.POST.get("reason", ""),
+            actor=user, version=version, environment=environment, reason=request.POST.get("reason", ""),
             strategy=request.POST.get("strategy", Strategy.FULL), canary_steps=steps,
         )
     except ValueError as exc:  # GovernanceError (refusals) and bad canary steps: nothing was written
@@ -408,7 +408,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     promotion = _visible_request(user, pk)
     service, argument, success = _ACTIONS[action]
     text = request.POST.get("comment", "")
-    run_action(request, lambda: service(user=user, request=promotion, **{argument: text}), success.format(pk=pk))
+    run_action(request, lambda: service(actor=user, promotion=promotion, **{argument: text}), success.format(pk=pk))
     return HttpResponseRedirect(reverse("console-request", args=[pk]))
 
 
@@ -453,7 +453,7 @@ def breakglass_approve(request: HttpRequest, pk: int) -> HttpResponse:
             else "reviewed")
     run_action(
         request,
-        lambda: break_glass.break_glass_review_conclude(user=user, review=review, outcome=outcome,
+        lambda: break_glass.break_glass_review_conclude(actor=user, review=review, outcome=outcome,
                                                         comment=request.POST.get("comment", "")),
         f"Break-glass promotion #{review.request_id} is {done}.",
     )

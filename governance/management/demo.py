@@ -188,75 +188,75 @@ def seed_promotions() -> None:
     omar, priya, sam, mira, bruno, alice = (_user(u) for u in ("omar", "priya", "sam", "mira", "bruno", "alice"))
     # Alice (InfoSec) vouches that MLflow's user "omar" is Omar's account: the mirror then knows who
     # registered each version. MLflow's tags (owner, data_classification) grant and set nothing.
-    identity_links.identity_link_create(user=alice, mlflow_identity="omar", account=omar,
+    identity_links.identity_link_create(actor=alice, mlflow_identity="omar", account=omar,
                                         reason="MLflow SSO identity checked against the IdP (SEC-2026-77)")
     _mlflow_versions(FRAUD, FRAUD_VERSIONS, "omar")
     _mlflow_versions(CHARGEBACK, [(0.87, 0.52, ["chargebacks-2026q3"], "Predicts chargeback probability.")], "omar")
     registry_reconcile()
     for name in (FRAUD, CHARGEBACK):  # ownership is assigned here, never taken from MLflow's owner tag
-        registered_models.model_owner_set(user=alice, model=RegisteredModel.objects.get(name=name), owner=omar,
+        registered_models.model_owner_set(actor=alice, model=RegisteredModel.objects.get(name=name), owner=omar,
                                           reason="Owner of the fraud models per the model inventory (MRM-2026-Q4)")
     dev, staging, prod = _env("dev"), _env("staging"), _env("production")
 
     def to_staging(number: int, strategy: str = "full") -> PromotionRequest:
         version = _version(FRAUD, number)
-        promotions.promotion_request(user=omar, version=version, environment=dev, reason="nightly build passed")
+        promotions.promotion_request(actor=omar, version=version, environment=dev, reason="nightly build passed")
         request = promotions.promotion_request(
-            user=omar, version=version, environment=staging, strategy=strategy,
+            actor=omar, version=version, environment=staging, strategy=strategy,
             reason=f"v{number} for validation on shadow traffic",
         )
-        promotions.promotion_approve(user=priya, request=request, comment="Backtest and fairness report reviewed.")
+        promotions.promotion_approve(actor=priya, promotion=request, comment="Backtest and fairness report reviewed.")
         return request
 
     # v1: the whole way to production.
     to_staging(1)
     _backdate_staging(_version(FRAUD, 1), 10)
     v1_prod = promotions.promotion_request(
-        user=omar, version=_version(FRAUD, 1), environment=prod, reason="First production release of the model."
+        actor=omar, version=_version(FRAUD, 1), environment=prod, reason="First production release of the model."
     )
-    promotions.promotion_approve(user=mira, request=v1_prod, comment="Model-risk validation MRV-114 complete.")
-    promotions.promotion_approve(user=sam, request=v1_prod, comment="Data access and PCI scope reviewed.")
+    promotions.promotion_approve(actor=mira, promotion=v1_prod, comment="Model-risk validation MRV-114 complete.")
+    promotions.promotion_approve(actor=sam, promotion=v1_prod, comment="Data access and PCI scope reviewed.")
 
     # v2: production rejected by model risk.
     to_staging(2)
     _backdate_staging(_version(FRAUD, 2), 6)
     v2_prod = promotions.promotion_request(
-        user=omar, version=_version(FRAUD, 2), environment=prod, reason="Q2 retrain with merchant features."
+        actor=omar, version=_version(FRAUD, 2), environment=prod, reason="Q2 retrain with merchant features."
     )
     promotions.promotion_reject(
-        user=mira, request=v2_prod, comment="AUC regressed on the LATAM segment (0.87 vs 0.91); not approved."
+        actor=mira, promotion=v2_prod, comment="AUC regressed on the LATAM segment (0.87 vs 0.91); not approved."
     )
 
     # v3: a canary through staging, then production, then rolled back.
     v3_staging = to_staging(3, strategy="canary")
     for step in (5, 25, 50):
-        deployments.promotion_report_progress(actor=SERVING, request=v3_staging, status="step", traffic_percent=step)
+        deployments.promotion_report_progress(actor=SERVING, promotion=v3_staging, status="step", traffic_percent=step)
     deployments.promotion_report_progress(
-        actor=SERVING, request=v3_staging, status="completed", detail="error rate and latency within SLO"
+        actor=SERVING, promotion=v3_staging, status="completed", detail="error rate and latency within SLO"
     )
     _backdate_staging(_version(FRAUD, 3), 3)
     v3_prod = promotions.promotion_request(
-        user=omar, version=_version(FRAUD, 3), environment=prod, reason="Device fingerprints improve recall."
+        actor=omar, version=_version(FRAUD, 3), environment=prod, reason="Device fingerprints improve recall."
     )
-    promotions.promotion_approve(user=mira, request=v3_prod, comment="MRV-131 complete.")
-    promotions.promotion_approve(user=sam, request=v3_prod, comment="Fingerprint dataset access approved (AR-88).")
+    promotions.promotion_approve(actor=mira, promotion=v3_prod, comment="MRV-131 complete.")
+    promotions.promotion_approve(actor=sam, promotion=v3_prod, comment="Fingerprint dataset access approved (AR-88).")
     deployments.promotion_rollback(
-        user=omar, model=v3_prod.version.model, environment=prod,
+        actor=omar, model=v3_prod.version.model, environment=prod,
         reason="p99 latency breached the 50 ms SLO after rollout; back to v1.",
     )
 
     # v4: break-glass during a fraud spike, with its post-hoc review still open.
     to_staging(4)
     break_glass.promotion_break_glass(
-        user=bruno, version=_version(FRAUD, 4), environment=prod,
+        actor=bruno, version=_version(FRAUD, 4), environment=prod,
         justification="INC-2291: new BIN attack, v1 misses it; losses rising. Emergency release of v4.",
     )
 
     # v5: waiting for an approver in staging.
     version5 = _version(FRAUD, 5)
-    promotions.promotion_request(user=omar, version=version5, environment=dev, reason="nightly build passed")
+    promotions.promotion_request(actor=omar, version=version5, environment=dev, reason="nightly build passed")
     promotions.promotion_request(
-        user=omar, version=version5, environment=staging, reason="Chargeback labels; candidate for Q4."
+        actor=omar, version=version5, environment=staging, reason="Chargeback labels; candidate for Q4."
     )
 
     # Someone points chargeback-risk's production alias at v1 directly in MLflow, bypassing
@@ -384,7 +384,7 @@ def seed_operations() -> None:
 
     # A second break-glass (chargeback-risk into staging) whose review deadline has passed.
     emergency = break_glass.promotion_break_glass(
-        user=bruno, version=_version(CHARGEBACK, 1), environment=_env("staging"),
+        actor=bruno, version=_version(CHARGEBACK, 1), environment=_env("staging"),
         justification="INC-2288: chargeback spike; staging replay needed before the weekend.",
     )
     BreakGlassReview.objects.filter(request=emergency).update(due_at=now - timedelta(hours=6))

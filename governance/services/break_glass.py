@@ -71,7 +71,7 @@ def _alerts_break_glass_budget(service: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return service(*args, **kwargs)
         except BreakGlassBudgetExceeded as exc:
-            user = cast(User, kwargs["user"])
+            user = cast(User, kwargs["actor"])
             version = cast(ModelVersion, kwargs["version"])
             environment = cast(Environment, kwargs["environment"])
             budget = exc.budget
@@ -119,7 +119,7 @@ def _check_break_glass_budget(user: User, environment: Environment, now: datetim
 @records_deploy_to_denial
 @transaction.atomic
 def promotion_break_glass(
-    *, user: User, version: ModelVersion, environment: Environment, justification: str
+    *, actor: User, version: ModelVersion, environment: Environment, justification: str
 ) -> PromotionRequest:
     """Emergency promotion without approvals; opens a post-hoc review with a deadline.
 
@@ -127,9 +127,9 @@ def promotion_break_glass(
     promotion is refused with ``break_glass_budget_exceeded``, nothing of it is written, and a compliance
     violation of that kind alerts InfoSec."""
     justification = require_text(justification, "justification")
-    if roles.BREAK_GLASS not in role_names(user):
+    if roles.BREAK_GLASS not in role_names(actor):
         raise NotPermitted("only members of the break-glass group may promote without approval")
-    check_deploy_grant(user, version, environment)  # access catalog: restricted data
+    check_deploy_grant(actor, version, environment)  # access catalog: restricted data
     live = selectors.live_version(model_id=version.model_id, environment=environment)
     if live is not None and live.version_id == version.pk:
         raise GovernanceError(f"{version.ref} is already live in {environment.name}", code="already_live")
@@ -141,15 +141,15 @@ def promotion_break_glass(
             f"promotion #{open_request.pk} for {version.ref} to {environment.name} is already {open_request.state}",
             code="duplicate",
         )
-    _check_break_glass_budget(user, environment, timezone.now())
+    _check_break_glass_budget(actor, environment, timezone.now())
     if open_request is not None:
         # An emergency must not wait for someone to withdraw the ordinary request: it is superseded.
-        mark_withdrawn(open_request, Actor.user(user), "superseded by a break-glass promotion")
+        mark_withdrawn(open_request, Actor.user(actor), "superseded by a break-glass promotion")
     policy, _ = selectors.policy_for(environment=environment, model_id=version.model_id)
     results, digest = evaluate(version, environment, policy)
     now = timezone.now()
     request = PromotionRequest.objects.create(
-        version=version, environment=environment, requested_by=user, reason=justification, is_break_glass=True,
+        version=version, environment=environment, requested_by=actor, reason=justification, is_break_glass=True,
         state=State.APPROVED, decided_at=now, evidence=evidence_doc(version, results), evidence_digest=digest,
     )
     review = BreakGlassReview.objects.create(
@@ -157,7 +157,7 @@ def promotion_break_glass(
     )
     record(
         event_type="promotion.break_glass",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=promotion_subject(request),
         payload={**base_payload(request), "justification": justification, "review_due_at": review.due_at.isoformat(),
                  "gates": request.evidence["gates"], "break_glass": True},
@@ -175,14 +175,14 @@ class Outcome:
 
 
 @transaction.atomic
-def break_glass_review_approve(*, user: User, review: BreakGlassReview, comment: str) -> BreakGlassReview:
+def break_glass_review_approve(*, actor: User, review: BreakGlassReview, comment: str) -> BreakGlassReview:
     """Conclude a break-glass review as justified (``break_glass_review_conclude``)."""
-    return break_glass_review_conclude(user=user, review=review, outcome=Outcome.JUSTIFIED, comment=comment)
+    return break_glass_review_conclude(actor=actor, review=review, outcome=Outcome.JUSTIFIED, comment=comment)
 
 
 @transaction.atomic
 def break_glass_review_conclude(
-    *, user: User, review: BreakGlassReview, outcome: str, comment: str
+    *, actor: User, review: BreakGlassReview, outcome: str, comment: str
 ) -> BreakGlassReview:
     """Conclude an open or overdue break-glass review: ``justified`` (state ``approved``) or ``unjustified``.
 
@@ -203,41 +203,41 @@ def break_glass_review_conclude(
     if review.state in (BreakGlassReview.State.APPROVED, BreakGlassReview.State.UNJUSTIFIED):
         raise InvalidState(f"this break-glass review is already concluded ({review.state})")
     request = review.request
-    if same_person(user, request.requested_by_id):
-        raise NotPermitted(f"{who(user, request.requested_by_id)} used break-glass, so you cannot review it",
+    if same_person(actor, request.requested_by_id):
+        raise NotPermitted(f"{who(actor, request.requested_by_id)} used break-glass, so you cannot review it",
                            code="self_approval")
     registered_by = request.version.registered_by_id
-    if registered_by is not None and same_person(user, registered_by):
-        raise NotPermitted(f"{who(user, registered_by)} registered this model version, so you cannot review its "
+    if registered_by is not None and same_person(actor, registered_by):
+        raise NotPermitted(f"{who(actor, registered_by)} registered this model version, so you cannot review its "
                            "release", code="self_approval")
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
     # An environment whose policy names no approvers (dev) is reviewed by InfoSec.
     reviewers = set(policy.approval_groups) or {roles.INFOSEC}
-    if not role_names(user) & reviewers:
+    if not role_names(actor) & reviewers:
         raise NotPermitted(
             "break-glass reviews must come from: " + ", ".join(sorted(reviewers)), code="not_in_required_group"
         )
     late = review.state == BreakGlassReview.State.OVERDUE
     review.state = (BreakGlassReview.State.APPROVED if outcome == Outcome.JUSTIFIED
                     else BreakGlassReview.State.UNJUSTIFIED)
-    review.reviewed_by = user
+    review.reviewed_by = actor
     review.comment = comment
     review.reviewed_at = timezone.now()
     review.save(update_fields=["state", "reviewed_by", "comment", "reviewed_at"])
     if outcome == Outcome.JUSTIFIED:
         record(
             event_type="promotion.break_glass_reviewed",
-            actor=Actor.user(user),
+            actor=Actor.user(actor),
             subject=promotion_subject(request),
             payload={**base_payload(request), "comment": comment, "late": late},
         )
         return review
-    undone = _undo_break_glass(request, user=user, comment=comment) if policy.rollback_unjustified_break_glass \
+    undone = _undo_break_glass(request, user=actor, comment=comment) if policy.rollback_unjustified_break_glass \
         else "the policy does not roll back unjustified break-glass"
     reverted = undone in ("rolled_back", "withdrawn")
     record(
         event_type="promotion.break_glass_found_unjustified",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=promotion_subject(request),
         payload={**base_payload(request), "comment": comment, "late": late, "reverted": reverted},
     )
@@ -246,9 +246,9 @@ def break_glass_review_conclude(
         subject=promotion_subject(request),
         summary=f"break-glass promotion #{request.pk} of {request.version.ref} to {request.environment.name} "
         "was found unjustified" + (f" and {undone.replace('_', ' ')}" if reverted else f" ({undone})"),
-        details={**base_payload(request), "reviewer": principal_label(user), "outcome": undone},
+        details={**base_payload(request), "reviewer": principal_label(actor), "outcome": undone},
         reverted=reverted,
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
     )
     return review
 
@@ -273,7 +273,7 @@ def _undo_break_glass(request: PromotionRequest, *, user: User, comment: str) ->
     ).first()
     if live is None or live.promotion_id != request.pk:
         return "not rolled back: another promotion has replaced it"
-    roll_back(live, user=user, reason=reason)
+    roll_back(live, actor=user, reason=reason)
     return "rolled_back"
 
 

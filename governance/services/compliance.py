@@ -40,21 +40,21 @@ def violation_record(
 
 @transaction.atomic
 def violation_acknowledge(
-    *, user: User, violation: ComplianceViolation, comment: str
+    *, actor: User, violation: ComplianceViolation, comment: str
 ) -> ComplianceViolation:
     comment = require_text(comment, "comment")
-    if roles.INFOSEC not in role_names(user):
+    if roles.INFOSEC not in role_names(actor):
         raise NotPermitted("only InfoSec may acknowledge a compliance violation")
     violation = lock_objects.violations_lock().get(pk=violation.pk)
     if violation.acknowledged_at is not None:
         raise InvalidState("this violation is already acknowledged")
-    violation.acknowledged_by = user
+    violation.acknowledged_by = actor
     violation.acknowledged_at = timezone.now()
     violation.acknowledgement = comment
     violation.save(update_fields=["acknowledged_by", "acknowledged_at", "acknowledgement"])
     record(
         event_type="compliance.violation_acknowledged",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject(violation.subject_type, violation.subject_id),
         payload={"violation_id": violation.pk, "kind": violation.kind, "comment": comment},
     )

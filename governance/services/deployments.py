@@ -43,28 +43,28 @@ def rollout_alias(request: PromotionRequest) -> str:
 
 
 @transaction.atomic
-def promotion_deploy_start(*, request: PromotionRequest) -> PromotionRequest:
+def promotion_deploy_start(*, promotion: PromotionRequest) -> PromotionRequest:
     """approved → deploying (idempotent for a request already deploying)."""
-    request = lock_promotion(request)
-    if request.state == State.DEPLOYING:
-        request.deploy_attempts += 1
-        request.save(update_fields=["deploy_attempts"])
-        return request
-    if request.state != State.APPROVED:
-        raise InvalidState(f"promotion #{request.pk} is {request.state}; only approved requests can be deployed")
-    live = selectors.live_version(model_id=request.version.model_id, environment=request.environment)
-    request.previous_version = live.version if live else None
-    request.state = State.DEPLOYING
-    request.deploy_attempts += 1
-    request.save(update_fields=["previous_version", "state", "deploy_attempts"])
+    promotion = lock_promotion(promotion)
+    if promotion.state == State.DEPLOYING:
+        promotion.deploy_attempts += 1
+        promotion.save(update_fields=["deploy_attempts"])
+        return promotion
+    if promotion.state != State.APPROVED:
+        raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}; only approved requests can be deployed")
+    live = selectors.live_version(model_id=promotion.version.model_id, environment=promotion.environment)
+    promotion.previous_version = live.version if live else None
+    promotion.state = State.DEPLOYING
+    promotion.deploy_attempts += 1
+    promotion.save(update_fields=["previous_version", "state", "deploy_attempts"])
     record(
         event_type="promotion.deploy_started",
         actor=Actor.system("deployer"),
-        subject=promotion_subject(request),
-        payload={**base_payload(request), "strategy": request.strategy, "alias": rollout_alias(request),
+        subject=promotion_subject(promotion),
+        payload={**base_payload(promotion), "strategy": promotion.strategy, "alias": rollout_alias(promotion),
                  "previous_version": live.version.version if live else None},
     )
-    return request
+    return promotion
 
 
 def _make_live(request: PromotionRequest, now: datetime) -> None:
@@ -76,39 +76,39 @@ def _make_live(request: PromotionRequest, now: datetime) -> None:
 
 
 @transaction.atomic
-def promotion_alias_applied(*, request: PromotionRequest, alias: str) -> PromotionRequest:
+def promotion_alias_applied(*, promotion: PromotionRequest, alias: str) -> PromotionRequest:
     """MLflow now points ``alias`` at the version. A full rollout is then deployed."""
-    request = lock_promotion(request)
-    if request.state != State.DEPLOYING:
-        raise InvalidState(f"promotion #{request.pk} is {request.state}, not deploying")
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.DEPLOYING:
+        raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}, not deploying")
     now = timezone.now()
     record(
         event_type="promotion.alias_applied",
         actor=Actor.system("deployer"),
-        subject=promotion_subject(request),
-        payload={**base_payload(request), "alias": alias},
+        subject=promotion_subject(promotion),
+        payload={**base_payload(promotion), "alias": alias},
     )
-    if alias == request.environment.mlflow_alias:
-        request.state = State.DEPLOYED
-        request.deployed_at = now
-        request.traffic_percent = 100  # the environment's alias now serves this version
-        request.save(update_fields=["state", "deployed_at", "traffic_percent"])
-        _make_live(request, now)
+    if alias == promotion.environment.mlflow_alias:
+        promotion.state = State.DEPLOYED
+        promotion.deployed_at = now
+        promotion.traffic_percent = 100  # the environment's alias now serves this version
+        promotion.save(update_fields=["state", "deployed_at", "traffic_percent"])
+        _make_live(promotion, now)
         record(
             event_type="promotion.deployed",
             actor=Actor.system("deployer"),
-            subject=promotion_subject(request),
-            payload={**base_payload(request), "strategy": request.strategy},
+            subject=promotion_subject(promotion),
+            payload={**base_payload(promotion), "strategy": promotion.strategy},
         )
         # Read under the request's lock: a conclusion committed before it is seen here, one after it
         # finds the promotion deployed and rolls it back itself.
-        review = _unjustified_review(request)
+        review = _unjustified_review(promotion)
         if review is not None and review.reviewed_by is not None:
             live = lock_objects.live_deployments_lock().select_related("environment").get(
-                model_id=request.version.model_id, environment=request.environment)
-            roll_back(live, user=review.reviewed_by, reason=unjustified_reason(request, review.comment,
+                model_id=promotion.version.model_id, environment=promotion.environment)
+            roll_back(live, actor=review.reviewed_by, reason=unjustified_reason(promotion, review.comment,
                                                                                  "its deployment completed"))
-    return request
+    return promotion
 
 
 def _unjustified_review(request: PromotionRequest) -> BreakGlassReview | None:
@@ -130,28 +130,28 @@ def unjustified_reason(request: PromotionRequest, comment: str, when: str = "") 
 
 
 @transaction.atomic
-def promotion_deploy_refuse_unjustified(*, request: PromotionRequest) -> bool:
+def promotion_deploy_refuse_unjustified(*, promotion: PromotionRequest) -> bool:
     """The deploy tasks ask this before moving an alias: a break-glass promotion whose review concluded
     "unjustified" (with rollback by policy) while it was deploying is stopped instead (``failed``,
     recorded; nothing was live of it). Returns whether it was stopped; otherwise nothing changes."""
-    request = lock_promotion(request)
-    if request.state != State.DEPLOYING:
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.DEPLOYING:
         return False
-    review = _unjustified_review(request)
+    review = _unjustified_review(promotion)
     if review is None:
         return False
-    _mark_failed(request, "deployment stopped: " + unjustified_reason(request, review.comment),
+    _mark_failed(promotion, "deployment stopped: " + unjustified_reason(promotion, review.comment),
                  Actor.system("deployer"))
     return True
 
 
 @transaction.atomic
-def promotion_deploy_failed(*, request: PromotionRequest, error: str) -> PromotionRequest:
-    request = lock_promotion(request)
-    if request.state != State.DEPLOYING:
-        raise InvalidState(f"promotion #{request.pk} is {request.state}, not deploying")
-    _mark_failed(request, error, Actor.system("deployer"))
-    return request
+def promotion_deploy_failed(*, promotion: PromotionRequest, error: str) -> PromotionRequest:
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.DEPLOYING:
+        raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}, not deploying")
+    _mark_failed(promotion, error, Actor.system("deployer"))
+    return promotion
 
 
 def _mark_failed(request: PromotionRequest, error: str, actor: Actor) -> None:
@@ -173,8 +173,8 @@ PROGRESS_STATUSES = ("step", "completed", "failed")
 
 @transaction.atomic
 def promotion_report_progress(
-    *, actor: Actor, request: PromotionRequest, status: str, traffic_percent: int | None = None, detail: str = "",
-    user: User | None = None,
+    *, actor: Actor, promotion: PromotionRequest, status: str, traffic_percent: int | None = None, detail: str = "",
+    account: User | None = None,
 ) -> PromotionRequest:
     """A runtime reports a canary/shadow rollout's progress or outcome.
 
@@ -183,58 +183,58 @@ def promotion_report_progress(
     passes ``user`` (a person or a service account's user): only the requester, the
     model's owner, InfoSec or a holder of ``deploy_to`` may report.
     """
-    if user is not None and not selectors.may_report_progress(user, request):
+    if account is not None and not selectors.may_report_progress(account, promotion):
         raise NotPermitted("you may not report this rollout's progress")
     if status not in PROGRESS_STATUSES:
         raise GovernanceError(f"status must be one of {', '.join(PROGRESS_STATUSES)}", code="invalid_status")
-    request = lock_promotion(request)
-    if request.state != State.DEPLOYING or request.strategy == Strategy.FULL:
-        raise InvalidState(f"promotion #{request.pk} is not a canary or shadow rollout in progress")
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.DEPLOYING or promotion.strategy == Strategy.FULL:
+        raise InvalidState(f"promotion #{promotion.pk} is not a canary or shadow rollout in progress")
     if status == "step":
-        if request.strategy != Strategy.CANARY:
+        if promotion.strategy != Strategy.CANARY:
             raise GovernanceError("traffic steps only apply to canary rollouts", code="invalid_status")
-        if traffic_percent is None or traffic_percent not in request.canary_steps:
+        if traffic_percent is None or traffic_percent not in promotion.canary_steps:
             raise GovernanceError(
-                f"traffic_percent must be one of the request's canary steps {request.canary_steps}",
+                f"traffic_percent must be one of the request's canary steps {promotion.canary_steps}",
                 code="invalid_step",
             )
-        if traffic_percent is None or traffic_percent <= request.traffic_percent:
+        if traffic_percent is None or traffic_percent <= promotion.traffic_percent:
             raise GovernanceError("canary traffic only moves forward; roll back instead", code="invalid_step")
-        request.traffic_percent = traffic_percent
-        request.save(update_fields=["traffic_percent"])
+        promotion.traffic_percent = traffic_percent
+        promotion.save(update_fields=["traffic_percent"])
     record(
         event_type="promotion.progress_reported",
         actor=actor,
-        subject=promotion_subject(request),
-        payload={**base_payload(request), "status": status, "traffic_percent": request.traffic_percent,
+        subject=promotion_subject(promotion),
+        payload={**base_payload(promotion), "status": status, "traffic_percent": promotion.traffic_percent,
                  "detail": detail[:500]},
     )
     if status == "completed":
         # The marker: the main alias moves by our hand between now and promotion_alias_applied.
-        request.rollout_completing_at = timezone.now()
-        request.save(update_fields=["rollout_completing_at"])
-        signals.rollout_completed.send(sender=PromotionRequest, promotion_id=request.pk)
+        promotion.rollout_completing_at = timezone.now()
+        promotion.save(update_fields=["rollout_completing_at"])
+        signals.rollout_completed.send(sender=PromotionRequest, promotion_id=promotion.pk)
     elif status == "failed":
-        _mark_failed(request, detail or "rollout reported failed", actor)
-        signals.rollout_failed.send(sender=PromotionRequest, promotion_id=request.pk)
-    return request
+        _mark_failed(promotion, detail or "rollout reported failed", actor)
+        signals.rollout_failed.send(sender=PromotionRequest, promotion_id=promotion.pk)
+    return promotion
 
 
 @transaction.atomic
 def promotion_rollback(
-    *, user: User, model: RegisteredModel, environment: Environment, reason: str
+    *, actor: User, model: RegisteredModel, environment: Environment, reason: str
 ) -> PromotionRequest:
     """Put the previously deployed version back in ``environment`` in one action (alias moved after commit)."""
     reason = require_text(reason, "reason")
-    if not may_roll_back(user, model):
+    if not may_roll_back(actor, model):
         raise NotPermitted("only the model's owner, a model-owner, InfoSec or break-glass may roll back")
     live = lock_objects.live_deployments_lock().filter(model=model, environment=environment).first()
     if live is None:
         raise InvalidState(f"no version of {model.name} is live in {environment.name}")
-    return roll_back(live, user=user, reason=reason)
+    return roll_back(live, actor=actor, reason=reason)
 
 
-def roll_back(live: LiveDeployment, *, user: User, reason: str) -> PromotionRequest:
+def roll_back(live: LiveDeployment, *, actor: User, reason: str) -> PromotionRequest:
     """The one rollback path: the live promotion becomes ``rolled_back``, the previously deployed version
     is live again (or none), recorded, and MLflow follows after commit. The caller holds ``live``'s lock
     and has decided that ``user`` may (``promotion_rollback``, or a break-glass review by policy)."""
@@ -263,7 +263,7 @@ def roll_back(live: LiveDeployment, *, user: User, reason: str) -> PromotionRequ
         live.delete()
     record(
         event_type="promotion.rolled_back",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=promotion_subject(request),
         payload={**base_payload(request), "reason": reason,
                  "restored_version": restored.version if restored else None},

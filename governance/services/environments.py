@@ -67,7 +67,7 @@ def policy_check(*, environment: Environment, rules: Any) -> Policy:
 
 
 def policy_apply(
-    *, user: User, environment: Environment, rules: Any, model: RegisteredModel | None
+    *, actor: User, environment: Environment, rules: Any, model: RegisteredModel | None
 ) -> PromotionPolicy:
     """Write a checked policy and record it. Callers check and hold the environment's lock."""
     policy, created = PromotionPolicy.objects.update_or_create(
@@ -75,7 +75,7 @@ def policy_apply(
     )
     record(
         event_type="policy.updated",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("environment", environment.name),
         payload={"environment": environment.name, "model": model.name if model else None, "rules": rules,
                  "created": created},
@@ -85,17 +85,17 @@ def policy_apply(
 
 @transaction.atomic
 def policy_set(
-    *, user: User, environment: Environment, rules: Any, model: RegisteredModel | None = None
+    *, actor: User, environment: Environment, rules: Any, model: RegisteredModel | None = None
 ) -> PromotionPolicy:
     """Create or replace the policy of an unprotected environment (or of one model in it). InfoSec only.
 
     Refuses a protected environment (``two_person_required``: see ``governance.services.change_requests``)
     and any policy below the floor."""
-    require_infosec(user, "change promotion policies")
+    require_infosec(actor, "change promotion policies")
     policy_check(environment=environment, rules=rules)
     environment = lock_environment(environment)
     _refuse_if_protected(environment, "changing its policies")
-    return policy_apply(user=user, environment=environment, rules=rules, model=model)
+    return policy_apply(actor=actor, environment=environment, rules=rules, model=model)
 
 
 def environment_changes(
@@ -120,14 +120,14 @@ def environment_changes(
     return changes
 
 
-def environment_apply(*, user: User, environment: Environment, changes: dict[str, Any]) -> Environment:
+def environment_apply(*, actor: User, environment: Environment, changes: dict[str, Any]) -> Environment:
     """Write checked changes and record them. Callers check and hold the environment's lock."""
     for key, value in changes.items():
         setattr(environment, key, value)
     environment.save(update_fields=list(changes))
     record(
         event_type="environment.updated",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("environment", environment.name),
         payload={"environment": environment.name, "changes": changes},
     )
@@ -136,19 +136,19 @@ def environment_apply(*, user: User, environment: Environment, changes: dict[str
 
 @transaction.atomic
 def environment_update(
-    *, user: User, environment: Environment, max_data_classification: str | None = None,
+    *, actor: User, environment: Environment, max_data_classification: str | None = None,
     mlflow_alias: str | None = None, description: str | None = None,
 ) -> Environment:
     """Change an unprotected environment's alias, ceiling or description. InfoSec only; a protected
     environment is refused (``two_person_required``)."""
-    require_infosec(user, "change environments")
+    require_infosec(actor, "change environments")
     changes = environment_changes(environment=environment, max_data_classification=max_data_classification,
                                   mlflow_alias=mlflow_alias, description=description)
     if not changes:
         return environment
     locked = lock_environment(environment)
     _refuse_if_protected(locked, "changing it")
-    environment_apply(user=user, environment=locked, changes=changes)
+    environment_apply(actor=actor, environment=locked, changes=changes)
     for key, value in changes.items():  # the caller's copy says what was saved
         setattr(environment, key, value)
     return environment
@@ -185,12 +185,12 @@ def environment_create_check(
             "description": description[:300]}
 
 
-def environment_create_apply(*, user: User, fields: dict[str, Any]) -> Environment:
+def environment_create_apply(*, actor: User, fields: dict[str, Any]) -> Environment:
     """Create a checked environment and record it."""
     environment = Environment.objects.create(**fields)
     record(
         event_type="environment.created",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("environment", environment.name),
         payload={"environment": environment.name, "order": environment.order,
                  "mlflow_alias": environment.mlflow_alias,
@@ -201,34 +201,34 @@ def environment_create_apply(*, user: User, fields: dict[str, Any]) -> Environme
 
 @transaction.atomic
 def environment_create(
-    *, user: User, name: str, order: int, mlflow_alias: str, max_data_classification: str, description: str = ""
+    *, actor: User, name: str, order: int, mlflow_alias: str, max_data_classification: str, description: str = ""
 ) -> Environment:
     """Add an environment to the promotion path (e.g. ``pre-prod`` between staging and production). InfoSec only.
 
     One joining the path below a protected environment changes that environment's path, so it is
     refused (``two_person_required``) and goes through a change request of that environment."""
-    require_infosec(user, "add environments")
+    require_infosec(actor, "add environments")
     fields = environment_create_check(name=name, order=order, mlflow_alias=mlflow_alias,
                                       max_data_classification=max_data_classification, description=description)
     above = protected_above(fields["order"])
     if above is not None:
         lock_environment(above)
         _refuse_if_protected(above, f"adding an environment to the path below {above.name}")
-    return environment_create_apply(user=user, fields=fields)
+    return environment_create_apply(actor=actor, fields=fields)
 
 
 @transaction.atomic
-def environment_protect(*, user: User, environment: Environment) -> Environment:
+def environment_protect(*, actor: User, environment: Environment) -> Environment:
     """Protect an environment (two-person control from now on). InfoSec only, in one step: it only
     tightens. Removing protection is itself a protected change (a change request)."""
-    require_infosec(user, "protect environments")
+    require_infosec(actor, "protect environments")
     locked = lock_environment(environment)
     if not locked.protected:
         locked.protected = True
         locked.save(update_fields=["protected"])
         record(
             event_type="environment.protection_changed",
-            actor=Actor.user(user),
+            actor=Actor.user(actor),
             subject=Subject("environment", locked.name),
             payload={"environment": locked.name, "protected": True},
         )
@@ -236,13 +236,13 @@ def environment_protect(*, user: User, environment: Environment) -> Environment:
     return environment
 
 
-def environment_unprotect_apply(*, user: User, environment: Environment) -> Environment:
+def environment_unprotect_apply(*, actor: User, environment: Environment) -> Environment:
     """Remove protection, as approved by a change request. Callers hold the environment's lock."""
     environment.protected = False
     environment.save(update_fields=["protected"])
     record(
         event_type="environment.protection_changed",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("environment", environment.name),
         payload={"environment": environment.name, "protected": False},
     )
@@ -267,16 +267,16 @@ def freeze_window_check(*, starts_at: datetime, ends_at: datetime, reason: str) 
 
 
 def freeze_window_apply(
-    *, user: User, environment: Environment, starts_at: datetime, ends_at: datetime, reason: str,
+    *, actor: User, environment: Environment, starts_at: datetime, ends_at: datetime, reason: str,
     created_by: User | None = None,
 ) -> FreezeWindow:
     """Create a checked freeze window and record it (``created_by``: who declared it, default ``user``)."""
     freeze = FreezeWindow.objects.create(
-        environment=environment, starts_at=starts_at, ends_at=ends_at, reason=reason, created_by=created_by or user
+        environment=environment, starts_at=starts_at, ends_at=ends_at, reason=reason, created_by=created_by or actor
     )
     record(
         event_type="environment.freeze_declared",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("environment", environment.name),
         payload={"environment": environment.name, "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(),
                  "reason": reason},
@@ -286,12 +286,12 @@ def freeze_window_apply(
 
 @transaction.atomic
 def freeze_window_create(
-    *, user: User, environment: Environment, starts_at: datetime, ends_at: datetime, reason: str
+    *, actor: User, environment: Environment, starts_at: datetime, ends_at: datetime, reason: str
 ) -> FreezeWindow:
     """Declare a freeze window of an unprotected environment. InfoSec only; a protected environment
     is refused (``two_person_required``)."""
-    require_infosec(user, "declare freeze windows")
+    require_infosec(actor, "declare freeze windows")
     reason = freeze_window_check(starts_at=starts_at, ends_at=ends_at, reason=reason)
     locked = lock_environment(environment)
     _refuse_if_protected(locked, "declaring a freeze window")
-    return freeze_window_apply(user=user, environment=locked, starts_at=starts_at, ends_at=ends_at, reason=reason)
+    return freeze_window_apply(actor=actor, environment=locked, starts_at=starts_at, ends_at=ends_at, reason=reason)

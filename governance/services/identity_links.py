@@ -33,14 +33,14 @@ def _identity(value: Any) -> str:
 
 
 @transaction.atomic
-def identity_link_create(*, user: User, mlflow_identity: str, account: User, reason: str) -> IdentityLink:
+def identity_link_create(*, actor: User, mlflow_identity: str, account: User, reason: str) -> IdentityLink:
     """InfoSec vouches that MLflow identity ``mlflow_identity`` is ``account``.
 
     Records ``mlflow.identity_linked`` (the identity as personal data of ``account``), then links
     the mirrored versions created by that identity that have no registrant yet. The link is only
     as strong as the MLflow server's authentication of ``user_id``.
     """
-    require_infosec(user, "link MLflow identities to accounts")
+    require_infosec(actor, "link MLflow identities to accounts")
     identity = _identity(mlflow_identity)
     reason = require_text(reason, "reason")
     if not isinstance(account, User) or account.pk is None or not account.is_active:
@@ -48,26 +48,26 @@ def identity_link_create(*, user: User, mlflow_identity: str, account: User, rea
     try:
         with transaction.atomic():
             link = IdentityLink.objects.create(mlflow_identity=identity, account=account, reason=reason,
-                                               created_by=user)
+                                               created_by=actor)
     except IntegrityError:
         raise InvalidState("this MLflow identity is already linked; remove that link first", code="duplicate") from None
     record(
         event_type="mlflow.identity_linked",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("identity_link", str(link.pk)),
         payload={"link_id": link.pk, "mlflow_identity": identity, "account": account_ref(account),
                  "reason": reason},
         data_subject=account_ref(account),
     )
     for version in ModelVersion.objects.filter(creator=identity, registered_by__isnull=True).order_by("pk"):
-        model_version_registrant_link(version=version, account=account, via_link=link, actor=Actor.user(user))
+        model_version_registrant_link(version=version, account=account, via_link=link, actor=Actor.user(actor))
     return link
 
 
 @transaction.atomic
-def identity_link_remove(*, user: User, link: IdentityLink, reason: str) -> None:
+def identity_link_remove(*, actor: User, link: IdentityLink, reason: str) -> None:
     """InfoSec removes a link. Versions already linked keep their registrant (it was true when linked)."""
-    require_infosec(user, "remove MLflow identity links")
+    require_infosec(actor, "remove MLflow identity links")
     reason = require_text(reason, "reason")
     locked = lock_objects.identity_links_lock().filter(pk=link.pk).first()
     if locked is None:
@@ -75,7 +75,7 @@ def identity_link_remove(*, user: User, link: IdentityLink, reason: str) -> None
     link = locked
     record(
         event_type="mlflow.identity_unlinked",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("identity_link", str(link.pk)),
         payload={"link_id": link.pk, "account": account_ref(link.account_id), "reason": reason},
     )

@@ -52,7 +52,7 @@ def _check_not_classified_by_lineage(version: ModelVersion, level: str) -> None:
 
 @transaction.atomic
 def model_version_declare_classification(
-    *, user: User, version: ModelVersion, level: str, reason: str
+    *, actor: User, version: ModelVersion, level: str, reason: str
 ) -> ModelVersion:
     """Declare the training data's classification (data steward or InfoSec).
 
@@ -63,7 +63,7 @@ def model_version_declare_classification(
     reason = require_text(reason, "reason")
     if level not in LEVELS:
         raise GovernanceError(f"classification must be one of {', '.join(LEVELS)}", code="invalid_level")
-    groups = role_names(user)
+    groups = role_names(actor)
     if not groups & {roles.DATA_STEWARD, roles.INFOSEC}:
         raise NotPermitted("only a data steward or InfoSec may declare a version's data classification")
     _check_not_classified_by_lineage(version, level)
@@ -72,13 +72,13 @@ def model_version_declare_classification(
     version.save(update_fields=["data_classification"])
     record(
         event_type="model.version_classified",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=version_subject(version),
         payload={"model": version.model.name, "version": version.version, "level": level,
                  "previous_level": previous or None, "reason": reason},
     )
     for request in PromotionRequest.objects.filter(version=version, state=State.PENDING):
-        promotion_reevaluate(request=request, actor=Actor.user(user))
+        promotion_reevaluate(promotion=request, actor=Actor.user(actor))
     return version
 
 
@@ -88,7 +88,7 @@ def is_service_account(account: User) -> bool:
 
 def _reevaluate_version(version: ModelVersion, actor: Actor) -> None:
     for request in PromotionRequest.objects.filter(version=version, state=State.PENDING).order_by("pk"):
-        promotion_reevaluate(request=request, actor=actor)
+        promotion_reevaluate(promotion=request, actor=actor)
 
 
 @transaction.atomic
@@ -132,7 +132,7 @@ def model_version_registrant_link(
 
 @transaction.atomic
 def model_version_report_registered(
-    *, user: User, version: ModelVersion, token_id: int, run_id: str
+    *, actor: User, version: ModelVersion, token_id: int, run_id: str
 ) -> ModelVersion:
     """A pipeline's API token reports "I registered this version": its service account becomes the registrant.
 
@@ -143,11 +143,11 @@ def model_version_report_registered(
     """
     if not isinstance(token_id, int) or isinstance(token_id, bool):
         raise NotPermitted("only a pipeline's API token may report that it registered a version")
-    if not is_service_account(user) or not user.is_active:
+    if not is_service_account(actor) or not actor.is_active:
         raise NotPermitted("only a service account's API token may report that it registered a version")
     run_id = (run_id or "").strip() if isinstance(run_id, str) else ""
     if not run_id:
         raise GovernanceError("run_id is required: the MLflow run the version was registered from", code="required")
     if run_id != version.run_id:
         raise GovernanceError(f"run_id does not match the MLflow run of {version.ref}", code="run_mismatch")
-    return model_version_registrant_link(version=version, account=user, token_id=token_id, actor=Actor.user(user))
+    return model_version_registrant_link(version=version, account=actor, token_id=token_id, actor=Actor.user(actor))

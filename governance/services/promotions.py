@@ -82,7 +82,7 @@ def records_deploy_to_denial(service: Callable[_P, _R]) -> Callable[_P, _R]:
             return service(*args, **kwargs)
         except NotPermitted as exc:
             if exc.code == NEEDS_DEPLOY_TO:
-                check(cast(User, kwargs["user"]), DEPLOY_TO, cast(Environment, kwargs["environment"]))
+                check(cast(User, kwargs["actor"]), DEPLOY_TO, cast(Environment, kwargs["environment"]))
             raise
 
     return wrapper
@@ -118,7 +118,7 @@ def may_request_promotion(user: User, model: RegisteredModel) -> bool:
 @transaction.atomic
 def promotion_request(
     *,
-    user: User,
+    actor: User,
     version: ModelVersion,
     environment: Environment,
     reason: str,
@@ -127,12 +127,12 @@ def promotion_request(
 ) -> PromotionRequest:
     """Ask to promote ``version`` into ``environment``. Gates are evaluated and kept as evidence."""
     reason = require_text(reason, "reason")
-    if not may_request_promotion(user, version.model):
+    if not may_request_promotion(actor, version.model):
         raise NotPermitted("only the model's owner or a model-owner may request a promotion")
     if strategy not in Strategy.values:
         raise GovernanceError(f"strategy must be one of {', '.join(Strategy.values)}", code="invalid_strategy")
     steps = _canary_steps(strategy, canary_steps)
-    check_deploy_grant(user, version, environment)  # access catalog: restricted data
+    check_deploy_grant(actor, version, environment)  # access catalog: restricted data
     now = timezone.now()
     _check_not_frozen(environment, now)
     _check_not_skipping(version, environment)
@@ -146,7 +146,7 @@ def promotion_request(
             request = PromotionRequest.objects.create(
                 version=version,
                 environment=environment,
-                requested_by=user,
+                requested_by=actor,
                 strategy=strategy,
                 canary_steps=steps,
                 reason=reason,
@@ -159,7 +159,7 @@ def promotion_request(
         ) from None
     record(
         event_type="promotion.requested",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=promotion_subject(request),
         payload={**base_payload(request), "strategy": strategy, "canary_steps": steps, "reason": reason,
                  "evidence_digest": digest, "gates": request.evidence["gates"]},
@@ -315,47 +315,48 @@ def _approver_group(
 
 
 @transaction.atomic
-def promotion_approve(*, user: User, request: PromotionRequest, comment: str) -> PromotionRequest:
+def promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str) -> PromotionRequest:
     """Record an approval; the request becomes approved once every rule and gate is satisfied."""
     comment = require_text(comment, "comment")
-    request = lock_promotion(request)
-    if request.state != State.PENDING:
-        raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending requests can be approved")
-    mine = _check_separation_of_duties(user, request)
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.PENDING:
+        raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}; only pending requests can be approved")
+    mine = _check_separation_of_duties(actor, promotion)
     now = timezone.now()
-    _check_not_frozen(request.environment, now)
-    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    _check_not_frozen(promotion.environment, now)
+    policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
     # Read once under the request's lock: no other approval of this request can appear meanwhile.
-    approvals = list(request.approvals.all())
-    group = _approver_group(user, request, policy, approvals)
-    refresh_evidence(request, policy, Actor.user(user), save=False)
-    others = [a for a in approvals if a.approver_id != user.pk and a.approver_id in mine]
+    approvals = list(promotion.approvals.all())
+    group = _approver_group(actor, promotion, policy, approvals)
+    refresh_evidence(promotion, policy, Actor.user(actor), save=False)
+    others = [a for a in approvals if a.approver_id != actor.pk and a.approver_id in mine]
     if others:
         # alice and alice-bot are one person: two approvals from them would count twice.
         raise GovernanceError("you have already decided on this promotion through another account you own",
                               code="duplicate_approval")
-    previous = next((a for a in approvals if a.approver_id == user.pk), None)
+    previous = next((a for a in approvals if a.approver_id == actor.pk), None)
     if previous is not None:
         cutoff = now - timedelta(days=policy.approval_expiry_days)
-        if previous.evidence_digest == request.evidence_digest and previous.created_at >= cutoff:
+        if previous.evidence_digest == promotion.evidence_digest and previous.created_at >= cutoff:
             raise GovernanceError("you have already decided on this promotion", code="duplicate_approval")
         # The evidence changed, or the approval expired: the new approval replaces the old one.
         previous.delete()
         approvals.remove(previous)
     approvals.append(Approval.objects.create(
-        request=request, approver=user, decision=Approval.Decision.APPROVE, group=group, comment=comment,
-        evidence_digest=request.evidence_digest,
+        request=promotion, approver=actor, decision=Approval.Decision.APPROVE, group=group, comment=comment,
+        evidence_digest=promotion.evidence_digest,
     ))
     record(
         event_type="promotion.approval_given",
-        actor=Actor.user(user),
-        subject=promotion_subject(request),
-        payload={**base_payload(request), "group": group, "comment": comment,
-                 "evidence_digest": request.evidence_digest},
+        actor=Actor.user(actor),
+        subject=promotion_subject(promotion),
+        payload={**base_payload(promotion), "group": group, "comment": comment,
+                 "evidence_digest": promotion.evidence_digest},
     )
     # One UPDATE carries the refreshed evidence and, when this approval completes the rules, the decision.
-    _approve_if_complete(request, policy, Actor.user(user), now, approvals, also_save=["evidence", "evidence_digest"])
-    return request
+    _approve_if_complete(promotion, policy, Actor.user(actor), now, approvals,
+                         also_save=["evidence", "evidence_digest"])
+    return promotion
 
 
 def _approve_if_complete(
@@ -393,42 +394,42 @@ def deploy_after_commit(request: PromotionRequest) -> None:
 
 
 @transaction.atomic
-def promotion_reject(*, user: User, request: PromotionRequest, comment: str) -> PromotionRequest:
+def promotion_reject(*, actor: User, promotion: PromotionRequest, comment: str) -> PromotionRequest:
     comment = require_text(comment, "comment")
-    request = lock_promotion(request)
-    if request.state != State.PENDING:
-        raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending requests can be rejected")
-    mine = _check_separation_of_duties(user, request)
-    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
-    group = _approver_group(user, request, policy)
-    if request.approvals.filter(approver_id__in=mine).exists():
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.PENDING:
+        raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}; only pending requests can be rejected")
+    mine = _check_separation_of_duties(actor, promotion)
+    policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
+    group = _approver_group(actor, promotion, policy)
+    if promotion.approvals.filter(approver_id__in=mine).exists():
         raise GovernanceError("you have already decided on this promotion", code="duplicate_approval")
     Approval.objects.create(
-        request=request, approver=user, decision=Approval.Decision.REJECT, group=group, comment=comment,
-        evidence_digest=request.evidence_digest,
+        request=promotion, approver=actor, decision=Approval.Decision.REJECT, group=group, comment=comment,
+        evidence_digest=promotion.evidence_digest,
     )
-    request.state = State.REJECTED
-    request.decided_at = timezone.now()
-    request.save(update_fields=["state", "decided_at"])
+    promotion.state = State.REJECTED
+    promotion.decided_at = timezone.now()
+    promotion.save(update_fields=["state", "decided_at"])
     record(
         event_type="promotion.rejected",
-        actor=Actor.user(user),
-        subject=promotion_subject(request),
-        payload={**base_payload(request), "group": group, "comment": comment},
+        actor=Actor.user(actor),
+        subject=promotion_subject(promotion),
+        payload={**base_payload(promotion), "group": group, "comment": comment},
     )
-    return request
+    return promotion
 
 
 @transaction.atomic
-def promotion_withdraw(*, user: User, request: PromotionRequest, reason: str) -> PromotionRequest:
+def promotion_withdraw(*, actor: User, promotion: PromotionRequest, reason: str) -> PromotionRequest:
     reason = require_text(reason, "reason")
-    request = lock_promotion(request)
-    if request.state not in (State.PENDING, State.APPROVED):
-        raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending or approved can be withdrawn")
-    if request.requested_by_id != user.pk and roles.INFOSEC not in role_names(user):
+    promotion = lock_promotion(promotion)
+    if promotion.state not in (State.PENDING, State.APPROVED):
+        raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}; only pending or approved can be withdrawn")
+    if promotion.requested_by_id != actor.pk and roles.INFOSEC not in role_names(actor):
         raise NotPermitted("only the requester or InfoSec may withdraw a promotion request")
-    mark_withdrawn(request, Actor.user(user), reason)
-    return request
+    mark_withdrawn(promotion, Actor.user(actor), reason)
+    return promotion
 
 
 def mark_withdrawn(request: PromotionRequest, actor: Actor, reason: str) -> None:
@@ -445,62 +446,62 @@ def mark_withdrawn(request: PromotionRequest, actor: Actor, reason: str) -> None
 
 
 @transaction.atomic
-def promotion_expire(*, request: PromotionRequest, now: datetime | None = None) -> bool:
+def promotion_expire(*, promotion: PromotionRequest, now: datetime | None = None) -> bool:
     """Expire a pending request older than its policy allows. Returns whether it expired."""
     now = now or timezone.now()
-    request = lock_promotion(request)
-    if request.state != State.PENDING:
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.PENDING:
         return False
-    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
-    if request.created_at > now - timedelta(days=policy.request_expiry_days):
+    policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
+    if promotion.created_at > now - timedelta(days=policy.request_expiry_days):
         return False
-    request.state = State.EXPIRED
-    request.finished_at = now
-    request.save(update_fields=["state", "finished_at"])
+    promotion.state = State.EXPIRED
+    promotion.finished_at = now
+    promotion.save(update_fields=["state", "finished_at"])
     record(
         event_type="promotion.expired",
         actor=Actor.system("scheduler"),
-        subject=promotion_subject(request),
-        payload={**base_payload(request), "after_days": policy.request_expiry_days},
+        subject=promotion_subject(promotion),
+        payload={**base_payload(promotion), "after_days": policy.request_expiry_days},
     )
     return True
 
 
 @transaction.atomic
-def promotion_reevaluate(*, request: PromotionRequest, actor: Actor) -> bool:
+def promotion_reevaluate(*, promotion: PromotionRequest, actor: Actor) -> bool:
     """Re-run the gates of a pending request (the version or its data changed). Returns whether evidence changed."""
-    request = lock_promotion(request)
-    if request.state != State.PENDING:
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.PENDING:
         return False
-    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
-    changed = refresh_evidence(request, policy, actor)
-    _approve_if_complete(request, policy, actor, timezone.now())
+    policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
+    changed = refresh_evidence(promotion, policy, actor)
+    _approve_if_complete(promotion, policy, actor, timezone.now())
     return changed
 
 
 @transaction.atomic
-def promotion_request_changes(*, user: User, request: PromotionRequest, comment: str) -> PromotionRequest:
+def promotion_request_changes(*, actor: User, promotion: PromotionRequest, comment: str) -> PromotionRequest:
     """An approver sends a pending request back: it is closed (``changes_requested``) and the requester
     files a new one once the changes are made. Same rules as approving: an approver of one of the policy's
     groups, neither the requester nor the version's creator, pending requests only."""
     comment = require_text(comment, "comment")
-    request = lock_promotion(request)
-    if request.state != State.PENDING:
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.PENDING:
         raise InvalidState(
-            f"promotion #{request.pk} is {request.state}; changes can only be requested on pending requests"
+            f"promotion #{promotion.pk} is {promotion.state}; changes can only be requested on pending requests"
         )
-    _check_separation_of_duties(user, request)
-    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
-    group = _approver_group(user, request, policy)
+    _check_separation_of_duties(actor, promotion)
+    policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
+    group = _approver_group(actor, promotion, policy)
     now = timezone.now()
-    request.state = State.CHANGES_REQUESTED
-    request.decided_at = now
-    request.finished_at = now
-    request.save(update_fields=["state", "decided_at", "finished_at"])
+    promotion.state = State.CHANGES_REQUESTED
+    promotion.decided_at = now
+    promotion.finished_at = now
+    promotion.save(update_fields=["state", "decided_at", "finished_at"])
     record(
         event_type="promotion.changes_requested",
-        actor=Actor.user(user),
-        subject=promotion_subject(request),
-        payload={**base_payload(request), "group": group, "comment": comment},
+        actor=Actor.user(actor),
+        subject=promotion_subject(promotion),
+        payload={**base_payload(promotion), "group": group, "comment": comment},
     )
-    return request
+    return promotion

@@ -33,7 +33,7 @@ def may_set_owner(user: User, model: RegisteredModel) -> bool:
 
 
 @transaction.atomic
-def model_owner_set(*, user: User, model: RegisteredModel, owner: User, reason: str) -> RegisteredModel:
+def model_owner_set(*, actor: User, model: RegisteredModel, owner: User, reason: str) -> RegisteredModel:
     """Make ``owner`` (an active person's account) the owner of ``model``; InfoSec or the current owner.
 
     Records ``model.owner_set`` with ``user:<id>`` references. Setting the owner it already
@@ -42,7 +42,7 @@ def model_owner_set(*, user: User, model: RegisteredModel, owner: User, reason: 
     """
     reason = require_text(reason, "reason")
     model = lock_objects.registered_models_lock().get(pk=model.pk)
-    if not may_set_owner(user, model):
+    if not may_set_owner(actor, model):
         raise NotPermitted("only InfoSec or the model's current owner may assign its owner")
     if not isinstance(owner, User) or owner.pk is None or not owner.is_active:
         raise GovernanceError("the new owner must be an active account", code="invalid_owner")
@@ -56,12 +56,12 @@ def model_owner_set(*, user: User, model: RegisteredModel, owner: User, reason: 
     model.save(update_fields=["owner"])
     record(
         event_type="model.owner_set",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("registered_model", model.name),
         payload={"model": model.name, "owner": account_ref(owner),
                  "previous_owner": account_ref(previous) if previous is not None else None, "reason": reason},
     )
-    model_ownership_drift_check(model=model, previous_tags=model.tags, actor=Actor.user(user))
+    model_ownership_drift_check(model=model, previous_tags=model.tags, actor=Actor.user(actor))
     return model
 
 

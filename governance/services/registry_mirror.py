@@ -318,7 +318,7 @@ def _link_lineage(version: ModelVersion, actor: Actor) -> None:
 
 def _reevaluate_pending(versions: Any, actor: Actor) -> None:
     for request in PromotionRequest.objects.filter(version__in=versions, state=State.PENDING).order_by("pk"):
-        promotions.promotion_reevaluate(request=request, actor=actor)
+        promotions.promotion_reevaluate(promotion=request, actor=actor)
 
 
 @transaction.atomic
@@ -668,7 +668,7 @@ def _deployment_in_flight(
     ).first()
     if deploying is not None:
         try:
-            deployments.promotion_alias_applied(request=deploying, alias=environment.mlflow_alias)
+            deployments.promotion_alias_applied(promotion=deploying, alias=environment.mlflow_alias)
         except InvalidState:
             return True  # the deploy task recorded it in the meantime
         report.deployments_completed += 1

@@ -518,19 +518,19 @@ def test_a_version_with_lineage_cannot_be_declared_another_level(people: People,
         catalog.lineage_link_from_mlflow(version=version)
 
     with refused(GovernanceError, "classified_by_lineage") as info:
-        model_versions.model_version_declare_classification(user=people.steward, version=complete, level="restricted",
+        model_versions.model_version_declare_classification(actor=people.steward, version=complete, level="restricted",
                                                             reason="extra caution")
     assert "reclassify those datasets instead" in str(info.value)
     for level in ("internal", "restricted"):  # data nobody catalogued cannot be declared anything (#13)
         with refused(GovernanceError, "uncatalogued_lineage"):
-            model_versions.model_version_declare_classification(user=people.infosec, version=uncatalogued, level=level,
+            model_versions.model_version_declare_classification(actor=people.infosec, version=uncatalogued, level=level,
                                                                 reason="the tag says so")
     assert level_of(uncatalogued) == ""
     with refused(GovernanceError, "below_lineage"):
-        model_versions.model_version_declare_classification(user=people.steward, version=incomplete, level="internal",
+        model_versions.model_version_declare_classification(actor=people.steward, version=incomplete, level="internal",
                                                             reason="merchant scores are internal")
     # at or above what the known datasets say, a declaration still covers the unknown part
-    model_versions.model_version_declare_classification(user=people.infosec, version=incomplete, level="restricted",
+    model_versions.model_version_declare_classification(actor=people.infosec, version=incomplete, level="restricted",
                                                         reason="merchant risk scores contain national ids")
     assert level_of(incomplete) == "restricted"
 

@@ -89,7 +89,7 @@ def pending(gov: Gov, people: People) -> PromotionRequest:
     """The owner's pending request to promote v2 to staging (created through the service)."""
     from governance.services.promotions import promotion_request
 
-    return promotion_request(user=people.owner, version=gov.v2, environment=gov.staging,
+    return promotion_request(actor=people.owner, version=gov.v2, environment=gov.staging,
                              reason="better recall on CNP fraud")
 
 

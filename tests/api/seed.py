@@ -160,7 +160,7 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
             _deployed(mv, envs["dev"], by=owner, hours_ago=96)
             queue.append(mv)
         mv = queue.pop(0)
-        request = promotion_services.promotion_request(user=owner, version=mv, environment=envs["staging"],
+        request = promotion_services.promotion_request(actor=owner, version=mv, environment=envs["staging"],
                                                        reason="Offline metrics within tolerance; bias report attached.")
         pending_ids.append(request.pk)
 

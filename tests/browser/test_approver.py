@@ -44,7 +44,7 @@ def staging_request(requester: User) -> PromotionRequest:
     v7 = ModelVersionFactory(model=model, version=7, metrics={"auc": 0.94, "precision": 0.83})
     make_deployed(v7, envs["dev"], requested_by=requester, hours_ago=72)
     return promotions.promotion_request(
-        user=requester, version=v7, environment=envs["staging"],
+        actor=requester, version=v7, environment=envs["staging"],
         reason="Quarterly retrain with the merchant-category features",
     )
 

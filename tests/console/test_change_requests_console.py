@@ -184,7 +184,7 @@ def test_the_page_with_pending_requests_has_bounded_queries(
     with django_assert_max_num_queries(9):
         client.get(PAGE)
     for _ in range(10):
-        cr.change_request_create(user=people.infosec, environment=envs["production"], kind="policy_set",
+        cr.change_request_create(actor=people.infosec, environment=envs["production"], kind="policy_set",
                                  change={"rules": TIGHTER})
     with django_assert_max_num_queries(9):
         response = client.get(PAGE)

@@ -135,7 +135,7 @@ def test_the_inbox_takes_the_same_queries_for_2_and_12_restricted_requests(
         for number in range(first, first + n):
             version = ModelVersionFactory(model=owned, version=number)
             make_deployed(version, envs["dev"], requested_by=people.requester, live=False)
-            promotions.promotion_request(user=people.requester, version=version, environment=envs["staging"],
+            promotions.promotion_request(actor=people.requester, version=version, environment=envs["staging"],
                                          reason="retrain")
 
     _grant_approve(people, people.approver, owned)  # the model and the environment restrict approvals

@@ -39,7 +39,7 @@ def written() -> dict[str, Any]:
 
 
 def link(people: People, identity: str = IDENTITY) -> IdentityLink:
-    return identity_links.identity_link_create(user=people.infosec, mlflow_identity=identity, account=people.requester,
+    return identity_links.identity_link_create(actor=people.infosec, mlflow_identity=identity, account=people.requester,
                                                reason="SSO-authenticated MLflow")
 
 

@@ -77,7 +77,7 @@ def pending(owned: RegisteredModel, v7: ModelVersion, envs: Envs, people: People
     """v7, live in dev, asked for staging by its owner: pending, waiting for one ``approver``."""
     make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
     return promotions.promotion_request(
-        user=people.requester, version=v7, environment=envs["staging"], reason="quarterly retrain"
+        actor=people.requester, version=v7, environment=envs["staging"], reason="quarterly retrain"
     )
 
 
@@ -129,7 +129,7 @@ def test_the_model_page_shows_the_promotion_timeline_per_environment(
     pending: PromotionRequest, people: People, owned: RegisteredModel, envs: Envs
 ) -> None:
     # given a break-glass promotion to production and an approval on the staging request
-    promotions.promotion_approve(user=people.approver, request=pending, comment=COMMENT)
+    promotions.promotion_approve(actor=people.approver, promotion=pending, comment=COMMENT)
     # when
     response = client_for(people.infosec).get(reverse("console-model", args=[owned.pk]))
     # then
@@ -194,7 +194,7 @@ def test_the_inbox_has_a_bounded_number_of_queries(
         for number in range(first, first + n):
             version = ModelVersionFactory(model=owned, version=number)
             make_deployed(version, envs["dev"], requested_by=people.requester, live=False)
-            promotions.promotion_request(user=people.requester, version=version, environment=envs["staging"],
+            promotions.promotion_request(actor=people.requester, version=version, environment=envs["staging"],
                                          reason="retrain")
 
     client = client_for(people.approver)
@@ -306,7 +306,7 @@ def test_the_requester_withdraws(pending: PromotionRequest, people: People) -> N
 
 
 def test_a_decision_on_a_closed_request_is_refused_with_a_message(pending: PromotionRequest, people: People) -> None:
-    promotions.promotion_withdraw(user=people.requester, request=pending, reason="superseded")
+    promotions.promotion_withdraw(actor=people.requester, promotion=pending, reason="superseded")
     before = snapshot()
     response = post(people.approver, action_url(pending, "approve"), comment=COMMENT)
     assert messages_of(response) == [
@@ -342,7 +342,7 @@ def test_an_unknown_action_is_a_404_and_a_get_is_refused(pending: PromotionReque
 def broken_glass(owned: RegisteredModel, v7: ModelVersion, envs: Envs, people: People) -> BreakGlassReview:
     make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
     request = break_glass.promotion_break_glass(
-        user=people.breakglass, version=v7, environment=envs["staging"], justification="fraud spike, hotfix"
+        actor=people.breakglass, version=v7, environment=envs["staging"], justification="fraud spike, hotfix"
     )
     return BreakGlassReview.objects.get(request=request)
 
@@ -389,7 +389,7 @@ def test_the_break_glass_list_has_a_bounded_number_of_queries(
         for number in range(first, first + n):
             version = ModelVersionFactory(model=owned, version=number)
             make_deployed(version, envs["dev"], requested_by=people.requester, live=False)
-            break_glass.promotion_break_glass(user=people.breakglass, version=version, environment=envs["staging"],
+            break_glass.promotion_break_glass(actor=people.breakglass, version=version, environment=envs["staging"],
                                               justification="fraud spike")
 
     client = client_for(people.approver)

@@ -322,7 +322,7 @@ def test_a_duplicate_open_request_is_refused_and_writes_nothing(
 ) -> None:
     # given an open (pending) request of v7 to staging
     make_deployed(v7, envs["dev"], requested_by=owner)
-    promotion_request(user=owner, version=v7, environment=envs["staging"], reason="first try")
+    promotion_request(actor=owner, version=v7, environment=envs["staging"], reason="first try")
     before = snapshot()
     # when
     response = client_for(owner).post(request_url(owned), form(v7, "staging"), follow=True)

@@ -189,14 +189,14 @@ def story(db: None, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_ca
     for version in (v7, v8, other_v):
         make_deployed(version, envs["dev"], requested_by=people.requester, hours_ago=72, live=False)
     with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
-        approved = promotions.promotion_request(user=people.requester, version=v7, environment=envs["staging"],
+        approved = promotions.promotion_request(actor=people.requester, version=v7, environment=envs["staging"],
                                                 reason=REASON)
-        promotions.promotion_approve(user=people.approver, request=approved, comment=COMMENT)
+        promotions.promotion_approve(actor=people.approver, promotion=approved, comment=COMMENT)
     fill(10, subjects=2, prefix="between")
-    rejected = promotions.promotion_request(user=people.requester, version=v8, environment=envs["staging"],
+    rejected = promotions.promotion_request(actor=people.requester, version=v8, environment=envs["staging"],
                                             reason=REASON)
-    promotions.promotion_reject(user=people.approver, request=rejected, comment="the recall drop is not explained")
-    unrelated = promotions.promotion_request(user=people.requester, version=other_v, environment=envs["staging"],
+    promotions.promotion_reject(actor=people.approver, promotion=rejected, comment="the recall drop is not explained")
+    unrelated = promotions.promotion_request(actor=people.requester, version=other_v, environment=envs["staging"],
                                              reason=REASON)
     compliance.violation_record(kind="out_of_band_alias", subject=Subject("registered_model", "fraud-detector"),
                                 summary="staging alias moved to 9 outside governance", details={"alias": "staging"},

@@ -56,7 +56,7 @@ def break_glass_live(
 ) -> BreakGlassReview:
     """v7 pushed to production by break-glass (deployed by the task); its review is open."""
     with django_capture_on_commit_callbacks(execute=True):
-        request = break_glass.promotion_break_glass(user=people.breakglass, version=v7, environment=envs["production"],
+        request = break_glass.promotion_break_glass(actor=people.breakglass, version=v7, environment=envs["production"],
                                                     justification="INC-4711: fraud spike")
     request.refresh_from_db()
     assert request.state == PromotionRequest.State.DEPLOYED
@@ -72,7 +72,7 @@ def test_a_live_version_reclassified_above_the_ceiling_is_refused_with_the_reaso
     before = admission(7, "production")
     assert (before.allowed, before.status, before.mode) == (True, AdmissionStatus.APPROVED, "live")
 
-    model_versions.model_version_declare_classification(user=people.steward, version=v7, level="restricted",
+    model_versions.model_version_declare_classification(actor=people.steward, version=v7, level="restricted",
                                                         reason="the card data turned out to hold PANs")
     rows = ledger_rows()
     after = admission(7, "production")
@@ -87,7 +87,7 @@ def test_a_rollout_candidate_reclassified_above_the_ceiling_is_refused(
     canary_in_production: PromotionRequest, v7: ModelVersion, people: People,
 ) -> None:
     assert admission(7, "production").mode == "canary"
-    model_versions.model_version_declare_classification(user=people.steward, version=v7, level="restricted",
+    model_versions.model_version_declare_classification(actor=people.steward, version=v7, level="restricted",
                                                         reason="reclassified")
 
     refused = admission(7, "production")
@@ -100,7 +100,7 @@ def test_a_rollout_candidate_reclassified_above_the_ceiling_is_refused(
 def test_a_version_within_the_ceiling_after_reclassification_is_still_admitted(
     live_in_production: PromotionRequest, v7: ModelVersion, people: People,
 ) -> None:
-    model_versions.model_version_declare_classification(user=people.steward, version=v7, level="confidential",
+    model_versions.model_version_declare_classification(actor=people.steward, version=v7, level="confidential",
                                                         reason="reclassified")
     assert admission(7, "production").allowed  # confidential is production's ceiling itself
 
@@ -177,7 +177,7 @@ def test_a_late_review_admits_the_break_glass_version_again_as_approved(
 ) -> None:
     BreakGlassReview.objects.filter(pk=break_glass_live.pk).update(due_at=timezone.now() - timedelta(hours=1))
     break_glass.break_glass_reviews_flag_overdue()
-    break_glass.break_glass_review_approve(user=people.infosec, review=break_glass_live,
+    break_glass.break_glass_review_approve(actor=people.infosec, review=break_glass_live,
                                            comment="justified by INC-4711")
 
     answer = admission(7, "production")
@@ -201,7 +201,7 @@ def test_a_break_glass_promotion_without_a_review_is_refused(
 def test_reclassification_is_checked_before_the_break_glass_review(
     break_glass_live: BreakGlassReview, v7: ModelVersion, people: People,
 ) -> None:
-    model_versions.model_version_declare_classification(user=people.steward, version=v7, level="restricted",
+    model_versions.model_version_declare_classification(actor=people.steward, version=v7, level="restricted",
                                                         reason="reclassified")
     assert admission(7, "production").status == AdmissionStatus.ABOVE_CEILING
 

@@ -55,7 +55,7 @@ def model(mlflow_store: MlflowStore, owner: User) -> RegisteredModel:
 @pytest.fixture
 def dev_reverts(model: RegisteredModel, infosec: User, envs: dict[str, Environment]) -> Environment:
     """dev approves at once (no approvers) and, for this model, reverts out-of-band alias changes."""
-    environments.policy_set(user=infosec, environment=envs["dev"], model=model,
+    environments.policy_set(actor=infosec, environment=envs["dev"], model=model,
                             rules={"approvals": [], "gates": [], "revert_out_of_band": True})
     return envs["dev"]
 
@@ -67,7 +67,7 @@ def version(number: int) -> ModelVersion:
 def promote(capture: Capture, who: User, number: int, env: Environment, **kwargs: Any) -> PromotionRequest:
     """Request a promotion to dev (approved at once) and run the deploy task that commits queue."""
     with capture(execute=True):
-        request = promotions.promotion_request(user=who, version=version(number), environment=env, reason="ship it",
+        request = promotions.promotion_request(actor=who, version=version(number), environment=env, reason="ship it",
                                                **kwargs)
     request.refresh_from_db()
     return request
@@ -120,7 +120,7 @@ def test_a_pending_rollout_does_not_make_its_candidate_alias_legitimate(
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     promote(django_capture_on_commit_callbacks, owner, 1, envs["dev"])
-    staging = promotions.promotion_request(user=owner, version=version(1), environment=envs["staging"],
+    staging = promotions.promotion_request(actor=owner, version=version(1), environment=envs["staging"],
                                            reason="try it", strategy="canary")
     assert staging.state == State.PENDING  # staging needs an approver
     mlflow_store.client.set_registered_model_alias(NAME, "staging-canary", "1")  # jumping the approval
@@ -232,9 +232,9 @@ def test_a_rollout_whose_candidate_alias_is_not_set_yet_is_not_flagged(
     django_capture_on_commit_callbacks: Capture, strategy: str,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as queued:  # apply_promotion not run yet
-        request = promotions.promotion_request(user=owner, version=version(1), environment=dev_reverts,
+        request = promotions.promotion_request(actor=owner, version=version(1), environment=dev_reverts,
                                                reason="ship it", strategy=strategy)
-    deployments.promotion_deploy_start(request=request)  # the task started, its alias move is in flight
+    deployments.promotion_deploy_start(promotion=request)  # the task started, its alias move is in flight
 
     assert_quiet_reconcile()
     assert mlflow_store.aliases(NAME) == {}
@@ -250,7 +250,7 @@ def test_a_failed_rollout_whose_alias_removal_is_queued_is_not_flagged_within_th
 ) -> None:
     request = promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts, strategy="canary")
     with django_capture_on_commit_callbacks(execute=False) as queued:  # remove_candidate_alias not run yet
-        deployments.promotion_report_progress(actor=RUNTIME, request=request, status="failed", detail="p99 too high")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=request, status="failed", detail="p99 too high")
 
     assert_quiet_reconcile()
     assert mlflow_store.aliases(NAME) == {"dev-canary": 1}
@@ -275,7 +275,7 @@ def test_a_completed_rollout_removes_only_its_own_candidate_alias(
     assert mlflow_store.aliases(NAME) == {"dev-canary": 2}  # the newer rollout holds the candidate alias
 
     with django_capture_on_commit_callbacks(execute=True):
-        deployments.promotion_report_progress(actor=RUNTIME, request=first, status="completed")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=first, status="completed")
 
     first.refresh_from_db()
     assert first.state == State.DEPLOYED
@@ -283,7 +283,7 @@ def test_a_completed_rollout_removes_only_its_own_candidate_alias(
     assert_quiet_reconcile()
 
     with django_capture_on_commit_callbacks(execute=True):
-        deployments.promotion_report_progress(actor=RUNTIME, request=second, status="completed")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=second, status="completed")
     assert mlflow_store.aliases(NAME) == {"dev": 2}
     assert_quiet_reconcile()
 
@@ -338,7 +338,7 @@ def test_a_rollout_reported_completed_whose_main_alias_moved_is_not_flagged_with
     promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts)
     rollout = promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy=strategy)
     with django_capture_on_commit_callbacks(execute=False) as queued:  # complete_rollout not run yet
-        deployments.promotion_report_progress(actor=RUNTIME, request=rollout, status="completed")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=rollout, status="completed")
     rollout.refresh_from_db()
     assert rollout.rollout_completing_at is not None
     # complete_rollout's first step ran; the reconcile runs before it records the deployment
@@ -361,7 +361,7 @@ def test_a_completing_rollout_still_unrecorded_after_the_grace_is_flagged(
     promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts)
     rollout = promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy="canary")
     with django_capture_on_commit_callbacks(execute=False):  # complete_rollout never runs
-        deployments.promotion_report_progress(actor=RUNTIME, request=rollout, status="completed")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=rollout, status="completed")
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
     PromotionRequest.objects.filter(pk=rollout.pk).update(
         rollout_completing_at=timezone.now() - registry_mirror.ROLLOUT_COMPLETING_GRACE - timedelta(seconds=1))

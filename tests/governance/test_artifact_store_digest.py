@@ -166,12 +166,12 @@ def test_a_version_in_the_artifact_store_is_downloaded_and_digested_like_the_sam
 def _request_with_one_approval(name: str, envs: dict[str, Environment], capture: Capture) -> PromotionRequest:
     owner, infosec = user("omar", roles.MODEL_OWNER), user("ines", roles.INFOSEC)
     model = RegisteredModel.objects.get(name=name)
-    registered_models.model_owner_set(user=infosec, model=model, owner=owner, reason="the fraud team owns it")
-    environments.policy_set(user=infosec, environment=envs["dev"], model=model,
+    registered_models.model_owner_set(actor=infosec, model=model, owner=owner, reason="the fraud team owns it")
+    environments.policy_set(actor=infosec, environment=envs["dev"], model=model,
                             rules={"approvals": [{"group": roles.APPROVER, "count": 2}],
                                    "gates": [{"type": "artifact_digest"}]})
-    request = promotions.promotion_request(user=owner, version=_version(name), environment=envs["dev"], reason="ship")
-    promotions.promotion_approve(user=user("adam", roles.APPROVER), request=request, comment="digest checked")
+    request = promotions.promotion_request(actor=owner, version=_version(name), environment=envs["dev"], reason="ship")
+    promotions.promotion_approve(actor=user("adam", roles.APPROVER), promotion=request, comment="digest checked")
     assert promotions.approval_status(request)["approvals"] == {"approver": 1}
     return request
 

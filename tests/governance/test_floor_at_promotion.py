@@ -54,7 +54,7 @@ def infosec2(people: People) -> User:
 
 
 def _ask(people: People, version: ModelVersion, environment: Environment) -> PromotionRequest:
-    return promotions.promotion_request(user=people.requester, version=version, environment=environment,
+    return promotions.promotion_request(actor=people.requester, version=version, environment=environment,
                                         reason="quarterly retrain")
 
 
@@ -83,11 +83,11 @@ def test_a_policy_emptied_by_a_dba_still_needs_the_floors_approvals_and_gates(
     assert fake_registry.calls == []
 
     # One approval is not enough: the floor's minimum is two.
-    assert promotions.promotion_approve(user=people.infosec, request=request, comment=COMMENT).state == State.PENDING
+    assert promotions.promotion_approve(actor=people.infosec, promotion=request, comment=COMMENT).state == State.PENDING
     assert fake_registry.calls == []
     # Production still works: a second person completes the floor's rules and it deploys.
     with django_capture_on_commit_callbacks(execute=True):
-        approved = promotions.promotion_approve(user=infosec2, request=request, comment=COMMENT)
+        approved = promotions.promotion_approve(actor=infosec2, promotion=request, comment=COMMENT)
     assert approved.state == State.APPROVED
     assert _fresh(request).state == State.DEPLOYED
     assert fake_registry.calls == [("set", "fraud-detector", "production", "7")]
@@ -101,8 +101,8 @@ def test_the_floors_soak_gate_holds_a_policy_emptied_by_a_dba(
     _dba_writes(envs["production"], DBA_RULES)
     request = _ask(people, v7, envs["production"])
 
-    promotions.promotion_approve(user=people.infosec, request=request, comment=COMMENT)
-    after = promotions.promotion_approve(user=infosec2, request=request, comment=COMMENT)
+    promotions.promotion_approve(actor=people.infosec, promotion=request, comment=COMMENT)
+    after = promotions.promotion_approve(actor=infosec2, promotion=request, comment=COMMENT)
 
     assert after.state == State.PENDING
     assert promotions.approval_status(_fresh(request))["failed_gates"] == ["soak 24h in previous environment"]
@@ -116,7 +116,7 @@ def test_a_pending_request_follows_the_floor_once_the_policy_is_lowered_behind_i
     request = _ask(people, in_staging, envs["production"])  # model-risk 1 + infosec 1, as installed
     _dba_writes(envs["production"], {"approvals": [{"group": "model-risk", "count": 1}], "gates": []})
 
-    after = promotions.promotion_approve(user=people.model_risk, request=request, comment=COMMENT)
+    after = promotions.promotion_approve(actor=people.model_risk, promotion=request, comment=COMMENT)
 
     assert after.state == State.PENDING
     assert promotions.approval_status(_fresh(request))["unmet_rules"] == ["1 more from model-risk"]
@@ -129,7 +129,7 @@ def test_a_deleted_policy_row_falls_back_to_the_builtin_policy_raised_to_the_flo
     PromotionPolicy.objects.filter(environment=envs["production"]).delete()
     request = _ask(people, in_staging, envs["production"])
 
-    after = promotions.promotion_approve(user=people.approver, request=request, comment=COMMENT)
+    after = promotions.promotion_approve(actor=people.approver, promotion=request, comment=COMMENT)
 
     assert after.state == State.PENDING
     assert promotions.approval_status(_fresh(request))["unmet_rules"] == ["1 more from approver"]
@@ -143,9 +143,9 @@ def test_a_floor_the_product_cannot_add_by_itself_keeps_the_promotion_from_being
     settings.POLICY_FLOOR = {"production": {"min_approvals": 2, "required_gates": ["metric"]}}
     _dba_writes(envs["production"], DBA_RULES)
     request = _ask(people, in_staging, envs["production"])
-    promotions.promotion_approve(user=people.infosec, request=request, comment=COMMENT)
+    promotions.promotion_approve(actor=people.infosec, promotion=request, comment=COMMENT)
 
-    after = promotions.promotion_approve(user=infosec2, request=request, comment=COMMENT)
+    after = promotions.promotion_approve(actor=infosec2, promotion=request, comment=COMMENT)
 
     assert after.state == State.PENDING
     unmet = promotions.approval_status(_fresh(request))["unmet_rules"]
@@ -164,7 +164,7 @@ def test_who_may_approve_follows_the_effective_policy(
     assert selectors.requests_awaiting(people.model_risk) == []
     before = (_ledger_size(), list(request.approvals.values()))
     with pytest.raises(NotPermitted) as info:
-        promotions.promotion_approve(user=people.model_risk, request=request, comment=COMMENT)
+        promotions.promotion_approve(actor=people.model_risk, promotion=request, comment=COMMENT)
     assert info.value.code == "not_in_required_group"
     assert (_ledger_size(), list(request.approvals.values())) == before
 

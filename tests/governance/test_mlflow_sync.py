@@ -66,7 +66,7 @@ def promote(
 ) -> PromotionRequest:
     """Request a promotion and run what commits would run (dev approves at once; the eager task moves the alias)."""
     with capture(execute=True):
-        request = promotions.promotion_request(user=who, version=version(number, name), environment=env,
+        request = promotions.promotion_request(actor=who, version=version(number, name), environment=env,
                                                reason="ship it", **kwargs)
     request.refresh_from_db()
     return request
@@ -256,13 +256,13 @@ def _staging_request_with_one_approval(
     registered(store, 91)
     registry_mirror.registry_reconcile()
     promote(capture, owner, 1, envs["dev"])
-    environments.policy_set(user=infosec, environment=envs["staging"], model=RegisteredModel.objects.get(name=NAME),
+    environments.policy_set(actor=infosec, environment=envs["staging"], model=RegisteredModel.objects.get(name=NAME),
                             rules={"approvals": [{"group": roles.APPROVER, "count": 2}],
                                    "gates": [{"type": "model_card", "min_length": 20},
                                              {"type": "data_classification"}]})
-    request = promotions.promotion_request(user=owner, version=version(1), environment=envs["staging"],
+    request = promotions.promotion_request(actor=owner, version=version(1), environment=envs["staging"],
                                            reason="to staging")
-    promotions.promotion_approve(user=user("adam", roles.APPROVER), request=request, comment="metrics look right")
+    promotions.promotion_approve(actor=user("adam", roles.APPROVER), promotion=request, comment="metrics look right")
     return request
 
 
@@ -343,7 +343,8 @@ def test_approved_promotion_moves_the_real_alias_and_rollback_moves_it_back(
     assert mlflow_store.aliases(NAME) == {"dev": 2}
 
     with django_capture_on_commit_callbacks(execute=True):
-        deployments.promotion_rollback(user=owner, model=version(2).model, environment=dev, reason="latency regression")
+        deployments.promotion_rollback(actor=owner, model=version(2).model, environment=dev,
+                                       reason="latency regression")
     assert mlflow_store.aliases(NAME) == {"dev": 1}
     assert LiveDeployment.objects.get(environment=dev).version == version(1)
     [moved_back] = entries("mlflow.alias_changed", reason=f"rollback of #{second.pk}")
@@ -361,12 +362,12 @@ def test_a_rollback_whose_alias_move_is_still_queued_is_not_out_of_band(
     registered(mlflow_store, 90, 91)
     registry_mirror.registry_reconcile()
     dev = envs["dev"]
-    environments.policy_set(user=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
+    environments.policy_set(actor=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
                             rules={"approvals": [], "gates": [], "revert_out_of_band": True})
     promote(django_capture_on_commit_callbacks, owner, 1, dev)
     promote(django_capture_on_commit_callbacks, owner, 2, dev)
     with django_capture_on_commit_callbacks(execute=False) as queued:  # apply_rollback not run yet
-        deployments.promotion_rollback(user=owner, model=version(2).model, environment=dev, reason="regression")
+        deployments.promotion_rollback(actor=owner, model=version(2).model, environment=dev, reason="regression")
 
     report = registry_mirror.registry_reconcile()
 
@@ -409,7 +410,7 @@ def test_out_of_band_alias_is_reverted_to_the_live_version(
     registered(mlflow_store, 90, 91)
     registry_mirror.registry_reconcile()
     dev = envs["dev"]
-    environments.policy_set(user=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
+    environments.policy_set(actor=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
                             rules={"approvals": [], "gates": [], "revert_out_of_band": True})
     promote(django_capture_on_commit_callbacks, owner, 1, dev)
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
@@ -458,8 +459,8 @@ def test_a_deployment_interrupted_after_moving_the_alias_is_completed_by_reconci
     registered(mlflow_store, 90)
     registry_mirror.registry_reconcile()
     # Approved at once (dev); the deploy task is not run: it "crashes" right after moving the alias.
-    request = promotions.promotion_request(user=owner, version=version(1), environment=envs["dev"], reason="ship")
-    request = deployments.promotion_deploy_start(request=request)
+    request = promotions.promotion_request(actor=owner, version=version(1), environment=envs["dev"], reason="ship")
+    request = deployments.promotion_deploy_start(promotion=request)
     registry.set_alias(NAME, "dev", 1)
 
     report = registry_mirror.registry_reconcile()
@@ -500,7 +501,7 @@ def test_mlflow_down_apply_promotion_retries_then_marks_the_request_failed(
 ) -> None:
     registered(mlflow_store, 90)
     registry_mirror.registry_reconcile()
-    promotion = promotions.promotion_request(user=owner, version=version(1), environment=envs["dev"], reason="ship")
+    promotion = promotions.promotion_request(actor=owner, version=version(1), environment=envs["dev"], reason="ship")
     assert promotion.state == State.APPROVED
     request.getfixturevalue("mlflow_down")
     attempts: list[int] = []
@@ -536,7 +537,7 @@ def test_mlflow_down_without_a_broker_fails_once_and_records_it(
     request.getfixturevalue("mlflow_down")
     # when: the dev policy approves at once and the after-commit deploy meets a dead registry
     with django_capture_on_commit_callbacks(execute=True):
-        promotion = promotions.promotion_request(user=owner, version=version(1), environment=envs["dev"], reason="x")
+        promotion = promotions.promotion_request(actor=owner, version=version(1), environment=envs["dev"], reason="x")
     # then: no exception reached the requester; one attempt, recorded as failed
     promotion.refresh_from_db()
     assert promotion.state == State.FAILED and promotion.deploy_attempts == 1

@@ -79,7 +79,7 @@ def test_an_mlflow_owner_tag_makes_nobody_an_owner_and_grants_no_right(
     assert not promotions.may_request_promotion(mallory, model) and not deployments.may_roll_back(mallory, model)
     before = _written()
     with pytest.raises(NotPermitted):
-        promotions.promotion_request(user=mallory, version=_version(), environment=envs["dev"], reason="mine now")
+        promotions.promotion_request(actor=mallory, version=_version(), environment=envs["dev"], reason="mine now")
     assert _written() == before and not PromotionRequest.objects.exists()
     assert entries("model.owner_set") == [] and not ComplianceViolation.objects.filter(kind=Drift).exists()
 
@@ -93,7 +93,7 @@ def test_a_tag_naming_someone_else_than_the_owner_is_drift_recorded_once_without
     catalogued()
     mlflow_store.register(NAME, mlflow_store.run(), model_tags={"owner": "omar"})
     registry_mirror.registry_reconcile()
-    registered_models.model_owner_set(user=infosec, model=RegisteredModel.objects.get(name=NAME), owner=omar,
+    registered_models.model_owner_set(actor=infosec, model=RegisteredModel.objects.get(name=NAME), owner=omar,
                                       reason="model inventory MRM-1")
     assert not ComplianceViolation.objects.filter(kind=Drift).exists()  # the tag agrees
 
@@ -119,8 +119,8 @@ def test_infosec_and_the_current_owner_hand_a_model_over_with_a_reason(db: None,
     model = RegisteredModelFactory(name=NAME, owner=None)
     infosec, olivia, adam = people.infosec, people.requester, people.approver
 
-    registered_models.model_owner_set(user=infosec, model=model, owner=olivia, reason="inventory")
-    registered_models.model_owner_set(user=olivia, model=model, owner=adam, reason="team change")
+    registered_models.model_owner_set(actor=infosec, model=model, owner=olivia, reason="inventory")
+    registered_models.model_owner_set(actor=olivia, model=model, owner=adam, reason="team change")
 
     model.refresh_from_db()
     assert model.owner == adam
@@ -146,9 +146,9 @@ def test_taking_or_misassigning_ownership_is_refused_and_writes_nothing(
 ) -> None:
     owner = people.approver
     model = RegisteredModelFactory(name=NAME, owner=None)
-    registered_models.model_owner_set(user=people.infosec, model=model, owner=people.model_risk, reason="first")
-    registered_models.model_owner_set(user=people.model_risk, model=model, owner=owner, reason="handed to adam")
-    registered_models.model_owner_set(user=owner, model=model, owner=people.model_risk2, reason="handed on")
+    registered_models.model_owner_set(actor=people.infosec, model=model, owner=people.model_risk, reason="first")
+    registered_models.model_owner_set(actor=people.model_risk, model=model, owner=owner, reason="handed to adam")
+    registered_models.model_owner_set(actor=owner, model=model, owner=people.model_risk2, reason="handed on")
     targets: dict[str, Any] = {
         "service": service_account_create(user=people.requester, name="olivia-bot").user,
         "inactive": user("gone-user"),
@@ -161,7 +161,7 @@ def test_taking_or_misassigning_ownership_is_refused_and_writes_nothing(
     before = _written()
 
     with pytest.raises(error):
-        registered_models.model_owner_set(user=actor, model=model, owner=target, reason=reason)
+        registered_models.model_owner_set(actor=actor, model=model, owner=target, reason=reason)
 
     assert _written() == before
     assert RegisteredModel.objects.get(pk=model.pk).owner == people.model_risk2
@@ -175,10 +175,10 @@ def test_a_remote_artifact_has_no_digest_and_the_digest_gate_says_why(
 ) -> None:
     version = ModelVersionFactory(model=RegisteredModelFactory(name=NAME, owner=people.requester), version=1,
                                   artifact_digest="", tags={"artifact_digest": "sha256:declared"})
-    environments.policy_set(user=people.infosec, environment=envs["dev"],
+    environments.policy_set(actor=people.infosec, environment=envs["dev"],
                             rules={"gates": [{"type": "artifact_digest"}]})
 
-    request = promotions.promotion_request(user=people.requester, version=version, environment=envs["dev"],
+    request = promotions.promotion_request(actor=people.requester, version=version, environment=envs["dev"],
                                            reason="ship")
 
     [gate] = request.evidence["gates"]
@@ -220,7 +220,7 @@ def test_a_classification_tag_on_uncatalogued_data_makes_nothing_public(
     # and a steward cannot declare it either: nothing written
     before = _written()
     with pytest.raises(GovernanceError) as refused:
-        model_versions.model_version_declare_classification(user=steward, version=_version(), level="public",
+        model_versions.model_version_declare_classification(actor=steward, version=_version(), level="public",
                                                             reason="the tag says so")
     assert refused.value.code == "uncatalogued_lineage" and _written() == before
     assert _version().data_classification == ""
@@ -270,7 +270,8 @@ def test_an_identity_link_made_by_infosec_links_past_and_future_versions_without
     mlflow_store.register(NAME, mlflow_store.run(user="carol"))
     registry_mirror.registry_reconcile()
 
-    link = identity_links.identity_link_create(user=infosec, mlflow_identity="carol", account=carol, reason="IdP check")
+    link = identity_links.identity_link_create(actor=infosec, mlflow_identity="carol", account=carol,
+                                               reason="IdP check")
     mlflow_store.register(NAME, mlflow_store.run(user="carol"))
     registry_mirror.registry_reconcile()
 
@@ -294,27 +295,27 @@ def test_only_infosec_links_identities_and_a_refusal_writes_nothing(db: None, pe
     before = _written()
 
     with pytest.raises(NotPermitted):
-        identity_links.identity_link_create(user=actor, mlflow_identity="ds-creator", account=actor, reason="it's me")
+        identity_links.identity_link_create(actor=actor, mlflow_identity="ds-creator", account=actor, reason="it's me")
 
     assert _written() == before and not IdentityLink.objects.exists()
     assert _version().registered_by is None
 
 
 def test_a_second_link_of_the_same_identity_is_refused_and_removal_keeps_history(db: None, people: People) -> None:
-    link = identity_links.identity_link_create(user=people.infosec, mlflow_identity="ds-creator",
+    link = identity_links.identity_link_create(actor=people.infosec, mlflow_identity="ds-creator",
                                                account=people.creator,
                                                reason="IdP")
     before = _written()
     with pytest.raises(InvalidState):
-        identity_links.identity_link_create(user=people.infosec, mlflow_identity="ds-creator", account=people.outsider,
+        identity_links.identity_link_create(actor=people.infosec, mlflow_identity="ds-creator", account=people.outsider,
                                             reason="swap")
     assert _written() == before
     with pytest.raises(GovernanceError):
-        identity_links.identity_link_create(user=people.infosec, mlflow_identity="x\x07y", account=people.outsider,
+        identity_links.identity_link_create(actor=people.infosec, mlflow_identity="x\x07y", account=people.outsider,
                                             reason="bad")
     assert _written() == before
 
-    identity_links.identity_link_remove(user=people.infosec, link=link, reason="left the company")
+    identity_links.identity_link_remove(actor=people.infosec, link=link, reason="left the company")
     assert not IdentityLink.objects.exists()
     assert entries("mlflow.identity_unlinked")[0].payload == {
         "link_id": link.pk, "account": f"user:{people.creator.pk}", "reason": "left the company"}
@@ -325,9 +326,9 @@ def test_without_a_trusted_identity_the_evidence_says_so_and_the_policy_can_requ
 ) -> None:
     # given a policy that requires a trusted creator, and a version known only by MLflow's creator name
     version = ModelVersionFactory(model=RegisteredModelFactory(name=NAME, owner=people.requester), version=1)
-    environments.policy_set(user=people.infosec, environment=envs["dev"], rules={"require_trusted_creator": True})
+    environments.policy_set(actor=people.infosec, environment=envs["dev"], rules={"require_trusted_creator": True})
 
-    request = promotions.promotion_request(user=people.requester, version=version, environment=envs["dev"],
+    request = promotions.promotion_request(actor=people.requester, version=version, environment=envs["dev"],
                                            reason="ship")
 
     # then the request's gate fails and its evidence says why
@@ -337,7 +338,7 @@ def test_without_a_trusted_identity_the_evidence_says_so_and_the_policy_can_requ
     assert (gate["type"], gate["passed"]) == ("trusted_creator", False) and NO_TRUSTED_CREATOR in gate["detail"]
 
     # when InfoSec links the creator's identity, the pending request is re-evaluated and approved
-    identity_links.identity_link_create(user=people.infosec, mlflow_identity="ds-creator", account=people.creator,
+    identity_links.identity_link_create(actor=people.infosec, mlflow_identity="ds-creator", account=people.creator,
                                         reason="IdP")
     request.refresh_from_db()
     assert request.evidence["registered_by"] == f"user:{people.creator.pk}"
@@ -368,12 +369,12 @@ def test_a_registrant_report_needs_a_service_account_and_the_version_s_run(db: N
         assert refused.value.code == code
     assert _written() == before
 
-    model_versions.model_version_report_registered(user=bot, version=version, token_id=7, run_id=version.run_id)
-    model_versions.model_version_report_registered(user=bot, version=version, token_id=8,
+    model_versions.model_version_report_registered(actor=bot, version=version, token_id=7, run_id=version.run_id)
+    model_versions.model_version_report_registered(actor=bot, version=version, token_id=8,
                                                    run_id=version.run_id)  # no-op
     after = _written()
     with pytest.raises(InvalidState) as conflict:
-        model_versions.model_version_report_registered(user=other, version=version, token_id=9, run_id=version.run_id)
+        model_versions.model_version_report_registered(actor=other, version=version, token_id=9, run_id=version.run_id)
     assert conflict.value.code == "conflict" and _written() == after
     version.refresh_from_db()
     assert (version.registered_by, version.registered_via) == (bot, VIA_API_TOKEN)

@@ -39,12 +39,12 @@ def pending(v7: ModelVersion, envs: dict[str, Environment], people: People) -> P
     """v7 (live in dev) asked for staging by the requester: pending, waiting for an ``approver``."""
     make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
     return promotions.promotion_request(
-        user=people.requester, version=v7, environment=envs["staging"], reason="quarterly retrain"
+        actor=people.requester, version=v7, environment=envs["staging"], reason="quarterly retrain"
     )
 
 
 def changes(user: User, request: PromotionRequest, comment: str = COMMENT) -> PromotionRequest:
-    return promotions.promotion_request_changes(user=user, request=request, comment=comment)
+    return promotions.promotion_request_changes(actor=user, promotion=request, comment=comment)
 
 
 def test_an_approver_requests_changes_and_the_request_is_closed(pending: PromotionRequest, people: People) -> None:
@@ -67,7 +67,7 @@ def test_the_requester_can_file_a_new_request_afterwards(
 ) -> None:
     changes(people.approver, pending)
     again = promotions.promotion_request(
-        user=people.requester, version=pending.version, environment=envs["staging"], reason="model card extended"
+        actor=people.requester, version=pending.version, environment=envs["staging"], reason="model card extended"
     )
     assert again.state == State.PENDING and again.pk != pending.pk
 
@@ -113,4 +113,4 @@ def test_only_pending_requests(pending: PromotionRequest, people: People, state:
 def test_a_request_sent_back_cannot_then_be_approved(pending: PromotionRequest, people: People) -> None:
     changes(people.approver, pending)
     with refused(InvalidState, "invalid_state"):
-        promotions.promotion_approve(user=people.approver2, request=pending, comment="looks fine")
+        promotions.promotion_approve(actor=people.approver2, promotion=pending, comment="looks fine")

@@ -13,7 +13,6 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -107,6 +106,20 @@ class ApprovalOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class BreakGlassReviewField(serializers.DictField):
+    """The promotion's break-glass review in brief (``id``, ``state``, ``due_at``, ``reviewed_by``), or null."""
+
+    def to_representation(self, value: Any) -> dict[str, Any] | None:
+        try:
+            review: BreakGlassReview | None = value.break_glass_review
+        except ObjectDoesNotExist:
+            review = None
+        if review is None:
+            return None
+        return {"id": review.pk, "state": review.state, "due_at": review.due_at.isoformat(),
+                "reviewed_by": review.reviewed_by.username if review.reviewed_by else None}
+
+
 class PromotionDetail(PromotionSummary):
     class Status(serializers.Serializer):
         approvals = serializers.DictField(child=serializers.IntegerField(),
@@ -115,13 +128,17 @@ class PromotionDetail(PromotionSummary):
         failed_gates = serializers.ListField(child=serializers.CharField())
         ready = serializers.BooleanField()
 
+        def to_representation(self, instance: Any) -> Any:
+            """Of the promotion: its approval status under the effective policy (one query, the policy)."""
+            return super().to_representation(promotions.approval_status(instance))
+
     evidence = serializers.DictField(help_text="gate results at the last evaluation and the artifact digest")
     evidence_digest = serializers.CharField()
     previous_version = serializers.IntegerField(source="previous_version.version", allow_null=True, default=None)
     last_error = serializers.CharField()
     approvals = ApprovalOut(many=True, source="approvals.all")
-    status = Status(source="approval_status")
-    break_glass_review = serializers.DictField(allow_null=True, source="review")
+    status = Status(source="*")
+    break_glass_review = BreakGlassReviewField(allow_null=True, source="*")
 
 
 EXAMPLE_SUMMARY = {
@@ -154,65 +171,16 @@ def _detail_rows(rows: QuerySet[PromotionRequest]) -> QuerySet[PromotionRequest]
     )
 
 
-def _when(value: Any) -> str | None:
-    """DRF's DateTimeField form (UTC, ``Z``), without instantiating a serializer per response."""
-    if value is None:
-        return None
-    text: str = timezone.localtime(value).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def summary_data(promotion: PromotionRequest) -> dict[str, Any]:
-    """``PromotionSummary`` of ``promotion``, built directly: a DRF serializer costs more than the query."""
-    return {
-        "id": promotion.pk,
-        "model": promotion.version.model.name,
-        "version": promotion.version.version,
-        "environment": promotion.environment.name,
-        "state": promotion.state,
-        "strategy": promotion.strategy,
-        "canary_steps": [int(step) for step in promotion.canary_steps],
-        "traffic_percent": promotion.traffic_percent,
-        "requested_by": promotion.requested_by.username,
-        "reason": promotion.reason,
-        "is_break_glass": bool(promotion.is_break_glass),
-        "created_at": _when(promotion.created_at),
-        "decided_at": _when(promotion.decided_at),
-        "deployed_at": _when(promotion.deployed_at),
-        "finished_at": _when(promotion.finished_at),
-    }
+    """``PromotionSummary`` of ``promotion`` (the list's items)."""
+    data: dict[str, Any] = PromotionSummary(promotion).data
+    return data
 
 
 def _detail_of(promotion: PromotionRequest) -> dict[str, Any]:
     """``PromotionDetail`` of a promotion loaded by ``_detail_rows`` (one more query: the policy)."""
-    try:
-        review: BreakGlassReview | None = promotion.break_glass_review
-    except ObjectDoesNotExist:
-        review = None
-    approval_status = promotions.approval_status(promotion)
-    previous = promotion.previous_version
-    return {
-        **summary_data(promotion),
-        "evidence": dict(promotion.evidence),
-        "evidence_digest": promotion.evidence_digest,
-        "previous_version": previous.version if previous is not None else None,
-        "last_error": promotion.last_error,
-        "approvals": [
-            {"approver": a.approver.username, "decision": a.decision, "group": a.group, "comment": a.comment,
-             "evidence_digest": a.evidence_digest, "created_at": _when(a.created_at)}
-            for a in promotion.approvals.all()
-        ],
-        "status": {
-            "approvals": {str(k): int(v) for k, v in approval_status["approvals"].items()},
-            "unmet_rules": list(approval_status["unmet_rules"]),
-            "failed_gates": list(approval_status["failed_gates"]),
-            "ready": bool(approval_status["ready"]),
-        },
-        "break_glass_review": None if review is None else {
-            "id": review.pk, "state": review.state, "due_at": review.due_at.isoformat(),
-            "reviewed_by": review.reviewed_by.username if review.reviewed_by else None,
-        },
-    }
+    data: dict[str, Any] = PromotionDetail(promotion).data
+    return data
 
 
 def detail_data(promotion: PromotionRequest) -> dict[str, Any]:

@@ -19,8 +19,8 @@ kinds takes them in this order, so two services never wait on each other in a cy
 One path takes 5 before 4: ``promotion_rollback`` locks the live deployment to find the promotion
 to roll back, then that promotion. It serialises with ``promotion_alias_applied`` (4, then 5 of the
 same model and environment) through the live deployment row only when the deployment completes at
-the moment it is rolled back; the database detects such a deadlock and one of the two is retried or
-refused, never half-applied.
+the moment it is rolled back; the database detects such a deadlock and one of the two fails with a
+database error and rolls back, never half-applied.
 """
 from __future__ import annotations
 

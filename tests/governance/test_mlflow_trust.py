@@ -360,9 +360,9 @@ def test_a_registrant_report_needs_a_service_account_and_the_version_s_run(db: N
     before = _written()
 
     for call, code in [
-        (dict(user=people.requester, token_id=1, run_id=version.run_id), "not_permitted"),  # a person
-        (dict(user=bot, token_id=1, run_id="0" * 32), "run_mismatch"),
-        (dict(user=bot, token_id=1, run_id=""), "required"),
+        (dict(actor=people.requester, token_id=1, run_id=version.run_id), "not_permitted"),  # a person
+        (dict(actor=bot, token_id=1, run_id="0" * 32), "run_mismatch"),
+        (dict(actor=bot, token_id=1, run_id=""), "required"),
     ]:
         with pytest.raises(GovernanceError) as refused:
             model_versions.model_version_report_registered(version=version, **call)

@@ -26,8 +26,7 @@ from access.errors import NotPermitted
 from access.models import AccessRequest, ApiToken, Grant, ReviewCampaign, ReviewItem, ServiceAccount
 from access.roles import ROLES
 from access.services import ServiceError, user_role_add, user_role_remove
-from governance.admin import _pretty, form_action
-from web.admin_site import RawViewAdmin, RawViewMixin
+from web.admin_site import RawViewAdmin, RawViewMixin, form_action, pretty_json
 
 
 class RoleReasonForm(forms.Form):
@@ -204,7 +203,7 @@ class ReviewCampaignAdmin(RawViewAdmin):
 
     @admin.display(description="report")
     def report_pretty(self, obj: ReviewCampaign) -> str:
-        return _pretty(obj.report)
+        return pretty_json(obj.report)
 
 
 @admin.register(ReviewItem)

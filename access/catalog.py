@@ -43,9 +43,9 @@ from access.classification import CONFIDENTIAL, LEVELS, allows, highest, rank
 from access.models import PCI_CATEGORIES, PII_CATEGORIES, Dataset, DatasetField, Lineage
 from access.roles import role_names
 from audit.ledger import Actor, Subject, record
-from governance import services
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import ComplianceViolation, LiveDeployment, ModelVersion, PromotionRequest
+from governance.services import common, compliance, promotions
 
 logger = logging.getLogger(__name__)
 
@@ -417,7 +417,7 @@ def _link(*, actor: Actor, version: ModelVersion, dataset: Dataset, role: str, s
     record(
         event_type="lineage.linked",
         actor=actor,
-        subject=services.version_subject(version),
+        subject=common.version_subject(version),
         payload={"model": version.model.name, "version": version.version, "dataset": dataset.name, "role": role,
                  "source": source},
     )
@@ -505,9 +505,9 @@ def _flag_uncatalogued(version: ModelVersion, names: list[str], actor: Actor) ->
     ).values_list("details", flat=True)
     if any(isinstance(d, dict) and d.get("datasets") == names for d in seen):
         return
-    services.violation_record(
+    compliance.violation_record(
         kind=ComplianceViolation.Kind.UNCATALOGUED_LINEAGE,
-        subject=services.version_subject(version),
+        subject=common.version_subject(version),
         summary=f"{version.ref} was trained on datasets the catalog does not know ({', '.join(names)}); its "
         "classification is unknown and no environment below the top level admits it until a data steward "
         "registers and classifies them.",
@@ -533,9 +533,9 @@ def _flag_live(version: ModelVersion, reason: str) -> int:
         ceiling = live.environment.max_data_classification
         if level not in LEVELS or allows(ceiling, level) or _already_flagged(version, live.environment.name, level):
             continue
-        services.violation_record(
+        compliance.violation_record(
             kind=ComplianceViolation.Kind.CLASSIFICATION,
-            subject=services.version_subject(version),
+            subject=common.version_subject(version),
             summary=f"{version.ref} is live in {live.environment.name} but was trained on {level} data; "
             f"{live.environment.name} allows up to {ceiling}. It was not rolled back: roll it back or review "
             "the classification.",
@@ -569,13 +569,13 @@ def model_version_reclassify_from_lineage(*, version: ModelVersion, reason: str,
     record(
         event_type="model.version_classified",
         actor=actor,
-        subject=services.version_subject(version),
+        subject=common.version_subject(version),
         payload={"model": version.model.name, "version": version.version, "level": target,
                  "previous_level": previous or None, "reason": reason},
     )
     for request in PromotionRequest.objects.filter(version=version, state=PromotionRequest.State.PENDING).order_by(
         "pk"
     ):
-        services.promotion_reevaluate(request=request, actor=actor)
+        promotions.promotion_reevaluate(promotion=request, actor=actor)
     _flag_live(version, reason)
     return True

@@ -52,9 +52,8 @@ from access.models import (
     ReviewItem,
     ServiceAccount,
 )
-from governance.console.views_overview import denied
 from governance.models import Environment, ModelVersion
-from web.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
+from web.console.base import denied, paginate, redirect_back, run_action, signed_in_user, viewer_roles
 
 GRANT_STATUSES = ("active", "lapsed", "expired", "revoked", "all")
 SEE_ALL_REVIEWS = frozenset({roles.INFOSEC, roles.AUDITOR})

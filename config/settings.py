@@ -395,7 +395,7 @@ MLFLOW_WEBHOOK_SECRET = env_str("MLFLOW_WEBHOOK_SECRET") or DEV_MLFLOW_WEBHOOK_S
 MLFLOW_WEBHOOK_TOLERANCE_SECONDS = env_int("MLFLOW_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 MLFLOW_RECONCILE_INTERVAL = env_float("MLFLOW_RECONCILE_INTERVAL", 300.0, minimum=5)
 MLFLOW_WEBHOOK_MAX_BYTES = env_int("MLFLOW_WEBHOOK_MAX_BYTES", 1048576, minimum=1024)
-# The artifact digest (governance.sync): artifacts over these limits get no digest (the gate says why);
+# The artifact digest (governance.artifact_digest): artifacts over these limits get no digest (the gate says why);
 # a remote version whose artifact listing (names, sizes) is unchanged is re-downloaded after RECHECK_HOURS.
 MLFLOW_DIGEST_MAX_BYTES = env_int("MLFLOW_DIGEST_MAX_BYTES", 1024**3, minimum=1)
 MLFLOW_DIGEST_MAX_FILES = env_int("MLFLOW_DIGEST_MAX_FILES", 20_000, minimum=1)
@@ -500,7 +500,7 @@ BREAK_GLASS_MAX_PER_PERSON = env_int("BREAK_GLASS_MAX_PER_PERSON", 3, minimum=1)
 BREAK_GLASS_MAX_PER_ENVIRONMENT = env_int("BREAK_GLASS_MAX_PER_ENVIRONMENT", 5, minimum=1)
 BREAK_GLASS_WINDOW_DAYS = env_int("BREAK_GLASS_WINDOW_DAYS", 30, minimum=1)
 
-# Two-person control (governance.change_requests): a proposal left pending this many days expires (beat
+# Two-person control (governance.services.change_requests): a proposal left pending this many days expires (beat
 # task below; an approval of an expired one is refused even before the task has marked it).
 CHANGE_REQUEST_EXPIRY_DAYS = env_int("CHANGE_REQUEST_EXPIRY_DAYS", 7, minimum=1)
 

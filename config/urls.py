@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from governance.webhooks import mlflow_webhook
+from governance.api.webhooks import mlflow_webhook
 from web.api import problems
 from web.health import healthz, readyz
 from web.metrics import metrics_view

@@ -13,23 +13,15 @@ Environments, freeze windows and promotion policies are two-person changes
 """
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
-from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.utils.html import format_html
 
 from access import catalog
 from access import selectors as access_selectors
-from access.errors import AccessError
 from access.models import Dataset, DatasetField, Lineage
-from governance import selectors, services
-from governance.errors import GovernanceError
+from governance import selectors
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,
@@ -42,60 +34,8 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
-from web.admin_site import RawViewAdmin, RawViewMixin
-
-
-class TextForm(forms.Form):
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=5000)
-
-
-def form_action(
-    *, description: str, label: str, help_text: str, form_class: type[forms.Form] = TextForm,
-) -> Callable[[Callable[..., Any]], Any]:
-    """Turn ``apply(request, obj, cleaned_data)`` into an admin action with an intermediate form page.
-
-    ``apply`` calls a service; a ``GovernanceError`` or ``AccessError`` it raises is shown as a
-    message for that object and the other selected objects are still tried (each service call is
-    its own transaction, so a refusal leaves nothing half-written).
-    """
-
-    def decorate(apply: Callable[..., Any]) -> Any:
-        def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:  # type: ignore[type-arg]
-            form = form_class(request.POST if request.POST.get("confirm") else None)
-            if form.is_bound and form.is_valid():
-                done = 0
-                for obj in queryset:
-                    try:
-                        apply(request, obj, form.cleaned_data)
-                        done += 1
-                    except (GovernanceError, AccessError) as exc:
-                        modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
-                if done:
-                    modeladmin.message_user(request, f"{label}: {done} done", messages.SUCCESS)
-                return None
-            return TemplateResponse(
-                request,
-                "admin/governance/action_form.html",
-                {
-                    **modeladmin.admin_site.each_context(request),
-                    "title": description,
-                    "help": help_text,
-                    "objects": list(queryset),
-                    "form": form,
-                    "action": apply.__name__,
-                    "submit": label,
-                    "opts": modeladmin.model._meta,
-                },
-            )
-
-        action.__name__ = apply.__name__
-        return admin.action(description=description)(action)
-
-    return decorate
-
-
-def _pretty(value: Any) -> str:
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, default=str))
+from governance.services import promotions
+from web.admin_site import RawViewAdmin, RawViewMixin, pretty_json
 
 
 @admin.register(RegisteredModel)
@@ -121,15 +61,15 @@ class ModelVersionAdmin(RawViewAdmin):
 
     @admin.display(description="metrics")
     def metrics_pretty(self, obj: ModelVersion) -> str:
-        return _pretty(obj.metrics)
+        return pretty_json(obj.metrics)
 
     @admin.display(description="params")
     def params_pretty(self, obj: ModelVersion) -> str:
-        return _pretty(obj.params)
+        return pretty_json(obj.params)
 
     @admin.display(description="datasets")
     def datasets_pretty(self, obj: ModelVersion) -> str:
-        return _pretty(obj.datasets)
+        return pretty_json(obj.datasets)
 
 
 @admin.register(PromotionRequest)
@@ -144,11 +84,11 @@ class PromotionRequestAdmin(RawViewAdmin):
 
     @admin.display(description="gate evidence")
     def evidence_pretty(self, obj: PromotionRequest) -> str:
-        return _pretty(obj.evidence)
+        return pretty_json(obj.evidence)
 
     @admin.display(description="approval status")
     def status_pretty(self, obj: PromotionRequest) -> str:
-        return _pretty(services.approval_status(obj))
+        return pretty_json(promotions.approval_status(obj))
 
 
 @admin.register(BreakGlassReview)

@@ -13,7 +13,7 @@ from django.dispatch import receiver
 
 from audit import signals
 from audit.ledger import Subject
-from governance.services import violation_record
+from governance.services.compliance import violation_record
 
 
 @receiver(signals.integrity_failed, dispatch_uid="governance.integrity_failed")

@@ -94,7 +94,7 @@ REGISTERED_VIA = (VIA_IDENTITY_LINK, VIA_API_TOKEN)
 class IdentityLink(models.Model):
     """An MLflow identity (the registry's ``user_id`` of a version) that InfoSec vouched is an account.
 
-    Created and removed only by ``governance.services.identity_link_create`` / ``identity_link_remove``.
+    Created and removed only by ``governance.services.identity_links.identity_link_create`` / ``identity_link_remove``.
     The identity string is personal data: the ledger only ever holds it through the commitment scheme.
     """
 
@@ -121,7 +121,7 @@ class Environment(models.Model):
     max_data_classification = models.CharField(max_length=20, choices=LEVEL_CHOICES, default=RESTRICTED)
     description = models.CharField(max_length=300, blank=True, default="")
     # Its policies, path (alias, ceiling, place in the order), freeze windows and this flag itself
-    # change only with a second InfoSec member's approval (governance.change_requests).
+    # change only with a second InfoSec member's approval (governance.services.change_requests).
     protected = models.BooleanField(default=False)
 
     class Meta:
@@ -388,7 +388,7 @@ class GovernanceChangeRequest(models.Model):
 
     ``change`` holds the validated proposal exactly as it will be applied; ``base_digest`` is the
     digest of the environment's rules when it was proposed, so an approval of a proposal made
-    against rules that have since changed is refused as stale (``governance.change_requests``).
+    against rules that have since changed is refused as stale (``governance.services.change_requests``).
     """
 
     class Kind(models.TextChoices):

@@ -7,7 +7,8 @@ approvals a policy requires (all groups together), the hours of its soak gate an
 types it must keep. It applies to an environment's default policy and to every model policy
 there, since a model policy replaces the default.
 
-This module reads no database and imports no Django model: settings parse the floor with it.
+This module reads no database and imports no Django model (only the lazy ``django.conf.settings``):
+settings parse the floor with it.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+
+from django.conf import settings
 
 from governance.policy import GATE_TYPES, ApprovalRule, Gate, Policy
 
@@ -81,8 +84,6 @@ def floor_problems(floor: Floor | None, policy: Policy) -> list[str]:
 
 def floor_for(environment_name: str) -> Floor | None:
     """The configured floor of an environment (``settings.POLICY_FLOOR``), None when it has none."""
-    from django.conf import settings
-
     floor = settings.POLICY_FLOOR.get(environment_name)
     if floor is None or isinstance(floor, Floor):
         return floor

@@ -1,4 +1,8 @@
-"""The real MLflow model registry, through MlflowClient.
+"""The real MLflow model registry, through MlflowClient: the adapter the rest of governance uses.
+
+Aliases are read and moved here (``alias_version``, ``set_alias``, ``delete_alias``, ``aliases``), and
+registered models and versions are listed and read (``fetch_model``, ``iter_models``, ``iter_versions``)
+for the mirror (``governance.services.registry_mirror``) to write.
 
 Only Celery tasks and the reconcile call these; services never talk to MLflow
 inside a database transaction (a slow or failing registry must not hold locks
@@ -6,8 +10,11 @@ or half-apply a change). Every function is idempotent.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 from django.conf import settings
@@ -16,6 +23,7 @@ from django.conf import settings
 # about 3 s, and this module is imported whenever Django starts (governance.tasks imports it),
 # so a module-level import would make every ``django.setup()`` (manage.py, tests) pay for it.
 if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     # What a registry call can fail with: retried by tasks, then recorded as a failure.
@@ -68,3 +76,92 @@ def aliases(model: str) -> dict[str, int]:
     """Every alias of a registered model and the version it points at."""
     registered = client().get_registered_model(model)
     return {alias: int(version) for alias, version in (registered.aliases or {}).items()}
+
+
+#: Page size of MLflow searches (models and versions).
+PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """A registered model as MLflow describes it."""
+
+    name: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+def from_millis(value: Any) -> datetime | None:
+    if value in (None, 0):
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def is_not_found(exc: MlflowException) -> bool:
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def _is_prompt(tags: Mapping[str, str]) -> bool:
+    return str(tags.get("mlflow.prompt.is_prompt", "")).lower() == "true"
+
+
+def model_data(rm: Any) -> ModelData:
+    return ModelData(
+        name=rm.name,
+        description=rm.description or "",
+        tags={str(k): str(v) for k, v in (rm.tags or {}).items()},
+        created_at=from_millis(rm.creation_timestamp),
+    )
+
+
+def fetch_model(name: str) -> ModelData | None:
+    """The registered model ``name`` in MLflow, or None when it does not exist (or is a prompt)."""
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
+    try:
+        rm = client().get_registered_model(name)
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    data = model_data(rm)
+    return None if _is_prompt(data.tags) else data
+
+
+def iter_models() -> Iterator[ModelData]:
+    """Every registered model in MLflow (prompts excluded), page by page."""
+    mlflow = client()
+    token: Any = None
+    while True:
+        page = mlflow.search_registered_models(max_results=PAGE_SIZE, page_token=token)
+        for rm in page:
+            data = model_data(rm)
+            if not _is_prompt(data.tags):
+                yield data
+        token = page.token
+        if not token:
+            return
+
+
+def _name_filter(name: str) -> str | None:
+    if "'" not in name:
+        return f"name='{name}'"
+    if '"' not in name:
+        return f'name="{name}"'
+    return None  # both quote characters: list every version and filter here
+
+
+def iter_versions(name: str) -> Iterator[Any]:
+    """Every (not deleted) version of model ``name`` in MLflow, page by page."""
+    mlflow = client()
+    filter_string = _name_filter(name)
+    token: Any = None
+    while True:
+        page = mlflow.search_model_versions(filter_string, max_results=PAGE_SIZE, page_token=token)
+        for mv in page:
+            if mv.name == name:
+                yield mv
+        token = page.token
+        if not token:
+            return

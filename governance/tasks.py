@@ -1,7 +1,9 @@
 """Celery tasks of the governance domain: they take ids, call services and MLflow, and are idempotent.
 
-Every MLflow change is retried with exponential backoff; when retries run out,
-the outcome is recorded (a failed deployment), never silently dropped.
+Every MLflow change is retried by Celery (``autoretry_for=(RegistryUnavailable,)``, exponential
+backoff of 1, 2, 4... seconds up to 60, ``max_retries`` 5); when retries run out, the outcome is
+recorded (a failed deployment), never silently dropped. The receivers at the end queue these tasks
+after commit when the services announce a change (``governance.signals``).
 """
 from __future__ import annotations
 
@@ -9,16 +11,31 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import OperationalError
+from django.db import OperationalError, transaction
+from django.dispatch import receiver
+from django.utils import timezone
 
-from governance import registry, selectors, services
+from governance import registry, selectors, signals
 from governance.errors import InvalidState
-from governance.models import PromotionRequest
+from governance.models import GovernanceChangeRequest, PromotionRequest
+from governance.services import break_glass, change_requests, deployments, promotions, registry_mirror, webhooks
 
 logger = logging.getLogger(__name__)
 State = PromotionRequest.State
 
-_TASK: dict[str, Any] = {"bind": True, "max_retries": 5, "soft_time_limit": 60, "time_limit": 90, "acks_late": True}
+
+class RegistryUnavailable(Exception):
+    """An MLflow registry call failed (one of ``registry.REGISTRY_ERRORS``, its cause): Celery retries the task.
+
+    A class of our own because ``autoretry_for`` is fixed when the task is defined, and naming
+    MLflow's exception there would import MLflow whenever Django starts."""
+
+
+#: Retries by Celery: 1, 2, 4, 8, 16 s apart (exponential, at most 60 s), then the task's last attempt records
+#: the failure itself.
+_RETRIED = {"autoretry_for": (RegistryUnavailable,), "retry_backoff": True, "retry_backoff_max": 60,
+            "retry_jitter": False, "max_retries": 5, "acks_late": True, "bind": True}
+_TASK: dict[str, Any] = {**_RETRIED, "soft_time_limit": 60, "time_limit": 90}
 
 
 def _load(request_id: int) -> PromotionRequest | None:
@@ -34,13 +51,23 @@ def _can_retry(task: Any) -> bool:
 
 
 def _retry_or_fail(task: Any, request: PromotionRequest, exc: BaseException) -> None:
+    """Hand a registry error to Celery's retry (``RegistryUnavailable``), or on the last attempt record the
+    deployment as failed."""
     if _can_retry(task):
-        raise task.retry(exc=exc, countdown=min(60, 2 ** task.request.retries))
+        raise RegistryUnavailable(str(exc)) from exc
     logger.warning("promotion %s: MLflow change failed after %s retries", request.pk, task.max_retries)
     try:
-        services.promotion_deploy_failed(request=request, error=f"MLflow registry error: {exc}")
+        deployments.promotion_deploy_failed(promotion=request, error=f"MLflow registry error: {exc}")
     except InvalidState:
         pass
+
+
+def _retry_or_give_up(task: Any, request: PromotionRequest, exc: BaseException) -> None:
+    """Hand a registry error to Celery's retry, or on the last attempt leave the alias to the reconcile."""
+    if _can_retry(task):
+        raise RegistryUnavailable(str(exc)) from exc
+    # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
+    logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
 
 
 @shared_task(name="governance.tasks.apply_promotion", **_TASK)
@@ -51,21 +78,21 @@ def apply_promotion(self: Any, request_id: int) -> str:
         return "missing"
     if request.state in (State.APPROVED, State.DEPLOYING):
         try:
-            request = services.promotion_deploy_start(request=request)  # counts the attempt
+            request = deployments.promotion_deploy_start(promotion=request)  # counts the attempt
         except InvalidState:
             return "not approved any more"
     if request.state != State.DEPLOYING:
         return f"nothing to do ({request.state})"
-    if services.promotion_deploy_refuse_unjustified(request=request):
+    if deployments.promotion_deploy_refuse_unjustified(promotion=request):
         return "refused: break-glass found unjustified"
-    alias = services.rollout_alias(request)
+    alias = deployments.rollout_alias(request)
     try:
         registry.set_alias(request.version.model.name, alias, request.version.version)
     except registry.REGISTRY_ERRORS as exc:
         _retry_or_fail(self, request, exc)
         return "failed"
     try:
-        services.promotion_alias_applied(request=request, alias=alias)
+        deployments.promotion_alias_applied(promotion=request, alias=alias)
     except InvalidState:
         return "already completed by the reconcile"
     return f"{alias} -> {request.version.ref}"
@@ -78,7 +105,7 @@ def complete_rollout(self: Any, request_id: int) -> str:
     if request is None or request.state != State.DEPLOYING:
         return "nothing to do"
     model, main = request.version.model.name, request.environment.mlflow_alias
-    candidate = services.rollout_alias(request)
+    candidate = deployments.rollout_alias(request)
     try:
         registry.set_alias(model, main, request.version.version)
         # Another rollout of this environment may hold the candidate alias by now: that one is not ours to remove.
@@ -88,7 +115,7 @@ def complete_rollout(self: Any, request_id: int) -> str:
         _retry_or_fail(self, request, exc)
         return "failed"
     try:
-        services.promotion_alias_applied(request=request, alias=main)
+        deployments.promotion_alias_applied(promotion=request, alias=main)
     except InvalidState:
         return "nothing to do any more"  # a concurrent run of this task recorded it
     return f"{main} -> {request.version.ref}"
@@ -100,19 +127,16 @@ def remove_candidate_alias(self: Any, request_id: int) -> str:
     request = _load(request_id)
     if request is None or request.strategy == PromotionRequest.Strategy.FULL:
         return "nothing to do"
-    model, alias = request.version.model.name, services.rollout_alias(request)
+    model, alias = request.version.model.name, deployments.rollout_alias(request)
     try:
         current = registry.alias_version(model, alias)
         if current != request.version.version:
             return "not ours"
         registry.delete_alias(model, alias)
     except registry.REGISTRY_ERRORS as exc:
-        if _can_retry(self):
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
-        logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
+        _retry_or_give_up(self, request, exc)
         return "failed"
-    services.mlflow_alias_change_record(
+    deployments.mlflow_alias_change_record(
         model=model, alias=alias, version=None, previous_version=current, reason=f"rollout #{request.pk} failed"
     )
     return f"removed {alias}"
@@ -136,12 +160,9 @@ def apply_rollback(self: Any, request_id: int) -> str:
         else:
             registry.set_alias(model, alias, target)
     except registry.REGISTRY_ERRORS as exc:
-        if _can_retry(self):
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        # Out of retries (or eager): the reconcile finds the alias out of step and repairs or flags it.
-        logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
+        _retry_or_give_up(self, request, exc)
         return "failed"
-    services.mlflow_alias_change_record(
+    deployments.mlflow_alias_change_record(
         model=model, alias=alias, version=target, previous_version=previous, reason=f"rollback of #{request.pk}"
     )
     return f"{alias} -> {target}"
@@ -151,13 +172,13 @@ def apply_rollback(self: Any, request_id: int) -> str:
              soft_time_limit=120, time_limit=180)
 def expire_promotions() -> int:
     pending = PromotionRequest.objects.filter(state=State.PENDING).values_list("pk", flat=True)
-    return sum(services.promotion_expire(request=PromotionRequest(pk=pk)) for pk in list(pending))
+    return sum(promotions.promotion_expire(promotion=PromotionRequest(pk=pk)) for pk in list(pending))
 
 
 @shared_task(name="governance.tasks.flag_overdue_reviews", autoretry_for=(OperationalError,), max_retries=3,
              soft_time_limit=120, time_limit=180)
 def flag_overdue_reviews() -> int:
-    return services.break_glass_reviews_flag_overdue()
+    return break_glass.break_glass_reviews_flag_overdue()
 
 
 @shared_task(name="governance.tasks.expire_change_requests", autoretry_for=(OperationalError,), max_retries=3,
@@ -165,29 +186,31 @@ def flag_overdue_reviews() -> int:
 def expire_change_requests() -> int:
     """Expire the change requests left pending past ``CHANGE_REQUEST_EXPIRY_DAYS`` (beat). Idempotent: one
     already expired, or decided meanwhile, is left alone by the service."""
-    from governance import change_requests
-    from governance.models import GovernanceChangeRequest
-
-    return sum(change_requests.change_request_expire(request=GovernanceChangeRequest(pk=pk))
+    return sum(change_requests.change_request_expire(change_request=GovernanceChangeRequest(pk=pk))
                for pk in change_requests.change_requests_due())
 
 
 # --- the MLflow registry mirror ----------------------------------------------------------------------
 
-_SYNC_TASK: dict[str, Any] = {"bind": True, "max_retries": 5, "acks_late": True}
+_SYNC_TASK: dict[str, Any] = _RETRIED
+
+
+def _retry_or_raise(task: Any, exc: BaseException, what: str) -> None:
+    """Hand a registry error to Celery's retry (eager runs retry too, at once), or on the last attempt log it;
+    the caller re-raises it."""
+    if task.request.retries < task.max_retries:
+        raise RegistryUnavailable(str(exc)) from exc
+    logger.warning("%s failed after %s retries: %s", what, task.max_retries, type(exc).__name__)
 
 
 @shared_task(name="governance.tasks.reconcile_registry", soft_time_limit=240, time_limit=300, **_SYNC_TASK)
 def reconcile_registry(self: Any) -> dict[str, Any]:
     """Mirror every registered model and version from MLflow and reconcile every alias (the beat schedule)."""
-    from governance import sync
 
     try:
-        report = sync.registry_reconcile()
+        report = registry_mirror.registry_reconcile()
     except registry.REGISTRY_ERRORS as exc:
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        logger.warning("registry reconcile failed after %s retries: %s", self.max_retries, type(exc).__name__)
+        _retry_or_raise(self, exc, "registry reconcile")
         raise
     return report.as_dict()
 
@@ -195,14 +218,11 @@ def reconcile_registry(self: Any) -> dict[str, Any]:
 @shared_task(name="governance.tasks.sync_model", soft_time_limit=60, time_limit=90, **_SYNC_TASK)
 def sync_model(self: Any, name: str) -> dict[str, Any]:
     """Mirror one registered model and its versions, and reconcile its aliases (queued by webhooks)."""
-    from governance import sync
 
     try:
-        report = sync.registered_model_sync(name)
+        report = registry_mirror.registered_model_sync(name)
     except registry.REGISTRY_ERRORS as exc:
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
-        logger.warning("sync of model %s failed after %s retries: %s", name, self.max_retries, type(exc).__name__)
+        _retry_or_raise(self, exc, f"sync of model {name}")
         raise
     return report.as_dict()
 
@@ -215,8 +235,38 @@ def sync_model(self: Any, name: str) -> dict[str, Any]:
 def summarise_webhook_refusals() -> int:
     """Summarise closed intervals of refused webhook deliveries into the ledger (beat, and the first
     refusal of each interval). Idempotent: what was summarised is never summarised again."""
-    from django.utils import timezone
-
-    from governance import webhooks
-
     return webhooks.webhook_refusals_summarise(now=timezone.now())
+
+
+# --- what the services announce (governance.signals): queued after their transaction commits -------------
+
+
+@receiver(signals.promotion_approved)
+def _deploy_when_approved(*, promotion_id: int, **_: Any) -> None:
+    transaction.on_commit(lambda: apply_promotion.delay(promotion_id))
+
+
+@receiver(signals.rollout_completed)
+def _complete_rollout_when_reported(*, promotion_id: int, **_: Any) -> None:
+    transaction.on_commit(lambda: complete_rollout.delay(promotion_id))
+
+
+@receiver(signals.rollout_failed)
+def _remove_candidate_alias_when_failed(*, promotion_id: int, **_: Any) -> None:
+    transaction.on_commit(lambda: remove_candidate_alias.delay(promotion_id))
+
+
+@receiver(signals.promotion_rolled_back)
+def _apply_rollback_when_rolled_back(*, promotion_id: int, **_: Any) -> None:
+    transaction.on_commit(lambda: apply_rollback.delay(promotion_id))
+
+
+@receiver(signals.webhook_delivery_accepted)
+def _sync_model_when_notified(*, model: str, **_: Any) -> None:
+    # robust: a failing eager sync (no broker) must not turn an accepted delivery into an error.
+    transaction.on_commit(lambda: sync_model.delay(model), robust=True)
+
+
+@receiver(signals.webhook_refusal_interval_opened)
+def _summarise_refusals_when_an_interval_opens(**_: Any) -> None:
+    transaction.on_commit(summarise_webhook_refusals.delay, robust=True)

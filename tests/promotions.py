@@ -15,7 +15,7 @@ from django.utils import timezone
 from config.celery import app
 from governance import registry
 from governance.models import ComplianceViolation, Environment, ModelVersion, PromotionRequest, RegisteredModel
-from governance.services import promotion_request
+from governance.services.promotions import promotion_request
 from tests.catalog import Resources
 from tests.factories import MODEL_CARD, ModelVersionFactory, RegisteredModelFactory
 from tests.governance.helpers import FakeRegistry, ensure_defaults, make_deployed
@@ -110,7 +110,7 @@ def other_model(db: None) -> RegisteredModel:
 @pytest.fixture
 def pending(gov: Gov, people: People) -> PromotionRequest:
     """The owner's pending request to promote v2 to staging (created through the service)."""
-    return promotion_request(user=people.owner, version=gov.v2, environment=gov.staging,
+    return promotion_request(actor=people.owner, version=gov.v2, environment=gov.staging,
                              reason="better recall on CNP fraud")
 
 

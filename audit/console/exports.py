@@ -25,7 +25,7 @@ from audit.export.scope import FORMATS, parse_scope
 from audit.export.service import export_create, exports_dir, path_name
 from audit.models import ExportJob
 from audit.selectors import exports_visible_to
-from governance.console.views_overview import denied, is_oversight
+from web.console.base import denied, is_oversight
 
 EXPORTS_NOT_PERMITTED = "Ledger exports are for InfoSec and auditors: you are not permitted to see them."
 CONTENT_TYPES = {"bundle": "application/zip", "csv": "text/csv; charset=utf-8", "report": "text/html; charset=utf-8"}

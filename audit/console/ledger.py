@@ -27,7 +27,7 @@ from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry
 from audit.selectors import checkpoint_covering, inclusion_proof
 from audit.verification import trusted_verifiers
-from governance.console.views_overview import denied, is_oversight
+from web.console.base import denied, is_oversight
 
 PAGE_SIZE = 50
 MAX_FILTER = 300

@@ -10,8 +10,7 @@ from django.views.decorators.http import require_POST
 
 from audit.models import LegalHold
 from audit.retention import legal_hold_create, legal_hold_release
-from governance.console.views_overview import denied, is_oversight
-from web.console.base import paginate, redirect_back, run_action
+from web.console.base import denied, is_oversight, paginate, redirect_back, run_action
 
 HOLDS_NOT_PERMITTED = "Legal holds are for InfoSec and auditors: you are not permitted to see them."
 

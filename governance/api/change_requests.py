@@ -19,9 +19,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance import change_requests
 from governance.api.promotions import CommentInput, ReasonInput
 from governance.models import GovernanceChangeRequest
+from governance.services import change_requests
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
 from web.api.inputs import StrictQuery, parse, parse_query
 from web.api.pagination import StandardPagination
@@ -115,7 +115,7 @@ class ChangeRequestApproveApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = parse(CommentInput, request.data)
-        done = change_requests.change_request_approve(user=request.user, request=_visible(request, pk),
+        done = change_requests.change_request_approve(actor=request.user, change_request=_visible(request, pk),
                                                       comment=data["comment"])
         return Response(change_request_data(done))
 
@@ -128,7 +128,7 @@ class ChangeRequestRejectApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = parse(CommentInput, request.data)
-        done = change_requests.change_request_reject(user=request.user, request=_visible(request, pk),
+        done = change_requests.change_request_reject(actor=request.user, change_request=_visible(request, pk),
                                                      comment=data["comment"])
         return Response(change_request_data(done))
 
@@ -141,6 +141,6 @@ class ChangeRequestWithdrawApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = parse(ReasonInput, request.data)
-        done = change_requests.change_request_withdraw(user=request.user, request=_visible(request, pk),
+        done = change_requests.change_request_withdraw(actor=request.user, change_request=_visible(request, pk),
                                                        reason=data["reason"])
         return Response(change_request_data(done))

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.classification import LEVEL_CHOICES
-from governance import change_requests, selectors, services
+from governance import selectors
 from governance.api.change_requests import ChangeRequestOut, change_request_data
 from governance.models import (
     ComplianceViolation,
@@ -32,6 +32,7 @@ from governance.models import (
     PromotionPolicy,
     RegisteredModel,
 )
+from governance.services import change_requests, compliance, environments
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
 from web.api.inputs import Int, StrictInput, StrictQuery, Text, parse, parse_query
 from web.api.pagination import StandardPagination
@@ -71,7 +72,7 @@ ACCEPTED = "a change request, when the environment is protected: a second InfoSe
 def _proposed(request: Request, environment: Environment, kind: str, change: dict[str, Any],
               model: RegisteredModel | None = None, reason: str = "") -> Response:
     """202 with the change request proposing ``change`` to the protected ``environment``."""
-    created = change_requests.change_request_create(user=request.user, environment=environment, kind=kind,
+    created = change_requests.change_request_create(actor=request.user, environment=environment, kind=kind,
                                                     change=change, model=model, reason=reason)
     return Response(change_request_data(created), status=status.HTTP_202_ACCEPTED,
                     headers={"Location": f"/api/v1/change-requests/{created.pk}"})
@@ -131,10 +132,10 @@ class EnvironmentListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
-        above = services.protected_above(data["order"])
+        above = environments.protected_above(data["order"])
         if above is not None:
             return _proposed(request, above, GovernanceChangeRequest.Kind.ENVIRONMENT_CREATE, data)
-        created = services.environment_create(user=request.user, **data)
+        created = environments.environment_create(actor=request.user, **data)
         return Response(_detail(created), status=status.HTTP_201_CREATED)
 
 
@@ -179,7 +180,7 @@ class EnvironmentDetailApi(APIView):
         reason = data.pop("reason", "")
         protected = data.pop("protected", None)
         if protected is True:
-            services.environment_protect(user=request.user, environment=environment)
+            environments.environment_protect(actor=request.user, environment=environment)
         elif protected is False:
             if environment.protected:
                 return _proposed(request, environment, GovernanceChangeRequest.Kind.ENVIRONMENT_PROTECTION,
@@ -188,7 +189,7 @@ class EnvironmentDetailApi(APIView):
             return _proposed(request, environment, GovernanceChangeRequest.Kind.ENVIRONMENT_UPDATE, data,
                              reason=reason)
         else:
-            services.environment_update(user=request.user, environment=environment, **data)
+            environments.environment_update(actor=request.user, environment=environment, **data)
         return Response(_detail(environment))
 
 
@@ -216,7 +217,7 @@ class FreezeWindowCreateApi(APIView):
             change = {"starts_at": data["starts_at"].isoformat(), "ends_at": data["ends_at"].isoformat(),
                       "reason": data["reason"]}
             return _proposed(request, environment, GovernanceChangeRequest.Kind.FREEZE_WINDOW_CREATE, change)
-        freeze = services.freeze_window_create(user=request.user, environment=environment, **data)
+        freeze = environments.freeze_window_create(actor=request.user, environment=environment, **data)
         return Response(FreezeOut(freeze).data, status=status.HTTP_201_CREATED)
 
 
@@ -292,7 +293,7 @@ class PolicySetApi(APIView):
         if env.protected:
             return _proposed(request, env, GovernanceChangeRequest.Kind.POLICY_SET, {"rules": data["rules"]},
                              model=model, reason=data.get("reason", ""))
-        policy = services.policy_set(user=request.user, environment=env, rules=data["rules"], model=model)
+        policy = environments.policy_set(actor=request.user, environment=env, rules=data["rules"], model=model)
         return Response(PolicyOut(policy).data)
 
 
@@ -367,5 +368,5 @@ class ViolationAcknowledgeApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = parse(self.Input, request.data)
         violation = get_object_or_404(selectors.violations_visible_to(request.user), pk=pk)
-        done = services.violation_acknowledge(user=request.user, violation=violation, comment=data["comment"])
+        done = compliance.violation_acknowledge(actor=request.user, violation=violation, comment=data["comment"])
         return Response(ViolationOut(done).data)

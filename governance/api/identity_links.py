@@ -2,7 +2,7 @@
 
 MLflow's ``user_id`` is client-set text; a version's creator becomes a trusted registrant
 (``registered_by``, the ``trusted_creator`` gate) only through a link made here. InfoSec
-creates and removes links, with a reason (``governance.services.identity_link_create`` /
+creates and removes links, with a reason (``governance.services.identity_links.identity_link_create`` /
 ``identity_link_remove``); auditors read them; anyone else is refused (403). Links are a
 person's act: they declare no token scope, so every API token is refused (403), reads
 included. The MLflow identity is personal data: it is in these responses (InfoSec and
@@ -23,9 +23,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.roles import INFOSEC, role_names
-from governance import selectors, services
+from governance import selectors
 from governance.models import IdentityLink
-from governance.services import MAX_IDENTITY
+from governance.services import identity_links
+from governance.services.identity_links import MAX_IDENTITY
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
 from web.api.inputs import StrictInput, Text, parse
 from web.api.pagination import StandardPagination
@@ -113,8 +114,8 @@ class IdentityLinkListApi(APIView):
         account = User.objects.filter(username=data["account"], is_active=True).first()
         if account is None:
             raise ValidationError({"account": ["no active account has this username"]})
-        link = services.identity_link_create(user=request.user, mlflow_identity=data["mlflow_identity"],
-                                             account=account, reason=data["reason"])
+        link = identity_links.identity_link_create(actor=request.user, mlflow_identity=data["mlflow_identity"],
+                                                   account=account, reason=data["reason"])
         fresh = selectors.identity_links_visible_to(request.user).get(pk=link.pk)
         return Response(link_data(fresh), status=status.HTTP_201_CREATED)
 
@@ -151,5 +152,5 @@ class IdentityLinkDetailApi(APIView):
         _require_infosec(request, "remove MLflow identity links")
         link = get_object_or_404(selectors.identity_links_visible_to(request.user), pk=pk)
         data = parse(RemoveInput, request.data)
-        services.identity_link_remove(user=request.user, link=link, reason=data["reason"])
+        identity_links.identity_link_remove(actor=request.user, link=link, reason=data["reason"])
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -13,7 +13,6 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -23,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.ledger import Actor
-from governance import selectors, services
+from governance import selectors
 from governance.errors import InvalidState
 from governance.models import (
     Approval,
@@ -32,6 +31,7 @@ from governance.models import (
     ModelVersion,
     PromotionRequest,
 )
+from governance.services import break_glass, deployments, promotions
 from web.api.auth import token_of
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
 from web.api.inputs import Int, StrictInput, StrictQuery, Text, parse, parse_query
@@ -106,6 +106,20 @@ class ApprovalOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class BreakGlassReviewField(serializers.DictField):
+    """The promotion's break-glass review in brief (``id``, ``state``, ``due_at``, ``reviewed_by``), or null."""
+
+    def to_representation(self, value: Any) -> dict[str, Any] | None:
+        try:
+            review: BreakGlassReview | None = value.break_glass_review
+        except ObjectDoesNotExist:
+            review = None
+        if review is None:
+            return None
+        return {"id": review.pk, "state": review.state, "due_at": review.due_at.isoformat(),
+                "reviewed_by": review.reviewed_by.username if review.reviewed_by else None}
+
+
 class PromotionDetail(PromotionSummary):
     class Status(serializers.Serializer):
         approvals = serializers.DictField(child=serializers.IntegerField(),
@@ -114,13 +128,17 @@ class PromotionDetail(PromotionSummary):
         failed_gates = serializers.ListField(child=serializers.CharField())
         ready = serializers.BooleanField()
 
+        def to_representation(self, instance: Any) -> Any:
+            """Of the promotion: its approval status under the effective policy (one query, the policy)."""
+            return super().to_representation(promotions.approval_status(instance))
+
     evidence = serializers.DictField(help_text="gate results at the last evaluation and the artifact digest")
     evidence_digest = serializers.CharField()
     previous_version = serializers.IntegerField(source="previous_version.version", allow_null=True, default=None)
     last_error = serializers.CharField()
     approvals = ApprovalOut(many=True, source="approvals.all")
-    status = Status(source="approval_status")
-    break_glass_review = serializers.DictField(allow_null=True, source="review")
+    status = Status(source="*")
+    break_glass_review = BreakGlassReviewField(allow_null=True, source="*")
 
 
 EXAMPLE_SUMMARY = {
@@ -153,65 +171,16 @@ def _detail_rows(rows: QuerySet[PromotionRequest]) -> QuerySet[PromotionRequest]
     )
 
 
-def _when(value: Any) -> str | None:
-    """DRF's DateTimeField form (UTC, ``Z``), without instantiating a serializer per response."""
-    if value is None:
-        return None
-    text: str = timezone.localtime(value).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def summary_data(promotion: PromotionRequest) -> dict[str, Any]:
-    """``PromotionSummary`` of ``promotion``, built directly: a DRF serializer costs more than the query."""
-    return {
-        "id": promotion.pk,
-        "model": promotion.version.model.name,
-        "version": promotion.version.version,
-        "environment": promotion.environment.name,
-        "state": promotion.state,
-        "strategy": promotion.strategy,
-        "canary_steps": [int(step) for step in promotion.canary_steps],
-        "traffic_percent": promotion.traffic_percent,
-        "requested_by": promotion.requested_by.username,
-        "reason": promotion.reason,
-        "is_break_glass": bool(promotion.is_break_glass),
-        "created_at": _when(promotion.created_at),
-        "decided_at": _when(promotion.decided_at),
-        "deployed_at": _when(promotion.deployed_at),
-        "finished_at": _when(promotion.finished_at),
-    }
+    """``PromotionSummary`` of ``promotion`` (the list's items)."""
+    data: dict[str, Any] = PromotionSummary(promotion).data
+    return data
 
 
 def _detail_of(promotion: PromotionRequest) -> dict[str, Any]:
     """``PromotionDetail`` of a promotion loaded by ``_detail_rows`` (one more query: the policy)."""
-    try:
-        review: BreakGlassReview | None = promotion.break_glass_review
-    except ObjectDoesNotExist:
-        review = None
-    approval_status = services.approval_status(promotion)
-    previous = promotion.previous_version
-    return {
-        **summary_data(promotion),
-        "evidence": dict(promotion.evidence),
-        "evidence_digest": promotion.evidence_digest,
-        "previous_version": previous.version if previous is not None else None,
-        "last_error": promotion.last_error,
-        "approvals": [
-            {"approver": a.approver.username, "decision": a.decision, "group": a.group, "comment": a.comment,
-             "evidence_digest": a.evidence_digest, "created_at": _when(a.created_at)}
-            for a in promotion.approvals.all()
-        ],
-        "status": {
-            "approvals": {str(k): int(v) for k, v in approval_status["approvals"].items()},
-            "unmet_rules": list(approval_status["unmet_rules"]),
-            "failed_gates": list(approval_status["failed_gates"]),
-            "ready": bool(approval_status["ready"]),
-        },
-        "break_glass_review": None if review is None else {
-            "id": review.pk, "state": review.state, "due_at": review.due_at.isoformat(),
-            "reviewed_by": review.reviewed_by.username if review.reviewed_by else None,
-        },
-    }
+    data: dict[str, Any] = PromotionDetail(promotion).data
+    return data
 
 
 def detail_data(promotion: PromotionRequest) -> dict[str, Any]:
@@ -291,8 +260,8 @@ class PromotionListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
         version, environment = _version_and_environment(request, data)
-        created = services.promotion_request(
-            user=request.user, version=version, environment=environment, reason=data["reason"],
+        created = promotions.promotion_request(
+            actor=request.user, version=version, environment=environment, reason=data["reason"],
             strategy=data["strategy"], canary_steps=data.get("canary_steps") or None,
         )
         return Response(detail_data(created), status=status.HTTP_201_CREATED)
@@ -332,7 +301,7 @@ class PromotionApproveApi(APIView):
         data = parse(CommentInput, request.data)
         # Only the visibility check: the service locks and re-reads the request with what it needs.
         promotion = get_object_or_404(selectors.promotion_requests_visible_to(request.user), pk=promotion_id)
-        services.promotion_approve(user=request.user, request=promotion, comment=data["comment"])
+        promotions.promotion_approve(actor=request.user, promotion=promotion, comment=data["comment"])
         return Response(detail_data(promotion))
 
 
@@ -344,7 +313,7 @@ class PromotionRejectApi(APIView):
     def post(self, request: Request, promotion_id: int) -> Response:
         data = parse(CommentInput, request.data)
         promotion = _visible_request(request, promotion_id)
-        services.promotion_reject(user=request.user, request=promotion, comment=data["comment"])
+        promotions.promotion_reject(actor=request.user, promotion=promotion, comment=data["comment"])
         return Response(detail_data(promotion))
 
 
@@ -359,7 +328,7 @@ class PromotionWithdrawApi(APIView):
     def post(self, request: Request, promotion_id: int) -> Response:
         data = parse(ReasonInput, request.data)
         promotion = _visible_request(request, promotion_id)
-        services.promotion_withdraw(user=request.user, request=promotion, reason=data["reason"])
+        promotions.promotion_withdraw(actor=request.user, promotion=promotion, reason=data["reason"])
         return Response(detail_data(promotion))
 
 
@@ -370,7 +339,7 @@ class PromotionProgressApi(APIView):
         class Meta:
             ref_name = "PromotionProgressInput"
 
-        status = serializers.ChoiceField(choices=[(s, s) for s in services.PROGRESS_STATUSES])
+        status = serializers.ChoiceField(choices=[(s, s) for s in deployments.PROGRESS_STATUSES])
         traffic_percent = Int(min_value=0, max_value=100, required=False, allow_null=True)
         detail = Text(max_length=500, required=False, allow_blank=True, default="")
 
@@ -386,8 +355,8 @@ class PromotionProgressApi(APIView):
     def post(self, request: Request, promotion_id: int) -> Response:
         data = parse(self.Input, request.data)
         promotion = _visible_request(request, promotion_id)
-        services.promotion_report_progress(
-            actor=_actor(request), user=request.user, request=promotion, status=data["status"],
+        deployments.promotion_report_progress(
+            actor=_actor(request), account=request.user, promotion=promotion, status=data["status"],
             traffic_percent=data.get("traffic_percent"), detail=data.get("detail") or "",
         )
         return Response(detail_data(promotion))
@@ -409,8 +378,8 @@ class PromotionRollbackApi(APIView):
         live = selectors.live_version(model_id=promotion.version.model_id, environment=promotion.environment)
         if live is None or live.promotion_id != promotion.pk:
             raise InvalidState(f"promotion #{promotion.pk} is not the one live in {promotion.environment.name}")
-        services.promotion_rollback(user=request.user, model=promotion.version.model,
-                                    environment=promotion.environment, reason=data["reason"])
+        deployments.promotion_rollback(actor=request.user, model=promotion.version.model,
+                                       environment=promotion.environment, reason=data["reason"])
         return Response(detail_data(promotion))
 
 
@@ -436,8 +405,8 @@ class BreakGlassApi(APIView):
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
         version, environment = _version_and_environment(request, data)
-        created = services.promotion_break_glass(user=request.user, version=version, environment=environment,
-                                                 justification=data["justification"])
+        created = break_glass.promotion_break_glass(actor=request.user, version=version, environment=environment,
+                                                    justification=data["justification"])
         return Response(detail_data(created), status=status.HTTP_201_CREATED)
 
 
@@ -507,12 +476,12 @@ class BreakGlassReviewApproveApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = parse(CommentInput, request.data)
         review = get_object_or_404(_reviews_for(request), pk=pk)
-        services.break_glass_review_approve(user=request.user, review=review, comment=data["comment"])
+        break_glass.break_glass_review_approve(actor=request.user, review=review, comment=data["comment"])
         return Response(ReviewOut(_reviews_for(request).get(pk=pk)).data)
 
 
 class ConcludeInput(StrictInput):
-    outcome = serializers.ChoiceField(choices=[(o, o) for o in services.Outcome.ALL])
+    outcome = serializers.ChoiceField(choices=[(o, o) for o in break_glass.Outcome.ALL])
     comment = Text(max_length=TEXT_MAX)
 
 
@@ -532,8 +501,8 @@ class BreakGlassReviewConcludeApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = parse(ConcludeInput, request.data)
         review = get_object_or_404(_reviews_for(request), pk=pk)
-        services.break_glass_review_conclude(user=request.user, review=review, outcome=data["outcome"],
-                                             comment=data["comment"])
+        break_glass.break_glass_review_conclude(actor=request.user, review=review, outcome=data["outcome"],
+                                                comment=data["comment"])
         return Response(ReviewOut(_reviews_for(request).get(pk=pk)).data)
 
 

@@ -23,10 +23,11 @@ from access.models import Dataset, DatasetField, Lineage
 from access.tasks import lineage_reconcile
 from audit.ledger import Actor, integrate
 from audit.models import Entry, PendingEntry
-from governance import registry, services
+from governance import registry
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import ComplianceViolation, Environment, ModelVersion, PromotionRequest, RegisteredModel
-from governance.sync import VersionData, model_version_upsert, registered_model_sync
+from governance.services import model_versions
+from governance.services.registry_mirror import VersionData, model_version_upsert, registered_model_sync
 from tests.factories import ModelVersionFactory, UserFactory
 from tests.governance import mlflow_helpers
 from tests.personas import People
@@ -50,7 +51,7 @@ def no_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def mlflow_input(name: str, context: str = "training") -> dict[str, str]:
-    """A run's dataset input as governance.sync stores it in ModelVersion.datasets."""
+    """A run's dataset input as governance.services.registry_mirror stores it in ModelVersion.datasets."""
     return {"name": name, "digest": f"{abs(hash(name)) % 10**8:08d}", "source_type": "s3",
             "source": f'{{"uri": "s3://lake/{name}"}}', "context": context}
 
@@ -500,20 +501,20 @@ def test_a_version_with_lineage_cannot_be_declared_another_level(people: People,
         catalog.lineage_link_from_mlflow(version=version)
 
     with refused(GovernanceError, "classified_by_lineage") as info:
-        services.model_version_declare_classification(user=people.steward, version=complete, level="restricted",
-                                                      reason="extra caution")
+        model_versions.model_version_declare_classification(actor=people.steward, version=complete, level="restricted",
+                                                            reason="extra caution")
     assert "reclassify those datasets instead" in str(info.value)
     for level in ("internal", "restricted"):  # data nobody catalogued cannot be declared anything (#13)
         with refused(GovernanceError, "uncatalogued_lineage"):
-            services.model_version_declare_classification(user=people.infosec, version=uncatalogued, level=level,
-                                                          reason="the tag says so")
+            model_versions.model_version_declare_classification(actor=people.infosec, version=uncatalogued, level=level,
+                                                                reason="the tag says so")
     assert level_of(uncatalogued) == ""
     with refused(GovernanceError, "below_lineage"):
-        services.model_version_declare_classification(user=people.steward, version=incomplete, level="internal",
-                                                      reason="merchant scores are internal")
+        model_versions.model_version_declare_classification(actor=people.steward, version=incomplete, level="internal",
+                                                            reason="merchant scores are internal")
     # at or above what the known datasets say, a declaration still covers the unknown part
-    services.model_version_declare_classification(user=people.infosec, version=incomplete, level="restricted",
-                                                  reason="merchant risk scores contain national ids")
+    model_versions.model_version_declare_classification(actor=people.infosec, version=incomplete, level="restricted",
+                                                        reason="merchant risk scores contain national ids")
     assert level_of(incomplete) == "restricted"
 
 

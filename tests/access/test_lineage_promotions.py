@@ -27,7 +27,7 @@ from access.tasks import lineage_reconcile
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
 from config.celery import app
-from governance import registry, services
+from governance import registry
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import (
     Approval,
@@ -38,6 +38,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from governance.services import break_glass, compliance, promotions
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.governance.helpers import FakeRegistry, ensure_defaults, make_deployed
 from tests.personas import People, make_people
@@ -152,10 +153,10 @@ def test_a_reclassified_dataset_blocks_a_pending_production_promotion(
     v8 = trained_on(fraud, 8, transactions)
     assert v8.data_classification == "confidential"
     make_deployed(v8, envs["staging"], requested_by=people.requester, hours_ago=30)
-    request = services.promotion_request(user=people.requester, version=v8, environment=envs["production"],
-                                         reason=REASON)
-    services.promotion_approve(user=people.model_risk, request=request, comment=COMMENT)
-    assert services.approval_status(fresh(request))["unmet_rules"] == ["1 more from infosec"]
+    request = promotions.promotion_request(actor=people.requester, version=v8, environment=envs["production"],
+                                           reason=REASON)
+    promotions.promotion_approve(actor=people.model_risk, promotion=request, comment=COMMENT)
+    assert promotions.approval_status(fresh(request))["unmet_rules"] == ["1 more from infosec"]
     digest = fresh(request).evidence_digest
 
     # when: the steward finds raw PANs in the training data
@@ -163,16 +164,16 @@ def test_a_reclassified_dataset_blocks_a_pending_production_promotion(
 
     # then: the version is restricted, the gate fails and model-risk's approval is stale
     assert ModelVersion.objects.get(pk=v8.pk).data_classification == "restricted"
-    status = services.approval_status(fresh(request))
+    status = promotions.approval_status(fresh(request))
     assert status["failed_gates"] == [DATA_GATE]
     assert status["unmet_rules"] == ["1 more from model-risk", "1 more from infosec"]
     assert fresh(request).state == State.PENDING and fresh(request).evidence_digest != digest
 
     # and: no approval can complete it
-    services.promotion_approve(user=people.infosec, request=fresh(request), comment=COMMENT)
-    services.promotion_approve(user=people.model_risk2, request=fresh(request), comment=COMMENT)
+    promotions.promotion_approve(actor=people.infosec, promotion=fresh(request), comment=COMMENT)
+    promotions.promotion_approve(actor=people.model_risk2, promotion=fresh(request), comment=COMMENT)
     assert fresh(request).state == State.PENDING
-    assert services.approval_status(fresh(request))["ready"] is False
+    assert promotions.approval_status(fresh(request))["ready"] is False
 
     # and: the ledger tells the story, in order
     [field] = ledger("dataset.field_classified", field="pan_token")
@@ -196,10 +197,10 @@ def test_declassifying_the_data_again_lets_the_promotion_proceed(
 ) -> None:
     v8 = trained_on(fraud, 8, transactions)
     make_deployed(v8, envs["staging"], requested_by=people.requester, hours_ago=30)
-    request = services.promotion_request(user=people.requester, version=v8, environment=envs["production"],
-                                         reason=REASON)
+    request = promotions.promotion_request(actor=people.requester, version=v8, environment=envs["production"],
+                                           reason=REASON)
     reclassify_pan_field(people, transactions)
-    assert services.approval_status(fresh(request))["failed_gates"] == [DATA_GATE]
+    assert promotions.approval_status(fresh(request))["failed_gates"] == [DATA_GATE]
 
     # when: the column is re-tokenised and declassified
     catalog.dataset_field_classify(user=people.steward, dataset=transactions, field_name="pan_token",
@@ -207,9 +208,9 @@ def test_declassifying_the_data_again_lets_the_promotion_proceed(
 
     # then: lineage is complete, so the version is confidential again and the gate passes
     assert ModelVersion.objects.get(pk=v8.pk).data_classification == "confidential"
-    assert services.approval_status(fresh(request))["failed_gates"] == []
-    services.promotion_approve(user=people.model_risk, request=fresh(request), comment=COMMENT)
-    assert services.promotion_approve(user=people.infosec, request=fresh(request), comment=COMMENT).state == (
+    assert promotions.approval_status(fresh(request))["failed_gates"] == []
+    promotions.promotion_approve(actor=people.model_risk, promotion=fresh(request), comment=COMMENT)
+    assert promotions.promotion_approve(actor=people.infosec, promotion=fresh(request), comment=COMMENT).state == (
         State.APPROVED)
 
 
@@ -264,8 +265,9 @@ def test_infosec_acknowledges_the_classification_violation(
     violation = ComplianceViolation.objects.get(kind="classification")
 
     with pytest.raises(NotPermitted):
-        services.violation_acknowledge(user=people.steward, violation=violation, comment="seen")
-    services.violation_acknowledge(user=people.infosec, violation=violation, comment="Rollback to v5 planned: CHG-88")
+        compliance.violation_acknowledge(actor=people.steward, violation=violation, comment="seen")
+    compliance.violation_acknowledge(actor=people.infosec, violation=violation,
+                                     comment="Rollback to v5 planned: CHG-88")
 
     assert ComplianceViolation.objects.get(pk=violation.pk).acknowledged_by == people.infosec
 
@@ -292,7 +294,7 @@ def test_promoting_a_restricted_data_model_needs_deploy_to_on_the_environment(
 
     # when: no grant
     with pytest.raises(NotPermitted) as info:
-        services.promotion_request(user=people.requester, version=restricted_v9, environment=staging, reason=REASON)
+        promotions.promotion_request(actor=people.requester, version=restricted_v9, environment=staging, reason=REASON)
 
     # then: refused with a message naming the missing grant; nothing changed but the recorded denial
     assert info.value.code == "needs_deploy_to"
@@ -308,18 +310,18 @@ def test_promoting_a_restricted_data_model_needs_deploy_to_on_the_environment(
 
     # when: InfoSec grants deploy_to on staging
     grant = deploy_grant(people, staging)
-    request = services.promotion_request(user=people.requester, version=restricted_v9, environment=staging,
-                                         reason=REASON)
+    request = promotions.promotion_request(actor=people.requester, version=restricted_v9, environment=staging,
+                                           reason=REASON)
 
     # then
     assert request.state == State.PENDING
-    services.promotion_withdraw(user=people.requester, request=request, reason="re-request after the grant check")
+    promotions.promotion_withdraw(actor=people.requester, promotion=request, reason="re-request after the grant check")
 
     # when: the grant expired a second ago (before the expiry task ran)
     Grant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     before = world()
     with pytest.raises(NotPermitted) as info:
-        services.promotion_request(user=people.requester, version=restricted_v9, environment=staging, reason=REASON)
+        promotions.promotion_request(actor=people.requester, version=restricted_v9, environment=staging, reason=REASON)
 
     # then: refused again
     assert info.value.code == "needs_deploy_to"
@@ -336,8 +338,8 @@ def test_a_deploy_to_grant_elsewhere_or_for_someone_else_does_not_count(
     deploy_grant(people, envs["production"])  # another environment
     deploy_grant(people, envs["staging"], principal=people.approver)  # another person
     with pytest.raises(NotPermitted) as info:
-        services.promotion_request(user=people.requester, version=restricted_v9, environment=envs["staging"],
-                                   reason=REASON)
+        promotions.promotion_request(actor=people.requester, version=restricted_v9, environment=envs["staging"],
+                                     reason=REASON)
     assert info.value.code == "needs_deploy_to"
 
 
@@ -346,15 +348,15 @@ def test_a_group_grant_of_deploy_to_counts(envs: Envs, people: People, restricte
     people.requester.groups.add(team)
     deploy_grant(people, envs["staging"], principal=team)
 
-    request = services.promotion_request(user=people.requester, version=restricted_v9, environment=envs["staging"],
-                                         reason=REASON)
+    request = promotions.promotion_request(actor=people.requester, version=restricted_v9, environment=envs["staging"],
+                                           reason=REASON)
     assert request.state == State.PENDING
 
 
 def test_the_deploy_to_rule_comes_after_the_role_check(envs: Envs, people: People, restricted_v9: ModelVersion) -> None:
     with pytest.raises(NotPermitted) as info:
-        services.promotion_request(user=people.outsider, version=restricted_v9, environment=envs["staging"],
-                                   reason=REASON)
+        promotions.promotion_request(actor=people.outsider, version=restricted_v9, environment=envs["staging"],
+                                     reason=REASON)
     assert info.value.code == "not_permitted"
     assert ledger("access.check_denied") == []
 
@@ -364,8 +366,8 @@ def test_models_on_less_sensitive_data_need_no_grant(
 ) -> None:
     v8 = trained_on(fraud, 8, transactions)  # confidential
     make_deployed(v8, envs["dev"], requested_by=people.requester, hours_ago=2)
-    request = services.promotion_request(user=people.requester, version=v8, environment=envs["staging"],
-                                         reason=REASON)
+    request = promotions.promotion_request(actor=people.requester, version=v8, environment=envs["staging"],
+                                           reason=REASON)
     assert request.state == State.PENDING
     assert ledger("access.check_denied") == []
 
@@ -376,16 +378,16 @@ def test_break_glass_also_needs_deploy_to_for_restricted_data(
     staging = envs["staging"]
     before = world()
     with pytest.raises(NotPermitted) as info:
-        services.promotion_break_glass(user=people.breakglass, version=restricted_v9, environment=staging,
-                                       justification="INC-2291: losses rising")
+        break_glass.promotion_break_glass(actor=people.breakglass, version=restricted_v9, environment=staging,
+                                          justification="INC-2291: losses rising")
     assert info.value.code == "needs_deploy_to"
     assert world() == before
     [denied] = ledger("access.check_denied")
     assert denied.actor == {"type": "user", "id": str(people.breakglass.pk)}
 
     deploy_grant(people, staging, principal=people.breakglass)
-    request = services.promotion_break_glass(user=people.breakglass, version=restricted_v9, environment=staging,
-                                             justification="INC-2291: losses rising")
+    request = break_glass.promotion_break_glass(actor=people.breakglass, version=restricted_v9, environment=staging,
+                                                justification="INC-2291: losses rising")
     assert (request.state, request.is_break_glass) == (State.APPROVED, True)
 
 
@@ -396,14 +398,14 @@ def test_a_version_that_becomes_restricted_after_its_request_is_caught_by_the_ga
     # classification ceiling (the data_classification gate) is what keeps it out.
     v8 = trained_on(fraud, 8, transactions)
     make_deployed(v8, envs["staging"], requested_by=people.requester, hours_ago=30)
-    request = services.promotion_request(user=people.requester, version=v8, environment=envs["production"],
-                                         reason=REASON)
+    request = promotions.promotion_request(actor=people.requester, version=v8, environment=envs["production"],
+                                           reason=REASON)
     reclassify_pan_field(people, transactions)
     with pytest.raises(GovernanceError) as info:
-        services.promotion_request(user=people.requester, version=v8, environment=envs["production"], reason=REASON)
+        promotions.promotion_request(actor=people.requester, version=v8, environment=envs["production"], reason=REASON)
     assert info.value.code == "needs_deploy_to"  # a second request now needs the grant too
     assert fresh(request).state == State.PENDING
-    assert services.approval_status(fresh(request))["failed_gates"] == [DATA_GATE]
+    assert promotions.approval_status(fresh(request))["failed_gates"] == [DATA_GATE]
 
 
 # --- concurrency (PostgreSQL, real commits) ------------------------------------------------------------

@@ -106,8 +106,8 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
     from access.tokens import SCOPES, api_token_create
     from audit.ledger import integrate
     from audit.models import Entry
-    from governance import services
     from governance.models import Environment, ModelVersion, PromotionRequest, RegisteredModel
+    from governance.services import promotions as promotion_services
 
     _ensure_roles()
     owner = _user("olga", roles.MODEL_OWNER)
@@ -160,8 +160,8 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
             _deployed(mv, envs["dev"], by=owner, hours_ago=96)
             queue.append(mv)
         mv = queue.pop(0)
-        request = services.promotion_request(user=owner, version=mv, environment=envs["staging"],
-                                             reason="Offline metrics within tolerance; bias report attached.")
+        request = promotion_services.promotion_request(actor=owner, version=mv, environment=envs["staging"],
+                                                       reason="Offline metrics within tolerance; bias report attached.")
         pending_ids.append(request.pk)
 
     datasets = []

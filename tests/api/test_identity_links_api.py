@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from audit.models import Entry, PendingEntry
-from governance import services
 from governance.models import IdentityLink
+from governance.services import identity_links
 from tests.api.helpers import problem_of
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.personas import People, make_user
@@ -28,8 +28,8 @@ def written() -> dict[str, Any]:
 
 
 def link(people: People, identity: str = IDENTITY) -> IdentityLink:
-    return services.identity_link_create(user=people.infosec, mlflow_identity=identity, account=people.requester,
-                                         reason="SSO-authenticated MLflow")
+    return identity_links.identity_link_create(actor=people.infosec, mlflow_identity=identity, account=people.requester,
+                                               reason="SSO-authenticated MLflow")
 
 
 def body(people: People, **overrides: Any) -> dict[str, Any]:

@@ -12,8 +12,8 @@ import pytest
 from django.contrib.auth.models import User
 
 from access import roles
-from governance import services
 from governance.models import PromotionRequest, RegisteredModel
+from governance.services import promotions
 from tests.browser.helpers import login, shot
 from tests.factories import ModelVersionFactory
 from tests.governance.helpers import FakeRegistry, actor_of, ensure_defaults, entry_of, make_deployed, snapshot
@@ -33,8 +33,8 @@ def staging_request(requester: User) -> PromotionRequest:
     make_deployed(v6, envs["staging"], requested_by=requester, hours_ago=150)
     v7 = ModelVersionFactory(model=model, version=7, metrics={"auc": 0.94, "precision": 0.83})
     make_deployed(v7, envs["dev"], requested_by=requester, hours_ago=72)
-    return services.promotion_request(
-        user=requester, version=v7, environment=envs["staging"],
+    return promotions.promotion_request(
+        actor=requester, version=v7, environment=envs["staging"],
         reason="Quarterly retrain with the merchant-category features",
     )
 

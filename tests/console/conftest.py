@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from governance import services
 from governance.models import BreakGlassReview, Environment, ModelVersion, PromotionRequest, RegisteredModel
+from governance.services import break_glass, promotions
 from tests.governance.helpers import make_deployed
 from tests.personas import People
 
@@ -25,15 +25,15 @@ def owned(fraud: RegisteredModel, people: People) -> RegisteredModel:
 def pending(owned: RegisteredModel, v7: ModelVersion, envs: Envs, people: People) -> PromotionRequest:
     """v7, live in dev, asked for staging by its owner: pending, waiting for one ``approver``."""
     make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
-    return services.promotion_request(
-        user=people.requester, version=v7, environment=envs["staging"], reason="quarterly retrain"
+    return promotions.promotion_request(
+        actor=people.requester, version=v7, environment=envs["staging"], reason="quarterly retrain"
     )
 
 
 @pytest.fixture
 def broken_glass(owned: RegisteredModel, v7: ModelVersion, envs: Envs, people: People) -> BreakGlassReview:
     make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
-    request = services.promotion_break_glass(
-        user=people.breakglass, version=v7, environment=envs["staging"], justification="fraud spike, hotfix"
+    request = break_glass.promotion_break_glass(
+        actor=people.breakglass, version=v7, environment=envs["staging"], justification="fraud spike, hotfix"
     )
     return BreakGlassReview.objects.get(request=request)

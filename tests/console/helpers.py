@@ -17,7 +17,7 @@ from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, integrate, record
 from audit.models import Entry
 from governance.models import ComplianceViolation
-from governance.services import violation_record
+from governance.services.compliance import violation_record
 
 
 def client_for(user: User | None, *, csrf: bool = False, **kwargs: Any) -> Client:

@@ -11,8 +11,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from governance import change_requests as cr
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest
+from governance.services import change_requests as cr
 from tests.console.helpers import client_for, messages_of
 from tests.governance.helpers import TIGHTER, production_rules, rules_state
 from tests.personas import People
@@ -170,7 +170,7 @@ def test_the_page_with_pending_requests_has_bounded_queries(
     with django_assert_max_num_queries(9):
         client.get(PAGE)
     for _ in range(10):
-        cr.change_request_create(user=people.infosec, environment=envs["production"], kind="policy_set",
+        cr.change_request_create(actor=people.infosec, environment=envs["production"], kind="policy_set",
                                  change={"rules": TIGHTER})
     with django_assert_max_num_queries(9):
         response = client.get(PAGE)

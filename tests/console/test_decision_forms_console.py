@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from access import grants as access_grants
 from access.models import ServiceAccount
-from governance import services
 from governance.models import Environment, ModelVersion, PromotionRequest, RegisteredModel
+from governance.services import promotions
 from tests.console.helpers import client_for
 from tests.factories import ModelVersionFactory
 from tests.governance.helpers import make_deployed, snapshot
@@ -133,8 +133,8 @@ def test_the_inbox_takes_the_same_queries_for_2_and_12_restricted_requests(
         for number in range(first, first + n):
             version = ModelVersionFactory(model=owned, version=number)
             make_deployed(version, envs["dev"], requested_by=people.requester, live=False)
-            services.promotion_request(user=people.requester, version=version, environment=envs["staging"],
-                                       reason="retrain")
+            promotions.promotion_request(actor=people.requester, version=version, environment=envs["staging"],
+                                         reason="retrain")
 
     _grant_approve(people, people.approver, owned)  # the model and the environment restrict approvals
     _grant_approve(people, people.approver, envs["staging"])

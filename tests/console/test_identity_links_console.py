@@ -1,4 +1,4 @@
-"""Console page of MLflow identity links (``governance/console/views_identity_links.py``).
+"""Console page of MLflow identity links (``governance/console/identity_links.py``).
 
 InfoSec links an MLflow identity to an account and removes links, each with a reason; auditors
 read; anybody else gets the 403 page with no data. ``governance.services`` decides; a refusal is
@@ -15,8 +15,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import Entry, PendingEntry
-from governance import services
 from governance.models import IdentityLink
+from governance.services import identity_links
 from tests.console.helpers import client_for, messages_of
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.personas import People, make_user
@@ -38,8 +38,8 @@ def written() -> dict[str, Any]:
 
 
 def link(people: People, identity: str = IDENTITY) -> IdentityLink:
-    return services.identity_link_create(user=people.infosec, mlflow_identity=identity, account=people.requester,
-                                         reason="SSO-authenticated MLflow")
+    return identity_links.identity_link_create(actor=people.infosec, mlflow_identity=identity, account=people.requester,
+                                               reason="SSO-authenticated MLflow")
 
 
 def form(people: People, **overrides: str) -> dict[str, str]:

@@ -16,7 +16,6 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from governance import services
 from governance.models import (
     Approval,
     BreakGlassReview,
@@ -24,6 +23,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from governance.services import break_glass, promotions
 from tests.console.helpers import client_for, messages_of
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.governance.helpers import actor_of, entry_of, event_types, make_deployed, snapshot
@@ -95,7 +95,7 @@ def test_the_model_page_shows_the_promotion_timeline_per_environment(
     pending: PromotionRequest, people: People, owned: RegisteredModel, envs: Envs
 ) -> None:
     # given a break-glass promotion to production and an approval on the staging request
-    services.promotion_approve(user=people.approver, request=pending, comment=COMMENT)
+    promotions.promotion_approve(actor=people.approver, promotion=pending, comment=COMMENT)
     # when
     response = client_for(people.infosec).get(reverse("console-model", args=[owned.pk]))
     # then
@@ -160,8 +160,8 @@ def test_the_inbox_has_a_bounded_number_of_queries(
         for number in range(first, first + n):
             version = ModelVersionFactory(model=owned, version=number)
             make_deployed(version, envs["dev"], requested_by=people.requester, live=False)
-            services.promotion_request(user=people.requester, version=version, environment=envs["staging"],
-                                       reason="retrain")
+            promotions.promotion_request(actor=people.requester, version=version, environment=envs["staging"],
+                                         reason="retrain")
 
     client = client_for(people.approver)
     make(100, 2)
@@ -272,7 +272,7 @@ def test_the_requester_withdraws(pending: PromotionRequest, people: People) -> N
 
 
 def test_a_decision_on_a_closed_request_is_refused_with_a_message(pending: PromotionRequest, people: People) -> None:
-    services.promotion_withdraw(user=people.requester, request=pending, reason="superseded")
+    promotions.promotion_withdraw(actor=people.requester, promotion=pending, reason="superseded")
     before = snapshot()
     response = post(people.approver, action_url(pending, "approve"), comment=COMMENT)
     assert messages_of(response) == [
@@ -346,8 +346,8 @@ def test_the_break_glass_list_has_a_bounded_number_of_queries(
         for number in range(first, first + n):
             version = ModelVersionFactory(model=owned, version=number)
             make_deployed(version, envs["dev"], requested_by=people.requester, live=False)
-            services.promotion_break_glass(user=people.breakglass, version=version, environment=envs["staging"],
-                                           justification="fraud spike")
+            break_glass.promotion_break_glass(actor=people.breakglass, version=version, environment=envs["staging"],
+                                              justification="fraud spike")
 
     client = client_for(people.approver)
     make(100, 1)

@@ -29,7 +29,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
-from governance.services import promotion_request
+from governance.services.promotions import promotion_request
 from tests.console.helpers import client_for, messages_of
 from tests.factories import ModelVersionFactory, RegisteredModelFactory, UserFactory
 from tests.governance.helpers import FakeRegistry, actor_of, entry_of, make_deployed, snapshot
@@ -298,7 +298,7 @@ def test_a_duplicate_open_request_is_refused_and_writes_nothing(
 ) -> None:
     # given an open (pending) request of v7 to staging
     make_deployed(v7, envs["dev"], requested_by=otis)
-    promotion_request(user=otis, version=v7, environment=envs["staging"], reason="first try")
+    promotion_request(actor=otis, version=v7, environment=envs["staging"], reason="first try")
     before = snapshot()
     # when
     response = client_for(otis).post(request_url(owned), form(v7, "staging"), follow=True)

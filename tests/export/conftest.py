@@ -12,8 +12,8 @@ import pytest
 
 from audit import checkpoints, ledger
 from audit.ledger import Subject
-from governance import services
 from governance.models import Environment
+from governance.services import compliance, promotions
 from tests.export.helpers import bulk
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.governance.helpers import FakeRegistry, make_deployed
@@ -63,18 +63,18 @@ def story(people: People, envs: dict[str, Environment], fake_registry: FakeRegis
     for version in (v7, v8, other_v):
         make_deployed(version, envs["dev"], requested_by=people.requester, hours_ago=72, live=False)
     with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
-        approved = services.promotion_request(user=people.requester, version=v7, environment=envs["staging"],
-                                              reason=REASON)
-        services.promotion_approve(user=people.approver, request=approved, comment=COMMENT)
+        approved = promotions.promotion_request(actor=people.requester, version=v7, environment=envs["staging"],
+                                                reason=REASON)
+        promotions.promotion_approve(actor=people.approver, promotion=approved, comment=COMMENT)
     fill(10, subjects=2, prefix="between")
-    rejected = services.promotion_request(user=people.requester, version=v8, environment=envs["staging"],
-                                          reason=REASON)
-    services.promotion_reject(user=people.approver, request=rejected, comment="the recall drop is not explained")
-    unrelated = services.promotion_request(user=people.requester, version=other_v, environment=envs["staging"],
-                                           reason=REASON)
-    services.violation_record(kind="out_of_band_alias", subject=Subject("registered_model", "fraud-detector"),
-                              summary="staging alias moved to 9 outside governance", details={"alias": "staging"},
-                              reverted=True)
+    rejected = promotions.promotion_request(actor=people.requester, version=v8, environment=envs["staging"],
+                                            reason=REASON)
+    promotions.promotion_reject(actor=people.approver, promotion=rejected, comment="the recall drop is not explained")
+    unrelated = promotions.promotion_request(actor=people.requester, version=other_v, environment=envs["staging"],
+                                             reason=REASON)
+    compliance.violation_record(kind="out_of_band_alias", subject=Subject("registered_model", "fraud-detector"),
+                                summary="staging alias moved to 9 outside governance", details={"alias": "staging"},
+                                reverted=True)
     ledger.integrate()
     checkpoints.checkpoint_create()
     fill(5, subjects=2, prefix="after")

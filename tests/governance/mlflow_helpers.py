@@ -91,7 +91,7 @@ class MlflowStore:
 
 
 def reference_digest(path: Path) -> str:
-    """The documented artifact digest, computed independently of governance.sync."""
+    """The documented artifact digest, computed independently of governance.artifact_digest."""
     outer = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = file.relative_to(path).as_posix()

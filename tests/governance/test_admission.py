@@ -11,9 +11,10 @@ import pytest
 from django.utils import timezone
 
 from audit.models import Entry, PendingEntry
-from governance import selectors, services
+from governance import selectors
 from governance.models import BreakGlassReview, Environment, ModelVersion, PromotionRequest
 from governance.selectors import AdmissionStatus
+from governance.services import break_glass, model_versions
 from tests.governance.helpers import FakeRegistry, make_deployed
 from tests.personas import People
 
@@ -56,8 +57,8 @@ def break_glass_live(
 ) -> BreakGlassReview:
     """v7 pushed to production by break-glass (deployed by the task); its review is open."""
     with django_capture_on_commit_callbacks(execute=True):
-        request = services.promotion_break_glass(user=people.breakglass, version=v7, environment=envs["production"],
-                                                 justification="INC-4711: fraud spike")
+        request = break_glass.promotion_break_glass(actor=people.breakglass, version=v7, environment=envs["production"],
+                                                    justification="INC-4711: fraud spike")
     request.refresh_from_db()
     assert request.state == PromotionRequest.State.DEPLOYED
     return request.break_glass_review
@@ -72,8 +73,8 @@ def test_a_live_version_reclassified_above_the_ceiling_is_refused_with_the_reaso
     before = admission(7, "production")
     assert (before.allowed, before.status, before.mode) == (True, AdmissionStatus.APPROVED, "live")
 
-    services.model_version_declare_classification(user=people.steward, version=v7, level="restricted",
-                                                  reason="the card data turned out to hold PANs")
+    model_versions.model_version_declare_classification(actor=people.steward, version=v7, level="restricted",
+                                                        reason="the card data turned out to hold PANs")
     rows = ledger_rows()
     after = admission(7, "production")
 
@@ -87,8 +88,8 @@ def test_a_rollout_candidate_reclassified_above_the_ceiling_is_refused(
     canary_in_production: PromotionRequest, v7: ModelVersion, people: People,
 ) -> None:
     assert admission(7, "production").mode == "canary"
-    services.model_version_declare_classification(user=people.steward, version=v7, level="restricted",
-                                                  reason="reclassified")
+    model_versions.model_version_declare_classification(actor=people.steward, version=v7, level="restricted",
+                                                        reason="reclassified")
 
     refused = admission(7, "production")
 
@@ -100,8 +101,8 @@ def test_a_rollout_candidate_reclassified_above_the_ceiling_is_refused(
 def test_a_version_within_the_ceiling_after_reclassification_is_still_admitted(
     live_in_production: PromotionRequest, v7: ModelVersion, people: People,
 ) -> None:
-    services.model_version_declare_classification(user=people.steward, version=v7, level="confidential",
-                                                  reason="reclassified")
+    model_versions.model_version_declare_classification(actor=people.steward, version=v7, level="confidential",
+                                                        reason="reclassified")
     assert admission(7, "production").allowed  # confidential is production's ceiling itself
 
 
@@ -160,7 +161,7 @@ def test_a_break_glass_version_past_its_review_deadline_is_refused_before_and_af
     assert unflagged.reason == f"live by break-glass, whose review was due {due:%Y-%m-%d %H:%M} UTC and is overdue"
     assert ledger_rows() == rows
 
-    assert services.break_glass_reviews_flag_overdue() == 1
+    assert break_glass.break_glass_reviews_flag_overdue() == 1
     flagged = admission(7, "production")
     assert (flagged.allowed, flagged.status) == (False, AdmissionStatus.BREAK_GLASS_REVIEW_OVERDUE)
 
@@ -176,8 +177,9 @@ def test_a_late_review_admits_the_break_glass_version_again_as_approved(
     break_glass_live: BreakGlassReview, people: People,
 ) -> None:
     BreakGlassReview.objects.filter(pk=break_glass_live.pk).update(due_at=timezone.now() - timedelta(hours=1))
-    services.break_glass_reviews_flag_overdue()
-    services.break_glass_review_approve(user=people.infosec, review=break_glass_live, comment="justified by INC-4711")
+    break_glass.break_glass_reviews_flag_overdue()
+    break_glass.break_glass_review_approve(actor=people.infosec, review=break_glass_live,
+                                           comment="justified by INC-4711")
 
     answer = admission(7, "production")
 
@@ -200,8 +202,8 @@ def test_a_break_glass_promotion_without_a_review_is_refused(
 def test_reclassification_is_checked_before_the_break_glass_review(
     break_glass_live: BreakGlassReview, v7: ModelVersion, people: People,
 ) -> None:
-    services.model_version_declare_classification(user=people.steward, version=v7, level="restricted",
-                                                  reason="reclassified")
+    model_versions.model_version_declare_classification(actor=people.steward, version=v7, level="restricted",
+                                                        reason="reclassified")
     assert admission(7, "production").status == AdmissionStatus.ABOVE_CEILING
 
 

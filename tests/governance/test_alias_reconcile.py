@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from access import roles
 from audit.ledger import Actor
-from governance import registry, services, sync
+from governance import registry
 from governance.models import ComplianceViolation, Environment, ModelVersion, PromotionRequest, RegisteredModel
+from governance.services import deployments, environments, promotions, registry_mirror
 from tests.governance.mlflow_helpers import MlflowStore, catalogued, entries, ledger_size, user
 
 pytestmark = pytest.mark.django_db
@@ -40,15 +41,15 @@ def model(mlflow_store: MlflowStore, omar: User) -> RegisteredModel:
     for auc in (90, 91, 92):
         run_id = mlflow_store.run(metrics={"auc": auc / 100})
         mlflow_store.register(NAME, run_id, tags={"data_classification": "internal"}, model_tags={"owner": "omar"})
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     return RegisteredModel.objects.get(name=NAME)
 
 
 @pytest.fixture
 def dev_reverts(model: RegisteredModel, infosec: User, envs: dict[str, Environment]) -> Environment:
     """dev approves at once (no approvers) and, for this model, reverts out-of-band alias changes."""
-    services.policy_set(user=infosec, environment=envs["dev"], model=model,
-                        rules={"approvals": [], "gates": [], "revert_out_of_band": True})
+    environments.policy_set(actor=infosec, environment=envs["dev"], model=model,
+                            rules={"approvals": [], "gates": [], "revert_out_of_band": True})
     return envs["dev"]
 
 
@@ -59,8 +60,8 @@ def version(number: int) -> ModelVersion:
 def promote(capture: Capture, who: User, number: int, env: Environment, **kwargs: Any) -> PromotionRequest:
     """Request a promotion to dev (approved at once) and run the deploy task that commits queue."""
     with capture(execute=True):
-        request = services.promotion_request(user=who, version=version(number), environment=env, reason="ship it",
-                                             **kwargs)
+        request = promotions.promotion_request(actor=who, version=version(number), environment=env, reason="ship it",
+                                               **kwargs)
     request.refresh_from_db()
     return request
 
@@ -73,7 +74,7 @@ def violations() -> list[tuple[str, int | None, int | None, bool]]:
 def assert_quiet_reconcile() -> None:
     """A reconcile that finds nothing out of band writes nothing."""
     size, count = ledger_size(), ComplianceViolation.objects.count()  # any kind: a quiet reconcile writes none
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
     assert (report.violations, report.aliases_reverted, report.errors) == (0, 0, [])
     assert (ledger_size(), ComplianceViolation.objects.count()) == (size, count)
 
@@ -88,7 +89,7 @@ def test_out_of_band_production_candidate_alias_is_flagged_deleted_and_not_repea
     alias = f"production-{strategy}"
     mlflow_store.client.set_registered_model_alias(NAME, alias, "1")  # nothing rolls out in production
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted) == (1, 1)
     assert mlflow_store.aliases(NAME) == {}  # production's default policy reverts: the alias is removed
@@ -112,17 +113,17 @@ def test_a_pending_rollout_does_not_make_its_candidate_alias_legitimate(
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     promote(django_capture_on_commit_callbacks, omar, 1, envs["dev"])
-    staging = services.promotion_request(user=omar, version=version(1), environment=envs["staging"],
+    staging = promotions.promotion_request(actor=omar, version=version(1), environment=envs["staging"],
                                          reason="try it", strategy="canary")
     assert staging.state == State.PENDING  # staging needs an approver
     mlflow_store.client.set_registered_model_alias(NAME, "staging-canary", "1")  # jumping the approval
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted) == (1, 0)  # staging's default policy only flags
     assert violations() == [("staging-canary", 1, None, False)]
     assert mlflow_store.aliases(NAME) == {"dev": 1, "staging-canary": 1}
-    assert sync.registry_reconcile().violations == 0
+    assert registry_mirror.registry_reconcile().violations == 0
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -137,7 +138,7 @@ def test_a_rolling_out_candidate_alias_moved_to_another_version_is_put_back(
     assert mlflow_store.aliases(NAME) == {"dev": 1, alias: 2}
     mlflow_store.client.set_registered_model_alias(NAME, alias, "3")  # v3 was never approved anywhere
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted) == (1, 1)
     assert mlflow_store.aliases(NAME) == {"dev": 1, alias: 2}
@@ -157,10 +158,10 @@ def test_a_candidate_alias_deleted_and_set_again_is_a_new_violation_each_time_in
     promote(django_capture_on_commit_callbacks, omar, 1, envs["dev"], strategy="canary")
     mlflow_store.client.set_registered_model_alias(NAME, "dev-canary", "2")
 
-    assert sync.registry_reconcile().violations == 1
-    assert sync.registry_reconcile().violations == 0  # the same open change is recorded once
+    assert registry_mirror.registry_reconcile().violations == 1
+    assert registry_mirror.registry_reconcile().violations == 0  # the same open change is recorded once
     mlflow_store.client.set_registered_model_alias(NAME, "dev-canary", "3")
-    assert sync.registry_reconcile().violations == 1
+    assert registry_mirror.registry_reconcile().violations == 1
 
     assert mlflow_store.aliases(NAME) == {"dev-canary": 3}  # dev's default policy does not revert
     assert violations() == [("dev-canary", 2, 1, False), ("dev-canary", 3, 1, False)]
@@ -175,7 +176,7 @@ def test_the_main_alias_moved_to_a_canary_still_rolling_out_is_out_of_band(
     rollout = promote(django_capture_on_commit_callbacks, omar, 2, dev_reverts, strategy="canary")
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")  # skipping the canary's verdict
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted, report.deployments_completed) == (1, 1, 0)
     assert mlflow_store.aliases(NAME) == {"dev": 1, "dev-canary": 2}
@@ -196,7 +197,7 @@ def test_a_revert_does_not_overwrite_a_change_made_since_the_alias_was_read(
         return read(name, alias)
 
     monkeypatch.setattr(registry, "alias_version", moved_meanwhile)
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted) == (1, 0)
     assert mlflow_store.aliases(NAME) == {"dev-canary": 2}  # left for the next reconcile to judge
@@ -224,9 +225,9 @@ def test_a_rollout_whose_candidate_alias_is_not_set_yet_is_not_flagged(
     django_capture_on_commit_callbacks: Capture, strategy: str,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as queued:  # apply_promotion not run yet
-        request = services.promotion_request(user=omar, version=version(1), environment=dev_reverts,
+        request = promotions.promotion_request(actor=omar, version=version(1), environment=dev_reverts,
                                              reason="ship it", strategy=strategy)
-    services.promotion_deploy_start(request=request)  # the task started, its alias move is in flight
+    deployments.promotion_deploy_start(promotion=request)  # the task started, its alias move is in flight
 
     assert_quiet_reconcile()
     assert mlflow_store.aliases(NAME) == {}
@@ -242,15 +243,15 @@ def test_a_failed_rollout_whose_alias_removal_is_queued_is_not_flagged_within_th
 ) -> None:
     request = promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts, strategy="canary")
     with django_capture_on_commit_callbacks(execute=False) as queued:  # remove_candidate_alias not run yet
-        services.promotion_report_progress(actor=RUNTIME, request=request, status="failed", detail="p99 too high")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=request, status="failed", detail="p99 too high")
 
     assert_quiet_reconcile()
     assert mlflow_store.aliases(NAME) == {"dev-canary": 1}
 
     # The removal never ran and the grace is over: the leftover is flagged and removed.
     PromotionRequest.objects.filter(pk=request.pk).update(
-        finished_at=timezone.now() - sync.ROLLBACK_GRACE - timedelta(seconds=1))
-    report = sync.registry_reconcile()
+        finished_at=timezone.now() - registry_mirror.ROLLBACK_GRACE - timedelta(seconds=1))
+    report = registry_mirror.registry_reconcile()
     assert (report.violations, report.aliases_reverted) == (1, 1)
     assert mlflow_store.aliases(NAME) == {} and violations() == [("dev-canary", 1, None, True)]
     for callback in queued:
@@ -267,7 +268,7 @@ def test_a_completed_rollout_removes_only_its_own_candidate_alias(
     assert mlflow_store.aliases(NAME) == {"dev-canary": 2}  # the newer rollout holds the candidate alias
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_report_progress(actor=RUNTIME, request=first, status="completed")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=first, status="completed")
 
     first.refresh_from_db()
     assert first.state == State.DEPLOYED
@@ -275,12 +276,12 @@ def test_a_completed_rollout_removes_only_its_own_candidate_alias(
     assert_quiet_reconcile()
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_report_progress(actor=RUNTIME, request=second, status="completed")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=second, status="completed")
     assert mlflow_store.aliases(NAME) == {"dev": 2}
     assert_quiet_reconcile()
 
     mlflow_store.client.set_registered_model_alias(NAME, "dev-canary", "2")  # the finished canary, set again
-    assert sync.registry_reconcile().violations == 1
+    assert registry_mirror.registry_reconcile().violations == 1
     assert mlflow_store.aliases(NAME) == {"dev": 2} and violations() == [("dev-canary", 2, None, True)]
 
 
@@ -295,7 +296,7 @@ def test_an_unmanaged_alias_in_an_environment_namespace_is_flagged_and_other_ali
     mlflow_store.client.set_registered_model_alias(NAME, "champion", "3")  # not in any environment's namespace
     mlflow_store.client.set_registered_model_alias(NAME, "productionblue", "3")
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted) == (2, 1)
     assert violations() == [("dev-experiment", 3, None, False), ("production-blue", 2, None, True)]
@@ -315,7 +316,7 @@ def test_the_longest_environment_alias_owns_a_look_alike(
                                max_data_classification="confidential")
     mlflow_store.client.set_registered_model_alias(NAME, "production-eu-blue", "1")
 
-    assert sync.registry_reconcile().violations == 1
+    assert registry_mirror.registry_reconcile().violations == 1
     assert ComplianceViolation.objects.get(kind="out_of_band_alias").details["environment"] == "production-eu"
 
 
@@ -330,7 +331,7 @@ def test_a_rollout_reported_completed_whose_main_alias_moved_is_not_flagged_with
     promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts)
     rollout = promote(django_capture_on_commit_callbacks, omar, 2, dev_reverts, strategy=strategy)
     with django_capture_on_commit_callbacks(execute=False) as queued:  # complete_rollout not run yet
-        services.promotion_report_progress(actor=RUNTIME, request=rollout, status="completed")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=rollout, status="completed")
     rollout.refresh_from_db()
     assert rollout.rollout_completing_at is not None
     # complete_rollout's first step ran; the reconcile runs before it records the deployment
@@ -353,12 +354,12 @@ def test_a_completing_rollout_still_unrecorded_after_the_grace_is_flagged(
     promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts)
     rollout = promote(django_capture_on_commit_callbacks, omar, 2, dev_reverts, strategy="canary")
     with django_capture_on_commit_callbacks(execute=False):  # complete_rollout never runs
-        services.promotion_report_progress(actor=RUNTIME, request=rollout, status="completed")
+        deployments.promotion_report_progress(actor=RUNTIME, promotion=rollout, status="completed")
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
     PromotionRequest.objects.filter(pk=rollout.pk).update(
-        rollout_completing_at=timezone.now() - sync.ROLLOUT_COMPLETING_GRACE - timedelta(seconds=1))
+        rollout_completing_at=timezone.now() - registry_mirror.ROLLOUT_COMPLETING_GRACE - timedelta(seconds=1))
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted) == (1, 1)
     assert violations() == [("dev", 2, 1, True)] and mlflow_store.aliases(NAME) == {"dev": 1, "dev-canary": 2}

@@ -1,4 +1,4 @@
-"""The size check before an artifact download (``governance.sync._listing``), against a store that lies.
+"""The size check before an artifact download (``governance.artifact_digest._listing``), against a store that lies.
 
 A hostile or broken artifact store answers the listing; nothing it lists may make the product
 download without a size check, write outside the temporary directory, or list forever.
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from governance import sync
+from governance import artifact_digest
 
 
 @dataclass
@@ -35,8 +35,8 @@ class FakeStore:
 
 
 def refused(store: FakeStore, *, max_bytes: int = 1000, max_files: int = 10) -> str:
-    with pytest.raises(sync._Refused) as caught:
-        sync._listing(store, max_bytes, max_files)
+    with pytest.raises(artifact_digest._Refused) as caught:
+        artifact_digest._listing(store, max_bytes, max_files)
     return str(caught.value)
 
 
@@ -74,7 +74,7 @@ def test_an_empty_listing_is_a_reason() -> None:
 
 def test_a_sound_listing_gives_every_file_and_size() -> None:
     tree = {"": [Info("MLmodel", file_size=12), Info("data", is_dir=True)], "data": [Info("data/w.bin", file_size=5)]}
-    assert sync._listing(FakeStore(tree), 1000, 10) == {"MLmodel": 12, "data/w.bin": 5}
+    assert artifact_digest._listing(FakeStore(tree), 1000, 10) == {"MLmodel": 12, "data/w.bin": 5}
 
 
 class Downloading(FakeStore):
@@ -96,12 +96,12 @@ class Downloading(FakeStore):
         return dst_path
 
 
-def remote(monkeypatch: pytest.MonkeyPatch, store: FakeStore) -> sync.DigestResult:
+def remote(monkeypatch: pytest.MonkeyPatch, store: FakeStore) -> artifact_digest.DigestResult:
     import mlflow.store.artifact.artifact_repository_registry as repos
 
     monkeypatch.setattr(repos, "get_artifact_repository", lambda uri, **kwargs: store)
     mv = type("MV", (), {"name": "m", "version": "1", "source": "s3://bucket/m/1", "run_id": ""})()
-    return sync._remote_digest("s3://bucket/m/1", mv, None)
+    return artifact_digest._remote_digest("s3://bucket/m/1", mv, None)
 
 
 def test_a_store_serving_more_than_it_listed_gets_no_digest_and_leaves_nothing(
@@ -125,5 +125,5 @@ def test_a_sound_download_is_hashed_like_the_same_local_bytes(monkeypatch: pytes
     result = remote(monkeypatch, store)
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "w.bin").write_bytes(b"abc")
-    assert result.digest == sync.directory_digest(tmp_path) != "" and result.error == ""
+    assert result.digest == artifact_digest.directory_digest(tmp_path) != "" and result.error == ""
     assert result.listing.startswith("sha256:") and not Path(store.dst).exists()

@@ -27,8 +27,9 @@ from mlflow.tracking import MlflowClient
 
 from access import roles
 from audit.models import Entry, PendingEntry
-from governance import registry, services, sync
+from governance import artifact_digest, registry
 from governance.models import Environment, ModelVersion, PromotionRequest, RegisteredModel
+from governance.services import environments, promotions, registered_models, registry_mirror
 from tests.governance.mlflow_helpers import MlflowStore, catalogued, entries, user
 
 pytestmark = pytest.mark.django_db
@@ -147,15 +148,15 @@ def test_a_version_in_the_artifact_store_is_downloaded_and_digested_like_the_sam
     assert store.client.get_model_version_download_uri(name, 1) == f"runs:/{run_id}/model"  # resolved by MLflow
     temp_before = set(Path(tempfile.gettempdir()).glob("governance-digest-*"))
 
-    sync.registered_model_sync(name)
+    registry_mirror.registered_model_sync(name)
 
     mirrored = _version(name)
     local = tmp_path / "model"
     for path, text in FILES.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text)
-    assert mirrored.artifact_digest == sync.directory_digest(local) != ""
-    assert mirrored.artifact_digest == sync.directory_digest(_stored(server, store, run_id))
+    assert mirrored.artifact_digest == artifact_digest.directory_digest(local) != ""
+    assert mirrored.artifact_digest == artifact_digest.directory_digest(_stored(server, store, run_id))
     assert (mirrored.artifact_digest_error, mirrored.artifact_listing[:7]) == ("", "sha256:")
     assert mirrored.artifact_digest_at is not None
     # The download is always removed.
@@ -165,13 +166,13 @@ def test_a_version_in_the_artifact_store_is_downloaded_and_digested_like_the_sam
 def _request_with_one_approval(name: str, envs: dict[str, Environment], capture: Capture) -> PromotionRequest:
     owner, infosec = user("omar", roles.MODEL_OWNER), user("ines", roles.INFOSEC)
     model = RegisteredModel.objects.get(name=name)
-    services.model_owner_set(user=infosec, model=model, owner=owner, reason="the fraud team owns it")
-    services.policy_set(user=infosec, environment=envs["dev"], model=model,
-                        rules={"approvals": [{"group": roles.APPROVER, "count": 2}],
-                               "gates": [{"type": "artifact_digest"}]})
-    request = services.promotion_request(user=owner, version=_version(name), environment=envs["dev"], reason="ship")
-    services.promotion_approve(user=user("adam", roles.APPROVER), request=request, comment="digest checked")
-    assert services.approval_status(request)["approvals"] == {"approver": 1}
+    registered_models.model_owner_set(actor=infosec, model=model, owner=owner, reason="the fraud team owns it")
+    environments.policy_set(actor=infosec, environment=envs["dev"], model=model,
+                            rules={"approvals": [{"group": roles.APPROVER, "count": 2}],
+                                   "gates": [{"type": "artifact_digest"}]})
+    request = promotions.promotion_request(actor=owner, version=_version(name), environment=envs["dev"], reason="ship")
+    promotions.promotion_approve(actor=user("adam", roles.APPROVER), promotion=request, comment="digest checked")
+    assert promotions.approval_status(request)["approvals"] == {"approver": 1}
     return request
 
 
@@ -180,14 +181,14 @@ def test_rewritten_bytes_in_the_store_change_the_digest_and_make_approvals_stale
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     run_id, _ = _register(store, name)
-    sync.registered_model_sync(name)
+    registry_mirror.registered_model_sync(name)
     request = _request_with_one_approval(name, envs, django_capture_on_commit_callbacks)
     before = _version(name).artifact_digest
     assert request.evidence["gates"][0]["passed"]
 
     # An attacker with write access to the artifact store swaps the weights (another size).
     (_stored(server, store, run_id) / "weights.txt").write_text("w=0.99999")
-    sync.registered_model_sync(name)
+    registry_mirror.registered_model_sync(name)
 
     after = _version(name)
     assert after.artifact_digest not in ("", before)
@@ -195,7 +196,7 @@ def test_rewritten_bytes_in_the_store_change_the_digest_and_make_approvals_stale
     assert changed.payload["changes"]["artifact_digest"] == {"from": before, "to": after.artifact_digest}
     request.refresh_from_db()
     assert request.state == PromotionRequest.State.PENDING
-    assert services.approval_status(request)["approvals"] == {"approver": 0}
+    assert promotions.approval_status(request)["approvals"] == {"approver": 0}
     assert len(entries("promotion.evidence_changed")) == 1
 
 
@@ -203,22 +204,22 @@ def test_an_unchanged_listing_is_not_downloaded_again_until_the_recheck(
     server: Server, store: MlflowStore, name: str, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id, _ = _register(store, name)
-    sync.registered_model_sync(name)
+    registry_mirror.registered_model_sync(name)
     digest = _version(name).artifact_digest
     downloads: list[str] = []
-    real = sync._directory_digest
-    monkeypatch.setattr(sync, "_directory_digest", lambda *a: downloads.append("hashed") or real(*a))
+    real = artifact_digest._directory_digest
+    monkeypatch.setattr(artifact_digest, "_directory_digest", lambda *a: downloads.append("hashed") or real(*a))
 
     # Same names and sizes, other bytes: within MLFLOW_DIGEST_RECHECK_HOURS the digest is kept (no download).
     (_stored(server, store, run_id) / "weights.txt").write_text("w=0.66")
     size = len(entries())
-    sync.registered_model_sync(name)
+    registry_mirror.registered_model_sync(name)
     assert (_version(name).artifact_digest, downloads, len(entries())) == (digest, [], size)
 
     # Once the digest is older than the recheck interval the bytes are read again and the swap is caught.
     ModelVersion.objects.filter(pk=_version(name).pk).update(
         artifact_digest_at=timezone.now() - timedelta(hours=settings.MLFLOW_DIGEST_RECHECK_HOURS, minutes=1))
-    sync.registered_model_sync(name)
+    registry_mirror.registered_model_sync(name)
     assert downloads == ["hashed"] and _version(name).artifact_digest not in ("", digest)
     [changed] = entries("model.version_changed", version=1)
     assert set(changed.payload["changes"]) == {"artifact_digest"}
@@ -236,7 +237,7 @@ def test_artifacts_over_the_size_limit_are_not_downloaded_and_the_gate_says_why(
         raise AssertionError("over the limit, nothing is downloaded")
 
     monkeypatch.setattr(ArtifactRepository, "download_artifacts", no_download)
-    sync.registered_model_sync(name)
+    registry_mirror.registered_model_sync(name)
 
     mirrored = _version(name)
     assert mirrored.artifact_digest == ""
@@ -251,7 +252,7 @@ def test_too_many_files_are_refused_before_any_download(
 ) -> None:
     settings.MLFLOW_DIGEST_MAX_FILES = 2
     _register(store, name)
-    sync.registered_model_sync(name)
+    registry_mirror.registered_model_sync(name)
     assert (_version(name).artifact_digest, _version(name).artifact_digest_error) == (
         "", "more than 2 files (MLFLOW_DIGEST_MAX_FILES)")
 
@@ -270,7 +271,7 @@ def test_an_unreachable_artifact_store_is_a_reason_not_a_crash(
     store.client.create_registered_model(name)
     store.client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
 
-    report = sync.registered_model_sync(name)
+    report = registry_mirror.registered_model_sync(name)
 
     assert report.errors == [] and report.versions_created == 1
     mirrored = _version(name)
@@ -290,7 +291,7 @@ def test_a_stopped_server_gives_the_digest_an_unreachable_reason(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     try:
         mv = type("MV", (), {"name": "fraud-detector", "version": "1", "source": "", "run_id": ""})()
-        result = sync.artifact_digest_of(mv, None)
+        result = artifact_digest.artifact_digest_of(mv, None)
     finally:
         registry._client.cache_clear()
     assert result.digest == "" and result.error.startswith("artifact store unreachable: ")

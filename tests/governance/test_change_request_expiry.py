@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
-from governance import change_requests as cr
 from governance import tasks
 from governance.errors import InvalidState
 from governance.models import Environment, GovernanceChangeRequest, PromotionPolicy
+from governance.services import change_requests as cr
 from tests.personas import People
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ def production() -> Environment:
 
 
 def _propose(people: People, production: Environment) -> GovernanceChangeRequest:
-    return cr.change_request_create(user=people.infosec, environment=production, kind="policy_set",
+    return cr.change_request_create(actor=people.infosec, environment=production, kind="policy_set",
                                     change={"rules": TIGHTER}, reason="tighten production")
 
 
@@ -64,7 +64,7 @@ def test_approving_an_expired_request_not_yet_marked_is_refused_and_writes_nothi
     before = _writes()
 
     with pytest.raises(InvalidState) as info:
-        cr.change_request_approve(user=people.infosec2, request=request, comment="lgtm")
+        cr.change_request_approve(actor=people.infosec2, change_request=request, comment="lgtm")
 
     assert info.value.code == "expired" and "propose the change again" in str(info.value)
     assert _writes() == before  # not applied, not approved, nothing in the ledger
@@ -72,7 +72,8 @@ def test_approving_an_expired_request_not_yet_marked_is_refused_and_writes_nothi
 
 def test_a_request_within_its_age_is_still_approved(people: People, production: Environment) -> None:
     request = _age(_propose(people, production), days=6.9)
-    assert cr.change_request_approve(user=people.infosec2, request=request, comment="lgtm").state == State.APPLIED
+    assert cr.change_request_approve(actor=people.infosec2, change_request=request,
+                                     comment="lgtm").state == State.APPLIED
     assert _rules() == TIGHTER
 
 
@@ -80,7 +81,7 @@ def test_the_beat_task_expires_old_requests_once_and_records_it(
     people: People, production: Environment
 ) -> None:
     old = _age(_propose(people, production), days=8)
-    young = cr.change_request_create(user=people.infosec, environment=production, kind="environment_update",
+    young = cr.change_request_create(actor=people.infosec, environment=production, kind="environment_update",
                                      change={"description": "payments"}, reason="wording")
 
     assert tasks.expire_change_requests.apply().get() == 1
@@ -102,24 +103,24 @@ def test_the_beat_task_expires_old_requests_once_and_records_it(
 
     before = _writes()
     with pytest.raises(InvalidState):
-        cr.change_request_approve(user=people.infosec2, request=old, comment="lgtm")
+        cr.change_request_approve(actor=people.infosec2, change_request=old, comment="lgtm")
     assert _writes() == before
 
 
 def test_the_service_leaves_decided_and_young_requests_alone(people: People, production: Environment) -> None:
     request = _propose(people, production)
-    assert cr.change_request_expire(request=request) is False
-    cr.change_request_withdraw(user=people.infosec, request=request, reason="not needed")
+    assert cr.change_request_expire(change_request=request) is False
+    cr.change_request_withdraw(actor=people.infosec, change_request=request, reason="not needed")
     _age(request, days=30)
     before = _writes()
-    assert cr.change_request_expire(request=request) is False
+    assert cr.change_request_expire(change_request=request) is False
     assert _writes() == before
 
 
 def test_the_expiry_is_configurable(people: People, production: Environment, settings: Any) -> None:
     settings.CHANGE_REQUEST_EXPIRY_DAYS = 1
     request = _age(_propose(people, production), days=2)
-    assert cr.change_request_expire(request=request) is True
+    assert cr.change_request_expire(change_request=request) is True
     request.refresh_from_db()
     assert request.state == State.EXPIRED
 

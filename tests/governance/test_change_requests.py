@@ -1,4 +1,4 @@
-"""Two-person control over the rules of protected environments (``governance.change_requests``).
+"""Two-person control over the rules of protected environments (``governance.services.change_requests``).
 
 Each attack is a test that shows it refused and that nothing was written: no ledger entry, no
 change request, no change to the environment, its policies or its freeze windows.
@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from access import roles
 from access.models import ServiceAccount
-from governance import change_requests as cr
-from governance import services
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest
+from governance.services import change_requests as cr
+from governance.services import environments
 from tests.access.helpers import ledger
 from tests.catalog import Resources
 from tests.governance.helpers import TIGHTER, ZERO, production_rules, rules_state
@@ -54,7 +54,7 @@ def writes_nothing() -> Iterator[None]:
 
 
 def propose_policy(user: User, environment: Environment, rules: Any, **kw: Any) -> GovernanceChangeRequest:
-    return cr.change_request_create(user=user, environment=environment, kind=Kind.POLICY_SET,
+    return cr.change_request_create(actor=user, environment=environment, kind=Kind.POLICY_SET,
                                     change={"rules": rules}, **kw)
 
 
@@ -78,7 +78,7 @@ def test_one_infosec_member_cannot_lower_production_in_one_step(
     no_floor: None, people: People, production: Environment
 ) -> None:
     with writes_nothing(), pytest.raises(InvalidState) as info:
-        services.policy_set(user=people.infosec, environment=production, rules=ZERO)
+        environments.policy_set(actor=people.infosec, environment=production, rules=ZERO)
     assert info.value.code == "two_person_required"
     assert "production is protected" in str(info.value)
 
@@ -87,7 +87,7 @@ def test_a_model_policy_in_production_is_protected_too(
     no_floor: None, people: People, res: Resources, production: Environment
 ) -> None:
     with writes_nothing(), pytest.raises(InvalidState, match="protected"):
-        services.policy_set(user=people.infosec, environment=production, rules=ZERO, model=res.model)
+        environments.policy_set(actor=people.infosec, environment=production, rules=ZERO, model=res.model)
 
 
 def test_the_proposal_applies_only_when_a_second_person_approves(
@@ -100,11 +100,11 @@ def test_the_proposal_applies_only_when_a_second_person_approves(
 
     # The proposer approving: refused, nothing written.
     with writes_nothing(), pytest.raises(NotPermitted) as info:
-        cr.change_request_approve(user=people.infosec, request=request, comment="lgtm")
+        cr.change_request_approve(actor=people.infosec, change_request=request, comment="lgtm")
     assert info.value.code == "self_approval"
 
     # A second InfoSec member approves: applied, in the same transaction, and recorded.
-    done = cr.change_request_approve(user=people.infosec2, request=request, comment="agreed with the CISO")
+    done = cr.change_request_approve(actor=people.infosec2, change_request=request, comment="agreed with the CISO")
     assert done.state == "applied" and done.decided_by == people.infosec2
     assert production_rules() == ZERO
 
@@ -122,7 +122,7 @@ def test_the_proposal_applies_only_when_a_second_person_approves(
 
 def test_no_username_in_the_ledger_bodies(no_floor: None, people: People, production: Environment) -> None:
     request = propose_policy(people.infosec, production, TIGHTER)
-    cr.change_request_approve(user=people.infosec2, request=request, comment="ok")
+    cr.change_request_approve(actor=people.infosec2, change_request=request, comment="ok")
     for event in ("governance_change.requested", "governance_change.approved"):
         text = repr(ledger(event))
         assert people.infosec.username not in text and people.infosec2.username not in text
@@ -134,10 +134,10 @@ def test_the_proposers_service_account_cannot_approve(
     bot = infosec_bot(people.infosec)
     request = propose_policy(people.infosec, production, ZERO)
     with writes_nothing(), pytest.raises(NotPermitted) as info:
-        cr.change_request_approve(user=bot, request=request, comment="lgtm")
+        cr.change_request_approve(actor=bot, change_request=request, comment="lgtm")
     assert info.value.code == "self_approval"
     with writes_nothing(), pytest.raises(NotPermitted):
-        cr.change_request_reject(user=bot, request=request, comment="hide it")
+        cr.change_request_reject(actor=bot, change_request=request, comment="hide it")
 
 
 def test_a_proposal_by_a_service_account_cannot_be_approved_by_its_owner(
@@ -146,7 +146,7 @@ def test_a_proposal_by_a_service_account_cannot_be_approved_by_its_owner(
     bot = infosec_bot(people.infosec)
     request = propose_policy(bot, production, ZERO)
     with writes_nothing(), pytest.raises(NotPermitted):
-        cr.change_request_approve(user=people.infosec, request=request, comment="lgtm")
+        cr.change_request_approve(actor=people.infosec, change_request=request, comment="lgtm")
 
 
 @pytest.mark.parametrize("who", ["owner", "auditor", "outsider", "steward", "requester"])
@@ -159,39 +159,39 @@ def test_only_infosec_proposes_approves_or_rejects(
         with pytest.raises(NotPermitted):
             propose_policy(user, production, TIGHTER)
         with pytest.raises(NotPermitted):
-            cr.change_request_approve(user=user, request=request, comment="ok")
+            cr.change_request_approve(actor=user, change_request=request, comment="ok")
         with pytest.raises(NotPermitted):
-            cr.change_request_reject(user=user, request=request, comment="no")
+            cr.change_request_reject(actor=user, change_request=request, comment="no")
         with pytest.raises(NotPermitted):
-            cr.change_request_withdraw(user=user, request=request, reason="no")
+            cr.change_request_withdraw(actor=user, change_request=request, reason="no")
 
 
 def test_reject_and_withdraw(no_floor: None, people: People, production: Environment) -> None:
     before = production_rules()
     first = propose_policy(people.infosec, production, ZERO)
     with writes_nothing(), pytest.raises(NotPermitted):
-        cr.change_request_reject(user=people.infosec, request=first, comment="oops")  # the proposer withdraws
-    cr.change_request_reject(user=people.infosec2, request=first, comment="no ticket")
+        cr.change_request_reject(actor=people.infosec, change_request=first, comment="oops")  # the proposer withdraws
+    cr.change_request_reject(actor=people.infosec2, change_request=first, comment="no ticket")
     second = propose_policy(people.infosec, production, ZERO)
     with writes_nothing(), pytest.raises(NotPermitted):
-        cr.change_request_withdraw(user=people.infosec2, request=second, reason="not yours")
-    cr.change_request_withdraw(user=people.infosec, request=second, reason="typo")
+        cr.change_request_withdraw(actor=people.infosec2, change_request=second, reason="not yours")
+    cr.change_request_withdraw(actor=people.infosec, change_request=second, reason="typo")
     assert production_rules() == before
     assert [r["comment"] for r in ledger("governance_change.rejected")] == ["no ticket"]
     assert [r["reason"] for r in ledger("governance_change.withdrawn")] == ["typo"]
     # Decided requests stay decided.
     for request in (first, second):
         with writes_nothing(), pytest.raises(InvalidState):
-            cr.change_request_approve(user=people.infosec2, request=request, comment="late")
+            cr.change_request_approve(actor=people.infosec2, change_request=request, comment="late")
 
 
 def test_a_stale_proposal_is_refused(no_floor: None, people: People, production: Environment) -> None:
     lower = propose_policy(people.infosec, production, ZERO)
     tighter = propose_policy(people.infosec2, production, TIGHTER)
-    cr.change_request_approve(user=people.infosec2, request=lower, comment="ok")
+    cr.change_request_approve(actor=people.infosec2, change_request=lower, comment="ok")
     # The rules changed since ``tighter`` was proposed: approving it now would silently undo the other change.
     with writes_nothing(), pytest.raises(InvalidState) as info:
-        cr.change_request_approve(user=people.infosec, request=tighter, comment="ok")
+        cr.change_request_approve(actor=people.infosec, change_request=tighter, comment="ok")
     assert info.value.code == "stale"
 
 
@@ -201,13 +201,13 @@ def test_a_change_made_outside_the_product_makes_a_proposal_stale(
     request = propose_policy(people.infosec, production, TIGHTER)
     Environment.objects.filter(pk=production.pk).update(max_data_classification="restricted")
     with writes_nothing(), pytest.raises(InvalidState, match="stale"):
-        cr.change_request_approve(user=people.infosec2, request=request, comment="ok")
+        cr.change_request_approve(actor=people.infosec2, change_request=request, comment="ok")
 
 
 def test_approval_needs_a_comment(no_floor: None, people: People, production: Environment) -> None:
     request = propose_policy(people.infosec, production, TIGHTER)
     with writes_nothing(), pytest.raises(GovernanceError, match="comment is required"):
-        cr.change_request_approve(user=people.infosec2, request=request, comment="  ")
+        cr.change_request_approve(actor=people.infosec2, change_request=request, comment="  ")
 
 
 # --- the floor ---------------------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def test_a_floor_raised_after_the_proposal_is_checked_at_approval(
     request = propose_policy(people.infosec, production, TIGHTER)
     settings.POLICY_FLOOR = {"production": {"min_approvals": 3}}
     with writes_nothing(), pytest.raises(GovernanceError) as info:
-        cr.change_request_approve(user=people.infosec2, request=request, comment="ok")
+        cr.change_request_approve(actor=people.infosec2, change_request=request, comment="ok")
     assert info.value.code == "below_floor"
 
 
@@ -240,10 +240,10 @@ def test_the_floor_holds_for_unprotected_environments_named_in_it(
 ) -> None:
     settings.POLICY_FLOOR = {"staging": {"min_approvals": 1, "required_gates": ["model_card"]}}
     with writes_nothing(), pytest.raises(GovernanceError) as info:
-        services.policy_set(user=people.infosec, environment=staging, rules={"approvals": [], "gates": []})
+        environments.policy_set(actor=people.infosec, environment=staging, rules={"approvals": [], "gates": []})
     assert "1" in str(info.value) and "model_card" in str(info.value)
-    services.policy_set(user=people.infosec, environment=staging,
-                        rules={"approvals": [{"group": "approver", "count": 1}], "gates": [{"type": "model_card"}]})
+    environments.policy_set(actor=people.infosec, environment=staging,
+                            rules={"approvals": [{"group": "approver", "count": 1}], "gates": [{"type": "model_card"}]})
 
 
 @pytest.mark.parametrize("rules", [
@@ -262,32 +262,32 @@ def test_each_part_of_the_default_production_floor(people: People, production: E
 
 
 def test_unprotecting_production_is_itself_two_person(people: People, production: Environment) -> None:
-    request = cr.change_request_create(user=people.infosec, environment=production,
+    request = cr.change_request_create(actor=people.infosec, environment=production,
                                        kind=Kind.ENVIRONMENT_PROTECTION, change={"protected": False})
     assert Environment.objects.get(pk=production.pk).protected
     with writes_nothing(), pytest.raises(NotPermitted):
-        cr.change_request_approve(user=people.infosec, request=request, comment="ok")
-    cr.change_request_approve(user=people.infosec2, request=request, comment="migration window")
+        cr.change_request_approve(actor=people.infosec, change_request=request, comment="ok")
+    cr.change_request_approve(actor=people.infosec2, change_request=request, comment="migration window")
     assert not Environment.objects.get(pk=production.pk).protected
     assert ledger("environment.protection_changed") == [{"environment": "production", "protected": False}]
 
 
 def test_protecting_is_one_step_and_infosec_only(people: People, staging: Environment) -> None:
     with writes_nothing(), pytest.raises(NotPermitted):
-        services.environment_protect(user=people.owner, environment=staging)
-    services.environment_protect(user=people.infosec, environment=staging)
+        environments.environment_protect(actor=people.owner, environment=staging)
+    environments.environment_protect(actor=people.infosec, environment=staging)
     assert Environment.objects.get(pk=staging.pk).protected
     with writes_nothing(), pytest.raises(InvalidState, match="staging is protected"):
-        services.policy_set(user=people.infosec, environment=staging, rules=ZERO)
+        environments.policy_set(actor=people.infosec, environment=staging, rules=ZERO)
 
 
 def test_a_protection_proposal_only_removes_it(people: People, production: Environment, staging: Environment) -> None:
     with writes_nothing():
         with pytest.raises(GovernanceError):
-            cr.change_request_create(user=people.infosec, environment=production, kind=Kind.ENVIRONMENT_PROTECTION,
+            cr.change_request_create(actor=people.infosec, environment=production, kind=Kind.ENVIRONMENT_PROTECTION,
                                      change={"protected": True})
         with pytest.raises(InvalidState, match="not protected"):
-            cr.change_request_create(user=people.infosec, environment=staging, kind=Kind.ENVIRONMENT_PROTECTION,
+            cr.change_request_create(actor=people.infosec, environment=staging, kind=Kind.ENVIRONMENT_PROTECTION,
                                      change={"protected": False})
 
 
@@ -299,10 +299,10 @@ def test_a_protection_proposal_only_removes_it(people: People, production: Envir
 def test_changing_production_itself_is_two_person(people: People, production: Environment,
                                                   change: dict[str, str]) -> None:
     with writes_nothing(), pytest.raises(InvalidState, match="protected"):
-        services.environment_update(user=people.infosec, environment=production, **change)
-    request = cr.change_request_create(user=people.infosec, environment=production, kind=Kind.ENVIRONMENT_UPDATE,
+        environments.environment_update(actor=people.infosec, environment=production, **change)
+    request = cr.change_request_create(actor=people.infosec, environment=production, kind=Kind.ENVIRONMENT_UPDATE,
                                        change=change)
-    cr.change_request_approve(user=people.infosec2, request=request, comment="ok")
+    cr.change_request_approve(actor=people.infosec2, change_request=request, comment="ok")
     [key] = change
     assert getattr(Environment.objects.get(pk=production.pk), key) == change[key]
     assert ledger("environment.updated")[-1]["changes"] == change
@@ -312,14 +312,14 @@ def test_adding_an_environment_below_production_is_two_person(people: People, pr
     Environment.objects.filter(pk=production.pk).update(order=5)
     fields = {"name": "pre-prod", "order": 3, "mlflow_alias": "pre-prod", "max_data_classification": "confidential"}
     with writes_nothing(), pytest.raises(InvalidState, match="path below production"):
-        services.environment_create(user=people.infosec, **fields)
+        environments.environment_create(actor=people.infosec, **fields)
     # Above production changes nobody's path to production: one step.
-    services.environment_create(user=people.infosec, name="canary-eu", order=9, mlflow_alias="canary-eu",
-                                max_data_classification="confidential")
+    environments.environment_create(actor=people.infosec, name="canary-eu", order=9, mlflow_alias="canary-eu",
+                                    max_data_classification="confidential")
     production.refresh_from_db()
-    request = cr.change_request_create(user=people.infosec, environment=production, kind=Kind.ENVIRONMENT_CREATE,
+    request = cr.change_request_create(actor=people.infosec, environment=production, kind=Kind.ENVIRONMENT_CREATE,
                                        change=fields)
-    cr.change_request_approve(user=people.infosec2, request=request, comment="ok")
+    cr.change_request_approve(actor=people.infosec2, change_request=request, comment="ok")
     assert Environment.objects.get(name="pre-prod").order == 3
 
 
@@ -327,7 +327,7 @@ def test_an_environment_proposal_must_target_the_protected_environment_it_joins(
     people: People, production: Environment
 ) -> None:
     with writes_nothing(), pytest.raises(GovernanceError, match="does not join the path"):
-        cr.change_request_create(user=people.infosec, environment=production, kind=Kind.ENVIRONMENT_CREATE,
+        cr.change_request_create(actor=people.infosec, environment=production, kind=Kind.ENVIRONMENT_CREATE,
                                  change={"name": "late", "order": 9, "mlflow_alias": "late",
                                          "max_data_classification": "public"})
 
@@ -337,21 +337,21 @@ def test_freeze_windows_of_production_are_two_person(people: People, production:
     starts = datetime.combine(tomorrow, time(9, 0), tzinfo=UTC)
     ends = starts + timedelta(days=1, hours=8, minutes=30)
     with writes_nothing(), pytest.raises(InvalidState, match="protected"):
-        services.freeze_window_create(user=people.infosec, environment=production, starts_at=starts, ends_at=ends,
-                                      reason="peak")
-    request = cr.change_request_create(user=people.infosec, environment=production,
+        environments.freeze_window_create(actor=people.infosec, environment=production, starts_at=starts, ends_at=ends,
+                                          reason="peak")
+    request = cr.change_request_create(actor=people.infosec, environment=production,
                                        kind=Kind.FREEZE_WINDOW_CREATE,
                                        change={"starts_at": starts, "ends_at": ends, "reason": " peak "})
     assert request.change == {"starts_at": f"{tomorrow}T09:00:00+00:00",
                               "ends_at": f"{tomorrow + timedelta(days=1)}T17:30:00+00:00", "reason": "peak"}
-    cr.change_request_approve(user=people.infosec2, request=request, comment="ok")
+    cr.change_request_approve(actor=people.infosec2, change_request=request, comment="ok")
     freeze = FreezeWindow.objects.get()
     assert (freeze.starts_at, freeze.ends_at, freeze.created_by) == (starts, ends, people.infosec)
 
 
 def test_unprotected_environments_keep_the_one_step_path(people: People, staging: Environment) -> None:
-    services.policy_set(user=people.infosec, environment=staging, rules=ZERO)
-    services.environment_update(user=people.infosec, environment=staging, description="x")
+    environments.policy_set(actor=people.infosec, environment=staging, rules=ZERO)
+    environments.environment_update(actor=people.infosec, environment=staging, description="x")
     with writes_nothing(), pytest.raises(InvalidState, match="not protected"):
         propose_policy(people.infosec, staging, ZERO)
 
@@ -389,12 +389,12 @@ def test_bad_proposals_are_refused_with_the_problem_named(
     people: People, production: Environment, kind: str, change: Any, message: str
 ) -> None:
     with writes_nothing(), pytest.raises(GovernanceError, match=message):
-        cr.change_request_create(user=people.infosec, environment=production, kind=kind, change=change)
+        cr.change_request_create(actor=people.infosec, environment=production, kind=kind, change=change)
 
 
 def test_a_model_is_named_only_by_a_policy_change(people: People, res: Resources, production: Environment) -> None:
     with writes_nothing(), pytest.raises(GovernanceError, match="only a policy change"):
-        cr.change_request_create(user=people.infosec, environment=production, kind=Kind.ENVIRONMENT_UPDATE,
+        cr.change_request_create(actor=people.infosec, environment=production, kind=Kind.ENVIRONMENT_UPDATE,
                                  change={"description": "x"}, model=res.model)
 
 

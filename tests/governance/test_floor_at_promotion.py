@@ -13,11 +13,12 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from audit.models import Entry, PendingEntry
-from governance import selectors, services
+from governance import selectors
 from governance.errors import NotPermitted
 from governance.models import Environment, LiveDeployment, ModelVersion, PromotionPolicy, PromotionRequest
 from governance.policy import ApprovalRule, Gate, parse_policy
 from governance.policy_floor import Floor, floor_problems, raise_to_floor
+from governance.services import promotions
 from tests.console.helpers import client_for
 from tests.governance.helpers import FakeRegistry, event_types, make_deployed
 from tests.personas import People
@@ -47,8 +48,8 @@ def in_staging(v7: ModelVersion, envs: Envs, people: People) -> ModelVersion:
 
 
 def _ask(people: People, version: ModelVersion, environment: Environment) -> PromotionRequest:
-    return services.promotion_request(user=people.requester, version=version, environment=environment,
-                                      reason="quarterly retrain")
+    return promotions.promotion_request(actor=people.requester, version=version, environment=environment,
+                                        reason="quarterly retrain")
 
 
 def _fresh(request: PromotionRequest) -> PromotionRequest:
@@ -70,17 +71,17 @@ def test_a_policy_emptied_by_a_dba_still_needs_the_floors_approvals_and_gates(
     assert request.state == State.PENDING
     assert "promotion.approved" not in event_types(request)
     assert [g["type"] for g in request.evidence["gates"]] == ["soak", "data_classification"]
-    status = services.approval_status(_fresh(request))
+    status = promotions.approval_status(_fresh(request))
     assert status["unmet_rules"] == ["2 more from infosec"] and status["ready"] is False
     assert not LiveDeployment.objects.filter(environment=envs["production"]).exists()
     assert fake_registry.calls == []
 
     # One approval is not enough: the floor's minimum is two.
-    assert services.promotion_approve(user=people.infosec, request=request, comment=COMMENT).state == State.PENDING
+    assert promotions.promotion_approve(actor=people.infosec, promotion=request, comment=COMMENT).state == State.PENDING
     assert fake_registry.calls == []
     # Production still works: a second person completes the floor's rules and it deploys.
     with django_capture_on_commit_callbacks(execute=True):
-        approved = services.promotion_approve(user=infosec2, request=request, comment=COMMENT)
+        approved = promotions.promotion_approve(actor=infosec2, promotion=request, comment=COMMENT)
     assert approved.state == State.APPROVED
     assert _fresh(request).state == State.DEPLOYED
     assert fake_registry.calls == [("set", "fraud-detector", "production", "7")]
@@ -94,11 +95,11 @@ def test_the_floors_soak_gate_holds_a_policy_emptied_by_a_dba(
     _dba_writes(envs["production"], DBA_RULES)
     request = _ask(people, v7, envs["production"])
 
-    services.promotion_approve(user=people.infosec, request=request, comment=COMMENT)
-    after = services.promotion_approve(user=infosec2, request=request, comment=COMMENT)
+    promotions.promotion_approve(actor=people.infosec, promotion=request, comment=COMMENT)
+    after = promotions.promotion_approve(actor=infosec2, promotion=request, comment=COMMENT)
 
     assert after.state == State.PENDING
-    assert services.approval_status(_fresh(request))["failed_gates"] == ["soak 24h in previous environment"]
+    assert promotions.approval_status(_fresh(request))["failed_gates"] == ["soak 24h in previous environment"]
     assert "promotion.approved" not in event_types(request)
     assert fake_registry.calls == [] and not LiveDeployment.objects.filter(environment=envs["production"]).exists()
 
@@ -109,10 +110,10 @@ def test_a_pending_request_follows_the_floor_once_the_policy_is_lowered_behind_i
     request = _ask(people, in_staging, envs["production"])  # model-risk 1 + infosec 1, as installed
     _dba_writes(envs["production"], {"approvals": [{"group": "model-risk", "count": 1}], "gates": []})
 
-    after = services.promotion_approve(user=people.model_risk, request=request, comment=COMMENT)
+    after = promotions.promotion_approve(actor=people.model_risk, promotion=request, comment=COMMENT)
 
     assert after.state == State.PENDING
-    assert services.approval_status(_fresh(request))["unmet_rules"] == ["1 more from model-risk"]
+    assert promotions.approval_status(_fresh(request))["unmet_rules"] == ["1 more from model-risk"]
     assert fake_registry.calls == []
 
 
@@ -122,10 +123,10 @@ def test_a_deleted_policy_row_falls_back_to_the_builtin_policy_raised_to_the_flo
     PromotionPolicy.objects.filter(environment=envs["production"]).delete()
     request = _ask(people, in_staging, envs["production"])
 
-    after = services.promotion_approve(user=people.approver, request=request, comment=COMMENT)
+    after = promotions.promotion_approve(actor=people.approver, promotion=request, comment=COMMENT)
 
     assert after.state == State.PENDING
-    assert services.approval_status(_fresh(request))["unmet_rules"] == ["1 more from approver"]
+    assert promotions.approval_status(_fresh(request))["unmet_rules"] == ["1 more from approver"]
     assert fake_registry.calls == []
 
 
@@ -136,12 +137,12 @@ def test_a_floor_the_product_cannot_add_by_itself_keeps_the_promotion_from_being
     settings.POLICY_FLOOR = {"production": {"min_approvals": 2, "required_gates": ["metric"]}}
     _dba_writes(envs["production"], DBA_RULES)
     request = _ask(people, in_staging, envs["production"])
-    services.promotion_approve(user=people.infosec, request=request, comment=COMMENT)
+    promotions.promotion_approve(actor=people.infosec, promotion=request, comment=COMMENT)
 
-    after = services.promotion_approve(user=infosec2, request=request, comment=COMMENT)
+    after = promotions.promotion_approve(actor=infosec2, promotion=request, comment=COMMENT)
 
     assert after.state == State.PENDING
-    unmet = services.approval_status(_fresh(request))["unmet_rules"]
+    unmet = promotions.approval_status(_fresh(request))["unmet_rules"]
     assert len(unmet) == 1 and "below its floor" in unmet[0] and "metric" in unmet[0]
     assert "promotion.approved" not in event_types(request)
     assert fake_registry.calls == []
@@ -157,7 +158,7 @@ def test_who_may_approve_follows_the_effective_policy(
     assert selectors.requests_awaiting(people.model_risk) == []
     before = (_ledger_size(), list(request.approvals.values()))
     with pytest.raises(NotPermitted) as info:
-        services.promotion_approve(user=people.model_risk, request=request, comment=COMMENT)
+        promotions.promotion_approve(actor=people.model_risk, promotion=request, comment=COMMENT)
     assert info.value.code == "not_in_required_group"
     assert (_ledger_size(), list(request.approvals.values())) == before
 

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from access import roles
 from audit import pii
 from config.celery import app as celery_app
-from governance import registry, services, sync, tasks
+from governance import artifact_digest, registry, tasks
 from governance.models import (
     ComplianceViolation,
     Environment,
@@ -25,6 +25,7 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from governance.services import deployments, environments, promotions, registry_mirror
 from tests.governance.mlflow_helpers import (
     MODEL_CARD,
     MlflowStore,
@@ -58,8 +59,8 @@ def promote(
 ) -> PromotionRequest:
     """Request a promotion and run what commits would run (dev approves at once; the eager task moves the alias)."""
     with capture(execute=True):
-        request = services.promotion_request(user=who, version=version(number, name), environment=env,
-                                             reason="ship it", **kwargs)
+        request = promotions.promotion_request(actor=who, version=version(number, name), environment=env,
+                                               reason="ship it", **kwargs)
     request.refresh_from_db()
     return request
 
@@ -97,7 +98,7 @@ def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, omar: U
         logged = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=[])
     store.register(NAME, run3.info.run_id, source=logged.model_uri)
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.models_created, report.versions_created, report.errors) == (1, 3, [])
     model = RegisteredModel.objects.get(name=NAME)
@@ -148,17 +149,17 @@ def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, omar: U
 def test_resync_is_idempotent_and_pages_through_the_registry(
     mlflow_store: MlflowStore, omar: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sync, "PAGE_SIZE", 1)  # every search takes several pages
+    monkeypatch.setattr(registry, "PAGE_SIZE", 1)  # every search takes several pages
     registered(mlflow_store, 90, 91, 92)
     other_run = mlflow_store.run(metrics={"rmse": 3.5})
     mlflow_store.register("churn's model", other_run)  # a quote in the name, too
 
-    first = sync.registry_reconcile()
+    first = registry_mirror.registry_reconcile()
     assert (first.models_seen, first.models_created, first.versions_created) == (2, 2, 4)
     assert ModelVersion.objects.count() == 4
     size = ledger_size()
 
-    second = sync.registry_reconcile()
+    second = registry_mirror.registry_reconcile()
     tasks.sync_model.delay(NAME)
     tasks.reconcile_registry.delay()
 
@@ -181,7 +182,7 @@ def test_changed_evidence_makes_pending_approvals_stale(
     django_capture_on_commit_callbacks: Capture, change: Callable[[Any], None], field: str,
 ) -> None:
     request = _staging_request_with_one_approval(mlflow_store, omar, infosec, envs, django_capture_on_commit_callbacks)
-    before = services.approval_status(request)
+    before = promotions.approval_status(request)
     assert before["approvals"] == {"approver": 1} and before["unmet_rules"] == ["1 more from approver"]
 
     change(mlflow_store.client)
@@ -191,7 +192,7 @@ def test_changed_evidence_makes_pending_approvals_stale(
     assert len(changed) == 1 and set(changed[0].payload["changes"]) >= {field}
     assert changed[0].payload["changes"][field]["to"] == getattr(version(1), field)
     request.refresh_from_db()
-    after = services.approval_status(request)
+    after = promotions.approval_status(request)
     assert after["approvals"] == {"approver": 0} and after["unmet_rules"] == ["2 more from approver"]
     assert len(entries("promotion.evidence_changed")) == 1
     assert request.state == State.PENDING
@@ -214,13 +215,13 @@ def test_an_artifact_digest_tag_changes_no_evidence_and_no_approval(
 
     # when someone who can tag the version in MLflow vouches for other bytes
     mlflow_store.client.set_model_version_tag(NAME, 1, "artifact_digest", "sha256:attacker-chosen")
-    sync.registered_model_sync(NAME)
+    registry_mirror.registered_model_sync(NAME)
 
     # then: the tag is mirrored as a tag, the digest and the evidence are untouched
     assert version(1).artifact_digest == digest
     [changed] = entries("model.version_changed", version=1)
     assert set(changed.payload["changes"]) == {"tags"}
-    assert services.approval_status(request)["approvals"] == {"approver": 1}
+    assert promotions.approval_status(request)["approvals"] == {"approver": 1}
     assert entries("promotion.evidence_changed") == []
 
 
@@ -231,14 +232,14 @@ def test_a_tag_outside_the_evidence_is_recorded_but_approvals_stand(
     request = _staging_request_with_one_approval(mlflow_store, omar, infosec, envs, django_capture_on_commit_callbacks)
 
     mlflow_store.client.set_model_version_tag(NAME, 1, "team", "payments-risk")
-    sync.registered_model_sync(NAME)
+    registry_mirror.registered_model_sync(NAME)
 
     [changed] = entries("model.version_changed", version=1)
     assert changed.payload["changes"] == {"tags": {
         "from": {"data_classification": "internal"},
         "to": {"data_classification": "internal", "team": "payments-risk"},
     }}
-    assert services.approval_status(request)["approvals"] == {"approver": 1}
+    assert promotions.approval_status(request)["approvals"] == {"approver": 1}
     assert entries("promotion.evidence_changed") == []
 
 
@@ -246,32 +247,32 @@ def _staging_request_with_one_approval(
     store: MlflowStore, omar: User, infosec: User, envs: dict[str, Environment], capture: Capture
 ) -> PromotionRequest:
     registered(store, 91)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     promote(capture, omar, 1, envs["dev"])
-    services.policy_set(user=infosec, environment=envs["staging"], model=RegisteredModel.objects.get(name=NAME),
+    environments.policy_set(actor=infosec, environment=envs["staging"], model=RegisteredModel.objects.get(name=NAME),
                         rules={"approvals": [{"group": roles.APPROVER, "count": 2}],
                                "gates": [{"type": "model_card", "min_length": 20}, {"type": "data_classification"}]})
-    request = services.promotion_request(user=omar, version=version(1), environment=envs["staging"],
+    request = promotions.promotion_request(actor=omar, version=version(1), environment=envs["staging"],
                                          reason="to staging")
-    services.promotion_approve(user=user("adam", roles.APPROVER), request=request, comment="metrics look right")
+    promotions.promotion_approve(actor=user("adam", roles.APPROVER), promotion=request, comment="metrics look right")
     return request
 
 
 def test_missing_versions_and_models_are_marked_deleted(mlflow_store: MlflowStore, omar: User) -> None:
     registered(mlflow_store, 90, 91)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
 
     mlflow_store.client.delete_model_version(NAME, 1)
-    report = sync.registry_reconcile()
-    assert report.versions_missing == 1 and version(1).mlflow_status == "DELETED" == sync.DELETED_STATUS
+    report = registry_mirror.registry_reconcile()
+    assert report.versions_missing == 1 and version(1).mlflow_status == "DELETED" == registry_mirror.DELETED_STATUS
     [changed] = entries("model.version_changed")
     assert changed.payload["changes"] == {"status": {"from": "READY", "to": "DELETED"}}
 
     mlflow_store.client.delete_registered_model(NAME)
-    assert sync.registry_reconcile().versions_missing == 1
+    assert registry_mirror.registry_reconcile().versions_missing == 1
     assert version(2).mlflow_status == "DELETED" and RegisteredModel.objects.filter(name=NAME).exists()
     assert tasks.sync_model.delay(NAME).get()["versions_missing"] == 0  # already marked: idempotent
-    assert sync.registered_model_sync("never-registered") == sync.ReconcileReport()
+    assert registry_mirror.registered_model_sync("never-registered") == registry_mirror.ReconcileReport()
 
 
 def test_reconcile_reports_progress_per_model_including_those_gone_from_mlflow(
@@ -280,13 +281,13 @@ def test_reconcile_reports_progress_per_model_including_those_gone_from_mlflow(
     # given two mirrored models, one of which has since been deleted from MLflow, and a new one
     registered(mlflow_store, 90)
     mlflow_store.register("churn", mlflow_store.run(metrics={"rmse": 3.5}))
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     mlflow_store.client.delete_registered_model("churn")
     mlflow_store.register("ltv", mlflow_store.run(metrics={"rmse": 2.5}))
     calls: list[tuple[int, int | None]] = []
 
     # when
-    sync.registry_reconcile(progress=lambda done, total: calls.append((done, total)))
+    registry_mirror.registry_reconcile(progress=lambda done, total: calls.append((done, total)))
 
     # then: one call per model; the total starts from the mirror and ends exact
     assert [done for done, _ in calls] == [1, 2, 3]
@@ -298,16 +299,16 @@ def test_model_changes_are_mirrored_and_recorded(
     mlflow_store: MlflowStore, omar: User
 ) -> None:
     registered(mlflow_store, 90)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     mlflow_store.client.update_registered_model(NAME, description="Card fraud scoring, v2 features")
     mlflow_store.client.set_registered_model_tag(NAME, "owner", "olga")
     mlflow_store.client.set_registered_model_tag(NAME, "team", "risk")
     user("olga", roles.MODEL_OWNER)
 
-    assert sync.registry_reconcile().models_changed == 1
+    assert registry_mirror.registry_reconcile().models_changed == 1
     model = RegisteredModel.objects.get(name=NAME)
     assert (model.description, model.owner) == ("Card fraud scoring, v2 features", None)
-    [changed] = entries(sync.MODEL_CHANGED_EVENT)
+    [changed] = entries(registry_mirror.MODEL_CHANGED_EVENT)
     assert changed.payload["changes"] == {
         "description": {"from": "", "to": "Card fraud scoring, v2 features"},
         "tags": {"from": {}, "to": {"team": "risk"}},
@@ -324,7 +325,7 @@ def test_approved_promotion_moves_the_real_alias_and_rollback_moves_it_back(
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     registered(mlflow_store, 90, 92)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     dev = envs["dev"]
 
     first = promote(django_capture_on_commit_callbacks, omar, 1, dev)
@@ -334,14 +335,14 @@ def test_approved_promotion_moves_the_real_alias_and_rollback_moves_it_back(
     assert mlflow_store.aliases(NAME) == {"dev": 2}
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_rollback(user=omar, model=version(2).model, environment=dev, reason="latency regression")
+        deployments.promotion_rollback(actor=omar, model=version(2).model, environment=dev, reason="latency regression")
     assert mlflow_store.aliases(NAME) == {"dev": 1}
     assert LiveDeployment.objects.get(environment=dev).version == version(1)
     [moved_back] = entries("mlflow.alias_changed", reason=f"rollback of #{second.pk}")
     assert (moved_back.payload["version"], moved_back.payload["previous_version"]) == (1, 2)
 
     size = ledger_size()
-    report = sync.registry_reconcile()  # MLflow and governance agree: nothing to do
+    report = registry_mirror.registry_reconcile()  # MLflow and governance agree: nothing to do
     assert (report.violations, report.deployments_completed, ledger_size()) == (0, 0, size)
 
 
@@ -350,16 +351,16 @@ def test_a_rollback_whose_alias_move_is_still_queued_is_not_out_of_band(
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     registered(mlflow_store, 90, 91)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     dev = envs["dev"]
-    services.policy_set(user=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
+    environments.policy_set(actor=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
                         rules={"approvals": [], "gates": [], "revert_out_of_band": True})
     promote(django_capture_on_commit_callbacks, omar, 1, dev)
     promote(django_capture_on_commit_callbacks, omar, 2, dev)
     with django_capture_on_commit_callbacks(execute=False) as queued:  # apply_rollback not run yet
-        services.promotion_rollback(user=omar, model=version(2).model, environment=dev, reason="regression")
+        deployments.promotion_rollback(actor=omar, model=version(2).model, environment=dev, reason="regression")
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted) == (0, 0)
     assert mlflow_store.aliases(NAME) == {"dev": 2}  # left to the queued task
@@ -372,10 +373,10 @@ def test_out_of_band_alias_in_production_is_detected_and_reverted(
     mlflow_store: MlflowStore, omar: User, envs: dict[str, Environment]
 ) -> None:
     registered(mlflow_store, 90)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     mlflow_store.client.set_registered_model_alias(NAME, "production", "1")  # nothing is approved for production
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted) == (1, 1)
     assert mlflow_store.aliases(NAME) == {}  # nothing is live: the alias is removed
@@ -390,7 +391,7 @@ def test_out_of_band_alias_in_production_is_detected_and_reverted(
     assert reverted.payload == {"model": NAME, "alias": "production", "found_version": 1, "restored_version": None}
 
     size = ledger_size()
-    assert sync.registry_reconcile().violations == 0 and ledger_size() == size
+    assert registry_mirror.registry_reconcile().violations == 0 and ledger_size() == size
 
 
 def test_out_of_band_alias_is_reverted_to_the_live_version(
@@ -398,14 +399,14 @@ def test_out_of_band_alias_is_reverted_to_the_live_version(
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     registered(mlflow_store, 90, 91)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     dev = envs["dev"]
-    services.policy_set(user=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
+    environments.policy_set(actor=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
                         rules={"approvals": [], "gates": [], "revert_out_of_band": True})
     promote(django_capture_on_commit_callbacks, omar, 1, dev)
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.violations, report.aliases_reverted) == (1, 1)
     assert mlflow_store.aliases(NAME) == {"dev": 1}
@@ -419,12 +420,12 @@ def test_out_of_band_alias_in_dev_is_detected_once_and_not_reverted(
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     registered(mlflow_store, 90, 91, 92)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     promote(django_capture_on_commit_callbacks, omar, 1, envs["dev"])
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
 
-    assert sync.registry_reconcile().violations == 1
-    assert sync.registry_reconcile().violations == 0  # the same open violation is not recorded again
+    assert registry_mirror.registry_reconcile().violations == 1
+    assert registry_mirror.registry_reconcile().violations == 0  # the same open violation is not recorded again
     tasks.sync_model.delay(NAME)
 
     assert mlflow_store.aliases(NAME) == {"dev": 2}  # dev's policy does not revert
@@ -435,9 +436,9 @@ def test_out_of_band_alias_in_dev_is_detected_once_and_not_reverted(
 
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "3")  # another change: another violation
     mlflow_store.client.set_registered_model_alias(NAME, "staging", "3")
-    assert sync.registry_reconcile().violations == 2
+    assert registry_mirror.registry_reconcile().violations == 2
     mlflow_store.client.delete_registered_model_alias(NAME, "dev")  # the live alias removed out of band
-    assert sync.registry_reconcile().violations == 1
+    assert registry_mirror.registry_reconcile().violations == 1
     found = [(v.details["alias"], v.details["found_version"]) for v in ComplianceViolation.objects.order_by("pk")]
     assert found == [("dev", 2), ("dev", 3), ("staging", 3), ("dev", None)]
     assert len(entries("compliance.violation")) == 4
@@ -447,13 +448,13 @@ def test_a_deployment_interrupted_after_moving_the_alias_is_completed_by_reconci
     mlflow_store: MlflowStore, omar: User, envs: dict[str, Environment]
 ) -> None:
     registered(mlflow_store, 90)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     # Approved at once (dev); the deploy task is not run: it "crashes" right after moving the alias.
-    request = services.promotion_request(user=omar, version=version(1), environment=envs["dev"], reason="ship")
-    request = services.promotion_deploy_start(request=request)
+    request = promotions.promotion_request(actor=omar, version=version(1), environment=envs["dev"], reason="ship")
+    request = deployments.promotion_deploy_start(promotion=request)
     registry.set_alias(NAME, "dev", 1)
 
-    report = sync.registry_reconcile()
+    report = registry_mirror.registry_reconcile()
 
     assert (report.deployments_completed, report.violations) == (1, 0)
     request.refresh_from_db()
@@ -490,8 +491,8 @@ def test_mlflow_down_apply_promotion_retries_then_marks_the_request_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registered(mlflow_store, 90)
-    sync.registry_reconcile()
-    promotion = services.promotion_request(user=omar, version=version(1), environment=envs["dev"], reason="ship")
+    registry_mirror.registry_reconcile()
+    promotion = promotions.promotion_request(actor=omar, version=version(1), environment=envs["dev"], reason="ship")
     assert promotion.state == State.APPROVED
     request.getfixturevalue("mlflow_down")
     attempts: list[int] = []
@@ -523,11 +524,11 @@ def test_mlflow_down_without_a_broker_fails_once_and_records_it(
 ) -> None:
     # given: the embedded setup, where the deploy task runs eagerly right after the approving commit
     registered(mlflow_store, 90)
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     request.getfixturevalue("mlflow_down")
     # when: the dev policy approves at once and the after-commit deploy meets a dead registry
     with django_capture_on_commit_callbacks(execute=True):
-        promotion = services.promotion_request(user=omar, version=version(1), environment=envs["dev"], reason="x")
+        promotion = promotions.promotion_request(actor=omar, version=version(1), environment=envs["dev"], reason="x")
     # then: no exception reached the requester; one attempt, recorded as failed
     promotion.refresh_from_db()
     assert promotion.state == State.FAILED and promotion.deploy_attempts == 1
@@ -564,14 +565,14 @@ def test_directory_digest_is_stable_follows_no_links_and_has_limits(tmp_path: Pa
     (model / "sub").mkdir(parents=True)
     (model / "weights.bin").write_bytes(b"\x00" * 100)
     (model / "sub" / "MLmodel").write_text("flavors: {}")
-    digest = sync.directory_digest(model)
+    digest = artifact_digest.directory_digest(model)
     assert digest == reference_digest(model) and digest.startswith("sha256:")
     (tmp_path / "outside.txt").write_text("secret")
     (model / "link").symlink_to(tmp_path / "outside.txt")
-    with_link = sync.directory_digest(model)
+    with_link = artifact_digest.directory_digest(model)
     (tmp_path / "outside.txt").write_text("changed")
-    assert sync.directory_digest(model) == with_link != digest  # the link counts by target, not content
-    assert sync.directory_digest(model, max_bytes=50) == ""
-    assert sync.directory_digest(model, max_files=2) == ""
-    assert sync.directory_digest(tmp_path / "missing") == ""
-    assert sync.directory_digest(model / "weights.bin") != ""
+    assert artifact_digest.directory_digest(model) == with_link != digest  # the link counts by target, not content
+    assert artifact_digest.directory_digest(model, max_bytes=50) == ""
+    assert artifact_digest.directory_digest(model, max_files=2) == ""
+    assert artifact_digest.directory_digest(tmp_path / "missing") == ""
+    assert artifact_digest.directory_digest(model / "weights.bin") != ""

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from access import roles
 from access.grants import service_account_create
 from audit.models import Entry, PendingEntry
-from governance import selectors, services, sync
+from governance import selectors
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     VIA_API_TOKEN,
@@ -27,6 +27,16 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.policy import NO_TRUSTED_CREATOR, PolicyError, parse_policy
+from governance.services import (
+    deployments,
+    environments,
+    evidence,
+    identity_links,
+    model_versions,
+    promotions,
+    registered_models,
+    registry_mirror,
+)
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.governance.mlflow_helpers import MlflowStore, catalogued, entries, user
 from tests.personas import People
@@ -58,16 +68,16 @@ def test_an_mlflow_owner_tag_makes_nobody_an_owner_and_grants_no_right(
     mlflow_store.register(NAME, mlflow_store.run(), model_tags={"owner": "mallory"})
 
     # when
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
 
     # then: no owner, and none of the owner's rights
     model = RegisteredModel.objects.get(name=NAME)
     assert model.owner is None and model.tags == {"owner": "mallory"}
     assert not selectors.models_visible_to(mallory).filter(pk=model.pk).exists()
-    assert not services.may_request_promotion(mallory, model) and not services.may_roll_back(mallory, model)
+    assert not promotions.may_request_promotion(mallory, model) and not deployments.may_roll_back(mallory, model)
     before = _written()
     with pytest.raises(NotPermitted):
-        services.promotion_request(user=mallory, version=_version(), environment=envs["dev"], reason="mine now")
+        promotions.promotion_request(actor=mallory, version=_version(), environment=envs["dev"], reason="mine now")
     assert _written() == before and not PromotionRequest.objects.exists()
     assert entries("model.owner_set") == [] and not ComplianceViolation.objects.filter(kind=Drift).exists()
 
@@ -80,15 +90,15 @@ def test_a_tag_naming_someone_else_than_the_owner_is_drift_recorded_once_without
     user("mallory")
     catalogued()
     mlflow_store.register(NAME, mlflow_store.run(), model_tags={"owner": "omar"})
-    sync.registry_reconcile()
-    services.model_owner_set(user=infosec, model=RegisteredModel.objects.get(name=NAME), owner=omar,
-                             reason="model inventory MRM-1")
+    registry_mirror.registry_reconcile()
+    registered_models.model_owner_set(actor=infosec, model=RegisteredModel.objects.get(name=NAME), owner=omar,
+                                      reason="model inventory MRM-1")
     assert not ComplianceViolation.objects.filter(kind=Drift).exists()  # the tag agrees
 
     # when the MLflow tag is changed to someone else, and the reconcile runs twice
     mlflow_store.client.set_registered_model_tag(NAME, "owner", "mallory")
-    sync.registry_reconcile()
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
+    registry_mirror.registry_reconcile()
 
     # then: one violation, the owner unchanged, and the tag's value nowhere in the ledger
     [drift] = ComplianceViolation.objects.filter(kind=Drift)
@@ -99,7 +109,7 @@ def test_a_tag_naming_someone_else_than_the_owner_is_drift_recorded_once_without
 
     # and a new disagreeing value is a new drift
     mlflow_store.client.set_registered_model_tag(NAME, "owner", "someone-else")
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     assert ComplianceViolation.objects.filter(kind=Drift).count() == 2
 
 
@@ -107,8 +117,8 @@ def test_infosec_and_the_current_owner_hand_a_model_over_with_a_reason(db: None,
     model = RegisteredModelFactory(name=NAME, owner=None)
     infosec, olivia, adam = people.infosec, people.requester, people.approver
 
-    services.model_owner_set(user=infosec, model=model, owner=olivia, reason="inventory")
-    services.model_owner_set(user=olivia, model=model, owner=adam, reason="team change")
+    registered_models.model_owner_set(actor=infosec, model=model, owner=olivia, reason="inventory")
+    registered_models.model_owner_set(actor=olivia, model=model, owner=adam, reason="team change")
 
     model.refresh_from_db()
     assert model.owner == adam
@@ -134,9 +144,9 @@ def test_taking_or_misassigning_ownership_is_refused_and_writes_nothing(
 ) -> None:
     owner = people.approver
     model = RegisteredModelFactory(name=NAME, owner=None)
-    services.model_owner_set(user=people.infosec, model=model, owner=people.model_risk, reason="first")
-    services.model_owner_set(user=people.model_risk, model=model, owner=owner, reason="handed to adam")
-    services.model_owner_set(user=owner, model=model, owner=people.model_risk2, reason="handed on")
+    registered_models.model_owner_set(actor=people.infosec, model=model, owner=people.model_risk, reason="first")
+    registered_models.model_owner_set(actor=people.model_risk, model=model, owner=owner, reason="handed to adam")
+    registered_models.model_owner_set(actor=owner, model=model, owner=people.model_risk2, reason="handed on")
     targets: dict[str, Any] = {
         "service": service_account_create(user=people.requester, name="olivia-bot").user,
         "inactive": user("gone-user"),
@@ -149,7 +159,7 @@ def test_taking_or_misassigning_ownership_is_refused_and_writes_nothing(
     before = _written()
 
     with pytest.raises(error):
-        services.model_owner_set(user=actor, model=model, owner=target, reason=reason)
+        registered_models.model_owner_set(actor=actor, model=model, owner=target, reason=reason)
 
     assert _written() == before
     assert RegisteredModel.objects.get(pk=model.pk).owner == people.model_risk2
@@ -163,10 +173,11 @@ def test_a_remote_artifact_has_no_digest_and_the_digest_gate_says_why(
 ) -> None:
     version = ModelVersionFactory(model=RegisteredModelFactory(name=NAME, owner=people.requester), version=1,
                                   artifact_digest="", tags={"artifact_digest": "sha256:declared"})
-    services.policy_set(user=people.infosec, environment=envs["dev"], rules={"gates": [{"type": "artifact_digest"}]})
+    environments.policy_set(actor=people.infosec, environment=envs["dev"],
+                            rules={"gates": [{"type": "artifact_digest"}]})
 
-    request = services.promotion_request(user=people.requester, version=version, environment=envs["dev"],
-                                         reason="ship")
+    request = promotions.promotion_request(actor=people.requester, version=version, environment=envs["dev"],
+                                           reason="ship")
 
     [gate] = request.evidence["gates"]
     assert gate["type"] == "artifact_digest" and not gate["passed"]
@@ -183,32 +194,32 @@ def test_a_classification_tag_on_uncatalogued_data_makes_nothing_public(
     mlflow_store.register(NAME, run_id, tags={"data_classification": "public"})
 
     # when mirrored, and its owner asks for dev (no gate) and production-like staging
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
 
     # then: unknown, visible to InfoSec as a violation naming the dataset, once
     assert _version().data_classification == ""
     [violation] = ComplianceViolation.objects.filter(kind=ComplianceViolation.Kind.UNCATALOGUED_LINEAGE)
     assert violation.details["datasets"] == ["card-transactions"]
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     mlflow_store.client.set_model_version_tag(NAME, 1, "data_classification", "internal")
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     assert ComplianceViolation.objects.filter(kind=ComplianceViolation.Kind.UNCATALOGUED_LINEAGE).count() == 1
     assert _version().data_classification == ""
     assert entries("model.version_classified") == []
 
     # and the data_classification gate fails naming the uncatalogued dataset; production needs no gate to say so
-    staging_gate = services.evaluate(_version(), envs["staging"], selectors.policy_for(
+    staging_gate = evidence.evaluate(_version(), envs["staging"], selectors.policy_for(
         environment=envs["staging"], model_id=_version().model_id)[0])[0]
     failed = [g for g in staging_gate if g.type == "data_classification"]
     assert failed and not failed[0].passed and "card-transactions" in failed[0].detail
-    prod = services.evaluate(_version(), envs["production"], parse_policy({"gates": []}))[0]
+    prod = evidence.evaluate(_version(), envs["production"], parse_policy({"gates": []}))[0]
     assert [(g.type, g.passed) for g in prod] == [("data_classification", False)]
 
     # and a steward cannot declare it either: nothing written
     before = _written()
     with pytest.raises(GovernanceError) as refused:
-        services.model_version_declare_classification(user=steward, version=_version(), level="public",
-                                                      reason="the tag says so")
+        model_versions.model_version_declare_classification(actor=steward, version=_version(), level="public",
+                                                            reason="the tag says so")
     assert refused.value.code == "uncatalogued_lineage" and _written() == before
     assert _version().data_classification == ""
 
@@ -221,12 +232,12 @@ def test_a_classification_tag_on_uncatalogued_data_makes_nothing_public(
 def test_a_classification_tag_never_lowers_what_the_catalog_says(mlflow_store: MlflowStore, db: None) -> None:
     catalogued(level="confidential")
     mlflow_store.register(NAME, mlflow_store.run(), tags={"data_classification": "public"})
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     assert _version().data_classification == "confidential"
 
     mlflow_store.client.set_model_version_tag(NAME, 1, "data_classification", "public")
     mlflow_store.client.set_model_version_tag(NAME, 1, "note", "retagged")
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
     assert _version().data_classification == "confidential"
     assert [e.payload["level"] for e in entries("model.version_classified")] == ["confidential"]
 
@@ -242,7 +253,7 @@ def test_a_creator_name_matching_a_username_is_not_a_trusted_identity(
     catalogued()
     mlflow_store.register(NAME, mlflow_store.run(user="carol"))
 
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
 
     version = _version()
     assert (version.creator, version.registered_by, version.registered_via) == ("carol", None, "")
@@ -255,11 +266,12 @@ def test_an_identity_link_made_by_infosec_links_past_and_future_versions_without
     carol, infosec = user("carol", roles.APPROVER), user("ines", roles.INFOSEC)
     catalogued()
     mlflow_store.register(NAME, mlflow_store.run(user="carol"))
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
 
-    link = services.identity_link_create(user=infosec, mlflow_identity="carol", account=carol, reason="IdP check")
+    link = identity_links.identity_link_create(actor=infosec, mlflow_identity="carol", account=carol,
+                                               reason="IdP check")
     mlflow_store.register(NAME, mlflow_store.run(user="carol"))
-    sync.registry_reconcile()
+    registry_mirror.registry_reconcile()
 
     assert [(v.registered_by, v.registered_via) for v in (_version(1), _version(2))] == [
         (carol, VIA_IDENTITY_LINK), (carol, VIA_IDENTITY_LINK)]
@@ -281,26 +293,27 @@ def test_only_infosec_links_identities_and_a_refusal_writes_nothing(db: None, pe
     before = _written()
 
     with pytest.raises(NotPermitted):
-        services.identity_link_create(user=actor, mlflow_identity="ds-creator", account=actor, reason="it's me")
+        identity_links.identity_link_create(actor=actor, mlflow_identity="ds-creator", account=actor, reason="it's me")
 
     assert _written() == before and not IdentityLink.objects.exists()
     assert _version().registered_by is None
 
 
 def test_a_second_link_of_the_same_identity_is_refused_and_removal_keeps_history(db: None, people: People) -> None:
-    link = services.identity_link_create(user=people.infosec, mlflow_identity="ds-creator", account=people.creator,
-                                         reason="IdP")
+    link = identity_links.identity_link_create(actor=people.infosec, mlflow_identity="ds-creator",
+                                               account=people.creator,
+                                               reason="IdP")
     before = _written()
     with pytest.raises(InvalidState):
-        services.identity_link_create(user=people.infosec, mlflow_identity="ds-creator", account=people.outsider,
-                                      reason="swap")
+        identity_links.identity_link_create(actor=people.infosec, mlflow_identity="ds-creator", account=people.outsider,
+                                            reason="swap")
     assert _written() == before
     with pytest.raises(GovernanceError):
-        services.identity_link_create(user=people.infosec, mlflow_identity="x\x07y", account=people.outsider,
-                                      reason="bad")
+        identity_links.identity_link_create(actor=people.infosec, mlflow_identity="x\x07y", account=people.outsider,
+                                            reason="bad")
     assert _written() == before
 
-    services.identity_link_remove(user=people.infosec, link=link, reason="left the company")
+    identity_links.identity_link_remove(actor=people.infosec, link=link, reason="left the company")
     assert not IdentityLink.objects.exists()
     assert entries("mlflow.identity_unlinked")[0].payload == {
         "link_id": link.pk, "account": f"user:{people.creator.pk}", "reason": "left the company"}
@@ -311,10 +324,10 @@ def test_without_a_trusted_identity_the_evidence_says_so_and_the_policy_can_requ
 ) -> None:
     # given a policy that requires a trusted creator, and a version known only by MLflow's creator name
     version = ModelVersionFactory(model=RegisteredModelFactory(name=NAME, owner=people.requester), version=1)
-    services.policy_set(user=people.infosec, environment=envs["dev"], rules={"require_trusted_creator": True})
+    environments.policy_set(actor=people.infosec, environment=envs["dev"], rules={"require_trusted_creator": True})
 
-    request = services.promotion_request(user=people.requester, version=version, environment=envs["dev"],
-                                         reason="ship")
+    request = promotions.promotion_request(actor=people.requester, version=version, environment=envs["dev"],
+                                           reason="ship")
 
     # then the request's gate fails and its evidence says why
     assert request.state == PromotionRequest.State.PENDING
@@ -323,8 +336,8 @@ def test_without_a_trusted_identity_the_evidence_says_so_and_the_policy_can_requ
     assert (gate["type"], gate["passed"]) == ("trusted_creator", False) and NO_TRUSTED_CREATOR in gate["detail"]
 
     # when InfoSec links the creator's identity, the pending request is re-evaluated and approved
-    services.identity_link_create(user=people.infosec, mlflow_identity="ds-creator", account=people.creator,
-                                  reason="IdP")
+    identity_links.identity_link_create(actor=people.infosec, mlflow_identity="ds-creator", account=people.creator,
+                                        reason="IdP")
     request.refresh_from_db()
     assert request.evidence["registered_by"] == f"user:{people.creator.pk}"
     assert request.evidence["gates"][0]["passed"] and request.state != PromotionRequest.State.PENDING
@@ -345,20 +358,21 @@ def test_a_registrant_report_needs_a_service_account_and_the_version_s_run(db: N
     before = _written()
 
     for call, code in [
-        (dict(user=people.requester, token_id=1, run_id=version.run_id), "not_permitted"),  # a person
-        (dict(user=bot, token_id=1, run_id="0" * 32), "run_mismatch"),
-        (dict(user=bot, token_id=1, run_id=""), "required"),
+        (dict(actor=people.requester, token_id=1, run_id=version.run_id), "not_permitted"),  # a person
+        (dict(actor=bot, token_id=1, run_id="0" * 32), "run_mismatch"),
+        (dict(actor=bot, token_id=1, run_id=""), "required"),
     ]:
         with pytest.raises(GovernanceError) as refused:
-            services.model_version_report_registered(version=version, **call)
+            model_versions.model_version_report_registered(version=version, **call)
         assert refused.value.code == code
     assert _written() == before
 
-    services.model_version_report_registered(user=bot, version=version, token_id=7, run_id=version.run_id)
-    services.model_version_report_registered(user=bot, version=version, token_id=8, run_id=version.run_id)  # no-op
+    model_versions.model_version_report_registered(actor=bot, version=version, token_id=7, run_id=version.run_id)
+    model_versions.model_version_report_registered(actor=bot, version=version, token_id=8,
+                                                   run_id=version.run_id)  # no-op
     after = _written()
     with pytest.raises(InvalidState) as conflict:
-        services.model_version_report_registered(user=other, version=version, token_id=9, run_id=version.run_id)
+        model_versions.model_version_report_registered(actor=other, version=version, token_id=9, run_id=version.run_id)
     assert conflict.value.code == "conflict" and _written() == after
     version.refresh_from_db()
     assert (version.registered_by, version.registered_via) == (bot, VIA_API_TOKEN)

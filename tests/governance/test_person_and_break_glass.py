@@ -21,7 +21,7 @@ from access import roles
 from access.models import ServiceAccount
 from access.principals import account_ids, person_id, person_ids, same_person
 from audit.models import Entry, PendingEntry
-from governance import selectors, services
+from governance import selectors
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     Approval,
@@ -33,6 +33,7 @@ from governance.models import (
     PromotionPolicy,
     PromotionRequest,
 )
+from governance.services import break_glass, deployments, promotions
 from tests.factories import ModelVersionFactory, UserFactory
 from tests.governance.helpers import FakeRegistry, actor_of, entry_of, event_types, make_deployed, snapshot
 from tests.governance.test_promotions import COMMENT, approve, ask, fresh, refused
@@ -110,9 +111,9 @@ def test_a_version_registered_by_the_approvers_service_account_is_refused(
         approve(people.approver, request)
     assert f"your service account (user:{bot.pk}) registered this model version" in str(info.value)
     with refused(NotPermitted, "self_approval"):
-        services.promotion_reject(user=people.approver, request=fresh(request), comment="no")
+        promotions.promotion_reject(actor=people.approver, promotion=fresh(request), comment="no")
     with refused(NotPermitted, "self_approval"):
-        services.promotion_request_changes(user=people.approver, request=fresh(request), comment="more")
+        promotions.promotion_request_changes(actor=people.approver, promotion=fresh(request), comment="more")
     # another approver is not affected
     assert approve(people.approver2, request).state == State.APPROVED
 
@@ -124,9 +125,9 @@ def test_a_promotion_requested_by_your_service_account_cannot_be_approved_by_you
     request = ask(people, in_dev, envs["staging"], user=bot)
 
     assert selectors.requests_awaiting(people.approver) == []
-    for service in (services.promotion_approve, services.promotion_reject, services.promotion_request_changes):
+    for service in (promotions.promotion_approve, promotions.promotion_reject, promotions.promotion_request_changes):
         with refused(NotPermitted, "self_approval"):
-            service(user=people.approver, request=fresh(request), comment=COMMENT)
+            service(actor=people.approver, promotion=fresh(request), comment=COMMENT)
 
 
 def test_the_service_account_cannot_approve_its_owners_request(
@@ -154,7 +155,7 @@ def test_one_person_approves_once_whatever_accounts_they_hold(
     with refused(GovernanceError, "duplicate_approval"):
         approve(bot, fresh(request))
     with refused(GovernanceError, "duplicate_approval"):
-        services.promotion_reject(user=bot, request=fresh(request), comment="veto by my other account")
+        promotions.promotion_reject(actor=bot, promotion=fresh(request), comment="veto by my other account")
     assert approve(people.approver2, request).state == State.APPROVED
 
 
@@ -192,9 +193,9 @@ def test_a_model_with_approve_promotion_grants_is_approved_only_by_their_holders
 
     assert [r.pk for r in selectors.requests_awaiting(people.approver)] == []
     assert [r.pk for r in selectors.requests_awaiting(people.approver2)] == [request.pk]
-    for service in (services.promotion_approve, services.promotion_reject, services.promotion_request_changes):
-        with refused(NotPermitted, services.NEEDS_APPROVE_PROMOTION) as info:
-            service(user=people.approver, request=fresh(request), comment=COMMENT)
+    for service in (promotions.promotion_approve, promotions.promotion_reject, promotions.promotion_request_changes):
+        with refused(NotPermitted, promotions.NEEDS_APPROVE_PROMOTION) as info:
+            service(actor=people.approver, promotion=fresh(request), comment=COMMENT)
         assert "approve_promotion on the model" in str(info.value)
     assert approve(people.approver2, request).state == State.APPROVED
 
@@ -216,7 +217,7 @@ def test_an_environment_grant_to_a_group_restricts_that_environment(
     _grant_approve(people, validators, envs["staging"])
     request = ask(people, in_dev, envs["staging"])
 
-    with refused(NotPermitted, services.NEEDS_APPROVE_PROMOTION) as info:
+    with refused(NotPermitted, promotions.NEEDS_APPROVE_PROMOTION) as info:
         approve(people.approver, request)
     assert "the environment" in str(info.value)
     assert approve(User.objects.get(pk=people.approver2.pk), request).state == State.APPROVED
@@ -236,8 +237,8 @@ def test_a_revoked_approve_promotion_grant_lifts_the_restriction(
 
 
 def _break_glass(user: User, version: ModelVersion, environment: Environment) -> PromotionRequest:
-    return services.promotion_break_glass(user=user, version=version, environment=environment,
-                                          justification=JUSTIFICATION)
+    return break_glass.promotion_break_glass(actor=user, version=version, environment=environment,
+                                             justification=JUSTIFICATION)
 
 
 def test_the_owner_of_the_service_account_that_used_break_glass_cannot_review_it(
@@ -247,10 +248,10 @@ def test_the_owner_of_the_service_account_that_used_break_glass_cannot_review_it
     request = _break_glass(bot, in_dev, envs["production"])
     review = BreakGlassReview.objects.get(request=request)
 
-    for outcome in services.Outcome.ALL:
+    for outcome in break_glass.Outcome.ALL:
         with refused(NotPermitted, "self_approval"):
-            services.break_glass_review_conclude(user=people.model_risk, review=review, outcome=outcome,
-                                                 comment="fine by me")
+            break_glass.break_glass_review_conclude(actor=people.model_risk, review=review, outcome=outcome,
+                                                    comment="fine by me")
 
 
 def test_a_version_registered_by_the_reviewers_service_account_is_refused_in_review(
@@ -261,20 +262,20 @@ def test_a_version_registered_by_the_reviewers_service_account_is_refused_in_rev
     request = _break_glass(people.breakglass, in_dev, envs["production"])
     review = BreakGlassReview.objects.get(request=request)
     with refused(NotPermitted, "self_approval"):
-        services.break_glass_review_approve(user=people.model_risk, review=review, comment="fine")
+        break_glass.break_glass_review_approve(actor=people.model_risk, review=review, comment="fine")
     # a spoofed creator naming the reviewer blocks nothing
     ModelVersion.objects.filter(pk=in_dev.pk).update(registered_by=None, creator=people.model_risk.username)
-    assert services.break_glass_review_approve(user=people.model_risk, review=review, comment="fine").state == \
+    assert break_glass.break_glass_review_approve(actor=people.model_risk, review=review, comment="fine").state == \
         BreakGlassReview.State.APPROVED
 
 
 def test_an_invalid_outcome_is_refused(in_dev: ModelVersion, envs: Envs, people: People) -> None:
     review = BreakGlassReview.objects.get(request=_break_glass(people.breakglass, in_dev, envs["production"]))
     with refused(GovernanceError, "invalid_outcome"):
-        services.break_glass_review_conclude(user=people.model_risk, review=review, outcome="meh", comment="x")
+        break_glass.break_glass_review_conclude(actor=people.model_risk, review=review, outcome="meh", comment="x")
     with refused(GovernanceError, "required"):
-        services.break_glass_review_conclude(user=people.model_risk, review=review, outcome="unjustified",
-                                             comment="  ")
+        break_glass.break_glass_review_conclude(actor=people.model_risk, review=review, outcome="unjustified",
+                                                comment="  ")
 
 
 def test_an_unjustified_break_glass_is_a_violation_and_is_rolled_back(
@@ -292,8 +293,8 @@ def test_an_unjustified_break_glass_is_a_violation_and_is_rolled_back(
 
     # when model-risk concludes it was not justified
     with django_capture_on_commit_callbacks(execute=True):
-        concluded = services.break_glass_review_conclude(
-            user=people.model_risk, review=review, outcome="unjustified", comment="No incident: INC-4711 is a typo")
+        concluded = break_glass.break_glass_review_conclude(
+            actor=people.model_risk, review=review, outcome="unjustified", comment="No incident: INC-4711 is a typo")
 
     # then the review is concluded, the release rolled back through the rollback path, and a violation raised
     assert concluded.state == BreakGlassReview.State.UNJUSTIFIED and concluded.reviewed_by == people.model_risk
@@ -312,7 +313,7 @@ def test_an_unjustified_break_glass_is_a_violation_and_is_rolled_back(
     assert entry_of(request, "promotion.rolled_back").payload["restored_version"] == 6
     # concluded once
     with refused(InvalidState, "invalid_state"):
-        services.break_glass_review_approve(user=people.infosec, review=review, comment="justified after all")
+        break_glass.break_glass_review_approve(actor=people.infosec, review=review, comment="justified after all")
 
 
 def test_an_unjustified_break_glass_not_yet_deploying_is_withdrawn(
@@ -321,14 +322,14 @@ def test_an_unjustified_break_glass_not_yet_deploying_is_withdrawn(
     request = _break_glass(people.breakglass, in_dev, envs["production"])  # deploy task not run
     review = BreakGlassReview.objects.get(request=request)
 
-    services.break_glass_review_conclude(user=people.infosec, review=review, outcome="unjustified",
-                                         comment="not an emergency")
+    break_glass.break_glass_review_conclude(actor=people.infosec, review=review, outcome="unjustified",
+                                            comment="not an emergency")
 
     assert fresh(request).state == State.WITHDRAWN
     violation = ComplianceViolation.objects.get(kind="unjustified_break_glass")
     assert violation.reverted is True and violation.details["outcome"] == "withdrawn"
     with pytest.raises(InvalidState):  # the deploy task finds nothing to deploy
-        services.promotion_deploy_start(request=request)
+        deployments.promotion_deploy_start(promotion=request)
 
 
 def test_a_policy_may_keep_an_unjustified_break_glass_live(
@@ -342,8 +343,8 @@ def test_a_policy_may_keep_an_unjustified_break_glass_live(
         request = _break_glass(people.breakglass, in_dev, envs["production"])
     review = BreakGlassReview.objects.get(request=request)
 
-    services.break_glass_review_conclude(user=people.model_risk, review=review, outcome="unjustified",
-                                         comment="should have waited")
+    break_glass.break_glass_review_conclude(actor=people.model_risk, review=review, outcome="unjustified",
+                                            comment="should have waited")
 
     assert fresh(request).state == State.DEPLOYED
     violation = ComplianceViolation.objects.get(kind="unjustified_break_glass")
@@ -354,8 +355,8 @@ def test_a_policy_may_keep_an_unjustified_break_glass_live(
 def test_justified_keeps_the_original_approve_behaviour(in_dev: ModelVersion, envs: Envs, people: People) -> None:
     request = _break_glass(people.breakglass, in_dev, envs["production"])
     review = BreakGlassReview.objects.get(request=request)
-    concluded = services.break_glass_review_conclude(user=people.model_risk, review=review, outcome="justified",
-                                                     comment="Fix verified")
+    concluded = break_glass.break_glass_review_conclude(actor=people.model_risk, review=review, outcome="justified",
+                                                        comment="Fix verified")
     assert concluded.state == BreakGlassReview.State.APPROVED
     assert entry_of(request, "promotion.break_glass_reviewed").payload["comment"] == "Fix verified"
     assert not ComplianceViolation.objects.exists()
@@ -375,7 +376,7 @@ def _assert_budget_refusal(user: User, version: ModelVersion, environment: Envir
     ledger_before = PendingEntry.objects.count() + Entry.objects.count()
     with pytest.raises(NotPermitted) as info:
         _break_glass(user, version, environment)
-    assert info.value.code == services.BREAK_GLASS_BUDGET_EXCEEDED
+    assert info.value.code == break_glass.BREAK_GLASS_BUDGET_EXCEEDED
     assert _counts() == before
     assert ComplianceViolation.objects.count() == violations + 1
     assert PendingEntry.objects.count() + Entry.objects.count() == ledger_before + 1  # the violation only
@@ -450,12 +451,13 @@ def v6_live_in_production(in_dev: ModelVersion, envs: Envs, people: People,
 def _deploying_break_glass(people: People, version: ModelVersion, envs: Envs) -> PromotionRequest:
     """A break-glass promotion the deploy task has started (deploying), its alias not moved yet."""
     request = _break_glass(people.breakglass, version, envs["production"])  # its task is not run
-    return services.promotion_deploy_start(request=request)
+    return deployments.promotion_deploy_start(promotion=request)
 
 
 def _conclude_unjustified(people: People, request: PromotionRequest) -> str:
-    services.break_glass_review_conclude(user=people.model_risk, review=BreakGlassReview.objects.get(request=request),
-                                         outcome="unjustified", comment="No incident: INC-4711 is a typo")
+    break_glass.break_glass_review_conclude(actor=people.model_risk,
+                                            review=BreakGlassReview.objects.get(request=request),
+                                            outcome="unjustified", comment="No incident: INC-4711 is a typo")
     return ComplianceViolation.objects.get(kind="unjustified_break_glass").details["outcome"]
 
 
@@ -489,7 +491,7 @@ def test_a_deployment_completing_after_the_unjustified_conclusion_is_rolled_back
     _conclude_unjustified(people, request)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_alias_applied(request=request, alias="production")
+        deployments.promotion_alias_applied(promotion=request, alias="production")
 
     assert fresh(request).state == State.ROLLED_BACK
     live = LiveDeployment.objects.get(model=in_dev.model, environment=envs["production"])
@@ -511,7 +513,7 @@ def test_a_deployment_completing_is_kept_when_the_policy_keeps_unjustified_break
     _conclude_unjustified(people, request)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_alias_applied(request=request, alias="production")
+        deployments.promotion_alias_applied(promotion=request, alias="production")
 
     assert fresh(request).state == State.DEPLOYED
     assert "promotion.rolled_back" not in event_types(request)

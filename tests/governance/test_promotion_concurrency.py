@@ -18,9 +18,10 @@ from django.db import connection
 
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
-from governance import registry, services
+from governance import registry
 from governance.errors import InvalidState
 from governance.models import Approval, Environment, LiveDeployment, ModelVersion, PromotionRequest, RegisteredModel
+from governance.services import promotions
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.governance.helpers import FakeRegistry, ensure_defaults, make_deployed
 from tests.personas import People, make_people
@@ -102,11 +103,11 @@ def test_two_approvers_at_once_approve_exactly_once(world: Any) -> None:
     envs, people, model, fake = world
     for round_ in range(ROUNDS):
         version = version_in(model, 10 + round_, envs, people, staging=True)
-        request = services.promotion_request(user=people.requester, version=version, environment=envs["production"],
-                                             reason="quarterly retrain")
+        request = promotions.promotion_request(actor=people.requester, version=version, environment=envs["production"],
+                                               reason="quarterly retrain")
         workers = race(
-            lambda r=request: services.promotion_approve(user=people.model_risk, request=r, comment="validated"),
-            lambda r=request: services.promotion_approve(user=people.infosec, request=r, comment="validated"),
+            lambda r=request: promotions.promotion_approve(actor=people.model_risk, promotion=r, comment="validated"),
+            lambda r=request: promotions.promotion_approve(actor=people.infosec, promotion=r, comment="validated"),
         )
 
         assert [w.error for w in workers] == [None, None]
@@ -134,12 +135,12 @@ def test_approve_racing_withdraw_leaves_one_consistent_outcome(world: Any) -> No
     outcomes = []
     for round_ in range(ROUNDS):
         version = version_in(model, 20 + round_, envs, people, staging=False)
-        request = services.promotion_request(user=people.requester, version=version, environment=envs["staging"],
-                                             reason="quarterly retrain")
+        request = promotions.promotion_request(actor=people.requester, version=version, environment=envs["staging"],
+                                               reason="quarterly retrain")
 
         approver, withdrawer = race(
-            lambda r=request: services.promotion_approve(user=people.approver, request=r, comment="validated"),
-            lambda r=request: services.promotion_withdraw(user=people.requester, request=r, reason="superseded"),
+            lambda r=request: promotions.promotion_approve(actor=people.approver, promotion=r, comment="validated"),
+            lambda r=request: promotions.promotion_withdraw(actor=people.requester, promotion=r, reason="superseded"),
         )
 
         integrate()

@@ -29,7 +29,7 @@ from access.models import Grant
 from audit.ledger import Actor, integrate
 from audit.models import Entry
 from config.celery import app
-from governance import selectors, services, tasks
+from governance import selectors, tasks
 from governance.errors import Frozen, GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     Approval,
@@ -43,6 +43,8 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from governance.services import break_glass as break_glass_services
+from governance.services import compliance, deployments, environments, model_versions, promotions
 from tests.factories import ModelVersionFactory, RegisteredModelFactory, UserFactory
 from tests.governance.helpers import (
     FakeRegistry,
@@ -85,13 +87,13 @@ def fresh(request: PromotionRequest) -> PromotionRequest:
 def ask(
     people: People, version: ModelVersion, environment: Environment, *, user: User | None = None, **kwargs: Any
 ) -> PromotionRequest:
-    return services.promotion_request(
-        user=user or people.requester, version=version, environment=environment, reason=REASON, **kwargs
+    return promotions.promotion_request(
+        actor=user or people.requester, version=version, environment=environment, reason=REASON, **kwargs
     )
 
 
 def approve(user: User, request: PromotionRequest, comment: str = COMMENT) -> PromotionRequest:
-    return services.promotion_approve(user=user, request=request, comment=comment)
+    return promotions.promotion_approve(actor=user, promotion=request, comment=comment)
 
 
 def ledger(event_type: str) -> list[Entry]:
@@ -101,7 +103,7 @@ def ledger(event_type: str) -> list[Entry]:
 
 
 def status(request: PromotionRequest) -> dict[str, Any]:
-    return services.approval_status(fresh(request))
+    return promotions.approval_status(fresh(request))
 
 
 def assert_entry(entry: Entry, event_type: str, actor: dict[str, str], request: PromotionRequest,
@@ -290,7 +292,7 @@ def test_one_person_in_both_required_groups_counts_once(in_staging: ModelVersion
 def test_reject_ends_the_request(in_dev: ModelVersion, envs: Envs, people: People) -> None:
     request = ask(people, in_dev, envs["staging"])
 
-    rejected = services.promotion_reject(user=people.approver, request=request, comment="No fairness report")
+    rejected = promotions.promotion_reject(actor=people.approver, promotion=request, comment="No fairness report")
 
     assert rejected.state == State.REJECTED and rejected.decided_at is not None
     approval = Approval.objects.get(request=request)
@@ -302,7 +304,7 @@ def test_reject_ends_the_request(in_dev: ModelVersion, envs: Envs, people: Peopl
 def test_requester_withdraws_and_may_ask_again(in_dev: ModelVersion, envs: Envs, people: People) -> None:
     request = ask(people, in_dev, envs["staging"])
 
-    withdrawn = services.promotion_withdraw(user=people.requester, request=request, reason="Found a leakage bug")
+    withdrawn = promotions.promotion_withdraw(actor=people.requester, promotion=request, reason="Found a leakage bug")
 
     assert withdrawn.state == State.WITHDRAWN and withdrawn.finished_at is not None
     assert_entry(entry_of(request, "promotion.withdrawn"), "promotion.withdrawn", actor_of(people.requester),
@@ -319,7 +321,7 @@ def test_infosec_may_withdraw_an_approved_request_and_the_deploy_task_then_does_
     with django_capture_on_commit_callbacks() as callbacks:
         approve(people.approver, request)
 
-    services.promotion_withdraw(user=people.infosec, request=request, reason="Incident INC-2231 in progress")
+    promotions.promotion_withdraw(actor=people.infosec, promotion=request, reason="Incident INC-2231 in progress")
     for callback in callbacks:  # the queued apply_promotion finally runs
         callback()
 
@@ -333,7 +335,7 @@ def test_withdraw_by_someone_else_is_refused(in_dev: ModelVersion, envs: Envs, p
     request = ask(people, in_dev, envs["staging"])
     for user in (people.outsider, people.approver):
         with refused(NotPermitted, "not_permitted"):
-            services.promotion_withdraw(user=user, request=request, reason="not mine to withdraw")
+            promotions.promotion_withdraw(actor=user, promotion=request, reason="not mine to withdraw")
 
 
 # --- refusals --------------------------------------------------------------------------------------
@@ -347,7 +349,7 @@ def test_requester_cannot_approve_their_own_request(in_dev: ModelVersion, envs: 
         approve(people.requester, request)
     assert "you requested this promotion" in str(info.value)
     with refused(NotPermitted, "self_approval"):
-        services.promotion_reject(user=people.requester, request=request, comment="hmm")
+        promotions.promotion_reject(actor=people.requester, promotion=request, comment="hmm")
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])
@@ -386,7 +388,7 @@ def test_approval_from_outside_the_required_groups_is_refused(
         approve(getattr(people, who), request)
     assert "approvals for this promotion must come from" in str(info.value)
     with refused(NotPermitted, "not_in_required_group"):
-        services.promotion_reject(user=getattr(people, who), request=request, comment="no")
+        promotions.promotion_reject(actor=getattr(people, who), promotion=request, comment="no")
 
 
 def test_double_approval_by_one_person_is_refused(in_staging: ModelVersion, envs: Envs, people: People) -> None:
@@ -396,19 +398,19 @@ def test_double_approval_by_one_person_is_refused(in_staging: ModelVersion, envs
     with refused(GovernanceError, "duplicate_approval"):
         approve(people.model_risk, request, "approving twice")
     with refused(GovernanceError, "duplicate_approval"):
-        services.promotion_reject(user=people.model_risk, request=request, comment="changed my mind")
+        promotions.promotion_reject(actor=people.model_risk, promotion=request, comment="changed my mind")
 
 
 def _withdraw(people: People, request: PromotionRequest) -> None:
-    services.promotion_withdraw(user=people.requester, request=request, reason="superseded by v8")
+    promotions.promotion_withdraw(actor=people.requester, promotion=request, reason="superseded by v8")
 
 
 def _reject(people: People, request: PromotionRequest) -> None:
-    services.promotion_reject(user=people.approver2, request=request, comment="missing fairness report")
+    promotions.promotion_reject(actor=people.approver2, promotion=request, comment="missing fairness report")
 
 
 def _expire(people: People, request: PromotionRequest) -> None:
-    assert services.promotion_expire(request=request, now=timezone.now() + timedelta(days=15))
+    assert promotions.promotion_expire(promotion=request, now=timezone.now() + timedelta(days=15))
 
 
 @pytest.mark.parametrize("close", [_withdraw, _reject, _expire], ids=["withdrawn", "rejected", "expired"])
@@ -422,9 +424,9 @@ def test_closed_requests_cannot_be_approved_rejected_or_withdrawn(
         approve(people.approver, request)
     assert "only pending requests can be approved" in str(info.value)
     with refused(InvalidState, "invalid_state"):
-        services.promotion_reject(user=people.approver, request=request, comment="no")
+        promotions.promotion_reject(actor=people.approver, promotion=request, comment="no")
     with refused(InvalidState, "invalid_state"):
-        services.promotion_withdraw(user=people.requester, request=request, reason="again")
+        promotions.promotion_withdraw(actor=people.requester, promotion=request, reason="again")
 
 
 def test_approving_an_already_approved_request_is_refused(in_dev: ModelVersion, envs: Envs, people: People) -> None:
@@ -442,8 +444,8 @@ def test_freeze_window_refuses_requests_and_approvals(in_dev: ModelVersion, envs
     hour = timezone.now().replace(minute=0, second=0, microsecond=0)  # the hour now began: a moment written out
     starts = hour - timedelta(hours=1)
 
-    freeze = services.freeze_window_create(
-        user=people.infosec, environment=envs["staging"], starts_at=starts,
+    freeze = environments.freeze_window_create(
+        actor=people.infosec, environment=envs["staging"], starts_at=starts,
         ends_at=starts + timedelta(hours=7, minutes=30), reason="Black Friday change freeze",
     )
 
@@ -460,8 +462,8 @@ def test_freeze_window_refuses_requests_and_approvals(in_dev: ModelVersion, envs
     with refused(Frozen, "frozen"):
         approve(people.approver, before_freeze)
     # ending a request is not a change to the environment: still allowed
-    assert services.promotion_withdraw(user=people.requester, request=before_freeze,
-                                       reason="after the freeze").state == State.WITHDRAWN
+    assert promotions.promotion_withdraw(actor=people.requester, promotion=before_freeze,
+                                         reason="after the freeze").state == State.WITHDRAWN
     # nor does the freeze reach other environments, or an emergency
     assert ask(people, other, envs["dev"]).state == State.APPROVED
     assert break_glass(people, in_dev, envs["staging"]).state == State.APPROVED
@@ -472,8 +474,9 @@ def test_freeze_windows_outside_now_do_not_block(in_dev: ModelVersion, envs: Env
     # a window that is over (declared while it was ahead: the service refuses declaring one already over)
     FreezeWindow.objects.create(environment=envs["staging"], starts_at=now - timedelta(days=2),
                                 ends_at=now - timedelta(days=1), reason="last week's freeze", created_by=people.infosec)
-    services.freeze_window_create(user=people.infosec, environment=envs["staging"], starts_at=now + timedelta(days=1),
-                                  ends_at=now + timedelta(days=2), reason="next week's freeze")
+    environments.freeze_window_create(actor=people.infosec, environment=envs["staging"],
+                                      starts_at=now + timedelta(days=1),
+                                      ends_at=now + timedelta(days=2), reason="next week's freeze")
     # production is protected (two-person changes): its freeze is set up directly
     FreezeWindow.objects.create(environment=envs["production"], starts_at=now - timedelta(hours=1),
                                 ends_at=now + timedelta(hours=1), reason="production only", created_by=people.infosec)
@@ -485,26 +488,27 @@ def test_freeze_windows_outside_now_do_not_block(in_dev: ModelVersion, envs: Env
 def test_only_infosec_declares_freeze_windows(envs: Envs, people: People, who: str) -> None:
     now = timezone.now()
     with refused(NotPermitted, "not_permitted") as info:
-        services.freeze_window_create(user=getattr(people, who), environment=envs["production"], starts_at=now,
-                                      ends_at=now + timedelta(hours=1), reason="freeze")
+        environments.freeze_window_create(actor=getattr(people, who), environment=envs["production"], starts_at=now,
+                                          ends_at=now + timedelta(hours=1), reason="freeze")
     assert "only InfoSec may declare freeze windows" in str(info.value)
 
 
 def test_freeze_window_must_end_after_it_starts_and_have_a_reason(envs: Envs, people: People) -> None:
     now = timezone.now()
     with refused(GovernanceError, "invalid_window"):
-        services.freeze_window_create(user=people.infosec, environment=envs["production"], starts_at=now,
-                                      ends_at=now, reason="zero length")
+        environments.freeze_window_create(actor=people.infosec, environment=envs["production"], starts_at=now,
+                                          ends_at=now, reason="zero length")
     with refused(GovernanceError, "required"):
-        services.freeze_window_create(user=people.infosec, environment=envs["production"], starts_at=now,
-                                      ends_at=now + timedelta(hours=1), reason="  ")
+        environments.freeze_window_create(actor=people.infosec, environment=envs["production"], starts_at=now,
+                                          ends_at=now + timedelta(hours=1), reason="  ")
     with refused(GovernanceError, "invalid_window") as info:  # it would block nothing
-        services.freeze_window_create(user=people.infosec, environment=envs["production"],
-                                      starts_at=now - timedelta(days=2), ends_at=now - timedelta(days=1), reason="r")
+        environments.freeze_window_create(actor=people.infosec, environment=envs["production"],
+                                          starts_at=now - timedelta(days=2), ends_at=now - timedelta(days=1),
+                                          reason="r")
     assert "already ended" in str(info.value)
     with refused(GovernanceError, "too_long"):  # the column holds 300: refused here, not by the database
-        services.freeze_window_create(user=people.infosec, environment=envs["production"], starts_at=now,
-                                      ends_at=now + timedelta(hours=1), reason="x" * 301)
+        environments.freeze_window_create(actor=people.infosec, environment=envs["production"], starts_at=now,
+                                          ends_at=now + timedelta(hours=1), reason="x" * 301)
 
 
 def test_promotions_may_not_skip_an_environment(v7: ModelVersion, envs: Envs, people: People) -> None:
@@ -547,20 +551,20 @@ def test_only_model_owners_request(in_dev: ModelVersion, envs: Envs, people: Peo
 def test_empty_reasons_and_comments_are_refused(in_staging: ModelVersion, envs: Envs, people: People,
                                                 text: str) -> None:
     with refused(GovernanceError, "required") as info:
-        services.promotion_request(user=people.requester, version=in_staging, environment=envs["production"],
-                                   reason=text)
+        promotions.promotion_request(actor=people.requester, version=in_staging, environment=envs["production"],
+                                     reason=text)
     assert "a reason is required" in str(info.value)
     request = ask(people, in_staging, envs["production"])
     for call in (
-        lambda: services.promotion_approve(user=people.model_risk, request=request, comment=text),
-        lambda: services.promotion_reject(user=people.model_risk, request=request, comment=text),
-        lambda: services.promotion_withdraw(user=people.requester, request=request, reason=text),
-        lambda: services.promotion_break_glass(user=people.breakglass, version=in_staging,
-                                               environment=envs["production"], justification=text),
-        lambda: services.promotion_rollback(user=people.requester, model=in_staging.model,
-                                            environment=envs["staging"], reason=text),
-        lambda: services.model_version_declare_classification(user=people.steward, version=in_staging,
-                                                              level="public", reason=text),
+        lambda: promotions.promotion_approve(actor=people.model_risk, promotion=request, comment=text),
+        lambda: promotions.promotion_reject(actor=people.model_risk, promotion=request, comment=text),
+        lambda: promotions.promotion_withdraw(actor=people.requester, promotion=request, reason=text),
+        lambda: break_glass_services.promotion_break_glass(actor=people.breakglass, version=in_staging,
+                                                           environment=envs["production"], justification=text),
+        lambda: deployments.promotion_rollback(actor=people.requester, model=in_staging.model,
+                                               environment=envs["staging"], reason=text),
+        lambda: model_versions.model_version_declare_classification(actor=people.steward, version=in_staging,
+                                                                    level="public", reason=text),
     ):
         with refused(GovernanceError, "required"):
             call()
@@ -568,8 +572,8 @@ def test_empty_reasons_and_comments_are_refused(in_staging: ModelVersion, envs: 
 
 def test_overlong_reason_is_refused(in_dev: ModelVersion, envs: Envs, people: People) -> None:
     with refused(GovernanceError, "too_long"):
-        services.promotion_request(user=people.requester, version=in_dev, environment=envs["staging"],
-                                   reason="x" * 5001)
+        promotions.promotion_request(actor=people.requester, version=in_dev, environment=envs["staging"],
+                                     reason="x" * 5001)
 
 
 @pytest.mark.parametrize(
@@ -629,8 +633,8 @@ def test_classification_change_makes_approvals_stale_and_the_approver_may_approv
     approve(people.model_risk, request)
     old_digest = fresh(request).evidence_digest
 
-    services.model_version_declare_classification(
-        user=people.steward, version=in_staging, level="confidential", reason="Lineage shows card PANs (tokenised)"
+    model_versions.model_version_declare_classification(
+        actor=people.steward, version=in_staging, level="confidential", reason="Lineage shows card PANs (tokenised)"
     )
 
     changed = fresh(request)
@@ -662,7 +666,7 @@ def test_artifact_change_makes_approvals_stale(in_staging: ModelVersion, envs: E
     approve(people.model_risk, request)
     ModelVersion.objects.filter(pk=in_staging.pk).update(artifact_digest="sha256:" + "ab" * 32)
 
-    changed = services.promotion_reevaluate(request=request, actor=Actor.system("mlflow-sync"))
+    changed = promotions.promotion_reevaluate(promotion=request, actor=Actor.system("mlflow-sync"))
 
     assert changed is True
     assert fresh(request).evidence["artifact_digest"] == "sha256:" + "ab" * 32
@@ -681,8 +685,8 @@ def test_gate_failing_when_approved_then_passing_needs_a_fresh_approval(
     assert status(request)["failed_gates"] == ["training data classification allowed"]
 
     assert approve(people.approver, request).state == State.PENDING  # approved the failing evidence
-    services.model_version_declare_classification(user=people.steward, version=in_dev, level="internal",
-                                                  reason="Declared from the data catalogue")
+    model_versions.model_version_declare_classification(actor=people.steward, version=in_dev, level="internal",
+                                                        reason="Declared from the data catalogue")
 
     assert fresh(request).state == State.PENDING  # the approval was for other evidence
     assert status(request) == {"approvals": {"approver": 0}, "unmet_rules": ["1 more from approver"],
@@ -695,7 +699,7 @@ def test_reevaluation_without_change_records_nothing(in_staging: ModelVersion, e
     approve(people.model_risk, request)
     before = len(subject_entries(request))
 
-    assert services.promotion_reevaluate(request=request, actor=Actor.system("mlflow-sync")) is False
+    assert promotions.promotion_reevaluate(promotion=request, actor=Actor.system("mlflow-sync")) is False
     assert len(subject_entries(request)) == before
     assert status(request)["approvals"] == {"model-risk": 1, "infosec": 0}
 
@@ -705,7 +709,7 @@ def test_reevaluation_of_a_closed_request_does_nothing(in_dev: ModelVersion, env
     approve(people.approver, request)
     ModelVersion.objects.filter(pk=in_dev.pk).update(artifact_digest="sha256:changed")
 
-    assert services.promotion_reevaluate(request=request, actor=Actor.system("mlflow-sync")) is False
+    assert promotions.promotion_reevaluate(promotion=request, actor=Actor.system("mlflow-sync")) is False
     assert "promotion.evidence_changed" not in event_types(request)
 
 
@@ -714,11 +718,13 @@ def test_declaring_a_classification_needs_a_data_steward_or_infosec(
 ) -> None:
     for who in ("requester", "approver", "model_risk", "outsider"):
         with refused(NotPermitted, "not_permitted"):
-            services.model_version_declare_classification(user=getattr(people, who), version=v7, level="public",
-                                                          reason="I say so")
+            model_versions.model_version_declare_classification(actor=getattr(people, who), version=v7, level="public",
+                                                                reason="I say so")
     with refused(GovernanceError, "invalid_level"):
-        services.model_version_declare_classification(user=people.steward, version=v7, level="secret", reason="x")
-    services.model_version_declare_classification(user=people.infosec, version=v7, level="restricted", reason="PII")
+        model_versions.model_version_declare_classification(actor=people.steward, version=v7, level="secret",
+                                                            reason="x")
+    model_versions.model_version_declare_classification(actor=people.infosec, version=v7, level="restricted",
+                                                        reason="PII")
     assert ModelVersion.objects.get(pk=v7.pk).data_classification == "restricted"
 
 
@@ -755,8 +761,8 @@ def test_approved_entry_lists_only_the_approvals_that_counted(
 ) -> None:
     request = ask(people, in_staging, envs["production"])
     approve(people.model_risk, request)
-    services.model_version_declare_classification(user=people.steward, version=in_staging, level="public",
-                                                  reason="Re-labelled")
+    model_versions.model_version_declare_classification(actor=people.steward, version=in_staging, level="public",
+                                                        reason="Re-labelled")
     approve(people.infosec, request)
     approve(people.model_risk2, request)
 
@@ -853,15 +859,15 @@ def test_pending_requests_expire_after_request_expiry_days(in_dev: ModelVersion,
     request = ask(people, in_dev, envs["staging"])
     now = timezone.now()
 
-    assert services.promotion_expire(request=request, now=now + timedelta(days=13, hours=23)) is False
+    assert promotions.promotion_expire(promotion=request, now=now + timedelta(days=13, hours=23)) is False
     assert fresh(request).state == State.PENDING
-    assert services.promotion_expire(request=request, now=now + timedelta(days=14, minutes=1)) is True
+    assert promotions.promotion_expire(promotion=request, now=now + timedelta(days=14, minutes=1)) is True
 
     expired = fresh(request)
     assert expired.state == State.EXPIRED and expired.finished_at is not None
     assert_entry(entry_of(request, "promotion.expired"), "promotion.expired", {"type": "system", "id": "scheduler"},
                  request, after_days=14)
-    assert services.promotion_expire(request=request, now=now + timedelta(days=30)) is False  # idempotent
+    assert promotions.promotion_expire(promotion=request, now=now + timedelta(days=30)) is False  # idempotent
     assert event_types(request).count("promotion.expired") == 1
 
 
@@ -874,7 +880,8 @@ def test_expire_promotions_task_expires_only_old_pending_requests(
         make_deployed(v, envs["dev"], requested_by=people.requester, live=False)
         requests[name] = ask(people, v, envs["staging"])
     approve(people.approver, requests["old_approved"])
-    services.promotion_withdraw(user=people.requester, request=requests["old_withdrawn"], reason="no longer needed")
+    promotions.promotion_withdraw(actor=people.requester, promotion=requests["old_withdrawn"],
+                                  reason="no longer needed")
     old = timezone.now() - timedelta(days=15)
     PromotionRequest.objects.filter(pk__in=[requests[n].pk for n in ("old_pending", "old_approved", "old_withdrawn")]
                                     ).update(created_at=old)
@@ -888,8 +895,8 @@ def test_expire_promotions_task_expires_only_old_pending_requests(
 
 
 def test_request_expiry_follows_the_policy(in_dev: ModelVersion, envs: Envs, people: People) -> None:
-    services.policy_set(user=people.infosec, environment=envs["staging"],
-                        rules={"approvals": [{"group": "approver", "count": 1}], "request_expiry_days": 2})
+    environments.policy_set(actor=people.infosec, environment=envs["staging"],
+                            rules={"approvals": [{"group": "approver", "count": 1}], "request_expiry_days": 2})
     request = ask(people, in_dev, envs["staging"])
     PromotionRequest.objects.filter(pk=request.pk).update(created_at=timezone.now() - timedelta(days=2, minutes=1))
 
@@ -901,8 +908,8 @@ def test_request_expiry_follows_the_policy(in_dev: ModelVersion, envs: Envs, peo
 
 
 def break_glass(people: People, version: ModelVersion, environment: Environment) -> PromotionRequest:
-    return services.promotion_break_glass(
-        user=people.breakglass, version=version, environment=environment,
+    return break_glass_services.promotion_break_glass(
+        actor=people.breakglass, version=version, environment=environment,
         justification="INC-4711: v6 blocks all Amex transactions; v7 fixes it",
     )
 
@@ -950,8 +957,9 @@ def test_break_glass_review_hours_follow_the_policy(in_dev: ModelVersion, envs: 
 @pytest.mark.parametrize("who", ["requester", "approver", "infosec", "outsider"])
 def test_break_glass_by_a_non_member_is_refused(in_dev: ModelVersion, envs: Envs, people: People, who: str) -> None:
     with refused(NotPermitted, "not_permitted") as info:
-        services.promotion_break_glass(user=getattr(people, who), version=in_dev, environment=envs["production"],
-                                       justification="urgent")
+        break_glass_services.promotion_break_glass(actor=getattr(people, who), version=in_dev,
+                                                   environment=envs["production"],
+                                                   justification="urgent")
     assert "only members of the break-glass group" in str(info.value)
 
 
@@ -985,20 +993,22 @@ def test_break_glass_review_by_a_policy_approver(in_dev: ModelVersion, envs: Env
     review = BreakGlassReview.objects.get(request=request)
 
     with refused(NotPermitted, "self_approval"):
-        services.break_glass_review_approve(user=people.breakglass, review=review, comment="I reviewed myself")
+        break_glass_services.break_glass_review_approve(actor=people.breakglass, review=review,
+                                                        comment="I reviewed myself")
     for who in ("approver", "outsider", "steward"):  # approver is staging's group, not production's
         with refused(NotPermitted, "not_in_required_group"):
-            services.break_glass_review_approve(user=getattr(people, who), review=review, comment="looks fine")
+            break_glass_services.break_glass_review_approve(actor=getattr(people, who), review=review,
+                                                            comment="looks fine")
 
-    reviewed = services.break_glass_review_approve(user=people.model_risk, review=review,
-                                                   comment="Fix verified against INC-4711 replay")
+    reviewed = break_glass_services.break_glass_review_approve(actor=people.model_risk, review=review,
+                                                               comment="Fix verified against INC-4711 replay")
 
     assert reviewed.state == BreakGlassReview.State.APPROVED and reviewed.reviewed_by == people.model_risk
     assert reviewed.reviewed_at is not None
     assert_entry(entry_of(request, "promotion.break_glass_reviewed"), "promotion.break_glass_reviewed",
                  actor_of(people.model_risk), request, comment="Fix verified against INC-4711 replay", late=False)
     with refused(InvalidState, "invalid_state"):
-        services.break_glass_review_approve(user=people.infosec, review=review, comment="again")
+        break_glass_services.break_glass_review_approve(actor=people.infosec, review=review, comment="again")
 
 
 def test_overdue_break_glass_review_is_flagged_once_as_a_violation(
@@ -1007,8 +1017,8 @@ def test_overdue_break_glass_review_is_flagged_once_as_a_violation(
     request = break_glass(people, in_dev, envs["production"])
     review = BreakGlassReview.objects.get(request=request)
 
-    assert services.break_glass_reviews_flag_overdue(now=review.due_at - timedelta(seconds=1)) == 0
-    assert services.break_glass_reviews_flag_overdue(now=review.due_at + timedelta(minutes=1)) == 1
+    assert break_glass_services.break_glass_reviews_flag_overdue(now=review.due_at - timedelta(seconds=1)) == 0
+    assert break_glass_services.break_glass_reviews_flag_overdue(now=review.due_at + timedelta(minutes=1)) == 1
 
     review.refresh_from_db()
     assert review.state == BreakGlassReview.State.OVERDUE
@@ -1024,11 +1034,11 @@ def test_overdue_break_glass_review_is_flagged_once_as_a_violation(
     assert entry.payload["details"]["due_at"] == review.due_at.isoformat()
 
     before = snapshot()
-    assert services.break_glass_reviews_flag_overdue(now=review.due_at + timedelta(days=3)) == 0
+    assert break_glass_services.break_glass_reviews_flag_overdue(now=review.due_at + timedelta(days=3)) == 0
     assert tasks.flag_overdue_reviews() == 0
     assert snapshot() == before
 
-    late = services.break_glass_review_approve(user=people.infosec, review=review, comment="Reviewed late")
+    late = break_glass_services.break_glass_review_approve(actor=people.infosec, review=review, comment="Reviewed late")
     assert late.state == BreakGlassReview.State.APPROVED
     assert entry_of(request, "promotion.break_glass_reviewed").payload["late"] is True
 
@@ -1160,18 +1170,18 @@ def test_canary_rollout_moves_the_candidate_alias_then_the_main_alias(
     live = LiveDeployment.objects.get(environment=envs["staging"])
     assert live.version == v6_live_in_staging.version  # still v6 until the canary completes
 
-    stepped = services.promotion_report_progress(actor=runtime, request=request, status="step", traffic_percent=10,
-                                                 detail="error rate 0.1%")
+    stepped = deployments.promotion_report_progress(actor=runtime, promotion=request, status="step", traffic_percent=10,
+                                                    detail="error rate 0.1%")
     assert stepped.traffic_percent == 10
     for bad in (25, 10, 5, None):  # not a step, not forward
         with refused(GovernanceError, "invalid_step"):
-            services.promotion_report_progress(actor=runtime, request=request, status="step", traffic_percent=bad)
-    services.promotion_report_progress(actor=runtime, request=request, status="step", traffic_percent=50)
+            deployments.promotion_report_progress(actor=runtime, promotion=request, status="step", traffic_percent=bad)
+    deployments.promotion_report_progress(actor=runtime, promotion=request, status="step", traffic_percent=50)
     with refused(GovernanceError, "invalid_status"):
-        services.promotion_report_progress(actor=runtime, request=request, status="paused")
+        deployments.promotion_report_progress(actor=runtime, promotion=request, status="paused")
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_report_progress(actor=runtime, request=request, status="completed")
+        deployments.promotion_report_progress(actor=runtime, promotion=request, status="completed")
 
     done = fresh(request)
     assert done.state == State.DEPLOYED and done.traffic_percent == 100
@@ -1209,11 +1219,11 @@ def test_failed_canary_removes_the_candidate_alias(
 ) -> None:
     request = staging_deployed(people, in_dev, envs, django_capture_on_commit_callbacks, strategy="canary")
     runtime = Actor.service("seldon-staging")
-    services.promotion_report_progress(actor=runtime, request=request, status="step", traffic_percent=5)
+    deployments.promotion_report_progress(actor=runtime, promotion=request, status="step", traffic_percent=5)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_report_progress(actor=runtime, request=request, status="failed",
-                                           detail="p99 latency 480ms over budget")
+        deployments.promotion_report_progress(actor=runtime, promotion=request, status="failed",
+                                              detail="p99 latency 480ms over budget")
 
     failed = fresh(request)
     assert failed.state == State.FAILED and failed.finished_at is not None
@@ -1228,7 +1238,7 @@ def test_failed_canary_removes_the_candidate_alias(
     assert removed.payload == {"model": "fraud-detector", "alias": "staging-canary", "version": None,
                                "previous_version": 7, "reason": f"rollout #{request.pk} failed"}
     with refused(InvalidState, "invalid_state"):
-        services.promotion_report_progress(actor=runtime, request=request, status="step", traffic_percent=25)
+        deployments.promotion_report_progress(actor=runtime, promotion=request, status="step", traffic_percent=25)
     denied = selectors.admission_check(model_name="fraud-detector", version=7, environment_name="staging")
     assert denied.allowed is False
 
@@ -1244,11 +1254,11 @@ def test_shadow_rollout_uses_the_shadow_alias_and_has_no_traffic_steps(
     admission = selectors.admission_check(model_name="fraud-detector", version=7, environment_name="staging")
     assert (admission.allowed, admission.mode, admission.promotion_id) == (True, "shadow", request.pk)
     with refused(GovernanceError, "invalid_status"):
-        services.promotion_report_progress(actor=runtime, request=request, status="step", traffic_percent=100)
+        deployments.promotion_report_progress(actor=runtime, promotion=request, status="step", traffic_percent=100)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_report_progress(actor=runtime, request=request, status="completed",
-                                           detail="agreement 99.2% with v6")
+        deployments.promotion_report_progress(actor=runtime, promotion=request, status="completed",
+                                              detail="agreement 99.2% with v6")
 
     done = fresh(request)
     # once promoted, the environment's alias serves all of its traffic
@@ -1262,18 +1272,18 @@ def test_progress_reports_need_a_canary_or_shadow_rollout_in_progress(
 ) -> None:
     full = staging_deployed(people, in_dev, envs, django_capture_on_commit_callbacks)
     with refused(InvalidState, "invalid_state"):
-        services.promotion_report_progress(actor=Actor.service("runtime"), request=full, status="completed")
+        deployments.promotion_report_progress(actor=Actor.service("runtime"), promotion=full, status="completed")
 
 
 def test_deploy_start_refuses_requests_that_are_not_approved(in_dev: ModelVersion, envs: Envs,
                                                              people: People) -> None:
     request = ask(people, in_dev, envs["staging"])
     with refused(InvalidState, "invalid_state"):
-        services.promotion_deploy_start(request=request)
+        deployments.promotion_deploy_start(promotion=request)
     with refused(InvalidState, "invalid_state"):
-        services.promotion_alias_applied(request=request, alias="staging")
+        deployments.promotion_alias_applied(promotion=request, alias="staging")
     with refused(InvalidState, "invalid_state"):
-        services.promotion_deploy_failed(request=request, error="x")
+        deployments.promotion_deploy_failed(promotion=request, error="x")
 
 
 # --- rollback ----------------------------------------------------------------------------------------
@@ -1287,8 +1297,8 @@ def test_rollback_restores_the_previous_version(
     assert fake_registry.of("fraud-detector") == {"staging": 7}
 
     with django_capture_on_commit_callbacks(execute=True):
-        rolled = services.promotion_rollback(user=people.requester, model=in_dev.model, environment=envs["staging"],
-                                             reason="False positives doubled after release")
+        rolled = deployments.promotion_rollback(actor=people.requester, model=in_dev.model, environment=envs["staging"],
+                                                reason="False positives doubled after release")
 
     assert rolled.state == State.ROLLED_BACK and rolled.finished_at is not None
     live = LiveDeployment.objects.get(model=in_dev.model, environment=envs["staging"])
@@ -1313,8 +1323,8 @@ def test_rollback_with_nothing_previous_removes_the_live_deployment(
     request = staging_deployed(people, in_dev, envs, django_capture_on_commit_callbacks)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_rollback(user=people.infosec, model=in_dev.model, environment=envs["staging"],
-                                    reason="Pulled pending investigation")
+        deployments.promotion_rollback(actor=people.infosec, model=in_dev.model, environment=envs["staging"],
+                                       reason="Pulled pending investigation")
 
     assert not LiveDeployment.objects.filter(environment=envs["staging"]).exists()
     assert fake_registry.of("fraud-detector") == {}
@@ -1323,8 +1333,8 @@ def test_rollback_with_nothing_previous_removes_the_live_deployment(
     denied = selectors.admission_check(model_name="fraud-detector", version=7, environment_name="staging")
     assert denied.allowed is False and denied.reason == "no version of fraud-detector is approved for staging"
     with refused(InvalidState, "invalid_state"):
-        services.promotion_rollback(user=people.infosec, model=in_dev.model, environment=envs["staging"],
-                                    reason="again")
+        deployments.promotion_rollback(actor=people.infosec, model=in_dev.model, environment=envs["staging"],
+                                       reason="again")
 
 
 @pytest.mark.parametrize("who", ["outsider", "approver", "model_risk", "steward"])
@@ -1332,8 +1342,8 @@ def test_rollback_by_someone_without_the_right_is_refused(
     in_staging: ModelVersion, envs: Envs, people: People, who: str
 ) -> None:
     with refused(NotPermitted, "not_permitted"):
-        services.promotion_rollback(user=getattr(people, who), model=in_staging.model, environment=envs["staging"],
-                                    reason="I don't like it")
+        deployments.promotion_rollback(actor=getattr(people, who), model=in_staging.model, environment=envs["staging"],
+                                       reason="I don't like it")
 
 
 # --- admission check ---------------------------------------------------------------------------------------
@@ -1359,9 +1369,9 @@ def test_admission_check(
     # a full rollout is not admitted before its alias moved
     request = ask(people, in_dev, envs["staging"])
     approve(people.approver, request)
-    services.promotion_deploy_start(request=request)
+    deployments.promotion_deploy_start(promotion=request)
     assert not selectors.admission_check(model_name="fraud-detector", version=7, environment_name="staging").allowed
-    services.promotion_alias_applied(request=request, alias="staging")
+    deployments.promotion_alias_applied(promotion=request, alias="staging")
     now_live = selectors.admission_check(model_name="fraud-detector", version=7, environment_name="staging")
     assert (now_live.allowed, now_live.mode, now_live.promotion_id) == (True, "live", request.pk)
 
@@ -1377,7 +1387,7 @@ STRICT_STAGING = {
 @pytest.mark.parametrize("who", ["requester", "approver", "model_risk", "outsider", "breakglass", "steward"])
 def test_policy_set_is_infosec_only(envs: Envs, people: People, who: str) -> None:
     with refused(NotPermitted, "not_permitted") as info:
-        services.policy_set(user=getattr(people, who), environment=envs["staging"], rules=STRICT_STAGING)
+        environments.policy_set(actor=getattr(people, who), environment=envs["staging"], rules=STRICT_STAGING)
     assert "only InfoSec may change promotion policies" in str(info.value)
 
 
@@ -1392,17 +1402,17 @@ def test_policy_set_is_infosec_only(envs: Envs, people: People, who: str) -> Non
 )
 def test_policy_set_refuses_invalid_policies(envs: Envs, people: People, rules: Any, message: str) -> None:
     with refused(GovernanceError, "invalid_policy") as info:
-        services.policy_set(user=people.infosec, environment=envs["staging"], rules=rules)
+        environments.policy_set(actor=people.infosec, environment=envs["staging"], rules=rules)
     assert str(info.value).startswith("invalid policy: ") and message in str(info.value)
 
 
 def test_policy_set_replaces_a_default_and_adds_a_model_policy(
     in_dev: ModelVersion, envs: Envs, people: People
 ) -> None:
-    replaced = services.policy_set(user=people.infosec, environment=envs["staging"], rules=STRICT_STAGING)
+    replaced = environments.policy_set(actor=people.infosec, environment=envs["staging"], rules=STRICT_STAGING)
     # dev, not production: production is protected (tests/governance/test_change_requests.py)
-    per_model = services.policy_set(user=people.infosec, environment=envs["dev"], model=in_dev.model,
-                                    rules={"approvals": [{"group": "infosec", "count": 1}]})
+    per_model = environments.policy_set(actor=people.infosec, environment=envs["dev"], model=in_dev.model,
+                                        rules={"approvals": [{"group": "infosec", "count": 1}]})
 
     assert PromotionPolicy.objects.get(environment=envs["staging"], model=None) == replaced
     assert replaced.rules == STRICT_STAGING
@@ -1434,21 +1444,22 @@ def test_environment_without_a_policy_row_uses_the_built_in_default(envs: Envs) 
 def test_environment_update(envs: Envs, people: People) -> None:
     for who in ("requester", "approver", "outsider"):
         with refused(NotPermitted, "not_permitted"):
-            services.environment_update(user=getattr(people, who), environment=envs["staging"],
-                                        max_data_classification="internal")
+            environments.environment_update(actor=getattr(people, who), environment=envs["staging"],
+                                            max_data_classification="internal")
     with refused(GovernanceError, "invalid_level"):
-        services.environment_update(user=people.infosec, environment=envs["staging"], max_data_classification="top")
+        environments.environment_update(actor=people.infosec, environment=envs["staging"],
+                                        max_data_classification="top")
     for alias in ("", "stag ing", "staging!"):
         with refused(GovernanceError, "invalid_alias"):
-            services.environment_update(user=people.infosec, environment=envs["staging"], mlflow_alias=alias)
+            environments.environment_update(actor=people.infosec, environment=envs["staging"], mlflow_alias=alias)
     with refused(GovernanceError, "duplicate"):
-        services.environment_update(user=people.infosec, environment=envs["staging"], mlflow_alias="production")
+        environments.environment_update(actor=people.infosec, environment=envs["staging"], mlflow_alias="production")
     before = snapshot()
-    services.environment_update(user=people.infosec, environment=envs["staging"])  # no changes: nothing recorded
+    environments.environment_update(actor=people.infosec, environment=envs["staging"])  # no changes: nothing recorded
     assert snapshot() == before
 
-    updated = services.environment_update(user=people.infosec, environment=envs["staging"],
-                                          max_data_classification="confidential", mlflow_alias="pre-prod")
+    updated = environments.environment_update(actor=people.infosec, environment=envs["staging"],
+                                              max_data_classification="confidential", mlflow_alias="pre-prod")
 
     assert Environment.objects.get(pk=updated.pk).mlflow_alias == "pre-prod"
     [entry] = ledger("environment.updated")
@@ -1461,21 +1472,21 @@ def test_environment_update(envs: Envs, people: People) -> None:
 def test_lowering_an_environment_ceiling_fails_the_classification_gate(
     in_dev: ModelVersion, envs: Envs, people: People
 ) -> None:
-    services.environment_update(user=people.infosec, environment=envs["staging"], max_data_classification="public")
+    environments.environment_update(actor=people.infosec, environment=envs["staging"], max_data_classification="public")
     request = ask(people, in_dev, envs["staging"])
     assert status(request)["failed_gates"] == ["training data classification allowed"]
 
 
 def test_violations_are_acknowledged_by_infosec_only(in_dev: ModelVersion, envs: Envs, people: People) -> None:
     request = break_glass(people, in_dev, envs["production"])
-    services.break_glass_reviews_flag_overdue(now=timezone.now() + timedelta(days=2))
+    break_glass_services.break_glass_reviews_flag_overdue(now=timezone.now() + timedelta(days=2))
     violation = ComplianceViolation.objects.get()
 
     for who in ("requester", "model_risk", "breakglass", "outsider"):
         with refused(NotPermitted, "not_permitted"):
-            services.violation_acknowledge(user=getattr(people, who), violation=violation, comment="seen")
-    acknowledged = services.violation_acknowledge(user=people.infosec, violation=violation,
-                                                  comment="Escalated to the CRO; review booked")
+            compliance.violation_acknowledge(actor=getattr(people, who), violation=violation, comment="seen")
+    acknowledged = compliance.violation_acknowledge(actor=people.infosec, violation=violation,
+                                                    comment="Escalated to the CRO; review booked")
 
     assert acknowledged.acknowledged_by == people.infosec and acknowledged.acknowledged_at is not None
     entry = entry_of(request, "compliance.violation_acknowledged")
@@ -1483,4 +1494,4 @@ def test_violations_are_acknowledged_by_infosec_only(in_dev: ModelVersion, envs:
     assert entry.payload == {"violation_id": violation.pk, "kind": "overdue_break_glass_review",
                              "comment": "Escalated to the CRO; review booked"}
     with refused(InvalidState, "invalid_state"):
-        services.violation_acknowledge(user=people.infosec, violation=violation, comment="again")
+        compliance.violation_acknowledge(actor=people.infosec, violation=violation, comment="again")

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 import pytest
 from django.contrib.auth.models import User
 
-from governance import services
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import Environment, ModelVersion, PromotionRequest
+from governance.services import promotions
 from tests.governance.helpers import actor_of, entry_of, event_types, make_deployed, snapshot
 from tests.personas import People
 
@@ -39,13 +39,13 @@ def refused(exc_type: type[GovernanceError], code: str) -> Iterator[None]:
 def pending(v7: ModelVersion, envs: dict[str, Environment], people: People) -> PromotionRequest:
     """v7 (live in dev) asked for staging by the requester: pending, waiting for an ``approver``."""
     make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
-    return services.promotion_request(
-        user=people.requester, version=v7, environment=envs["staging"], reason="quarterly retrain"
+    return promotions.promotion_request(
+        actor=people.requester, version=v7, environment=envs["staging"], reason="quarterly retrain"
     )
 
 
 def changes(user: User, request: PromotionRequest, comment: str = COMMENT) -> PromotionRequest:
-    return services.promotion_request_changes(user=user, request=request, comment=comment)
+    return promotions.promotion_request_changes(actor=user, promotion=request, comment=comment)
 
 
 def test_an_approver_requests_changes_and_the_request_is_closed(pending: PromotionRequest, people: People) -> None:
@@ -67,8 +67,8 @@ def test_the_requester_can_file_a_new_request_afterwards(
     pending: PromotionRequest, people: People, envs: dict[str, Environment]
 ) -> None:
     changes(people.approver, pending)
-    again = services.promotion_request(
-        user=people.requester, version=pending.version, environment=envs["staging"], reason="model card extended"
+    again = promotions.promotion_request(
+        actor=people.requester, version=pending.version, environment=envs["staging"], reason="model card extended"
     )
     assert again.state == State.PENDING and again.pk != pending.pk
 
@@ -114,4 +114,4 @@ def test_only_pending_requests(pending: PromotionRequest, people: People, state:
 def test_a_request_sent_back_cannot_then_be_approved(pending: PromotionRequest, people: People) -> None:
     changes(people.approver, pending)
     with refused(InvalidState, "invalid_state"):
-        services.promotion_approve(user=people.approver2, request=pending, comment="looks fine")
+        promotions.promotion_approve(actor=people.approver2, promotion=pending, comment="looks fine")

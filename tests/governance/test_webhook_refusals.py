@@ -21,8 +21,10 @@ from django.test import Client
 
 from audit.event_types import registry
 from config.celery import app
-from governance import tasks, webhooks
+from governance import tasks
+from governance.api import webhooks as webhook_endpoint
 from governance.models import WebhookDelivery, WebhookRefusalCounter
+from governance.services import webhooks
 from tests.governance.test_webhooks import (
     SECRET,
     Capture,
@@ -54,7 +56,7 @@ def _webhook_settings(settings: Any) -> None:
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The endpoint's clock, frozen at ``clock[0]`` (tests move it)."""
     frozen = [float(int(time.time()))]
-    monkeypatch.setattr(webhooks, "_clock", lambda: frozen[0])
+    monkeypatch.setattr(webhook_endpoint, "_clock", lambda: frozen[0])
     return frozen
 
 

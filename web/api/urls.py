@@ -9,9 +9,7 @@ from web.api.views import WhoAmIApi
 
 urlpatterns = [
     path("", include("audit.api.urls")),
-    path("", include("governance.api.urls_promotions")),
-    path("", include("governance.api.urls_change_requests")),
-    path("", include("governance.api.urls_identity_links")),
+    path("", include("governance.api.urls")),
     path("", include("access.urls_api")),
     path("whoami", WhoAmIApi.as_view(), name="api-whoami"),
     # The schema and its docs page are public: they describe the API, not its data.

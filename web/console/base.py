@@ -7,14 +7,17 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from access import roles
-from access.roles import role_names
+from access.roles import has_role, role_names
 
 # Rows per console page unless a view says otherwise.
 PAGE_SIZE = 25
+# Who oversees: sees the ledger's integrity, every domain's history and the compliance violations.
+OVERSIGHT = (roles.INFOSEC, roles.AUDITOR)
 
 
 def signed_in_user(request: HttpRequest) -> User:
@@ -28,6 +31,16 @@ def viewer_roles(user: Any) -> frozenset[str]:
     if not getattr(user, "is_authenticated", False):
         return frozenset()
     return role_names(user)
+
+
+def is_oversight(user: Any) -> bool:
+    """InfoSec or an auditor (``OVERSIGHT``)."""
+    return has_role(user, *OVERSIGHT)
+
+
+def denied(request: HttpRequest, message: str) -> HttpResponse:
+    """The console's refusal: a readable page with status 403 and no data."""
+    return render(request, "console/denied.html", {"message": message}, status=403)
 
 
 def console(request: HttpRequest) -> dict[str, Any]:

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from governance import registry, sync
+from governance import registry
+from governance.services import registry_mirror
 from web.logging import progress_bar, progress_wanted
 
 
@@ -23,10 +24,10 @@ class Command(BaseCommand):
         show = progress_wanted(self.stdout, options)
         try:
             if options["model"]:
-                report = sync.registered_model_sync(options["model"])
+                report = registry_mirror.registered_model_sync(options["model"])
             else:
                 with progress_bar(enabled=show, total=None, desc="reconciling", unit="model") as bar:
-                    report = sync.registry_reconcile(progress=bar)
+                    report = registry_mirror.registry_reconcile(progress=bar)
         except registry.REGISTRY_ERRORS as exc:
             raise CommandError(f"MLflow registry error: {type(exc).__name__}: {exc}") from None
         self.stdout.write(str(report))

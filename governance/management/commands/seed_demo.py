@@ -12,7 +12,7 @@ from access import roles
 from access.services import user_register, user_role_add_by_system
 from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, record
-from governance.demo import seed_access, seed_history, seed_operations, seed_promotions
+from governance.management.demo import seed_access, seed_history, seed_operations, seed_promotions
 from governance.models import RegisteredModel
 
 DEMO_PASSWORD = "governance-demo"  # noqa: S105 - printed for the demo on purpose

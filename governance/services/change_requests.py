@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import QuerySet
@@ -39,9 +40,11 @@ from access.principals import same_person
 from access.roles import role_names
 from audit.canonical import canonical_json
 from audit.ledger import Actor, Subject, record
-from governance import services
+from governance import lock_objects
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import Environment, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
+from governance.services import common
+from governance.services import environments as environment_services
 
 Kind = GovernanceChangeRequest.Kind
 State = GovernanceChangeRequest.State
@@ -133,26 +136,26 @@ def _checked(
         _only(change, {"rules"}, kind)
         if "rules" not in change:
             raise GovernanceError("a policy change needs its 'rules'", code="invalid_policy")
-        services.policy_check(environment=environment, rules=change["rules"])
+        environment_services.policy_check(environment=environment, rules=change["rules"])
         return {"rules": change["rules"]}
     if kind == Kind.ENVIRONMENT_UPDATE:
         _only(change, {"max_data_classification", "mlflow_alias", "description"}, kind)
         if any(not isinstance(v, str) for v in change.values()):
             raise GovernanceError("an environment's alias, ceiling and description are text", code="invalid")
-        changes = services.environment_changes(environment=environment, **change)
+        changes = environment_services.environment_changes(environment=environment, **change)
         if not changes:
             raise GovernanceError("nothing to change: give mlflow_alias, max_data_classification or description",
                                   code="invalid")
         return changes
     if kind == Kind.ENVIRONMENT_CREATE:
         _only(change, {"name", "order", "mlflow_alias", "max_data_classification", "description"}, kind)
-        fields = services.environment_create_check(
+        fields = environment_services.environment_create_check(
             name=change.get("name", ""), order=change.get("order"),  # type: ignore[arg-type]
             mlflow_alias=change.get("mlflow_alias", ""),
             max_data_classification=change.get("max_data_classification", ""),
             description=change.get("description", ""),
         )
-        above = services.protected_above(fields["order"])
+        above = environment_services.protected_above(fields["order"])
         if above is None or above.pk != environment.pk:
             raise GovernanceError(
                 f"an environment at order {fields['order']} does not join the path just below {environment.name}",
@@ -165,7 +168,8 @@ def _checked(
         ends_at = _when(change.get("ends_at"), "end")
         if not isinstance(change.get("reason", ""), str):
             raise GovernanceError("a freeze window's reason is text", code="invalid")
-        reason = services.freeze_window_check(starts_at=starts_at, ends_at=ends_at, reason=change.get("reason", ""))
+        reason = environment_services.freeze_window_check(starts_at=starts_at, ends_at=ends_at,
+                                                          reason=change.get("reason", ""))
         return {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(), "reason": reason}
     _only(change, {"protected"}, kind)
     if change.get("protected") is not False:
@@ -177,18 +181,19 @@ def _checked(
 def _apply(request: GovernanceChangeRequest, environment: Environment, user: User) -> None:
     change = request.change
     if request.kind == Kind.POLICY_SET:
-        services.policy_apply(user=user, environment=environment, rules=change["rules"], model=request.model)
+        environment_services.policy_apply(actor=user, environment=environment, rules=change["rules"],
+                                          model=request.model)
     elif request.kind == Kind.ENVIRONMENT_UPDATE:
-        services.environment_apply(user=user, environment=environment, changes=change)
+        environment_services.environment_apply(actor=user, environment=environment, changes=change)
     elif request.kind == Kind.ENVIRONMENT_CREATE:
-        services.environment_create_apply(user=user, fields=change)
+        environment_services.environment_create_apply(actor=user, fields=change)
     elif request.kind == Kind.FREEZE_WINDOW_CREATE:
-        services.freeze_window_apply(
-            user=user, environment=environment, starts_at=_when(change["starts_at"], "start"),
+        environment_services.freeze_window_apply(
+            actor=user, environment=environment, starts_at=_when(change["starts_at"], "start"),
             ends_at=_when(change["ends_at"], "end"), reason=change["reason"], created_by=request.proposed_by,
         )
     else:
-        services.environment_unprotect_apply(user=user, environment=environment)
+        environment_services.environment_unprotect_apply(actor=user, environment=environment)
 
 
 def _payload(request: GovernanceChangeRequest) -> dict[str, Any]:
@@ -200,7 +205,7 @@ def _payload(request: GovernanceChangeRequest) -> dict[str, Any]:
 def _lock(request: GovernanceChangeRequest) -> GovernanceChangeRequest:
     # of=("self",): PostgreSQL cannot lock the nullable side of the outer join to ``model``; the
     # environment's row is locked on its own by the services that change it.
-    return GovernanceChangeRequest.objects.select_for_update(of=("self",)).select_related(
+    return lock_objects.change_requests_lock().select_related(
         "environment", "model", "proposed_by").get(pk=request.pk)
 
 
@@ -219,8 +224,6 @@ def _pending(request: GovernanceChangeRequest, what: str) -> None:
 
 
 def expiry_days() -> int:
-    from django.conf import settings
-
     return int(settings.CHANGE_REQUEST_EXPIRY_DAYS)
 
 
@@ -237,27 +240,27 @@ def is_expired(request: GovernanceChangeRequest, now: datetime | None = None) ->
 
 @transaction.atomic
 def change_request_create(
-    *, user: User, environment: Environment, kind: str, change: Any, model: RegisteredModel | None = None,
+    *, actor: User, environment: Environment, kind: str, change: Any, model: RegisteredModel | None = None,
     reason: str = "",
 ) -> GovernanceChangeRequest:
     """Propose a change to a protected environment. InfoSec only; the proposal is validated now
     (bad input, a policy below the floor: refused, nothing written) and applied on approval."""
-    services._require_infosec(user, "propose changes to protected environments")
+    common.require_infosec(actor, "propose changes to protected environments")
     if not isinstance(reason, str) or len(reason.strip()) > REASON_MAX:
         raise GovernanceError(f"the reason is text of at most {REASON_MAX} characters", code="too_long")
     reason = reason.strip()
     checked = _checked(kind, environment, model, change)
-    locked = services.lock_environment(environment)
+    locked = environment_services.lock_environment(environment)
     if not locked.protected:
         raise InvalidState(f"{locked.name} is not protected: change it directly, no second person is needed",
                            code="not_protected")
     request = GovernanceChangeRequest.objects.create(
         kind=kind, environment=locked, model=model, change=checked, base_digest=state_digest(locked),
-        reason=reason, proposed_by=user,
+        reason=reason, proposed_by=actor,
     )
     record(
         event_type="governance_change.requested",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("environment", locked.name),
         payload={**_payload(request), "change": checked, "reason": reason},
     )
@@ -265,99 +268,106 @@ def change_request_create(
 
 
 @transaction.atomic
-def change_request_approve(*, user: User, request: GovernanceChangeRequest, comment: str) -> GovernanceChangeRequest:
+def change_request_approve(
+    *, actor: User, change_request: GovernanceChangeRequest, comment: str
+) -> GovernanceChangeRequest:
     """A second InfoSec person approves: the proposal is applied, exactly as proposed, now.
 
     Refused (nothing written) for the proposer and their service accounts, anyone outside InfoSec,
     a request that is not pending, a stale one (the environment's rules changed since it was
     proposed) and a proposal that no longer passes its checks (say, a floor raised since)."""
-    comment = services._require_text(comment, "comment")
-    services._require_infosec(user, "approve changes to protected environments")
-    request = _lock(request)
-    _pending(request, "approved")
-    if is_expired(request):
+    comment = common.require_text(comment, "comment")
+    common.require_infosec(actor, "approve changes to protected environments")
+    change_request = _lock(change_request)
+    _pending(change_request, "approved")
+    if is_expired(change_request):
         # The beat task may not have marked it yet: an approval must not revive a stale proposal.
         raise InvalidState(
-            f"change request #{request.pk} expired: it was left pending more than {expiry_days()} days; "
+            f"change request #{change_request.pk} expired: it was left pending more than {expiry_days()} days; "
             "propose the change again", code="expired")
-    if same_person(user, request.proposed_by):
+    if same_person(actor, change_request.proposed_by):
         raise NotPermitted("you proposed this change, so a second InfoSec member must approve it",
                            code="self_approval")
-    environment = services.lock_environment(request.environment)
-    if state_digest(environment) != request.base_digest:
+    environment = environment_services.lock_environment(change_request.environment)
+    if state_digest(environment) != change_request.base_digest:
         raise InvalidState(
-            f"change request #{request.pk} is stale: the rules of {environment.name} changed since it was proposed; "
+            f"change request #{change_request.pk} is stale: the rules of {environment.name} changed since it was "
+            "proposed; "
             f"withdraw it and propose the change again",
             code="stale",
         )
-    if _checked(request.kind, environment, request.model, request.change) != request.change:
-        raise InvalidState(f"change request #{request.pk} would no longer apply as proposed", code="stale")
-    _apply(request, environment, user)
-    _close(request, State.APPLIED, user, comment)
+    if _checked(change_request.kind, environment, change_request.model, change_request.change) != change_request.change:
+        raise InvalidState(f"change request #{change_request.pk} would no longer apply as proposed", code="stale")
+    _apply(change_request, environment, actor)
+    _close(change_request, State.APPLIED, actor, comment)
     record(
         event_type="governance_change.approved",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("environment", environment.name),
-        payload={**_payload(request), "approved_by": principal_label(user), "comment": comment},
+        payload={**_payload(change_request), "approved_by": principal_label(actor), "comment": comment},
     )
-    return request
+    return change_request
 
 
 @transaction.atomic
-def change_request_reject(*, user: User, request: GovernanceChangeRequest, comment: str) -> GovernanceChangeRequest:
+def change_request_reject(
+    *, actor: User, change_request: GovernanceChangeRequest, comment: str
+) -> GovernanceChangeRequest:
     """Another InfoSec person rejects the proposal (the proposer withdraws instead)."""
-    comment = services._require_text(comment, "comment")
-    services._require_infosec(user, "reject changes to protected environments")
-    request = _lock(request)
-    _pending(request, "rejected")
-    if same_person(user, request.proposed_by):
+    comment = common.require_text(comment, "comment")
+    common.require_infosec(actor, "reject changes to protected environments")
+    change_request = _lock(change_request)
+    _pending(change_request, "rejected")
+    if same_person(actor, change_request.proposed_by):
         raise NotPermitted("you proposed this change: withdraw it rather than reject it", code="self_approval")
-    _close(request, State.REJECTED, user, comment)
+    _close(change_request, State.REJECTED, actor, comment)
     record(
         event_type="governance_change.rejected",
-        actor=Actor.user(user),
-        subject=Subject("environment", request.environment.name),
-        payload={**_payload(request), "rejected_by": principal_label(user), "comment": comment},
+        actor=Actor.user(actor),
+        subject=Subject("environment", change_request.environment.name),
+        payload={**_payload(change_request), "rejected_by": principal_label(actor), "comment": comment},
     )
-    return request
+    return change_request
 
 
 @transaction.atomic
-def change_request_withdraw(*, user: User, request: GovernanceChangeRequest, reason: str) -> GovernanceChangeRequest:
+def change_request_withdraw(
+    *, actor: User, change_request: GovernanceChangeRequest, reason: str
+) -> GovernanceChangeRequest:
     """The proposer (or a service account they own) withdraws their pending proposal."""
-    reason = services._require_text(reason, "reason")
-    request = _lock(request)
-    if not same_person(user, request.proposed_by):
+    reason = common.require_text(reason, "reason")
+    change_request = _lock(change_request)
+    if not same_person(actor, change_request.proposed_by):
         raise NotPermitted("only the person who proposed a change may withdraw it")
-    _pending(request, "withdrawn")
-    _close(request, State.WITHDRAWN, user, reason)
+    _pending(change_request, "withdrawn")
+    _close(change_request, State.WITHDRAWN, actor, reason)
     record(
         event_type="governance_change.withdrawn",
-        actor=Actor.user(user),
-        subject=Subject("environment", request.environment.name),
-        payload={**_payload(request), "reason": reason},
+        actor=Actor.user(actor),
+        subject=Subject("environment", change_request.environment.name),
+        payload={**_payload(change_request), "reason": reason},
     )
-    return request
+    return change_request
 
 
 @transaction.atomic
-def change_request_expire(*, request: GovernanceChangeRequest, now: datetime | None = None) -> bool:
+def change_request_expire(*, change_request: GovernanceChangeRequest, now: datetime | None = None) -> bool:
     """Expire a pending proposal older than ``CHANGE_REQUEST_EXPIRY_DAYS`` (the scheduler; no person acts).
 
     Returns whether it expired: anything else (not pending, not old enough) changes and records
     nothing, so running it again, or concurrently, is harmless. Records ``governance_change.expired``."""
     now = now or timezone.now()
-    request = _lock(request)
-    if request.state != State.PENDING or not is_expired(request, now):
+    change_request = _lock(change_request)
+    if change_request.state != State.PENDING or not is_expired(change_request, now):
         return False
-    request.state = State.EXPIRED
-    request.decided_at = now
-    request.save(update_fields=["state", "decided_at"])
+    change_request.state = State.EXPIRED
+    change_request.decided_at = now
+    change_request.save(update_fields=["state", "decided_at"])
     record(
         event_type="governance_change.expired",
         actor=Actor.system("scheduler"),
-        subject=Subject("environment", request.environment.name),
-        payload={**_payload(request), "after_days": expiry_days()},
+        subject=Subject("environment", change_request.environment.name),
+        payload={**_payload(change_request), "after_days": expiry_days()},
     )
     return True
 

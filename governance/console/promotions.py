@@ -26,7 +26,7 @@ from access import roles
 from access.grants import model_levels
 from access.models import Lineage
 from audit.models import Entry, PendingEntry
-from governance import selectors, services
+from governance import selectors
 from governance.errors import GovernanceError
 from governance.models import (
     Approval,
@@ -37,6 +37,8 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from governance.services import break_glass, deployments, registered_models
+from governance.services import promotions as promotion_services
 from web.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 
 State = PromotionRequest.State
@@ -148,9 +150,9 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "level": model_levels([model.pk])[model.pk],
         "versions": versions,
         "timeline": _timeline(model, environments),
-        "can_roll_back": services.may_roll_back(user, model),
-        "can_request": services.may_request_promotion(user, model),
-        "can_set_owner": services.may_set_owner(user, model),
+        "can_roll_back": deployments.may_roll_back(user, model),
+        "can_request": promotion_services.may_request_promotion(user, model),
+        "can_set_owner": registered_models.may_set_owner(user, model),
         "strategies": Strategy.values,
     })
 
@@ -168,7 +170,7 @@ def model_owner_set(request: HttpRequest, pk: int) -> HttpResponse:
         owner = User.objects.filter(username=username, is_active=True).first()
         if owner is None:
             raise GovernanceError(f"no active account named {username!r}", code="invalid_owner")
-        services.model_owner_set(user=user, model=model, owner=owner, reason=request.POST.get("reason", ""))
+        registered_models.model_owner_set(actor=user, model=model, owner=owner, reason=request.POST.get("reason", ""))
 
     run_action(request, hand_over, f"{model.name} is now owned by {username}.")
     return HttpResponseRedirect(reverse("console-model", args=[model.pk]))
@@ -182,8 +184,8 @@ def model_rollback(request: HttpRequest, pk: int, environment: str) -> HttpRespo
     env = get_object_or_404(Environment, name=environment)
     run_action(
         request,
-        lambda: services.promotion_rollback(user=user, model=model, environment=env,
-                                            reason=request.POST.get("reason", "")),
+        lambda: deployments.promotion_rollback(actor=user, model=model, environment=env,
+                                               reason=request.POST.get("reason", "")),
         f"{model.name} is rolled back in {env.name}: the version live before is restored "
         f"and its MLflow alias follows.",
     )
@@ -210,7 +212,7 @@ def _requested_message(created: PromotionRequest) -> str:
             f"to {created.environment.name} is requested")
     if created.state == State.APPROVED:
         return f"{head} and approved at once (the policy needs no approvals); it deploys next."
-    status = services.approval_status(created)
+    status = promotion_services.approval_status(created)
     needs = []
     if status["failed_gates"]:
         needs.append("gates failed: " + ", ".join(status["failed_gates"]))
@@ -242,8 +244,8 @@ def model_request_promotion(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         steps = parse_canary_steps(request.POST.get("canary_steps", ""))
         # The same arguments as the API's POST /api/v1/promotions: the service decides everything else.
-        created = services.promotion_request(
-            user=user, version=version, environment=environment, reason=request.POST.get("reason", ""),
+        created = promotion_services.promotion_request(
+            actor=user, version=version, environment=environment, reason=request.POST.get("reason", ""),
             strategy=request.POST.get("strategy", Strategy.FULL), canary_steps=steps,
         )
     except ValueError as exc:  # GovernanceError (refusals) and bad canary steps: nothing was written
@@ -353,17 +355,17 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     user = signed_in_user(request)
     promotion = _visible_request(user, pk)
     policy, row = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
-    status = services.approval_status(promotion)
+    status = promotion_services.approval_status(promotion)
     approvals = list(promotion.approvals.select_related("approver").order_by("created_at", "id"))
     mine = viewer_roles(user)
     pending = promotion.state == State.PENDING
-    refusal = services.decision_refusal(user, promotion, policy) if pending else None
+    refusal = promotion_services.decision_refusal(user, promotion, policy) if pending else None
     review = BreakGlassReview.objects.filter(request=promotion).select_related("reviewed_by").first()
     return render(request, "console/request_detail.html", {
         "nav": "approvals",
         "promotion": promotion,
         "policy": policy,
-        "floor_applied": services.floor_applied(row, promotion.environment),
+        "floor_applied": promotion_services.floor_applied(row, promotion.environment),
         "rules": [{"group": r.group, "count": r.count, "have": status["approvals"].get(r.group, 0)}
                   for r in policy.approvals],
         "status": status,
@@ -385,15 +387,15 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 #: Refusals the request page explains where its decision forms would be (others just hide them).
-_EXPLAINED_REFUSALS = frozenset({"self_approval", services.NEEDS_APPROVE_PROMOTION})
+_EXPLAINED_REFUSALS = frozenset({"self_approval", promotion_services.NEEDS_APPROVE_PROMOTION})
 
 _ACTIONS: dict[str, tuple[Callable[..., PromotionRequest], str, str]] = {
     # action: (service, name of its text argument, success message)
-    "approve": (services.promotion_approve, "comment", "Your approval of promotion #{pk} is recorded."),
-    "reject": (services.promotion_reject, "comment", "Promotion #{pk} is rejected."),
-    "request-changes": (services.promotion_request_changes, "comment",
+    "approve": (promotion_services.promotion_approve, "comment", "Your approval of promotion #{pk} is recorded."),
+    "reject": (promotion_services.promotion_reject, "comment", "Promotion #{pk} is rejected."),
+    "request-changes": (promotion_services.promotion_request_changes, "comment",
                         "Changes requested: promotion #{pk} is sent back to its requester."),
-    "withdraw": (services.promotion_withdraw, "reason", "Promotion #{pk} is withdrawn."),
+    "withdraw": (promotion_services.promotion_withdraw, "reason", "Promotion #{pk} is withdrawn."),
 }
 
 
@@ -406,7 +408,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     promotion = _visible_request(user, pk)
     service, argument, success = _ACTIONS[action]
     text = request.POST.get("comment", "")
-    run_action(request, lambda: service(user=user, request=promotion, **{argument: text}), success.format(pk=pk))
+    run_action(request, lambda: service(actor=user, promotion=promotion, **{argument: text}), success.format(pk=pk))
     return HttpResponseRedirect(reverse("console-request", args=[pk]))
 
 
@@ -446,13 +448,13 @@ def breakglass_approve(request: HttpRequest, pk: int) -> HttpResponse:
     """Conclude a review: ``outcome`` "justified" (the default, the original approve form) or "unjustified"."""
     user = signed_in_user(request)
     review = get_object_or_404(_visible_reviews(user), pk=pk)
-    outcome = request.POST.get("outcome", services.Outcome.JUSTIFIED)
-    done = ("found unjustified: a compliance violation is recorded" if outcome == services.Outcome.UNJUSTIFIED
+    outcome = request.POST.get("outcome", break_glass.Outcome.JUSTIFIED)
+    done = ("found unjustified: a compliance violation is recorded" if outcome == break_glass.Outcome.UNJUSTIFIED
             else "reviewed")
     run_action(
         request,
-        lambda: services.break_glass_review_conclude(user=user, review=review, outcome=outcome,
-                                                     comment=request.POST.get("comment", "")),
+        lambda: break_glass.break_glass_review_conclude(actor=user, review=review, outcome=outcome,
+                                                        comment=request.POST.get("comment", "")),
         f"Break-glass promotion #{review.request_id} is {done}.",
     )
     return redirect_back(request, reverse("console-breakglass"))

@@ -16,11 +16,36 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
-from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput, InputTag
 
+from access import catalog
+from access.grants import (
+    access_request_create,
+    grant_create,
+    review_campaign_start,
+    review_item_decide,
+    service_account_create,
+)
+from access.models import Dataset, ReviewItem
+from audit.checkpoints import checkpoint_create
+from audit.export.scope import parse_scope
+from audit.export.service import export_create, export_run
+from audit.integrity import verification_run
 from audit.ledger import Actor, Subject, record
-from governance import registry, services
-from governance.models import Environment, LiveDeployment, ModelVersion, PromotionRequest, RegisteredModel
+from audit.models import Entry, PendingEntry
+from audit.retention import legal_hold_create
+from governance import registry
+from governance.models import (
+    BreakGlassReview,
+    Environment,
+    LiveDeployment,
+    ModelVersion,
+    PromotionRequest,
+    RegisteredModel,
+)
+from governance.services import break_glass, deployments, identity_links, promotions, registered_models
+from governance.services.registry_mirror import aliases_reconcile, registry_reconcile
 
 FRAUD = "fraud-detector"
 CHARGEBACK = "chargeback-risk"
@@ -74,9 +99,6 @@ CATALOG: list[tuple[str, str, str, str, list[str], list[tuple[str, str, list[str
 
 def seed_catalog() -> None:
     """Register and classify the demo's datasets (as Dana), before the MLflow history names them as inputs."""
-    from access import catalog
-    from access.models import Dataset
-
     dana = _user("dana")
     for name, uri, description, level, categories, fields in CATALOG:
         if Dataset.objects.filter(name=name).exists():
@@ -120,7 +142,7 @@ def _mlflow_versions(name: str, versions: list[tuple[float, float, list[str], st
             run_id,
             datasets=[
                 DatasetInput(
-                    Dataset(name=d, digest=f"{abs(hash(d)) % 10**8:08d}", source_type="s3",
+                    MlflowDataset(name=d, digest=f"{abs(hash(d)) % 10**8:08d}", source_type="s3",
                             source=f'{{"uri": "{DATASETS[d]}"}}'),
                     tags=[InputTag("mlflow.data.context", "training")],
                 )
@@ -165,102 +187,89 @@ def _backdate_staging(version: ModelVersion, days: int) -> None:
 def seed_promotions() -> None:
     """Classify the datasets, create the MLflow history, mirror it (with lineage), and play the promotion story
     through the services."""
-    from governance.sync import registry_reconcile
-
     seed_catalog()  # the reconcile links each version to these datasets (lineage from its MLflow inputs)
     omar, priya, sam, mira, bruno, alice = (_user(u) for u in ("omar", "priya", "sam", "mira", "bruno", "alice"))
     # Alice (InfoSec) vouches that MLflow's user "omar" is Omar's account: the mirror then knows who
     # registered each version. MLflow's tags (owner, data_classification) grant and set nothing.
-    services.identity_link_create(user=alice, mlflow_identity="omar", account=omar,
-                                  reason="MLflow SSO identity checked against the IdP (SEC-2026-77)")
+    identity_links.identity_link_create(actor=alice, mlflow_identity="omar", account=omar,
+                                        reason="MLflow SSO identity checked against the IdP (SEC-2026-77)")
     _mlflow_versions(FRAUD, FRAUD_VERSIONS, "omar")
     _mlflow_versions(CHARGEBACK, [(0.87, 0.52, ["chargebacks-2026q3"], "Predicts chargeback probability.")], "omar")
     registry_reconcile()
     for name in (FRAUD, CHARGEBACK):  # ownership is assigned here, never taken from MLflow's owner tag
-        services.model_owner_set(user=alice, model=RegisteredModel.objects.get(name=name), owner=omar,
-                                 reason="Owner of the fraud models per the model inventory (MRM-2026-Q4)")
+        registered_models.model_owner_set(actor=alice, model=RegisteredModel.objects.get(name=name), owner=omar,
+                                          reason="Owner of the fraud models per the model inventory (MRM-2026-Q4)")
     dev, staging, prod = _env("dev"), _env("staging"), _env("production")
 
     def to_staging(number: int, strategy: str = "full") -> PromotionRequest:
         version = _version(FRAUD, number)
-        services.promotion_request(user=omar, version=version, environment=dev, reason="nightly build passed")
-        request = services.promotion_request(
-            user=omar, version=version, environment=staging, strategy=strategy,
+        promotions.promotion_request(actor=omar, version=version, environment=dev, reason="nightly build passed")
+        request = promotions.promotion_request(
+            actor=omar, version=version, environment=staging, strategy=strategy,
             reason=f"v{number} for validation on shadow traffic",
         )
-        services.promotion_approve(user=priya, request=request, comment="Backtest and fairness report reviewed.")
+        promotions.promotion_approve(actor=priya, promotion=request, comment="Backtest and fairness report reviewed.")
         return request
 
     # v1: the whole way to production.
     to_staging(1)
     _backdate_staging(_version(FRAUD, 1), 10)
-    v1_prod = services.promotion_request(
-        user=omar, version=_version(FRAUD, 1), environment=prod, reason="First production release of the model."
+    v1_prod = promotions.promotion_request(
+        actor=omar, version=_version(FRAUD, 1), environment=prod, reason="First production release of the model."
     )
-    services.promotion_approve(user=mira, request=v1_prod, comment="Model-risk validation MRV-114 complete.")
-    services.promotion_approve(user=sam, request=v1_prod, comment="Data access and PCI scope reviewed.")
+    promotions.promotion_approve(actor=mira, promotion=v1_prod, comment="Model-risk validation MRV-114 complete.")
+    promotions.promotion_approve(actor=sam, promotion=v1_prod, comment="Data access and PCI scope reviewed.")
 
     # v2: production rejected by model risk.
     to_staging(2)
     _backdate_staging(_version(FRAUD, 2), 6)
-    v2_prod = services.promotion_request(
-        user=omar, version=_version(FRAUD, 2), environment=prod, reason="Q2 retrain with merchant features."
+    v2_prod = promotions.promotion_request(
+        actor=omar, version=_version(FRAUD, 2), environment=prod, reason="Q2 retrain with merchant features."
     )
-    services.promotion_reject(
-        user=mira, request=v2_prod, comment="AUC regressed on the LATAM segment (0.87 vs 0.91); not approved."
+    promotions.promotion_reject(
+        actor=mira, promotion=v2_prod, comment="AUC regressed on the LATAM segment (0.87 vs 0.91); not approved."
     )
 
     # v3: a canary through staging, then production, then rolled back.
     v3_staging = to_staging(3, strategy="canary")
     for step in (5, 25, 50):
-        services.promotion_report_progress(actor=SERVING, request=v3_staging, status="step", traffic_percent=step)
-    services.promotion_report_progress(
-        actor=SERVING, request=v3_staging, status="completed", detail="error rate and latency within SLO"
+        deployments.promotion_report_progress(actor=SERVING, promotion=v3_staging, status="step", traffic_percent=step)
+    deployments.promotion_report_progress(
+        actor=SERVING, promotion=v3_staging, status="completed", detail="error rate and latency within SLO"
     )
     _backdate_staging(_version(FRAUD, 3), 3)
-    v3_prod = services.promotion_request(
-        user=omar, version=_version(FRAUD, 3), environment=prod, reason="Device fingerprints improve recall."
+    v3_prod = promotions.promotion_request(
+        actor=omar, version=_version(FRAUD, 3), environment=prod, reason="Device fingerprints improve recall."
     )
-    services.promotion_approve(user=mira, request=v3_prod, comment="MRV-131 complete.")
-    services.promotion_approve(user=sam, request=v3_prod, comment="Fingerprint dataset access approved (AR-88).")
-    services.promotion_rollback(
-        user=omar, model=v3_prod.version.model, environment=prod,
+    promotions.promotion_approve(actor=mira, promotion=v3_prod, comment="MRV-131 complete.")
+    promotions.promotion_approve(actor=sam, promotion=v3_prod, comment="Fingerprint dataset access approved (AR-88).")
+    deployments.promotion_rollback(
+        actor=omar, model=v3_prod.version.model, environment=prod,
         reason="p99 latency breached the 50 ms SLO after rollout; back to v1.",
     )
 
     # v4: break-glass during a fraud spike, with its post-hoc review still open.
     to_staging(4)
-    services.promotion_break_glass(
-        user=bruno, version=_version(FRAUD, 4), environment=prod,
+    break_glass.promotion_break_glass(
+        actor=bruno, version=_version(FRAUD, 4), environment=prod,
         justification="INC-2291: new BIN attack, v1 misses it; losses rising. Emergency release of v4.",
     )
 
     # v5: waiting for an approver in staging.
     version5 = _version(FRAUD, 5)
-    services.promotion_request(user=omar, version=version5, environment=dev, reason="nightly build passed")
-    services.promotion_request(
-        user=omar, version=version5, environment=staging, reason="Chargeback labels; candidate for Q4."
+    promotions.promotion_request(actor=omar, version=version5, environment=dev, reason="nightly build passed")
+    promotions.promotion_request(
+        actor=omar, version=version5, environment=staging, reason="Chargeback labels; candidate for Q4."
     )
 
     # Someone points chargeback-risk's production alias at v1 directly in MLflow, bypassing
     # governance: the reconcile records the violation and (production policy) reverts it.
-    from governance.sync import aliases_reconcile
-
     registry.set_alias(CHARGEBACK, "production", 1)
     aliases_reconcile(RegisteredModel.objects.get(name=CHARGEBACK))
 
 
 def seed_access() -> None:
     """Grants (one expiring soon), a service account, a pending request for PCI data, and a review campaign."""
-    from access.grants import (
-        access_request_create,
-        grant_create,
-        review_campaign_start,
-        review_item_decide,
-        service_account_create,
-    )
-    from access.models import Dataset, ReviewItem
-
     dana, omar, priya, alice = (_user(u) for u in ("dana", "omar", "priya", "alice"))
     now = timezone.now()
     q3 = Dataset.objects.get(name="card-transactions-2026q3")
@@ -306,8 +315,6 @@ def _runtime(event_type: str, actor: Actor, subject: Subject, at: datetime, **fi
 
 def seed_history(now: datetime | None = None) -> int:
     """Runtime events spread over the last two weeks (deterministic). Returns how many were recorded."""
-    from audit.models import Entry, PendingEntry
-
     if Entry.objects.exists() or PendingEntry.objects.exists():
         return 0  # only ever before everything else: timestamps must not go backwards in the ledger
     rng = random.Random(2026)  # noqa: S311 - demo figures, deterministic on purpose
@@ -364,13 +371,6 @@ def seed_history(now: datetime | None = None) -> int:
 def seed_operations() -> None:
     """Runtime events about the story, an overdue break-glass review, more queues, a finished export and a
     verification run. Runs once, after ``seed_promotions`` and ``seed_access``."""
-    from access.grants import access_request_create, grant_create
-    from access.models import Dataset
-    from audit.checkpoints import checkpoint_create
-    from audit.export.scope import parse_scope
-    from audit.export.service import export_create, export_run
-    from governance.models import BreakGlassReview
-
     omar, priya, bruno, dana, arthur = (_user(u) for u in ("omar", "priya", "bruno", "dana", "arthur"))
     now = timezone.now()
 
@@ -387,8 +387,8 @@ def seed_operations() -> None:
              threshold=0.1)
 
     # A second break-glass (chargeback-risk into staging) whose review deadline has passed.
-    emergency = services.promotion_break_glass(
-        user=bruno, version=_version(CHARGEBACK, 1), environment=_env("staging"),
+    emergency = break_glass.promotion_break_glass(
+        actor=bruno, version=_version(CHARGEBACK, 1), environment=_env("staging"),
         justification="INC-2288: chargeback spike; staging replay needed before the weekend.",
     )
     with transaction.atomic():
@@ -398,7 +398,7 @@ def seed_operations() -> None:
             subject=Subject("promotion_request", str(emergency.pk)),
             payload={"text": "demo data: review deadline moved 6 hours into the past to show an overdue review"},
         )
-    services.break_glass_reviews_flag_overdue()
+    break_glass.break_glass_reviews_flag_overdue()
 
     # More queues: a request waiting for Dana (owner of the chargeback data), a second grant expiring soon.
     chargebacks = Dataset.objects.get(name="chargebacks-2026q3")
@@ -411,8 +411,6 @@ def seed_operations() -> None:
 
     # A legal hold: the chargeback dispute behind INC-2288 keeps the personal data of the person who
     # released it out of retention's reach (console: Legal holds).
-    from audit.retention import legal_hold_create
-
     legal_hold_create(user=_user("alice"), data_subject=f"user:{bruno.pk}",
                       reason="Chargeback dispute with the acquirer over INC-2288; counsel asked to keep records",
                       reference="LEGAL-2026-031")
@@ -423,9 +421,5 @@ def seed_operations() -> None:
     export_run(export_id=job.pk)
 
     # A scheduled verification has run (the worker's beat does this every few minutes).
-    try:
-        from audit.integrity import verification_run
-    except ImportError:  # pragma: no cover - scheduled verification is part of the project
-        return
     checkpoint_create(only_if_grown=True)
     verification_run(mode="full")

@@ -2,7 +2,7 @@
 
 InfoSec lists, links (with a reason) and removes (with a reason); auditors read; anybody else
 gets the console's 403 page with no data. Writes go through the same services as the API
-(``services.identity_link_create`` / ``identity_link_remove``), which stay the authority.
+(``identity_link_services.identity_link_create`` / ``identity_link_remove``), which stay the authority.
 The MLflow identity is personal data: shown on this page, never in a message or a log line.
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles
-from governance import selectors, services
-from governance.console.views_overview import denied
-from governance.services import MAX_IDENTITY
-from web.console.base import paginate, run_action, signed_in_user, viewer_roles
+from governance import selectors
+from governance.services import identity_links as identity_link_services
+from governance.services.identity_links import MAX_IDENTITY
+from web.console.base import denied, paginate, run_action, signed_in_user, viewer_roles
 
 PAGE = "console-identity-links"
 
@@ -58,8 +58,9 @@ def identity_link_create(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(reverse(PAGE))
     run_action(
         request,
-        lambda: services.identity_link_create(user=user, mlflow_identity=request.POST.get("mlflow_identity", ""),
-                                              account=account, reason=request.POST.get("reason", "")),
+        lambda: identity_link_services.identity_link_create(actor=user,
+                                                            mlflow_identity=request.POST.get("mlflow_identity", ""),
+                                                            account=account, reason=request.POST.get("reason", "")),
         # Not the identity itself: messages are stored in the session and may reach logs.
         f"The MLflow identity is linked to {account.get_username()}; versions it created now name them as "
         "their registrant.",
@@ -77,7 +78,8 @@ def identity_link_remove(request: HttpRequest, pk: int) -> HttpResponse:
     link = get_object_or_404(selectors.identity_links_visible_to(user), pk=pk)
     run_action(
         request,
-        lambda: services.identity_link_remove(user=user, link=link, reason=request.POST.get("reason", "")),
+        lambda: identity_link_services.identity_link_remove(actor=user, link=link, reason=request.POST.get("reason",
+                                                            "")),
         f"Link #{pk} is removed; versions already linked keep their registrant.",
     )
     return HttpResponseRedirect(reverse(PAGE))

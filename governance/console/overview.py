@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -24,29 +25,21 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from access import roles
+from access import selectors as access_selectors
+from access.roles import has_role
+from audit.integrity import last_verification
 from audit.models import Checkpoint, Entry, LedgerHead, PendingEntry
+from audit.witnessing import witness_quorum_status
+from governance import selectors
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest
-from web.console.base import viewer_roles
+from governance.services import compliance
+from web.console.base import denied, is_oversight
 
-OVERSIGHT = frozenset({roles.INFOSEC, roles.AUDITOR})
 PAGE_SIZE = 25
 CHART_DAYS = 14
 # Chart series are coloured by the stylesheet (.series-0 ... .series-7 in static/console/console.css).
 SERIES_COLOURS = 8
-
-
-def denied(request: HttpRequest, message: str) -> HttpResponse:
-    """The console's refusal: a readable page with status 403 and no data."""
-    return render(request, "console/denied.html", {"message": message}, status=403)
-
-
-def is_oversight(user: Any) -> bool:
-    return bool(OVERSIGHT & viewer_roles(user))
-
-
-def is_infosec(user: Any) -> bool:
-    return roles.INFOSEC in viewer_roles(user)
 
 
 # --- charts ------------------------------------------------------------------------------------------
@@ -174,50 +167,33 @@ def promotions_chart() -> Chart:
 # --- the dashboard ---------------------------------------------------------------------------------------
 
 
-def _last_verification() -> Any:
-    try:
-        from audit.integrity import last_verification
-    except ImportError:  # scheduled verification is optional in this build
-        return None
-    return last_verification()
-
-
 def _witness_status() -> Any:
     """Witnessing at a glance (None when no witness is configured)."""
-    from django.conf import settings
-
     if not settings.LEDGER_WITNESSES:
         return None
-    from audit.witnessing import witness_quorum_status
-
     return witness_quorum_status()
 
 
 def _visible_expiring(user: User, oversight: bool) -> list[Any]:
-    from access.selectors import grants_expiring, grants_visible_to
-
-    expiring = grants_expiring(within=timedelta(days=7))
+    expiring = access_selectors.grants_expiring(within=timedelta(days=7))
     if oversight or not expiring:
         return expiring
-    visible = set(grants_visible_to(user).filter(pk__in=[g.pk for g in expiring]).values_list("pk", flat=True))
+    shown = access_selectors.grants_visible_to(user).filter(pk__in=[g.pk for g in expiring])
+    visible = set(shown.values_list("pk", flat=True))
     return [g for g in expiring if g.pk in visible]
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    from access.selectors import requests_awaiting as access_awaiting
-    from access.selectors import resource_labels
-    from governance.selectors import requests_awaiting as promotions_awaiting
-
     user: User = request.user  # type: ignore[assignment]
     now = timezone.now()
     oversight = is_oversight(user)
     context: dict[str, Any] = {"nav": "dashboard", "oversight": oversight, "now": now}
-    awaiting_access = access_awaiting(user)
+    awaiting_access = access_selectors.requests_awaiting(user)
     expiring = _visible_expiring(user, oversight)
-    labels = resource_labels([*awaiting_access, *expiring])
+    labels = access_selectors.resource_labels([*awaiting_access, *expiring])
     context.update(
-        promotions_awaiting=promotions_awaiting(user),
+        promotions_awaiting=selectors.requests_awaiting(user),
         access_awaiting=[(r, labels.get((r.resource_type, r.resource_id), "")) for r in awaiting_access],
         grants_expiring=[(g, labels.get((g.resource_type, g.resource_id), "")) for g in expiring],
     )
@@ -230,7 +206,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             .values("kind").annotate(n=Count("id")).order_by("kind")
         ]
         context.update(
-            verification=_last_verification(),
+            verification=last_verification(),
             witnesses=_witness_status(),
             checkpoint=checkpoint,
             checkpoint_age=(now - checkpoint.created_at) if checkpoint else None,
@@ -271,7 +247,7 @@ def violations(request: HttpRequest) -> HttpResponse:
     query = "&".join(f"{k}={v}" for k, v in (("status", status), ("kind", kind)) if v)
     return render(request, "console/violations.html", {
         "nav": "violations", "page": page, "status": status, "kind": kind, "qs": query,
-        "kinds": ComplianceViolation.Kind.choices, "may_acknowledge": is_infosec(request.user),
+        "kinds": ComplianceViolation.Kind.choices, "may_acknowledge": has_role(request.user, roles.INFOSEC),
         "statuses": list(STATUS_FILTERS),
     })
 
@@ -279,9 +255,7 @@ def violations(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def violation_acknowledge(request: HttpRequest, violation_id: int) -> HttpResponse:
-    from governance.services import violation_acknowledge as acknowledge
-
-    if not is_infosec(request.user):
+    if not has_role(request.user, roles.INFOSEC):
         return denied(request, "Only InfoSec may acknowledge a compliance violation.")
     back = request.POST.get("next") or ""
     target = back if back.startswith("/console/violations/") and "//" not in back else "/console/violations/"
@@ -290,7 +264,7 @@ def violation_acknowledge(request: HttpRequest, violation_id: int) -> HttpRespon
         messages.error(request, f"There is no violation #{violation_id}.")
         return redirect(target)
     try:
-        acknowledge(user=request.user, violation=violation,  # type: ignore[arg-type]
+        compliance.violation_acknowledge(actor=request.user, violation=violation,  # type: ignore[arg-type]
                     comment=request.POST.get("comment", ""))
     except NotPermitted as exc:
         return denied(request, str(exc))

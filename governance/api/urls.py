@@ -1,21 +1,28 @@
-"""Routes of the promotion-governance API: models, promotions, admission, environments, policies, violations."""
+"""``/api/v1/`` routes of the promotion-governance domain (included by ``web/api/urls.py``).
+
+Models and versions (``registered_models``), promotions, break-glass reviews and admission (``promotions``),
+environments, policies and violations (``environments``), two-person change requests
+(``change_requests``), MLflow identity links (``identity_links``). The MLflow webhook endpoint
+(``webhooks``) is routed outside the API, at ``/webhooks/mlflow`` (``config/urls.py``).
+"""
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from governance.api import environments, models_api, promotions
+from governance.api import change_requests, environments, identity_links, promotions, registered_models
 
 P = "promotions/<int:promotion_id>"
+C = "change-requests/<int:pk>"
 
 urlpatterns: list[URLPattern | URLResolver] = [
     # models
-    path("models", models_api.ModelListApi.as_view(), name="api-models"),
-    path("models/<str:name>", models_api.ModelDetailApi.as_view(), name="api-model"),
-    path("models/<str:name>/versions", models_api.ModelVersionListApi.as_view(), name="api-model-versions"),
-    path("models/<str:name>/versions/<int:version>", models_api.ModelVersionDetailApi.as_view(),
+    path("models", registered_models.ModelListApi.as_view(), name="api-models"),
+    path("models/<str:name>", registered_models.ModelDetailApi.as_view(), name="api-model"),
+    path("models/<str:name>/versions", registered_models.ModelVersionListApi.as_view(), name="api-model-versions"),
+    path("models/<str:name>/versions/<int:version>", registered_models.ModelVersionDetailApi.as_view(),
          name="api-model-version"),
-    path("models/<str:name>/versions/<int:version>/registered-by", models_api.ModelVersionRegisteredByApi.as_view(),
-         name="api-model-version-registered-by"),
+    path("models/<str:name>/versions/<int:version>/registered-by",
+         registered_models.ModelVersionRegisteredByApi.as_view(), name="api-model-version-registered-by"),
     # promotions
     path("promotions", promotions.PromotionListCreateApi.as_view(), name="api-promotions"),
     path("promotions/break-glass", promotions.BreakGlassApi.as_view(), name="api-promotion-break-glass"),
@@ -41,4 +48,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("violations", environments.ViolationListApi.as_view(), name="api-violations"),
     path("violations/<int:pk>/acknowledge", environments.ViolationAcknowledgeApi.as_view(),
          name="api-violation-acknowledge"),
+    # two-person control over the rules of protected environments
+    path("change-requests", change_requests.ChangeRequestListApi.as_view(), name="api-change-requests"),
+    path(C, change_requests.ChangeRequestDetailApi.as_view(), name="api-change-request"),
+    path(f"{C}/approve", change_requests.ChangeRequestApproveApi.as_view(), name="api-change-request-approve"),
+    path(f"{C}/reject", change_requests.ChangeRequestRejectApi.as_view(), name="api-change-request-reject"),
+    path(f"{C}/withdraw", change_requests.ChangeRequestWithdrawApi.as_view(), name="api-change-request-withdraw"),
+    # MLflow identity links
+    path("identity-links", identity_links.IdentityLinkListApi.as_view(), name="api-identity-links"),
+    path("identity-links/<int:pk>", identity_links.IdentityLinkDetailApi.as_view(), name="api-identity-link"),
 ]

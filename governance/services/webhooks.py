@@ -1,4 +1,7 @@
-"""The MLflow webhook endpoint: POST /webhooks/mlflow.
+"""MLflow webhook deliveries: verified, accepted (stored and recorded), refusals counted and summarised.
+
+The endpoint itself (POST /webhooks/mlflow) is ``governance.api.webhooks``; it counts each refusal in
+Prometheus and here.
 
 MLflow signs each delivery (Standard Webhooks style, see mlflow/webhooks/delivery.py)::
 
@@ -15,8 +18,8 @@ A delivery is accepted only if it is a POST of at most ``MLFLOW_WEBHOOK_MAX_BYTE
 with a 4xx and ``{"error": code, "detail": message}``.
 
 An accepted delivery is stored (``WebhookDelivery``, which makes replays detectable),
-recorded (``mlflow.webhook_received``) and answered 202; after commit it queues
-``sync_model`` for the model it names. Webhooks are only hints: the sync reads MLflow
+recorded (``mlflow.webhook_received``) and answered 202; after commit ``sync_model`` is queued for
+the model it names (``signals.webhook_delivery_accepted``). Webhooks are only hints: the sync reads MLflow
 itself, and the periodic reconcile is the truth.
 
 Refusals never write ledger entries of their own: anyone can send a delivery, and the
@@ -48,7 +51,6 @@ import hmac
 import logging
 import math
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,19 +58,17 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Greatest, Least
-from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 
 from audit import canonical
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
+from governance import lock_objects, signals
 from governance.errors import GovernanceError
 from governance.models import WebhookDelivery, WebhookRefusalCounter
-from web.metrics import WEBHOOK_ACCEPTED, WEBHOOK_REFUSALS
 
 logger = logging.getLogger(__name__)
 
@@ -237,11 +237,7 @@ def webhook_delivery_accept(*, delivery: Delivery) -> WebhookDelivery:
         payload=payload,
     )
     if delivery.model:
-        from governance import tasks
-
-        name = delivery.model
-        # robust: a failing eager sync (no broker) must not turn an accepted delivery into an error.
-        transaction.on_commit(lambda: tasks.sync_model.delay(name), robust=True)
+        signals.webhook_delivery_accepted.send(sender=WebhookDelivery, model=delivery.model)
     return stored
 
 
@@ -261,7 +257,6 @@ def webhook_refusal_count(*, reason: str, at: datetime | None = None) -> None:
     The first refusal of an interval queues ``summarise_webhook_refusals`` after commit, so that
     closed intervals are summarised even without the beat.
     """
-    WEBHOOK_REFUSALS.labels(reason).inc()
     at = at or timezone.now()
     seconds = int(settings.MLFLOW_WEBHOOK_REFUSAL_INTERVAL)
     start = _window_start(at, seconds)
@@ -283,9 +278,7 @@ def webhook_refusal_count(*, reason: str, at: datetime | None = None) -> None:
             if window.filter(summarised_at__isnull=False).exists():
                 start += timedelta(seconds=seconds)
             continue
-        from governance import tasks
-
-        transaction.on_commit(tasks.summarise_webhook_refusals.delay, robust=True)
+        signals.webhook_refusal_interval_opened.send(sender=WebhookRefusalCounter)
         return
     logger.warning("webhook refusal (%s) not counted: its counter kept changing", reason)
 
@@ -305,7 +298,7 @@ def webhook_refusals_summarise(*, now: datetime) -> int:
     than ``COUNTER_RETENTION`` ago are deleted.
     """
     closed = list(
-        WebhookRefusalCounter.objects.select_for_update()
+        lock_objects.webhook_refusal_counters_lock()
         .filter(summarised_at__isnull=True, window_end__lte=now)
         .order_by("window_start", "reason")
     )
@@ -364,62 +357,3 @@ def rate_limit_wait(*, source: str, now: float) -> int | None:
     if count <= limit:
         return None
     return max(1, math.ceil((window + 1) * period - now))
-
-
-# --- the view --------------------------------------------------------------------------------------------
-
-
-def _content_length(request: HttpRequest) -> int | None:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return None
-
-
-def _count_refusal(reason: str, now: float) -> None:
-    try:
-        webhook_refusal_count(reason=reason, at=datetime.fromtimestamp(now, tz=UTC))
-    except DatabaseError:
-        # The answer is still the refusal (a 4xx, never a 500); the Prometheus counter has it.
-        logger.warning("webhook refusal (%s) not counted: database error", reason, exc_info=True)
-
-
-def _refusal(status: int, code: str, detail: str, now: float) -> JsonResponse:
-    _count_refusal(code, now)
-    return JsonResponse({"error": code, "detail": detail}, status=status)
-
-
-#: The endpoint's clock: one reading per request serves the limit, the timestamp check and the count.
-_clock = time.time
-
-
-@csrf_exempt  # authenticated by the HMAC signature, not by a session
-def mlflow_webhook(request: HttpRequest) -> JsonResponse:
-    now = _clock()
-    wait = rate_limit_wait(source=request.META.get("REMOTE_ADDR") or "unknown", now=now)
-    if wait is not None:
-        response = _refusal(429, "rate_limited", f"too many deliveries from this address: retry after {wait} s", now)
-        response["Retry-After"] = str(wait)
-        return response
-    max_bytes = int(getattr(settings, "MLFLOW_WEBHOOK_MAX_BYTES", DEFAULT_MAX_BYTES))
-    headers = request.headers
-    try:
-        length = _content_length(request)
-        if length is None:
-            raise Refused(400, "invalid_header", "Content-Length is not a number")
-        # Read the body only when it is a POST of acceptable size.
-        body = request.body if request.method == "POST" and length <= max_bytes else b""
-        delivery = verify_delivery(
-            method=request.method or "", headers={h: headers.get(h, "") for h in
-                                                  (DELIVERY_ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)},
-            body=body, content_length=length, now=now, secret=settings.MLFLOW_WEBHOOK_SECRET,
-            tolerance=settings.MLFLOW_WEBHOOK_TOLERANCE_SECONDS, max_bytes=max_bytes,
-        )
-        webhook_delivery_accept(delivery=delivery)
-    except Refused as refused:
-        response = _refusal(refused.status, refused.code, refused.detail, now)
-        if refused.status == 405:
-            response["Allow"] = "POST"
-        return response
-    WEBHOOK_ACCEPTED.inc()
-    return JsonResponse({"status": "accepted", "delivery_id": delivery.delivery_id}, status=202)

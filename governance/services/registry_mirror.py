@@ -2,7 +2,7 @@
 
 MLflow is the source of truth for what exists (models, versions, their runs and
 artifacts); governance is the source of truth for what *should* be live where.
-This module keeps the first mirrored and checks the second:
+These services keep the first mirrored and check the second:
 
 * ``registered_model_upsert`` / ``model_version_upsert`` are the services that write
   the mirror. A first sighting records ``model.registered`` / ``model.version_registered``;
@@ -19,18 +19,19 @@ This module keeps the first mirrored and checks the second:
 * ``registry_reconcile`` (the beat task) and ``registered_model_sync`` (one model, after
   a webhook) drive both. Webhooks are hints; this reconcile is the truth.
 
-MLflow is only ever called outside database transactions: every function here
-reads MLflow first, then calls a service (one short transaction) with the result.
-Services never talk to MLflow.
+MLflow is only ever called outside database transactions: the drivers (``registered_model_sync``,
+``registry_reconcile``, ``aliases_reconcile``, ``version_data``) read MLflow first through
+``governance.registry``, then call a service (one short transaction) with the result. The services
+never talk to MLflow.
 
 MLflow grants no rights and sets no evidence (#13). What MLflow says is mirrored and
 shown, but nothing a client can write there decides anything here:
 
 * the registered-model tag ``owner`` never makes anyone an owner: ownership is assigned
-  by ``services.model_owner_set``; a tag that disagrees with it is ``ownership_drift``;
+  by ``governance.services.registered_models.model_owner_set``; a tag that disagrees with it is ``ownership_drift``;
 * the version tag ``artifact_digest`` is ignored: the digest is always computed here, a
   SHA-256 over the sorted relative paths and contents of the version's artifact
-  directory (``directory_digest``). A local path is hashed in place; any other store
+  directory (``governance.artifact_digest``). A local path is hashed in place; any other store
   (``mlflow-artifacts:``, ``models:/``, ``s3://``...) is listed through MLflow's artifact
   repository, size-checked against ``MLFLOW_DIGEST_MAX_BYTES``/``MLFLOW_DIGEST_MAX_FILES``,
   downloaded into a temporary directory (always removed) and hashed there, so the same
@@ -53,24 +54,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import stat
-import tempfile
-import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from access.catalog import lineage_link_from_mlflow
 from audit.ledger import Actor, Subject, record
-from governance import registry, selectors, services
+from governance import lock_objects, registry, selectors
+from governance.artifact_digest import artifact_digest_of, previous_digest
 from governance.errors import InvalidState
 from governance.models import (
     ComplianceViolation,
@@ -81,59 +77,46 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+from governance.registry import ModelData, fetch_model, from_millis, is_not_found, iter_models, iter_versions
+from governance.services import common, compliance, deployments, model_versions, promotions, registered_models
+from governance.services.registered_models import OWNER_TAG
 
 # MLflow is imported inside the functions that call it (heavy: about 3 s), for start-up time:
 # this module is imported whenever Django starts (through governance.tasks).
-if TYPE_CHECKING:
-    from mlflow.exceptions import MlflowException
 
 logger = logging.getLogger(__name__)
-
 SYNC_ACTOR = Actor.system("mlflow-sync")
 RECONCILE_ACTOR = Actor.system("mlflow-reconcile")
 
-#: Page size of MLflow searches (models and versions).
-PAGE_SIZE = 200
 #: Version tags a client may set that are NOT trusted: mirrored as tags, never used as evidence.
 DIGEST_TAG = "artifact_digest"
 CLASSIFICATION_TAG = "data_classification"
-#: The registered-model tag naming who MLflow users think owns the model: compared, never trusted.
-OWNER_TAG = "owner"
+
+
 #: Tag keys whose values can name a person; their values reach the ledger only as personal data.
 PERSONAL_TAG_KEYS = frozenset({
     OWNER_TAG, "mlflow.user", "user", "author", "creator", "created_by", "maintainer", "contact", "email",
 })
+
 #: The ledger event for a changed registered model (description, tags). See ``registered_model_upsert``.
 MODEL_CHANGED_EVENT = "model.changed"
+
 #: Status of a mirrored version that no longer exists in MLflow.
 DELETED_STATUS = "DELETED"
+
 #: While a rollback's alias move is in flight, the alias still names the rolled-back version: not out of band.
 ROLLBACK_GRACE = timedelta(minutes=10)
+
 #: After a canary/shadow is reported completed (``PromotionRequest.rollout_completing_at``), the main alias
 #: naming its version is complete_rollout's move, not out of band, until promotion_alias_applied records it.
 #: Past this, a rollout still not recorded as deployed is judged like any other change of the alias.
 ROLLOUT_COMPLETING_GRACE = timedelta(minutes=10)
-
 State = PromotionRequest.State
-
 UNCHANGED, CREATED, CHANGED = "unchanged", "created", "changed"
 
 
 class SyncError(ValueError):
     """MLflow data that cannot be mirrored as given (the message says why)."""
-
-
-# --- what MLflow says ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelData:
-    """A registered model as MLflow describes it."""
-
-    name: str
-    description: str = ""
-    tags: Mapping[str, str] = field(default_factory=dict)
-    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -211,86 +194,11 @@ class ReconcileReport:
         return "\n".join(lines)
 
 
-def _millis(value: Any) -> datetime | None:
-    if value in (None, 0):
-        return None
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-
-
 def _metric(value: Any) -> Any:
     # NaN and infinities have no JSON form: keep them visible as text (gates read only numbers).
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
-
-
-def _is_not_found(exc: MlflowException) -> bool:
-    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
-
-
-def _is_prompt(tags: Mapping[str, str]) -> bool:
-    return str(tags.get("mlflow.prompt.is_prompt", "")).lower() == "true"
-
-
-def model_data(rm: Any) -> ModelData:
-    return ModelData(
-        name=rm.name,
-        description=rm.description or "",
-        tags={str(k): str(v) for k, v in (rm.tags or {}).items()},
-        created_at=_millis(rm.creation_timestamp),
-    )
-
-
-def fetch_model(name: str) -> ModelData | None:
-    """The registered model ``name`` in MLflow, or None when it does not exist (or is a prompt)."""
-    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
-
-    try:
-        rm = registry.client().get_registered_model(name)
-    except MlflowException as exc:
-        if _is_not_found(exc):
-            return None
-        raise
-    data = model_data(rm)
-    return None if _is_prompt(data.tags) else data
-
-
-def iter_models() -> Iterator[ModelData]:
-    """Every registered model in MLflow (prompts excluded), page by page."""
-    client = registry.client()
-    token: Any = None
-    while True:
-        page = client.search_registered_models(max_results=PAGE_SIZE, page_token=token)
-        for rm in page:
-            data = model_data(rm)
-            if not _is_prompt(data.tags):
-                yield data
-        token = page.token
-        if not token:
-            return
-
-
-def _name_filter(name: str) -> str | None:
-    if "'" not in name:
-        return f"name='{name}'"
-    if '"' not in name:
-        return f'name="{name}"'
-    return None  # both quote characters: list every version and filter here
-
-
-def iter_versions(name: str) -> Iterator[Any]:
-    """Every (not deleted) version of model ``name`` in MLflow, page by page."""
-    client = registry.client()
-    filter_string = _name_filter(name)
-    token: Any = None
-    while True:
-        page = client.search_model_versions(filter_string, max_results=PAGE_SIZE, page_token=token)
-        for mv in page:
-            if mv.name == name:
-                yield mv
-        token = page.token
-        if not token:
-            return
 
 
 def _run(run_id: str, cache: dict[str, Any]) -> Any:
@@ -303,7 +211,7 @@ def _run(run_id: str, cache: dict[str, Any]) -> Any:
         try:
             cache[run_id] = registry.client().get_run(run_id)
         except MlflowException as exc:
-            if not _is_not_found(exc):
+            if not is_not_found(exc):
                 raise
             cache[run_id] = None
     return cache[run_id]
@@ -340,7 +248,7 @@ def version_data(mv: Any, *, run_cache: dict[str, Any] | None = None) -> Version
         # The SQL registry stores no user for a version; the run's user trained it.
         creator = creator or run.info.user_id or ""
     # Never the artifact_digest tag: whoever can tag a version could vouch for other bytes.
-    digest = artifact_digest_of(mv, run, previous=_previous(mv))
+    digest = artifact_digest_of(mv, run, previous=previous_digest(mv))
     return VersionData(
         name=mv.name,
         version=int(mv.version),
@@ -350,7 +258,7 @@ def version_data(mv: Any, *, run_cache: dict[str, Any] | None = None) -> Version
         description=mv.description or "",
         tags=tags,
         status=str(mv.status or ""),
-        created_at=_millis(mv.creation_timestamp),
+        created_at=from_millis(mv.creation_timestamp),
         metrics=metrics,
         params=params,
         datasets=_datasets(run) if run is not None else [],
@@ -359,254 +267,6 @@ def version_data(mv: Any, *, run_cache: dict[str, Any] | None = None) -> Version
         artifact_listing=digest.listing,
         artifact_digest_at=digest.computed_at,
     )
-
-
-# --- the artifact digest -------------------------------------------------------------------------------
-
-
-def _local_path(uri: str, run: Any) -> Path | None:
-    """The local filesystem path ``uri`` names, if it names one."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "runs":
-        if run is None:
-            return None
-        run_path = parsed.path.lstrip("/")
-        run_id, _, artifact_path = run_path.partition("/")
-        if run_id != run.info.run_id:
-            return None
-        base = _local_path(run.info.artifact_uri or "", None)
-        return base / artifact_path if base is not None else None
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(urllib.parse.unquote(parsed.path))
-    if parsed.scheme == "" and uri.startswith("/"):
-        return Path(uri)
-    return None
-
-
-@dataclass(frozen=True)
-class DigestResult:
-    """The artifact digest of a version, or why there is none, and what it was computed from."""
-
-    digest: str = ""
-    #: Why ``digest`` is "" (shown by the artifact_digest gate); "" when it was computed.
-    error: str = ""
-    #: SHA-256 of the artifact URI and its (name, size) listing ("" for local paths: hashed every sync).
-    listing: str = ""
-    #: When the bytes were hashed (None when they were not).
-    computed_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class _Previous:
-    """What the mirror holds of a version's digest (to keep it when nothing changed)."""
-
-    source: str
-    run_id: str
-    digest: str
-    listing: str
-    computed_at: datetime | None
-
-
-class _Refused(Exception):
-    """The artifacts are not read (the message is the reason shown by the gate)."""
-
-
-def _limits() -> tuple[int, int]:
-    return (int(getattr(settings, "MLFLOW_DIGEST_MAX_BYTES", None) or 1024**3),
-            int(getattr(settings, "MLFLOW_DIGEST_MAX_FILES", None) or 20_000))
-
-
-def _size_text(size: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= scale:
-            return f"{size / scale:g} {unit}"
-    return f"{size} bytes"
-
-
-def _unreadable(exc: BaseException) -> str:
-    # Exception types only: a message can carry a URL with credentials or a bucket path.
-    cause = exc.__cause__ or exc.__context__
-    detail = f" ({type(cause).__name__})" if cause is not None else ""
-    return f"artifact store unreachable: {type(exc).__name__}{detail}"
-
-
-def _previous(mv: Any) -> _Previous | None:
-    row = (ModelVersion.objects.filter(model__name=mv.name, version=int(mv.version))
-           .values_list("source", "run_id", "artifact_digest", "artifact_listing", "artifact_digest_at").first())
-    return _Previous(*row) if row is not None else None
-
-
-def artifact_digest_of(mv: Any, run: Any, *, previous: _Previous | None = None) -> DigestResult:
-    """The digest of the version's artifact bytes, computed here from MLflow's artifact store, or why not.
-
-    A local path (``file:``, a plain path, ``runs:/`` of a local run) is hashed in place at
-    every sync. Any other store (``mlflow-artifacts:``, ``models:/``, ``s3://``, ...) goes
-    through MLflow's artifact repository: the files are listed first and refused over
-    ``MLFLOW_DIGEST_MAX_FILES`` / ``MLFLOW_DIGEST_MAX_BYTES`` (or when the store reports no
-    sizes), then downloaded into a temporary directory (always removed), checked against
-    the listing and hashed with ``directory_digest`` (the same bytes give the same digest
-    wherever they are). Re-downloading is skipped while the version's source, run and
-    listing (names and sizes) are those of ``previous`` and its digest is younger than
-    ``MLFLOW_DIGEST_RECHECK_HOURS``. Never raises for an unreadable store: the reason is
-    returned. MLflow calls only: never call this inside a database transaction.
-    """
-    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
-
-    try:
-        uri = registry.client().get_model_version_download_uri(mv.name, mv.version) or mv.source or ""
-    except MlflowException as exc:
-        if _is_not_found(exc):
-            return DigestResult(error="MLflow has no download location for this version")
-        return DigestResult(error=_unreadable(exc))
-    except registry.REGISTRY_ERRORS as exc:
-        return DigestResult(error=_unreadable(exc))
-    if not uri:
-        return DigestResult(error="the version names no artifact location")
-    path = _local_path(uri, run)
-    if path is not None:
-        digest, error = _directory_digest(path, *_limits())
-        return DigestResult(digest=digest, error=error, computed_at=timezone.now() if digest else None)
-    return _remote_digest(uri, mv, previous)
-
-
-def _listing(repo: Any, byte_limit: int, file_limit: int) -> dict[str, int]:
-    """Every file under the repository's root and its size, refused over the limits before any download."""
-    files: dict[str, int] = {}
-    total, pending, listed = 0, [""], 0
-    while pending:
-        for info in repo.list_artifacts(pending.pop() or None):
-            listed += 1
-            if listed > file_limit * 2:  # directories count too: a deep empty tree must not list forever
-                raise _Refused(f"more than {file_limit} files and directories (MLFLOW_DIGEST_MAX_FILES)")
-            if not _safe_relative(info.path):
-                # The download joins it to the temporary directory: never outside it.
-                raise _Refused("the artifact store lists a path outside the artifact directory")
-            if info.is_dir:
-                pending.append(info.path)
-                continue
-            if info.file_size is None:
-                raise _Refused("the artifact store reports no file sizes, so the size limit cannot be checked "
-                               "before downloading")
-            files[info.path] = int(info.file_size)
-            total += int(info.file_size)
-            if len(files) > file_limit:
-                raise _Refused(f"more than {file_limit} files (MLFLOW_DIGEST_MAX_FILES)")
-            if total > byte_limit:
-                raise _Refused(f"artifacts larger than the {_size_text(byte_limit)} limit (MLFLOW_DIGEST_MAX_BYTES)")
-    if not files:
-        raise _Refused("the artifact store lists no files for this version")
-    return files
-
-
-def _safe_relative(path: str) -> bool:
-    parts = path.split("/")
-    return bool(path) and not path.startswith("/") and "\\" not in path and "\0" not in path and all(
-        part not in ("", ".", "..") for part in parts)
-
-
-def _listing_digest(uri: str, files: Mapping[str, int]) -> str:
-    doc = "\n".join([uri, *(f"{name}\0{size}" for name, size in sorted(files.items()))])
-    return "sha256:" + hashlib.sha256(doc.encode()).hexdigest()
-
-
-def _keep(previous: _Previous | None, mv: Any, listing: str) -> bool:
-    if previous is None or not previous.digest or previous.listing != listing or previous.computed_at is None:
-        return False
-    if (previous.source, previous.run_id) != ((mv.source or "")[:1000], (mv.run_id or "")[:64]):
-        return False
-    hours = float(getattr(settings, "MLFLOW_DIGEST_RECHECK_HOURS", 24.0))
-    return timezone.now() - previous.computed_at < timedelta(hours=hours)
-
-
-def _downloaded(root: Path) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for dirpath, _dirs, names in os.walk(root, followlinks=False):
-        for name in names:
-            full = Path(dirpath, name)
-            found[full.relative_to(root).as_posix()] = os.lstat(full).st_size
-    return found
-
-
-def _remote_digest(uri: str, mv: Any, previous: _Previous | None) -> DigestResult:
-    # heavy: imported on first use, for start-up time
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-    byte_limit, file_limit = _limits()
-    try:
-        repo: Any = get_artifact_repository(uri, tracking_uri=settings.MLFLOW_TRACKING_URI,
-                                       registry_uri=settings.MLFLOW_REGISTRY_URI)
-        files = _listing(repo, byte_limit, file_limit)
-    except _Refused as refused:
-        return DigestResult(error=str(refused))
-    except Exception as exc:  # any store client (boto3, azure, ...): a reason, never a crash
-        return DigestResult(error=_unreadable(exc))
-    listing = _listing_digest(uri, files)
-    if previous is not None and _keep(previous, mv, listing):
-        return DigestResult(digest=previous.digest, listing=listing, computed_at=previous.computed_at)
-    with tempfile.TemporaryDirectory(prefix="governance-digest-") as tmp:
-        try:
-            local = Path(repo.download_artifacts("", dst_path=tmp))
-        except Exception as exc:  # as above
-            return DigestResult(error=_unreadable(exc), listing=listing)
-        # What was hashed must be what was size-checked: a store rewritten meanwhile is read again next sync.
-        if _downloaded(local) != files:
-            return DigestResult(error="the artifacts changed while they were being read", listing=listing)
-        digest, error = _directory_digest(local, byte_limit, file_limit)
-    return DigestResult(digest=digest, error=error, listing=listing, computed_at=timezone.now() if digest else None)
-
-
-def directory_digest(path: Path, *, max_bytes: int | None = None, max_files: int | None = None) -> str:
-    """``sha256:<hex>`` over the sorted relative paths and contents under ``path`` ("" if unavailable).
-
-    Regular files count by content, symbolic links by their target (never followed);
-    anything else is skipped. Over ``max_bytes`` or ``max_files`` the digest is not
-    available (a reconcile must not hash terabytes).
-    """
-    byte_limit, file_limit = _limits()
-    return _directory_digest(path, max_bytes or byte_limit, max_files or file_limit)[0]
-
-
-def _directory_digest(path: Path, byte_limit: int, file_limit: int) -> tuple[str, str]:
-    """``directory_digest`` and, when it is "", why."""
-    try:
-        top = os.lstat(path)
-    except OSError:
-        return "", "the artifacts are not at their location"
-    too_many = f"more than {file_limit} files (MLFLOW_DIGEST_MAX_FILES)"
-    if stat.S_ISREG(top.st_mode):
-        entries = [(path.name, path)]
-    elif stat.S_ISDIR(top.st_mode):
-        entries = []
-        for root, dirs, files in os.walk(path, followlinks=False):
-            for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(root, d)))]:
-                full = Path(root, name)
-                entries.append((full.relative_to(path).as_posix(), full))
-                if len(entries) > file_limit:
-                    return "", too_many
-    else:
-        return "", "the artifact location is neither a file nor a directory"
-    outer = hashlib.sha256()
-    total = 0
-    try:
-        for rel, full in sorted(entries):
-            info = os.lstat(full)
-            if stat.S_ISLNK(info.st_mode):
-                outer.update(f"L {rel}\0{os.readlink(full)}\n".encode())
-            elif stat.S_ISREG(info.st_mode):
-                total += info.st_size
-                if total > byte_limit:
-                    return "", f"artifacts larger than the {_size_text(byte_limit)} limit (MLFLOW_DIGEST_MAX_BYTES)"
-                inner = hashlib.sha256()
-                with open(full, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
-                        inner.update(chunk)
-                outer.update(f"F {rel}\0{inner.hexdigest()}\n".encode())
-    except OSError as exc:
-        return "", f"the artifacts could not be read: {type(exc).__name__}"
-    return "sha256:" + outer.hexdigest(), ""
-
-
-# --- services: the mirror ------------------------------------------------------------------------------
 
 
 def is_personal_tag(key: str) -> bool:
@@ -656,7 +316,7 @@ def _link_lineage(version: ModelVersion, actor: Actor) -> None:
 
 def _reevaluate_pending(versions: Any, actor: Actor) -> None:
     for request in PromotionRequest.objects.filter(version__in=versions, state=State.PENDING).order_by("pk"):
-        services.promotion_reevaluate(request=request, actor=actor)
+        promotions.promotion_reevaluate(promotion=request, actor=actor)
 
 
 @transaction.atomic
@@ -665,13 +325,13 @@ def registered_model_upsert(*, data: ModelData, actor: Actor = SYNC_ACTOR) -> tu
 
     The mirror never sets the owner: MLflow's ``owner`` tag is kept as a tag, and when it
     disagrees with the owner assigned here it is recorded as ``ownership_drift``
-    (``services.model_ownership_drift_check``). A change of description or tags is
+    (``registered_models.model_ownership_drift_check``). A change of description or tags is
     recorded as ``model.changed``; tags that can name a person go to ``personal_changes``.
     """
     if not data.name or len(data.name) > 256:
         raise SyncError("a registered model name must have 1 to 256 characters")
     now = timezone.now()
-    model = RegisteredModel.objects.select_for_update().filter(name=data.name).first()
+    model = lock_objects.registered_models_lock().filter(name=data.name).first()
     if model is None:
         try:
             with transaction.atomic():
@@ -680,7 +340,7 @@ def registered_model_upsert(*, data: ModelData, actor: Actor = SYNC_ACTOR) -> tu
                     mlflow_created_at=data.created_at, synced_at=now,
                 )
         except IntegrityError:  # a concurrent sync created it first
-            model = RegisteredModel.objects.select_for_update().get(name=data.name)
+            model = lock_objects.registered_models_lock().get(name=data.name)
         else:
             plain, personal = split_personal(data.tags)
             record(
@@ -703,7 +363,7 @@ def registered_model_upsert(*, data: ModelData, actor: Actor = SYNC_ACTOR) -> tu
         personal_changes.update(personal)
     if not changes and not personal_changes:
         RegisteredModel.objects.filter(pk=model.pk).update(synced_at=now)
-        services.model_ownership_drift_check(model=model, previous_tags=previous_tags, actor=actor)
+        registered_models.model_ownership_drift_check(model=model, previous_tags=previous_tags, actor=actor)
         return model, UNCHANGED
     model.description = data.description
     model.tags = dict(data.tags)
@@ -720,7 +380,7 @@ def registered_model_upsert(*, data: ModelData, actor: Actor = SYNC_ACTOR) -> tu
         data_subject=_tags_subject(split_personal(data.tags)[1] or split_personal(previous_tags)[1])
         if personal_changes else None,
     )
-    services.model_ownership_drift_check(model=model, previous_tags=previous_tags, actor=actor)
+    registered_models.model_ownership_drift_check(model=model, previous_tags=previous_tags, actor=actor)
     # The model's description is the model card of versions without their own.
     _reevaluate_pending(model.versions.all(), actor)
     return model, CHANGED
@@ -736,7 +396,7 @@ def _apply_identity_link(version: ModelVersion, actor: Actor) -> bool:
     link = IdentityLink.objects.filter(mlflow_identity=version.creator).first()
     if link is None:
         return False
-    services.model_version_registrant_link(version=version, account=link.account, via_link=link, actor=actor)
+    model_versions.model_version_registrant_link(version=version, account=link.account, via_link=link, actor=actor)
     version.refresh_from_db(fields=["registered_by", "registered_via"])
     return True
 
@@ -762,7 +422,7 @@ def model_version_upsert(
         raise SyncError("a model version number must be positive")
     now = timezone.now()
     fields = data.mirrored()
-    version = ModelVersion.objects.select_for_update().filter(model=model, version=data.version).first()
+    version = lock_objects.model_versions_lock().filter(model=model, version=data.version).first()
     if version is None:
         try:
             with transaction.atomic():
@@ -771,12 +431,12 @@ def model_version_upsert(
                     **data.digest_bookkeeping(),
                 )
         except IntegrityError:  # a concurrent sync created it first
-            version = ModelVersion.objects.select_for_update().get(model=model, version=data.version)
+            version = lock_objects.model_versions_lock().get(model=model, version=data.version)
         else:
             record(
                 event_type="model.version_registered",
                 actor=actor,
-                subject=services.version_subject(version),
+                subject=common.version_subject(version),
                 payload={"model": model.name, "version": version.version, "run_id": version.run_id,
                          "source": version.source, "artifact_digest": version.artifact_digest,
                          "creator": version.creator or None, "metrics": version.metrics,
@@ -814,7 +474,7 @@ def model_version_upsert(
     record(
         event_type="model.version_changed",
         actor=actor,
-        subject=services.version_subject(version),
+        subject=common.version_subject(version),
         payload={"model": model.name, "version": version.version, "changes": changes,
                  **({"personal_changes": personal_changes} if personal_changes else {})},
         data_subject=identity_subject(version.creator or "unknown") if personal_changes else None,
@@ -830,13 +490,13 @@ def model_version_upsert(
 @transaction.atomic
 def model_version_mark_missing(*, version: ModelVersion, actor: Actor = SYNC_ACTOR) -> bool:
     """A mirrored version is gone from MLflow: its status becomes DELETED (the row stays: history refers to it)."""
-    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    version = lock_objects.model_versions_lock().select_related("model").get(pk=version.pk)
     if version.mlflow_status == DELETED_STATUS:
         return False
     record(
         event_type="model.version_changed",
         actor=actor,
-        subject=services.version_subject(version),
+        subject=common.version_subject(version),
         payload={"model": version.model.name, "version": version.version,
                  "changes": {"status": {"from": version.mlflow_status, "to": DELETED_STATUS}}},
     )
@@ -845,9 +505,6 @@ def model_version_mark_missing(*, version: ModelVersion, actor: Actor = SYNC_ACT
     version.save(update_fields=["mlflow_status", "synced_at"])
     _reevaluate_pending([version], actor)
     return True
-
-
-# --- services: out-of-band alias changes ---------------------------------------------------------------------
 
 
 def _open_alias_violation(
@@ -906,12 +563,12 @@ def alias_out_of_band_record(
     namespace ``"unmanaged"``. Returns the violation and whether it was recorded now
     (False: this very change is already recorded and not reverted, so nothing is written again).
     """
-    RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()  # one reconciler per model at a time
+    lock_objects.registered_models_lock().filter(pk=model.pk).first()  # one reconciler per model at a time
     alias = alias if alias is not None else environment.mlflow_alias
     existing = _open_alias_violation(model, alias, found_version, expected_version)
     if existing is not None:
         return existing, False
-    violation = services.violation_record(
+    violation = compliance.violation_record(
         kind=ComplianceViolation.Kind.OUT_OF_BAND_ALIAS,
         subject=Subject("registered_model", model.name),
         summary=_alias_summary(model, environment, alias, role, found_version, expected_version),
@@ -927,7 +584,7 @@ def alias_revert_record(
     *, violation: ComplianceViolation, restored_version: int | None, actor: Actor = RECONCILE_ACTOR
 ) -> ComplianceViolation:
     """The alias of an out-of-band violation was put back in MLflow: mark it reverted and record it."""
-    violation = ComplianceViolation.objects.select_for_update().get(pk=violation.pk)
+    violation = lock_objects.violations_lock().get(pk=violation.pk)
     if violation.reverted:
         return violation
     violation.reverted = True
@@ -943,9 +600,7 @@ def alias_revert_record(
     return violation
 
 
-# --- reconciling -------------------------------------------------------------------------------------------
-
-#: The strategies that roll out under a candidate alias ``<environment alias>-<strategy>`` (services.rollout_alias).
+#: The strategies that roll out under a candidate alias ``<environment alias>-<strategy>`` (deployments.rollout_alias).
 CANDIDATE_STRATEGIES: tuple[str, ...] = (PromotionRequest.Strategy.CANARY, PromotionRequest.Strategy.SHADOW)
 
 
@@ -990,7 +645,7 @@ def _current_aliases(model: RegisteredModel) -> dict[str, int]:
     try:
         return registry.aliases(model.name)
     except MlflowException as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             return {}
         raise
 
@@ -1011,7 +666,7 @@ def _deployment_in_flight(
     ).first()
     if deploying is not None:
         try:
-            services.promotion_alias_applied(request=deploying, alias=environment.mlflow_alias)
+            deployments.promotion_alias_applied(promotion=deploying, alias=environment.mlflow_alias)
         except InvalidState:
             return True  # the deploy task recorded it in the meantime
         report.deployments_completed += 1

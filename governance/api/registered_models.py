@@ -19,9 +19,10 @@ from rest_framework.views import APIView
 
 from access.catalog import lineage_state
 from access.models import Lineage
-from governance import selectors, services
+from governance import selectors
 from governance.errors import NotPermitted
 from governance.models import Environment, LiveDeployment, ModelVersion, RegisteredModel
+from governance.services import model_versions
 from web.api.auth import token_of
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
 from web.api.inputs import StrictInput, StrictQuery, Text, parse, parse_query
@@ -305,8 +306,8 @@ class ModelVersionRegisteredByApi(APIView):
         token = token_of(request)
         if token is None:
             raise NotPermitted("only a pipeline's API token may report that it registered a version")
-        updated = services.model_version_report_registered(
-            user=request.user, version=found, token_id=token.pk, run_id=data["run_id"]
+        updated = model_versions.model_version_report_registered(
+            actor=request.user, version=found, token_id=token.pk, run_id=data["run_id"]
         )
         return Response(self.Output({
             "model": found.model.name, "version": updated.version, "registered_by": f"user:{updated.registered_by_id}",

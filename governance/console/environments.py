@@ -2,13 +2,13 @@
 
 Anyone signed in with a governance role may read it; InfoSec edits a policy (an environment's
 default, or one model's) as JSON and declares freeze windows. Writes go through the same
-services as the API (``services.policy_set``, ``services.freeze_window_create``), which stay the
+services as the API (``environment_services.policy_set``, ``environment_services.freeze_window_create``), which stay the
 authority: the page only checks the input's syntax and offers the forms to InfoSec.
 
 On a *protected* environment the same forms propose the change instead
 (``change_requests.change_request_create``); the page lists pending proposals to InfoSec and
 auditors, and offers a second InfoSec member approve and reject, and the proposer withdraw
-(``governance.change_requests``, the authority on who may).
+(``governance.services.change_requests``, the authority on who may).
 """
 from __future__ import annotations
 
@@ -27,12 +27,13 @@ from django.views.decorators.http import require_GET, require_POST
 from access import roles
 from access.principals import person_id
 from audit import canonical
-from governance import change_requests, selectors, services
-from governance.console.views_overview import denied
+from governance import selectors
 from governance.errors import GovernanceError
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
 from governance.policy import DEFAULT_RULES, Policy, PolicyError, parse_policy
-from web.console.base import run_action, signed_in_user, viewer_roles
+from governance.services import change_requests
+from governance.services import environments as environment_services
+from web.console.base import denied, run_action, signed_in_user, viewer_roles
 
 # A policy document is a few hundred characters; this bounds what is parsed from a form.
 MAX_POLICY_CHARS = 20_000
@@ -171,7 +172,7 @@ def _refuse_constant(name: str) -> Any:
 
 
 def parse_rules(text: str) -> Any:
-    """The JSON document of a policy form. Only the syntax is checked here: ``services.policy_set``
+    """The JSON document of a policy form. Only the syntax is checked here: ``environment_services.policy_set``
     decides whether it is a valid policy."""
     text = text.strip()
     if not text:
@@ -226,10 +227,10 @@ def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
         rules = parse_rules(text)
         if environment.protected:
             change_requests.change_request_create(
-                user=user, environment=environment, kind=GovernanceChangeRequest.Kind.POLICY_SET,
+                actor=user, environment=environment, kind=GovernanceChangeRequest.Kind.POLICY_SET,
                 change={"rules": rules}, model=model, reason=request.POST.get("reason", "")[:5000])
         else:
-            services.policy_set(user=user, environment=environment, rules=rules, model=model)
+            environment_services.policy_set(actor=user, environment=environment, rules=rules, model=model)
 
     if not run_action(request, save, done):
         # Keep what was typed so a typo does not cost the whole edit.
@@ -268,11 +269,12 @@ def freeze_create(request: HttpRequest, name: str) -> HttpResponse:
         reason = request.POST.get("reason", "")
         if environment.protected:
             change_requests.change_request_create(
-                user=user, environment=environment, kind=GovernanceChangeRequest.Kind.FREEZE_WINDOW_CREATE,
+                actor=user, environment=environment, kind=GovernanceChangeRequest.Kind.FREEZE_WINDOW_CREATE,
                 change={"starts_at": starts_at, "ends_at": ends_at, "reason": reason})
         else:
-            services.freeze_window_create(user=user, environment=environment, starts_at=starts_at, ends_at=ends_at,
-                                          reason=reason)
+            environment_services.freeze_window_create(actor=user, environment=environment, starts_at=starts_at,
+                                                      ends_at=ends_at,
+                                                      reason=reason)
 
     done = f"Freeze window declared for {environment.name}: promotions to it are refused during the window."
     if environment.protected:
@@ -292,11 +294,11 @@ def protection(request: HttpRequest, name: str) -> HttpResponse:
         return refused
     environment = get_object_or_404(Environment, name=name)
     if request.POST.get("protected") == "1":
-        run_action(request, lambda: services.environment_protect(user=user, environment=environment),
+        run_action(request, lambda: environment_services.environment_protect(actor=user, environment=environment),
                    f"{environment.name} is protected: its rules now change only with a second InfoSec member.")
     else:
         run_action(request, lambda: change_requests.change_request_create(
-            user=user, environment=environment, kind=GovernanceChangeRequest.Kind.ENVIRONMENT_PROTECTION,
+            actor=user, environment=environment, kind=GovernanceChangeRequest.Kind.ENVIRONMENT_PROTECTION,
             change={"protected": False}, reason=request.POST.get("reason", "")[:5000],
         ), f"Removing the protection of {environment.name} is proposed: a second InfoSec member decides.")
     return _back(environment.name)
@@ -322,8 +324,10 @@ def change_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     text = request.POST.get(field, "")
     service = {"approve": change_requests.change_request_approve, "reject": change_requests.change_request_reject}
     if decision == "withdraw":
-        run_action(request, lambda: change_requests.change_request_withdraw(user=user, request=change, reason=text),
+        run_action(request, lambda: change_requests.change_request_withdraw(actor=user, change_request=change,
+                                                                            reason=text),
                    done.format(pk=pk))
     else:
-        run_action(request, lambda: service[decision](user=user, request=change, comment=text), done.format(pk=pk))
+        run_action(request, lambda: service[decision](actor=user, change_request=change, comment=text),
+                   done.format(pk=pk))
     return _back(change.environment.name)

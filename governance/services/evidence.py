@@ -1,0 +1,104 @@
+"""A promotion request's evidence: the policy's gates run against a version, and the re-run that records
+changed evidence.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from access.classification import LEVELS
+from audit.ledger import Actor, record
+from governance import selectors
+from governance.models import (
+    Environment,
+    ModelVersion,
+    PromotionRequest,
+)
+from governance.policy import (
+    NO_TRUSTED_CREATOR,
+    Gate,
+    GateInput,
+    GateResult,
+    Policy,
+    evaluate_gate,
+    evidence_digest,
+)
+from governance.services.common import base_payload, promotion_subject
+
+
+def _gate_input(version: ModelVersion, environment: Environment, now: datetime) -> GateInput:
+    previous = selectors.previous_environment(environment)
+    # Soak time counts only while the version is the one live there: a version replaced
+    # after an hour has soaked an hour, however long ago that was.
+    live = selectors.live_version(model_id=version.model_id, environment=previous) if previous else None
+    since = live.since if live is not None and live.version_id == version.pk else None
+    metrics = {k: float(v) for k, v in (version.metrics or {}).items() if isinstance(v, int | float)}
+    from access.catalog import lineage_state, mlflow_inputs
+
+    # No MLflow inputs, nothing uncatalogued: spare the lineage query.
+    uncatalogued = lineage_state(version).unknown if mlflow_inputs(version) else ()
+    return GateInput(
+        metrics=metrics,
+        description=version.description or version.model.description,
+        data_classification=version.data_classification,
+        environment_max_classification=environment.max_data_classification,
+        previous_environment=previous.name if previous else None,
+        in_previous_environment_since=since,
+        now=now,
+        uncatalogued=uncatalogued,
+        artifact_digest=version.artifact_digest,
+        artifact_digest_error=version.artifact_digest_error,
+        registered_by=f"user:{version.registered_by_id}" if version.registered_by_id is not None else None,
+        registered_via=version.registered_via,
+    )
+
+
+def evaluate(version: ModelVersion, environment: Environment, policy: Policy) -> tuple[list[GateResult], str]:
+    """Run the policy's gates. A version trained on datasets the catalog does not know has an unknown
+    classification: below the top level no environment admits it, so there the data_classification
+    gate runs even when the policy does not list it."""
+    data = _gate_input(version, environment, timezone.now())
+    gates = list(policy.gates)
+    implicit = data.uncatalogued and environment.max_data_classification != LEVELS[-1]
+    if implicit and not any(g.type == "data_classification" for g in gates):
+        gates.append(Gate(type="data_classification"))
+    results = [evaluate_gate(g, data) for g in gates]
+    return results, evidence_digest(version.artifact_digest, results)
+
+
+def evidence_doc(version: ModelVersion, results: list[GateResult]) -> dict[str, Any]:
+    """The request's evidence. ``registered_by`` is the account the product knows registered the
+    version (``user:<id>``), or ``NO_TRUSTED_CREATOR``: MLflow's creator name is never evidence."""
+    return {
+        "artifact_digest": version.artifact_digest,
+        "gates": [r.as_dict() for r in results],
+        "registered_by": f"user:{version.registered_by_id}" if version.registered_by_id is not None
+        else NO_TRUSTED_CREATOR,
+        "registered_via": version.registered_via or None,
+        "evaluated_at": timezone.now().isoformat(),
+    }
+
+
+def refresh_evidence(request: PromotionRequest, policy: Policy, actor: Actor, *, save: bool = True) -> bool:
+    """Re-run the gates; record when the evidence changed (which makes earlier approvals stale).
+
+    ``save=False``: the caller writes ``evidence`` and ``evidence_digest`` itself, later in the
+    same transaction (one UPDATE instead of two)."""
+    results, digest = evaluate(request.version, request.environment, policy)
+    changed = digest != request.evidence_digest
+    request.evidence = evidence_doc(request.version, results)
+    if changed:
+        old = request.evidence_digest
+        request.evidence_digest = digest
+        record(
+            event_type="promotion.evidence_changed",
+            actor=actor,
+            subject=promotion_subject(request),
+            payload={**base_payload(request), "previous_digest": old, "evidence_digest": digest,
+                     "gates": request.evidence["gates"]},
+        )
+    if save:
+        request.save(update_fields=["evidence", "evidence_digest"])
+    return changed

@@ -29,7 +29,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.api_common import PROBLEM_MEDIA, ProblemOut
 from audit import selectors
 from audit.api_selectors import EntryFilters, checkpoint_at, entries_list, may_read_ledger
 from audit.event_types import registry
@@ -38,6 +37,7 @@ from audit.ledger import ACTOR_TYPES
 from audit.models import Checkpoint, Entry, SigningKey
 from audit.witnessing import published_note
 from web.api.auth import HasScope, token_of
+from web.api.docs import PROBLEM_MEDIA, ProblemOut
 from web.api.pagination import SeqCursorPagination, StandardPagination
 
 TAG = "ledger"

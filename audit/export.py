@@ -1326,7 +1326,7 @@ def report_context(job: ExportJob, p: Plan, entry: Entry, checkpoint: Checkpoint
 
     lineage_by_version: dict[int, list[dict[str, Any]]] = {}
     try:
-        from access.models import Lineage
+        from governance.models import Lineage
 
         for link in Lineage.objects.filter(version__model=model).select_related("dataset").order_by("pk"):
             lineage_by_version.setdefault(link.version_id, []).append({

@@ -9,7 +9,7 @@ legal hold covers the subject. The granularity is the data subject, because the
 key is: one value cannot be shredded without the others.
 
 For a subject ``user:<id>`` whose account exists, the clock starts when the account
-was closed (``access.accounts.account_closed_at``), never while it is open: an active
+was closed (``access.services.accounts.account_closed_at``), never while it is open: an active
 account is not touched whatever the clock says.
 """
 from __future__ import annotations
@@ -258,7 +258,7 @@ def _account_clock(data_subject: str) -> datetime | object | None:
     (its values' own times count)."""
     from django.contrib.auth.models import User
 
-    from access.accounts import account_closed_at
+    from access.services.accounts import account_closed_at
 
     kind, _, ident = data_subject.partition(":")
     if kind != "user" or not ident.isdigit():

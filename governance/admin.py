@@ -1,4 +1,4 @@
-"""The governance domain and the dataset catalog in the admin: read-only, scoped like the API.
+"""The governance domain in the admin (and lineage, shown with the catalog): read-only, scoped like the API.
 
 The admin is InfoSec's and the auditors' raw view (see ``web.admin_site``):
 every page here lists and shows rows, through the same visibility selectors as
@@ -7,95 +7,31 @@ violation acknowledgements and classification are done in the console, whose
 services check who may do what and which path a version must take.
 Environments, freeze windows and promotion policies are two-person changes
 (a change request approved by a second InfoSec), so they are read-only here too.
-
-``form_action`` is kept for the few InfoSec actions the console has no page for
-(role changes, ``access.admin``).
 """
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
-from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.utils.html import format_html
 
-from access import catalog
 from access import selectors as access_selectors
-from access.errors import AccessError
-from access.models import Dataset, DatasetField, Lineage
 from governance import selectors, services
-from governance.errors import GovernanceError
+from governance.lineage import lineage_versions_visible_to
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,
     Environment,
     FreezeWindow,
     IdentityLink,
+    Lineage,
     LiveDeployment,
     ModelVersion,
     PromotionPolicy,
     PromotionRequest,
     RegisteredModel,
 )
-from web.admin_site import RawViewAdmin, RawViewMixin
-
-
-class TextForm(forms.Form):
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=5000)
-
-
-def form_action(
-    *, description: str, label: str, help_text: str, form_class: type[forms.Form] = TextForm,
-) -> Callable[[Callable[..., Any]], Any]:
-    """Turn ``apply(request, obj, cleaned_data)`` into an admin action with an intermediate form page.
-
-    ``apply`` calls a service; a ``GovernanceError`` or ``AccessError`` it raises is shown as a
-    message for that object and the other selected objects are still tried (each service call is
-    its own transaction, so a refusal leaves nothing half-written).
-    """
-
-    def decorate(apply: Callable[..., Any]) -> Any:
-        def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:  # type: ignore[type-arg]
-            form = form_class(request.POST if request.POST.get("confirm") else None)
-            if form.is_bound and form.is_valid():
-                done = 0
-                for obj in queryset:
-                    try:
-                        apply(request, obj, form.cleaned_data)
-                        done += 1
-                    except (GovernanceError, AccessError) as exc:
-                        modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
-                if done:
-                    modeladmin.message_user(request, f"{label}: {done} done", messages.SUCCESS)
-                return None
-            return TemplateResponse(
-                request,
-                "admin/governance/action_form.html",
-                {
-                    **modeladmin.admin_site.each_context(request),
-                    "title": description,
-                    "help": help_text,
-                    "objects": list(queryset),
-                    "form": form,
-                    "action": apply.__name__,
-                    "submit": label,
-                    "opts": modeladmin.model._meta,
-                },
-            )
-
-        action.__name__ = apply.__name__
-        return admin.action(description=description)(action)
-
-    return decorate
-
-
-def _pretty(value: Any) -> str:
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, default=str))
+from web.admin_site import RawViewAdmin, pretty_json
 
 
 @admin.register(RegisteredModel)
@@ -121,15 +57,15 @@ class ModelVersionAdmin(RawViewAdmin):
 
     @admin.display(description="metrics")
     def metrics_pretty(self, obj: ModelVersion) -> str:
-        return _pretty(obj.metrics)
+        return pretty_json(obj.metrics)
 
     @admin.display(description="params")
     def params_pretty(self, obj: ModelVersion) -> str:
-        return _pretty(obj.params)
+        return pretty_json(obj.params)
 
     @admin.display(description="datasets")
     def datasets_pretty(self, obj: ModelVersion) -> str:
-        return _pretty(obj.datasets)
+        return pretty_json(obj.datasets)
 
 
 @admin.register(PromotionRequest)
@@ -144,11 +80,11 @@ class PromotionRequestAdmin(RawViewAdmin):
 
     @admin.display(description="gate evidence")
     def evidence_pretty(self, obj: PromotionRequest) -> str:
-        return _pretty(obj.evidence)
+        return pretty_json(obj.evidence)
 
     @admin.display(description="approval status")
     def status_pretty(self, obj: PromotionRequest) -> str:
-        return _pretty(services.approval_status(obj))
+        return pretty_json(services.approval_status(obj))
 
 
 @admin.register(BreakGlassReview)
@@ -214,44 +150,7 @@ class PromotionPolicyAdmin(RawViewAdmin):
         return selectors.policies_visible_to(user)
 
 
-# --- access catalog: datasets, their fields and lineage ------------------------------------------------------
-
-
-class DatasetFieldInline(RawViewMixin, admin.TabularInline):  # type: ignore[type-arg]
-    model = DatasetField
-    fields = ("name", "level", "pii_categories", "classified_by", "classified_at", "classification_reason")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-
-@admin.register(Dataset)
-class DatasetAdmin(RawViewAdmin):
-    list_display = ("name", "owner", "level", "effective_level", "pii", "classified_by", "classified_at")
-    list_filter = ("effective_level", "level")
-    search_fields = ("name", "source_uri")
-    list_select_related = ("owner", "classified_by")
-    inlines = [DatasetFieldInline]
-    fields = ("name", "owner", "source_uri", "description", "level", "pii_categories", "effective_level",
-              "classified_by", "classified_at", "classification_reason", "created_at")
-
-    def visible_to(self, user: Any) -> QuerySet[Dataset]:
-        return access_selectors.datasets_visible_to(user)
-
-    @admin.display(description="PII (with fields)")
-    def pii(self, obj: Dataset) -> str:
-        return ", ".join(catalog.effective_pii_categories(obj)) or "-"
-
-
-@admin.register(DatasetField)
-class DatasetFieldAdmin(RawViewAdmin):
-    list_display = ("dataset", "name", "level", "pii_categories", "classified_by", "classified_at")
-    list_filter = ("level",)
-    search_fields = ("dataset__name", "name")
-    list_select_related = ("dataset", "classified_by")
-
-    def visible_to(self, user: Any) -> QuerySet[DatasetField]:
-        return DatasetField.objects.filter(dataset__in=access_selectors.datasets_visible_to(user))
+# --- lineage: the datasets a model version was trained or evaluated on ----------------------------------------
 
 
 @admin.register(Lineage)
@@ -265,6 +164,6 @@ class LineageAdmin(RawViewAdmin):
 
     def visible_to(self, user: Any) -> QuerySet[Lineage]:
         return Lineage.objects.filter(
-            version__in=access_selectors.lineage_versions_visible_to(user),
+            version__in=lineage_versions_visible_to(user),
             dataset__in=access_selectors.datasets_visible_to(user),
         )

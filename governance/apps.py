@@ -11,4 +11,6 @@ class GovernanceConfig(AppConfig):
     def ready(self) -> None:
         # Loads MLflow with the app, not inside the first request that approves a promotion
         # (an import under the import lock stalls every thread of that worker for seconds).
-        from governance import tasks  # noqa: F401
+        from governance import access_hooks, tasks  # noqa: F401
+
+        access_hooks.connect()  # grants on models and environments; lineage follows the catalog

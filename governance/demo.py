@@ -42,7 +42,7 @@ DATASETS = {
 }
 
 
-# --- the data catalog (access.catalog): datasets classified by Dana, the data steward ----------------------
+# --- the data catalog (access.services.datasets): datasets classified by Dana, the data steward ------------
 # (dataset, source URI, description, own level, own PII categories, fields: (name, level, PII categories)).
 # Production allows up to confidential data: the card-transaction datasets carry tokenised PANs only, so the
 # fraud models trained on them stay promotable; the raw PANs live in card-pan-vault (restricted), which no
@@ -73,20 +73,20 @@ CATALOG: list[tuple[str, str, str, str, list[str], list[tuple[str, str, list[str
 
 def seed_catalog() -> None:
     """Register and classify the demo's datasets (as Dana), before the MLflow history names them as inputs."""
-    from access import catalog
     from access.models import Dataset
+    from access.services.datasets import dataset_classify, dataset_create, dataset_field_classify
 
     dana = _user("dana")
     for name, uri, description, level, categories, fields in CATALOG:
         if Dataset.objects.filter(name=name).exists():
             continue
-        dataset = catalog.dataset_create(user=dana, name=name, owner=dana, source_uri=uri, description=description)
+        dataset = dataset_create(user=dana, name=name, owner=dana, source_uri=uri, description=description)
         for field_name, field_level, field_categories in fields:
-            catalog.dataset_field_classify(
+            dataset_field_classify(
                 user=dana, dataset=dataset, field_name=field_name, level=field_level,
                 pii_categories=field_categories, reason="Initial catalog review DG-2026-07.",
             )
-        catalog.dataset_classify(
+        dataset_classify(
             user=dana, dataset=dataset, level=level, pii_categories=categories,
             reason="Initial catalog review DG-2026-07.",
         )
@@ -250,14 +250,11 @@ def seed_promotions() -> None:
 
 def seed_access() -> None:
     """Grants (one expiring soon), a service account, a pending request for PCI data, and a review campaign."""
-    from access.grants import (
-        access_request_create,
-        grant_create,
-        review_campaign_start,
-        review_item_decide,
-        service_account_create,
-    )
     from access.models import Dataset, ReviewItem
+    from access.services.access_requests import access_request_create
+    from access.services.grants import grant_create
+    from access.services.reviews import review_campaign_start, review_item_decide
+    from access.services.service_accounts import service_account_create
 
     dana, omar, priya, alice = (_user(u) for u in ("dana", "omar", "priya", "alice"))
     now = timezone.now()
@@ -361,8 +358,9 @@ def seed_history(now: datetime | None = None) -> int:
 def seed_operations() -> None:
     """Runtime events about the story, an overdue break-glass review, more queues, a finished export and a
     verification run. Runs once, after ``seed_promotions`` and ``seed_access``."""
-    from access.grants import access_request_create, grant_create
     from access.models import Dataset
+    from access.services.access_requests import access_request_create
+    from access.services.grants import grant_create
     from audit.checkpoints import checkpoint_create
     from audit.export import export_create, export_run, parse_scope
     from governance.models import BreakGlassReview

@@ -105,7 +105,7 @@ def _gate_input(version: ModelVersion, environment: Environment, now: datetime) 
     live = selectors.live_version(model_id=version.model_id, environment=previous) if previous else None
     since = live.since if live is not None and live.version_id == version.pk else None
     metrics = {k: float(v) for k, v in (version.metrics or {}).items() if isinstance(v, int | float)}
-    from access.catalog import lineage_state, mlflow_inputs
+    from governance.lineage import lineage_state, mlflow_inputs
 
     # No MLflow inputs, nothing uncatalogued: spare the lineage query.
     uncatalogued = lineage_state(version).unknown if mlflow_inputs(version) else ()
@@ -1458,7 +1458,7 @@ def freeze_window_create(
 
 def _check_not_classified_by_lineage(version: ModelVersion, level: str) -> None:
     """Access catalog: a version with lineage takes its classification from its datasets."""
-    from access.catalog import lineage_state
+    from governance.lineage import lineage_state
 
     lineage = lineage_state(version)
     if lineage.unknown:  # #13: data nobody catalogued cannot be declared anything
@@ -1491,7 +1491,7 @@ def model_version_declare_classification(
 
     A version with complete lineage takes its classification from its datasets and is
     refused (``classified_by_lineage``); with incomplete lineage, a level below what the
-    linked datasets already say is refused (``below_lineage``). See access.catalog.
+    linked datasets already say is refused (``below_lineage``). See governance.lineage.
     """
     reason = _require_text(reason, "reason")
     if level not in LEVELS:

@@ -10,19 +10,30 @@ anybody, rows read through the same visibility selectors as the API, and no
 actions except the few declared as ``infosec_actions`` (offered to InfoSec
 only; each calls a service). Work the console does (promotions, approvals,
 grants, classification, tokens, reveals...) is done in the console, not here.
+
+``form_action`` turns a service call into an admin action with a form page, for the few
+InfoSec actions the console has no page for (role changes, ``access.admin``);
+``pretty_json`` shows a JSON field.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
-from access.roles import AUDITOR, INFOSEC, role_names
+from access.errors import AccessError
+from access.roles import AUDITOR, INFOSEC, has_role, role_names
+from governance.errors import GovernanceError
 
 ADMIN_ROLES = frozenset({INFOSEC, AUDITOR})
 
@@ -32,13 +43,6 @@ def may_open_admin(user: object) -> bool:
     if not getattr(user, "is_authenticated", False):
         return False
     return bool(role_names(user) & ADMIN_ROLES)  # type: ignore[arg-type]
-
-
-def is_infosec(user: object) -> bool:
-    """An active InfoSec account (the only role offered the admin's few actions)."""
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return INFOSEC in role_names(user)  # type: ignore[arg-type]
 
 
 class RoleAdminLoginForm(AdminAuthenticationForm):
@@ -100,7 +104,7 @@ class RawViewMixin:
         return False
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        if not self.infosec_actions or not is_infosec(request.user):
+        if not self.infosec_actions or not has_role(request.user, INFOSEC):
             return {}
         actions = super().get_actions(request)  # type: ignore[misc]
         return {name: actions[name] for name in self.infosec_actions if name in actions}
@@ -108,3 +112,57 @@ class RawViewMixin:
 
 class RawViewAdmin(RawViewMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """The base of every model admin of the product (see the module docstring)."""
+
+
+class TextForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=5000)
+
+
+def form_action(
+    *, description: str, label: str, help_text: str, form_class: type[forms.Form] = TextForm,
+) -> Callable[[Callable[..., Any]], Any]:
+    """Turn ``apply(request, obj, cleaned_data)`` into an admin action with an intermediate form page.
+
+    ``apply`` calls a service; a ``GovernanceError`` or ``AccessError`` it raises is shown as a
+    message for that object and the other selected objects are still tried (each service call is
+    its own transaction, so a refusal leaves nothing half-written).
+    """
+
+    def decorate(apply: Callable[..., Any]) -> Any:
+        def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:  # type: ignore[type-arg]
+            form = form_class(request.POST if request.POST.get("confirm") else None)
+            if form.is_bound and form.is_valid():
+                done = 0
+                for obj in queryset:
+                    try:
+                        apply(request, obj, form.cleaned_data)
+                        done += 1
+                    except (GovernanceError, AccessError) as exc:
+                        modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
+                if done:
+                    modeladmin.message_user(request, f"{label}: {done} done", messages.SUCCESS)
+                return None
+            return TemplateResponse(
+                request,
+                "admin/governance/action_form.html",
+                {
+                    **modeladmin.admin_site.each_context(request),
+                    "title": description,
+                    "help": help_text,
+                    "objects": list(queryset),
+                    "form": form,
+                    "action": apply.__name__,
+                    "submit": label,
+                    "opts": modeladmin.model._meta,
+                },
+            )
+
+        action.__name__ = apply.__name__
+        return admin.action(description=description)(action)
+
+    return decorate
+
+
+def pretty_json(value: Any) -> str:
+    """A JSON value as an indented ``<pre>`` block (read-only admin fields)."""
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, default=str))

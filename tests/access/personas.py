@@ -2,7 +2,7 @@
 
 Setup the tests are not about (people with roles, datasets already classified,
 a registered model with a classified version) is written through the ORM and
-records nothing; everything under test goes through ``access.grants``.
+records nothing; everything under test goes through ``access.services.grants``.
 Test modules import the fixtures they use from here.
 """
 from __future__ import annotations
@@ -18,25 +18,30 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from access import grants as svc
 from access.models import (
     AccessRequest,
     Dataset,
     DatasetField,
     DatasetGroupObjectPermission,
     DatasetUserObjectPermission,
-    EnvironmentGroupObjectPermission,
-    EnvironmentUserObjectPermission,
     Grant,
-    RegisteredModelGroupObjectPermission,
-    RegisteredModelUserObjectPermission,
     ReviewCampaign,
     ReviewItem,
     ServiceAccount,
 )
+from access.services.grants import grant_create
+from access.services.service_accounts import service_account_create
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
-from governance.models import Environment, ModelVersion, RegisteredModel
+from governance.models import (
+    Environment,
+    EnvironmentGroupObjectPermission,
+    EnvironmentUserObjectPermission,
+    ModelVersion,
+    RegisteredModel,
+    RegisteredModelGroupObjectPermission,
+    RegisteredModelUserObjectPermission,
+)
 
 GUARDIAN_TABLES = (
     DatasetUserObjectPermission, DatasetGroupObjectPermission, RegisteredModelUserObjectPermission,
@@ -122,7 +127,7 @@ def res(people: People) -> Resources:
 
 @pytest.fixture
 def service_account(people: People) -> ServiceAccount:
-    return svc.service_account_create(user=people.requester, name="fraud-pipeline", description="nightly training")
+    return service_account_create(user=people.requester, name="fraud-pipeline", description="nightly training")
 
 
 def soon(days: float = 30) -> datetime:
@@ -131,7 +136,7 @@ def soon(days: float = 30) -> datetime:
 
 def grant(granted_by: User, principal: User | Group, resource: Any, permission: str = "read_data",
           days: float = 30, **kwargs: Any) -> Grant:
-    return svc.grant_create(
+    return grant_create(
         granted_by=granted_by, principal=principal, resource=resource, permission=permission,
         expires_at=soon(days), justification=kwargs.pop("justification", "fraud model features"), **kwargs,
     )

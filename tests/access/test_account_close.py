@@ -17,11 +17,11 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from access import grants as access_grants
-from access.accounts import account_closed_at, user_account_close, user_account_close_by_system
+from access.errors import AccessError, InvalidState, NotPermitted
+from access.services.accounts import account_closed_at, user_account_close, user_account_close_by_system
+from access.services.service_accounts import service_account_create
 from audit import ledger
 from audit.models import Entry
-from governance.errors import GovernanceError, InvalidState, NotPermitted
 from tests.access import personas
 from tests.access.personas import People, fresh, writes_nothing
 from tests.factories import SuperuserFactory
@@ -63,7 +63,7 @@ def test_infosec_cannot_close_their_own_account(people: People) -> None:
 
 
 def test_infosec_cannot_close_through_or_on_their_service_account(people: People) -> None:
-    bot = access_grants.service_account_create(user=people.infosec, name="ines-bot", description="").user
+    bot = service_account_create(user=people.infosec, name="ines-bot", description="").user
     with writes_nothing(), pytest.raises(NotPermitted, match="nobody closes their own account"):
         user_account_close(user=people.infosec, account=bot, reason="x")
     # a second InfoSec is told to disable the service account instead
@@ -87,7 +87,7 @@ def test_closing_twice_is_refused(people: People) -> None:
 
 @pytest.mark.parametrize("reason", ["", "  ", "x" * 501, "a\x00b"])
 def test_a_reason_is_required(people: People, reason: str) -> None:
-    with writes_nothing(), pytest.raises(GovernanceError, match="reason"):
+    with writes_nothing(), pytest.raises(AccessError, match="reason"):
         user_account_close(user=people.infosec, account=people.outsider, reason=reason)
 
 

@@ -10,16 +10,10 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from access import grants as access_grants
-from access.errors import NotPermitted
+from access.errors import NotPermitted, ServiceError
 from access.roles import AUDITOR, BREAK_GLASS, INFOSEC, MODEL_OWNER
-from access.services import (
-    ServiceError,
-    user_role_add,
-    user_role_add_by_system,
-    user_role_remove,
-    user_role_remove_by_system,
-)
+from access.services.roles import user_role_add, user_role_add_by_system, user_role_remove, user_role_remove_by_system
+from access.services.service_accounts import service_account_create
 from audit import ledger
 from audit.models import Entry
 from tests.access import personas
@@ -49,7 +43,7 @@ def test_infosec_cannot_drop_their_own_role_either(people: People) -> None:
 
 def test_infosec_cannot_act_through_or_on_their_service_account(people: People) -> None:
     officer = people.infosec
-    bot = access_grants.service_account_create(user=officer, name="ines-bot", description="").user
+    bot = service_account_create(user=officer, name="ines-bot", description="").user
     # the bot is theirs: no role for it from them, whatever the role
     with writes_nothing(), pytest.raises(NotPermitted, match="nobody changes their own roles"):
         user_role_add(user=officer, target=bot, role=MODEL_OWNER, reason="pipeline")
@@ -58,7 +52,7 @@ def test_infosec_cannot_act_through_or_on_their_service_account(people: People) 
 
 def test_a_service_account_never_gets_a_sensitive_role(people: People) -> None:
     # another InfoSec may not make rita's bot an InfoSec officer or a break-glass holder
-    bot = access_grants.service_account_create(user=people.requester, name="rita-bot", description="").user
+    bot = service_account_create(user=people.requester, name="rita-bot", description="").user
     for role in (INFOSEC, BREAK_GLASS):
         with writes_nothing(), pytest.raises(NotPermitted, match="never given to a service account"):
             user_role_add(user=people.infosec2, target=bot, role=role, reason="SEC-3")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from access import tokens
 from access.models import ApiToken
+from access.services import tokens
 from audit.models import PendingEntry
 from tests.access.personas import people, service_account  # noqa: F401
 

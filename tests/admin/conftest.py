@@ -15,10 +15,11 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from access import grants as svc
-from access import tokens
-from access.models import Lineage
 from access.roles import APPROVER, AUDITOR, BREAK_GLASS, MODEL_OWNER, MODEL_RISK
+from access.services import tokens
+from access.services.access_requests import access_request_create
+from access.services.reviews import review_campaign_start
+from access.services.service_accounts import service_account_create
 from audit.checkpoints import checkpoint_create
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
@@ -28,6 +29,7 @@ from governance.models import (
     ComplianceViolation,
     Environment,
     FreezeWindow,
+    Lineage,
     ModelVersion,
     PromotionRequest,
 )
@@ -102,11 +104,11 @@ def world(cast: Cast, res: Resources) -> World:  # noqa: F811
     Lineage.objects.create(version=v1, dataset=res.pci, role="training", source="declared")
     grant(who.owner, who.requester, res.internal)
     grant(who.infosec, who.steward, res.pci)
-    svc.access_request_create(user=who.requester, resource=res.confidential, permission="read_data",
+    access_request_create(user=who.requester, resource=res.confidential, permission="read_data",
                               duration_days=30, justification="features")
-    svc.review_campaign_start(user=who.infosec, name="Q3", deadline=timezone.now() + timedelta(days=14),
+    review_campaign_start(user=who.infosec, name="Q3", deadline=timezone.now() + timedelta(days=14),
                               levels=("internal", "confidential", "restricted"))
-    account = svc.service_account_create(user=who.requester, name="fraud-pipeline", description="nightly")
+    account = service_account_create(user=who.requester, name="fraud-pipeline", description="nightly")
     tokens.api_token_create(user=who.requester, service_account=account, name="ci", scopes=["events:write"],
                             expires_in_days=30)
     LegalHold.objects.create(data_subject=f"user:{who.requester.pk}", reason="litigation", reference="CASE-1",

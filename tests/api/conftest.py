@@ -2,7 +2,7 @@
 
 Personas (``people`` from tests/access/personas.py plus an approver) sign in with a
 session; ``token_for(scopes)`` issues a real token to a service account through
-``access.tokens.api_token_create`` and returns a client that sends it as a Bearer token.
+``access.services.tokens.api_token_create`` and returns a client that sends it as a Bearer token.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from access import roles
 from access.models import ServiceAccount
-from access.tokens import api_token_create
+from access.services.tokens import api_token_create
 from tests.access.personas import People, make_user, people, res, service_account  # noqa: F401
 
 
@@ -54,7 +54,7 @@ def token_for(people: People) -> Callable[..., APIClient]:  # noqa: F811
         if account is None:
             account = ServiceAccount.objects.filter(name="pipeline").first()
             if account is None:
-                from access.grants import service_account_create
+                from access.services.service_accounts import service_account_create
 
                 # Owned by the requester, not the resources' owner: the owner grants it access in the tests,
                 # and nobody may grant their own service account (it counts as them).

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from access.models import ApiToken
-from access.tokens import api_token_authenticate, api_token_revoke
+from access.services.tokens import api_token_authenticate, api_token_revoke
 from audit.models import PendingEntry
 from tests.api.conftest import problem_of
 

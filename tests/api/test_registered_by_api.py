@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from access.grants import service_account_create
 from access.models import ServiceAccount
+from access.services.service_accounts import service_account_create
 from audit.models import Entry, PendingEntry
 from governance.models import ModelVersion
 from tests.access.personas import People, Resources, grant

@@ -2,7 +2,7 @@
 
 Personas and resources come from tests/access/personas.py (olga owns every dataset, sam is a data
 steward, ines InfoSec, audrey an auditor, otto an outsider). What is under test goes through the
-pages; the services (``access.catalog``, ``access.grants``) decide, and a refusal is a message (or
+pages; the services (``access.services.datasets``, ``access.services.grants``) decide, and a refusal is a message (or
 a 403/404 page) with nothing written: ``nothing_written()`` also covers the catalog's rows.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
-from access.models import Dataset, DatasetField, Lineage, ReviewCampaign
-from governance.models import ModelVersion
+from access.models import Dataset, DatasetField, ReviewCampaign
+from governance.models import Lineage, ModelVersion
 from tests.access.personas import (  # noqa: F401
     People,
     Resources,

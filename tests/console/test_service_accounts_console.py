@@ -2,7 +2,7 @@
 
 Personas come from tests/access/personas.py: rita (model-owner) owns the ``fraud-pipeline`` account,
 olga is another model owner, ines InfoSec, audrey an auditor, sam a data steward, otto an outsider.
-What is under test goes through the pages; ``access.grants`` and ``access.tokens`` decide, and a
+What is under test goes through the pages; ``access.services.grants`` and ``access.services.tokens`` decide, and a
 refusal is a message (or a 404 page) with nothing written. The token's plaintext must appear on the
 page answering the POST that issued it, and nowhere else.
 """
@@ -27,8 +27,8 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from access import tokens
 from access.models import ApiToken, ServiceAccount
+from access.services import tokens
 from audit.models import Entry, PendingEntry
 from tests.access.personas import (  # noqa: F401
     People,
@@ -249,7 +249,7 @@ def test_revoking_a_revoked_token_is_refused(people: People, service_account: Se
 
 
 def test_a_token_of_another_account_is_a_404(people: People, service_account: ServiceAccount) -> None:
-    from access.grants import service_account_create
+    from access.services.service_accounts import service_account_create
 
     other = service_account_create(user=people.requester, name="serving", description="")
     token = issue(people.requester, other).token
@@ -427,7 +427,7 @@ def _queries(client: Client, url: str) -> int:
 
 def test_the_list_costs_the_same_with_more_accounts_and_tokens(people: People,
                                                                 service_account: ServiceAccount) -> None:
-    from access.grants import service_account_create
+    from access.services.service_accounts import service_account_create
 
     client = client_for(people.infosec)
     issue(people.requester, service_account)

@@ -12,7 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from access import roles
-from access.grants import service_account_create
+from access.services.service_accounts import service_account_create
 from audit.models import Entry, PendingEntry
 from governance import selectors, services, sync
 from governance.errors import GovernanceError, InvalidState, NotPermitted

@@ -16,7 +16,7 @@ import pytest
 from django.db import connection, transaction
 
 from access.roles import AUDITOR, INFOSEC
-from access.services import user_role_add
+from access.services.roles import user_role_add
 from audit import ledger
 from audit.canonical import ZERO_HASH
 from audit.checkpoints import checkpoint_create

@@ -6,8 +6,9 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
 from django.test import Client
 
+from access.errors import ServiceError
 from access.roles import AUDITOR, INFOSEC, MODEL_OWNER
-from access.services import ServiceError, user_role_add, user_role_add_by_system, user_role_remove
+from access.services.roles import user_role_add, user_role_add_by_system, user_role_remove
 from audit import ledger
 from audit.checkpoints import checkpoint_create
 from audit.models import Entry, PendingEntry

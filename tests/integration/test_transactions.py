@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group
 from django.db import connection, transaction
 
 from access.roles import AUDITOR, INFOSEC
-from access.services import user_role_add
+from access.services.roles import user_role_add
 from audit import ledger
 from audit.ledger import Actor
 from audit.models import Entry, PendingEntry

@@ -12,7 +12,7 @@ urlpatterns = [
     path("", include("governance.api.urls_promotions")),
     path("", include("governance.api.urls_change_requests")),
     path("", include("governance.api.urls_identity_links")),
-    path("", include("access.urls_api")),
+    path("", include("access.api.urls")),
     path("whoami", WhoAmIApi.as_view(), name="api-whoami"),
     # The schema and its docs page are public: they describe the API, not its data.
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),

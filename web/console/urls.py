@@ -13,6 +13,5 @@ urlpatterns = [
     path("", include("governance.console.urls_environments")),
     path("", include("governance.console.urls_identity_links")),
     path("", include("audit.urls_console")),
-    path("", include("access.urls_console")),
-    path("", include("access.urls_console_tokens")),
+    path("", include("access.console.urls")),
 ]

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from access import roles
 from access.errors import AccessError, InvalidState, NotPermitted
+from access.lock_objects import api_token_lock
 from access.models import ApiToken, ServiceAccount
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
@@ -122,7 +123,7 @@ def api_token_create(
 
 @transaction.atomic
 def api_token_revoke(*, user: User, token: ApiToken, reason: str, now: datetime | None = None) -> ApiToken:
-    token = ApiToken.objects.select_for_update().select_related("service_account").get(pk=token.pk)
+    token = api_token_lock(token)
     if not _may_manage(user, token.service_account):
         raise NotPermitted("only the service account's owner or InfoSec may revoke its tokens")
     reason = reason.strip() if isinstance(reason, str) else ""

@@ -1,8 +1,8 @@
 """Console pages of service accounts and their API tokens (``/console/access/service-accounts/``).
 
 The console face of ``access/api_tokens.py``, with the same rules: an account is visible to its
-owner, InfoSec and auditors (anyone else gets a 404); ``access.grants.service_account_create``
-decides who may create one and ``access.tokens`` who may issue and revoke tokens (the account's
+owner, InfoSec and auditors (anyone else gets a 404); ``access.services.service_accounts.service_account_create``
+decides who may create one and ``access.services.tokens`` who may issue and revoke tokens (the account's
 owner or InfoSec). A refusal is an error message and nothing is written.
 
 A token's plaintext exists in one place only: the page rendered in answer to the POST that issued
@@ -25,9 +25,10 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from access import roles, selectors, tokens
-from access.grants import may_create_service_account, service_account_create
+from access import roles, selectors
 from access.models import ApiToken, ServiceAccount
+from access.services import tokens
+from access.services.service_accounts import may_create_service_account, service_account_create
 from web.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 
 
@@ -36,7 +37,7 @@ def _visible_account(user: User, name: str) -> ServiceAccount:
 
 
 def _may_manage(user: User, account: ServiceAccount) -> bool:
-    """Whether to offer the issue and revoke forms (a hint: ``access.tokens`` decides)."""
+    """Whether to offer the issue and revoke forms (a hint: ``access.services.tokens`` decides)."""
     return user.is_active and (account.owner_id == user.pk or roles.INFOSEC in viewer_roles(user))
 
 

@@ -15,15 +15,11 @@ from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
-from access.errors import NotPermitted
+from access.errors import NotPermitted, ServiceError
+from access.lock_objects import users_lock
 from access.principals import same_person
 from access.roles import BREAK_GLASS, INFOSEC, ROLES
 from audit.ledger import Actor, Subject, record
-
-
-class ServiceError(ValueError):
-    """A request that cannot be carried out as asked; the message says why."""
-
 
 # Roles that carry authority over everyone else's access: only people hold them, so a bot
 # cannot be made into an InfoSec officer or a break-glass holder by whoever owns it.
@@ -41,8 +37,7 @@ def _lock_users(*users: AbstractBaseUser) -> None:
     # Serialise role changes of one user (two concurrent adds record one entry) and, when a
     # person acts, their own row too: a concurrent removal of the actor's InfoSec role is
     # then either seen by the check below or waits for this change. Locked in pk order.
-    pks = sorted({int(u.pk) for u in users})
-    list(User.objects.select_for_update().filter(pk__in=pks).order_by("pk").values_list("pk", flat=True))
+    users_lock(int(u.pk) for u in users)
 
 
 def _clean_reason(reason: object, *, required: bool) -> str:

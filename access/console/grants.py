@@ -2,7 +2,7 @@
 and access reviews.
 
 Views only authenticate, look objects up in the viewer's visibility selectors (anything
-outside them is a 404), validate the form, call an ``access.grants`` service and shape the
+outside them is a 404), validate the form, call an ``access.services.grants`` service and shape the
 result; a refusal from the service is shown as a message and nothing is written.
 """
 from __future__ import annotations
@@ -21,25 +21,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles, selectors
-from access.api_common import principal_grantable_by
-from access.catalog import CLASSIFIER_ROLES, PII_MIN_LEVEL, dataset_classify, dataset_field_classify
+from access.api.common import principal_grantable_by
 from access.classification import LEVELS
 from access.errors import NotPermitted
-from access.grants import (
-    DEFAULT_REVIEW_LEVELS,
-    ENVIRONMENT_MAX_DAYS,
-    MAX_DAYS,
-    RESOURCE_MODELS,
-    access_request_approve,
-    access_request_create,
-    access_request_reject,
-    grant_create,
-    grant_revoke,
-    may_request_access,
-    require_may_grant_directly,
-    review_campaign_start,
-    review_item_decide,
-)
 from access.models import (
     PCI_CATEGORIES,
     PII_CATEGORIES,
@@ -47,13 +31,23 @@ from access.models import (
     AccessRequest,
     Dataset,
     Grant,
-    Lineage,
     ReviewCampaign,
     ReviewItem,
     ServiceAccount,
 )
+from access.resources import MAX_DAYS, RESOURCE_MODELS
+from access.services.access_requests import (
+    access_request_approve,
+    access_request_create,
+    access_request_reject,
+    may_request_access,
+)
+from access.services.datasets import CLASSIFIER_ROLES, PII_MIN_LEVEL, dataset_classify, dataset_field_classify
+from access.services.grants import grant_create, grant_revoke, require_may_grant_directly
+from access.services.reviews import DEFAULT_REVIEW_LEVELS, review_campaign_start, review_item_decide
+from governance.access_hooks import ENVIRONMENT_MAX_DAYS
 from governance.console.views_overview import denied
-from governance.models import Environment, ModelVersion
+from governance.models import Environment, Lineage, ModelVersion
 from web.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 
 GRANT_STATUSES = ("active", "lapsed", "expired", "revoked", "all")
@@ -267,7 +261,7 @@ def _filtered_grants(user: User, params: Any) -> tuple[QuerySet[Grant], dict[str
         if filters["resource"]:
             model = RESOURCE_MODELS[filters["resource_type"]]
             ids = model._default_manager.filter(name__icontains=filters["resource"]).values("pk")
-            rows = rows.filter(resource_id__in=ids)  # type: ignore[misc]  # a subquery of one integer column
+            rows = rows.filter(resource_id__in=ids)  # a subquery of one integer column
     else:
         filters["resource_type"] = ""
     if filters["expires_within"].isdigit() and 0 < int(filters["expires_within"]) <= 3650:

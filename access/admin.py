@@ -54,7 +54,7 @@ def role_change(*, actor_user: Any, target: User, role: str, add: bool, reason: 
     """
     service = user_role_add if add else user_role_remove
     try:
-        return service(user=actor_user, target=target, role=role, reason=reason)
+        return service(actor=actor_user, target=target, role=role, reason=reason)
     except ServiceError as exc:
         raise NotPermitted(str(exc)) from exc
 
@@ -90,7 +90,7 @@ class CloseReasonForm(forms.Form):
 )
 def close_account(request: HttpRequest, obj: User, data: dict[str, Any]) -> None:
     # The service decides who may (InfoSec, not their own person) and raises GovernanceError otherwise.
-    user_account_close(user=request.user, account=obj, reason=data["reason"])  # type: ignore[arg-type]
+    user_account_close(actor=request.user, account=obj, reason=data["reason"])  # type: ignore[arg-type]
 
 
 USER_ACTIONS = [*ROLE_ACTIONS, close_account]

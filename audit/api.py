@@ -37,7 +37,8 @@ from audit.ledger import ACTOR_TYPES
 from audit.models import Checkpoint, Entry, SigningKey
 from audit.witnessing import published_note
 from web.api.auth import HasScope, token_of
-from web.api.docs import PROBLEM_MEDIA, ProblemOut
+from web.api.docs import ProblemOut
+from web.api.problems import CONTENT_TYPE as PROBLEM_MEDIA
 from web.api.pagination import SeqCursorPagination, StandardPagination
 
 TAG = "ledger"

@@ -210,7 +210,7 @@ class DatasetListApi(APIView):
         owner = User.objects.filter(username=data["owner"], is_active=True).first()
         if owner is None:
             raise field_error("owner", f"no active user named {data['owner']!r}")
-        dataset = dataset_create(user=request.user, name=data["name"], owner=owner,
+        dataset = dataset_create(actor=request.user, name=data["name"], owner=owner,
                                          source_uri=data["source_uri"], description=data["description"])
         return Response(_detail(request, dataset), status=status.HTTP_201_CREATED)
 
@@ -239,7 +239,7 @@ class DatasetClassifyApi(APIView):
     def post(self, request: Request, name: str) -> Response:
         dataset = visible_dataset(request, name)
         data = parse(ClassificationIn, request.data)
-        dataset = dataset_classify(user=request.user, dataset=dataset, level=data["level"],
+        dataset = dataset_classify(actor=request.user, dataset=dataset, level=data["level"],
                                            pii_categories=data["pii_categories"], reason=data["reason"])
         return Response(_detail(request, visible_dataset(request, dataset.name)))
 
@@ -274,7 +274,7 @@ class DatasetFieldsApi(APIView):
         if dataset.fields.filter(name=data["name"]).exists():
             raise field_error("name", f"field {data['name']!r} exists; POST to its /classification to change it")
         column = dataset_field_classify(
-            user=request.user, dataset=dataset, field_name=data["name"], level=data["level"],
+            actor=request.user, dataset=dataset, field_name=data["name"], level=data["level"],
             pii_categories=data["pii_categories"], reason=data["reason"])
         return Response(field_data(column), status=status.HTTP_201_CREATED)
 
@@ -293,7 +293,7 @@ class DatasetFieldClassifyApi(APIView):
         get_object_or_404(DatasetField, dataset=dataset, name=field)
         data = parse(ClassificationIn, request.data)
         column = dataset_field_classify(
-            user=request.user, dataset=dataset, field_name=field, level=data["level"],
+            actor=request.user, dataset=dataset, field_name=field, level=data["level"],
             pii_categories=data["pii_categories"], reason=data["reason"])
         return Response(field_data(column))
 

@@ -194,7 +194,7 @@ class GrantListApi(APIView):
         require_may_grant_directly(request.user, resource)
         principal = resolve_principal(data["principal"],
                                       visible=lambda found: principal_grantable_by(found, request.user))
-        created = grant_create(granted_by=request.user, principal=principal, resource=resource,
+        created = grant_create(actor=request.user, principal=principal, resource=resource,
                                    permission=data["permission"], expires_at=data["expires_at"],
                                    justification=data["justification"])
         return Response(grant_rows([_visible_grant(request, created.pk)])[0], status=status.HTTP_201_CREATED)
@@ -227,7 +227,7 @@ class GrantRevokeApi(APIView):
     def post(self, request: Request, grant_id: int) -> Response:
         grant = _visible_grant(request, grant_id)
         data = parse(ReasonIn, request.data)
-        grant_revoke(actor_user=request.user, grant=grant, reason=data["reason"])
+        grant_revoke(actor=request.user, grant=grant, reason=data["reason"])
         return Response(grant_rows([_visible_grant(request, grant_id)])[0])
 
 
@@ -347,7 +347,7 @@ class AccessRequestListApi(APIView):
                 raise field_error("service_account", f"no service account named {data['service_account']!r} "
                                                      "that you may see")
         created = access_request_create(
-            user=request.user, resource=resource, permission=data["permission"],
+            actor=request.user, resource=resource, permission=data["permission"],
             duration_days=data["duration_days"], justification=data["justification"], for_service_account=account)
         return _request_response(request, created.pk, status.HTTP_201_CREATED)
 
@@ -379,7 +379,7 @@ class AccessRequestApproveApi(APIView):
     def post(self, request: Request, request_id: int) -> Response:
         access_request = _visible_request(request, request_id)
         data = parse(CommentIn, request.data)
-        access_request_approve(user=request.user, request=access_request, comment=data["comment"])
+        access_request_approve(actor=request.user, access_request=access_request, comment=data["comment"])
         return _request_response(request, request_id)
 
 
@@ -393,7 +393,7 @@ class AccessRequestRejectApi(APIView):
     def post(self, request: Request, request_id: int) -> Response:
         access_request = _visible_request(request, request_id)
         data = parse(CommentIn, request.data)
-        access_request_reject(user=request.user, request=access_request, comment=data["comment"])
+        access_request_reject(actor=request.user, access_request=access_request, comment=data["comment"])
         return _request_response(request, request_id)
 
 
@@ -414,7 +414,7 @@ class AccessRequestWithdrawApi(APIView):
     def post(self, request: Request, request_id: int) -> Response:
         access_request = _visible_request(request, request_id)
         data = parse(self.Input, request.data)
-        access_request_withdraw(user=request.user, request=access_request, reason=data["reason"])
+        access_request_withdraw(actor=request.user, access_request=access_request, reason=data["reason"])
         return _request_response(request, request_id)
 
 
@@ -518,7 +518,7 @@ class ReviewListApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
-        campaign = review_campaign_start(user=request.user, name=data["name"], deadline=data["deadline"],
+        campaign = review_campaign_start(actor=request.user, name=data["name"], deadline=data["deadline"],
                                              levels=data.get("levels", DEFAULT_REVIEW_LEVELS))
         return Response(_campaign_detail(request, _visible_campaign(request, campaign.pk)),
                         status=status.HTTP_201_CREATED)
@@ -562,7 +562,7 @@ class ReviewItemDecideApi(APIView):
         campaign = _visible_campaign(request, campaign_id)
         item = get_object_or_404(review_items_visible_to(request.user).filter(campaign=campaign), pk=item_id)
         data = parse(self.Input, request.data)
-        review_item_decide(user=request.user, item=item, decision=DECISIONS[data["decision"]],
+        review_item_decide(actor=request.user, review_item=item, decision=DECISIONS[data["decision"]],
                                comment=data["comment"])
         detail = _campaign_detail(request, campaign)
         return Response(next(i for i in detail["items"] if i["id"] == item.pk))

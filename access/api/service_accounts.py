@@ -118,7 +118,7 @@ class ServiceAccountListApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
-        account = service_account_create(user=request.user, name=data["name"], description=data["description"])
+        account = service_account_create(actor=request.user, name=data["name"], description=data["description"])
         return Response(account_data(_visible_account(request, account.name)), status=status.HTTP_201_CREATED)
 
 
@@ -172,7 +172,7 @@ class TokenListApi(APIView):
     def post(self, request: Request, name: str) -> Response:
         account = _visible_account(request, name)
         data = parse(self.Input, request.data)
-        issued = tokens.api_token_create(user=request.user, service_account=account, name=data["name"],
+        issued = tokens.api_token_create(actor=request.user, service_account=account, name=data["name"],
                                          scopes=data["scopes"], expires_in_days=data["expires_in_days"])
         body = {**token_data(issued.token), "token": issued.plaintext}
         # The body holds a secret: no cache (browser, proxy) may keep it.
@@ -196,5 +196,5 @@ class TokenRevokeApi(APIView):
         account = _visible_account(request, name)
         token = get_object_or_404(account.tokens.all(), pk=token_id)
         data = parse(self.Input, request.data)
-        revoked = tokens.api_token_revoke(user=request.user, token=token, reason=data["reason"])
+        revoked = tokens.api_token_revoke(actor=request.user, token=token, reason=data["reason"])
         return Response(token_data(ApiToken.objects.select_related("created_by", "revoked_by").get(pk=revoked.pk)))

@@ -210,7 +210,7 @@ def dataset_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     before = _linked_levels(dataset)
     done = run_action(
         request,
-        lambda: dataset_classify(user=user, dataset=dataset, level=level, pii_categories=categories, reason=reason),
+        lambda: dataset_classify(actor=user, dataset=dataset, level=level, pii_categories=categories, reason=reason),
         f"Dataset {dataset.name} is already classified {_label(level, categories)}: nothing changed."
         if unchanged else f"Dataset {dataset.name} is classified {_label(level, categories)}.",
     )
@@ -230,7 +230,7 @@ def dataset_field_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     before = _linked_levels(dataset)
     done = run_action(
         request,
-        lambda: dataset_field_classify(user=user, dataset=dataset, field_name=field_name, level=level,
+        lambda: dataset_field_classify(actor=user, dataset=dataset, field_name=field_name, level=level,
                                        pii_categories=categories, reason=reason),
         f"Field {field_name} of {dataset.name} is already classified {_label(level, categories)}: nothing changed."
         if unchanged else f"Field {field_name} of {dataset.name} is classified {_label(level, categories)}.",
@@ -350,7 +350,7 @@ def grant_new(request: HttpRequest) -> HttpResponse:
     run_action(
         request,
         lambda: grant_create(
-            granted_by=user, principal=principal, resource=resource, permission=post.get("permission", ""),
+            actor=user, principal=principal, resource=resource, permission=post.get("permission", ""),
             expires_at=timezone.now() + timedelta(days=int(days)), justification=post.get("justification", ""),
         ),
         f"Granted {post.get('permission')} on {resource} to {post.get('principal', '').strip()} for {days} days.",
@@ -365,7 +365,7 @@ def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
     grant = get_object_or_404(selectors.grants_visible_to(user), pk=pk)
     run_action(
         request,
-        lambda: grant_revoke(actor_user=user, grant=grant, reason=request.POST.get("comment", "")),
+        lambda: grant_revoke(actor=user, grant=grant, reason=request.POST.get("comment", "")),
         f"Grant #{grant.pk} is revoked.",
     )
     return redirect_back(request, reverse("console-grants"))
@@ -476,7 +476,7 @@ def request_create(request: HttpRequest) -> HttpResponse:
         return redirect_back(request, fallback)
     try:
         created = access_request_create(
-            user=user, resource=resource, permission=permission, duration_days=int(days),
+            actor=user, resource=resource, permission=permission, duration_days=int(days),
             justification=post.get("justification", ""), for_service_account=account,
         )
     except ValueError as exc:  # AccessError and the ledger's input errors: the service wrote nothing
@@ -507,7 +507,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     service, success = _REQUEST_ACTIONS[action]
     run_action(
         request,
-        lambda: service(user=user, request=access_request, comment=request.POST.get("comment", "")),
+        lambda: service(actor=user, access_request=access_request, comment=request.POST.get("comment", "")),
         success.format(pk=pk),
     )
     return redirect_back(request, reverse("console-access-requests"))
@@ -582,7 +582,7 @@ def review_campaign_start_view(request: HttpRequest) -> HttpResponse:
     started: list[ReviewCampaign] = []
     if run_action(
         request,
-        lambda: started.append(review_campaign_start(user=user, name=name, deadline=deadline, levels=levels)),
+        lambda: started.append(review_campaign_start(actor=user, name=name, deadline=deadline, levels=levels)),
         f"Access review {name.strip()} started, due {deadline:%Y-%m-%d}.",
     ):
         items = started[0].items.count()
@@ -633,7 +633,7 @@ def review_item_decide_view(request: HttpRequest, pk: int, decision: str) -> Htt
         return redirect_back(request, fallback)
     run_action(
         request,
-        lambda: review_item_decide(user=user, item=item, decision=decision, comment=comment),
+        lambda: review_item_decide(actor=user, review_item=item, decision=decision, comment=comment),
         f"Grant #{item.grant_id} is {decision} in this review.",
     )
     return redirect_back(request, fallback)

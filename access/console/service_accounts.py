@@ -119,7 +119,7 @@ def service_account_create_view(request: HttpRequest) -> HttpResponse:
     user = signed_in_user(request)
     name = request.POST.get("name", "").strip()[:200]
     try:
-        account = service_account_create(user=user, name=name, description=request.POST.get("description", ""))
+        account = service_account_create(actor=user, name=name, description=request.POST.get("description", ""))
     except ValueError as exc:  # AccessError and the ledger's input errors: the service wrote nothing
         messages.error(request, f"No service account was created: {exc}.")
         return HttpResponseRedirect(reverse("console-service-accounts"))
@@ -148,7 +148,7 @@ def token_issue_view(request: HttpRequest, name: str) -> HttpResponse:
         return HttpResponseRedirect(_detail_url(account))
     try:
         # The service checks the owner/InfoSec rule, the scopes against SCOPES, the name and the expiry bounds.
-        issued = tokens.api_token_create(user=user, service_account=account, name=post.get("name", "")[:200],
+        issued = tokens.api_token_create(actor=user, service_account=account, name=post.get("name", "")[:200],
                                          scopes=post.getlist("scopes"), expires_in_days=days)
     except ValueError as exc:  # AccessError: nothing was written
         messages.error(request, f"No token was issued: {exc}.")
@@ -165,7 +165,7 @@ def token_revoke_view(request: HttpRequest, name: str, token_id: int) -> HttpRes
     token = get_object_or_404(account.tokens.all(), pk=token_id)
     run_action(
         request,
-        lambda: tokens.api_token_revoke(user=user, token=token, reason=request.POST.get("reason", "")),
+        lambda: tokens.api_token_revoke(actor=user, token=token, reason=request.POST.get("reason", "")),
         f"Token {token.name} (mlg_{token.prefix}_…) of {account.name} is revoked; it is refused from now on.",
     )
     return redirect_back(request, _detail_url(account))

@@ -130,7 +130,7 @@ def _request_subject(request: AccessRequest) -> Subject:
 @transaction.atomic
 def access_request_create(
     *,
-    user: User,
+    actor: User,
     resource: Resource,
     permission: str,
     duration_days: int,
@@ -142,8 +142,8 @@ def access_request_create(
     Anyone with a governance role may ask. The duration may not exceed the maximum
     for the resource's classification.
     """
-    require_active(user)
-    if not may_request_access(user):
+    require_active(actor)
+    if not may_request_access(actor):
         raise NotPermitted("only people with a governance role may ask for access", code="no_role")
     resource_type = resource_kind(resource)
     check_permission_applies(resource_type, permission)
@@ -156,12 +156,12 @@ def access_request_create(
     if duration_days > days:
         what = duration_what(resource, level)
         raise AccessError(f"access to {what} may last at most {days} days", code="duration_too_long")
-    principal = user
+    principal = actor
     if for_service_account is not None:
         account = ServiceAccount.objects.select_related("user").filter(pk=for_service_account.pk).first()
         if account is None:
             raise AccessError("the service account does not exist", code="not_found")
-        if account.owner_id != user.pk and not has_role(user, roles.INFOSEC):
+        if account.owner_id != actor.pk and not has_role(actor, roles.INFOSEC):
             raise NotPermitted(f"only the owner of service account {account.name} or InfoSec may ask for it")
         if account.disabled_at is not None or not account.user.is_active:
             raise AccessError(f"service account {account.name} is disabled", code="inactive_principal")
@@ -174,12 +174,12 @@ def access_request_create(
         raise AccessError("the same access is already requested and pending", code="duplicate")
     needs = needs_infosec(resource)
     request = AccessRequest.objects.create(
-        requester=user, principal_user=principal, resource_type=resource_type, resource_id=resource.pk,
+        requester=actor, principal_user=principal, resource_type=resource_type, resource_id=resource.pk,
         permission=permission, duration_days=duration_days, justification=justification, needs_infosec=needs,
     )
     record(
         event_type="access.request_created",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=resource_subject(resource),
         payload={"request_id": request.pk, "principal": principal_label(principal),
                  "resource": resource_label(resource), "permission": permission, "duration_days": duration_days,
@@ -189,107 +189,110 @@ def access_request_create(
 
 
 @transaction.atomic
-def access_request_approve(*, user: User, request: AccessRequest, comment: str) -> AccessRequest:
+def access_request_approve(*, actor: User, access_request: AccessRequest, comment: str) -> AccessRequest:
     """Approve as the resource's owner or as InfoSec. With every needed approval in, the grant is created
     (by this, the last, approver) for ``duration_days`` from now."""
-    require_active(user)
+    require_active(actor)
     comment = require_text(comment, "comment")
-    request = access_request_lock(request)
-    if request.state != AccessRequest.State.PENDING:
-        raise InvalidState(f"access request #{request.pk} is {request.state}")
-    if _is_party(user, request):
-        raise NotPermitted("you cannot approve access you asked for or that is for you" + _through(user, request),
+    access_request = access_request_lock(access_request)
+    if access_request.state != AccessRequest.State.PENDING:
+        raise InvalidState(f"access request #{access_request.pk} is {access_request.state}")
+    if _is_party(actor, access_request):
+        raise NotPermitted("you cannot approve access you asked for or that is for you"
+                           + _through(actor, access_request),
                            code="self_approval")
-    resource = _request_resource(request, lock=True)
+    resource = _request_resource(access_request, lock=True)
     owner_id = resource_owner_id(resource)
-    needs = request.needs_infosec or needs_infosec(resource)  # classification may have risen since the request
-    slot = approval_slot(user=user, request=request, owner_id=owner_id, needs_infosec=needs,
-                         infosec=has_role(user, roles.INFOSEC))
+    needs = access_request.needs_infosec or needs_infosec(resource)  # classification may have risen since the request
+    slot = approval_slot(user=actor, request=access_request, owner_id=owner_id, needs_infosec=needs,
+                         infosec=has_role(actor, roles.INFOSEC))
     if slot is None:
-        if any(same_person(user, i) for i in (request.owner_approved_by_id, request.infosec_approved_by_id)
+        approvers = (access_request.owner_approved_by_id, access_request.infosec_approved_by_id)
+        if any(same_person(actor, i) for i in approvers
                if i is not None):
             raise NotPermitted("you have already approved this request (perhaps through an account you own); "
                                "another approver is needed", code="already_approved")
-        owner_cannot = owner_id is not None and _owner_is_party(owner_id, request)
+        owner_cannot = owner_id is not None and _owner_is_party(owner_id, access_request)
         raise NotPermitted(
             f"only the owner of {resource_label(resource)}"
             + (" or InfoSec" if needs or owner_cannot else "")
             + " may approve this request"
         )
     if slot == INFOSEC:
-        request.infosec_approved_by = user
+        access_request.infosec_approved_by = actor
     else:
-        request.owner_approved_by = user
-    request.needs_infosec = needs
-    final = approvals_complete(request, owner_id=owner_id, needs_infosec=needs)
+        access_request.owner_approved_by = actor
+    access_request.needs_infosec = needs
+    final = approvals_complete(access_request, owner_id=owner_id, needs_infosec=needs)
     now = timezone.now()
     if final:
-        request.state = AccessRequest.State.APPROVED
-        request.decided_at = now
-        request.decision_comment = comment
-    request.save()
+        access_request.state = AccessRequest.State.APPROVED
+        access_request.decided_at = now
+        access_request.decision_comment = comment
+    access_request.save()
     record(
         event_type="access.request_approved",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=resource_subject(resource),
-        payload={"request_id": request.pk, "as_role": slot, "comment": comment, "final": final},
+        payload={"request_id": access_request.pk, "as_role": slot, "comment": comment, "final": final},
     )
     if final:
-        principal = User.objects.get(pk=request.principal_user_id)
+        principal = User.objects.get(pk=access_request.principal_user_id)
         grant_create(
-            granted_by=user, principal=principal, resource=resource, permission=request.permission,
-            expires_at=now + timedelta(days=request.duration_days), justification=request.justification,
-            request=request,
+            actor=actor, principal=principal, resource=resource, permission=access_request.permission,
+            expires_at=now + timedelta(days=access_request.duration_days), justification=access_request.justification,
+            access_request=access_request,
         )
-    return request
+    return access_request
 
 
 @transaction.atomic
-def access_request_reject(*, user: User, request: AccessRequest, comment: str) -> AccessRequest:
+def access_request_reject(*, actor: User, access_request: AccessRequest, comment: str) -> AccessRequest:
     """Reject a pending request: the resource's owner or InfoSec (not the requester nor the principal)."""
-    require_active(user)
+    require_active(actor)
     comment = require_text(comment, "comment")
-    request = access_request_lock(request)
-    if request.state != AccessRequest.State.PENDING:
-        raise InvalidState(f"access request #{request.pk} is {request.state}")
-    if _is_party(user, request):
-        raise NotPermitted("you cannot decide on access you asked for or that is for you" + _through(user, request)
+    access_request = access_request_lock(access_request)
+    if access_request.state != AccessRequest.State.PENDING:
+        raise InvalidState(f"access request #{access_request.pk} is {access_request.state}")
+    if _is_party(actor, access_request):
+        raise NotPermitted("you cannot decide on access you asked for or that is for you"
+                           + _through(actor, access_request)
                            + "; withdraw it instead", code="self_approval")
-    resource = _request_resource(request, lock=False)
-    if not (has_role(user, roles.INFOSEC) or resource_owner_id(resource) == user.pk):
+    resource = _request_resource(access_request, lock=False)
+    if not (has_role(actor, roles.INFOSEC) or resource_owner_id(resource) == actor.pk):
         raise NotPermitted(f"only the owner of {resource_label(resource)} or InfoSec may reject this request")
-    request.state = AccessRequest.State.REJECTED
-    request.decided_at = timezone.now()
-    request.decision_comment = comment
-    request.save(update_fields=["state", "decided_at", "decision_comment"])
+    access_request.state = AccessRequest.State.REJECTED
+    access_request.decided_at = timezone.now()
+    access_request.decision_comment = comment
+    access_request.save(update_fields=["state", "decided_at", "decision_comment"])
     record(
         event_type="access.request_rejected",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=resource_subject(resource),
-        payload={"request_id": request.pk, "comment": comment},
+        payload={"request_id": access_request.pk, "comment": comment},
     )
-    return request
+    return access_request
 
 
 @transaction.atomic
-def access_request_withdraw(*, user: User, request: AccessRequest, reason: str = "") -> AccessRequest:
+def access_request_withdraw(*, actor: User, access_request: AccessRequest, reason: str = "") -> AccessRequest:
     """The requester takes back a pending request."""
-    request = access_request_lock(request)
-    if request.requester_id != user.pk:
+    access_request = access_request_lock(access_request)
+    if access_request.requester_id != actor.pk:
         raise NotPermitted("only the requester may withdraw an access request")
-    if request.state != AccessRequest.State.PENDING:
-        raise InvalidState(f"access request #{request.pk} is {request.state}")
+    if access_request.state != AccessRequest.State.PENDING:
+        raise InvalidState(f"access request #{access_request.pk} is {access_request.state}")
     reason = (reason or "").strip()
     if len(reason) > TEXT_MAX:
         raise AccessError(f"the reason is longer than {TEXT_MAX} characters", code="too_long")
-    request.state = AccessRequest.State.WITHDRAWN
-    request.decided_at = timezone.now()
-    request.decision_comment = reason
-    request.save(update_fields=["state", "decided_at", "decision_comment"])
+    access_request.state = AccessRequest.State.WITHDRAWN
+    access_request.decided_at = timezone.now()
+    access_request.decision_comment = reason
+    access_request.save(update_fields=["state", "decided_at", "decision_comment"])
     record(
         event_type="access.request_withdrawn",
-        actor=Actor.user(user),
-        subject=_request_subject(request),
-        payload={"request_id": request.pk, **({"reason": reason} if reason else {})},
+        actor=Actor.user(actor),
+        subject=_request_subject(access_request),
+        payload={"request_id": access_request.pk, **({"reason": reason} if reason else {})},
     )
-    return request
+    return access_request

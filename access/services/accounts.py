@@ -90,7 +90,7 @@ def _close(*, actor: Actor, account: User, reason: str, locked_pks: list[int]) -
 
 
 @transaction.atomic
-def user_account_close(*, user: User, account: User, reason: str) -> User:
+def user_account_close(*, actor: User, account: User, reason: str) -> User:
     """``user`` (active InfoSec) closes ``account``: it can no longer sign in, and the retention of its
     personal data starts now.
 
@@ -104,13 +104,13 @@ def user_account_close(*, user: User, account: User, reason: str) -> User:
     Nothing is written when it raises.
     """
     reason = _check_reason(reason)
-    users_lock([user.pk, account.pk])
-    fresh = User.objects.filter(pk=user.pk, is_active=True).first()
+    users_lock([actor.pk, account.pk])
+    fresh = User.objects.filter(pk=actor.pk, is_active=True).first()
     if fresh is None or not fresh.groups.filter(name=INFOSEC).exists():
         raise NotPermitted("only InfoSec may close accounts")
-    if same_person(user, account):
+    if same_person(actor, account):
         raise NotPermitted("nobody closes their own account; ask another InfoSec")
-    return _close(actor=Actor.user(user), account=account, reason=reason, locked_pks=[user.pk, account.pk])
+    return _close(actor=Actor.user(actor), account=account, reason=reason, locked_pks=[actor.pk, account.pk])
 
 
 @transaction.atomic

@@ -97,14 +97,14 @@ def _effective_level(dataset: Dataset) -> str:
 
 @transaction.atomic
 def dataset_create(
-    *, user: User, name: str, owner: User, source_uri: str = "", description: str = ""
+    *, actor: User, name: str, owner: User, source_uri: str = "", description: str = ""
 ) -> Dataset:
     """Register a dataset (data steward or InfoSec). It starts unclassified (``public`` until classified).
 
     Versions already mirrored whose MLflow run names it as an input are linked to it
     (``lineage.linked``); an unclassified dataset never lowers their classification.
     """
-    _require_classifier(user, "register datasets")
+    _require_classifier(actor, "register datasets")
     name = clean_name(name, "dataset name")
     source_uri = clean_text(source_uri, "source URI", max_length=1000, required=False)
     description = clean_text(description, "description", required=False)
@@ -117,12 +117,12 @@ def dataset_create(
         raise AccessError(f"a dataset named {name!r} already exists", code="duplicate") from None
     record(
         event_type="dataset.created",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=dataset_subject(dataset),
         payload={"dataset": name, "owner": principal_label(owner), "source_uri": source_uri,
                  **({"description": description} if description else {})},
     )
-    signals.dataset_created.send(sender=Dataset, dataset=dataset, actor=Actor.user(user))
+    signals.dataset_created.send(sender=Dataset, dataset=dataset, actor=Actor.user(actor))
     return dataset
 
 
@@ -135,7 +135,7 @@ def _lock_for_reclassification(dataset: Dataset) -> Dataset:
 
 @transaction.atomic
 def dataset_classify(
-    *, user: User, dataset: Dataset, level: str, pii_categories: list[str], reason: str
+    *, actor: User, dataset: Dataset, level: str, pii_categories: list[str], reason: str
 ) -> Dataset:
     """Set the dataset's own classification and PII categories (data steward or InfoSec).
 
@@ -144,7 +144,7 @@ def dataset_classify(
     is changes nothing and records nothing (the dataset is returned as it is); the
     first classification is always recorded, even as ``public``.
     """
-    _require_classifier(user, "classify datasets")
+    _require_classifier(actor, "classify datasets")
     level = _level(level)
     categories = _categories(pii_categories, level)
     reason = clean_text(reason, "reason")
@@ -156,7 +156,7 @@ def dataset_classify(
     previous_effective = dataset.effective_level
     dataset.level = level
     dataset.pii_categories = categories
-    dataset.classified_by = user
+    dataset.classified_by = actor
     dataset.classified_at = timezone.now()
     dataset.classification_reason = reason
     dataset.effective_level = _effective_level(dataset)
@@ -164,20 +164,20 @@ def dataset_classify(
                                 "effective_level"])
     record(
         event_type="dataset.classified",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=dataset_subject(dataset),
         payload={"dataset": dataset.name, "level": level, "previous_level": previous_level,
                  "pii_categories": categories, "previous_pii_categories": previous_categories, "reason": reason,
                  "effective_level": dataset.effective_level},
     )
     signals.dataset_reclassified.send(sender=Dataset, dataset=dataset, previous_effective_level=previous_effective,
-                                      actor=Actor.user(user))
+                                      actor=Actor.user(actor))
     return dataset
 
 
 @transaction.atomic
 def dataset_field_classify(
-    *, user: User, dataset: Dataset, field_name: str, level: str, pii_categories: list[str], reason: str
+    *, actor: User, dataset: Dataset, field_name: str, level: str, pii_categories: list[str], reason: str
 ) -> DatasetField:
     """Classify one field of a dataset, creating it when new (data steward or InfoSec).
 
@@ -185,7 +185,7 @@ def dataset_field_classify(
     re-derives the classification of every version linked to the dataset. Classifying
     a field again exactly as it is changes nothing and records nothing.
     """
-    _require_classifier(user, "classify dataset fields")
+    _require_classifier(actor, "classify dataset fields")
     field_name = clean_name(field_name, "field name")
     level = _level(level)
     categories = _categories(pii_categories, level)
@@ -205,7 +205,7 @@ def dataset_field_classify(
         previous_categories = sorted(column.pii_categories or [])
     column.level = level
     column.pii_categories = categories
-    column.classified_by = user
+    column.classified_by = actor
     column.classified_at = timezone.now()
     column.classification_reason = reason
     column.save()
@@ -214,12 +214,12 @@ def dataset_field_classify(
     dataset.save(update_fields=["effective_level"])
     record(
         event_type="dataset.field_classified",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=dataset_subject(dataset),
         payload={"dataset": dataset.name, "field": field_name, "level": level, "previous_level": previous_level,
                  "pii_categories": categories, "previous_pii_categories": previous_categories, "reason": reason,
                  "effective_level": dataset.effective_level},
     )
     signals.dataset_reclassified.send(sender=Dataset, dataset=dataset, previous_effective_level=previous_effective,
-                                      actor=Actor.user(user))
+                                      actor=Actor.user(actor))
     return column

@@ -206,30 +206,30 @@ def _check_expiry(expires_at: datetime, now: datetime, resource: Resource) -> No
 @transaction.atomic
 def grant_create(
     *,
-    granted_by: User,
+    actor: User,
     principal: Principal,
     resource: Resource,
     permission: str,
     expires_at: datetime,
     justification: str,
-    request: AccessRequest | None = None,
+    access_request: AccessRequest | None = None,
 ) -> Grant:
     """Give ``principal`` ``permission`` on ``resource`` until ``expires_at``, and mirror it into guardian.
 
     Directly: InfoSec, or the owner of a dataset (not restricted, no PCI data) or of a
     registered model. Through ``request``: one of the approvers of that approved request.
     """
-    require_active(granted_by)
+    require_active(actor)
     resource_type = resource_kind(resource)
     check_permission_applies(resource_type, permission)
     justification = require_text(justification, "justification")
     expires_at = require_aware(expires_at, "expires_at")
-    _check_principal(principal, granted_by)
+    _check_principal(principal, actor)
     resource = resource_lock(resource_type, resource.pk)
-    if request is None:
-        require_may_grant_directly(granted_by, resource)
+    if access_request is None:
+        require_may_grant_directly(actor, resource)
     else:
-        _check_request_backs(request, granted_by, principal, resource_type, resource.pk, permission)
+        _check_request_backs(access_request, actor, principal, resource_type, resource.pk, permission)
     now = timezone.now()
     _check_expiry(expires_at, now, resource)
     grant = Grant.objects.create(
@@ -240,16 +240,17 @@ def grant_create(
         permission=permission,
         expires_at=expires_at,
         justification=justification,
-        granted_by=granted_by,
-        request=request,
+        granted_by=actor,
+        request=access_request,
     )
     _mirror_add(grant, resource)
     record(
         event_type="access.grant_created",
-        actor=Actor.user(granted_by),
+        actor=Actor.user(actor),
         subject=resource_subject(resource),
         payload={**_grant_payload(grant, resource), "expires_at": format_timestamp(expires_at),
-                 "justification": justification, "request_id": request.pk if request is not None else None},
+                 "justification": justification,
+                 "request_id": access_request.pk if access_request is not None else None},
     )
     return grant
 
@@ -288,22 +289,22 @@ def _require_open(grant: Grant, now: datetime) -> None:
 
 
 @transaction.atomic
-def grant_revoke(*, actor_user: User, grant: Grant, reason: str) -> Grant:
+def grant_revoke(*, actor: User, grant: Grant, reason: str) -> Grant:
     """End a grant now. InfoSec, the resource's owner or whoever granted it. Effective at once, in guardian too."""
-    require_active(actor_user)
+    require_active(actor)
     reason = require_text(reason, "reason", max_length=300)
     current = Grant.objects.filter(pk=grant.pk).values_list("resource_type", "resource_id").first()
     if current is None:
         raise AccessError(f"grant #{grant.pk} does not exist", code="not_found")
     resource = resource_lock(*current)
     locked = grant_lock(grant)
-    if not _may_revoke(actor_user, locked, resource):
+    if not _may_revoke(actor, locked, resource):
         raise NotPermitted(
             f"only InfoSec, the owner of {resource_label(resource)} or the granter may revoke this grant"
         )
     now = timezone.now()
     _require_open(locked, now)
-    revoke_locked(locked, resource, now=now, by=actor_user, reason=reason, actor=Actor.user(actor_user))
+    revoke_locked(locked, resource, now=now, by=actor, reason=reason, actor=Actor.user(actor))
     return locked
 
 

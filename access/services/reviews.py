@@ -46,7 +46,7 @@ def _review_subject(campaign: ReviewCampaign) -> Subject:
 
 @transaction.atomic
 def review_campaign_start(
-    *, user: User, name: str, deadline: datetime, levels: Sequence[str] = DEFAULT_REVIEW_LEVELS,
+    *, actor: User, name: str, deadline: datetime, levels: Sequence[str] = DEFAULT_REVIEW_LEVELS,
 ) -> ReviewCampaign:
     """Open an access review of every active grant on resources at ``levels``. InfoSec only.
 
@@ -56,8 +56,8 @@ def review_campaign_start(
     above). Reviewer: the resource's owner; environments, ownerless models and a grant
     to the owner themselves go to the campaign's creator.
     """
-    require_active(user)
-    if not has_role(user, roles.INFOSEC):
+    require_active(actor)
+    if not has_role(actor, roles.INFOSEC):
         raise NotPermitted("only InfoSec may start an access review")
     name = require_text(name, "name", max_length=200)
     deadline = require_aware(deadline, "deadline")
@@ -69,7 +69,7 @@ def review_campaign_start(
         raise AccessError(f"levels must be a non-empty list of {', '.join(LEVELS)}", code="invalid_level")
     active = list(Grant.objects.filter(revoked_at__isnull=True, expires_at__gt=now).order_by("pk"))
     info = grant_levels(active)
-    campaign = ReviewCampaign.objects.create(name=name, created_by=user, deadline=deadline)
+    campaign = ReviewCampaign.objects.create(name=name, created_by=actor, deadline=deadline)
     # An owner does not review a grant to themselves nor to a service account they own.
     persons = person_ids({g.user_id for g in active} | {owner for _, owner in info.values()})
     items = []
@@ -78,12 +78,12 @@ def review_campaign_start(
         if level not in wanted:
             continue
         holder = persons.get(grant.user_id) if grant.user_id is not None else None
-        reviewer_id = owner_id if owner_id is not None and persons.get(owner_id) != holder else user.pk
+        reviewer_id = owner_id if owner_id is not None and persons.get(owner_id) != holder else actor.pk
         items.append(ReviewItem(campaign=campaign, grant=grant, reviewer_id=reviewer_id))
     ReviewItem.objects.bulk_create(items, batch_size=1000)
     record(
         event_type="access.review_started",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=_review_subject(campaign),
         payload={"campaign_id": campaign.pk, "name": name, "deadline": format_timestamp(deadline), "items": len(items)},
     )
@@ -101,46 +101,46 @@ def _holds_through(user: User, grant: Grant) -> bool:
 
 
 @transaction.atomic
-def review_item_decide(*, user: User, item: ReviewItem, decision: str, comment: str = "") -> ReviewItem:
+def review_item_decide(*, actor: User, review_item: ReviewItem, decision: str, comment: str = "") -> ReviewItem:
     """Certify or revoke one grant of an open campaign, before its deadline: the item's reviewer or InfoSec.
     Revoking revokes the grant at once (``grant_revoke``)."""
-    require_active(user)
+    require_active(actor)
     if decision not in (ReviewItem.Decision.CERTIFIED, ReviewItem.Decision.REVOKED):
         raise AccessError("the decision is 'certified' or 'revoked'", code="invalid_decision")
     comment = (comment or "").strip()
     if len(comment) > TEXT_MAX:
         raise AccessError(f"the comment is longer than {TEXT_MAX} characters", code="too_long")
-    item = review_item_lock(item)
-    campaign = ReviewCampaign.objects.get(pk=item.campaign_id)  # read after the lock: a close may just have run
+    review_item = review_item_lock(review_item)
+    campaign = ReviewCampaign.objects.get(pk=review_item.campaign_id)  # read after the lock: a close may just have run
     now = timezone.now()
     if campaign.state != ReviewCampaign.State.OPEN:
         raise InvalidState(f"access review {campaign.name} is closed")
     if now >= campaign.deadline:
         raise InvalidState(f"the deadline of access review {campaign.name} has passed", code="deadline_passed")
-    if item.decision != ReviewItem.Decision.PENDING:
-        raise InvalidState(f"this grant was already {item.decision} in {campaign.name}", code="already_decided")
-    if item.reviewer_id != user.pk and not has_role(user, roles.INFOSEC):
+    if review_item.decision != ReviewItem.Decision.PENDING:
+        raise InvalidState(f"this grant was already {review_item.decision} in {campaign.name}", code="already_decided")
+    if review_item.reviewer_id != actor.pk and not has_role(actor, roles.INFOSEC):
         raise NotPermitted("only the item's reviewer or InfoSec may decide it")
-    grant = Grant.objects.get(pk=item.grant_id)
-    if _holds_through(user, grant):
+    grant = Grant.objects.get(pk=review_item.grant_id)
+    if _holds_through(actor, grant):
         raise NotPermitted("you cannot review your own access (nor that of a service account you own or a group "
                            "you or it belong to)", code="self_review")
     if decision == ReviewItem.Decision.REVOKED and grant.revoked_at is None and grant.expires_at > now:
         reason = f"revoked in access review {campaign.name}" + (f": {comment}" if comment else "")
-        grant_revoke(actor_user=user, grant=grant, reason=reason[:300])
-    item.decision = decision
-    item.decided_by = user
-    item.decided_at = now
-    item.comment = comment
-    item.save(update_fields=["decision", "decided_by", "decided_at", "comment"])
+        grant_revoke(actor=actor, grant=grant, reason=reason[:300])
+    review_item.decision = decision
+    review_item.decided_by = actor
+    review_item.decided_at = now
+    review_item.comment = comment
+    review_item.save(update_fields=["decision", "decided_by", "decided_at", "comment"])
     record(
         event_type="access.review_decided",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=_review_subject(campaign),
         payload={"campaign_id": campaign.pk, "grant_id": grant.pk, "decision": decision,
                  **({"comment": comment} if comment else {})},
     )
-    return item
+    return review_item
 
 
 @transaction.atomic

@@ -94,7 +94,7 @@ def _change(*, actor: Actor, target: AbstractBaseUser, role: str, add: bool, rea
 
 
 @transaction.atomic
-def user_role_add(*, user: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
+def user_role_add(*, actor: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
     """``user`` (active InfoSec) gives ``target`` the role, with a reason recorded in ``auth.role_added``.
 
     Refuses with ``NotPermitted`` (nothing written) anyone but active InfoSec, a change on the
@@ -104,21 +104,21 @@ def user_role_add(*, user: User, target: AbstractBaseUser, role: str, reason: st
     already has the role.
     """
     reason = _clean_reason(reason, required=True)
-    _lock_users(user, target)
-    _authorise(user=user, target=target)
-    return _change(actor=Actor.user(user), target=target, role=role, add=True, reason=reason)
+    _lock_users(actor, target)
+    _authorise(user=actor, target=target)
+    return _change(actor=Actor.user(actor), target=target, role=role, add=True, reason=reason)
 
 
 @transaction.atomic
-def user_role_remove(*, user: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
+def user_role_remove(*, actor: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
     """``user`` (active InfoSec) takes the role from ``target``; the same rules as ``user_role_add``.
 
     Returns False (and records nothing) if ``target`` did not have it.
     """
     reason = _clean_reason(reason, required=True)
-    _lock_users(user, target)
-    _authorise(user=user, target=target)
-    return _change(actor=Actor.user(user), target=target, role=role, add=False, reason=reason)
+    _lock_users(actor, target)
+    _authorise(user=actor, target=target)
+    return _change(actor=Actor.user(actor), target=target, role=role, add=False, reason=reason)
 
 
 def _system_actor(component: str) -> Actor:

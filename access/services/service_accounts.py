@@ -24,10 +24,10 @@ def may_create_service_account(user: User) -> bool:
 
 
 @transaction.atomic
-def service_account_create(*, user: User, name: str, description: str = "") -> ServiceAccount:
+def service_account_create(*, actor: User, name: str, description: str = "") -> ServiceAccount:
     """A machine principal backed by a Django user ``svc-<name>`` that cannot sign in. InfoSec or model-owners."""
-    require_active(user)
-    if not may_create_service_account(user):
+    require_active(actor)
+    if not may_create_service_account(actor):
         raise NotPermitted("only InfoSec or a model-owner may create service accounts")
     name = (name or "").strip() if isinstance(name, str) else ""
     try:
@@ -47,13 +47,14 @@ def service_account_create(*, user: User, name: str, description: str = "") -> S
             backing = User(username=username, is_active=True)
             backing.set_unusable_password()
             backing.save()
-            account = ServiceAccount.objects.create(name=name, user=backing, description=description, owner=user)
+            account = ServiceAccount.objects.create(name=name, user=backing, description=description, owner=actor)
     except IntegrityError:
         raise AccessError(f"a service account or user named {name!r} already exists", code="duplicate") from None
     record(
         event_type="access.service_account_created",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("service_account", name),
-        payload={"name": name, "owner": principal_label(user), **({"description": description} if description else {})},
+        payload={"name": name, "owner": principal_label(actor),
+                 **({"description": description} if description else {})},
     )
     return account

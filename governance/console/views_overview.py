@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from access import roles
+from access.roles import has_role
 from audit.models import Checkpoint, Entry, LedgerHead, PendingEntry
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest
@@ -43,10 +44,6 @@ def denied(request: HttpRequest, message: str) -> HttpResponse:
 
 def is_oversight(user: Any) -> bool:
     return bool(OVERSIGHT & viewer_roles(user))
-
-
-def is_infosec(user: Any) -> bool:
-    return roles.INFOSEC in viewer_roles(user)
 
 
 # --- charts ------------------------------------------------------------------------------------------
@@ -271,7 +268,7 @@ def violations(request: HttpRequest) -> HttpResponse:
     query = "&".join(f"{k}={v}" for k, v in (("status", status), ("kind", kind)) if v)
     return render(request, "console/violations.html", {
         "nav": "violations", "page": page, "status": status, "kind": kind, "qs": query,
-        "kinds": ComplianceViolation.Kind.choices, "may_acknowledge": is_infosec(request.user),
+        "kinds": ComplianceViolation.Kind.choices, "may_acknowledge": has_role(request.user, roles.INFOSEC),
         "statuses": list(STATUS_FILTERS),
     })
 
@@ -281,7 +278,7 @@ def violations(request: HttpRequest) -> HttpResponse:
 def violation_acknowledge(request: HttpRequest, violation_id: int) -> HttpResponse:
     from governance.services import violation_acknowledge as acknowledge
 
-    if not is_infosec(request.user):
+    if not has_role(request.user, roles.INFOSEC):
         return denied(request, "Only InfoSec may acknowledge a compliance violation.")
     back = request.POST.get("next") or ""
     target = back if back.startswith("/console/violations/") and "//" not in back else "/console/violations/"

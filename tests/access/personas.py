@@ -127,7 +127,7 @@ def res(people: People) -> Resources:
 
 @pytest.fixture
 def service_account(people: People) -> ServiceAccount:
-    return service_account_create(user=people.requester, name="fraud-pipeline", description="nightly training")
+    return service_account_create(actor=people.requester, name="fraud-pipeline", description="nightly training")
 
 
 def soon(days: float = 30) -> datetime:
@@ -137,7 +137,7 @@ def soon(days: float = 30) -> datetime:
 def grant(granted_by: User, principal: User | Group, resource: Any, permission: str = "read_data",
           days: float = 30, **kwargs: Any) -> Grant:
     return grant_create(
-        granted_by=granted_by, principal=principal, resource=resource, permission=permission,
+        actor=granted_by, principal=principal, resource=resource, permission=permission,
         expires_at=soon(days), justification=kwargs.pop("justification", "fraud model features"), **kwargs,
     )
 

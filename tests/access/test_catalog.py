@@ -86,18 +86,18 @@ def mirrored(model: RegisteredModel, number: int, *inputs: dict[str, str], level
 
 
 def register(people: People, name: str = "card-transactions", **kwargs: Any) -> Dataset:
-    return dataset_create(user=people.steward, name=name, owner=people.steward, **kwargs)
+    return dataset_create(actor=people.steward, name=name, owner=people.steward, **kwargs)
 
 
 def classify(people: People, dataset: Dataset, level: str, pii: list[str] | None = None, **kwargs: Any) -> Dataset:
-    return dataset_classify(user=kwargs.pop("user", people.steward), dataset=dataset, level=level,
+    return dataset_classify(actor=kwargs.pop("actor", people.steward), dataset=dataset, level=level,
                                     pii_categories=pii or [], reason=kwargs.pop("reason", REASON), **kwargs)
 
 
 def classify_field(people: People, dataset: Dataset, name: str, level: str, pii: list[str] | None = None,
                    **kwargs: Any) -> DatasetField:
     return dataset_field_classify(
-        user=kwargs.pop("user", people.steward), dataset=dataset, field_name=name, level=level,
+        actor=kwargs.pop("actor", people.steward), dataset=dataset, field_name=name, level=level,
         pii_categories=pii or [], reason=kwargs.pop("reason", REASON),
     )
 
@@ -149,7 +149,7 @@ def links(version: ModelVersion) -> set[tuple[str, str, str]]:
 def test_a_data_steward_registers_a_dataset(people: People) -> None:
     # when
     dataset = dataset_create(
-        user=people.steward, name="card-transactions-2026q3", owner=people.requester,
+        actor=people.steward, name="card-transactions-2026q3", owner=people.requester,
         source_uri="s3://payments-lake/curated/card_transactions/2026q3", description="Curated card transactions",
     )
 
@@ -165,7 +165,7 @@ def test_a_data_steward_registers_a_dataset(people: People) -> None:
 
 
 def test_infosec_may_register_a_dataset_too(people: People) -> None:
-    dataset_create(user=people.infosec, name="kyc-documents", owner=people.steward)
+    dataset_create(actor=people.infosec, name="kyc-documents", owner=people.steward)
 
     [entry] = ledger("dataset.created")
     assert entry.actor == user_actor(people.infosec)
@@ -175,7 +175,7 @@ def test_infosec_may_register_a_dataset_too(people: People) -> None:
 @pytest.mark.parametrize("who", ["requester", "outsider", "approver", "breakglass"])
 def test_only_data_stewards_and_infosec_register_datasets(people: People, who: str) -> None:
     with refused(NotPermitted, "not_permitted") as info:
-        dataset_create(user=getattr(people, who), name="card-transactions", owner=people.steward)
+        dataset_create(actor=getattr(people, who), name="card-transactions", owner=people.steward)
     assert "data steward or InfoSec" in str(info.value)
 
 
@@ -201,7 +201,7 @@ def test_dataset_names_are_unique_and_owners_active(people: People) -> None:
         register(people, "card-transactions")
     gone = UserFactory(username="left-the-company", is_active=False)
     with refused(AccessError, "invalid_owner"):
-        dataset_create(user=people.steward, name="chargebacks", owner=gone)
+        dataset_create(actor=people.steward, name="chargebacks", owner=gone)
 
 
 # --- classifying datasets ---------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_classifying_a_dataset_records_its_level_categories_and_reason(people: P
 
     # when: first classification, then a reclassification by InfoSec
     classify(people, dataset, "confidential", ["ip_address", "email", "email"])
-    classify(people, dataset, "restricted", ["email"], user=people.infosec, reason="Raw IPs are in scope of DPIA-7")
+    classify(people, dataset, "restricted", ["email"], actor=people.infosec, reason="Raw IPs are in scope of DPIA-7")
 
     # then
     dataset.refresh_from_db()
@@ -246,8 +246,8 @@ def test_classifying_a_dataset_exactly_as_it_is_changes_nothing_and_records_noth
 @pytest.mark.parametrize(
     ("kwargs", "exc_type", "code"),
     [
-        ({"user": "requester"}, NotPermitted, "not_permitted"),
-        ({"user": "outsider"}, NotPermitted, "not_permitted"),
+        ({"actor": "requester"}, NotPermitted, "not_permitted"),
+        ({"actor": "outsider"}, NotPermitted, "not_permitted"),
         ({"level": "secret"}, AccessError, "invalid_level"),
         ({"level": None}, AccessError, "invalid_level"),
         ({"pii_categories": ["email", "shoe_size"]}, AccessError, "invalid_pii_category"),
@@ -263,10 +263,10 @@ def test_dataset_classification_refusals(
     people: People, kwargs: dict[str, Any], exc_type: type[AccessError], code: str
 ) -> None:
     dataset = register(people)
-    call = {"user": people.steward, "dataset": dataset, "level": "confidential", "pii_categories": [],
+    call = {"actor": people.steward, "dataset": dataset, "level": "confidential", "pii_categories": [],
             "reason": REASON, **kwargs}
-    if isinstance(call["user"], str):
-        call["user"] = getattr(people, call["user"])
+    if isinstance(call["actor"], str):
+        call["actor"] = getattr(people, call["actor"])
     with refused(exc_type, code):
         dataset_classify(**call)
 
@@ -331,8 +331,8 @@ def test_classifying_a_field_exactly_as_it_is_records_nothing(people: People) ->
 @pytest.mark.parametrize(
     ("kwargs", "exc_type", "code"),
     [
-        ({"user": "requester"}, NotPermitted, "not_permitted"),
-        ({"user": "outsider"}, NotPermitted, "not_permitted"),
+        ({"actor": "requester"}, NotPermitted, "not_permitted"),
+        ({"actor": "outsider"}, NotPermitted, "not_permitted"),
         ({"field_name": ""}, AccessError, "required"),
         ({"field_name": "a\tb"}, AccessError, "invalid_name"),
         ({"level": "top-secret"}, AccessError, "invalid_level"),
@@ -345,10 +345,10 @@ def test_field_classification_refusals(
     people: People, kwargs: dict[str, Any], exc_type: type[AccessError], code: str
 ) -> None:
     dataset = register(people)
-    call = {"user": people.steward, "dataset": dataset, "field_name": "ip_address", "level": "confidential",
+    call = {"actor": people.steward, "dataset": dataset, "field_name": "ip_address", "level": "confidential",
             "pii_categories": ["ip_address"], "reason": REASON, **kwargs}
-    if isinstance(call["user"], str):
-        call["user"] = getattr(people, call["user"])
+    if isinstance(call["actor"], str):
+        call["actor"] = getattr(people, call["actor"])
     with refused(exc_type, code):
         dataset_field_classify(**call)
 

@@ -41,7 +41,7 @@ def _mirror_rows() -> int:
 
 def test_a_lapsed_grant_is_not_a_guardian_permission(people: People, res: Resources) -> None:
     # given: grants to a person, a group and a service account, all live and mirrored
-    bot = service_account_create(user=people.requester, name="rita-bot")
+    bot = service_account_create(actor=people.requester, name="rita-bot")
     direct = grant(people.owner, people.requester, res.internal, "read_data")
     team = grant(people.owner, people.team, res.confidential, "train_on")
     machine = grant(people.owner, bot.user, res.model, "view_metadata")
@@ -81,7 +81,7 @@ def test_a_revoked_or_missing_grant_is_refused_and_a_live_one_allowed(people: Pe
     )
     assert not fresh(people.requester).has_perm("access.read_data", res.public)
     # revoked: refused at once
-    grant_revoke(actor_user=people.owner, grant=live, reason="done")
+    grant_revoke(actor=people.owner, grant=live, reason="done")
     assert not fresh(people.requester).has_perm("access.read_data", res.internal)
     # an inactive principal holds nothing, grant or not
     grant(people.owner, people.steward, res.internal, "read_data")

@@ -27,12 +27,12 @@ def test_in_step_after_create_revoke_and_expiry(people: People, res: Resources) 
     c = grant(people.owner, people.steward, res.model, "approve_promotion", days=1 / 24 / 60)
     assert guardian_drift() == []
     assert DatasetUserObjectPermission.objects.count() == 1
-    grant_revoke(actor_user=people.owner, grant=a, reason="done")
+    grant_revoke(actor=people.owner, grant=a, reason="done")
     assert guardian_drift() == []
     after = c.expires_at + timedelta(seconds=1)
     assert grants_expire(now=after) == 1
     assert guardian_drift(now=after) == []
-    grant_revoke(actor_user=people.infosec, grant=b, reason="done")
+    grant_revoke(actor=people.infosec, grant=b, reason="done")
     assert guardian_drift(now=after) == []
     assert Grant.objects.filter(revoked_at__isnull=True).count() == 0
 
@@ -41,8 +41,8 @@ def test_in_step_after_a_review_closes(people: People, res: Resources) -> None:
     keep = grant(people.owner, people.requester, res.confidential)
     grant(people.owner, people.steward, res.confidential)
     grant(people.infosec, people.team, res.production, "deploy_to")
-    campaign = review_campaign_start(user=people.infosec, name="Q3", deadline=timezone.now() + timedelta(days=1))
-    review_item_decide(user=people.owner, item=campaign.items.get(grant=keep), decision="certified")
+    campaign = review_campaign_start(actor=people.infosec, name="Q3", deadline=timezone.now() + timedelta(days=1))
+    review_item_decide(actor=people.owner, review_item=campaign.items.get(grant=keep), decision="certified")
     review_campaign_close(campaign=campaign, now=campaign.deadline)
     assert guardian_drift() == []
     assert fresh(people.requester).has_perm("access.read_data", res.confidential)
@@ -61,12 +61,12 @@ def test_overlapping_grants_keep_the_guardian_row_until_the_last_ends(people: Pe
     assert fresh(people.requester).has_perm("access.read_data", res.internal)
     assert guardian_drift(now=after) == []
     # one revoked: still allowed
-    grant_revoke(actor_user=people.owner, grant=other, reason="duplicate")
+    grant_revoke(actor=people.owner, grant=other, reason="duplicate")
     assert fresh(people.requester).has_perm("access.read_data", res.internal)
     assert check(people.requester, "read_data", res.internal).grant_id == long.pk
     assert guardian_drift(now=after) == []
     # the last one revoked: gone from both
-    grant_revoke(actor_user=people.infosec, grant=long, reason="done")
+    grant_revoke(actor=people.infosec, grant=long, reason="done")
     assert not fresh(people.requester).has_perm("access.read_data", res.internal)
     assert not check(people.requester, "read_data", res.internal, record_denial=False)
     assert guardian_drift(now=after) == []
@@ -75,7 +75,7 @@ def test_overlapping_grants_keep_the_guardian_row_until_the_last_ends(people: Pe
 def test_a_user_grant_and_a_group_grant_are_separate_rows(people: People, res: Resources) -> None:
     own = grant(people.owner, people.requester, res.internal)
     grant(people.owner, people.team, res.internal)
-    grant_revoke(actor_user=people.owner, grant=own, reason="the team grant covers it")
+    grant_revoke(actor=people.owner, grant=own, reason="the team grant covers it")
     # still allowed through the team, by both checks
     assert check(people.requester, "read_data", res.internal)
     assert fresh(people.requester).has_perm("access.read_data", res.internal)
@@ -85,7 +85,7 @@ def test_a_user_grant_and_a_group_grant_are_separate_rows(people: People, res: R
 def test_overlapping_grants_of_different_permissions_are_independent(people: People, res: Resources) -> None:
     read = grant(people.owner, people.requester, res.internal, "read_data")
     grant(people.owner, people.requester, res.internal, "train_on")
-    grant_revoke(actor_user=people.owner, grant=read, reason="train only")
+    grant_revoke(actor=people.owner, grant=read, reason="train only")
     user = fresh(people.requester)
     assert not user.has_perm("access.read_data", res.internal)
     assert user.has_perm("access.train_on", res.internal)
@@ -145,12 +145,12 @@ def test_concurrent_revoke_and_grant_on_one_resource_stay_in_step(on_postgres: N
     for _ in range(10):
         old = grant(owner, rita, dataset)
         errors = race(
-            lambda old=old: grant_revoke(actor_user=owner, grant=old, reason="rotate"),  # type: ignore[misc]
+            lambda old=old: grant_revoke(actor=owner, grant=old, reason="rotate"),  # type: ignore[misc]
             lambda: grant(infosec, rita, dataset),
         )
         assert errors == []
         assert guardian_drift() == []
         assert fresh(rita).has_perm("access.read_data", dataset)
         for g in Grant.objects.filter(revoked_at__isnull=True):
-            grant_revoke(actor_user=infosec, grant=g, reason="reset")
+            grant_revoke(actor=infosec, grant=g, reason="reset")
         assert guardian_drift() == []

@@ -98,10 +98,10 @@ def fraud(envs: Envs, people: People) -> RegisteredModel:
 @pytest.fixture
 def transactions(people: People) -> Dataset:
     """card-transactions-2026q3: confidential (tokenised PANs, customer e-mails)."""
-    dataset = dataset_create(user=people.steward, name="card-transactions-2026q3", owner=people.steward)
-    dataset_field_classify(user=people.steward, dataset=dataset, field_name="customer_email",
+    dataset = dataset_create(actor=people.steward, name="card-transactions-2026q3", owner=people.steward)
+    dataset_field_classify(actor=people.steward, dataset=dataset, field_name="customer_email",
                                    level="confidential", pii_categories=["email"], reason="profiled")
-    return dataset_classify(user=people.steward, dataset=dataset, level="confidential", pii_categories=[],
+    return dataset_classify(actor=people.steward, dataset=dataset, level="confidential", pii_categories=[],
                                     reason="profiled")
 
 
@@ -130,14 +130,14 @@ def ledger(event_type: str, **payload: Any) -> list[Entry]:
 def reclassify_pan_field(people: People, dataset: Dataset) -> None:
     """The steward finds raw PANs in a column thought tokenised: the field (and so the dataset) is restricted."""
     dataset_field_classify(
-        user=people.steward, dataset=dataset, field_name="pan_token", level="restricted", pii_categories=["card_pan"],
+        actor=people.steward, dataset=dataset, field_name="pan_token", level="restricted", pii_categories=["card_pan"],
         reason="DG-2026-311: raw PANs found in pan_token for 3% of rows",
     )
 
 
 def deploy_grant(people: People, environment: Environment, principal: Any = None, days: float = 1) -> Grant:
     return grant_create(
-        granted_by=people.infosec, principal=principal or people.requester, resource=environment,
+        actor=people.infosec, principal=principal or people.requester, resource=environment,
         permission="deploy_to", expires_at=timezone.now() + timedelta(days=days),
         justification="INC-2291: releases of the restricted-data fraud model",
     )
@@ -214,7 +214,7 @@ def test_declassifying_the_data_again_lets_the_promotion_proceed(
     assert services.approval_status(fresh(request))["failed_gates"] == [DATA_GATE]
 
     # when: the column is re-tokenised and declassified
-    dataset_field_classify(user=people.steward, dataset=transactions, field_name="pan_token",
+    dataset_field_classify(actor=people.steward, dataset=transactions, field_name="pan_token",
                                    level="internal", pii_categories=[], reason="DG-2026-311: re-tokenised, verified")
 
     # then: lineage is complete, so the version is confidential again and the gate passes
@@ -256,7 +256,7 @@ def test_a_reclassified_dataset_flags_a_live_production_model_without_rolling_it
                              "details": violation.details, "reverted": False}
 
     # when: more reclassifications that leave it restricted, then a full re-derivation
-    dataset_field_classify(user=people.steward, dataset=transactions, field_name="cvv", level="restricted",
+    dataset_field_classify(actor=people.steward, dataset=transactions, field_name="cvv", level="restricted",
                                    pii_categories=["card_pan"], reason="CVVs found too")
     lineage_link_from_mlflow(version=v6)
     model_version_reclassify_from_lineage(version=v6, reason="lineage: nightly check",
@@ -462,8 +462,8 @@ def test_a_reclassification_racing_a_new_link_leaves_no_version_at_a_stale_level
     fraud = RegisteredModelFactory(name="fraud-detector")
     for round_ in range(6):
         # given: v(old) linked to a confidential dataset; v(new) mirrored, naming it, not linked yet
-        dataset = dataset_create(user=people.steward, name=f"card-transactions-{round_}", owner=people.steward)
-        dataset_classify(user=people.steward, dataset=dataset, level="confidential", pii_categories=[],
+        dataset = dataset_create(actor=people.steward, name=f"card-transactions-{round_}", owner=people.steward)
+        dataset_classify(actor=people.steward, dataset=dataset, level="confidential", pii_categories=[],
                                  reason="profiled")
         old = trained_on(fraud, 100 + 2 * round_, dataset)
         new = ModelVersionFactory(

@@ -42,7 +42,7 @@ def test_infosec_finds_no_token_action_in_the_admin(people, service_account):  #
 
 
 def test_tokens_are_listed_without_digest_and_not_revoked_from_the_admin(people, service_account):  # noqa: F811
-    issued = tokens.api_token_create(user=service_account.owner, service_account=service_account, name="ci",
+    issued = tokens.api_token_create(actor=service_account.owner, service_account=service_account, name="ci",
                                      scopes=["events:write"], expires_in_days=30)
     token = ApiToken.objects.get()
     client = _client(people.auditor)

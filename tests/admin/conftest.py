@@ -104,12 +104,12 @@ def world(cast: Cast, res: Resources) -> World:  # noqa: F811
     Lineage.objects.create(version=v1, dataset=res.pci, role="training", source="declared")
     grant(who.owner, who.requester, res.internal)
     grant(who.infosec, who.steward, res.pci)
-    access_request_create(user=who.requester, resource=res.confidential, permission="read_data",
+    access_request_create(actor=who.requester, resource=res.confidential, permission="read_data",
                               duration_days=30, justification="features")
-    review_campaign_start(user=who.infosec, name="Q3", deadline=timezone.now() + timedelta(days=14),
+    review_campaign_start(actor=who.infosec, name="Q3", deadline=timezone.now() + timedelta(days=14),
                               levels=("internal", "confidential", "restricted"))
-    account = service_account_create(user=who.requester, name="fraud-pipeline", description="nightly")
-    tokens.api_token_create(user=who.requester, service_account=account, name="ci", scopes=["events:write"],
+    account = service_account_create(actor=who.requester, name="fraud-pipeline", description="nightly")
+    tokens.api_token_create(actor=who.requester, service_account=account, name="ci", scopes=["events:write"],
                             expires_in_days=30)
     LegalHold.objects.create(data_subject=f"user:{who.requester.pk}", reason="litigation", reference="CASE-1",
                              created_by=who.infosec, created_at=timezone.now())

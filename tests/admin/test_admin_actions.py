@@ -146,7 +146,7 @@ def test_infosec_cannot_change_their_own_roles(cast: Cast, world: World) -> None
 
 def test_infosec_cannot_give_their_own_service_account_a_role(cast: Cast, world: World) -> None:
     officer = cast.people.infosec
-    account = service_account_create(user=officer, name="ines-bot", description="")
+    account = service_account_create(actor=officer, name="ines-bot", description="")
     before = everything()
     response = _role_action(client_for(officer), "add_role_break_glass", account.user, confirm="yes", reason="bot")
     assert "nobody changes their own roles" in response.content.decode()

@@ -58,8 +58,8 @@ def token_for(people: People) -> Callable[..., APIClient]:  # noqa: F811
 
                 # Owned by the requester, not the resources' owner: the owner grants it access in the tests,
                 # and nobody may grant their own service account (it counts as them).
-                account = service_account_create(user=people.requester, name="pipeline")
-        issued = api_token_create(user=people.owner if account.owner_id == people.owner.pk else people.infosec,
+                account = service_account_create(actor=people.requester, name="pipeline")
+        issued = api_token_create(actor=people.owner if account.owner_id == people.owner.pk else people.infosec,
                                   service_account=account, name=f"t{counter['n']}", scopes=scopes, **kwargs)
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")

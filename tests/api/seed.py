@@ -178,31 +178,31 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
                                        defaults={"level": "confidential", "pii_categories": ["email"]})
 
     account = ServiceAccount.objects.filter(name="pipeline").first() or service_account_create(
-        user=owner, name="pipeline", description="CI/CD and the serving platform")
+        actor=owner, name="pipeline", description="CI/CD and the serving platform")
     now = timezone.now()
     grants = [
         # InfoSec grants the pipeline: its owner may not (a person's service accounts count as them)
-        grant_create(granted_by=people["infosec"], principal=account.user, resource=model,
+        grant_create(actor=people["infosec"], principal=account.user, resource=model,
                                      permission="view_metadata", expires_at=now + timedelta(days=30),
                                      justification="the pipeline reads the model it deploys"),
-        grant_create(granted_by=owner, principal=people["steward"], resource=datasets[1],
+        grant_create(actor=owner, principal=people["steward"], resource=datasets[1],
                                      permission="read_data", expires_at=now + timedelta(days=30),
                                      justification="quarterly data quality review"),
     ]
     grants.append(grant_create(
-        granted_by=people["infosec"], principal=account.user, resource=datasets[2], permission="view_metadata",
+        actor=people["infosec"], principal=account.user, resource=datasets[2], permission="view_metadata",
         expires_at=now + timedelta(days=30), justification="the pipeline checks the schema of its inputs"))
     grants.append(grant_create(
-        granted_by=people["infosec"], principal=people["steward"], resource=datasets[2], permission="read_data",
+        actor=people["infosec"], principal=people["steward"], resource=datasets[2], permission="read_data",
         expires_at=now + timedelta(days=30), justification="customer data quality review"))
-    campaign = review_campaign_start(user=people["infosec"], name="Q4 access review",
+    campaign = review_campaign_start(actor=people["infosec"], name="Q4 access review",
                                                      deadline=now + timedelta(days=14))
     item = campaign.items.order_by("pk").first()
     access_requests = [
-        access_request_create(user=owner, resource=datasets[2], permission="read_data",
+        access_request_create(actor=owner, resource=datasets[2], permission="read_data",
                                               duration_days=7, justification="retraining on Q3 customers"),
     ]
-    issued = api_token_create(user=owner, service_account=account, name="seed-all-scopes",
+    issued = api_token_create(actor=owner, service_account=account, name="seed-all-scopes",
                               scopes=sorted(SCOPES), expires_in_days=30)
 
     event_ids: list[str] = []

@@ -38,10 +38,10 @@ def test_datasets_visible_to_roles_owner_and_grantees(people: People, res: Resou
     # holds train_on on the public one, and the requester once had (now revoked) access to customers
     grant(people.owner, people.team, res.internal, "read_data")
     mona = make_user("mona", "model-owner")
-    sa = service_account_create(user=mona, name="mona-bot")
+    sa = service_account_create(actor=mona, name="mona-bot")
     grant(people.owner, sa.user, res.public, "train_on")
     revoked = grant(people.infosec, people.requester, res.confidential, "read_data")
-    grant_revoke(actor_user=people.infosec, grant=revoked, reason="no longer needed")
+    grant_revoke(actor=people.infosec, grant=revoked, reason="no longer needed")
     everything = set(Dataset.objects.values_list("name", flat=True))
     # then
     for who in (people.infosec, people.auditor, people.steward):
@@ -74,7 +74,7 @@ def test_grants_visible_to_owner_grantee_and_roles(people: People, res: Resource
     foreign = Dataset.objects.create(name="foreign", owner=other_owner, level="internal", effective_level="internal")
     to_team = grant(people.owner, people.team, res.internal, "read_data")
     to_outsider = grant(other_owner, people.outsider, foreign, "read_data")
-    sa = service_account_create(user=people.requester, name="rita-bot")
+    sa = service_account_create(actor=people.requester, name="rita-bot")
     to_bot = grant(other_owner, sa.user, foreign, "train_on")
     on_model = grant(people.owner, people.outsider, res.model, "view_metadata")
     all_ids = {to_team.pk, to_outsider.pk, to_bot.pk, on_model.pk}
@@ -94,14 +94,14 @@ def test_grants_visible_to_owner_grantee_and_roles(people: People, res: Resource
 
 def test_access_requests_visible_to_requester_principal_owner_and_infosec(people: People, res: Resources) -> None:
     # given: rita asks for her service account; mona asks for herself
-    sa = service_account_create(user=people.requester, name="rita-bot")
+    sa = service_account_create(actor=people.requester, name="rita-bot")
     mona = make_user("mona", "model-owner")
     for_bot = access_request_create(
-        user=people.requester, for_service_account=sa, resource=res.internal, permission="read_data",
+        actor=people.requester, for_service_account=sa, resource=res.internal, permission="read_data",
         duration_days=30, justification="training features",
     )
     for_mona = access_request_create(
-        user=mona, resource=res.model, permission="view_metadata", duration_days=30, justification="curious",
+        actor=mona, resource=res.model, permission="view_metadata", duration_days=30, justification="curious",
     )
 
     def ids(user: User) -> set[int]:
@@ -188,7 +188,7 @@ def test_grant_list_filters_visibility_and_bounded_queries(
     g1 = grant(people.owner, people.requester, res.internal, "read_data", days=3)
     g2 = grant(people.infosec, people.team, res.restricted, "read_data", days=20)
     g3 = grant(people.owner, people.outsider, res.model, "view_metadata", days=60)
-    grant_revoke(actor_user=people.owner, grant=g3, reason="done")
+    grant_revoke(actor=people.owner, grant=g3, reason="done")
     for i in range(10):
         grant(people.owner, make_user(f"extra{i}"), res.public, "view_metadata", days=90)
     client = as_user(people.infosec)
@@ -271,7 +271,7 @@ def test_request_approve_and_the_grant_follows(people: People, res: Resources, a
 
 
 def test_a_request_for_a_service_account(people: People, res: Resources, as_user: UserClient) -> None:
-    service_account_create(user=people.requester, name="rita-bot")
+    service_account_create(actor=people.requester, name="rita-bot")
     response = _ask(as_user(people.requester), service_account="rita-bot")
     assert response.status_code == 201, response.content
     assert response.json()["principal"] == "service:rita-bot"
@@ -488,7 +488,7 @@ def test_review_list_and_detail_have_bounded_queries(
     for i in range(12):
         grant(people.owner, make_user(f"reader{i}"), res.confidential)
     for i in range(3):
-        review_campaign_start(user=people.infosec, name=f"R{i}", deadline=soon(10))
+        review_campaign_start(actor=people.infosec, name=f"R{i}", deadline=soon(10))
     campaign_id = ReviewCampaign.objects.order_by("-id").values_list("pk", flat=True)[0]
     client = as_user(people.auditor)
     with django_assert_max_num_queries(6):

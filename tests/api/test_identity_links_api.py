@@ -114,7 +114,7 @@ class TestTheAttacks:
         from access.services.service_accounts import service_account_create
 
         made = link(people)
-        account = service_account_create(user=people.infosec, name="infosec-bot")
+        account = service_account_create(actor=people.infosec, name="infosec-bot")
         for client in (token_for(["promotions:read", "promotions:write", "access:read", "access:write", "models:read"]),
                        token_for(["access:read"], account=account)):
             before = written()

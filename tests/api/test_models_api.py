@@ -62,7 +62,7 @@ class TestModelsVisibleTo:
         assert names(selectors.models_visible_to(people.outsider)) == set()
         g2 = grant(people.owner, people.outsider, res.model, "deploy_to")
         assert names(selectors.models_visible_to(people.outsider)) == {"fraud-detector"}
-        grant_revoke(actor_user=people.owner, grant=g2, reason="no longer needed")
+        grant_revoke(actor=people.owner, grant=g2, reason="no longer needed")
         assert names(selectors.models_visible_to(people.outsider)) == set()
 
     def test_grant_on_another_resource_type_with_same_id_does_not(self, people: People, res: Resources) -> None:

@@ -29,11 +29,11 @@ REQUESTS = "/api/v1/access-requests"
 @pytest.fixture
 def hidden(people: People, res: Resources) -> None:
     """Rows the outsider may not see, on every name the probes use."""
-    bot = service_account_create(user=people.requester, name="rita-bot")
+    bot = service_account_create(actor=people.requester, name="rita-bot")
     grant(people.owner, people.requester, res.confidential, "read_data")
     grant(people.infosec, people.team, res.restricted, "read_data")
     grant(people.owner, bot.user, res.internal, "train_on")
-    access_request_create(user=people.requester, resource=res.confidential, permission="train_on",
+    access_request_create(actor=people.requester, resource=res.confidential, permission="train_on",
                               duration_days=30, justification="churn model features")
 
 

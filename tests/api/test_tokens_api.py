@@ -25,7 +25,7 @@ BASE = "/api/v1/service-accounts"
 def account(people: People) -> ServiceAccount:
     from access.services.service_accounts import service_account_create
 
-    return service_account_create(user=people.requester, name="fraud-pipeline", description="nightly training")
+    return service_account_create(actor=people.requester, name="fraud-pipeline", description="nightly training")
 
 
 def _issue(client: APIClient, account: str = "fraud-pipeline", **body: Any) -> Any:
@@ -209,7 +209,7 @@ def test_revoking_needs_a_reason_and_the_right_account(
     issued = _issue(as_user(people.requester)).json()
     from access.services.service_accounts import service_account_create
 
-    service_account_create(user=people.requester, name="other")
+    service_account_create(actor=people.requester, name="other")
     with writes_nothing():
         assert as_user(people.requester).post(f"{BASE}/fraud-pipeline/tokens/{issued['id']}/revoke", {},
                                               format="json").status_code == 400
@@ -230,11 +230,11 @@ def test_token_and_account_lists_have_bounded_queries(
     from access.services.tokens import api_token_create, api_token_revoke
 
     for i in range(8):
-        issued = api_token_create(user=people.requester, service_account=account, name=f"t{i}",
+        issued = api_token_create(actor=people.requester, service_account=account, name=f"t{i}",
                                   scopes=["access:check"])
         if i % 2:
-            api_token_revoke(user=people.requester, token=issued.token, reason="rotated")
-        service_account_create(user=people.requester, name=f"bot-{i}")
+            api_token_revoke(actor=people.requester, token=issued.token, reason="rotated")
+        service_account_create(actor=people.requester, name=f"bot-{i}")
     client = as_user(people.requester)
     with django_assert_max_num_queries(8):
         response = client.get(f"{BASE}/fraud-pipeline/tokens")

@@ -26,7 +26,7 @@ def test_a_steward_revokes_a_grant(live_url: str, page: Any) -> None:
     DatasetField.objects.create(dataset=dataset, name="customer_email", level="confidential",
                                 pii_categories=["email"])
     DatasetField.objects.create(dataset=dataset, name="pan_token", level="internal")
-    g = grant_create(granted_by=steward, principal=rita, resource=dataset, permission="read_data",
+    g = grant_create(actor=steward, principal=rita, resource=dataset, permission="read_data",
                          expires_at=soon(30), justification="features for the Q3 fraud model")
     # when
     login(page, live_url, "sam")

@@ -45,7 +45,7 @@ def _forms(response: Any, request: PromotionRequest) -> list[str]:
 
 
 def _grant_approve(people: People, principal: User, resource: Any) -> None:
-    grant_create(granted_by=people.infosec, principal=principal, resource=resource,
+    grant_create(actor=people.infosec, principal=principal, resource=resource,
                                permission="approve_promotion", expires_at=timezone.now() + timedelta(days=30),
                                justification="named validators for this model")
 

@@ -175,6 +175,6 @@ def catalogued(name: str = "card-transactions", level: str = "internal") -> Any:
     if found is not None:
         return found
     steward = User.objects.filter(username="dora").first() or user("dora", "data-steward")
-    dataset = dataset_create(user=steward, name=name, owner=steward, source_uri="s3://datasets/")
-    return dataset_classify(user=steward, dataset=dataset, level=level, pii_categories=[],
+    dataset = dataset_create(actor=steward, name=name, owner=steward, source_uri="s3://datasets/")
+    return dataset_classify(actor=steward, dataset=dataset, level=level, pii_categories=[],
                                     reason="catalogued for the tests")

@@ -171,7 +171,7 @@ def test_one_person_approves_once_whatever_accounts_they_hold(
 
 def _grant_approve(people: People, principal: User | Group, resource: Any) -> None:
     grant_create(
-        granted_by=people.infosec, principal=principal, resource=resource, permission="approve_promotion",
+        actor=people.infosec, principal=principal, resource=resource, permission="approve_promotion",
         expires_at=_days(30), justification="named validators for this model",
     )
 
@@ -235,7 +235,7 @@ def test_a_revoked_approve_promotion_grant_lifts_the_restriction(
 ) -> None:
     _grant_approve(people, people.approver2, in_dev.model)
     grant = Grant.objects.get(permission="approve_promotion")
-    grant_revoke(actor_user=people.infosec, grant=grant, reason="validators rotated")
+    grant_revoke(actor=people.infosec, grant=grant, reason="validators rotated")
     request = ask(people, in_dev, envs["staging"])
     assert approve(people.approver, request).state == State.APPROVED
 

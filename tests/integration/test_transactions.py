@@ -46,7 +46,7 @@ def test_role_change_and_its_entry_roll_back_together() -> None:
     admin = UserFactory(roles=[INFOSEC])
 
     with pytest.raises(Boom), transaction.atomic():
-        assert user_role_add(user=admin, target=user, role=AUDITOR, reason="SEC-1") is True
+        assert user_role_add(actor=admin, target=user, role=AUDITOR, reason="SEC-1") is True
         assert user.groups.filter(name=AUDITOR).exists()  # visible inside the transaction
         raise Boom
 

@@ -303,7 +303,7 @@ def test_a_service_accounts_user_follows_its_disabled_at(infosec: User) -> None:
     from access.models import ServiceAccount
     from access.services.service_accounts import service_account_create
 
-    account = service_account_create(user=infosec, name="old-bot")
+    account = service_account_create(actor=infosec, name="old-bot")
     register(account.user_id)
     subject = f"user:{account.user_id}"
     _age_values(subject, 50 * 365)
@@ -335,7 +335,7 @@ def test_refused_closures_write_nothing(case: str, infosec: User) -> None:
     if case == "already-closed":
         user_account_close_by_system(component="offboarding", account=person, reason="left")
     if case == "service-account":
-        person = service_account_create(user=infosec, name="pat-bot").user
+        person = service_account_create(actor=infosec, name="pat-bot").user
     before, active = _ledger_rows(), User.objects.get(pk=person.pk).is_active
     with pytest.raises((RetentionError, InvalidState, ValueError)):
         user_account_close_by_system(component="offboarding", account=person, reason=reason)

@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 actor = User.objects.filter(username=options["actor"]).first()
                 if actor is None:
                     raise CommandError(f"--actor: no user named {options['actor']!r}")
-                user_account_close(user=actor, account=account, reason=options["reason"])
+                user_account_close(actor=actor, account=account, reason=options["reason"])
             else:
                 user_account_close_by_system(component="close_account", account=account, reason=options["reason"])
         except AccessError as exc:

@@ -602,6 +602,26 @@ class InclusionChecker:
         return False
 
 
+    def problem(self, n: int, seq: int, leaf: bytes, line: bytes | None) -> str | None:
+        """Why ``line`` (line ``n`` of proofs.jsonl; None past its end) does not prove that ``leaf`` is entry
+        ``seq`` of this tree, in verify.py's words; None when it does. Both processes use it."""
+        if line is None:
+            return f"proof seq {seq}: proofs.jsonl has no line for this entry"
+        verdict = self.check_line(seq, leaf, line)
+        if verdict is None:  # not the exporter's exact layout
+            try:
+                p_seq, p_size, path = parse_proof_line(line)
+            except ValueError as exc:
+                return f"proof seq {seq}: line {n} of proofs.jsonl is malformed ({exc})"
+            if p_seq != seq:
+                return f"proof seq {seq}: line {n} of proofs.jsonl is for seq {p_seq}"
+            if p_size != self.size:
+                return f"proof seq {seq}: it is for tree size {p_size}, checkpoint.txt has {self.size}"
+            verdict = self.check(seq, leaf, path)
+        if verdict:
+            return None
+        return f"proof seq {seq}: the inclusion proof does not lead to the root of checkpoint.txt"
+
 # --------------------------------------------------------------------------------------------------
 # C2SP signed notes, checkpoints and verifier keys
 
@@ -1314,6 +1334,30 @@ class _Chain:
         self.broken = False
 
 
+class _Scope:
+    """What the export's signed scope holds the entries to (``BundleVerifier._export_scope``).
+
+    ``kind``: the completeness it lets the bundle prove (``completeness_kind``); ``ledger_size``: every
+    entry's seq is below it; ``subjects``, ``types``, ``since``/``until``: what the entries must be
+    about (empty or None: anything); ``complete``/``heads``: for a subjects export, each subject's
+    completeness chain and the seq of its last entry when the export was made; ``ledger``: the chain
+    of a ledger-range export.
+    """
+
+    __slots__ = ("complete", "heads", "kind", "ledger", "ledger_size", "since", "subjects", "types", "until")
+
+    def __init__(self, kind: str, ledger_size: int) -> None:
+        self.kind = kind
+        self.ledger_size = ledger_size
+        self.subjects: set[bytes] = set()
+        self.heads: dict[bytes, int | None] = {}
+        self.complete: dict[bytes, _Chain] = {}
+        self.ledger = _Chain()  # a ledger-range export's one chain
+        self.types: set[str] = set()
+        self.since: bytes | None = None
+        self.until: bytes | None = None
+
+
 class BundleVerifier:
     def __init__(
         self,
@@ -1373,44 +1417,62 @@ class BundleVerifier:
     # --- the run ------------------------------------------------------------------------------
 
     def run(self) -> Report:
+        """Every check, in this order: the bundle's manifest and files, the keys, the checkpoints and
+        their consistency, the checkpoints the reader kept, the witnesses, the export's own entry,
+        the entries with their proofs and completeness, and last the files nobody read.
+
+        Returns the report; raises VerifyError when the bundle cannot be read at all.
+        """
         try:
             self.zip = zipfile.ZipFile(self.path)
         except (OSError, zipfile.BadZipFile) as exc:
             raise VerifyError(f"{self.path} is not a readable zip file: {exc}") from None
         with self.zip:
-            try:
-                manifest = json.loads(self.zip.read("manifest.json"))
-            except KeyError:
-                raise VerifyError("the bundle has no manifest.json") from None
-            except ValueError as exc:
-                raise VerifyError(f"manifest.json is not JSON: {exc}") from None
-            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-                raise VerifyError(f"manifest.json is not an {FORMAT} manifest")
-            self.manifest = manifest
-            self.report.export_id = manifest.get("export_id")
-            self.report.exporter = manifest.get("exporter")
-            self.report.origin = manifest.get("origin")
-            names = set(self.zip.namelist())
-            for required in ("checkpoint.txt", "keys.txt", "entries.jsonl", "proofs.jsonl", "export-entry.json"):
-                if required not in names:
-                    self.report.fail(f"bundle: {required} is missing")
-            if not self.report.ok:
-                self._check_file_list()
-                return self.report
-            verifiers = self._keys()
-            head = self._checkpoints(verifiers)
-            if head is not None:
-                self._known_checkpoints(verifiers, head)
-                self._witnesses()
-                self._export_entry(head)
-                self._entries(head)
+            if self._load_manifest():
+                verifiers = self._keys()
+                head = self._checkpoints(verifiers)
+                if head is not None:
+                    self._known_checkpoints(verifiers, head)
+                    self._witnesses()
+                    self._export_entry(head)
+                    self._entries(head)
             self._check_file_list()
         return self.report
+
+    def _load_manifest(self) -> bool:
+        """Read manifest.json into ``self.manifest`` and the report; False when a required file is missing
+        (reported: nothing else can be checked). Raises VerifyError when there is no export manifest."""
+        try:
+            manifest = json.loads(self.zip.read("manifest.json"))
+        except KeyError:
+            raise VerifyError("the bundle has no manifest.json") from None
+        except ValueError as exc:
+            raise VerifyError(f"manifest.json is not JSON: {exc}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise VerifyError(f"manifest.json is not an {FORMAT} manifest")
+        self.manifest = manifest
+        self.report.export_id = manifest.get("export_id")
+        self.report.exporter = manifest.get("exporter")
+        self.report.origin = manifest.get("origin")
+        names = set(self.zip.namelist())
+        for required in ("checkpoint.txt", "keys.txt", "entries.jsonl", "proofs.jsonl", "export-entry.json"):
+            if required not in names:
+                self.report.fail(f"bundle: {required} is missing")
+        return self.report.ok
 
     # --- keys and checkpoints -----------------------------------------------------------------
 
     def _keys(self) -> list[Verifier]:
         """The keys checkpoints are verified with: those supplied (the only anchor), else keys.txt's."""
+        bundle_keys = self._bundle_keys()
+        keys = self._supplied_keys(bundle_keys) if self.trusted_keys else bundle_keys
+        self.keys = keys
+        self.report.keys = [k.line() for k in keys]
+        return list({k.verifier.text: k.verifier for k in keys}.values())
+
+    def _bundle_keys(self) -> list[TrustedKey]:
+        """keys.txt's key lines (information only: they anchor nothing); its "name+keyid: ..." comments go
+        to the report, a malformed line is a failure."""
         bundle_keys: list[TrustedKey] = []
         for raw in _File(self, "keys.txt").read().decode("utf-8", "replace").splitlines():
             line = raw.strip()
@@ -1426,30 +1488,30 @@ class BundleVerifier:
                 continue
             if key is not None:
                 bundle_keys.append(key)
-        if self.trusted_keys:
-            self.report.keys_source = "supplied"
-            keys = []
-            for text in self.trusted_keys:
-                try:
-                    key = TrustedKey.parse(text)
-                except ValueError as exc:
-                    self.report.fail(f"--trusted-key: {exc}")
-                    continue
-                if key is not None:
-                    keys.append(key)
-            supplied = {k.verifier.text for k in keys}
-            extra = [k.verifier.text for k in bundle_keys if k.verifier.text not in supplied]
-            if extra:
-                self.report.notes.append(
-                    f"keys.txt lists {len(extra)} key(s) you did not supply (not trusted): {', '.join(extra)}")
-            if keys:
-                self.report.anchored = True
-                self.report.anchors.append(f"{len(keys)} trusted key line(s) you supplied")
-        else:
-            keys = bundle_keys
-        self.keys = keys
-        self.report.keys = [k.line() for k in keys]
-        return list({k.verifier.text: k.verifier for k in keys}.values())
+        return bundle_keys
+
+    def _supplied_keys(self, bundle_keys: list[TrustedKey]) -> list[TrustedKey]:
+        """The trusted-key lines the reader gave: they anchor the report when at least one parses; a note
+        names the keys of keys.txt that are not among them."""
+        self.report.keys_source = "supplied"
+        keys = []
+        for text in self.trusted_keys:
+            try:
+                key = TrustedKey.parse(text)
+            except ValueError as exc:
+                self.report.fail(f"--trusted-key: {exc}")
+                continue
+            if key is not None:
+                keys.append(key)
+        supplied = {k.verifier.text for k in keys}
+        extra = [k.verifier.text for k in bundle_keys if k.verifier.text not in supplied]
+        if extra:
+            self.report.notes.append(
+                f"keys.txt lists {len(extra)} key(s) you did not supply (not trusted): {', '.join(extra)}")
+        if keys:
+            self.report.anchored = True
+            self.report.anchors.append(f"{len(keys)} trusted key line(s) you supplied")
+        return keys
 
     def _open_checkpoint(self, name: str, note: str, verifiers: list[Verifier]) -> tuple[int, bytes] | None:
         self.report.signatures[name] = []
@@ -1479,6 +1541,9 @@ class BundleVerifier:
         return size, root
 
     def _checkpoints(self, verifiers: list[Verifier]) -> tuple[int, bytes] | None:
+        """checkpoint.txt and the earlier checkpoints/*.txt, each opened with ``verifiers``, and the
+        consistency proof from each to the next. Returns checkpoint.txt's (tree size, root), None when
+        it does not verify (reported: then no entry can be checked)."""
         head_note = _File(self, "checkpoint.txt").read().decode("utf-8", "replace")
         head = self._open_checkpoint("checkpoint.txt", head_note, verifiers)
         if head is not None:
@@ -1489,7 +1554,16 @@ class BundleVerifier:
             opened[name] = self._open_checkpoint(name, _File(self, name).read().decode("utf-8", "replace"), verifiers)
         opened["checkpoint.txt"] = head
         self.opened = opened
+        proofs = self._consistency_proofs(bool(earlier))
         order = [*earlier, "checkpoint.txt"]
+        for i in range(1, len(order)):  # (itertools.pairwise needs Python 3.10)
+            self._check_consistency(order[i - 1], order[i], proofs.get((order[i - 1], order[i])))
+        self.consistency_lines = list(proofs.values())
+        return head
+
+    def _consistency_proofs(self, needed: bool) -> dict[tuple[str, str], dict[str, Any]]:
+        """checkpoints/consistency.jsonl's proofs by (from, to); a malformed line is a failure, and so is a
+        missing file when the bundle has earlier checkpoints (``needed``)."""
         proofs: dict[tuple[str, str], dict[str, Any]] = {}
         if "checkpoints/consistency.jsonl" in self.zip.namelist():
             for n, line in enumerate(_File(self, "checkpoints/consistency.jsonl").lines(), 1):
@@ -1500,30 +1574,30 @@ class BundleVerifier:
                     proofs[(obj["from"], obj["to"])] = obj
                 except (ValueError, KeyError, TypeError):
                     self.report.fail(f"checkpoints/consistency.jsonl line {n}: not a consistency proof line")
-        elif earlier:
+        elif needed:
             self.report.fail("checkpoints/consistency.jsonl is missing")
-        for i in range(1, len(order)):  # (itertools.pairwise needs Python 3.10)
-            old, new = order[i - 1], order[i]
-            a, b = opened.get(old), opened.get(new)
-            if a is None or b is None:
-                continue
-            obj = proofs.get((old, new))
-            if obj is None:
-                self.report.fail(f"consistency: no proof from {old} to {new}")
-                continue
-            try:
-                path = _hash_list(obj.get("consistency"))
-            except ValueError as exc:
-                self.report.fail(f"consistency {old} -> {new}: {exc}")
-                continue
-            if (obj.get("old_size"), obj.get("new_size")) != (a[0], b[0]):
-                self.report.fail(f"consistency {old} -> {new}: the proof is for other tree sizes")
-            elif a[0] > b[0] or not verify_consistency(a[0], b[0], a[1], b[1], path):
-                self.report.fail(
-                    f"consistency {old} (size {a[0]}) -> {new} (size {b[0]}): the proof does not verify; "
-                    "the later tree does not extend the earlier one", FORKED)
-        self.consistency_lines = list(proofs.values())
-        return head
+        return proofs
+
+    def _check_consistency(self, old: str, new: str, obj: dict[str, Any] | None) -> None:
+        """The proof ``obj`` that checkpoint ``new`` extends checkpoint ``old`` (both opened already; nothing
+        to check when either did not verify). A missing or failing proof is a failure (``forked``)."""
+        a, b = self.opened.get(old), self.opened.get(new)
+        if a is None or b is None:
+            return
+        if obj is None:
+            self.report.fail(f"consistency: no proof from {old} to {new}")
+            return
+        try:
+            path = _hash_list(obj.get("consistency"))
+        except ValueError as exc:
+            self.report.fail(f"consistency {old} -> {new}: {exc}")
+            return
+        if (obj.get("old_size"), obj.get("new_size")) != (a[0], b[0]):
+            self.report.fail(f"consistency {old} -> {new}: the proof is for other tree sizes")
+        elif a[0] > b[0] or not verify_consistency(a[0], b[0], a[1], b[1], path):
+            self.report.fail(
+                f"consistency {old} (size {a[0]}) -> {new} (size {b[0]}): the proof does not verify; "
+                "the later tree does not extend the earlier one", FORKED)
 
     def _known_checkpoints(self, verifiers: list[Verifier], head: tuple[int, bytes]) -> None:
         """Each checkpoint the reader kept must be one the bundle's history extends (docs/verifying.md).
@@ -1630,28 +1704,11 @@ class BundleVerifier:
         return leaf if leaf == claimed else None
 
     def _export_entry(self, head: tuple[int, bytes]) -> None:
-        data = _File(self, "export-entry.json").read()
-        if self._json_problem("export-entry.json", data) is not None:
-            return
-        try:
-            obj = json.loads(data)
-            body = obj["body"]
-            _check_body_shape(body)
-            claimed = _hex32(obj["entry_hash"])
-            path = _hash_list(obj["inclusion"])
-        except (ValueError, KeyError, TypeError) as exc:
-            self.report.fail(f"export entry: export-entry.json is malformed ({exc})")
-            return
-        try:
-            leaf = self._entry_hash(body, None, claimed)
-        except CanonicalizationError as exc:
-            self.report.fail(f"export entry: {exc}")
-            return
-        if leaf is None:
-            self.report.fail("export entry: its entry_hash does not match its body (the scope was edited)")
-            return
-        if obj.get("tree_size") != head[0] or not verify_inclusion(body["seq"], head[0], leaf, path, head[1]):
-            self.report.fail("export entry: its inclusion proof does not lead to the root of checkpoint.txt")
+        """export-entry.json: the ledger's ``ledger.exported`` entry for this export, proven in the tree of
+        checkpoint.txt. Its scope becomes the report's (``export_seq``, ``scope``, ``exporter``), and the
+        manifest must say the same; any failure leaves the report without a scope."""
+        body = self._proven_export_body(head)
+        if body is None:
             return
         payload = body.get("payload")
         if body.get("event_type") != EXPORT_EVENT or not isinstance(payload, dict):
@@ -1668,6 +1725,34 @@ class BundleVerifier:
             self.report.fail("manifest: its scope differs from the scope the ledger recorded for this export")
         if body.get("actor") != self.manifest.get("exporter"):
             self.report.fail("manifest: its exporter differs from the actor the ledger recorded for this export")
+
+    def _proven_export_body(self, head: tuple[int, bytes]) -> dict[str, Any] | None:
+        """export-entry.json's body when it is strict JSON, hashes to its entry_hash and its inclusion proof
+        leads to ``head``'s root; None otherwise (reported)."""
+        data = _File(self, "export-entry.json").read()
+        if self._json_problem("export-entry.json", data) is not None:
+            return None
+        try:
+            obj = json.loads(data)
+            body: dict[str, Any] = obj["body"]
+            _check_body_shape(body)
+            claimed = _hex32(obj["entry_hash"])
+            path = _hash_list(obj["inclusion"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self.report.fail(f"export entry: export-entry.json is malformed ({exc})")
+            return None
+        try:
+            leaf = self._entry_hash(body, None, claimed)
+        except CanonicalizationError as exc:
+            self.report.fail(f"export entry: {exc}")
+            return None
+        if leaf is None:
+            self.report.fail("export entry: its entry_hash does not match its body (the scope was edited)")
+            return None
+        if obj.get("tree_size") != head[0] or not verify_inclusion(body["seq"], head[0], leaf, path, head[1]):
+            self.report.fail("export entry: its inclusion proof does not lead to the root of checkpoint.txt")
+            return None
+        return body
 
     # --- entries, proofs, links and completeness ---------------------------------------------------
 
@@ -1786,9 +1871,24 @@ class BundleVerifier:
             return False
 
     def _entries_pass(self, head: tuple[int, bytes], worker: _ProofWorker | None) -> None:
+        """One pass over the entries: the scope they are held to, every entry line, then completeness.
+
+        Reports every failure, in the order of the lines; sets the report's entry counts. With a
+        ``worker``, raises ``_Fallback`` when it did not verify every proof (the caller reruns the pass).
+        """
+        scope = self._export_scope()
+        self._check_entries(head, scope, worker)
+        if self.report.completeness == "none" or self.report.export_seq is None:
+            return
+        self._completeness(head, scope)
+
+    def _export_scope(self) -> _Scope:
+        """What the export's signed scope (the export entry's, never the manifest's) holds the entries to.
+
+        Reports a scope without a valid ``ledger_size`` and malformed subjects, and sets
+        ``report.completeness``. Without a verified export entry nothing limits the entries.
+        """
         report = self.report
-        fail = report.fail
-        size, root = head
         scope = report.scope if isinstance(report.scope, dict) else {}
         export_seq = report.export_seq
         ledger_size = scope.get("ledger_size")
@@ -1796,51 +1896,56 @@ class BundleVerifier:
             ledger_size = 2**63  # the export entry did not verify (reported): no scope to hold entries to
         elif not isinstance(ledger_size, int) or not 0 <= ledger_size <= export_seq:
             ledger_size = export_seq
-            fail("export entry: its scope does not say how many entries the ledger had")
+            report.fail("export entry: its scope does not say how many entries the ledger had")
         kind = completeness_kind(scope)
         report.completeness = kind if export_seq is not None else "none"
-        complete: dict[bytes, _Chain] = {}
-        heads: dict[bytes, int | None] = {}
-        in_scope: set[bytes] = set()
+        limits = _Scope(kind, ledger_size)
         for item in scope.get("subjects", []):
             try:
                 key = subject_key(str(item[0]), str(item[1]))
             except (IndexError, TypeError, CanonicalizationError):
-                fail("export entry: its scope lists a malformed subject")
+                report.fail("export entry: its scope lists a malformed subject")
                 continue
-            in_scope.add(key)
+            limits.subjects.add(key)
             if kind == "subjects":
-                heads[key] = item[2] if len(item) > 2 else None
-                complete[key] = _Chain()
-        ledger_chain = _Chain()
-        types = set(scope.get("event_types") or [])
-        since = str(scope["since"]).encode() if scope.get("since") else None
-        until = str(scope["until"]).encode() if scope.get("until") else None
-        inclusion = InclusionChecker(size, root)
-        checker, check_line = inclusion.check, inclusion.check_line
-        entry_line = self._entry_line
-        extend = self._extend
+                limits.heads[key] = item[2] if len(item) > 2 else None
+                limits.complete[key] = _Chain()
+        limits.types = set(scope.get("event_types") or [])
+        limits.since = str(scope["since"]).encode() if scope.get("since") else None
+        limits.until = str(scope["until"]).encode() if scope.get("until") else None
+        return limits
+
+    def _check_entries(self, head: tuple[int, bytes], scope: _Scope, worker: _ProofWorker | None) -> None:
+        """Every line of entries.jsonl, in order: its hash, its inclusion proof, the hash chain, the subject
+        chain, the signed scope, and its place in the completeness chains (kept in ``scope``).
+
+        Each line is one entry (``_entry_line``; its first case, the exporter's own layout, is inlined
+        here because this loop is verify.py's hot path). Its proof is the same line of proofs.jsonl,
+        checked here (``InclusionChecker.problem``) or, with a ``worker``, sent to the worker, which
+        pairs the lines the same way and checks every other body's JSON. What is rare (a failure, a
+        gap, the first entry) is handled by the named steps below, so the common path stays short.
+        """
+        report = self.report
+        fail = report.fail
+        ledger_size, in_scope, types = scope.ledger_size, scope.subjects, scope.types
+        since, until = scope.since, scope.until
+        check_time = scope.kind == "none" and bool(since or until)
+        collect = {"ledger": self._collect_range, "subjects": self._collect_subject}.get(scope.kind)
+        slow_entry, seq_link, subject_link = self._slow_entry, self._seq_link, self._subject_link
+        sha256, hexlify, fast_fields = hashlib.sha256, binascii.hexlify, fast_entry
+        fast_path = not self.strict
+        every_body = worker is None
+        prove = InclusionChecker(*head).problem
+        proofs = _File(self, "proofs.jsonl").lines() if worker is None else iter(())
+        to_worker = worker.add if worker is not None else None
         last_of: dict[bytes, int] = {}
         prev: Entry | None = None
         contiguous_from = 0
         count = 0
-        is_ledger, is_subjects = kind == "ledger", kind == "subjects"
-        check_time = kind == "none" and bool(since or until)
-        sha256, hexlify, fast_fields = hashlib.sha256, binascii.hexlify, fast_entry
-        fast_path = not self.strict
-        # With a proof worker (``_ProofWorker``) this process reads no proof: it sends the worker each
-        # entry line's (seq, leaf hash), or that the line had none, and the worker pairs them with the
-        # lines of proofs.jsonl exactly as below.
-        check_proofs = worker is None
-        proofs = _File(self, "proofs.jsonl").lines() if check_proofs else iter(())
-        proof_line: bytes | None = None
-        batch = bytearray()
-        pack = _LEAF_RECORD.pack
         for n, line in enumerate(_File(self, "entries.jsonl").lines(), 1):
             if not line:
                 continue
-            if check_proofs:
-                proof_line = next(proofs, None)
+            proof_line = next(proofs, None)
             entry = None
             body_raw = b""
             # (_entry_line's first case, inlined: the exporter's layout, hashed as written, and whether the
@@ -1851,74 +1956,35 @@ class BundleVerifier:
                 entry_hash = hexlify(leaf)
                 if entry_hash == line[-66:-2]:
                     # With a proof worker, it checks every other body: the two processes share the work.
-                    here = check_proofs or n & 1 == 1
+                    here = every_body or n & 1 == 1
                     entry = fast_fields(raw, entry_hash, here)
                     if entry is not None and not here:
                         body_raw = raw
             if entry is None:
-                parsed = entry_line(line)
-                if isinstance(parsed[0], str):
-                    fail(f"entry on line {n} of entries.jsonl: {parsed[1]}", parsed[0])
-                    if worker is not None:
-                        batch += _NO_LEAF
+                parsed = slow_entry(n, line, worker)
+                if parsed is None:
                     continue
                 entry, leaf = parsed
             seq = entry.seq
             count += 1
             # its inclusion proof
-            if worker is not None:
-                if seq < _SEQ_LIMIT:
-                    batch += pack(seq + 1, leaf, len(body_raw))
-                    batch += body_raw
-                else:
-                    batch += _BAD_LEAF
-                if len(batch) >= _BATCH_BYTES:
-                    worker.send(batch)
-                    del batch[:]
-            elif proof_line is None:
-                fail(f"proof seq {seq}: proofs.jsonl has no line for this entry")
-            elif (verdict := check_line(seq, leaf, proof_line)) is not None:
-                if not verdict:
-                    fail(f"proof seq {seq}: the inclusion proof does not lead to the root of checkpoint.txt")
-            else:
-                try:
-                    p_seq, p_size, path = parse_proof_line(proof_line)
-                except ValueError as exc:
-                    fail(f"proof seq {seq}: line {n} of proofs.jsonl is malformed ({exc})")
-                else:
-                    if p_seq != seq:
-                        fail(f"proof seq {seq}: line {n} of proofs.jsonl is for seq {p_seq}")
-                    elif p_size != size:
-                        fail(f"proof seq {seq}: it is for tree size {p_size}, checkpoint.txt has {size}")
-                    elif not checker(seq, leaf, path):
-                        fail(f"proof seq {seq}: the inclusion proof does not lead to the root of checkpoint.txt")
+            if to_worker is not None:
+                to_worker(seq, leaf, body_raw)
+            elif (problem := prove(n, seq, leaf, proof_line)) is not None:
+                fail(problem)
             if seq >= ledger_size:
                 fail(f"entry seq {seq}: the ledger had only {ledger_size} entries when the export was made")
             # seq order and the hash chain between consecutive seq
-            if prev is None:
-                contiguous_from = seq
-                report.first_seq = seq
-            elif seq == prev.seq + 1:
-                if entry.prev_hash != prev.entry_hash:
-                    fail(f"chain: entry seq {seq}'s prev_hash is not the hash of entry seq {prev.seq}")
-            elif seq <= prev.seq:
-                fail(f"entry seq {seq}: entries are not in increasing seq order (after seq {prev.seq})")
-                continue
-            else:
-                contiguous_from = seq
-            if seq == 0 and entry.prev_hash != ZERO_HASH:
-                fail("chain: entry seq 0 has a prev_hash other than zeros")
+            if prev is None or seq != prev.seq + 1 or entry.prev_hash != prev.entry_hash:
+                start = seq_link(entry, prev, contiguous_from)
+                if start is None:
+                    continue
+                contiguous_from = start
             # the subject chain: subject_prev must point at the subject's previous entry
             subject = entry.subject
             last = last_of.get(subject)
-            sp = entry.subject_prev
-            if sp != last:
-                if last is not None and (sp is None or sp < last or last >= contiguous_from):
-                    fail(f"subject {subject_label(subject)}: entry seq {seq}'s subject_prev is {sp}, "
-                         f"but the subject's previous entry in the bundle is seq {last}")
-                elif sp is not None and sp >= contiguous_from:
-                    fail(f"subject {subject_label(subject)}: entry seq {seq}'s subject_prev points at seq {sp}, "
-                         "which is in the bundle but about another subject")
+            if entry.subject_prev != last:
+                subject_link(entry, last, contiguous_from)
             last_of[subject] = seq
             # the signed scope
             if in_scope and subject not in in_scope:
@@ -1927,39 +1993,93 @@ class BundleVerifier:
                 fail(f"entry seq {seq}: its event type {entry.event_type} is not in the export's scope")
             if check_time and ((since and entry.timestamp < since) or (until and entry.timestamp > until)):
                 fail(f"entry seq {seq}: its timestamp is outside the export's time range")
-            if is_ledger:
-                if ledger_chain.last is None or seq == ledger_chain.last.seq + 1:  # (the chain was checked above)
-                    if ledger_chain.first is None:
-                        ledger_chain.first = entry
-                    ledger_chain.last = entry
-                    ledger_chain.count += 1
-                else:
-                    extend(ledger_chain, entry, None)
-            elif is_subjects:
-                chain = complete.get(subject)
-                if chain is not None:
-                    extend(chain, entry, subject)
+            if collect is not None:
+                collect(scope, entry)
             prev = entry
         if worker is not None:
             # Every proof verified and the line counts match (else _Fallback: the single-process pass reruns).
-            worker.send(batch)
-            self.file_read("proofs.jsonl", *worker.result())
-        else:
-            extra = sum(1 for line in proofs if line)
-            if extra:
-                fail(f"proofs.jsonl has {extra} more line(s) than entries.jsonl")
+            self.file_read("proofs.jsonl", *worker.finish())
+        elif extra := sum(1 for line in proofs if line):
+            fail(f"proofs.jsonl has {extra} more line(s) than entries.jsonl")
         report.entries = count
         report.last_seq = prev.seq if prev is not None else None
         report.subjects = len(last_of)
-        if report.completeness == "none" or export_seq is None:
-            return
-        self._boundaries(head, complete, ledger_chain, kind, ledger_size)
-        if kind == "subjects":
-            report.complete_subjects = len(complete)
-            for subject, chain in complete.items():
-                self._close(chain, subject, heads.get(subject), since, until)
+
+    def _slow_entry(self, n: int, line: bytes, worker: _ProofWorker | None) -> tuple[Entry, bytes] | None:
+        """Line ``n`` of entries.jsonl when the inlined fast case did not take it: (entry, leaf hash) by
+        ``_entry_line``, or None when it is no valid entry (reported; the worker skips its proof line)."""
+        parsed = self._entry_line(line)
+        if isinstance(parsed[0], str):
+            self.report.fail(f"entry on line {n} of entries.jsonl: {parsed[1]}", parsed[0])
+            if worker is not None:
+                worker.add_no_entry()
+            return None
+        return parsed
+
+    def _seq_link(self, entry: Entry, prev: Entry | None, contiguous_from: int) -> int | None:
+        """An entry that does not simply follow ``prev`` (seq + 1, prev_hash its hash): the first one, a gap,
+        a broken hash link or a seq out of order.
+
+        Reports the failure; returns the seq where the run of consecutive entries now starts, or None
+        when the entry is out of order (it is then not checked further).
+        """
+        seq = entry.seq
+        if prev is None:
+            contiguous_from = seq
+            self.report.first_seq = seq
+        elif seq == prev.seq + 1:
+            self.report.fail(f"chain: entry seq {seq}'s prev_hash is not the hash of entry seq {prev.seq}")
+        elif seq <= prev.seq:
+            self.report.fail(f"entry seq {seq}: entries are not in increasing seq order (after seq {prev.seq})")
+            return None
         else:
-            self._close(ledger_chain, None, ledger_size - 1 if ledger_size > 0 else None, since, until)
+            contiguous_from = seq
+        if seq == 0 and entry.prev_hash != ZERO_HASH:
+            self.report.fail("chain: entry seq 0 has a prev_hash other than zeros")
+        return contiguous_from
+
+    def _subject_link(self, entry: Entry, last: int | None, contiguous_from: int) -> None:
+        """An entry whose subject_prev is not ``last``, the seq of its subject's previous entry in the bundle.
+
+        A failure when the bundle shows it wrong: ``last`` is in the run of consecutive entries (or
+        after the entry's subject_prev), or subject_prev points into that run at another subject's entry.
+        """
+        subject, seq, sp = entry.subject, entry.seq, entry.subject_prev
+        if last is not None and (sp is None or sp < last or last >= contiguous_from):
+            self.report.fail(f"subject {subject_label(subject)}: entry seq {seq}'s subject_prev is {sp}, "
+                             f"but the subject's previous entry in the bundle is seq {last}")
+        elif sp is not None and sp >= contiguous_from:
+            self.report.fail(f"subject {subject_label(subject)}: entry seq {seq}'s subject_prev points at seq {sp}, "
+                             "which is in the bundle but about another subject")
+
+    def _collect_range(self, scope: _Scope, entry: Entry) -> None:
+        """A ledger-range export: ``entry`` joins the range's chain; a gap in seq is reported."""
+        chain = scope.ledger
+        if chain.last is None or entry.seq == chain.last.seq + 1:  # (the hash chain was checked already)
+            if chain.first is None:
+                chain.first = entry
+            chain.last = entry
+            chain.count += 1
+        else:
+            self._extend(chain, entry, None)
+
+    def _collect_subject(self, scope: _Scope, entry: Entry) -> None:
+        """A subjects export: ``entry`` joins its subject's chain when the export claims that subject."""
+        chain = scope.complete.get(entry.subject)
+        if chain is not None:
+            self._extend(chain, entry, entry.subject)
+
+    def _completeness(self, head: tuple[int, bytes], scope: _Scope) -> None:
+        """For an export that claims completeness: its boundary entries, then the ends of each complete chain
+        (every subject of the scope, or the ledger's range). Reports every gap."""
+        self._boundaries(head, scope.complete, scope.ledger, scope.kind, scope.ledger_size)
+        if scope.kind == "subjects":
+            self.report.complete_subjects = len(scope.complete)
+            for subject, chain in scope.complete.items():
+                self._close(chain, subject, scope.heads.get(subject), scope.since, scope.until)
+        else:
+            head_seq = scope.ledger_size - 1 if scope.ledger_size > 0 else None
+            self._close(scope.ledger, None, head_seq, scope.since, scope.until)
 
     def _extend(self, chain: _Chain, entry: Entry, subject: bytes | None) -> None:
         if chain.last is not None and not _linked(chain.last, entry, subject):
@@ -2023,15 +2143,26 @@ class BundleVerifier:
     def _close(
         self, chain: _Chain, subject: bytes | None, head: int | None, since: bytes | None, until: bytes | None
     ) -> None:
-        """The ends of a complete chain: nothing before the first entry or after the last was left out."""
+        """The ends of a complete chain: nothing before the first entry or after the last was left out.
+
+        ``head``: the seq of the scope's last entry when the export was made (None: it had none).
+        """
         label = subject_label(subject)
         fail = self.report.fail
         if chain.first is not None and since and chain.first.timestamp < since:
             fail(f"completeness of {label}: its first entry (seq {chain.first.seq}) is before the scope's start")
         if chain.last is not None and until and chain.last.timestamp > until:
             fail(f"completeness of {label}: its last entry (seq {chain.last.seq}) is after the scope's end")
+        self._close_start(chain, subject, label, head, since)
+        self._close_end(chain, subject, label, head, until)
+
+    def _close_start(
+        self, chain: _Chain, subject: bytes | None, label: str, head: int | None, since: bytes | None
+    ) -> None:
+        """The start of a complete chain: its 'before' boundary (the last entry before the range) links to
+        its first entry, or without one, its first entry is where the subject (or the ledger) begins."""
+        fail = self.report.fail
         before, after = chain.before, chain.after
-        # the start
         first = chain.first or after
         if before is not None:
             if not since or before.timestamp >= since:
@@ -2043,7 +2174,14 @@ class BundleVerifier:
         elif first is not None and not _starts(first, subject):
             fail(f"completeness of {label}: entries before seq {first.seq} (it links to "
                  f"{first.subject_prev if subject is not None else first.seq - 1}) are missing")
-        # the end
+
+    def _close_end(
+        self, chain: _Chain, subject: bytes | None, label: str, head: int | None, until: bytes | None
+    ) -> None:
+        """The end of a complete chain: its last entry links to its 'after' boundary (the first entry after
+        the range), or without one, it is ``head``, the last one the ledger recorded in the scope."""
+        fail = self.report.fail
+        before, after = chain.before, chain.after
         last = chain.last or before
         if after is not None:
             if not until or after.timestamp <= until:
@@ -2093,6 +2231,8 @@ class _ProofWorker:
     """
 
     def __init__(self, path: str, strict: bool, head: tuple[int, bytes]) -> None:
+        self._batch = bytearray()
+        self._pack = _LEAF_RECORD.pack
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
         leaves_out, self._leaves = context.Pipe(duplex=False)
@@ -2109,6 +2249,28 @@ class _ProofWorker:
             # Only the worker holds these ends now: if it stops, sending fails instead of blocking.
             leaves_out.close()
             answer_in.close()
+
+    def add(self, seq: int, leaf: bytes, body: bytes) -> None:
+        """Queue one entry line's record for the worker: seq + 1 (0: not an entry), leaf hash, and the body
+        when the worker is to check its JSON (else b""); sends the batch once it is big enough."""
+        batch = self._batch
+        if seq < _SEQ_LIMIT:
+            batch += self._pack(seq + 1, leaf, len(body))
+            batch += body
+        else:
+            batch += _BAD_LEAF
+        if len(batch) >= _BATCH_BYTES:
+            self.send(batch)
+            del batch[:]
+
+    def add_no_entry(self) -> None:
+        """Queue a line of entries.jsonl that is not an entry (reported here): its proof line is skipped."""
+        self._batch += _NO_LEAF
+
+    def finish(self) -> tuple[str, int]:
+        """Send what is queued and wait for the answer: proofs.jsonl's SHA-256 and size (``result``)."""
+        self.send(self._batch)
+        return self.result()
 
     def send(self, batch: bytearray) -> None:
         try:
@@ -2162,10 +2324,10 @@ class _ProofChecker(BundleVerifier):
         self.digests[name] = (sha256, size)
 
     def check_proofs(self, head: tuple[int, bytes], leaves: Any) -> tuple[str, int] | None:
-        size, root = head
+        """Pair the records from ``leaves`` with the lines of proofs.jsonl and check each proof (and each
+        body sent along); proofs.jsonl's (SHA-256, size) when all is well and no line is left over."""
         with zipfile.ZipFile(self.path) as self.zip:
-            inclusion = InclusionChecker(size, root)
-            checker, check_line = inclusion.check, inclusion.check_line
+            prove = InclusionChecker(*head).problem
             proofs = _File(self, "proofs.jsonl").lines()
             unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_rest
             while batch := leaves.recv_bytes():
@@ -2182,17 +2344,8 @@ class _ProofChecker(BundleVerifier):
                     if not seq1:
                         continue  # not an entry line: the parent reports it; its proof is never looked at
                     seq = seq1 - 1
-                    if proof_line is None or seq >= _SEQ_LIMIT:
-                        return None
-                    verdict = check_line(seq, leaf, proof_line)
-                    if verdict is None:
-                        try:
-                            p_seq, p_size, path = parse_proof_line(proof_line)
-                        except ValueError:
-                            return None
-                        verdict = p_seq == seq and p_size == size and checker(seq, leaf, path)
-                    if not verdict:
-                        return None
+                    if seq >= _SEQ_LIMIT or prove(0, seq, leaf, proof_line) is not None:
+                        return None  # the entries process words it
             if any(line for line in proofs):
                 return None
         return self.digests.get("proofs.jsonl")
@@ -2268,7 +2421,8 @@ def _anchors(args: argparse.Namespace) -> tuple[list[str], list[str], list[tuple
     return keys, list(dict.fromkeys(witnesses)), known
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """verify.py's command line (its --help is the reference; README.txt in a bundle quotes it)."""
     parser = argparse.ArgumentParser(
         prog="verify.py",
         description="Verify an audit-ledger export bundle offline (see README.txt in the bundle). Exit status: "
@@ -2317,15 +2471,28 @@ def main(argv: list[str] | None = None) -> int:
         help="processes to use: 1, or 2 (the inclusion proofs in a second one); default 2 for a big bundle "
         "when there are two or more CPUs. The result is the same.",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _verify(args: argparse.Namespace) -> Report:
+    """The anchors named on the command line, then the bundle checked against them; VerifyError when the
+    bundle or an anchor file cannot be read, or --quorum asks for more witnesses than were given."""
+    keys, witnesses, known = _anchors(args)
+    if args.quorum is not None and not 1 <= args.quorum <= len(witnesses):
+        raise VerifyError(f"--quorum {args.quorum}: needs 1 to {len(witnesses)} (the witness keys given)")
+    return verify_bundle(
+        args.bundle, keys, args.strict, args.jobs, witness_keys=witnesses, quorum=args.quorum,
+        known_checkpoints=known, lenient=args.lenient,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """verify.py: print the report (a summary, or one JSON object with --json) and return the exit status:
+    0 verified and anchored, 1 a check failed, 2 unreadable (the message on stderr, or as JSON), 3 not
+    anchored (``Report.exit_code``)."""
+    args = _parser().parse_args(argv)
     try:
-        keys, witnesses, known = _anchors(args)
-        if args.quorum is not None and not 1 <= args.quorum <= len(witnesses):
-            raise VerifyError(f"--quorum {args.quorum}: needs 1 to {len(witnesses)} (the witness keys given)")
-        report = verify_bundle(
-            args.bundle, keys, args.strict, args.jobs, witness_keys=witnesses, quorum=args.quorum,
-            known_checkpoints=known, lenient=args.lenient,
-        )
+        report = _verify(args)
     except VerifyError as exc:
         if args.json:
             print(json.dumps({"ok": False, "verdict": "UNREADABLE", "exit_code": EXIT_UNREADABLE,

@@ -387,26 +387,6 @@ LEDGER_WITNESS_TIMEOUT = env_float("LEDGER_WITNESS_TIMEOUT", 10.0, minimum=0.1)
 # Seconds between quorum checks (which also resubmit the latest checkpoint to witnesses behind it).
 LEDGER_WITNESS_CHECK_INTERVAL = env_float("LEDGER_WITNESS_CHECK_INTERVAL", 30.0, minimum=1)
 
-CELERY_BEAT_SCHEDULE = {
-    "ledger-integrate": {
-        "task": "audit.tasks.integrate_pending",
-        "schedule": timedelta(seconds=LEDGER_INTEGRATE_INTERVAL),
-        "options": {"expires": LEDGER_INTEGRATE_INTERVAL * 5},
-    },
-    "ledger-checkpoint": {
-        "task": "audit.tasks.make_checkpoint",
-        "schedule": timedelta(seconds=LEDGER_CHECKPOINT_INTERVAL),
-        "options": {"expires": LEDGER_CHECKPOINT_INTERVAL * 3},
-    },
-}
-
-if LEDGER_WITNESSES:
-    CELERY_BEAT_SCHEDULE["ledger-witness-quorum"] = {
-        "task": "audit.tasks.witness_quorum_check",
-        "schedule": timedelta(seconds=LEDGER_WITNESS_CHECK_INTERVAL),
-        "options": {"expires": LEDGER_WITNESS_CHECK_INTERVAL},
-    }
-
 # --- MLflow -------------------------------------------------------------------
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow.db'}"
 MLFLOW_REGISTRY_URI = env_str("MLFLOW_REGISTRY_URI") or MLFLOW_TRACKING_URI
@@ -430,56 +410,14 @@ if not re.fullmatch(r"[1-9][0-9]{0,8}/(s|sec|second|m|min|minute|h|hour|d|day)",
 # Refused deliveries are counted per reason and summarised into the ledger once per interval (seconds).
 MLFLOW_WEBHOOK_REFUSAL_INTERVAL = env_int("MLFLOW_WEBHOOK_REFUSAL_INTERVAL", 3600, minimum=60)
 
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "mlflow-reconcile": {
-            "task": "governance.tasks.reconcile_registry",
-            "schedule": timedelta(seconds=MLFLOW_RECONCILE_INTERVAL),
-            "options": {"expires": MLFLOW_RECONCILE_INTERVAL},
-        },
-        "promotions-expire": {"task": "governance.tasks.expire_promotions", "schedule": timedelta(minutes=10)},
-        "break-glass-overdue": {
-            "task": "governance.tasks.flag_overdue_reviews",
-            "schedule": timedelta(minutes=5),
-        },
-        # Closed intervals of refused webhook deliveries become one ledger entry per reason.
-        "mlflow-webhook-refusals-summarise": {
-            "task": "governance.tasks.summarise_webhook_refusals",
-            "schedule": timedelta(seconds=min(300, MLFLOW_WEBHOOK_REFUSAL_INTERVAL)),
-            "options": {"expires": min(300, MLFLOW_WEBHOOK_REFUSAL_INTERVAL)},
-        },
-    }
-)
-
 # --- Access governance (access.tasks) ---------------------------------------------
 # Lapsed grants leave guardian within a minute (check() denies them from expires_at on).
 ACCESS_EXPIRE_INTERVAL = env_float("ACCESS_EXPIRE_INTERVAL", 30.0, minimum=1)
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "access-grants-expire": {
-            "task": "access.tasks.expire_grants",
-            "schedule": timedelta(seconds=ACCESS_EXPIRE_INTERVAL),
-            "options": {"expires": ACCESS_EXPIRE_INTERVAL},
-        },
-        "access-reviews-close": {"task": "access.tasks.close_due_reviews", "schedule": timedelta(minutes=5)},
-        # Safety net: re-link lineage and re-check classifications of every version.
-        "access-lineage-reconcile": {"task": "access.tasks.lineage_reconcile", "schedule": timedelta(hours=1)},
-    }
-)
 
 # --- Denied access checks (access.checks, issue 8g) ------------------------------------------
 # One access.check_denied per principal, resource and permission per interval; the repeats are counted and
 # summarised (access.check_denials_summarised) when it closes: by this beat task, or lazily by the next denial.
 ACCESS_DENIAL_INTERVAL = env_float("ACCESS_DENIAL_INTERVAL", 3600.0, minimum=1)
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "access-denials-summarise": {
-            "task": "access.tasks.summarise_denials",
-            "schedule": timedelta(seconds=min(ACCESS_DENIAL_INTERVAL, 300.0)),
-            "options": {"expires": min(ACCESS_DENIAL_INTERVAL, 300.0)},
-        },
-    }
-)
 
 # --- Operations (docs/deploy.md) -------------------------------------------------------------
 # Readiness fails when the oldest pending ledger entry has waited longer than this (sequencer stalled).
@@ -503,26 +441,6 @@ LOG_FORMAT = (env_str("LOG_FORMAT") or ("plain" if DEBUG else "json")).strip().l
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be 'plain' or 'json'")
 
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "ledger-verify-incremental": {
-            "task": "audit.tasks.verify_incremental",
-            "schedule": timedelta(seconds=VERIFY_INCREMENTAL_INTERVAL),
-            "options": {"expires": VERIFY_INCREMENTAL_INTERVAL},
-        },
-        "ledger-verify-full": {
-            "task": "audit.tasks.verify_full",
-            "schedule": crontab(minute=0, hour=VERIFY_FULL_HOUR),
-            "options": {"expires": 3600},
-        },
-        "retention-run": {
-            "task": "audit.tasks.run_retention",
-            "schedule": crontab(minute=30, hour=RETENTION_HOUR),
-            "options": {"expires": 3600},
-        },
-    }
-)
-
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -542,17 +460,23 @@ LOGGING = {
 }
 
 # --- Production guard rails -----------------------------------------------------
-if not DEBUG:
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
+def production_guard(*, secret_key: str, pii_kek: str | None, webhook_secret: str, signing_key_is_dev: bool) -> None:
+    """With DEBUG off, refuse to start on a dev or short secret, no PII key or the dev signing key."""
+    if secret_key == DEV_SECRET_KEY or len(secret_key) < 32:
         raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a random value of at least 32 characters")
-    if LEDGER_PII_KEK is None:
+    if pii_kek is None:
         raise ImproperlyConfigured("DEBUG is off: set LEDGER_PII_KEK to the base64 of 32 random bytes")
-    if MLFLOW_WEBHOOK_SECRET == DEV_MLFLOW_WEBHOOK_SECRET:
+    if webhook_secret == DEV_MLFLOW_WEBHOOK_SECRET:
         raise ImproperlyConfigured("DEBUG is off: set MLFLOW_WEBHOOK_SECRET to the secret of the MLflow webhook")
-    if LEDGER_SIGNING_KEY_IS_DEV:
+    if signing_key_is_dev:
         raise ImproperlyConfigured(
             "DEBUG is off: set LEDGER_SIGNING_KEY to the path of a real Ed25519 private key (not the dev key)"
         )
+
+
+if not DEBUG:
+    production_guard(secret_key=SECRET_KEY, pii_kek=LEDGER_PII_KEK, webhook_secret=MLFLOW_WEBHOOK_SECRET,
+                     signing_key_is_dev=LEDGER_SIGNING_KEY_IS_DEV)
 
 # --- two-person control over the rules: the policy floor ---------------------------------------
 # The weakest promotion policy accepted per environment (docs/promotions.md). JSON, e.g.
@@ -579,12 +503,85 @@ BREAK_GLASS_WINDOW_DAYS = env_int("BREAK_GLASS_WINDOW_DAYS", 30, minimum=1)
 # Two-person control (governance.change_requests): a proposal left pending this many days expires (beat
 # task below; an approval of an expired one is refused even before the task has marked it).
 CHANGE_REQUEST_EXPIRY_DAYS = env_int("CHANGE_REQUEST_EXPIRY_DAYS", 7, minimum=1)
-CELERY_BEAT_SCHEDULE.update(
+
+# --- Celery beat: every periodic task, in one place ------------------------------------------
+# The intervals are the settings above. The witnesses' quorum check runs only when there are witnesses.
+_witness_quorum_check = (
     {
-        "governance-change-requests-expire": {
-            "task": "governance.tasks.expire_change_requests",
-            "schedule": timedelta(minutes=10),
-            "options": {"expires": 600},
+        "ledger-witness-quorum": {
+            "task": "audit.tasks.witness_quorum_check",
+            "schedule": timedelta(seconds=LEDGER_WITNESS_CHECK_INTERVAL),
+            "options": {"expires": LEDGER_WITNESS_CHECK_INTERVAL},
         },
     }
+    if LEDGER_WITNESSES
+    else {}
 )
+CELERY_BEAT_SCHEDULE = {
+    # The ledger (audit.tasks): the sequencer, signed checkpoints, witnesses.
+    "ledger-integrate": {
+        "task": "audit.tasks.integrate_pending",
+        "schedule": timedelta(seconds=LEDGER_INTEGRATE_INTERVAL),
+        "options": {"expires": LEDGER_INTEGRATE_INTERVAL * 5},
+    },
+    "ledger-checkpoint": {
+        "task": "audit.tasks.make_checkpoint",
+        "schedule": timedelta(seconds=LEDGER_CHECKPOINT_INTERVAL),
+        "options": {"expires": LEDGER_CHECKPOINT_INTERVAL * 3},
+    },
+    **_witness_quorum_check,
+    # Promotions and the MLflow registry (governance.tasks).
+    "mlflow-reconcile": {
+        "task": "governance.tasks.reconcile_registry",
+        "schedule": timedelta(seconds=MLFLOW_RECONCILE_INTERVAL),
+        "options": {"expires": MLFLOW_RECONCILE_INTERVAL},
+    },
+    "promotions-expire": {"task": "governance.tasks.expire_promotions", "schedule": timedelta(minutes=10)},
+    "break-glass-overdue": {
+        "task": "governance.tasks.flag_overdue_reviews",
+        "schedule": timedelta(minutes=5),
+    },
+    # Closed intervals of refused webhook deliveries become one ledger entry per reason.
+    "mlflow-webhook-refusals-summarise": {
+        "task": "governance.tasks.summarise_webhook_refusals",
+        "schedule": timedelta(seconds=min(300, MLFLOW_WEBHOOK_REFUSAL_INTERVAL)),
+        "options": {"expires": min(300, MLFLOW_WEBHOOK_REFUSAL_INTERVAL)},
+    },
+    # Access governance (access.tasks).
+    "access-grants-expire": {
+        "task": "access.tasks.expire_grants",
+        "schedule": timedelta(seconds=ACCESS_EXPIRE_INTERVAL),
+        "options": {"expires": ACCESS_EXPIRE_INTERVAL},
+    },
+    "access-reviews-close": {"task": "access.tasks.close_due_reviews", "schedule": timedelta(minutes=5)},
+    # Safety net: re-link lineage and re-check classifications of every version.
+    "access-lineage-reconcile": {"task": "access.tasks.lineage_reconcile", "schedule": timedelta(hours=1)},
+    # Denied access checks whose interval closed are summarised (or lazily, by the next denial).
+    "access-denials-summarise": {
+        "task": "access.tasks.summarise_denials",
+        "schedule": timedelta(seconds=min(ACCESS_DENIAL_INTERVAL, 300.0)),
+        "options": {"expires": min(ACCESS_DENIAL_INTERVAL, 300.0)},
+    },
+    # Scheduled integrity checks and retention (UTC; audit.tasks).
+    "ledger-verify-incremental": {
+        "task": "audit.tasks.verify_incremental",
+        "schedule": timedelta(seconds=VERIFY_INCREMENTAL_INTERVAL),
+        "options": {"expires": VERIFY_INCREMENTAL_INTERVAL},
+    },
+    "ledger-verify-full": {
+        "task": "audit.tasks.verify_full",
+        "schedule": crontab(minute=0, hour=VERIFY_FULL_HOUR),
+        "options": {"expires": 3600},
+    },
+    "retention-run": {
+        "task": "audit.tasks.run_retention",
+        "schedule": crontab(minute=30, hour=RETENTION_HOUR),
+        "options": {"expires": 3600},
+    },
+    # Two-person control: pending proposals expire.
+    "governance-change-requests-expire": {
+        "task": "governance.tasks.expire_change_requests",
+        "schedule": timedelta(minutes=10),
+        "options": {"expires": 600},
+    },
+}

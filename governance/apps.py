@@ -9,8 +9,9 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Promotion governance"
 
     def ready(self) -> None:
-        # Loads MLflow with the app, not inside the first request that approves a promotion
-        # (an import under the import lock stalls every thread of that worker for seconds).
+        # Registers the Celery tasks (by name, for the worker and for apply_async). MLflow is not
+        # imported here: governance.registry and governance.sync import it where they call it
+        # (about 3 s, which every django.setup() paid: manage.py, each test run, each subprocess).
         from governance import access_hooks, tasks  # noqa: F401
 
         access_hooks.connect()  # grants on models and environments; lineage follows the catalog

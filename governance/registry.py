@@ -7,18 +7,35 @@ or half-apply a change). Every function is idempotent.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import requests
 from django.conf import settings
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
-# What a registry call can fail with: retried by tasks, then recorded as a failure.
-REGISTRY_ERRORS: tuple[type[BaseException], ...] = (MlflowException, requests.RequestException, OSError)
+# MLflow is imported where it is used (in the functions below), not here: importing it takes
+# about 3 s, and this module is imported whenever Django starts (governance.tasks imports it),
+# so a module-level import would make every ``django.setup()`` (manage.py, tests) pay for it.
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    # What a registry call can fail with: retried by tasks, then recorded as a failure.
+    REGISTRY_ERRORS: tuple[type[BaseException], ...]
+else:
+    def __getattr__(name: str) -> object:
+        """``REGISTRY_ERRORS``, built on first use (it names MlflowException, so it imports MLflow)."""
+        if name == "REGISTRY_ERRORS":
+            from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
+            errors = (MlflowException, requests.RequestException, OSError)
+            globals()["REGISTRY_ERRORS"] = errors
+            return errors
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @lru_cache(maxsize=4)
 def _client(tracking_uri: str, registry_uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient  # heavy: imported on first use, for start-up time
+
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
 
@@ -28,6 +45,8 @@ def client() -> MlflowClient:
 
 def alias_version(model: str, alias: str) -> int | None:
     """The version ``alias`` points at, or None when the alias is not set."""
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
     try:
         return int(client().get_model_version_by_alias(model, alias).version)
     except MlflowException as exc:

@@ -62,12 +62,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from mlflow.exceptions import MlflowException
 
 from audit.ledger import Actor, Subject, record
 from governance import registry, selectors, services
@@ -82,6 +81,11 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+
+# MLflow is imported inside the functions that call it (heavy: about 3 s), for start-up time:
+# this module is imported whenever Django starts (through governance.tasks).
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +243,8 @@ def model_data(rm: Any) -> ModelData:
 
 def fetch_model(name: str) -> ModelData | None:
     """The registered model ``name`` in MLflow, or None when it does not exist (or is a prompt)."""
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
     try:
         rm = registry.client().get_registered_model(name)
     except MlflowException as exc:
@@ -289,6 +295,8 @@ def iter_versions(name: str) -> Iterator[Any]:
 
 def _run(run_id: str, cache: dict[str, Any]) -> Any:
     """The MLflow run (None when there is none or it was purged), fetched once per sync."""
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
     if not run_id:
         return None
     if run_id not in cache:
@@ -442,6 +450,8 @@ def artifact_digest_of(mv: Any, run: Any, *, previous: _Previous | None = None) 
     ``MLFLOW_DIGEST_RECHECK_HOURS``. Never raises for an unreadable store: the reason is
     returned. MLflow calls only: never call this inside a database transaction.
     """
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
     try:
         uri = registry.client().get_model_version_download_uri(mv.name, mv.version) or mv.source or ""
     except MlflowException as exc:
@@ -518,6 +528,7 @@ def _downloaded(root: Path) -> dict[str, int]:
 
 
 def _remote_digest(uri: str, mv: Any, previous: _Previous | None) -> DigestResult:
+    # heavy: imported on first use, for start-up time
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     byte_limit, file_limit = _limits()
@@ -974,6 +985,8 @@ def _namespace_owner(alias: str, environments: list[Environment]) -> Environment
 
 
 def _current_aliases(model: RegisteredModel) -> dict[str, int]:
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
     try:
         return registry.aliases(model.name)
     except MlflowException as exc:

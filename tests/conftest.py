@@ -1,4 +1,16 @@
-"""Shared fixtures.
+"""Shared fixtures, and the fixture modules of the whole suite (``pytest_plugins``).
+
+Fixtures come from conftest.py files and the plugins below, never from imports:
+
+- tests/personas.py: the people (who each is and what they may see and do), one fixture each and ``people``;
+- tests/catalog.py: the catalogue the access tests work on (``res``, ``service_account``);
+- tests/promotions.py: environments, fraud-detector's versions, a fake MLflow registry, eager Celery;
+- tests/clients.py: API clients (``as_user``, ``token_for``);
+- tests/exports.py: where exports go, the ``export_audit`` command, a signing key of the test's own;
+- tests/witnesses.py: real witness processes (``witness_factory``);
+- tests/mlflow_registry.py: a real MLflow registry on a temporary SQLite file (``mlflow_store``).
+
+Plain helper functions live in helper modules (tests/<dir>/helpers.py) that tests import.
 
 ``committing_db`` gives a test real commits (no wrapping transaction), for
 on_commit hooks, several connections and threads; afterwards it empties the
@@ -18,7 +30,16 @@ from django.db import connection
 
 from audit import triggers
 from audit.models import LedgerHead
-from tests.witnesses import witness_factory  # noqa: F401 (fixture: real witness processes, issue #14 I2)
+
+pytest_plugins = [
+    "tests.personas",
+    "tests.catalog",
+    "tests.promotions",
+    "tests.clients",
+    "tests.exports",
+    "tests.witnesses",
+    "tests.mlflow_registry",
+]
 
 
 def _reset_database() -> None:

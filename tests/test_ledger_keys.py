@@ -78,7 +78,7 @@ def test_after_a_rotation_the_output_is_a_trusted_keys_file_with_each_keys_valid
     assert [(k["verifier_key"], k["valid_from"], k["valid_until"], k["current"]) for k in data["keys"]] == [
         (old, 0, size, False), (new, size, None, True)]
     assert data["keys"][0]["last_checkpoint"] == {
-        "id": handover.pk, "tree_size": size, "created_at": data["keys"][0]["last_checkpoint"]["created_at"],
+        "id": handover.pk, "tree_size": size, "created_at": f"{handover.created_at:%Y-%m-%dT%H:%M:%S.%f}Z",
         "signed_by_this_key": True}
     assert data["keys"][1]["line"] == f"{new} from={size}"
 

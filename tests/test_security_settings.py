@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import runpy
 import secrets
 import subprocess
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -33,6 +31,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.factories import UserFactory
+from tests.settings_helpers import settings_module
 from web.idle_session import REFRESHED_AT, refresh_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +74,8 @@ def production_environment(tmp_path: Path, service: str = "web", **overrides: st
 
 
 def run(environ: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    # Through the container's entrypoint, which turns the *_FILE variables into values as in production.
+    # A real process, because these tests are about start-up itself: the container's entrypoint turns the
+    # *_FILE variables into values as in production, then ``manage.py check --deploy`` starts Django.
     return subprocess.run([sys.executable, "docker/entrypoint.py", sys.executable, *argv], cwd=ROOT, env=environ,
                           capture_output=True, text=True, timeout=180)
 
@@ -92,15 +92,6 @@ def test_the_checklist_fails_when_production_turns_transport_security_off(tmp_pa
     result = run(environ, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode != 0
     assert "security.W004" in result.stderr + result.stdout and "security.W008" in result.stderr + result.stdout
-
-
-def settings_module(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) -> dict[str, Any]:
-    """The settings module executed afresh under ``environ`` (in process: its globals)."""
-    for key in [k for k in os.environ if k not in environ]:
-        monkeypatch.delenv(key)
-    for key, value in environ.items():
-        monkeypatch.setenv(key, value)
-    return runpy.run_path(str(ROOT / "config" / "settings.py"))
 
 
 def test_production_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,14 @@
-"""Settings come from the environment and fail loudly; production refuses dev secrets and keys."""
+"""Settings come from the environment and fail loudly; production refuses dev secrets and keys.
+
+The validators are tested directly (``config.env``'s helpers, ``config.settings.production_guard``)
+and through config/settings.py executed in this process (tests/settings_helpers.py): that is what
+stops a process at start-up. One test starts a real process, because it is about start-up itself.
+"""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -12,20 +17,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from django.core.exceptions import ImproperlyConfigured
 
 from config import env
+from config.settings import DEV_MLFLOW_WEBHOOK_SECRET, DEV_SECRET_KEY, production_guard
+from tests.settings_helpers import ROOT, settings_environ, settings_module
 
-ROOT = Path(__file__).resolve().parents[1]
 STRONG_SECRET = "x" * 50
 KEK = "A" * 43 + "="  # base64 of 32 bytes
 SECRETS = {"MLFLOW_WEBHOOK_SECRET": "w" * 40, "LEDGER_PII_KEK": KEK}
-
-
-def _check(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
-    prefixes = ("DEBUG", "SECRET_KEY", "LEDGER_", "DATABASE", "MLFLOW_")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    environ.update(VAR_DIR=str(tmp_path / "var"), **overrides)
-    return subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
-    )
+REAL = {"secret_key": STRONG_SECRET, "pii_kek": KEK, "webhook_secret": "w" * 40, "signing_key_is_dev": False}
 
 
 def _key_file(tmp_path: Path) -> Path:
@@ -34,47 +32,90 @@ def _key_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_production_refuses_the_dev_secret(tmp_path: Path) -> None:
-    result = _check(tmp_path, DEBUG="0", LEDGER_SIGNING_KEY=str(_key_file(tmp_path)), **SECRETS)
-    assert result.returncode != 0
-    assert "SECRET_KEY" in result.stderr
+def _refusal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **environ: str) -> str:
+    """The message config/settings.py stops on under ``environ`` (fails if it does not stop)."""
+    with pytest.raises(ImproperlyConfigured) as refused:
+        settings_module(monkeypatch, settings_environ(tmp_path, **environ))
+    return str(refused.value)
 
 
-def test_production_refuses_the_dev_signing_key(tmp_path: Path) -> None:
-    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, **SECRETS)
-    assert result.returncode != 0
-    assert "LEDGER_SIGNING_KEY" in result.stderr
+def _printed(exc: BaseException) -> str:
+    """What a process stopped by ``exc`` at start-up prints: the traceback (without this test's own frames,
+    which are not part of a start-up) and the message, for ``exc`` and every exception chained to it."""
+    tests = str(Path(__file__).resolve().parent)
+    out: list[str] = []
+    current: BaseException | None = exc
+    while current is not None:
+        frames = [f for f in traceback.extract_tb(current.__traceback__) if not f.filename.startswith(tests)]
+        out += [*traceback.format_list(frames), *traceback.format_exception_only(current)]
+        current = current.__cause__ or current.__context__
+    return "".join(out)
 
 
-def test_production_refuses_the_dev_key_file_named_explicitly(tmp_path: Path) -> None:
+# --- the production guard, directly -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("change", "names"), [
+    ({"secret_key": DEV_SECRET_KEY}, "SECRET_KEY"),
+    ({"secret_key": "x" * 31}, "SECRET_KEY"),
+    ({"pii_kek": None}, "LEDGER_PII_KEK"),
+    ({"webhook_secret": DEV_MLFLOW_WEBHOOK_SECRET}, "MLFLOW_WEBHOOK_SECRET"),
+    ({"signing_key_is_dev": True}, "LEDGER_SIGNING_KEY"),
+])
+def test_the_production_guard_refuses_each_dev_secret_and_key(change: dict[str, object], names: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=f"DEBUG is off: set {names} "):
+        production_guard(**{**REAL, **change})  # type: ignore[arg-type]
+
+
+def test_the_production_guard_accepts_real_secrets_and_key() -> None:
+    production_guard(**REAL)  # type: ignore[arg-type]
+
+
+# --- the settings module applies it when DEBUG is off (in process) ----------------------------------------
+
+
+def test_production_refuses_the_dev_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _refusal(monkeypatch, tmp_path, DEBUG="0", LEDGER_SIGNING_KEY=str(_key_file(tmp_path)), **SECRETS)
+    assert "SECRET_KEY" in message
+
+
+def test_production_refuses_the_dev_signing_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _refusal(monkeypatch, tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, **SECRETS)
+    assert "LEDGER_SIGNING_KEY" in message
+
+
+def test_production_refuses_the_dev_key_file_named_explicitly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dev_key = tmp_path / "var" / "dev-ledger-signing-key.pem"
-    result = _check(
-        tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(dev_key), **SECRETS
-    )
-    assert result.returncode != 0
-    assert "LEDGER_SIGNING_KEY" in result.stderr
+    message = _refusal(monkeypatch, tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(dev_key),
+                       **SECRETS)
+    assert "LEDGER_SIGNING_KEY" in message
 
 
-def test_production_refuses_a_missing_pii_key(tmp_path: Path) -> None:
-    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)),
-                    MLFLOW_WEBHOOK_SECRET="w" * 40)
-    assert result.returncode != 0
-    assert "LEDGER_PII_KEK" in result.stderr
+def test_production_refuses_a_missing_pii_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _refusal(monkeypatch, tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET,
+                       LEDGER_SIGNING_KEY=str(_key_file(tmp_path)), MLFLOW_WEBHOOK_SECRET="w" * 40)
+    assert "LEDGER_PII_KEK" in message
 
 
-def test_production_refuses_the_dev_webhook_secret(tmp_path: Path) -> None:
-    result = _check(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)),
-                    LEDGER_PII_KEK=KEK)
-    assert result.returncode != 0
-    assert "MLFLOW_WEBHOOK_SECRET" in result.stderr
+def test_production_refuses_the_dev_webhook_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _refusal(monkeypatch, tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET,
+                       LEDGER_SIGNING_KEY=str(_key_file(tmp_path)), LEDGER_PII_KEK=KEK)
+    assert "MLFLOW_WEBHOOK_SECRET" in message
 
 
 def test_production_starts_with_real_secrets_and_key(tmp_path: Path) -> None:
-    result = _check(
+    # A real process, because this test is about start-up itself: with DEBUG off and real secrets and key,
+    # ``manage.py check`` starts Django, loads every app and passes its system checks.
+    environ = settings_environ(
         tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)),
         MLFLOW_WEBHOOK_SECRET="w" * 40, LEDGER_PII_KEK=KEK,
     )
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# --- malformed values stop the settings module ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -86,10 +127,9 @@ def test_production_starts_with_real_secrets_and_key(tmp_path: Path) -> None:
         ("DATABASE_URL", "mysqlx://nowhere/db", "DATABASE_URL"),
     ],
 )
-def test_malformed_settings_stop_the_process(tmp_path: Path, variable: str, value: str, message: str) -> None:
-    result = _check(tmp_path, **{variable: value})
-    assert result.returncode != 0
-    assert message in result.stderr
+def test_malformed_settings_stop_the_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str,
+                                             value: str, message: str) -> None:
+    assert message in _refusal(monkeypatch, tmp_path, **{variable: value})
 
 
 def test_env_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,30 +147,29 @@ def test_env_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
         env.env_required("X_MISSING")
 
 
-def _database_options(tmp_path: Path, **overrides: str) -> str:
-    prefixes = ("DEBUG", "SECRET_KEY", "LEDGER_", "DATABASE", "MLFLOW_", "DB_")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    environ.update(VAR_DIR=str(tmp_path / "var"), DATABASE_URL="postgres://governance@db.invalid:5432/governance",
-                   **overrides)
-    code = "from config import settings; print(sorted(settings.DATABASES['default'].get('OPTIONS', {}).items()))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+def _database_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: str) -> str:
+    environ = settings_environ(tmp_path, DATABASE_URL="postgres://governance@db.invalid:5432/governance",
+                               **overrides)
+    return str(sorted(settings_module(monkeypatch, environ)["DATABASES"]["default"].get("OPTIONS", {}).items()))
 
 
-def test_postgresql_prepares_repeated_statements_by_default(tmp_path: Path) -> None:
-    assert _database_options(tmp_path) == "[('prepare_threshold', 5), ('server_side_binding', True)]"
-    assert _database_options(tmp_path, DB_PREPARE_THRESHOLD="2") == (
+def test_postgresql_prepares_repeated_statements_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _database_options(tmp_path, monkeypatch) == "[('prepare_threshold', 5), ('server_side_binding', True)]"
+    assert _database_options(tmp_path, monkeypatch, DB_PREPARE_THRESHOLD="2") == (
         "[('prepare_threshold', 2), ('server_side_binding', True)]")
 
 
-def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(tmp_path: Path) -> None:
-    assert _database_options(tmp_path, DB_PREPARED_STATEMENTS="0") == "[]"
+def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _database_options(tmp_path, monkeypatch, DB_PREPARED_STATEMENTS="0") == "[]"
 
 
-def test_a_malformed_pii_kek_stops_the_process_without_showing_it(tmp_path: Path) -> None:
-    result = _check(tmp_path, LEDGER_PII_KEK="not-base64-of-32-bytes!")
-    assert result.returncode != 0
-    assert "LEDGER_PII_KEK must be the base64 of 32 random bytes" in result.stderr
-    assert "not-base64-of-32-bytes!" not in result.stderr
+def test_a_malformed_pii_kek_stops_the_process_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ImproperlyConfigured) as refused:
+        settings_module(monkeypatch, settings_environ(tmp_path, LEDGER_PII_KEK="not-base64-of-32-bytes!"))
+    shown = _printed(refused.value)
+    assert "LEDGER_PII_KEK must be the base64 of 32 random bytes" in shown
+    assert "not-base64-of-32-bytes!" not in shown

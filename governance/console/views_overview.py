@@ -33,13 +33,13 @@ from web.console.base import viewer_roles
 OVERSIGHT = frozenset({roles.INFOSEC, roles.AUDITOR})
 PAGE_SIZE = 25
 CHART_DAYS = 14
-# Colour-blind-safe (Okabe-Ito) palette, darkened where needed for contrast on white.
-PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#8f7f00", "#555555")
+# Chart series are coloured by the stylesheet (.series-0 ... .series-7 in static/console/console.css).
+SERIES_COLOURS = 8
 
 
 def denied(request: HttpRequest, message: str) -> HttpResponse:
     """The console's refusal: a readable page with status 403 and no data."""
-    return render(request, "console/_denied.html", {"message": message}, status=403)
+    return render(request, "console/denied.html", {"message": message}, status=403)
 
 
 def is_oversight(user: Any) -> bool:
@@ -55,7 +55,7 @@ class Bar:
     y: float
     width: float
     height: float
-    colour: str
+    series: int  # its colour: .series-N in the stylesheet
     title: str
 
 
@@ -65,7 +65,7 @@ class Chart:
     height: int
     bars: list[Bar]
     labels: Sequence[tuple[float, float, str, str]]  # x, y, text, text-anchor
-    legend: list[tuple[str, str]]  # colour, name
+    legend: list[tuple[int, str]]  # series (its colour), name
     table_head: list[str]
     table_rows: list[list[Any]]
     summary: str
@@ -98,9 +98,9 @@ def activity_chart(now: datetime) -> Chart:
         for domain, n in per_day.items():
             totals[domain] = totals.get(domain, 0) + n
     # The biggest domains get their own colour, the rest are "other".
-    top = [d for d, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[: len(PALETTE) - 1]]
+    top = [d for d, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[: SERIES_COLOURS - 1]]
     series = [*top, "other"] if len(totals) > len(top) else top
-    colour = {name: PALETTE[i] for i, name in enumerate(series)}
+    colour = {name: i for i, name in enumerate(series)}
     width, height, left, bottom, top_pad = 640, 200, 34, 22, 8
     slot = (width - left) / CHART_DAYS
     day_totals = [sum(counts.get(day, {}).values()) for day in days]
@@ -142,7 +142,7 @@ def promotions_chart() -> Chart:
     for row in rows:
         envs.setdefault(row["environment__name"], {})[row["state"]] = row["n"]
     states = [s for s in PromotionRequest.State.values if any(s in per for per in envs.values())]
-    colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(states)}
+    colour = {s: i % SERIES_COLOURS for i, s in enumerate(states)}
     width, left, row_h = 640, 90, 26
     height = max(1, len(envs)) * row_h + 8
     peak = max((sum(per.values()) for per in envs.values()), default=0) or 1

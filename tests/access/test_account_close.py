@@ -17,17 +17,16 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from access.errors import AccessError, InvalidState, NotPermitted
-from access.services.accounts import account_closed_at, user_account_close, user_account_close_by_system
 from access.services.service_accounts import service_account_create
+from access.services.accounts import account_closed_at, user_account_close, user_account_close_by_system
 from audit import ledger
 from audit.models import Entry
-from tests.access import personas
-from tests.access.personas import People, fresh, writes_nothing
+from access.errors import AccessError, InvalidState, NotPermitted
+from tests.access.helpers import writes_nothing
 from tests.factories import SuperuserFactory
+from tests.personas import People, fresh
 
 pytestmark = pytest.mark.django_db
-people = personas.people
 
 
 def _closed(user: User) -> bool:

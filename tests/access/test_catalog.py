@@ -1,6 +1,6 @@
 """The data catalog (access.services.datasets): datasets, their classification, and lineage to model versions.
 
-Personas (tests.governance.factories.make_people): ``steward`` (data-steward),
+Personas (tests/personas.py): ``steward`` (data-steward),
 ``infosec``, ``requester`` (a model owner), ``outsider`` (no role). Setup that a
 test is not about (model versions as the MLflow mirror stores them) is written
 through the ORM; everything under test goes through the services. Every refusal
@@ -35,14 +35,12 @@ from governance.errors import GovernanceError
 from governance.lineage import lineage_link, lineage_link_from_mlflow, lineage_state
 from governance.models import ComplianceViolation, Environment, Lineage, ModelVersion, PromotionRequest, RegisteredModel
 from governance.sync import VersionData, model_version_upsert, registered_model_sync
-from tests.factories import UserFactory
+from tests.factories import ModelVersionFactory, UserFactory
 from tests.governance import mlflow_helpers
-from tests.governance.factories import ModelVersionFactory, People, RegisteredModelFactory, ensure_defaults, make_people
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 
-mlflow_template = mlflow_helpers.mlflow_template
-mlflow_store = mlflow_helpers.mlflow_store
 
 REASON = "Catalog review DG-2026-07: columns profiled"
 SYNC = {"type": "system", "id": "mlflow-sync"}
@@ -57,21 +55,6 @@ def no_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("this test must not contact MLflow")
 
     monkeypatch.setattr(registry, "client", refuse)
-
-
-@pytest.fixture
-def envs(db: None) -> dict[str, Environment]:
-    return ensure_defaults()
-
-
-@pytest.fixture
-def people(envs: dict[str, Environment]) -> People:
-    return make_people()
-
-
-@pytest.fixture
-def fraud(envs: dict[str, Environment]) -> RegisteredModel:
-    return RegisteredModelFactory(name="fraud-detector", description="Card fraud scoring")
 
 
 def mlflow_input(name: str, context: str = "training") -> dict[str, str]:

@@ -19,12 +19,12 @@ from access.checks import check, check_denials_summarise
 from access.models import DenialWindow
 from access.tasks import summarise_denials
 from audit.models import Entry, PendingEntry
-from tests.access import personas
-from tests.access.personas import People, Resources, fresh, ledger, make_user
+from tests.access.helpers import ledger
+from tests.catalog import Resources
 from tests.integration.helpers import race
+from tests.personas import People, fresh, make_user
 
 # fixtures (they need the ``db`` fixture; the concurrency test uses ``committing_db`` instead)
-people, res = personas.people, personas.res
 
 HOUR = 3600.0
 

@@ -15,17 +15,16 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from access.models import DatasetUserObjectPermission, Grant
-from access.services.grants import grant_revoke
 from access.services.service_accounts import service_account_create
-from tests.access import personas
-from tests.access.personas import GUARDIAN_TABLES, People, Resources, fresh, grant
-from tests.api import conftest as api
+from access.services.grants import grant_revoke
+from access.models import DatasetUserObjectPermission, Grant
+from tests.access.helpers import GUARDIAN_TABLES, grant
+from tests.catalog import Resources
+from tests.personas import People, fresh
 
 pytestmark = pytest.mark.django_db
 
 # fixtures
-people, res, as_user, token_for = personas.people, personas.res, api.as_user, api.token_for
 
 UserClient = Callable[[User | None], APIClient]
 

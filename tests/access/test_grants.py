@@ -16,13 +16,13 @@ from access.services.service_accounts import service_account_create
 from access.tasks import expire_grants
 from audit.models import PendingEntry
 from config.celery import app
-from tests.access import personas
-from tests.access.personas import People, Resources, fresh, grant, ledger, ledger_entries, soon, writes_nothing
+from tests.access.helpers import grant, ledger, ledger_entries, noon_in, soon, writes_nothing
+from tests.catalog import Resources
+from tests.personas import People, fresh
 
 pytestmark = pytest.mark.django_db
 
 # fixtures
-people, res, service_account = personas.people, personas.res, personas.service_account
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,8 @@ def _celery_eager() -> object:
 
 def test_the_owner_grants_an_internal_dataset_and_guardian_mirrors_it(people: People, res: Resources) -> None:
     # when
-    g = grant(people.owner, people.requester, res.internal, "read_data", days=60)
+    until = noon_in(60)
+    g = grant(people.owner, people.requester, res.internal, "read_data", until=until)
     # then: our check and guardian agree, and the ledger says who granted what until when
     assert check(people.requester, "read_data", res.internal).grant_id == g.pk
     assert fresh(people.requester).has_perm("access.read_data", res.internal)
@@ -50,7 +51,8 @@ def test_the_owner_grants_an_internal_dataset_and_guardian_mirrors_it(people: Pe
     [payload] = ledger("access.grant_created")
     assert payload == {
         "grant_id": g.pk, "principal": f"user:{people.requester.pk}", "resource": "dataset:payments-internal",
-        "permission": "read_data", "expires_at": payload["expires_at"], "justification": "fraud model features",
+        "permission": "read_data", "expires_at": f"{until:%Y-%m-%d}T12:00:00.000000Z",
+        "justification": "fraud model features",
         "request_id": None,
     }
     assert payload["expires_at"].endswith("Z")

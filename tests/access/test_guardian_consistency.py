@@ -7,17 +7,17 @@ from django.utils import timezone
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
+from access.services.grants import grant_revoke, grants_expire
+from access.services.reviews import review_campaign_close, review_campaign_start, review_item_decide
 from access.checks import check
 from access.models import DatasetUserObjectPermission, Grant
 from access.selectors import guardian_drift
-from access.services.grants import grant_revoke, grants_expire
-from access.services.reviews import review_campaign_close, review_campaign_start, review_item_decide
-from tests.access import personas
-from tests.access.personas import People, Resources, fresh, grant, make_user
+from tests.access.helpers import grant
+from tests.catalog import Resources
 from tests.integration.helpers import race
+from tests.personas import People, fresh, make_user
 
 # fixtures (they need the ``db`` fixture; the concurrency test uses ``committing_db`` instead)
-people, res = personas.people, personas.res
 
 
 def test_in_step_after_create_revoke_and_expiry(people: People, res: Resources) -> None:

@@ -1,7 +1,7 @@
 """Where the catalog meets promotions: reclassified data blocks pending promotions and flags live models,
 and a model trained on restricted data needs a ``deploy_to`` grant on the environment to be promoted.
 
-Personas (tests.governance.factories.make_people): ``steward`` (data-steward),
+Personas (tests/personas.py): ``steward`` (data-steward),
 ``requester`` (model-owner), ``model_risk`` / ``infosec`` (production's
 approvers), ``approver`` (staging's), ``breakglass``, ``outsider``. Setup that a
 test is not about (deployments in earlier environments, the version mirrored with
@@ -39,15 +39,9 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
-from tests.governance.factories import (
-    FakeRegistry,
-    ModelVersionFactory,
-    People,
-    RegisteredModelFactory,
-    ensure_defaults,
-    make_deployed,
-    make_people,
-)
+from tests.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.governance.helpers import FakeRegistry, ensure_defaults, make_deployed
+from tests.personas import People, make_people
 
 State = PromotionRequest.State
 Envs = dict[str, Environment]
@@ -83,11 +77,6 @@ def fake_registry(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
 @pytest.fixture
 def envs(db: None, fake_registry: FakeRegistry) -> Envs:
     return ensure_defaults()
-
-
-@pytest.fixture
-def people(envs: Envs) -> People:
-    return make_people()
 
 
 @pytest.fixture

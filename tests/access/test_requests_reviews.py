@@ -22,13 +22,13 @@ from access.services.reviews import review_campaign_close, review_campaign_start
 from access.tasks import close_due_reviews, close_review
 from audit.models import Entry
 from config.celery import app
-from tests.access import personas
-from tests.access.personas import People, Resources, fresh, grant, ledger, ledger_entries, writes_nothing
+from tests.access.helpers import grant, ledger, ledger_entries, writes_nothing
+from tests.catalog import Resources
+from tests.personas import People, fresh
 
 pytestmark = pytest.mark.django_db
 
 # fixtures
-people, res, service_account = personas.people, personas.res, personas.service_account
 
 
 @pytest.fixture(autouse=True)

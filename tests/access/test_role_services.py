@@ -16,12 +16,11 @@ from access.services.roles import user_role_add, user_role_add_by_system, user_r
 from access.services.service_accounts import service_account_create
 from audit import ledger
 from audit.models import Entry
-from tests.access import personas
-from tests.access.personas import People, fresh, writes_nothing
+from tests.access.helpers import writes_nothing
 from tests.factories import SuperuserFactory
+from tests.personas import People, fresh
 
 pytestmark = pytest.mark.django_db
-people = personas.people
 
 
 def _roles(user: User) -> set[str]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from access.models import ApiToken
 from access.services import tokens
+from access.models import ApiToken
 from audit.models import PendingEntry
-from tests.access.personas import people, service_account  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +22,7 @@ def _issue(client: Client, account_pk: int, **data: object) -> object:
     return client.post("/admin/access/serviceaccount/", payload)
 
 
-def test_the_owner_cannot_issue_tokens_in_the_admin(people, service_account):  # noqa: F811
+def test_the_owner_cannot_issue_tokens_in_the_admin(people, service_account):
     # the owner is a model owner: no admin at all; the console's token page is where tokens are issued
     response = _issue(_client(service_account.owner), service_account.pk, name="ci", scopes=["events:write"],
                       expires_in_days=30)
@@ -32,7 +31,7 @@ def test_the_owner_cannot_issue_tokens_in_the_admin(people, service_account):  #
     assert not PendingEntry.objects.filter(event_type="access.api_token_created").exists()
 
 
-def test_infosec_finds_no_token_action_in_the_admin(people, service_account):  # noqa: F811
+def test_infosec_finds_no_token_action_in_the_admin(people, service_account):
     client = _client(people.infosec)
     response = _issue(client, service_account.pk, name="ci", scopes=["events:write"], expires_in_days=30)
     assert response.status_code == 200  # type: ignore[attr-defined]
@@ -41,7 +40,7 @@ def test_infosec_finds_no_token_action_in_the_admin(people, service_account):  #
     assert not PendingEntry.objects.filter(event_type="access.api_token_created").exists()
 
 
-def test_tokens_are_listed_without_digest_and_not_revoked_from_the_admin(people, service_account):  # noqa: F811
+def test_tokens_are_listed_without_digest_and_not_revoked_from_the_admin(people, service_account):
     issued = tokens.api_token_create(actor=service_account.owner, service_account=service_account, name="ci",
                                      scopes=["events:write"], expires_in_days=30)
     token = ApiToken.objects.get()

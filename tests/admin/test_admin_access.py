@@ -13,7 +13,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.admin.conftest import OUTSIDERS, READERS, Cast, World, admin_pages, client_for, everything
+from tests.admin.helpers import OUTSIDERS, READERS, Cast, World, admin_pages, client_for, everything
 from web.admin_site import RawViewMixin
 
 pytestmark = pytest.mark.django_db
@@ -125,7 +125,7 @@ def test_the_grant_list_labels_resources_with_one_query_per_resource_type(cast: 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from tests.access.personas import grant
+    from tests.access.helpers import grant
 
     client = client_for(cast.people.auditor)
     with CaptureQueriesContext(connection) as few:

@@ -21,7 +21,7 @@ from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
 from governance.admin import LineageAdmin, ModelVersionAdmin
 from governance.models import BreakGlassReview, ComplianceViolation, Environment, PromotionRequest
-from tests.admin.conftest import Cast, World, client_for, everything
+from tests.admin.helpers import Cast, World, client_for, everything
 
 pytestmark = pytest.mark.django_db
 
@@ -82,7 +82,7 @@ def test_break_glass_from_the_admin_writes_nothing(cast: Cast, world: World) -> 
     cast.people.infosec.groups.add(User.groups.field.related_model.objects.get(name=BREAK_GLASS))
     before = everything()
     # the break-glass member cannot open the admin at all...
-    assert client_for(cast.breakglass).post("/admin/governance/modelversion/", form).status_code == 302
+    assert client_for(cast.people.breakglass).post("/admin/governance/modelversion/", form).status_code == 302
     # ...and InfoSec holding break-glass finds no such action
     client_for(cast.people.infosec).post("/admin/governance/modelversion/", form)
     assert everything() == before
@@ -127,7 +127,7 @@ def test_infosec_gives_a_role_with_a_reason_through_the_service(cast: Cast, worl
 
 
 def test_infosec_removes_a_role_through_the_service(cast: Cast, world: World) -> None:
-    target = cast.approver
+    target = cast.people.approver
     _role_action(client_for(cast.people.infosec), "remove_role_approver", target, confirm="yes", reason="left team")
     assert not target.groups.exists()
     integrate()

@@ -62,7 +62,7 @@ def _ensure_roles() -> None:
 
 
 def _deployed(version: Any, environment: Any, *, by: User, hours_ago: float) -> Any:
-    """A finished deployment (ORM setup, like tests/governance/factories.make_deployed)."""
+    """A finished deployment (ORM setup, like tests/governance/helpers.make_deployed)."""
     from governance.models import LiveDeployment, PromotionRequest
 
     at = timezone.now() - timedelta(hours=hours_ago)

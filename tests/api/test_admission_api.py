@@ -10,12 +10,13 @@ from django.utils import timezone
 
 from audit.models import PendingEntry
 from governance.models import BreakGlassReview, ModelVersion, PromotionRequest
-from tests.access.personas import People, Resources, grant
-from tests.api.conftest_promotions import *  # noqa: F403
-from tests.api.conftest_promotions import Gov
-from tests.governance.factories import make_deployed
+from tests.access.helpers import grant
+from tests.catalog import Resources
+from tests.governance.helpers import make_deployed
+from tests.personas import People
+from tests.promotions import Gov
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_registry")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_registry", "celery_eager")]
 
 URL = "/api/v1/admission"
 IN_PRODUCTION = {"model": "fraud-detector", "version": 1, "environment": "production"}

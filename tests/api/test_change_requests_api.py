@@ -8,12 +8,12 @@ import pytest
 from django.utils import timezone
 
 from governance.models import Environment, FreezeWindow
-from tests.access.personas import People, Resources
-from tests.api.conftest import problem_of
-from tests.api.conftest_promotions import *  # noqa: F403
-from tests.governance.factories import TIGHTER, ZERO, production_rules, rules_state
+from tests.api.helpers import problem_of
+from tests.catalog import Resources
+from tests.governance.helpers import TIGHTER, ZERO, production_rules, rules_state
+from tests.personas import People
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
 
 

@@ -9,10 +9,13 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from access.models import Dataset, DatasetField
+from governance.models import Lineage
 from audit.models import PendingEntry
-from governance.models import Lineage, ModelVersion
-from tests.access.personas import People, Resources, grant, writes_nothing
-from tests.api.conftest import problem_of
+from governance.models import ModelVersion
+from tests.access.helpers import grant, writes_nothing
+from tests.api.helpers import problem_of
+from tests.catalog import Resources
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

@@ -8,12 +8,11 @@ import pytest
 from django.utils import timezone
 
 from governance.models import ComplianceViolation, Environment, FreezeWindow, PromotionPolicy
-from tests.access.personas import People, Resources
-from tests.api.conftest import problem_of
-from tests.api.conftest_promotions import *  # noqa: F403
-from tests.api.conftest_promotions import writes_no_ledger
+from tests.api.helpers import problem_of, writes_no_ledger
+from tests.catalog import Resources
+from tests.personas import People
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
 NEW_ENV = {"name": "pre-prod", "order": 7, "mlflow_alias": "pre-prod", "max_data_classification": "confidential",
            "description": "mirrored traffic"}

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from audit.models import PendingEntry
 from governance.models import PromotionRequest
-from tests.api.conftest import problem_of
+from tests.api.helpers import problem_of
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,8 @@ from audit.event_types import registry
 from audit.ledger import Actor
 from audit.models import Entry, PendingEntry
 from audit.runtime_events import InvalidRuntimeEvents, runtime_events_record
-from tests.access.personas import grant
-from tests.api.conftest import problem_of
+from tests.access.helpers import grant
+from tests.api.helpers import problem_of
 
 pytestmark = pytest.mark.django_db
 

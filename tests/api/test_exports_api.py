@@ -11,9 +11,9 @@ from django.test import override_settings
 from access import roles
 from audit.export import export_create, export_run, parse_scope
 from audit.models import Entry, ExportJob, PendingEntry
-from tests.access.personas import make_user
-from tests.api.conftest import problem_of
+from tests.api.helpers import problem_of
 from tests.integration.helpers import fill
+from tests.personas import make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from access.models import ApiToken
 from access.services.tokens import api_token_authenticate, api_token_revoke
 from audit.models import PendingEntry
-from tests.api.conftest import problem_of
+from tests.api.helpers import problem_of
 
 pytestmark = pytest.mark.django_db
 

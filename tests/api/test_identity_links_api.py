@@ -12,9 +12,9 @@ from rest_framework.test import APIClient
 from audit.models import Entry, PendingEntry
 from governance import services
 from governance.models import IdentityLink
-from tests.access.personas import People, make_user
-from tests.api.conftest import problem_of
-from tests.governance.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.api.helpers import problem_of
+from tests.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.personas import People, make_user
 
 pytestmark = pytest.mark.django_db
 

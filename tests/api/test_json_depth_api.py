@@ -16,8 +16,8 @@ from audit import ledger
 from audit.canonical import MAX_DEPTH
 from audit.models import Entry, PendingEntry
 from governance.models import PromotionPolicy
-from tests.access.personas import People
-from tests.api.conftest import problem_of
+from tests.api.helpers import problem_of
+from tests.personas import People
 from web.api.parsers import MAX_BODY_DEPTH
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from audit import checkpoints, ledger, offline_verify, selectors
 from audit.canonical import leaf_hash
 from audit.ledger import Actor, Subject
 from audit.models import Checkpoint
-from tests.api.conftest import problem_of
+from tests.api.helpers import problem_of
 from tests.integration.helpers import fill, note
 
 pytestmark = pytest.mark.django_db

@@ -10,13 +10,14 @@ from django.utils import timezone
 from access.models import Grant
 from governance import selectors
 from governance.models import PromotionRequest
-from tests.access.personas import People, Resources, grant
-from tests.api.conftest import problem_of
-from tests.api.conftest_promotions import *  # noqa: F403
-from tests.api.conftest_promotions import Gov
-from tests.governance.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.access.helpers import grant
+from tests.api.helpers import problem_of
+from tests.catalog import Resources
+from tests.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.personas import People
+from tests.promotions import Gov
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
 
 def names(qs) -> set[str]:  # type: ignore[no-untyped-def]

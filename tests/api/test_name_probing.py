@@ -16,8 +16,10 @@ from rest_framework.test import APIClient
 
 from access.services.access_requests import access_request_create
 from access.services.service_accounts import service_account_create
-from tests.access.personas import People, Resources, grant, writes_nothing
-from tests.api.conftest import problem_of
+from tests.access.helpers import grant, writes_nothing
+from tests.api.helpers import problem_of
+from tests.catalog import Resources
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

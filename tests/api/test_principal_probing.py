@@ -22,8 +22,10 @@ from rest_framework.test import APIClient
 from access.models import ServiceAccount
 from access.services.service_accounts import service_account_create
 from audit.models import PendingEntry
-from tests.access.personas import People, Resources, grant, make_user, soon, writes_nothing
-from tests.api.conftest import problem_of
+from tests.access.helpers import grant, soon, writes_nothing
+from tests.api.helpers import problem_of
+from tests.catalog import Resources
+from tests.personas import People, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -8,13 +8,15 @@ from django.contrib.auth.models import User
 
 from audit.models import PendingEntry
 from governance.models import BreakGlassReview, ModelVersion, PromotionRequest
-from tests.access.personas import People, Resources, grant
-from tests.api.conftest import problem_of
-from tests.api.conftest_promotions import *  # noqa: F403
-from tests.api.conftest_promotions import Gov, writes_no_ledger
-from tests.governance.factories import ModelVersionFactory, make_deployed
+from tests.access.helpers import grant
+from tests.api.helpers import problem_of, writes_no_ledger
+from tests.catalog import Resources
+from tests.factories import ModelVersionFactory
+from tests.governance.helpers import make_deployed
+from tests.personas import People
+from tests.promotions import Gov
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_registry")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_registry", "celery_eager")]
 
 URL = "/api/v1/promotions"
 
@@ -200,7 +202,7 @@ class TestDecide:
         body = response.json()
         assert body["state"] == "approved"
         assert [(a["approver"], a["decision"], a["group"]) for a in body["approvals"]] == [
-            ("approver", "approve", "approver")]
+            ("adam", "approve", "approver")]
         assert PendingEntry.objects.count() > before
 
     def test_self_approval_is_refused_with_the_services_message(self, as_user, people: People, pending) -> None:
@@ -210,9 +212,7 @@ class TestDecide:
         assert problem_of(response)["detail"] == "you requested this promotion, so you cannot approve or reject it"
 
     def test_creator_cannot_approve(self, as_user, people: People, pending) -> None:
-        from tests.access.personas import make_user
-
-        creator = make_user("ds-creator", "approver")
+        creator = people.creator  # ds-creator, in every approval group
         ModelVersion.objects.filter(pk=pending.version_id).update(registered_by=creator)
         with writes_no_ledger():
             response = as_user(creator).post(f"{URL}/{pending.pk}/approve", {"comment": "lgtm"}, format="json")
@@ -368,7 +368,7 @@ def break_glass_body(**over: Any) -> dict[str, Any]:
 
 
 class TestBreakGlass:
-    def test_break_glass_and_review(self, as_user, people: People, gov: Gov, breakglass: User, approver) -> None:
+    def test_break_glass_and_review(self, as_user, people: People, gov: Gov, breakglass: User, model_risk) -> None:
         grant(people.owner, breakglass, gov.model, "view_metadata")
         response = as_user(breakglass).post(f"{URL}/break-glass", break_glass_body(), format="json")
         assert response.status_code == 201, response.content
@@ -381,12 +381,12 @@ class TestBreakGlass:
             own = as_user(breakglass).post(f"/api/v1/break-glass-reviews/{review_id}/approve", {"comment": "ok"},
                                            format="json")
         assert own.status_code == 403
-        listed = as_user(approver).get("/api/v1/break-glass-reviews", {"state": "open"}).json()["results"]
+        listed = as_user(model_risk).get("/api/v1/break-glass-reviews", {"state": "open"}).json()["results"]
         assert [r["id"] for r in listed] == [review_id]
-        done = as_user(approver).post(f"/api/v1/break-glass-reviews/{review_id}/approve",
+        done = as_user(model_risk).post(f"/api/v1/break-glass-reviews/{review_id}/approve",
                                       {"comment": "justified"}, format="json")
         assert done.status_code == 200 and done.json()["state"] == "approved"
-        assert BreakGlassReview.objects.get(pk=review_id).reviewed_by == approver
+        assert BreakGlassReview.objects.get(pk=review_id).reviewed_by == model_risk
 
     def test_only_break_glass_members(self, as_user, people: People, gov: Gov) -> None:
         with writes_no_ledger():

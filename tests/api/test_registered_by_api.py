@@ -15,8 +15,10 @@ from access.models import ServiceAccount
 from access.services.service_accounts import service_account_create
 from audit.models import Entry, PendingEntry
 from governance.models import ModelVersion
-from tests.access.personas import People, Resources, grant
-from tests.api.conftest import problem_of
+from tests.access.helpers import grant
+from tests.api.helpers import problem_of
+from tests.catalog import Resources
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 TokenClient = Callable[..., APIClient]

@@ -7,9 +7,10 @@ Each response must not be a 5xx, must have a status code and content type the sc
 declares for the operation, and a body that matches the declared schema.
 
 Two callers: a service account token carrying every scope, and an InfoSec person's
-session (with CSRF) for the operations only people may call. The run is bounded (a few
-hundred cases, well under the 90 s budget on SQLite) and collects every failure before
-reporting, so one run names every non-conforming operation.
+session (with CSRF) for the operations only people may call. The run is bounded by example
+counts, not by the clock (a few hundred cases; hypothesis' per-example deadline is off), so a
+loaded machine makes it slower, never red; it collects every failure before reporting, so one
+run names every non-conforming operation.
 """
 from __future__ import annotations
 
@@ -36,14 +37,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.api.seed import Seeded, seed
-from tests.governance.conftest import _celery_eager, fake_registry, no_mlflow  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("celery_eager")
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 POSITIVE_EXAMPLES = 3  # per operation, caller and kind of path parameters (real / generated)
 NEGATIVE_EXAMPLES = 2
-# A hard stop per caller: the run is bounded by the counts above (~25 s per caller on an idle machine);
-# past this, the remaining operations are reported as not exercised rather than run on.
-BUDGET_SECONDS = 60
+# The counts above are the whole budget (~25 s per caller on an idle machine): no wall-clock limit.
 CSRF = "h4schemathesiscsrftoken000000000"  # 32 characters: Django's unmasked secret format
 
 # The segment before a path parameter says which seeded object the parameter names.
@@ -73,7 +73,7 @@ class Run:
     cases: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     failures: dict[str, list[str]] = field(default_factory=dict)  # operation label → distinct failures
-    skipped: set[str] = field(default_factory=set)  # operations not exercised before the deadline
+    exercised: set[str] = field(default_factory=set)  # operations that were sent at least one request
     succeeded: set[str] = field(default_factory=set)  # operations that answered 2xx at least once
 
     def fail(self, label: str, message: str) -> None:
@@ -101,16 +101,14 @@ def real_path_parameters(path: str, names: list[str], seeded: Seeded) -> dict[st
 
 
 def run_operation(operation: Any, run: Run, *, headers: dict[str, str], cookies: dict[str, str],
-                  seeded: Seeded, deadline: float) -> None:
+                  seeded: Seeded) -> None:
     label = operation.label
     names = [p.name for p in operation.path_parameters]
     real = real_path_parameters(operation.path, names, seeded) if names else {}
 
     def exercise(case: Any) -> None:
-        if time.monotonic() > deadline:
-            run.skipped.add(label)
-            return
         run.cases += 1
+        run.exercised.add(label)
         if cookies:  # a session run: never the bearer token schemathesis generates from the security scheme
             for name in [h for h in (case.headers or {}) if h.lower() == "authorization"]:
                 del case.headers[name]
@@ -162,7 +160,7 @@ def session_cookies(user: User) -> dict[str, str]:
 
 
 @pytest.fixture
-def seeded(committing_db: None, fake_registry: Any, settings: Any) -> Seeded:  # noqa: F811
+def seeded(committing_db: None, fake_registry: Any, settings: Any) -> Seeded:
     settings.API_THROTTLE_RATE = "100000/min"  # the run itself must not be throttled
     return seed(versions=6, pending=6, approvers=1, events=10)
 
@@ -178,16 +176,16 @@ def _run_all(seeded: Seeded, who: str, headers: dict[str, str], cookies: dict[st
     schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", WSGIHandler())
     run = Run()
     started = time.monotonic()
-    deadline = started + BUDGET_SECONDS
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 1, "the schema lists no operation besides whoami"
-    for operation in operations:
-        if select(operation):
-            run_operation(operation, run, headers=headers, cookies=cookies, seeded=seeded, deadline=deadline)
-    elapsed = time.monotonic() - started
+    selected = [operation for operation in operations if select(operation)]
+    for operation in selected:
+        run_operation(operation, run, headers=headers, cookies=cookies, seeded=seeded)
+    elapsed = time.monotonic() - started  # reported, never asserted: the budget is the example counts
     problems = _report(run, who, elapsed)
     assert not run.failures, f"{len(run.failures)} operation(s) do not conform:\n\n{problems}"
-    assert not run.skipped, f"not exercised within {BUDGET_SECONDS}s: {sorted(run.skipped)}"
+    not_exercised = {operation.label for operation in selected} - run.exercised
+    assert not not_exercised, f"not exercised: {sorted(not_exercised)}"
     return run
 
 

@@ -15,7 +15,7 @@ Interface (shared by every ``tests/browser/test_*.py``; keep it stable):
   ``/usr/bin/chromium``, headless, one per test module. A test fails when Chromium
   reports a Content-Security-Policy violation on the page's console (an inline
   script or style the policy blocked).
-* ``login(page, live_url, username, password="pw")``: sign in via
+* (tests/browser/helpers.py) ``login(page, live_url, username, password="pw")``: sign in via
   ``/console/login/``; returns once the console answered.
 * ``shot(page, name)``: full-page screenshot to
   ``var/test-artifacts/screenshots/<name>.png`` (the CI artifact folder); returns the path.
@@ -40,15 +40,15 @@ from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.db import connections
 from django.test.testcases import LiveServerThread
 
+from tests.browser.helpers import CSP_VIOLATION
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
 HERE = Path(__file__).resolve().parent
-SCREENSHOTS = HERE.parent.parent / "var" / "test-artifacts" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
-CSP_VIOLATION = "Content Security Policy"
 SKIP_REASON = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
 
 
@@ -134,19 +134,3 @@ def live_url(_close_connections_last: None, committing_db: None, settings: Any) 
                 thread.join(timeout=5)
         for conn in shared.values():
             conn.dec_thread_sharing()
-
-
-def login(page: Any, live_url: str, username: str, password: str = "pw") -> None:
-    page.goto(f"{live_url}/console/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    with page.expect_navigation():
-        page.get_by_role("button", name="Sign in").click()
-    assert "/console/login/" not in page.url, f"login as {username} failed"
-
-
-def shot(page: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path

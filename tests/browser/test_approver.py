@@ -5,8 +5,6 @@ registry (the approval's deploy task runs in the live server's thread after comm
 """
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 import re
 from typing import Any
 
@@ -16,20 +14,12 @@ from django.contrib.auth.models import User
 from access import roles
 from governance import services
 from governance.models import PromotionRequest, RegisteredModel
-from tests.access.personas import make_user
-from tests.browser.conftest import login, shot
-from tests.governance.conftest import _celery_eager, fake_registry, no_mlflow  # noqa: F401
-from tests.governance.factories import (
-    FakeRegistry,
-    ModelVersionFactory,
-    actor_of,
-    ensure_defaults,
-    entry_of,
-    make_deployed,
-    snapshot,
-)
+from tests.browser.helpers import login, shot
+from tests.factories import ModelVersionFactory
+from tests.governance.helpers import FakeRegistry, actor_of, ensure_defaults, entry_of, make_deployed, snapshot
+from tests.personas import make_user
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("celery_eager")]
 
 COMMENT = "Validation report MRV-2026-114 reviewed; metrics within tolerance"
 

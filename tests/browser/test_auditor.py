@@ -8,20 +8,21 @@ import pytest
 from django.test import override_settings
 
 from audit.models import Entry
-from tests.browser.conftest import login, shot
-from tests.console.conftest import make_crew, make_violation, seed_ledger
+from tests.browser.helpers import login, shot
+from tests.console.helpers import make_violation, seed_ledger
+from tests.personas import make_people
 
 pytestmark = pytest.mark.browser
 
 
 def test_auditor_verifies_an_entry_and_downloads_an_export(live_url: str, page: Any, tmp_path: Path) -> None:
     # given
-    crew = make_crew()
+    people = make_people()
     make_violation()
     seed_ledger(12, days=6)
     entry = Entry.objects.filter(event_type="ledger.note_added").order_by("seq")[3]
     with override_settings(VAR_DIR=tmp_path):
-        login(page, live_url, crew.auditor.username)
+        login(page, live_url, people.auditor.username)
 
         # the dashboard
         page.goto(f"{live_url}/console/")

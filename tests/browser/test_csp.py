@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CSP_VIOLATION, login
-from tests.console.conftest import make_crew, seed_ledger
+from tests.browser.helpers import CSP_VIOLATION, login
+from tests.console.helpers import seed_ledger
+from tests.personas import make_people
 
 
 def test_the_api_docs_render_under_the_policy(live_url: str, page: Any) -> None:
@@ -18,9 +19,9 @@ def test_the_api_docs_render_under_the_policy(live_url: str, page: Any) -> None:
 
 
 def test_the_console_scripts_run_under_the_policy(live_url: str, page: Any) -> None:
-    crew = make_crew()
+    people = make_people()
     entries = seed_ledger(3)
-    login(page, live_url, crew.infosec.username)
+    login(page, live_url, people.infosec.username)
     page.goto(f"{live_url}/console/ledger/{entries[0].seq}/")
     # entry-verify.js (a static file) recomputes the leaf hash with WebCrypto and says so.
     page.get_by_role("button", name="Also check the leaf hash in this browser").click()

@@ -6,19 +6,20 @@ from typing import Any
 import pytest
 
 from audit.models import Entry
-from tests.browser.conftest import login, shot
-from tests.console.conftest import make_crew, make_violation, seed_ledger
+from tests.browser.helpers import login, shot
+from tests.console.helpers import make_violation, seed_ledger
+from tests.personas import make_people
 
 pytestmark = pytest.mark.browser
 
 
 def test_outsider_is_refused_the_ledger_exports_and_violations(live_url: str, page: Any) -> None:
     # given
-    crew = make_crew()
+    people = make_people()
     make_violation("secret alias summary")
     entries = seed_ledger(2)
     entry = Entry.objects.get(seq=entries[0].seq)
-    login(page, live_url, crew.outsider.username)
+    login(page, live_url, people.outsider.username)
 
     # the dashboard shows only their (empty) queues
     page.goto(f"{live_url}/console/")

@@ -1,19 +1,17 @@
 """A model owner requests a canary promotion to staging from the model page, in a real browser."""
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from typing import Any
 
 import pytest
 
 from governance.models import PromotionRequest, RegisteredModel
-from tests.access.personas import make_user
-from tests.browser.conftest import login, shot
-from tests.governance.conftest import _celery_eager, fake_registry, no_mlflow  # noqa: F401
-from tests.governance.factories import ModelVersionFactory, ensure_defaults, entry_of, make_deployed
+from tests.browser.helpers import login, shot
+from tests.factories import ModelVersionFactory
+from tests.governance.helpers import ensure_defaults, entry_of, make_deployed
+from tests.personas import make_user
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("celery_eager")]
 
 
 def test_an_owner_requests_a_canary_to_staging(live_url: str, page: Any, no_mlflow: None) -> None:

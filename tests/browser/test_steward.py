@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from access.models import Dataset, DatasetField, Grant
 from access.services.grants import grant_create
-from tests.access.personas import ledger, make_user, soon
-from tests.browser.conftest import login, shot
+from access.models import Dataset, DatasetField, Grant
+from tests.access.helpers import ledger, soon
+from tests.browser.helpers import login, shot
+from tests.personas import make_user
 
 pytestmark = pytest.mark.browser
 

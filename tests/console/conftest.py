@@ -1,90 +1,39 @@
-"""Personas and ledger data for the console page tests (also used by the browser tests).
-
-Setup goes through the ORM and the real services (``record``, ``violation_record``,
-``checkpoint_create``); what is under test goes through the pages.
+"""Fixtures of the console's promotion pages: fraud-detector owned by ``people.requester`` and its v7
+asked for staging or deployed through break-glass (the people and ``fraud``/``v7`` are the suite's:
+tests/personas.py, tests/promotions.py). Plain helpers are in tests/console/helpers.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
-
 import pytest
-from django.contrib.auth.models import User
-from django.test import Client
-from django.utils import timezone
 
-from access import roles
-from audit.checkpoints import checkpoint_create
-from audit.ledger import Actor, Subject, integrate, record
-from audit.models import Entry
-from governance.models import ComplianceViolation
-from governance.services import violation_record
-from tests.access.personas import make_user
+from governance import services
+from governance.models import BreakGlassReview, Environment, ModelVersion, PromotionRequest, RegisteredModel
+from tests.governance.helpers import make_deployed
+from tests.personas import People
+
+Envs = dict[str, Environment]
 
 
-@dataclass
-class Crew:
-    infosec: User
-    auditor: User
-    approver: User
-    owner: User
-    steward: User
-    outsider: User
+@pytest.fixture
+def owned(fraud: RegisteredModel, people: People) -> RegisteredModel:
+    fraud.owner = people.requester
+    fraud.save(update_fields=["owner"])
+    return fraud
 
 
-def make_crew() -> Crew:
-    return Crew(
-        infosec=make_user("ines", roles.INFOSEC),
-        auditor=make_user("audrey", roles.AUDITOR),
-        approver=make_user("adam", roles.APPROVER),
-        owner=make_user("olga", roles.MODEL_OWNER),
-        steward=make_user("stella", roles.DATA_STEWARD),
-        outsider=make_user("otto"),
+@pytest.fixture
+def pending(owned: RegisteredModel, v7: ModelVersion, envs: Envs, people: People) -> PromotionRequest:
+    """v7, live in dev, asked for staging by its owner: pending, waiting for one ``approver``."""
+    make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
+    return services.promotion_request(
+        user=people.requester, version=v7, environment=envs["staging"], reason="quarterly retrain"
     )
 
 
 @pytest.fixture
-def crew(db: None) -> Crew:
-    return make_crew()
-
-
-def client_for(user: User | None, *, csrf: bool = False, **kwargs: Any) -> Client:
-    """A console client signed in as ``user`` (anonymous for None); ``csrf=True`` enforces the CSRF check
-    (as does ``enforce_csrf_checks=True``)."""
-    kwargs.setdefault("enforce_csrf_checks", csrf)
-    client = Client(**kwargs)
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    """The flash messages a (followed) response rendered."""
-    return [str(m) for m in response.context["messages"]]
-
-
-def seed_ledger(n: int = 5, *, days: int = 3) -> list[Entry]:
-    """``n`` notes spread over the last ``days`` days, one entry with personal data, integrated and checkpointed."""
-    now = timezone.now()
-    for i in range(n):
-        record(event_type="ledger.note_added", actor=Actor.system("test"),
-               subject=Subject("registered_model", f"model-{i % 2}"),
-               payload={"text": f"note {i}", "reference": f"T-{i}"},
-               timestamp=now - timedelta(days=days) + timedelta(minutes=i))
-    record(event_type="auth.user_registered", actor=Actor.system("test"), subject=Subject("user", "9001"),
-           payload={"username": "pat.person", "email": "pat@example.com"}, data_subject="user:9001",
-           timestamp=now - timedelta(minutes=1))
-    integrate()
-    checkpoint_create()
-    return list(Entry.objects.order_by("seq"))
-
-
-def pii_entry() -> Entry:
-    return Entry.objects.get(event_type="auth.user_registered")
-
-
-def make_violation(summary: str = "alias production moved outside governance") -> ComplianceViolation:
-    return violation_record(kind=ComplianceViolation.Kind.OUT_OF_BAND_ALIAS,
-                            subject=Subject("registered_model", "fraud-detector"), summary=summary,
-                            details={"alias": "production"}, reverted=True)
+def broken_glass(owned: RegisteredModel, v7: ModelVersion, envs: Envs, people: People) -> BreakGlassReview:
+    make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
+    request = services.promotion_break_glass(
+        user=people.breakglass, version=v7, environment=envs["staging"], justification="fraud spike, hotfix"
+    )
+    return BreakGlassReview.objects.get(request=request)

@@ -1,14 +1,12 @@
 """Console actions of access governance: classifying a dataset and its fields, and starting an access review.
 
-Personas and resources come from tests/access/personas.py (olga owns every dataset, sam is a data
+Personas and resources come from tests/personas.py and tests/catalog.py (olga owns every dataset, sam is a data
 steward, ines InfoSec, audrey an auditor, otto an outsider). What is under test goes through the
-pages; the services (``access.services.datasets``, ``access.services.grants``) decide, and a refusal is a message (or
+pages; the services (``access.catalog``, ``access.grants``) decide, and a refusal is a message (or
 a 403/404 page) with nothing written: ``nothing_written()`` also covers the catalog's rows.
 """
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -20,18 +18,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from access.models import Dataset, DatasetField, ReviewCampaign
-from governance.models import Lineage, ModelVersion
-from tests.access.personas import (  # noqa: F401
-    People,
-    Resources,
-    grant,
-    ledger,
-    make_user,
-    people,
-    res,
-    snapshot,
-)
-from tests.console.conftest import client_for, messages_of
+from governance.models import Lineage
+from governance.models import ModelVersion
+from tests.access.helpers import grant, ledger, snapshot
+from tests.catalog import Resources
+from tests.console.helpers import client_for, messages_of
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 
@@ -72,11 +64,6 @@ def nothing_written() -> Iterator[None]:
 
 def in_days(days: int) -> str:
     return (timezone.localdate() + timedelta(days=days)).isoformat()
-
-
-@pytest.fixture
-def approver(people: People) -> User:
-    return make_user("adam", "approver")
 
 
 # --- classifying a dataset ------------------------------------------------------------------------------

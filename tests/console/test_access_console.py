@@ -1,15 +1,13 @@
 """Console pages of access governance: datasets and their classification matrix, grants (list,
 filters, grant, revoke), access requests and access reviews.
 
-Personas and resources come from tests/access/personas.py: olga owns every dataset and the model,
+Personas and resources come from tests/personas.py and tests/catalog.py: olga owns every dataset and the model,
 sam is a data steward, ines/ivan are InfoSec, rita a data scientist, otto an outsider, audrey an
-auditor. Actions go through ``access.services.grants``: a refusal is a message and ``writes_nothing()``;
+auditor. Actions go through ``access.grants``: a refusal is a message and ``writes_nothing()``;
 a success lands in the ledger.
 """
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from datetime import timedelta
 from typing import Any
 
@@ -19,20 +17,14 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from access.models import AccessRequest, Dataset, Grant, ReviewCampaign, ReviewItem
 from access.services.access_requests import access_request_create
-from access.services.grants import grant_revoke
 from access.services.reviews import review_campaign_start
-from tests.access.personas import (  # noqa: F401
-    People,
-    Resources,
-    grant,
-    ledger,
-    people,
-    res,
-    writes_nothing,
-)
-from tests.console.conftest import client_for, messages_of
+from access.services.grants import grant_revoke
+from access.models import AccessRequest, Dataset, Grant, ReviewCampaign, ReviewItem
+from tests.access.helpers import grant, ledger, writes_nothing
+from tests.catalog import Resources
+from tests.console.helpers import client_for, messages_of
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

@@ -8,26 +8,25 @@ import pytest
 from django.urls import reverse
 
 from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest
-from tests.console.conftest import client_for, messages_of
-from tests.console.test_promotions_console import broken_glass, owned  # noqa: F401
-from tests.governance.conftest import _celery_eager, envs, fraud, no_mlflow, people, v7  # noqa: F401
-from tests.governance.factories import People, entry_of, snapshot
+from tests.console.helpers import client_for, messages_of
+from tests.governance.helpers import entry_of, snapshot
+from tests.personas import People
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow", "celery_eager")]
 
 
 def post(user: Any, url: str, **data: str) -> Any:
     return client_for(user).post(url, data, follow=True)
 
 
-def test_the_review_forms_offer_both_outcomes(broken_glass: BreakGlassReview, people: People) -> None:  # noqa: F811
+def test_the_review_forms_offer_both_outcomes(broken_glass: BreakGlassReview, people: People) -> None:
     page = client_for(people.approver).get(reverse("console-breakglass")).content.decode()
     assert "Justified" in page and 'name="outcome" value="unjustified"' in page
     detail = client_for(people.approver).get(reverse("console-request", args=[broken_glass.request_id]))
     assert 'name="outcome" value="unjustified"' in detail.content.decode()
 
 
-def test_a_reviewer_concludes_unjustified(broken_glass: BreakGlassReview, people: People) -> None:  # noqa: F811
+def test_a_reviewer_concludes_unjustified(broken_glass: BreakGlassReview, people: People) -> None:
     url = reverse("console-breakglass-approve", args=[broken_glass.pk])
     response = post(people.approver, url, outcome="unjustified", comment="no incident behind it")
 
@@ -44,7 +43,7 @@ def test_a_reviewer_concludes_unjustified(broken_glass: BreakGlassReview, people
     assert list(page.context["page"].object_list) == []
 
 
-def test_a_bad_outcome_is_a_message_and_writes_nothing(broken_glass: BreakGlassReview, people: People) -> None:  # noqa: F811
+def test_a_bad_outcome_is_a_message_and_writes_nothing(broken_glass: BreakGlassReview, people: People) -> None:
     before = snapshot()
     url = reverse("console-breakglass-approve", args=[broken_glass.pk])
     response = post(people.approver, url, outcome="whatever", comment="x")

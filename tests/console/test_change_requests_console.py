@@ -2,8 +2,6 @@
 
 Setup: dev → staging → production (protected) with their migration policies (``ensure_defaults``).
 """
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from __future__ import annotations
 
 import json
@@ -13,28 +11,16 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from access import roles
 from governance import change_requests as cr
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest
-from tests.console.conftest import client_for, messages_of
-from tests.factories import UserFactory
-from tests.governance.conftest import envs, fraud, people  # noqa: F401
-from tests.governance.factories import TIGHTER, People, production_rules, rules_state
+from tests.console.helpers import client_for, messages_of
+from tests.governance.helpers import TIGHTER, production_rules, rules_state
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 
 Envs = dict[str, Environment]
 PAGE = "/console/environments/"
-
-
-@pytest.fixture
-def infosec2(envs: Envs) -> User:
-    return UserFactory(username="ivan-infosec", roles=[roles.INFOSEC])
-
-
-@pytest.fixture
-def auditor(envs: Envs) -> User:
-    return UserFactory(username="audrey-auditor", roles=[roles.AUDITOR])
 
 
 

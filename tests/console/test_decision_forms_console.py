@@ -6,8 +6,6 @@ forged POST. The request page and the approvals inbox stay within a fixed number
 """
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from datetime import timedelta
 from typing import Any
 
@@ -22,12 +20,12 @@ from access.models import ServiceAccount
 from access.services.grants import grant_create
 from governance import services
 from governance.models import Environment, ModelVersion, PromotionRequest, RegisteredModel
-from tests.console.conftest import client_for
-from tests.console.test_promotions_console import owned, pending  # noqa: F401
-from tests.governance.conftest import _celery_eager, envs, fraud, no_mlflow, people, v7  # noqa: F401
-from tests.governance.factories import ModelVersionFactory, People, make_deployed, snapshot
+from tests.console.helpers import client_for
+from tests.factories import ModelVersionFactory
+from tests.governance.helpers import make_deployed, snapshot
+from tests.personas import People
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow", "celery_eager")]
 
 Envs = dict[str, Environment]
 FORMS = ("approve", "reject", "request-changes")

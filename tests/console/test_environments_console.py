@@ -7,8 +7,6 @@ written (``snapshot()`` covers every governance row and the ledger).
 """
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,14 +16,13 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
-from access import roles
 from audit.ledger import integrate
 from audit.models import Entry
 from governance.models import Environment, FreezeWindow, PromotionPolicy, RegisteredModel
-from tests.console.conftest import client_for, messages_of
-from tests.factories import UserFactory
-from tests.governance.conftest import envs, fraud, people  # noqa: F401
-from tests.governance.factories import DEFAULT_POLICIES, People, RegisteredModelFactory, actor_of, snapshot
+from tests.console.helpers import client_for, messages_of
+from tests.factories import RegisteredModelFactory
+from tests.governance.helpers import DEFAULT_POLICIES, actor_of, snapshot
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 
@@ -51,11 +48,6 @@ def entries(event_type: str) -> list[Entry]:
 def local(moment: datetime) -> str:
     """A ``datetime-local`` input's value (read as UTC)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
-
-
-@pytest.fixture
-def auditor(envs: Envs) -> User:
-    return UserFactory(username="audrey-auditor", roles=[roles.AUDITOR])
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from audit.ledger import integrate
 from audit.models import Entry, ExportJob, PendingEntry
-from tests.console.conftest import Crew, client_for, seed_ledger
+from tests.console.helpers import client_for, seed_ledger
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 EXPORTS = reverse("console-exports")
@@ -31,17 +32,19 @@ def test_anonymous_is_sent_to_login() -> None:
 
 
 @pytest.mark.parametrize("who", ["approver", "owner", "steward", "outsider"])
-def test_exports_are_refused_to_others(crew: Crew, who: str) -> None:
-    client = client_for(getattr(crew, who))
+def test_exports_are_refused_to_others(people: People, who: str) -> None:
+    client = client_for(getattr(people, who))
     assert client.get(EXPORTS).status_code == 403
     response = client.post(EXPORTS, {"format": "csv"})
     assert response.status_code == 403 and "not permitted" in response.content.decode()
     assert not ExportJob.objects.exists()
 
 
-def test_auditor_starts_follows_and_downloads_an_export(crew: Crew, django_capture_on_commit_callbacks: Any) -> None:
+def test_auditor_starts_follows_and_downloads_an_export(
+    people: People, django_capture_on_commit_callbacks: Any
+) -> None:
     seed_ledger(3)
-    client = client_for(crew.auditor)
+    client = client_for(people.auditor)
     # when
     response = _start(client, django_capture_on_commit_callbacks, format="bundle",
                       event_types=["ledger.note_added"], since="2000-01-01")
@@ -49,7 +52,7 @@ def test_auditor_starts_follows_and_downloads_an_export(crew: Crew, django_captu
     job = ExportJob.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("console-export", args=[job.pk])
     detail = client.get(response["Location"]).content.decode()
-    assert job.created_by == crew.auditor
+    assert job.created_by == people.auditor
     job.refresh_from_db()
     assert job.state == "done", job.error
     assert job.file_sha256 in detail and "Download export" in detail and 'http-equiv="refresh"' not in detail
@@ -57,15 +60,15 @@ def test_auditor_starts_follows_and_downloads_an_export(crew: Crew, django_captu
     assert download.status_code == 200 and download["Content-Type"] == "application/zip"
     integrate()
     recorded = Entry.objects.get(event_type="ledger.exported")
-    assert recorded.actor_id == str(crew.auditor.pk)
+    assert recorded.actor_id == str(people.auditor.pk)
     assert recorded.payload["scope"]["event_types"] == ["ledger.note_added"]
     listing = client.get(EXPORTS).content.decode()
     assert f"#{job.pk}<" in listing and "ledger.note_added" in listing and "audrey" in listing
 
 
-def test_a_running_export_refreshes_itself(crew: Crew) -> None:
+def test_a_running_export_refreshes_itself(people: People) -> None:
     seed_ledger(1)
-    client = client_for(crew.infosec)
+    client = client_for(people.infosec)
     client.post(EXPORTS, {"format": "csv"})  # no commit in this test: the task never runs
     job = ExportJob.objects.get()
     html = client.get(reverse("console-export", args=[job.pk])).content.decode()
@@ -73,15 +76,15 @@ def test_a_running_export_refreshes_itself(crew: Crew) -> None:
 
 
 def test_an_auditor_cannot_download_anothers_export_but_infosec_can(
-    crew: Crew, django_capture_on_commit_callbacks: Any
+    people: People, django_capture_on_commit_callbacks: Any
 ) -> None:
     seed_ledger(1)
-    _start(client_for(crew.infosec), django_capture_on_commit_callbacks, format="csv")
+    _start(client_for(people.infosec), django_capture_on_commit_callbacks, format="csv")
     job = ExportJob.objects.get()
-    auditor = client_for(crew.auditor)
+    auditor = client_for(people.auditor)
     assert "Download export" not in auditor.get(reverse("console-export", args=[job.pk])).content.decode()
     assert auditor.get(reverse("export-download", args=[job.pk])).status_code == 404
-    assert client_for(crew.infosec).get(reverse("export-download", args=[job.pk])).status_code == 200
+    assert client_for(people.infosec).get(reverse("export-download", args=[job.pk])).status_code == 200
 
 
 @pytest.mark.parametrize("data, message", [
@@ -93,29 +96,31 @@ def test_an_auditor_cannot_download_anothers_export_but_infosec_can(
     ({"subjects": "no-colon-here"}, "must look like TYPE:ID"),
     ({"model": "no-such-model"}, "no registered model named"),
 ])
-def test_bad_scopes_are_messages_and_write_nothing(crew: Crew, data: dict[str, Any], message: str) -> None:
+def test_bad_scopes_are_messages_and_write_nothing(people: People, data: dict[str, Any], message: str) -> None:
     seed_ledger(1)
     before = PendingEntry.objects.count()
-    response = client_for(crew.auditor).post(EXPORTS, {"format": "bundle", **data})
+    response = client_for(people.auditor).post(EXPORTS, {"format": "bundle", **data})
     assert response.status_code == 400
     html = response.content.decode()
     assert "The export was not started" in html and message in html
     assert not ExportJob.objects.exists() and PendingEntry.objects.count() == before
 
 
-def test_starting_an_export_needs_a_csrf_token(crew: Crew) -> None:
-    response = client_for(crew.auditor, csrf=True).post(EXPORTS, {"format": "csv"})
+def test_starting_an_export_needs_a_csrf_token(people: People) -> None:
+    response = client_for(people.auditor, csrf=True).post(EXPORTS, {"format": "csv"})
     assert response.status_code == 403 and not ExportJob.objects.exists()
 
 
-def test_missing_export_is_a_404_page(crew: Crew) -> None:
-    response = client_for(crew.auditor).get(reverse("console-export", args=[999]))
+def test_missing_export_is_a_404_page(people: People) -> None:
+    response = client_for(people.auditor).get(reverse("console-export", args=[999]))
     assert response.status_code == 404 and "No export #999" in response.content.decode()
 
 
-def test_export_list_queries_are_bounded(crew: Crew, django_assert_max_num_queries: Any) -> None:
+def test_export_list_queries_are_bounded(
+    people: People, django_assert_max_num_queries: Any
+) -> None:
     seed_ledger(1)
-    client = client_for(crew.infosec)
+    client = client_for(people.infosec)
     client.post(EXPORTS, {"format": "csv"})
     with django_assert_max_num_queries(8):
         client.get(EXPORTS)
@@ -132,18 +137,20 @@ def _without_csrf(response: Any) -> str:
     return re.sub(r'value="[A-Za-z0-9]{64}"', "", response.content.decode())
 
 
-def test_an_auditor_sees_no_metadata_of_anothers_export(crew: Crew, django_capture_on_commit_callbacks: Any) -> None:
+def test_an_auditor_sees_no_metadata_of_anothers_export(
+    people: People, django_capture_on_commit_callbacks: Any
+) -> None:
     """Issue 9e: the console shows exactly the exports the API shows (``exports_visible_to``)."""
     from access import roles
-    from tests.access.personas import make_user
+    from tests.personas import make_user
 
     # given: InfoSec and another auditor each exported something with a recognisable scope
     seed_ledger(1)
-    _start(client_for(crew.infosec), django_capture_on_commit_callbacks, format="csv", since="2001-02-03")
+    _start(client_for(people.infosec), django_capture_on_commit_callbacks, format="csv", since="2001-02-03")
     other = make_user("arno", roles.AUDITOR)
     _start(client_for(other), django_capture_on_commit_callbacks, format="csv", since="2004-05-06")
     theirs = list(ExportJob.objects.order_by("pk"))
-    auditor = client_for(crew.auditor)
+    auditor = client_for(people.auditor)
     # when: the auditor lists, opens and downloads them
     listing = auditor.get(EXPORTS).content.decode()
     pages = [auditor.get(reverse("console-export", args=[job.pk])) for job in theirs]
@@ -159,5 +166,5 @@ def test_an_auditor_sees_no_metadata_of_anothers_export(crew: Crew, django_captu
     # and their own still shows, with InfoSec seeing everything
     _start(auditor, django_capture_on_commit_callbacks, format="csv", since="2007-08-09")
     assert "2007-08-09" in auditor.get(EXPORTS).content.decode()
-    infosec_listing = client_for(crew.infosec).get(EXPORTS).content.decode()
+    infosec_listing = client_for(people.infosec).get(EXPORTS).content.decode()
     assert all(f"#{job.pk}<" in infosec_listing for job in ExportJob.objects.all())

@@ -7,7 +7,6 @@ message or a log line.
 """
 from __future__ import annotations
 
-# ruff: noqa: F811
 import logging
 from typing import Any
 
@@ -18,9 +17,9 @@ from django.test.utils import CaptureQueriesContext
 from audit.models import Entry, PendingEntry
 from governance import services
 from governance.models import IdentityLink
-from tests.access.personas import People, make_user, people  # noqa: F401
-from tests.console.conftest import client_for, messages_of
-from tests.governance.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.console.helpers import client_for, messages_of
+from tests.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.personas import People, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,8 @@ from django.urls import reverse
 
 from audit.ledger import integrate
 from audit.models import Checkpoint, Entry, PendingEntry
-from tests.console.conftest import Crew, client_for, pii_entry, seed_ledger
+from tests.console.helpers import client_for, pii_entry, seed_ledger
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 LEDGER = reverse("console-ledger")
@@ -29,9 +30,9 @@ def test_anonymous_is_sent_to_login(url: str) -> None:
 
 
 @pytest.mark.parametrize("who", ["approver", "owner", "steward", "outsider"])
-def test_explorer_and_entries_are_refused_to_others(crew: Crew, who: str) -> None:
+def test_explorer_and_entries_are_refused_to_others(people: People, who: str) -> None:
     entries = seed_ledger(2)
-    client = client_for(getattr(crew, who))
+    client = client_for(getattr(people, who))
     for url in (LEDGER, entry_url(entries[0].seq), entry_url(entries[0].seq) + "?verify=1"):
         response = client.get(url)
         assert response.status_code == 403
@@ -40,16 +41,16 @@ def test_explorer_and_entries_are_refused_to_others(crew: Crew, who: str) -> Non
 
 
 @pytest.mark.parametrize("who", ["infosec", "auditor"])
-def test_oversight_lists_entries_newest_first(crew: Crew, who: str) -> None:
+def test_oversight_lists_entries_newest_first(people: People, who: str) -> None:
     entries = seed_ledger(3)
-    html = client_for(getattr(crew, who)).get(LEDGER).content.decode()
+    html = client_for(getattr(people, who)).get(LEDGER).content.decode()
     assert html.index(f"#{entries[-1].seq}<") < html.index(f"#{entries[0].seq}<")
     assert "ledger.note_added" in html
 
 
-def test_filters_by_type_subject_actor_and_time(crew: Crew) -> None:
+def test_filters_by_type_subject_actor_and_time(people: People) -> None:
     seed_ledger(4)
-    client = client_for(crew.auditor)
+    client = client_for(people.auditor)
     html = client.get(LEDGER, {"type": "auth.user_registered"}).content.decode()
     assert "auth.user_registered</code>" in html and "ledger.note_added</code>" not in html
     html = client.get(LEDGER, {"subject": "registered_model:model-1"}).content.decode()
@@ -59,17 +60,17 @@ def test_filters_by_type_subject_actor_and_time(crew: Crew) -> None:
     assert "No entries match" in client.get(LEDGER, {"since": "2999-01-01"}).content.decode()
 
 
-def test_bad_filters_are_messages_not_errors(crew: Crew) -> None:
+def test_bad_filters_are_messages_not_errors(people: People) -> None:
     seed_ledger(1)
-    response = client_for(crew.auditor).get(LEDGER, {"type": "no.such", "since": "yesterday", "before": "x"})
+    response = client_for(people.auditor).get(LEDGER, {"type": "no.such", "since": "yesterday", "before": "x"})
     html = response.content.decode()
     assert response.status_code == 200
     assert "Filter ignored: unknown event type" in html and "not an ISO 8601 date" in html
 
 
-def test_seq_cursor_pages_with_bounded_queries(crew: Crew, django_assert_max_num_queries: Any) -> None:
+def test_seq_cursor_pages_with_bounded_queries(people: People, django_assert_max_num_queries: Any) -> None:
     seed_ledger(3)
-    client = client_for(crew.infosec)
+    client = client_for(people.infosec)
     with django_assert_max_num_queries(8):
         client.get(LEDGER)
     seed_ledger(120, days=5)
@@ -86,24 +87,24 @@ def test_seq_cursor_pages_with_bounded_queries(crew: Crew, django_assert_max_num
     assert f"#{last.seq}<" in back and f"#{last.seq - 50}<" not in back
 
 
-def test_entry_page_shows_hashes_chain_and_checkpoint(crew: Crew) -> None:
+def test_entry_page_shows_hashes_chain_and_checkpoint(people: People) -> None:
     entries = seed_ledger(4)
     middle = next(e for e in entries if e.subject_id == "model-1")
-    html = client_for(crew.auditor).get(entry_url(middle.seq)).content.decode()
+    html = client_for(people.auditor).get(entry_url(middle.seq)).content.decode()
     assert middle.entry_hash in html and middle.prev_hash in html
     assert "next about this subject" in html
     checkpoint = Checkpoint.objects.get()
     assert f"#{checkpoint.pk}, tree size {checkpoint.tree_size}" in html
 
 
-def test_verify_this_entry_passes_every_step(crew: Crew) -> None:
+def test_verify_this_entry_passes_every_step(people: People) -> None:
     entries = seed_ledger(3)
-    html = client_for(crew.auditor).get(entry_url(entries[1].seq), {"verify": "1"}).content.decode()
+    html = client_for(people.auditor).get(entry_url(entries[1].seq), {"verify": "1"}).content.decode()
     assert "Verified</span> every check passed" in html
     assert html.count("badge ok\">pass") == 4 and "badge bad" not in html
 
 
-def test_verify_without_a_checkpoint_fails_clearly(crew: Crew) -> None:
+def test_verify_without_a_checkpoint_fails_clearly(people: People) -> None:
     seed_ledger(1)
     from audit.ledger import Actor, Subject, record
 
@@ -111,11 +112,11 @@ def test_verify_without_a_checkpoint_fails_clearly(crew: Crew) -> None:
     integrate()
     late = Entry.objects.order_by("-seq").first()
     assert late is not None
-    html = client_for(crew.auditor).get(entry_url(late.seq), {"verify": "1"}).content.decode()
+    html = client_for(people.auditor).get(entry_url(late.seq), {"verify": "1"}).content.decode()
     assert "NOT verified" in html and "no checkpoint covers this entry yet" in html
 
 
-def test_verify_detects_a_checkpoint_signed_by_another_key(crew: Crew, settings: Any, tmp_path: Any) -> None:
+def test_verify_detects_a_checkpoint_signed_by_another_key(people: People, settings: Any, tmp_path: Any) -> None:
     entries = seed_ledger(2)
     checkpoint = Checkpoint.objects.get()
     from audit.console import verify_entry
@@ -126,61 +127,61 @@ def test_verify_detects_a_checkpoint_signed_by_another_key(crew: Crew, settings:
     assert not steps[-1].ok and "signature" in steps[-1].name
 
 
-def test_missing_entry_is_a_404_page(crew: Crew) -> None:
-    response = client_for(crew.auditor).get(entry_url(424242))
+def test_missing_entry_is_a_404_page(people: People) -> None:
+    response = client_for(people.auditor).get(entry_url(424242))
     assert response.status_code == 404 and "No entry #424242" in response.content.decode()
 
 
-def test_personal_data_is_redacted_and_only_infosec_sees_the_reveal_form(crew: Crew) -> None:
+def test_personal_data_is_redacted_and_only_infosec_sees_the_reveal_form(people: People) -> None:
     seed_ledger(1)
     entry = pii_entry()
-    auditor_html = client_for(crew.auditor).get(entry_url(entry.seq)).content.decode()
+    auditor_html = client_for(people.auditor).get(entry_url(entry.seq)).content.decode()
     assert "[redacted]" in auditor_html and "pat.person" not in auditor_html
     assert "Reveal personal data" not in auditor_html
-    infosec_html = client_for(crew.infosec).get(entry_url(entry.seq)).content.decode()
+    infosec_html = client_for(people.infosec).get(entry_url(entry.seq)).content.decode()
     assert "Reveal personal data" in infosec_html and "pat.person" not in infosec_html
 
 
-def test_infosec_reveal_is_recorded_and_not_cached(crew: Crew) -> None:
+def test_infosec_reveal_is_recorded_and_not_cached(people: People) -> None:
     seed_ledger(1)
     entry = pii_entry()
-    response = client_for(crew.infosec).post(reveal_url(entry.seq), {"reason": "INC-42 identity check"})
+    response = client_for(people.infosec).post(reveal_url(entry.seq), {"reason": "INC-42 identity check"})
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     assert "pat.person" in response.content.decode()
     integrate()
     recorded = Entry.objects.get(event_type="privacy.pii_revealed")
-    assert recorded.payload["reason"] == "INC-42 identity check" and recorded.actor_id == str(crew.infosec.pk)
+    assert recorded.payload["reason"] == "INC-42 identity check" and recorded.actor_id == str(people.infosec.pk)
 
 
-def test_reveal_without_a_reason_shows_a_message_and_writes_nothing(crew: Crew) -> None:
+def test_reveal_without_a_reason_shows_a_message_and_writes_nothing(people: People) -> None:
     seed_ledger(1)
     entry = pii_entry()
     before = PendingEntry.objects.count()
-    response = client_for(crew.infosec).post(reveal_url(entry.seq), {"reason": " "}, follow=True)
+    response = client_for(people.infosec).post(reveal_url(entry.seq), {"reason": " "}, follow=True)
     html = response.content.decode()
     assert "Nothing was revealed: a reason is required" in html and "pat.person" not in html
     assert PendingEntry.objects.count() == before
 
 
-def test_auditor_reveal_is_refused_and_the_denial_recorded(crew: Crew) -> None:
+def test_auditor_reveal_is_refused_and_the_denial_recorded(people: People) -> None:
     seed_ledger(1)
     entry = pii_entry()
-    response = client_for(crew.auditor).post(reveal_url(entry.seq), {"reason": "curious"})
+    response = client_for(people.auditor).post(reveal_url(entry.seq), {"reason": "curious"})
     assert response.status_code == 403 and "pat.person" not in response.content.decode()
     integrate()
     assert Entry.objects.filter(event_type="access.check_denied").exists()
     assert not Entry.objects.filter(event_type="privacy.pii_revealed").exists()
 
 
-def test_outsider_reveal_is_refused(crew: Crew) -> None:
+def test_outsider_reveal_is_refused(people: People) -> None:
     seed_ledger(1)
-    response = client_for(crew.outsider).post(reveal_url(pii_entry().seq), {"reason": "x"})
+    response = client_for(people.outsider).post(reveal_url(pii_entry().seq), {"reason": "x"})
     assert response.status_code == 403
 
 
-def test_reveal_needs_a_csrf_token(crew: Crew) -> None:
+def test_reveal_needs_a_csrf_token(people: People) -> None:
     seed_ledger(1)
     entry = pii_entry()
-    response = client_for(crew.infosec, csrf=True).post(reveal_url(entry.seq), {"reason": "INC-1"})
+    response = client_for(people.infosec, csrf=True).post(reveal_url(entry.seq), {"reason": "INC-1"})
     assert response.status_code == 403
     assert "pat.person" not in response.content.decode()

@@ -6,8 +6,9 @@ from django.urls import reverse
 
 from audit.models import Entry, PendingEntry
 from governance.models import RegisteredModel
-from tests.console.conftest import Crew, client_for, messages_of
-from tests.governance.factories import RegisteredModelFactory
+from tests.console.helpers import client_for, messages_of
+from tests.factories import RegisteredModelFactory
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 
@@ -16,15 +17,15 @@ def _written() -> int:
     return PendingEntry.objects.count() + Entry.objects.count()
 
 
-def test_infosec_hands_a_model_over_from_its_page(crew: Crew) -> None:
+def test_infosec_hands_a_model_over_from_its_page(people: People) -> None:
     model = RegisteredModelFactory(name="fraud-detector", owner=None)
-    client = client_for(crew.infosec)
+    client = client_for(people.infosec)
     assert "Hand over ownership" in client.get(reverse("console-model", args=[model.pk])).content.decode()
 
     response = client.post(reverse("console-model-owner", args=[model.pk]),
                            {"owner": "olga", "reason": "model inventory"}, follow=True)
 
-    assert RegisteredModel.objects.get(pk=model.pk).owner == crew.owner
+    assert RegisteredModel.objects.get(pk=model.pk).owner == people.owner
     assert any("now owned by olga" in m for m in messages_of(response))
 
 
@@ -33,27 +34,27 @@ def test_infosec_hands_a_model_over_from_its_page(crew: Crew) -> None:
     ("infosec", {"owner": "nobody", "reason": "typo"}),
     ("infosec", {"owner": "adam", "reason": ""}),
 ])
-def test_taking_a_model_or_a_bad_hand_over_is_refused_and_writes_nothing(crew: Crew, who: str, body: dict) -> None:
-    model = RegisteredModelFactory(name="fraud-detector", owner=crew.owner)
+def test_taking_a_model_or_a_bad_hand_over_is_refused_and_writes_nothing(people: People, who: str, body: dict) -> None:
+    model = RegisteredModelFactory(name="fraud-detector", owner=people.owner)
     before = _written()
 
-    response = client_for(getattr(crew, who)).post(reverse("console-model-owner", args=[model.pk]), body,
+    response = client_for(getattr(people, who)).post(reverse("console-model-owner", args=[model.pk]), body,
                                                    follow=True)
 
     assert response.status_code == 200 and messages_of(response)
-    assert RegisteredModel.objects.get(pk=model.pk).owner == crew.owner
+    assert RegisteredModel.objects.get(pk=model.pk).owner == people.owner
     assert _written() == before
     if who == "approver":
-        assert "Hand over ownership" not in client_for(crew.approver).get(
+        assert "Hand over ownership" not in client_for(people.approver).get(
             reverse("console-model", args=[model.pk])).content.decode()
 
 
-def test_an_outsider_gets_a_404_and_nothing_changes(crew: Crew) -> None:
-    model = RegisteredModelFactory(name="fraud-detector", owner=crew.owner)
+def test_an_outsider_gets_a_404_and_nothing_changes(people: People) -> None:
+    model = RegisteredModelFactory(name="fraud-detector", owner=people.owner)
     before = _written()
 
-    response = client_for(crew.outsider).post(reverse("console-model-owner", args=[model.pk]),
+    response = client_for(people.outsider).post(reverse("console-model-owner", args=[model.pk]),
                                               {"owner": "otto", "reason": "mine"})
 
     assert response.status_code == 404
-    assert RegisteredModel.objects.get(pk=model.pk).owner == crew.owner and _written() == before
+    assert RegisteredModel.objects.get(pk=model.pk).owner == people.owner and _written() == before

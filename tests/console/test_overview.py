@@ -9,7 +9,8 @@ from django.urls import reverse
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
 from governance.models import ComplianceViolation
-from tests.console.conftest import Crew, client_for, make_violation, seed_ledger
+from tests.console.helpers import client_for, make_violation, seed_ledger
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 DASHBOARD = reverse("console-dashboard")
@@ -30,13 +31,13 @@ def test_anonymous_is_sent_to_login(url: str) -> None:
     assert response["Location"].startswith("/console/login/")
 
 
-def test_oversight_dashboard_shows_integrity_queues_and_charts(crew: Crew) -> None:
+def test_oversight_dashboard_shows_integrity_queues_and_charts(people: People) -> None:
     # given
     seed_ledger(4)
     make_violation()
     integrate()
     # when
-    response = client_for(crew.auditor).get(DASHBOARD)
+    response = client_for(people.auditor).get(DASHBOARD)
     # then
     html = response.content.decode()
     assert response.status_code == 200
@@ -47,18 +48,20 @@ def test_oversight_dashboard_shows_integrity_queues_and_charts(crew: Crew) -> No
     assert "ledger: 4" not in html  # the data table holds counts per day, not a dump
 
 
-def test_plain_user_dashboard_shows_only_their_queues(crew: Crew) -> None:
+def test_plain_user_dashboard_shows_only_their_queues(people: People) -> None:
     seed_ledger(2)
-    response = client_for(crew.outsider).get(DASHBOARD)
+    response = client_for(people.outsider).get(DASHBOARD)
     html = response.content.decode()
     assert response.status_code == 200
     assert "Waiting on you" in html
     assert "Ledger integrity" not in html and "<svg" not in html
 
 
-def test_dashboard_queries_are_bounded_whatever_the_ledger_size(crew: Crew, django_assert_max_num_queries: Any) -> None:
+def test_dashboard_queries_are_bounded_whatever_the_ledger_size(
+    people: People, django_assert_max_num_queries: Any
+) -> None:
     seed_ledger(3)
-    client = client_for(crew.infosec)
+    client = client_for(people.infosec)
     client.get(DASHBOARD)
     with django_assert_max_num_queries(DASHBOARD_QUERIES):
         client.get(DASHBOARD)
@@ -70,17 +73,17 @@ def test_dashboard_queries_are_bounded_whatever_the_ledger_size(crew: Crew, djan
 
 
 @pytest.mark.parametrize("who", ["approver", "owner", "steward", "outsider"])
-def test_violations_are_refused_to_non_oversight(crew: Crew, who: str) -> None:
+def test_violations_are_refused_to_non_oversight(people: People, who: str) -> None:
     make_violation("secret summary")
-    response = client_for(getattr(crew, who)).get(VIOLATIONS)
+    response = client_for(getattr(people, who)).get(VIOLATIONS)
     assert response.status_code == 403
     html = response.content.decode()
     assert "Not permitted" in html and "secret summary" not in html
 
 
-def test_auditor_reads_violations_but_cannot_acknowledge(crew: Crew) -> None:
+def test_auditor_reads_violations_but_cannot_acknowledge(people: People) -> None:
     v = make_violation("alias moved by hand")
-    client = client_for(crew.auditor)
+    client = client_for(people.auditor)
     html = client.get(VIOLATIONS).content.decode()
     assert "alias moved by hand" in html and "Acknowledge" not in html
     # when the auditor posts anyway
@@ -91,26 +94,26 @@ def test_auditor_reads_violations_but_cannot_acknowledge(crew: Crew) -> None:
     assert v.acknowledged_at is None
 
 
-def test_infosec_acknowledges_with_a_comment_recorded_in_the_ledger(crew: Crew) -> None:
+def test_infosec_acknowledges_with_a_comment_recorded_in_the_ledger(people: People) -> None:
     v = make_violation()
-    client = client_for(crew.infosec)
+    client = client_for(people.infosec)
     response = client.post(_ack_url(v), {"comment": "Reverted by the reconciler; owner briefed."}, follow=True)
     assert response.status_code == 200
     assert "acknowledged; recorded in the ledger" in response.content.decode()
     v.refresh_from_db()
-    assert v.acknowledged_by == crew.infosec and v.acknowledgement.startswith("Reverted")
+    assert v.acknowledged_by == people.infosec and v.acknowledgement.startswith("Reverted")
     integrate()
     entry = Entry.objects.get(event_type="compliance.violation_acknowledged")
-    assert entry.actor_id == str(crew.infosec.pk) and entry.payload["violation_id"] == v.pk
+    assert entry.actor_id == str(people.infosec.pk) and entry.payload["violation_id"] == v.pk
     # the open filter no longer lists it; the acknowledged filter does
     assert f"<td>{v.pk}</td>" not in client.get(VIOLATIONS).content.decode()
     assert f"<td>{v.pk}</td>" in client.get(VIOLATIONS + "?status=acknowledged").content.decode()
 
 
-def test_empty_comment_shows_a_message_and_writes_nothing(crew: Crew) -> None:
+def test_empty_comment_shows_a_message_and_writes_nothing(people: People) -> None:
     v = make_violation()
     pending = PendingEntry.objects.count()
-    response = client_for(crew.infosec).post(_ack_url(v), {"comment": "   "}, follow=True)
+    response = client_for(people.infosec).post(_ack_url(v), {"comment": "   "}, follow=True)
     assert response.status_code == 200
     assert "was not acknowledged: a comment is required" in response.content.decode()
     v.refresh_from_db()
@@ -118,35 +121,37 @@ def test_empty_comment_shows_a_message_and_writes_nothing(crew: Crew) -> None:
     assert PendingEntry.objects.count() == pending
 
 
-def test_acknowledging_twice_is_a_message_not_an_error(crew: Crew) -> None:
+def test_acknowledging_twice_is_a_message_not_an_error(people: People) -> None:
     v = make_violation()
-    client = client_for(crew.infosec)
+    client = client_for(people.infosec)
     client.post(_ack_url(v), {"comment": "first"})
     response = client.post(_ack_url(v), {"comment": "second"}, follow=True)
     assert "already acknowledged" in response.content.decode()
 
 
-def test_unknown_violation_is_a_message(crew: Crew) -> None:
-    response = client_for(crew.infosec).post(reverse("console-violation-acknowledge", args=[999]),
+def test_unknown_violation_is_a_message(people: People) -> None:
+    response = client_for(people.infosec).post(reverse("console-violation-acknowledge", args=[999]),
                                              {"comment": "x"}, follow=True)
     assert "There is no violation #999" in response.content.decode()
 
 
-def test_acknowledge_needs_a_csrf_token(crew: Crew) -> None:
+def test_acknowledge_needs_a_csrf_token(people: People) -> None:
     v = make_violation()
-    response = client_for(crew.infosec, csrf=True).post(_ack_url(v), {"comment": "no token"})
+    response = client_for(people.infosec, csrf=True).post(_ack_url(v), {"comment": "no token"})
     assert response.status_code == 403
     v.refresh_from_db()
     assert v.acknowledged_at is None
 
 
-def test_acknowledge_is_post_only(crew: Crew) -> None:
+def test_acknowledge_is_post_only(people: People) -> None:
     v = make_violation()
-    assert client_for(crew.infosec).get(_ack_url(v)).status_code == 405
+    assert client_for(people.infosec).get(_ack_url(v)).status_code == 405
 
 
-def test_violations_list_queries_are_bounded(crew: Crew, django_assert_max_num_queries: Any) -> None:
-    client = client_for(crew.infosec)
+def test_violations_list_queries_are_bounded(
+    people: People, django_assert_max_num_queries: Any
+) -> None:
+    client = client_for(people.infosec)
     v = make_violation()
     client.post(_ack_url(v), {"comment": "seen"})
     with django_assert_max_num_queries(LIST_QUERIES):
@@ -160,8 +165,8 @@ def test_violations_list_queries_are_bounded(crew: Crew, django_assert_max_num_q
     assert "Older" in response.content.decode()  # 31 rows: two pages
 
 
-def test_violations_filter_by_kind_and_bad_filters_fall_back(crew: Crew) -> None:
+def test_violations_filter_by_kind_and_bad_filters_fall_back(people: People) -> None:
     make_violation("an alias")
-    client = client_for(crew.auditor)
+    client = client_for(people.auditor)
     assert "an alias" not in client.get(VIOLATIONS + "?kind=integrity").content.decode()
     assert "an alias" in client.get(VIOLATIONS + "?kind=bogus&status=bogus").content.decode()

@@ -1,6 +1,6 @@
 """The console's "Request access" form (access requests page) and the dataset page's link to it.
 
-Personas and resources come from tests/access/personas.py: olga owns every dataset and the model,
+Personas and resources come from tests/personas.py and tests/catalog.py: olga owns every dataset and the model,
 rita is a data scientist (model-owner role) who owns the service account fraud-pipeline, sam a data
 steward, ines InfoSec, audrey an auditor, otto has no role. ``access_request_create`` decides; the
 view checks the form first (unknown resource, permission for another kind, duration, justification,
@@ -8,8 +8,6 @@ service account) and a refusal is a message with nothing written.
 """
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from typing import Any
 
 import pytest
@@ -21,18 +19,10 @@ from access.models import AccessRequest, Dataset, ServiceAccount
 from access.services.access_requests import access_request_create
 from access.services.service_accounts import service_account_create
 from audit.models import PendingEntry
-from tests.access.personas import (  # noqa: F401
-    People,
-    Resources,
-    grant,
-    ledger,
-    make_user,
-    people,
-    res,
-    service_account,
-    writes_nothing,
-)
-from tests.console.conftest import client_for, messages_of
+from tests.access.helpers import grant, ledger, writes_nothing
+from tests.catalog import Resources
+from tests.console.helpers import client_for, messages_of
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

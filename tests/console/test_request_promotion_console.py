@@ -1,7 +1,7 @@
 """Requesting a promotion from the console: the form on the model page and ``console-model-request``.
 
 Setup: fraud-detector is owned by ``otis-owner`` (no role at all: the owner rule alone lets him request)
-and has v6 and v7, neither deployed anywhere. ``olivia-owner`` holds the ``model-owner`` role and a
+and has v6 and v7, neither deployed anywhere. ``rita`` (``people.requester``) holds the ``model-owner`` role and a
 grant on the model (so she can see it). ``services.promotion_request`` decides; the page offers the form
 to those it would allow, and a refusal is a message with nothing written (``snapshot()`` covers every
 governance row and the ledger). With the default policies, dev approves at once and staging needs one
@@ -9,8 +9,6 @@ approval from ``approver`` plus the model-card and data-classification gates.
 """
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +20,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from access import roles
 from access.models import Grant
 from audit.models import PendingEntry
 from governance.models import (
@@ -33,29 +30,12 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.services import promotion_request
-from tests.console.conftest import client_for, messages_of
-from tests.factories import UserFactory
-from tests.governance.conftest import (  # noqa: F401
-    _celery_eager,
-    envs,
-    fake_registry,
-    fraud,
-    no_mlflow,
-    people,
-    v7,
-)
-from tests.governance.factories import (
-    FakeRegistry,
-    ModelVersionFactory,
-    People,
-    RegisteredModelFactory,
-    actor_of,
-    entry_of,
-    make_deployed,
-    snapshot,
-)
+from tests.console.helpers import client_for, messages_of
+from tests.factories import ModelVersionFactory, RegisteredModelFactory, UserFactory
+from tests.governance.helpers import FakeRegistry, actor_of, entry_of, make_deployed, snapshot
+from tests.personas import People
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow", "celery_eager")]
 
 State = PromotionRequest.State
 Envs = dict[str, Environment]
@@ -82,13 +62,14 @@ def only_request() -> PromotionRequest:
 
 
 @pytest.fixture
-def owner(envs: Envs) -> User:
+def otis(envs: Envs) -> User:
+    """fraud-detector's owner, with no role at all (not one of the suite's people)."""
     return UserFactory(username="otis-owner")
 
 
 @pytest.fixture
-def owned(fraud: RegisteredModel, owner: User) -> RegisteredModel:
-    fraud.owner = owner
+def owned(fraud: RegisteredModel, otis: User) -> RegisteredModel:
+    fraud.owner = otis
     fraud.save(update_fields=["owner"])
     return fraud
 
@@ -107,25 +88,20 @@ def teammate(owned: RegisteredModel, people: People) -> User:
     return people.requester
 
 
-@pytest.fixture
-def auditor(envs: Envs) -> User:
-    return UserFactory(username="audrey-auditor", roles=[roles.AUDITOR])
-
-
 # --- requesting ------------------------------------------------------------------------------------------
 
 
 def test_the_owner_requests_dev_and_lands_on_the_approved_request(
-    owned: RegisteredModel, v7: ModelVersion, owner: User, envs: Envs, fake_registry: FakeRegistry,
+    owned: RegisteredModel, v7: ModelVersion, otis: User, envs: Envs, fake_registry: FakeRegistry,
 ) -> None:
-    client = client_for(owner)
+    client = client_for(otis)
     # when
     response = client.post(request_url(owned), form(v7, "dev"))
     # then
     created = only_request()
     assert response.status_code == 302
     assert response["Location"] == reverse("console-request", args=[created.pk])
-    assert (created.version, created.environment, created.requested_by) == (v7, envs["dev"], owner)
+    assert (created.version, created.environment, created.requested_by) == (v7, envs["dev"], otis)
     assert (created.state, created.strategy, created.reason) == (State.APPROVED, "full", REASON)
     page = client.get(response["Location"])
     assert page.status_code == 200
@@ -134,19 +110,19 @@ def test_the_owner_requests_dev_and_lands_on_the_approved_request(
         "(the policy needs no approvals); it deploys next."
     ]
     entry = entry_of(created, "promotion.requested")
-    assert entry.actor == actor_of(owner)
+    assert entry.actor == actor_of(otis)
     assert entry.payload["reason"] == REASON and entry.payload["strategy"] == "full"
     assert entry_of(created, "promotion.approved").actor == {"type": "system", "id": "policy"}
     assert fake_registry.calls == []  # MLflow only after commit, by the deploy task
 
 
 def test_a_canary_to_staging_is_pending_and_the_message_says_what_it_needs(
-    owned: RegisteredModel, v7: ModelVersion, owner: User, envs: Envs, people: People,
+    owned: RegisteredModel, v7: ModelVersion, otis: User, envs: Envs, people: People,
 ) -> None:
     # given v7 has been deployed in dev
-    make_deployed(v7, envs["dev"], requested_by=owner)
+    make_deployed(v7, envs["dev"], requested_by=otis)
     # when
-    response = client_for(owner).post(
+    response = client_for(otis).post(
         request_url(owned), form(v7, "staging", strategy="canary", canary_steps=" 5, 50 ,100"), follow=True
     )
     # then
@@ -161,14 +137,14 @@ def test_a_canary_to_staging_is_pending_and_the_message_says_what_it_needs(
 
 
 def test_failed_gates_are_named_in_the_message(
-    owned: RegisteredModel, owner: User, envs: Envs,
+    owned: RegisteredModel, otis: User, envs: Envs,
 ) -> None:
     # given a version without a model card (nor a model description to fall back on), deployed in dev
     RegisteredModel.objects.filter(pk=owned.pk).update(description="")
     bare = ModelVersionFactory(model=owned, version=8, description="")
-    make_deployed(bare, envs["dev"], requested_by=owner)
+    make_deployed(bare, envs["dev"], requested_by=otis)
     # when
-    response = client_for(owner).post(request_url(owned), form(bare, "staging"), follow=True)
+    response = client_for(otis).post(request_url(owned), form(bare, "staging"), follow=True)
     # then the request is recorded, pending, and the failing gate is shown
     created = PromotionRequest.objects.get(environment=envs["staging"])
     assert created.state == State.PENDING
@@ -227,13 +203,13 @@ def test_a_model_that_does_not_exist_is_a_404(owned: RegisteredModel, v7: ModelV
 
 
 def test_a_version_of_another_model_is_refused_and_writes_nothing(
-    owned: RegisteredModel, v7: ModelVersion, owner: User,
+    owned: RegisteredModel, v7: ModelVersion, otis: User,
 ) -> None:
     # given another model of the same owner, so its version is one he could promote on its own page
-    theirs = ModelVersionFactory(model=RegisteredModelFactory(name="churn-predictor", owner=owner), version=1)
+    theirs = ModelVersionFactory(model=RegisteredModelFactory(name="churn-predictor", owner=otis), version=1)
     before = snapshot()
     # when
-    response = client_for(owner).post(request_url(owned), form(theirs), follow=True)
+    response = client_for(otis).post(request_url(owned), form(theirs), follow=True)
     # then
     assert response.redirect_chain == [(model_url(owned), 302)]
     assert messages_of(response) == ["choose a version of fraud-detector"]
@@ -249,20 +225,20 @@ def test_a_version_of_another_model_is_refused_and_writes_nothing(
     ({"strategy": "yolo"}, "strategy must be one of full, canary, shadow"),
 ])
 def test_bad_choices_are_refused_with_a_message_and_write_nothing(
-    owned: RegisteredModel, v7: ModelVersion, owner: User, fields: dict[str, str], message: str,
+    owned: RegisteredModel, v7: ModelVersion, otis: User, fields: dict[str, str], message: str,
 ) -> None:
     before = snapshot()
-    response = client_for(owner).post(request_url(owned), form(v7, **fields), follow=True)
+    response = client_for(otis).post(request_url(owned), form(v7, **fields), follow=True)
     assert response.redirect_chain == [(model_url(owned), 302)]
     assert messages_of(response) == [message]
     assert snapshot() == before
 
 
 def test_skipping_an_environment_is_refused_with_the_services_message(
-    owned: RegisteredModel, v7: ModelVersion, owner: User,
+    owned: RegisteredModel, v7: ModelVersion, otis: User,
 ) -> None:
     before = snapshot()
-    response = client_for(owner).post(request_url(owned), form(v7, "staging"), follow=True)
+    response = client_for(otis).post(request_url(owned), form(v7, "staging"), follow=True)
     assert messages_of(response) == [
         "fraud-detector/7 has not been deployed to dev; promotions may not skip an environment"
     ]
@@ -287,10 +263,10 @@ RULES = "canary steps must be increasing traffic percents between 1 and 100, end
     ("shadow", "100", "canary steps are only for the canary strategy"),
 ])
 def test_bad_canary_steps_are_refused_and_write_nothing(
-    owned: RegisteredModel, v7: ModelVersion, owner: User, strategy: str, steps: str, message: str,
+    owned: RegisteredModel, v7: ModelVersion, otis: User, strategy: str, steps: str, message: str,
 ) -> None:
     before = snapshot()
-    response = client_for(owner).post(
+    response = client_for(otis).post(
         request_url(owned), form(v7, strategy=strategy, canary_steps=steps), follow=True
     )
     assert response.redirect_chain == [(model_url(owned), 302)]
@@ -299,54 +275,54 @@ def test_bad_canary_steps_are_refused_and_write_nothing(
 
 
 def test_a_canary_without_steps_gets_the_services_default(
-    owned: RegisteredModel, v7: ModelVersion, owner: User,
+    owned: RegisteredModel, v7: ModelVersion, otis: User,
 ) -> None:
-    client_for(owner).post(request_url(owned), form(v7, strategy="canary", canary_steps="  "))
+    client_for(otis).post(request_url(owned), form(v7, strategy="canary", canary_steps="  "))
     assert only_request().canary_steps == [5, 25, 50, 100]
 
 
 @pytest.mark.parametrize("data", [{"reason": ""}, {"reason": "   "}, {}])
 def test_a_request_without_a_reason_is_refused_and_writes_nothing(
-    owned: RegisteredModel, v7: ModelVersion, owner: User, data: dict[str, str],
+    owned: RegisteredModel, v7: ModelVersion, otis: User, data: dict[str, str],
 ) -> None:
     fields = form(v7)
     del fields["reason"]
     before = snapshot()
-    response = client_for(owner).post(request_url(owned), {**fields, **data}, follow=True)
+    response = client_for(otis).post(request_url(owned), {**fields, **data}, follow=True)
     assert messages_of(response) == ["a reason is required"]
     assert snapshot() == before
 
 
 def test_a_duplicate_open_request_is_refused_and_writes_nothing(
-    owned: RegisteredModel, v7: ModelVersion, owner: User, envs: Envs,
+    owned: RegisteredModel, v7: ModelVersion, otis: User, envs: Envs,
 ) -> None:
     # given an open (pending) request of v7 to staging
-    make_deployed(v7, envs["dev"], requested_by=owner)
-    promotion_request(user=owner, version=v7, environment=envs["staging"], reason="first try")
+    make_deployed(v7, envs["dev"], requested_by=otis)
+    promotion_request(user=otis, version=v7, environment=envs["staging"], reason="first try")
     before = snapshot()
     # when
-    response = client_for(owner).post(request_url(owned), form(v7, "staging"), follow=True)
+    response = client_for(otis).post(request_url(owned), form(v7, "staging"), follow=True)
     # then
     assert messages_of(response) == ["fraud-detector/7 already has an open promotion request to staging"]
     assert snapshot() == before
 
 
 def test_a_frozen_environment_is_refused_and_writes_nothing(
-    owned: RegisteredModel, v7: ModelVersion, owner: User, envs: Envs,
+    owned: RegisteredModel, v7: ModelVersion, otis: User, envs: Envs,
 ) -> None:
     now = timezone.now()
     FreezeWindow.objects.create(environment=envs["dev"], starts_at=now - timedelta(hours=1),
                                 ends_at=now + timedelta(hours=1), reason="quarter close")
     before = snapshot()
-    response = client_for(owner).post(request_url(owned), form(v7), follow=True)
+    response = client_for(otis).post(request_url(owned), form(v7), follow=True)
     [message] = messages_of(response)
     assert message.startswith("dev is frozen until ") and "quarter close" in message
     assert snapshot() == before
 
 
-def test_a_get_is_refused_and_changes_nothing(owned: RegisteredModel, v7: ModelVersion, owner: User) -> None:
+def test_a_get_is_refused_and_changes_nothing(owned: RegisteredModel, v7: ModelVersion, otis: User) -> None:
     before = snapshot()
-    assert client_for(owner).get(request_url(owned)).status_code == 405
+    assert client_for(otis).get(request_url(owned)).status_code == 405
     assert snapshot() == before
 
 
@@ -359,8 +335,8 @@ def test_an_anonymous_post_is_sent_to_the_login_page_and_writes_nothing(
     assert snapshot() == before
 
 
-def test_csrf_is_enforced(owned: RegisteredModel, v7: ModelVersion, owner: User) -> None:
-    client = client_for(owner, enforce_csrf_checks=True)
+def test_csrf_is_enforced(owned: RegisteredModel, v7: ModelVersion, otis: User) -> None:
+    client = client_for(otis, enforce_csrf_checks=True)
     before = snapshot()
     assert client.post(request_url(owned), form(v7)).status_code == 403
     assert snapshot() == before
@@ -384,10 +360,10 @@ def test_csrf_is_enforced(owned: RegisteredModel, v7: ModelVersion, owner: User)
     ("auditor", False),
 ])
 def test_the_form_is_offered_only_to_those_who_may_request(
-    owned: RegisteredModel, v6: ModelVersion, v7: ModelVersion, owner: User, teammate: User, people: People,
+    owned: RegisteredModel, v6: ModelVersion, v7: ModelVersion, otis: User, teammate: User, people: People,
     auditor: User, who: str, offered: bool,
 ) -> None:
-    user = {"owner": owner, "teammate": teammate, "auditor": auditor}.get(who) or getattr(people, who)
+    user = {"owner": otis, "teammate": teammate, "auditor": auditor}.get(who) or getattr(people, who)
     response = client_for(user).get(model_url(owned))
     assert response.status_code == 200
     assert response.context["can_request"] is offered
@@ -404,15 +380,15 @@ def test_the_form_is_offered_only_to_those_who_may_request(
         assert 'name="reason" required' in html and 'name="csrfmiddlewaretoken"' in html
 
 
-def test_no_form_for_a_model_without_versions(envs: Envs, owner: User) -> None:
-    empty = RegisteredModelFactory(name="empty-model", owner=owner)
-    response = client_for(owner).get(model_url(empty))
+def test_no_form_for_a_model_without_versions(envs: Envs, otis: User) -> None:
+    empty = RegisteredModelFactory(name="empty-model", owner=otis)
+    response = client_for(otis).get(model_url(empty))
     assert response.context["can_request"] is True
     assert request_url(empty) not in response.content.decode()
 
 
 def test_the_model_page_query_count_stays_bounded_with_the_form(
-    owned: RegisteredModel, v7: ModelVersion, owner: User, envs: Envs,
+    owned: RegisteredModel, v7: ModelVersion, otis: User, envs: Envs,
 ) -> None:
     def count() -> tuple[int, Any]:
         with CaptureQueriesContext(connection) as queries:
@@ -421,15 +397,15 @@ def test_the_model_page_query_count_stays_bounded_with_the_form(
         return len(queries), response
 
     # given v7 in dev (a page with no promotion at all skips the prefetch of their approvals)
-    make_deployed(v7, envs["dev"], requested_by=owner)
-    client = client_for(owner)
+    make_deployed(v7, envs["dev"], requested_by=otis)
+    client = client_for(otis)
     client.get(model_url(owned))  # the session and the viewer's roles, as on any later page
     small, _ = count()
     # given more environments and many more versions, some deployed
     for i in range(4):
         env = Environment.objects.create(name=f"region-{i}", order=10 + i, mlflow_alias=f"region-{i}")
         for number in range(20 + 10 * i, 25 + 10 * i):
-            make_deployed(ModelVersionFactory(model=owned, version=number), env, requested_by=owner,
+            make_deployed(ModelVersionFactory(model=owned, version=number), env, requested_by=otis,
                           hours_ago=100 - number)
     # when
     large, response = count()
@@ -442,13 +418,13 @@ def test_the_model_page_query_count_stays_bounded_with_the_form(
 
 
 def test_a_restricted_version_without_a_deploy_to_grant_is_refused_and_only_the_denial_is_recorded(
-    owned: RegisteredModel, owner: User,
+    owned: RegisteredModel, otis: User,
 ) -> None:
     # given a version trained on restricted data, and no deploy_to grant on dev
     restricted = ModelVersionFactory(model=owned, version=9, data_classification="restricted")
     before = snapshot()
     # when
-    response = client_for(owner).post(request_url(owned), form(restricted), follow=True)
+    response = client_for(otis).post(request_url(owned), form(restricted), follow=True)
     # then the service's refusal is shown; no promotion row, only the denied access check is recorded
     [message] = messages_of(response)
     assert message.startswith("fraud-detector/9 was trained on restricted data: promoting it to dev needs")

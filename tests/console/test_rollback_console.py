@@ -8,8 +8,6 @@ ledger). MLflow is the fake registry: the alias move runs after commit, captured
 """
 from __future__ import annotations
 
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,29 +27,12 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
-from tests.console.conftest import client_for, messages_of
-from tests.factories import UserFactory
-from tests.governance.conftest import (  # noqa: F401
-    _celery_eager,
-    envs,
-    fake_registry,
-    fraud,
-    no_mlflow,
-    people,
-    v7,
-)
-from tests.governance.factories import (
-    FakeRegistry,
-    ModelVersionFactory,
-    People,
-    RegisteredModelFactory,
-    actor_of,
-    entry_of,
-    make_deployed,
-    snapshot,
-)
+from tests.console.helpers import client_for, messages_of
+from tests.factories import ModelVersionFactory, RegisteredModelFactory, UserFactory
+from tests.governance.helpers import FakeRegistry, actor_of, entry_of, make_deployed, snapshot
+from tests.personas import People
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow", "celery_eager")]
 
 State = PromotionRequest.State
 Envs = dict[str, Environment]
@@ -69,18 +50,6 @@ def model_url(model: RegisteredModel) -> str:
 
 def live_in(model: RegisteredModel, environment: Environment) -> LiveDeployment | None:
     return LiveDeployment.objects.filter(model=model, environment=environment).select_related("version").first()
-
-
-@pytest.fixture
-def auditor(envs: Envs) -> User:
-    return UserFactory(username="audrey-auditor", roles=[roles.AUDITOR])
-
-
-@pytest.fixture
-def owned(fraud: RegisteredModel, people: People) -> RegisteredModel:
-    fraud.owner = people.requester
-    fraud.save(update_fields=["owner"])
-    return fraud
 
 
 @dataclass

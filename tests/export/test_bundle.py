@@ -12,7 +12,7 @@ from audit import ledger, note
 from audit.ledger import Actor, Subject, record
 from audit.models import Checkpoint, Entry, ExportJob
 from audit.signing import current_verifier_key
-from tests.export.conftest import Export, members, rezip, verify, verify_subprocess
+from tests.export.helpers import Export, members, rezip, verify, verify_subprocess
 from tests.integration.helpers import note as record_note
 
 pytestmark = pytest.mark.django_db

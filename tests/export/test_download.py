@@ -38,9 +38,8 @@ def test_the_exporter_and_infosec_download(job: ExportJob, auditor: object, info
     assert get(infosec, job) == 200
 
 
-def test_everyone_else_gets_404(job: ExportJob, auditor: object) -> None:
+def test_everyone_else_gets_404(job: ExportJob, auditor: object, outsider: object) -> None:
     other_auditor = UserFactory(username="otto-auditor", roles=[roles.AUDITOR])
-    outsider = UserFactory(username="oscar-outsider")
     owner = UserFactory(username="olivia-owner", roles=[roles.MODEL_OWNER, roles.APPROVER])
     for user in (other_auditor, outsider, owner, None):
         assert get(user, job) == 404

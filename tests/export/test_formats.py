@@ -13,7 +13,7 @@ from audit import ledger
 from audit.export import CSV_COLUMNS
 from audit.ledger import Actor, Subject, record
 from audit.models import Checkpoint, Entry, ExportJob
-from tests.export.conftest import Export
+from tests.export.helpers import Export
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ import pytest
 
 from audit import offline_verify
 from audit.signing import current_verifier_key
-from tests.export.conftest import Export, members, rezip
+from tests.export.helpers import Export, members, rezip
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from audit.context import request_id_bound
 from audit.export import export_create, export_run, parse_scope
 from audit.models import Entry
 from audit.signing import current_verifier_key
-from tests.export.conftest import members, rezip, verify, verify_subprocess
+from tests.export.helpers import members, rezip, verify, verify_subprocess
 from tests.integration.helpers import fill, note
 
 pytestmark = pytest.mark.django_db

@@ -21,7 +21,7 @@ from audit.signing import (
     trusted_keys_file,
 )
 from audit.verification import verify_ledger
-from tests.export.conftest import Export, members, verify, verify_subprocess
+from tests.export.helpers import Export, members, verify, verify_subprocess
 from tests.integration.helpers import fill
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def test_rotation_signs_a_handover_with_both_keys_and_makes_the_new_key_current(
 ) -> None:
     old = current_verifier_key()
 
-    output = rotate("--reason", "annual rotation", "--actor", "ines-infosec")
+    output = rotate("--reason", "annual rotation", "--actor", "ines")
 
     new = current_verifier_key()
     assert new != old and f"old: {old}" in output and f"new: {new}" in output
@@ -117,16 +117,14 @@ def test_rotating_to_a_given_key_outside_the_dev_setup(isolated_key: Path, histo
     assert Entry.objects.filter(event_type="ledger.signing_key_rotated").count() == 1
 
 
-def test_bad_rotations_are_refused_and_record_nothing(isolated_key: Path, history: None, tmp_path: Path) -> None:
-    from tests.factories import UserFactory
-
-    UserFactory(username="alma-auditor", roles=["auditor"])
+def test_bad_rotations_are_refused_and_record_nothing(isolated_key: Path, history: None, tmp_path: Path,
+                                                      auditor: object) -> None:
     signing_key()  # the current key exists
     before = (Entry.objects.count(), Checkpoint.objects.count())
     cases = [
         (["--new-key", str(tmp_path / "missing.pem")], "--new-key: no key file at"),
         (["--new-key", str(isolated_key)], "the new key is the current signing key"),
-        (["--actor", "alma-auditor"], "--actor: alma-auditor is not an InfoSec member"),
+        (["--actor", "audrey"], "--actor: audrey is not an InfoSec member"),
         (["--actor", "nobody"], "--actor: no user named 'nobody'"),
         (["--reason", "  "], "--reason must not be empty"),
     ]

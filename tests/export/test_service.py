@@ -59,8 +59,7 @@ def test_run_export_is_idempotent(history: None, infosec: object) -> None:
     assert Entry.objects.filter(event_type="ledger.exported").count() == 1
 
 
-def test_only_infosec_and_auditors_export_and_a_refusal_records_nothing(history: None) -> None:
-    outsider = UserFactory(username="oscar-outsider")
+def test_only_infosec_and_auditors_export_and_a_refusal_records_nothing(history: None, outsider: object) -> None:
     inactive = UserFactory(username="ivan-inactive", roles=["auditor"], is_active=False)
     before = (Entry.objects.count(), PendingEntry.objects.count(), ExportJob.objects.count())
 

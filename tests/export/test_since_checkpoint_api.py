@@ -10,12 +10,10 @@ from django.test import override_settings
 from audit import checkpoints
 from audit.export import export_run
 from audit.models import Entry, ExportJob, PendingEntry
-from tests.access.personas import people  # noqa: F401
-from tests.api.conftest import _fresh_throttle_cache, as_user  # noqa: F401  (the API tests' fixtures)
-from tests.export.conftest import members
+from tests.export.helpers import members
 from tests.integration.helpers import fill
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +22,7 @@ def _exports_under_tmp(tmp_path: Path) -> Iterator[None]:
         yield
 
 
-def test_the_api_records_since_checkpoint_and_the_bundle_includes_it(people, as_user) -> None:  # noqa: F811
+def test_the_api_records_since_checkpoint_and_the_bundle_includes_it(people, as_user) -> None:
     fill(6)
     known = checkpoints.checkpoint_create()
     fill(6)
@@ -41,7 +39,7 @@ def test_the_api_records_since_checkpoint_and_the_bundle_includes_it(people, as_
 
 @pytest.mark.parametrize("value", [5, 0, "x"])
 def test_a_since_checkpoint_the_ledger_never_signed_is_a_400_and_nothing_is_written(
-    people, as_user, value  # noqa: F811
+    people, as_user, value
 ) -> None:
     fill(6)
     assert checkpoints.checkpoint_create().tree_size == 7  # type: ignore[union-attr]

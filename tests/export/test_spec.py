@@ -25,7 +25,7 @@ from audit.ledger import Actor, Subject, record
 from audit.models import Checkpoint, Entry
 from audit.note import public_bytes, verifier_key
 from audit.signing import current_verifier_key, key_name
-from tests.export.conftest import Export, members, verify, verify_subprocess
+from tests.export.helpers import Export, members, verify, verify_subprocess
 from tests.integration.helpers import fill
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +99,7 @@ def _runtime(event_type: str, subject: Subject, **fields: Any) -> None:
 
 @pytest.fixture
 def telemetry(db: None) -> dict[str, Any]:
-    from tests.governance.factories import ModelVersionFactory, RegisteredModelFactory
+    from tests.factories import ModelVersionFactory, RegisteredModelFactory
 
     fraud = RegisteredModelFactory(name="fraud-detector")
     ModelVersionFactory(model=fraud, version=7)

@@ -1,35 +1,24 @@
 """A real MLflow registry for the tests: MLflow's SQLAlchemy store on a temporary SQLite file, in-process.
 
-Creating MLflow's schema takes seconds (its Alembic migrations), so one empty
-database is made per session and copied for each test: every test gets its own
-registry, artifact directory and experiment, and nothing is shared.
-
-Use the fixtures by binding them in a test module::
-
-    from tests.governance import mlflow_helpers
-
-    mlflow_template = mlflow_helpers.mlflow_template
-    mlflow_store = mlflow_helpers.mlflow_store
+The fixtures (``mlflow_store``) are in tests/mlflow_registry.py; this module holds
+``MlflowStore`` and the plain helpers of the tests that use it.
 """
 from __future__ import annotations
 
 import hashlib
-import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
-import pytest
 from django.contrib.auth.models import User
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from audit.ledger import integrate
 from audit.models import Entry
-from governance import registry
 from tests.factories import UserFactory
 
 MODEL_CARD = "Gradient-boosted scorer for card-not-present payments, trained on 2025 transactions."
@@ -99,41 +88,6 @@ class MlflowStore:
 
     def aliases(self, name: str) -> dict[str, int]:
         return {a: int(v) for a, v in self.client.get_registered_model(name).aliases.items()}
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow database with the current schema (made once per session)."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def mlflow_store(
-    mlflow_template: Path, tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[MlflowStore]:
-    """A fresh real MLflow registry that governance (settings.MLFLOW_*_URI) and ``mlflow.*`` both use."""
-    root = tmp_path / "mlflow"
-    root.mkdir()
-    shutil.copy(mlflow_template, root / "mlflow.db")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    settings.MLFLOW_TRACKING_URI = uri
-    settings.MLFLOW_REGISTRY_URI = uri
-    registry._client.cache_clear()
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiment_id = client.create_experiment("governance-tests", artifact_location=(root / "artifacts").as_uri())
-    try:
-        yield MlflowStore(uri=uri, root=root, client=client, experiment_id=experiment_id)
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
-        registry._client.cache_clear()
 
 
 def reference_digest(path: Path) -> str:

@@ -14,7 +14,8 @@ from audit.models import Entry, PendingEntry
 from governance import selectors, services
 from governance.models import BreakGlassReview, Environment, ModelVersion, PromotionRequest
 from governance.selectors import AdmissionStatus
-from tests.governance.factories import FakeRegistry, People, make_deployed
+from tests.governance.helpers import FakeRegistry, make_deployed
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

@@ -15,13 +15,10 @@ from access import roles
 from audit.ledger import Actor
 from governance import registry, services, sync
 from governance.models import ComplianceViolation, Environment, ModelVersion, PromotionRequest, RegisteredModel
-from tests.governance import mlflow_helpers
 from tests.governance.mlflow_helpers import MlflowStore, catalogued, entries, ledger_size, user
 
 pytestmark = pytest.mark.django_db
 
-mlflow_template = mlflow_helpers.mlflow_template
-mlflow_store = mlflow_helpers.mlflow_store
 
 State = PromotionRequest.State
 Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
@@ -31,17 +28,13 @@ STRATEGIES = ["canary", "shadow"]
 
 
 @pytest.fixture
-def owner(envs: dict[str, Environment]) -> User:
+def omar(envs: dict[str, Environment]) -> User:
+    """The model owner the MLflow tags name (``owner: omar``); not one of the suite's people."""
     return user("omar", roles.MODEL_OWNER)
 
 
 @pytest.fixture
-def infosec(envs: dict[str, Environment]) -> User:
-    return user("ines", roles.INFOSEC)
-
-
-@pytest.fixture
-def model(mlflow_store: MlflowStore, owner: User) -> RegisteredModel:
+def model(mlflow_store: MlflowStore, omar: User) -> RegisteredModel:
     """fraud-detector v1..v3 in MLflow, mirrored, trained on a catalogued internal dataset."""
     catalogued()
     for auc in (90, 91, 92):
@@ -115,11 +108,11 @@ def test_out_of_band_production_candidate_alias_is_flagged_deleted_and_not_repea
 
 
 def test_a_pending_rollout_does_not_make_its_candidate_alias_legitimate(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, envs: dict[str, Environment],
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, envs: dict[str, Environment],
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
-    promote(django_capture_on_commit_callbacks, owner, 1, envs["dev"])
-    staging = services.promotion_request(user=owner, version=version(1), environment=envs["staging"],
+    promote(django_capture_on_commit_callbacks, omar, 1, envs["dev"])
+    staging = services.promotion_request(user=omar, version=version(1), environment=envs["staging"],
                                          reason="try it", strategy="canary")
     assert staging.state == State.PENDING  # staging needs an approver
     mlflow_store.client.set_registered_model_alias(NAME, "staging-canary", "1")  # jumping the approval
@@ -134,11 +127,11 @@ def test_a_pending_rollout_does_not_make_its_candidate_alias_legitimate(
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_rolling_out_candidate_alias_moved_to_another_version_is_put_back(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, dev_reverts: Environment,
     django_capture_on_commit_callbacks: Capture, strategy: str,
 ) -> None:
-    promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts)
-    rollout = promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy=strategy)
+    promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts)
+    rollout = promote(django_capture_on_commit_callbacks, omar, 2, dev_reverts, strategy=strategy)
     assert rollout.state == State.DEPLOYING
     alias = f"dev-{strategy}"
     assert mlflow_store.aliases(NAME) == {"dev": 1, alias: 2}
@@ -158,10 +151,10 @@ def test_a_rolling_out_candidate_alias_moved_to_another_version_is_put_back(
 
 
 def test_a_candidate_alias_deleted_and_set_again_is_a_new_violation_each_time_in_dev(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, envs: dict[str, Environment],
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, envs: dict[str, Environment],
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
-    promote(django_capture_on_commit_callbacks, owner, 1, envs["dev"], strategy="canary")
+    promote(django_capture_on_commit_callbacks, omar, 1, envs["dev"], strategy="canary")
     mlflow_store.client.set_registered_model_alias(NAME, "dev-canary", "2")
 
     assert sync.registry_reconcile().violations == 1
@@ -175,11 +168,11 @@ def test_a_candidate_alias_deleted_and_set_again_is_a_new_violation_each_time_in
 
 
 def test_the_main_alias_moved_to_a_canary_still_rolling_out_is_out_of_band(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, dev_reverts: Environment,
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
-    promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts)
-    rollout = promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy="canary")
+    promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts)
+    rollout = promote(django_capture_on_commit_callbacks, omar, 2, dev_reverts, strategy="canary")
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")  # skipping the canary's verdict
 
     report = sync.registry_reconcile()
@@ -191,10 +184,10 @@ def test_the_main_alias_moved_to_a_canary_still_rolling_out_is_out_of_band(
 
 
 def test_a_revert_does_not_overwrite_a_change_made_since_the_alias_was_read(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, dev_reverts: Environment,
     django_capture_on_commit_callbacks: Capture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts, strategy="canary")
+    promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts, strategy="canary")
     mlflow_store.client.set_registered_model_alias(NAME, "dev-canary", "3")
     read = registry.alias_version
 
@@ -215,11 +208,11 @@ def test_a_revert_does_not_overwrite_a_change_made_since_the_alias_was_read(
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_legit_rollout_in_progress_is_not_flagged(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, dev_reverts: Environment,
     django_capture_on_commit_callbacks: Capture, strategy: str,
 ) -> None:
-    promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts)
-    promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy=strategy)
+    promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts)
+    promote(django_capture_on_commit_callbacks, omar, 2, dev_reverts, strategy=strategy)
 
     assert_quiet_reconcile()
     assert mlflow_store.aliases(NAME) == {"dev": 1, f"dev-{strategy}": 2}
@@ -227,11 +220,11 @@ def test_a_legit_rollout_in_progress_is_not_flagged(
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_rollout_whose_candidate_alias_is_not_set_yet_is_not_flagged(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, dev_reverts: Environment,
     django_capture_on_commit_callbacks: Capture, strategy: str,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as queued:  # apply_promotion not run yet
-        request = services.promotion_request(user=owner, version=version(1), environment=dev_reverts,
+        request = services.promotion_request(user=omar, version=version(1), environment=dev_reverts,
                                              reason="ship it", strategy=strategy)
     services.promotion_deploy_start(request=request)  # the task started, its alias move is in flight
 
@@ -244,10 +237,10 @@ def test_a_rollout_whose_candidate_alias_is_not_set_yet_is_not_flagged(
 
 
 def test_a_failed_rollout_whose_alias_removal_is_queued_is_not_flagged_within_the_grace(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, dev_reverts: Environment,
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
-    request = promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts, strategy="canary")
+    request = promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts, strategy="canary")
     with django_capture_on_commit_callbacks(execute=False) as queued:  # remove_candidate_alias not run yet
         services.promotion_report_progress(actor=RUNTIME, request=request, status="failed", detail="p99 too high")
 
@@ -266,11 +259,11 @@ def test_a_failed_rollout_whose_alias_removal_is_queued_is_not_flagged_within_th
 
 
 def test_a_completed_rollout_removes_only_its_own_candidate_alias(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, dev_reverts: Environment,
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
-    first = promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts, strategy="canary")
-    second = promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy="canary")
+    first = promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts, strategy="canary")
+    second = promote(django_capture_on_commit_callbacks, omar, 2, dev_reverts, strategy="canary")
     assert mlflow_store.aliases(NAME) == {"dev-canary": 2}  # the newer rollout holds the candidate alias
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -331,11 +324,11 @@ def test_the_longest_environment_alias_owns_a_look_alike(
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_rollout_reported_completed_whose_main_alias_moved_is_not_flagged_within_the_grace(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, dev_reverts: Environment,
     django_capture_on_commit_callbacks: Capture, strategy: str,
 ) -> None:
-    promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts)
-    rollout = promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy=strategy)
+    promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts)
+    rollout = promote(django_capture_on_commit_callbacks, omar, 2, dev_reverts, strategy=strategy)
     with django_capture_on_commit_callbacks(execute=False) as queued:  # complete_rollout not run yet
         services.promotion_report_progress(actor=RUNTIME, request=rollout, status="completed")
     rollout.refresh_from_db()
@@ -354,11 +347,11 @@ def test_a_rollout_reported_completed_whose_main_alias_moved_is_not_flagged_with
 
 
 def test_a_completing_rollout_still_unrecorded_after_the_grace_is_flagged(
-    mlflow_store: MlflowStore, model: RegisteredModel, owner: User, dev_reverts: Environment,
+    mlflow_store: MlflowStore, model: RegisteredModel, omar: User, dev_reverts: Environment,
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
-    promote(django_capture_on_commit_callbacks, owner, 1, dev_reverts)
-    rollout = promote(django_capture_on_commit_callbacks, owner, 2, dev_reverts, strategy="canary")
+    promote(django_capture_on_commit_callbacks, omar, 1, dev_reverts)
+    rollout = promote(django_capture_on_commit_callbacks, omar, 2, dev_reverts, strategy="canary")
     with django_capture_on_commit_callbacks(execute=False):  # complete_rollout never runs
         services.promotion_report_progress(actor=RUNTIME, request=rollout, status="completed")
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")

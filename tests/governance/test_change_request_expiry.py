@@ -3,8 +3,6 @@
 The beat task marks it expired through ``change_request_expire`` (``governance_change.expired``);
 an approval that comes first, of one old enough but not yet marked, is refused and writes nothing.
 """
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from __future__ import annotations
 
 from datetime import timedelta
@@ -20,7 +18,7 @@ from governance import change_requests as cr
 from governance import tasks
 from governance.errors import InvalidState
 from governance.models import Environment, GovernanceChangeRequest, PromotionPolicy
-from tests.access.personas import People, people  # noqa: F401
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 

@@ -3,13 +3,11 @@
 Each attack is a test that shows it refused and that nothing was written: no ledger entry, no
 change request, no change to the environment, its policies or its freeze windows.
 """
-# Fixtures are imported from other test packages' modules; test arguments naming them are not redefinitions.
-# ruff: noqa: F811
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -22,8 +20,10 @@ from governance import change_requests as cr
 from governance import services
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import Environment, FreezeWindow, GovernanceChangeRequest
-from tests.access.personas import People, Resources, ledger, people, res  # noqa: F401
-from tests.governance.factories import TIGHTER, ZERO, production_rules, rules_state
+from tests.access.helpers import ledger
+from tests.catalog import Resources
+from tests.governance.helpers import TIGHTER, ZERO, production_rules, rules_state
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 
@@ -333,14 +333,17 @@ def test_an_environment_proposal_must_target_the_protected_environment_it_joins(
 
 
 def test_freeze_windows_of_production_are_two_person(people: People, production: Environment) -> None:
-    starts, ends = timezone.now() + timedelta(days=1), timezone.now() + timedelta(days=2)
+    tomorrow = timezone.now().date() + timedelta(days=1)
+    starts = datetime.combine(tomorrow, time(9, 0), tzinfo=UTC)
+    ends = starts + timedelta(days=1, hours=8, minutes=30)
     with writes_nothing(), pytest.raises(InvalidState, match="protected"):
         services.freeze_window_create(user=people.infosec, environment=production, starts_at=starts, ends_at=ends,
                                       reason="peak")
     request = cr.change_request_create(user=people.infosec, environment=production,
                                        kind=Kind.FREEZE_WINDOW_CREATE,
                                        change={"starts_at": starts, "ends_at": ends, "reason": " peak "})
-    assert request.change == {"starts_at": starts.isoformat(), "ends_at": ends.isoformat(), "reason": "peak"}
+    assert request.change == {"starts_at": f"{tomorrow}T09:00:00+00:00",
+                              "ends_at": f"{tomorrow + timedelta(days=1)}T17:30:00+00:00", "reason": "peak"}
     cr.change_request_approve(user=people.infosec2, request=request, comment="ok")
     freeze = FreezeWindow.objects.get()
     assert (freeze.starts_at, freeze.ends_at, freeze.created_by) == (starts, ends, people.infosec)

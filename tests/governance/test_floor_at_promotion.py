@@ -12,16 +12,15 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from access import roles
 from audit.models import Entry, PendingEntry
 from governance import selectors, services
 from governance.errors import NotPermitted
 from governance.models import Environment, LiveDeployment, ModelVersion, PromotionPolicy, PromotionRequest
 from governance.policy import ApprovalRule, Gate, parse_policy
 from governance.policy_floor import Floor, floor_problems, raise_to_floor
-from tests.console.conftest import client_for
-from tests.factories import UserFactory
-from tests.governance.factories import FakeRegistry, People, event_types, make_deployed
+from tests.console.helpers import client_for
+from tests.governance.helpers import FakeRegistry, event_types, make_deployed
+from tests.personas import People
 
 pytestmark = [pytest.mark.django_db]
 
@@ -45,11 +44,6 @@ def in_staging(v7: ModelVersion, envs: Envs, people: People) -> ModelVersion:
     make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=96)
     make_deployed(v7, envs["staging"], requested_by=people.requester, hours_ago=48)
     return v7
-
-
-@pytest.fixture
-def infosec2(people: People) -> User:
-    return UserFactory(username="ivan-infosec", roles=[roles.INFOSEC])
 
 
 def _ask(people: People, version: ModelVersion, environment: Environment) -> PromotionRequest:

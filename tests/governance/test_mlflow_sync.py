@@ -25,7 +25,6 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
-from tests.governance import mlflow_helpers
 from tests.governance.mlflow_helpers import (
     MODEL_CARD,
     MlflowStore,
@@ -38,8 +37,6 @@ from tests.governance.mlflow_helpers import (
 
 pytestmark = pytest.mark.django_db
 
-mlflow_template = mlflow_helpers.mlflow_template
-mlflow_store = mlflow_helpers.mlflow_store
 
 State = PromotionRequest.State
 Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
@@ -47,13 +44,9 @@ NAME = "fraud-detector"
 
 
 @pytest.fixture
-def owner(envs: dict[str, Environment]) -> User:
+def omar(envs: dict[str, Environment]) -> User:
+    """The model owner the MLflow tags name (``owner: omar``); not one of the suite's people."""
     return user("omar", roles.MODEL_OWNER)
-
-
-@pytest.fixture
-def infosec(envs: dict[str, Environment]) -> User:
-    return user("ines", roles.INFOSEC)
 
 
 def version(number: int, name: str = NAME) -> ModelVersion:
@@ -85,7 +78,7 @@ def registered(store: MlflowStore, *numbers: int, **register: Any) -> list[int]:
 # --- the mirror ------------------------------------------------------------------------------------------
 
 
-def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, owner: User) -> None:
+def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, omar: User) -> None:
     store = mlflow_store
     catalogued()  # card-transactions: internal
     run1 = store.run(metrics={"auc": [0.88, 0.91], "precision": 0.8}, params={"max_depth": 6, "lr": 0.1},
@@ -153,7 +146,7 @@ def test_versions_with_real_runs_are_mirrored(mlflow_store: MlflowStore, owner: 
 
 
 def test_resync_is_idempotent_and_pages_through_the_registry(
-    mlflow_store: MlflowStore, owner: User, monkeypatch: pytest.MonkeyPatch
+    mlflow_store: MlflowStore, omar: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sync, "PAGE_SIZE", 1)  # every search takes several pages
     registered(mlflow_store, 90, 91, 92)
@@ -184,10 +177,10 @@ def test_resync_is_idempotent_and_pages_through_the_registry(
     ids=["description", "artifact-bytes"],
 )
 def test_changed_evidence_makes_pending_approvals_stale(
-    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    mlflow_store: MlflowStore, omar: User, infosec: User, envs: dict[str, Environment],
     django_capture_on_commit_callbacks: Capture, change: Callable[[Any], None], field: str,
 ) -> None:
-    request = _staging_request_with_one_approval(mlflow_store, owner, infosec, envs, django_capture_on_commit_callbacks)
+    request = _staging_request_with_one_approval(mlflow_store, omar, infosec, envs, django_capture_on_commit_callbacks)
     before = services.approval_status(request)
     assert before["approvals"] == {"approver": 1} and before["unmet_rules"] == ["1 more from approver"]
 
@@ -211,11 +204,11 @@ def _rewrite_artifact(client: Any, text: str) -> None:
 
 
 def test_an_artifact_digest_tag_changes_no_evidence_and_no_approval(
-    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    mlflow_store: MlflowStore, omar: User, infosec: User, envs: dict[str, Environment],
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     # given a pending request with one approval, bound to the digest computed from the artifact bytes
-    request = _staging_request_with_one_approval(mlflow_store, owner, infosec, envs, django_capture_on_commit_callbacks)
+    request = _staging_request_with_one_approval(mlflow_store, omar, infosec, envs, django_capture_on_commit_callbacks)
     digest = version(1).artifact_digest
     assert digest.startswith("sha256:")
 
@@ -232,10 +225,10 @@ def test_an_artifact_digest_tag_changes_no_evidence_and_no_approval(
 
 
 def test_a_tag_outside_the_evidence_is_recorded_but_approvals_stand(
-    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    mlflow_store: MlflowStore, omar: User, infosec: User, envs: dict[str, Environment],
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
-    request = _staging_request_with_one_approval(mlflow_store, owner, infosec, envs, django_capture_on_commit_callbacks)
+    request = _staging_request_with_one_approval(mlflow_store, omar, infosec, envs, django_capture_on_commit_callbacks)
 
     mlflow_store.client.set_model_version_tag(NAME, 1, "team", "payments-risk")
     sync.registered_model_sync(NAME)
@@ -250,21 +243,21 @@ def test_a_tag_outside_the_evidence_is_recorded_but_approvals_stand(
 
 
 def _staging_request_with_one_approval(
-    store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment], capture: Capture
+    store: MlflowStore, omar: User, infosec: User, envs: dict[str, Environment], capture: Capture
 ) -> PromotionRequest:
     registered(store, 91)
     sync.registry_reconcile()
-    promote(capture, owner, 1, envs["dev"])
+    promote(capture, omar, 1, envs["dev"])
     services.policy_set(user=infosec, environment=envs["staging"], model=RegisteredModel.objects.get(name=NAME),
                         rules={"approvals": [{"group": roles.APPROVER, "count": 2}],
                                "gates": [{"type": "model_card", "min_length": 20}, {"type": "data_classification"}]})
-    request = services.promotion_request(user=owner, version=version(1), environment=envs["staging"],
+    request = services.promotion_request(user=omar, version=version(1), environment=envs["staging"],
                                          reason="to staging")
     services.promotion_approve(user=user("adam", roles.APPROVER), request=request, comment="metrics look right")
     return request
 
 
-def test_missing_versions_and_models_are_marked_deleted(mlflow_store: MlflowStore, owner: User) -> None:
+def test_missing_versions_and_models_are_marked_deleted(mlflow_store: MlflowStore, omar: User) -> None:
     registered(mlflow_store, 90, 91)
     sync.registry_reconcile()
 
@@ -282,7 +275,7 @@ def test_missing_versions_and_models_are_marked_deleted(mlflow_store: MlflowStor
 
 
 def test_reconcile_reports_progress_per_model_including_those_gone_from_mlflow(
-    mlflow_store: MlflowStore, owner: User
+    mlflow_store: MlflowStore, omar: User
 ) -> None:
     # given two mirrored models, one of which has since been deleted from MLflow, and a new one
     registered(mlflow_store, 90)
@@ -302,7 +295,7 @@ def test_reconcile_reports_progress_per_model_including_those_gone_from_mlflow(
 
 
 def test_model_changes_are_mirrored_and_recorded(
-    mlflow_store: MlflowStore, owner: User
+    mlflow_store: MlflowStore, omar: User
 ) -> None:
     registered(mlflow_store, 90)
     sync.registry_reconcile()
@@ -327,21 +320,21 @@ def test_model_changes_are_mirrored_and_recorded(
 
 
 def test_approved_promotion_moves_the_real_alias_and_rollback_moves_it_back(
-    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment],
+    mlflow_store: MlflowStore, omar: User, envs: dict[str, Environment],
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     registered(mlflow_store, 90, 92)
     sync.registry_reconcile()
     dev = envs["dev"]
 
-    first = promote(django_capture_on_commit_callbacks, owner, 1, dev)
+    first = promote(django_capture_on_commit_callbacks, omar, 1, dev)
     assert first.state == State.DEPLOYED and mlflow_store.aliases(NAME) == {"dev": 1}
-    second = promote(django_capture_on_commit_callbacks, owner, 2, dev)
+    second = promote(django_capture_on_commit_callbacks, omar, 2, dev)
     assert second.state == State.DEPLOYED and second.previous_version == version(1)
     assert mlflow_store.aliases(NAME) == {"dev": 2}
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.promotion_rollback(user=owner, model=version(2).model, environment=dev, reason="latency regression")
+        services.promotion_rollback(user=omar, model=version(2).model, environment=dev, reason="latency regression")
     assert mlflow_store.aliases(NAME) == {"dev": 1}
     assert LiveDeployment.objects.get(environment=dev).version == version(1)
     [moved_back] = entries("mlflow.alias_changed", reason=f"rollback of #{second.pk}")
@@ -353,7 +346,7 @@ def test_approved_promotion_moves_the_real_alias_and_rollback_moves_it_back(
 
 
 def test_a_rollback_whose_alias_move_is_still_queued_is_not_out_of_band(
-    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    mlflow_store: MlflowStore, omar: User, infosec: User, envs: dict[str, Environment],
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     registered(mlflow_store, 90, 91)
@@ -361,10 +354,10 @@ def test_a_rollback_whose_alias_move_is_still_queued_is_not_out_of_band(
     dev = envs["dev"]
     services.policy_set(user=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
                         rules={"approvals": [], "gates": [], "revert_out_of_band": True})
-    promote(django_capture_on_commit_callbacks, owner, 1, dev)
-    promote(django_capture_on_commit_callbacks, owner, 2, dev)
+    promote(django_capture_on_commit_callbacks, omar, 1, dev)
+    promote(django_capture_on_commit_callbacks, omar, 2, dev)
     with django_capture_on_commit_callbacks(execute=False) as queued:  # apply_rollback not run yet
-        services.promotion_rollback(user=owner, model=version(2).model, environment=dev, reason="regression")
+        services.promotion_rollback(user=omar, model=version(2).model, environment=dev, reason="regression")
 
     report = sync.registry_reconcile()
 
@@ -376,7 +369,7 @@ def test_a_rollback_whose_alias_move_is_still_queued_is_not_out_of_band(
 
 
 def test_out_of_band_alias_in_production_is_detected_and_reverted(
-    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment]
+    mlflow_store: MlflowStore, omar: User, envs: dict[str, Environment]
 ) -> None:
     registered(mlflow_store, 90)
     sync.registry_reconcile()
@@ -401,7 +394,7 @@ def test_out_of_band_alias_in_production_is_detected_and_reverted(
 
 
 def test_out_of_band_alias_is_reverted_to_the_live_version(
-    mlflow_store: MlflowStore, owner: User, infosec: User, envs: dict[str, Environment],
+    mlflow_store: MlflowStore, omar: User, infosec: User, envs: dict[str, Environment],
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     registered(mlflow_store, 90, 91)
@@ -409,7 +402,7 @@ def test_out_of_band_alias_is_reverted_to_the_live_version(
     dev = envs["dev"]
     services.policy_set(user=infosec, environment=dev, model=RegisteredModel.objects.get(name=NAME),
                         rules={"approvals": [], "gates": [], "revert_out_of_band": True})
-    promote(django_capture_on_commit_callbacks, owner, 1, dev)
+    promote(django_capture_on_commit_callbacks, omar, 1, dev)
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
 
     report = sync.registry_reconcile()
@@ -422,12 +415,12 @@ def test_out_of_band_alias_is_reverted_to_the_live_version(
 
 
 def test_out_of_band_alias_in_dev_is_detected_once_and_not_reverted(
-    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment],
+    mlflow_store: MlflowStore, omar: User, envs: dict[str, Environment],
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     registered(mlflow_store, 90, 91, 92)
     sync.registry_reconcile()
-    promote(django_capture_on_commit_callbacks, owner, 1, envs["dev"])
+    promote(django_capture_on_commit_callbacks, omar, 1, envs["dev"])
     mlflow_store.client.set_registered_model_alias(NAME, "dev", "2")
 
     assert sync.registry_reconcile().violations == 1
@@ -451,12 +444,12 @@ def test_out_of_band_alias_in_dev_is_detected_once_and_not_reverted(
 
 
 def test_a_deployment_interrupted_after_moving_the_alias_is_completed_by_reconcile(
-    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment]
+    mlflow_store: MlflowStore, omar: User, envs: dict[str, Environment]
 ) -> None:
     registered(mlflow_store, 90)
     sync.registry_reconcile()
     # Approved at once (dev); the deploy task is not run: it "crashes" right after moving the alias.
-    request = services.promotion_request(user=owner, version=version(1), environment=envs["dev"], reason="ship")
+    request = services.promotion_request(user=omar, version=version(1), environment=envs["dev"], reason="ship")
     request = services.promotion_deploy_start(request=request)
     registry.set_alias(NAME, "dev", 1)
 
@@ -493,12 +486,12 @@ def mlflow_down(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
 
 
 def test_mlflow_down_apply_promotion_retries_then_marks_the_request_failed(
-    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment], request: pytest.FixtureRequest,
+    mlflow_store: MlflowStore, omar: User, envs: dict[str, Environment], request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registered(mlflow_store, 90)
     sync.registry_reconcile()
-    promotion = services.promotion_request(user=owner, version=version(1), environment=envs["dev"], reason="ship")
+    promotion = services.promotion_request(user=omar, version=version(1), environment=envs["dev"], reason="ship")
     assert promotion.state == State.APPROVED
     request.getfixturevalue("mlflow_down")
     attempts: list[int] = []
@@ -525,7 +518,7 @@ def test_mlflow_down_apply_promotion_retries_then_marks_the_request_failed(
 
 
 def test_mlflow_down_without_a_broker_fails_once_and_records_it(
-    mlflow_store: MlflowStore, owner: User, envs: dict[str, Environment], request: pytest.FixtureRequest,
+    mlflow_store: MlflowStore, omar: User, envs: dict[str, Environment], request: pytest.FixtureRequest,
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     # given: the embedded setup, where the deploy task runs eagerly right after the approving commit
@@ -534,7 +527,7 @@ def test_mlflow_down_without_a_broker_fails_once_and_records_it(
     request.getfixturevalue("mlflow_down")
     # when: the dev policy approves at once and the after-commit deploy meets a dead registry
     with django_capture_on_commit_callbacks(execute=True):
-        promotion = services.promotion_request(user=owner, version=version(1), environment=envs["dev"], reason="x")
+        promotion = services.promotion_request(user=omar, version=version(1), environment=envs["dev"], reason="x")
     # then: no exception reached the requester; one attempt, recorded as failed
     promotion.refresh_from_db()
     assert promotion.state == State.FAILED and promotion.deploy_attempts == 1
@@ -542,7 +535,7 @@ def test_mlflow_down_without_a_broker_fails_once_and_records_it(
 
 
 def test_mlflow_down_reconcile_retries_and_changes_nothing(
-    mlflow_store: MlflowStore, owner: User, mlflow_down: None
+    mlflow_store: MlflowStore, omar: User, mlflow_down: None
 ) -> None:
     size = ledger_size()
     with pytest.raises(MlflowException):
@@ -555,7 +548,7 @@ def test_mlflow_down_reconcile_retries_and_changes_nothing(
 # --- the command and the digest ----------------------------------------------------------------------------
 
 
-def test_reconcile_mlflow_command_prints_the_report(mlflow_store: MlflowStore, owner: User) -> None:
+def test_reconcile_mlflow_command_prints_the_report(mlflow_store: MlflowStore, omar: User) -> None:
     registered(mlflow_store, 90, 91)
     out = StringIO()
     call_command("reconcile_mlflow", stdout=out)

@@ -27,14 +27,12 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.policy import NO_TRUSTED_CREATOR, PolicyError, parse_policy
-from tests.governance import mlflow_helpers
-from tests.governance.factories import ModelVersionFactory, People, RegisteredModelFactory
+from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.governance.mlflow_helpers import MlflowStore, catalogued, entries, user
+from tests.personas import People
 
 pytestmark = pytest.mark.django_db
 
-mlflow_template = mlflow_helpers.mlflow_template
-mlflow_store = mlflow_helpers.mlflow_store
 
 NAME = "fraud-detector"
 Drift = ComplianceViolation.Kind.OWNERSHIP_DRIFT

@@ -33,18 +33,10 @@ from governance.models import (
     PromotionPolicy,
     PromotionRequest,
 )
-from tests.factories import UserFactory
-from tests.governance.factories import (
-    FakeRegistry,
-    ModelVersionFactory,
-    People,
-    actor_of,
-    entry_of,
-    event_types,
-    make_deployed,
-    snapshot,
-)
+from tests.factories import ModelVersionFactory, UserFactory
+from tests.governance.helpers import FakeRegistry, actor_of, entry_of, event_types, make_deployed, snapshot
 from tests.governance.test_promotions import COMMENT, approve, ask, fresh, refused
+from tests.personas import People
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow")]
 

@@ -18,7 +18,7 @@ from governance.policy import (
     evidence_digest,
     parse_policy,
 )
-from tests.governance.factories import DEFAULT_POLICIES
+from tests.governance.helpers import DEFAULT_POLICIES
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

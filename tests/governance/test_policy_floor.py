@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from config import env
 from governance.policy import parse_policy
 from governance.policy_floor import DEFAULT_FLOOR, Floor, floor_for, floor_problems, parse_floor
-from tests.governance.factories import DEFAULT_POLICIES
+from tests.governance.helpers import DEFAULT_POLICIES
 
 ROOT = Path(__file__).resolve().parents[2]
 

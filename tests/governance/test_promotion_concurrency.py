@@ -21,15 +21,9 @@ from audit.models import Entry, PendingEntry
 from governance import registry, services
 from governance.errors import InvalidState
 from governance.models import Approval, Environment, LiveDeployment, ModelVersion, PromotionRequest, RegisteredModel
-from tests.governance.factories import (
-    FakeRegistry,
-    ModelVersionFactory,
-    People,
-    RegisteredModelFactory,
-    ensure_defaults,
-    make_deployed,
-    make_people,
-)
+from tests.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.governance.helpers import FakeRegistry, ensure_defaults, make_deployed
+from tests.personas import People, make_people
 
 pytestmark = pytest.mark.usefixtures("on_postgres", "restore_defaults_after_flush", "committing_db")
 

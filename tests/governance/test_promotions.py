@@ -43,12 +43,9 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
-from tests.factories import UserFactory
-from tests.governance.factories import (
+from tests.factories import ModelVersionFactory, RegisteredModelFactory, UserFactory
+from tests.governance.helpers import (
     FakeRegistry,
-    ModelVersionFactory,
-    People,
-    RegisteredModelFactory,
     actor_of,
     entry_of,
     event_types,
@@ -56,6 +53,7 @@ from tests.governance.factories import (
     snapshot,
     subject_entries,
 )
+from tests.personas import People
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow")]
 
@@ -441,19 +439,21 @@ def test_freeze_window_refuses_requests_and_approvals(in_dev: ModelVersion, envs
     other = ModelVersionFactory(model=in_dev.model, version=8)
     make_deployed(other, envs["dev"], requested_by=people.requester, hours_ago=3, live=False)
     before_freeze = ask(people, other, envs["staging"])
-    now = timezone.now()
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)  # the hour now began: a moment written out
+    starts = hour - timedelta(hours=1)
 
     freeze = services.freeze_window_create(
-        user=people.infosec, environment=envs["staging"], starts_at=now - timedelta(hours=1),
-        ends_at=now + timedelta(hours=6), reason="Black Friday change freeze",
+        user=people.infosec, environment=envs["staging"], starts_at=starts,
+        ends_at=starts + timedelta(hours=7, minutes=30), reason="Black Friday change freeze",
     )
 
     assert FreezeWindow.objects.get() == freeze and freeze.created_by == people.infosec
     [entry] = ledger("environment.freeze_declared")
     assert entry.actor == actor_of(people.infosec)
     assert entry.subject == {"type": "environment", "id": "staging"}
-    assert entry.payload == {"environment": "staging", "starts_at": freeze.starts_at.isoformat(),
-                             "ends_at": freeze.ends_at.isoformat(), "reason": "Black Friday change freeze"}
+    assert entry.payload == {"environment": "staging", "starts_at": f"{starts:%Y-%m-%dT%H}:00:00+00:00",
+                             "ends_at": f"{starts + timedelta(hours=7):%Y-%m-%dT%H}:30:00+00:00",
+                             "reason": "Black Friday change freeze"}
     with refused(Frozen, "frozen") as info:
         ask(people, in_dev, envs["staging"])
     assert "staging is frozen until" in str(info.value) and "Black Friday change freeze" in str(info.value)

@@ -16,7 +16,8 @@ from django.contrib.auth.models import User
 from governance import services
 from governance.errors import GovernanceError, InvalidState, NotPermitted
 from governance.models import Environment, ModelVersion, PromotionRequest
-from tests.governance.factories import People, actor_of, entry_of, event_types, make_deployed, snapshot
+from tests.governance.helpers import actor_of, entry_of, event_types, make_deployed, snapshot
+from tests.personas import People
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_mlflow")]
 

@@ -30,13 +30,10 @@ from requests.structures import CaseInsensitiveDict
 from audit.models import Entry, PendingEntry
 from governance import tasks
 from governance.models import ModelVersion, RegisteredModel, WebhookDelivery, WebhookRefusalCounter
-from tests.governance import mlflow_helpers
 from tests.governance.mlflow_helpers import MlflowStore, entries
 
 pytestmark = pytest.mark.django_db
 
-mlflow_template = mlflow_helpers.mlflow_template
-mlflow_store = mlflow_helpers.mlflow_store
 
 SECRET = "whsec-governance-test-3f9a1c"
 URL = "/webhooks/mlflow"

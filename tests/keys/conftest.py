@@ -1,12 +1,13 @@
-"""Fixtures of the key tests: a VAR_DIR (trusted-keys file) and a signing key of the test's own."""
+"""Fixtures of the key tests: a VAR_DIR (trusted-keys file) and a signing key of the test's own.
+
+Plain helpers (``write_key``) are in tests/keys/helpers.py.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from django.test import override_settings
 
 from audit.signing import signing_key
@@ -22,12 +23,3 @@ def var_dir(tmp_path: Path) -> Iterator[Path]:
                            LEDGER_SIGNING_KEY_IS_DEV=True, LEDGER_TRUSTED_KEYS=[]):
         yield var
     signing_key.cache_clear()
-
-
-def write_key(path: Path, key: Ed25519PrivateKey | None = None) -> Ed25519PrivateKey:
-    """Write ``key`` (a new one by default) over ``path`` as an operator would: a sibling file renamed over it."""
-    key = key or Ed25519PrivateKey.generate()
-    tmp = path.with_name(path.name + ".new")
-    tmp.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    tmp.replace(path)
-    return key

@@ -17,7 +17,7 @@ from audit.note import public_bytes, verifier_key
 from audit.rotation import RotationError, rotate_and_install, with_lifetimes
 from audit.signing import KeyLifetime, current_verifier_key, key_lifetimes, key_name, trusted_keys_file
 from tests.integration.helpers import fill
-from tests.keys.conftest import write_key
+from tests.keys.helpers import write_key
 
 pytestmark = pytest.mark.django_db
 ACTOR = Actor.system("tests")

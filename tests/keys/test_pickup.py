@@ -17,7 +17,7 @@ from audit.models import Checkpoint, Entry
 from audit.note import Verifier, open_note, public_bytes, verifier_key
 from audit.signing import KeyRetired, current_verifier_key, key_name, signing_key, trusted_keys_file
 from tests.integration.helpers import fill
-from tests.keys.conftest import write_key
+from tests.keys.helpers import write_key
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from tests.ops.conftest import notes
+from tests.ops.helpers import notes
 
 pytestmark = pytest.mark.django_db
 

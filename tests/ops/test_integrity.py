@@ -16,7 +16,7 @@ from audit.selectors import ledger_size
 from audit.tasks import verify_full, verify_incremental
 from governance.models import ComplianceViolation
 from tests.integration.helpers import tamper
-from tests.ops.conftest import notes
+from tests.ops.helpers import notes
 
 pytestmark = pytest.mark.django_db
 

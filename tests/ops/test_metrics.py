@@ -11,7 +11,7 @@ from django.test import Client
 from audit.checkpoints import checkpoint_create
 from audit.integrity import verification_run
 from audit.models import Checkpoint, LedgerHead, PendingEntry
-from tests.ops.conftest import notes
+from tests.ops.helpers import notes
 from web.metrics import CELERY_TASKS
 
 pytestmark = pytest.mark.django_db

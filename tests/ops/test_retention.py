@@ -27,7 +27,7 @@ from audit.retention import (
 )
 from audit.tasks import run_retention
 from governance.errors import InvalidState, NotPermitted
-from tests.ops.conftest import SYSTEM, register
+from tests.ops.helpers import SYSTEM, register
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from audit import ledger
 from audit.models import Entry
 from tests.factories import SuperuserFactory, UserFactory
 from tests.integration.helpers import note
-from tests.pii.conftest import PLANTED, register_event
+from tests.pii.helpers import PLANTED, register_event
 
 pytestmark = pytest.mark.django_db
 

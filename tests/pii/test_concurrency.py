@@ -15,7 +15,7 @@ from audit.verification import verify_ledger
 from tests.factories import UserFactory
 from tests.integration.helpers import wait_for_lock_wait
 from tests.integration.test_concurrency import Worker, backend_pid
-from tests.pii.conftest import SYSTEM, register_event
+from tests.pii.helpers import SYSTEM, register_event
 
 
 def test_committed_personal_data_is_integrated_on_commit(

@@ -14,7 +14,7 @@ from audit.models import Checkpoint, DataSubjectKey, Entry, PiiValue
 from audit.verification import verify_ledger
 from tests.factories import UserFactory
 from tests.integration.helpers import note
-from tests.pii.conftest import EMAIL, SYSTEM, independent_decrypt, register_event
+from tests.pii.helpers import EMAIL, SYSTEM, independent_decrypt, register_event
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from audit.models import DataSubjectKey, Entry
 from audit.retention import retention_run
 from audit.verification import verify_ledger
 from tests.factories import UserFactory
-from tests.pii.conftest import EMAIL, NAME, PLANTED, SYSTEM, USERNAME, all_rows_text, register_event
+from tests.pii.helpers import EMAIL, NAME, PLANTED, SYSTEM, USERNAME, all_rows_text, register_event
 
 pytestmark = pytest.mark.django_db
 

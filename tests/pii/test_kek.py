@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from audit import ledger, pii
 from audit.models import DataSubjectKey
-from tests.pii.conftest import EMAIL, register_event
+from tests.pii.helpers import EMAIL, register_event
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from audit.ledger import Subject
 from audit.models import DataSubjectKey, Entry, PendingEntry
 from audit.verification import verify_ledger
 from tests.factories import UserFactory
-from tests.pii.conftest import EMAIL, NAME, SYSTEM, register_event
+from tests.pii.helpers import EMAIL, NAME, SYSTEM, register_event
 
 pytestmark = pytest.mark.django_db
 

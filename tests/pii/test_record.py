@@ -14,7 +14,7 @@ from audit.ledger import Event, IdempotencyConflict, LedgerError, Subject
 from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue
 from audit.verification import verify_ledger
 from tests.integration.helpers import note
-from tests.pii.conftest import (
+from tests.pii.helpers import (
     EMAIL,
     NAME,
     PLANTED,

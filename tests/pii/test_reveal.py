@@ -9,7 +9,7 @@ from audit.models import Entry, PendingEntry
 from audit.verification import verify_ledger
 from tests.factories import SuperuserFactory, UserFactory
 from tests.integration.helpers import note
-from tests.pii.conftest import EMAIL, NAME, USERNAME, independent_commitment, register_event
+from tests.pii.helpers import EMAIL, NAME, USERNAME, independent_commitment, register_event
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from access.roles import AUDITOR
 from audit import ledger, pii
 from audit.models import Entry, PendingEntry
 from tests.factories import UserFactory
-from tests.pii.conftest import register_event
+from tests.pii.helpers import register_event
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from audit import ledger, pii
 from audit.ledger import Actor
 from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue
 from tests.factories import UserFactory
-from tests.pii.conftest import EMAIL, NAME, USERNAME
+from tests.pii.helpers import EMAIL, NAME, USERNAME
 
 pytestmark = pytest.mark.django_db
 

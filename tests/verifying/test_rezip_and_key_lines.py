@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from audit import offline_verify
 from audit.offline_verify import parse_trusted_key_line
-from tests.export.conftest import Export
+from tests.export.helpers import Export
 from tests.verifying.helpers import run_verify
 
 pytestmark = pytest.mark.django_db

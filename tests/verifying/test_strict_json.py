@@ -18,7 +18,7 @@ from audit.canonical import format_timestamp
 from audit.integrity import verification_run
 from audit.models import Entry
 from audit.verification import verify_ledger
-from tests.export.conftest import Export
+from tests.export.helpers import Export
 from tests.integration.helpers import fill, raw, tamper
 from tests.verifying.helpers import run_verify
 
@@ -105,7 +105,7 @@ def test_the_fast_check_agrees_with_the_exact_one() -> None:
 
 def test_a_boundary_or_export_entry_with_a_duplicate_member_is_malformed_json(
         small_ledger: str, export: Export, tmp_path: Path) -> None:
-    from tests.export.conftest import members, rezip
+    from tests.export.helpers import members, rezip
 
     bundle = export()
     data = members(bundle)["export-entry.json"]

@@ -19,7 +19,7 @@ from audit.models import Checkpoint
 from audit.note import CheckpointBody, sign_note
 from audit.selectors import consistency_proof, tree_root
 from audit.signing import signing_key
-from tests.export.conftest import Export, members, rezip
+from tests.export.helpers import Export, members, rezip
 from tests.integration.helpers import fill
 from tests.verifying.helpers import cosignature_line, cosigner_vkey, log_vkey, note_text, run_verify
 

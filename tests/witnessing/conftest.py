@@ -1,4 +1,4 @@
-"""Witnessing tests run against real witness processes (tests/witnesses.py) on 127.0.0.1.
+"""Witnessing tests run against real witness processes (tests/witnesses.py, a plugin of the whole suite).
 
 ``witnesses("honest", "slow")`` starts one witness per behaviour for this log and
 configures them as ``LEDGER_WITNESSES`` (quorum: all of them unless a test says otherwise).
@@ -11,18 +11,12 @@ from typing import Any
 import pytest
 
 from audit.signing import current_verifier_key
-from tests.access.personas import people  # noqa: F401
-from tests.api.conftest import as_user, token_for  # noqa: F401
-from tests.witnesses import RunningWitness, witness_factory  # noqa: F401
-
-
-def configure(settings: Any, running: list[RunningWitness], *, quorum: int | None = None) -> None:
-    settings.LEDGER_WITNESSES = [{"name": w.name, "url": w.url, "verifier_key": w.verifier_key} for w in running]
-    settings.LEDGER_WITNESS_QUORUM = len(running) if quorum is None else quorum
+from tests.witnesses import RunningWitness
+from tests.witnessing.helpers import configure
 
 
 @pytest.fixture
-def witnesses(witness_factory: Any, settings: Any) -> Callable[..., list[RunningWitness]]:  # noqa: F811
+def witnesses(witness_factory: Any, settings: Any) -> Callable[..., list[RunningWitness]]:
     settings.LEDGER_WITNESS_TIMEOUT = 5.0
     settings.LEDGER_WITNESS_DEADLINE = 60.0
 

@@ -124,7 +124,7 @@ def test_metrics_show_lag_and_refusals(witnesses: Any, settings: Any, client: Cl
 
 
 def test_the_dashboard_shows_each_witness(witnesses: Any, settings: Any, client: Client) -> None:
-    from tests.access.personas import make_user
+    from tests.personas import make_user
 
     honest, impostor = witnesses("honest", "wrong_key")
     settings.LEDGER_WITNESS_DEADLINE = 0.01

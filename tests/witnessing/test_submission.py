@@ -191,7 +191,7 @@ def test_a_witness_that_does_not_know_the_log_key_answers_403(witness_factory: A
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from audit.note import public_bytes, verifier_key
-    from tests.witnessing.conftest import configure
+    from tests.witnessing.helpers import configure
 
     other = verifier_key(settings.LEDGER_ORIGIN, public_bytes(Ed25519PrivateKey.generate().public_key()))
     stranger = witness_factory(log_vkeys=[other], name="stranger.test")

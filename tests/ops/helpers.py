@@ -1,36 +1,10 @@
-"""Fixtures of the operations tests: personas and a few recorded ledger entries."""
+"""Helpers of the operations tests: a few recorded ledger entries (plain functions)."""
 from __future__ import annotations
 
-import pytest
-from django.contrib.auth.models import Group, User
-
-from access.roles import AUDITOR, INFOSEC
 from audit import ledger
 from audit.ledger import Actor, Subject
 
 SYSTEM = Actor.system("tests")
-
-
-def make_user(username: str, *roles: str) -> User:
-    user = User.objects.create_user(username=username, password="pw-not-used-7x")
-    if roles:
-        user.groups.add(*Group.objects.filter(name__in=roles))
-    return user
-
-
-@pytest.fixture
-def infosec(db: None) -> User:
-    return make_user("ivy", INFOSEC)
-
-
-@pytest.fixture
-def auditor(db: None) -> User:
-    return make_user("arthur", AUDITOR)
-
-
-@pytest.fixture
-def outsider(db: None) -> User:
-    return make_user("oscar")
 
 
 def notes(n: int, *, prefix: str = "note") -> None:

@@ -1,4 +1,4 @@
-"""factory-boy factories and setup helpers for the promotion-governance tests.
+"""Setup and assertion helpers of the promotion-governance tests (the factories are in tests/factories.py).
 
 Setup that the tests are not about (a version already deployed in staging two
 days ago, the default environments) is written through the ORM directly and
@@ -8,16 +8,12 @@ records nothing in the ledger; everything under test goes through
 from __future__ import annotations
 
 import importlib
-import secrets
 import threading
-from dataclasses import dataclass
 from datetime import timedelta
 
-import factory
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from access import roles
 from access.roles import MODEL_RISK, ROLES
 from audit.models import Entry
 from governance.models import (
@@ -26,15 +22,11 @@ from governance.models import (
     ModelVersion,
     PromotionPolicy,
     PromotionRequest,
-    RegisteredModel,
 )
-from tests.factories import UserFactory
 
 _defaults = importlib.import_module("governance.migrations.0002_default_environments")
 #: The default policies the data migration installs, by environment name.
 DEFAULT_POLICIES: dict[str, dict] = _defaults.POLICIES
-
-MODEL_CARD = "Gradient-boosted fraud scorer for card-not-present payments; trained on 2025 transactions."
 
 
 def ensure_defaults() -> dict[str, Environment]:
@@ -55,32 +47,6 @@ def ensure_defaults() -> dict[str, Environment]:
         PromotionPolicy.objects.get_or_create(environment=env, model=None, defaults={"rules": DEFAULT_POLICIES[name]})
         envs[name] = env
     return envs
-
-
-class RegisteredModelFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = RegisteredModel
-        django_get_or_create = ("name",)
-
-    name = factory.Sequence(lambda n: f"model-{n}")
-    description = "A registered model mirrored from MLflow."
-    owner = None
-
-
-class ModelVersionFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = ModelVersion
-
-    model = factory.SubFactory(RegisteredModelFactory)
-    version = factory.Sequence(lambda n: n + 1)
-    run_id = factory.LazyFunction(lambda: secrets.token_hex(16))
-    source = factory.LazyAttribute(lambda o: f"mlflow-artifacts:/1/{o.run_id}/artifacts/model")
-    artifact_digest = factory.LazyFunction(lambda: "sha256:" + secrets.token_hex(32))
-    creator = "ds-creator"
-    description = MODEL_CARD
-    metrics = factory.LazyFunction(lambda: {"auc": 0.93, "precision": 0.81})
-    data_classification = "internal"
-    mlflow_status = "READY"
 
 
 def make_deployed(
@@ -170,38 +136,7 @@ def actor_of(user: User) -> dict[str, str]:
     return {"type": "user", "id": str(user.pk)}
 
 
-# --- personas and the fake registry --------------------------------------------------------------
-
-
-@dataclass
-class People:
-    requester: User  # model-owner
-    approver: User  # approver (the staging policy's group)
-    approver2: User
-    model_risk: User
-    model_risk2: User
-    infosec: User
-    outsider: User  # no role at all
-    creator: User  # ModelVersion.creator; in every approval group
-    breakglass: User
-    steward: User  # data-steward
-
-
-def make_people() -> People:
-    return People(
-        requester=UserFactory(username="olivia-owner", roles=[roles.MODEL_OWNER]),
-        approver=UserFactory(username="adam-approver", roles=[roles.APPROVER]),
-        approver2=UserFactory(username="anna-approver", roles=[roles.APPROVER]),
-        model_risk=UserFactory(username="mira-risk", roles=[roles.MODEL_RISK]),
-        model_risk2=UserFactory(username="max-risk", roles=[roles.MODEL_RISK]),
-        infosec=UserFactory(username="ines-infosec", roles=[roles.INFOSEC]),
-        outsider=UserFactory(username="oscar-outsider"),
-        creator=UserFactory(
-            username="ds-creator", roles=[roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC, roles.MODEL_OWNER]
-        ),
-        breakglass=UserFactory(username="bruno-breakglass", roles=[roles.BREAK_GLASS]),
-        steward=UserFactory(username="dana-steward", roles=[roles.DATA_STEWARD]),
-    )
+# --- the fake registry ---------------------------------------------------------------------------
 
 
 class FakeRegistry:

@@ -38,8 +38,8 @@ from audit.models import Checkpoint, Entry, SigningKey
 from audit.witnessing import published_note
 from web.api.auth import HasScope, token_of
 from web.api.docs import ProblemOut
-from web.api.problems import CONTENT_TYPE as PROBLEM_MEDIA
 from web.api.pagination import SeqCursorPagination, StandardPagination
+from web.api.problems import CONTENT_TYPE as PROBLEM_MEDIA
 
 TAG = "ledger"
 _CURSOR = re.compile(r"[A-Za-z0-9+/_=-]{1,200}")

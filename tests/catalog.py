@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 from django.contrib.auth.models import User
 
-from access.services.service_accounts import service_account_create
 from access.models import Dataset, DatasetField, ServiceAccount
+from access.services.service_accounts import service_account_create
 from governance.models import Environment, ModelVersion, RegisteredModel
 from tests.personas import People
 

@@ -14,8 +14,8 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from access.services.service_accounts import service_account_create
 from access.models import ServiceAccount
+from access.services.service_accounts import service_account_create
 from access.services.tokens import api_token_create
 from tests.personas import People
 

@@ -15,11 +15,24 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
+from access.models import (
+    AccessRequest,
+    DatasetGroupObjectPermission,
+    DatasetUserObjectPermission,
+    Grant,
+    ReviewCampaign,
+    ReviewItem,
+    ServiceAccount,
+)
 from access.services.grants import grant_create
-from access.models import AccessRequest, DatasetGroupObjectPermission, DatasetUserObjectPermission, Grant, ReviewCampaign, ReviewItem, ServiceAccount
-from governance.models import EnvironmentGroupObjectPermission, EnvironmentUserObjectPermission, RegisteredModelGroupObjectPermission, RegisteredModelUserObjectPermission
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
+from governance.models import (
+    EnvironmentGroupObjectPermission,
+    EnvironmentUserObjectPermission,
+    RegisteredModelGroupObjectPermission,
+    RegisteredModelUserObjectPermission,
+)
 
 GUARDIAN_TABLES = (
     DatasetUserObjectPermission, DatasetGroupObjectPermission, RegisteredModelUserObjectPermission,

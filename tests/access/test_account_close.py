@@ -17,11 +17,11 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from access.services.service_accounts import service_account_create
+from access.errors import AccessError, InvalidState, NotPermitted
 from access.services.accounts import account_closed_at, user_account_close, user_account_close_by_system
+from access.services.service_accounts import service_account_create
 from audit import ledger
 from audit.models import Entry
-from access.errors import AccessError, InvalidState, NotPermitted
 from tests.access.helpers import writes_nothing
 from tests.factories import SuperuserFactory
 from tests.personas import People, fresh

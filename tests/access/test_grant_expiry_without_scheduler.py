@@ -15,9 +15,9 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from access.services.service_accounts import service_account_create
-from access.services.grants import grant_revoke
 from access.models import DatasetUserObjectPermission, Grant
+from access.services.grants import grant_revoke
+from access.services.service_accounts import service_account_create
 from tests.access.helpers import GUARDIAN_TABLES, grant
 from tests.catalog import Resources
 from tests.personas import People, fresh

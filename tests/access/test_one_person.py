@@ -14,12 +14,12 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from access.services.service_accounts import service_account_create
-from access.services.access_requests import access_request_approve, access_request_create, access_request_reject
-from access.services.reviews import review_campaign_start, review_item_decide
 from access.errors import NotPermitted
 from access.models import AccessRequest, Grant, ReviewItem, ServiceAccount
 from access.selectors import requests_awaiting
+from access.services.access_requests import access_request_approve, access_request_create, access_request_reject
+from access.services.reviews import review_campaign_start, review_item_decide
+from access.services.service_accounts import service_account_create
 from tests.access.helpers import grant, writes_nothing
 from tests.catalog import Resources
 from tests.personas import People, fresh

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from access.services import tokens
 from access.models import ApiToken
+from access.services import tokens
 from audit.models import PendingEntry
 
 pytestmark = pytest.mark.django_db

@@ -11,11 +11,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from access.services import tokens
 from access.services.access_requests import access_request_create
 from access.services.reviews import review_campaign_start
 from access.services.service_accounts import service_account_create
-from access.services import tokens
-from governance.models import Lineage
 from audit.checkpoints import checkpoint_create
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
@@ -25,6 +24,7 @@ from governance.models import (
     ComplianceViolation,
     Environment,
     FreezeWindow,
+    Lineage,
     ModelVersion,
     PromotionRequest,
 )

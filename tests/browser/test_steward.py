@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from access.services.grants import grant_create
 from access.models import Dataset, DatasetField, Grant
+from access.services.grants import grant_create
 from tests.access.helpers import ledger, soon
 from tests.browser.helpers import login, shot
 from tests.personas import make_user

@@ -17,10 +17,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from access.services.access_requests import access_request_create
-from access.services.reviews import review_campaign_start
-from access.services.grants import grant_revoke
 from access.models import AccessRequest, Dataset, Grant, ReviewCampaign, ReviewItem
+from access.services.access_requests import access_request_create
+from access.services.grants import grant_revoke
+from access.services.reviews import review_campaign_start
 from tests.access.helpers import grant, ledger, writes_nothing
 from tests.catalog import Resources
 from tests.console.helpers import client_for, messages_of

@@ -127,8 +127,8 @@ def test_request_log_has_route_status_request_id_and_actor_id(
 
 @pytest.mark.django_db
 def test_service_account_actor_is_its_name(json_log: io.StringIO, client: Client) -> None:
-    from access.services.service_accounts import service_account_create
     from access.roles import INFOSEC
+    from access.services.service_accounts import service_account_create
     from access.services.tokens import api_token_create
     from tests.personas import make_user
 

@@ -1,11 +1,12 @@
-"""The access domain in the admin: accounts, roles, grants, requests, reviews, service accounts, tokens.
+"""The access domain in the admin: accounts, roles, datasets, grants, requests, reviews, service accounts, tokens.
 
 Read-only, like the rest of the admin (see ``web.admin_site``), and
 scoped by the same visibility selectors as the API. Grants, access requests,
 access reviews, service accounts and API tokens are created and decided in the
 console. Two things the console has no page for are done here, each through the
-audited service that enforces its rules: role changes (``access.services.
-user_role_add/remove``) and closing an account (``access.accounts.user_account_close``);
+audited service that enforces its rules: role changes
+(``access.services.roles.user_role_add/remove``) and closing an account
+(``access.services.accounts.user_account_close``);
 InfoSec only, never on oneself nor one's own service accounts, with a reason.
 Account details (names, emails, passwords, flags) are not editable here.
 """
@@ -21,11 +22,21 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from access import selectors as access_selectors
-from access.accounts import user_account_close
-from access.errors import NotPermitted
-from access.models import AccessRequest, ApiToken, Grant, ReviewCampaign, ReviewItem, ServiceAccount
+from access.errors import NotPermitted, ServiceError
+from access.models import (
+    AccessRequest,
+    ApiToken,
+    Dataset,
+    DatasetField,
+    Grant,
+    ReviewCampaign,
+    ReviewItem,
+    ServiceAccount,
+)
 from access.roles import ROLES
-from access.services import ServiceError, user_role_add, user_role_remove
+from access.services.accounts import user_account_close
+from access.services.datasets import effective_pii_categories
+from access.services.roles import user_role_add, user_role_remove
 from web.admin_site import RawViewAdmin, RawViewMixin, form_action, pretty_json
 
 
@@ -37,13 +48,13 @@ class RoleReasonForm(forms.Form):
 def role_change(*, actor_user: Any, target: User, role: str, add: bool, reason: str) -> bool:
     """Give or take ``role`` from ``target`` for an admin action, through the service that decides who may.
 
-    ``access.services.user_role_add/remove`` refuse anyone but InfoSec, a change on one's own
+    ``access.services.roles.user_role_add/remove`` refuse anyone but InfoSec, a change on one's own
     person, and a missing reason; a refusal comes back as ``NotPermitted`` (nothing written)
     so the action shows it as a message. Returns False when there was nothing to change.
     """
     service = user_role_add if add else user_role_remove
     try:
-        return service(user=actor_user, target=target, role=role, reason=reason)
+        return service(actor=actor_user, target=target, role=role, reason=reason)
     except ServiceError as exc:
         raise NotPermitted(str(exc)) from exc
 
@@ -79,7 +90,7 @@ class CloseReasonForm(forms.Form):
 )
 def close_account(request: HttpRequest, obj: User, data: dict[str, Any]) -> None:
     # The service decides who may (InfoSec, not their own person) and raises GovernanceError otherwise.
-    user_account_close(user=request.user, account=obj, reason=data["reason"])  # type: ignore[arg-type]
+    user_account_close(actor=request.user, account=obj, reason=data["reason"])  # type: ignore[arg-type]
 
 
 USER_ACTIONS = [*ROLE_ACTIONS, close_account]
@@ -259,3 +270,43 @@ class ApiTokenAdmin(RawViewAdmin):
     @admin.display(description="scopes")
     def scope_list(self, obj: ApiToken) -> str:
         return ", ".join(obj.scopes)
+
+
+# --- the data catalog: datasets and their fields ------------------------------------------------------
+
+
+class DatasetFieldInline(RawViewMixin, admin.TabularInline):  # type: ignore[type-arg]
+    model = DatasetField
+    fields = ("name", "level", "pii_categories", "classified_by", "classified_at", "classification_reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Dataset)
+class DatasetAdmin(RawViewAdmin):
+    list_display = ("name", "owner", "level", "effective_level", "pii", "classified_by", "classified_at")
+    list_filter = ("effective_level", "level")
+    search_fields = ("name", "source_uri")
+    list_select_related = ("owner", "classified_by")
+    inlines = [DatasetFieldInline]
+    fields = ("name", "owner", "source_uri", "description", "level", "pii_categories", "effective_level",
+              "classified_by", "classified_at", "classification_reason", "created_at")
+
+    def visible_to(self, user: Any) -> QuerySet[Dataset]:
+        return access_selectors.datasets_visible_to(user)
+
+    @admin.display(description="PII (with fields)")
+    def pii(self, obj: Dataset) -> str:
+        return ", ".join(effective_pii_categories(obj)) or "-"
+
+
+@admin.register(DatasetField)
+class DatasetFieldAdmin(RawViewAdmin):
+    list_display = ("dataset", "name", "level", "pii_categories", "classified_by", "classified_at")
+    list_filter = ("level",)
+    search_fields = ("dataset__name", "name")
+    list_select_related = ("dataset", "classified_by")
+
+    def visible_to(self, user: Any) -> QuerySet[DatasetField]:
+        return DatasetField.objects.filter(dataset__in=access_selectors.datasets_visible_to(user))

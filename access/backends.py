@@ -1,6 +1,6 @@
 """The object-permission backend: guardian's API, answered from the grants.
 
-``access.grants`` mirrors every grant into guardian's tables so ``user.has_perm(perm,
+``access.services.grants`` mirrors every grant into guardian's tables so ``user.has_perm(perm,
 obj)`` and DRF's object permissions work, but the mirror row only goes away when the
 expiry task (``grants_expire``) runs. Without a scheduler, guardian alone would keep a
 lapsed grant alive. For the three governed resource types this backend therefore asks

@@ -18,25 +18,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Model
 from django.utils import timezone
 
-from access.classification import CONFIDENTIAL, rank
 from access.errors import AccessError
-from access.models import RESOURCE_PERMISSIONS, Dataset, DenialWindow, Grant
+from access.lock_objects import closed_denial_window_lock, denial_window_lock
+from access.models import RESOURCE_PERMISSIONS, DenialWindow, Grant
+from access.resources import KINDS, resource_label, resource_type_of
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
-
-
-def resource_type_of(resource: Model) -> str:
-    label = resource._meta.label_lower
-    kinds = {"access.dataset": "dataset", "governance.registeredmodel": "registered_model",
-             "governance.environment": "environment"}
-    try:
-        return kinds[label]
-    except KeyError:
-        raise AccessError(f"{label} is not a resource that grants apply to") from None
-
-
-def resource_label(resource: Model) -> str:
-    return f"{resource_type_of(resource)}:{resource.name}"  # type: ignore[attr-defined]
 
 
 def principal_label(principal: User | Group) -> str:
@@ -89,15 +76,7 @@ def _grant_id(principal: User | Group, resource_type: str, resource_id: int, per
 
 def sensitivity(resource: Model) -> str | None:
     """The classification that makes a denied check worth recording, or None when it is not sensitive."""
-    if isinstance(resource, Dataset):
-        return resource.effective_level if rank(resource.effective_level) >= rank(CONFIDENTIAL) else None
-    if resource_type_of(resource) == "environment":
-        return str(getattr(resource, "max_data_classification", "")) or None
-    level = max(
-        (v for v in resource.versions.values_list("data_classification", flat=True) if v),  # type: ignore[attr-defined]
-        key=rank, default=None,
-    )
-    return level if level is not None and rank(level) >= rank(CONFIDENTIAL) else None
+    return KINDS[resource_type_of(resource)].sensitivity(resource)
 
 
 def check(
@@ -170,7 +149,7 @@ def denial_record(
             count=F("count") + 1, last_at=now):
         return
     with transaction.atomic():
-        window = DenialWindow.objects.select_for_update().filter(**key).first()
+        window = denial_window_lock(**key)
         if window is not None and window.first_at > now - _interval():  # opened meanwhile by another process
             DenialWindow.objects.filter(pk=window.pk).update(count=F("count") + 1, last_at=now)
             return
@@ -221,7 +200,7 @@ def check_denials_summarise(*, now: datetime | None = None, limit: int = 1000) -
     closed = 0
     for pk in ids:
         with transaction.atomic():
-            window = DenialWindow.objects.select_for_update().filter(pk=pk, first_at__lte=closed_before).first()
+            window = closed_denial_window_lock(pk, closed_before)
             if window is None:  # reopened or closed meanwhile
                 continue
             _summarise(window)

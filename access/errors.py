@@ -27,3 +27,7 @@ class InvalidState(AccessError):
     """The object is not in a state that allows this transition (already decided, revoked, expired...)."""
 
     code = "invalid_state"
+
+
+class ServiceError(ValueError):
+    """A role change or registration that cannot be carried out as asked; the message says why."""

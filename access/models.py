@@ -1,8 +1,8 @@
-"""Access governance: datasets and their classification, lineage to model versions,
-service accounts, time-bound grants (mirrored into django-guardian), access
-requests and access reviews.
+"""Access governance: datasets and their classification, service accounts, time-bound grants
+(mirrored into django-guardian), access requests and access reviews.
 
-State only changes through ``access.services``. Our ``Grant`` table is the
+State only changes through ``access.services``. (Lineage, and guardian's permission tables of
+governance's objects, live with those objects in ``governance.models``.) Our ``Grant`` table is the
 source of truth; guardian's direct foreign-key permission tables are kept in
 step with it so Django's and DRF's object-permission checks work.
 """
@@ -87,32 +87,6 @@ class DatasetField(models.Model):
         return f"{self.dataset.name}.{self.name}"
 
 
-class Lineage(models.Model):
-    """A model version was trained or evaluated on a dataset."""
-
-    class Role(models.TextChoices):
-        TRAINING = "training"
-        EVALUATION = "evaluation"
-
-    class Source(models.TextChoices):
-        MLFLOW = "mlflow"  # from the run's dataset inputs
-        DECLARED = "declared"
-
-    version = models.ForeignKey("governance.ModelVersion", on_delete=models.CASCADE, related_name="lineage")
-    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="lineage")
-    role = models.CharField(max_length=20, choices=Role.choices, default=Role.TRAINING)
-    source = models.CharField(max_length=20, choices=Source.choices, default=Source.DECLARED)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["version", "dataset", "role"], name="lineage_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.version} <- {self.dataset} ({self.role})"
-
-
 class ServiceAccount(models.Model):
     """A machine principal (pipeline, serving platform). Backed by a Django user so object
     permissions apply to it like to anyone; that user cannot log in interactively."""
@@ -133,7 +107,7 @@ class ApiToken(models.Model):
 
     Tokens are 256-bit random strings, so a fast hash is as good as a slow one here
     (nothing to brute-force); the ``prefix`` finds the row without a scan and is safe
-    to show in lists and logs. Created and revoked only through ``access.tokens``.
+    to show in lists and logs. Created and revoked only through ``access.services.tokens``.
     """
 
     service_account = models.ForeignKey(ServiceAccount, on_delete=models.PROTECT, related_name="tokens")
@@ -289,22 +263,6 @@ class DatasetUserObjectPermission(UserObjectPermissionBase):
 
 class DatasetGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Dataset, on_delete=models.CASCADE)
-
-
-class RegisteredModelUserObjectPermission(UserObjectPermissionBase):
-    content_object = models.ForeignKey("governance.RegisteredModel", on_delete=models.CASCADE)
-
-
-class RegisteredModelGroupObjectPermission(GroupObjectPermissionBase):
-    content_object = models.ForeignKey("governance.RegisteredModel", on_delete=models.CASCADE)
-
-
-class EnvironmentUserObjectPermission(UserObjectPermissionBase):
-    content_object = models.ForeignKey("governance.Environment", on_delete=models.CASCADE)
-
-
-class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
-    content_object = models.ForeignKey("governance.Environment", on_delete=models.CASCADE)
 
 
 # --- denied access checks, counted between ledger entries (access.checks) --------------------------------------

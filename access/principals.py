@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Q
+
+from access.models import ServiceAccount
 
 # Ownership chains longer than this are not followed (and cannot be built in practice): a
 # cycle in bad data must not loop forever, and the last account reached is taken as the person.
@@ -27,8 +31,6 @@ def person_id(user: Any) -> int | None:
     Reads ``user.service_account`` (one query per hop unless ``select_related("service_account")``
     loaded it); None for an anonymous or unsaved user.
     """
-    from access.models import ServiceAccount
-
     if user is None or getattr(user, "pk", None) is None:
         return None
     try:
@@ -50,8 +52,6 @@ def person_id(user: Any) -> int | None:
 
 def same_person(a: Any, b: Any) -> bool:
     """Whether ``a`` and ``b`` (users, service-account users, or user ids) are the same person."""
-    from django.contrib.auth.models import User
-
     def resolve(x: Any) -> int | None:
         if isinstance(x, int) and not isinstance(x, bool):
             x = User.objects.select_related("service_account").filter(pk=x).first()
@@ -69,10 +69,6 @@ def account_ids(user: Any) -> set[int]:
     One query for a person without service accounts, one more per level of ownership. Not cached:
     a service account created meanwhile must count at once. Empty for an anonymous or unsaved user.
     """
-    from django.db.models import Q
-
-    from access.models import ServiceAccount
-
     if user is None or getattr(user, "pk", None) is None:
         return set()
     pk = int(user.pk)
@@ -98,8 +94,6 @@ def person_ids(user_ids: Any) -> dict[int, int]:
 
     An id that is no service account's user maps to itself.
     """
-    from access.models import ServiceAccount
-
     ids = {int(i) for i in user_ids if i is not None}
     out = {i: i for i in ids}
     pending = set(ids)

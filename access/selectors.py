@@ -6,7 +6,7 @@ one query per type), so its cost does not grow with the number of rows shown.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -17,34 +17,21 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from access import roles
-from access.checks import resource_label
-from access.classification import RESTRICTED
-from access.grants import (
-    RESOURCE_MODELS,
-    Resource,
-    approval_slot,
-    is_infosec,
-    pci_datasets,
-    resource_kind,
-)
+from access.classification import CONFIDENTIAL, RESTRICTED, rank
 from access.models import (
     AccessRequest,
     Dataset,
     DatasetGroupObjectPermission,
     DatasetUserObjectPermission,
-    EnvironmentGroupObjectPermission,
-    EnvironmentUserObjectPermission,
     Grant,
-    RegisteredModelGroupObjectPermission,
-    RegisteredModelUserObjectPermission,
     ReviewCampaign,
     ReviewItem,
     ServiceAccount,
 )
 from access.principals import account_ids, person_ids
-from access.roles import role_names
-from governance.models import Environment, ModelVersion, RegisteredModel
-from governance.selectors import model_versions_visible_to, models_visible_to
+from access.resources import KINDS, RESOURCE_MODELS, Resource, ResourceKind, pci_datasets, resource_kind, resource_label
+from access.roles import has_role, role_names
+from access.services.access_requests import approval_slot
 
 _GRANT_RELATED = ("user", "group", "granted_by", "revoked_by", "request")
 
@@ -143,7 +130,7 @@ def requests_awaiting(user: User) -> list[AccessRequest]:
     )
     if not pending:
         return []
-    infosec = is_infosec(user)
+    infosec = has_role(user, roles.INFOSEC)
     resources = resources_for(pending)
     datasets = [r for r in resources.values() if isinstance(r, Dataset)]
     pci = pci_datasets(d.pk for d in datasets)
@@ -167,14 +154,12 @@ def requests_awaiting(user: User) -> list[AccessRequest]:
 
 # --- guardian consistency ----------------------------------------------------------------------------------
 
-_GUARDIAN_TABLES: tuple[tuple[str, str, Any], ...] = (
-    ("dataset", "user", DatasetUserObjectPermission),
-    ("dataset", "group", DatasetGroupObjectPermission),
-    ("registered_model", "user", RegisteredModelUserObjectPermission),
-    ("registered_model", "group", RegisteredModelGroupObjectPermission),
-    ("environment", "user", EnvironmentUserObjectPermission),
-    ("environment", "group", EnvironmentGroupObjectPermission),
-)
+def _guardian_tables() -> list[tuple[str, str, Any]]:
+    """(resource type, principal kind, guardian's direct table) of every registered resource kind."""
+    return [
+        (k.name, principal, table) for k in KINDS.values()
+        for principal, table in (("user", k.user_permissions), ("group", k.group_permissions))
+    ]
 
 _Key = tuple[str, int, str, int, str]  # (principal kind, principal id, resource type, resource id, permission)
 
@@ -207,7 +192,7 @@ def guardian_drift(*, now: datetime | None = None, expiry_grace: timedelta = tim
         expected.setdefault(key, pk)
     actual: set[_Key] = set()
     problems: list[str] = []
-    for resource_type, kind, table in _GUARDIAN_TABLES:
+    for resource_type, kind, table in _guardian_tables():
         for principal_id, object_id, codename in table.objects.values_list(
             f"{kind}_id", "content_object_id", "permission__codename"
         ).iterator(chunk_size=5000):
@@ -249,12 +234,14 @@ def _beneficiary_q(user: User, prefix: str = "") -> Q:
 
 
 def _owned_resources_q(user: User) -> Q:
-    """Rows (grants, requests) on a dataset or registered model ``user`` owns. Environments have no owner."""
-    return (
-        Q(resource_type="dataset", resource_id__in=Dataset.objects.filter(owner=user).values("pk"))
-        | Q(resource_type="registered_model",
-            resource_id__in=RegisteredModel.objects.filter(owner=user).values("pk"))
-    )
+    """Rows (grants, requests) on a resource ``user`` owns (datasets, registered models; environments have no
+    owner)."""
+    owned = Q(pk__in=[])
+    for kind in KINDS.values():
+        if kind.owner_field is not None:
+            mine = kind.model._default_manager.filter(**{kind.owner_field: user.pk}).values("pk")
+            owned |= Q(resource_type=kind.name, resource_id__in=mine)
+    return owned
 
 
 def datasets_visible_to(user: User) -> QuerySet[Dataset]:
@@ -325,23 +312,34 @@ def review_items_visible_to(user: User) -> QuerySet[ReviewItem]:
     return ReviewItem.objects.filter(reviewer=user)
 
 
-def lineage_versions_visible_to(user: User) -> QuerySet[ModelVersion]:
-    """Model versions whose lineage ``user`` may see and name: the versions of the models they may see, and all
-    of them for data stewards (they keep the catalog and its lineage)."""
-    if not user.is_active:
-        return ModelVersion.objects.none()
-    if role_names(user) & {roles.DATA_STEWARD}:
-        return ModelVersion.objects.all()
-    return model_versions_visible_to(user)
-
-
 def resource_queryset(kind: str, viewer: User | None) -> QuerySet[Any]:
     """Where a resource named by kind is looked up: what ``viewer`` may see, or everything when None
     (asking for access is how one comes to see a dataset, so requests look among all of them).
-    Callers check ``kind`` first (``access.grants.RESOURCE_MODELS``)."""
-    if kind == "dataset":
-        return datasets_visible_to(viewer) if viewer is not None else Dataset.objects.all()
-    if kind == "registered_model":
-        return models_visible_to(viewer) if viewer is not None else RegisteredModel.objects.all()
-    # Environments are configuration every signed-in caller may read.
-    return Environment.objects.all()
+    Callers check ``kind`` first (``access.resources.RESOURCE_MODELS``); each kind says what a viewer may see."""
+    return KINDS[kind].visible_to(viewer)
+
+
+# --- datasets as a resource kind (registered by access.apps) ------------------------------------------------
+
+
+def _dataset_level(dataset: Dataset) -> str:
+    return dataset.effective_level
+
+
+def _dataset_levels(ids: Collection[int]) -> dict[int, str]:
+    return dict(Dataset.objects.filter(pk__in=ids).values_list("pk", "effective_level"))
+
+
+def _dataset_sensitivity(dataset: Dataset) -> str | None:
+    return dataset.effective_level if rank(dataset.effective_level) >= rank(CONFIDENTIAL) else None
+
+
+def _datasets_visible_to(viewer: User | None) -> QuerySet[Dataset]:
+    return datasets_visible_to(viewer) if viewer is not None else Dataset.objects.all()
+
+
+DATASETS = ResourceKind(
+    name="dataset", model=Dataset, permission_app="access",
+    user_permissions=DatasetUserObjectPermission, group_permissions=DatasetGroupObjectPermission,
+    level=_dataset_level, levels=_dataset_levels, sensitivity=_dataset_sensitivity, visible_to=_datasets_visible_to,
+)

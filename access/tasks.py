@@ -6,11 +6,17 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
+from django.db import OperationalError
+from django.utils import timezone
 
-from access.catalog import LINEAGE_ACTOR, lineage_link_from_mlflow
-from access.models import Lineage
+from access.checks import check_denials_summarise
+from access.errors import AccessError, InvalidState
+from access.models import ReviewCampaign
+from access.services.grants import grants_expire
+from access.services.reviews import review_campaign_close
 from governance.errors import GovernanceError
-from governance.models import ModelVersion
+from governance.lineage import LINEAGE_ACTOR, lineage_link_from_mlflow
+from governance.models import Lineage, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +43,7 @@ def lineage_reconcile() -> dict[str, int]:
         version = ModelVersion.objects.get(pk=pk)
         try:
             report = lineage_link_from_mlflow(version=version, actor=LINEAGE_ACTOR)
-        except GovernanceError as exc:
+        except (AccessError, GovernanceError) as exc:
             counts["errors"] += 1
             logger.warning("lineage of %s could not be reconciled: %s", version, exc)
             continue
@@ -47,19 +53,12 @@ def lineage_reconcile() -> dict[str, int]:
     return counts
 
 
-# --- grants and access reviews (access.grants) ------------------------------------------------------------
+# --- grants and access reviews (access.services.grants, access.services.reviews) -------------------------------
 # Expiry runs every 30 seconds from the beat schedule, so a lapsed grant leaves guardian within a minute;
-# access.checks.check already denies it from its expires_at on. Imports are local to each task so this
-# section does not depend on the rest of the module.
+# access.checks.check already denies it from its expires_at on.
 
 EXPIRE_BATCH = 1000
 _SWEEP: dict[str, Any] = {"retry_backoff": True, "max_retries": 3, "acks_late": True}
-
-
-def _retryable() -> tuple[type[BaseException], ...]:
-    from django.db import OperationalError
-
-    return (OperationalError,)
 
 
 def _in_batches(service: Callable[..., int]) -> int:
@@ -72,24 +71,18 @@ def _in_batches(service: Callable[..., int]) -> int:
             return total
 
 
-@shared_task(name="access.tasks.expire_grants", autoretry_for=_retryable(), soft_time_limit=25, time_limit=30,
+@shared_task(name="access.tasks.expire_grants", autoretry_for=(OperationalError,), soft_time_limit=25, time_limit=30,
              **_SWEEP)
 def expire_grants() -> int:
     """Close every lapsed grant (``access.grant_expired``) and remove its guardian permission, in batches of
     ``EXPIRE_BATCH`` (one transaction each). Returns how many were closed; running it twice does no harm."""
-    from access.grants import grants_expire
-
     return _in_batches(grants_expire)
 
 
-@shared_task(name="access.tasks.close_review", autoretry_for=_retryable(), soft_time_limit=120, time_limit=180,
+@shared_task(name="access.tasks.close_review", autoretry_for=(OperationalError,), soft_time_limit=120, time_limit=180,
              **_SWEEP)
 def close_review(campaign_id: int) -> str:
     """Close one access review if it is due (grants nobody certified are revoked). Idempotent."""
-    from access.errors import InvalidState
-    from access.grants import review_campaign_close
-    from access.models import ReviewCampaign
-
     campaign = ReviewCampaign.objects.filter(pk=campaign_id).first()
     if campaign is None:
         return "missing"
@@ -100,14 +93,10 @@ def close_review(campaign_id: int) -> str:
     return "closed"
 
 
-@shared_task(name="access.tasks.close_due_reviews", autoretry_for=_retryable(), soft_time_limit=240,
+@shared_task(name="access.tasks.close_due_reviews", autoretry_for=(OperationalError,), soft_time_limit=240,
              time_limit=300, **_SWEEP)
 def close_due_reviews() -> int:
     """Close every open access review past its deadline, each in its own transaction. Returns how many."""
-    from django.utils import timezone
-
-    from access.models import ReviewCampaign
-
     due = ReviewCampaign.objects.filter(state=ReviewCampaign.State.OPEN, deadline__lte=timezone.now())
     return sum(close_review.run(pk) == "closed" for pk in list(due.order_by("pk").values_list("pk", flat=True)))
 
@@ -115,11 +104,9 @@ def close_due_reviews() -> int:
 # --- denied access checks (access.checks) -------------------------------------------------------------------
 
 
-@shared_task(name="access.tasks.summarise_denials", autoretry_for=_retryable(), soft_time_limit=240, time_limit=300,
-             **_SWEEP)
+@shared_task(name="access.tasks.summarise_denials", autoretry_for=(OperationalError,), soft_time_limit=240,
+             time_limit=300, **_SWEEP)
 def summarise_denials() -> int:
     """Close every denial window whose interval is over (``access.check_denials_summarised`` when it counted
     repeats), in batches of ``EXPIRE_BATCH``. Returns how many were closed; running it twice does no harm."""
-    from access.checks import check_denials_summarise
-
     return _in_batches(check_denials_summarise)

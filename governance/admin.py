@@ -1,4 +1,4 @@
-"""The governance domain and the dataset catalog in the admin: read-only, scoped like the API.
+"""The governance domain in the admin (and lineage, shown with the catalog): read-only, scoped like the API.
 
 The admin is InfoSec's and the auditors' raw view (see ``web.admin_site``):
 every page here lists and shows rows, through the same visibility selectors as
@@ -7,9 +7,6 @@ violation acknowledgements and classification are done in the console, whose
 services check who may do what and which path a version must take.
 Environments, freeze windows and promotion policies are two-person changes
 (a change request approved by a second InfoSec), so they are read-only here too.
-
-``form_action`` is kept for the few InfoSec actions the console has no page for
-(role changes, ``access.admin``).
 """
 from __future__ import annotations
 
@@ -18,16 +15,16 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 
-from access import catalog
 from access import selectors as access_selectors
-from access.models import Dataset, DatasetField, Lineage
 from governance import selectors
+from governance.lineage import lineage_versions_visible_to
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,
     Environment,
     FreezeWindow,
     IdentityLink,
+    Lineage,
     LiveDeployment,
     ModelVersion,
     PromotionPolicy,
@@ -35,7 +32,7 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.services import promotions
-from web.admin_site import RawViewAdmin, RawViewMixin, pretty_json
+from web.admin_site import RawViewAdmin, pretty_json
 
 
 @admin.register(RegisteredModel)
@@ -154,44 +151,7 @@ class PromotionPolicyAdmin(RawViewAdmin):
         return selectors.policies_visible_to(user)
 
 
-# --- access catalog: datasets, their fields and lineage ------------------------------------------------------
-
-
-class DatasetFieldInline(RawViewMixin, admin.TabularInline):  # type: ignore[type-arg]
-    model = DatasetField
-    fields = ("name", "level", "pii_categories", "classified_by", "classified_at", "classification_reason")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-
-@admin.register(Dataset)
-class DatasetAdmin(RawViewAdmin):
-    list_display = ("name", "owner", "level", "effective_level", "pii", "classified_by", "classified_at")
-    list_filter = ("effective_level", "level")
-    search_fields = ("name", "source_uri")
-    list_select_related = ("owner", "classified_by")
-    inlines = [DatasetFieldInline]
-    fields = ("name", "owner", "source_uri", "description", "level", "pii_categories", "effective_level",
-              "classified_by", "classified_at", "classification_reason", "created_at")
-
-    def visible_to(self, user: Any) -> QuerySet[Dataset]:
-        return access_selectors.datasets_visible_to(user)
-
-    @admin.display(description="PII (with fields)")
-    def pii(self, obj: Dataset) -> str:
-        return ", ".join(catalog.effective_pii_categories(obj)) or "-"
-
-
-@admin.register(DatasetField)
-class DatasetFieldAdmin(RawViewAdmin):
-    list_display = ("dataset", "name", "level", "pii_categories", "classified_by", "classified_at")
-    list_filter = ("level",)
-    search_fields = ("dataset__name", "name")
-    list_select_related = ("dataset", "classified_by")
-
-    def visible_to(self, user: Any) -> QuerySet[DatasetField]:
-        return DatasetField.objects.filter(dataset__in=access_selectors.datasets_visible_to(user))
+# --- lineage: the datasets a model version was trained or evaluated on ----------------------------------------
 
 
 @admin.register(Lineage)
@@ -205,6 +165,6 @@ class LineageAdmin(RawViewAdmin):
 
     def visible_to(self, user: Any) -> QuerySet[Lineage]:
         return Lineage.objects.filter(
-            version__in=access_selectors.lineage_versions_visible_to(user),
+            version__in=lineage_versions_visible_to(user),
             dataset__in=access_selectors.datasets_visible_to(user),
         )

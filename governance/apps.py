@@ -15,4 +15,7 @@ class GovernanceConfig(AppConfig):
         # events: the ledger event types governance writes. ledger_hooks: a failed ledger
         # verification or a stalled witness quorum becomes a compliance violation. ledger_exports:
         # what a model scope of a ledger export means, and the model's sections of its report.
-        from governance import events, ledger_exports, ledger_hooks, tasks  # noqa: F401
+        # access_hooks: grants on models and environments; lineage follows the catalog.
+        from governance import access_hooks, events, ledger_exports, ledger_hooks, tasks  # noqa: F401
+
+        access_hooks.connect()

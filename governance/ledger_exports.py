@@ -13,13 +13,13 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from access.models import Grant, Lineage
+from access.models import Grant
 from audit.export import sections
 from audit.export.errors import ExportError
 from audit.export.report import fmt, in_period
 from audit.export.scope import names_model, payload_mentions
 from audit.models import Entry
-from governance.models import ComplianceViolation, PromotionRequest, RegisteredModel
+from governance.models import ComplianceViolation, Lineage, PromotionRequest, RegisteredModel
 
 
 def model_subjects(name: str, *, size: int | None = None) -> list[tuple[str, str]]:

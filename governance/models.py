@@ -10,8 +10,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from access.classification import LEVEL_CHOICES, RESTRICTED
+from access.models import Dataset
 
 
 class RegisteredModel(models.Model):
@@ -427,3 +429,65 @@ class GovernanceChangeRequest(models.Model):
 
     def __str__(self) -> str:
         return f"change request #{self.pk}: {self.kind} of {self.environment_id} ({self.state})"
+
+
+# --- lineage: the datasets a model version was trained or evaluated on (moved from access; tables kept) ------
+
+
+class Lineage(models.Model):
+    """A model version was trained or evaluated on a dataset."""
+
+    class Role(models.TextChoices):
+        TRAINING = "training"
+        EVALUATION = "evaluation"
+
+    class Source(models.TextChoices):
+        MLFLOW = "mlflow"  # from the run's dataset inputs
+        DECLARED = "declared"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="lineage")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="lineage")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.TRAINING)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.DECLARED)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "access_lineage"  # created by access (0002); the table kept its name when the model moved
+        constraints = [
+            models.UniqueConstraint(fields=["version", "dataset", "role"], name="lineage_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} <- {self.dataset} ({self.role})"
+
+
+# --- django-guardian direct foreign-key permission tables of governance's objects (kept in step with
+# access's grants through the resource kinds of governance.access_hooks; created by access, names kept) ------
+
+
+class RegisteredModelUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        db_table = "access_registeredmodeluserobjectpermission"
+
+
+class RegisteredModelGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        db_table = "access_registeredmodelgroupobjectpermission"
+
+
+class EnvironmentUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        db_table = "access_environmentuserobjectpermission"
+
+
+class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        db_table = "access_environmentgroupobjectpermission"

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 from django.contrib.auth.models import User
 
-from access import grants as svc
 from access.models import Dataset, DatasetField, ServiceAccount
+from access.services.service_accounts import service_account_create
 from governance.models import Environment, ModelVersion, RegisteredModel
 from tests.personas import People
 
@@ -55,4 +55,4 @@ def res(people: People) -> Resources:
 @pytest.fixture
 def service_account(people: People) -> ServiceAccount:
     """``fraud-pipeline``, owned by ``people.requester`` (created through the service)."""
-    return svc.service_account_create(user=people.requester, name="fraud-pipeline", description="nightly training")
+    return service_account_create(actor=people.requester, name="fraud-pipeline", description="nightly training")

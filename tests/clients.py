@@ -1,7 +1,7 @@
 """API clients as a test needs them: a person's session, or a fresh service-account token (fixtures).
 
 Registered for the whole suite by ``pytest_plugins`` in tests/conftest.py. ``token_for(scopes)``
-issues a real token to a service account through ``access.tokens.api_token_create`` and returns
+issues a real token to a service account through ``access.services.tokens.api_token_create`` and returns
 a client that sends it as a Bearer token.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from access.grants import service_account_create
 from access.models import ServiceAccount
-from access.tokens import api_token_create
+from access.services.service_accounts import service_account_create
+from access.services.tokens import api_token_create
 from tests.personas import People
 
 
@@ -51,8 +51,8 @@ def token_for(people: People) -> Callable[..., APIClient]:
             if account is None:
                 # Owned by the requester, not the resources' owner: the owner grants it access in the tests,
                 # and nobody may grant their own service account (it counts as them).
-                account = service_account_create(user=people.requester, name="pipeline")
-        issued = api_token_create(user=people.owner if account.owner_id == people.owner.pk else people.infosec,
+                account = service_account_create(actor=people.requester, name="pipeline")
+        issued = api_token_create(actor=people.owner if account.owner_id == people.owner.pk else people.infosec,
                                   service_account=account, name=f"t{counter['n']}", scopes=scopes, **kwargs)
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")

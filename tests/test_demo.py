@@ -10,11 +10,11 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import override_settings
 
-from access.models import AccessRequest, Dataset, Grant, Lineage, ReviewCampaign
+from access.models import AccessRequest, Dataset, Grant, ReviewCampaign
 from audit.models import Checkpoint, Entry, ExportJob, PendingEntry
 from audit.verification import verify_ledger
 from governance import registry
-from governance.models import BreakGlassReview, ComplianceViolation, LiveDeployment, PromotionRequest
+from governance.models import BreakGlassReview, ComplianceViolation, Lineage, LiveDeployment, PromotionRequest
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ anybody, rows read through the same visibility selectors as the API, and no
 actions except the few declared as ``infosec_actions`` (offered to InfoSec
 only; each calls a service). Work the console does (promotions, approvals,
 grants, classification, tokens, reveals...) is done in the console, not here.
+
+``form_action`` turns a service call into an admin action with a form page, for the few
+InfoSec actions the console has no page for (role changes, ``access.admin``);
+``pretty_json`` shows a JSON field.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from access.errors import AccessError
-from access.roles import AUDITOR, INFOSEC, role_names
+from access.roles import AUDITOR, INFOSEC, has_role, role_names
 from governance.errors import GovernanceError
 
 ADMIN_ROLES = frozenset({INFOSEC, AUDITOR})
@@ -39,13 +43,6 @@ def may_open_admin(user: object) -> bool:
     if not getattr(user, "is_authenticated", False):
         return False
     return bool(role_names(user) & ADMIN_ROLES)  # type: ignore[arg-type]
-
-
-def is_infosec(user: object) -> bool:
-    """An active InfoSec account (the only role offered the admin's few actions)."""
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return INFOSEC in role_names(user)  # type: ignore[arg-type]
 
 
 class RoleAdminLoginForm(AdminAuthenticationForm):
@@ -107,7 +104,7 @@ class RawViewMixin:
         return False
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        if not self.infosec_actions or not is_infosec(request.user):
+        if not self.infosec_actions or not has_role(request.user, INFOSEC):
             return {}
         actions = super().get_actions(request)  # type: ignore[misc]
         return {name: actions[name] for name in self.infosec_actions if name in actions}

@@ -17,11 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.catalog import lineage_state
-from access.models import Lineage
 from governance import selectors
 from governance.errors import NotPermitted
-from governance.models import Environment, LiveDeployment, ModelVersion, RegisteredModel
+from governance.lineage import lineage_state
+from governance.models import Environment, Lineage, LiveDeployment, ModelVersion, RegisteredModel
 from governance.services import model_versions
 from web.api.auth import token_of
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page

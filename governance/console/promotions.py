@@ -23,15 +23,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles
-from access.grants import model_levels
-from access.models import Lineage
 from audit.models import Entry, PendingEntry
 from governance import selectors
+from governance.access_hooks import model_levels
 from governance.errors import GovernanceError
 from governance.models import (
     Approval,
     BreakGlassReview,
     Environment,
+    Lineage,
     LiveDeployment,
     ModelVersion,
     PromotionRequest,

@@ -19,15 +19,12 @@ from django.utils import timezone
 from mlflow.entities import Dataset as MlflowDataset
 from mlflow.entities import DatasetInput, InputTag
 
-from access import catalog
-from access.grants import (
-    access_request_create,
-    grant_create,
-    review_campaign_start,
-    review_item_decide,
-    service_account_create,
-)
 from access.models import Dataset, ReviewItem
+from access.services.access_requests import access_request_create
+from access.services.datasets import dataset_classify, dataset_create, dataset_field_classify
+from access.services.grants import grant_create
+from access.services.reviews import review_campaign_start, review_item_decide
+from access.services.service_accounts import service_account_create
 from audit.checkpoints import checkpoint_create
 from audit.export.scope import parse_scope
 from audit.export.service import export_create, export_run
@@ -68,7 +65,7 @@ DATASETS = {
 }
 
 
-# --- the data catalog (access.catalog): datasets classified by Dana, the data steward ----------------------
+# --- the data catalog (access.services.datasets): datasets classified by Dana, the data steward ------------
 # (dataset, source URI, description, own level, own PII categories, fields: (name, level, PII categories)).
 # Production allows up to confidential data: the card-transaction datasets carry tokenised PANs only, so the
 # fraud models trained on them stay promotable; the raw PANs live in card-pan-vault (restricted), which no
@@ -103,14 +100,14 @@ def seed_catalog() -> None:
     for name, uri, description, level, categories, fields in CATALOG:
         if Dataset.objects.filter(name=name).exists():
             continue
-        dataset = catalog.dataset_create(user=dana, name=name, owner=dana, source_uri=uri, description=description)
+        dataset = dataset_create(actor=dana, name=name, owner=dana, source_uri=uri, description=description)
         for field_name, field_level, field_categories in fields:
-            catalog.dataset_field_classify(
-                user=dana, dataset=dataset, field_name=field_name, level=field_level,
+            dataset_field_classify(
+                actor=dana, dataset=dataset, field_name=field_name, level=field_level,
                 pii_categories=field_categories, reason="Initial catalog review DG-2026-07.",
             )
-        catalog.dataset_classify(
-            user=dana, dataset=dataset, level=level, pii_categories=categories,
+        dataset_classify(
+            actor=dana, dataset=dataset, level=level, pii_categories=categories,
             reason="Initial catalog review DG-2026-07.",
         )
 
@@ -274,25 +271,26 @@ def seed_access() -> None:
     now = timezone.now()
     q3 = Dataset.objects.get(name="card-transactions-2026q3")
     fingerprints = Dataset.objects.get(name="device-fingerprints")
-    grant_create(granted_by=dana, principal=omar, resource=q3, permission="train_on",
+    grant_create(actor=dana, principal=omar, resource=q3, permission="train_on",
                  expires_at=now + timedelta(days=60), justification="Q4 retrain of fraud-detector (JIRA FRAUD-412)")
-    grant_create(granted_by=dana, principal=omar, resource=fingerprints, permission="read_data",
+    grant_create(actor=dana, principal=omar, resource=fingerprints, permission="read_data",
                  expires_at=now + timedelta(days=3), justification="Feature analysis for device fingerprints")
-    pipeline = service_account_create(user=omar, name="fraud-training-pipeline",
+    pipeline = service_account_create(actor=omar, name="fraud-training-pipeline",
                                        description="Nightly training of the fraud models (Airflow)")
-    grant_create(granted_by=dana, principal=pipeline.user, resource=q3, permission="train_on",
+    grant_create(actor=dana, principal=pipeline.user, resource=q3, permission="train_on",
                  expires_at=now + timedelta(days=90), justification="Nightly retraining job")
-    grant_create(granted_by=alice, principal=priya, resource=_env("production"), permission="approve_promotion",
+    grant_create(actor=alice, principal=priya, resource=_env("production"), permission="approve_promotion",
                  expires_at=now + timedelta(days=90), justification="Model-risk approver rota Q4")
     # Raw card numbers: needs the owner and InfoSec.
     access_request_create(
-        user=priya, resource=Dataset.objects.get(name="card-pan-vault"), permission="read_data", duration_days=7,
+        actor=priya, resource=Dataset.objects.get(name="card-pan-vault"), permission="read_data", duration_days=7,
         justification="Investigate false negatives on BIN ranges 4571xx for INC-2291",
     )
-    campaign = review_campaign_start(user=alice, name="Q4 2026 access review", deadline=now + timedelta(days=14))
+    campaign = review_campaign_start(actor=alice, name="Q4 2026 access review", deadline=now + timedelta(days=14))
     first = ReviewItem.objects.filter(campaign=campaign, reviewer=dana).order_by("pk").first()
     if first is not None:
-        review_item_decide(user=dana, item=first, decision="certified", comment="Still needed for the Q4 retrain.")
+        review_item_decide(actor=dana, review_item=first, decision="certified",
+                           comment="Still needed for the Q4 retrain.")
 
 
 # --- two weeks of runtime history, so the console's charts and explorer have something to show -------------
@@ -403,10 +401,10 @@ def seed_operations() -> None:
     # More queues: a request waiting for Dana (owner of the chargeback data), a second grant expiring soon.
     chargebacks = Dataset.objects.get(name="chargebacks-2026q3")
     access_request_create(
-        user=omar, resource=chargebacks, permission="read_data", duration_days=30,
+        actor=omar, resource=chargebacks, permission="read_data", duration_days=30,
         justification="Label audit for the chargeback-risk model (FRAUD-430)",
     )
-    grant_create(granted_by=dana, principal=priya, resource=chargebacks, permission="read_data",
+    grant_create(actor=dana, principal=priya, resource=chargebacks, permission="read_data",
                  expires_at=now + timedelta(days=5), justification="Validation of chargeback labels (MRV-140)")
 
     # A legal hold: the chargeback dispute behind INC-2288 keeps the personal data of the person who

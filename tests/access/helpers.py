@@ -15,22 +15,24 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from access import grants as svc
 from access.models import (
     AccessRequest,
     DatasetGroupObjectPermission,
     DatasetUserObjectPermission,
-    EnvironmentGroupObjectPermission,
-    EnvironmentUserObjectPermission,
     Grant,
-    RegisteredModelGroupObjectPermission,
-    RegisteredModelUserObjectPermission,
     ReviewCampaign,
     ReviewItem,
     ServiceAccount,
 )
+from access.services.grants import grant_create
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
+from governance.models import (
+    EnvironmentGroupObjectPermission,
+    EnvironmentUserObjectPermission,
+    RegisteredModelGroupObjectPermission,
+    RegisteredModelUserObjectPermission,
+)
 
 GUARDIAN_TABLES = (
     DatasetUserObjectPermission, DatasetGroupObjectPermission, RegisteredModelUserObjectPermission,
@@ -45,8 +47,8 @@ def soon(days: float = 30) -> datetime:
 def grant(granted_by: User, principal: User | Group, resource: Any, permission: str = "read_data",
           days: float = 30, *, until: datetime | None = None, **kwargs: Any) -> Grant:
     """A grant expiring in ``days`` days, or at ``until`` (an exact moment the test chose)."""
-    return svc.grant_create(
-        granted_by=granted_by, principal=principal, resource=resource, permission=permission,
+    return grant_create(
+        actor=granted_by, principal=principal, resource=resource, permission=permission,
         expires_at=until or soon(days), justification=kwargs.pop("justification", "fraud model features"), **kwargs,
     )
 

@@ -17,11 +17,11 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from access import grants as access_grants
-from access.accounts import account_closed_at, user_account_close, user_account_close_by_system
+from access.errors import AccessError, InvalidState, NotPermitted
+from access.services.accounts import account_closed_at, user_account_close, user_account_close_by_system
+from access.services.service_accounts import service_account_create
 from audit import ledger
 from audit.models import Entry
-from governance.errors import GovernanceError, InvalidState, NotPermitted
 from tests.access.helpers import writes_nothing
 from tests.factories import SuperuserFactory
 from tests.personas import People, fresh
@@ -37,7 +37,7 @@ def _closed(user: User) -> bool:
 
 
 def test_infosec_closes_an_account_and_it_is_recorded(people: People) -> None:
-    user_account_close(user=people.infosec, account=people.outsider, reason="HR-12 left the company")
+    user_account_close(actor=people.infosec, account=people.outsider, reason="HR-12 left the company")
 
     assert _closed(people.outsider) and account_closed_at(fresh(people.outsider)) is not None
     ledger.integrate()
@@ -51,43 +51,43 @@ def test_infosec_closes_an_account_and_it_is_recorded(people: People) -> None:
 def test_only_infosec_closes_accounts(people: People, persona: str) -> None:
     actor = SuperuserFactory() if persona == "superuser" else getattr(people, persona)
     with writes_nothing(), pytest.raises(NotPermitted, match="only InfoSec may close accounts"):
-        user_account_close(user=actor, account=people.requester, reason="lock them out")
+        user_account_close(actor=actor, account=people.requester, reason="lock them out")
     assert not _closed(people.requester)
 
 
 def test_infosec_cannot_close_their_own_account(people: People) -> None:
     with writes_nothing(), pytest.raises(NotPermitted, match="nobody closes their own account"):
-        user_account_close(user=people.infosec, account=people.infosec, reason="start my clock")
+        user_account_close(actor=people.infosec, account=people.infosec, reason="start my clock")
     assert not _closed(people.infosec)
 
 
 def test_infosec_cannot_close_through_or_on_their_service_account(people: People) -> None:
-    bot = access_grants.service_account_create(user=people.infosec, name="ines-bot", description="").user
+    bot = service_account_create(actor=people.infosec, name="ines-bot", description="").user
     with writes_nothing(), pytest.raises(NotPermitted, match="nobody closes their own account"):
-        user_account_close(user=people.infosec, account=bot, reason="x")
+        user_account_close(actor=people.infosec, account=bot, reason="x")
     # a second InfoSec is told to disable the service account instead
     with writes_nothing(), pytest.raises(InvalidState, match="disable the service account"):
-        user_account_close(user=people.infosec2, account=bot, reason="x")
+        user_account_close(actor=people.infosec2, account=bot, reason="x")
 
 
 def test_a_second_infosec_closes_an_infosec_account(people: People) -> None:
-    user_account_close(user=people.infosec2, account=people.infosec, reason="SEC-4 left")
+    user_account_close(actor=people.infosec2, account=people.infosec, reason="SEC-4 left")
     assert _closed(people.infosec)
     # and a closed InfoSec closes nothing any more
     with writes_nothing(), pytest.raises(NotPermitted, match="only InfoSec"):
-        user_account_close(user=people.infosec, account=people.outsider, reason="revenge")
+        user_account_close(actor=people.infosec, account=people.outsider, reason="revenge")
 
 
 def test_closing_twice_is_refused(people: People) -> None:
-    user_account_close(user=people.infosec, account=people.outsider, reason="left")
+    user_account_close(actor=people.infosec, account=people.outsider, reason="left")
     with writes_nothing(), pytest.raises(InvalidState, match="already closed"):
-        user_account_close(user=people.infosec, account=people.outsider, reason="left")
+        user_account_close(actor=people.infosec, account=people.outsider, reason="left")
 
 
 @pytest.mark.parametrize("reason", ["", "  ", "x" * 501, "a\x00b"])
 def test_a_reason_is_required(people: People, reason: str) -> None:
-    with writes_nothing(), pytest.raises(GovernanceError, match="reason"):
-        user_account_close(user=people.infosec, account=people.outsider, reason=reason)
+    with writes_nothing(), pytest.raises(AccessError, match="reason"):
+        user_account_close(actor=people.infosec, account=people.outsider, reason=reason)
 
 
 def test_the_system_path_records_the_component(people: People) -> None:

@@ -1,4 +1,4 @@
-"""The data catalog (access.catalog): datasets, their classification, and lineage to model versions.
+"""The data catalog (access.services.datasets): datasets, their classification, and lineage to model versions.
 
 Personas (tests/personas.py): ``steward`` (data-steward),
 ``infosec``, ``requester`` (a model owner), ``outsider`` (no role). Setup that a
@@ -18,14 +18,22 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from access import catalog
-from access.models import Dataset, DatasetField, Lineage
+from access.errors import AccessError, NotPermitted
+from access.models import Dataset, DatasetField
+from access.services.datasets import (
+    dataset_classify,
+    dataset_create,
+    dataset_field_classify,
+    effective_pii_categories,
+    is_pci,
+)
 from access.tasks import lineage_reconcile
 from audit.ledger import Actor, integrate
 from audit.models import Entry, PendingEntry
 from governance import registry
-from governance.errors import GovernanceError, NotPermitted
-from governance.models import ComplianceViolation, Environment, ModelVersion, PromotionRequest, RegisteredModel
+from governance.errors import GovernanceError
+from governance.lineage import lineage_link, lineage_link_from_mlflow, lineage_state
+from governance.models import ComplianceViolation, Environment, Lineage, ModelVersion, PromotionRequest, RegisteredModel
 from governance.services import model_versions
 from governance.services.registry_mirror import VersionData, model_version_upsert, registered_model_sync
 from tests.factories import ModelVersionFactory, UserFactory
@@ -62,18 +70,18 @@ def mirrored(model: RegisteredModel, number: int, *inputs: dict[str, str], level
 
 
 def register(people: People, name: str = "card-transactions", **kwargs: Any) -> Dataset:
-    return catalog.dataset_create(user=people.steward, name=name, owner=people.steward, **kwargs)
+    return dataset_create(actor=people.steward, name=name, owner=people.steward, **kwargs)
 
 
 def classify(people: People, dataset: Dataset, level: str, pii: list[str] | None = None, **kwargs: Any) -> Dataset:
-    return catalog.dataset_classify(user=kwargs.pop("user", people.steward), dataset=dataset, level=level,
+    return dataset_classify(actor=kwargs.pop("actor", people.steward), dataset=dataset, level=level,
                                     pii_categories=pii or [], reason=kwargs.pop("reason", REASON), **kwargs)
 
 
 def classify_field(people: People, dataset: Dataset, name: str, level: str, pii: list[str] | None = None,
                    **kwargs: Any) -> DatasetField:
-    return catalog.dataset_field_classify(
-        user=kwargs.pop("user", people.steward), dataset=dataset, field_name=name, level=level,
+    return dataset_field_classify(
+        actor=kwargs.pop("actor", people.steward), dataset=dataset, field_name=name, level=level,
         pii_categories=pii or [], reason=kwargs.pop("reason", REASON),
     )
 
@@ -92,9 +100,10 @@ def state() -> dict[str, Any]:
 
 
 @contextmanager
-def refused(exc_type: type[GovernanceError], code: str) -> Iterator[pytest.ExceptionInfo[GovernanceError]]:
+def refused(exc_type: type[AccessError | GovernanceError],
+            code: str) -> Iterator[pytest.ExceptionInfo[AccessError | GovernanceError]]:
     before = state()
-    with pytest.raises(GovernanceError) as info:
+    with pytest.raises((AccessError, GovernanceError)) as info:
         yield info
     assert type(info.value) is exc_type, f"{type(info.value).__name__}: {info.value}"
     assert info.value.code == code, f"code {info.value.code!r}: {info.value}"
@@ -123,8 +132,8 @@ def links(version: ModelVersion) -> set[tuple[str, str, str]]:
 
 def test_a_data_steward_registers_a_dataset(people: People) -> None:
     # when
-    dataset = catalog.dataset_create(
-        user=people.steward, name="card-transactions-2026q3", owner=people.requester,
+    dataset = dataset_create(
+        actor=people.steward, name="card-transactions-2026q3", owner=people.requester,
         source_uri="s3://payments-lake/curated/card_transactions/2026q3", description="Curated card transactions",
     )
 
@@ -140,7 +149,7 @@ def test_a_data_steward_registers_a_dataset(people: People) -> None:
 
 
 def test_infosec_may_register_a_dataset_too(people: People) -> None:
-    catalog.dataset_create(user=people.infosec, name="kyc-documents", owner=people.steward)
+    dataset_create(actor=people.infosec, name="kyc-documents", owner=people.steward)
 
     [entry] = ledger("dataset.created")
     assert entry.actor == user_actor(people.infosec)
@@ -150,7 +159,7 @@ def test_infosec_may_register_a_dataset_too(people: People) -> None:
 @pytest.mark.parametrize("who", ["requester", "outsider", "approver", "breakglass"])
 def test_only_data_stewards_and_infosec_register_datasets(people: People, who: str) -> None:
     with refused(NotPermitted, "not_permitted") as info:
-        catalog.dataset_create(user=getattr(people, who), name="card-transactions", owner=people.steward)
+        dataset_create(actor=getattr(people, who), name="card-transactions", owner=people.steward)
     assert "data steward or InfoSec" in str(info.value)
 
 
@@ -166,17 +175,17 @@ def test_a_deactivated_steward_cannot_register_datasets(people: People) -> None:
     [("", "required"), ("   ", "required"), ("x" * 201, "too_long"), ("card\ntransactions", "invalid_name")],
 )
 def test_a_dataset_name_is_1_to_200_printable_characters(people: People, name: str, code: str) -> None:
-    with refused(GovernanceError, code):
+    with refused(AccessError, code):
         register(people, name)
 
 
 def test_dataset_names_are_unique_and_owners_active(people: People) -> None:
     register(people, "card-transactions")
-    with refused(GovernanceError, "duplicate"):
+    with refused(AccessError, "duplicate"):
         register(people, "card-transactions")
     gone = UserFactory(username="left-the-company", is_active=False)
-    with refused(GovernanceError, "invalid_owner"):
-        catalog.dataset_create(user=people.steward, name="chargebacks", owner=gone)
+    with refused(AccessError, "invalid_owner"):
+        dataset_create(actor=people.steward, name="chargebacks", owner=gone)
 
 
 # --- classifying datasets ---------------------------------------------------------------------------
@@ -187,7 +196,7 @@ def test_classifying_a_dataset_records_its_level_categories_and_reason(people: P
 
     # when: first classification, then a reclassification by InfoSec
     classify(people, dataset, "confidential", ["ip_address", "email", "email"])
-    classify(people, dataset, "restricted", ["email"], user=people.infosec, reason="Raw IPs are in scope of DPIA-7")
+    classify(people, dataset, "restricted", ["email"], actor=people.infosec, reason="Raw IPs are in scope of DPIA-7")
 
     # then
     dataset.refresh_from_db()
@@ -221,29 +230,29 @@ def test_classifying_a_dataset_exactly_as_it_is_changes_nothing_and_records_noth
 @pytest.mark.parametrize(
     ("kwargs", "exc_type", "code"),
     [
-        ({"user": "requester"}, NotPermitted, "not_permitted"),
-        ({"user": "outsider"}, NotPermitted, "not_permitted"),
-        ({"level": "secret"}, GovernanceError, "invalid_level"),
-        ({"level": None}, GovernanceError, "invalid_level"),
-        ({"pii_categories": ["email", "shoe_size"]}, GovernanceError, "invalid_pii_category"),
-        ({"pii_categories": "email"}, GovernanceError, "invalid_pii_category"),
-        ({"pii_categories": [["email"]]}, GovernanceError, "invalid_pii_category"),
-        ({"reason": "  "}, GovernanceError, "required"),
-        ({"reason": "x" * 5001}, GovernanceError, "too_long"),
-        ({"level": "internal", "pii_categories": ["email"]}, GovernanceError, "level_too_low"),
-        ({"level": "public", "pii_categories": ["card_pan"]}, GovernanceError, "level_too_low"),
+        ({"actor": "requester"}, NotPermitted, "not_permitted"),
+        ({"actor": "outsider"}, NotPermitted, "not_permitted"),
+        ({"level": "secret"}, AccessError, "invalid_level"),
+        ({"level": None}, AccessError, "invalid_level"),
+        ({"pii_categories": ["email", "shoe_size"]}, AccessError, "invalid_pii_category"),
+        ({"pii_categories": "email"}, AccessError, "invalid_pii_category"),
+        ({"pii_categories": [["email"]]}, AccessError, "invalid_pii_category"),
+        ({"reason": "  "}, AccessError, "required"),
+        ({"reason": "x" * 5001}, AccessError, "too_long"),
+        ({"level": "internal", "pii_categories": ["email"]}, AccessError, "level_too_low"),
+        ({"level": "public", "pii_categories": ["card_pan"]}, AccessError, "level_too_low"),
     ],
 )
 def test_dataset_classification_refusals(
-    people: People, kwargs: dict[str, Any], exc_type: type[GovernanceError], code: str
+    people: People, kwargs: dict[str, Any], exc_type: type[AccessError], code: str
 ) -> None:
     dataset = register(people)
-    call = {"user": people.steward, "dataset": dataset, "level": "confidential", "pii_categories": [],
+    call = {"actor": people.steward, "dataset": dataset, "level": "confidential", "pii_categories": [],
             "reason": REASON, **kwargs}
-    if isinstance(call["user"], str):
-        call["user"] = getattr(people, call["user"])
+    if isinstance(call["actor"], str):
+        call["actor"] = getattr(people, call["actor"])
     with refused(exc_type, code):
-        catalog.dataset_classify(**call)
+        dataset_classify(**call)
 
 
 # --- fields and the effective level ----------------------------------------------------------------------
@@ -306,26 +315,26 @@ def test_classifying_a_field_exactly_as_it_is_records_nothing(people: People) ->
 @pytest.mark.parametrize(
     ("kwargs", "exc_type", "code"),
     [
-        ({"user": "requester"}, NotPermitted, "not_permitted"),
-        ({"user": "outsider"}, NotPermitted, "not_permitted"),
-        ({"field_name": ""}, GovernanceError, "required"),
-        ({"field_name": "a\tb"}, GovernanceError, "invalid_name"),
-        ({"level": "top-secret"}, GovernanceError, "invalid_level"),
-        ({"pii_categories": ["ssn"]}, GovernanceError, "invalid_pii_category"),
-        ({"level": "internal", "pii_categories": ["ip_address"]}, GovernanceError, "level_too_low"),
-        ({"reason": ""}, GovernanceError, "required"),
+        ({"actor": "requester"}, NotPermitted, "not_permitted"),
+        ({"actor": "outsider"}, NotPermitted, "not_permitted"),
+        ({"field_name": ""}, AccessError, "required"),
+        ({"field_name": "a\tb"}, AccessError, "invalid_name"),
+        ({"level": "top-secret"}, AccessError, "invalid_level"),
+        ({"pii_categories": ["ssn"]}, AccessError, "invalid_pii_category"),
+        ({"level": "internal", "pii_categories": ["ip_address"]}, AccessError, "level_too_low"),
+        ({"reason": ""}, AccessError, "required"),
     ],
 )
 def test_field_classification_refusals(
-    people: People, kwargs: dict[str, Any], exc_type: type[GovernanceError], code: str
+    people: People, kwargs: dict[str, Any], exc_type: type[AccessError], code: str
 ) -> None:
     dataset = register(people)
-    call = {"user": people.steward, "dataset": dataset, "field_name": "ip_address", "level": "confidential",
+    call = {"actor": people.steward, "dataset": dataset, "field_name": "ip_address", "level": "confidential",
             "pii_categories": ["ip_address"], "reason": REASON, **kwargs}
-    if isinstance(call["user"], str):
-        call["user"] = getattr(people, call["user"])
+    if isinstance(call["actor"], str):
+        call["actor"] = getattr(people, call["actor"])
     with refused(exc_type, code):
-        catalog.dataset_field_classify(**call)
+        dataset_field_classify(**call)
 
 
 def test_pii_categories_of_a_dataset_include_its_fields(people: People) -> None:
@@ -334,8 +343,8 @@ def test_pii_categories_of_a_dataset_include_its_fields(people: People) -> None:
     tokens = classify(people, register(people, "card-transactions"), "confidential", ["email"])
     classify_field(people, tokens, "pan_token", "internal")
 
-    assert catalog.effective_pii_categories(vault) == ["card_pan", "name"]
-    assert (catalog.is_pci(vault), catalog.is_pci(tokens)) == (True, False)
+    assert effective_pii_categories(vault) == ["card_pan", "name"]
+    assert (is_pci(vault), is_pci(tokens)) == (True, False)
 
 
 # --- lineage -----------------------------------------------------------------------------------------
@@ -347,9 +356,9 @@ def test_linking_a_version_to_a_dataset_is_recorded_once(people: People, fraud: 
     actor = Actor.user(people.steward)
 
     # when
-    link, created = catalog.lineage_link(actor=actor, version=version, dataset=dataset, role="training",
+    link, created = lineage_link(actor=actor, version=version, dataset=dataset, role="training",
                                          source="declared")
-    again, created_again = catalog.lineage_link(actor=actor, version=version, dataset=dataset, role="training",
+    again, created_again = lineage_link(actor=actor, version=version, dataset=dataset, role="training",
                                                 source="declared")
 
     # then: one link, one entry; the version's classification follows its data upwards
@@ -371,10 +380,10 @@ def test_lineage_roles_and_sources_are_checked(people: People, fraud: Registered
     dataset = register(people)
     version = mirrored(fraud, 7)
     with refused(GovernanceError, "invalid_role"):
-        catalog.lineage_link(actor=Actor.user(people.steward), version=version, dataset=dataset, role="tuning",
+        lineage_link(actor=Actor.user(people.steward), version=version, dataset=dataset, role="tuning",
                              source="declared")
     with refused(GovernanceError, "invalid_source"):
-        catalog.lineage_link(actor=Actor.user(people.steward), version=version, dataset=dataset, role="training",
+        lineage_link(actor=Actor.user(people.steward), version=version, dataset=dataset, role="training",
                              source="hearsay")
 
 
@@ -394,7 +403,7 @@ def test_lineage_from_mlflow_dataset_inputs(people: People, fraud: RegisteredMod
     )
 
     # when
-    report = catalog.lineage_link_from_mlflow(version=version)
+    report = lineage_link_from_mlflow(version=version)
 
     # then
     assert links(version) == {("card-transactions-2026q3", "training", "mlflow"),
@@ -415,7 +424,7 @@ def test_lineage_from_mlflow_dataset_inputs(people: People, fraud: RegisteredMod
 
     # and: again, nothing new
     before = state()
-    again = catalog.lineage_link_from_mlflow(version=version)
+    again = lineage_link_from_mlflow(version=version)
     assert (again.linked, again.reclassified, len(again.existing)) == ([], False, 3)
     assert state() == before
 
@@ -425,7 +434,7 @@ def test_complete_lineage_sets_the_level_even_below_a_declared_one(people: Peopl
     classify(people, register(people, "chargebacks-2026q3"), "internal")
     version = mirrored(fraud, 1, mlflow_input("chargebacks-2026q3"), level="confidential")
 
-    catalog.lineage_link_from_mlflow(version=version)
+    lineage_link_from_mlflow(version=version)
 
     assert level_of(version) == "internal"
     [entry] = ledger("model.version_classified")
@@ -446,14 +455,14 @@ def test_incomplete_lineage_raises_the_level_and_uncatalogued_inputs_make_it_unk
     unknown = mirrored(fraud, 3, mlflow_input("chargebacks-2026q3"), mlflow_input("merchant-risk-scores"))
 
     for version in (declared, unclassified, unknown):
-        catalog.lineage_link_from_mlflow(version=version)
+        lineage_link_from_mlflow(version=version)
 
     # then: an unclassified dataset never lowers the level; an uncatalogued one makes it unknown whatever
     # was declared (#13), and an unknown level is not replaced by a lower bound
     assert (level_of(declared), level_of(unclassified), level_of(unknown)) == ("", "confidential", "")
     assert [e.payload["level"] for e in ledger("model.version_classified")] == [""]
-    assert catalog.lineage_state(unclassified).unclassified == ("device-fingerprints",)
-    assert catalog.lineage_state(declared).unknown == ("merchant-risk-scores",)
+    assert lineage_state(unclassified).unclassified == ("device-fingerprints",)
+    assert lineage_state(declared).unknown == ("merchant-risk-scores",)
 
     # when: a linked dataset turns out to be restricted, the level rises whatever else is unknown
     restricted = classify(people, Dataset.objects.get(name="chargebacks-2026q3"), "restricted")
@@ -470,7 +479,7 @@ def test_registering_a_dataset_links_versions_already_mirrored(people: People, f
     # given: v1 was mirrored before anyone catalogued its training data
     v1 = mirrored(fraud, 1, mlflow_input("device-fingerprints"), level="internal")
     mirrored(fraud, 2, mlflow_input("chargebacks-2026q3"), level="internal")
-    assert catalog.lineage_link_from_mlflow(version=v1).unknown == ["device-fingerprints"]
+    assert lineage_link_from_mlflow(version=v1).unknown == ["device-fingerprints"]
 
     # when
     dataset = register(people, "device-fingerprints")
@@ -498,7 +507,7 @@ def test_a_version_with_lineage_cannot_be_declared_another_level(people: People,
     incomplete = mirrored(fraud, 3, mlflow_input("card-transactions"), mlflow_input("device-fingerprints"),
                           level="internal")
     for version in (complete, uncatalogued, incomplete):
-        catalog.lineage_link_from_mlflow(version=version)
+        lineage_link_from_mlflow(version=version)
 
     with refused(GovernanceError, "classified_by_lineage") as info:
         model_versions.model_version_declare_classification(actor=people.steward, version=complete, level="restricted",

@@ -15,8 +15,9 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from access import grants as svc
 from access.models import DatasetUserObjectPermission, Grant
+from access.services.grants import grant_revoke
+from access.services.service_accounts import service_account_create
 from tests.access.helpers import GUARDIAN_TABLES, grant
 from tests.catalog import Resources
 from tests.personas import People, fresh
@@ -39,7 +40,7 @@ def _mirror_rows() -> int:
 
 def test_a_lapsed_grant_is_not_a_guardian_permission(people: People, res: Resources) -> None:
     # given: grants to a person, a group and a service account, all live and mirrored
-    bot = svc.service_account_create(user=people.requester, name="rita-bot")
+    bot = service_account_create(actor=people.requester, name="rita-bot")
     direct = grant(people.owner, people.requester, res.internal, "read_data")
     team = grant(people.owner, people.team, res.confidential, "train_on")
     machine = grant(people.owner, bot.user, res.model, "view_metadata")
@@ -79,7 +80,7 @@ def test_a_revoked_or_missing_grant_is_refused_and_a_live_one_allowed(people: Pe
     )
     assert not fresh(people.requester).has_perm("access.read_data", res.public)
     # revoked: refused at once
-    svc.grant_revoke(actor_user=people.owner, grant=live, reason="done")
+    grant_revoke(actor=people.owner, grant=live, reason="done")
     assert not fresh(people.requester).has_perm("access.read_data", res.internal)
     # an inactive principal holds nothing, grant or not
     grant(people.owner, people.steward, res.internal, "read_data")

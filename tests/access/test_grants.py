@@ -7,11 +7,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from access import grants as svc
 from access.checks import check
 from access.errors import AccessError, InvalidState, NotPermitted
 from access.models import Grant, ServiceAccount
 from access.selectors import grant_status, grants_expiring, grants_for, guardian_drift
+from access.services.grants import grant_create, grant_revoke, grants_expire
+from access.services.service_accounts import service_account_create
 from access.tasks import expire_grants
 from audit.models import PendingEntry
 from config.celery import app
@@ -147,11 +148,11 @@ def test_more_refusals_write_nothing(people: People, res: Resources) -> None:
             grant(people.requester, people.team, res.internal)  # rita is in the team and owns nothing anyway
         assert exc.value.code == "self_grant"
         with pytest.raises(AccessError, match="timezone-aware"):
-            svc.grant_create(granted_by=people.owner, principal=people.requester, resource=res.internal,
+            grant_create(actor=people.owner, principal=people.requester, resource=res.internal,
                              permission="read_data", expires_at=timezone.now().replace(tzinfo=None) + timedelta(days=1),
                              justification="x")
         with pytest.raises(AccessError, match="is not a resource"):
-            svc.grant_create(granted_by=people.owner, principal=people.requester, resource=people.team,  # type: ignore[arg-type]
+            grant_create(actor=people.owner, principal=people.requester, resource=people.team,  # type: ignore[arg-type]
                              permission="read_data", expires_at=soon(), justification="x")
         people.steward.is_active = False
         people.steward.save()
@@ -177,7 +178,7 @@ def test_revocation_is_effective_at_once(people: People, res: Resources) -> None
     assert user.has_perm("access.read_data", res.confidential)
     assert check(user, "read_data", res.confidential)
     # when
-    svc.grant_revoke(actor_user=people.infosec, grant=g, reason="left the fraud team")
+    grant_revoke(actor=people.infosec, grant=g, reason="left the fraud team")
     # then: both checks deny right after, for a fresh user object
     assert not check(people.requester, "read_data", res.confidential, record_denial=False)
     assert not fresh(people.requester).has_perm("access.read_data", res.confidential)
@@ -201,25 +202,25 @@ def test_who_may_revoke(people: People, res: Resources, who: str, allowed: bool)
     g = grant(people.infosec2, people.requester, res.internal)
     actor = people.infosec2 if who == "granter" else getattr(people, who)
     if allowed:
-        svc.grant_revoke(actor_user=actor, grant=g, reason="no longer needed")
+        grant_revoke(actor=actor, grant=g, reason="no longer needed")
         assert not check(people.requester, "read_data", res.internal)
     else:
         with writes_nothing(), pytest.raises(NotPermitted):
-            svc.grant_revoke(actor_user=actor, grant=g, reason="no longer needed")
+            grant_revoke(actor=actor, grant=g, reason="no longer needed")
         assert check(people.requester, "read_data", res.internal)
 
 
 def test_a_grant_cannot_be_revoked_twice_nor_after_it_lapsed(people: People, res: Resources) -> None:
     g = grant(people.owner, people.requester, res.internal)
-    svc.grant_revoke(actor_user=people.owner, grant=g, reason="done")
+    grant_revoke(actor=people.owner, grant=g, reason="done")
     with writes_nothing(), pytest.raises(InvalidState, match="already been revoked"):
-        svc.grant_revoke(actor_user=people.owner, grant=g, reason="again")
+        grant_revoke(actor=people.owner, grant=g, reason="again")
     lapsed = grant(people.owner, people.requester, res.internal)
     Grant.objects.filter(pk=lapsed.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     with writes_nothing(), pytest.raises(InvalidState, match="already expired"):
-        svc.grant_revoke(actor_user=people.owner, grant=lapsed, reason="late")
+        grant_revoke(actor=people.owner, grant=lapsed, reason="late")
     with pytest.raises(AccessError, match="reason is required"):
-        svc.grant_revoke(actor_user=people.owner, grant=grant(people.owner, people.requester, res.internal),
+        grant_revoke(actor=people.owner, grant=grant(people.owner, people.requester, res.internal),
                          reason="")
 
 
@@ -238,13 +239,13 @@ def test_an_expired_grant_is_refused_one_second_after_expiry_and_leaves_guardian
     assert grant_status(g, after) == "lapsed"
     assert guardian_drift(now=after) == []  # within the grace period: not drift
     # when: the expiry runs
-    assert svc.grants_expire(now=after) == 1
+    assert grants_expire(now=after) == 1
     # then
     assert not fresh(people.requester).has_perm("access.read_data", res.confidential)
     g.refresh_from_db()
     assert (g.revoked_at, g.revoked_by, g.revoke_reason) == (g.expires_at, None, "expired")
     assert grant_status(g) == "expired"
-    assert svc.grants_expire(now=after) == 0  # idempotent
+    assert grants_expire(now=after) == 0  # idempotent
     [entry] = ledger_entries("access.grant_expired")
     assert (entry.actor_type, entry.actor_id) == ("system", "access-expiry")
     [payload] = ledger("access.grant_expired")
@@ -287,7 +288,7 @@ def test_expiry_and_review_tasks_are_on_the_beat_schedule(settings: object) -> N
 
 
 def test_a_model_owner_creates_a_service_account_that_cannot_sign_in(people: People, res: Resources) -> None:
-    account = svc.service_account_create(user=people.requester, name="fraud-scorer", description="serving")
+    account = service_account_create(actor=people.requester, name="fraud-scorer", description="serving")
     backing = account.user
     assert backing.username == "svc-fraud-scorer" and backing.is_active and not backing.has_usable_password()
     assert account.owner == people.requester
@@ -306,16 +307,16 @@ def test_service_account_refusals_write_nothing(people: People, service_account:
     with writes_nothing():
         for who in (people.outsider, people.steward, people.auditor):
             with pytest.raises(NotPermitted):
-                svc.service_account_create(user=who, name="other")
+                service_account_create(actor=who, name="other")
         with pytest.raises(AccessError, match="already exists") as exc:
-            svc.service_account_create(user=people.infosec, name="fraud-pipeline")
+            service_account_create(actor=people.infosec, name="fraud-pipeline")
         assert exc.value.code == "duplicate"
         with pytest.raises(AccessError, match="letters, digits") as exc:
-            svc.service_account_create(user=people.infosec, name="no spaces")
+            service_account_create(actor=people.infosec, name="no spaces")
         assert exc.value.code == "invalid_name"
     User.objects.create_user(username="svc-taken")
     with writes_nothing(), pytest.raises(AccessError, match="already exists"):
-        svc.service_account_create(user=people.infosec, name="taken")
+        service_account_create(actor=people.infosec, name="taken")
 
 
 def test_a_disabled_service_account_gets_no_grant(people: People, res: Resources,
@@ -333,7 +334,7 @@ def test_grant_selectors(people: People, res: Resources, django_assert_max_num_q
     team = grant(people.infosec, people.team, res.confidential, days=20)
     other = grant(people.owner, people.steward, res.internal, days=100)
     ended = grant(people.owner, people.requester, res.public, days=5)
-    svc.grant_revoke(actor_user=people.owner, grant=ended, reason="done")
+    grant_revoke(actor=people.owner, grant=ended, reason="done")
 
     with django_assert_max_num_queries(1):  # type: ignore[operator]
         found = grants_for(user=people.requester)

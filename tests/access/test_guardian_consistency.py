@@ -7,10 +7,11 @@ from django.utils import timezone
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
-from access import grants as svc
 from access.checks import check
 from access.models import DatasetUserObjectPermission, Grant
 from access.selectors import guardian_drift
+from access.services.grants import grant_revoke, grants_expire
+from access.services.reviews import review_campaign_close, review_campaign_start, review_item_decide
 from tests.access.helpers import grant
 from tests.catalog import Resources
 from tests.integration.helpers import race
@@ -26,12 +27,12 @@ def test_in_step_after_create_revoke_and_expiry(people: People, res: Resources) 
     c = grant(people.owner, people.steward, res.model, "approve_promotion", days=1 / 24 / 60)
     assert guardian_drift() == []
     assert DatasetUserObjectPermission.objects.count() == 1
-    svc.grant_revoke(actor_user=people.owner, grant=a, reason="done")
+    grant_revoke(actor=people.owner, grant=a, reason="done")
     assert guardian_drift() == []
     after = c.expires_at + timedelta(seconds=1)
-    assert svc.grants_expire(now=after) == 1
+    assert grants_expire(now=after) == 1
     assert guardian_drift(now=after) == []
-    svc.grant_revoke(actor_user=people.infosec, grant=b, reason="done")
+    grant_revoke(actor=people.infosec, grant=b, reason="done")
     assert guardian_drift(now=after) == []
     assert Grant.objects.filter(revoked_at__isnull=True).count() == 0
 
@@ -40,9 +41,9 @@ def test_in_step_after_a_review_closes(people: People, res: Resources) -> None:
     keep = grant(people.owner, people.requester, res.confidential)
     grant(people.owner, people.steward, res.confidential)
     grant(people.infosec, people.team, res.production, "deploy_to")
-    campaign = svc.review_campaign_start(user=people.infosec, name="Q3", deadline=timezone.now() + timedelta(days=1))
-    svc.review_item_decide(user=people.owner, item=campaign.items.get(grant=keep), decision="certified")
-    svc.review_campaign_close(campaign=campaign, now=campaign.deadline)
+    campaign = review_campaign_start(actor=people.infosec, name="Q3", deadline=timezone.now() + timedelta(days=1))
+    review_item_decide(actor=people.owner, review_item=campaign.items.get(grant=keep), decision="certified")
+    review_campaign_close(campaign=campaign, now=campaign.deadline)
     assert guardian_drift() == []
     assert fresh(people.requester).has_perm("access.read_data", res.confidential)
     assert not fresh(people.steward).has_perm("access.read_data", res.confidential)
@@ -55,17 +56,17 @@ def test_overlapping_grants_keep_the_guardian_row_until_the_last_ends(people: Pe
     assert DatasetUserObjectPermission.objects.count() == 1  # one guardian row for three grants
     # the short one expires: still allowed by the others, in both checks
     after = short.expires_at + timedelta(seconds=1)
-    assert svc.grants_expire(now=after) == 1
+    assert grants_expire(now=after) == 1
     assert check(people.requester, "read_data", res.internal, at=after).grant_id in (long.pk, other.pk)
     assert fresh(people.requester).has_perm("access.read_data", res.internal)
     assert guardian_drift(now=after) == []
     # one revoked: still allowed
-    svc.grant_revoke(actor_user=people.owner, grant=other, reason="duplicate")
+    grant_revoke(actor=people.owner, grant=other, reason="duplicate")
     assert fresh(people.requester).has_perm("access.read_data", res.internal)
     assert check(people.requester, "read_data", res.internal).grant_id == long.pk
     assert guardian_drift(now=after) == []
     # the last one revoked: gone from both
-    svc.grant_revoke(actor_user=people.infosec, grant=long, reason="done")
+    grant_revoke(actor=people.infosec, grant=long, reason="done")
     assert not fresh(people.requester).has_perm("access.read_data", res.internal)
     assert not check(people.requester, "read_data", res.internal, record_denial=False)
     assert guardian_drift(now=after) == []
@@ -74,7 +75,7 @@ def test_overlapping_grants_keep_the_guardian_row_until_the_last_ends(people: Pe
 def test_a_user_grant_and_a_group_grant_are_separate_rows(people: People, res: Resources) -> None:
     own = grant(people.owner, people.requester, res.internal)
     grant(people.owner, people.team, res.internal)
-    svc.grant_revoke(actor_user=people.owner, grant=own, reason="the team grant covers it")
+    grant_revoke(actor=people.owner, grant=own, reason="the team grant covers it")
     # still allowed through the team, by both checks
     assert check(people.requester, "read_data", res.internal)
     assert fresh(people.requester).has_perm("access.read_data", res.internal)
@@ -84,7 +85,7 @@ def test_a_user_grant_and_a_group_grant_are_separate_rows(people: People, res: R
 def test_overlapping_grants_of_different_permissions_are_independent(people: People, res: Resources) -> None:
     read = grant(people.owner, people.requester, res.internal, "read_data")
     grant(people.owner, people.requester, res.internal, "train_on")
-    svc.grant_revoke(actor_user=people.owner, grant=read, reason="train only")
+    grant_revoke(actor=people.owner, grant=read, reason="train only")
     user = fresh(people.requester)
     assert not user.has_perm("access.read_data", res.internal)
     assert user.has_perm("access.train_on", res.internal)
@@ -144,12 +145,12 @@ def test_concurrent_revoke_and_grant_on_one_resource_stay_in_step(on_postgres: N
     for _ in range(10):
         old = grant(owner, rita, dataset)
         errors = race(
-            lambda old=old: svc.grant_revoke(actor_user=owner, grant=old, reason="rotate"),  # type: ignore[misc]
+            lambda old=old: grant_revoke(actor=owner, grant=old, reason="rotate"),  # type: ignore[misc]
             lambda: grant(infosec, rita, dataset),
         )
         assert errors == []
         assert guardian_drift() == []
         assert fresh(rita).has_perm("access.read_data", dataset)
         for g in Grant.objects.filter(revoked_at__isnull=True):
-            svc.grant_revoke(actor_user=infosec, grant=g, reason="reset")
+            grant_revoke(actor=infosec, grant=g, reason="reset")
         assert guardian_drift() == []

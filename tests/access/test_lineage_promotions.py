@@ -6,7 +6,7 @@ Personas (tests/personas.py): ``steward`` (data-steward),
 approvers), ``approver`` (staging's), ``breakglass``, ``outsider``. Setup that a
 test is not about (deployments in earlier environments, the version mirrored with
 its MLflow dataset inputs) is written through the ORM; grants through
-``access.grants.grant_create``. MLflow is never contacted.
+``access.services.grants.grant_create``. MLflow is never contacted.
 """
 from __future__ import annotations
 
@@ -20,15 +20,16 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.utils import timezone
 
-from access import catalog
-from access.grants import grant_create
 from access.models import Dataset, DenialWindow, Grant
+from access.services.datasets import dataset_classify, dataset_create, dataset_field_classify
+from access.services.grants import grant_create
 from access.tasks import lineage_reconcile
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
 from config.celery import app
 from governance import registry
 from governance.errors import GovernanceError, NotPermitted
+from governance.lineage import LINEAGE_ACTOR, lineage_link_from_mlflow, model_version_reclassify_from_lineage
 from governance.models import (
     Approval,
     ComplianceViolation,
@@ -87,10 +88,10 @@ def fraud(envs: Envs, people: People) -> RegisteredModel:
 @pytest.fixture
 def transactions(people: People) -> Dataset:
     """card-transactions-2026q3: confidential (tokenised PANs, customer e-mails)."""
-    dataset = catalog.dataset_create(user=people.steward, name="card-transactions-2026q3", owner=people.steward)
-    catalog.dataset_field_classify(user=people.steward, dataset=dataset, field_name="customer_email",
+    dataset = dataset_create(actor=people.steward, name="card-transactions-2026q3", owner=people.steward)
+    dataset_field_classify(actor=people.steward, dataset=dataset, field_name="customer_email",
                                    level="confidential", pii_categories=["email"], reason="profiled")
-    return catalog.dataset_classify(user=people.steward, dataset=dataset, level="confidential", pii_categories=[],
+    return dataset_classify(actor=people.steward, dataset=dataset, level="confidential", pii_categories=[],
                                     reason="profiled")
 
 
@@ -101,7 +102,7 @@ def trained_on(model: RegisteredModel, number: int, *datasets: Dataset) -> Model
         datasets=[{"name": d.name, "digest": "5c3a9e1f", "source_type": "s3", "source": "{}", "context": "training"}
                   for d in datasets],
     )
-    catalog.lineage_link_from_mlflow(version=version)
+    lineage_link_from_mlflow(version=version)
     version.refresh_from_db()
     return version
 
@@ -118,15 +119,15 @@ def ledger(event_type: str, **payload: Any) -> list[Entry]:
 
 def reclassify_pan_field(people: People, dataset: Dataset) -> None:
     """The steward finds raw PANs in a column thought tokenised: the field (and so the dataset) is restricted."""
-    catalog.dataset_field_classify(
-        user=people.steward, dataset=dataset, field_name="pan_token", level="restricted", pii_categories=["card_pan"],
+    dataset_field_classify(
+        actor=people.steward, dataset=dataset, field_name="pan_token", level="restricted", pii_categories=["card_pan"],
         reason="DG-2026-311: raw PANs found in pan_token for 3% of rows",
     )
 
 
 def deploy_grant(people: People, environment: Environment, principal: Any = None, days: float = 1) -> Grant:
     return grant_create(
-        granted_by=people.infosec, principal=principal or people.requester, resource=environment,
+        actor=people.infosec, principal=principal or people.requester, resource=environment,
         permission="deploy_to", expires_at=timezone.now() + timedelta(days=days),
         justification="INC-2291: releases of the restricted-data fraud model",
     )
@@ -203,7 +204,7 @@ def test_declassifying_the_data_again_lets_the_promotion_proceed(
     assert promotions.approval_status(fresh(request))["failed_gates"] == [DATA_GATE]
 
     # when: the column is re-tokenised and declassified
-    catalog.dataset_field_classify(user=people.steward, dataset=transactions, field_name="pan_token",
+    dataset_field_classify(actor=people.steward, dataset=transactions, field_name="pan_token",
                                    level="internal", pii_categories=[], reason="DG-2026-311: re-tokenised, verified")
 
     # then: lineage is complete, so the version is confidential again and the gate passes
@@ -245,11 +246,11 @@ def test_a_reclassified_dataset_flags_a_live_production_model_without_rolling_it
                              "details": violation.details, "reverted": False}
 
     # when: more reclassifications that leave it restricted, then a full re-derivation
-    catalog.dataset_field_classify(user=people.steward, dataset=transactions, field_name="cvv", level="restricted",
+    dataset_field_classify(actor=people.steward, dataset=transactions, field_name="cvv", level="restricted",
                                    pii_categories=["card_pan"], reason="CVVs found too")
-    catalog.lineage_link_from_mlflow(version=v6)
-    catalog.model_version_reclassify_from_lineage(version=v6, reason="lineage: nightly check",
-                                                  actor=catalog.LINEAGE_ACTOR)
+    lineage_link_from_mlflow(version=v6)
+    model_version_reclassify_from_lineage(version=v6, reason="lineage: nightly check",
+                                                  actor=LINEAGE_ACTOR)
 
     # then: still one violation (once per version, environment and level)
     assert ComplianceViolation.objects.count() == 1
@@ -452,8 +453,8 @@ def test_a_reclassification_racing_a_new_link_leaves_no_version_at_a_stale_level
     fraud = RegisteredModelFactory(name="fraud-detector")
     for round_ in range(6):
         # given: v(old) linked to a confidential dataset; v(new) mirrored, naming it, not linked yet
-        dataset = catalog.dataset_create(user=people.steward, name=f"card-transactions-{round_}", owner=people.steward)
-        catalog.dataset_classify(user=people.steward, dataset=dataset, level="confidential", pii_categories=[],
+        dataset = dataset_create(actor=people.steward, name=f"card-transactions-{round_}", owner=people.steward)
+        dataset_classify(actor=people.steward, dataset=dataset, level="confidential", pii_categories=[],
                                  reason="profiled")
         old = trained_on(fraud, 100 + 2 * round_, dataset)
         new = ModelVersionFactory(
@@ -463,7 +464,7 @@ def test_a_reclassification_racing_a_new_link_leaves_no_version_at_a_stale_level
 
         # when: the steward reclassifies while the mirror links the new version
         errors = race(lambda d=dataset: reclassify_pan_field(people, d),
-                      lambda v=new: catalog.lineage_link_from_mlflow(version=v))
+                      lambda v=new: lineage_link_from_mlflow(version=v))
 
         # then: whatever the interleaving, both versions end up restricted, each recorded once
         assert errors == [None, None], round_

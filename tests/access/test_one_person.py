@@ -14,10 +14,12 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from access import grants as svc
 from access.errors import NotPermitted
 from access.models import AccessRequest, Grant, ReviewItem, ServiceAccount
 from access.selectors import requests_awaiting
+from access.services.access_requests import access_request_approve, access_request_create, access_request_reject
+from access.services.reviews import review_campaign_start, review_item_decide
+from access.services.service_accounts import service_account_create
 from tests.access.helpers import grant, writes_nothing
 from tests.catalog import Resources
 from tests.personas import People, fresh
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 def bot(owner: User, name: str, *roles: str) -> User:
     """A service account created through the service by ``owner``, and its user (with roles if given)."""
-    account = svc.service_account_create(user=owner, name=name)
+    account = service_account_create(actor=owner, name=name)
     user = account.user
     if roles:
         user.groups.add(*Group.objects.filter(name__in=roles))
@@ -36,8 +38,8 @@ def bot(owner: User, name: str, *roles: str) -> User:
 
 
 def ask(user: User, resource: object, permission: str = "read_data", **kwargs: object) -> AccessRequest:
-    return svc.access_request_create(
-        user=user, resource=resource, permission=permission, duration_days=10,  # type: ignore[arg-type]
+    return access_request_create(
+        actor=user, resource=resource, permission=permission, duration_days=10,  # type: ignore[arg-type]
         justification="features for the Q3 fraud model", **kwargs,  # type: ignore[arg-type]
     )
 
@@ -87,14 +89,14 @@ def test_the_owner_cannot_approve_a_request_for_their_own_service_account(people
     request = ask(people.infosec2, res.confidential, for_service_account=account)
 
     assert request not in requests_awaiting(people.owner)
-    for decide in (svc.access_request_approve, svc.access_request_reject):
+    for decide in (access_request_approve, access_request_reject):
         with writes_nothing(), pytest.raises(NotPermitted) as info:
-            decide(user=people.owner, request=request, comment="my own bot, fine")
+            decide(actor=people.owner, access_request=request, comment="my own bot, fine")
         assert info.value.code == "self_approval"
 
     # InfoSec stands in for the owner who cannot decide
     assert request in requests_awaiting(people.infosec)
-    svc.access_request_approve(user=people.infosec, request=request, comment="checked the pipeline's need")
+    access_request_approve(actor=people.infosec, access_request=request, comment="checked the pipeline's need")
     assert Grant.objects.get(request=request).user == olga_bot
 
 
@@ -103,7 +105,7 @@ def test_a_request_filed_for_your_own_service_account_is_not_yours_to_approve(pe
     request = ask(people.infosec, res.pci, for_service_account=ServiceAccount.objects.get(user=ines_bot))
     assert request not in requests_awaiting(people.infosec)
     with writes_nothing(), pytest.raises(NotPermitted) as info:
-        svc.access_request_approve(user=people.infosec, request=request, comment="ok")
+        access_request_approve(actor=people.infosec, access_request=request, comment="ok")
     assert info.value.code == "self_approval"
 
 
@@ -112,7 +114,7 @@ def test_a_service_account_cannot_approve_its_owners_request(people: People, res
     request = ask(people.requester, res.pci)
     assert request not in requests_awaiting(rita_bot)
     with writes_nothing(), pytest.raises(NotPermitted) as info:
-        svc.access_request_approve(user=rita_bot, request=request, comment="ok")
+        access_request_approve(actor=rita_bot, access_request=request, comment="ok")
     assert info.value.code == "self_approval"
 
 
@@ -120,11 +122,11 @@ def test_one_person_fills_one_approval_slot_whatever_account(people: People, res
     # given a restricted dataset: its owner and InfoSec must both approve; the owner's bot is InfoSec
     olga_bot = bot(people.owner, "olga-bot", "infosec")
     request = ask(people.requester, res.restricted)
-    svc.access_request_approve(user=people.owner, request=request, comment="owner: yes")
+    access_request_approve(actor=people.owner, access_request=request, comment="owner: yes")
 
     assert request not in requests_awaiting(olga_bot)
     with writes_nothing(), pytest.raises(NotPermitted) as info:
-        svc.access_request_approve(user=olga_bot, request=request, comment="infosec: also yes")
+        access_request_approve(actor=olga_bot, access_request=request, comment="infosec: also yes")
     assert info.value.code == "already_approved"
     assert not Grant.objects.filter(request=request).exists()
 
@@ -140,35 +142,35 @@ def test_the_tracker_attack_infosec_cannot_certify_its_service_accounts_grant(pe
     # given ines-bot holding read_data on the PCI data (granted by another InfoSec)
     ines_bot = bot(people.infosec, "ines-bot")
     granted = grant(people.infosec2, ines_bot, res.pci)
-    campaign = svc.review_campaign_start(user=people.infosec, name="Q3 review", deadline=_deadline())
+    campaign = review_campaign_start(actor=people.infosec, name="Q3 review", deadline=_deadline())
     item = ReviewItem.objects.get(campaign=campaign, grant=granted)
 
     # when ines, InfoSec, certifies it herself: refused, and nothing is decided
     for decision in ("certified", "revoked"):
         with writes_nothing(), pytest.raises(NotPermitted) as info:
-            svc.review_item_decide(user=people.infosec, item=item, decision=decision)
+            review_item_decide(actor=people.infosec, review_item=item, decision=decision)
         assert info.value.code == "self_review"
     # another InfoSec may
-    svc.review_item_decide(user=people.infosec2, item=item, decision="certified")
+    review_item_decide(actor=people.infosec2, review_item=item, decision="certified")
 
 
 def test_a_group_grant_is_not_reviewed_by_a_member_nor_by_an_owner_of_a_member(people: People, res: Resources) -> None:
     crew = Group.objects.create(name="pci-crew")
     bot(people.infosec, "ines-bot").groups.add(crew)
     granted = grant(people.infosec2, crew, res.pci)
-    campaign = svc.review_campaign_start(user=people.infosec2, name="Q3 review", deadline=_deadline())
+    campaign = review_campaign_start(actor=people.infosec2, name="Q3 review", deadline=_deadline())
     item = ReviewItem.objects.get(campaign=campaign, grant=granted)
     with writes_nothing(), pytest.raises(NotPermitted) as info:
-        svc.review_item_decide(user=people.infosec, item=item, decision="certified")
+        review_item_decide(actor=people.infosec, review_item=item, decision="certified")
     assert info.value.code == "self_review"
 
 
 def test_an_owner_does_not_review_a_grant_to_their_own_service_account(people: People, res: Resources) -> None:
     olga_bot = bot(people.owner, "olga-bot")
     granted = grant(people.infosec, olga_bot, res.confidential)
-    campaign = svc.review_campaign_start(user=people.infosec2, name="Q3 review", deadline=_deadline())
+    campaign = review_campaign_start(actor=people.infosec2, name="Q3 review", deadline=_deadline())
     item = ReviewItem.objects.get(campaign=campaign, grant=granted)
 
     assert item.reviewer_id == people.infosec2.pk  # the campaign's creator, not the owner
     with writes_nothing(), pytest.raises(NotPermitted):
-        svc.review_item_decide(user=people.owner, item=item, decision="certified")
+        review_item_decide(actor=people.owner, review_item=item, decision="certified")

@@ -7,11 +7,18 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from access import grants as svc
 from access.checks import check
 from access.errors import AccessError, InvalidState, NotPermitted
 from access.models import AccessRequest, Grant, ReviewCampaign, ReviewItem, ServiceAccount
 from access.selectors import guardian_drift, requests_awaiting
+from access.services.access_requests import (
+    access_request_approve,
+    access_request_create,
+    access_request_reject,
+    access_request_withdraw,
+)
+from access.services.grants import grant_revoke
+from access.services.reviews import review_campaign_close, review_campaign_start, review_item_decide
 from access.tasks import close_due_reviews, close_review
 from audit.models import Entry
 from config.celery import app
@@ -33,8 +40,8 @@ def _celery_eager() -> object:
 
 
 def ask(user: User, resource: object, permission: str = "read_data", days: int = 30, **kwargs: object) -> AccessRequest:
-    return svc.access_request_create(
-        user=user, resource=resource, permission=permission, duration_days=days,  # type: ignore[arg-type]
+    return access_request_create(
+        actor=user, resource=resource, permission=permission, duration_days=days,  # type: ignore[arg-type]
         justification=kwargs.pop("justification", "features for the Q3 fraud model"), **kwargs,  # type: ignore[arg-type]
     )
 
@@ -49,7 +56,7 @@ def test_the_owner_approves_a_request_and_the_grant_follows(people: People, res:
     assert requests_awaiting(people.requester) == []
     # when
     before = timezone.now()
-    svc.access_request_approve(user=people.owner, request=request, comment="fine for the Q3 model")
+    access_request_approve(actor=people.owner, access_request=request, comment="fine for the Q3 model")
     # then
     request.refresh_from_db()
     assert request.state == "approved" and request.owner_approved_by == people.owner
@@ -80,19 +87,19 @@ def test_self_approval_is_refused(people: People, res: Resources, service_accoun
     # the owner asks for their own dataset: they cannot approve it themselves
     own = ask(people.owner, res.internal)
     with writes_nothing(), pytest.raises(NotPermitted, match="cannot approve") as exc:
-        svc.access_request_approve(user=people.owner, request=own, comment="me")
+        access_request_approve(actor=people.owner, access_request=own, comment="me")
     assert exc.value.code == "self_approval"
     # nor can the requester approve a request for their service account, nor the account itself
     for_pipeline = ask(people.requester, res.internal, "train_on", for_service_account=service_account)
     assert for_pipeline.principal_user == service_account.user
     for approver in (people.requester, service_account.user):
         with writes_nothing(), pytest.raises(NotPermitted, match="cannot approve"):
-            svc.access_request_approve(user=approver, request=for_pipeline, comment="me")
+            access_request_approve(actor=approver, access_request=for_pipeline, comment="me")
     # the owner approves the pipeline's request; InfoSec stands in for the owner on the owner's own request
-    svc.access_request_approve(user=people.owner, request=for_pipeline, comment="ok")
+    access_request_approve(actor=people.owner, access_request=for_pipeline, comment="ok")
     assert check(service_account.user, "train_on", res.internal)
     assert requests_awaiting(people.infosec) == [own]
-    svc.access_request_approve(user=people.infosec, request=own, comment="owner's own access, checked")
+    access_request_approve(actor=people.infosec, access_request=own, comment="owner's own access, checked")
     own.refresh_from_db()
     assert own.state == "approved" and own.owner_approved_by == people.infosec
     assert ledger("access.request_approved")[-1]["as_role"] == "infosec_for_owner"
@@ -115,16 +122,16 @@ def test_restricted_or_pci_data_needs_infosec_too(people: People, res: Resources
     assert request.needs_infosec
     assert requests_awaiting(people.infosec) == [request]
     # the owner's approval alone does not grant
-    svc.access_request_approve(user=people.owner, request=request, comment="owner ok")
+    access_request_approve(actor=people.owner, access_request=request, comment="owner ok")
     request.refresh_from_db()
     assert request.state == "pending" and not Grant.objects.exists()
     assert not check(people.requester, "read_data", dataset, record_denial=False)
     assert requests_awaiting(people.owner) == []
     # the owner cannot fill InfoSec's slot too
     with writes_nothing(), pytest.raises(NotPermitted):
-        svc.access_request_approve(user=people.owner, request=request, comment="again")
+        access_request_approve(actor=people.owner, access_request=request, comment="again")
     # InfoSec completes it: the grant is made by InfoSec, the last approver
-    svc.access_request_approve(user=people.infosec, request=request, comment="DPIA on file")
+    access_request_approve(actor=people.infosec, access_request=request, comment="DPIA on file")
     g = Grant.objects.get(request=request)
     assert g.granted_by == people.infosec
     assert check(people.requester, "read_data", dataset)
@@ -134,10 +141,10 @@ def test_restricted_or_pci_data_needs_infosec_too(people: People, res: Resources
 
 def test_infosec_first_then_the_owner_grants_restricted_data(people: People, res: Resources) -> None:
     request = ask(people.requester, res.restricted, days=30)
-    svc.access_request_approve(user=people.infosec, request=request, comment="ok")
+    access_request_approve(actor=people.infosec, access_request=request, comment="ok")
     assert requests_awaiting(people.infosec2) == []  # InfoSec's slot is filled
     assert requests_awaiting(people.owner) == [request]
-    svc.access_request_approve(user=people.owner, request=request, comment="ok")
+    access_request_approve(actor=people.owner, access_request=request, comment="ok")
     # the owner may not grant restricted data directly, but may as the last approver of this request
     assert Grant.objects.get(request=request).granted_by == people.owner
 
@@ -145,11 +152,11 @@ def test_infosec_first_then_the_owner_grants_restricted_data(people: People, res
 def test_one_person_fills_one_slot(people: People, res: Resources) -> None:
     people.owner.groups.add(people.infosec.groups.get(name="infosec"))  # the owner is also InfoSec
     request = ask(people.requester, res.restricted, days=5)
-    svc.access_request_approve(user=people.owner, request=request, comment="as owner")
+    access_request_approve(actor=people.owner, access_request=request, comment="as owner")
     with writes_nothing(), pytest.raises(NotPermitted, match="already approved") as exc:
-        svc.access_request_approve(user=people.owner, request=request, comment="as infosec")
+        access_request_approve(actor=people.owner, access_request=request, comment="as infosec")
     assert exc.value.code == "already_approved"
-    svc.access_request_approve(user=people.infosec, request=request, comment="second pair of eyes")
+    access_request_approve(actor=people.infosec, access_request=request, comment="second pair of eyes")
     assert AccessRequest.objects.get(pk=request.pk).state == "approved"
 
 
@@ -157,7 +164,7 @@ def test_an_environment_request_is_approved_by_infosec(people: People, res: Reso
     request = ask(people.requester, res.production, "deploy_to", days=14)
     assert request.needs_infosec
     assert requests_awaiting(people.owner) == []
-    svc.access_request_approve(user=people.infosec, request=request, comment="on-call rota")
+    access_request_approve(actor=people.infosec, access_request=request, comment="on-call rota")
     assert check(people.requester, "deploy_to", res.production)
     assert fresh(people.requester).has_perm("governance.deploy_to", res.production)
 
@@ -166,10 +173,10 @@ def test_a_classification_raised_after_the_request_needs_infosec(people: People,
     request = ask(people.requester, res.confidential, days=20)
     res.confidential.effective_level = "restricted"
     res.confidential.save()
-    svc.access_request_approve(user=people.owner, request=request, comment="ok")
+    access_request_approve(actor=people.owner, access_request=request, comment="ok")
     request.refresh_from_db()
     assert request.state == "pending" and request.needs_infosec
-    svc.access_request_approve(user=people.infosec, request=request, comment="ok")
+    access_request_approve(actor=people.infosec, access_request=request, comment="ok")
     assert Grant.objects.filter(request=request).exists()
 
 
@@ -193,25 +200,25 @@ def test_request_refusals_write_nothing(people: People, res: Resources, service_
         for who in (people.steward, people.outsider, people.auditor, people.infosec2):
             # not the owner; InfoSec is not needed for internal data
             with pytest.raises(NotPermitted, match="only the owner"):
-                svc.access_request_approve(user=who, request=request, comment="ok")
+                access_request_approve(actor=who, access_request=request, comment="ok")
         with pytest.raises(AccessError, match="comment is required"):
-            svc.access_request_approve(user=people.owner, request=request, comment=" ")
+            access_request_approve(actor=people.owner, access_request=request, comment=" ")
         with pytest.raises(NotPermitted):
-            svc.access_request_reject(user=people.steward, request=request, comment="no")
+            access_request_reject(actor=people.steward, access_request=request, comment="no")
         with pytest.raises(NotPermitted, match="withdraw it instead"):
-            svc.access_request_reject(user=people.requester, request=request, comment="no")
+            access_request_reject(actor=people.requester, access_request=request, comment="no")
         with pytest.raises(NotPermitted, match="only the requester"):
-            svc.access_request_withdraw(user=people.owner, request=request)
+            access_request_withdraw(actor=people.owner, access_request=request)
 
 
 def test_reject_and_withdraw(people: People, res: Resources) -> None:
     rejected = ask(people.requester, res.internal)
-    svc.access_request_reject(user=people.owner, request=rejected, comment="use the aggregated table")
+    access_request_reject(actor=people.owner, access_request=rejected, comment="use the aggregated table")
     withdrawn = ask(people.steward, res.internal)
-    svc.access_request_withdraw(user=people.steward, request=withdrawn, reason="not needed")
+    access_request_withdraw(actor=people.steward, access_request=withdrawn, reason="not needed")
     for request in (rejected, withdrawn):
         with writes_nothing(), pytest.raises(InvalidState):
-            svc.access_request_approve(user=people.owner, request=request, comment="late")
+            access_request_approve(actor=people.owner, access_request=request, comment="late")
     assert not Grant.objects.exists()
     assert ledger("access.request_rejected") == [{"request_id": rejected.pk, "comment": "use the aggregated table"}]
     assert ledger("access.request_withdrawn") == [{"request_id": withdrawn.pk, "reason": "not needed"}]
@@ -257,7 +264,7 @@ def _deadline() -> object:
 def test_a_campaign_covers_sensitive_resources_with_the_right_reviewers(
     people: People, res: Resources, granted: dict[str, Grant]
 ) -> None:
-    campaign = svc.review_campaign_start(user=people.infosec, name="Q3 access review", deadline=_deadline())
+    campaign = review_campaign_start(actor=people.infosec, name="Q3 access review", deadline=_deadline())
     items = {i.grant_id: i for i in campaign.items.all()}
     assert set(items) == {granted[k].pk for k in ("confidential", "restricted", "owner_self", "model", "production",
                                                   "dev")}
@@ -267,7 +274,7 @@ def test_a_campaign_covers_sensitive_resources_with_the_right_reviewers(
     assert items[granted["owner_self"].pk].reviewer == people.infosec  # nobody certifies their own access
     [payload] = ledger("access.review_started")
     assert payload["campaign_id"] == campaign.pk and payload["items"] == 6 and payload["name"] == "Q3 access review"
-    restricted_only = svc.review_campaign_start(user=people.infosec, name="restricted", deadline=_deadline(),
+    restricted_only = review_campaign_start(actor=people.infosec, name="restricted", deadline=_deadline(),
                                                 levels=["restricted"])
     assert {i.grant_id for i in restricted_only.items.all()} == {
         granted["restricted"].pk, granted["owner_self"].pk, granted["dev"].pk
@@ -278,23 +285,23 @@ def test_only_infosec_starts_a_review_and_bad_input_writes_nothing(people: Peopl
     with writes_nothing():
         for who in (people.owner, people.auditor, people.outsider):
             with pytest.raises(NotPermitted):
-                svc.review_campaign_start(user=who, name="x", deadline=_deadline())
+                review_campaign_start(actor=who, name="x", deadline=_deadline())
         with pytest.raises(AccessError, match="future"):
-            svc.review_campaign_start(user=people.infosec, name="x", deadline=timezone.now())
+            review_campaign_start(actor=people.infosec, name="x", deadline=timezone.now())
         with pytest.raises(AccessError, match="levels"):
-            svc.review_campaign_start(user=people.infosec, name="x", deadline=_deadline(), levels=["secret"])
+            review_campaign_start(actor=people.infosec, name="x", deadline=_deadline(), levels=["secret"])
         with pytest.raises(AccessError, match="name is required"):
-            svc.review_campaign_start(user=people.infosec, name="", deadline=_deadline())
+            review_campaign_start(actor=people.infosec, name="", deadline=_deadline())
 
 
 def test_reviewers_certify_or_revoke_and_revocation_is_immediate(
     people: People, res: Resources, granted: dict[str, Grant]
 ) -> None:
-    campaign = svc.review_campaign_start(user=people.infosec, name="Q3", deadline=_deadline())
+    campaign = review_campaign_start(actor=people.infosec, name="Q3", deadline=_deadline())
     items = {i.grant_id: i for i in campaign.items.all()}
-    svc.review_item_decide(user=people.owner, item=items[granted["confidential"].pk], decision="certified",
+    review_item_decide(actor=people.owner, review_item=items[granted["confidential"].pk], decision="certified",
                            comment="still on the fraud team")
-    svc.review_item_decide(user=people.owner, item=items[granted["model"].pk], decision="revoked",
+    review_item_decide(actor=people.owner, review_item=items[granted["model"].pk], decision="revoked",
                            comment="moved to credit risk")
     assert check(people.requester, "read_data", res.confidential)
     assert not check(people.requester, "deploy_to", res.model, record_denial=False)
@@ -309,29 +316,29 @@ def test_reviewers_certify_or_revoke_and_revocation_is_immediate(
     assert revoked["reason"] == "revoked in access review Q3: moved to credit risk"
     with writes_nothing():
         with pytest.raises(InvalidState, match="already certified"):
-            svc.review_item_decide(user=people.owner, item=items[granted["confidential"].pk], decision="revoked")
+            review_item_decide(actor=people.owner, review_item=items[granted["confidential"].pk], decision="revoked")
         with pytest.raises(NotPermitted, match="reviewer or InfoSec"):
-            svc.review_item_decide(user=people.steward, item=items[granted["restricted"].pk], decision="certified")
+            review_item_decide(actor=people.steward, review_item=items[granted["restricted"].pk], decision="certified")
         with pytest.raises(NotPermitted, match="your own access"):  # the owner's own grant, even as InfoSec
             people.owner.groups.add(people.infosec.groups.get(name="infosec"))
             # roles are read once per user object (access.roles.role_names): a fresh one sees the new group
-            svc.review_item_decide(user=fresh(people.owner), item=items[granted["owner_self"].pk],
+            review_item_decide(actor=fresh(people.owner), review_item=items[granted["owner_self"].pk],
                                    decision="certified")
         with pytest.raises(AccessError, match="'certified' or 'revoked'"):
-            svc.review_item_decide(user=people.infosec, item=items[granted["dev"].pk], decision="maybe")
+            review_item_decide(actor=people.infosec, review_item=items[granted["dev"].pk], decision="maybe")
 
 
 def test_the_deadline_revokes_uncertified_grants(people: People, res: Resources, granted: dict[str, Grant]) -> None:
-    campaign = svc.review_campaign_start(user=people.infosec, name="Q3", deadline=_deadline())
+    campaign = review_campaign_start(actor=people.infosec, name="Q3", deadline=_deadline())
     items = {i.grant_id: i for i in campaign.items.all()}
-    svc.review_item_decide(user=people.owner, item=items[granted["confidential"].pk], decision="certified")
-    svc.review_item_decide(user=people.infosec, item=items[granted["dev"].pk], decision="revoked")
-    svc.grant_revoke(actor_user=people.infosec, grant=granted["restricted"], reason="left")  # ended meanwhile
+    review_item_decide(actor=people.owner, review_item=items[granted["confidential"].pk], decision="certified")
+    review_item_decide(actor=people.infosec, review_item=items[granted["dev"].pk], decision="revoked")
+    grant_revoke(actor=people.infosec, grant=granted["restricted"], reason="left")  # ended meanwhile
     # before the deadline: not due, nothing written
     with writes_nothing(), pytest.raises(InvalidState, match="not due"):
-        svc.review_campaign_close(campaign=campaign)
+        review_campaign_close(campaign=campaign)
     # when: at the deadline
-    closed = svc.review_campaign_close(campaign=campaign, now=campaign.deadline)
+    closed = review_campaign_close(campaign=campaign, now=campaign.deadline)
     # then: what nobody certified is revoked; the certified grant stays
     assert closed.state == "closed" and closed.closed_at == campaign.deadline
     assert check(people.requester, "read_data", res.confidential)
@@ -361,21 +368,21 @@ def test_the_deadline_revokes_uncertified_grants(people: People, res: Resources,
     assert guardian_drift() == []
     # closing twice is refused and writes nothing
     with writes_nothing(), pytest.raises(InvalidState, match="already closed"):
-        svc.review_campaign_close(campaign=campaign, now=campaign.deadline)
+        review_campaign_close(campaign=campaign, now=campaign.deadline)
 
 
 def test_decisions_after_the_deadline_are_refused(people: People, granted: dict[str, Grant]) -> None:
-    campaign = svc.review_campaign_start(user=people.infosec, name="Q3", deadline=_deadline())
+    campaign = review_campaign_start(actor=people.infosec, name="Q3", deadline=_deadline())
     ReviewCampaign.objects.filter(pk=campaign.pk).update(deadline=timezone.now() - timedelta(seconds=1))
     item = campaign.items.get(grant=granted["confidential"])
     with writes_nothing(), pytest.raises(InvalidState, match="deadline") as exc:
-        svc.review_item_decide(user=people.owner, item=item, decision="certified")
+        review_item_decide(actor=people.owner, review_item=item, decision="certified")
     assert exc.value.code == "deadline_passed"
 
 
 def test_the_close_task_closes_due_campaigns_once(people: People, res: Resources, granted: dict[str, Grant]) -> None:
-    due = svc.review_campaign_start(user=people.infosec, name="due", deadline=_deadline())
-    later = svc.review_campaign_start(user=people.infosec, name="later", deadline=_deadline())
+    due = review_campaign_start(actor=people.infosec, name="due", deadline=_deadline())
+    later = review_campaign_start(actor=people.infosec, name="later", deadline=_deadline())
     ReviewCampaign.objects.filter(pk=due.pk).update(deadline=timezone.now() - timedelta(minutes=1))
     assert close_due_reviews.delay().get() == 1
     assert close_due_reviews.delay().get() == 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from access import tokens
 from access.models import ApiToken
+from access.services import tokens
 from audit.models import PendingEntry
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +41,7 @@ def test_infosec_finds_no_token_action_in_the_admin(people, service_account):
 
 
 def test_tokens_are_listed_without_digest_and_not_revoked_from_the_admin(people, service_account):
-    issued = tokens.api_token_create(user=service_account.owner, service_account=service_account, name="ci",
+    issued = tokens.api_token_create(actor=service_account.owner, service_account=service_account, name="ci",
                                      scopes=["events:write"], expires_in_days=30)
     token = ApiToken.objects.get()
     client = _client(people.auditor)

@@ -11,9 +11,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from access import grants as svc
-from access import tokens
-from access.models import Lineage
+from access.services import tokens
+from access.services.access_requests import access_request_create
+from access.services.reviews import review_campaign_start
+from access.services.service_accounts import service_account_create
 from audit.checkpoints import checkpoint_create
 from audit.ledger import integrate
 from audit.models import Entry, LegalHold, PendingEntry, VerificationRun
@@ -22,6 +23,7 @@ from governance.models import (
     ComplianceViolation,
     Environment,
     FreezeWindow,
+    Lineage,
     ModelVersion,
     PromotionRequest,
 )
@@ -57,12 +59,12 @@ def world(cast: Cast, res: Resources) -> World:
     Lineage.objects.create(version=v1, dataset=res.pci, role="training", source="declared")
     grant(who.owner, who.requester, res.internal)
     grant(who.infosec, who.steward, res.pci)
-    svc.access_request_create(user=who.requester, resource=res.confidential, permission="read_data",
+    access_request_create(actor=who.requester, resource=res.confidential, permission="read_data",
                               duration_days=30, justification="features")
-    svc.review_campaign_start(user=who.infosec, name="Q3", deadline=timezone.now() + timedelta(days=14),
+    review_campaign_start(actor=who.infosec, name="Q3", deadline=timezone.now() + timedelta(days=14),
                               levels=("internal", "confidential", "restricted"))
-    account = svc.service_account_create(user=who.requester, name="fraud-pipeline", description="nightly")
-    tokens.api_token_create(user=who.requester, service_account=account, name="ci", scopes=["events:write"],
+    account = service_account_create(actor=who.requester, name="fraud-pipeline", description="nightly")
+    tokens.api_token_create(actor=who.requester, service_account=account, name="ci", scopes=["events:write"],
                             expires_in_days=30)
     LegalHold.objects.create(data_subject=f"user:{who.requester.pk}", reason="litigation", reference="CASE-1",
                              created_by=who.infosec, created_at=timezone.now())

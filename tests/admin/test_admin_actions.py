@@ -13,12 +13,13 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
 
-from access import grants as svc
-from access.models import AccessRequest, ApiToken, Dataset, Grant, ReviewItem
+from access.admin import DatasetAdmin, DatasetFieldAdmin
+from access.models import AccessRequest, ApiToken, Dataset, Grant, ReviewCampaign, ReviewItem, ServiceAccount
 from access.roles import AUDITOR, BREAK_GLASS, MODEL_OWNER
+from access.services.service_accounts import service_account_create
 from audit.ledger import integrate
 from audit.models import Entry, PendingEntry
-from governance.admin import DatasetAdmin, DatasetFieldAdmin, LineageAdmin, ModelVersionAdmin
+from governance.admin import LineageAdmin, ModelVersionAdmin
 from governance.models import BreakGlassReview, ComplianceViolation, Environment, PromotionRequest
 from tests.admin.helpers import Cast, World, client_for, everything
 
@@ -50,9 +51,9 @@ def _removed_actions(world: World) -> list[tuple[str, str, int, dict[str, Any]]]
          {"level": "public", "pii_categories": [], "reason": "declassify"}),
         ("access/grant", "revoke", _first(Grant), text),
         *[("access/accessrequest", name, _first(AccessRequest), text) for name in ("approve", "reject", "withdraw")],
-        ("access/reviewcampaign", "close", _first(svc.ReviewCampaign), {"sure": "on"}),
+        ("access/reviewcampaign", "close", _first(ReviewCampaign), {"sure": "on"}),
         *[("access/reviewitem", name, _first(ReviewItem), text) for name in ("certify", "revoke")],
-        ("access/serviceaccount", "issue_token", _first(svc.ServiceAccount),
+        ("access/serviceaccount", "issue_token", _first(ServiceAccount),
          {"name": "x", "scopes": ["events:write"], "expires_in_days": 30}),
         ("access/apitoken", "revoke", _first(ApiToken), text),
         ("audit/entry", "reveal_personal_data", _first(Entry), {"reason": "curious"}),
@@ -145,7 +146,7 @@ def test_infosec_cannot_change_their_own_roles(cast: Cast, world: World) -> None
 
 def test_infosec_cannot_give_their_own_service_account_a_role(cast: Cast, world: World) -> None:
     officer = cast.people.infosec
-    account = svc.service_account_create(user=officer, name="ines-bot", description="")
+    account = service_account_create(actor=officer, name="ines-bot", description="")
     before = everything()
     response = _role_action(client_for(officer), "add_role_break_glass", account.user, confirm="yes", reason="bot")
     assert "nobody changes their own roles" in response.content.decode()

@@ -101,9 +101,12 @@ def runtime_event(model: str, version: int, *, n: int = 0) -> dict[str, Any]:
 def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int = 20,
          checkpoint: bool = True) -> Seeded:
     """Seed an empty (migrated) database; ``pending`` staging promotions wait for ``approvers``."""
-    from access import grants as access_services
     from access.models import Dataset, DatasetField, ServiceAccount
-    from access.tokens import SCOPES, api_token_create
+    from access.services.access_requests import access_request_create
+    from access.services.grants import grant_create
+    from access.services.reviews import review_campaign_start
+    from access.services.service_accounts import service_account_create
+    from access.services.tokens import SCOPES, api_token_create
     from audit.ledger import integrate
     from audit.models import Entry
     from governance.models import Environment, ModelVersion, PromotionRequest, RegisteredModel
@@ -174,32 +177,32 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
     DatasetField.objects.get_or_create(dataset=datasets[2], name="email",
                                        defaults={"level": "confidential", "pii_categories": ["email"]})
 
-    account = ServiceAccount.objects.filter(name="pipeline").first() or access_services.service_account_create(
-        user=owner, name="pipeline", description="CI/CD and the serving platform")
+    account = ServiceAccount.objects.filter(name="pipeline").first() or service_account_create(
+        actor=owner, name="pipeline", description="CI/CD and the serving platform")
     now = timezone.now()
     grants = [
         # InfoSec grants the pipeline: its owner may not (a person's service accounts count as them)
-        access_services.grant_create(granted_by=people["infosec"], principal=account.user, resource=model,
+        grant_create(actor=people["infosec"], principal=account.user, resource=model,
                                      permission="view_metadata", expires_at=now + timedelta(days=30),
                                      justification="the pipeline reads the model it deploys"),
-        access_services.grant_create(granted_by=owner, principal=people["steward"], resource=datasets[1],
+        grant_create(actor=owner, principal=people["steward"], resource=datasets[1],
                                      permission="read_data", expires_at=now + timedelta(days=30),
                                      justification="quarterly data quality review"),
     ]
-    grants.append(access_services.grant_create(
-        granted_by=people["infosec"], principal=account.user, resource=datasets[2], permission="view_metadata",
+    grants.append(grant_create(
+        actor=people["infosec"], principal=account.user, resource=datasets[2], permission="view_metadata",
         expires_at=now + timedelta(days=30), justification="the pipeline checks the schema of its inputs"))
-    grants.append(access_services.grant_create(
-        granted_by=people["infosec"], principal=people["steward"], resource=datasets[2], permission="read_data",
+    grants.append(grant_create(
+        actor=people["infosec"], principal=people["steward"], resource=datasets[2], permission="read_data",
         expires_at=now + timedelta(days=30), justification="customer data quality review"))
-    campaign = access_services.review_campaign_start(user=people["infosec"], name="Q4 access review",
+    campaign = review_campaign_start(actor=people["infosec"], name="Q4 access review",
                                                      deadline=now + timedelta(days=14))
     item = campaign.items.order_by("pk").first()
     access_requests = [
-        access_services.access_request_create(user=owner, resource=datasets[2], permission="read_data",
+        access_request_create(actor=owner, resource=datasets[2], permission="read_data",
                                               duration_days=7, justification="retraining on Q3 customers"),
     ]
-    issued = api_token_create(user=owner, service_account=account, name="seed-all-scopes",
+    issued = api_token_create(actor=owner, service_account=account, name="seed-all-scopes",
                               scopes=sorted(SCOPES), expires_in_days=30)
 
     event_ids: list[str] = []

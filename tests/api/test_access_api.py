@@ -8,10 +8,13 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from access import grants as svc
 from access.checks import check
 from access.models import AccessRequest, Dataset, Grant, ReviewCampaign, ServiceAccount
 from access.selectors import access_requests_visible_to, datasets_visible_to, grants_visible_to
+from access.services.access_requests import access_request_create
+from access.services.grants import grant_revoke
+from access.services.reviews import review_campaign_start
+from access.services.service_accounts import service_account_create
 from audit.models import PendingEntry
 from tests.access.helpers import grant, noon_in, soon, writes_nothing
 from tests.api.helpers import problem_of
@@ -37,10 +40,10 @@ def test_datasets_visible_to_roles_owner_and_grantees(people: People, res: Resou
     # holds train_on on the public one, and the requester once had (now revoked) access to customers
     grant(people.owner, people.team, res.internal, "read_data")
     mona = make_user("mona", "model-owner")
-    sa = svc.service_account_create(user=mona, name="mona-bot")
+    sa = service_account_create(actor=mona, name="mona-bot")
     grant(people.owner, sa.user, res.public, "train_on")
     revoked = grant(people.infosec, people.requester, res.confidential, "read_data")
-    svc.grant_revoke(actor_user=people.infosec, grant=revoked, reason="no longer needed")
+    grant_revoke(actor=people.infosec, grant=revoked, reason="no longer needed")
     everything = set(Dataset.objects.values_list("name", flat=True))
     # then
     for who in (people.infosec, people.auditor, people.steward):
@@ -73,7 +76,7 @@ def test_grants_visible_to_owner_grantee_and_roles(people: People, res: Resource
     foreign = Dataset.objects.create(name="foreign", owner=other_owner, level="internal", effective_level="internal")
     to_team = grant(people.owner, people.team, res.internal, "read_data")
     to_outsider = grant(other_owner, people.outsider, foreign, "read_data")
-    sa = svc.service_account_create(user=people.requester, name="rita-bot")
+    sa = service_account_create(actor=people.requester, name="rita-bot")
     to_bot = grant(other_owner, sa.user, foreign, "train_on")
     on_model = grant(people.owner, people.outsider, res.model, "view_metadata")
     all_ids = {to_team.pk, to_outsider.pk, to_bot.pk, on_model.pk}
@@ -93,14 +96,14 @@ def test_grants_visible_to_owner_grantee_and_roles(people: People, res: Resource
 
 def test_access_requests_visible_to_requester_principal_owner_and_infosec(people: People, res: Resources) -> None:
     # given: rita asks for her service account; mona asks for herself
-    sa = svc.service_account_create(user=people.requester, name="rita-bot")
+    sa = service_account_create(actor=people.requester, name="rita-bot")
     mona = make_user("mona", "model-owner")
-    for_bot = svc.access_request_create(
-        user=people.requester, for_service_account=sa, resource=res.internal, permission="read_data",
+    for_bot = access_request_create(
+        actor=people.requester, for_service_account=sa, resource=res.internal, permission="read_data",
         duration_days=30, justification="training features",
     )
-    for_mona = svc.access_request_create(
-        user=mona, resource=res.model, permission="view_metadata", duration_days=30, justification="curious",
+    for_mona = access_request_create(
+        actor=mona, resource=res.model, permission="view_metadata", duration_days=30, justification="curious",
     )
 
     def ids(user: User) -> set[int]:
@@ -187,7 +190,7 @@ def test_grant_list_filters_visibility_and_bounded_queries(
     g1 = grant(people.owner, people.requester, res.internal, "read_data", days=3)
     g2 = grant(people.infosec, people.team, res.restricted, "read_data", days=20)
     g3 = grant(people.owner, people.outsider, res.model, "view_metadata", days=60)
-    svc.grant_revoke(actor_user=people.owner, grant=g3, reason="done")
+    grant_revoke(actor=people.owner, grant=g3, reason="done")
     for i in range(10):
         grant(people.owner, make_user(f"extra{i}"), res.public, "view_metadata", days=90)
     client = as_user(people.infosec)
@@ -270,7 +273,7 @@ def test_request_approve_and_the_grant_follows(people: People, res: Resources, a
 
 
 def test_a_request_for_a_service_account(people: People, res: Resources, as_user: UserClient) -> None:
-    svc.service_account_create(user=people.requester, name="rita-bot")
+    service_account_create(actor=people.requester, name="rita-bot")
     response = _ask(as_user(people.requester), service_account="rita-bot")
     assert response.status_code == 201, response.content
     assert response.json()["principal"] == "service:rita-bot"
@@ -304,7 +307,7 @@ def test_deciding_on_requests_is_for_the_right_people_only(
     people: People, res: Resources, as_user: UserClient, token_for: TokenClient,
 ) -> None:
     request_id = _ask(as_user(people.requester)).json()["id"]
-    bot = token_for(sorted(__import__("access.tokens").tokens.SCOPES))
+    bot = token_for(sorted(__import__("access.services.tokens").services.tokens.SCOPES))
     with writes_nothing():
         # self-approval
         response = as_user(people.requester).post(f"{REQUESTS}/{request_id}/approve", {"comment": "me"},
@@ -377,7 +380,7 @@ def test_a_review_through_the_api(people: People, res: Resources, as_user: UserC
     g_conf = grant(people.owner, people.requester, res.confidential)
     g_restricted = grant(people.infosec, people.requester, res.restricted, days=20)
     grant(people.owner, people.requester, res.public)  # public: not reviewed
-    bot = token_for(sorted(__import__("access.tokens").tokens.SCOPES))
+    bot = token_for(sorted(__import__("access.services.tokens").services.tokens.SCOPES))
     deadline = _soon_iso(14)
     # only InfoSec starts one, and no token
     with writes_nothing():
@@ -488,7 +491,7 @@ def test_review_list_and_detail_have_bounded_queries(
     for i in range(12):
         grant(people.owner, make_user(f"reader{i}"), res.confidential)
     for i in range(3):
-        svc.review_campaign_start(user=people.infosec, name=f"R{i}", deadline=soon(10))
+        review_campaign_start(actor=people.infosec, name=f"R{i}", deadline=soon(10))
     campaign_id = ReviewCampaign.objects.order_by("-id").values_list("pk", flat=True)[0]
     client = as_user(people.auditor)
     with django_assert_max_num_queries(6):

@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from access.models import Dataset, DatasetField, Lineage
+from access.models import Dataset, DatasetField
 from audit.models import PendingEntry
-from governance.models import ModelVersion
+from governance.models import Lineage, ModelVersion
 from tests.access.helpers import grant, writes_nothing
 from tests.api.helpers import problem_of
 from tests.catalog import Resources

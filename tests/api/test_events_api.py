@@ -373,9 +373,9 @@ def test_an_invisible_model_among_good_events_writes_nothing(people, writer, res
 
 
 def test_the_service_binds_a_service_account_and_checks_visibility_in_one_query(people, res):
-    from access.grants import service_account_create
+    from access.services.service_accounts import service_account_create
 
-    account = service_account_create(user=people.owner, name="serving")
+    account = service_account_create(actor=people.owner, name="serving")
     grant(people.infosec, account.user, res.model, "view_metadata")
     events = [drift(source=..., version=1 + i % 2) for i in range(50)]
     with CaptureQueriesContext(connection) as ctx:

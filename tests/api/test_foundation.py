@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from access.models import ApiToken
-from access.tokens import api_token_authenticate, api_token_revoke
+from access.services.tokens import api_token_authenticate, api_token_revoke
 from audit.models import PendingEntry
 from tests.api.helpers import problem_of
 
@@ -35,7 +35,7 @@ def test_expired_and_revoked_tokens_are_refused(token_for, people):
     assert api_token_authenticate(plaintext) is None
     ApiToken.objects.filter(pk=client.token.pk).update(expires_at=timezone.now() + timedelta(days=1))
     assert api_token_authenticate(plaintext) is not None
-    api_token_revoke(user=people.requester, token=client.token, reason="leaked in a CI log")  # the account's owner
+    api_token_revoke(actor=people.requester, token=client.token, reason="leaked in a CI log")  # the account's owner
     assert api_token_authenticate(plaintext) is None
 
 

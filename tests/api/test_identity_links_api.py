@@ -111,10 +111,10 @@ class TestTheAttacks:
         assert as_user(None).post(URL, body(people), format="json").status_code in (401, 403)
 
     def test_every_token_is_refused_even_an_infosec_owned_one(self, token_for, people):
-        from access.grants import service_account_create
+        from access.services.service_accounts import service_account_create
 
         made = link(people)
-        account = service_account_create(user=people.infosec, name="infosec-bot")
+        account = service_account_create(actor=people.infosec, name="infosec-bot")
         for client in (token_for(["promotions:read", "promotions:write", "access:read", "access:write", "models:read"]),
                        token_for(["access:read"], account=account)):
             before = written()

@@ -56,14 +56,14 @@ class TestModelsVisibleTo:
         assert names(selectors.models_visible_to(service_account.user)) == {"fraud-detector"}
 
     def test_expired_or_revoked_grant_does_not(self, people: People, res: Resources) -> None:
-        from access.grants import grant_revoke
+        from access.services.grants import grant_revoke
 
         g = grant(people.owner, people.outsider, res.model, "view_metadata")
         Grant.objects.filter(pk=g.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
         assert names(selectors.models_visible_to(people.outsider)) == set()
         g2 = grant(people.owner, people.outsider, res.model, "deploy_to")
         assert names(selectors.models_visible_to(people.outsider)) == {"fraud-detector"}
-        grant_revoke(actor_user=people.owner, grant=g2, reason="no longer needed")
+        grant_revoke(actor=people.owner, grant=g2, reason="no longer needed")
         assert names(selectors.models_visible_to(people.outsider)) == set()
 
     def test_grant_on_another_resource_type_with_same_id_does_not(self, people: People, res: Resources) -> None:
@@ -191,8 +191,8 @@ class TestModelDetail:
         assert [v["version"] for v in body["results"]][:3] == [19, 18, 17]
 
     def test_version_detail_with_lineage(self, as_user, people: People, gov: Gov, res: Resources) -> None:
-        from access.catalog import lineage_link
         from audit.ledger import Actor
+        from governance.lineage import lineage_link
 
         lineage_link(actor=Actor.user(people.owner), version=gov.v1, dataset=res.confidential, role="training")
         body = as_user(people.auditor).get("/api/v1/models/fraud-detector/versions/1").json()

@@ -14,7 +14,8 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from access import grants as svc
+from access.services.access_requests import access_request_create
+from access.services.service_accounts import service_account_create
 from tests.access.helpers import grant, writes_nothing
 from tests.api.helpers import problem_of
 from tests.catalog import Resources
@@ -30,11 +31,11 @@ REQUESTS = "/api/v1/access-requests"
 @pytest.fixture
 def hidden(people: People, res: Resources) -> None:
     """Rows the outsider may not see, on every name the probes use."""
-    bot = svc.service_account_create(user=people.requester, name="rita-bot")
+    bot = service_account_create(actor=people.requester, name="rita-bot")
     grant(people.owner, people.requester, res.confidential, "read_data")
     grant(people.infosec, people.team, res.restricted, "read_data")
     grant(people.owner, bot.user, res.internal, "train_on")
-    svc.access_request_create(user=people.requester, resource=res.confidential, permission="train_on",
+    access_request_create(actor=people.requester, resource=res.confidential, permission="train_on",
                               duration_days=30, justification="churn model features")
 
 

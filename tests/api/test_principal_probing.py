@@ -19,8 +19,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from access import grants as svc
 from access.models import ServiceAccount
+from access.services.service_accounts import service_account_create
 from audit.models import PendingEntry
 from tests.access.helpers import grant, soon, writes_nothing
 from tests.api.helpers import problem_of
@@ -48,7 +48,7 @@ def _answer(client: APIClient, url: str, body: dict[str, Any]) -> tuple[int, Any
 def hidden(people: People, res: Resources) -> None:
     """rita, her bot and her team exist and hold grants the outsider may not see; the outsider may see
     the datasets ``customers`` (confidential) and ``payments-internal`` through a grant of their own."""
-    bot = svc.service_account_create(user=people.requester, name="rita-bot")
+    bot = service_account_create(actor=people.requester, name="rita-bot")
     grant(people.owner, people.requester, res.confidential, "read_data")
     grant(people.owner, bot.user, res.confidential, "read_data")
     grant(people.owner, people.team, res.confidential, "read_data")
@@ -128,7 +128,7 @@ def test_an_owner_gets_one_400_for_unknown_closed_and_disabled_principals(
     people: People, res: Resources, as_user: UserClient,
 ) -> None:
     make_user("gone").__class__.objects.filter(username="gone").update(is_active=False)
-    old_bot = svc.service_account_create(user=people.requester, name="old-bot")
+    old_bot = service_account_create(actor=people.requester, name="old-bot")
     ServiceAccount.objects.filter(pk=old_bot.pk).update(disabled_at=timezone.now())
     client = as_user(people.owner)
     with writes_nothing():

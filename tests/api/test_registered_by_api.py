@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from access.grants import service_account_create
 from access.models import ServiceAccount
+from access.services.service_accounts import service_account_create
 from audit.models import Entry, PendingEntry
 from governance.models import ModelVersion
 from tests.access.helpers import grant
@@ -39,7 +39,7 @@ def v1(res: Resources) -> ModelVersion:
 
 @pytest.fixture
 def pipeline(people: People, res: Resources) -> ServiceAccount:
-    account = service_account_create(user=people.owner, name="pipeline")
+    account = service_account_create(actor=people.owner, name="pipeline")
     grant(people.infosec, account.user, res.model, "view_metadata")
     return account
 
@@ -67,7 +67,7 @@ def test_a_later_report_by_another_account_is_a_409_and_writes_nothing(
 ) -> None:
     assert token_for(["promotions:write"], account=pipeline).post(URL, {"run_id": v1.run_id},
                                                                    format="json").status_code == 200
-    squatter = service_account_create(user=people.infosec, name="squatter")
+    squatter = service_account_create(actor=people.infosec, name="squatter")
     grant(people.infosec2, squatter.user, res.model, "view_metadata")
     client = token_for(["promotions:write"], account=squatter)
     before = _written()
@@ -104,7 +104,7 @@ def test_refused_reports_write_nothing(
     elif case == "read-scope":
         client = token_for(["models:read"], account=pipeline)
     elif case == "invisible":
-        client = token_for(["promotions:write"], account=service_account_create(user=people.infosec, name="blind"))
+        client = token_for(["promotions:write"], account=service_account_create(actor=people.infosec, name="blind"))
     elif case == "wrong-run":
         body = {"run_id": "f" * 32}
     elif case == "no-run":

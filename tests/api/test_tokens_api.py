@@ -24,9 +24,9 @@ BASE = "/api/v1/service-accounts"
 
 @pytest.fixture
 def account(people: People) -> ServiceAccount:
-    from access.grants import service_account_create
+    from access.services.service_accounts import service_account_create
 
-    return service_account_create(user=people.requester, name="fraud-pipeline", description="nightly training")
+    return service_account_create(actor=people.requester, name="fraud-pipeline", description="nightly training")
 
 
 def _issue(client: APIClient, account: str = "fraud-pipeline", **body: Any) -> Any:
@@ -71,7 +71,7 @@ def test_people_without_the_role_and_tokens_cannot_create_service_accounts(
     with writes_nothing():
         assert as_user(people.outsider).post(BASE, {"name": "x"}, format="json").status_code == 403
         assert as_user(people.auditor).post(BASE, {"name": "x"}, format="json").status_code == 403
-    client = token_for(list(__import__("access.tokens").tokens.SCOPES))  # every scope there is
+    client = token_for(list(__import__("access.services.tokens").services.tokens.SCOPES))  # every scope there is
     before = ServiceAccount.objects.count()
     response = client.post(BASE, {"name": "x"}, format="json")
     assert response.status_code == 403
@@ -168,7 +168,7 @@ def test_bad_token_input_is_a_400_and_writes_nothing(
 def test_no_token_may_list_mint_or_revoke_tokens(
     people: People, token_for: TokenClient, as_user: UserClient,
 ) -> None:
-    from access import tokens
+    from access.services import tokens
 
     client = token_for(sorted(tokens.SCOPES))  # account "pipeline" owned by rita, every scope
     before = ApiToken.objects.count()
@@ -209,9 +209,9 @@ def test_revoking_needs_a_reason_and_the_right_account(
     people: People, account: ServiceAccount, as_user: UserClient,
 ) -> None:
     issued = _issue(as_user(people.requester)).json()
-    from access.grants import service_account_create
+    from access.services.service_accounts import service_account_create
 
-    service_account_create(user=people.requester, name="other")
+    service_account_create(actor=people.requester, name="other")
     with writes_nothing():
         assert as_user(people.requester).post(f"{BASE}/fraud-pipeline/tokens/{issued['id']}/revoke", {},
                                               format="json").status_code == 400
@@ -228,15 +228,15 @@ def test_revoking_needs_a_reason_and_the_right_account(
 def test_token_and_account_lists_have_bounded_queries(
     people: People, account: ServiceAccount, as_user: UserClient, django_assert_max_num_queries: Any,
 ) -> None:
-    from access.grants import service_account_create
-    from access.tokens import api_token_create, api_token_revoke
+    from access.services.service_accounts import service_account_create
+    from access.services.tokens import api_token_create, api_token_revoke
 
     for i in range(8):
-        issued = api_token_create(user=people.requester, service_account=account, name=f"t{i}",
+        issued = api_token_create(actor=people.requester, service_account=account, name=f"t{i}",
                                   scopes=["access:check"])
         if i % 2:
-            api_token_revoke(user=people.requester, token=issued.token, reason="rotated")
-        service_account_create(user=people.requester, name=f"bot-{i}")
+            api_token_revoke(actor=people.requester, token=issued.token, reason="rotated")
+        service_account_create(actor=people.requester, name=f"bot-{i}")
     client = as_user(people.requester)
     with django_assert_max_num_queries(8):
         response = client.get(f"{BASE}/fraud-pipeline/tokens")

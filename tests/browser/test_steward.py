@@ -1,6 +1,6 @@
 """A data steward who owns a dataset revokes a grant on it in a real browser.
 
-Who may revoke (``access.grants._may_revoke``): InfoSec, the resource's owner, or the granter;
+Who may revoke (``access.services.grants._may_revoke``): InfoSec, the resource's owner, or the granter;
 here the steward is the dataset's owner and the granter.
 """
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from access import grants as svc
 from access.models import Dataset, DatasetField, Grant
+from access.services.grants import grant_create
 from tests.access.helpers import ledger, soon
 from tests.browser.helpers import login, shot
 from tests.personas import make_user
@@ -27,7 +27,7 @@ def test_a_steward_revokes_a_grant(live_url: str, page: Any) -> None:
     DatasetField.objects.create(dataset=dataset, name="customer_email", level="confidential",
                                 pii_categories=["email"])
     DatasetField.objects.create(dataset=dataset, name="pan_token", level="internal")
-    g = svc.grant_create(granted_by=steward, principal=rita, resource=dataset, permission="read_data",
+    g = grant_create(actor=steward, principal=rita, resource=dataset, permission="read_data",
                          expires_at=soon(30), justification="features for the Q3 fraud model")
     # when
     login(page, live_url, "sam")

@@ -17,8 +17,8 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
-from access.models import Dataset, DatasetField, Lineage, ReviewCampaign
-from governance.models import ModelVersion
+from access.models import Dataset, DatasetField, ReviewCampaign
+from governance.models import Lineage, ModelVersion
 from tests.access.helpers import grant, ledger, snapshot
 from tests.catalog import Resources
 from tests.console.helpers import client_for, messages_of

@@ -17,8 +17,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from access import grants as svc
 from access.models import AccessRequest, Dataset, Grant, ReviewCampaign, ReviewItem
+from access.services.access_requests import access_request_create
+from access.services.grants import grant_revoke
+from access.services.reviews import review_campaign_start
 from tests.access.helpers import grant, ledger, writes_nothing
 from tests.catalog import Resources
 from tests.console.helpers import client_for, messages_of
@@ -90,7 +92,7 @@ def test_the_grants_list_filters_by_principal_resource_expiry_and_status(people:
     soon = grant(people.owner, people.requester, res.internal, days=3)
     later = grant(people.owner, people.auditor, res.public, days=60)
     gone = grant(people.owner, people.requester, res.confidential)
-    svc.grant_revoke(actor_user=people.owner, grant=gone, reason="left the team")
+    grant_revoke(actor=people.owner, grant=gone, reason="left the team")
     client = client_for(people.infosec)
 
     def ids(**params: str) -> list[int]:
@@ -225,7 +227,7 @@ def test_csrf_is_enforced_on_revoke(people: People, res: Resources) -> None:
 
 @pytest.fixture
 def asked(people: People, res: Resources) -> AccessRequest:
-    return svc.access_request_create(user=people.requester, resource=res.internal, permission="read_data",
+    return access_request_create(actor=people.requester, resource=res.internal, permission="read_data",
                                      duration_days=30, justification="features for the Q3 model")
 
 
@@ -276,7 +278,7 @@ def test_an_outsider_gets_a_404_on_a_request(people: People, asked: AccessReques
 @pytest.fixture
 def campaign(people: People, res: Resources) -> ReviewCampaign:
     grant(people.owner, people.requester, res.confidential)
-    return svc.review_campaign_start(user=people.infosec, name="Q3 review", deadline=timezone.now() + timedelta(days=7))
+    return review_campaign_start(actor=people.infosec, name="Q3 review", deadline=timezone.now() + timedelta(days=7))
 
 
 def test_the_reviewer_certifies_with_a_comment(people: People, campaign: ReviewCampaign) -> None:
@@ -330,9 +332,9 @@ def test_the_requests_page_has_a_bounded_number_of_queries(
     def ask(n: int) -> None:
         for i in range(n):
             d = Dataset.objects.create(name=f"ask-{n}-{i}", owner=people.owner)
-            svc.access_request_create(user=people.requester, resource=d, permission="read_data", duration_days=10,
+            access_request_create(actor=people.requester, resource=d, permission="read_data", duration_days=10,
                                       justification="features")
-            svc.access_request_create(user=people.auditor, resource=d, permission="view_metadata",
+            access_request_create(actor=people.auditor, resource=d, permission="view_metadata",
                                       duration_days=10, justification="audit sample")
 
     client = client_for(people.owner)
@@ -351,7 +353,7 @@ def test_the_review_page_has_a_bounded_number_of_queries(
         d = Dataset.objects.create(name=f"conf-{i}", owner=people.owner, level="confidential",
                                    effective_level="confidential")
         grant(people.owner, people.requester, d)
-    campaign = svc.review_campaign_start(user=people.infosec, name="big", deadline=timezone.now() + timedelta(days=7))
+    campaign = review_campaign_start(actor=people.infosec, name="big", deadline=timezone.now() + timedelta(days=7))
     client = client_for(people.owner)
     with django_assert_max_num_queries(10):
         page = client.get(reverse("console-review", args=[campaign.pk]))
@@ -363,11 +365,11 @@ def test_the_reviews_list_has_a_bounded_number_of_queries(
 ) -> None:
     grant(people.owner, people.requester, res.confidential)
     client = client_for(people.infosec)
-    svc.review_campaign_start(user=people.infosec, name="first", deadline=timezone.now() + timedelta(days=7))
+    review_campaign_start(actor=people.infosec, name="first", deadline=timezone.now() + timedelta(days=7))
     with django_assert_max_num_queries(8):
         client.get(reverse("console-reviews"))
     for i in range(12):
-        svc.review_campaign_start(user=people.infosec, name=f"r{i}", deadline=timezone.now() + timedelta(days=7))
+        review_campaign_start(actor=people.infosec, name=f"r{i}", deadline=timezone.now() + timedelta(days=7))
     with django_assert_max_num_queries(8):
         assert len(client.get(reverse("console-reviews")).context["page"].object_list) == 13
 

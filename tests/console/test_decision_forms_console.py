@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from access import grants as access_grants
 from access.models import ServiceAccount
+from access.services.grants import grant_create
 from governance.models import Environment, ModelVersion, PromotionRequest, RegisteredModel
 from governance.services import promotions
 from tests.console.helpers import client_for
@@ -43,7 +43,7 @@ def _forms(response: Any, request: PromotionRequest) -> list[str]:
 
 
 def _grant_approve(people: People, principal: User, resource: Any) -> None:
-    access_grants.grant_create(granted_by=people.infosec, principal=principal, resource=resource,
+    grant_create(actor=people.infosec, principal=principal, resource=resource,
                                permission="approve_promotion", expires_at=timezone.now() + timedelta(days=30),
                                justification="named validators for this model")
 

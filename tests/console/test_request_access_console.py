@@ -15,8 +15,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from access import grants as svc
 from access.models import AccessRequest, Dataset, ServiceAccount
+from access.services.access_requests import access_request_create
+from access.services.service_accounts import service_account_create
 from audit.models import PendingEntry
 from tests.access.helpers import grant, ledger, writes_nothing
 from tests.catalog import Resources
@@ -216,7 +217,7 @@ def test_the_form_appears_only_for_people_with_a_role(people: People, who: str, 
 def test_the_form_offers_the_permissions_of_each_kind_and_the_users_service_accounts(
     people: People, service_account: ServiceAccount
 ) -> None:
-    other = svc.service_account_create(user=people.owner, name="olgas-bot", description="x")
+    other = service_account_create(actor=people.owner, name="olgas-bot", description="x")
     page = client_for(people.requester).get(PAGE)
     assert page.context["request_kinds"] == [
         ("dataset", "dataset", ("view_metadata", "read_data", "train_on")),
@@ -278,7 +279,7 @@ def test_the_requests_page_with_the_form_has_a_bounded_number_of_queries(
     def make(n: int) -> None:
         for i in range(n):
             d = Dataset.objects.create(name=f"many-{n}-{i}", owner=people.owner)
-            svc.access_request_create(user=people.requester, resource=d, permission="read_data", duration_days=10,
+            access_request_create(actor=people.requester, resource=d, permission="read_data", duration_days=10,
                                       justification="features")
 
     client = client_for(people.requester)

@@ -2,7 +2,7 @@
 
 Personas come from tests/personas.py: rita (model-owner) owns the ``fraud-pipeline`` account,
 olga is another model owner, ines InfoSec, audrey an auditor, sam a data steward, otto an outsider.
-What is under test goes through the pages; ``access.grants`` and ``access.tokens`` decide, and a
+What is under test goes through the pages; ``access.services.grants`` and ``access.services.tokens`` decide, and a
 refusal is a message (or a 404 page) with nothing written. The token's plaintext must appear on the
 page answering the POST that issued it, and nowhere else.
 """
@@ -25,8 +25,8 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from access import tokens
 from access.models import ApiToken, ServiceAccount
+from access.services import tokens
 from audit.models import Entry, PendingEntry
 from tests.access.helpers import ledger, snapshot
 from tests.console.helpers import client_for, messages_of
@@ -73,7 +73,7 @@ def nothing_written() -> Iterator[None]:
 
 def issue(user: User, account: ServiceAccount, **kwargs: Any) -> tokens.IssuedToken:
     """Setup: a token issued through the service (as the owner would)."""
-    return tokens.api_token_create(user=user, service_account=account, name=kwargs.pop("name", "ci"),
+    return tokens.api_token_create(actor=user, service_account=account, name=kwargs.pop("name", "ci"),
                                    scopes=kwargs.pop("scopes", ["access:check"]), **kwargs)
 
 
@@ -164,7 +164,7 @@ def test_the_list_shows_owner_description_active_tokens_and_last_use(people: Peo
     live = issue(people.requester, service_account).token
     issue(people.requester, service_account, name="second")
     gone = issue(people.requester, service_account, name="old").token
-    tokens.api_token_revoke(user=people.requester, token=gone, reason="rotated")
+    tokens.api_token_revoke(actor=people.requester, token=gone, reason="rotated")
     expired = issue(people.requester, service_account, name="expired").token
     ApiToken.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(days=1))
     used = timezone.now().replace(year=2031, month=1, day=2, hour=3, minute=4)
@@ -182,7 +182,7 @@ def test_the_list_shows_owner_description_active_tokens_and_last_use(people: Peo
 def test_the_account_page_lists_tokens_with_their_revocation(people: People, service_account: ServiceAccount) -> None:
     # given
     token = issue(people.requester, service_account, scopes=["ledger:read", "events:write"]).token
-    tokens.api_token_revoke(user=people.infosec, token=token, reason="leaked in a CI log")
+    tokens.api_token_revoke(actor=people.infosec, token=token, reason="leaked in a CI log")
     # when
     response = client_for(people.requester).get(detail_url())
     # then
@@ -235,16 +235,16 @@ def test_revoking_without_a_reason_is_refused(people: People, service_account: S
 
 def test_revoking_a_revoked_token_is_refused(people: People, service_account: ServiceAccount) -> None:
     token = issue(people.requester, service_account).token
-    tokens.api_token_revoke(user=people.requester, token=token, reason="rotated")
+    tokens.api_token_revoke(actor=people.requester, token=token, reason="rotated")
     with nothing_written():
         response = client_for(people.infosec).post(revoke_url(token), {"reason": "again"}, follow=True)
     assert messages_of(response) == ["the token is already revoked"]
 
 
 def test_a_token_of_another_account_is_a_404(people: People, service_account: ServiceAccount) -> None:
-    from access.grants import service_account_create
+    from access.services.service_accounts import service_account_create
 
-    other = service_account_create(user=people.requester, name="serving", description="")
+    other = service_account_create(actor=people.requester, name="serving", description="")
     token = issue(people.requester, other).token
     url = reverse("console-token-revoke", args=["fraud-pipeline", token.pk])
     with nothing_written():
@@ -420,13 +420,13 @@ def _queries(client: Client, url: str) -> int:
 
 def test_the_list_costs_the_same_with_more_accounts_and_tokens(people: People,
                                                                 service_account: ServiceAccount) -> None:
-    from access.grants import service_account_create
+    from access.services.service_accounts import service_account_create
 
     client = client_for(people.infosec)
     issue(people.requester, service_account)
     few = _queries(client, LIST)
     for i in range(6):
-        account = service_account_create(user=people.owner, name=f"pipeline-{i}", description=f"job {i}")
+        account = service_account_create(actor=people.owner, name=f"pipeline-{i}", description=f"job {i}")
         for _ in range(3):
             issue(people.owner, account)
     assert _queries(client_for(people.infosec), LIST) == few
@@ -440,6 +440,6 @@ def test_the_account_page_costs_the_same_with_more_tokens(people: People, servic
     for i in range(8):
         token = issue(people.requester, service_account, name=f"t{i}").token
         if i % 2:
-            tokens.api_token_revoke(user=owner, token=token, reason="rotated")
+            tokens.api_token_revoke(actor=owner, token=token, reason="rotated")
     assert _queries(client_for(people.requester), detail_url()) == few
     assert few <= 8

@@ -70,8 +70,8 @@ def test_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(db: None, exp
 @pytest.fixture
 def report_data(story: dict) -> dict:
     """Datasets and lineage behind v7, an access grant on the model, and an entry carrying personal data."""
-    from access.models import Dataset, Grant, Lineage
-    from governance.models import ModelVersion
+    from access.models import Dataset, Grant
+    from governance.models import Lineage, ModelVersion
 
     people = story["people"]
     v7 = ModelVersion.objects.get(model=story["model"], version=7)

@@ -122,13 +122,13 @@ def catalogued(name: str = "card-transactions", level: str = "internal") -> Any:
 
     Versions take their classification from the catalog only: an uncatalogued input makes it unknown.
     """
-    from access import catalog
     from access.models import Dataset
+    from access.services.datasets import dataset_classify, dataset_create
 
     found = Dataset.objects.filter(name=name).first()
     if found is not None:
         return found
     steward = User.objects.filter(username="dora").first() or user("dora", "data-steward")
-    dataset = catalog.dataset_create(user=steward, name=name, owner=steward, source_uri="s3://datasets/")
-    return catalog.dataset_classify(user=steward, dataset=dataset, level=level, pii_categories=[],
+    dataset = dataset_create(actor=steward, name=name, owner=steward, source_uri="s3://datasets/")
+    return dataset_classify(actor=steward, dataset=dataset, level=level, pii_categories=[],
                                     reason="catalogued for the tests")

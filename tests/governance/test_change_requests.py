@@ -60,9 +60,9 @@ def propose_policy(user: User, environment: Environment, rules: Any, **kw: Any) 
 
 def infosec_bot(owner: User) -> User:
     """A service account of ``owner``, itself in InfoSec (the strongest form of the attack)."""
-    from access.grants import service_account_create
+    from access.services.service_accounts import service_account_create
 
-    account = service_account_create(user=owner, name=f"{owner.username}-bot")
+    account = service_account_create(actor=owner, name=f"{owner.username}-bot")
     account.user.groups.add(Group.objects.get(name=roles.INFOSEC))
     return User.objects.get(pk=account.user_id)
 

@@ -12,7 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from access import roles
-from access.grants import service_account_create
+from access.services.service_accounts import service_account_create
 from audit.models import Entry, PendingEntry
 from governance import selectors
 from governance.errors import GovernanceError, InvalidState, NotPermitted
@@ -148,7 +148,7 @@ def test_taking_or_misassigning_ownership_is_refused_and_writes_nothing(
     registered_models.model_owner_set(actor=people.model_risk, model=model, owner=owner, reason="handed to adam")
     registered_models.model_owner_set(actor=owner, model=model, owner=people.model_risk2, reason="handed on")
     targets: dict[str, Any] = {
-        "service": service_account_create(user=people.requester, name="olivia-bot").user,
+        "service": service_account_create(actor=people.requester, name="olivia-bot").user,
         "inactive": user("gone-user"),
     }
     User.objects.filter(username="gone-user").update(is_active=False)
@@ -353,8 +353,8 @@ def test_a_policy_option_must_be_a_boolean() -> None:
 
 def test_a_registrant_report_needs_a_service_account_and_the_version_s_run(db: None, people: People) -> None:
     version = ModelVersionFactory(model=RegisteredModelFactory(name=NAME), version=1)
-    bot = service_account_create(user=people.requester, name="olivia-pipeline").user
-    other = service_account_create(user=people.infosec, name="ines-pipeline").user
+    bot = service_account_create(actor=people.requester, name="olivia-pipeline").user
+    other = service_account_create(actor=people.infosec, name="ines-pipeline").user
     before = _written()
 
     for call, code in [

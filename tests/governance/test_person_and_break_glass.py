@@ -16,10 +16,10 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import override_settings
 
-from access import grants as access_grants
 from access import roles
-from access.models import ServiceAccount
+from access.models import Grant, ServiceAccount
 from access.principals import account_ids, person_id, person_ids, same_person
+from access.services.grants import grant_create, grant_revoke
 from audit.models import Entry, PendingEntry
 from governance import selectors
 from governance.errors import GovernanceError, InvalidState, NotPermitted
@@ -163,8 +163,8 @@ def test_one_person_approves_once_whatever_accounts_they_hold(
 
 
 def _grant_approve(people: People, principal: User | Group, resource: Any) -> None:
-    access_grants.grant_create(
-        granted_by=people.infosec, principal=principal, resource=resource, permission="approve_promotion",
+    grant_create(
+        actor=people.infosec, principal=principal, resource=resource, permission="approve_promotion",
         expires_at=_days(30), justification="named validators for this model",
     )
 
@@ -227,8 +227,8 @@ def test_a_revoked_approve_promotion_grant_lifts_the_restriction(
     in_dev: ModelVersion, envs: Envs, people: People
 ) -> None:
     _grant_approve(people, people.approver2, in_dev.model)
-    grant = access_grants.Grant.objects.get(permission="approve_promotion")
-    access_grants.grant_revoke(actor_user=people.infosec, grant=grant, reason="validators rotated")
+    grant = Grant.objects.get(permission="approve_promotion")
+    grant_revoke(actor=people.infosec, grant=grant, reason="validators rotated")
     request = ask(people, in_dev, envs["staging"])
     assert approve(people.approver, request).state == State.APPROVED
 

@@ -16,7 +16,7 @@ import pytest
 from django.db import connection, transaction
 
 from access.roles import AUDITOR, INFOSEC
-from access.services import user_role_add
+from access.services.roles import user_role_add
 from audit import ledger
 from audit.canonical import ZERO_HASH
 from audit.checkpoints import checkpoint_create
@@ -301,7 +301,7 @@ def test_concurrent_adds_of_one_role_record_one_entry() -> None:
 
     def add_a() -> bool:
         with transaction.atomic():
-            changed = user_role_add(user=admin_a, target=user, role=AUDITOR, reason="SEC-1")
+            changed = user_role_add(actor=admin_a, target=user, role=AUDITOR, reason="SEC-1")
             added.set()
             assert release.wait(10)
         return changed
@@ -309,7 +309,7 @@ def test_concurrent_adds_of_one_role_record_one_entry() -> None:
     def add_b() -> bool:
         b_pid.append(backend_pid())
         assert added.wait(10)
-        return user_role_add(user=admin_b, target=user, role=AUDITOR, reason="SEC-1")
+        return user_role_add(actor=admin_b, target=user, role=AUDITOR, reason="SEC-1")
 
     a, b = Worker(add_a), Worker(add_b)
     a.start()

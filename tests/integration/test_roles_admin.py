@@ -6,8 +6,9 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
 from django.test import Client
 
+from access.errors import ServiceError
 from access.roles import AUDITOR, INFOSEC, MODEL_OWNER
-from access.services import ServiceError, user_role_add, user_role_add_by_system, user_role_remove
+from access.services.roles import user_role_add, user_role_add_by_system, user_role_remove
 from audit import ledger
 from audit.checkpoints import checkpoint_create
 from audit.models import Entry, PendingEntry
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.django_db
 def test_role_add_records_who_gave_which_role_to_whom() -> None:
     admin, user = UserFactory(roles=[INFOSEC]), UserFactory()
 
-    changed = user_role_add(user=admin, target=user, role=AUDITOR, reason="quarterly audit")
+    changed = user_role_add(actor=admin, target=user, role=AUDITOR, reason="quarterly audit")
 
     assert changed is True
     assert list(user.groups.values_list("name", flat=True)) == [AUDITOR]
@@ -44,10 +45,10 @@ def test_role_add_without_reason_leaves_it_out() -> None:
 
 def test_adding_a_role_again_records_nothing() -> None:
     admin, user = UserFactory(roles=[INFOSEC]), UserFactory()
-    user_role_add(user=admin, target=user, role=AUDITOR, reason="SEC-1")
+    user_role_add(actor=admin, target=user, role=AUDITOR, reason="SEC-1")
     ledger.integrate()
 
-    assert user_role_add(user=admin, target=user, role=AUDITOR, reason="SEC-1") is False
+    assert user_role_add(actor=admin, target=user, role=AUDITOR, reason="SEC-1") is False
 
     assert PendingEntry.objects.count() == 0
     assert ledger.integrate() == 0
@@ -58,9 +59,9 @@ def test_unknown_role_is_refused_and_nothing_written() -> None:
     admin, user = UserFactory(roles=[INFOSEC]), UserFactory()
 
     with pytest.raises(ServiceError, match="unknown role 'root'"):
-        user_role_add(user=admin, target=user, role="root", reason="SEC-1")
+        user_role_add(actor=admin, target=user, role="root", reason="SEC-1")
     with pytest.raises(ServiceError):
-        user_role_remove(user=admin, target=user, role="root", reason="SEC-1")
+        user_role_remove(actor=admin, target=user, role="root", reason="SEC-1")
 
     assert not user.groups.exists()
     assert PendingEntry.objects.count() == 0 and Entry.objects.count() == 0
@@ -70,9 +71,9 @@ def test_role_remove_records_and_is_idempotent() -> None:
     admin = UserFactory(roles=[INFOSEC])
     user = UserFactory(roles=[AUDITOR])
 
-    assert user_role_remove(user=admin, target=user, role=AUDITOR, reason="SEC-1") is True
-    assert user_role_remove(user=admin, target=user, role=AUDITOR, reason="SEC-1") is False
-    assert user_role_remove(user=admin, target=user, role=INFOSEC, reason="SEC-1") is False
+    assert user_role_remove(actor=admin, target=user, role=AUDITOR, reason="SEC-1") is True
+    assert user_role_remove(actor=admin, target=user, role=AUDITOR, reason="SEC-1") is False
+    assert user_role_remove(actor=admin, target=user, role=INFOSEC, reason="SEC-1") is False
 
     assert not user.groups.exists()
     ledger.integrate()
@@ -83,9 +84,9 @@ def test_role_remove_records_and_is_idempotent() -> None:
 
 def test_a_users_role_history_is_chained_by_subject() -> None:
     admin, user = UserFactory(roles=[INFOSEC]), UserFactory()
-    user_role_add(user=admin, target=user, role=AUDITOR, reason="SEC-1")
-    user_role_add(user=admin, target=UserFactory(), role=AUDITOR, reason="SEC-1")
-    user_role_remove(user=admin, target=user, role=AUDITOR, reason="SEC-1")
+    user_role_add(actor=admin, target=user, role=AUDITOR, reason="SEC-1")
+    user_role_add(actor=admin, target=UserFactory(), role=AUDITOR, reason="SEC-1")
+    user_role_remove(actor=admin, target=user, role=AUDITOR, reason="SEC-1")
     ledger.integrate()
 
     history = list(Entry.objects.filter(subject_type="user", subject_id=str(user.pk)).order_by("seq"))

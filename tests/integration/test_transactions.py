@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group
 from django.db import connection, transaction
 
 from access.roles import AUDITOR, INFOSEC
-from access.services import user_role_add
+from access.services.roles import user_role_add
 from audit import ledger
 from audit.ledger import Actor
 from audit.models import Entry, PendingEntry
@@ -46,7 +46,7 @@ def test_role_change_and_its_entry_roll_back_together() -> None:
     admin = UserFactory(roles=[INFOSEC])
 
     with pytest.raises(Boom), transaction.atomic():
-        assert user_role_add(user=admin, target=user, role=AUDITOR, reason="SEC-1") is True
+        assert user_role_add(actor=admin, target=user, role=AUDITOR, reason="SEC-1") is True
         assert user.groups.filter(name=AUDITOR).exists()  # visible inside the transaction
         raise Boom
 

@@ -127,14 +127,14 @@ def test_request_log_has_route_status_request_id_and_actor_id(
 
 @pytest.mark.django_db
 def test_service_account_actor_is_its_name(json_log: io.StringIO, client: Client) -> None:
-    from access.grants import service_account_create
     from access.roles import INFOSEC
-    from access.tokens import api_token_create
+    from access.services.service_accounts import service_account_create
+    from access.services.tokens import api_token_create
     from tests.personas import make_user
 
     boss = make_user("boss", INFOSEC)
-    account = service_account_create(user=boss, name="ci-pipeline", description="CI")
-    issued = api_token_create(user=boss, service_account=account, name="ci", scopes=["ledger:read"],
+    account = service_account_create(actor=boss, name="ci-pipeline", description="CI")
+    issued = api_token_create(actor=boss, service_account=account, name="ci", scopes=["ledger:read"],
                               expires_in_days=1)
     client.get("/api/v1/ledger/entries", HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
     output = json_log.getvalue()

@@ -230,7 +230,7 @@ FAR = timezone.now() + timedelta(days=100 * 365)  # a clock years ahead of every
 
 
 def _person(username: str) -> User:
-    from access.services import user_register
+    from access.services.roles import user_register
 
     return user_register(actor=SYSTEM, username=username, email=f"{username}@example.org", full_name="Al Ice")
 
@@ -275,7 +275,7 @@ def test_an_inactive_account_without_a_recorded_closure_keeps_its_data() -> None
 
 
 def test_a_closed_account_is_erased_a_full_period_after_its_closure() -> None:
-    from access.accounts import account_closed_at, user_account_close_by_system
+    from access.services.accounts import account_closed_at, user_account_close_by_system
 
     # given: registered 9 years ago (past sox on its own), closed now
     person = _person("erin")
@@ -290,7 +290,7 @@ def test_a_closed_account_is_erased_a_full_period_after_its_closure() -> None:
 
 
 def test_a_reopened_account_is_active_again_and_untouched() -> None:
-    from access.accounts import user_account_close_by_system
+    from access.services.accounts import user_account_close_by_system
 
     person = _person("rene")
     user_account_close_by_system(component="offboarding", account=person, reason="left")
@@ -299,10 +299,10 @@ def test_a_reopened_account_is_active_again_and_untouched() -> None:
 
 
 def test_a_service_accounts_user_follows_its_disabled_at(infosec: User) -> None:
-    from access.grants import service_account_create
     from access.models import ServiceAccount
+    from access.services.service_accounts import service_account_create
 
-    account = service_account_create(user=infosec, name="old-bot")
+    account = service_account_create(actor=infosec, name="old-bot")
     register(account.user_id)
     subject = f"user:{account.user_id}"
     _age_values(subject, 50 * 365)
@@ -313,7 +313,7 @@ def test_a_service_accounts_user_follows_its_disabled_at(infosec: User) -> None:
 
 
 def test_closing_an_account_records_only_its_reference() -> None:
-    from access.accounts import user_account_close_by_system
+    from access.services.accounts import user_account_close_by_system
 
     person = _person("carol")
     user_account_close_by_system(component="offboarding", account=person, reason="contract ended")
@@ -326,15 +326,15 @@ def test_closing_an_account_records_only_its_reference() -> None:
 
 @pytest.mark.parametrize("case", ["no-reason", "long-reason", "control", "already-closed", "service-account"])
 def test_refused_closures_write_nothing(case: str, infosec: User) -> None:
-    from access.accounts import user_account_close_by_system
-    from access.grants import service_account_create
+    from access.services.accounts import user_account_close_by_system
+    from access.services.service_accounts import service_account_create
 
     person = _person("pat")
     reason = {"no-reason": "  ", "long-reason": "x" * 501, "control": "bad\x00reason"}.get(case, "left")
     if case == "already-closed":
         user_account_close_by_system(component="offboarding", account=person, reason="left")
     if case == "service-account":
-        person = service_account_create(user=infosec, name="pat-bot").user
+        person = service_account_create(actor=infosec, name="pat-bot").user
     before, active = _ledger_rows(), User.objects.get(pk=person.pk).is_active
     with pytest.raises((RetentionError, InvalidState, ValueError)):
         user_account_close_by_system(component="offboarding", account=person, reason=reason)

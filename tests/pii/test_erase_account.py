@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from access.roles import INFOSEC
-from access.services import user_register
+from access.services.roles import user_register
 from audit import ledger, pii
 from audit.ledger import Actor
 from audit.models import DataSubjectKey, Entry
@@ -138,7 +138,7 @@ def test_erasing_twice_does_not_touch_the_account_again(person: User) -> None:
 
 def test_the_retention_job_anonymises_the_account_too(person: User) -> None:
     # given: the person's account was closed, and the retention of their data has run out since
-    from access.accounts import user_account_close_by_system
+    from access.services.accounts import user_account_close_by_system
 
     user_account_close_by_system(component="offboarding", account=person, reason="left the company")
     report = retention_run(now=timezone.now() + timedelta(days=8 * 365))

@@ -1,12 +1,13 @@
-"""access.services.user_register: the account and its ledger entry, with the personal data sealed."""
+"""access.services.roles.user_register: the account and its ledger entry, with the personal data sealed."""
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from access.errors import ServiceError
 from access.roles import INFOSEC
-from access.services import ServiceError, user_register
+from access.services.roles import user_register
 from audit import ledger, pii
 from audit.ledger import Actor
 from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from access.models import ApiToken
-from access.tokens import api_token_authenticate
+from access.services.tokens import api_token_authenticate
 
 
 class TokenAuthentication(BaseAuthentication):

@@ -1,7 +1,7 @@
-"""OpenAPI helpers of the promotion-governance API: paged envelopes and the problem responses.
+"""OpenAPI helpers of every domain's API: paged envelopes and the problem responses.
 
-The problem document's component (``Problem``) is the one access/api_common.py declares, so the
-schema holds a single definition of it.
+The problem document's component (``Problem``, ``ProblemOut``) is declared here once, so the
+schema holds a single definition of it; ``answers`` adds it for each error status.
 """
 from __future__ import annotations
 
@@ -10,7 +10,31 @@ from typing import Any
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
-from access.api_common import PROBLEM_MEDIA, ProblemOut
+from web.api.problems import CONTENT_TYPE as PROBLEM_MEDIA
+
+
+class _FieldError(serializers.Serializer):
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+    class Meta:
+        ref_name = "ProblemFieldError"
+
+
+class ProblemOut(serializers.Serializer):
+    """RFC 9457 problem details (``application/problem+json``), the body of every error."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    errors = _FieldError(many=True, required=False)
+    request_id = serializers.CharField(required=False)
+
+    class Meta:
+        ref_name = "Problem"
+
 
 LIST_PROBLEMS = (400, 401, 403, 429)
 READ_PROBLEMS = (400, 401, 403, 404, 429)

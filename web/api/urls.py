@@ -10,7 +10,7 @@ from web.api.views import WhoAmIApi
 urlpatterns = [
     path("", include("audit.api.urls")),
     path("", include("governance.api.urls")),
-    path("", include("access.urls_api")),
+    path("", include("access.api.urls")),
     path("whoami", WhoAmIApi.as_view(), name="api-whoami"),
     # The schema and its docs page are public: they describe the API, not its data.
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),

@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.tokens import SCOPES
+from access.services.tokens import SCOPES
 from web.api.auth import token_of
 from web.console.base import viewer_roles
 

@@ -10,6 +10,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="console-logout"),
     path("", include("governance.console.urls")),
     path("", include("audit.console.urls")),
-    path("", include("access.urls_console")),
-    path("", include("access.urls_console_tokens")),
+    path("", include("access.console.urls")),
 ]

@@ -11,9 +11,9 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from access.accounts import user_account_close, user_account_close_by_system
 from access.checks import principal_label
-from governance.errors import GovernanceError
+from access.errors import AccessError
+from access.services.accounts import user_account_close, user_account_close_by_system
 
 
 class Command(BaseCommand):
@@ -38,9 +38,9 @@ class Command(BaseCommand):
                 actor = User.objects.filter(username=options["actor"]).first()
                 if actor is None:
                     raise CommandError(f"--actor: no user named {options['actor']!r}")
-                user_account_close(user=actor, account=account, reason=options["reason"])
+                user_account_close(actor=actor, account=account, reason=options["reason"])
             else:
                 user_account_close_by_system(component="close_account", account=account, reason=options["reason"])
-        except GovernanceError as exc:
+        except AccessError as exc:
             raise CommandError(f"refused: {exc}") from None
         self.stdout.write(f"closed the account {principal_label(account)}")

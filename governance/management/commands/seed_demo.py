@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from access import roles
-from access.services import user_register, user_role_add_by_system
+from access.services.roles import user_register, user_role_add_by_system
 from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, record
 from governance.management.demo import seed_access, seed_history, seed_operations, seed_promotions

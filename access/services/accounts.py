@@ -15,10 +15,12 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 
 from access.checks import principal_label
+from access.errors import AccessError, InvalidState, NotPermitted
+from access.lock_objects import users_lock
 from access.principals import same_person
 from access.roles import INFOSEC
 from audit.ledger import Actor, Subject, record
-from governance.errors import GovernanceError, InvalidState, NotPermitted
+from audit.models import Entry, PendingEntry
 
 CLOSED_EVENT = "auth.account_closed"
 _REASON_MAX = 500
@@ -34,8 +36,6 @@ def _service_account_disabled_at(user: User) -> tuple[bool, datetime | None]:
 
 
 def _recorded_closure(user_id: int) -> datetime | None:
-    from audit.models import Entry, PendingEntry
-
     stamps = [
         model.objects.filter(event_type=CLOSED_EVENT, subject_type="user", subject_id=str(user_id))
         .order_by("-timestamp").values_list("timestamp", flat=True).first()
@@ -63,17 +63,17 @@ def account_closed_at(user: User) -> datetime | None:
 
 def _check_reason(reason: object) -> str:
     if not isinstance(reason, str) or not reason.strip():
-        raise GovernanceError("a reason is required to close an account")
+        raise AccessError("a reason is required to close an account")
     reason = reason.strip()
     if len(reason) > _REASON_MAX or any(ord(c) < 0x20 and c not in "\n\t" for c in reason):
-        raise GovernanceError(f"the reason must be at most {_REASON_MAX} characters without control characters")
+        raise AccessError(f"the reason must be at most {_REASON_MAX} characters without control characters")
     return reason
 
 
 def _close(*, actor: Actor, account: User, reason: str, locked_pks: list[int]) -> User:
     # Rows locked in pk order (the account, and the acting person when one acts), so a
     # closure and a concurrent role change or closure of the actor serialise.
-    rows = {u.pk: u for u in User.objects.select_for_update().filter(pk__in=sorted(locked_pks)).order_by("pk")}
+    rows = users_lock(locked_pks)
     locked = rows.get(account.pk)
     if locked is None:
         raise InvalidState("no such account")
@@ -90,7 +90,7 @@ def _close(*, actor: Actor, account: User, reason: str, locked_pks: list[int]) -
 
 
 @transaction.atomic
-def user_account_close(*, user: User, account: User, reason: str) -> User:
+def user_account_close(*, actor: User, account: User, reason: str) -> User:
     """``user`` (active InfoSec) closes ``account``: it can no longer sign in, and the retention of its
     personal data starts now.
 
@@ -99,18 +99,18 @@ def user_account_close(*, user: User, account: User, reason: str) -> User:
     InfoSec (read from the database, not a cached role) and ``account`` is not their own
     person (``access.principals.same_person``): a second InfoSec closes an InfoSec's account.
     Raises ``InvalidState`` for a service account's user (disable the service account
-    instead) and for an account already closed; ``GovernanceError`` for a bad reason.
+    instead) and for an account already closed; ``AccessError`` for a bad reason.
     An account deactivated without a recorded closure may be closed, which starts its clock.
     Nothing is written when it raises.
     """
     reason = _check_reason(reason)
-    User.objects.select_for_update().filter(pk__in=sorted({user.pk, account.pk})).order_by("pk").exists()
-    fresh = User.objects.filter(pk=user.pk, is_active=True).first()
+    users_lock([actor.pk, account.pk])
+    fresh = User.objects.filter(pk=actor.pk, is_active=True).first()
     if fresh is None or not fresh.groups.filter(name=INFOSEC).exists():
         raise NotPermitted("only InfoSec may close accounts")
-    if same_person(user, account):
+    if same_person(actor, account):
         raise NotPermitted("nobody closes their own account; ask another InfoSec")
-    return _close(actor=Actor.user(user), account=account, reason=reason, locked_pks=[user.pk, account.pk])
+    return _close(actor=Actor.user(actor), account=account, reason=reason, locked_pks=[actor.pk, account.pk])
 
 
 @transaction.atomic
@@ -120,6 +120,6 @@ def user_account_close_by_system(*, component: str, account: User, reason: str) 
     except the InfoSec check. Never call it on behalf of a person.
     """
     if not isinstance(component, str) or not component.strip():
-        raise GovernanceError("a system component name is required")
+        raise AccessError("a system component name is required")
     reason = _check_reason(reason)
     return _close(actor=Actor.system(component.strip()), account=account, reason=reason, locked_pks=[account.pk])

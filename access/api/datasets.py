@@ -1,7 +1,7 @@
 """``/api/v1/datasets…`` and ``/api/v1/lineage``: the data catalog, its classification and lineage.
 
 A dataset the caller may not see (``datasets_visible_to``) answers 404, like one that
-does not exist. Changes go through ``access.catalog``; who may make them is decided
+does not exist. Changes go through ``access.services.datasets``; who may make them is decided
 there (data stewards and InfoSec classify), and a refused change writes nothing.
 """
 from __future__ import annotations
@@ -17,12 +17,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access import catalog
-from access.api_common import READ_PROBLEMS, field_error, page, paginate, responses
+from access.api.common import field_error, paginate
 from access.classification import LEVELS
-from access.models import PII_CATEGORIES, Dataset, DatasetField, Lineage
-from access.selectors import datasets_visible_to, lineage_versions_visible_to
+from access.models import PII_CATEGORIES, Dataset, DatasetField
+from access.selectors import datasets_visible_to
+from access.services.datasets import dataset_classify, dataset_create, dataset_field_classify
 from audit.ledger import Actor
+from governance.lineage import lineage_link, lineage_versions_visible_to
+from governance.models import Lineage
+from web.api.docs import READ_PROBLEMS, answers, page
 from web.api.inputs import StrictInput, StrictQuery, parse, parse_query
 
 TAGS = ["datasets"]
@@ -175,7 +178,7 @@ class DatasetListApi(APIView):
             OpenApiParameter("owner", str, description="the owner's username"),
             OpenApiParameter("name", str, description="part of the name (case-insensitive)"),
         ],
-        responses=responses({200: page(DatasetOut)}, READ_PROBLEMS),
+        responses=answers({200: page(DatasetOut(many=True), "AccessDatasetPage")}, READ_PROBLEMS),
         examples=[OpenApiExample("one dataset", response_only=True, value={
             "count": 1, "next": None, "previous": None, "results": [DATASET_EXAMPLE]})],
     )
@@ -198,7 +201,7 @@ class DatasetListApi(APIView):
 
     @extend_schema(
         summary="Register a dataset (data steward or InfoSec)", tags=TAGS, request=Input,
-        responses=responses({201: DatasetDetailOut}),
+        responses=answers({201: DatasetDetailOut}),
         examples=[OpenApiExample("register", request_only=True, value={
             "name": "customers", "owner": "olga", "source_uri": "s3://lake/customers/", "description": "CRM extract"})],
     )
@@ -207,7 +210,7 @@ class DatasetListApi(APIView):
         owner = User.objects.filter(username=data["owner"], is_active=True).first()
         if owner is None:
             raise field_error("owner", f"no active user named {data['owner']!r}")
-        dataset = catalog.dataset_create(user=request.user, name=data["name"], owner=owner,
+        dataset = dataset_create(actor=request.user, name=data["name"], owner=owner,
                                          source_uri=data["source_uri"], description=data["description"])
         return Response(_detail(request, dataset), status=status.HTTP_201_CREATED)
 
@@ -217,7 +220,7 @@ class DatasetDetailApi(APIView):
 
     @extend_schema(
         summary="A dataset: fields, own and effective classification, PII, models trained on it", tags=TAGS,
-        responses=responses({200: DatasetDetailOut}, READ_PROBLEMS),
+        responses=answers({200: DatasetDetailOut}, READ_PROBLEMS),
         examples=[OpenApiExample("dataset", response_only=True, value=DETAIL_EXAMPLE)],
     )
     def get(self, request: Request, name: str) -> Response:
@@ -229,14 +232,14 @@ class DatasetClassifyApi(APIView):
 
     @extend_schema(
         summary="Classify a dataset (data steward or InfoSec)", tags=TAGS, request=ClassificationIn,
-        responses=responses({200: DatasetDetailOut}),
+        responses=answers({200: DatasetDetailOut}),
         examples=[OpenApiExample("classify", request_only=True, value={
             "level": "confidential", "pii_categories": ["email"], "reason": "CRM data with contact details"})],
     )
     def post(self, request: Request, name: str) -> Response:
         dataset = visible_dataset(request, name)
         data = parse(ClassificationIn, request.data)
-        dataset = catalog.dataset_classify(user=request.user, dataset=dataset, level=data["level"],
+        dataset = dataset_classify(actor=request.user, dataset=dataset, level=data["level"],
                                            pii_categories=data["pii_categories"], reason=data["reason"])
         return Response(_detail(request, visible_dataset(request, dataset.name)))
 
@@ -253,7 +256,7 @@ class DatasetFieldsApi(APIView):
     @extend_schema(
         operation_id="datasets_fields_list",
         summary="The fields of a dataset", tags=TAGS,
-        responses=responses({200: FieldOut(many=True)}, READ_PROBLEMS),
+        responses=answers({200: FieldOut(many=True)}, READ_PROBLEMS),
         examples=[OpenApiExample("fields", response_only=True, value=DETAIL_EXAMPLE["fields"])])
     def get(self, request: Request, name: str) -> Response:
         dataset = visible_dataset(request, name)
@@ -261,7 +264,7 @@ class DatasetFieldsApi(APIView):
 
     @extend_schema(
         summary="Add (and classify) a field (data steward or InfoSec)", tags=TAGS, request=Input,
-        responses=responses({201: FieldOut}),
+        responses=answers({201: FieldOut}),
         examples=[OpenApiExample("add field", request_only=True, value={
             "name": "ssn", "level": "restricted", "pii_categories": ["national_id"], "reason": "national id"})],
     )
@@ -270,8 +273,8 @@ class DatasetFieldsApi(APIView):
         data = parse(self.Input, request.data)
         if dataset.fields.filter(name=data["name"]).exists():
             raise field_error("name", f"field {data['name']!r} exists; POST to its /classification to change it")
-        column = catalog.dataset_field_classify(
-            user=request.user, dataset=dataset, field_name=data["name"], level=data["level"],
+        column = dataset_field_classify(
+            actor=request.user, dataset=dataset, field_name=data["name"], level=data["level"],
             pii_categories=data["pii_categories"], reason=data["reason"])
         return Response(field_data(column), status=status.HTTP_201_CREATED)
 
@@ -281,7 +284,7 @@ class DatasetFieldClassifyApi(APIView):
 
     @extend_schema(
         summary="Classify a field of a dataset (data steward or InfoSec)", tags=TAGS, request=ClassificationIn,
-        responses=responses({200: FieldOut}),
+        responses=answers({200: FieldOut}),
         examples=[OpenApiExample("classify field", request_only=True, value={
             "level": "restricted", "pii_categories": ["national_id"], "reason": "national id"})],
     )
@@ -289,8 +292,8 @@ class DatasetFieldClassifyApi(APIView):
         dataset = visible_dataset(request, name)
         get_object_or_404(DatasetField, dataset=dataset, name=field)
         data = parse(ClassificationIn, request.data)
-        column = catalog.dataset_field_classify(
-            user=request.user, dataset=dataset, field_name=field, level=data["level"],
+        column = dataset_field_classify(
+            actor=request.user, dataset=dataset, field_name=field, level=data["level"],
             pii_categories=data["pii_categories"], reason=data["reason"])
         return Response(field_data(column))
 
@@ -344,7 +347,7 @@ class LineageApi(APIView):
         summary="Lineage links you may see (the model and the dataset both visible to you)", tags=LINEAGE_TAGS,
         parameters=[OpenApiParameter("model", str), OpenApiParameter("version", int),
                     OpenApiParameter("dataset", str)],
-        responses=responses({200: page(LineageOut)}, READ_PROBLEMS),
+        responses=answers({200: page(LineageOut(many=True), "AccessLineagePage")}, READ_PROBLEMS),
         examples=[OpenApiExample("links", response_only=True, value={
             "count": 1, "next": None, "previous": None, "results": [LINEAGE_EXAMPLE]})],
     )
@@ -367,7 +370,7 @@ class LineageApi(APIView):
         description="A data steward, InfoSec or the model's owner. Re-derives the version's classification. "
                     "201 for a new link, 200 when it already existed (nothing recorded).",
         request=Input,
-        responses=responses({201: LineageOut, 200: LineageOut}),
+        responses=answers({201: LineageOut, 200: LineageOut}),
         examples=[OpenApiExample("declare", request_only=True, value={
             "model": "fraud-detector", "version": 7, "dataset": "customers", "role": "training"})],
     )
@@ -380,7 +383,7 @@ class LineageApi(APIView):
         dataset = datasets_visible_to(request.user).filter(name=data["dataset"]).first()
         if dataset is None:
             raise field_error("dataset", f"no dataset named {data['dataset']!r} that you may see")
-        link, created = catalog.lineage_link(actor=Actor.user(request.user), version=version, dataset=dataset,
+        link, created = lineage_link(actor=Actor.user(request.user), version=version, dataset=dataset,
                                              role=data["role"], user=request.user)
         link = Lineage.objects.select_related("version__model", "dataset").get(pk=link.pk)
         return Response(lineage_data(link), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

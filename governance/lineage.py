@@ -1,14 +1,12 @@
-"""The data catalog: datasets and their classification, lineage to model versions, and propagation.
+"""Lineage: which datasets a model version was trained or evaluated on, and the classification that follows.
 
-Every state change is a service here: keyword-only, ``@transaction.atomic``, and
-each writes its ledger entry in the same transaction. Refusals raise
-``governance.errors.GovernanceError`` (or ``NotPermitted``) with a stable
-``code``; a refused call changes nothing and records nothing. See
-docs/access.md.
+Moved up from access's data catalog: a model version is trained on datasets, so the link and
+what follows from it (the version's ``data_classification``, re-evaluated promotions,
+compliance violations) belong to governance. The catalog (``access.services.datasets``) tells
+governance about new and reclassified datasets through ``access.signals``;
+``governance.access_hooks`` connects the receivers, which call the services here in the
+catalog service's transaction.
 
-* A dataset has its **own** classification (``level``, ``pii_categories``) and
-  per-field classifications; its ``effective_level`` is the highest of its own
-  level and its fields' levels, kept by these services.
 * **Lineage** links a model version to the datasets it was trained or evaluated
   on, from its MLflow run's dataset inputs (``source="mlflow"``) or declared.
 * A version with lineage takes its ``data_classification`` from it: the highest
@@ -21,98 +19,48 @@ docs/access.md.
   compliance violation (never rolled back automatically).
 
 Locking: whoever changes a dataset's classification first locks every version
-linked to it (in primary-key order), then the dataset, then any version linked
-to it in the meantime; whoever makes a new link locks the version, then the
+linked to it (in primary-key order, ``versions_linked_lock``), then the dataset, then any
+version linked to it in the meantime; whoever makes a new link locks the version, then the
 dataset. So a reclassification and a new link serialise on the dataset row, and
 whichever commits second sees the other: no version is left at a stale level.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db.models import QuerySet
 
-from access import roles
-from access.checks import principal_label
-from access.classification import CONFIDENTIAL, LEVELS, allows, highest, rank
-from access.models import PCI_CATEGORIES, PII_CATEGORIES, Dataset, DatasetField, Lineage
-from access.roles import role_names
-from audit.ledger import Actor, Subject, record
+from access.classification import LEVELS, allows, highest
+from access.lock_objects import dataset_lock
+from access.models import Dataset
+from access.roles import DATA_STEWARD, role_names
+from access.selectors import may_declare_lineage
+from access.services.inputs import clean_text
+from audit.ledger import Actor, record
+from governance import selectors
 from governance.errors import GovernanceError, NotPermitted
-from governance.models import ComplianceViolation, LiveDeployment, ModelVersion, PromotionRequest
+from governance.models import ComplianceViolation, Lineage, LiveDeployment, ModelVersion, PromotionRequest
 from governance.services import common, compliance, promotions
 
 logger = logging.getLogger(__name__)
 
+
 #: The actor of lineage work nobody in particular asked for (reconciles, tasks).
 LINEAGE_ACTOR = Actor.system("lineage")
+
+
 #: MLflow ``mlflow.data.context`` values that mean the data was used for evaluation; anything else is training.
 EVALUATION_CONTEXTS = frozenset({"evaluation", "eval", "validation", "test", "testing"})
-#: The lowest level data carrying any PII category (card_pan included) may be classified at.
-PII_MIN_LEVEL = CONFIDENTIAL
-CLASSIFIER_ROLES = frozenset({roles.DATA_STEWARD, roles.INFOSEC})
+
 
 Role = Lineage.Role
+
+
 Source = Lineage.Source
-
-
-# --- validation --------------------------------------------------------------------------------
-
-
-def _text(value: Any, what: str, *, max_length: int = 5000, required: bool = True) -> str:
-    if value is not None and not isinstance(value, str):
-        raise GovernanceError(f"the {what} must be text", code="invalid")
-    text = (value or "").strip()
-    if required and not text:
-        raise GovernanceError(f"a {what} is required", code="required")
-    if len(text) > max_length:
-        raise GovernanceError(f"the {what} is longer than {max_length} characters", code="too_long")
-    return text
-
-
-def _name(value: Any, what: str) -> str:
-    name = _text(value, what, max_length=200)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise GovernanceError(f"the {what} must not contain control characters", code="invalid_name")
-    return name
-
-
-def _level(level: Any) -> str:
-    if not isinstance(level, str) or level not in LEVELS:
-        raise GovernanceError(f"classification must be one of {', '.join(LEVELS)}, not {level!r}",
-                              code="invalid_level")
-    return level
-
-
-def _categories(categories: Any, level: str) -> list[str]:
-    """Sorted, de-duplicated PII categories, checked against the level they are classified at."""
-    if isinstance(categories, str | bytes) or not isinstance(categories, Iterable):
-        raise GovernanceError("PII categories must be a list (empty for none)", code="invalid_pii_category")
-    found = list(categories)
-    unknown = sorted({str(c) for c in found if not isinstance(c, str) or c not in PII_CATEGORIES})
-    if unknown:
-        raise GovernanceError(
-            f"unknown PII categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
-            f"categories are {', '.join(PII_CATEGORIES)}",
-            code="invalid_pii_category",
-        )
-    chosen = sorted(set(found))
-    if chosen and rank(level) < rank(PII_MIN_LEVEL):
-        raise GovernanceError(
-            f"personal data ({', '.join(chosen)}) must be classified {PII_MIN_LEVEL} or higher, not {level}",
-            code="level_too_low",
-        )
-    return chosen
-
-
-def _require_classifier(user: User, what: str) -> None:
-    if not user.is_active or not role_names(user) & CLASSIFIER_ROLES:
-        raise NotPermitted(f"only a data steward or InfoSec may {what}")
 
 
 def _role(role: Any) -> str:
@@ -125,30 +73,6 @@ def _source(source: Any) -> str:
     if source not in Source.values:
         raise GovernanceError(f"lineage source must be one of {', '.join(Source.values)}", code="invalid_source")
     return str(Source(source).value)
-
-
-def dataset_subject(dataset: Dataset) -> Subject:
-    return Subject("dataset", dataset.name)
-
-
-# --- reads ---------------------------------------------------------------------------------------
-
-
-def effective_pii_categories(dataset: Dataset) -> list[str]:
-    """The dataset's own PII categories and its fields', sorted."""
-    found = set(dataset.pii_categories or [])
-    for categories in dataset.fields.values_list("pii_categories", flat=True):
-        found.update(categories or [])
-    return sorted(found)
-
-
-def is_pci(dataset: Dataset) -> bool:
-    """Whether the dataset (or one of its fields) carries PCI cardholder data."""
-    return any(c in PCI_CATEGORIES for c in effective_pii_categories(dataset))
-
-
-def _effective_level(dataset: Dataset) -> str:
-    return highest([dataset.level, *dataset.fields.values_list("level", flat=True)])
 
 
 def mlflow_inputs(version: ModelVersion) -> list[tuple[str, str]]:
@@ -223,10 +147,7 @@ def lineage_state(version: ModelVersion) -> LineageState:
     )
 
 
-# --- datasets ------------------------------------------------------------------------------------
-
-
-def _versions_naming(name: str) -> list[int]:
+def versions_naming(name: str) -> list[int]:
     """Ids of mirrored versions whose MLflow dataset inputs name ``name``."""
     if connection.features.supports_json_field_contains:
         ids = ModelVersion.objects.filter(datasets__contains=[{"name": name}]).values_list("pk", flat=True)
@@ -238,64 +159,13 @@ def _versions_naming(name: str) -> list[int]:
     return sorted(found)
 
 
-@transaction.atomic
-def dataset_create(
-    *, user: User, name: str, owner: User, source_uri: str = "", description: str = ""
-) -> Dataset:
-    """Register a dataset (data steward or InfoSec). It starts unclassified (``public`` until classified).
-
-    Versions already mirrored whose MLflow run names it as an input are linked to it
-    (``lineage.linked``); an unclassified dataset never lowers their classification.
-    """
-    _require_classifier(user, "register datasets")
-    name = _name(name, "dataset name")
-    source_uri = _text(source_uri, "source URI", max_length=1000, required=False)
-    description = _text(description, "description", required=False)
-    if not isinstance(owner, User) or owner.pk is None or not owner.is_active:
-        raise GovernanceError("a dataset's owner must be an active user", code="invalid_owner")
-    try:
-        with transaction.atomic():
-            dataset = Dataset.objects.create(name=name, owner=owner, source_uri=source_uri, description=description)
-    except IntegrityError:
-        raise GovernanceError(f"a dataset named {name!r} already exists", code="duplicate") from None
-    record(
-        event_type="dataset.created",
-        actor=Actor.user(user),
-        subject=dataset_subject(dataset),
-        payload={"dataset": name, "owner": principal_label(owner), "source_uri": source_uri,
-                 **({"description": description} if description else {})},
-    )
-    for version in ModelVersion.objects.filter(pk__in=_versions_naming(name)).order_by("pk"):
-        lineage_link_from_mlflow(version=version, actor=Actor.user(user))
-    return dataset
-
-
-def _lock_versions(ids: set[int]) -> list[ModelVersion]:
+def versions_lock(ids: set[int]) -> list[ModelVersion]:
     return list(
         ModelVersion.objects.select_for_update(of=("self",)).select_related("model").filter(pk__in=ids).order_by("pk")
     )
 
 
-def _lock_for_reclassification(dataset: Dataset) -> tuple[Dataset, list[ModelVersion]]:
-    """Lock the versions linked to ``dataset`` (pk order), then the dataset itself.
-
-    A link made while we waited is visible once we hold the dataset (the linking
-    transaction held it until it committed): its version is locked too, so it is
-    re-derived with the rest.
-    """
-    def linked() -> set[int]:
-        return set(Lineage.objects.filter(dataset_id=dataset.pk).values_list("version_id", flat=True))
-
-    ids = linked()
-    versions = _lock_versions(ids)
-    locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
-    late = linked() - ids
-    if late:
-        versions = sorted([*versions, *_lock_versions(late)], key=lambda v: v.pk)
-    return locked, versions
-
-
-def _propagate(dataset: Dataset, versions: list[ModelVersion], previous_effective: str, actor: Actor) -> None:
+def propagate(dataset: Dataset, versions: list[ModelVersion], previous_effective: str, actor: Actor) -> None:
     """Re-derive the classification of every version linked to ``dataset`` (each records only if it changes)."""
     if dataset.effective_level != previous_effective:
         reason = f"lineage: dataset {dataset.name} reclassified to {dataset.effective_level}"
@@ -305,100 +175,28 @@ def _propagate(dataset: Dataset, versions: list[ModelVersion], previous_effectiv
         model_version_reclassify_from_lineage(version=version, reason=reason, actor=actor)
 
 
-@transaction.atomic
-def dataset_classify(
-    *, user: User, dataset: Dataset, level: str, pii_categories: list[str], reason: str
-) -> Dataset:
-    """Set the dataset's own classification and PII categories (data steward or InfoSec).
-
-    Records ``dataset.classified`` with the new effective level, then re-derives the
-    classification of every version linked to it. Classifying it again exactly as it
-    is changes nothing and records nothing (the dataset is returned as it is); the
-    first classification is always recorded, even as ``public``.
-    """
-    _require_classifier(user, "classify datasets")
-    level = _level(level)
-    categories = _categories(pii_categories, level)
-    reason = _text(reason, "reason")
-    dataset, versions = _lock_for_reclassification(dataset)
-    if dataset.classified_at is not None and (dataset.level, sorted(dataset.pii_categories)) == (level, categories):
-        return dataset
-    previous_level = dataset.level if dataset.classified_at is not None else None
-    previous_categories = sorted(dataset.pii_categories or [])
-    previous_effective = dataset.effective_level
-    dataset.level = level
-    dataset.pii_categories = categories
-    dataset.classified_by = user
-    dataset.classified_at = timezone.now()
-    dataset.classification_reason = reason
-    dataset.effective_level = _effective_level(dataset)
-    dataset.save(update_fields=["level", "pii_categories", "classified_by", "classified_at", "classification_reason",
-                                "effective_level"])
-    record(
-        event_type="dataset.classified",
-        actor=Actor.user(user),
-        subject=dataset_subject(dataset),
-        payload={"dataset": dataset.name, "level": level, "previous_level": previous_level,
-                 "pii_categories": categories, "previous_pii_categories": previous_categories, "reason": reason,
-                 "effective_level": dataset.effective_level},
-    )
-    _propagate(dataset, versions, previous_effective, Actor.user(user))
-    return dataset
+def linked_version_ids(dataset: Dataset) -> set[int]:
+    return set(Lineage.objects.filter(dataset_id=dataset.pk).values_list("version_id", flat=True))
 
 
-@transaction.atomic
-def dataset_field_classify(
-    *, user: User, dataset: Dataset, field_name: str, level: str, pii_categories: list[str], reason: str
-) -> DatasetField:
-    """Classify one field of a dataset, creating it when new (data steward or InfoSec).
-
-    Records ``dataset.field_classified`` with the dataset's new effective level, then
-    re-derives the classification of every version linked to the dataset. Classifying
-    a field again exactly as it is changes nothing and records nothing.
-    """
-    _require_classifier(user, "classify dataset fields")
-    field_name = _name(field_name, "field name")
-    level = _level(level)
-    categories = _categories(pii_categories, level)
-    reason = _text(reason, "reason")
-    dataset, versions = _lock_for_reclassification(dataset)
-    column = DatasetField.objects.filter(dataset=dataset, name=field_name).first()
-    if column is not None and column.classified_at is not None and (
-        (column.level, sorted(column.pii_categories)) == (level, categories)
-    ):
-        return column
-    if column is None:
-        column = DatasetField(dataset=dataset, name=field_name)
-        previous_level = None
-        previous_categories: list[str] = []
-    else:
-        previous_level = column.level if column.classified_at is not None else None
-        previous_categories = sorted(column.pii_categories or [])
-    column.level = level
-    column.pii_categories = categories
-    column.classified_by = user
-    column.classified_at = timezone.now()
-    column.classification_reason = reason
-    column.save()
-    previous_effective = dataset.effective_level
-    dataset.effective_level = _effective_level(dataset)
-    dataset.save(update_fields=["effective_level"])
-    record(
-        event_type="dataset.field_classified",
-        actor=Actor.user(user),
-        subject=dataset_subject(dataset),
-        payload={"dataset": dataset.name, "field": field_name, "level": level, "previous_level": previous_level,
-                 "pii_categories": categories, "previous_pii_categories": previous_categories, "reason": reason,
-                 "effective_level": dataset.effective_level},
-    )
-    _propagate(dataset, versions, previous_effective, Actor.user(user))
-    return column
+def versions_linked_lock(dataset: Dataset) -> list[ModelVersion]:
+    """Lock the versions linked to ``dataset`` (pk order). Before the dataset is locked, and again after: a
+    link made while the catalog waited for the dataset row is visible then, and its version is locked too
+    (rows already held are not waited for)."""
+    return versions_lock(linked_version_ids(dataset))
 
 
-# --- lineage -------------------------------------------------------------------------------------
+def lineage_versions_visible_to(user: User) -> QuerySet[ModelVersion]:
+    """Model versions whose lineage ``user`` may see and name: the versions of the models they may see, and all
+    of them for data stewards (they keep the catalog and its lineage)."""
+    if not user.is_active:
+        return ModelVersion.objects.none()
+    if role_names(user) & {DATA_STEWARD}:
+        return ModelVersion.objects.all()
+    return selectors.model_versions_visible_to(user)
 
 
-def _lock_version(version: ModelVersion) -> ModelVersion:
+def version_lock(version: ModelVersion) -> ModelVersion:
     return ModelVersion.objects.select_for_update(of=("self",)).select_related("model").get(pk=version.pk)
 
 
@@ -408,7 +206,7 @@ def _link(*, actor: Actor, version: ModelVersion, dataset: Dataset, role: str, s
     existing = Lineage.objects.filter(version=version, dataset_id=dataset.pk, role=role).first()
     if existing is not None:
         return existing, False
-    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+    dataset = dataset_lock(dataset)
     try:
         with transaction.atomic():
             link = Lineage.objects.create(version=version, dataset=dataset, role=role, source=source)
@@ -437,13 +235,11 @@ def lineage_link(
     no user (it reports what MLflow recorded).
     """
     if user is not None:
-        from access.selectors import may_declare_lineage
-
         if not may_declare_lineage(user, version.model.owner_id):
             raise NotPermitted("only a data steward, InfoSec or the model's owner may declare lineage")
     role = _role(role)
     source = _source(source)
-    version = _lock_version(version)
+    version = version_lock(version)
     link, created = _link(actor=actor, version=version, dataset=dataset, role=role, source=source)
     if created:
         model_version_reclassify_from_lineage(
@@ -472,7 +268,7 @@ def lineage_link_from_mlflow(*, version: ModelVersion, actor: Actor = LINEAGE_AC
     training). Names not in the catalog are skipped and reported. Then the version's
     classification is re-derived from its lineage. Idempotent.
     """
-    version = _lock_version(version)
+    version = version_lock(version)
     report = LineageReport(version=version.ref)
     inputs = mlflow_inputs(version)
     known = {d.name: d for d in Dataset.objects.filter(name__in={name for name, _ in inputs})}
@@ -493,9 +289,6 @@ def lineage_link_from_mlflow(*, version: ModelVersion, actor: Actor = LINEAGE_AC
     )
     report.reclassified = model_version_reclassify_from_lineage(version=version, actor=actor, reason=reason)
     return report
-
-
-# --- the version's classification and what follows from it -----------------------------------------
 
 
 def _flag_uncatalogued(version: ModelVersion, names: list[str], actor: Actor) -> None:
@@ -557,8 +350,8 @@ def model_version_reclassify_from_lineage(*, version: ModelVersion, reason: str,
     compliance violation is recorded for each environment where the version is live but
     its level is not allowed (once per version, environment and level). Nothing is rolled back.
     """
-    reason = _text(reason, "reason")
-    version = _lock_version(version)
+    reason = clean_text(reason, "reason")
+    version = version_lock(version)
     target = lineage_state(version).classification(version.data_classification)
     if target == version.data_classification:
         _flag_live(version, reason)  # e.g. deployed after it was reclassified; recorded once anyway

@@ -15,15 +15,11 @@ from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
-from access.errors import NotPermitted
+from access.errors import NotPermitted, ServiceError
+from access.lock_objects import users_lock
 from access.principals import same_person
 from access.roles import BREAK_GLASS, INFOSEC, ROLES
 from audit.ledger import Actor, Subject, record
-
-
-class ServiceError(ValueError):
-    """A request that cannot be carried out as asked; the message says why."""
-
 
 # Roles that carry authority over everyone else's access: only people hold them, so a bot
 # cannot be made into an InfoSec officer or a break-glass holder by whoever owns it.
@@ -41,8 +37,7 @@ def _lock_users(*users: AbstractBaseUser) -> None:
     # Serialise role changes of one user (two concurrent adds record one entry) and, when a
     # person acts, their own row too: a concurrent removal of the actor's InfoSec role is
     # then either seen by the check below or waits for this change. Locked in pk order.
-    pks = sorted({int(u.pk) for u in users})
-    list(User.objects.select_for_update().filter(pk__in=pks).order_by("pk").values_list("pk", flat=True))
+    users_lock(int(u.pk) for u in users)
 
 
 def _clean_reason(reason: object, *, required: bool) -> str:
@@ -99,7 +94,7 @@ def _change(*, actor: Actor, target: AbstractBaseUser, role: str, add: bool, rea
 
 
 @transaction.atomic
-def user_role_add(*, user: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
+def user_role_add(*, actor: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
     """``user`` (active InfoSec) gives ``target`` the role, with a reason recorded in ``auth.role_added``.
 
     Refuses with ``NotPermitted`` (nothing written) anyone but active InfoSec, a change on the
@@ -109,21 +104,21 @@ def user_role_add(*, user: User, target: AbstractBaseUser, role: str, reason: st
     already has the role.
     """
     reason = _clean_reason(reason, required=True)
-    _lock_users(user, target)
-    _authorise(user=user, target=target)
-    return _change(actor=Actor.user(user), target=target, role=role, add=True, reason=reason)
+    _lock_users(actor, target)
+    _authorise(user=actor, target=target)
+    return _change(actor=Actor.user(actor), target=target, role=role, add=True, reason=reason)
 
 
 @transaction.atomic
-def user_role_remove(*, user: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
+def user_role_remove(*, actor: User, target: AbstractBaseUser, role: str, reason: str) -> bool:
     """``user`` (active InfoSec) takes the role from ``target``; the same rules as ``user_role_add``.
 
     Returns False (and records nothing) if ``target`` did not have it.
     """
     reason = _clean_reason(reason, required=True)
-    _lock_users(user, target)
-    _authorise(user=user, target=target)
-    return _change(actor=Actor.user(user), target=target, role=role, add=False, reason=reason)
+    _lock_users(actor, target)
+    _authorise(user=actor, target=target)
+    return _change(actor=Actor.user(actor), target=target, role=role, add=False, reason=reason)
 
 
 def _system_actor(component: str) -> Actor:

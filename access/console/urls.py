@@ -1,9 +1,12 @@
-"""``/console/access/``: datasets and classification, grants, access requests and access reviews."""
+"""``/console/access/`` routes (included by web/console/urls.py): datasets and classification, grants, access
+requests and access reviews (``access.console.grants``); service accounts and their API tokens
+(``access.console.service_accounts``)."""
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from access import console as views
+from access.console import grants as views
+from access.console import service_accounts as accounts
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("access/", views.access_overview, name="console-access"),
@@ -22,4 +25,12 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("access/reviews/<int:pk>/", views.review_detail, name="console-review"),
     path("access/reviews/items/<int:pk>/<slug:decision>/", views.review_item_decide_view,
          name="console-review-decide"),
+    path("access/service-accounts/", accounts.service_accounts_list, name="console-service-accounts"),
+    # "+new" cannot be an account name (names are slugs), so no account's page is shadowed.
+    path("access/service-accounts/+new/", accounts.service_account_create_view,
+         name="console-service-account-create"),
+    path("access/service-accounts/<slug:name>/", accounts.service_account_detail, name="console-service-account"),
+    path("access/service-accounts/<slug:name>/tokens/new/", accounts.token_issue_view, name="console-token-issue"),
+    path("access/service-accounts/<slug:name>/tokens/<int:token_id>/revoke/", accounts.token_revoke_view,
+         name="console-token-revoke"),
 ]

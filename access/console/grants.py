@@ -2,7 +2,7 @@
 and access reviews.
 
 Views only authenticate, look objects up in the viewer's visibility selectors (anything
-outside them is a 404), validate the form, call an ``access.grants`` service and shape the
+outside them is a 404), validate the form, call an ``access.services.grants`` service and shape the
 result; a refusal from the service is shown as a message and nothing is written.
 """
 from __future__ import annotations
@@ -21,25 +21,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from access import roles, selectors
-from access.api_common import principal_grantable_by
-from access.catalog import CLASSIFIER_ROLES, PII_MIN_LEVEL, dataset_classify, dataset_field_classify
+from access.api.common import principal_grantable_by
 from access.classification import LEVELS
 from access.errors import NotPermitted
-from access.grants import (
-    DEFAULT_REVIEW_LEVELS,
-    ENVIRONMENT_MAX_DAYS,
-    MAX_DAYS,
-    RESOURCE_MODELS,
-    access_request_approve,
-    access_request_create,
-    access_request_reject,
-    grant_create,
-    grant_revoke,
-    may_request_access,
-    require_may_grant_directly,
-    review_campaign_start,
-    review_item_decide,
-)
 from access.models import (
     PCI_CATEGORIES,
     PII_CATEGORIES,
@@ -47,12 +31,22 @@ from access.models import (
     AccessRequest,
     Dataset,
     Grant,
-    Lineage,
     ReviewCampaign,
     ReviewItem,
     ServiceAccount,
 )
-from governance.models import Environment, ModelVersion
+from access.resources import MAX_DAYS, RESOURCE_MODELS
+from access.services.access_requests import (
+    access_request_approve,
+    access_request_create,
+    access_request_reject,
+    may_request_access,
+)
+from access.services.datasets import CLASSIFIER_ROLES, PII_MIN_LEVEL, dataset_classify, dataset_field_classify
+from access.services.grants import grant_create, grant_revoke, require_may_grant_directly
+from access.services.reviews import DEFAULT_REVIEW_LEVELS, review_campaign_start, review_item_decide
+from governance.access_hooks import ENVIRONMENT_MAX_DAYS
+from governance.models import Environment, Lineage, ModelVersion
 from web.console.base import denied, paginate, redirect_back, run_action, signed_in_user, viewer_roles
 
 GRANT_STATUSES = ("active", "lapsed", "expired", "revoked", "all")
@@ -215,7 +209,7 @@ def dataset_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     before = _linked_levels(dataset)
     done = run_action(
         request,
-        lambda: dataset_classify(user=user, dataset=dataset, level=level, pii_categories=categories, reason=reason),
+        lambda: dataset_classify(actor=user, dataset=dataset, level=level, pii_categories=categories, reason=reason),
         f"Dataset {dataset.name} is already classified {_label(level, categories)}: nothing changed."
         if unchanged else f"Dataset {dataset.name} is classified {_label(level, categories)}.",
     )
@@ -235,7 +229,7 @@ def dataset_field_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     before = _linked_levels(dataset)
     done = run_action(
         request,
-        lambda: dataset_field_classify(user=user, dataset=dataset, field_name=field_name, level=level,
+        lambda: dataset_field_classify(actor=user, dataset=dataset, field_name=field_name, level=level,
                                        pii_categories=categories, reason=reason),
         f"Field {field_name} of {dataset.name} is already classified {_label(level, categories)}: nothing changed."
         if unchanged else f"Field {field_name} of {dataset.name} is classified {_label(level, categories)}.",
@@ -266,7 +260,7 @@ def _filtered_grants(user: User, params: Any) -> tuple[QuerySet[Grant], dict[str
         if filters["resource"]:
             model = RESOURCE_MODELS[filters["resource_type"]]
             ids = model._default_manager.filter(name__icontains=filters["resource"]).values("pk")
-            rows = rows.filter(resource_id__in=ids)  # type: ignore[misc]  # a subquery of one integer column
+            rows = rows.filter(resource_id__in=ids)  # a subquery of one integer column
     else:
         filters["resource_type"] = ""
     if filters["expires_within"].isdigit() and 0 < int(filters["expires_within"]) <= 3650:
@@ -355,7 +349,7 @@ def grant_new(request: HttpRequest) -> HttpResponse:
     run_action(
         request,
         lambda: grant_create(
-            granted_by=user, principal=principal, resource=resource, permission=post.get("permission", ""),
+            actor=user, principal=principal, resource=resource, permission=post.get("permission", ""),
             expires_at=timezone.now() + timedelta(days=int(days)), justification=post.get("justification", ""),
         ),
         f"Granted {post.get('permission')} on {resource} to {post.get('principal', '').strip()} for {days} days.",
@@ -370,7 +364,7 @@ def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
     grant = get_object_or_404(selectors.grants_visible_to(user), pk=pk)
     run_action(
         request,
-        lambda: grant_revoke(actor_user=user, grant=grant, reason=request.POST.get("comment", "")),
+        lambda: grant_revoke(actor=user, grant=grant, reason=request.POST.get("comment", "")),
         f"Grant #{grant.pk} is revoked.",
     )
     return redirect_back(request, reverse("console-grants"))
@@ -481,7 +475,7 @@ def request_create(request: HttpRequest) -> HttpResponse:
         return redirect_back(request, fallback)
     try:
         created = access_request_create(
-            user=user, resource=resource, permission=permission, duration_days=int(days),
+            actor=user, resource=resource, permission=permission, duration_days=int(days),
             justification=post.get("justification", ""), for_service_account=account,
         )
     except ValueError as exc:  # AccessError and the ledger's input errors: the service wrote nothing
@@ -512,7 +506,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     service, success = _REQUEST_ACTIONS[action]
     run_action(
         request,
-        lambda: service(user=user, request=access_request, comment=request.POST.get("comment", "")),
+        lambda: service(actor=user, access_request=access_request, comment=request.POST.get("comment", "")),
         success.format(pk=pk),
     )
     return redirect_back(request, reverse("console-access-requests"))
@@ -587,7 +581,7 @@ def review_campaign_start_view(request: HttpRequest) -> HttpResponse:
     started: list[ReviewCampaign] = []
     if run_action(
         request,
-        lambda: started.append(review_campaign_start(user=user, name=name, deadline=deadline, levels=levels)),
+        lambda: started.append(review_campaign_start(actor=user, name=name, deadline=deadline, levels=levels)),
         f"Access review {name.strip()} started, due {deadline:%Y-%m-%d}.",
     ):
         items = started[0].items.count()
@@ -638,7 +632,7 @@ def review_item_decide_view(request: HttpRequest, pk: int, decision: str) -> Htt
         return redirect_back(request, fallback)
     run_action(
         request,
-        lambda: review_item_decide(user=user, item=item, decision=decision, comment=comment),
+        lambda: review_item_decide(actor=user, review_item=item, decision=decision, comment=comment),
         f"Grant #{item.grant_id} is {decision} in this review.",
     )
     return redirect_back(request, fallback)

@@ -1,7 +1,7 @@
 """``/api/v1/grants…``, ``/api/v1/access-requests…``, ``/api/v1/reviews…`` and ``/api/v1/access/check``.
 
 Lists and details read through the visibility selectors (an invisible object is a
-404); every change is an ``access.grants`` service, which decides who may make it.
+404); every change is an ``access.services.grants`` service, which decides who may make it.
 Deciding on someone's access (approve, reject, certify, revoke in a review) and
 starting a review are for people: no token scope opens them.
 """
@@ -20,14 +20,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access import grants as svc
-from access.api_common import (
-    READ_PROBLEMS,
+from access.api.common import (
     PrincipalField,
     ResourceField,
     field_error,
     find_visible_principal,
-    page,
     paginate,
     principal_filter,
     principal_grantable_by,
@@ -35,11 +32,11 @@ from access.api_common import (
     resolve_principal,
     resolve_resource,
     resource_filter,
-    responses,
 )
-from access.checks import NO_GRANT, check, resource_label, resource_type_of
+from access.checks import NO_GRANT, check
 from access.classification import LEVELS
 from access.models import PERMISSIONS, RESOURCE_PERMISSIONS, AccessRequest, Grant, ReviewCampaign, ReviewItem
+from access.resources import resource_label, resource_level, resource_type_of
 from access.selectors import (
     access_requests_visible_to,
     grant_status,
@@ -49,7 +46,16 @@ from access.selectors import (
     review_items_visible_to,
     service_accounts_visible_to,
 )
+from access.services.access_requests import (
+    access_request_approve,
+    access_request_create,
+    access_request_reject,
+    access_request_withdraw,
+)
+from access.services.grants import grant_create, grant_revoke, require_may_grant_directly
+from access.services.reviews import DEFAULT_REVIEW_LEVELS, review_campaign_start, review_item_decide
 from web.api.auth import token_of
+from web.api.docs import READ_PROBLEMS, answers, page
 from web.api.inputs import StrictInput, StrictQuery, parse, parse_query
 
 GRANT_STATUSES = ("active", "lapsed", "expired", "revoked")
@@ -150,7 +156,7 @@ class GrantListApi(APIView):
             OpenApiParameter("status", str, enum=list(GRANT_STATUSES)),
             OpenApiParameter("expiring_within_days", int, description="active grants ending within N days"),
         ],
-        responses=responses({200: page(GrantOut)}, READ_PROBLEMS),
+        responses=answers({200: page(GrantOut(many=True), "AccessGrantPage")}, READ_PROBLEMS),
         examples=[OpenApiExample("grants", response_only=True, value={
             "count": 1, "next": None, "previous": None, "results": [GRANT_EXAMPLE]})],
     )
@@ -175,7 +181,7 @@ class GrantListApi(APIView):
     @extend_schema(
         summary="Grant access (InfoSec, or the owner of a non-restricted, non-PCI resource)", tags=["grants"],
         request=Input,
-        responses=responses({201: GrantOut}),
+        responses=answers({201: GrantOut}),
         examples=[OpenApiExample("grant", request_only=True, value={
             "principal": "service:fraud-pipeline", "resource": "dataset:customers", "permission": "read_data",
             "expires_at": "2027-01-15T00:00:00Z", "justification": "nightly feature build"})],
@@ -185,10 +191,10 @@ class GrantListApi(APIView):
         resource = resolve_resource(data["resource"], viewer=request.user)
         # Who may grant on the resource is settled before the principal is looked up: a caller who
         # may not grant there learns nothing about which names exist (the service checks it again).
-        svc.require_may_grant_directly(request.user, resource)
+        require_may_grant_directly(request.user, resource)
         principal = resolve_principal(data["principal"],
                                       visible=lambda found: principal_grantable_by(found, request.user))
-        created = svc.grant_create(granted_by=request.user, principal=principal, resource=resource,
+        created = grant_create(actor=request.user, principal=principal, resource=resource,
                                    permission=data["permission"], expires_at=data["expires_at"],
                                    justification=data["justification"])
         return Response(grant_rows([_visible_grant(request, created.pk)])[0], status=status.HTTP_201_CREATED)
@@ -199,7 +205,7 @@ class GrantDetailApi(APIView):
 
     @extend_schema(
         summary="A grant", tags=["grants"],
-        responses=responses({200: GrantOut}, READ_PROBLEMS),
+        responses=answers({200: GrantOut}, READ_PROBLEMS),
         examples=[OpenApiExample("grant", response_only=True, value=GRANT_EXAMPLE)])
     def get(self, request: Request, grant_id: int) -> Response:
         return Response(grant_rows([_visible_grant(request, grant_id)])[0])
@@ -215,13 +221,13 @@ class GrantRevokeApi(APIView):
     @extend_schema(
         summary="Revoke a grant now (InfoSec, the resource's owner or the granter)", tags=["grants"],
         request=ReasonIn,
-        responses=responses({200: GrantOut}),
+        responses=answers({200: GrantOut}),
         examples=[OpenApiExample("revoke", request_only=True, value={"reason": "project ended"})],
     )
     def post(self, request: Request, grant_id: int) -> Response:
         grant = _visible_grant(request, grant_id)
         data = parse(ReasonIn, request.data)
-        svc.grant_revoke(actor_user=request.user, grant=grant, reason=data["reason"])
+        grant_revoke(actor=request.user, grant=grant, reason=data["reason"])
         return Response(grant_rows([_visible_grant(request, grant_id)])[0])
 
 
@@ -308,7 +314,7 @@ class AccessRequestListApi(APIView):
         parameters=[OpenApiParameter("state", str, enum=AccessRequest.State.values),
                     OpenApiParameter("resource", str, description="dataset:<name>, registered_model:<name>, "
                                                                   "environment:<name>")],
-        responses=responses({200: page(AccessRequestOut)}, READ_PROBLEMS),
+        responses=answers({200: page(AccessRequestOut(many=True), "AccessAccessRequestPage")}, READ_PROBLEMS),
         examples=[OpenApiExample("requests", response_only=True, value={
             "count": 1, "next": None, "previous": None, "results": [REQUEST_EXAMPLE]})],
     )
@@ -325,7 +331,7 @@ class AccessRequestListApi(APIView):
     @extend_schema(
         summary="Ask for access (people with a governance role; for yourself or a service account you own)",
         tags=["access-requests"], request=Input,
-        responses=responses({201: AccessRequestOut}),
+        responses=answers({201: AccessRequestOut}),
         examples=[OpenApiExample("ask", request_only=True, value={
             "resource": "dataset:customers", "permission": "read_data", "duration_days": 60,
             "justification": "nightly feature build", "service_account": "fraud-pipeline"})],
@@ -340,8 +346,8 @@ class AccessRequestListApi(APIView):
             if account is None:
                 raise field_error("service_account", f"no service account named {data['service_account']!r} "
                                                      "that you may see")
-        created = svc.access_request_create(
-            user=request.user, resource=resource, permission=data["permission"],
+        created = access_request_create(
+            actor=request.user, resource=resource, permission=data["permission"],
             duration_days=data["duration_days"], justification=data["justification"], for_service_account=account)
         return _request_response(request, created.pk, status.HTTP_201_CREATED)
 
@@ -351,7 +357,7 @@ class AccessRequestDetailApi(APIView):
 
     @extend_schema(
         summary="An access request", tags=["access-requests"],
-        responses=responses({200: AccessRequestOut}, READ_PROBLEMS),
+        responses=answers({200: AccessRequestOut}, READ_PROBLEMS),
         examples=[OpenApiExample("request", response_only=True, value=REQUEST_EXAMPLE)])
     def get(self, request: Request, request_id: int) -> Response:
         return _request_response(request, request_id)
@@ -367,13 +373,13 @@ class AccessRequestApproveApi(APIView):
     @extend_schema(
         summary="Approve (the resource's owner and/or InfoSec; not for your own request). People only.",
         tags=["access-requests"], request=CommentIn,
-        responses=responses({200: AccessRequestOut}),
+        responses=answers({200: AccessRequestOut}),
         examples=[OpenApiExample("approve", request_only=True, value={"comment": "ok for the Q1 model"})],
     )
     def post(self, request: Request, request_id: int) -> Response:
         access_request = _visible_request(request, request_id)
         data = parse(CommentIn, request.data)
-        svc.access_request_approve(user=request.user, request=access_request, comment=data["comment"])
+        access_request_approve(actor=request.user, access_request=access_request, comment=data["comment"])
         return _request_response(request, request_id)
 
 
@@ -381,13 +387,13 @@ class AccessRequestRejectApi(APIView):
     @extend_schema(
         summary="Reject (the resource's owner or InfoSec). People only.", tags=["access-requests"],
         request=CommentIn,
-        responses=responses({200: AccessRequestOut}),
+        responses=answers({200: AccessRequestOut}),
         examples=[OpenApiExample("reject", request_only=True, value={"comment": "use the anonymised extract"})],
     )
     def post(self, request: Request, request_id: int) -> Response:
         access_request = _visible_request(request, request_id)
         data = parse(CommentIn, request.data)
-        svc.access_request_reject(user=request.user, request=access_request, comment=data["comment"])
+        access_request_reject(actor=request.user, access_request=access_request, comment=data["comment"])
         return _request_response(request, request_id)
 
 
@@ -402,13 +408,13 @@ class AccessRequestWithdrawApi(APIView):
 
     @extend_schema(
         summary="Withdraw your pending request", tags=["access-requests"], request=Input,
-        responses=responses({200: AccessRequestOut}),
+        responses=answers({200: AccessRequestOut}),
         examples=[OpenApiExample("withdraw", request_only=True, value={"reason": "no longer needed"})],
     )
     def post(self, request: Request, request_id: int) -> Response:
         access_request = _visible_request(request, request_id)
         data = parse(self.Input, request.data)
-        svc.access_request_withdraw(user=request.user, request=access_request, reason=data["reason"])
+        access_request_withdraw(actor=request.user, access_request=access_request, reason=data["reason"])
         return _request_response(request, request_id)
 
 
@@ -492,7 +498,7 @@ class ReviewListApi(APIView):
         operation_id="reviews_list",
         summary="Access reviews you take part in (all for InfoSec and auditors)", tags=["reviews"],
         parameters=[OpenApiParameter("state", str, enum=ReviewCampaign.State.values)],
-        responses=responses({200: page(CampaignOut)}, READ_PROBLEMS),
+        responses=answers({200: page(CampaignOut(many=True), "AccessCampaignPage")}, READ_PROBLEMS),
         examples=[OpenApiExample("reviews", response_only=True, value={
             "count": 1, "next": None, "previous": None, "results": [CAMPAIGN_EXAMPLE]})],
     )
@@ -506,14 +512,14 @@ class ReviewListApi(APIView):
     @extend_schema(
         summary="Start an access review of the active grants on sensitive resources (InfoSec). People only.",
         tags=["reviews"], request=Input,
-        responses=responses({201: CampaignDetailOut}),
+        responses=answers({201: CampaignDetailOut}),
         examples=[OpenApiExample("start", request_only=True, value={
             "name": "Q4 2026 review", "deadline": "2026-12-01T00:00:00Z", "levels": ["confidential", "restricted"]})],
     )
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
-        campaign = svc.review_campaign_start(user=request.user, name=data["name"], deadline=data["deadline"],
-                                             levels=data.get("levels", svc.DEFAULT_REVIEW_LEVELS))
+        campaign = review_campaign_start(actor=request.user, name=data["name"], deadline=data["deadline"],
+                                             levels=data.get("levels", DEFAULT_REVIEW_LEVELS))
         return Response(_campaign_detail(request, _visible_campaign(request, campaign.pk)),
                         status=status.HTTP_201_CREATED)
 
@@ -523,7 +529,7 @@ class ReviewDetailApi(APIView):
 
     @extend_schema(
         summary="An access review and its items", tags=["reviews"],
-        responses=responses({200: CampaignDetailOut}, READ_PROBLEMS),
+        responses=answers({200: CampaignDetailOut}, READ_PROBLEMS),
         examples=[OpenApiExample("review", response_only=True, value={
                        **CAMPAIGN_EXAMPLE, "report": {}, "items": [{
                            "id": 9, "grant": GRANT_EXAMPLE, "reviewer": "olga", "decision": "pending",
@@ -548,7 +554,7 @@ class ReviewItemDecideApi(APIView):
     @extend_schema(
         summary="Certify or revoke one grant under review (its reviewer or InfoSec). People only.",
         tags=["reviews"], request=Input,
-        responses=responses({200: ItemOut}),
+        responses=answers({200: ItemOut}),
         examples=[OpenApiExample("certify", request_only=True, value={
             "decision": "certify", "comment": "still on the fraud team"})],
     )
@@ -556,7 +562,7 @@ class ReviewItemDecideApi(APIView):
         campaign = _visible_campaign(request, campaign_id)
         item = get_object_or_404(review_items_visible_to(request.user).filter(campaign=campaign), pk=item_id)
         data = parse(self.Input, request.data)
-        svc.review_item_decide(user=request.user, item=item, decision=DECISIONS[data["decision"]],
+        review_item_decide(actor=request.user, review_item=item, decision=DECISIONS[data["decision"]],
                                comment=data["comment"])
         detail = _campaign_detail(request, campaign)
         return Response(next(i for i in detail["items"] if i["id"] == item.pk))
@@ -598,7 +604,7 @@ class AccessCheckApi(APIView):
 
     @extend_schema(
         summary="May this principal do this on that resource?", tags=["access-check"], request=Input,
-        responses=responses({200: Output}),
+        responses=answers({200: Output}),
         examples=[
             OpenApiExample("ask", request_only=True, value={
                 "principal": "service:fraud-pipeline", "resource": "dataset:customers", "permission": "read_data"}),
@@ -626,10 +632,10 @@ class AccessCheckApi(APIView):
             # ledger entry (there is nobody to record), so the answer cannot tell which names exist.
             return Response({"allowed": False, "reason": NO_GRANT.format(permission=data["permission"],
                                                                           resource=resource_label(resource)),
-                             "grant_id": None, "level": svc.resource_level(resource), "expires_at": None})
+                             "grant_id": None, "level": resource_level(resource), "expires_at": None})
         decision = check(principal, data["permission"], resource)
         expires_at = (Grant.objects.filter(pk=decision.grant_id).values_list("expires_at", flat=True).first()
                       if decision.grant_id is not None else None)
         return Response({"allowed": decision.allowed, "reason": decision.reason, "grant_id": decision.grant_id,
-                         "level": svc.resource_level(resource), "expires_at": expires_at})
+                         "level": resource_level(resource), "expires_at": expires_at})
 

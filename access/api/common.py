@@ -1,4 +1,4 @@
-"""Shared pieces of the access-governance API: principal/resource references, labels, paging, problems.
+"""Shared pieces of the access-governance API: principal/resource references, labels, paging.
 
 A principal is written ``user:<username>``, ``service:<name>`` or ``group:<name>``; a
 resource ``dataset:<name>``, ``registered_model:<name>`` or ``environment:<name>``.
@@ -22,9 +22,9 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from access.grants import Resource
 from access.models import ServiceAccount
 from access.principals import account_ids
+from access.resources import Resource
 from access.roles import AUDITOR, DATA_STEWARD, INFOSEC, role_names
 from access.selectors import grants_visible_to, resource_queryset
 from web.api.pagination import StandardPagination
@@ -161,7 +161,7 @@ def resolve_resource(ref: tuple[str, str], *, viewer: User | None, field: str = 
     found = resource_queryset(kind, viewer).filter(name=name).first()
     if found is None:
         raise field_error(field, f"no {kind.replace('_', ' ')} named {name!r} that you may see")
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def principal_ref(user: User | None, group: Group | None) -> str:
@@ -182,54 +182,3 @@ def paginate(request: Request, view: Any, rows: QuerySet[Any], shape: Any) -> Re
     paginator = StandardPagination()
     page = paginator.paginate_queryset(rows, request, view=view)
     return paginator.get_paginated_response(shape(list(page or [])))
-
-
-# --- error responses in the schema ---------------------------------------------------------------------------
-
-
-class _FieldError(serializers.Serializer):
-    field = serializers.CharField()
-    message = serializers.CharField()
-
-    class Meta:
-        ref_name = "ProblemFieldError"
-
-
-class ProblemOut(serializers.Serializer):
-    """RFC 9457 problem details (``application/problem+json``), the body of every error."""
-
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    code = serializers.CharField()
-    errors = _FieldError(many=True, required=False)
-    request_id = serializers.CharField(required=False)
-
-    class Meta:
-        ref_name = "Problem"
-
-
-PROBLEM_MEDIA = "application/problem+json"
-READ_PROBLEMS = (400, 401, 403, 404, 429)
-WRITE_PROBLEMS = (400, 401, 403, 404, 409, 429)
-
-
-def responses(ok: dict[int, Any], problems: tuple[int, ...] = WRITE_PROBLEMS) -> dict[Any, Any]:
-    """``extend_schema(responses=...)``: the success bodies plus a problem document for each error status."""
-    out: dict[Any, Any] = {(code, "application/json"): body for code, body in ok.items()}
-    out.update({(code, PROBLEM_MEDIA): ProblemOut for code in problems})
-    return out
-
-
-def page(item: type[serializers.Serializer]) -> serializers.Serializer:
-    """The schema of a page of ``item`` (``StandardPagination``'s envelope)."""
-    from drf_spectacular.utils import inline_serializer
-
-    name = item.__name__.removesuffix("Out")
-    return inline_serializer(name=f"Access{name}Page", fields={
-        "count": serializers.IntegerField(),
-        "next": serializers.URLField(allow_null=True),
-        "previous": serializers.URLField(allow_null=True),
-        "results": item(many=True),
-    })

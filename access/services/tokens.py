@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from access import roles
 from access.errors import AccessError, InvalidState, NotPermitted
+from access.lock_objects import api_token_lock
 from access.models import ApiToken, ServiceAccount
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
@@ -72,7 +73,7 @@ def _check_scopes(scopes: object) -> list[str]:
 @transaction.atomic
 def api_token_create(
     *,
-    user: User,
+    actor: User,
     service_account: ServiceAccount,
     name: str,
     scopes: list[str],
@@ -80,7 +81,7 @@ def api_token_create(
     now: datetime | None = None,
 ) -> IssuedToken:
     """Issue a token to ``service_account`` (its owner or InfoSec). The plaintext is in the result only."""
-    if not _may_manage(user, service_account):
+    if not _may_manage(actor, service_account):
         raise NotPermitted("only the service account's owner or InfoSec may issue its tokens")
     if service_account.disabled_at is not None:
         raise InvalidState(f"service account {service_account.name!r} is disabled")
@@ -100,13 +101,13 @@ def api_token_create(
         prefix=prefix,
         digest=_digest(plaintext),
         scopes=clean_scopes,
-        created_by=user,
+        created_by=actor,
         created_at=now,
         expires_at=now + timedelta(days=expires_in_days),
     )
     record(
         event_type="access.api_token_created",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("service_account", service_account.name),
         payload={
             "service_account": service_account.name,
@@ -121,9 +122,9 @@ def api_token_create(
 
 
 @transaction.atomic
-def api_token_revoke(*, user: User, token: ApiToken, reason: str, now: datetime | None = None) -> ApiToken:
-    token = ApiToken.objects.select_for_update().select_related("service_account").get(pk=token.pk)
-    if not _may_manage(user, token.service_account):
+def api_token_revoke(*, actor: User, token: ApiToken, reason: str, now: datetime | None = None) -> ApiToken:
+    token = api_token_lock(token)
+    if not _may_manage(actor, token.service_account):
         raise NotPermitted("only the service account's owner or InfoSec may revoke its tokens")
     reason = reason.strip() if isinstance(reason, str) else ""
     if not reason or len(reason) > 500:
@@ -131,12 +132,12 @@ def api_token_revoke(*, user: User, token: ApiToken, reason: str, now: datetime 
     if token.revoked_at is not None:
         raise InvalidState("the token is already revoked")
     token.revoked_at = now or timezone.now()
-    token.revoked_by = user
+    token.revoked_by = actor
     token.revoke_reason = reason
     token.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
     record(
         event_type="access.api_token_revoked",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=Subject("service_account", token.service_account.name),
         payload={"service_account": token.service_account.name, "token_id": token.pk, "prefix": token.prefix,
                  "reason": reason},

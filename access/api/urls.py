@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from access import api_datasets as d
-from access import api_grants as g
-from access import api_tokens as t
+from access.api import datasets as d
+from access.api import grants as g
+from access.api import service_accounts as t
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("datasets", d.DatasetListApi.as_view(), name="api-datasets"),

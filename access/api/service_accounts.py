@@ -3,7 +3,7 @@
 People only: no token may create accounts nor mint or revoke tokens (a leaked token
 must not be able to extend itself). An account is visible to its owner, InfoSec and
 auditors; anyone else gets 404. Issuing and revoking are decided by
-``access.tokens`` (the owner or InfoSec). A token's plaintext is in the 201 response
+``access.services.tokens`` (the owner or InfoSec). A token's plaintext is in the 201 response
 of its creation and nowhere else: not stored, not logged, not in the ledger.
 """
 from __future__ import annotations
@@ -11,17 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access import grants as svc
-from access import tokens
-from access.api_common import READ_PROBLEMS, page, paginate, responses
+from access.api.common import paginate
 from access.models import ApiToken, ServiceAccount
 from access.selectors import service_accounts_visible_to
+from access.services import tokens
+from access.services.service_accounts import service_account_create
+from web.api.docs import READ_PROBLEMS, answers, page
 from web.api.inputs import StrictInput, parse
 
 TAGS = ["service-accounts"]
@@ -73,8 +75,6 @@ TOKEN_EXAMPLE = {
 
 
 def token_data(token: ApiToken) -> dict[str, Any]:
-    from django.utils import timezone
-
     return {
         "id": token.pk, "name": token.name, "prefix": token.prefix, "scopes": list(token.scopes),
         "created_by": token.created_by.username, "created_at": token.created_at, "expires_at": token.expires_at,
@@ -101,7 +101,7 @@ class ServiceAccountListApi(APIView):
     @extend_schema(
         operation_id="service_accounts_list",
         summary="Service accounts you may see (yours; all for InfoSec and auditors)", tags=TAGS,
-        responses=responses({200: page(AccountOut)}, READ_PROBLEMS),
+        responses=answers({200: page(AccountOut(many=True), "AccessAccountPage")}, READ_PROBLEMS),
         examples=[OpenApiExample("accounts", response_only=True, value={
             "count": 1, "next": None, "previous": None, "results": [ACCOUNT_EXAMPLE]})],
     )
@@ -112,13 +112,13 @@ class ServiceAccountListApi(APIView):
     @extend_schema(
         summary="Create a service account you own (InfoSec or a model owner). People only.", tags=TAGS,
         request=Input,
-        responses=responses({201: AccountOut}),
+        responses=answers({201: AccountOut}),
         examples=[OpenApiExample("create", request_only=True, value={
             "name": "fraud-pipeline", "description": "nightly training"})],
     )
     def post(self, request: Request) -> Response:
         data = parse(self.Input, request.data)
-        account = svc.service_account_create(user=request.user, name=data["name"], description=data["description"])
+        account = service_account_create(actor=request.user, name=data["name"], description=data["description"])
         return Response(account_data(_visible_account(request, account.name)), status=status.HTTP_201_CREATED)
 
 
@@ -127,7 +127,7 @@ class ServiceAccountDetailApi(APIView):
 
     @extend_schema(
         summary="A service account", tags=TAGS,
-        responses=responses({200: AccountOut}, READ_PROBLEMS),
+        responses=answers({200: AccountOut}, READ_PROBLEMS),
         examples=[OpenApiExample("account", response_only=True, value=ACCOUNT_EXAMPLE)])
     def get(self, request: Request, name: str) -> Response:
         return Response(account_data(_visible_account(request, name)))
@@ -149,7 +149,7 @@ class TokenListApi(APIView):
     @extend_schema(
         operation_id="service_accounts_tokens_list",
         summary="The tokens of a service account (never the tokens themselves). People only.", tags=TAGS,
-        responses=responses({200: page(TokenOut)}, READ_PROBLEMS),
+        responses=answers({200: page(TokenOut(many=True), "AccessTokenPage")}, READ_PROBLEMS),
         examples=[OpenApiExample("tokens", response_only=True, value={
             "count": 1, "next": None, "previous": None, "results": [TOKEN_EXAMPLE]})],
     )
@@ -161,7 +161,7 @@ class TokenListApi(APIView):
     @extend_schema(
         summary="Issue a token (the account's owner or InfoSec). The token is in this response only. People only.",
         tags=TAGS, request=Input,
-        responses=responses({201: IssuedTokenOut}),
+        responses=answers({201: IssuedTokenOut}),
         examples=[
             OpenApiExample("issue", request_only=True, value={
                 "name": "ci", "scopes": ["access:check"], "expires_in_days": 90}),
@@ -172,7 +172,7 @@ class TokenListApi(APIView):
     def post(self, request: Request, name: str) -> Response:
         account = _visible_account(request, name)
         data = parse(self.Input, request.data)
-        issued = tokens.api_token_create(user=request.user, service_account=account, name=data["name"],
+        issued = tokens.api_token_create(actor=request.user, service_account=account, name=data["name"],
                                          scopes=data["scopes"], expires_in_days=data["expires_in_days"])
         body = {**token_data(issued.token), "token": issued.plaintext}
         # The body holds a secret: no cache (browser, proxy) may keep it.
@@ -189,12 +189,12 @@ class TokenRevokeApi(APIView):
 
     @extend_schema(
         summary="Revoke a token now (the account's owner or InfoSec). People only.", tags=TAGS, request=Input,
-        responses=responses({200: TokenOut}),
+        responses=answers({200: TokenOut}),
         examples=[OpenApiExample("revoke", request_only=True, value={"reason": "leaked in a CI log"})],
     )
     def post(self, request: Request, name: str, token_id: int) -> Response:
         account = _visible_account(request, name)
         token = get_object_or_404(account.tokens.all(), pk=token_id)
         data = parse(self.Input, request.data)
-        revoked = tokens.api_token_revoke(user=request.user, token=token, reason=data["reason"])
+        revoked = tokens.api_token_revoke(actor=request.user, token=token, reason=data["reason"])
         return Response(token_data(ApiToken.objects.select_related("created_by", "revoked_by").get(pk=revoked.pk)))

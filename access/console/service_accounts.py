@@ -1,8 +1,8 @@
 """Console pages of service accounts and their API tokens (``/console/access/service-accounts/``).
 
 The console face of ``access/api_tokens.py``, with the same rules: an account is visible to its
-owner, InfoSec and auditors (anyone else gets a 404); ``access.grants.service_account_create``
-decides who may create one and ``access.tokens`` who may issue and revoke tokens (the account's
+owner, InfoSec and auditors (anyone else gets a 404); ``access.services.service_accounts.service_account_create``
+decides who may create one and ``access.services.tokens`` who may issue and revoke tokens (the account's
 owner or InfoSec). A refusal is an error message and nothing is written.
 
 A token's plaintext exists in one place only: the page rendered in answer to the POST that issued
@@ -25,9 +25,10 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from access import roles, selectors, tokens
-from access.grants import may_create_service_account, service_account_create
+from access import roles, selectors
 from access.models import ApiToken, ServiceAccount
+from access.services import tokens
+from access.services.service_accounts import may_create_service_account, service_account_create
 from web.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
 
 
@@ -36,7 +37,7 @@ def _visible_account(user: User, name: str) -> ServiceAccount:
 
 
 def _may_manage(user: User, account: ServiceAccount) -> bool:
-    """Whether to offer the issue and revoke forms (a hint: ``access.tokens`` decides)."""
+    """Whether to offer the issue and revoke forms (a hint: ``access.services.tokens`` decides)."""
     return user.is_active and (account.owner_id == user.pk or roles.INFOSEC in viewer_roles(user))
 
 
@@ -118,7 +119,7 @@ def service_account_create_view(request: HttpRequest) -> HttpResponse:
     user = signed_in_user(request)
     name = request.POST.get("name", "").strip()[:200]
     try:
-        account = service_account_create(user=user, name=name, description=request.POST.get("description", ""))
+        account = service_account_create(actor=user, name=name, description=request.POST.get("description", ""))
     except ValueError as exc:  # AccessError and the ledger's input errors: the service wrote nothing
         messages.error(request, f"No service account was created: {exc}.")
         return HttpResponseRedirect(reverse("console-service-accounts"))
@@ -147,7 +148,7 @@ def token_issue_view(request: HttpRequest, name: str) -> HttpResponse:
         return HttpResponseRedirect(_detail_url(account))
     try:
         # The service checks the owner/InfoSec rule, the scopes against SCOPES, the name and the expiry bounds.
-        issued = tokens.api_token_create(user=user, service_account=account, name=post.get("name", "")[:200],
+        issued = tokens.api_token_create(actor=user, service_account=account, name=post.get("name", "")[:200],
                                          scopes=post.getlist("scopes"), expires_in_days=days)
     except ValueError as exc:  # AccessError: nothing was written
         messages.error(request, f"No token was issued: {exc}.")
@@ -164,7 +165,7 @@ def token_revoke_view(request: HttpRequest, name: str, token_id: int) -> HttpRes
     token = get_object_or_404(account.tokens.all(), pk=token_id)
     run_action(
         request,
-        lambda: tokens.api_token_revoke(user=user, token=token, reason=request.POST.get("reason", "")),
+        lambda: tokens.api_token_revoke(actor=user, token=token, reason=request.POST.get("reason", "")),
         f"Token {token.name} (mlg_{token.prefix}_…) of {account.name} is revoked; it is refused from now on.",
     )
     return redirect_back(request, _detail_url(account))

@@ -106,6 +106,8 @@ def test_a_small_bundle_uses_one_process_unless_asked(
     assert offline_verify.verify_bundle(str(bundle)).ok
     monkeypatch.setattr(offline_verify, "_PARALLEL_MIN_BYTES", 1)
     monkeypatch.setattr(offline_verify, "_usable_cpus", lambda: 2)
+    # A thread an earlier test left behind in this process must not decide the case under test.
+    monkeypatch.setattr(offline_verify.threading, "active_count", lambda: 1)
     assert offline_verify.verify_bundle(str(bundle)).ok
     monkeypatch.setattr(offline_verify.threading, "active_count", lambda: 3)  # (a server's process)
     assert offline_verify.verify_bundle(str(bundle)).ok

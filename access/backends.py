@@ -4,7 +4,7 @@
 obj)`` and DRF's object permissions work, but the mirror row only goes away when the
 expiry task (``grants_expire``) runs. Without a scheduler, guardian alone would keep a
 lapsed grant alive. For the three governed resource types this backend therefore asks
-``access.checks.check`` (the grant table, expiry to the microsecond, revocation, the
+``access.services.checks.check`` (the grant table, expiry to the microsecond, revocation, the
 principal still active) instead of guardian's rows; for any other object it is plain
 guardian. It is configured in place of ``guardian.backends.ObjectPermissionBackend``.
 """
@@ -15,8 +15,8 @@ from typing import Any
 from django.db.models import Model
 from guardian.backends import ObjectPermissionBackend
 
-from access.checks import check
 from access.models import RESOURCE_PERMISSIONS
+from access.services.checks import check
 
 _GOVERNED = {"access.dataset": "dataset", "governance.registeredmodel": "registered_model",
              "governance.environment": "environment"}

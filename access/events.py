@@ -88,7 +88,7 @@ _r(EventType("access.api_token_revoked", "An API token was revoked.",
              {"service_account": S(), "token_id": Field("int"), "prefix": S(), "reason": S()},
              subject="service_account"))
 
-# --- denied access checks, summarised per interval (access.checks, issue 8g) ----------------------------------
+# --- denied access checks, summarised per interval (access.services.checks, issue 8g) --------------------------------
 # access.check_denied is written once per principal, resource and permission per ACCESS_DENIAL_INTERVAL; the
 # repeats are counted, and this entry closes the interval with the count (principals are user:<id>/group:<name>).
 _r(EventType("access.check_denials_summarised",

@@ -14,10 +14,10 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from access.checks import denial_record
 from access.models import Dataset
 from access.roles import AUDITOR, INFOSEC, has_role
 from access.services.accounts import account_closed_at
+from access.services.checks import denial_record
 from audit import policy, signals
 from audit.export import sections
 from audit.export.errors import ExportError

@@ -265,7 +265,7 @@ class DatasetGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Dataset, on_delete=models.CASCADE)
 
 
-# --- denied access checks, counted between ledger entries (access.checks) --------------------------------------
+# --- denied access checks, counted between ledger entries (access.services.checks) ----------------------------
 
 
 class DenialWindow(models.Model):
@@ -273,12 +273,12 @@ class DenialWindow(models.Model):
 
     The first denial of an interval writes ``access.check_denied`` and opens the row;
     the repeats only bump ``count``/``last_at`` (one UPDATE, no ledger write). When the
-    interval is over, ``access.checks.check_denials_summarise`` (beat, or lazily the
+    interval is over, ``access.services.checks.check_denials_summarise`` (beat, or lazily the
     next denial) writes ``access.check_denials_summarised`` and the row is closed. The
     unique key is what keeps two concurrent first denials from both writing the entry.
     """
 
-    principal = models.CharField(max_length=200)  # access.checks.principal_label: user:<id> or group:<name>
+    principal = models.CharField(max_length=200)  # access.services.checks.principal_label: user:<id> or group:<name>
     resource_type = models.CharField(max_length=30)
     resource_id = models.PositiveBigIntegerField()
     permission = models.CharField(max_length=30)

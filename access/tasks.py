@@ -9,14 +9,14 @@ from celery import shared_task
 from django.db import OperationalError
 from django.utils import timezone
 
-from access.checks import check_denials_summarise
 from access.errors import AccessError, InvalidState
 from access.models import ReviewCampaign
+from access.services.checks import check_denials_summarise
 from access.services.grants import grants_expire
 from access.services.reviews import review_campaign_close
 from governance.errors import GovernanceError
-from governance.lineage import LINEAGE_ACTOR, lineage_link_from_mlflow
 from governance.models import Lineage, ModelVersion
+from governance.services.lineage import LINEAGE_ACTOR, lineage_link_from_mlflow
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def lineage_reconcile() -> dict[str, int]:
 
 # --- grants and access reviews (access.services.grants, access.services.reviews) -------------------------------
 # Expiry runs every 30 seconds from the beat schedule, so a lapsed grant leaves guardian within a minute;
-# access.checks.check already denies it from its expires_at on.
+# access.services.checks.check already denies it from its expires_at on.
 
 EXPIRE_BATCH = 1000
 _SWEEP: dict[str, Any] = {"retry_backoff": True, "max_retries": 3, "acks_late": True}
@@ -101,7 +101,7 @@ def close_due_reviews() -> int:
     return sum(close_review.run(pk) == "closed" for pk in list(due.order_by("pk").values_list("pk", flat=True)))
 
 
-# --- denied access checks (access.checks) -------------------------------------------------------------------
+# --- denied access checks (access.services.checks) -------------------------------------------------------------------
 
 
 @shared_task(name="access.tasks.summarise_denials", autoretry_for=(OperationalError,), soft_time_limit=240,

@@ -185,7 +185,7 @@ class Checkpoint(models.Model):
         return f"checkpoint size={self.tree_size}"
 
 
-# --- witnesses (c2sp.org/tlog-witness; audit/witnessing.py, docs/witness.md) ----------------------------
+# --- witnesses (c2sp.org/tlog-witness; audit/services/witnessing.py, docs/witness.md) ----------------------------
 
 
 class WitnessCosignature(models.Model):

@@ -7,13 +7,14 @@ from celery import shared_task
 from django.db import OperationalError, transaction
 from django.dispatch import receiver
 
-from audit import checkpoints, ledger, signals
+from audit import ledger, signals
 from audit.export.errors import ExportError
 from audit.export.service import export_run
-from audit.integrity import verification_run
-from audit.retention import retention_run
-from audit.witnessing import checkpoint_witness
-from audit.witnessing import witness_quorum_check as quorum_check
+from audit.services import checkpoints
+from audit.services.integrity import verification_run
+from audit.services.retention import retention_run
+from audit.services.witnessing import checkpoint_witness
+from audit.services.witnessing import witness_quorum_check as quorum_check
 
 
 @shared_task(
@@ -64,7 +65,7 @@ def run_export(export_id: int) -> str | None:
     return job.file_path
 
 
-# --- witnesses (audit/witnessing.py, docs/witness.md) ---------------------------------------------------------
+# --- witnesses (audit/services/witnessing.py, docs/witness.md) -------------------------------------
 
 
 class WitnessesUnavailable(Exception):

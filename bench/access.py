@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of the access check (``access.checks.check``) over 100,000 grants, against plain indexed lookups.
+"""Benchmark of the access check (``access.services.checks.check``) over 100,000 grants, against plain indexed lookups.
 
     .venv/bin/python bench/access.py                    # SQLite: var/bench_access.sqlite3 (re-created)
     DATABASE_URL=postgres://root@127.0.0.1:5432/bench_access .venv/bin/python bench/access.py
@@ -14,7 +14,7 @@ guardian rows of the active grants too (for the informational guardian figure).
 
 Measured, per sample, in rotating order so drift hits every figure alike:
 
-* ``check``: ``access.checks.check(user, permission, dataset, record_denial=False)``,
+* ``check``: ``access.services.checks.check(user, permission, dataset, record_denial=False)``,
   the real hot path (one query on ``grant_check_user`` and, when that finds nothing,
   one on ``grant_check_group`` with the user's groups as a subquery);
 * baseline ``orm``: ``Grant.objects.filter(user_id=.., resource_type=.., resource_id=..,
@@ -241,8 +241,8 @@ def measure(args: argparse.Namespace, data: dict[str, Any], rng: random.Random) 
     from django.utils import timezone
     from guardian.core import ObjectPermissionChecker
 
-    from access.checks import check
     from access.models import Dataset, Grant
+    from access.services.checks import check
 
     todo = samples(data, args.checks + args.warmup, rng)
     users = User.objects.in_bulk({u for _, u, _, _ in todo})

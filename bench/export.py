@@ -123,7 +123,7 @@ def generate(n: int) -> dict[str, float]:
     log(f"    integrate(): {done:,} entries in {t_integrate:.1f}s ({done / t_integrate:,.0f} entries/s)")
     with connection.cursor() as cur:  # fresh statistics, as autovacuum / a DBA would have by now
         cur.execute("ANALYZE")
-    from audit.checkpoints import checkpoint_create
+    from audit.services.checkpoints import checkpoint_create
 
     checkpoint = checkpoint_create()
     assert checkpoint is not None

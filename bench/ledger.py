@@ -945,8 +945,8 @@ def fig6_latency(args: argparse.Namespace) -> None:
     from django.db import connection
 
     from audit import ledger
-    from audit.checkpoints import checkpoint_create
     from audit.selectors import ledger_size
+    from audit.services.checkpoints import checkpoint_create
 
     interval = args.checkpoint_interval
     integrate_every = float(settings.LEDGER_INTEGRATE_INTERVAL)

@@ -115,9 +115,9 @@ def schedule(interval: float, seconds: float, rate: float) -> tuple[list[float],
     """Measurement A: per-entry latency to a signed checkpoint (baseline) and to a quorum-cosigned one."""
     from django.db import connection
 
-    from audit.checkpoints import checkpoint_create
     from audit.ledger import Actor, Subject, record
     from audit.models import Checkpoint, Entry
+    from audit.services.checkpoints import checkpoint_create
 
     committed: list[tuple[int, float]] = []  # (pending id, commit wall time)
     stop = threading.Event()
@@ -169,9 +169,9 @@ def rounds(n: int) -> tuple[list[float], list[float]]:
     """Measurement B: checkpoint_create alone (baseline) and the submission to both witnesses after commit."""
     from django.test import override_settings
 
-    from audit.checkpoints import checkpoint_create
     from audit.ledger import Actor, Subject, integrate, record
-    from audit.witnessing import checkpoint_witness
+    from audit.services.checkpoints import checkpoint_create
+    from audit.services.witnessing import checkpoint_witness
 
     base, submit = [], []
     # The baseline signs with no witness configured, so its after-commit hook queues nothing.

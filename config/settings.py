@@ -414,7 +414,7 @@ MLFLOW_WEBHOOK_REFUSAL_INTERVAL = env_int("MLFLOW_WEBHOOK_REFUSAL_INTERVAL", 360
 # Lapsed grants leave guardian within a minute (check() denies them from expires_at on).
 ACCESS_EXPIRE_INTERVAL = env_float("ACCESS_EXPIRE_INTERVAL", 30.0, minimum=1)
 
-# --- Denied access checks (access.checks, issue 8g) ------------------------------------------
+# --- Denied access checks (access.services.checks, issue 8g) ------------------------------------------
 # One access.check_denied per principal, resource and permission per interval; the repeats are counted and
 # summarised (access.check_denials_summarised) when it closes: by this beat task, or lazily by the next denial.
 ACCESS_DENIAL_INTERVAL = env_float("ACCESS_DENIAL_INTERVAL", 3600.0, minimum=1)

@@ -4,7 +4,7 @@
   (``access.resources.ResourceKind``): their guardian tables, how their classification,
   sensitivity and owner are found, and what a viewer may see of them.
 * Receivers of ``access.signals``: a dataset registered or reclassified in the catalog
-  links and re-derives the model versions trained on it (``governance.lineage``), in the
+  links and re-derives the model versions trained on it (``governance.services.lineage``), in the
   catalog service's transaction.
 
 ``connect()`` is called once from ``GovernanceConfig.ready``.
@@ -21,7 +21,6 @@ from access.classification import CONFIDENTIAL, INTERNAL, highest, rank
 from access.models import Dataset
 from access.resources import ResourceKind, register
 from audit.ledger import Actor
-from governance import lineage
 from governance.models import (
     Environment,
     EnvironmentGroupObjectPermission,
@@ -32,6 +31,7 @@ from governance.models import (
     RegisteredModelUserObjectPermission,
 )
 from governance.selectors import models_visible_to
+from governance.services import lineage
 
 # A registered model with no classified version counts as internal.
 MODEL_DEFAULT_LEVEL = INTERNAL
@@ -115,6 +115,7 @@ def connect() -> None:
     """Register governance's resource kinds and connect its receivers (idempotent)."""
     register(REGISTERED_MODELS)
     register(ENVIRONMENTS)
-    signals.dataset_created.connect(_dataset_created, dispatch_uid="governance.lineage.dataset_created")
-    signals.dataset_reclassifying.connect(_dataset_reclassifying, dispatch_uid="governance.lineage.lock_versions")
-    signals.dataset_reclassified.connect(_dataset_reclassified, dispatch_uid="governance.lineage.propagate")
+    signals.dataset_created.connect(_dataset_created, dispatch_uid="governance.services.lineage.dataset_created")
+    signals.dataset_reclassifying.connect(_dataset_reclassifying,
+                                            dispatch_uid="governance.services.lineage.lock_versions")
+    signals.dataset_reclassified.connect(_dataset_reclassified, dispatch_uid="governance.services.lineage.propagate")

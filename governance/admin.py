@@ -17,7 +17,6 @@ from django.db.models import QuerySet
 
 from access import selectors as access_selectors
 from governance import selectors
-from governance.lineage import lineage_versions_visible_to
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,
@@ -32,6 +31,7 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.services import promotions
+from governance.services.lineage import lineage_versions_visible_to
 from web.admin_site import RawViewAdmin, pretty_json
 
 

@@ -10,11 +10,11 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from access.checks import check
 from access.classification import LEVELS, RESTRICTED, allows
 from access.models import APPROVE_PROMOTION, Grant
 from access.principals import account_ids
 from access.roles import AUDITOR, INFOSEC, role_names
+from access.services.checks import check
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,

@@ -45,11 +45,6 @@ def _lint_imports() -> str:
     return str(beside) if beside.exists() else (shutil.which("lint-imports") or "lint-imports")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the target of issue #15: upward imports remain until the domain reorganisation lands "
-    "(the list is lint-imports' output); remove this marker once the contract is kept",
-)
 def test_the_import_contract_is_kept() -> None:
     result = subprocess.run(
         [_lint_imports(), "--no-cache", "--no-logo"], cwd=ROOT, capture_output=True, text=True, timeout=120

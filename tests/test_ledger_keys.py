@@ -9,10 +9,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from audit.checkpoints import checkpoint_create
 from audit.note import Verifier, open_note
 from audit.offline_verify import parse_trusted_key_line
-from audit.rotation import rotate_and_install
+from audit.services.checkpoints import checkpoint_create
+from audit.services.rotation import rotate_and_install
 from audit.signing import current_verifier_key, signing_key, trusted_keys_file
 from tests.integration.helpers import SYSTEM, fill
 

@@ -115,7 +115,7 @@ def check_witness_quorum() -> str | None:
     """"ok", "degraded" (a checkpoint past its deadline without a quorum) or "unknown"; None without witnesses."""
     if not settings.LEDGER_WITNESSES:
         return None
-    from audit.witnessing import witness_quorum_status
+    from audit.services.witnessing import witness_quorum_status
 
     try:
         return OK if witness_quorum_status().ok else "degraded"

@@ -202,10 +202,10 @@ def _collect_db() -> Iterator[Any]:
 
 
 def _collect_witnesses() -> Iterator[Any]:
-    """Witnessing (audit.witnessing): nothing at all when no witness is configured."""
+    """Witnessing (audit.services.witnessing): nothing at all when no witness is configured."""
     if not settings.LEDGER_WITNESSES:
         return
-    from audit.witnessing import witness_quorum_status
+    from audit.services.witnessing import witness_quorum_status
 
     status = witness_quorum_status()
     yield _gauge("governance_ledger_witness_quorum_lag_entries",

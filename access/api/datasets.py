@@ -23,8 +23,8 @@ from access.models import PII_CATEGORIES, Dataset, DatasetField
 from access.selectors import datasets_visible_to
 from access.services.datasets import dataset_classify, dataset_create, dataset_field_classify
 from audit.ledger import Actor
-from governance.lineage import lineage_link, lineage_versions_visible_to
 from governance.models import Lineage
+from governance.services.lineage import lineage_link, lineage_versions_visible_to
 from web.api.docs import READ_PROBLEMS, answers, page
 from web.api.inputs import StrictInput, StrictQuery, parse, parse_query
 

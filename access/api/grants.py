@@ -33,7 +33,6 @@ from access.api.common import (
     resolve_resource,
     resource_filter,
 )
-from access.checks import NO_GRANT, check
 from access.classification import LEVELS
 from access.models import PERMISSIONS, RESOURCE_PERMISSIONS, AccessRequest, Grant, ReviewCampaign, ReviewItem
 from access.resources import resource_label, resource_level, resource_type_of
@@ -52,6 +51,7 @@ from access.services.access_requests import (
     access_request_reject,
     access_request_withdraw,
 )
+from access.services.checks import NO_GRANT, check
 from access.services.grants import grant_create, grant_revoke, require_may_grant_directly
 from access.services.reviews import DEFAULT_REVIEW_LEVELS, review_campaign_start, review_item_decide
 from web.api.auth import token_of

@@ -12,7 +12,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from access import roles
-from access.checks import principal_label
 from access.errors import AccessError, InvalidState, NotPermitted
 from access.lock_objects import access_request_lock, resource_lock
 from access.models import (
@@ -33,6 +32,7 @@ from access.resources import (
     resource_subject,
 )
 from access.roles import has_role, role_names
+from access.services.checks import principal_label
 from access.services.grants import (
     check_permission_applies,
     grant_create,

@@ -14,11 +14,11 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 
-from access.checks import principal_label
 from access.errors import AccessError, InvalidState, NotPermitted
 from access.lock_objects import users_lock
 from access.principals import same_person
 from access.roles import INFOSEC
+from access.services.checks import principal_label
 from audit.ledger import Actor, Subject, record
 from audit.models import Entry, PendingEntry
 

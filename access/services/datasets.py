@@ -10,7 +10,7 @@ per-field classifications; its ``effective_level`` is the highest of its own
 level and its fields' levels, kept by these services.
 
 What follows for the models trained on the data (lineage, the versions'
-classification, promotions, violations) is governance's (``governance.lineage``):
+classification, promotions, violations) is governance's (``governance.services.lineage``):
 these services send ``access.signals`` in their transaction and governance's
 receivers act in it. A reclassification lets them lock the linked versions before
 the dataset row (the lock order of ``access.lock_objects``).
@@ -25,12 +25,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from access import roles, signals
-from access.checks import principal_label
 from access.classification import CONFIDENTIAL, LEVELS, highest, rank
 from access.errors import AccessError, NotPermitted
 from access.lock_objects import dataset_lock
 from access.models import PCI_CATEGORIES, PII_CATEGORIES, Dataset, DatasetField
 from access.roles import role_names
+from access.services.checks import principal_label
 from access.services.inputs import clean_name, clean_text
 from audit.ledger import Actor, Subject, record
 

@@ -7,7 +7,7 @@ transaction. A refusal raises an ``access.errors.AccessError`` (``NotPermitted``
 
 Our ``Grant`` table is the source of truth. Each change is mirrored into
 django-guardian's direct foreign-key tables in the same transaction, so
-``user.has_perm("access.read_data", dataset)`` agrees with ``access.checks.check``.
+``user.has_perm("access.read_data", dataset)`` agrees with ``access.services.checks.check``.
 A guardian row stays while at least one active grant backs it (overlapping grants).
 
 Lifecycle of a grant (no extra columns: ``revoked_at`` closes a grant either way):
@@ -37,7 +37,6 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from access import roles
-from access.checks import principal_label
 from access.errors import AccessError, InvalidState, NotPermitted
 from access.lock_objects import grant_lock, grants_lock, resource_lock, resources_lock
 from access.models import (
@@ -61,6 +60,7 @@ from access.resources import (
     resource_subject,
 )
 from access.roles import has_role
+from access.services.checks import principal_label
 from access.services.inputs import require_active, require_aware, require_text
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Event, record, record_many

@@ -6,12 +6,12 @@ from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 
 from access import roles
-from access.checks import principal_label
 from access.errors import AccessError, NotPermitted
 from access.models import (
     ServiceAccount,
 )
 from access.roles import role_names
+from access.services.checks import principal_label
 from access.services.inputs import require_active
 from audit.ledger import Actor, Subject, record
 

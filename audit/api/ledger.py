@@ -36,9 +36,9 @@ from audit.export.scope import parse_time
 from audit.ledger import ACTOR_TYPES
 from audit.models import Checkpoint, Entry, SigningKey
 from audit.selectors import EntryFilters, checkpoint_at, entries_list, may_read_ledger
+from audit.services.witnessing import published_note
 from audit.signing import current_verifier_key
 from audit.verification import trusted_verifiers
-from audit.witnessing import published_note
 from web.api.auth import HasScope, token_of
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers
 from web.api.inputs import StrictQuery

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.models import LegalHold
-from audit.retention import legal_hold_create, legal_hold_release
+from audit.services.retention import legal_hold_create, legal_hold_release
 from web.console.base import denied, is_oversight, paginate, redirect_back, run_action
 
 HOLDS_NOT_PERMITTED = "Legal holds are for InfoSec and auditors: you are not permitted to see them."

@@ -27,9 +27,9 @@ from audit.export.selection import FIELDS, PROGRESS_EVERY, Checked, Plan, Row, r
 from audit.models import Checkpoint, Entry, ExportJob, SigningKey
 from audit.note import NoteError, Verifier, open_note
 from audit.selectors import consistency_proof
+from audit.services.witnessing import configured_witnesses, published_note
 from audit.signing import current_verifier_key, key_name
 from audit.verification import trusted_verifiers
-from audit.witnessing import configured_witnesses, published_note
 
 EVENT_TYPES_FILE = "event-types.json"
 

@@ -13,13 +13,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, integrate, record
 from audit.lock_objects import ledger_head_lock
 from audit.models import Checkpoint, Entry, ExportJob, LedgerHead
 from audit.policy import Action, may
+from audit.services.checkpoints import checkpoint_create
+from audit.services.witnessing import checkpoint_witness, configured_witnesses
 from audit.signals import export_requested
-from audit.witnessing import checkpoint_witness, configured_witnesses
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User

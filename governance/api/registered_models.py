@@ -19,9 +19,9 @@ from rest_framework.views import APIView
 
 from governance import selectors
 from governance.errors import NotPermitted
-from governance.lineage import lineage_state
 from governance.models import Environment, Lineage, LiveDeployment, ModelVersion, RegisteredModel
 from governance.services import model_versions
+from governance.services.lineage import lineage_state
 from web.api.auth import token_of
 from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
 from web.api.inputs import StrictInput, StrictQuery, Text, parse, parse_query

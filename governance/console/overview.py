@@ -27,9 +27,9 @@ from django.views.decorators.http import require_POST
 from access import roles
 from access import selectors as access_selectors
 from access.roles import has_role
-from audit.integrity import last_verification
 from audit.models import Checkpoint, Entry, LedgerHead, PendingEntry
-from audit.witnessing import witness_quorum_status
+from audit.services.integrity import last_verification
+from audit.services.witnessing import witness_quorum_status
 from governance import selectors
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest

@@ -25,13 +25,13 @@ from access.services.datasets import dataset_classify, dataset_create, dataset_f
 from access.services.grants import grant_create
 from access.services.reviews import review_campaign_start, review_item_decide
 from access.services.service_accounts import service_account_create
-from audit.checkpoints import checkpoint_create
 from audit.export.scope import parse_scope
 from audit.export.service import export_create, export_run
-from audit.integrity import verification_run
 from audit.ledger import Actor, Subject, record
 from audit.models import Entry, PendingEntry
-from audit.retention import legal_hold_create
+from audit.services.checkpoints import checkpoint_create
+from audit.services.integrity import verification_run
+from audit.services.retention import legal_hold_create
 from governance import registry
 from governance.models import (
     BreakGlassReview,

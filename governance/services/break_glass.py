@@ -14,9 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from access import roles
-from access.checks import principal_label
 from access.principals import account_ids, same_person
 from access.roles import role_names
+from access.services.checks import principal_label
 from audit.ledger import Actor, Subject, record
 from governance import lock_objects, selectors
 from governance.errors import GovernanceError, InvalidState, NotPermitted

@@ -35,9 +35,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from access import roles
-from access.checks import principal_label
 from access.principals import same_person
 from access.roles import role_names
+from access.services.checks import principal_label
 from audit.canonical import canonical_json
 from audit.ledger import Actor, Subject, record
 from governance import lock_objects

@@ -25,7 +25,7 @@ from governance.services.promotions import promotion_reevaluate
 
 def _check_not_classified_by_lineage(version: ModelVersion, level: str) -> None:
     """Access catalog: a version with lineage takes its classification from its datasets."""
-    from governance.lineage import lineage_state
+    from governance.services.lineage import lineage_state
 
     lineage = lineage_state(version)
     if lineage.unknown:  # #13: data nobody catalogued cannot be declared anything
@@ -58,7 +58,7 @@ def model_version_declare_classification(
 
     A version with complete lineage takes its classification from its datasets and is
     refused (``classified_by_lineage``); with incomplete lineage, a level below what the
-    linked datasets already say is refused (``below_lineage``). See governance.lineage.
+    linked datasets already say is refused (``below_lineage``). See governance.services.lineage.
     """
     reason = require_text(reason, "reason")
     if level not in LEVELS:

@@ -17,11 +17,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from access import roles
-from access.checks import check
 from access.classification import RESTRICTED
 from access.models import DEPLOY_TO
 from access.principals import account_ids
 from access.roles import role_names
+from access.services.checks import check
 from audit.ledger import Actor, record
 from governance import selectors, signals
 from governance.errors import Frozen, GovernanceError, InvalidState, NotPermitted

@@ -42,7 +42,7 @@ shown, but nothing a client can write there decides anything here:
   than ``MLFLOW_DIGEST_RECHECK_HOURS``; bytes rewritten in place with the same sizes are
   caught by the first sync after that;
 * the version tag ``data_classification`` never sets a classification: that comes from
-  the catalog through lineage (``governance.lineage``) or a data steward's declaration;
+  the catalog through lineage (``governance.services.lineage``) or a data steward's declaration;
 * a version's ``creator`` (MLflow's client-set ``user_id``) is linked to an account only
   through an ``IdentityLink`` InfoSec made (``registered_by``, ``registered_via``).
 
@@ -67,7 +67,6 @@ from audit.ledger import Actor, Subject, record
 from governance import lock_objects, registry, selectors
 from governance.artifact_digest import artifact_digest_of, previous_digest
 from governance.errors import InvalidState
-from governance.lineage import lineage_link_from_mlflow
 from governance.models import (
     ComplianceViolation,
     Environment,
@@ -79,6 +78,7 @@ from governance.models import (
 )
 from governance.registry import ModelData, fetch_model, from_millis, is_not_found, iter_models, iter_versions
 from governance.services import common, compliance, deployments, model_versions, promotions, registered_models
+from governance.services.lineage import lineage_link_from_mlflow
 from governance.services.registered_models import OWNER_TAG
 
 # MLflow is imported inside the functions that call it (heavy: about 3 s), for start-up time:
@@ -413,7 +413,7 @@ def model_version_upsert(
     person are personal data (``creator``, ``personal_changes``). A ``data_classification``
     tag sets nothing: a new version, or one whose dataset inputs changed, is linked to
     the catalogued datasets its run names and takes its classification from them
-    (``governance.lineage.lineage_link_from_mlflow``). A version whose creator has an
+    (``governance.services.lineage.lineage_link_from_mlflow``). A version whose creator has an
     ``IdentityLink`` and no trusted registrant yet gets one (``model.version_registrant_linked``).
     """
     if data.name != model.name:

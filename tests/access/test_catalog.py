@@ -32,9 +32,9 @@ from audit.ledger import Actor, integrate
 from audit.models import Entry, PendingEntry
 from governance import registry
 from governance.errors import GovernanceError
-from governance.lineage import lineage_link, lineage_link_from_mlflow, lineage_state
 from governance.models import ComplianceViolation, Environment, Lineage, ModelVersion, PromotionRequest, RegisteredModel
 from governance.services import model_versions
+from governance.services.lineage import lineage_link, lineage_link_from_mlflow, lineage_state
 from governance.services.registry_mirror import VersionData, model_version_upsert, registered_model_sync
 from tests.factories import ModelVersionFactory, UserFactory
 from tests.governance import mlflow_helpers

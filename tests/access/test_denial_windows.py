@@ -15,8 +15,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from access.checks import check, check_denials_summarise
 from access.models import DenialWindow
+from access.services.checks import check, check_denials_summarise
 from access.tasks import summarise_denials
 from audit.models import Entry, PendingEntry
 from tests.access.helpers import ledger

@@ -7,10 +7,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from access.checks import check
 from access.errors import AccessError, InvalidState, NotPermitted
 from access.models import Grant, ServiceAccount
 from access.selectors import grant_status, grants_expiring, grants_for, guardian_drift
+from access.services.checks import check
 from access.services.grants import grant_create, grant_revoke, grants_expire
 from access.services.service_accounts import service_account_create
 from access.tasks import expire_grants

@@ -7,9 +7,9 @@ from django.utils import timezone
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
-from access.checks import check
 from access.models import DatasetUserObjectPermission, Grant
 from access.selectors import guardian_drift
+from access.services.checks import check
 from access.services.grants import grant_revoke, grants_expire
 from access.services.reviews import review_campaign_close, review_campaign_start, review_item_decide
 from tests.access.helpers import grant

@@ -29,7 +29,6 @@ from audit.models import Entry, PendingEntry
 from config.celery import app
 from governance import registry
 from governance.errors import GovernanceError, NotPermitted
-from governance.lineage import LINEAGE_ACTOR, lineage_link_from_mlflow, model_version_reclassify_from_lineage
 from governance.models import (
     Approval,
     ComplianceViolation,
@@ -40,6 +39,7 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.services import break_glass, compliance, promotions
+from governance.services.lineage import LINEAGE_ACTOR, lineage_link_from_mlflow, model_version_reclassify_from_lineage
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.governance.helpers import FakeRegistry, ensure_defaults, make_deployed
 from tests.personas import People, make_people

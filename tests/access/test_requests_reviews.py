@@ -7,7 +7,6 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from access.checks import check
 from access.errors import AccessError, InvalidState, NotPermitted
 from access.models import AccessRequest, Grant, ReviewCampaign, ReviewItem, ServiceAccount
 from access.selectors import guardian_drift, requests_awaiting
@@ -17,6 +16,7 @@ from access.services.access_requests import (
     access_request_reject,
     access_request_withdraw,
 )
+from access.services.checks import check
 from access.services.grants import grant_revoke
 from access.services.reviews import review_campaign_close, review_campaign_start, review_item_decide
 from access.tasks import close_due_reviews, close_review

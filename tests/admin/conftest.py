@@ -15,9 +15,9 @@ from access.services import tokens
 from access.services.access_requests import access_request_create
 from access.services.reviews import review_campaign_start
 from access.services.service_accounts import service_account_create
-from audit.checkpoints import checkpoint_create
 from audit.ledger import integrate
 from audit.models import Entry, LegalHold, PendingEntry, VerificationRun
+from audit.services.checkpoints import checkpoint_create
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,

@@ -215,7 +215,7 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
 
     integrate()
     if checkpoint:
-        from audit.checkpoints import checkpoint_create
+        from audit.services.checkpoints import checkpoint_create
 
         checkpoint_create()
     size = Entry.objects.count()

@@ -8,10 +8,10 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from access.checks import check
 from access.models import AccessRequest, Dataset, Grant, ReviewCampaign, ServiceAccount
 from access.selectors import access_requests_visible_to, datasets_visible_to, grants_visible_to
 from access.services.access_requests import access_request_create
+from access.services.checks import check
 from access.services.grants import grant_revoke
 from access.services.reviews import review_campaign_start
 from access.services.service_accounts import service_account_create

@@ -8,10 +8,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from audit import checkpoints, ledger, offline_verify, selectors
+from audit import ledger, offline_verify, selectors
 from audit.canonical import leaf_hash
 from audit.ledger import Actor, Subject
 from audit.models import Checkpoint
+from audit.services import checkpoints
 from tests.api.helpers import problem_of
 from tests.integration.helpers import fill, note
 

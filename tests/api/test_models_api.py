@@ -192,7 +192,7 @@ class TestModelDetail:
 
     def test_version_detail_with_lineage(self, as_user, people: People, gov: Gov, res: Resources) -> None:
         from audit.ledger import Actor
-        from governance.lineage import lineage_link
+        from governance.services.lineage import lineage_link
 
         lineage_link(actor=Actor.user(people.owner), version=gov.v1, dataset=res.confidential, role="training")
         body = as_user(people.auditor).get("/api/v1/models/fraud-detector/versions/1").json()

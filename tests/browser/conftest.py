@@ -20,7 +20,7 @@ Interface (shared by every ``tests/browser/test_*.py``; keep it stable):
 * ``shot(page, name)``: full-page screenshot to
   ``var/test-artifacts/screenshots/<name>.png`` (the CI artifact folder); returns the path.
 * Test data: create it in the test itself (ORM, factories, services) *before*
-  navigating; call ``audit.ledger.integrate()`` / ``audit.checkpoints.checkpoint_create()``
+  navigating; call ``audit.ledger.integrate()`` / ``audit.services.checkpoints.checkpoint_create()``
   when a page needs integrated entries or a checkpoint (tests integrate explicitly).
 
 Playwright's sync API runs an asyncio loop in the test thread, which makes Django

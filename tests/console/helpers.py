@@ -13,9 +13,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, integrate, record
 from audit.models import Entry
+from audit.services.checkpoints import checkpoint_create
 from governance.models import ComplianceViolation
 from governance.services.compliance import violation_record
 

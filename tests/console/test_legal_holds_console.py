@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from audit.ledger import integrate
 from audit.models import Entry, LegalHold, PendingEntry
-from audit.retention import legal_hold_create, legal_hold_release
+from audit.services.retention import legal_hold_create, legal_hold_release
 from tests.console.helpers import client_for
 from tests.personas import People
 

@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from audit import checkpoints, ledger
+from audit import ledger
 from audit.ledger import Subject
+from audit.services import checkpoints
 from governance.models import Environment
 from governance.services import compliance, promotions
 from tests.export.helpers import bulk

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from audit import checkpoints, offline_verify
+from audit import offline_verify
 from audit.canonical import body_bytes
 from audit.context import request_id_bound
 from audit.export.scope import parse_scope
 from audit.export.service import export_create, export_run
 from audit.models import Entry
+from audit.services import checkpoints
 from audit.signing import current_verifier_key
 from tests.export.helpers import members, rezip, verify, verify_subprocess
 from tests.integration.helpers import fill, note

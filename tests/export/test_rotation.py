@@ -11,9 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from audit import checkpoints, ledger, note
+from audit import ledger, note
 from audit.models import Checkpoint, Entry, SigningKey
 from audit.offline_verify import parse_trusted_key_line
+from audit.services import checkpoints
 from audit.signing import (
     current_verifier_key,
     generate_key_file,
@@ -144,7 +145,7 @@ def test_bad_rotations_are_refused_and_record_nothing(isolated_key: Path, histor
 
 def test_the_service_refuses_the_current_key(isolated_key: Path, history: None) -> None:
     from audit.ledger import Actor
-    from audit.rotation import RotationError, signing_key_rotate
+    from audit.services.rotation import RotationError, signing_key_rotate
 
     with pytest.raises(RotationError, match="current signing key"):
         signing_key_rotate(new_key=signing_key(), actor=Actor.system("tests"), reason="x")

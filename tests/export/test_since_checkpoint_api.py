@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from audit import checkpoints
 from audit.export.service import export_run
 from audit.models import Entry, ExportJob, PendingEntry
+from audit.services import checkpoints
 from tests.export.helpers import members
 from tests.integration.helpers import fill
 

@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from audit import checkpoints, ledger, offline_verify
+from audit import ledger, offline_verify
 from audit.cosignature import Cosigner, cosigner_verifier_key, verify_cosignatures
 from audit.event_catalogue import catalogue_json
 from audit.export.bundle import verify_command
@@ -26,6 +26,7 @@ from audit.export.service import export_create, export_run
 from audit.ledger import Actor, Subject, record
 from audit.models import Checkpoint, Entry
 from audit.note import public_bytes, verifier_key
+from audit.services import checkpoints
 from audit.signing import current_verifier_key, key_name
 from tests.export.helpers import Export, members, verify, verify_subprocess
 from tests.integration.helpers import fill

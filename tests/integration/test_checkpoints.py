@@ -8,7 +8,6 @@ from django.conf import settings
 from django.core.management import call_command
 
 from audit import ledger
-from audit.checkpoints import checkpoint_create, signing_key_register
 from audit.merkle import ProofError, verify_consistency, verify_inclusion
 from audit.models import Checkpoint, Entry, PendingEntry, SigningKey
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
@@ -20,6 +19,7 @@ from audit.selectors import (
     ledger_size,
     tree_root,
 )
+from audit.services.checkpoints import checkpoint_create, signing_key_register
 from audit.signing import current_verifier_key
 from tests.integration.helpers import fill, leaves, note, reference_root
 

@@ -19,10 +19,10 @@ from access.roles import AUDITOR, INFOSEC
 from access.services.roles import user_role_add
 from audit import ledger
 from audit.canonical import ZERO_HASH
-from audit.checkpoints import checkpoint_create
 from audit.ledger import Event, IdempotencyConflict, Recorded, Subject
 from audit.models import Checkpoint, Entry, LedgerHead, PendingEntry, SigningKey
 from audit.selectors import tree_root
+from audit.services.checkpoints import checkpoint_create
 from audit.verification import verify_ledger
 from tests.factories import UserFactory
 from tests.integration.helpers import ALICE, leaves, note, reference_root, wait_for_lock_wait

@@ -10,8 +10,8 @@ from access.errors import ServiceError
 from access.roles import AUDITOR, INFOSEC, MODEL_OWNER
 from access.services.roles import user_role_add, user_role_add_by_system, user_role_remove
 from audit import ledger
-from audit.checkpoints import checkpoint_create
 from audit.models import Entry, PendingEntry
+from audit.services.checkpoints import checkpoint_create
 from tests.factories import SuperuserFactory, UserFactory
 from tests.integration.helpers import fill
 

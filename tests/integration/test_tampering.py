@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from audit import triggers
 from audit.canonical import ZERO_HASH, leaf_hash
-from audit.checkpoints import checkpoint_create
 from audit.models import Checkpoint, Entry
 from audit.note import CheckpointBody, public_bytes, sign_note, verifier_key
 from audit.selectors import tree_root
+from audit.services.checkpoints import checkpoint_create
 from audit.verification import VerificationResult, verify_ledger
 from tests.integration.helpers import fill, raw, tamper
 

@@ -5,8 +5,8 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from audit import ledger, triggers
-from audit.checkpoints import checkpoint_create
 from audit.models import Checkpoint, Entry, MerkleNode, PendingEntry, SigningKey
+from audit.services.checkpoints import checkpoint_create
 from tests.integration.helpers import fill, note, raw
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from audit import checkpoints, ledger
+from audit import ledger
+from audit.services import checkpoints
 from audit.verification import verify_ledger
 from tests.integration.helpers import fill, note, tamper
 

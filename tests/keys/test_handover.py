@@ -10,11 +10,11 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from audit import ledger
-from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor
 from audit.models import Checkpoint, Entry
 from audit.note import public_bytes, verifier_key
-from audit.rotation import RotationError, rotate_and_install, with_lifetimes
+from audit.services.checkpoints import checkpoint_create
+from audit.services.rotation import RotationError, rotate_and_install, with_lifetimes
 from audit.signing import KeyLifetime, current_verifier_key, key_lifetimes, key_name, trusted_keys_file
 from tests.integration.helpers import fill
 from tests.keys.helpers import write_key

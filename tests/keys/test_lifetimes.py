@@ -9,10 +9,10 @@ from django.db import connection
 from django.test import override_settings
 
 from audit import triggers
-from audit.checkpoints import checkpoint_create
 from audit.models import SigningKey
 from audit.note import NoteError, public_bytes, verifier_key
 from audit.offline_verify import parse_trusted_key_line
+from audit.services.checkpoints import checkpoint_create
 from audit.signing import (
     KeyLifetime,
     current_verifier_key,

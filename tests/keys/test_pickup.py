@@ -12,9 +12,9 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from audit import ledger
-from audit.checkpoints import checkpoint_create
 from audit.models import Checkpoint, Entry
 from audit.note import Verifier, open_note, public_bytes, verifier_key
+from audit.services.checkpoints import checkpoint_create
 from audit.signing import KeyRetired, current_verifier_key, key_name, signing_key, trusted_keys_file
 from tests.integration.helpers import fill
 from tests.keys.helpers import write_key

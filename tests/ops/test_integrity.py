@@ -8,10 +8,10 @@ import pytest
 from django.core.management import call_command
 
 from audit import ledger
-from audit.checkpoints import checkpoint_create
-from audit.integrity import last_verification, verification_run
 from audit.models import Entry, PendingEntry, VerificationRun
 from audit.selectors import ledger_size
+from audit.services.checkpoints import checkpoint_create
+from audit.services.integrity import last_verification, verification_run
 from audit.tasks import verify_full, verify_incremental
 from governance.models import ComplianceViolation
 from tests.integration.helpers import tamper

@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from audit.checkpoints import checkpoint_create
-from audit.integrity import verification_run
 from audit.models import Checkpoint, LedgerHead, PendingEntry
+from audit.services.checkpoints import checkpoint_create
+from audit.services.integrity import verification_run
 from tests.ops.helpers import notes
 from web.metrics import CELERY_TASKS
 

@@ -15,7 +15,7 @@ from audit import ledger
 from audit.errors import InvalidState, NotPermitted
 from audit.event_types import registry
 from audit.models import DataSubjectKey, Entry, LegalHold, PiiValue
-from audit.retention import (
+from audit.services.retention import (
     CLASSES,
     DEFAULT_CLASS,
     RetentionError,
@@ -35,7 +35,7 @@ LATER = timezone.now() + timedelta(days=8 * 365)  # past every class
 
 def test_every_registered_event_type_resolves_to_a_class() -> None:
     for name in registry.names():
-        assert is_mapped(name), f"{name} has no explicit retention class (add it to audit/retention.py)"
+        assert is_mapped(name), f"{name} has no explicit retention class (add it to audit/services/retention.py)"
         assert retention_class_for(name).name in CLASSES
     assert DEFAULT_CLASS in CLASSES
     assert retention_class_for("unknown.type").name == DEFAULT_CLASS

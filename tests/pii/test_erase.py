@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 
 from access.roles import AUDITOR, INFOSEC
 from audit import ledger, pii
-from audit.checkpoints import checkpoint_create
 from audit.models import Checkpoint, DataSubjectKey, Entry, PiiValue
+from audit.services.checkpoints import checkpoint_create
 from audit.verification import verify_ledger
 from tests.factories import UserFactory
 from tests.integration.helpers import note

@@ -18,7 +18,7 @@ from access.services.roles import user_register
 from audit import ledger, pii
 from audit.ledger import Actor
 from audit.models import DataSubjectKey, Entry
-from audit.retention import retention_run
+from audit.services.retention import retention_run
 from audit.verification import verify_ledger
 from tests.factories import UserFactory
 from tests.pii.helpers import EMAIL, NAME, PLANTED, SYSTEM, USERNAME, all_rows_text, register_event

@@ -12,9 +12,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from access.checks import check_denials_summarise
 from access.models import DenialWindow
 from access.roles import AUDITOR
+from access.services.checks import check_denials_summarise
 from audit import ledger, pii
 from audit.models import Entry, PendingEntry
 from tests.factories import UserFactory

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from audit import checkpoints
+from audit.services import checkpoints
 from audit.signing import current_verifier_key
 from tests.integration.helpers import fill
 

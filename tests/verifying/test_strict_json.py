@@ -13,10 +13,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from audit import checkpoints, ledger, offline_verify
+from audit import ledger, offline_verify
 from audit.canonical import format_timestamp
-from audit.integrity import verification_run
 from audit.models import Entry
+from audit.services import checkpoints
+from audit.services.integrity import verification_run
 from audit.verification import verify_ledger
 from tests.export.helpers import Export
 from tests.integration.helpers import fill, raw, tamper

@@ -17,11 +17,11 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from audit import checkpoints
-from audit.integrity import verification_run
 from audit.models import Checkpoint, Entry
 from audit.note import CheckpointBody, sign_note
 from audit.selectors import tree_root
+from audit.services import checkpoints
+from audit.services.integrity import verification_run
 from audit.signing import current_verifier_key, signing_key
 from audit.verification import Anchor, TrustedKey, open_checkpoint, verify_ledger
 from tests.integration.helpers import fill, tamper

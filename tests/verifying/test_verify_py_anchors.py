@@ -14,10 +14,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 
-from audit import checkpoints, offline_verify
+from audit import offline_verify
 from audit.models import Checkpoint
 from audit.note import CheckpointBody, sign_note
 from audit.selectors import consistency_proof, tree_root
+from audit.services import checkpoints
 from audit.signing import signing_key
 from tests.export.helpers import Export, members, rezip
 from tests.integration.helpers import fill

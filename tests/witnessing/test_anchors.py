@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import triggers
 from audit.canonical import ZERO_HASH, leaf_hash
-from audit.checkpoints import checkpoint_create
 from audit.cosignature import Cosigner, cosignature_line
-from audit.integrity import verification_run
 from audit.merkle import CompactRange, node_key
 from audit.models import Checkpoint, Entry, WitnessCosignature, WitnessState
 from audit.note import CheckpointBody, sign_note
+from audit.services.checkpoints import checkpoint_create
+from audit.services.integrity import verification_run
+from audit.services.witnessing import checkpoint_witness, witness_anchors
 from audit.signing import key_name, signing_key
-from audit.witnessing import checkpoint_witness, witness_anchors
 from tests.integration.helpers import fill, raw, reference_root, tamper
 
 pytestmark = pytest.mark.django_db

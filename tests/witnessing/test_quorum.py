@@ -11,11 +11,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from audit.checkpoints import checkpoint_create
 from audit.cosignature import verify_cosignatures
 from audit.models import Checkpoint, WitnessCosignature, WitnessQuorumStall
 from audit.note import NoteError
-from audit.witnessing import (
+from audit.services.checkpoints import checkpoint_create
+from audit.services.witnessing import (
     checkpoint_witness,
     configured_witnesses,
     published_note,

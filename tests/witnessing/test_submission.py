@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from audit.checkpoints import checkpoint_create
 from audit.cosignature import Cosigner, verify_cosignatures
 from audit.models import Checkpoint, WitnessCosignature, WitnessState
 from audit.note import CheckpointBody, Verifier, open_note
+from audit.services.checkpoints import checkpoint_create
+from audit.services.witnessing import checkpoint_witness, configured_witnesses, published_note
 from audit.signing import current_verifier_key
-from audit.witnessing import checkpoint_witness, configured_witnesses, published_note
 from tests.integration.helpers import fill
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from audit.checkpoints import checkpoint_create
+from audit.services.checkpoints import checkpoint_create
 
 
 class Command(BaseCommand):

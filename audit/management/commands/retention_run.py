@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from audit.models import DataSubjectKey
-from audit.retention import retention_run
+from audit.services.retention import retention_run
 from web.logging import progress_bar, progress_wanted
 
 

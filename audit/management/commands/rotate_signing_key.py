@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from access.roles import INFOSEC, has_role
 from audit.ledger import Actor
 from audit.note import public_bytes, verifier_key
-from audit.rotation import RotationError, rotate_and_install
+from audit.services.rotation import RotationError, rotate_and_install
 from audit.signing import generate_key_file, key_name, load_key_file, signing_key, trusted_keys_file
 
 

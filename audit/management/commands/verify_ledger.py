@@ -13,11 +13,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.integrity import verification_run
 from audit.models import LedgerHead
 from audit.note import NoteError
+from audit.services.integrity import verification_run
+from audit.services.witnessing import witness_anchors
 from audit.verification import Anchor, open_checkpoint, trusted_keys, verify_ledger
-from audit.witnessing import witness_anchors
 from web.logging import progress_bar, progress_wanted
 
 EXIT_FAILED = 1

@@ -11,9 +11,9 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from access.checks import principal_label
 from access.errors import AccessError
 from access.services.accounts import user_account_close, user_account_close_by_system
+from access.services.checks import principal_label
 
 
 class Command(BaseCommand):

@@ -10,8 +10,8 @@ from django.db import transaction
 
 from access import roles
 from access.services.roles import user_register, user_role_add_by_system
-from audit.checkpoints import checkpoint_create
 from audit.ledger import Actor, Subject, record
+from audit.services.checkpoints import checkpoint_create
 from governance.management.demo import seed_access, seed_history, seed_operations, seed_promotions
 from governance.models import RegisteredModel
 

@@ -12,15 +12,15 @@ from audit.lock_objects import ledger_head_lock
 from audit.models import Checkpoint, LedgerHead, SigningKey
 from audit.note import CheckpointBody, key_id, public_bytes, sign_note, verifier_key
 from audit.selectors import tree_root
+from audit.services.witnessing import witness_schedule
 from audit.signing import key_name, signing_key
-from audit.witnessing import witness_schedule
 
 
 def signing_key_register(name: str | None = None, public: bytes | None = None) -> SigningKey:
     """Publish a verifier key once (the current key's by default), recording its first use in the ledger.
 
     The one writer of ``ledger.signing_key_registered``: checkpoints register the current key,
-    a rotation the new one (``audit.rotation``).
+    a rotation the new one (``audit.services.rotation``).
     """
     if name is None or public is None:
         name, public = key_name(), public_bytes(signing_key().public_key())
@@ -51,7 +51,7 @@ def checkpoint_create(*, only_if_grown: bool = False) -> Checkpoint | None:
     An unchanged tree is never signed twice: the latest checkpoint is returned instead
     (with ``only_if_grown``, the schedule's call, None). The head's row lock, taken
     first and held until commit, makes checkpoints one at a time. The witnesses are
-    asked after commit (``audit.witnessing.witness_schedule``); a crash before that
+    asked after commit (``audit.services.witnessing.witness_schedule``); a crash before that
     leaves the checkpoint unwitnessed until the periodic quorum check resubmits it.
     """
     # The head lock first: concurrent checkpointers queue here, including for the

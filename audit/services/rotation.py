@@ -28,13 +28,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.checkpoints import signing_key_register
 from audit.ledger import Actor, Subject, integrate, record
 from audit.lock_objects import ledger_head_lock
 from audit.models import Checkpoint, LedgerHead
 from audit.note import CheckpointBody, public_bytes, sign_note, verifier_key
 from audit.offline_verify import parse_trusted_key_line
 from audit.selectors import tree_root
+from audit.services.checkpoints import signing_key_register
+from audit.services.witnessing import witness_schedule
 from audit.signing import (
     KeyLifetime,
     key_lifetimes,
@@ -42,7 +43,6 @@ from audit.signing import (
     signing_key,
     trusted_keys_file,
 )
-from audit.witnessing import witness_schedule
 
 FILE_HEADER = [
     "# Checkpoint verifier keys (C2SP signed-note format) and the tree sizes each may sign:",

@@ -14,7 +14,7 @@ Every run is a ``VerificationRun`` row and a ``ledger.verified`` entry; a failed
 run is also a ``compliance.violation`` (kind ``integrity``).
 
 With witnesses configured, every run first asks them for the latest checkpoint they
-cosigned for us (``audit.witnessing.witness_anchors``): a witness that cosigned more
+cosigned for us (``audit.services.witnessing.witness_anchors``): a witness that cosigned more
 entries than the ledger holds fails the run ``truncated``, and one whose checkpoint the
 verified tree does not extend (checked with a consistency proof against the root the
 run recomputed) fails it ``forked``. So deleting checkpoints and the tail of the ledger,
@@ -40,8 +40,8 @@ from audit.ledger import Actor, Subject, fetch_nodes, record
 from audit.merkle import CompactRange, ProofError, consistency_ranges, resolve, root_nodes, verify_consistency
 from audit.models import Checkpoint, Entry, VerificationRun
 from audit.note import NoteError, Verifier
+from audit.services.witnessing import witness_anchors
 from audit.signals import integrity_failed
-from audit.witnessing import witness_anchors
 
 logger = logging.getLogger(__name__)
 

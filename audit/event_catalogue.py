@@ -65,7 +65,7 @@ def markdown() -> str:
         "# Event types",
         "",
         "<!-- Generated from audit/event_types.py by `python manage.py event_catalogue`: do not edit by hand"
-        " (tests/export/test_event_catalogue.py fails when this file is stale). -->",
+        " (tests/audit/export/test_event_catalogue.py fails when this file is stale). -->",
         "",
         "Every ledger entry's `event_type` is one of these (an entry of any other type is refused when it is"
         " written). Names are stable: types are only ever added. The same catalogue is in every export bundle as"

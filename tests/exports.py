@@ -1,4 +1,4 @@
-"""Fixtures of the tests that export the ledger (tests/export, tests/verifying): where exports go, the
+"""Fixtures of the tests that export the ledger (tests/audit/export, tests/audit/verifying): where exports go, the
 ``export_audit`` command, a signing key of the test's own.
 
 Registered for the whole suite by ``pytest_plugins`` in tests/conftest.py; the directories whose
@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from audit.signing import signing_key
-from tests.export.helpers import Export
+from tests.audit.export.helpers import Export
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from audit.offline_verify import parse_trusted_key_line
 from audit.services.checkpoints import checkpoint_create
 from audit.services.rotation import rotate_and_install
 from audit.signing import current_verifier_key, signing_key, trusted_keys_file
-from tests.integration.helpers import SYSTEM, fill
+from tests.audit.integration.helpers import SYSTEM, fill
 
 pytestmark = pytest.mark.django_db
 

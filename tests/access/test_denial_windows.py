@@ -20,8 +20,8 @@ from access.services.checks import check, check_denials_summarise
 from access.tasks import summarise_denials
 from audit.models import Entry, PendingEntry
 from tests.access.helpers import ledger
+from tests.audit.integration.helpers import race
 from tests.catalog import Resources
-from tests.integration.helpers import race
 from tests.personas import People, fresh, make_user
 
 # fixtures (they need the ``db`` fixture; the concurrency test uses ``committing_db`` instead)

@@ -13,8 +13,8 @@ from access.services.checks import check
 from access.services.grants import grant_revoke, grants_expire
 from access.services.reviews import review_campaign_close, review_campaign_start, review_item_decide
 from tests.access.helpers import grant
+from tests.audit.integration.helpers import race
 from tests.catalog import Resources
-from tests.integration.helpers import race
 from tests.personas import People, fresh, make_user
 
 # fixtures (they need the ``db`` fixture; the concurrency test uses ``committing_db`` instead)

@@ -29,9 +29,9 @@ from governance.models import (
 )
 from tests.access.helpers import grant
 from tests.admin.helpers import Cast, World
+from tests.audit.integration.helpers import note
 from tests.catalog import Resources
 from tests.governance.helpers import make_deployed
-from tests.integration.helpers import note
 from tests.personas import People
 
 

@@ -13,7 +13,7 @@ from audit.export.scope import parse_scope
 from audit.export.service import export_create, export_run
 from audit.models import Entry, ExportJob, PendingEntry
 from tests.api.helpers import problem_of
-from tests.integration.helpers import fill
+from tests.audit.integration.helpers import fill
 from tests.personas import make_user
 
 pytestmark = pytest.mark.django_db

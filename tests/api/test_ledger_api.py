@@ -14,7 +14,7 @@ from audit.ledger import Actor, Subject
 from audit.models import Checkpoint
 from audit.services import checkpoints
 from tests.api.helpers import problem_of
-from tests.integration.helpers import fill, note
+from tests.audit.integration.helpers import fill, note
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,8 @@ from access.roles import has_role
 from audit.export.scope import parse_scope
 from audit.export.service import export_create, export_run, may_download, may_export
 from audit.models import Entry, ExportJob, PendingEntry
+from tests.audit.integration.helpers import fill
 from tests.factories import SuperuserFactory
-from tests.integration.helpers import fill
 
 pytestmark = pytest.mark.django_db
 

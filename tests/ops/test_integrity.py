@@ -14,7 +14,7 @@ from audit.services.checkpoints import checkpoint_create
 from audit.services.integrity import last_verification, verification_run
 from audit.tasks import verify_full, verify_incremental
 from governance.models import ComplianceViolation
-from tests.integration.helpers import tamper
+from tests.audit.integration.helpers import tamper
 from tests.ops.helpers import notes
 
 pytestmark = pytest.mark.django_db

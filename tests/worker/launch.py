@@ -1,7 +1,7 @@
 """A real Celery worker with beat, on the broker CELERY_WORKER_TEST_BROKER_URL names, sharing this test's database.
 
 One launcher for every test that needs the scheduled work done by a separate process
-(tests/worker, tests/witnessing). Only for PostgreSQL: the worker opens its own connections.
+(tests/worker, tests/audit/witnessing). Only for PostgreSQL: the worker opens its own connections.
 """
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ class RoleReasonForm(forms.Form):
                              help_text="Recorded in the ledger with the role change (a ticket, say).")
 
 
-def role_change(*, actor_user: Any, target: User, role: str, add: bool, reason: str) -> bool:
+def role_change(*, actor: Any, target: User, role: str, add: bool, reason: str) -> bool:
     """Give or take ``role`` from ``target`` for an admin action, through the service that decides who may.
 
     ``access.services.roles.user_role_add/remove`` refuse anyone but InfoSec, a change on one's own
@@ -54,14 +54,14 @@ def role_change(*, actor_user: Any, target: User, role: str, add: bool, reason: 
     """
     service = user_role_add if add else user_role_remove
     try:
-        return service(actor=actor_user, target=target, role=role, reason=reason)
+        return service(actor=actor, target=target, role=role, reason=reason)
     except ServiceError as exc:
         raise NotPermitted(str(exc)) from exc
 
 
 def _role_action(role: str, add: bool) -> Any:
     def apply(request: HttpRequest, obj: User, data: dict[str, Any]) -> None:
-        role_change(actor_user=request.user, target=obj, role=role, add=add, reason=data["reason"])
+        role_change(actor=request.user, target=obj, role=role, add=add, reason=data["reason"])
 
     apply.__name__ = f"{'add' if add else 'remove'}_role_{role.replace('-', '_')}"
     verb = "Give" if add else "Remove"

@@ -374,7 +374,7 @@ def _subject_of(data_subject: str) -> Subject:
     return Subject(kind, ident)
 
 
-def reveal(*, user: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
+def reveal(*, actor: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
     """The payload of entry ``seq`` with its personal values decrypted. InfoSec only; audited.
 
     The reveal is recorded (``privacy.pii_revealed``) in the same transaction that reads
@@ -387,10 +387,10 @@ def reveal(*, user: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
     reason = _text(reason, "reason")
     if isinstance(seq, bool) or not isinstance(seq, int):
         raise PiiError("seq must be an integer")
-    if not can_reveal(user):
-        _record_denied(user, seq)
+    if not can_reveal(actor):
+        _record_denied(actor, seq)
         raise PiiAccessDenied("only InfoSec may reveal personal data in the ledger")
-    return _reveal(user=user, seq=seq, reason=reason)
+    return _reveal(actor=actor, seq=seq, reason=reason)
 
 
 # Refused reveals are counted per person over the whole ledger (not per entry): polling, or walking
@@ -404,7 +404,7 @@ def _record_denied(user: AbstractBaseUser, seq: int) -> None:
 
 
 @transaction.atomic
-def _reveal(*, user: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
+def _reveal(*, actor: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
     entry = Entry.objects.filter(seq=seq).first()
     if entry is None:
         raise PiiError(f"there is no ledger entry #{seq}")
@@ -437,7 +437,7 @@ def _reveal(*, user: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
         payload[field] = json.loads(plaintext)
     record(
         event_type="privacy.pii_revealed",
-        actor=Actor.user(user),
+        actor=Actor.user(actor),
         subject=_subject_of(data_subject),
         payload={"seq": seq, "fields": sorted(refs), "data_subject": data_subject, "reason": reason},
     )

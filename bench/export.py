@@ -174,7 +174,7 @@ def child_export(out: str, since: str | None, until: str | None) -> None:
 
     rss0 = peak_rss_mb()
     t0 = perf()
-    job = export_create(user=None, scope=parse_scope(since=since, until=until), enqueue=False)
+    job = export_create(actor=None, scope=parse_scope(since=since, until=until), enqueue=False)
     job = export_run(export_id=job.pk, out=Path(out))
     seconds = perf() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -187,7 +187,7 @@ class ExportsApi(APIView):
         scope = parse_scope(since=v.get("since"), until=v.get("until"), subjects=v.get("subjects", ()),
                             event_types=v.get("event_types", ()), model=v.get("model"), dataset=v.get("dataset"),
                             since_checkpoint=v.get("since_checkpoint"))
-        job = export_create(user=request.user, scope=scope, fmt=v["format"])
+        job = export_create(actor=request.user, scope=scope, fmt=v["format"])
         return Response(job_data(job, request), status=status.HTTP_202_ACCEPTED)
 
 

@@ -100,7 +100,7 @@ def _export_start(request: HttpRequest) -> HttpResponse:
             event_types=data.getlist("event_types"), model=data.get("model") or None,
             dataset=data.get("dataset") or None,
         )
-        job = export_create(user=request.user, scope=scope, fmt=data.get("format", "bundle"))  # type: ignore[arg-type]
+        job = export_create(actor=request.user, scope=scope, fmt=data.get("format", "bundle"))  # type: ignore[arg-type]
     except ExportError as exc:
         messages.error(request, f"The export was not started: {exc}.")
         page = Paginator(_visible_exports(request), 25).get_page(1)

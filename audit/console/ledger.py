@@ -205,7 +205,7 @@ def entry_reveal(request: HttpRequest, seq: int) -> HttpResponse:
     if entry is None:
         return render(request, "console/entry_missing.html", {"nav": "ledger", "seq": seq}, status=404)
     try:
-        revealed = pii.reveal(user=request.user, seq=seq, reason=request.POST.get("reason", ""))  # type: ignore[arg-type]
+        revealed = pii.reveal(actor=request.user, seq=seq, reason=request.POST.get("reason", ""))  # type: ignore[arg-type]
     except pii.PiiAccessDenied as exc:
         return denied(request, str(exc))
     except pii.PiiError as exc:

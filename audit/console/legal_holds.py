@@ -52,7 +52,7 @@ def legal_hold_new(request: HttpRequest) -> HttpResponse:
     data_subject = post.get("data_subject", "")
     run_action(
         request,
-        lambda: legal_hold_create(user=request.user, data_subject=data_subject,  # type: ignore[arg-type]
+        lambda: legal_hold_create(actor=request.user, data_subject=data_subject,  # type: ignore[arg-type]
                                   reason=post.get("reason", ""), reference=post.get("reference", "")),
         f"Legal hold placed on {data_subject.strip()}: retention will not erase its personal data until released.",
     )
@@ -67,7 +67,7 @@ def legal_hold_release_view(request: HttpRequest, hold_id: int) -> HttpResponse:
     hold = get_object_or_404(LegalHold, pk=hold_id)
     run_action(
         request,
-        lambda: legal_hold_release(user=request.user, hold=hold,  # type: ignore[arg-type]
+        lambda: legal_hold_release(actor=request.user, hold=hold,  # type: ignore[arg-type]
                                    reason=request.POST.get("reason", "")),
         f"Legal hold #{hold.pk} on {hold.data_subject} is released.",
     )

@@ -61,11 +61,11 @@ def path_name(job: ExportJob) -> str:
 
 @transaction.atomic
 def export_create(
-    *, user: User | None, scope: ExportScope, fmt: str = "bundle", enqueue: bool = True
+    *, actor: User | None, scope: ExportScope, fmt: str = "bundle", enqueue: bool = True
 ) -> ExportJob:
     """Record an export of the ledger (``ledger.exported``) and create its job.
 
-    ``user`` is the person accountable for the export (InfoSec or auditor); None
+    ``actor`` is the person accountable for the export (InfoSec or auditor); None
     only for the operator's own command line (recorded as ``system:export_audit``).
     With ``enqueue`` the file is written by ``audit.tasks.run_export`` after commit.
     """
@@ -73,7 +73,7 @@ def export_create(
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}", code="invalid_format")
     if fmt == "report" and not scope.model:
         raise ExportError("the report format is about one model: give --model", code="report_needs_model")
-    if user is not None and not may_export(user):
+    if actor is not None and not may_export(actor):
         raise ExportNotPermitted("only InfoSec and auditors may export the ledger")
     # Under the sequencer's lock, so the size, the subjects and their heads describe one state of the ledger.
     # (A refusal below rolls back: nothing is recorded.)
@@ -88,7 +88,7 @@ def export_create(
             raise ExportError(f"the ledger signed no checkpoint of tree size {scope.since_checkpoint}",
                               code="unknown_checkpoint")
     now = timezone.now()
-    job = ExportJob.objects.create(created_by=user, format=fmt, created_at=now)
+    job = ExportJob.objects.create(created_by=actor, format=fmt, created_at=now)
     payload_scope: dict[str, Any] = {
         "since": scope.since,
         "until": scope.until,
@@ -100,10 +100,9 @@ def export_create(
     }
     if scope.since_checkpoint is not None:  # only then: other scopes are recorded exactly as before
         payload_scope["since_checkpoint"] = scope.since_checkpoint
-    actor = Actor.user(user) if user is not None else Actor.system("export_audit")
     recorded = record(
         event_type="ledger.exported",
-        actor=actor,
+        actor=Actor.user(actor) if actor is not None else Actor.system("export_audit"),
         subject=Subject("export", str(job.pk)),
         payload={"export_id": job.pk, "format": fmt, "scope": payload_scope},
         timestamp=now,

@@ -141,10 +141,10 @@ def _subject_of(data_subject: str) -> Subject:
 
 @transaction.atomic
 def legal_hold_create(
-    *, user: User, data_subject: str, reason: str, reference: str = ""
+    *, actor: User, data_subject: str, reason: str, reference: str = ""
 ) -> LegalHold:
     """Put a data subject's personal data on legal hold: retention will not erase it until released."""
-    _require_infosec(user, "create a legal hold")
+    _require_infosec(actor, "create a legal hold")
     data_subject = _data_subject(data_subject)
     reason = _text(reason, "reason", _MAX_REASON)
     reference = _text(reference, "reference", 200, required=False)
@@ -158,7 +158,7 @@ def legal_hold_create(
     try:
         with transaction.atomic():
             hold = LegalHold.objects.create(
-                data_subject=data_subject, reason=reason, reference=reference, created_by=user,
+                data_subject=data_subject, reason=reason, reference=reference, created_by=actor,
                 created_at=timezone.now(),
             )
     except IntegrityError:  # a concurrent create won the one-active-hold constraint
@@ -166,24 +166,24 @@ def legal_hold_create(
     payload = {"hold_id": hold.pk, "data_subject": data_subject, "reason": reason}
     if reference:
         payload["reference"] = reference
-    record(event_type="privacy.legal_hold_created", actor=Actor.user(user), subject=_subject_of(data_subject),
+    record(event_type="privacy.legal_hold_created", actor=Actor.user(actor), subject=_subject_of(data_subject),
            payload=payload)
     return hold
 
 
 @transaction.atomic
-def legal_hold_release(*, user: User, hold: LegalHold, reason: str) -> LegalHold:
+def legal_hold_release(*, actor: User, hold: LegalHold, reason: str) -> LegalHold:
     """Release an active legal hold; the subject's data is again subject to retention."""
-    _require_infosec(user, "release a legal hold")
+    _require_infosec(actor, "release a legal hold")
     reason = _text(reason, "reason", _MAX_REASON)
     hold = legal_hold_lock(hold.pk)
     if hold.released_at is not None:
         raise InvalidState(f"legal hold #{hold.pk} was already released")
     hold.released_at = timezone.now()
-    hold.released_by = user
+    hold.released_by = actor
     hold.release_reason = reason
     hold.save(update_fields=["released_at", "released_by", "release_reason"])
-    record(event_type="privacy.legal_hold_released", actor=Actor.user(user),
+    record(event_type="privacy.legal_hold_released", actor=Actor.user(actor),
            subject=_subject_of(hold.data_subject),
            payload={"hold_id": hold.pk, "data_subject": hold.data_subject, "reason": reason})
     return hold

@@ -409,13 +409,13 @@ def seed_operations() -> None:
 
     # A legal hold: the chargeback dispute behind INC-2288 keeps the personal data of the person who
     # released it out of retention's reach (console: Legal holds).
-    legal_hold_create(user=_user("alice"), data_subject=f"user:{bruno.pk}",
+    legal_hold_create(actor=_user("alice"), data_subject=f"user:{bruno.pk}",
                       reason="Chargeback dispute with the acquirer over INC-2288; counsel asked to keep records",
                       reference="LEGAL-2026-031")
 
     # Arthur's regulator export of fraud-detector's history, written now (no worker in the demo).
     checkpoint_create()
-    job = export_create(user=arthur, scope=parse_scope(model=FRAUD), fmt="bundle", enqueue=False)
+    job = export_create(actor=arthur, scope=parse_scope(model=FRAUD), fmt="bundle", enqueue=False)
     export_run(export_id=job.pk)
 
     # A scheduled verification has run (the worker's beat does this every few minutes).

@@ -226,5 +226,5 @@ def test_role_change_itself_refuses_anyone_but_infosec(cast: Cast, world: World,
 
     before = everything()
     with pytest.raises(NotPermitted, match="only InfoSec"):
-        role_change(actor_user=cast[persona], target=cast.people.outsider, role="infosec", add=True, reason="x")
+        role_change(actor=cast[persona], target=cast.people.outsider, role="infosec", add=True, reason="x")
     assert everything() == before

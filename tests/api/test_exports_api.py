@@ -127,9 +127,9 @@ def test_a_malformed_body_is_400_and_a_form_415(people, as_user):
 def jobs(ledger_with_notes, people) -> dict[str, ExportJob]:
     other = make_user("aurelia", roles.AUDITOR)
     return {
-        "mine": export_create(user=people.auditor, scope=parse_scope(), fmt="csv", enqueue=False),
-        "other": export_create(user=other, scope=parse_scope(), fmt="csv", enqueue=False),
-        "infosec": export_create(user=people.infosec, scope=parse_scope(), fmt="csv", enqueue=False),
+        "mine": export_create(actor=people.auditor, scope=parse_scope(), fmt="csv", enqueue=False),
+        "other": export_create(actor=other, scope=parse_scope(), fmt="csv", enqueue=False),
+        "infosec": export_create(actor=people.infosec, scope=parse_scope(), fmt="csv", enqueue=False),
     }
 
 

@@ -44,7 +44,7 @@ def test_a_superuser_without_a_role_has_no_ledger_role() -> None:
 
 def test_a_superuser_without_a_role_sees_nothing_through_the_api(people, as_user) -> None:
     fill(5)
-    job = export_run(export_id=export_create(user=people.infosec, scope=parse_scope(), fmt="csv",
+    job = export_run(export_id=export_create(actor=people.infosec, scope=parse_scope(), fmt="csv",
                                              enqueue=False).pk)
     root = SuperuserFactory()
     assert not may_download(root, job)
@@ -62,7 +62,7 @@ def test_a_superuser_without_a_role_sees_nothing_through_the_api(people, as_user
 
 
 def test_a_superuser_with_the_auditor_role_is_just_an_auditor(people, as_user) -> None:
-    job = export_create(user=people.infosec, scope=parse_scope(), fmt="csv", enqueue=False)
+    job = export_create(actor=people.infosec, scope=parse_scope(), fmt="csv", enqueue=False)
     root_auditor = SuperuserFactory(roles=[roles.AUDITOR])
     assert may_export(root_auditor)
     assert not may_download(root_auditor, job)  # InfoSec's export: not theirs

@@ -44,7 +44,7 @@ def _messages(response: Any) -> list[str]:
 
 
 def _hold(people: People, subject: str = "user:900042", reason: str = "litigation LIT-7") -> LegalHold:
-    return legal_hold_create(user=people.infosec, data_subject=subject, reason=reason)
+    return legal_hold_create(actor=people.infosec, data_subject=subject, reason=reason)
 
 
 # --- who may --------------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def test_a_second_active_hold_on_a_subject_is_refused(people: People) -> None:
 
 
 def test_releasing_twice_is_refused_with_a_message(people: People) -> None:
-    hold = legal_hold_release(user=people.infosec, hold=_hold(people), reason="first")
+    hold = legal_hold_release(actor=people.infosec, hold=_hold(people), reason="first")
     client = client_for(people.infosec)
     with nothing_written():
         response = client.post(release_url(hold), {"reason": "second"}, follow=True)
@@ -219,7 +219,7 @@ def test_the_forms_carry_a_working_csrf_token(people: People) -> None:
 def test_active_holds_come_first_and_the_filter_works(people: People) -> None:
     # given: an older active hold, a newer released one and a newer active one
     old_active = _hold(people, "user:900101", "oldest")
-    released = legal_hold_release(user=people.infosec, hold=_hold(people, "user:900102", "middle"), reason="over")
+    released = legal_hold_release(actor=people.infosec, hold=_hold(people, "user:900102", "middle"), reason="over")
     new_active = _hold(people, "user:900103", "newest")
     client = client_for(people.auditor)
 
@@ -237,10 +237,10 @@ def _make_holds(people: People, start: int, n: int) -> None:
     other = User.objects.create_user(username=f"ivan{start}", password="pw")
     other.groups.set(people.infosec.groups.all())
     for i in range(start, start + n):
-        hold = legal_hold_create(user=other if i % 2 else people.infosec, data_subject=f"user:{900200 + i}",
+        hold = legal_hold_create(actor=other if i % 2 else people.infosec, data_subject=f"user:{900200 + i}",
                                  reason=f"reason {i}", reference=f"REF-{i}")
         if i % 3 == 0:
-            legal_hold_release(user=people.infosec if i % 2 else other, hold=hold, reason=f"released {i}")
+            legal_hold_release(actor=people.infosec if i % 2 else other, hold=hold, reason=f"released {i}")
 
 
 def test_the_list_is_paginated_and_its_query_count_does_not_grow(people: People) -> None:

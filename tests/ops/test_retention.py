@@ -66,7 +66,7 @@ def test_erases_what_is_past_retention_and_spares_what_is_on_hold(infosec: User)
     register(900001)
     register(900002)
     ledger.integrate()
-    hold = legal_hold_create(user=infosec, data_subject="user:900002", reason="litigation 2026-17", reference="LIT-17")
+    hold = legal_hold_create(actor=infosec, data_subject="user:900002", reason="litigation 2026-17", reference="LIT-17")
     size_before = Entry.objects.count()
 
     # when retention runs after every class expired
@@ -89,7 +89,7 @@ def test_erases_what_is_past_retention_and_spares_what_is_on_hold(infosec: User)
     assert Entry.objects.filter(event_type="privacy.subject_erased", subject_id="900001").count() == 1
 
     # when the hold is released, the next run erases the other one too; a third run does nothing
-    legal_hold_release(user=infosec, hold=hold, reason="case closed")
+    legal_hold_release(actor=infosec, hold=hold, reason="case closed")
     assert retention_run(now=LATER).erased == ["user:900002"]
     again = retention_run(now=LATER)
     assert again.erased == [] and again.examined == 0
@@ -131,17 +131,17 @@ def test_time_budget_stops_early() -> None:
 def test_only_infosec_creates_and_releases_holds(who: str, request: pytest.FixtureRequest, infosec: User) -> None:
     user = request.getfixturevalue(who)
     with pytest.raises(NotPermitted):
-        legal_hold_create(user=user, data_subject="user:900009", reason="because")
-    hold = legal_hold_create(user=infosec, data_subject="user:900009", reason="because")
+        legal_hold_create(actor=user, data_subject="user:900009", reason="because")
+    hold = legal_hold_create(actor=infosec, data_subject="user:900009", reason="because")
     with pytest.raises(NotPermitted):
-        legal_hold_release(user=user, hold=hold, reason="done")
+        legal_hold_release(actor=user, hold=hold, reason="done")
     assert LegalHold.objects.get().released_at is None
 
 
 def test_hold_records_ledger_entries(infosec: User) -> None:
-    hold = legal_hold_create(user=infosec, data_subject=" user:7 ", reason="  audit request ", reference="REF-1")
+    hold = legal_hold_create(actor=infosec, data_subject=" user:7 ", reason="  audit request ", reference="REF-1")
     assert hold.data_subject == "user:7" and hold.reason == "audit request"
-    legal_hold_release(user=infosec, hold=hold, reason="over")
+    legal_hold_release(actor=infosec, hold=hold, reason="over")
     ledger.integrate()
     created = Entry.objects.get(event_type="privacy.legal_hold_created")
     assert created.payload == {"hold_id": hold.pk, "data_subject": "user:7", "reason": "audit request",
@@ -166,23 +166,23 @@ def test_hold_records_ledger_entries(infosec: User) -> None:
 )
 def test_bad_hold_input(infosec: User, kwargs: dict[str, object], message: str | None) -> None:
     if message is None:  # surrounding whitespace is trimmed, not refused
-        legal_hold_create(user=infosec, **kwargs)  # type: ignore[arg-type]
+        legal_hold_create(actor=infosec, **kwargs)  # type: ignore[arg-type]
         return
     with pytest.raises(RetentionError, match=message):
-        legal_hold_create(user=infosec, **kwargs)  # type: ignore[arg-type]
+        legal_hold_create(actor=infosec, **kwargs)  # type: ignore[arg-type]
     assert not LegalHold.objects.exists()
     assert not ledger.PendingEntry.objects.filter(event_type="privacy.legal_hold_created").exists()
 
 
 def test_one_active_hold_per_subject_and_no_double_release(infosec: User) -> None:
-    hold = legal_hold_create(user=infosec, data_subject="user:900008", reason="first")
+    hold = legal_hold_create(actor=infosec, data_subject="user:900008", reason="first")
     with pytest.raises(InvalidState, match="already under an active legal hold"):
-        legal_hold_create(user=infosec, data_subject="user:900008", reason="second")
-    legal_hold_release(user=infosec, hold=hold, reason="done")
+        legal_hold_create(actor=infosec, data_subject="user:900008", reason="second")
+    legal_hold_release(actor=infosec, hold=hold, reason="done")
     with pytest.raises(InvalidState, match="already released"):
-        legal_hold_release(user=infosec, hold=hold, reason="again")
+        legal_hold_release(actor=infosec, hold=hold, reason="again")
     with pytest.raises(RetentionError, match="reason"):
-        legal_hold_release(user=infosec, hold=legal_hold_create(user=infosec, data_subject="user:900008", reason="x"),
+        legal_hold_release(actor=infosec, hold=legal_hold_create(actor=infosec, data_subject="user:900008", reason="x"),
                            reason="")
 
 
@@ -190,7 +190,7 @@ def test_no_hold_on_an_erased_subject(infosec: User) -> None:
     register(900011)
     retention_run(now=LATER)
     with pytest.raises(InvalidState, match="already erased"):
-        legal_hold_create(user=infosec, data_subject="user:900011", reason="too late")
+        legal_hold_create(actor=infosec, data_subject="user:900011", reason="too late")
 
 
 def test_command_dry_run_and_json() -> None:
@@ -213,7 +213,7 @@ def test_command_dry_run_and_json() -> None:
 
 @pytest.mark.urls("tests.ops.admin_urls")
 def test_admin_shows_holds_read_only_to_infosec(client: Client, infosec: User, outsider: User) -> None:
-    hold = legal_hold_create(user=infosec, data_subject="user:900021", reason="matter 9")
+    hold = legal_hold_create(actor=infosec, data_subject="user:900021", reason="matter 9")
     client.force_login(infosec)
     assert client.get("/admin/audit/legalhold/").status_code == 200
     assert client.get(f"/admin/audit/legalhold/{hold.pk}/change/").status_code == 200

@@ -61,7 +61,7 @@ class Command(BaseCommand):
                 event_types=options["event_type"], model=options["model"], dataset=options["dataset"],
                 since_checkpoint=options["since_checkpoint"],
             )
-            job = export_create(user=user, scope=scope, fmt=options["format"], enqueue=False)
+            job = export_create(actor=user, scope=scope, fmt=options["format"], enqueue=False)
         except ExportError as exc:
             raise CommandError(str(exc)) from None
         show = progress_wanted(self.stdout, options)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def job(history: None, auditor: object) -> ExportJob:
-    created = export_create(user=auditor, scope=parse_scope(), fmt="csv", enqueue=False)
+    created = export_create(actor=auditor, scope=parse_scope(), fmt="csv", enqueue=False)
     return export_run(export_id=created.pk)
 
 
@@ -55,7 +55,7 @@ def test_unknown_unfinished_and_moved_exports_are_404(job: ExportJob, infosec: o
     client.force_login(infosec)  # type: ignore[arg-type]
     assert client.get(f"/exports/{job.pk + 1000}/download").status_code == 404
 
-    pending = export_create(user=infosec, scope=parse_scope(), fmt="csv", enqueue=False)  # type: ignore[arg-type]
+    pending = export_create(actor=infosec, scope=parse_scope(), fmt="csv", enqueue=False)  # type: ignore[arg-type]
     assert client.get(f"/exports/{pending.pk}/download").status_code == 404
 
     # a command-line export written elsewhere is not served

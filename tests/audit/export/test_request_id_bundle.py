@@ -32,7 +32,7 @@ def bundle(tmp_path: Path) -> Path:
             note(f"in a request {i}", subject=f"model/{i % 3}")
     fill(5, subjects=3, prefix="after")
     checkpoints.checkpoint_create()
-    job = export_create(user=None, scope=parse_scope(), fmt="bundle", enqueue=False)
+    job = export_create(actor=None, scope=parse_scope(), fmt="bundle", enqueue=False)
     return Path(export_run(export_id=job.pk, out=tmp_path / "b.zip").file_path)
 
 

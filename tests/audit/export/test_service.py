@@ -26,7 +26,7 @@ def test_an_export_is_recorded_in_the_ledger_and_written_by_the_task_after_commi
     scope = parse_scope(subjects=["model_version:model/1"], since="2000-01-01")
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:  # type: ignore[operator]
-        job = export_create(user=auditor, scope=scope, fmt="bundle")
+        job = export_create(actor=auditor, scope=scope, fmt="bundle")
         assert job.state == ExportJob.State.PENDING and not job.file_path
 
     assert len(callbacks) >= 1  # type: ignore[arg-type]
@@ -51,7 +51,7 @@ def test_an_export_is_recorded_in_the_ledger_and_written_by_the_task_after_commi
 
 
 def test_run_export_is_idempotent(history: None, infosec: object) -> None:
-    job = export_create(user=infosec, scope=parse_scope(), fmt="csv", enqueue=False)
+    job = export_create(actor=infosec, scope=parse_scope(), fmt="csv", enqueue=False)
 
     first = tasks.run_export(job.pk)
     mtime = Path(first).stat().st_mtime_ns
@@ -67,7 +67,7 @@ def test_only_infosec_and_auditors_export_and_a_refusal_records_nothing(history:
 
     for user in (outsider, inactive):
         with pytest.raises(ExportNotPermitted):
-            export_create(user=user, scope=parse_scope(), fmt="bundle")
+            export_create(actor=user, scope=parse_scope(), fmt="bundle")
 
     assert (Entry.objects.count(), PendingEntry.objects.count(), ExportJob.objects.count()) == before
 
@@ -96,13 +96,13 @@ def test_unknown_names_and_formats_are_refused_before_anything_is_written(
 ) -> None:
     before = (PendingEntry.objects.count(), ExportJob.objects.count())
     with pytest.raises(ExportError, match=message):
-        export_create(user=infosec, scope=parse_scope(**scope), fmt=fmt)
+        export_create(actor=infosec, scope=parse_scope(**scope), fmt=fmt)
     assert (PendingEntry.objects.count(), ExportJob.objects.count()) == before
 
 
 def test_an_export_of_a_tampered_ledger_fails_with_the_reason_on_the_job(history: None, infosec: object,
                                                                       tmp_path: Path) -> None:
-    job = export_create(user=infosec, scope=parse_scope(), fmt="bundle", enqueue=False)
+    job = export_create(actor=infosec, scope=parse_scope(), fmt="bundle", enqueue=False)
     ledger.integrate()
     tamper("UPDATE audit_entry SET payload_json = %s WHERE seq = 30", ['{"text":"rewritten"}'])
 
@@ -116,7 +116,7 @@ def test_an_export_of_a_tampered_ledger_fails_with_the_reason_on_the_job(history
 
 
 def test_the_export_entry_scope_is_the_manifests(history: None, infosec: object, tmp_path: Path) -> None:
-    job = export_create(user=infosec, scope=parse_scope(until="2100-01-01"), fmt="bundle", enqueue=False)
+    job = export_create(actor=infosec, scope=parse_scope(until="2100-01-01"), fmt="bundle", enqueue=False)
     job = export_run(export_id=job.pk, out=tmp_path / "b.zip")
 
     import zipfile

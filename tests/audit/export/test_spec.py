@@ -215,7 +215,7 @@ def test_the_command_readme_and_console_print_the_full_verify_command(history: N
     assert "channel other than this bundle" in readme
     assert "INFORMATION ONLY" in members(target)["keys.txt"].decode()
 
-    job = export_create(user=None, scope=parse_scope(), enqueue=False)
+    job = export_create(actor=None, scope=parse_scope(), enqueue=False)
     export_run(export_id=job.pk)
     client = Client()
     client.force_login(infosec)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ def test_committed_personal_data_is_integrated_on_commit(
     with transaction.atomic():
         register_event("900042")
     assert Entry.objects.count() == 1  # integrated right after the commit
-    assert pii.reveal(user=infosec, seq=0, reason="r")["username"]  # type: ignore[arg-type]
+    assert pii.reveal(actor=infosec, seq=0, reason="r")["username"]  # type: ignore[arg-type]
     assert verify_ledger().ok
 
 
@@ -65,7 +65,7 @@ def test_first_writers_of_one_data_subject_share_one_key() -> None:
     ledger.integrate()
     officer = UserFactory(roles=[INFOSEC])
     seqs = list(Entry.objects.order_by("seq").values_list("seq", flat=True))
-    names = sorted(pii.reveal(user=officer, seq=seq, reason="r")["username"] for seq in seqs)
+    names = sorted(pii.reveal(actor=officer, seq=seq, reason="r")["username"] for seq in seqs)
     assert names == ["a7f3a", "b7f3a"]
 
 
@@ -145,7 +145,7 @@ def test_a_kek_rotation_waits_for_a_writer_of_a_subject_and_both_land(
     settings.LEDGER_PII_KEK_PREVIOUS = None  # type: ignore[attr-defined]
     ledger.integrate()
     officer = UserFactory(roles=[INFOSEC])
-    names = sorted(pii.reveal(user=officer, seq=seq, reason="r")["username"]
+    names = sorted(pii.reveal(actor=officer, seq=seq, reason="r")["username"]
                    for seq in Entry.objects.filter(event_type="auth.user_registered").values_list("seq", flat=True))
     assert len(names) == 2 and "late7f3a" in names
     assert verify_ledger().ok

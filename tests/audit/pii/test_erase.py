@@ -46,9 +46,9 @@ def test_erasure_makes_values_unrecoverable_and_the_ledger_still_verifies(infose
     with pytest.raises(InvalidTag):
         independent_decrypt(pii.subject_key("user:43") or b"\0" * 32, stolen.ref, "user:900042", nonce, ciphertext)
     # and: the reveal says so; the other person is unaffected
-    assert pii.reveal(user=infosec, seq=0, reason="check") == {  # type: ignore[arg-type]
+    assert pii.reveal(actor=infosec, seq=0, reason="check") == {  # type: ignore[arg-type]
         "username": "[erased]", "email": "[erased]", "full_name": "[erased]"}
-    assert pii.reveal(user=infosec, seq=1, reason="check")["email"] == "other7f3a@example.org"  # type: ignore[arg-type]
+    assert pii.reveal(actor=infosec, seq=1, reason="check")["email"] == "other7f3a@example.org"  # type: ignore[arg-type]
     # and: the erasure is on the ledger, and every hash, link and checkpoint still verifies
     checkpoint_create()
     erased = Entry.objects.get(event_type="privacy.subject_erased")
@@ -87,7 +87,7 @@ def test_erasure_covers_values_not_yet_integrated(infosec: object) -> None:
     register_event("900042")
     assert pii.data_subject_erase(actor=SYSTEM, data_subject="user:900042", reason="r") == 3
     ledger.integrate()
-    assert set(pii.reveal(user=infosec, seq=0, reason="r").values()) == {"[erased]"}  # type: ignore[arg-type]
+    assert set(pii.reveal(actor=infosec, seq=0, reason="r").values()) == {"[erased]"}  # type: ignore[arg-type]
     assert verify_ledger().ok
 
 

@@ -22,7 +22,7 @@ def test_a_configured_kek_wraps_the_keys(settings: pytest.FixtureRequest, infose
     register_event("900042")
     ledger.integrate()
     assert DataSubjectKey.objects.get().kek_id == pii.kek_id(b"A" * 32)
-    assert pii.reveal(user=infosec, seq=0, reason="r")["email"] == EMAIL  # type: ignore[arg-type]
+    assert pii.reveal(actor=infosec, seq=0, reason="r")["email"] == EMAIL  # type: ignore[arg-type]
 
 
 def test_another_kek_is_refused_clearly(settings: pytest.FixtureRequest, infosec: object) -> None:
@@ -31,7 +31,7 @@ def test_another_kek_is_refused_clearly(settings: pytest.FixtureRequest, infosec
     ledger.integrate()
     settings.LEDGER_PII_KEK = KEK_B  # type: ignore[attr-defined]
     with pytest.raises(ImproperlyConfigured, match="wrapped with KEK"):
-        pii.reveal(user=infosec, seq=0, reason="r")  # type: ignore[arg-type]
+        pii.reveal(actor=infosec, seq=0, reason="r")  # type: ignore[arg-type]
     with pytest.raises(ImproperlyConfigured, match="wrapped with KEK"):
         register_event("900042", username="again7f3a")
 

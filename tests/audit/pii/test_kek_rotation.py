@@ -82,7 +82,7 @@ def test_rotation_rewraps_old_keys_and_values_reveal_throughout(kek: Any, infose
     kek.LEDGER_PII_KEK, kek.LEDGER_PII_KEK_PREVIOUS = KEK_B, KEK_A
 
     # then: the application keeps working before the rotation ran: old keys unwrap, new keys are wrapped with B
-    assert pii.reveal(user=infosec, seq=0, reason="r")["email"] == "p900042.7f3a@example.org"
+    assert pii.reveal(actor=infosec, seq=0, reason="r")["email"] == "p900042.7f3a@example.org"
     register_event("900042", username="again7f3a", email="again.7f3a@example.org", full_name=None)
     register_event("900050", username="new7f3a", email=EMAIL, full_name=None)
     ledger.integrate()
@@ -120,9 +120,9 @@ def test_rotation_rewraps_old_keys_and_values_reveal_throughout(kek: Any, infose
     kek.LEDGER_PII_KEK_PREVIOUS = None
 
     # then: everything still reveals, and the ledger verifies
-    assert pii.reveal(user=infosec, seq=0, reason="r")["email"] == "p900042.7f3a@example.org"
-    assert pii.reveal(user=infosec, seq=1, reason="r")["email"] == "p900043.7f3a@example.org"
-    assert pii.reveal(user=infosec, seq=2, reason="r")["email"] == "[erased]"
+    assert pii.reveal(actor=infosec, seq=0, reason="r")["email"] == "p900042.7f3a@example.org"
+    assert pii.reveal(actor=infosec, seq=1, reason="r")["email"] == "p900043.7f3a@example.org"
+    assert pii.reveal(actor=infosec, seq=2, reason="r")["email"] == "[erased]"
     assert verify_ledger().ok
 
 
@@ -182,7 +182,7 @@ def test_an_unknown_kek_id_is_still_refused_with_a_previous_kek(kek: Any, infose
     _people(1)
     kek.LEDGER_PII_KEK, kek.LEDGER_PII_KEK_PREVIOUS = KEK_C, KEK_B
     with pytest.raises(ImproperlyConfigured, match=f"wrapped with KEK {ID_A}.*LEDGER_PII_KEK_PREVIOUS is {ID_B}"):
-        pii.reveal(user=infosec, seq=0, reason="r")
+        pii.reveal(actor=infosec, seq=0, reason="r")
 
 
 def test_a_crash_in_a_later_batch_keeps_earlier_batches_and_a_rerun_finishes(

@@ -129,7 +129,7 @@ def test_nothing_personal_is_logged_even_with_sql_logging(caplog: pytest.LogCapt
         # when: record, integrate, reveal, erase
         register_event("900042")
         ledger.integrate()
-        revealed = pii.reveal(user=infosec, seq=0, reason="ticket SEC-1")  # type: ignore[arg-type]
+        revealed = pii.reveal(actor=infosec, seq=0, reason="ticket SEC-1")  # type: ignore[arg-type]
         pii.data_subject_erase(actor=SYSTEM, data_subject="user:900042", reason="GDPR request 17")
         ledger.integrate()
     finally:

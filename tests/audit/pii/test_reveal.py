@@ -39,7 +39,7 @@ def test_a_reader_without_the_infosec_role_is_refused(roles: list[str]) -> None:
 
     # when
     with pytest.raises(pii.PiiAccessDenied, match="only InfoSec"):
-        pii.reveal(user=reader, seq=0, reason="curious")
+        pii.reveal(actor=reader, seq=0, reason="curious")
 
     # then: no reveal was recorded, the denial was
     ledger.integrate()
@@ -56,7 +56,7 @@ def test_a_superuser_without_the_role_and_an_inactive_infosec_member_are_refused
     ledger.integrate()
     for user in (SuperuserFactory(), UserFactory(roles=[INFOSEC], is_active=False)):
         with pytest.raises(pii.PiiAccessDenied):
-            pii.reveal(user=user, seq=0, reason="because")
+            pii.reveal(actor=user, seq=0, reason="because")
 
 
 def test_infosec_reveals_and_the_reveal_is_itself_a_ledger_entry(infosec: object) -> None:
@@ -65,7 +65,7 @@ def test_infosec_reveals_and_the_reveal_is_itself_a_ledger_entry(infosec: object
     ledger.integrate()
 
     # when
-    payload = pii.reveal(user=infosec, seq=0, reason="  ticket SEC-7 ")  # type: ignore[arg-type]
+    payload = pii.reveal(actor=infosec, seq=0, reason="  ticket SEC-7 ")  # type: ignore[arg-type]
 
     # then: the values
     assert payload == {"username": USERNAME, "email": EMAIL, "full_name": NAME}
@@ -91,11 +91,11 @@ def test_a_reveal_needs_a_reason_and_an_entry_with_personal_data(infosec: object
     note("no personal data")
     ledger.integrate()
     with pytest.raises(pii.PiiError, match="reason"):
-        pii.reveal(user=infosec, seq=0, reason="  ")  # type: ignore[arg-type]
+        pii.reveal(actor=infosec, seq=0, reason="  ")  # type: ignore[arg-type]
     with pytest.raises(pii.PiiError, match="no personal data"):
-        pii.reveal(user=infosec, seq=1, reason="r")  # type: ignore[arg-type]
+        pii.reveal(actor=infosec, seq=1, reason="r")  # type: ignore[arg-type]
     with pytest.raises(pii.PiiError, match="no ledger entry #99"):
-        pii.reveal(user=infosec, seq=99, reason="r")  # type: ignore[arg-type]
+        pii.reveal(actor=infosec, seq=99, reason="r")  # type: ignore[arg-type]
     assert ledger.integrate() == 0  # refusals record nothing (only denials of access do)
 
 
@@ -112,4 +112,4 @@ def test_a_tampered_ciphertext_is_detected_not_returned(infosec: object) -> None
     a.save()
     b.save()
     with pytest.raises(pii.PiiError, match="does not decrypt"):
-        pii.reveal(user=infosec, seq=0, reason="r")  # type: ignore[arg-type]
+        pii.reveal(actor=infosec, seq=0, reason="r")  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ def test_fifty_refused_reveals_write_one_entry_and_a_count(walk: bool) -> None:
     # when: 50 refused reveals
     for n in range(50):
         with pytest.raises(pii.PiiAccessDenied):
-            pii.reveal(user=reader, seq=n if walk else 0, reason="curious")
+            pii.reveal(actor=reader, seq=n if walk else 0, reason="curious")
 
     # then: one access.check_denied, naming the first entry tried, and nothing else written
     [denied] = _denials()
@@ -75,6 +75,6 @@ def test_two_readers_are_counted_apart() -> None:
     a, b = UserFactory(), UserFactory()
     for reader in (a, b, a, b, a):
         with pytest.raises(pii.PiiAccessDenied):
-            pii.reveal(user=reader, seq=0, reason="curious")
+            pii.reveal(actor=reader, seq=0, reason="curious")
     assert [d.payload["principal"] for d in _denials()] == [f"user:{a.pk}", f"user:{b.pk}"]
     assert dict(DenialWindow.objects.values_list("principal", "count")) == {f"user:{a.pk}": 3, f"user:{b.pk}": 2}

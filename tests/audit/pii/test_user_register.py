@@ -33,7 +33,7 @@ def test_register_creates_the_user_and_records_sealed_personal_data() -> None:
     assert all(pii.is_reference(v) for v in entry.payload.values())
     assert USERNAME not in entry.payload_json and EMAIL not in entry.payload_json
     assert DataSubjectKey.objects.get().data_subject == f"user:{user.pk}"
-    assert pii.reveal(user=admin, seq=0, reason="r") == {"username": USERNAME, "email": EMAIL, "full_name": NAME}
+    assert pii.reveal(actor=admin, seq=0, reason="r") == {"username": USERNAME, "email": EMAIL, "full_name": NAME}
 
 
 def test_without_password_email_or_name() -> None:

@@ -18,7 +18,11 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from audit.cosignature import Cosigner
+from audit.note import NoteError
+from audit.offline_verify import parse_trusted_key_line
 from config.env import env_bool, env_float, env_int, env_json, env_list, env_pair, env_str
+from governance.policy_floor import DEFAULT_FLOOR, parse_floor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
@@ -280,8 +284,6 @@ LEDGER_SIGNING_KEY_IS_DEV = _signing_key is None or LEDGER_SIGNING_KEY.resolve()
 # verify_ledger must still accept, as trusted-key lines "VKEY[ from=N][ until=M]" (the
 # tree sizes each may sign, docs/verifying.md). Trust comes from here, never from the database.
 def _trusted_key_lines(lines: list[str], where: str) -> list[str]:
-    from audit.offline_verify import parse_trusted_key_line
-
     out = []
     for n, line in enumerate(lines, 1):
         try:
@@ -352,9 +354,6 @@ def _witnesses() -> list[dict[str, str]]:
 
 def witness_settings_check(witnesses: list[dict[str, str]], quorum: int) -> None:
     """Refuse a malformed witness list or an impossible quorum (also called by tests that override them)."""
-    from audit.cosignature import Cosigner
-    from audit.note import NoteError
-
     names: set[str] = set()
     for witness in witnesses:
         try:
@@ -484,8 +483,6 @@ if not DEBUG:
 # unset means the default below (production as installed). "{}" disables every floor, which only an
 # operator can do: the product itself never lowers it. A malformed floor stops start-up.
 def _policy_floor() -> dict[str, object]:
-    from governance.policy_floor import DEFAULT_FLOOR, parse_floor
-
     try:
         return dict(parse_floor(env_json("POLICY_FLOOR", DEFAULT_FLOOR)))
     except ValueError as exc:

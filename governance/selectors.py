@@ -14,6 +14,7 @@ from access.classification import LEVELS, RESTRICTED, allows
 from access.models import APPROVE_PROMOTION, Grant
 from access.principals import account_ids
 from access.roles import AUDITOR, INFOSEC, role_names
+from access.selectors import active_grants
 from access.services.checks import check
 from governance.models import (
     BreakGlassReview,
@@ -140,8 +141,6 @@ def _approve_promotion_grants(model_ids: set[int], environment_ids: set[int]) ->
     """The active approve_promotion grants on these models and environments: ``{(type, id): [(user, group)]}``."""
     if not model_ids and not environment_ids:
         return {}
-    from access.selectors import active_grants  # access.selectors imports this module
-
     found: _Holders = {}
     rows = active_grants().filter(permission=APPROVE_PROMOTION).filter(
         Q(resource_type="registered_model", resource_id__in=model_ids)

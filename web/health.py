@@ -27,6 +27,10 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from audit.models import LedgerHead, PendingEntry
+from audit.services.witnessing import witness_quorum_status
+from audit.signing import load_key_file
+
 logger = logging.getLogger(__name__)
 
 OK = "ok"
@@ -69,8 +73,6 @@ def check_broker() -> str:
 
 
 def check_signing_key() -> str:
-    from audit.signing import load_key_file
-
     path = Path(settings.LEDGER_SIGNING_KEY)
     if settings.LEDGER_SIGNING_KEY_IS_DEV and not path.exists():
         return OK  # the dev key is generated on first use
@@ -89,8 +91,6 @@ def sequencer_lag_seconds() -> float:
     Bounded by the time since the sequencer last advanced the head, so an event
     recorded with an old (caller-given) timestamp does not look like a stall.
     """
-    from audit.models import LedgerHead, PendingEntry
-
     oldest = PendingEntry.objects.order_by("id").values_list("timestamp", flat=True).first()
     if oldest is None:
         return 0.0
@@ -115,8 +115,6 @@ def check_witness_quorum() -> str | None:
     """"ok", "degraded" (a checkpoint past its deadline without a quorum) or "unknown"; None without witnesses."""
     if not settings.LEDGER_WITNESSES:
         return None
-    from audit.services.witnessing import witness_quorum_status
-
     try:
         return OK if witness_quorum_status().ok else "degraded"
     except DatabaseError:

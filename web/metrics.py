@@ -45,6 +45,12 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from access.models import Grant
+from access.roles import INFOSEC, has_role
+from audit.models import Checkpoint, LedgerHead, PendingEntry, VerificationRun
+from audit.services.witnessing import witness_quorum_status
+from governance.models import PromotionRequest
+from web.health import sequencer_lag_seconds
 from web.logging import route_of
 
 logger = logging.getLogger(__name__)
@@ -144,11 +150,6 @@ def _gauge(name: str, doc: str, value: float | None, labels: dict[str, str] | No
 
 
 def _collect_db() -> Iterator[Any]:
-    from access.models import Grant
-    from audit.models import Checkpoint, LedgerHead, PendingEntry, VerificationRun
-    from governance.models import PromotionRequest
-    from web.health import sequencer_lag_seconds
-
     now = timezone.now()
     head = LedgerHead.objects.filter(pk=1).values_list("tree_size", flat=True).first() or 0
     appended = CounterMetricFamily("governance_ledger_entries", "Entries integrated into the ledger (tree size).")
@@ -205,8 +206,6 @@ def _collect_witnesses() -> Iterator[Any]:
     """Witnessing (audit.services.witnessing): nothing at all when no witness is configured."""
     if not settings.LEDGER_WITNESSES:
         return
-    from audit.services.witnessing import witness_quorum_status
-
     status = witness_quorum_status()
     yield _gauge("governance_ledger_witness_quorum_lag_entries",
                  "Entries between the latest checkpoint and the largest one cosigned by a witness quorum.", status.lag)
@@ -249,9 +248,7 @@ def _authorised(request: HttpRequest) -> bool:
             return True
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.is_active:
-        from access.roles import INFOSEC
-
-        return bool(user.groups.filter(name=INFOSEC).exists())
+        return has_role(user, INFOSEC)
     return False
 
 

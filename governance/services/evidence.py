@@ -25,6 +25,7 @@ from governance.policy import (
     evaluate_gate,
     evidence_digest,
 )
+from governance.services import lineage
 from governance.services.common import base_payload, promotion_subject
 
 
@@ -35,10 +36,8 @@ def _gate_input(version: ModelVersion, environment: Environment, now: datetime) 
     live = selectors.live_version(model_id=version.model_id, environment=previous) if previous else None
     since = live.since if live is not None and live.version_id == version.pk else None
     metrics = {k: float(v) for k, v in (version.metrics or {}).items() if isinstance(v, int | float)}
-    from governance.services.lineage import lineage_state, mlflow_inputs
-
     # No MLflow inputs, nothing uncatalogued: spare the lineage query.
-    uncatalogued = lineage_state(version).unknown if mlflow_inputs(version) else ()
+    uncatalogued = lineage.lineage_state(version).unknown if lineage.mlflow_inputs(version) else ()
     return GateInput(
         metrics=metrics,
         description=version.description or version.model.description,

@@ -19,32 +19,31 @@ from governance.models import (
     ModelVersion,
     PromotionRequest,
 )
+from governance.services import lineage
 from governance.services.common import State, account_ref, require_text, version_subject
 from governance.services.promotions import promotion_reevaluate
 
 
 def _check_not_classified_by_lineage(version: ModelVersion, level: str) -> None:
     """Access catalog: a version with lineage takes its classification from its datasets."""
-    from governance.services.lineage import lineage_state
-
-    lineage = lineage_state(version)
-    if lineage.unknown:  # #13: data nobody catalogued cannot be declared anything
+    state = lineage.lineage_state(version)
+    if state.unknown:  # #13: data nobody catalogued cannot be declared anything
         raise GovernanceError(
-            f"{version.ref} was trained on datasets the catalog does not know ({', '.join(lineage.unknown)}); "
+            f"{version.ref} was trained on datasets the catalog does not know ({', '.join(state.unknown)}); "
             "register and classify them instead",
             code="uncatalogued_lineage",
         )
-    if lineage.level is None:
+    if state.level is None:
         return
-    if lineage.complete:
+    if state.complete:
         raise GovernanceError(
-            f"{version.ref} takes its classification ({lineage.level}) from the datasets it was trained on "
-            f"({', '.join(lineage.datasets)}); reclassify those datasets instead",
+            f"{version.ref} takes its classification ({state.level}) from the datasets it was trained on "
+            f"({', '.join(state.datasets)}); reclassify those datasets instead",
             code="classified_by_lineage",
         )
-    if LEVELS.index(level) < LEVELS.index(lineage.level):
+    if LEVELS.index(level) < LEVELS.index(state.level):
         raise GovernanceError(
-            f"{version.ref} was trained on {lineage.level} data ({', '.join(lineage.datasets)}); "
+            f"{version.ref} was trained on {state.level} data ({', '.join(state.datasets)}); "
             f"it cannot be declared {level}",
             code="below_lineage",
         )

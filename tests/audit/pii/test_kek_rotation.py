@@ -24,7 +24,7 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Random, so that "no key material in the output" checks cannot pass by accident on a trivial pattern.
 RAW_A, RAW_B, RAW_C = os.urandom(32), os.urandom(32), os.urandom(32)
 KEK_A, KEK_B, KEK_C = (base64.b64encode(raw).decode() for raw in (RAW_A, RAW_B, RAW_C))

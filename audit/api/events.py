@@ -1,6 +1,6 @@
 """``POST /api/v1/events``: runtime events from serving and monitoring systems.
 
-The body is validated in one pass of plain Python by ``governance.runtime_events``
+The body is validated in one pass of plain Python by ``governance.services.runtime_events``
 against the event-type registry; the serializers below only document it (they
 are generated from the same registry, so the schema cannot drift from it) and
 are never run on a 1,000-event batch.
@@ -24,7 +24,12 @@ from rest_framework.views import APIView
 from access.roles import INFOSEC, has_role
 from audit.event_types import Field, registry
 from audit.ledger import Actor
-from governance.runtime_events import MAX_BATCH, InvalidRuntimeEvents, canonical_event_id, runtime_events_record
+from governance.services.runtime_events import (
+    MAX_BATCH,
+    InvalidRuntimeEvents,
+    canonical_event_id,
+    runtime_events_record,
+)
 from web.api.auth import HasScope, token_of
 from web.api.docs import answers
 

@@ -124,8 +124,9 @@ def parse_scope(
     )
 
 
-# Runtime events (governance/runtime_events.py) that name a model without a version are recorded about these shared
-# subjects, which also hold other models' events: a model's export cannot include them and says so.
+# Runtime events (governance/services/runtime_events.py) that name a model without a version are recorded
+# about these shared subjects, which also hold other models' events: a model's export cannot include them
+# and says so.
 SHARED_RUNTIME_SUBJECTS = ("environment", "runtime_source")
 
 

@@ -207,7 +207,7 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
 
     event_ids: list[str] = []
     if events:
-        from governance.runtime_events import runtime_events_record
+        from governance.services.runtime_events import runtime_events_record
 
         batch = [runtime_event(model.name, made[1 % len(made)].version, n=i) for i in range(events)]
         runtime_events_record(events=batch, **_runtime_actor(account))

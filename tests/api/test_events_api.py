@@ -13,7 +13,7 @@ from audit import ledger
 from audit.event_types import registry
 from audit.ledger import Actor
 from audit.models import Entry, PendingEntry
-from governance.runtime_events import InvalidRuntimeEvents, runtime_events_record
+from governance.services.runtime_events import InvalidRuntimeEvents, runtime_events_record
 from tests.access.helpers import grant
 from tests.api.helpers import problem_of
 

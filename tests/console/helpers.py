@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -38,14 +39,15 @@ def messages_of(response: Any) -> list[str]:
 def seed_ledger(n: int = 5, *, days: int = 3) -> list[Entry]:
     """``n`` notes spread over the last ``days`` days, one entry with personal data, integrated and checkpointed."""
     now = timezone.now()
-    for i in range(n):
-        record(event_type="ledger.note_added", actor=Actor.system("test"),
-               subject=Subject("registered_model", f"model-{i % 2}"),
-               payload={"text": f"note {i}", "reference": f"T-{i}"},
-               timestamp=now - timedelta(days=days) + timedelta(minutes=i))
-    record(event_type="auth.user_registered", actor=Actor.system("test"), subject=Subject("user", "9001"),
-           payload={"username": "pat.person", "email": "pat@example.com"}, data_subject="user:9001",
-           timestamp=now - timedelta(minutes=1))
+    with transaction.atomic():  # record() refuses to write outside a transaction (browser tests commit for real)
+        for i in range(n):
+            record(event_type="ledger.note_added", actor=Actor.system("test"),
+                   subject=Subject("registered_model", f"model-{i % 2}"),
+                   payload={"text": f"note {i}", "reference": f"T-{i}"},
+                   timestamp=now - timedelta(days=days) + timedelta(minutes=i))
+        record(event_type="auth.user_registered", actor=Actor.system("test"), subject=Subject("user", "9001"),
+               payload={"username": "pat.person", "email": "pat@example.com"}, data_subject="user:9001",
+               timestamp=now - timedelta(minutes=1))
     integrate()
     checkpoint_create()
     return list(Entry.objects.order_by("seq"))

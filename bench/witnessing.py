@@ -113,7 +113,7 @@ def quorum_times() -> dict[int, tuple[int, float, float]]:
 
 def schedule(interval: float, seconds: float, rate: float) -> tuple[list[float], list[float], int]:
     """Measurement A: per-entry latency to a signed checkpoint (baseline) and to a quorum-cosigned one."""
-    from django.db import connection
+    from django.db import connection, transaction
 
     from audit.ledger import Actor, Subject, record
     from audit.models import Checkpoint, Entry
@@ -127,8 +127,9 @@ def schedule(interval: float, seconds: float, rate: float) -> tuple[list[float],
         try:
             while not stop.is_set():
                 time.sleep(rng.expovariate(rate))
-                recorded = record(event_type="ledger.note_added", actor=Actor("user", "1"),
-                                  subject=Subject("model", f"bench/{rng.randrange(50)}"), payload={"text": "bench"})
+                with transaction.atomic():  # record() runs only inside a transaction
+                    recorded = record(event_type="ledger.note_added", actor=Actor("user", "1"),
+                                      subject=Subject("model", f"bench/{rng.randrange(50)}"), payload={"text": "bench"})
                 committed.append((recorded.pending_id, time.time()))
         finally:
             connection.close()
@@ -167,6 +168,7 @@ def schedule(interval: float, seconds: float, rate: float) -> tuple[list[float],
 
 def rounds(n: int) -> tuple[list[float], list[float]]:
     """Measurement B: checkpoint_create alone (baseline) and the submission to both witnesses after commit."""
+    from django.db import transaction
     from django.test import override_settings
 
     from audit.ledger import Actor, Subject, integrate, record
@@ -177,8 +179,9 @@ def rounds(n: int) -> tuple[list[float], list[float]]:
     # The baseline signs with no witness configured, so its after-commit hook queues nothing.
     no_witnesses = override_settings(LEDGER_WITNESSES=[])
     for i in range(n):
-        record(event_type="ledger.note_added", actor=Actor("user", "1"), subject=Subject("model", f"r/{i % 7}"),
-               payload={"text": "round"})
+        with transaction.atomic():
+            record(event_type="ledger.note_added", actor=Actor("user", "1"), subject=Subject("model", f"r/{i % 7}"),
+                   payload={"text": "round"})
         integrate()
         with no_witnesses:
             t0 = time.perf_counter()

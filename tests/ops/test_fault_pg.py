@@ -65,15 +65,17 @@ def _waiting_sequencer(proc: subprocess.Popen[bytes], timeout: float = 30) -> in
 @pytest.mark.postgres
 def test_sigkill_mid_batch_loses_nothing_and_forks_nothing(on_postgres: None, committing_db: None) -> None:
     # given N committed pending entries over a few subjects (some already in the tree)
-    for i in range(5):
-        ledger.record(event_type="ledger.note_added", actor=Actor.system("fault"), subject=Subject("model", "m0"),
-                      payload={"text": f"before {i}"})
+    with transaction.atomic():
+        for i in range(5):
+            ledger.record(event_type="ledger.note_added", actor=Actor.system("fault"), subject=Subject("model", "m0"),
+                          payload={"text": f"before {i}"})
     ledger.integrate()
-    recorded = [
-        ledger.record(event_type="ledger.note_added", actor=Actor.system("fault"),
-                      subject=Subject("model", f"m{i % 7}"), payload={"text": f"pending {i}"}).pending_id
-        for i in range(N)
-    ]
+    with transaction.atomic():
+        recorded = [
+            ledger.record(event_type="ledger.note_added", actor=Actor.system("fault"),
+                          subject=Subject("model", f"m{i % 7}"), payload={"text": f"pending {i}"}).pending_id
+            for i in range(N)
+        ]
     assert PendingEntry.objects.count() == N
     env = {**os.environ, "DATABASE_URL": _database_url(), "LEDGER_INTEGRATE_BATCH": str(N * 2)}
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from audit import ledger, triggers
 from audit.canonical import node_hash
@@ -27,14 +27,15 @@ def note(
     actor: Actor = ALICE,
     **extra: Any,
 ) -> Recorded:
-    """Record one ``ledger.note_added`` event."""
-    return ledger.record(
-        event_type="ledger.note_added",
-        actor=actor,
-        subject=Subject(subject_type, subject),
-        payload={"text": text, **extra},
-        idempotency_key=key,
-    )
+    """Record one ``ledger.note_added`` event (in its own transaction when the caller has none)."""
+    with transaction.atomic():
+        return ledger.record(
+            event_type="ledger.note_added",
+            actor=actor,
+            subject=Subject(subject_type, subject),
+            payload={"text": text, **extra},
+            idempotency_key=key,
+        )
 
 
 def fill(n: int, *, subjects: int = 3, prefix: str = "note") -> None:

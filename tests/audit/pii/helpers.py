@@ -15,7 +15,7 @@ import rfc8785
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.db import connection
+from django.db import connection, transaction
 
 from audit import ledger
 from audit.event_types import EventType, Field
@@ -60,10 +60,11 @@ def register_event(
         payload["email"] = email
     if full_name is not None:
         payload["full_name"] = full_name
-    return ledger.record(
-        event_type="auth.user_registered", actor=SYSTEM, subject=Subject("user", subject_id), payload=payload,
-        idempotency_key=key, data_subject=data_subject,
-    )
+    with transaction.atomic():  # its own transaction when the caller has none (record() needs one)
+        return ledger.record(
+            event_type="auth.user_registered", actor=SYSTEM, subject=Subject("user", subject_id), payload=payload,
+            idempotency_key=key, data_subject=data_subject,
+        )
 
 
 def all_rows_text() -> str:

@@ -170,7 +170,8 @@ def test_record_refuses_to_run_outside_a_transaction(committing_db: None) -> Non
     # given: no enclosing transaction.atomic() (autocommit, as a command or a task would be)
     # when: an event is recorded, alone or in a batch
     with pytest.raises(ledger.NotInTransaction, match=r"inside transaction\.atomic\(\)"):
-        note("outside")
+        ledger.record(event_type="ledger.note_added", actor=ALICE, subject=ledger.Subject("m", "1"),
+                      payload={"text": "outside"})
     with pytest.raises(ledger.NotInTransaction):
         ledger.record_many([ledger.Event("ledger.note_added", ALICE, ledger.Subject("m", "1"), {"text": "outside"})])
     # then: nothing was written, and inside a transaction the same call records

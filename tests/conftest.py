@@ -86,5 +86,18 @@ def _integrate_synchronously(settings: pytest.FixtureRequest) -> None:
     settings.LEDGER_INTEGRATE_ON_COMMIT = False  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True)
+def _celery_app_stays_the_projects() -> Iterator[None]:
+    # A test that builds ``Celery(...)`` without ``set_as_current=False`` makes it the current app for
+    # the rest of the process: every later ``.delay()`` then goes to that app's broker instead of
+    # running eagerly, and an unrelated test fails far away (the demo did, after the worker tests).
+    yield
+    from celery import current_app
+
+    from config.celery import app
+
+    assert current_app._get_current_object() is app, "a test replaced the current Celery app"
+
+
 def pytest_report_header() -> str:
     return f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"

@@ -19,6 +19,16 @@ BROKER = os.environ.get("CELERY_WORKER_TEST_BROKER_URL")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def broker_client() -> Celery:
+    """A bare Celery app on the test broker, for sending and purging only.
+
+    ``set_as_current=False`` matters: a new app otherwise becomes Celery's *current* app for the
+    rest of this process, and every ``shared_task`` resolves to it: later tests' ``.delay()`` calls
+    would go to this broker (where no worker listens any more) instead of running eagerly.
+    """
+    return Celery(broker=BROKER, set_as_current=False)
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -44,7 +54,7 @@ def start_worker(log_path: Path, beat_schedule: Path, **extra_env: str) -> subpr
         **extra_env,
     )
     env.pop("CELERY_WORKER_TEST_BROKER_URL", None)
-    Celery(broker=BROKER).connection_for_write().default_channel.queue_purge("celery")
+    broker_client().connection_for_write().default_channel.queue_purge("celery")
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "--pool=solo",

@@ -11,13 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from django.db import transaction
 
 from audit.ledger import Actor, Subject, record
 from audit.models import Checkpoint, Entry, PendingEntry
 from audit.verification import verify_ledger
-from tests.worker.launch import BROKER, start_worker, stop_worker, wait_for
+from tests.worker.launch import BROKER, broker_client, start_worker, stop_worker, wait_for
 
 pytestmark = [
     pytest.mark.celery_worker,
@@ -71,7 +70,7 @@ def test_task_sent_through_the_broker_runs_on_the_worker(worker: subprocess.Pope
             subject=Subject("registered_model", "fraud-detector"),
             payload={"text": "sent"},
         )
-    client = Celery(broker=BROKER)
+    client = broker_client()
 
     # when
     client.send_task("audit.tasks.make_checkpoint")

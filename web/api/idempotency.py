@@ -39,6 +39,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 
 from access.models import ApiToken
@@ -171,6 +172,10 @@ class IdempotencyMiddleware:
         if key is None:
             return _problem(400, f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
                             "invalid_idempotency_key")
+        try:  # the route name, for the request log and metrics of answers given here (replays)
+            request.resolver_match = resolve(request.path_info)
+        except Resolver404:
+            return self.get_response(request)  # the API's own 404
         principal = principal_of(request)
         if principal is None:
             return self.get_response(request)  # the view refuses it (401/403); nothing to key it on

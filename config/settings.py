@@ -270,9 +270,12 @@ IDEMPOTENCY_KEY_TTL_HOURS = env_float("IDEMPOTENCY_KEY_TTL_HOURS", 24.0, minimum
 # The cache holds only the API throttle's and the webhook rate limit's counters (both fail open,
 # within a local budget for the throttle, while it is down); sessions are in the database.
 _cache_url = env_str("CACHE_URL")
+CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 1.0, minimum=0.05)
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url,
+         # A Redis that hangs (rather than refusing) must cost a request this long, not a worker forever.
+         "OPTIONS": {"socket_connect_timeout": CACHE_SOCKET_TIMEOUT, "socket_timeout": CACHE_SOCKET_TIMEOUT}}
         if _cache_url
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

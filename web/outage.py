@@ -140,9 +140,13 @@ class OncePerInterval:
 _outage_log = OncePerInterval(60.0)
 
 
-def log_outage(dependency: str, exc: BaseException, request: HttpRequest | None = None) -> None:
-    """One warning per dependency per minute, with the exception's class (not its message: it may
-    carry a host name), so an outage neither floods the logs nor goes unseen."""
+def outage_seen(dependency: str, exc: BaseException) -> None:
+    """What every 503 of an outage does besides answering: one warning per dependency per minute, with
+    the exception's class (not its message: it may carry a host name), so an outage neither floods
+    the logs nor goes unseen; and a dead database connection closed (outside a transaction), so the
+    next request opens a new one rather than failing on it too."""
+    if dependency == DATABASE and not connection.in_atomic_block:
+        connection.close()
     if _outage_log.due(dependency):
         logger.warning("%s unavailable: requests get 503 (%s.%s)", dependency, type(exc).__module__,
                        type(exc).__name__, extra={"dependency": dependency})
@@ -163,7 +167,14 @@ def unavailable_response(request: HttpRequest, dependency: str) -> HttpResponse:
         )
     response["Retry-After"] = retry_after()
     response["Cache-Control"] = "no-store"
+    mark_logged(response)
     return response
+
+
+def mark_logged(response: HttpResponse) -> None:
+    """Keep Django from logging each outage response as an error (``outage_seen`` logs once a minute;
+    the request log still has a line per request)."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
 
 
 _RETRIED = "_outage_db_retried"
@@ -214,9 +225,7 @@ class DependencyOutageMiddleware:
             if exc is not exception:
                 raise exc  # the retry failed otherwise: report that failure, not the dropped connection
             return None
-        if dependency == DATABASE and not connection.in_atomic_block:
-            connection.close()  # the next request must not inherit a dead connection
-        log_outage(dependency, exc, request)
+        outage_seen(dependency, exc)
         return unavailable_response(request, dependency)
 
 

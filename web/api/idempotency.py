@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from access.models import ApiToken
 from access.services.tokens import api_token_authenticate
+from web import outage
 from web.api.problems import CONTENT_TYPE, problem
 from web.models import IdempotencyRecord
 
@@ -176,6 +177,18 @@ class IdempotencyMiddleware:
             request.resolver_match = resolve(request.path_info)
         except Resolver404:
             return self.get_response(request)  # the API's own 404
+        try:
+            return self._keyed(request, key)
+        except Exception as exc:
+            # The database went away around the view (authenticating, locking, committing): nothing
+            # was committed, nothing stored; a 503 the client retries with the same key.
+            dependency = outage.dependency_of(exc)
+            if dependency is None:
+                raise
+            outage.outage_seen(dependency, exc)
+            return outage.unavailable_response(request, dependency)
+
+    def _keyed(self, request: HttpRequest, key: str) -> HttpResponse:
         principal = principal_of(request)
         if principal is None:
             return self.get_response(request)  # the view refuses it (401/403); nothing to key it on

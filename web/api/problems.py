@@ -110,7 +110,7 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
         django_request = getattr(request, "_request", request)
         if django_request is not None and outage.read_retry_pending(django_request, exc):
             return None
-        outage.log_outage(dependency, exc)
+        outage.outage_seen(dependency, exc)
         headers["Retry-After"] = outage.retry_after()
         body = problem(503, outage.detail_for(dependency), code="unavailable")
     elif isinstance(exc, Http404):
@@ -136,7 +136,10 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
         body = problem(status_code, str(exc), code=code)
     else:
         return None
-    return Response(body, status=body["status"], headers=headers, content_type=CONTENT_TYPE)
+    response = Response(body, status=body["status"], headers=headers, content_type=CONTENT_TYPE)
+    if dependency is not None:
+        outage.mark_logged(response)
+    return response
 
 
 # --- Django-level handlers: errors raised before a DRF view runs (URL not found, body too big) -----------
@@ -181,7 +184,7 @@ def server_error(request: HttpRequest) -> Any:
     exc = sys.exc_info()[1]
     dependency = outage.dependency_of(exc) if exc is not None else None
     if dependency is not None:
-        outage.log_outage(dependency, exc)  # type: ignore[arg-type]
+        outage.outage_seen(dependency, exc)  # type: ignore[arg-type]
         return outage.unavailable_response(request, dependency)
     if _wants_problem(request):
         return _json(500, "internal error; quote the request id to the operators", "internal")

@@ -218,7 +218,7 @@ class DependencyOutageMiddleware:
                 try:
                     response: HttpResponse = match.func(request, *match.args, **match.kwargs)
                     return response
-                except Exception as again:  # noqa: BLE001 - classified below like the first one
+                except Exception as again:
                     exc = again
         dependency = dependency_of(exc)
         if dependency is None:

@@ -13,7 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.urls import handler400, handler404, handler500, urlpatterns as site  # noqa: F401
+from config.urls import handler400, handler404, handler500  # noqa: F401
+from config.urls import urlpatterns as site
 
 
 class CacheCounterApi(APIView):

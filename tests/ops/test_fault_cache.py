@@ -40,7 +40,7 @@ def redis_cache(settings: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Red
 def test_with_the_cache_down_reads_answer_and_what_needs_it_is_a_503(redis_cache, token_for, caplog):
     reader = token_for(["ledger:read"])
     assert reader.get("/api/v1/whoami").status_code == 200
-    assert cache.get("throttle_token_t%d" % reader.token.pk)  # the throttle really counts in this Redis
+    assert cache.get(f"throttle_token_t{reader.token.pk}")  # the throttle really counts in this Redis
     assert reader.get("/api/v1/test-needs-cache").status_code == 200
 
     # when Redis dies
@@ -71,7 +71,7 @@ def test_with_the_cache_down_reads_answer_and_what_needs_it_is_a_503(redis_cache
     redis_cache.start()
     assert reader.get("/api/v1/test-needs-cache").status_code == 200
     assert reader.get("/api/v1/whoami").status_code == 200
-    assert cache.get("throttle_token_t%d" % reader.token.pk)
+    assert cache.get(f"throttle_token_t{reader.token.pk}")
 
 
 def test_with_the_cache_down_the_throttle_keeps_a_local_budget(redis_cache, token_for, settings):

@@ -20,7 +20,6 @@ import psycopg
 import pytest
 from django.db import close_old_connections, connection
 
-from audit.models import PendingEntry
 from tests.access.helpers import grant
 from tests.api.helpers import problem_of
 from web.models import IdempotencyRecord

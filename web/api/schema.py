@@ -78,6 +78,6 @@ class AutoSchema(SpectacularAutoSchema):
             extra += ["400", "409", "422"]
         for code in extra:
             if code not in bodies:
-                bodies[code] = self._get_response_for_code(ProblemOut, code, media_types=[CONTENT_TYPE],
-                                                           direction=direction)
+                bodies[code] = self._get_response_for_code(  # type: ignore[no-untyped-call]
+                    ProblemOut, code, media_types=[CONTENT_TYPE], direction=direction)
         return bodies

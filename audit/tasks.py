@@ -15,6 +15,7 @@ from audit.services.integrity import verification_run
 from audit.services.retention import retention_run
 from audit.services.witnessing import checkpoint_witness
 from audit.services.witnessing import witness_quorum_check as quorum_check
+from web.outage import require_broker
 
 
 @shared_task(
@@ -167,4 +168,5 @@ def _witnessing_requested(sender: object, *, checkpoint_id: int, **kwargs: objec
 
 @receiver(signals.export_requested, dispatch_uid="audit.tasks.export_requested")
 def _export_requested(sender: object, *, export_id: int, **kwargs: object) -> None:
+    require_broker()  # else the export would stay queued forever: refuse it now (503), nothing written
     transaction.on_commit(lambda: run_export.delay(export_id))

@@ -71,6 +71,12 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "web.logging.RequestLogMiddleware",
     "web.metrics.MetricsMiddleware",
+    # Unsafe /api/ requests with an Idempotency-Key: replayed, or run with their response stored in the
+    # same transaction (after authentication: keys are per principal).
+    "web.api.idempotency.IdempotencyMiddleware",
+    # Last, so its process_exception sees a view's exception first: dependency outages become 503
+    # (unavailable, Retry-After) and a read on a dropped database connection is retried once.
+    "web.outage.DependencyOutageMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -96,7 +102,13 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'governance.sqlite3'}"
 try:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0))
+    # Persistent connections on PostgreSQL (60 s by default), checked at the start of each request
+    # (CONN_HEALTH_CHECKS below): a connection the server dropped (pg_terminate_backend, a restarted
+    # pooler) is replaced before the request uses it instead of failing it. SQLite opens a file: 0.
+    _conn_max_age_default = 60 if DATABASE_URL.startswith(("postgres", "pgsql")) else 0
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", _conn_max_age_default,
+                                                                   minimum=0),
+                                conn_health_checks=True)
 except (ValueError, KeyError) as exc:  # dj-database-url raises these on unknown schemes
     raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
@@ -227,7 +239,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PAGINATION_CLASS": "web.api.pagination.StandardPagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "web.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "web.api.problems.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -250,10 +262,20 @@ SPECTACULAR_SETTINGS = {
         "AccessRequestStateEnum": "access.models.AccessRequest.State",
     },
 }
+# Seconds a client is told to wait (Retry-After) when a dependency (cache, database, broker) is down
+# (503 unavailable) or its Idempotency-Key is still in progress (409). docs/api.md, "Retrying".
+RETRY_AFTER_SECONDS = env_int("RETRY_AFTER_SECONDS", 5, minimum=1)
+# How long an Idempotency-Key's response is kept for replays; the beat task below deletes expired ones.
+IDEMPOTENCY_KEY_TTL_HOURS = env_float("IDEMPOTENCY_KEY_TTL_HOURS", 24.0, minimum=1)
+# The cache holds only the API throttle's and the webhook rate limit's counters (both fail open,
+# within a local budget for the throttle, while it is down); sessions are in the database.
 _cache_url = env_str("CACHE_URL")
+CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 1.0, minimum=0.05)
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url,
+         # A Redis that hangs (rather than refusing) must cost a request this long, not a worker forever.
+         "OPTIONS": {"socket_connect_timeout": CACHE_SOCKET_TIMEOUT, "socket_timeout": CACHE_SOCKET_TIMEOUT}}
         if _cache_url
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
@@ -573,6 +595,12 @@ CELERY_BEAT_SCHEDULE = {
     "retention-run": {
         "task": "audit.tasks.run_retention",
         "schedule": crontab(minute=30, hour=RETENTION_HOUR),
+        "options": {"expires": 3600},
+    },
+    # Expired Idempotency-Key responses are deleted (web.tasks).
+    "web-idempotency-keys-purge": {
+        "task": "web.tasks.purge_idempotency_keys",
+        "schedule": timedelta(hours=1),
         "options": {"expires": 3600},
     },
     # Two-person control: pending proposals expire.

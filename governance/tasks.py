@@ -19,6 +19,7 @@ from governance import registry, selectors, signals
 from governance.errors import InvalidState
 from governance.models import GovernanceChangeRequest, PromotionRequest
 from governance.services import break_glass, change_requests, deployments, promotions, registry_mirror, webhooks
+from web.outage import require_broker
 
 logger = logging.getLogger(__name__)
 State = PromotionRequest.State
@@ -239,25 +240,32 @@ def summarise_webhook_refusals() -> int:
 
 
 # --- what the services announce (governance.signals): queued after their transaction commits -------------
+# A follow-up that nothing else would redo (deploy, complete, remove the candidate, roll back) first checks
+# that the broker accepts connections, inside the service's transaction: when it does not, the change
+# rolls back and the caller gets a 503 (web.outage) instead of a committed change that never moves on.
 
 
 @receiver(signals.promotion_approved)
 def _deploy_when_approved(*, promotion_id: int, **_: Any) -> None:
+    require_broker()
     transaction.on_commit(lambda: apply_promotion.delay(promotion_id))
 
 
 @receiver(signals.rollout_completed)
 def _complete_rollout_when_reported(*, promotion_id: int, **_: Any) -> None:
+    require_broker()
     transaction.on_commit(lambda: complete_rollout.delay(promotion_id))
 
 
 @receiver(signals.rollout_failed)
 def _remove_candidate_alias_when_failed(*, promotion_id: int, **_: Any) -> None:
+    require_broker()
     transaction.on_commit(lambda: remove_candidate_alias.delay(promotion_id))
 
 
 @receiver(signals.promotion_rolled_back)
 def _apply_rollback_when_rolled_back(*, promotion_id: int, **_: Any) -> None:
+    require_broker()
     transaction.on_commit(lambda: apply_rollback.delay(promotion_id))
 
 

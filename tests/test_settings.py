@@ -173,3 +173,22 @@ def test_a_malformed_pii_kek_stops_the_process_without_showing_it(
     shown = _printed(refused.value)
     assert "LEDGER_PII_KEK must be the base64 of 32 random bytes" in shown
     assert "not-base64-of-32-bytes!" not in shown
+
+
+# --- retries and outages (issue #16 §1) ---------------------------------------------------------------
+
+
+def test_retry_and_idempotency_settings_are_typed_and_refuse_nonsense(monkeypatch, tmp_path):
+    loaded = settings_module(monkeypatch, settings_environ(tmp_path, RETRY_AFTER_SECONDS="12",
+                                                           IDEMPOTENCY_KEY_TTL_HOURS="48",
+                                                           DATABASE_URL="postgres://u@db:5432/x"))
+    assert loaded["RETRY_AFTER_SECONDS"] == 12 and loaded["IDEMPOTENCY_KEY_TTL_HOURS"] == 48.0
+    db = loaded["DATABASES"]["default"]
+    assert db["CONN_HEALTH_CHECKS"] is True and db["CONN_MAX_AGE"] == 60
+    assert "web-idempotency-keys-purge" in loaded["CELERY_BEAT_SCHEDULE"]
+    assert loaded["MIDDLEWARE"][-1] == "web.outage.DependencyOutageMiddleware"
+    assert "RETRY_AFTER_SECONDS" in _refusal(monkeypatch, tmp_path, RETRY_AFTER_SECONDS="soon")
+    assert "RETRY_AFTER_SECONDS" in _refusal(monkeypatch, tmp_path, RETRY_AFTER_SECONDS="0")
+    assert "IDEMPOTENCY_KEY_TTL_HOURS" in _refusal(monkeypatch, tmp_path, IDEMPOTENCY_KEY_TTL_HOURS="0.5")
+    sqlite = settings_module(monkeypatch, settings_environ(tmp_path))["DATABASES"]["default"]
+    assert sqlite["CONN_MAX_AGE"] == 0 and sqlite["CONN_HEALTH_CHECKS"] is True

@@ -5,7 +5,7 @@ from django.contrib.admin import apps as admin_apps
 
 
 class WebConfig(AppConfig):
-    """Delivery plumbing; no models. ``ready`` connects what registers itself on import."""
+    """Delivery plumbing; its one model keeps Idempotency-Key replays. ``ready`` connects what registers itself."""
 
     name = "web"
     verbose_name = "Web plumbing"

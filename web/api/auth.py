@@ -1,6 +1,11 @@
 """Authentication and authorization shared by every API view."""
 from __future__ import annotations
 
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +17,9 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from access.models import ApiToken
 from access.services.tokens import api_token_authenticate
+from web.outage import CACHE_ERRORS, OncePerInterval
+
+logger = logging.getLogger(__name__)
 
 
 class TokenAuthentication(BaseAuthentication):
@@ -87,14 +95,79 @@ def scope_for(view: Any, method: str) -> str | None:
     return scope
 
 
+class LocalBuckets:
+    """Token buckets per ident in this process: the throttle's budget while the shared cache is down.
+
+    Each bucket holds up to ``capacity`` requests and refills at ``capacity / period`` per second, so a
+    caller gets the configured rate from each process (with N web processes, up to N times it while
+    the cache is down: failing open, but not without limit). At most ``max_idents`` buckets are kept
+    (least recently used dropped first), so a flood of idents cannot exhaust memory."""
+
+    def __init__(self, max_idents: int = 10_000) -> None:
+        self.max_idents = max_idents
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # ident -> (tokens, stamp)
+        self._lock = threading.Lock()
+
+    def take(self, ident: str, capacity: int, period: float, now: float | None = None) -> float:
+        """Take one request from ``ident``'s bucket: 0 when allowed, else the seconds until one is back."""
+        now = time.monotonic() if now is None else now
+        rate = capacity / period
+        with self._lock:
+            tokens, stamp = self._buckets.pop(ident, (float(capacity), now))
+            tokens = min(float(capacity), tokens + (now - stamp) * rate)
+            wait = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                wait = (1 - tokens) / rate
+            self._buckets[ident] = (tokens, now)
+            while len(self._buckets) > self.max_idents:
+                self._buckets.popitem(last=False)
+        return wait
+
+    def clear(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+
+#: The local budget while the cache is down, and its warning: once a minute, not once a request.
+local_buckets = LocalBuckets()
+_degraded_log = OncePerInterval(60.0)
+
+
 class TokenRateThrottle(SimpleRateThrottle):
-    """One budget per API token (per user for sessions); ``API_THROTTLE_RATE``, e.g. ``3000/min``."""
+    """One budget per API token (per user for sessions); ``API_THROTTLE_RATE``, e.g. ``3000/min``.
+
+    The budget is kept in the cache (shared by every process with ``CACHE_URL``). When the cache
+    cannot be reached the throttle fails open *within a local budget*: the same rate counted per
+    process (``LocalBuckets``), with one warning a minute, so a cache outage neither fails every
+    request (it used to: 500 on every call, reads included) nor lifts the limit altogether."""
 
     scope = "token"
 
     def get_rate(self) -> str | None:
         rate: str | None = settings.API_THROTTLE_RATE
         return rate
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        self._local_wait: float | None = None
+        try:
+            return bool(super().allow_request(request, view))
+        except CACHE_ERRORS as exc:
+            if _degraded_log.due("throttle"):
+                logger.warning("API throttle: the cache is unavailable (%s); counting each caller's budget "
+                               "in this process until it is back", type(exc).__name__)
+            assert self.key is not None and self.num_requests is not None and self.duration is not None
+            wait = local_buckets.take(self.key, self.num_requests, float(self.duration))
+            if wait <= 0:
+                return True
+            self._local_wait = wait
+            return False
+
+    def wait(self) -> float | None:
+        if self._local_wait is not None:
+            return float(math.ceil(self._local_wait))
+        return super().wait()  # type: ignore[no-any-return]
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         token = token_of(request)

@@ -8,6 +8,7 @@ else → 400. Every message says what is wrong; nothing internal leaks.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from audit.context import current_request_id
 from audit.export.errors import ExportNotPermitted
 from audit.ledger import IdempotencyConflict
 from governance import errors as governance_errors
+from web import outage
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,10 @@ _TITLES = {
     409: "Conflict",
     413: "Request too large",
     415: "Unsupported media type",
+    422: "Unprocessable content",
     429: "Too many requests",
     500: "Internal error",
+    503: "Service unavailable",
 }
 
 
@@ -94,9 +98,22 @@ def _domain_status(exc: ValueError) -> tuple[int, str]:
 
 
 def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
-    """DRF's EXCEPTION_HANDLER. Unknown exceptions propagate (→ 500 through ``server_error``)."""
+    """DRF's EXCEPTION_HANDLER. Unknown exceptions propagate (→ 500 through ``server_error``).
+
+    A dependency outage (``web.outage.dependency_of``) is a 503 ``unavailable`` with ``Retry-After``; a
+    read whose database connection was dropped propagates once more, for ``DependencyOutageMiddleware``
+    to run it again on a fresh connection."""
     headers: dict[str, str] = {}
-    if isinstance(exc, Http404):
+    dependency = outage.dependency_of(exc)
+    if dependency is not None:
+        request = context.get("request")
+        django_request = getattr(request, "_request", request)
+        if django_request is not None and outage.read_retry_pending(django_request, exc):
+            return None
+        outage.outage_seen(dependency, exc)
+        headers["Retry-After"] = outage.retry_after()
+        body = problem(503, outage.detail_for(dependency), code="unavailable")
+    elif isinstance(exc, Http404):
         body = problem(404, str(exc) if str(exc) and "No " not in str(exc) else "not found", code="not_found")
     elif isinstance(exc, PermissionDenied):
         body = problem(403, str(exc) or "you may not do this", code="not_permitted")
@@ -119,7 +136,10 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
         body = problem(status_code, str(exc), code=code)
     else:
         return None
-    return Response(body, status=body["status"], headers=headers, content_type=CONTENT_TYPE)
+    response = Response(body, status=body["status"], headers=headers, content_type=CONTENT_TYPE)
+    if dependency is not None:
+        outage.mark_logged(response)
+    return response
 
 
 # --- Django-level handlers: errors raised before a DRF view runs (URL not found, body too big) -----------
@@ -159,6 +179,13 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> Any:
+    """handler500. Django calls it while handling the exception, so an outage raised outside any view
+    (a middleware loading the session or the signed-in user) is still told apart from a bug: 503."""
+    exc = sys.exc_info()[1]
+    dependency = outage.dependency_of(exc) if exc is not None else None
+    if dependency is not None:
+        outage.outage_seen(dependency, exc)  # type: ignore[arg-type]
+        return outage.unavailable_response(request, dependency)
     if _wants_problem(request):
         return _json(500, "internal error; quote the request id to the operators", "internal")
     from django.views.defaults import server_error as default

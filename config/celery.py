@@ -13,19 +13,36 @@ from celery.signals import setup_logging, worker_init
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
+def _serves_metrics(argv: list[str]) -> bool:
+    """gunicorn and a Celery worker serve metrics summed over their processes; nothing else does."""
+    program = Path(argv[0]).name if argv else ""
+    return program == "gunicorn" or ("celery" in argv[0] and "worker" in argv[1:]) if argv else False
+
+
 def _prometheus_dir() -> None:
-    """Make sure ``PROMETHEUS_MULTIPROC_DIR`` exists before prometheus_client is imported (it picks its
-    storage then): a missing directory made every counter update in the worker raise (a traceback per
-    task). The entrypoint creates it; if it cannot be created here either, one warning and per-process
-    counters instead of a traceback per task."""
+    """Settle ``PROMETHEUS_MULTIPROC_DIR`` before prometheus_client is imported (it picks its storage then).
+
+    Only the servers (gunicorn, a Celery worker) keep it: a one-off process of the same container (a
+    management command, the worker's ``celery inspect ping`` healthcheck every minute, beat) would leave
+    a file per run in the server's directory, summed into its metrics, and cannot write there at all
+    when it runs as another user (``docker compose exec`` runs as root, the directory is 10001's). A
+    server creates it when missing (the tmpfs ``/tmp`` hides the image's copy; a missing directory made
+    every counter update raise, a traceback per task); if that fails too, one warning and per-process
+    counters instead.
+    """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory or "prometheus_client" in sys.modules:
         return
+    if not _serves_metrics(sys.argv):
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        return
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
     except OSError as exc:
         del os.environ["PROMETHEUS_MULTIPROC_DIR"]
-        print(f"PROMETHEUS_MULTIPROC_DIR={directory} cannot be created ({exc.strerror}): metrics are per process",
+        print(f"PROMETHEUS_MULTIPROC_DIR={directory} is not usable ({exc.strerror}): metrics are per process",
               file=sys.stderr)
 
 

@@ -197,8 +197,9 @@ class RedactingFilter(logging.Filter):
 # --- Celery's per-tick lines --------------------------------------------------------------------------------
 
 #: Celery's loggers that write one INFO line per periodic task run: beat's "Sending due task", the
-#: worker's "Task ... received" and "Task ... succeeded".
-_TICK_LOGGERS = {"celery.beat", "celery.worker.strategy", "celery.app.trace"}
+#: worker's "Task ... received" and "Task ... succeeded", and "Discarding revoked task" for a tick that expired
+#: unrun (superseded by the next one: after a worker outage, one line per missed second).
+_TICK_LOGGERS = {"celery.beat", "celery.worker.strategy", "celery.app.trace", "celery.worker.request"}
 #: Tasks scheduled more often than this are "per tick": their routine lines go to DEBUG.
 TICK_SECONDS = 60.0
 
@@ -236,8 +237,11 @@ class PeriodicTaskNoiseFilter(logging.Filter):
         if isinstance(args, dict):
             name = args.get("name")
             return name if isinstance(name, str) else None
-        if isinstance(args, tuple) and len(args) >= 2 and isinstance(args[1], str):
-            return args[1]  # beat: 'Scheduler: Sending due task %s (%s)', entry name, task name
+        if isinstance(args, tuple) and len(args) >= 2:
+            # beat: 'Scheduler: Sending due task %s (%s)', entry name, task name;
+            # worker.request: 'Discarding revoked task: %s[%s]', task name, id
+            name = args[0] if record.name == "celery.worker.request" else args[1]
+            return name if isinstance(name, str) else None
         return None
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import requests
 from django.conf import settings
@@ -191,9 +191,11 @@ def webhook_register(*, url: str, secret: str, name: str = WEBHOOK_NAME,
     that the next run deletes; MLflow signs with the same secret meanwhile, so both deliver valid
     signatures and the endpoint stores each delivery once (by its delivery id).
     """
-    from mlflow.entities.webhook import WebhookStatus  # heavy: imported on first use
+    from mlflow.entities.webhook import WebhookEvent, WebhookStatus  # heavy: imported on first use
 
     mlflow = client()
+    # MLflow types events as a Literal union; ours are checked against it by from_str (ValueError if unknown).
+    wanted: list[Any] = [WebhookEvent.from_str(cast(Any, event)) for event in events]
     ours = []
     page_token = None
     while True:
@@ -203,13 +205,13 @@ def webhook_register(*, url: str, secret: str, name: str = WEBHOOK_NAME,
         if not page_token:
             break
     if not ours:
-        created = mlflow.create_webhook(name=name, url=url, events=list(events), secret=secret,
+        created = mlflow.create_webhook(name=name, url=url, events=wanted, secret=secret,
                                         description="ML governance ledger: registry changes (docs/deploy.md)",
                                         status=WebhookStatus.ACTIVE)
         return "created", created.webhook_id, []
     ours.sort(key=lambda w: (w.creation_timestamp or 0, w.webhook_id))
     keep, extra = ours[0], ours[1:]
-    mlflow.update_webhook(keep.webhook_id, name=name, url=url, events=list(events), secret=secret,
+    mlflow.update_webhook(keep.webhook_id, name=name, url=url, events=wanted, secret=secret,
                           status=WebhookStatus.ACTIVE)
     for duplicate in extra:
         mlflow.delete_webhook(duplicate.webhook_id)

@@ -63,9 +63,11 @@ def test_a_url_that_is_not_our_endpoint_is_refused(mlflow_store: MlflowStore) ->
     assert _ours(mlflow_store) == []
 
 
-def test_mlflow_refusal_is_a_clear_error(mlflow_store: MlflowStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mlflow_refusal_is_a_clear_error(
+    mlflow_store: MlflowStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "https")  # MLflow's default
-    with pytest.raises(CommandError, match="MLflow refused: .*scheme"):
+    with pytest.raises(CommandError, match=r"MLflow refused: .*scheme"):
         call_command("mlflow_webhook_register", "--url", URL)
     assert _ours(mlflow_store) == []
 

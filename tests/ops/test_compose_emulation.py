@@ -48,12 +48,21 @@ DOCKER = ROOT / "docker"
 BROKER = os.environ.get("CELERY_WORKER_TEST_BROKER_URL")
 APP_UID = 10001
 
+# In CI's own stage (.ci/run) nothing may be missing: a skip there would hide a broken stack.
+REQUIRED = os.environ.get("COMPOSE_EMULATION_REQUIRED") == "1"
+
+
+def _needs(condition: bool, reason: str) -> pytest.MarkDecorator:
+    if REQUIRED and condition:
+        raise RuntimeError(f"COMPOSE_EMULATION_REQUIRED=1 but this emulation {reason}")
+    return pytest.mark.skipif(condition, reason=reason)
+
+
 pytestmark = [
     pytest.mark.usefixtures("on_postgres", "committing_db"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount namespaces, setpriv)"),
-    pytest.mark.skipif(not (shutil.which("unshare") and shutil.which("setpriv")), reason="needs util-linux"),
-    pytest.mark.skipif(not BROKER or not BROKER.startswith("redis://"),
-                       reason="needs CELERY_WORKER_TEST_BROKER_URL=redis://..."),
+    _needs(os.geteuid() != 0, "needs root (mount namespaces, setpriv)"),
+    _needs(not (shutil.which("unshare") and shutil.which("setpriv")), "needs util-linux (unshare, setpriv)"),
+    _needs(not BROKER or not BROKER.startswith("redis://"), "needs CELERY_WORKER_TEST_BROKER_URL=redis://..."),
 ]
 
 
@@ -151,10 +160,10 @@ class Stack:
         os.chown(self.volume, APP_UID, APP_UID)
 
     def write_secrets(self, db_url: str) -> None:
+        import base64
+
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        import base64
 
         self.secrets.mkdir(mode=0o755)  # Docker's /run/secrets: the files carry the protection
         key = Ed25519PrivateKey.generate().private_bytes(
@@ -163,7 +172,8 @@ class Stack:
             "database_url": db_url, "django_secret_key": "s" * 20 + os.urandom(16).hex(),
             "ledger_signing_key": key.decode(), "ledger_trusted_keys": "",
             "ledger_pii_kek": base64.b64encode(os.urandom(32)).decode(),
-            "mlflow_webhook_secret": "webhook-" + os.urandom(16).hex(), "metrics_token": "metrics-" + os.urandom(16).hex(),
+            "mlflow_webhook_secret": "webhook-" + os.urandom(16).hex(),
+            "metrics_token": "metrics-" + os.urandom(16).hex(),
         }
         for service_secret, spec in self.compose["secrets"].items():
             name = Path(spec["file"]).name
@@ -220,7 +230,8 @@ class Stack:
         user = ["--reuid", str(as_user), "--regid", str(as_user), "--clear-groups"] if as_user is not None else []
         script = (
             "set -e; mount --make-rprivate /; " + self._interpreter_mounts() +
-            f"mount -t tmpfs -o mode=755 tmpfs /run; mkdir /run/secrets; mount --bind -o ro {self.secrets} /run/secrets; "
+            "mount -t tmpfs -o mode=755 tmpfs /run; mkdir /run/secrets; "
+            f"mount --bind -o ro {self.secrets} /run/secrets; "
             f"mount -t tmpfs -o mode=755 tmpfs /var/lib; mkdir /var/lib/governance; "
             f"mount --bind {self.volume} /var/lib/governance; "
             f"mount --bind {ctmp} /tmp; mount --bind {cshm} /dev/shm; "
@@ -250,7 +261,8 @@ class Stack:
         return ""
 
     def run(self, service: str, argv: list[str], *, extra_env: dict[str, str] | None = None,
-            as_user: int | None = None, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+            as_user: int | None = None, stdin: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.container_argv(service, argv, as_user=as_user), env=self.env(service, extra_env),
                               input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -294,7 +306,8 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def http_get(port: int, path: str, host: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def http_get(port: int, path: str, host: str,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", path, headers={"Host": host, **(headers or {})})
     response = conn.getresponse()
@@ -495,7 +508,7 @@ def test_mlflow_webhook_registration_and_a_signed_delivery(stack: Stack) -> None
             server.kill()
 
 
-@pytest.mark.skipif(shutil.which("caddy") is None, reason="needs caddy (Debian's package) for the TLS proxy")
+@_needs(shutil.which("caddy") is None, "needs caddy (Debian's package) for the TLS proxy")
 def test_tls_proxy_sets_the_scheme_and_secure_cookies_work(stack: Stack) -> None:
     """docker/proxy/Caddyfile as checked in, in front of the emulated web: HTTPS with Caddy's internal CA,
     X-Forwarded-Proto overwritten, the console's login over it with Secure cookies."""
@@ -513,7 +526,8 @@ def test_tls_proxy_sets_the_scheme_and_secure_cookies_work(stack: Stack) -> None
     done = stack.run("web", ["manage", "create_first_admin", "--username", "ops", "--password-file", "-"],
                      stdin="a long enough passphrase 1\n")
     assert done.returncode == 0, done.stderr
-    proxy = subprocess.Popen(["caddy", "run", "--config", str(DOCKER / "proxy" / "Caddyfile"), "--adapter", "caddyfile"],
+    caddyfile = str(DOCKER / "proxy" / "Caddyfile")
+    proxy = subprocess.Popen(["caddy", "run", "--config", caddyfile, "--adapter", "caddyfile"],
                              env=env, stdout=subprocess.DEVNULL, stderr=(stack.scratch / "caddy.log").open("wb"))
     try:
         root_ca = data / "caddy" / "pki" / "authorities" / "local" / "root.crt"
@@ -535,7 +549,8 @@ def test_tls_proxy_sets_the_scheme_and_secure_cookies_work(stack: Stack) -> None
         csrf = next(c for c in cookies if c.startswith("csrftoken="))
         assert "Secure" in csrf
         token = csrf.split(";")[0].split("=", 1)[1]
-        login = https("POST", "/console/login/", body=f"username=ops&password=a+long+enough+passphrase+1&csrfmiddlewaretoken={token}",
+        form = f"username=ops&password=a+long+enough+passphrase+1&csrfmiddlewaretoken={token}"
+        login = https("POST", "/console/login/", body=form,
                       headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={token}",
                                "Referer": "https://localhost/console/login/", "Origin": "https://localhost"})
         assert login.status == 302, login.status

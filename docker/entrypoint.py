@@ -84,9 +84,15 @@ def collect(env: dict[str, str]) -> tuple[dict[str, str], list[tuple[str, str]],
 
 def drop_privileges(uid: int = APP_UID, gid: int = APP_GID) -> None:
     """Become ``uid:gid`` for good: groups first (they need root), then the gid, then the uid."""
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
+    try:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    except PermissionError:
+        raise EntrypointError(
+            f"cannot drop privileges to {uid}:{gid} (operation not permitted): started as root, the container "
+            "needs the SETUID and SETGID capabilities (compose: cap_add), or start it as 10001"
+        ) from None
     if os.getuid() != uid or os.geteuid() != uid or os.getegid() != gid:
         raise EntrypointError("could not drop privileges")
 

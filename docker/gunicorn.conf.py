@@ -29,6 +29,9 @@ def on_starting(server: Any) -> None:
                 else:
                     shutil.rmtree(child)
         path.mkdir(parents=True, exist_ok=True)
+        # Imported here, once, not in child_exit: that runs in the SIGCHLD handler, which may interrupt
+        # itself mid-import at shutdown (several workers exit together) and leave a half-imported module.
+        from prometheus_client import multiprocess  # noqa: F401
 
 
 def child_exit(server: Any, worker: Any) -> None:

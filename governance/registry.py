@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import requests
 from django.conf import settings
@@ -165,3 +165,54 @@ def iter_versions(name: str) -> Iterator[Any]:
         token = page.token
         if not token:
             return
+
+
+#: The MLflow webhook events the endpoint handles (``governance.services.webhooks.MODEL_ENTITIES``): each
+#: names a registered model that is then re-synced. Prompts and budget policies are not ours.
+WEBHOOK_EVENTS = (
+    "registered_model.created",
+    "model_version.created",
+    "model_version_tag.set",
+    "model_version_tag.deleted",
+    "model_version_alias.created",
+    "model_version_alias.deleted",
+)
+WEBHOOK_NAME = "governance-ledger"
+
+
+def webhook_register(*, url: str, secret: str, name: str = WEBHOOK_NAME,
+                     events: tuple[str, ...] = WEBHOOK_EVENTS) -> tuple[str, str, list[str]]:
+    """Make MLflow hold exactly one active webhook of ours: ``(created|updated, its id, ids of duplicates deleted)``.
+
+    Ours are the webhooks named ``name`` or pointing at ``url``. None: one is created. Else the oldest
+    is updated (url, events, secret, ACTIVE: the secret cannot be read back, so it is always written,
+    which also rotates it) and the others are deleted. Idempotent: running it again changes nothing
+    but the stored secret's ciphertext. A crash between the update and a deletion leaves a duplicate
+    that the next run deletes; MLflow signs with the same secret meanwhile, so both deliver valid
+    signatures and the endpoint stores each delivery once (by its delivery id).
+    """
+    from mlflow.entities.webhook import WebhookEvent, WebhookStatus  # heavy: imported on first use
+
+    mlflow = client()
+    # MLflow types events as a Literal union; ours are checked against it by from_str (ValueError if unknown).
+    wanted: list[Any] = [WebhookEvent.from_str(cast(Any, event)) for event in events]
+    ours = []
+    page_token = None
+    while True:
+        page = mlflow.list_webhooks(max_results=100, page_token=page_token)
+        ours += [w for w in page if w.name == name or w.url == url]
+        page_token = page.token
+        if not page_token:
+            break
+    if not ours:
+        created = mlflow.create_webhook(name=name, url=url, events=wanted, secret=secret,
+                                        description="ML governance ledger: registry changes (docs/deploy.md)",
+                                        status=WebhookStatus.ACTIVE)
+        return "created", created.webhook_id, []
+    ours.sort(key=lambda w: (w.creation_timestamp or 0, w.webhook_id))
+    keep, extra = ours[0], ours[1:]
+    mlflow.update_webhook(keep.webhook_id, name=name, url=url, events=wanted, secret=secret,
+                          status=WebhookStatus.ACTIVE)
+    for duplicate in extra:
+        mlflow.delete_webhook(duplicate.webhook_id)
+    return "updated", keep.webhook_id, [w.webhook_id for w in extra]

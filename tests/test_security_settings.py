@@ -74,9 +74,10 @@ def production_environment(tmp_path: Path, service: str = "web", **overrides: st
 
 
 def run(environ: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    # A real process, because these tests are about start-up itself: the container's entrypoint turns the
-    # *_FILE variables into values as in production, then ``manage.py check --deploy`` starts Django.
-    return subprocess.run([sys.executable, "docker/entrypoint.py", sys.executable, *argv], cwd=ROOT, env=environ,
+    # A real process, because these tests are about start-up itself: the settings read the *_FILE variables
+    # (config.env.env_secret) as a `docker compose exec` does. The entrypoint itself (it drops to uid 10001,
+    # which cannot read this test's files) is run as in the container by tests/ops/test_compose_emulation.py.
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=environ,
                           capture_output=True, text=True, timeout=180)
 
 
@@ -101,7 +102,8 @@ def test_production_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     s = settings_module(monkeypatch, environ)
     assert s["DEBUG"] is False
     assert s["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
-    assert s["SECURE_SSL_REDIRECT"] is True and s["SECURE_REDIRECT_EXEMPT"] == [r"^healthz$", r"^readyz$", r"^metrics$"]
+    assert s["SECURE_SSL_REDIRECT"] is True and s["SECURE_REDIRECT_EXEMPT"] == [
+        r"^healthz$", r"^readyz$", r"^metrics$", r"^webhooks/mlflow$"]
     assert (s["SECURE_HSTS_SECONDS"], s["SECURE_HSTS_INCLUDE_SUBDOMAINS"], s["SECURE_HSTS_PRELOAD"]) == (
         31_536_000, True, False)
     assert s["SESSION_COOKIE_SECURE"] is s["CSRF_COOKIE_SECURE"] is True

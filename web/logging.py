@@ -194,6 +194,67 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# --- Celery's per-tick lines --------------------------------------------------------------------------------
+
+#: Celery's loggers that write one INFO line per periodic task run: beat's "Sending due task", the
+#: worker's "Task ... received" and "Task ... succeeded", and "Discarding revoked task" for a tick that expired
+#: unrun (superseded by the next one: after a worker outage, one line per missed second).
+_TICK_LOGGERS = {"celery.beat", "celery.worker.strategy", "celery.app.trace", "celery.worker.request"}
+#: Tasks scheduled more often than this are "per tick": their routine lines go to DEBUG.
+TICK_SECONDS = 60.0
+
+
+def _frequent_tasks() -> frozenset[str]:
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    names = set()
+    for entry in getattr(settings, "CELERY_BEAT_SCHEDULE", {}).values():
+        schedule = entry.get("schedule")
+        seconds = schedule.total_seconds() if isinstance(schedule, timedelta) else (
+            float(schedule) if isinstance(schedule, int | float) else None)
+        if seconds is not None and seconds < TICK_SECONDS:
+            names.add(str(entry.get("task")))
+    return frozenset(names)
+
+
+class PeriodicTaskNoiseFilter(logging.Filter):
+    """Demotes Celery's routine INFO lines about tasks beat runs more often than once a minute to DEBUG.
+
+    The sequencer runs every second: at INFO, beat and the worker would write three lines a second
+    that say nothing. Failures, retries and every other task keep their level. A demoted record is
+    dropped unless its logger is enabled for DEBUG. It must run before ``RedactingFilter`` (which
+    renders the arguments this reads the task name from).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tasks: frozenset[str] | None = None
+
+    def _task_name(self, record: logging.LogRecord) -> str | None:
+        args = record.args
+        if isinstance(args, dict):
+            name = args.get("name")
+            return name if isinstance(name, str) else None
+        if isinstance(args, tuple) and len(args) >= 2:
+            # beat: 'Scheduler: Sending due task %s (%s)', entry name, task name;
+            # worker.request: 'Discarding revoked task: %s[%s]', task name, id
+            name = args[0] if record.name == "celery.worker.request" else args[1]
+            return name if isinstance(name, str) else None
+        return None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.name not in _TICK_LOGGERS:
+            return True
+        if self._tasks is None:
+            self._tasks = _frequent_tasks()
+        if self._task_name(record) not in self._tasks:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 _current_request: ContextVar[HttpRequest | None] = ContextVar("log_request", default=None)
 
 

@@ -217,3 +217,40 @@ def user_register(
         data_subject=f"user:{user.pk}",
     )
     return user
+
+
+FIRST_ADMIN_COMPONENT = "create_first_admin"
+
+
+class FirstAdminRefused(ServiceError):
+    """An InfoSec member or a superuser already exists: the first administrator is made once, on an empty install."""
+
+
+def _administrators_exist() -> bool:
+    return User.objects.filter(groups__name=INFOSEC).exists() or User.objects.filter(is_superuser=True).exists()
+
+
+@transaction.atomic
+def first_admin_create(*, username: str, email: str = "", full_name: str = "", password: str) -> User:
+    """Create the first InfoSec account of an install, recorded as ``system:create_first_admin``.
+
+    Refused (``FirstAdminRefused``, nothing written) once any account holds the ``infosec`` role or
+    is a superuser, whether active or not: from then on InfoSec gives roles (``user_role_add``). Two
+    concurrent calls are serialised by a row lock on the ``infosec`` group, so exactly one succeeds.
+    Writes ``auth.user_registered`` (username, email and name only as references under the key of
+    ``user:<id>``, docs/pii.md) and ``auth.role_added`` (role and reason; no personal data) in this
+    transaction. A password is required (``validate_password``); it is never recorded.
+    """
+    if not isinstance(password, str) or not password:
+        raise ServiceError("a password is required for the first administrator")
+    Group.objects.select_for_update().get(name=INFOSEC)
+    if _administrators_exist():
+        raise FirstAdminRefused(
+            "an InfoSec member or a superuser already exists: the first administrator is created only on an "
+            "empty install; ask InfoSec to give the role instead"
+        )
+    actor = _system_actor(FIRST_ADMIN_COMPONENT)
+    user = user_register(actor=actor, username=username, email=email, full_name=full_name, password=password)
+    _change(actor=actor, target=user, role=INFOSEC, add=True,
+            reason="first administrator of the install (manage.py create_first_admin)")
+    return user

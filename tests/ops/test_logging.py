@@ -154,7 +154,7 @@ def test_plain_format_keeps_context() -> None:
 
 def test_settings_pick_the_format(settings: Any) -> None:
     handler = settings.LOGGING["handlers"]["console"]
-    assert handler["filters"] == ["context", "redact"]
+    assert handler["filters"] == ["periodic", "context", "redact"]
     assert handler["formatter"] in ("plain", "json")
 
 

@@ -42,7 +42,11 @@ _TITLES = {
     415: "Unsupported media type",
     429: "Too many requests",
     500: "Internal error",
+    503: "Service unavailable",
 }
+
+#: Seconds a client is asked to wait after a 503 naming a dependency (the MLflow registry).
+UNAVAILABLE_RETRY_AFTER = 30
 
 
 def problem(status_code: int, detail: str, *, code: str | None = None,
@@ -114,6 +118,11 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
         detail = exc.detail if isinstance(exc.detail, str) else "; ".join(e["message"] for e in _flatten(exc.detail))
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         body = problem(exc.status_code, str(detail), code=str(code))
+    elif isinstance(exc, governance_errors.RegistryUnreachable):
+        # A dependency is down, not the request wrong: retry later (the decision was refused, nothing written).
+        body = problem(503, str(exc), code="unavailable")
+        body["dependency"] = "registry"
+        headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
     elif isinstance(exc, ValueError) and exc.__class__.__module__.split(".")[0] in ("governance", "access", "audit"):
         status_code, code = _domain_status(exc)
         body = problem(status_code, str(exc), code=code)

@@ -254,7 +254,7 @@ def follow_up_webhook_delivery(delivery_id: int) -> str:
 def drain_webhook_deliveries() -> dict[str, int]:
     """Follow up every pending delivery that is due (beat, every ``MLFLOW_WEBHOOK_DRAIN_INTERVAL`` seconds):
     those whose task was never queued (broker down), lost or failed. Idempotent (``webhook_delivery_claim``)."""
-    return webhooks.webhook_deliveries_drain(now=timezone.now())
+    return webhooks.webhook_deliveries_drain()
 
 
 # --- MLflow webhook refusals ----------------------------------------------------------------------------

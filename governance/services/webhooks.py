@@ -306,8 +306,17 @@ def webhook_deliveries_due(*, now: datetime, limit: int = DRAIN_BATCH) -> list[i
     )
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A delivery claimed for a follow-up attempt, and the newest delivery of its model stored before the claim
+    (``covers``, an id): a sync that starts after the claim covers every delivery of the model up to it."""
+
+    delivery: WebhookDelivery
+    covers: int
+
+
 @transaction.atomic
-def webhook_delivery_claim(*, delivery_id: int, now: datetime) -> WebhookDelivery | None:
+def webhook_delivery_claim(*, delivery_id: int, now: datetime) -> Claim | None:
     """Claim one pending delivery for a follow-up attempt, or None (done, not due, or another drain holds it).
 
     ``SELECT … FOR UPDATE SKIP LOCKED``: two drains never wait for each other nor claim the same row. A
@@ -326,17 +335,20 @@ def webhook_delivery_claim(*, delivery_id: int, now: datetime) -> WebhookDeliver
     row.attempts += 1
     row.next_attempt_at = now + CLAIM_LEASE
     row.save(update_fields=["attempts", "next_attempt_at"])
-    return row
+    newest = WebhookDelivery.objects.filter(model=row.model).order_by("-pk").values_list("pk", flat=True).first()
+    return Claim(delivery=row, covers=max(row.pk, newest or row.pk))
 
 
 @transaction.atomic
-def webhook_delivery_done(*, delivery: WebhookDelivery, now: datetime) -> int:
-    """The follow-up of ``delivery`` is done: mark it, and every pending delivery of the same model accepted
-    before it (a smaller id: inserted before this one, so its change in MLflow precedes the sync that just
-    read MLflow), ``done``. Returns how many were marked. Idempotent: a delivery already done stays as it is.
+def webhook_delivery_done(*, claim: Claim, now: datetime) -> int:
+    """The follow-up of the claimed delivery is done: mark it ``done``, and with it every pending delivery of
+    the same model up to ``claim.covers``. Those were inserted before the claim (ids grow with inserts), so
+    the change in MLflow each announces precedes the sync that just read MLflow: a burst of deliveries about
+    one model costs one sync, not one each. Returns how many were marked. Idempotent: a delivery already
+    done stays as it is (a drain that claimed one of them meanwhile finds it done and changes nothing).
     """
     return WebhookDelivery.objects.filter(
-        state=WebhookDelivery.State.PENDING, model=delivery.model, pk__lte=delivery.pk
+        state=WebhookDelivery.State.PENDING, model=claim.delivery.model, pk__lte=claim.covers
     ).update(state=WebhookDelivery.State.DONE, processed_at=now, next_attempt_at=None, last_error="")
 
 
@@ -369,23 +381,24 @@ def webhook_delivery_follow_up(*, delivery_id: int, now: datetime | None = None)
     that MLflow refused (``ReconcileReport.errors``); otherwise it stays pending and is retried with
     backoff (``webhook_delivery_retry_later``), until done. Returns what happened, for the task's result.
     """
-    claimed = webhook_delivery_claim(delivery_id=delivery_id, now=now or timezone.now())
-    if claimed is None:
+    claim = webhook_delivery_claim(delivery_id=delivery_id, now=now or timezone.now())
+    if claim is None:
         return "nothing to do"
+    claimed = claim.delivery
     try:
         report = registry_mirror.registered_model_sync(claimed.model)
     except Exception as exc:  # the registry's errors have no common base; anything else: retried as well
         known = isinstance(exc, registry.REGISTRY_ERRORS)
         logger.warning("webhook delivery %s: the sync of its model failed (%s); retried later", claimed.pk,
                        type(exc).__name__, exc_info=not known)
-        webhook_delivery_retry_later(delivery=claimed, error=type(exc).__name__, now=timezone.now())
+        webhook_delivery_retry_later(delivery=claimed, error=type(exc).__name__, now=now or timezone.now())
         return "retry"
     if report.errors:
         logger.warning("webhook delivery %s: the sync of its model left %s error(s); retried later", claimed.pk,
                        len(report.errors))
-        webhook_delivery_retry_later(delivery=claimed, error="the sync reported errors", now=timezone.now())
+        webhook_delivery_retry_later(delivery=claimed, error="the sync reported errors", now=now or timezone.now())
         return "retry"
-    webhook_delivery_done(delivery=claimed, now=timezone.now())
+    webhook_delivery_done(claim=claim, now=now or timezone.now())
     return "done"
 
 
@@ -393,14 +406,15 @@ def webhook_deliveries_drain(*, now: datetime | None = None) -> dict[str, int]:
     """Follow up every pending delivery that is due (the beat task, every ``MLFLOW_WEBHOOK_DRAIN_INTERVAL`` s).
 
     At most ``DRAIN_BATCH`` per run and none claimed after ``DRAIN_BUDGET``; several drains at once each
-    take other rows (``webhook_delivery_claim``). Returns the count of each outcome.
+    take other rows (``webhook_delivery_claim``). Returns the count of each outcome. ``now``: the time it runs
+    at (tests move it; by default the clock's, read at each claim).
     """
     started = timezone.now()
     outcomes: dict[str, int] = {}
     for delivery_id in webhook_deliveries_due(now=now or started):
         if timezone.now() - started > DRAIN_BUDGET:
             break
-        outcome = webhook_delivery_follow_up(delivery_id=delivery_id)
+        outcome = webhook_delivery_follow_up(delivery_id=delivery_id, now=now)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 

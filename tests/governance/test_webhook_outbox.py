@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -38,6 +39,7 @@ from governance.services import registry_mirror, webhooks
 from tests.governance.helpers import ensure_defaults, make_deployed
 from tests.governance.mlflow_helpers import MlflowStore, catalogued, entries, ledger_size, user
 from tests.governance.test_webhooks import SECRET, Capture, delivery, ledger_rows, post
+from tests.settings_helpers import settings_environ, settings_module
 
 NAME = "fraud-detector"
 ID = "X-MLflow-Delivery-Id"
@@ -457,3 +459,22 @@ def test_a_signed_delivery_cannot_promote_it_only_makes_governance_re_read_mlflo
     # what MLflow was said to report is recorded as its word, nothing more
     assert [e.payload["alias"] for e in entries("mlflow.alias_observed")] == ["production", "staging"]
     assert all(r.state == State.DONE for r in WebhookDelivery.objects.all())
+
+
+# --- the schedule ------------------------------------------------------------------------------------------
+
+
+def test_the_beat_drains_the_outbox_every_few_seconds_as_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = settings_module(monkeypatch, settings_environ(tmp_path))
+    entry = default["CELERY_BEAT_SCHEDULE"]["mlflow-webhook-outbox-drain"]
+    assert entry["task"] == tasks.drain_webhook_deliveries.name
+    assert entry["schedule"] == timedelta(seconds=5) and default["MLFLOW_WEBHOOK_RETRY_MAX_SECONDS"] == 300
+    assert default["MLFLOW_EVIDENCE_REFRESH"] is True  # on, and no environment variable turns it off
+    tuned = settings_module(monkeypatch, settings_environ(
+        tmp_path, MLFLOW_WEBHOOK_DRAIN_INTERVAL="2", MLFLOW_EVIDENCE_REFRESH="0"))
+    assert tuned["CELERY_BEAT_SCHEDULE"]["mlflow-webhook-outbox-drain"]["schedule"] == timedelta(seconds=2)
+    assert tuned["MLFLOW_EVIDENCE_REFRESH"] is True
+    with pytest.raises(ImproperlyConfigured):
+        settings_module(monkeypatch, settings_environ(tmp_path, MLFLOW_WEBHOOK_DRAIN_INTERVAL="0.1"))

@@ -435,6 +435,15 @@ if not re.fullmatch(r"[1-9][0-9]{0,8}/(s|sec|second|m|min|minute|h|hour|d|day)",
     )
 # Refused deliveries are counted per reason and summarised into the ledger once per interval (seconds).
 MLFLOW_WEBHOOK_REFUSAL_INTERVAL = env_int("MLFLOW_WEBHOOK_REFUSAL_INTERVAL", 3600, minimum=60)
+# Accepted deliveries are the outbox of their follow-ups (governance.services.webhooks): the beat drains the
+# pending ones every DRAIN_INTERVAL seconds; a failed follow-up is retried DRAIN_INTERVAL * 2^(attempts-1)
+# seconds later, at most RETRY_MAX_SECONDS, until done.
+MLFLOW_WEBHOOK_DRAIN_INTERVAL = env_float("MLFLOW_WEBHOOK_DRAIN_INTERVAL", 5.0, minimum=1)
+MLFLOW_WEBHOOK_RETRY_MAX_SECONDS = env_int("MLFLOW_WEBHOOK_RETRY_MAX_SECONDS", 300, minimum=1)
+# Approving and deploying a promotion re-read the version's evidence from MLflow first (MLflow sends no webhook
+# for model-card or registered-model tag edits). Deliberately not an environment variable: off, approvals rest
+# on evidence as old as the last sync. Only the test suite turns it off, for tests that have no registry.
+MLFLOW_EVIDENCE_REFRESH = True
 
 # --- Access governance (access.tasks) ---------------------------------------------
 # Lapsed grants leave guardian within a minute (check() denies them from expires_at on).
@@ -567,6 +576,12 @@ CELERY_BEAT_SCHEDULE = {
     "break-glass-overdue": {
         "task": "governance.tasks.flag_overdue_reviews",
         "schedule": timedelta(minutes=5),
+    },
+    # Accepted webhook deliveries whose follow-up is pending (never queued: broker down; failed; lost).
+    "mlflow-webhook-outbox-drain": {
+        "task": "governance.tasks.drain_webhook_deliveries",
+        "schedule": timedelta(seconds=MLFLOW_WEBHOOK_DRAIN_INTERVAL),
+        "options": {"expires": MLFLOW_WEBHOOK_DRAIN_INTERVAL},
     },
     # Closed intervals of refused webhook deliveries become one ledger entry per reason.
     "mlflow-webhook-refusals-summarise": {

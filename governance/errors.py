@@ -25,3 +25,10 @@ class InvalidState(GovernanceError):
 
 class Frozen(GovernanceError):
     code = "frozen"
+
+
+class RegistryUnreachable(GovernanceError):
+    """The MLflow registry could not be read where a decision needs it fresh (an approval, a deployment):
+    the decision is refused and nothing is written. The API answers 503 with ``Retry-After``."""
+
+    code = "registry_unreachable"

@@ -126,6 +126,13 @@ _r(EventType("mlflow.webhook_refused",
 _r(EventType("mlflow.alias_changed", "An alias was set or removed in MLflow by this service.",
              {"model": S(), "alias": S(), "version": Field("int", nullable=True), "previous_version":
               Field("int", nullable=True), "reason": S()}, subject="registered_model"))
+# What MLflow itself reports about an alias (a signed model_version_alias webhook delivery), recorded in the
+# transaction that accepts the delivery: MLflow's word, whoever made the change. "mlflow.alias_changed" is a
+# change this service made; the reconcile then judges the observation (compliance.violation, mlflow.alias_reverted).
+_r(EventType("mlflow.alias_observed",
+             "MLflow reported that an alias of a registered model now points at a version (or was deleted).",
+             {"model": S(), "alias": S(), "version": Field("int", nullable=True), "action": S(), "delivery_id": S()},
+             subject="registered_model"))
 _r(EventType("mlflow.alias_reverted", "An out-of-band alias change in MLflow was reverted.",
              {"model": S(), "alias": S(), "found_version": Field("int", nullable=True),
               "restored_version": Field("int", nullable=True)}, subject="registered_model"))

@@ -14,7 +14,8 @@ kinds takes them in this order, so two services never wait on each other in a cy
 6. ``environments_lock``, then ``accounts_lock``: the break-glass budget (the environment, then the
    person's accounts in primary-key order);
 7. the rows locked alone: ``violations_lock``, ``identity_links_lock``,
-   ``webhook_refusal_counters_lock``.
+   ``webhook_refusal_counters_lock``, ``webhook_deliveries_lock`` (the outbox: a drain claims a delivery in a
+   transaction of its own, ``skip_locked`` so that concurrent drains take different rows and never wait).
 
 One path takes 5 before 4: ``promotion_rollback`` locks the live deployment to find the promotion
 to roll back, then that promotion. It serialises with ``promotion_alias_applied`` (4, then 5 of the
@@ -37,6 +38,7 @@ from governance.models import (
     ModelVersion,
     PromotionRequest,
     RegisteredModel,
+    WebhookDelivery,
     WebhookRefusalCounter,
 )
 
@@ -89,3 +91,8 @@ def identity_links_lock() -> QuerySet[IdentityLink]:
 
 def webhook_refusal_counters_lock() -> QuerySet[WebhookRefusalCounter]:
     return WebhookRefusalCounter.objects.select_for_update()
+
+
+def webhook_deliveries_lock(*, skip_locked: bool = False) -> QuerySet[WebhookDelivery]:
+    """``skip_locked``: rows another drain holds are left out instead of waited for (claiming work)."""
+    return WebhookDelivery.objects.select_for_update(skip_locked=skip_locked)

@@ -346,12 +346,40 @@ class ComplianceViolation(models.Model):
 
 
 class WebhookDelivery(models.Model):
-    """Delivery ids of accepted MLflow webhooks, to refuse replays."""
+    """An accepted MLflow webhook delivery: the replay guard and the outbox of its follow-up (issue #16).
+
+    Written in the transaction that records ``mlflow.webhook_received`` and before the 202 is
+    answered, so an accepted delivery is never lost: its follow-up (a sync of ``model``, which
+    reverts an out-of-band alias) is ``pending`` until a drain has done it (``done``,
+    ``processed_at``). ``attempts`` counts claims; ``next_attempt_at`` is when a drain may claim
+    it (again): the retry backoff after a failure, or the lease of a running attempt, so a crash
+    mid-sync is retried once the lease lapses. ``last_error`` is the class of the last failure only
+    (never a message: MLflow's can carry URLs with credentials). Deliveries that name no model
+    (prompts, budget policies) are stored ``done``: nothing follows them.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        DONE = "done", "done"
 
     delivery_id = models.CharField(max_length=100, unique=True)
     received_at = models.DateTimeField(auto_now_add=True)
     entity = models.CharField(max_length=50)
     action = models.CharField(max_length=50)
+    model = models.CharField(max_length=256, blank=True, default="")
+    version = models.CharField(max_length=20, blank=True, default="")
+    alias = models.CharField(max_length=100, blank=True, default="")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True, default="")
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The drain's query: pending deliveries whose next attempt is due, oldest first.
+            models.Index(fields=["state", "next_attempt_at"], name="gov_webhook_outbox_due"),
+        ]
 
     def __str__(self) -> str:
         return self.delivery_id

@@ -20,7 +20,8 @@ rollout_completed = Signal()
 rollout_failed = Signal()
 #: A deployed promotion was rolled back (``promotion_id``): the environment's alias is to follow.
 promotion_rolled_back = Signal()
-#: An MLflow webhook delivery naming a registered model was accepted (``model``): the model is to be re-synced.
+#: An MLflow webhook delivery naming a registered model was stored (``delivery_id``, the ``WebhookDelivery`` row's
+#: id, and ``model``): its follow-up (a sync of the model) is to be queued; the row is its outbox.
 webhook_delivery_accepted = Signal()
 #: The first refused webhook delivery of a new interval was counted: closed intervals are to be summarised.
 webhook_refusal_interval_opened = Signal()

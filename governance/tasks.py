@@ -11,12 +11,13 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError, transaction
 from django.dispatch import receiver
 from django.utils import timezone
 
 from governance import registry, selectors, signals
-from governance.errors import InvalidState
+from governance.errors import InvalidState, RegistryUnreachable
 from governance.models import GovernanceChangeRequest, PromotionRequest
 from governance.services import break_glass, change_requests, deployments, promotions, registry_mirror, webhooks
 from web.outage import require_broker
@@ -86,6 +87,15 @@ def apply_promotion(self: Any, request_id: int) -> str:
         return f"nothing to do ({request.state})"
     if deployments.promotion_deploy_refuse_unjustified(promotion=request):
         return "refused: break-glass found unjustified"
+    if settings.MLFLOW_EVIDENCE_REFRESH and not request.is_break_glass:
+        # The evidence as MLflow has it now, not as last synced (no webhook tells of a model-card edit).
+        try:
+            registry_mirror.version_evidence_refresh(version=request.version)
+        except RegistryUnreachable as exc:
+            _retry_or_fail(self, request, exc)
+            return "failed"
+        if deployments.promotion_deploy_refuse_changed_evidence(promotion=request):
+            return "refused: evidence changed since the approval"
     alias = deployments.rollout_alias(request)
     try:
         registry.set_alias(request.version.model.name, alias, request.version.version)
@@ -228,6 +238,26 @@ def sync_model(self: Any, name: str) -> dict[str, Any]:
     return report.as_dict()
 
 
+# --- MLflow webhook deliveries: the outbox of their follow-ups ----------------------------------------------
+
+
+@shared_task(name="governance.tasks.follow_up_webhook_delivery", acks_late=True, soft_time_limit=60,
+             time_limit=90)
+def follow_up_webhook_delivery(delivery_id: int) -> str:
+    """Sync the model an accepted delivery names and mark the delivery done (queued after it commits).
+
+    Not retried by Celery: a failure leaves the delivery pending with its backoff in the outbox, and the
+    drain retries it. Idempotent: a delivery done, or claimed by a drain, is left alone."""
+    return webhooks.webhook_delivery_follow_up(delivery_id=delivery_id)
+
+
+@shared_task(name="governance.tasks.drain_webhook_deliveries", soft_time_limit=240, time_limit=300)
+def drain_webhook_deliveries() -> dict[str, int]:
+    """Follow up every pending delivery that is due (beat, every ``MLFLOW_WEBHOOK_DRAIN_INTERVAL`` seconds):
+    those whose task was never queued (broker down), lost or failed. Idempotent (``webhook_delivery_claim``)."""
+    return webhooks.webhook_deliveries_drain()
+
+
 # --- MLflow webhook refusals ----------------------------------------------------------------------------
 
 
@@ -270,9 +300,33 @@ def _apply_rollback_when_rolled_back(*, promotion_id: int, **_: Any) -> None:
 
 
 @receiver(signals.webhook_delivery_accepted)
-def _sync_model_when_notified(*, model: str, **_: Any) -> None:
-    # robust: a failing eager sync (no broker) must not turn an accepted delivery into an error.
-    transaction.on_commit(lambda: sync_model.delay(model), robust=True)
+def _follow_up_when_accepted(*, delivery_id: int, **_: Any) -> None:
+    transaction.on_commit(lambda: queue_webhook_follow_up(delivery_id))
+
+
+def queue_webhook_follow_up(delivery_id: int) -> bool:
+    """Queue the follow-up of a stored delivery (after its commit); False when it could not be queued.
+
+    The delivery is already durable (``pending`` in the outbox), so a broker that refuses the task loses
+    nothing: it is logged and left to ``drain_webhook_deliveries``. Without a broker (eager Celery, the
+    embedded setup) the follow-up runs here, in-process, as every task does there.
+
+    With a broker configured but down, the web process does **not** run the follow-up itself, on purpose:
+    the follow-up is a sync of the whole model, MLflow calls with the MLflow client's own retries (minutes
+    when MLflow is slow) and artifact digests (downloads of up to ``MLFLOW_DIGEST_MAX_BYTES``). Run in the
+    request, a burst of deliveries during a broker outage would pin every web worker, so the outage of the
+    broker would take the API down with it, and MLflow, whose delivery times out after 30 s, would retry
+    into a 409. The cost is that an out-of-band alias change made during a broker outage is put back when
+    the broker returns (the first drain after it, within ``MLFLOW_WEBHOOK_DRAIN_INTERVAL``), not at once;
+    the beat could not have run the periodic reconcile meanwhile either.
+    """
+    try:
+        follow_up_webhook_delivery.delay(delivery_id)
+    except Exception:  # the broker's errors (kombu, redis, amqp) have no common base; an eager run's too
+        logger.warning("webhook delivery %s: follow-up not queued; it stays pending for the drain", delivery_id,
+                       exc_info=True)
+        return False
+    return True
 
 
 @receiver(signals.webhook_refusal_interval_opened)

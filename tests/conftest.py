@@ -87,6 +87,14 @@ def _integrate_synchronously(settings: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_registry_to_refresh_evidence_from(settings: pytest.FixtureRequest) -> None:
+    # Approving and deploying re-read a version's evidence from MLflow (MLFLOW_EVIDENCE_REFRESH). Most tests
+    # build versions with factories and have no registry; the real-registry fixture (``mlflow_store``, in
+    # tests/mlflow_registry.py) turns it back on, and the tests of the refresh use it.
+    settings.MLFLOW_EVIDENCE_REFRESH = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
 def _celery_app_stays_the_projects() -> Iterator[None]:
     # A test that builds ``Celery(...)`` without ``set_as_current=False`` makes it the current app for
     # the rest of the process: every later ``.delay()`` then goes to that app's broker instead of

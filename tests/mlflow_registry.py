@@ -47,6 +47,7 @@ def mlflow_store(
     uri = f"sqlite:///{root / 'mlflow.db'}"
     settings.MLFLOW_TRACKING_URI = uri
     settings.MLFLOW_REGISTRY_URI = uri
+    settings.MLFLOW_EVIDENCE_REFRESH = True  # a registry to re-read evidence from (tests/conftest.py)
     registry._client.cache_clear()
     previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     mlflow.set_tracking_uri(uri)

@@ -157,8 +157,9 @@ def unavailable_response(request: HttpRequest, dependency: str) -> HttpResponse:
     if request.path.startswith("/api/"):
         from web.api.problems import CONTENT_TYPE, problem
 
-        response: HttpResponse = JsonResponse(problem(503, detail_for(dependency), code="unavailable"),
-                                              status=503, content_type=CONTENT_TYPE)
+        body = problem(503, detail_for(dependency), code="unavailable")
+        body["dependency"] = dependency
+        response: HttpResponse = JsonResponse(body, status=503, content_type=CONTENT_TYPE)
     else:
         response = HttpResponse(
             f"<!doctype html><title>Service unavailable</title><h1>Service unavailable</h1>"

@@ -33,7 +33,7 @@ from governance.models import (
 )
 from governance.services import break_glass, deployments, promotions
 from web.api.auth import token_of
-from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, answers, page
+from web.api.docs import LIST_PROBLEMS, READ_PROBLEMS, WRITE_PROBLEMS, answers, page
 from web.api.inputs import Int, StrictInput, StrictQuery, Text, parse, parse_query
 from web.api.pagination import StandardPagination
 
@@ -293,8 +293,11 @@ class PromotionApproveApi(APIView):
     @extend_schema(
         summary="Approve (people only)",
         description="Counts toward one of the policy's approval groups. The requester and the version's "
-                    "creator may not approve (403 self_approval). Not available to API tokens.",
-        tags=TAGS, request=CommentInput, responses=answers({200: PromotionDetail}),
+                    "creator may not approve (403 self_approval). Not available to API tokens. The version's "
+                    "evidence is re-read from MLflow first and the approval counted on it; when MLflow cannot "
+                    "be reached the approval is refused with 503 (code unavailable, Retry-After) and nothing "
+                    "is written.",
+        tags=TAGS, request=CommentInput, responses=answers({200: PromotionDetail}, (*WRITE_PROBLEMS, 503)),
         examples=[OpenApiExample("approve", request_only=True, value={"comment": "metrics and card reviewed"})],
     )
     def post(self, request: Request, promotion_id: int) -> Response:

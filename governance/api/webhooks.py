@@ -3,6 +3,12 @@ verified, accepted and refused). A refusal is answered 4xx with ``{"error": code
 counted in the Prometheus counter ``governance_mlflow_webhook_refusals_total{reason}`` and in the database
 (``webhook_refusal_count``); a source address over ``MLFLOW_WEBHOOK_RATE`` is answered 429 before its body
 is read.
+
+An accepted delivery is answered 202 only once it is stored (the outbox of its follow-up, see
+``webhook_delivery_accept``). When it cannot be stored, because the database failed, the answer is
+``503 {"error": "unavailable", ...}`` with ``Retry-After``, and nothing is written: MLflow retries a
+delivery answered 503 (with the same delivery id, which is then new to us). Nothing else is a 503: once
+stored, a delivery is answered 202 whatever happens to its follow-up.
 """
 
 from __future__ import annotations
@@ -79,7 +85,20 @@ def mlflow_webhook(request: HttpRequest) -> JsonResponse:
             body=body, content_length=length, now=now, secret=settings.MLFLOW_WEBHOOK_SECRET,
             tolerance=settings.MLFLOW_WEBHOOK_TOLERANCE_SECONDS, max_bytes=max_bytes,
         )
-        webhook_delivery_accept(delivery=delivery)
+        try:
+            webhook_delivery_accept(delivery=delivery)
+        except DatabaseError:
+            # Not stored (the transaction rolled back whole): MLflow must retry. Counted in Prometheus only,
+            # the database that would hold the counter being what failed.
+            logger.warning("webhook delivery not stored: database error; answered 503", exc_info=True)
+            WEBHOOK_REFUSALS.labels("unavailable").inc()
+            response = JsonResponse(
+                {"error": "unavailable", "detail": "the delivery could not be stored (database unavailable): "
+                                                   f"retry after {settings.RETRY_AFTER_SECONDS} s"},
+                status=503,
+            )
+            response["Retry-After"] = str(settings.RETRY_AFTER_SECONDS)
+            return response
     except Refused as refused:
         response = _refusal(refused.status, refused.code, refused.detail, now)
         if refused.status == 405:

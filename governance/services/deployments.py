@@ -22,6 +22,9 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
+
+# The module, not its names: evidence → lineage → promotions → registry_mirror → here is a cycle.
+from governance.services import evidence
 from governance.services.common import State, Strategy, base_payload, lock_promotion, promotion_subject, require_text
 
 # Besides the model's owner, who may roll a model back.
@@ -142,6 +145,40 @@ def promotion_deploy_refuse_unjustified(*, promotion: PromotionRequest) -> bool:
         return False
     _mark_failed(promotion, "deployment stopped: " + unjustified_reason(promotion, review.comment),
                  Actor.system("deployer"))
+    return True
+
+
+@transaction.atomic
+def promotion_deploy_refuse_changed_evidence(*, promotion: PromotionRequest) -> bool:
+    """The deploy task asks this after re-reading the version from MLflow, before moving an alias: the gates
+    are run again, and when the evidence is no longer what the approvals were given on (its digest
+    changed: a model card edited in MLflow, a metric, the artifact's bytes...) the deployment is stopped:
+    ``promotion.evidence_changed`` and ``failed`` are recorded, nothing was live of it, and the owner asks
+    again (its approvals were for other evidence). Returns whether it was stopped; otherwise nothing changes.
+
+    Break-glass promotions are not stopped here: they were released without approvals or passing gates by
+    design, and their post-hoc review judges them.
+    """
+    promotion = lock_promotion(promotion)
+    if promotion.state != State.DEPLOYING or promotion.is_break_glass:
+        return False
+    policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
+    results, digest = evidence.evaluate(promotion.version, promotion.environment, policy)
+    if digest == promotion.evidence_digest:
+        return False
+    previous = promotion.evidence_digest
+    promotion.evidence = evidence.evidence_doc(promotion.version, results)
+    promotion.evidence_digest = digest
+    promotion.save(update_fields=["evidence", "evidence_digest"])
+    record(
+        event_type="promotion.evidence_changed",
+        actor=Actor.system("deployer"),
+        subject=promotion_subject(promotion),
+        payload={**base_payload(promotion), "previous_digest": previous, "evidence_digest": digest,
+                 "gates": promotion.evidence["gates"]},
+    )
+    _mark_failed(promotion, "deployment stopped: the version's evidence changed after its approval; its approvals "
+                 "were given on other evidence, so request the promotion again", Actor.system("deployer"))
     return True
 
 

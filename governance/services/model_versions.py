@@ -19,9 +19,10 @@ from governance.models import (
     ModelVersion,
     PromotionRequest,
 )
-from governance.services import lineage
+
+# promotions as a module, not its names: promotions → registry_mirror → here is an import cycle.
+from governance.services import lineage, promotions
 from governance.services.common import State, account_ref, require_text, version_subject
-from governance.services.promotions import promotion_reevaluate
 
 
 def _check_not_classified_by_lineage(version: ModelVersion, level: str) -> None:
@@ -77,7 +78,7 @@ def model_version_declare_classification(
                  "previous_level": previous or None, "reason": reason},
     )
     for request in PromotionRequest.objects.filter(version=version, state=State.PENDING):
-        promotion_reevaluate(promotion=request, actor=Actor.user(actor))
+        promotions.promotion_reevaluate(promotion=request, actor=Actor.user(actor))
     return version
 
 
@@ -87,7 +88,7 @@ def is_service_account(account: User) -> bool:
 
 def _reevaluate_version(version: ModelVersion, actor: Actor) -> None:
     for request in PromotionRequest.objects.filter(version=version, state=State.PENDING).order_by("pk"):
-        promotion_reevaluate(promotion=request, actor=actor)
+        promotions.promotion_reevaluate(promotion=request, actor=actor)
 
 
 @transaction.atomic

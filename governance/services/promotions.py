@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -40,6 +41,7 @@ from governance.policy import (
     parse_policy,
 )
 from governance.policy_floor import below_floor, floor_for, floor_problems
+from governance.services import registry_mirror
 from governance.services.common import (
     State,
     Strategy,
@@ -314,10 +316,45 @@ def _approver_group(
     return eligible[0]
 
 
-@transaction.atomic
 def promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str) -> PromotionRequest:
-    """Record an approval; the request becomes approved once every rule and gate is satisfied."""
+    """Record an approval; the request becomes approved once every rule and gate is satisfied.
+
+    The approval is counted on the version's evidence as MLflow has it now, not as last synced: MLflow
+    sends no webhook when a model card (description) or a registered model's tags are edited. So the
+    version and its model are first re-read from MLflow (``registry_mirror.version_evidence_refresh``,
+    outside any transaction: MLflow is never called inside one); a change is recorded and re-evaluates
+    the request (``promotion.evidence_changed``), and the approval is then decided on the fresh evidence
+    under the request's lock by the same rules as always (a failed gate keeps it pending). When MLflow
+    cannot be read the approval is refused (``RegistryUnreachable``, a 503 in the API) with nothing
+    written: never approved on stale evidence.
+
+    Before MLflow is read, the refusals that need no evidence (state, separation of duties, the approver's
+    group) are checked without locks, so that someone who may not approve cannot make the service call
+    MLflow; all of them are checked again under the lock. A change made in MLflow between the re-read
+    and the decision (milliseconds) is the next sync's.
+    """
     comment = require_text(comment, "comment")
+    if settings.MLFLOW_EVIDENCE_REFRESH:
+        current = _approval_precheck(actor, promotion)
+        registry_mirror.version_evidence_refresh(version=current.version)
+    return _promotion_approve(actor=actor, promotion=promotion, comment=comment)
+
+
+def _approval_precheck(user: User, promotion: PromotionRequest) -> PromotionRequest:
+    """The refusals of ``_promotion_approve`` that need no evidence, read without locks (a few queries);
+    returns the request as stored now."""
+    request = PromotionRequest.objects.select_related("version__model", "environment").get(pk=promotion.pk)
+    if request.state != State.PENDING:
+        raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending requests can be approved")
+    _check_separation_of_duties(user, request)
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    _approver_group_of(user, policy)
+    return request
+
+
+@transaction.atomic
+def _promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str) -> PromotionRequest:
+    """The approval itself, in one transaction under the request's lock (``promotion_approve``)."""
     promotion = lock_promotion(promotion)
     if promotion.state != State.PENDING:
         raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}; only pending requests can be approved")

@@ -66,7 +66,7 @@ from django.utils import timezone
 from audit.ledger import Actor, Subject, record
 from governance import lock_objects, registry, selectors
 from governance.artifact_digest import artifact_digest_of, previous_digest
-from governance.errors import InvalidState
+from governance.errors import InvalidState, RegistryUnreachable
 from governance.models import (
     ComplianceViolation,
     Environment,
@@ -818,6 +818,48 @@ def registered_model_sync(name: str, *, report: ReconcileReport | None = None) -
         _mark_missing(model.versions.all(), report)
         aliases_reconcile(model, report=report)
     return report
+
+
+def version_evidence_refresh(*, version: ModelVersion) -> bool:
+    """Re-read ``version`` and its registered model from MLflow now, and mirror what changed; True if anything did.
+
+    For decisions that must not rest on a stale mirror (``promotion_approve``, the deploy task): MLflow
+    sends no webhook when a model card (description) or a registered model's tags are edited, so the
+    mirror can be as old as the last sweep. Reads MLflow first, outside any transaction, then writes
+    through the mirror's services (``registered_model_upsert``, ``model_version_upsert``): a change is
+    recorded (``model.changed``, ``model.version_changed``) and re-evaluates the pending requests it
+    concerns, exactly as a sync would. A version or model gone from MLflow is marked ``DELETED``.
+
+    Raises ``RegistryUnreachable`` when MLflow cannot be read; nothing is written then. Aliases are not
+    reconciled here (the sync and the sweep do that): this is about evidence.
+    """
+    from mlflow.exceptions import MlflowException  # heavy: imported on first use, for start-up time
+
+    name = version.model.name
+    try:
+        model_found = fetch_model(name)
+        data = None
+        if model_found is not None:
+            try:
+                mv = registry.client().get_model_version(name, str(version.version))
+            except MlflowException as exc:
+                if not is_not_found(exc):
+                    raise
+            else:
+                data = version_data(mv)
+    except registry.REGISTRY_ERRORS as exc:
+        logger.warning("evidence of %s could not be re-read from MLflow: %s", version.ref, type(exc).__name__)
+        raise RegistryUnreachable(
+            f"the MLflow registry could not be reached to re-read the evidence of {version.ref} "
+            f"({type(exc).__name__}); nothing was decided: try again shortly"
+        ) from exc
+    if model_found is None:
+        return model_version_mark_missing(version=version)
+    model, model_outcome = registered_model_upsert(data=model_found)
+    if data is None:
+        return model_version_mark_missing(version=version) or model_outcome == CHANGED
+    _, outcome = model_version_upsert(model=model, data=data)
+    return CHANGED in (model_outcome, outcome)
 
 
 def registry_reconcile(*, progress: Callable[[int, int | None], None] | None = None) -> ReconcileReport:

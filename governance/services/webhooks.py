@@ -17,10 +17,20 @@ A delivery is accepted only if it is a POST of at most ``MLFLOW_WEBHOOK_MAX_BYTE
 ``data``, and its delivery id was never accepted before. Anything else is refused
 with a 4xx and ``{"error": code, "detail": message}``.
 
-An accepted delivery is stored (``WebhookDelivery``, which makes replays detectable),
-recorded (``mlflow.webhook_received``) and answered 202; after commit ``sync_model`` is queued for
-the model it names (``signals.webhook_delivery_accepted``). Webhooks are only hints: the sync reads MLflow
-itself, and the periodic reconcile is the truth.
+An accepted delivery is stored (``WebhookDelivery``, which makes replays detectable and is the
+outbox of its follow-up), recorded (``mlflow.webhook_received``; an alias delivery also
+``mlflow.alias_observed``: what MLflow says the alias now is) and answered 202, all in one
+transaction: the 202 is only sent once the delivery is durable. When it cannot be stored (a
+database error) the endpoint answers 503 with ``Retry-After`` and nothing is written, so that
+MLflow retries it with the same delivery id. Webhooks are only hints: the follow-up syncs the model
+it names from MLflow itself (which puts back an out-of-band alias), and the periodic reconcile is the
+truth.
+
+The follow-up is driven from the outbox (``webhook_delivery_follow_up``): after commit a task is
+queued with the delivery's id (``signals.webhook_delivery_accepted``); if the broker refuses it the
+delivery simply stays ``pending``, and the beat task ``drain_webhook_deliveries`` (every
+``MLFLOW_WEBHOOK_DRAIN_INTERVAL`` seconds) claims every pending delivery that is due, retrying a
+failed one with exponential backoff (up to ``MLFLOW_WEBHOOK_RETRY_MAX_SECONDS``) until it is done.
 
 Refusals never write ledger entries of their own: anyone can send a delivery, and the
 ledger is permanent. Each refusal is counted by reason, in the Prometheus counter
@@ -59,16 +69,17 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import DateTimeField, F, Value
+from django.db.models import DateTimeField, F, Q, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from audit import canonical
 from audit.canonical import format_timestamp
 from audit.ledger import Actor, Subject, record
-from governance import lock_objects, signals
+from governance import lock_objects, registry, signals
 from governance.errors import GovernanceError
 from governance.models import WebhookDelivery, WebhookRefusalCounter
+from governance.services import registry_mirror
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +90,8 @@ SIGNATURE_VERSION = "v1"
 DEFAULT_MAX_BYTES = 1024 * 1024
 
 #: Entities whose deliveries name a registered model to re-sync (prompts and budget policies do not).
-MODEL_ENTITIES = frozenset({"registered_model", "model_version", "model_version_tag", "model_version_alias"})
+ALIAS_ENTITY = "model_version_alias"
+MODEL_ENTITIES = frozenset({"registered_model", "model_version", "model_version_tag", ALIAS_ENTITY})
 
 MLFLOW_ACTOR = Actor.service("mlflow")
 ENDPOINT_ACTOR = Actor.system("mlflow-webhook")
@@ -194,13 +206,18 @@ def verify_delivery(
         raise Refused(400, "invalid_field", "'data' must be a JSON object", delivery_id=delivery_id)
     try:
         is_model = entity in MODEL_ENTITIES
+        is_alias = entity == ALIAS_ENTITY
+        version = _text(data, "version", 20, required=is_alias and action == "created") if is_model else None
+        if is_alias and version is not None and not version.isdigit():
+            # Recorded as an int (mlflow.alias_observed): a version number, as MLflow sends it.
+            raise Refused(400, "invalid_field", "'data.version' of an alias must be a version number")
         return Delivery(
             delivery_id=delivery_id,
             entity=entity,
             action=action,
             model=_text(data, "name", 256, required=is_model) if is_model else None,
-            version=_text(data, "version", 20) if is_model else None,
-            alias=_text(data, "alias", 100) if is_model else None,
+            version=version,
+            alias=_text(data, "alias", 100, required=is_alias) if is_model else None,
         )
     except Refused as exc:
         exc.delivery_id = delivery_id
@@ -211,15 +228,27 @@ def verify_delivery(
 
 
 @transaction.atomic
-def webhook_delivery_accept(*, delivery: Delivery) -> WebhookDelivery:
-    """Store and record a verified delivery; queue a sync of its model after commit.
+def webhook_delivery_accept(*, delivery: Delivery, now: datetime | None = None) -> WebhookDelivery:
+    """Store and record a verified delivery, as the outbox of its follow-up; queue the follow-up after commit.
 
-    Raises ``Refused`` (409) when the delivery id was accepted before: a replay.
+    One transaction: the ``WebhookDelivery`` row (``pending`` when it names a model, else ``done``:
+    nothing follows a prompt), ``mlflow.webhook_received``, and for an alias delivery
+    ``mlflow.alias_observed``. A database error leaves nothing at all (the endpoint answers 503 and
+    MLflow retries). The follow-up is announced with the row's id (``signals.webhook_delivery_accepted``);
+    whether or not it can be queued, the row stays ``pending`` until a drain has done it.
+
+    Raises ``Refused`` (409) when the delivery id was accepted before: a replay, which stores, records
+    and queues nothing.
     """
+    now = now or timezone.now()
+    follows = bool(delivery.model)
     try:
         with transaction.atomic():
             stored = WebhookDelivery.objects.create(
-                delivery_id=delivery.delivery_id, entity=delivery.entity, action=delivery.action
+                delivery_id=delivery.delivery_id, entity=delivery.entity, action=delivery.action,
+                model=delivery.model or "", version=delivery.version or "", alias=delivery.alias or "",
+                state=WebhookDelivery.State.PENDING if follows else WebhookDelivery.State.DONE,
+                next_attempt_at=now if follows else None, processed_at=None if follows else now,
             )
     except IntegrityError:
         raise Refused(409, "replayed_delivery", "replayed delivery: this delivery id was already accepted",
@@ -230,15 +259,164 @@ def webhook_delivery_accept(*, delivery: Delivery) -> WebhookDelivery:
         payload["version"] = delivery.version
     if delivery.alias is not None:
         payload["alias"] = delivery.alias
-    record(
-        event_type="mlflow.webhook_received",
-        actor=MLFLOW_ACTOR,
-        subject=Subject("registered_model", delivery.model) if delivery.model else ENDPOINT_SUBJECT,
-        payload=payload,
-    )
-    if delivery.model:
-        signals.webhook_delivery_accepted.send(sender=WebhookDelivery, model=delivery.model)
+    subject = Subject("registered_model", delivery.model) if delivery.model else ENDPOINT_SUBJECT
+    record(event_type="mlflow.webhook_received", actor=MLFLOW_ACTOR, subject=subject, payload=payload)
+    if delivery.entity == ALIAS_ENTITY and delivery.model and delivery.alias:
+        # MLflow's word about the alias (whoever changed it); the follow-up's reconcile judges it.
+        record(
+            event_type="mlflow.alias_observed",
+            actor=MLFLOW_ACTOR,
+            subject=subject,
+            payload={"model": delivery.model, "alias": delivery.alias,
+                     "version": int(delivery.version) if delivery.version is not None else None,
+                     "action": delivery.action, "delivery_id": delivery.delivery_id},
+        )
+    if follows:
+        signals.webhook_delivery_accepted.send(sender=WebhookDelivery, delivery_id=stored.pk, model=delivery.model)
     return stored
+
+
+# --- the outbox: claiming, following up and retrying accepted deliveries -----------------------------------
+
+#: How long a claimed delivery is left to the drain that claimed it before another may claim it again: longer
+#: than the follow-up task's hard time limit (90 s), so a running sync is never doubled, and a drain that
+#: crashed mid-sync (worker killed) is retried once it lapses.
+CLAIM_LEASE = timedelta(seconds=120)
+
+#: One drain run claims at most this many deliveries, and none once this long has passed (its task's soft
+#: time limit is 240 s; a sync's own is 60 s): the rest are the next run's.
+DRAIN_BATCH = 100
+DRAIN_BUDGET = timedelta(seconds=150)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """When a follow-up that failed on its ``attempts``-th attempt is tried again: the drain interval doubled
+    per attempt, at most ``MLFLOW_WEBHOOK_RETRY_MAX_SECONDS``."""
+    base = float(settings.MLFLOW_WEBHOOK_DRAIN_INTERVAL)
+    cap = float(settings.MLFLOW_WEBHOOK_RETRY_MAX_SECONDS)
+    return timedelta(seconds=min(cap, base * 2 ** min(max(attempts - 1, 0), 30)))
+
+
+def webhook_deliveries_due(*, now: datetime, limit: int = DRAIN_BATCH) -> list[int]:
+    """Ids of the pending deliveries whose next attempt is due, oldest first (a read: nothing is claimed)."""
+    return list(
+        WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery claimed for a follow-up attempt, and the newest delivery of its model stored before the claim
+    (``covers``, an id): a sync that starts after the claim covers every delivery of the model up to it."""
+
+    delivery: WebhookDelivery
+    covers: int
+
+
+@transaction.atomic
+def webhook_delivery_claim(*, delivery_id: int, now: datetime) -> Claim | None:
+    """Claim one pending delivery for a follow-up attempt, or None (done, not due, or another drain holds it).
+
+    ``SELECT … FOR UPDATE SKIP LOCKED``: two drains never wait for each other nor claim the same row. A
+    claim counts the attempt and sets ``next_attempt_at`` to the end of its lease (``CLAIM_LEASE``), then
+    commits: the sync that follows calls MLflow, which never happens inside a transaction. A first
+    attempt (the task queued on commit) is claimable at once, whatever the clocks of web and worker say.
+    Bookkeeping of the outbox, not a ledger entry: what the follow-up changes records its own.
+    """
+    row = (
+        lock_objects.webhook_deliveries_lock(skip_locked=True)
+        .filter(Q(next_attempt_at__lte=now) | Q(attempts=0), pk=delivery_id, state=WebhookDelivery.State.PENDING)
+        .first()
+    )
+    if row is None:
+        return None
+    row.attempts += 1
+    row.next_attempt_at = now + CLAIM_LEASE
+    row.save(update_fields=["attempts", "next_attempt_at"])
+    newest = WebhookDelivery.objects.filter(model=row.model).order_by("-pk").values_list("pk", flat=True).first()
+    return Claim(delivery=row, covers=max(row.pk, newest or row.pk))
+
+
+@transaction.atomic
+def webhook_delivery_done(*, claim: Claim, now: datetime) -> int:
+    """The follow-up of the claimed delivery is done: mark it ``done``, and with it every pending delivery of
+    the same model up to ``claim.covers``. Those were inserted before the claim (ids grow with inserts), so
+    the change in MLflow each announces precedes the sync that just read MLflow: a burst of deliveries about
+    one model costs one sync, not one each. Returns how many were marked. Idempotent: a delivery already
+    done stays as it is (a drain that claimed one of them meanwhile finds it done and changes nothing).
+    """
+    return WebhookDelivery.objects.filter(
+        state=WebhookDelivery.State.PENDING, model=claim.delivery.model, pk__lte=claim.covers
+    ).update(state=WebhookDelivery.State.DONE, processed_at=now, next_attempt_at=None, last_error="")
+
+
+@transaction.atomic
+def webhook_delivery_retry_later(*, delivery: WebhookDelivery, error: str, now: datetime) -> datetime | None:
+    """The follow-up attempt failed: keep the delivery pending, due again after ``retry_delay(attempts)``.
+
+    ``error`` is a class name or a fixed phrase of ours, never an exception's message (MLflow's can carry
+    a tracking URI with its credentials). Returns when it is due again (None: it was done meanwhile).
+    """
+    due = now + retry_delay(delivery.attempts)
+    changed = WebhookDelivery.objects.filter(pk=delivery.pk, state=WebhookDelivery.State.PENDING).update(
+        next_attempt_at=due, last_error=error[:200]
+    )
+    return due if changed else None
+
+
+def webhook_delivery_follow_up(*, delivery_id: int, now: datetime | None = None) -> str:
+    """Do the follow-up of one accepted delivery: claim it, sync its model from MLflow, mark it done.
+
+    Not one transaction, on purpose: the sync reads and writes MLflow (it puts an out-of-band alias
+    back), which never happens inside a database transaction, and records each of its findings in its own
+    short transaction (the model and versions mirrored, the violation, the revert). Holding the claim's
+    row lock across all that would hold database locks for as long as MLflow takes, and a rollback at the
+    end would lose the record of a revert MLflow already made. Instead every step is idempotent: the
+    reconcile records an out-of-band change once per distinct change and reverts only an alias still
+    found as it was judged, so an attempt that crashed anywhere (its lease lapses) is simply run again.
+
+    The delivery is marked ``done`` only when the sync completed without an error, including a revert
+    that MLflow refused (``ReconcileReport.errors``); otherwise it stays pending and is retried with
+    backoff (``webhook_delivery_retry_later``), until done. Returns what happened, for the task's result.
+    """
+    claim = webhook_delivery_claim(delivery_id=delivery_id, now=now or timezone.now())
+    if claim is None:
+        return "nothing to do"
+    claimed = claim.delivery
+    try:
+        report = registry_mirror.registered_model_sync(claimed.model)
+    except Exception as exc:  # the registry's errors have no common base; anything else: retried as well
+        known = isinstance(exc, registry.REGISTRY_ERRORS)
+        logger.warning("webhook delivery %s: the sync of its model failed (%s); retried later", claimed.pk,
+                       type(exc).__name__, exc_info=not known)
+        webhook_delivery_retry_later(delivery=claimed, error=type(exc).__name__, now=now or timezone.now())
+        return "retry"
+    if report.errors:
+        logger.warning("webhook delivery %s: the sync of its model left %s error(s); retried later", claimed.pk,
+                       len(report.errors))
+        webhook_delivery_retry_later(delivery=claimed, error="the sync reported errors", now=now or timezone.now())
+        return "retry"
+    webhook_delivery_done(claim=claim, now=now or timezone.now())
+    return "done"
+
+
+def webhook_deliveries_drain(*, now: datetime | None = None) -> dict[str, int]:
+    """Follow up every pending delivery that is due (the beat task, every ``MLFLOW_WEBHOOK_DRAIN_INTERVAL`` s).
+
+    At most ``DRAIN_BATCH`` per run and none claimed after ``DRAIN_BUDGET``; several drains at once each
+    take other rows (``webhook_delivery_claim``). Returns the count of each outcome. ``now``: the time it runs
+    at (tests move it; by default the clock's, read at each claim).
+    """
+    started = timezone.now()
+    outcomes: dict[str, int] = {}
+    for delivery_id in webhook_deliveries_due(now=now or started):
+        if timezone.now() - started > DRAIN_BUDGET:
+            break
+        outcome = webhook_delivery_follow_up(delivery_id=delivery_id, now=now)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
 
 
 def _window_start(at: datetime, seconds: int) -> datetime:

@@ -95,6 +95,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def store(server: Server, settings: Any, request: pytest.FixtureRequest) -> Iterator[MlflowStore]:
     """Governance and ``mlflow.*`` on the server; the experiment's artifacts are ``mlflow-artifacts:`` URIs."""
     settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = server.url
+    settings.MLFLOW_EVIDENCE_REFRESH = True  # a registry to re-read evidence from (tests/conftest.py)
     registry._client.cache_clear()
     previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     mlflow.set_tracking_uri(server.url)

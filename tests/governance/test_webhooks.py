@@ -67,9 +67,10 @@ def counted(reason: str) -> int:
 
 @pytest.fixture
 def syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names ``sync_model`` was queued for (instead of running it)."""
+    """Models whose follow-up (``follow_up_webhook_delivery``, a sync) was queued, instead of running it."""
     queued: list[str] = []
-    monkeypatch.setattr(tasks.sync_model, "delay", queued.append)
+    monkeypatch.setattr(tasks.follow_up_webhook_delivery, "delay",
+                        lambda pk: queued.append(WebhookDelivery.objects.get(pk=pk).model))
     return queued
 
 

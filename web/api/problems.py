@@ -113,6 +113,7 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
         outage.outage_seen(dependency, exc)
         headers["Retry-After"] = outage.retry_after()
         body = problem(503, outage.detail_for(dependency), code="unavailable")
+        body["dependency"] = dependency
     elif isinstance(exc, Http404):
         body = problem(404, str(exc) if str(exc) and "No " not in str(exc) else "not found", code="not_found")
     elif isinstance(exc, PermissionDenied):
@@ -131,6 +132,11 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
         detail = exc.detail if isinstance(exc.detail, str) else "; ".join(e["message"] for e in _flatten(exc.detail))
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         body = problem(exc.status_code, str(detail), code=str(code))
+    elif isinstance(exc, governance_errors.RegistryUnreachable):
+        # A dependency is down, not the request wrong: retry later (the decision was refused, nothing written).
+        body = problem(503, str(exc), code="unavailable")
+        body["dependency"] = "registry"
+        headers["Retry-After"] = outage.retry_after()
     elif isinstance(exc, ValueError) and exc.__class__.__module__.split(".")[0] in ("governance", "access", "audit"):
         status_code, code = _domain_status(exc)
         body = problem(status_code, str(exc), code=code)

@@ -419,10 +419,13 @@ ACCESS_EXPIRE_INTERVAL = env_float("ACCESS_EXPIRE_INTERVAL", 30.0, minimum=1)
 ACCESS_DENIAL_INTERVAL = env_float("ACCESS_DENIAL_INTERVAL", 3600.0, minimum=1)
 
 # --- Operations (docs/deploy.md) -------------------------------------------------------------
-# Readiness fails when the oldest pending ledger entry has waited longer than this (sequencer stalled).
+# /status reports the sequencer "lagging" when the oldest pending ledger entry has waited longer than this
+# (not readiness: a stopped worker must not take the web tier down; the alert is docker/prometheus/alerts.yml).
 READY_MAX_PENDING_AGE_SECONDS = env_float("READY_MAX_PENDING_AGE_SECONDS", 60.0, minimum=1)
-# Seconds the readiness probe waits for a TCP connection to the broker.
+# Seconds /status waits for a TCP connection to the broker (and /metrics for the queue depth).
 READY_BROKER_TIMEOUT = env_float("READY_BROKER_TIMEOUT", 1.0, minimum=0.05)
+# Seconds /readyz waits for the cache's set and get (socket timeouts of the probe's own connection pool).
+READY_CACHE_TIMEOUT = env_float("READY_CACHE_TIMEOUT", 0.5, minimum=0.05)
 # Bearer token a Prometheus scraper presents at /metrics (InfoSec sessions are also let in).
 METRICS_TOKEN = env_str("METRICS_TOKEN") or None
 if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 16:

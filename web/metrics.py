@@ -16,7 +16,6 @@ signed-in InfoSec member. Otherwise 401 when a token is configured, 404 when not
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import time
@@ -50,7 +49,7 @@ from access.roles import INFOSEC, has_role
 from audit.models import Checkpoint, LedgerHead, PendingEntry, VerificationRun
 from audit.services.witnessing import witness_quorum_status
 from governance.models import PromotionRequest
-from web.health import sequencer_lag_seconds
+from web.health import bearer_matches, sequencer_lag_seconds
 from web.logging import route_of
 
 logger = logging.getLogger(__name__)
@@ -241,11 +240,8 @@ def exposition() -> bytes:
 
 
 def _authorised(request: HttpRequest) -> bool:
-    expected = settings.METRICS_TOKEN
-    if expected:
-        keyword, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if keyword.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), expected.encode()):
-            return True
+    if bearer_matches(request):
+        return True
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.is_active:
         return has_role(user, INFOSEC)

@@ -124,6 +124,9 @@ def runtime_events_counted(types: list[str], created: list[bool]) -> None:
 
 
 _RUNTIME_FAMILIES = frozenset({"deployment", "incident", "monitoring"})
+for _family in sorted(_RUNTIME_FAMILIES):  # every series from the start, so that rate() sees the first event
+    for _outcome in ("accepted", "duplicate"):
+        RUNTIME_EVENTS.labels(_family, _outcome)
 
 
 class MetricsMiddleware:
@@ -232,13 +235,16 @@ class DatabaseCollector(Collector):
     """Ledger and governance gauges computed at scrape time."""
 
     def collect(self) -> Iterator[Any]:
+        # Gathered first, so that a failure half-way never leaves a scrape with half of the gauges.
+        up = GaugeMetricFamily("governance_metrics_database_up", "Whether the scrape could read the database.")
         try:
-            yield from _collect_db()
+            families = list(_collect_db())
         except DatabaseError:
             logger.warning("metrics: the database could not be read", exc_info=True)
-            up = GaugeMetricFamily("governance_metrics_database_up", "Whether the scrape could read the database.")
-            up.add_metric([], 0)
-            yield up
+            families = []
+        up.add_metric([], 1 if families else 0)
+        yield up
+        yield from families
 
 
 def _gauge(name: str, doc: str, value: float | None, labels: dict[str, str] | None = None) -> GaugeMetricFamily:

@@ -70,3 +70,15 @@ def test_a_dead_database_is_unreachable_and_says_nothing_more(
     assert status_code == 503
     assert body == {"ready": False, "checks": {"database": "unreachable", "cache": "ok", "signing_key": "ok"}}
     assert port not in str(body) and "127.0.0.1" not in str(body)
+
+
+@pytest.mark.postgres
+def test_metrics_say_the_database_is_down_instead_of_failing(
+    on_postgres: None, database_moved_away: None, client: Client, settings: Any,
+) -> None:
+    settings.METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "\ngovernance_metrics_database_up 0.0\n" in text
+    assert "governance_ledger_sequencer_lag_seconds" not in text  # no half-read set of gauges

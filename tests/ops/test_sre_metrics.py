@@ -168,3 +168,11 @@ def test_publishing_stamps_the_sent_time() -> None:
     headers: dict[str, Any] = {}
     before_task_publish.send(sender="audit.tasks.integrate_pending", headers=headers, body=None)
     assert abs(headers[SENT_AT_HEADER] - time.time()) < 5
+
+
+def test_the_runtime_families_are_the_registrys() -> None:
+    from audit.event_types import registry
+    from web.metrics import _RUNTIME_FAMILIES
+
+    # a new family of runtime event types must be added to the metric's fixed label set (else it counts as "other")
+    assert {name.partition(".")[0] for name in registry.runtime_names()} == _RUNTIME_FAMILIES

@@ -430,6 +430,12 @@ READY_CACHE_TIMEOUT = env_float("READY_CACHE_TIMEOUT", 0.5, minimum=0.05)
 METRICS_TOKEN = env_str("METRICS_TOKEN") or None
 if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters")
+# OpenTelemetry tracing (web.otel): off unless asked for, by OTEL_ENABLED or the standard OTLP endpoint variables;
+# then the otel extra must be installed (ImproperlyConfigured at start-up otherwise).
+OTEL_ENABLED = env_bool(
+    "OTEL_ENABLED",
+    bool(env_str("OTEL_EXPORTER_OTLP_ENDPOINT") or env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+)
 # A Celery worker serves its own counters on this port when set (the web app cannot see them).
 CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0, minimum=0) or None
 CELERY_METRICS_ADDR = env_str("CELERY_METRICS_ADDR") or "0.0.0.0"  # noqa: S104 (inside the worker's container)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -34,6 +35,7 @@ REQUIRED = (
     "opentelemetry.instrumentation.celery",
 )
 SERVICE_NAME = "ml-governance-ledger"
+PROBES = "healthz,readyz,metrics,status"
 
 _instrumentors: list[Any] = []
 
@@ -74,7 +76,9 @@ def configure(*, tracer_provider: Any = None) -> Any:
         trace.set_tracer_provider(tracer_provider)
     django_instrumentor = modules["opentelemetry.instrumentation.django"].DjangoInstrumentor()
     celery_instrumentor = modules["opentelemetry.instrumentation.celery"].CeleryInstrumentor()
-    django_instrumentor.instrument(tracer_provider=tracer_provider)
+    # Probes and scrapes every few seconds are noise, not traces (OTEL_PYTHON_DJANGO_EXCLUDED_URLS overrides).
+    excluded = os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS") or PROBES
+    django_instrumentor.instrument(tracer_provider=tracer_provider, excluded_urls=excluded)
     celery_instrumentor.instrument(tracer_provider=tracer_provider)
     _instrumentors.extend([django_instrumentor, celery_instrumentor])
     try:

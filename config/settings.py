@@ -455,14 +455,23 @@ ACCESS_EXPIRE_INTERVAL = env_float("ACCESS_EXPIRE_INTERVAL", 30.0, minimum=1)
 ACCESS_DENIAL_INTERVAL = env_float("ACCESS_DENIAL_INTERVAL", 3600.0, minimum=1)
 
 # --- Operations (docs/deploy.md) -------------------------------------------------------------
-# Readiness fails when the oldest pending ledger entry has waited longer than this (sequencer stalled).
+# /status reports the sequencer "lagging" when the oldest pending ledger entry has waited longer than this
+# (not readiness: a stopped worker must not take the web tier down; the alert is docker/prometheus/alerts.yml).
 READY_MAX_PENDING_AGE_SECONDS = env_float("READY_MAX_PENDING_AGE_SECONDS", 60.0, minimum=1)
-# Seconds the readiness probe waits for a TCP connection to the broker.
+# Seconds /status waits for a TCP connection to the broker (and /metrics for the queue depth).
 READY_BROKER_TIMEOUT = env_float("READY_BROKER_TIMEOUT", 1.0, minimum=0.05)
+# Seconds /readyz waits for the cache's set and get (socket timeouts of the probe's own connection pool).
+READY_CACHE_TIMEOUT = env_float("READY_CACHE_TIMEOUT", 0.5, minimum=0.05)
 # Bearer token a Prometheus scraper presents at /metrics (InfoSec sessions are also let in).
 METRICS_TOKEN = env_secret("METRICS_TOKEN") or None
 if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters")
+# OpenTelemetry tracing (web.otel): off unless asked for, by OTEL_ENABLED or the standard OTLP endpoint variables;
+# then the otel extra must be installed (ImproperlyConfigured at start-up otherwise).
+OTEL_ENABLED = env_bool(
+    "OTEL_ENABLED",
+    bool(env_str("OTEL_EXPORTER_OTLP_ENDPOINT") or env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+)
 # A Celery worker serves its own counters on this port when set (the web app cannot see them).
 CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0, minimum=0) or None
 CELERY_METRICS_ADDR = env_str("CELERY_METRICS_ADDR") or "0.0.0.0"  # noqa: S104 (inside the worker's container)

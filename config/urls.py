@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 
 from governance.api.webhooks import mlflow_webhook
 from web.api import problems
-from web.health import healthz, readyz
+from web.health import healthz, readyz, status_view
 from web.metrics import metrics_view
 
 urlpatterns = [
@@ -15,10 +15,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/mlflow", mlflow_webhook, name="mlflow-webhook"),
     # Operations endpoints: /healthz and /readyz are unauthenticated and say nothing sensitive;
-    # /metrics is restricted.
+    # /metrics and /status (the dashboard's view of the worker's dependencies) are restricted.
     path("healthz", healthz, name="ops-healthz"),
     path("readyz", readyz, name="ops-readyz"),
     path("metrics", metrics_view, name="ops-metrics"),
+    path("status", status_view, name="ops-status"),
     path("api/v1/", include("web.api.urls")),
     re_path(r"^api/", problems.api_not_found),
     path("console/", include("web.console.urls")),

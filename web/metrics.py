@@ -9,22 +9,35 @@ Two kinds:
   workers' counters are summed at scrape time (``MultiProcessCollector``);
 * ledger and governance gauges read from the database at scrape time by
   ``DatabaseCollector`` (a handful of indexed queries), so every web process
-  reports the same numbers and nothing has to be kept in sync.
+  reports the same numbers and nothing has to be kept in sync; the Celery queue depth
+  read from a Redis broker at scrape time by ``BrokerCollector``;
+* worker-side numbers (task latency and queue wait, the last successful registry sweep)
+  kept by the worker's processes and served on its own port (``CELERY_METRICS_PORT``).
+
+docs/operations.md lists every metric and the alerts built on them
+(docker/prometheus/alerts.yml).
 
 Access: ``Authorization: Bearer <METRICS_TOKEN>`` (compared in constant time) or a
 signed-in InfoSec member. Otherwise 401 when a token is configured, 404 when not.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from celery.signals import task_failure, task_retry, task_success, worker_ready
+from celery.signals import (
+    before_task_publish,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_retry,
+    task_success,
+    worker_ready,
+)
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count, Min
@@ -37,6 +50,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -49,8 +63,8 @@ from access.models import Grant
 from access.roles import INFOSEC, has_role
 from audit.models import Checkpoint, LedgerHead, PendingEntry, VerificationRun
 from audit.services.witnessing import witness_quorum_status
-from governance.models import PromotionRequest
-from web.health import sequencer_lag_seconds
+from governance.models import ComplianceViolation, PromotionRequest
+from web.health import bearer_matches, sequencer_lag_seconds
 from web.logging import route_of
 
 logger = logging.getLogger(__name__)
@@ -73,6 +87,46 @@ WEBHOOK_REFUSALS = Counter(
 WEBHOOK_ACCEPTED = Counter(
     "governance_mlflow_webhook_deliveries_accepted_total", "MLflow webhook deliveries accepted.",
 )
+
+
+# Runtime events (POST /api/v1/events) by type family (the part of the registered type before the dot:
+# deployment, incident, monitoring) and outcome: accepted (newly recorded) or duplicate (a retry, by event_id).
+RUNTIME_EVENTS = Counter(
+    "governance_runtime_events_total", "Runtime events ingested, by type family and outcome.", ["family", "outcome"],
+)
+# Celery task latency, observed in the worker (task_prerun/task_postrun); task names are the registered ones.
+_TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+CELERY_TASK_SECONDS = Histogram(
+    "governance_celery_task_duration_seconds", "Celery task run time in the worker, by task name.", ["task"],
+    buckets=_TASK_BUCKETS,
+)
+CELERY_QUEUE_WAIT = Histogram(
+    "governance_celery_task_queue_wait_seconds",
+    "Time from publishing (or the task's ETA) to the start of its run, by task name.", ["task"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+# Set by the worker when governance.tasks.reconcile_registry succeeds. "max" in multiprocess mode: the prefork
+# children that ran a sweep each leave a file, and the newest wins (also after the child is recycled).
+REGISTRY_SWEEP_SUCCESS = Gauge(
+    "governance_registry_sweep_last_success_timestamp_seconds",
+    "When the last full MLflow registry sweep (reconcile_registry) succeeded (Unix time).",
+    multiprocess_mode="max",
+)
+_SWEEP_TASK = "governance.tasks.reconcile_registry"
+SENT_AT_HEADER = "governance_sent_at"
+
+
+def runtime_events_counted(types: list[str], created: list[bool]) -> None:
+    """Count one ingested batch (call it once the batch committed)."""
+    for kind, new in zip(types, created, strict=True):
+        family = kind.partition(".")[0] if kind.partition(".")[0] in _RUNTIME_FAMILIES else "other"
+        RUNTIME_EVENTS.labels(family, "accepted" if new else "duplicate").inc()
+
+
+_RUNTIME_FAMILIES = frozenset({"deployment", "incident", "monitoring"})
+for _family in sorted(_RUNTIME_FAMILIES):  # every series from the start, so that rate() sees the first event
+    for _outcome in ("accepted", "duplicate"):
+        RUNTIME_EVENTS.labels(_family, _outcome)
 
 
 class MetricsMiddleware:
@@ -112,6 +166,54 @@ def _on_retry(sender: Any = None, **_: Any) -> None:
     CELERY_TASKS.labels(_task_name(sender), "retry").inc()
 
 
+@task_success.connect(weak=False)
+def _on_sweep_success(sender: Any = None, **_: Any) -> None:
+    if _task_name(sender) == _SWEEP_TASK:
+        REGISTRY_SWEEP_SUCCESS.set(time.time())
+
+
+@before_task_publish.connect(weak=False)
+def _stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Stamp the wall-clock time of publishing into the message headers (protocol 2), for the queue wait.
+
+    Publisher and worker clocks must agree (NTP); a negative wait from a skewed clock is counted as 0.
+    """
+    if headers is not None:
+        headers[SENT_AT_HEADER] = time.time()
+
+
+# task id -> monotonic start; popped by task_postrun (a task whose worker died never gets there: bounded by
+# the pool's concurrency, as each child runs one task at a time).
+_started: dict[str, float] = {}
+
+
+@task_prerun.connect(weak=False)
+def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task_id is None:
+        return
+    _started[task_id] = time.monotonic()
+    request = getattr(task, "request", None)
+    # A worker puts a message's custom headers on the request itself; apply(headers=...) under "headers".
+    sent_at = getattr(request, SENT_AT_HEADER, None) or (getattr(request, "headers", None) or {}).get(SENT_AT_HEADER)
+    if not isinstance(sent_at, int | float):
+        return  # run eagerly or published by a client that does not stamp: no queue to wait in
+    since = float(sent_at)
+    eta = getattr(request, "eta", None)
+    if eta:  # a countdown or retry delay is not queueing
+        try:
+            since = max(since, datetime.fromisoformat(str(eta)).timestamp())
+        except ValueError:
+            pass
+    CELERY_QUEUE_WAIT.labels(_task_name(sender)).observe(max(0.0, time.time() - since))
+
+
+@task_postrun.connect(weak=False)
+def _on_postrun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
+    started = _started.pop(task_id, None) if task_id is not None else None
+    if started is not None:
+        CELERY_TASK_SECONDS.labels(_task_name(sender)).observe(time.monotonic() - started)
+
+
 @worker_ready.connect(weak=False)
 def _serve_worker_metrics(**_: Any) -> None:
     """A Celery worker is not behind the web app: it serves its own counters when asked to.
@@ -133,13 +235,16 @@ class DatabaseCollector(Collector):
     """Ledger and governance gauges computed at scrape time."""
 
     def collect(self) -> Iterator[Any]:
+        # Gathered first, so that a failure half-way never leaves a scrape with half of the gauges.
+        up = GaugeMetricFamily("governance_metrics_database_up", "Whether the scrape could read the database.")
         try:
-            yield from _collect_db()
+            families = list(_collect_db())
         except DatabaseError:
             logger.warning("metrics: the database could not be read", exc_info=True)
-            up = GaugeMetricFamily("governance_metrics_database_up", "Whether the scrape could read the database.")
-            up.add_metric([], 0)
-            yield up
+            families = []
+        up.add_metric([], 1 if families else 0)
+        yield up
+        yield from families
 
 
 def _gauge(name: str, doc: str, value: float | None, labels: dict[str, str] | None = None) -> GaugeMetricFamily:
@@ -190,6 +295,13 @@ def _collect_db() -> Iterator[Any]:
     for state in PromotionRequest.State.values:
         promotions.add_metric([state], counts.get(state, 0))
     yield promotions
+    violations = GaugeMetricFamily("governance_compliance_violations_open",
+                                   "Compliance violations not yet acknowledged, by kind.", labels=["kind"])
+    open_counts = dict(ComplianceViolation.objects.filter(acknowledged_at__isnull=True).order_by()
+                       .values_list("kind").annotate(n=Count("id")).values_list("kind", "n"))
+    for kind in ComplianceViolation.Kind.values:
+        violations.add_metric([kind], open_counts.get(kind, 0))
+    yield violations
     expiring = GaugeMetricFamily("governance_access_grants_expiring",
                                  "Active grants that expire within the window.", labels=["within"])
     active = Grant.objects.filter(revoked_at__isnull=True, expires_at__gt=now)
@@ -225,8 +337,60 @@ def _collect_witnesses() -> Iterator[Any]:
     yield from (cosigned, lag, refusals)
 
 
+# kombu's Redis transport keeps a queue's messages in one list per priority step (default steps 0, 3, 6, 9):
+# the queue's own name for step 0, "<queue>\x06\x16<step>" for the others.
+_REDIS_PRIORITY_STEPS = (0, 3, 6, 9)
+_REDIS_PRIORITY_SEP = "\x06\x16"
+_broker_clients: dict[tuple[str, float], Any] = {}
+
+
+def _redis_client(url: str, timeout: float) -> Any:
+    import redis
+
+    key = (url, timeout)
+    client = _broker_clients.get(key)
+    if client is None:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                      retry_on_timeout=False)
+        _broker_clients.clear()
+        _broker_clients[key] = client
+    return client
+
+
+class BrokerCollector(Collector):
+    """Celery queue depth at scrape time: ``LLEN`` of the default queue's lists on a Redis broker.
+
+    Nothing for an eager (in-process) or non-Redis broker. ``READY_BROKER_TIMEOUT`` bounds the wait;
+    an unreachable broker is ``governance_celery_broker_up 0`` and no depth (never a failed scrape).
+    """
+
+    def collect(self) -> Iterator[Any]:
+        url = str(settings.CELERY_BROKER_URL)
+        if settings.CELERY_TASK_ALWAYS_EAGER or not url.startswith(("redis://", "rediss://")):
+            return
+        queue = str(getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", None) or "celery")
+        up = GaugeMetricFamily("governance_celery_broker_up", "Whether the scrape could read the Celery broker.")
+        try:
+            client = _redis_client(url, float(settings.READY_BROKER_TIMEOUT))
+            with client.pipeline(transaction=False) as pipe:
+                for step in _REDIS_PRIORITY_STEPS:
+                    pipe.llen(queue if step == 0 else f"{queue}{_REDIS_PRIORITY_SEP}{step}")
+                depth = sum(int(n) for n in pipe.execute())
+        except Exception:  # any broker failure is "down" for this scrape, never a 500 of /metrics
+            logger.warning("metrics: the Celery broker could not be read", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield _gauge("governance_celery_queue_depth", "Messages waiting in the Celery queue.", depth,
+                     {"queue": queue})
+
+
+# Computed at scrape time, in every process alike: the database's gauges and the broker's queue depth.
 DB_REGISTRY = CollectorRegistry(auto_describe=False)
 DB_REGISTRY.register(DatabaseCollector())
+DB_REGISTRY.register(BrokerCollector())
 
 
 def exposition() -> bytes:
@@ -241,11 +405,8 @@ def exposition() -> bytes:
 
 
 def _authorised(request: HttpRequest) -> bool:
-    expected = settings.METRICS_TOKEN
-    if expected:
-        keyword, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if keyword.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), expected.encode()):
-            return True
+    if bearer_matches(request):
+        return True
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.is_active:
         return has_role(user, INFOSEC)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from drf_spectacular.utils import (
     OpenApiExample,
     PolymorphicProxySerializer,
@@ -32,6 +33,7 @@ from governance.services.runtime_events import (
 )
 from web.api.auth import HasScope, token_of
 from web.api.docs import answers
+from web.metrics import runtime_events_counted
 
 TAG = "events"
 
@@ -160,5 +162,8 @@ class EventsIngestApi(APIView):
              "created": r.created}
             for event, r in zip(events, recorded, strict=True)
         ]
+        # Counted once the batch is durable (a rolled-back request counts nothing).
+        types, news = [str(event["type"]) for event in events], [r.created for r in recorded]
+        transaction.on_commit(lambda: runtime_events_counted(types, news))
         created = any(r.created for r in recorded)
         return Response({"events": out}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -1,5 +1,5 @@
 """The quorum policy: a checkpoint without LEDGER_WITNESS_QUORUM cosignatures by its deadline is a violation,
-once per stall, on the dashboard, in the metrics and in /readyz (degraded, never down)."""
+once per stall, on the dashboard, in the metrics and in /status (degraded; /readyz is not affected)."""
 from __future__ import annotations
 
 import base64
@@ -92,20 +92,26 @@ def test_the_periodic_check_resubmits_to_a_witness_that_was_down(witnesses: Any,
     assert quorum_violations() == []
 
 
-def test_readyz_reports_witness_quorum_degraded_but_stays_ready(witnesses: Any, settings: Any, client: Client) -> None:
+def test_readyz_stays_ready_and_status_reports_witness_quorum_degraded(witnesses: Any, settings: Any,
+                                                                       client: Client) -> None:
+    settings.METRICS_TOKEN = TOKEN
     witnesses("honest", "wrong_key")
     settings.LEDGER_WITNESS_DEADLINE = 0.01
     checkpoint_witness(checkpoint_id=checkpoint_of(3).pk)
     response = client.get("/readyz")
     body = json.loads(response.content)
     assert response.status_code == 200 and body["ready"] is True
-    assert body["checks"]["witness_quorum"] == "degraded" and body["degraded"] == ["witness_quorum"]
+    assert "witness_quorum" not in body["checks"]  # the web tier's readiness is not the witnesses' business
+    status = json.loads(client.get("/status", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content)
+    assert status["checks"]["witness_quorum"] == "degraded" and status["degraded"] == ["witness_quorum"]
+    assert status["status"] == "degraded"
 
 
-def test_readyz_without_witnesses_is_unchanged(settings: Any, client: Client) -> None:
+def test_status_without_witnesses_has_no_quorum_check(settings: Any, client: Client) -> None:
+    settings.METRICS_TOKEN = TOKEN
     settings.LEDGER_WITNESSES = []
-    body = json.loads(client.get("/readyz").content)
-    assert "witness_quorum" not in body["checks"] and "degraded" not in body
+    body = json.loads(client.get("/status", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content)
+    assert "witness_quorum" not in body["checks"] and body["degraded"] == []
 
 
 def test_metrics_show_lag_and_refusals(witnesses: Any, settings: Any, client: Client) -> None:

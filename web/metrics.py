@@ -63,7 +63,7 @@ from access.models import Grant
 from access.roles import INFOSEC, has_role
 from audit.models import Checkpoint, LedgerHead, PendingEntry, VerificationRun
 from audit.services.witnessing import witness_quorum_status
-from governance.models import ComplianceViolation, PromotionRequest
+from governance.models import ComplianceViolation, PromotionRequest, WebhookDelivery
 from web.health import bearer_matches, sequencer_lag_seconds
 from web.logging import route_of
 
@@ -302,6 +302,15 @@ def _collect_db() -> Iterator[Any]:
     for kind in ComplianceViolation.Kind.values:
         violations.add_metric([kind], open_counts.get(kind, 0))
     yield violations
+    # The webhook outbox (docs/promotions.md): accepted deliveries whose follow-up has not run yet. A few
+    # rows for a few seconds is normal; an old one means the drain is not running or keeps failing.
+    outbox = WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING).aggregate(
+        n=Count("id"), oldest=Min("received_at"))
+    yield _gauge("governance_mlflow_webhook_outbox_pending",
+                 "Accepted MLflow webhook deliveries whose follow-up (a model sync) has not run yet.", outbox["n"])
+    yield _gauge("governance_mlflow_webhook_outbox_oldest_age_seconds",
+                 "Seconds the oldest pending webhook delivery has waited for its follow-up (0 when none).",
+                 max((now - outbox["oldest"]).total_seconds(), 0.0) if outbox["oldest"] is not None else 0.0)
     expiring = GaugeMetricFamily("governance_access_grants_expiring",
                                  "Active grants that expire within the window.", labels=["within"])
     active = Grant.objects.filter(revoked_at__isnull=True, expires_at__gt=now)

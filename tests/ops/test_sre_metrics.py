@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from audit.ledger import Subject
-from governance.models import ComplianceViolation
+from governance.models import ComplianceViolation, WebhookDelivery
 from governance.services.compliance import violation_acknowledge, violation_record
 from tests.access.helpers import grant
 from tests.ops.helpers import own_redis
@@ -84,6 +84,33 @@ def test_open_violations_by_kind(client: Client, infosec: User) -> None:
     assert value(after, "governance_compliance_violations_open", kind=kinds.INTEGRITY) == 1
     assert value(after, "governance_compliance_violations_open", kind=kinds.OUT_OF_BAND_ALIAS) == 1
     assert value(after, "governance_compliance_violations_open", kind=kinds.CLASSIFICATION) == 0
+
+
+def test_the_webhook_outbox_backlog_and_its_oldest_age(client: Client) -> None:
+    assert value(scrape(client), "governance_mlflow_webhook_outbox_pending") == 0
+    assert value(scrape(client), "governance_mlflow_webhook_outbox_oldest_age_seconds") == 0
+
+    # given: two deliveries waiting for their follow-up (the oldest for ten minutes), one done long ago
+    rows = [WebhookDelivery.objects.create(delivery_id=f"d{i}", entity="model_version_tag", action="set",
+                                           model="fraud-detector", state=state)
+            for i, state in enumerate(("pending", "pending", "done"))]
+    now = time.time()
+    WebhookDelivery.objects.filter(pk=rows[0].pk).update(received_at=_ago(600))
+    WebhookDelivery.objects.filter(pk=rows[2].pk).update(received_at=_ago(86400))
+
+    # then
+    text = scrape(client)
+    assert value(text, "governance_mlflow_webhook_outbox_pending") == 2
+    age = value(text, "governance_mlflow_webhook_outbox_oldest_age_seconds")
+    assert age is not None and 600 <= age < 600 + (time.time() - now) + 5
+
+
+def _ago(seconds: float) -> Any:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() - timedelta(seconds=seconds)
 
 
 def test_the_last_successful_registry_sweep(client: Client, mlflow_store: Any) -> None:

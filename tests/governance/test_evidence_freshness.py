@@ -138,15 +138,16 @@ def test_with_mlflow_down_an_approval_is_refused_and_nothing_is_written(
 
 def test_the_api_answers_503_with_retry_after_when_mlflow_is_down_at_approval(
     mlflow_store: MlflowStore, omar: User, adam: User, envs: dict[str, Environment],
-    django_capture_on_commit_callbacks: Capture, request: pytest.FixtureRequest, as_user: Any,
+    django_capture_on_commit_callbacks: Capture, request: pytest.FixtureRequest, as_user: Any, settings: Any,
 ) -> None:
+    settings.RETRY_AFTER_SECONDS = 17  # one setting for every 503, the registry's included
     promotion = staging_request(mlflow_store, omar, envs, django_capture_on_commit_callbacks)
     request.getfixturevalue("mlflow_down")
     size = ledger_size()
 
     response = as_user(adam).post(f"/api/v1/promotions/{promotion.pk}/approve", {"comment": "ok"}, format="json")
 
-    assert response.status_code == 503 and response["Retry-After"] == "30"
+    assert response.status_code == 503 and response["Retry-After"] == "17"
     assert response["Content-Type"] == "application/problem+json"
     body = response.json()
     assert (body["status"], body["code"], body["dependency"]) == (503, "unavailable", "registry")

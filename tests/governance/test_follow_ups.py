@@ -8,6 +8,7 @@ moved past the grace; Celery is eager, so a re-queued task runs in it. MLflow is
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Callable
@@ -208,7 +209,7 @@ def test_re_queues_of_one_follow_up_back_off_while_no_worker_takes_them(settings
             due.append(minute)
             last = now
     assert due[:6] == [2, 4, 8, 16, 32, 64]  # the grace, then doubling
-    gaps = {b - a for a, b in zip(due[5:], due[6:], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(due[5:])}
     assert gaps == {MAX_GAP.seconds // 60}  # then once an hour
 
 

@@ -334,6 +334,9 @@ class ExportJob(models.Model):
     ledger_seq = models.BigIntegerField(null=True, blank=True)
     checkpoint_size = models.BigIntegerField(null=True, blank=True)  # the tree the export is anchored to
     created_at = models.DateTimeField()
+    # When its task (``run_export``) was last queued, by the request or by the sweep that re-queues a lost one;
+    # None: not the worker's to write (the export_audit command writes its own).
+    queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

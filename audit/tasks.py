@@ -9,7 +9,7 @@ from django.dispatch import receiver
 
 from audit import ledger, signals
 from audit.export.errors import ExportError
-from audit.export.service import export_run
+from audit.export.service import RUN_TIME_LIMIT, export_run
 from audit.services import checkpoints
 from audit.services.integrity import verification_run
 from audit.services.retention import retention_run
@@ -51,13 +51,17 @@ def make_checkpoint() -> int | None:
     retry_backoff=True,
     max_retries=3,
     soft_time_limit=3 * 3600,
-    time_limit=3 * 3600 + 300,
+    time_limit=int(RUN_TIME_LIMIT.total_seconds()),
 )
 def run_export(export_id: int) -> str | None:
-    """Write an export's file (``audit.export.export_run``); a finished export is left as it is.
+    """Write an export's file (``audit.export.export_run``); a finished export is left as it is, and one
+    another run is writing is left to it (so a re-queued task next to a lost one's twin writes once).
 
     An export that cannot be made (a refused scope, a ledger that is not intact) is
     marked failed with the reason and not retried; database hiccups are retried.
+    A task lost after the export committed (the broker failed between the receiver's check and the
+    publish) is queued again by the beat's sweep (``web.follow_ups``) once ``queued_at`` is older than
+    ``FOLLOW_UP_GRACE_SECONDS``.
     """
     try:
         job = export_run(export_id=export_id)
@@ -168,5 +172,7 @@ def _witnessing_requested(sender: object, *, checkpoint_id: int, **kwargs: objec
 
 @receiver(signals.export_requested, dispatch_uid="audit.tasks.export_requested")
 def _export_requested(sender: object, *, export_id: int, **kwargs: object) -> None:
-    require_broker()  # else the export would stay queued forever: refuse it now (503), nothing written
+    # Else the export would wait for the sweep: refuse it now (503), nothing written. A broker failing after
+    # this check loses the task, not the export: it is pending with its queued_at, and the sweep re-queues it.
+    require_broker()
     transaction.on_commit(lambda: run_export.delay(export_id))

@@ -270,6 +270,13 @@ SPECTACULAR_SETTINGS = {
 # Seconds a client is told to wait (Retry-After) when a dependency (cache, database, broker) is down
 # (503 unavailable) or its Idempotency-Key is still in progress (409). docs/api.md, "Retrying".
 RETRY_AFTER_SECONDS = env_int("RETRY_AFTER_SECONDS", 5, minimum=1)
+# A change that commits queues its follow-up task after the commit (a deployment, a rollout's completion, a
+# rollback, an export); a broker failing in between loses the task. The beat's sweep (web.follow_ups) runs every
+# SWEEP_INTERVAL seconds and re-queues a follow-up outstanding for longer than GRACE_SECONDS since it was
+# queued or last started an attempt. The grace must exceed what a live task can go without starting an attempt
+# (a time limit of 90 s plus a retry countdown of at most 16 s), or a slow task gets a (harmless) twin.
+FOLLOW_UP_SWEEP_INTERVAL = env_float("FOLLOW_UP_SWEEP_INTERVAL", 30.0, minimum=1)
+FOLLOW_UP_GRACE_SECONDS = env_int("FOLLOW_UP_GRACE_SECONDS", 120, minimum=10)
 # How long an Idempotency-Key's response is kept for replays; the beat task below deletes expired ones.
 IDEMPOTENCY_KEY_TTL_HOURS = env_float("IDEMPOTENCY_KEY_TTL_HOURS", 24.0, minimum=1)
 # The cache holds only the API throttle's and the webhook rate limit's counters (both fail open,
@@ -628,6 +635,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.run_retention",
         "schedule": crontab(minute=30, hour=RETENTION_HOUR),
         "options": {"expires": 3600},
+    },
+    # Follow-up tasks lost between a commit and their publish (broker down) are queued again (web.tasks).
+    "follow-ups-requeue-stalled": {
+        "task": "web.tasks.requeue_stalled_follow_ups",
+        "schedule": timedelta(seconds=FOLLOW_UP_SWEEP_INTERVAL),
+        "options": {"expires": FOLLOW_UP_SWEEP_INTERVAL},
     },
     # Expired Idempotency-Key responses are deleted (web.tasks).
     "web-idempotency-keys-purge": {

@@ -225,10 +225,20 @@ class PromotionRequest(models.Model):
     # Set when a canary/shadow is reported completed: the main alias is about to move (complete_rollout).
     # Until promotion_alias_applied records it, the alias reconcile treats the move as ours, not out of band.
     rollout_completing_at = models.DateTimeField(null=True, blank=True)
+    # The follow-up task asked for after commit and not finished yet (its Celery name; "" none): the outbox the
+    # beat's sweep re-queues from when the broker lost it (governance.services.follow_ups). ``follow_up_since``:
+    # when it was asked for; ``follow_up_at``: when it was last queued or last started an attempt.
+    follow_up = models.CharField(max_length=60, blank=True, default="")
+    follow_up_since = models.DateTimeField(null=True, blank=True)
+    follow_up_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["environment", "state"], name="promotion_env_state")]
+        indexes = [
+            models.Index(fields=["environment", "state"], name="promotion_env_state"),
+            # The sweep reads only the few requests with a follow-up outstanding.
+            models.Index(fields=["follow_up_at"], name="promotion_follow_up_due", condition=~Q(follow_up="")),
+        ]
         constraints = [
             # At most one open request per version and environment.
             models.UniqueConstraint(

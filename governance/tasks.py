@@ -7,7 +7,9 @@ after commit when the services announce a change (``governance.signals``).
 """
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -19,7 +21,15 @@ from django.utils import timezone
 from governance import registry, selectors, signals
 from governance.errors import InvalidState, RegistryUnreachable
 from governance.models import GovernanceChangeRequest, PromotionRequest
-from governance.services import break_glass, change_requests, deployments, promotions, registry_mirror, webhooks
+from governance.services import (
+    break_glass,
+    change_requests,
+    deployments,
+    follow_ups,
+    promotions,
+    registry_mirror,
+    webhooks,
+)
 from web.outage import require_broker
 
 logger = logging.getLogger(__name__)
@@ -72,7 +82,27 @@ def _retry_or_give_up(task: Any, request: PromotionRequest, exc: BaseException) 
     logger.warning("promotion %s: MLflow alias change failed: %s", request.pk, exc.__class__.__name__)
 
 
-@shared_task(name="governance.tasks.apply_promotion", **_TASK)
+def _follows_up(name: str) -> Callable[[Callable[[Any, int], str]], Callable[[Any, int], str]]:
+    """A promotion's follow-up task (``governance.services.follow_ups``): each attempt stamps the request's mark
+    as it starts (the sweep leaves a live task alone) and clears it when it returns. An attempt that raises
+    (Celery retries it) or dies with its worker leaves the mark: the retry stamps it again, a lost one is
+    re-queued by the sweep once the mark is older than ``FOLLOW_UP_GRACE_SECONDS``."""
+
+    def wrap(run: Callable[[Any, int], str]) -> Callable[[Any, int], str]:
+        @functools.wraps(run)
+        def task(self: Any, request_id: int) -> str:
+            follow_ups.promotion_follow_up_attempt(promotion_id=request_id, task=name)
+            outcome = run(self, request_id)
+            follow_ups.promotion_follow_up_done(promotion_id=request_id, task=name)
+            return outcome
+
+        return task
+
+    return wrap
+
+
+@shared_task(name=follow_ups.APPLY_PROMOTION, **_TASK)
+@_follows_up(follow_ups.APPLY_PROMOTION)
 def apply_promotion(self: Any, request_id: int) -> str:
     """Move the environment's alias (or the rollout's candidate alias) to an approved version."""
     request = _load(request_id)
@@ -109,7 +139,8 @@ def apply_promotion(self: Any, request_id: int) -> str:
     return f"{alias} -> {request.version.ref}"
 
 
-@shared_task(name="governance.tasks.complete_rollout", **_TASK)
+@shared_task(name=follow_ups.COMPLETE_ROLLOUT, **_TASK)
+@_follows_up(follow_ups.COMPLETE_ROLLOUT)
 def complete_rollout(self: Any, request_id: int) -> str:
     """A canary/shadow finished: the environment's alias moves to the version; the candidate alias goes."""
     request = _load(request_id)
@@ -132,7 +163,8 @@ def complete_rollout(self: Any, request_id: int) -> str:
     return f"{main} -> {request.version.ref}"
 
 
-@shared_task(name="governance.tasks.remove_candidate_alias", **_TASK)
+@shared_task(name=follow_ups.REMOVE_CANDIDATE_ALIAS, **_TASK)
+@_follows_up(follow_ups.REMOVE_CANDIDATE_ALIAS)
 def remove_candidate_alias(self: Any, request_id: int) -> str:
     """A canary/shadow failed: remove its candidate alias if it still names the version (else it is not ours)."""
     request = _load(request_id)
@@ -153,7 +185,8 @@ def remove_candidate_alias(self: Any, request_id: int) -> str:
     return f"removed {alias}"
 
 
-@shared_task(name="governance.tasks.apply_rollback", **_TASK)
+@shared_task(name=follow_ups.APPLY_ROLLBACK, **_TASK)
+@_follows_up(follow_ups.APPLY_ROLLBACK)
 def apply_rollback(self: Any, request_id: int) -> str:
     """Point the environment's alias at whatever is live now (the restored version), or remove it."""
     request = _load(request_id)
@@ -273,30 +306,40 @@ def summarise_webhook_refusals() -> int:
 # A follow-up that nothing else would redo (deploy, complete, remove the candidate, roll back) first checks
 # that the broker accepts connections, inside the service's transaction: when it does not, the change
 # rolls back and the caller gets a 503 (web.outage) instead of a committed change that never moves on.
+# It is also marked on the request in that transaction (governance.services.follow_ups): a broker that
+# fails after the check loses the task, not the follow-up, which the beat's sweep (web.follow_ups) re-queues.
+
+
+def _follow_up_after_commit(task: Any, promotion_id: int) -> None:
+    require_broker()
+    follow_ups.promotion_follow_up_request(promotion_id=promotion_id, task=task.name)
+    transaction.on_commit(lambda: task.delay(promotion_id))
 
 
 @receiver(signals.promotion_approved)
 def _deploy_when_approved(*, promotion_id: int, **_: Any) -> None:
-    require_broker()
-    transaction.on_commit(lambda: apply_promotion.delay(promotion_id))
+    _follow_up_after_commit(apply_promotion, promotion_id)
 
 
 @receiver(signals.rollout_completed)
 def _complete_rollout_when_reported(*, promotion_id: int, **_: Any) -> None:
-    require_broker()
-    transaction.on_commit(lambda: complete_rollout.delay(promotion_id))
+    _follow_up_after_commit(complete_rollout, promotion_id)
 
 
 @receiver(signals.rollout_failed)
 def _remove_candidate_alias_when_failed(*, promotion_id: int, **_: Any) -> None:
-    require_broker()
-    transaction.on_commit(lambda: remove_candidate_alias.delay(promotion_id))
+    _follow_up_after_commit(remove_candidate_alias, promotion_id)
 
 
 @receiver(signals.promotion_rolled_back)
 def _apply_rollback_when_rolled_back(*, promotion_id: int, **_: Any) -> None:
-    require_broker()
-    transaction.on_commit(lambda: apply_rollback.delay(promotion_id))
+    _follow_up_after_commit(apply_rollback, promotion_id)
+
+
+#: The follow-up tasks by name, for the sweep (a name read from the database never picks any other task).
+FOLLOW_UP_TASKS: dict[str, Any] = {
+    t.name: t for t in (apply_promotion, complete_rollout, remove_candidate_alias, apply_rollback)
+}
 
 
 @receiver(signals.webhook_delivery_accepted)

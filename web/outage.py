@@ -261,8 +261,9 @@ def require_broker(timeout: float | None = None) -> None:
     Called by the receivers that queue a task *after* their service commits (``transaction.on_commit``)
     while the service's transaction is still open: an unreachable broker then rolls the change back
     (503, nothing written) instead of committing a change whose follow-up cannot be queued. A broker
-    that dies between this check and the publish is still possible; that narrow window is documented
-    in docs/api.md ("Retrying")."""
+    that dies between this check and the publish is still possible: the change then committed with a
+    mark that its follow-up is owed, and the beat's sweep queues it again (``web.follow_ups``;
+    docs/api.md, "Retrying")."""
     address = broker_address()
     if address is None:
         return

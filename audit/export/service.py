@@ -6,11 +6,13 @@ import contextlib
 import hashlib
 import os
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.ledger import Actor, Subject, integrate, record
@@ -88,7 +90,8 @@ def export_create(
             raise ExportError(f"the ledger signed no checkpoint of tree size {scope.since_checkpoint}",
                               code="unknown_checkpoint")
     now = timezone.now()
-    job = ExportJob.objects.create(created_by=actor, format=fmt, created_at=now)
+    # queued_at: the worker's to write (the sweep re-queues it if its task is lost); None: the caller writes it.
+    job = ExportJob.objects.create(created_by=actor, format=fmt, created_at=now, queued_at=now if enqueue else None)
     payload_scope: dict[str, Any] = {
         "since": scope.since,
         "until": scope.until,
@@ -139,8 +142,25 @@ def anchor(seq: int) -> Checkpoint:
     return checkpoint
 
 
+#: The hard time limit of ``audit.tasks.run_export``: an export ``running`` for longer than this has no live
+#: writer (the limit killed it, or its worker died), so it may be claimed again.
+RUN_TIME_LIMIT = timedelta(seconds=3 * 3600 + 300)
+
+
+def export_run_claim(*, job: ExportJob, now: datetime) -> bool:
+    """Claim ``job`` for writing: ``running`` from now, unless another writer holds it (``running`` and started
+    less than ``RUN_TIME_LIMIT`` ago). One conditional UPDATE: of two writers at once exactly one gets it (on
+    PostgreSQL the second waits for the first's row lock, then finds it running)."""
+    free = ~Q(state=ExportJob.State.RUNNING) | Q(started_at__isnull=True) | Q(started_at__lte=now - RUN_TIME_LIMIT)
+    return bool(ExportJob.objects.filter(free, pk=job.pk).update(
+        state=ExportJob.State.RUNNING, started_at=now, error="", entries_done=0
+    ))
+
+
 def export_run(*, export_id: int, out: Path | None = None, progress: Progress | None = None) -> ExportJob:
-    """Write export ``export_id``'s file; idempotent (a finished export is left as it is).
+    """Write export ``export_id``'s file; idempotent (a finished export is left as it is) and safe to run twice
+    at once (a re-queued task next to the lost one's twin, a redelivery): the second finds the export
+    ``running`` (``export_run_claim``) and returns it as it is, writing nothing.
 
     ``out`` writes to that path instead of ``VAR_DIR/exports`` (the command line).
     The file is written next to its destination and renamed into place, so a crash
@@ -153,9 +173,9 @@ def export_run(*, export_id: int, out: Path | None = None, progress: Progress | 
     if out is None and job.state == ExportJob.State.DONE and job.file_path and Path(job.file_path).exists():
         return job
     path = Path(out) if out is not None else exports_dir() / path_name(job)
-    ExportJob.objects.filter(pk=job.pk).update(
-        state=ExportJob.State.RUNNING, started_at=timezone.now(), error="", entries_done=0
-    )
+    if not export_run_claim(job=job, now=timezone.now()):
+        job.refresh_from_db()
+        return job
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +216,26 @@ def export_run(*, export_id: int, out: Path | None = None, progress: Progress | 
         progress(count, p.total)
     job.refresh_from_db()
     return job
+
+
+def exports_outstanding(*, queued_before: datetime, limit: int = 500) -> list[ExportJob]:
+    """The worker's exports not written although their task was queued before ``queued_before``: still
+    ``pending`` (the task was lost: a broker failing after the commit), or ``running`` past ``RUN_TIME_LIMIT``
+    (its writer died). A read, oldest first: nothing is claimed."""
+    stale_run = Q(state=ExportJob.State.RUNNING, started_at__lte=timezone.now() - RUN_TIME_LIMIT)
+    return list(
+        ExportJob.objects.filter(Q(state=ExportJob.State.PENDING) | stale_run, queued_at__lte=queued_before)
+        .order_by("queued_at", "pk")[:limit]
+    )
+
+
+def export_requeue_claim(*, job: ExportJob, now: datetime) -> bool:
+    """Claim a re-queue of ``job``'s task: ``queued_at`` becomes ``now`` if it is still the one read and the
+    export still waits (else it started, or another sweep claimed it: False). Bookkeeping, not a ledger entry
+    (``ledger.exported`` was recorded when it was asked for; nothing about the export changes)."""
+    return bool(ExportJob.objects.filter(
+        pk=job.pk, queued_at=job.queued_at, state=job.state, started_at=job.started_at,
+    ).update(queued_at=now))
 
 
 def _file_digest(path: Path) -> tuple[str, int]:

@@ -833,8 +833,8 @@ def test_approving_reads_the_approvals_once_under_the_lock(
     # when the second approval completes it
     # then: SAVEPOINT/RELEASE aside, the roles, lock, the approver's accounts, approve_promotion
     # grants, freeze, policy, approvals, the gates' two reads, the approval, its entry, one UPDATE
-    # (evidence + decision) and the approved entry
-    with django_assert_num_queries(15):
+    # (evidence + decision), the approved entry and the deployment's follow-up mark (one UPDATE)
+    with django_assert_num_queries(16):
         approve(approver, request)
     assert fresh(request).state == State.APPROVED
     assert entry_of(request, "promotion.approved").payload["approvers"] == sorted(

@@ -6,27 +6,44 @@ could only ever come after the fact. The receivers that queue a follow-up nothin
 broker accepts connections (``web.outage.require_broker``): when it does not, the change rolls back
 and the caller gets 503 ``unavailable`` (broker) with ``Retry-After`` - nothing written.
 
-The second test shows the window that check cannot close, honestly: a broker that accepts the
-check's connection but fails the publish after the commit. The change is then committed without
-its task; the caller still gets a 503, and a retry with the same ``Idempotency-Key`` is told the
-truth (the stored 202, replayed).
+The window that check cannot close: a broker that accepts the check's connection but fails the
+publish after the commit. The change is then committed without its task; the caller still gets a
+503, and a retry with the same ``Idempotency-Key`` is told the truth (the stored 202, replayed). The
+change left its mark in its own transaction (``ExportJob.queued_at``, ``PromotionRequest.follow_up``),
+so once the broker is back (a redis-server of the test's own) the beat's sweep
+(``web.tasks.requeue_stalled_follow_ups``, run here in-process) publishes the task again past the
+grace, and only then: the export is written and the promotion deployed, once, by running what was
+published as a worker would.
 """
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from django.test import override_settings
+from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
-from audit.models import ExportJob, PendingEntry
+from access import roles
+from audit.ledger import integrate
+from audit.models import Entry, ExportJob, PendingEntry
 from config.celery import app
+from governance.models import Environment, ModelVersion, PromotionRequest
+from governance.services import promotions, registry_mirror
 from tests.api.helpers import problem_of
 from tests.audit.integration.helpers import fill
-from tests.ops.redis_server import free_port
+from tests.governance.helpers import ensure_defaults
+from tests.governance.mlflow_helpers import MlflowStore, catalogued, user
+from tests.ops.redis_server import RedisServer, free_port
 from web.models import IdempotencyRecord
+from web.tasks import requeue_stalled_follow_ups
 
 URL = "/api/v1/exports"
 
@@ -123,24 +140,136 @@ class _AcceptThenClose:
         self.sock.close()
 
 
-def test_a_broker_failing_after_the_check_leaves_the_change_committed_and_the_retry_says_so(
-        committing_db, broker_at, people, as_user):
+@pytest.fixture
+def flaky() -> Iterator[_AcceptThenClose]:
+    server = _AcceptThenClose()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def broker_back(tmp_path: Path) -> Iterator[RedisServer]:
+    """The broker that returns: a redis-server of the test's own (started by the test, killed afterwards)."""
+    work = tmp_path / "redis"
+    work.mkdir()
+    server = RedisServer(work)
+    yield server
+    server.kill()
+
+
+def published(server: RedisServer) -> list[tuple[str, list[object]]]:
+    """Take every task message off the broker's default queue: (task name, args), as a worker receives them."""
+    client = redis.Redis.from_url(server.url)
+    out = []
+    while (raw := client.rpop("celery")) is not None:
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        out.append((message["headers"]["task"], args))
+    client.close()
+    return out
+
+
+def run_as_a_worker(messages: list[tuple[str, list[object]]]) -> list[object]:
+    return [app.tasks[name](*args) for name, args in messages]
+
+
+GRACE = 120
+
+
+def past_the_grace(seconds: int = 1) -> object:
+    return timezone.now() + timedelta(seconds=GRACE + seconds)
+
+
+def test_a_broker_failing_after_the_check_leaves_the_change_committed_and_the_sweep_writes_the_export_once(
+        committing_db, broker_at, flaky, broker_back, people, as_user, settings):
+    settings.FOLLOW_UP_GRACE_SECONDS = GRACE
     fill(3, subjects=1)
     auditor = as_user(people.auditor)
-    flaky = _AcceptThenClose()
-    try:
-        broker_at(f"redis://127.0.0.1:{flaky.port}/0")
-        before = rows()
+    broker_at(f"redis://127.0.0.1:{flaky.port}/0")
+    before = rows()
 
-        response = start(auditor, "export-window")
+    response = start(auditor, "export-window")
 
-        # the publish failed after the commit: 503, but the export and its entry are committed (its task
-        # was not queued; docs/api.md "Retrying" says so), and so is the stored 202 of the key
-        assert response.status_code == 503
-        assert problem_of(response)["code"] == "unavailable"
-        assert rows() == (before[0] + 1, before[1] + 1, before[2] + 1)
-        retry = start(auditor, "export-window")
-        assert retry.status_code == 202 and retry["Idempotent-Replayed"] == "true"
-        assert rows()[0] == before[0] + 1
-    finally:
-        flaky.close()
+    # the publish failed after the commit: 503, but the export and its entry are committed (its task
+    # was not queued), and so is the stored 202 of the key
+    assert response.status_code == 503
+    assert problem_of(response)["code"] == "unavailable"
+    assert rows() == (before[0] + 1, before[1] + 1, before[2] + 1)
+    retry = start(auditor, "export-window")
+    assert retry.status_code == 202 and retry["Idempotent-Replayed"] == "true"
+    assert rows()[0] == before[0] + 1
+    job = ExportJob.objects.get()
+    assert job.state == ExportJob.State.PENDING and job.queued_at is not None
+
+    # the broker is back; within the grace the sweep leaves the export alone (its task may just be slow)
+    broker_back.start()
+    broker_at(broker_back.url)
+    assert requeue_stalled_follow_ups.apply(kwargs={}).get()["requeued"] == 0  # the beat task, as scheduled
+    assert published(broker_back) == []
+
+    # past the grace it publishes the export's task again, once; run as a worker would, it writes the file
+    from web import follow_ups
+
+    assert follow_ups.requeue_stalled_follow_ups(now=past_the_grace())["requeued"] == 1
+    messages = published(broker_back)
+    assert messages == [("audit.tasks.run_export", [job.pk])]
+    [path] = run_as_a_worker(messages)
+    job.refresh_from_db()
+    assert job.state == ExportJob.State.DONE and job.file_path == path and Path(path).exists()
+
+    # a sweep run again publishes nothing more; one export, recorded once
+    assert follow_ups.requeue_stalled_follow_ups(now=past_the_grace(3600))["requeued"] == 0
+    assert published(broker_back) == []
+    integrate()
+    assert ExportJob.objects.count() == 1 and Entry.objects.filter(event_type="ledger.exported").count() == 1
+
+
+def test_a_promotion_approved_while_the_broker_fails_after_the_check_is_deployed_by_the_sweep_once(
+        committing_db, mlflow_store: MlflowStore, broker_at, flaky, broker_back, settings):
+    from web import follow_ups
+
+    settings.FOLLOW_UP_GRACE_SECONDS = GRACE
+    ensure_defaults()
+    catalogued()
+    mlflow_store.register("fraud-detector", mlflow_store.run(metrics={"auc": 0.91}))
+    registry_mirror.registry_reconcile()
+    omar = user("omar", roles.MODEL_OWNER)
+    broker_at(f"redis://127.0.0.1:{flaky.port}/0")
+
+    # dev approves at once: the approval commits, then its deployment's publish fails (the API answers that
+    # with a 503, as for the export above; here the service is called directly, and the error reaches us)
+    with pytest.raises(KombuOperationalError):
+        promotions.promotion_request(actor=omar, version=ModelVersion.objects.get(version=1),
+                                     environment=Environment.objects.get(name="dev"), reason="nightly")
+    request = PromotionRequest.objects.get()
+    assert request.state == PromotionRequest.State.APPROVED
+    assert request.follow_up == "governance.tasks.apply_promotion"
+    assert mlflow_store.aliases("fraud-detector") == {}
+
+    # the broker is back; within the grace the promotion is not touched
+    broker_back.start()
+    broker_at(broker_back.url)
+    assert follow_ups.requeue_stalled_follow_ups(now=timezone.now())["requeued"] == 0
+    request.refresh_from_db()
+    assert request.state == PromotionRequest.State.APPROVED and published(broker_back) == []
+
+    # past it: its deployment is published again, once, and deploys
+    assert follow_ups.requeue_stalled_follow_ups(now=past_the_grace())["requeued"] == 1
+    messages = published(broker_back)
+    assert messages == [("governance.tasks.apply_promotion", [request.pk])]
+    run_as_a_worker(messages)
+    request.refresh_from_db()
+    assert request.state == PromotionRequest.State.DEPLOYED and request.follow_up == ""
+    assert mlflow_store.aliases("fraud-detector") == {"dev": 1}
+    integrate()
+    deployed = Entry.objects.filter(subject_type="promotion_request", subject_id=str(request.pk),
+                                    event_type="promotion.deployed")
+    assert deployed.count() == 1
+
+    # the sweep again, and the published task once more (a twin): nothing more happens
+    assert follow_ups.requeue_stalled_follow_ups(now=past_the_grace(3600))["requeued"] == 0
+    assert published(broker_back) == []
+    size = Entry.objects.count()
+    run_as_a_worker(messages)
+    integrate()
+    assert Entry.objects.count() == size and mlflow_store.aliases("fraud-detector") == {"dev": 1}

@@ -60,6 +60,10 @@ REQUEUED = Counter(
     ["task"],
 )
 
+# Every task the sweep may re-queue is a series from the start (at 0), so that increase() sees the first one.
+for _task in (*FOLLOW_UP_TASKS.values(), run_export):
+    REQUEUED.labels(task=_task.name)
+
 
 def requeue_due(*, since: datetime, last: datetime, now: datetime, grace: timedelta) -> bool:
     """A follow-up asked for at ``since`` and last queued (or started) at ``last`` is due for a re-queue at

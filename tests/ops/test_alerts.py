@@ -82,6 +82,7 @@ def exported(client: Client, settings: Any, witness_factory: Any, mlflow_store: 
     from audit.signing import current_verifier_key
     from audit.tasks import integrate_pending
     from governance import tasks
+    from web import follow_ups  # noqa: F401  (the sweep's counter: on the worker, as the beat task imports it)
 
     settings.METRICS_TOKEN = TOKEN
     notes(3)

@@ -228,17 +228,31 @@ class Stack:
         assert spec.get("cap_drop") == ["ALL"]
         assert "no-new-privileges:true" in (spec.get("security_opt") or [])
         user = ["--reuid", str(as_user), "--regid", str(as_user), "--clear-groups"] if as_user is not None else []
+        hold_venv, restore_venv = self._venv_under_tmp_mounts()
         script = (
-            "set -e; mount --make-rprivate /; " + self._interpreter_mounts() +
+            "set -e; mount --make-rprivate /; " + self._interpreter_mounts() + hold_venv +
             "mount -t tmpfs -o mode=755 tmpfs /run; mkdir /run/secrets; "
             f"mount --bind -o ro {self.secrets} /run/secrets; "
             f"mount -t tmpfs -o mode=755 tmpfs /var/lib; mkdir /var/lib/governance; "
             f"mount --bind {self.volume} /var/lib/governance; "
             f"mount --bind {ctmp} /tmp; mount --bind {cshm} /dev/shm; "
+            + restore_venv +
             "mount -o remount,bind,ro /; "
             f'cd {self.app}; exec setpriv --no-new-privs --bounding-set {caps} --inh-caps -all {" ".join(user)} -- "$@"'
         )
         return ["unshare", "-m", "sh", "-c", script, "sh", *[self._path(a) for a in argv]]
+
+    def _venv_under_tmp_mounts(self) -> tuple[str, str]:
+        """Keep this virtualenv at its own path when it lives under /tmp (a clean clone in /tmp, as CI's
+        may be), which the container's own /tmp covers: its scripts name that path in their shebangs.
+        Held (before /tmp is covered), then bound back read-only into the container's /tmp."""
+        venv = Path(sys.prefix)  # as the scripts' shebangs name it (a bind follows a symlink)
+        if not venv.is_relative_to("/tmp"):
+            return "", ""
+        hold = self.scratch / "venv"
+        hold.mkdir(exist_ok=True)
+        return (f"mount --bind {venv} {hold}; ",
+                f"mkdir -p {venv}; mount --bind {hold} {venv}; mount -o remount,bind,ro {venv}; ")
 
     def _interpreter_mounts(self) -> str:
         """Let uid 10001 reach this virtualenv's base interpreter when it lives under a private directory

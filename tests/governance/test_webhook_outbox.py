@@ -8,8 +8,6 @@ delivery cannot be stored.
 """
 from __future__ import annotations
 
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -39,6 +37,7 @@ from governance.services import registry_mirror, webhooks
 from tests.governance.helpers import ensure_defaults, make_deployed
 from tests.governance.mlflow_helpers import MlflowStore, catalogued, entries, ledger_size, user
 from tests.governance.test_webhooks import SECRET, Capture, delivery, ledger_rows, post
+from tests.ops.helpers import RedisServer, free_port
 from tests.settings_helpers import settings_environ, settings_module
 
 NAME = "fraud-detector"
@@ -56,12 +55,6 @@ def _webhook_settings(settings: Any) -> None:
     cache.clear()  # the rate limit's windows live in the (process-wide) cache
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _reset_broker_pools() -> None:
     # The app keeps its broker connection and producer pools; they must follow broker_url.
     app._pool = None
@@ -72,26 +65,19 @@ def _reset_broker_pools() -> None:
 def dead_broker(tmp_path: Path) -> Iterator[str]:
     """Celery publishes to a Redis this fixture starts, reaches, and then kills (tasks no longer eager):
     from then on every ``.delay()`` fails, as with the broker down in production."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/12"
+    server = RedisServer(tmp_path)
+    server.start()
+    url = server.url.rsplit("/", 1)[0] + "/12"
     saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
     try:
         app.conf.update(task_always_eager=False, broker_url=url)
         _reset_broker_pools()
         with app.connection_for_write() as conn:  # the broker was up: what follows is its outage
             conn.ensure_connection(max_retries=20, interval_start=0.1, interval_step=0.1, interval_max=0.2)
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
         yield url
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        server.kill()
         app.conf.update(saved)
         _reset_broker_pools()
 
@@ -209,7 +195,7 @@ def test_a_delivery_that_cannot_be_stored_is_a_503_with_retry_after_and_mlflow_s
     before = ledger_rows()
     saved_port = connection.settings_dict["PORT"]
     connection.close()
-    connection.settings_dict["PORT"] = str(_free_port())  # PostgreSQL is unreachable from this process
+    connection.settings_dict["PORT"] = str(free_port())  # PostgreSQL is unreachable from this process
     try:
         response = post(client, body, headers)
     finally:

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -37,21 +38,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class OwnRedis:
-    """A redis-server of the test's own on a free port, so an outage can be made without touching the shared one."""
+class RedisServer:
+    """A redis-server of the test's own on a free port, so an outage can be made without touching the shared one.
 
-    def __init__(self) -> None:
+    ``start()``; ``kill()`` (SIGKILL: an outage, not a shutdown) or ``stop()`` (a shutdown); ``start()`` again
+    comes back on the same port. ``workdir`` is its ``--dir`` (the current directory when None)."""
+
+    def __init__(self, workdir: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server is not installed")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.workdir is not None:
+            argv += ["--dir", str(self.workdir)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -60,9 +65,15 @@ class OwnRedis:
                     if s.recv(16).startswith(b"+PONG"):
                         return
             except OSError:
-                time.sleep(0.05)
-        self.stop()
+                time.sleep(0.02)
+        self.kill()
         raise AssertionError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -72,8 +83,8 @@ class OwnRedis:
 
 
 @contextmanager
-def own_redis() -> Iterator[OwnRedis]:
-    server = OwnRedis()
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
     server.start()
     try:
         yield server

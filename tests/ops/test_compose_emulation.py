@@ -43,6 +43,8 @@ import pytest
 import yaml
 from django.db import connection
 
+from tests.ops.helpers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 BROKER = os.environ.get("CELERY_WORKER_TEST_BROKER_URL")
@@ -115,12 +117,6 @@ def dockerfile_runtime() -> dict[str, Any]:
         elif keyword == "WORKDIR":
             out["workdir"] = rest
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the emulated engine ------------------------------------------------------------------------

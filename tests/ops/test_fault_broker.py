@@ -41,7 +41,7 @@ from tests.api.helpers import problem_of
 from tests.audit.integration.helpers import fill
 from tests.governance.helpers import ensure_defaults
 from tests.governance.mlflow_helpers import MlflowStore, catalogued, user
-from tests.ops.redis_server import RedisServer, free_port
+from tests.ops.helpers import RedisServer, free_port
 from web.models import IdempotencyRecord
 from web.tasks import requeue_stalled_follow_ups
 

@@ -15,7 +15,7 @@ import pytest
 from django.core.cache import cache
 
 from tests.api.helpers import problem_of
-from tests.ops.redis_server import RedisServer
+from tests.ops.helpers import RedisServer
 from web.api.auth import local_buckets
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.ops.outage_urls")]

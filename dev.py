@@ -1,34 +1,91 @@
 #!/usr/bin/env python3
 """One entry point for a fresh machine with Python 3.11 and nothing else.
 
-    python3.11 dev.py demo   # set up, load demo data, serve the console on http://127.0.0.1:8000
-    python3.11 dev.py test   # set up, run the whole test suite (extra args go to pytest)
+    python3.11 dev.py demo [--host H] [--port N]   # set up, load demo data, serve the console (default 127.0.0.1:8000)
+    python3.11 dev.py test [pytest args]           # set up, run the whole test suite
+    python3.11 dev.py setup                        # set up only
 
-It creates .venv beside this file and installs the locked dependencies
-(requirements-dev.lock: exact versions with their hashes) and the project itself
-whenever pyproject.toml or the lock changed since the last install. The demo also runs one local
-witness (``python -m audit.witness serve`` on 127.0.0.1, key and state under
-var/witness/) and points the server at it, so its checkpoints show cosignatures;
-set LEDGER_WITNESSES yourself to use other witnesses instead.
+Set-up creates .venv beside this file and installs the locked dependencies (requirements-dev.lock:
+exact versions with their hashes) and the project itself whenever pyproject.toml or the lock changed
+since the last install. It installs with uv (itself taken from the lock, hash-checked, by pip), which
+is several times faster than pip; if uv cannot be installed it falls back to pip with the same lock.
+
+The demo also runs one local witness (``python -m audit.witness serve`` on 127.0.0.1, key and state
+under var/witness/) and points the server at it, so its checkpoints show cosignatures; set
+LEDGER_WITNESSES yourself to use other witnesses instead. Ctrl-C or SIGTERM stops the demo: the
+server (with its autoreloader child) and the witness go with it, nothing is left running.
+
+The test command runs the suite on both cores (pytest-xdist, ``-n auto``) unless you pass ``-n``
+yourself or select tests (``-k``, a path, ``-x``), where one process starts faster.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 import venv
 from pathlib import Path
+from types import FrameType
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
+UV = VENV / "bin" / "uv"
 STAMP = VENV / ".installed-pyproject-sha256"
 LOCK = ROOT / "requirements-dev.lock"
 
 
 def run(*cmd: str | Path, env: dict[str, str] | None = None) -> int:
     return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+
+
+def locked_requirement(name: str) -> str:
+    """The lock's block for one package (``name==version`` and its ``--hash`` lines), for pip to bootstrap it."""
+    lines = LOCK.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(f"{name}=="):
+            block = [line]
+            for following in lines[i + 1:]:
+                if not following.startswith("    --hash="):
+                    break
+                block.append(following)
+            return "\n".join(block).rstrip(" \\") + "\n"
+    raise LookupError(f"{name} is not in {LOCK.name}")
+
+
+def bootstrap_uv() -> bool:
+    """Install the locked uv into .venv with pip (hash-checked); False when that is impossible here."""
+    if UV.exists():
+        return True
+    try:
+        block = locked_requirement("uv")
+    except LookupError:
+        return False
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as req:
+        req.write(block)
+    try:
+        return run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes",
+                   "--no-deps", "-r", req.name) == 0 and UV.exists()
+    finally:
+        os.unlink(req.name)
+
+
+def install_with_uv() -> bool:
+    env = dict(os.environ, VIRTUAL_ENV=str(VENV))
+    return (run(UV, "pip", "install", "--quiet", "--python", PY, "--require-hashes", "-r", LOCK, env=env) == 0
+            and run(UV, "pip", "install", "--quiet", "--python", PY, "--no-deps", "-e", ROOT, env=env) == 0)
+
+
+def install_with_pip() -> bool:
+    return (run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes",
+                "-r", LOCK) == 0
+            and run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    "-e", ROOT) == 0)
 
 
 def ensure_venv() -> None:
@@ -40,18 +97,22 @@ def ensure_venv() -> None:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + LOCK.read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest:
         return
-    print("installing dependencies into .venv (first run takes a few minutes) ...", flush=True)
-    if run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip") != 0:
-        sys.exit("pip upgrade failed")
+    started = time.monotonic()
+    print("installing the locked dependencies into .venv ...", flush=True)
     # The lock, hash-checked, then the project alone: what is tested is exactly what was locked.
-    if run(PY, "-m", "pip", "install", "--quiet", "--require-hashes", "-r", LOCK) != 0:
+    if bootstrap_uv():
+        ok = install_with_uv()
+    else:
+        print("uv is not available here: installing with pip (slower)", flush=True)
+        ok = install_with_pip()
+    if not ok:
         sys.exit(f"installing {LOCK.name} failed")
-    if run(PY, "-m", "pip", "install", "--quiet", "--no-deps", "-e", ROOT) != 0:
-        sys.exit("installing the project failed")
     STAMP.write_text(digest)
+    print(f"installed in {time.monotonic() - started:.0f} s", flush=True)
 
 
 WITNESS_NAME = "demo-witness.localhost"
+ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - only to recognise what the user asked for
 
 
 def _output(*cmd: str | Path, env: dict[str, str]) -> str:
@@ -73,17 +134,90 @@ def start_demo_witness(env: dict[str, str]) -> subprocess.Popen[str] | None:
     witness = subprocess.Popen(
         [str(PY), "-m", "audit.witness", "serve", "--listen", "127.0.0.1:0", "--name", WITNESS_NAME,
          "--key", str(key), "--state", str(var / "state.json"), "--log", log_vkey],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True,
     )
     assert witness.stdout is not None
     line = witness.stdout.readline().strip()  # "listening on http://127.0.0.1:PORT"
     if not line.startswith("listening on "):
-        witness.terminate()
+        stop(witness)
         sys.exit(f"the demo witness did not start ({line or 'no output'})")
     url = line.removeprefix("listening on ")
     print(f"demo witness {WITNESS_NAME} at {url}", flush=True)
     env["LEDGER_WITNESSES"] = f"{url} {vkey}"
     return witness
+
+
+def stop(process: subprocess.Popen[str] | None) -> None:
+    """Stop a child started in its own session, with everything it started (runserver's autoreloader
+    child): SIGTERM to the process group, SIGKILL after 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGINT reached dev.py: unwind, stopping the children in ``finally``."""
+
+
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def demo(argv: list[str], env: dict[str, str]) -> int:
+    parser = argparse.ArgumentParser(prog="dev.py demo", description="Serve the demo console with demo data.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    args, runserver_args = parser.parse_known_args(argv)
+    if not 0 < args.port < 65536:
+        parser.error(f"--port must be 1-65535, not {args.port}")
+    url = f"http://{'127.0.0.1' if args.host in ANY_ADDRESS else args.host}:{args.port}"
+    if "ALLOWED_HOSTS" not in env and args.host not in {"127.0.0.1", "localhost"}:
+        # Reached by another name than 127.0.0.1: Django must accept that Host header.
+        env["ALLOWED_HOSTS"] = "*" if args.host in ANY_ADDRESS else f"127.0.0.1,localhost,{args.host}"
+    if args.host not in {"127.0.0.1", "localhost", "::1"}:
+        print(f"warning: the demo listens on {args.host}: its logins have a published password", flush=True)
+    env["DEMO_CONSOLE_URL"] = f"{url}/console/"
+    if run(PY, "manage.py", "migrate", "--noinput", "-v", "0", env=env) != 0:
+        return 1
+    witness = server = None
+    # From here on, Ctrl-C (SIGINT) and SIGTERM unwind through ``finally``: nothing is orphaned.
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    try:
+        witness = start_demo_witness(env)
+        if run(PY, "manage.py", "seed_demo", env=env) != 0:
+            return 1
+        bind = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
+        # Its own session, so that stopping it reaches the autoreloader's child too.
+        server = subprocess.Popen([str(PY), "manage.py", "runserver", bind, *runserver_args], cwd=ROOT, env=env,
+                                  start_new_session=True, text=True)
+        print(f"console: {url}/console/ (Ctrl-C stops the demo)", flush=True)
+        return server.wait()
+    except Stopped as why:
+        print(f"\n{why}: stopping the demo", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop(server)
+        stop(witness)
+
+
+def wants_one_process(rest: list[str]) -> bool:
+    """A selection or an explicit ``-n``: one process starts faster than spawning workers for a few tests."""
+    for arg in rest:
+        if arg in {"-n", "-x", "--exitfirst", "-k", "--lf", "--pdb"} or arg.startswith(("-n", "--numprocesses")):
+            return True
+        if not arg.startswith("-") and (ROOT / arg.split("::")[0]).exists():
+            return True
+    return False
 
 
 def main(argv: list[str]) -> int:
@@ -96,20 +230,11 @@ def main(argv: list[str]) -> int:
     if command == "setup":
         return 0
     if command == "test":
-        code = run(PY, "-m", "pytest", *rest, env=env)
+        parallel = [] if wants_one_process(rest) else ["-n", "auto"]
+        code = run(PY, "-m", "pytest", *parallel, *rest, env=env)
         # pytest exits 5 when a selection collected no tests; that is not a failure of the suite.
         return 0 if code == 5 else code
-    if run(PY, "manage.py", "migrate", "--noinput", env=env) != 0:
-        return 1
-    witness = start_demo_witness(env)
-    try:
-        if run(PY, "manage.py", "seed_demo", env=env) != 0:
-            return 1
-        return run(PY, "manage.py", "runserver", "127.0.0.1:8000", *rest, env=env)
-    finally:
-        if witness is not None:
-            witness.terminate()
-            witness.wait(10)
+    return demo(rest, env)
 
 
 if __name__ == "__main__":

@@ -53,8 +53,12 @@ def _reset_database() -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> Iterator[None]:
-    """Always create the test database: ``committing_db`` tests need it without a django_db mark."""
+def django_db_setup(django_test_environment: None, django_db_modify_db_settings: None,
+                    django_db_blocker: Any) -> Iterator[None]:
+    """Always create the test database: ``committing_db`` tests need it without a django_db mark.
+
+    ``django_db_modify_db_settings`` gives each pytest-xdist worker its own PostgreSQL test database
+    (``<TEST NAME>_gw0``, ...); SQLite's test database is in memory, one per worker process anyway."""
     from django.test.utils import setup_databases, teardown_databases
 
     with django_db_blocker.unblock():

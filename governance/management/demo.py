@@ -16,8 +16,6 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
-from mlflow.entities import Dataset as MlflowDataset
-from mlflow.entities import DatasetInput, InputTag
 
 from access.models import Dataset, ReviewItem
 from access.services.access_requests import access_request_create
@@ -128,6 +126,10 @@ def _mlflow_versions(name: str, versions: list[tuple[float, float, list[str], st
             name, tags={"owner": creator, "team": "payments-risk"},
             description=f"{name}: scores card transactions for fraud risk.",
         )
+    # Heavy (1-2 s): imported when the demo plays, not when any management command starts.
+    from mlflow.entities import Dataset as MlflowDataset
+    from mlflow.entities import DatasetInput, InputTag
+
     for auc, recall, datasets, description in versions:
         run = client.create_run(experiment_id, tags={"mlflow.user": creator}, run_name=f"{name}-train")
         run_id = run.info.run_id

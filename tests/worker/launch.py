@@ -11,11 +11,28 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from celery import Celery
 from django.db import connection
 
-BROKER = os.environ.get("CELERY_WORKER_TEST_BROKER_URL")
+
+def _per_xdist_worker(url: str | None) -> str | None:
+    """The broker URL for this pytest-xdist worker: Redis database ``N - k`` for worker ``gwk``.
+
+    Two xdist workers each running a worker test on one Redis database would purge and consume each
+    other's queue; one database each keeps them apart (as each has its own PostgreSQL test database).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw") or not url.startswith("redis"):
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    db = (base - int(worker[2:])) % 16
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+BROKER = _per_xdist_worker(os.environ.get("CELERY_WORKER_TEST_BROKER_URL"))
 ROOT = Path(__file__).resolve().parents[2]
 
 

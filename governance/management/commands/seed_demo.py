@@ -1,6 +1,7 @@
 """Load demo users and data (idempotent; refused when DEBUG is off)."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -53,7 +54,9 @@ class Command(BaseCommand):
         self.stdout.write(f"\nDemo logins (password for all: {DEMO_PASSWORD}):")
         for username, title, user_roles in DEMO_USERS:
             self.stdout.write(f"  {username:<8} {title:<42} roles: {', '.join(user_roles) or '-'}")
-        self.stdout.write("\nConsole: http://127.0.0.1:8000/  (admin as alice or arthur)")
+        # dev.py demo says where it serves (--host/--port); a plain runserver serves here.
+        console = os.environ.get("DEMO_CONSOLE_URL") or "http://127.0.0.1:8000/console/"
+        self.stdout.write(f"\nConsole: {console}  (admin as alice or arthur)")
 
     @transaction.atomic
     def _seed(self) -> bool:

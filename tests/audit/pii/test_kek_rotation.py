@@ -151,6 +151,8 @@ def test_without_keys_under_the_previous_kek_nothing_is_rewrapped(kek: Any) -> N
         (KEK_A, KEK_A, "same KEK"),
         (KEK_C, KEK_B, f"wrapped with KEK {ID_A}, which is neither"),
     ],
+    # The keys are random per process: ids must not show them, or pytest-xdist's workers disagree.
+    ids=["no-previous-kek", "same-kek", "neither-kek"],
 )
 def test_refusals_change_nothing(kek: Any, current: str, previous: str | None, message: str) -> None:
     # given: keys under A, and one under B

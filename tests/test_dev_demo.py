@@ -1,0 +1,98 @@
+"""The README's first command, ``python3.11 dev.py demo``, end to end in a process of its own.
+
+It serves the console on the port asked for, and stopping it (SIGTERM, or Ctrl-C's SIGINT) stops
+everything it started: the server with its autoreloader child, and the demo witness. Runs on a
+database, MLflow store and keys of its own (VAR_DIR in a temporary folder).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.ops.helpers import free_port
+from tests.settings_helpers import ROOT
+
+STAMP = ROOT / ".venv" / ".installed-pyproject-sha256"
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (read from /proc, so a process re-parented to init is not missed
+    while it is still a child when we look)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",
+                    reason="needs the .venv that dev.py set up (python3.11 dev.py setup)")
+@pytest.mark.parametrize("stop_with", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_dev_demo_serves_on_the_port_asked_and_stops_everything(tmp_path: Path, stop_with: signal.Signals) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("DATABASE_URL", "CELERY_", "PYTEST", "DJANGO_SETTINGS"))}
+    env.update(VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1", DJANGO_ALLOW_ASYNC_UNSAFE="")
+    log = (tmp_path / "demo.log").open("w+")
+    demo = subprocess.Popen([sys.executable, "dev.py", "demo", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        page = None
+        while time.monotonic() < deadline and demo.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/console/login/", timeout=5) as response:
+                    page = response.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        log.seek(0)
+        output = log.read()
+        assert page is not None, f"no console on port {port}:\n{output[-3000:]}"
+        assert "Sign in" in page or "sign in" in page
+        assert f"http://127.0.0.1:{port}/console/" in output  # the printed address is the one served
+        started = _descendants(demo.pid)
+        assert len(started) >= 2, output[-2000:]  # the server (and its reloader child) and the witness
+
+        demo.send_signal(stop_with)
+        assert demo.wait(30) == 0
+
+        # then: nothing it started is left, and the port is free again
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(pid) for pid in started):
+            time.sleep(0.2)
+        assert not [pid for pid in started if _alive(pid)]
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/console/login/", timeout=2)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        for pid in _descendants(demo.pid):
+            os.kill(pid, signal.SIGKILL)
+        log.close()

@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "web.idle_session.IdleSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Styled 403/404 pages outside /api/ even with DEBUG on (never Django's URL-pattern listing).
+    "web.console.chrome.ErrorPagesMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "web.logging.RequestLogMiddleware",
     "web.metrics.MetricsMiddleware",

@@ -44,12 +44,21 @@ def denied(request: HttpRequest, message: str) -> HttpResponse:
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
-    """Context processor: ``viewer`` flags for templates (one query per request, cached on the user)."""
+    """Context processor: ``viewer`` flags for templates (one query per request, cached on the user).
+
+    The ``may_*`` flags are the navigation's: each is the rule of the page its link opens (the view
+    refuses everybody else), so the menu offers only pages that answer the viewer
+    (tests/console/test_navigation_console.py follows every link for every persona)."""
     user = getattr(request, "user", None)
     names = viewer_roles(user)
+    oversight = bool(set(OVERSIGHT) & names)
     return {
         "viewer": {
             "roles": sorted(names),
+            # ledger, exports, legal holds, violations, identity links and the admin: InfoSec and auditors
+            "may_oversee": oversight,
+            # environments: anybody with a governance role
+            "may_see_environments": bool(names),
             "is_infosec": roles.INFOSEC in names,
             "is_auditor": roles.AUDITOR in names,
             "is_approver": bool({roles.APPROVER, roles.MODEL_RISK} & names),

@@ -12,8 +12,9 @@ class WebConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported for what they register: idle_session stamps each sign-in and preferences loads the
-        # viewer's time zone into the session (user_logged_in receivers); metrics counts task outcomes through Celery signals in every worker; schema
-        # registers the OpenAPI descriptions of the authentication classes.
+        # viewer's time zone into the session (user_logged_in receivers); metrics counts task outcomes
+        # through Celery signals in every worker; schema registers the OpenAPI descriptions of the
+        # authentication classes.
         # Tracing, when asked for (settings.OTEL_ENABLED): in every process that sets Django up, web and worker.
         from django.conf import settings
 

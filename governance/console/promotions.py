@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
@@ -337,16 +336,8 @@ def _note(payload: dict[str, Any]) -> str:
 
 
 def _evaluated_at(value: object) -> str:
-    """The evidence's ISO timestamp as the console shows times ("2026-11-29 13:56 UTC"); as stored if odd."""
-    if not isinstance(value, str) or not value:
-        return ""
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if moment.tzinfo is None:
-        return value
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    """The evidence's ISO timestamp, for the template's ``when`` (which shows an odd value as stored)."""
+    return value if isinstance(value, str) else ""
 
 
 @require_GET

@@ -1,7 +1,7 @@
 """What every console page shares: the viewer's roles for the navigation, and page helpers."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import messages
@@ -36,6 +36,26 @@ def viewer_roles(user: Any) -> frozenset[str]:
 def is_oversight(user: Any) -> bool:
     """InfoSec or an auditor (``OVERSIGHT``)."""
     return has_role(user, *OVERSIGHT)
+
+
+def display_names(refs: Iterable[str]) -> dict[str, str]:
+    """``user:<id>`` reference → the person's full name, else username, in one query (other refs and
+    unknown ids are left out). For pages whose viewer may see names: the console's; exports and the
+    audit report keep references only (docs/pii.md, docs/export-format.md)."""
+    ids = {int(ref[5:]) for ref in refs if ref.startswith("user:") and ref[5:].isdigit()}
+    if not ids:
+        return {}
+    rows = User.objects.filter(pk__in=ids).values_list("pk", "username", "first_name", "last_name")
+    return {f"user:{pk}": f"{first} {last}".strip() or username for pk, username, first, last in rows}
+
+
+def actor_refs(entries: Iterable[Any]) -> list[str]:
+    """The ``type:id`` actor reference of each ledger entry (a model or a ``values()`` dict)."""
+    return [f"{_field(e, 'actor_type')}:{_field(e, 'actor_id')}" for e in entries]
+
+
+def _field(row: Any, name: str) -> Any:
+    return row[name] if isinstance(row, dict) else getattr(row, name)
 
 
 def denied(request: HttpRequest, message: str) -> HttpResponse:

@@ -96,3 +96,24 @@ def ago(value: Any) -> str:
 def now_when() -> str:
     """The current time as ``when`` shows it (the preferences page's example)."""
     return when(timezone.now())
+
+
+@register.filter
+def person(ref: Any, names: Any) -> str:
+    """``Olga Owner (user:3)`` when ``names`` (``web.console.base.display_names``) knows the reference,
+    the reference alone otherwise: the reference stays for auditors, who search the ledger by it."""
+    ref = str(ref)
+    name = names.get(ref) if isinstance(names, dict) else None
+    if not name:
+        return ref
+    return format_html('{} <span class="muted mono">({})</span>', name, ref)
+
+
+@register.filter
+def actor(entry: Any, names: Any) -> str:
+    """A ledger entry's actor (a model or a ``values()`` dict) as ``person`` shows it."""
+    if isinstance(entry, dict):
+        ref = f"{entry.get('actor_type')}:{entry.get('actor_id')}"
+    else:
+        ref = f"{getattr(entry, 'actor_type', '')}:{getattr(entry, 'actor_id', '')}"
+    return person(ref, names)

@@ -103,7 +103,7 @@ def person(ref: Any, names: Any) -> str:
     """``Olga Owner (user:3)`` when ``names`` (``web.console.base.display_names``) knows the reference,
     the reference alone otherwise: the reference stays for auditors, who search the ledger by it."""
     ref = str(ref)
-    name = names.get(ref) if isinstance(names, dict) else None
+    name = str(names.get(ref) or "") if isinstance(names, dict) else ""
     if not name:
         return ref
     return format_html('{} <span class="muted mono">({})</span>', name, ref)

@@ -102,11 +102,11 @@ def now_when() -> str:
 def person(ref: Any, names: Any) -> str:
     """``Olga Owner (user:3)`` when ``names`` (``web.console.base.display_names``) knows the reference,
     the reference alone otherwise: the reference stays for auditors, who search the ledger by it."""
-    ref = str(ref)
-    name = str(names.get(ref) or "") if isinstance(names, dict) else ""
+    text = str(ref)
+    name = str(names.get(text) or "") if isinstance(names, dict) else ""
     if not name:
-        return ref
-    return format_html('{} <span class="muted mono">({})</span>', name, ref)
+        return text
+    return format_html('{} <span class="muted mono">({})</span>', name, text)
 
 
 @register.filter

@@ -98,3 +98,33 @@ def test_the_favicon_is_linked_and_answered(people):
     response = client.get("/favicon.ico")
     assert response.status_code == 301 and response["Location"].endswith("console/favicon.svg")
     assert b'rel="icon"' in client_for(people.auditor).get("/admin/").content
+
+
+@override_settings(DEBUG=True)
+def test_a_permission_denied_raised_by_a_view_is_the_styled_403(rf, people):
+    from django.core.exceptions import PermissionDenied
+    from django.http import HttpResponse
+
+    from web.console.chrome import ErrorPagesMiddleware
+
+    request = rf.get("/console/some-page/")
+    request.user = people.outsider
+    middleware = ErrorPagesMiddleware(lambda r: HttpResponse())
+    response = middleware.process_exception(request, PermissionDenied("secret detail"))
+    assert response is not None and response.status_code == 403
+    html = response.content.decode()
+    assert "Not permitted" in html and "secret detail" not in html
+    # The API keeps its problem documents (DRF's handler answers there).
+    assert middleware.process_exception(rf.get("/api/v1/grants"), PermissionDenied()) is None
+
+
+def test_a_server_error_outside_the_api_is_the_styled_500(rf):
+    from web.api.problems import server_error
+
+    try:
+        raise RuntimeError("boom: a secret in the message")
+    except RuntimeError:
+        response = server_error(rf.get("/console/"))
+    assert response.status_code == 500
+    html = response.content.decode()
+    assert "Something went wrong" in html and "boom" not in html and "X-Request-ID" in html

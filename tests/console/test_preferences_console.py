@@ -3,13 +3,15 @@ preference, ``web.preferences``) with UTC on hover."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.http import HttpResponse
 from django.template import Context, Template
 from django.utils import timezone
 
-from tests.console.helpers import client_for
+from audit.models import Entry
+from tests.console.helpers import client_for, seed_ledger
 from web.models import ConsolePreference
 from web.preferences import SESSION_KEY, PreferenceError, TimeZoneMiddleware, preference_update
 from web.templatetags.console import ago, relative, when, when_text
@@ -112,3 +114,17 @@ def test_a_person_changes_only_their_own_preference(people):
 def test_preferences_need_a_session():
     response = client_for(None).get("/console/preferences/")
     assert response.status_code == 302 and "/console/login/" in response["Location"]
+
+
+def test_the_ledger_explorer_shows_its_times_in_the_viewers_zone_with_utc_on_hover(people):
+    # given: an entry at a known moment, and an auditor in Paris
+    seed_ledger(1)
+    entry = Entry.objects.get(event_type="auth.user_registered")
+    moment = datetime.fromisoformat(entry.timestamp.replace("Z", "+00:00"))
+    preference_update(actor=people.auditor, user=people.auditor, time_zone="Europe/Paris")
+    # when
+    html = client_for(people.auditor).get("/console/ledger/").content.decode()
+    # then: date and time apart, in Paris, with the UTC time in the title
+    paris = moment.astimezone(ZoneInfo("Europe/Paris"))
+    assert (f'title="{moment:%Y-%m-%d %H:%M:%S} UTC">{paris:%Y-%m-%d %H:%M:%S} {paris.tzname()}</time>'
+            in html)

@@ -67,3 +67,11 @@ def test_names_are_loaded_in_one_query_whatever_the_number_of_people(people, dja
 def test_the_request_trail_names_its_actors(pending, people):
     html = client_for(people.infosec).get(f"/console/approvals/requests/{pending.pk}/").content.decode()
     assert f'rita <span class="muted mono">(user:{people.requester.pk})</span>' in html
+
+
+def test_a_legal_hold_names_its_data_subject(people):
+    from audit.services.retention import legal_hold_create
+
+    legal_hold_create(actor=people.infosec, data_subject=f"user:{people.owner.pk}", reason="litigation L-1")
+    html = client_for(people.auditor).get("/console/legal-holds/").content.decode()
+    assert f'olga <span class="muted mono">(user:{people.owner.pk})</span>' in html

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from audit.ledger import Actor, Subject, integrate, record
 from audit.models import Entry
+from audit.services.retention import legal_hold_create
 from tests.console.helpers import client_for
 from tests.personas import make_user
 from web.console.base import display_names
@@ -70,8 +71,6 @@ def test_the_request_trail_names_its_actors(pending, people):
 
 
 def test_a_legal_hold_names_its_data_subject(people):
-    from audit.services.retention import legal_hold_create
-
     legal_hold_create(actor=people.infosec, data_subject=f"user:{people.owner.pk}", reason="litigation L-1")
     html = client_for(people.auditor).get("/console/legal-holds/").content.decode()
     assert f'olga <span class="muted mono">(user:{people.owner.pk})</span>' in html

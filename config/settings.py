@@ -70,7 +70,11 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "web.idle_session.IdleSessionMiddleware",
+    # The viewer's time zone (a console preference, kept in the session) for console pages; /api/ stays UTC.
+    "web.preferences.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Styled 403/404 pages outside /api/ even with DEBUG on (never Django's URL-pattern listing).
+    "web.console.chrome.ErrorPagesMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "web.logging.RequestLogMiddleware",
     "web.metrics.MetricsMiddleware",

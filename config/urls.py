@@ -7,12 +7,14 @@ from django.views.generic import RedirectView
 
 from governance.api.webhooks import mlflow_webhook
 from web.api import problems
+from web.console.chrome import favicon
 from web.health import healthz, readyz, status_view
 from web.metrics import metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("favicon.ico", favicon, name="favicon"),
     path("webhooks/mlflow", mlflow_webhook, name="mlflow-webhook"),
     # Operations endpoints: /healthz and /readyz are unauthenticated and say nothing sensitive;
     # /metrics and /status (the dashboard's view of the worker's dependencies) are restricted.

@@ -11,13 +11,14 @@ class WebConfig(AppConfig):
     verbose_name = "Web plumbing"
 
     def ready(self) -> None:
-        # Imported for what they register: idle_session stamps each sign-in (a user_logged_in
-        # receiver); metrics counts task outcomes through Celery signals in every worker; schema
-        # registers the OpenAPI descriptions of the authentication classes.
+        # Imported for what they register: idle_session stamps each sign-in and preferences loads the
+        # viewer's time zone into the session (user_logged_in receivers); metrics counts task outcomes
+        # through Celery signals in every worker; schema registers the OpenAPI descriptions of the
+        # authentication classes.
         # Tracing, when asked for (settings.OTEL_ENABLED): in every process that sets Django up, web and worker.
         from django.conf import settings
 
-        from web import idle_session, metrics  # noqa: F401
+        from web import idle_session, metrics, preferences  # noqa: F401
         from web.api import schema  # noqa: F401
 
         if settings.OTEL_ENABLED:

@@ -1,10 +1,12 @@
-"""Delivery plumbing's own rows: the responses kept for ``Idempotency-Key`` replays (web/api/idempotency.py).
+"""Delivery plumbing's own rows: the responses kept for ``Idempotency-Key`` replays (web/api/idempotency.py),
+and each person's console preferences (web/preferences.py).
 
 Not domain state: no service, no ledger entry. A row is written in the same transaction as the
 change its request made, so a crash leaves neither, and deleted once it expires.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -33,3 +35,15 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.principal} {self.key!r} → {self.status}"
+
+
+class ConsolePreference(models.Model):
+    """One person's console settings (``web.preferences``): presentation only, never governance state."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_preference")
+    #: An IANA zone name (``Europe/Paris``); the console shows times in it, with UTC on hover.
+    time_zone = models.CharField(max_length=64, default="UTC")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"user:{self.user_id} {self.time_zone}"

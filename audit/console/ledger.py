@@ -27,7 +27,7 @@ from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry
 from audit.selectors import checkpoint_covering, inclusion_proof
 from audit.verification import trusted_verifiers
-from web.console.base import denied, is_oversight
+from web.console.base import actor_refs, denied, display_names, is_oversight
 
 PAGE_SIZE = 50
 MAX_FILTER = 300
@@ -51,13 +51,6 @@ def _subject_filter(text: str) -> dict[str, str]:
     if sep and kind and ident:
         return {"subject_type": kind, "subject_id": ident}
     return {"subject_id": text}
-
-
-def _usernames(entries: list[Entry]) -> dict[str, str]:
-    ids = {e.actor_id for e in entries if e.actor_type == "user" and e.actor_id.isdigit()}
-    if not ids:
-        return {}
-    return {str(pk): name for pk, name in User.objects.filter(pk__in=ids).values_list("pk", "username")}
 
 
 def _int(value: str | None) -> int | None:
@@ -107,10 +100,10 @@ def ledger(request: HttpRequest) -> HttpResponse:
         more_older = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         more_newer = before is not None
-    names = _usernames(rows)
+    names = display_names(actor_refs(rows))
     query = "&".join(f"{k}={v}" for k, v in f.items() if v)
     return render(request, "console/ledger.html", {
-        "nav": "ledger", "entries": [(e, names.get(e.actor_id)) for e in rows], "f": f, "qs": query,
+        "nav": "ledger", "entries": rows, "names": names, "f": f, "qs": query,
         "types": registry.names(), "older": rows[-1].seq if rows and more_older else None,
         "newer": rows[0].seq if rows and more_newer else None,
     })
@@ -178,7 +171,7 @@ def _entry_context(request: HttpRequest, entry: Entry) -> dict[str, Any]:
         "body_b64": base64.b64encode(entry.canonical_body()).decode(),
         "next_seq": following, "checkpoint": checkpoint_covering(entry.seq),
         "has_pii": pii.has_personal_data(entry), "may_reveal": pii.can_reveal(request.user),
-        "actor_name": _usernames([entry]).get(entry.actor_id),
+        "names": display_names([*actor_refs([entry]), f"{entry.subject_type}:{entry.subject_id}"]),
     }
 
 

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from audit.models import LegalHold
 from audit.services.retention import legal_hold_create, legal_hold_release
-from web.console.base import denied, is_oversight, paginate, redirect_back, run_action
+from web.console.base import denied, display_names, is_oversight, paginate, redirect_back, run_action
 
 HOLDS_NOT_PERMITTED = "Legal holds are for InfoSec and auditors: you are not permitted to see them."
 
@@ -37,6 +37,7 @@ def legal_holds(request: HttpRequest) -> HttpResponse:
     page, qs = paginate(request, holds)
     return render(request, "console/legal_holds.html", {
         "nav": "legal-holds", "page": page, "qs": qs, "show": show, "filters": HOLD_FILTERS,
+        "names": display_names(h.data_subject for h in page.object_list),
     })
 
 

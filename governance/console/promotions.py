@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
@@ -39,7 +38,15 @@ from governance.models import (
 )
 from governance.services import break_glass, deployments, registered_models
 from governance.services import promotions as promotion_services
-from web.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
+from web.console.base import (
+    actor_refs,
+    display_names,
+    paginate,
+    redirect_back,
+    run_action,
+    signed_in_user,
+    viewer_roles,
+)
 
 State = PromotionRequest.State
 Strategy = PromotionRequest.Strategy
@@ -337,16 +344,8 @@ def _note(payload: dict[str, Any]) -> str:
 
 
 def _evaluated_at(value: object) -> str:
-    """The evidence's ISO timestamp as the console shows times ("2026-11-29 13:56 UTC"); as stored if odd."""
-    if not isinstance(value, str) or not value:
-        return ""
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if moment.tzinfo is None:
-        return value
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    """The evidence's ISO timestamp, for the template's ``when`` (which shows an odd value as stored)."""
+    return value if isinstance(value, str) else ""
 
 
 @require_GET
@@ -361,6 +360,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pending = promotion.state == State.PENDING
     refusal = promotion_services.decision_refusal(user, promotion, policy) if pending else None
     review = BreakGlassReview.objects.filter(request=promotion).select_related("reviewed_by").first()
+    trail = _trail(str(promotion.pk))
     return render(request, "console/request_detail.html", {
         "nav": "approvals",
         "promotion": promotion,
@@ -373,7 +373,8 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "evaluated_at": _evaluated_at(promotion.evidence.get("evaluated_at")),
         "approvals": approvals,
         "review": review,
-        "trail": _trail(str(promotion.pk)),
+        "trail": trail,
+        "names": display_names(actor_refs(trail)),
         # Forms are offered only to those the services would hear (the same predicate); a refusal for who
         # they are (separation of duties, approve_promotion) is explained. Duplicates and gates are left
         # to the service, whose refusal is shown as a message.

@@ -190,7 +190,7 @@ def test_the_request_page_shows_gates_rules_and_offers_decisions_to_an_approver(
     assert "promotion.requested" in html  # the ledger trail
     # the gates' evaluation time as the console shows times, not as stored
     evaluated = datetime.fromisoformat(pending.evidence["evaluated_at"]).astimezone(UTC)
-    assert f"Evaluated {evaluated:%Y-%m-%d %H:%M} UTC." in html
+    assert f"{evaluated:%Y-%m-%d %H:%M:%S} UTC</time>." in html
 
 
 def test_an_auditor_reads_the_request_but_is_offered_no_action(pending: PromotionRequest, auditor: User) -> None:

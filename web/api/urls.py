@@ -5,9 +5,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
-from web.api.views import WhoAmIApi
+from web.api.views import ApiIndexApi, WhoAmIApi
 
 urlpatterns = [
+    # The index names the collections, the schema and the docs page; like them it is public.
+    path("", ApiIndexApi.as_view(), name="api-index"),
     path("", include("audit.api.urls")),
     path("", include("governance.api.urls")),
     path("", include("access.api.urls")),

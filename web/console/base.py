@@ -1,7 +1,7 @@
 """What every console page shares: the viewer's roles for the navigation, and page helpers."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import messages
@@ -38,18 +38,47 @@ def is_oversight(user: Any) -> bool:
     return has_role(user, *OVERSIGHT)
 
 
+def display_names(refs: Iterable[str]) -> dict[str, str]:
+    """``user:<id>`` reference → the person's full name, else username, in one query (other refs and
+    unknown ids are left out). For pages whose viewer may see names: the console's; exports and the
+    audit report keep references only (docs/pii.md, docs/export-format.md)."""
+    ids = {int(ref[5:]) for ref in refs if ref.startswith("user:") and ref[5:].isdigit()}
+    if not ids:
+        return {}
+    rows = User.objects.filter(pk__in=ids).values_list("pk", "username", "first_name", "last_name")
+    return {f"user:{pk}": f"{first} {last}".strip() or username for pk, username, first, last in rows}
+
+
+def actor_refs(entries: Iterable[Any]) -> list[str]:
+    """The ``type:id`` actor reference of each ledger entry (a model or a ``values()`` dict)."""
+    return [f"{_field(e, 'actor_type')}:{_field(e, 'actor_id')}" for e in entries]
+
+
+def _field(row: Any, name: str) -> Any:
+    return row[name] if isinstance(row, dict) else getattr(row, name)
+
+
 def denied(request: HttpRequest, message: str) -> HttpResponse:
     """The console's refusal: a readable page with status 403 and no data."""
     return render(request, "console/denied.html", {"message": message}, status=403)
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
-    """Context processor: ``viewer`` flags for templates (one query per request, cached on the user)."""
+    """Context processor: ``viewer`` flags for templates (one query per request, cached on the user).
+
+    The ``may_*`` flags are the navigation's: each is the rule of the page its link opens (the view
+    refuses everybody else), so the menu offers only pages that answer the viewer
+    (tests/console/test_navigation_console.py follows every link for every persona)."""
     user = getattr(request, "user", None)
     names = viewer_roles(user)
+    oversight = bool(set(OVERSIGHT) & names)
     return {
         "viewer": {
             "roles": sorted(names),
+            # ledger, exports, legal holds, violations, identity links and the admin: InfoSec and auditors
+            "may_oversee": oversight,
+            # environments: anybody with a governance role
+            "may_see_environments": bool(names),
             "is_infosec": roles.INFOSEC in names,
             "is_auditor": roles.AUDITOR in names,
             "is_approver": bool({roles.APPROVER, roles.MODEL_RISK} & names),

@@ -133,7 +133,8 @@ class Table:
 
 
 def wants_csv(request: HttpRequest) -> bool:
-    return request.GET.get("format") == "csv"
+    """A GET with ``?format=csv`` (never a POST: its answer is the action's, e.g. a token shown once)."""
+    return request.method in ("GET", "HEAD") and request.GET.get("format") == "csv"
 
 
 def _sort(request: HttpRequest, spec: TableSpec, *, tell: bool) -> tuple[Column, bool, str]:

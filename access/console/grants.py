@@ -16,6 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group, User
 from django.db.models import Case, Count, F, OrderBy, Q, QuerySet, Value, When
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -182,7 +183,7 @@ def _grant_rows(user: User, grants: list[Grant]) -> list[dict[str, Any]]:
 
 @require_GET
 @login_required
-def access_overview(request: HttpRequest) -> HttpResponse:
+def access_overview(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     query = request.GET.get("q", "").strip()[:200]
     rows = selectors.datasets_visible_to(user).select_related("owner").annotate(field_count=Count("fields"))
@@ -372,7 +373,7 @@ def _filtered_grants(user: User, params: Any) -> tuple[QuerySet[Grant], dict[str
 
 @require_GET
 @login_required
-def grants_list(request: HttpRequest) -> HttpResponse:
+def grants_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     rows, filters = _filtered_grants(user, request.GET)
     rows = rows.select_related("user", "group", "granted_by", "revoked_by")
@@ -472,7 +473,7 @@ def _labelled_requests(chunk: list[AccessRequest]) -> list[tuple[AccessRequest, 
 
 @require_GET
 @login_required
-def requests_list(request: HttpRequest) -> HttpResponse:
+def requests_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     visible = selectors.access_requests_visible_to(user)
     awaiting = selectors.requests_awaiting(user)
@@ -630,7 +631,7 @@ def _campaigns_visible(user: User) -> QuerySet[ReviewCampaign]:
 
 @require_GET
 @login_required
-def reviews_list(request: HttpRequest) -> HttpResponse:
+def reviews_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     rows = _campaigns_visible(user).select_related("created_by").annotate(
         item_count=Count("items"),
@@ -694,7 +695,7 @@ def review_campaign_start_view(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def review_detail(request: HttpRequest, pk: int) -> HttpResponseBase:
     user = signed_in_user(request)
     campaign = get_object_or_404(_campaigns_visible(user).select_related("created_by"), pk=pk)
     items = (

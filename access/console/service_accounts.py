@@ -20,6 +20,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -95,7 +96,7 @@ def _detail_url(account: ServiceAccount | str) -> str:
 
 @require_GET
 @login_required
-def service_accounts_list(request: HttpRequest) -> HttpResponse:
+def service_accounts_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     now = timezone.now()
     rows = (
@@ -118,7 +119,7 @@ def service_accounts_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def service_account_detail(request: HttpRequest, name: str) -> HttpResponse:
+def service_account_detail(request: HttpRequest, name: str) -> HttpResponseBase:
     user = signed_in_user(request)
     account = _visible_account(user, name)
     if wants_csv(request):

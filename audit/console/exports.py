@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -93,7 +94,7 @@ def _visible_exports(request: HttpRequest) -> QuerySet[ExportJob]:
 
 
 @login_required
-def exports(request: HttpRequest) -> HttpResponse:
+def exports(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
         return denied(request, EXPORTS_NOT_PERMITTED)
     if request.method == "POST":

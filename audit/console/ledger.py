@@ -19,6 +19,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -170,7 +171,7 @@ def _ledger_csv(qs: QuerySet[Entry], descending: bool) -> StreamingHttpResponse:
 
 
 @login_required
-def ledger(request: HttpRequest) -> HttpResponse:
+def ledger(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
         return denied(request, NOT_PERMITTED)
     qs, f, search, problems = _filtered(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -43,7 +44,7 @@ HOLD_FILTERS = ("all", "active", "released")
 
 
 @login_required
-def legal_holds(request: HttpRequest) -> HttpResponse:
+def legal_holds(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
         return denied(request, HOLDS_NOT_PERMITTED)
     show = request.GET.get("show", "all")

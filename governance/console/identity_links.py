@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -39,7 +40,7 @@ LINKS_TABLE = TableSpec(
 
 @require_GET
 @login_required
-def identity_links(request: HttpRequest) -> HttpResponse:
+def identity_links(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     if not selectors.may_see_identity_links(user):
         return denied(request, "MLflow identity links are for InfoSec and auditors.")

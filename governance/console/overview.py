@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from django.db.models import Count, F, Q
 from django.db.models.functions import Substr
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -248,7 +249,7 @@ STATUS_FILTERS = {"open": Q(acknowledged_at__isnull=True), "acknowledged": Q(ack
 
 
 @login_required
-def violations(request: HttpRequest) -> HttpResponse:
+def violations(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
         return denied(request, "Compliance violations are for InfoSec and auditors: you are not permitted to see them.")
     status = request.GET.get("status", "open")

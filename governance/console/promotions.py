@@ -19,6 +19,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.db.models import Max, Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -52,6 +53,11 @@ DECIDING_ROLES = frozenset({roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC})
 
 def _username(user: User | None) -> str:
     return user.get_username() if user is not None else ""
+
+
+def _live_in(index: int) -> Callable[[dict[str, Any]], Any]:
+    """The CSV cell of the ``index``-th environment's live version (columns built per request)."""
+    return lambda row: row["current"][index]
 
 
 # The "In <environment>" columns are added per request (the environments are data).
@@ -105,7 +111,7 @@ BREAKGLASS_TABLE = TableSpec(
 
 @require_GET
 @login_required
-def models_list(request: HttpRequest) -> HttpResponse:
+def models_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     query = request.GET.get("q", "").strip()[:200]
     rows = selectors.models_visible_to(user).select_related("owner").annotate(latest_version=Max("versions__version"))
@@ -129,7 +135,7 @@ def models_list(request: HttpRequest) -> HttpResponse:
 
     if wants_csv(request):
         per_env = tuple(
-            Column(f"env-{env.pk}", f"In {env.name}", value=lambda r, i=i: r["current"][i])
+            Column(f"env-{env.pk}", f"In {env.name}", value=_live_in(i))
             for i, env in enumerate(environments)
         )
         return csv_response(request, replace(MODELS_TABLE, columns=MODELS_TABLE.columns + per_env, prepare=shaped),
@@ -322,7 +328,7 @@ INBOX_FILTERS = {
 
 @require_GET
 @login_required
-def approvals_inbox(request: HttpRequest) -> HttpResponse:
+def approvals_inbox(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     visible = selectors.promotion_requests_visible_to(user)
     visible_ids = visible.values("pk")
@@ -482,7 +488,7 @@ def _visible_reviews(user: User) -> QuerySet[BreakGlassReview]:
 
 @require_GET
 @login_required
-def breakglass_list(request: HttpRequest) -> HttpResponse:
+def breakglass_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     show = request.GET.get("show", "open")
     rows = _visible_reviews(user).select_related(

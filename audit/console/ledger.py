@@ -110,12 +110,17 @@ def _usernames(entries: list[Entry]) -> dict[str, str]:
     return {str(pk): name for pk, name in User.objects.filter(pk__in=ids).values_list("pk", "username")}
 
 
+# Seq is a signed 64-bit column: a larger cursor would be an overflow error in the database (a 500).
+MAX_SEQ = 2**63 - 2
+
+
 def _int(value: str | None) -> int | None:
+    """A seq cursor from the query string; None for anything that is not one (the cursor is then ignored)."""
     try:
         number = int((value or "").strip()[:20])
     except ValueError:
         return None
-    return number if number >= 0 else None
+    return number if 0 <= number <= MAX_SEQ else None
 
 
 def _filtered(request: HttpRequest) -> tuple[QuerySet[Entry], dict[str, str], Search | None, list[str]]:

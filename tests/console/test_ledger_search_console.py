@@ -134,6 +134,14 @@ def test_oldest_first_pages_with_the_keyset(people: People) -> None:
     assert f"{total} entries in the ledger" in newest.content.decode()
 
 
+@pytest.mark.parametrize("param", ["before", "after", "jump"])
+def test_a_cursor_beyond_a_64_bit_seq_is_harmless(people: People, param: str) -> None:
+    seed(3, people)
+    response = client_for(people.auditor).get(LEDGER, {param: "9" * 20})
+    assert response.status_code == 200 and len(response.context["entries"]) == 3
+    assert client_for(people.auditor).get(LEDGER, {"q": "9" * 18}).status_code == 200
+
+
 def test_the_pager_links_keep_the_search_encoded(people: People) -> None:
     seed(PAGE_SIZE + 5, people)
     html = client_for(people.auditor).get(LEDGER, {"q": "system:test", "subject": "a&b=c"}).content.decode()

@@ -191,7 +191,9 @@ def table(request: HttpRequest, spec: TableSpec, rows: QuerySet[Any]) -> Table:
     sorted_rows, sort = ordered(request, spec, rows, tell=True)
     paginator = Paginator(sorted_rows, spec.page_size)
     page = paginator.page(_page_number(request.GET.get("page"), paginator.num_pages))
-    keep = _params(request, ("page", "format"))
+    keep = _params(request, _VIEW_PARAMS)
+    if sort != spec.default_sort:
+        keep["sort"] = sort  # the effective sort: a refused key is not carried into the links
     base = _params(request, _VIEW_PARAMS).urlencode()
     headers = {}
     for column in spec.columns:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import transaction
 
+from access.models import Dataset
 from audit.models import Entry
 from audit.services.retention import legal_hold_create
 from tests.browser.helpers import login, shot
@@ -54,6 +55,19 @@ def test_sort_by_header_download_csv_and_search_the_ledger(live_url: str, page: 
         rows = list(csv.reader(fh))
     assert [r[1] for r in rows[1:]] == ["user:900402", "user:900401", "user:900400"]
     assert rows[1][3] == "'=cmd reason 2"
+
+    # pages that jump: page numbers and "Go to page", keeping the filter and the sort
+    Dataset.objects.bulk_create(Dataset(name=f"bulk-{i:02d}", owner=people.owner) for i in range(30))
+    page.goto(f"{live_url}/console/access/?q=bulk&sort=-name")
+    assert page.get_by_text("Page 1 of 2 · 30 in all").is_visible()
+    page.get_by_label("Go to page").fill("2")
+    page.get_by_role("button", name="Go", exact=True).click()
+    page.wait_for_url("**page=2**")
+    assert page.get_by_text("Page 2 of 2 · 30 in all").is_visible()
+    assert page.locator("table tbody tr td:first-child").first.inner_text().strip() == "bulk-04"
+    page.get_by_role("link", name="Page 1", exact=True).click()
+    assert page.locator("table tbody tr td:first-child").first.inner_text().strip() == "bulk-29"
+    shot(page, "table-pages")
 
     # the ledger: a subject in the search box, then a jump to a seq, then a seq opens the entry
     page.goto(f"{live_url}/console/ledger/")

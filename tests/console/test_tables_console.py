@@ -17,9 +17,9 @@ from django.urls import reverse
 from access.console.service_accounts import TOKENS_TABLE
 from access.models import Dataset, Grant
 from access.services.service_accounts import service_account_create
-from audit.models import ExportJob, LegalHold
+from audit.models import ExportJob
 from audit.services.retention import legal_hold_create
-from governance.models import BreakGlassReview, PromotionRequest, RegisteredModel
+from governance.models import BreakGlassReview, RegisteredModel
 from tests.access.helpers import grant
 from tests.catalog import Resources
 from tests.console.helpers import client_for, make_violation, messages_of, seed_ledger
@@ -208,7 +208,6 @@ def test_legal_holds_sort_total_and_csv(people: People) -> None:
     assert [r[1] for r in rows[1:]] == subjects[::-1]
     assert [r[3] for r in rows[1:]] == ["'@SUM(1+1)", "'+tel", "plain"]
     assert "3 in all" in client.get(HOLDS).content.decode()
-    assert LegalHold.objects.count() == 3
 
 
 def test_violations_sort_both_ways_and_csv(people: People) -> None:
@@ -254,7 +253,7 @@ def test_approvals_and_break_glass_lists_sort_and_export(people: People, broken_
     assert [int(r[0]) for r in reviews[1:]] == [broken_glass.request_id]
     assert reviews[1][reviews[0].index("Justification")] == "fraud spike, hotfix"
     html = client.get(reverse("console-breakglass"), {"sort": "-due"}).content.decode()
-    assert 'aria-sort="descending"' in html and PromotionRequest.objects.count() >= 1
+    assert 'aria-sort="descending"><a class="sort" href="?sort=due">Due' in html
 
 
 def test_service_accounts_and_tokens_export_no_secret(people: People) -> None:

@@ -7,14 +7,16 @@ result; a refusal from the service is shown as a message and nothing is written.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group, User
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Case, Count, F, OrderBy, Q, QuerySet, Value, When
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -47,7 +49,8 @@ from access.services.grants import grant_create, grant_revoke, require_may_grant
 from access.services.reviews import DEFAULT_REVIEW_LEVELS, review_campaign_start, review_item_decide
 from governance.access_hooks import ENVIRONMENT_MAX_DAYS
 from governance.models import Environment, Lineage, ModelVersion
-from web.console.base import denied, paginate, redirect_back, run_action, signed_in_user, viewer_roles
+from web.console.base import denied, redirect_back, run_action, signed_in_user, viewer_roles
+from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
 GRANT_STATUSES = ("active", "lapsed", "expired", "revoked", "all")
 SEE_ALL_REVIEWS = frozenset({roles.INFOSEC, roles.AUDITOR})
@@ -55,6 +58,96 @@ SEE_ALL_REVIEWS = frozenset({roles.INFOSEC, roles.AUDITOR})
 MAX_DURATION_DAYS = 365
 # The deadline the campaign form suggests.
 DEFAULT_REVIEW_DAYS = 14
+
+
+def _username(user: User | None) -> str:
+    return user.get_username() if user is not None else ""
+
+
+def _by_rank(field: str) -> OrderBy:
+    """A classification level ordered by sensitivity (public first), not alphabetically."""
+    return Case(*(When(**{field: level}, then=Value(rank)) for rank, level in enumerate(LEVELS)),
+                default=Value(len(LEVELS))).asc()
+
+
+DATASETS_TABLE = TableSpec(
+    name="datasets",
+    columns=(
+        Column("name", "Dataset", ("name",), lambda d: d.name),
+        Column("owner", "Owner", ("owner__username",), lambda d: _username(d.owner)),
+        Column("level", "Own level", (_by_rank("level"),), lambda d: d.level, desc_first=True),
+        Column("effective", "Effective level", (_by_rank("effective_level"),), lambda d: d.effective_level,
+               desc_first=True),
+        Column("pii", "PII (dataset)", value=lambda d: ", ".join(d.pii_categories)),
+        Column("fields", "Fields", ("field_count",), lambda d: d.field_count, desc_first=True),
+        Column("classified", "Classified", ("classified_at",), lambda d: d.classified_at, desc_first=True),
+    ),
+    default_sort="name",
+)
+# Sorting by resource orders by its kind and id (the name lives in another table per kind).
+GRANTS_TABLE = TableSpec(
+    name="grants",
+    columns=(
+        Column("id", "#", ("id",), lambda r: r["grant"].pk, desc_first=True),
+        Column("principal", "Principal", ("user__username", "group__name"), lambda r: r["principal"]),
+        Column("permission", "Permission", ("permission",), lambda r: r["grant"].permission),
+        Column("resource", "Resource", ("resource_type", "resource_id"), lambda r: r["resource"]),
+        Column("expires", "Expires", ("expires_at",), lambda r: r["grant"].expires_at),
+        Column("status", "Status", value=lambda r: r["status"]),
+        Column("granted_by", "Granted by", ("granted_by__username",), lambda r: _username(r["grant"].granted_by)),
+        Column("justification", "Justification", value=lambda r: r["grant"].justification),
+        Column("created", "Granted (UTC)", ("created_at",), lambda r: r["grant"].created_at, desc_first=True),
+        Column("revoked", "Closed (UTC)", ("revoked_at",), lambda r: r["grant"].revoked_at, desc_first=True),
+        Column("revoke_reason", "Close reason", value=lambda r: r["grant"].revoke_reason),
+    ),
+    default_sort="-id",
+)
+ACCESS_REQUESTS_TABLE = TableSpec(
+    name="access-requests",
+    columns=(
+        Column("id", "#", ("id",), lambda r: r[0].pk, desc_first=True),
+        Column("for", "For", ("principal_user__username",), lambda r: _username(r[0].principal_user)),
+        Column("permission", "Permission", ("permission",), lambda r: r[0].permission),
+        Column("resource", "Resource", ("resource_type", "resource_id"), lambda r: r[1]),
+        Column("days", "Days", ("duration_days",), lambda r: r[0].duration_days, desc_first=True),
+        Column("asked_by", "Asked by", ("requester__username",), lambda r: _username(r[0].requester)),
+        Column("created", "Asked (UTC)", ("created_at",), lambda r: r[0].created_at, desc_first=True),
+        Column("state", "State", ("state",), lambda r: r[0].state),
+        Column("decision", "Decision", value=lambda r: r[0].decision_comment),
+        Column("justification", "Justification", value=lambda r: r[0].justification),
+    ),
+    default_sort="-id",
+)
+REVIEWS_TABLE = TableSpec(
+    name="access-reviews",
+    columns=(
+        Column("name", "Campaign", ("name",), lambda c: c.name),
+        Column("started_by", "Started by", ("created_by__username",), lambda c: _username(c.created_by)),
+        Column("deadline", "Deadline", ("deadline",), lambda c: c.deadline, desc_first=True),
+        Column("state", "State", ("state",), lambda c: c.state),
+        Column("items", "Items", ("item_count",), lambda c: c.item_count, desc_first=True),
+        Column("pending", "Pending", ("pending_count",), lambda c: c.pending_count, desc_first=True),
+        Column("mine", "Yours pending", ("mine_pending",), lambda c: c.mine_pending, desc_first=True),
+        Column("created", "Started (UTC)", ("created_at",), lambda c: c.created_at, desc_first=True),
+    ),
+    default_sort="-created",
+)
+REVIEW_ITEMS_TABLE = TableSpec(
+    name="access-review-items",
+    columns=(
+        Column("grant", "Grant", ("grant_id",), lambda r: r["item"].grant_id),
+        Column("principal", "Principal", ("grant__user__username", "grant__group__name"), lambda r: r["principal"]),
+        Column("permission", "Permission", ("grant__permission",), lambda r: r["item"].grant.permission),
+        Column("resource", "Resource", ("grant__resource_type", "grant__resource_id"), lambda r: r["resource"]),
+        Column("expires", "Expires", ("grant__expires_at",), lambda r: r["item"].grant.expires_at),
+        Column("reviewer", "Reviewer", ("reviewer__username",), lambda r: _username(r["item"].reviewer)),
+        Column("decision", "Decision", ("decision",), lambda r: r["item"].decision),
+        Column("decided_by", "Decided by", value=lambda r: _username(r["item"].decided_by)),
+        Column("comment", "Comment", value=lambda r: r["item"].comment),
+    ),
+    default_sort="decision",
+    page_size=50,
+)
 
 
 def _principal_label(grant: Grant) -> str:
@@ -90,20 +183,17 @@ def _grant_rows(user: User, grants: list[Grant]) -> list[dict[str, Any]]:
 
 @require_GET
 @login_required
-def access_overview(request: HttpRequest) -> HttpResponse:
+def access_overview(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     query = request.GET.get("q", "").strip()[:200]
-    rows = (
-        selectors.datasets_visible_to(user)
-        .select_related("owner")
-        .annotate(field_count=Count("fields"))
-        .order_by("name")
-    )
+    rows = selectors.datasets_visible_to(user).select_related("owner").annotate(field_count=Count("fields"))
     if query:
         rows = rows.filter(name__icontains=query)
-    page, qs = paginate(request, rows)
+    if wants_csv(request):
+        return csv_response(request, DATASETS_TABLE, rows)
+    view = table(request, DATASETS_TABLE, rows)
     return render(request, "console/access.html", {
-        "nav": "access", "page": page, "qs": qs, "q": query,
+        "nav": "access", "page": view.page, "qs": view.query, "table": view, "q": query,
         "awaiting": len(selectors.requests_awaiting(user)),
         "reviews_due": ReviewItem.objects.filter(
             reviewer=user, decision=ReviewItem.Decision.PENDING, campaign__state=ReviewCampaign.State.OPEN
@@ -283,15 +373,18 @@ def _filtered_grants(user: User, params: Any) -> tuple[QuerySet[Grant], dict[str
 
 @require_GET
 @login_required
-def grants_list(request: HttpRequest) -> HttpResponse:
+def grants_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     rows, filters = _filtered_grants(user, request.GET)
-    page, qs = paginate(
-        request, rows.select_related("user", "group", "granted_by", "revoked_by").order_by("-created_at", "-id")
-    )
+    rows = rows.select_related("user", "group", "granted_by", "revoked_by")
+    if wants_csv(request):
+        return csv_response(request, replace(GRANTS_TABLE, prepare=lambda chunk: _grant_rows(user, chunk)), rows)
+    view = table(request, GRANTS_TABLE, rows)
+    page = view.page
     mine = viewer_roles(user)
     return render(request, "console/grants.html", {
-        "nav": "access", "page": page, "qs": qs, "filters": filters, "statuses": GRANT_STATUSES,
+        "nav": "access", "page": page, "qs": view.query, "table": view, "filters": filters,
+        "statuses": GRANT_STATUSES,
         "resource_types": list(RESOURCE_MODELS), "rows": _grant_rows(user, list(page.object_list)),
         "permissions": sorted({p for ps in RESOURCE_PERMISSIONS.values() for p in ps}),
         # InfoSec grants anything; owners grant on what they own (the service decides).
@@ -373,9 +466,14 @@ def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
 # --- access requests ------------------------------------------------------------------------------------
 
 
+def _labelled_requests(chunk: list[AccessRequest]) -> list[tuple[AccessRequest, str]]:
+    labels = selectors.resource_labels(chunk)
+    return [(r, labels[(r.resource_type, r.resource_id)]) for r in chunk]
+
+
 @require_GET
 @login_required
-def requests_list(request: HttpRequest) -> HttpResponse:
+def requests_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     visible = selectors.access_requests_visible_to(user)
     awaiting = selectors.requests_awaiting(user)
@@ -385,17 +483,20 @@ def requests_list(request: HttpRequest) -> HttpResponse:
     show = request.GET.get("show", "pending")
     others = visible.exclude(pk__in=[r.pk for r in awaiting]).select_related(
         "requester", "principal_user", "owner_approved_by", "infosec_approved_by"
-    ).order_by("-created_at", "-id")
+    )
     if show in AccessRequest.State.values:
         others = others.filter(state=show)
     else:
         show = "all"
-    page, qs = paginate(request, others)
+    if wants_csv(request):  # the "other requests" table (the awaiting list above it is not paginated)
+        return csv_response(request, replace(ACCESS_REQUESTS_TABLE, prepare=_labelled_requests), others)
+    view = table(request, ACCESS_REQUESTS_TABLE, others)
+    page = view.page
     labels = selectors.resource_labels([*awaiting, *page.object_list])
     return render(request, "console/access_requests.html", {
         "nav": "access", "awaiting": [(r, labels[(r.resource_type, r.resource_id)]) for r in awaiting],
         "others": [(r, labels[(r.resource_type, r.resource_id)]) for r in page.object_list],
-        "page": page, "qs": qs, "show": show, "states": [*AccessRequest.State.values, "all"],
+        "page": page, "qs": view.query, "table": view, "show": show, "states": [*AccessRequest.State.values, "all"],
         **_request_form(user, request.GET),
     })
 
@@ -530,16 +631,18 @@ def _campaigns_visible(user: User) -> QuerySet[ReviewCampaign]:
 
 @require_GET
 @login_required
-def reviews_list(request: HttpRequest) -> HttpResponse:
+def reviews_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     rows = _campaigns_visible(user).select_related("created_by").annotate(
         item_count=Count("items"),
         pending_count=Count("items", filter=Q(items__decision=ReviewItem.Decision.PENDING)),
         mine_pending=Count("items", filter=Q(items__decision=ReviewItem.Decision.PENDING, items__reviewer=user)),
-    ).order_by("-created_at", "-id")
-    page, qs = paginate(request, rows)
+    )
+    if wants_csv(request):
+        return csv_response(request, REVIEWS_TABLE, rows)
+    view = table(request, REVIEWS_TABLE, rows)
     return render(request, "console/reviews.html", {
-        "nav": "access", "page": page, "qs": qs,
+        "nav": "access", "page": view.page, "qs": view.query, "table": view,
         "may_start_review": roles.INFOSEC in viewer_roles(user),
         "levels": LEVELS, "default_levels": DEFAULT_REVIEW_LEVELS,
         "min_deadline": (timezone.localdate() + timedelta(days=1)).isoformat(),
@@ -592,28 +695,32 @@ def review_campaign_start_view(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def review_detail(request: HttpRequest, pk: int) -> HttpResponseBase:
     user = signed_in_user(request)
     campaign = get_object_or_404(_campaigns_visible(user).select_related("created_by"), pk=pk)
     items = (
         _review_items_visible(user).filter(campaign=campaign)
         .select_related("grant__user", "grant__group", "grant__granted_by", "reviewer", "decided_by")
-        .order_by("decision", "pk")
     )
-    page, qs = paginate(request, items, size=50)
-    page_items = list(page.object_list)
-    labels = selectors.resource_labels([i.grant for i in page_items])
     infosec = roles.INFOSEC in viewer_roles(user)
     open_campaign = campaign.state == ReviewCampaign.State.OPEN and campaign.deadline > timezone.now()
-    rows = [
-        {"item": i, "resource": labels[(i.grant.resource_type, i.grant.resource_id)],
-         "principal": _principal_label(i.grant),
-         "may_decide": open_campaign and i.decision == ReviewItem.Decision.PENDING
-         and (infosec or i.reviewer_id == user.pk)}
-        for i in page_items
-    ]
+
+    def shaped(chunk: list[ReviewItem]) -> list[dict[str, Any]]:
+        labels = selectors.resource_labels([i.grant for i in chunk])
+        return [
+            {"item": i, "resource": labels[(i.grant.resource_type, i.grant.resource_id)],
+             "principal": _principal_label(i.grant),
+             "may_decide": open_campaign and i.decision == ReviewItem.Decision.PENDING
+             and (infosec or i.reviewer_id == user.pk)}
+            for i in chunk
+        ]
+
+    if wants_csv(request):
+        return csv_response(request, replace(REVIEW_ITEMS_TABLE, prepare=shaped), items)
+    view = table(request, REVIEW_ITEMS_TABLE, items)
     return render(request, "console/reviews_detail.html", {
-        "nav": "access", "campaign": campaign, "rows": rows, "page": page, "qs": qs,
+        "nav": "access", "campaign": campaign, "rows": shaped(list(view.page.object_list)), "page": view.page,
+        "qs": view.query, "table": view,
     })
 
 

@@ -12,6 +12,7 @@ show a token's public prefix, never its secret nor its digest.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.contrib import messages
@@ -19,6 +20,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -29,7 +31,45 @@ from access import roles, selectors
 from access.models import ApiToken, ServiceAccount
 from access.services import tokens
 from access.services.service_accounts import may_create_service_account, service_account_create
-from web.console.base import paginate, redirect_back, run_action, signed_in_user, viewer_roles
+from web.console.base import redirect_back, run_action, signed_in_user, viewer_roles
+from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
+
+
+def _username(user: User | None) -> str:
+    return user.get_username() if user is not None else ""
+
+
+ACCOUNTS_TABLE = TableSpec(
+    name="service-accounts",
+    columns=(
+        Column("name", "Name", ("name",), lambda a: a.name),
+        Column("disabled", "Disabled (UTC)", ("disabled_at",), lambda a: a.disabled_at),
+        Column("owner", "Owner", ("owner__username",), lambda a: _username(a.owner)),
+        Column("description", "Description", ("description",), lambda a: a.description),
+        Column("tokens", "Active tokens", ("active_tokens",), lambda a: a.active_tokens, desc_first=True),
+        Column("last_used", "Last used", ("last_used_at",), lambda a: a.last_used_at, desc_first=True),
+        Column("created", "Created", ("created_at",), lambda a: a.created_at, desc_first=True),
+    ),
+    default_sort="name",
+)
+# The token's public prefix only: its secret and digest are never shown, nor exported.
+TOKENS_TABLE = TableSpec(
+    name="tokens",
+    columns=(
+        Column("name", "Name", ("name",), lambda r: r["token"].name),
+        Column("prefix", "Prefix", ("prefix",), lambda r: f"mlg_{r['token'].prefix}_"),
+        Column("scopes", "Scopes", value=lambda r: " ".join(r["token"].scopes)),
+        Column("created", "Created", ("created_at",), lambda r: r["token"].created_at, desc_first=True),
+        Column("created_by", "Created by", value=lambda r: _username(r["token"].created_by)),
+        Column("expires", "Expires", ("expires_at",), lambda r: r["token"].expires_at),
+        Column("last_used", "Last used", ("last_used_at",), lambda r: r["token"].last_used_at, desc_first=True),
+        Column("status", "Status", value=lambda r: r["status"]),
+        Column("revoked", "Revoked (UTC)", value=lambda r: r["token"].revoked_at),
+        Column("revoked_by", "Revoked by", value=lambda r: _username(r["token"].revoked_by)),
+        Column("revoke_reason", "Revoke reason", value=lambda r: r["token"].revoke_reason),
+    ),
+    default_sort="-created",
+)
 
 
 def _visible_account(user: User, name: str) -> ServiceAccount:
@@ -56,7 +96,7 @@ def _detail_url(account: ServiceAccount | str) -> str:
 
 @require_GET
 @login_required
-def service_accounts_list(request: HttpRequest) -> HttpResponse:
+def service_accounts_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     now = timezone.now()
     rows = (
@@ -67,31 +107,37 @@ def service_accounts_list(request: HttpRequest) -> HttpResponse:
             active_tokens=Count("tokens", filter=Q(tokens__revoked_at__isnull=True, tokens__expires_at__gt=now)),
             last_used_at=Max("tokens__last_used_at"),
         )
-        .order_by("name")
     )
-    page, qs = paginate(request, rows)
+    if wants_csv(request):
+        return csv_response(request, ACCOUNTS_TABLE, rows)
+    view = table(request, ACCOUNTS_TABLE, rows)
     return render(request, "console/service_accounts.html", {
-        "nav": "access", "page": page, "qs": qs,
+        "nav": "access", "page": view.page, "qs": view.query, "table": view,
         "may_create": may_create_service_account(user),
     })
 
 
 @require_GET
 @login_required
-def service_account_detail(request: HttpRequest, name: str) -> HttpResponse:
+def service_account_detail(request: HttpRequest, name: str) -> HttpResponseBase:
     user = signed_in_user(request)
     account = _visible_account(user, name)
+    if wants_csv(request):
+        now = timezone.now()
+        return csv_response(request, replace(TOKENS_TABLE, prepare=lambda chunk: [
+            {"token": t, "status": token_status(t, now)} for t in chunk
+        ]), account.tokens.select_related("created_by", "revoked_by"))
     return _render_detail(request, user, account)
 
 
 def _render_detail(request: HttpRequest, user: User, account: ServiceAccount,
                    issued: tokens.IssuedToken | None = None) -> HttpResponse:
     now = timezone.now()
-    rows = account.tokens.select_related("created_by", "revoked_by").order_by("-created_at", "-id")
-    page, qs = paginate(request, rows)
+    view = table(request, TOKENS_TABLE, account.tokens.select_related("created_by", "revoked_by"))
+    page = view.page
     may_manage = _may_manage(user, account)
     context = {
-        "nav": "access", "account": account, "page": page, "qs": qs,
+        "nav": "access", "account": account, "page": page, "qs": view.query, "table": view,
         "rows": [{"token": t, "status": token_status(t, now)} for t in page.object_list],
         "may_manage": may_manage,
         "may_issue": may_manage and account.disabled_at is None,

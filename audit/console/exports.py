@@ -10,9 +10,9 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -26,8 +26,24 @@ from audit.export.service import export_create, exports_dir, path_name
 from audit.models import ExportJob
 from audit.selectors import exports_visible_to
 from web.console.base import denied, is_oversight
+from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
 EXPORTS_NOT_PERMITTED = "Ledger exports are for InfoSec and auditors: you are not permitted to see them."
+EXPORTS_TABLE = TableSpec(
+    name="exports",
+    columns=(
+        Column("id", "#", ("id",), lambda j: j.pk, desc_first=True),
+        Column("who", "Who", ("created_by__username",),
+               lambda j: j.created_by.get_username() if j.created_by_id else "operator"),
+        Column("created", "When (UTC)", ("created_at",), lambda j: j.created_at, desc_first=True),
+        Column("format", "Format", ("format",), lambda j: j.format),
+        Column("scope", "Scope", value=lambda j: _scope_text(j.scope)),
+        Column("state", "State", ("state",), lambda j: j.state),
+        Column("size", "Size", ("file_size",), lambda j: j.file_size, desc_first=True),
+        Column("sha256", "SHA-256", value=lambda j: j.file_sha256),
+    ),
+    default_sort="-created",
+)
 CONTENT_TYPES = {"bundle": "application/zip", "csv": "text/csv; charset=utf-8", "report": "text/html; charset=utf-8"}
 
 
@@ -78,15 +94,18 @@ def _visible_exports(request: HttpRequest) -> QuerySet[ExportJob]:
 
 
 @login_required
-def exports(request: HttpRequest) -> HttpResponse:
+def exports(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
         return denied(request, EXPORTS_NOT_PERMITTED)
     if request.method == "POST":
         return _export_start(request)
-    page = Paginator(_visible_exports(request), 25).get_page(request.GET.get("page"))
+    jobs = _visible_exports(request)
+    if wants_csv(request):
+        return csv_response(request, EXPORTS_TABLE, jobs)
+    view = table(request, EXPORTS_TABLE, jobs)
     return render(request, "console/exports.html", {
-        "nav": "exports", "page": page, "formats": FORMATS, "types": registry.names(),
-        "rows": _rows(page),
+        "nav": "exports", "page": view.page, "qs": view.query, "table": view, "formats": FORMATS,
+        "types": registry.names(), "rows": _rows(view.page),
         "form": {}, "selected_types": [],
     })
 
@@ -103,10 +122,10 @@ def _export_start(request: HttpRequest) -> HttpResponse:
         job = export_create(actor=request.user, scope=scope, fmt=data.get("format", "bundle"))  # type: ignore[arg-type]
     except ExportError as exc:
         messages.error(request, f"The export was not started: {exc}.")
-        page = Paginator(_visible_exports(request), 25).get_page(1)
+        view = table(request, EXPORTS_TABLE, _visible_exports(request))
         return render(request, "console/exports.html", {
-            "nav": "exports", "page": page, "formats": FORMATS, "types": registry.names(),
-            "rows": _rows(page),
+            "nav": "exports", "page": view.page, "qs": view.query, "table": view, "formats": FORMATS,
+            "types": registry.names(), "rows": _rows(view.page),
             "form": data, "selected_types": data.getlist("event_types"),
         }, status=400)
     messages.success(request, f"Export #{job.pk} started; recorded in the ledger.")

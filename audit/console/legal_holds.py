@@ -4,15 +4,38 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.models import LegalHold
 from audit.services.retention import legal_hold_create, legal_hold_release
-from web.console.base import denied, display_names, is_oversight, paginate, redirect_back, run_action
+from web.console.base import denied, display_names, is_oversight, redirect_back, run_action
+from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
 HOLDS_NOT_PERMITTED = "Legal holds are for InfoSec and auditors: you are not permitted to see them."
+
+HOLDS_TABLE = TableSpec(
+    name="legal-holds",
+    columns=(
+        Column("id", "#", ("id",), lambda h: h.pk, desc_first=True),
+        Column("subject", "Data subject", ("data_subject",), lambda h: h.data_subject),
+        Column("state", "State", value=lambda h: "active" if h.active else "released"),
+        Column("reason", "Reason", value=lambda h: h.reason),
+        Column("reference", "Reference", ("reference",), lambda h: h.reference),
+        Column("placed_by", "Placed by", value=lambda h: h.created_by.get_username()),
+        Column("placed", "Placed (UTC)", ("created_at",), lambda h: h.created_at, desc_first=True),
+        Column("released_by", "Released by",
+               value=lambda h: h.released_by.get_username() if h.released_by_id else ""),
+        # Ascending: the earliest release first, active holds (no release) last; the default reverses it.
+        Column("released", "Released (UTC)", (F("released_at").asc(nulls_last=True), "created_at"),
+               lambda h: h.released_at, desc_first=True),
+        Column("release_reason", "Release reason", value=lambda h: h.release_reason),
+    ),
+    # Active holds (no release time) first, then the most recently released.
+    default_sort="-released",
+)
 
 
 # --- legal holds ----------------------------------------------------------------------------------------------
@@ -21,7 +44,7 @@ HOLD_FILTERS = ("all", "active", "released")
 
 
 @login_required
-def legal_holds(request: HttpRequest) -> HttpResponse:
+def legal_holds(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
         return denied(request, HOLDS_NOT_PERMITTED)
     show = request.GET.get("show", "all")
@@ -32,12 +55,13 @@ def legal_holds(request: HttpRequest) -> HttpResponse:
         holds = holds.filter(released_at__isnull=True)
     elif show == "released":
         holds = holds.filter(released_at__isnull=False)
-    # Active holds (no release time) first, then the most recently released.
-    holds = holds.order_by(F("released_at").desc(nulls_first=True), "-created_at", "-id")
-    page, qs = paginate(request, holds)
+    if wants_csv(request):
+        return csv_response(request, HOLDS_TABLE, holds)
+    view = table(request, HOLDS_TABLE, holds)
     return render(request, "console/legal_holds.html", {
-        "nav": "legal-holds", "page": page, "qs": qs, "show": show, "filters": HOLD_FILTERS,
-        "names": display_names(h.data_subject for h in page.object_list),
+        "nav": "legal-holds", "page": view.page, "qs": view.query, "table": view, "show": show,
+        "filters": HOLD_FILTERS,
+        "names": display_names(h.data_subject for h in view.page.object_list),
     })
 
 

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -19,21 +20,36 @@ from access import roles
 from governance import selectors
 from governance.services import identity_links as identity_link_services
 from governance.services.identity_links import MAX_IDENTITY
-from web.console.base import denied, paginate, run_action, signed_in_user, viewer_roles
+from web.console.base import denied, run_action, signed_in_user, viewer_roles
+from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
 PAGE = "console-identity-links"
+LINKS_TABLE = TableSpec(
+    name="identity-links",
+    columns=(
+        Column("identity", "MLflow identity", ("mlflow_identity",), lambda link: link.mlflow_identity),
+        Column("account", "Account", ("account__username",), lambda link: link.account.get_username()),
+        Column("account_ref", "Account ref", value=lambda link: f"user:{link.account_id}"),
+        Column("reason", "Reason", value=lambda link: link.reason),
+        Column("linked", "Linked", ("created_at",), lambda link: link.created_at, desc_first=True),
+        Column("linked_by", "Linked by", value=lambda link: link.created_by.get_username()),
+    ),
+    default_sort="identity",
+)
 
 
 @require_GET
 @login_required
-def identity_links(request: HttpRequest) -> HttpResponse:
+def identity_links(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     if not selectors.may_see_identity_links(user):
         return denied(request, "MLflow identity links are for InfoSec and auditors.")
-    rows = selectors.identity_links_visible_to(user).order_by("mlflow_identity", "pk")
-    page, query = paginate(request, rows)
+    rows = selectors.identity_links_visible_to(user)
+    if wants_csv(request):
+        return csv_response(request, LINKS_TABLE, rows)
+    view = table(request, LINKS_TABLE, rows)
     return render(request, "console/identity_links.html", {
-        "nav": "identity-links", "page": page, "rows": page.object_list, "qs": query,
+        "nav": "identity-links", "page": view.page, "rows": view.page.object_list, "qs": view.query, "table": view,
         "may_edit": roles.INFOSEC in viewer_roles(user), "max_identity": MAX_IDENTITY,
     })
 

@@ -16,10 +16,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.db.models.functions import Substr
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -35,8 +35,8 @@ from governance.errors import GovernanceError, NotPermitted
 from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest
 from governance.services import compliance
 from web.console.base import denied, is_oversight
+from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
-PAGE_SIZE = 25
 CHART_DAYS = 14
 # Chart series are coloured by the stylesheet (.series-0 ... .series-7 in static/console/console.css).
 SERIES_COLOURS = 8
@@ -227,11 +227,29 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 # --- violations -------------------------------------------------------------------------------------------
 
+VIOLATIONS_TABLE = TableSpec(
+    name="violations",
+    columns=(
+        Column("id", "#", ("id",), lambda v: v.pk, desc_first=True),
+        Column("detected", "Detected", ("detected_at",), lambda v: v.detected_at, desc_first=True),
+        Column("kind", "Kind", ("kind",), lambda v: v.kind),
+        Column("reverted", "Reverted", value=lambda v: v.reverted),
+        Column("subject", "Subject", ("subject_type", "subject_id"), lambda v: f"{v.subject_type}:{v.subject_id}"),
+        Column("summary", "Summary", ("summary",), lambda v: v.summary),
+        Column("status", "Status", (F("acknowledged_at").asc(nulls_first=True),),
+               lambda v: "acknowledged" if v.acknowledged_at else "open"),
+        Column("acknowledged_by", "Acknowledged by",
+               value=lambda v: v.acknowledged_by.get_username() if v.acknowledged_by_id else ""),
+        Column("acknowledged_at", "Acknowledged (UTC)", value=lambda v: v.acknowledged_at),
+        Column("acknowledgement", "Acknowledgement", value=lambda v: v.acknowledgement),
+    ),
+    default_sort="-detected",
+)
 STATUS_FILTERS = {"open": Q(acknowledged_at__isnull=True), "acknowledged": Q(acknowledged_at__isnull=False), "all": Q()}
 
 
 @login_required
-def violations(request: HttpRequest) -> HttpResponse:
+def violations(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
         return denied(request, "Compliance violations are for InfoSec and auditors: you are not permitted to see them.")
     status = request.GET.get("status", "open")
@@ -243,10 +261,11 @@ def violations(request: HttpRequest) -> HttpResponse:
         qs = qs.filter(kind=kind)
     else:
         kind = ""
-    page = Paginator(qs.order_by("-detected_at", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
-    query = "&".join(f"{k}={v}" for k, v in (("status", status), ("kind", kind)) if v)
+    if wants_csv(request):
+        return csv_response(request, VIOLATIONS_TABLE, qs)
+    view = table(request, VIOLATIONS_TABLE, qs)
     return render(request, "console/violations.html", {
-        "nav": "violations", "page": page, "status": status, "kind": kind, "qs": query,
+        "nav": "violations", "page": view.page, "status": status, "kind": kind, "qs": view.query, "table": view,
         "kinds": ComplianceViolation.Kind.choices, "may_acknowledge": has_role(request.user, roles.INFOSEC),
         "statuses": list(STATUS_FILTERS),
     })

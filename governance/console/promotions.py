@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from django.contrib import messages
@@ -17,6 +18,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.db.models import Max, Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -41,12 +43,12 @@ from governance.services import promotions as promotion_services
 from web.console.base import (
     actor_refs,
     display_names,
-    paginate,
     redirect_back,
     run_action,
     signed_in_user,
     viewer_roles,
 )
+from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
 State = PromotionRequest.State
 Strategy = PromotionRequest.Strategy
@@ -55,42 +57,99 @@ OPEN_STATES = (State.PENDING, State.APPROVED, State.DEPLOYING)
 DECIDING_ROLES = frozenset({roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC})
 
 
+def _username(user: User | None) -> str:
+    return user.get_username() if user is not None else ""
+
+
+def _live_in(index: int) -> Callable[[dict[str, Any]], Any]:
+    """The CSV cell of the ``index``-th environment's live version (columns built per request)."""
+    return lambda row: row["current"][index]
+
+
+# The "In <environment>" columns are added per request (the environments are data).
+MODELS_TABLE = TableSpec(
+    name="models",
+    columns=(
+        Column("name", "Model", ("name",), lambda r: r["model"].name),
+        Column("owner", "Owner", ("owner__username",), lambda r: _username(r["model"].owner)),
+        Column("latest", "Latest version", ("latest_version",), lambda r: r["model"].latest_version, desc_first=True),
+        Column("level", "Effective classification", value=lambda r: r["level"]),
+    ),
+    default_sort="name",
+)
+PROMOTIONS_TABLE = TableSpec(
+    name="promotion-requests",
+    columns=(
+        Column("id", "Request", ("id",), lambda r: r.pk, desc_first=True),
+        Column("model", "Model", ("version__model__name", "version__version"),
+               lambda r: f"{r.version.model.name} v{r.version.version}"),
+        Column("break_glass", "Break-glass", value=lambda r: r.is_break_glass),
+        Column("to", "To", ("environment__order", "environment__name"), lambda r: r.environment.name),
+        Column("by", "Requested by", ("requested_by__username",), lambda r: _username(r.requested_by)),
+        Column("created", "When", ("created_at",), lambda r: r.created_at, desc_first=True),
+        Column("state", "State", ("state",), lambda r: r.state),
+        Column("reason", "Reason", value=lambda r: r.reason),
+    ),
+    default_sort="-id",
+)
+BREAKGLASS_TABLE = TableSpec(
+    name="break-glass-reviews",
+    columns=(
+        Column("promotion", "Promotion", ("request_id",), lambda rv: rv.request_id, desc_first=True),
+        Column("model", "Model", ("request__version__model__name", "request__version__version"),
+               lambda rv: f"{rv.request.version.model.name} v{rv.request.version.version}"),
+        Column("to", "To", ("request__environment__order", "request__environment__name"),
+               lambda rv: rv.request.environment.name),
+        Column("by", "By", ("request__requested_by__username",), lambda rv: _username(rv.request.requested_by)),
+        Column("justification", "Justification", value=lambda rv: rv.request.reason),
+        Column("due", "Due", ("due_at",), lambda rv: rv.due_at),
+        Column("review", "Review", ("state",), lambda rv: rv.state),
+        Column("reviewed_by", "Reviewed by", value=lambda rv: _username(rv.reviewed_by)),
+        Column("comment", "Review comment", value=lambda rv: rv.comment),
+    ),
+    # Soonest due first: what needs a reviewer next.
+    default_sort="due",
+)
+
+
 # --- models ---------------------------------------------------------------------------------------------
 
 
 @require_GET
 @login_required
-def models_list(request: HttpRequest) -> HttpResponse:
+def models_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     query = request.GET.get("q", "").strip()[:200]
-    rows = (
-        selectors.models_visible_to(user)
-        .select_related("owner")
-        .annotate(latest_version=Max("versions__version"))
-        .order_by("name")
-    )
+    rows = selectors.models_visible_to(user).select_related("owner").annotate(latest_version=Max("versions__version"))
     if query:
         rows = rows.filter(name__icontains=query)
-    page, qs = paginate(request, rows)
-    models = list(page.object_list)
-    ids = [m.pk for m in models]
     environments = list(Environment.objects.order_by("order"))
-    live: dict[int, dict[int, int]] = defaultdict(dict)
-    for model_id, env_id, version in LiveDeployment.objects.filter(model_id__in=ids).values_list(
-        "model_id", "environment_id", "version__version"
-    ):
-        live[model_id][env_id] = version
-    levels = model_levels(ids) if ids else {}
-    table = [
-        {
-            "model": m,
-            "level": levels.get(m.pk, ""),
-            "current": [live[m.pk].get(env.pk) for env in environments],
-        }
-        for m in models
-    ]
+
+    def shaped(models: list[RegisteredModel]) -> list[dict[str, Any]]:
+        """Each model with its classification and live version per environment (two queries per batch)."""
+        ids = [m.pk for m in models]
+        live: dict[int, dict[int, int]] = defaultdict(dict)
+        for model_id, env_id, version in LiveDeployment.objects.filter(model_id__in=ids).values_list(
+            "model_id", "environment_id", "version__version"
+        ):
+            live[model_id][env_id] = version
+        levels = model_levels(ids) if ids else {}
+        return [
+            {"model": m, "level": levels.get(m.pk, ""), "current": [live[m.pk].get(env.pk) for env in environments]}
+            for m in models
+        ]
+
+    if wants_csv(request):
+        per_env = tuple(
+            Column(f"env-{env.pk}", f"In {env.name}", value=_live_in(i))
+            for i, env in enumerate(environments)
+        )
+        return csv_response(request, replace(MODELS_TABLE, columns=MODELS_TABLE.columns + per_env, prepare=shaped),
+                            rows)
+    view = table(request, MODELS_TABLE, rows)
     return render(request, "console/models.html", {
-        "nav": "models", "page": page, "qs": qs, "rows": table, "environments": environments, "q": query,
+        "nav": "models", "page": view.page, "qs": view.query, "table": view,
+        "rows": shaped(list(view.page.object_list)), "environments": environments, "q": query,
     })
 
 
@@ -275,7 +334,7 @@ INBOX_FILTERS = {
 
 @require_GET
 @login_required
-def approvals_inbox(request: HttpRequest) -> HttpResponse:
+def approvals_inbox(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     visible = selectors.promotion_requests_visible_to(user)
     visible_ids = visible.values("pk")
@@ -290,14 +349,16 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
         PromotionRequest.objects.filter(pk__in=visible_ids, state__in=INBOX_FILTERS[show])
         .exclude(pk__in=[r.pk for r in awaiting])
         .select_related(*_REQUEST_RELATED)
-        .order_by("-created_at", "-id")
     )
-    page, qs = paginate(request, others)
+    if wants_csv(request):  # the "other requests" table (the awaiting list above it is not paginated)
+        return csv_response(request, PROMOTIONS_TABLE, others)
+    view = table(request, PROMOTIONS_TABLE, others)
+    page, qs = view.page, view.query
     reviews_open = BreakGlassReview.objects.filter(
         request__in=visible_ids, state__in=(BreakGlassReview.State.OPEN, BreakGlassReview.State.OVERDUE)
     ).count()
     return render(request, "console/approvals.html", {
-        "nav": "approvals", "awaiting": awaiting, "page": page, "qs": qs, "show": show,
+        "nav": "approvals", "awaiting": awaiting, "page": page, "qs": qs, "table": view, "show": show,
         "filters": list(INBOX_FILTERS), "reviews_open": reviews_open,
     })
 
@@ -427,18 +488,20 @@ def _visible_reviews(user: User) -> QuerySet[BreakGlassReview]:
 
 @require_GET
 @login_required
-def breakglass_list(request: HttpRequest) -> HttpResponse:
+def breakglass_list(request: HttpRequest) -> HttpResponseBase:
     user = signed_in_user(request)
     show = request.GET.get("show", "open")
     rows = _visible_reviews(user).select_related(
         "request__version__model", "request__environment", "request__requested_by", "reviewed_by"
-    ).order_by("due_at", "pk")
+    )
     if show != "all":
         show = "open"
         rows = rows.exclude(state__in=CONCLUDED_REVIEW_STATES)
-    page, qs = paginate(request, rows)
+    if wants_csv(request):
+        return csv_response(request, BREAKGLASS_TABLE, rows)
+    view = table(request, BREAKGLASS_TABLE, rows)
     return render(request, "console/breakglass.html", {
-        "nav": "approvals", "page": page, "qs": qs, "show": show,
+        "nav": "approvals", "page": view.page, "qs": view.query, "table": view, "show": show,
         "may_review": bool(viewer_roles(user) & DECIDING_ROLES),
     })
 

@@ -63,7 +63,7 @@ def test_an_approver_approves_a_promotion(live_url: str, page: Any, fake_registr
     shot(page, "request-detail")
     open_and_submit(page, "Approve", "approve", COMMENT)
     # then
-    assert page.get_by_text(f"Your approval of promotion #{request.pk} is recorded.").is_visible()
+    assert page.get_by_text("Your approval is recorded. All rules met — deploying.").is_visible()
     entry = entry_of(request, "promotion.approval_given")
     assert entry.actor == actor_of(User.objects.get(username="adam")) and entry.payload["comment"] == COMMENT
     request.refresh_from_db()

@@ -39,6 +39,8 @@ from governance.services import compliance
 from web.console.base import denied, is_oversight
 
 PAGE_SIZE = 25
+# Rows a dashboard queue shows; its heading counts them all.
+QUEUE_ROWS = 8
 CHART_DAYS = 14
 # Chart series are coloured by the stylesheet (.series-0 ... .series-7 in static/console/console.css).
 SERIES_COLOURS = 8
@@ -194,7 +196,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     awaiting_access = access_selectors.requests_awaiting(user)
     expiring = _visible_expiring(user, oversight)
     labels = access_selectors.resource_labels([*awaiting_access, *expiring])
+    review_items = access_selectors.review_items_awaiting(user).select_related("campaign", "grant", "grant__user",
+                                                                               "grant__group")
+    unclassified = access_selectors.datasets_awaiting_classification(user)
+    items_shown = list(review_items[:QUEUE_ROWS])
+    review_labels = access_selectors.resource_labels([i.grant for i in items_shown]) if items_shown else {}
     context.update(
+        # A data steward's (and any reviewer's) own review work: access-review items and unclassified datasets.
+        review_items=[(i, review_labels.get((i.grant.resource_type, i.grant.resource_id), "")) for i in items_shown],
+        review_items_total=review_items.count() if len(items_shown) == QUEUE_ROWS else len(items_shown),
+        unclassified=list(unclassified[:QUEUE_ROWS]),
+        unclassified_total=unclassified.count(),
         promotions_awaiting=selectors.requests_awaiting(user),
         access_awaiting=[(r, labels.get((r.resource_type, r.resource_id), "")) for r in awaiting_access],
         grants_expiring=[(g, labels.get((g.resource_type, g.resource_id), "")) for g in expiring],

@@ -92,3 +92,21 @@ def test_auditor_exports_two_models_picked_with_the_filter(live_url: str, page: 
         assert {("registered_model", "fraud-detector"), ("registered_model", "credit-scoring")} <= subjects
         assert ("registered_model", "churn-predictor") not in subjects
         assert not re.search(r"--[a-z]", page.content())
+
+
+def test_long_hashes_stay_whole_on_one_line_and_the_page_does_not_spill(live_url: str, page: Any) -> None:
+    # given an entry (64-hex hashes, and a checkpoint line longer than its card)
+    people = make_people()
+    seed_ledger(2)
+    entry = Entry.objects.filter(event_type="ledger.note_added").order_by("seq").last()
+    login(page, live_url, people.auditor.username)
+    page.goto(f"{live_url}/console/ledger/{entry.seq}/")
+    page.get_by_role("button", name="Verify this entry").click()
+    page.locator(".verdict").wait_for()
+    # then each hash is one line (its text makes one box: no break inside the word), whole when copied,
+    # and the page itself is no wider than the window
+    lines = page.evaluate("""id => { const r = document.createRange();
+        r.selectNodeContents(document.getElementById(id)); return r.getClientRects().length; }""", "entry-hash")
+    assert lines == 1
+    assert page.locator("#entry-hash").inner_text() == entry.entry_hash
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]

@@ -121,7 +121,8 @@ def parse_scope(
     types = sorted(set(event_types))
     for name in types:
         if name not in registry:
-            raise ExportError(f"unknown event type {name!r} (see audit/event_types.py)", code="unknown_event_type")
+            raise ExportError(f"unknown event type {name!r} (docs/event-types.md lists them)",
+                              code="unknown_event_type")
     parsed = sorted({_subject(s) for s in subjects})
     for key, value in (("model", model), ("dataset", dataset)):
         if value is not None and (not str(value).strip() or len(str(value)) > 300):

@@ -332,7 +332,7 @@ def approval_outcome(request: PromotionRequest) -> str:
         detail = str(gate.get("detail") or "")
         until = _soak_until(request, soak_hours.get(gate["gate"]), gate.get("observed"))
         if until is not None:
-            missing.append(f"soak until {until:%Y-%m-%d %H:%M} UTC ({detail})")
+            missing.append(f"soak until {until:%Y-%m-%d %H:%M} UTC: {detail}")
         else:
             missing.append(f"gate {gate['gate']} unmet" + (f" ({detail})" if detail else ""))
     missing += _floor_unmet(request.environment, policy)

@@ -8,11 +8,13 @@ asked for staging by ``people.requester``.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
+from django.utils import timezone
 
 from governance.models import PromotionPolicy, PromotionRequest
 from governance.services import promotions
@@ -60,8 +62,11 @@ def test_an_unfinished_soak_says_until_when(pending: PromotionRequest, people: P
                             "gates": [{"type": "soak", "hours": 100}]})
     response = approve(people.approver, pending)
     [message] = messages_of(response)
-    assert re.fullmatch(r"Your approval is recorded\. Still missing: soak until \d{4}-\d\d-\d\d \d\d:\d\d UTC "
-                        r"\(72\.0h in dev \(needs 100h\)\)\.", message), message
+    expected_end = timezone.now() + timedelta(hours=28)
+    assert re.fullmatch(r"Your approval is recorded\. Still missing: soak until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC: "
+                        r"72\.0h in dev \(needs 100h\)\.", message), message
+    until = datetime.strptime(re.search(r"until (.{16}) UTC", message)[1], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    assert abs(until - expected_end) < timedelta(minutes=2)
 
 
 def test_an_unmet_gate_is_named(pending: PromotionRequest, people: People) -> None:

@@ -101,3 +101,8 @@ def test_a_stale_approval_may_be_given_again(pending: PromotionRequest, people: 
     approve(people.approver, pending)
     PromotionRequest.objects.filter(pk=pending.pk).update(evidence_digest="0" * 64)  # the evidence changed since
     assert decision_forms(people.approver, pending) == ["approve", "request-changes", "reject"]
+
+
+def test_the_dashboard_links_a_waiting_promotion_to_its_page(pending: PromotionRequest, people: People) -> None:
+    html = client_for(people.approver).get(reverse("console-dashboard")).content.decode()
+    assert f'<a href="{reverse("console-request", args=[pending.pk])}">#{pending.pk} fraud-detector/7' in html

@@ -5,7 +5,7 @@ announces refused reveals through ``audit.signals``. This module registers the r
 (InfoSec and auditors read and export the ledger; InfoSec sees every export, reveals personal
 data and manages legal holds) and the account closure that starts retention's clock, and
 counts refused reveals as ``access.check_denied``. It also tells exports what a ``dataset``
-scope means (``audit.export.sections``).
+scope means and which datasets a viewer may pick in the export form (``audit.export.sections``).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from django.dispatch import receiver
 
 from access.models import Dataset
 from access.roles import AUDITOR, INFOSEC, has_role
+from access.selectors import datasets_visible_to
 from access.services.accounts import account_closed_at
 from access.services.checks import denial_record
 from audit import policy, signals
@@ -68,4 +69,10 @@ def dataset_subjects(name: str, size: int | None = None) -> list[tuple[str, str]
     return [("dataset", name)]
 
 
+def dataset_choices(viewer: Any) -> list[str]:
+    """The datasets ``viewer`` may see (``selectors.datasets_visible_to``), for the export form."""
+    return list(datasets_visible_to(viewer).order_by("name").values_list("name", flat=True))
+
+
 sections.scope_resolver_register("dataset", dataset_subjects)
+sections.scope_choices_register("dataset", dataset_choices)

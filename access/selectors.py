@@ -32,6 +32,7 @@ from access.principals import account_ids, person_ids
 from access.resources import KINDS, RESOURCE_MODELS, Resource, ResourceKind, pci_datasets, resource_kind, resource_label
 from access.roles import has_role, role_names
 from access.services.access_requests import approval_slot
+from access.services.datasets import CLASSIFIER_ROLES
 
 _GRANT_RELATED = ("user", "group", "granted_by", "revoked_by", "request")
 
@@ -310,6 +311,23 @@ def review_items_visible_to(user: User) -> QuerySet[ReviewItem]:
     if role_names(user) & _SEE_ALL:
         return ReviewItem.objects.all()
     return ReviewItem.objects.filter(reviewer=user)
+
+
+def review_items_awaiting(user: User) -> QuerySet[ReviewItem]:
+    """The undecided items of open access reviews that ``user`` is the reviewer of, soonest deadline first."""
+    if not user.is_active:
+        return ReviewItem.objects.none()
+    return ReviewItem.objects.filter(
+        reviewer=user, decision=ReviewItem.Decision.PENDING, campaign__state=ReviewCampaign.State.OPEN,
+    ).order_by("campaign__deadline", "pk")
+
+
+def datasets_awaiting_classification(user: User) -> QuerySet[Dataset]:
+    """Datasets never classified (no ``classified_at``), oldest first, for those who classify (data stewards and
+    InfoSec: ``CLASSIFIER_ROLES``); nothing for anyone else."""
+    if not user.is_active or not role_names(user) & CLASSIFIER_ROLES:
+        return Dataset.objects.none()
+    return Dataset.objects.filter(classified_at__isnull=True).order_by("created_at", "pk")
 
 
 def resource_queryset(kind: str, viewer: User | None) -> QuerySet[Any]:

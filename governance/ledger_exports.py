@@ -20,6 +20,7 @@ from audit.export.report import fmt, in_period
 from audit.export.scope import names_model, payload_mentions
 from audit.models import Entry
 from governance.models import ComplianceViolation, Lineage, PromotionRequest, RegisteredModel
+from governance.selectors import models_visible_to
 
 
 def model_subjects(name: str, *, size: int | None = None) -> list[tuple[str, str]]:
@@ -129,5 +130,11 @@ def model_report(name: str, scope: dict[str, Any],
             "grants": grants}
 
 
+def model_choices(viewer: Any) -> list[str]:
+    """The registered models ``viewer`` may see (``selectors.models_visible_to``), for the export form."""
+    return list(models_visible_to(viewer).order_by("name").values_list("name", flat=True))
+
+
 sections.scope_resolver_register("model", lambda name, size: model_subjects(name, size=size))
+sections.scope_choices_register("model", model_choices)
 sections.model_report_register(model_report)

@@ -37,11 +37,13 @@ from access.models import (
     ReviewItem,
     ServiceAccount,
 )
-from access.resources import MAX_DAYS, RESOURCE_MODELS
+from access.resources import MAX_DAYS, RESOURCE_MODELS, needs_infosec, resource_label, resource_owner_id
 from access.services.access_requests import (
     access_request_approve,
     access_request_create,
     access_request_reject,
+    approval_slot,
+    approvals_needed,
     may_request_access,
 )
 from access.services.datasets import CLASSIFIER_ROLES, PII_MIN_LEVEL, dataset_classify, dataset_field_classify
@@ -589,6 +591,38 @@ def request_create(request: HttpRequest) -> HttpResponse:
         f"{created.duration_days} days. It awaits review by {_reviewers(created, owner)}."
     ))
     return HttpResponseRedirect(fallback)
+
+
+@require_GET
+@login_required
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One access request: who asked, for whom and what, the approvals its rule needs (recorded or still
+    missing) and the decision forms for whoever may decide now. Unknown and invisible requests are one 404."""
+    user = signed_in_user(request)
+    access_request = get_object_or_404(
+        selectors.access_requests_visible_to(user).select_related(
+            "requester", "principal_user", "owner_approved_by", "infosec_approved_by"
+        ),
+        pk=pk,
+    )
+    resource = selectors.resources_for([access_request]).get((access_request.resource_type, access_request.resource_id))
+    slots = approvals_needed(access_request, resource) if resource is not None else []
+    pending = access_request.state == AccessRequest.State.PENDING
+    # The approving service's own rule (approval_slot), on the classification as it is now.
+    may_decide = pending and resource is not None and approval_slot(
+        user=user, request=access_request, owner_id=resource_owner_id(resource),
+        needs_infosec=access_request.needs_infosec or needs_infosec(resource),
+        infosec=roles.INFOSEC in viewer_roles(user),
+    ) is not None
+    grant = access_request.grants.order_by("pk").first() if access_request.state == AccessRequest.State.APPROVED \
+        else None
+    return render(request, "console/access_request_detail.html", {
+        "nav": "access", "r": access_request,
+        "label": resource_label(resource) if resource is not None
+        else f"{access_request.resource_type}:#{access_request.resource_id}",
+        "resource": resource, "slots": slots, "missing": [s for s in slots if s["by"] is None] if pending else [],
+        "may_decide": may_decide, "grant": grant,
+    })
 
 
 _REQUEST_ACTIONS = {

@@ -19,6 +19,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("access/grants/<int:pk>/revoke/", views.grant_revoke_view, name="console-grant-revoke"),
     path("access/requests/", views.requests_list, name="console-access-requests"),
     path("access/requests/new/", views.request_create, name="console-access-request-create"),
+    path("access/requests/<int:pk>/", views.request_detail, name="console-access-request"),
     path("access/requests/<int:pk>/<slug:action>/", views.request_action, name="console-access-request-action"),
     path("access/reviews/", views.reviews_list, name="console-reviews"),
     path("access/reviews/start/", views.review_campaign_start_view, name="console-review-start"),

@@ -93,6 +93,28 @@ def approvals_complete(request: AccessRequest, *, owner_id: int | None, needs_in
     return owner_done and infosec_done
 
 
+def approvals_needed(request: AccessRequest, resource: Resource) -> list[dict[str, object]]:
+    """The approvals ``request`` needs under ``access_request_approve``'s rule, each with who gave it (None:
+    still missing): the resource owner's (InfoSec stands in when the owner asked or the access is for them)
+    and InfoSec's when the data is restricted or PCI, the request is for an environment, or it was asked so.
+    A read for the console's request page; the classification is read as it is now, as approving would."""
+    owner_id = resource_owner_id(resource)
+    needs = request.needs_infosec or needs_infosec(resource)
+    slots: list[dict[str, object]] = []
+    if owner_id is not None:
+        stand_in = _owner_is_party(owner_id, request)
+        slots.append({
+            "slot": OWNER,
+            "who": "InfoSec, in place of the owner (who asked, or the access is for them)" if stand_in
+            else "the owner of " + resource_label(resource),
+            "by": request.owner_approved_by,
+        })
+    if needs:
+        slots.append({"slot": INFOSEC, "who": "InfoSec (restricted or PCI data, or a resource without an owner)",
+                      "by": request.infosec_approved_by})
+    return slots
+
+
 def _owner_is_party(owner_id: int, request: AccessRequest, persons: Mapping[int, int] | None = None) -> bool:
     """Whether the resource's owner is, as a person, the requester or the principal (then InfoSec stands in)."""
     if owner_id in (request.requester_id, request.principal_user_id):

@@ -37,6 +37,9 @@ from web.api.pagination import StandardPagination
 
 TAG = "exports"
 SCOPES = {"GET": "exports:read", "POST": "exports:read"}
+# Scope errors name the body's fields, not the command's flags.
+API_LABELS = {"since": "since", "until": "until", "model": "model", "dataset": "dataset",
+              "since_checkpoint": "since_checkpoint"}
 
 
 class ExportNotReady(exceptions.APIException):
@@ -186,7 +189,7 @@ class ExportsApi(APIView):
         # ExportError (bad scope) → 400 and ExportNotPermitted → 403, through the API's error handler.
         scope = parse_scope(since=v.get("since"), until=v.get("until"), subjects=v.get("subjects", ()),
                             event_types=v.get("event_types", ()), model=v.get("model"), dataset=v.get("dataset"),
-                            since_checkpoint=v.get("since_checkpoint"))
+                            since_checkpoint=v.get("since_checkpoint"), labels=API_LABELS)
         job = export_create(actor=request.user, scope=scope, fmt=v["format"])
         return Response(job_data(job, request), status=status.HTTP_202_ACCEPTED)
 

@@ -19,9 +19,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from audit.event_types import registry
+from audit.export import sections
 from audit.export.bundle import verify_command
 from audit.export.errors import ExportError
-from audit.export.scope import FORMATS, parse_scope
+from audit.export.scope import FORMATS, ExportScope, parse_scope
 from audit.export.service import export_create, exports_dir, path_name
 from audit.models import ExportJob
 from audit.selectors import exports_visible_to
@@ -93,6 +94,28 @@ def _visible_exports(request: HttpRequest) -> QuerySet[ExportJob]:
     return jobs if jobs is not None else ExportJob.objects.none()
 
 
+#: How scope errors name the form's fields (never the command's flags).
+FORM_LABELS = {"since": "the From date", "until": "the To date", "model": "a model", "dataset": "a dataset",
+               "since_checkpoint": "the checkpoint"}
+
+
+def _form_context(request: HttpRequest, form: Any) -> dict[str, Any]:
+    """The page with its export form: pickers of the models and datasets the viewer may see (their domains'
+    visibility rules, registered with ``audit.export.sections``) and of the event types, above the past
+    exports (sorted and paged as the query string says)."""
+    view = table(request, EXPORTS_TABLE, _visible_exports(request))
+    return {
+        "nav": "exports", "page": view.page, "qs": view.query, "table": view, "formats": FORMATS,
+        "types": registry.names(), "rows": _rows(view.page),
+        "models": sections.scope_choices("model", request.user),
+        "datasets": sections.scope_choices("dataset", request.user),
+        "form": form,
+        "selected_types": form.getlist("event_types") if form else [],
+        "selected_models": form.getlist("model") if form else [],
+        "selected_datasets": form.getlist("dataset") if form else [],
+    }
+
+
 @login_required
 def exports(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
@@ -102,34 +125,62 @@ def exports(request: HttpRequest) -> HttpResponseBase:
     jobs = _visible_exports(request)
     if wants_csv(request):
         return csv_response(request, EXPORTS_TABLE, jobs)
-    view = table(request, EXPORTS_TABLE, jobs)
-    return render(request, "console/exports.html", {
-        "nav": "exports", "page": view.page, "qs": view.query, "table": view, "formats": FORMATS,
-        "types": registry.names(), "rows": _rows(view.page),
-        "form": {}, "selected_types": [],
-    })
+    return render(request, "console/exports.html", _form_context(request, None))
+
+
+def _picked(request: HttpRequest, kind: str, what: str) -> list[str]:
+    """The names picked for ``kind``, each one the viewer may export; a name posted by hand that is not among
+    them (unknown, or not theirs to see) is refused with the same words."""
+    names = sorted({n.strip() for n in request.POST.getlist(kind) if n.strip()})
+    allowed = set(sections.scope_choices(kind, request.user))
+    refused = [n for n in names if n not in allowed]
+    if refused:
+        raise ExportError(f"no {what} named {refused[0][:80]!r} among those you may export", code=f"unknown_{kind}")
+    return names
+
+
+def _form_scope(request: HttpRequest) -> tuple[ExportScope, str]:
+    """The scope and format of the form. One model and one dataset are the scope's own; several are exported
+    as the subjects each one means (the same resolvers), so a report, which is about one model, needs one."""
+    data = request.POST
+    fmt = data.get("format", "bundle")
+    models = _picked(request, "model", "model")
+    datasets = _picked(request, "dataset", "dataset")
+    if fmt == "report" and len(models) != 1:
+        raise ExportError("a report is about one model: pick exactly one model", code="report_needs_model")
+    subjects = [s.strip() for s in data.get("subjects", "").splitlines() if s.strip()]
+    model = dataset = None
+    if len(models) == 1 and len(datasets) <= 1:
+        model = models[0]
+        dataset = datasets[0] if datasets else None
+    elif not models and len(datasets) == 1:
+        dataset = datasets[0]
+    else:
+        subjects += [f"{t}:{i}" for kind, names in (("model", models), ("dataset", datasets))
+                     for name in names for t, i in sections.subjects_of(kind, name)]
+    scope = parse_scope(
+        since=data.get("since") or None, until=data.get("until") or None, subjects=subjects,
+        event_types=data.getlist("event_types"), model=model, dataset=dataset, labels=FORM_LABELS,
+    )
+    return scope, fmt
 
 
 def _export_start(request: HttpRequest) -> HttpResponse:
-    data = request.POST
-    subjects = [s.strip() for s in data.get("subjects", "").splitlines() if s.strip()]
     try:
-        scope = parse_scope(
-            since=data.get("since") or None, until=data.get("until") or None, subjects=subjects,
-            event_types=data.getlist("event_types"), model=data.get("model") or None,
-            dataset=data.get("dataset") or None,
-        )
-        job = export_create(actor=request.user, scope=scope, fmt=data.get("format", "bundle"))  # type: ignore[arg-type]
+        scope, fmt = _form_scope(request)
+        job = export_create(actor=request.user, scope=scope, fmt=fmt)  # type: ignore[arg-type]
     except ExportError as exc:
-        messages.error(request, f"The export was not started: {exc}.")
-        view = table(request, EXPORTS_TABLE, _visible_exports(request))
-        return render(request, "console/exports.html", {
-            "nav": "exports", "page": view.page, "qs": view.query, "table": view, "formats": FORMATS,
-            "types": registry.names(), "rows": _rows(view.page),
-            "form": data, "selected_types": data.getlist("event_types"),
-        }, status=400)
+        messages.error(request, f"The export was not started: {_form_words(exc)}.")
+        return render(request, "console/exports.html", _form_context(request, request.POST), status=400)
     messages.success(request, f"Export #{job.pk} started; recorded in the ledger.")
     return redirect("console-export", export_id=job.pk)
+
+
+def _form_words(exc: ExportError) -> str:
+    """The service's refusal as the form would say it (its messages name no command-line flag the form lacks)."""
+    if exc.code == "report_needs_model":
+        return "a report is about one model: pick exactly one model"
+    return str(exc)
 
 
 @login_required

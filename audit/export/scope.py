@@ -3,7 +3,7 @@ subjects it resolves to, fixed at the ledger size of the moment the export is cr
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
@@ -22,6 +22,10 @@ EXTENSIONS = {"bundle": "zip", "csv": "csv", "report": "html"}
 
 
 MAX_SUBJECTS = 10_000
+
+#: How ``parse_scope``'s messages name the fields unless told otherwise: the flags of ``export_audit``.
+CLI_LABELS = {"since": "--since", "until": "--until", "model": "--model", "dataset": "--dataset",
+              "since_checkpoint": "--since-checkpoint"}
 
 
 
@@ -96,27 +100,33 @@ def parse_scope(
     model: str | None = None,
     dataset: str | None = None,
     since_checkpoint: int | str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> ExportScope:
-    """Validate and normalise an export scope; raises ExportError naming what is wrong."""
+    """Validate and normalise an export scope; raises ExportError naming what is wrong.
+
+    ``labels`` names the fields in the caller's language (``since``, ``until``, ``model``, ``dataset``,
+    ``since_checkpoint``): the console's form words, say; by default the command's flags (``--since``)."""
+    label = {**CLI_LABELS, **(labels or {})}
     known: int | None = None
     if since_checkpoint not in (None, ""):
         text = str(since_checkpoint).strip()
         if not (text.isascii() and text.isdigit()) or int(text) < 1 or len(text) > 18:
-            raise ExportError(f"--since-checkpoint {text[:40]!r} must be a tree size (a positive integer)",
+            raise ExportError(f"{label['since_checkpoint']} {text[:40]!r} must be a tree size (a positive integer)",
                               code="invalid_checkpoint")
         known = int(text)
-    since_ts = parse_time(since, label="--since") if since not in (None, "") else None
-    until_ts = parse_time(until, end_of_day=True, label="--until") if until not in (None, "") else None
+    since_ts = parse_time(since, label=label["since"]) if since not in (None, "") else None
+    until_ts = parse_time(until, end_of_day=True, label=label["until"]) if until not in (None, "") else None
     if since_ts and until_ts and since_ts > until_ts:
-        raise ExportError(f"--since {since_ts} is after --until {until_ts}", code="invalid_time")
+        raise ExportError(f"{label['since']} {since_ts} is after {label['until']} {until_ts}", code="invalid_time")
     types = sorted(set(event_types))
     for name in types:
         if name not in registry:
-            raise ExportError(f"unknown event type {name!r} (see audit/event_types.py)", code="unknown_event_type")
+            raise ExportError(f"unknown event type {name!r} (docs/event-types.md lists them)",
+                              code="unknown_event_type")
     parsed = sorted({_subject(s) for s in subjects})
-    for label, value in (("--model", model), ("--dataset", dataset)):
+    for key, value in (("model", model), ("dataset", dataset)):
         if value is not None and (not str(value).strip() or len(str(value)) > 300):
-            raise ExportError(f"{label} must be a non-empty name", code="invalid_scope")
+            raise ExportError(f"{label[key]} must be a non-empty name", code="invalid_scope")
     return ExportScope(
         since=since_ts, until=until_ts, subjects=tuple(parsed), event_types=tuple(types),
         model=model.strip() if model else None, dataset=dataset.strip() if dataset else None,

@@ -9,6 +9,9 @@ grants) that ``audit.export.report`` puts beside the ledger's own entries and pr
 
 Without a registration the kind of export is refused as unknown (``unknown_model`` /
 ``unknown_dataset``), exactly as a name that does not exist.
+
+The console's export form offers pickers rather than free text: each domain also registers the
+*scope choices* of its kind, the names a viewer may export under its own visibility rule.
 """
 from __future__ import annotations
 
@@ -22,7 +25,11 @@ ScopeResolver = Callable[[str, "int | None"], list[tuple[str, str]]]
 # (model name, scope, entries by subject) -> the report's model sections (model, versions, promotions, ...).
 ModelReport = Callable[[str, dict[str, Any], dict[tuple[str, str], list[dict[str, Any]]]], dict[str, Any]]
 
+# (viewer) -> the names of that kind the viewer may pick in the console's export form, sorted.
+ScopeChoices = Callable[[Any], list[str]]
+
 _resolvers: dict[str, ScopeResolver] = {}
+_choices: dict[str, ScopeChoices] = {}
 _model_report: list[ModelReport] = []
 
 
@@ -36,6 +43,17 @@ def subjects_of(kind: str, name: str, *, size: int | None = None) -> list[tuple[
     if resolver is None:
         raise ExportError(f"no {kind} named {name!r}", code=f"unknown_{kind}")
     return resolver(name, size)
+
+
+def scope_choices_register(kind: str, lister: ScopeChoices) -> None:
+    """``kind`` as for ``scope_resolver_register``; ``lister`` answers with the owning domain's visibility rule."""
+    _choices[kind] = lister
+
+
+def scope_choices(kind: str, viewer: object) -> list[str]:
+    """The names of ``kind`` that ``viewer`` may export by name (none without a registration)."""
+    lister = _choices.get(kind)
+    return lister(viewer) if lister is not None else []
 
 
 def model_report_register(builder: ModelReport) -> None:

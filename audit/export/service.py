@@ -74,7 +74,7 @@ def export_create(
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}", code="invalid_format")
     if fmt == "report" and not scope.model:
-        raise ExportError("the report format is about one model: give --model", code="report_needs_model")
+        raise ExportError("the report format is about one model, and the scope names none", code="report_needs_model")
     if actor is not None and not may_export(actor):
         raise ExportNotPermitted("only InfoSec and auditors may export the ledger")
     # Under the sequencer's lock, so the size, the subjects and their heads describe one state of the ledger.

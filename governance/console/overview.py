@@ -21,22 +21,26 @@ from django.db.models.functions import Substr
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from access import roles
 from access import selectors as access_selectors
+from access.models import AccessRequest, Dataset
 from access.roles import has_role
 from audit.models import Checkpoint, Entry, LedgerHead, PendingEntry
 from audit.services.integrity import last_verification
 from audit.services.witnessing import witness_quorum_status
 from governance import selectors
 from governance.errors import GovernanceError, NotPermitted
-from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest
+from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest, RegisteredModel
 from governance.services import compliance
 from web.console.base import denied, is_oversight
 from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
+# Rows a dashboard queue shows; its heading counts them all.
+QUEUE_ROWS = 8
 CHART_DAYS = 14
 # Chart series are coloured by the stylesheet (.series-0 ... .series-7 in static/console/console.css).
 SERIES_COLOURS = 8
@@ -192,7 +196,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     awaiting_access = access_selectors.requests_awaiting(user)
     expiring = _visible_expiring(user, oversight)
     labels = access_selectors.resource_labels([*awaiting_access, *expiring])
+    review_items = access_selectors.review_items_awaiting(user).select_related("campaign", "grant", "grant__user",
+                                                                               "grant__group")
+    unclassified = access_selectors.datasets_awaiting_classification(user)
+    items_shown = list(review_items[:QUEUE_ROWS])
+    review_labels = access_selectors.resource_labels([i.grant for i in items_shown]) if items_shown else {}
     context.update(
+        # A data steward's (and any reviewer's) own review work: access-review items and unclassified datasets.
+        review_items=[(i, review_labels.get((i.grant.resource_type, i.grant.resource_id), "")) for i in items_shown],
+        review_items_total=review_items.count() if len(items_shown) == QUEUE_ROWS else len(items_shown),
+        unclassified=list(unclassified[:QUEUE_ROWS]),
+        unclassified_total=unclassified.count(),
         promotions_awaiting=selectors.requests_awaiting(user),
         access_awaiting=[(r, labels.get((r.resource_type, r.resource_id), "")) for r in awaiting_access],
         grants_expiring=[(g, labels.get((g.resource_type, g.resource_id), "")) for g in expiring],
@@ -248,6 +262,52 @@ VIOLATIONS_TABLE = TableSpec(
 STATUS_FILTERS = {"open": Q(acknowledged_at__isnull=True), "acknowledged": Q(acknowledged_at__isnull=False), "all": Q()}
 
 
+def subject_links(violations: Sequence[ComplianceViolation]) -> dict[int, str]:
+    """Each violation's subject's console page, by violation id, when it has one (no entry: shown as text).
+
+    Model versions link to their model's page (its timeline), a broken ledger to its first bad entry. One
+    query per kind of subject on the page, whatever its length.
+    """
+    by_type: dict[str, set[str]] = {}
+    for v in violations:
+        by_type.setdefault(v.subject_type, set()).add(v.subject_id)
+    model_names = by_type.get("registered_model", set()) | {
+        i.rpartition("/")[0] for i in by_type.get("model_version", ())}
+    models = dict(RegisteredModel.objects.filter(name__in=model_names).values_list("name", "pk")) \
+        if model_names else {}
+    datasets = dict(Dataset.objects.filter(name__in=by_type["dataset"]).values_list("name", "pk")) \
+        if "dataset" in by_type else {}
+
+    def ids(kind: str, model: Any) -> set[str]:
+        wanted = [int(i) for i in by_type.get(kind, ()) if i.isascii() and i.isdigit() and len(i) < 18]
+        return {str(pk) for pk in model.objects.filter(pk__in=wanted).values_list("pk", flat=True)} if wanted else set()
+
+    requests, access_requests = ids("promotion_request", PromotionRequest), ids("access_request", AccessRequest)
+    links: dict[int, str] = {}
+    for v in violations:
+        kind, ident = v.subject_type, v.subject_id
+        url = None
+        if kind == "registered_model" and ident in models:
+            url = reverse("console-model", args=[models[ident]])
+        elif kind == "model_version" and ident.rpartition("/")[0] in models:
+            url = reverse("console-model", args=[models[ident.rpartition("/")[0]]])
+        elif kind == "promotion_request" and ident in requests:
+            url = reverse("console-request", args=[int(ident)])
+        elif kind == "access_request" and ident in access_requests:
+            url = reverse("console-access-request", args=[int(ident)])
+        elif kind == "dataset" and ident in datasets:
+            url = reverse("console-dataset", args=[datasets[ident]])
+        elif kind == "environment":
+            url = reverse("console-environments")
+        elif kind == "ledger":
+            seq = (v.details or {}).get("first_bad_seq")
+            url = reverse("console-entry", args=[seq]) if isinstance(seq, int) and seq >= 0 \
+                else reverse("console-ledger")
+        if url is not None:
+            links[v.pk] = url
+    return links
+
+
 @login_required
 def violations(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
@@ -264,8 +324,10 @@ def violations(request: HttpRequest) -> HttpResponseBase:
     if wants_csv(request):
         return csv_response(request, VIOLATIONS_TABLE, qs)
     view = table(request, VIOLATIONS_TABLE, qs)
+    links = subject_links(list(view.page.object_list))
     return render(request, "console/violations.html", {
         "nav": "violations", "page": view.page, "status": status, "kind": kind, "qs": view.query, "table": view,
+        "rows": [(v, links.get(v.pk)) for v in view.page.object_list],
         "kinds": ComplianceViolation.Kind.choices, "may_acknowledge": has_role(request.user, roles.INFOSEC),
         "statuses": list(STATUS_FILTERS),
     })

@@ -420,6 +420,8 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     mine = viewer_roles(user)
     pending = promotion.state == State.PENDING
     refusal = promotion_services.decision_refusal(user, promotion, policy) if pending else None
+    # Who has decided sees no decision forms: a second approval would only be refused as a duplicate.
+    decided = pending and promotion_services.has_decided(user, promotion, policy, approvals)
     review = BreakGlassReview.objects.filter(request=promotion).select_related("reviewed_by").first()
     trail = _trail(str(promotion.pk))
     return render(request, "console/request_detail.html", {
@@ -439,7 +441,8 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         # Forms are offered only to those the services would hear (the same predicate); a refusal for who
         # they are (separation of duties, approve_promotion) is explained. Duplicates and gates are left
         # to the service, whose refusal is shown as a message.
-        "can_decide": pending and refusal is None,
+        "can_decide": pending and refusal is None and not decided,
+        "has_decided": decided,
         "decide_note": str(refusal) if refusal is not None and refusal.code in _EXPLAINED_REFUSALS else "",
         "can_withdraw": promotion.state in (State.PENDING, State.APPROVED)
         and (promotion.requested_by_id == user.pk or roles.INFOSEC in mine),
@@ -453,7 +456,7 @@ _EXPLAINED_REFUSALS = frozenset({"self_approval", promotion_services.NEEDS_APPRO
 
 _ACTIONS: dict[str, tuple[Callable[..., PromotionRequest], str, str]] = {
     # action: (service, name of its text argument, success message)
-    "approve": (promotion_services.promotion_approve, "comment", "Your approval of promotion #{pk} is recorded."),
+    "approve": (promotion_services.promotion_approve, "comment", "Your approval is recorded."),
     "reject": (promotion_services.promotion_reject, "comment", "Promotion #{pk} is rejected."),
     "request-changes": (promotion_services.promotion_request_changes, "comment",
                         "Changes requested: promotion #{pk} is sent back to its requester."),
@@ -470,6 +473,15 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     promotion = _visible_request(user, pk)
     service, argument, success = _ACTIONS[action]
     text = request.POST.get("comment", "")
+    if action == "approve":
+        # One message: the approval, and what it left to do (rules, gates, soak) or that it deploys now.
+        try:
+            decided = service(actor=user, promotion=promotion, **{argument: text})
+        except ValueError as exc:  # the service's refusal: nothing was written
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"{success} {promotion_services.approval_outcome(decided)}")
+        return HttpResponseRedirect(reverse("console-request", args=[pk]))
     run_action(request, lambda: service(actor=user, promotion=promotion, **{argument: text}), success.format(pk=pk))
     return HttpResponseRedirect(reverse("console-request", args=[pk]))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
 from django.conf import settings
@@ -293,6 +293,66 @@ def decision_refusal(user: User, request: PromotionRequest, policy: Policy) -> N
     except NotPermitted as refusal:
         return refusal
     return None
+
+
+def has_decided(user: User, request: PromotionRequest, policy: Policy, approvals: Iterable[Approval]) -> bool:
+    """Whether ``promotion_approve`` would refuse ``user`` as a duplicate: an approval of theirs on the
+    current evidence that has not expired, or one from another account of the same person. The console
+    then hides its decision forms (``approvals``: the request's, already loaded)."""
+    mine = account_ids(user)
+    cutoff = timezone.now() - timedelta(days=policy.approval_expiry_days)
+    for approval in approvals:
+        if approval.approver_id not in mine:
+            continue
+        if approval.approver_id != user.pk:
+            return True
+        if approval.evidence_digest == request.evidence_digest and approval.created_at >= cutoff:
+            return True
+    return False
+
+
+def approval_outcome(request: PromotionRequest) -> str:
+    """What an approval left to do, in words, after ``promotion_approve`` returned ``request``: "All rules
+    met — deploying." once it is approved, else every rule, gate and floor problem still in the way."""
+    if request.state in (State.APPROVED, State.DEPLOYING, State.DEPLOYED):
+        return "All rules met — deploying."
+    if request.state != State.PENDING:
+        return f"The request is {request.state.replace('_', ' ')}."
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    counts, _ = _approval_state(request, policy, timezone.now())
+    missing = [
+        f"{rule.count - counts[rule.group]} more approval{'s' if rule.count - counts[rule.group] != 1 else ''} "
+        f"from {rule.group} needed"
+        for rule in policy.approvals if counts[rule.group] < rule.count
+    ]
+    soak_hours = {g.name: float(g.params["hours"]) for g in policy.gates if g.type == "soak"}
+    for gate in request.evidence.get("gates", []):
+        if gate["passed"]:
+            continue
+        detail = str(gate.get("detail") or "")
+        until = _soak_until(request, soak_hours.get(gate["gate"]), gate.get("observed"))
+        if until is not None:
+            missing.append(f"soak until {until:%Y-%m-%d %H:%M} UTC: {detail}")
+        else:
+            missing.append(f"gate {gate['gate']} unmet" + (f" ({detail})" if detail else ""))
+    missing += _floor_unmet(request.environment, policy)
+    if not missing:  # approved by the next evaluation (a gate's evidence refreshed meanwhile)
+        return "Every rule is met; the request is approved on its next evaluation."
+    return "Still missing: " + "; ".join(missing) + "."
+
+
+def _soak_until(request: PromotionRequest, hours: float | None, observed: object) -> datetime | None:
+    """When a soak gate that had ``observed`` hours at the last evaluation passes (None: not a soak gate in
+    progress, e.g. the version is not deployed in the previous environment at all)."""
+    if hours is None or isinstance(observed, bool) or not isinstance(observed, int | float):
+        return None
+    try:
+        evaluated = datetime.fromisoformat(str(request.evidence.get("evaluated_at")))
+    except ValueError:
+        return None
+    if evaluated.tzinfo is None:
+        return None
+    return (evaluated + timedelta(hours=hours - float(observed))).astimezone(UTC)
 
 
 def _approver_group_of(user: User, policy: Policy) -> list[str]:

@@ -99,7 +99,7 @@ def test_others_may_not_export(ledger_with_notes, people, approver, as_user, tok
     ({"format": "csv", "since": "2026-11-02", "until": "2026-11-01"}, "is after"),
     ({"format": "csv", "event_types": ["nope.never"]}, "unknown event type"),
     ({"format": "csv", "subjects": ["no-colon"]}, "TYPE:ID"),
-    ({"format": "report"}, "give --model"),
+    ({"format": "report"}, "the report format is about one model, and the scope names none"),
     ({"format": "csv", "model": "no-such-model"}, "no registered model"),
     ({"format": "csv", "subjects": "model_version:x/1"}, "subjects"),
     ({"format": "csv", "since": "x" * 65}, "since"),

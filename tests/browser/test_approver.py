@@ -12,7 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from access import roles
-from governance.models import PromotionRequest, RegisteredModel
+from governance.models import PromotionPolicy, PromotionRequest, RegisteredModel
 from governance.services import promotions
 from tests.browser.helpers import login, shot
 from tests.factories import ModelVersionFactory
@@ -63,7 +63,8 @@ def test_an_approver_approves_a_promotion(live_url: str, page: Any, fake_registr
     shot(page, "request-detail")
     open_and_submit(page, "Approve", "approve", COMMENT)
     # then
-    assert page.get_by_text(f"Your approval of promotion #{request.pk} is recorded.").is_visible()
+    assert page.locator("ul.messages li").all_inner_texts() == ["Your approval is recorded. All rules met — deploying."]
+    assert page.locator("details.action > summary").filter(has_text=re.compile(r"^Approve$")).count() == 0
     entry = entry_of(request, "promotion.approval_given")
     assert entry.actor == actor_of(User.objects.get(username="adam")) and entry.payload["comment"] == COMMENT
     request.refresh_from_db()
@@ -93,3 +94,28 @@ def test_a_requester_cannot_approve_their_own_request(live_url: str, page: Any) 
     request.refresh_from_db()
     assert request.state == PromotionRequest.State.PENDING
     shot(page, "request-self-approval-refused")
+
+
+def test_an_approval_that_leaves_a_rule_unmet_says_so_once_and_its_forms_go(
+    live_url: str, page: Any, fake_registry: FakeRegistry
+) -> None:
+    # given staging asks for two approvers
+    requester = make_user("olivia", roles.MODEL_OWNER)
+    make_user("adam", roles.APPROVER)
+    request = staging_request(requester)
+    PromotionPolicy.objects.filter(environment=request.environment, model=None).update(
+        rules={"approvals": [{"group": "approver", "count": 2}], "gates": []})
+    # when adam approves
+    login(page, live_url, "adam")
+    page.goto(f"{live_url}/console/approvals/requests/{request.pk}/")
+    open_and_submit(page, "Approve", "approve", COMMENT)
+    # then one message says what is recorded and what is missing, and he is offered no decision again
+    messages = page.locator("ul.messages li")
+    assert messages.count() == 1
+    assert messages.inner_text() == "Your approval is recorded. Still missing: 1 more approval from approver needed."
+    for action in ("Approve", "Reject", "Request changes"):
+        assert page.locator("details.action > summary").filter(has_text=re.compile(f"^{action}$")).count() == 0
+    assert page.get_by_text("You have decided on this request").is_visible()
+    shot(page, "request-approved-one-missing")
+    request.refresh_from_db()
+    assert request.state == PromotionRequest.State.PENDING

@@ -138,7 +138,8 @@ def test_every_console_page_has_a_strict_policy_and_nothing_inline(infosec_clien
     # The crawl reached the pages of every area (a broken link walk would pass vacuously).
     for page in ("/console/models/N/", "/console/approvals/requests/N/", "/console/ledger/N/",
                  "/console/environments/", "/console/access/", "/console/exports/", "/console/legal-holds/",
-                 "/console/violations/", "/console/approvals/break-glass/", "/console/identity-links/"):
+                 "/console/violations/", "/console/approvals/break-glass/", "/console/identity-links/",
+                 "/console/access/requests/N/"):
         assert page in shapes, (page, sorted(shapes))
 
 

@@ -1,14 +1,18 @@
 """Exports pages: start an export (recorded), follow it, download it; who may."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.urls import reverse
 
+from audit.export import sections
 from audit.ledger import integrate
 from audit.models import Entry, ExportJob, PendingEntry
+from governance.models import RegisteredModel
+from tests.catalog import Resources
 from tests.console.helpers import client_for, seed_ledger
 from tests.personas import People
 
@@ -89,20 +93,25 @@ def test_an_auditor_cannot_download_anothers_export_but_infosec_can(
 
 @pytest.mark.parametrize("data, message", [
     ({"format": "zip"}, "format must be one of"),
-    ({"format": "report"}, "the report format is about one model"),
+    ({"format": "report"}, "a report is about one model: pick exactly one model"),
     ({"since": "not-a-date"}, "not an ISO 8601 date"),
     ({"since": "2026-02-01", "until": "2026-01-01"}, "is after"),
     ({"event_types": ["no.such"]}, "unknown event type"),
     ({"subjects": "no-colon-here"}, "must look like TYPE:ID"),
-    ({"model": "no-such-model"}, "no registered model named"),
+    ({"model": "no-such-model"}, "no model named &#x27;no-such-model&#x27; among those you may export"),
+    ({"format": "report", "model": ["fraud-detector", "credit-scoring"]}, "pick exactly one model"),
 ])
-def test_bad_scopes_are_messages_and_write_nothing(people: People, data: dict[str, Any], message: str) -> None:
+def test_bad_scopes_are_messages_and_write_nothing(
+    people: People, res: Resources, data: dict[str, Any], message: str
+) -> None:
+    RegisteredModel.objects.create(name="credit-scoring", owner=people.owner)
     seed_ledger(1)
     before = PendingEntry.objects.count()
     response = client_for(people.auditor).post(EXPORTS, {"format": "bundle", **data})
     assert response.status_code == 400
     html = response.content.decode()
     assert "The export was not started" in html and message in html
+    assert not re.search(r"--[a-z]", html), "a command-line flag in the console"
     assert not ExportJob.objects.exists() and PendingEntry.objects.count() == before
 
 
@@ -132,8 +141,6 @@ def test_export_list_queries_are_bounded(
 
 
 def _without_csrf(response: Any) -> str:
-    import re
-
     return re.sub(r'value="[A-Za-z0-9]{64}"', "", response.content.decode())
 
 
@@ -168,3 +175,62 @@ def test_an_auditor_sees_no_metadata_of_anothers_export(
     assert "2007-08-09" in auditor.get(EXPORTS).content.decode()
     infosec_listing = client_for(people.infosec).get(EXPORTS).content.decode()
     assert all(f"#{job.pk}<" in infosec_listing for job in ExportJob.objects.all())
+
+
+# --- the form's pickers -------------------------------------------------------------------------------------
+
+
+def test_the_form_offers_pickers_of_models_datasets_and_event_types(people: People, res: Resources) -> None:
+    html = client_for(people.auditor).get(EXPORTS).content.decode()
+    assert "<select multiple" not in html and 'name="model" maxlength' not in html
+    for name in ("fraud-detector",):
+        assert f'<input type="checkbox" name="model" value="{name}">' in html
+    for dataset in (res.internal, res.restricted, res.pci):
+        assert f'<input type="checkbox" name="dataset" value="{dataset.name}">' in html
+    assert '<input type="checkbox" name="event_types" value="ledger.note_added">' in html
+    assert html.count('<fieldset class="checks picker"') == 3 and "console/pickers.js" in html
+    assert not re.search(r"--[a-z]", html)
+
+
+def test_two_models_picked_export_the_subjects_of_both(
+    people: People, res: Resources, django_capture_on_commit_callbacks: Any
+) -> None:
+    RegisteredModel.objects.create(name="credit-scoring", owner=people.owner)
+    seed_ledger(1)
+    response = _start(client_for(people.infosec), django_capture_on_commit_callbacks, format="csv",
+                      model=["fraud-detector", "credit-scoring"])
+    job = ExportJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("console-export", args=[job.pk])
+    subjects = {(t, i) for t, i, _ in job.scope["subjects"]}
+    assert {("registered_model", "fraud-detector"), ("registered_model", "credit-scoring"),
+            ("model_version", "fraud-detector/1"), ("model_version", "fraud-detector/2")} <= subjects
+    job.refresh_from_db()
+    assert job.state == "done", job.error
+
+
+def test_one_model_picked_is_the_scopes_own_model(
+    people: People, res: Resources, django_capture_on_commit_callbacks: Any
+) -> None:
+    seed_ledger(1)
+    _start(client_for(people.auditor), django_capture_on_commit_callbacks, format="csv", model="fraud-detector",
+           dataset=res.internal.name)
+    scope = ExportJob.objects.get().scope
+    assert scope["model"] == "fraud-detector" and scope["dataset"] == "payments-internal"
+
+
+def test_a_model_the_viewer_may_not_see_posted_by_hand_is_refused(
+    people: People, res: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a viewer whose visibility rule shows them only credit-scoring
+    RegisteredModel.objects.create(name="credit-scoring", owner=people.owner)
+    monkeypatch.setitem(sections._choices, "model", lambda viewer: ["credit-scoring"])
+    seed_ledger(1)
+    before = PendingEntry.objects.count()
+    # when they post fraud-detector, which exists
+    response = client_for(people.auditor).post(EXPORTS, {"format": "bundle", "model": ["credit-scoring",
+                                                                                       "fraud-detector"]})
+    # then: the words of an unknown name, and nothing started or recorded
+    assert response.status_code == 400
+    assert "no model named &#x27;fraud-detector&#x27; among those you may export" in response.content.decode()
+    assert 'value="fraud-detector"' not in response.content.decode()
+    assert not ExportJob.objects.exists() and PendingEntry.objects.count() == before

@@ -1,15 +1,23 @@
 """Dashboard and violations pages: who sees what, who may acknowledge, bounded queries, CSRF."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from audit.ledger import integrate
+from access.models import Dataset, ReviewItem
+from access.services.reviews import review_campaign_start, review_item_decide
+from audit.ledger import Subject, integrate
 from audit.models import Entry, PendingEntry
 from governance.models import ComplianceViolation
+from governance.services.compliance import violation_record
+from tests.access.helpers import grant
+from tests.catalog import Resources
 from tests.console.helpers import client_for, make_violation, seed_ledger
+from tests.governance.helpers import make_deployed
 from tests.personas import People
 
 pytestmark = pytest.mark.django_db
@@ -170,3 +178,79 @@ def test_violations_filter_by_kind_and_bad_filters_fall_back(people: People) -> 
     client = client_for(people.auditor)
     assert "an alias" not in client.get(VIOLATIONS + "?kind=integrity").content.decode()
     assert "an alias" in client.get(VIOLATIONS + "?kind=bogus&status=bogus").content.decode()
+
+
+def violation(subject_type: str, subject_id: str, **details: Any) -> ComplianceViolation:
+    return violation_record(kind=ComplianceViolation.Kind.OUT_OF_BAND_ALIAS, subject=Subject(subject_type, subject_id),
+                            summary=f"about {subject_type}", details=details)
+
+
+def test_violation_subjects_link_to_their_console_pages(people: People, res: Resources) -> None:
+    # given violations about a model, one of its versions, a dataset, a broken ledger and something with no page
+    about_model = violation("registered_model", "fraud-detector")
+    about_version = violation("model_version", "fraud-detector/2")
+    about_dataset = violation("dataset", res.pci.name)
+    about_ledger = violation("ledger", "origin", first_bad_seq=7)
+    no_page = violation("webhook_endpoint", "mlflow")
+    unknown_model = violation("registered_model", "no-such-model")
+    # when
+    response = client_for(people.auditor).get(VIOLATIONS)
+    # then
+    links = dict((v.pk, link) for v, link in response.context["rows"])
+    assert links[about_model.pk] == links[about_version.pk] == reverse("console-model", args=[res.model.pk])
+    assert links[about_dataset.pk] == reverse("console-dataset", args=[res.pci.pk])
+    assert links[about_ledger.pk] == reverse("console-entry", args=[7])
+    assert links[no_page.pk] is None and links[unknown_model.pk] is None
+    html = response.content.decode()
+    assert f'<a href="{reverse("console-dataset", args=[res.pci.pk])}">dataset:card-transactions</a>' in html
+    assert "webhook_endpoint:mlflow</td>" in html
+
+
+def test_a_violation_about_a_promotion_links_to_its_request(people: People, res: Resources) -> None:
+    request = make_deployed(res.model.versions.get(version=1), res.production, requested_by=people.owner)
+    v = violation("promotion_request", str(request.pk))
+    rows = dict(client_for(people.infosec).get(VIOLATIONS).context["rows"])
+    assert rows[v] == reverse("console-request", args=[request.pk])
+
+
+# --- the data steward's review work -------------------------------------------------------------------------
+
+
+def test_a_data_steward_sees_their_review_items_and_the_datasets_to_classify(people: People, res: Resources) -> None:
+    # given: sam owns one confidential dataset that rita may read, an access review is open, and a dataset
+    # has just been registered without a classification
+    stewarded = Dataset.objects.create(name="merchant-risk", owner=people.steward, level="confidential",
+                                       effective_level="confidential")
+    grant(people.steward, people.requester, stewarded)
+    campaign = review_campaign_start(actor=people.infosec, name="Q4 review",
+                                     deadline=timezone.now() + timedelta(days=7))
+    Dataset.objects.exclude(pk__in=[stewarded.pk, res.public.pk]).update(classified_at=timezone.now())
+    # when
+    response = client_for(people.steward).get(DASHBOARD)
+    # then
+    html = response.content.decode()
+    [(item, label)] = response.context["review_items"]
+    assert item.campaign == campaign and item.grant.resource_id == stewarded.pk and label == "dataset:merchant-risk"
+    assert f'<a href="{reverse("console-review", args=[campaign.pk])}">Q4 review</a>' in html
+    assert "Access-review items for you (1)" in html
+    assert {d.name for d in response.context["unclassified"]} == {"fx-rates", "merchant-risk"}
+    assert f'<a href="{reverse("console-dataset", args=[res.public.pk])}">fx-rates</a>' in html
+
+
+def test_a_decided_item_leaves_the_stewards_dashboard(people: People, res: Resources) -> None:
+    stewarded = Dataset.objects.create(name="merchant-risk", owner=people.steward, level="confidential",
+                                       effective_level="confidential", classified_at=timezone.now())
+    grant(people.steward, people.requester, stewarded)
+    review_campaign_start(actor=people.infosec, name="Q4 review", deadline=timezone.now() + timedelta(days=7))
+    item = ReviewItem.objects.get(reviewer=people.steward)
+    review_item_decide(actor=people.steward, review_item=item, decision="certified", comment="still needed")
+    response = client_for(people.steward).get(DASHBOARD)
+    assert response.context["review_items"] == []
+    assert "No access-review item waits for you." in response.content.decode()
+
+
+def test_others_see_no_classification_queue(people: People, res: Resources) -> None:
+    for who in ("requester", "approver", "auditor"):
+        response = client_for(getattr(people, who)).get(DASHBOARD)
+        assert response.context["unclassified"] == [] and "Datasets awaiting classification" not in \
+            response.content.decode()

@@ -203,7 +203,7 @@ def test_an_auditor_reads_the_request_but_is_offered_no_action(pending: Promotio
 def test_an_approver_approves_and_it_is_in_the_ledger(pending: PromotionRequest, people: People) -> None:
     response = post(people.approver, action_url(pending, "approve"), comment=COMMENT)
     assert response.status_code == 200
-    assert messages_of(response) == [f"Your approval of promotion #{pending.pk} is recorded."]
+    assert messages_of(response) == ["Your approval is recorded. All rules met — deploying."]
     pending.refresh_from_db()
     assert pending.state == State.APPROVED
     entry = entry_of(pending, "promotion.approval_given")

@@ -152,6 +152,12 @@ def test_one_person_approves_once_whatever_accounts_they_hold(
     request = ask(people, in_dev, envs["staging"])
     approve(people.approver, request)
 
+    # the console hides the decision forms by the same rule (promotions.has_decided)
+    policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
+    approvals = list(fresh(request).approvals.all())
+    assert promotions.has_decided(bot, fresh(request), policy, approvals)
+    assert promotions.has_decided(people.approver, fresh(request), policy, approvals)
+    assert not promotions.has_decided(people.approver2, fresh(request), policy, approvals)
     with refused(GovernanceError, "duplicate_approval"):
         approve(bot, fresh(request))
     with refused(GovernanceError, "duplicate_approval"):

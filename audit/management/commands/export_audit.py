@@ -63,6 +63,8 @@ class Command(BaseCommand):
             )
             job = export_create(actor=user, scope=scope, fmt=options["format"], enqueue=False)
         except ExportError as exc:
+            if exc.code == "report_needs_model":
+                raise CommandError("the report format is about one model: give --model") from None
             raise CommandError(str(exc)) from None
         show = progress_wanted(self.stdout, options)
         with progress_bar(enabled=show, total=None, desc="exporting") as bar:

@@ -88,7 +88,7 @@ def test_a_bad_scope_is_refused_with_a_clear_error(kwargs: dict, message: str) -
 @pytest.mark.parametrize(("scope", "fmt", "message"), [
     ({"model": "no-such-model"}, "bundle", "no registered model named 'no-such-model'"),
     ({"dataset": "no-such-dataset"}, "bundle", "no dataset named 'no-such-dataset'"),
-    ({}, "report", "the report format is about one model: give --model"),
+    ({}, "report", "the report format is about one model, and the scope names none"),
     ({}, "pdf", "format must be one of bundle, csv, report"),
 ])
 def test_unknown_names_and_formats_are_refused_before_anything_is_written(

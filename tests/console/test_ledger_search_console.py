@@ -130,7 +130,7 @@ def test_oldest_first_pages_with_the_keyset(people: People) -> None:
     back = seqs(client, sort="seq", before=PAGE_SIZE)
     assert back == list(range(PAGE_SIZE))
     newest = client.get(LEDGER)
-    assert newest.context["entries"][0][0].seq == total - 1
+    assert newest.context["entries"][0].seq == total - 1
     assert f"{total} entries in the ledger" in newest.content.decode()
 
 

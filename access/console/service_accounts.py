@@ -43,7 +43,7 @@ ACCOUNTS_TABLE = TableSpec(
     name="service-accounts",
     columns=(
         Column("name", "Name", ("name",), lambda a: a.name),
-        Column("disabled", "Disabled (UTC)", ("disabled_at",), lambda a: a.disabled_at),
+        Column("disabled", "Disabled", ("disabled_at",), lambda a: a.disabled_at),
         Column("owner", "Owner", ("owner__username",), lambda a: _username(a.owner)),
         Column("description", "Description", ("description",), lambda a: a.description),
         Column("tokens", "Active tokens", ("active_tokens",), lambda a: a.active_tokens, desc_first=True),
@@ -64,7 +64,7 @@ TOKENS_TABLE = TableSpec(
         Column("expires", "Expires", ("expires_at",), lambda r: r["token"].expires_at),
         Column("last_used", "Last used", ("last_used_at",), lambda r: r["token"].last_used_at, desc_first=True),
         Column("status", "Status", value=lambda r: r["status"]),
-        Column("revoked", "Revoked (UTC)", value=lambda r: r["token"].revoked_at),
+        Column("revoked", "Revoked", value=lambda r: r["token"].revoked_at),
         Column("revoked_by", "Revoked by", value=lambda r: _username(r["token"].revoked_by)),
         Column("revoke_reason", "Revoke reason", value=lambda r: r["token"].revoke_reason),
     ),

@@ -36,7 +36,7 @@ EXPORTS_TABLE = TableSpec(
         Column("id", "#", ("id",), lambda j: j.pk, desc_first=True),
         Column("who", "Who", ("created_by__username",),
                lambda j: j.created_by.get_username() if j.created_by_id else "operator"),
-        Column("created", "When (UTC)", ("created_at",), lambda j: j.created_at, desc_first=True),
+        Column("created", "When", ("created_at",), lambda j: j.created_at, desc_first=True),
         Column("format", "Format", ("format",), lambda j: j.format),
         Column("scope", "Scope", value=lambda j: _scope_text(j.scope)),
         Column("state", "State", ("state",), lambda j: j.state),

@@ -25,11 +25,11 @@ HOLDS_TABLE = TableSpec(
         Column("reason", "Reason", value=lambda h: h.reason),
         Column("reference", "Reference", ("reference",), lambda h: h.reference),
         Column("placed_by", "Placed by", value=lambda h: h.created_by.get_username()),
-        Column("placed", "Placed (UTC)", ("created_at",), lambda h: h.created_at, desc_first=True),
+        Column("placed", "Placed", ("created_at",), lambda h: h.created_at, desc_first=True),
         Column("released_by", "Released by",
                value=lambda h: h.released_by.get_username() if h.released_by_id else ""),
         # Ascending: the earliest release first, active holds (no release) last; the default reverses it.
-        Column("released", "Released (UTC)", (F("released_at").asc(nulls_last=True), "created_at"),
+        Column("released", "Released", (F("released_at").asc(nulls_last=True), "created_at"),
                lambda h: h.released_at, desc_first=True),
         Column("release_reason", "Release reason", value=lambda h: h.release_reason),
     ),

@@ -254,7 +254,7 @@ VIOLATIONS_TABLE = TableSpec(
                lambda v: "acknowledged" if v.acknowledged_at else "open"),
         Column("acknowledged_by", "Acknowledged by",
                value=lambda v: v.acknowledged_by.get_username() if v.acknowledged_by_id else ""),
-        Column("acknowledged_at", "Acknowledged (UTC)", value=lambda v: v.acknowledged_at),
+        Column("acknowledged_at", "Acknowledged", value=lambda v: v.acknowledged_at),
         Column("acknowledgement", "Acknowledgement", value=lambda v: v.acknowledgement),
     ),
     default_sort="-detected",

@@ -38,12 +38,13 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from celery import current_app
-from celery.schedules import BaseSchedule, maybe_schedule
+from celery import Celery, current_app
+from celery.schedules import BaseSchedule
+from celery.schedules import schedule as every
 from django.conf import settings
 from django.db import connections
 
@@ -62,6 +63,11 @@ class _Entry:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     last_run_at: datetime | None = None
+
+
+def _as_schedule(value: float | timedelta | BaseSchedule, app: Celery) -> BaseSchedule:
+    """A beat entry's schedule as celery beat reads it: a number or timedelta is an interval."""
+    return value if isinstance(value, BaseSchedule) else every(run_every=value, app=app)
 
 
 def should_start(argv: list[str], environ: Mapping[str, str]) -> tuple[bool, str]:
@@ -94,11 +100,11 @@ class EmbeddedScheduler:
     """
 
     def __init__(self, schedule: Mapping[str, Mapping[str, Any]], *, lock_path: Path | None) -> None:
-        app = current_app._get_current_object()
+        app = current_app
         self._app = app
         self._entries = [
             _Entry(
-                name=name, task=spec["task"], schedule=maybe_schedule(spec["schedule"], False, app),
+                name=name, task=spec["task"], schedule=_as_schedule(spec["schedule"], app),
                 args=tuple(spec.get("args", ())), kwargs=dict(spec.get("kwargs", {})),
             )
             for name, spec in schedule.items()

@@ -112,14 +112,19 @@ class CheckpointPending:
         return self.overdue_seconds > 0
 
     @property
-    def detail(self) -> str:
+    def summary(self) -> str:
+        """When the entry will be covered, or why it is late (without the word "pending")."""
         if self.overdue:
-            return (f"pending, and the checkpoint signer is late: no checkpoint for {self.overdue_seconds} s "
-                    f"past the expected time (every {self.interval_seconds:g} s). Is the scheduler running "
-                    "(celery beat, or the embedded one)? A late signer is not a sign of tampering.")
+            return (f"the checkpoint signer is late: no checkpoint for {self.overdue_seconds} s past the expected "
+                    f"time (every {self.interval_seconds:g} s). Is the scheduler running (celery beat, or the "
+                    "embedded one)? A late signer is not a sign of tampering.")
         if self.due_in_seconds > 0:
-            return f"pending: will be covered by the next checkpoint in {self.due_in_seconds} s"
-        return "pending: the next checkpoint is due now"
+            return f"will be covered by the next checkpoint in {self.due_in_seconds} s"
+        return "the next checkpoint is due now"
+
+    @property
+    def detail(self) -> str:
+        return ("pending, and " if self.overdue else "pending: ") + self.summary
 
 
 def checkpoint_pending(entry: Entry, *, now: datetime | None = None) -> CheckpointPending:

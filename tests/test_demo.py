@@ -7,6 +7,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import override_settings
@@ -31,7 +32,11 @@ def demo_mlflow(tmp_path: Path) -> object:
 def test_seed_demo_plays_the_whole_story_into_mlflow_and_the_ledger(committing_db: None, demo_mlflow: object) -> None:
     # when
     out = StringIO()
+    real_clock, witnesses = timezone.now, settings.LEDGER_WITNESSES
     call_command("seed_demo", stdout=out)
+
+    # then: the story's clock and its suspended witnesses are the real ones again
+    assert timezone.now is real_clock and settings.LEDGER_WITNESSES is witnesses
 
     # then: logins printed, every state of the story present, MLflow aliases match governance
     assert "governance-demo" in out.getvalue()

@@ -190,12 +190,16 @@ class Timeline:
 
     The clock is ``django.utils.timezone.now`` replaced for the duration: every service, model field
     (``auto_now_add``) and ledger entry of this process reads it. Demo only: nothing else runs in a
-    ``seed_demo`` process.
+    ``seed_demo`` process. Witnesses (``dev.py demo`` starts one) are not asked during the replay: they
+    cosign at their own, real time, which a back-dated checkpoint would see as a cosignature from the
+    future (refused). ``close()`` signs one checkpoint at the real now, submitted to them as usual; a
+    witness accepts any larger consistent size, so that one covers the whole history.
     """
 
     def __init__(self, now: datetime, history: list[RuntimeEvent]) -> None:
         self.real_now = now
         self._real = timezone.now
+        self._witnesses = settings.LEDGER_WITNESSES
         self._history = deque(sorted((e for e in history if e[0] < now), key=lambda e: e[0]))
         self._at: datetime | None = None
         self._set_at = 0.0
@@ -218,12 +222,18 @@ class Timeline:
         self._record_history(until=when)
         self._at, self._set_at = when, time.monotonic()
         timezone.now = self.now
+        settings.LEDGER_WITNESSES = []
         checkpoint_create(only_if_grown=True)
 
     def close(self) -> None:
         self._record_history(until=self.real_now)
+        self._restore()
+        checkpoint_create()
+
+    def _restore(self) -> None:
         self._at = None
         timezone.now = self._real
+        settings.LEDGER_WITNESSES = self._witnesses
 
     def _record_history(self, *, until: datetime) -> None:
         while self._history and self._history[0][0] < until:
@@ -236,7 +246,7 @@ class Timeline:
 
     def __exit__(self, *exc: object) -> None:
         if exc[0] is not None:
-            timezone.now = self._real
+            self._restore()
             return
         self.close()
 

@@ -2,10 +2,14 @@
 checkpoints, and the exports a person may see."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from audit.ledger import fetch_nodes
 from audit.merkle import (
@@ -83,6 +87,61 @@ def latest_checkpoint() -> Checkpoint | None:
 def checkpoint_covering(seq: int) -> Checkpoint | None:
     """The earliest checkpoint whose tree contains entry ``seq``."""
     return Checkpoint.objects.filter(tree_size__gt=seq).order_by("tree_size", "id").first()
+
+
+# Checkpoints later than this many intervals mean the signer (celery beat or the embedded scheduler) is not
+# running: worth a warning, still not a sign of tampering.
+OVERDUE_INTERVALS = 2
+
+
+@dataclass(frozen=True)
+class CheckpointPending:
+    """An integrated entry no checkpoint covers *yet*: a state every entry passes through, not a failure.
+
+    The checkpoint task signs every ``LEDGER_CHECKPOINT_INTERVAL`` seconds when the tree grew, so an entry is
+    due to be covered one interval after the later of its own time and the last checkpoint's; ``overdue``
+    once ``OVERDUE_INTERVALS`` intervals have gone by without it (the signer is not running).
+    """
+
+    due_in_seconds: int
+    overdue_seconds: int
+    interval_seconds: float
+
+    @property
+    def overdue(self) -> bool:
+        return self.overdue_seconds > 0
+
+    @property
+    def summary(self) -> str:
+        """When the entry will be covered, or why it is late (without the word "pending")."""
+        if self.overdue:
+            return (f"the checkpoint signer is late: no checkpoint for {self.overdue_seconds} s past the expected "
+                    f"time (every {self.interval_seconds:g} s). Is the scheduler running (celery beat, or the "
+                    "embedded one)? A late signer is not a sign of tampering.")
+        if self.due_in_seconds > 0:
+            return f"will be covered by the next checkpoint in {self.due_in_seconds} s"
+        return "the next checkpoint is due now"
+
+    @property
+    def detail(self) -> str:
+        return ("pending, and " if self.overdue else "pending: ") + self.summary
+
+
+def checkpoint_pending(entry: Entry, *, now: datetime | None = None) -> CheckpointPending:
+    """When the next checkpoint should cover ``entry`` (which no checkpoint covers yet), and whether it is late."""
+    now = now or timezone.now()
+    interval = float(settings.LEDGER_CHECKPOINT_INTERVAL)
+    since = datetime.fromisoformat(entry.timestamp.rstrip("Z")).replace(tzinfo=UTC)
+    last = Checkpoint.objects.order_by("-id").values_list("created_at", flat=True).first()
+    if last is not None:
+        since = max(since, last)
+    waited = (now - since).total_seconds()
+    late = waited - OVERDUE_INTERVALS * interval
+    return CheckpointPending(
+        due_in_seconds=max(0, math.ceil(interval - waited)),
+        overdue_seconds=max(0, math.floor(late)),
+        interval_seconds=interval,
+    )
 
 
 # --- filtered reads behind the API and the console -------------------------------------------------

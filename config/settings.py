@@ -311,6 +311,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60, minimum
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 90, minimum=1)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# No broker, so no celery beat: the serving process (runserver, gunicorn) runs CELERY_BEAT_SCHEDULE itself in a
+# thread (web/embedded_scheduler.py). On by default without a broker; 0 turns it off (then nothing signs
+# checkpoints or expires grants after start-up). Ignored with a broker: celery beat runs the schedule.
+EMBEDDED_SCHEDULER = env_bool("EMBEDDED_SCHEDULER", CELERY_TASK_ALWAYS_EAGER) and CELERY_TASK_ALWAYS_EAGER
 
 # --- Ledger -------------------------------------------------------------------
 LEDGER_ORIGIN = env_str("LEDGER_ORIGIN") or "ledger.example.internal/governance"

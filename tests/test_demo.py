@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import override_settings
+from django.utils import timezone
 
 from access.models import AccessRequest, Dataset, Grant, ReviewCampaign
 from audit.models import Checkpoint, Entry, ExportJob, PendingEntry
@@ -29,7 +32,11 @@ def demo_mlflow(tmp_path: Path) -> object:
 def test_seed_demo_plays_the_whole_story_into_mlflow_and_the_ledger(committing_db: None, demo_mlflow: object) -> None:
     # when
     out = StringIO()
+    real_clock, witnesses = timezone.now, settings.LEDGER_WITNESSES
     call_command("seed_demo", stdout=out)
+
+    # then: the story's clock and its suspended witnesses are the real ones again
+    assert timezone.now is real_clock and settings.LEDGER_WITNESSES is witnesses
 
     # then: logins printed, every state of the story present, MLflow aliases match governance
     assert "governance-demo" in out.getvalue()
@@ -50,6 +57,43 @@ def test_seed_demo_plays_the_whole_story_into_mlflow_and_the_ledger(committing_d
     assert AccessRequest.objects.filter(state="pending", needs_infosec=True).exists()
     assert ReviewCampaign.objects.filter(state="open").exists()
     assert verify_ledger().ok
+    _the_history_reads_plausibly()
+
+
+def _the_history_reads_plausibly() -> None:
+    """What an auditor would check (issue #17 §1): causes before effects, deadlines before "overdue", two weeks."""
+    now = timezone.now()
+    # every promotion: requested, then decided (approved or rejected), then deployed; approvals in between
+    decided = 0
+    for promotion in PromotionRequest.objects.prefetch_related("approvals"):
+        approvals = sorted(a.created_at for a in promotion.approvals.all())
+        assert all(promotion.created_at < at for at in approvals), promotion
+        if promotion.decided_at is not None and approvals:  # decided by people (dev is decided by policy at once)
+            decided += 1
+            assert promotion.created_at < approvals[0] and promotion.created_at < promotion.decided_at, promotion
+        if promotion.deployed_at is not None:
+            assert promotion.created_at < promotion.deployed_at, promotion
+            assert promotion.decided_at is None or promotion.decided_at <= promotion.deployed_at, promotion
+            assert all(at <= promotion.deployed_at for at in approvals), promotion
+        assert promotion.created_at <= now
+    assert decided >= 6
+    # no staging deployment moved back in time (the soak gate is met by days elapsing in the story)
+    assert not Entry.objects.filter(payload_json__contains="staging deployment time set").exists()
+    # a break-glass review is overdue only after its due time, and flagged after it too; an open one is not yet due
+    overdue = list(BreakGlassReview.objects.filter(state="overdue").select_related("request"))
+    assert overdue
+    for review in overdue:
+        assert review.request.created_at < review.due_at < now
+        flagged = ComplianceViolation.objects.get(kind="overdue_break_glass_review", subject_id=str(review.request.pk))
+        assert flagged.detected_at > review.due_at
+    assert all(review.due_at > now for review in BreakGlassReview.objects.filter(state="open"))
+    # times spread over two weeks, rising with the sequence numbers
+    stamps = list(Entry.objects.order_by("seq").values_list("timestamp", flat=True))
+    assert stamps == sorted(stamps)
+    first, last = (datetime.fromisoformat(s.rstrip("Z")).replace(tzinfo=UTC) for s in (stamps[0], stamps[-1]))
+    assert last - first > timedelta(days=7) and last <= now
+    story = PromotionRequest.objects.order_by("created_at").values_list("created_at", flat=True)
+    assert story.last() - story.first() > timedelta(days=7)
 
 
 def _dashboard_of(username: str) -> str:

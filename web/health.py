@@ -17,7 +17,9 @@ dashboard, and as metrics and alerts (``web.metrics``, docs/operations.md).
 
 ``/status`` (the ``METRICS_TOKEN`` bearer, or a signed-in InfoSec member or auditor) always answers 200
 with the readiness checks plus ``broker``, ``sequencer`` and, with witnesses, ``witness_quorum``, and
-``status``: ``ok`` or ``degraded`` with the names of the failing checks.
+``status``: ``ok`` or ``degraded`` with the names of the failing checks, and ``scheduler``: who runs the beat
+schedule in this process (``celery_beat`` with a broker; without one ``running``, ``standby`` (another
+process of this machine runs it), ``stopped`` or ``off``: web.embedded_scheduler).
 
 Each check reports a fixed word, never an error message, host name or path; the details go to the log.
 """
@@ -48,6 +50,7 @@ from access.roles import AUDITOR, INFOSEC, has_role
 from audit.models import LedgerHead, PendingEntry
 from audit.services.witnessing import witness_quorum_status
 from audit.signing import load_key_file
+from web import embedded_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -286,4 +289,6 @@ def status_view(request: HttpRequest) -> HttpResponse:
         return response
     checks = status_checks()
     failing = [name for name, word in checks.items() if word not in _PASSING]
-    return JsonResponse({"status": "degraded" if failing else OK, "checks": checks, "degraded": failing})
+    # Who runs the beat schedule here: informative only (a standby gunicorn worker is not a fault).
+    return JsonResponse({"status": "degraded" if failing else OK, "checks": checks, "degraded": failing,
+                         "scheduler": embedded_scheduler.state()})

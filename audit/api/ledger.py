@@ -189,6 +189,18 @@ class CheckpointSerializer(serializers.Serializer):
     )
 
 
+class CheckpointPendingSerializer(serializers.Serializer):
+    due_in_seconds = serializers.IntegerField(help_text="seconds until the next checkpoint should cover it (0: now)")
+    overdue = serializers.BooleanField(help_text="more than two checkpoint intervals late: the signer is not running")
+    overdue_seconds = serializers.IntegerField()
+    detail = serializers.CharField()
+
+
+def pending_data(pending: selectors.CheckpointPending) -> dict[str, Any]:
+    return {"due_in_seconds": pending.due_in_seconds, "overdue": pending.overdue,
+            "overdue_seconds": pending.overdue_seconds, "detail": pending.detail}
+
+
 class EntrySerializer(serializers.Serializer):
     seq = serializers.IntegerField()
     timestamp = serializers.CharField(help_text="UTC, RFC 3339 with six fractional digits")
@@ -334,6 +346,8 @@ class LedgerEntryApi(APIView):
         canonical_body = serializers.CharField(help_text="the JCS body that is hashed, as UTF-8 text")
         canonical_body_base64 = serializers.CharField()
         checkpoint = CheckpointSerializer(allow_null=True, help_text="the earliest checkpoint covering it")
+        checkpoint_pending = CheckpointPendingSerializer(
+            allow_null=True, help_text="while no checkpoint covers it (a normal state, not a failure): when one should")
 
     @extend_schema(
         tags=[TAG], summary="Get one ledger entry",
@@ -343,12 +357,15 @@ class LedgerEntryApi(APIView):
             "canonical_body_base64": "eyJhY3RvciI6…", "checkpoint": {
                 "id": 9, "tree_size": 64, "root_hash": HEX64, "created_at": "2026-11-29T09:31:00Z",
                 "note": "ledger.example/log\n64\nPwwdHmpLLH2On6Cxw9Pk9QYXKDlKW2x9jp8KGyw9Tl8=\n\n"
-                        "— ledger.example/log …\n"}})],
+                        "— ledger.example/log …\n"}, "checkpoint_pending": None})],
     )
     def get(self, request: Request, seq: int) -> Response:
         entry = _integrated(seq)
         data = entry_data(entry, detail=True)
-        data["checkpoint"] = checkpoint_data(selectors.checkpoint_covering(seq))
+        checkpoint = selectors.checkpoint_covering(seq)
+        data["checkpoint"] = checkpoint_data(checkpoint)
+        pending = None if checkpoint is not None else selectors.checkpoint_pending(entry)
+        data["checkpoint_pending"] = None if pending is None else pending_data(pending)
         return Response(data)
 
 

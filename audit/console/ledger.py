@@ -30,7 +30,7 @@ from audit.export.errors import ExportError
 from audit.export.scope import parse_time
 from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry, LedgerHead
-from audit.selectors import checkpoint_covering, inclusion_proof
+from audit.selectors import checkpoint_covering, checkpoint_pending, inclusion_proof
 from audit.verification import trusted_verifiers
 from web.console.base import actor_refs, denied, display_names, is_oversight
 from web.console.tables import CSV_CHUNK, CSV_MAX_ROWS, csv_stream, wants_csv
@@ -250,9 +250,21 @@ def _ts(text: str, *, end: bool) -> str:
 
 @dataclass(frozen=True)
 class Step:
+    """One check and its outcome. ``pending``: not done yet (no checkpoint covers the entry so far), which is
+    neither a pass nor a failure; ``warning``: pending for longer than it should (the signer is late)."""
+
     name: str
     ok: bool
     detail: str
+    pending: bool = False
+    warning: bool = False
+
+
+def verdict(steps: list[Step]) -> str:
+    """``failed`` when a check failed, else ``pending`` when one is still to come, else ``verified``."""
+    if any(not s.ok and not s.pending for s in steps):
+        return "failed"
+    return "pending" if any(s.pending for s in steps) else "verified"
 
 
 def _verifiers() -> list[ov.Verifier]:
@@ -270,7 +282,10 @@ def verify_entry(entry: Entry, checkpoint: Checkpoint | None) -> list[Step]:
     steps.append(Step("Leaf hash SHA-256(0x00 ‖ body) equals the entry hash", leaf.hex() == entry.entry_hash,
                       leaf.hex()))
     if checkpoint is None:
-        steps.append(Step("Covered by a signed checkpoint", False, "no checkpoint covers this entry yet"))
+        # Every entry waits for the next checkpoint; only a broken hash, signature or proof is a failure.
+        pending = checkpoint_pending(entry)
+        steps.append(Step("Covered by a signed checkpoint", False, pending.detail, pending=True,
+                          warning=pending.overdue))
         return steps
     try:
         text, signers, _unknown = ov.open_note(checkpoint.note, _verifiers())
@@ -294,6 +309,7 @@ def verify_entry(entry: Entry, checkpoint: Checkpoint | None) -> list[Step]:
 def _entry_context(request: HttpRequest, entry: Entry) -> dict[str, Any]:
     body = entry.body()
     body["payload"] = pii.redacted_payload(entry)
+    checkpoint = checkpoint_covering(entry.seq)
     following = (
         Entry.objects.filter(subject_type=entry.subject_type, subject_id=entry.subject_id, seq__gt=entry.seq)
         .order_by("seq").values_list("seq", flat=True).first()
@@ -301,7 +317,8 @@ def _entry_context(request: HttpRequest, entry: Entry) -> dict[str, Any]:
     return {
         "nav": "ledger", "entry": entry, "body_json": json.dumps(body, indent=2, ensure_ascii=False, sort_keys=True),
         "body_b64": base64.b64encode(entry.canonical_body()).decode(),
-        "next_seq": following, "checkpoint": checkpoint_covering(entry.seq),
+        "next_seq": following, "checkpoint": checkpoint,
+        "pending": checkpoint_pending(entry) if checkpoint is None else None,
         "has_pii": pii.has_personal_data(entry), "may_reveal": pii.can_reveal(request.user),
         "names": display_names([*actor_refs([entry]), f"{entry.subject_type}:{entry.subject_id}"]),
     }
@@ -317,7 +334,7 @@ def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
     context = _entry_context(request, entry)
     if request.GET.get("verify"):
         context["steps"] = verify_entry(entry, context["checkpoint"])
-        context["verified"] = all(s.ok for s in context["steps"])
+        context["verdict"] = verdict(context["steps"])
     return render(request, "console/entry.html", context)
 
 

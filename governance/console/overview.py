@@ -36,9 +36,18 @@ from governance import selectors
 from governance.errors import GovernanceError, NotPermitted
 from governance.models import BreakGlassReview, ComplianceViolation, PromotionRequest, RegisteredModel
 from governance.services import compliance
+from web import embedded_scheduler
 from web.console.base import denied, is_oversight
 from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
+# Who signs checkpoints and runs the other periodic tasks, as web.embedded_scheduler.state() says:
+# (label, whether it is a warning). Without a broker and without the embedded scheduler nothing does.
+SCHEDULER_LABELS = {
+    "celery_beat": ("periodic tasks: celery beat", False),
+    "running": ("periodic tasks: this server (embedded scheduler, no broker)", False),
+    "standby": ("periodic tasks: another process of this server (embedded scheduler)", False),
+}
+SCHEDULER_OFF = ("no scheduler runs here: without a broker nothing signs checkpoints (EMBEDDED_SCHEDULER)", True)
 # Rows a dashboard queue shows; its heading counts them all.
 QUEUE_ROWS = 8
 CHART_DAYS = 14
@@ -224,6 +233,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             witnesses=_witness_status(),
             checkpoint=checkpoint,
             checkpoint_age=(now - checkpoint.created_at) if checkpoint else None,
+            scheduler=SCHEDULER_LABELS.get(embedded_scheduler.state(), SCHEDULER_OFF),
             entries=head.tree_size if head else 0,
             pending=PendingEntry.objects.count(),
             open_violations=open_violations,

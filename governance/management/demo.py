@@ -1,13 +1,22 @@
 """Demo data: a realistic fraud-model history in a real (local) MLflow registry, driven through the services.
 
 Used by ``manage.py seed_demo`` only. Everything below goes through the same
-services a user would call, so the ledger holds the whole story. The only
-shortcut is moving a few staging deployment times back a few days (the demo
-cannot wait out a 24-hour soak gate); that is flagged in the ledger as a note.
+services a user would call, so the ledger holds the whole story, played over the
+last two weeks by a ``Timeline``: each step runs with Django's clock set back to
+its own time (``django.utils.timezone.now``, which the services, the models and
+the ledger read), so requests come before their approvals, deployments after
+them, a soak gate is satisfied by days really elapsing in the story and a
+break-glass review is overdue only once its due time has passed. The runtime
+history (monitoring, serving, incidents) is recorded in between, in time order,
+and a checkpoint is signed after each step as the beat would: entry times rise
+with their sequence numbers, which time-range exports rely on.
 """
 from __future__ import annotations
 
 import random
+import time
+from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,15 +35,12 @@ from access.services.service_accounts import service_account_create
 from audit.export.scope import parse_scope
 from audit.export.service import export_create, export_run
 from audit.ledger import Actor, Subject, record
-from audit.models import Entry, PendingEntry
 from audit.services.checkpoints import checkpoint_create
 from audit.services.integrity import verification_run
 from audit.services.retention import legal_hold_create
 from governance import registry
 from governance.models import (
-    BreakGlassReview,
     Environment,
-    LiveDeployment,
     ModelVersion,
     PromotionRequest,
     RegisteredModel,
@@ -168,141 +174,83 @@ def _version(model: str, number: int) -> ModelVersion:
     return ModelVersion.objects.select_related("model").get(model__name=model, version=number)
 
 
-@transaction.atomic
-def _backdate_staging(version: ModelVersion, days: int) -> None:
-    back = timezone.now() - timedelta(days=days)
-    PromotionRequest.objects.filter(version=version, environment__name="staging", state="deployed").update(
-        deployed_at=back
-    )
-    LiveDeployment.objects.filter(version=version, environment__name="staging").update(since=back)
-    record(
-        event_type="ledger.note_added",
-        actor=Actor.system("demo-seed"),
-        subject=Subject("model_version", version.ref),
-        payload={"text": f"demo data: staging deployment time set {days} days back to satisfy the soak gate"},
-    )
-
-
-def seed_promotions() -> None:
-    """Classify the datasets, create the MLflow history, mirror it (with lineage), and play the promotion story
-    through the services."""
-    seed_catalog()  # the reconcile links each version to these datasets (lineage from its MLflow inputs)
-    omar, priya, sam, mira, bruno, alice = (_user(u) for u in ("omar", "priya", "sam", "mira", "bruno", "alice"))
-    # Alice (InfoSec) vouches that MLflow's user "omar" is Omar's account: the mirror then knows who
-    # registered each version. MLflow's tags (owner, data_classification) grant and set nothing.
-    identity_links.identity_link_create(actor=alice, mlflow_identity="omar", account=omar,
-                                        reason="MLflow SSO identity checked against the IdP (SEC-2026-77)")
-    _mlflow_versions(FRAUD, FRAUD_VERSIONS, "omar")
-    _mlflow_versions(CHARGEBACK, [(0.87, 0.52, ["chargebacks-2026q3"], "Predicts chargeback probability.")], "omar")
-    registry_reconcile()
-    for name in (FRAUD, CHARGEBACK):  # ownership is assigned here, never taken from MLflow's owner tag
-        registered_models.model_owner_set(actor=alice, model=RegisteredModel.objects.get(name=name), owner=omar,
-                                          reason="Owner of the fraud models per the model inventory (MRM-2026-Q4)")
-    dev, staging, prod = _env("dev"), _env("staging"), _env("production")
-
-    def to_staging(number: int, strategy: str = "full") -> PromotionRequest:
-        version = _version(FRAUD, number)
-        promotions.promotion_request(actor=omar, version=version, environment=dev, reason="nightly build passed")
-        request = promotions.promotion_request(
-            actor=omar, version=version, environment=staging, strategy=strategy,
-            reason=f"v{number} for validation on shadow traffic",
-        )
-        promotions.promotion_approve(actor=priya, promotion=request, comment="Backtest and fairness report reviewed.")
-        return request
-
-    # v1: the whole way to production.
-    to_staging(1)
-    _backdate_staging(_version(FRAUD, 1), 10)
-    v1_prod = promotions.promotion_request(
-        actor=omar, version=_version(FRAUD, 1), environment=prod, reason="First production release of the model."
-    )
-    promotions.promotion_approve(actor=mira, promotion=v1_prod, comment="Model-risk validation MRV-114 complete.")
-    promotions.promotion_approve(actor=sam, promotion=v1_prod, comment="Data access and PCI scope reviewed.")
-
-    # v2: production rejected by model risk.
-    to_staging(2)
-    _backdate_staging(_version(FRAUD, 2), 6)
-    v2_prod = promotions.promotion_request(
-        actor=omar, version=_version(FRAUD, 2), environment=prod, reason="Q2 retrain with merchant features."
-    )
-    promotions.promotion_reject(
-        actor=mira, promotion=v2_prod, comment="AUC regressed on the LATAM segment (0.87 vs 0.91); not approved."
-    )
-
-    # v3: a canary through staging, then production, then rolled back.
-    v3_staging = to_staging(3, strategy="canary")
-    for step in (5, 25, 50):
-        deployments.promotion_report_progress(actor=SERVING, promotion=v3_staging, status="step", traffic_percent=step)
-    deployments.promotion_report_progress(
-        actor=SERVING, promotion=v3_staging, status="completed", detail="error rate and latency within SLO"
-    )
-    _backdate_staging(_version(FRAUD, 3), 3)
-    v3_prod = promotions.promotion_request(
-        actor=omar, version=_version(FRAUD, 3), environment=prod, reason="Device fingerprints improve recall."
-    )
-    promotions.promotion_approve(actor=mira, promotion=v3_prod, comment="MRV-131 complete.")
-    promotions.promotion_approve(actor=sam, promotion=v3_prod, comment="Fingerprint dataset access approved (AR-88).")
-    deployments.promotion_rollback(
-        actor=omar, model=v3_prod.version.model, environment=prod,
-        reason="p99 latency breached the 50 ms SLO after rollout; back to v1.",
-    )
-
-    # v4: break-glass during a fraud spike, with its post-hoc review still open.
-    to_staging(4)
-    break_glass.promotion_break_glass(
-        actor=bruno, version=_version(FRAUD, 4), environment=prod,
-        justification="INC-2291: new BIN attack, v1 misses it; losses rising. Emergency release of v4.",
-    )
-
-    # v5: waiting for an approver in staging.
-    version5 = _version(FRAUD, 5)
-    promotions.promotion_request(actor=omar, version=version5, environment=dev, reason="nightly build passed")
-    promotions.promotion_request(
-        actor=omar, version=version5, environment=staging, reason="Chargeback labels; candidate for Q4."
-    )
-
-    # Someone points chargeback-risk's production alias at v1 directly in MLflow, bypassing
-    # governance: the reconcile records the violation and (production policy) reverts it.
-    registry.set_alias(CHARGEBACK, "production", 1)
-    aliases_reconcile(RegisteredModel.objects.get(name=CHARGEBACK))
-
-
-def seed_access() -> None:
-    """Grants (one expiring soon), a service account, a pending request for PCI data, and a review campaign."""
-    dana, omar, priya, alice = (_user(u) for u in ("dana", "omar", "priya", "alice"))
-    now = timezone.now()
-    q3 = Dataset.objects.get(name="card-transactions-2026q3")
-    fingerprints = Dataset.objects.get(name="device-fingerprints")
-    grant_create(actor=dana, principal=omar, resource=q3, permission="train_on",
-                 expires_at=now + timedelta(days=60), justification="Q4 retrain of fraud-detector (JIRA FRAUD-412)")
-    grant_create(actor=dana, principal=omar, resource=fingerprints, permission="read_data",
-                 expires_at=now + timedelta(days=3), justification="Feature analysis for device fingerprints")
-    pipeline = service_account_create(actor=omar, name="fraud-training-pipeline",
-                                       description="Nightly training of the fraud models (Airflow)")
-    grant_create(actor=dana, principal=pipeline.user, resource=q3, permission="train_on",
-                 expires_at=now + timedelta(days=90), justification="Nightly retraining job")
-    grant_create(actor=alice, principal=priya, resource=_env("production"), permission="approve_promotion",
-                 expires_at=now + timedelta(days=90), justification="Model-risk approver rota Q4")
-    # Raw card numbers: needs the owner and InfoSec.
-    access_request_create(
-        actor=priya, resource=Dataset.objects.get(name="card-pan-vault"), permission="read_data", duration_days=7,
-        justification="Investigate false negatives on BIN ranges 4571xx for INC-2291",
-    )
-    campaign = review_campaign_start(actor=alice, name="Q4 2026 access review", deadline=now + timedelta(days=14))
-    first = ReviewItem.objects.filter(campaign=campaign, reviewer=dana).order_by("pk").first()
-    if first is not None:
-        review_item_decide(actor=dana, review_item=first, decision="certified",
-                           comment="Still needed for the Q4 retrain.")
-
-
-# --- two weeks of runtime history, so the console's charts and explorer have something to show -------------
-# Recorded first, on an empty ledger only, oldest first: entry timestamps then rise with seq, which time-range
-# exports rely on. These are the serving and monitoring systems' own events (POST /api/v1/events in real life),
-# about the model version that was live in production before this demo's story begins.
+# --- the timeline: the story played over the last two weeks ---------------------------------------------------
 
 HISTORY_DAYS = 14
 MONITOR = Actor.service("model-monitor")
 PAGER = Actor.service("incident-bot")
+RuntimeEvent = tuple[datetime, str, Actor, Subject, dict[str, Any]]
+
+
+class Timeline:
+    """Django's clock set back to each step of the demo, with the runtime history recorded in between.
+
+    ``at(when)`` records the history events before ``when``, sets the clock to ``when`` and signs a checkpoint
+    of what came before (the beat signs every few seconds in real life); the clock then ticks at the real pace
+    until the next step. ``close()`` records the rest of the history up to the real now and gives
+    the real clock back. Steps must come in time order (a step earlier than the clock is a bug: refused).
+
+    The clock is ``django.utils.timezone.now`` replaced for the duration: every service, model field
+    (``auto_now_add``) and ledger entry of this process reads it. Demo only: nothing else runs in a
+    ``seed_demo`` process. Witnesses (``dev.py demo`` starts one) are not asked during the replay: they
+    cosign at their own, real time, which a back-dated checkpoint would see as a cosignature from the
+    future (refused). ``close()`` signs one checkpoint at the real now, submitted to them as usual; a
+    witness accepts any larger consistent size, so that one covers the whole history.
+    """
+
+    def __init__(self, now: datetime, history: list[RuntimeEvent]) -> None:
+        self.real_now = now
+        self._real = timezone.now
+        self._witnesses = settings.LEDGER_WITNESSES
+        self._history = deque(sorted((e for e in history if e[0] < now), key=lambda e: e[0]))
+        self._at: datetime | None = None
+        self._set_at = 0.0
+
+    def now(self) -> datetime:
+        if self._at is None:
+            return self._real()
+        return self._at + timedelta(seconds=time.monotonic() - self._set_at)
+
+    def day(self, days_ago: int, hour: int, minute: int = 0) -> datetime:
+        """``hour:minute`` UTC, ``days_ago`` days before today."""
+        return (self.real_now - timedelta(days=days_ago)).replace(hour=hour, minute=minute, second=0, microsecond=0)
+
+    def hours_ago(self, hours: float) -> datetime:
+        return self.real_now - timedelta(hours=hours)
+
+    def at(self, when: datetime) -> None:
+        if self._at is not None and when < self.now():
+            raise ValueError(f"demo step at {when:%Y-%m-%d %H:%M} comes before the clock ({self.now():%Y-%m-%d %H:%M})")
+        self._record_history(until=when)
+        self._at, self._set_at = when, time.monotonic()
+        timezone.now = self.now
+        settings.LEDGER_WITNESSES = []
+        checkpoint_create(only_if_grown=True)
+
+    def close(self) -> None:
+        self._record_history(until=self.real_now)
+        self._restore()
+        checkpoint_create()
+
+    def _restore(self) -> None:
+        self._at = None
+        timezone.now = self._real
+        settings.LEDGER_WITNESSES = self._witnesses
+
+    def _record_history(self, *, until: datetime) -> None:
+        while self._history and self._history[0][0] < until:
+            at, event_type, actor, subject, fields = self._history.popleft()
+            # A history event falling within the seconds a step took comes right after it, not before.
+            _runtime(event_type, actor, subject, max(at, self.now()), **fields)
+
+    def __enter__(self) -> Timeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self._restore()
+            return
+        self.close()
 
 
 @transaction.atomic
@@ -313,24 +261,23 @@ def _runtime(event_type: str, actor: Actor, subject: Subject, at: datetime, **fi
     )
 
 
-def seed_history(now: datetime | None = None) -> int:
-    """Runtime events spread over the last two weeks (deterministic). Returns how many were recorded."""
-    if Entry.objects.exists() or PendingEntry.objects.exists():
-        return 0  # only ever before everything else: timestamps must not go backwards in the ledger
+def history_events(now: datetime) -> list[RuntimeEvent]:
+    """Runtime events spread over the last two weeks (deterministic): the serving and monitoring systems' own
+    events (POST /api/v1/events in real life) about the version live in production before the story begins."""
     rng = random.Random(2026)  # noqa: S311 - demo figures, deterministic on purpose
-    now = now or timezone.now()
     start = (now - timedelta(days=HISTORY_DAYS)).replace(hour=6, minute=0, second=0, microsecond=0)
     live = Subject("model_version", f"{FRAUD}/0")
     where = {"model": FRAUD, "version": 0, "environment": "production"}
-    events: list[tuple[datetime, str, Actor, Subject, dict[str, Any]]] = []
+    events: list[RuntimeEvent] = []
     for day in range(HISTORY_DAYS):
         moment = start + timedelta(days=day)
         for _ in range(rng.randint(8, 16)):
             moment += timedelta(minutes=rng.randint(10, 60))
             kind = rng.random()
             if kind < 0.2:
-                events.append((moment, "deployment.traffic_shifted", SERVING, live, {
-                    "traffic_percent": 100, "from_version": None, "detail": {"reason": "autoscaler rebalance"}}))
+                fields: dict[str, Any] = {"traffic_percent": 100, "from_version": None,
+                                          "detail": {"reason": "autoscaler rebalance"}}
+                events.append((moment, "deployment.traffic_shifted", SERVING, live, fields))
             elif kind < 0.3:
                 events.append((moment, "deployment.shadow_started", SERVING, live, {
                     "detail": {"mirror_percent": 10, "shadow_of": "champion"}}))
@@ -359,67 +306,218 @@ def seed_history(now: datetime | None = None) -> int:
                 (opened + timedelta(hours=20), "incident.closed", PAGER, subject, {
                     "incident_id": incident, "summary": "Post-incident review PIR-" + incident[4:]}),
             ]
-    events = sorted((e for e in events if e[0] < now), key=lambda e: e[0])
-    for at, event_type, actor, subject, fields in events:
-        _runtime(event_type, actor, subject, at, **where, **fields)
-    return len(events)
+    return [(at, event_type, actor, subject, {**where, **fields}) for at, event_type, actor, subject, fields in events]
 
 
-# --- after the story: what the console's dashboard lists --------------------------------------------------
+# --- the story ---------------------------------------------------------------------------------------------
 
 
-def seed_operations() -> None:
-    """Runtime events about the story, an overdue break-glass review, more queues, a finished export and a
-    verification run. Runs once, after ``seed_promotions`` and ``seed_access``."""
-    omar, priya, bruno, dana, arthur = (_user(u) for u in ("omar", "priya", "bruno", "dana", "arthur"))
-    now = timezone.now()
+def seed_promotions(timeline: Timeline) -> None:
+    """Classify the datasets, create the MLflow history, mirror it (with lineage), and play the promotion story
+    through the services, from 13 days ago to yesterday evening."""
+    t = timeline
+    t.at(t.day(13, 9))
+    seed_catalog()  # the reconcile links each version to these datasets (lineage from its MLflow inputs)
+    omar, priya, sam, mira, bruno, alice = (_user(u) for u in ("omar", "priya", "sam", "mira", "bruno", "alice"))
+    # Alice (InfoSec) vouches that MLflow's user "omar" is Omar's account: the mirror then knows who
+    # registered each version. MLflow's tags (owner, data_classification) grant and set nothing.
+    t.at(t.day(13, 11))
+    identity_links.identity_link_create(actor=alice, mlflow_identity="omar", account=omar,
+                                        reason="MLflow SSO identity checked against the IdP (SEC-2026-77)")
+    _mlflow_versions(FRAUD, FRAUD_VERSIONS, "omar")
+    _mlflow_versions(CHARGEBACK, [(0.87, 0.52, ["chargebacks-2026q3"], "Predicts chargeback probability.")], "omar")
+    registry_reconcile()
+    t.at(t.day(13, 14))
+    for name in (FRAUD, CHARGEBACK):  # ownership is assigned here, never taken from MLflow's owner tag
+        registered_models.model_owner_set(actor=alice, model=RegisteredModel.objects.get(name=name), owner=omar,
+                                          reason="Owner of the fraud models per the model inventory (MRM-2026-Q4)")
+    dev, staging, prod = _env("dev"), _env("staging"), _env("production")
 
-    # The serving platform's and the pager's side of the story (v4's emergency release).
-    v4 = Subject("model_version", f"{FRAUD}/4")
-    prod = {"model": FRAUD, "version": 4, "environment": "production"}
-    incident = Subject("incident", "INC-2291")
-    _runtime("incident.opened", PAGER, incident, now, **prod, incident_id="INC-2291", severity="sev1",
-             summary="New BIN attack: fraud losses rising on card-not-present")
-    _runtime("deployment.traffic_shifted", SERVING, v4, now, **prod, traffic_percent=100, from_version=1)
-    _runtime("incident.mitigated", PAGER, incident, now, **prod, incident_id="INC-2291",
-             summary="v4 released under break-glass; losses back to baseline")
-    _runtime("monitoring.prediction_drift_detected", MONITOR, v4, now, **prod, metric="score_ks", value=0.12,
-             threshold=0.1)
+    def to_staging(number: int, requested: datetime, strategy: str = "full") -> PromotionRequest:
+        """Requested (dev, then staging) at ``requested``, approved 90 minutes later, then deployed."""
+        version = _version(FRAUD, number)
+        t.at(requested)
+        promotions.promotion_request(actor=omar, version=version, environment=dev, reason="nightly build passed")
+        request = promotions.promotion_request(
+            actor=omar, version=version, environment=staging, strategy=strategy,
+            reason=f"v{number} for validation on shadow traffic",
+        )
+        t.at(requested + timedelta(minutes=90))
+        promotions.promotion_approve(actor=priya, promotion=request, comment="Backtest and fairness report reviewed.")
+        return request
 
-    # A second break-glass (chargeback-risk into staging) whose review deadline has passed.
-    emergency = break_glass.promotion_break_glass(
-        actor=bruno, version=_version(CHARGEBACK, 1), environment=_env("staging"),
+    # v1: the whole way to production, after two days' soak in staging.
+    to_staging(1, t.day(12, 10))
+    t.at(t.day(10, 14))
+    v1_prod = promotions.promotion_request(
+        actor=omar, version=_version(FRAUD, 1), environment=prod, reason="First production release of the model."
+    )
+    t.at(t.day(10, 16))
+    promotions.promotion_approve(actor=mira, promotion=v1_prod, comment="Model-risk validation MRV-114 complete.")
+    t.at(t.day(9, 10))
+    promotions.promotion_approve(actor=sam, promotion=v1_prod, comment="Data access and PCI scope reviewed.")
+
+    # v2: production rejected by model risk.
+    to_staging(2, t.day(8, 10))
+    t.at(t.day(6, 11))
+    v2_prod = promotions.promotion_request(
+        actor=omar, version=_version(FRAUD, 2), environment=prod, reason="Q2 retrain with merchant features."
+    )
+    t.at(t.day(6, 15))
+    promotions.promotion_reject(
+        actor=mira, promotion=v2_prod, comment="AUC regressed on the LATAM segment (0.87 vs 0.91); not approved."
+    )
+
+    # v3: a canary through staging, then production, then rolled back.
+    v3_staging = to_staging(3, t.day(5, 10), strategy="canary")
+    for hour, step in ((12, 5), (13, 25), (14, 50)):
+        t.at(t.day(5, hour))
+        deployments.promotion_report_progress(actor=SERVING, promotion=v3_staging, status="step", traffic_percent=step)
+    t.at(t.day(5, 15))
+    deployments.promotion_report_progress(
+        actor=SERVING, promotion=v3_staging, status="completed", detail="error rate and latency within SLO"
+    )
+    t.at(t.day(3, 10))
+    v3_prod = promotions.promotion_request(
+        actor=omar, version=_version(FRAUD, 3), environment=prod, reason="Device fingerprints improve recall."
+    )
+    t.at(t.day(3, 12))
+    promotions.promotion_approve(actor=mira, promotion=v3_prod, comment="MRV-131 complete.")
+    t.at(t.day(3, 14))
+    promotions.promotion_approve(actor=sam, promotion=v3_prod, comment="Fingerprint dataset access approved (AR-88).")
+    t.at(t.day(2, 9))
+    deployments.promotion_rollback(
+        actor=omar, model=v3_prod.version.model, environment=prod,
+        reason="p99 latency breached the 50 ms SLO after rollout; back to v1.",
+    )
+
+    # A break-glass of chargeback-risk into staging 30 hours ago: its 24-hour review is overdue by now.
+    t.at(t.hours_ago(30))
+    break_glass.promotion_break_glass(
+        actor=bruno, version=_version(CHARGEBACK, 1), environment=staging,
         justification="INC-2288: chargeback spike; staging replay needed before the weekend.",
     )
-    with transaction.atomic():
-        BreakGlassReview.objects.filter(request=emergency).update(due_at=now - timedelta(hours=6))
-        record(
-            event_type="ledger.note_added", actor=Actor.system("demo-seed"),
-            subject=Subject("promotion_request", str(emergency.pk)),
-            payload={"text": "demo data: review deadline moved 6 hours into the past to show an overdue review"},
-        )
+
+    # v4: to staging, then a break-glass into production during a fraud spike, its review still open (due in 4 h).
+    to_staging(4, t.hours_ago(26))
+    v4 = Subject("model_version", f"{FRAUD}/4")
+    v4_prod = {"model": FRAUD, "version": 4, "environment": "production"}
+    incident = Subject("incident", "INC-2291")
+    t.at(t.hours_ago(21))
+    _runtime("incident.opened", PAGER, incident, t.now(), **v4_prod, incident_id="INC-2291", severity="sev1",
+             summary="New BIN attack: fraud losses rising on card-not-present")
+    t.at(t.hours_ago(20))
+    break_glass.promotion_break_glass(
+        actor=bruno, version=_version(FRAUD, 4), environment=prod,
+        justification="INC-2291: new BIN attack, v1 misses it; losses rising. Emergency release of v4.",
+    )
+    # The serving platform's and the pager's side of it.
+    t.at(t.hours_ago(19.5))
+    _runtime("deployment.traffic_shifted", SERVING, v4, t.now(), **v4_prod, traffic_percent=100, from_version=1)
+    t.at(t.hours_ago(18))
+    _runtime("incident.mitigated", PAGER, incident, t.now(), **v4_prod, incident_id="INC-2291",
+             summary="v4 released under break-glass; losses back to baseline")
+    t.at(t.hours_ago(17))
+    _runtime("monitoring.prediction_drift_detected", MONITOR, v4, t.now(), **v4_prod, metric="score_ks", value=0.12,
+             threshold=0.1)
+
+    # v5: waiting for an approver in staging.
+    t.at(t.hours_ago(8))
+    version5 = _version(FRAUD, 5)
+    promotions.promotion_request(actor=omar, version=version5, environment=dev, reason="nightly build passed")
+    promotions.promotion_request(
+        actor=omar, version=version5, environment=staging, reason="Chargeback labels; candidate for Q4."
+    )
+
+    # Someone points chargeback-risk's production alias at v1 directly in MLflow, bypassing
+    # governance: the reconcile records the violation and (production policy) reverts it.
+    t.at(t.hours_ago(7))
+    registry.set_alias(CHARGEBACK, "production", 1)
+    aliases_reconcile(RegisteredModel.objects.get(name=CHARGEBACK))
+
+
+def seed_access(timeline: Timeline) -> None:
+    """Grants (one expiring soon), a service account, a pending request for PCI data, and a review campaign."""
+    t = timeline
+    dana, omar, priya, alice = (_user(u) for u in ("dana", "omar", "priya", "alice"))
+    t.at(t.hours_ago(6))
+    now = timezone.now()
+    q3 = Dataset.objects.get(name="card-transactions-2026q3")
+    fingerprints = Dataset.objects.get(name="device-fingerprints")
+    grant_create(actor=dana, principal=omar, resource=q3, permission="train_on",
+                 expires_at=now + timedelta(days=60), justification="Q4 retrain of fraud-detector (JIRA FRAUD-412)")
+    grant_create(actor=dana, principal=omar, resource=fingerprints, permission="read_data",
+                 expires_at=now + timedelta(days=3), justification="Feature analysis for device fingerprints")
+    pipeline = service_account_create(actor=omar, name="fraud-training-pipeline",
+                                       description="Nightly training of the fraud models (Airflow)")
+    grant_create(actor=dana, principal=pipeline.user, resource=q3, permission="train_on",
+                 expires_at=now + timedelta(days=90), justification="Nightly retraining job")
+    grant_create(actor=alice, principal=priya, resource=_env("production"), permission="approve_promotion",
+                 expires_at=now + timedelta(days=90), justification="Model-risk approver rota Q4")
+    # Raw card numbers: needs the owner and InfoSec.
+    t.at(t.hours_ago(5.5))
+    access_request_create(
+        actor=priya, resource=Dataset.objects.get(name="card-pan-vault"), permission="read_data", duration_days=7,
+        justification="Investigate false negatives on BIN ranges 4571xx for INC-2291",
+    )
+    t.at(t.hours_ago(5.25))
+    campaign = review_campaign_start(actor=alice, name="Q4 2026 access review",
+                                     deadline=timezone.now() + timedelta(days=14))
+    first = ReviewItem.objects.filter(campaign=campaign, reviewer=dana).order_by("pk").first()
+    if first is not None:
+        t.at(t.hours_ago(5.1))
+        review_item_decide(actor=dana, review_item=first, decision="certified",
+                           comment="Still needed for the Q4 retrain.")
+
+
+def seed_operations(timeline: Timeline) -> None:
+    """The overdue break-glass review flagged, more queues, a legal hold, a finished export and a verification
+    run. Runs once, after ``seed_promotions`` and ``seed_access``, over the last five hours."""
+    t = timeline
+    omar, priya, bruno, dana, arthur = (_user(u) for u in ("omar", "priya", "bruno", "dana", "arthur"))
+
+    # The scheduled sweep flags the chargeback-risk break-glass review: due six hours ago, never concluded.
+    t.at(t.hours_ago(5))
     break_glass.break_glass_reviews_flag_overdue()
 
     # More queues: a request waiting for Dana (owner of the chargeback data), a second grant expiring soon.
+    t.at(t.hours_ago(4))
     chargebacks = Dataset.objects.get(name="chargebacks-2026q3")
     access_request_create(
         actor=omar, resource=chargebacks, permission="read_data", duration_days=30,
         justification="Label audit for the chargeback-risk model (FRAUD-430)",
     )
+    t.at(t.hours_ago(3.5))
     grant_create(actor=dana, principal=priya, resource=chargebacks, permission="read_data",
-                 expires_at=now + timedelta(days=5), justification="Validation of chargeback labels (MRV-140)")
+                 expires_at=timezone.now() + timedelta(days=5),
+                 justification="Validation of chargeback labels (MRV-140)")
 
     # A legal hold: the chargeback dispute behind INC-2288 keeps the personal data of the person who
     # released it out of retention's reach (console: Legal holds).
+    t.at(t.hours_ago(3))
     legal_hold_create(actor=_user("alice"), data_subject=f"user:{bruno.pk}",
                       reason="Chargeback dispute with the acquirer over INC-2288; counsel asked to keep records",
                       reference="LEGAL-2026-031")
 
-    # Arthur's regulator export of fraud-detector's history, written now (no worker in the demo).
-    checkpoint_create()
+    # Arthur's regulator export of fraud-detector's history (the export runs in this process: no worker).
+    t.at(t.hours_ago(1))
+    checkpoint_create(only_if_grown=True)
     job = export_create(actor=arthur, scope=parse_scope(model=FRAUD), fmt="bundle", enqueue=False)
     export_run(export_id=job.pk)
 
-    # A scheduled verification has run (the worker's beat does this every few minutes).
+    # A scheduled verification has run (the beat does this every few minutes).
+    t.at(t.hours_ago(0.5))
     checkpoint_create(only_if_grown=True)
     verification_run(mode="full")
+
+
+def seed_story(setup: Callable[[], None], now: datetime | None = None) -> None:
+    """The whole demo on an empty ledger: ``setup`` (the users) at the start of the two weeks, the history and
+    the story after it, each at its own time; the clock is the real one again afterwards."""
+    now = now or timezone.now()
+    with Timeline(now, history_events(now)) as timeline:
+        timeline.at(timeline.day(HISTORY_DAYS, 5))
+        setup()
+        seed_promotions(timeline)
+        seed_access(timeline)
+        seed_operations(timeline)

@@ -1,11 +1,16 @@
 """Ledger explorer and entry page: filters, seq cursor, verification steps, PII redaction and reveal."""
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
+from audit import triggers
 from audit.ledger import integrate
 from audit.models import Checkpoint, Entry, PendingEntry
 from tests.console.helpers import client_for, pii_entry, seed_ledger
@@ -104,16 +109,56 @@ def test_verify_this_entry_passes_every_step(people: People) -> None:
     assert html.count("badge ok\">pass") == 4 and "badge bad" not in html
 
 
-def test_verify_without_a_checkpoint_fails_clearly(people: People) -> None:
+def _uncovered_entry(at: datetime | None = None) -> Entry:
+    """An integrated entry recorded after the last checkpoint (no checkpoint covers it yet), at ``at``."""
     seed_ledger(1)
     from audit.ledger import Actor, Subject, record
 
-    record(event_type="ledger.note_added", actor=Actor.system("t"), subject=Subject("x", "y"), payload={"text": "late"})
+    record(event_type="ledger.note_added", actor=Actor.system("t"), subject=Subject("x", "y"), payload={"text": "late"},
+           timestamp=at)
     integrate()
     late = Entry.objects.order_by("-seq").first()
     assert late is not None
+    return late
+
+
+def test_an_entry_awaiting_its_checkpoint_is_pending_not_a_failure(people: People, settings: Any) -> None:
+    # given a checkpoint every 30 s, and an entry recorded just after the last one
+    settings.LEDGER_CHECKPOINT_INTERVAL = 30.0
+    late = _uncovered_entry()
+    # when
     html = client_for(people.auditor).get(entry_url(late.seq), {"verify": "1"}).content.decode()
-    assert "NOT verified" in html and "no checkpoint covers this entry yet" in html
+    # then: the hash checks pass, the coverage is pending (neutral), nothing reads like tampering
+    assert "NOT verified" not in html and "badge bad" not in html
+    assert "badge pending\">Pending</span> every check so far passed" in html
+    assert html.count("badge ok\">pass") == 2
+    assert "badge pending\">pending</span> Covered by a signed checkpoint" in html
+    seconds = re.search(r"will be covered by the next checkpoint in (\d+) s", html)
+    assert seconds is not None and 25 <= int(seconds.group(1)) <= 30
+    # and the facts say the same
+    assert "not yet covered" not in html and 'id="checkpoint-pending">pending</span>' in html
+
+
+def test_a_late_signer_is_a_warning_about_the_signer_not_tampering(people: People, settings: Any) -> None:
+    # given an entry uncovered for more than two checkpoint intervals (nothing signs)
+    ten_minutes_ago = timezone.now() - timedelta(minutes=10)
+    late = _uncovered_entry(at=ten_minutes_ago)
+    with triggers.disabled(connection):  # the ledger is append-only: only its owner can move a time back
+        Checkpoint.objects.update(created_at=ten_minutes_ago)
+    settings.LEDGER_CHECKPOINT_INTERVAL = 10.0
+    html = client_for(people.auditor).get(entry_url(late.seq), {"verify": "1"}).content.decode()
+    assert "NOT verified" not in html and "badge bad" not in html
+    assert "badge warn\">Pending</span>" in html and "the checkpoint signer is late" in html
+    assert "not a sign of tampering" in html
+
+
+def test_a_failed_check_still_fails_while_pending(people: People) -> None:
+    from audit.console.ledger import Step, verdict
+
+    failed, pending = Step("Leaf hash", False, "mismatch"), Step("Covered", False, "pending", pending=True)
+    assert verdict([failed, pending]) == "failed"
+    assert verdict([Step("Leaf hash", True, "ok"), pending]) == "pending"
+    assert verdict([Step("Leaf hash", True, "ok")]) == "verified"
 
 
 def test_verify_detects_a_checkpoint_signed_by_another_key(people: People, settings: Any, tmp_path: Any) -> None:

@@ -19,6 +19,7 @@ from tests.catalog import Resources
 from tests.console.helpers import client_for, make_violation, seed_ledger
 from tests.governance.helpers import make_deployed
 from tests.personas import People
+from web import embedded_scheduler
 
 pytestmark = pytest.mark.django_db
 DASHBOARD = reverse("console-dashboard")
@@ -54,6 +55,19 @@ def test_oversight_dashboard_shows_integrity_queues_and_charts(people: People) -
     assert "<svg" in html and "Events per day" in html
     assert "1 out of band alias" in html
     assert "ledger: 4" not in html  # the data table holds counts per day, not a dump
+
+
+@pytest.mark.parametrize(("state", "shown"), [
+    ("celery_beat", 'muted">periodic tasks: celery beat'),
+    ("running", 'muted">periodic tasks: this server (embedded scheduler, no broker)'),
+    ("standby", 'muted">periodic tasks: another process of this server'),
+    ("off", 'badge warn">no scheduler runs here: without a broker nothing signs checkpoints'),
+])
+def test_the_dashboard_says_who_runs_the_periodic_tasks(people: People, monkeypatch: pytest.MonkeyPatch,
+                                                         state: str, shown: str) -> None:
+    monkeypatch.setattr(embedded_scheduler, "state", lambda: state)
+    html = client_for(people.auditor).get(DASHBOARD).content.decode()
+    assert shown in html
 
 
 def test_plain_user_dashboard_shows_only_their_queues(people: People) -> None:

@@ -12,8 +12,9 @@ from django.db import transaction
 from access import roles
 from access.services.roles import user_register, user_role_add_by_system
 from audit.ledger import Actor, Subject, record
+from audit.models import Entry, PendingEntry
 from audit.services.checkpoints import checkpoint_create
-from governance.management.demo import seed_access, seed_history, seed_operations, seed_promotions
+from governance.management.demo import seed_story
 from governance.models import RegisteredModel
 
 DEMO_PASSWORD = "governance-demo"  # noqa: S105 - printed for the demo on purpose
@@ -36,17 +37,19 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("seed_demo only runs with DEBUG on: it creates users with a known password")
-        # Two weeks of runtime history first, on an empty ledger only (timestamps must rise with seq).
-        history = seed_history()
-        if history:
-            checkpoint_create()
-        created = self._seed()
+        created = False
         if not RegisteredModel.objects.filter(name="fraud-detector").exists():
+            # The story is played over the last two weeks, oldest first: only into an empty ledger, whose entry
+            # times then rise with their sequence numbers (time-range exports rely on it).
+            if Entry.objects.exists() or PendingEntry.objects.exists():
+                raise CommandError(
+                    "seed_demo plays two weeks of history and needs an empty ledger; this one has entries "
+                    "(start from a fresh database)"
+                )
             # Not inside one transaction: each service commits, and its after-commit
             # task moves the real MLflow alias before the story's next step.
-            seed_promotions()
-            seed_access()
-            seed_operations()
+            seed_story(self._seed)
+            created = True
         checkpoint = checkpoint_create(only_if_grown=True)
         self.stdout.write(self.style.SUCCESS("demo data " + ("loaded" if created else "already present")))
         if checkpoint is not None:
@@ -59,9 +62,9 @@ class Command(BaseCommand):
         self.stdout.write(f"\nConsole: {console}  (admin as alice or arthur)")
 
     @transaction.atomic
-    def _seed(self) -> bool:
+    def _seed(self) -> None:
         if User.objects.filter(username="alice").exists():
-            return False
+            return
         system = Actor.system("demo-seed")
         for username, title, user_roles in DEMO_USERS:
             first, _, rest = title.partition(" ")
@@ -81,4 +84,3 @@ class Command(BaseCommand):
             subject=Subject("registered_model", "fraud-detector"),
             payload={"text": "Quarterly model-risk review opened for fraud-detector.", "reference": "MRM-2026-Q4"},
         )
-        return True

@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.templatetags.static import static
-from django.urls import Resolver404, resolve
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 
 #: One message whether the object does not exist or the viewer may not see it: the page tells nothing apart.
 NOT_FOUND = "There is nothing here, or nothing you are permitted to see."
@@ -25,6 +25,16 @@ NOT_PERMITTED = "You are not permitted to open this page."
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
+
+
+def _has_console(request: HttpRequest) -> bool:
+    """Whether the request's URL map routes the console (the styled pages link to it). A map without
+    it (a test's own ``urlconf``) keeps Django's plain pages rather than failing to render these."""
+    try:
+        reverse("console-dashboard", urlconf=getattr(request, "urlconf", None))
+    except NoReverseMatch:
+        return False
+    return True
 
 
 def not_found_page(request: HttpRequest) -> HttpResponse:
@@ -54,7 +64,7 @@ class ErrorPagesMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         # With DEBUG off, handler404 renders the same page; with it on, a URL that matches nothing
         # never reaches a view (nor process_exception), so it is caught here before Django's debug page.
-        if settings.DEBUG and not _is_api(request):
+        if settings.DEBUG and not _is_api(request) and _has_console(request):
             try:
                 resolve(request.path_info, getattr(request, "urlconf", None))
             except Resolver404:
@@ -62,7 +72,7 @@ class ErrorPagesMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if _is_api(request):
+        if _is_api(request) or not _has_console(request):
             return None
         if isinstance(exception, Http404):
             return not_found_page(request)

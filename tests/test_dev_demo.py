@@ -50,49 +50,59 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",
-                    reason="needs the .venv that dev.py set up (python3.11 dev.py setup)")
-@pytest.mark.parametrize("stop_with", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_dev_demo_serves_on_the_port_asked_and_stops_everything(tmp_path: Path, stop_with: signal.Signals) -> None:
+def _serve_then_stop(var_dir: Path, stop_with: signal.Signals) -> str:
+    """Run ``dev.py demo --port N`` on ``var_dir`` until the console answers, stop it with ``stop_with``,
+    and check that it exits 0 leaving nothing running and the port free. Returns its output."""
     port = free_port()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("DATABASE_URL", "CELERY_", "PYTEST", "DJANGO_SETTINGS"))}
-    env.update(VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1", DJANGO_ALLOW_ASYNC_UNSAFE="")
-    log = (tmp_path / "demo.log").open("w+")
-    demo = subprocess.Popen([sys.executable, "dev.py", "demo", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 240
-        page = None
-        while time.monotonic() < deadline and demo.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/console/login/", timeout=5) as response:
-                    page = response.read().decode()
-                    break
-            except OSError:
-                time.sleep(0.5)
-        log.seek(0)
-        output = log.read()
-        assert page is not None, f"no console on port {port}:\n{output[-3000:]}"
-        assert "Sign in" in page or "sign in" in page
-        assert f"http://127.0.0.1:{port}/console/" in output  # the printed address is the one served
-        started = _descendants(demo.pid)
-        assert len(started) >= 2, output[-2000:]  # the server (and its reloader child) and the witness
+    env.update(VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", DJANGO_ALLOW_ASYNC_UNSAFE="")
+    with (var_dir / f"demo-{stop_with.name}.log").open("w+") as log:
+        demo = subprocess.Popen([sys.executable, "dev.py", "demo", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 240
+            page = None
+            while time.monotonic() < deadline and demo.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/console/login/", timeout=5) as response:
+                        page = response.read().decode()
+                        break
+                except OSError:
+                    time.sleep(0.5)
+            log.seek(0)
+            output = log.read()
+            assert page is not None, f"no console on port {port}:\n{output[-3000:]}"
+            assert "Sign in" in page or "sign in" in page
+            assert f"http://127.0.0.1:{port}/console/" in output  # the printed address is the one served
+            started = _descendants(demo.pid)
+            assert len(started) >= 2, output[-2000:]  # the server (and its reloader child) and the witness
 
-        demo.send_signal(stop_with)
-        assert demo.wait(30) == 0
+            demo.send_signal(stop_with)
+            assert demo.wait(30) == 0
 
-        # then: nothing it started is left, and the port is free again
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(_alive(pid) for pid in started):
-            time.sleep(0.2)
-        assert not [pid for pid in started if _alive(pid)]
-        with pytest.raises(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/console/login/", timeout=2)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-        for pid in _descendants(demo.pid):
-            os.kill(pid, signal.SIGKILL)
-        log.close()
+            # then: nothing it started is left, and the port is free again
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and any(_alive(pid) for pid in started):
+                time.sleep(0.2)
+            assert not [pid for pid in started if _alive(pid)]
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/console/login/", timeout=2)
+            return output
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
+            for pid in _descendants(demo.pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",
+                    reason="needs the .venv that dev.py set up (python3.11 dev.py setup)")
+def test_dev_demo_serves_on_the_port_asked_and_stops_everything(tmp_path: Path) -> None:
+    # A fresh demo (migrated and seeded here), stopped as a service manager stops it...
+    first = _serve_then_stop(tmp_path, signal.SIGTERM)
+    assert "demo data loaded" in first
+    # ...then started again on the same data (nothing to seed) and stopped with Ctrl-C.
+    again = _serve_then_stop(tmp_path, signal.SIGINT)
+    assert "demo data already present" in again

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,14 +25,14 @@ from access.services.reviews import review_campaign_start
 from access.services.service_accounts import service_account_create
 from access.services.tokens import api_token_create
 from audit.export.scope import parse_scope
-from audit.export.service import export_create
+from audit.export.service import export_create, export_run
 from audit.ledger import integrate
 from audit.services.checkpoints import checkpoint_create
 from audit.services.retention import legal_hold_create
 from governance.models import BreakGlassReview, PromotionRequest, RegisteredModel
 from governance.services import break_glass, promotions
 from governance.services.identity_links import identity_link_create
-from tests.browser.helpers import accessibility_problems, login
+from tests.browser.helpers import accessibility_problems, assert_accessible, login
 from tests.console.helpers import make_violation, seed_ledger
 from tests.factories import ModelVersionFactory
 from tests.governance.helpers import FakeRegistry, ensure_defaults, make_deployed
@@ -187,3 +188,182 @@ def test_the_signed_out_pages_are_accessible(live_url: str, page: Any) -> None:
     fail_on(blocking)
 
 
+
+
+def test_the_check_fails_on_a_violation(live_url: str, page: Any) -> None:
+    # The guard of every test above: an image without a text alternative and an unlabelled field, added to
+    # the login page, are reported by rule, impact and element.
+    page.goto(f"{live_url}/console/login/")
+    page.evaluate("""() => {
+        const img = document.createElement('img');
+        img.src = '/static/console/none.png'; img.id = 'no-alt';
+        const input = document.createElement('input');
+        input.id = 'no-label';
+        document.querySelector('main').append(img, input);
+    }""")
+    with pytest.raises(AssertionError) as failure:
+        assert_accessible(page, "login, broken on purpose")
+    report = str(failure.value)
+    assert "[critical] image-alt" in report and "#no-alt" in report
+    assert "label" in report and "#no-label" in report
+
+
+# --- keyboard -------------------------------------------------------------------------------------------
+
+FOCUSED = """() => {
+    const e = document.activeElement, style = getComputedStyle(e);
+    return {tag: e.tagName.toLowerCase(), id: e.id, text: (e.innerText || e.value || '').trim(),
+            inNav: !!e.closest('nav'), outline: style.outlineStyle, outlineWidth: style.outlineWidth};
+}"""
+
+
+def tab(page: Any) -> dict[str, Any]:
+    page.keyboard.press("Tab")
+    focused: dict[str, Any] = page.evaluate(FOCUSED)
+    return focused
+
+
+def tab_to(page: Any, text: str, limit: int = 60) -> dict[str, Any]:
+    """Tab until the focused element's text is ``text``; fail (with the path taken) if it never is."""
+    path = []
+    for _ in range(limit):
+        focused = tab(page)
+        path.append(focused["text"][:30])
+        if focused["text"] == text:
+            return focused
+    raise AssertionError(f"{text!r} is not reachable by Tab; focus went through {path}")
+
+
+def assert_focus_visible(focused: dict[str, Any]) -> None:
+    # console.css's :focus-visible outline (3px), not the browser's 1px default ring, nor none
+    assert focused["outline"] != "none" and float(focused["outlineWidth"].removesuffix("px")) >= 2, (
+        f"no visible focus style on {focused}")
+
+
+def test_the_dashboard_by_keyboard(live_url: str, page: Any) -> None:
+    make_people()
+    seed_ledger(3)
+    login(page, live_url, "ines")
+    page.goto(f"{live_url}/console/")
+    # the first Tab reaches the skip link, which becomes visible; then the brand, then the main navigation
+    skip = tab(page)
+    assert (skip["tag"], skip["text"]) == ("a", "Skip to content")
+    assert_focus_visible(skip)
+    assert page.locator("a.skip").bounding_box()["x"] >= 0
+    assert tab(page)["text"] == "ML governance ledger"
+    first_nav = tab(page)
+    assert first_nav["inNav"] and first_nav["text"] == "Dashboard"
+    assert_focus_visible(first_nav)
+    # Enter on the skip link moves focus into the page's content: the next Tab is past the navigation
+    page.goto(f"{live_url}/console/")
+    tab(page)
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+    after = tab(page)
+    assert not after["inNav"] and after["text"] not in {"ML governance ledger", "Sign out"}
+    assert_focus_visible(after)
+    # Enter on a navigation link follows it
+    page.goto(f"{live_url}/console/")
+    tab_to(page, "Ledger")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith("/console/ledger/")
+
+
+def test_signing_in_by_keyboard(live_url: str, page: Any) -> None:
+    make_people()
+    page.goto(f"{live_url}/console/login/")
+    field = page.evaluate(FOCUSED)  # the username field has the focus from the start (autofocus)
+    assert field["id"] == "id_username"
+    assert_focus_visible(field)
+    page.keyboard.type("ines")
+    assert tab(page)["id"] == "id_password"
+    page.keyboard.type("pw")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith("/console/")
+
+
+def test_an_owner_requests_a_promotion_by_keyboard(live_url: str, page: Any, no_mlflow: None) -> None:
+    # given fraud-detector v7, live in dev for three days, owned by rita
+    people = make_people()
+    envs = ensure_defaults()
+    model = RegisteredModel.objects.create(name="fraud-detector", owner=people.requester)
+    v7 = ModelVersionFactory(model=model, version=7)
+    make_deployed(v7, envs["dev"], requested_by=people.requester, hours_ago=72)
+    login(page, live_url, people.requester.username)
+    page.goto(f"{live_url}/console/models/{model.pk}/")
+    # when, without the mouse: Tab to the action, open it with Enter, fill the form, submit with Space
+    summary = tab_to(page, "Request promotion")
+    assert_focus_visible(summary)
+    page.keyboard.press("Enter")
+    assert page.locator("#rq-version").is_visible()
+    tab(page)  # version: v7 is the only one
+    tab(page)
+    page.keyboard.type("staging")  # the environment, chosen by typing its name
+    tab_to(page, "")  # past strategy (full) to the canary steps, left blank
+    reason = tab(page)
+    assert reason["id"] == "rq-reason"
+    page.keyboard.type("Quarterly retrain")
+    submit = tab_to(page, "Request promotion")
+    assert submit["tag"] == "button"
+    assert_focus_visible(submit)
+    with page.expect_navigation():
+        page.keyboard.press("Space")
+    # then
+    request = PromotionRequest.objects.get(version=v7, environment__name="staging")
+    assert (request.environment.name, request.reason) == ("staging", "Quarterly retrain")
+    assert page.url.endswith(f"/console/approvals/requests/{request.pk}/")
+
+
+# --- charts ---------------------------------------------------------------------------------------------
+
+def test_the_dashboard_charts_keep_their_data_tables(live_url: str, page: Any) -> None:
+    people = make_people()
+    seed_ledger(5, days=2)
+    envs = ensure_defaults()
+    model = RegisteredModel.objects.create(name="fraud-detector", owner=people.requester)
+    make_deployed(ModelVersionFactory(model=model, version=7), envs["dev"], requested_by=people.requester)
+    login(page, live_url, people.infosec.username)
+    page.goto(f"{live_url}/console/")
+    charts = page.locator("figure.chart")
+    assert charts.count() == 2
+    for i in range(2):
+        chart = charts.nth(i)
+        graphic = chart.locator("svg[role=img]").first
+        summary = chart.locator("figcaption").inner_text()
+        # the graphic is one image named by its summary
+        assert page.evaluate("id => document.getElementById(id).textContent",
+                             graphic.get_attribute("aria-labelledby")) == summary
+        assert summary
+        # the data table is behind a disclosure, opened by keyboard, captioned, with headers
+        chart.locator("details > summary").focus()
+        page.keyboard.press("Enter")
+        table = chart.get_by_role("table")
+        assert table.is_visible()
+        assert summary in table.locator("caption").inner_text()
+        assert table.locator("thead th[scope=col]").count() >= 2
+        assert table.locator("tbody th[scope=row]").count() == table.locator("tbody tr").count() > 0
+    # the activity chart's table has the figures: the five notes and the user registration, by day
+    activity = charts.nth(0).get_by_role("table")
+    totals = [int(t) for t in activity.locator("tbody tr td:last-child").all_inner_texts()]
+    assert sum(totals) >= 6
+    assert_accessible(page, "dashboard, data tables open")
+
+
+# --- a running export updates in place ------------------------------------------------------------------
+
+def test_a_running_export_updates_its_state_in_place(live_url: str, page: Any, tmp_path: Path) -> None:
+    people = make_people()
+    seed_ledger(3)
+    with transaction.atomic():
+        job = export_create(actor=people.auditor, scope=parse_scope(), fmt="bundle", enqueue=False)
+    login(page, live_url, people.auditor.username)
+    page.goto(f"{live_url}/console/exports/{job.pk}/")
+    assert page.locator("#export-state .badge").inner_text() == "pending"
+    page.get_by_role("link", name="← Exports").focus()  # where the reader is: the update must not move it
+    export_run(export_id=job.pk, out=tmp_path / "export.zip")
+    page.get_by_role("link", name=f"Download export #{job.pk}").wait_for()
+    assert page.locator("#export-state .badge").inner_text() == "done"
+    assert page.evaluate("() => document.activeElement.textContent") == "← Exports"
+    assert page.locator("#export-state[data-running]").count() == 0

@@ -130,6 +130,8 @@ def pages_of_infosec(s: Seeded) -> dict[str, str]:
         "access review detail": f"/console/access/reviews/{s.campaign_id}/",
         "service accounts": "/console/access/service-accounts/",
         "service account detail": f"/console/access/service-accounts/{s.account.name}/",
+        "unknown dataset (404)": "/console/access/datasets/999999/",
+        "unknown address (404)": "/console/no-such-page/",
     }
 
 
@@ -184,7 +186,8 @@ def test_the_signed_out_pages_are_accessible(live_url: str, page: Any) -> None:
         page.get_by_role("button", name="Sign in").click()
     blocking += accessibility_problems(page, "login, refused")[0]
     page.goto(f"{live_url}/console/no-such-page/")
-    blocking += accessibility_problems(page, "unknown URL (404)")[0]
+    assert page.get_by_role("heading", name="Page not found").is_visible()
+    blocking += accessibility_problems(page, "unknown address (404)")[0]
     fail_on(blocking)
 
 

@@ -33,7 +33,7 @@ from governance.models import BreakGlassReview, PromotionRequest, RegisteredMode
 from governance.services import break_glass, promotions
 from governance.services.identity_links import identity_link_create
 from tests.browser.helpers import accessibility_problems, assert_accessible, login
-from tests.console.helpers import make_violation, seed_ledger
+from tests.console.helpers import make_violation, pii_entry, seed_ledger
 from tests.factories import ModelVersionFactory
 from tests.governance.helpers import FakeRegistry, ensure_defaults, make_deployed
 from tests.personas import People, make_people
@@ -164,6 +164,19 @@ def test_every_page_infosec_sees_is_accessible(live_url: str, page: Any, fake_re
     with page.expect_navigation():
         form.get_by_role("button", name="Issue token").click()
     blocking += accessibility_problems(page, "token issued")[0]
+    # a refused form (400, with its error message) and a revealed entry (the answers to POSTs)
+    page.goto(f"{live_url}/console/exports/")
+    page.get_by_label("Format").select_option("report")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start export").click()
+    assert page.get_by_text("The export was not started").is_visible()
+    blocking += accessibility_problems(page, "exports, refused")[0]
+    page.goto(f"{live_url}/console/ledger/{pii_entry().seq}/")
+    page.get_by_label("Reason for revealing the personal data (recorded in the ledger)").fill("DSAR-12")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Reveal personal data").click()
+    assert page.get_by_role("heading", name="Revealed payload").is_visible()
+    blocking += accessibility_problems(page, "ledger entry, revealed")[0]
     fail_on(blocking)
 
 

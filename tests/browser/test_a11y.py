@@ -9,6 +9,7 @@ routes render these same templates (the issued-token page is reached by issuing 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from audit.export.service import export_create, export_run
 from audit.ledger import integrate
 from audit.services.checkpoints import checkpoint_create
 from audit.services.retention import legal_hold_create
+from governance.console.overview import SERIES_COLOURS
 from governance.models import BreakGlassReview, PromotionRequest, RegisteredModel
 from governance.services import break_glass, promotions
 from governance.services.identity_links import identity_link_create
@@ -383,3 +385,19 @@ def test_a_running_export_updates_its_state_in_place(live_url: str, page: Any, t
     assert page.locator("#export-state .badge").inner_text() == "done"
     assert page.evaluate("() => document.activeElement.textContent") == "← Exports"
     assert page.locator("#export-state[data-running]").count() == 0
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_every_chart_colour_stands_out_from_the_card() -> None:
+    # WCAG 1.4.11 (non-text contrast, 3:1) for each series' bars on the white card; axe checks text only.
+    css = (Path(__file__).resolve().parents[2] / "web" / "static" / "console" / "console.css").read_text()
+    fills = dict(re.findall(r"\.series-(\d+) \{ fill:(#[0-9a-f]{6}); \}", css))
+    assert len(fills) == SERIES_COLOURS
+    for series, colour in fills.items():
+        ratio = (1 + 0.05) / (_luminance(colour) + 0.05)
+        assert ratio >= 3, f"series-{series} {colour} is {ratio:.2f}:1 on white"

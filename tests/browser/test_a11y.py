@@ -31,13 +31,14 @@ from audit.ledger import integrate
 from audit.services.checkpoints import checkpoint_create
 from audit.services.retention import legal_hold_create
 from governance.console.overview import SERIES_COLOURS
-from governance.models import BreakGlassReview, PromotionRequest, RegisteredModel
+from governance.models import BreakGlassReview, Environment, PromotionRequest, RegisteredModel
 from governance.services import break_glass, promotions
+from governance.services.change_requests import change_request_create
 from governance.services.identity_links import identity_link_create
 from tests.browser.helpers import accessibility_problems, assert_accessible, login
 from tests.console.helpers import make_violation, pii_entry, seed_ledger
 from tests.factories import ModelVersionFactory
-from tests.governance.helpers import FakeRegistry, ensure_defaults, make_deployed
+from tests.governance.helpers import TIGHTER, FakeRegistry, ensure_defaults, make_deployed
 from tests.personas import People, make_people
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("celery_eager")]
@@ -59,7 +60,8 @@ class Seeded:
 def seed() -> Seeded:
     """One of everything the console lists: a ledger with a checkpoint, a violation, fraud-detector with a
     pending staging request and a break-glass review, datasets with a grant, an access request and a review
-    campaign, a service account with a token, an MLflow identity link, a legal hold and an export."""
+    campaign, a service account with a token, an MLflow identity link, a pending change to production's
+    policy, a legal hold and an export."""
     people = make_people()
     entries = seed_ledger(12, days=6)
     make_violation()
@@ -94,6 +96,9 @@ def seed() -> Seeded:
     api_token_create(actor=people.requester, service_account=account, name="ci", scopes=["ledger:read"])
     identity_link_create(actor=people.infosec, mlflow_identity="omar@mlflow", account=people.requester,
                          reason="confirmed with the MLflow admins")
+    Environment.objects.filter(name="production").update(protected=True)  # whatever the flush left
+    change_request_create(actor=people.infosec, environment=envs["production"], kind="policy_set",
+                          change={"rules": TIGHTER}, reason="INC-12")
     legal_hold_create(actor=people.infosec, data_subject="user:9001", reason="litigation hold LH-7",
                       reference="LH-7")
     with transaction.atomic():
@@ -157,6 +162,12 @@ def test_every_page_infosec_sees_is_accessible(live_url: str, page: Any, fake_re
     s = seed()
     login(page, live_url, s.people.infosec.username)
     blocking = check_pages(page, live_url, pages_of_infosec(s))
+    # the seeded rows were on the pages checked (a page checked empty would prove less)
+    for path, text in (("/console/environments/", "INC-12"), ("/console/approvals/break-glass/", "merchant-scorer"),
+                       ("/console/access/requests/", "card-transactions-2026q3"),
+                       ("/console/identity-links/", "omar@mlflow"), ("/console/legal-holds/", "LH-7")):
+        page.goto(f"{live_url}{path}")
+        assert text in page.content(), f"{text!r} not on {path}"
     # the issued-token page (the answer to a POST): issue one through the form
     page.goto(f"{live_url}/console/access/service-accounts/{s.account.name}/")
     page.locator("details.action > summary", has_text="Issue a token").click()

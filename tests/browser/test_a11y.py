@@ -413,3 +413,24 @@ def test_every_chart_colour_stands_out_from_the_card() -> None:
     for series, colour in fills.items():
         ratio = (1 + 0.05) / (_luminance(colour) + 0.05)
         assert ratio >= 3, f"series-{series} {colour} is {ratio:.2f}:1 on white"
+
+
+def test_a_box_that_scrolls_sideways_is_reachable_by_keyboard(live_url: str, page: Any) -> None:
+    # scroll-regions.js: a narrow box holding a long unbreakable token scrolls; it becomes a Tab stop
+    make_people()
+    login(page, live_url, "ines")
+    page.goto(f"{live_url}/console/")
+    page.evaluate("""() => {
+        const box = document.createElement('div');
+        box.id = 'wide'; box.className = 'card narrow mono';
+        box.textContent = 'ab'.repeat(200);
+        // CSSOM, not a style attribute: the Content-Security-Policy allows the one, refuses the other
+        Object.assign(box.style, {overflowX: 'auto', wordBreak: 'normal', maxWidth: '200px'});
+        document.querySelector('main').append(box);
+    }""")
+    page.evaluate("() => window.dispatchEvent(new Event('resize'))")
+    page.wait_for_selector("#wide[tabindex='0']")
+    assert_accessible(page, "dashboard with a scrolling box")
+    page.locator("#wide").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.getElementById('wide').scrollLeft > 0")

@@ -92,7 +92,7 @@ def seed() -> Seeded:
     grant_create(actor=people.owner, principal=people.requester, resource=dataset, permission="read_data",
                  expires_at=soon, justification="features for the Q3 fraud model")
     asked = access_request_create(actor=people.requester, resource=dataset, permission="read_data", duration_days=14,
-                          justification="back-testing the Q3 model")
+                                  justification="back-testing the Q3 model")
     campaign = review_campaign_start(actor=people.infosec, name="Q4 access review", deadline=soon)
     account = service_account_create(actor=people.requester, name="fraud-pipeline", description="nightly scoring")
     api_token_create(actor=people.requester, service_account=account, name="ci", scopes=["ledger:read"])

@@ -34,7 +34,12 @@ def shot(page: Any, name: str) -> Path:
 def _axe_source() -> str:
     # axe-core's axe.min.js as shipped inside the axe-playwright-python wheel (a dev dependency): nothing is
     # fetched at run time.
-    return files("axe_playwright_python").joinpath("axe.min.js").read_text(encoding="utf-8")
+    try:
+        package = files("axe_playwright_python")
+    except ModuleNotFoundError as exc:
+        raise RuntimeError("axe-playwright-python (axe-core) is not installed: it is in requirements-dev.lock; "
+                           "run python3.11 dev.py setup") from exc
+    return package.joinpath("axe.min.js").read_text(encoding="utf-8")
 
 
 def axe_violations(page: Any, *, open_details: bool = True) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from audit.models import Entry
-from tests.browser.helpers import login, shot
+from tests.browser.helpers import assert_accessible, login, shot
 from tests.console.helpers import make_violation, seed_ledger
 from tests.personas import make_people
 
@@ -34,9 +34,11 @@ def test_outsider_is_refused_the_ledger_exports_and_violations(live_url: str, pa
         text = page.content()
         assert "not permitted" in text and entry.entry_hash not in text and "secret alias summary" not in text
     shot(page, "outsider-refused")
+    assert_accessible(page, "not permitted")
 
 
 def test_anonymous_visitor_is_sent_to_sign_in(live_url: str, page: Any) -> None:
     page.goto(f"{live_url}/console/ledger/")
     assert "/console/login/" in page.url
     assert page.get_by_role("heading", name="Sign in").is_visible()
+    assert_accessible(page, "sign in")

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from governance.models import PromotionRequest, RegisteredModel
-from tests.browser.helpers import login, shot
+from tests.browser.helpers import assert_accessible, login, shot
 from tests.factories import ModelVersionFactory
 from tests.governance.helpers import ensure_defaults, entry_of, make_deployed
 from tests.personas import make_user
@@ -43,3 +43,4 @@ def test_an_owner_requests_a_canary_to_staging(live_url: str, page: Any, no_mlfl
     assert entry_of(request, "promotion.requested").payload["reason"] == (
         "Quarterly retrain with the merchant-category features")
     shot(page, "promotion-requested")
+    assert_accessible(page, "promotion requested")

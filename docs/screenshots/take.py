@@ -67,11 +67,18 @@ def main() -> None:
         page.context.clear_cookies()
         sign_in(page, url, "dana")  # data steward
         save(page, "steward-dashboard")
+        page.goto(f"{url}/console/access/")
+        page.locator("a[href^='/console/access/datasets/']").first.click()
+        save(page, "dataset-classify")
 
         page.context.clear_cookies()
-        sign_in(page, url, "olivia")  # no role
-        page.goto(f"{url}/console/approvals/requests/999999/")
-        save(page, "outsider-404")
+        sign_in(page, url, "omar")  # model owner
+        page.goto(f"{url}/console/models/")
+        page.locator("a[href^='/console/models/']").filter(has_text="fraud-detector").first.click()
+        page.locator("details.action > summary", has_text="Request promotion").click()
+        page.locator("#rq-environment").select_option("staging")
+        page.locator("#rq-reason").fill("Quarterly retrain with the merchant-category features")
+        save(page, "request-promotion")  # filled in, not sent
         browser.close()
 
 

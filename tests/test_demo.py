@@ -140,3 +140,14 @@ def test_seed_demo_fills_the_console_dashboard(committing_db: None, demo_mlflow:
     call_command("seed_demo", stdout=StringIO())
     assert (PromotionRequest.objects.count(), PendingEntry.objects.count() + Entry.objects.count()) == before
     assert ExportJob.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_seed_demo_refuses_without_debug_and_creates_nobody() -> None:
+    # The demo's people share a published password: never in a deployment (DEBUG off).
+    from django.core.management.base import CommandError
+
+    with override_settings(DEBUG=False), pytest.raises(CommandError, match="only runs with DEBUG on"):
+        call_command("seed_demo", stdout=StringIO())
+    assert not User.objects.filter(username__in=["alice", "arthur", "omar"]).exists()
+    assert not Entry.objects.exists() and not PendingEntry.objects.exists()

@@ -77,7 +77,10 @@ def bootstrap_uv() -> bool:
 
 def install_with_uv() -> bool:
     env = dict(os.environ, VIRTUAL_ENV=str(VENV))
-    return (run(UV, "pip", "install", "--quiet", "--python", PY, "--require-hashes", "-r", LOCK, env=env) == 0
+    # --compile-bytecode as pip does: without .pyc files every process compiles Django and MLflow anew
+    # (seconds per start, worse where PYTHONDONTWRITEBYTECODE is set).
+    return (run(UV, "pip", "install", "--quiet", "--compile-bytecode", "--python", PY, "--require-hashes", "-r", LOCK,
+                env=env) == 0
             and run(UV, "pip", "install", "--quiet", "--python", PY, "--no-deps", "-e", ROOT, env=env) == 0)
 
 
@@ -227,6 +230,10 @@ def main(argv: list[str]) -> int:
     ensure_venv()
     command, rest = argv[0], argv[1:]
     env = dict(os.environ)
+    # The bytecode caches of the project's own sources and tests (gitignored __pycache__, and pytest's
+    # rewritten test modules) are ours to keep: without them every test worker and every process the
+    # tests start compiles the sources again (collection alone: 14 s instead of 6 s).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if command == "setup":
         return 0
     if command == "test":

@@ -113,3 +113,27 @@ def _celery_app_stays_the_projects() -> Iterator[None]:
 
 def pytest_report_header() -> str:
     return f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
+
+
+# The slowest modules (seconds of test time in one run, measured with --durations=0): run first, so that
+# pytest-xdist hands them out while the quick tests can still fill the other worker, instead of one
+# worker finishing a 30 s test alone at the end. Only the order changes; every test still runs.
+SLOW_FIRST = (
+    "tests/browser/test_a11y.py",  # 72 s: axe-core on every page for each persona
+    "tests/test_dev_demo.py",  # 33 s: the README's demo command, twice, in a process of its own
+    "tests/governance/test_artifact_store_digest.py",  # 21 s: a real `mlflow server`
+    "tests/api/test_schemathesis.py",  # 18 s
+    "tests/audit/export/test_bundle.py",  # 14 s
+    "tests/audit/witness/test_server.py",  # 10 s: real witness processes
+    "tests/admin/test_admin_access.py",  # 10 s
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {path: n for n, path in enumerate(SLOW_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        return rank.get(item.nodeid.split("::", 1)[0], len(SLOW_FIRST))
+
+    items.sort(key=key)  # stable: within a module and among the rest, the collection order stays

@@ -50,6 +50,10 @@ def _reset_database() -> None:
     LedgerHead.objects.get_or_create(pk=1)
     importlib.import_module("access.migrations.0001_roles").create_roles(apps, None)
     importlib.import_module("governance.migrations.0002_default_environments").forwards(apps, None)
+    # Production is protected from the start (two-person control over its rules); a test after a
+    # committing one must not find it unprotected.
+    importlib.import_module("governance.migrations.0007_environment_protected_and_change_requests") \
+        .protect_production(apps, None)
 
 
 @pytest.fixture(scope="session")

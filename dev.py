@@ -15,7 +15,7 @@ under var/witness/) and points the server at it, so its checkpoints show cosigna
 LEDGER_WITNESSES yourself to use other witnesses instead. Ctrl-C or SIGTERM stops the demo: the
 server (with its autoreloader child) and the witness go with it, nothing is left running.
 
-The test command runs the suite on both cores (pytest-xdist, ``-n auto``) unless you pass ``-n``
+The test command runs the suite on every core (pytest-xdist, ``-n auto --dist worksteal``) unless you pass ``-n``
 yourself or select tests (``-k``, a path, ``-x``), where one process starts faster.
 """
 from __future__ import annotations
@@ -237,7 +237,8 @@ def main(argv: list[str]) -> int:
     if command == "setup":
         return 0
     if command == "test":
-        parallel = [] if wants_one_process(rest) else ["-n", "auto"]
+        # worksteal: a worker that runs out takes half of the other's queue, so no core idles at the end.
+        parallel = [] if wants_one_process(rest) else ["-n", "auto", "--dist", "worksteal"]
         code = run(PY, "-m", "pytest", *parallel, *rest, env=env)
         # pytest exits 5 when a selection collected no tests; that is not a failure of the suite.
         return 0 if code == 5 else code

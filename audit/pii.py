@@ -51,7 +51,7 @@ from audit.lock_objects import (
 )
 from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue
 from audit.policy import Action, may
-from audit.signals import reveal_refused
+from audit.signals import reveal_refused, subject_erased
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -581,6 +581,8 @@ def data_subject_erase(*, actor: Actor, data_subject: str, reason: str) -> int:
     row.erased_at = timezone.now()
     row.save(update_fields=["key", "erased_at"])
     anonymised = _anonymise_account(data_subject)
+    # What the domains above keep about the person (web: their console preferences) goes in this transaction.
+    subject_erased.send(sender=data_subject_erase, data_subject=data_subject)
     record(
         event_type="privacy.subject_erased",
         actor=actor,

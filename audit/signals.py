@@ -4,6 +4,9 @@
   checkpoint missed the witness quorum's deadline. Sent inside the transaction that records the
   outcome, so what a receiver writes (governance records a ``compliance.violation``:
   ``governance/ledger_hooks.py``) commits or rolls back with it; a receiver's error propagates.
+- ``subject_erased(data_subject)``: a data subject's personal data was erased (``data_subject_erase``,
+  by hand or by retention). Sent inside the erasing transaction, so what a receiver deletes (web deletes
+  the person's console preferences) goes or stays with the erasure; a receiver's error propagates.
 - ``reveal_refused(user, seq)``: someone who may not reveal personal data asked to. Sent outside any
   transaction of the ledger's; access counts the denial (``access/ledger_hooks.py``).
 
@@ -19,5 +22,6 @@ from django.dispatch import Signal
 
 integrity_failed = Signal()
 reveal_refused = Signal()
+subject_erased = Signal()
 witnessing_requested = Signal()
 export_requested = Signal()

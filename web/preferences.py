@@ -21,6 +21,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from audit.signals import subject_erased
 from web.models import ConsolePreference
 
 DEFAULT_TIME_ZONE = "UTC"
@@ -65,6 +66,16 @@ def preference_update(*, actor: User, user: User, time_zone: str) -> ConsolePref
 def remember(request: HttpRequest, zone: str) -> None:
     """Keep ``zone`` in the request's session for the next pages."""
     request.session[SESSION_KEY] = zone
+
+
+@receiver(subject_erased, dispatch_uid="web.preferences.erase_with_the_person")
+def erase_with_the_person(sender: Any, data_subject: str, **kwargs: Any) -> None:
+    """A person's erasure takes their console preferences too (a time zone hints at where they are).
+
+    In the erasing transaction (``audit.signals.subject_erased``): both go, or neither."""
+    kind, _, ident = data_subject.partition(":")
+    if kind == "user" and ident.isdigit():
+        ConsolePreference.objects.filter(user_id=int(ident)).delete()
 
 
 @receiver(user_logged_in, dispatch_uid="web.preferences.load_on_login")

@@ -161,3 +161,30 @@ def test_the_command_anonymises_the_account(person: User) -> None:
     assert person.username == f"erased-{person.pk}" and not person.is_active
     for value in PLANTED:
         assert value not in out.getvalue()
+
+
+def test_erasure_takes_the_console_preferences_and_a_failure_keeps_both(
+    person: User, infosec: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web.models import ConsolePreference
+    from web.preferences import preference_update
+
+    preference_update(actor=person, user=person, time_zone="Europe/Paris")
+    other = UserFactory()
+    preference_update(actor=other, user=other, time_zone="Asia/Kolkata")
+
+    # when the erasure's ledger entry fails, after the receiver ran: nothing is erased, the preference stays
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("ledger unavailable")
+
+    monkeypatch.setattr(pii, "record", broken)
+    with pytest.raises(RuntimeError):
+        pii.data_subject_erase(actor=Actor.user(infosec), data_subject=f"user:{person.pk}", reason="DP-8")
+    assert ConsolePreference.objects.filter(user=person).exists()
+    assert DataSubjectKey.objects.get(data_subject=f"user:{person.pk}").erased_at is None
+    monkeypatch.undo()
+
+    # when it succeeds: the person's time zone goes with their data; nobody else's
+    pii.data_subject_erase(actor=Actor.user(infosec), data_subject=f"user:{person.pk}", reason="DP-8")
+    assert not ConsolePreference.objects.filter(user=person).exists()
+    assert ConsolePreference.objects.get(user=other).time_zone == "Asia/Kolkata"

@@ -106,6 +106,12 @@ class Actor:
         return cls("system", component)
 
 
+def account_pk(reference: str) -> int | None:
+    """The account id in a ``user:<pk>`` reference (an actor, a data subject); None for any other reference."""
+    kind, _, ident = reference.partition(":")
+    return int(ident) if kind == "user" and ident.isascii() and ident.isdigit() else None
+
+
 @dataclass(frozen=True)
 class Subject:
     """What an event is about, e.g. ``Subject("model_version", "fraud-detector/7")``."""

@@ -42,7 +42,7 @@ from django.utils import timezone
 
 from audit.canonical import canonical_json
 from audit.event_types import EventType, registry
-from audit.ledger import Actor, LedgerError, Subject, personal_data_register, record
+from audit.ledger import Actor, LedgerError, Subject, account_pk, personal_data_register, record
 from audit.lock_objects import (
     account_lock,
     data_subject_key_lock,
@@ -535,10 +535,10 @@ def _anonymise_account(data_subject: str) -> bool:
     The ledger keeps ``user:<pk>`` in clear as a pseudonymous id; the mapping from it to a person
     lives in ``auth_user``, so erasure must cut it there too. Returns whether an account was changed.
     """
-    kind, _, ident = data_subject.partition(":")
-    if kind != "user" or not (ident.isascii() and ident.isdigit()):
+    pk = account_pk(data_subject)
+    if pk is None:
         return False
-    user = account_lock(int(ident))
+    user = account_lock(pk)
     if user is None:
         return False
     username = f"erased-{user.pk}"

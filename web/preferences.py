@@ -21,6 +21,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from audit.ledger import account_pk
 from audit.signals import subject_erased
 from web.models import ConsolePreference
 
@@ -73,9 +74,9 @@ def erase_with_the_person(sender: Any, data_subject: str, **kwargs: Any) -> None
     """A person's erasure takes their console preferences too (a time zone hints at where they are).
 
     In the erasing transaction (``audit.signals.subject_erased``): both go, or neither."""
-    kind, _, ident = data_subject.partition(":")
-    if kind == "user" and ident.isdigit():
-        ConsolePreference.objects.filter(user_id=int(ident)).delete()
+    pk = account_pk(data_subject)
+    if pk is not None:
+        ConsolePreference.objects.filter(user_id=pk).delete()
 
 
 @receiver(user_logged_in, dispatch_uid="web.preferences.load_on_login")

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from audit.errors import AuditError, InvalidState, NotPermitted
 from audit.event_types import registry
-from audit.ledger import Actor, LedgerError, Subject, record
+from audit.ledger import Actor, LedgerError, Subject, account_pk, record
 from audit.lock_objects import data_subject_key_lock, legal_hold_lock, live_data_subject_key_lock
 from audit.models import DataSubjectKey, Entry, LegalHold, PendingEntry, PiiValue
 from audit.pii import check_data_subject, data_subject_erase
@@ -252,10 +252,10 @@ def _account_clock(data_subject: str) -> datetime | object | None:
     """When the retention clock of an account's subject started: the account's closure; ``_OPEN`` while the
     account is open (or closed without a recorded time); None when the subject is not an existing account
     (its values' own times count)."""
-    kind, _, ident = data_subject.partition(":")
-    if kind != "user" or not ident.isdigit():
+    pk = account_pk(data_subject)
+    if pk is None:
         return None
-    user = User.objects.select_related("service_account").filter(pk=int(ident)).first()
+    user = User.objects.select_related("service_account").filter(pk=pk).first()
     if user is None:
         return None
     closed = account_closed_at(user)

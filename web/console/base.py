@@ -13,6 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from access import roles
 from access.roles import has_role, role_names
+from audit.ledger import account_pk
 
 # Rows per console page unless a view says otherwise.
 PAGE_SIZE = 25
@@ -42,7 +43,7 @@ def display_names(refs: Iterable[str]) -> dict[str, str]:
     """``user:<id>`` reference → the person's full name, else username, in one query (other refs and
     unknown ids are left out). For pages whose viewer may see names: the console's; exports and the
     audit report keep references only (docs/pii.md, docs/export-format.md)."""
-    ids = {int(ref[5:]) for ref in refs if ref.startswith("user:") and ref[5:].isdigit()}
+    ids = {pk for pk in map(account_pk, refs) if pk is not None}
     if not ids:
         return {}
     rows = User.objects.filter(pk__in=ids).values_list("pk", "username", "first_name", "last_name")

@@ -295,20 +295,28 @@ def decision_refusal(user: User, request: PromotionRequest, policy: Policy) -> N
     return None
 
 
+def _duplicate_decision(
+    user_pk: int, mine: set[int], request: PromotionRequest, policy: Policy, approvals: Iterable[Approval],
+    now: datetime,
+) -> str | None:
+    """Why another approval from the person behind ``user_pk`` (accounts ``mine``) would count twice, or None:
+    an approval from another account of theirs, or their own on the current evidence that has not expired
+    (an older or expired one of their own is replaced by the new approval)."""
+    approvals = list(approvals)
+    if any(a.approver_id != user_pk and a.approver_id in mine for a in approvals):
+        # alice and alice-bot are one person: two approvals from them would count twice.
+        return "you have already decided on this promotion through another account you own"
+    cutoff = now - timedelta(days=policy.approval_expiry_days)
+    if any(a.approver_id == user_pk and a.evidence_digest == request.evidence_digest and a.created_at >= cutoff
+           for a in approvals):
+        return "you have already decided on this promotion"
+    return None
+
+
 def has_decided(user: User, request: PromotionRequest, policy: Policy, approvals: Iterable[Approval]) -> bool:
-    """Whether ``promotion_approve`` would refuse ``user`` as a duplicate: an approval of theirs on the
-    current evidence that has not expired, or one from another account of the same person. The console
-    then hides its decision forms (``approvals``: the request's, already loaded)."""
-    mine = account_ids(user)
-    cutoff = timezone.now() - timedelta(days=policy.approval_expiry_days)
-    for approval in approvals:
-        if approval.approver_id not in mine:
-            continue
-        if approval.approver_id != user.pk:
-            return True
-        if approval.evidence_digest == request.evidence_digest and approval.created_at >= cutoff:
-            return True
-    return False
+    """Whether ``promotion_approve`` would refuse ``user`` as a duplicate (``_duplicate_decision``, the
+    service's own rule). The console then hides its decision forms (``approvals``: the request's, loaded)."""
+    return _duplicate_decision(user.pk, account_ids(user), request, policy, approvals, timezone.now()) is not None
 
 
 def approval_outcome(request: PromotionRequest) -> str:
@@ -426,16 +434,11 @@ def _promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str
     approvals = list(promotion.approvals.all())
     group = _approver_group(actor, promotion, policy, approvals)
     refresh_evidence(promotion, policy, Actor.user(actor), save=False)
-    others = [a for a in approvals if a.approver_id != actor.pk and a.approver_id in mine]
-    if others:
-        # alice and alice-bot are one person: two approvals from them would count twice.
-        raise GovernanceError("you have already decided on this promotion through another account you own",
-                              code="duplicate_approval")
+    duplicate = _duplicate_decision(actor.pk, mine, promotion, policy, approvals, now)
+    if duplicate is not None:
+        raise GovernanceError(duplicate, code="duplicate_approval")
     previous = next((a for a in approvals if a.approver_id == actor.pk), None)
     if previous is not None:
-        cutoff = now - timedelta(days=policy.approval_expiry_days)
-        if previous.evidence_digest == promotion.evidence_digest and previous.created_at >= cutoff:
-            raise GovernanceError("you have already decided on this promotion", code="duplicate_approval")
         # The evidence changed, or the approval expired: the new approval replaces the old one.
         previous.delete()
         approvals.remove(previous)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from audit.canonical import parse_timestamp
 from audit.ledger import fetch_nodes
 from audit.merkle import (
     EMPTY_ROOT,
@@ -131,7 +132,7 @@ def checkpoint_pending(entry: Entry, *, now: datetime | None = None) -> Checkpoi
     """When the next checkpoint should cover ``entry`` (which no checkpoint covers yet), and whether it is late."""
     now = now or timezone.now()
     interval = float(settings.LEDGER_CHECKPOINT_INTERVAL)
-    since = datetime.fromisoformat(entry.timestamp.rstrip("Z")).replace(tzinfo=UTC)
+    since = parse_timestamp(entry.timestamp)
     last = Checkpoint.objects.order_by("-id").values_list("created_at", flat=True).first()
     if last is not None:
         since = max(since, last)

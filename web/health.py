@@ -31,7 +31,6 @@ import os
 import secrets
 import socket
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +46,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from access.roles import AUDITOR, INFOSEC, has_role
+from audit.canonical import parse_timestamp
 from audit.models import LedgerHead, PendingEntry
 from audit.services.witnessing import witness_quorum_status
 from audit.signing import load_key_file
@@ -212,7 +212,7 @@ def sequencer_lag_seconds() -> float:
     if oldest is None:
         return 0.0
     now = timezone.now()
-    recorded = datetime.fromisoformat(oldest.rstrip("Z")).replace(tzinfo=UTC)
+    recorded = parse_timestamp(oldest)
     lag = (now - recorded).total_seconds()
     head = LedgerHead.objects.values_list("updated_at", flat=True).filter(pk=1).first()
     if head is not None:

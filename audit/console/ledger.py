@@ -30,7 +30,7 @@ from audit.export.errors import ExportError
 from audit.export.scope import parse_time
 from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry, LedgerHead
-from audit.selectors import checkpoint_covering, checkpoint_pending, inclusion_proof
+from audit.selectors import CheckpointPending, checkpoint_covering, checkpoint_pending, inclusion_proof
 from audit.verification import trusted_verifiers
 from web.console.base import actor_refs, denied, display_names, is_oversight
 from web.console.tables import CSV_CHUNK, CSV_MAX_ROWS, csv_stream, wants_csv
@@ -205,8 +205,8 @@ def ledger(request: HttpRequest) -> HttpResponseBase:
             messages.warning(request, f"There is no entry #{jump} yet: the ledger holds {head} entries.")
     rows, prev_cursor, next_cursor = _keyset_page(qs, descending=descending, before=before, after=after)
     names = display_names(actor_refs(rows))
-    query = urlencode([(k, v) for k, v in f.items() if v] + ([("sort", sort)] if sort != "-seq" else []))
     filters_only = urlencode([(k, v) for k, v in f.items() if v])
+    query = "&".join(part for part in (filters_only, "sort=seq" if sort != "-seq" else "") if part)
     return render(request, "console/ledger.html", {
         "nav": "ledger", "entries": rows, "names": names, "f": f, "qs": query,
         "types": registry.names(), "prev": prev_cursor, "next": next_cursor, "sort": sort,
@@ -271,8 +271,9 @@ def _verifiers() -> list[ov.Verifier]:
     return [ov.Verifier(str(v)) for v in trusted_verifiers()]
 
 
-def verify_entry(entry: Entry, checkpoint: Checkpoint | None) -> list[Step]:
-    """Each check an offline verifier makes for one entry, with its outcome."""
+def verify_entry(entry: Entry, checkpoint: Checkpoint | None, pending: CheckpointPending | None) -> list[Step]:
+    """Each check an offline verifier makes for one entry, with its outcome. ``pending``: when the next
+    checkpoint should cover the entry, given exactly when ``checkpoint`` is None (the entry page has it)."""
     steps: list[Step] = []
     body = entry.canonical_body()
     recanonical = ov.canonicalize(json.loads(body))
@@ -283,7 +284,7 @@ def verify_entry(entry: Entry, checkpoint: Checkpoint | None) -> list[Step]:
                       leaf.hex()))
     if checkpoint is None:
         # Every entry waits for the next checkpoint; only a broken hash, signature or proof is a failure.
-        pending = checkpoint_pending(entry)
+        assert pending is not None
         steps.append(Step("Covered by a signed checkpoint", False, pending.detail, pending=True,
                           warning=pending.overdue))
         return steps
@@ -333,7 +334,7 @@ def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
         return render(request, "console/entry_missing.html", {"nav": "ledger", "seq": seq}, status=404)
     context = _entry_context(request, entry)
     if request.GET.get("verify"):
-        context["steps"] = verify_entry(entry, context["checkpoint"])
+        context["steps"] = verify_entry(entry, context["checkpoint"], context["pending"])
         context["verdict"] = verdict(context["steps"])
     return render(request, "console/entry.html", context)
 

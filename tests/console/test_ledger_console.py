@@ -168,7 +168,7 @@ def test_verify_detects_a_checkpoint_signed_by_another_key(people: People, setti
 
     signature = checkpoint.note.rsplit(" ", 1)[1]
     checkpoint.note = checkpoint.note.replace(signature, "AAAAAAAA" + signature[8:])  # not saved: append-only
-    steps = verify_entry(entries[0], checkpoint)
+    steps = verify_entry(entries[0], checkpoint, None)
     assert not steps[-1].ok and "signature" in steps[-1].name
 
 

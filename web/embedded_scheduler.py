@@ -83,7 +83,7 @@ def should_start(argv: list[str], environ: Mapping[str, str]) -> tuple[bool, str
     if settings.TESTING:
         return False, "tests run tasks themselves"
     program = Path(argv[0]).name if argv else ""
-    if program == "gunicorn" or program.startswith("gunicorn"):
+    if program.startswith("gunicorn"):
         return True, "gunicorn without a broker"
     if argv[1:2] == ["runserver"]:
         if environ.get("RUN_MAIN") == "true" or "--noreload" in argv:

@@ -52,7 +52,7 @@ from access.services.reviews import DEFAULT_REVIEW_LEVELS, review_campaign_start
 from governance.access_hooks import ENVIRONMENT_MAX_DAYS
 from governance.models import Environment, Lineage, ModelVersion
 from web.console.base import denied, redirect_back, run_action, signed_in_user, viewer_roles
-from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
+from web.console.tables import Column, TableSpec, csv_response, table, username_of, wants_csv
 
 GRANT_STATUSES = ("active", "lapsed", "expired", "revoked", "all")
 SEE_ALL_REVIEWS = frozenset({roles.INFOSEC, roles.AUDITOR})
@@ -60,10 +60,6 @@ SEE_ALL_REVIEWS = frozenset({roles.INFOSEC, roles.AUDITOR})
 MAX_DURATION_DAYS = 365
 # The deadline the campaign form suggests.
 DEFAULT_REVIEW_DAYS = 14
-
-
-def _username(user: User | None) -> str:
-    return user.get_username() if user is not None else ""
 
 
 def _by_rank(field: str) -> OrderBy:
@@ -76,7 +72,7 @@ DATASETS_TABLE = TableSpec(
     name="datasets",
     columns=(
         Column("name", "Dataset", ("name",), lambda d: d.name),
-        Column("owner", "Owner", ("owner__username",), lambda d: _username(d.owner)),
+        Column("owner", "Owner", ("owner__username",), lambda d: username_of(d.owner)),
         Column("level", "Own level", (_by_rank("level"),), lambda d: d.level, desc_first=True),
         Column("effective", "Effective level", (_by_rank("effective_level"),), lambda d: d.effective_level,
                desc_first=True),
@@ -96,7 +92,7 @@ GRANTS_TABLE = TableSpec(
         Column("resource", "Resource", ("resource_type", "resource_id"), lambda r: r["resource"]),
         Column("expires", "Expires", ("expires_at",), lambda r: r["grant"].expires_at),
         Column("status", "Status", value=lambda r: r["status"]),
-        Column("granted_by", "Granted by", ("granted_by__username",), lambda r: _username(r["grant"].granted_by)),
+        Column("granted_by", "Granted by", ("granted_by__username",), lambda r: username_of(r["grant"].granted_by)),
         Column("justification", "Justification", value=lambda r: r["grant"].justification),
         Column("created", "Granted", ("created_at",), lambda r: r["grant"].created_at, desc_first=True),
         Column("revoked", "Closed", ("revoked_at",), lambda r: r["grant"].revoked_at, desc_first=True),
@@ -108,11 +104,11 @@ ACCESS_REQUESTS_TABLE = TableSpec(
     name="access-requests",
     columns=(
         Column("id", "#", ("id",), lambda r: r[0].pk, desc_first=True),
-        Column("for", "For", ("principal_user__username",), lambda r: _username(r[0].principal_user)),
+        Column("for", "For", ("principal_user__username",), lambda r: username_of(r[0].principal_user)),
         Column("permission", "Permission", ("permission",), lambda r: r[0].permission),
         Column("resource", "Resource", ("resource_type", "resource_id"), lambda r: r[1]),
         Column("days", "Days", ("duration_days",), lambda r: r[0].duration_days, desc_first=True),
-        Column("asked_by", "Asked by", ("requester__username",), lambda r: _username(r[0].requester)),
+        Column("asked_by", "Asked by", ("requester__username",), lambda r: username_of(r[0].requester)),
         Column("created", "Asked", ("created_at",), lambda r: r[0].created_at, desc_first=True),
         Column("state", "State", ("state",), lambda r: r[0].state),
         Column("decision", "Decision", value=lambda r: r[0].decision_comment),
@@ -124,7 +120,7 @@ REVIEWS_TABLE = TableSpec(
     name="access-reviews",
     columns=(
         Column("name", "Campaign", ("name",), lambda c: c.name),
-        Column("started_by", "Started by", ("created_by__username",), lambda c: _username(c.created_by)),
+        Column("started_by", "Started by", ("created_by__username",), lambda c: username_of(c.created_by)),
         Column("deadline", "Deadline", ("deadline",), lambda c: c.deadline, desc_first=True),
         Column("state", "State", ("state",), lambda c: c.state),
         Column("items", "Items", ("item_count",), lambda c: c.item_count, desc_first=True),
@@ -142,9 +138,9 @@ REVIEW_ITEMS_TABLE = TableSpec(
         Column("permission", "Permission", ("grant__permission",), lambda r: r["item"].grant.permission),
         Column("resource", "Resource", ("grant__resource_type", "grant__resource_id"), lambda r: r["resource"]),
         Column("expires", "Expires", ("grant__expires_at",), lambda r: r["item"].grant.expires_at),
-        Column("reviewer", "Reviewer", ("reviewer__username",), lambda r: _username(r["item"].reviewer)),
+        Column("reviewer", "Reviewer", ("reviewer__username",), lambda r: username_of(r["item"].reviewer)),
         Column("decision", "Decision", ("decision",), lambda r: r["item"].decision),
-        Column("decided_by", "Decided by", value=lambda r: _username(r["item"].decided_by)),
+        Column("decided_by", "Decided by", value=lambda r: username_of(r["item"].decided_by)),
         Column("comment", "Comment", value=lambda r: r["item"].comment),
     ),
     default_sort="decision",

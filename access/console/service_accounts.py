@@ -32,19 +32,14 @@ from access.models import ApiToken, ServiceAccount
 from access.services import tokens
 from access.services.service_accounts import may_create_service_account, service_account_create
 from web.console.base import redirect_back, run_action, signed_in_user, viewer_roles
-from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
-
-
-def _username(user: User | None) -> str:
-    return user.get_username() if user is not None else ""
-
+from web.console.tables import Column, TableSpec, csv_response, table, username_of, wants_csv
 
 ACCOUNTS_TABLE = TableSpec(
     name="service-accounts",
     columns=(
         Column("name", "Name", ("name",), lambda a: a.name),
         Column("disabled", "Disabled", ("disabled_at",), lambda a: a.disabled_at),
-        Column("owner", "Owner", ("owner__username",), lambda a: _username(a.owner)),
+        Column("owner", "Owner", ("owner__username",), lambda a: username_of(a.owner)),
         Column("description", "Description", ("description",), lambda a: a.description),
         Column("tokens", "Active tokens", ("active_tokens",), lambda a: a.active_tokens, desc_first=True),
         Column("last_used", "Last used", ("last_used_at",), lambda a: a.last_used_at, desc_first=True),
@@ -60,12 +55,12 @@ TOKENS_TABLE = TableSpec(
         Column("prefix", "Prefix", ("prefix",), lambda r: f"mlg_{r['token'].prefix}_"),
         Column("scopes", "Scopes", value=lambda r: " ".join(r["token"].scopes)),
         Column("created", "Created", ("created_at",), lambda r: r["token"].created_at, desc_first=True),
-        Column("created_by", "Created by", value=lambda r: _username(r["token"].created_by)),
+        Column("created_by", "Created by", value=lambda r: username_of(r["token"].created_by)),
         Column("expires", "Expires", ("expires_at",), lambda r: r["token"].expires_at),
         Column("last_used", "Last used", ("last_used_at",), lambda r: r["token"].last_used_at, desc_first=True),
         Column("status", "Status", value=lambda r: r["status"]),
         Column("revoked", "Revoked", value=lambda r: r["token"].revoked_at),
-        Column("revoked_by", "Revoked by", value=lambda r: _username(r["token"].revoked_by)),
+        Column("revoked_by", "Revoked by", value=lambda r: username_of(r["token"].revoked_by)),
         Column("revoke_reason", "Revoke reason", value=lambda r: r["token"].revoke_reason),
     ),
     default_sort="-created",

@@ -48,17 +48,13 @@ from web.console.base import (
     signed_in_user,
     viewer_roles,
 )
-from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
+from web.console.tables import Column, TableSpec, csv_response, table, username_of, wants_csv
 
 State = PromotionRequest.State
 Strategy = PromotionRequest.Strategy
 OPEN_STATES = (State.PENDING, State.APPROVED, State.DEPLOYING)
 # Roles that may take part in deciding promotions or reviewing break-glass releases; the service decides exactly.
 DECIDING_ROLES = frozenset({roles.APPROVER, roles.MODEL_RISK, roles.INFOSEC})
-
-
-def _username(user: User | None) -> str:
-    return user.get_username() if user is not None else ""
 
 
 def _live_in(index: int) -> Callable[[dict[str, Any]], Any]:
@@ -71,7 +67,7 @@ MODELS_TABLE = TableSpec(
     name="models",
     columns=(
         Column("name", "Model", ("name",), lambda r: r["model"].name),
-        Column("owner", "Owner", ("owner__username",), lambda r: _username(r["model"].owner)),
+        Column("owner", "Owner", ("owner__username",), lambda r: username_of(r["model"].owner)),
         Column("latest", "Latest version", ("latest_version",), lambda r: r["model"].latest_version, desc_first=True),
         Column("level", "Effective classification", value=lambda r: r["level"]),
     ),
@@ -85,7 +81,7 @@ PROMOTIONS_TABLE = TableSpec(
                lambda r: f"{r.version.model.name} v{r.version.version}"),
         Column("break_glass", "Break-glass", value=lambda r: r.is_break_glass),
         Column("to", "To", ("environment__order", "environment__name"), lambda r: r.environment.name),
-        Column("by", "Requested by", ("requested_by__username",), lambda r: _username(r.requested_by)),
+        Column("by", "Requested by", ("requested_by__username",), lambda r: username_of(r.requested_by)),
         Column("created", "When", ("created_at",), lambda r: r.created_at, desc_first=True),
         Column("state", "State", ("state",), lambda r: r.state),
         Column("reason", "Reason", value=lambda r: r.reason),
@@ -100,11 +96,11 @@ BREAKGLASS_TABLE = TableSpec(
                lambda rv: f"{rv.request.version.model.name} v{rv.request.version.version}"),
         Column("to", "To", ("request__environment__order", "request__environment__name"),
                lambda rv: rv.request.environment.name),
-        Column("by", "By", ("request__requested_by__username",), lambda rv: _username(rv.request.requested_by)),
+        Column("by", "By", ("request__requested_by__username",), lambda rv: username_of(rv.request.requested_by)),
         Column("justification", "Justification", value=lambda rv: rv.request.reason),
         Column("due", "Due", ("due_at",), lambda rv: rv.due_at),
         Column("review", "Review", ("state",), lambda rv: rv.state),
-        Column("reviewed_by", "Reviewed by", value=lambda rv: _username(rv.reviewed_by)),
+        Column("reviewed_by", "Reviewed by", value=lambda rv: username_of(rv.reviewed_by)),
         Column("comment", "Review comment", value=lambda rv: rv.comment),
     ),
     # Soonest due first: what needs a reviewer next.

@@ -192,9 +192,9 @@ def table(request: HttpRequest, spec: TableSpec, rows: QuerySet[Any]) -> Table:
     paginator = Paginator(sorted_rows, spec.page_size)
     page = paginator.page(_page_number(request.GET.get("page"), paginator.num_pages))
     keep = _params(request, _VIEW_PARAMS)
+    base = keep.urlencode()  # the filters alone: each header link adds its own sort
     if sort != spec.default_sort:
         keep["sort"] = sort  # the effective sort: a refused key is not carried into the links
-    base = _params(request, _VIEW_PARAMS).urlencode()
     headers = {}
     for column in spec.columns:
         if not column.sortable:
@@ -212,6 +212,11 @@ def table(request: HttpRequest, spec: TableSpec, rows: QuerySet[Any]) -> Table:
         spec=spec, page=page, sort=sort, query=keep.urlencode(),
         hidden=[(k, v) for k, values in keep.lists() for v in values], headers=headers,
     )
+
+
+def username_of(user: Any) -> str:
+    """A person column's cell: the username, "" for nobody (the CSV holds what the page shows)."""
+    return user.get_username() if user is not None else ""
 
 
 def csv_cell(value: Any) -> str:

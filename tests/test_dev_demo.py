@@ -106,3 +106,17 @@ def test_dev_demo_serves_on_the_port_asked_and_stops_everything(tmp_path: Path) 
     # ...then started again on the same data (nothing to seed) and stopped with Ctrl-C.
     again = _serve_then_stop(tmp_path, signal.SIGINT)
     assert "demo data already present" in again
+
+
+@pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",
+                    reason="needs the .venv that dev.py set up (python3.11 dev.py setup)")
+@pytest.mark.parametrize("port", ["0", "65536", "eighty"])
+def test_a_bad_port_is_refused_before_anything_starts(tmp_path: Path, port: str) -> None:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("DATABASE_URL", "CELERY_", "PYTEST", "DJANGO_SETTINGS"))}
+    env["VAR_DIR"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "dev.py", "demo", "--port", port], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--port" in result.stderr
+    assert not (tmp_path / "governance.sqlite3").exists()  # nothing migrated, nothing seeded, nothing served

@@ -9,8 +9,8 @@ class AccessConfig(AppConfig):
 
     def ready(self) -> None:
         # events: the ledger event types access writes. ledger_hooks: the ledger asks access who may read,
-        # export and reveal (audit.policy), and tells it of refused reveals.
-        from access import events, ledger_hooks, resources, selectors  # noqa: F401  # here: models are loaded only now
+        # export and reveal (audit.policy), and tells it of refused reveals. authn: stores how each sign-in was made.
+        from access import authn, events, ledger_hooks, resources, selectors  # noqa: F401  # here: models are loaded only now
 
         # Datasets are the first kind of resource grants apply to; governance adds its own (access_hooks).
         resources.register(selectors.DATASETS)

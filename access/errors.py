@@ -31,3 +31,13 @@ class InvalidState(AccessError):
 
 class ServiceError(ValueError):
     """A role change or registration that cannot be carried out as asked; the message says why."""
+
+
+class StepUpRequired(NotPermitted):
+    """The action needs a recent sign-in with a second factor (``access.authn.require_recent_mfa``).
+
+    The console answers with a link to ``console-step-up`` (re-authentication at the identity provider),
+    the API with a 403 problem of this code; nothing was written.
+    """
+
+    code = "step_up_required"

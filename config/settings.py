@@ -70,6 +70,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "web.idle_session.IdleSessionMiddleware",
+    # How the session's person signed in (access.authn), for the services' multi-factor rule.
+    "web.middleware.AuthenticationContextMiddleware",
     # The viewer's time zone (a console preference, kept in the session) for console pages; /api/ stays UTC.
     "web.preferences.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -215,6 +217,16 @@ CSRF_COOKIE_SAMESITE = "Lax"
 CONSOLE_IDLE_TIMEOUT_SECONDS = env_int("CONSOLE_IDLE_TIMEOUT_SECONDS", 30 * 60, minimum=60)
 SESSION_COOKIE_AGE = CONSOLE_IDLE_TIMEOUT_SECONDS
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# --- Multi-factor rule (access.authn, docs/identity.md) ---------------------------------------------------
+# Approvals, rejections, break-glass, policy changes, grants on restricted data, PII reveal and exports need
+# a sign-in with a second factor no older than MFA_MAX_AGE_SECONDS. On by default once SSO is configured
+# (OIDC_RP_CLIENT_ID): the local password login has no second factor, so it cannot do these actions then.
+MFA_REQUIRED = env_bool("MFA_REQUIRED", bool(env_str("OIDC_RP_CLIENT_ID")))
+MFA_MAX_AGE_SECONDS = env_int("MFA_MAX_AGE_SECONDS", 15 * 60, minimum=60)
+# ID-token values that count as a second factor: any amr (RFC 8176) in OIDC_MFA_AMR, or acr in OIDC_MFA_ACR.
+OIDC_MFA_AMR = env_list("OIDC_MFA_AMR", ["mfa", "otp", "hwk", "swk", "sms", "fpt", "face", "sc"])
+OIDC_MFA_ACR = env_list("OIDC_MFA_ACR", [])
 
 # Same-origin everything, no inline script or style anywhere (the console's scripts and styles are static
 # files); data: images for the Swagger UI's icons. The API docs page gets its init script as a separate

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from access import roles
+from access.authn import require_recent_mfa
 from access.classification import RESTRICTED
 from access.models import DEPLOY_TO
 from access.principals import account_ids
@@ -402,6 +403,8 @@ def promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str)
     and the decision (milliseconds) is the next sync's.
     """
     comment = require_text(comment, "comment")
+    # First, before MLflow is read or a lock taken: an approval needs a recent second factor (docs/identity.md).
+    require_recent_mfa(actor=actor, action="approving a promotion")
     if settings.MLFLOW_EVIDENCE_REFRESH:
         current = _approval_precheck(actor, promotion)
         registry_mirror.version_evidence_refresh(version=current.version)

@@ -20,15 +20,18 @@ from typing import Any
 import jwt
 import pytest
 
+from access import roles
 from tests.identity_provider import (
     ACR_2FA,
     ACR_PASSWORD,
     OTP,
+    ROLE_GROUPS,
     ROLE_MAP,
     UNMAPPED_GROUP,
     IdentityProvider,
     IdpBrowser,
     SignInRefused,
+    persona_accounts,
 )
 
 CALLBACK = "http://testserver/console/sso/callback/"
@@ -131,6 +134,17 @@ def test_settings_point_the_console_at_the_provider(oidc_provider: IdentityProvi
     assert json.loads(env["OIDC_ROLE_MAP"]) == ROLE_MAP
     assert env["OIDC_USE_PKCE"] == "1" and env["OIDC_RP_SIGN_ALGO"] == "RS256"
     assert all(isinstance(value, str) for value in env.values())
+
+
+def test_every_role_has_an_idp_group_and_the_personas_have_theirs() -> None:
+    assert set(ROLE_GROUPS) == set(roles.ROLES)
+    assert set(ROLE_MAP.values()) == set(roles.ROLES)
+    accounts = persona_accounts()
+    assert accounts["adam"].groups == ("ml-approvers", UNMAPPED_GROUP)
+    assert accounts["rita"].groups == ("ml-owners", "fraud-team", UNMAPPED_GROUP)
+    assert set(accounts["ds-creator"].groups) >= {"ml-approvers", "model-risk-team", "sec-team", "ml-owners"}
+    assert accounts["otto"].groups == (UNMAPPED_GROUP,)
+    assert "nora" in accounts
 
 
 def test_code_flow_with_second_factor_asked_gives_otp_amr_and_groups(oidc_provider: IdentityProvider) -> None:

@@ -7,8 +7,10 @@ provider".
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import http.cookiejar
 import json
+import os
 import queue
 import re
 import shutil
@@ -33,6 +35,7 @@ CALLBACK_PATH = "/console/sso/callback/"
 LOGOUT_RETURN_PATH = "/console/login/"
 RP_HOSTS = ("127.0.0.1", "localhost", "testserver")
 STARTUP_TIMEOUT = 60.0
+STAMP_NAME = ".installed-lock-sha256"
 
 #: role → the IdP group that grants it; OIDC_ROLE_MAP is its inverse.
 #: (The role names of access.roles, spelled out: this module imports no Django; a test keeps them equal.)
@@ -64,10 +67,13 @@ class Account:
                 "groups": list(self.groups), "name": self.name, "email": self.email}
 
 
-def make_account(username: str, role_names: tuple[str, ...] = (), *, extra_groups: tuple[str, ...] = ()) -> Account:
-    groups = tuple(ROLE_GROUPS[role] for role in role_names) + extra_groups + (UNMAPPED_GROUP,)
-    return Account(username=username, password=IDP_PASSWORD, otp=OTP, groups=groups,
-                   name=username.replace("-", " ").title(), email=f"{username}@example.test")
+def make_account(username: str, role_names: tuple[str, ...] = (), *, extra_groups: tuple[str, ...] = (),
+                 password: str = IDP_PASSWORD, otp: str = OTP, name: str | None = None,
+                 email: str | None = None) -> Account:
+    """An IdP account with the groups of ``role_names`` (ROLE_GROUPS), ``extra_groups`` and UNMAPPED_GROUP."""
+    groups = (*(ROLE_GROUPS[role] for role in role_names), *extra_groups, UNMAPPED_GROUP)
+    return Account(username=username, password=password, otp=otp, groups=groups,
+                   name=name or username.replace("-", " ").title(), email=email or f"{username}@example.test")
 
 
 def rp_redirect_uris(path: str, hosts: tuple[str, ...] = RP_HOSTS) -> list[str]:
@@ -79,21 +85,32 @@ def node_available() -> bool:
     return shutil.which("node") is not None and shutil.which("npm") is not None
 
 
+def _lock_digest(idp_dir: Path) -> str:
+    return hashlib.sha256((idp_dir / "package-lock.json").read_bytes()).hexdigest()
+
+
+def installed(idp_dir: Path = IDP_DIR) -> bool:
+    """node_modules holds exactly what package-lock.json pins (``npm ci`` ran since the lock last changed)."""
+    stamp = idp_dir / "node_modules" / STAMP_NAME
+    return stamp.exists() and stamp.read_text() == _lock_digest(idp_dir)
+
+
 def npm_ci(idp_dir: Path = IDP_DIR) -> None:
-    """``npm ci`` in tests/idp unless node_modules is already installed, under a file lock so that
-    parallel xdist workers install once."""
-    marker = idp_dir / "node_modules" / ".package-lock.json"
-    if marker.exists():
+    """``npm ci`` in tests/idp (the registry's packages exactly as package-lock.json pins them, with their
+    integrity hashes) unless already done for this lock; under a file lock, so that parallel xdist
+    workers and dev.py install once. Raises RuntimeError with npm's output when it fails."""
+    if installed(idp_dir):
         return
     with open(idp_dir / ".npm-ci.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if marker.exists():
+            if installed(idp_dir):
                 return
             done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=idp_dir,
                                   capture_output=True, text=True, timeout=600, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"npm ci in {idp_dir} failed:\n{done.stdout}\n{done.stderr}")
+            (idp_dir / "node_modules" / STAMP_NAME).write_text(_lock_digest(idp_dir))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -106,8 +123,17 @@ class IdentityProvider:
     client_id: str
     client_secret: str
     accounts: dict[str, Account]
-    process: subprocess.Popen[str] = field(repr=False)
+    process: subprocess.Popen[str] | None = field(repr=False)  # None: not started here
     discovery: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def at(cls, issuer: str, *, client_id: str = CLIENT_ID, client_secret: str = "",
+           accounts: dict[str, Account] | None = None) -> IdentityProvider:
+        """One already running (the demo's), found by its discovery document."""
+        with urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=20) as response:
+            discovery = json.load(response)
+        return cls(issuer=issuer, client_id=client_id, client_secret=client_secret, accounts=accounts or {},
+                   process=None, discovery=discovery)
 
     @property
     def authorization_endpoint(self) -> str:
@@ -278,16 +304,23 @@ def start(accounts: dict[str, Account], workdir: Path, *, port: int = 0, host: s
     accounts_file = workdir / "idp-accounts.json"
     accounts_file.write_text(json.dumps([a.as_json() for a in accounts.values()]))
     command = ["node", str(IDP_DIR / "server.js"), "--host", host, "--port", str(port),
-               "--accounts", str(accounts_file), "--client-id", client_id, "--client-secret", client_secret]
+               "--accounts", str(accounts_file), "--client-id", client_id]
     for uri in redirect_uris or rp_redirect_uris(CALLBACK_PATH):
         command += ["--redirect-uri", uri]
     for uri in post_logout_redirect_uris or rp_redirect_uris(LOGOUT_RETURN_PATH):
         command += ["--post-logout-redirect-uri", uri]
-    log = open(workdir / "idp.log", "w")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True,
-                               start_new_session=True)
+    # Its own session (process group), as dev.py stops its children; stderr to a log the error quotes.
+    with open(workdir / "idp.log", "w") as log:
+        # The secret in the environment, not in the command line that ps shows to every user.
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+                                   env=dict(os.environ, IDP_CLIENT_SECRET=client_secret))
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True).start()
+
+    def read_lines() -> None:  # a thread, so the wait for READY has a timeout
+        for output_line in process.stdout or ():
+            lines.put(output_line)
+
+    threading.Thread(target=read_lines, daemon=True).start()
     try:
         line = lines.get(timeout=STARTUP_TIMEOUT)
     except queue.Empty:
@@ -302,8 +335,8 @@ def start(accounts: dict[str, Account], workdir: Path, *, port: int = 0, host: s
                             accounts=accounts, process=process, discovery=discovery)
 
 
-def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
+def stop(process: subprocess.Popen[str] | None) -> None:
+    if process is not None and process.poll() is None:
         process.terminate()
         try:
             process.wait(timeout=10)

@@ -320,6 +320,7 @@ async function interaction(provider, req, res) {
 }
 
 const server = http.createServer();
+server.on('error', (error) => fail(`cannot listen on ${args.host}:${port}: ${error.message}`));
 server.listen(port, args.host, () => {
   const actualIssuer = `http://${args.host}:${server.address().port}`;
   const provider = buildProvider(actualIssuer);

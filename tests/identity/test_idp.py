@@ -19,6 +19,9 @@ from typing import Any
 
 import jwt
 import pytest
+from django.core.exceptions import SuspiciousOperation
+from django.test import RequestFactory
+from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from access import roles
 from tests.identity_provider import (
@@ -296,3 +299,27 @@ def test_rp_initiated_logout_ends_the_session_and_returns_to_the_console(oidc_pr
     # the IdP session is gone: the next authorization shows the form again
     back, page = browser.follow(Authorization(oidc_provider).url)
     assert back == "" and 'name="password"' in page
+
+
+def test_mozilla_django_oidc_exchanges_the_code_verifies_the_token_and_reads_userinfo(
+        oidc_provider: IdentityProvider, settings: Any) -> None:
+    """The console's OIDC library agrees with the provider as settings() configures it: the token request
+    (client_secret_post, PKCE verifier), the RS256 check against the JWKS with the nonce, and userinfo."""
+    for name, value in oidc_provider.settings().items():
+        setattr(settings, name, value)
+    authorization = Authorization(oidc_provider, scope="openid email", acr_values=ACR_2FA)
+    code = authorization.code_from(oidc_provider.browser().sign_in(authorization.url, "adam", otp=True))
+    backend = OIDCAuthenticationBackend()
+    backend.request = RequestFactory().get("/console/sso/callback/")
+    tokens = backend.get_token({
+        "client_id": backend.OIDC_RP_CLIENT_ID, "client_secret": backend.OIDC_RP_CLIENT_SECRET,
+        "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+        "code_verifier": authorization.verifier})
+    claims = backend.verify_token(tokens["id_token"], nonce=authorization.nonce)
+    assert claims["amr"] == ["pwd", "otp"] and claims["acr"] == ACR_2FA
+    assert claims["groups"] == ["ml-approvers", UNMAPPED_GROUP]
+    with pytest.raises(SuspiciousOperation):
+        backend.verify_token(tokens["id_token"], nonce="another-nonce")
+    userinfo = backend.get_userinfo(tokens["access_token"], tokens["id_token"], claims)
+    assert userinfo["sub"] == "adam" and userinfo["email"] == "adam@example.test"
+    assert userinfo["groups"] == claims["groups"]

@@ -219,6 +219,22 @@ def test_a_wrong_one_time_code_is_refused_and_the_right_one_then_accepted(oidc_p
     assert verified_claims(oidc_provider, tokens["id_token"])["amr"] == ["pwd", "otp"]
 
 
+def test_five_wrong_codes_send_the_person_back_to_the_password(oidc_provider: IdentityProvider) -> None:
+    authorization = Authorization(oidc_provider, acr_values=ACR_2FA)
+    browser = oidc_provider.browser()
+    with pytest.raises(SignInRefused) as refused:
+        browser.sign_in(authorization.url, "adam", otp="000000")
+    action = oidc_provider.issuer + refused.value.page.split('action="', 1)[1].split('"', 1)[0]
+    for wrong in ("000001", "000002", "000003"):
+        back, page = browser.follow(action, {"otp": wrong})
+        assert back == "" and "Wrong one-time code" in page
+    back, page = browser.follow(action, {"otp": "000004"})
+    assert back == "" and "Too many wrong codes" in page and 'name="password"' in page
+    # the right code no longer finishes this sign-in: the password is asked again
+    back, page = browser.follow(action, {"otp": OTP})
+    assert back == "" and "Sign in with your password first" in page
+
+
 def test_second_factor_asked_and_no_code_given_never_redirects_back(oidc_provider: IdentityProvider) -> None:
     with pytest.raises(SignInRefused) as refused:
         oidc_provider.browser().sign_in(Authorization(oidc_provider, acr_values=ACR_2FA).url, "adam")

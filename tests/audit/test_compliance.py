@@ -72,10 +72,11 @@ def test_every_docs_reference_resolves() -> None:
         assert doc.is_file(), f"{ref}: no such document"
         if anchor:
             assert anchor in _anchors(doc), f"{ref}: no such heading in {path}"
-    # the doc's own table of contents points at its headings
-    own = _anchors(DOC_PATH)
-    for anchor in re.findall(r"\]\(#([^)]+)\)", markdown()):
-        assert anchor in own, anchor
+    # every link of the doc: its own table of contents and the other docs it points at
+    for target, anchor in re.findall(r"\]\(([a-z0-9_.-]*)(?:#([^)]+))?\)", markdown()):
+        doc = DOC_PATH.parent / target if target else DOC_PATH
+        assert doc.is_file(), target
+        assert not anchor or anchor in _anchors(doc), f"{target}#{anchor}"
 
 
 def test_every_requirement_says_its_status_and_names_its_gap_when_partial() -> None:

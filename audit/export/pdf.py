@@ -20,6 +20,10 @@ from xhtml2pdf.config.resources import ResourceAccessError, ResourceAccessPolicy
 
 from audit.export.errors import ExportError
 
+#: The most entries a PDF pack renders (about 20 ms each: some 3-4 minutes at the limit); beyond it the export
+#: fails with the reason, and the HTML report or the bundle of the same scope is the way.
+MAX_PDF_ENTRIES = 10_000
+
 # Nothing to fetch from anywhere; a generous bound on one render (big packs have thousands of entries).
 _POLICY = ResourceAccessPolicy(allow_remote=False, base_dir=None, allow_remote_pdf_backgrounds=False,
                                max_render_seconds=1800.0)

@@ -15,6 +15,7 @@ from audit.canonical import format_timestamp, parse_timestamp
 from audit.compliance import scope_summary
 from audit.export import sections
 from audit.export.bundle import checkpoint_published
+from audit.export.errors import ExportError
 from audit.export.proofs import Proofs
 from audit.export.scope import model_exclusions
 from audit.export.selection import Checked, Plan, rows
@@ -95,10 +96,17 @@ def write_report(
 def write_report_pdf(
     *, job: ExportJob, plan: Plan, entry: Entry, checkpoint: Checkpoint, path: Path, progress: Callable[[int], None]
 ) -> int:
-    """The same audit pack as ``write_report``, from the same template (its print styles: ``pdf``), as one PDF."""
-    from audit.export.pdf import html_to_pdf  # xhtml2pdf (and reportlab) load only for the PDF
+    """The same audit pack as ``write_report``, from the same template (its print styles: ``pdf``), as one PDF.
+
+    Refused (ExportError ``pdf_too_large``, the job fails with the reason) above ``MAX_PDF_ENTRIES`` entries:
+    rendering takes about 20 ms an entry, so a bigger pack is for the HTML report or the bundle."""
+    from audit.export.pdf import MAX_PDF_ENTRIES, html_to_pdf  # xhtml2pdf (and reportlab) load only for the PDF
 
     context = report_context(job, plan, entry, checkpoint)
+    if len(context["entries"]) > MAX_PDF_ENTRIES:
+        raise ExportError(f"the PDF audit pack holds at most {MAX_PDF_ENTRIES:,} entries and this one has "
+                          f"{len(context['entries']):,}: narrow the period, or export the report as HTML or a "
+                          "bundle", code="pdf_too_large")
     path.write_bytes(html_to_pdf(render_to_string("audit/report.html", {**context, "pdf": True})))
     progress(len(context["entries"]))
     return len(context["entries"])

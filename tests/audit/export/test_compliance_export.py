@@ -205,3 +205,27 @@ def test_the_resource_policy_alone_refuses_local_files(tmp_path: Path) -> None:
     markup = '<html><body><img src="pixel.png" width="20" height="20"><p>x</p></body></html>'
     assert _images(markup, tmp_path) == 1
     assert _images(markup, tmp_path, resource_policy=_POLICY) == 0
+
+
+def test_a_pdf_beyond_its_limit_fails_with_the_reason_and_writes_no_file(
+    story: dict, export: Export, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("audit.export.pdf.MAX_PDF_ENTRIES", 3)
+    with pytest.raises(CommandError, match="the PDF audit pack holds at most 3 entries and this one has 9"):
+        export("--model", "fraud-detector", "--format", "pdf", name="big.pdf")
+    job = ExportJob.objects.get()
+    assert job.state == "failed" and "export the report as HTML or a bundle" in job.error
+    assert not (tmp_path / "big.pdf").exists() and not list(tmp_path.glob(".big.pdf.*"))
+
+
+def test_the_pdf_lists_every_entry_in_tables_of_25() -> None:
+    """reportlab splits one long table in quadratic time: the PDF's entries come in tables of 25 rows."""
+    from django.template.loader import render_to_string
+
+    entries = [{"seq": i, "timestamp": "2026-12-07T10:00:00.000000Z", "event_type": "ledger.note_added",
+                "actor": "user:1", "subject": "model:m", "payload": "{}", "entry_hash": f"{i:064x}"} for i in range(60)]
+    page = render_to_string("audit/report.html", {"pdf": True, "entries": entries, "model": {"name": "m"}})
+    section = page[page.index("6. The ledger entries"):page.index("7. The checkpoint")]
+    assert section.count("<table>") == 1 + 3 and section.count("</table>") == 1 + 3
+    text = _pdf_text(html_to_pdf(page)).replace("\n", "")
+    assert all(f"{i:064x}" in text for i in range(60))

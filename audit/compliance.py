@@ -451,17 +451,17 @@ def scope_summary(counts: Mapping[str, int]) -> dict[str, Any]:
     """The mapping for one export's scope: ``counts`` is the number of entries of each event type in it.
 
     Every requirement is listed (a requirement with no entries in the scope says so: an export of one model
-    holds no sign-ins), with its events in mapping order, each with its count, zero included, and the total.
-    Requirements met by controls rather than events (10.3, 10.5.1) name their controls only by status here:
-    the full text is in docs/compliance.md (the same source).
+    holds no sign-ins), with its status and, when not met, its gap, and its events in mapping order, each with
+    its count, zero included, and the total. What each asks, its fields, controls and tests are in
+    docs/compliance.md (the same source).
     """
     out = []
     for f in FRAMEWORKS:
         reqs = []
         for r in f.requirements:
             found = [(e, int(counts.get(e, 0))) for e in r.events]
-            reqs.append({"id": r.id, "title": r.title, "status": r.status, "entries": sum(n for _, n in found),
-                         "events": [{"type": e, "entries": n} for e, n in found]})
+            reqs.append({"id": r.id, "title": r.title, "status": r.status, "gap": r.gap,
+                         "entries": sum(n for _, n in found), "events": [{"type": e, "entries": n} for e, n in found]})
         out.append({"id": f.id, "title": f.title, "requirements": reqs})
     return {"format": FORMAT, "document": "docs/compliance.md", "frameworks": out}
 

@@ -66,6 +66,7 @@ def test_the_manifest_counts_each_requirements_entries_and_verify_py_still_accep
             assert [e["type"] for e in got["events"]] == list(req.events)
             assert {e["type"]: e["entries"] for e in got["events"]} == {e: counted[e] for e in req.events}
             assert got["entries"] == sum(counted[e] for e in req.events) and got["status"] == req.status
+            assert got["gap"] == req.gap
     assert {"type": "ledger.verified", "entries": 3} in _requirement(manifest, "pci-dss-4.0.1", "10.2.1.6")["events"]
     notes = Entry.objects.filter(event_type="ledger.note_added", seq__lt=manifest["scope"]["ledger_size"]).count()
     assert {"type": "ledger.note_added", "entries": notes} in _requirement(
@@ -102,6 +103,7 @@ def test_the_html_audit_pack_carries_the_mapping_for_its_scope(story: dict, expo
     assert f"{counts['promotion.requested']} promotion.requested" in page
     assert f"{counts['compliance.violation']} compliance.violation" in page
     assert "none in this scope" in page  # sign-ins are not about a model
+    assert "Partly: Direct database access to the ledger tables" in page  # 10.2.1.3's gap, said in the pack
     assert "chargeback-risk" not in page
 
 

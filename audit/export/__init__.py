@@ -27,7 +27,7 @@ Modules (no re-exports here: import from the module):
 - ``spreadsheet``: the CSV file.
 - ``report``: the audit report (pack) of a model, as HTML or, through ``pdf`` (xhtml2pdf), as one PDF.
 - ``pdf``: HTML to PDF, fetching nothing.
+- ``service``: who may export, ``export_create`` (records ``ledger.exported``) and ``export_run``.
 
 Bundles and the report carry the regulation mapping for their scope (``audit.compliance.scope_summary``).
-- ``service``: who may export, ``export_create`` (records ``ledger.exported``) and ``export_run``.
 """

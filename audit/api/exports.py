@@ -139,7 +139,8 @@ class ExportsApi(APIView):
         subjects = serializers.ListField(child=serializers.CharField(max_length=410), required=False,
                                          max_length=MAX_SUBJECTS, help_text="TYPE:ID, e.g. model_version:fraud/3")
         model = serializers.CharField(required=False, allow_null=True, max_length=300,
-                                      help_text="every subject of this registered model (required by 'report')")
+                                      help_text="every subject of this registered model (required by "
+                                                "'report' and 'pdf')")
         dataset = serializers.CharField(required=False, allow_null=True, max_length=300)
         since_checkpoint = serializers.IntegerField(
             required=False, allow_null=True, min_value=1, max_value=2**53 - 1,

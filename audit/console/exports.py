@@ -22,7 +22,7 @@ from audit.event_types import registry
 from audit.export import sections
 from audit.export.bundle import verify_command
 from audit.export.errors import ExportError
-from audit.export.scope import FORMATS, ExportScope, parse_scope
+from audit.export.scope import FORMATS, MODEL_FORMATS, ExportScope, parse_scope
 from audit.export.service import export_create, exports_dir, path_name
 from audit.models import ExportJob
 from audit.selectors import exports_visible_to
@@ -45,7 +45,11 @@ EXPORTS_TABLE = TableSpec(
     ),
     default_sort="-created",
 )
-CONTENT_TYPES = {"bundle": "application/zip", "csv": "text/csv; charset=utf-8", "report": "text/html; charset=utf-8"}
+CONTENT_TYPES = {"bundle": "application/zip", "csv": "text/csv; charset=utf-8", "report": "text/html; charset=utf-8",
+                 "pdf": "application/pdf"}
+# The form's words for the formats (FORMATS is their order).
+FORMAT_LABELS = {"bundle": "bundle (zip, verifies offline)", "csv": "csv (spreadsheet)",
+                 "report": "audit pack of a model (HTML)", "pdf": "audit pack of a model (PDF)"}
 
 
 @require_GET
@@ -105,7 +109,8 @@ def _form_context(request: HttpRequest, form: Any) -> dict[str, Any]:
     exports (sorted and paged as the query string says)."""
     view = table(request, EXPORTS_TABLE, _visible_exports(request))
     return {
-        "nav": "exports", "page": view.page, "qs": view.query, "table": view, "formats": FORMATS,
+        "nav": "exports", "page": view.page, "qs": view.query, "table": view,
+        "formats": [(fmt, FORMAT_LABELS[fmt]) for fmt in FORMATS],
         "types": registry.names(), "rows": _rows(view.page),
         "models": sections.scope_choices("model", request.user),
         "datasets": sections.scope_choices("dataset", request.user),
@@ -146,8 +151,9 @@ def _form_scope(request: HttpRequest) -> tuple[ExportScope, str]:
     fmt = data.get("format", "bundle")
     models = _picked(request, "model", "model")
     datasets = _picked(request, "dataset", "dataset")
-    if fmt == "report" and len(models) != 1:
-        raise ExportError("a report is about one model: pick exactly one model", code="report_needs_model")
+    if fmt in MODEL_FORMATS and len(models) != 1:
+        raise ExportError("an audit pack (HTML or PDF) is about one model: pick exactly one model",
+                          code="report_needs_model")
     subjects = [s.strip() for s in data.get("subjects", "").splitlines() if s.strip()]
     model = dataset = None
     if len(models) == 1 and len(datasets) <= 1:
@@ -179,7 +185,7 @@ def _export_start(request: HttpRequest) -> HttpResponse:
 def _form_words(exc: ExportError) -> str:
     """The service's refusal as the form would say it (its messages name no command-line flag the form lacks)."""
     if exc.code == "report_needs_model":
-        return "a report is about one model: pick exactly one model"
+        return "an audit pack (HTML or PDF) is about one model: pick exactly one model"
     return str(exc)
 
 

@@ -1,4 +1,4 @@
-"""Regulator exports of the ledger: verifiable bundles, CSV, and a model's audit report.
+"""Regulator exports of the ledger: verifiable bundles, CSV, and a model's audit report (HTML or PDF).
 
 ``service.export_create`` records who exports what as a ``ledger.exported`` entry, in the
 same transaction as the ``ExportJob`` it creates, and asks for the file to be written after
@@ -25,6 +25,9 @@ Modules (no re-exports here: import from the module):
 - ``proofs``: inclusion proofs in bulk.
 - ``bundle``: the verifiable zip bundle, its trust anchors and ``verify_command``.
 - ``spreadsheet``: the CSV file.
-- ``report``: the HTML audit report of a model.
+- ``report``: the audit report (pack) of a model, as HTML or, through ``pdf`` (xhtml2pdf), as one PDF.
+- ``pdf``: HTML to PDF, fetching nothing.
 - ``service``: who may export, ``export_create`` (records ``ledger.exported``) and ``export_run``.
+
+Bundles and the report carry the regulation mapping for their scope (``audit.compliance.scope_summary``).
 """

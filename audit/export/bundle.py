@@ -10,6 +10,7 @@ import queue
 import shlex
 import threading
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from django.conf import settings
 
 from audit import offline_verify, signing
 from audit.canonical import format_timestamp, leaf_hash
+from audit.compliance import scope_summary
 from audit.event_catalogue import catalogue_json
 from audit.export.errors import ExportError
 from audit.export.proofs import BLOCK_LEVEL, Proofs
@@ -264,6 +266,7 @@ def write_bundle(
         proofs_digest = hashlib.sha256()
         proofs_size = 0
         check = Checked()
+        by_type: Counter[str] = Counter()  # entries of each event type: the manifest's compliance member
         # Entries are compressed into the zip and proofs spooled to a file by a second thread
         # (zlib and hashlib release the GIL), while this one reads the ledger and makes proofs.
         with proofs_tmp.open("wb") as proofs_fh, out.stream("entries.jsonl", level=1) as write_entries, \
@@ -296,6 +299,7 @@ def write_bundle(
                         progress(count)
                         next_progress = count + PROGRESS_EVERY
                 body, leaf = check(row)
+                by_type[row[2]] += 1
                 add_line(b'{"body":' + body + b',"entry_hash":"' + row[10].encode() + b'"}\n')
                 add_leaf((seq, leaf))
                 count += 1
@@ -369,6 +373,7 @@ def write_bundle(
             ] if plan.kind == "subjects" else [],
             "event_types": EVENT_TYPES_FILE,
             "excluded": model_exclusions(job.scope["model"], size_in_scope) if job.scope.get("model") else [],
+            "compliance": scope_summary(by_type),
         }
         out.put("README.txt", _readme(manifest, plan, verify_command("THIS_BUNDLE.zip")).encode())
         manifest["files"] = dict(sorted(out.files.items()))
@@ -446,6 +451,11 @@ checkpoints/         earlier signed checkpoints and the consistency proofs betwe
 keys.txt             the verifier keys that signed the checkpoints, with their validity (information only)
 event-types.json     the catalogue of event types: payload fields, which are personal, subjects, meaning
 verify.py            the verifier (one file; same as audit/offline_verify.py in the ledger's code)
+
+Regulation mapping: manifest.json's "compliance" member counts, for each
+requirement of PCI DSS, DORA, the EU AI Act and SOX that the ledger answers,
+the entries of its event types in this bundle (docs/compliance.md of the
+ledger's code says which events, fields and controls answer each one).
 
 Personal data is not in this bundle: where an entry had personal values, its
 body holds a commitment (an HMAC) to the value instead, exactly as hashed;

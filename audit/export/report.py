@@ -3,6 +3,7 @@ export's own entry; the model's sections come from governance (``audit.export.se
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from audit.canonical import format_timestamp, parse_timestamp
+from audit.compliance import scope_summary
 from audit.export import sections
 from audit.export.bundle import checkpoint_published
+from audit.export.errors import ExportError
 from audit.export.proofs import Proofs
 from audit.export.scope import model_exclusions
 from audit.export.selection import Checked, Plan, rows
@@ -40,6 +43,16 @@ def in_period(start: datetime | None, end: datetime | None, since: str | None, u
     return not (since and end and end < parse_timestamp(since))
 
 
+def compliance_rows(counts: Counter[str]) -> list[dict[str, Any]]:
+    """The regulation mapping for the pack's scope (``audit.compliance.scope_summary``), each requirement with
+    the event types found in it (``found``: non-zero counts only, most first) for the page."""
+    frameworks: list[dict[str, Any]] = scope_summary(counts)["frameworks"]
+    for f in frameworks:
+        for r in f["requirements"]:
+            r["found"] = sorted((e for e in r["events"] if e["entries"]), key=lambda e: (-e["entries"], e["type"]))
+    return frameworks
+
+
 def report_context(job: ExportJob, p: Plan, entry: Entry, checkpoint: Checkpoint) -> dict[str, Any]:
     """The audit report of one model: the ledger's entries and proofs here, the model's own sections
     (versions, promotions, violations, grants) from the builder governance registers (``sections``)."""
@@ -65,6 +78,7 @@ def report_context(job: ExportJob, p: Plan, entry: Entry, checkpoint: Checkpoint
         "model_entries": by_subject.get(("registered_model", name), []),
         "checkpoint": checkpoint, "checkpoint_note": checkpoint_published(checkpoint), "export_entry": entry,
         "completeness": p.kind, "excluded": model_exclusions(name, int(scope["ledger_size"])),
+        "compliance": compliance_rows(Counter(e["event_type"] for e in entries)),
         "inclusion": Proofs(checkpoint.tree_size, bytes.fromhex(checkpoint.root_hash)).one(
             entry.seq, bytes.fromhex(entry.entry_hash)),
     }
@@ -75,5 +89,24 @@ def write_report(
 ) -> int:
     context = report_context(job, plan, entry, checkpoint)
     path.write_text(render_to_string("audit/report.html", context), encoding="utf-8")
+    progress(len(context["entries"]))
+    return len(context["entries"])
+
+
+def write_report_pdf(
+    *, job: ExportJob, plan: Plan, entry: Entry, checkpoint: Checkpoint, path: Path, progress: Callable[[int], None]
+) -> int:
+    """The same audit pack as ``write_report``, from the same template (its print styles: ``pdf``), as one PDF.
+
+    Refused (ExportError ``pdf_too_large``, the job fails with the reason) above ``MAX_PDF_ENTRIES`` entries:
+    rendering takes about 20 ms an entry, so a bigger pack is for the HTML report or the bundle."""
+    from audit.export.pdf import MAX_PDF_ENTRIES, html_to_pdf  # xhtml2pdf (and reportlab) load only for the PDF
+
+    context = report_context(job, plan, entry, checkpoint)
+    if len(context["entries"]) > MAX_PDF_ENTRIES:
+        raise ExportError(f"the PDF audit pack holds at most {MAX_PDF_ENTRIES:,} entries and this one has "
+                          f"{len(context['entries']):,}: narrow the period, or export the report as HTML or a "
+                          "bundle", code="pdf_too_large")
+    path.write_bytes(html_to_pdf(render_to_string("audit/report.html", {**context, "pdf": True})))
     progress(len(context["entries"]))
     return len(context["entries"])

@@ -15,10 +15,13 @@ from audit.export import sections
 from audit.export.errors import ExportError
 from audit.models import Entry
 
-FORMATS = ("bundle", "csv", "report")
+FORMATS = ("bundle", "csv", "report", "pdf")
 
 
-EXTENSIONS = {"bundle": "zip", "csv": "csv", "report": "html"}
+EXTENSIONS = {"bundle": "zip", "csv": "csv", "report": "html", "pdf": "pdf"}
+
+#: The formats about one model: the audit pack, as HTML (``report``) or as one PDF (``pdf``, the same template).
+MODEL_FORMATS = ("report", "pdf")
 
 
 MAX_SUBJECTS = 10_000

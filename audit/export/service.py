@@ -27,10 +27,11 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from audit.export.bundle import write_bundle
 from audit.export.errors import ExportError, ExportNotPermitted
-from audit.export.report import write_report
+from audit.export.report import write_report, write_report_pdf
 from audit.export.scope import (
     EXTENSIONS,
     FORMATS,
+    MODEL_FORMATS,
     ExportScope,
     resolve_subjects,
     subject_head,
@@ -73,8 +74,8 @@ def export_create(
     """
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}", code="invalid_format")
-    if fmt == "report" and not scope.model:
-        raise ExportError("the report format is about one model, and the scope names none", code="report_needs_model")
+    if fmt in MODEL_FORMATS and not scope.model:
+        raise ExportError(f"the {fmt} format is about one model, and the scope names none", code="report_needs_model")
     if actor is not None and not may_export(actor):
         raise ExportNotPermitted("only InfoSec and auditors may export the ledger")
     # Under the sequencer's lock, so the size, the subjects and their heads describe one state of the ledger.
@@ -196,7 +197,8 @@ def export_run(*, export_id: int, out: Path | None = None, progress: Progress | 
             if progress is not None:
                 progress(done, p.total)
 
-        writer = {"bundle": write_bundle, "csv": write_csv, "report": write_report}[job.format]
+        writer = {"bundle": write_bundle, "csv": write_csv, "report": write_report,
+                  "pdf": write_report_pdf}[job.format]
         count = writer(job=job, plan=p, entry=entry, checkpoint=checkpoint, path=tmp, progress=report)
         digest, size = _file_digest(tmp)
         os.replace(tmp, path)

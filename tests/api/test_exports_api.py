@@ -93,7 +93,8 @@ def test_others_may_not_export(ledger_with_notes, people, approver, as_user, tok
 
 
 @pytest.mark.parametrize("body, field_or_words", [
-    ({"format": "pdf"}, "format"),
+    ({"format": "docx"}, "format"),
+    ({"format": "pdf"}, "the pdf format is about one model, and the scope names none"),
     ({"format": "csv", "colour": "red"}, "colour"),
     ({"format": "csv", "since": "yesterday"}, "not an ISO 8601"),
     ({"format": "csv", "since": "2026-11-02", "until": "2026-11-01"}, "is after"),
@@ -200,6 +201,17 @@ def test_an_unfinished_export_is_409(jobs, people, as_user):
     response = as_user(people.auditor).get(f"{URL}/{jobs['mine'].pk}/download")
     assert response.status_code == 409
     assert "pending" in problem_of(response)["detail"]
+
+
+def test_the_pdf_audit_pack_of_a_model_is_downloaded_as_pdf(ledger_with_notes, res, people, as_user):
+    created = start(as_user(people.auditor), {"format": "pdf", "model": "fraud-detector"})
+    assert created.status_code == 202, created.content
+    job = finished(created.json()["id"])
+    assert job.state == "done", job.error
+    response = as_user(people.auditor).get(f"{URL}/{job.pk}/download")
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert b"".join(response.streaming_content).startswith(b"%PDF-")
+    assert response["Content-Disposition"] == f'attachment; filename="export-{job.pk}.pdf"'
 
 
 def test_an_auditor_token_downloads_its_own_export(ledger_with_notes, auditor_token):

@@ -97,7 +97,9 @@ def test_an_auditor_cannot_download_anothers_export_but_infosec_can(
 
 @pytest.mark.parametrize("data, message", [
     ({"format": "zip"}, "format must be one of"),
-    ({"format": "report"}, "a report is about one model: pick exactly one model"),
+    ({"format": "report"}, "an audit pack (HTML or PDF) is about one model: pick exactly one model"),
+    ({"format": "pdf"}, "an audit pack (HTML or PDF) is about one model: pick exactly one model"),
+    ({"format": "pdf", "model": ["fraud-detector", "credit-scoring"]}, "pick exactly one model"),
     ({"since": "not-a-date"}, "not an ISO 8601 date"),
     ({"since": "2026-02-01", "until": "2026-01-01"}, "is after"),
     ({"event_types": ["no.such"]}, "unknown event type"),
@@ -210,6 +212,30 @@ def test_two_models_picked_export_the_subjects_of_both(
             ("model_version", "fraud-detector/1"), ("model_version", "fraud-detector/2")} <= subjects
     job.refresh_from_db()
     assert job.state == "done", job.error
+
+
+def test_the_audit_pack_of_a_model_is_offered_and_downloaded_as_pdf(
+    people: People, res: Resources, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The form offers the PDF audit pack; the file is the pack (the regulation mapping in it), served as PDF."""
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    client = client_for(people.auditor)
+    assert '<option value="pdf" >audit pack of a model (PDF)</option>' in client.get(EXPORTS).content.decode()
+    seed_ledger(1)
+    _start(client, django_capture_on_commit_callbacks, format="pdf", model="fraud-detector")
+    job = ExportJob.objects.get()
+    job.refresh_from_db()
+    assert job.state == "done" and job.format == "pdf", job.error
+    assert "Download export" in client.get(reverse("console-export", args=[job.pk])).content.decode()
+    download = client.get(reverse("export-download", args=[job.pk]))
+    assert download.status_code == 200 and download["Content-Type"] == "application/pdf"
+    data = b"".join(download.streaming_content)  # type: ignore[attr-defined]
+    assert data.startswith(b"%PDF-") and download["Content-Disposition"].endswith(f'export-{job.pk}.pdf"')
+    text = " ".join(page.extract_text() for page in PdfReader(BytesIO(data)).pages)
+    assert "Audit pack: fraud-detector" in text and "Regulation mapping" in text
 
 
 def test_one_model_picked_is_the_scopes_own_model(

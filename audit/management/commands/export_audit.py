@@ -36,7 +36,8 @@ class Command(BaseCommand):
         parser.add_argument("--since-checkpoint", metavar="SIZE",
                             help="the tree size of a checkpoint the recipient already holds: the bundle includes "
                             "that checkpoint and the consistency proof from it (bundles only)")
-        parser.add_argument("--format", choices=FORMATS, default="bundle", help="bundle (zip), csv or report (html)")
+        parser.add_argument("--format", choices=FORMATS, default="bundle",
+                            help="bundle (zip), csv, report (html) or pdf (the report as one PDF)")
         parser.add_argument("--actor", metavar="USERNAME",
                             help="who is exporting (an InfoSec member or auditor); recorded in the ledger. "
                             "Without it the export is recorded as by system:export_audit")
@@ -64,7 +65,7 @@ class Command(BaseCommand):
             job = export_create(actor=user, scope=scope, fmt=options["format"], enqueue=False)
         except ExportError as exc:
             if exc.code == "report_needs_model":
-                raise CommandError("the report format is about one model: give --model") from None
+                raise CommandError(f"the {options['format']} format is about one model: give --model") from None
             raise CommandError(str(exc)) from None
         show = progress_wanted(self.stdout, options)
         with progress_bar(enabled=show, total=None, desc="exporting") as bar:

@@ -67,6 +67,6 @@ def test_bad_output_paths_are_refused(history: None, tmp_path: Path) -> None:
     assert existing.read_bytes() == b"keep me"
     with pytest.raises(CommandError, match="does not exist"):
         call_command("export_audit", "--out", str(tmp_path / "missing-dir" / "x.zip"), stdout=StringIO())
-    with pytest.raises(CommandError, match="invalid choice: 'pdf'"):
-        call_command("export_audit", "--out", str(tmp_path / "y"), "--format", "pdf", stdout=StringIO())
+    with pytest.raises(CommandError, match="invalid choice: 'docx'"):
+        call_command("export_audit", "--out", str(tmp_path / "y"), "--format", "docx", stdout=StringIO())
     assert ExportJob.objects.count() == 0

@@ -89,7 +89,8 @@ def test_a_bad_scope_is_refused_with_a_clear_error(kwargs: dict, message: str) -
     ({"model": "no-such-model"}, "bundle", "no registered model named 'no-such-model'"),
     ({"dataset": "no-such-dataset"}, "bundle", "no dataset named 'no-such-dataset'"),
     ({}, "report", "the report format is about one model, and the scope names none"),
-    ({}, "pdf", "format must be one of bundle, csv, report"),
+    ({}, "pdf", "the pdf format is about one model, and the scope names none"),
+    ({}, "docx", "format must be one of bundle, csv, report, pdf"),
 ])
 def test_unknown_names_and_formats_are_refused_before_anything_is_written(
     history: None, infosec: object, scope: dict, fmt: str, message: str

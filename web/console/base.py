@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
@@ -86,7 +87,9 @@ def console(request: HttpRequest) -> dict[str, Any]:
             "is_owner": roles.MODEL_OWNER in names,
             "is_steward": roles.DATA_STEWARD in names,
             "is_break_glass": roles.BREAK_GLASS in names,
-        }
+        },
+        # The login pages' "Sign in with <provider>" (web.console.sso; on iff OIDC_RP_CLIENT_ID is set).
+        "sso": {"enabled": settings.SSO_ENABLED, "provider": settings.OIDC_PROVIDER_NAME},
     }
 
 

@@ -8,7 +8,9 @@ Fixtures come from conftest.py files and the plugins below, never from imports:
 - tests/clients.py: API clients (``as_user``, ``token_for``);
 - tests/exports.py: where exports go, the ``export_audit`` command, a signing key of the test's own;
 - tests/witnesses.py: real witness processes (``witness_factory``);
-- tests/mlflow_registry.py: a real MLflow registry on a temporary SQLite file (``mlflow_store``).
+- tests/mlflow_registry.py: a real MLflow registry on a temporary SQLite file (``mlflow_store``);
+- tests/identity_provider.py: a real OpenID provider (tests/idp, Node's oidc-provider) with the
+  personas as its people (``oidc_provider``).
 
 Plain helper functions live in helper modules (tests/<dir>/helpers.py) that tests import.
 
@@ -39,6 +41,7 @@ pytest_plugins = [
     "tests.exports",
     "tests.witnesses",
     "tests.mlflow_registry",
+    "tests.identity_provider",
 ]
 
 

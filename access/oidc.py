@@ -30,7 +30,7 @@ from django.core.exceptions import SuspiciousOperation
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from access.authn import USER_ATTRIBUTE
-from access.services.sso import SignInRefused, external_identity_sign_in
+from access.services.sso import SignInRefused, external_identity_sign_in, sso_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def sign_in_claims(claims: dict[str, Any]) -> dict[str, Any]:
     return {"amr": amr_list, "acr": acr if isinstance(acr, str) else "", "auth_time": auth_time}
 
 
-class OIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
+class OIDCBackend(OIDCAuthenticationBackend):
     """Sign-in through the configured OpenID provider; see the module docstring for what it checks."""
 
     def authenticate(self, request: Any, **kwargs: Any) -> Any:
@@ -80,7 +80,7 @@ class OIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         message for the person, ``SuspiciousOperation`` (or an HTTP/JWT error) for an answer that does
         not verify.
         """
-        if not kwargs.pop("oidc_callback", False) or not settings.SSO_ENABLED:
+        if not kwargs.pop("oidc_callback", False) or not sso_enabled():
             return None
         self._expected_user_id = kwargs.pop("oidc_expected_user_id", None)
         self._auth_not_before = kwargs.pop("oidc_auth_not_before", None)
@@ -136,8 +136,8 @@ class OIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         )
         user = result.user
         setattr(user, USER_ATTRIBUTE, sign_in)
-        user.oidc_id_token = id_token
-        user.oidc_roles_changed = result.roles_changed
+        user.oidc_id_token = id_token  # type: ignore[attr-defined]
+        user.oidc_roles_changed = result.roles_changed  # type: ignore[attr-defined]
         return user
 
     def get_user(self, user_id: Any) -> Any:

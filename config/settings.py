@@ -235,7 +235,6 @@ OIDC_MFA_ACR = env_list("OIDC_MFA_ACR", [])
 # start-up: a slow or unreachable provider must not stop the console from starting; `manage.py oidc_discover
 # <issuer>` prints these lines from the provider's /.well-known/openid-configuration).
 OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID") or ""
-SSO_ENABLED = bool(OIDC_RP_CLIENT_ID)
 OIDC_RP_CLIENT_SECRET = env_secret("OIDC_RP_CLIENT_SECRET") or ""
 OIDC_OP_ISSUER = (env_str("OIDC_OP_ISSUER") or "").strip()
 OIDC_OP_AUTHORIZATION_ENDPOINT = (env_str("OIDC_OP_AUTHORIZATION_ENDPOINT") or "").strip()
@@ -323,7 +322,7 @@ def _oidc_required() -> None:
             raise ImproperlyConfigured(f"DEBUG is off: {name} must be an https URL")
 
 
-if SSO_ENABLED:
+if OIDC_RP_CLIENT_ID:
     _oidc_required()
 
 # Same-origin everything, no inline script or style anywhere (the console's scripts and styles are static

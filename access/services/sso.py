@@ -54,6 +54,11 @@ class SignIn:
     roles_changed: bool
 
 
+def sso_enabled() -> bool:
+    """Single sign-on is on iff ``OIDC_RP_CLIENT_ID`` is set (read each time: tests override settings)."""
+    return bool(getattr(settings, "OIDC_RP_CLIENT_ID", ""))
+
+
 def oidc_actor() -> Actor:
     return Actor.system(COMPONENT)
 

@@ -14,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from access import roles
 from access.roles import has_role, role_names
+from access.services.sso import sso_enabled
 from audit.ledger import account_pk
 
 # Rows per console page unless a view says otherwise.
@@ -89,7 +90,7 @@ def console(request: HttpRequest) -> dict[str, Any]:
             "is_break_glass": roles.BREAK_GLASS in names,
         },
         # The login pages' "Sign in with <provider>" (web.console.sso; on iff OIDC_RP_CLIENT_ID is set).
-        "sso": {"enabled": settings.SSO_ENABLED, "provider": settings.OIDC_PROVIDER_NAME},
+        "sso": {"enabled": sso_enabled(), "provider": settings.OIDC_PROVIDER_NAME},
     }
 
 

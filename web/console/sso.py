@@ -34,12 +34,12 @@ from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
 from access.authn import USER_ATTRIBUTE, session_store
 from access.models import ExternalIdentity
-from access.services.sso import SignInRefused, user_step_up_record
+from access.services.sso import SignInRefused, sso_enabled, user_step_up_record
 from web.console.base import denied, signed_in_user
 
 logger = logging.getLogger(__name__)
 
-ID_TOKEN_KEY = "oidc_id_token"
+ID_TOKEN_KEY = "oidc_id_token"  # noqa: S105 (a session key's name)
 STEP_UP_KEY = "oidc_step_up"
 _MAX_PENDING_STEP_UPS = 10
 
@@ -51,10 +51,10 @@ def _safe_next(request: HttpRequest, candidate: str | None, default: str) -> str
     return default
 
 
-class _AuthorizationRequest(OIDCAuthenticationRequestView):  # type: ignore[misc]
+class _AuthorizationRequest(OIDCAuthenticationRequestView):
     """The library's authorization request (state, nonce, PKCE), with extra parameters when given."""
 
-    extra: dict[str, str] = {}  # noqa: RUF012 (set per instance through as_view)
+    extra: dict[str, str] = {}  # set per view through as_view(extra=...)
 
     def get_extra_params(self, request: HttpRequest) -> dict[str, str]:
         return {**super().get_extra_params(request), **self.extra}
@@ -63,7 +63,7 @@ class _AuthorizationRequest(OIDCAuthenticationRequestView):  # type: ignore[misc
 @require_GET
 def sso_login(request: HttpRequest) -> HttpResponse:
     """Redirect to the provider's login page (``?next=`` is kept, validated, for after the callback)."""
-    if not settings.SSO_ENABLED:
+    if not sso_enabled():
         raise Http404("single sign-on is not configured")
     return _AuthorizationRequest.as_view()(request)  # type: ignore[no-any-return]
 
@@ -77,7 +77,7 @@ def step_up(request: HttpRequest) -> HttpResponse:
     """
     user = signed_in_user(request)
     next_url = _safe_next(request, request.GET.get("next"), settings.LOGIN_REDIRECT_URL)
-    linked = settings.SSO_ENABLED and ExternalIdentity.objects.filter(user=user,
+    linked = sso_enabled() and ExternalIdentity.objects.filter(user=user,
                                                                      issuer=settings.OIDC_OP_ISSUER).exists()
     if not linked:
         return render(request, "console/step_up.html", {"next": next_url}, status=200)
@@ -105,7 +105,7 @@ def _refused(request: HttpRequest, message: str, *, status: int, step: dict[str,
 @require_GET
 def sso_callback(request: HttpRequest) -> HttpResponse:
     """The provider's answer to a sign-in or a step-up started by this session (see the module docstring)."""
-    if not settings.SSO_ENABLED:
+    if not sso_enabled():
         raise Http404("single sign-on is not configured")
     state = request.GET.get("state") or ""
     states = request.session.get("oidc_states")
@@ -143,7 +143,7 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
     if step is not None:
         return _step_up_done(request, user, step)
     auth.login(request, user)  # rotates the session key; store_on_login keeps the ID token's sign-in claims
-    request.session[ID_TOKEN_KEY] = user.oidc_id_token
+    request.session[ID_TOKEN_KEY] = getattr(user, "oidc_id_token", "")
     next_url = _safe_next(request, request.session.pop("oidc_login_next", None), settings.LOGIN_REDIRECT_URL)
     return HttpResponseRedirect(next_url)
 
@@ -154,7 +154,7 @@ def _step_up_done(request: HttpRequest, user: Any, step: dict[str, Any]) -> Http
                           auth_time=claims["auth_time"])
     # A fresh authentication (and maybe new roles): a new session id, so an id seen before is worth nothing.
     request.session.cycle_key()
-    request.session[ID_TOKEN_KEY] = user.oidc_id_token
+    request.session[ID_TOKEN_KEY] = getattr(user, "oidc_id_token", "")
     user_step_up_record(actor=user, amr=authn.amr, acr=authn.acr, mfa=authn.mfa)
     if authn.mfa:
         messages.success(request, "You confirmed it's you with a second factor.")
@@ -169,7 +169,7 @@ def logout(request: HttpRequest) -> HttpResponse:
     """Sign out here, then at the provider when it has an end-session endpoint and this session came from it."""
     id_token = request.session.get(ID_TOKEN_KEY)
     auth.logout(request)
-    if settings.SSO_ENABLED and settings.OIDC_OP_LOGOUT_ENDPOINT and isinstance(id_token, str) and id_token:
+    if sso_enabled() and settings.OIDC_OP_LOGOUT_ENDPOINT and isinstance(id_token, str) and id_token:
         params = {"id_token_hint": id_token, "client_id": settings.OIDC_RP_CLIENT_ID,
                   "post_logout_redirect_uri": request.build_absolute_uri(reverse("console-login"))}
         return HttpResponseRedirect(f"{settings.OIDC_OP_LOGOUT_ENDPOINT}?{urlencode(params)}")

@@ -11,6 +11,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -452,3 +454,15 @@ def test_the_role_map_is_read_in_both_forms_and_unknown_roles_stop_start_up(tmp_
         run(OIDC_RP_CLIENT_ID="c", OIDC_RP_CLIENT_SECRET="s")
     with pytest.raises(ImproperlyConfigured, match="OIDC_RP_SIGN_ALGO"):
         run(OIDC_RP_SIGN_ALGO="HS256")
+
+
+def test_oidc_discover_prints_the_settings_of_the_provider(oidc_provider: IdentityProvider) -> None:
+    out = StringIO()
+    call_command("oidc_discover", oidc_provider.issuer, stdout=out)
+    lines = dict(line.split("=", 1) for line in out.getvalue().splitlines() if not line.startswith("#"))
+    settings = oidc_provider.settings()
+    for name in ("OIDC_OP_ISSUER", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_JWKS_ENDPOINT",
+                 "OIDC_OP_LOGOUT_ENDPOINT", "OIDC_RP_SIGN_ALGO"):
+        assert lines[name] == settings[name]
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("oidc_discover", "http://127.0.0.1:9/nothing", stdout=StringIO())

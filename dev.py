@@ -2,6 +2,7 @@
 """One entry point for a fresh machine with Python 3.11 and nothing else.
 
     python3.11 dev.py demo [--host H] [--port N]   # set up, load demo data, serve the console (default 127.0.0.1:8000)
+    python3.11 dev.py demo --sso [--idp-port N]    # ... with single sign-on at a local test OpenID provider (8001)
     python3.11 dev.py test [pytest args]           # set up, run the whole test suite
     python3.11 dev.py setup                        # set up only
 
@@ -15,6 +16,12 @@ under var/witness/) and points the server at it, so its checkpoints show cosigna
 LEDGER_WITNESSES yourself to use other witnesses instead. Ctrl-C or SIGTERM stops the demo: the
 server (with its autoreloader child) and the witness go with it, nothing is left running.
 
+``demo --sso`` also runs the test OpenID provider of tests/idp (Node's oidc-provider, installed with
+``npm ci`` from its package-lock.json) with the demo people as its accounts, points the console at it
+(the OIDC_* settings in the server's environment) and prints their password and one-time code; it
+stops with the demo. Set-up installs it too when Node.js is there (the single sign-on tests skip
+without it).
+
 The test command runs the suite on every core (pytest-xdist, ``-n auto --dist worksteal``) unless you pass ``-n``
 yourself or select tests (``-k``, a path, ``-x``), where one process starts faster.
 """
@@ -22,12 +29,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import venv
 from pathlib import Path
 from types import FrameType
@@ -114,6 +124,72 @@ def ensure_venv() -> None:
     print(f"installed in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def ensure_idp(*, required: bool) -> bool:
+    """The test OpenID provider's packages (tests/idp/node_modules, ``npm ci``), when Node.js is here.
+
+    Without Node.js or npm, or when ``npm ci`` fails: exits when ``required`` (demo --sso), else says so
+    and returns False (the tests that need the provider skip or report it)."""
+    from tests.idp import launch  # standard library only: no Django yet
+
+    if not launch.node_available():
+        if required:
+            sys.exit("dev.py demo --sso needs Node.js and npm (the test OpenID provider runs on Node)")
+        print("Node.js/npm not found: the single sign-on tests (tests/idp) will be skipped", flush=True)
+        return False
+    if not launch.installed():
+        print("installing the test OpenID provider (npm ci in tests/idp) ...", flush=True)
+    try:
+        launch.npm_ci()
+    except RuntimeError as error:
+        if required:
+            sys.exit(str(error))
+        print(f"warning: {error}", flush=True)
+        return False
+    return True
+
+
+DEMO_OTP = "123456"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def start_demo_idp(env: dict[str, str], *, console_url: str, host: str, port: int) -> subprocess.Popen[str] | None:
+    """Start the test OpenID provider with the demo people (seed_demo's DEMO_USERS, their demo password and
+    one-time code ``DEMO_OTP``), put its OIDC_* settings into ``env`` and print the sign-in table."""
+    from tests.idp import launch
+
+    people = json.loads(_output(
+        PY, "manage.py", "shell", "-v", "0", "-c",
+        "import json; from governance.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS; "
+        "print(json.dumps({'password': DEMO_PASSWORD, 'users': DEMO_USERS}))", env=env))
+    accounts = {
+        username: launch.make_account(username, tuple(user_roles), password=people["password"], otp=DEMO_OTP,
+                                      name=title.split(" (")[0], email=f"{username}@example.com")
+        for username, title, user_roles in people["users"]
+    }
+    workdir = Path(env.get("VAR_DIR") or ROOT / "var") / "idp"
+    workdir.mkdir(parents=True, exist_ok=True)
+    hosts = sorted({urllib.parse.urlsplit(console_url).hostname or "127.0.0.1", "127.0.0.1", "localhost"})
+    try:
+        idp = launch.start(accounts, workdir, host=host, port=port,
+                           redirect_uris=launch.rp_redirect_uris(launch.CALLBACK_PATH, tuple(hosts)),
+                           post_logout_redirect_uris=launch.rp_redirect_uris(launch.LOGOUT_RETURN_PATH, tuple(hosts)),
+                           client_secret=secrets.token_urlsafe(24))
+    except RuntimeError as error:
+        sys.exit(f"the test OpenID provider did not start: {error}")
+    env.update(idp.env())
+    # The demo keeps its password sign-in beside single sign-on (the seeded people have local passwords).
+    env.setdefault("LOCAL_LOGIN", "1")
+    print(f"\nSingle sign-on: the test OpenID provider at {idp.issuer} (\"Sign in with Test IdP\" on the console)",
+          flush=True)
+    print(f"  {'username':<9} {'password':<17} {'one-time code':<14} IdP groups", flush=True)
+    for account in accounts.values():
+        print(f"  {account.username:<9} {account.password:<17} {account.otp:<14} {', '.join(account.groups)}",
+              flush=True)
+    print("  The one-time code is asked when the console wants a second factor (approvals) or when you tick\n"
+          "  \"Use my second factor\" on the IdP's sign-in page.", flush=True)
+    return idp.process
+
+
 WITNESS_NAME = "demo-witness.localhost"
 ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - only to recognise what the user asked for
 
@@ -177,9 +253,14 @@ def demo(argv: list[str], env: dict[str, str]) -> int:
     parser = argparse.ArgumentParser(prog="dev.py demo", description="Serve the demo console with demo data.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument("--sso", action="store_true",
+                        help="also run the test OpenID provider (tests/idp) and sign in through it")
+    parser.add_argument("--idp-port", type=int, default=8001, help="the OpenID provider's port (default 8001)")
     args, runserver_args = parser.parse_known_args(argv)
     if not 0 < args.port < 65536:
         parser.error(f"--port must be 1-65535, not {args.port}")
+    if args.sso and not (0 < args.idp_port < 65536 and args.idp_port != args.port):
+        parser.error(f"--idp-port must be 1-65535 and not --port, not {args.idp_port}")
     url = f"http://{'127.0.0.1' if args.host in ANY_ADDRESS else args.host}:{args.port}"
     if "ALLOWED_HOSTS" not in env and args.host not in {"127.0.0.1", "localhost"}:
         # Reached by another name than 127.0.0.1: Django must accept that Host header.
@@ -187,16 +268,23 @@ def demo(argv: list[str], env: dict[str, str]) -> int:
     if args.host not in {"127.0.0.1", "localhost", "::1"}:
         print(f"warning: the demo listens on {args.host}: its logins have a published password", flush=True)
     env["DEMO_CONSOLE_URL"] = f"{url}/console/"
+    if args.sso:
+        ensure_idp(required=True)
     if run(PY, "manage.py", "migrate", "--noinput", "-v", "0", env=env) != 0:
         return 1
-    witness = server = None
+    witness = server = idp = None
     # From here on, Ctrl-C (SIGINT) and SIGTERM unwind through ``finally``: nothing is orphaned.
     signal.signal(signal.SIGTERM, _stop_on_signal)
     signal.signal(signal.SIGINT, _stop_on_signal)
     try:
         witness = start_demo_witness(env)
-        if run(PY, "manage.py", "seed_demo", env=env) != 0:
+        # The seed approves promotions as the demo people, with no second factor: never under MFA_REQUIRED.
+        if run(PY, "manage.py", "seed_demo", env=dict(env, MFA_REQUIRED="0")) != 0:
             return 1
+        if args.sso:
+            # Reached where the console is (a non-loopback --host), else on the loopback only.
+            idp_host = "127.0.0.1" if args.host in ANY_ADDRESS | LOOPBACK else args.host
+            idp = start_demo_idp(env, console_url=url, host=idp_host, port=args.idp_port)
         bind = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
         # Its own session, so that stopping it reaches the autoreloader's child too.
         server = subprocess.Popen([str(PY), "manage.py", "runserver", bind, *runserver_args], cwd=ROOT, env=env,
@@ -210,6 +298,7 @@ def demo(argv: list[str], env: dict[str, str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop(server)
+        stop(idp)
         stop(witness)
 
 
@@ -234,6 +323,8 @@ def main(argv: list[str]) -> int:
     # rewritten test modules) are ours to keep: without them every test worker and every process the
     # tests start compiles the sources again (collection alone: 14 s instead of 6 s).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if command in {"setup", "test"}:
+        ensure_idp(required=False)
     if command == "setup":
         return 0
     if command == "test":

@@ -6,16 +6,22 @@ database, MLflow store and keys of its own (VAR_DIR in a temporary folder).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.idp import launch
 from tests.ops.helpers import free_port
 from tests.settings_helpers import ROOT
 
@@ -50,15 +56,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _serve_then_stop(var_dir: Path, stop_with: signal.Signals) -> str:
-    """Run ``dev.py demo --port N`` on ``var_dir`` until the console answers, stop it with ``stop_with``,
-    and check that it exits 0 leaving nothing running and the port free. Returns its output."""
+def _serve_then_stop(var_dir: Path, stop_with: signal.Signals, *options: str,
+                     while_running: Callable[[int, str], None] | None = None) -> str:
+    """Run ``dev.py demo --port N [options]`` on ``var_dir`` until the console answers, call
+    ``while_running(port, output so far)``, stop it with ``stop_with``, and check that it exits 0 leaving
+    nothing running and the port free. Returns its output."""
     port = free_port()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("DATABASE_URL", "CELERY_", "PYTEST", "DJANGO_SETTINGS"))}
     env.update(VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", DJANGO_ALLOW_ASYNC_UNSAFE="")
     with (var_dir / f"demo-{stop_with.name}.log").open("w+") as log:
-        demo = subprocess.Popen([sys.executable, "dev.py", "demo", "--port", str(port)], cwd=ROOT, env=env,
+        demo = subprocess.Popen([sys.executable, "dev.py", "demo", "--port", str(port), *options], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 240
@@ -77,6 +85,8 @@ def _serve_then_stop(var_dir: Path, stop_with: signal.Signals) -> str:
             assert f"http://127.0.0.1:{port}/console/" in output  # the printed address is the one served
             started = _descendants(demo.pid)
             assert len(started) >= 2, output[-2000:]  # the server (and its reloader child) and the witness
+            if while_running is not None:
+                while_running(port, output)
 
             demo.send_signal(stop_with)
             assert demo.wait(30) == 0
@@ -120,3 +130,51 @@ def test_a_bad_port_is_refused_before_anything_starts(tmp_path: Path, port: str)
     assert result.returncode == 2
     assert "--port" in result.stderr
     assert not (tmp_path / "governance.sqlite3").exists()  # nothing migrated, nothing seeded, nothing served
+
+
+@pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",
+                    reason="needs the .venv that dev.py set up (python3.11 dev.py setup)")
+@pytest.mark.skipif(not launch.node_available(), reason="node/npm is not installed: no test OpenID provider")
+def test_dev_demo_sso_runs_the_identity_provider_and_stops_it_with_the_demo(tmp_path: Path) -> None:
+    idp_port = free_port()
+    issuer = f"http://127.0.0.1:{idp_port}"
+    seen: dict[str, object] = {}
+
+    def sign_in_at_the_idp(port: int, output: str) -> None:
+        discovery = json.load(urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=10))
+        assert discovery["issuer"] == issuer
+        # The IdP knows the demo's console as its client: a demo person signs in with password and code,
+        # and is sent back to this demo's callback (the token exchange is the console's, with its secret).
+        verifier = "v" * 64
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        callback = f"http://127.0.0.1:{port}/console/sso/callback/"
+        authorization = discovery["authorization_endpoint"] + "?" + urllib.parse.urlencode({
+            "response_type": "code", "client_id": launch.CLIENT_ID, "redirect_uri": callback, "scope": "openid",
+            "state": "s1", "nonce": "n1", "code_challenge": challenge, "code_challenge_method": "S256",
+            "acr_values": launch.ACR_2FA})
+        browser = launch.IdentityProvider.at(issuer).browser()
+        back = browser.sign_in(authorization, "priya", password="governance-demo", otp="123456")
+        assert back.startswith(callback + "?") and "code=" in back and "state=s1" in back
+        seen["signed in"] = True
+
+    output = _serve_then_stop(tmp_path, signal.SIGTERM, "--sso", "--idp-port", str(idp_port),
+                              while_running=sign_in_at_the_idp)
+    assert seen == {"signed in": True}
+    assert f"test OpenID provider at {issuer}" in output
+    assert "priya     governance-demo   123456" in output  # the sign-in table
+    # stopped with the demo: its port answers no more
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=2)
+
+
+@pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",
+                    reason="needs the .venv that dev.py set up (python3.11 dev.py setup)")
+def test_a_bad_idp_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("DATABASE_URL", "CELERY_", "PYTEST", "DJANGO_SETTINGS"))}
+    env["VAR_DIR"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "dev.py", "demo", "--sso", "--port", "8000", "--idp-port", "8000"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--idp-port" in result.stderr
+    assert not (tmp_path / "governance.sqlite3").exists()

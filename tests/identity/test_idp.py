@@ -19,16 +19,22 @@ from typing import Any
 
 import jwt
 import pytest
+from django.core.exceptions import SuspiciousOperation
+from django.test import RequestFactory
+from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
+from access import roles
 from tests.identity_provider import (
     ACR_2FA,
     ACR_PASSWORD,
     OTP,
+    ROLE_GROUPS,
     ROLE_MAP,
     UNMAPPED_GROUP,
     IdentityProvider,
     IdpBrowser,
     SignInRefused,
+    persona_accounts,
 )
 
 CALLBACK = "http://testserver/console/sso/callback/"
@@ -133,6 +139,17 @@ def test_settings_point_the_console_at_the_provider(oidc_provider: IdentityProvi
     assert all(isinstance(value, str) for value in env.values())
 
 
+def test_every_role_has_an_idp_group_and_the_personas_have_theirs() -> None:
+    assert set(ROLE_GROUPS) == set(roles.ROLES)
+    assert set(ROLE_MAP.values()) == set(roles.ROLES)
+    accounts = persona_accounts()
+    assert accounts["adam"].groups == ("ml-approvers", UNMAPPED_GROUP)
+    assert accounts["rita"].groups == ("ml-owners", "fraud-team", UNMAPPED_GROUP)
+    assert set(accounts["ds-creator"].groups) >= {"ml-approvers", "model-risk-team", "sec-team", "ml-owners"}
+    assert accounts["otto"].groups == (UNMAPPED_GROUP,)
+    assert "nora" in accounts
+
+
 def test_code_flow_with_second_factor_asked_gives_otp_amr_and_groups(oidc_provider: IdentityProvider) -> None:
     before = int(time.time())
     claims = sign_in_and_get_claims(oidc_provider, "adam", otp=True, acr_values=ACR_2FA)
@@ -200,6 +217,22 @@ def test_a_wrong_one_time_code_is_refused_and_the_right_one_then_accepted(oidc_p
     status, tokens = authorization.exchange(authorization.code_from(back))
     assert status == 200
     assert verified_claims(oidc_provider, tokens["id_token"])["amr"] == ["pwd", "otp"]
+
+
+def test_five_wrong_codes_send_the_person_back_to_the_password(oidc_provider: IdentityProvider) -> None:
+    authorization = Authorization(oidc_provider, acr_values=ACR_2FA)
+    browser = oidc_provider.browser()
+    with pytest.raises(SignInRefused) as refused:
+        browser.sign_in(authorization.url, "adam", otp="000000")
+    action = oidc_provider.issuer + refused.value.page.split('action="', 1)[1].split('"', 1)[0]
+    for wrong in ("000001", "000002", "000003"):
+        back, page = browser.follow(action, {"otp": wrong})
+        assert back == "" and "Wrong one-time code" in page
+    back, page = browser.follow(action, {"otp": "000004"})
+    assert back == "" and "Too many wrong codes" in page and 'name="password"' in page
+    # the right code no longer finishes this sign-in: the password is asked again
+    back, page = browser.follow(action, {"otp": OTP})
+    assert back == "" and "Sign in with your password first" in page
 
 
 def test_second_factor_asked_and_no_code_given_never_redirects_back(oidc_provider: IdentityProvider) -> None:
@@ -282,3 +315,27 @@ def test_rp_initiated_logout_ends_the_session_and_returns_to_the_console(oidc_pr
     # the IdP session is gone: the next authorization shows the form again
     back, page = browser.follow(Authorization(oidc_provider).url)
     assert back == "" and 'name="password"' in page
+
+
+def test_mozilla_django_oidc_exchanges_the_code_verifies_the_token_and_reads_userinfo(
+        oidc_provider: IdentityProvider, settings: Any) -> None:
+    """The console's OIDC library agrees with the provider as settings() configures it: the token request
+    (client_secret_post, PKCE verifier), the RS256 check against the JWKS with the nonce, and userinfo."""
+    for name, value in oidc_provider.settings().items():
+        setattr(settings, name, value)
+    authorization = Authorization(oidc_provider, scope="openid email", acr_values=ACR_2FA)
+    code = authorization.code_from(oidc_provider.browser().sign_in(authorization.url, "adam", otp=True))
+    backend = OIDCAuthenticationBackend()
+    backend.request = RequestFactory().get("/console/sso/callback/")
+    tokens = backend.get_token({
+        "client_id": backend.OIDC_RP_CLIENT_ID, "client_secret": backend.OIDC_RP_CLIENT_SECRET,
+        "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+        "code_verifier": authorization.verifier})
+    claims = backend.verify_token(tokens["id_token"], nonce=authorization.nonce)
+    assert claims["amr"] == ["pwd", "otp"] and claims["acr"] == ACR_2FA
+    assert claims["groups"] == ["ml-approvers", UNMAPPED_GROUP]
+    with pytest.raises(SuspiciousOperation):
+        backend.verify_token(tokens["id_token"], nonce="another-nonce")
+    userinfo = backend.get_userinfo(tokens["access_token"], tokens["id_token"], claims)
+    assert userinfo["sub"] == "adam" and userinfo["email"] == "adam@example.test"
+    assert userinfo["groups"] == claims["groups"]

@@ -241,9 +241,17 @@ function send(res, status, html) {
   res.end(html);
 }
 
-// Password checked, code not yet: interaction uid -> {accountId, ts}. Kept here rather than in the
-// interaction so a half-finished sign-in can never be resumed as a finished one.
+// Password checked, code not yet: interaction uid -> {accountId, at, wrongCodes}. Kept here rather than
+// in the interaction so a half-finished sign-in can never be resumed as a finished one. Entries older
+// than an interaction's life (1 h) are dropped; MAX_WRONG_CODES wrong codes send the person back to the
+// password (a six-digit code must not be guessable by trying them all).
 const passwordDone = new Map();
+const MAX_WRONG_CODES = 5;
+function rememberPassword(uid, accountId) {
+  const now = Date.now();
+  for (const [key, value] of passwordDone) if (now - value.at > 3600 * 1000) passwordDone.delete(key);
+  passwordDone.set(uid, { accountId, at: now, wrongCodes: 0 });
+}
 
 async function interaction(provider, req, res) {
   const url = new URL(req.url, issuer);
@@ -290,7 +298,7 @@ async function interaction(provider, req, res) {
     }
     const ts = Math.floor(Date.now() / 1000);
     if (mfaAsked || form.get('use_second_factor')) {
-      passwordDone.set(uid, { accountId: username });
+      rememberPassword(uid, username);
       send(res, 200, otpPage(uid));
       return;
     }
@@ -307,6 +315,12 @@ async function interaction(provider, req, res) {
       return;
     }
     if (!same(form.get('otp'), accounts.get(done.accountId).otp)) {
+      done.wrongCodes += 1;
+      if (done.wrongCodes >= MAX_WRONG_CODES) {
+        passwordDone.delete(uid);
+        send(res, 200, loginPage(uid, { error: 'Too many wrong codes: sign in again.', mfaAsked }));
+        return;
+      }
       send(res, 200, otpPage(uid, { error: 'Wrong one-time code.' }));
       return;
     }
@@ -320,6 +334,7 @@ async function interaction(provider, req, res) {
 }
 
 const server = http.createServer();
+server.on('error', (error) => fail(`cannot listen on ${args.host}:${port}: ${error.message}`));
 server.listen(port, args.host, () => {
   const actualIssuer = `http://${args.host}:${server.address().port}`;
   const provider = buildProvider(actualIssuer);

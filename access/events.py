@@ -111,3 +111,6 @@ _r(EventType("auth.account_disabled", "An account was disabled: it cannot sign i
              subject="user"))
 _r(EventType("auth.account_enabled", "InfoSec enabled a disabled account again.",
              {"account": S(), "reason": S()}, subject="user"))
+_r(EventType("auth.identity_linked", "An existing account was linked to a person at an identity provider "
+             "(an operator moving local accounts to single sign-on).", {"account": S(), "issuer": S()},
+             subject="user"))

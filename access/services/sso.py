@@ -235,3 +235,39 @@ def user_account_enable(*, actor: User, target: User, reason: str, now: datetime
     record(event_type=ENABLED_EVENT, actor=Actor.user(actor), subject=Subject("user", str(account.pk)),
            payload={"account": f"user:{account.pk}", "reason": reason})
     return True
+
+
+LINKED_EVENT = "auth.identity_linked"
+
+
+@transaction.atomic
+def external_identity_link(*, component: str, user: User, issuer: str, subject: str) -> bool:
+    """Link an existing account to the person ``(issuer, subject)`` at a provider, for code acting for nobody
+    (``manage.py oidc_link``: moving local accounts to single sign-on, the demo's seeded people).
+
+    Recorded as ``auth.identity_linked`` by ``system:<component>`` (the account and the issuer; the subject
+    stays in the link table). Returns False when exactly this link exists. Refuses (``ServiceError``,
+    nothing written): an inactive account, a service account's user, a subject already linked to
+    another account, an account already linked to another subject of this issuer.
+    """
+    issuer, subject = (issuer or "").strip(), (subject or "").strip()
+    if not issuer or not subject or len(issuer) > 255 or len(subject) > 255:
+        raise ServiceError("an issuer and a subject (at most 255 characters each) are required")
+    if not isinstance(component, str) or not component.strip():
+        raise ServiceError("a system component name is required")
+    account = users_lock([int(user.pk)]).get(user.pk)
+    if account is None or not account.is_active:
+        raise ServiceError("the account is inactive or gone: it is linked to nobody")
+    if hasattr(account, "service_account"):
+        raise ServiceError("a service account signs in with tokens, never through a provider")
+    existing = ExternalIdentity.objects.filter(issuer=issuer, subject=subject).first()
+    if existing is not None:
+        if existing.user_id == account.pk:
+            return False
+        raise ServiceError("this subject of the provider is already linked to another account")
+    if ExternalIdentity.objects.filter(issuer=issuer, user=account).exists():
+        raise ServiceError("this account is already linked to another subject of this provider")
+    ExternalIdentity.objects.create(user=account, issuer=issuer, subject=subject, last_seen_at=timezone.now())
+    record(event_type=LINKED_EVENT, actor=Actor.system(component.strip()), subject=Subject("user", str(account.pk)),
+           payload={"account": f"user:{account.pk}", "issuer": issuer})
+    return True

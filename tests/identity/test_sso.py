@@ -466,3 +466,36 @@ def test_oidc_discover_prints_the_settings_of_the_provider(oidc_provider: Identi
         assert lines[name] == settings[name]
     with pytest.raises(CommandError, match="cannot read"):
         call_command("oidc_discover", "http://127.0.0.1:9/nothing", stdout=StringIO())
+
+
+# --- moving local accounts to single sign-on (an explicit operator step) -------------------------------------------
+
+
+def test_an_operator_links_a_local_account_and_its_person_then_signs_in_to_it(sso: IdentityProvider) -> None:
+    adam = make_user("adam", roles.APPROVER, roles.BREAK_GLASS)
+    out = StringIO()
+    call_command("oidc_link", "adam", stdout=out)
+    call_command("oidc_link", "adam", stdout=out)  # again: nothing more
+    assert out.getvalue().splitlines() == [f"adam: linked to {sso.issuer}", f"adam: already linked to {sso.issuer}"]
+    linked, = entries("auth.identity_linked")
+    assert (linked.actor_type, linked.actor_id, linked.payload) == ("system", "oidc_link",
+                                                                   {"account": f"user:{adam.pk}", "issuer": sso.issuer})
+
+    client = Client()
+    sign_in(client, sso, "adam")
+
+    assert signed_in_as(client) == adam.pk and not User.objects.filter(username__startswith="adam-").exists()
+    # break-glass is the provider's too in this map, and adam's groups do not carry it
+    assert set(adam.groups.values_list("name", flat=True)) == {roles.APPROVER}
+
+
+def test_a_link_that_would_take_over_or_double_an_identity_is_refused(sso: IdentityProvider) -> None:
+    make_user("adam"), make_user("anna")
+    call_command("oidc_link", "adam", stdout=StringIO())
+    with pytest.raises(CommandError, match="already linked to another account"):
+        call_command("oidc_link", "anna", "--subject", "adam", stdout=StringIO())
+    with pytest.raises(CommandError, match="already linked to another subject"):
+        call_command("oidc_link", "adam", "--subject", "someone-else", stdout=StringIO())
+    with pytest.raises(CommandError, match="no account"):
+        call_command("oidc_link", "nobody", stdout=StringIO())
+    assert len(entries("auth.identity_linked")) == 1

@@ -36,13 +36,18 @@ class Command(BaseCommand):
             raise CommandError("no issuer: set OIDC_OP_ISSUER or pass --issuer")
         if options["subject"] and len(options["username"]) > 1:
             raise CommandError("--subject goes with one username")
+        # Each account on its own (one refusal does not stop the others); any refusal fails the command.
+        refused = []
         for username in options["username"]:
             user = User.objects.filter(username=username).first()
-            if user is None:
-                raise CommandError(f"no account {username!r}")
             try:
+                if user is None:
+                    raise ServiceError("no account of that name")
                 made = external_identity_link(component=COMPONENT, user=user, issuer=issuer,
                                               subject=options["subject"] or username)
             except ServiceError as exc:
-                raise CommandError(f"{username}: {exc}") from None
+                refused.append(f"{username}: {exc}")
+                continue
             self.stdout.write(f"{username}: {'linked' if made else 'already linked'} to {issuer}")
+        if refused:
+            raise CommandError("; ".join(refused))

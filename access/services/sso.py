@@ -42,9 +42,16 @@ _REASON_MAX = 500
 
 
 class SignInRefused(NotPermitted):
-    """The provider vouched for the person, but this product refuses the sign-in (the message says why)."""
+    """The provider vouched for the person, but this product refuses the sign-in (the message says why).
+
+    ``account`` is the refused account when one is known (a disabled one), for the failure signal.
+    """
 
     code = "sign_in_refused"
+
+    def __init__(self, message: str, *, account: User | None = None) -> None:
+        super().__init__(message)
+        self.account = account
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,7 @@ def external_identity_sign_in(
     user = User.objects.get(pk=link.user_id)
     if not user.is_active:
         raise SignInRefused("this account is disabled (not used for a long time, or closed); "
-                            "ask InfoSec to enable it")
+                            "ask InfoSec to enable it", account=user)
     changed = _sync_roles(user=user, issuer=issuer, groups=groups)
     ExternalIdentity.objects.filter(pk=link.pk).update(last_seen_at=now)
     return SignIn(user=user, created=created, roles_changed=changed)

@@ -19,6 +19,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.models import Group, User
+from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -217,6 +218,7 @@ def test_a_tampered_state_is_refused_and_nothing_is_written(sso: IdentityProvide
 
     assert response.status_code == 400
     assert "does not belong to a sign-in started here" in response.content.decode()
+    assert 'href="/console/sso/login/"' in response.content.decode()  # start again
     assert signed_in_as(client) is None and not User.objects.filter(username="nora").exists()
 
 
@@ -397,8 +399,14 @@ def test_the_inactivity_job_disables_once_and_a_disabled_account_cannot_sign_in(
     assert disabled.payload["account"] == f"user:{adam.pk}" and disabled.payload["inactive_days"] == 90
 
     client = Client()
-    response = sign_in(client, sso, "adam")
+    failures: list[dict[str, Any]] = []
+    user_login_failed.connect(receiver := lambda sender, credentials, **kw: failures.append(credentials))
+    try:
+        response = sign_in(client, sso, "adam")
+    finally:
+        user_login_failed.disconnect(receiver)
     assert response.status_code == 403 and "this account is disabled" in response.content.decode()
+    assert failures == [{"method": "oidc", "username": "adam"}]  # for the failure records of H3 (and axes)
     assert signed_in_as(client) is None
     assert len(entries("auth.role_added")) == 2  # nothing synchronised for a refused sign-in (adam's, nora's)
 

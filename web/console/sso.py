@@ -24,6 +24,7 @@ import requests
 from django.conf import settings
 from django.contrib import auth, messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -95,7 +96,13 @@ def step_up(request: HttpRequest) -> HttpResponse:
     return response  # type: ignore[no-any-return]
 
 
-def _refused(request: HttpRequest, message: str, *, status: int, step: dict[str, Any] | None) -> HttpResponse:
+def _refused(request: HttpRequest, message: str, *, status: int, step: dict[str, Any] | None,
+             account: Any = None, signal: bool = True) -> HttpResponse:
+    if signal:
+        # Like a wrong password: Django's user_login_failed, so the failure recording (and throttling) of
+        # local sign-ins sees refused SSO answers too. No username unless the account is known.
+        credentials = {"method": "oidc", **({"username": account.get_username()} if account is not None else {})}
+        user_login_failed.send(sender=__name__, credentials=credentials, request=request)
     if step is not None and request.user.is_authenticated:
         # A step-up that failed leaves the session as it was: the person stays signed in, told why.
         return denied(request, f"Step-up refused: {message}.")
@@ -133,13 +140,15 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
             oidc_auth_not_before=step["started_at"] if step else None,
         )
     except SignInRefused as exc:
-        return _refused(request, str(exc), status=403, step=step)
+        return _refused(request, str(exc), status=403, step=step, account=exc.account)
     except (SuspiciousOperation, requests.RequestException, jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
         logger.warning("SSO sign-in refused: %s: %s", type(exc).__name__, exc)
         return _refused(request, f"the answer of {settings.OIDC_PROVIDER_NAME} could not be verified; start again",
                         status=400, step=step)
     if user is None or not user.is_active:
-        return _refused(request, f"{settings.OIDC_PROVIDER_NAME} did not sign you in", status=403, step=step)
+        # (django.contrib.auth.authenticate already sent user_login_failed)
+        return _refused(request, f"{settings.OIDC_PROVIDER_NAME} did not sign you in", status=403, step=step,
+                        signal=False)
     if step is not None:
         return _step_up_done(request, user, step)
     auth.login(request, user)  # rotates the session key; store_on_login keeps the ID token's sign-in claims

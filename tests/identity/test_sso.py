@@ -509,3 +509,12 @@ def test_a_link_that_would_take_over_or_double_an_identity_is_refused(sso: Ident
         call_command("oidc_link", "nobody", "anna", stdout=out)
     assert out.getvalue() == f"anna: linked to {sso.issuer}\n"  # the others are still linked
     assert len(entries("auth.identity_linked")) == 2
+
+
+def test_with_sso_a_password_account_is_told_to_sign_in_with_the_provider_for_step_up(sso: IdentityProvider,
+                                                                                       client: Client) -> None:
+    client.force_login(make_user("adam", roles.APPROVER))
+    response = client.get(reverse("console-step-up") + "?next=/console/approvals/")
+    assert response.status_code == 200
+    assert "sign in with Test IdP (with your second factor)" in " ".join(response.content.decode().split())
+    assert "oidc_states" not in client.session  # no authorization request was started

@@ -107,15 +107,48 @@ def _serve_then_stop(var_dir: Path, stop_with: signal.Signals, *options: str,
                 os.kill(pid, signal.SIGKILL)
 
 
+def _signs_in_at_the_demo_idp(issuer: str) -> Callable[[int, str], None]:
+    """A check, while ``dev.py demo --sso`` runs, that its IdP answers discovery and knows the demo's
+    console as its client: a demo person signs in with password and code and is sent back to this demo's
+    callback (the token exchange is the console's, with the secret made for the run)."""
+
+    def check(port: int, output: str) -> None:
+        discovery = json.load(urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=10))
+        assert discovery["issuer"] == issuer
+        verifier = "v" * 64
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        callback = f"http://127.0.0.1:{port}/console/sso/callback/"
+        authorization = discovery["authorization_endpoint"] + "?" + urllib.parse.urlencode({
+            "response_type": "code", "client_id": launch.CLIENT_ID, "redirect_uri": callback, "scope": "openid",
+            "state": "s1", "nonce": "n1", "code_challenge": challenge, "code_challenge_method": "S256",
+            "acr_values": launch.ACR_2FA})
+        browser = launch.IdentityProvider.at(issuer).browser()
+        back = browser.sign_in(authorization, "priya", password="governance-demo", otp="123456")
+        assert back.startswith(callback + "?") and "code=" in back and "state=s1" in back
+
+    return check
+
+
 @pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",
                     reason="needs the .venv that dev.py set up (python3.11 dev.py setup)")
 def test_dev_demo_serves_on_the_port_asked_and_stops_everything(tmp_path: Path) -> None:
     # A fresh demo (migrated and seeded here), stopped as a service manager stops it...
     first = _serve_then_stop(tmp_path, signal.SIGTERM)
     assert "demo data loaded" in first
-    # ...then started again on the same data (nothing to seed) and stopped with Ctrl-C.
-    again = _serve_then_stop(tmp_path, signal.SIGINT)
+    # ...then started again on the same data (nothing to seed), with single sign-on where Node is here
+    # (--sso: the test OpenID provider, which must stop with the demo too), and stopped with Ctrl-C.
+    if not launch.node_available():
+        again = _serve_then_stop(tmp_path, signal.SIGINT)
+        assert "demo data already present" in again
+        return
+    issuer = f"http://127.0.0.1:{free_port()}"
+    again = _serve_then_stop(tmp_path, signal.SIGINT, "--sso", "--idp-port", issuer.rsplit(":", 1)[1],
+                             while_running=_signs_in_at_the_demo_idp(issuer))
     assert "demo data already present" in again
+    assert f"test OpenID provider at {issuer}" in again
+    assert "priya     governance-demo   123456" in again  # the sign-in table
+    with pytest.raises(OSError):  # stopped with the demo
+        urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=2)
 
 
 @pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",
@@ -130,41 +163,6 @@ def test_a_bad_port_is_refused_before_anything_starts(tmp_path: Path, port: str)
     assert result.returncode == 2
     assert "--port" in result.stderr
     assert not (tmp_path / "governance.sqlite3").exists()  # nothing migrated, nothing seeded, nothing served
-
-
-@pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",
-                    reason="needs the .venv that dev.py set up (python3.11 dev.py setup)")
-@pytest.mark.skipif(not launch.node_available(), reason="node/npm is not installed: no test OpenID provider")
-def test_dev_demo_sso_runs_the_identity_provider_and_stops_it_with_the_demo(tmp_path: Path) -> None:
-    idp_port = free_port()
-    issuer = f"http://127.0.0.1:{idp_port}"
-    seen: dict[str, object] = {}
-
-    def sign_in_at_the_idp(port: int, output: str) -> None:
-        discovery = json.load(urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=10))
-        assert discovery["issuer"] == issuer
-        # The IdP knows the demo's console as its client: a demo person signs in with password and code,
-        # and is sent back to this demo's callback (the token exchange is the console's, with its secret).
-        verifier = "v" * 64
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        callback = f"http://127.0.0.1:{port}/console/sso/callback/"
-        authorization = discovery["authorization_endpoint"] + "?" + urllib.parse.urlencode({
-            "response_type": "code", "client_id": launch.CLIENT_ID, "redirect_uri": callback, "scope": "openid",
-            "state": "s1", "nonce": "n1", "code_challenge": challenge, "code_challenge_method": "S256",
-            "acr_values": launch.ACR_2FA})
-        browser = launch.IdentityProvider.at(issuer).browser()
-        back = browser.sign_in(authorization, "priya", password="governance-demo", otp="123456")
-        assert back.startswith(callback + "?") and "code=" in back and "state=s1" in back
-        seen["signed in"] = True
-
-    output = _serve_then_stop(tmp_path, signal.SIGTERM, "--sso", "--idp-port", str(idp_port),
-                              while_running=sign_in_at_the_idp)
-    assert seen == {"signed in": True}
-    assert f"test OpenID provider at {issuer}" in output
-    assert "priya     governance-demo   123456" in output  # the sign-in table
-    # stopped with the demo: its port answers no more
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=2)
 
 
 @pytest.mark.skipif(not STAMP.exists() or Path(sys.executable).parent.parent != ROOT / ".venv",

@@ -18,6 +18,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Group, User
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
@@ -518,3 +519,20 @@ def test_with_sso_a_password_account_is_told_to_sign_in_with_the_provider_for_st
     assert response.status_code == 200
     assert "sign in with Test IdP (with your second factor)" in " ".join(response.content.decode().split())
     assert "oidc_states" not in client.session  # no authorization request was started
+
+
+def test_infosec_enables_an_account_from_the_admin_with_a_reason(client: Client) -> None:
+    target = make_user("adam", roles.APPROVER)
+    User.objects.filter(pk=target.pk).update(is_active=False)
+    client.force_login(make_user("ines", roles.INFOSEC))
+
+    def act(**form: str) -> str:
+        return client.post("/admin/auth/user/", {"action": "enable_account", ACTION_CHECKBOX_NAME: [str(target.pk)],
+                                                 **form}, follow=True).content.decode()
+
+    assert 'name="reason"' in act() and not entries("auth.account_enabled")  # the reason is asked for first
+    assert "Enable account: 1 done" in act(confirm="yes", reason="back from leave (HR-7)")
+    target.refresh_from_db()
+    assert target.is_active
+    enabled, = entries("auth.account_enabled")
+    assert enabled.payload == {"account": f"user:{target.pk}", "reason": "back from leave (HR-7)"}

@@ -35,7 +35,8 @@ from access.oidc import OIDCBackend, groups_from_claims
 from access.services.accounts import user_account_close
 from access.services.sso import SignInRefused, user_account_disable_inactive, user_account_enable
 from access.tasks import disable_inactive_accounts
-from audit import ledger
+from audit import ledger, pii
+from audit.ledger import Actor
 from audit.models import Entry
 from tests.identity_provider import ACR_2FA, IdentityProvider, make_account, start, stop
 from tests.personas import make_user
@@ -536,3 +537,15 @@ def test_infosec_enables_an_account_from_the_admin_with_a_reason(client: Client)
     assert target.is_active
     enabled, = entries("auth.account_enabled")
     assert enabled.payload == {"account": f"user:{target.pk}", "reason": "back from leave (HR-7)"}
+
+
+def test_erasing_a_person_takes_their_provider_link_and_they_sign_in_as_someone_new(sso: IdentityProvider) -> None:
+    sign_in(Client(), sso, "nora")
+    nora = User.objects.get(username="nora")
+    pii.data_subject_erase(actor=Actor.user(make_user("ines", roles.INFOSEC)), data_subject=f"user:{nora.pk}",
+                           reason="DP-9")
+
+    assert not ExternalIdentity.objects.filter(user=nora).exists()
+    client = Client()
+    sign_in(client, sso, "nora")  # the provider still knows her: a new account, nothing of the erased one
+    assert signed_in_as(client) not in (None, nora.pk)

@@ -105,11 +105,14 @@ def test_the_authorization_request_uses_pkce_state_and_nonce(sso: IdentityProvid
 
 def test_first_sign_in_creates_the_account_with_the_roles_of_its_groups(sso: IdentityProvider,
                                                                        client: Client) -> None:
-    response = sign_in(client, sso, "nora", path=reverse("console-sso-login") + "?next=/console/models/")
+    authorization = begin(client, reverse("console-sso-login") + "?next=/console/models/")
+    anonymous_key = client.session.session_key
+    response = client.get(callback_path(sso.browser().sign_in(authorization, "nora")))
 
     assert response.status_code == 302 and response["Location"] == "/console/models/"
     nora = User.objects.get(username="nora")
     assert signed_in_as(client) == nora.pk and not nora.has_usable_password()
+    assert client.session.session_key != anonymous_key  # a new session id at sign-in
     assert set(nora.groups.values_list("name", flat=True)) == {roles.MODEL_OWNER}  # all-staff maps to nothing
     link = ExternalIdentity.objects.get(user=nora)
     assert (link.issuer, link.subject) == (sso.issuer, "nora")
@@ -464,6 +467,11 @@ def test_the_role_map_is_read_in_both_forms_and_unknown_roles_stop_start_up(tmp_
         run(OIDC_RP_CLIENT_ID="c", OIDC_RP_CLIENT_SECRET="s")
     with pytest.raises(ImproperlyConfigured, match="OIDC_RP_SIGN_ALGO"):
         run(OIDC_RP_SIGN_ALGO="HS256")
+    endpoints = {name: "http://idp.example/x" for name in (
+        "OIDC_OP_ISSUER", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_JWKS_ENDPOINT")}
+    with pytest.raises(ImproperlyConfigured, match="DEBUG is off: OIDC_OP_ISSUER must be an https URL"):
+        run(OIDC_RP_CLIENT_ID="c", OIDC_RP_CLIENT_SECRET="s", DEBUG="0", **endpoints)
+    assert run(OIDC_RP_CLIENT_ID="c", OIDC_RP_CLIENT_SECRET="s", **endpoints)["MFA_REQUIRED"] is True
 
 
 def test_oidc_discover_prints_the_settings_of_the_provider(oidc_provider: IdentityProvider) -> None:

@@ -177,6 +177,11 @@ def start_demo_idp(env: dict[str, str], *, console_url: str, host: str, port: in
     except RuntimeError as error:
         sys.exit(f"the test OpenID provider did not start: {error}")
     env.update(idp.env())
+    # The seeded people sign in through the provider as themselves, not as new accounts: SSO never links by
+    # username on its own, so the demo links them explicitly (manage.py oidc_link, docs/identity.md).
+    if run(PY, "manage.py", "oidc_link", *accounts, env=env) != 0:
+        print("warning: some demo people are not linked to the provider (see above); they sign in through it "
+              "as new accounts", flush=True)
     # The demo keeps its password sign-in beside single sign-on (the seeded people have local passwords).
     env.setdefault("LOCAL_LOGIN", "1")
     print(f"\nSingle sign-on: the test OpenID provider at {idp.issuer} (\"Sign in with Test IdP\" on the console)",

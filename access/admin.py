@@ -37,6 +37,7 @@ from access.roles import ROLES
 from access.services.accounts import user_account_close
 from access.services.datasets import effective_pii_categories
 from access.services.roles import user_role_add, user_role_remove
+from access.services.sso import user_account_enable
 from web.admin_site import RawViewAdmin, RawViewMixin, form_action, pretty_json
 
 
@@ -93,7 +94,26 @@ def close_account(request: HttpRequest, obj: User, data: dict[str, Any]) -> None
     user_account_close(actor=request.user, account=obj, reason=data["reason"])  # type: ignore[arg-type]
 
 
-USER_ACTIONS = [*ROLE_ACTIONS, close_account]
+class EnableReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=500,
+                             help_text="Recorded in the ledger with the enabling (a ticket, say).")
+
+
+@form_action(
+    description="Enable account…",
+    label="Enable account",
+    help_text="InfoSec only, never your own account. For an account disabled after a long absence "
+              "(OIDC_INACTIVE_DAYS); a closed account stays closed. The reason is recorded in the ledger.",
+    form_class=EnableReasonForm,
+)
+def enable_account(request: HttpRequest, obj: User, data: dict[str, Any]) -> None:
+    try:
+        user_account_enable(actor=request.user, target=obj, reason=data["reason"])  # type: ignore[arg-type]
+    except ServiceError as exc:
+        raise NotPermitted(str(exc)) from exc
+
+
+USER_ACTIONS = [*ROLE_ACTIONS, close_account, enable_account]
 
 
 admin.site.unregister(User)

@@ -101,3 +101,16 @@ _r(EventType("access.check_denials_summarised",
 # as user:<id> only, and the reason must not hold personal data.
 _r(EventType("auth.account_closed", "A person's account was closed: it cannot sign in, and retention of its "
              "personal data starts now.", {"account": S(), "reason": S()}, subject="user"))
+
+# --- single sign-on (access.services.sso, docs/identity.md) ---------------------------------------------------
+# No personal data: accounts as user:<id>, the provider's claims amr/acr are method names, never identities.
+_r(EventType("auth.step_up", "A signed-in person authenticated again at the identity provider (step-up).",
+             {"amr": _LIST, "acr": S(), "mfa": Field("bool")}, subject="user"))
+_r(EventType("auth.account_disabled", "An account was disabled: it cannot sign in until InfoSec enables it.",
+             {"account": S(), "reason": S(), "last_seen_at": Field(nullable=True), "inactive_days": Field("int")},
+             subject="user"))
+_r(EventType("auth.account_enabled", "InfoSec enabled a disabled account again.",
+             {"account": S(), "reason": S()}, subject="user"))
+_r(EventType("auth.identity_linked", "An existing account was linked to a person at an identity provider "
+             "(an operator moving local accounts to single sign-on).", {"account": S(), "issuer": S()},
+             subject="user"))

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from access.models import Dataset
+from access.models import Dataset, ExternalIdentity
 from access.roles import AUDITOR, INFOSEC, has_role
 from access.selectors import datasets_visible_to
 from access.services.accounts import account_closed_at
@@ -22,7 +22,7 @@ from access.services.checks import denial_record
 from audit import policy, signals
 from audit.export import sections
 from audit.export.errors import ExportError
-from audit.ledger import Actor, Subject
+from audit.ledger import Actor, Subject, account_pk
 from audit.pii import REVEAL_PERMISSION, REVEAL_WINDOW_RESOURCE
 
 _ROLES = {
@@ -76,3 +76,12 @@ def dataset_choices(viewer: Any) -> list[str]:
 
 sections.scope_resolver_register("dataset", dataset_subjects)
 sections.scope_choices_register("dataset", dataset_choices)
+
+
+@receiver(signals.subject_erased, dispatch_uid="access.sso.erase_links_with_the_person")
+def _erase_provider_links(sender: object, *, data_subject: str, **kwargs: object) -> None:
+    """A person's erasure takes their links to identity providers too (the provider's ``sub`` identifies them
+    there). In the erasing transaction; the erased account can then never be signed in to again through SSO."""
+    pk = account_pk(data_subject)
+    if pk is not None:
+        ExternalIdentity.objects.filter(user_id=pk).delete()

@@ -296,3 +296,29 @@ class DenialWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.principal} {self.permission} {self.resource}: {self.count} since {self.first_at}"
+
+
+class ExternalIdentity(models.Model):
+    """The link from an account to a person at an OpenID provider: the ID token's ``iss`` and ``sub``.
+
+    Single sign-on finds the account by this pair only (never by email or username, which a provider
+    may reassign or let users edit). ``last_seen_at`` is the last successful sign-in through the
+    provider; accounts not seen for ``OIDC_INACTIVE_DAYS`` are disabled (access.services.sso).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="external_identity_unique_subject"),
+            # One person per provider: a second subject of the same issuer never lands on an account.
+            models.UniqueConstraint(fields=["issuer", "user"], name="external_identity_one_per_issuer"),
+        ]
+        indexes = [models.Index(fields=["last_seen_at"], name="external_identity_seen_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.issuer} {self.subject} → user:{self.user_id}"

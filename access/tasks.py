@@ -14,6 +14,7 @@ from access.models import ReviewCampaign
 from access.services.checks import check_denials_summarise
 from access.services.grants import grants_expire
 from access.services.reviews import review_campaign_close
+from access.services.sso import user_account_disable_inactive
 from governance.errors import GovernanceError
 from governance.models import Lineage, ModelVersion
 from governance.services.lineage import LINEAGE_ACTOR, lineage_link_from_mlflow
@@ -110,3 +111,13 @@ def summarise_denials() -> int:
     """Close every denial window whose interval is over (``access.check_denials_summarised`` when it counted
     repeats), in batches of ``EXPIRE_BATCH``. Returns how many were closed; running it twice does no harm."""
     return _in_batches(check_denials_summarise)
+
+
+# --- single sign-on (access.services.sso) -------------------------------------------------------------------
+
+
+@shared_task(name="access.tasks.disable_inactive_accounts", autoretry_for=(OperationalError,), soft_time_limit=240,
+             time_limit=300, acks_late=True, max_retries=3, retry_backoff=True)
+def disable_inactive_accounts() -> int:
+    """Disable accounts linked to the identity provider and not signed in for OIDC_INACTIVE_DAYS (idempotent)."""
+    return user_account_disable_inactive()

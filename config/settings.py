@@ -149,6 +149,8 @@ AUTHENTICATION_BACKENDS = [
     # guardian's backend, but a dataset/model/environment permission holds only while an active grant backs it
     # (a lapsed grant stops at its expires_at even when the expiry task has not run).
     "access.backends.GrantBackedObjectPermissionBackend",
+    # OpenID Connect sign-in: answers only the SSO callback (access.oidc); idle without OIDC_RP_CLIENT_ID.
+    "access.oidc.OIDCBackend",
 ]
 # guardian looks for its own backend's dotted path; ours is a subclass of it (access/backends.py).
 SILENCED_SYSTEM_CHECKS = ["guardian.W001"]
@@ -227,6 +229,101 @@ MFA_MAX_AGE_SECONDS = env_int("MFA_MAX_AGE_SECONDS", 15 * 60, minimum=60)
 # ID-token values that count as a second factor: any amr (RFC 8176) in OIDC_MFA_AMR, or acr in OIDC_MFA_ACR.
 OIDC_MFA_AMR = env_list("OIDC_MFA_AMR", ["mfa", "otp", "hwk", "swk", "sms", "fpt", "face", "sc"])
 OIDC_MFA_ACR = env_list("OIDC_MFA_ACR", [])
+
+# --- Single sign-on through OpenID Connect (access.oidc, web.console.sso, docs/identity.md) -------------------
+# SSO is on iff OIDC_RP_CLIENT_ID is set. The provider's endpoints are configured explicitly (no discovery at
+# start-up: a slow or unreachable provider must not stop the console from starting; `manage.py oidc_discover
+# <issuer>` prints these lines from the provider's /.well-known/openid-configuration).
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID") or ""
+OIDC_RP_CLIENT_SECRET = env_secret("OIDC_RP_CLIENT_SECRET") or ""
+OIDC_OP_ISSUER = (env_str("OIDC_OP_ISSUER") or "").strip()
+OIDC_OP_AUTHORIZATION_ENDPOINT = (env_str("OIDC_OP_AUTHORIZATION_ENDPOINT") or "").strip()
+OIDC_OP_TOKEN_ENDPOINT = (env_str("OIDC_OP_TOKEN_ENDPOINT") or "").strip()
+# Optional: the profile (email, name) is read from it when set; identity, groups and MFA claims never are.
+OIDC_OP_USER_ENDPOINT = (env_str("OIDC_OP_USER_ENDPOINT") or "").strip()
+OIDC_OP_JWKS_ENDPOINT = (env_str("OIDC_OP_JWKS_ENDPOINT") or "").strip()
+# Optional: the provider's end_session_endpoint; console logout then ends the provider's session too.
+OIDC_OP_LOGOUT_ENDPOINT = (env_str("OIDC_OP_LOGOUT_ENDPOINT") or "").strip()
+# Asymmetric signatures only: with HS256 the client secret would also be the ID token's signing key.
+OIDC_RP_SIGN_ALGO = (env_str("OIDC_RP_SIGN_ALGO") or "RS256").strip()
+if OIDC_RP_SIGN_ALGO not in ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512"):
+    raise ImproperlyConfigured(f"OIDC_RP_SIGN_ALGO={OIDC_RP_SIGN_ALGO!r}: use RS256/384/512 or ES256/384/512")
+OIDC_RP_SCOPES = (env_str("OIDC_RP_SCOPES") or "openid email profile").strip()
+if "openid" not in OIDC_RP_SCOPES.split():
+    raise ImproperlyConfigured("OIDC_RP_SCOPES must include openid")
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_USE_NONCE = True
+OIDC_AUTHENTICATION_CALLBACK_URL = "console-sso-callback"
+# The ID token is kept in the session by the callback itself (after login, which may flush the session).
+OIDC_STORE_ID_TOKEN = False
+OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 10.0, minimum=0.5)
+OIDC_VERIFY_SSL = env_bool("OIDC_VERIFY_SSL", True)
+# Tolerated clock difference with the provider when checking exp/iat/auth_time.
+OIDC_CLOCK_SKEW_SECONDS = env_int("OIDC_CLOCK_SKEW_SECONDS", 60, minimum=0)
+OIDC_PROVIDER_NAME = (env_str("OIDC_PROVIDER_NAME") or "single sign-on").strip()
+OIDC_GROUPS_CLAIM = (env_str("OIDC_GROUPS_CLAIM") or "groups").strip()
+# Step-up asks the provider for this acr (e.g. Okta's urn:okta:loa:2fa:any); empty: prompt=login and max_age=0 only.
+OIDC_STEP_UP_ACR = (env_str("OIDC_STEP_UP_ACR") or "").strip()
+# Accounts linked to the provider and not signed in for this many days are disabled (PCI DSS 8.2.6).
+OIDC_INACTIVE_DAYS = env_int("OIDC_INACTIVE_DAYS", 90, minimum=1)
+
+
+def _oidc_role_map() -> dict[str, str]:
+    """OIDC_ROLE_MAP: IdP group → product role, as a JSON object or ``group=role,group=role``.
+
+    Only the roles named here are managed by the provider (docs/identity.md); an unknown role stops start-up.
+    """
+    from access.roles import ROLES
+
+    raw = (env_str("OIDC_ROLE_MAP") or "").strip()
+    if not raw:
+        return {}
+    if raw.startswith("{"):
+        parsed = env_json("OIDC_ROLE_MAP", {})
+        if not isinstance(parsed, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in parsed.items()):
+            raise ImproperlyConfigured('OIDC_ROLE_MAP must map group names to role names, e.g. {"ml-approvers": '
+                                       '"approver"}')
+        mapping = {k.strip(): v.strip() for k, v in parsed.items()}
+    else:
+        mapping = {}
+        for item in raw.split(","):
+            group, sep, role = item.strip().rpartition("=")
+            if not sep or not group.strip() or not role.strip():
+                raise ImproperlyConfigured(f"OIDC_ROLE_MAP: {item.strip()!r} is not group=role")
+            mapping[group.strip()] = role.strip()
+    unknown = sorted({r for r in mapping.values() if r not in ROLES})
+    if unknown or not all(mapping):
+        raise ImproperlyConfigured(f"OIDC_ROLE_MAP names unknown roles {', '.join(unknown) or '(empty group)'}; "
+                                   f"roles are {', '.join(ROLES)}")
+    return mapping
+
+
+OIDC_ROLE_MAP = _oidc_role_map()
+
+
+def _oidc_required() -> None:
+    from urllib.parse import urlsplit
+
+    names = ("OIDC_RP_CLIENT_SECRET", "OIDC_OP_ISSUER", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT",
+             "OIDC_OP_JWKS_ENDPOINT")
+    missing = [name for name in names if not globals()[name]]
+    if missing:
+        raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set (SSO on) but {', '.join(missing)} not: "
+                                   "`manage.py oidc_discover <issuer>` prints them")
+    for name in (*names[1:], "OIDC_OP_USER_ENDPOINT", "OIDC_OP_LOGOUT_ENDPOINT"):
+        url = urlsplit(globals()[name])
+        if globals()[name] and (url.scheme not in ("https", "http") or not url.hostname):
+            raise ImproperlyConfigured(f"{name} is not an http(s) URL")
+        # Tokens and keys travel over these: plain http only to the same host (a provider in a test or the demo).
+        if globals()[name] and not DEBUG and url.scheme != "https" and url.hostname not in ("127.0.0.1",
+                                                                                            "localhost", "::1"):
+            raise ImproperlyConfigured(f"DEBUG is off: {name} must be an https URL")
+
+
+if OIDC_RP_CLIENT_ID:
+    _oidc_required()
 
 # Same-origin everything, no inline script or style anywhere (the console's scripts and styles are static
 # files); data: images for the Swagger UI's icons. The API docs page gets its init script as a separate
@@ -632,6 +729,12 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": ACCESS_EXPIRE_INTERVAL},
     },
     "access-reviews-close": {"task": "access.tasks.close_due_reviews", "schedule": timedelta(minutes=5)},
+    # Accounts linked to the identity provider and unused for OIDC_INACTIVE_DAYS are disabled (PCI DSS 8.2.6).
+    "access-inactive-accounts-disable": {
+        "task": "access.tasks.disable_inactive_accounts",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
     # Safety net: re-link lineage and re-check classifications of every version.
     "access-lineage-reconcile": {"task": "access.tasks.lineage_reconcile", "schedule": timedelta(hours=1)},
     # Denied access checks whose interval closed are summarised (or lazily, by the next denial).

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
@@ -13,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from access import roles
 from access.roles import has_role, role_names
+from access.services.sso import sso_enabled
 from audit.ledger import account_pk
 
 # Rows per console page unless a view says otherwise.
@@ -86,7 +88,9 @@ def console(request: HttpRequest) -> dict[str, Any]:
             "is_owner": roles.MODEL_OWNER in names,
             "is_steward": roles.DATA_STEWARD in names,
             "is_break_glass": roles.BREAK_GLASS in names,
-        }
+        },
+        # The login pages' "Sign in with <provider>" (web.console.sso; on iff OIDC_RP_CLIENT_ID is set).
+        "sso": {"enabled": sso_enabled(), "provider": settings.OIDC_PROVIDER_NAME},
     }
 
 

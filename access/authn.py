@@ -104,6 +104,16 @@ def require_recent_mfa(*, actor: object, action: str, now: float | None = None) 
                              f"yours was {age // 60} minutes ago: confirm it's you again")
 
 
+def step_up_reason(now: float | None = None) -> str | None:
+    """Why the sensitive actions would be refused to the current request right now (the message of
+    ``require_recent_mfa``), or None when they would not: for pages that say so before the click."""
+    try:
+        require_recent_mfa(actor=None, action="this", now=now)
+    except StepUpRequired as exc:
+        return str(exc)
+    return None
+
+
 @receiver(user_logged_in, dispatch_uid="access.authn.store_on_login")
 def store_on_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     """Every sign-in through ``django.contrib.auth.login`` (console, admin, OIDC callback) stores how it

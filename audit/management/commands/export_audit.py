@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.errors import StepUpRequired
 from audit.export.bundle import verify_command
 from audit.export.errors import ExportError
 from audit.export.scope import FORMATS, model_exclusions, parse_scope
@@ -62,6 +63,13 @@ class Command(BaseCommand):
                 since_checkpoint=options["since_checkpoint"],
             )
             job = export_create(actor=user, scope=scope, fmt=options["format"], enqueue=False)
+        except StepUpRequired:
+            # MFA_REQUIRED: a person's export needs a recent second factor, which a shell cannot show.
+            raise CommandError(
+                f"--actor {options['actor']}: exporting for a person needs a recent multi-factor sign-in "
+                "(MFA_REQUIRED is on), which a command cannot carry; export from the console "
+                "(Exports page) after confirming it is you, or leave out --actor to export as "
+                "the operator (recorded as system:export_audit)") from None
         except ExportError as exc:
             if exc.code == "report_needs_model":
                 raise CommandError("the report format is about one model: give --model") from None

@@ -101,3 +101,11 @@ _r(EventType("access.check_denials_summarised",
 # as user:<id> only, and the reason must not hold personal data.
 _r(EventType("auth.account_closed", "A person's account was closed: it cannot sign in, and retention of its "
              "personal data starts now.", {"account": S(), "reason": S()}, subject="user"))
+
+# --- console sessions (access.services.sessions, issue 18) -------------------------------------------------------
+# A session that ended without a sign-out: "idle" (CONSOLE_IDLE_TIMEOUT_SECONDS without a request) or "lifetime"
+# (CONSOLE_SESSION_MAX_AGE_SECONDS after its sign-in). Times only: never the session's key (a credential), no address.
+_r(EventType("auth.session_expired", "A person's console session ended without a sign-out: idle for too long, or "
+             "at the end of its lifetime.",
+             {"reason": S(), "signed_in_at": Field(nullable=True), "last_seen_at": Field(nullable=True),
+              "method": Field(nullable=True)}, subject="user"))

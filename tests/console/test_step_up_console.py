@@ -144,3 +144,23 @@ def test_an_export_is_refused_to_a_password_session_with_the_link(people: People
     assert "Exporting the ledger needs a recent sign-in with your second factor" in html
     assert not ExportJob.objects.exists()
     assert everything() == before
+
+
+@pytest.mark.usefixtures("mfa_on")
+def test_the_environments_page_says_it_to_infosec_before_a_policy_change(people: People) -> None:
+    html = client_for(people.infosec).get(reverse("console-environments")).content.decode()
+    assert "Changing policies, environments or freeze windows needs a recent sign-in" in html
+    assert "needs a recent sign-in" not in with_mfa(client_for(people.infosec)).get(
+        reverse("console-environments")).content.decode()
+
+
+@pytest.mark.usefixtures("mfa_on")
+def test_a_policy_change_refused_in_the_console_says_why_and_links_to_step_up(people: Any) -> None:
+    before = everything()
+    response = client_for(people.infosec).post(
+        reverse("console-environment-policy", args=["staging"]),
+        {"rules": '{"approvals": [{"group": "approver", "count": 2}], "gates": []}'}, follow=True)
+    [message] = messages_of(response)
+    assert "changing a promotion policy needs a multi-factor sign-in" in message
+    assert LINK in response.content.decode()
+    assert everything() == before

@@ -33,6 +33,8 @@ METHODS = ("oidc", "password")
 # The OIDC backend leaves the ID token's sign-in claims on the user object it returns, under this name
 # ({"amr": [...], "acr": "...", "auth_time": int}); ``store_on_login`` moves them into the session.
 USER_ATTRIBUTE = "oidc_sign_in"
+# How far ahead of this server's clock a sign-in time may be (the identity provider's clock) and still count.
+CLOCK_SKEW_SECONDS = 60
 
 
 def mfa_satisfied(*, amr: Iterable[str], acr: str) -> bool:
@@ -99,6 +101,10 @@ def require_recent_mfa(*, actor: object, action: str, now: float | None = None) 
                              f"{'with a password' if authn.method == 'password' else 'without a second factor'}"
                              ": sign in again with your second factor")
     age = int((now if now is not None else time.time()) - authn.auth_time)
+    if age < -CLOCK_SKEW_SECONDS:
+        # A sign-in time ahead of the clock would stay "recent" for as long as it is ahead: never accepted.
+        raise StepUpRequired(f"{action} needs a multi-factor sign-in; this session's sign-in time is in the future "
+                             "(a clock out of step?): sign in again with your second factor")
     if age > max_age:
         raise StepUpRequired(f"{action} needs a multi-factor sign-in within the last {max_age // 60} minutes; "
                              f"yours was {age // 60} minutes ago: confirm it's you again")

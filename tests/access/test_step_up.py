@@ -266,3 +266,42 @@ def test_a_role_refusal_comes_before_the_step_up(people: People, gov: Gov) -> No
     with authentication_bound(signed_in("password")), pytest.raises(NotPermitted) as info:
         environments.policy_set(actor=people.outsider, environment=gov.staging, rules=TIGHTER)
     assert info.value.code != "step_up_required"
+
+
+# --- commands acting for a person ------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("mfa_on")
+def test_export_audit_for_a_person_is_refused_with_the_way_to_do_it(people: People, export: Any) -> None:
+    """A shell carries no sign-in: ``--actor`` is refused with a message naming the console; the operator's
+    own export (no ``--actor``) is not a person's action and still runs."""
+    from django.core.management.base import CommandError
+
+    from audit.models import ExportJob
+
+    before = everything()
+    with pytest.raises(CommandError) as info:
+        export("--actor", people.auditor.username, "--format", "csv", name="refused.csv")
+    message = str(info.value)
+    assert "--actor audrey" in message and "multi-factor" in message and "console" in message
+    assert "leave out --actor" in message
+    assert everything() == before
+    assert export("--format", "csv", name="operator.csv").exists()
+    assert ExportJob.objects.get().created_by_id is None
+
+
+@pytest.mark.usefixtures("mfa_on")
+def test_a_sign_in_time_in_the_future_is_not_a_recent_second_factor(people: People, gov: Gov) -> None:
+    """Otherwise it would stay "recent" for as long as it is ahead of the clock (a skewed or hostile
+    provider clock); a minute of skew is tolerated."""
+    call = _policy_set(people, gov)
+    before = everything()
+    ahead = Authentication(method="oidc", auth_time=int(time.time()) + 10 * MAX_AGE, mfa=True, amr=("otp",))
+    with authentication_bound(ahead), pytest.raises(ValueError) as info:
+        call()
+    assert getattr(info.value, "code", None) == "step_up_required" and "in the future" in str(info.value)
+    assert everything() == before
+    slightly = Authentication(method="oidc", auth_time=int(time.time()) + 30, mfa=True, amr=("otp",))
+    with authentication_bound(slightly):
+        call()
+    assert everything() != before

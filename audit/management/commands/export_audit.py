@@ -40,7 +40,9 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=FORMATS, default="bundle", help="bundle (zip), csv or report (html)")
         parser.add_argument("--actor", metavar="USERNAME",
                             help="who is exporting (an InfoSec member or auditor); recorded in the ledger. "
-                            "Without it the export is recorded as by system:export_audit")
+                            "Without it the export is recorded as by system:export_audit. Refused while "
+                            "MFA_REQUIRED is on: a person's export needs a recent second factor, which a "
+                            "command cannot carry (export from the console)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a TTY)")
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -33,6 +33,8 @@ METHODS = ("oidc", "password")
 # The OIDC backend leaves the ID token's sign-in claims on the user object it returns, under this name
 # ({"amr": [...], "acr": "...", "auth_time": int}); ``store_on_login`` moves them into the session.
 USER_ATTRIBUTE = "oidc_sign_in"
+# How far ahead of this server's clock a sign-in time may be (the identity provider's clock) and still count.
+CLOCK_SKEW_SECONDS = 60
 
 
 def mfa_satisfied(*, amr: Iterable[str], acr: str) -> bool:
@@ -99,9 +101,23 @@ def require_recent_mfa(*, actor: object, action: str, now: float | None = None) 
                              f"{'with a password' if authn.method == 'password' else 'without a second factor'}"
                              ": sign in again with your second factor")
     age = int((now if now is not None else time.time()) - authn.auth_time)
+    if age < -CLOCK_SKEW_SECONDS:
+        # A sign-in time ahead of the clock would stay "recent" for as long as it is ahead: never accepted.
+        raise StepUpRequired(f"{action} needs a multi-factor sign-in; this session's sign-in time is in the future "
+                             "(a clock out of step?): sign in again with your second factor")
     if age > max_age:
         raise StepUpRequired(f"{action} needs a multi-factor sign-in within the last {max_age // 60} minutes; "
                              f"yours was {age // 60} minutes ago: confirm it's you again")
+
+
+def step_up_reason(now: float | None = None) -> str | None:
+    """Why the sensitive actions would be refused to the current request right now (the message of
+    ``require_recent_mfa``), or None when they would not: for pages that say so before the click."""
+    try:
+        require_recent_mfa(actor=None, action="this", now=now)
+    except StepUpRequired as exc:
+        return str(exc)
+    return None
 
 
 @receiver(user_logged_in, dispatch_uid="access.authn.store_on_login")

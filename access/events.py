@@ -114,3 +114,11 @@ _r(EventType("auth.account_enabled", "InfoSec enabled a disabled account again."
 _r(EventType("auth.identity_linked", "An existing account was linked to a person at an identity provider "
              "(an operator moving local accounts to single sign-on).", {"account": S(), "issuer": S()},
              subject="user"))
+
+# --- console sessions (access.services.sessions, issue 18) -------------------------------------------------------
+# A session that ended without a sign-out: "idle" (CONSOLE_IDLE_TIMEOUT_SECONDS without a request) or "lifetime"
+# (CONSOLE_SESSION_MAX_AGE_SECONDS after its sign-in). Times only: never the session's key (a credential), no address.
+_r(EventType("auth.session_expired", "A person's console session ended without a sign-out: idle for too long, or "
+             "at the end of its lifetime.",
+             {"reason": S(), "signed_in_at": Field(nullable=True), "last_seen_at": Field(nullable=True),
+              "method": Field(nullable=True)}, subject="user"))

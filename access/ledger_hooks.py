@@ -3,7 +3,8 @@
 The ledger imports nothing of ours: it asks who may do what through ``audit.policy`` and
 announces refused reveals through ``audit.signals``. This module registers the role rules
 (InfoSec and auditors read and export the ledger; InfoSec sees every export, reveals personal
-data and manages legal holds) and the account closure that starts retention's clock, and
+data and manages legal holds), the multi-factor rule for reveals and exports (``access.authn``) and
+the account closure that starts retention's clock, and
 counts refused reveals as ``access.check_denied``. It also tells exports what a ``dataset``
 scope means and which datasets a viewer may pick in the export form (``audit.export.sections``).
 """
@@ -14,6 +15,8 @@ from typing import Any
 
 from django.dispatch import receiver
 
+from access.authn import require_recent_mfa
+from access.errors import StepUpRequired
 from access.models import Dataset, ExternalIdentity
 from access.roles import AUDITOR, INFOSEC, has_role
 from access.selectors import datasets_visible_to
@@ -45,6 +48,14 @@ class RolePolicy:
 
     def account_closed_at(self, user: Any) -> datetime | None:
         return account_closed_at(user)
+
+    def step_up_refusal(self, user: object, action: str) -> str | None:
+        """The multi-factor rule of ``access.authn.require_recent_mfa``, as the ledger asks it."""
+        try:
+            require_recent_mfa(actor=user, action=action)
+        except StepUpRequired as exc:
+            return str(exc)
+        return None
 
 
 policy.policy_register(RolePolicy())

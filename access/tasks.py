@@ -15,6 +15,7 @@ from access.services.checks import check_denials_summarise
 from access.services.grants import grants_expire
 from access.services.reviews import review_campaign_close
 from access.services.sso import user_account_disable_inactive
+from access.services.sessions import sessions_expire_sweep
 from governance.errors import GovernanceError
 from governance.models import Lineage, ModelVersion
 from governance.services.lineage import LINEAGE_ACTOR, lineage_link_from_mlflow
@@ -100,6 +101,18 @@ def close_due_reviews() -> int:
     """Close every open access review past its deadline, each in its own transaction. Returns how many."""
     due = ReviewCampaign.objects.filter(state=ReviewCampaign.State.OPEN, deadline__lte=timezone.now())
     return sum(close_review.run(pk) == "closed" for pk in list(due.order_by("pk").values_list("pk", flat=True)))
+
+
+# --- console sessions (access.services.sessions) --------------------------------------------------------------------
+
+
+@shared_task(name="access.tasks.expire_sessions", autoretry_for=(OperationalError,), soft_time_limit=50,
+             time_limit=58, **_SWEEP)
+def expire_sessions() -> int:
+    """End every signed-in console session past its idle timeout or lifetime (``auth.session_expired``, one
+    per session, each in its own transaction), in batches of ``EXPIRE_BATCH``. Returns how many were ended;
+    running it twice (or beside requests presenting those sessions) records nothing twice."""
+    return _in_batches(sessions_expire_sweep)
 
 
 # --- denied access checks (access.services.checks) -------------------------------------------------------------------

@@ -22,6 +22,14 @@ class NotPermitted(AuditError):
     code = "not_permitted"
 
 
+class StepUpRequired(NotPermitted):
+    """The action needs a recent sign-in with a second factor (the access domain's rule, asked through
+    ``audit.policy.step_up_refusal``); the console links to re-authentication, the API answers 403
+    ``step_up_required``. Nothing was written."""
+
+    code = "step_up_required"
+
+
 class InvalidState(AuditError):
     """The object is not in a state that allows this (a hold already released, a subject already erased)."""
 

@@ -41,6 +41,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.canonical import canonical_json
+from audit.errors import StepUpRequired
 from audit.event_types import EventType, registry
 from audit.ledger import Actor, LedgerError, Subject, account_pk, personal_data_register, record
 from audit.lock_objects import (
@@ -50,7 +51,7 @@ from audit.lock_objects import (
     data_subject_keys_to_rewrap_lock,
 )
 from audit.models import DataSubjectKey, Entry, PendingEntry, PiiValue
-from audit.policy import Action, may
+from audit.policy import Action, may, step_up_refusal
 from audit.signals import reveal_refused, subject_erased
 
 if TYPE_CHECKING:
@@ -383,6 +384,8 @@ def reveal(*, actor: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
     ``access.check_denied``, the repeats (any entry) only a counter, summarised as
     ``access.check_denials_summarised`` when the interval closes. Best effort: an enclosing
     transaction that rolls back takes it back too. Values of an erased data subject come back as "[erased]".
+    When the access domain asks for a recent second factor (``audit.policy.step_up_refusal``) and the
+    request has none, ``audit.errors.StepUpRequired`` is raised and nothing is read or written.
     """
     reason = _text(reason, "reason")
     if isinstance(seq, bool) or not isinstance(seq, int):
@@ -390,6 +393,10 @@ def reveal(*, actor: AbstractBaseUser, seq: int, reason: str) -> dict[str, Any]:
     if not can_reveal(actor):
         _record_denied(actor, seq)
         raise PiiAccessDenied("only InfoSec may reveal personal data in the ledger")
+    # A recent second factor (the access domain's rule: docs/identity.md), before anything is read or written.
+    refusal = step_up_refusal(actor, "revealing personal data")
+    if refusal is not None:
+        raise StepUpRequired(refusal)
     return _reveal(actor=actor, seq=seq, reason=reason)
 
 

@@ -8,6 +8,9 @@ all ask the same rule:
 - :func:`may` — may this person read the ledger, export it, see every export (not only their
   own), reveal personal data, place and release legal holds?
 - :func:`account_closed_at` — when was this account closed (the start of retention's clock)?
+- :func:`step_up_refusal` — does this person need to prove who they are again, with a second factor,
+  before a sensitive action (revealing personal data, exporting)? The answer is the refusal's message;
+  the ledger raises its own ``audit.errors.StepUpRequired`` with it (code ``step_up_required``).
 
 With no policy registered (the ledger used alone) every action is refused and every
 account counts as open, so nothing is shown and nothing is erased by default.
@@ -34,6 +37,10 @@ class Policy(Protocol):
     def account_closed_at(self, user: object) -> datetime | None:
         """When ``user``'s account was closed; None while it counts as open."""
 
+    def step_up_refusal(self, user: object, action: str) -> str | None:
+        """Why ``user`` must re-authenticate with a second factor before ``action`` (words completing
+        "… needs a recent multi-factor sign-in"), or None when the current sign-in is enough."""
+
 
 class _RefuseAll:
     def may(self, user: object, action: Action) -> bool:
@@ -41,6 +48,9 @@ class _RefuseAll:
 
     def account_closed_at(self, user: object) -> datetime | None:
         return None
+
+    def step_up_refusal(self, user: object, action: str) -> str | None:
+        return None  # ``may`` already refuses everything
 
 
 _policy: Policy = _RefuseAll()
@@ -58,3 +68,7 @@ def may(user: object, action: Action) -> bool:
 
 def account_closed_at(user: object) -> datetime | None:
     return _policy.account_closed_at(user)
+
+
+def step_up_refusal(user: object, action: str) -> str | None:
+    return _policy.step_up_refusal(user, action)

@@ -106,6 +106,16 @@ def _dashboard_of(username: str) -> str:
     return response.content.decode()
 
 
+def test_seed_demo_plays_the_story_with_mfa_required(committing_db: None, demo_mlflow: object) -> None:
+    """``dev.py demo --sso`` turns MFA_REQUIRED on: the story's personas still approve, reject, break glass,
+    grant restricted data and export (the seed plays them as freshly signed in with a second factor)."""
+    with override_settings(MFA_REQUIRED=True):
+        call_command("seed_demo", stdout=StringIO())
+    assert {"deployed", "rejected", "pending"} <= set(PromotionRequest.objects.values_list("state", flat=True))
+    assert BreakGlassReview.objects.exists()
+    assert ExportJob.objects.filter(created_by__username="arthur").exists()
+
+
 def test_seed_demo_fills_the_console_dashboard(committing_db: None, demo_mlflow: object) -> None:
     # when
     started = time.perf_counter()

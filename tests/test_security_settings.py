@@ -107,7 +107,9 @@ def test_production_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert (s["SECURE_HSTS_SECONDS"], s["SECURE_HSTS_INCLUDE_SUBDOMAINS"], s["SECURE_HSTS_PRELOAD"]) == (
         31_536_000, True, False)
     assert s["SESSION_COOKIE_SECURE"] is s["CSRF_COOKIE_SECURE"] is True
-    assert (s["SESSION_COOKIE_AGE"], s["SESSION_EXPIRE_AT_BROWSER_CLOSE"]) == (1800, True)
+    # 15 minutes idle, 12 hours at most; the row outlives the idle timeout by an hour so its end is recorded.
+    assert (s["CONSOLE_IDLE_TIMEOUT_SECONDS"], s["CONSOLE_SESSION_MAX_AGE_SECONDS"]) == (900, 43200)
+    assert (s["SESSION_COOKIE_AGE"], s["SESSION_EXPIRE_AT_BROWSER_CLOSE"]) == (900 + 3600, True)
     assert "web.idle_session.IdleSessionMiddleware" in s["MIDDLEWARE"]
     policy = s["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]
     assert policy["script-src"] == ["'self'"] and policy["style-src"] == ["'self'"]
@@ -121,6 +123,9 @@ def test_production_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     ("SECURE_HSTS_SECONDS", "-1", "below the minimum"),
     ("SECURE_SSL_REDIRECT", "sometimes", "is not a boolean"),
     ("CONSOLE_IDLE_TIMEOUT_SECONDS", "10", "below the minimum 60"),
+    ("CONSOLE_SESSION_MAX_AGE_SECONDS", "60", "below the minimum 300"),
+    ("CONSOLE_SESSION_MAX_AGE_SECONDS", "twelve hours", "is not an integer"),
+    ("CONSOLE_SESSION_MAX_AGE_SECONDS", "600", "shorter than CONSOLE_IDLE_TIMEOUT_SECONDS=900"),
 ])
 def test_malformed_security_settings_stop_the_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       variable: str, value: str, message: str) -> None:
@@ -200,12 +205,14 @@ def test_a_session_in_use_is_extended_a_full_timeout() -> None:
     client = Client()
     client.force_login(UserFactory(username="busy-ines"))
     timeout = settings.CONSOLE_IDLE_TIMEOUT_SECONDS
-    assert settings.SESSION_COOKIE_AGE == timeout == 1800
-    # Nearly at the end of the timeout, last refreshed a minute ago: a request pushes the expiry a full timeout.
+    assert timeout == 900
+    row_age = settings.SESSION_COOKIE_AGE
+    assert row_age == timeout + settings.SESSION_TOMBSTONE_SECONDS
+    # Nearly at the end of the row's life, last refreshed a minute ago: a request pushes the expiry a full age.
     session = _age_session(client, refreshed_ago=refresh_interval(), expires_in=5)
     assert client.get("/console/").status_code == 200
     remaining = Session.objects.get(pk=session.pk).expire_date - timezone.now()
-    assert timedelta(seconds=timeout - 60) < remaining <= timedelta(seconds=timeout)
+    assert timedelta(seconds=row_age - 60) < remaining <= timedelta(seconds=row_age)
 
 
 @pytest.mark.django_db

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from access import roles, selectors
 from access.api.common import principal_grantable_by
-from access.classification import LEVELS
+from access.classification import LEVELS, RESTRICTED
 from access.errors import NotPermitted
 from access.models import (
     PCI_CATEGORIES,
@@ -37,7 +37,14 @@ from access.models import (
     ReviewItem,
     ServiceAccount,
 )
-from access.resources import MAX_DAYS, RESOURCE_MODELS, needs_infosec, resource_label, resource_owner_id
+from access.resources import (
+    MAX_DAYS,
+    RESOURCE_MODELS,
+    needs_infosec,
+    resource_label,
+    resource_level,
+    resource_owner_id,
+)
 from access.services.access_requests import (
     access_request_approve,
     access_request_create,
@@ -618,6 +625,8 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         else f"{access_request.resource_type}:#{access_request.resource_id}",
         "resource": resource, "slots": slots, "missing": [s for s in slots if s["by"] is None] if pending else [],
         "may_decide": may_decide, "grant": grant,
+        # Approving it will ask for a recent second factor (access_request_approve): said before the click.
+        "label_restricted": may_decide and resource is not None and resource_level(resource) == RESTRICTED,
     })
 
 

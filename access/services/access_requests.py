@@ -36,6 +36,7 @@ from access.services.checks import principal_label
 from access.services.grants import (
     check_permission_applies,
     grant_create,
+    require_mfa_if_restricted,
 )
 from access.services.inputs import TEXT_MAX, require_active, require_text
 from audit.ledger import Actor, Subject, record
@@ -240,6 +241,8 @@ def access_request_approve(*, actor: User, access_request: AccessRequest, commen
             + (" or InfoSec" if needs or owner_cannot else "")
             + " may approve this request"
         )
+    # Approving access to restricted data is a grant on it: a recent second factor first (docs/identity.md).
+    require_mfa_if_restricted(actor, resource, "approving access to restricted data")
     if slot == INFOSEC:
         access_request.infosec_approved_by = actor
     else:

@@ -37,6 +37,8 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from access import roles
+from access.authn import require_recent_mfa
+from access.classification import RESTRICTED
 from access.errors import AccessError, InvalidState, NotPermitted
 from access.lock_objects import grant_lock, grants_lock, resource_lock, resources_lock
 from access.models import (
@@ -103,6 +105,14 @@ def _principal_of(grant: Grant) -> Principal:
         return grant.user
     assert grant.group is not None
     return grant.group
+
+
+def require_mfa_if_restricted(actor: User, resource: Resource, action: str) -> None:
+    """``access.authn.require_recent_mfa`` for ``action`` when ``resource`` is classified restricted
+    (its level as ``resource_level`` reads it now: a dataset whose classification rose since a request
+    was made counts as restricted). Callers hold the resource's lock so the level cannot change meanwhile."""
+    if resource_level(resource) == RESTRICTED:
+        require_recent_mfa(actor=actor, action=action)
 
 
 def grant_principal_label(grant: Grant) -> str:
@@ -218,6 +228,8 @@ def grant_create(
 
     Directly: InfoSec, or the owner of a dataset (not restricted, no PCI data) or of a
     registered model. Through ``request``: one of the approvers of that approved request.
+    On restricted data (``resource_level``) it needs a recent second factor when ``MFA_REQUIRED``
+    (``require_mfa_if_restricted``), checked under the resource's lock before the grant is written.
     """
     require_active(actor)
     resource_type = resource_kind(resource)
@@ -232,6 +244,7 @@ def grant_create(
         _check_request_backs(access_request, actor, principal, resource_type, resource.pk, permission)
     now = timezone.now()
     _check_expiry(expires_at, now, resource)
+    require_mfa_if_restricted(actor, resource, "granting access to restricted data")
     grant = Grant.objects.create(
         user=principal if isinstance(principal, User) else None,
         group=principal if isinstance(principal, Group) else None,

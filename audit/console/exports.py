@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from audit.errors import StepUpRequired
 from audit.event_types import registry
 from audit.export import sections
 from audit.export.bundle import verify_command
@@ -26,7 +27,7 @@ from audit.export.scope import FORMATS, MODEL_FORMATS, ExportScope, parse_scope
 from audit.export.service import export_create, exports_dir, path_name
 from audit.models import ExportJob
 from audit.selectors import exports_visible_to
-from web.console.base import denied, is_oversight
+from web.console.base import denied, is_oversight, refusal_message
 from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
 EXPORTS_NOT_PERMITTED = "Ledger exports are for InfoSec and auditors: you are not permitted to see them."
@@ -178,6 +179,9 @@ def _export_start(request: HttpRequest) -> HttpResponse:
     except ExportError as exc:
         messages.error(request, f"The export was not started: {_form_words(exc)}.")
         return render(request, "console/exports.html", _form_context(request, request.POST), status=400)
+    except StepUpRequired as exc:  # nothing was recorded: confirm it's you, then start it again
+        refusal_message(request, exc)
+        return render(request, "console/exports.html", _form_context(request, request.POST), status=403)
     messages.success(request, f"Export #{job.pk} started; recorded in the ledger.")
     return redirect("console-export", export_id=job.pk)
 

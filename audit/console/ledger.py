@@ -25,6 +25,7 @@ from django.views.decorators.http import require_POST
 
 from audit import offline_verify as ov
 from audit import pii
+from audit.errors import StepUpRequired
 from audit.event_types import registry
 from audit.export.errors import ExportError
 from audit.export.scope import parse_time
@@ -32,7 +33,7 @@ from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.selectors import CheckpointPending, checkpoint_covering, checkpoint_pending, inclusion_proof
 from audit.verification import trusted_verifiers
-from web.console.base import actor_refs, denied, display_names, is_oversight
+from web.console.base import actor_refs, denied, display_names, is_oversight, refusal_message
 from web.console.tables import CSV_CHUNK, CSV_MAX_ROWS, csv_stream, wants_csv
 
 PAGE_SIZE = 50
@@ -351,6 +352,9 @@ def entry_reveal(request: HttpRequest, seq: int) -> HttpResponse:
         revealed = pii.reveal(actor=request.user, seq=seq, reason=request.POST.get("reason", ""))  # type: ignore[arg-type]
     except pii.PiiAccessDenied as exc:
         return denied(request, str(exc))
+    except StepUpRequired as exc:  # nothing was read or written: confirm it's you, then reveal again
+        refusal_message(request, exc)
+        return redirect("console-entry", seq=seq)
     except pii.PiiError as exc:
         messages.error(request, f"Nothing was revealed: {exc}.")
         return redirect("console-entry", seq=seq)

@@ -15,10 +15,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.errors import StepUpRequired
 from audit.ledger import Actor, Subject, integrate, record
 from audit.lock_objects import ledger_head_lock
 from audit.models import Checkpoint, Entry, ExportJob, LedgerHead
-from audit.policy import Action, may
+from audit.policy import Action, may, step_up_refusal
 from audit.services.checkpoints import checkpoint_create
 from audit.services.witnessing import checkpoint_witness, configured_witnesses
 from audit.signals import export_requested
@@ -70,7 +71,9 @@ def export_create(
 
     ``actor`` is the person accountable for the export (InfoSec or auditor); None
     only for the operator's own command line (recorded as ``system:export_audit``).
-    With ``enqueue`` the file is written by ``audit.tasks.run_export`` after commit.
+    With ``enqueue`` the file is written by ``audit.tasks.run_export`` after commit. A person's export
+    is refused (``audit.errors.StepUpRequired``, nothing written) without a recent second factor when
+    ``MFA_REQUIRED`` (``audit.policy.step_up_refusal``).
     """
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}", code="invalid_format")
@@ -78,6 +81,12 @@ def export_create(
         raise ExportError(f"the {fmt} format is about one model, and the scope names none", code="report_needs_model")
     if actor is not None and not may_export(actor):
         raise ExportNotPermitted("only InfoSec and auditors may export the ledger")
+    if actor is not None:
+        # A person's export needs a recent second factor when the access domain says so (docs/identity.md):
+        # a command acting for a person (--actor) carries no sign-in and is refused then.
+        refusal = step_up_refusal(actor, "exporting the ledger")
+        if refusal is not None:
+            raise StepUpRequired(refusal)
     # Under the sequencer's lock, so the size, the subjects and their heads describe one state of the ledger.
     # (A refusal below rolls back: nothing is recorded.)
     ledger_head_lock()

@@ -44,6 +44,7 @@ from web.console.base import (
     actor_refs,
     display_names,
     redirect_back,
+    refusal_message,
     run_action,
     signed_in_user,
     viewer_roles,
@@ -474,7 +475,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         try:
             decided = service(actor=user, promotion=promotion, **{argument: text})
         except ValueError as exc:  # the service's refusal: nothing was written
-            messages.error(request, str(exc))
+            refusal_message(request, exc)
         else:
             messages.success(request, f"{success} {promotion_services.approval_outcome(decided)}")
         return HttpResponseRedirect(reverse("console-request", args=[pk]))

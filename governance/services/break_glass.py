@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from access import roles
+from access.authn import require_recent_mfa
 from access.principals import account_ids, same_person
 from access.roles import role_names
 from access.services.checks import principal_label
@@ -129,6 +130,8 @@ def promotion_break_glass(
     justification = require_text(justification, "justification")
     if roles.BREAK_GLASS not in role_names(actor):
         raise NotPermitted("only members of the break-glass group may promote without approval")
+    # Before anything is locked, counted or written: an emergency still needs a recent second factor.
+    require_recent_mfa(actor=actor, action="a break-glass promotion")
     check_deploy_grant(actor, version, environment)  # access catalog: restricted data
     live = selectors.live_version(model_id=version.model_id, environment=environment)
     if live is not None and live.version_id == version.pk:
@@ -197,6 +200,7 @@ def break_glass_review_conclude(
     if outcome not in Outcome.ALL:
         raise GovernanceError(f"the outcome must be one of {', '.join(Outcome.ALL)}", code="invalid_outcome")
     comment = require_text(comment, "comment")
+    require_recent_mfa(actor=actor, action="concluding a break-glass review")
     review = lock_objects.break_glass_reviews_lock().select_related(
         "request__version__model", "request__environment"
     ).get(pk=review.pk)

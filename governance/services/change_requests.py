@@ -35,6 +35,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from access import roles
+from access.authn import require_recent_mfa
 from access.principals import same_person
 from access.roles import role_names
 from access.services.checks import principal_label
@@ -246,6 +247,7 @@ def change_request_create(
     """Propose a change to a protected environment. InfoSec only; the proposal is validated now
     (bad input, a policy below the floor: refused, nothing written) and applied on approval."""
     common.require_infosec(actor, "propose changes to protected environments")
+    require_recent_mfa(actor=actor, action="proposing a change to a protected environment")
     if not isinstance(reason, str) or len(reason.strip()) > REASON_MAX:
         raise GovernanceError(f"the reason is text of at most {REASON_MAX} characters", code="too_long")
     reason = reason.strip()
@@ -278,6 +280,7 @@ def change_request_approve(
     proposed) and a proposal that no longer passes its checks (say, a floor raised since)."""
     comment = common.require_text(comment, "comment")
     common.require_infosec(actor, "approve changes to protected environments")
+    require_recent_mfa(actor=actor, action="approving a change to a protected environment")
     change_request = _lock(change_request)
     _pending(change_request, "approved")
     if is_expired(change_request):

@@ -1,5 +1,9 @@
 """An environment's rules: its fields, protection, promotion policies and freeze windows.
 
+Every direct change here is a policy change in the sense of docs/identity.md: besides InfoSec it
+needs a recent second factor when ``MFA_REQUIRED`` (``access.authn.require_recent_mfa``, checked right
+after the role and before anything is locked or written).
+
 The rules of a *protected* environment change only through ``governance.services.change_requests``
 (a second InfoSec member approves); the direct services here refuse such changes (409
 ``two_person_required``). Each is split into a check (validation, no write) and an apply (write and
@@ -14,6 +18,7 @@ from django.contrib.auth.models import User
 from django.db import models, transaction
 from django.utils import timezone
 
+from access.authn import require_recent_mfa
 from access.classification import LEVELS
 from audit.ledger import Actor, Subject, record
 from governance import lock_objects
@@ -92,6 +97,7 @@ def policy_set(
     Refuses a protected environment (``two_person_required``: see ``governance.services.change_requests``)
     and any policy below the floor."""
     require_infosec(actor, "change promotion policies")
+    require_recent_mfa(actor=actor, action="changing a promotion policy")
     policy_check(environment=environment, rules=rules)
     environment = lock_environment(environment)
     _refuse_if_protected(environment, "changing its policies")
@@ -142,6 +148,7 @@ def environment_update(
     """Change an unprotected environment's alias, ceiling or description. InfoSec only; a protected
     environment is refused (``two_person_required``)."""
     require_infosec(actor, "change environments")
+    require_recent_mfa(actor=actor, action="changing an environment")
     changes = environment_changes(environment=environment, max_data_classification=max_data_classification,
                                   mlflow_alias=mlflow_alias, description=description)
     if not changes:
@@ -208,6 +215,7 @@ def environment_create(
     One joining the path below a protected environment changes that environment's path, so it is
     refused (``two_person_required``) and goes through a change request of that environment."""
     require_infosec(actor, "add environments")
+    require_recent_mfa(actor=actor, action="adding an environment")
     fields = environment_create_check(name=name, order=order, mlflow_alias=mlflow_alias,
                                       max_data_classification=max_data_classification, description=description)
     above = protected_above(fields["order"])
@@ -222,6 +230,7 @@ def environment_protect(*, actor: User, environment: Environment) -> Environment
     """Protect an environment (two-person control from now on). InfoSec only, in one step: it only
     tightens. Removing protection is itself a protected change (a change request)."""
     require_infosec(actor, "protect environments")
+    require_recent_mfa(actor=actor, action="protecting an environment")
     locked = lock_environment(environment)
     if not locked.protected:
         locked.protected = True
@@ -291,6 +300,7 @@ def freeze_window_create(
     """Declare a freeze window of an unprotected environment. InfoSec only; a protected environment
     is refused (``two_person_required``)."""
     require_infosec(actor, "declare freeze windows")
+    require_recent_mfa(actor=actor, action="declaring a freeze window")
     reason = freeze_window_check(starts_at=starts_at, ends_at=ends_at, reason=reason)
     locked = lock_environment(environment)
     _refuse_if_protected(locked, "declaring a freeze window")

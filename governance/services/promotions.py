@@ -498,7 +498,10 @@ def deploy_after_commit(request: PromotionRequest) -> None:
 
 @transaction.atomic
 def promotion_reject(*, actor: User, promotion: PromotionRequest, comment: str) -> PromotionRequest:
+    """Reject a pending request (an approver of its policy; never the requester). Like an approval it
+    needs a recent second factor when ``MFA_REQUIRED`` (checked before anything is locked or written)."""
     comment = require_text(comment, "comment")
+    require_recent_mfa(actor=actor, action="rejecting a promotion")
     promotion = lock_promotion(promotion)
     if promotion.state != State.PENDING:
         raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}; only pending requests can be rejected")

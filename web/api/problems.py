@@ -2,7 +2,8 @@
 
 ``{"type", "title", "status", "detail", "code", "errors": [{"field", "message"}], "request_id"}``
 served as ``application/problem+json``. Domain refusals (the services' ``ValueError``
-subclasses) map by kind: not permitted → 403, wrong state or conflict → 409, anything
+subclasses) map by kind: not permitted → 403 (``step_up_required`` when the action needs a recent
+multi-factor sign-in, which an API token never carries), wrong state or conflict → 409, anything
 else → 400. Every message says what is wrong; nothing internal leaks.
 """
 from __future__ import annotations
@@ -88,6 +89,9 @@ def _flatten(data: Any, prefix: str = "") -> list[dict[str, str]]:
 
 def _domain_status(exc: ValueError) -> tuple[int, str]:
     code = str(getattr(exc, "code", "invalid"))
+    if isinstance(exc, access_errors.StepUpRequired | audit_errors.StepUpRequired):
+        # Its own code: a client can tell "sign in again with a second factor" from "you may never".
+        return status.HTTP_403_FORBIDDEN, "step_up_required"
     if isinstance(exc, governance_errors.NotPermitted | access_errors.NotPermitted | audit_errors.NotPermitted
                   | ExportNotPermitted | pii.PiiAccessDenied):
         return status.HTTP_403_FORBIDDEN, "not_permitted"

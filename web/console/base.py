@@ -10,9 +10,11 @@ from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from access import roles
+from access.authn import step_up_reason
 from access.roles import has_role, role_names
 from access.services.sso import sso_enabled
 from audit.ledger import account_pk
@@ -61,6 +63,32 @@ def _field(row: Any, name: str) -> Any:
     return row[name] if isinstance(row, dict) else getattr(row, name)
 
 
+#: The message tag of a refusal that a re-authentication with a second factor would lift (base.html adds
+#: the "Confirm it's you" link to such messages).
+STEP_UP_TAG = "step-up"
+STEP_UP_CODE = "step_up_required"
+
+
+def step_up_url(next_path: str) -> str:
+    """Where to confirm it's you (``console-step-up``, which re-authenticates at the identity provider with
+    a second factor) and come back to ``next_path``. Resolved at each call, and the sign-in page when
+    that URL is not installed (a deployment without SSO: signing in again is then the only way)."""
+    try:
+        target = reverse("console-step-up")
+    except NoReverseMatch:
+        target = reverse("console-login")
+    return f"{target}?{urlencode({'next': next_path})}"
+
+
+def refusal_message(request: HttpRequest, exc: Exception) -> None:
+    """A service's refusal as the console's error message; a ``step_up_required`` one is tagged so the
+    page shows how to lift it (``STEP_UP_TAG``)."""
+    if getattr(exc, "code", None) == STEP_UP_CODE:
+        messages.error(request, str(exc), extra_tags=STEP_UP_TAG)
+    else:
+        messages.error(request, str(exc))
+
+
 def denied(request: HttpRequest, message: str) -> HttpResponse:
     """The console's refusal: a readable page with status 403 and no data."""
     return render(request, "console/denied.html", {"message": message}, status=403)
@@ -88,6 +116,8 @@ def console(request: HttpRequest) -> dict[str, Any]:
             "is_owner": roles.MODEL_OWNER in names,
             "is_steward": roles.DATA_STEWARD in names,
             "is_break_glass": roles.BREAK_GLASS in names,
+            # Said before the click: the sensitive actions on this page will ask for a second factor first.
+            "step_up_needed": bool(names) and step_up_reason() is not None,
         },
         # The login pages' "Sign in with <provider>" (web.console.sso; on iff OIDC_RP_CLIENT_ID is set).
         "sso": {"enabled": sso_enabled(), "provider": settings.OIDC_PROVIDER_NAME},
@@ -108,7 +138,7 @@ def run_action(request: HttpRequest, action: Callable[[], Any], success: str) ->
     try:
         action()
     except ValueError as exc:  # GovernanceError, AccessError and the ledger's input errors
-        messages.error(request, str(exc))
+        refusal_message(request, exc)
         return False
     messages.success(request, success)
     return True

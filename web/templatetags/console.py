@@ -18,6 +18,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince, timeuntil
 
+from web.console.base import step_up_url as _step_up_url
+
 register = template.Library()
 
 #: The one format of the console (then the zone's abbreviation).
@@ -117,3 +119,11 @@ def actor(entry: Any, names: Any) -> str:
     else:
         ref = f"{getattr(entry, 'actor_type', '')}:{getattr(entry, 'actor_id', '')}"
     return person(ref, names)
+
+
+@register.simple_tag(takes_context=True)
+def step_up_url(context: Any) -> str:
+    """``{% step_up_url %}``: the "Confirm it's you" link, coming back to this page
+    (``web.console.base.step_up_url``)."""
+    request = context.get("request")
+    return _step_up_url(request.get_full_path() if request is not None else "/console/")

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.errors import StepUpRequired
 from audit.export.bundle import verify_command
 from audit.export.errors import ExportError
 from audit.export.scope import FORMATS, model_exclusions, parse_scope
@@ -40,7 +41,9 @@ class Command(BaseCommand):
                             help="bundle (zip), csv, report (html) or pdf (the report as one PDF)")
         parser.add_argument("--actor", metavar="USERNAME",
                             help="who is exporting (an InfoSec member or auditor); recorded in the ledger. "
-                            "Without it the export is recorded as by system:export_audit")
+                            "Without it the export is recorded as by system:export_audit. Refused while "
+                            "MFA_REQUIRED is on: a person's export needs a recent second factor, which a "
+                            "command cannot carry (export from the console)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a TTY)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -63,6 +66,13 @@ class Command(BaseCommand):
                 since_checkpoint=options["since_checkpoint"],
             )
             job = export_create(actor=user, scope=scope, fmt=options["format"], enqueue=False)
+        except StepUpRequired:
+            # MFA_REQUIRED: a person's export needs a recent second factor, which a shell cannot show.
+            raise CommandError(
+                f"--actor {options['actor']}: exporting for a person needs a recent multi-factor sign-in "
+                "(MFA_REQUIRED is on), which a command cannot carry; export from the console "
+                "(Exports page) after confirming it is you, or leave out --actor to export as "
+                "the operator (recorded as system:export_audit)") from None
         except ExportError as exc:
             if exc.code == "report_needs_model":
                 raise CommandError(f"the {options['format']} format is about one model: give --model") from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.db import transaction
 
 from access import roles
 from access.services.roles import user_register, user_role_add_by_system
+from audit.context import Authentication, authentication_bound
 from audit.ledger import Actor, Subject, record
 from audit.models import Entry, PendingEntry
 from audit.services.checkpoints import checkpoint_create
@@ -48,7 +50,13 @@ class Command(BaseCommand):
                 )
             # Not inside one transaction: each service commits, and its after-commit
             # task moves the real MLflow alias before the story's next step.
-            seed_story(self._seed)
+            # The story's personas approve, reject, break glass and export; with MFA_REQUIRED on (dev.py demo
+            # --sso) those need a multi-factor sign-in, which a command never has. This command runs only with
+            # DEBUG on and creates accounts with a known password anyway, so it plays the story as if each
+            # persona had just signed in with a second factor (amr "demo-seed"); nothing else binds this.
+            with authentication_bound(Authentication(method="oidc", auth_time=int(time.time()), mfa=True,
+                                                     amr=("demo-seed",))):
+                seed_story(self._seed)
             created = True
         checkpoint = checkpoint_create(only_if_grown=True)
         self.stdout.write(self.style.SUCCESS("demo data " + ("loaded" if created else "already present")))

@@ -14,8 +14,8 @@ from access.models import ReviewCampaign
 from access.services.checks import check_denials_summarise
 from access.services.grants import grants_expire
 from access.services.reviews import review_campaign_close
-from access.services.sso import user_account_disable_inactive
 from access.services.sessions import sessions_expire_sweep
+from access.services.sso import user_account_disable_inactive
 from governance.errors import GovernanceError
 from governance.models import Lineage, ModelVersion
 from governance.services.lineage import LINEAGE_ACTOR, lineage_link_from_mlflow

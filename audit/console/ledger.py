@@ -31,6 +31,8 @@ from audit.export.scope import parse_time
 from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.selectors import CheckpointPending, checkpoint_covering, checkpoint_pending, inclusion_proof
+from audit.console.reads import LedgerRead, ledger_read, not_a_ledger_read
+from audit.services.ledger_access import PAGES
 from audit.verification import trusted_verifiers
 from web.console.base import actor_refs, denied, display_names, is_oversight
 from web.console.tables import CSV_CHUNK, CSV_MAX_ROWS, csv_stream, wants_csv
@@ -169,6 +171,9 @@ def _ledger_csv(qs: QuerySet[Entry], descending: bool) -> StreamingHttpResponse:
 
 
 @login_required
+@ledger_read(LedgerRead("console-ledger", filter_keys=("q", "since", "until", "type", "actor", "subject", "sort",
+                                                       "format"),
+                        cursor_keys=("before", "after", "jump"), covers=PAGES))
 def ledger(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
         return denied(request, NOT_PERMITTED)
@@ -326,6 +331,7 @@ def _entry_context(request: HttpRequest, entry: Entry) -> dict[str, Any]:
 
 
 @login_required
+@ledger_read(LedgerRead("console-entry", path_keys=("seq",), filter_keys=("verify",)))
 def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
     if not is_oversight(request.user):
         return denied(request, NOT_PERMITTED)
@@ -339,6 +345,8 @@ def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
     return render(request, "console/entry.html", context)
 
 
+@not_a_ledger_read("recorded by audit.pii.reveal as privacy.pii_revealed (who, which entry, why): "
+                   "a second entry would say the same")
 @login_required
 @require_POST
 def entry_reveal(request: HttpRequest, seq: int) -> HttpResponse:

@@ -8,8 +8,9 @@ reads none of its content says why with ``@not_a_ledger_read("...")`` (API: ``le
 so a new view cannot be forgotten.
 
 The entry is written after the view has answered and only for a success (2xx): a refused (401/403), missing
-(404) or invalid (400) read returned nothing and is not an access (refusals by role are counted as
-``access.check_denied`` through ``audit.signals.ledger_read_refused``). For a streamed answer (the CSV, an
+(404) or invalid (400) read returned nothing and is not an access. A refusal (403) of someone signed in is an
+invalid access attempt (PCI DSS v4 10.2.1.4): announced as ``audit.signals.ledger_read_refused``, which access
+counts as ``access.check_denied`` once per person and interval (``access/ledger_hooks.py``). For a streamed answer (the CSV, an
 export's file) the entry is written before the first byte leaves. If writing it fails, the request fails:
 the data is never served unrecorded.
 """
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from audit import signals
 from audit.ledger import Actor, Subject
 from audit.services.ledger_access import REQUEST, ledger_access_record
 
@@ -76,6 +78,15 @@ def succeeded(response: HttpResponseBase) -> bool:
     return 200 <= response.status_code < 300
 
 
+def refused(response: HttpResponseBase) -> bool:
+    return response.status_code == 403
+
+
+def announce_refusal(spec: LedgerRead, user: Any, service: str | None) -> None:
+    """A signed-in reader was refused (403): an invalid access attempt, counted by access."""
+    signals.ledger_read_refused.send(sender=LedgerRead, user=user, view=spec.view, service=service)
+
+
 def ledger_read(spec: LedgerRead) -> Callable[[V], V]:
     """Record a console view's successful reads as ``ledger.accessed`` (channel ``console``, actor the
     signed-in person). Put it under ``login_required``: it sees the view's own answer, refusals included."""
@@ -88,6 +99,8 @@ def ledger_read(spec: LedgerRead) -> Callable[[V], V]:
             if succeeded(response) and user.is_authenticated:
                 spec.record(actor=Actor.user(user), reader=f"user:{user.pk}", channel="console",
                             query=request.GET, kwargs=kwargs)
+            elif refused(response) and user.is_authenticated:
+                announce_refusal(spec, user, None)
             return response
 
         wrapper.ledger_read = spec  # type: ignore[attr-defined]

@@ -1,11 +1,12 @@
 """The access domain's answers to the ledger (connected from ``AccessConfig.ready()``).
 
 The ledger imports nothing of ours: it asks who may do what through ``audit.policy`` and
-announces refused reveals through ``audit.signals``. This module registers the role rules
-(InfoSec and auditors read and export the ledger; InfoSec sees every export, reveals personal
-data and manages legal holds) and the account closure that starts retention's clock, and
-counts refused reveals and refused reads of the ledger as ``access.check_denied``. It also tells exports what a ``dataset``
-scope means and which datasets a viewer may pick in the export form (``audit.export.sections``).
+announces refused reveals and refused reads through ``audit.signals``. This module registers the
+role rules (InfoSec and auditors read and export the ledger; InfoSec sees every export, reveals
+personal data and manages legal holds) and the account closure that starts retention's clock, and
+counts refused reveals and refused reads of the ledger as ``access.check_denied``. It also tells
+exports what a ``dataset`` scope means and which datasets a viewer may pick in the export form
+(``audit.export.sections``).
 """
 from __future__ import annotations
 

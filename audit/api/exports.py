@@ -27,8 +27,8 @@ from rest_framework.views import APIView
 
 from audit.api.ledger import FirstRenderer
 from audit.api.reads import LedgerReadMixin
-from audit.console.reads import LedgerRead
 from audit.console.exports import CONTENT_TYPES
+from audit.console.reads import LedgerRead
 from audit.export.scope import FORMATS, MAX_SUBJECTS, parse_scope
 from audit.export.service import export_create, exports_dir, may_export
 from audit.models import ExportJob

@@ -18,8 +18,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from audit.event_types import registry
 from audit.console.reads import LedgerRead, ledger_read, not_a_ledger_read
+from audit.event_types import registry
 from audit.export import sections
 from audit.export.bundle import verify_command
 from audit.export.errors import ExportError

@@ -25,13 +25,13 @@ from django.views.decorators.http import require_POST
 
 from audit import offline_verify as ov
 from audit import pii
+from audit.console.reads import LedgerRead, ledger_read, not_a_ledger_read
 from audit.event_types import registry
 from audit.export.errors import ExportError
 from audit.export.scope import parse_time
 from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.selectors import CheckpointPending, checkpoint_covering, checkpoint_pending, inclusion_proof
-from audit.console.reads import LedgerRead, ledger_read, not_a_ledger_read
 from audit.services.ledger_access import PAGES
 from audit.verification import trusted_verifiers
 from web.console.base import actor_refs, denied, display_names, is_oversight

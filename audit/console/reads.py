@@ -10,9 +10,9 @@ so a new view cannot be forgotten.
 The entry is written after the view has answered and only for a success (2xx): a refused (401/403), missing
 (404) or invalid (400) read returned nothing and is not an access. A refusal (403) of someone signed in is an
 invalid access attempt (PCI DSS v4 10.2.1.4): announced as ``audit.signals.ledger_read_refused``, which access
-counts as ``access.check_denied`` once per person and interval (``access/ledger_hooks.py``). For a streamed answer (the CSV, an
-export's file) the entry is written before the first byte leaves. If writing it fails, the request fails:
-the data is never served unrecorded.
+counts as ``access.check_denied`` once per person and interval (``access/ledger_hooks.py``). For a streamed
+answer (the CSV, an export's file) the entry is written before the first byte leaves. If writing it fails,
+the request fails: the data is never served unrecorded.
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def ledger_read(spec: LedgerRead) -> Callable[[V], V]:
     def decorate(view: V) -> V:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            response = view(request, *args, **kwargs)
+            response: HttpResponseBase = view(request, *args, **kwargs)
             user = request.user
             if succeeded(response) and user.is_authenticated:
                 spec.record(actor=Actor.user(user), reader=f"user:{user.pk}", channel="console",

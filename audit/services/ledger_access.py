@@ -38,7 +38,7 @@ from audit.ledger import Actor, LedgerError, Subject, record
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "ledger.accessed"
-CHANNELS = ("console", "api")
+CHANNELS = ("console", "api", "admin")
 REQUEST, PAGES, PRINCIPAL = "request", "pages", "principal"
 COVERS = (REQUEST, PAGES, PRINCIPAL)
 

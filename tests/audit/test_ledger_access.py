@@ -287,6 +287,28 @@ def test_downloading_an_export_is_an_access_on_each_channel(done_export: int, pe
     assert [r.actor_id for r in rows] == [str(people.auditor.pk), str(people.infosec.pk)]
 
 
+# --- the admin ------------------------------------------------------------------------------------------------
+
+
+def test_the_admins_entry_pages_are_accesses_too(history: None, people: People) -> None:
+    client = client_for(people.auditor)
+    for page in ({}, {"p": "1"}, {"p": "0"}):
+        assert client.get("/admin/audit/entry/", {"event_type__exact": "ledger.note_added", **page}).status_code \
+            == 200
+    entry = Entry.objects.order_by("seq").first()
+    assert entry is not None
+    assert client.get(f"/admin/audit/entry/{entry.pk}/change/").status_code == 200
+    assert client.get("/admin/audit/pendingentry/").status_code == 200
+    assert [(payload(r)["view"], payload(r)["channel"], payload(r)["filter"]) for r in accesses()] == [
+        ("admin:audit_entry_changelist", "admin", {"event_type__exact": "ledger.note_added"}),
+        ("admin:audit_entry_change", "admin", {"id": str(entry.pk)}),
+        ("admin:audit_pendingentry_changelist", "admin", {}),
+    ]
+    # and someone without a ledger role never gets as far as a page (the admin sends them to its login)
+    assert client_for(people.owner).get("/admin/audit/entry/").status_code == 302
+    assert len(accesses()) == 3
+
+
 # --- the cache is down: record rather than lose -----------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from audit.console.reads import LedgerRead
@@ -20,9 +21,18 @@ def _patterns(resolver: URLResolver, prefix: str = "") -> Iterator[tuple[str, UR
             yield prefix + str(p.pattern), p
 
 
+def _owner(callback: Any) -> Any:
+    """What carries a URL's marker: an APIView's class, a model admin (the admin's views are its bound methods,
+    wrapped by the admin site), else the view function itself."""
+    bound = getattr(getattr(callback, "__wrapped__", None), "__self__", None)
+    if isinstance(bound, admin.ModelAdmin):
+        return type(bound)
+    return getattr(callback, "view_class", None) or getattr(callback, "cls", None) or callback
+
+
 def _marks(callback: Any) -> tuple[Any, Any, str]:
-    """(ledger_read, ledger_read_exempt, module) of a URL's view: a function's attributes, or an APIView's."""
-    owner = getattr(callback, "view_class", None) or getattr(callback, "cls", None) or callback
+    """(ledger_read, ledger_read_exempt, module) of a URL's view."""
+    owner = _owner(callback)
     return getattr(owner, "ledger_read", None), getattr(owner, "ledger_read_exempt", None), owner.__module__
 
 
@@ -37,7 +47,8 @@ def _audit_views() -> list[tuple[str, str | None, Any, Any]]:
 
 def test_every_view_of_the_ledger_apps_is_marked() -> None:
     views = _audit_views()
-    assert len(views) >= 19, views  # the walk really reaches the console's and the API's audit views
+    # the walk really reaches the console's, the API's and the admin's audit views
+    assert len(views) >= 19 + 7 * 4, views
     unmarked = [route for route, _name, read, exempt in views if read is None and not exempt]
     assert not unmarked, f"views of audit.* without @ledger_read or @not_a_ledger_read: {unmarked}"
     both = [route for route, _name, read, exempt in views if read is not None and exempt]
@@ -45,7 +56,8 @@ def test_every_view_of_the_ledger_apps_is_marked() -> None:
 
 
 def test_a_recorded_view_names_itself_by_its_url_name() -> None:
-    recorded = {name: read for _route, name, read, _exempt in _audit_views() if read is not None}
+    recorded = {name: read for route, name, read, _exempt in _audit_views()
+                if read is not None and not route.startswith("admin/")}  # the admin's: the next test
     assert set(recorded) == {
         "console-ledger", "console-entry", "export-download", "api-ledger-entries", "api-ledger-entry",
         "api-ledger-inclusion-proof", "api-ledger-consistency-proof", "api-export-download",
@@ -62,3 +74,15 @@ def test_the_walk_would_catch_an_unmarked_view() -> None:
     bare.__module__ = "audit.console.ledger"
     read, exempt, module = _marks(bare)
     assert read is None and exempt is None and module.startswith("audit.")
+
+
+def test_every_admin_of_the_ledger_app_is_marked() -> None:
+    admins = {model._meta.model_name: model_admin for model, model_admin in admin.site._registry.items()
+              if model._meta.app_label == "audit"}
+    assert {"entry", "pendingentry", "checkpoint"} <= set(admins)
+    unmarked = [name for name, a in admins.items()
+                if getattr(a, "ledger_read", None) is None and not getattr(a, "ledger_read_exempt", None)]
+    assert not unmarked, f"audit model admins without ledger_read or ledger_read_exempt: {unmarked}"
+    for name in ("entry", "pendingentry"):  # their pages show the ledger's content
+        assert isinstance(admins[name].ledger_read, LedgerRead)
+        assert isinstance(admins[name].ledger_read_detail, LedgerRead)

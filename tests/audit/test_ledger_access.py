@@ -24,6 +24,7 @@ from audit.services import checkpoints
 from audit.services.ledger_access import in_the_clear, split_filter
 from tests.audit.integration.helpers import fill, note
 from tests.console.helpers import client_for
+from tests.ops.helpers import RedisServer
 from tests.personas import People
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
@@ -312,14 +313,34 @@ def test_the_admins_entry_pages_are_accesses_too(history: None, people: People) 
 # --- the cache is down: record rather than lose -----------------------------------------------------------
 
 
-def test_with_the_cache_down_every_page_is_recorded(history: None, people: People, settings: Any) -> None:
-    # given a cache nobody listens to (a Redis port of this helper's range with no server on it)
+@pytest.fixture
+def redis_cache(settings: Any, tmp_path: Path) -> Iterator[RedisServer]:
+    """The cache on a redis-server of this test's own, which the test kills and restarts."""
+    server = RedisServer(tmp_path)
+    server.start()
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": "redis://127.0.0.1:18499/4",
-                                   "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}}}
+                                   "LOCATION": server.url,
+                                   "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def test_with_the_cache_down_every_page_is_recorded(history: None, people: People,
+                                                    redis_cache: RedisServer) -> None:
     client = client_for(people.auditor)
-    # when the auditor pages through one filter
+    # given a live Redis: paging through one filter coalesces
     for cursor in ({}, {"before": 9}, {"before": 5}):
         assert client.get(LEDGER, cursor).status_code == 200
-    # then nothing coalesces: each page is on the record
+    assert len(accesses()) == 1
+    # when Redis dies: each page is on the record (none is lost to a window nobody can look up)
+    redis_cache.kill()
+    for cursor in ({"before": 9}, {"before": 5}):
+        assert client.get(LEDGER, cursor).status_code == 200
     assert len(accesses()) == 3
+    # and when it is back, an empty one: the next page opens a new window, the one after is covered again
+    redis_cache.start()
+    for cursor in ({"before": 9}, {"before": 5}):
+        assert client.get(LEDGER, cursor).status_code == 200
+    assert len(accesses()) == 4

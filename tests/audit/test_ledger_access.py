@@ -18,10 +18,10 @@ from access import roles
 from audit import ledger, pii
 from audit.export.scope import parse_scope
 from audit.export.service import export_create, export_run
-from audit.ledger import Actor
+from audit.ledger import Actor, LedgerError, Subject
 from audit.models import Entry, PendingEntry
 from audit.services import checkpoints
-from audit.services.ledger_access import in_the_clear, split_filter
+from audit.services.ledger_access import in_the_clear, ledger_access_record, split_filter
 from tests.audit.integration.helpers import fill, note
 from tests.console.helpers import client_for
 from tests.ops.helpers import RedisServer
@@ -143,6 +143,15 @@ def test_a_username_search_is_sealed_under_the_readers_key(history: None, people
     assert revealed["search"] == {"q": searched, "actor": people.owner.get_username()}
     assert Entry.objects.filter(event_type="privacy.pii_revealed").exists() or PendingEntry.objects.filter(
         event_type="privacy.pii_revealed").exists()
+
+
+def test_bad_arguments_are_refused_before_anything_is_written() -> None:
+    for bad in ({"channel": "email"}, {"covers": "everything"}):
+        arguments: dict[str, Any] = {"actor": Actor.system("t"), "reader": "user:1", "view": "v", "channel": "api",
+                                     "subject": Subject("ledger", "entries"), "filter": {}, **bad}
+        with pytest.raises(LedgerError):
+            ledger_access_record(**arguments)
+    assert accesses() == []
 
 
 def test_references_stay_in_the_clear() -> None:

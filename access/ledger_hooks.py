@@ -1,12 +1,13 @@
 """The access domain's answers to the ledger (connected from ``AccessConfig.ready()``).
 
 The ledger imports nothing of ours: it asks who may do what through ``audit.policy`` and
-announces refused reveals through ``audit.signals``. This module registers the role rules
-(InfoSec and auditors read and export the ledger; InfoSec sees every export, reveals personal
-data and manages legal holds), the multi-factor rule for reveals and exports (``access.authn``) and
-the account closure that starts retention's clock, and
-counts refused reveals as ``access.check_denied``. It also tells exports what a ``dataset``
-scope means and which datasets a viewer may pick in the export form (``audit.export.sections``).
+announces refused reveals and refused reads through ``audit.signals``. This module registers the
+role rules (InfoSec and auditors read and export the ledger; InfoSec sees every export, reveals
+personal data and manages legal holds), the multi-factor rule for reveals and exports
+(``access.authn``) and the account closure that starts retention's clock, and counts refused
+reveals and refused reads of the ledger as ``access.check_denied``. It also tells exports what a
+``dataset`` scope means and which datasets a viewer may pick in the export form
+(``audit.export.sections``).
 """
 from __future__ import annotations
 
@@ -70,6 +71,24 @@ def _reveal_refused(sender: object, *, user: Any, seq: int, **kwargs: object) ->
         resource_type="ledger", resource_id=0, window_resource=REVEAL_WINDOW_RESOURCE,
         entry_subject=Subject("ledger_entry", str(seq)), entry_resource=f"ledger_entry:{seq}",
         permission=REVEAL_PERMISSION, level=None,
+    )
+
+
+# Refused reads of the ledger are counted per person over the whole ledger, like refused reveals: walking the
+# explorer, or polling the API with a token that lacks the role, is one access.check_denied per interval.
+LEDGER_READ_PERMISSION = "read_ledger"
+LEDGER_READ_WINDOW_RESOURCE = "ledger:entries"
+
+
+@receiver(signals.ledger_read_refused, dispatch_uid="access.ledger_read_refused")
+def _ledger_read_refused(sender: object, *, user: Any, view: str, service: str | None = None,
+                         **kwargs: object) -> None:
+    """An invalid access attempt on the audit log (PCI DSS v4 10.2.1.4), by a person or a token's account."""
+    denial_record(
+        principal=f"user:{user.pk}", actor=Actor.service(service) if service else Actor.user(user),
+        resource_type="ledger", resource_id=0, window_resource=LEDGER_READ_WINDOW_RESOURCE,
+        entry_subject=Subject("ledger", "entries"), entry_resource=f"ledger:{view}",
+        permission=LEDGER_READ_PERMISSION, level=None,
     )
 
 

@@ -146,6 +146,16 @@ _r(EventType("privacy.subject_erased", "A data subject's key was destroyed (GDPR
 _r(EventType("privacy.kek_rotated", "Data subject keys were re-wrapped under a new key-encryption key (KEK).",
              {"from_kek_id": S(), "to_kek_id": S(), "rewrapped": Field("int"), "live_keys": Field("int")},
              subject="ledger"))
+# PCI DSS v4 10.2.1.3: every read of the audit log (console or API) is itself on the record, one entry per request
+# with the filter that defined what was read (audit/services/ledger_access.py, docs/ledger.md "Reading the ledger
+# is recorded"). ``search``: the filter values that can be personal data (a search text, an actor or subject
+# typed by hand), sealed under the reader's key and so never in the hashed body.
+_r(EventType("ledger.accessed", "Someone read the ledger (entries, proofs or an export's file) in the console or "
+             "the API; the filter says what.",
+             {"view": S(), "channel": S(), "filter": Field("object"), "search": Field("object", required=False,
+                                                                                     pii=True),
+              "covers": S(), "window_seconds": Field("int")},
+             subject="ledger | export"))
 _r(EventType("ledger.exported", "The ledger was exported (who, format, scope).", {"export_id": Field("int"), "format": S(), "scope": Field("object")}, subject="export"))  # noqa: E501
 _r(EventType("ledger.signing_key_rotated", "The checkpoint signing key was replaced.", {"old_verifier_key": S(), "new_verifier_key": S(), "reason": S()}, subject="ledger"))  # noqa: E501
 

@@ -9,6 +9,10 @@
   the person's console preferences) goes or stays with the erasure; a receiver's error propagates.
 - ``reveal_refused(user, seq)``: someone who may not reveal personal data asked to. Sent outside any
   transaction of the ledger's; access counts the denial (``access/ledger_hooks.py``).
+- ``ledger_read_refused(user, view, service)``: someone signed in (``service``: the token's service account
+  name, else None) was refused a read of the ledger (403) by a view that records reads
+  (``audit/console/reads.py``). Sent after the view answered; access counts it as an invalid access
+  attempt (PCI DSS v4 10.2.1.4), once per person and interval like refused reveals.
 
 And to its own delivery code, since the ledger core never imports its tasks (``audit/tasks.py``
 connects the receivers, which queue the work once the sender's transaction commits):
@@ -22,6 +26,7 @@ from django.dispatch import Signal
 
 integrity_failed = Signal()
 reveal_refused = Signal()
+ledger_read_refused = Signal()
 subject_erased = Signal()
 witnessing_requested = Signal()
 export_requested = Signal()

@@ -587,6 +587,11 @@ ACCESS_EXPIRE_INTERVAL = env_float("ACCESS_EXPIRE_INTERVAL", 30.0, minimum=1)
 # summarised (access.check_denials_summarised) when it closes: by this beat task, or lazily by the next denial.
 ACCESS_DENIAL_INTERVAL = env_float("ACCESS_DENIAL_INTERVAL", 3600.0, minimum=1)
 
+# --- Reading the ledger is recorded (audit.services.ledger_access, PCI DSS v4 10.2.1.3) ---------------------------
+# ledger.accessed: one entry per read; the further pages of the same filter (and every proof a principal asks for)
+# within this many seconds are covered by the entry of the first (docs/ledger.md, "Reading the ledger is recorded").
+LEDGER_ACCESS_WINDOW_SECONDS = env_int("LEDGER_ACCESS_WINDOW_SECONDS", 300, minimum=1)
+
 # --- Operations (docs/deploy.md) -------------------------------------------------------------
 # /status reports the sequencer "lagging" when the oldest pending ledger entry has waited longer than this
 # (not readiness: a stopped worker must not take the web tier down; the alert is docker/prometheus/alerts.yml).

@@ -98,6 +98,7 @@ EXAMPLE_EVENT = {
 class EventsIngestApi(APIView):
     """Record up to 1,000 runtime events, all or nothing, idempotently by ``event_id``."""
 
+    ledger_read_exempt = "writes runtime events; reads none (its answer is the new entries' pending ids)"
     required_scope = "events:write"
     permission_classes = [HasScope, EventsPermission]
 

@@ -26,7 +26,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.api.ledger import FirstRenderer
+from audit.api.reads import LedgerReadMixin
 from audit.console.exports import CONTENT_TYPES
+from audit.console.reads import LedgerRead
 from audit.export.scope import FORMATS, MAX_SUBJECTS, parse_scope
 from audit.export.service import export_create, exports_dir, may_export
 from audit.models import ExportJob
@@ -123,6 +125,9 @@ EXAMPLE_JOB = {
 class ExportsApi(APIView):
     """List past exports (InfoSec: all; an auditor: their own) or start one."""
 
+    ledger_read_exempt = ("the exports' metadata, not the ledger's content; starting one is ledger.exported, "
+                          "downloading one is api-export-download's ledger.accessed")
+
     required_scopes = SCOPES
 
     @extend_schema_serializer(component_name="ExportRequest")
@@ -198,6 +203,8 @@ class ExportsApi(APIView):
 class ExportApi(APIView):
     """One export and its progress."""
 
+    ledger_read_exempt = "one export's metadata and progress, not the ledger's content (its file: the download)"
+
     required_scope = "exports:read"
 
     @extend_schema(tags=[TAG], summary="Get an export (progress)",
@@ -207,8 +214,10 @@ class ExportApi(APIView):
         return Response(job_data(_job(request, export_id), request))
 
 
-class ExportDownloadApi(APIView):
+class ExportDownloadApi(LedgerReadMixin, APIView):
     """The export's file, once it is done."""
+
+    ledger_read = LedgerRead("api-export-download", subject=("export", "<export_id>"))
 
     required_scope = "exports:read"
     content_negotiation_class = FirstRenderer

@@ -30,12 +30,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import selectors
+from audit.api.reads import LedgerReadMixin
+from audit.console.reads import LedgerRead
 from audit.event_types import registry
 from audit.export.errors import ExportError
 from audit.export.scope import parse_time
 from audit.ledger import ACTOR_TYPES
 from audit.models import Checkpoint, Entry, SigningKey
 from audit.selectors import EntryFilters, checkpoint_at, entries_list, may_read_ledger
+from audit.services.ledger_access import PAGES, PRINCIPAL
 from audit.services.witnessing import published_note
 from audit.signing import current_verifier_key
 from audit.verification import trusted_verifiers
@@ -71,6 +74,10 @@ class SignedIn(BasePermission):
 
 
 LEDGER_PERMISSIONS = [HasScope, CanReadLedger]
+
+# Why the checkpoint and key views are not recorded reads (audit/console/reads.py): they publish what every
+# signed-in person and every verifier checks against (signed tree heads, verifier keys), none of the content.
+PUBLISHED = "published to every signed-in person: signed tree heads and verifier keys, no entry's content"
 
 
 class LedgerCursorPagination(SeqCursorPagination):
@@ -232,8 +239,12 @@ ENTRY_EXAMPLE = {
 # --- entries --------------------------------------------------------------------------------------------
 
 
-class LedgerEntriesApi(APIView):
+class LedgerEntriesApi(LedgerReadMixin, APIView):
     """The ledger's entries in ``seq`` order, filtered; a cursor stays valid however much is appended."""
+
+    ledger_read = LedgerRead("api-ledger-entries", filter_keys=(
+        "since", "until", "event_type", "actor", "subject", "subject_type", "seq_from", "seq_to", "request_id"),
+        cursor_keys=("cursor",), covers=PAGES)
 
     required_scope = "ledger:read"
     permission_classes = LEDGER_PERMISSIONS
@@ -334,8 +345,10 @@ class LedgerEntriesApi(APIView):
         return paginator.get_paginated_response([entry_data(e) for e in page])
 
 
-class LedgerEntryApi(APIView):
+class LedgerEntryApi(LedgerReadMixin, APIView):
     """One integrated entry with its canonical (hashed) body and the first checkpoint covering it."""
+
+    ledger_read = LedgerRead("api-ledger-entry", path_keys=("seq",))
 
     required_scope = "ledger:read"
     permission_classes = LEDGER_PERMISSIONS
@@ -369,8 +382,12 @@ class LedgerEntryApi(APIView):
         return Response(data)
 
 
-class InclusionProofApi(APIView):
+class InclusionProofApi(LedgerReadMixin, APIView):
     """An RFC 9162 inclusion proof of one entry in the tree of ``tree_size`` entries."""
+
+    # Verifiers ask for proofs at high rates: one entry per principal per window (the first request's filter).
+    ledger_read = LedgerRead("api-ledger-inclusion-proof", subject=("ledger", "proofs"), path_keys=("seq",),
+                             filter_keys=("tree_size",), covers=PRINCIPAL)
 
     required_scope = "ledger:read"
     permission_classes = LEDGER_PERMISSIONS
@@ -418,8 +435,11 @@ class InclusionProofApi(APIView):
         })
 
 
-class ConsistencyProofApi(APIView):
+class ConsistencyProofApi(LedgerReadMixin, APIView):
     """An RFC 9162 consistency proof between two tree sizes: the older tree is a prefix of the newer."""
+
+    ledger_read = LedgerRead("api-ledger-consistency-proof", subject=("ledger", "proofs"),
+                             filter_keys=("old_size", "new_size"), covers=PRINCIPAL)
 
     required_scope = "ledger:read"
     permission_classes = LEDGER_PERMISSIONS
@@ -476,6 +496,8 @@ class ConsistencyProofApi(APIView):
 class LatestCheckpointApi(APIView):
     """The latest signed checkpoint, as the C2SP signed note itself with its witness cosignatures (``text/plain``)."""
 
+    ledger_read_exempt = PUBLISHED
+
     required_scope = "ledger:read"
     permission_classes = [HasScope, SignedIn]
     renderer_classes = [PlainTextRenderer]
@@ -498,6 +520,8 @@ class LatestCheckpointApi(APIView):
 
 class CheckpointsApi(APIView):
     """Signed checkpoints, newest first; ``tree_size`` picks the ones signed at that size."""
+
+    ledger_read_exempt = PUBLISHED
 
     required_scope = "ledger:read"
     permission_classes = [HasScope, SignedIn]
@@ -532,6 +556,8 @@ class CheckpointsApi(APIView):
 
 class KeysApi(APIView):
     """Verifier keys: the current signing key's, every one trusted (incl. rotated-out keys) and all registered."""
+
+    ledger_read_exempt = PUBLISHED
 
     required_scope = "ledger:read"
     permission_classes = [HasScope, SignedIn]

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from audit.console.reads import LedgerRead, ledger_read, not_a_ledger_read
 from audit.errors import StepUpRequired
 from audit.event_types import registry
 from audit.export import sections
@@ -55,6 +56,7 @@ FORMAT_LABELS = {"bundle": "bundle (zip, verifies offline)", "csv": "csv (spread
 
 @require_GET
 @never_cache
+@ledger_read(LedgerRead("export-download", subject=("export", "<export_id>")))
 def export_download(request: HttpRequest, export_id: int) -> FileResponse:
     visible = exports_visible_to(request.user)  # the rule the API and the console use
     job = visible.filter(pk=export_id).first() if visible is not None else None
@@ -122,6 +124,8 @@ def _form_context(request: HttpRequest, form: Any) -> dict[str, Any]:
     }
 
 
+@not_a_ledger_read("the exports' metadata (who, when, scope), not the ledger's content; starting one is "
+                   "ledger.exported, downloading one is export-download's ledger.accessed")
 @login_required
 def exports(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
@@ -193,6 +197,7 @@ def _form_words(exc: ExportError) -> str:
     return str(exc)
 
 
+@not_a_ledger_read("one export's metadata and progress, not the ledger's content (its file: export-download)")
 @login_required
 def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
     if not is_oversight(request.user):

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_POST
 
 from audit import offline_verify as ov
 from audit import pii
+from audit.console.reads import LedgerRead, ledger_read, not_a_ledger_read
 from audit.errors import StepUpRequired
 from audit.event_types import registry
 from audit.export.errors import ExportError
@@ -32,6 +33,7 @@ from audit.export.scope import parse_time
 from audit.merkle import ProofError
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.selectors import CheckpointPending, checkpoint_covering, checkpoint_pending, inclusion_proof
+from audit.services.ledger_access import PAGES
 from audit.verification import trusted_verifiers
 from web.console.base import actor_refs, denied, display_names, is_oversight, refusal_message
 from web.console.tables import CSV_CHUNK, CSV_MAX_ROWS, csv_stream, wants_csv
@@ -170,6 +172,9 @@ def _ledger_csv(qs: QuerySet[Entry], descending: bool) -> StreamingHttpResponse:
 
 
 @login_required
+@ledger_read(LedgerRead("console-ledger", filter_keys=("q", "since", "until", "type", "actor", "subject", "sort",
+                                                       "format"),
+                        cursor_keys=("before", "after", "jump"), covers=PAGES))
 def ledger(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
         return denied(request, NOT_PERMITTED)
@@ -327,6 +332,7 @@ def _entry_context(request: HttpRequest, entry: Entry) -> dict[str, Any]:
 
 
 @login_required
+@ledger_read(LedgerRead("console-entry", path_keys=("seq",), filter_keys=("verify",)))
 def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
     if not is_oversight(request.user):
         return denied(request, NOT_PERMITTED)
@@ -340,6 +346,8 @@ def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
     return render(request, "console/entry.html", context)
 
 
+@not_a_ledger_read("recorded by audit.pii.reveal as privacy.pii_revealed (who, which entry, why): "
+                   "a second entry would say the same")
 @login_required
 @require_POST
 def entry_reveal(request: HttpRequest, seq: int) -> HttpResponse:

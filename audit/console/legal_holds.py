@@ -9,11 +9,13 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from audit.console.reads import not_a_ledger_read
 from audit.models import LegalHold
 from audit.services.retention import legal_hold_create, legal_hold_release
 from web.console.base import denied, display_names, is_oversight, redirect_back, run_action
 from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
 
+_NOT_A_READ = not_a_ledger_read("legal holds (whose personal data may not be erased), not the ledger's content")
 HOLDS_NOT_PERMITTED = "Legal holds are for InfoSec and auditors: you are not permitted to see them."
 
 HOLDS_TABLE = TableSpec(
@@ -43,6 +45,7 @@ HOLDS_TABLE = TableSpec(
 HOLD_FILTERS = ("all", "active", "released")
 
 
+@_NOT_A_READ
 @login_required
 def legal_holds(request: HttpRequest) -> HttpResponseBase:
     if not is_oversight(request.user):
@@ -68,6 +71,7 @@ def legal_holds(request: HttpRequest) -> HttpResponseBase:
 # Auditors reach the service, which refuses them with a message (InfoSec only); anyone else gets the 403 page.
 
 
+@_NOT_A_READ
 @login_required
 @require_POST
 def legal_hold_new(request: HttpRequest) -> HttpResponse:
@@ -84,6 +88,7 @@ def legal_hold_new(request: HttpRequest) -> HttpResponse:
     return redirect_back(request, reverse("console-legal-holds"))
 
 
+@_NOT_A_READ
 @login_required
 @require_POST
 def legal_hold_release_view(request: HttpRequest, hold_id: int) -> HttpResponse:

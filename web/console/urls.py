@@ -4,12 +4,13 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from web.console.login import ConsoleLoginView, ConsolePasswordChangeView
 from web.console.preferences import preferences
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="console/login.html", redirect_authenticated_user=True),
-         name="console-login"),
+    path("login/", ConsoleLoginView.as_view(), name="console-login"),
     path("logout/", auth_views.LogoutView.as_view(), name="console-logout"),
+    path("password/", ConsolePasswordChangeView.as_view(), name="console-password-change"),
     path("preferences/", preferences, name="console-preferences"),
     path("", include("governance.console.urls")),
     path("", include("audit.console.urls")),

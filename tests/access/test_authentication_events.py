@@ -118,6 +118,16 @@ def test_the_lockout_ends_after_its_minutes(owner: User, settings: Any) -> None:
     assert admitted.status_code == 302 and signed_in(admitted)
 
 
+def test_refused_attempts_do_not_extend_the_lockout(owner: User) -> None:
+    for _ in range(5):
+        attempt(owner.username, WRONG)
+    locked_at = list(AccessAttempt.objects.values_list("attempt_time", "failures_since_start"))
+    for _ in range(3):
+        assert attempt(owner.username, WRONG).status_code == 429
+    # the refused attempts were neither counted nor moved the window: the lockout ends when the page said
+    assert list(AccessAttempt.objects.values_list("attempt_time", "failures_since_start")) == locked_at
+
+
 def test_the_lockout_page_says_when_to_try_again(owner: User, settings: Any) -> None:
     for _ in range(5):
         response = attempt(owner.username, WRONG)
@@ -362,3 +372,4 @@ def test_behind_the_proxy_the_lockout_counts_the_forwarded_address(owner: User, 
     refused = Client().post(LOGIN, {"username": owner.username, "password": PASSWORD}, REMOTE_ADDR="10.0.0.2",
                             HTTP_X_FORWARDED_FOR=HOME)
     assert refused.status_code == 429
+

@@ -100,6 +100,6 @@ class LoginThrottleBackend(AxesStandaloneBackend):
 
 
 def not_a_password_attempt(request: Any, credentials: Any) -> bool:
-    """axes' ``AXES_WHITELIST_CALLABLE``: an authentication without a password (an SSO callback, a
-    ``force_login``) is neither counted nor refused by the throttle; the identity provider throttles its own."""
+    """axes' ``AXES_WHITELIST_CALLABLE``: an authentication without a password (an SSO callback) is neither
+    counted nor refused by the throttle; the identity provider throttles its own."""
     return not isinstance(credentials, Mapping) or credentials.get("password") is None

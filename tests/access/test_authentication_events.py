@@ -373,3 +373,17 @@ def test_behind_the_proxy_the_lockout_counts_the_forwarded_address(owner: User, 
                             HTTP_X_FORWARDED_FOR=HOME)
     assert refused.status_code == 429
 
+
+
+def test_a_known_address_costs_no_query_once_committed(
+    token_for: Any, fresh_seen_addresses: Any, django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = token_for(["ledger:read"])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.get("/api/v1/ledger/keys", REMOTE_ADDR=HOME)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/ledger/keys", REMOTE_ADDR=HOME).status_code == 200
+    assert not [q for q in queries.captured_queries if "apitokenaddress" in q["sql"]]

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.permissions import BasePermission
@@ -89,7 +90,9 @@ def note_token_address(token: ApiToken, origin: str | None) -> None:
     if key in seen_addresses:
         return
     api_token_address_record(token=token, origin=origin)
-    seen_addresses.add(key)
+    # Remembered once it is committed: a request running in a transaction (an Idempotency-Key's) that rolls
+    # back takes the entry with it, and the next request from that address must record it again.
+    transaction.on_commit(lambda: seen_addresses.add(key))
 
 
 class ConsoleSessionAuthentication(SessionAuthentication):

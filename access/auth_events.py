@@ -8,7 +8,8 @@
   Credentials without a password (an SSO callback) are not a password attempt and are not recorded here.
 - ``user_locked_out`` (django-axes): ``auth.locked_out``, once per lockout: axes sends the signal on the
   failure that reaches the limit and again on each refused attempt; only the first is recorded.
-- ``user_logged_out`` (Django): ``auth.logged_out`` (nothing when there was no signed-in user).
+- ``user_logged_out`` (Django): ``auth.logged_out`` (nothing when there was no signed-in user, or when the
+  session is being ended because it expired: ``SESSION_EXPIRED_ATTRIBUTE``).
 
 The credentials Django passes have the password masked already; it is never read here.
 """
@@ -93,8 +94,15 @@ def on_locked_out(sender: Any, request: Any = None, username: str | None = None,
                          scope=scope or ["username"], until=until or timezone.now() + _cool_off())
 
 
+#: Set on the request (True) by code that ends a session because it expired, before it calls ``logout()``:
+#: the expiry is its own event (``auth.session_expired``), not a sign-out by the person.
+SESSION_EXPIRED_ATTRIBUTE = "session_expired"
+
+
 @receiver(user_logged_out, dispatch_uid="access.auth_events.logged_out")
 def on_logged_out(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
     if user is None or not getattr(user, "pk", None):
+        return
+    if request is not None and getattr(request, SESSION_EXPIRED_ATTRIBUTE, False):
         return
     logout_record(user=user, origin=client_address(request) if request is not None else None)

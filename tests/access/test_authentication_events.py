@@ -255,6 +255,19 @@ def test_a_sign_out_is_recorded(owner: User, infosec: User) -> None:
     assert len(entries("auth.logged_out")) == 1
 
 
+def test_a_session_ended_because_it_expired_is_not_a_sign_out(owner: User) -> None:
+    from django.contrib.auth import logout
+
+    from access.auth_events import SESSION_EXPIRED_ATTRIBUTE
+
+    request = RequestFactory().get("/console/", REMOTE_ADDR=HOME)
+    request.session = SessionStore()
+    request.user = owner
+    setattr(request, SESSION_EXPIRED_ATTRIBUTE, True)
+    logout(request)
+    assert entries("auth.logged_out") == []
+
+
 def test_the_lockout_entry_says_what_is_locked_and_until_when(owner: User, infosec: User, settings: Any) -> None:
     for _ in range(5):
         attempt(owner.username, WRONG)

@@ -25,7 +25,9 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 
+from access.client_address import client_address
 from access.errors import StepUpRequired
+from access.services.authentication import login_success_record
 from audit.context import Authentication, current_authentication
 
 SESSION_KEY = "_authn"
@@ -123,13 +125,20 @@ def step_up_reason(now: float | None = None) -> str | None:
 @receiver(user_logged_in, dispatch_uid="access.authn.store_on_login")
 def store_on_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     """Every sign-in through ``django.contrib.auth.login`` (console, admin, OIDC callback) stores how it
-    was made: OIDC when the backend left its claims on the user, a password otherwise."""
+    was made: OIDC when the backend left its claims on the user, a password otherwise; and records
+    ``auth.login_succeeded`` (``access.services.authentication.login_success_record``)."""
     session = getattr(request, "session", None)
     if session is None:
         return
     claims = getattr(user, USER_ATTRIBUTE, None)
     if isinstance(claims, Mapping):
-        session_store(session, method="oidc", amr=claims.get("amr") or (), acr=claims.get("acr") or "",
-                      auth_time=claims.get("auth_time"))
+        authn = session_store(session, method="oidc", amr=claims.get("amr") or (), acr=claims.get("acr") or "",
+                              auth_time=claims.get("auth_time"))
     else:
-        session_store(session, method="password")
+        authn = session_store(session, method="password")
+    # Here, after the store, so that every way in (password form, admin, SSO callback) is recorded once, with
+    # what the session now says about it. A login() outside any HTTP request (the test client's force_login
+    # builds a bare HttpRequest: no method, no path) lets no client in and is not recorded.
+    if not getattr(request, "META", {}).get("REQUEST_METHOD"):
+        return
+    login_success_record(user=user, authentication=authn, origin=client_address(request))

@@ -10,8 +10,13 @@ guardian. It is configured in place of ``guardian.backends.ObjectPermissionBacke
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend
+from axes.exceptions import AxesBackendPermissionDenied
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 from django.db.models import Model
 from guardian.backends import ObjectPermissionBackend
 
@@ -52,3 +57,49 @@ class GrantBackedObjectPermissionBackend(ObjectPermissionBackend):
             return set(super().get_all_permissions(user_obj, obj))
         return {codename for codename in RESOURCE_PERMISSIONS[resource_type]
                 if self.has_perm(user_obj, codename, obj)}
+
+
+# --- password sign-in: LOCAL_LOGIN and the throttle (docs/identity.md "Local sign-in and lockout") ----------------
+
+
+class LocalPasswordBackend(ModelBackend):
+    """Django's password backend that answers nothing while ``LOCAL_LOGIN`` is off, whatever asks it (the
+    console's or the admin's form, DRF's browsable-API login, a ``client.login``): with SSO only, a
+    password is no way in. Permissions (``has_perm`` on groups) work as before either way."""
+
+    def authenticate(self, request: Any, username: str | None = None, password: str | None = None,
+                     **kwargs: Any) -> Any:
+        if not settings.LOCAL_LOGIN:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+#: Set on the request when the throttle refused an attempt (``LoginThrottleBackend``): the receivers of
+#: ``user_login_failed`` then record nothing for it (one ``auth.locked_out`` stands for the lockout).
+REFUSED_ATTRIBUTE = "login_refused_by_lockout"
+
+
+class LoginThrottleBackend(AxesStandaloneBackend):
+    """django-axes' backend (first in AUTHENTICATION_BACKENDS): refuses a password attempt while its username
+    or its address is locked out. Marks the request it refused, so that the refusal is told apart from a
+    wrong password (the ``user_login_failed`` signal Django sends is the same for both).
+
+    Without a request (``authenticate()`` from code on the host: a shell, the test client's ``login``) there is
+    no client to throttle and axes' own backend would raise; it answers nothing instead, as every HTTP path
+    passes its request."""
+
+    def authenticate(self, request: Any, username: str | None = None, password: str | None = None,
+                     **kwargs: Any) -> Any:
+        if request is None:
+            return None
+        try:
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        except AxesBackendPermissionDenied:
+            setattr(request, REFUSED_ATTRIBUTE, True)
+            raise
+
+
+def not_a_password_attempt(request: Any, credentials: Any) -> bool:
+    """axes' ``AXES_WHITELIST_CALLABLE``: an authentication without a password (an SSO callback) is neither
+    counted nor refused by the throttle; the identity provider throttles its own."""
+    return not isinstance(credentials, Mapping) or credentials.get("password") is None

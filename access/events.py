@@ -122,3 +122,26 @@ _r(EventType("auth.session_expired", "A person's console session ended without a
              "at the end of its lifetime.",
              {"reason": S(), "signed_in_at": Field(nullable=True), "last_seen_at": Field(nullable=True),
               "method": Field(nullable=True)}, subject="user"))
+
+# --- authentication events (access.services.authentication; docs/identity.md "Authentication events") ------------
+# No password ever, no username of an unknown account (its subject is login:<keyed hash>, audit.pii.pseudonym),
+# no address in a hashed body: `origin` is the client's address as personal data of the account (a commitment,
+# revealable by InfoSec), `origin_hash` its keyed hash where there is no account to hold it.
+_ORIGIN = Field(required=False, pii=True)
+_ORIGIN_HASH = Field(required=False)
+_r(EventType("auth.login_succeeded", "A person signed in (password or SSO).",
+             {"method": S(), "amr": Field("list", required=False), "acr": OPT, "origin": _ORIGIN}, subject="user"))
+_r(EventType("auth.login_failed", "A password sign-in failed (wrong password, unknown or inactive account). "
+             "Attempts refused during a lockout are not recorded one by one (auth.locked_out).",
+             {"channel": S(), "origin": _ORIGIN, "origin_hash": _ORIGIN_HASH}, subject="user | login"))
+_r(EventType("auth.locked_out", "Too many failed password sign-ins: the username or the address is locked out "
+             "until the time given; one entry per lockout.",
+             {"channel": S(), "scope": _LIST, "until": S(), "origin": _ORIGIN, "origin_hash": _ORIGIN_HASH},
+             subject="user | login"))
+_r(EventType("auth.logged_out", "A person signed out.", {"origin": _ORIGIN}, subject="user"))
+_r(EventType("auth.password_changed", "A local account's password was changed (by its owner in the console, "
+             "or on the host with manage.py changepassword).", {"channel": S()}, subject="user"))
+_r(EventType("auth.token_first_use_from_address", "An API token was used from an address it had never been used "
+             "from (one entry per token and address).",
+             {"service_account": S(), "token_id": Field("int"), "prefix": S(), "origin": _ORIGIN},
+             subject="service_account"))

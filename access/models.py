@@ -322,3 +322,21 @@ class ExternalIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.issuer} {self.subject} → user:{self.user_id}"
+
+
+class ApiTokenAddress(models.Model):
+    """An address an API token was used from, as a keyed hash (``audit.pii.pseudonym``), never in clear.
+
+    Written by ``access.services.authentication.api_token_address_record`` on the first use from an address,
+    which records ``auth.token_first_use_from_address``; the unique constraint makes that once per token and
+    address even for concurrent first requests. Goes with its token (telemetry, not a record: the ledger is)."""
+
+    token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, related_name="addresses")
+    address_hash = models.CharField(max_length=64)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["token", "address_hash"], name="api_token_address_once")]
+
+    def __str__(self) -> str:
+        return f"{self.token_id}/{self.address_hash[:12]}…"

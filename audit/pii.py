@@ -153,6 +153,23 @@ def kek_ids() -> tuple[str, str | None]:
     return kek_id(_kek()), kek_id(previous) if previous is not None else None
 
 
+_PSEUDONYM_INFO = b"ledger-pseudonym-v1|"
+
+
+def pseudonym(purpose: str, value: str) -> str:
+    """A keyed hash standing for ``value`` where no data subject can hold it in the ledger (a username
+    nobody has, the address of a failed attempt against it, an address a token was seen from).
+
+    hex HMAC-SHA256(HKDF(KEK, "ledger-pseudonym-v1|" || purpose), value): the same value gives the same
+    pseudonym (attempts can be counted and correlated), different purposes give unrelated ones, and without
+    the KEK nobody can test a guess (a dictionary of usernames or the 2^32 IPv4 addresses). Whoever holds the
+    KEK can: it identifies a suspect value, it is not encryption. Stable while ``LEDGER_PII_KEK`` is; after a
+    KEK rotation the same value gets a new pseudonym (docs/pii.md "Pseudonyms").
+    """
+    key = _hkdf(_kek(), _PSEUDONYM_INFO + purpose.encode())
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
 def _wrap(kek: bytes, data_subject: str, key: bytes) -> bytes:
     nonce = os.urandom(_NONCE)
     return nonce + AESGCM(kek).encrypt(nonce, key, _KEK_WRAP + data_subject.encode())

@@ -39,6 +39,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "web.apps.GovernanceAdminConfig",
+    # Before django.contrib.auth so that its ``changepassword`` command (recorded in the ledger) replaces
+    # Django's (the first app that has a command wins); it holds nothing else.
+    "access.auth_commands",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -49,6 +52,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "csp",
     "guardian",
+    # django-axes: failed password sign-ins counted per username and per address, lockouts (docs/identity.md).
+    "axes",
     "audit",
     "access",
     "governance",
@@ -70,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "web.idle_session.IdleSessionMiddleware",
+    # Turns a refused (locked-out) password sign-in into the lockout page (web.console.login.lockout_response).
+    "axes.middleware.AxesMiddleware",
     # How the session's person signed in (access.authn), for the services' multi-factor rule.
     "web.middleware.AuthenticationContextMiddleware",
     # The viewer's time zone (a console preference, kept in the session) for console pages; /api/ stays UTC.
@@ -145,13 +152,57 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    # First: refuses a password sign-in while its username or its address is locked out (django-axes).
+    "access.backends.LoginThrottleBackend",
+    # Django's password backend, answering nothing while LOCAL_LOGIN is off (permissions still work).
+    "access.backends.LocalPasswordBackend",
     # guardian's backend, but a dataset/model/environment permission holds only while an active grant backs it
     # (a lapsed grant stops at its expires_at even when the expiry task has not run).
     "access.backends.GrantBackedObjectPermissionBackend",
     # OpenID Connect sign-in: answers only the SSO callback (access.oidc); idle without OIDC_RP_CLIENT_ID.
     "access.oidc.OIDCBackend",
 ]
+# --- Local password sign-in and its throttle (docs/identity.md "Local sign-in and lockout") -----------------
+# The password form of the console and the admin. Off by default in production (DEBUG=0): people sign in
+# through SSO (OIDC_RP_CLIENT_ID); LOCAL_LOGIN=1 keeps it for the demo and break-glass admin accounts.
+# Production refuses to start with neither (nobody could sign in).
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", DEBUG)
+# Failed password sign-ins allowed per username and, separately, per client address within the lockout
+# window; the next one locks that username (or address) out for LOGIN_LOCKOUT_MINUTES.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+# How many reverse proxies in front of the app append the client's address to X-Forwarded-For
+# (compose: 1, Caddy). 0: the address is REMOTE_ADDR. Only set it when the app's port is reachable through
+# those proxies alone: a client talking to the app directly could otherwise claim any address
+# (access.client_address, used by the lockout and as the `origin` of authentication events).
+CLIENT_IP_PROXY_COUNT = env_int("CLIENT_IP_PROXY_COUNT", 0, minimum=0)
+AXES_ENABLED = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+# Two independent counters: one per username (whatever the address: a distributed guess at one account) and
+# one per address (whatever the username: one host spraying many accounts). Either reaching the limit refuses.
+AXES_LOCKOUT_PARAMETERS = [["username"], ["ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A refused attempt during a lockout does not extend it: the lockout ends LOGIN_LOCKOUT_MINUTES after the
+# failure that caused it, which is what the lockout page promises (and an attacker cannot keep a victim's
+# account locked with one request per window any more than with LOGIN_FAILURE_LIMIT of them).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "access.client_address.client_address"
+# Only password attempts count (an SSO callback that fails is not a guessed password, and an office's shared
+# address must not lose SSO because someone mistyped a password five times).
+AXES_WHITELIST_CALLABLE = "access.backends.not_a_password_attempt"
+AXES_LOCKOUT_CALLABLE = "web.console.login.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# axes' own tables: attempts are deleted once their window passes; no per-login access log (the ledger's
+# auth.login_succeeded is the record) and no admin pages (the admin is read-only, web/admin_site.py).
+AXES_DISABLE_ACCESS_LOG = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
+# Masked in what axes keeps of the POST (the password always is): usernames and addresses too.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address"]
+
 # guardian looks for its own backend's dotted path; ours is a subclass of it (access/backends.py).
 SILENCED_SYSTEM_CHECKS = ["guardian.W001"]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user object
@@ -641,7 +692,8 @@ LOGGING = {
                     "filters": ["periodic", "context", "redact"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes logs every sign-in at INFO (masked); its warnings (failures, lockouts) are enough next to the ledger.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- Production guard rails -----------------------------------------------------
@@ -659,9 +711,20 @@ def production_guard(*, secret_key: str, pii_kek: str | None, webhook_secret: st
         )
 
 
+def sign_in_guard(*, local_login: bool, oidc_client_id: str | None) -> None:
+    """With DEBUG off, refuse to start when neither SSO nor the local password login is configured."""
+    if not local_login and not oidc_client_id:
+        raise ImproperlyConfigured(
+            "DEBUG is off and nobody could sign in: configure SSO (OIDC_RP_CLIENT_ID and the other OIDC_* "
+            "settings, docs/identity.md) or allow the local password login with LOCAL_LOGIN=1"
+        )
+
+
 if not DEBUG:
     production_guard(secret_key=SECRET_KEY, pii_kek=LEDGER_PII_KEK, webhook_secret=MLFLOW_WEBHOOK_SECRET,
                      signing_key_is_dev=LEDGER_SIGNING_KEY_IS_DEV)
+    # No SSO and no password form: the process would serve a console nobody can sign in to.
+    sign_in_guard(local_login=LOCAL_LOGIN, oidc_client_id=env_str("OIDC_RP_CLIENT_ID"))
 
 # --- two-person control over the rules: the policy floor ---------------------------------------
 # The weakest promotion policy accepted per environment (docs/promotions.md). JSON, e.g.

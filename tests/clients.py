@@ -15,6 +15,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from access.models import ServiceAccount
+from access.services.authentication import api_token_address_record
 from access.services.service_accounts import service_account_create
 from access.services.tokens import api_token_create
 from tests.personas import People
@@ -54,6 +55,10 @@ def token_for(people: People) -> Callable[..., APIClient]:
                 account = service_account_create(actor=people.requester, name="pipeline")
         issued = api_token_create(actor=people.owner if account.owner_id == people.owner.pk else people.infosec,
                                   service_account=account, name=f"t{counter['n']}", scopes=scopes, **kwargs)
+        # The test client's address counts as seen: its auth.token_first_use_from_address is written here, in
+        # the set-up, not by the first request under test (tests/access/test_authentication_events.py tests it
+        # from other addresses).
+        api_token_address_record(token=issued.token, origin="127.0.0.1")
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
         client.token = issued.token  # type: ignore[attr-defined]

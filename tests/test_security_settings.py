@@ -111,6 +111,10 @@ def test_production_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert (s["CONSOLE_IDLE_TIMEOUT_SECONDS"], s["CONSOLE_SESSION_MAX_AGE_SECONDS"]) == (900, 43200)
     assert (s["SESSION_COOKIE_AGE"], s["SESSION_EXPIRE_AT_BROWSER_CLOSE"]) == (900 + 3600, True)
     assert "web.idle_session.IdleSessionMiddleware" in s["MIDDLEWARE"]
+    # compose turns the (throttled) password sign-in on for trying it out, and reads the client's address
+    # from Caddy's X-Forwarded-For
+    assert s["LOCAL_LOGIN"] is True and s["CLIENT_IP_PROXY_COUNT"] == 1
+    assert s["AUTHENTICATION_BACKENDS"][0] == "access.backends.LoginThrottleBackend"
     policy = s["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]
     assert policy["script-src"] == ["'self'"] and policy["style-src"] == ["'self'"]
 

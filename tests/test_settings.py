@@ -108,11 +108,34 @@ def test_production_starts_with_real_secrets_and_key(tmp_path: Path) -> None:
     # ``manage.py check`` starts Django, loads every app and passes its system checks.
     environ = settings_environ(
         tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET, LEDGER_SIGNING_KEY=str(_key_file(tmp_path)),
-        MLFLOW_WEBHOOK_SECRET="w" * 40, LEDGER_PII_KEK=KEK,
+        MLFLOW_WEBHOOK_SECRET="w" * 40, LEDGER_PII_KEK=KEK, LOCAL_LOGIN="1",
     )
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# --- somebody must be able to sign in ----------------------------------------------------------------------
+
+
+def test_production_refuses_to_start_when_nobody_could_sign_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _refusal(monkeypatch, tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET,
+                       LEDGER_SIGNING_KEY=str(_key_file(tmp_path)), **SECRETS)
+    assert "nobody could sign in" in message and "LOCAL_LOGIN=1" in message and "OIDC_RP_CLIENT_ID" in message
+
+
+@pytest.mark.parametrize("sign_in", [{"LOCAL_LOGIN": "1"}, {"OIDC_RP_CLIENT_ID": "governance-console"}])
+def test_production_starts_with_sso_or_the_local_login(sign_in: dict[str, str], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings_module(monkeypatch, settings_environ(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET,
+                                                      LEDGER_SIGNING_KEY=str(_key_file(tmp_path)), **SECRETS,
+                                                      **sign_in))
+    assert s["LOCAL_LOGIN"] is ("LOCAL_LOGIN" in sign_in)
+
+
+def test_the_local_login_is_on_by_default_only_with_debug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_module(monkeypatch, settings_environ(tmp_path, DEBUG="1"))["LOCAL_LOGIN"] is True
+    assert settings_module(monkeypatch, settings_environ(tmp_path, DEBUG="1", LOCAL_LOGIN="0"))["LOCAL_LOGIN"] is False
 
 
 # --- malformed values stop the settings module ------------------------------------------------------------
@@ -125,6 +148,10 @@ def test_production_starts_with_real_secrets_and_key(tmp_path: Path) -> None:
         ("LEDGER_CHECKPOINT_INTERVAL", "soon", "is not a number"),
         ("LEDGER_CHECKPOINT_INTERVAL", "0.01", "below the minimum"),
         ("DATABASE_URL", "mysqlx://nowhere/db", "DATABASE_URL"),
+        ("LOCAL_LOGIN", "perhaps", "is not a boolean"),
+        ("LOGIN_FAILURE_LIMIT", "0", "below the minimum"),
+        ("LOGIN_LOCKOUT_MINUTES", "a while", "is not an integer"),
+        ("CLIENT_IP_PROXY_COUNT", "-1", "below the minimum"),
     ],
 )
 def test_malformed_settings_stop_the_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str,

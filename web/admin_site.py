@@ -20,15 +20,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from access.errors import AccessError
@@ -65,6 +69,23 @@ class GovernanceAdminSite(admin.AdminSite):
 
     def has_permission(self, request: HttpRequest) -> bool:
         return may_open_admin(request.user)
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The admin's password form, only while ``LOCAL_LOGIN`` is on. Off: a password POST is refused (403)
+        and the page sends people to the console's sign-in (SSO), whose session the admin shares."""
+        if not settings.LOCAL_LOGIN:
+            if request.method == "POST":
+                return HttpResponseForbidden("Password sign-in is turned off here: sign in with single sign-on "
+                                             "in the console.", content_type="text/plain; charset=utf-8")
+            target = request.GET.get(REDIRECT_FIELD_NAME) or reverse("admin:index")
+            return HttpResponseRedirect(f"{reverse('console-login')}?{urlencode({REDIRECT_FIELD_NAME: target})}")
+        return super().login(request, extra_context)
+
+    def password_change(  # type: ignore[override]  # a redirect, not the admin's own page
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """One place to change a password, the console's (validated, throttled, recorded in the ledger)."""
+        return HttpResponseRedirect(reverse("console-password-change"))
 
 
 class RawViewMixin:

@@ -15,16 +15,10 @@ from audit.compliance import DOC_PATH, FRAMEWORKS, STATUSES, markdown, scope_sum
 from audit.event_types import registry
 from tests.settings_helpers import ROOT
 
+
 # Event types of issue #18's other parts, registered by their own branches (access/events.py, H1-H4). Until they
 # are merged these are the only names allowed to be unregistered; once they are, the second test below fails
 # until this set is emptied, so the exception cannot outlive its reason.
-BEING_BUILT = frozenset({
-    "auth.login_succeeded", "auth.login_failed", "auth.locked_out", "auth.logged_out", "auth.session_expired",
-    "auth.step_up", "auth.password_changed", "auth.token_first_use_from_address", "auth.account_disabled",
-    "auth.account_enabled", "ledger.accessed",
-})
-
-
 def test_the_generated_doc_is_current() -> None:
     assert DOC_PATH.read_text(encoding="utf-8") == markdown(), "run: python manage.py compliance_map"
 
@@ -43,13 +37,7 @@ def test_check_mode_refuses_a_stale_doc_and_json_is_the_mapping(tmp_path: Path) 
 
 def test_every_event_type_named_is_registered() -> None:
     missing = [name for name in compliance.event_names() if name not in registry]
-    assert set(missing) <= BEING_BUILT, f"not registered: {sorted(set(missing) - BEING_BUILT)}"
-
-
-def test_the_being_built_exception_is_only_for_names_not_yet_registered() -> None:
-    registered = sorted(name for name in BEING_BUILT if name in registry)
-    assert not registered, f"registered now: remove {registered} from BEING_BUILT"
-    assert BEING_BUILT <= set(compliance.event_names())
+    assert not missing, f"not registered: {sorted(missing)}"
 
 
 def test_every_payload_field_named_is_a_field_of_the_requirements_events() -> None:

@@ -145,6 +145,7 @@ def pages_of_infosec(s: Seeded) -> dict[str, str]:
     } | _where_routed({
         # pages whose routes may not exist yet on this branch (added by parallel work): checked where they do
         "preferences": ("console-preferences", ()),
+        "change password": ("console-password-change", ()),
         "access request": ("console-access-request", (s.access_request_id,)),
     })
 
@@ -228,6 +229,13 @@ def test_the_signed_out_pages_are_accessible(live_url: str, page: Any) -> None:
     with page.expect_navigation():
         page.get_by_role("button", name="Sign in").click()
     blocking += accessibility_problems(page, "login, refused")[0]
+    for _ in range(4):  # the fifth failure from this address locks it: the lockout page (429)
+        page.get_by_label("Username").fill("nobody")
+        page.get_by_label("Password").fill("wrong")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_role("heading", name="Sign-in locked").is_visible()
+    blocking += accessibility_problems(page, "sign-in locked")[0]
     page.goto(f"{live_url}/console/no-such-page/")
     assert page.get_by_role("heading", name=re.compile("not found", re.IGNORECASE)).is_visible()
     blocking += accessibility_problems(page, "unknown address (404)")[0]

@@ -9,13 +9,16 @@ from collections import OrderedDict
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from access.client_address import client_address
 from access.models import ApiToken
+from access.services.authentication import api_token_address_record
 from access.services.tokens import api_token_authenticate
 from web.outage import CACHE_ERRORS, OncePerInterval
 
@@ -41,10 +44,55 @@ class TokenAuthentication(BaseAuthentication):
         if token is None:
             # One message for unknown, expired, revoked: the caller learns nothing about which.
             raise exceptions.AuthenticationFailed("invalid, expired or revoked API token")
+        note_token_address(token, client_address(request))
         return token.service_account.user, token
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+class SeenAddresses:
+    """The (token prefix, address) pairs this process already knows were recorded: most requests then cost no
+    query at all. Bounded (least recently used dropped first); the database's unique constraint is the truth."""
+
+    def __init__(self, max_items: int = 10_000) -> None:
+        self.max_items = max_items
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return True
+            return False
+
+    def add(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._seen[key] = None
+            while len(self._seen) > self.max_items:
+                self._seen.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+seen_addresses = SeenAddresses()
+
+
+def note_token_address(token: ApiToken, origin: str | None) -> None:
+    """Record ``auth.token_first_use_from_address`` when ``token`` is used from an address it never was
+    (``api_token_address_record``: once per token and address, whatever the number of requests)."""
+    if not origin:
+        return
+    key = (token.prefix, origin)  # the prefix, not the pk: unique for good, never reused by another token
+    if key in seen_addresses:
+        return
+    api_token_address_record(token=token, origin=origin)
+    # Remembered once it is committed: a request running in a transaction (an Idempotency-Key's) that rolls
+    # back takes the entry with it, and the next request from that address must record it again.
+    transaction.on_commit(lambda: seen_addresses.add(key))
 
 
 class ConsoleSessionAuthentication(SessionAuthentication):

@@ -1,6 +1,7 @@
 """``/console/preferences/``: the viewer's own console preferences (today the time zone)."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -30,4 +31,5 @@ def preferences(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(reverse("console-preferences"))
     return render(request, "console/preferences.html", {
         "nav": "preferences", "zones": time_zones(), "current": time_zone_of(user),
+        "local_login": settings.LOCAL_LOGIN,
     })

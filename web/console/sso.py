@@ -106,7 +106,10 @@ def _refused(request: HttpRequest, message: str, *, status: int, step: dict[str,
     if step is not None and request.user.is_authenticated:
         # A step-up that failed leaves the session as it was: the person stays signed in, told why.
         return denied(request, f"Step-up refused: {message}.")
-    return render(request, "console/login.html", {"sso_error": message, "next": ""}, status=status)
+    return render(request, "console/login.html", {
+        "sso_error": message, "next": "", "local_login": settings.LOCAL_LOGIN,
+        "login_failure_limit": settings.LOGIN_FAILURE_LIMIT, "login_lockout_minutes": settings.LOGIN_LOCKOUT_MINUTES,
+    }, status=status)
 
 
 @require_GET

@@ -149,7 +149,8 @@ PCI = Framework(
                       "Every export is recorded before its file exists (ledger.exported, with its scope), and "
                       "the bundle carries that entry with its proof.",
                       "Revealing personal data is recorded with its reason (privacy.pii_revealed)."),
-            tests=("tests/audit/export/test_service.py", _T_REVEAL),
+            tests=("tests/audit/test_ledger_access.py", "tests/audit/test_ledger_reads_marked.py",
+                   "tests/audit/test_ledger_access_fail_closed.py", "tests/audit/export/test_service.py", _T_REVEAL),
             docs=("docs/export-format.md#the-export-is-itself-in-the-ledger", "docs/pii.md#reading"),
             gap="Direct database access to the ledger tables (a DBA with psql) is not seen by the product: "
                 "enable the database's own audit logging (e.g. pgaudit) for the ledger schema.",
@@ -167,8 +168,11 @@ PCI = Framework(
                       "never the raw name.",
                       "Denied access checks and refused MLflow webhooks are recorded (bursts summarised, each "
                       "summary counting what it covers)."),
-            tests=("tests/governance/test_webhook_refusals.py", "tests/access/test_denial_windows.py"),
-            docs=("docs/access.md#the-access-check",),
+            tests=("tests/access/test_authentication_events.py", "tests/console/test_login_console.py",
+                   "tests/identity/test_sso.py", "tests/audit/test_ledger_access.py",
+                   "tests/governance/test_webhook_refusals.py", "tests/access/test_denial_windows.py"),
+            docs=("docs/identity.md#local-sign-in-and-lockout", "docs/identity.md#authentication-events",
+                  "docs/access.md#the-access-check"),
         ),
         Requirement(
             "10.2.1.5", "Changes to identification and authentication credentials",
@@ -183,8 +187,9 @@ PCI = Framework(
                       "(by hand or from the identity provider's groups claim at sign-in, with the provider "
                       "named in the reason), tokens created and revoked by services: each a ledger entry.",),
             tests=(_T_ROLES, "tests/access/test_token_admin.py", "tests/audit/pii/test_user_register.py",
-                   "tests/access/test_account_close.py"),
-            docs=("docs/access.md#roles-and-closing-accounts",),
+                   "tests/access/test_account_close.py", "tests/access/test_authentication_events.py",
+                   "tests/identity/test_sso.py"),
+            docs=("docs/access.md#roles-and-closing-accounts", "docs/identity.md#authentication-events"),
         ),
         Requirement(
             "10.2.1.6", "Initialization, stopping or pausing of the audit logs",
@@ -326,8 +331,9 @@ DORA = Framework(
             controls=("Time-limited grants with a justification, requested and approved by someone else; "
                       "periodic access reviews whose undecided items are revoked at the deadline; approvals "
                       "and other sensitive actions need a recent second factor (step-up) when MFA_REQUIRED is on.",),
-            tests=(_T_GRANTS, _T_REVIEWS, _T_ROLES),
-            docs=("docs/access.md#access-reviews", "docs/access.md#grants"),
+            tests=(_T_GRANTS, _T_REVIEWS, _T_ROLES, "tests/access/test_step_up.py", "tests/identity/test_sso.py"),
+            docs=("docs/access.md#access-reviews", "docs/access.md#grants",
+                  "docs/identity.md#multi-factor-for-sensitive-actions"),
         ),
     ),
 )
@@ -393,7 +399,8 @@ SOX = Framework(
             controls=("As DORA Art. 17: promotions with gates and separated approvals (with a recent second "
                       "factor), break-glass reviewed afterwards, two-person control over the rules, "
                       "out-of-band changes reverted and recorded as violations.",),
-            tests=(_T_PROMOTIONS, _T_BREAK_GLASS, _T_CHANGES, "tests/governance/test_promotion_concurrency.py"),
+            tests=(_T_PROMOTIONS, _T_BREAK_GLASS, _T_CHANGES, "tests/governance/test_promotion_concurrency.py",
+                   "tests/access/test_step_up.py"),
             docs=("docs/promotions.md#separation-of-duties", "docs/promotions.md#break-glass-and-its-review"),
         ),
         Requirement(
@@ -406,8 +413,9 @@ SOX = Framework(
             controls=("Access review campaigns with per-item decisions and automatic revocation at the deadline; "
                       "roles follow the identity provider's groups at each sign-in; accounts not seen for "
                       "OIDC_INACTIVE_DAYS are disabled by a scheduled job.",),
-            tests=(_T_REVIEWS, _T_ROLES, "tests/access/test_account_close.py"),
-            docs=("docs/access.md#access-reviews", "docs/access.md#roles-and-closing-accounts"),
+            tests=(_T_REVIEWS, _T_ROLES, "tests/access/test_account_close.py", "tests/identity/test_sso.py"),
+            docs=("docs/access.md#access-reviews", "docs/access.md#roles-and-closing-accounts",
+                  "docs/identity.md#roles-from-the-identity-provider"),
         ),
     ),
 )

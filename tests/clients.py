@@ -19,6 +19,7 @@ from access.services.authentication import api_token_address_record
 from access.services.service_accounts import service_account_create
 from access.services.tokens import api_token_create
 from tests.personas import People
+from web.api.auth import seen_addresses
 
 
 @pytest.fixture
@@ -59,6 +60,8 @@ def token_for(people: People) -> Callable[..., APIClient]:
         # the set-up, not by the first request under test (tests/access/test_authentication_events.py tests it
         # from other addresses).
         api_token_address_record(token=issued.token, origin="127.0.0.1")
+        # ... and this process knows it, as it would once that entry committed (the test's transaction never does).
+        seen_addresses.add((issued.token.prefix, "127.0.0.1"))
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
         client.token = issued.token  # type: ignore[attr-defined]

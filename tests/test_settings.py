@@ -124,7 +124,14 @@ def test_production_refuses_to_start_when_nobody_could_sign_in(tmp_path: Path, m
     assert "nobody could sign in" in message and "LOCAL_LOGIN=1" in message and "OIDC_RP_CLIENT_ID" in message
 
 
-@pytest.mark.parametrize("sign_in", [{"LOCAL_LOGIN": "1"}, {"OIDC_RP_CLIENT_ID": "governance-console"}])
+_SSO = {
+    "OIDC_RP_CLIENT_ID": "governance-console", "OIDC_RP_CLIENT_SECRET": "a-client-secret-from-the-provider",
+    "OIDC_OP_ISSUER": "https://idp.example.com", "OIDC_OP_AUTHORIZATION_ENDPOINT": "https://idp.example.com/auth",
+    "OIDC_OP_TOKEN_ENDPOINT": "https://idp.example.com/token", "OIDC_OP_JWKS_ENDPOINT": "https://idp.example.com/jwks",
+}
+
+
+@pytest.mark.parametrize("sign_in", [{"LOCAL_LOGIN": "1"}, _SSO])
 def test_production_starts_with_sso_or_the_local_login(sign_in: dict[str, str], tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     s = settings_module(monkeypatch, settings_environ(tmp_path, DEBUG="0", SECRET_KEY=STRONG_SECRET,

@@ -89,7 +89,11 @@ def note_token_address(token: ApiToken, origin: str | None) -> None:
     key = (token.prefix, origin)  # the prefix, not the pk: unique for good, never reused by another token
     if key in seen_addresses:
         return
-    api_token_address_record(token=token, origin=origin)
+    recorded = api_token_address_record(token=token, origin=origin)
+    if recorded is None and not transaction.get_connection().in_atomic_block:
+        # Seen before, and its row is committed (no transaction of ours could hold it): remembered at once.
+        seen_addresses.add(key)
+        return
     # Remembered once it is committed: a request running in a transaction (an Idempotency-Key's) that rolls
     # back takes the entry with it, and the next request from that address must record it again.
     transaction.on_commit(lambda: seen_addresses.add(key))

@@ -77,9 +77,13 @@ def _role_action(role: str, add: bool) -> Any:
 ROLE_ACTIONS = [_role_action(role, add) for role in ROLES for add in (True, False)]
 
 
-class CloseReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=500,
-                             help_text="Recorded in the ledger with the closure (a ticket, say).")
+def _reason_form(name: str, help_text: str) -> type[forms.Form]:
+    """A one-field form asking the reason an account action records in the ledger."""
+    field = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=500, help_text=help_text)
+    return type(name, (forms.Form,), {"reason": field})
+
+
+CloseReasonForm = _reason_form("CloseReasonForm", "Recorded in the ledger with the closure (a ticket, say).")
 
 
 @form_action(
@@ -94,9 +98,7 @@ def close_account(request: HttpRequest, obj: User, data: dict[str, Any]) -> None
     user_account_close(actor=request.user, account=obj, reason=data["reason"])  # type: ignore[arg-type]
 
 
-class EnableReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=500,
-                             help_text="Recorded in the ledger with the enabling (a ticket, say).")
+EnableReasonForm = _reason_form("EnableReasonForm", "Recorded in the ledger with the enabling (a ticket, say).")
 
 
 @form_action(

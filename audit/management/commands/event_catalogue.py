@@ -1,33 +1,18 @@
 """Write docs/event-types.md from the event registry (or check that it is current)."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-
 from audit.event_catalogue import DOC_PATH, catalogue_json, markdown
+from audit.management.generated_doc import GeneratedDocCommand
 
 
-class Command(BaseCommand):
+def _catalogue_text() -> str:
+    return catalogue_json().decode()
+
+
+class Command(GeneratedDocCommand):
     help = "Write the event catalogue (docs/event-types.md) from audit/event_types.py; --check only compares."
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--out", metavar="FILE", default=str(DOC_PATH), help="where to write the Markdown")
-        parser.add_argument("--json", action="store_true", help="print the catalogue as JSON (event-types.json)")
-        parser.add_argument("--check", action="store_true", help="exit non-zero when FILE is not current")
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        if options["json"]:
-            self.stdout.write(catalogue_json().decode(), ending="")
-            return
-        path = Path(options["out"])
-        text = markdown()
-        if options["check"]:
-            current = path.read_text(encoding="utf-8") if path.exists() else ""
-            if current != text:
-                raise CommandError(f"{path} is stale: run python manage.py event_catalogue")
-            self.stdout.write(f"{path} is current")
-            return
-        path.write_text(text, encoding="utf-8")
-        self.stdout.write(f"wrote {path}")
+    doc_path = DOC_PATH
+    command_name = "event_catalogue"
+    json_help = "print the catalogue as JSON (event-types.json)"
+    render_markdown = staticmethod(markdown)
+    render_json = staticmethod(_catalogue_text)

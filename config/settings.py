@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "audit",
     "access",
     "governance",
+    # Events out: notifications, signed webhooks, the SIEM stream (above the domains; README "Architecture").
+    "integrations",
     "web",
 ]
 

@@ -22,7 +22,7 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOT_PACKAGES = ("audit", "access", "governance", "web", "config")
+ROOT_PACKAGES = ("audit", "access", "governance", "integrations", "web", "config")
 # What the witness process may load of ours: pure code (Merkle proofs, signed notes, cosignatures,
 # canonical JSON), none of which touches settings or the database.
 WITNESS_SHARES = {"audit.canonical", "audit.cosignature", "audit.merkle", "audit.note", "audit.offline_verify"}

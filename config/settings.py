@@ -698,6 +698,41 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
+# --- Notifications to people: e-mail and chat (integrations.notifications, docs/notifications.md) ----------
+# Django's e-mail framework. Without EMAIL_HOST the demo writes each message as a file under var/mail/ (so
+# the demo shows them); the tests use the in-memory backend (pytest-django), or smtp against aiosmtpd.
+EMAIL_HOST = env_str("EMAIL_HOST") or ""
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", bool(EMAIL_HOST))
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS (STARTTLS) and EMAIL_USE_SSL (implicit TLS) exclude each other")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "governance@localhost"
+EMAIL_SUBJECT_PREFIX = "[governance] "
+# The console's address as people reach it: every notification links there (absolute URLs).
+CONSOLE_BASE_URL = (env_str("CONSOLE_BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
+if not CONSOLE_BASE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("CONSOLE_BASE_URL must be an http(s) URL such as https://governance.example.com")
+# Notifications of the "immediately" digest wait this long so that a burst becomes one message.
+NOTIFY_COALESCE_SECONDS = env_int("NOTIFY_COALESCE_SECONDS", 60, minimum=0)
+# The daily digest leaves at this UTC hour.
+NOTIFY_DAILY_HOUR = env_int("NOTIFY_DAILY_HOUR", 7, minimum=0)
+if NOTIFY_DAILY_HOUR > 23:
+    raise ImproperlyConfigured("NOTIFY_DAILY_HOUR is an hour of the day, 0 to 23")
+# At most this many notifications are listed in one message (the rest are counted, with a link to the inbox).
+NOTIFY_MAX_ITEMS = env_int("NOTIFY_MAX_ITEMS", 20, minimum=1)
+# A failed send is tried again after 1, 2, 4, … minutes, at most this many seconds apart.
+NOTIFY_RETRY_MAX_SECONDS = env_int("NOTIFY_RETRY_MAX_SECONDS", 3600, minimum=1)
+# Chat webhook URLs must be https to a public address; tests (and a lab) may allow private ones.
+NOTIFY_CHAT_ALLOW_PRIVATE = env_bool("NOTIFY_CHAT_ALLOW_PRIVATE", False)
+NOTIFY_CHAT_TIMEOUT = env_float("NOTIFY_CHAT_TIMEOUT", 10.0, minimum=0.1)
+
 # --- Production guard rails -----------------------------------------------------
 def production_guard(*, secret_key: str, pii_kek: str | None, webhook_secret: str, signing_key_is_dev: bool) -> None:
     """With DEBUG off, refuse to start on a dev or short secret, no PII key or the dev signing key."""
@@ -766,6 +801,23 @@ _witness_quorum_check = (
     else {}
 )
 CELERY_BEAT_SCHEDULE = {
+    # Notifications to people (integrations.tasks): the ledger into each person's queue, the due digests out,
+    # and the daily scan of grants that expire within 7 days.
+    "notifications-collect": {
+        "task": "integrations.tasks.collect_notifications",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 30},
+    },
+    "notifications-send": {
+        "task": "integrations.tasks.send_notifications",
+        "schedule": timedelta(seconds=60),
+        "options": {"expires": 60},
+    },
+    "notifications-grants-expiring": {
+        "task": "integrations.tasks.scan_expiring_grants",
+        "schedule": crontab(minute=15, hour=NOTIFY_DAILY_HOUR),
+        "options": {"expires": 3600},
+    },
     # The ledger (audit.tasks): the sequencer, signed checkpoints, witnesses.
     "ledger-integrate": {
         "task": "audit.tasks.integrate_pending",

@@ -13,3 +13,7 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = "Integrations (events out)"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Imported for what they register: the erasure receiver of the notification preferences and queue.
+        from integrations.notifications import services  # noqa: F401

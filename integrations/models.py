@@ -1,6 +1,7 @@
 """Where each outbound stream stands in the ledger (``integrations.streams``)."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -24,3 +25,71 @@ class StreamCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.seq}"
+
+
+# --- notifications to people (integrations.notifications) ----------------------------------------------------
+
+class NotificationPreference(models.Model):
+    """How one person wants to hear of things (``integrations.notifications.services.preference_update``).
+
+    ``channels``: category → ``email`` | ``chat`` | ``none`` (a category absent from it takes its default,
+    ``integrations.notifications.rules.CATEGORIES``). ``digest``: how often queued notifications leave, as
+    one message per channel. ``chat_url`` is the person's Slack-compatible incoming-webhook URL: a bearer
+    secret (whoever holds it may post to that channel), shown masked, never logged, never in an error.
+    Presentation of one's own mail, not governance state: no ledger entry (like ``web.ConsolePreference``).
+    """
+
+    class Digest(models.TextChoices):
+        IMMEDIATE = "immediate", "immediately (coalesced within a minute or two)"
+        HOURLY = "hourly", "one digest an hour"
+        DAILY = "daily", "one digest a day"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="notification_preference")
+    channels = models.JSONField(default=dict, blank=True)
+    digest = models.CharField(max_length=10, choices=Digest.choices, default=Digest.IMMEDIATE)
+    chat_url = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"user:{self.user_id} {self.digest}"
+
+
+class Notification(models.Model):
+    """One thing one person is to hear of, queued until its digest leaves (``sent_at``).
+
+    Unique per (recipient, source): ``source`` is ``entry:<seq>`` for a ledger entry (delivered at least
+    once by the ``notifications`` stream, so a second copy is ignored) or ``grant-expiring:<id>`` for the
+    daily scan (once per grant). ``sent_at`` is set only after the SMTP server or the chat receiver
+    accepted the message; ``claim_token``/``claimed_until`` make one worker at a time send a row, and a
+    worker that dies mid-send leaves the rows to be sent again once its claim runs out (at most one
+    duplicate message, never a lost one). ``text`` and ``path`` hold no third party's personal data
+    (``integrations.notifications.rules``).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        DROPPED = "dropped"  # the person chose "none" (or has no address) by the time it was due
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(max_length=100)
+    category = models.CharField(max_length=40)
+    text = models.CharField(max_length=500)
+    path = models.CharField(max_length=300)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    channel = models.CharField(max_length=10, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    due_at = models.DateTimeField(db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    claim_token = models.CharField(max_length=32, blank=True, default="")
+    claimed_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["recipient", "source"], name="notification_once_per_source")]
+        indexes = [models.Index(fields=["state", "due_at"], name="notification_due")]
+
+    def __str__(self) -> str:
+        return f"user:{self.recipient_id} {self.source} {self.state}"

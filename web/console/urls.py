@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
+from integrations.console.notifications import notification_preferences
 from web.console import sso
 from web.console.login import ConsoleLoginView, ConsolePasswordChangeView
 from web.console.preferences import preferences
@@ -16,6 +17,7 @@ urlpatterns = [
     path("sso/callback/", sso.sso_callback, name="console-sso-callback"),
     path("step-up/", sso.step_up, name="console-step-up"),
     path("preferences/", preferences, name="console-preferences"),
+    path("preferences/notifications/", notification_preferences, name="console-notification-preferences"),
     path("", include("governance.console.urls")),
     path("", include("audit.console.urls")),
     path("", include("access.console.urls")),

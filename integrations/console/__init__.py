@@ -1,0 +1,1 @@
+"""The integrations' console pages (each part its own module)."""

@@ -1,0 +1,45 @@
+"""Celery tasks of the integrations app: they take ids (or nothing), call a service, and are idempotent.
+
+Scheduled from ``CELERY_BEAT_SCHEDULE`` (the embedded scheduler in the demo). Every delivery happens outside
+a database transaction (the services open only short ones around it).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from integrations.notifications import services as notifications
+
+_TASK: dict[str, Any] = {"soft_time_limit": 300, "time_limit": 360, "acks_late": True}
+
+
+@shared_task(name="integrations.tasks.collect_notifications", **_TASK)
+def collect_notifications(rounds: int = 20) -> int:
+    """Read the ``notifications`` stream into people's queues (up to ``rounds`` batches), then send what is due
+    (an "immediately" notification waits out its coalescing window: a later run sends it)."""
+    total = 0
+    for _ in range(rounds):
+        delivered = notifications.notifications_collect()
+        total += delivered.count
+        if not delivered.count:
+            break
+    send_notifications.delay()
+    return total
+
+
+@shared_task(name="integrations.tasks.send_notifications", **_TASK)
+def send_notifications() -> dict[str, int]:
+    """Send every due digest; a failed one stays queued with its backoff (the next run retries it)."""
+    return notifications.notifications_send()
+
+
+@shared_task(name="integrations.tasks.send_notifications_to", **_TASK)
+def send_notifications_to(recipient_id: int) -> dict[str, int]:
+    return notifications.notifications_send_to(recipient_id=recipient_id)
+
+
+@shared_task(name="integrations.tasks.scan_expiring_grants", **_TASK)
+def scan_expiring_grants() -> int:
+    """The daily scan: grants expiring within 7 days are announced to grantee and owner, once per grant."""
+    return notifications.grants_expiring_scan()

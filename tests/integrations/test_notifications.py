@@ -23,6 +23,7 @@ from django.utils import timezone
 from access.models import Dataset
 from access.services.access_requests import access_request_create, access_request_reject
 from audit.ledger import Subject, integrate
+from governance.services.break_glass import break_glass_reviews_flag_overdue, promotion_break_glass
 from governance.services.compliance import violation_record
 from governance.services.promotions import promotion_request, promotion_withdraw
 from integrations.models import Notification, NotificationPreference
@@ -411,3 +412,42 @@ def test_preferences_are_erased_with_the_person(people: People) -> None:
     subject_erased.send(sender=None, data_subject=f"user:{people.owner.pk}")
     assert not NotificationPreference.objects.exists()
 
+
+
+def test_a_break_glass_reaches_its_reviewers_and_so_does_its_overdue_review(
+        box: Mailbox, gov: Gov, people: People, fake_registry: Any, celery_eager: None) -> None:
+    request = promotion_break_glass(actor=people.breakglass, version=gov.v2, environment=gov.production,
+                                    justification="INC-4711: v1 blocks every Amex transaction")
+    deliver()
+    reviewers = {p.email for p in (people.model_risk, people.model_risk2)}
+    for address in reviewers:
+        [mail] = box.to(address)
+        assert f"Break-glass promotion #{request.pk} of fraud-detector v2 to production needs your post-hoc review" \
+            in mail["Subject"] and f"{BASE}/console/approvals/break-glass/" in body(mail)
+        assert "INC-4711" not in body(mail) and people.breakglass.username not in body(mail)
+    for other in (people.breakglass, people.approver, people.outsider, people.owner):
+        assert box.to(other.email) == [], other.username
+    box.messages.clear()
+    break_glass_reviews_flag_overdue(now=timezone.now() + timedelta(days=30))
+    deliver(timedelta(minutes=10))
+    for address in reviewers:
+        [mail] = box.to(address)
+        assert "post-hoc review of break-glass" in mail["Subject"] and "is overdue" in mail["Subject"]
+    assert "Compliance violation (overdue break glass review)" in body(box.to(people.infosec.email)[0])
+
+
+def test_the_scheduled_tasks_collect_and_send(
+        box: Mailbox, res: Resources, people: People, settings: Any, celery_eager: None) -> None:
+    from config.celery import app
+    from integrations import tasks
+    names = {e["task"] for k, e in settings.CELERY_BEAT_SCHEDULE.items() if k.startswith("notifications-")}
+    assert names == {"integrations.tasks.collect_notifications", "integrations.tasks.send_notifications",
+                     "integrations.tasks.scan_expiring_grants"} and names <= set(app.tasks)
+    settings.NOTIFY_COALESCE_SECONDS = 0
+    access_request_create(actor=people.requester, resource=res.internal, permission="read_data", duration_days=5,
+                          justification="features")
+    integrate()
+    assert tasks.collect_notifications() == 1  # then queues send_notifications (eager here): due at once
+    assert len(box.to(people.owner.email)) == 1
+    grant(people.owner, people.requester, res.public, days=2)
+    assert tasks.scan_expiring_grants() == 2

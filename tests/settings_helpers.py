@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 #: Variables of the test run's own environment that a settings test must not inherit.
 SETTINGS_PREFIXES = ("DEBUG", "SECRET_KEY", "LEDGER_", "DATABASE", "MLFLOW_", "DB_", "RETRY_", "IDEMPOTENCY_",
-                     "FOLLOW_UP_", "LOCAL_LOGIN", "OIDC_", "LOGIN_", "CLIENT_IP_")
+                     "FOLLOW_UP_", "LOCAL_LOGIN", "OIDC_", "LOGIN_", "CLIENT_IP_", "EMAIL_", "NOTIFY_",
+                     "CONSOLE_BASE_URL", "DEFAULT_FROM_EMAIL")
 
 
 def settings_environ(tmp_path: Path, **overrides: str) -> dict[str, str]:

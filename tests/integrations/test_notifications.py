@@ -111,6 +111,8 @@ class ChatReceiver:
                 if receiver.status == 200:
                     receiver.posts.append(body)
                 self.send_response(receiver.status)
+                if receiver.status in (301, 302, 307, 308):
+                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
                 self.end_headers()
                 self.wfile.write(b"ok")
 
@@ -454,3 +456,37 @@ def test_the_scheduled_tasks_collect_and_send(
     assert len(box.to(people.owner.email)) == 1
     grant(people.owner, people.requester, res.public, days=2)
     assert tasks.scan_expiring_grants() == 2
+
+
+def test_a_chat_redirect_is_not_followed(chat: ChatReceiver, res: Resources, people: People) -> None:
+    preference_update(actor=people.owner, user=people.owner, channels={"access_waiting": "chat"}, digest="immediate",
+                      chat_url=chat.url)
+    access_request_create(actor=people.requester, resource=res.internal, permission="read_data", duration_days=5,
+                          justification="features")
+    chat.status = 302  # towards the cloud metadata service (urllib would follow it as a GET)
+    assert deliver()["failed"] == 1
+    assert "HTTP 302" in Notification.objects.get(recipient=people.owner).last_error
+
+
+def test_a_channel_turned_off_before_the_digest_leaves_drops_it(box: Mailbox, res: Resources, people: People) -> None:
+    access_request_create(actor=people.requester, resource=res.internal, permission="read_data", duration_days=5,
+                          justification="features")
+    integrate()
+    notifications_collect()
+    preference_update(actor=people.owner, user=people.owner, channels={"access_waiting": "none"}, digest="immediate")
+    assert notifications_send(now=timezone.now() + timedelta(minutes=2)) == {"sent": 0, "dropped": 1, "failed": 0}
+    assert box.messages == [] and Notification.objects.get(recipient=people.owner).state == "dropped"
+
+
+def test_a_person_without_an_address_or_no_longer_active_gets_nothing(
+        box: Mailbox, res: Resources, people: People) -> None:
+    User.objects.filter(pk=people.owner.pk).update(email="")
+    access_request_create(actor=people.requester, resource=res.internal, permission="read_data", duration_days=5,
+                          justification="features")
+    assert deliver() == {"sent": 0, "dropped": 1, "failed": 0}
+    assert box.messages == []
+
+
+def test_the_page_needs_a_signed_in_person(db: None) -> None:
+    response = Client().get("/console/preferences/notifications/")
+    assert response.status_code == 302 and "/console/login/" in response["Location"]

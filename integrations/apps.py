@@ -13,3 +13,6 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = "Integrations (events out)"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from integrations import events_webhooks  # noqa: F401  (registers the webhook.* event types)

@@ -24,7 +24,7 @@ from access.roles import INFOSEC
 from audit.event_types import registry
 from audit.ledger import Actor, Subject, record
 from audit.selectors import ledger_size
-from integrations.models import StreamCursor, WebhookSubscription
+from integrations.models import WebhookSubscription
 from integrations.streams import stream_rewind
 from integrations.webhooks import targets
 from integrations.webhooks.errors import NotPermitted, WebhookError
@@ -227,14 +227,16 @@ def webhook_subscription_resume(*, actor: User, subscription: WebhookSubscriptio
 @transaction.atomic
 def webhook_subscription_delete(*, actor: User, subscription: WebhookSubscription,
                                 reason: str = "") -> WebhookSubscription:
-    """Stop for good: the row stays (status deleted, secret wiped) so the delivery log remains readable."""
+    """Stop for good: the row stays (status deleted, secret wiped) so the delivery log remains readable.
+
+    The stream's cursor is kept, not deleted: a delivery that read the subscription just before this commit
+    and then claims the stream would otherwise recreate the cursor at -1 and send the whole ledger."""
     _authorise(actor)
     sub = _live(subscription)
     why = _text("reason", reason, required=False, max_length=_REASON_MAX)
     sub.status = WebhookSubscription.DELETED
     sub.secret = ""
     sub.save()
-    StreamCursor.objects.filter(name=sub.stream_name).delete()
     _record("webhook.subscription_deleted", Actor.user(actor), sub, **({"reason": why} if why else {}))
     return sub
 

@@ -429,3 +429,65 @@ def test_the_secret_is_never_in_the_ledger_the_logs_or_the_delivery_log(
     created = Entry.objects.get(event_type="webhook.subscription_created").payload
     assert created["target"] == f"http://127.0.0.1:{receiver.port}"
     assert created["url_sha256"] == hashlib.sha256(url.encode()).hexdigest()
+
+
+# --- TLS ------------------------------------------------------------------------------------------------------
+
+
+def _self_signed(tmp_path: Any) -> tuple[Any, Any]:
+    """A certificate for 127.0.0.1 (IP SAN) and its key, written as PEM files."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "webhook receiver")])
+    now = timezone.now()
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_targets_are_verified_against_trusted_certificates(infosec: User, tmp_path: Any, settings: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+    settings.WEBHOOK_ALLOW_HTTP = False
+    cert_path, key_path = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_path, key_path)
+    tls = Receiver(tls=server_ctx).start()
+    try:
+        sub = _subscribe(infosec, tls)
+        _notes("1")
+        # Untrusted (self-signed) certificate: refused, nothing reaches the receiver's handler.
+        subscription_deliver(subscription_id=sub.pk)
+        assert tls.deliveries == []
+        assert "CERTIFICATE_VERIFY_FAILED" in WebhookAttempt.objects.get(subscription=sub).error
+        # Trusted through the system's CA file setting (what a deployment with a private CA does): delivered.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
+        _due_now(sub)
+        subscription_deliver(subscription_id=sub.pk)
+        assert [d.verified for d in tls.deliveries] == [True] and _texts(tls) == ["1"]
+    finally:
+        tls.stop()
+
+
+def test_the_beat_task_delivers_every_due_subscription(infosec: User, receiver: Receiver) -> None:
+    from integrations.tasks import deliver_webhooks
+    sub = _subscribe(infosec, receiver)
+    _notes("1", "2")
+    deliver_webhooks.apply().get()
+    assert _texts(receiver) == ["1", "2"]
+    assert StreamCursor.objects.get(name=sub.stream_name).seq == Entry.objects.order_by("-seq").first().seq  # type: ignore[union-attr]

@@ -4,11 +4,12 @@ It verifies every request with the Standard Webhooks reference implementation
 (``standardwebhooks.Webhook(secret).verify``) and keeps, per delivery, the ``webhook-id``, whether the
 signature verified, the parsed body and the raw headers. ``mode`` decides the answer: ``"ok"`` (204),
 ``"fail"`` (500), ``"redirect"`` (302 to ``redirect_to``). ``stop()`` closes the port (connection refused);
-``start()`` opens the same port again.
+``start()`` opens the same port again. ``tls`` (a server ``SSLContext``) serves https.
 """
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,12 +34,13 @@ class Receiver:
     mode: str = "ok"
     redirect_to: str = ""
     port: int = 0
+    tls: ssl.SSLContext | None = None  # serve https with this server context
     deliveries: list[Delivery] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     def start(self) -> Receiver:
         receiver = self
@@ -71,6 +73,8 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

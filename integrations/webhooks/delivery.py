@@ -2,12 +2,13 @@
 
 Through ``integrations.streams.stream_deliver`` (leased cursor, at least once, no transaction open during the
 HTTP call). The stream reads only the entries matching the subscription's filters (``entry_filter``, on the
-ledger's event-type and subject indexes), so a narrow subscription does not scan a busy ledger; the cursor
-stays on the last entry delivered. The first entry the receiver does not accept (no 2xx, a timeout, a refused
-connection, a redirect) stops the batch there: the cursor advances only past what was taken, so that entry is the next one tried and nothing
-behind it overtakes it. Its retry waits ``WEBHOOK_RETRY_BASE_SECONDS * 2^(failures-1)`` (+/-20 % jitter, at
-most ``WEBHOOK_RETRY_MAX_SECONDS``); after ``WEBHOOK_FAILING_AFTER_HOURS`` of failures in a row the subscription
-is marked failing (paused, a ``webhook.subscription_failing`` entry) until InfoSec resumes it.
+ledger's event-type and subject indexes), so a narrow subscription does not scan a busy ledger; the cursor stays
+on the last entry delivered. The first entry the receiver does not accept (no 2xx, a timeout, a refused
+connection, a redirect) stops the batch there: the cursor advances only past what was taken, so that entry is the
+next one tried and nothing behind it overtakes it. Its retry waits ``WEBHOOK_RETRY_BASE_SECONDS *
+2^(failures-1)`` (+/-20 % jitter, at most ``WEBHOOK_RETRY_MAX_SECONDS``); after ``WEBHOOK_FAILING_AFTER_HOURS``
+of failures in a row the subscription is marked failing (paused, a ``webhook.subscription_failing`` entry) until
+InfoSec resumes it.
 
 Each request (Standard Webhooks, https://www.standardwebhooks.com/): ``webhook-id`` = ``ledger-<seq>-sub-<id>``
 (the same for every retry and replay of that entry to that subscription: receivers de-duplicate on it),
@@ -15,8 +16,8 @@ Each request (Standard Webhooks, https://www.standardwebhooks.com/): ``webhook-i
 retries), ``webhook-signature`` = ``v1,<base64 HMAC-SHA256>`` by the ``standardwebhooks`` library. The body is
 ``payload(entry)``. A crash after the POST but before the advance sends that entry again with the same id.
 
-Never logged or stored: the secret, the signature, the request body; only the status, duration, error and
-the first ``EXCERPT`` characters of the response.
+Never logged or stored: the secret, the signature, the request body; only the status, duration, error and the
+first ``EXCERPT`` characters of the response.
 """
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from integrations.webhooks.services import (
     webhook_subscription_replay,
     webhook_subscription_resume,
     webhook_subscription_secret_rotate,
+    webhook_subscription_update,
 )
 from web.console.base import denied, is_oversight, redirect_back, refusal_message, run_action, signed_in_user
 from web.console.tables import Column, TableSpec, csv_response, table, wants_csv
@@ -150,6 +151,12 @@ def _action(request: HttpRequest, sub_id: int, name: str) -> HttpResponse:
     elif name == "delete":
         run_action(request, lambda: webhook_subscription_delete(actor=user, subscription=sub, reason=reason),
                    f"Webhook #{sub.pk} is deleted.")
+    elif name == "edit":
+        run_action(request, lambda: webhook_subscription_update(
+            actor=user, subscription=sub, name=post.get("name", ""), url=post.get("url", ""),
+            event_types=post.get("event_types", ""), subject_type=post.get("subject_type", ""),
+            subject_id=post.get("subject_id", ""), reason=reason),
+            f"Webhook #{sub.pk} is changed: the new target and filters apply from where its stream stands.")
     else:  # replay
         run_action(request, lambda: webhook_subscription_replay(actor=user, subscription=sub,
                                                                 from_seq=post.get("from_seq", ""), reason=reason),
@@ -186,3 +193,9 @@ def webhook_rotate(request: HttpRequest, sub_id: int) -> HttpResponse:
 @require_POST
 def webhook_replay(request: HttpRequest, sub_id: int) -> HttpResponse:
     return _action(request, sub_id, "replay")
+
+
+@login_required
+@require_POST
+def webhook_edit(request: HttpRequest, sub_id: int) -> HttpResponse:
+    return _action(request, sub_id, "edit")

@@ -491,3 +491,28 @@ def test_the_beat_task_delivers_every_due_subscription(infosec: User, receiver: 
     deliver_webhooks.apply().get()
     assert _texts(receiver) == ["1", "2"]
     assert StreamCursor.objects.get(name=sub.stream_name).seq == Entry.objects.order_by("-seq").first().seq  # type: ignore[union-attr]
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(infosec: User, receiver: Receiver,
+                                                                settings: Any) -> None:
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
+    receiver.mode, receiver.delay = "slow", 2.0
+    sub = _subscribe(infosec, receiver)
+    _notes("1")
+    subscription_deliver(subscription_id=sub.pk)
+    attempt = WebhookAttempt.objects.get(subscription=sub)
+    assert not attempt.delivered and "timed out" in attempt.error and attempt.duration_ms < 1900
+    assert StreamCursor.objects.get(name=sub.stream_name).seq < Entry.objects.order_by("-seq").first().seq  # type: ignore[union-attr]
+
+
+def test_personal_data_never_leaves_in_clear(infosec: User, receiver: Receiver) -> None:
+    from access.services.roles import user_register
+    sub = _subscribe(infosec, receiver, event_types=["auth.user_registered"])
+    user_register(actor=Actor.system("test"), username="zoe.private", email="zoe@private.example",
+                  full_name="Zoe Privata")
+    integrate()
+    subscription_deliver(subscription_id=sub.pk)
+    [d] = receiver.deliveries
+    assert d.verified
+    for value in (b"zoe.private", b"zoe@private.example", b"Zoe Privata"):
+        assert value not in d.raw

@@ -136,3 +136,19 @@ def test_pause_resume_rotate_delete_through_the_console(infosec: User, receiver:
     client.post(f"/console/webhooks/{pk}/delete/", {"reason": "retired"})
     assert WebhookSubscription.objects.get(pk=pk).status == "deleted"
     assert client.get("/console/webhooks/?show=deleted").status_code == 200
+
+
+def test_infosec_changes_the_filters_and_a_bad_change_changes_nothing(infosec: User, receiver: Receiver) -> None:
+    client = client_for(infosec)
+    pk = _sub_pk(client, receiver)
+    data = {"name": "bridge 2", "url": receiver.url, "event_types": "access.*", "subject_type": "dataset",
+            "reason": "only datasets"}
+    assert client.post(f"/console/webhooks/{pk}/edit/", data).status_code == 302
+    sub = WebhookSubscription.objects.get(pk=pk)
+    assert (sub.name, sub.event_types, sub.subject_type) == ("bridge 2", ["access.*"], "dataset")
+    integrate()
+    updated = Entry.objects.get(event_type="webhook.subscription_updated").payload
+    assert updated["event_types"] == ["access.*"] and updated["reason"] == "only datasets"
+    client.post(f"/console/webhooks/{pk}/edit/", {**data, "url": "ftp://internal/", "name": "evil"})
+    sub.refresh_from_db()
+    assert sub.name == "bridge 2" and sub.url == receiver.url

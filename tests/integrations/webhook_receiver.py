@@ -3,7 +3,8 @@
 It verifies every request with the Standard Webhooks reference implementation
 (``standardwebhooks.Webhook(secret).verify``) and keeps, per delivery, the ``webhook-id``, whether the
 signature verified, the parsed body and the raw headers. ``mode`` decides the answer: ``"ok"`` (204),
-``"fail"`` (500), ``"redirect"`` (302 to ``redirect_to``). ``stop()`` closes the port (connection refused);
+``"fail"`` (500), ``"slow"`` (204 after ``delay`` seconds),
+``"redirect"`` (302 to ``redirect_to``). ``stop()`` closes the port (connection refused);
 ``start()`` opens the same port again. ``tls`` (a server ``SSLContext``) serves https.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,6 +36,7 @@ class Receiver:
     mode: str = "ok"
     redirect_to: str = ""
     port: int = 0
+    delay: float = 0.0  # mode "slow": answer 204 after this many seconds
     tls: ssl.SSLContext | None = None  # serve https with this server context
     deliveries: list[Delivery] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -56,6 +59,8 @@ class Receiver:
                     verified = False
                 receiver.deliveries.append(Delivery(headers.get("webhook-id", ""), verified, json.loads(raw),
                                                     headers, raw, self.path))
+                if receiver.mode == "slow":
+                    time.sleep(receiver.delay)
                 if receiver.mode == "fail":
                     self.send_response(500)
                     self.end_headers()

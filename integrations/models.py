@@ -1,6 +1,8 @@
 """Where each outbound stream stands in the ledger (``integrations.streams``)."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.db import models
 
 
@@ -66,6 +68,12 @@ class WebhookSubscription(models.Model):
     @property
     def stream_name(self) -> str:
         return f"webhook:{self.pk}"
+
+    @property
+    def target_origin(self) -> str:
+        """Scheme, host and port: what is shown to anyone but InfoSec (a URL's path or query may hold a token)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
 
 
 class WebhookAttempt(models.Model):

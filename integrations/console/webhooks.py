@@ -37,7 +37,8 @@ SUBSCRIPTIONS_TABLE = TableSpec(
         Column("id", "#", ("id",), lambda s: s.pk, desc_first=True),
         Column("name", "Name", ("name",), lambda s: s.name),
         Column("status", "Status", ("status",), lambda s: s.status),
-        Column("target", "Target", value=lambda s: s.url),
+        # The origin only: the CSV reaches auditors, and a URL's path or query may hold the receiver's token.
+        Column("target", "Target", value=lambda s: s.target_origin),
         Column("events", "Event types", value=lambda s: " ".join(s.event_types)),
         Column("subject", "Subject", value=lambda s: f"{s.subject_type}:{s.subject_id}".strip(":")),
         Column("created", "Created", ("created_at",), lambda s: s.created_at, desc_first=True),

@@ -67,7 +67,7 @@ def test_bad_input_is_a_message_not_a_500(infosec: User, receiver: Receiver, set
 @pytest.mark.parametrize("who", ["auditor", "owner", "outsider"])
 def test_nobody_but_infosec_subscribes_or_replays(request: pytest.FixtureRequest, infosec: User,
                                                    receiver: Receiver, who: str) -> None:
-    _create(client_for(infosec), receiver)
+    _create(client_for(infosec), receiver, url=receiver.url + "?token=receiver-token-42")
     sub = WebhookSubscription.objects.get()
     pending = PendingEntry.objects.count()
     person = request.getfixturevalue(who)
@@ -79,7 +79,12 @@ def test_nobody_but_infosec_subscribes_or_replays(request: pytest.FixtureRequest
     if who == "auditor":  # reads the pages; the service refuses the actions
         listing = client.get("/console/webhooks/")
         assert listing.status_code == 200 and "only InfoSec manages webhook subscriptions" in listing.content.decode()
-        assert client.get(f"/console/webhooks/{sub.pk}/").status_code == 200
+        detail = client.get(f"/console/webhooks/{sub.pk}/")
+        assert detail.status_code == 200
+        csv = b"".join(client.get("/console/webhooks/?format=csv").streaming_content).decode()
+        # An auditor sees the target's origin, never the path or query (a token may be in them).
+        for page in (listing.content.decode(), detail.content.decode(), csv):
+            assert f"127.0.0.1:{receiver.port}" in page and "receiver-token-42" not in page
         assert {created.status_code, replay.status_code, paused.status_code, rotated.status_code} == {302}
     else:
         assert client.get("/console/webhooks/").status_code == 403

@@ -646,6 +646,9 @@ WEBHOOK_DELIVER_INTERVAL = env_float("WEBHOOK_DELIVER_INTERVAL", 10.0, minimum=1
 WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 10.0, minimum=0)
 WEBHOOK_RETRY_MAX_SECONDS = env_float("WEBHOOK_RETRY_MAX_SECONDS", 3600.0, minimum=0)
 WEBHOOK_FAILING_AFTER_HOURS = env_float("WEBHOOK_FAILING_AFTER_HOURS", 24.0, minimum=0)
+# The delivery log (an operational log, not the record: the ledger keeps the subscriptions' history) keeps this
+# many days of attempts; a daily task deletes older ones.
+WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 90, minimum=1)
 
 # --- Access governance (access.tasks) ---------------------------------------------
 # Lapsed grants leave guardian within a minute (check() denies them from expires_at on).
@@ -823,6 +826,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=WEBHOOK_DELIVER_INTERVAL),
         "options": {"expires": WEBHOOK_DELIVER_INTERVAL * 3},
     },
+    "webhooks-log-prune": {"task": "integrations.tasks.prune_webhook_log", "schedule": timedelta(hours=24),
+                           "options": {"expires": 3600}},
     # Access governance (access.tasks).
     "access-grants-expire": {
         "task": "access.tasks.expire_grants",

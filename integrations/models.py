@@ -97,7 +97,8 @@ class WebhookAttempt(models.Model):
 
     class Meta:
         ordering = ["-pk"]
-        indexes = [models.Index(fields=["subscription", "-attempted_at"], name="integ_webhook_attempt_sub")]
+        indexes = [models.Index(fields=["subscription", "-attempted_at"], name="integ_webhook_attempt_sub"),
+                   models.Index(fields=["attempted_at"], name="integ_webhook_attempt_at")]
 
     def __str__(self) -> str:
         return f"{self.webhook_id} {'delivered' if self.delivered else 'failed'}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from integrations.webhooks.delivery import due_subscriptions, subscription_deliver
+from integrations.webhooks.delivery import attempts_prune, due_subscriptions, subscription_deliver
 
 
 @shared_task(name="integrations.tasks.deliver_webhooks", autoretry_for=(OperationalError,), retry_backoff=True,
@@ -21,3 +21,10 @@ def deliver_webhooks() -> int:
 def deliver_webhook(subscription_id: int) -> int:
     """Deliver one subscription's waiting entries (queued on commit after a replay or a resume)."""
     return subscription_deliver(subscription_id=subscription_id)
+
+
+@shared_task(name="integrations.tasks.prune_webhook_log", autoretry_for=(OperationalError,), retry_backoff=True,
+             max_retries=3, soft_time_limit=300, time_limit=360)
+def prune_webhook_log() -> int:
+    """The daily prune of the delivery log (``WEBHOOK_LOG_DAYS``)."""
+    return attempts_prune()

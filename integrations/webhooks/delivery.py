@@ -267,3 +267,10 @@ def due_subscriptions() -> list[int]:
     now = timezone.now()
     return list(WebhookSubscription.objects.filter(status=WebhookSubscription.ACTIVE).exclude(
         next_attempt_at__gt=now).values_list("pk", flat=True))
+
+
+def attempts_prune(*, now: datetime | None = None) -> int:
+    """Delete delivery-log rows older than ``WEBHOOK_LOG_DAYS``; returns how many. Idempotent."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_LOG_DAYS)
+    deleted, _ = WebhookAttempt.objects.filter(attempted_at__lt=cutoff).delete()
+    return deleted

@@ -516,3 +516,15 @@ def test_personal_data_never_leaves_in_clear(infosec: User, receiver: Receiver) 
     assert d.verified
     for value in (b"zoe.private", b"zoe@private.example", b"Zoe Privata"):
         assert value not in d.raw
+
+
+def test_the_delivery_log_is_pruned_after_its_days(infosec: User, receiver: Receiver, settings: Any) -> None:
+    from integrations.tasks import prune_webhook_log
+    settings.WEBHOOK_LOG_DAYS = 30
+    sub = _subscribe(infosec, receiver)
+    _notes("1", "2")
+    subscription_deliver(subscription_id=sub.pk)
+    old, recent = WebhookAttempt.objects.order_by("pk")
+    WebhookAttempt.objects.filter(pk=old.pk).update(attempted_at=timezone.now() - timedelta(days=31))
+    assert prune_webhook_log.apply().get() == 1
+    assert list(WebhookAttempt.objects.values_list("pk", flat=True)) == [recent.pk]

@@ -631,6 +631,25 @@ MLFLOW_WEBHOOK_RETRY_MAX_SECONDS = env_int("MLFLOW_WEBHOOK_RETRY_MAX_SECONDS", 3
 # on evidence as old as the last sync. Only the test suite turns it off, for tests that have no registry.
 MLFLOW_EVIDENCE_REFRESH = True
 
+# --- Outbound webhooks (integrations.webhooks, docs/webhooks.md) ---------------------------------------
+# Targets must be https:// (http:// only with WEBHOOK_ALLOW_HTTP, for a demo or tests) and must resolve, at
+# subscription and at every delivery, to public addresses only: loopback, private, link-local, multicast and
+# reserved ranges are refused (SSRF) unless WEBHOOK_ALLOW_PRIVATE_TARGETS is set (tests: 127.0.0.1).
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+# One attempt's connect + read time limit; redirects are never followed.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+# The beat delivers every active subscription this often; a failed entry is retried after
+# RETRY_BASE * 2^(failures-1) seconds (+/- 20% jitter), at most RETRY_MAX_SECONDS, until FAILING_AFTER_HOURS of
+# failures in a row mark the subscription failing (paused; InfoSec resumes it, nothing is skipped).
+WEBHOOK_DELIVER_INTERVAL = env_float("WEBHOOK_DELIVER_INTERVAL", 10.0, minimum=1)
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 10.0, minimum=0)
+WEBHOOK_RETRY_MAX_SECONDS = env_float("WEBHOOK_RETRY_MAX_SECONDS", 3600.0, minimum=0)
+WEBHOOK_FAILING_AFTER_HOURS = env_float("WEBHOOK_FAILING_AFTER_HOURS", 24.0, minimum=0)
+# The delivery log (an operational log, not the record: the ledger keeps the subscriptions' history) keeps this
+# many days of attempts; a daily task deletes older ones.
+WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 90, minimum=1)
+
 # --- Access governance (access.tasks) ---------------------------------------------
 # Lapsed grants leave guardian within a minute (check() denies them from expires_at on).
 ACCESS_EXPIRE_INTERVAL = env_float("ACCESS_EXPIRE_INTERVAL", 30.0, minimum=1)
@@ -853,6 +872,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=min(300, MLFLOW_WEBHOOK_REFUSAL_INTERVAL)),
         "options": {"expires": min(300, MLFLOW_WEBHOOK_REFUSAL_INTERVAL)},
     },
+    # Outbound webhooks (integrations.tasks): every active subscription's stream, in seq order.
+    "webhooks-deliver": {
+        "task": "integrations.tasks.deliver_webhooks",
+        "schedule": timedelta(seconds=WEBHOOK_DELIVER_INTERVAL),
+        "options": {"expires": WEBHOOK_DELIVER_INTERVAL * 3},
+    },
+    "webhooks-log-prune": {"task": "integrations.tasks.prune_webhook_log", "schedule": timedelta(hours=24),
+                           "options": {"expires": 3600}},
     # Access governance (access.tasks).
     "access-grants-expire": {
         "task": "access.tasks.expire_grants",

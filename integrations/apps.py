@@ -16,4 +16,5 @@ class IntegrationsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported for what they register: the erasure receiver of the notification preferences and queue.
+        from integrations import events_webhooks  # noqa: F401  (registers the webhook.* event types)
         from integrations.notifications import services  # noqa: F401

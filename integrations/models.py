@@ -1,6 +1,8 @@
 """Where each outbound stream stands in the ledger (``integrations.streams``)."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.db import models
 
@@ -27,6 +29,80 @@ class StreamCursor(models.Model):
         return f"{self.name} @ {self.seq}"
 
 
+class WebhookSubscription(models.Model):
+    """An outbound webhook: ledger entries matching the filters, signed (Standard Webhooks) to ``url``.
+
+    Its stream is ``webhook:<pk>`` (``integrations.streams``). Changed only through
+    ``integrations.webhooks.services`` (InfoSec; each change is a ledger entry, never with the secret).
+    ``secret`` is ``whsec_<base64>``: shown once at creation or rotation, never in the ledger, logs, admin or
+    delivery log. ``failing_since``/``next_attempt_at`` are the retry state of the entry at the head of the
+    stream (the stream never skips an entry: later ones wait behind it, so order is kept).
+    """
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    FAILING = "failing"
+    DELETED = "deleted"
+    STATUSES = [(ACTIVE, "active"), (PAUSED, "paused"), (FAILING, "failing (paused after retries ran out)"),
+                (DELETED, "deleted")]
+
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=2000)
+    event_types = models.JSONField(default=list)
+    subject_type = models.CharField(max_length=100, blank=True, default="")
+    subject_id = models.CharField(max_length=300, blank=True, default="")
+    secret = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=STATUSES, default=ACTIVE)
+    created_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    failures_in_row = models.IntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"webhook #{self.pk} {self.name}"
+
+    @property
+    def stream_name(self) -> str:
+        return f"webhook:{self.pk}"
+
+    @property
+    def target_origin(self) -> str:
+        """Scheme, host and port: what is shown to anyone but InfoSec (a URL's path or query may hold a token)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP attempt to deliver one ledger entry to one subscription (the console's delivery log).
+
+    Holds no secret and no signature: the status code, duration, the error and at most
+    ``RESPONSE_EXCERPT`` characters of the receiver's answer.
+    """
+
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="attempts")
+    seq = models.BigIntegerField()
+    event_type = models.CharField(max_length=100)
+    webhook_id = models.CharField(max_length=100)
+    attempted_at = models.DateTimeField()
+    delivered = models.BooleanField(default=False)
+    status_code = models.IntegerField(null=True, blank=True)
+    duration_ms = models.IntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True, default="")
+    response_excerpt = models.CharField(max_length=500, blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [models.Index(fields=["subscription", "-attempted_at"], name="integ_webhook_attempt_sub"),
+                   models.Index(fields=["attempted_at"], name="integ_webhook_attempt_at")]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} {'delivered' if self.delivered else 'failed'}"
 # --- notifications to people (integrations.notifications) ----------------------------------------------------
 
 class NotificationPreference(models.Model):

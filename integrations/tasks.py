@@ -1,17 +1,23 @@
 """Celery tasks of the integrations app: they take ids (or nothing), call a service, and are idempotent.
 
 Scheduled from ``CELERY_BEAT_SCHEDULE`` (the embedded scheduler in the demo). Every delivery happens outside
-a database transaction (the services open only short ones around it).
+a database transaction (the services open only short ones around it); a stream's lease makes a second
+concurrent run a no-op (integrations.streams).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from celery import shared_task
+from django.db import OperationalError
 
 from integrations.notifications import services as notifications
+from integrations.webhooks.delivery import attempts_prune, due_subscriptions, subscription_deliver
 
 _TASK: dict[str, Any] = {"soft_time_limit": 300, "time_limit": 360, "acks_late": True}
+# Webhook rounds: a database hiccup is retried; a receiver's failure is the subscription's backoff, not Celery's.
+_WEBHOOK_TASK: dict[str, Any] = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 3,
+                                 "soft_time_limit": 300, "time_limit": 360}
 
 
 @shared_task(name="integrations.tasks.collect_notifications", **_TASK)
@@ -43,3 +49,22 @@ def send_notifications_to(recipient_id: int) -> dict[str, int]:
 def scan_expiring_grants() -> int:
     """The daily scan: grants expiring within 7 days are announced to grantee and owner, once per grant."""
     return notifications.grants_expiring_scan()
+
+
+@shared_task(name="integrations.tasks.deliver_webhooks", **_WEBHOOK_TASK)
+def deliver_webhooks() -> int:
+    """The beat's round: every active subscription whose retry is due (one at a time; a slow receiver delays
+    the others by at most its batch's timeouts)."""
+    return sum(deliver_webhook.run(subscription_id) for subscription_id in due_subscriptions())
+
+
+@shared_task(name="integrations.tasks.deliver_webhook", **_WEBHOOK_TASK)
+def deliver_webhook(subscription_id: int) -> int:
+    """Deliver one subscription's waiting entries (queued on commit after a replay or a resume)."""
+    return subscription_deliver(subscription_id=subscription_id)
+
+
+@shared_task(name="integrations.tasks.prune_webhook_log", **_WEBHOOK_TASK)
+def prune_webhook_log() -> int:
+    """The daily prune of the delivery log (``WEBHOOK_LOG_DAYS``)."""
+    return attempts_prune()

@@ -84,6 +84,8 @@ BY_DOMAIN: dict[str, str] = {
     "policy": "sox",
     "privacy": "sox",
     "promotion": "sox",
+    # Outbound webhooks (integrations): who sends the audit trail where is a change to a control.
+    "webhook": "sox",
 }
 
 

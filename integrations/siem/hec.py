@@ -74,14 +74,16 @@ class HecClient:
         self.host = parts.hostname or ""
         self.port = parts.port or 443
         self.path = parts.path.rstrip("/") + EVENT_PATH if not parts.path.endswith(EVENT_PATH) else parts.path
-        self.context = ssl.create_default_context(cafile=config.ca_file)
         self.conn: http.client.HTTPSConnection | None = None
 
     def post(self, body: bytes, count: int) -> int:
         """Send one batch of ``count`` events; how many HEC took (a prefix), or raise ``HecError``."""
         if self.conn is None:
+            # The context is built here, inside the delivery: a CA file that cannot be read is an error kept
+            # on the stream's cursor, not one that escapes before the stream runs.
+            context = ssl.create_default_context(cafile=self.config.ca_file)
             self.conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.config.timeout,
-                                                    context=self.context)
+                                                    context=context)
         try:
             self.conn.request("POST", self.path, body=body, headers={
                 "Authorization": f"Splunk {self.config.token}", "Content-Type": "application/json"})

@@ -91,10 +91,15 @@ class SyslogConnection:
     def __init__(self, config: SyslogConfig) -> None:
         self.config = config
         self.sock: ssl.SSLSocket | None = None
-        self.context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=config.ca_file)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if config.cert_file:
-            self.context.load_cert_chain(config.cert_file, config.key_file)
+
+    def _context(self) -> ssl.SSLContext:
+        # Built at each connect, inside the delivery: an unreadable CA file is then an error kept on the
+        # stream's cursor (console, metrics), and a renewed CA or client certificate is picked up.
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.config.ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.config.cert_file:
+            context.load_cert_chain(self.config.cert_file, self.config.key_file)
+        return context
 
     def usable(self) -> bool:
         """Whether the open connection can carry the next batch. A syslog server never writes to us, so a
@@ -112,9 +117,10 @@ class SyslogConnection:
         return True
 
     def connect(self) -> None:
+        context = self._context()
         raw = socket.create_connection((self.config.host, self.config.port), timeout=self.config.timeout)
         try:
-            self.sock = self.context.wrap_socket(raw, server_hostname=self.config.server_name)
+            self.sock = context.wrap_socket(raw, server_hostname=self.config.server_name)
         except BaseException:
             raw.close()
             raise

@@ -102,17 +102,31 @@ class SyslogConnection:
         return context
 
     def usable(self) -> bool:
-        """Whether the open connection can carry the next batch. A syslog server never writes to us, so a
-        readable socket means the peer closed it (EOF, close_notify or a reset): the daemon went away and may
-        have lost what we sent last."""
+        """Whether the open connection can carry the next batch. A syslog server sends no application data,
+        so when the socket is readable it holds either TLS records of the handshake's aftermath (TLS 1.3
+        session tickets: consumed here) or the end of the connection (EOF, close_notify, a reset): the daemon
+        went away and may have lost what we sent last."""
         if self.sock is None:
             return False
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            readable = [self.sock]
-        if readable:
+        if not self._drain():
             self.close()
+            return False
+        return True
+
+    def _drain(self) -> bool:
+        """Read whatever the peer sent without blocking; False when the connection is over."""
+        assert self.sock is not None
+        try:
+            while select.select([self.sock], [], [], 0)[0] or self.sock.pending():
+                self.sock.setblocking(False)
+                try:
+                    if not self.sock.recv(65536):
+                        return False
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    return True
+                finally:
+                    self.sock.settimeout(self.config.timeout)
+        except (OSError, ValueError):
             return False
         return True
 
@@ -136,7 +150,14 @@ class SyslogConnection:
             raise
 
     def close(self) -> None:
+        """Close the connection. Unread bytes (session tickets) are read first: closing a socket with unread
+        data makes the kernel send a reset, which could make the daemon drop what it has not read yet."""
         if self.sock is not None:
+            try:
+                if self._drain():
+                    self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
             try:
                 self.sock.close()
             except OSError:

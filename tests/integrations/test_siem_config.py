@@ -1,6 +1,7 @@
 """SIEM settings fail loudly; the syslog header cannot be split by a configured name; the beat task isolates sinks."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from audit.models import Entry
 from integrations import tasks
 from integrations.siem import services, syslog
 from integrations.streams import stream_cursor
+from tests.integrations.siem_receivers import HecReceiver, make_pki
 from tests.settings_helpers import settings_environ, settings_module
 
 
@@ -65,3 +67,21 @@ def test_the_beat_task_isolates_a_failing_sink(settings, tmp_path: Path) -> None
     cursor = stream_cursor(services.SYSLOG_STREAM)
     assert cursor.seq == -1 and cursor.last_error
     services.forget_connections()
+
+
+def test_tls13_session_tickets_do_not_pass_for_a_closed_connection(tmp_path: Path) -> None:
+    # OpenSSL servers send session tickets after the handshake: readable bytes that are not the end of the
+    # connection. (HecReceiver is used only as an OpenSSL TLS server here; nothing is written to it.)
+    pki = make_pki(tmp_path / "pki", server_name="siem.test")
+    server = HecReceiver(pki, "t")
+    try:
+        conn = syslog.SyslogConnection(syslog.SyslogConfig(host="127.0.0.1", port=server.port, ca_file=str(pki.ca_file),
+                                                           server_name="siem.test", timeout=3))
+        conn.connect()
+        sock = conn.sock
+        time.sleep(0.3)
+        assert conn.usable() and conn.sock is sock
+        conn.close()
+        assert conn.sock is None and not conn.usable()
+    finally:
+        server.close()

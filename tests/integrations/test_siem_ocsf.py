@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import json
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from audit.event_types import registry
 from audit.ledger import Actor, Subject, integrate, record
 from audit.models import Entry
 from integrations.siem import ocsf
+from integrations.siem.catalogue import DOC_PATH
 from integrations.siem.ocsf import CLASSES, MAPPING, SEVERITIES, UnmappedEventType, to_ocsf
 
 
@@ -86,3 +90,16 @@ def test_personal_data_never_leaves_in_clear() -> None:
     for value in ("jdoe-secret", "jdoe@example.org", "Jane Doe"):
         assert value not in text
     assert '"commitment"' in text
+
+
+def test_the_generated_mapping_in_docs_siem_md_is_current() -> None:
+    out = StringIO()
+    call_command("siem_mapping", "--check", stdout=out)
+    assert "is current" in out.getvalue()
+    assert "`auth.login_failed` | Authentication (3002) | Logon (1) | 3 | Failure" in DOC_PATH.read_text()
+
+
+def test_a_stale_mapping_section_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(MAPPING, "auth.login_failed", ocsf.Mapping(3002, 1, 5, ocsf.FAILURE))
+    with pytest.raises(CommandError, match="stale"):
+        call_command("siem_mapping", "--check", stdout=StringIO())

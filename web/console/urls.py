@@ -19,4 +19,5 @@ urlpatterns = [
     path("", include("governance.console.urls")),
     path("", include("audit.console.urls")),
     path("", include("access.console.urls")),
+    path("", include("integrations.console.urls")),
 ]

@@ -10,6 +10,7 @@ request and any database transaction; entries wait in the ledger and the lag gro
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from django.conf import settings
 
 from audit.models import Entry

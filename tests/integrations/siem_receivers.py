@@ -120,7 +120,7 @@ class Rsyslog:
         assert RSYSLOGD is not None
         self.process = subprocess.Popen(
             [RSYSLOGD, "-n", "-f", str(self.conf), "-i", str(self.directory / "rsyslogd.pid")],
-            stdout=subprocess.DEVNULL, stderr=open(self.directory / "rsyslogd.err", "ab"))  # noqa: SIM115
+            stdout=subprocess.DEVNULL, stderr=open(self.directory / "rsyslogd.err", "ab"))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -196,7 +196,7 @@ class HecReceiver:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 receiver.requests.append({k.lower(): v for k, v in self.headers.items()})
                 if self.path != "/services/collector/event":

@@ -20,7 +20,7 @@ from integrations.streams import stream_cursor
 from tests.integrations.siem_receivers import HecReceiver, Pki, make_pki
 
 pytestmark = pytest.mark.django_db
-TOKEN = "0b5e3c1d-7a2f-4c59-9d1e-hec-token-for-tests"  # noqa: S105 (a test token)
+TOKEN = "0b5e3c1d-7a2f-4c59-9d1e-hec-token-for-tests"
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_entries_arrive_as_hec_events_carrying_the_ocsf_object(receiver: HecRece
 
 def test_a_wrong_token_is_refused_and_nothing_advances_nor_leaks(receiver: HecReceiver, settings) -> None:  # type: ignore[no-untyped-def]
     _notes(3)
-    settings.SIEM_HEC_TOKEN = "not-the-token"  # noqa: S105
+    settings.SIEM_HEC_TOKEN = "not-the-token"
     with pytest.raises(hec.HecError, match="403: Invalid token"):
         services.hec_deliver()
     cursor = stream_cursor(services.HEC_STREAM)

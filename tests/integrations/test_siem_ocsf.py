@@ -44,7 +44,7 @@ def test_every_row_names_a_known_class_activity_and_severity(name: str) -> None:
 
 
 def test_an_unknown_event_type_is_an_error_not_other() -> None:
-    with pytest.raises(UnmappedEventType, match="auth.teleported"):
+    with pytest.raises(UnmappedEventType, match=r"auth\.teleported"):
         to_ocsf(_entry("auth.teleported", {}))
 
 

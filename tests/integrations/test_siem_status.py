@@ -33,7 +33,7 @@ def sinks(settings, tmp_path):  # type: ignore[no-untyped-def]
     settings.SIEM_SYSLOG_URL = "tls://127.0.0.1:19152"
     settings.SIEM_SYSLOG_CA_FILE = str(tmp_path / "ca.pem")
     settings.SIEM_HEC_URL = "https://127.0.0.1:19153"
-    settings.SIEM_HEC_TOKEN = "hec-token-never-shown"  # noqa: S105
+    settings.SIEM_HEC_TOKEN = "hec-token-never-shown"
     services.forget_connections()
     _notes(5)
     stream_deliver(name=services.HEC_STREAM, deliver=_take, batch_size=3)

@@ -653,6 +653,8 @@ LEDGER_ACCESS_WINDOW_SECONDS = env_int("LEDGER_ACCESS_WINDOW_SECONDS", 300, mini
 # died may have lost: duplicates a receiver drops by seq/entry_hash).
 SIEM_SYSLOG_URL = env_str("SIEM_SYSLOG_URL") or ""
 SIEM_SYSLOG_CA_FILE = env_str("SIEM_SYSLOG_CA_FILE") or ""
+if SIEM_SYSLOG_URL and not re.fullmatch(r"tls://[^/:\s]+:[0-9]{1,5}/?", SIEM_SYSLOG_URL):
+    raise ImproperlyConfigured(f"SIEM_SYSLOG_URL must look like tls://host:6514 (TLS only), not {SIEM_SYSLOG_URL!r}")
 if SIEM_SYSLOG_URL and not SIEM_SYSLOG_CA_FILE:
     raise ImproperlyConfigured("SIEM_SYSLOG_URL needs SIEM_SYSLOG_CA_FILE (the CA of the syslog daemon's certificate)")
 SIEM_SYSLOG_SERVER_NAME = env_str("SIEM_SYSLOG_SERVER_NAME") or ""
@@ -669,6 +671,8 @@ SIEM_HEC_CA_FILE = env_str("SIEM_HEC_CA_FILE") or None
 SIEM_HEC_SOURCETYPE = env_str("SIEM_HEC_SOURCETYPE") or "ocsf"
 SIEM_HEC_INDEX = env_str("SIEM_HEC_INDEX") or None
 SIEM_HEC_BATCH = env_int("SIEM_HEC_BATCH", 500, minimum=1)
+if SIEM_HEC_URL and not re.fullmatch(r"https://[^/\s]+(/\S*)?", SIEM_HEC_URL):
+    raise ImproperlyConfigured(f"SIEM_HEC_URL must be an https:// URL (the token is a secret), not {SIEM_HEC_URL!r}")
 if SIEM_HEC_URL and not SIEM_HEC_TOKEN:
     raise ImproperlyConfigured("SIEM_HEC_URL needs SIEM_HEC_TOKEN (or SIEM_HEC_TOKEN_FILE)")
 SIEM_TIMEOUT = env_float("SIEM_TIMEOUT", 10.0, minimum=0.1)

@@ -150,7 +150,9 @@ class Rsyslog:
         self.process = None
 
     def lines(self) -> list[str]:
-        return self.out.read_text().splitlines() if self.out.exists() else []
+        """The complete lines written so far (a line rsyslog is still writing is left for the next read)."""
+        text = self.out.read_text() if self.out.exists() else ""
+        return text[: text.rfind("\n") + 1].splitlines()
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[str]:
         deadline = time.monotonic() + timeout

@@ -19,6 +19,8 @@ from tests.settings_helpers import settings_environ, settings_module
 
 @pytest.mark.parametrize(("environ", "message"), [
     ({"SIEM_SYSLOG_URL": "tls://siem:6514"}, "SIEM_SYSLOG_CA_FILE"),
+    ({"SIEM_SYSLOG_URL": "tcp://siem:514", "SIEM_SYSLOG_CA_FILE": "ca.pem"}, "TLS only"),
+    ({"SIEM_HEC_URL": "http://splunk:8088", "SIEM_HEC_TOKEN": "t"}, "https"),
     ({"SIEM_HEC_URL": "https://siem:8088"}, "SIEM_HEC_TOKEN"),
     ({"SIEM_SYSLOG_BATCH": "0"}, "SIEM_SYSLOG_BATCH"),
     ({"SIEM_INTERVAL": "soon"}, "SIEM_INTERVAL"),

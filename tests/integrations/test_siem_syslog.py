@@ -5,6 +5,7 @@ real receiver understood, not what we meant to send."""
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -24,7 +25,15 @@ pytestmark = [
     pytest.mark.skipif(RSYSLOGD is None or not GTLS,
                        reason="needs Debian's rsyslog and rsyslog-gnutls (apt-get install rsyslog rsyslog-gnutls)"),
 ]
-PORT = 19101
+
+def _free_port() -> int:
+    # A port of our own per test (xdist runs tests of this module side by side); kept across the daemon's
+    # restarts within the test.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 RESEND = 60
 
 
@@ -34,16 +43,21 @@ def pki(tmp_path: Path) -> Pki:
 
 
 @pytest.fixture
-def rsyslog(tmp_path: Path, pki: Pki) -> Iterator[Rsyslog]:
-    daemon = Rsyslog(tmp_path / "rsyslog", PORT, pki)
+def port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path, pki: Pki, port: int) -> Iterator[Rsyslog]:
+    daemon = Rsyslog(tmp_path / "rsyslog", port, pki)
     daemon.start()
     yield daemon
     daemon.stop()
 
 
 @pytest.fixture(autouse=True)
-def sink(settings, pki: Pki) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    settings.SIEM_SYSLOG_URL = f"tls://127.0.0.1:{PORT}"
+def sink(settings, pki: Pki, port: int) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    settings.SIEM_SYSLOG_URL = f"tls://127.0.0.1:{port}"
     settings.SIEM_SYSLOG_SERVER_NAME = "siem.test"
     settings.SIEM_SYSLOG_CA_FILE = str(pki.ca_file)
     settings.SIEM_SYSLOG_RESEND = RESEND

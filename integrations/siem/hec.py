@@ -77,7 +77,21 @@ class HecClient:
         self.conn: http.client.HTTPSConnection | None = None
 
     def post(self, body: bytes, count: int) -> int:
-        """Send one batch of ``count`` events; how many HEC took (a prefix), or raise ``HecError``."""
+        """Send one batch of ``count`` events; how many HEC took (a prefix), or raise ``HecError``.
+
+        A kept-alive connection the collector closed while idle fails on its next request without an answer:
+        that request is sent once more on a new connection (were it taken after all, it is one of the
+        documented duplicates, docs/siem.md)."""
+        reused = self.conn is not None
+        try:
+            return self._post(body, count)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ssl.SSLEOFError,
+                ssl.SSLZeroReturnError):
+            if not reused:
+                raise
+            return self._post(body, count)
+
+    def _post(self, body: bytes, count: int) -> int:
         if self.conn is None:
             # The context is built here, inside the delivery: a CA file that cannot be read is an error kept
             # on the stream's cursor, not one that escapes before the stream runs.

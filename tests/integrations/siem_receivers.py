@@ -182,6 +182,7 @@ class HecReceiver:
         self.events: list[dict[str, Any]] = []
         self.requests: list[dict[str, str]] = []
         self.busy = False
+        self.connections: list[socket.socket] = []
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -189,6 +190,10 @@ class HecReceiver:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                receiver.connections.append(self.connection)
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -241,6 +246,15 @@ class HecReceiver:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def drop_idle_connections(self) -> None:
+        """Close every kept-alive connection from the server's side, as a collector's idle timeout does."""
+        for conn in self.connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.connections.clear()
 
     def close(self) -> None:
         self.server.shutdown()

@@ -6,6 +6,7 @@ OpenTelemetry Collector's splunk_hec receiver) installs from Debian or PyPI here
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,16 @@ def test_a_busy_collector_gets_the_same_batch_again_later(receiver: HecReceiver)
     receiver.busy = False
     _drain()
     assert [e["event"]["metadata"]["sequence"] for e in receiver.events] == seqs
+
+
+def test_a_kept_alive_connection_the_collector_closed_is_reopened_without_an_error(receiver: HecReceiver) -> None:
+    seqs = _notes(8)
+    assert services.hec_deliver(batch_size=4).count == 4  # type: ignore[union-attr]
+    receiver.drop_idle_connections()
+    time.sleep(0.1)
+    assert services.hec_deliver(batch_size=4).count == 4  # type: ignore[union-attr]
+    assert [e["event"]["metadata"]["sequence"] for e in receiver.events] == seqs
+    assert stream_cursor(services.HEC_STREAM).last_error == ""
 
 
 def test_a_collector_down_then_up_loses_nothing(receiver: HecReceiver, settings) -> None:  # type: ignore[no-untyped-def]

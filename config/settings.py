@@ -664,6 +664,39 @@ ACCESS_DENIAL_INTERVAL = env_float("ACCESS_DENIAL_INTERVAL", 3600.0, minimum=1)
 # within this many seconds are covered by the entry of the first (docs/ledger.md, "Reading the ledger is recorded").
 LEDGER_ACCESS_WINDOW_SECONDS = env_int("LEDGER_ACCESS_WINDOW_SECONDS", 300, minimum=1)
 
+# --- SIEM stream (integrations.siem, docs/siem.md) ------------------------------------------------------
+# Each sink is its own stream (integrations.streams): every ledger entry as OCSF, in seq order, at least once.
+# syslog: RFC 5424 over TLS (tls://host:6514), octet-counted; the CA that signs the daemon's certificate is
+# required (the server name is checked: SIEM_SYSLOG_SERVER_NAME overrides the URL's host); a client certificate
+# is optional. A new connection first re-sends the last SIEM_SYSLOG_RESEND delivered entries (what a daemon that
+# died may have lost: duplicates a receiver drops by seq/entry_hash).
+SIEM_SYSLOG_URL = env_str("SIEM_SYSLOG_URL") or ""
+SIEM_SYSLOG_CA_FILE = env_str("SIEM_SYSLOG_CA_FILE") or ""
+if SIEM_SYSLOG_URL and not re.fullmatch(r"tls://[^/:\s]+:[0-9]{1,5}/?", SIEM_SYSLOG_URL):
+    raise ImproperlyConfigured(f"SIEM_SYSLOG_URL must look like tls://host:6514 (TLS only), not {SIEM_SYSLOG_URL!r}")
+if SIEM_SYSLOG_URL and not SIEM_SYSLOG_CA_FILE:
+    raise ImproperlyConfigured("SIEM_SYSLOG_URL needs SIEM_SYSLOG_CA_FILE (the CA of the syslog daemon's certificate)")
+SIEM_SYSLOG_SERVER_NAME = env_str("SIEM_SYSLOG_SERVER_NAME") or ""
+SIEM_SYSLOG_CERT_FILE = env_str("SIEM_SYSLOG_CERT_FILE") or None
+SIEM_SYSLOG_KEY_FILE = env_str("SIEM_SYSLOG_KEY_FILE") or None
+SIEM_SYSLOG_HOSTNAME = env_str("SIEM_SYSLOG_HOSTNAME") or "governance-ledger"
+SIEM_SYSLOG_APP_NAME = env_str("SIEM_SYSLOG_APP_NAME") or "governance-ledger"
+SIEM_SYSLOG_BATCH = env_int("SIEM_SYSLOG_BATCH", 1000, minimum=1)
+SIEM_SYSLOG_RESEND = env_int("SIEM_SYSLOG_RESEND", 1000, minimum=0)
+# Splunk HTTP Event Collector: https only (the token is a bearer secret; SIEM_HEC_TOKEN_FILE works too).
+SIEM_HEC_URL = env_str("SIEM_HEC_URL") or ""
+SIEM_HEC_TOKEN = env_secret("SIEM_HEC_TOKEN") or ""
+SIEM_HEC_CA_FILE = env_str("SIEM_HEC_CA_FILE") or None
+SIEM_HEC_SOURCETYPE = env_str("SIEM_HEC_SOURCETYPE") or "ocsf"
+SIEM_HEC_INDEX = env_str("SIEM_HEC_INDEX") or None
+SIEM_HEC_BATCH = env_int("SIEM_HEC_BATCH", 500, minimum=1)
+if SIEM_HEC_URL and not re.fullmatch(r"https://[^/\s]+(/\S*)?", SIEM_HEC_URL):
+    raise ImproperlyConfigured(f"SIEM_HEC_URL must be an https:// URL (the token is a secret), not {SIEM_HEC_URL!r}")
+if SIEM_HEC_URL and not SIEM_HEC_TOKEN:
+    raise ImproperlyConfigured("SIEM_HEC_URL needs SIEM_HEC_TOKEN (or SIEM_HEC_TOKEN_FILE)")
+SIEM_TIMEOUT = env_float("SIEM_TIMEOUT", 10.0, minimum=0.1)
+SIEM_INTERVAL = env_float("SIEM_INTERVAL", 5.0, minimum=1)
+
 # --- Operations (docs/deploy.md) -------------------------------------------------------------
 # /status reports the sequencer "lagging" when the oldest pending ledger entry has waited longer than this
 # (not readiness: a stopped worker must not take the web tier down; the alert is docker/prometheus/alerts.yml).
@@ -880,6 +913,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     "webhooks-log-prune": {"task": "integrations.tasks.prune_webhook_log", "schedule": timedelta(hours=24),
                            "options": {"expires": 3600}},
+    # The SIEM stream (integrations.tasks): each configured sink, a few batches per run.
+    "siem-deliver": {
+        "task": "integrations.tasks.siem_deliver",
+        "schedule": timedelta(seconds=SIEM_INTERVAL),
+        "options": {"expires": SIEM_INTERVAL},
+    },
     # Access governance (access.tasks).
     "access-grants-expire": {
         "task": "access.tasks.expire_grants",

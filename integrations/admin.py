@@ -1,7 +1,8 @@
 """The integrations' rows in the admin: read-only raw views (web.admin_site) for InfoSec and auditors.
 
 The notification queue is there for operations (what is stuck, why); the preferences are not (each holds a
-person's chat webhook URL, a secret: docs/notifications.md).
+person's chat webhook URL, a secret: docs/notifications.md), nor the webhook subscriptions (their signing
+secrets). The SIEM sinks are settings; their cursors are on the console's SIEM page.
 """
 from __future__ import annotations
 

@@ -6,13 +6,20 @@ concurrent run a no-op (integrations.streams).
 """
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from celery import shared_task
 from django.db import OperationalError
 
 from integrations.notifications import services as notifications
+from integrations.siem import services as siem
 from integrations.webhooks.delivery import attempts_prune, due_subscriptions, subscription_deliver
+
+logger = logging.getLogger(__name__)
+# One SIEM run keeps delivering while a sink is behind, up to this long, then leaves the rest to the next beat.
+SIEM_RUN_SECONDS = 20.0
 
 _TASK: dict[str, Any] = {"soft_time_limit": 300, "time_limit": 360, "acks_late": True}
 # Webhook rounds: a database hiccup is retried; a receiver's failure is the subscription's backoff, not Celery's.
@@ -68,3 +75,24 @@ def deliver_webhook(subscription_id: int) -> int:
 def prune_webhook_log() -> int:
     """The daily prune of the delivery log (``WEBHOOK_LOG_DAYS``)."""
     return attempts_prune()
+
+
+@shared_task(name="integrations.tasks.siem_deliver", soft_time_limit=60, time_limit=90, ignore_result=True)
+def siem_deliver() -> dict[str, int]:
+    """Deliver each configured SIEM sink until caught up (or ``SIEM_RUN_SECONDS``). A failing sink is logged
+    (type of error and sink, never a token) and retried at the next beat; it does not stop the other sink.
+    No Celery retry: the beat runs it again every ``SIEM_INTERVAL`` seconds and the cursor keeps the place."""
+    delivered: dict[str, int] = {}
+    for name, run in ((siem.SYSLOG_STREAM, siem.syslog_deliver), (siem.HEC_STREAM, siem.hec_deliver)):
+        deadline = time.monotonic() + SIEM_RUN_SECONDS
+        total = 0
+        try:
+            while time.monotonic() < deadline:
+                result = run()
+                if result is None or not result.claimed or result.count == 0:
+                    break
+                total += result.count
+        except Exception as exc:
+            logger.warning("SIEM sink %s: delivery failed (%s); retried at the next run", name, type(exc).__name__)
+        delivered[name] = total
+    return delivered

@@ -64,6 +64,7 @@ from access.roles import INFOSEC, has_role
 from audit.models import Checkpoint, LedgerHead, PendingEntry, VerificationRun
 from audit.services.witnessing import witness_quorum_status
 from governance.models import ComplianceViolation, PromotionRequest, WebhookDelivery
+from integrations.models import StreamCursor
 from web.health import bearer_matches, sequencer_lag_seconds
 from web.logging import route_of
 
@@ -271,6 +272,7 @@ def _collect_db() -> Iterator[Any]:
         yield _gauge("governance_ledger_checkpoint_tree_size", "Tree size of the latest signed checkpoint.",
                      checkpoint[1])
     yield from _collect_witnesses()
+    yield from _collect_streams(head)
     ok = GaugeMetricFamily("governance_ledger_verification_ok",
                            "Outcome of the latest finished verification run (1 intact, 0 not).", labels=["mode"])
     seconds = GaugeMetricFamily("governance_ledger_verification_duration_seconds",
@@ -321,6 +323,24 @@ def _collect_db() -> Iterator[Any]:
     if oldest is not None:
         yield _gauge("governance_access_next_grant_expiry_seconds", "Seconds until the next active grant expires.",
                      (oldest - now).total_seconds())
+
+
+def _collect_streams(tree_size: int) -> Iterator[Any]:
+    """Each outbound stream (integrations.streams: SIEM sinks, webhooks, notifications): how far behind the
+    ledger head it is, when it last delivered, and whether its last run failed."""
+    lag = GaugeMetricFamily("governance_stream_lag_entries",
+                            "Ledger entries not yet delivered by each outbound stream.", labels=["stream"])
+    last = GaugeMetricFamily("governance_stream_last_delivery_timestamp_seconds",
+                             "When each outbound stream last delivered (absent: never).", labels=["stream"])
+    failing = GaugeMetricFamily("governance_stream_failing",
+                                "1 when the stream's last run failed (its error is on the console).", labels=["stream"])
+    for name, seq, delivered_at, error in StreamCursor.objects.values_list(
+            "name", "seq", "last_delivered_at", "last_error"):
+        lag.add_metric([name], max(0, tree_size - 1 - seq))
+        if delivered_at is not None:
+            last.add_metric([name], delivered_at.timestamp())
+        failing.add_metric([name], 1 if error else 0)
+    yield from (lag, last, failing)
 
 
 def _collect_witnesses() -> Iterator[Any]:

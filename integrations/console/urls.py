@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from integrations.console import webhooks
+from integrations.console import siem, webhooks
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("webhooks/", webhooks.webhooks, name="console-webhooks"),
@@ -15,4 +15,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("webhooks/<int:sub_id>/delete/", webhooks.webhook_delete, name="console-webhook-delete"),
     path("webhooks/<int:sub_id>/rotate/", webhooks.webhook_rotate, name="console-webhook-rotate"),
     path("webhooks/<int:sub_id>/replay/", webhooks.webhook_replay, name="console-webhook-replay"),
+    path("siem/", siem.siem_status, name="console-siem"),
 ]

@@ -41,8 +41,8 @@ def test_the_outsider_is_offered_only_what_he_may_open(people):
 
 @pytest.mark.parametrize(("persona", "present", "absent"), [
     ("auditor", {"/console/ledger/", "/console/exports/", "/console/legal-holds/", "/console/violations/",
-                 "/console/identity-links/", "/admin/", "/console/environments/"}, set()),
-    ("owner", {"/console/environments/"}, {"/console/ledger/", "/console/exports/", "/admin/"}),
+                 "/console/identity-links/", "/console/siem/", "/admin/", "/console/environments/"}, set()),
+    ("owner", {"/console/environments/"}, {"/console/ledger/", "/console/exports/", "/console/siem/", "/admin/"}),
 ])
 def test_oversight_pages_are_offered_to_oversight_only(persona, present, absent, people):
     links = set(nav_links(client_for(getattr(people, persona)).get("/console/").content.decode()))
@@ -54,7 +54,7 @@ def test_pages_refused_to_the_outsider_are_not_in_his_navigation(people):
     client = client_for(people.outsider)
     offered = set(nav_links(client.get("/console/").content.decode()))
     for page in ("/console/ledger/", "/console/exports/", "/console/legal-holds/", "/console/violations/",
-                 "/console/identity-links/", "/console/environments/", "/admin/"):
+                 "/console/identity-links/", "/console/siem/", "/console/environments/", "/admin/"):
         assert client.get(page).status_code != 200 and page not in offered, page
 
 

@@ -21,6 +21,7 @@ from django.test import Client
 
 from audit.services.checkpoints import checkpoint_create
 from audit.services.integrity import verification_run
+from integrations.streams import stream_cursor
 from tests.audit.witnessing.helpers import configure
 from tests.ops.helpers import notes, own_redis
 from tests.ops.test_metrics import TOKEN, scrape
@@ -94,6 +95,7 @@ def exported(client: Client, settings: Any, witness_factory: Any, mlflow_store: 
     tasks.reconcile_registry.apply(throw=True)
     integrate_pending.apply(headers={SENT_AT_HEADER: time.time() - 3})
     assert client.post("/webhooks/mlflow", b"{}", content_type="application/json").status_code >= 400
+    stream_cursor("siem.syslog")  # an outbound stream (integrations.streams): its lag and failing gauges
     with own_redis() as redis:
         settings.CELERY_TASK_ALWAYS_EAGER = False
         settings.CELERY_BROKER_URL = redis.url

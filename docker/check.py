@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 COMPOSE = HERE / "compose.yml"
 DOCKERFILE = HERE / "Dockerfile"
+PYPROJECT = HERE.parent / "pyproject.toml"
 SERVICES = {"proxy", "postgres", "redis", "web", "worker", "beat", "mlflow"}
 APP_SERVICES = {"web", "worker", "beat"}
 SECRETISH = re.compile(r"(SECRET|PASSWORD|TOKEN|KEK|PRIVATE_?KEY|CREDENTIAL|API_KEY)", re.I)
@@ -133,6 +135,15 @@ def check_dockerfile_rules(problems: list[str]) -> None:
                     problems.append(f"Dockerfile: {keyword} {key} bakes a secret into the image")
         if keyword in ("COPY", "ADD") and re.search(r"\.pem|secrets?/|\.env\b|dev-ledger-signing-key", rest):
             problems.append(f"Dockerfile: {keyword} {rest} copies key material into the image")
+    # Every package the project installs must reach both stages: a new app left out builds an image whose
+    # workers fail at start-up with "No module named ..." (the compose emulation is the only other witness).
+    packages = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]["include"]
+    for stage, (start, end) in enumerate(((0, last_from), (last_from, len(instructions)))):
+        copied = " ".join(rest for k, rest in instructions[start:end] if k == "COPY")
+        for package in (name.rstrip("*") for name in packages):
+            if not re.search(rf"(^|\s){re.escape(package)}\s+\./{re.escape(package)}\b", copied):
+                problems.append(f"Dockerfile: the {'build' if stage == 0 else 'runtime'} stage does not COPY "
+                                f"the package {package}/ (pyproject.toml [tool.setuptools.packages.find])")
 
 
 def check_hadolint(problems: list[str]) -> None:

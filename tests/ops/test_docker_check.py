@@ -45,6 +45,20 @@ def test_bad_dockerfile_is_caught(check: ModuleType, tmp_path: Path, monkeypatch
         assert expected in text, text
 
 
+def test_a_package_left_out_of_a_stage_is_caught(check: ModuleType, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = (ROOT / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    runtime_copy = "COPY --chown=root:root integrations ./integrations\n"
+    assert runtime_copy in shipped
+    bad = tmp_path / "Dockerfile"
+    bad.write_text(shipped.replace(runtime_copy, ""), encoding="utf-8")
+    monkeypatch.setattr(check, "DOCKERFILE", bad)
+    problems: list[str] = []
+    check.check_dockerfile_rules(problems)
+    assert problems == ["Dockerfile: the runtime stage does not COPY the package integrations/ "
+                        "(pyproject.toml [tool.setuptools.packages.find])"]
+
+
 def test_bad_compose_is_caught(check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = tmp_path / "compose.yml"
     bad.write_text(

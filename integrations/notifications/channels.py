@@ -6,7 +6,6 @@ Errors never carry the webhook URL (a bearer secret): ``ChatError`` says what fa
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import urllib.error
@@ -17,6 +16,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+
+from integrations.addresses import is_public
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,7 @@ def check_chat_url(url: str, *, resolve: bool = True) -> str:
     except (OSError, UnicodeError):
         raise ValueError("the chat webhook's host name does not resolve") from None
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global:
+        if not is_public(str(info[4][0])):
             raise ValueError("the chat webhook must be on a public address (not loopback, private or link-local)")
     return url
 

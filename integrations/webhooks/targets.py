@@ -9,13 +9,13 @@ redirect a delivery inside the network.
 """
 from __future__ import annotations
 
-import ipaddress
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from integrations.addresses import is_public
 from integrations.webhooks.errors import TargetRefused
 
 URL_MAX = 2000
@@ -63,12 +63,7 @@ def parse(url: object) -> Target:
 
 
 def address_allowed(address: str) -> bool:
-    if settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
-        return True
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    return bool(settings.WEBHOOK_ALLOW_PRIVATE_TARGETS) or is_public(address)
 
 
 def resolve(target: Target) -> str:

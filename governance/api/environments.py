@@ -66,7 +66,7 @@ class EnvironmentOut(serializers.Serializer):
 
 
 class EnvironmentDetailOut(EnvironmentOut):
-    kubernetes_namespaces = serializers.ListField(  # type: ignore[assignment]
+    kubernetes_namespaces = serializers.ListField(
         child=serializers.CharField(), help_text="the Kubernetes namespaces the admission webhook governs under it")
     policy = serializers.DictField(help_text="the environment's default policy document", allow_null=True)
     freezes = FreezeOut(many=True, help_text="active and upcoming freeze windows")

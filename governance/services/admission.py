@@ -333,8 +333,8 @@ def admission_review(*, actor: User, document: Any) -> Answer:
     About ten queries at most: the namespace, the admission check, the version's digest, the recording.
     """
     review = parse_review(document)
-    obj = review.object or {}
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    obj: Mapping[str, Any] = review.object or {}
+    metadata: Mapping[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), Mapping) else {}
     if review.operation not in ("CREATE", "UPDATE") or review.sub_resource or (
             review.operation == "UPDATE" and metadata.get("deletionTimestamp")):
         return Answer(review.uid, True, Rule.NOT_APPLICABLE, f"{Rule.NOT_APPLICABLE}: nothing to check")

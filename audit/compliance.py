@@ -79,6 +79,8 @@ _PROMOTIONS = ("promotion.requested", "promotion.evidence_changed", "promotion.a
 _BREAK_GLASS = ("promotion.break_glass", "promotion.break_glass_reviewed", "promotion.break_glass_found_unjustified")
 _OUT_OF_BAND = ("mlflow.alias_changed", "mlflow.alias_reverted", "compliance.violation",
                 "compliance.violation_acknowledged")
+_ADMISSION = ("admission.allowed", "admission.refused", "admission.summarised")
+_T_ADMISSION = "tests/governance/test_admission_webhook.py"
 _AUDIT_LOG_READS = ("ledger.accessed", "ledger.exported", "privacy.pii_revealed")
 _LEDGER_KEYS = ("ledger.signing_key_registered", "ledger.signing_key_rotated", "ledger.signing_key_handover",
                 "privacy.kek_rotated")
@@ -305,7 +307,7 @@ DORA = Framework(
             "Changes to ICT systems are recorded, tested, assessed and approved before they are made; emergency "
             "changes follow a documented procedure and are assessed and approved after the fact.",
             "met",
-            events=(*_PROMOTIONS, *_BREAK_GLASS, *_RULE_CHANGES, *_OUT_OF_BAND),
+            events=(*_PROMOTIONS, *_BREAK_GLASS, *_RULE_CHANGES, *_OUT_OF_BAND, *_ADMISSION),
             fields=("payload.gates (the evidence)", "payload.approvers", "payload.reason"),
             controls=("A model reaches an environment only through a promotion: policy gates evaluated on "
                       "evidence, separation of duties, approvals bound to that evidence; the rules themselves "
@@ -314,11 +316,15 @@ DORA = Framework(
                       "someone else within a deadline (promotion.break_glass_reviewed), and an unjustified one "
                       "is recorded as such.",
                       "A change made outside the process (an MLflow alias moved by hand) is detected, reverted "
-                      "and recorded as a compliance violation to acknowledge."),
-            tests=(_T_PROMOTIONS, _T_BREAK_GLASS, _T_CHANGES, "tests/governance/test_alias_reconcile.py"),
+                      "and recorded as a compliance violation to acknowledge.",
+                      "In Kubernetes namespaces mapped to an environment, the admission webhook refuses a "
+                      "workload whose model version is not approved there, or whose artifact digest is not the "
+                      "approved one; each decision is recorded (admission.*)."),
+            tests=(_T_PROMOTIONS, _T_BREAK_GLASS, _T_CHANGES, "tests/governance/test_alias_reconcile.py",
+                   _T_ADMISSION),
             docs=("docs/promotions.md#break-glass-and-its-review",
                   "docs/promotions.md#two-person-control-over-the-rules",
-                  "docs/promotions.md#out-of-band-alias-changes"),
+                  "docs/promotions.md#out-of-band-alias-changes", "docs/admission.md"),
         ),
         Requirement(
             "Art. 21", "Access control",
@@ -394,7 +400,7 @@ SOX = Framework(
             "Changes to systems that affect financial reporting are requested, tested, approved by someone other "
             "than the developer, and traceable; emergency changes are approved after the fact.",
             "met",
-            events=(*_PROMOTIONS, *_BREAK_GLASS, *_RULE_CHANGES, *_OUT_OF_BAND, "auth.step_up"),
+            events=(*_PROMOTIONS, *_BREAK_GLASS, *_RULE_CHANGES, *_OUT_OF_BAND, *_ADMISSION, "auth.step_up"),
             fields=("actor", "payload.approvers", "payload.gates"),
             controls=("As DORA Art. 17: promotions with gates and separated approvals (with a recent second "
                       "factor), break-glass reviewed afterwards, two-person control over the rules, "

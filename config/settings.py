@@ -662,6 +662,9 @@ ACCESS_EXPIRE_INTERVAL = env_float("ACCESS_EXPIRE_INTERVAL", 30.0, minimum=1)
 # One access.check_denied per principal, resource and permission per interval; the repeats are counted and
 # summarised (access.check_denials_summarised) when it closes: by this beat task, or lazily by the next denial.
 ACCESS_DENIAL_INTERVAL = env_float("ACCESS_DENIAL_INTERVAL", 3600.0, minimum=1)
+# Kubernetes admission decisions: one ledger entry per workload, model, version, decision and rule per interval
+# (repeats counted, then summarised): docs/admission.md.
+ADMISSION_RECORD_INTERVAL = env_float("ADMISSION_RECORD_INTERVAL", 3600.0, minimum=1)
 
 # --- Reading the ledger is recorded (audit.services.ledger_access, PCI DSS v4 10.2.1.3) ---------------------------
 # ledger.accessed: one entry per read; the further pages of the same filter (and every proof a principal asks for)
@@ -949,6 +952,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "access.tasks.summarise_denials",
         "schedule": timedelta(seconds=min(ACCESS_DENIAL_INTERVAL, 300.0)),
         "options": {"expires": min(ACCESS_DENIAL_INTERVAL, 300.0)},
+    },
+    # Kubernetes admission decisions whose interval closed are summarised (or lazily, by the next decision).
+    "admission-decisions-summarise": {
+        "task": "governance.tasks.summarise_admission_decisions",
+        "schedule": timedelta(seconds=min(ADMISSION_RECORD_INTERVAL, 300.0)),
+        "options": {"expires": min(ADMISSION_RECORD_INTERVAL, 300.0)},
     },
     # Scheduled integrity checks and retention (UTC; audit.tasks).
     "ledger-verify-incremental": {

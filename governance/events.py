@@ -158,6 +158,22 @@ _r(EventType("mlflow.webhook_refusals_summarised",
              {"reason": S(), "count": Field("int"), "first_at": S(), "last_at": S(), "window_start": S(),
               "interval_seconds": Field("int")}, subject="webhook_endpoint"))
 
+# --- Kubernetes admission (governance.services.admission, docs/admission.md) -----------------------------------
+# A decision of the ValidatingAdmissionWebhook in a governed namespace, the first of its key per
+# ADMISSION_RECORD_INTERVAL; repeats are counted and summarised. "requester" is a Kubernetes system identity
+# (system:serviceaccount:<ns>:<name>, ...) or "person" (a person's name never enters the ledger: the API
+# server's audit log has it under "uid"). "model"/"version" are null when the workload names none.
+_ADM = {"environment": S(), "namespace": S(), "kind": S(), "name": S(), "model": Field(nullable=True),
+        "version": Field("int", nullable=True), "rule": S()}
+_ADM_DECISION = {**_ADM, "operation": S(), "message": S(), "uid": S(), "requester": S()}
+_r(EventType("admission.allowed", "The Kubernetes admission webhook admitted a workload in a governed namespace.",
+             _ADM_DECISION, subject="environment"))
+_r(EventType("admission.refused", "The Kubernetes admission webhook refused a workload (the rule names why).",
+             _ADM_DECISION, subject="environment"))
+_r(EventType("admission.summarised", "Repeats of one admission decision during one interval, counted.",
+             {**_ADM, "allowed": Field("bool"), "count": Field("int"), "first_at": S(), "last_at": S(),
+              "interval_seconds": Field("int")}, subject="environment"))
+
 # --- compliance --------------------------------------------------------------------------------------
 
 # --- compliance --------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ kinds takes them in this order, so two services never wait on each other in a cy
 6. ``environments_lock``, then ``accounts_lock``: the break-glass budget (the environment, then the
    person's accounts in primary-key order);
 7. the rows locked alone: ``violations_lock``, ``identity_links_lock``,
-   ``webhook_refusal_counters_lock``, ``webhook_deliveries_lock`` (the outbox: a drain claims a delivery in a
+   ``webhook_refusal_counters_lock``, ``admission_decisions_lock`` (an open admission window, in a
+   transaction of its own), ``webhook_deliveries_lock`` (the outbox: a drain claims a delivery in a
    transaction of its own, ``skip_locked`` so that concurrent drains take different rows and never wait).
 
 One path takes 5 before 4: ``promotion_rollback`` locks the live deployment to find the promotion
@@ -29,6 +30,7 @@ from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from governance.models import (
+    AdmissionDecision,
     BreakGlassReview,
     ComplianceViolation,
     Environment,
@@ -96,3 +98,9 @@ def webhook_refusal_counters_lock() -> QuerySet[WebhookRefusalCounter]:
 def webhook_deliveries_lock(*, skip_locked: bool = False) -> QuerySet[WebhookDelivery]:
     """``skip_locked``: rows another drain holds are left out instead of waited for (claiming work)."""
     return WebhookDelivery.objects.select_for_update(skip_locked=skip_locked)
+
+
+def admission_decisions_lock() -> QuerySet[AdmissionDecision]:
+    """Open admission windows (``governance.services.admission``): locked alone, each in its own transaction."""
+    # of=("self",): the environment joined for its name is read, not locked (environments come later in the order).
+    return AdmissionDecision.objects.select_for_update(of=("self",)).select_related("environment")

@@ -579,3 +579,68 @@ class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
 
     class Meta(GroupObjectPermissionBase.Meta):
         db_table = "access_environmentgroupobjectpermission"
+
+
+# --- Kubernetes admission (governance.services.admission, docs/admission.md) -----------------------------------
+
+
+class EnvironmentNamespace(models.Model):
+    """A Kubernetes namespace whose workloads the admission webhook governs under ``environment``'s approvals.
+
+    Held by the product, never read from the workload: whoever writes a Deployment cannot choose the
+    environment it is judged against. Written only by ``governance.services.environments`` (the
+    environment's update service, so a protected environment's namespaces change by change request);
+    the unique ``namespace`` is what keeps one namespace to at most one environment, whatever the race.
+    """
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="kubernetes_namespaces")
+    namespace = models.CharField(max_length=63, unique=True)
+
+    class Meta:
+        ordering = ["namespace"]
+
+    def __str__(self) -> str:
+        return f"{self.namespace} -> {self.environment_id}"
+
+
+class AdmissionDecision(models.Model):
+    """One admission decision of a workload, coalesced over ``ADMISSION_RECORD_INTERVAL`` (the console's rows).
+
+    The first decision with a given key (namespace, kind, name, model, version, allowed, rule) in an
+    interval writes ``admission.allowed``/``admission.refused`` and opens the row; repeats only bump
+    ``count``/``last_at`` (one UPDATE, no ledger write). When the interval is over the row is closed
+    (``summarised_at``) with an ``admission.summarised`` entry if it counted more than one; a closed row
+    stays as history (``governance.services.admission``). ``key`` is the SHA-256 of the canonical key;
+    the partial unique constraint keeps one open row per key, so two concurrent first decisions cannot
+    both write the entry.
+    """
+
+    key = models.CharField(max_length=64)
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="admission_decisions")
+    namespace = models.CharField(max_length=63)
+    kind = models.CharField(max_length=40)
+    name = models.CharField(max_length=253)
+    model = models.CharField(max_length=256, blank=True, default="")
+    version = models.PositiveIntegerField(null=True, blank=True)
+    allowed = models.BooleanField()
+    rule = models.CharField(max_length=40)
+    message = models.CharField(max_length=500)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    count = models.PositiveIntegerField(default=1)
+    summarised_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=Q(summarised_at__isnull=True),
+                                    name="admission_one_open_per_key"),
+        ]
+        indexes = [
+            models.Index(fields=["summarised_at", "first_at"], name="admission_open_idx"),
+            models.Index(fields=["environment", "-last_at"], name="admission_env_recent"),
+        ]
+
+    def __str__(self) -> str:
+        verdict = "allowed" if self.allowed else "refused"
+        return f"{self.namespace}/{self.kind}/{self.name}: {verdict} ({self.rule}) x{self.count}"

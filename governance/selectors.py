@@ -18,6 +18,7 @@ from access.selectors import active_grants
 from access.services.checks import check
 from audit.receipts import proven
 from governance.models import (
+    AdmissionDecision,
     BreakGlassReview,
     ComplianceViolation,
     DeploymentReceipt,
@@ -194,6 +195,7 @@ class Admission:
     mode: str | None = None  # "live", "canary" or "shadow"; None when refused
     status: str = AdmissionStatus.NOT_APPROVED
     review_due_at: datetime | None = None  # the break-glass review's deadline, when there is one not yet approved
+    live_version: int | None = None  # not_approved: the version live there instead, if any
 
 
 def _above_ceiling(level: str, ceiling: str, environment_name: str) -> str | None:
@@ -283,7 +285,8 @@ def admission_check(*, model_name: str, version: int, environment_name: str) -> 
                       f"{rollout[1]} rollout of an approved promotion", rollout[2:], now)
     if live is None:
         return Admission(False, f"no version of {model_name} is approved for {environment_name}")
-    return Admission(False, f"version {live[0]} is the approved version of {model_name} in {environment_name}")
+    return Admission(False, f"version {live[0]} is the approved version of {model_name} in {environment_name}",
+                     live_version=live[0])
 
 
 # --- visibility ----------------------------------------------------------------------------------
@@ -362,6 +365,17 @@ def break_glass_reviews_visible_to(user: User | AnonymousUser) -> QuerySet[Break
     return BreakGlassReview.objects.filter(
         _visible_model_filter(user, "request__version__model__") | Q(request__requested_by_id=user.pk)
     )
+
+
+def admission_decisions_visible_to(user: User | AnonymousUser) -> QuerySet[AdmissionDecision]:
+    """Kubernetes admission decisions: every one for the oversight roles; for anybody else those naming a model
+    they may see (a decision naming no model, or one nobody registered, only for the oversight roles)."""
+    if not user.is_authenticated or not user.is_active:
+        return AdmissionDecision.objects.none()
+    if _sees_all(user):
+        return AdmissionDecision.objects.select_related("environment")
+    return AdmissionDecision.objects.select_related("environment").filter(
+        model__in=models_visible_to(user).values("name"))
 
 
 # Roles that may read the compliance violations.

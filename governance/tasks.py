@@ -22,6 +22,7 @@ from governance import registry, selectors, signals
 from governance.errors import InvalidState, RegistryUnreachable
 from governance.models import GovernanceChangeRequest, PromotionRequest
 from governance.services import (
+    admission,
     break_glass,
     change_requests,
     deployments,
@@ -375,3 +376,14 @@ def queue_webhook_follow_up(delivery_id: int) -> bool:
 @receiver(signals.webhook_refusal_interval_opened)
 def _summarise_refusals_when_an_interval_opens(**_: Any) -> None:
     transaction.on_commit(summarise_webhook_refusals.delay, robust=True)
+
+
+# --- Kubernetes admission decisions ---------------------------------------------------------------------
+
+
+@shared_task(name="governance.tasks.summarise_admission_decisions", autoretry_for=(OperationalError,),
+             max_retries=3, retry_backoff=True, soft_time_limit=240, time_limit=300)
+def summarise_admission_decisions() -> int:
+    """Close the admission windows whose interval is over (``admission.summarised`` when one counted repeats).
+    Idempotent: a closed window is never closed again."""
+    return admission.admission_decisions_summarise()

@@ -37,7 +37,11 @@ SCOPES: dict[str, str] = {
     "access:check": "Ask whether a principal may use a resource.",
     "exports:read": "Start and download audit exports (with the auditor or InfoSec role).",
     "attestations:write": "Upload CI attestations (DSSE envelopes, Sigstore bundles) for model versions.",
+    "admission:review": "Answer Kubernetes admission reviews (the API server's webhook token; issued by InfoSec).",
 }
+# Scopes only InfoSec may put on a token: their holder writes ledger entries in a control's name (an
+# admission decision), so the service account's owner alone must not be able to mint one.
+INFOSEC_ONLY_SCOPES = frozenset({"admission:review"})
 PREFIX = "mlg_"
 MAX_DAYS = 365
 DEFAULT_DAYS = 90
@@ -90,6 +94,9 @@ def api_token_create(
     if not name or len(name) > 100:
         raise AccessError("a token name is 1 to 100 characters", code="invalid_name")
     clean_scopes = _check_scopes(scopes)
+    restricted = sorted(INFOSEC_ONLY_SCOPES & set(clean_scopes))
+    if restricted and not (actor.is_active and actor.groups.filter(name=roles.INFOSEC).exists()):
+        raise NotPermitted(f"only InfoSec may issue a token with the scope(s) {', '.join(restricted)}")
     if isinstance(expires_in_days, bool) or not isinstance(expires_in_days, int) \
             or not 1 <= expires_in_days <= MAX_DAYS:
         raise AccessError(f"expires_in_days must be a whole number from 1 to {MAX_DAYS}", code="invalid_expiry")

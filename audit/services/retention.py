@@ -72,6 +72,8 @@ BY_DOMAIN: dict[str, str] = {
     # Change management, approvals, access control and identity: audit evidence for SOX ITGC.
     # Identity (auth) is long on purpose: a shredded subject can never record personal data again.
     "access": "sox",
+    # Kubernetes admission decisions: change control at the cluster's door (docs/admission.md).
+    "admission": "sox",
     "auth": "sox",
     "compliance": "sox",
     "dataset": "sox",

@@ -56,15 +56,25 @@ class EnvironmentOut(serializers.Serializer):
     max_data_classification = serializers.ChoiceField(choices=LEVEL_CHOICES)
     description = serializers.CharField()
     protected = serializers.BooleanField(help_text="its rules change only with a second InfoSec member's approval")
+    kubernetes_namespaces = serializers.SerializerMethodField(
+        help_text="the Kubernetes namespaces whose workloads the admission webhook judges against this "
+                  "environment's approvals (docs/admission.md)")
+
+    def get_kubernetes_namespaces(self, environment: Environment) -> list[str]:
+        # .all(): served by the list's prefetch, one query for a single environment.
+        return sorted(n.namespace for n in environment.kubernetes_namespaces.all())
 
 
 class EnvironmentDetailOut(EnvironmentOut):
+    kubernetes_namespaces = serializers.ListField(
+        child=serializers.CharField(), help_text="the Kubernetes namespaces the admission webhook governs under it")
     policy = serializers.DictField(help_text="the environment's default policy document", allow_null=True)
     freezes = FreezeOut(many=True, help_text="active and upcoming freeze windows")
 
 
 EXAMPLE_ENV = {"name": "production", "order": 2, "mlflow_alias": "production",
-               "max_data_classification": "confidential", "description": "Live payment traffic", "protected": True}
+               "max_data_classification": "confidential", "description": "Live payment traffic", "protected": True,
+               "kubernetes_namespaces": ["payments-prod"]}
 REASON_HELP = "why: recorded with the change request when the environment is protected"
 ACCEPTED = "a change request, when the environment is protected: a second InfoSec member approves it"
 
@@ -118,7 +128,8 @@ class EnvironmentListCreateApi(APIView):
     )
     def get(self, request: Request) -> Response:
         paginator = StandardPagination()
-        page = paginator.paginate_queryset(Environment.objects.order_by("order"), request, view=self)
+        page = paginator.paginate_queryset(Environment.objects.prefetch_related("kubernetes_namespaces")
+                                           .order_by("order"), request, view=self)
         return paginator.get_paginated_response(EnvironmentOut(page, many=True).data)
 
     @extend_schema(
@@ -151,13 +162,17 @@ class EnvironmentDetailApi(APIView):
         description = Text(max_length=300, required=False, allow_blank=True)
         protected = serializers.BooleanField(
             required=False, help_text="true protects it at once; false on a protected one proposes removing it")
+        kubernetes_namespaces = serializers.ListField(
+            child=Text(max_length=63), max_length=100, required=False, allow_empty=True,
+            help_text="the whole list of namespaces the admission webhook governs under this environment "
+                      "(replaces the current one; a namespace belongs to at most one environment)")
         reason = Text(max_length=5000, required=False, allow_blank=True, help_text=REASON_HELP)
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             changes = set(attrs) - {"reason"}
             if not changes:
-                raise ValidationError("nothing to change: give mlflow_alias, max_data_classification, description "
-                                      "or protected")
+                raise ValidationError("nothing to change: give mlflow_alias, max_data_classification, description, "
+                                      "kubernetes_namespaces or protected")
             if "protected" in changes and len(changes) > 1:
                 raise ValidationError({"protected": ["change the protection on its own, not with other fields"]})
             return attrs

@@ -1,6 +1,7 @@
 """``/api/v1/`` routes of the promotion-governance domain (included by ``web/api/urls.py``).
 
-Models and versions (``registered_models``), promotions, break-glass reviews and admission (``promotions``),
+Models and versions (``registered_models``), promotions, break-glass reviews and admission (``promotions``), the
+Kubernetes admission webhook (``admission``),
 environments, policies and violations (``environments``), two-person change requests
 (``change_requests``), MLflow identity links (``identity_links``). The MLflow webhook endpoint
 (``webhooks``) is routed outside the API, at ``/webhooks/mlflow`` (``config/urls.py``).
@@ -10,6 +11,7 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, path
 
 from governance.api import (
+    admission,
     attestations,
     change_requests,
     environments,
@@ -49,6 +51,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("break-glass-reviews/<int:pk>/conclude", promotions.BreakGlassReviewConcludeApi.as_view(),
          name="api-break-glass-review-conclude"),
     path("admission", promotions.AdmissionApi.as_view(), name="api-admission"),
+    path("admission/review", admission.AdmissionReviewApi.as_view(), name="api-admission-review"),
     # environments, policies, violations
     path("environments", environments.EnvironmentListCreateApi.as_view(), name="api-environments"),
     path("environments/<slug:name>", environments.EnvironmentDetailApi.as_view(), name="api-environment"),

@@ -97,7 +97,7 @@ def environments(request: HttpRequest) -> HttpResponse:
     # Pop only when present, so a plain visit does not rewrite the session.
     drafts: dict[str, str] = request.session.pop(DRAFTS_KEY, None) or {}
     now = timezone.now()
-    envs = list(Environment.objects.order_by("order"))
+    envs = list(Environment.objects.prefetch_related("kubernetes_namespaces").order_by("order"))
     # Three queries whatever the number of environments, policies and freezes.
     defaults: dict[int, PromotionPolicy] = {}
     overrides: dict[int, list[PromotionPolicy]] = defaultdict(list)

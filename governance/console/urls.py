@@ -2,13 +2,14 @@
 
 The dashboard and compliance violations (``overview``), models, the approvals inbox, requests and
 break-glass reviews (``promotions``), environments, their policies, freeze windows and change requests
-(``environments``), MLflow identity links (``identity_links``).
+(``environments``), Kubernetes admission decisions (``admission``), MLflow identity links
+(``identity_links``).
 """
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from governance.console import environments, identity_links, overview, promotions
+from governance.console import admission, environments, identity_links, overview, promotions
 
 urlpatterns: list[URLPattern | URLResolver] = [
     # the dashboard and compliance violations
@@ -39,6 +40,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
          name="console-change-reject"),
     path("environments/changes/<int:pk>/withdraw/", environments.change_decide, {"decision": "withdraw"},
          name="console-change-withdraw"),
+    # Kubernetes admission decisions (linked from the environments page)
+    path("admission/", admission.admission_decisions, name="console-admission"),
     # MLflow identity links
     path("identity-links/", identity_links.identity_links, name="console-identity-links"),
     path("identity-links/new/", identity_links.identity_link_create, name="console-identity-link-create"),

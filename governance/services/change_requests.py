@@ -6,7 +6,8 @@ it; a service account counts as the person who owns it (``access.principals.same
 nobody approves their own proposal through their bot. The kinds of change:
 
 - ``policy_set``: its default policy, or one model's policy there (``{"rules": {...}}``);
-- ``environment_update``: its alias, data-classification ceiling or description;
+- ``environment_update``: its alias, data-classification ceiling, description or the Kubernetes
+  namespaces the admission webhook governs under it (``kubernetes_namespaces``, the whole list);
 - ``environment_create``: a new environment joining the path just below it;
 - ``freeze_window_create``: a freeze window (``{"starts_at", "ends_at", "reason"}``, ISO 8601);
 - ``environment_protection``: removing its protection (``{"protected": false}``): otherwise the
@@ -43,7 +44,13 @@ from audit.canonical import canonical_json
 from audit.ledger import Actor, Subject, record
 from governance import lock_objects
 from governance.errors import GovernanceError, InvalidState, NotPermitted
-from governance.models import Environment, GovernanceChangeRequest, PromotionPolicy, RegisteredModel
+from governance.models import (
+    Environment,
+    EnvironmentNamespace,
+    GovernanceChangeRequest,
+    PromotionPolicy,
+    RegisteredModel,
+)
 from governance.services import common
 from governance.services import environments as environment_services
 
@@ -73,8 +80,11 @@ def state_digests(
     environments: Iterable[Environment], *, every_environment: list[Environment] | None = None
 ) -> dict[int, str]:
     """The digest of each environment's rules: its fields and protection, its policies (model
-    policies included) and the whole promotion path. Two queries whatever the number, one when
-    the caller already holds ``every_environment``."""
+    policies included), its Kubernetes namespaces and the whole promotion path. Three queries whatever
+    the number, two when the caller already holds ``every_environment``.
+
+    The namespaces enter the document only when there are some, so the digest of an environment without
+    any is what it was before namespaces existed (proposals pending across the upgrade stay valid)."""
     envs = list(environments)
     everyone = every_environment if every_environment is not None else list(Environment.objects.all())
     path = sorted([e.name, e.order, e.mlflow_alias] for e in everyone)
@@ -83,6 +93,11 @@ def state_digests(
         "environment_id", "model_id"
     ).values_list("environment_id", "model_id", "rules"):
         policies[env_id].append([model_id, rules])
+    namespaces: dict[int, list[str]] = {e.pk: [] for e in envs}
+    for env_id, namespace in EnvironmentNamespace.objects.filter(environment__in=[e.pk for e in envs]).order_by(
+        "environment_id", "namespace"
+    ).values_list("environment_id", "namespace"):
+        namespaces[env_id].append(namespace)
     digests = {}
     for env in envs:
         doc = {
@@ -91,6 +106,8 @@ def state_digests(
             "policies": policies[env.pk],
             "path": path,
         }
+        if namespaces[env.pk]:
+            doc["kubernetes_namespaces"] = namespaces[env.pk]
         digests[env.pk] = hashlib.sha256(canonical_json(doc).encode()).hexdigest()
     return digests
 
@@ -140,13 +157,13 @@ def _checked(
         environment_services.policy_check(environment=environment, rules=change["rules"])
         return {"rules": change["rules"]}
     if kind == Kind.ENVIRONMENT_UPDATE:
-        _only(change, {"max_data_classification", "mlflow_alias", "description"}, kind)
-        if any(not isinstance(v, str) for v in change.values()):
+        _only(change, {"max_data_classification", "mlflow_alias", "description", "kubernetes_namespaces"}, kind)
+        if any(not isinstance(v, str) for k, v in change.items() if k != "kubernetes_namespaces"):
             raise GovernanceError("an environment's alias, ceiling and description are text", code="invalid")
         changes = environment_services.environment_changes(environment=environment, **change)
         if not changes:
-            raise GovernanceError("nothing to change: give mlflow_alias, max_data_classification or description",
-                                  code="invalid")
+            raise GovernanceError("nothing to change: give mlflow_alias, max_data_classification, description or "
+                                  "kubernetes_namespaces (different from the current ones)", code="invalid")
         return changes
     if kind == Kind.ENVIRONMENT_CREATE:
         _only(change, {"name", "order", "mlflow_alias", "max_data_classification", "description"}, kind)

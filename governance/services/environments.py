@@ -11,6 +11,8 @@ record), so a change request validates its proposal when it is made and again wh
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +27,7 @@ from governance import lock_objects
 from governance.errors import GovernanceError, InvalidState
 from governance.models import (
     Environment,
+    EnvironmentNamespace,
     FreezeWindow,
     PromotionPolicy,
     RegisteredModel,
@@ -104,12 +107,59 @@ def policy_set(
     return policy_apply(actor=actor, environment=environment, rules=rules, model=model)
 
 
+#: A Kubernetes namespace name: an RFC 1123 DNS label (what the API server accepts for a namespace).
+NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: The most namespaces one environment governs (a bound on the list a change request carries).
+MAX_NAMESPACES = 100
+
+
+def namespaces_check(*, environment: Environment, namespaces: Any) -> list[str]:
+    """The namespaces, sorted and de-duplicated; refuses a malformed list, a name that is not a DNS label,
+    and a namespace another environment governs (one namespace maps to at most one environment). Writes nothing.
+    """
+    if not isinstance(namespaces, list | tuple) or not all(isinstance(n, str) for n in namespaces):
+        raise GovernanceError("kubernetes_namespaces is a list of namespace names", code="invalid_namespaces")
+    names = sorted({n.strip() for n in namespaces})
+    if len(names) > MAX_NAMESPACES:
+        raise GovernanceError(f"an environment governs at most {MAX_NAMESPACES} namespaces",
+                              code="invalid_namespaces")
+    bad = [n for n in names if not NAMESPACE_RE.match(n)]
+    if bad:
+        raise GovernanceError(f"not a Kubernetes namespace name (a DNS label of at most 63 characters): "
+                              f"{', '.join(repr(n[:70]) for n in bad[:5])}", code="invalid_namespaces")
+    taken = list(EnvironmentNamespace.objects.filter(namespace__in=names).exclude(environment=environment)
+                 .select_related("environment").order_by("namespace")[:5])
+    if taken:
+        raise GovernanceError("namespace(s) already governed by another environment: " + ", ".join(
+            f"{t.namespace} ({t.environment.name})" for t in taken), code="duplicate")
+    return names
+
+
+def namespaces_of(environment: Environment) -> list[str]:
+    return list(EnvironmentNamespace.objects.filter(environment=environment).order_by("namespace")
+                .values_list("namespace", flat=True))
+
+
+def _namespaces_apply(environment: Environment, names: Sequence[str]) -> None:
+    """Replace the environment's namespaces (the caller holds its lock). A namespace another environment took
+    since the check fails the unique constraint: the whole change rolls back, nothing half-applied."""
+    EnvironmentNamespace.objects.filter(environment=environment).exclude(namespace__in=names).delete()
+    have = set(namespaces_of(environment))
+    EnvironmentNamespace.objects.bulk_create(
+        [EnvironmentNamespace(environment=environment, namespace=n) for n in names if n not in have])
+
+
 def environment_changes(
     *, environment: Environment, max_data_classification: str | None = None, mlflow_alias: str | None = None,
-    description: str | None = None,
+    description: str | None = None, kubernetes_namespaces: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The validated changes (only the fields given); refuses bad values. Writes nothing."""
+    """The validated changes (only the fields given, and only what differs for the namespaces); refuses bad
+    values. Writes nothing."""
     changes: dict[str, Any] = {}
+    if kubernetes_namespaces is not None:
+        names = namespaces_check(environment=environment, namespaces=kubernetes_namespaces)
+        if names != namespaces_of(environment):
+            changes["kubernetes_namespaces"] = names
     if max_data_classification is not None:
         if max_data_classification not in LEVELS:
             raise GovernanceError(f"classification must be one of {', '.join(LEVELS)}", code="invalid_level")
@@ -127,15 +177,24 @@ def environment_changes(
 
 
 def environment_apply(*, actor: User, environment: Environment, changes: dict[str, Any]) -> Environment:
-    """Write checked changes and record them. Callers check and hold the environment's lock."""
-    for key, value in changes.items():
+    """Write checked changes and record them. Callers check and hold the environment's lock.
+
+    ``kubernetes_namespaces`` replaces the namespaces the admission webhook governs under this environment
+    (the entry's ``changes`` carries the new list and ``previous_namespaces`` the old one)."""
+    fields = {k: v for k, v in changes.items() if k != "kubernetes_namespaces"}
+    payload_changes = dict(changes)
+    if "kubernetes_namespaces" in changes:
+        payload_changes["previous_namespaces"] = namespaces_of(environment)
+        _namespaces_apply(environment, changes["kubernetes_namespaces"])
+    for key, value in fields.items():
         setattr(environment, key, value)
-    environment.save(update_fields=list(changes))
+    if fields:
+        environment.save(update_fields=list(fields))
     record(
         event_type="environment.updated",
         actor=Actor.user(actor),
         subject=Subject("environment", environment.name),
-        payload={"environment": environment.name, "changes": changes},
+        payload={"environment": environment.name, "changes": payload_changes},
     )
     return environment
 
@@ -144,20 +203,24 @@ def environment_apply(*, actor: User, environment: Environment, changes: dict[st
 def environment_update(
     *, actor: User, environment: Environment, max_data_classification: str | None = None,
     mlflow_alias: str | None = None, description: str | None = None,
+    kubernetes_namespaces: Sequence[str] | None = None,
 ) -> Environment:
-    """Change an unprotected environment's alias, ceiling or description. InfoSec only; a protected
-    environment is refused (``two_person_required``)."""
+    """Change an unprotected environment's alias, ceiling, description or Kubernetes namespaces (the whole
+    list, replaced). InfoSec only; a protected environment is refused (``two_person_required``)."""
     require_infosec(actor, "change environments")
     require_recent_mfa(actor=actor, action="changing an environment")
-    changes = environment_changes(environment=environment, max_data_classification=max_data_classification,
-                                  mlflow_alias=mlflow_alias, description=description)
-    if not changes:
-        return environment
     locked = lock_environment(environment)
     _refuse_if_protected(locked, "changing it")
+    # Checked under the lock: the namespaces compared are the committed ones.
+    changes = environment_changes(environment=locked, max_data_classification=max_data_classification,
+                                  mlflow_alias=mlflow_alias, description=description,
+                                  kubernetes_namespaces=kubernetes_namespaces)
+    if not changes:
+        return environment
     environment_apply(actor=actor, environment=locked, changes=changes)
     for key, value in changes.items():  # the caller's copy says what was saved
-        setattr(environment, key, value)
+        if key != "kubernetes_namespaces":
+            setattr(environment, key, value)
     return environment
 
 

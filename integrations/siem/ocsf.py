@@ -112,6 +112,10 @@ MAPPING: dict[str, Mapping] = {
     "access.review_decided": M(_ENTITY, _UPDATE, 1),
     "access.review_closed": M(_ENTITY, _UPDATE, 1),
     "access.check_denied": M(_API, 2, 3, FAILURE),
+    # Kubernetes admission: the API server's write of a workload, admitted or refused by the webhook.
+    "admission.allowed": M(_API, _CREATE, 1, SUCCESS),
+    "admission.refused": M(_API, _CREATE, 3, FAILURE),
+    "admission.summarised": M(_API, _CREATE, 2),  # repeats of either decision: its payload says which
     "access.check_denials_summarised": M(_API, 2, 3, FAILURE),
     # --- the ledger: reads, exports, keys, verification, privacy -------------------------------------
     "ledger.accessed": M(_API, 2, 1, SUCCESS),

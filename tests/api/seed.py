@@ -202,7 +202,8 @@ def seed(*, versions: int = 6, pending: int = 4, approvers: int = 2, events: int
         access_request_create(actor=owner, resource=datasets[2], permission="read_data",
                                               duration_days=7, justification="retraining on Q3 customers"),
     ]
-    issued = api_token_create(actor=owner, service_account=account, name="seed-all-scopes",
+    # InfoSec issues it: admission:review is among the scopes, and only InfoSec may issue that one.
+    issued = api_token_create(actor=people["infosec"], service_account=account, name="seed-all-scopes",
                               scopes=sorted(SCOPES), expires_in_days=30)
 
     event_ids: list[str] = []

@@ -23,9 +23,10 @@ STRICT = {"approvals": [{"group": "approver", "count": 2}],
 class TestEnvironmentsRead:
     def test_list_in_order(self, as_user, people: People, django_assert_max_num_queries) -> None:
         client = as_user(people.outsider)
-        # 5: the session, its user, the user's roles (read at every session request, so that a role change
-        # rotates the session id: web.idle_session), the environments and their policies.
-        with django_assert_max_num_queries(5):
+        # 6: the session, its user, the user's roles (read at every session request, so that a role change
+        # rotates the session id: web.idle_session), the environments, their policies and their Kubernetes
+        # namespaces (one prefetch, whatever the number of environments).
+        with django_assert_max_num_queries(6):
             body = client.get("/api/v1/environments").json()
         assert [e["name"] for e in body["results"]] == ["dev", "staging", "production"]
 

@@ -166,12 +166,13 @@ def test_the_page_with_pending_requests_has_bounded_queries(
 ) -> None:
     client = client_for(infosec2)
     propose(people.infosec)
-    # The page's six, the pending requests, the policies for their digests, and whose person the viewer is.
-    with django_assert_max_num_queries(9):
+    # The page's seven (its environments' Kubernetes namespaces among them), the pending requests, the policies
+    # and namespaces for their digests, and whose person the viewer is.
+    with django_assert_max_num_queries(11):
         client.get(PAGE)
     for _ in range(10):
         cr.change_request_create(actor=people.infosec, environment=envs["production"], kind="policy_set",
                                  change={"rules": TIGHTER})
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(11):
         response = client.get(PAGE)
     assert len(response.context["rows"][2]["changes"]) == 11

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from audit.ledger import integrate
 from audit.models import Entry
-from governance.models import Environment, FreezeWindow, PromotionPolicy, RegisteredModel
+from governance.models import Environment, EnvironmentNamespace, FreezeWindow, PromotionPolicy, RegisteredModel
 from tests.console.helpers import client_for, messages_of
 from tests.factories import RegisteredModelFactory
 from tests.governance.helpers import DEFAULT_POLICIES, actor_of, snapshot
@@ -171,11 +171,13 @@ def test_page_queries_do_not_grow_with_environments_policies_and_freezes(
             model = RegisteredModelFactory(name=f"bulk-{i}", owner=people.requester)
             PromotionPolicy.objects.create(environment=env, model=model, rules=DEFAULT_POLICIES["production"])
             FreezeWindow.objects.create(environment=env, starts_at=now, ends_at=now + timedelta(days=1), reason="r")
+            EnvironmentNamespace.objects.create(environment=env, namespace=f"ns-{i}")
 
-    # Session, user, roles, environments, policies, freezes; and for InfoSec the pending change requests.
+    # Session, user, roles, environments, their Kubernetes namespaces, policies, freezes; and for InfoSec the
+    # pending change requests (whose state digests read the namespaces too).
     for user in (people.infosec, people.requester):
         client = client_for(user)
-        limit = 7 if user == people.infosec else 6
+        limit = 9 if user == people.infosec else 7
         make(100 if user == people.infosec else 200, 1)
         with django_assert_max_num_queries(limit):
             client.get(PAGE)

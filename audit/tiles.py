@@ -15,6 +15,7 @@ available through ``/api/v1/ledger/…``, and its hash tiles are unaffected.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from audit.merkle import node_key
@@ -22,7 +23,7 @@ from audit.models import Entry, MerkleNode
 from audit.offline_verify import HASH_SIZE, TILE_HEIGHT, TILE_WIDTH, tile_path
 
 __all__ = ["TILE_HEIGHT", "TILE_WIDTH", "EntryTooLarge", "Tile", "entry_bundle", "hash_tile", "parse_tile_path",
-           "tile_path"]
+           "tile_path", "tiles_for_size"]
 
 MAX_ENTRY_BYTES = 0xFFFF
 # seq and node keys are signed 64-bit columns: nothing at or past 2**63 leaves can exist (and asking for it
@@ -67,6 +68,19 @@ def parse_tile_path(path: str) -> Tile | None:
     if (match["width"] and width >= TILE_WIDTH) or (level is not None and level > 63):
         return None  # a partial tile is 1 to 255 wide; a full one has no .p/
     return Tile(level, index, width)
+
+
+def tiles_for_size(size: int) -> Iterator[Tile]:
+    """Every hash tile of the tree of ``size`` leaves, level by level: the full ones, then the partial one
+    (width ``floor(size / 256**L) mod 256``) when there is one. Entry bundles are the level-0 tiles' twins."""
+    level = 0
+    while count := size >> (TILE_HEIGHT * level):
+        full, rest = divmod(count, TILE_WIDTH)
+        for index in range(full):
+            yield Tile(level, index, TILE_WIDTH)
+        if rest:
+            yield Tile(level, full, rest)
+        level += 1
 
 
 def _within_limits(tile: Tile) -> bool:

@@ -277,3 +277,25 @@ def test_a_tile_or_a_bundle_costs_the_same_few_queries_whatever_the_ledger(
     # beyond the tree: one query as well, never a scan
     with django_assert_max_num_queries(2):
         assert reader.get(T + tile_path(0, 9)).status_code == 404
+
+
+# --- static copies ------------------------------------------------------------------------------------------
+
+
+def test_tlog_tiles_writes_the_same_files_the_server_serves(tree: int, reader: Any, tmp_path: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = tmp_path / "tlog"
+    call_command("tlog_tiles", "--out", str(out), stdout=StringIO())
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["checkpoint", "tile/0/000", "tile/0/001", "tile/0/002", "tile/0/003.p/17", "tile/1/000.p/3"]
+    for name in written:
+        assert (out / name).read_bytes() == reader.get(T + name).content, name
+    # entry bundles are ledger content: never written to a directory anyone may serve
+    assert not (out / "tile" / "entries").exists()
+    # a second run keeps the full tiles (immutable) and rewrites the rest
+    stdout = StringIO()
+    call_command("tlog_tiles", "--out", str(out), stdout=stdout)
+    assert "2 tile(s) written, 3 full tile(s) already there" in stdout.getvalue()

@@ -32,6 +32,7 @@ from tests.audit.integration.helpers import fill
 from tests.audit.tiles.helpers import grow_to
 from tests.audit.verifying.helpers import run_verify
 
+
 @pytest.fixture
 def live_url(committing_db: None, settings: Any) -> Iterator[str]:
     """A real server on 127.0.0.1 (a free port) over the test's committed data (as tests/browser's ``live_url``:
@@ -70,13 +71,13 @@ class Front:
         front = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 front.seen.append((self.path, self.headers.get("Authorization")))
-                request = urllib.request.Request(front.upstream + self.path)  # noqa: S310 (the live server)
+                request = urllib.request.Request(front.upstream + self.path)
                 if self.headers.get("Authorization"):
                     request.add_header("Authorization", self.headers["Authorization"])
                 try:
-                    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+                    with urllib.request.urlopen(request, timeout=10) as answer:
                         status, headers, body = answer.status, dict(answer.headers), answer.read()
                 except urllib.error.HTTPError as exc:
                     status, headers, body = exc.code, dict(exc.headers), exc.read()

@@ -3,9 +3,10 @@
 
     python verify.py BUNDLE.zip --trusted-keys-file KEYS [--witnesses-file W --quorum K]
                      [--known-checkpoint FILE ...] [--json] [--lenient] [--jobs 1|2]
+                     [--tiles URL [--tiles-token-file FILE]]
 
 Needs Python 3.9 or later and the ``cryptography`` package, nothing else: no
-network, no database, no code of the ledger. This one file is the whole
+network (unless you ask for ``--tiles``), no database, no code of the ledger. This one file is the whole
 verifier; it is copied into every bundle as ``verify.py`` and is the same as
 ``audit/offline_verify.py`` in the ledger's repository. The bundle format and
 what each check proves are in docs/export-format.md (summarised in the
@@ -30,6 +31,9 @@ It checks
   the manifest's scope must be the one the ledger signed;
 * completeness, for exports that claim it (a subject or a whole range of the
   ledger): no entry was left out, by the links and the boundary entries.
+* with ``--tiles URL`` (opt-in network, urllib only): the log's current checkpoint
+  served there (c2sp.org/tlog-tiles), verified with the same keys, extends
+  ``checkpoint.txt``, and every entry is proven again from the log's hash tiles.
 
 A big bundle is checked in two processes when there are two CPUs (the inclusion
 proofs in the second; ``--jobs 1`` for one); the result is the same either way.
@@ -45,6 +49,7 @@ import argparse
 import base64
 import binascii
 import hashlib
+import http.client
 import json
 import json.encoder
 import json.scanner
@@ -56,6 +61,9 @@ import struct
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -475,6 +483,183 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         fn >>= 1
         sn >>= 1
     return sn == 0 and fr == old_root and sr == new_root
+
+
+# --------------------------------------------------------------------------------------------------
+# C2SP tlog-tiles (c2sp.org/tlog-tiles): the tree as static tiles, for --tiles URL
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT  # hashes in a full tile
+HASH_SIZE = 32
+_MAX_CHECKPOINT_BYTES = 1 << 16  # a signed note with a few dozen cosignatures is a few KB
+_TILE_TIMEOUT = 30.0
+
+
+def tile_path(level: int | str, index: int, width: int = TILE_WIDTH) -> str:
+    """The tile's path below the log's prefix: ``tile/<L>/<N>[.p/<W>]``, ``level`` ``"entries"`` for an entry
+    bundle. ``N`` in zero-padded groups of three digits, all but the last prefixed with ``x`` (1234067 →
+    ``x001/x234/067``); ``.p/<W>`` only for a partial tile (1 ≤ W ≤ 255)."""
+    if index < 0 or not 1 <= width <= TILE_WIDTH:
+        raise ValueError(f"no tile {index} of width {width}")
+    groups = [f"{index % 1000:03d}"]
+    index //= 1000
+    while index:
+        groups.append(f"x{index % 1000:03d}")
+        index //= 1000
+    path = f"tile/{level}/" + "/".join(reversed(groups))
+    return path if width == TILE_WIDTH else f"{path}.p/{width}"
+
+
+class TileMismatch(ValueError):
+    """A tile the log served is not what its checkpoint requires (wrong length): a failure, not a read error."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: the token (``--tiles-token-file``) would go along to wherever they point."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None  # urllib then raises HTTPError for the 3xx, reported as unreadable
+
+
+class TileClient:
+    """GETs of a tiled log's checkpoint and tiles under ``prefix`` (http or https), with an optional bearer
+    token. Every read failure (network, HTTP status other than 200, a redirect, an oversized answer) is a
+    ``VerifyError``: the tiles cannot be read, so nothing can be said about them (exit status 2)."""
+
+    def __init__(self, prefix: str, token: str | None = None, timeout: float = _TILE_TIMEOUT) -> None:
+        split = urllib.parse.urlsplit(prefix)
+        if split.scheme not in ("http", "https") or not split.hostname or split.query or split.fragment:
+            raise VerifyError(f"--tiles {prefix!r}: an http(s) URL without query or fragment is needed")
+        if token is not None and split.scheme == "http" and split.hostname not in ("127.0.0.1", "::1", "localhost"):
+            raise VerifyError(f"--tiles {prefix!r}: the token is only sent over https (or to this machine)")
+        self.prefix = prefix.rstrip("/") + "/"
+        self.token = token
+        self.timeout = timeout
+        self.fetched = 0
+        self._open = urllib.request.build_opener(_NoRedirect()).open
+
+    def get(self, path: str, max_bytes: int, *, missing_ok: bool = False) -> bytes | None:
+        """The body at ``prefix + path`` (at most ``max_bytes``); None for a 404 when ``missing_ok``."""
+        url = self.prefix + path
+        # (the scheme was checked to be http or https in __init__)
+        request = urllib.request.Request(url, headers={"Accept": "*/*", "User-Agent": "verify.py"})  # noqa: S310
+        if self.token is not None:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with self._open(request, timeout=self.timeout) as answer:
+                data: bytes = answer.read(max_bytes + 1)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404 and missing_ok:
+                return None
+            hint = " (give a token with ledger:read: --tiles-token-file)" if exc.code in (401, 403) else ""
+            raise VerifyError(f"cannot read {url}: HTTP {exc.code}{hint}") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise VerifyError(f"cannot read {url}: {exc}") from None
+        if len(data) > max_bytes:
+            raise VerifyError(f"cannot read {url}: the answer is larger than {max_bytes} bytes")
+        self.fetched += 1
+        return data
+
+    def checkpoint(self) -> str:
+        data = self.get("checkpoint", _MAX_CHECKPOINT_BYTES)
+        assert data is not None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise VerifyError(f"{self.prefix}checkpoint is not UTF-8 text") from None
+
+
+class TileTree:
+    """MTH of any range of the tree of ``size`` leaves, computed from the hash tiles a ``TileClient`` serves.
+
+    Nothing here is trusted: the hashes it returns are only as good as the checks they then pass
+    (``verify_inclusion`` / ``verify_consistency`` against a checkpoint verified with trusted keys). A tile of
+    the wrong length raises ``TileMismatch``. Each tile is fetched once; each node is computed once.
+    """
+
+    def __init__(self, client: TileClient, size: int) -> None:
+        self.client = client
+        self.size = size
+        self.tiles: dict[tuple[int, int], bytes] = {}
+        self.nodes: dict[tuple[int, int], bytes] = {}
+
+    def tile(self, level: int, index: int) -> bytes:
+        """Tile ``index`` at tile level ``level``, as wide as the tree of ``size`` makes it."""
+        key = (level, index)
+        if key in self.tiles:
+            return self.tiles[key]
+        width = min(TILE_WIDTH, (self.size >> (TILE_HEIGHT * level)) - index * TILE_WIDTH)
+        if width <= 0:
+            raise TileMismatch(f"tile {level}/{index} is beyond the tree of size {self.size}")
+        data = self.client.get(tile_path(level, index, width), TILE_WIDTH * HASH_SIZE, missing_ok=width < TILE_WIDTH)
+        if data is None:  # a partial tile the log no longer keeps: the full one starts with the same hashes
+            full = self.client.get(tile_path(level, index), TILE_WIDTH * HASH_SIZE)
+            data = (full or b"")[: width * HASH_SIZE]
+        if len(data) != width * HASH_SIZE:
+            raise TileMismatch(f"tile {tile_path(level, index, width)} has {len(data)} bytes, not {width * HASH_SIZE}")
+        self.tiles[key] = data
+        return data
+
+    def node(self, level: int, index: int) -> bytes:
+        """The perfect subtree of 2**level leaves starting at leaf ``index << level``."""
+        key = (level, index)
+        found = self.nodes.get(key)
+        if found is not None:
+            return found
+        tile_level, rest = divmod(level, TILE_HEIGHT)
+        if rest == 0:
+            first = index
+            data = self.tile(tile_level, first // TILE_WIDTH)
+            at = (first % TILE_WIDTH) * HASH_SIZE
+            value = data[at: at + HASH_SIZE]
+        else:
+            value = node_hash(self.node(level - 1, 2 * index), self.node(level - 1, 2 * index + 1))
+        self.nodes[key] = value
+        return value
+
+    def mth(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) for a range as RFC 9162's recursion produces them (``start`` aligned)."""
+        n = end - start
+        if n & (n - 1) == 0:
+            level = n.bit_length() - 1
+            return self.node(level, start >> level)
+        k = 1 << ((n - 1).bit_length() - 1)
+        return node_hash(self.mth(start, start + k), self.mth(start + k, end))
+
+    def inclusion(self, index: int) -> list[bytes]:
+        """PATH(index, D[0:size]) (RFC 9162 2.1.3.1), leaf to root."""
+        path: list[bytes] = []
+        start, end = 0, self.size
+        while end - start > 1:
+            k = 1 << ((end - start - 1).bit_length() - 1)
+            if index < start + k:
+                path.append(self.mth(start + k, end))
+                end = start + k
+            else:
+                path.append(self.mth(start, start + k))
+                start += k
+        path.reverse()
+        return path
+
+    def consistency(self, old_size: int) -> list[bytes]:
+        """PROOF(old_size, D[0:size]) (RFC 9162 2.1.4.1), for 0 < old_size < size."""
+        proof: list[bytes] = []
+        m, start, end, complete = old_size, 0, self.size, True
+        while True:
+            n = end - start
+            if m == n:
+                if not complete:
+                    proof.append(self.mth(start, end))
+                break
+            k = 1 << ((n - 1).bit_length() - 1)
+            if m <= k:
+                proof.append(self.mth(start + k, end))
+                end = start + k
+            else:
+                proof.append(self.mth(start, start + k))
+                start, m, complete = start + k, m - k, False
+        proof.reverse()
+        return proof
 
 
 class InclusionChecker:
@@ -1069,6 +1254,8 @@ class Report:
         self.anchors: list[str] = []
         self.witnesses: dict[str, int] = {}
         self.quorum = 0
+        # --tiles URL: what the log serves there (None without --tiles)
+        self.tiles: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -1135,6 +1322,7 @@ class Report:
             "completeness": self.completeness,
             "complete_subjects": self.complete_subjects,
             "files_checked": self.files_checked,
+            "tiles": self.tiles,
         }
 
     def summary(self) -> str:
@@ -1170,6 +1358,13 @@ class Report:
                          for w, t in self.witnesses.items())
         lines.append(f"completeness: {_completeness_text(self)}")
         lines.append(f"files: {self.files_checked} checked against manifest.json")
+        if self.tiles is not None:
+            t = self.tiles
+            size = "?" if t.get("tree_size") is None else f"{t['tree_size']:,}"
+            lines.append(f"tiles: {t['url']}: checkpoint of tree size {size}; {t['entries_proven']:,} entr"
+                         f"{'y' if t['entries_proven'] == 1 else 'ies'} proven from its tiles; "
+                         f"{'extends checkpoint.txt' if t['extends_bundle'] else 'NOT shown to extend checkpoint.txt'}"
+                         f" ({t['tiles_fetched']} tile(s) fetched)")
         lines.extend(f"note: {n}" for n in self.notes)
         lines.extend(f"warning: {w}" for w in self.warnings)
         if self.ok and self.anchored:
@@ -1371,8 +1566,10 @@ class BundleVerifier:
         known_checkpoints: list[tuple[str, str]] | None = None,
         lenient: bool = False,
         now: float | None = None,
+        tiles: TileClient | None = None,
     ) -> None:
         self.path = path
+        self.tiles = tiles  # --tiles URL: the entries are also proven from the tiles the log serves there
         self.jobs = jobs  # processes for the entries: 1, 2 (more are not used), None: 2 for big bundles
         self.report = Report(path)
         # Each a trusted-key line: "VKEY", "VKEY from=N", "VKEY until=M", "VKEY from=N until=M".
@@ -1436,6 +1633,8 @@ class BundleVerifier:
                     self._witnesses()
                     self._export_entry(head)
                     self._entries(head)
+                    if self.tiles is not None:
+                        self._against_tiles(verifiers, head, self.tiles)
             self._check_file_list()
         return self.report
 
@@ -1683,6 +1882,92 @@ class BundleVerifier:
         elif not problems:
             self.report.anchors.append(f"witness quorum {len(valid)} of {len(cosigners)} (needed {quorum}): "
                                        + ", ".join(self.report.witnesses))
+
+    # --- --tiles URL: the same entries, proven from the tiles the log serves (c2sp.org/tlog-tiles) -------
+
+    def _against_tiles(self, verifiers: list[Verifier], head: tuple[int, bytes], client: TileClient) -> None:
+        """The log's checkpoint at ``client``'s URL, verified like the bundle's (trusted keys and their
+        lifetimes, the origin, cosignatures by the named witnesses), must extend checkpoint.txt (a consistency
+        proof computed from its tiles, else ``forked``; smaller: ``truncated``), and every entry of the bundle
+        (and the export entry) must be included in it by a path computed from its tiles: in addition to the
+        bundle's own proofs, never instead of them.
+
+        A witness quorum is not required of that checkpoint (it may be seconds old, not yet cosigned:
+        checkpoint.txt carries the quorum); a line by a named witness that does not verify is a failure.
+        Raises VerifyError when the checkpoint or a tile cannot be read.
+        """
+        report = self.report
+        info: dict[str, Any] = {"url": client.prefix, "tree_size": None, "root_hash": None, "entries_proven": 0,
+                                "extends_bundle": False, "witnesses": {}, "tiles_fetched": 0}
+        report.tiles = info
+        note = client.checkpoint()
+        label = f"the log's checkpoint at {client.prefix}checkpoint"
+        try:
+            text, signed_by, _ = open_note(note, verifiers)
+            origin, size, root = parse_checkpoint(text)
+        except NoteError as exc:
+            report.fail(f"{label}: {exc}", BAD_SIGNATURE)
+            return
+        problem = key_validity_problem(label, size, signed_by, self.keys)
+        if problem is not None:
+            report.fail(problem[1], problem[0])
+            return
+        if origin != self.manifest.get("origin") or any(v.name != origin for v in signed_by):
+            report.fail(f"{label}: it is for origin {origin!r}, not the bundle's {self.manifest.get('origin')!r}")
+            return
+        info["tree_size"], info["root_hash"] = size, root.hex()
+        if self.witness_keys:
+            cosigners = []
+            for vkey in self.witness_keys:
+                try:
+                    cosigners.append(Cosigner(vkey))
+                except NoteError:
+                    pass  # reported by the checkpoint.txt check
+            valid, problems = check_cosignatures(note, cosigners, self.now)
+            info["witnesses"] = {k.split("+")[0]: t for k, t in valid.items()}
+            for problem_text in problems:
+                report.fail(f"{label}: {problem_text}", WITNESS_QUORUM)
+        if size < head[0]:
+            report.fail(f"{label} has tree size {size:,}, the bundle's checkpoint.txt {head[0]:,}: the log serves a "
+                        "history without entries the bundle proves", TRUNCATED)
+            return
+        tree = TileTree(client, size)
+        try:
+            if size == head[0]:
+                info["extends_bundle"] = root == head[1]
+            else:
+                info["extends_bundle"] = verify_consistency(head[0], size, head[1], root, tree.consistency(head[0]))
+            if not info["extends_bundle"]:
+                report.fail(f"{label} (tree size {size:,}) does not extend the bundle's checkpoint.txt (tree size "
+                            f"{head[0]:,}): two different histories were signed", FORKED)
+            proven = 0
+            for seq, leaf in self._bundle_leaves():
+                if not 0 <= seq < size or not verify_inclusion(seq, size, leaf, tree.inclusion(seq), root):
+                    report.fail(f"entry seq {seq}: its inclusion in {label} (tree size {size:,}) does not verify "
+                                "from the log's tiles")
+                else:
+                    proven += 1
+            info["entries_proven"] = proven
+        except TileMismatch as exc:
+            report.fail(f"tiles: {exc}")
+        finally:
+            info["tiles_fetched"] = client.fetched
+
+    def _bundle_leaves(self) -> Iterator[tuple[int, bytes]]:
+        """(seq, entry_hash) of export-entry.json and of every line of entries.jsonl that has them. Their
+        hashes against their bodies were checked by the entries pass (a mismatch is reported there)."""
+        names = [("export-entry.json", True), ("entries.jsonl", False)]
+        for name, whole in names:
+            with self.zip.open(name) as fh:
+                lines = [fh.read()] if whole else fh
+                for line in lines:
+                    try:
+                        obj = json.loads(line)
+                        seq, leaf = obj["body"]["seq"], _hex32(obj["entry_hash"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a malformed line is reported by the entries pass
+                    if isinstance(seq, int) and not isinstance(seq, bool):
+                        yield seq, leaf
 
     # --- the export's own entry: the signed scope ---------------------------------------------------
 
@@ -2373,8 +2658,9 @@ def verify_bundle(
     known_checkpoints: list[tuple[str, str]] | None = None,
     lenient: bool = False,
     now: float | None = None,
+    tiles: TileClient | None = None,
 ) -> Report:
-    """Verify the bundle at ``path``; raises VerifyError when it cannot be read at all.
+    """Verify the bundle at ``path``; raises VerifyError when it cannot be read at all (or ``tiles`` cannot).
 
     ``trusted_keys``: trusted-key lines (``VKEY[ from=N][ until=M]``); without any, the report is
     at best NOT ANCHORED. ``witness_keys``: cosigner vkeys whose cosignatures checkpoint.txt must
@@ -2383,10 +2669,12 @@ def verify_bundle(
     strict reading refuses is a warning instead of a failure. ``jobs``: 1 checks everything in
     this process; 2 verifies the inclusion proofs in a second process; None (the default) uses
     two for a big bundle on a machine with two or more CPUs. The report is the same either way.
+    ``tiles``: a tiled log (``--tiles URL``) whose checkpoint must extend the bundle's and whose tiles must
+    prove every entry again (``BundleVerifier._against_tiles``).
     """
     return BundleVerifier(
         path, trusted_keys, strict, jobs, witness_keys=witness_keys, quorum=quorum,
-        known_checkpoints=known_checkpoints, lenient=lenient, now=now,
+        known_checkpoints=known_checkpoints, lenient=lenient, now=now, tiles=tiles,
     ).run()
 
 
@@ -2467,6 +2755,17 @@ def _parser() -> argparse.ArgumentParser:
         "the default either way)",
     )
     parser.add_argument(
+        "--tiles", metavar="URL",
+        help="the log's tiles (c2sp.org/tlog-tiles prefix, e.g. https://ledger.example/tlog/): its checkpoint, "
+        "verified with the same keys, must extend checkpoint.txt and every entry is proven again from its tiles "
+        "(network access, opt-in)",
+    )
+    parser.add_argument(
+        "--tiles-token-file", metavar="FILE",
+        help="a file holding an API token with ledger:read, sent as a bearer token to --tiles (needed unless the "
+        "log publishes its tiles)",
+    )
+    parser.add_argument(
         "--jobs", type=int, choices=(1, 2), default=None,
         help="processes to use: 1, or 2 (the inclusion proofs in a second one); default 2 for a big bundle "
         "when there are two or more CPUs. The result is the same.",
@@ -2480,9 +2779,20 @@ def _verify(args: argparse.Namespace) -> Report:
     keys, witnesses, known = _anchors(args)
     if args.quorum is not None and not 1 <= args.quorum <= len(witnesses):
         raise VerifyError(f"--quorum {args.quorum}: needs 1 to {len(witnesses)} (the witness keys given)")
+    if args.tiles_token_file and not args.tiles:
+        raise VerifyError("--tiles-token-file needs --tiles URL")
+    tiles = None
+    if args.tiles:
+        token = None
+        if args.tiles_token_file:
+            lines = [line.strip() for line in _read_lines(args.tiles_token_file, "tiles token file") if line.strip()]
+            if len(lines) != 1 or any(c.isspace() for c in lines[0]):
+                raise VerifyError(f"{args.tiles_token_file}: must hold exactly one token")
+            token = lines[0]
+        tiles = TileClient(args.tiles, token)
     return verify_bundle(
         args.bundle, keys, args.strict, args.jobs, witness_keys=witnesses, quorum=args.quorum,
-        known_checkpoints=known, lenient=args.lenient,
+        known_checkpoints=known, lenient=args.lenient, tiles=tiles,
     )
 
 

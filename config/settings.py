@@ -489,6 +489,10 @@ EMBEDDED_SCHEDULER = env_bool("EMBEDDED_SCHEDULER", CELERY_TASK_ALWAYS_EAGER) an
 
 # --- Ledger -------------------------------------------------------------------
 LEDGER_ORIGIN = env_str("LEDGER_ORIGIN") or "ledger.example.internal/governance"
+# The tree as C2SP tlog-tiles under /tlog/ (audit/api/tiles.py, docs/ledger-format.md §8): off, the checkpoint and
+# the hash tiles need a signed-in reader or a token with ledger:read (as /api/v1/ledger/*); on, they are public
+# (monitors, witnesses) and cacheable by shared caches. Entry bundles always need ledger:read and are recorded.
+LEDGER_TILES_PUBLIC = env_bool("LEDGER_TILES_PUBLIC", False)
 DEV_SIGNING_KEY_PATH = VAR_DIR / "dev-ledger-signing-key.pem"
 _signing_key = env_str("LEDGER_SIGNING_KEY")
 LEDGER_SIGNING_KEY = Path(_signing_key) if _signing_key else DEV_SIGNING_KEY_PATH

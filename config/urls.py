@@ -23,6 +23,8 @@ urlpatterns = [
     path("metrics", metrics_view, name="ops-metrics"),
     path("status", status_view, name="ops-status"),
     path("api/v1/", include("web.api.urls")),
+    # The Merkle tree as C2SP tlog-tiles (monitors, witnesses, verify.py --tiles): audit/api/tiles.py.
+    path("tlog/", include("audit.api.tiles_urls")),
     re_path(r"^api/", problems.api_not_found),
     path("console/", include("web.console.urls")),
     path("", include("audit.console.download_urls")),

@@ -61,6 +61,7 @@ def test_a_recorded_view_names_itself_by_its_url_name() -> None:
     assert set(recorded) == {
         "console-ledger", "console-entry", "export-download", "api-ledger-entries", "api-ledger-entry",
         "api-ledger-inclusion-proof", "api-ledger-consistency-proof", "api-export-download",
+        "tlog-tile", "tlog-entries",
     }
     for name, read in recorded.items():
         assert isinstance(read, LedgerRead) and read.view == name and read.covers in COVERS

@@ -194,7 +194,15 @@ def cmd_promote(args: argparse.Namespace, client: Client, out: Out) -> int:
             raise usage("--canary-steps only goes with --strategy canary")
         body["canary_steps"] = args.canary_steps
     key = promote_idempotency_key(args.idempotency_key, body, dict(os.environ))
-    response = client.call("POST", "/promotions", json_body=body, idempotency_key=key)
+    try:
+        response = client.call("POST", "/promotions", json_body=body, idempotency_key=key)
+    except ApiError as exc:
+        # The API names an unknown or invisible version or environment as a field error (400); the arguments
+        # are well-formed (checked above), so for a pipeline this is "not found", whatever the reason.
+        fields = {detail.partition(":")[0] for detail in exc.details}
+        if exc.status == 400 and fields and fields <= {"version", "environment"}:
+            exc.exit_code = exits.NOT_FOUND
+        raise
     doc = response.json()
     if response.headers.get("Idempotent-Replayed") == "true":
         out.note(f"promotion {doc.get('id')}: already requested by an earlier run of this job (Idempotency-Key)")

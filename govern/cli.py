@@ -10,12 +10,13 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from govern import exits
 from govern.client import ApiError, Client, CliError, Config, load_config, usage
@@ -478,6 +479,19 @@ def cmd_attest(args: argparse.Namespace, client: Client, out: Out) -> int:
 # --- the command line ----------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with API tokens redacted from its error messages ("unrecognized arguments: mlg_...": a token
+    pasted into the wrong place would otherwise land in the job's log)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(exits.USAGE, f"{self.prog}: error: {redact(message)}\n")
+
+
+def redact(text: str) -> str:
+    return re.sub(r"mlg_\S+", "mlg_…(redacted)", text)
+
+
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """--url, --token-file, --verbose, --json: on the top parser with defaults, on each command too
     (SUPPRESS there, so giving them before the command is not undone by the command's defaults)."""
@@ -512,9 +526,10 @@ def _anchor_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="govern", description="The governance ledger's API for pipelines: promotions, rollouts, runtime "
-        "events, exports and their verification (docs/cli.md). Configuration: GOVERN_URL, GOVERN_TOKEN or "
+    parser = _Parser(
+        prog="govern", allow_abbrev=False,
+        description="The governance ledger's API for pipelines: promotions, rollouts, runtime events, exports "
+        "and their verification (docs/cli.md). Configuration: GOVERN_URL, GOVERN_TOKEN or "
         "GOVERN_TOKEN_FILE, GOVERN_CA_FILE.",
         epilog="Exit statuses: " + "; ".join(f"{code} {name.lower()}" for code, name, _ in exits.TABLE)
         + ". export verify and receipt verify: verify.py's 0 verified, 1 failed, 2 unreadable, 3 not anchored.",
@@ -523,7 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(parent: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text,
+                                                         allow_abbrev=False)
         _common(sub, top=False)
         return sub
 
@@ -605,9 +621,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run one command; returns its exit status. Errors are one line on stderr, never a traceback."""
     out = Out(stdout or sys.stdout, stderr or sys.stderr)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--token" or a.startswith("--token=") for a in arguments):
+        # Refused before argparse, whose "unrecognized arguments" message would print the token into the job log.
+        out.note("govern: there is no --token option (a command line is visible to every local user and kept in "
+                 "logs): put the token in GOVERN_TOKEN or a file named by --token-file. The value was not shown.")
+        return exits.USAGE
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, message already printed)
         return int(exc.code or 0)
     try:

@@ -75,7 +75,7 @@ _RULE_CHANGES = ("governance_change.requested", "governance_change.approved", "g
 _PROMOTIONS = ("promotion.requested", "promotion.evidence_changed", "promotion.approval_given", "promotion.approved",
                "promotion.rejected", "promotion.changes_requested", "promotion.withdrawn", "promotion.expired",
                "promotion.deploy_started", "promotion.alias_applied", "promotion.deployed", "promotion.deploy_failed",
-               "promotion.rolled_back")
+               "promotion.rolled_back", "promotion.receipt_issued", "promotion.receipt_refused")
 _BREAK_GLASS = ("promotion.break_glass", "promotion.break_glass_reviewed", "promotion.break_glass_found_unjustified")
 _OUT_OF_BAND = ("mlflow.alias_changed", "mlflow.alias_reverted", "compliance.violation",
                 "compliance.violation_acknowledged")

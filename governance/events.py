@@ -96,6 +96,13 @@ _r(EventType("promotion.progress_reported", "A runtime reported rollout progress
              subject="promotion_request"))
 _r(EventType("promotion.rolled_back", "The environment was rolled back to the previously deployed version.",
              {**_PR, "reason": S(), "restored_version": Field("int", nullable=True)}, subject="promotion_request"))
+_r(EventType("promotion.receipt_issued",
+             "A signed deployment receipt was issued for a promotion whose alias was applied (docs/receipts.md).",
+             {**_PR, "approval_event": S(), "approval_seq": Field("int"), "approval_hash": S(), "artifact": S(),
+              "note_sha256": S(), "signer": S()}, subject="promotion_request"))
+_r(EventType("promotion.receipt_refused",
+             "No deployment receipt could be issued for a deployed promotion (the reason says why).",
+             {**_PR, "reason": S()}, subject="promotion_request"))
 _r(EventType("promotion.break_glass", "Emergency promotion without approvals; a post-hoc review is due.",
              {**_PR, "justification": S(), "review_due_at": S(), "gates": _GATES, "break_glass": Field("bool")},
              subject="promotion_request"))

@@ -299,6 +299,27 @@ class LiveDeployment(models.Model):
         return f"{self.version} live in {self.environment.name}"
 
 
+class DeploymentReceipt(models.Model):
+    """The signed deployment receipt of a promotion (docs/receipts.md): at most one per promotion, issued when
+    its alias is first applied (``governance.services.receipts``), never changed afterwards.
+
+    ``note`` is the C2SP signed note; its SHA-256 is in the ``promotion.receipt_issued`` entry, so a note
+    edited in this table no longer matches the record (and its signature fails).
+    """
+
+    promotion = models.OneToOneField(PromotionRequest, on_delete=models.PROTECT, related_name="receipt")
+    note = models.TextField()
+    note_sha256 = models.CharField(max_length=64)
+    approval_event = models.CharField(max_length=100)
+    approval_seq = models.BigIntegerField()
+    # The verifier key that signed the note (name+id+key), for the console; the note itself is what counts.
+    signer = models.CharField(max_length=300)
+    issued_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"receipt of promotion #{self.promotion_id}"
+
+
 class BreakGlassReview(models.Model):
     class State(models.TextChoices):
         OPEN = "open"

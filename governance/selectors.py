@@ -16,9 +16,11 @@ from access.principals import account_ids
 from access.roles import AUDITOR, INFOSEC, role_names
 from access.selectors import active_grants
 from access.services.checks import check
+from audit.receipts import proven
 from governance.models import (
     BreakGlassReview,
     ComplianceViolation,
+    DeploymentReceipt,
     Environment,
     FreezeWindow,
     IdentityLink,
@@ -414,3 +416,33 @@ def identity_links_visible_to(user: User | AnonymousUser) -> QuerySet[IdentityLi
     if not may_see_identity_links(user):
         return IdentityLink.objects.none()
     return IdentityLink.objects.select_related("account", "created_by")
+
+
+# --- deployment receipts (docs/receipts.md) -----------------------------------------------------------------
+
+
+RECEIPT_FORMAT = "deployment-receipt/v1"
+
+
+def receipt_of(
+    user: User | AnonymousUser, promotion_id: int
+) -> tuple[PromotionRequest | None, DeploymentReceipt | None]:
+    """(the promotion if ``user`` may see it, its ``DeploymentReceipt`` or None): one query.
+
+    Visibility is the promotion detail's (``promotion_requests_visible_to``): unknown and invisible
+    are both (None, None).
+    """
+    promotion = (promotion_requests_visible_to(user).select_related("receipt", "version__model", "environment")
+                 .filter(pk=promotion_id).first())
+    if promotion is None:
+        return None, None
+    return promotion, getattr(promotion, "receipt", None)
+
+
+def receipt_document(receipt: DeploymentReceipt) -> dict[str, Any]:
+    """The receipt as served (``GET /api/v1/promotions/{id}/receipt``, the console's download): the signed
+    note, the approval entry as hashed, the newest checkpoint and the entry's inclusion proof in it.
+
+    Raises ``audit.receipts.ProofPending`` while no checkpoint covers the approval entry. Read only.
+    """
+    return {"format": RECEIPT_FORMAT, "note": receipt.note, **proven(seq=receipt.approval_seq)}

@@ -5,11 +5,12 @@ the domain cores; governance above access above audit). It is run here as ``lint
 .ci/run, so ``python3.11 dev.py test`` fails on an upward import too. grimp, which builds the graph,
 reads every import statement: function-level and ``TYPE_CHECKING`` imports count.
 
-Two modules must run without the rest of the project, which import-linter can say only in part
+Three modules must run without the rest of the project, which import-linter can say only in part
 (it can forbid named packages, not "anything outside the standard library"):
 ``audit/offline_verify.py`` is copied into every export bundle as ``verify.py`` and needs only the
-standard library and ``cryptography``; the witness (``audit/witness/``) runs as its own process,
-without Django, on the few pure modules it shares with the ledger.
+standard library and ``cryptography``; ``audit/receipt_verify.py`` (deployment receipts, checked at a
+serving platform's start-up) only that and ``audit.offline_verify``; the witness (``audit/witness/``) runs
+as its own process, without Django, on the few pure modules it shares with the ledger.
 """
 from __future__ import annotations
 
@@ -58,6 +59,19 @@ def test_the_offline_verifier_needs_only_the_standard_library_and_cryptography(g
     ours, others = _loads(graph, "audit.offline_verify")
     assert ours == set(), "verify.py ships alone in every bundle: it may not import the project"
     assert {m for m in others if m not in sys.stdlib_module_names} == {"cryptography"}
+
+
+def test_the_receipt_verifier_needs_only_the_offline_verifier_and_cryptography(graph: grimp.ImportGraph) -> None:
+    ours, others = _loads(graph, "audit.receipt_verify")
+    assert ours == {"audit.offline_verify"}, "a serving platform runs it without the rest of the project"
+    assert {m for m in others if m not in sys.stdlib_module_names} == {"cryptography"}
+
+
+def test_importing_the_receipt_verifier_loads_no_django() -> None:
+    code = "import sys, audit.receipt_verify; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
 
 
 def test_the_witness_runs_without_django(graph: grimp.ImportGraph) -> None:

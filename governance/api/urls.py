@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from governance.api import change_requests, environments, identity_links, promotions, registered_models
+from governance.api import change_requests, environments, identity_links, promotions, receipts, registered_models
 
 P = "promotions/<int:promotion_id>"
 C = "change-requests/<int:pk>"
@@ -32,6 +32,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{P}/withdraw", promotions.PromotionWithdrawApi.as_view(), name="api-promotion-withdraw"),
     path(f"{P}/progress", promotions.PromotionProgressApi.as_view(), name="api-promotion-progress"),
     path(f"{P}/rollback", promotions.PromotionRollbackApi.as_view(), name="api-promotion-rollback"),
+    path(f"{P}/receipt", receipts.PromotionReceiptApi.as_view(), name="api-promotion-receipt"),
     path("break-glass-reviews", promotions.BreakGlassReviewListApi.as_view(), name="api-break-glass-reviews"),
     path("break-glass-reviews/<int:pk>/approve", promotions.BreakGlassReviewApproveApi.as_view(),
          name="api-break-glass-review-approve"),

@@ -24,7 +24,7 @@ from governance.models import (
 )
 
 # The module, not its names: evidence → lineage → promotions → registry_mirror → here is a cycle.
-from governance.services import evidence
+from governance.services import evidence, receipts
 from governance.services.common import State, Strategy, base_payload, lock_promotion, promotion_subject, require_text
 
 # Besides the model's owner, who may roll a model back.
@@ -80,7 +80,13 @@ def _make_live(request: PromotionRequest, now: datetime) -> None:
 
 @transaction.atomic
 def promotion_alias_applied(*, promotion: PromotionRequest, alias: str) -> PromotionRequest:
-    """MLflow now points ``alias`` at the version. A full rollout is then deployed."""
+    """MLflow now points ``alias`` at the version. A full rollout is then deployed.
+
+    The first alias application (a full rollout's, or a canary/shadow's candidate alias) also issues the
+    promotion's signed deployment receipt, in this transaction and last (it may integrate the ledger's
+    queue, taking the ``LedgerHead`` lock, the last in the lock order); a later one finds it and issues
+    none. A break-glass release rolled back here at once (its review found it unjustified) gets none.
+    """
     promotion = lock_promotion(promotion)
     if promotion.state != State.DEPLOYING:
         raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}, not deploying")
@@ -111,6 +117,8 @@ def promotion_alias_applied(*, promotion: PromotionRequest, alias: str) -> Promo
                 model_id=promotion.version.model_id, environment=promotion.environment)
             roll_back(live, actor=review.reviewed_by, reason=unjustified_reason(promotion, review.comment,
                                                                                  "its deployment completed"))
+            return promotion
+    receipts.promotion_receipt_issue(actor=Actor.system("deployer"), promotion=promotion)
     return promotion
 
 

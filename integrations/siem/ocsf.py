@@ -162,6 +162,8 @@ MAPPING: dict[str, Mapping] = {
     "promotion.deploy_started": M(_APP, 1, 2),
     "promotion.alias_applied": M(_APP, 8, 2, SUCCESS),
     "promotion.deployed": M(_APP, 1, 2, SUCCESS),
+    "promotion.receipt_issued": M(_APP, 1, 1, SUCCESS),
+    "promotion.receipt_refused": M(_APP, 1, 3, FAILURE),
     "promotion.deploy_failed": M(_APP, 1, 3, FAILURE),
     "promotion.progress_reported": M(_APP, 8, 1),
     "promotion.rolled_back": M(_APP, 8, 3, SUCCESS),

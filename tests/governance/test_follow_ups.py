@@ -132,11 +132,12 @@ def test_an_approval_whose_deploy_was_lost_is_deployed_by_the_sweep_past_the_gra
     assert requeued(follow_ups.APPLY_PROMOTION) == counted + 1
     # the sweep itself recorded nothing: the entries are the deployment's own, once each
     added = ledger()[len(before):]
-    assert [t for t, _ in added] == ["promotion.deploy_started", "promotion.alias_applied", "promotion.deployed"]
+    assert [t for t, _ in added] == ["promotion.deploy_started", "promotion.alias_applied", "promotion.deployed",
+                                     "promotion.receipt_issued"]
 
     # and a sweep run again, even much later, does nothing more
     assert requeue_stalled_follow_ups(now=later(3600)) == {"requeued": 0, "not_queued": 0, "dropped": 0}
-    assert len(ledger()) == len(before) + 3 and len(fake_registry.calls) == 1
+    assert len(ledger()) == len(before) + 4 and len(fake_registry.calls) == 1
 
 
 def test_a_rollout_completion_a_candidate_removal_and_a_rollback_lost_are_each_done_by_the_sweep(
@@ -300,7 +301,9 @@ def test_the_deploy_and_the_completion_run_twice_at_once_deploy_once(
     assert first in ("already completed by the reconcile", "nothing to do any more")  # ...and the first saw it
     added = [t for t, s in ledger()[before:] if s == str(request.pk)]
     expected = ["promotion.alias_applied", "promotion.deployed"]
-    assert added == (["promotion.deploy_started", *expected] if strategy == "full" else expected)
+    # A canary's receipt was issued with its candidate alias, before this; a full rollout's with this one, once.
+    assert added == (["promotion.deploy_started", *expected, "promotion.receipt_issued"] if strategy == "full"
+                     else expected)
     assert fake_registry.of(MODEL) == {"staging": 7}
 
 

@@ -460,8 +460,8 @@ def test_a_deployment_interrupted_after_moving_the_alias_is_completed_by_reconci
     request.refresh_from_db()
     assert request.state == State.DEPLOYED
     assert LiveDeployment.objects.get(environment=envs["dev"]).promotion == request
-    assert [e.event_type for e in entries() if e.subject_type == "promotion_request"][-2:] == [
-        "promotion.alias_applied", "promotion.deployed"]
+    assert [e.event_type for e in entries() if e.subject_type == "promotion_request"][-3:] == [
+        "promotion.alias_applied", "promotion.deployed", "promotion.receipt_issued"]
     assert ComplianceViolation.objects.count() == 0
 
 

@@ -1061,7 +1061,7 @@ def test_full_deploy_moves_the_alias_and_keeps_the_previous_version(
     assert fake_registry.of("fraud-detector") == {"staging": 7}
     assert event_types(request) == [
         "promotion.requested", "promotion.approval_given", "promotion.approved",
-        "promotion.deploy_started", "promotion.alias_applied", "promotion.deployed",
+        "promotion.deploy_started", "promotion.alias_applied", "promotion.deployed", "promotion.receipt_issued",
     ]
     assert_entry(entry_of(request, "promotion.deploy_started"), "promotion.deploy_started", SYSTEM_DEPLOYER, request,
                  strategy="full", alias="staging", previous_version=6)

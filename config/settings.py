@@ -610,6 +610,10 @@ MLFLOW_WEBHOOK_MAX_BYTES = env_int("MLFLOW_WEBHOOK_MAX_BYTES", 1048576, minimum=
 # The artifact digest (governance.artifact_digest): artifacts over these limits get no digest (the gate says why);
 # a remote version whose artifact listing (names, sizes) is unchanged is re-downloaded after RECHECK_HOURS.
 MLFLOW_DIGEST_MAX_BYTES = env_int("MLFLOW_DIGEST_MAX_BYTES", 1024**3, minimum=1)
+# CI attestations (docs/attestations.md): the largest document accepted, and the Sigstore trusted_root.json
+# bundles are verified against offline ("" → Sigstore bundles are stored but never verify).
+ATTESTATION_MAX_BYTES = env_int("ATTESTATION_MAX_BYTES", 1024 * 1024, minimum=1024)
+SIGSTORE_TRUSTED_ROOT = env_str("SIGSTORE_TRUSTED_ROOT", "") or ""
 MLFLOW_DIGEST_MAX_FILES = env_int("MLFLOW_DIGEST_MAX_FILES", 20_000, minimum=1)
 MLFLOW_DIGEST_RECHECK_HOURS = env_float("MLFLOW_DIGEST_RECHECK_HOURS", 24.0, minimum=0)
 # Webhook deliveries per source address (REMOTE_ADDR) per fixed window, "<n>/<sec|min|hour|day>";

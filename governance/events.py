@@ -44,6 +44,11 @@ _r(EventType("model.owner_set", "The owner of a registered model was assigned in
 _r(EventType("model.version_registrant_linked", "The account that registered a version became known.",
              {**_MV, "registered_by": S(), "via": S(), "link_id": Field("int", required=False),
               "token_id": Field("int", required=False)}, subject="model_version"))
+_r(EventType("model.attestation_added",
+             "A CI attestation (DSSE envelope or Sigstore bundle) was uploaded for a version; stored, not yet "
+             "trusted: the attestation gate verifies it against the environment's trusted signers.",
+             {**_MV, "attestation": S(), "kind": S(), "predicate_type": S(), "subject_digests": Field("list"),
+              "key_ids": Field("list"), "binds_version": Field("bool")}, subject="model_version"))
 _r(EventType("mlflow.identity_linked", "InfoSec linked an MLflow identity to an account.",
              {"link_id": Field("int"), "mlflow_identity": Field(pii=True), "account": S(), "reason": S()},
              subject="identity_link"))

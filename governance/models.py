@@ -490,6 +490,35 @@ class GovernanceChangeRequest(models.Model):
         return f"change request #{self.pk}: {self.kind} of {self.environment_id} ({self.state})"
 
 
+class Attestation(models.Model):
+    """A CI attestation uploaded for a version: a DSSE envelope or Sigstore bundle, stored as sent.
+
+    Stored is not trusted: the attestation gate verifies it against the environment's trusted signers
+    each time it runs. The other columns are what the document says about itself (unverified), for
+    lists and the ledger."""
+
+    class Kind(models.TextChoices):
+        DSSE = "dsse"
+        SIGSTORE_BUNDLE = "sigstore_bundle"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="attestations")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    sha256 = models.CharField(max_length=64)  # of the uploaded bytes
+    document = models.TextField()
+    predicate_type = models.CharField(max_length=300)
+    subject_digests = models.JSONField(default=list)
+    key_ids = models.JSONField(default=list)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["version", "sha256"], name="attestation_unique_per_version")]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.predicate_type} sha256:{self.sha256[:12]}"
+
+
 # --- lineage: the datasets a model version was trained or evaluated on (moved from access; tables kept) ------
 
 

@@ -10,8 +10,11 @@ A policy is a JSON document, stored per environment (and optionally per model)::
         {"type": "data_classification"},
         {"type": "model_card", "min_length": 20},
         {"type": "artifact_digest"},
-        {"type": "trusted_creator"}
+        {"type": "trusted_creator"},
+        {"type": "attestation", "predicate_type": "https://slsa.dev/provenance/v1", "signers": ["ci-release"],
+         "builder_ids": ["https://github.com/actions/runner/github-hosted"]}
       ],
+      "trusted_signers": {"ci-release": {"public_key": "-----BEGIN PUBLIC KEY-----\n…"}},
       "approval_expiry_days": 7,
       "request_expiry_days": 14,
       "revert_out_of_band": true,
@@ -23,6 +26,9 @@ A policy is a JSON document, stored per environment (and optionally per model)::
 ``require_trusted_creator: true`` is shorthand for a ``trusted_creator`` gate: the version
 must have a registrant this product knows (an identity link or the API token that
 reported it), not just MLflow's client-set creator name.
+
+``trusted_signers`` names the keys and Sigstore identities this environment's attestation gates may
+accept (docs/attestations.md); an ``attestation`` gate names which of them it accepts.
 
 Unknown keys, unknown gate types and malformed values are refused with a
 message naming the problem, so a policy never silently means less than it says.
@@ -39,6 +45,16 @@ from typing import Any
 
 from access.classification import LEVELS, allows
 from audit.canonical import canonical_json
+from governance.attestations import (
+    SLSA_PROVENANCE_V1,
+    TEST_RESULT_V01,
+    AttestationError,
+    Document,
+    GateSpec,
+    Signer,
+    check_gate,
+    parse_trusted_signers,
+)
 
 
 class PolicyError(ValueError):
@@ -52,7 +68,8 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "==": operator.eq,
 }
-GATE_TYPES = ("metric", "soak", "data_classification", "model_card", "artifact_digest", "trusted_creator")
+GATE_TYPES = ("metric", "soak", "data_classification", "model_card", "artifact_digest", "trusted_creator",
+              "attestation")
 #: What the evidence says when a version has no trusted registrant (MLflow's creator name is not one).
 NO_TRUSTED_CREATOR = "no trusted identity for the creator"
 
@@ -80,6 +97,8 @@ class Gate:
             return "artifact digest computed from the artifacts"
         if self.type == "trusted_creator":
             return "creator is a known account"
+        if self.type == "attestation":
+            return f"attestation {self.params['predicate_type']} signed by {' or '.join(self.params['signers'])}"
         return "training data classification allowed"
 
 
@@ -94,6 +113,8 @@ class Policy:
     # A break-glass review concluding "unjustified" rolls the release back (default: on when the
     # policy requires approvals, i.e. the environment is guarded at all).
     rollback_unjustified_break_glass: bool = False
+    #: Signer name → public key or Sigstore identity the attestation gates may accept.
+    trusted_signers: Mapping[str, Signer] = field(default_factory=dict)
 
     @property
     def approval_groups(self) -> tuple[str, ...]:
@@ -103,7 +124,7 @@ class Policy:
 DEFAULT_RULES: dict[str, Any] = {"approvals": [{"group": "approver", "count": 1}], "gates": []}
 _TOP_KEYS = {
     "approvals", "gates", "approval_expiry_days", "request_expiry_days", "revert_out_of_band",
-    "break_glass_review_hours", "rollback_unjustified_break_glass", "require_trusted_creator",
+    "break_glass_review_hours", "rollback_unjustified_break_glass", "require_trusted_creator", "trusted_signers",
 }
 
 
@@ -146,7 +167,11 @@ def parse_policy(doc: Any) -> Policy:
     gates_doc = doc.get("gates", [])
     if not isinstance(gates_doc, list):
         raise PolicyError("'gates' must be a list")
-    gates = [_parse_gate(g, i) for i, g in enumerate(gates_doc)]
+    try:
+        trusted_signers = parse_trusted_signers(doc.get("trusted_signers", {}))
+    except AttestationError as exc:
+        raise PolicyError(str(exc)) from None
+    gates = [_parse_gate(g, i, trusted_signers) for i, g in enumerate(gates_doc)]
     revert = doc.get("revert_out_of_band", False)
     if not isinstance(revert, bool):
         raise PolicyError("'revert_out_of_band' must be true or false")
@@ -166,10 +191,11 @@ def parse_policy(doc: Any) -> Policy:
         revert_out_of_band=revert,
         break_glass_review_hours=_positive_int(doc, "break_glass_review_hours", 24, ""),
         rollback_unjustified_break_glass=rollback_unjustified,
+        trusted_signers=trusted_signers,
     )
 
 
-def _parse_gate(doc: Any, i: int) -> Gate:
+def _parse_gate(doc: Any, i: int, trusted_signers: Mapping[str, Signer] | None = None) -> Gate:
     where = f"gates[{i}]: "
     if not isinstance(doc, Mapping) or "type" not in doc:
         raise PolicyError(f"{where}must be an object with a 'type'")
@@ -194,6 +220,9 @@ def _parse_gate(doc: Any, i: int) -> Gate:
         allowed = {"min_length"}
         if "min_length" in params:
             _positive_int(params, "min_length", 1, where)
+    elif kind == "attestation":
+        allowed = {"predicate_type", "signers", "builder_ids", "allow_warned"}
+        _check_attestation_gate(params, where, trusted_signers or {})
     elif kind in ("data_classification", "artifact_digest", "trusted_creator"):
         allowed = set()
     else:
@@ -202,6 +231,29 @@ def _parse_gate(doc: Any, i: int) -> Gate:
     if extra:
         raise PolicyError(f"{where}unknown key(s) for a {kind} gate: {', '.join(sorted(extra))}")
     return Gate(type=kind, params=params)
+
+
+def _check_attestation_gate(params: Mapping[str, Any], where: str, trusted: Mapping[str, Signer]) -> None:
+    predicate_type = params.get("predicate_type")
+    if not isinstance(predicate_type, str) or "://" not in predicate_type:
+        raise PolicyError(f"{where}'predicate_type' must be the predicate's URI (e.g. {SLSA_PROVENANCE_V1})")
+    signers = params.get("signers")
+    if not isinstance(signers, list) or not signers or not all(isinstance(s, str) for s in signers):
+        raise PolicyError(f"{where}'signers' must list the names of trusted signers the gate accepts")
+    unknown = [s for s in signers if s not in trusted]
+    if unknown:
+        raise PolicyError(f"{where}signer(s) {', '.join(unknown)} not in 'trusted_signers'")
+    builders = params.get("builder_ids")
+    if builders is not None:
+        if predicate_type != SLSA_PROVENANCE_V1:
+            raise PolicyError(f"{where}'builder_ids' applies to {SLSA_PROVENANCE_V1} only")
+        if not isinstance(builders, list) or not builders or not all(isinstance(b, str) and b for b in builders):
+            raise PolicyError(f"{where}'builder_ids' must list the allowed SLSA builder ids")
+    if "allow_warned" in params:
+        if predicate_type != TEST_RESULT_V01:
+            raise PolicyError(f"{where}'allow_warned' applies to {TEST_RESULT_V01} only")
+        if not isinstance(params["allow_warned"], bool):
+            raise PolicyError(f"{where}'allow_warned' must be true or false")
 
 
 @dataclass(frozen=True)
@@ -224,6 +276,11 @@ class GateInput:
     #: ``user:<id>`` of the account the product knows registered the version, and how; None: nobody known.
     registered_by: str | None = None
     registered_via: str = ""
+    #: The version's uploaded attestations (parsed, unverified) and what verifies them.
+    attestations: tuple[Document, ...] = ()
+    trusted_signers: Mapping[str, Signer] = field(default_factory=dict)
+    #: sigstore's ``TrustedRoot`` from ``SIGSTORE_TRUSTED_ROOT`` (None: bundles cannot be verified).
+    sigstore_trusted_root: Any = None
 
 
 @dataclass(frozen=True)
@@ -233,10 +290,16 @@ class GateResult:
     passed: bool
     observed: Any
     detail: str
+    #: Attestation gates: every uploaded document's outcome (shown as evidence; not in the evidence digest,
+    #: so an unrelated upload does not make approvals stale; the passing envelope is ``observed``).
+    attestations: tuple[Mapping[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"gate": self.gate, "type": self.type, "passed": self.passed, "observed": self.observed,
-                "detail": self.detail}
+        doc = {"gate": self.gate, "type": self.type, "passed": self.passed, "observed": self.observed,
+               "detail": self.detail}
+        if self.type == "attestation":
+            doc["attestations"] = [dict(a) for a in self.attestations]
+        return doc
 
 
 def evaluate_gate(gate: Gate, data: GateInput) -> GateResult:
@@ -273,6 +336,13 @@ def evaluate_gate(gate: Gate, data: GateInput) -> GateResult:
         return GateResult(gate.name, gate.type, False, None,
                           f"the version's artifacts could not be read from the MLflow artifact store ({why}), "
                           "so no digest was computed; MLflow's 'artifact_digest' tag is never used instead")
+    if gate.type == "attestation":
+        spec = GateSpec(predicate_type=p["predicate_type"], signers=tuple(p["signers"]),
+                        builder_ids=tuple(p.get("builder_ids", ())), allow_warned=bool(p.get("allow_warned", False)))
+        outcome = check_gate(spec, data.attestations, data.artifact_digest, data.trusted_signers,
+                             data.sigstore_trusted_root)
+        return GateResult(gate.name, gate.type, outcome.passed, outcome.observed, outcome.detail,
+                          tuple(c.as_dict() for c in outcome.checks))
     if gate.type == "trusted_creator":
         if data.registered_by:
             return GateResult(gate.name, gate.type, True, data.registered_by,

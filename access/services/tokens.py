@@ -36,6 +36,7 @@ SCOPES: dict[str, str] = {
     "access:write": "Create access requests and act on grants within the account's rights.",
     "access:check": "Ask whether a principal may use a resource.",
     "exports:read": "Start and download audit exports (with the auditor or InfoSec role).",
+    "attestations:write": "Upload CI attestations (DSSE envelopes, Sigstore bundles) for model versions.",
 }
 PREFIX = "mlg_"
 MAX_DAYS = 365

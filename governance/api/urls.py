@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from governance.api import change_requests, environments, identity_links, promotions, receipts, registered_models
+from governance.api import (
+    attestations,
+    change_requests,
+    environments,
+    identity_links,
+    promotions,
+    receipts,
+    registered_models,
+)
 
 P = "promotions/<int:promotion_id>"
 C = "change-requests/<int:pk>"
@@ -23,6 +31,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
          name="api-model-version"),
     path("models/<str:name>/versions/<int:version>/registered-by",
          registered_models.ModelVersionRegisteredByApi.as_view(), name="api-model-version-registered-by"),
+    path("models/<str:name>/versions/<int:version>/attestations", attestations.AttestationListApi.as_view(),
+         name="api-model-version-attestations"),
     # promotions
     path("promotions", promotions.PromotionListCreateApi.as_view(), name="api-promotions"),
     path("promotions/break-glass", promotions.BreakGlassApi.as_view(), name="api-promotion-break-glass"),

@@ -30,6 +30,7 @@ from governance.access_hooks import model_levels
 from governance.errors import GovernanceError
 from governance.models import (
     Approval,
+    Attestation,
     BreakGlassReview,
     Environment,
     Lineage,
@@ -207,11 +208,15 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .order_by("-version")[:100]
     )
     environments = list(Environment.objects.order_by("order"))
+    # Uploaded attestations (what they claim, unverified: each environment's gate verifies them).
+    attestations = list(Attestation.objects.filter(version__model=model).select_related("version")
+                        .order_by("-created_at", "-id")[:50])
     return render(request, "console/model_detail.html", {
         "nav": "models",
         "model": model,
         "level": model_levels([model.pk])[model.pk],
         "versions": versions,
+        "attestations": attestations,
         "timeline": _timeline(model, environments),
         "can_roll_back": deployments.may_roll_back(user, model),
         "can_request": promotion_services.may_request_promotion(user, model),

@@ -3,15 +3,19 @@ changed evidence.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from access.classification import LEVELS
 from audit.ledger import Actor, record
 from governance import selectors
+from governance.attestations import AttestationError, Document, load_trusted_root, parse_document
 from governance.models import (
+    Attestation,
     Environment,
     ModelVersion,
     PromotionRequest,
@@ -54,11 +58,31 @@ def _gate_input(version: ModelVersion, environment: Environment, now: datetime) 
     )
 
 
+def _attestation_input(version: ModelVersion) -> tuple[tuple[Document, ...], Any]:
+    """The version's stored attestations, parsed (one query), and the Sigstore trusted root (or why there
+    is none, as the text every bundle's check then shows)."""
+    documents = []
+    for raw in Attestation.objects.filter(version=version).order_by("pk").values_list("document", flat=True):
+        try:
+            documents.append(parse_document(raw.encode()))
+        except AttestationError:
+            continue  # checked at upload; a row edited behind the product's back counts as absent
+    try:
+        root: Any = load_trusted_root(settings.SIGSTORE_TRUSTED_ROOT) if documents else None
+    except AttestationError as exc:
+        root = str(exc)
+    return tuple(documents), root
+
+
 def evaluate(version: ModelVersion, environment: Environment, policy: Policy) -> tuple[list[GateResult], str]:
     """Run the policy's gates. A version trained on datasets the catalog does not know has an unknown
     classification: below the top level no environment admits it, so there the data_classification
     gate runs even when the policy does not list it."""
     data = _gate_input(version, environment, timezone.now())
+    if any(g.type == "attestation" for g in policy.gates):
+        documents, root = _attestation_input(version)
+        data = replace(data, attestations=documents, trusted_signers=policy.trusted_signers,
+                       sigstore_trusted_root=root)
     gates = list(policy.gates)
     implicit = data.uncatalogued and environment.max_data_classification != LEVELS[-1]
     if implicit and not any(g.type == "data_classification" for g in gates):

@@ -175,6 +175,7 @@ MAPPING: dict[str, Mapping] = {
     "model.version_changed": M(_ENTITY, _UPDATE, 1),
     "model.version_classified": M(_ENTITY, _UPDATE, 2),
     "model.version_registrant_linked": M(_ENTITY, _UPDATE, 1),
+    "model.attestation_added": M(_ENTITY, _CREATE, 1),
     "mlflow.alias_changed": M(_ENTITY, _UPDATE, 2),
     "mlflow.alias_observed": M(_ENTITY, _UPDATE, 1),
     "lineage.linked": M(_ENTITY, _UPDATE, 1),

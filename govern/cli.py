@@ -467,12 +467,118 @@ def cmd_attest(args: argparse.Namespace, client: Client, out: Out) -> int:
         raise usage(f"{args.file} is not a JSON document (a DSSE envelope or a Sigstore bundle)") from None
     key = args.idempotency_key or "govern-attest-" + uuid.uuid4().hex
     path = f"/models/{_quote(args.model)}/versions/{args.version}/attestations"
-    doc = client.call("POST", path, raw=raw, idempotency_key=key).json()
+    response = client.call("POST", path, raw=raw, idempotency_key=key)
+    doc = response.json()
+    if response.status == 200:
+        out.note("this attestation was already stored for the version (nothing new recorded)")
     if args.json:
         out.document(doc)
     else:
-        out.result(" ".join(f"{k}={doc[k]}" for k in ("id", "predicate_type", "verified", "signer")
+        out.result(" ".join(f"{k}={doc[k]}" for k in ("id", "attestation", "kind", "predicate_type", "binds_version")
                             if isinstance(doc, dict) and k in doc) or json.dumps(doc, sort_keys=True))
+    return exits.OK
+
+
+def _read_receipt(path: str) -> Any:
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        return json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the receipt {path}: {exc}", exits.VERIFY_UNREADABLE) from None
+
+
+def cmd_receipt_get(args: argparse.Namespace, client: Client, out: Out) -> int:
+    """``GET /promotions/{id}/receipt``; while it is pending (409 ``receipt_pending``) wait ``Retry-After``
+    (or --poll) and ask again, until --timeout (exit 20)."""
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            response = client.call("GET", f"/promotions/{args.promotion_id}/receipt")
+            break
+        except ApiError as exc:
+            if exc.status != 409 or exc.code != "receipt_pending":
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                out.note(f"promotion {args.promotion_id}: no receipt yet after {args.timeout:g} s ({exc})")
+                return exits.TIMEOUT
+            wait = min(exc.retry_after if exc.retry_after is not None else args.poll, args.poll * 6, remaining)
+            out.note(f"promotion {args.promotion_id}: receipt pending, asking again in {wait:.1f} s")
+            time.sleep(wait)
+    doc = response.json()
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    if args.output:
+        target = Path(args.output)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, target)
+        out.note(f"promotion {args.promotion_id}: receipt written to {target}")
+    else:
+        out.stdout.write(text)
+    return exits.OK
+
+
+def cmd_receipt_verify(args: argparse.Namespace, out: Out) -> int:
+    """Offline, with ``audit.receipt_verify.verify_receipt`` (standard library and cryptography only):
+    0 verified, 1 it does not verify (the first failure named), 2 a file cannot be read."""
+    from audit import receipt_verify
+    from governance.directory_digest import digest_with_reason
+
+    doc = _read_receipt(args.receipt)
+    try:
+        keys = [line for path in args.trusted_keys_file for line in Path(path).read_text("utf-8").splitlines()]
+        keys += args.trusted_key
+        witnesses = [line for path in args.witnesses_file for line in Path(path).read_text("utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read an anchor file: {exc}", exits.VERIFY_UNREADABLE) from None
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in keys):
+        raise CliError("no trusted key: give --trusted-keys-file (manage.py ledger_keys output, from a channel "
+                       "other than the receipt)", exits.VERIFY_UNREADABLE)
+    expect = {name: str(getattr(args, name)) for name in ("model", "version", "environment", "artifact")
+              if getattr(args, name) is not None}
+    if args.artifact_dir is not None:
+        digest, why = digest_with_reason(Path(args.artifact_dir), sys.maxsize, sys.maxsize)
+        if not digest:
+            raise CliError(f"{args.artifact_dir}: no digest: {why}", exits.VERIFY_UNREADABLE)
+        expect["artifact"] = digest
+    try:
+        claims = receipt_verify.verify_receipt(doc, trusted_keys=keys, witnesses=witnesses, quorum=args.quorum,
+                                               expect=expect)
+    except receipt_verify.ReceiptError as exc:
+        out.note(f"govern: receipt FAILED: {exc}")
+        return exits.VERIFY_FAILED
+    from dataclasses import asdict
+
+    if args.json:
+        out.document(asdict(claims))
+    else:
+        out.result(f"receipt OK: {claims.model} v{claims.version} in {claims.environment}, artifact "
+                   f"{claims.artifact}, promotion {claims.promotion} ({claims.approval_event} at seq "
+                   f"{claims.approval_seq}), checkpoint of tree size {claims.tree_size}"
+                   + (f", {claims.witnesses} witness cosignature(s)" if claims.witnesses else ""))
+    return exits.VERIFIED
+
+
+def cmd_receipt_print(args: argparse.Namespace, out: Out) -> int:
+    """The receipt's claims as written, NOT verified (say so): for people reading one."""
+    from audit import receipt_verify
+
+    doc = _read_receipt(args.receipt)
+    note = doc.get("note") if isinstance(doc, dict) else None
+    if not isinstance(note, str) or "\n\n" not in note:
+        raise CliError("not a deployment receipt (no signed note)", exits.VERIFY_UNREADABLE)
+    try:
+        parsed = receipt_verify.parse_receipt_text(note.split("\n\n", 1)[0] + "\n")
+    except receipt_verify.ReceiptError as exc:
+        raise CliError(f"not a deployment receipt: {exc}", exits.VERIFY_UNREADABLE) from None
+    if args.json:
+        out.document({"origin": parsed.origin, "verified": False, **parsed.claims})
+        return exits.OK
+    out.result(f"log: {parsed.origin}")
+    width = max(len(k) for k in parsed.claims)
+    for key, value in parsed.claims.items():
+        out.result(f"{key.ljust(width)}  {value}")
+    out.result("(not verified: govern receipt verify FILE --trusted-keys-file K)")
     return exits.OK
 
 
@@ -604,6 +710,28 @@ def build_parser() -> argparse.ArgumentParser:
     _anchor_options(p)
     p.add_argument("--known-checkpoint", action="append", default=[], metavar="FILE")
     p.set_defaults(handler=cmd_export_verify, offline=True)
+
+    receipt = commands.add_parser("receipt", help="deployment receipts").add_subparsers(
+        dest="receipt_command", metavar="SUBCOMMAND", required=True)
+    p = command(receipt, "get", "fetch a deployed promotion's signed receipt (waits while it is pending)")
+    p.add_argument("promotion_id", type=positive_int)
+    p.add_argument("-o", "--output", help="write it here (default: stdout)")
+    p.add_argument("--timeout", type=seconds, default=300.0, help="seconds to wait while pending (default 300)")
+    p.add_argument("--poll", type=seconds, default=10.0, help="seconds between asks without Retry-After")
+    p.set_defaults(handler=cmd_receipt_get)
+    p = command(receipt, "verify", "verify a receipt offline against trusted keys (0 ok, 1 fails, 2 unreadable)")
+    p.add_argument("receipt", help="the receipt JSON (- for stdin)")
+    _anchor_options(p)
+    p.add_argument("--model")
+    p.add_argument("--version", type=positive_int)
+    p.add_argument("--environment")
+    claim = p.add_mutually_exclusive_group()
+    claim.add_argument("--artifact", metavar="sha256:HEX", help="the artifact digest the deployment must be")
+    claim.add_argument("--artifact-dir", metavar="DIR", help="the model directory about to be served: its digest")
+    p.set_defaults(handler=cmd_receipt_verify, offline=True)
+    p = command(receipt, "print", "print a receipt's claims (NOT verified)")
+    p.add_argument("receipt")
+    p.set_defaults(handler=cmd_receipt_print, offline=True)
 
     p = command(commands, "digest", "print a model directory's artifact digest as the server computes it")
     p.add_argument("path")

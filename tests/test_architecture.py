@@ -27,7 +27,7 @@ ROOT_PACKAGES = ("audit", "access", "governance", "integrations", "web", "config
 # What the witness process may load of ours: pure code (Merkle proofs, signed notes, cosignatures,
 # canonical JSON), none of which touches settings or the database.
 # What the govern client may load of the server's code: the standalone verifier and the pure artifact digest.
-GOVERN_SHARES = {"audit.offline_verify", "governance.directory_digest"}
+GOVERN_SHARES = {"audit.offline_verify", "audit.receipt_verify", "governance.directory_digest"}
 WITNESS_SHARES = {"audit.canonical", "audit.cosignature", "audit.merkle", "audit.note", "audit.offline_verify"}
 
 
@@ -97,7 +97,7 @@ def test_the_cli_imports_only_the_standalone_modules(graph: grimp.ImportGraph) -
 def test_importing_the_cli_and_its_standalone_modules_loads_no_django() -> None:
     # Run as a CI machine does: a fresh interpreter, nothing imported before.
     code = (
-        "import sys, govern.cli, audit.offline_verify, governance.directory_digest; "
+        "import sys, govern.cli, audit.offline_verify, audit.receipt_verify, governance.directory_digest; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'django', 'rest_framework', 'celery', 'mlflow', 'config', 'web', 'access', 'integrations'}))"
     )

@@ -18,6 +18,7 @@ import pytest
 from django.core.management import call_command
 
 from access import roles
+from audit import ledger
 from audit.models import PendingEntry
 from audit.services.checkpoints import checkpoint_create
 from governance.models import Environment, ModelVersion, PromotionRequest
@@ -313,3 +314,94 @@ def test_an_export_by_someone_without_the_role_exits_3_and_records_nothing(
     ran = run_govern("export", "create", token=token)
     assert ran.code == 3 and "only InfoSec and auditors" in ran.stderr
     assert PendingEntry.objects.filter(event_type="ledger.exported").count() == before
+
+
+# --- deployment receipts -------------------------------------------------------------------------------
+
+
+def test_a_receipt_is_fetched_once_a_checkpoint_covers_it_and_verifies_offline(
+    run_govern: Run, ci_token: str, govern_server: GovernServer, people: People, fake_registry: Any,
+    isolated_key: Path, tmp_path: Path
+) -> None:
+    decider = _decide_when_requested(govern_server, lambda r: promotions.promotion_approve(
+        actor=people.approver, promotion=r, comment="ok"))
+    promoted = run_govern(*PROMOTE, "--wait", "--poll", "0.2", "--timeout", "30", token=ci_token)
+    decider.join(5)
+    assert promoted.code == 0, promoted.stderr
+    promotion_id = promoted.stdout.strip()
+
+    def sign_a_checkpoint_soon() -> None:
+        time.sleep(1.0)
+        with govern_server.lock:
+            ledger.integrate()
+            checkpoint_create()
+
+    signer = threading.Thread(target=sign_a_checkpoint_soon, daemon=True)
+    signer.start()
+    receipt = tmp_path / "receipt.json"
+    got = run_govern("receipt", "get", promotion_id, "-o", str(receipt), "--poll", "0.2", "--timeout", "30",
+                     token=ci_token)
+    signer.join(5)
+    assert got.code == 0, got.stderr
+    assert "receipt pending" in got.stderr and json.loads(receipt.read_text())["format"] == "deployment-receipt/v1"
+
+    keys = tmp_path / "trusted-keys.txt"
+    with keys.open("w") as fh:
+        call_command("ledger_keys", stdout=fh)
+    digest = ModelVersion.objects.get(model__name="fraud-detector", version=2).artifact_digest
+    ok = run_govern("receipt", "verify", str(receipt), "--trusted-keys-file", str(keys), "--model", "fraud-detector",
+                    "--version", "2", "--environment", "staging", "--artifact", digest, token=None)
+    assert ok.code == 0, ok.stderr
+    assert ok.stdout.startswith("receipt OK: fraud-detector v2 in staging")
+    # Presented for another deployment, or with no trust anchor: refused, never OK.
+    production = run_govern("receipt", "verify", str(receipt), "--trusted-keys-file", str(keys), "--environment",
+                            "production", token=None)
+    assert production.code == 1 and "expected 'production'" in production.stderr
+    empty = tmp_path / "no-keys.txt"
+    empty.write_text("# nothing trusted\n")
+    unanchored = run_govern("receipt", "verify", str(receipt), "--trusted-keys-file", str(empty), token=None)
+    assert unanchored.code == 2 and "no trusted key" in unanchored.stderr
+    doc = json.loads(receipt.read_text())
+    doc["note"] = doc["note"].replace("environment staging", "environment production")
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    assert run_govern("receipt", "verify", str(forged), "--trusted-keys-file", str(keys), token=None).code == 1
+
+    printed = run_govern("receipt", "print", str(receipt), token=None)
+    assert printed.code == 0 and "environment" in printed.stdout and "not verified" in printed.stdout
+
+
+def test_a_receipt_of_a_promotion_not_yet_deployed_is_not_found_exit_4(run_govern: Run, ci_token: str) -> None:
+    created = run_govern(*PROMOTE, token=ci_token)
+    ran = run_govern("receipt", "get", created.stdout.strip(), "--timeout", "1", token=ci_token)
+    assert ran.code == 4, ran.stderr
+
+
+# --- attestations --------------------------------------------------------------------------------------
+
+
+def test_a_pipeline_attests_a_version_once(run_govern: Run, pipeline_token: Callable[..., str], people: People,
+                                           staging_ready: ModelVersion, tmp_path: Path) -> None:
+    from access.models import ServiceAccount
+    from governance.models import Attestation
+    from tests import attestations as att
+
+    token = pipeline_token(["attestations:write"], account_name="ci-attest")
+    grant(people.owner, ServiceAccount.objects.get(name="ci-attest").user, staging_ready.model, "view_metadata")
+    document = tmp_path / "provenance.dsse.json"
+    document.write_bytes(att.attest(staging_ready.artifact_digest, att.Key()))
+    first = run_govern("attest", str(document), "--model", "fraud-detector", "--version", "2", "--json",
+                       token=token)
+    assert first.code == 0, first.stderr
+    answer = json.loads(first.stdout)
+    assert answer["kind"] == "dsse" and answer["binds_version"] is True
+    again = run_govern("attest", str(document), "--model", "fraud-detector", "--version", "2", token=token)
+    assert again.code == 0 and "already stored" in again.stderr
+    assert Attestation.objects.count() == 1
+    blind = pipeline_token(["attestations:write"], account_name="blind")
+    unseen = run_govern("attest", str(document), "--model", "fraud-detector", "--version", "2", token=blind)
+    assert unseen.code == 4 and Attestation.objects.count() == 1
+    not_json = tmp_path / "notes.txt"
+    not_json.write_text("signed, trust me")
+    assert run_govern("attest", str(not_json), "--model", "fraud-detector", "--version", "2",
+                      token=token).code == 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import tempfile
 import urllib.parse
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from governance import registry
+from governance.directory_digest import digest_with_reason, size_text
 from governance.models import (
     ModelVersion,
 )
@@ -84,11 +84,10 @@ def _limits() -> tuple[int, int]:
             int(getattr(settings, "MLFLOW_DIGEST_MAX_FILES", None) or 20_000))
 
 
-def _size_text(size: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= scale:
-            return f"{size / scale:g} {unit}"
-    return f"{size} bytes"
+# The pure digest lives in governance.directory_digest (no Django: the govern client runs it too); these names
+# stay here because the rest of this module, and tests that spy on the hashing, use them.
+_size_text = size_text
+_directory_digest = digest_with_reason
 
 
 def _unreadable(exc: BaseException) -> str:
@@ -232,43 +231,3 @@ def directory_digest(path: Path, *, max_bytes: int | None = None, max_files: int
     """
     byte_limit, file_limit = _limits()
     return _directory_digest(path, max_bytes or byte_limit, max_files or file_limit)[0]
-
-
-def _directory_digest(path: Path, byte_limit: int, file_limit: int) -> tuple[str, str]:
-    """``directory_digest`` and, when it is "", why."""
-    try:
-        top = os.lstat(path)
-    except OSError:
-        return "", "the artifacts are not at their location"
-    too_many = f"more than {file_limit} files (MLFLOW_DIGEST_MAX_FILES)"
-    if stat.S_ISREG(top.st_mode):
-        entries = [(path.name, path)]
-    elif stat.S_ISDIR(top.st_mode):
-        entries = []
-        for root, dirs, files in os.walk(path, followlinks=False):
-            for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(root, d)))]:
-                full = Path(root, name)
-                entries.append((full.relative_to(path).as_posix(), full))
-                if len(entries) > file_limit:
-                    return "", too_many
-    else:
-        return "", "the artifact location is neither a file nor a directory"
-    outer = hashlib.sha256()
-    total = 0
-    try:
-        for rel, full in sorted(entries):
-            info = os.lstat(full)
-            if stat.S_ISLNK(info.st_mode):
-                outer.update(f"L {rel}\0{os.readlink(full)}\n".encode())
-            elif stat.S_ISREG(info.st_mode):
-                total += info.st_size
-                if total > byte_limit:
-                    return "", f"artifacts larger than the {_size_text(byte_limit)} limit (MLFLOW_DIGEST_MAX_BYTES)"
-                inner = hashlib.sha256()
-                with open(full, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
-                        inner.update(chunk)
-                outer.update(f"F {rel}\0{inner.hexdigest()}\n".encode())
-    except OSError as exc:
-        return "", f"the artifacts could not be read: {type(exc).__name__}"
-    return "sha256:" + outer.hexdigest(), ""

@@ -23,9 +23,11 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOT_PACKAGES = ("audit", "access", "governance", "integrations", "web", "config")
+ROOT_PACKAGES = ("audit", "access", "governance", "integrations", "web", "config", "govern")
 # What the witness process may load of ours: pure code (Merkle proofs, signed notes, cosignatures,
 # canonical JSON), none of which touches settings or the database.
+# What the govern client may load of the server's code: the standalone verifier and the pure artifact digest.
+GOVERN_SHARES = {"audit.offline_verify", "audit.receipt_verify", "governance.directory_digest"}
 WITNESS_SHARES = {"audit.canonical", "audit.cosignature", "audit.merkle", "audit.note", "audit.offline_verify"}
 
 
@@ -83,3 +85,23 @@ def test_the_domain_packages_import_nothing_on_their_own(graph: grimp.ImportGrap
     # domains' packages for any of their modules: each __init__ is a docstring, nothing more.
     for package in ("audit", "access", "governance"):
         assert graph.find_modules_directly_imported_by(package) == set(), f"{package}/__init__.py imports"
+
+
+def test_the_cli_imports_only_the_standalone_modules(graph: grimp.ImportGraph) -> None:
+    ours, others = _loads(graph, "govern")
+    server = {m for m in ours if not m.startswith("govern")}
+    assert server <= GOVERN_SHARES, f"govern loads {sorted(server - GOVERN_SHARES)}"
+    assert {m for m in others if m not in sys.stdlib_module_names} <= {"cryptography"}
+
+
+def test_importing_the_cli_and_its_standalone_modules_loads_no_django() -> None:
+    # Run as a CI machine does: a fresh interpreter, nothing imported before.
+    code = (
+        "import sys, govern.cli, audit.offline_verify, audit.receipt_verify, governance.directory_digest; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'django', 'rest_framework', 'celery', 'mlflow', 'config', 'web', 'access', 'integrations'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -26,7 +26,7 @@ from audit.receipt_verify import ReceiptError, verify_receipt
 from audit.services.checkpoints import checkpoint_create
 from audit.signing import key_lifetimes
 from governance.models import DeploymentReceipt, Environment, ModelVersion, PromotionRequest
-from governance.services import deployments, promotions
+from governance.services import break_glass, deployments, promotions
 from tests.console.helpers import client_for
 from tests.factories import ModelVersionFactory
 from tests.governance.helpers import FakeRegistry, make_deployed, snapshot
@@ -114,6 +114,22 @@ def test_the_receipt_verifies_offline_and_says_what_it_claims(doc: dict[str, Any
         deployed.pk, "fraud-detector", 7, "staging")
     assert claims.approval_event == "promotion.approved" and claims.witnesses == 0
     assert doc["inclusion_proof"]["leaf_index"] == claims.approval_seq == doc["entry"]["seq"]
+
+
+def test_a_break_glass_release_s_receipt_names_its_break_glass_entry(
+    v7_in_dev: ModelVersion, envs: dict[str, Environment], people: People, fake_registry: FakeRegistry,
+    django_capture_on_commit_callbacks: Capture, as_user: Client,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        request = break_glass.promotion_break_glass(actor=people.breakglass, version=v7_in_dev,
+                                                    environment=envs["staging"], justification="fraud spike")
+    request.refresh_from_db()
+    assert request.state == State.DEPLOYED
+    checkpoint_create()
+    document = fetch(as_user, people.breakglass, request).json()
+    assert "\napproval-event promotion.break_glass\n" in document["note"]
+    claims = verify_receipt(document, trusted_keys=trusted())
+    assert claims.approval_event == "promotion.break_glass" == document["entry"]["event_type"]
 
 
 def test_an_unapproved_promotion_has_no_receipt(

@@ -293,8 +293,8 @@ def _decide(review: Review, workload: _Workload) -> tuple[bool, str, str, list[s
             detail = f"{subject} in {env}: {admission.reason}"
         allowed, rule, message, warnings = _refuse(review, admission.status, detail, warnings)
         return allowed, rule, message, warnings, workload
-    digest, digest_error = (ModelVersion.objects.filter(model__name=model, version=version)
-                            .values_list("artifact_digest", "artifact_digest_error").first() or ("", ""))
+    digest = ModelVersion.objects.filter(model__name=model, version=version).values_list(
+        "artifact_digest", flat=True).first() or ""
     claimed = found.get(DIGEST, "").strip().lower()
     if not claimed:
         allowed, rule, message, warnings = _refuse(
@@ -305,8 +305,9 @@ def _decide(review: Review, workload: _Workload) -> tuple[bool, str, str, list[s
     if not digest:
         allowed, rule, message, warnings = _refuse(
             review, Rule.ARTIFACT_DIGEST_UNKNOWN,
-            f"{subject} has no computed artifact digest to compare with"
-            + (f" ({digest_error[:120]})" if digest_error else ""), warnings)
+            # Why is not said: the reason can name the artifact store, which a cluster user need not learn.
+            f"{subject} has no computed artifact digest to compare with (see the version's artifact_digest gate)",
+            warnings)
         return allowed, rule, message, warnings, workload
     if not _DIGEST.match(claimed) or claimed != digest.lower():
         allowed, rule, message, warnings = _refuse(

@@ -123,6 +123,7 @@ def pages_of_infosec(s: Seeded) -> dict[str, str]:
         "promotion request": f"/console/approvals/requests/{s.request.pk}/",
         "break-glass reviews": "/console/approvals/break-glass/",
         "environments": "/console/environments/",
+        "admission decisions": "/console/admission/",
         "identity links": "/console/identity-links/",
         "ledger explorer": "/console/ledger/",
         "ledger explorer, filtered": "/console/ledger/?type=ledger.note_added",

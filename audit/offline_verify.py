@@ -1951,7 +1951,7 @@ class BundleVerifier:
         except TileMismatch as exc:
             report.fail(f"tiles: {exc}")
         finally:
-            info["tiles_fetched"] = client.fetched
+            info["tiles_fetched"] = client.fetched - 1  # (the checkpoint was the first fetch)
 
     def _bundle_leaves(self) -> Iterator[tuple[int, bytes]]:
         """(seq, entry_hash) of export-entry.json and of every line of entries.jsonl that has them. Their

@@ -25,6 +25,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from access import roles
 from audit.models import Entry, PendingEntry
+from audit.receipt_verify import ReceiptError, verify_receipt
+from audit.receipts import ProofPending
+from audit.signing import key_lifetimes
 from governance import selectors
 from governance.access_hooks import model_levels
 from governance.errors import GovernanceError
@@ -32,6 +35,7 @@ from governance.models import (
     Approval,
     Attestation,
     BreakGlassReview,
+    DeploymentReceipt,
     Environment,
     Lineage,
     LiveDeployment,
@@ -426,7 +430,11 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     decided = pending and promotion_services.has_decided(user, promotion, policy, approvals)
     review = BreakGlassReview.objects.filter(request=promotion).select_related("reviewed_by").first()
     trail = _trail(str(promotion.pk))
+    receipt = DeploymentReceipt.objects.filter(promotion=promotion).first()
     return render(request, "console/request_detail.html", {
+        "receipt": receipt,
+        "receipt_claims": receipt_claims(receipt) if receipt else [],
+        "receipt_check": receipt_check(receipt) if receipt else None,
         "nav": "approvals",
         "promotion": promotion,
         "policy": policy,
@@ -451,6 +459,45 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_review": review is not None and review.state not in CONCLUDED_REVIEW_STATES
         and bool(mine & (set(policy.approval_groups) or {roles.INFOSEC})),
     })
+
+
+def receipt_claims(receipt: DeploymentReceipt) -> list[tuple[str, str]]:
+    """The claim lines of a receipt's note as (key, value), for people (the note is what verifiers read)."""
+    text = receipt.note.split("\n\n", 1)[0].split("\n")
+    return [(key, value) for key, _, value in (line.partition(" ") for line in text[2:])]
+
+
+def receipt_check(receipt: DeploymentReceipt) -> dict[str, Any]:
+    """The receipt verified as a serving platform would (``audit.receipt_verify``), against the keys this
+    server's configuration trusts: ``ok`` with the checkpoint's size, ``pending``, or the ``problem``."""
+    try:
+        document = selectors.receipt_document(receipt)
+    except ProofPending as pending:
+        return {"pending": True, "retry_after": pending.retry_after}
+    try:
+        claims = verify_receipt(document, trusted_keys=[k.line() for k in key_lifetimes()])
+    except ReceiptError as exc:
+        return {"ok": False, "problem": str(exc)}
+    return {"ok": True, "tree_size": claims.tree_size}
+
+
+@require_GET
+@login_required
+def request_receipt(request: HttpRequest, pk: int) -> HttpResponse:
+    """The receipt as ``GET /api/v1/promotions/{id}/receipt`` serves it, as a download (same visibility)."""
+    promotion, receipt = selectors.receipt_of(signed_in_user(request), pk)
+    if promotion is None or receipt is None:
+        raise Http404("no deployment receipt")
+    try:
+        document = selectors.receipt_document(receipt)
+    except ProofPending as pending:
+        messages.info(request, f"The receipt's approval entry is not covered by a signed checkpoint yet; "
+                               f"try again in {pending.retry_after} s.")
+        return HttpResponseRedirect(reverse("console-request", args=[pk]))
+    response = HttpResponse(json.dumps(document, indent=2, ensure_ascii=False) + "\n",
+                            content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="receipt-{promotion.pk}.json"'
+    return response
 
 
 #: Refusals the request page explains where its decision forms would be (others just hide them).

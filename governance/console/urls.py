@@ -24,6 +24,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("models/<int:pk>/owner/", promotions.model_owner_set, name="console-model-owner"),
     path("approvals/", promotions.approvals_inbox, name="console-approvals"),
     path("approvals/requests/<int:pk>/", promotions.request_detail, name="console-request"),
+    path("approvals/requests/<int:pk>/receipt.json", promotions.request_receipt, name="console-request-receipt"),
     path("approvals/requests/<int:pk>/<slug:action>/", promotions.request_action, name="console-request-action"),
     path("approvals/break-glass/", promotions.breakglass_list, name="console-breakglass"),
     path("approvals/break-glass/<int:pk>/approve/", promotions.breakglass_approve, name="console-breakglass-approve"),

@@ -481,10 +481,11 @@ def test_schema_documents_every_endpoint(as_user) -> None:
     paths = schema["paths"]
     for path in ("/api/v1/models", "/api/v1/models/{name}/versions/{version}", "/api/v1/promotions",
                  "/api/v1/promotions/{promotion_id}/approve", "/api/v1/admission", "/api/v1/environments/{name}",
-                 "/api/v1/policies/{environment}", "/api/v1/violations/{id}/acknowledge"):
+                 "/api/v1/policies/{environment}", "/api/v1/violations/{id}/acknowledge",
+                 "/api/v1/promotions/{promotion_id}/receipt"):
         assert path in paths, path
     ops = [op for path, item in paths.items() if not path.startswith(("/api/v1/ledger", "/api/v1/access"))
            for op in item.values() if isinstance(op, dict) and set(op.get("tags", [])) & {
                "models", "promotions", "environments"}]
-    assert len(ops) == 32  # 25, the five of /api/v1/change-requests, break-glass conclude, registered-by
+    assert len(ops) == 33  # 25, the five of /api/v1/change-requests, break-glass conclude, registered-by, receipt
     assert all(op.get("requestBody") or op.get("responses") for op in ops)

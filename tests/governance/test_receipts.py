@@ -26,7 +26,8 @@ from audit.receipt_verify import ReceiptError, verify_receipt
 from audit.services.checkpoints import checkpoint_create
 from audit.signing import key_lifetimes
 from governance.models import DeploymentReceipt, Environment, ModelVersion, PromotionRequest
-from governance.services import deployments, promotions
+from governance.services import break_glass, deployments, promotions
+from tests.console.helpers import client_for
 from tests.factories import ModelVersionFactory
 from tests.governance.helpers import FakeRegistry, make_deployed, snapshot
 from tests.personas import People
@@ -113,6 +114,22 @@ def test_the_receipt_verifies_offline_and_says_what_it_claims(doc: dict[str, Any
         deployed.pk, "fraud-detector", 7, "staging")
     assert claims.approval_event == "promotion.approved" and claims.witnesses == 0
     assert doc["inclusion_proof"]["leaf_index"] == claims.approval_seq == doc["entry"]["seq"]
+
+
+def test_a_break_glass_release_s_receipt_names_its_break_glass_entry(
+    v7_in_dev: ModelVersion, envs: dict[str, Environment], people: People, fake_registry: FakeRegistry,
+    django_capture_on_commit_callbacks: Capture, as_user: Client,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        request = break_glass.promotion_break_glass(actor=people.breakglass, version=v7_in_dev,
+                                                    environment=envs["staging"], justification="fraud spike")
+    request.refresh_from_db()
+    assert request.state == State.DEPLOYED
+    checkpoint_create()
+    document = fetch(as_user, people.breakglass, request).json()
+    assert "\napproval-event promotion.break_glass\n" in document["note"]
+    claims = verify_receipt(document, trusted_keys=trusted())
+    assert claims.approval_event == "promotion.break_glass" == document["entry"]["event_type"]
 
 
 def test_an_unapproved_promotion_has_no_receipt(
@@ -374,3 +391,30 @@ def test_end_to_end_with_mlflow_and_the_standalone_verifier(
     garbage.write_text('{"format": "deployment-receipt/v1", "format": "x"}')  # a duplicate member
     assert run_verifier(str(garbage), "--trusted-keys-file", str(keys)).returncode == 2
     assert run_verifier(str(tmp_path / "missing.json"), "--trusted-keys-file", str(keys)).returncode == 2
+
+
+# --- the console -------------------------------------------------------------------------------------------------
+
+
+def test_the_promotion_page_shows_the_receipt_verified_and_offers_it_for_download(
+    deployed: PromotionRequest, people: People,
+) -> None:
+    page = client_for(people.requester).get(f"/console/approvals/requests/{deployed.pk}/")
+    html = page.content.decode()
+    assert page.status_code == 200 and "Deployment receipt" in html
+    assert "verified</span> against the signed checkpoint of tree size" in html
+    assert "<dt>approval-event</dt><dd><code>promotion.approved</code></dd>" in html
+    download = client_for(people.requester).get(f"/console/approvals/requests/{deployed.pk}/receipt.json")
+    assert download.status_code == 200 and download["Content-Disposition"].startswith("attachment;")
+    assert verify_receipt(json.loads(download.content), trusted_keys=trusted()).promotion == deployed.pk
+    # whoever may not see the promotion gets neither
+    assert client_for(people.outsider).get(f"/console/approvals/requests/{deployed.pk}/receipt.json").status_code \
+        == 404
+
+
+def test_the_page_says_when_a_receipt_does_not_verify(deployed: PromotionRequest, people: People) -> None:
+    """A note edited in the table (the operator's database) shows as failing, never as verified."""
+    receipt = DeploymentReceipt.objects.get(promotion=deployed)
+    DeploymentReceipt.objects.filter(pk=receipt.pk).update(note=receipt.note.replace("version 7", "version 9"))
+    html = client_for(people.requester).get(f"/console/approvals/requests/{deployed.pk}/").content.decode()
+    assert "does not verify</span>" in html and "verified</span>" not in html

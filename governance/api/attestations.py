@@ -23,7 +23,7 @@ from governance import selectors
 from governance.errors import GovernanceError
 from governance.models import Attestation
 from governance.services import attestations
-from web.api.docs import READ_PROBLEMS, WRITE_PROBLEMS, answers
+from web.api.docs import READ_PROBLEMS, WRITE_PROBLEMS, answers, page
 from web.api.pagination import StandardPagination
 
 TAGS = ["models"]
@@ -97,7 +97,7 @@ class AttestationListApi(APIView):
         operation_id="models_versions_attestations_list",
         tags=TAGS,
         parameters=[OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.PATH)],
-        responses=answers({200: Output(many=True)}, READ_PROBLEMS),
+        responses=answers({200: page(Output(many=True), "AttestationPage")}, READ_PROBLEMS),
         examples=[OpenApiExample("one", response_only=True,
                                  value={"count": 1, "next": None, "previous": None, "results": [_EXAMPLE]})],
     )
@@ -105,8 +105,8 @@ class AttestationListApi(APIView):
         found = self._version(request, name, version)
         rows = Attestation.objects.filter(version=found).select_related("version__model").order_by("-created_at", "-id")
         paginator = StandardPagination()
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(Output(page, many=True).data)
+        found_page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(Output(found_page, many=True).data)
 
     @extend_schema(
         summary="Upload a CI attestation (DSSE envelope or Sigstore bundle) for this version",

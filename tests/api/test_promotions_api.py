@@ -487,5 +487,6 @@ def test_schema_documents_every_endpoint(as_user) -> None:
     ops = [op for path, item in paths.items() if not path.startswith(("/api/v1/ledger", "/api/v1/access"))
            for op in item.values() if isinstance(op, dict) and set(op.get("tags", [])) & {
                "models", "promotions", "environments"}]
-    assert len(ops) == 33  # 25, the five of /api/v1/change-requests, break-glass conclude, registered-by, receipt
+    assert len(ops) == 35  # 25, the five of /api/v1/change-requests, break-glass conclude, registered-by, receipt,
+    # and the two of /api/v1/models/{name}/versions/{version}/attestations
     assert all(op.get("requestBody") or op.get("responses") for op in ops)

@@ -153,9 +153,11 @@ def _parse_envelope(doc: Mapping[str, Any]) -> tuple[str, bytes, tuple[tuple[str
 def parse_document(raw: bytes) -> Document:
     """Parse an uploaded DSSE envelope or Sigstore bundle (AttestationError names what is wrong)."""
     try:
-        doc = json.loads(raw)
+        # UTF-8 only (RFC 8259 §8.1): json.loads would also take UTF-16/32, which the stored text cannot be.
+        doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise AttestationError("the body is not JSON: send the DSSE envelope or Sigstore bundle as it is") from None
+        raise AttestationError("the body is not UTF-8 JSON: send the DSSE envelope or Sigstore bundle as it "
+                               "is") from None
     if not isinstance(doc, dict):
         raise AttestationError("the body must be a JSON object: a DSSE envelope or a Sigstore bundle")
     sha = hashlib.sha256(raw).hexdigest()

@@ -105,7 +105,8 @@ def test_people_who_see_the_model_list_its_attestations_with_bounded_queries(
 
 
 @pytest.mark.parametrize("body, needle", [
-    (b"not json at all", "not JSON"),
+    (b"not json at all", "not UTF-8 JSON"),
+    ('{"payloadType": "application/vnd.in-toto+json"}'.encode("utf-16"), "not UTF-8 JSON"),
     (b"[1, 2]", "JSON object"),
     (b'{"hello": "world"}', "neither a DSSE envelope"),
     (json.dumps({"payloadType": "application/vnd.in-toto+json", "payload": "e30=", "signatures": []}).encode(),

@@ -213,7 +213,7 @@ def test_a_pdf_beyond_its_limit_fails_with_the_reason_and_writes_no_file(
     story: dict, export: Export, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("audit.export.pdf.MAX_PDF_ENTRIES", 3)
-    with pytest.raises(CommandError, match="the PDF audit pack holds at most 3 entries and this one has 9"):
+    with pytest.raises(CommandError, match="the PDF audit pack holds at most 3 entries and this one has 10"):
         export("--model", "fraud-detector", "--format", "pdf", name="big.pdf")
     job = ExportJob.objects.get()
     assert job.state == "failed" and "export the report as HTML or a bundle" in job.error

@@ -17,7 +17,17 @@ from access.models import AccessRequest, Dataset, Grant, ReviewCampaign
 from audit.models import Checkpoint, Entry, ExportJob, PendingEntry
 from audit.verification import verify_ledger
 from governance import registry
-from governance.models import BreakGlassReview, ComplianceViolation, Lineage, LiveDeployment, PromotionRequest
+from governance.models import (
+    AdmissionDecision,
+    BreakGlassReview,
+    ComplianceViolation,
+    DeploymentReceipt,
+    EnvironmentNamespace,
+    GovernanceChangeRequest,
+    Lineage,
+    LiveDeployment,
+    PromotionRequest,
+)
 
 
 @pytest.fixture
@@ -56,6 +66,15 @@ def test_seed_demo_plays_the_whole_story_into_mlflow_and_the_ledger(committing_d
     assert Grant.objects.filter(revoked_at__isnull=True).count() >= 4
     assert AccessRequest.objects.filter(state="pending", needs_infosec=True).exists()
     assert ReviewCampaign.objects.filter(state="open").exists()
+    # Production's namespace came through a second InfoSec person; the webhook admitted the break-glass v4
+    # (review open) and refused the old v3 manifest; every deployed promotion carries a signed receipt.
+    assert dict(EnvironmentNamespace.objects.values_list("namespace", "environment__name")) == {
+        "fraud-staging": "staging", "fraud-prod": "production"}
+    assert GovernanceChangeRequest.objects.filter(state="applied", change__has_key="kubernetes_namespaces").exists()
+    assert set(AdmissionDecision.objects.values_list("version", "allowed", "rule")) == {
+        (4, True, "break_glass_review_open"), (3, False, "not_approved")}
+    deployed = PromotionRequest.objects.filter(deployed_at__isnull=False)
+    assert deployed.exists() and DeploymentReceipt.objects.filter(promotion__in=deployed).count() == deployed.count()
     assert verify_ledger().ok
     _the_history_reads_plausibly()
 

@@ -26,7 +26,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from access.models import Dataset, ReviewItem
+from access.models import Dataset, ReviewItem, ServiceAccount
 from access.services.access_requests import access_request_create
 from access.services.datasets import dataset_classify, dataset_create, dataset_field_classify
 from access.services.grants import grant_create
@@ -45,10 +45,21 @@ from governance.models import (
     PromotionRequest,
     RegisteredModel,
 )
-from governance.services import break_glass, deployments, identity_links, promotions, registered_models
+from governance.services import (
+    admission,
+    break_glass,
+    change_requests,
+    deployments,
+    environments,
+    identity_links,
+    promotions,
+    registered_models,
+)
 from governance.services.registry_mirror import aliases_reconcile, registry_reconcile
 
 FRAUD = "fraud-detector"
+STAGING_NAMESPACE, PROD_NAMESPACE = "fraud-staging", "fraud-prod"
+ADMISSION_ACCOUNT = "k8s-admission-webhook"
 CHARGEBACK = "chargeback-risk"
 SERVING = Actor.service("serving-platform")
 
@@ -332,6 +343,21 @@ def seed_promotions(timeline: Timeline) -> None:
         registered_models.model_owner_set(actor=alice, model=RegisteredModel.objects.get(name=name), owner=omar,
                                           reason="Owner of the fraud models per the model inventory (MRM-2026-Q4)")
     dev, staging, prod = _env("dev"), _env("staging"), _env("production")
+    # The Kubernetes namespaces each environment governs (the admission webhook, docs/admission.md): staging's
+    # directly, production's (a protected environment) only with a second InfoSec person's approval.
+    t.at(t.day(13, 15))
+    environments.environment_update(actor=alice, environment=staging, kubernetes_namespaces=[STAGING_NAMESPACE])
+    proposal = change_requests.change_request_create(
+        actor=alice, environment=prod, kind="environment_update",
+        change={"kubernetes_namespaces": [PROD_NAMESPACE]},
+        reason="The serving cluster's namespace for the fraud models (PLAT-118)",
+    )
+    t.at(t.day(13, 16))
+    change_requests.change_request_approve(actor=sam, change_request=proposal,
+                                           comment="Namespace checked against the cluster inventory.")
+    # The webhook's machine principal (its API token, scope admission:review, only InfoSec may issue).
+    service_account_create(actor=alice, name=ADMISSION_ACCOUNT,
+                           description="The serving cluster's ValidatingAdmissionWebhook (docs/admission.md)")
 
     def to_staging(number: int, requested: datetime, strategy: str = "full") -> PromotionRequest:
         """Requested (dev, then staging) at ``requested``, approved 90 minutes later, then deployed."""
@@ -414,12 +440,18 @@ def seed_promotions(timeline: Timeline) -> None:
     # The serving platform's and the pager's side of it.
     t.at(t.hours_ago(19.5))
     _runtime("deployment.traffic_shifted", SERVING, v4, t.now(), **v4_prod, traffic_percent=100, from_version=1)
+    # The cluster's admission webhook lets the v4 Deployment in (break-glass, review open: with a warning).
+    _admit(4, "CREATE")
     t.at(t.hours_ago(18))
     _runtime("incident.mitigated", PAGER, incident, t.now(), **v4_prod, incident_id="INC-2291",
              summary="v4 released under break-glass; losses back to baseline")
     t.at(t.hours_ago(17))
     _runtime("monitoring.prediction_drift_detected", MONITOR, v4, t.now(), **v4_prod, metric="score_ks", value=0.12,
              threshold=0.1)
+
+    # Someone re-applies the old v3 manifest in production: the webhook refuses it (v4 is the approved one).
+    t.at(t.hours_ago(10))
+    _admit(3, "UPDATE")
 
     # v5: waiting for an approver in staging.
     t.at(t.hours_ago(8))
@@ -434,6 +466,33 @@ def seed_promotions(timeline: Timeline) -> None:
     t.at(t.hours_ago(7))
     registry.set_alias(CHARGEBACK, "production", 1)
     aliases_reconcile(RegisteredModel.objects.get(name=CHARGEBACK))
+
+
+def _admit(version: int, operation: str) -> None:
+    """An AdmissionReview of the fraud API's Deployment naming ``version``, as the cluster's API server sends it
+    to the webhook (docs/admission.md), answered and recorded by the same service as ``POST
+    /api/v1/admission/review``, under the webhook's service account."""
+    webhook = ServiceAccount.objects.get(name=ADMISSION_ACCOUNT).user
+    digest = _version(FRAUD, version).artifact_digest
+    annotations = {"governance.ml/model": FRAUD, "governance.ml/version": str(version),
+                   "governance.ml/artifact-digest": digest}  # stored as sha256:<hex>, as annotated
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "fraud-api", "namespace": PROD_NAMESPACE, "annotations": annotations},
+        "spec": {"template": {"metadata": {"annotations": annotations},
+                              "spec": {"containers": [{"name": "server", "image": "registry.internal/fraud-api:2"}]}}},
+    }
+    kind = {"group": "apps", "version": "v1", "kind": "Deployment"}
+    resource = {"group": "apps", "version": "v1", "resource": "deployments"}
+    admission.admission_review(actor=webhook, document={
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": f"demo-{version}-{operation.lower()}", "kind": kind, "resource": resource,
+                    "requestKind": kind, "requestResource": resource, "name": "fraud-api",
+                    "namespace": PROD_NAMESPACE, "operation": operation,
+                    "userInfo": {"username": "system:serviceaccount:argocd:argocd-application-controller"},
+                    "object": deployment, "oldObject": deployment if operation == "UPDATE" else None,
+                    "dryRun": False},
+    })
 
 
 def seed_access(timeline: Timeline) -> None:

@@ -486,5 +486,6 @@ def test_schema_documents_every_endpoint(as_user) -> None:
     ops = [op for path, item in paths.items() if not path.startswith(("/api/v1/ledger", "/api/v1/access"))
            for op in item.values() if isinstance(op, dict) and set(op.get("tags", [])) & {
                "models", "promotions", "environments"}]
-    assert len(ops) == 32  # 25, the five of /api/v1/change-requests, break-glass conclude, registered-by
+    # 25, the five of /api/v1/change-requests, break-glass conclude, registered-by, attestations (GET, POST)
+    assert len(ops) == 34
     assert all(op.get("requestBody") or op.get("responses") for op in ops)

@@ -80,6 +80,8 @@ _BREAK_GLASS = ("promotion.break_glass", "promotion.break_glass_reviewed", "prom
 _OUT_OF_BAND = ("mlflow.alias_changed", "mlflow.alias_reverted", "compliance.violation",
                 "compliance.violation_acknowledged")
 _ADMISSION = ("admission.allowed", "admission.refused", "admission.summarised")
+# What CI says about a build (in-toto attestations): evidence a promotion's gate rests on (docs/attestations.md).
+_CI_EVIDENCE = ("model.attestation_added",)
 _T_ADMISSION = "tests/governance/test_admission_webhook.py"
 _AUDIT_LOG_READS = ("ledger.accessed", "ledger.exported", "privacy.pii_revealed")
 _LEDGER_KEYS = ("ledger.signing_key_registered", "ledger.signing_key_rotated", "ledger.signing_key_handover",
@@ -307,7 +309,7 @@ DORA = Framework(
             "Changes to ICT systems are recorded, tested, assessed and approved before they are made; emergency "
             "changes follow a documented procedure and are assessed and approved after the fact.",
             "met",
-            events=(*_PROMOTIONS, *_BREAK_GLASS, *_RULE_CHANGES, *_OUT_OF_BAND, *_ADMISSION),
+            events=(*_PROMOTIONS, *_BREAK_GLASS, *_RULE_CHANGES, *_OUT_OF_BAND, *_ADMISSION, *_CI_EVIDENCE),
             fields=("payload.gates (the evidence)", "payload.approvers", "payload.reason"),
             controls=("A model reaches an environment only through a promotion: policy gates evaluated on "
                       "evidence, separation of duties, approvals bound to that evidence; the rules themselves "
@@ -400,7 +402,8 @@ SOX = Framework(
             "Changes to systems that affect financial reporting are requested, tested, approved by someone other "
             "than the developer, and traceable; emergency changes are approved after the fact.",
             "met",
-            events=(*_PROMOTIONS, *_BREAK_GLASS, *_RULE_CHANGES, *_OUT_OF_BAND, *_ADMISSION, "auth.step_up"),
+            events=(*_PROMOTIONS, *_BREAK_GLASS, *_RULE_CHANGES, *_OUT_OF_BAND, *_ADMISSION, *_CI_EVIDENCE,
+                    "auth.step_up"),
             fields=("actor", "payload.approvers", "payload.gates"),
             controls=("As DORA Art. 17: promotions with gates and separated approvals (with a recent second "
                       "factor), break-glass reviewed afterwards, two-person control over the rules, "

@@ -127,7 +127,8 @@ def pytest_report_header() -> str:
 # worker finishing a 30 s test alone at the end. Only the order changes; every test still runs.
 SLOW_FIRST = (
     "tests/browser/test_a11y.py",  # 72 s: axe-core on every page for each persona
-    "tests/test_dev_demo.py",  # 33 s: the README's demo command, twice, in a process of its own
+    "tests/test_dev_demo.py",  # 43 s: the README's demo command, twice, in a process of its own
+    "tests/audit/pii/test_no_personal_data_in_hashed_bodies.py",  # 20 s: the whole demo story, then every body
     "tests/governance/test_artifact_store_digest.py",  # 21 s: a real `mlflow server`
     "tests/api/test_schemathesis.py",  # 18 s
     "tests/audit/export/test_bundle.py",  # 14 s

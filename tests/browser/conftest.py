@@ -30,17 +30,15 @@ browser is up (and restored afterwards) so the test can set up data.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.db import connections
-from django.test.testcases import LiveServerThread
 
 from tests.browser.helpers import CSP_VIOLATION
+from tests.live_server import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -111,26 +109,7 @@ def _close_connections_last() -> Iterator[None]:
 
 @pytest.fixture
 def live_url(_close_connections_last: None, committing_db: None, settings: Any) -> Iterator[str]:
-    # An in-memory SQLite test database lives in one connection: share it with the
-    # server thread, as Django's LiveServerTestCase does.
-    shared = {c.alias: c for c in connections.all() if c.vendor == "sqlite" and c.is_in_memory_db()}
-    for conn in shared.values():
-        conn.inc_thread_sharing()
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1", "localhost"]
     settings.DEBUG = False
-    server = LiveServerThread("127.0.0.1", StaticFilesHandler, connections_override=shared, port=0)
-    server.daemon = True
-    server.start()
-    server.is_ready.wait()
-    if server.error:
-        raise server.error
-    try:
+    with serving() as server:
         yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.terminate()
-        # Request threads (keep-alive) may still be closing their connection: let them finish first.
-        for thread in threading.enumerate():
-            if "process_request_thread" in thread.name:
-                thread.join(timeout=5)
-        for conn in shared.values():
-            conn.dec_thread_sharing()

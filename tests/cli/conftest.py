@@ -24,13 +24,13 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group
 from django.core.servers.basehttp import WSGIServer
-from django.db import connections
 from django.test import override_settings
 from django.test.testcases import LiveServerThread
 
 from access.models import ServiceAccount
 from access.services.service_accounts import service_account_create
 from access.services.tokens import api_token_create
+from tests.live_server import serving
 from tests.personas import People
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,27 +73,14 @@ class GovernServer:
 @pytest.fixture
 def govern_server(committing_db: None, settings: Any, fake_registry: Any, celery_eager: None,
                   tmp_path: Path) -> Iterator[GovernServer]:
-    shared = {c.alias: c for c in connections.all() if c.vendor == "sqlite" and c.is_in_memory_db()}
-    for conn in shared.values():
-        conn.inc_thread_sharing()
     settings.DEBUG = False
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]
     lock = threading.Lock()
     var = tmp_path / "var"
     var.mkdir()
-    server = _Thread("127.0.0.1", lambda app: _Locked(app, lock), connections_override=shared, port=0)
-    server.daemon = True
-    with override_settings(VAR_DIR=var):
-        server.start()
-        server.is_ready.wait()
-        if server.error:
-            raise server.error
-        try:
-            yield GovernServer(url=f"http://127.0.0.1:{server.port}", lock=lock)
-        finally:
-            server.terminate()
-            for conn in shared.values():
-                conn.dec_thread_sharing()
+    with override_settings(VAR_DIR=var), serving(thread_class=_Thread,
+                                                handler=lambda app: _Locked(app, lock)) as server:
+        yield GovernServer(url=f"http://127.0.0.1:{server.port}", lock=lock)
 
 
 @pytest.fixture

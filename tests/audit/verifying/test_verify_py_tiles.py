@@ -16,10 +16,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
-from django.contrib.staticfiles.handlers import StaticFilesHandler
-from django.db import connections
 from django.test import override_settings
-from django.test.testcases import LiveServerThread
 
 from audit import offline_verify, selectors
 from audit.models import Checkpoint
@@ -31,31 +28,15 @@ from tests.audit.export.helpers import Export
 from tests.audit.integration.helpers import fill
 from tests.audit.tiles.helpers import grow_to
 from tests.audit.verifying.helpers import run_verify
+from tests.live_server import serving
 
 
 @pytest.fixture
 def live_url(committing_db: None, settings: Any) -> Iterator[str]:
-    """A real server on 127.0.0.1 (a free port) over the test's committed data (as tests/browser's ``live_url``:
-    an in-memory SQLite test database is shared with the server thread)."""
-    shared = {c.alias: c for c in connections.all() if c.vendor == "sqlite" and c.is_in_memory_db()}
-    for conn in shared.values():
-        conn.inc_thread_sharing()
+    """A real server on 127.0.0.1 (a free port) over the test's committed data."""
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]
-    server = LiveServerThread("127.0.0.1", StaticFilesHandler, connections_override=shared, port=0)
-    server.daemon = True
-    server.start()
-    server.is_ready.wait()
-    if server.error:
-        raise server.error
-    try:
+    with serving() as server:
         yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.terminate()
-        for thread in threading.enumerate():
-            if "process_request_thread" in thread.name:
-                thread.join(timeout=5)
-        for conn in shared.values():
-            conn.dec_thread_sharing()
 
 Rewrite = Callable[[str, int, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
 

@@ -131,7 +131,7 @@ def test_a_refused_event_writes_nothing(measured_type: EventType) -> None:
     assert PendingEntry.objects.count() == 0
 
 
-def test_measured_type_registered(measured_type: EventType) -> None:
+def test_fast_path_canonicalises_nested_payloads(measured_type: EventType) -> None:
     with transaction.atomic():
         r = ledger.record(event_type="test.measured", actor=ALICE, subject=Subject("model_version", "m/1"),
                           payload={"value": 1.5, "extra": {"b": [1, "\u00e9"], "a": None}})

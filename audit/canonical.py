@@ -127,6 +127,9 @@ def format_timestamp(value: datetime) -> str:
 
     Fixed width, so the text sorts in time order and range filters work on it.
     """
+    if value.tzinfo is UTC:
+        # The commonest case (``timezone.now()``): no conversion, and "+00:00" is always the last 6 characters.
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     if value.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
     # isoformat pads the year to four digits, which strftime("%Y") does not before year 1000.

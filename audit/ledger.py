@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from audit.canonical import CanonicalizationError, body_bytes, canonical_json, format_timestamp, leaf_hash
@@ -334,8 +334,88 @@ def record(
     The entry carries the request id bound by ``audit.context`` (the
     HTTP request, or a task's ``request_id_bound``) unless ``request_id`` is given.
     """
+    if idempotency_key is None and data_subject is None:
+        recorded = _record_plain(event_type, actor, subject, payload or {}, timestamp, request_id)
+        if recorded is not None:
+            return recorded
     event = Event(event_type, actor, subject, payload or {}, idempotency_key, timestamp, data_subject, request_id)
     return record_many([event])[0]
+
+
+def _record_plain(
+    event_type: str, actor: Actor, subject: Subject, payload: Mapping[str, Any], timestamp: datetime | None,
+    request_id: str | None,
+) -> Recorded | None:
+    """``record()`` of the commonest event (no idempotency key, no personal data) in one pass.
+
+    The same checks in the same order as ``record_many`` → ``_prepare`` (so the same errors), the
+    same row, the same on-commit hook; only the glue is left out: no ``Event``, no batch, no key
+    bookkeeping, and on PostgreSQL the INSERT goes through a cursor kept on the connection instead
+    of a new Django cursor per call. Returns None, having written and raised nothing, for an event
+    type with personal fields: the general path handles those. The INSERT runs in the caller's
+    transaction like any other statement: a failure there leaves nothing behind but the caller's
+    rollback (no savepoint is needed, since without a key nothing can conflict).
+    """
+    conn = connections[DEFAULT_DB_ALIAS]
+    if not conn.in_atomic_block:
+        raise NotInTransaction(
+            "record() must run inside transaction.atomic(): the entry commits with the change it describes"
+        )
+    kind = registry.get(event_type)
+    if kind.pii_fields:
+        return None
+    if actor.type not in ACTOR_TYPES:
+        raise LedgerError(f"actor type must be one of {', '.join(ACTOR_TYPES)}, not {actor.type!r}")
+    _check_text("actor id", actor.id, 200)
+    _check_text("subject type", subject.type, 100)
+    _check_text("subject id", subject.id, 300)
+    if request_id is None:
+        request_id = current_request_id()
+    if request_id is not None:
+        check_request_id(request_id)
+    if not isinstance(payload, Mapping):
+        raise LedgerError("payload must be a JSON object")
+    body = dict(payload)
+    kind.validate(body)
+    try:
+        payload_json = canonical_json(body)
+    except CanonicalizationError as exc:
+        raise LedgerError(f"payload is not representable as canonical JSON: {exc}") from None
+    row = _Row(
+        format_timestamp(timezone.now() if timestamp is None else timestamp),
+        event_type, actor.type, actor.id, subject.type, subject.id, payload_json, None, request_id,
+    )
+    _insert_one(conn, row)
+    _schedule_integration()
+    return Recorded(pending_id=row.pk, seq=None, created=True)  # type: ignore[arg-type]
+
+
+def _insert_one(conn: Any, row: _Row) -> None:
+    """INSERT one row on ``conn`` (a Django connection in an atomic block) and set its id.
+
+    On PostgreSQL the statement is sent on a psycopg cursor kept on the connection, with
+    Django's own checks (health check, thread sharing, broken transaction) and error
+    translation: what a Django cursor adds per call beyond that is its construction. Where
+    something watches the queries (``execute_wrappers``, ``CaptureQueriesContext``, DEBUG),
+    the Django cursor is used, so they see the INSERT.
+    """
+    if conn.vendor != "postgresql" or conn.execute_wrappers or conn.queries_logged:
+        _insert_pending([row])
+        return
+    conn.close_if_health_check_failed()
+    pg = conn.connection
+    if pg is None:  # closed by the health check: Django's cursor raises what it raises then
+        _insert_pending([row])
+        return
+    conn.validate_thread_sharing()
+    conn.validate_no_broken_transaction()
+    cached = conn.__dict__.get("_ledger_cursor")
+    if cached is None or cached[0] is not pg:
+        cached = conn._ledger_cursor = (pg, pg.cursor())
+    cursor = cached[1]
+    with conn.wrap_database_errors:
+        cursor.execute(_PENDING_INSERT, row.values())
+        row.pk = cursor.fetchone()[0]
 
 
 def record_many(events: Sequence[Event]) -> list[Recorded]:

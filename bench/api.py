@@ -177,18 +177,21 @@ def child_seed(out: Path, pending: int, approvers: int) -> None:
 
     django.setup()
     from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
     from django.contrib.sessions.backends.db import SessionStore
 
     from tests.api.seed import seed
 
     t0 = perf()
     seeded = seed(versions=4, pending=pending, approvers=approvers, events=10)
+    # The backend a password sign-in records: the first that can load a session's user (the throttle
+    # backend before it only refuses sign-ins and has no get_user, so a session naming it is a 500).
+    backend = next(path for path in settings.AUTHENTICATION_BACKENDS if hasattr(load_backend(path), "get_user"))
     sessions = []
     for user in seeded.approvers:
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+        store[BACKEND_SESSION_KEY] = backend
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
         sessions.append(store.session_key)

@@ -57,6 +57,9 @@ def warm_up() -> None:
     get_resolver().url_patterns  # noqa: B018  (resolving them imports every view module)
     for module in ("mlflow.exceptions", "mlflow.tracking", "governance.tasks", "governance.services.registry_mirror"):
         importlib.import_module(module)
+    from governance import registry
+
+    registry.client()  # the MLflow client an approval re-reads evidence with (no call to MLflow yet)
 
 
 def child_exit(server: Any, worker: Any) -> None:

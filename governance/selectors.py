@@ -103,7 +103,7 @@ def previous_environment_with_live(
     )
     if previous is None:
         return None, None, None
-    return previous, previous.live_version_id, previous.live_since  # type: ignore[attr-defined]
+    return previous, previous.live_version_id, previous.live_since
 
 
 def live_version(*, model_id: int, environment: Environment) -> LiveDeployment | None:

@@ -458,12 +458,12 @@ def _lock_for_approval(promotion: PromotionRequest, now: datetime) -> tuple[Prom
                   freeze_reason=Subquery(active.values("reason")[:1]))
         .get(pk=promotion.pk)
     )
-    ends_at: datetime | None = locked.freeze_ends_at  # type: ignore[attr-defined]
+    ends_at: datetime | None = locked.freeze_ends_at
     if ends_at is None:
         return locked, None
     return locked, Frozen(
         f"{locked.environment.name} is frozen until {ends_at:%Y-%m-%d %H:%M} UTC "
-        f"({locked.freeze_reason}); promotions to it are refused"  # type: ignore[attr-defined]
+        f"({locked.freeze_reason}); promotions to it are refused"
     )
 
 

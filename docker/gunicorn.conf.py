@@ -45,8 +45,12 @@ def post_worker_init(worker: Any) -> None:
     """Pay a worker's first-request costs before it accepts connections (the app is loaded by now): the
     URLconf imports every view, serializer and the API schema's modules, and the approval path imports
     MLflow's client (``governance.registry``), the Celery tasks and the signing key. Without this, the
-    first requests each new worker serves are slow (seconds for the first approval)."""
-    warm_up()
+    first requests each new worker serves are slow (seconds for the first approval). A failure is logged
+    and the worker serves anyway: the request that needs the module then fails as it would have."""
+    try:
+        warm_up()
+    except Exception:
+        worker.log.exception("warm-up failed; the worker serves without it")
 
 
 def warm_up() -> None:
@@ -55,11 +59,10 @@ def warm_up() -> None:
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018  (resolving them imports every view module)
+    # Imports only: building the MLflow client here would open its store, and with a SQLite store every
+    # worker booting at once would run MLflow's migrations on the same file (and break it).
     for module in ("mlflow.exceptions", "mlflow.tracking", "governance.tasks", "governance.services.registry_mirror"):
         importlib.import_module(module)
-    from governance import registry
-
-    registry.client()  # the MLflow client an approval re-reads evidence with (no call to MLflow yet)
 
 
 def child_exit(server: Any, worker: Any) -> None:

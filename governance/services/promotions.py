@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -260,16 +259,12 @@ def _floor_unmet(environment: Environment, policy: Policy) -> list[str]:
             for problem in floor_problems(floor_for(environment.name), policy)]
 
 
-def _check_separation_of_duties(
-    user: User, request: PromotionRequest, mine: set[int] | None = None, missing: list[str] | None = None
-) -> set[int]:
+def _check_separation_of_duties(user: User, request: PromotionRequest) -> set[int]:
     """Neither the requester nor whoever registered the version may decide, as a person: their service
     accounts count as them. The version's ``creator`` (MLflow's client-set ``mlflow.user``) is free
     text anyone can set, so it decides nothing; ``registered_by`` is the account the product knows.
-    Returns the person's accounts (``access.principals.account_ids``). ``mine``/``missing``: the accounts
-    and the missing approve_promotion restrictions when the caller already read them (``_Accounts``)."""
-    if mine is None:
-        mine = account_ids(user)
+    Returns the person's accounts (``access.principals.account_ids``)."""
+    mine = account_ids(user)
     if request.requested_by_id in mine:
         raise NotPermitted(f"{who(user, request.requested_by_id)} requested this promotion, so you cannot approve "
                            "or reject it", code="self_approval")
@@ -277,8 +272,7 @@ def _check_separation_of_duties(
     if registered_by is not None and registered_by in mine:
         raise NotPermitted(f"{who(user, registered_by)} registered this model version, so you cannot approve its "
                            "promotion", code="self_approval")
-    if missing is None:
-        missing = selectors.missing_approve_promotion(user, request.version.model_id, request.environment_id)
+    missing = selectors.missing_approve_promotion(user, request.version.model_id, request.environment_id)
     if missing:
         raise NotPermitted(
             "approvals of this promotion are restricted to holders of approve_promotion on "
@@ -414,36 +408,23 @@ def promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str)
     comment = require_text(comment, "comment")
     # First, before MLflow is read or a lock taken: an approval needs a recent second factor (docs/identity.md).
     require_recent_mfa(actor=actor, action="approving a promotion")
-    accounts: _Accounts | None = None
     if settings.MLFLOW_EVIDENCE_REFRESH:
-        current, accounts = _approval_precheck(actor, promotion)
+        current = _approval_precheck(actor, promotion)
         registry_mirror.version_evidence_refresh(version=current.version)
-    return _promotion_approve(actor=actor, promotion=promotion, comment=comment, accounts=accounts)
+    return _promotion_approve(actor=actor, promotion=promotion, comment=comment)
 
 
-@dataclass(frozen=True)
-class _Accounts:
-    """What the precheck read of the approver as a person, for the request it read: their accounts
-    (``account_ids``) and the approve_promotion restrictions they miss on the request's model and
-    environment (``selectors.missing_approve_promotion``)."""
-
-    mine: set[int]
-    missing: list[str]
-    model_id: int
-    environment_id: int
-
-
-def _approval_precheck(user: User, promotion: PromotionRequest) -> tuple[PromotionRequest, _Accounts]:
+def _approval_precheck(user: User, promotion: PromotionRequest) -> PromotionRequest:
     """The refusals of ``_promotion_approve`` that need no evidence, read without locks (a few queries);
-    returns the request as stored now and what was read of the approver's accounts and grants."""
+    returns the request as stored now. Their answers are not reused under the lock: a grant revoked or
+    an account linked while MLflow is read (a network call) must still refuse the approval."""
     request = PromotionRequest.objects.select_related("version__model", "environment").get(pk=promotion.pk)
     if request.state != State.PENDING:
         raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending requests can be approved")
-    mine = _check_separation_of_duties(user, request)
+    _check_separation_of_duties(user, request)
     policy, _ = selectors.policy_for(environment=request.environment, model_id=request.version.model_id)
     _approver_group_of(user, policy)
-    # Passing the check above means the approver missed no restriction.
-    return request, _Accounts(mine, [], request.version.model_id, request.environment_id)
+    return request
 
 
 def _lock_for_approval(promotion: PromotionRequest, now: datetime) -> tuple[PromotionRequest, Frozen | None]:
@@ -468,25 +449,14 @@ def _lock_for_approval(promotion: PromotionRequest, now: datetime) -> tuple[Prom
 
 
 @transaction.atomic
-def _promotion_approve(
-    *, actor: User, promotion: PromotionRequest, comment: str, accounts: _Accounts | None = None
-) -> PromotionRequest:
-    """The approval itself, in one transaction under the request's lock (``promotion_approve``).
-
-    ``accounts``: the approver's accounts and missing approve_promotion restrictions as the precheck read
-    them a moment ago, used when the request's model and environment are still the ones it read them for
-    (they always are: neither changes). Neither is guarded by the request's lock (a service account or a
-    grant is created without it), so reading them again here would not order anything: it would only cost
-    two queries. The refusals they lead to are the same, in the same order."""
+def _promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str) -> PromotionRequest:
+    """The approval itself, in one transaction under the request's lock (``promotion_approve``)."""
+    # One moment for every time rule of this decision (freeze, expiry of approvals): when the lock is asked for.
     now = timezone.now()
     promotion, frozen = _lock_for_approval(promotion, now)
     if promotion.state != State.PENDING:
         raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}; only pending requests can be approved")
-    if accounts is not None and (accounts.model_id, accounts.environment_id) == (
-            promotion.version.model_id, promotion.environment_id):
-        mine = _check_separation_of_duties(actor, promotion, accounts.mine, accounts.missing)
-    else:
-        mine = _check_separation_of_duties(actor, promotion)
+    mine = _check_separation_of_duties(actor, promotion)
     if frozen is not None:
         raise frozen
     policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from access.classification import LEVELS, RESTRICTED, allows
@@ -87,6 +87,23 @@ def active_freeze(*, environment: Environment, at: datetime) -> FreezeWindow | N
 
 def previous_environment(environment: Environment) -> Environment | None:
     return Environment.objects.filter(order__lt=environment.order).order_by("-order").first()
+
+
+def previous_environment_with_live(
+    environment: Environment, *, model_id: int
+) -> tuple[Environment | None, int | None, datetime | None]:
+    """``previous_environment(environment)`` and, there, the version live for ``model_id`` and since when
+    (``live_version``'s ``version_id`` and ``since``; None, None: nothing live), in one query."""
+    live = LiveDeployment.objects.filter(environment=OuterRef("pk"), model_id=model_id)
+    previous = (
+        Environment.objects.filter(order__lt=environment.order).order_by("-order")
+        .annotate(live_version_id=Subquery(live.values("version_id")[:1]),
+                  live_since=Subquery(live.values("since")[:1]))
+        .first()
+    )
+    if previous is None:
+        return None, None, None
+    return previous, previous.live_version_id, previous.live_since
 
 
 def live_version(*, model_id: int, environment: Environment) -> LiveDeployment | None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-#: A promotion request became approved (``promotion_id``): its version is to be deployed.
+#: A promotion request became approved (``promotion_id``): its version is to be deployed. With ``promotion``
+#: (the request, locked, not None) the sender saves it afterwards with ``follow_ups.FOLLOW_UP_FIELDS``: a
+#: receiver marks its follow-up on it in memory instead of writing the mark itself.
 promotion_approved = Signal()
 #: A canary/shadow rollout was reported completed (``promotion_id``): the environment's alias is to move.
 rollout_completed = Signal()

@@ -311,15 +311,20 @@ def summarise_webhook_refusals() -> int:
 # fails after the check loses the task, not the follow-up, which the beat's sweep (web.follow_ups) re-queues.
 
 
-def _follow_up_after_commit(task: Any, promotion_id: int) -> None:
+def _follow_up_after_commit(task: Any, promotion_id: int, promotion: PromotionRequest | None = None) -> None:
+    """``promotion``: the request, locked, that its sender saves afterwards with the follow-up's fields (the
+    mark is then set on it in memory, see ``follow_ups.promotion_follow_up_mark``)."""
     require_broker()
-    follow_ups.promotion_follow_up_request(promotion_id=promotion_id, task=task.name)
+    if promotion is not None:
+        follow_ups.promotion_follow_up_mark(promotion=promotion, task=task.name)
+    else:
+        follow_ups.promotion_follow_up_request(promotion_id=promotion_id, task=task.name)
     transaction.on_commit(lambda: task.delay(promotion_id))
 
 
 @receiver(signals.promotion_approved)
-def _deploy_when_approved(*, promotion_id: int, **_: Any) -> None:
-    _follow_up_after_commit(apply_promotion, promotion_id)
+def _deploy_when_approved(*, promotion_id: int, promotion: PromotionRequest | None = None, **_: Any) -> None:
+    _follow_up_after_commit(apply_promotion, promotion_id, promotion)
 
 
 @receiver(signals.rollout_completed)

@@ -34,11 +34,11 @@ from governance.services.common import base_payload, promotion_subject
 
 
 def _gate_input(version: ModelVersion, environment: Environment, now: datetime) -> GateInput:
-    previous = selectors.previous_environment(environment)
+    previous, live_version_id, live_since = selectors.previous_environment_with_live(
+        environment, model_id=version.model_id)
     # Soak time counts only while the version is the one live there: a version replaced
     # after an hour has soaked an hour, however long ago that was.
-    live = selectors.live_version(model_id=version.model_id, environment=previous) if previous else None
-    since = live.since if live is not None and live.version_id == version.pk else None
+    since = live_since if live_version_id == version.pk else None
     metrics = {k: float(v) for k, v in (version.metrics or {}).items() if isinstance(v, int | float)}
     # No MLflow inputs, nothing uncatalogued: spare the lineage query.
     uncatalogued = lineage.lineage_state(version).unknown if lineage.mlflow_inputs(version) else ()

@@ -52,6 +52,20 @@ class Outstanding:
     live: bool  # the request's state still wants it
 
 
+#: The fields of a request's follow-up mark (``promotion_follow_up_mark`` sets them in memory).
+FOLLOW_UP_FIELDS = ("follow_up", "follow_up_since", "follow_up_at")
+
+
+def promotion_follow_up_mark(*, promotion: PromotionRequest, task: str, now: datetime | None = None) -> None:
+    """``promotion_follow_up_request`` on a request its caller holds locked and saves afterwards, in the same
+    transaction, with ``FOLLOW_UP_FIELDS``: the mark is set on ``promotion`` in memory, and rides on the
+    caller's UPDATE (one statement instead of two). Same mark, same commit-or-nothing."""
+    if task not in LIVE_STATES:
+        raise ValueError(f"not a follow-up task: {task}")
+    now = now or timezone.now()
+    promotion.follow_up, promotion.follow_up_since, promotion.follow_up_at = task, now, now
+
+
 def promotion_follow_up_request(*, promotion_id: int, task: str, now: datetime | None = None) -> None:
     """Mark ``task`` as the request's outstanding follow-up; called in the transaction of the change that
     asks for it (the receivers of ``governance.signals``), so the mark commits with it or not at all. A newer

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from access import roles
@@ -24,12 +25,13 @@ from access.models import DEPLOY_TO
 from access.principals import account_ids
 from access.roles import role_names
 from access.services.checks import check
-from audit.ledger import Actor, record
-from governance import selectors, signals
+from audit.ledger import Actor, Event, record, record_many
+from governance import lock_objects, selectors, signals
 from governance.errors import Frozen, GovernanceError, InvalidState, NotPermitted
 from governance.models import (
     Approval,
     Environment,
+    FreezeWindow,
     ModelVersion,
     PromotionPolicy,
     PromotionRequest,
@@ -53,6 +55,7 @@ from governance.services.common import (
     who,
 )
 from governance.services.evidence import evaluate, evidence_doc, refresh_evidence
+from governance.services.follow_ups import FOLLOW_UP_FIELDS
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -413,7 +416,8 @@ def promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str)
 
 def _approval_precheck(user: User, promotion: PromotionRequest) -> PromotionRequest:
     """The refusals of ``_promotion_approve`` that need no evidence, read without locks (a few queries);
-    returns the request as stored now."""
+    returns the request as stored now. Their answers are not reused under the lock: a grant revoked or
+    an account linked while MLflow is read (a network call) must still refuse the approval."""
     request = PromotionRequest.objects.select_related("version__model", "environment").get(pk=promotion.pk)
     if request.state != State.PENDING:
         raise InvalidState(f"promotion #{request.pk} is {request.state}; only pending requests can be approved")
@@ -423,15 +427,38 @@ def _approval_precheck(user: User, promotion: PromotionRequest) -> PromotionRequ
     return request
 
 
+def _lock_for_approval(promotion: PromotionRequest, now: datetime) -> tuple[PromotionRequest, Frozen | None]:
+    """``lock_promotion`` and the environment's freeze at ``now`` (``_check_not_frozen``), in one statement:
+    the freeze window active then, if any, comes as two columns of the locked row."""
+    active = FreezeWindow.objects.filter(
+        environment=OuterRef("environment_id"), starts_at__lte=now, ends_at__gt=now).order_by("pk")
+    locked = (
+        lock_objects.promotion_requests_lock()
+        .select_related("version__model", "environment")
+        .annotate(freeze_ends_at=Subquery(active.values("ends_at")[:1]),
+                  freeze_reason=Subquery(active.values("reason")[:1]))
+        .get(pk=promotion.pk)
+    )
+    ends_at: datetime | None = locked.freeze_ends_at
+    if ends_at is None:
+        return locked, None
+    return locked, Frozen(
+        f"{locked.environment.name} is frozen until {ends_at:%Y-%m-%d %H:%M} UTC "
+        f"({locked.freeze_reason}); promotions to it are refused"
+    )
+
+
 @transaction.atomic
 def _promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str) -> PromotionRequest:
     """The approval itself, in one transaction under the request's lock (``promotion_approve``)."""
-    promotion = lock_promotion(promotion)
+    # One moment for every time rule of this decision (freeze, expiry of approvals): when the lock is asked for.
+    now = timezone.now()
+    promotion, frozen = _lock_for_approval(promotion, now)
     if promotion.state != State.PENDING:
         raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}; only pending requests can be approved")
     mine = _check_separation_of_duties(actor, promotion)
-    now = timezone.now()
-    _check_not_frozen(promotion.environment, now)
+    if frozen is not None:
+        raise frozen
     policy, _ = selectors.policy_for(environment=promotion.environment, model_id=promotion.version.model_id)
     # Read once under the request's lock: no other approval of this request can appear meanwhile.
     approvals = list(promotion.approvals.all())
@@ -449,51 +476,64 @@ def _promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str
         request=promotion, approver=actor, decision=Approval.Decision.APPROVE, group=group, comment=comment,
         evidence_digest=promotion.evidence_digest,
     ))
-    record(
+    given = Event(
         event_type="promotion.approval_given",
         actor=Actor.user(actor),
         subject=promotion_subject(promotion),
         payload={**base_payload(promotion), "group": group, "comment": comment,
                  "evidence_digest": promotion.evidence_digest},
     )
-    # One UPDATE carries the refreshed evidence and, when this approval completes the rules, the decision.
+    # One UPDATE carries the refreshed evidence and, when this approval completes the rules, the decision
+    # (and the deployment's follow-up mark); one INSERT the approval's entry and, then, the decision's.
     _approve_if_complete(promotion, policy, Actor.user(actor), now, approvals,
-                         also_save=["evidence", "evidence_digest"])
+                         also_save=["evidence", "evidence_digest"], also_record=[given])
     return promotion
 
 
 def _approve_if_complete(
     request: PromotionRequest, policy: Policy, actor: Actor, now: datetime,
     approvals: Iterable[Approval] | None = None, also_save: list[str] | None = None,
+    also_record: list[Event] | None = None,
 ) -> bool:
     """Approve ``request`` if every rule and gate is satisfied. ``also_save``: fields the caller
-    changed and left unsaved, written in the same UPDATE whatever the outcome."""
+    changed and left unsaved, written in the same UPDATE whatever the outcome; ``also_record``: entries
+    the caller has yet to record, recorded first, in the same INSERT as the decision's, whatever the
+    outcome."""
     valid = _valid_approvals(request, policy, now, approvals)
     _, unmet = _approval_state(request, policy, now, valid)
     unmet += _floor_unmet(request.environment, policy)
     failed = [g["gate"] for g in request.evidence.get("gates", []) if not g["passed"]]
+    events = list(also_record or [])
     if unmet or failed:
         if also_save:
             request.save(update_fields=also_save)
+        if events:
+            record_many(events)
         return False
     request.state = State.APPROVED
     request.decided_at = now
-    request.save(update_fields=["state", "decided_at", *(also_save or [])])
-    record(
+    # The receiver marks the deployment's follow-up on ``request`` (in memory): this UPDATE writes it.
+    deploy_after_commit(request, marks_in_memory=True)
+    request.save(update_fields=["state", "decided_at", *(also_save or []), *FOLLOW_UP_FIELDS])
+    events.append(Event(
         event_type="promotion.approved",
         actor=actor,
         subject=promotion_subject(request),
         payload={**base_payload(request), "evidence_digest": request.evidence_digest,
                  "approvers": sorted(str(a.approver_id) for a in valid),
                  "gates": request.evidence.get("gates", [])},
-    )
-    deploy_after_commit(request)
+    ))
+    record_many(events)
     return True
 
 
-def deploy_after_commit(request: PromotionRequest) -> None:
-    """Announce the approval: ``governance.tasks`` deploys it after commit (``signals.promotion_approved``)."""
-    signals.promotion_approved.send(sender=PromotionRequest, promotion_id=request.pk)
+def deploy_after_commit(request: PromotionRequest, *, marks_in_memory: bool = False) -> None:
+    """Announce the approval: ``governance.tasks`` deploys it after commit (``signals.promotion_approved``).
+
+    ``marks_in_memory``: the caller saves ``request`` afterwards with ``FOLLOW_UP_FIELDS`` (in the same
+    transaction), so the receiver sets the follow-up mark on ``request`` instead of its own UPDATE."""
+    signals.promotion_approved.send(sender=PromotionRequest, promotion_id=request.pk,
+                                    promotion=request if marks_in_memory else None)
 
 
 @transaction.atomic

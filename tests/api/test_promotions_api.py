@@ -211,6 +211,21 @@ class TestDecide:
         assert response.status_code == 403
         assert problem_of(response)["detail"] == "you requested this promotion, so you cannot approve or reject it"
 
+    def test_an_approval_and_a_read_take_a_bounded_number_of_queries(
+        self, as_user, pending, approver, django_assert_max_num_queries
+    ) -> None:
+        # issue #21: the service's 14 statements under the request's lock are now 9 here (the lock with the
+        # freeze, accounts, grants, policy, approvals, the soak gate's previous environment with what is live
+        # there, the approval, one UPDATE with the follow-up mark, one INSERT of both entries) + SAVEPOINT and
+        # RELEASE; before them the session, its user, the roles and the view's visibility check, after them
+        # the detail it answers with (the request, its approvals, the policy): 18 in all, 22 before.
+        client = as_user(approver)
+        with django_assert_max_num_queries(18):
+            response = client.post(f"{URL}/{pending.pk}/approve", {"comment": "card and metrics ok"}, format="json")
+        assert response.status_code == 200 and response.json()["state"] == "approved"
+        with django_assert_max_num_queries(6):
+            assert client.get(f"{URL}/{pending.pk}").status_code == 200
+
     def test_creator_cannot_approve(self, as_user, people: People, pending) -> None:
         creator = people.creator  # ds-creator, in every approval group
         ModelVersion.objects.filter(pk=pending.version_id).update(registered_by=creator)

@@ -198,6 +198,7 @@ def child_seed(out: Path, pending: int, approvers: int) -> None:
     # broke it ("table _alembic_tmp_latest_metrics already exists") and every approval failed with a 500.
     registry.client().search_registered_models(max_results=1)
     seeded = seed(versions=4, pending=pending, approvers=approvers, events=10)
+    mirror_into_mlflow(seeded.pending_promotions)
     # The backend a password sign-in records: the first that can load a session's user (the throttle
     # backend before it only refuses sign-ins and has no get_user, so a session naming it is a 500).
     backend = next(path for path in settings.AUTHENTICATION_BACKENDS if hasattr(load_backend(path), "get_user"))
@@ -214,6 +215,38 @@ def child_seed(out: Path, pending: int, approvers: int) -> None:
         "promotions": seeded.promotions, "model": seeded.model, "version": seeded.versions[1],
         "seconds": perf() - t0,
     }))
+
+
+def mirror_into_mlflow(pending: list[int]) -> None:
+    """Put the pending requests' models and versions into the bench's MLflow registry, then re-read them.
+
+    An approval re-reads its version from MLflow first (``version_evidence_refresh``). With an empty registry
+    every approval found its version gone, marked it DELETED, wrote an entry and re-evaluated the request: a
+    third of its cost, and not what happens in production. The re-read here aligns the mirror with what
+    MLflow now holds, once, so the approvals measured find their evidence unchanged, as they usually do.
+    """
+    from governance import registry
+    from governance.models import ModelVersion, PromotionRequest
+    from governance.services.registry_mirror import version_evidence_refresh
+
+    client = registry.client()
+    wanted = (PromotionRequest.objects.filter(pk__in=pending).select_related("version__model")
+              .order_by("version__model__name", "version__version"))
+    versions = {r.version.pk: r.version for r in wanted}
+    highest: dict[str, int] = {}
+    for mv in versions.values():
+        highest[mv.model.name] = max(highest.get(mv.model.name, 0), mv.version)
+    mirrored = {(mv.model.name, mv.version): mv for mv in ModelVersion.objects.filter(
+        model__name__in=highest).select_related("model")}
+    for name, top in highest.items():
+        first = mirrored[(name, 1)]
+        client.create_registered_model(name, tags=first.model.tags or None, description=first.model.description)
+        for number in range(1, top + 1):  # MLflow numbers versions itself, from 1
+            mv = mirrored[(name, number)]
+            client.create_model_version(name, source=mv.source or f"mlflow-artifacts:/1/{mv.run_id}/artifacts/model",
+                                        tags=mv.tags or None, description=mv.description)
+    for mv in versions.values():
+        version_evidence_refresh(version=mv)
 
 
 def start_server(env: dict[str, str], port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:

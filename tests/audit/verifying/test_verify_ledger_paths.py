@@ -198,9 +198,8 @@ def test_the_body_format_is_body_bytes() -> None:
         assert (verification._ESCAPED(char) is None) == (verification._quote(char) == f'"{char}"'), code
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("name", list(DAMAGES))
-def test_two_processes_give_the_result_of_one(name: str, on_postgres: None, isolated_key: Path,
+def test_two_processes_give_the_result_of_one(name: str, committing_db: None, on_postgres: None, isolated_key: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     _ledger()
     if not _apply(name):
@@ -213,16 +212,16 @@ def test_two_processes_give_the_result_of_one(name: str, on_postgres: None, isol
         assert _careful(lenient, anchors) == one
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("column", "value", "reason"), [("prev_hash", "ab" * 32, "broken_link"),
-                                                         ("subject_prev", None, "broken_subject_link")])
+                                                         ("subject_prev", 0, "broken_subject_link")])
 def test_the_second_process_checks_the_links_across_its_start(
-    column: str, value: Any, reason: str, on_postgres: None, isolated_key: Path, monkeypatch: pytest.MonkeyPatch,
+    column: str, value: Any, reason: str, committing_db: None, on_postgres: None, isolated_key: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _ledger()
     monkeypatch.setattr(verification, "PAGE", 4)
     start = Entry.objects.count() // 2 // 4 * 4  # where the second process starts
-    assert Entry.objects.get(seq=start).subject_prev is not None
+    assert Entry.objects.get(seq=start).subject_prev != 0
     tamper(f"UPDATE audit_entry SET {column} = %s WHERE seq = %s", [value, start])
     _rehash(start)
 

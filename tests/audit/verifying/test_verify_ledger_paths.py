@@ -228,3 +228,17 @@ def test_the_second_process_checks_the_links_across_its_start(
     one = _result(jobs=1)
     assert (one["ok"], one["reason"], one["first_bad_seq"]) == (False, reason, start)
     assert _result(jobs=2) == one
+
+
+@pytest.mark.django_db
+def test_the_command_takes_jobs(isolated_key: Path) -> None:
+    import json
+
+    from tests.audit.integration.test_tampering import run_command
+
+    _ledger()
+    one, two = run_command("--json", "--jobs", "1"), run_command("--json", "--jobs", "2")
+    assert one[0] == two[0] == 3
+    a, b = json.loads(one[1]), json.loads(two[1])
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b and a["ok"] is True

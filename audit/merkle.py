@@ -13,7 +13,8 @@ and 2.1.4.2.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from audit.canonical import node_hash
 
@@ -164,6 +165,35 @@ class CompactRange:
         """``append`` without reporting the new nodes (the verifier's fast path)."""
         self.size += 1
         level, h = 0, leaf
+        stack = self.stack
+        while stack and stack[-1][0] == level:
+            h = node_hash(stack.pop()[1], h)
+            level += 1
+        stack.append((level, h))
+
+    def extend(self, leaves: Sequence[bytes]) -> None:
+        """``push`` of every leaf in turn, computed level by level over lists (the verifier's batch path).
+
+        The new leaves are cut into the perfect subtrees aligned at their position (as large as the
+        alignment and the count allow); each is hashed one level at a time, then joined to the right
+        edge like a pushed node of its level. The result is exactly that of pushing leaf by leaf.
+        """
+        sha256 = hashlib.sha256
+        size, done, total = self.size, 0, len(leaves)
+        while done < total:
+            # The largest subtree aligned at ``size`` (any size at 0) that the remaining leaves fill.
+            level = min((size & -size).bit_length() - 1 if size else 63, (total - done).bit_length() - 1)
+            width = 1 << level
+            hashes = list(leaves[done : done + width])
+            while len(hashes) > 1:
+                hashes = [sha256(b"\x01" + a + b).digest() for a, b in zip(hashes[0::2], hashes[1::2], strict=True)]
+            self._push_node(level, hashes[0])
+            size += width
+            done += width
+        self.size = size
+
+    def _push_node(self, level: int, h: bytes) -> None:
+        """Join the perfect subtree of ``level`` that starts at the current size (aligned) to the right edge."""
         stack = self.stack
         while stack and stack[-1][0] == level:
             h = node_hash(stack.pop()[1], h)

@@ -16,12 +16,17 @@ root at its size). ``VerificationResult.anchored`` says whether any did.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import itertools
+import json
+import json.encoder
+import multiprocessing
 import queue
 import re
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,7 +38,7 @@ from audit.canonical import ZERO_HASH, body_bytes, leaf_hash
 from audit.merkle import CompactRange
 from audit.models import Checkpoint, Entry, LedgerHead
 from audit.note import CheckpointBody, NoteError, Verifier, open_note
-from audit.offline_verify import exact_json_problem, is_exact_json_text
+from audit.offline_verify import _fast_encode, _fast_scan, exact_json_problem, is_exact_json_text
 
 CHUNK = 5000
 SUBJECT_CACHE = 200_000
@@ -106,24 +111,45 @@ _FIELDS = (
     "entry_hash",
     "request_id",
 )
-
-
-def _entries(chunk: int) -> Iterator[tuple[Any, ...]]:
-    # No lower bound on the first page: a row inserted with a negative seq must be seen, not skipped.
-    entries = Entry.objects.order_by("seq").values_list(*_FIELDS)
-    after: int | None = None
-    while True:
-        page = entries if after is None else entries.filter(seq__gt=after)
-        rows = list(page[:chunk])
-        if not rows:
-            return
-        yield from rows
-        after = rows[-1][0]
-
-
 _COLUMNS = ", ".join(_FIELDS)
 _FIRST_PAGE = f"SELECT {_COLUMNS} FROM audit_entry ORDER BY seq LIMIT %s"
 _NEXT_PAGE = f"SELECT {_COLUMNS} FROM audit_entry WHERE seq > %s ORDER BY seq LIMIT %s"
+_TAIL_PAGE = f"SELECT {_COLUMNS} FROM audit_entry WHERE seq >= %s ORDER BY seq LIMIT %s"
+_HEAD_PAGE = f"SELECT {_COLUMNS} FROM audit_entry WHERE seq < %s ORDER BY seq LIMIT %s"
+_FROM_PAGE = f"SELECT {_COLUMNS} FROM audit_entry WHERE seq >= %s AND seq < %s ORDER BY seq LIMIT %s"
+_NEXT_RANGE_PAGE = f"SELECT {_COLUMNS} FROM audit_entry WHERE seq > %s AND seq < %s ORDER BY seq LIMIT %s"
+
+
+def _entries(chunk: int, start: int | None = None, end: int | None = None, db: Any = None) -> Iterator[tuple[Any, ...]]:
+    """Rows with ``start <= seq < end`` in seq order, as tuples, in pages of ``chunk`` (``db``: a connection).
+
+    The ORM's row objects cost more than the checks. Without ``start`` no lower bound: a row inserted
+    with a negative seq must be seen, not skipped.
+    """
+    db = db or connection
+    with db.cursor() as wrapper:
+        execute: Callable[[str, list[int]], Any] = wrapper.execute
+        if db.vendor == "postgresql":
+            # The binary format decodes the integers with less work; text columns are the same str either way.
+            raw_cursor = wrapper.cursor
+
+            def execute(sql: str, params: list[int]) -> Any:
+                return raw_cursor.execute(sql, params, binary=True)
+
+        if end is None:
+            execute(_FIRST_PAGE if start is None else _TAIL_PAGE, [chunk] if start is None else [start, chunk])
+        elif start is None:
+            execute(_HEAD_PAGE, [end, chunk])
+        else:
+            execute(_FROM_PAGE, [start, end, chunk])
+        while rows := wrapper.fetchall():
+            yield from rows
+            if end is None:
+                execute(_NEXT_PAGE, [rows[-1][0], chunk])
+            else:
+                execute(_NEXT_RANGE_PAGE, [rows[-1][0], end, chunk])
+
+
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f-]{1,64}")
 _DONE = object()
 
@@ -318,6 +344,7 @@ def verify_ledger(
     anchors: Sequence[Anchor] = (),
     lenient: bool = False,
     trusted: list[TrustedKey] | None = None,
+    jobs: int = 1,
 ) -> VerificationResult:
     """Verify the whole ledger (see the module docstring); stops at the first problem.
 
@@ -332,8 +359,31 @@ def verify_ledger(
     at that size (else ``forked``); ``anchored`` is True when there was at least one and all held.
     A stored payload that is not exactly canonical, duplicate-free JSON is ``malformed_json``,
     or a warning with ``lenient``. Raises NoteError when a key line is malformed.
+
+    ``jobs=2`` (PostgreSQL, outside an atomic block, a ledger of at least ``2 * PAGE`` entries): a
+    second process checks the later half in the same snapshot while this one checks the first half;
+    the result is the same as with one (any doubt, any failure in the second half: verified again
+    here in one process). The second process is forked: not for a process that runs other threads.
     """
     keys = trusted_keys(extra_keys, trusted)
+    if jobs > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("SELECT pg_export_snapshot()")
+            snapshot = cursor.fetchone()[0]
+            if not _SNAPSHOT_ID.fullmatch(snapshot):
+                raise ValueError(f"unexpected snapshot id {snapshot!r}")
+            size = LedgerHead.objects.filter(pk=1).values_list("tree_size", flat=True).first() or 0
+            start = size // 2 // PAGE * PAGE  # a hint: the halves are checked by seq, whatever the size
+            if start >= PAGE:
+                second = _Second(snapshot, start, chunk, lenient)
+                try:
+                    return _verify(_entries(chunk, end=start), keys, progress, anchors, lenient, second=second)
+                except _Fallback:
+                    pass
+                finally:
+                    second.close()
+            return _verify(_entries(chunk), keys, progress, anchors, lenient)
     with _snapshot_rows(chunk, prefetch) as rows:
         return _verify(rows, keys, progress, anchors, lenient)
 
@@ -347,27 +397,230 @@ def payload_problem(seq: int, payload_json: str) -> str | None:
     return None if problem is None else f"entry {seq}: {problem}"
 
 
+_quote = json.encoder.encode_basestring  # JSONEncoder(ensure_ascii=False).encode of a str, without its wrapper
+# The body of ``body_bytes`` as one format: the same bytes for the same columns (a test compares them).
+_BODY = (
+    '{"actor":{"id":%s,"type":%s},"event_type":%s,"payload":%s,"prev_hash":"%s",'
+    '%s"seq":%d,"subject":{"id":%s,"type":%s},"subject_prev":%s,"timestamp":%s}'
+)
+_PLAIN_BODY = (
+    '{"actor":{"id":"%s","type":"%s"},"event_type":"%s","payload":%s,"prev_hash":"%s",'
+    '%s"seq":%d,"subject":{"id":"%s","type":"%s"},"subject_prev":%s,"timestamp":"%s"}'
+)
+_ESCAPED = re.compile(r'["\\\x00-\x1f]').search  # a character encode_basestring escapes
+PAGE = 4096  # rows checked together by ``_Checker.page``
+_MEMO = 1 << 16  # payloads kept as proven canonical before the memo is emptied
+
+
+class _Checker:
+    """The per-entry checks of ``_verify``, in their order, and what they carry from entry to entry.
+
+    Three paths give the same verdict (a test runs them over a corpus of damaged ledgers):
+    ``careful`` checks one row exactly as specified (``payload_problem``, ``body_bytes``, ...);
+    ``row`` takes a row whose every check holds by cheaper means and hands any other to ``careful``;
+    ``page`` takes a whole page whose every check holds, column by column, or hands it to ``row``.
+    """
+
+    def __init__(self, lenient: bool, careful: bool = False) -> None:
+        self.lenient = lenient
+        self.careful_only = careful
+        self.warnings: list[str] = []
+        self.expected = 0  # the seq the next row must have
+        self.prev = ZERO_HASH  # the hash the next row must link to
+        self.subjects: dict[tuple[str, str], int] = {}
+        # Whether ``subjects`` holds every subject seen so far (until it is first emptied): only then is a
+        # subject missing from it one without an earlier entry; after that a miss is asked of the database.
+        self.complete = True
+        self.recent: deque[str] = deque(maxlen=8)
+        self.proven: set[str] = set()
+        # Checking a later range in a second process: the first entry of each subject in the range is
+        # taken as it is and listed (key, seq, subject_prev) for the first process to check.
+        self.deferred: list[tuple[tuple[str, str], int, int | None]] | None = None
+
+    def subject_want(self, key: tuple[str, str], seq: int) -> int | None:
+        """The seq of the subject's previous entry: from the cache, else from the database (same snapshot)."""
+        want = self.subjects.get(key)
+        if want is None and not self.complete:
+            want = _last_subject_seq(key[0], key[1], seq)
+        return want
+
+    def trim(self) -> None:
+        if len(self.subjects) > SUBJECT_CACHE:
+            # Emptied rather than evicted one by one: a miss is then asked of the database, so the cache
+            # only decides how often that happens, never a verdict.
+            self.subjects.clear()
+            self.complete = False
+        if len(self.proven) > _MEMO:
+            self.proven.clear()
+
+    def careful(self, row: tuple[Any, ...]) -> bytes:
+        """Check one row against the entry before it; its leaf hash, or Failure."""
+        seq, ts, et, at, aid, st, sid, pj, ph, sp, eh, rid = row
+        expected, prev = self.expected, self.prev
+        if seq < expected:
+            raise Failure(seq, CHANGED, f"entry {seq} is stored outside the sequence 0, 1, 2, ...")
+        if seq != expected:
+            raise Failure(expected, MISSING, f"entry {expected} is missing (next stored entry is {seq})")
+        problem = payload_problem(seq, pj)
+        if problem is not None:
+            if not self.lenient:
+                raise Failure(seq, MALFORMED_JSON, problem)
+            self.warnings.append(problem)
+        try:
+            body = body_bytes(
+                seq=seq, timestamp=ts, event_type=et, actor_type=at, actor_id=aid, subject_type=st,
+                subject_id=sid, payload_json=pj, prev_hash=ph, subject_prev=sp, request_id=rid,
+            )
+        except UnicodeEncodeError:
+            raise Failure(seq, MALFORMED_JSON, f"entry {seq}: a field holds a lone surrogate (not Unicode)") from None
+        leaf = leaf_hash(body)
+        if leaf.hex() != eh:
+            if _hashes_at_other_seq(row):
+                raise Failure(seq, REORDERED, f"entry {seq} was hashed at another position (reordered)")
+            raise Failure(seq, CHANGED, f"entry {seq} does not match its hash (a field was changed)")
+        if ph != prev:
+            if ph in self.recent:
+                raise Failure(seq, REORDERED, f"entry {seq} links to an earlier entry than {seq - 1}")
+            raise Failure(seq, BROKEN_LINK, f"entry {seq}'s prev_hash is not the hash of entry {seq - 1}")
+        key = (st, sid)
+        if self.deferred is not None and key not in self.subjects:
+            self.deferred.append((key, seq, sp))
+            want = sp
+        else:
+            want = self.subject_want(key, seq)
+        if sp != want:
+            raise Failure(
+                seq, BROKEN_SUBJECT_LINK,
+                f"entry {seq}'s subject_prev is {sp}, but the previous entry of {st}:{sid} is {want}",
+            )
+        self.subjects[key] = seq
+        self._advance(eh)
+        return leaf
+
+    def _advance(self, entry_hash: str) -> None:
+        self.recent.append(self.prev)
+        self.prev = entry_hash
+        self.expected += 1
+
+    def row(self, row: tuple[Any, ...]) -> bytes:
+        """``careful``'s verdict on one row, by a cheaper path when every check holds."""
+        seq, ts, et, at, aid, st, sid, pj, ph, sp, eh, rid = row
+        if (not self.careful_only and seq == self.expected and ph == self.prev
+                and (pj in self.proven or (pj[:1] == "{" and is_exact_json_text(pj)))):
+            try:
+                body = (_BODY % (
+                    _quote(aid), _quote(at), _quote(et), pj, ph,
+                    "" if rid is None else f'"request_id":{_quote(rid)},', seq,
+                    _quote(sid), _quote(st), "null" if sp is None else int(sp), _quote(ts),
+                )).encode("utf-8")
+            except (UnicodeEncodeError, TypeError, ValueError):
+                return self.careful(row)
+            digest = hashlib.sha256(b"\x00" + body).digest()
+            key = (st, sid)
+            if digest.hex() == eh and sp == self.subjects.get(key) and (
+                    sp is not None or (self.complete and self.deferred is None)):
+                self.subjects[key] = seq
+                self.proven.add(pj)
+                self._advance(eh)
+                return digest
+        return self.careful(row)
+
+    def page(self, rows: list[tuple[Any, ...]]) -> list[bytes]:
+        """The leaf hashes of ``rows`` (consecutive entries), or Failure at the first bad one.
+
+        Column by column: seq in order, prev_hash links, every payload shown exactly canonical at
+        once (one C scan of them all as an array; each payload must be the C encoder's own text of
+        its parsed value, which holds only for exactly canonical, duplicate-free JSON), bodies
+        formatted and hashed in one comprehension. Anything short of all of that holding goes row by
+        row from the first row it could concern.
+        """
+        n = len(rows)
+        leaves = None if self.careful_only else self._page_leaves(rows)
+        if leaves is None:
+            return [self.row(row) for row in rows]
+        subjects, get, complete, deferred = self.subjects, self.subjects.get, self.complete, self.deferred
+        done = 0
+        for seq, _, _, _, _, st, sid, _, _, sp, _, _ in rows:
+            key = (st, sid)
+            want = get(key)
+            if sp != want or want is None:
+                if want is None and deferred is not None:
+                    deferred.append((key, seq, sp))
+                elif sp != want or not complete:
+                    break
+            subjects[key] = seq
+            done += 1
+        if done:
+            recent = self.recent
+            recent.append(self.prev)
+            recent.extend(row[10] for row in rows[max(0, done - 8) : done - 1])
+            self.prev = rows[done - 1][10]
+            self.expected += done
+        if done < n:
+            leaves[done:] = [self.row(row) for row in rows[done:]]
+        return leaves
+
+    def _page_leaves(self, rows: list[tuple[Any, ...]]) -> list[bytes] | None:
+        """The leaf hashes when every check but the subject links holds for every row, else None."""
+        n = len(rows)
+        columns = list(zip(*rows, strict=True))
+        seqs, payloads, prevs, hashes = columns[0], columns[7], columns[8], columns[10]
+        if seqs != tuple(range(self.expected, self.expected + n)) or prevs != (self.prev, *hashes[:-1]):
+            return None
+        text = "[" + ",".join(payloads) + "]"
+        if _fast_encode is None or (not text.isascii() and max(text) >= "\ue000"):
+            return None
+        try:
+            values, end = _fast_scan(text, 0)
+            if end != len(text) or len(values) != n:
+                return None
+            join, encode = "".join, _fast_encode
+            if tuple([join(encode(v, 0)) if type(v) is dict else "" for v in values]) != payloads:
+                return None
+            # Field values with nothing to escape are their own JSON string's content (encode_basestring
+            # escapes only '"', '\\' and controls below 0x20): one search over them all shows it.
+            fields = itertools.chain.from_iterable(columns[1:7])
+            if _ESCAPED(join(fields)) is not None or any(rid is not None and _ESCAPED(rid) for rid in columns[11]):
+                return None
+            sha256, body = hashlib.sha256, _PLAIN_BODY
+            leaves = [
+                sha256(b"\x00" + (body % (
+                    aid, at, et, pj, ph, "" if rid is None else f'"request_id":"{rid}",',
+                    seq, sid, st, "null" if sp is None else int(sp), ts,
+                )).encode("utf-8")).digest()
+                for seq, ts, et, at, aid, st, sid, pj, ph, sp, _, rid in rows
+            ]
+        except Exception:  # not JSON, an unusual number, a lone surrogate, too deep...: row by row decides
+            return None
+        if list(map(bytes.hex, leaves)) != list(hashes):
+            return None
+        return leaves
+
+
 def _verify(
-    rows: Iterator[tuple[Any, ...]], keys: list[TrustedKey], progress: Progress | None,
-    anchors: Sequence[Anchor] = (), lenient: bool = False,
+    rows: Iterable[tuple[Any, ...]], keys: list[TrustedKey], progress: Progress | None,
+    anchors: Sequence[Anchor] = (), lenient: bool = False, careful: bool = False, second: _Second | None = None,
 ) -> VerificationResult:
+    """The checks of ``verify_ledger`` over ``rows``; ``careful``: every row by ``_Checker.careful`` (tests).
+
+    ``second``: ``rows`` end before its range, whose rows a second process checked; its leaves follow
+    ``rows`` through the same checkpoint and anchor checks. Raises ``_Fallback`` when it cannot vouch for them.
+    """
     started = time.perf_counter()
     total = LedgerHead.objects.filter(pk=1).values_list("tree_size", flat=True).first() if progress else None
     next_progress = PROGRESS_EVERY
     verifiers = list({str(k.verifier): k.verifier for k in keys}.values())
     pending = sorted(anchors, key=lambda a: a.size)
     next_anchor = 0
-    warnings: list[str] = []
     tree = CompactRange()
-    expected = 0
-    prev = ZERO_HASH
-    subjects: OrderedDict[tuple[str, str], int] = OrderedDict()
-    recent: deque[str] = deque(maxlen=8)
+    checker = _Checker(lenient, careful)
+    check_page = checker.page if not careful else (lambda page: [checker.careful(row) for row in page])
     checkpoints = _checkpoints()
     next_cp = next(checkpoints, None)
     checked_cps = 0
     last_good_cp_size = 0
     root = tree.root()
+    source: Iterator[Any] = iter(rows)
     try:
         # Checkpoints and anchors of the empty tree.
         while next_cp is not None and next_cp[0] == 0:
@@ -375,52 +628,28 @@ def _verify(
             checked_cps += 1
             next_cp = next(checkpoints, None)
         next_anchor = _check_anchors(pending, next_anchor, 0, tree.root(), 0)
-        for row in rows:
-            seq, ts, et, at, aid, st, sid, pj, ph, sp, eh, rid = row
-            if seq < expected:
-                raise Failure(seq, CHANGED, f"entry {seq} is stored outside the sequence 0, 1, 2, ...")
-            if seq != expected:
-                raise Failure(expected, MISSING, f"entry {expected} is missing (next stored entry is {seq})")
-            problem = payload_problem(seq, pj)
-            if problem is not None:
-                if not lenient:
-                    raise Failure(seq, MALFORMED_JSON, problem)
-                warnings.append(problem)
+        while True:
+            # Up to the next size where something is checked (a checkpoint, an anchor) or reported.
+            expected = checker.expected
+            stop = expected + PAGE
+            if next_cp is not None and expected < next_cp[0] < stop:
+                stop = next_cp[0]
+            if next_anchor < len(pending) and expected < pending[next_anchor].size < stop:
+                stop = pending[next_anchor].size
+            if progress is not None and expected < next_progress < stop:
+                stop = next_progress
+            page = list(itertools.islice(source, stop - expected))
+            if not page:
+                if second is None:
+                    break
+                # The rows of the second process: their checks are done, only their leaves go on.
+                source, check_page, second = iter(second.leaves(checker)), _taken(checker), None
+                continue
             try:
-                body = body_bytes(
-                    seq=seq, timestamp=ts, event_type=et, actor_type=at, actor_id=aid, subject_type=st,
-                    subject_id=sid, payload_json=pj, prev_hash=ph, subject_prev=sp, request_id=rid,
-                )
-            except UnicodeEncodeError:
-                raise Failure(
-                    seq, MALFORMED_JSON, f"entry {seq}: a field holds a lone surrogate (not Unicode)") from None
-            leaf = leaf_hash(body)
-            computed = leaf.hex()
-            if computed != eh:
-                if _hashes_at_other_seq(row):
-                    raise Failure(seq, REORDERED, f"entry {seq} was hashed at another position (reordered)")
-                raise Failure(seq, CHANGED, f"entry {seq} does not match its hash (a field was changed)")
-            if ph != prev:
-                if ph in recent:
-                    raise Failure(seq, REORDERED, f"entry {seq} links to an earlier entry than {seq - 1}")
-                raise Failure(seq, BROKEN_LINK, f"entry {seq}'s prev_hash is not the hash of entry {seq - 1}")
-            key = (st, sid)
-            want = subjects.get(key)
-            if want is None and len(subjects) >= SUBJECT_CACHE:
-                want = _last_subject_seq(st, sid, seq)
-            if sp != want:
-                raise Failure(
-                    seq, BROKEN_SUBJECT_LINK,
-                    f"entry {seq}'s subject_prev is {sp}, but the previous entry of {st}:{sid} is {want}",
-                )
-            subjects[key] = seq
-            subjects.move_to_end(key)
-            if len(subjects) > SUBJECT_CACHE:
-                subjects.popitem(last=False)
-            recent.append(prev)
-            prev = computed
-            tree.push(leaf)
-            expected += 1
+                tree.extend(check_page(page))
+            finally:
+                checker.trim()
+            expected = checker.expected
             if next_anchor < len(pending) and pending[next_anchor].size == expected:
                 next_anchor = _check_anchors(pending, next_anchor, expected, tree.root(), last_good_cp_size)
             if next_cp is not None and next_cp[0] == expected:
@@ -439,6 +668,7 @@ def _verify(
             if progress is not None and expected >= next_progress:
                 progress(expected, total)
                 next_progress += PROGRESS_EVERY
+        expected = checker.expected
         if next_cp is not None:
             raise Failure(
                 expected, TRUNCATED,
@@ -454,18 +684,118 @@ def _verify(
             )
         root = tree.root()
     except Failure as failure:
+        expected = checker.expected
         return VerificationResult(
             ok=False, entries=expected, checkpoints=checked_cps, tree_size=expected, root_hash=root.hex(),
             seconds=time.perf_counter() - started, first_bad_seq=failure.seq, reason=failure.reason,
-            detail=failure.detail, warnings=warnings,
+            detail=failure.detail, warnings=checker.warnings,
         )
     if progress is not None:
         progress(expected, total)
     return VerificationResult(
         ok=True, entries=expected, checkpoints=checked_cps, tree_size=expected, root_hash=root.hex(),
         seconds=time.perf_counter() - started, anchored=bool(pending),
-        anchors=[f"{a.source}: tree size {a.size}, root {a.root.hex()}" for a in pending], warnings=warnings,
+        anchors=[f"{a.source}: tree size {a.size}, root {a.root.hex()}" for a in pending],
+        warnings=checker.warnings,
     )
+
+
+def _taken(checker: _Checker) -> Callable[[list[bytes]], list[bytes]]:
+    def take(leaves: list[bytes]) -> list[bytes]:
+        checker.expected += len(leaves)
+        return leaves
+
+    return take
+
+
+class _Fallback(Exception):
+    """The two-process run cannot vouch for its result: the ledger is verified again in one process."""
+
+
+class _Second:
+    """The entries from ``start`` on, checked by a second process (``_check_range``) in the same snapshot.
+
+    Its checks are ``_Checker.page``'s; what it cannot see from its range (the hash of entry
+    ``start - 1``, the previous entry of each subject before ``start``) it hands back with its leaves,
+    and ``leaves`` checks it. Any doubt (a failure there, a link that does not join) is ``_Fallback``.
+    """
+
+    def __init__(self, snapshot: str, start: int, chunk: int, lenient: bool) -> None:
+        self.start = start
+        context = multiprocessing.get_context("fork")
+        self.pipe, child = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_check_range, args=(snapshot, start, chunk, lenient, child), name="verify-second", daemon=True)
+        self.process.start()
+        child.close()
+
+    def leaves(self, checker: _Checker) -> list[bytes]:
+        """The second range's leaves once everything before it verified (``checker``'s state at its start)."""
+        try:
+            answer = self.pipe.recv()
+            blob = self.pipe.recv_bytes() if answer.get("ok") else b""
+        except (EOFError, OSError):
+            raise _Fallback from None
+        if not answer.get("ok"):
+            raise _Fallback
+        if answer["count"]:
+            if checker.expected != self.start or answer["first_prev"] != checker.prev:
+                raise _Fallback
+            for key, seq, sp in answer["deferred"]:
+                want = checker.subject_want(key, seq) if answer["complete"] else _last_subject_seq(key[0], key[1], seq)
+                if sp != want:
+                    raise _Fallback
+        checker.warnings.extend(answer["warnings"])
+        return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+    def close(self) -> None:
+        self.pipe.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+
+
+def _check_range(snapshot: str, start: int, chunk: int, lenient: bool, pipe: Any) -> None:
+    """The second process: check the rows from ``start`` on in ``snapshot``, send what ``_Second`` needs.
+
+    Runs in a thread of its own, so Django gives it a connection of its own: the one inherited from
+    the parent (a copy of its socket) is never used, and the process ends without closing it.
+    """
+    answer: dict[str, Any] = {"ok": False}
+    blob: list[bytes] = []
+
+    def run() -> None:
+        from django.db import connection as own
+
+        try:
+            with transaction.atomic(), own.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                source = _entries(chunk, start, db=own)
+                first = next(source, None)
+                checker = _Checker(lenient)
+                checker.expected, checker.deferred = start, []
+                if first is not None:
+                    checker.prev = first[8]
+                    source = itertools.chain([first], source)
+                    while page := list(itertools.islice(source, PAGE)):
+                        blob.extend(checker.page(page))
+                        checker.trim()
+                answer.update(ok=True, count=checker.expected - start, first_prev=checker.prev if first is None
+                              else first[8], deferred=checker.deferred, complete=checker.complete,
+                              warnings=checker.warnings)
+        except Failure:
+            pass
+        finally:
+            own.close()
+
+    worker = threading.Thread(target=run, name="verify-second")
+    worker.start()
+    worker.join()
+    pipe.send(answer)
+    if answer["ok"]:
+        pipe.send_bytes(b"".join(blob))
+    pipe.close()
 
 
 def _check_anchors(pending: list[Anchor], index: int, size: int, root: bytes, last_good: int) -> int:

@@ -59,6 +59,11 @@ class Command(BaseCommand):
             help="forensic reading: a stored payload that is not exactly canonical, duplicate-free JSON is a "
             "warning instead of a failure",
         )
+        parser.add_argument(
+            "--jobs", type=int, choices=(1, 2), default=1,
+            help="2: check the later half of the ledger in a second process (PostgreSQL; the same result, "
+            "about twice as fast with two free cores)",
+        )
         parser.add_argument("--quiet", action="store_true", help="no progress output")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a TTY)")
         parser.add_argument(
@@ -86,7 +91,8 @@ class Command(BaseCommand):
             raise CommandError(f"a trusted key is malformed: {exc}") from None
         anchors, messages = self._anchors(options, keys)
         with progress_bar(enabled=show, total=total, desc="verifying") as progress:
-            result = verify_ledger(progress=progress, anchors=anchors, lenient=options["lenient"], trusted=keys)
+            result = verify_ledger(progress=progress, anchors=anchors, lenient=options["lenient"], trusted=keys,
+                                   jobs=options["jobs"])
         result.warnings[:0] = messages
         if as_json:
             self.stdout.write(json.dumps(result.as_dict(), sort_keys=True))

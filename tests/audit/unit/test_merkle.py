@@ -377,6 +377,20 @@ def test_push_and_append_agree() -> None:
         assert pushed.root() == appended.root()
 
 
+@pytest.mark.parametrize("cuts", [(), (1,), (3, 4), (5, 8, 13, 64), (2, 7, 9, 31, 33, 100)])
+def test_extend_in_batches_agrees_with_push(cuts: tuple[int, ...]) -> None:
+    leaves = [_leaf(i.to_bytes(4, "big")) for i in range(130)]
+    pushed, batched = CompactRange(), CompactRange()
+    bounds = [0, *cuts, len(leaves)]
+    for start, end in itertools.pairwise(bounds):
+        for leaf in leaves[start:end]:
+            pushed.push(leaf)
+        batched.extend(leaves[start:end])
+        assert (batched.size, batched.stack, batched.root()) == (pushed.size, pushed.stack, pushed.root())
+    batched.extend([])
+    assert batched.root() == pushed.root()
+
+
 def test_compact_range_stack_is_the_root_decomposition() -> None:
     for size, snapshot in enumerate(SNAPSHOTS):
         assert [level for level, _ in snapshot.stack] == [level for level, _ in root_nodes(size)]

@@ -398,7 +398,8 @@ def promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str)
     the request (``promotion.evidence_changed``), and the approval is then decided on the fresh evidence
     under the request's lock by the same rules as always (a failed gate keeps it pending). When MLflow
     cannot be read the approval is refused (``RegistryUnreachable``, a 503 in the API) with nothing
-    written: never approved on stale evidence.
+    written: never approved on stale evidence. A version MLflow no longer has (marked DELETED by the re-read
+    or a sync) is refused (``InvalidState``, code ``version_deleted``, a 409) with nothing written.
 
     Before MLflow is read, the refusals that need no evidence (state, separation of duties, the approver's
     group) are checked without locks, so that someone who may not approve cannot make the service call
@@ -456,6 +457,13 @@ def _promotion_approve(*, actor: User, promotion: PromotionRequest, comment: str
     promotion, frozen = _lock_for_approval(promotion, now)
     if promotion.state != State.PENDING:
         raise InvalidState(f"promotion #{promotion.pk} is {promotion.state}; only pending requests can be approved")
+    if promotion.version.mlflow_status == registry_mirror.DELETED_STATUS:
+        # Consent to a version MLflow no longer holds approves nothing that can be deployed, and the decision
+        # would outlive the artifact it was given on. ``promotion_approve``'s re-read marks it; this refuses.
+        raise InvalidState(
+            f"{promotion.version.ref} is no longer in the MLflow registry (deleted there); it cannot be approved. "
+            "Reject or withdraw the request", code="version_deleted",
+        )
     mine = _check_separation_of_duties(actor, promotion)
     if frozen is not None:
         raise frozen

@@ -44,7 +44,7 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.services import break_glass as break_glass_services
-from governance.services import compliance, deployments, environments, model_versions, promotions
+from governance.services import compliance, deployments, environments, model_versions, promotions, registry_mirror
 from tests.factories import ModelVersionFactory, RegisteredModelFactory, UserFactory
 from tests.governance.helpers import (
     FakeRegistry,
@@ -399,6 +399,18 @@ def test_double_approval_by_one_person_is_refused(in_staging: ModelVersion, envs
         approve(people.model_risk, request, "approving twice")
     with refused(GovernanceError, "duplicate_approval"):
         promotions.promotion_reject(actor=people.model_risk, promotion=request, comment="changed my mind")
+
+
+def test_a_version_deleted_from_mlflow_cannot_be_approved(in_dev: ModelVersion, envs: Envs, people: People) -> None:
+    request = ask(people, in_dev, envs["staging"])
+    # What the approval's re-read of MLflow (or a sync) does when MLflow no longer has the version.
+    assert registry_mirror.model_version_mark_missing(version=in_dev)
+
+    with refused(InvalidState, "version_deleted") as info:
+        approve(people.approver, request)
+    assert "no longer in the MLflow registry" in str(info.value)
+    assert not Approval.objects.filter(request=request).exists()
+    assert fresh(request).state == State.PENDING
 
 
 def _withdraw(people: People, request: PromotionRequest) -> None:

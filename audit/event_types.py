@@ -95,7 +95,7 @@ class EventType:
                         spec.kind) for key, spec in self.fields.items())
         return checks, frozenset(self.fields)
 
-    @property
+    @cached_property  # asked for every event written
     def pii_fields(self) -> tuple[str, ...]:
         return tuple(k for k, f in self.fields.items() if f.pii)
 

@@ -159,7 +159,8 @@ def make_env(args: argparse.Namespace, workdir: Path, use_redis: bool) -> dict[s
     return env
 
 
-def recreate_database(url: str, drop_only: bool = False) -> None:
+def recreate_database(url: str, drop_only: bool = False, template: str | None = None) -> None:
+    """Drop the bench database and create it empty, or as a copy of ``template`` (a kept seed)."""
     import dj_database_url
     import psycopg
     from psycopg import sql
@@ -174,7 +175,10 @@ def recreate_database(url: str, drop_only: bool = False) -> None:
             continue
         with admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(cfg["NAME"])))
-            if not drop_only:
+            if template is not None:
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(cfg["NAME"]), sql.Identifier(template)))
+            elif not drop_only:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(cfg["NAME"])))
         return
     sys.exit(f"cannot reach a maintenance database to (re)create {cfg['NAME']}")
@@ -598,8 +602,11 @@ def main() -> int:
     parser.add_argument("--procs", type=int, default=0, help="load-generating processes (default: cores)")
     parser.add_argument("--seconds", type=float, default=0, help="duration of each measurement")
     parser.add_argument("--clients", type=int, default=50, help="clients of figure b")
-    parser.add_argument("--keep-db", action="store_true", help="keep the database and its seed (for --reuse-db)")
-    parser.add_argument("--reuse-db", action="store_true", help="skip re-creating and seeding (after --keep-db)")
+    parser.add_argument("--keep-db", action="store_true",
+                        help="keep a copy of the freshly seeded database and MLflow registry (for --reuse-db)")
+    parser.add_argument("--reuse-db", action="store_true",
+                        help="skip seeding: start from a fresh copy of the seed kept by an earlier --keep-db run "
+                        "(so consecutive runs measure the same starting state without seeding each time)")
     parser.add_argument("--pending", type=int, default=0, help="pending promotions to seed")
     parser.add_argument("--only", default="abt", help="figures to run (a, b, t: b with think time, needs b)")
     parser.add_argument("--out", type=Path, default=None)
@@ -631,6 +638,9 @@ def main() -> int:
             seeded = json.loads((kept / "seed.json").read_text())
             env["LEDGER_SIGNING_KEY"] = str(kept / "ledger-signing-key.pem")
             env["LEDGER_PII_KEK"] = (kept / "kek").read_text()
+            recreate_database(args.db_url, template=args.db_url.rsplit("/", 1)[-1] + "_seed")
+            shutil.copy(kept / "mlflow.db", workdir / "var" / "mlflow.db")
+            log("    started from a fresh copy of the kept seed")
         else:
             recreate_database(args.db_url)
             subprocess.run([PY, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
@@ -641,7 +651,10 @@ def main() -> int:
             seeded = json.loads(seed_file.read_text())
             log(f"    seeded in {seeded['seconds']:.1f}s")
             if args.keep_db:
+                # a copy of the seeded state, made before anything connects to it again
+                recreate_database(args.db_url + "_seed", template=args.db_url.rsplit("/", 1)[-1])
                 kept.mkdir(exist_ok=True)
+                shutil.copy(workdir / "var" / "mlflow.db", kept / "mlflow.db")
                 shutil.copy(seed_file, kept / "seed.json")
                 shutil.copy(env["LEDGER_SIGNING_KEY"], kept / "ledger-signing-key.pem")
                 (kept / "kek").write_text(env["LEDGER_PII_KEK"])

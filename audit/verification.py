@@ -150,185 +150,6 @@ def _entries(chunk: int, start: int | None = None, end: int | None = None, db: A
                 execute(_NEXT_RANGE_PAGE, [rows[-1][0], end, chunk])
 
 
-# Reading pages with COPY (PostgreSQL). A SELECT makes psycopg build a tuple of Python objects per
-# row; COPY's text format comes as one bytes line per row, which a page splits into columns with
-# two C calls. Fields keep their UTF-8 bytes, so the page path formats and hashes bodies in bytes.
-_NULL = b"\\N"  # COPY's text for NULL; a field's own backslash is always doubled, so never ambiguous
-_UNESCAPES = {b"\\": b"\\", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
-_COPY_ESCAPE = re.compile(rb"\\(.)", re.S)
-
-
-def _unescape_one(match: re.Match[bytes]) -> bytes:
-    # COPY TO writes exactly these escapes (other control characters as they are): anything else
-    # is not COPY's text format, and a KeyError rather than a guess.
-    return _UNESCAPES[match[1]]
-
-
-def _copy_field(raw: bytes) -> bytes | None:
-    """One field of COPY's text format as the column's bytes (None for NULL)."""
-    if raw == _NULL:
-        return None
-    return _COPY_ESCAPE.sub(_unescape_one, raw) if b"\\" in raw else raw
-
-
-class _Columns:
-    """Consecutive rows of ``_FIELDS``, column by column: each a list of the fields' UTF-8 bytes, None for NULL.
-
-    ``tuples()`` gives the rows as a SELECT gives them (int, str, None): the row and careful paths
-    take those, so a page the column check cannot prove is checked exactly as before.
-    """
-
-    __slots__ = ("columns", "n")
-
-    def __init__(self, columns: list[list[Any]], n: int) -> None:
-        self.columns, self.n = columns, n
-
-    @classmethod
-    def parse(cls, data: bytes) -> _Columns:
-        """The rows of COPY text-format ``data`` (tab between fields, newline after each row)."""
-        n = data.count(b"\n")
-        width = len(_FIELDS)
-        flat = data.replace(b"\n", b"\t").split(b"\t")
-        if len(flat) != width * n + 1 or flat[-1]:
-            raise ValueError("not COPY text output of the entry columns")
-        columns: list[list[Any]] = [flat[i : width * n : width] for i in range(width)]
-        nulls = columns[9].count(_NULL) + columns[11].count(_NULL)
-        if data.count(b"\\") == nulls:
-            # Every backslash is a NULL of subject_prev or request_id: no other field has an escape.
-            for i in (9, 11):
-                if _NULL in columns[i]:
-                    columns[i] = [None if f == _NULL else f for f in columns[i]]
-        else:
-            columns = [[_copy_field(f) for f in column] for column in columns]
-        return cls(columns, n)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def split(self, k: int) -> tuple[_Columns, _Columns]:
-        return (_Columns([c[:k] for c in self.columns], min(k, self.n)),
-                _Columns([c[k:] for c in self.columns], max(self.n - k, 0)))
-
-    def tuples(self) -> list[tuple[Any, ...]]:
-        """The rows as the tuple path reads them: integers for seq and subject_prev, str for text, None."""
-        def text(column: list[bytes | None]) -> list[str | None]:
-            return [None if f is None else f.decode("utf-8") for f in column]
-
-        def number(column: list[bytes | None]) -> list[int | None]:
-            return [None if f is None else int(f) for f in column]
-
-        c = self.columns
-        return list(zip(number(c[0]), *map(text, c[1:9]), number(c[9]), text(c[10]), text(c[11]), strict=True))
-
-
-class _ColumnSource:
-    """Pages of entries with ``start <= seq < end`` read with COPY, handed out in any sizes (``take``)."""
-
-    def __init__(self, db: Any, chunk: int, start: int | None = None, end: int | None = None) -> None:
-        self.db, self.chunk, self.start, self.end = db, chunk, start, end
-        self.last: int | None = None
-        self.rest: _Columns | None = None
-        self.done = False
-
-    def _read(self) -> _Columns | None:
-        where = []
-        if self.last is not None:
-            where.append(f"seq > {int(self.last)}")
-        elif self.start is not None:
-            where.append(f"seq >= {int(self.start)}")
-        if self.end is not None:
-            where.append(f"seq < {int(self.end)}")
-        condition = f" WHERE {' AND '.join(where)}" if where else ""
-        data = _copy_out(self.db, f"COPY (SELECT {_COLUMNS} FROM audit_entry{condition} ORDER BY seq "
-                                  f"LIMIT {int(self.chunk)}) TO STDOUT")
-        if not data:
-            self.done = True
-            return None
-        page = _Columns.parse(data)
-        self.last = int(page.columns[0][-1])
-        if page.n < self.chunk:
-            self.done = True
-        return page
-
-    def take(self, k: int) -> _Columns | list[tuple[Any, ...]]:
-        """The next ``k`` rows (fewer at the end, none when all are taken)."""
-        parts: list[_Columns] = []
-        got = 0
-        while got < k:
-            page = self.rest
-            self.rest = None
-            if page is None:
-                page = None if self.done else self._read()
-                if page is None:
-                    break
-            if page.n > k - got:
-                page, self.rest = page.split(k - got)
-            parts.append(page)
-            got += page.n
-        if not parts:
-            return []
-        if len(parts) == 1:
-            return parts[0]
-        return _Columns([list(itertools.chain.from_iterable(p.columns[i] for p in parts))
-                         for i in range(len(_FIELDS))], got)
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        while page := self.take(self.chunk):
-            yield from (page.tuples() if isinstance(page, _Columns) else page)
-
-
-def _copy_out(db: Any, sql: str) -> bytes:
-    """The text-format output of a ``COPY ... TO STDOUT`` on ``db``'s connection, all of it.
-
-    psycopg's ``Copy`` hands over each row through a Python generator; libpq's own call, in a loop,
-    costs a fraction of that. The connection is left idle whatever happens (on an error, the rest
-    of the COPY is read and dropped before the error is raised).
-    """
-    import psycopg
-    from psycopg import pq
-
-    pgconn = db.connection.pgconn
-    pgconn.send_query(sql.encode("utf-8"))
-    result = pgconn.get_result()
-    chunks: list[Any] = []
-    error = None
-    try:
-        if result is not None and result.status == pq.ExecStatus.COPY_OUT:
-            get, append = pgconn.get_copy_data, chunks.append
-            while True:
-                size, data = get(0)
-                if size <= 0:
-                    break
-                append(data)
-        elif result is not None:
-            error = result
-    finally:
-        while (result := pgconn.get_result()) is not None:
-            if result.status != pq.ExecStatus.COMMAND_OK and error is None:
-                error = result
-    if error is not None:
-        raise psycopg.errors.error_from_result(error, encoding="utf-8")
-    return b"".join(chunks)
-
-
-def _columns_possible(db: Any) -> bool:
-    """Whether ``db`` can be read with ``_ColumnSource``: PostgreSQL through psycopg 3, in UTF-8."""
-    if db.vendor != "postgresql":
-        return False
-    db.ensure_connection()
-    pgconn = getattr(db.connection, "pgconn", None)
-    return pgconn is not None and pgconn.parameter_status(b"client_encoding") == b"UTF8"
-
-
-def _source(chunk: int, start: int | None = None, end: int | None = None,
-            db: Any = None) -> _ColumnSource | Iterator[tuple[Any, ...]]:
-    """``_entries``' rows, as COPY pages where the database allows (``_ColumnSource``), else as tuples."""
-    db = db or connection
-    if _columns_possible(db):
-        return _ColumnSource(db, chunk, start, end)
-    return _entries(chunk, start, end, db)
-
-
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f-]{1,64}")
 _DONE = object()
 
@@ -402,14 +223,14 @@ class _Prefetched:
 
 
 @contextlib.contextmanager
-def _snapshot_rows(chunk: int, prefetch: bool | None) -> Iterator[Iterator[tuple[Any, ...]] | _ColumnSource]:
+def _snapshot_rows(chunk: int, prefetch: bool | None) -> Iterator[Iterator[tuple[Any, ...]]]:
     """The entries in seq order, all reads of the verification in one snapshot where the database allows."""
     if prefetch is None:
         prefetch = connection.vendor == "postgresql" and not connection.in_atomic_block
     if not prefetch:
         # Inside the caller's transaction (tests, or a caller that wants its own isolation) or on SQLite:
         # pages on this connection.
-        yield _source(chunk)
+        yield _entries(chunk)
         return
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -557,12 +378,12 @@ def verify_ledger(
             if start >= PAGE:
                 second = _Second(snapshot, start, chunk, lenient)
                 try:
-                    return _verify(_source(chunk, end=start), keys, progress, anchors, lenient, second=second)
+                    return _verify(_entries(chunk, end=start), keys, progress, anchors, lenient, second=second)
                 except _Fallback:
                     pass
                 finally:
                     second.close()
-            return _verify(_source(chunk), keys, progress, anchors, lenient)
+            return _verify(_entries(chunk), keys, progress, anchors, lenient)
     with _snapshot_rows(chunk, prefetch) as rows:
         return _verify(rows, keys, progress, anchors, lenient)
 
@@ -587,10 +408,6 @@ _PLAIN_BODY = (
     '%s"seq":%d,"subject":{"id":"%s","type":"%s"},"subject_prev":%s,"timestamp":"%s"}'
 )
 _ESCAPED = re.compile(r'["\\\x00-\x1f]').search  # a character encode_basestring escapes
-# The same in UTF-8 bytes (a multi-byte character's bytes are all >= 0x80) and the body with its
-# leaf prefix, the seq and subject_prev given as their decimal text.
-_ESCAPED_BYTES = b'"\\' + bytes(range(0x20))
-_PLAIN_BODY_BYTES = b"\x00" + _PLAIN_BODY.replace("%d", "%s").encode("ascii")
 PAGE = 4096  # rows checked together by ``_Checker.page``
 _MEMO = 1 << 16  # payloads kept as proven canonical before the memo is emptied
 
@@ -708,40 +525,23 @@ class _Checker:
                 return digest
         return self.careful(row)
 
-    def page(self, rows: list[tuple[Any, ...]] | _Columns) -> list[bytes]:
+    def page(self, rows: list[tuple[Any, ...]]) -> list[bytes]:
         """The leaf hashes of ``rows`` (consecutive entries), or Failure at the first bad one.
 
         Column by column: seq in order, prev_hash links, every payload shown exactly canonical at
         once (one C scan of them all as an array; each payload must be the C encoder's own text of
         its parsed value, which holds only for exactly canonical, duplicate-free JSON), bodies
         formatted and hashed in one comprehension. Anything short of all of that holding goes row by
-        row from the first row it could concern. ``_Columns`` (COPY's bytes) are checked the same
-        way in bytes, or taken as tuples row by row.
+        row from the first row it could concern.
         """
-        if isinstance(rows, _Columns):
-            leaves = None if self.careful_only else self._column_leaves(rows)
-            if leaves is None:
-                return [self.row(row) for row in rows.tuples()]
-            c = rows.columns
-            return self._links(
-                leaves, range(self.expected, self.expected + rows.n),
-                zip(map(bytes.decode, c[5]), map(bytes.decode, c[6]), strict=True),
-                [None if f is None else int(f) for f in c[9]], c[10], rows.tuples)
+        n = len(rows)
         leaves = None if self.careful_only else self._page_leaves(rows)
         if leaves is None:
             return [self.row(row) for row in rows]
-        return self._links(leaves, [row[0] for row in rows], [(row[5], row[6]) for row in rows],
-                           [row[9] for row in rows], [row[10] for row in rows], lambda: rows)
-
-    def _links(self, leaves: list[bytes], seqs: Iterable[int], keys: Iterable[tuple[str, str]],
-               sps: Iterable[int | None], hashes: Sequence[str | bytes],
-               tuples: Callable[[], list[tuple[Any, ...]]]) -> list[bytes]:
-        """The subject links of a page whose every other check held (``leaves``); from the first that
-        the cache cannot decide on, row by row."""
-        n = len(leaves)
         subjects, get, complete, deferred = self.subjects, self.subjects.get, self.complete, self.deferred
         done = 0
-        for seq, key, sp in zip(seqs, keys, sps, strict=False):  # may stop early
+        for seq, _, _, _, _, st, sid, _, _, sp, _, _ in rows:
+            key = (st, sid)
             want = get(key)
             if sp != want or want is None:
                 if want is None and deferred is not None:
@@ -753,57 +553,11 @@ class _Checker:
         if done:
             recent = self.recent
             recent.append(self.prev)
-            recent.extend(h if isinstance(h, str) else h.decode() for h in hashes[max(0, done - 8) : done - 1])
-            last = hashes[done - 1]
-            self.prev = last if isinstance(last, str) else last.decode()
+            recent.extend(row[10] for row in rows[max(0, done - 8) : done - 1])
+            self.prev = rows[done - 1][10]
             self.expected += done
         if done < n:
-            leaves[done:] = [self.row(row) for row in tuples()[done:]]
-        return leaves
-
-    def _column_leaves(self, page: _Columns) -> list[bytes] | None:
-        """``_page_leaves`` over COPY's bytes: the leaf hashes when every check but the subject links
-        holds for every row, else None. The body is ``_PLAIN_BODY`` in bytes: a column's UTF-8 bytes
-        are what encoding its str gives, and COPY writes a bigint as ``%d`` does."""
-        n, expected = page.n, self.expected
-        seqs, ts, et, at, aid, st, sid, payloads, prevs, sps, hashes, rids = page.columns
-        if b"\t".join(seqs) != "\t".join(map(str, range(expected, expected + n))).encode():
-            return None
-        if _fast_encode is None or not prevs or prevs[0] != self.prev.encode() or prevs[1:] != hashes[:-1]:
-            return None
-        try:
-            text = (b"[" + b",".join(payloads) + b"]").decode("utf-8")
-            ascii_only = text.isascii()
-            if not ascii_only and max(text) >= "\ue000":
-                return None
-            values, end = _fast_scan(text, 0)
-            if end != len(text) or len(values) != n:
-                return None
-            join, encode = "".join, _fast_encode
-            texts = [join(encode(v, 0)) if type(v) is dict else "" for v in values]
-            if ascii_only:
-                # One comparison of the joined texts and one of the lengths: each payload is its text.
-                if ",".join(texts) != text[1:-1] or list(map(len, texts)) != list(map(len, payloads)):
-                    return None
-            elif texts != [p.decode("utf-8") for p in payloads]:
-                return None
-            fields = b"".join([b"".join(column) for column in (ts, et, at, aid, st, sid)]) + b"".join(
-                [r for r in rids if r is not None])
-            if len(fields.translate(None, _ESCAPED_BYTES)) != len(fields):
-                return None
-            sha256, body = hashlib.sha256, _PLAIN_BODY_BYTES
-            leaves = [
-                sha256(body % (
-                    aid_, at_, et_, pj, ph, b"" if rid is None else b'"request_id":"' + rid + b'",',
-                    seq, sid_, st_, b"null" if sp is None else sp, ts_,
-                )).digest()
-                for seq, ts_, et_, at_, aid_, st_, sid_, pj, ph, sp, rid
-                in zip(seqs, ts, et, at, aid, st, sid, payloads, prevs, sps, rids, strict=True)
-            ]
-            if b"".join(leaves).hex("\t", 32).encode() != b"\t".join(hashes):
-                return None
-        except Exception:  # a NULL where none may be, not JSON, too deep...: row by row decides
-            return None
+            leaves[done:] = [self.row(row) for row in rows[done:]]
         return leaves
 
     def _page_leaves(self, rows: list[tuple[Any, ...]]) -> list[bytes] | None:
@@ -844,7 +598,7 @@ class _Checker:
 
 
 def _verify(
-    rows: Iterable[tuple[Any, ...]] | _ColumnSource, keys: list[TrustedKey], progress: Progress | None,
+    rows: Iterable[tuple[Any, ...]], keys: list[TrustedKey], progress: Progress | None,
     anchors: Sequence[Anchor] = (), lenient: bool = False, careful: bool = False, second: _Second | None = None,
 ) -> VerificationResult:
     """The checks of ``verify_ledger`` over ``rows``; ``careful``: every row by ``_Checker.careful`` (tests).
@@ -866,7 +620,7 @@ def _verify(
     checked_cps = 0
     last_good_cp_size = 0
     root = tree.root()
-    source: Iterator[Any] | _ColumnSource = rows if isinstance(rows, _ColumnSource) else iter(rows)
+    source: Iterator[Any] = iter(rows)
     try:
         # Checkpoints and anchors of the empty tree.
         while next_cp is not None and next_cp[0] == 0:
@@ -884,8 +638,7 @@ def _verify(
                 stop = pending[next_anchor].size
             if progress is not None and expected < next_progress < stop:
                 stop = next_progress
-            page = source.take(stop - expected) if isinstance(source, _ColumnSource) else list(
-                itertools.islice(source, stop - expected))
+            page = list(itertools.islice(source, stop - expected))
             if not page:
                 if second is None:
                     break
@@ -1018,21 +771,19 @@ def _check_range(snapshot: str, start: int, chunk: int, lenient: bool, pipe: Any
             with transaction.atomic(), own.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-                source = _source(chunk, start, db=own)
-                page = source.take(PAGE) if isinstance(source, _ColumnSource) else list(itertools.islice(source, PAGE))
+                source = _entries(chunk, start, db=own)
+                first = next(source, None)
                 checker = _Checker(lenient)
                 checker.expected, checker.deferred = start, []
-                first_prev = checker.prev
-                if page:
-                    first = page.tuples()[0] if isinstance(page, _Columns) else page[0]
-                    first_prev = checker.prev = first[8]
-                    while page:
+                if first is not None:
+                    checker.prev = first[8]
+                    source = itertools.chain([first], source)
+                    while page := list(itertools.islice(source, PAGE)):
                         blob.extend(checker.page(page))
                         checker.trim()
-                        page = source.take(PAGE) if isinstance(source, _ColumnSource) else list(
-                            itertools.islice(source, PAGE))
-                answer.update(ok=True, count=checker.expected - start, first_prev=first_prev,
-                              deferred=checker.deferred, complete=checker.complete, warnings=checker.warnings)
+                answer.update(ok=True, count=checker.expected - start, first_prev=checker.prev if first is None
+                              else first[8], deferred=checker.deferred, complete=checker.complete,
+                              warnings=checker.warnings)
         except Failure:
             pass
         finally:

@@ -408,6 +408,8 @@ _PLAIN_BODY = (
     '%s"seq":%d,"subject":{"id":"%s","type":"%s"},"subject_prev":%s,"timestamp":"%s"}'
 )
 _ESCAPED = re.compile(r'["\\\x00-\x1f]').search  # a character encode_basestring escapes
+_ESCAPED_BYTES = b'"\\' + bytes(range(0x20))  # the same characters' UTF-8 bytes
+_LEAF_BODY = "\x00" + _PLAIN_BODY  # a leaf hash's input: RFC 9162's leaf prefix, then the body
 PAGE = 4096  # rows checked together by ``_Checker.page``
 _MEMO = 1 << 16  # payloads kept as proven canonical before the memo is emptied
 
@@ -578,13 +580,15 @@ class _Checker:
             if tuple([join(encode(v, 0)) if type(v) is dict else "" for v in values]) != payloads:
                 return None
             # Field values with nothing to escape are their own JSON string's content (encode_basestring
-            # escapes only '"', '\\' and controls below 0x20): one search over them all shows it.
-            fields = itertools.chain.from_iterable(columns[1:7])
-            if _ESCAPED(join(fields)) is not None or any(rid is not None and _ESCAPED(rid) for rid in columns[11]):
+            # escapes only '"', '\\' and controls below 0x20): no such byte in their UTF-8 shows it (every
+            # byte of a multi-byte character is >= 0x80), one C pass over them all.
+            fields = join([join(column) for column in columns[1:7]] + list(filter(None, columns[11])))
+            raw = fields.encode("utf-8", "surrogatepass")
+            if len(raw.translate(None, _ESCAPED_BYTES)) != len(raw):
                 return None
-            sha256, body = hashlib.sha256, _PLAIN_BODY
+            sha256, body = hashlib.sha256, _LEAF_BODY
             leaves = [
-                sha256(b"\x00" + (body % (
+                sha256((body % (
                     aid, at, et, pj, ph, "" if rid is None else f'"request_id":"{rid}",',
                     seq, sid, st, "null" if sp is None else int(sp), ts,
                 )).encode("utf-8")).digest()

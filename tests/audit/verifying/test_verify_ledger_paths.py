@@ -192,10 +192,16 @@ def test_the_body_format_is_body_bytes() -> None:
         plain = verification._PLAIN_BODY % (aid, at, et, pj, ph, "" if rid is None else f'"request_id":"{rid}",',
                                              seq, sid, st, "null" if sp is None else sp, ts)
         assert plain.encode() == expected
+        leaf = verification._LEAF_BODY % (aid, at, et, pj, ph, "" if rid is None else f'"request_id":"{rid}",',
+                                          seq, sid, st, "null" if sp is None else sp, ts)
+        assert leaf.encode() == b"\x00" + expected
     # The characters the plain format may not take are exactly those encode_basestring escapes.
     for code in range(0x20000):
         char = chr(code)
         assert (verification._ESCAPED(char) is None) == (verification._quote(char) == f'"{char}"'), code
+        # ... and exactly those whose UTF-8 holds a byte the page check deletes (a lone surrogate too).
+        raw = char.encode("utf-8", "surrogatepass")
+        assert (verification._ESCAPED(char) is None) == (raw.translate(None, verification._ESCAPED_BYTES) == raw), code
 
 
 @pytest.mark.parametrize("name", list(DAMAGES))

@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import transaction
 
-from audit import offline_verify
+from audit import ledger, offline_verify
+from audit.models import PendingEntry
 from audit.services import checkpoints
 from audit.signing import current_verifier_key
 from tests.audit.export.helpers import Export, bulk, members, rezip
+from tests.audit.integration.helpers import ALICE, tamper
 from tests.audit.verifying.test_verify_ledger_paths import NOT_CANONICAL
 
 pytestmark = pytest.mark.django_db
@@ -209,3 +212,30 @@ def test_page_of_takes_only_what_it_shows_canonical(payload: str) -> None:
     assert (page is not None) == (offline_verify.fast_entry(body, b"h") is not None)
     assert offline_verify.page_of(line.replace(b'"seq":0', b'"seq":00'), 1) is None
     assert offline_verify.page_of(line + line[:-1], 2) is None  # the last line has no newline
+
+
+# --- bodies the ledger itself wrote wrong: proven in the tree, only the JSON check can tell ----------------------
+
+@pytest.mark.parametrize("name", sorted(NOT_CANONICAL))
+def test_pages_give_the_line_by_line_report_on_non_canonical_bodies_the_ledger_proves(
+        db: None, isolated_key: Path, export: Export, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # given: a payload changed while it waited to be sequenced, so the chain and the tree are built over it
+    with transaction.atomic():
+        ledger.record_many([
+            ledger.Event("ledger.note_added", ALICE, ledger.Subject("model_version", f"model/{i % 7}"),
+                         {"text": f"note {i}"})
+            for i in range(700)
+        ])
+    pending = PendingEntry.objects.order_by("id").values_list("id", flat=True)[450]
+    tamper(f"UPDATE {PendingEntry._meta.db_table} SET payload_json = %s WHERE id = %s", [NOT_CANONICAL[name], pending])
+    ledger.integrate()
+    checkpoints.checkpoint_create()
+    monkeypatch.setattr(offline_verify, "_BLOCK", 4096)
+    bundle = export()
+
+    careful, pages, worker = reports(bundle, monkeypatch)
+
+    assert pages == careful
+    assert worker == careful
+    # (verify.py reads 5e-324 as its own RFC 8785 form and does not ask a payload to be an object)
+    assert careful["ok"] == (name in {"denormal", "not an object"}), careful["failures"]

@@ -413,11 +413,11 @@ def is_exact_rest(raw: bytes, end: int | None = None) -> bool:
 # A whole line of entries.jsonl in the exporter's layout with its body's fields in their exact canonical layout
 # (what ``fast_entry`` matches, for every line of a block at once). The groups: body, event type, payload,
 # prev_hash, seq, subject key, subject_prev, timestamp, entry_hash. The payload ends at the first
-# ',"prev_hash":"' (possessive: no backtracking, the costly part of a regular expression here); a payload
-# holding that text itself leaves its line to the line-by-line code.
+# ',"prev_hash":"', found comma by comma (a payload of any length costs a step per comma, not per byte, when
+# backtracking); a payload holding that text itself leaves its line to the line-by-line code.
 _PAGE_LINE = re.compile(
     rb'^\{"body":(\{"actor":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"event_type":"([^"\\\x00-\x1f]*)",'
-    rb'"payload":(\{(?:[^,\n]*+,(?!"prev_hash":"))*+[^,\n]*+),"prev_hash":"([0-9a-f]{64})"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,'
+    rb'"payload":(\{(?:[^,\n]*,(?!"prev_hash":"))*[^,\n]*),"prev_hash":"([0-9a-f]{64})"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,'
     rb'"seq":(0|[1-9][0-9]{0,15}),"subject":\{"id":(' + _PLAIN + rb',"type":' + _PLAIN + rb'\}),'
     rb'"subject_prev":(null|0|[1-9][0-9]{0,15}),"timestamp":"([^"\\\x00-\x1f]{27})"\}),'
     rb'"entry_hash":"([0-9a-f]{64})"\}\n', re.MULTILINE)

@@ -90,6 +90,8 @@ _SEQ_LIMIT = 2**64 - 2
 _NO_LEAF = _LEAF_RECORD.pack(0, bytes(32), 0)
 _BAD_LEAF = _LEAF_RECORD.pack(2**64 - 1, bytes(32), 0)
 _BATCH_BYTES = 40 * 4096
+_PAGE = 1 << 31  # in a record's length: the record is a page (``_ProofWorker.add_page``)
+_COUNT = struct.Struct("<I")
 
 
 # Reasons (stable strings, in --json "reasons"), the same names as verify_ledger's.
@@ -443,7 +445,7 @@ class Page:
                      self.entry_hashes[i], self.bodies[i])
 
 
-def page_of(block: bytes, count: int) -> Page | None:
+def page_of(block: bytes, count: int, hashed: bool = True) -> Page | None:
     """The ``count`` lines of ``block`` (each ending with a newline) as a ``Page``, when every one is what the
     inlined fast case of ``_check_entries`` accepts (``fast_entry`` with its full check, the hash equal to
     entry_hash); None as soon as one is not shown so ("not this way", not "bad": the caller takes the block
@@ -451,7 +453,8 @@ def page_of(block: bytes, count: int) -> Page | None:
 
     One regular-expression pass over the block takes every line apart (a match is a whole line, so
     ``count`` matches are all the lines); the bodies are hashed in one comprehension and compared with the
-    entry hashes as one string; the payloads are decoded at once and each scanned by the C scanner (a
+    entry hashes as one string (unless ``hashed`` is False: then the caller has them checked, and ``leaves``
+    is empty); the payloads are decoded at once and each scanned by the C scanner (a
     complete object on its own) and all written back by one call of the C encoder, compared with the
     payloads as one string: equal, each payload is its own canonical form (each is a complete value, so the
     comma-joined texts can only split one way).
@@ -468,10 +471,13 @@ def page_of(block: bytes, count: int) -> Page | None:
             return None
     columns: list[tuple[bytes, ...]] = list(zip(*found))
     bodies, payloads, entry_hashes = columns[0], columns[2], columns[8]
-    sha256 = hashlib.sha256
-    leaves = [sha256(b"\x00" + body).digest() for body in bodies]
-    if binascii.hexlify(b"".join(leaves)) != b"".join(entry_hashes):
-        return None
+    if hashed:
+        sha256 = hashlib.sha256
+        leaves = [sha256(b"\x00" + body).digest() for body in bodies]
+        if binascii.hexlify(b"".join(leaves)) != b"".join(entry_hashes):
+            return None
+    else:
+        leaves = []  # the proof worker hashes the bodies (``_ProofWorker.add_page``)
     joined = b"\n".join(payloads)
     text = joined.decode("ascii") if joined.isascii() else joined.decode("utf-8")
     if not text.isascii() and max(text) >= "\ue000":
@@ -2310,6 +2316,11 @@ class BundleVerifier:
         pair up" or "something did not": in the second case (or if it cannot run at all) the report
         is put back as it was and the whole pass is redone in one process, so failures are found
         and reported by exactly the same code, in the same order, whatever ``jobs`` is.
+
+        Either way the entries are first taken by pages (``page_of``; in one process their proofs by
+        ``ProofPages``), which only ever take what the line-by-line code would pass without a word;
+        a proof they cannot show verified redoes the pass with that code alone, the same way. A crash
+        in between leaves nothing behind: the report is only the finished pass's.
         """
         pages = self.pages and not self.strict
         if self._wants_worker():
@@ -2412,7 +2423,10 @@ class BundleVerifier:
         Each line is one entry (``_entry_line``; its first case, the exporter's own layout, is inlined
         here because this loop is verify.py's hot path). Its proof is the same line of proofs.jsonl,
         checked here (``InclusionChecker.problem``) or, with a ``worker``, sent to the worker, which
-        pairs the lines the same way and checks every other body's JSON. What is rare (a failure, a
+        pairs the lines the same way and checks every other body's JSON. With ``pages``, each block of
+        lines is first offered to ``page_of``: a page that follows ``prev`` and whose links and scope
+        hold as columns is taken whole (its proofs to ``ProofPages`` or the worker, which raise or
+        answer ``_Fallback`` if one fails); any other block is read line by line. What is rare (a failure, a
         gap, the first entry) is handled by the named steps below, so the common path stays short.
         """
         report = self.report
@@ -2442,7 +2456,7 @@ class BundleVerifier:
             k = len(lines)
             # This block's proof lines, one per non-empty entry line (the line-by-line code takes them in order).
             proof_lines = list(islice(proofs, k - lines.count(b""))) if worker is None else []
-            if pages and prev is not None and (page := page_of(block, k)) is not None:
+            if pages and prev is not None and (page := page_of(block, k, worker is None)) is not None:
                 seqs, leaves = page.seqs, page.leaves
                 first = prev.seq + 1
                 chain_ok = (
@@ -2467,7 +2481,7 @@ class BundleVerifier:
                     else:
                         last_of.update(linked)
                         if worker is not None:
-                            worker.add_page(seqs, leaves)
+                            worker.add_page(seqs[0], page.entry_hashes, page.bodies)
                         elif pager is not None and not pager.add(seqs, leaves, proof_lines):
                             raise _Fallback  # a proof failed: the careful pass finds and words it
                         prev = page.entry(k - 1)
@@ -2803,11 +2817,14 @@ class _ProofWorker:
             self.send(batch)
             del batch[:]
 
-    def add_page(self, seqs: list[int], leaves: list[bytes]) -> None:
-        """``add`` for every entry of a page (``page_of``: its bodies were checked in the entries process)."""
+    def add_page(self, first: int, entry_hashes: tuple[bytes, ...], bodies: tuple[bytes, ...]) -> None:
+        """Queue a page (``page_of`` without hashing) for the worker: its entries' seq from ``first``, their
+        bodies, which it hashes and compares with their entry hashes before it checks their proofs (one record
+        with ``_PAGE`` set in its length: the count, the entry hashes as 32 bytes each, the bodies)."""
+        blob = _COUNT.pack(len(bodies)) + binascii.unhexlify(b"".join(entry_hashes)) + b"\n".join(bodies)
         batch = self._batch
-        pack = self._pack
-        batch += b"".join([pack(seq + 1, leaf, 0) for seq, leaf in zip(seqs, leaves)])
+        batch += self._pack(first + 1, bytes(32), len(blob) | _PAGE)
+        batch += blob
         if len(batch) >= _BATCH_BYTES:
             self.send(batch)
             del batch[:]
@@ -2887,6 +2904,16 @@ class _ProofChecker(BundleVerifier):
                 while pos < end:
                     seq1, leaf, length = unpack(batch, pos)
                     pos += record
+                    if length & _PAGE:
+                        length ^= _PAGE
+                        pos += length
+                        page = self._page(batch[pos - length : pos], seq1 - 1, proofs)
+                        if page is None:
+                            return None  # the entries process redoes it all line by line
+                        seqs += page[0]
+                        hashes += page[1]
+                        lines += page[2]
+                        continue
                     if length:
                         pos += length
                         body = batch[pos - length : pos]
@@ -2905,6 +2932,22 @@ class _ProofChecker(BundleVerifier):
             if not pages.flush() or any(line for line in proofs):
                 return None
         return self.digests.get("proofs.jsonl")
+
+    @staticmethod
+    def _page(blob: bytes, first: int, proofs: Iterator[bytes]) -> tuple[list[int], list[bytes], list[bytes]] | None:
+        """A page record's (seqs, leaf hashes, proof lines) when every body hashes to its entry hash and every
+        entry has its proof line; None otherwise."""
+        (count,) = _COUNT.unpack_from(blob)
+        claimed = blob[4 : 4 + 32 * count]
+        bodies = blob[4 + 32 * count :].split(b"\n")
+        sha256 = hashlib.sha256
+        leaves = [sha256(b"\x00" + body).digest() for body in bodies]
+        if len(bodies) != count or b"".join(leaves) != claimed:
+            return None
+        lines = list(islice(proofs, count))
+        if len(lines) != count:
+            return None
+        return list(range(first, first + count)), leaves, lines
 
 
 def completeness_kind(scope: dict[str, Any]) -> str:

@@ -186,8 +186,8 @@ def test_a_genuine_bundle_is_taken_by_pages_with_the_same_report(
     taken: list[int] = []
     original = offline_verify.page_of
 
-    def spy(block: bytes, count: int) -> offline_verify.Page | None:
-        page = original(block, count)
+    def spy(block: bytes, count: int, hashed: bool = True) -> offline_verify.Page | None:
+        page = original(block, count, hashed)
         taken.append(count if page is not None else 0)
         return page
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import copy
 import hashlib
 import http.client
 import json
@@ -67,6 +68,7 @@ import urllib.request
 import zipfile
 import zlib
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -77,6 +79,7 @@ EXPORT_EVENT = "ledger.exported"
 ZERO_HASH = b"0" * 64
 MAX_LISTED_FAILURES = 50
 _CHUNK = 1 << 20
+_BLOCK = 1 << 18  # bytes of entries.jsonl taken as one page (about 500 entries)
 # Below this much entries.jsonl (about 15,000 entries) a second process costs more than it saves.
 _PARALLEL_MIN_BYTES = 4 << 20
 # What the entries process sends the proof worker per entry line: seq + 1, the leaf hash and the length
@@ -87,6 +90,8 @@ _SEQ_LIMIT = 2**64 - 2
 _NO_LEAF = _LEAF_RECORD.pack(0, bytes(32), 0)
 _BAD_LEAF = _LEAF_RECORD.pack(2**64 - 1, bytes(32), 0)
 _BATCH_BYTES = 40 * 4096
+_PAGE = 1 << 31  # in a record's length: the record is a page (``_ProofWorker.add_page``)
+_COUNT = struct.Struct("<I")
 
 
 # Reasons (stable strings, in --json "reasons"), the same names as verify_ledger's.
@@ -405,6 +410,91 @@ def is_exact_rest(raw: bytes, end: int | None = None) -> bool:
         except UnicodeDecodeError:
             return False
     return is_exact_json(raw[start + 11 : end])
+
+
+# A whole line of entries.jsonl in the exporter's layout with its body's fields in their exact canonical layout
+# (what ``fast_entry`` matches, for every line of a block at once). The groups: body, event type, payload,
+# prev_hash, seq, subject key, subject_prev, timestamp, entry_hash. The payload ends at the first
+# ',"prev_hash":"', found comma by comma (a payload of any length costs a step per comma, not per byte, when
+# backtracking); a payload holding that text itself leaves its line to the line-by-line code.
+_PAGE_LINE = re.compile(
+    rb'^\{"body":(\{"actor":\{"id":' + _PLAIN + rb',"type":' + _PLAIN + rb'\},"event_type":"([^"\\\x00-\x1f]*)",'
+    rb'"payload":(\{(?:[^,\n]*,(?!"prev_hash":"))*[^,\n]*),"prev_hash":"([0-9a-f]{64})"(?:,"request_id":"[A-Za-z0-9._:-]{1,64}")?,'
+    rb'"seq":(0|[1-9][0-9]{0,15}),"subject":\{"id":(' + _PLAIN + rb',"type":' + _PLAIN + rb'\}),'
+    rb'"subject_prev":(null|0|[1-9][0-9]{0,15}),"timestamp":"([^"\\\x00-\x1f]{27})"\}),'
+    rb'"entry_hash":"([0-9a-f]{64})"\}\n', re.MULTILINE)
+
+
+class Page:
+    """The entry lines of one block of entries.jsonl, every one shown exactly canonical strict JSON in the
+    exporter's layout and hashing to its entry_hash: the fields as columns (``page_of``)."""
+
+    __slots__ = ("bodies", "entry_hashes", "event_types", "leaves", "prev_hashes", "seqs", "subject_prevs",
+                 "subjects", "timestamps")
+
+    def __init__(self, columns: list[tuple[bytes, ...]], leaves: list[bytes], seqs: list[int],
+                 subject_prevs: list[int | None]) -> None:
+        (self.bodies, self.event_types, _, self.prev_hashes, _, self.subjects, _, self.timestamps,
+         self.entry_hashes) = columns
+        self.leaves = leaves
+        self.seqs = seqs
+        self.subject_prevs = subject_prevs
+
+    def entry(self, i: int) -> Entry:
+        return Entry(self.seqs[i], self.prev_hashes[i], self.subjects[i], self.subject_prevs[i], self.timestamps[i],
+                     self.entry_hashes[i], self.bodies[i])
+
+
+def page_of(block: bytes, count: int, hashed: bool = True) -> Page | None:
+    """The ``count`` lines of ``block`` (each ending with a newline) as a ``Page``, when every one is what the
+    inlined fast case of ``_check_entries`` accepts (``fast_entry`` with its full check, the hash equal to
+    entry_hash); None as soon as one is not shown so ("not this way", not "bad": the caller takes the block
+    line by line).
+
+    One regular-expression pass over the block takes every line apart (a match is a whole line, so
+    ``count`` matches are all the lines); the bodies are hashed in one comprehension and compared with the
+    entry hashes as one string (unless ``hashed`` is False: then the caller has them checked, and ``leaves``
+    is empty); the payloads are decoded at once and each scanned by the C scanner (a
+    complete object on its own) and all written back by one call of the C encoder, compared with the
+    payloads as one string: equal, each payload is its own canonical form (each is a complete value, so the
+    comma-joined texts can only split one way).
+    """
+    if _fast_encode is None:
+        return None
+    found = _PAGE_LINE.findall(block)
+    if len(found) != count or not count:
+        return None
+    if not block.isascii():
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    columns: list[tuple[bytes, ...]] = list(zip(*found))
+    bodies, payloads, entry_hashes = columns[0], columns[2], columns[8]
+    if hashed:
+        sha256 = hashlib.sha256
+        leaves = [sha256(b"\x00" + body).digest() for body in bodies]
+        if binascii.hexlify(b"".join(leaves)) != b"".join(entry_hashes):
+            return None
+    else:
+        leaves = []  # the proof worker hashes the bodies (``_ProofWorker.add_page``)
+    joined = b"\n".join(payloads)
+    text = joined.decode("ascii") if joined.isascii() else joined.decode("utf-8")
+    if not text.isascii() and max(text) >= "\ue000":
+        return None  # member names whose code-point order may differ from UTF-16 order: ``is_exact_json`` too
+    parts = text.split("\n")
+    scan = _fast_scan
+    try:
+        scanned = [scan(part, 0) for part in parts]
+        if [end for _, end in scanned] != [len(part) for part in parts]:
+            return None
+        if "".join(_fast_encode([value for value, _ in scanned], 0)) != "[" + ",".join(parts) + "]":
+            return None
+    except Exception:  # not JSON, an _Unusual number, too deep...: line by line, the careful code decides
+        return None
+    seqs = [int(seq) for seq in columns[4]]
+    subject_prevs = [None if sp == b"null" else int(sp) for sp in columns[6]]
+    return Page(columns, leaves, seqs, subject_prevs)
 
 
 def is_exact_body(raw: bytes) -> bool:
@@ -806,6 +896,85 @@ class InclusionChecker:
         if verdict:
             return None
         return f"proof seq {seq}: the inclusion proof does not lead to the root of checkpoint.txt"
+
+_SIBLINGS = [[(t >> level) ^ 1 for t in range(TILE_WIDTH)] for level in range(TILE_HEIGHT)]
+
+
+class ProofPages:
+    """The inclusion proofs of runs of entries, many at once: True only when every one of them verifies
+    (exactly ``verify_inclusion``'s verdict for each; False says only "not all": the caller redoes the
+    entries with the per-line code, which finds and words each failure).
+
+    Each full tile (``TILE_WIDTH`` consecutive leaves from a multiple of it, all in the tree) is a perfect
+    subtree: the first ``TILE_HEIGHT`` hashes of each of its leaves' proofs are the siblings inside it and
+    the rest is the same for all of them. So the tile's hashes are computed level by level (one
+    comprehension a level), every line is compared with the line those siblings and the first line's rest
+    make, and only the first line is verified up to the root (``InclusionChecker.check_line``: a proof
+    starting from the same leaves' true subtree root with the same rest reaches the same root). Leaves
+    outside full tiles are checked one by one.
+    """
+
+    def __init__(self, size: int, root: bytes) -> None:
+        self.size = size
+        self.checker = InclusionChecker(size, root)
+        self._middle = b',"tree_size":%d,"inclusion":["' % size
+        self._fmt = b'{"seq":%d' + self._middle.replace(b"%", b"%%") + b'","'.join([b"%s"] * TILE_HEIGHT) + b"%s"
+        self.seqs: list[int] = []
+        self.leaves: list[bytes] = []
+        self.lines: list[bytes] = []
+
+    def add(self, seqs: list[int], leaves: list[bytes], lines: list[bytes]) -> bool:
+        """Queue entries (their seq, leaf hash and proofs.jsonl line; any order, fastest in runs of consecutive
+        seq) and check what full tiles are complete; False when a proof failed (nothing more is to be asked)."""
+        if self.seqs and seqs and seqs[0] != self.seqs[-1] + 1 and not self.flush():
+            return False
+        self.seqs += seqs
+        self.leaves += leaves
+        self.lines += lines
+        first = self.seqs[0] if self.seqs else 0
+        start = -first % TILE_WIDTH  # the first leaf of a tile
+        done = start + (len(self.seqs) - start) // TILE_WIDTH * TILE_WIDTH
+        if done <= start:
+            return True
+        check = self.checker.check_line
+        if not all(check(q, leaf, line) is True
+                   for q, leaf, line in zip(self.seqs[:start], self.leaves[:start], self.lines[:start])):
+            return False
+        for at in range(start, done, TILE_WIDTH):
+            if not self._tile(at):
+                return False
+        del self.seqs[:done], self.leaves[:done], self.lines[:done]
+        return True
+
+    def flush(self) -> bool:
+        """Check what is queued, one by one."""
+        check = self.checker.check_line
+        ok = all(check(q, leaf, line) is True for q, leaf, line in zip(self.seqs, self.leaves, self.lines))
+        self.seqs, self.leaves, self.lines = [], [], []
+        return ok
+
+    def _tile(self, at: int) -> bool:
+        seq0 = self.seqs[at]
+        end = at + TILE_WIDTH
+        leaves, lines = self.leaves[at:end], self.lines[at:end]
+        check = self.checker.check_line
+        seqs = self.seqs[at:end]
+        if seq0 % TILE_WIDTH or seq0 + TILE_WIDTH > self.size or seqs != list(range(seq0, seq0 + TILE_WIDTH)):
+            return all(check(q, leaf, line) is True for q, leaf, line in zip(seqs, leaves, lines))
+        first = lines[0]
+        cut = len(b'{"seq":%d' % seq0) + len(self._middle) + TILE_HEIGHT * 67 - 3  # after the tile's hashes
+        if len(first) < cut + 3 or check(seq0, leaves[0], first) is not True:
+            return False
+        sha256, hexlify = hashlib.sha256, binascii.hexlify
+        columns = []
+        level = leaves
+        for siblings in _SIBLINGS:
+            columns.append(list(map([hexlify(node) for node in level].__getitem__, siblings)))
+            level = [sha256(b"\x01" + left + right).digest() for left, right in zip(level[::2], level[1::2])]
+        rest = [first[cut:]] * TILE_WIDTH
+        fmt = self._fmt
+        return [fmt % parts for parts in zip(range(seq0, seq0 + TILE_WIDTH), *columns, rest)] == lines
+
 
 # --------------------------------------------------------------------------------------------------
 # C2SP signed notes, checkpoints and verifier keys
@@ -1455,19 +1624,38 @@ class _File:
 
     def lines(self) -> Iterator[bytes]:
         """The member's lines without their newline; the hash is checked once all were read."""
+        for _, lines in self.blocks():
+            yield from lines
+
+    def blocks(self) -> Iterator[tuple[bytes, list[bytes]]]:
+        """The member as blocks of whole lines: (the block's bytes, its lines without their newline).
+
+        Every block but perhaps the last ends with a newline; the last holds the bytes after the last
+        newline when the member does not end with one. The lines, in order, are exactly those of
+        ``lines``. The hash is checked once all were read.
+        """
         digest = hashlib.sha256()
         size = 0
         rest = b""
-        for chunk in self.chunks():
-            if not chunk:
+        for whole in self.chunks():
+            if not whole:
                 continue
-            digest.update(chunk)
-            size += len(chunk)
-            parts = (rest + chunk).split(b"\n")
-            rest = parts.pop()
-            yield from parts
+            digest.update(whole)
+            size += len(whole)
+            # (a deflated chunk inflates to several MB: blocks of about _BLOCK bytes keep pages short)
+            pieces = [whole] if len(whole) <= _BLOCK else [whole[i : i + _BLOCK] for i in range(0, len(whole), _BLOCK)]
+            for chunk in pieces:
+                cut = chunk.rfind(b"\n") + 1
+                if not cut:
+                    rest += chunk
+                    continue
+                block = rest + chunk[:cut] if rest else chunk[:cut]
+                rest = chunk[cut:]
+                parts = block.split(b"\n")
+                parts.pop()
+                yield block, parts
         if rest:
-            yield rest
+            yield rest, [rest]
         self.bundle.file_read(self.name, digest.hexdigest(), size)
 
     def read(self) -> bytes:
@@ -1554,6 +1742,10 @@ class _Scope:
 
 
 class BundleVerifier:
+    # Whether the entries may be taken by pages (``page_of``, ``ProofPages``) before the line-by-line code;
+    # False: that code alone (the reference the pages are tested against).
+    pages = True
+
     def __init__(
         self,
         path: str,
@@ -2124,25 +2316,47 @@ class BundleVerifier:
         pair up" or "something did not": in the second case (or if it cannot run at all) the report
         is put back as it was and the whole pass is redone in one process, so failures are found
         and reported by exactly the same code, in the same order, whatever ``jobs`` is.
+
+        Either way the entries are first taken by pages (``page_of``; in one process their proofs by
+        ``ProofPages``), which only ever take what the line-by-line code would pass without a word;
+        a proof they cannot show verified redoes the pass with that code alone, the same way. A crash
+        in between leaves nothing behind: the report is only the finished pass's.
         """
+        pages = self.pages and not self.strict
         if self._wants_worker():
-            saved = (dict(vars(self.report)), list(self.report.failures), set(self.read_files))
+            saved = self._snapshot()
             worker = None
             try:
                 worker = _ProofWorker(self.path, self.strict, head)
-                self._entries_pass(head, worker)
+                self._entries_pass(head, worker, pages=pages)
                 return
             except (_Fallback, VerifyError):
-                pass  # (a VerifyError is raised again, by the single-process pass, as it would have been)
+                pass  # (a VerifyError is raised again, by the careful pass, as it would have been)
             finally:
                 if worker is not None:
                     worker.close()
-            state, failures, read_files = saved
-            self.report.__dict__.clear()
-            self.report.__dict__.update(state)
-            self.report.failures = failures
-            self.read_files = read_files
+            self._restore(saved)
+        elif pages:
+            # Pages (``page_of``, ``ProofPages``) in one process; any proof they cannot show verified sends
+            # the whole pass to the careful line-by-line code, as the worker's answer does.
+            saved = self._snapshot()
+            try:
+                self._entries_pass(head, None, pages=True)
+                return
+            except (_Fallback, VerifyError):
+                pass
+            self._restore(saved)
         self._entries_pass(head, None)
+
+    def _snapshot(self) -> tuple[dict[str, Any], set[str]]:
+        return copy.deepcopy(vars(self.report)), set(self.read_files)
+
+    def _restore(self, saved: tuple[dict[str, Any], set[str]]) -> None:
+        """The report as it was before a pass that is to be redone (``_entries``)."""
+        state, read_files = saved
+        self.report.__dict__.clear()
+        self.report.__dict__.update(state)
+        self.read_files = read_files
 
     def _wants_worker(self) -> bool:
         if self.jobs is not None:
@@ -2155,14 +2369,14 @@ class BundleVerifier:
         except KeyError:
             return False
 
-    def _entries_pass(self, head: tuple[int, bytes], worker: _ProofWorker | None) -> None:
+    def _entries_pass(self, head: tuple[int, bytes], worker: _ProofWorker | None, pages: bool = False) -> None:
         """One pass over the entries: the scope they are held to, every entry line, then completeness.
 
         Reports every failure, in the order of the lines; sets the report's entry counts. With a
         ``worker``, raises ``_Fallback`` when it did not verify every proof (the caller reruns the pass).
         """
         scope = self._export_scope()
-        self._check_entries(head, scope, worker)
+        self._check_entries(head, scope, worker, pages)
         if self.report.completeness == "none" or self.report.export_seq is None:
             return
         self._completeness(head, scope)
@@ -2200,14 +2414,19 @@ class BundleVerifier:
         limits.until = str(scope["until"]).encode() if scope.get("until") else None
         return limits
 
-    def _check_entries(self, head: tuple[int, bytes], scope: _Scope, worker: _ProofWorker | None) -> None:
+    def _check_entries(
+        self, head: tuple[int, bytes], scope: _Scope, worker: _ProofWorker | None, pages: bool = False
+    ) -> None:
         """Every line of entries.jsonl, in order: its hash, its inclusion proof, the hash chain, the subject
         chain, the signed scope, and its place in the completeness chains (kept in ``scope``).
 
         Each line is one entry (``_entry_line``; its first case, the exporter's own layout, is inlined
         here because this loop is verify.py's hot path). Its proof is the same line of proofs.jsonl,
         checked here (``InclusionChecker.problem``) or, with a ``worker``, sent to the worker, which
-        pairs the lines the same way and checks every other body's JSON. What is rare (a failure, a
+        pairs the lines the same way and checks every other body's JSON. With ``pages``, each block of
+        lines is first offered to ``page_of``: a page that follows ``prev`` and whose links and scope
+        hold as columns is taken whole (its proofs to ``ProofPages`` or the worker, which raise or
+        answer ``_Fallback`` if one fails); any other block is read line by line. What is rare (a failure, a
         gap, the first entry) is handled by the named steps below, so the common path stays short.
         """
         report = self.report
@@ -2227,60 +2446,110 @@ class BundleVerifier:
         prev: Entry | None = None
         contiguous_from = 0
         count = 0
-        for n, line in enumerate(_File(self, "entries.jsonl").lines(), 1):
-            if not line:
-                continue
-            proof_line = next(proofs, None)
-            entry = None
-            body_raw = b""
-            # (_entry_line's first case, inlined: the exporter's layout, hashed as written, and whether the
-            # body is exactly canonical strict JSON)
-            if fast_path and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' and line[-2:] == b'"}':
-                raw = line[8:-81]
-                leaf = sha256(b"\x00" + raw).digest()
-                entry_hash = hexlify(leaf)
-                if entry_hash == line[-66:-2]:
-                    # With a proof worker, it checks every other body: the two processes share the work.
-                    here = every_body or n & 1 == 1
-                    entry = fast_fields(raw, entry_hash, here)
-                    if entry is not None and not here:
-                        body_raw = raw
-            if entry is None:
-                parsed = slow_entry(n, line, worker)
-                if parsed is None:
+        n = 0
+        # Pages (``page_of``) need the exporter's layout, ``prev`` to link to, and nothing per entry but the
+        # chain of a ledger-range export (its last entry is ``prev``).
+        pages = pages and fast_path and scope.kind in ("none", "ledger") and _fast_encode is not None
+        # Without a worker, the pages' proofs are checked here, many at once, after the page was taken.
+        pager = ProofPages(*head) if pages and worker is None else None
+        for block, lines in _File(self, "entries.jsonl").blocks():
+            k = len(lines)
+            # This block's proof lines, one per non-empty entry line (the line-by-line code takes them in order).
+            proof_lines = list(islice(proofs, k - lines.count(b""))) if worker is None else []
+            if pages and prev is not None and (page := page_of(block, k, worker is None)) is not None:
+                seqs, leaves = page.seqs, page.leaves
+                first = prev.seq + 1
+                chain_ok = (
+                    seqs[0] == first and seqs[-1] < ledger_size and seqs == list(range(first, first + k))
+                    and page.prev_hashes[0] == prev.entry_hash and page.prev_hashes[1:] == page.entry_hashes[:-1]
+                    and (not in_scope or in_scope.issuperset(page.subjects))
+                    and (not types or types.issuperset(e.decode("utf-8") for e in page.event_types))
+                    and not (check_time and ((since and min(page.timestamps) < since)
+                                             or (until and max(page.timestamps) > until)))
+                    and (collect is None or scope.ledger.last is prev)
+                    and (pager is None or len(proof_lines) == k)
+                )
+                if chain_ok:
+                    # subject_prev must be the seq of the subject's previous entry; last_of is only changed
+                    # once the whole page is shown linked (else the block is taken line by line).
+                    get = last_of.get
+                    linked: dict[bytes, int] = {}
+                    for subject, sp, seq in zip(page.subjects, page.subject_prevs, seqs):
+                        if linked.get(subject, get(subject)) != sp:
+                            break
+                        linked[subject] = seq
+                    else:
+                        last_of.update(linked)
+                        if worker is not None:
+                            worker.add_page(seqs[0], page.entry_hashes, page.bodies)
+                        elif pager is not None and not pager.add(seqs, leaves, proof_lines):
+                            raise _Fallback  # a proof failed: the careful pass finds and words it
+                        prev = page.entry(k - 1)
+                        if collect is not None:
+                            scope.ledger.last = prev
+                            scope.ledger.count += k
+                        count += k
+                        n += k
+                        continue
+            # Line by line: the fast case of one line, else the careful code (which finds and words failures).
+            block_proofs = iter(proof_lines)
+            for line in lines:
+                n += 1
+                if not line:
                     continue
-                entry, leaf = parsed
-            seq = entry.seq
-            count += 1
-            # its inclusion proof
-            if to_worker is not None:
-                to_worker(seq, leaf, body_raw)
-            elif (problem := prove(n, seq, leaf, proof_line)) is not None:
-                fail(problem)
-            if seq >= ledger_size:
-                fail(f"entry seq {seq}: the ledger had only {ledger_size} entries when the export was made")
-            # seq order and the hash chain between consecutive seq
-            if prev is None or seq != prev.seq + 1 or entry.prev_hash != prev.entry_hash:
-                start = seq_link(entry, prev, contiguous_from)
-                if start is None:
-                    continue
-                contiguous_from = start
-            # the subject chain: subject_prev must point at the subject's previous entry
-            subject = entry.subject
-            last = last_of.get(subject)
-            if entry.subject_prev != last:
-                subject_link(entry, last, contiguous_from)
-            last_of[subject] = seq
-            # the signed scope
-            if in_scope and subject not in in_scope:
-                fail(f"entry seq {seq}: its subject {subject_label(subject)} is not in the export's scope")
-            if types and entry.event_type not in types:
-                fail(f"entry seq {seq}: its event type {entry.event_type} is not in the export's scope")
-            if check_time and ((since and entry.timestamp < since) or (until and entry.timestamp > until)):
-                fail(f"entry seq {seq}: its timestamp is outside the export's time range")
-            if collect is not None:
-                collect(scope, entry)
-            prev = entry
+                proof_line = next(block_proofs, None)
+                entry = None
+                body_raw = b""
+                # (_entry_line's first case, inlined: the exporter's layout, hashed as written, and whether the
+                # body is exactly canonical strict JSON)
+                if fast_path and line[:8] == b'{"body":' and line[-81:-66] == b',"entry_hash":"' and line[-2:] == b'"}':
+                    raw = line[8:-81]
+                    leaf = sha256(b"\x00" + raw).digest()
+                    entry_hash = hexlify(leaf)
+                    if entry_hash == line[-66:-2]:
+                        # With a proof worker, it checks every other body: the two processes share the work.
+                        here = every_body or n & 1 == 1
+                        entry = fast_fields(raw, entry_hash, here)
+                        if entry is not None and not here:
+                            body_raw = raw
+                if entry is None:
+                    parsed = slow_entry(n, line, worker)
+                    if parsed is None:
+                        continue
+                    entry, leaf = parsed
+                seq = entry.seq
+                count += 1
+                # its inclusion proof
+                if to_worker is not None:
+                    to_worker(seq, leaf, body_raw)
+                elif (problem := prove(n, seq, leaf, proof_line)) is not None:
+                    fail(problem)
+                if seq >= ledger_size:
+                    fail(f"entry seq {seq}: the ledger had only {ledger_size} entries when the export was made")
+                # seq order and the hash chain between consecutive seq
+                if prev is None or seq != prev.seq + 1 or entry.prev_hash != prev.entry_hash:
+                    start = seq_link(entry, prev, contiguous_from)
+                    if start is None:
+                        continue
+                    contiguous_from = start
+                # the subject chain: subject_prev must point at the subject's previous entry
+                subject = entry.subject
+                last = last_of.get(subject)
+                if entry.subject_prev != last:
+                    subject_link(entry, last, contiguous_from)
+                last_of[subject] = seq
+                # the signed scope
+                if in_scope and subject not in in_scope:
+                    fail(f"entry seq {seq}: its subject {subject_label(subject)} is not in the export's scope")
+                if types and entry.event_type not in types:
+                    fail(f"entry seq {seq}: its event type {entry.event_type} is not in the export's scope")
+                if check_time and ((since and entry.timestamp < since) or (until and entry.timestamp > until)):
+                    fail(f"entry seq {seq}: its timestamp is outside the export's time range")
+                if collect is not None:
+                    collect(scope, entry)
+                prev = entry
+        if pager is not None and not pager.flush():
+            raise _Fallback
         if worker is not None:
             # Every proof verified and the line counts match (else _Fallback: the single-process pass reruns).
             self.file_read("proofs.jsonl", *worker.finish())
@@ -2548,6 +2817,18 @@ class _ProofWorker:
             self.send(batch)
             del batch[:]
 
+    def add_page(self, first: int, entry_hashes: tuple[bytes, ...], bodies: tuple[bytes, ...]) -> None:
+        """Queue a page (``page_of`` without hashing) for the worker: its entries' seq from ``first``, their
+        bodies, which it hashes and compares with their entry hashes before it checks their proofs (one record
+        with ``_PAGE`` set in its length: the count, the entry hashes as 32 bytes each, the bodies)."""
+        blob = _COUNT.pack(len(bodies)) + binascii.unhexlify(b"".join(entry_hashes)) + b"\n".join(bodies)
+        batch = self._batch
+        batch += self._pack(first + 1, bytes(32), len(blob) | _PAGE)
+        batch += blob
+        if len(batch) >= _BATCH_BYTES:
+            self.send(batch)
+            del batch[:]
+
     def add_no_entry(self) -> None:
         """Queue a line of entries.jsonl that is not an entry (reported here): its proof line is skipped."""
         self._batch += _NO_LEAF
@@ -2612,14 +2893,27 @@ class _ProofChecker(BundleVerifier):
         """Pair the records from ``leaves`` with the lines of proofs.jsonl and check each proof (and each
         body sent along); proofs.jsonl's (SHA-256, size) when all is well and no line is left over."""
         with zipfile.ZipFile(self.path) as self.zip:
-            prove = InclusionChecker(*head).problem
+            pages = ProofPages(*head)
             proofs = _File(self, "proofs.jsonl").lines()
             unpack, record, exact_json = _LEAF_RECORD.unpack_from, _LEAF_RECORD.size, is_exact_rest
             while batch := leaves.recv_bytes():
                 pos, end = 0, len(batch)
+                seqs: list[int] = []
+                hashes: list[bytes] = []
+                lines: list[bytes] = []
                 while pos < end:
                     seq1, leaf, length = unpack(batch, pos)
                     pos += record
+                    if length & _PAGE:
+                        length ^= _PAGE
+                        pos += length
+                        page = self._page(batch[pos - length : pos], seq1 - 1, proofs)
+                        if page is None:
+                            return None  # the entries process redoes it all line by line
+                        seqs += page[0]
+                        hashes += page[1]
+                        lines += page[2]
+                        continue
                     if length:
                         pos += length
                         body = batch[pos - length : pos]
@@ -2628,12 +2922,32 @@ class _ProofChecker(BundleVerifier):
                     proof_line = next(proofs, None)
                     if not seq1:
                         continue  # not an entry line: the parent reports it; its proof is never looked at
-                    seq = seq1 - 1
-                    if seq >= _SEQ_LIMIT or prove(0, seq, leaf, proof_line) is not None:
+                    if seq1 > _SEQ_LIMIT or proof_line is None:
                         return None  # the entries process words it
-            if any(line for line in proofs):
+                    seqs.append(seq1 - 1)
+                    hashes.append(leaf)
+                    lines.append(proof_line)
+                if not pages.add(seqs, hashes, lines):
+                    return None
+            if not pages.flush() or any(line for line in proofs):
                 return None
         return self.digests.get("proofs.jsonl")
+
+    @staticmethod
+    def _page(blob: bytes, first: int, proofs: Iterator[bytes]) -> tuple[list[int], list[bytes], list[bytes]] | None:
+        """A page record's (seqs, leaf hashes, proof lines) when every body hashes to its entry hash and every
+        entry has its proof line; None otherwise."""
+        (count,) = _COUNT.unpack_from(blob)
+        claimed = blob[4 : 4 + 32 * count]
+        bodies = blob[4 + 32 * count :].split(b"\n")
+        sha256 = hashlib.sha256
+        leaves = [sha256(b"\x00" + body).digest() for body in bodies]
+        if len(bodies) != count or b"".join(leaves) != claimed:
+            return None
+        lines = list(islice(proofs, count))
+        if len(lines) != count:
+            return None
+        return list(range(first, first + count)), leaves, lines
 
 
 def completeness_kind(scope: dict[str, Any]) -> str:

@@ -301,7 +301,8 @@ def test_verify_py_is_one_file_with_no_project_imports() -> None:
     source = Path(offline_verify.__file__).read_text()
     imported = {line.split()[1].split(".")[0] for line in source.splitlines()
                 if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
-    assert imported <= {"argparse", "base64", "binascii", "hashlib", "json", "math", "multiprocessing", "os",
+    assert imported <= {"argparse", "base64", "binascii", "copy", "hashlib", "itertools", "json", "math",
+                        "multiprocessing", "os",
                         "re", "struct", "sys", "threading", "time", "zipfile", "zlib", "collections", "typing",
                         "cryptography",
                         # --tiles URL only (opt-in network): the standard library's HTTP client

@@ -174,9 +174,9 @@ def test_float_payloads_take_the_exact_check_without_dropping_the_proof_worker(
     passes: list[bool] = []
     original = offline_verify.BundleVerifier._entries_pass
 
-    def spy(self: offline_verify.BundleVerifier, head: tuple[int, bytes], worker: object) -> None:
+    def spy(self: offline_verify.BundleVerifier, head: tuple[int, bytes], worker: object, pages: bool = False) -> None:
         passes.append(worker is not None)
-        original(self, head, worker)  # type: ignore[arg-type]
+        original(self, head, worker, pages)  # type: ignore[arg-type]
 
     monkeypatch.setattr(offline_verify.BundleVerifier, "_entries_pass", spy)
 

@@ -638,6 +638,8 @@ def main() -> int:
             seeded = json.loads((kept / "seed.json").read_text())
             env["LEDGER_SIGNING_KEY"] = str(kept / "ledger-signing-key.pem")
             env["LEDGER_PII_KEK"] = (kept / "kek").read_text()
+            # The seeded sessions are signed with the seed's SECRET_KEY (and their auth hash derives from it).
+            env["SECRET_KEY"] = (kept / "secret-key").read_text()
             recreate_database(args.db_url, template=args.db_url.rsplit("/", 1)[-1] + "_seed")
             shutil.copy(kept / "mlflow.db", workdir / "var" / "mlflow.db")
             log("    started from a fresh copy of the kept seed")
@@ -658,6 +660,7 @@ def main() -> int:
                 shutil.copy(seed_file, kept / "seed.json")
                 shutil.copy(env["LEDGER_SIGNING_KEY"], kept / "ledger-signing-key.pem")
                 (kept / "kek").write_text(env["LEDGER_PII_KEK"])
+                (kept / "secret-key").write_text(env["SECRET_KEY"])
 
         os.environ.update(env)
         import django

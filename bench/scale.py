@@ -386,7 +386,10 @@ def keepup(args: argparse.Namespace) -> dict[str, Any]:
         raise errors[0]
     commits = sorted(c for _, cs, _ in results for c in cs)
     achieved = len(commits) / seconds
-    seq_of = dict(Entry.objects.filter(pending_id__in=[p for _, p in commits]).values_list("pending_id", "seq"))
+    ids = [p for _, p in commits]
+    seq_of: dict[int, int] = {}
+    for i in range(0, len(ids), 50_000):  # one parameter per id, and PostgreSQL binds at most 65,535
+        seq_of.update(Entry.objects.filter(pending_id__in=ids[i:i + 50_000]).values_list("pending_id", "seq"))
     assert len(seq_of) == len(commits), "an entry a writer was given is not in the chain"
     lat = []
     for t, pid in commits:

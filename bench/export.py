@@ -63,6 +63,15 @@ def log(msg: str) -> None:
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak RSS. ``ru_maxrss`` keeps the parent's peak across fork and exec, so a child of a
+    big parent (bench/scale.py) would report the parent's; /proc's VmHWM belongs to this address space only."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 

@@ -109,16 +109,6 @@ def copy_chunk(start: int, n: int) -> float:
     return perf() - t0
 
 
-def vacuum_analyze() -> float:
-    from django.db import connection
-
-    t0 = perf()
-    with connection.cursor() as cur:
-        for table in LEDGER_TABLES:
-            cur.execute(f"VACUUM (ANALYZE) {table}")
-    return perf() - t0
-
-
 def ledger_size() -> int:
     from audit.selectors import ledger_size as size
 
@@ -146,7 +136,7 @@ def grow(target: int, chunk: int, steps: list[int], args: argparse.Namespace) ->
             have += n
             log(f"    {have:>12,}: COPY {t_copy:6.1f}s, integrate {t_int:6.1f}s ({n / t_int:8,.0f} entries/s); "
                 f"{load()}")
-        t_vac = vacuum_analyze()
+        t_vac = bench_ledger.vacuum_analyze()
         log(f"    size {have:,}: VACUUM (ANALYZE) {t_vac:.1f}s (not counted)")
         RESULTS["steps"].append({"size": have, "vacuum_s": t_vac, "storage": storage(),
                                  "proofs": proofs(have, queries=args.queries)})
